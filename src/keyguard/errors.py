@@ -1,0 +1,125 @@
+"""Keyguard's one error tree.
+
+Every error Keyguard raises on purpose derives from :class:`GatewayError`. Errors that reach a
+client carry the HTTP status and the Azure error ``code`` they are rendered with, so one handler
+(``keyguard.proxy.responses.error_response``) turns any of them into Azure's JSON error shape::
+
+    GatewayError
+    ├── ConfigurationError          bad or unsafe configuration (startup, CLI)
+    ├── StorageError                the store failed (driver errors are wrapped)
+    ├── VaultError                  a secret could not be stored, found or decrypted
+    └── RequestError                something a client gets back as an HTTP error
+        ├── BadRequest              400  malformed body, bad api-version, wrong content type
+        ├── AuthenticationFailed    401  no, malformed, unknown, revoked or expired credential
+        ├── PermissionDenied        403  credential valid, request not allowed
+        ├── NotFound                404  unknown route or deployment
+        ├── PayloadTooLarge         413  body above the configured limit
+        ├── UnsupportedMediaType    415  body of the wrong content type
+        ├── TooManyRequests         429  a limit would be exceeded
+        └── UpstreamError           502/504  Azure could not be reached or misbehaved
+
+Messages never contain a secret: callers pass redacted values only.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "GatewayError",
+    "ConfigurationError",
+    "StorageError",
+    "VaultError",
+    "RequestError",
+    "BadRequest",
+    "AuthenticationFailed",
+    "PermissionDenied",
+    "NotFound",
+    "PayloadTooLarge",
+    "UnsupportedMediaType",
+    "TooManyRequests",
+    "UpstreamError",
+]
+
+
+class GatewayError(Exception):
+    """Root of every error Keyguard raises on purpose."""
+
+
+class ConfigurationError(GatewayError):
+    """The configuration is missing, malformed or unsafe; the message names the setting."""
+
+
+class StorageError(GatewayError):
+    """The store could not complete an operation."""
+
+
+class VaultError(GatewayError):
+    """A vault secret could not be stored, found or decrypted."""
+
+
+class RequestError(GatewayError):
+    """An error returned to a client, in Azure's shape: ``{"error": {"code", "message"}}``."""
+
+    status: int = 400
+    code: str = "BadRequest"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        reason: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        # A short machine-readable reason for logs, metrics and audit (never a secret).
+        self.reason = reason or self.code
+        self.headers = headers or {}
+
+
+class BadRequest(RequestError):
+    status = 400
+    code = "BadRequest"
+
+
+class AuthenticationFailed(RequestError):
+    status = 401
+    code = "401"
+
+
+class PermissionDenied(RequestError):
+    status = 403
+    code = "PermissionDenied"
+
+
+class NotFound(RequestError):
+    status = 404
+    code = "404"
+
+
+class PayloadTooLarge(RequestError):
+    status = 413
+    code = "RequestEntityTooLarge"
+
+
+class UnsupportedMediaType(RequestError):
+    status = 415
+    code = "UnsupportedMediaType"
+
+
+class TooManyRequests(RequestError):
+    status = 429
+    code = "429"
+
+
+class UpstreamError(RequestError):
+    status = 502
+    code = "BadGateway"
+
+    def __init__(self, message: str, *, status: int = 502, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.status = status
+        if status == 504 and "code" not in kwargs:
+            self.code = "GatewayTimeout"

@@ -1,0 +1,149 @@
+"""Authenticate a Keyguard key, with a bounded in-process cache of key records.
+
+The store is the truth; the cache keeps each looked-up record (or its absence) for at most
+``ttl`` seconds, so a key revoked in the store stops working on every replica within ``ttl``
+(``proxy.key_cache_ttl_s``, default 2 s). Past half its life an entry is refreshed in the
+background while it is still served, so a busy key never waits for the store on the hot path.
+A revocation made through this process is applied at once (:meth:`invalidate`).
+
+The secret is checked on every request: HMAC-SHA256 with the server-side pepper, compared in
+constant time with the stored digest. Only after the secret matches does the caller learn that
+the key is revoked or expired; an unknown id and a wrong secret get the same answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from ..errors import AuthenticationFailed, StorageError, UpstreamError
+from ..keys.format import ParsedKey
+from ..keys.service import KeyService, key_state
+from ..store.base import KeyRecord, KeyStore
+
+__all__ = ["Principal", "KeyAuthenticator"]
+
+_MAX_ENTRIES = 65_536
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: for a Keyguard key, its id and the app it belongs to."""
+
+    kind: str
+    id: str
+    app: str
+    key_id: str | None = None
+
+
+@dataclass(slots=True)
+class _Entry:
+    record: KeyRecord | None
+    fetched: float
+    principal: Principal | None
+
+
+class KeyAuthenticator:
+    def __init__(
+        self,
+        store: KeyStore,
+        keys: KeyService,
+        *,
+        ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._keys = keys
+        self._ttl = ttl
+        self._clock = clock
+        self._cache: dict[str, _Entry] = {}
+        self._inflight: dict[str, asyncio.Future[_Entry]] = {}
+        self._tasks: set[asyncio.Task[_Entry]] = set()
+
+    @property
+    def ttl(self) -> float:
+        return self._ttl
+
+    def invalidate(self, key_id: str) -> None:
+        self._cache.pop(key_id, None)
+
+    async def authenticate(self, key: ParsedKey, now: datetime) -> Principal:
+        entry = self._cache.get(key.key_id)
+        mono = self._clock()
+        if entry is None or mono - entry.fetched >= self._ttl:
+            entry = await self._fetch(key.key_id)
+        elif mono - entry.fetched >= self._ttl / 2 and key.key_id not in self._inflight:
+            self._refresh_in_background(key.key_id)
+        record = entry.record
+        if record is None or not self._keys.verify(record, key.full):
+            raise AuthenticationFailed(
+                "Access denied: this Keyguard key is not valid. Check that you copied the whole "
+                "key and that it was created on this gateway.",
+                reason="unknown_key",
+            )
+        state = key_state(record, now)
+        if state == "revoked":
+            raise AuthenticationFailed(
+                f"Access denied: Keyguard key {record.key_id} has been revoked. Ask for a new key.",
+                reason="revoked_key",
+            )
+        if state == "expired":
+            raise AuthenticationFailed(
+                f"Access denied: Keyguard key {record.key_id} expired. Ask for a new key.",
+                reason="expired_key",
+            )
+        assert entry.principal is not None
+        return entry.principal
+
+    def _refresh_in_background(self, key_id: str) -> None:
+        task = asyncio.ensure_future(self._fetch(key_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_swallow)
+
+    async def _fetch(self, key_id: str) -> _Entry:
+        pending = self._inflight.get(key_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        fut: asyncio.Future[_Entry] = asyncio.get_running_loop().create_future()
+        self._inflight[key_id] = fut
+        try:
+            fetched = self._clock()
+            try:
+                record = await self._store.get_key(key_id)
+            except StorageError as exc:
+                raise UpstreamError(
+                    "Keyguard cannot check credentials right now (its store is unavailable); "
+                    "retry shortly.",
+                    status=503,
+                    code="ServiceUnavailable",
+                    reason="store_unavailable",
+                ) from exc
+            principal = (
+                Principal("key", f"key:{record.key_id}", record.app, record.key_id)
+                if record is not None
+                else None
+            )
+            entry = _Entry(record, fetched, principal)
+            if len(self._cache) >= _MAX_ENTRIES and key_id not in self._cache:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key_id] = entry
+            fut.set_result(entry)
+            return entry
+        except asyncio.CancelledError:
+            fut.cancel()
+            raise
+        except Exception as exc:
+            fut.set_exception(exc)
+            fut.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        finally:
+            del self._inflight[key_id]
+
+
+def _swallow(task: asyncio.Task[_Entry]) -> None:
+    if not task.cancelled():
+        task.exception()

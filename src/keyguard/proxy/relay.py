@@ -1,0 +1,185 @@
+"""Forward one request to Azure OpenAI and relay the answer, streaming without buffering.
+
+The upstream URL is built from the configured endpoint and the validated upstream deployment;
+redirects are never followed; the client's credential never leaves the gateway (the headers
+toward Azure come from :func:`keyguard.proxy.headers.request_headers`). Server-sent events are
+written to the client chunk by chunk as they arrive.
+
+Failures end cleanly: Azure unreachable is a 502, too slow a 504, an upstream that breaks in
+the middle of a stream gets an SSE error event (the SDK raises a clean ``APIError``) and the
+stream is closed; a client that goes away in the middle of a stream closes the upstream
+request. Azure rejecting Keyguard's own credential is a 502 for the client (its Keyguard key
+was fine) and an error in the log for the operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from ..errors import UpstreamError
+from ..upstream.pool import Target
+from .headers import request_headers, response_headers
+from .responses import sse_error_event
+from .routes import Route
+
+__all__ = ["Relay", "Outcome", "new_upstream_session"]
+
+log = logging.getLogger("keyguard.proxy")
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened upstream, for the access log and, later, for accounting."""
+
+    upstream_status: int = 0
+    streamed: bool = False
+    client_disconnected: bool = False
+    upstream_broke: bool = False
+
+
+def new_upstream_session(
+    *, connect_timeout: float, read_timeout: float, max_connections: int
+) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(
+            limit=max_connections, keepalive_timeout=60, ttl_dns_cache=300
+        ),
+        timeout=aiohttp.ClientTimeout(
+            total=None, connect=connect_timeout, sock_read=read_timeout
+        ),
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent",),
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
+
+
+def upstream_url(target: Target, route: Route) -> str:
+    base = target.upstream.endpoint
+    if route.family == "v1":
+        url = f"{base}/openai/v1/{route.operation.path}"
+        return url if route.api_version is None else f"{url}?api-version={route.api_version}"
+    if route.deployment is None:  # legacy, deployment in the body (responses)
+        return f"{base}/openai/{route.operation.path}?api-version={route.api_version}"
+    return (
+        f"{base}/openai/deployments/{target.deployment}/{route.operation.path}"
+        f"?api-version={route.api_version}"
+    )
+
+
+class Relay:
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self._session = session
+
+    async def forward(
+        self,
+        request: web.BaseRequest,
+        route: Route,
+        target: Target,
+        body: bytes,
+        request_id: str,
+        outcome: Outcome,
+    ) -> web.StreamResponse:
+        headers = request_headers(request.headers.items(), target.upstream.provider.auth_headers())
+        try:
+            upstream = await self._session.request(
+                route.operation.method,
+                upstream_url(target, route),
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+            )
+        except asyncio.TimeoutError as exc:
+            raise _timeout(target) from exc
+        except aiohttp.ClientError as exc:
+            raise _unreachable(target, exc) from exc
+        async with upstream:
+            outcome.upstream_status = upstream.status
+            _check_status(upstream, target)
+            out_headers = response_headers(upstream.headers.items(), request_id)
+            if upstream.content_type == "text/event-stream":
+                outcome.streamed = True
+                return await self._stream(request, upstream, out_headers, target, outcome)
+            try:
+                payload = await upstream.read()
+            except asyncio.TimeoutError as exc:
+                raise _timeout(target) from exc
+            except aiohttp.ClientError as exc:
+                raise _unreachable(target, exc) from exc
+            return web.Response(status=upstream.status, body=payload, headers=out_headers)
+
+    async def _stream(
+        self,
+        request: web.BaseRequest,
+        upstream: aiohttp.ClientResponse,
+        headers: object,
+        target: Target,
+        outcome: Outcome,
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(status=upstream.status, headers=headers)  # type: ignore[arg-type]
+        chunks = upstream.content.iter_any()
+        try:
+            await response.prepare(request)
+            while True:
+                try:
+                    chunk = await chunks.__anext__()
+                except StopAsyncIteration:
+                    break
+                except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+                    outcome.upstream_broke = True
+                    log.warning(
+                        "upstream %s broke off a stream: %s", target.upstream.name, type(exc).__name__
+                    )
+                    err = UpstreamError(
+                        "The Azure OpenAI upstream broke off in the middle of the stream.",
+                        reason="upstream_stream_broken",
+                    )
+                    await response.write(sse_error_event(err))
+                    break
+                await response.write(chunk)
+            await response.write_eof()
+        except ConnectionResetError:
+            outcome.client_disconnected = True
+            upstream.close()
+        return response
+
+
+def _check_status(upstream: aiohttp.ClientResponse, target: Target) -> None:
+    status = upstream.status
+    if 300 <= status < 400:
+        log.error("upstream %s answered a redirect (%d); not followed", target.upstream.name, status)
+        raise UpstreamError(
+            "The upstream answered with a redirect, which Keyguard does not follow.",
+            reason="upstream_redirect",
+        )
+    if status in (401, 403):
+        log.error(
+            "upstream %s rejected Keyguard's credential (%d); check its credential reference",
+            target.upstream.name,
+            status,
+        )
+        raise UpstreamError(
+            "Keyguard could not authenticate to the Azure OpenAI upstream. Your credential was "
+            "accepted; the gateway's operators have been told.",
+            reason="upstream_auth_failed",
+        )
+
+
+def _timeout(target: Target) -> UpstreamError:
+    return UpstreamError(
+        f"The Azure OpenAI upstream '{target.upstream.name}' did not answer in time.",
+        status=504,
+        reason="upstream_timeout",
+    )
+
+
+def _unreachable(target: Target, exc: BaseException) -> UpstreamError:
+    log.warning("upstream %s unreachable: %s", target.upstream.name, type(exc).__name__)
+    return UpstreamError(
+        f"The Azure OpenAI upstream '{target.upstream.name}' cannot be reached.",
+        reason="upstream_unreachable",
+    )

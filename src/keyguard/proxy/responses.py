@@ -1,0 +1,39 @@
+"""Responses the gateway writes itself, in Azure OpenAI's JSON error shape."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from ..errors import RequestError
+from .headers import REQUEST_ID_HEADER
+
+__all__ = ["error_response", "json_response", "error_body", "sse_error_event"]
+
+_JSON = "application/json"
+
+
+def error_body(exc: RequestError) -> bytes:
+    return orjson.dumps({"error": {"code": exc.code, "message": exc.message}})
+
+
+def error_response(exc: RequestError, request_id: str) -> web.Response:
+    headers = {REQUEST_ID_HEADER: request_id, "apim-request-id": request_id}
+    headers.update(exc.headers)
+    return web.Response(
+        status=exc.status, body=error_body(exc), headers=headers, content_type=_JSON
+    )
+
+
+def json_response(payload: object, request_id: str, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status,
+        body=orjson.dumps(payload),
+        headers={REQUEST_ID_HEADER: request_id},
+        content_type=_JSON,
+    )
+
+
+def sse_error_event(exc: RequestError) -> bytes:
+    """An SSE event that makes SDK stream parsers raise a clean API error."""
+    return b"data: " + error_body(exc) + b"\n\n"

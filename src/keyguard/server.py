@@ -1,0 +1,145 @@
+"""Run the gateway: the proxy port and the admin port, until told to stop.
+
+:class:`Gateway` owns every long-lived resource (store, vault-backed credential providers,
+the upstream connection pool, the key cache) and starts and stops them in order. The proxy is
+an aiohttp low-level server (no router, no middleware), measured as the fastest stack that
+meets the hot-path budget (see docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from aiohttp.http_parser import RawRequestMessage
+from aiohttp.streams import StreamReader
+from aiohttp.web_protocol import RequestHandler
+
+from .admin.app import create_admin_app
+from .config import Settings
+from .proxy.app import ProxyHandler
+from .proxy.authn import KeyAuthenticator
+from .proxy.relay import Relay, new_upstream_session
+from .runtime import Runtime, open_runtime
+from .upstream.pool import UpstreamPool
+
+__all__ = ["Gateway", "serve"]
+
+log = logging.getLogger("keyguard")
+
+
+def _split(hostport: str) -> tuple[str, int]:
+    host, _, port = hostport.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class Gateway:
+    """A running gateway. ``await start()``, read ``proxy_url``/``admin_url``, ``await stop()``."""
+
+    def __init__(self, settings: Settings, environ: Mapping[str, str]) -> None:
+        self.settings = settings
+        self._environ = environ
+        self.runtime: Runtime | None = None
+        self.proxy_url = ""
+        self.admin_url = ""
+        self.authenticator: KeyAuthenticator | None = None
+        self._runners: list[web.BaseRunner[Any]] = []
+        self._pool: UpstreamPool | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        self.runtime = runtime = await open_runtime(s, self._environ)
+        try:
+            self._pool = pool = UpstreamPool.from_settings(
+                s, vault=runtime.vault, environ=self._environ
+            )
+            await pool.start()
+            session = new_upstream_session(
+                connect_timeout=s.proxy.connect_timeout_s,
+                read_timeout=s.proxy.upstream_timeout_s,
+                max_connections=s.proxy.max_upstream_connections,
+            )
+            self._session = session
+            self.authenticator = KeyAuthenticator(
+                runtime.store, runtime.keys, ttl=s.proxy.key_cache_ttl_s
+            )
+            handler = ProxyHandler(
+                pool=pool,
+                authenticator=self.authenticator,
+                relay=Relay(session),
+                max_body_bytes=s.proxy.max_body_bytes,
+                access_log_enabled=s.proxy.access_log,
+            )
+            max_body = s.proxy.max_body_bytes
+
+            def request_factory(
+                message: RawRequestMessage,
+                payload: StreamReader,
+                protocol: RequestHandler[web.BaseRequest],
+                writer: Any,
+                task: asyncio.Task[None],
+            ) -> web.BaseRequest:
+                return web.BaseRequest(
+                    message, payload, protocol, writer, task, asyncio.get_running_loop(),
+                    client_max_size=max_body,
+                )
+
+            server = web.Server(handler, request_factory=request_factory, access_log=None)
+            proxy_runner = web.ServerRunner(server, handle_signals=False)
+            await proxy_runner.setup()
+            self._runners.append(proxy_runner)
+            host, port = _split(s.listen.proxy)
+            site = web.TCPSite(proxy_runner, host, port, reuse_address=True)
+            await site.start()
+            self.proxy_url = _url(proxy_runner)
+
+            admin_runner = web.AppRunner(create_admin_app(runtime.store), access_log=None)
+            await admin_runner.setup()
+            self._runners.append(admin_runner)
+            host, port = _split(s.listen.admin)
+            await web.TCPSite(admin_runner, host, port, reuse_address=True).start()
+            self.admin_url = _url(admin_runner)
+        except BaseException:
+            await self.stop()
+            raise
+        log.info("keyguard proxy on %s, admin on %s", self.proxy_url, self.admin_url)
+
+    async def stop(self) -> None:
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()
+        if self._session is not None:
+            await self._session.close()
+        if self._pool is not None:
+            await self._pool.close()
+        if self.runtime is not None:
+            await self.runtime.close()
+            self.runtime = None
+
+
+def _url(runner: web.BaseRunner[Any]) -> str:
+    addr = runner.addresses[0]
+    host, port = addr[0], addr[1]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+async def serve(settings: Settings, environ: Mapping[str, str]) -> None:
+    """Run until SIGINT or SIGTERM, then stop gracefully."""
+    gateway = Gateway(settings, environ)
+    await gateway.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await gateway.stop()

@@ -1,0 +1,133 @@
+"""Loading and creating the master key (the vault's key-encryption key).
+
+The master key is 32 random bytes, written as base64url (base64 is accepted too). It comes from
+the ``KEYGUARD_MASTER_KEY`` environment variable or from a key file (``master_key_file`` in the
+config) that only its owner may read (``chmod 600``). It is never stored next to the data it
+protects, never logged, and only its public ``kek_id`` is ever shown.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+
+from ..errors import ConfigurationError
+from .crypto import MASTER_KEY_BYTES, MasterKey
+
+__all__ = [
+    "MASTER_KEY_ENV",
+    "MasterKey",
+    "load_master_key",
+    "decode_master_key",
+    "encode_master_key",
+    "create_master_key_file",
+]
+
+MASTER_KEY_ENV = "KEYGUARD_MASTER_KEY"
+_URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
+
+_HOW = (
+    f"set {MASTER_KEY_ENV} to a base64url-encoded 32-byte key, or set 'master_key_file' in the "
+    "config to a file only you can read; create one with 'keyguard vault init-master-key PATH'"
+)
+
+
+def encode_master_key(master: MasterKey) -> str:
+    """The text form of a master key: unpadded base64url of its 32 bytes."""
+    return base64.urlsafe_b64encode(master.key).rstrip(b"=").decode("ascii")
+
+
+def decode_master_key(text: str, *, source: str) -> MasterKey:
+    """Parse base64url or base64 of exactly 32 bytes; ``source`` names where it came from."""
+    cleaned = "".join(text.split()).rstrip("=")
+    if any(c in cleaned for c in "-_") and any(c in cleaned for c in "+/"):
+        raise ConfigurationError(f"{source}: the master key mixes base64 and base64url")
+    standard = cleaned.translate(_URLSAFE_TO_STANDARD)
+    try:
+        raw = binascii.a2b_base64(standard + "=" * (-len(standard) % 4), strict_mode=True)
+    except (binascii.Error, ValueError):
+        raise ConfigurationError(f"{source}: the master key is not valid base64") from None
+    if len(raw) != MASTER_KEY_BYTES:
+        raise ConfigurationError(
+            f"{source}: the master key must be exactly {MASTER_KEY_BYTES} bytes "
+            f"(got {len(raw)}); {_HOW}"
+        )
+    return MasterKey(raw)
+
+
+def _read_key_file(path: Path) -> MasterKey:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ConfigurationError(
+            f"master key file {str(path)!r} does not exist; create it with "
+            f"'keyguard vault init-master-key {path}'"
+        ) from None
+    except OSError as exc:
+        raise ConfigurationError(
+            f"master key file {str(path)!r} cannot be read: {exc.strerror}"
+        ) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigurationError(f"master key file {str(path)!r} is not a regular file")
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigurationError(
+            f"master key file {str(path)!r} is accessible by group or others "
+            f"(mode {stat.S_IMODE(st.st_mode):04o}); run 'chmod 600 {path}'"
+        )
+    try:
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError):
+        raise ConfigurationError(
+            f"master key file {str(path)!r} cannot be read as base64 text"
+        ) from None
+    return decode_master_key(text, source=f"master key file {str(path)!r}")
+
+
+def load_master_key(environ: Mapping[str, str], key_file: str | None) -> MasterKey:
+    """The master key from ``KEYGUARD_MASTER_KEY``, else from ``key_file``.
+
+    Raises :class:`ConfigurationError` when neither is set, the value is malformed, or the key
+    file is readable by group or others.
+    """
+    value = environ.get(MASTER_KEY_ENV)
+    if value:
+        return decode_master_key(value, source=MASTER_KEY_ENV)
+    if key_file:
+        return _read_key_file(Path(key_file))
+    raise ConfigurationError(f"no master key: {_HOW}")
+
+
+def create_master_key_file(path: str | os.PathLike[str]) -> MasterKey:
+    """Write a new random master key to ``path`` with mode 0600; never overwrites a file.
+
+    The file is created with ``O_EXCL`` (so an existing file, or a racing writer, makes this fail)
+    and filled in one write; a failed write removes it again.
+    """
+    p = Path(path)
+    master = MasterKey.generate()
+    data = (encode_master_key(master) + "\n").encode("ascii")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(p, flags, 0o600)
+    except FileExistsError:
+        raise ConfigurationError(
+            f"{str(p)!r} already exists; refusing to overwrite a master key file"
+        ) from None
+    except OSError as exc:
+        raise ConfigurationError(f"cannot create {str(p)!r}: {exc.strerror}") from None
+    try:
+        os.fchmod(fd, 0o600)  # the umask cannot widen it, but be explicit
+        written = os.write(fd, data)
+        if written != len(data):
+            raise OSError("short write")
+        os.fsync(fd)
+    except OSError as exc:
+        os.close(fd)
+        p.unlink(missing_ok=True)
+        raise ConfigurationError(f"cannot write {str(p)!r}: {exc}") from None
+    os.close(fd)
+    return master
