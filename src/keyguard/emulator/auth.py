@@ -140,7 +140,9 @@ def authenticate_management(
         return errors.arm_error(401, code, message, {"WWW-Authenticate": header})
 
     if authorization is None:
-        raise fail("AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.")
+        raise fail(
+            "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing."
+        )
     token = bearer_value(authorization)
     if token is None:
         raise fail(

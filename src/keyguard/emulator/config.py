@@ -111,7 +111,7 @@ class EmulatorConfig:
     tenant_id: str = "00000000-0000-4000-8000-0000000000aa"
     #: Client id of the system-assigned managed identity (tokens' ``appid``).
     client_id: str = "00000000-0000-4000-8000-0000000000c1"
-    #: Keys answer 403 AuthenticationTypeDisabled; only Entra tokens work (Azure's disableLocalAuth).
+    #: Keys get 403 AuthenticationTypeDisabled; only Entra tokens work (disableLocalAuth).
     disable_local_auth: bool = False
     #: Largest accepted request body in bytes (413 above).
     max_body_bytes: int = 26_214_400

@@ -180,6 +180,8 @@ def service_unavailable() -> AzureError:
     )
 
 
-def arm_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> AzureError:
+def arm_error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> AzureError:
     """An Azure Resource Manager error (management plane)."""
     return AzureError(status, {"error": {"code": code, "message": message}}, headers)

@@ -99,8 +99,11 @@ def chat_prompt_tokens(body: Mapping[str, Any]) -> int:
     """Prompt tokens of a chat completions request body (``messages`` already validated)."""
     messages: Iterable[Mapping[str, Any]] = body.get("messages") or ()
     total = sum(_message_tokens(m) for m in messages)
-    return total + _json_tokens(body.get("tools")) + _json_tokens(body.get("functions")) + (
-        REPLY_PRIMING
+    return (
+        total
+        + _json_tokens(body.get("tools"))
+        + _json_tokens(body.get("functions"))
+        + (REPLY_PRIMING)
     )
 
 

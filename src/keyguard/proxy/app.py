@@ -82,8 +82,8 @@ class ProxyHandler:
             if route.operation.name == "models":
                 response: web.StreamResponse = json_response(self._models(), request_id)
             else:
-                body, deployment = await self._read_body(request, route)
-                target = self._pool.resolve(deployment)
+                body, requested = await self._read_body(request, route)
+                target = self._pool.resolve(requested)
                 if target is None:
                     raise NotFound(
                         "The API deployment for this resource does not exist. Check the "
@@ -91,6 +91,7 @@ class ProxyHandler:
                         code="DeploymentNotFound",
                         reason="unknown_deployment",
                     )
+                deployment = requested  # logged only once known: never echo arbitrary input
                 response = await self._relay.forward(
                     request, route, target, body, request_id, outcome
                 )
@@ -204,7 +205,7 @@ class ProxyHandler:
             "method": request.method,
             "family": route.family if route else None,
             "operation": route.operation.name if route else None,
-            "deployment": deployment or (route.deployment if route else None),
+            "deployment": deployment,
             "status": response.status,
             "reason": reason,
             "key_id": principal.key_id if principal else None,

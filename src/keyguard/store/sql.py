@@ -1,28 +1,43 @@
 """The SQL store: one implementation of :class:`keyguard.store.base.Store` for SQLite and
-PostgreSQL, on SQLAlchemy's async Core.
+PostgreSQL, on SQLAlchemy's async Core, and the engine set-up and migrations for both.
 
 Each method is one short transaction. Driver errors are translated into
-:class:`~keyguard.errors.StorageError` by :func:`_errors`; the message names the operation and
-the driver's own error, never SQL parameters (which may hold digests or ciphertext).
+:class:`~keyguard.errors.StorageError` by :func:`translate_errors`; the message names the
+operation and the driver's own error, never SQL text or parameters (which may hold digests or
+ciphertext).
+
+SQLite runs in WAL mode with a busy timeout and foreign keys on; its directory and file are
+created owner-only. Concurrent openers are serialized while migrating (``BEGIN IMMEDIATE`` on
+SQLite, a transaction-scoped advisory lock on PostgreSQL).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import os
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, func, select
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from alembic import command
+from alembic.config import Config
+from alembic.util.exc import CommandError
+from sqlalchemy import URL, Connection, RowMapping, and_, event, func, make_url, select
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from ..errors import StorageError
+from ..errors import ConfigurationError, StorageError
 from .base import KeyRecord, SealedSecret, SecretInfo
 from .schema import keys, vault_secrets
 
-__all__ = ["SQLStore", "translate_errors"]
+__all__ = ["SQLStore", "open_sql_store", "create_engine", "migrate", "translate_errors"]
+
+MIGRATIONS = "keyguard.store:migrations"
+SQLITE_BUSY_TIMEOUT_MS = 5000
+_PG_MIGRATION_LOCK = 0x6B6579677561  # "keygua": pg_advisory_xact_lock id for migrations
+_BEGIN_OPTION = "keyguard_sqlite_begin"
 
 
 def _describe(exc: BaseException) -> str:
@@ -51,7 +66,108 @@ async def translate_errors(action: str) -> AsyncIterator[None]:
         raise StorageError(f"store: {action} failed ({_describe(exc)})") from exc
 
 
-def _key_record(row: Mapping[str, Any]) -> KeyRecord:
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy emit BEGIN itself (see _sqlite_on_begin): the sqlite3 module's legacy
+    # transaction handling skips BEGIN before SELECT and DDL.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    mode = conn.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _create_owner_only(database: str) -> None:
+    path = Path(database)
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
+def _sqlite_engine(url: URL) -> AsyncEngine:
+    database = url.database or ""
+    if database and database != ":memory:" and not database.startswith("file:"):
+        try:
+            _create_owner_only(database)
+        except OSError as exc:
+            raise StorageError(
+                f"store: cannot create the SQLite database {database!r}: {exc.strerror}"
+            ) from exc
+    engine = create_async_engine(url)
+    event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+    event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _postgres_engine(url: URL) -> AsyncEngine:
+    if "sslmode" in url.query:  # libpq spelling; asyncpg calls it ssl
+        mode = url.query["sslmode"]
+        url = url.difference_update_query(["sslmode"]).update_query_dict({"ssl": mode})
+    return create_async_engine(url, pool_pre_ping=True, connect_args={"timeout": 10})
+
+
+def create_engine(url: str, driver: str) -> AsyncEngine:
+    """An async engine for ``url`` using the SQLAlchemy ``driver`` (``sqlite+aiosqlite``, ...)."""
+    try:
+        parsed = make_url(url).set(drivername=driver)
+    except ArgumentError:
+        raise ConfigurationError(
+            "store: not a database URL; use sqlite:///PATH or postgresql://USER@HOST/DB"
+        ) from None
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed)
+    return _postgres_engine(parsed)
+
+
+def _upgrade(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    config.set_main_option("path_separator", "os")
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Bring the schema to the latest revision, in one transaction."""
+    try:
+        async with translate_errors("migrate schema"), engine.connect() as conn:
+            conn = await conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+            async with conn.begin():
+                await conn.run_sync(_upgrade)
+    except CommandError as exc:
+        raise StorageError(
+            f"store: cannot migrate the schema ({exc}); was it written by a newer Keyguard?"
+        ) from exc
+
+
+async def open_sql_store(url: str, driver: str) -> SQLStore:
+    """Open and migrate the database at ``url`` with ``driver`` (see :func:`open_store`)."""
+    engine = create_engine(url, driver)
+    display = make_url(url).render_as_string(hide_password=True)
+    try:
+        await migrate(engine)
+    except StorageError as exc:
+        await engine.dispose()
+        reason = str(exc).removeprefix("store: ")
+        raise StorageError(f"cannot open store {display}: {reason}") from exc.__cause__
+    except BaseException:
+        await engine.dispose()
+        raise
+    return SQLStore(engine, display_url=display)
+
+
+def _key_record(row: RowMapping) -> KeyRecord:
     return KeyRecord(
         key_id=row["key_id"],
         app=row["app"],
@@ -64,7 +180,7 @@ def _key_record(row: Mapping[str, Any]) -> KeyRecord:
     )
 
 
-def _sealed(row: Mapping[str, Any]) -> SealedSecret:
+def _sealed(row: RowMapping) -> SealedSecret:
     return SealedSecret(
         name=row["name"],
         version=row["version"],
@@ -193,8 +309,10 @@ class SQLStore:
         )
         async with self._tx("list secrets") as conn:
             rows = (await conn.execute(query)).all()
-        return [SecretInfo(name=r.name, version=r.version, kek_id=r.kek_id, created_at=r.created_at)
-                for r in rows]
+        return [
+            SecretInfo(name=r.name, version=r.version, kek_id=r.kek_id, created_at=r.created_at)
+            for r in rows
+        ]
 
     async def close(self) -> None:
         await self._engine.dispose()

@@ -94,7 +94,9 @@ def load_master_key(environ: Mapping[str, str], key_file: str | None) -> MasterK
     file is readable by group or others.
     """
     value = environ.get(MASTER_KEY_ENV)
-    if value:
+    if value is not None:
+        if not value.strip():
+            raise ConfigurationError(f"{MASTER_KEY_ENV} is set but empty; {_HOW}")
         return decode_master_key(value, source=MASTER_KEY_ENV)
     if key_file:
         return _read_key_file(Path(key_file))

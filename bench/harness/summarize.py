@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""Summarise gwbench.py JSON lines (one per configuration per round) into markdown.
+
+  python3 bench/harness/summarize.py bench/results/raw_<stamp>.jsonl [--direct direct]
+      [--floor aiohttp_floor] [--product keyguard]
+
+Per configuration and mode, medians over rounds of: requests/s and latency at the high
+connection count, p50/p99 latency at 1 connection, gateway CPU (% of one core and CPU-ms
+per request at the high connection count), RSS after the mode and the RSS high-water mark
+(max over rounds; the process tree's VmHWM, so it covers everything the process did so far),
+log bytes per request (when the harness was given the log file) and errors (summed).
+Overhead = config c1 p50/p99 minus direct-to-upstream c1 p50/p99 (same round's medians).
+Lines {"label": ..., "skipped": "..."} (written by bench/run) are listed as skipped.
+A budget verdict for the product (default: keyguard) closes the output.
+"""
+import argparse
+import json
+import statistics
+from collections import defaultdict
+
+MODES = (("nonstream", "Non-streaming (`stream: false`, 936-byte JSON answer)"),
+         ("stream", "Streaming (`stream: true`, 24 SSE events, 6,080 bytes)"))
+
+# Budget from the performance issue.
+BUDGET_RPS_RATIO = 0.5       # >= half the bare aiohttp pass-through's req/s (same core)
+BUDGET_OVERHEAD_MS = 0.5     # <= +0.5 ms median at 1 connection over direct
+BUDGET_RSS_MB = 150.0        # < 150 MB RSS (high-water mark, streaming included)
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(v, p=2):
+    return "-" if v is None else f"{v:,.{p}f}"
+
+
+def conn_keys(res):
+    ks = [k for k in res if k.startswith("c") and k[1:].isdigit()]
+    return (max(ks, key=lambda k: int(k[1:])), min(ks, key=lambda k: int(k[1:]))) if ks else (None, None)
+
+
+def aggregate(runs, mode):
+    res = [r.get("results", {}).get(mode) for r in runs]
+    res = [x for x in res if x and "skipped" not in x]
+    if not res:
+        return None
+    hi, lo = conn_keys(res[0])
+    if hi is None:
+        return None
+
+    def g(c, m):
+        return med([x.get(c, {}).get(m) for x in res])
+
+    rps_all = [x.get(hi, {}).get("rps") for x in res if x.get(hi, {}).get("rps") is not None]
+    hwm = [x.get("rss_hwm_mb") for x in res if x.get("rss_hwm_mb") is not None]
+    return {
+        "n": len(res), "hi": hi, "lo": lo,
+        "rps": g(hi, "rps"), "rps_min": min(rps_all) if rps_all else None,
+        "rps_max": max(rps_all) if rps_all else None,
+        "hi_p50": g(hi, "p50_ms"), "hi_p99": g(hi, "p99_ms"),
+        "p50": g(lo, "p50_ms"), "p99": g(lo, "p99_ms"), "rps1": g(lo, "rps"),
+        "cpu": g(hi, "gw_cpu_pct"), "cpu_ms": g(hi, "gw_cpu_ms_per_req"),
+        "cpu_ms1": g(lo, "gw_cpu_ms_per_req"),
+        "log_b": g(hi, "log_bytes_per_req"),
+        "foreign": med([x.get(c, {}).get("gw_core_foreign_pct") for x in res for c in (hi, lo)]),
+        "steal": med([x.get(c, {}).get("gw_core_steal_pct") for x in res for c in (hi, lo)]),
+        "err": sum(x.get(hi, {}).get("errors", 0) + x.get(lo, {}).get("errors", 0) for x in res),
+        "rss": med([x.get("rss_mb") for x in res]) or med([r.get("gw_rss_mb") for r in runs]),
+        "hwm": max(hwm) if hwm else None,
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("raw")
+    ap.add_argument("--direct", default="direct")
+    ap.add_argument("--floor", default="aiohttp_floor")
+    ap.add_argument("--product", default="keyguard")
+    ap.add_argument("--order", default="", help="space-separated labels: row order (others after)")
+    args = ap.parse_args()
+    rows = [json.loads(ln) for ln in open(args.raw) if ln.strip().startswith("{")]
+    order, by, skipped = [], defaultdict(list), {}
+    for r in rows:
+        if r["label"] not in order:
+            order.append(r["label"])
+        if "skipped" in r:
+            skipped.setdefault(r["label"], r["skipped"])
+        else:
+            by[r["label"]].append(r)
+    pref = args.order.split()
+    order.sort(key=lambda lb: pref.index(lb) if lb in pref else len(pref))
+    agg = {(label, mode): aggregate(by[label], mode) for label in order for mode, _ in MODES}
+    measured = [r for r in rows if "skipped" not in r]
+    rounds = max((len(v) for v in by.values()), default=0)
+    dur = sorted({r.get("duration_s") for r in measured})
+    t0 = min((r["time"] for r in measured), default="-")
+
+    print(f"# Keyguard gateway benchmark ({t0}, {rounds} round(s), {', '.join(map(str, dur))} s per "
+          f"measured run, medians over rounds)\n")
+    print("Gateway pinned to CPU 1; nginx fake Azure upstream and wrk (1 thread) share CPU 0. "
+          "`rps` and `p50/p99 @32` at 32 connections; `p50/p99 @1` at 1 connection (ms). "
+          "`overhead` = config c1 latency minus direct c1 latency. `vs floor` = rps / "
+          f"`{args.floor}` rps. CPU = gateway process tree at 32 connections (% of one core, "
+          "CPU-ms per request). RSS = after the mode; HWM = process-tree RSS high-water mark "
+          "(max over rounds). `log B/req` = bytes the gateway logged per request. "
+          "`errors` = wrk socket errors + non-2xx, all runs. `noise %` = CPU time on the gateway "
+          "core used by other processes during the measured runs (median; shared VM), plus "
+          "VM steal when there was any.\n")
+    for mode, title in MODES:
+        d = agg.get((args.direct, mode))
+        f = agg.get((args.floor, mode))
+        print(f"## {title}\n")
+        print("| config | rps @32 | rps range | p50 @32 | p99 @32 | p50 @1 | p99 @1 | overhead p50 "
+              "| overhead p99 | vs floor | CPU % | CPU ms/req | RSS MB | HWM MB | log B/req "
+              "| errors | noise % | rounds |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for label in order:
+            a = agg.get((label, mode))
+            if not a:
+                why = skipped.get(label, "failed (functional check or no data)")
+                print(f"| {label} | skipped: {why} |" + " |" * 16)
+                continue
+            ov50 = a["p50"] - d["p50"] if d and a["p50"] is not None else None
+            ov99 = a["p99"] - d["p99"] if d and a["p99"] is not None else None
+            ratio = a["rps"] / f["rps"] if f and f["rps"] else None
+            noise = fmt(a["foreign"], 0) + (f" (+{a['steal']:.0f} steal)" if (a["steal"] or 0) >= 0.5 else "")
+            rng = f"{a['rps_min']:,.0f}-{a['rps_max']:,.0f}" if a["n"] > 1 else "-"
+            print(f"| {label} | {a['rps']:,.0f} | {rng} | {fmt(a['hi_p50'])} | {fmt(a['hi_p99'])} | "
+                  f"{fmt(a['p50'], 3)} | {fmt(a['p99'], 3)} | {fmt(ov50, 3)} | {fmt(ov99, 3)} | "
+                  f"{fmt(ratio)} | {fmt(a['cpu'], 0)} | {fmt(a['cpu_ms'], 3)} | {fmt(a['rss'], 0)} | "
+                  f"{fmt(a['hwm'], 0)} | {fmt(a['log_b'], 0)} | {a['err']} | {noise} | {a['n']} |")
+        print()
+
+    # ------------------------------------------------------------------ budget
+    if not any(agg.get((args.product, m)) for m, _ in MODES):
+        if args.product in skipped:
+            print(f"## Budget\n\n`{args.product}` skipped: {skipped[args.product]}\n")
+        return
+    print(f"## Budget check ({args.product})\n")
+    print("| check | mode | budget | measured | verdict |")
+    print("|---|---|---|---:|---|")
+    for mode, _ in MODES:
+        a, d, f = agg.get((args.product, mode)), agg.get((args.direct, mode)), agg.get((args.floor, mode))
+        if not a:
+            print(f"| all | {mode} | - | no data | FAIL |")
+            continue
+        if f and f["rps"]:
+            need = BUDGET_RPS_RATIO * f["rps"]
+            ok = a["rps"] >= need
+            print(f"| throughput @32 | {mode} | >= {BUDGET_RPS_RATIO:.0%} of {args.floor} "
+                  f"({need:,.0f} req/s) | {a['rps']:,.0f} req/s ({a['rps'] / f['rps']:.2f}x) | "
+                  f"{'PASS' if ok else 'FAIL'} |")
+        else:
+            print(f"| throughput @32 | {mode} | >= {BUDGET_RPS_RATIO:.0%} of {args.floor} | "
+                  f"{a['rps']:,.0f} req/s (no floor in this run) | n/a |")
+        if d:
+            ov = a["p50"] - d["p50"]
+            print(f"| added p50 @1 | {mode} | <= +{BUDGET_OVERHEAD_MS} ms | +{ov:.3f} ms | "
+                  f"{'PASS' if ov <= BUDGET_OVERHEAD_MS else 'FAIL'} |")
+        else:
+            print(f"| added p50 @1 | {mode} | <= +{BUDGET_OVERHEAD_MS} ms | p50 {a['p50']:.3f} ms "
+                  f"(no direct in this run) | n/a |")
+        hw = a["hwm"]
+        print(f"| RSS high-water (during the mode) | {mode} | < {BUDGET_RSS_MB:.0f} MB | {fmt(hw, 1)} MB | "
+              f"{'PASS' if hw is not None and hw < BUDGET_RSS_MB else 'FAIL'} |")
+        print(f"| errors | {mode} | 0 | {a['err']} | {'PASS' if a['err'] == 0 else 'FAIL'} |")
+    first = by[args.product][0] if by.get(args.product) else {}
+    if first.get("gw_rss_hwm_before_mb"):
+        hw = first["gw_rss_hwm_before_mb"]
+        print(f"| RSS high-water (start-up + idle, before round 1) | - | < {BUDGET_RSS_MB:.0f} MB | "
+              f"{hw:.1f} MB | {'PASS' if hw < BUDGET_RSS_MB else 'FAIL'} |")
+    print()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""``keyguard keys ...``: create, list and revoke the Keyguard keys apps use to call the gateway.
+
+Thin commands over :class:`keyguard.keys.service.KeyService` (the admin API calls the same
+methods). A key's secret is printed once, by ``create``, and is never stored or shown again.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import click
+
+from ..errors import BadRequest
+from ..keys.service import KeyState, key_state, parse_duration, validate_app
+from ..store.base import KeyRecord
+from .vault import config_option, echo_table, format_time, run_with_runtime
+
+__all__ = ["keys_group"]
+
+
+def _duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -> timedelta | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _valid_app(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return validate_app(value)
+    except BadRequest as exc:
+        raise click.BadParameter(exc.message) from None
+
+
+def _as_json(record: KeyRecord, state: KeyState) -> dict[str, Any]:
+    return {
+        "key_id": record.key_id,
+        "app": record.app,
+        "state": state,
+        "created_at": format_time(record.created_at),
+        "expires_at": format_time(record.expires_at, empty="") or None,
+        "revoked_at": format_time(record.revoked_at, empty="") or None,
+        "description": record.description,
+    }
+
+
+@click.group("keys")
+def keys_group() -> None:
+    """Manage Keyguard keys: the credentials apps use instead of Azure keys.
+
+    \b
+    Examples:
+      keyguard keys create --app billing-bot --expires 90d
+      keyguard keys list --app billing-bot
+      keyguard keys revoke 4fT9qZ1mB7xK
+    """
+
+
+@keys_group.command("create")
+@click.option("--app", required=True, callback=_valid_app, help="The app the key belongs to.")
+@click.option(
+    "--expires",
+    callback=_duration,
+    metavar="DURATION",
+    help="Lifetime, e.g. 90d, 12h, 30m (default: never).",
+)
+@click.option("--description", default="", help="A note for operators (not secret).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+@config_option
+def create_command(
+    app: str, expires: timedelta | None, description: str, as_json: bool, config_path: str
+) -> None:
+    """Create a key for an app and print it. It is shown only this once.
+
+    \b
+    Examples:
+      keyguard keys create --app billing-bot
+      keyguard keys create --app billing-bot --expires 90d --description "prod, team payments"
+      keyguard keys create --app ci-smoke --expires 12h --json | jq -r .key
+    """
+    now = datetime.now(UTC)
+    record, key = run_with_runtime(
+        config_path,
+        lambda rt: rt.keys.create(app, now=now, expires_in=expires, description=description),
+    )
+    if as_json:
+        payload = {
+            "key_id": record.key_id,
+            "app": record.app,
+            "key": key,
+            "created_at": format_time(record.created_at),
+            "expires_at": format_time(record.expires_at, empty="") or None,
+        }
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        click.echo(f"key id:   {record.key_id}")
+        click.echo(f"app:      {record.app}")
+        click.echo(f"expires:  {format_time(record.expires_at)}")
+        click.echo(f"key:      {key}")
+    click.echo(
+        "warning: this key cannot be shown again. Store it now in the app's secret store; "
+        "if it is lost, create a new key and revoke this one.",
+        err=True,
+    )
+
+
+@keys_group.command("list")
+@click.option("--app", callback=_valid_app, help="Only keys of this app.")
+@click.option("--all", "show_all", is_flag=True, help="Include revoked and expired keys.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@config_option
+def list_command(app: str | None, show_all: bool, as_json: bool, config_path: str) -> None:
+    """List keys: id, app, state, created, expires. Never the key or its digest.
+
+    Active keys only, unless --all is given.
+
+    \b
+    Examples:
+      keyguard keys list
+      keyguard keys list --app billing-bot --all
+      keyguard keys list --json | jq -r '.[] | select(.state == "active") | .key_id'
+    """
+    now = datetime.now(UTC)
+    records = run_with_runtime(
+        config_path, lambda rt: rt.keys.list(app=app, include_revoked=show_all, now=now)
+    )
+    if as_json:
+        click.echo(json.dumps([_as_json(r, key_state(r, now)) for r in records], indent=2))
+        return
+    table = [("KEY ID", "APP", "STATE", "CREATED", "EXPIRES")]
+    table += [
+        (
+            r.key_id,
+            r.app,
+            key_state(r, now),
+            format_time(r.created_at),
+            format_time(r.expires_at),
+        )
+        for r in records
+    ]
+    echo_table(table)
+
+
+@keys_group.command("revoke")
+@click.argument("key_id")
+@config_option
+def revoke_command(key_id: str, config_path: str) -> None:
+    """Revoke the key KEY_ID: the gateway refuses it from now on (idempotent).
+
+    \b
+    Examples:
+      keyguard keys revoke 4fT9qZ1mB7xK
+      keyguard keys list --app billing-bot --json | jq -r '.[].key_id' \\
+        | xargs -n1 keyguard keys revoke
+    """
+    now = datetime.now(UTC)
+    record = run_with_runtime(config_path, lambda rt: rt.keys.revoke(key_id, now=now))
+    click.echo(
+        f"revoked key {record.key_id} (app {record.app}) at {format_time(record.revoked_at)}"
+    )

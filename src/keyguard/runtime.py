@@ -1,0 +1,64 @@
+"""Wiring shared by the CLI and the gateway server: settings -> store, vault, key service.
+
+::
+
+    runtime = await open_runtime(settings, os.environ)
+    try:
+        record, key = await runtime.keys.create("billing-bot", now=datetime.now(UTC))
+    finally:
+        await runtime.close()
+
+The master key is loaded before the store is opened, so a missing or unsafe master key fails
+without touching the database. A wrong master key fails here too (the pepper cannot be unsealed),
+with a :class:`~keyguard.errors.VaultError` that says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from .config import Settings
+from .keys.service import KeyService
+from .store import Store, open_store
+from .vault.master import load_master_key
+from .vault.vault import PEPPER, Vault
+
+__all__ = ["Runtime", "open_runtime", "runtime"]
+
+
+@dataclass
+class Runtime:
+    """The long-lived services a Keyguard process works with."""
+
+    settings: Settings
+    store: Store
+    vault: Vault
+    keys: KeyService
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+async def open_runtime(settings: Settings, environ: Mapping[str, str]) -> Runtime:
+    """Load the master key, open (and migrate) the store, and build the services."""
+    master = load_master_key(environ, settings.master_key_file)
+    store = await open_store(settings.store)
+    try:
+        vault = await Vault.open(store, master)
+        pepper = await vault.get_or_create_random(PEPPER)
+    except BaseException:
+        await store.close()
+        raise
+    return Runtime(settings=settings, store=store, vault=vault, keys=KeyService(store, pepper))
+
+
+@asynccontextmanager
+async def runtime(settings: Settings, environ: Mapping[str, str]) -> AsyncIterator[Runtime]:
+    """``async with runtime(settings, os.environ) as rt:`` — opened, then always closed."""
+    rt = await open_runtime(settings, environ)
+    try:
+        yield rt
+    finally:
+        await rt.close()

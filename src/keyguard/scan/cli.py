@@ -1,0 +1,205 @@
+"""``keyguard scan``: find Azure OpenAI / AI services keys and other credentials in files.
+
+Exit status: 0 when nothing new is found, 1 when something is, 2 on usage or configuration
+errors (so that 1 always means "a secret was found").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from keyguard.errors import GatewayError
+from keyguard.scan.baseline import load_baseline
+from keyguard.scan.baseline import write_baseline as save_baseline
+from keyguard.scan.findings import Finding
+from keyguard.scan.fingerprint import resolve_fingerprint_key
+from keyguard.scan.output import FORMATS, render
+from keyguard.scan.respond import match_findings, plan_responses
+from keyguard.scan.runner import ScanStats, scan_history, scan_staged, scan_tree
+from keyguard.scan.walker import DEFAULT_MAX_SIZE
+
+__all__ = ["scan_command"]
+
+_CONFIDENCE = {"low": 0, "medium": 1, "high": 2}
+
+
+class _ScanError(click.ClickException):
+    """A configuration problem: one ``Error: ...`` line on stderr, exit status 2."""
+
+    exit_code = 2
+
+
+def _gateway_key(config: Path | None) -> bytes | None:
+    if config is None:
+        return None
+    from keyguard.scan.gateway import gateway_fingerprint_key
+
+    return asyncio.run(gateway_fingerprint_key(config))
+
+
+def _respond(config: Path, findings: list[Finding]) -> int:
+    from keyguard.scan.gateway import apply_responses, managed_fingerprints
+
+    managed = asyncio.run(managed_fingerprints(config))
+    matches = match_findings(findings, managed)
+    actions, events = plan_responses(matches, datetime.now(UTC))
+    if actions:
+        asyncio.run(apply_responses(config, actions, events))
+    for a in actions:
+        click.echo(f"respond: {a.action} {a.ref} (leaked at {a.location})", err=True)
+    return len(actions)
+
+
+@click.command("scan")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--git-history", is_flag=True, help="Scan every blob in the repository's history.")
+@click.option("--since", metavar="REV", help="With --git-history: only commits not in REV.")
+@click.option("--staged", is_flag=True, help="Scan the staged changes (pre-commit hook).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    help="Output format.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the report here instead of stdout.",
+)
+@click.option(
+    "--baseline",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Accept the findings listed in this baseline file.",
+)
+@click.option(
+    "--write-baseline",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write all current findings to this baseline file and exit 0.",
+)
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip matching paths (repeatable).")
+@click.option(
+    "--max-file-size",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_SIZE // 1024,
+    show_default=True,
+    help="Skip files larger than this many KiB.",
+)
+@click.option(
+    "--min-confidence",
+    type=click.Choice(list(_CONFIDENCE)),
+    default="low",
+    show_default=True,
+    help="Report only findings at or above this confidence.",
+)
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Worker processes for large scans (0: one per CPU).",
+)
+@click.option(
+    "--fingerprint-key-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Key for the fingerprints (else $KEYGUARD_FINGERPRINT_KEY, --config, default).",
+)
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Gateway config: use its fingerprint key and managed keys.",
+)
+@click.option(
+    "--respond",
+    is_flag=True,
+    help="With --config: rotate/revoke managed keys whose fingerprint leaked.",
+)
+def scan_command(
+    paths: tuple[Path, ...],
+    git_history: bool,
+    since: str | None,
+    staged: bool,
+    fmt: str,
+    output: Path | None,
+    baseline: Path | None,
+    write_baseline: Path | None,
+    exclude: tuple[str, ...],
+    max_file_size: int,
+    min_confidence: str,
+    jobs: int,
+    fingerprint_key_file: Path | None,
+    config: Path | None,
+    respond: bool,
+) -> None:
+    """Find leaked keys: Azure OpenAI / AI services (84-char, checksum verified, and 32-hex by
+    context), Keyguard, OpenAI, Entra ID secrets, Storage keys, JWTs, bearer tokens, also
+    base64-/URL-/JSON-encoded, in notebooks and split across string concatenation.
+
+    \b
+    Examples:
+      keyguard scan .
+      keyguard scan src config --exclude 'tests/fixtures/*' --format sarif -o scan.sarif
+      keyguard scan . --git-history --since origin/main --format jsonl
+      keyguard scan . --write-baseline .keyguard-scan-baseline.json
+      keyguard scan . --baseline .keyguard-scan-baseline.json
+      keyguard scan --staged            # what the pre-commit hook runs
+
+    Exit status: 0 nothing new, 1 new findings, 2 usage or configuration error.
+    """
+    if since and not git_history:
+        raise click.UsageError("--since needs --git-history")
+    if staged and (git_history or paths and len(paths) > 1):
+        raise click.UsageError("--staged scans one repository's index; give at most one PATH")
+    if respond and config is None:
+        raise click.UsageError("--respond needs --config (the gateway that manages the keys)")
+    if baseline and write_baseline:
+        raise click.UsageError("use either --baseline or --write-baseline")
+    roots = list(paths) or [Path(".")]
+    max_size = max_file_size * 1024
+    stats = ScanStats()
+    try:
+        fkey = resolve_fingerprint_key(fingerprint_key_file, os.environ, _gateway_key(config))
+        if staged:
+            findings = scan_staged(roots[0], fkey.key, exclude, max_size, stats)
+        elif git_history:
+            findings = []
+            for root in roots:
+                findings.extend(scan_history(root, fkey.key, since, exclude, max_size, jobs, stats))
+        else:
+            findings = scan_tree(roots, fkey.key, exclude, max_size, jobs, stats)
+        floor = _CONFIDENCE[min_confidence]
+        findings = [f for f in findings if _CONFIDENCE[f.confidence] >= floor]
+        if write_baseline is not None:
+            save_baseline(write_baseline, findings, fkey.key_id)
+            click.echo(
+                f"baseline: {len(findings)} finding(s) written to {write_baseline}", err=True
+            )
+            return
+        if baseline is not None:
+            findings = load_baseline(baseline, fkey.key_id).new_findings(findings)
+        report = render(findings, fmt)
+        if output is not None:
+            output.write_text(report, encoding="utf-8")
+        else:
+            sys.stdout.write(report)
+        if respond and config is not None:
+            _respond(config, findings)
+    except GatewayError as exc:
+        raise _ScanError(str(exc)) from None
+    what = "blobs" if git_history else "files"
+    click.echo(
+        f"keyguard scan: {len(findings)} finding(s) in {stats.files} {what} "
+        f"({stats.bytes / 1e6:.1f} MB scanned, {stats.skipped} skipped)",
+        err=True,
+    )
+    if findings:
+        sys.exit(1)

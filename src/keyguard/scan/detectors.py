@@ -1,0 +1,275 @@
+"""Detectors: one per credential kind, each anchored on a cheap literal, then validated.
+
+Literal anchors (``str.find``, memchr-fast) keep the common case (a file with no secret)
+close to a memory scan: ``JQQJ99`` (Azure identifiable keys), ``kgk_`` (Keyguard), ``T3BlbkFJ``
+(OpenAI), ``Q~`` (Entra), ``AccountKey=`` / ``+ASt`` (Storage), ``eyJ`` (JWT), ``earer``
+(bearer). Only legacy 32-hex keys need a regex pass, and only their context decides.
+Checksums are verified where the format has one; look-alikes are dropped, not reported.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from keyguard.azure_keys import IDENTIFIABLE_KEY_PATTERN, validate_identifiable_key
+from keyguard.keys.format import KEY_PATTERN, parse_key
+from keyguard.scan.findings import Hit
+from keyguard.scan.hexcontext import ENDPOINT_RE, judge_hex
+from keyguard.scan.masks import hex32_runs, to_bytes
+from keyguard.scan.placeholders import entropy, is_placeholder
+
+__all__ = ["DetectContext", "detect", "PRIORITY"]
+
+_OPENAI = re.compile(
+    r"(?<![A-Za-z0-9_-])sk-(?:(?:proj|svcacct|admin|service)-)?[A-Za-z0-9_-]{16,200}?"
+    r"T3BlbkFJ[A-Za-z0-9_-]{16,200}(?![A-Za-z0-9_-])"
+)
+_ENTRA = re.compile(
+    r"(?<![A-Za-z0-9_~.-])[A-Za-z0-9_~.-]{3}[78]Q~[A-Za-z0-9_~.-]{31,34}(?![\w~.-])"
+)
+_STORAGE_CS = re.compile(r"AccountKey=([A-Za-z0-9+/]{86}==)")
+_STORAGE_ID = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{76}\+ASt[A-Za-z0-9+/]{5}[AQgw]==")
+_JWT = re.compile(
+    r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}"
+    r"(?![A-Za-z0-9_-])"
+)
+_BEARER = re.compile(r"[Bb](?:earer|EARER)[ \t]+([A-Za-z0-9._~+/-]{20,}=*)")
+
+_SERVICE_KIND = {"openai": "azure_openai_key", "ai_services": "azure_ai_services_key"}
+
+# When two hits overlap, the more specific kind wins (lower number).
+PRIORITY = {
+    "azure_openai_key": 0,
+    "azure_ai_services_key": 0,
+    "azure_cognitive_services_key": 0,
+    "keyguard_key": 1,
+    "openai_key": 2,
+    "entra_client_secret": 3,
+    "azure_storage_key": 4,
+    "jwt": 5,
+    "azure_legacy_key": 6,
+    "bearer_token": 7,
+}
+
+
+@dataclass(slots=True)
+class DetectContext:
+    """Per-file facts the context rules need, computed at most once."""
+
+    file_text: str
+    hex_enabled: bool = True
+    _endpoint: bool | None = None
+
+    @property
+    def has_endpoint(self) -> bool:
+        if self._endpoint is None:
+            self._endpoint = ENDPOINT_RE.search(self.file_text) is not None
+        return self._endpoint
+
+
+def _anchored(text: str, anchor: str) -> Iterator[int]:
+    pos = text.find(anchor)
+    while pos != -1:
+        yield pos
+        pos = text.find(anchor, pos + 1)
+
+
+def _azure(text: str) -> Iterator[Hit]:
+    for pos in _anchored(text, "JQQJ99"):
+        m = IDENTIFIABLE_KEY_PATTERN.match(text, pos - 52) if pos >= 52 else None
+        if m is None:
+            continue
+        key = m.group()
+        info = validate_identifiable_key(key)
+        if info is None or is_placeholder(key[:52], key):
+            continue
+        kind = _SERVICE_KIND.get(info.service, "azure_cognitive_services_key")
+        detail = (
+            f"{info.service_name}, {info.year}-{info.month:02d}, checksum {info.checksum_encoding}"
+        )
+        yield Hit(kind, m.start(), m.end(), key, "high", detail)
+
+
+def _keyguard(text: str) -> Iterator[Hit]:
+    for pos in _anchored(text, "kgk_"):
+        m = KEY_PATTERN.match(text, pos)
+        if m is None:
+            continue
+        parsed = parse_key(m.group())
+        if parsed is None or is_placeholder(m.group()[16:48], m.group()):
+            continue
+        yield Hit(
+            "keyguard_key", m.start(), m.end(), parsed.full, "high", f"key id {parsed.key_id}"
+        )
+
+
+def _openai(text: str) -> Iterator[Hit]:
+    seen = -1
+    for pos in _anchored(text, "T3BlbkFJ"):
+        if pos < seen:
+            continue
+        start = text.rfind("sk-", max(0, pos - 230), pos)
+        m = _OPENAI.match(text, start) if start != -1 else None
+        if m is None:
+            continue
+        seen = m.end()
+        body = m.group().replace("T3BlbkFJ", "")
+        if is_placeholder(body[-40:], m.group()):
+            continue
+        yield Hit("openai_key", m.start(), m.end(), m.group(), "high", "OpenAI API key")
+
+
+def _entra(text: str) -> Iterator[Hit]:
+    for tilde in _anchored(text, "~"):  # "~" is rare, so memchr beats a two-character search
+        pos = tilde - 1
+        if pos < 4 or text[pos] != "Q":
+            continue
+        m = _ENTRA.match(text, pos - 4)
+        if m is None:
+            continue
+        tail = m.group()[6:]
+        if is_placeholder(tail, m.group()) or entropy(tail) < 3.0:
+            continue
+        yield Hit("entra_client_secret", m.start(), m.end(), m.group(), "high", "client secret")
+
+
+def _storage(text: str) -> Iterator[Hit]:
+    for pos in _anchored(text, "AccountKey="):
+        m = _STORAGE_CS.match(text, pos)
+        if m is None or is_placeholder(m.group(1)[:60], m.group(1)):
+            continue
+        before = text[max(0, pos - 400) : pos]
+        detail = "connection string" if "AccountName=" in before else "account key"
+        yield Hit("azure_storage_key", m.start(1), m.end(1), m.group(1), "high", detail)
+    for pos in _anchored(text, "+ASt"):
+        m = _STORAGE_ID.match(text, pos - 76) if pos >= 76 else None
+        if m is None or is_placeholder(m.group()[:60], m.group()):
+            continue
+        yield Hit("azure_storage_key", m.start(), m.end(), m.group(), "high", "identifiable key")
+
+
+def _b64json(segment: str) -> object:
+    try:
+        return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+
+
+_HMAC_ALGS = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
+# Secrets used by documentation and tutorials to sign example tokens (jwt.io, library READMEs).
+_SAMPLE_JWT_SECRETS = (
+    b"secret", b"your-256-bit-secret", b"your-384-bit-secret", b"your-512-bit-secret", b"",
+    b"key", b"test", b"password", b"changeme", b"mysecret", b"my-secret", b"secret-key",
+    b"secretkey", b"your-secret-key", b"supersecret", b"shhhhh",
+)  # fmt: skip
+
+
+def _signed_with_sample_secret(token: str, alg: str) -> bool:
+    """True for an example token: an HMAC JWT signed with a documentation secret."""
+    digest = _HMAC_ALGS.get(alg.upper())
+    if digest is None:
+        return False
+    signing_input, _, sig = token.rpartition(".")
+    try:
+        signature = base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
+    except (ValueError, binascii.Error):
+        return False
+    data = signing_input.encode("latin-1")
+    return any(
+        hmac.compare_digest(hmac.new(s, data, digest).digest(), signature)
+        for s in _SAMPLE_JWT_SECRETS
+    )
+
+
+def _jwt(text: str) -> Iterator[Hit]:
+    seen = -1
+    for pos in _anchored(text, "eyJ"):
+        if pos < seen:
+            continue
+        m = _JWT.match(text, pos)
+        if m is None:
+            continue
+        seen = m.end()
+        header = _b64json(m.group().split(".", 1)[0])
+        if not isinstance(header, dict) or str(header.get("alg", "none")).lower() == "none":
+            continue
+        if is_placeholder(m.group().rsplit(".", 1)[1], m.group()):
+            continue
+        if _signed_with_sample_secret(m.group(), str(header.get("alg"))):
+            continue
+        yield Hit("jwt", m.start(), m.end(), m.group(), "medium", f"alg {header.get('alg')}")
+
+
+def _bearer(text: str) -> Iterator[Hit]:
+    for anchor in ("earer", "EARER"):
+        for pos in _anchored(text, anchor):
+            m = _BEARER.match(text, pos - 1) if pos >= 1 else None
+            if m is None:
+                continue
+            token = m.group(1)
+            if token.startswith("eyJ") or entropy(token) < 3.5 or is_placeholder(token):
+                continue
+            if not (any(c.isdigit() for c in token) and any(c.isalpha() for c in token)):
+                continue
+            yield Hit("bearer_token", m.start(1), m.end(1), token, "medium", "Authorization header")
+
+
+def _prefix_for(text: str, start: int, outer_prefix: str) -> tuple[str, str]:
+    """The text before a candidate (its line, or the line above when blank) and its line."""
+    ls = text.rfind("\n", 0, start) + 1
+    le = text.find("\n", start)
+    line = text[ls : len(text) if le == -1 else le]
+    prefix = text[ls:start]
+    if not prefix.strip(" \t\"'`:=([{,\\") and ls > 0:
+        prev = text.rfind("\n", 0, ls - 1) + 1
+        prefix = text[prev:start]
+    return outer_prefix + prefix, line
+
+
+def _hex(text: str, ctx: DetectContext, outer_prefix: str) -> Iterator[Hit]:
+    for start in hex32_runs(to_bytes(text)):
+        key = text[start : start + 32]
+        if is_placeholder(key):
+            continue
+        prefix, line = _prefix_for(text, start, outer_prefix)
+        verdict = judge_hex(prefix, ctx.has_endpoint, line)
+        if verdict is not None:
+            yield Hit(
+                "azure_legacy_key", start, start + 32, key, verdict.confidence, verdict.reason
+            )
+
+
+_SIMPLE: tuple[Callable[[str], Iterator[Hit]], ...] = (
+    _azure,
+    _keyguard,
+    _openai,
+    _entra,
+    _storage,
+    _jwt,
+    _bearer,
+)
+
+
+def detect(text: str, ctx: DetectContext, outer_prefix: str = "") -> list[Hit]:
+    """All hits in ``text``; overlapping hits resolved in favour of the more specific kind."""
+    hits: list[Hit] = []
+    for detector in _SIMPLE:
+        hits.extend(detector(text))
+    if ctx.hex_enabled:
+        hits.extend(_hex(text, ctx, outer_prefix))
+    if len(hits) < 2:
+        return hits
+    hits.sort(key=lambda h: (PRIORITY[h.kind], h.start))
+    kept: list[Hit] = []
+    for h in hits:
+        if all(h.end <= k.start or h.start >= k.end for k in kept):
+            kept.append(h)
+    kept.sort(key=lambda h: h.start)
+    return kept

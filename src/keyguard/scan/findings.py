@@ -1,0 +1,113 @@
+"""What the scanner reports: kinds, confidences and the ``Finding`` record.
+
+A ``Finding`` never holds a secret. It carries where the secret is, what kind it is, how it
+was hidden (``encoding``), a keyed ``fingerprint`` (see ``keyguard.scan.fingerprint``) and a
+redacted ``preview`` that shows at most a short, non-secret prefix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+__all__ = ["KINDS", "Kind", "Finding", "Hit", "redact"]
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """One rule: ``id`` is stable (used in SARIF and baselines)."""
+
+    id: str
+    title: str
+    description: str
+
+
+KINDS: dict[str, Kind] = {
+    k.id: k
+    for k in (
+        Kind(
+            "azure_openai_key",
+            "Azure OpenAI key",
+            "84-character identifiable Azure OpenAI key (service code B), checksum verified.",
+        ),
+        Kind(
+            "azure_ai_services_key",
+            "Azure AI Services key",
+            "84-character identifiable Azure AI Services (multi-service) key (service code A), "
+            "checksum verified; usable with the Azure OpenAI endpoints.",
+        ),
+        Kind(
+            "azure_cognitive_services_key",
+            "Azure Cognitive Services key",
+            "84-character identifiable key of another Azure Cognitive Service (Speech, "
+            "Translator, Vision, ...), checksum verified.",
+        ),
+        Kind(
+            "azure_legacy_key",
+            "Azure AI services key (32-hex)",
+            "Legacy 32-hex Azure AI services / Azure OpenAI key, reported from its context "
+            "(key-like name, header or an Azure AI endpoint nearby).",
+        ),
+        Kind("keyguard_key", "Keyguard key", "A Keyguard gateway key (kgk_), checksum verified."),
+        Kind("openai_key", "OpenAI API key", "An OpenAI sk- key (project, service or user key)."),
+        Kind(
+            "entra_client_secret",
+            "Entra ID client secret",
+            "A Microsoft Entra ID (Azure AD) application client secret (xxx8Q~...).",
+        ),
+        Kind(
+            "azure_storage_key",
+            "Azure Storage account key",
+            "An Azure Storage account key, in a connection string or identifiable (+ASt) form.",
+        ),
+        Kind("jwt", "JSON Web Token", "A signed JWT committed to a file (bearer credential)."),
+        Kind(
+            "bearer_token",
+            "Bearer token",
+            "A high-entropy token following an 'Authorization: Bearer' scheme.",
+        ),
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A detector's raw result inside one text view (holds the secret; never leaves memory)."""
+
+    kind: str
+    start: int
+    end: int
+    secret: str
+    confidence: str
+    detail: str = ""
+
+
+def redact(secret: str) -> str:
+    """A preview that cannot reveal the secret: a short prefix and the length."""
+    shown = 4 if len(secret) >= 16 else 0
+    return f"{secret[:shown]}…[{len(secret)} chars]"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One reported secret. ``file`` is relative to the scanned root (POSIX separators)."""
+
+    file: str
+    line: int
+    end_line: int
+    kind: str
+    confidence: str  # "high" | "medium" | "low"
+    fingerprint: str
+    preview: str
+    encoding: str = "plain"  # plain | base64 | url | json-escape | concatenation | notebook
+    detail: str = ""
+    commit: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if self.commit is None:
+            del data["commit"]
+        return data
+
+    def with_location(self, file: str, commit: str | None) -> Finding:
+        return replace(self, file=file, commit=commit)

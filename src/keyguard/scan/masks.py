@@ -1,0 +1,98 @@
+"""Byte-class masks: find character runs with ``bytes.translate`` and ``bytes.find`` (C speed).
+
+A regex such as ``[0-9a-f]{32}`` restarts at every position of ordinary text; Python's engine
+makes that the slowest part of a scan. Instead each text is translated once into a mask of
+class letters, and runs are found by searching the mask for a literal run of that letter.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Iterator
+
+__all__ = [
+    "base64_runs",
+    "comma_candidates",
+    "fragment_follows",
+    "glue_candidates",
+    "hex32_runs",
+    "to_bytes",
+]
+
+
+def _table(classes: dict[bytes, bytes]) -> bytes:
+    table = bytearray(b" " * 256)
+    for chars, letter in classes.items():
+        for c in chars:
+            table[c] = letter[0]
+    return bytes(table)
+
+
+_ALNUM = (string.ascii_letters + string.digits).encode()
+_HEX_TABLE = _table({_ALNUM: b"x", b"0123456789abcdef": b"h"})
+_B64_TABLE = _table({_ALNUM + b"+/_-": b"b", b"=": b"e"})
+_SECRET_TABLE = _table({_ALNUM + b"+/=_~.-": b"s", b"\"'`": b"q"})
+# For finding glue: fragment characters, quotes, and what may stand between two literals.
+_GLUE_TABLE = _table(
+    {_ALNUM + b"/_~-": b"s", b"\"'`": b"q", b" \t\r\n+=.&|();\\@$": b"g", b",": b"c"}
+)
+_GLUE_MASK = re.compile(rb"ssssq(?:g{1,24}|g{1,12}s{1,40}g{1,12})q")
+_COMMA_MASK = re.compile(rb"ssssq[ \tg]{0,4}c[g]{0,12}q")
+_B64_TAIL = re.compile(rb"b+e{0,2}")
+_H32 = b"h" * 32
+
+
+def to_bytes(text: str) -> bytes:
+    """``text`` as bytes, one byte per character (non-latin-1 characters become ``?``)."""
+    return text.encode("latin-1", "replace")
+
+
+def hex32_runs(data: bytes) -> Iterator[int]:
+    """Start offsets of standalone runs of exactly 32 lowercase hex digits."""
+    mask = data.translate(_HEX_TABLE)
+    n = len(mask)
+    pos = mask.find(_H32)
+    while pos != -1:
+        end = pos + 32
+        while end < n and mask[end] == 104:  # "h"
+            end += 1
+        alone = (pos == 0 or mask[pos - 1] != 120) and (end == n or mask[end] != 120)
+        if end - pos == 32 and alone:  # 120 is "x": another letter or digit
+            yield pos
+        pos = mask.find(_H32, end)
+
+
+def base64_runs(data: bytes, min_len: int, max_len: int) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` of standalone base64/base64url runs (with up to two ``=``)."""
+    mask = data.translate(_B64_TABLE)
+    needle = b"b" * min_len
+    pos = mask.find(needle)
+    while pos != -1:
+        m = _B64_TAIL.match(mask, pos)
+        end = m.end() if m else pos + min_len
+        if (end == len(mask) or mask[end] not in b"be") and end - pos <= max_len:
+            yield pos, end
+        while end < len(mask) and mask[end] in b"be":
+            end += 1
+        pos = mask.find(needle, end)
+
+
+def glue_candidates(data: bytes, start: int = 0, end: int | None = None) -> Iterator[int]:
+    """Offsets of closing quotes after 4+ fragment characters, followed by glue and a quote."""
+    mask = data.translate(_GLUE_TABLE)
+    for m in _GLUE_MASK.finditer(mask, start, len(mask) if end is None else end):
+        yield m.start() + 4
+
+
+def comma_candidates(data: bytes, start: int, end: int) -> Iterator[int]:
+    """Like ``glue_candidates`` for a comma separator, within ``[start, end)``."""
+    mask = data[start:end].translate(_GLUE_TABLE)
+    for m in _COMMA_MASK.finditer(mask):
+        yield start + m.start() + 4
+
+
+def fragment_follows(data: bytes, pos: int, side: int = 4) -> bool:
+    """True when ``side`` secret-alphabet characters start at ``pos``."""
+    chunk = data[pos : pos + side].translate(_SECRET_TABLE)
+    return chunk == b"s" * side

@@ -1,0 +1,178 @@
+"""The local vault: named, versioned secrets, envelope-encrypted in the store.
+
+Every ``put`` adds a version; ``get`` returns the latest (or a given) version. Values are sealed
+by :mod:`keyguard.vault.crypto` under the master key and stored with a keyed fingerprint (HMAC
+with the internal ``keyguard/fingerprint-key``) so a scanner can recognise a leaked value without
+the vault ever storing or showing it. Names under ``keyguard/`` are reserved for Keyguard's own
+random secrets (the key-digest pepper, the fingerprint key), created by
+:meth:`Vault.get_or_create_random`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from ..errors import StorageError, VaultError
+from ..store.base import SecretInfo, VaultStore
+from .crypto import MasterKey, seal, unseal
+
+__all__ = ["Vault", "validate_name", "NAME_PATTERN", "PEPPER", "FINGERPRINT_KEY"]
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}")
+RESERVED_PREFIX = "keyguard/"
+PEPPER = "keyguard/pepper"
+FINGERPRINT_KEY = "keyguard/fingerprint-key"
+MAX_VALUE_BYTES = 64 * 1024
+_PUT_ATTEMPTS = 5
+
+
+def validate_name(name: str) -> str:
+    """Return ``name`` if it is a valid secret name, else raise :class:`VaultError`."""
+    if not NAME_PATTERN.fullmatch(name) or ".." in name or name.endswith("/"):
+        raise VaultError(
+            f"invalid secret name {name[:140]!r}: use 1-128 letters, digits, '.', '_', '/' "
+            "or '-', starting with a letter or digit, without '..'"
+        )
+    return name
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Vault:
+    """Secrets sealed under one master key, in a :class:`~keyguard.store.base.VaultStore`.
+
+    Build it with ``await Vault.open(store, master)``, which also loads the fingerprint key that
+    :meth:`fingerprint` needs.
+    """
+
+    def __init__(
+        self,
+        store: VaultStore,
+        master: MasterKey,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._store = store
+        self._master = master
+        self._clock = clock
+        self._fingerprint_key: bytes | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        store: VaultStore,
+        master: MasterKey,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> Vault:
+        vault = cls(store, master, clock=clock)
+        vault._fingerprint_key = await vault.get_or_create_random(FINGERPRINT_KEY)
+        return vault
+
+    @property
+    def kek_id(self) -> str:
+        """The public id of the master key this vault seals new versions under."""
+        return self._master.kek_id
+
+    def fingerprint(self, value: str) -> str:
+        """Hex HMAC-SHA256 of ``value`` under the vault's fingerprint key (for leak matching)."""
+        if self._fingerprint_key is None:
+            raise VaultError("the vault is not open: build it with 'await Vault.open(...)'")
+        return hmac.new(self._fingerprint_key, value.encode(), hashlib.sha256).hexdigest()
+
+    async def put(self, name: str, value: str) -> SecretInfo:
+        """Store ``value`` as a new version of ``name`` and describe it (never the value)."""
+        validate_name(name)
+        if name.startswith(RESERVED_PREFIX):
+            raise VaultError(f"secret names under {RESERVED_PREFIX!r} are reserved for Keyguard")
+        if not value:
+            raise VaultError(f"refusing to store an empty value for {name}")
+        plaintext = value.encode()
+        if len(plaintext) > MAX_VALUE_BYTES:
+            raise VaultError(f"the value for {name} is larger than {MAX_VALUE_BYTES} bytes")
+        return await self._put(name, plaintext, self.fingerprint(value))
+
+    async def _put(self, name: str, plaintext: bytes, fingerprint: str) -> SecretInfo:
+        # Versions are allocated optimistically: the (name, version) primary key makes a
+        # concurrent writer fail, and we retry with the next number.
+        for _ in range(_PUT_ATTEMPTS):
+            latest = await self._store.get_secret(name)
+            version = 1 if latest is None else latest.version + 1
+            sealed = seal(
+                self._master,
+                name=name,
+                version=version,
+                plaintext=plaintext,
+                fingerprint=fingerprint,
+                created_at=self._clock(),
+            )
+            try:
+                await self._store.put_secret(sealed)
+            except StorageError:
+                if await self._store.get_secret(name, version) is None:
+                    raise  # not a lost race: a real storage failure
+                continue
+            return SecretInfo(name, version, sealed.kek_id, sealed.created_at)
+        raise VaultError(f"cannot store {name}: too many concurrent writers")
+
+    async def get(self, name: str, version: int | None = None) -> str:
+        """The value of ``name`` (latest version unless ``version`` is given)."""
+        validate_name(name)
+        sealed = await self._store.get_secret(name, version)
+        if sealed is None:
+            which = "" if version is None else f" version {version}"
+            raise VaultError(f"no secret named {name}{which}")
+        try:
+            return unseal(self._master, sealed).decode()
+        except UnicodeDecodeError:
+            raise VaultError(f"cannot decrypt {name}: the value is not text") from None
+
+    async def list(self) -> list[SecretInfo]:
+        """The latest version of every secret, internal ones included (names and ids only)."""
+        return await self._store.list_secrets()
+
+    async def get_or_create_random(self, name: str, nbytes: int = 32) -> bytes:
+        """An internal random secret, created on first use.
+
+        Race-safe: when two processes create it at once, one insert wins and both return the
+        winner's value (version 1 is the only version ever written).
+        """
+        validate_name(name)
+        if not name.startswith(RESERVED_PREFIX):
+            raise VaultError(f"internal secrets live under {RESERVED_PREFIX!r}, not {name!r}")
+        if not 16 <= nbytes <= 1024:
+            raise VaultError("internal random secrets are 16 to 1024 bytes")
+        sealed = await self._store.get_secret(name, 1)
+        if sealed is None:
+            value = base64.urlsafe_b64encode(os.urandom(nbytes))
+            candidate = seal(
+                self._master,
+                name=name,
+                version=1,
+                plaintext=value,
+                fingerprint="",
+                created_at=self._clock(),
+            )
+            try:
+                await self._store.put_secret(candidate)
+                return base64.urlsafe_b64decode(value)
+            except StorageError:
+                sealed = await self._store.get_secret(name, 1)
+                if sealed is None:
+                    raise
+        try:
+            raw = base64.urlsafe_b64decode(unseal(self._master, sealed))
+        except (binascii.Error, ValueError):
+            raise VaultError(f"cannot decode {name}: the stored value is malformed") from None
+        if len(raw) != nbytes:
+            raise VaultError(f"{name} holds {len(raw)} bytes, expected {nbytes}")
+        return raw

@@ -1,0 +1,79 @@
+"""Fixtures shared by every test package.
+
+PostgreSQL
+    ``postgres_url``       the URL of a reachable PostgreSQL server (``KEYGUARD_TEST_POSTGRES_URL``,
+                           default below). Skips when the server cannot be reached, except when
+                           ``CI=true``: then the test fails, so CI never passes by skipping.
+    ``postgres_database``  a fresh, empty database on that server for one test (dropped
+                           afterwards); its URL.
+
+Mark tests that use them ``@pytest.mark.postgres``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import asyncpg
+import pytest
+from sqlalchemy import make_url
+
+pytest_plugins = ["pytester"]
+
+T = TypeVar("T")
+
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _run_in_thread(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion on its own loop, away from the test's event loop."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, factory()).result()
+
+
+async def _probe_postgres(url: str) -> None:
+    conn = await asyncpg.connect(url, timeout=5)
+    try:
+        await conn.fetchval("SELECT 1")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    url = os.environ.get("KEYGUARD_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+    try:
+        _run_in_thread(lambda: _probe_postgres(url))
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        shown = make_url(url).render_as_string(hide_password=True)
+        message = (
+            f"PostgreSQL at {shown} is unreachable ({type(exc).__name__}: {exc}); "
+            "start it or set KEYGUARD_TEST_POSTGRES_URL"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message} (CI=true: PostgreSQL tests may not skip)", pytrace=False)
+        pytest.skip(message)
+    return url
+
+
+@pytest.fixture
+def postgres_database(postgres_url: str) -> Iterator[str]:
+    name = f"keyguard_test_{secrets.token_hex(6)}"
+
+    async def execute(sql: str) -> None:
+        conn = await asyncpg.connect(postgres_url, timeout=5)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    _run_in_thread(lambda: execute(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        _run_in_thread(lambda: execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

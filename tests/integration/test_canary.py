@@ -1,0 +1,112 @@
+"""Canaries: known secrets planted, every kind of traffic run, then every output searched.
+
+The upstream Azure key, a Keyguard key, a revoked Keyguard key and the master key are planted.
+After successes, streams and every kind of denial (including requests that carry the secrets in
+the wrong places), no log record, response body or header, and no byte of the database files
+may contain any of them, whole or as their secret part.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from .conftest import API_VERSION, GatewayHarness
+
+CHAT = "/openai/deployments/gpt-4o/chat/completions?api-version=" + API_VERSION
+MESSAGES = [{"role": "user", "content": "hello"}]
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+async def _traffic(gateway: GatewayHarness, key: str, revoked: str, azure_key: str) -> list[str]:
+    seen: list[str] = []
+    bad_checksum = key[:-1] + ("0" if key[-1] != "0" else "1")
+    attempts: list[tuple[str, dict[str, str], Any]] = [
+        (CHAT, {"api-key": key}, {"messages": MESSAGES}),
+        (CHAT, {"api-key": key}, {"messages": MESSAGES, "stream": True,
+                                  "stream_options": {"include_usage": True}}),
+        ("/openai/v1/embeddings", {"Authorization": f"Bearer {key}"},
+         {"model": "text-embedding-3-small", "input": key}),
+        (CHAT, {"api-key": revoked}, {"messages": MESSAGES}),
+        (CHAT, {"api-key": bad_checksum}, {"messages": MESSAGES}),
+        (CHAT, {"api-key": key, "Authorization": f"Bearer {revoked}"}, {"messages": MESSAGES}),
+        (CHAT + "&api-key=" + key, {}, {"messages": MESSAGES}),
+        (CHAT, {"api-key": azure_key}, {"messages": MESSAGES}),
+        (CHAT, {"Authorization": f"Bearer {azure_key}"}, {"messages": MESSAGES}),
+        (CHAT, {"api-key": key + "x"}, {"messages": MESSAGES}),
+        (CHAT, {"api-key": key}, "{broken json " + key),
+        ("/openai/deployments/" + key + "/chat/completions?api-version=" + API_VERSION,
+         {"api-key": key}, {"messages": MESSAGES}),
+        ("/openai/v1/chat/completions", {"api-key": key}, {"model": key, "messages": MESSAGES}),
+        ("/openai/" + key, {"api-key": key}, {}),
+    ]
+    async with aiohttp.ClientSession() as http:
+        for path, headers, body in attempts:
+            kwargs: dict[str, Any] = (
+                {"json": body} if not isinstance(body, str)
+                else {"data": body, "headers": {**headers, "Content-Type": "application/json"}}
+            )
+            kwargs.setdefault("headers", headers)
+            async with http.post(gateway.url + path, **kwargs) as resp:
+                seen.append(f"{resp.status} {dict(resp.headers)} {await resp.text()}")
+    return seen
+
+
+async def test_no_secret_reaches_logs_bodies_or_rows(
+    gateway: GatewayHarness, tmp_path: Path
+) -> None:
+    capture = _Capture()
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(capture)
+    root.setLevel(logging.DEBUG)
+    try:
+        key_id, key = await gateway.new_key("canary-app")
+        revoked_id, revoked = await gateway.new_key("canary-app")
+        await gateway.revoke(revoked_id)
+        azure_key = gateway.emulator.keys()[0]
+        responses = await _traffic(gateway, key, revoked, azure_key)
+    finally:
+        root.removeHandler(capture)
+        root.setLevel(old_level)
+    await gateway.gateway.stop()
+
+    master = (tmp_path / "master.key").read_text().strip()
+    canaries = {
+        "upstream key": azure_key,
+        "second upstream key": gateway.emulator.keys()[1],
+        "keyguard key": key,
+        "keyguard key secret part": key[16:48],
+        "revoked key": revoked,
+        "revoked key secret part": revoked[16:48],
+        "master key": master,
+    }
+    db_bytes = b"".join(p.read_bytes() for p in tmp_path.glob("keyguard.db*"))
+    with sqlite3.connect(tmp_path / "keyguard.db") as conn:
+        tables = [r[0] for r in conn.execute("select name from sqlite_master where type='table'")]
+        rows = [repr(row) for t in tables for row in conn.execute(f'select * from "{t}"')]
+
+    assert any('"status":200' in line for line in capture.lines), "no access log was captured"
+    assert any(line.startswith("401") for line in responses)
+    assert key_id in "\n".join(capture.lines)  # the public id is logged, so the search is real
+    for name, secret in canaries.items():
+        for where, text in (
+            ("log", "\n".join(capture.lines)),
+            ("response", "\n".join(responses)),
+            ("row", "\n".join(rows)),
+        ):
+            assert secret not in text, f"{name} found in a {where}"
+        assert secret.encode() not in db_bytes, f"{name} found in the database files"

@@ -1,0 +1,330 @@
+"""What crosses toward Azure, and how the gateway behaves when the upstream misbehaves.
+
+A small recording upstream (a real aiohttp server on loopback) stands in for Azure where a test
+needs to see exactly what the gateway sent, or to misbehave on purpose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+from aiohttp import web
+
+from keyguard.emulator.config import EmulatorConfig
+from keyguard.server import Gateway
+
+from .conftest import API_VERSION, GatewayHarness, start_gateway
+
+UPSTREAM_KEY = "0123456789abcdef0123456789abcdef"
+CHAT = "/openai/deployments/gpt-4o/chat/completions?api-version=" + API_VERSION
+MESSAGES = [{"role": "user", "content": "hi"}]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
+        self.behaviour: Handler = self.ok
+
+    async def ok(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(
+            {"id": "x", "object": "chat.completion", "choices": [], "usage": None},
+            headers={"x-ms-region": "Test", "set-cookie": "a=b", "server": "upstream"},
+        )
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        self.requests.append((request.method, request.path_qs, dict(request.headers), body))
+        return await self.behaviour(request)
+
+
+@pytest.fixture
+async def recorder() -> AsyncIterator[tuple[Recorder, str]]:
+    rec = Recorder()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", rec.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield rec, f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def _gateway(tmp_path: Path, url: str, **proxy: Any) -> tuple[Gateway, str]:
+    gw = await start_gateway(tmp_path, url, UPSTREAM_KEY, **proxy)
+    assert gw.runtime is not None
+    from datetime import UTC, datetime
+
+    _, key = await gw.runtime.keys.create("app", now=datetime.now(UTC))
+    return gw, key
+
+
+async def test_client_credentials_never_reach_the_upstream(
+    tmp_path: Path, recorder: tuple[Recorder, str]
+) -> None:
+    rec, url = recorder
+    gw, key = await _gateway(tmp_path, url)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                gw.proxy_url + CHAT,
+                json={"messages": MESSAGES},
+                headers={
+                    "api-key": key,
+                    "Authorization": f"Bearer {key}",
+                    "Cookie": "session=secret",
+                    "X-Forwarded-For": "10.0.0.1",
+                    "Host": "evil.example",
+                    "Proxy-Authorization": "Basic abc",
+                    "X-Ms-Client-Request-Id": "rid-1",
+                    "X-Stainless-Lang": "python",
+                    "X-Custom-Token": "tok",
+                    "Ocp-Apim-Subscription-Key": "sub",
+                    "TE": "trailers",
+                },
+            ) as resp:
+                assert resp.status == 200
+                assert "set-cookie" not in resp.headers
+                assert resp.headers["x-ms-region"] == "Test"
+    finally:
+        await gw.stop()
+    method, path, headers, body = rec.requests[0]
+    lower = {k.lower(): v for k, v in headers.items()}
+    assert (method, path) == ("POST", CHAT)
+    assert lower["api-key"] == UPSTREAM_KEY
+    assert "authorization" not in lower and "cookie" not in lower
+    assert "x-forwarded-for" not in lower and "proxy-authorization" not in lower
+    assert "ocp-apim-subscription-key" not in lower and "x-custom-token" not in lower
+    assert "te" not in lower
+    assert lower["host"] == url.removeprefix("http://")
+    assert lower["x-ms-client-request-id"] == "rid-1" and lower["x-stainless-lang"] == "python"
+    assert key not in str(headers) and key.encode() not in body
+
+
+async def test_v1_model_alias_is_rewritten_to_the_upstream_deployment(
+    tmp_path: Path, recorder: tuple[Recorder, str]
+) -> None:
+    rec, url = recorder
+    from keyguard.config import settings_from_mapping
+    from keyguard.runtime import open_runtime
+    from keyguard.vault.master import create_master_key_file
+
+    create_master_key_file(tmp_path / "master.key")
+    settings = settings_from_mapping({
+        "listen": {"proxy": "127.0.0.1:0", "admin": "127.0.0.1:0"},
+        "store": f"sqlite:///{tmp_path / 'k.db'}",
+        "master_key_file": str(tmp_path / "master.key"),
+        "upstreams": [{
+            "name": "up", "endpoint": url, "credential": {"vault": "upstream/up"},
+            "deployments": {"chat": {"upstream_deployment": "gpt-4o-2024"}},
+        }],
+    })
+    rt = await open_runtime(settings, {})
+    await rt.vault.put("upstream/up", UPSTREAM_KEY)
+    await rt.close()
+    gw = Gateway(settings, {})
+    await gw.start()
+    try:
+        assert gw.runtime is not None
+        from datetime import UTC, datetime
+
+        _, key = await gw.runtime.keys.create("app", now=datetime.now(UTC))
+        async with aiohttp.ClientSession() as http:
+            await http.post(gw.proxy_url + "/openai/v1/chat/completions",
+                            json={"model": "chat", "messages": MESSAGES}, headers={"api-key": key})
+            await http.post(gw.proxy_url + "/openai/deployments/chat/embeddings?api-version="
+                            + API_VERSION, json={"input": "x"}, headers={"api-key": key})
+    finally:
+        await gw.stop()
+    assert rec.requests[0][1] == "/openai/v1/chat/completions"
+    assert b'"model":"gpt-4o-2024"' in rec.requests[0][3]
+    assert rec.requests[1][1].startswith("/openai/deployments/gpt-4o-2024/embeddings")
+
+
+@pytest.mark.parametrize(
+    ("status", "headers"),
+    [(302, {"Location": "http://169.254.169.254/"}), (401, {}), (403, {})],
+)
+async def test_redirects_and_upstream_auth_failures_become_502(
+    tmp_path: Path, recorder: tuple[Recorder, str], status: int, headers: dict[str, str]
+) -> None:
+    rec, url = recorder
+
+    async def answer(_: web.Request) -> web.StreamResponse:
+        return web.json_response({"error": {"code": str(status)}}, status=status, headers=headers)
+
+    rec.behaviour = answer
+    gw, key = await _gateway(tmp_path, url)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(gw.proxy_url + CHAT, json={"messages": MESSAGES},
+                                 headers={"api-key": key}, allow_redirects=False) as resp:
+                body = await resp.json()
+                assert resp.status == 502
+                assert "location" not in resp.headers
+    finally:
+        await gw.stop()
+    assert len(rec.requests) == 1  # the redirect was not followed
+    assert body["error"]["code"] == "BadGateway"
+
+
+async def test_upstream_down_is_502(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    gw, key = await _gateway(tmp_path, f"http://127.0.0.1:{port}")
+    try:
+        client = openai.AsyncAzureOpenAI(
+            azure_endpoint=gw.proxy_url, api_key=key, api_version=API_VERSION, max_retries=0
+        )
+        async with client:
+            with pytest.raises(openai.APIStatusError) as info:
+                await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    finally:
+        await gw.stop()
+    assert info.value.status_code == 502
+    assert "cannot be reached" in info.value.message
+
+
+async def test_upstream_too_slow_is_504(tmp_path: Path, recorder: tuple[Recorder, str]) -> None:
+    rec, url = recorder
+    never = asyncio.Event()
+
+    async def hang(_: web.Request) -> web.StreamResponse:
+        await never.wait()
+        raise AssertionError("unreachable")
+
+    rec.behaviour = hang
+    gw, key = await _gateway(tmp_path, url, upstream_timeout_s=0.3)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(gw.proxy_url + CHAT, json={"messages": MESSAGES},
+                                 headers={"api-key": key}) as resp:
+                assert resp.status == 504
+                assert (await resp.json())["error"]["code"] == "GatewayTimeout"
+    finally:
+        never.set()
+        await gw.stop()
+
+
+def _sse(n: int) -> list[bytes]:
+    return [f'data: {{"n": {i}}}\n\n'.encode() for i in range(n)] + [b"data: [DONE]\n\n"]
+
+
+async def test_stream_first_byte_is_not_buffered(
+    tmp_path: Path, recorder: tuple[Recorder, str]
+) -> None:
+    rec, url = recorder
+    release = asyncio.Event()
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        events = _sse(3)
+        await resp.write(events[0])
+        await release.wait()  # the rest only after the client has seen the first event
+        for event in events[1:]:
+            await resp.write(event)
+        return resp
+
+    rec.behaviour = stream
+    gw, key = await _gateway(tmp_path, url)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(gw.proxy_url + CHAT, json={"messages": MESSAGES, "stream": True},
+                                 headers={"api-key": key}) as resp:
+                first = await asyncio.wait_for(resp.content.readuntil(b"\n\n"), timeout=5)
+                assert first == b'data: {"n": 0}\n\n'
+                release.set()
+                rest = await resp.content.read()
+    finally:
+        await gw.stop()
+    assert rest.endswith(b"data: [DONE]\n\n")
+
+
+async def test_upstream_breaking_mid_stream_gives_a_clean_sdk_error(
+    tmp_path: Path, recorder: tuple[Recorder, str]
+) -> None:
+    rec, url = recorder
+
+    async def broken(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        chunk = ('data: {"id":"c","object":"chat.completion.chunk","created":0,"model":"m",'
+                 '"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}\n\n')
+        await resp.write(chunk.encode())
+        assert request.transport is not None
+        request.transport.abort()
+        return resp
+
+    rec.behaviour = broken
+    gw, key = await _gateway(tmp_path, url)
+    try:
+        client = openai.AsyncAzureOpenAI(
+            azure_endpoint=gw.proxy_url, api_key=key, api_version=API_VERSION, max_retries=0
+        )
+        async with client:
+            stream = await client.chat.completions.create(
+                model="gpt-4o", messages=MESSAGES, stream=True  # type: ignore[arg-type]
+            )
+            got = []
+            with pytest.raises(openai.APIError) as info:
+                async for chunk in stream:
+                    got.append(chunk)
+    finally:
+        await gw.stop()
+    assert len(got) == 1
+    assert "broke off" in str(info.value)
+
+
+class _Waiter(logging.Handler):
+    """A log handler that sets an event when a matching access-log record arrives."""
+
+    def __init__(self, needle: str) -> None:
+        super().__init__()
+        self.needle = needle
+        self.seen = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.needle in record.getMessage():
+            self.seen.set()
+
+
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(stream_delay=0.01)])
+async def test_client_disconnect_mid_stream_is_a_clean_close(
+    gateway: GatewayHarness, app_key: str
+) -> None:
+    waiter = _Waiter('"client_disconnected":true')
+    access = logging.getLogger("keyguard.access")
+    access.addHandler(waiter)
+    old_level = access.level
+    access.setLevel(logging.INFO)
+    try:
+        async with aiohttp.ClientSession() as http:
+            resp = await http.post(
+                gateway.url + CHAT,
+                json={"messages": MESSAGES, "stream": True, "max_tokens": 1000},
+                headers={"api-key": app_key},
+            )
+            assert resp.status == 200
+            await resp.content.readuntil(b"\n\n")
+            resp.close()  # drop the connection in the middle of a 10 s stream
+        await asyncio.wait_for(waiter.seen.wait(), timeout=5)
+    finally:
+        access.removeHandler(waiter)
+        access.setLevel(old_level)
+    async with gateway.azure(app_key) as client:  # the gateway keeps serving
+        reply = await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    assert reply.choices
