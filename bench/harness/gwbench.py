@@ -16,6 +16,7 @@ Example (a gateway listening on 127.0.0.1:8000, Azure-style route, api-key auth)
 The gateway process is found from the listening port (or pass --pid). CPU and RSS
 are summed over that process and all its descendants.
 """
+
 import argparse
 import json
 import os
@@ -44,7 +45,7 @@ def _children_map():
                 st = f.read()
         except OSError:
             continue
-        ppid = int(st[st.rfind(")") + 2:].split()[1])
+        ppid = int(st[st.rfind(")") + 2 :].split()[1])
         kids.setdefault(ppid, []).append(int(d))
     return kids
 
@@ -64,7 +65,7 @@ def cpu_ticks(pids):
         try:
             with open(f"/proc/{p}/stat") as f:
                 st = f.read()
-            fields = st[st.rfind(")") + 2:].split()
+            fields = st[st.rfind(")") + 2 :].split()
             t += int(fields[11]) + int(fields[12])  # utime + stime
         except OSError:
             pass
@@ -117,8 +118,9 @@ def reset_hwm(pids):
 
 def pid_from_port(port):
     try:
-        out = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True,
-                             text=True, timeout=5).stdout
+        out = subprocess.run(
+            ["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, timeout=5
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     pids = [int(x) for x in re.findall(r"pid=(\d+)", out)]
@@ -130,7 +132,7 @@ def pid_from_port(port):
         try:
             with open(f"/proc/{p}/stat") as f:
                 st = f.read()
-            ppid = int(st[st.rfind(")") + 2:].split()[1])
+            ppid = int(st[st.rfind(")") + 2 :].split()[1])
         except OSError:
             continue
         if ppid not in pset:
@@ -140,9 +142,15 @@ def pid_from_port(port):
 
 # ---------------------------------------------------------------- functional check
 def sanity_check(url, headers, stream, model):
-    body = {"model": model, "max_tokens": 256, "stream": stream,
-            "messages": [{"role": "system", "content": "You are a helpful assistant."},
-                         {"role": "user", "content": "Summarise the Q3 report."}]}
+    body = {
+        "model": model,
+        "max_tokens": 256,
+        "stream": stream,
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "Summarise the Q3 report."},
+        ],
+    }
     if stream:
         body["stream_options"] = {"include_usage": True}
     h = {"Content-Type": "application/json"}
@@ -176,11 +184,27 @@ def sanity_check(url, headers, stream, model):
 
 # ---------------------------------------------------------------- wrk
 def run_wrk(base_url, path, headers, stream, model, conns, duration, threads, cpu, timeout):
-    env = dict(os.environ, BENCH_PATH=path, BENCH_STREAM="1" if stream else "0",
-               BENCH_MODEL=model,
-               BENCH_HEADERS="||".join(f"{k}: {v}" for k, v in headers.items()))
-    cmd = ["taskset", "-c", str(cpu), "wrk", f"-t{min(threads, conns)}", f"-c{conns}",
-           f"-d{duration}s", f"--timeout={timeout}s", "--latency", "-s", LUA, base_url]
+    env = dict(
+        os.environ,
+        BENCH_PATH=path,
+        BENCH_STREAM="1" if stream else "0",
+        BENCH_MODEL=model,
+        BENCH_HEADERS="||".join(f"{k}: {v}" for k, v in headers.items()),
+    )
+    cmd = [
+        "taskset",
+        "-c",
+        str(cpu),
+        "wrk",
+        f"-t{min(threads, conns)}",
+        f"-c{conns}",
+        f"-d{duration}s",
+        f"--timeout={timeout}s",
+        "--latency",
+        "-s",
+        LUA,
+        base_url,
+    ]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=duration + 60)
     for line in p.stdout.splitlines():
         if line.startswith("WRKJSON "):
@@ -218,8 +242,18 @@ def measure(args, path, headers, stream, model, conns, gw_pid):
     s0 = file_size(args.log_file)
     st0 = cpu_stat()
     t0, c0 = time.monotonic(), cpu_ticks(pids)
-    w = run_wrk(args.base_url, path, headers, stream, model, conns, args.duration,
-                args.wrk_threads, args.wrk_cpu, args.timeout)
+    w = run_wrk(
+        args.base_url,
+        path,
+        headers,
+        stream,
+        model,
+        conns,
+        args.duration,
+        args.wrk_threads,
+        args.wrk_cpu,
+        args.timeout,
+    )
     wall = time.monotonic() - t0
     pids = proc_tree(gw_pid) if gw_pid else []
     c1 = cpu_ticks(pids)
@@ -229,9 +263,13 @@ def measure(args, path, headers, stream, model, conns, gw_pid):
     errors = w["err_connect"] + w["err_read"] + w["err_write"] + w["err_status"] + w["err_timeout"]
     out = {
         "rps": round(w["requests"] / secs, 1),
-        "p50_ms": w["lat_p50_us"] / 1000, "p90_ms": w["lat_p90_us"] / 1000,
-        "p99_ms": w["lat_p99_us"] / 1000, "mean_ms": round(w["lat_mean_us"] / 1000, 3),
-        "requests": w["requests"], "errors": errors, "err_status": w["err_status"],
+        "p50_ms": w["lat_p50_us"] / 1000,
+        "p90_ms": w["lat_p90_us"] / 1000,
+        "p99_ms": w["lat_p99_us"] / 1000,
+        "mean_ms": round(w["lat_mean_us"] / 1000, 3),
+        "requests": w["requests"],
+        "errors": errors,
+        "err_status": w["err_status"],
         "quiet_wait_s": waited,
     }
     if gw_pid:
@@ -276,14 +314,24 @@ def median_merge(runs):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--label", required=True)
     ap.add_argument("--base-url", required=True, help="e.g. http://127.0.0.1:8000 (loopback only)")
-    ap.add_argument("--route", default="/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21")
-    ap.add_argument("--stream-route", default=None, help="route for streaming runs (default: --route)")
+    ap.add_argument(
+        "--route", default="/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
+    )
+    ap.add_argument(
+        "--stream-route", default=None, help="route for streaming runs (default: --route)"
+    )
     ap.add_argument("--header", action="append", default=[], help="'Name: value' (repeatable)")
-    ap.add_argument("--stream-header", action="append", default=[],
-                    help="extra header only for streaming runs (repeatable)")
+    ap.add_argument(
+        "--stream-header",
+        action="append",
+        default=[],
+        help="extra header only for streaming runs (repeatable)",
+    )
     ap.add_argument("--model", default="gpt-4o", help="'model' field in the body")
     ap.add_argument("--stream-model", default=None)
     ap.add_argument("--modes", default="nonstream,stream")
@@ -293,19 +341,30 @@ def main():
     ap.add_argument("--repeats", type=int, default=1, help="report the median of N runs")
     ap.add_argument("--wrk-cpu", default="0", help="CPU list for wrk (taskset -c)")
     ap.add_argument("--wrk-threads", type=int, default=1)
-    ap.add_argument("--gw-cpu", default="1", help="CPU the gateway is pinned to (for the busy/steal figures)")
+    ap.add_argument(
+        "--gw-cpu", default="1", help="CPU the gateway is pinned to (for the busy/steal figures)"
+    )
     ap.add_argument("--timeout", type=int, default=10, help="wrk per-request timeout, s")
     ap.add_argument("--pid", type=int, default=None, help="gateway pid (default: from the port)")
-    ap.add_argument("--quiet-wait", type=float, default=0,
-                    help="wait up to N s before each measured run until the gateway core is idle")
+    ap.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=0,
+        help="wait up to N s before each measured run until the gateway core is idle",
+    )
     ap.add_argument("--quiet-pct", type=float, default=15, help="'idle' = busy below this %%")
-    ap.add_argument("--log-file", default=None,
-                    help="gateway log file whose growth per request is reported (access log)")
+    ap.add_argument(
+        "--log-file",
+        default=None,
+        help="gateway log file whose growth per request is reported (access log)",
+    )
     ap.add_argument("--no-check", action="store_true")
     args = ap.parse_args()
 
     u = urllib.parse.urlsplit(args.base_url)
-    if u.hostname not in ("127.0.0.1", "localhost", "::1") and not (u.hostname or "").startswith("127."):
+    if u.hostname not in ("127.0.0.1", "localhost", "::1") and not (u.hostname or "").startswith(
+        "127."
+    ):
         sys.exit("refusing: benchmarks target loopback only")
     port = u.port or (443 if u.scheme == "https" else 80)
     gw_pid = args.pid or pid_from_port(port)
@@ -319,10 +378,18 @@ def main():
 
     base_headers = hdrs(args.header)
     hwm_start = rss_kb(proc_tree(gw_pid))[1] if gw_pid else 0
-    result = {"label": args.label, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "nproc": os.cpu_count(), "base_url": args.base_url, "route": args.route,
-              "duration_s": args.duration, "repeats": args.repeats, "gw_pid": gw_pid,
-              "check": {}, "results": {}}
+    result = {
+        "label": args.label,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "nproc": os.cpu_count(),
+        "base_url": args.base_url,
+        "route": args.route,
+        "duration_s": args.duration,
+        "repeats": args.repeats,
+        "gw_pid": gw_pid,
+        "check": {},
+        "results": {},
+    }
     for mode in [m for m in args.modes.split(",") if m]:
         stream = mode == "stream"
         path = (args.stream_route or args.route) if stream else args.route
@@ -339,12 +406,26 @@ def main():
         conns = [int(c) for c in args.conns.split(",")]
         hwm_reset = reset_hwm(proc_tree(gw_pid)) if gw_pid else False
         if args.warmup > 0:
-            run_wrk(args.base_url, path, headers, stream, model, max(conns), args.warmup,
-                    args.wrk_threads, args.wrk_cpu, args.timeout)
+            run_wrk(
+                args.base_url,
+                path,
+                headers,
+                stream,
+                model,
+                max(conns),
+                args.warmup,
+                args.wrk_threads,
+                args.wrk_cpu,
+                args.timeout,
+            )
         per = {}
         for c in conns:
-            per[f"c{c}"] = median_merge([measure(args, path, headers, stream, model, c, gw_pid)
-                                         for _ in range(args.repeats)])
+            per[f"c{c}"] = median_merge(
+                [
+                    measure(args, path, headers, stream, model, c, gw_pid)
+                    for _ in range(args.repeats)
+                ]
+            )
         if gw_pid:
             rss, hwm = rss_kb(proc_tree(gw_pid))
             per["rss_mb"], per["rss_hwm_mb"] = round(rss / 1024, 1), round(hwm / 1024, 1)

@@ -14,6 +14,7 @@ Prints, as % of all samples:
      (the loop itself, aiohttp's server/client protocol callbacks, ...), and of other threads.
 File paths are shortened to the part after site-packages/ or src/ so no machine path shows.
 """
+
 import argparse
 import re
 from collections import Counter
@@ -25,7 +26,7 @@ def short(path):
     for marker in ("site-packages/", "/src/", "/lib/python3"):
         i = path.rfind(marker)
         if i >= 0:
-            rest = path[i + len(marker):]
+            rest = path[i + len(marker) :]
             return rest if marker != "/lib/python3" else "stdlib:" + rest.split("/", 1)[-1]
     return path.rsplit("/", 2)[-1] if path.startswith("/") else path
 
@@ -59,8 +60,10 @@ LOOP_ENTRY = {"run", "run_until_complete", "run_forever", "run_app", "_run_once"
 def loop_cut(frames):
     cut = 0
     for i, (func, file, _) in enumerate(frames):
-        if func in LOOP_ENTRY and (file.startswith(("stdlib:asyncio/", "uvloop/", "aiohttp/web.py"))
-                                   or file.startswith("asyncio/")):
+        if func in LOOP_ENTRY and (
+            file.startswith(("stdlib:asyncio/", "uvloop/", "aiohttp/web.py"))
+            or file.startswith("asyncio/")
+        ):
             cut = i + 1
     return frames[cut:]
 
@@ -72,7 +75,9 @@ def pct(n, total):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("profile")
-    ap.add_argument("--pkg", default="keyguard", help="product package (path prefix) to attribute to")
+    ap.add_argument(
+        "--pkg", default="keyguard", help="product package (path prefix) to attribute to"
+    )
     ap.add_argument("--top", type=int, default=25)
     args = ap.parse_args()
     pkg = args.pkg.rstrip("/")
@@ -107,11 +112,17 @@ def main():
             attr_fn[f"{deepest[0]} ({deepest[1]})"] += n
             attr_line[f"{deepest[0]} ({deepest[1]}:{deepest[2]})"] += n
 
-    print(f"Samples: {total} (all threads). Event-loop thread with no {args.pkg} frame below the "
-          f"loop (the loop itself, server/client protocol callbacks): {pct(outside, total)} %. "
-          f"Other threads (e.g. aiosqlite's worker): {pct(other_threads, total)} %.\n")
+    print(
+        f"Samples: {total} (all threads). Event-loop thread with no {args.pkg} frame below the "
+        f"loop (the loop itself, server/client protocol callbacks): {pct(outside, total)} %. "
+        f"Other threads (e.g. aiosqlite's worker): {pct(other_threads, total)} %.\n"
+    )
     for title, counter in (
-        (f"Attributed to the deepest {args.pkg} line (its own time + the library calls it makes)", attr_line),
+        (
+            f"Attributed to the deepest {args.pkg} line "
+            "(its own time + the library calls it makes)",
+            attr_line,
+        ),
         (f"Attributed to the deepest {args.pkg} function", attr_fn),
         (f"Inclusive time of {args.pkg} functions", incl_fn),
         ("Self time by function (leaf frame, any code)", self_fn),

@@ -13,18 +13,21 @@ Overhead = config c1 p50/p99 minus direct-to-upstream c1 p50/p99 (same round's m
 Lines {"label": ..., "skipped": "..."} (written by bench/run) are listed as skipped.
 A budget verdict for the product (default: keyguard) closes the output.
 """
+
 import argparse
 import json
 import statistics
 from collections import defaultdict
 
-MODES = (("nonstream", "Non-streaming (`stream: false`, 936-byte JSON answer)"),
-         ("stream", "Streaming (`stream: true`, 24 SSE events, 6,080 bytes)"))
+MODES = (
+    ("nonstream", "Non-streaming (`stream: false`, 936-byte JSON answer)"),
+    ("stream", "Streaming (`stream: true`, 24 SSE events, 6,080 bytes)"),
+)
 
 # Budget from the performance issue.
-BUDGET_RPS_RATIO = 0.5       # >= half the bare aiohttp pass-through's req/s (same core)
-BUDGET_OVERHEAD_MS = 0.5     # <= +0.5 ms median at 1 connection over direct
-BUDGET_RSS_MB = 150.0        # < 150 MB RSS (high-water mark, streaming included)
+BUDGET_RPS_RATIO = 0.5  # >= half the bare aiohttp pass-through's req/s (same core)
+BUDGET_OVERHEAD_MS = 0.5  # <= +0.5 ms median at 1 connection over direct
+BUDGET_RSS_MB = 150.0  # < 150 MB RSS (high-water mark, streaming included)
 
 
 def med(xs):
@@ -38,7 +41,11 @@ def fmt(v, p=2):
 
 def conn_keys(res):
     ks = [k for k in res if k.startswith("c") and k[1:].isdigit()]
-    return (max(ks, key=lambda k: int(k[1:])), min(ks, key=lambda k: int(k[1:]))) if ks else (None, None)
+    return (
+        (max(ks, key=lambda k: int(k[1:])), min(ks, key=lambda k: int(k[1:])))
+        if ks
+        else (None, None)
+    )
 
 
 def aggregate(runs, mode):
@@ -56,12 +63,19 @@ def aggregate(runs, mode):
     rps_all = [x.get(hi, {}).get("rps") for x in res if x.get(hi, {}).get("rps") is not None]
     hwm = [x.get("rss_hwm_mb") for x in res if x.get("rss_hwm_mb") is not None]
     return {
-        "n": len(res), "hi": hi, "lo": lo,
-        "rps": g(hi, "rps"), "rps_min": min(rps_all) if rps_all else None,
+        "n": len(res),
+        "hi": hi,
+        "lo": lo,
+        "rps": g(hi, "rps"),
+        "rps_min": min(rps_all) if rps_all else None,
         "rps_max": max(rps_all) if rps_all else None,
-        "hi_p50": g(hi, "p50_ms"), "hi_p99": g(hi, "p99_ms"),
-        "p50": g(lo, "p50_ms"), "p99": g(lo, "p99_ms"), "rps1": g(lo, "rps"),
-        "cpu": g(hi, "gw_cpu_pct"), "cpu_ms": g(hi, "gw_cpu_ms_per_req"),
+        "hi_p50": g(hi, "p50_ms"),
+        "hi_p99": g(hi, "p99_ms"),
+        "p50": g(lo, "p50_ms"),
+        "p99": g(lo, "p99_ms"),
+        "rps1": g(lo, "rps"),
+        "cpu": g(hi, "gw_cpu_pct"),
+        "cpu_ms": g(hi, "gw_cpu_ms_per_req"),
         "cpu_ms1": g(lo, "gw_cpu_ms_per_req"),
         "log_b": g(hi, "log_bytes_per_req"),
         "foreign": med([x.get(c, {}).get("gw_core_foreign_pct") for x in res for c in (hi, lo)]),
@@ -97,25 +111,33 @@ def main():
     dur = sorted({r.get("duration_s") for r in measured})
     t0 = min((r["time"] for r in measured), default="-")
 
-    print(f"# Keyguard gateway benchmark ({t0}, {rounds} round(s), {', '.join(map(str, dur))} s per "
-          f"measured run, medians over rounds)\n")
-    print("Gateway pinned to CPU 1; nginx fake Azure upstream and wrk (1 thread) share CPU 0. "
-          "`rps` and `p50/p99 @32` at 32 connections; `p50/p99 @1` at 1 connection (ms). "
-          "`overhead` = config c1 latency minus direct c1 latency. `vs floor` = rps / "
-          f"`{args.floor}` rps. CPU = gateway process tree at 32 connections (% of one core, "
-          "CPU-ms per request). RSS = after the mode; HWM = process-tree RSS high-water mark "
-          "(max over rounds). `log B/req` = bytes the gateway logged per request. "
-          "`errors` = wrk socket errors + non-2xx, all runs. `noise %` = CPU time on the gateway "
-          "core used by other processes during the measured runs (median; shared VM), plus "
-          "VM steal when there was any.\n")
+    print(
+        f"# Keyguard gateway benchmark ({t0}, {rounds} round(s), {', '.join(map(str, dur))} s per "
+        f"measured run, medians over rounds)\n"
+    )
+    print(
+        "Gateway pinned to CPU 1; nginx fake Azure upstream and wrk (1 thread) share CPU 0. "
+        "`rps` and `p50/p99 @32` at 32 connections; `p50/p99 @1` at 1 connection (ms). "
+        "`overhead` = config c1 latency minus direct c1 latency. `vs floor` = rps / "
+        f"`{args.floor}` rps. CPU = gateway process tree at 32 connections (% of one core, "
+        "CPU-ms per request). RSS = after the mode; HWM = process-tree RSS high-water mark "
+        "(max over rounds). `log B/req` = bytes the gateway logged per request. "
+        "`errors` = wrk socket errors + non-2xx, all runs. `noise %` = CPU time on the gateway "
+        "core used by other processes during the measured runs (median; shared VM), plus "
+        "VM steal when there was any.\n"
+    )
     for mode, title in MODES:
         d = agg.get((args.direct, mode))
         f = agg.get((args.floor, mode))
         print(f"## {title}\n")
-        print("| config | rps @32 | rps range | p50 @32 | p99 @32 | p50 @1 | p99 @1 | overhead p50 "
-              "| overhead p99 | vs floor | CPU % | CPU ms/req | RSS MB | HWM MB | log B/req "
-              "| errors | noise % | rounds |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print(
+            "| config | rps @32 | rps range | p50 @32 | p99 @32 | p50 @1 | p99 @1 | overhead p50 "
+            "| overhead p99 | vs floor | CPU % | CPU ms/req | RSS MB | HWM MB | log B/req "
+            "| errors | noise % | rounds |"
+        )
+        print(
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        )
         for label in order:
             a = agg.get((label, mode))
             if not a:
@@ -125,12 +147,16 @@ def main():
             ov50 = a["p50"] - d["p50"] if d and a["p50"] is not None else None
             ov99 = a["p99"] - d["p99"] if d and a["p99"] is not None else None
             ratio = a["rps"] / f["rps"] if f and f["rps"] else None
-            noise = fmt(a["foreign"], 0) + (f" (+{a['steal']:.0f} steal)" if (a["steal"] or 0) >= 0.5 else "")
+            noise = fmt(a["foreign"], 0) + (
+                f" (+{a['steal']:.0f} steal)" if (a["steal"] or 0) >= 0.5 else ""
+            )
             rng = f"{a['rps_min']:,.0f}-{a['rps_max']:,.0f}" if a["n"] > 1 else "-"
-            print(f"| {label} | {a['rps']:,.0f} | {rng} | {fmt(a['hi_p50'])} | {fmt(a['hi_p99'])} | "
-                  f"{fmt(a['p50'], 3)} | {fmt(a['p99'], 3)} | {fmt(ov50, 3)} | {fmt(ov99, 3)} | "
-                  f"{fmt(ratio)} | {fmt(a['cpu'], 0)} | {fmt(a['cpu_ms'], 3)} | {fmt(a['rss'], 0)} | "
-                  f"{fmt(a['hwm'], 0)} | {fmt(a['log_b'], 0)} | {a['err']} | {noise} | {a['n']} |")
+            print(
+                f"| {label} | {a['rps']:,.0f} | {rng} | {fmt(a['hi_p50'])} | {fmt(a['hi_p99'])} | "
+                f"{fmt(a['p50'], 3)} | {fmt(a['p99'], 3)} | {fmt(ov50, 3)} | {fmt(ov99, 3)} | "
+                f"{fmt(ratio)} | {fmt(a['cpu'], 0)} | {fmt(a['cpu_ms'], 3)} | {fmt(a['rss'], 0)} | "
+                f"{fmt(a['hwm'], 0)} | {fmt(a['log_b'], 0)} | {a['err']} | {noise} | {a['n']} |"
+            )
         print()
 
     # ------------------------------------------------------------------ budget
@@ -142,35 +168,52 @@ def main():
     print("| check | mode | budget | measured | verdict |")
     print("|---|---|---|---:|---|")
     for mode, _ in MODES:
-        a, d, f = agg.get((args.product, mode)), agg.get((args.direct, mode)), agg.get((args.floor, mode))
+        a, d, f = (
+            agg.get((args.product, mode)),
+            agg.get((args.direct, mode)),
+            agg.get((args.floor, mode)),
+        )
         if not a:
             print(f"| all | {mode} | - | no data | FAIL |")
             continue
         if f and f["rps"]:
             need = BUDGET_RPS_RATIO * f["rps"]
             ok = a["rps"] >= need
-            print(f"| throughput @32 | {mode} | >= {BUDGET_RPS_RATIO:.0%} of {args.floor} "
-                  f"({need:,.0f} req/s) | {a['rps']:,.0f} req/s ({a['rps'] / f['rps']:.2f}x) | "
-                  f"{'PASS' if ok else 'FAIL'} |")
+            print(
+                f"| throughput @32 | {mode} | >= {BUDGET_RPS_RATIO:.0%} of {args.floor} "
+                f"({need:,.0f} req/s) | {a['rps']:,.0f} req/s ({a['rps'] / f['rps']:.2f}x) | "
+                f"{'PASS' if ok else 'FAIL'} |"
+            )
         else:
-            print(f"| throughput @32 | {mode} | >= {BUDGET_RPS_RATIO:.0%} of {args.floor} | "
-                  f"{a['rps']:,.0f} req/s (no floor in this run) | n/a |")
+            print(
+                f"| throughput @32 | {mode} | >= {BUDGET_RPS_RATIO:.0%} of {args.floor} | "
+                f"{a['rps']:,.0f} req/s (no floor in this run) | n/a |"
+            )
         if d:
             ov = a["p50"] - d["p50"]
-            print(f"| added p50 @1 | {mode} | <= +{BUDGET_OVERHEAD_MS} ms | +{ov:.3f} ms | "
-                  f"{'PASS' if ov <= BUDGET_OVERHEAD_MS else 'FAIL'} |")
+            print(
+                f"| added p50 @1 | {mode} | <= +{BUDGET_OVERHEAD_MS} ms | +{ov:.3f} ms | "
+                f"{'PASS' if ov <= BUDGET_OVERHEAD_MS else 'FAIL'} |"
+            )
         else:
-            print(f"| added p50 @1 | {mode} | <= +{BUDGET_OVERHEAD_MS} ms | p50 {a['p50']:.3f} ms "
-                  f"(no direct in this run) | n/a |")
+            print(
+                f"| added p50 @1 | {mode} | <= +{BUDGET_OVERHEAD_MS} ms | p50 {a['p50']:.3f} ms "
+                f"(no direct in this run) | n/a |"
+            )
         hw = a["hwm"]
-        print(f"| RSS high-water (during the mode) | {mode} | < {BUDGET_RSS_MB:.0f} MB | {fmt(hw, 1)} MB | "
-              f"{'PASS' if hw is not None and hw < BUDGET_RSS_MB else 'FAIL'} |")
+        print(
+            f"| RSS high-water (during the mode) | {mode} | < {BUDGET_RSS_MB:.0f} MB | "
+            f"{fmt(hw, 1)} MB | "
+            f"{'PASS' if hw is not None and hw < BUDGET_RSS_MB else 'FAIL'} |"
+        )
         print(f"| errors | {mode} | 0 | {a['err']} | {'PASS' if a['err'] == 0 else 'FAIL'} |")
     first = by[args.product][0] if by.get(args.product) else {}
     if first.get("gw_rss_hwm_before_mb"):
         hw = first["gw_rss_hwm_before_mb"]
-        print(f"| RSS high-water (start-up + idle, before round 1) | - | < {BUDGET_RSS_MB:.0f} MB | "
-              f"{hw:.1f} MB | {'PASS' if hw < BUDGET_RSS_MB else 'FAIL'} |")
+        print(
+            f"| RSS high-water (start-up + idle, before round 1) | - | < {BUDGET_RSS_MB:.0f} MB | "
+            f"{hw:.1f} MB | {'PASS' if hw < BUDGET_RSS_MB else 'FAIL'} |"
+        )
     print()
 
 

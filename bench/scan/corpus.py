@@ -26,7 +26,7 @@ from pathlib import Path
 from keyguard.scan.testkeys import expected_kind, generate
 
 TEMPLATES = Path(__file__).parent / "corpus"
-_PLACEHOLDER = re.compile(r"\[\[@(.*?)\]\]")
+_PLACEHOLDER = re.compile(r"\[\[@(.*?)\]\](?!\])")
 _SPEC = re.compile(
     r"^(?:\$(?P<name>\w+)(?P<bind>:?=))?(?P<gen>[A-Z][A-Z0-9_]*)(?::(?P<arg>[^|\]]*))?"
     r"(?:\|(?P<filter>.+))?$"

@@ -112,7 +112,9 @@ class UpstreamSettings(_Frozen):
     def _endpoint(cls, v: str) -> str:
         parts = urlsplit(v)
         if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError("endpoint must be an http(s) URL such as https://NAME.openai.azure.com")
+            raise ValueError(
+                "endpoint must be an http(s) URL such as https://NAME.openai.azure.com"
+            )
         if parts.query or parts.fragment or parts.username or parts.password:
             raise ValueError("endpoint must not carry a query, fragment or user info")
         return v.rstrip("/")

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
 if TYPE_CHECKING:
     from .demo import DemoEnv
@@ -24,11 +25,13 @@ async def run_checks(env: DemoEnv, report: Reporter) -> int:
     v1 = openai.AsyncOpenAI(
         base_url=f"{env.endpoint}/openai/v1/", api_key=env.api_key, max_retries=0
     )
-    messages = [{"role": "user", "content": "Say hello to Keyguard."}]
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "Say hello to Keyguard."}
+    ]
 
     async def chat() -> str:
         reply = await azure.chat.completions.create(
-            model=CHAT_DEPLOYMENT, messages=messages, max_tokens=16  # type: ignore[arg-type]
+            model=CHAT_DEPLOYMENT, messages=messages, max_tokens=16
         )
         assert reply.choices[0].message.content, "empty completion"
         assert reply.usage is not None and reply.usage.total_tokens > 0, "no usage"
@@ -40,7 +43,7 @@ async def run_checks(env: DemoEnv, report: Reporter) -> int:
         usage = None
         events = await azure.chat.completions.create(
             model=CHAT_DEPLOYMENT,
-            messages=messages,  # type: ignore[arg-type]
+            messages=messages,
             max_tokens=16,
             stream=True,
             stream_options={"include_usage": True},
@@ -57,10 +60,11 @@ async def run_checks(env: DemoEnv, report: Reporter) -> int:
 
     async def v1_chat() -> str:
         reply = await v1.chat.completions.create(
-            model=CHAT_DEPLOYMENT, messages=messages, max_tokens=8  # type: ignore[arg-type]
+            model=CHAT_DEPLOYMENT, messages=messages, max_tokens=8
         )
         assert reply.choices[0].message.content
-        return f"OpenAI(base_url=.../openai/v1/): {reply.usage.total_tokens if reply.usage else 0} tokens"
+        tokens = reply.usage.total_tokens if reply.usage else 0
+        return f"OpenAI(base_url=.../openai/v1/): {tokens} tokens"
 
     async def embeddings() -> str:
         result = await azure.embeddings.create(model=EMBEDDINGS_DEPLOYMENT, input="keyguard")
@@ -74,9 +78,7 @@ async def run_checks(env: DemoEnv, report: Reporter) -> int:
             max_retries=0,
         )
         try:
-            await revoked.chat.completions.create(
-                model=CHAT_DEPLOYMENT, messages=messages  # type: ignore[arg-type]
-            )
+            await revoked.chat.completions.create(model=CHAT_DEPLOYMENT, messages=messages)
         except openai.AuthenticationError as exc:
             return f"revoked key refused with {exc.status_code}"
         finally:
@@ -85,9 +87,7 @@ async def run_checks(env: DemoEnv, report: Reporter) -> int:
 
     async def denied_deployment() -> str:
         try:
-            await azure.chat.completions.create(
-                model="not-a-deployment", messages=messages  # type: ignore[arg-type]
-            )
+            await azure.chat.completions.create(model="not-a-deployment", messages=messages)
         except openai.NotFoundError as exc:
             return f"unknown deployment refused with {exc.status_code}"
         raise AssertionError("an unknown deployment was served")

@@ -24,6 +24,7 @@ from .admin.app import create_admin_app
 from .config import Settings
 from .proxy.app import ProxyHandler
 from .proxy.authn import KeyAuthenticator
+from .proxy.protocol import ProxyServer
 from .proxy.relay import Relay, new_upstream_session
 from .runtime import Runtime, open_runtime
 from .upstream.pool import UpstreamPool
@@ -48,7 +49,7 @@ class Gateway:
         self.proxy_url = ""
         self.admin_url = ""
         self.authenticator: KeyAuthenticator | None = None
-        self._runners: list[web.BaseRunner[Any]] = []
+        self._runners: list[web.BaseRunner] = []
         self._pool: UpstreamPool | None = None
         self._session: aiohttp.ClientSession | None = None
 
@@ -81,16 +82,21 @@ class Gateway:
             def request_factory(
                 message: RawRequestMessage,
                 payload: StreamReader,
-                protocol: RequestHandler[web.BaseRequest],
+                protocol: RequestHandler,
                 writer: Any,
                 task: asyncio.Task[None],
             ) -> web.BaseRequest:
                 return web.BaseRequest(
-                    message, payload, protocol, writer, task, asyncio.get_running_loop(),
+                    message,
+                    payload,
+                    protocol,
+                    writer,
+                    task,
+                    asyncio.get_running_loop(),
                     client_max_size=max_body,
                 )
 
-            server = web.Server(handler, request_factory=request_factory, access_log=None)
+            server = ProxyServer(handler, request_factory=request_factory, access_log=None)
             proxy_runner = web.ServerRunner(server, handle_signals=False)
             await proxy_runner.setup()
             self._runners.append(proxy_runner)
@@ -123,7 +129,7 @@ class Gateway:
             self.runtime = None
 
 
-def _url(runner: web.BaseRunner[Any]) -> str:
+def _url(runner: web.BaseRunner) -> str:
     addr = runner.addresses[0]
     host, port = addr[0], addr[1]
     if ":" in host:

@@ -17,7 +17,10 @@ from keyguard.emulator import EmulatorConfig, RunningEmulator, start_emulator
 
 API_VERSION = "2024-10-21"
 CHAT_PATH = "/openai/deployments/gpt-4o/chat/completions?api-version=" + API_VERSION
-MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello, world!"}]
+MESSAGES = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "Hello, world!"},
+]
 
 
 @dataclass
@@ -51,7 +54,9 @@ async def emulator(emulator_config: EmulatorConfig) -> AsyncIterator[RunningEmul
 
 
 @pytest.fixture
-async def clocked(emulator_config: EmulatorConfig, clock: FakeClock) -> AsyncIterator[RunningEmulator]:
+async def clocked(
+    emulator_config: EmulatorConfig, clock: FakeClock
+) -> AsyncIterator[RunningEmulator]:
     """An emulator reading the fake ``clock``."""
     running = await start_emulator(emulator_config, clock=clock)
     try:

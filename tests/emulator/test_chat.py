@@ -63,9 +63,7 @@ async def test_chat_is_deterministic_and_respects_max_tokens(
     assert newer.usage is not None and newer.usage.completion_tokens == 14
 
 
-async def _stream_chunks(
-    client: openai.AsyncAzureOpenAI, **options: Any
-) -> list[dict[str, Any]]:
+async def _stream_chunks(client: openai.AsyncAzureOpenAI, **options: Any) -> list[dict[str, Any]]:
     stream = await client.chat.completions.create(
         model="gpt-4o",
         messages=MESSAGES,  # type: ignore[arg-type]
@@ -154,9 +152,7 @@ async def test_completions(azure: openai.AsyncAzureOpenAI) -> None:
     assert batch.usage.prompt_tokens == 3
 
 
-async def test_responses_legacy_and_v1(
-    emulator: RunningEmulator, v1: openai.AsyncOpenAI
-) -> None:
+async def test_responses_legacy_and_v1(emulator: RunningEmulator, v1: openai.AsyncOpenAI) -> None:
     legacy = openai.AsyncAzureOpenAI(
         azure_endpoint=emulator.url,
         api_key=emulator.keys()[0],

@@ -57,7 +57,7 @@ async def test_usage_per_deployment_and_key_slot(
 ) -> None:
     key1, key2 = emulator.keys()
     for key, deployment in ((key1, "gpt-4o"), (key2, "gpt-4o"), (key2, "gpt-4o-mini")):
-        url = f"{emulator.url}/openai/deployments/{deployment}/chat/completions?api-version=2024-10-21"
+        url = emulator.url + CHAT_PATH.replace("gpt-4o", deployment)
         async with http.post(
             url, json={"messages": MESSAGES, "max_tokens": 5}, headers={"api-key": key}
         ) as response:
@@ -179,13 +179,17 @@ async def test_drop_mid_stream(emulator: RunningEmulator, http: aiohttp.ClientSe
     # a non-streamed answer is cut half-way through its body
     await _control(http, emulator, "POST", "/_emulator/faults", {"drop": "mid_stream"})
     async with http.post(
-        emulator.url + CHAT_PATH, json={"messages": MESSAGES}, headers={"api-key": emulator.keys()[0]}
+        emulator.url + CHAT_PATH,
+        json={"messages": MESSAGES},
+        headers={"api-key": emulator.keys()[0]},
     ) as response:
         with pytest.raises(aiohttp.ClientPayloadError):
             await response.read()
 
 
-async def test_drop_before_response(emulator: RunningEmulator, azure: openai.AsyncAzureOpenAI) -> None:
+async def test_drop_before_response(
+    emulator: RunningEmulator, azure: openai.AsyncAzureOpenAI
+) -> None:
     async with aiohttp.ClientSession() as http:
         await _control(http, emulator, "POST", "/_emulator/faults", {"drop": "before_response"})
         with pytest.raises(aiohttp.ClientError):

@@ -167,7 +167,10 @@ async def test_operation_not_supported(
 ) -> None:
     path = "/openai/deployments/text-embedding-3-small/chat/completions?api-version=" + API_VERSION
     status, body, _ = await _post(
-        http, emulator.url + path, headers={"api-key": emulator.keys()[0]}, json={"messages": MESSAGES}
+        http,
+        emulator.url + path,
+        headers={"api-key": emulator.keys()[0]},
+        json={"messages": MESSAGES},
     )
     assert status == 400
     assert body["error"]["code"] == "OperationNotSupported"
@@ -189,7 +192,9 @@ async def test_responses_needs_a_recent_api_version(
     )
 
 
-@pytest.mark.parametrize("emulator_config", [EmulatorConfig(api_versions=frozenset({"2024-10-21"}))])
+@pytest.mark.parametrize(
+    "emulator_config", [EmulatorConfig(api_versions=frozenset({"2024-10-21"}))]
+)
 async def test_api_version_allow_list(
     emulator: RunningEmulator, http: aiohttp.ClientSession
 ) -> None:

@@ -107,9 +107,7 @@ async def test_account_resource_and_local_auth_switch(
         http, "PATCH", _account_url(emulator), token, {"properties": {"disableLocalAuth": False}}
     )
     assert await _chat_status(http, emulator, emulator.keys()[0]) == 200
-    status, deployments, _ = await _arm(
-        http, "GET", _account_url(emulator) + "/deployments", token
-    )
+    status, deployments, _ = await _arm(http, "GET", _account_url(emulator) + "/deployments", token)
     names = {d["name"]: d["properties"]["model"] for d in deployments["value"]}
     assert names["gpt-4o"] == {"format": "OpenAI", "name": "gpt-4o", "version": "2024-11-20"}
 

@@ -85,9 +85,11 @@ async def test_transcriptions_and_translations(
 ) -> None:
     audio = ("speech.wav", b"RIFF" + bytes(4000), "audio/wav")
     plain = await azure.audio.transcriptions.create(model="whisper", file=audio)
-    assert plain.text and plain.text == (
-        await azure.audio.transcriptions.create(model="whisper", file=audio)
-    ).text
+    assert (
+        plain.text
+        and plain.text
+        == (await azure.audio.transcriptions.create(model="whisper", file=audio)).text
+    )
     text = await azure.audio.transcriptions.create(
         model="whisper", file=audio, response_format="text"
     )
@@ -109,7 +111,9 @@ async def test_transcriptions_and_translations(
 async def test_transcription_needs_multipart(
     emulator: RunningEmulator, http: aiohttp.ClientSession
 ) -> None:
-    url = f"{emulator.url}/openai/deployments/whisper/audio/transcriptions?api-version={API_VERSION}"
+    url = (
+        f"{emulator.url}/openai/deployments/whisper/audio/transcriptions?api-version={API_VERSION}"
+    )
     async with http.post(url, json={"file": "x"}, headers={"api-key": emulator.keys()[0]}) as r:
         assert r.status == 415
 

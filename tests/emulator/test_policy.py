@@ -116,7 +116,9 @@ KEYS = ("k" * 32, "j" * 32)
 SIGNER = TokenSigner("tenant")
 
 
-def _auth(api_key: str | None = None, authorization: str | None = None, disabled: bool = False) -> str:
+def _auth(
+    api_key: str | None = None, authorization: str | None = None, disabled: bool = False
+) -> str:
     caller = authenticate_data_plane(
         api_key=api_key,
         authorization=authorization,
@@ -170,7 +172,11 @@ def test_auth_refusals(kwargs: dict[str, object], status: int) -> None:
 def test_signer_reasons() -> None:
     token = _token("aud", now=100, lifetime=10)
     assert SIGNER.verify(token, now=105, audiences={"aud"})["aud"] == "aud"
-    for now, audiences, reason in ((110, {"aud"}, "expired"), (99, {"aud"}, "not_yet_valid"), (105, {"x"}, "audience")):
+    for now, audiences, reason in (
+        (110, {"aud"}, "expired"),
+        (99, {"aud"}, "not_yet_valid"),
+        (105, {"x"}, "audience"),
+    ):
         with pytest.raises(TokenError) as caught:
             SIGNER.verify(token, now=now, audiences=audiences)
         assert caught.value.reason == reason

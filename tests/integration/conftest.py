@@ -56,7 +56,10 @@ class GatewayHarness:
 
     def azure(self, key: str, **kwargs: Any) -> openai.AsyncAzureOpenAI:
         return openai.AsyncAzureOpenAI(
-            azure_endpoint=self.url, api_key=key, api_version=API_VERSION, max_retries=0,
+            azure_endpoint=self.url,
+            api_key=key,
+            api_version=API_VERSION,
+            max_retries=0,
             **kwargs,
         )
 
@@ -87,9 +90,7 @@ def gateway_settings(
     )
 
 
-async def start_gateway(
-    tmp: Path, upstream_url: str, upstream_key: str, **proxy: Any
-) -> Gateway:
+async def start_gateway(tmp: Path, upstream_url: str, upstream_key: str, **proxy: Any) -> Gateway:
     """A started gateway whose vault holds ``upstream_key`` as ``upstream/emulator``."""
     from keyguard.runtime import open_runtime
 

@@ -36,10 +36,16 @@ async def _traffic(gateway: GatewayHarness, key: str, revoked: str, azure_key: s
     bad_checksum = key[:-1] + ("0" if key[-1] != "0" else "1")
     attempts: list[tuple[str, dict[str, str], Any]] = [
         (CHAT, {"api-key": key}, {"messages": MESSAGES}),
-        (CHAT, {"api-key": key}, {"messages": MESSAGES, "stream": True,
-                                  "stream_options": {"include_usage": True}}),
-        ("/openai/v1/embeddings", {"Authorization": f"Bearer {key}"},
-         {"model": "text-embedding-3-small", "input": key}),
+        (
+            CHAT,
+            {"api-key": key},
+            {"messages": MESSAGES, "stream": True, "stream_options": {"include_usage": True}},
+        ),
+        (
+            "/openai/v1/embeddings",
+            {"Authorization": f"Bearer {key}"},
+            {"model": "text-embedding-3-small", "input": key},
+        ),
         (CHAT, {"api-key": revoked}, {"messages": MESSAGES}),
         (CHAT, {"api-key": bad_checksum}, {"messages": MESSAGES}),
         (CHAT, {"api-key": key, "Authorization": f"Bearer {revoked}"}, {"messages": MESSAGES}),
@@ -48,15 +54,19 @@ async def _traffic(gateway: GatewayHarness, key: str, revoked: str, azure_key: s
         (CHAT, {"Authorization": f"Bearer {azure_key}"}, {"messages": MESSAGES}),
         (CHAT, {"api-key": key + "x"}, {"messages": MESSAGES}),
         (CHAT, {"api-key": key}, "{broken json " + key),
-        ("/openai/deployments/" + key + "/chat/completions?api-version=" + API_VERSION,
-         {"api-key": key}, {"messages": MESSAGES}),
+        (
+            "/openai/deployments/" + key + "/chat/completions?api-version=" + API_VERSION,
+            {"api-key": key},
+            {"messages": MESSAGES},
+        ),
         ("/openai/v1/chat/completions", {"api-key": key}, {"model": key, "messages": MESSAGES}),
         ("/openai/" + key, {"api-key": key}, {}),
     ]
     async with aiohttp.ClientSession() as http:
         for path, headers, body in attempts:
             kwargs: dict[str, Any] = (
-                {"json": body} if not isinstance(body, str)
+                {"json": body}
+                if not isinstance(body, str)
                 else {"data": body, "headers": {**headers, "Content-Type": "application/json"}}
             )
             kwargs.setdefault("headers", headers)

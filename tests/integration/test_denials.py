@@ -115,8 +115,10 @@ async def test_azure_key_presented_is_refused(
 
 async def test_unknown_deployment_and_route(gateway: GatewayHarness, app_key: str) -> None:
     status, body, _ = await post(
-        gateway, "/openai/deployments/nope/chat/completions?api-version=" + API_VERSION,
-        headers={"api-key": app_key}, json=BODY,
+        gateway,
+        "/openai/deployments/nope/chat/completions?api-version=" + API_VERSION,
+        headers={"api-key": app_key},
+        json=BODY,
     )
     assert status == 404 and body["error"]["code"] == "DeploymentNotFound"
     status, body, _ = await post(gateway, "/openai/files", headers={"api-key": app_key}, json={})
@@ -146,8 +148,10 @@ async def test_hostile_deployment_names(gateway: GatewayHarness, app_key: str, p
 async def test_bad_api_version(gateway: GatewayHarness, app_key: str) -> None:
     for query in ("", "?api-version=yesterday"):
         status, body, _ = await post(
-            gateway, "/openai/deployments/gpt-4o/chat/completions" + query,
-            headers={"api-key": app_key}, json=BODY,
+            gateway,
+            "/openai/deployments/gpt-4o/chat/completions" + query,
+            headers={"api-key": app_key},
+            json=BODY,
         )
         assert status == 400 and "api-version" in assert_azure_error(body)["message"]
 
@@ -179,10 +183,42 @@ async def test_oversized_body(gateway: GatewayHarness, app_key: str) -> None:
             yield b"x" * 1024
 
     status, body, _ = await post(
-        gateway, CHAT, headers={"api-key": app_key, "Content-Type": "application/json"},
+        gateway,
+        CHAT,
+        headers={"api-key": app_key, "Content-Type": "application/json"},
         data=chunks(),
     )
     assert status == 413
     async with gateway.azure(app_key) as client:  # the gateway still serves afterwards
         reply = await client.chat.completions.create(model="gpt-4o", messages=BODY["messages"])  # type: ignore[arg-type]
     assert reply.choices
+
+
+async def test_oversized_and_malformed_http_gets_azure_json(
+    gateway: GatewayHarness, app_key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+
+    async def raw(request: bytes) -> bytes:
+        host, port = gateway.url.removeprefix("http://").rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(request)
+        await writer.drain()
+        data = await reader.read()
+        writer.close()
+        return data
+
+    huge = b"api-key: " + app_key.encode() + b"A" * 9000
+    for request in (
+        b"POST " + CHAT.encode() + b" HTTP/1.1\r\nHost: x\r\n" + huge + b"\r\n\r\n",
+        b"POST " + CHAT.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-H%d: v\r\n" % i for i in range(200)) + b"\r\n",
+        b"NOT A REQUEST\r\n\r\n",
+    ):
+        with caplog.at_level("DEBUG"):
+            answer = await raw(request)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.split(b" ")[1] == b"400", head
+        assert b"application/json" in head
+        assert b'"error"' in body and b"malformed" in body
+    assert app_key not in caplog.text

@@ -15,7 +15,9 @@ MESSAGES = [{"role": "user", "content": "Tell me about zero trust."}]
 async def test_azure_client_chat(gateway: GatewayHarness, app_key: str) -> None:
     async with gateway.azure(app_key) as client:
         reply = await client.chat.completions.create(
-            model="gpt-4o", messages=MESSAGES, max_tokens=12  # type: ignore[arg-type]
+            model="gpt-4o",
+            messages=MESSAGES,
+            max_tokens=12,  # type: ignore[arg-type]
         )
     assert reply.object == "chat.completion"
     assert reply.choices[0].message.content
@@ -28,12 +30,16 @@ async def test_azure_client_with_deployment_in_the_endpoint(
     gateway: GatewayHarness, app_key: str
 ) -> None:
     client = openai.AsyncAzureOpenAI(
-        azure_endpoint=gateway.url, azure_deployment="gpt-4o-mini", api_key=app_key,
-        api_version=API_VERSION, max_retries=0,
+        azure_endpoint=gateway.url,
+        azure_deployment="gpt-4o-mini",
+        api_key=app_key,
+        api_version=API_VERSION,
+        max_retries=0,
     )
     async with client:
         reply = await client.chat.completions.create(
-            model="ignored-by-the-sdk", messages=MESSAGES  # type: ignore[arg-type]
+            model="ignored-by-the-sdk",
+            messages=MESSAGES,  # type: ignore[arg-type]
         )
     assert reply.choices[0].message.content
 
@@ -41,7 +47,9 @@ async def test_azure_client_with_deployment_in_the_endpoint(
 async def test_v1_client_chat(gateway: GatewayHarness, app_key: str) -> None:
     async with gateway.v1(app_key) as client:
         reply = await client.chat.completions.create(
-            model="gpt-4o", messages=MESSAGES, max_tokens=5  # type: ignore[arg-type]
+            model="gpt-4o",
+            messages=MESSAGES,
+            max_tokens=5,  # type: ignore[arg-type]
         )
     assert reply.choices[0].message.content
     assert reply.usage is not None and reply.usage.completion_tokens == 5
@@ -52,10 +60,15 @@ async def test_streaming_with_usage_matches_non_streaming(
 ) -> None:
     async with gateway.azure(app_key) as client:
         plain = await client.chat.completions.create(
-            model="gpt-4o", messages=MESSAGES, max_tokens=10  # type: ignore[arg-type]
+            model="gpt-4o",
+            messages=MESSAGES,
+            max_tokens=10,  # type: ignore[arg-type]
         )
         stream = await client.chat.completions.create(
-            model="gpt-4o", messages=MESSAGES, max_tokens=10, stream=True,  # type: ignore[arg-type]
+            model="gpt-4o",
+            messages=MESSAGES,
+            max_tokens=10,
+            stream=True,  # type: ignore[arg-type]
             stream_options={"include_usage": True},
         )
         text, usage = "", None
@@ -72,7 +85,10 @@ async def test_streaming_with_usage_matches_non_streaming(
 async def test_v1_streaming(gateway: GatewayHarness, app_key: str) -> None:
     async with gateway.v1(app_key) as client:
         stream = await client.chat.completions.create(
-            model="gpt-4o", messages=MESSAGES, max_tokens=4, stream=True  # type: ignore[arg-type]
+            model="gpt-4o",
+            messages=MESSAGES,
+            max_tokens=4,
+            stream=True,  # type: ignore[arg-type]
         )
         chunks = [chunk async for chunk in stream]
     assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) == 4
@@ -84,7 +100,9 @@ async def test_embeddings_both_clients(gateway: GatewayHarness, app_key: str) ->
         a = await azure.embeddings.create(model="text-embedding-3-small", input="keyguard")
         b = await v1.embeddings.create(model="text-embedding-3-small", input="keyguard")
         c = await azure.embeddings.create(
-            model="text-embedding-3-small", input=["a", "b"], encoding_format="float",
+            model="text-embedding-3-small",
+            input=["a", "b"],
+            encoding_format="float",
             dimensions=8,
         )
     assert len(a.data[0].embedding) == len(b.data[0].embedding) > 0
@@ -96,7 +114,9 @@ async def test_responses_both_families(gateway: GatewayHarness, app_key: str) ->
     async with gateway.v1(app_key) as v1:
         r1 = await v1.responses.create(model="gpt-4o", input="hello", max_output_tokens=16)
     azure = openai.AsyncAzureOpenAI(
-        azure_endpoint=gateway.url, api_key=app_key, api_version="2025-04-01-preview",
+        azure_endpoint=gateway.url,
+        api_key=app_key,
+        api_version="2025-04-01-preview",
         max_retries=0,
     )
     async with azure:
@@ -148,8 +168,13 @@ async def test_azure_response_headers_pass_through(gateway: GatewayHarness, app_
         ) as resp:
             assert resp.status == 200
             headers = resp.headers
-    for name in ("x-request-id", "apim-request-id", "x-ms-region",
-                 "x-ratelimit-remaining-tokens", "x-ratelimit-remaining-requests",
-                 "x-keyguard-request-id"):
+    for name in (
+        "x-request-id",
+        "apim-request-id",
+        "x-ms-region",
+        "x-ratelimit-remaining-tokens",
+        "x-ratelimit-remaining-requests",
+        "x-keyguard-request-id",
+    ):
         assert name in headers, name
     assert headers["x-ms-client-request-id"] == "abc-123"

@@ -122,15 +122,21 @@ async def test_v1_model_alias_is_rewritten_to_the_upstream_deployment(
     from keyguard.vault.master import create_master_key_file
 
     create_master_key_file(tmp_path / "master.key")
-    settings = settings_from_mapping({
-        "listen": {"proxy": "127.0.0.1:0", "admin": "127.0.0.1:0"},
-        "store": f"sqlite:///{tmp_path / 'k.db'}",
-        "master_key_file": str(tmp_path / "master.key"),
-        "upstreams": [{
-            "name": "up", "endpoint": url, "credential": {"vault": "upstream/up"},
-            "deployments": {"chat": {"upstream_deployment": "gpt-4o-2024"}},
-        }],
-    })
+    settings = settings_from_mapping(
+        {
+            "listen": {"proxy": "127.0.0.1:0", "admin": "127.0.0.1:0"},
+            "store": f"sqlite:///{tmp_path / 'k.db'}",
+            "master_key_file": str(tmp_path / "master.key"),
+            "upstreams": [
+                {
+                    "name": "up",
+                    "endpoint": url,
+                    "credential": {"vault": "upstream/up"},
+                    "deployments": {"chat": {"upstream_deployment": "gpt-4o-2024"}},
+                }
+            ],
+        }
+    )
     rt = await open_runtime(settings, {})
     await rt.vault.put("upstream/up", UPSTREAM_KEY)
     await rt.close()
@@ -142,10 +148,16 @@ async def test_v1_model_alias_is_rewritten_to_the_upstream_deployment(
 
         _, key = await gw.runtime.keys.create("app", now=datetime.now(UTC))
         async with aiohttp.ClientSession() as http:
-            await http.post(gw.proxy_url + "/openai/v1/chat/completions",
-                            json={"model": "chat", "messages": MESSAGES}, headers={"api-key": key})
-            await http.post(gw.proxy_url + "/openai/deployments/chat/embeddings?api-version="
-                            + API_VERSION, json={"input": "x"}, headers={"api-key": key})
+            await http.post(
+                gw.proxy_url + "/openai/v1/chat/completions",
+                json={"model": "chat", "messages": MESSAGES},
+                headers={"api-key": key},
+            )
+            await http.post(
+                gw.proxy_url + "/openai/deployments/chat/embeddings?api-version=" + API_VERSION,
+                json={"input": "x"},
+                headers={"api-key": key},
+            )
     finally:
         await gw.stop()
     assert rec.requests[0][1] == "/openai/v1/chat/completions"
@@ -169,8 +181,12 @@ async def test_redirects_and_upstream_auth_failures_become_502(
     gw, key = await _gateway(tmp_path, url)
     try:
         async with aiohttp.ClientSession() as http:
-            async with http.post(gw.proxy_url + CHAT, json={"messages": MESSAGES},
-                                 headers={"api-key": key}, allow_redirects=False) as resp:
+            async with http.post(
+                gw.proxy_url + CHAT,
+                json={"messages": MESSAGES},
+                headers={"api-key": key},
+                allow_redirects=False,
+            ) as resp:
                 body = await resp.json()
                 assert resp.status == 502
                 assert "location" not in resp.headers
@@ -210,8 +226,9 @@ async def test_upstream_too_slow_is_504(tmp_path: Path, recorder: tuple[Recorder
     gw, key = await _gateway(tmp_path, url, upstream_timeout_s=0.3)
     try:
         async with aiohttp.ClientSession() as http:
-            async with http.post(gw.proxy_url + CHAT, json={"messages": MESSAGES},
-                                 headers={"api-key": key}) as resp:
+            async with http.post(
+                gw.proxy_url + CHAT, json={"messages": MESSAGES}, headers={"api-key": key}
+            ) as resp:
                 assert resp.status == 504
                 assert (await resp.json())["error"]["code"] == "GatewayTimeout"
     finally:
@@ -243,8 +260,11 @@ async def test_stream_first_byte_is_not_buffered(
     gw, key = await _gateway(tmp_path, url)
     try:
         async with aiohttp.ClientSession() as http:
-            async with http.post(gw.proxy_url + CHAT, json={"messages": MESSAGES, "stream": True},
-                                 headers={"api-key": key}) as resp:
+            async with http.post(
+                gw.proxy_url + CHAT,
+                json={"messages": MESSAGES, "stream": True},
+                headers={"api-key": key},
+            ) as resp:
                 first = await asyncio.wait_for(resp.content.readuntil(b"\n\n"), timeout=5)
                 assert first == b'data: {"n": 0}\n\n'
                 release.set()
@@ -262,8 +282,10 @@ async def test_upstream_breaking_mid_stream_gives_a_clean_sdk_error(
     async def broken(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
-        chunk = ('data: {"id":"c","object":"chat.completion.chunk","created":0,"model":"m",'
-                 '"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}\n\n')
+        chunk = (
+            'data: {"id":"c","object":"chat.completion.chunk","created":0,"model":"m",'
+            '"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}\n\n'
+        )
         await resp.write(chunk.encode())
         assert request.transport is not None
         request.transport.abort()
@@ -277,7 +299,9 @@ async def test_upstream_breaking_mid_stream_gives_a_clean_sdk_error(
         )
         async with client:
             stream = await client.chat.completions.create(
-                model="gpt-4o", messages=MESSAGES, stream=True  # type: ignore[arg-type]
+                model="gpt-4o",
+                messages=MESSAGES,
+                stream=True,  # type: ignore[arg-type]
             )
             got = []
             with pytest.raises(openai.APIError) as info:

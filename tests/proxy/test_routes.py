@@ -73,33 +73,47 @@ def test_unknown_routes_are_404(path: str) -> None:
 )
 def test_bad_deployment_names_are_refused(deployment: str) -> None:
     with pytest.raises(NotFound) as info:
-        parse_route("POST", f"/openai/deployments/{deployment}/chat/completions", "api-version=2024-10-21")
+        parse_route(
+            "POST", f"/openai/deployments/{deployment}/chat/completions", "api-version=2024-10-21"
+        )
     assert info.value.code == "DeploymentNotFound"
 
 
-@pytest.mark.parametrize("query", ["", "api-version=", "api-version=2024-13-01", "api-version=latest"])
+@pytest.mark.parametrize(
+    "query", ["", "api-version=", "api-version=2024-13-01", "api-version=latest"]
+)
 def test_legacy_routes_need_a_dated_api_version(query: str) -> None:
     with pytest.raises(BadRequest):
         parse_route("POST", "/openai/deployments/gpt-4o/chat/completions", query)
 
 
 def test_v1_accepts_preview_and_refuses_dates() -> None:
-    assert parse_route("POST", "/openai/v1/chat/completions", "api-version=preview").api_version == "preview"
+    assert (
+        parse_route("POST", "/openai/v1/chat/completions", "api-version=preview").api_version
+        == "preview"
+    )
     with pytest.raises(BadRequest):
         parse_route("POST", "/openai/v1/chat/completions", "api-version=2024-10-21")
 
 
-@pytest.mark.parametrize("param", ["api-key", "API-KEY", "subscription-key", "access_token", "code"])
+@pytest.mark.parametrize(
+    "param", ["api-key", "API-KEY", "subscription-key", "access_token", "code"]
+)
 def test_credentials_in_the_query_string_are_refused(param: str) -> None:
     with pytest.raises(AuthenticationFailed) as info:
-        parse_route("POST", "/openai/deployments/gpt-4o/chat/completions", f"api-version=2024-10-21&{param}=x")
+        parse_route(
+            "POST",
+            "/openai/deployments/gpt-4o/chat/completions",
+            f"api-version=2024-10-21&{param}=x",
+        )
     assert info.value.reason == "credential_in_query"
 
 
 def test_duplicate_query_parameters_are_refused() -> None:
     with pytest.raises(BadRequest):
         parse_route(
-            "POST", "/openai/deployments/gpt-4o/chat/completions",
+            "POST",
+            "/openai/deployments/gpt-4o/chat/completions",
             "api-version=2024-10-21&api-version=2023-05-15",
         )
 

@@ -11,12 +11,18 @@ __all__ = ["emulator"]
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8090, show_default=True, type=int, help="Port to listen on.")
 @click.option(
-    "--config", "config_path", default=None, type=click.Path(dir_okay=False, exists=True),
+    "--config",
+    "config_path",
+    default=None,
+    type=click.Path(dir_okay=False, exists=True),
     help="YAML file with deployments, limits, region (see docs/emulator.md).",
 )
 @click.option("--legacy-keys", is_flag=True, help="Issue 32-hex keys instead of 84-char ones.")
 @click.option(
-    "--tls", "tls_dir", default=None, type=click.Path(file_okay=False),
+    "--tls",
+    "tls_dir",
+    default=None,
+    type=click.Path(file_okay=False),
     help="Serve HTTPS with a self-signed certificate kept in this directory.",
 )
 def emulator(
@@ -33,7 +39,11 @@ def emulator(
 
     raise SystemExit(
         run_emulator_cli(
-            port=port, host=host, config=config_path, legacy_keys=legacy_keys, tls=tls_dir,
+            port=port,
+            host=host,
+            config=config_path,
+            legacy_keys=legacy_keys,
+            tls=tls_dir,
             echo=click.echo,
         )
     )

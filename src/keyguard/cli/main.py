@@ -31,8 +31,14 @@ def cli() -> None:
 
 @cli.command()
 @click.option(
-    "--config", "-c", "config_path", envvar="KEYGUARD_CONFIG", default="keyguard.yaml",
-    show_default=True, type=click.Path(dir_okay=False), help="The gateway's YAML config file.",
+    "--config",
+    "-c",
+    "config_path",
+    envvar="KEYGUARD_CONFIG",
+    default="keyguard.yaml",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="The gateway's YAML config file.",
 )
 def serve(config_path: str) -> None:
     """Run the gateway (proxy port and admin port) until Ctrl-C or SIGTERM.

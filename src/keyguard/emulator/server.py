@@ -164,6 +164,10 @@ async def _serve_until_signal(
         await emulator.stop()
 
 
+def _print_flushed(line: str) -> None:
+    print(line, flush=True)
+
+
 def run_emulator_cli(
     *,
     port: int = 8090,
@@ -171,12 +175,12 @@ def run_emulator_cli(
     config: str | Path | None = None,
     legacy_keys: bool = False,
     tls: str | Path | None = None,
-    echo: Callable[[str], None] = print,
+    echo: Callable[[str], None] | None = None,
 ) -> int:
     """``keyguard emulator``: print the endpoint and keys, serve until Ctrl-C; exit status."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = load_config(config) if config is not None else EmulatorConfig()
     if legacy_keys:
         settings = replace(settings, key_format="legacy")
-    asyncio.run(_serve_until_signal(settings, host, port, tls, echo))
+    asyncio.run(_serve_until_signal(settings, host, port, tls, echo or _print_flushed))
     return 0

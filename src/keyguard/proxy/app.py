@@ -107,8 +107,17 @@ class ProxyHandler:
             )
             response.set_status(500)
         if self._access:
-            self._log(request, request_id, started, response, route, deployment, principal,
-                      outcome, reason)
+            self._log(
+                request,
+                request_id,
+                started,
+                response,
+                route,
+                deployment,
+                principal,
+                outcome,
+                reason,
+            )
         return response
 
     async def _authenticate(self, credential: Credential, request: web.BaseRequest) -> Principal:

@@ -61,9 +61,7 @@ def _forwardable(lname: str) -> bool:
     return False
 
 
-def request_headers(
-    items: Iterable[tuple[str, str]], auth: dict[str, str]
-) -> CIMultiDict[str]:
+def request_headers(items: Iterable[tuple[str, str]], auth: dict[str, str]) -> CIMultiDict[str]:
     """Headers for the upstream request: the allowed client headers plus Keyguard's own auth."""
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in items:

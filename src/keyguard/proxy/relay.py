@@ -14,7 +14,6 @@ was fine) and an error in the log for the operator.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -49,9 +48,7 @@ def new_upstream_session(
         connector=aiohttp.TCPConnector(
             limit=max_connections, keepalive_timeout=60, ttl_dns_cache=300
         ),
-        timeout=aiohttp.ClientTimeout(
-            total=None, connect=connect_timeout, sock_read=read_timeout
-        ),
+        timeout=aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout),
         auto_decompress=False,
         skip_auto_headers=("User-Agent",),
         cookie_jar=aiohttp.DummyCookieJar(),
@@ -93,7 +90,7 @@ class Relay:
                 headers=headers,
                 allow_redirects=False,
             )
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise _timeout(target) from exc
         except aiohttp.ClientError as exc:
             raise _unreachable(target, exc) from exc
@@ -106,7 +103,7 @@ class Relay:
                 return await self._stream(request, upstream, out_headers, target, outcome)
             try:
                 payload = await upstream.read()
-            except asyncio.TimeoutError as exc:
+            except TimeoutError as exc:
                 raise _timeout(target) from exc
             except aiohttp.ClientError as exc:
                 raise _unreachable(target, exc) from exc
@@ -129,10 +126,12 @@ class Relay:
                     chunk = await chunks.__anext__()
                 except StopAsyncIteration:
                     break
-                except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+                except (TimeoutError, aiohttp.ClientError) as exc:
                     outcome.upstream_broke = True
                     log.warning(
-                        "upstream %s broke off a stream: %s", target.upstream.name, type(exc).__name__
+                        "upstream %s broke off a stream: %s",
+                        target.upstream.name,
+                        type(exc).__name__,
                     )
                     err = UpstreamError(
                         "The Azure OpenAI upstream broke off in the middle of the stream.",
@@ -151,7 +150,9 @@ class Relay:
 def _check_status(upstream: aiohttp.ClientResponse, target: Target) -> None:
     status = upstream.status
     if 300 <= status < 400:
-        log.error("upstream %s answered a redirect (%d); not followed", target.upstream.name, status)
+        log.error(
+            "upstream %s answered a redirect (%d); not followed", target.upstream.name, status
+        )
         raise UpstreamError(
             "The upstream answered with a redirect, which Keyguard does not follow.",
             reason="upstream_redirect",

@@ -222,15 +222,17 @@ def _bearer(text: str) -> Iterator[Hit]:
 
 
 def _prefix_for(text: str, start: int, outer_prefix: str) -> tuple[str, str]:
-    """The text before a candidate (its line, or the line above when blank) and its line."""
+    """The text before a candidate (its line, or the line above when blank) and its
+    surroundings on the same line (100 characters each side)."""
     ls = text.rfind("\n", 0, start) + 1
     le = text.find("\n", start)
-    line = text[ls : len(text) if le == -1 else le]
+    le = len(text) if le == -1 else le
+    near = text[max(ls, start - 100) : min(le, start + 132)]
     prefix = text[ls:start]
     if not prefix.strip(" \t\"'`:=([{,\\") and ls > 0:
         prev = text.rfind("\n", 0, ls - 1) + 1
         prefix = text[prev:start]
-    return outer_prefix + prefix, line
+    return outer_prefix + prefix, near
 
 
 def _hex(text: str, ctx: DetectContext, outer_prefix: str) -> Iterator[Hit]:
@@ -238,8 +240,8 @@ def _hex(text: str, ctx: DetectContext, outer_prefix: str) -> Iterator[Hit]:
         key = text[start : start + 32]
         if is_placeholder(key):
             continue
-        prefix, line = _prefix_for(text, start, outer_prefix)
-        verdict = judge_hex(prefix, ctx.has_endpoint, line)
+        prefix, near = _prefix_for(text, start, outer_prefix)
+        verdict = judge_hex(prefix, ctx.has_endpoint, near)
         if verdict is not None:
             yield Hit(
                 "azure_legacy_key", start, start + 32, key, verdict.confidence, verdict.reason

@@ -82,12 +82,12 @@ class HexVerdict:
     reason: str
 
 
-def judge_hex(prefix: str, file_has_endpoint: bool, line: str) -> HexVerdict | None:
+def judge_hex(prefix: str, file_has_endpoint: bool, near: str) -> HexVerdict | None:
     """Decide on a 32-hex candidate from the text before it (same line, or the line above).
 
-    ``line`` is the candidate's whole line (an endpoint on it counts as very near).
+    ``near`` is the text around the candidate (an endpoint there counts as very near).
     """
-    tokens = _TOKEN_RE.findall(prefix[-120:])
+    tokens = [t for t in _TOKEN_RE.findall(prefix[-120:]) if len(t) <= 48]
     azure_named = False
     for token in reversed(tokens[-4:]):
         verdict = classify_name(token)
@@ -103,6 +103,6 @@ def judge_hex(prefix: str, file_has_endpoint: bool, line: str) -> HexVerdict | N
         if file_has_endpoint or azure_named:
             return HexVerdict("medium", f"name {token!r} and an Azure AI endpoint")
         return None
-    if ENDPOINT_RE.search(line):
-        return HexVerdict("medium", "Azure AI endpoint on the same line")
+    if ENDPOINT_RE.search(near):
+        return HexVerdict("medium", "Azure AI endpoint next to it")
     return None

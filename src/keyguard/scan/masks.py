@@ -37,7 +37,7 @@ _SECRET_TABLE = _table({_ALNUM + b"+/=_~.-": b"s", b"\"'`": b"q"})
 _GLUE_TABLE = _table(
     {_ALNUM + b"/_~-": b"s", b"\"'`": b"q", b" \t\r\n+=.&|();\\@$": b"g", b",": b"c"}
 )
-_GLUE_MASK = re.compile(rb"ssssq(?:g{1,24}|g{1,12}s{1,40}g{1,12})q")
+_GLUE_MASK = re.compile(rb"ssssq(?:g{1,80}|g{1,40}s{1,40}g{1,12})q")
 _COMMA_MASK = re.compile(rb"ssssq[ \tg]{0,4}c[g]{0,12}q")
 _B64_TAIL = re.compile(rb"b+e{0,2}")
 _H32 = b"h" * 32

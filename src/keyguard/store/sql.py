@@ -159,8 +159,12 @@ async def open_sql_store(url: str, driver: str) -> SQLStore:
         await migrate(engine)
     except StorageError as exc:
         await engine.dispose()
-        reason = str(exc).removeprefix("store: ")
-        raise StorageError(f"cannot open store {display}: {reason}") from exc.__cause__
+        cause = exc.__cause__
+        if cause is None or isinstance(cause, CommandError):
+            reason = str(exc).removeprefix("store: ")
+        else:
+            reason = _describe(cause)
+        raise StorageError(f"cannot open store {display}: {reason}") from cause
     except BaseException:
         await engine.dispose()
         raise
