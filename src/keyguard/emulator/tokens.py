@@ -91,8 +91,16 @@ def _message_tokens(message: Mapping[str, Any]) -> int:
     return total
 
 
+def _canonical(value: object) -> bytes:
+    """Sorted-key JSON of ``value`` (``repr`` for what JSON cannot hold, e.g. huge integers)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return repr(value).encode()
+
+
 def _json_tokens(value: object) -> int:
-    return count_tokens(orjson.dumps(value).decode()) if value else 0
+    return count_tokens(_canonical(value).decode()) if value else 0
 
 
 def chat_prompt_tokens(body: Mapping[str, Any]) -> int:
@@ -144,8 +152,7 @@ def input_tokens(value: object) -> list[int]:
 
 def prompt_seed(*parts: object) -> bytes:
     """A stable 16-byte seed for generation, from JSON-serialisable prompt parts."""
-    data = orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)
-    return hashlib.blake2b(data, digest_size=16).digest()
+    return hashlib.blake2b(_canonical(parts), digest_size=16).digest()
 
 
 def generate_pieces(seed: bytes, count: int, index: int = 0) -> list[str]:

@@ -223,11 +223,11 @@ def _bearer(text: str) -> Iterator[Hit]:
 
 def _prefix_for(text: str, start: int, outer_prefix: str) -> tuple[str, str]:
     """The text before a candidate (its line, or the line above when blank) and its
-    surroundings on the same line (100 characters each side)."""
+    surroundings on the same line (80 characters before, 40 after)."""
     ls = text.rfind("\n", 0, start) + 1
     le = text.find("\n", start)
     le = len(text) if le == -1 else le
-    near = text[max(ls, start - 100) : min(le, start + 132)]
+    near = text[max(ls, start - 80) : min(le, start + 72)]
     prefix = text[ls:start]
     if not prefix.strip(" \t\"'`:=([{,\\") and ls > 0:
         prev = text.rfind("\n", 0, ls - 1) + 1

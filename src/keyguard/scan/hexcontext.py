@@ -45,6 +45,19 @@ _STRONG_RE = re.compile(
 _WEAK_RE = re.compile(r"key|secret|token|passw|pwd|credential|auth")
 _AZURE_WORD_RE = re.compile(r"azure|openai|cognitive|speech|translator|aoai")
 
+# Neutral words that may stand between a name and its value (types, keywords, accessors).
+_SKIPPABLE = frozenset(
+    {
+        "string", "str", "const", "let", "var", "val", "final", "readonly", "static", "private",
+        "public", "internal", "protected", "param", "export", "env", "arg", "set", "setx",
+        "default", "defaultvalue", "value", "values", "getenv", "get", "getordefault", "environ",
+        "getenvironmentvariable", "setenvironmentvariable", "new", "define", "add", "put",
+        "setdefault", "or", "unwrap_or", "setitem", "header", "headers", "h", "data", "basic",
+        "sensitive", "secure", "type", "text", "bearer", "token", "char", "sealed", "auto", "as",
+        "dim",
+    }
+)  # fmt: skip
+
 _EXEMPT_NAMES = frozenset(
     {
         "package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml", "poetry.lock",
@@ -87,14 +100,16 @@ def judge_hex(prefix: str, file_has_endpoint: bool, near: str) -> HexVerdict | N
 
     ``near`` is the text around the candidate (an endpoint there counts as very near).
     """
-    tokens = [t for t in _TOKEN_RE.findall(prefix[-120:]) if len(t) <= 48]
+    tokens = _TOKEN_RE.findall(prefix[-120:])
     azure_named = False
     for token in reversed(tokens[-4:]):
         verdict = classify_name(token)
         if verdict == "negative":
             return None
         if verdict == "neutral":
-            continue
+            if token.rsplit(".", 1)[-1].lower().lstrip("$") in _SKIPPABLE:
+                continue
+            break
         azure_named = bool(_AZURE_WORD_RE.search(token.lower()))
         if verdict == "strong":
             if file_has_endpoint or azure_named:
