@@ -7,7 +7,8 @@ filling). A placeholder is ``[[@spec]]``:
     [[@$k=AZURE:ai_services]]    ... bound to $k and emitted
     [[@$k:=LEGACY]]              ... bound, not emitted
     [[@$k]]                      $k again (another labelled occurrence)
-    [[@$k|b64]]                  $k through a filter: b64, b64url, url, jsonu, kv:NAME, basic:USER
+    [[@$k|b64]]                  $k through a filter: b64, b64url, url, jsonu, kv:NAME,
+                                 basic:USER, b64json:NAME
     [[@$k[0:40]]] [[@$k[40:]]]   slices: together one labelled occurrence spanning their lines
 
 Every emitted positive value (see ``testkeys.expected_kind``) is a label: file, line range,
@@ -58,6 +59,9 @@ def _filter(value: str, spec: str) -> str:
         return base64.b64encode(f"{arg}={value}".encode()).decode()
     if name == "basic":
         return base64.b64encode(f"{arg}:{value}".encode()).decode()
+    if name == "b64json":
+        doc = f'{{"endpoint": "https://cfg.openai.azure.com/", "{arg}": "{value}"}}'
+        return base64.b64encode(doc.encode()).decode()
     raise ValueError(f"unknown filter {spec!r}")
 
 

@@ -68,14 +68,13 @@ def build_history(repo: Path) -> list[HistoryLabel]:
 
     config_clean = 'import os\n\nAPI_KEY = os.environ["AZURE_OPENAI_API_KEY"]\n'
     commit("initial", {"README.md": "# svc\n", "app/config.py": config_clean}, [])
-    config_key = (
-        'ENDPOINT = "https://hist.openai.azure.com/"\n'
-        f'API_KEY = "{v["k1"]}"\n'
-    )
+    config_key = f'ENDPOINT = "https://hist.openai.azure.com/"\nAPI_KEY = "{v["k1"]}"\n'
     commit("hardcode key for the demo", {"app/config.py": config_key}, [("app/config.py", "k1")])
     commit("add timeout", {"app/config.py": config_key + "TIMEOUT = 30\n"}, [])
     commit("read key from env", {"app/config.py": config_clean + "TIMEOUT = 30\n"}, [])
-    env_file = f"AZURE_OPENAI_ENDPOINT=https://hist.openai.azure.com/\nAZURE_OPENAI_API_KEY={v['k2']}\n"
+    env_file = (
+        f"AZURE_OPENAI_ENDPOINT=https://hist.openai.azure.com/\nAZURE_OPENAI_API_KEY={v['k2']}\n"
+    )
     commit("add .env", {".env": env_file}, [(".env", "k2")])
     commit("remove .env", {".env": None}, [])
     _git(repo, "checkout", "-q", "-b", "feature/k8s")
@@ -88,7 +87,9 @@ def build_history(repo: Path) -> list[HistoryLabel]:
     stamp = f"{clock[0]} +0000"
     env.update(GIT_AUTHOR_DATE=stamp, GIT_COMMITTER_DATE=stamp)
     _git(repo, "merge", "-q", "--no-ff", "-m", "merge k8s", "feature/k8s", env=env)
-    run_sh = f'#!/bin/sh\ncurl -H "api-key: {v["k1"]}" https://hist.openai.azure.com/openai/models\n'
+    run_sh = (
+        f'#!/bin/sh\ncurl -H "api-key: {v["k1"]}" https://hist.openai.azure.com/openai/models\n'
+    )
     commit("smoke test script", {"scripts/run.sh": run_sh}, [("scripts/run.sh", "k1")])
     client_js = (
         "const endpoint = 'https://hist.openai.azure.com';\n"
@@ -99,6 +100,10 @@ def build_history(repo: Path) -> list[HistoryLabel]:
     commit("rename client", {}, [])
     commit("drop key", {"src/api.js": "const endpoint = 'https://hist.openai.azure.com';\n"}, [])
     worker = f"worker:\n  keyguard_api_key: {v['k5']}\n  client_secret: {v['k6']}\n"
-    commit("worker config", {"deploy/worker.yaml": worker}, [("deploy/worker.yaml", "k5"), ("deploy/worker.yaml", "k6")])
+    commit(
+        "worker config",
+        {"deploy/worker.yaml": worker},
+        [("deploy/worker.yaml", "k5"), ("deploy/worker.yaml", "k6")],
+    )
     commit("revert worker config", {"deploy/worker.yaml": None}, [])
     return labels

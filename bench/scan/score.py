@@ -52,7 +52,9 @@ def history_score(repo: Path, key: bytes) -> Score:
         h = expected.get((f.file, f.fingerprint))
         if h is None or h.commit != f.commit:
             result.fp += 1
-            result.false.append(Reported(f.file, f.line, f.end_line, f.kind, f.fingerprint, f.commit))
+            result.false.append(
+                Reported(f.file, f.line, f.end_line, f.kind, f.fingerprint, f.commit)
+            )
         else:
             seen.add((h.file, f.fingerprint))
     result.tp = len(seen)
@@ -74,18 +76,21 @@ def main() -> int:
     files = len(template_files())
     print(f"corpus: {files} files, {len(labels)} labelled secrets, scanned in {elapsed:.2f} s\n")
     forms = sorted({lab.form for lab in labels})
-    rows = [
-        (form, result.by_form[(form, "tp")], result.by_form[(form, "fn")]) for form in forms
-    ]
+    rows = [(form, result.by_form[(form, "tp")], result.by_form[(form, "fn")]) for form in forms]
     print(table(rows, ("form", "found", "missed")) + "\n")
     kinds = sorted({lab.kind for lab in labels})
     rows = [(k, result.by_kind[(k, "tp")], result.by_kind[(k, "fn")]) for k in kinds]
     print(table(rows, ("kind", "found", "missed")) + "\n")
-    total = Score(
-        tp=result.tp + hist.tp, fp=result.fp + hist.fp, fn=result.fn + hist.fn
-    )
+    total = Score(tp=result.tp + hist.tp, fp=result.fp + hist.fp, fn=result.fn + hist.fn)
     rows = [
-        ("files", result.tp, result.fp, result.fn, f"{result.precision:.3f}", f"{result.recall:.3f}"),
+        (
+            "files",
+            result.tp,
+            result.fp,
+            result.fn,
+            f"{result.precision:.3f}",
+            f"{result.recall:.3f}",
+        ),
         ("git history", hist.tp, hist.fp, hist.fn, f"{hist.precision:.3f}", f"{hist.recall:.3f}"),
         ("total", total.tp, total.fp, total.fn, f"{total.precision:.3f}", f"{total.recall:.3f}"),
     ]

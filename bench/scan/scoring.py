@@ -55,7 +55,9 @@ def score(
     by_file: dict[str, list[tuple[int, Label]]] = {}
     for i, lab in enumerate(labels):
         by_file.setdefault(lab.file, []).append((i, lab))
-    expected_fp = {i: fingerprint(lab.secret) for i, lab in enumerate(labels)} if fingerprint else {}
+    expected_fp = (
+        {i: fingerprint(lab.secret) for i, lab in enumerate(labels)} if fingerprint else {}
+    )
     found: set[int] = set()
     for rep in reported:
         match = None
@@ -89,6 +91,8 @@ def score(
 def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
     cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells]
+    lines = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells
+    ]
     lines.insert(1, "| " + " | ".join("-" * w for w in widths) + " |")
     return "\n".join(lines)

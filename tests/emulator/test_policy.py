@@ -56,7 +56,9 @@ def test_responses_and_input_tokens() -> None:
     assert responses_prompt_tokens({"input": items, "instructions": "z"}) == 3 + 4 + 5
     assert input_tokens("a b") == [2]
     assert input_tokens([1, 2, 3]) == [3]
-    assert input_tokens(["a", [1, 2]]) == [1, 2]
+    assert input_tokens([[1, 2], [3]]) == [2, 1]
+    assert input_tokens(["a", [1, 2]]) == []  # mixed shapes are refused
+    assert input_tokens([True]) == [] and input_tokens([]) == []
 
 
 def test_generated_pieces_are_one_token_each_and_deterministic() -> None:

@@ -116,9 +116,13 @@ async def test_fingerprint_is_stored_and_is_a_keyed_hash(store: Store, vault: Va
     assert sealed.fingerprint != hashlib.sha256(VALUE.encode()).hexdigest()  # keyed, not plain
 
 
-async def test_fingerprint_needs_an_opened_vault(store: Store) -> None:
+async def test_fingerprint_needs_an_opened_vault_but_put_does_not(store: Store) -> None:
     with pytest.raises(VaultError, match="not open"):
         Vault(store, MASTER).fingerprint(VALUE)
+    info = await Vault(store, MASTER).put("upstream/east", VALUE)
+    sealed = await store.get_secret("upstream/east")
+    assert sealed is not None and info.version == 1
+    assert sealed.fingerprint == (await Vault.open(store, MASTER)).fingerprint(VALUE)
 
 
 async def test_values_never_reach_the_database(tmp_path: Path, db_url: str) -> None:

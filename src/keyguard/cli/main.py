@@ -45,7 +45,6 @@ def serve(config_path: str) -> None:
 
     \b
     Example:
-      export KEYGUARD_MASTER_KEY_FILE=/etc/keyguard/master.key
       keyguard serve --config /etc/keyguard/keyguard.yaml
     """
     from ..config import load_settings

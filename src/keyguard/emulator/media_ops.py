@@ -29,39 +29,31 @@ _SIZE_RE = re.compile(r"^\d{2,4}x\d{2,4}$")
 _TRANSCRIPT_FORMATS = frozenset({"json", "text", "srt", "verbose_json", "vtt"})
 
 
-def _inputs(raw: object) -> list[str]:
-    """Embedding inputs as seed texts (token arrays become their decimal text)."""
+def _inputs(raw: object) -> tuple[list[str], int]:
+    """Embedding inputs as seed texts (token arrays as their decimal text) and their tokens."""
+    counts = input_tokens(raw)
     if isinstance(raw, str):
-        items: list[object] = [raw]
-    elif isinstance(raw, list) and raw and all(isinstance(v, int) for v in raw):
-        items = [raw]
-    elif isinstance(raw, list) and raw:
-        items = list(raw)
+        texts = [raw]
+    elif counts and isinstance(raw, list) and isinstance(raw[0], int):
+        texts = [" ".join(str(v) for v in raw)]
+    elif counts and isinstance(raw, list):
+        texts = [v if isinstance(v, str) else " ".join(str(t) for t in v) for v in raw]
     else:
-        items = []
-    texts: list[str] = []
-    for item in items:
-        if isinstance(item, str) and item:
-            texts.append(item)
-        elif isinstance(item, list) and item and all(isinstance(v, int) for v in item):
-            texts.append(" ".join(str(v) for v in item))
-        else:
-            texts = []
-            break
-    if not texts or len(texts) > MAX_INPUTS:
+        texts = []
+    if not texts or len(texts) > MAX_INPUTS or any(not t for t in texts):
         raise errors.invalid_request(
             "'$.input' is invalid. Please check the API reference: "
             "https://platform.openai.com/docs/api-reference.",
             "input",
         )
-    return texts
+    return texts, sum(counts)
 
 
 async def embeddings_handler(call: Call) -> web.StreamResponse:
     body = call.body
     if "input" not in body:
         raise errors.invalid_request("'input' is a required property", "input")
-    texts = _inputs(body["input"])
+    texts, tokens = _inputs(body["input"])
     largest = default_dimensions(call.model)
     dimensions = body.get("dimensions")
     if dimensions is None:
@@ -85,7 +77,6 @@ async def embeddings_handler(call: Call) -> web.StreamResponse:
             "'float' and 'base64'.",
             "encoding_format",
         )
-    tokens = sum(input_tokens(body["input"]))
     data = [
         {
             "object": "embedding",

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from keyguard.emulator import errors
 from keyguard.emulator.appkeys import HEADERS_KEY, STATE_KEY
@@ -152,7 +153,7 @@ async def read_form(request: web.Request) -> dict[str, Any]:
         form = await request.post()
     except web.HTTPRequestEntityTooLarge as exc:
         raise errors.payload_too_large(state_of(request).config.max_body_bytes) from exc
-    except ValueError as exc:
+    except (ValueError, HttpProcessingError) as exc:
         raise errors.invalid_request("Could not parse multipart form") from exc
     body: dict[str, Any] = {}
     for name, value in form.items():

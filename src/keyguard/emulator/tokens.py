@@ -135,19 +135,31 @@ def responses_prompt_tokens(body: Mapping[str, Any]) -> int:
     return total
 
 
+def _token_ids(value: object) -> bool:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(t, int) and not isinstance(t, bool) for t in value)
+    )
+
+
 def input_tokens(value: object) -> list[int]:
-    """Per-input token counts of a completions ``prompt`` or embeddings ``input``."""
+    """Per-input token counts of a completions ``prompt`` or embeddings ``input``.
+
+    Accepted shapes: a string, a list of strings, a list of token ids, a list of lists of
+    token ids. Anything else gives ``[]`` (the caller refuses the request).
+    """
     if isinstance(value, str):
         return [count_tokens(value)]
-    if isinstance(value, Sequence) and value and all(isinstance(v, int) for v in value):
+    if not isinstance(value, list) or not value:
+        return []
+    if _token_ids(value):
         return [len(value)]
-    counts: list[int] = []
-    for item in value if isinstance(value, Sequence) else ():
-        if isinstance(item, str):
-            counts.append(count_tokens(item))
-        elif isinstance(item, Sequence):
-            counts.append(len(item))
-    return counts
+    if all(isinstance(v, str) for v in value):
+        return [count_tokens(v) for v in value]
+    if all(_token_ids(v) for v in value):
+        return [len(v) for v in value]
+    return []
 
 
 def prompt_seed(*parts: object) -> bytes:

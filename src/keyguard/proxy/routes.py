@@ -57,6 +57,7 @@ _V1_API_VERSIONS = frozenset({"preview", "latest", "v1"})
 _CREDENTIAL_PARAMS = frozenset(
     {"api-key", "api_key", "apikey", "key", "subscription-key", "access_token", "token", "code"}
 )
+_seen_versions: set[str] = set()  # valid versions seen, to skip the regex (bounded)
 _LEGACY_PREFIX = "/openai/deployments/"
 _V1_PREFIX = "/openai/v1/"
 
@@ -101,9 +102,16 @@ def _not_found() -> NotFound:
     return NotFound("Resource not found", reason="unknown_route")
 
 
+def _params(raw_query: str) -> dict[str, str]:
+    # Fast path for what SDKs send: exactly one plain ``api-version=...`` parameter.
+    if raw_query.startswith("api-version=") and not any(c in raw_query for c in "&%+;"):
+        return {"api-version": raw_query[12:]}
+    return _query(raw_query) if raw_query else {}
+
+
 def parse_route(method: str, raw_path: str, raw_query: str) -> Route:
     """Classify a request; raise a :class:`RequestError` for anything not served."""
-    params = _query(raw_query) if raw_query else {}
+    params = _params(raw_query)
     if raw_path.startswith(_V1_PREFIX):
         op = _V1_OPS.get(raw_path[len(_V1_PREFIX) :].rstrip("/"))
         if op is None:
@@ -141,10 +149,14 @@ def _api_version(params: dict[str, str]) -> str:
             "Missing the api-version query parameter, e.g. ?api-version=2024-10-21.",
             reason="missing_api_version",
         )
+    if version in _seen_versions:
+        return version
     if not _API_VERSION.fullmatch(version):
         raise BadRequest(
             f"api-version '{version[:40]}' is not a valid version; use a date such as "
             "2024-10-21 or 2025-04-01-preview.",
             reason="bad_api_version",
         )
+    if len(_seen_versions) < 256:
+        _seen_versions.add(version)
     return version

@@ -79,9 +79,9 @@ def classify_name(name: str) -> str:
     words = [w.lower() for w in _WORD_RE.findall(name)]
     if not words:
         return "neutral"
-    if any(w in _NEG_WORDS for w in words):
-        return "negative"
     norm = "".join(words)
+    if norm in _NEG_WORDS or any(w in _NEG_WORDS for w in words):
+        return "negative"
     if _STRONG_RE.search(norm):
         return "strong"
     if _WEAK_RE.search(norm):

@@ -99,6 +99,8 @@ class Vault:
         plaintext = value.encode()
         if len(plaintext) > MAX_VALUE_BYTES:
             raise VaultError(f"the value for {name} is larger than {MAX_VALUE_BYTES} bytes")
+        if self._fingerprint_key is None:
+            self._fingerprint_key = await self.get_or_create_random(FINGERPRINT_KEY)
         return await self._put(name, plaintext, self.fingerprint(value))
 
     async def _put(self, name: str, plaintext: bytes, fingerprint: str) -> SecretInfo:

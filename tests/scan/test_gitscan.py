@@ -1,0 +1,120 @@
+"""Git history (introducing commit, blob dedupe, --since) and staged changes."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from keyguard.errors import ConfigurationError
+from keyguard.scan import testkeys
+from keyguard.scan.runner import ScanStats, scan_history, scan_staged
+
+from .conftest import KEY
+
+
+class Repo:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True)
+        self.env = dict(os.environ)
+        self.env.update(
+            GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com",
+            GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com",
+            GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1",
+        )  # fmt: skip
+        self.git("init", "-q", "-b", "main")
+        self.n = 0
+
+    def git(self, *args: str) -> str:
+        out = subprocess.run(
+            ["git", "-C", str(self.root), *args],
+            check=True, capture_output=True, text=True, env=self.env,
+        )  # fmt: skip
+        return out.stdout.strip()
+
+    def commit(self, files: dict[str, str | None], message: str = "c") -> str:
+        for rel, text in files.items():
+            if text is None:
+                self.git("rm", "-q", rel)
+                continue
+            (self.root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (self.root / rel).write_text(text)
+            self.git("add", rel)
+        self.n += 1
+        self.env["GIT_AUTHOR_DATE"] = self.env["GIT_COMMITTER_DATE"] = (
+            f"{1700000000 + self.n * 60} +0000"
+        )
+        self.git("commit", "-q", "-m", message)
+        return self.git("rev-parse", "HEAD")
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Repo:
+    return Repo(tmp_path / "repo")
+
+
+def test_history_reports_introducing_commit_once(repo: Repo) -> None:
+    key = testkeys.generate("AZURE")
+    c1 = repo.commit({"README.md": "hi\n"})
+    c2 = repo.commit({"app.py": f'KEY = "{key}"\n'})
+    repo.commit({"app.py": f'KEY = "{key}"\nX = 1\n'})
+    repo.commit({"app.py": "X = 1\n"})
+    stats = ScanStats()
+    findings = scan_history(repo.root, KEY, stats=stats)
+    assert [(f.file, f.line, f.commit) for f in findings] == [("app.py", 1, c2)]
+    assert c1 != c2 and stats.extra["blobs"] == 4
+
+
+def test_history_dedupes_blobs_across_renames_and_branches(repo: Repo) -> None:
+    hexkey = testkeys.generate("LEGACY")
+    text = f"AZURE_OPENAI_API_KEY={hexkey}\n"
+    repo.commit({"README.md": "hi\n"})
+    repo.git("checkout", "-q", "-b", "feature")
+    c_feature = repo.commit({"a/.env": text})
+    (repo.root / "b").mkdir()
+    repo.git("mv", "a/.env", "b/.env")
+    repo.commit({})
+    repo.git("checkout", "-q", "main")
+    repo.git("merge", "-q", "--no-ff", "-m", "merge", "feature")
+    stats = ScanStats()
+    findings = scan_history(repo.root, KEY, stats=stats)
+    assert [(f.file, f.commit) for f in findings] == [("a/.env", c_feature)]
+    assert stats.files == 2  # README.md and the one .env blob
+
+
+def test_history_finds_encoded_and_deleted_files(repo: Repo) -> None:
+    key = testkeys.generate("KGK")
+    b64 = base64.b64encode(key.encode()).decode()
+    c1 = repo.commit({"deploy/secret.yaml": f"data:\n  token: {b64}\n"})
+    repo.commit({"deploy/secret.yaml": None})
+    findings = scan_history(repo.root, KEY)
+    assert [(f.kind, f.encoding, f.commit) for f in findings] == [("keyguard_key", "base64", c1)]
+
+
+def test_history_since(repo: Repo) -> None:
+    old = testkeys.generate("AZURE")
+    new = testkeys.generate("AZURE", "ai_services")
+    c1 = repo.commit({"old.py": f"K = '{old}'\n"})
+    c2 = repo.commit({"new.py": f"K = '{new}'\n"})
+    findings = scan_history(repo.root, KEY, since=c1)
+    assert [(f.file, f.commit) for f in findings] == [("new.py", c2)]
+
+
+def test_history_errors_outside_a_repository(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError):
+        scan_history(tmp_path, KEY)
+
+
+def test_staged_scans_index_content_not_worktree(repo: Repo) -> None:
+    key = testkeys.generate("AZURE")
+    repo.commit({"README.md": "hi\n"})
+    (repo.root / "app.py").write_text(f'KEY = "{key}"\n')
+    repo.git("add", "app.py")
+    (repo.root / "app.py").write_text("KEY = None\n")  # worktree differs from index
+    (repo.root / "untracked.py").write_text(f'KEY = "{key}"\n')
+    findings = scan_staged(repo.root, KEY)
+    assert [(f.file, f.kind) for f in findings] == [("app.py", "azure_openai_key")]

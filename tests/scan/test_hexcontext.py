@@ -1,0 +1,122 @@
+"""Legacy 32-hex keys: reported from their context only."""
+
+from __future__ import annotations
+
+import pytest
+
+from keyguard.scan import testkeys
+from keyguard.scan.hexcontext import classify_name, is_hex_exempt_file, judge_hex
+
+from .conftest import scan
+
+
+@pytest.mark.parametrize(
+    ("name", "verdict"),
+    [
+        ("AZURE_OPENAI_API_KEY", "strong"),
+        ("api-key", "strong"),
+        ("apiKey", "strong"),
+        ("Ocp-Apim-Subscription-Key", "strong"),
+        ("AzureKeyCredential", "strong"),
+        ("openai_key", "strong"),
+        ("speechKey", "strong"),
+        ("key1", "strong"),
+        ("AZURE_KEY", "strong"),
+        ("key", "weak"),
+        ("client_secret", "weak"),
+        ("etag", "negative"),
+        ("ETag", "negative"),
+        ("x-ms-request-id", "negative"),
+        ("md5", "negative"),
+        ("api_key_hash", "negative"),
+        ("cache_key", "negative"),
+        ("idempotency_key", "negative"),
+        ("key_id", "negative"),
+        ("commitSha", "negative"),
+        ("deployment", "neutral"),
+        ("SharedAccessKeyName", "weak"),
+    ],
+)
+def test_classify_name(name: str, verdict: str) -> None:
+    assert classify_name(name) == verdict
+
+
+def test_judge_strong_weak_and_endpoint() -> None:
+    assert judge_hex('AZURE_OPENAI_API_KEY="', False, "") is not None
+    assert judge_hex('key = "', False, "") is None
+    verdict = judge_hex('key = "', True, "")
+    assert verdict is not None and verdict.confidence == "medium"
+    strong = judge_hex('api_key = "', True, "")
+    assert strong is not None and strong.confidence == "high"
+    assert judge_hex('etag: "', True, "") is None
+    assert judge_hex("x = f(", False, "https://a.openai.azure.com ") is not None
+    assert judge_hex("x = f(", False, "nothing") is None
+
+
+def test_neutral_words_between_name_and_value() -> None:
+    assert judge_hex("param openAiKey string = '", False, "") is not None
+    assert judge_hex('os.environ.get("AZURE_OPENAI_API_KEY", "', False, "") is not None
+    assert judge_hex('apiKey: "x", deployment: "', False, "") is None
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["package-lock.json", "web/yarn.lock", "go.sum", "poetry.lock", "SHA256SUMS", "a.md5"],
+)
+def test_lock_files_are_exempt(path: str) -> None:
+    assert is_hex_exempt_file(path)
+    key = testkeys.generate("LEGACY")
+    assert scan(f'"api-key": "{key}"\n', path=path) == []
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'headers = {{"api-key": "{k}"}}',
+        "AZURE_OPENAI_API_KEY={k}",
+        "export AZURE_OPENAI_KEY='{k}'",
+        'new AzureKeyCredential("{k}")',
+        'client.DefaultRequestHeaders.Add("Ocp-Apim-Subscription-Key", "{k}");',
+        "curl -H 'api-key: {k}' https://x.openai.azure.com",
+        "GET https://x.openai.azure.com/openai/models?api-key={k}",
+        "https://westus.api.cognitive.microsoft.com/sts?subscription-key={k}",
+        "Endpoint=https://x.cognitiveservices.azure.com/;Key={k}",
+        '<add key="AzureOpenAIKey" value="{k}" />',
+        "ENV AZURE_OPENAI_API_KEY={k}",
+    ],
+)
+def test_positive_contexts(line: str) -> None:
+    key = testkeys.generate("LEGACY")
+    found = scan(line.format(k=key) + "\n")
+    assert [f.kind for f in found] == ["azure_legacy_key"]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'etag = "{k}"',
+        'ETag: "{k}"',
+        "x-ms-request-id: {k}",
+        'md5 = "{k}"',
+        'checksum = "{k}"',
+        'commit = "{k}"',
+        "trace_id={k}",
+        'uuid = "{k}"',
+        'cache_key = "{k}"',
+        '"integrity": "{k}"',
+        "{k}  dist/app.tar.gz",
+        'value = "{k}"',
+    ],
+)
+def test_negative_contexts_even_with_endpoint(line: str) -> None:
+    key = testkeys.generate("LEGACY")
+    text = 'ENDPOINT = "https://x.openai.azure.com/"\n\n\n\n' + line.format(k=key) + "\n"
+    assert scan(text) == []
+
+
+def test_value_on_the_line_after_its_name() -> None:
+    key = testkeys.generate("LEGACY")
+    text = (
+        f'ENDPOINT = "https://x.openai.azure.com"\nCONFIG = {{\n    "key":\n        "{key}",\n}}\n'
+    )
+    assert [(f.kind, f.line) for f in scan(text)] == [("azure_legacy_key", 4)]
