@@ -1,4 +1,4 @@
-"""Fixtures shared by every test package.
+"""Fixtures and hooks shared by every test package.
 
 PostgreSQL
     ``postgres_url``       the URL of a reachable PostgreSQL server (``KEYGUARD_TEST_POSTGRES_URL``,
@@ -77,3 +77,20 @@ def postgres_database(postgres_url: str) -> Iterator[str]:
         yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
     finally:
         _run_in_thread(lambda: execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+# In CI nothing may pass by skipping: a skipped test fails the run, with the list of skips.
+_ci_skips: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and os.environ.get("CI") == "true":
+        _ci_skips.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _ci_skips:
+        print(f"\nCI=true: {len(_ci_skips)} test(s) skipped, which CI does not allow:")
+        for nodeid in _ci_skips:
+            print(f"  {nodeid}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .support import run_async
+from .support import run
 
 __all__ = ["demo"]
 
@@ -27,5 +27,5 @@ def demo(check: bool, port: int | None, admin_port: int | None) -> None:
         port = 0 if check else 8080
     if admin_port is None:
         admin_port = 0 if check else 8081
-    status = run_async(lambda: run_demo(check=check, port=port, admin_port=admin_port))
+    status = run(lambda: run_demo(check=check, port=port, admin_port=admin_port))
     raise SystemExit(status)

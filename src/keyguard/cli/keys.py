@@ -15,7 +15,7 @@ import click
 from ..errors import BadRequest
 from ..keys.service import KeyState, key_state, parse_duration, validate_app
 from ..store.base import KeyRecord
-from .vault import config_option, echo_table, format_time, run_with_runtime
+from .support import config_option, echo_table, format_time, run_with_runtime
 
 __all__ = ["keys_group"]
 

@@ -10,8 +10,12 @@ import os
 
 import click
 
-from ..errors import GatewayError
-from .support import run_async, setup_logging
+from ..scan.cli import scan_command
+from .demo import demo
+from .emulator import emulator
+from .keys import keys_group
+from .support import config_option, run, run_sync, setup_logging
+from .vault import vault_group
 
 __all__ = ["main", "cli"]
 
@@ -30,16 +34,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option(
-    "--config",
-    "-c",
-    "config_path",
-    envvar="KEYGUARD_CONFIG",
-    default="keyguard.yaml",
-    show_default=True,
-    type=click.Path(dir_okay=False),
-    help="The gateway's YAML config file.",
-)
+@config_option
 def serve(config_path: str) -> None:
     """Run the gateway (proxy port and admin port) until Ctrl-C or SIGTERM.
 
@@ -50,34 +45,16 @@ def serve(config_path: str) -> None:
     from ..config import load_settings
     from ..server import serve as serve_gateway
 
-    try:
-        settings = load_settings(config_path)
-    except GatewayError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(1) from None
+    settings = run_sync(lambda: load_settings(config_path))
     setup_logging(settings.log_level)
-    run_async(lambda: serve_gateway(settings, dict(os.environ)))
+    run(lambda: serve_gateway(settings, dict(os.environ)))
 
 
-def _register() -> None:
-    from .demo import demo
-    from .emulator import emulator
-
-    cli.add_command(demo)
-    cli.add_command(emulator)
-    for module, name in (
-        ("keyguard.cli.keys", "keys_group"),
-        ("keyguard.cli.vault", "vault_group"),
-        ("keyguard.scan.cli", "scan_command"),
-    ):
-        try:
-            mod = __import__(module, fromlist=[name])
-        except ImportError:  # pragma: no cover - every module ships with the package
-            continue
-        cli.add_command(getattr(mod, name))
-
-
-_register()
+cli.add_command(demo)
+cli.add_command(emulator)
+cli.add_command(keys_group)
+cli.add_command(vault_group)
+cli.add_command(scan_command)
 
 
 def main() -> None:

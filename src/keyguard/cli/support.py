@@ -1,18 +1,38 @@
-"""Helpers shared by the CLI commands: logging set-up and running a coroutine."""
+"""Helpers shared by Keyguard's commands: options, running coroutines, errors, output.
+
+A :class:`GatewayError` reaching a command becomes :class:`CommandFailed`: one
+``error: ...`` line on stderr and exit status 1 (click's usage errors exit 2).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import datetime
+from typing import IO, Any, TypeVar
 
 import click
 
+from ..config import load_settings
 from ..errors import GatewayError
+from ..runtime import Runtime, runtime
 
-__all__ = ["run_async", "setup_logging"]
+__all__ = [
+    "CommandFailed",
+    "config_option",
+    "echo_table",
+    "format_time",
+    "run",
+    "run_sync",
+    "run_with_runtime",
+    "setup_logging",
+]
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def setup_logging(level: str = "info") -> None:
@@ -23,16 +43,73 @@ def setup_logging(level: str = "info") -> None:
     )
 
 
-def run_async(factory: Callable[[], Any]) -> Any:
-    """Run a coroutine on uvloop; report a GatewayError as one line and exit 1."""
+class CommandFailed(click.ClickException):
+    """A :class:`GatewayError` at the CLI boundary: one ``error: ...`` line, exit status 1."""
+
+    exit_code = 1
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"error: {self.message}", err=True, file=file)
+
+
+def config_option(f: F) -> F:
+    """``--config/-c PATH`` (env ``KEYGUARD_CONFIG``, default ``keyguard.yaml``)."""
+    return click.option(
+        "--config",
+        "-c",
+        "config_path",
+        envvar="KEYGUARD_CONFIG",
+        default="keyguard.yaml",
+        show_default=True,
+        type=click.Path(dir_okay=False),
+        help="Keyguard config file (env KEYGUARD_CONFIG).",
+    )(f)
+
+
+def _event_loop_runner() -> Callable[[Coroutine[Any, Any, T]], T]:
     try:
         import uvloop
-
-        runner: Callable[[Any], Any] = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency
-        runner = asyncio.run
+        return asyncio.run
+    return uvloop.run
+
+
+def run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run ``main()`` in a fresh event loop; a ``GatewayError`` becomes :class:`CommandFailed`."""
     try:
-        return runner(factory())
+        return _event_loop_runner()(main())
     except GatewayError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(1) from None
+        raise CommandFailed(str(exc)) from None
+
+
+def run_with_runtime(config_path: str, action: Callable[[Runtime], Coroutine[Any, Any, T]]) -> T:
+    """Load the config, open the runtime, run ``action(runtime)``, close the runtime."""
+
+    async def main() -> T:
+        settings = load_settings(config_path)
+        async with runtime(settings, os.environ) as rt:
+            return await action(rt)
+
+    return run(main)
+
+
+def format_time(value: datetime | None, *, empty: str = "never") -> str:
+    """``2025-03-01T12:00:00Z``: UTC, whole seconds."""
+    if value is None:
+        return empty
+    return value.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def run_sync(action: Callable[[], T]) -> T:
+    """Call ``action()``; a ``GatewayError`` becomes :class:`CommandFailed`."""
+    try:
+        return action()
+    except GatewayError as exc:
+        raise CommandFailed(str(exc)) from None
+
+
+def echo_table(rows: Sequence[Sequence[str]]) -> None:
+    """Print rows as left-aligned columns separated by two spaces."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

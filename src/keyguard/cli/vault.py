@@ -1,4 +1,4 @@
-"""``keyguard vault ...``: the local encrypted vault, and helpers shared by Keyguard's commands.
+"""``keyguard vault ...``: the local encrypted vault.
 
 Secret values are read from standard input (a hidden prompt on a terminal, or a pipe), never from
 the command line, where they would land in shell history and ``ps`` output.
@@ -6,82 +6,24 @@ the command line, where they would land in shell history and ``ps`` output.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import sys
-from collections.abc import Callable, Coroutine, Sequence
-from datetime import datetime
-from typing import IO, Any, TypeVar
 
 import click
 
-from ..config import load_settings
-from ..errors import GatewayError, VaultError
-from ..runtime import Runtime, runtime
+from ..errors import VaultError
 from ..vault.master import MASTER_KEY_ENV, create_master_key_file
 from ..vault.vault import validate_name
+from .support import (
+    CommandFailed,
+    config_option,
+    echo_table,
+    format_time,
+    run_sync,
+    run_with_runtime,
+)
 
-__all__ = [
-    "vault_group",
-    "config_option",
-    "CommandFailed",
-    "run",
-    "run_with_runtime",
-    "format_time",
-]
-
-T = TypeVar("T")
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class CommandFailed(click.ClickException):
-    """A :class:`GatewayError` at the CLI boundary: one ``error: ...`` line, exit status 1."""
-
-    exit_code = 1
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"error: {self.message}", err=True, file=file)
-
-
-def config_option(f: F) -> F:
-    """``--config/-c PATH`` (env ``KEYGUARD_CONFIG``, default ``keyguard.yaml``)."""
-    return click.option(
-        "--config",
-        "-c",
-        "config_path",
-        envvar="KEYGUARD_CONFIG",
-        default="keyguard.yaml",
-        show_default=True,
-        type=click.Path(dir_okay=False),
-        help="Keyguard config file (env KEYGUARD_CONFIG).",
-    )(f)
-
-
-def run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run ``main()`` in a fresh event loop; a ``GatewayError`` becomes :class:`CommandFailed`."""
-    try:
-        return asyncio.run(main())
-    except GatewayError as exc:
-        raise CommandFailed(str(exc)) from None
-
-
-def run_with_runtime(config_path: str, action: Callable[[Runtime], Coroutine[Any, Any, T]]) -> T:
-    """Load the config, open the runtime, run ``action(runtime)``, close the runtime."""
-
-    async def main() -> T:
-        settings = load_settings(config_path)
-        async with runtime(settings, os.environ) as rt:
-            return await action(rt)
-
-    return run(main)
-
-
-def format_time(value: datetime | None, *, empty: str = "never") -> str:
-    """``2025-03-01T12:00:00Z``: UTC, whole seconds."""
-    if value is None:
-        return empty
-    return value.isoformat(timespec="seconds").replace("+00:00", "Z")
+__all__ = ["vault_group"]
 
 
 def _valid_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
@@ -200,18 +142,3 @@ def init_master_key_command(path: str) -> None:
         f"'master_key_file: {path}' in the config, or export {MASTER_KEY_ENV}=\"$(cat {path})\".",
         err=True,
     )
-
-
-def run_sync(action: Callable[[], T]) -> T:
-    """Call ``action()``; a ``GatewayError`` becomes :class:`CommandFailed`."""
-    try:
-        return action()
-    except GatewayError as exc:
-        raise CommandFailed(str(exc)) from None
-
-
-def echo_table(rows: Sequence[Sequence[str]]) -> None:
-    """Print rows as left-aligned columns separated by two spaces."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

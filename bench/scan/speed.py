@@ -1,0 +1,193 @@
+"""Scan speed: a generated source tree up to 200 MB and a generated 10,000-commit history.
+
+    .venv/bin/python bench/scan/speed.py [--size-mb 200] [--commits 10000] [--no-peers]
+
+The tree is made of this Python installation's standard-library sources (real code), the
+filled scanner corpus (so there is something to find) and generated config files, in parts
+of equal size; the scanner runs on 1, 2, 4 and 8 parts to show how time grows with size.
+The history is written with ``git fast-import``: commits that edit a few of 300 files each,
+with a key added every 500 commits. Everything is generated in a temp dir. Times are wall
+clock of the command (``python -m keyguard.scan``, process start included), after a warm-up
+read so every tool sees a warm page cache. Prints markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from compare import ensure_peers  # noqa: E402
+from corpus import fill_corpus  # noqa: E402
+from scoring import table  # noqa: E402
+
+from keyguard.scan.testkeys import generate  # noqa: E402
+
+PARTS = 8
+
+
+def _sources() -> list[Path]:
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    files = [
+        p
+        for p in stdlib.rglob("*.py")
+        if "site-packages" not in p.parts and p.is_file() and p.stat().st_size < 512 * 1024
+    ]
+    return sorted(files)
+
+
+def build_tree(root: Path, size_mb: int) -> list[Path]:
+    """``PARTS`` directories of ``size_mb / PARTS`` MB each."""
+    sources = _sources()
+    per_part = size_mb * 1024 * 1024 // PARTS
+    parts = []
+    rng = random.Random(7)
+    for i in range(PARTS):
+        part = root / f"part{i}"
+        fill_corpus(part / "corpus")
+        size = sum(p.stat().st_size for p in (part / "corpus").rglob("*") if p.is_file())
+        n = 0
+        while size < per_part:
+            src = sources[(i * 7919 + n) % len(sources)]
+            dest = part / f"pkg{n // 500}" / f"{n % 500}_{src.name}"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
+            size += dest.stat().st_size
+            if n % 50 == 0:
+                cfg = part / f"pkg{n // 500}" / f"settings_{n}.yaml"
+                lines = [f"service_{j}:\n  replicas: {rng.randint(1, 9)}\n" for j in range(40)]
+                cfg.write_text("".join(lines) + f"  checksum: {generate('HEX32')}\n")
+                size += cfg.stat().st_size
+            n += 1
+        parts.append(part)
+    return parts
+
+
+def _tree_bytes(paths: list[Path]) -> int:
+    return sum(p.stat().st_size for root in paths for p in root.rglob("*") if p.is_file())
+
+
+def _warm(paths: list[Path]) -> None:
+    for root in paths:
+        for p in root.rglob("*"):
+            if p.is_file():
+                p.read_bytes()
+
+
+def _time(args: list[str], cwd: Path | None = None) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(args, cwd=cwd, capture_output=True, check=False)
+    elapsed = time.perf_counter() - start
+    if proc.returncode not in (0, 1):
+        raise RuntimeError(f"{args[0]} failed: {proc.stderr.decode(errors='replace')[-500:]}")
+    return elapsed
+
+
+def _gitleaks(bindir: Path, mode: str, *paths: str) -> list[str]:
+    quiet = ["--no-banner", "--exit-code", "0", "--log-level", "error"]
+    return [str(bindir / "gitleaks"), mode, *paths, *quiet, "--report-path", os.devnull]
+
+
+def keyguard_args(*extra: str) -> list[str]:
+    return [sys.executable, "-m", "keyguard.scan", "--format", "jsonl", *extra]
+
+
+def build_history(repo: Path, commits: int, seed: int = 11) -> None:
+    """A linear history of ``commits`` commits over 300 files, via ``git fast-import``."""
+    rng = random.Random(seed)
+    repo.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    files = {f"src/mod{i:03d}.py": [f"# module {i}\n"] for i in range(300)}
+    out: list[bytes] = []
+    for c in range(commits):
+        changed = rng.sample(sorted(files), k=rng.randint(1, 3))
+        out.append(b"commit refs/heads/main\n")
+        out.append(f"mark :{c + 1}\n".encode())
+        stamp = 1_600_000_000 + c * 600
+        out.append(f"committer dev <dev@contoso.com> {stamp} +0000\n".encode())
+        msg = f"change {c}\n".encode()
+        out.append(b"data %d\n" % len(msg) + msg)
+        if c:
+            out.append(f"from :{c}\n".encode())
+        for path in changed:
+            lines = files[path]
+            line = f"def f_{c}_{rng.randint(0, 1 << 30)}(x):\n    return x * {rng.randint(1, 99)}\n"
+            if c % 500 == 250:
+                line = f'API_KEY = "{generate("AZURE")}"\n'
+            lines.append(line)
+            if len(lines) > 120:
+                del lines[1 : 1 + rng.randint(1, 20)]
+            data = "".join(lines).encode()
+            out.append(f"M 100644 inline {path}\n".encode())
+            out.append(b"data %d\n" % len(data) + data)
+        out.append(b"\n")
+    subprocess.run(
+        ["git", "-C", str(repo), "fast-import", "--quiet"], input=b"".join(out), check=True
+    )
+    subprocess.run(["git", "-C", str(repo), "checkout", "-q", "main"], check=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mb", type=int, default=200)
+    parser.add_argument("--commits", type=int, default=10_000)
+    parser.add_argument("--no-peers", action="store_true", help="keyguard scan only")
+    args = parser.parse_args()
+    bindir = None if args.no_peers else ensure_peers()
+    cpus = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as tmp:
+        parts = build_tree(Path(tmp) / "tree", args.size_mb)
+        rows = []
+        for n in (1, 2, 4, 8):
+            roots = parts[:n]
+            size = _tree_bytes(roots) / 1e6
+            _warm(roots)
+            names = [str(p) for p in roots]
+            t1 = _time(keyguard_args("-j", "1", *names))
+            tn = _time(keyguard_args("-j", str(cpus), *names))
+            row: list[object] = [f"{size:.0f} MB", f"{t1:.1f} s", f"{size / t1:.1f}"]
+            row += [f"{tn:.1f} s", f"{size / tn:.1f}"]
+            if bindir is not None and n in (1, 8):
+                gl = _time(_gitleaks(bindir, "dir", *names))
+                ds = _time([str(bindir / "detect-secrets"), "scan", "--all-files", *names])
+                row += [f"{gl:.1f} s ({size / gl:.1f})", f"{ds:.1f} s ({size / ds:.1f})"]
+            elif bindir is not None:
+                row += ["", ""]
+            rows.append(row)
+        header = ["tree", "keyguard -j1", "MB/s", f"keyguard -j{cpus}", "MB/s"]
+        if bindir is not None:
+            header += ["gitleaks (MB/s)", "detect-secrets (MB/s)"]
+        print(table(rows, header) + "\n")
+
+        hrows = []
+        for commits in (args.commits // 4, args.commits // 2, args.commits):
+            repo = Path(tmp) / f"history{commits}"
+            build_history(repo, commits)
+            blobs = subprocess.run(
+                ["git", "-C", str(repo), "rev-list", "--all", "--objects"],
+                capture_output=True, check=True,
+            ).stdout.count(b"\n")  # fmt: skip
+            t = _time(keyguard_args("--git-history", "-j", str(cpus), str(repo)))
+            row = [commits, blobs, f"{t:.1f} s", f"{commits / t:.0f}"]
+            if bindir is not None:
+                g = _time(_gitleaks(bindir, "git", str(repo)))
+                row += [f"{g:.1f} s"]
+            hrows.append(row)
+        header = ["commits", "objects", f"keyguard --git-history -j{cpus}", "commits/s"]
+        if bindir is not None:
+            header += ["gitleaks git"]
+        print(table(hrows, header))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
