@@ -211,8 +211,11 @@ async def test_oversized_and_malformed_http_gets_azure_json(
     huge = b"api-key: " + app_key.encode() + b"A" * 9000
     for request in (
         b"POST " + CHAT.encode() + b" HTTP/1.1\r\nHost: x\r\n" + huge + b"\r\n\r\n",
-        b"POST " + CHAT.encode() + b" HTTP/1.1\r\nHost: x\r\n"
-        + b"".join(b"X-H%d: v\r\n" % i for i in range(200)) + b"\r\n",
+        b"POST "
+        + CHAT.encode()
+        + b" HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-H%d: v\r\n" % i for i in range(200))
+        + b"\r\n",
         b"NOT A REQUEST\r\n\r\n",
     ):
         with caplog.at_level("DEBUG"):
