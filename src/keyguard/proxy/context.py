@@ -1,0 +1,80 @@
+"""Everything known about one proxied request, filled in step by step along the pipeline.
+
+One mutable object per request, passed to each step and to the hooks (authorisation, limits,
+recording). It never holds a credential: only the principal the credential resolved to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .authn import Principal
+from .routes import Route
+
+__all__ = ["RequestContext", "Usage"]
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token usage as Azure reported it (chat/completions, embeddings or responses shapes)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @classmethod
+    def from_azure(cls, usage: dict[str, Any]) -> Usage:
+        """Read any of Azure's usage objects; unknown or malformed fields count as 0."""
+        prompt = _int(usage.get("prompt_tokens", usage.get("input_tokens")))
+        completion = _int(usage.get("completion_tokens", usage.get("output_tokens")))
+        prompt_details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details")
+        completion_details = usage.get("completion_tokens_details") or usage.get(
+            "output_tokens_details"
+        )
+        return cls(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cached_tokens=_int(_get(prompt_details, "cached_tokens")),
+            reasoning_tokens=_int(_get(completion_details, "reasoning_tokens")),
+        )
+
+
+def _get(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, dict) else None
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    started: float  # time.perf_counter() at arrival
+    method: str
+    remote: str | None
+    user_agent: str | None
+    route: Route | None = None
+    principal: Principal | None = None
+    deployment: str | None = None  # set only once it is a configured deployment
+    payload: dict[str, Any] | None = None  # the parsed JSON body, when the body is JSON
+    stream_requested: bool = False
+    usage_requested: bool = False  # the client asked for stream_options.include_usage
+    # Filled by the relay:
+    status: int = 0
+    reason: str = "ok"
+    upstream_status: int = 0
+    upstream_ms: float = 0.0  # time from sending upstream to the end of the answer
+    streamed: bool = False
+    stream_events: int = 0
+    streamed_text: list[str] = field(default_factory=list)  # content deltas (streams only)
+    usage: Usage | None = None
+    client_disconnected: bool = False
+    upstream_broke: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)  # per-request state of hooks
