@@ -22,8 +22,10 @@ from aiohttp.web_protocol import RequestHandler
 
 from .admin.app import create_admin_app
 from .config import Settings
+from .proxy.access_log import AccessLog
 from .proxy.app import ProxyHandler
 from .proxy.authn import KeyAuthenticator
+from .proxy.hooks import Recorders
 from .proxy.protocol import ProxyServer
 from .proxy.relay import Relay, new_upstream_session
 from .runtime import Runtime, open_runtime
@@ -75,7 +77,7 @@ class Gateway:
                 authenticator=self.authenticator,
                 relay=Relay(session),
                 max_body_bytes=s.proxy.max_body_bytes,
-                access_log_enabled=s.proxy.access_log,
+                recorder=Recorders([AccessLog()] if s.proxy.access_log else []),
             )
             max_body = s.proxy.max_body_bytes
 
@@ -120,6 +122,8 @@ class Gateway:
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
+        if self.authenticator is not None:
+            await self.authenticator.close()
         if self._session is not None:
             await self._session.close()
         if self._pool is not None:

@@ -3,8 +3,12 @@
 1. classify the route (pure, :mod:`.routes`);
 2. find and verify the credential (:mod:`.credentials`, :mod:`.authn`);
 3. read and check the body (size limit, content type, JSON, the v1 ``model``);
-4. resolve the deployment to a configured upstream and forward (:mod:`.relay`);
-5. write one access-log line (no secrets: key id, app, route, status, timings).
+4. resolve the deployment to a configured upstream;
+5. authorise and admit the request (:mod:`.hooks`: policy, limits);
+6. forward it and relay the answer (:mod:`.relay`), reading the usage on the way;
+7. settle the admission on the real usage, and record the request (access log, ...).
+
+All that is known about the request travels in one :class:`~.context.RequestContext`.
 
 Every error a client can cause is a :class:`RequestError` rendered in Azure's shape; anything
 unexpected is logged with its traceback and answered with a generic 500 that reveals nothing.
@@ -33,16 +37,18 @@ from ..errors import (
     UnsupportedMediaType,
 )
 from ..upstream.pool import UpstreamPool
+from .access_log import AccessLog
 from .authn import KeyAuthenticator, Principal
+from .context import RequestContext
 from .credentials import Credential, extract_credential
-from .relay import Outcome, Relay
+from .hooks import Admission, AllowAuthenticated, Authorizer, NoLimits, Recorder
+from .relay import Relay
 from .responses import error_response, json_response
 from .routes import Route, check_deployment_name, parse_route
 
 __all__ = ["ProxyHandler"]
 
 log = logging.getLogger("keyguard.proxy")
-access_log = logging.getLogger("keyguard.access")
 security_log = logging.getLogger("keyguard.security")
 
 
@@ -54,71 +60,71 @@ class ProxyHandler:
         authenticator: KeyAuthenticator,
         relay: Relay,
         max_body_bytes: int,
-        access_log_enabled: bool = True,
+        authorizer: Authorizer | None = None,
+        admission: Admission | None = None,
+        recorder: Recorder | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._pool = pool
         self._authn = authenticator
         self._relay = relay
         self._max_body = max_body_bytes
-        self._access = access_log_enabled
+        self._authorizer = authorizer or AllowAuthenticated()
+        self._admission = admission or NoLimits()
+        self._recorder = recorder or AccessLog()
         self._now = now
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
-        request_id = secrets.token_hex(8)
-        started = time.perf_counter()
-        outcome = Outcome()
-        principal: Principal | None = None
-        route: Route | None = None
-        deployment: str | None = None
-        reason = "ok"
+        ctx = RequestContext(
+            request_id=secrets.token_hex(8),
+            started=time.perf_counter(),
+            method=request.method,
+            remote=request.remote,
+            user_agent=request.headers.get("user-agent"),
+        )
         try:
-            raw_path, _, raw_query = request.raw_path.partition("?")
-            route = parse_route(request.method, raw_path, raw_query)
-            credential = extract_credential(
-                request.headers.get("api-key"), request.headers.get("authorization")
-            )
-            principal = await self._authenticate(credential, request)
-            if route.operation.name == "models":
-                response: web.StreamResponse = json_response(self._models(), request_id)
-            else:
-                body, requested = await self._read_body(request, route)
-                target = self._pool.resolve(requested)
-                if target is None:
-                    raise NotFound(
-                        "The API deployment for this resource does not exist. Check the "
-                        "deployment name; this gateway serves only its configured deployments.",
-                        code="DeploymentNotFound",
-                        reason="unknown_deployment",
-                    )
-                deployment = requested  # logged only once known: never echo arbitrary input
-                response = await self._relay.forward(
-                    request, route, target, body, request_id, outcome
-                )
+            response = await self._handle(request, ctx)
         except RequestError as exc:
-            reason = exc.reason
-            response = error_response(exc, request_id)
+            ctx.reason = exc.reason
+            response = error_response(exc, ctx.request_id)
         except Exception:
-            log.exception("unexpected error handling request %s", request_id)
-            reason = "internal_error"
+            log.exception("unexpected error handling request %s", ctx.request_id)
+            ctx.reason = "internal_error"
             response = error_response(
                 RequestError("Keyguard hit an internal error.", code="InternalServerError"),
-                request_id,
+                ctx.request_id,
             )
             response.set_status(500)
-        if self._access:
-            self._log(
-                request,
-                request_id,
-                started,
-                response,
-                route,
-                deployment,
-                principal,
-                outcome,
-                reason,
-            )
+        ctx.status = response.status
+        self._recorder.record(ctx)
         return response
+
+    async def _handle(self, request: web.BaseRequest, ctx: RequestContext) -> web.StreamResponse:
+        raw_path, _, raw_query = request.raw_path.partition("?")
+        ctx.route = route = parse_route(request.method, raw_path, raw_query)
+        credential = extract_credential(
+            request.headers.get("api-key"), request.headers.get("authorization")
+        )
+        ctx.principal = await self._authenticate(credential, request)
+        if route.operation.name == "models":
+            return json_response(self._models(), ctx.request_id)
+        body, requested = await self._read_body(request, route, ctx)
+        target = self._pool.resolve(requested)
+        if target is None:
+            raise NotFound(
+                "The API deployment for this resource does not exist. Check the deployment "
+                "name; this gateway serves only its configured deployments.",
+                code="DeploymentNotFound",
+                reason="unknown_deployment",
+            )
+        ctx.deployment = requested  # logged only once known: never echo arbitrary input
+        self._authorizer.authorize(ctx, self._now())
+        await self._admission.admit(ctx)
+        try:
+            body = _upstream_body(body, ctx, target.deployment)
+            return await self._relay.forward(request, ctx, target, body)
+        finally:
+            await self._admission.settle(ctx)
 
     async def _authenticate(self, credential: Credential, request: web.BaseRequest) -> Principal:
         if credential.kind == "keyguard":
@@ -140,7 +146,9 @@ class ProxyHandler:
             reason="jwt_not_enabled",
         )
 
-    async def _read_body(self, request: web.BaseRequest, route: Route) -> tuple[bytes, str]:
+    async def _read_body(
+        self, request: web.BaseRequest, route: Route, ctx: RequestContext
+    ) -> tuple[bytes, str]:
         declared = request.content_length
         if declared is not None and declared > self._max_body:
             raise _too_large(self._max_body)
@@ -173,6 +181,10 @@ class ProxyHandler:
             ) from None
         if not isinstance(payload, dict):
             raise BadRequest("The JSON body must be an object.", reason="malformed_json")
+        ctx.payload = payload
+        ctx.stream_requested = payload.get("stream") is True
+        options = payload.get("stream_options")
+        ctx.usage_requested = isinstance(options, dict) and options.get("include_usage") is True
         if route.deployment is not None:
             return body, route.deployment
         model = payload.get("model")
@@ -180,12 +192,7 @@ class ProxyHandler:
             raise BadRequest(
                 "The body's 'model' must name the deployment to use.", reason="missing_model"
             )
-        deployment = check_deployment_name(model)
-        target = self._pool.resolve(deployment)
-        if target is not None and target.deployment != deployment:
-            payload["model"] = target.deployment
-            body = orjson.dumps(payload)
-        return body, deployment
+        return body, check_deployment_name(model)
 
     def _models(self) -> dict[str, Any]:
         return {
@@ -196,36 +203,40 @@ class ProxyHandler:
             ],
         }
 
-    def _log(
-        self,
-        request: web.BaseRequest,
-        request_id: str,
-        started: float,
-        response: web.StreamResponse,
-        route: Route | None,
-        deployment: str | None,
-        principal: Principal | None,
-        outcome: Outcome,
-        reason: str,
-    ) -> None:
-        record = {
-            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "request_id": request_id,
-            "method": request.method,
-            "family": route.family if route else None,
-            "operation": route.operation.name if route else None,
-            "deployment": deployment,
-            "status": response.status,
-            "reason": reason,
-            "key_id": principal.key_id if principal else None,
-            "app": principal.app if principal else None,
-            "upstream_status": outcome.upstream_status or None,
-            "stream": outcome.streamed,
-            "client_disconnected": outcome.client_disconnected or None,
-            "ms": round((time.perf_counter() - started) * 1000, 3),
-            "remote": request.remote,
+
+def _upstream_body(body: bytes, ctx: RequestContext, upstream_deployment: str) -> bytes:
+    """The body to send upstream: the client's bytes, unless something must change.
+
+    Changes: a v1 ``model`` alias becomes the upstream deployment name, a streaming chat or
+    completions request asks Azure for usage (``stream_options.include_usage``; the extra
+    chunk is dropped on the way back), and hooks may have edited the payload
+    (``ctx.extra["payload_changed"]``).
+    """
+    payload = ctx.payload
+    if payload is None:
+        return body
+    changed = bool(ctx.extra.get("payload_changed"))
+    route = ctx.route
+    if (
+        route is not None
+        and route.deployment is None
+        and payload.get("model") != upstream_deployment
+    ):
+        payload["model"] = upstream_deployment
+        changed = True
+    if (
+        ctx.stream_requested
+        and not ctx.usage_requested
+        and route is not None
+        and route.operation.name in ("chat", "completions")
+    ):
+        options = payload.get("stream_options")
+        payload["stream_options"] = {
+            **(options if isinstance(options, dict) else {}),
+            "include_usage": True,
         }
-        access_log.info(orjson.dumps(record).decode())
+        changed = True
+    return orjson.dumps(payload) if changed else body
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

@@ -14,6 +14,7 @@ the key is revoked or expired; an unknown id and a wrong secret get the same ans
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,6 +70,14 @@ class KeyAuthenticator:
 
     def invalidate(self, key_id: str) -> None:
         self._cache.pop(key_id, None)
+
+    async def close(self) -> None:
+        """Stop background refreshes (before the store is closed)."""
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
 
     async def authenticate(self, key: ParsedKey, now: datetime) -> Principal:
         entry = self._cache.get(key.key_id)

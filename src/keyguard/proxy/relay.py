@@ -15,30 +15,24 @@ was fine) and an error in the log for the operator.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
 
 import aiohttp
+import orjson
 from aiohttp import web
+from multidict import CIMultiDict
 
 from ..errors import UpstreamError
 from ..upstream.pool import Target
+from .context import RequestContext, Usage
 from .headers import request_headers, response_headers
 from .responses import sse_error_event
 from .routes import Route
+from .sse import SseTap, streamed_text
 
-__all__ = ["Relay", "Outcome", "new_upstream_session"]
+__all__ = ["Relay", "new_upstream_session", "upstream_url"]
 
 log = logging.getLogger("keyguard.proxy")
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What happened upstream, for the access log and, later, for accounting."""
-
-    upstream_status: int = 0
-    streamed: bool = False
-    client_disconnected: bool = False
-    upstream_broke: bool = False
 
 
 def new_upstream_session(
@@ -73,19 +67,15 @@ class Relay:
         self._session = session
 
     async def forward(
-        self,
-        request: web.BaseRequest,
-        route: Route,
-        target: Target,
-        body: bytes,
-        request_id: str,
-        outcome: Outcome,
+        self, request: web.BaseRequest, ctx: RequestContext, target: Target, body: bytes
     ) -> web.StreamResponse:
+        assert ctx.route is not None
         headers = request_headers(request.headers.items(), target.upstream.provider.auth_headers())
+        sent = time.perf_counter()
         try:
             upstream = await self._session.request(
-                route.operation.method,
-                upstream_url(target, route),
+                ctx.route.operation.method,
+                upstream_url(target, ctx.route),
                 data=body,
                 headers=headers,
                 allow_redirects=False,
@@ -95,29 +85,37 @@ class Relay:
         except aiohttp.ClientError as exc:
             raise _unreachable(target, exc) from exc
         async with upstream:
-            outcome.upstream_status = upstream.status
+            ctx.upstream_status = upstream.status
             _check_status(upstream, target)
-            out_headers = response_headers(upstream.headers.items(), request_id)
+            out_headers = response_headers(upstream.headers.items(), ctx.request_id)
             if upstream.content_type == "text/event-stream":
-                outcome.streamed = True
-                return await self._stream(request, upstream, out_headers, target, outcome)
+                ctx.streamed = True
+                try:
+                    return await self._stream(request, upstream, out_headers, target, ctx)
+                finally:
+                    ctx.upstream_ms = (time.perf_counter() - sent) * 1000
             try:
                 payload = await upstream.read()
             except TimeoutError as exc:
                 raise _timeout(target) from exc
             except aiohttp.ClientError as exc:
                 raise _unreachable(target, exc) from exc
+            ctx.upstream_ms = (time.perf_counter() - sent) * 1000
+            if upstream.status == 200 and upstream.content_type == "application/json":
+                ctx.usage = _usage_of(payload)
             return web.Response(status=upstream.status, body=payload, headers=out_headers)
 
     async def _stream(
         self,
         request: web.BaseRequest,
         upstream: aiohttp.ClientResponse,
-        headers: object,
+        headers: CIMultiDict[str],
         target: Target,
-        outcome: Outcome,
+        ctx: RequestContext,
     ) -> web.StreamResponse:
-        response = web.StreamResponse(status=upstream.status, headers=headers)  # type: ignore[arg-type]
+        response = web.StreamResponse(status=upstream.status, headers=headers)
+        tap = SseTap(strip_usage_chunk=ctx.stream_requested and not ctx.usage_requested)
+        sent: list[bytes] = []  # what the client received, to charge a stream cut short
         chunks = upstream.content.iter_any()
         try:
             await response.prepare(request)
@@ -127,7 +125,7 @@ class Relay:
                 except StopAsyncIteration:
                     break
                 except (TimeoutError, aiohttp.ClientError) as exc:
-                    outcome.upstream_broke = True
+                    ctx.upstream_broke = True
                     log.warning(
                         "upstream %s broke off a stream: %s",
                         target.upstream.name,
@@ -139,12 +137,31 @@ class Relay:
                     )
                     await response.write(sse_error_event(err))
                     break
-                await response.write(chunk)
+                out = tap.feed(chunk)
+                if out:
+                    if tap.usage is None:
+                        sent.append(out)
+                    await response.write(out)
+            rest = tap.flush()
+            if rest:
+                await response.write(rest)
             await response.write_eof()
         except ConnectionResetError:
-            outcome.client_disconnected = True
+            ctx.client_disconnected = True
             upstream.close()
+        ctx.usage = tap.usage
+        if tap.usage is None:
+            ctx.streamed_text.append(streamed_text(sent))
         return response
+
+
+def _usage_of(payload: bytes) -> Usage | None:
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    usage = obj.get("usage") if isinstance(obj, dict) else None
+    return Usage.from_azure(usage) if isinstance(usage, dict) else None
 
 
 def _check_status(upstream: aiohttp.ClientResponse, target: Target) -> None:

@@ -1,0 +1,71 @@
+"""The seams of the request pipeline: authorisation, admission (limits) and recording.
+
+Each is a small protocol the handler calls at a fixed point::
+
+    authenticate ─► read body ─► resolve ─► authorize ─► admit ─► forward ─► settle ─► record
+
+* :class:`Authorizer` decides whether the principal may make this request (raise
+  :class:`~keyguard.errors.PermissionDenied`), from values only.
+* :class:`Admission` reserves capacity before forwarding (raise
+  :class:`~keyguard.errors.TooManyRequests`) and settles the reservation on the real usage
+  afterwards; ``settle`` runs for every admitted request, whatever happened upstream.
+* :class:`Recorder` receives the finished request context; it must not block (queue the work).
+
+The defaults keep the gateway's behaviour without the corresponding capability configured.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from .context import RequestContext
+
+__all__ = ["Authorizer", "Admission", "Recorder", "AllowAuthenticated", "NoLimits", "Recorders"]
+
+log = logging.getLogger("keyguard.proxy")
+
+
+class Authorizer(Protocol):
+    def authorize(self, ctx: RequestContext, now: datetime) -> None: ...
+
+
+class Admission(Protocol):
+    async def admit(self, ctx: RequestContext) -> None: ...
+
+    async def settle(self, ctx: RequestContext) -> None: ...
+
+
+class Recorder(Protocol):
+    def record(self, ctx: RequestContext) -> None: ...
+
+
+class AllowAuthenticated:
+    """Without a policy, an authenticated principal may use every configured deployment."""
+
+    def authorize(self, ctx: RequestContext, now: datetime) -> None:
+        return None
+
+
+class NoLimits:
+    async def admit(self, ctx: RequestContext) -> None:
+        return None
+
+    async def settle(self, ctx: RequestContext) -> None:
+        return None
+
+
+class Recorders:
+    """Several recorders behind one; a failing recorder never breaks the others."""
+
+    def __init__(self, recorders: Sequence[Recorder]) -> None:
+        self._recorders = tuple(recorders)
+
+    def record(self, ctx: RequestContext) -> None:
+        for recorder in self._recorders:
+            try:
+                recorder.record(ctx)
+            except Exception:
+                log.exception("recorder %s failed for request %s", recorder, ctx.request_id)

@@ -1,0 +1,107 @@
+"""Server-sent events as they pass through: whole events only, usage read, usage chunk dropped.
+
+:class:`SseTap` is fed the upstream's bytes chunk by chunk and returns what to send to the
+client now: every complete event (a partial trailing event waits for its end, so no event is
+ever split or altered), with the usage read from the event that carries it. When Keyguard asked
+Azure for usage on the client's behalf (``stream_options.include_usage``), the usage-only chunk
+(``"choices": []`` with a ``usage`` object) is dropped so the client sees exactly the stream it
+asked for. Events without ``"usage"`` are passed through without being parsed.
+
+:func:`streamed_text` recovers the text already streamed, to charge a stream that ended without
+a usage event (the client went away, or the upstream broke off).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+from .context import Usage
+
+__all__ = ["SseTap", "streamed_text"]
+
+_EVENT = re.compile(rb".*?(?:\r?\n){2}", re.DOTALL)
+_DATA = re.compile(rb"^data: ?(.*?)\r?$", re.MULTILINE)
+
+
+def _boundary(buf: bytes) -> int:
+    """End of the last complete event in ``buf`` (index after its blank line), or -1."""
+    lf = buf.rfind(b"\n\n")
+    crlf = buf.rfind(b"\r\n\r\n")
+    return max(lf + 2 if lf >= 0 else -1, crlf + 4 if crlf >= 0 else -1)
+
+
+def _data(event: bytes) -> Any:
+    parts = _DATA.findall(event)
+    if not parts:
+        return None
+    raw = b"\n".join(parts)
+    if not raw.startswith(b"{"):
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+
+
+class SseTap:
+    def __init__(self, *, strip_usage_chunk: bool) -> None:
+        self._strip = strip_usage_chunk
+        self._carry = b""
+        self.usage: Usage | None = None
+
+    def feed(self, chunk: bytes) -> bytes:
+        buf = self._carry + chunk if self._carry else chunk
+        end = _boundary(buf)
+        if end < 0:
+            self._carry = buf
+            return b""
+        out, self._carry = buf[:end], buf[end:]
+        if b'"usage"' in out:
+            out = self._read_usage(out)
+        return out
+
+    def flush(self) -> bytes:
+        rest, self._carry = self._carry, b""
+        return rest
+
+    def _read_usage(self, out: bytes) -> bytes:
+        kept: list[bytes] = []
+        for match in _EVENT.finditer(out):
+            event = match.group(0)
+            obj = _data(event) if b'"usage"' in event else None
+            if isinstance(obj, dict):
+                usage = obj.get("usage")
+                response = obj.get("response")
+                if not isinstance(usage, dict) and isinstance(response, dict):
+                    usage = response.get("usage")  # Responses API: response.completed
+                if isinstance(usage, dict):
+                    self.usage = Usage.from_azure(usage)
+                    if self._strip and obj.get("choices") == []:
+                        continue
+            kept.append(event)
+        return b"".join(kept)
+
+
+def streamed_text(chunks: list[bytes]) -> str:
+    """The completion text carried by the content events in ``chunks`` (whole events)."""
+    pieces: list[str] = []
+    for match in _EVENT.finditer(b"".join(chunks)):
+        obj = _data(match.group(0))
+        if not isinstance(obj, dict):
+            continue
+        if obj.get("type") == "response.output_text.delta":
+            delta = obj.get("delta")
+            if isinstance(delta, str):
+                pieces.append(delta)
+            continue
+        for choice in obj.get("choices") or ():
+            if not isinstance(choice, dict):
+                continue
+            delta = choice.get("delta")
+            content = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+            if isinstance(content, str):
+                pieces.append(content)
+    return "".join(pieces)

@@ -1,0 +1,89 @@
+"""The SSE tap: whole events only, usage read, the injected usage chunk dropped."""
+
+from __future__ import annotations
+
+import orjson
+from hypothesis import given
+from hypothesis import strategies as st
+
+from keyguard.proxy.sse import SseTap, streamed_text
+
+
+def event(obj: object) -> bytes:
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+def chunk(text: str) -> bytes:
+    choice = {"index": 0, "delta": {"content": text}}
+    return event({"object": "chat.completion.chunk", "choices": [choice], "usage": None})
+
+
+USAGE = event({"object": "chat.completion.chunk", "choices": [],
+               "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10,
+                         "prompt_tokens_details": {"cached_tokens": 2}}})  # fmt: skip
+STREAM = chunk("Hel") + chunk("lo") + chunk("!") + USAGE + b"data: [DONE]\n\n"
+
+
+def run(tap: SseTap, pieces: list[bytes]) -> bytes:
+    out = b"".join(tap.feed(p) for p in pieces)
+    return out + tap.flush()
+
+
+def test_usage_is_read_and_kept_when_the_client_asked() -> None:
+    tap = SseTap(strip_usage_chunk=False)
+    assert run(tap, [STREAM]) == STREAM
+    assert tap.usage is not None
+    assert (tap.usage.prompt_tokens, tap.usage.completion_tokens, tap.usage.cached_tokens) == (
+        7,
+        3,
+        2,
+    )
+
+
+def test_usage_chunk_is_dropped_when_keyguard_asked() -> None:
+    tap = SseTap(strip_usage_chunk=True)
+    assert run(tap, [STREAM]) == STREAM.replace(USAGE, b"")
+    assert tap.usage is not None and tap.usage.total_tokens == 10
+
+
+@given(st.lists(st.integers(min_value=1, max_value=len(STREAM) - 1), max_size=12))
+def test_any_chunking_gives_the_same_stream(cuts: list[int]) -> None:
+    points = sorted(set(cuts))
+    pieces = [STREAM[a:b] for a, b in zip([0, *points], [*points, len(STREAM)], strict=True)]
+    tap = SseTap(strip_usage_chunk=True)
+    assert run(tap, pieces) == STREAM.replace(USAGE, b"")
+    assert tap.usage is not None and tap.usage.completion_tokens == 3
+
+
+def test_only_whole_events_are_released() -> None:
+    tap = SseTap(strip_usage_chunk=False)
+    first = chunk("a")
+    assert tap.feed(first[:10]) == b""
+    assert tap.feed(first[10:]) == first
+
+
+def test_crlf_events() -> None:
+    crlf = STREAM.replace(b"\n", b"\r\n")
+    tap = SseTap(strip_usage_chunk=True)
+    out = run(tap, [crlf[:50], crlf[50:]])
+    assert b'"choices":[]' not in out and out.endswith(b"data: [DONE]\r\n\r\n")
+    assert tap.usage is not None
+
+
+def test_responses_api_usage_is_read_never_dropped() -> None:
+    completed = event({"type": "response.completed",
+                       "response": {"usage": {"input_tokens": 4, "output_tokens": 5}}})  # fmt: skip
+    tap = SseTap(strip_usage_chunk=True)
+    assert run(tap, [completed]) == completed
+    assert tap.usage is not None and (tap.usage.prompt_tokens, tap.usage.completion_tokens) == (
+        4,
+        5,
+    )
+
+
+def test_streamed_text_recovers_content() -> None:
+    delta = event({"type": "response.output_text.delta", "delta": " world"})
+    legacy = event({"choices": [{"text": "?"}]})
+    assert streamed_text([STREAM, delta, legacy, b"data: [DONE]\n\n", b"data: {bad\n\n"]) == (
+        "Hello! world?"
+    )
