@@ -27,7 +27,7 @@ async def test_open_create_and_reopen(config_path: Path) -> None:
         assert rt2.settings is settings
         assert await rt2.vault.get_or_create_random(PEPPER) == pepper
         stored = await rt2.store.get_key(record.key_id)
-        assert stored is not None and rt2.keys.verify(stored, full)
+        assert stored is not None and rt2.keys.verify(stored, full, datetime.now(UTC))
         assert await rt2.vault.get("upstream/east") == "azure-key"
     finally:
         await rt2.close()

@@ -225,3 +225,17 @@ async def test_oversized_and_malformed_http_gets_azure_json(
         assert b"application/json" in head
         assert b'"error"' in body and b"malformed" in body
     assert app_key not in caplog.text
+
+
+async def test_suspended_key_is_refused_until_resumed(gateway: GatewayHarness) -> None:
+    key_id, key = await gateway.new_key()
+    keys = gateway.runtime.keys
+    await keys.suspend(key_id, now=datetime.now(UTC))
+    assert gateway.gateway.authenticator is not None
+    gateway.gateway.authenticator.invalidate(key_id)
+    status, body, _ = await post(gateway, CHAT, headers={"api-key": key}, json=BODY)
+    assert status == 401 and "suspended" in body["error"]["message"]
+    await keys.resume(key_id, now=datetime.now(UTC))
+    gateway.gateway.authenticator.invalidate(key_id)
+    status, _, _ = await post(gateway, CHAT, headers={"api-key": key}, json=BODY)
+    assert status == 200

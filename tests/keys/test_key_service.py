@@ -68,10 +68,36 @@ async def test_the_full_key_is_in_no_row_and_no_file(tmp_path: Path, store: Stor
 async def test_verify(service: KeyService) -> None:
     record, full = await service.create("billing-bot", now=T0)
     other_record, other = await service.create("billing-bot", now=T0)
-    assert service.verify(record, full)
-    assert not service.verify(record, other)
-    assert not service.verify(record, full[:-1] + ("A" if full[-1] != "A" else "B"))
-    assert not KeyService(service._store, b"q" * 32).verify(record, full)  # another pepper
+    assert service.verify(record, full, T0)
+    assert not service.verify(record, other, T0)
+    assert not service.verify(record, full[:-1] + ("A" if full[-1] != "A" else "B"), T0)
+    assert not KeyService(service._store, b"q" * 32).verify(record, full, T0)  # another pepper
+
+
+async def test_previous_secret_works_only_during_its_grace_period(service: KeyService) -> None:
+    record, old = await service.create("billing-bot", now=T0)
+    _, new = await service.create("billing-bot", now=T0)
+    rotated = replace(
+        record,
+        digest=service.digest(new),
+        previous_digest=record.digest,
+        previous_valid_until=T0 + timedelta(hours=1),
+    )
+    assert service.verify(rotated, new, T0) and service.verify(rotated, old, T0)
+    assert not service.verify(rotated, old, T0 + timedelta(hours=1))
+    assert service.verify(rotated, new, T0 + timedelta(days=9))
+
+
+async def test_suspend_and_resume(service: KeyService) -> None:
+    record, _ = await service.create("billing-bot", now=T0)
+    suspended = await service.suspend(record.key_id, now=T0 + timedelta(seconds=1))
+    assert key_state(suspended, T0 + timedelta(seconds=2)) == "suspended"
+    assert (await service.suspend(record.key_id, now=T0 + timedelta(seconds=3))) == suspended
+    resumed = await service.resume(record.key_id, now=T0 + timedelta(seconds=4))
+    assert key_state(resumed, T0 + timedelta(seconds=5)) == "active"
+    assert resumed.updated_at > suspended.updated_at
+    revoked = await service.revoke(record.key_id, now=T0 + timedelta(seconds=6))
+    assert key_state(revoked, T0 + timedelta(seconds=7)) == "revoked"
 
 
 async def test_expiry_and_states(service: KeyService) -> None:

@@ -146,6 +146,22 @@ async def test_revoke_is_idempotent_and_bumps_updated_at(store: Store) -> None:
     assert await store.revoke_key("nope", t1) is None
 
 
+async def test_replace_key_is_compare_and_set(store: Store) -> None:
+    record = KeyRecord("a" * 12, "app", "d" * 64, T0, T0)
+    await store.create_key(record)
+    later = T0 + timedelta(seconds=1)
+    rotated = replace(
+        record, digest="e" * 64, previous_digest="d" * 64, previous_valid_until=later,
+        suspended_at=later, updated_at=later,
+    )  # fmt: skip
+    assert await store.replace_key(rotated, expected_updated_at=T0)
+    assert await store.get_key(record.key_id) == rotated
+    assert not await store.replace_key(record, expected_updated_at=T0)  # stale: refused
+    assert await store.get_key(record.key_id) == rotated
+    ghost = replace(record, key_id="b" * 12)
+    assert not await store.replace_key(ghost, expected_updated_at=T0)
+
+
 async def test_keys_changed_since(store: Store) -> None:
     await store.create_key(key("AAAAAAAAAAA1"))
     await store.create_key(key("AAAAAAAAAAA2"))

@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Literal
 
 from ..durations import parse_duration
-from ..errors import BadRequest, NotFound
+from ..errors import BadRequest, NotFound, StorageError
 from ..store.base import KeyRecord, KeyStore
 from .format import ID_LENGTH, generate_key
 
@@ -28,18 +29,21 @@ __all__ = [
     "APP_PATTERN",
 ]
 
-KeyState = Literal["active", "expired", "revoked"]
+KeyState = Literal["active", "expired", "revoked", "suspended"]
 APP_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _KEY_ID = re.compile(rf"[0-9A-Za-z]{{{ID_LENGTH}}}")
 MAX_DESCRIPTION = 256
 
 
 def key_state(record: KeyRecord, now: datetime) -> KeyState:
-    """``revoked`` wins over ``expired``; a key expires at ``expires_at`` exactly."""
+    """``revoked`` wins over ``expired``, which wins over ``suspended``; a key expires at
+    ``expires_at`` exactly."""
     if record.revoked_at is not None and record.revoked_at <= now:
         return "revoked"
     if record.expires_at is not None and record.expires_at <= now:
         return "expired"
+    if record.suspended_at is not None and record.suspended_at <= now:
+        return "suspended"
     return "active"
 
 
@@ -84,9 +88,16 @@ class KeyService:
         """Hex HMAC-SHA256(pepper, key): what the store keeps instead of the key."""
         return hmac.new(self._pepper, full_key.encode(), hashlib.sha256).hexdigest()
 
-    def verify(self, record: KeyRecord, full_key: str) -> bool:
-        """True when ``full_key`` is the key ``record`` was created for (constant time)."""
-        return hmac.compare_digest(self.digest(full_key), record.digest)
+    def verify(self, record: KeyRecord, full_key: str, now: datetime) -> bool:
+        """True when ``full_key`` is the key's current secret, or its previous secret while
+        the grace period after a rotation lasts (constant-time comparisons)."""
+        digest = self.digest(full_key)
+        if hmac.compare_digest(digest, record.digest):
+            return True
+        previous, until = record.previous_digest, record.previous_valid_until
+        if previous is None or until is None:
+            return False
+        return hmac.compare_digest(digest, previous) and now < until
 
     async def create(
         self,
@@ -134,6 +145,27 @@ class KeyService:
         if include_revoked:
             return records
         return [r for r in records if key_state(r, now) == "active"]
+
+    async def suspend(self, key_id: str, *, now: datetime) -> KeyRecord:
+        """Suspend ``key_id`` (reversible with :meth:`resume`); idempotent."""
+        return await self._set_suspended(key_id, now, now)
+
+    async def resume(self, key_id: str, *, now: datetime) -> KeyRecord:
+        """Lift a suspension; idempotent."""
+        return await self._set_suspended(key_id, None, now)
+
+    async def _set_suspended(self, key_id: str, at: datetime | None, now: datetime) -> KeyRecord:
+        _require_aware(now)
+        for _ in range(5):  # compare-and-set: retry if the record changed meanwhile
+            record = await self.get(key_id)
+            if record.suspended_at == at or (at is not None and record.suspended_at is not None):
+                return record
+            updated = replace(record, suspended_at=at, updated_at=max(now, record.updated_at))
+            if updated.updated_at == record.updated_at:
+                updated = replace(updated, updated_at=record.updated_at + timedelta(microseconds=1))
+            if await self._store.replace_key(updated, expected_updated_at=record.updated_at):
+                return updated
+        raise StorageError(f"store: key {key_id} kept changing; try again")
 
     async def revoke(self, key_id: str, *, now: datetime) -> KeyRecord:
         """Revoke ``key_id`` (idempotent: revoking twice keeps the first time)."""

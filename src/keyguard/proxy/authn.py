@@ -87,7 +87,7 @@ class KeyAuthenticator:
         elif mono - entry.fetched >= self._ttl / 2 and key.key_id not in self._inflight:
             self._refresh_in_background(key.key_id)
         record = entry.record
-        if record is None or not self._keys.verify(record, key.full):
+        if record is None or not self._keys.verify(record, key.full, now):
             raise AuthenticationFailed(
                 "Access denied: this Keyguard key is not valid. Check that you copied the whole "
                 "key and that it was created on this gateway.",
@@ -98,6 +98,12 @@ class KeyAuthenticator:
             raise AuthenticationFailed(
                 f"Access denied: Keyguard key {record.key_id} has been revoked. Ask for a new key.",
                 reason="revoked_key",
+            )
+        if state == "suspended":
+            raise AuthenticationFailed(
+                f"Access denied: Keyguard key {record.key_id} is suspended. Contact the "
+                "gateway's operators.",
+                reason="suspended_key",
             )
         if state == "expired":
             raise AuthenticationFailed(

@@ -27,6 +27,10 @@ class KeyRecord:
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
     description: str = ""
+    # After a rotation the previous secret keeps working until ``previous_valid_until``.
+    previous_digest: str | None = None
+    previous_valid_until: datetime | None = None
+    suspended_at: datetime | None = None  # reversible, unlike revocation
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +77,12 @@ class KeyStore(Protocol):
 
     async def keys_changed_since(self, since: datetime) -> list[KeyRecord]:
         """Records whose ``updated_at`` is later than ``since`` (cache invalidation)."""
+        ...
+
+    async def replace_key(self, record: KeyRecord, *, expected_updated_at: datetime) -> bool:
+        """Write ``record`` over the stored one if its ``updated_at`` is still
+        ``expected_updated_at`` (compare-and-set); ``False`` when it changed meanwhile or is gone.
+        The ``key_id``, ``app`` and ``created_at`` never change."""
         ...
 
 

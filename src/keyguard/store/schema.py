@@ -73,6 +73,9 @@ keys = Table(
     Column("expires_at", UTCDateTime(), nullable=True),
     Column("revoked_at", UTCDateTime(), nullable=True),
     Column("description", Text(), nullable=False, server_default=""),
+    Column("previous_digest", String(64), nullable=True),
+    Column("previous_valid_until", UTCDateTime(), nullable=True),
+    Column("suspended_at", UTCDateTime(), nullable=True),
     Index("ix_keys_app", "app"),
     Index("ix_keys_updated_at", "updated_at"),
 )

@@ -135,7 +135,7 @@ def _upgrade(connection: Connection) -> None:
     config.set_main_option("script_location", MIGRATIONS)
     config.set_main_option("path_separator", "os")
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    command.upgrade(config, "heads")  # capabilities may add migration branches
 
 
 async def migrate(engine: AsyncEngine) -> None:
@@ -181,6 +181,9 @@ def _key_record(row: RowMapping) -> KeyRecord:
         expires_at=row["expires_at"],
         revoked_at=row["revoked_at"],
         description=row["description"],
+        previous_digest=row["previous_digest"],
+        previous_valid_until=row["previous_valid_until"],
+        suspended_at=row["suspended_at"],
     )
 
 
@@ -262,6 +265,23 @@ class SQLStore:
         async with self._tx("list changed keys") as conn:
             rows = (await conn.execute(query)).all()
         return [_key_record(r._mapping) for r in rows]
+
+    async def replace_key(self, record: KeyRecord, *, expected_updated_at: datetime) -> bool:
+        values = asdict(record)
+        for fixed in ("key_id", "app", "created_at"):
+            del values[fixed]
+        async with self._tx("update key") as conn:
+            result = await conn.execute(
+                keys.update()
+                .where(
+                    and_(
+                        keys.c.key_id == record.key_id,
+                        keys.c.updated_at == expected_updated_at,
+                    )
+                )
+                .values(**values)
+            )
+        return bool(result.rowcount == 1)
 
     # -- vault --------------------------------------------------------------------------
 
