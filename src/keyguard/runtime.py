@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .config import Settings
+from .events import EventBus
 from .keys.service import KeyService
 from .store import Store, open_store
 from .vault.master import load_master_key
@@ -36,6 +37,7 @@ class Runtime:
     store: Store
     vault: Vault
     keys: KeyService
+    events: EventBus = field(default_factory=EventBus)
 
     async def close(self) -> None:
         await self.store.close()

@@ -78,6 +78,7 @@ class Gateway:
                 relay=Relay(session),
                 max_body_bytes=s.proxy.max_body_bytes,
                 recorder=Recorders([AccessLog()] if s.proxy.access_log else []),
+                events=runtime.events,
             )
             max_body = s.proxy.max_body_bytes
 

@@ -36,6 +36,7 @@ from ..errors import (
     RequestError,
     UnsupportedMediaType,
 )
+from ..events import EventBus, SecurityEvent
 from ..upstream.pool import UpstreamPool
 from .access_log import AccessLog
 from .authn import KeyAuthenticator, Principal
@@ -63,6 +64,7 @@ class ProxyHandler:
         authorizer: Authorizer | None = None,
         admission: Admission | None = None,
         recorder: Recorder | None = None,
+        events: EventBus | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._pool = pool
@@ -72,6 +74,7 @@ class ProxyHandler:
         self._authorizer = authorizer or AllowAuthenticated()
         self._admission = admission or NoLimits()
         self._recorder = recorder or AccessLog()
+        self._events = events or EventBus()
         self._now = now
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -87,6 +90,7 @@ class ProxyHandler:
         except RequestError as exc:
             ctx.reason = exc.reason
             response = error_response(exc, ctx.request_id)
+            response.headers.update(ctx.response_headers)
         except Exception:
             log.exception("unexpected error handling request %s", ctx.request_id)
             ctx.reason = "internal_error"
@@ -134,6 +138,16 @@ class ProxyHandler:
             security_log.warning(
                 "security_event kind=raw_azure_key_presented severity=high remote=%s",
                 request.remote,
+            )
+            self._events.emit(
+                SecurityEvent(
+                    created=self._now(),
+                    kind="raw_azure_key_presented",
+                    severity="high",
+                    summary="A request carried a raw Azure OpenAI key; somebody holds one.",
+                    source=request.remote,
+                    evidence={"user_agent": (request.headers.get("user-agent") or "")[:200]},
+                )
             )
             raise AuthenticationFailed(
                 "Access denied: this is an Azure OpenAI key. Apps must not hold Azure keys; "

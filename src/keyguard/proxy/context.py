@@ -77,4 +77,6 @@ class RequestContext:
     usage: Usage | None = None
     client_disconnected: bool = False
     upstream_broke: bool = False
+    # Headers hooks set on the answer (e.g. Keyguard's own x-ratelimit-*), over Azure's.
+    response_headers: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # per-request state of hooks

@@ -88,6 +88,7 @@ class Relay:
             ctx.upstream_status = upstream.status
             _check_status(upstream, target)
             out_headers = response_headers(upstream.headers.items(), ctx.request_id)
+            out_headers.update(ctx.response_headers)
             if upstream.content_type == "text/event-stream":
                 ctx.streamed = True
                 try:
