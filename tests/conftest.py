@@ -8,6 +8,13 @@ PostgreSQL
                            afterwards); its URL.
 
 Mark tests that use them ``@pytest.mark.postgres``.
+
+Redis
+    ``redis_url``          a reachable Redis server (``KEYGUARD_TEST_REDIS_URL``, default below);
+                           skips like ``postgres_url`` (fails when ``CI=true``).
+    ``redis_prefix``       a unique key prefix for one test, its keys deleted afterwards.
+
+Mark tests that use them ``@pytest.mark.redis``.
 """
 
 from __future__ import annotations
@@ -77,6 +84,59 @@ def postgres_database(postgres_url: str) -> Iterator[str]:
         yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
     finally:
         _run_in_thread(lambda: execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+async def _probe_redis(url: str) -> None:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        await client.ping()
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A reachable Redis server (``KEYGUARD_TEST_REDIS_URL``); skips when unreachable, except
+    in CI. Tests share it: each one uses its own key prefix (``redis_prefix``) and cleans up."""
+    url = os.environ.get("KEYGUARD_TEST_REDIS_URL", DEFAULT_REDIS_URL)
+    try:
+        _run_in_thread(lambda: _probe_redis(url))
+    except Exception as exc:
+        message = (
+            f"Redis at {url} is unreachable ({type(exc).__name__}); "
+            "start it or set KEYGUARD_TEST_REDIS_URL"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message} (CI=true: Redis tests may not skip)", pytrace=False)
+        pytest.skip(message)
+    return url
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix no other test uses; every key under it is deleted afterwards."""
+    prefix = f"kgtest:{secrets.token_hex(6)}:{{limits}}:"
+
+    async def clean() -> None:
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            keys = [key async for key in client.scan_iter(match=prefix + "*", count=1000)]
+            if keys:
+                await client.delete(*keys)
+        finally:
+            await client.aclose()
+
+    try:
+        yield prefix
+    finally:
+        _run_in_thread(clean)
 
 
 # In CI nothing may pass by skipping: a skipped test fails the run, with the list of skips.

@@ -17,9 +17,19 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigurationError
+from .limits.settings import LimitSettings
+from .rotation.settings import KeyVaultRef, ManagedIdentityRef, ManagementSettings, RotationSettings
 
 __all__ = [
     "Settings",
@@ -50,16 +60,32 @@ class _Frozen(BaseModel):
 
 
 class CredentialRef(_Frozen):
-    """How Keyguard authenticates to an upstream. Exactly one source."""
+    """How Keyguard authenticates to an upstream. Exactly one source: ``managed_identity``
+    (Entra tokens, no key), ``key_vault`` (Azure Key Vault), ``vault``/``local_vault`` (the
+    local encrypted vault) or ``env`` (with ``insecure: true``)."""
 
-    vault: str | None = None
+    vault: str | None = Field(default=None, validation_alias=AliasChoices("vault", "local_vault"))
     env: str | None = None
     insecure: bool = False
+    managed_identity: ManagedIdentityRef | None = None
+    key_vault: KeyVaultRef | None = None
+
+    @property
+    def kind(self) -> Literal["managed_identity", "key_vault", "local_vault", "env"]:
+        if self.managed_identity is not None:
+            return "managed_identity"
+        if self.key_vault is not None:
+            return "key_vault"
+        return "local_vault" if self.vault is not None else "env"
 
     @model_validator(mode="after")
     def _one_source(self) -> CredentialRef:
-        if (self.vault is None) == (self.env is None):
-            raise ValueError("give exactly one of 'vault' (a vault secret name) or 'env'")
+        sources = (self.vault, self.env, self.managed_identity, self.key_vault)
+        if sum(s is not None for s in sources) != 1:
+            raise ValueError(
+                "give exactly one of 'managed_identity', 'key_vault', 'vault' (a local vault "
+                "secret name) or 'env'"
+            )
         if self.env is not None and not self.insecure:
             raise ValueError(
                 "an upstream key from an environment variable needs 'insecure: true'; "
@@ -69,9 +95,18 @@ class CredentialRef(_Frozen):
 
 
 class DeploymentSettings(_Frozen):
-    """A deployment the gateway serves; ``upstream_deployment`` defaults to the same name."""
+    """A deployment the gateway serves; ``upstream_deployment`` defaults to the same name.
+
+    A deployment may be served by several upstreams (regions, resources): the lowest
+    ``priority`` is tried first, ``weight`` spreads requests among equal priorities, and a
+    backend that answers 429 or cannot be reached is skipped while it recovers. ``model``
+    (default: the deployment's name) picks the tokenizer and the price for limits.
+    """
 
     upstream_deployment: str | None = None
+    model: str | None = None
+    priority: int = Field(default=0, ge=0)
+    weight: int = Field(default=1, gt=0)
 
     @field_validator("upstream_deployment")
     @classmethod
@@ -87,6 +122,7 @@ class UpstreamSettings(_Frozen):
     credential: CredentialRef
     deployments: dict[str, DeploymentSettings]
     region: str | None = None
+    management: ManagementSettings | None = None  # the Azure resource, for key rotation
 
     @field_validator("deployments", mode="before")
     @classmethod
@@ -156,6 +192,8 @@ class Settings(_Frozen):
     proxy: ProxySettings = ProxySettings()
     upstreams: list[UpstreamSettings] = []
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    rotation: RotationSettings = RotationSettings()
+    limits: LimitSettings = LimitSettings()
 
     @field_validator("store")
     @classmethod
@@ -173,12 +211,13 @@ class Settings(_Frozen):
             if up.name in names:
                 raise ValueError(f"upstream name {up.name!r} is used twice")
             names.add(up.name)
-            for dep in up.deployments:
-                if dep in seen:
+            for dep, dep_cfg in up.deployments.items():
+                model = dep_cfg.model or dep
+                if seen.setdefault(dep, model) != model:
                     raise ValueError(
-                        f"deployment {dep!r} is served by both {seen[dep]!r} and {up.name!r}"
+                        f"deployment {dep!r}: its upstreams disagree on its model "
+                        f"({seen[dep]!r}, {model!r})"
                     )
-                seen[dep] = up.name
         return self
 
 

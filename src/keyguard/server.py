@@ -22,12 +22,15 @@ from aiohttp.web_protocol import RequestHandler
 
 from .admin.app import create_admin_app
 from .config import Settings
+from .limits.admission import LimitAdmission
+from .limits.factory import build_admission
 from .proxy.access_log import AccessLog
 from .proxy.app import ProxyHandler
 from .proxy.authn import KeyAuthenticator
 from .proxy.hooks import Recorders
 from .proxy.protocol import ProxyServer
 from .proxy.relay import Relay, new_upstream_session
+from .rotation.scheduler import GatewayRotation, start_gateway_rotation
 from .runtime import Runtime, open_runtime
 from .upstream.pool import UpstreamPool
 
@@ -54,6 +57,8 @@ class Gateway:
         self._runners: list[web.BaseRunner] = []
         self._pool: UpstreamPool | None = None
         self._session: aiohttp.ClientSession | None = None
+        self.rotation: GatewayRotation | None = None
+        self.admission: LimitAdmission | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -63,6 +68,7 @@ class Gateway:
                 s, vault=runtime.vault, environ=self._environ
             )
             await pool.start()
+            self.rotation = await start_gateway_rotation(runtime, pool)  # reports, triggers
             session = new_upstream_session(
                 connect_timeout=s.proxy.connect_timeout_s,
                 read_timeout=s.proxy.upstream_timeout_s,
@@ -72,10 +78,18 @@ class Gateway:
             self.authenticator = KeyAuthenticator(
                 runtime.store, runtime.keys, ttl=s.proxy.key_cache_ttl_s
             )
+            lim = s.limits
+            password = (
+                await runtime.vault.get(lim.redis_password_vault)
+                if lim.redis_password_vault
+                else None
+            )
+            self.admission = await build_admission(s, events=runtime.events, password=password)
             handler = ProxyHandler(
                 pool=pool,
                 authenticator=self.authenticator,
-                relay=Relay(session),
+                relay=Relay(session, pool),
+                admission=self.admission,
                 max_body_bytes=s.proxy.max_body_bytes,
                 recorder=Recorders([AccessLog()] if s.proxy.access_log else []),
                 events=runtime.events,
@@ -127,8 +141,14 @@ class Gateway:
             await self.authenticator.close()
         if self._session is not None:
             await self._session.close()
+        if self.rotation is not None:
+            await self.rotation.close()
+            self.rotation = None
         if self._pool is not None:
             await self._pool.close()
+        if self.admission is not None:
+            await self.admission.close()
+            self.admission = None
         if self.runtime is not None:
             await self.runtime.close()
             self.runtime = None

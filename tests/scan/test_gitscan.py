@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,21 @@ def test_staged_scans_index_content_not_worktree(repo: Repo) -> None:
     (repo.root / "untracked.py").write_text(f'KEY = "{key}"\n')
     findings = scan_staged(repo.root, KEY)
     assert [(f.file, f.kind) for f in findings] == [("app.py", "azure_openai_key")]
+
+
+def test_parallel_history_scan_finishes(repo: Repo) -> None:
+    """Pool workers must not inherit git cat-file's stdin (git would wait for EOF forever)."""
+    key = testkeys.generate("AZURE")
+    for i in range(6):
+        repo.commit({f"f{i}.py": f"X = {i}\n" + (f'K = "{key}"\n' if i == 3 else "")})
+    code = (
+        "import sys; from pathlib import Path; from keyguard.scan import runner\n"
+        "runner.PARALLEL_MIN_BLOBS = 0\n"
+        "found = runner.scan_history(Path(sys.argv[1]), b'k', jobs=2)\n"
+        "print(len(found))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(repo.root)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert proc.stdout.strip() == "1"

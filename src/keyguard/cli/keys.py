@@ -7,6 +7,7 @@ methods). A key's secret is printed once, by ``create``, and is never stored or 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ import click
 from ..errors import BadRequest
 from ..keys.service import KeyState, key_state, parse_duration, validate_app
 from ..store.base import KeyRecord
+from .rotate import expiring_keys, keys_rotate_command
 from .support import config_option, echo_table, format_time, run_with_runtime
 
 __all__ = ["keys_group"]
@@ -113,9 +115,17 @@ def create_command(
 @keys_group.command("list")
 @click.option("--app", callback=_valid_app, help="Only keys of this app.")
 @click.option("--all", "show_all", is_flag=True, help="Include revoked and expired keys.")
+@click.option(
+    "--expiring",
+    callback=_duration,
+    metavar="DURATION",
+    help="Only active keys that stop working within DURATION (expiry or maximum age).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @config_option
-def list_command(app: str | None, show_all: bool, as_json: bool, config_path: str) -> None:
+def list_command(
+    app: str | None, show_all: bool, expiring: timedelta | None, as_json: bool, config_path: str
+) -> None:
     """List keys: id, app, state, created, expires. Never the key or its digest.
 
     Active keys only, unless --all is given.
@@ -124,12 +134,18 @@ def list_command(app: str | None, show_all: bool, as_json: bool, config_path: st
     Examples:
       keyguard keys list
       keyguard keys list --app billing-bot --all
+      keyguard keys list --expiring 7d
       keyguard keys list --json | jq -r '.[] | select(.state == "active") | .key_id'
     """
     now = datetime.now(UTC)
-    records = run_with_runtime(
-        config_path, lambda rt: rt.keys.list(app=app, include_revoked=show_all, now=now)
-    )
+    if expiring is not None:
+        soon = run_with_runtime(config_path, lambda rt: expiring_keys(rt, expiring, now))
+        records = [replace(e.record, expires_at=e.expires_at) for e in soon]
+        records = [r for r in records if app is None or r.app == app]
+    else:
+        records = run_with_runtime(
+            config_path, lambda rt: rt.keys.list(app=app, include_revoked=show_all, now=now)
+        )
     if as_json:
         click.echo(json.dumps([_as_json(r, key_state(r, now)) for r in records], indent=2))
         return
@@ -164,3 +180,6 @@ def revoke_command(key_id: str, config_path: str) -> None:
     click.echo(
         f"revoked key {record.key_id} (app {record.app}) at {format_time(record.revoked_at)}"
     )
+
+
+keys_group.add_command(keys_rotate_command)

@@ -14,6 +14,7 @@ from ..scan.cli import scan_command
 from .demo import demo
 from .emulator import emulator
 from .keys import keys_group
+from .rotate import rekey_command, rotate_group
 from .support import config_option, run, run_sync, setup_logging
 from .vault import vault_group
 
@@ -54,6 +55,8 @@ cli.add_command(demo)
 cli.add_command(emulator)
 cli.add_command(keys_group)
 cli.add_command(vault_group)
+cli.add_command(rotate_group)
+vault_group.add_command(rekey_command)
 cli.add_command(scan_command)
 
 

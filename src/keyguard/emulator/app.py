@@ -17,7 +17,7 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from keyguard.emulator import control, data_plane, errors, identity, management
+from keyguard.emulator import control, data_plane, errors, identity, keyvault, management
 from keyguard.emulator.appkeys import DATA_PLANE_KEY, HEADERS_KEY, STATE_KEY
 from keyguard.emulator.state import EmulatorState
 
@@ -87,6 +87,7 @@ def build_app(state: EmulatorState) -> web.Application:
     router.add_get("/metadata/identity/oauth2/token", identity.imds_token)
     router.add_get("/msi/token", identity.app_service_token)
     router.add_routes(management.routes())
+    keyvault.register(app)  # Key Vault secrets (/secrets/...)
     router.add_routes(control.routes())
     for path in ("/{tenant}/discovery/keys", "/{tenant}/discovery/v2.0/keys"):
         router.add_get(path, identity.jwks)

@@ -40,7 +40,7 @@ from ..events import EventBus, SecurityEvent
 from ..upstream.pool import UpstreamPool
 from .access_log import AccessLog
 from .authn import KeyAuthenticator, Principal
-from .context import RequestContext
+from .context import RequestContext, client_fingerprint
 from .credentials import Credential, extract_credential
 from .hooks import Admission, AllowAuthenticated, Authorizer, NoLimits, Recorder
 from .relay import Relay
@@ -66,6 +66,7 @@ class ProxyHandler:
         recorder: Recorder | None = None,
         events: EventBus | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        keep_response_bodies: bool = False,
     ) -> None:
         self._pool = pool
         self._authn = authenticator
@@ -76,6 +77,7 @@ class ProxyHandler:
         self._recorder = recorder or AccessLog()
         self._events = events or EventBus()
         self._now = now
+        self._keep_bodies = keep_response_bodies  # for the audit's opt-in content recording
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         ctx = RequestContext(
@@ -84,6 +86,7 @@ class ProxyHandler:
             method=request.method,
             remote=request.remote,
             user_agent=request.headers.get("user-agent"),
+            client=client_fingerprint(request.headers),
         )
         try:
             response = await self._handle(request, ctx)
@@ -100,6 +103,8 @@ class ProxyHandler:
             )
             response.set_status(500)
         ctx.status = response.status
+        if self._keep_bodies and isinstance(response, web.Response):
+            ctx.response_body = response.body if isinstance(response.body, bytes) else None
         self._recorder.record(ctx)
         return response
 
@@ -109,6 +114,8 @@ class ProxyHandler:
         credential = extract_credential(
             request.headers.get("api-key"), request.headers.get("authorization")
         )
+        if credential.key is not None:
+            ctx.presented_key_id = credential.key.key_id
         ctx.principal = await self._authenticate(credential, request)
         if route.operation.name == "models":
             return json_response(self._models(), ctx.request_id)

@@ -6,13 +6,14 @@ recording). It never holds a credential: only the principal the credential resol
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .authn import Principal
 from .routes import Route
 
-__all__ = ["RequestContext", "Usage"]
+__all__ = ["RequestContext", "Usage", "client_fingerprint"]
 
 
 @dataclass(slots=True)
@@ -60,6 +61,8 @@ class RequestContext:
     method: str
     remote: str | None
     user_agent: str | None
+    client: str | None = None  # the SDK's X-Stainless-* platform headers (client_fingerprint)
+    presented_key_id: str | None = None  # the key id a Keyguard credential carried, valid or not
     route: Route | None = None
     principal: Principal | None = None
     deployment: str | None = None  # set only once it is a configured deployment
@@ -80,3 +83,22 @@ class RequestContext:
     # Headers hooks set on the answer (e.g. Keyguard's own x-ratelimit-*), over Azure's.
     response_headers: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # per-request state of hooks
+    response_body: bytes | None = None  # kept only when the audit records content
+
+
+def client_fingerprint(headers: Mapping[str, str]) -> str | None:
+    """The OpenAI SDKs' platform headers (language, OS, arch, runtime) as one short string."""
+    lang = headers.get("x-stainless-lang")
+    if lang is None:
+        return None
+    return "/".join(
+        (headers.get(name) or "")[:32]
+        for name in (
+            "x-stainless-lang",
+            "x-stainless-package-version",
+            "x-stainless-os",
+            "x-stainless-arch",
+            "x-stainless-runtime",
+            "x-stainless-runtime-version",
+        )
+    )

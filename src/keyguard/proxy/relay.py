@@ -5,6 +5,11 @@ redirects are never followed; the client's credential never leaves the gateway (
 toward Azure come from :func:`keyguard.proxy.headers.request_headers`). Server-sent events are
 written to the client chunk by chunk as they arrive.
 
+A deployment with several backends fails over: when a backend answers 429 (it is then taken
+out for its ``retry-after``) or cannot be reached, the same request goes to the next backend in
+the pool's order. That happens only before the client has received anything; once the answer
+has started, nothing is retried.
+
 Failures end cleanly: Azure unreachable is a 502, too slow a 504, an upstream that breaks in
 the middle of a stream gets an SSE error event (the SDK raises a clean ``APIError``) and the
 stream is closed; a client that goes away in the middle of a stream closes the upstream
@@ -15,6 +20,7 @@ was fine) and an error in the log for the operator.
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import aiohttp
@@ -22,8 +28,9 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
-from ..errors import UpstreamError
-from ..upstream.pool import Target
+from ..errors import TooManyRequests, UpstreamError
+from ..upstream.breaker import parse_retry_after
+from ..upstream.pool import Target, UpstreamPool
 from .context import RequestContext, Usage
 from .headers import request_headers, response_headers
 from .responses import sse_error_event
@@ -63,17 +70,74 @@ def upstream_url(target: Target, route: Route) -> str:
 
 
 class Relay:
-    def __init__(self, session: aiohttp.ClientSession) -> None:
+    def __init__(self, session: aiohttp.ClientSession, pool: UpstreamPool | None = None) -> None:
         self._session = session
+        self._pool = pool
 
     async def forward(
         self, request: web.BaseRequest, ctx: RequestContext, target: Target, body: bytes
     ) -> web.StreamResponse:
+        """Send to ``target``; on a 429 or a failed connection fail over to the deployment's
+        next backend, while nothing has been sent to the client yet."""
+        assert ctx.route is not None
+        plan = self._plan(ctx, target)
+        for attempt, backend in enumerate(plan):
+            last = attempt == len(plan) - 1
+            sent = time.perf_counter()
+            upstream = await self._send(
+                request, ctx, backend, _body_for(body, ctx, target, backend), last
+            )
+            if upstream is None:
+                continue  # could not connect: the next backend
+            if upstream.status == 429 and self._pool is not None and len(plan) > 1:
+                held = self._pool.failed(backend, parse_retry_after(upstream.headers, time.time()))
+                if not last:
+                    log.warning(
+                        "upstream %s answered 429 for %s; out for %.1fs, failing over",
+                        backend.upstream.name,
+                        backend.deployment,
+                        held,
+                    )
+                    upstream.release()
+                    continue
+            elif self._pool is not None and len(plan) > 1:
+                self._pool.succeeded(backend)
+            return await self._relay(request, ctx, backend, upstream, sent)
+        raise AssertionError("unreachable: the last backend always answers or raises")
+
+    def _plan(self, ctx: RequestContext, target: Target) -> list[Target]:
+        if self._pool is None or ctx.deployment is None:
+            return [target]
+        plan = self._pool.plan(ctx.deployment, first=target)
+        if plan:
+            return plan
+        seconds = self._pool.retry_in(ctx.deployment)
+        if seconds <= 0:
+            return [target]
+        raise TooManyRequests(
+            "Every backend of this deployment is rate limited by Azure OpenAI right now. "
+            f"Please retry after {max(1, math.ceil(seconds))} seconds.",
+            reason="upstream_backends_exhausted",
+            headers={
+                "retry-after": str(max(1, math.ceil(seconds))),
+                "retry-after-ms": str(max(1, math.ceil(seconds * 1000))),
+            },
+        )
+
+    async def _send(
+        self,
+        request: web.BaseRequest,
+        ctx: RequestContext,
+        target: Target,
+        body: bytes,
+        last: bool,
+    ) -> aiohttp.ClientResponse | None:
+        """The upstream's response; ``None`` when it could not be reached and another backend
+        may be tried (the request certainly did not get through)."""
         assert ctx.route is not None
         headers = request_headers(request.headers.items(), target.upstream.provider.auth_headers())
-        sent = time.perf_counter()
         try:
-            upstream = await self._session.request(
+            return await self._session.request(
                 ctx.route.operation.method,
                 upstream_url(target, ctx.route),
                 data=body,
@@ -82,8 +146,28 @@ class Relay:
             )
         except TimeoutError as exc:
             raise _timeout(target) from exc
+        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
+            if self._pool is None or last:
+                raise _unreachable(target, exc) from exc
+            held = self._pool.failed(target, None)
+            log.warning(
+                "upstream %s unreachable (%s); out for %.1fs, failing over",
+                target.upstream.name,
+                type(exc).__name__,
+                held,
+            )
+            return None
         except aiohttp.ClientError as exc:
             raise _unreachable(target, exc) from exc
+
+    async def _relay(
+        self,
+        request: web.BaseRequest,
+        ctx: RequestContext,
+        target: Target,
+        upstream: aiohttp.ClientResponse,
+        sent: float,
+    ) -> web.StreamResponse:
         async with upstream:
             ctx.upstream_status = upstream.status
             _check_status(upstream, target)
@@ -154,6 +238,16 @@ class Relay:
         if tap.usage is None:
             ctx.streamed_text.append(streamed_text(sent))
         return response
+
+
+def _body_for(body: bytes, ctx: RequestContext, first: Target, backend: Target) -> bytes:
+    """The body for ``backend``: the v1 family names the upstream deployment in ``model``."""
+    payload = ctx.payload
+    if backend.deployment == first.deployment or payload is None or ctx.route is None:
+        return body
+    if ctx.route.deployment is not None:  # legacy: the deployment is in the URL
+        return body
+    return orjson.dumps({**payload, "model": backend.deployment})
 
 
 def _usage_of(payload: bytes) -> Usage | None:

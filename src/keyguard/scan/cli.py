@@ -184,6 +184,7 @@ def scan_command(
                 f"baseline: {len(findings)} finding(s) written to {write_baseline}", err=True
             )
             return
+        leaked = findings  # managed keys are rotated even when a baseline accepts the finding
         if baseline is not None:
             findings = load_baseline(baseline, fkey.key_id).new_findings(findings)
         report = render(findings, fmt)
@@ -191,8 +192,9 @@ def scan_command(
             output.write_text(report, encoding="utf-8")
         else:
             sys.stdout.write(report)
+            sys.stdout.flush()
         if respond and config is not None:
-            _respond(config, findings)
+            _respond(config, leaked)
     except GatewayError as exc:
         raise _ScanError(str(exc)) from None
     what = "blobs" if git_history else "files"

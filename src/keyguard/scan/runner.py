@@ -7,6 +7,7 @@ in-process, where the pool would cost more than it saves.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -30,6 +31,7 @@ __all__ = ["ScanStats", "scan_history", "scan_staged", "scan_tree"]
 
 CHUNK_BYTES = 4 * 1024 * 1024
 PARALLEL_MIN_BYTES = 16 * 1024 * 1024
+PARALLEL_MIN_BLOBS = 500
 
 
 @dataclass(slots=True)
@@ -74,6 +76,17 @@ def _jobs(jobs: int) -> int:
     return jobs if jobs > 0 else (os.cpu_count() or 1)
 
 
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """A pool whose workers do not inherit this process's file descriptors.
+
+    Forked workers would keep the write end of ``git cat-file``'s stdin open, so git would
+    never see end-of-input; the forkserver starts workers from a clean process instead.
+    """
+    methods = multiprocessing.get_all_start_methods()
+    method = "forkserver" if "forkserver" in methods else "spawn"
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
+
+
 def scan_tree(
     roots: Sequence[Path],
     key: bytes,
@@ -94,7 +107,7 @@ def scan_tree(
         stats.files, stats.bytes = stats.files + n, stats.bytes + size
     else:
         limit = max(256 * 1024, min(CHUNK_BYTES, total // (workers * 8) + 1))
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with _pool(workers) as pool:
             futures = [
                 pool.submit(_scan_files, [(e.path, e.rel) for e in chunk], key)
                 for chunk in _chunks(entries, limit)
@@ -131,7 +144,7 @@ def _scan_blob_stream(
         for data, path in pairs:
             yield scan_bytes(data, path, key)
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with _pool(workers) as pool:
         pending = []
         for batch in _blob_batches(pairs, CHUNK_BYTES):
             pending.append(pool.submit(_scan_blobs, batch, key))
@@ -173,7 +186,7 @@ def scan_history(
 
     best: dict[tuple[str, str], Finding] = {}
     rank: dict[tuple[str, str], int] = {}
-    for i, found in enumerate(_scan_blob_stream(contents(), key, jobs, big=len(blobs) > 500)):
+    for i, found in enumerate(_scan_blob_stream(contents(), key, jobs, big=len(blobs) > PARALLEL_MIN_BLOBS)):
         blob = by_oid[order[i]]
         for f in found:
             ident = (f.file, f.fingerprint)

@@ -99,6 +99,16 @@ class VaultStore(Protocol):
         """The latest version of every secret."""
         ...
 
+    async def sealed_versions(self, kek_id: str) -> list[SealedSecret]:
+        """Every version of every secret whose data key is wrapped under ``kek_id``."""
+        ...
+
+    async def replace_wrapping(self, secret: SealedSecret, *, expected_kek_id: str) -> bool:
+        """Store ``secret``'s new data-key wrapping (``kek_id``, ``wrapped_dek``,
+        ``dek_nonce``) if the stored version is still under ``expected_kek_id``
+        (compare-and-set); the value's ciphertext never changes."""
+        ...
+
 
 class Store(KeyStore, VaultStore, Protocol):
     """Everything a backend provides, plus its lifecycle."""

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     DateTime,
     Dialect,
@@ -93,4 +94,155 @@ vault_secrets = Table(
     Column("fingerprint", String(64), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     PrimaryKeyConstraint("name", "version", name="pk_vault_secrets"),
+)
+
+
+# -- Rotation (migration 0005): upstream key rotations, their leases, the key version each
+# -- replica serves, and Keyguard key rotations (idempotency records; never a secret).
+
+upstream_rotations = Table(
+    "upstream_rotations",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("upstream", String(64), nullable=False),
+    Column("mode", String(8), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("trigger", String(128), nullable=False),
+    Column("active_slot", String(4), nullable=True),
+    Column("standby_slot", String(4), nullable=True),
+    Column("active_fp", String(64), nullable=True),
+    Column("standby_fp", String(64), nullable=True),
+    Column("new_fp", String(64), nullable=True),
+    Column("new_version", String(64), nullable=True),
+    Column("switched_at", UTCDateTime(), nullable=True),
+    Column("error", Text(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Index("ix_upstream_rotations_upstream", "upstream", "created_at"),
+)
+
+rotation_leases = Table(
+    "rotation_leases",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+)
+
+credential_acks = Table(
+    "credential_acks",
+    metadata,
+    Column("replica", String(64), nullable=False),
+    Column("upstream", String(64), nullable=False),
+    Column("version", String(64), nullable=True),
+    Column("switched_at", UTCDateTime(), nullable=True),
+    Column("seen_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("replica", "upstream", name="pk_credential_acks"),
+)
+
+key_rotations = Table(
+    "key_rotations",
+    metadata,
+    Column("key_id", String(32), nullable=False),
+    Column("token_digest", String(64), nullable=False),
+    Column("base_digest", String(64), nullable=False),
+    Column("new_digest", String(64), nullable=False),
+    Column("rotated_at", UTCDateTime(), nullable=False),
+    Column("grace_until", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=True),
+    PrimaryKeyConstraint("key_id", "token_digest", name="pk_key_rotations"),
+    Index("ix_key_rotations_key_id", "key_id", "rotated_at"),
+)
+
+
+# -- Identity and policy (migration 0003): the policy document managed through the admin API
+# -- (append-only revisions; the latest is in force) and admin tokens (HMAC digests only).
+
+policy_revisions = Table(
+    "policy_revisions",
+    metadata,
+    Column("version", Integer(), primary_key=True, autoincrement=False),
+    Column("document", Text(), nullable=False),  # JSON
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("created_by", String(200), nullable=False),
+)
+
+admin_tokens = Table(
+    "admin_tokens",
+    metadata,
+    Column("token_id", String(32), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=True),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+)
+
+
+# -- Monitoring (migration 0006): the hash-chained audit log and its signed checkpoints,
+# -- incidents, temporary blocks, and detector baselines (no secret, no prompt in any of them).
+
+audit_records = Table(
+    "audit_records",
+    metadata,
+    Column("seq", BigInteger(), primary_key=True, autoincrement=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("data", Text(), nullable=False),  # canonical JSON
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_audit_records_created_at", "created_at"),
+)
+
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("id", Integer(), primary_key=True, autoincrement=True),
+    Column("seq", BigInteger(), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("key_id", String(32), nullable=False),
+    Column("signature", String(128), nullable=False),
+    Index("ix_audit_checkpoints_seq", "seq"),
+)
+
+monitor_incidents = Table(
+    "monitor_incidents",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("rule", String(32), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("subject", String(160), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("key_id", String(32), nullable=True),
+    Column("app", String(64), nullable=True),
+    Column("source", String(64), nullable=True),
+    Column("summary", Text(), nullable=False),
+    Column("evidence", Text(), nullable=False),  # JSON
+    Column("actions", Text(), nullable=False),  # JSON
+    Column("count", Integer(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index("ix_monitor_incidents_created_at", "created_at"),
+)
+
+monitor_blocks = Table(
+    "monitor_blocks",
+    metadata,
+    Column("subject", String(160), primary_key=True),
+    Column("until", UTCDateTime(), nullable=False),
+    Column("rule", String(32), nullable=False),
+    Column("incident_id", String(32), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+detect_profiles = Table(
+    "detect_profiles",
+    metadata,
+    Column("subject", String(160), primary_key=True),
+    Column("data", Text(), nullable=False),  # JSON
+    Column("updated_at", UTCDateTime(), nullable=False),
 )

@@ -338,5 +338,35 @@ class SQLStore:
             for r in rows
         ]
 
+    async def sealed_versions(self, kek_id: str) -> list[SealedSecret]:
+        query = (
+            select(vault_secrets)
+            .where(vault_secrets.c.kek_id == kek_id)
+            .order_by(vault_secrets.c.name, vault_secrets.c.version)
+        )
+        async with self._tx("list sealed versions") as conn:
+            rows = (await conn.execute(query)).all()
+        return [_sealed(r._mapping) for r in rows]
+
+    async def replace_wrapping(self, secret: SealedSecret, *, expected_kek_id: str) -> bool:
+        row = vault_secrets.c
+        async with self._tx("re-wrap secret") as conn:
+            result = await conn.execute(
+                vault_secrets.update()
+                .where(
+                    and_(
+                        row.name == secret.name,
+                        row.version == secret.version,
+                        row.kek_id == expected_kek_id,
+                    )
+                )
+                .values(
+                    kek_id=secret.kek_id,
+                    wrapped_dek=secret.wrapped_dek,
+                    dek_nonce=secret.dek_nonce,
+                )
+            )
+        return bool(result.rowcount == 1)
+
     async def close(self) -> None:
         await self._engine.dispose()

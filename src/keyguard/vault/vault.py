@@ -17,13 +17,14 @@ import hmac
 import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..errors import StorageError, VaultError
 from ..store.base import SecretInfo, VaultStore
-from .crypto import MasterKey, seal, unseal
+from .crypto import MasterKey, rewrap, seal, unseal
 
-__all__ = ["Vault", "validate_name", "NAME_PATTERN", "PEPPER", "FINGERPRINT_KEY"]
+__all__ = ["Vault", "RekeyReport", "validate_name", "NAME_PATTERN", "PEPPER", "FINGERPRINT_KEY"]
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}")
 RESERVED_PREFIX = "keyguard/"
@@ -45,6 +46,16 @@ def validate_name(name: str) -> str:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class RekeyReport:
+    """What :meth:`Vault.rekey` did: versions re-wrapped now, versions under the new key in
+    total, and versions still under the old key (0 when the rekey is complete)."""
+
+    rewrapped: int
+    under_new_key: int
+    remaining: int
 
 
 class Vault:
@@ -137,6 +148,39 @@ class Vault:
             return unseal(self._master, sealed).decode()
         except UnicodeDecodeError:
             raise VaultError(f"cannot decrypt {name}: the value is not text") from None
+
+    async def get_with_info(self, name: str) -> tuple[str, SecretInfo]:
+        """The latest value of ``name`` and which version it is (for providers that report
+        the version they serve, and for key-age checks)."""
+        validate_name(name)
+        sealed = await self._store.get_secret(name)
+        if sealed is None:
+            raise VaultError(f"no secret named {name}")
+        try:
+            value = unseal(self._master, sealed).decode()
+        except UnicodeDecodeError:
+            raise VaultError(f"cannot decrypt {name}: the value is not text") from None
+        return value, SecretInfo(name, sealed.version, sealed.kek_id, sealed.created_at)
+
+    async def rekey(self, new: MasterKey) -> RekeyReport:
+        """Re-wrap every secret version's data key under ``new`` (values untouched).
+
+        Online and resumable: each version is re-wrapped with a compare-and-set on its master
+        key id, versions already under ``new`` are skipped, and a version written meanwhile
+        under the current key is picked up by running it again. Processes holding the current
+        master key keep serving from what they loaded; restart them with ``new`` afterwards.
+        """
+        if new.kek_id == self._master.kek_id:
+            raise VaultError("the new master key is the current one; nothing to re-wrap")
+        rewrapped = 0
+        for sealed in await self._store.sealed_versions(self._master.kek_id):
+            moved = rewrap(self._master, new, sealed)
+            unseal(new, moved)  # prove the new wrapping opens before it replaces the old one
+            if await self._store.replace_wrapping(moved, expected_kek_id=self._master.kek_id):
+                rewrapped += 1
+        already = len(await self._store.sealed_versions(new.kek_id))
+        remaining = len(await self._store.sealed_versions(self._master.kek_id))
+        return RekeyReport(rewrapped=rewrapped, under_new_key=already, remaining=remaining)
 
     async def list(self) -> list[SecretInfo]:
         """The latest version of every secret, internal ones included (names and ids only)."""

@@ -1,0 +1,147 @@
+"""The audit tables: append a batch to the chain, checkpoints, and reading back in order.
+
+Appending is one short transaction per batch that serialises writers on the chain's head
+(``BEGIN IMMEDIATE`` on SQLite; a transaction-scoped advisory lock on PostgreSQL), so several
+gateway replicas and the CLI extend one global chain without forking it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..store.schema import audit_checkpoints, audit_records
+from ..store.sql import _BEGIN_OPTION, translate_errors
+from .chain import GENESIS, Checkpoint, Record, chain
+
+__all__ = ["AuditStore", "iso", "parse_iso"]
+
+_PG_AUDIT_LOCK = 0x6B67617564  # "kgaud": pg_advisory_xact_lock id for the chain head
+_PAGE = 2000
+
+
+def iso(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+class AuditStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def append(self, items: Sequence[tuple[str, str, str]]) -> list[Record]:
+        """Chain and insert ``(created, kind, canonical data)`` items; return the records."""
+        if not items:
+            return []
+        async with translate_errors("append audit records"), self._engine.connect() as conn:
+            conn = await conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+            async with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_AUDIT_LOCK})")
+                head = (
+                    await conn.execute(
+                        select(audit_records.c.seq, audit_records.c.hash)
+                        .order_by(audit_records.c.seq.desc())
+                        .limit(1)
+                    )
+                ).first()
+                seq, prev = (head[0] + 1, head[1]) if head is not None else (1, GENESIS)
+                records = list(chain(seq, prev, items))
+                await conn.execute(
+                    audit_records.insert(),
+                    [
+                        {
+                            "seq": r.seq,
+                            "created_at": parse_iso(r.created),
+                            "kind": r.kind,
+                            "data": r.data,
+                            "prev_hash": r.prev_hash,
+                            "hash": r.hash,
+                        }
+                        for r in records
+                    ],
+                )
+        return records
+
+    async def head(self) -> tuple[int, str] | None:
+        async with translate_errors("read audit head"), self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(audit_records.c.seq, audit_records.c.hash)
+                    .order_by(audit_records.c.seq.desc())
+                    .limit(1)
+                )
+            ).first()
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    async def add_checkpoint(self, cp: Checkpoint) -> None:
+        async with translate_errors("write audit checkpoint"), self._engine.begin() as conn:
+            await conn.execute(
+                audit_checkpoints.insert().values(
+                    seq=cp.seq,
+                    hash=cp.hash,
+                    created_at=parse_iso(cp.created),
+                    key_id=cp.key_id,
+                    signature=cp.signature,
+                )
+            )
+
+    async def last_checkpoint_seq(self) -> int:
+        async with translate_errors("read audit checkpoints"), self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(audit_checkpoints.c.seq)
+                    .order_by(audit_checkpoints.c.seq.desc())
+                    .limit(1)
+                )
+            ).first()
+        return 0 if row is None else int(row[0])
+
+    async def records(
+        self, *, since: datetime | None = None, after_seq: int = 0
+    ) -> AsyncIterator[Record]:
+        """Every record in chain order (optionally created at or after ``since``), paged."""
+        last = after_seq
+        while True:
+            query = select(audit_records).where(audit_records.c.seq > last)
+            if since is not None:
+                query = query.where(audit_records.c.created_at >= since)
+            query = query.order_by(audit_records.c.seq).limit(_PAGE)
+            async with translate_errors("read audit records"), self._engine.connect() as conn:
+                rows = (await conn.execute(query)).all()
+            for row in rows:
+                m = row._mapping
+                yield Record(
+                    seq=int(m["seq"]),
+                    created=iso(m["created_at"]),
+                    kind=m["kind"],
+                    data=m["data"],
+                    prev_hash=m["prev_hash"],
+                    hash=m["hash"],
+                )
+            if len(rows) < _PAGE:
+                return
+            last = int(rows[-1]._mapping["seq"])
+
+    async def checkpoints(self, *, since: datetime | None = None) -> list[Checkpoint]:
+        query = select(audit_checkpoints).order_by(audit_checkpoints.c.seq)
+        if since is not None:
+            query = query.where(audit_checkpoints.c.created_at >= since)
+        async with translate_errors("read audit checkpoints"), self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            Checkpoint(
+                seq=int(r.seq),
+                hash=r.hash,
+                created=iso(r.created_at),
+                key_id=r.key_id,
+                signature=r.signature,
+            )
+            for r in rows
+        ]

@@ -1,0 +1,1 @@
+"""Behavioural detection of credential abuse (LLMjacking): baselines, rules, replay."""

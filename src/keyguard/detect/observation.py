@@ -1,0 +1,218 @@
+"""One finished request as the monitor sees it: values only, no secret, no prompt.
+
+An :class:`Observation` is built off the hot path from the proxy's
+:class:`~keyguard.proxy.context.RequestContext` (:func:`observe_context`), and is also the
+``request`` record of the audit log (:meth:`Observation.to_record`). The same records read back
+from an audit export feed ``keyguard replay`` (:meth:`Observation.from_record`), so detection
+can be re-run on real traffic with other settings.
+
+Request-shape features the key-probe rule needs (``max_tokens``, an empty prompt,
+``temperature``, ``seed``) are taken from the parsed body; the prompt itself is never kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+from ..config import DEPLOYMENT_NAME
+
+if TYPE_CHECKING:
+    from ..proxy.context import RequestContext
+
+__all__ = ["Observation", "observe_context", "network_of", "payload_features"]
+
+_MAX_TEXT = 200  # user agents and client fingerprints are cut to this length
+_networks: dict[tuple[str, int, int], str | None] = {}
+
+
+def network_of(address: str | None, v4: int = 24, v6: int = 48) -> str | None:
+    """The address prefix a client address belongs to (``203.0.113.0/24``); cached."""
+    if not address:
+        return None
+    key = (address, v4, v6)
+    cached = _networks.get(key, "")
+    if cached != "":
+        return cached
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        net: str | None = None
+    else:
+        if ip.version == 6 and ip.ipv4_mapped is not None:  # type: ignore[union-attr]
+            ip = ip.ipv4_mapped  # type: ignore[union-attr]
+        bits = v4 if ip.version == 4 else v6
+        net = str(ipaddress.ip_network(f"{ip}/{bits}", strict=False))
+    if len(_networks) > 65_536:
+        _networks.clear()
+    _networks[key] = net
+    return net
+
+
+def _is_empty(content: Any) -> bool:
+    if content is None:
+        return True
+    if isinstance(content, str):
+        return not content.strip()
+    if isinstance(content, list):
+        return all(
+            _is_empty(part.get("text") if isinstance(part, dict) else part) for part in content
+        )
+    return False
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def payload_features(payload: dict[str, Any] | None) -> dict[str, Any]:
+    """``max_tokens``, ``empty_prompt``, ``temperature``, ``seed`` of a JSON request body."""
+    if payload is None:
+        return {}
+    max_tokens = payload.get("max_tokens")
+    if max_tokens is None:
+        max_tokens = payload.get("max_completion_tokens", payload.get("max_output_tokens"))
+    empty = False
+    messages = payload.get("messages")
+    if isinstance(messages, list):
+        empty = len(messages) <= 2 and all(
+            isinstance(m, dict) and _is_empty(m.get("content")) for m in messages
+        )
+    elif "prompt" in payload:
+        empty = _is_empty(payload.get("prompt"))
+    elif "input" in payload and "messages" not in payload:
+        empty = _is_empty(payload.get("input"))
+    seed = payload.get("seed")
+    return {
+        "max_tokens": int(max_tokens) if _number(max_tokens) is not None else None,
+        "empty_prompt": empty,
+        "temperature": _number(payload.get("temperature")),
+        "seed": int(seed) if _number(seed) is not None else None,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    at: float  # epoch seconds when the answer was finished
+    request_id: str = ""
+    key_id: str | None = None  # the authenticated key
+    app: str | None = None
+    presented_key_id: str | None = None  # the key id a credential carried, valid or not
+    source: str | None = None  # client address as the gateway saw it
+    network: str | None = None  # its prefix
+    user_agent: str | None = None
+    client: str | None = None  # X-Stainless-* platform fingerprint
+    operation: str | None = None
+    deployment: str | None = None  # only a configured deployment
+    requested: str | None = None  # short digest of an unknown requested deployment
+    api_version: str | None = None
+    status: int = 0
+    reason: str = "ok"
+    upstream_status: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost: float | None = None
+    latency_ms: float = 0.0
+    upstream_ms: float = 0.0
+    stream: bool = False
+    max_tokens: int | None = None
+    empty_prompt: bool = False
+    temperature: float | None = None
+    seed: int | None = None
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def auth_failed(self) -> bool:
+        return self.status == 401
+
+    @property
+    def client_id(self) -> str | None:
+        if self.user_agent is None and self.client is None:
+            return None
+        return f"{self.user_agent or ''}|{self.client or ''}"
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON-ready record (the audit log's ``request`` record body)."""
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Observation:
+        """Read a record written by :meth:`to_record` (unknown fields are ignored)."""
+        values = {f.name: record[f.name] for f in fields(cls) if f.name in record}
+        values["at"] = float(record["at"])
+        return cls(**values)
+
+
+def _requested_digest(ctx: RequestContext) -> str | None:
+    if ctx.deployment is not None or ctx.reason not in ("unknown_deployment",):
+        return None
+    name = ctx.route.deployment if ctx.route is not None else None
+    if name is None and ctx.payload is not None:
+        model = ctx.payload.get("model")
+        name = model if isinstance(model, str) else None
+    if name is None or not DEPLOYMENT_NAME.fullmatch(name):
+        return None
+    return hashlib.sha256(name.encode()).hexdigest()[:12]
+
+
+def _same(text: str) -> str:
+    return text
+
+
+def observe_context(
+    ctx: RequestContext,
+    at: float,
+    latency_ms: float,
+    *,
+    v4: int = 24,
+    v6: int = 48,
+    clean: Callable[[str], str] = _same,
+) -> Observation:
+    """The observation of a finished request (``at``: wall clock when it was recorded).
+
+    ``clean`` is applied to client-supplied text (user agent, client fingerprint), e.g. to
+    redact a secret pasted into a header.
+    """
+    route = ctx.route
+    principal = ctx.principal
+    usage = ctx.usage
+    features = payload_features(ctx.payload)
+    ua = ctx.user_agent
+    return Observation(
+        at=at,
+        request_id=ctx.request_id,
+        key_id=principal.key_id if principal else None,
+        app=principal.app if principal else None,
+        presented_key_id=ctx.presented_key_id,
+        source=ctx.remote,
+        network=network_of(ctx.remote, v4, v6),
+        user_agent=clean(ua[:_MAX_TEXT]) if ua else None,
+        client=clean(ctx.client[:_MAX_TEXT]) if ctx.client else None,
+        operation=route.operation.name if route else None,
+        deployment=ctx.deployment,
+        requested=_requested_digest(ctx),
+        api_version=route.api_version if route else None,
+        status=ctx.status,
+        reason=ctx.reason,
+        upstream_status=ctx.upstream_status,
+        prompt_tokens=usage.prompt_tokens if usage else 0,
+        completion_tokens=usage.completion_tokens if usage else 0,
+        cached_tokens=usage.cached_tokens if usage else 0,
+        cost=_number(ctx.extra.get("cost")),
+        latency_ms=round(latency_ms, 3),
+        upstream_ms=round(ctx.upstream_ms, 3),
+        stream=ctx.streamed,
+        max_tokens=features.get("max_tokens"),
+        empty_prompt=bool(features.get("empty_prompt")),
+        temperature=features.get("temperature"),
+        seed=features.get("seed"),
+    )

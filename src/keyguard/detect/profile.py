@@ -1,0 +1,267 @@
+"""Baselines: what is usual for a key, for an app, for a source network; updated per request.
+
+A :class:`Profile` (one per key and one per app) remembers, with bounded memory:
+
+* the networks (address prefixes), client fingerprints, deployments and api-versions it used;
+* when it is used: a 168-bin hour-of-week histogram with exponentially decaying weights;
+* how hard it is used: decaying peaks of its token rate, cost rate and concurrency over the
+  velocity window, fed only by traffic that was not itself abnormal;
+* short windows the rules read (networks and clients seen lately, enumeration attempts).
+
+:func:`update_profile` folds one observation in *after* the rules have judged it, so a rule
+always compares a request with what came before it. The long-term part of a profile survives
+restarts (:meth:`Profile.to_json` / :meth:`Profile.from_json`); the short windows do not.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from .observation import Observation
+from .settings import DetectSettings, VelocityRule
+from .windows import Events, Peak, Rate, Recent
+
+__all__ = [
+    "Profile",
+    "SourceState",
+    "PresentedState",
+    "update_profile",
+    "hour_of_week",
+    "velocity_thresholds",
+]
+
+_WEEK_HOURS = 168
+_EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
+_CAPS = {"networks": 256, "clients": 128, "deployments": 64, "api_versions": 32}
+_SLOW_GROWTH = 1.0015  # per velocity bucket while traffic stays abnormal (~x2 in 40 min)
+
+
+def hour_of_week(now: float) -> int:
+    """0 = Monday 00:00-01:00 UTC ... 167 = Sunday 23:00-24:00 UTC."""
+    hours = int(now // 3600)
+    return ((hours // 24 + _EPOCH_WEEKDAY) % 7) * 24 + hours % 24
+
+
+def _remember(seen: dict[str, float], value: str, now: float, cap: int) -> None:
+    seen.pop(value, None)
+    seen[value] = now
+    if len(seen) > cap:
+        del seen[next(iter(seen))]
+
+
+@dataclass(slots=True)
+class Profile:
+    settings: DetectSettings
+    first_seen: float
+    last_seen: float = 0.0
+    requests: int = 0
+    networks: dict[str, float] = field(default_factory=dict)
+    clients: dict[str, float] = field(default_factory=dict)
+    deployments: dict[str, float] = field(default_factory=dict)
+    api_versions: dict[str, float] = field(default_factory=dict)
+    hours: list[float] = field(default_factory=lambda: [0.0] * _WEEK_HOURS)
+    hours_origin: float = 0.0  # weights are 2 ** ((t - origin) / half-life)
+    token_peak: Peak = field(init=False)
+    cost_peak: Peak = field(init=False)
+    concurrency_peak: Peak = field(init=False)
+    # short windows (not persisted)
+    tokens: Rate = field(init=False)
+    cost: Rate = field(init=False)
+    recent_networks: Recent = field(init=False)
+    new_networks: Recent = field(init=False)
+    recent_clients: Recent = field(init=False)
+    new_clients: Recent = field(init=False)
+    probes: Recent = field(init=False)
+    unusual: Events = field(init=False)
+    ends: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
+    last_bucket: int = -1
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        half_life = s.velocity.peak_half_life_days * 86400
+        self.token_peak = Peak(half_life)
+        self.cost_peak = Peak(half_life)
+        self.concurrency_peak = Peak(half_life)
+        self.tokens = Rate(s.velocity.window_s)
+        self.cost = Rate(s.velocity.window_s)
+        self.recent_networks = Recent(s.network.window_s)
+        self.new_networks = Recent(s.network.window_s)
+        self.recent_clients = Recent(s.reseller.window_s)
+        self.new_clients = Recent(s.reseller.window_s)
+        self.probes = Recent(s.enumeration.window_s)
+        self.unusual = Events(s.unusual_time.window_s)
+        if not self.hours_origin:
+            self.hours_origin = self.first_seen
+
+    def mature(self) -> bool:
+        s = self.settings
+        return (
+            self.requests >= s.learning_requests
+            and self.last_seen - self.first_seen >= s.learning_days * 86400
+        )
+
+    def knows_hours(self) -> bool:
+        span = self.last_seen - self.first_seen
+        return self.mature() and span >= self.settings.unusual_time.history_days * 86400
+
+    def hour_share(self, now: float) -> float:
+        """The share of this profile's traffic in ``now``'s hour of the week, +-1 hour."""
+        total = sum(self.hours)
+        if total <= 0:
+            return 1.0
+        h = hour_of_week(now)
+        near = self.hours[h - 1] + self.hours[h] + self.hours[(h + 1) % _WEEK_HOURS]
+        return near / (3 * total)
+
+    def concurrency(self, start: float) -> int:
+        """Requests of this profile still running when a request started at ``start``."""
+        n = 1
+        for end in reversed(self.ends):
+            if end <= start or n > 4096:
+                break
+            n += 1
+        return n
+
+    # -- persistence -----------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "requests": self.requests,
+            "networks": self.networks,
+            "clients": self.clients,
+            "deployments": self.deployments,
+            "api_versions": self.api_versions,
+            "hours": self.hours,
+            "hours_origin": self.hours_origin,
+            "peaks": [
+                [p.value, p.at] for p in (self.token_peak, self.cost_peak, self.concurrency_peak)
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], settings: DetectSettings) -> Profile:
+        profile = cls(
+            settings=settings,
+            first_seen=float(data["first_seen"]),
+            last_seen=float(data["last_seen"]),
+            requests=int(data["requests"]),
+            networks=dict(data.get("networks", {})),
+            clients=dict(data.get("clients", {})),
+            deployments=dict(data.get("deployments", {})),
+            api_versions=dict(data.get("api_versions", {})),
+            hours=[float(x) for x in data.get("hours", [0.0] * _WEEK_HOURS)][:_WEEK_HOURS],
+            hours_origin=float(data.get("hours_origin", data["first_seen"])),
+        )
+        peaks = data.get("peaks", [])
+        for peak, saved in zip(
+            (profile.token_peak, profile.cost_peak, profile.concurrency_peak), peaks, strict=False
+        ):
+            peak.value, peak.at = float(saved[0]), float(saved[1])
+        return profile
+
+
+@dataclass(slots=True)
+class SourceState:
+    """Failed authentications from one network."""
+
+    failed_keys: Recent
+    failures: Events
+
+    @classmethod
+    def new(cls, settings: DetectSettings) -> SourceState:
+        span = settings.stuffing.window_s
+        return cls(Recent(span), Events(span))
+
+
+@dataclass(slots=True)
+class PresentedState:
+    """Failed authentications presenting one key id."""
+
+    failed_networks: Recent
+
+    @classmethod
+    def new(cls, settings: DetectSettings) -> PresentedState:
+        return cls(Recent(settings.stuffing.window_s))
+
+
+def velocity_thresholds(
+    base: Profile | None, v: VelocityRule, now: float
+) -> tuple[float, float, float]:
+    """(tokens, cost, concurrency) above which the velocity rule fires against ``base``."""
+    if base is None or not base.mature():
+        return v.learning_tokens, v.learning_cost, float(v.learning_concurrency)
+    return (
+        max(v.peak_multiplier * base.token_peak.current(now), v.min_tokens),
+        max(v.peak_multiplier * base.cost_peak.current(now), v.min_cost),
+        max(v.concurrency_multiplier * base.concurrency_peak.current(now), v.min_concurrency),
+    )
+
+
+def _fold_peaks(p: Profile, now: float) -> None:
+    """At each velocity bucket, offer the window's totals to the decaying peaks; a total that
+    is itself abnormal only nudges the peak up slowly (an attack must not become the norm)."""
+    bucket = p.tokens.bucket(now)
+    if bucket == p.last_bucket:
+        return
+    p.last_bucket = bucket
+    limit_tokens, limit_cost, _ = velocity_thresholds(p, p.settings.velocity, now)
+    _offer(p, p.token_peak, p.tokens.total(now), limit_tokens, now)
+    _offer(p, p.cost_peak, p.cost.total(now), limit_cost, now)
+
+
+def _offer(p: Profile, peak: Peak, value: float, limit: float, now: float) -> None:
+    if value <= limit or not p.mature():
+        peak.offer(now, value)
+    else:
+        peak.offer(now, peak.current(now) * _SLOW_GROWTH)
+
+
+def update_profile(p: Profile, obs: Observation, now: float, unusual_hour: bool) -> None:
+    """Fold a successful or failed-but-authenticated request into the profile."""
+    s = p.settings
+    _fold_peaks(p, now)
+    if not p.requests or now < p.first_seen:
+        p.first_seen = min(p.first_seen, now)
+    p.requests += 1
+    p.last_seen = max(p.last_seen, now)
+    if obs.network is not None:
+        if obs.network not in p.networks:
+            p.new_networks.add(obs.network, now)
+        _remember(p.networks, obs.network, now, _CAPS["networks"])
+        p.recent_networks.add(obs.network, now)
+    client = obs.client_id
+    if client is not None:
+        if client not in p.clients:
+            p.new_clients.add(client, now)
+        _remember(p.clients, client, now, _CAPS["clients"])
+        p.recent_clients.add(client, now)
+    if obs.deployment is not None:
+        if obs.deployment not in p.deployments and p.mature():
+            p.probes.add("deployment:" + obs.deployment, now)
+        _remember(p.deployments, obs.deployment, now, _CAPS["deployments"])
+    if obs.requested is not None:
+        p.probes.add("unknown:" + obs.requested, now)
+    if obs.operation == "models":
+        p.probes.add("models", now)
+    if obs.api_version is not None:
+        _remember(p.api_versions, obs.api_version, now, _CAPS["api_versions"])
+    # hour-of-week, with weights growing 2x per half-life (decay without touching 168 bins)
+    half_life = s.unusual_time.half_life_days * 86400
+    exponent = (now - p.hours_origin) / half_life
+    if exponent > 500:  # rebase before the weights overflow
+        p.hours = [h * 2.0**-exponent for h in p.hours]
+        p.hours_origin, exponent = now, 0.0
+    p.hours[hour_of_week(now)] += 2.0**exponent
+    if unusual_hour:
+        p.unusual.add(now)
+    p.tokens.add(now, float(obs.tokens))
+    if obs.cost is not None:
+        p.cost.add(now, obs.cost)
+    concurrency = p.concurrency(now - obs.latency_ms / 1000.0)
+    limit = velocity_thresholds(p, s.velocity, now)[2]
+    _offer(p, p.concurrency_peak, float(concurrency), limit, now)
+    p.ends.append(now)

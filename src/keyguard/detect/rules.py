@@ -1,0 +1,360 @@
+"""The detection rules: pure functions ``rule(view, obs, now, settings) -> Finding | None``.
+
+A rule reads the state *before* the observation is folded in (:class:`View`), never a clock
+(``now`` is passed in), never I/O. Each rule is switched on and tuned in
+:class:`~keyguard.detect.settings.DetectSettings`; ``docs/monitoring.md`` documents the signal,
+the default threshold and the default response of each.
+
+Baseline: a key's own profile once it has learnt enough (``learning_requests`` requests over
+``learning_days``), else its app's (a freshly rotated key inherits what its app does), else
+none: novelty rules stay quiet while learning and the rate rules use absolute thresholds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..events import Severity
+from .observation import Observation
+from .profile import PresentedState, Profile, SourceState, velocity_thresholds
+from .settings import DetectSettings
+
+__all__ = ["Finding", "View", "Rule", "RULE_FUNCTIONS", "unusual_hour"]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    rule: str
+    severity: Severity
+    subject: str  # "key:<id>", "source:<prefix>", ...
+    summary: str
+    at: float
+    request_id: str = ""
+    key_id: str | None = None
+    app: str | None = None
+    source: str | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    key: Profile | None  # the authenticated key's profile
+    app: Profile | None  # its app's profile
+    source: SourceState | None  # failed authentications from the request's network
+    presented: PresentedState | None  # failed authentications with the presented key id
+
+    @property
+    def base(self) -> Profile | None:
+        if self.key is not None and self.key.mature():
+            return self.key
+        if self.app is not None and self.app.mature():
+            return self.app
+        return None
+
+
+Rule = Callable[[View, Observation, float, DetectSettings], Finding | None]
+
+
+def _finding(
+    rule: str, severity: Severity, obs: Observation, summary: str, **evidence: Any
+) -> Finding:
+    subject = f"key:{obs.key_id}" if obs.key_id else f"source:{obs.network or obs.source}"
+    return Finding(
+        rule=rule,
+        severity=severity,
+        subject=subject,
+        summary=summary,
+        at=obs.at,
+        request_id=obs.request_id,
+        key_id=obs.key_id,
+        app=obs.app,
+        source=obs.network or obs.source,
+        evidence={k: v for k, v in evidence.items() if v is not None},
+    )
+
+
+def decoy(view: View, obs: Observation, now: float, s: DetectSettings) -> Finding | None:
+    """6. Any use of a decoy key (or a key of a decoy app), valid or not."""
+    hit = obs.key_id in s.decoy_key_ids or obs.presented_key_id in s.decoy_key_ids
+    if not hit and not (obs.app is not None and obs.app in s.decoy_apps):
+        return None
+    f = _finding(
+        "decoy",
+        "critical",
+        obs,
+        "A decoy key was used: whoever holds it took it from where it was planted.",
+        presented_key_id=obs.presented_key_id,
+        user_agent=obs.user_agent,
+        status=obs.status,
+    )
+    key = obs.key_id or obs.presented_key_id
+    return Finding(**{**_fields(f), "subject": f"key:{key}", "key_id": key})
+
+
+def raw_azure_key(view: View, obs: Observation, now: float, s: DetectSettings) -> Finding | None:
+    """7. A raw Azure OpenAI key presented to the gateway."""
+    if obs.reason != "azure_key_presented":
+        return None
+    return _finding(
+        "raw_azure_key",
+        "high",
+        obs,
+        "A client presented a raw Azure OpenAI key: somebody holds one. Find and rotate it.",
+        user_agent=obs.user_agent,
+    )
+
+
+def key_probe(view: View, obs: Observation, now: float, s: DetectSettings) -> Finding | None:
+    """4. Credential resellers' key checkers: a 1-token empty prompt, an empty context-size
+    probe at temperature 0 and seed 0, or an api-version such checkers use."""
+    r = s.key_probe
+    if obs.key_id is None or obs.operation not in ("chat", "completions", "responses"):
+        return None
+    kind = None
+    if obs.empty_prompt and obs.max_tokens is not None:
+        if obs.max_tokens <= r.probe_max_tokens:
+            kind = "validity probe: empty prompt, max_tokens %d" % obs.max_tokens
+        elif obs.max_tokens >= r.context_probe_tokens and obs.temperature == 0 and obs.seed == 0:
+            kind = "context-size probe: empty prompt, max_tokens %d" % obs.max_tokens
+    if kind is None and obs.api_version in r.suspicious_api_versions:
+        base = view.base
+        used = view.key is not None and obs.api_version in view.key.api_versions
+        if not used and (base is None or obs.api_version not in base.api_versions):
+            kind = f"api-version {obs.api_version} used by key checkers"
+    if kind is None:
+        return None
+    return _finding(
+        "key_probe",
+        "high",
+        obs,
+        f"Key-checker request ({kind}): the key is probably being validated for resale.",
+        api_version=obs.api_version,
+        max_tokens=obs.max_tokens,
+        user_agent=obs.user_agent,
+    )
+
+
+def stuffing(view: View, obs: Observation, now: float, s: DetectSettings) -> Finding | None:
+    """5. Failed authentications: many key ids from one network, one key id from many
+    networks, or a flood of failures from one network."""
+    r = s.stuffing
+    if not obs.auth_failed or obs.reason == "azure_key_presented":
+        return None
+    if view.source is not None:
+        keys = view.source.failed_keys.count(now, obs.presented_key_id)
+        if keys >= r.keys_per_network:
+            return _finding(
+                "stuffing",
+                "high",
+                obs,
+                f"{keys} different keys failed authentication from {obs.network} "
+                f"within {r.window_s:.0f} s: credential stuffing.",
+                distinct_keys=keys,
+            )
+        failures = view.source.failures.count(now) + 1
+        if failures >= r.flood:
+            return _finding(
+                "stuffing",
+                "medium",
+                obs,
+                f"{failures} failed authentications from {obs.network} within "
+                f"{r.window_s:.0f} s.",
+                failures=failures,
+            )
+    if view.presented is not None and obs.presented_key_id is not None:
+        nets = view.presented.failed_networks.count(now, obs.network)
+        if nets >= r.networks_per_key:
+            f = _finding(
+                "stuffing",
+                "high",
+                obs,
+                f"Key {obs.presented_key_id} failed authentication from {nets} networks within "
+                f"{r.window_s:.0f} s: a leaked key is being tried.",
+                networks=nets,
+            )
+            subject = f"key:{obs.presented_key_id}"
+            return Finding(**{**_fields(f), "subject": subject, "key_id": obs.presented_key_id})
+    return None
+
+
+def enumeration(view: View, obs: Observation, now: float, s: DetectSettings) -> Finding | None:
+    """3. Distinct unknown deployments, model listings and never-used deployments."""
+    r = s.enumeration
+    if view.key is None or obs.key_id is None:
+        return None
+    item = None
+    if obs.requested is not None:
+        item = "unknown:" + obs.requested
+    elif obs.operation == "models":
+        item = "models"
+    elif obs.deployment is not None and view.key.mature():
+        known = obs.deployment in view.key.deployments or (
+            view.app is not None and obs.deployment in view.app.deployments
+        )
+        item = None if known else "deployment:" + obs.deployment
+    if item is None:
+        return None
+    tried = view.key.probes.count(now, item)
+    if tried < r.threshold:
+        return None
+    return _finding(
+        "enumeration",
+        "high",
+        obs,
+        f"{tried} deployments or model listings tried within {r.window_s:.0f} s: "
+        "deployment enumeration.",
+        tried=tried,
+    )
+
+
+def network(view: View, obs: Observation, now: float, s: DetectSettings) -> Finding | None:
+    """1. A network never seen for the key or its app, or many networks at once."""
+    r = s.network
+    if obs.key_id is None or obs.network is None or view.key is None:
+        return None
+    base = view.base
+    known = obs.network in view.key.networks or (
+        view.app is not None and obs.network in view.app.networks
+    )
+    if base is None:
+        many = view.key.recent_networks.count(now, obs.network)
+        if many >= r.many_networks:
+            return _finding(
+                "network",
+                "high",
+                obs,
+                f"Key used from {many} networks within {r.window_s:.0f} s.",
+                networks=many,
+            )
+        return None
+    if known:
+        return None
+    new = view.key.new_networks.count(now, obs.network)
+    severity: Severity = "high" if new >= r.new_networks_high else "medium"
+    return _finding(
+        "network",
+        severity,
+        obs,
+        f"Key used from a network never seen for it or its app ({obs.network}); "
+        f"{new} new network(s) within {r.window_s:.0f} s.",
+        network=obs.network,
+        new_networks=new,
+        known_networks=len(view.key.networks),
+    )
+
+
+def velocity(view: View, obs: Observation, now: float, s: DetectSettings) -> Finding | None:
+    """2. Token rate, cost rate or concurrency far above the baseline's decaying peak."""
+    if obs.key_id is None or view.key is None:
+        return None
+    v = s.velocity
+    tokens_limit, cost_limit, conc_limit = velocity_thresholds(view.base, v, now)
+    tokens = view.key.tokens.total(now) + obs.tokens
+    what = None
+    if tokens > tokens_limit:
+        what = f"{tokens:.0f} tokens in {v.window_s:.0f} s (threshold {tokens_limit:.0f})"
+    elif obs.cost is not None:
+        cost = view.key.cost.total(now) + obs.cost
+        if cost > cost_limit:
+            what = f"cost {cost:.2f} in {v.window_s:.0f} s (threshold {cost_limit:.2f})"
+    if what is None:
+        concurrency = view.key.concurrency(now - obs.latency_ms / 1000.0)
+        if concurrency > conc_limit:
+            what = f"{concurrency} concurrent requests (threshold {conc_limit:.0f})"
+    if what is None:
+        return None
+    return _finding(
+        "velocity",
+        "high",
+        obs,
+        f"Usage far above this key's baseline: {what}.",
+        tokens_in_window=tokens,
+        learning=view.base is None,
+    )
+
+
+def reseller(view: View, obs: Observation, now: float, s: DetectSettings) -> Finding | None:
+    """8. One key suddenly serving many client fingerprints (user agent + X-Stainless-*)."""
+    r = s.reseller
+    client = obs.client_id
+    if obs.key_id is None or client is None or view.key is None:
+        return None
+    if view.base is not None:
+        known = client in view.key.clients or (
+            view.app is not None and client in view.app.clients
+        )
+        if known:
+            return None
+        new = view.key.new_clients.count(now, client)
+        if new < r.new_clients:
+            return None
+        summary = f"{new} never-seen clients within {r.window_s:.0f} s"
+    else:
+        new = view.key.recent_clients.count(now, client)
+        if new < r.distinct_clients:
+            return None
+        summary = f"{new} different clients within {r.window_s:.0f} s"
+    return _finding(
+        "reseller",
+        "high",
+        obs,
+        f"One key serving many clients ({summary}): resold or shared access.",
+        clients=new,
+        sample=view.key.recent_clients.values(now)[-5:],
+    )
+
+
+def unusual_hour(view: View, now: float, s: DetectSettings) -> bool:
+    """Whether ``now`` falls in hours this key (or its app) is essentially never used."""
+    base = view.key if view.key is not None and view.key.knows_hours() else None
+    if base is None and view.app is not None and view.app.knows_hours():
+        base = view.app
+    return base is not None and base.hour_share(now) < s.unusual_time.min_share
+
+
+def unusual_time(view: View, obs: Observation, now: float, s: DetectSettings) -> Finding | None:
+    """9. First use after long dormancy, or repeated use in hours the key is never used."""
+    r = s.unusual_time
+    key = view.key
+    if obs.key_id is None or key is None:
+        return None
+    idle = now - key.last_seen
+    if key.requests >= s.learning_requests and idle >= r.dormant_days * 86400:
+        return _finding(
+            "unusual_time",
+            "medium",
+            obs,
+            f"Key used again after {idle / 86400:.0f} days of dormancy.",
+            dormant_days=round(idle / 86400, 1),
+        )
+    if not unusual_hour(view, now, s):
+        return None
+    count = key.unusual.count(now) + 1
+    if count < r.requests:
+        return None
+    return _finding(
+        "unusual_time",
+        "low",
+        obs,
+        f"{count} requests within {r.window_s:.0f} s in hours this key is not used.",
+        unusual_requests=count,
+    )
+
+
+def _fields(f: Finding) -> dict[str, Any]:
+    return {name: getattr(f, name) for name in Finding.__dataclass_fields__}
+
+
+RULE_FUNCTIONS: dict[str, Rule] = {
+    "decoy": decoy,
+    "raw_azure_key": raw_azure_key,
+    "key_probe": key_probe,
+    "stuffing": stuffing,
+    "enumeration": enumeration,
+    "network": network,
+    "velocity": velocity,
+    "reseller": reseller,
+    "unusual_time": unusual_time,
+}

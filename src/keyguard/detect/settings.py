@@ -1,0 +1,147 @@
+"""Detection settings: every rule can be switched off and tuned (``monitor.detect`` in the config).
+
+The defaults are the thresholds the scenario library (``bench/detect``) was evaluated with; see
+``docs/monitoring.md`` for what each one means and the report they produce.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "DetectSettings",
+    "NetworkRule",
+    "VelocityRule",
+    "EnumerationRule",
+    "KeyProbeRule",
+    "StuffingRule",
+    "ToggleRule",
+    "ResellerRule",
+    "UnusualTimeRule",
+    "RULES",
+]
+
+# Rule ids, in evaluation order; also the values of the ``rule`` metric label.
+RULES = (
+    "decoy",
+    "raw_azure_key",
+    "key_probe",
+    "stuffing",
+    "enumeration",
+    "network",
+    "velocity",
+    "reseller",
+    "unusual_time",
+)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ToggleRule(_Frozen):
+    enabled: bool = True
+
+
+class NetworkRule(_Frozen):
+    """A key used from an address prefix never seen for it or its app, or from many at once."""
+
+    enabled: bool = True
+    window_s: float = Field(default=600, gt=0)
+    new_networks_high: int = Field(default=3, ge=2)  # new prefixes in the window: high
+    many_networks: int = Field(default=5, ge=2)  # any prefixes in the window (still learning)
+
+
+class VelocityRule(_Frozen):
+    """Tokens, cost or concurrency far above the key's (and the app's) own peak."""
+
+    enabled: bool = True
+    window_s: float = Field(default=60, gt=0, le=600)
+    peak_multiplier: float = Field(default=4.0, gt=1)
+    min_tokens: float = Field(default=20_000, ge=0)  # per window; never fire below
+    min_cost: float = Field(default=2.0, ge=0)  # per window, in the cost unit of the limits
+    learning_tokens: float = Field(default=300_000, gt=0)  # per window, before a baseline
+    learning_cost: float = Field(default=30.0, gt=0)
+    concurrency_multiplier: float = Field(default=4.0, gt=1)
+    min_concurrency: int = Field(default=24, ge=1)
+    learning_concurrency: int = Field(default=96, ge=1)
+    peak_half_life_days: float = Field(default=7, gt=0)
+
+
+class EnumerationRule(_Frozen):
+    """Distinct unknown deployments, model listings and never-used deployments in a window."""
+
+    enabled: bool = True
+    window_s: float = Field(default=600, gt=0)
+    threshold: int = Field(default=4, ge=2)
+
+
+class KeyProbeRule(_Frozen):
+    """Request shapes of credential resellers' key checkers (see docs/monitoring.md)."""
+
+    enabled: bool = True
+    probe_max_tokens: int = Field(default=1, ge=0)  # with an empty prompt
+    context_probe_tokens: int = Field(default=8000, gt=0)  # with an empty prompt, temperature 0
+    suspicious_api_versions: tuple[str, ...] = ("2023-09-01-preview",)
+
+
+class StuffingRule(_Frozen):
+    """Failed authentications: many keys from one network, or one key from many networks."""
+
+    enabled: bool = True
+    window_s: float = Field(default=600, gt=0)
+    keys_per_network: int = Field(default=5, ge=2)
+    networks_per_key: int = Field(default=4, ge=2)
+    flood: int = Field(default=300, ge=10)  # failures from one network, any credential
+
+
+class ResellerRule(_Frozen):
+    """One key suddenly serving many client fingerprints (user agent + X-Stainless-*)."""
+
+    enabled: bool = True
+    window_s: float = Field(default=3600, gt=0)
+    new_clients: int = Field(default=3, ge=2)  # never-seen clients in the window (baseline)
+    distinct_clients: int = Field(default=8, ge=2)  # any clients in the window (learning)
+
+
+class UnusualTimeRule(_Frozen):
+    """Use after long dormancy, or repeatedly in hours the key is never used."""
+
+    enabled: bool = True
+    dormant_days: float = Field(default=14, gt=0)
+    history_days: float = Field(default=14, gt=0)  # of baseline before hours are judged
+    min_share: float = Field(default=0.0005, gt=0, lt=1)  # of traffic in this hour (±1 h)
+    requests: int = Field(default=3, ge=1)  # unusual-hour requests within window_s
+    window_s: float = Field(default=3600, gt=0)
+    half_life_days: float = Field(default=28, gt=0)
+
+
+class DetectSettings(_Frozen):
+    enabled: bool = True
+    # Decoy (honeytoken) keys: any use is an incident and the request is refused.
+    decoy_key_ids: tuple[str, ...] = ()
+    decoy_apps: tuple[str, ...] = ()
+    ipv4_prefix: int = Field(default=24, ge=8, le=32)
+    ipv6_prefix: int = Field(default=48, ge=16, le=128)
+    learning_requests: int = Field(default=200, ge=1)
+    learning_days: float = Field(default=3, ge=0)
+    cooldown_s: float = Field(default=3600, ge=0)  # one incident per rule and subject
+    max_subjects: int = Field(default=50_000, ge=100)  # per kind of state (keys, sources, ...)
+    persist_interval_s: float = Field(default=60, gt=0)
+    decoy: ToggleRule = ToggleRule()
+    raw_azure_key: ToggleRule = ToggleRule()
+    key_probe: KeyProbeRule = KeyProbeRule()
+    stuffing: StuffingRule = StuffingRule()
+    enumeration: EnumerationRule = EnumerationRule()
+    network: NetworkRule = NetworkRule()
+    velocity: VelocityRule = VelocityRule()
+    reseller: ResellerRule = ResellerRule()
+    unusual_time: UnusualTimeRule = UnusualTimeRule()
+
+    @field_validator("decoy_key_ids")
+    @classmethod
+    def _key_ids(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for key_id in v:
+            if len(key_id) != 12 or not key_id.isalnum():
+                raise ValueError(f"decoy key id {key_id[:20]!r} is not a 12-character key id")
+        return v

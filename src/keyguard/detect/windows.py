@@ -1,0 +1,120 @@
+"""Small, bounded, O(1)-amortised counters over time; every method takes ``now`` (epoch seconds).
+
+* :class:`Recent`   distinct values seen within a span (value -> last time seen);
+* :class:`Events`   how many events happened within a span;
+* :class:`Rate`     a sum (tokens, cost) over a sliding span, in fixed buckets;
+* :class:`Peak`     a maximum that decays with a half-life (the baseline the velocity rule uses).
+
+They never read a clock, so the detectors replay weeks of traffic in seconds with an injected one.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+__all__ = ["Recent", "Events", "Rate", "Peak"]
+
+
+class Recent:
+    """Distinct values seen in the last ``span`` seconds; at most ``cap`` are remembered."""
+
+    __slots__ = ("_seen", "_span", "_cap")
+
+    def __init__(self, span: float, cap: int = 256) -> None:
+        self._seen: dict[str, float] = {}  # ordered by last sighting, oldest first
+        self._span = span
+        self._cap = cap
+
+    def add(self, value: str, now: float) -> None:
+        seen = self._seen
+        seen.pop(value, None)
+        seen[value] = now
+        cutoff = now - self._span
+        while seen:
+            first = next(iter(seen))
+            if seen[first] >= cutoff and len(seen) <= self._cap:
+                break
+            del seen[first]
+
+    def count(self, now: float, extra: str | None = None) -> int:
+        """Distinct values within the span, counting ``extra`` as seen now."""
+        cutoff = now - self._span
+        n = 0
+        for t in reversed(self._seen.values()):
+            if t < cutoff:
+                break
+            n += 1
+        if extra is not None and self._seen.get(extra, cutoff - 1) < cutoff:
+            n += 1
+        return n
+
+    def values(self, now: float) -> list[str]:
+        cutoff = now - self._span
+        return [v for v, t in self._seen.items() if t >= cutoff]
+
+
+class Events:
+    """Events within the last ``span`` seconds (at most ``cap`` remembered)."""
+
+    __slots__ = ("_times", "_span")
+
+    def __init__(self, span: float, cap: int = 4096) -> None:
+        self._times: deque[float] = deque(maxlen=cap)
+        self._span = span
+
+    def add(self, now: float) -> None:
+        self._times.append(now)
+
+    def count(self, now: float) -> int:
+        times, cutoff = self._times, now - self._span
+        while times and times[0] < cutoff:
+            times.popleft()
+        return len(times)
+
+
+class Rate:
+    """The sum of amounts added within the last ``span`` seconds, in ``buckets`` steps."""
+
+    __slots__ = ("_buckets", "_width", "_n")
+
+    def __init__(self, span: float, buckets: int = 12) -> None:
+        self._buckets: deque[list[float]] = deque()  # [bucket index, sum]
+        self._width = span / buckets
+        self._n = buckets
+
+    def bucket(self, now: float) -> int:
+        return int(now // self._width)
+
+    def add(self, now: float, amount: float) -> None:
+        b = self.bucket(now)
+        buckets = self._buckets
+        if buckets and buckets[-1][0] == b:
+            buckets[-1][1] += amount
+        else:
+            buckets.append([b, amount])
+
+    def total(self, now: float) -> float:
+        b, buckets = self.bucket(now), self._buckets
+        while buckets and buckets[0][0] <= b - self._n:
+            buckets.popleft()
+        return sum(s for _, s in buckets)
+
+
+class Peak:
+    """A decaying maximum: ``value`` halves every ``half_life`` seconds unless beaten."""
+
+    __slots__ = ("value", "at", "_half_life")
+
+    def __init__(self, half_life: float, value: float = 0.0, at: float = 0.0) -> None:
+        self.value = value
+        self.at = at
+        self._half_life = half_life
+
+    def current(self, now: float) -> float:
+        if self.value <= 0.0:
+            return 0.0
+        return self.value * 0.5 ** (max(0.0, now - self.at) / self._half_life)
+
+    def offer(self, now: float, x: float) -> None:
+        if x > self.current(now):
+            self.value, self.at = x, now

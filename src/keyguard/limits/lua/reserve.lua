@@ -1,0 +1,57 @@
+-- Reserve one request against every limit that applies to it, atomically, or nothing at all.
+--
+-- KEYS[i]   the counter of line i (a string counter, or a sorted set of concurrency leases)
+-- ARGV[1]   now (epoch seconds, from the gateway)
+-- ARGV[2]   the reservation id
+-- ARGV[3]   lease expiry for concurrency slots (epoch seconds)
+-- ARGV[4]   journal stream key ('' = no journal)
+-- ARGV[5]   journal max length
+-- then, per line i: kind ('t' tokens, 'r' requests, 'm' money, 'c' concurrency),
+--                   limit, amount, counter expiry (epoch seconds)
+--
+-- Returns {allowed (1|0), level of line 1 before, level of line 2 before, ...}.
+local now = tonumber(ARGV[1])
+local rid = ARGV[2]
+local lease_until = tonumber(ARGV[3])
+local n = #KEYS
+local kinds, limits, amounts, expiries, levels = {}, {}, {}, {}, {}
+local allowed = 1
+for i = 1, n do
+  local base = 5 + (i - 1) * 4
+  kinds[i] = ARGV[base + 1]
+  limits[i] = tonumber(ARGV[base + 2])
+  amounts[i] = tonumber(ARGV[base + 3])
+  expiries[i] = tonumber(ARGV[base + 4])
+  local level
+  if kinds[i] == 'c' then
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+    level = redis.call('ZCARD', KEYS[i])
+  else
+    level = tonumber(redis.call('GET', KEYS[i]) or '0')
+  end
+  levels[i] = level
+  if level + amounts[i] > limits[i] then
+    allowed = 0
+  end
+end
+if allowed == 1 then
+  for i = 1, n do
+    if kinds[i] == 'c' then
+      redis.call('ZADD', KEYS[i], lease_until, rid)
+      redis.call('EXPIREAT', KEYS[i], math.ceil(lease_until) + 60)
+    else
+      redis.call('INCRBY', KEYS[i], amounts[i])
+      redis.call('EXPIREAT', KEYS[i], math.ceil(expiries[i]))
+    end
+  end
+end
+if ARGV[4] ~= '' then
+  redis.call('XADD', ARGV[4], 'MAXLEN', '~', ARGV[5], '*', 'd', cjson.encode({
+    op = allowed == 1 and 'reserve' or 'refuse', rid = rid, t = now, keys = KEYS,
+    limits = limits, amounts = amounts, levels = levels}))
+end
+local out = {allowed}
+for i = 1, n do
+  out[i + 1] = levels[i]
+end
+return out

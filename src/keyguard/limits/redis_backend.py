@@ -1,0 +1,196 @@
+"""Counters shared by every replica, in Redis: one Lua call per reservation and per settlement.
+
+The scripts (``lua/reserve.lua``, ``lua/settle.lua``, shipped in this package) run the same
+arithmetic as :class:`~.backend.MemoryBackend` atomically inside Redis, over every line of the
+request at once, so any number of replicas share one exact count. Keys carry the
+``redis_key_prefix`` (default ``keyguard:{limits}:``; the braces keep every key in one Redis
+Cluster slot, which a multi-key script needs).
+
+Concurrency slots are leases (a sorted set of reservation ids scored by expiry): a replica
+renews the leases of its requests in flight every third of ``concurrency_lease_s``, so a
+replica that dies frees its slots within that time.
+
+When Redis cannot be reached, :meth:`reserve` raises :class:`~.backend.BackendUnavailable`
+at once (the caller refuses with 503, or uses its local fallback) and a probe reconnects in
+the background; settlements that could not be written are kept (bounded) and replayed when
+Redis is back. No restart is ever needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+from .backend import EXPIRY_GRACE_S, BackendUnavailable, Outcome
+from .model import Line
+
+__all__ = ["RedisBackend"]
+
+log = logging.getLogger("keyguard.limits")
+
+_KIND = {"tokens": "t", "requests": "r", "cost": "m", "concurrent": "c"}
+_MAX_PENDING = 100_000
+_PROBE_S = 0.5
+
+
+def _script(name: str) -> str:
+    return (resources.files(__package__) / "lua" / name).read_text(encoding="utf-8")
+
+
+class RedisBackend:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str,
+        timeout_s: float,
+        lease_s: float,
+        journal_max_len: int = 0,
+        password: str | None = None,
+    ) -> None:
+        try:
+            import redis.asyncio as aioredis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+            from redis.exceptions import RedisError
+        except ImportError as exc:  # pragma: no cover - depends on the installation
+            from ..errors import ConfigurationError
+
+            raise ConfigurationError(
+                "limits.backend is a redis:// URL but the 'redis' package is not installed "
+                "(pip install 'keyguard[redis]')"
+            ) from exc
+        self._client = aioredis.Redis.from_url(
+            url,
+            password=password,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
+        self._prefix = prefix
+        self._lease_s = lease_s
+        self._journal = prefix + "journal" if journal_max_len else ""
+        self._journal_len = str(journal_max_len)
+        self._reserve = self._client.register_script(_script("reserve.lua"))
+        self._settle = self._client.register_script(_script("settle.lua"))
+        self._leases: dict[str, list[str]] = {}  # rid -> lease keys of requests in flight
+        self._pending: deque[tuple[str, Sequence[Line], Sequence[int], float]] = deque(
+            maxlen=_MAX_PENDING
+        )
+        self.healthy = True
+        self._probe: asyncio.Task[None] | None = None
+        self._renewer: asyncio.Task[None] | None = None
+        self._errors: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+
+    @property
+    def journal_key(self) -> str:
+        return self._journal
+
+    async def start(self) -> None:
+        try:
+            await self._client.ping()
+        except self._errors as exc:
+            self._down(exc)
+        self._renewer = asyncio.create_task(self._renew_leases())
+
+    async def close(self) -> None:
+        for task in (self._probe, self._renewer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self._client.aclose()
+
+    async def reserve(self, rid: str, lines: Sequence[Line], now: float) -> Outcome:
+        if not self.healthy:
+            raise BackendUnavailable("redis is unreachable")
+        prefix = self._prefix
+        keys = [prefix + line.key for line in lines]
+        args: list[Any] = [repr(now), rid, repr(now + self._lease_s), self._journal]
+        args.append(self._journal_len)
+        for line in lines:
+            args += (
+                _KIND[line.kind],
+                line.limit,
+                line.amount,
+                math.ceil(line.window_end + EXPIRY_GRACE_S),
+            )
+        try:
+            result = await self._reserve(keys=keys, args=args)
+        except self._errors as exc:
+            self._down(exc)
+            raise BackendUnavailable("redis is unreachable") from exc
+        allowed = result[0] == 1
+        if allowed:
+            leases = [k for k, line in zip(keys, lines, strict=True) if line.kind == "concurrent"]
+            if leases:
+                self._leases[rid] = leases
+        return Outcome(allowed, tuple(int(v) for v in result[1:]))
+
+    async def settle(
+        self, rid: str, lines: Sequence[Line], deltas: Sequence[int], now: float
+    ) -> tuple[int, ...]:
+        self._leases.pop(rid, None)
+        if not self.healthy:
+            self._pending.append((rid, lines, deltas, now))
+            return tuple(-1 for _ in lines)
+        try:
+            return await self._apply(rid, lines, deltas, now)
+        except self._errors as exc:
+            self._pending.append((rid, lines, deltas, now))
+            self._down(exc)
+            return tuple(-1 for _ in lines)
+
+    async def _apply(
+        self, rid: str, lines: Sequence[Line], deltas: Sequence[int], now: float
+    ) -> tuple[int, ...]:
+        keys = [self._prefix + line.key for line in lines]
+        args: list[Any] = [repr(now), rid, self._journal, self._journal_len]
+        for line, delta in zip(lines, deltas, strict=True):
+            args += (_KIND[line.kind], delta)
+        result = await self._settle(keys=keys, args=args)
+        return tuple(int(v) for v in result)
+
+    def _down(self, exc: BaseException) -> None:
+        if self.healthy:
+            log.error("limits backend redis is unreachable (%s); probing", type(exc).__name__)
+        self.healthy = False
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        while True:
+            await asyncio.sleep(_PROBE_S)
+            try:
+                await self._client.ping()
+                while self._pending:
+                    await self._apply(*self._pending[0])
+                    self._pending.popleft()
+            except self._errors:
+                continue
+            self.healthy = True
+            log.warning("limits backend redis is reachable again")
+            return
+
+    async def _renew_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self._lease_s / 3)
+            if not self._leases or not self.healthy:
+                continue
+            until = time.time() + self._lease_s
+            try:
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for rid, keys in list(self._leases.items()):
+                        for key in keys:
+                            pipe.zadd(key, {rid: until}, xx=True)
+                    await pipe.execute()
+            except self._errors as exc:
+                self._down(exc)

@@ -1,0 +1,147 @@
+"""From the configured rules to the lines of one request (compiled once, cached per caller).
+
+For each scope the most specific rule applies: a rule naming the key id, app, team or
+deployment, else the scope's unnamed rule. An app in several teams is held to every team's
+rule. Each applicable limit becomes a :class:`Template` (a counter without its window); at
+request time :meth:`Rules.lines` fills in the current window and the amounts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from .model import Kind, Line
+from .prices import to_micro
+from .settings import LimitRule, LimitSettings, Scope
+from .windows import Period, WindowCache
+
+__all__ = ["Subject", "Template", "Rules"]
+
+_MAX_CACHED = 65_536
+
+# rule field -> (kind, period, short name used in counter keys, words for people)
+_FIELDS: dict[str, tuple[Kind, Period | None, str, str]] = {
+    "tpm": ("tokens", "minute", "tpm", "tokens per minute"),
+    "rpm": ("requests", "minute", "rpm", "requests per minute"),
+    "concurrent": ("concurrent", None, "conc", "concurrent requests"),
+    "tokens_per_hour": ("tokens", "hour", "tph", "tokens per hour"),
+    "tokens_per_day": ("tokens", "day", "tpd", "tokens per day"),
+    "tokens_per_month": ("tokens", "month", "tpmo", "tokens per month"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    key_id: str | None
+    app: str | None
+    deployment: str
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    base: str  # "app:billing-bot:tpm"
+    kind: Kind
+    period: Period | None
+    limit: int
+    soft: int
+    label: str
+
+
+def _escape(name: str) -> str:
+    return name.replace("%", "%25").replace(":", "%3A")
+
+
+def _who(scope: Scope, name: str) -> str:
+    return "all requests" if scope == "global" else f"{scope} '{name}'"
+
+
+class Rules:
+    def __init__(self, settings: LimitSettings) -> None:
+        self._named: dict[tuple[str, str], LimitRule] = {}
+        self._unnamed: dict[str, LimitRule] = {}
+        for rule in settings.rules:
+            if rule.name is None:
+                self._unnamed[rule.scope] = rule
+            else:
+                self._named[(rule.scope, rule.name)] = rule
+        self._budgets = {(b.scope, b.name): b for b in settings.budgets}
+        self._teams: dict[str, list[str]] = {}
+        for team, apps in settings.teams.items():
+            for app in apps:
+                self._teams.setdefault(app, []).append(team)
+        self._cache: dict[Subject, tuple[Template, ...]] = {}
+        self._windows = WindowCache()
+
+    def _rule(self, scope: Scope, name: str) -> LimitRule | None:
+        return self._named.get((scope, name)) or self._unnamed.get(scope)
+
+    def _entities(self, subject: Subject) -> Iterator[tuple[Scope, str]]:
+        if subject.key_id is not None:
+            yield "key", subject.key_id
+        if subject.app is not None:
+            yield "app", subject.app
+            for team in self._teams.get(subject.app, ()):
+                yield "team", team
+        yield "deployment", subject.deployment
+        yield "global", "*"
+
+    def templates(self, subject: Subject) -> tuple[Template, ...]:
+        cached = self._cache.get(subject)
+        if cached is not None:
+            return cached
+        out: list[Template] = []
+        for scope, name in self._entities(subject):
+            prefix = f"{scope}:{_escape(name)}"
+            rule = self._rule(scope, name)
+            if rule is not None:
+                for field, (kind, period, short, words) in _FIELDS.items():
+                    limit = getattr(rule, field)
+                    if limit is not None:
+                        label = f"{words} of {_who(scope, name)}"
+                        out.append(Template(f"{prefix}:{short}", kind, period, limit, 0, label))
+            if scope in ("app", "team"):
+                budget = self._budgets.get((scope, name)) or self._budgets.get((scope, None))
+                if budget is not None:
+                    for period, amount in (("day", budget.per_day), ("month", budget.per_month)):
+                        if amount is None:
+                            continue
+                        limit = to_micro(amount)
+                        soft = max(1, int(limit * budget.soft_percent / 100))
+                        label = f"budget per {period} of {_who(scope, name)}"
+                        short = "cost" + ("d" if period == "day" else "mo")
+                        out.append(
+                            Template(f"{prefix}:{short}", "cost", period, limit, soft, label)  # type: ignore[arg-type]
+                        )
+        result = tuple(out)
+        if len(self._cache) >= _MAX_CACHED:
+            self._cache.clear()
+        self._cache[subject] = result
+        return result
+
+    @property
+    def has_budgets(self) -> bool:
+        return bool(self._budgets)
+
+    def lines(self, subject: Subject, tokens: int, cost: int, now: float) -> list[Line]:
+        """The counters this request is charged to, in the windows containing ``now``."""
+        lines: list[Line] = []
+        windows = self._windows
+        for t in self.templates(subject):
+            if t.kind == "tokens":
+                amount = tokens
+            elif t.kind == "cost":
+                amount = cost
+            else:
+                amount = 1
+            if amount == 0:
+                continue  # nothing to charge, nothing to check
+            if t.period is None:
+                lines.append(Line(t.base, t.kind, t.limit, amount, 0.0, t.soft, t.label))
+                continue
+            start, end = windows.get(t.period, now)
+            lines.append(Line(f"{t.base}:{start}", t.kind, t.limit, amount, end, t.soft, t.label))
+        return lines
+
+    def budget_scopes(self) -> Mapping[tuple[str, str | None], object]:
+        return self._budgets

@@ -1,0 +1,162 @@
+"""Prometheus metrics of the gateway, updated off the hot path from finished requests.
+
+Names follow the OpenTelemetry GenAI conventions where they fit (``gen_ai_client_token_usage``,
+``gen_ai_client_operation_duration_seconds``, labels ``gen_ai_operation_name``,
+``gen_ai_request_model``, ``gen_ai_token_type``) and ``keyguard_*`` elsewhere. Every label value
+is bounded: deployments only when configured, apps only those of real keys (at most
+``max_apps``, then ``other``), reasons and rules only from Keyguard's own code (at most 64
+distinct). No key id, address or user agent is ever a label.
+
+``observe`` costs a few microseconds: label children are cached, so a request touches
+prometheus_client's lock-protected values only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
+
+from ..detect.observation import Observation
+
+__all__ = ["GatewayMetrics", "BoundedLabel"]
+
+TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
+DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96)
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
+_SAFE = re.compile(r"[a-z][a-z0-9_]{0,47}")
+
+
+class BoundedLabel:
+    """Admit at most ``cap`` distinct values (matching ``pattern``); the rest become ``other``."""
+
+    def __init__(self, cap: int, pattern: re.Pattern[str] | None = _SAFE) -> None:
+        self._seen: set[str] = set()
+        self._cap = cap
+        self._pattern = pattern
+
+    def __call__(self, value: str | None) -> str:
+        if value is None or value == "":
+            return ""
+        if value in self._seen:
+            return value
+        if len(self._seen) >= self._cap or (
+            self._pattern is not None and not self._pattern.fullmatch(value)
+        ):
+            return "other"
+        self._seen.add(value)
+        return value
+
+
+class GatewayMetrics:
+    def __init__(self, deployments: Iterable[str], *, max_apps: int = 500) -> None:
+        self.registry = r = CollectorRegistry(auto_describe=True)
+        self._deployments = frozenset(deployments)
+        self._app = BoundedLabel(max_apps, pattern=None)  # apps come from the key store
+        self._reason = BoundedLabel(64)
+        self._op = BoundedLabel(32)
+        self._children: dict[tuple[Any, ...], Any] = {}
+        ad = ["app", "deployment"]
+        self.requests = Counter(
+            "keyguard_requests", "Requests by app, deployment, operation and HTTP status.",
+            [*ad, "gen_ai_operation_name", "code"], registry=r,
+        )  # fmt: skip
+        self.tokens = Counter(
+            "keyguard_tokens", "Tokens by app and deployment (input, output, cached_input).",
+            [*ad, "gen_ai_token_type"], registry=r,
+        )  # fmt: skip
+        self.cost = Counter(
+            "keyguard_cost", "Cost by app and deployment, in the unit of the limits' prices.",
+            ad, registry=r,
+        )  # fmt: skip
+        self.token_usage = Histogram(
+            "gen_ai_client_token_usage", "Input and output tokens per request (OTel GenAI).",
+            ["gen_ai_operation_name", "gen_ai_request_model", "gen_ai_token_type"],
+            buckets=TOKEN_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.upstream = Histogram(
+            "gen_ai_client_operation_duration", "Time spent upstream (Azure OpenAI), seconds.",
+            ["gen_ai_operation_name", "gen_ai_request_model"], unit="seconds",
+            buckets=DURATION_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.overhead = Histogram(
+            "keyguard_gateway_overhead", "Time Keyguard adds to a request (total - upstream).",
+            ["gen_ai_operation_name"], unit="seconds", buckets=OVERHEAD_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.duration = Histogram(
+            "keyguard_request_duration", "Whole request time as the client sees it.",
+            ["gen_ai_operation_name"], unit="seconds", buckets=DURATION_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.refusals = Counter(
+            "keyguard_limit_refusals", "Requests refused by Keyguard's limits (429).",
+            [*ad, "reason"], registry=r,
+        )  # fmt: skip
+        self.auth_failures = Counter(
+            "keyguard_auth_failures", "Failed authentications by reason.", ["reason"], registry=r
+        )
+        self.detections = Counter(
+            "keyguard_detections", "Detector findings by rule and severity.",
+            ["rule", "severity"], registry=r,
+        )  # fmt: skip
+        self.incidents = Counter(
+            "keyguard_incidents", "Incidents opened by rule and severity.",
+            ["rule", "severity"], registry=r,
+        )  # fmt: skip
+        self.responses = Counter(
+            "keyguard_responses", "Automatic responses carried out, by action and outcome.",
+            ["action", "outcome"], registry=r,
+        )  # fmt: skip
+        self.alerts = Counter(
+            "keyguard_alerts", "Alert deliveries by webhook format and outcome.",
+            ["format", "outcome"], registry=r,
+        )  # fmt: skip
+
+    def gauge(self, name: str, doc: str, read: Callable[[], float]) -> None:
+        """A gauge read when scraped (queue depths, active blocks, ...)."""
+        Gauge(name, doc, registry=self.registry).set_function(read)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def observe(self, obs: Observation) -> None:
+        total_s = obs.latency_ms / 1000.0
+        app = self._app(obs.app)
+        dep = obs.deployment if obs.deployment in self._deployments else ""
+        op = self._op(obs.operation)
+        code = str(obs.status) if 100 <= obs.status <= 599 else "other"
+        self._child(self.requests, app, dep, op, code).inc()
+        self._child(self.duration, op).observe(total_s)
+        if obs.upstream_status:
+            upstream_s = obs.upstream_ms / 1000.0
+            self._child(self.upstream, op, dep).observe(upstream_s)
+            self._child(self.overhead, op).observe(max(0.0, total_s - upstream_s))
+        else:
+            self._child(self.overhead, op).observe(total_s)
+        if obs.prompt_tokens or obs.completion_tokens:
+            self._child(self.tokens, app, dep, "input").inc(obs.prompt_tokens)
+            self._child(self.tokens, app, dep, "output").inc(obs.completion_tokens)
+            self._child(self.token_usage, op, dep, "input").observe(obs.prompt_tokens)
+            self._child(self.token_usage, op, dep, "output").observe(obs.completion_tokens)
+            if obs.cached_tokens:
+                self._child(self.tokens, app, dep, "cached_input").inc(obs.cached_tokens)
+        if obs.cost:
+            self._child(self.cost, app, dep).inc(obs.cost)
+        if obs.status == 401:
+            self._child(self.auth_failures, self._reason(obs.reason)).inc()
+        elif obs.status == 429 and not obs.upstream_status:
+            self._child(self.refusals, app, dep, self._reason(obs.reason)).inc()
+
+    def count(self, metric: Counter, *labels: str) -> None:
+        self._child(metric, *(self._reason(label) for label in labels)).inc()
+
+    def render(self, accept: str | None) -> tuple[bytes, str]:
+        """The exposition (Prometheus text, or OpenMetrics when asked) and its content type."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type

@@ -1,0 +1,160 @@
+"""The monitor's tables: incidents, temporary blocks and detector baselines (SQLite/PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..respond.incidents import Incident
+from ..store.schema import detect_profiles, monitor_blocks, monitor_incidents
+from ..store.sql import translate_errors
+
+__all__ = ["MonitorStore"]
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def _incident(row: Any) -> Incident:
+    m = row._mapping
+    return Incident(
+        id=m["id"],
+        rule=m["rule"],
+        severity=m["severity"],
+        subject=m["subject"],
+        summary=m["summary"],
+        created_at=m["created_at"].timestamp(),
+        updated_at=m["updated_at"].timestamp(),
+        key_id=m["key_id"],
+        app=m["app"],
+        source=m["source"],
+        count=m["count"],
+        status=m["status"],
+        evidence=orjson.loads(m["evidence"]),
+        actions=tuple(orjson.loads(m["actions"])),
+    )
+
+
+class MonitorStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    # -- incidents -------------------------------------------------------------------------
+
+    async def save_incident(self, incident: Incident) -> None:
+        values = {
+            "rule": incident.rule,
+            "severity": incident.severity,
+            "subject": incident.subject[:160],
+            "status": incident.status,
+            "key_id": incident.key_id,
+            "app": incident.app,
+            "source": incident.source,
+            "summary": incident.summary,
+            "evidence": orjson.dumps(incident.evidence, default=str).decode(),
+            "actions": orjson.dumps(list(incident.actions)).decode(),
+            "count": incident.count,
+            "created_at": _dt(incident.created_at),
+            "updated_at": _dt(incident.updated_at),
+        }
+        async with translate_errors("save incident"), self._engine.begin() as conn:
+            result = await conn.execute(
+                update(monitor_incidents)
+                .where(monitor_incidents.c.id == incident.id)
+                .values(**{k: v for k, v in values.items() if k != "created_at"})
+            )
+            if result.rowcount == 0:
+                await conn.execute(monitor_incidents.insert().values(id=incident.id, **values))
+
+    async def incidents(
+        self, *, since: datetime | None = None, status: str | None = None, limit: int = 200
+    ) -> list[Incident]:
+        query = select(monitor_incidents).order_by(monitor_incidents.c.created_at.desc())
+        if since is not None:
+            query = query.where(monitor_incidents.c.updated_at >= since)
+        if status is not None:
+            query = query.where(monitor_incidents.c.status == status)
+        async with translate_errors("list incidents"), self._engine.connect() as conn:
+            rows = (await conn.execute(query.limit(limit))).all()
+        return [_incident(r) for r in rows]
+
+    async def set_status(self, incident_id: str, status: str, now: datetime) -> Incident | None:
+        async with translate_errors("update incident"), self._engine.begin() as conn:
+            await conn.execute(
+                update(monitor_incidents)
+                .where(monitor_incidents.c.id == incident_id)
+                .values(status=status, updated_at=now)
+            )
+            row = (
+                await conn.execute(
+                    select(monitor_incidents).where(monitor_incidents.c.id == incident_id)
+                )
+            ).first()
+        return None if row is None else _incident(row)
+
+    # -- blocks ----------------------------------------------------------------------------
+
+    async def add_block(
+        self, subject: str, until: float, rule: str, incident_id: str | None, now: float
+    ) -> None:
+        values = {"until": _dt(until), "rule": rule, "incident_id": incident_id}
+        async with translate_errors("write block"), self._engine.begin() as conn:
+            result = await conn.execute(
+                update(monitor_blocks).where(monitor_blocks.c.subject == subject).values(**values)
+            )
+            if result.rowcount == 0:
+                try:
+                    async with conn.begin_nested():
+                        await conn.execute(
+                            monitor_blocks.insert().values(
+                                subject=subject, created_at=_dt(now), **values
+                            )
+                        )
+                except IntegrityError:  # written meanwhile by another replica
+                    pass
+
+    async def active_blocks(self, now: float) -> dict[str, float]:
+        query = select(monitor_blocks.c.subject, monitor_blocks.c.until).where(
+            monitor_blocks.c.until > _dt(now)
+        )
+        async with translate_errors("read blocks"), self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {r.subject: r.until.timestamp() for r in rows}
+
+    async def remove_blocks(self, *, subject: str | None = None, incident_id: str | None = None) -> int:
+        query = delete(monitor_blocks)
+        if subject is not None:
+            query = query.where(monitor_blocks.c.subject == subject)
+        if incident_id is not None:
+            query = query.where(monitor_blocks.c.incident_id == incident_id)
+        async with translate_errors("remove blocks"), self._engine.begin() as conn:
+            result = await conn.execute(query)
+        return int(result.rowcount or 0)
+
+    # -- baselines -------------------------------------------------------------------------
+
+    async def save_profiles(self, profiles: dict[str, dict[str, Any]], now: float) -> None:
+        if not profiles:
+            return
+        async with translate_errors("save baselines"), self._engine.begin() as conn:
+            await conn.execute(
+                delete(detect_profiles).where(detect_profiles.c.subject.in_(list(profiles)))
+            )
+            await conn.execute(
+                detect_profiles.insert(),
+                [
+                    {"subject": s, "data": orjson.dumps(d).decode(), "updated_at": _dt(now)}
+                    for s, d in profiles.items()
+                ],
+            )
+
+    async def load_profiles(self) -> list[tuple[str, dict[str, Any]]]:
+        async with translate_errors("load baselines"), self._engine.connect() as conn:
+            rows = (await conn.execute(select(detect_profiles))).all()
+        return [(r.subject, orjson.loads(r.data)) for r in rows]

@@ -1,0 +1,50 @@
+"""The proxy's :class:`~keyguard.proxy.hooks.Authorizer` when a policy is configured.
+
+Per request: read the facts the policy needs (the prompt is measured and the client address
+parsed only when some role asks for it), evaluate the policy in force (a pure function over
+precompiled bindings; no store query, no I/O), and either note the granting binding in
+``ctx.extra["policy"]`` or raise a 403 in Azure's shape whose ``code`` says what to change
+(``DeploymentNotAllowed``, ``MaxTokensAboveRoleLimit``, ...). The denial's reason goes to
+``ctx.reason`` through the error, so the access log and every recorder see it; the operator
+detail (binding, role, what failed) is in ``ctx.extra["policy"]``, never in the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from ..errors import AuthenticationFailed, PermissionDenied
+from ..proxy.context import RequestContext
+from .compiled import Policy
+from .evaluate import evaluate
+from .facts import request_facts
+
+__all__ = ["PolicyAuthorizer"]
+
+
+class PolicyAuthorizer:
+    def __init__(self, current: Callable[[], Policy]) -> None:
+        self._current = current
+
+    def authorize(self, ctx: RequestContext, now: datetime) -> None:
+        principal = ctx.principal
+        if principal is None:  # pragma: no cover - the handler authenticates first
+            raise AuthenticationFailed("Access denied: no credential.", reason="unauthenticated")
+        policy = self._current()
+        facts = request_facts(
+            ctx, measure_prompt=policy.needs_prompt_size, parse_source=policy.needs_source
+        )
+        decision = evaluate(policy, principal, facts, now)
+        if decision.allowed:
+            ctx.extra["policy"] = {"binding": decision.binding, "role": decision.role}
+            return
+        denial = decision.denial
+        assert denial is not None
+        ctx.extra["policy"] = {
+            "denied": denial.reason,
+            "binding": denial.binding,
+            "role": denial.role,
+            "detail": denial.detail,
+        }
+        raise PermissionDenied(denial.message, code=denial.code, reason=denial.reason)

@@ -1,0 +1,115 @@
+"""Temporary blocks (the ``throttle`` response) and the hot-path check that enforces them.
+
+:class:`BlockList` is a small in-memory map ``("key" | "app" | "source", name) -> until`` that
+the proxy consults in O(1); the monitor adds to it at once on this replica and writes the block
+to the store, and every replica reloads the store's active blocks every ``blocks_poll_s``.
+
+:class:`BlockGuard` wraps the policy's :class:`~keyguard.proxy.hooks.Authorizer`: a blocked key,
+app or source network gets a 429 with ``Retry-After``; a decoy key gets the same 401 as an
+unknown key (its holder learns nothing), and only then does the wrapped authorizer run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from ..detect.observation import network_of
+from ..errors import AuthenticationFailed, TooManyRequests
+from ..proxy.context import RequestContext
+from ..proxy.hooks import Authorizer
+
+__all__ = ["BlockList", "BlockGuard", "subject_key"]
+
+
+def subject_key(subject: str) -> tuple[str, str] | None:
+    """``"key:abc"`` -> ``("key", "abc")``; ``None`` for a subject that cannot be blocked."""
+    kind, sep, name = subject.partition(":")
+    if not sep or kind not in ("key", "app", "source") or not name:
+        return None
+    return kind, name
+
+
+class BlockList:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.active: dict[tuple[str, str], float] = {}
+        self._clock = clock
+
+    def add(self, kind: str, name: str, until: float) -> None:
+        self.active[(kind, name)] = max(until, self.active.get((kind, name), 0.0))
+
+    def remove(self, kind: str, name: str) -> None:
+        self.active.pop((kind, name), None)
+
+    def replace_all(self, blocks: dict[tuple[str, str], float]) -> None:
+        """The store's view (every replica's blocks), kept together with local ones not yet
+        seen there."""
+        now = self._clock()
+        merged = {k: v for k, v in self.active.items() if v > now}
+        for k, v in blocks.items():
+            merged[k] = max(v, merged.get(k, 0.0))
+        self.active = merged
+
+    def until(self, kind: str, name: str) -> float | None:
+        until = self.active.get((kind, name))
+        if until is None:
+            return None
+        if until <= self._clock():
+            del self.active[(kind, name)]
+            return None
+        return until
+
+    def __len__(self) -> int:
+        return len(self.active)
+
+
+class BlockGuard:
+    """An :class:`Authorizer` that refuses blocked subjects and decoy keys, then delegates."""
+
+    def __init__(
+        self,
+        inner: Authorizer,
+        blocks: BlockList,
+        *,
+        decoy_key_ids: frozenset[str] = frozenset(),
+        decoy_apps: frozenset[str] = frozenset(),
+        v4: int = 24,
+        v6: int = 48,
+    ) -> None:
+        self._inner = inner
+        self._blocks = blocks
+        self._decoy_keys = decoy_key_ids
+        self._decoy_apps = decoy_apps
+        self._v4, self._v6 = v4, v6
+
+    def authorize(self, ctx: RequestContext, now: datetime) -> None:
+        p = ctx.principal
+        if p is not None and (p.key_id in self._decoy_keys or p.app in self._decoy_apps):
+            raise AuthenticationFailed(
+                "Access denied: this Keyguard key is not valid. Check that you copied the whole "
+                "key and that it was created on this gateway.",
+                reason="decoy_key",
+            )
+        if self._blocks.active:
+            self._check_blocks(ctx)
+        self._inner.authorize(ctx, now)
+
+    def _check_blocks(self, ctx: RequestContext) -> None:
+        p, blocks = ctx.principal, self._blocks
+        until = None
+        if p is not None:
+            until = blocks.until("key", p.key_id or "") or blocks.until("app", p.app)
+        if until is None:
+            net = network_of(ctx.remote, self._v4, self._v6)
+            until = blocks.until("source", net) if net is not None else None
+        if until is None:
+            return
+        wait = max(1, math.ceil(until - blocks._clock()))
+        raise TooManyRequests(
+            "Requests with this key are temporarily refused by Keyguard's abuse protection. "
+            f"Retry after {wait} seconds, or contact the gateway's operators.",
+            reason="abuse_block",
+            headers={"Retry-After": str(wait)},
+        )

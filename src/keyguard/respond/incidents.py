@@ -1,0 +1,122 @@
+"""Incidents: findings grouped per rule and subject, so one abuse is one alert, not thousands.
+
+:meth:`IncidentBook.take` is a pure decision over the book and a finding, with ``now`` passed
+in: a finding opens a new incident, unless the same rule already has an incident on the same
+subject updated within ``cooldown_s``; then it joins that incident (``repeat``), raising its
+severity when it is worse (``escalated``). Evidence keeps the first finding's details and the
+latest ones, so it stays small.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from ..detect.rules import Finding
+from ..events import Severity
+from .settings import SEVERITIES
+
+__all__ = ["Incident", "IncidentBook", "Change"]
+
+Change = Literal["new", "escalated", "repeat"]
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    id: str
+    rule: str
+    severity: Severity
+    subject: str
+    summary: str
+    created_at: float
+    updated_at: float
+    key_id: str | None = None
+    app: str | None = None
+    source: str | None = None
+    count: int = 1
+    status: str = "open"  # open, resolved
+    evidence: dict[str, Any] = field(default_factory=dict)
+    actions: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "rule": self.rule,
+            "severity": self.severity,
+            "subject": self.subject,
+            "summary": self.summary,
+            "status": self.status,
+            "key_id": self.key_id,
+            "app": self.app,
+            "source": self.source,
+            "count": self.count,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "evidence": self.evidence,
+            "actions": list(self.actions),
+        }
+
+
+def _rank(severity: str) -> int:
+    return SEVERITIES.index(severity)
+
+
+class IncidentBook:
+    """The incidents still within their cooldown, by (rule, subject); bounded."""
+
+    def __init__(self, cooldown_s: float, cap: int = 10_000) -> None:
+        self._open: OrderedDict[tuple[str, str], Incident] = OrderedDict()
+        self._cooldown = cooldown_s
+        self._cap = cap
+
+    def take(self, finding: Finding, now: float) -> tuple[Incident, Change]:
+        key = (finding.rule, finding.subject)
+        current = self._open.get(key)
+        detail = {"at": finding.at, "request_id": finding.request_id, **finding.evidence}
+        if (
+            current is None
+            or current.status != "open"
+            or now - current.updated_at > self._cooldown
+        ):
+            incident = Incident(
+                id=secrets.token_hex(8),
+                rule=finding.rule,
+                severity=finding.severity,
+                subject=finding.subject,
+                summary=finding.summary,
+                created_at=now,
+                updated_at=now,
+                key_id=finding.key_id,
+                app=finding.app,
+                source=finding.source,
+                evidence={"first": detail, "latest": detail},
+            )
+            change: Change = "new"
+        else:
+            worse = _rank(finding.severity) > _rank(current.severity)
+            incident = replace(
+                current,
+                severity=finding.severity if worse else current.severity,
+                summary=finding.summary if worse else current.summary,
+                updated_at=now,
+                count=current.count + 1,
+                evidence={**current.evidence, "latest": detail},
+            )
+            change = "escalated" if worse else "repeat"
+        self._open[key] = incident
+        self._open.move_to_end(key)
+        if len(self._open) > self._cap:
+            self._open.popitem(last=False)
+        return incident, change
+
+    def note_actions(self, incident: Incident, actions: list[str]) -> Incident:
+        updated = replace(incident, actions=tuple(dict.fromkeys((*incident.actions, *actions))))
+        self._open[(incident.rule, incident.subject)] = updated
+        return updated
+
+    def resolve(self, incident_id: str) -> None:
+        for key, incident in list(self._open.items()):
+            if incident.id == incident_id:
+                self._open[key] = replace(incident, status="resolved")

@@ -1,0 +1,127 @@
+"""Configured rules to lines, the price table to costs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from keyguard.config import settings_from_mapping
+from keyguard.errors import ConfigurationError
+from keyguard.limits.prices import UnitPrice, cost_micro, price_for, to_micro
+from keyguard.limits.rules import Rules, Subject
+from keyguard.limits.settings import LimitSettings, Price
+
+NOW = datetime(2026, 5, 17, 10, 30, 15, tzinfo=UTC).timestamp()
+MINUTE = int(datetime(2026, 5, 17, 10, 30, tzinfo=UTC).timestamp())
+DAY = int(datetime(2026, 5, 17, tzinfo=UTC).timestamp())
+MONTH = int(datetime(2026, 5, 1, tzinfo=UTC).timestamp())
+
+
+def rules(**cfg: object) -> Rules:
+    return Rules(LimitSettings.model_validate(cfg))
+
+
+def test_every_applicable_scope_becomes_a_line_in_its_current_window() -> None:
+    r = rules(
+        teams={"payments": ["billing-bot", "invoice-bot"]},
+        rules=[
+            {"scope": "key", "tpm": 1000},
+            {"scope": "app", "rpm": 10, "concurrent": 2},
+            {"scope": "team", "name": "payments", "tokens_per_day": 10_000},
+            {"scope": "deployment", "name": "gpt-4o", "tpm": 50_000},
+            {"scope": "global", "tokens_per_month": 1_000_000},
+        ],
+    )
+    lines = r.lines(Subject("k1", "billing-bot", "gpt-4o"), tokens=300, cost=0, now=NOW)
+    assert [(ln.key, ln.kind, ln.limit, ln.amount) for ln in lines] == [
+        (f"key:k1:tpm:{MINUTE}", "tokens", 1000, 300),
+        (f"app:billing-bot:rpm:{MINUTE}", "requests", 10, 1),
+        ("app:billing-bot:conc", "concurrent", 2, 1),
+        (f"team:payments:tpd:{DAY}", "tokens", 10_000, 300),
+        (f"deployment:gpt-4o:tpm:{MINUTE}", "tokens", 50_000, 300),
+        (f"global:*:tpmo:{MONTH}", "tokens", 1_000_000, 300),
+    ]
+    assert lines[0].window_end == MINUTE + 60
+    assert lines[0].label == "tokens per minute of key 'k1'"
+    # Another deployment, another app outside the team: only the unnamed rules apply.
+    other = r.lines(Subject("k2", "chat-bot", "gpt-4o-mini"), tokens=5, cost=0, now=NOW)
+    assert [ln.key.rsplit(":", 1)[0] for ln in other] == [
+        "key:k2:tpm",
+        "app:chat-bot:rpm",
+        "app:chat-bot",
+        "global:*:tpmo",
+    ]
+
+
+def test_a_named_rule_replaces_the_unnamed_one_for_its_entity() -> None:
+    r = rules(rules=[{"scope": "app", "tpm": 100}, {"scope": "app", "name": "big", "tpm": 9000}])
+    assert [ln.limit for ln in r.lines(Subject(None, "big", "d"), 1, 0, NOW)] == [9000]
+    assert [ln.limit for ln in r.lines(Subject(None, "small", "d"), 1, 0, NOW)] == [100]
+
+
+def test_zero_amounts_are_not_lines_and_names_are_escaped() -> None:
+    r = rules(rules=[{"scope": "app", "tpm": 100, "rpm": 5}])
+    assert [ln.kind for ln in r.lines(Subject(None, "a:b%c", "d"), 0, 0, NOW)] == ["requests"]
+    assert r.lines(Subject(None, "a:b%c", "d"), 1, 0, NOW)[0].key.startswith("app:a%3Ab%25c:tpm")
+
+
+def test_budgets_become_cost_lines_in_micro_units_with_a_soft_threshold() -> None:
+    r = rules(
+        teams={"t": ["a"]},
+        budgets=[
+            {"scope": "team", "name": "t", "per_day": "12.5", "soft_percent": 80},
+            {"scope": "app", "per_month": 100},
+        ],
+    )
+    lines = r.lines(Subject(None, "a", "d"), tokens=10, cost=1234, now=NOW)
+    assert [(ln.key, ln.limit, ln.soft, ln.amount) for ln in lines] == [
+        (f"app:a:costmo:{MONTH}", 100_000_000, 80_000_000, 1234),
+        (f"team:t:costd:{DAY}", 12_500_000, 10_000_000, 1234),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("cfg", "message"),
+    [
+        ({"rules": [{"scope": "app"}]}, "at least one"),
+        ({"rules": [{"scope": "global", "name": "x", "tpm": 1}]}, "no name"),
+        ({"rules": [{"scope": "team", "name": "ghost", "tpm": 1}]}, "not in 'teams'"),
+        ({"rules": [{"scope": "app", "tpm": 1}, {"scope": "app", "rpm": 1}]}, "two rules"),
+        ({"rules": [{"scope": "app", "tpm": 0}]}, "greater than 0"),
+        ({"budgets": [{"scope": "app"}]}, "per_day or per_month"),
+        ({"backend": "redis://:hunter2@localhost/0"}, "without a password"),
+        ({"backend": "memcached://x"}, "'memory' or a redis"),
+    ],
+)
+def test_bad_limit_settings_fail_at_startup(cfg: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        settings_from_mapping({"limits": cfg})
+
+
+def test_without_rules_limits_are_off() -> None:
+    assert not settings_from_mapping({}).limits.enabled
+    assert settings_from_mapping({"limits": {"rules": [{"scope": "global", "rpm": 1}]}}).limits.enabled
+
+
+def test_prices_match_exactly_or_by_the_longest_prefix() -> None:
+    prices = {
+        "gpt-4o": Price(input=Decimal("2.5"), output=Decimal("10")),
+        "gpt-4o-mini": Price(input=Decimal("0.15"), output=Decimal("0.6"), cached_input=Decimal("0.075")),
+    }
+    assert price_for("gpt-4o-2024-11-20", prices) == UnitPrice(Decimal("2.5"), Decimal("2.5"), Decimal("10"))
+    assert price_for("gpt-4o-mini-2024-07-18", prices) == UnitPrice(
+        Decimal("0.15"), Decimal("0.075"), Decimal("0.6")
+    )
+    assert price_for("gpt-35-turbo", prices) is None
+
+
+def test_costs_are_exact_micro_units_rounded_up() -> None:
+    price = UnitPrice(Decimal("2.5"), Decimal("1.25"), Decimal("10"))
+    # 1,000 prompt tokens of which 400 cached, 200 completion tokens:
+    # 600 * 2.5 + 400 * 1.25 + 200 * 10 = 1500 + 500 + 2000 micro-units = $0.004
+    assert cost_micro(price, 1000, 400, 200) == 4000
+    assert cost_micro(UnitPrice(Decimal("0.15"), Decimal("0.15"), Decimal("0.6")), 3, 0, 0) == 1
+    assert cost_micro(price, 10, 50, 0) == 13  # cached never exceeds the prompt
+    assert to_micro(Decimal("12.5")) == 12_500_000
