@@ -22,8 +22,10 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
@@ -154,3 +156,73 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         for nodeid in _ci_skips:
             print(f"  {nodeid}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# -- An emulator for the Azure SDKs (rotation and upstream-credential tests) -------------------
+
+
+@dataclass
+class AzureEmulator:
+    """One emulator state served twice: over TLS at ``url`` (the Azure SDKs send bearer tokens
+    over TLS only; trust ``ca_file``) and over plain HTTP at ``http_url`` (the gateway's data
+    plane in tests). The identity variables point azure-identity at ``url``."""
+
+    url: str
+    http_url: str
+    ca_file: str
+    state: Any
+    app: Any
+
+    def keys(self) -> tuple[str, str]:
+        keys: tuple[str, str] = self.state.keys()
+        return keys
+
+    def identity_env(self) -> dict[str, str]:
+        return {
+            "IDENTITY_ENDPOINT": f"{self.url}/msi/token",
+            "IDENTITY_HEADER": self.state.config.identity_header,
+        }
+
+
+@pytest.fixture
+def azure_emulator_config() -> Any:
+    from keyguard.emulator import EmulatorConfig
+
+    return EmulatorConfig()
+
+
+@pytest.fixture
+async def azure_emulator(
+    tmp_path: Path, azure_emulator_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[AzureEmulator]:
+    from aiohttp import web
+
+    from keyguard.emulator.app import build_app
+    from keyguard.emulator.state import EmulatorState
+    from keyguard.emulator.tls import ensure_certificates, server_ssl_context
+
+    state = EmulatorState(azure_emulator_config)
+    app = build_app(state)
+    tls = ensure_certificates(tmp_path / "emulator-tls", ["127.0.0.1"])
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    secure = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ssl_context(tls))
+    plain = web.TCPSite(runner, "127.0.0.1", 0)
+    try:
+        await secure.start()
+        await plain.start()
+        ports = [address[1] for address in runner.addresses]  # in the order started
+        emulator = AzureEmulator(
+            f"https://127.0.0.1:{ports[0]}",
+            f"http://127.0.0.1:{ports[1]}",
+            str(tls.ca_cert),
+            state,
+            app,
+        )
+        for name in ("MSI_ENDPOINT", "IMDS_ENDPOINT", "AZURE_POD_IDENTITY_AUTHORITY_HOST"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in emulator.identity_env().items():
+            monkeypatch.setenv(name, value)
+        yield emulator
+    finally:
+        await runner.cleanup()

@@ -385,7 +385,6 @@ def main():
         "base_url": args.base_url,
         "route": args.route,
         "duration_s": args.duration,
-        "nice": os.nice(0),
         "repeats": args.repeats,
         "gw_pid": gw_pid,
         "check": {},

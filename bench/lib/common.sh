@@ -124,6 +124,18 @@ upstreams:
     endpoint: "$UP"
     credential: {vault: upstream/mock}
     deployments: [gpt-4o, gpt-4o-stream]
+# Everything else is the default (monitoring, detection, audit, metrics on). One key sending
+# thousands of requests a second is what the velocity rule exists to catch: the detectors
+# keep running (their cost is part of the figures) but answer with alerts only, so the
+# benchmark's key is not throttled (429) part-way through the run.
+monitor:
+  respond:
+    policy:
+      velocity: {high: [alert]}
+      enumeration: {high: [alert]}
+      network: {medium: [alert], high: [alert]}
+      reseller: {high: [alert]}
+      key_probe: {high: [alert]}
 EOF
   (
     cd "$dir" || exit 1

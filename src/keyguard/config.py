@@ -29,6 +29,7 @@ from pydantic import (
 
 from .errors import ConfigurationError
 from .limits.settings import LimitSettings
+from .monitor.settings import MonitorSettings
 from .rotation.settings import KeyVaultRef, ManagedIdentityRef, ManagementSettings, RotationSettings
 
 __all__ = [
@@ -194,6 +195,7 @@ class Settings(_Frozen):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     rotation: RotationSettings = RotationSettings()
     limits: LimitSettings = LimitSettings()
+    monitor: MonitorSettings = MonitorSettings()
 
     @field_validator("store")
     @classmethod

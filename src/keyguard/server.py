@@ -24,6 +24,7 @@ from .admin.app import create_admin_app
 from .config import Settings
 from .limits.admission import LimitAdmission
 from .limits.factory import build_admission
+from .monitor.wiring import Monitoring, start_monitor
 from .proxy.access_log import AccessLog
 from .proxy.app import ProxyHandler
 from .proxy.authn import KeyAuthenticator
@@ -59,6 +60,7 @@ class Gateway:
         self._session: aiohttp.ClientSession | None = None
         self.rotation: GatewayRotation | None = None
         self.admission: LimitAdmission | None = None
+        self.monitoring: Monitoring | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -85,13 +87,20 @@ class Gateway:
                 else None
             )
             self.admission = await build_admission(s, events=runtime.events, password=password)
+            self.monitoring = monitoring = await start_monitor(
+                runtime, s, invalidate=self.authenticator.invalidate
+            )
             handler = ProxyHandler(
                 pool=pool,
                 authenticator=self.authenticator,
                 relay=Relay(session, pool),
                 admission=self.admission,
                 max_body_bytes=s.proxy.max_body_bytes,
-                recorder=Recorders([AccessLog()] if s.proxy.access_log else []),
+                recorder=Recorders(
+                    [*([AccessLog()] if s.proxy.access_log else []), monitoring.recorder]
+                ),
+                authorizer=monitoring.guard(),
+                keep_response_bodies=monitoring.keep_bodies,
                 events=runtime.events,
             )
             max_body = s.proxy.max_body_bytes
@@ -122,7 +131,9 @@ class Gateway:
             await site.start()
             self.proxy_url = _url(proxy_runner)
 
-            admin_runner = web.AppRunner(create_admin_app(runtime.store), access_log=None)
+            admin_app = create_admin_app(runtime.store)
+            monitoring.add_routes(admin_app)
+            admin_runner = web.AppRunner(admin_app, access_log=None)
             await admin_runner.setup()
             self._runners.append(admin_runner)
             host, port = _split(s.listen.admin)
@@ -137,6 +148,9 @@ class Gateway:
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
+        if self.monitoring is not None:  # after the proxy stopped, before the store closes
+            await self.monitoring.close()
+            self.monitoring = None
         if self.authenticator is not None:
             await self.authenticator.close()
         if self._session is not None:

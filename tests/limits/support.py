@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import socket
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from keyguard.config import Settings, settings_from_mapping
 from keyguard.emulator.server import RunningEmulator
@@ -65,12 +70,22 @@ async def start_limited_gateway(
     *,
     upstreams: Sequence[dict[str, Any]] | None = None,
 ) -> Gateway:
+    """A started gateway whose limits clock is frozen now (no test straddles a window)."""
     ups = upstreams or [upstream(name, emu) for name, emu in emulators.items()]
     settings = limited_settings(tmp, ups, limits)
     await prepare(settings, {f"upstream/{n}": e.keys()[0] for n, e in emulators.items()})
     gateway = Gateway(settings, {})
     await gateway.start()
+    freeze(gateway)
     return gateway
+
+
+def freeze(gateway: Gateway, at: float | None = None) -> float:
+    """Stop the limits clock of ``gateway`` at ``at`` (default: now)."""
+    moment = time.time() if at is None else at
+    if gateway.admission is not None:
+        gateway.admission._clock = lambda: moment
+    return moment
 
 
 async def new_key(gateway: Gateway, app: str = "app") -> tuple[str, str]:
@@ -113,3 +128,56 @@ async def add_fault(emulator: RunningEmulator, fault: dict[str, Any]) -> None:
             f"{emulator.url}/_emulator/faults", json=fault, headers=emulator.control_headers
         ) as resp:
             assert resp.status == 201, await resp.text()
+
+
+class RedisServer:
+    """A private ``redis-server`` on a free loopback port, to stop and restart in a test."""
+
+    def __init__(self, port: int, workdir: Path) -> None:
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self._workdir = workdir
+        self._proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            pytest.skip("redis-server is not installed")
+        self._proc = await asyncio.create_subprocess_exec(
+            exe,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self._workdir),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        assert self._proc.stdout is not None
+        async with asyncio.timeout(10):
+            while True:
+                line = await self._proc.stdout.readline()
+                if not line:
+                    raise RuntimeError("redis-server exited at start")
+                if b"Ready to accept connections" in line:
+                    break
+        self._drain = asyncio.create_task(self._proc.stdout.read())
+
+    async def stop(self) -> None:
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.terminate()
+            await self._proc.wait()
+            await self._drain
+        self._proc = None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

@@ -70,8 +70,23 @@ async def test_settlement_corrects_to_the_real_usage(backend: Backend) -> None:
     assert await backend.settle("r2", [line], [-500], NOW + 5) == (0,)
 
 
+async def test_a_reservation_is_settled_at_most_once(backend: Backend) -> None:
+    line = tokens("once", 100, 50)
+    assert await backend.settle("ghost", [line], [7], NOW) == (-1,)
+    assert (await backend.reserve("r1", [line], NOW)).allowed
+    assert await backend.settle("r1", [line], [-10], NOW) == (40,)
+    assert await backend.settle("r1", [line], [-10], NOW) == (-1,)
+
+
 async def test_settling_an_expired_window_changes_nothing(backend: Backend) -> None:
-    assert await backend.settle("ghost", [tokens("never-reserved", 100, 5)], [7], NOW) == (-1,)
+    line = tokens("old", 100, 50, end=NOW + 60)
+    assert (await backend.reserve("r1", [line], NOW)).allowed
+    if isinstance(backend, MemoryBackend):
+        backend._sweep(NOW + 60 + 901)
+    else:
+        assert isinstance(backend, RedisBackend)
+        await backend._client.delete(backend._prefix + "old")
+    assert await backend.settle("r1", [line], [-10], NOW + 2000) == (-1,)
 
 
 async def test_concurrency_slots_are_taken_and_freed(backend: Backend) -> None:
@@ -85,7 +100,9 @@ async def test_concurrency_slots_are_taken_and_freed(backend: Backend) -> None:
 
 
 @pytest.mark.redis
-async def test_a_dead_replicas_slots_expire_with_their_lease(redis_url: str, redis_prefix: str) -> None:
+async def test_a_dead_replicas_slots_expire_with_their_lease(
+    redis_url: str, redis_prefix: str
+) -> None:
     backend = RedisBackend(redis_url, prefix=redis_prefix, timeout_s=2, lease_s=30)
     await backend.start()
     try:

@@ -102,15 +102,21 @@ def test_bad_limit_settings_fail_at_startup(cfg: dict[str, object], message: str
 
 def test_without_rules_limits_are_off() -> None:
     assert not settings_from_mapping({}).limits.enabled
-    assert settings_from_mapping({"limits": {"rules": [{"scope": "global", "rpm": 1}]}}).limits.enabled
+    assert settings_from_mapping(
+        {"limits": {"rules": [{"scope": "global", "rpm": 1}]}}
+    ).limits.enabled
 
 
 def test_prices_match_exactly_or_by_the_longest_prefix() -> None:
     prices = {
         "gpt-4o": Price(input=Decimal("2.5"), output=Decimal("10")),
-        "gpt-4o-mini": Price(input=Decimal("0.15"), output=Decimal("0.6"), cached_input=Decimal("0.075")),
+        "gpt-4o-mini": Price(
+            input=Decimal("0.15"), output=Decimal("0.6"), cached_input=Decimal("0.075")
+        ),
     }
-    assert price_for("gpt-4o-2024-11-20", prices) == UnitPrice(Decimal("2.5"), Decimal("2.5"), Decimal("10"))
+    assert price_for("gpt-4o-2024-11-20", prices) == UnitPrice(
+        Decimal("2.5"), Decimal("2.5"), Decimal("10")
+    )
     assert price_for("gpt-4o-mini-2024-07-18", prices) == UnitPrice(
         Decimal("0.15"), Decimal("0.075"), Decimal("0.6")
     )

@@ -164,7 +164,9 @@ async def test_estimate_marks_the_payload_changed_and_large_prompts_use_a_thread
     estimator = Estimator(
         tokenizer, default_max_tokens=64, inject_max_tokens=True, large_prompt_chars=100
     )
-    small = ctx_for("/openai/deployments/gpt-4o/chat/completions", chat([{"role": "user", "content": "hi"}]))
+    small = ctx_for(
+        "/openai/deployments/gpt-4o/chat/completions", chat([{"role": "user", "content": "hi"}])
+    )
     est = await estimator.estimate(small, "gpt-4o")
     assert est.completion_tokens == 64 and small.extra["payload_changed"] is True
     assert est.prompt_tokens == 3 + 1 + 1 + 3

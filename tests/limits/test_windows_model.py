@@ -46,7 +46,10 @@ def test_window_cache_recomputes_when_the_window_passes() -> None:
     cache = WindowCache()
     first = cache.get("minute", ts(2026, 1, 1, 0, 0, 59))
     assert cache.get("minute", ts(2026, 1, 1, 0, 0, 30)) == first
-    assert cache.get("minute", ts(2026, 1, 1, 0, 1, 0)) == (ts(2026, 1, 1, 0, 1), ts(2026, 1, 1, 0, 2))
+    assert cache.get("minute", ts(2026, 1, 1, 0, 1, 0)) == (
+        ts(2026, 1, 1, 0, 1),
+        ts(2026, 1, 1, 0, 2),
+    )
 
 
 def line(kind: str = "tokens", limit: int = 100, amount: int = 10, end: float = 60.0) -> Line:

@@ -15,7 +15,7 @@ able to rewrite the table could recompute every later hash; the Ed25519-signed c
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ __all__ = [
     "link",
     "chain",
     "verify",
+    "Verifier",
 ]
 
 GENESIS = "0" * 64
@@ -131,6 +132,7 @@ class VerifyReport:
     last_sealed: int = 0  # highest seq covered by a valid checkpoint
     problems: list[str] = field(default_factory=list)
     first_bad: int | None = None  # seq of the first record that does not hold
+    first_seq: int = 1
 
     @property
     def ok(self) -> bool:
@@ -141,49 +143,82 @@ class VerifyReport:
         return max(0, self.last_seq - self.last_sealed)
 
 
+class Verifier:
+    """Incremental :func:`verify`: checkpoints first, then records fed in chain order, so a
+    log of any length is checked in constant memory."""
+
+    def __init__(
+        self,
+        checkpoints: Iterable[Checkpoint],
+        check_signature: Callable[[Checkpoint], bool],
+        *,
+        partial: bool = False,
+    ) -> None:
+        self.report = VerifyReport()
+        self._by_seq: dict[int, list[Checkpoint]] = {}
+        for cp in checkpoints:
+            self._by_seq.setdefault(cp.seq, []).append(cp)
+        self._check_signature = check_signature
+        self._partial = partial
+        self._hashes: dict[int, str] = {}  # only at checkpointed positions
+        self._expected, self._prev = 1, GENESIS
+
+    def feed(self, rec: Record) -> None:
+        report = self.report
+        if self._partial and report.records == 0:
+            self._expected, self._prev = rec.seq, rec.prev_hash
+            report.first_seq = rec.seq
+        report.records += 1
+        if report.first_bad is None:
+            problem = _check(rec, self._expected, self._prev)
+            if problem is not None:
+                report.first_bad = rec.seq if rec.seq >= self._expected else self._expected
+                report.problems.append(problem)
+        if rec.seq in self._by_seq:
+            self._hashes[rec.seq] = rec.hash
+        self._expected, self._prev = rec.seq + 1, rec.hash
+        report.last_seq = max(report.last_seq, rec.seq)
+
+    def finish(self) -> VerifyReport:
+        report = self.report
+        for seq in sorted(self._by_seq):
+            if seq < report.first_seq:
+                continue  # before a partial export: not covered
+            for cp in self._by_seq[seq]:
+                report.checkpoints += 1
+                if not self._check_signature(cp):
+                    report.problems.append(
+                        f"checkpoint at seq {seq} ({cp.created}): its signature is not valid "
+                        "for a known public key (forged or edited checkpoint)"
+                    )
+                elif seq not in self._hashes:
+                    report.problems.append(
+                        f"checkpoint at seq {seq} ({cp.created}) seals a record that is "
+                        f"missing: records up to seq {seq} were deleted"
+                    )
+                elif self._hashes[seq] != cp.hash:
+                    report.problems.append(
+                        f"checkpoint at seq {seq} ({cp.created}) does not match record {seq}: "
+                        f"records up to seq {seq} were rewritten"
+                    )
+                elif report.first_bad is None or seq < report.first_bad:
+                    report.last_sealed = max(report.last_sealed, seq)
+        return report
+
+
 def verify(
     records: Iterable[Record],
     checkpoints: Iterable[Checkpoint],
-    check_signature: Any,
+    check_signature: Callable[[Checkpoint], bool],
+    *,
+    partial: bool = False,
 ) -> VerifyReport:
-    """Walk the chain from seq 1; ``check_signature(checkpoint) -> bool``."""
-    report = VerifyReport()
-    hashes: dict[int, str] = {}
-    by_seq: dict[int, list[Checkpoint]] = {}
-    for cp in checkpoints:
-        by_seq.setdefault(cp.seq, []).append(cp)
-    expected, prev = 1, GENESIS
+    """Walk the chain from seq 1 (or, ``partial``, from the first record given, as in an
+    export made with ``--since``); ``check_signature(checkpoint) -> bool``."""
+    verifier = Verifier(checkpoints, check_signature, partial=partial)
     for rec in records:
-        report.records += 1
-        if report.first_bad is None:
-            problem = _check(rec, expected, prev)
-            if problem is not None:
-                report.first_bad = rec.seq if rec.seq >= expected else expected
-                report.problems.append(problem)
-        hashes[rec.seq] = rec.hash
-        expected, prev = rec.seq + 1, rec.hash
-        report.last_seq = max(report.last_seq, rec.seq)
-    for seq in sorted(by_seq):
-        for cp in by_seq[seq]:
-            report.checkpoints += 1
-            if not check_signature(cp):
-                report.problems.append(
-                    f"checkpoint at seq {seq} ({cp.created}): its signature is not valid for "
-                    "a known public key (forged or edited checkpoint)"
-                )
-            elif seq not in hashes:
-                report.problems.append(
-                    f"checkpoint at seq {seq} ({cp.created}) seals a record that is missing: "
-                    f"records up to seq {seq} were deleted"
-                )
-            elif hashes[seq] != cp.hash:
-                report.problems.append(
-                    f"checkpoint at seq {seq} ({cp.created}) does not match record {seq}: "
-                    f"records up to seq {seq} were rewritten"
-                )
-            elif report.first_bad is None or seq < report.first_bad:
-                report.last_sealed = max(report.last_sealed, seq)
-    return report
+        verifier.feed(rec)
+    return verifier.finish()
 
 
 def _check(rec: Record, expected: int, prev: str) -> str | None:

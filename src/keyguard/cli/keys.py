@@ -6,6 +6,7 @@ methods). A key's secret is printed once, by ``create``, and is never stored or 
 
 from __future__ import annotations
 
+import getpass
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -13,8 +14,11 @@ from typing import Any
 
 import click
 
+from ..audit.oneshot import recording
 from ..errors import BadRequest
+from ..events import AdminAction
 from ..keys.service import KeyState, key_state, parse_duration, validate_app
+from ..runtime import Runtime
 from ..store.base import KeyRecord
 from .rotate import expiring_keys, keys_rotate_command
 from .support import config_option, echo_table, format_time, run_with_runtime
@@ -180,6 +184,92 @@ def revoke_command(key_id: str, config_path: str) -> None:
     click.echo(
         f"revoked key {record.key_id} (app {record.app}) at {format_time(record.revoked_at)}"
     )
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
+async def _set_suspended(
+    rt: Runtime, key_id: str | None, app: str | None, suspend: bool
+) -> list[KeyRecord]:
+    now = datetime.now(UTC)
+    if key_id is not None:
+        targets = [await rt.keys.get(key_id)]
+    else:
+        targets = await rt.keys.list(app=app, include_revoked=False, now=now)
+        if suspend is False:  # suspended keys are not "active": list them all
+            targets = [
+                r
+                for r in await rt.keys.list(app=app, include_revoked=True, now=now)
+                if key_state(r, now) == "suspended"
+            ]
+    done = []
+    async with recording(rt) as events:
+        for record in targets:
+            change = rt.keys.suspend if suspend else rt.keys.resume
+            updated = await change(record.key_id, now=now)
+            events.emit(
+                AdminAction(
+                    created=now,
+                    actor=_actor(),
+                    action="keys.suspend" if suspend else "keys.resume",
+                    target=f"key:{record.key_id}",
+                    before={"state": key_state(record, now)},
+                    after={"state": key_state(updated, now)},
+                )
+            )
+            done.append(updated)
+    return done
+
+
+def _one_target(key_id: str | None, app: str | None) -> None:
+    if (key_id is None) == (app is None):
+        raise click.UsageError("give a KEY_ID or --app APP (not both)")
+
+
+@keys_group.command("suspend")
+@click.argument("key_id", required=False)
+@click.option("--app", callback=_valid_app, help="Suspend every active key of this app.")
+@config_option
+def suspend_command(key_id: str | None, app: str | None, config_path: str) -> None:
+    """Suspend a key (or all of an app's keys): refused until resumed. Reversible.
+
+    \b
+    Examples:
+      keyguard keys suspend 4fT9qZ1mB7xK
+      keyguard keys suspend --app billing-bot
+    """
+    _one_target(key_id, app)
+    records = run_with_runtime(config_path, lambda rt: _set_suspended(rt, key_id, app, True))
+    for r in records:
+        click.echo(f"suspended key {r.key_id} (app {r.app}); undo: keyguard keys resume {r.key_id}")
+    if not records:
+        click.echo("no active key to suspend")
+
+
+@keys_group.command("resume")
+@click.argument("key_id", required=False)
+@click.option("--app", callback=_valid_app, help="Resume every suspended key of this app.")
+@config_option
+def resume_command(key_id: str | None, app: str | None, config_path: str) -> None:
+    """Lift a suspension (by an operator, or an automatic response to an incident).
+
+    \b
+    Examples:
+      keyguard keys resume 4fT9qZ1mB7xK
+      keyguard keys resume --app billing-bot
+      keyguard alerts list --json | jq -r '.[] | select(.actions | index("suspend_key")) | .key_id'
+    """
+    _one_target(key_id, app)
+    records = run_with_runtime(config_path, lambda rt: _set_suspended(rt, key_id, app, False))
+    for r in records:
+        click.echo(f"resumed key {r.key_id} (app {r.app})")
+    if not records:
+        click.echo("no suspended key to resume")
 
 
 keys_group.add_command(keys_rotate_command)

@@ -11,9 +11,12 @@ import os
 import click
 
 from ..scan.cli import scan_command
+from .alerts import alerts_group
+from .audit import audit_group
 from .demo import demo
 from .emulator import emulator
 from .keys import keys_group
+from .replay import replay_command
 from .rotate import rekey_command, rotate_group
 from .support import config_option, run, run_sync, setup_logging
 from .vault import vault_group
@@ -58,6 +61,9 @@ cli.add_command(vault_group)
 cli.add_command(rotate_group)
 vault_group.add_command(rekey_command)
 cli.add_command(scan_command)
+cli.add_command(audit_group)
+cli.add_command(alerts_group)
+cli.add_command(replay_command)
 
 
 def main() -> None:

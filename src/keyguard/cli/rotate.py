@@ -9,17 +9,18 @@ from __future__ import annotations
 import json
 import os
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import GatewayError
-from ..keys.rotation import ExpiringKey
 from ..rotation.machine import Rotation
-from ..rotation.service import RotationService, key_rotation_service
 from ..runtime import Runtime
 from ..vault.master import decode_master_key, load_master_key
 from .support import CommandFailed, config_option, echo_table, format_time, run_with_runtime
+
+if TYPE_CHECKING:  # the services import SQLAlchemy: only when a command runs
+    from ..keys.rotation import ExpiringKey
 
 __all__ = ["rotate_group", "keys_rotate_command", "rekey_command", "expiring_keys"]
 
@@ -85,6 +86,8 @@ def rotate_upstream_command(name: str, as_json: bool, config_path: str) -> None:
     """
 
     async def action(rt: Runtime) -> Rotation:
+        from ..rotation.service import RotationService
+
         service = RotationService(rt)
         try:
             return await service.rotate_upstream(name, trigger=f"manual:{_actor()}")
@@ -119,6 +122,8 @@ def status_command(name: str | None, as_json: bool, config_path: str) -> None:
     """
 
     async def action(rt: Runtime) -> list[Rotation]:
+        from ..rotation.service import RotationService
+
         service = RotationService(rt)
         try:
             return await service.status(name)
@@ -188,9 +193,10 @@ def keys_rotate_command(
     now = datetime.now(UTC)
 
     async def action(rt: Runtime) -> Any:
-        service = await key_rotation_service(
-            rt, accept_delay_s=rt.settings.proxy.key_cache_ttl_s
-        )
+        from ..rotation.service import key_rotation_service
+
+        delay = rt.settings.proxy.key_cache_ttl_s
+        service = await key_rotation_service(rt, accept_delay_s=delay)
         return await service.rotate(
             key_id,
             now=now,
@@ -226,6 +232,8 @@ def keys_rotate_command(
 
 async def expiring_keys(rt: Runtime, within: timedelta, now: datetime) -> list[ExpiringKey]:
     """Active keys that stop working within ``within`` (``keyguard keys list --expiring``)."""
+    from ..rotation.service import key_rotation_service
+
     service = await key_rotation_service(rt, accept_delay_s=0)
     return await service.expiring(within, now=now)
 

@@ -42,8 +42,8 @@ def network_of(address: str | None, v4: int = 24, v6: int = 48) -> str | None:
     except ValueError:
         net: str | None = None
     else:
-        if ip.version == 6 and ip.ipv4_mapped is not None:  # type: ignore[union-attr]
-            ip = ip.ipv4_mapped  # type: ignore[union-attr]
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
         bits = v4 if ip.version == 4 else v6
         net = str(ipaddress.ip_network(f"{ip}/{bits}", strict=False))
     if len(_networks) > 65_536:
@@ -87,12 +87,12 @@ def payload_features(payload: dict[str, Any] | None) -> dict[str, Any]:
         empty = _is_empty(payload.get("prompt"))
     elif "input" in payload and "messages" not in payload:
         empty = _is_empty(payload.get("input"))
-    seed = payload.get("seed")
+    limit, seed = _number(max_tokens), _number(payload.get("seed"))
     return {
-        "max_tokens": int(max_tokens) if _number(max_tokens) is not None else None,
+        "max_tokens": int(limit) if limit is not None else None,
         "empty_prompt": empty,
         "temperature": _number(payload.get("temperature")),
-        "seed": int(seed) if _number(seed) is not None else None,
+        "seed": int(seed) if seed is not None else None,
     }
 
 

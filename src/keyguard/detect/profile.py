@@ -77,6 +77,10 @@ class Profile:
     unusual: Events = field(init=False)
     ends: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
     last_bucket: int = -1
+    bucket_concurrency: int = 0
+    pending: deque[tuple[float, tuple[float, float, float], tuple[bool, ...]]] = field(
+        default_factory=deque
+    )
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -202,22 +206,29 @@ def velocity_thresholds(
 
 
 def _fold_peaks(p: Profile, now: float) -> None:
-    """At each velocity bucket, offer the window's totals to the decaying peaks; a total that
-    is itself abnormal only nudges the peak up slowly (an attack must not become the norm)."""
+    """At each velocity bucket, note the window's totals and the bucket's highest concurrency,
+    and offer to the decaying peaks what was noted a full window ago. The delay keeps a surge
+    from raising its own threshold while it ramps up; a value that was abnormal when noted
+    only nudges its peak up slowly (an attack must not become the norm)."""
     bucket = p.tokens.bucket(now)
     if bucket == p.last_bucket:
         return
+    v = p.settings.velocity
+    if p.last_bucket >= 0:
+        limits = velocity_thresholds(p, v, now)
+        values = (p.tokens.total(now), p.cost.total(now), float(p.bucket_concurrency))
+        p.pending.append((now, values, tuple(x > lim for x, lim in zip(values, limits))))
     p.last_bucket = bucket
-    limit_tokens, limit_cost, _ = velocity_thresholds(p, p.settings.velocity, now)
-    _offer(p, p.token_peak, p.tokens.total(now), limit_tokens, now)
-    _offer(p, p.cost_peak, p.cost.total(now), limit_cost, now)
-
-
-def _offer(p: Profile, peak: Peak, value: float, limit: float, now: float) -> None:
-    if value <= limit or not p.mature():
-        peak.offer(now, value)
-    else:
-        peak.offer(now, peak.current(now) * _SLOW_GROWTH)
+    p.bucket_concurrency = 0
+    mature = p.mature()
+    peaks = (p.token_peak, p.cost_peak, p.concurrency_peak)
+    while p.pending and p.pending[0][0] <= now - v.window_s:
+        _, values, abnormal = p.pending.popleft()
+        for peak, value, odd in zip(peaks, values, abnormal):
+            if odd and mature:
+                peak.offer(now, peak.current(now) * _SLOW_GROWTH)
+            else:
+                peak.offer(now, value)
 
 
 def update_profile(p: Profile, obs: Observation, now: float, unusual_hour: bool) -> None:
@@ -255,13 +266,13 @@ def update_profile(p: Profile, obs: Observation, now: float, unusual_hour: bool)
     if exponent > 500:  # rebase before the weights overflow
         p.hours = [h * 2.0**-exponent for h in p.hours]
         p.hours_origin, exponent = now, 0.0
-    p.hours[hour_of_week(now)] += 2.0**exponent
+    # an hour that is unusual now is learnt ten times slower (an intruder's hours must not
+    # become usual after three requests)
+    p.hours[hour_of_week(now)] += 2.0**exponent * (0.1 if unusual_hour else 1.0)
     if unusual_hour:
         p.unusual.add(now)
     p.tokens.add(now, float(obs.tokens))
     if obs.cost is not None:
         p.cost.add(now, obs.cost)
-    concurrency = p.concurrency(now - obs.latency_ms / 1000.0)
-    limit = velocity_thresholds(p, s.velocity, now)[2]
-    _offer(p, p.concurrency_peak, float(concurrency), limit, now)
+    p.bucket_concurrency = max(p.bucket_concurrency, p.concurrency(now - obs.latency_ms / 1000))
     p.ends.append(now)

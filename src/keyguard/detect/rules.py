@@ -113,21 +113,23 @@ def key_probe(view: View, obs: Observation, now: float, s: DetectSettings) -> Fi
     if obs.key_id is None or obs.operation not in ("chat", "completions", "responses"):
         return None
     kind = None
+    severity: Severity = "high"
     if obs.empty_prompt and obs.max_tokens is not None:
         if obs.max_tokens <= r.probe_max_tokens:
-            kind = "validity probe: empty prompt, max_tokens %d" % obs.max_tokens
+            kind = f"validity probe: empty prompt, max_tokens {obs.max_tokens}"
         elif obs.max_tokens >= r.context_probe_tokens and obs.temperature == 0 and obs.seed == 0:
-            kind = "context-size probe: empty prompt, max_tokens %d" % obs.max_tokens
-    if kind is None and obs.api_version in r.suspicious_api_versions:
-        base = view.base
+            kind = f"context-size probe: empty prompt, max_tokens {obs.max_tokens}"
+    base = view.base
+    if kind is None and obs.api_version in r.suspicious_api_versions and base is not None:
+        # Alone, an old api-version is only a hint, and only against a baseline without it.
         used = view.key is not None and obs.api_version in view.key.api_versions
-        if not used and (base is None or obs.api_version not in base.api_versions):
-            kind = f"api-version {obs.api_version} used by key checkers"
+        if not used and obs.api_version not in base.api_versions:
+            kind, severity = f"api-version {obs.api_version}, as key checkers use", "medium"
     if kind is None:
         return None
     return _finding(
         "key_probe",
-        "high",
+        severity,
         obs,
         f"Key-checker request ({kind}): the key is probably being validated for resale.",
         api_version=obs.api_version,
@@ -159,8 +161,7 @@ def stuffing(view: View, obs: Observation, now: float, s: DetectSettings) -> Fin
                 "stuffing",
                 "medium",
                 obs,
-                f"{failures} failed authentications from {obs.network} within "
-                f"{r.window_s:.0f} s.",
+                f"{failures} failed authentications from {obs.network} within {r.window_s:.0f} s.",
                 failures=failures,
             )
     if view.presented is not None and obs.presented_key_id is not None:
@@ -282,9 +283,7 @@ def reseller(view: View, obs: Observation, now: float, s: DetectSettings) -> Fin
     if obs.key_id is None or client is None or view.key is None:
         return None
     if view.base is not None:
-        known = client in view.key.clients or (
-            view.app is not None and client in view.app.clients
-        )
+        known = client in view.key.clients or (view.app is not None and client in view.app.clients)
         if known:
             return None
         new = view.key.new_clients.count(now, client)

@@ -113,7 +113,8 @@ class Peak:
     def current(self, now: float) -> float:
         if self.value <= 0.0:
             return 0.0
-        return self.value * 0.5 ** (max(0.0, now - self.at) / self._half_life)
+        decay: float = 0.5 ** (max(0.0, now - self.at) / self._half_life)
+        return self.value * decay
 
     def offer(self, now: float, x: float) -> None:
         if x > self.current(now):

@@ -14,8 +14,9 @@ reservation to what was really used:
   plus the tokens of the text actually streamed;
 * an answer without usage: the estimate; an upstream error or no answer: nothing.
 
-It also frees the concurrency slots. Crossing a budget's soft threshold emits a
-``budget_soft_threshold`` security event (once per window: the crossing is atomic).
+It also frees the concurrency slots. Crossing a budget's soft threshold (reserved plus settled
+spend) emits one ``budget_soft_threshold`` security event per budget window, whichever replica
+sees it first.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from datetime import UTC, datetime
 from ..errors import TooManyRequests
 from ..events import EventBus, SecurityEvent
 from ..proxy.context import RequestContext
-from .backend import Backend, BackendUnavailable, LimitsUnavailable
+from .backend import EXPIRY_GRACE_S, Backend, BackendUnavailable, LimitsUnavailable
 from .estimator import Estimate, Estimator
 from .model import Line, Refusal, check, crossed_soft, remaining, retry_after_headers
 from .prices import UnitPrice, cost_micro, from_micro
@@ -137,7 +138,8 @@ class LimitAdmission:
         if requests_left is not None:
             ctx.response_headers["x-ratelimit-remaining-requests"] = str(requests_left)
         ctx.extra[HELD] = Held(backend, lines, estimate, price, model)
-        self._soft_alerts(ctx, lines, outcome.levels, after)
+        if self._priced:
+            await self._soft_alerts(ctx, backend, lines, outcome.levels, after)
 
     async def settle(self, ctx: RequestContext) -> None:
         held: Held | None = ctx.extra.pop(HELD, None)
@@ -161,8 +163,9 @@ class LimitAdmission:
             if not lines:
                 return
             after = await held.backend.settle(ctx.request_id, lines, deltas, self._clock())
-            before = [a - d if a >= 0 else -1 for a, d in zip(after, deltas, strict=True)]
-            self._soft_alerts(ctx, lines, before, after)
+            if self._priced:
+                before = [a - d if a >= 0 else -1 for a, d in zip(after, deltas, strict=True)]
+                await self._soft_alerts(ctx, held.backend, lines, before, after)
         except Exception:
             log.exception("settling the limits of request %s failed", ctx.request_id)
 
@@ -218,15 +221,18 @@ class LimitAdmission:
             headers=headers,
         )
 
-    def _soft_alerts(
+    async def _soft_alerts(
         self,
         ctx: RequestContext,
+        backend: Backend,
         lines: Sequence[Line],
         before: Sequence[int],
         after: Sequence[int],
     ) -> None:
         for line, b, a in zip(lines, before, after, strict=True):
             if b < 0 or not crossed_soft(line, b, a):
+                continue
+            if not await backend.first_alert(line.key, line.window_end + EXPIRY_GRACE_S):
                 continue
             principal = ctx.principal
             spent = f"{from_micro(a):.2f} {self._currency}"

@@ -7,7 +7,7 @@ A backend applies :mod:`.model`'s arithmetic atomically over all the lines of a 
   fit it changes nothing. Either way the levels let the caller explain the outcome.
 * :meth:`settle` adds each line's correction (real minus reserved; a counter whose window has
   already expired is left alone) and frees the request's concurrency slots; it answers the
-  levels *after* (``-1`` where nothing was changed).
+  levels *after* (``-1`` where nothing was changed). A reservation is settled at most once.
 
 :class:`MemoryBackend` does this with plain dict arithmetic and no awaits: one event loop means
 no other request can run in between. An optional journal keeps every reservation and
@@ -61,6 +61,10 @@ class Backend(Protocol):
         self, rid: str, lines: Sequence[Line], deltas: Sequence[int], now: float
     ) -> tuple[int, ...]: ...
 
+    async def first_alert(self, key: str, expires_at: float) -> bool:
+        """``True`` once per ``key`` (a crossed soft threshold) until ``expires_at``."""
+        ...
+
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -75,6 +79,7 @@ class MemoryBackend:
         self.journal: deque[dict[str, Any]] | None = (
             deque(maxlen=journal_max_len) if journal_max_len else None
         )
+        self._open: set[str] = set()  # reservations not settled yet
         self._next_sweep = 0.0
 
     async def start(self) -> None:
@@ -82,6 +87,13 @@ class MemoryBackend:
 
     async def close(self) -> None:
         return None
+
+    async def first_alert(self, key: str, expires_at: float) -> bool:
+        marker = key + ":alerted"
+        if marker in self.expiry:
+            return False
+        self.expiry[marker] = expires_at
+        return True
 
     async def reserve(self, rid: str, lines: Sequence[Line], now: float) -> Outcome:
         if now >= self._next_sweep:
@@ -97,12 +109,16 @@ class MemoryBackend:
             counters[line.key] = level + line.amount
             if line.window_end and line.key not in expiry:
                 expiry[line.key] = line.window_end + EXPIRY_GRACE_S
+        self._open.add(rid)
         self._record("reserve", rid, now, lines, levels)
         return Outcome(True, levels)
 
     async def settle(
         self, rid: str, lines: Sequence[Line], deltas: Sequence[int], now: float
     ) -> tuple[int, ...]:
+        if rid not in self._open:  # settled already, or never reserved
+            return tuple(-1 for _ in lines)
+        self._open.discard(rid)
         counters = self.counters
         after: list[int] = []
         for line, delta in zip(lines, deltas, strict=True):

@@ -13,7 +13,9 @@ replica that dies frees its slots within that time.
 When Redis cannot be reached, :meth:`reserve` raises :class:`~.backend.BackendUnavailable`
 at once (the caller refuses with 503, or uses its local fallback) and a probe reconnects in
 the background; settlements that could not be written are kept (bounded) and replayed when
-Redis is back. No restart is ever needed.
+Redis is back. No restart is ever needed. A reservation whose answer never came (a timeout)
+may or may not have been applied: it is cancelled afterwards, and every reservation carries a
+marker key so that a settlement or cancellation applies at most once.
 """
 
 from __future__ import annotations
@@ -38,6 +40,12 @@ log = logging.getLogger("keyguard.limits")
 _KIND = {"tokens": "t", "requests": "r", "cost": "m", "concurrent": "c"}
 _MAX_PENDING = 100_000
 _PROBE_S = 0.5
+_MAX_TIMEOUTS = 3
+
+
+def _refunds(lines: Sequence[Line]) -> list[int]:
+    """Corrections that undo a reservation entirely."""
+    return [-line.amount for line in lines]
 
 
 def _script(name: str) -> str:
@@ -82,11 +90,13 @@ class RedisBackend:
         self._reserve = self._client.register_script(_script("reserve.lua"))
         self._settle = self._client.register_script(_script("settle.lua"))
         self._leases: dict[str, list[str]] = {}  # rid -> lease keys of requests in flight
-        self._pending: deque[tuple[str, Sequence[Line], Sequence[int], float]] = deque(
+        self._pending: deque[tuple[str, Sequence[Line], Sequence[int], float, str]] = deque(
             maxlen=_MAX_PENDING
         )
         self.healthy = True
+        self._timeouts = 0
         self._probe: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
         self._renewer: asyncio.Task[None] | None = None
         self._errors: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 
@@ -102,7 +112,7 @@ class RedisBackend:
         self._renewer = asyncio.create_task(self._renew_leases())
 
     async def close(self) -> None:
-        for task in (self._probe, self._renewer):
+        for task in (self._probe, self._renewer, self._flusher):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -114,6 +124,7 @@ class RedisBackend:
             raise BackendUnavailable("redis is unreachable")
         prefix = self._prefix
         keys = [prefix + line.key for line in lines]
+        keys.append(prefix + "r:" + rid)
         args: list[Any] = [repr(now), rid, repr(now + self._lease_s), self._journal]
         args.append(self._journal_len)
         for line in lines:
@@ -126,11 +137,14 @@ class RedisBackend:
         try:
             result = await self._reserve(keys=keys, args=args)
         except self._errors as exc:
-            self._down(exc)
-            raise BackendUnavailable("redis is unreachable") from exc
+            # Unknown outcome: the script may have run. Cancel it (a no-op if it did not).
+            self._pending.append((rid, lines, _refunds(lines), now, "cancel"))
+            self._failed(exc)
+            raise BackendUnavailable("redis did not answer") from exc
+        self._timeouts = 0
         allowed = result[0] == 1
         if allowed:
-            leases = [k for k, line in zip(keys, lines, strict=True) if line.kind == "concurrent"]
+            leases = [k for k, line in zip(keys, lines, strict=False) if line.kind == "concurrent"]
             if leases:
                 self._leases[rid] = leases
         return Outcome(allowed, tuple(int(v) for v in result[1:]))
@@ -140,24 +154,50 @@ class RedisBackend:
     ) -> tuple[int, ...]:
         self._leases.pop(rid, None)
         if not self.healthy:
-            self._pending.append((rid, lines, deltas, now))
+            self._pending.append((rid, lines, deltas, now, "settle"))
             return tuple(-1 for _ in lines)
         try:
-            return await self._apply(rid, lines, deltas, now)
+            return await self._apply(rid, lines, deltas, now, "settle")
         except self._errors as exc:
-            self._pending.append((rid, lines, deltas, now))
-            self._down(exc)
+            self._pending.append((rid, lines, deltas, now, "settle"))
+            self._failed(exc)
             return tuple(-1 for _ in lines)
 
     async def _apply(
-        self, rid: str, lines: Sequence[Line], deltas: Sequence[int], now: float
+        self, rid: str, lines: Sequence[Line], deltas: Sequence[int], now: float, op: str
     ) -> tuple[int, ...]:
         keys = [self._prefix + line.key for line in lines]
-        args: list[Any] = [repr(now), rid, self._journal, self._journal_len]
+        keys.append(self._prefix + "r:" + rid)
+        args: list[Any] = [repr(now), rid, self._journal, self._journal_len, op]
         for line, delta in zip(lines, deltas, strict=True):
             args += (_KIND[line.kind], delta)
         result = await self._settle(keys=keys, args=args)
+        if result == [-2]:  # already settled, or never reserved
+            return tuple(-1 for _ in lines)
         return tuple(int(v) for v in result)
+
+    async def first_alert(self, key: str, expires_at: float) -> bool:
+        if not self.healthy:
+            return True  # a duplicate alert rather than a missed one
+        try:
+            first = await self._client.set(
+                self._prefix + key + ":alerted", 1, nx=True, exat=math.ceil(expires_at)
+            )
+        except self._errors as exc:
+            self._down(exc)
+            return True
+        return bool(first)
+
+    def _failed(self, exc: BaseException) -> None:
+        """A refused connection means Redis is down; a timeout may be a busy moment: down
+        after :data:`_MAX_TIMEOUTS` in a row. Either way pending work is flushed soon."""
+        if isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__:
+            self._timeouts += 1
+            if self._timeouts < _MAX_TIMEOUTS:
+                if self._flusher is None or self._flusher.done():
+                    self._flusher = asyncio.create_task(self._flush_soon())
+                return
+        self._down(exc)
 
     def _down(self, exc: BaseException) -> None:
         if self.healthy:
@@ -166,16 +206,27 @@ class RedisBackend:
         if self._probe is None or self._probe.done():
             self._probe = asyncio.create_task(self._reconnect())
 
+    async def _flush(self) -> None:
+        """Apply the settlements and cancellations that could not be written."""
+        while self._pending:
+            await self._apply(*self._pending[0])
+            self._pending.popleft()
+
+    async def _flush_soon(self) -> None:
+        try:
+            await self._flush()
+        except self._errors as exc:
+            self._down(exc)
+
     async def _reconnect(self) -> None:
         while True:
             await asyncio.sleep(_PROBE_S)
             try:
                 await self._client.ping()
-                while self._pending:
-                    await self._apply(*self._pending[0])
-                    self._pending.popleft()
+                await self._flush()
             except self._errors:
                 continue
+            self._timeouts = 0
             self.healthy = True
             log.warning("limits backend redis is reachable again")
             return

@@ -99,7 +99,7 @@ class LimitSettings(_Frozen):
     #: Only for ``redis://`` with AUTH: the vault secret holding the password.
     redis_password_vault: str | None = None
     redis_key_prefix: str = "keyguard:{limits}:"
-    redis_timeout_s: float = Field(default=0.5, gt=0, le=10)
+    redis_timeout_s: float = Field(default=1.0, gt=0, le=10)
     on_backend_failure: Literal["refuse", "local"] = "refuse"
     #: With ``local``: the share of every limit each replica enforces on its own.
     local_fallback_fraction: float = Field(default=1.0, gt=0, le=1)

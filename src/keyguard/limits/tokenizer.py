@@ -15,6 +15,7 @@ does not know gets ``o200k_base``.
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import threading
 from collections.abc import Callable, Iterable
@@ -72,8 +73,10 @@ def _packaged_ranks(blobpath: str, expected_hash: str | None = None) -> dict[byt
     return ranks
 
 
+@functools.cache
 def load_encoding(name: str) -> tiktoken.Encoding:
-    """Build encoding ``name`` from tiktoken's definition and the packaged, verified ranks."""
+    """Build encoding ``name`` from tiktoken's definition and the packaged, verified ranks
+    (once per process: an encoding is immutable)."""
     constructor = ENCODINGS[name]
     with _swap_lock:
         original = openai_public.load_tiktoken_bpe

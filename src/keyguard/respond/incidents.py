@@ -75,11 +75,7 @@ class IncidentBook:
         key = (finding.rule, finding.subject)
         current = self._open.get(key)
         detail = {"at": finding.at, "request_id": finding.request_id, **finding.evidence}
-        if (
-            current is None
-            or current.status != "open"
-            or now - current.updated_at > self._cooldown
-        ):
+        if current is None or current.status != "open" or now - current.updated_at > self._cooldown:
             incident = Incident(
                 id=secrets.token_hex(8),
                 rule=finding.rule,

@@ -30,9 +30,9 @@ SeverityName = Literal["low", "medium", "high", "critical"]
 SEVERITIES = ("low", "medium", "high", "critical")
 
 DEFAULT_POLICY: dict[str, dict[SeverityName, list[Action]]] = {
-    "decoy": {"critical": ["alert", "suspend_key"]},
+    "decoy": {"critical": ["alert"]},  # decoys are refused anyway; suspending would tell
     "raw_azure_key": {"high": ["alert"]},
-    "key_probe": {"high": ["alert", "suspend_key"]},
+    "key_probe": {"medium": ["alert"], "high": ["alert", "suspend_key"]},
     "stuffing": {"medium": ["alert"], "high": ["alert"]},
     "enumeration": {"high": ["alert", "throttle"]},
     "network": {"medium": ["alert"], "high": ["alert", "throttle"]},
@@ -67,8 +67,11 @@ class WebhookSettings(_Frozen):
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise ValueError("a webhook url must be an http(s) URL")
         host = parts.hostname.lower()
-        if parts.username or parts.password or parts.query or any(
-            host == h or host.endswith("." + h) for h in _SECRET_URL_HOSTS
+        if (
+            parts.username
+            or parts.password
+            or parts.query
+            or any(host == h or host.endswith("." + h) for h in _SECRET_URL_HOSTS)
         ):
             raise ValueError(
                 "this webhook URL carries a secret; store it with 'keyguard vault put "

@@ -118,8 +118,11 @@ class RotationRunner:
 
     # -- the loop -------------------------------------------------------------------------
 
-    async def rotate(self, target: UpstreamTarget, trigger: str = "manual") -> Rotation:
-        """Run (or resume) the rotation of ``target`` to its end; see the module docstring."""
+    async def rotate(
+        self, target: UpstreamTarget, trigger: str = "manual", *, resume_only: bool = False
+    ) -> Rotation | None:
+        """Run (or resume) the rotation of ``target`` to its end; see the module docstring.
+        With ``resume_only``, only an unfinished rotation is run (``None`` if there is none)."""
         lease = f"rotation:{target.name}"
         ttl = self._settings.lease
         if not await self._store.acquire_lease(lease, self.owner, self._clock(), ttl):
@@ -128,6 +131,8 @@ class RotationRunner:
         renewer = asyncio.create_task(self._renew(lease, ttl, lost))
         try:
             rotation = await self._store.open_rotation(target.name)
+            if rotation is None and resume_only:
+                return None
             if rotation is None:
                 rotation = self._new(target, trigger)
                 await self._store.create_rotation(rotation)

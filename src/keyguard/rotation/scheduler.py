@@ -145,8 +145,12 @@ class RotationScheduler:
                     if found is None:
                         continue
                     upstream = found
-                rotation = await self._service.rotate_upstream(upstream, trigger=trigger)
-                self.completed.append((upstream, trigger, rotation.state))
+                if trigger == "resume":
+                    resumed = await self._service.resume(upstream)
+                    state = "none" if resumed is None else resumed.state
+                else:
+                    state = (await self._service.rotate_upstream(upstream, trigger=trigger)).state
+                self.completed.append((upstream, trigger, state))
             except RotationBusy as exc:
                 log.info("rotation of %s not started here: %s", upstream, exc)
             except GatewayError as exc:

@@ -130,7 +130,13 @@ class RotationService:
 
     async def rotate_upstream(self, name: str, *, trigger: str = "manual") -> Rotation:
         """Run or resume the rotation of ``name``; see :class:`RotationRunner`."""
-        return await self.runner.rotate(self.target(name), trigger)
+        rotation = await self.runner.rotate(self.target(name), trigger)
+        assert rotation is not None
+        return rotation
+
+    async def resume(self, name: str) -> Rotation | None:
+        """Finish ``name``'s unfinished rotation, if it has one (never starts a new one)."""
+        return await self.runner.rotate(self.target(name), "resume", resume_only=True)
 
     async def status(self, name: str | None = None, limit: int = 20) -> list[Rotation]:
         if name is not None:

@@ -1,6 +1,7 @@
 -- Reserve one request against every limit that applies to it, atomically, or nothing at all.
 --
 -- KEYS[i]   the counter of line i (a string counter, or a sorted set of concurrency leases)
+-- KEYS[n+1] the reservation's marker (exists while the reservation is unsettled)
 -- ARGV[1]   now (epoch seconds, from the gateway)
 -- ARGV[2]   the reservation id
 -- ARGV[3]   lease expiry for concurrency slots (epoch seconds)
@@ -13,7 +14,7 @@
 local now = tonumber(ARGV[1])
 local rid = ARGV[2]
 local lease_until = tonumber(ARGV[3])
-local n = #KEYS
+local n = #KEYS - 1
 local kinds, limits, amounts, expiries, levels = {}, {}, {}, {}, {}
 local allowed = 1
 for i = 1, n do
@@ -35,6 +36,7 @@ for i = 1, n do
   end
 end
 if allowed == 1 then
+  redis.call('SET', KEYS[n + 1], 1, 'EX', 86400)
   for i = 1, n do
     if kinds[i] == 'c' then
       redis.call('ZADD', KEYS[i], lease_until, rid)
@@ -47,7 +49,7 @@ if allowed == 1 then
 end
 if ARGV[4] ~= '' then
   redis.call('XADD', ARGV[4], 'MAXLEN', '~', ARGV[5], '*', 'd', cjson.encode({
-    op = allowed == 1 and 'reserve' or 'refuse', rid = rid, t = now, keys = KEYS,
+    op = allowed == 1 and 'reserve' or 'refuse', rid = rid, t = now, keys = {unpack(KEYS, 1, n)},
     limits = limits, amounts = amounts, levels = levels}))
 end
 local out = {allowed}

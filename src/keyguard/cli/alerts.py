@@ -1,0 +1,125 @@
+"""``keyguard alerts ...``: the incidents the detectors opened, with their evidence."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import click
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..config import load_settings
+from ..errors import ConfigurationError, NotFound
+from ..monitor.store import MonitorStore
+from ..respond.incidents import Incident
+from ..store import open_store
+from .audit import parse_since
+from .support import config_option, echo_table, format_time, run
+
+__all__ = ["alerts_group"]
+
+
+async def _with_store(config_path: str) -> tuple[MonitorStore, object]:
+    store = await open_store(load_settings(config_path).store)
+    engine = getattr(store, "engine", None)
+    if not isinstance(engine, AsyncEngine):
+        await store.close()
+        raise ConfigurationError("this store has no incidents table")
+    return MonitorStore(engine), store
+
+
+def _when(ts: float) -> str:
+    return format_time(datetime.fromtimestamp(ts, UTC))
+
+
+@click.group("alerts")
+def alerts_group() -> None:
+    """Incidents opened by the abuse detectors (LLMjacking, stuffing, decoys, ...).
+
+    \b
+    Examples:
+      keyguard alerts list
+      keyguard alerts list --since 7d --all --json | jq '.[] | select(.rule == "velocity")'
+      keyguard alerts resolve 3f9c2a1b7d4e5f60
+    """
+
+
+@alerts_group.command("list")
+@click.option("--since", metavar="WHEN", help="Updated within a duration (24h) or since a time.")
+@click.option("--all", "show_all", is_flag=True, help="Include resolved incidents.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array, with evidence.")
+@config_option
+def list_command(
+    since: str | None, show_all: bool, limit: int, as_json: bool, config_path: str
+) -> None:
+    """List incidents, newest first (open ones only, unless --all).
+
+    \b
+    Examples:
+      keyguard alerts list
+      keyguard alerts list --since 24h --json
+    """
+    start = parse_since(since) if since else None
+
+    async def main() -> list[Incident]:
+        monitor, store = await _with_store(config_path)
+        try:
+            return await monitor.incidents(
+                since=start, status=None if show_all else "open", limit=limit
+            )
+        finally:
+            await store.close()  # type: ignore[attr-defined]
+
+    incidents = run(main)
+    if as_json:
+        click.echo(json.dumps([i.to_json() for i in incidents], indent=2, default=str))
+        return
+    if not incidents:
+        click.echo("no incidents")
+        return
+    table = [("ID", "WHEN", "SEVERITY", "RULE", "SUBJECT", "COUNT", "ACTIONS", "SUMMARY")]
+    table += [
+        (
+            i.id,
+            _when(i.created_at),
+            i.severity,
+            i.rule,
+            i.subject,
+            str(i.count),
+            ",".join(i.actions) or "-",
+            i.summary[:80],
+        )
+        for i in incidents
+    ]
+    echo_table(table)
+
+
+@alerts_group.command("resolve")
+@click.argument("incident_id")
+@config_option
+def resolve_command(incident_id: str, config_path: str) -> None:
+    """Mark an incident resolved and lift the throttles it put in place.
+
+    A suspended key stays suspended: lift that with 'keyguard keys resume KEY_ID'.
+
+    \b
+    Example:
+      keyguard alerts resolve 3f9c2a1b7d4e5f60
+    """
+
+    async def main() -> tuple[Incident, int]:
+        monitor, store = await _with_store(config_path)
+        try:
+            incident = await monitor.set_status(incident_id, "resolved", datetime.now(UTC))
+            if incident is None:
+                raise NotFound(f"no incident with id {incident_id[:40]!r}")
+            lifted = await monitor.remove_blocks(incident_id=incident_id)
+            return incident, lifted
+        finally:
+            await store.close()  # type: ignore[attr-defined]
+
+    incident, lifted = run(main)
+    click.echo(f"resolved incident {incident.id} ({incident.rule} on {incident.subject})")
+    if lifted:
+        click.echo(f"lifted {lifted} throttle(s); replicas drop them within seconds")

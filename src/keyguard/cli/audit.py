@@ -1,0 +1,192 @@
+"""``keyguard audit ...``: verify the tamper-evident audit log, export it, show its public key."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..audit.chain import VerifyReport
+from ..audit.export import export_lines, verify_lines, verify_store
+from ..audit.signing import load_public_keys, load_signer, signature_checker
+from ..audit.store import AuditStore
+from ..config import Settings, load_settings
+from ..durations import parse_duration
+from ..errors import ConfigurationError
+from ..runtime import open_runtime
+from ..store import open_store
+from .support import CommandFailed, config_option, run
+
+__all__ = ["audit_group", "parse_since"]
+
+
+def parse_since(value: str) -> datetime:
+    """``24h``/``7d`` (that long ago) or an ISO 8601 time (UTC when no offset is given)."""
+    try:
+        return datetime.now(UTC) - parse_duration(value)
+    except ValueError:
+        pass
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{value[:40]!r}: use a duration (24h, 7d) or a time (2026-01-31T00:00:00Z)"
+        ) from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def _audit_store(store: object) -> AuditStore:
+    engine = getattr(store, "engine", None)
+    if not isinstance(engine, AsyncEngine):
+        raise ConfigurationError("this store has no audit log")
+    return AuditStore(engine)
+
+
+async def _public_keys(
+    settings: Settings, files: tuple[str, ...]
+) -> tuple[dict[str, Ed25519PublicKey], str]:
+    if files:
+        pems = [Path(f).read_bytes() for f in files]
+        return load_public_keys(pems), "the given public key(s)"
+    rt = await open_runtime(settings, os.environ)
+    try:
+        signer = await load_signer(rt.vault)
+    finally:
+        await rt.close()
+    return load_public_keys([signer.public_pem().encode()]), "the vault's signing key"
+
+
+def _report(report: VerifyReport, where: str, keys_from: str) -> None:
+    first = report.first_seq
+    click.echo(
+        f"{where}: {report.records} records (seq {first}..{report.last_seq}), "
+        f"{report.checkpoints} checkpoints checked against {keys_from}"
+    )
+    if report.ok:
+        click.echo(f"ok: the chain is intact; sealed up to seq {report.last_sealed}")
+        if report.unsealed:
+            click.echo(
+                f"note: the {report.unsealed} newest records are not sealed by a checkpoint yet "
+                "(the gateway seals them on its checkpoint interval and when it stops)"
+            )
+        return
+    for problem in report.problems:
+        click.echo(f"  {problem}", err=True)
+    first_bad = f"; first bad record: seq {report.first_bad}" if report.first_bad else ""
+    raise CommandFailed(
+        f"the audit log does NOT verify ({len(report.problems)} problem(s)){first_bad}"
+    )
+
+
+@click.group("audit")
+def audit_group() -> None:
+    """The tamper-evident audit log: every request, admin action and security event.
+
+    \b
+    Examples:
+      keyguard audit verify
+      keyguard audit export --since 24h > audit.jsonl
+      keyguard audit public-key > audit.pub
+      keyguard audit verify --file audit.jsonl --public-key audit.pub
+    """
+
+
+@audit_group.command("verify")
+@click.option("--file", "file", type=click.Path(exists=True, dir_okay=False),
+              help="Verify an export (JSON lines) instead of the store.")  # fmt: skip
+@click.option("--public-key", "public_keys", multiple=True,
+              type=click.Path(exists=True, dir_okay=False),
+              help="PEM public key(s) for the checkpoints (default: the vault's).")  # fmt: skip
+@config_option
+def verify_command(file: str | None, public_keys: tuple[str, ...], config_path: str) -> None:
+    """Check the hash chain and every signed checkpoint; name the first bad record.
+
+    Exit status 0 when intact, 1 when a record was edited, deleted, inserted or reordered
+    or a checkpoint does not hold.
+
+    \b
+    Examples:
+      keyguard audit verify
+      keyguard audit verify --public-key audit.pub          # no master key needed
+      keyguard audit verify --file siem-copy.jsonl --public-key audit.pub
+    """
+
+    async def main() -> None:
+        settings = load_settings(config_path) if (file is None or not public_keys) else None
+        keys, keys_from = await _public_keys(settings or Settings(), public_keys)
+        check = signature_checker(keys)
+        if file is not None:
+            with open(file, encoding="utf-8") as fh:
+                report = verify_lines(fh, check)
+            _report(report, file, keys_from)
+            return
+        assert settings is not None
+        store = await open_store(settings.store)
+        try:
+            report = await verify_store(_audit_store(store), check)
+        finally:
+            await store.close()
+        _report(report, "audit log", keys_from)
+
+    run(main)
+
+
+@audit_group.command("export")
+@click.option("--since", "since", metavar="WHEN", help="A duration (24h, 7d) or an ISO time.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="File (default: stdout).")
+@config_option
+def export_command(since: str | None, fmt: str, output: str | None, config_path: str) -> None:
+    """Export records and checkpoints as JSON lines, for a SIEM or an auditor.
+
+    \b
+    Examples:
+      keyguard audit export --since 24h --format jsonl > audit.jsonl
+      keyguard audit export --since 2026-01-01T00:00:00Z -o january.jsonl
+      keyguard audit export | jq 'select(.kind == "admin") | .data'
+    """
+    start = parse_since(since) if since else None
+
+    async def main() -> int:
+        settings = load_settings(config_path)
+        store = await open_store(settings.store)
+        out = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+        n = 0
+        try:
+            async for line in export_lines(_audit_store(store), start):
+                out.write(line + "\n")
+                n += 1
+        finally:
+            if output:
+                out.close()
+            await store.close()
+        return n
+
+    n = run(main)
+    if output:
+        click.echo(f"exported {n} lines to {output}", err=True)
+
+
+@audit_group.command("public-key")
+@config_option
+def public_key_command(config_path: str) -> None:
+    """Print the audit signing key's public key (PEM), for verifying without the master key.
+
+    \b
+    Example:
+      keyguard audit public-key > audit.pub
+    """
+
+    async def main() -> str:
+        rt = await open_runtime(load_settings(config_path), os.environ)
+        try:
+            return (await load_signer(rt.vault)).public_pem()
+        finally:
+            await rt.close()
+
+    click.echo(run(main), nl=False)

@@ -1,0 +1,178 @@
+"""The monitor: the proxy's recorder on the hot path, everything else in a background task.
+
+``Monitor.record(ctx)`` (the :class:`~keyguard.proxy.hooks.Recorder`) appends the finished
+request context and two clock readings to a deque: O(1), no allocation beyond a tuple. Every
+``interval`` the background task (:meth:`Monitor.run`) drains the deque and, per request, builds
+the :class:`~keyguard.detect.observation.Observation` and feeds it to the metrics, the audit
+writer and the detector; findings go to the :class:`~keyguard.respond.responder.Responder`.
+It also reloads replicas' blocks and saves the detector's baselines on their intervals.
+
+Admin actions and security events arrive through :meth:`on_event` (an event-bus sink) and are
+audited the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from ..audit.records import admin_record, content_of, request_record, security_record
+from ..audit.redact import redact_short
+from ..audit.settings import AuditSettings
+from ..audit.writer import AuditWriter
+from ..detect.engine import Detector
+from ..detect.observation import observe_context
+from ..errors import GatewayError
+from ..events import AdminAction, Event, SecurityEvent
+from ..metrics.registry import GatewayMetrics
+from ..proxy.context import RequestContext
+from ..respond.blocks import BlockList, subject_key
+from ..respond.responder import Responder
+
+__all__ = ["Monitor"]
+
+log = logging.getLogger("keyguard.monitor")
+_YIELD_EVERY = 256  # requests processed between two yields to the event loop
+
+
+class Monitor:
+    def __init__(
+        self,
+        *,
+        audit_settings: AuditSettings,
+        audit: AuditWriter | None = None,
+        metrics: GatewayMetrics | None = None,
+        detector: Detector | None = None,
+        responder: Responder | None = None,
+        blocks: BlockList | None = None,
+        store: Any = None,  # MonitorStore: blocks and baselines
+        interval: float = 0.05,
+        blocks_poll_s: float = 2.0,
+        persist_s: float = 60.0,
+        max_pending: int = 200_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._audit_settings = audit_settings
+        self.audit = audit
+        self.metrics = metrics
+        self.detector = detector
+        self.responder = responder
+        self.blocks = blocks
+        self._store = store
+        self._interval = interval
+        self._blocks_poll = blocks_poll_s
+        self._persist = persist_s
+        self._max = max_pending
+        self._clock = clock
+        self._inbox: deque[tuple[RequestContext, float, float]] = deque()
+        self._stop = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._next_poll = 0.0
+        self._next_persist = clock() + persist_s
+        self._v4 = detector.settings.ipv4_prefix if detector else 24
+        self._v6 = detector.settings.ipv6_prefix if detector else 48
+        self.processed = 0
+        self.dropped = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._inbox)
+
+    # -- hot path --------------------------------------------------------------------------
+
+    def record(self, ctx: RequestContext) -> None:
+        if len(self._inbox) >= self._max:
+            self.dropped += 1
+            return
+        self._inbox.append((ctx, time.time(), time.perf_counter()))
+
+    # -- event bus sink --------------------------------------------------------------------
+
+    def on_event(self, event: Event) -> None:
+        if self.audit is None:
+            return
+        if isinstance(event, AdminAction):
+            self.audit.append("admin", admin_record(event), event.created.timestamp())
+        elif isinstance(event, SecurityEvent):
+            self.audit.append("security", security_record(event), event.created.timestamp())
+
+    # -- background ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self._interval)
+            try:
+                await self.process()
+                await self._housekeeping()
+            except Exception:
+                log.exception("monitor: unexpected error; carrying on")
+
+    async def process(self) -> int:
+        """Handle every request recorded so far; returns how many."""
+        n = 0
+        async with self._lock:
+            inbox = self._inbox
+            while inbox:
+                ctx, wall, ended = inbox.popleft()
+                await self._one(ctx, wall, ended)
+                n += 1
+                if n % _YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+        self.processed += n
+        return n
+
+    async def _one(self, ctx: RequestContext, wall: float, ended: float) -> None:
+        latency_ms = (ended - ctx.started) * 1000.0
+        obs = observe_context(ctx, wall, latency_ms, v4=self._v4, v6=self._v6, clean=redact_short)
+        if self.metrics is not None:
+            self.metrics.observe(obs)
+        if self.audit is not None:
+            content = (
+                content_of(ctx, self._audit_settings.max_content_chars)
+                if self._audit_settings.record_content
+                else None
+            )
+            self.audit.append("request", request_record(obs, content), wall)
+        if self.detector is None:
+            return
+        for finding in self.detector.observe(obs):
+            if self.metrics is not None:
+                self.metrics.count(self.metrics.detections, finding.rule, finding.severity)
+            if self.responder is not None:
+                await self.responder.handle(finding)
+
+    async def _housekeeping(self) -> None:
+        now = self._clock()
+        if self._store is None:
+            return
+        try:
+            if self.blocks is not None and now >= self._next_poll:
+                self._next_poll = now + self._blocks_poll
+                active = await self._store.active_blocks(now)
+                parsed = {subject_key(s): until for s, until in active.items()}
+                self.blocks.replace_all({k: v for k, v in parsed.items() if k is not None}, now)
+            if self.detector is not None and now >= self._next_persist:
+                self._next_persist = now + self._persist
+                await self._store.save_profiles(self.detector.take_dirty(), now)
+        except GatewayError as exc:
+            log.warning("monitor: store unavailable for blocks or baselines (%s)", exc)
+
+    async def drain(self) -> None:
+        """Process everything recorded and write the audit now (tests, shutdown)."""
+        await self.process()
+        if self.audit is not None:
+            await self.audit.flush()
+
+    async def close(self) -> None:
+        """Stop the loop, then handle and write everything still pending."""
+        self._stop.set()
+        await self.process()
+        if self._store is not None and self.detector is not None:
+            with contextlib.suppress(GatewayError):
+                await self._store.save_profiles(self.detector.take_dirty(), self._clock())

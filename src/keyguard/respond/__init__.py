@@ -1,0 +1,1 @@
+"""Responses to detections: incidents, alerts (webhooks), throttling, suspension, rotation."""

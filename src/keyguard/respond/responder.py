@@ -1,0 +1,215 @@
+"""Carry out the responses a finding calls for: record, alert, throttle, suspend, rotate.
+
+:meth:`Responder.handle` turns a finding into an incident (:class:`.incidents.IncidentBook`),
+and on a new or escalated incident runs the policy's actions for its rule and severity. While an
+incident stays open, later findings renew an expired throttle. Every incident is a
+:class:`~keyguard.events.SecurityEvent` on the event bus (so it is in the audit log) and a row in
+the incidents table; automatic suspensions are :class:`~keyguard.events.AdminAction`\\ s by
+``system:monitor``. A failing action is logged and counted, never raised: detection goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from ..detect.rules import Finding
+from ..errors import GatewayError
+from ..events import AdminAction, EventBus, SecurityEvent
+from ..keys.service import KeyService
+from ..metrics.registry import GatewayMetrics
+from .alerts import AlertSender
+from .blocks import BlockList, subject_key
+from .incidents import Change, Incident, IncidentBook
+from .settings import RespondSettings
+
+__all__ = ["Responder", "ACTOR"]
+
+log = logging.getLogger("keyguard.respond")
+ACTOR = "system:monitor"
+_SAVE_EVERY_S = 10.0  # a busy incident's count is written at most this often
+
+
+class Responder:
+    def __init__(
+        self,
+        settings: RespondSettings,
+        book: IncidentBook,
+        *,
+        events: EventBus,
+        blocks: BlockList,
+        store: object | None = None,  # MonitorStore (typed loosely to avoid an import cycle)
+        keys: KeyService | None = None,
+        invalidate: Callable[[str], None] | None = None,
+        alerts: AlertSender | None = None,
+        metrics: GatewayMetrics | None = None,
+        upstreams: Sequence[str] = (),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._s = settings
+        self.book = book
+        self._events = events
+        self._blocks = blocks
+        self._store = store
+        self._keys = keys
+        self._invalidate = invalidate
+        self._alerts = alerts
+        self._metrics = metrics
+        self._upstreams = tuple(upstreams)
+        self._clock = clock
+        self._saved: dict[str, float] = {}
+
+    async def handle(self, finding: Finding) -> Incident:
+        now = finding.at
+        incident, change = self.book.take(finding, now)
+        actions = self._s.actions(incident.rule, incident.severity)
+        done: list[str] = []
+        if change != "repeat":
+            if self._metrics is not None:
+                self._metrics.count(self._metrics.incidents, incident.rule, incident.severity)
+            if self._s.automatic:
+                for action in actions:
+                    if action != "alert" and await self._act(action, incident, now):
+                        done.append(action)
+        elif self._s.automatic and "throttle" in actions:
+            if await self._renew_throttle(incident, now):
+                done.append("throttle")
+        if done:
+            incident = self.book.note_actions(incident, done)
+        if change != "repeat":
+            alerts = self._alerts
+            if "alert" in actions and alerts is not None and alerts.send(incident, change):
+                incident = self.book.note_actions(incident, ["alert"])
+            self._emit(incident, change)
+        await self._save(incident, change, now)
+        return incident
+
+    def _emit(self, incident: Incident, change: Change) -> None:
+        self._events.emit(
+            SecurityEvent(
+                created=datetime.fromtimestamp(incident.updated_at, UTC),
+                kind=incident.rule,
+                severity=incident.severity,
+                summary=incident.summary,
+                key_id=incident.key_id,
+                app=incident.app,
+                source=incident.source,
+                evidence={
+                    "incident": incident.id,
+                    "change": change,
+                    "subject": incident.subject,
+                    "count": incident.count,
+                    "actions": list(incident.actions),
+                    **incident.evidence.get("latest", {}),
+                },
+            )
+        )
+
+    async def _save(self, incident: Incident, change: Change, now: float) -> None:
+        if self._store is None:
+            return
+        if change == "repeat" and now - self._saved.get(incident.id, 0.0) < _SAVE_EVERY_S:
+            return
+        self._saved[incident.id] = now
+        if len(self._saved) > 10_000:
+            self._saved.clear()
+        try:
+            await self._store.save_incident(incident)  # type: ignore[attr-defined]
+        except GatewayError as exc:
+            log.error("incident %s could not be saved: %s", incident.id, exc)
+
+    async def _act(self, action: str, incident: Incident, now: float) -> bool:
+        try:
+            if action == "throttle":
+                ok = await self._throttle(incident, now)
+            elif action == "suspend_key":
+                ok = await self._suspend_keys([incident.key_id] if incident.key_id else [], now)
+            elif action == "suspend_app":
+                ok = await self._suspend_app(incident.app, now)
+            elif action == "rotate_upstream":
+                ok = self._rotate(incident)
+            else:  # pragma: no cover - settings validate actions
+                ok = False
+        except GatewayError as exc:
+            log.error("response %s to incident %s failed: %s", action, incident.id, exc)
+            ok = False
+        if self._metrics is not None:
+            self._metrics.count(self._metrics.responses, action, "done" if ok else "failed")
+        return ok
+
+    async def _throttle(self, incident: Incident, now: float) -> bool:
+        target = subject_key(incident.subject)
+        if target is None:
+            return False
+        until = now + self._s.throttle_s
+        self._blocks.add(target[0], target[1], until)
+        if self._store is not None:
+            await self._store.add_block(  # type: ignore[attr-defined]
+                incident.subject, until, incident.rule, incident.id, now
+            )
+        log.warning(
+            "throttled %s for %.0f s (incident %s)",
+            incident.subject,
+            self._s.throttle_s,
+            incident.id,
+        )
+        return True
+
+    async def _renew_throttle(self, incident: Incident, now: float) -> bool:
+        target = subject_key(incident.subject)
+        if target is None or self._blocks.until(*target) is not None:
+            return False
+        try:
+            return await self._throttle(incident, now)
+        except GatewayError as exc:
+            log.error("renewing the throttle of %s failed: %s", incident.subject, exc)
+            return False
+
+    async def _suspend_keys(self, key_ids: list[str], now: float) -> bool:
+        if self._keys is None or not key_ids:
+            return False
+        at = datetime.fromtimestamp(max(now, self._clock()), UTC)
+        for key_id in key_ids:
+            record = await self._keys.suspend(key_id, now=at)
+            if self._invalidate is not None:
+                self._invalidate(key_id)
+            self._events.emit(
+                AdminAction(
+                    created=at,
+                    actor=ACTOR,
+                    action="keys.suspend",
+                    target=f"key:{key_id}",
+                    after={"app": record.app, "suspended_at": at.isoformat()},
+                )
+            )
+            log.warning("suspended key %s (app %s) automatically", key_id, record.app)
+        return True
+
+    async def _suspend_app(self, app: str | None, now: float) -> bool:
+        if self._keys is None or app is None:
+            return False
+        at = datetime.fromtimestamp(max(now, self._clock()), UTC)
+        records = await self._keys.list(app=app, now=at)
+        return await self._suspend_keys([r.key_id for r in records], now)
+
+    def _rotate(self, incident: Incident) -> bool:
+        upstreams = self._upstreams
+        if not upstreams:
+            return False
+        for name in upstreams:
+            self._events.emit(
+                SecurityEvent(
+                    created=datetime.fromtimestamp(incident.updated_at, UTC),
+                    kind="rotate_upstream_requested",
+                    severity=incident.severity,
+                    summary=f"Incident {incident.id} ({incident.rule}) asks to rotate the key.",
+                    upstream=name,
+                    key_id=incident.key_id,
+                    app=incident.app,
+                    source=incident.source,
+                    evidence={"incident": incident.id, "rule": incident.rule},
+                )
+            )
+        return True
