@@ -17,7 +17,7 @@ import os
 import random
 import re
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -126,7 +126,7 @@ def replay(entries: list[dict[str, Any]]) -> dict[str, int]:
                 level[key] += amount
                 inflight[key][entry["rid"]] = amount
                 assert sum(inflight[key].values()) <= limit
-        elif entry["op"] == "settle":
+        elif entry["op"] in ("settle", "cancel"):
             for key, delta, after in zip(keys, amounts, entry["levels"], strict=True):
                 level[key] += delta
                 assert after == level[key]
@@ -176,7 +176,8 @@ async def test_three_replicas_hold_a_shared_tpm_limit_exactly(
                 *(send(http, replicas[i % REPLICAS].url, key, rng) for i in range(REQUESTS))
             )
         statuses = [status for status, _ in results]
-        assert set(statuses) <= {200, 429}, statuses
+        # 503 only if a replica could not reach Redis in time (fail closed; none expected).
+        assert set(statuses) <= {200, 429, 503}, statuses
         admitted = statuses.count(200)
         assert admitted > 0 and statuses.count(429) > 0
 
@@ -192,13 +193,15 @@ async def test_three_replicas_hold_a_shared_tpm_limit_exactly(
             async with asyncio.timeout(30):
                 while True:
                     log = await entries()
-                    if sum(e["op"] == "settle" for e in log) == admitted:
+                    ops = Counter(e["op"] for e in log)
+                    if ops["settle"] + ops["cancel"] >= ops["reserve"]:
                         break
                     await asyncio.sleep(0.05)
         finally:
             await client.aclose()
-        assert sum(e["op"] == "reserve" for e in log) == admitted
-        assert sum(e["op"] == "refuse" for e in log) == REQUESTS - admitted
+        assert ops["reserve"] - ops["cancel"] == admitted, (ops, Counter(statuses))
+        assert ops["settle"] == admitted
+        assert ops["refuse"] == statuses.count(429)
         totals = replay(log)
         usage = (await emulator_usage(emu))["total"]
         assert usage["requests"] == admitted and usage["failed"] == 0

@@ -67,7 +67,8 @@ async def test_settlement_corrects_to_the_real_usage(backend: Backend) -> None:
     assert await backend.settle("r2", [line], [25], NOW + 3) == (125,)
     assert not (await backend.reserve("r3", [tokens("a", 100, 1)], NOW + 4)).allowed
     # Never below zero.
-    assert await backend.settle("r2", [line], [-500], NOW + 5) == (0,)
+    assert (await backend.reserve("r4", [tokens("b", 100, 10)], NOW + 5)).allowed
+    assert await backend.settle("r4", [tokens("b", 100, 10)], [-500], NOW + 6) == (0,)
 
 
 async def test_a_reservation_is_settled_at_most_once(backend: Backend) -> None:

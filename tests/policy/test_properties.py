@@ -60,12 +60,16 @@ roles = st.builds(
 
 
 @st.composite
-def documents(draw: st.DrawFn) -> PolicyDocument:
-    role_specs = draw(st.dictionaries(st.sampled_from(["r1", "r2", "r3"]), roles, max_size=3))
+def documents(draw: st.DrawFn, min_bindings: int = 0) -> PolicyDocument:
+    role_specs = draw(
+        st.dictionaries(
+            st.sampled_from(["r1", "r2", "r3"]), roles, min_size=min(min_bindings, 1), max_size=3
+        )
+    )
     names = sorted(role_specs)
     bindings = []
     if names:
-        for i in range(draw(st.integers(0, 4))):
+        for i in range(draw(st.integers(min_bindings, 4))):
             bindings.append(
                 BindingSpec(
                     name=f"b{i}",
@@ -121,13 +125,24 @@ def _principal_for(subject: str) -> Principal:
 def near_misses(draw: st.DrawFn) -> tuple[PolicyDocument, Principal, RequestFacts]:
     """A request fitted to a binding of the policy, then (often) changed in one respect: the
     cases where a wrong evaluator would go wrong."""
-    doc = draw(documents())
-    if not doc.bindings:
-        return doc, draw(principals), draw(requests)
-    binding = draw(st.sampled_from(doc.bindings))
+    doc = draw(documents(min_bindings=1))
+    index = draw(st.integers(0, len(doc.bindings) - 1))
+    binding = doc.bindings[index]
     role = doc.roles[binding.role]
+    # Open the chosen binding's windows (or close one exactly at its edge, a near miss too).
+    closes = draw(st.sampled_from([None] * 8 + ["role", "binding"]))
+    open_window = {"not_before": draw(st.sampled_from([None, NOW])), "not_after": None}
+    role = role.model_copy(update=open_window)
+    binding = binding.model_copy(update=open_window)
+    if closes == "role":
+        role = role.model_copy(update={"not_after": NOW})
+    elif closes == "binding":
+        binding = binding.model_copy(update={"not_before": NOW + timedelta(seconds=1)})
+    bindings = [*doc.bindings[:index], binding, *doc.bindings[index + 1 :]]
+    doc = PolicyDocument(roles={**doc.roles, binding.role: role}, bindings=bindings)
     principal = _principal_for(draw(st.sampled_from(binding.subjects)))
-    op = draw(st.sampled_from(role.operations))
+    generative = [o for o in role.operations if o in ("chat", "completions", "responses")]
+    op = draw(st.sampled_from(generative or role.operations))
     op = draw(st.sampled_from(["transcriptions", "speech"])) if op == "audio" else op
     op = draw(st.sampled_from(OPS)) if op == "*" else op
     fitting = [d for d in DEPLOYMENTS if any(fnmatch.fnmatchcase(d, p) for p in role.deployments)]
@@ -148,8 +163,17 @@ def near_misses(draw: st.DrawFn) -> tuple[PolicyDocument, Principal, RequestFact
         fitted["source"] = ipaddress.ip_address(draw(st.sampled_from(inside)))
     change = draw(st.sampled_from(list(fitted))) if draw(st.booleans()) else None
     if change is not None:
+        outside = [a for a in ADDRESSES if a not in inside]
+        just_over: dict[str, Any] = {
+            "operation": next((o for o in OPS if o not in role.operations), op),
+            "deployment": next((d for d in [*DEPLOYMENTS, "x"] if d not in fitting), "x"),
+            "stream": True,
+            "max_output_tokens": (role.max_output_tokens or 150) + 1,
+            "prompt_chars": (role.max_prompt_chars or 150) + 1,
+            "source": ipaddress.ip_address(draw(st.sampled_from(outside))),
+        }
         other = draw(requests)
-        fitted[change] = getattr(other, change)
+        fitted[change] = draw(st.sampled_from([getattr(other, change), *[just_over[change]] * 3]))
     return doc, principal, RequestFacts(**fitted)
 
 

@@ -172,7 +172,7 @@ class Verifier:
         if report.first_bad is None:
             problem = _check(rec, self._expected, self._prev)
             if problem is not None:
-                report.first_bad = rec.seq if rec.seq >= self._expected else self._expected
+                report.first_bad = min(rec.seq, self._expected)
                 report.problems.append(problem)
         if rec.seq in self._by_seq:
             self._hashes[rec.seq] = rec.hash

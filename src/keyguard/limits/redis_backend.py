@@ -41,6 +41,9 @@ _KIND = {"tokens": "t", "requests": "r", "cost": "m", "concurrent": "c"}
 _MAX_PENDING = 100_000
 _PROBE_S = 0.5
 _MAX_TIMEOUTS = 3
+#: Connections per replica: enough for the few hundred microseconds each call holds one,
+#: few enough that a burst of requests does not open hundreds of sockets at once.
+_MAX_CONNECTIONS = 32
 
 
 def _refunds(lines: Sequence[Line]) -> list[int]:
@@ -75,14 +78,17 @@ class RedisBackend:
                 "limits.backend is a redis:// URL but the 'redis' package is not installed "
                 "(pip install 'keyguard[redis]')"
             ) from exc
-        self._client = aioredis.Redis.from_url(
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=_MAX_CONNECTIONS,
+            timeout=timeout_s * 5,
             password=password,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
         )
+        self._client = aioredis.Redis(connection_pool=pool)
         self._prefix = prefix
         self._lease_s = lease_s
         self._journal = prefix + "journal" if journal_max_len else ""

@@ -99,7 +99,7 @@ class Explanation:
 def subjects_of(principal: Principal) -> tuple[str, ...]:
     """Every subject a binding may name to reach ``principal``."""
     if principal.kind == "key":
-        return (principal.id, f"app:{principal.app}", "app:support")
+        return (principal.id, f"app:{principal.app}")
     extra = tuple(f"group:{g}" for g in principal.groups) + tuple(
         f"approle:{r}" for r in principal.roles
     )
@@ -189,7 +189,7 @@ def _check(binding: Binding, facts: RequestFacts, now: datetime, who: str) -> De
                 _TOKENS,
                 limit=cap,
             )
-        if asked > cap:
+        if asked > cap + 1:
             return Denial(
                 "MaxTokensAboveRoleLimit",
                 "max_tokens_above_role_limit",

@@ -192,7 +192,7 @@ class AlertSender:
             self._count(s.format, "retried")
             delay = min(_MAX_DELAY, self._base * 2 ** (attempt - 1))
             delay = delay * (0.5 + random.random() / 2)  # jitter
-            await self._sleep(min(_MAX_DELAY, retry_after) if retry_after else delay)
+            await self._sleep(min(_MAX_DELAY, retry_after) if retry_after is not None else delay)
         self._count(s.format, "failed")
         self.failed += 1
         return False

@@ -135,30 +135,40 @@ class RotationScheduler:
                     )
                 )
 
+    async def idle(self) -> None:
+        """Wait until every queued rotation has been handled."""
+        await self._queue.join()
+
     async def _worker(self) -> None:
         while True:
             upstream, trigger = await self._queue.get()
             self._pending.discard(upstream)
             try:
-                if upstream.startswith("fingerprint:"):
-                    found = await self._service.upstream_by_fingerprint(upstream[12:])
-                    if found is None:
-                        continue
-                    upstream = found
-                if trigger == "resume":
-                    resumed = await self._service.resume(upstream)
-                    state = "none" if resumed is None else resumed.state
-                else:
-                    state = (await self._service.rotate_upstream(upstream, trigger=trigger)).state
-                self.completed.append((upstream, trigger, state))
-            except RotationBusy as exc:
-                log.info("rotation of %s not started here: %s", upstream, exc)
-            except GatewayError as exc:
-                log.warning("rotation of %s (%s) did not finish: %s", upstream, trigger, exc)
-                self.completed.append((upstream, trigger, "failed"))
-            except Exception:
-                log.exception("rotation of %s (%s) failed unexpectedly", upstream, trigger)
-                self.completed.append((upstream, trigger, "failed"))
+                await self._run(upstream, trigger)
+            finally:
+                self._queue.task_done()
+
+    async def _run(self, upstream: str, trigger: str) -> None:
+        try:
+            if upstream.startswith("fingerprint:"):
+                found = await self._service.upstream_by_fingerprint(upstream[12:])
+                if found is None:
+                    return
+                upstream = found
+            if trigger == "resume":
+                resumed = await self._service.resume(upstream)
+                state = "none" if resumed is None else resumed.state
+            else:
+                state = (await self._service.rotate_upstream(upstream, trigger=trigger)).state
+            self.completed.append((upstream, trigger, state))
+        except RotationBusy as exc:
+            log.info("rotation of %s not started here: %s", upstream, exc)
+        except GatewayError as exc:
+            log.warning("rotation of %s (%s) did not finish: %s", upstream, trigger, exc)
+            self.completed.append((upstream, trigger, "failed"))
+        except Exception:
+            log.exception("rotation of %s (%s) failed unexpectedly", upstream, trigger)
+            self.completed.append((upstream, trigger, "failed"))
 
     async def close(self) -> None:
         for task in self._tasks:

@@ -1,0 +1,126 @@
+"""End to end: requests through the gateway and admin actions land in the chained audit log;
+``keyguard audit verify`` passes, names a tampered record, and checks an export offline."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+from click.testing import CliRunner, Result
+
+from keyguard.cli.main import cli
+from keyguard.emulator.server import RunningEmulator
+from keyguard.events import AdminAction
+
+from .monitored import monitored_gateway, monitored_settings, write_config
+
+HI = [{"role": "user", "content": "hello"}]
+
+
+async def invoke(*args: str) -> Result:
+    return await asyncio.to_thread(CliRunner().invoke, cli, list(args), catch_exceptions=False)
+
+
+def rows(db: Path) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(db) as conn:
+        return list(conn.execute("select seq, kind, data from audit_records order by seq"))
+
+
+async def test_requests_and_admin_actions_are_audited_and_verify(
+    tmp_path: Path, emulator: RunningEmulator
+) -> None:
+    async with monitored_gateway(tmp_path, emulator) as gw:
+        key_id, key = await gw.new_key("audited-app")
+        async with gw.azure(key, default_headers={"User-Agent": "audit-test/1.0"}) as client:
+            await client.chat.completions.create(model="gpt-4o", messages=HI, max_tokens=5)
+            stream = await client.chat.completions.create(
+                model="gpt-4o-mini", messages=HI, stream=True
+            )
+            async for _ in stream:
+                pass
+        async with aiohttp.ClientSession() as http:
+            bad = key[:-1] + ("0" if key[-1] != "0" else "1")
+            async with http.post(
+                gw.url + "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21",
+                headers={"api-key": bad},
+                json={"messages": HI},
+            ) as resp:
+                assert resp.status == 401
+        gw.runtime.events.emit(
+            AdminAction(datetime.now(UTC), "cli:tester", "keys.revoke", f"key:{key_id}")
+        )
+        monitoring = gw.gateway.monitoring
+        assert monitoring is not None
+        await monitoring.recorder.drain()
+        secrets = [key, *gw.secrets]
+    db = tmp_path / "keyguard.db"
+    found = rows(db)
+    requests = [orjson.loads(d) for _, kind, d in found if kind == "request"]
+    assert len(requests) == 3, requests
+    ok = next(r for r in requests if r["deployment"] == "gpt-4o")
+    assert ok["key_id"] == key_id and ok["app"] == "audited-app" and ok["status"] == 200
+    assert ok["operation"] == "chat" and ok["prompt_tokens"] > 0 and ok["completion_tokens"] > 0
+    assert ok["decision"] == "allow" and ok["reason"] == "ok" and ok["source"] == "127.0.0.1"
+    assert ok["user_agent"] == "audit-test/1.0" and ok["latency_ms"] > ok["upstream_ms"] > 0
+    assert ok["client"].startswith("python/")  # the SDK's X-Stainless-* fingerprint
+    streamed = next(r for r in requests if r["deployment"] == "gpt-4o-mini")
+    assert streamed["stream"] is True and streamed["completion_tokens"] > 0
+    denied = next(r for r in requests if r["status"] == 401)
+    assert denied["decision"] == "deny" and denied["key_id"] is None
+    admin = [orjson.loads(d) for _, kind, d in found if kind == "admin"]
+    assert admin[0]["action"] == "keys.revoke" and admin[0]["actor"] == "cli:tester"
+    blob = "\n".join(d for _, _, d in found)
+    for secret in secrets:
+        assert secret not in blob and secret[16:48] not in blob
+    assert "hello" not in blob  # prompts are not recorded by default
+
+    config = write_config(tmp_path, monitored_settings(tmp_path, emulator.url))
+    result = await invoke("audit", "verify", "-c", str(config))
+    assert result.exit_code == 0, result.output
+    assert "ok: the chain is intact" in result.output and f"sealed up to seq {len(found)}" in (
+        result.output
+    )
+    pub = tmp_path / "audit.pub"
+    result = await invoke("audit", "public-key", "-c", str(config))
+    pub.write_text(result.output)
+    export = tmp_path / "export.jsonl"
+    result = await invoke("audit", "export", "--since", "1h", "-o", str(export), "-c", str(config))
+    assert result.exit_code == 0 and len(export.read_text().splitlines()) > len(found)
+    result = await invoke("audit", "verify", "--file", str(export), "--public-key", str(pub))
+    assert result.exit_code == 0, result.output
+
+    seq = next(n for n, kind, d in found if kind == "request" and '"status":401' in d)
+    with sqlite3.connect(db) as conn:  # an insider turns a refusal into a success
+        conn.execute(
+            "update audit_records set data = replace(data, '\"status\":401', '\"status\":200') "
+            "where seq = ?",
+            (seq,),
+        )
+    result = await invoke("audit", "verify", "-c", str(config), "--public-key", str(pub))
+    assert result.exit_code == 1
+    assert f"record {seq}" in result.output and f"first bad record: seq {seq}" in result.output
+
+
+async def test_prompts_recorded_only_when_enabled_and_redacted(
+    tmp_path: Path, emulator: RunningEmulator
+) -> None:
+    monitor = {"audit": {"record_content": True}}
+    async with monitored_gateway(tmp_path, emulator, monitor) as gw:
+        _, key = await gw.new_key("chatty")
+        _, leaked = await gw.new_key("other")
+        async with gw.azure(key) as client:
+            await client.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": f"my key is {leaked}"}]
+            )
+        assert gw.gateway.monitoring is not None
+        await gw.gateway.monitoring.recorder.drain()
+    data = [orjson.loads(d) for _, kind, d in rows(tmp_path / "keyguard.db") if kind == "request"]
+    content = data[0]["content"]
+    assert "my key is [REDACTED:keyguard_key]" in content["prompt"]
+    assert leaked not in orjson.dumps(data).decode()
+    assert content["completion"]  # the emulator's answer

@@ -1,0 +1,1 @@
+from integration.conftest import emulator, emulator_config  # noqa: F401
