@@ -86,7 +86,12 @@ class Gateway:
                 if lim.redis_password_vault
                 else None
             )
-            self.admission = await build_admission(s, events=runtime.events, password=password)
+            self.admission = await build_admission(
+                s,
+                events=runtime.events,
+                password=password,
+                engine=getattr(runtime.store, "engine", None),
+            )
             self.monitoring = monitoring = await start_monitor(
                 runtime, s, invalidate=self.authenticator.invalidate
             )

@@ -72,7 +72,7 @@ async def test_key_probe_suspends_the_key_until_an_operator_resumes_it(
 async def test_velocity_throttles_the_key_with_429(
     tmp_path: Path, emulator: RunningEmulator
 ) -> None:
-    monitor = {"detect": {"velocity": {"learning_tokens": 20}}}
+    monitor = {"detect": {"velocity": {"learning_tokens": 5}}}
     async with monitored_gateway(tmp_path, emulator, monitor) as gw:
         _, key = await gw.new_key("greedy")
         _, other = await gw.new_key("innocent")

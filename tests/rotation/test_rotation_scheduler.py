@@ -100,6 +100,7 @@ async def test_a_leak_event_naming_an_upstream_rotates_it(rt: Runtime, azure_emu
             SecurityEvent(datetime.now(UTC), "leaked_key", "high", "?", upstream="west")
         )
         await rotated.wait_for(1)
+        await asyncio.wait_for(scheduler.idle(), WAIT_S)
     finally:
         await scheduler.close()
         await service.close()
@@ -126,6 +127,7 @@ async def test_a_presented_key_matched_by_fingerprint_rotates_its_upstream(
                 )
             )
         await rotated.wait_for(1)
+        await asyncio.wait_for(scheduler.idle(), WAIT_S)
     finally:
         await scheduler.close()
         await service.close()
@@ -144,6 +146,7 @@ async def test_the_schedule_rotates_keys_older_than_their_max_age(
         await service.close()
         await scheduler.start()  # its first check finds the key due
         await rotated.wait_for(1)
+        await asyncio.wait_for(scheduler.idle(), WAIT_S)
     finally:
         await scheduler.close()
         await service.close()
@@ -168,6 +171,7 @@ async def test_an_unfinished_rotation_is_resumed_not_restarted(
     await scheduler.start()
     try:
         await rotated.wait_for(1)
+        await asyncio.wait_for(scheduler.idle(), WAIT_S)
     finally:
         await scheduler.close()
         await service.close()

@@ -248,20 +248,20 @@ def network(view: View, obs: Observation, now: float, s: DetectSettings) -> Find
 
 def velocity(view: View, obs: Observation, now: float, s: DetectSettings) -> Finding | None:
     """2. Token rate, cost rate or concurrency far above the baseline's decaying peak."""
-    if obs.key_id is None or view.key is None:
+    if obs.key_id is None:
         return None
-    v = s.velocity
+    v, key = s.velocity, view.key
     tokens_limit, cost_limit, conc_limit = velocity_thresholds(view.base, v, now)
-    tokens = view.key.tokens.total(now) + obs.tokens
+    tokens = (key.tokens.total(now) if key else 0.0) + obs.tokens
     what = None
     if tokens > tokens_limit:
         what = f"{tokens:.0f} tokens in {v.window_s:.0f} s (threshold {tokens_limit:.0f})"
     elif obs.cost is not None:
-        cost = view.key.cost.total(now) + obs.cost
+        cost = (key.cost.total(now) if key else 0.0) + obs.cost
         if cost > cost_limit:
             what = f"cost {cost:.2f} in {v.window_s:.0f} s (threshold {cost_limit:.2f})"
-    if what is None:
-        concurrency = view.key.concurrency(now - obs.latency_ms / 1000.0)
+    if what is None and key is not None:
+        concurrency = key.concurrency(now - obs.latency_ms / 1000.0)
         if concurrency > conc_limit:
             what = f"{concurrency} concurrent requests (threshold {conc_limit:.0f})"
     if what is None:

@@ -181,9 +181,9 @@ def completion_cap(
     present = [payload[name] for name in names if name in payload and payload[name] is not None]
     choices = (_positive_int(payload.get("n")) or 1) if operation == "chat" else 1
     for value in present:
-        cap = _positive_int(value)
-        if cap is not None:
-            return cap * choices, False
+        given = _positive_int(value)
+        if given is not None:
+            return given * choices, False
     if present or not inject:
         return default_cap * choices, False  # an invalid value: Azure will refuse the request
     if operation == "responses":

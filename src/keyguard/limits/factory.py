@@ -13,12 +13,15 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from ..config import Settings
 from ..errors import ConfigurationError
 from ..events import EventBus
 from .admission import LimitAdmission
 from .backend import Backend, MemoryBackend
 from .estimator import Estimator
+from .persist import PersistentMemoryBackend
 from .prices import UnitPrice, price_for
 from .redis_backend import RedisBackend
 from .rules import Rules
@@ -74,8 +77,12 @@ async def build_admission(
     events: EventBus,
     password: str | None = None,
     executor: ThreadPoolExecutor | None = None,
+    engine: AsyncEngine | None = None,
 ) -> LimitAdmission | None:
-    """The admission hook for ``settings.limits``, started; ``None`` when nothing is limited."""
+    """The admission hook for ``settings.limits``, started; ``None`` when nothing is limited.
+
+    With the in-process backend and the store's ``engine``, hour/day/month counters are saved
+    to the store and survive a restart (:mod:`.persist`)."""
     cfg = settings.limits
     if not cfg.enabled:
         return None
@@ -101,7 +108,13 @@ async def build_admission(
             large_prompt_chars=cfg.large_prompt_chars,
             executor=executor,
         ),
-        backend=backend_from_url(cfg, password),
+        backend=(
+            PersistentMemoryBackend(
+                engine, interval_s=cfg.persist_interval_s, journal_max_len=cfg.journal_max_len
+            )
+            if engine is not None and cfg.backend == "memory"
+            else backend_from_url(cfg, password)
+        ),
         fallback=(
             MemoryBackend(journal_max_len=cfg.journal_max_len)
             if cfg.on_backend_failure == "local" and cfg.backend != "memory"

@@ -88,6 +88,7 @@ class RedisBackend:
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
         )
+        self._pool = pool
         self._client = aioredis.Redis(connection_pool=pool)
         self._prefix = prefix
         self._lease_s = lease_s
@@ -124,6 +125,7 @@ class RedisBackend:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self._client.aclose()
+        await self._pool.aclose()
 
     async def reserve(self, rid: str, lines: Sequence[Line], now: float) -> Outcome:
         if not self.healthy:

@@ -8,7 +8,7 @@ request time :meth:`Rules.lines` fills in the current window and the amounts.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .model import Kind, Line
@@ -111,7 +111,7 @@ class Rules:
                         label = f"budget per {period} of {_who(scope, name)}"
                         short = "cost" + ("d" if period == "day" else "mo")
                         out.append(
-                            Template(f"{prefix}:{short}", "cost", period, limit, soft, label)  # type: ignore[arg-type]
+                            Template(f"{prefix}:{short}", "cost", period, limit, soft, label)
                         )
         result = tuple(out)
         if len(self._cache) >= _MAX_CACHED:
@@ -142,6 +142,3 @@ class Rules:
             start, end = windows.get(t.period, now)
             lines.append(Line(f"{t.base}:{start}", t.kind, t.limit, amount, end, t.soft, t.label))
         return lines
-
-    def budget_scopes(self) -> Mapping[tuple[str, str | None], object]:
-        return self._budgets

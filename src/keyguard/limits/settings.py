@@ -142,9 +142,10 @@ class LimitSettings(_Frozen):
         for team, apps in self.teams.items():
             if not apps:
                 raise ValueError(f"team {team!r} has no apps")
-        for rule in [*self.rules, *self.budgets]:
-            if rule.scope == "team" and rule.name is not None and rule.name not in self.teams:
-                raise ValueError(f"rule names team {rule.name!r}, which is not in 'teams'")
+        named = [(r.scope, r.name) for r in self.rules] + [(b.scope, b.name) for b in self.budgets]
+        for scope, name in named:
+            if scope == "team" and name is not None and name not in self.teams:
+                raise ValueError(f"rule names team {name!r}, which is not in 'teams'")
         seen: set[tuple[str, str | None]] = set()
         for rule in self.rules:
             if (rule.scope, rule.name) in seen:

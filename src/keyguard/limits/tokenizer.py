@@ -25,7 +25,7 @@ from typing import Any
 import tiktoken
 import tiktoken.load
 import tiktoken.model
-from tiktoken_ext import openai_public
+from tiktoken_ext import openai_public  # type: ignore[import-untyped]
 
 from ..errors import ConfigurationError
 
@@ -80,7 +80,7 @@ def load_encoding(name: str) -> tiktoken.Encoding:
     constructor = ENCODINGS[name]
     with _swap_lock:
         original = openai_public.load_tiktoken_bpe
-        openai_public.load_tiktoken_bpe = _packaged_ranks  # type: ignore[assignment]
+        openai_public.load_tiktoken_bpe = _packaged_ranks
         try:
             params = constructor()
         finally:

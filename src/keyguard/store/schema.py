@@ -246,3 +246,15 @@ detect_profiles = Table(
     Column("data", Text(), nullable=False),  # JSON
     Column("updated_at", UTCDateTime(), nullable=False),
 )
+
+# --- Limits (migration 0004) --------------------------------------------------------------
+# The in-process limits backend's long-window counters (hour/day/month token quotas and
+# budgets), saved periodically so a restart of the embedded default keeps them.
+
+limit_counters = Table(
+    "limit_counters",
+    metadata,
+    Column("key", String(512), primary_key=True),
+    Column("level", BigInteger(), nullable=False),
+    Column("expires_at", BigInteger(), nullable=False),  # epoch seconds
+)

@@ -1,0 +1,113 @@
+"""The in-process backend, with its long windows kept across restarts (the embedded default).
+
+Per-minute counters (TPM, RPM) and concurrency slots live in memory only: a restart forgets
+them, which at worst admits one more minute's worth. Hour, day and month token quotas and the
+budgets must not reset when the process restarts, so :class:`PersistentMemoryBackend` loads
+them from the store at start, saves the ones that changed every ``interval_s`` seconds
+(table ``limit_counters``, migration 0004) and once more at a clean stop.
+
+The bound, stated in ``docs/limits.md``: after a crash, at most the last ``interval_s``
+seconds of charges to those counters are lost; a reservation in flight at the crash stays
+charged at its estimate (it can no longer be settled).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..store.schema import limit_counters
+from .backend import MemoryBackend
+
+__all__ = ["PersistentMemoryBackend", "LONG_METRICS"]
+
+log = logging.getLogger("keyguard.limits")
+
+#: Counter metrics (the third part of a key) that outlive a restart.
+LONG_METRICS = frozenset({"tph", "tpd", "tpmo", "costd", "costmo"})
+
+
+def _long(key: str) -> bool:
+    parts = key.rsplit(":", 2)
+    return len(parts) == 3 and parts[1] in LONG_METRICS
+
+
+class PersistentMemoryBackend(MemoryBackend):
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        interval_s: float,
+        journal_max_len: int = 0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(journal_max_len=journal_max_len)
+        self._engine = engine
+        self._interval = interval_s
+        self._clock = clock
+        self._saved: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        now = self._clock()
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                select(limit_counters).where(limit_counters.c.expires_at > now)
+            )
+            for key, level, expires_at in rows:
+                self.counters[key] = int(level)
+                self.expiry[key] = float(expires_at)
+                self._saved[key] = int(level)
+        self._task = asyncio.create_task(self._loop())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.save()
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.save()
+            except SQLAlchemyError as exc:
+                log.warning("could not save the limits counters: %s", type(exc).__name__)
+
+    async def save(self) -> None:
+        """Write the long-window counters that changed since the last save."""
+        changed = {
+            key: level
+            for key, level in self.counters.items()
+            if _long(key) and self._saved.get(key) != level
+        }
+        now = self._clock()
+        async with self._engine.begin() as conn:
+            await conn.execute(delete(limit_counters).where(limit_counters.c.expires_at <= now))
+            if changed:
+                await conn.execute(
+                    delete(limit_counters).where(limit_counters.c.key.in_(list(changed)))
+                )
+                await conn.execute(
+                    insert(limit_counters),
+                    [
+                        {
+                            "key": key,
+                            "level": level,
+                            "expires_at": math.ceil(self.expiry.get(key, now + 86_400)),
+                        }
+                        for key, level in changed.items()
+                    ],
+                )
+        self._saved.update(changed)
+        for key in [k for k in self._saved if k not in self.counters]:
+            del self._saved[key]

@@ -1,0 +1,102 @@
+"""Managed identity end to end: the gateway authenticates to the upstream with Entra tokens from
+azure-identity (the emulator's App Service identity endpoint, over TLS), with no key anywhere,
+and keeps tokens fresh under load."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from conftest import MESSAGES, LogCapture, client, gateway_config, start_gateway
+from keyguard.emulator import EmulatorConfig
+from keyguard.upstream.azure_credentials import ManagedIdentityProvider
+
+
+def _mi(emulator: Any) -> dict[str, Any]:
+    return {
+        "endpoint": emulator.http_url,
+        "credential": {"managed_identity": {"ca_file": emulator.ca_file}},
+    }
+
+
+def _provider(gateway: Any) -> ManagedIdentityProvider:
+    provider = gateway._pool.upstreams[0].provider
+    assert isinstance(provider, ManagedIdentityProvider)
+    return provider
+
+
+async def test_no_key_anywhere(tmp_path: Path, azure_emulator: Any, logs: LogCapture) -> None:
+    config = gateway_config(tmp_path, _mi(azure_emulator))
+    gateway = await start_gateway(config)
+    try:
+        _, key = await gateway.runtime.keys.create("app", now=datetime.now(UTC))  # type: ignore[union-attr]
+        token = _provider(gateway).auth_headers()["Authorization"].removeprefix("Bearer ")
+        async with client(gateway, key) as api:
+            answer = await api.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+            assert answer.usage is not None
+            stream = await api.chat.completions.create(
+                model="gpt-4o-mini", messages=MESSAGES, stream=True
+            )
+            chunks = [c async for c in stream]
+            assert chunks
+        secrets = await gateway.runtime.vault.list()  # type: ignore[union-attr]
+    finally:
+        await gateway.stop()
+    usage = azure_emulator.state.usage_view()["credentials"]
+    assert usage["entra"]["requests"] == 2 and set(usage) == {"entra"}
+    assert all(s.name.startswith("keyguard/") for s in secrets)  # only Keyguard's own
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("keyguard.db*"))
+    text = "\n".join(logs.lines) + yaml.safe_dump(config)
+    for secret in (*azure_emulator.keys(), token):
+        assert secret.encode() not in stored
+        assert secret not in text
+
+
+@pytest.fixture
+def azure_emulator_config() -> EmulatorConfig:
+    return EmulatorConfig(token_lifetime=4)
+
+
+async def test_tokens_are_refreshed_ahead_of_expiry_under_load(
+    tmp_path: Path, azure_emulator: Any
+) -> None:
+    gateway = await start_gateway(gateway_config(tmp_path, _mi(azure_emulator)))
+    failures: list[str] = []
+    done = [0]
+    try:
+        _, key = await gateway.runtime.keys.create("app", now=datetime.now(UTC))  # type: ignore[union-attr]
+        provider = _provider(gateway)
+        first = provider.refreshes
+        deadline = time.monotonic() + 10  # two and a half token lifetimes
+
+        async def worker(stream: bool) -> None:
+            async with client(gateway, key) as api:
+                for _ in range(2000):  # bounded; ends at the deadline
+                    if time.monotonic() >= deadline:
+                        return
+                    try:
+                        if stream:
+                            chunks = await api.chat.completions.create(
+                                model="gpt-4o", messages=MESSAGES, stream=True
+                            )
+                            assert [c async for c in chunks]
+                        else:
+                            await api.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+                        done[0] += 1
+                    except Exception as exc:
+                        failures.append(f"{type(exc).__name__}: {exc}")
+
+        await asyncio.gather(*(worker(stream=i % 2 == 0) for i in range(4)))
+        refreshed = provider.refreshes - first
+    finally:
+        await gateway.stop()
+    assert failures == []
+    assert refreshed >= 3  # a new token roughly every half lifetime
+    entra = azure_emulator.state.usage_view()["credentials"]["entra"]
+    assert entra["requests"] == done[0] > 0 and entra["failed"] == 0

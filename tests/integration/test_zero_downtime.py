@@ -1,0 +1,215 @@
+"""Zero downtime: continuous load through the gateway (official ``openai`` SDK, streaming and
+not, several clients) while 5 upstream key rotations (the key1/key2 flip, through the real
+``azure-mgmt-cognitiveservices`` client against the emulator's ARM endpoints) and 5 Keyguard key
+rotations run. Not one request may fail; after each upstream rotation the key it retired is
+refused by the emulator; and no rotated-out or new key appears in a log line, an audit record,
+an event or an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+
+from keyguard.config import settings_from_mapping
+from keyguard.events import Event
+from keyguard.server import Gateway
+from keyguard.vault.master import create_master_key_file
+
+from .conftest import API_VERSION
+
+ROTATIONS = 5
+CLIENTS = 4  # two streaming, two not
+MESSAGES: Any = [{"role": "user", "content": "Say something about key rotation."}]
+CHAT = "/openai/deployments/gpt-4o/chat/completions?api-version=" + API_VERSION
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(relativeCreated)d %(name)s %(levelname)s %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+def _settings(tmp: Path, emulator: Any) -> Any:
+    c = emulator.state.config
+    create_master_key_file(tmp / "master.key")
+    return settings_from_mapping(
+        {
+            "listen": {"proxy": "127.0.0.1:0", "admin": "127.0.0.1:0"},
+            "store": f"sqlite:///{tmp / 'keyguard.db'}",
+            "master_key_file": str(tmp / "master.key"),
+            "proxy": {"key_cache_ttl_s": 0.3},
+            "upstreams": [
+                {
+                    "name": "emulator",
+                    "endpoint": emulator.http_url,
+                    "credential": {"vault": "upstream/emulator"},
+                    "deployments": ["gpt-4o", "gpt-4o-mini"],
+                    "management": {
+                        "subscription_id": c.subscription_id,
+                        "resource_group": c.resource_group,
+                        "account_name": c.account_name,
+                        "arm_endpoint": emulator.url,
+                        "identity": {"ca_file": emulator.ca_file},
+                    },
+                }
+            ],
+            "rotation": {
+                "credential_refresh_s": 0.2,
+                "drain": 1,
+                "switch_timeout": 60,
+                "verify_backoff": 0.05,
+                "check_interval": 3600,
+            },
+        }
+    )
+
+
+async def _emulator_status(emulator: Any, key: str) -> int:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            emulator.http_url + CHAT, json={"messages": MESSAGES}, headers={"api-key": key}
+        ) as response,
+    ):
+        await response.read()
+        return response.status
+
+
+@pytest.mark.slow
+async def test_rotations_under_load_fail_no_request(tmp_path: Path, azure_emulator: Any) -> None:
+    capture = _Capture()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(capture)
+    root.setLevel(logging.DEBUG)
+    seen_keys: set[str] = set(azure_emulator.keys())
+    events: list[Event] = []
+    failures: list[str] = []
+    keyguard_keys: list[str] = []
+    served: Counter[str] = Counter()
+    gateway = Gateway(_settings(tmp_path, azure_emulator), {})
+    try:
+        from keyguard.runtime import open_runtime
+
+        rt = await open_runtime(gateway.settings, {})
+        await rt.vault.put("upstream/emulator", azure_emulator.keys()[0])
+        await rt.close()
+        await gateway.start()
+        runtime = gateway.runtime
+        rotation = gateway.rotation
+        assert runtime is not None and rotation is not None
+        runtime.events.subscribe(events.append)
+        record, first_key = await runtime.keys.create("load", now=datetime.now(UTC))
+        current = [first_key]
+        keyguard_keys.append(first_key)
+        used: dict[int, str] = {}
+        progress = asyncio.Condition()
+        stop = asyncio.Event()
+        base = openai.AsyncAzureOpenAI(
+            azure_endpoint=gateway.proxy_url,
+            api_key=first_key,
+            api_version=API_VERSION,
+            max_retries=0,
+        )
+
+        async def client(n: int) -> None:
+            streaming = n % 2 == 0
+            for i in range(100_000):  # bounded; ends when the rotations are done
+                if stop.is_set():
+                    return
+                key = current[0]
+                api = base.with_options(api_key=key)
+                model = "gpt-4o" if i % 2 else "gpt-4o-mini"
+                try:
+                    if streaming:
+                        stream = await api.chat.completions.create(
+                            model=model, messages=MESSAGES, stream=True
+                        )
+                        text = "".join(
+                            [c.choices[0].delta.content or "" async for c in stream if c.choices]
+                        )
+                        assert text
+                    else:
+                        answer = await api.chat.completions.create(model=model, messages=MESSAGES)
+                        assert answer.choices[0].message.content
+                except Exception as exc:
+                    failures.append(f"client {n}: {type(exc).__name__}: {exc}")
+                    continue
+                served["stream" if streaming else "json"] += 1
+                async with progress:
+                    used[n] = key
+                    progress.notify_all()
+
+        async def rotate_upstream() -> None:
+            for _ in range(ROTATIONS):
+                old = await runtime.vault.get("upstream/emulator")
+                done = await rotation.service.rotate_upstream("emulator")
+                assert done.state == "done", done.error
+                seen_keys.update(azure_emulator.keys())
+                assert await runtime.vault.get("upstream/emulator") in azure_emulator.keys()
+                assert await _emulator_status(azure_emulator, old) == 401
+
+        async def rotate_keyguard_key() -> None:
+            for n in range(ROTATIONS):
+                async with progress:  # every client uses the newest key before the next one
+                    await progress.wait_for(
+                        lambda: len(used) == CLIENTS and set(used.values()) == {current[0]}
+                    )
+                result = await rotation.keys.rotate(
+                    record.key_id,
+                    now=datetime.now(UTC),
+                    grace=timedelta(minutes=5),
+                    token=f"load-{n}",
+                )
+                assert result.record.key_id == record.key_id and not result.replayed
+                current[0] = result.key
+                keyguard_keys.append(result.key)
+            async with progress:
+                await progress.wait_for(lambda: set(used.values()) == {current[0]})
+
+        clients = [asyncio.create_task(client(n)) for n in range(CLIENTS)]
+        try:
+            import time as _t
+            _t0 = _t.monotonic()
+            await asyncio.wait_for(asyncio.gather(rotate_upstream(), rotate_keyguard_key()), 240)
+            print("ROTATIONS TOOK", _t.monotonic() - _t0)
+        finally:
+            stop.set()
+            await asyncio.gather(*clients)
+            await base.close()
+    finally:
+        await gateway.stop()
+        root.removeHandler(capture)
+        root.setLevel(level)
+
+    print("SERVED", served, "LOGLINES", len(capture.lines))
+    for line in capture.lines:
+        if "keyguard.rotation" in line or "keys.rotate" in line:
+            print(line[:160])
+    assert failures == []
+    assert served["stream"] > 10 and served["json"] > 10
+    usage = azure_emulator.state.usage_view()
+    assert usage["total"]["failed"] == 0
+    assert usage["total"]["requests"] == served["stream"] + served["json"]
+    assert len(seen_keys) == 2 + 2 * ROTATIONS  # every rotation regenerated both keys
+    # canary: no key, rotated-out or new, upstream or Keyguard, in logs, events, rows or errors
+    text = "\n".join(capture.lines) + repr(events) + "\n".join(failures)
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("keyguard.db*"))
+    for secret in [*seen_keys, *keyguard_keys]:
+        assert secret not in text
+        assert secret.encode() not in stored
+    kinds = Counter(getattr(e, "action", getattr(e, "kind", "")) for e in events)
+    assert kinds["upstream.rotate"] == ROTATIONS and kinds["keys.rotate"] == ROTATIONS
