@@ -13,22 +13,27 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from keyguard.detect.observation import Observation
-
 from traffic import APPS, DAY, T0, client, cost_of
+
+from keyguard.detect.observation import Observation
 
 __all__ = ["Scenario", "scenarios"]
 
 EMPTY_PROBE = {"max_tokens": 1, "empty_prompt": True}
 RESELLER_CLIENTS = [
-    ("SillyTavern/1.12.4", None), ("curl/8.5.0", None), ("node-fetch/3.3.2", None),
-    ("python-requests/2.31.0", None), ("Go-http-client/2.0", None), ("axios/1.6.7", None),
+    ("SillyTavern/1.12.4", None),
+    ("curl/8.5.0", None),
+    ("node-fetch/3.3.2", None),
+    ("python-requests/2.31.0", None),
+    ("Go-http-client/2.0", None),
+    ("axios/1.6.7", None),
     ("OpenAI/JS 4.28.0", "js/4.28.0/Windows/x64/node/v20.11.0"),
     ("OpenAI/Python 1.12.0", "python/1.12.0/Windows/x64/CPython/3.12.0"),
     ("AsyncOpenAI/Python 1.33.0", "python/1.33.0/MacOS/arm64/CPython/3.11.6"),
-    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64)", None), ("agnai/1.0", None),
+    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64)", None),
+    ("agnai/1.0", None),
     ("RisuAI/114.0", None),
-]  # fmt: skip
+]
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,9 @@ def req(rng: random.Random, tag: str, at: float, **kw: object) -> Observation:
         fields["network"] = ".".join(str(fields["source"]).split(".")[:3]) + ".0/24"
     if fields.get("cost") is None and fields["status"] == 200:
         dep = str(fields["deployment"] or "gpt-4o")
-        fields["cost"] = cost_of(dep, int(fields["prompt_tokens"]), int(fields["completion_tokens"]))  # type: ignore[call-overload]
+        fields["cost"] = cost_of(
+            dep, int(fields["prompt_tokens"]), int(fields["completion_tokens"])
+        )  # type: ignore[call-overload]
     return Observation(**fields)  # type: ignore[arg-type]
 
 
@@ -91,7 +98,9 @@ def home(app: str) -> str:
 # -- families --------------------------------------------------------------------------------
 
 
-def new_network(app: str, source: str, n: int, every: float) -> Callable[..., Iterator[Observation]]:
+def new_network(
+    app: str, source: str, n: int, every: float
+) -> Callable[..., Iterator[Observation]]:
     def make(rng: random.Random, tag: str, start: float) -> Iterator[Observation]:
         for i in range(n):
             yield req(rng, tag, start + i * every, source=source, **victim(app))
@@ -108,30 +117,77 @@ def many_networks(app: str, n: int) -> Callable[..., Iterator[Observation]]:
     return make
 
 
-def velocity(app: str, index: int, rps: float, tokens: int, seconds: float,
-             deployment: str = "gpt-4o", latency: float = 2000.0) -> Callable[..., Iterator[Observation]]:  # fmt: skip
+def velocity(
+    app: str,
+    index: int,
+    rps: float,
+    tokens: int,
+    seconds: float,
+    deployment: str = "gpt-4o",
+    latency: float = 2000.0,
+) -> Callable[..., Iterator[Observation]]:
     def make(rng: random.Random, tag: str, start: float) -> Iterator[Observation]:
         t, end = start, start + seconds
         while t < end:
-            yield req(rng, tag, t, source=home(app), deployment=deployment,
-                      prompt_tokens=int(tokens * 0.7), completion_tokens=int(tokens * 0.3),
-                      latency_ms=latency, **victim(app, index))  # fmt: skip
+            yield req(
+                rng,
+                tag,
+                t,
+                source=home(app),
+                deployment=deployment,
+                prompt_tokens=int(tokens * 0.7),
+                completion_tokens=int(tokens * 0.3),
+                latency_ms=latency,
+                **victim(app, index),
+            )
             t += rng.expovariate(rps)
 
     return make
 
 
 def enumeration(app: str, source: str) -> Callable[..., Iterator[Observation]]:
-    names = ["gpt-4", "gpt-4-32k", "gpt-35-turbo", "gpt-4-turbo", "dall-e-3", "gpt-4o-2024",
-             "o1-preview", "claude", "gpt4", "gpt-4-vision"]  # fmt: skip
+    names = [
+        "gpt-4",
+        "gpt-4-32k",
+        "gpt-35-turbo",
+        "gpt-4-turbo",
+        "dall-e-3",
+        "gpt-4o-2024",
+        "o1-preview",
+        "claude",
+        "gpt4",
+        "gpt-4-vision",
+    ]
 
     def make(rng: random.Random, tag: str, start: float) -> Iterator[Observation]:
-        yield req(rng, tag, start, source=source, operation="models", deployment=None,
-                  api_version=None, prompt_tokens=0, completion_tokens=0, **victim(app))  # fmt: skip
+        yield req(
+            rng,
+            tag,
+            start,
+            source=source,
+            operation="models",
+            deployment=None,
+            api_version=None,
+            prompt_tokens=0,
+            completion_tokens=0,
+            **victim(app),
+        )
         for i, name in enumerate(names):
-            yield req(rng, tag, start + 2 + i * 3, source=source, deployment=None,
-                      requested=name, status=404, upstream_status=0, reason="unknown_deployment",
-                      prompt_tokens=0, completion_tokens=0, cost=0.0, **victim(app))  # fmt: skip
+            yield req(
+                rng,
+                tag,
+                start + 2 + i * 3,
+                source=source,
+                deployment=None,
+                requested=name,
+                status=404,
+                upstream_status=0,
+                reason="unknown_deployment",
+                prompt_tokens=0,
+                completion_tokens=0,
+                cost=0.0,
+                **victim(app),
+            )
 
     return make
 
@@ -143,14 +199,27 @@ def key_probe(app: str, source: str, context_first: bool) -> Callable[..., Itera
         ident = {**victim(app), "user_agent": ua, "client": None}
         probes = [
             {**EMPTY_PROBE, "prompt_tokens": 8, "completion_tokens": 1},
-            {"max_tokens": 9000, "empty_prompt": True, "temperature": 0.0, "seed": 0,
-             "prompt_tokens": 8, "completion_tokens": 9},
-        ]  # fmt: skip
+            {
+                "max_tokens": 9000,
+                "empty_prompt": True,
+                "temperature": 0.0,
+                "seed": 0,
+                "prompt_tokens": 8,
+                "completion_tokens": 9,
+            },
+        ]
         if context_first:
             probes.reverse()
         for i, shape in enumerate(probes):
-            yield req(rng, tag, start + i * 2, source=source,
-                      api_version="2023-09-01-preview", **ident, **shape)  # type: ignore[arg-type]  # fmt: skip
+            yield req(
+                rng,
+                tag,
+                start + i * 2,
+                source=source,
+                api_version="2023-09-01-preview",
+                **ident,
+                **shape,
+            )  # type: ignore[arg-type]
 
     return make
 
@@ -158,12 +227,27 @@ def key_probe(app: str, source: str, context_first: bool) -> Callable[..., Itera
 def stuffing_keys(source: str, n: int) -> Callable[..., Iterator[Observation]]:
     def make(rng: random.Random, tag: str, start: float) -> Iterator[Observation]:
         for i in range(n):
-            kid = "".join(rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789")
-                          for _ in range(12))  # fmt: skip
-            yield req(rng, tag, start + i * 1.5, source=source, key_id=None, app=None,
-                      presented_key_id=kid, status=401, upstream_status=0,
-                      reason="unknown_key", deployment=None, prompt_tokens=0,
-                      completion_tokens=0, cost=None, user_agent="python-requests/2.31.0")  # fmt: skip
+            kid = "".join(
+                rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789")
+                for _ in range(12)
+            )
+            yield req(
+                rng,
+                tag,
+                start + i * 1.5,
+                source=source,
+                key_id=None,
+                app=None,
+                presented_key_id=kid,
+                status=401,
+                upstream_status=0,
+                reason="unknown_key",
+                deployment=None,
+                prompt_tokens=0,
+                completion_tokens=0,
+                cost=None,
+                user_agent="python-requests/2.31.0",
+            )
 
     return make
 
@@ -172,28 +256,64 @@ def stuffing_one_key(key: str, networks: int) -> Callable[..., Iterator[Observat
     def make(rng: random.Random, tag: str, start: float) -> Iterator[Observation]:
         for i in range(networks * 2):
             src = f"{rng.randrange(60, 220)}.{rng.randrange(256)}.{i // 2}.5"
-            yield req(rng, tag, start + i * 25, source=src, key_id=None, app=None,
-                      presented_key_id=key, status=401, upstream_status=0,
-                      reason="revoked_key", deployment=None, prompt_tokens=0,
-                      completion_tokens=0, cost=None, user_agent="OpenAI/Python 1.12.0")  # fmt: skip
+            yield req(
+                rng,
+                tag,
+                start + i * 25,
+                source=src,
+                key_id=None,
+                app=None,
+                presented_key_id=key,
+                status=401,
+                upstream_status=0,
+                reason="revoked_key",
+                deployment=None,
+                prompt_tokens=0,
+                completion_tokens=0,
+                cost=None,
+                user_agent="OpenAI/Python 1.12.0",
+            )
 
     return make
 
 
 def decoy(key: str, source: str) -> Callable[..., Iterator[Observation]]:
     def make(rng: random.Random, tag: str, start: float) -> Iterator[Observation]:
-        yield req(rng, tag, start, source=source, key_id=key, app="decoy-ci",
-                  status=401, upstream_status=0, reason="decoy_key", prompt_tokens=0,
-                  completion_tokens=0, cost=None, user_agent="curl/8.5.0")  # fmt: skip
+        yield req(
+            rng,
+            tag,
+            start,
+            source=source,
+            key_id=key,
+            app="decoy-ci",
+            status=401,
+            upstream_status=0,
+            reason="decoy_key",
+            prompt_tokens=0,
+            completion_tokens=0,
+            cost=None,
+            user_agent="curl/8.5.0",
+        )
 
     return make
 
 
 def raw_key(source: str) -> Callable[..., Iterator[Observation]]:
     def make(rng: random.Random, tag: str, start: float) -> Iterator[Observation]:
-        yield req(rng, tag, start, source=source, status=401, upstream_status=0,
-                  reason="azure_key_presented", deployment=None, prompt_tokens=0,
-                  completion_tokens=0, cost=None, user_agent="OpenAI/Python 1.12.0")  # fmt: skip
+        yield req(
+            rng,
+            tag,
+            start,
+            source=source,
+            status=401,
+            upstream_status=0,
+            reason="azure_key_presented",
+            deployment=None,
+            prompt_tokens=0,
+            completion_tokens=0,
+            cost=None,
+            user_agent="OpenAI/Python 1.12.0",
+        )
 
     return make
 
@@ -202,8 +322,16 @@ def reseller(app: str, source: str, n: int) -> Callable[..., Iterator[Observatio
     def make(rng: random.Random, tag: str, start: float) -> Iterator[Observation]:
         for i in range(n * 3):
             ua, fp = RESELLER_CLIENTS[i % n]
-            yield req(rng, tag, start + i * 40, source=source, user_agent=ua, client=fp,
-                      key_id=victim(app)["key_id"], app=app)  # fmt: skip
+            yield req(
+                rng,
+                tag,
+                start + i * 40,
+                source=source,
+                user_agent=ua,
+                client=fp,
+                key_id=victim(app)["key_id"],
+                app=app,
+            )
 
     return make
 
@@ -222,20 +350,36 @@ def slow_rotating(app: str, n: int, every: float) -> Callable[..., Iterator[Obse
     def make(rng: random.Random, tag: str, start: float) -> Iterator[Observation]:
         for i in range(n):
             src = f"{rng.randrange(60, 220)}.{rng.randrange(256)}.{rng.randrange(256)}.{i + 2}"
-            yield req(rng, tag, start + i * every, source=src, prompt_tokens=300,
-                      completion_tokens=200, **victim(app))  # fmt: skip
+            yield req(
+                rng,
+                tag,
+                start + i * every,
+                source=src,
+                prompt_tokens=300,
+                completion_tokens=200,
+                **victim(app),
+            )
 
     return make
 
 
-def slow_single(app: str, source: str, n: int, every: float) -> Callable[..., Iterator[Observation]]:
+def slow_single(
+    app: str, source: str, n: int, every: float
+) -> Callable[..., Iterator[Observation]]:
     """A trickle from one network with a different client, below every rate threshold."""
     ua, fp = client("1.12.0", "Windows", "3.12.0")
 
     def make(rng: random.Random, tag: str, start: float) -> Iterator[Observation]:
         for i in range(n):
-            yield req(rng, tag, start + i * every, source=source, prompt_tokens=400,
-                      completion_tokens=300, **{**victim(app), "user_agent": ua, "client": fp})  # fmt: skip
+            yield req(
+                rng,
+                tag,
+                start + i * every,
+                source=source,
+                prompt_tokens=400,
+                completion_tokens=300,
+                **{**victim(app), "user_agent": ua, "client": fp},
+            )
 
     return make
 
@@ -247,26 +391,89 @@ def at(day: float, hour: float) -> float:
 def scenarios() -> list[Scenario]:
     """The library: days 15-27 (weeks 3-4), never two scenarios on one key at once."""
     return [
-        Scenario("network-vps", "network", at(15, 11.2), new_network("hr-assistant", "185.220.101.4", 30, 240)),
-        Scenario("network-cloud-vm", "network", at(16, 1.5), new_network("billing-batch", "34.90.1.20", 20, 30)),
+        Scenario(
+            "network-vps",
+            "network",
+            at(15, 11.2),
+            new_network("hr-assistant", "185.220.101.4", 30, 240),
+        ),
+        Scenario(
+            "network-cloud-vm",
+            "network",
+            at(16, 1.5),
+            new_network("billing-batch", "34.90.1.20", 20, 30),
+        ),
         Scenario("network-botnet", "network", at(17, 15.0), many_networks("mobile-backend", 8)),
-        Scenario("velocity-tokens", "velocity", at(19, 14.3), velocity("support-bot", 1, 20, 6000, 300)),
-        Scenario("velocity-cost", "velocity", at(21, 9.7), velocity("search-indexer", 0, 3, 4000, 300, deployment="gpt-4o")),
-        Scenario("velocity-concurrency", "velocity", at(23, 10.4), velocity("hr-assistant", 0, 4, 600, 120, latency=60_000.0)),
-        Scenario("enumeration-stolen", "enumeration", at(18, 20.0), enumeration("mobile-backend", "45.137.21.9")),
-        Scenario("enumeration-insider", "enumeration", at(24, 13.0), enumeration("dev-sandbox", "203.0.113.40")),
-        Scenario("probe-validity", "key_probe", at(16, 7.25), key_probe("support-bot", "104.28.3.9", False)),
-        Scenario("probe-context", "key_probe", at(20, 22.5), key_probe("search-indexer", "104.28.77.1", True)),
-        Scenario("probe-billing", "key_probe", at(25, 3.1), key_probe("billing-batch", "172.67.1.2", False)),
+        Scenario(
+            "velocity-tokens", "velocity", at(19, 14.3), velocity("support-bot", 1, 20, 6000, 300)
+        ),
+        Scenario(
+            "velocity-cost",
+            "velocity",
+            at(21, 9.7),
+            velocity("search-indexer", 0, 3, 4000, 300, deployment="gpt-4o"),
+        ),
+        Scenario(
+            "velocity-concurrency",
+            "velocity",
+            at(23, 10.4),
+            velocity("hr-assistant", 0, 4, 600, 120, latency=60_000.0),
+        ),
+        Scenario(
+            "enumeration-stolen",
+            "enumeration",
+            at(18, 20.0),
+            enumeration("mobile-backend", "45.137.21.9"),
+        ),
+        Scenario(
+            "enumeration-insider",
+            "enumeration",
+            at(24, 13.0),
+            enumeration("dev-sandbox", "203.0.113.40"),
+        ),
+        Scenario(
+            "probe-validity",
+            "key_probe",
+            at(16, 7.25),
+            key_probe("support-bot", "104.28.3.9", False),
+        ),
+        Scenario(
+            "probe-context",
+            "key_probe",
+            at(20, 22.5),
+            key_probe("search-indexer", "104.28.77.1", True),
+        ),
+        Scenario(
+            "probe-billing",
+            "key_probe",
+            at(25, 3.1),
+            key_probe("billing-batch", "172.67.1.2", False),
+        ),
         Scenario("stuffing-keys", "stuffing", at(17, 4.0), stuffing_keys("91.92.240.11", 40)),
-        Scenario("stuffing-leaked-key", "stuffing", at(22, 18.0), stuffing_one_key("REVOKEDKEY01", 10)),
+        Scenario(
+            "stuffing-leaked-key", "stuffing", at(22, 18.0), stuffing_one_key("REVOKEDKEY01", 10)
+        ),
         Scenario("decoy-repo", "decoy", at(19, 2.0), decoy("DECOYCIKEY01", "45.9.148.3")),
         Scenario("decoy-paste", "decoy", at(26, 16.4), decoy("DECOYWIKI001", "5.188.10.7")),
         Scenario("raw-azure-key", "raw_azure_key", at(20, 12.0), raw_key("198.18.0.77")),
-        Scenario("reseller-proxy", "reseller", at(22, 10.0), reseller("mobile-backend", "52.1.12.200", 12)),
-        Scenario("reseller-dev-key", "reseller", at(26, 21.0), reseller("dev-sandbox", "81.2.69.50", 8)),
+        Scenario(
+            "reseller-proxy",
+            "reseller",
+            at(22, 10.0),
+            reseller("mobile-backend", "52.1.12.200", 12),
+        ),
+        Scenario(
+            "reseller-dev-key", "reseller", at(26, 21.0), reseller("dev-sandbox", "81.2.69.50", 8)
+        ),
         Scenario("odd-hours-office", "unusual_time", at(20, 3.0), odd_hours("hr-assistant", 10)),
         Scenario("dormant-key", "unusual_time", at(25, 11.0), odd_hours("legacy-report", 5)),
-        Scenario("slow-proxy-pool", "network", at(24, 2.0), slow_rotating("search-indexer", 20, 900)),
-        Scenario("slow-trickle", "network", at(26, 8.0), slow_single("support-bot", "31.13.24.8", 40, 600)),
-    ]  # fmt: skip
+        Scenario(
+            "slow-proxy-pool", "network", at(24, 2.0), slow_rotating("search-indexer", 20, 900)
+        ),
+        Scenario(
+            "slow-trickle",
+            "network",
+            at(26, 8.0),
+            slow_single("support-bot", "31.13.24.8", 40, 600),
+        ),
+    ]

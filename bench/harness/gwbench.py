@@ -385,6 +385,7 @@ def main():
         "base_url": args.base_url,
         "route": args.route,
         "duration_s": args.duration,
+        "nice": os.getpriority(os.PRIO_PROCESS, 0),
         "repeats": args.repeats,
         "gw_pid": gw_pid,
         "check": {},

@@ -96,6 +96,8 @@ def main():
     args = ap.parse_args()
     rows = [json.loads(ln) for ln in open(args.raw) if ln.strip().startswith("{")]
     order, by, skipped = [], defaultdict(list), {}
+    meta = next((r for r in rows if r.get("label") == "_meta"), None)
+    rows = [r for r in rows if r.get("label") != "_meta"]
     for r in rows:
         if r["label"] not in order:
             order.append(r["label"])
@@ -126,6 +128,21 @@ def main():
         "core used by other processes during the measured runs (median; shared VM), plus "
         "VM steal when there was any.\n"
     )
+    if meta:
+        m, c, t = meta.get("machine", {}), meta.get("code", {}), meta.get("tools", {})
+        kg = meta.get("keyguard_venv") or {}
+        k = meta.get("knobs", {})
+        dirty = c.get("src_uncommitted_files")
+        print(
+            f"Machine: {m.get('cpu')}, {m.get('nproc')} vCPU, {m.get('mem_gib')} GiB, "
+            f"{m.get('os')}, kernel {m.get('kernel')}. Code: commit {c.get('commit')}"
+            + (f" + {dirty} uncommitted file(s) under src/" if dirty else "")
+            + f"; keyguard {kg.get('keyguard')} (aiohttp {kg.get('aiohttp')}, uvloop "
+            f"{kg.get('uvloop')}). nginx {t.get('nginx')}, wrk {t.get('wrk')}, Python "
+            f"{t.get('python')}. Knobs: "
+            + ", ".join(f"{a}={b}" for a, b in k.items() if a != "ONLY")
+            + ".\n"
+        )
     for mode, title in MODES:
         d = agg.get((args.direct, mode))
         f = agg.get((args.floor, mode))

@@ -4,8 +4,10 @@
 
 ROOT="$(cd "$BENCH/.." && pwd)"
 CACHE="${BENCH_CACHE:-$BENCH/.cache}"
-RUNDIR="$CACHE/run"
 PORT_BASE="${PORT_BASE:-18080}"
+# State of one run (logs, Keyguard's config/db/keys, nginx prefix and pid file): one folder per
+# port range, so two runs with different PORT_BASE never touch each other's files.
+RUNDIR="$CACHE/run/p$PORT_BASE"
 UP_PORT=$PORT_BASE                  # nginx fake Azure OpenAI
 AIOHTTP_PORT=$((PORT_BASE + 1))     # aiohttp_floor
 LITELLM_PORT=$((PORT_BASE + 2))     # litellm
@@ -59,7 +61,7 @@ stop_pid() {  # stop one process we started, and its descendants, by pid (TERM, 
 }
 
 start_nginx() {
-  local prefix="$CACHE/nginx"
+  local prefix="$RUNDIR/nginx"
   if port_busy "$UP_PORT"; then
     log "port $UP_PORT is already in use (not ours): set PORT_BASE to another free range"
     return 1
@@ -102,7 +104,7 @@ start_bg() {
     log "$name pid $pid on 127.0.0.1:$port, CPU $GW_CPU"
     return 0
   fi
-  log "$name did not come up (see .cache/run/$name.log)"
+  log "$name did not come up (see ${RUNDIR#"$ROOT"/}/$name.log)"
   stop_pid "$pid"
   return 1
 }

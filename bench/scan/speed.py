@@ -162,13 +162,14 @@ def main() -> int:
         "--no-detect-secrets", action="store_true", help="skip detect-secrets (minutes per part)"
     )
     parser.add_argument("--repeat", type=int, default=3, help="best of N keyguard runs")
+    parser.add_argument("--only", choices=["tree", "history"], help="run one of the two parts")
     args = parser.parse_args()
     bindir = None if args.no_peers else ensure_peers()
     cpus = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
-        parts = build_tree(Path(tmp) / "tree", args.size_mb)
+        parts = [] if args.only == "history" else build_tree(Path(tmp) / "tree", args.size_mb)
         rows = []
-        for n in (1, 2, 4, 8):
+        for n in (1, 2, 4, 8) if parts else ():
             roots = parts[:n]
             size = _tree_bytes(roots) / 1e6
             _warm(roots)
@@ -193,28 +194,29 @@ def main() -> int:
         header = ["tree", "keyguard -j1 CPU", "MB per CPU-s", "-j1 wall", f"-j{cpus} wall"]
         if bindir is not None:
             header += ["gitleaks CPU (MB/CPU-s)", "detect-secrets CPU (MB/CPU-s)"]
-        print(table(rows, header) + "\n")
+        if rows:
+            print(table(rows, header) + "\n")
 
         hrows = []
-        for commits in (args.commits // 4, args.commits // 2, args.commits):
+        sizes = () if args.only == "tree" else (args.commits // 4, args.commits // 2, args.commits)
+        for commits in sizes:
             repo = Path(tmp) / f"history{commits}"
             build_history(repo, commits)
             blobs = subprocess.run(
                 ["git", "-C", str(repo), "rev-list", "--all", "--objects"],
                 capture_output=True, check=True,
             ).stdout.count(b"\n")  # fmt: skip
-            t = _time(
-                keyguard_args("--git-history", "-j", str(cpus), str(repo)), repeat=args.repeat
-            )
-            row = [commits, blobs, f"{t:.1f} s", f"{commits / t:.0f}"]
+            w, c = _time(keyguard_args("--git-history", "-j", "1", str(repo)), repeat=args.repeat)
+            row = [commits, blobs, f"{c:.1f} s", f"{commits / c:.0f}", f"{w:.1f} s"]
             if bindir is not None:
-                g = _time(_gitleaks(bindir, "git", str(repo), Path(tmp) / "gitleaks.json"))
+                _, g = _time(_gitleaks(bindir, "git", str(repo), Path(tmp) / "gitleaks.json"))
                 row += [f"{g:.1f} s"]
             hrows.append(row)
         header = ["commits", "objects", "keyguard --git-history CPU", "commits/CPU-s", "wall"]
         if bindir is not None:
             header += ["gitleaks git CPU"]
-        print(table(hrows, header))
+        if hrows:
+            print(table(hrows, header))
     return 0
 
 

@@ -57,10 +57,18 @@ async def _start(tmp: Path, emulator: RunningEmulator) -> tuple[subprocess.Popen
         await rt.close()
     with open(tmp / "serve.log", "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from keyguard.cli.main import main; main()", "serve", "-c",
-             str(tmp / "keyguard.yaml")],
-            stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-c",
+                "from keyguard.cli.main import main; main()",
+                "serve",
+                "-c",
+                str(tmp / "keyguard.yaml"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     base = f"http://127.0.0.1:{proxy}"
     async with aiohttp.ClientSession() as http:
         for _ in range(1200):  # wait for readiness (bounded: 60 s)
@@ -108,10 +116,16 @@ def _audited(db: Path) -> tuple[set[str], int, int]:
 
 async def _verify(tmp: Path) -> str:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "from keyguard.cli.main import main; main()", "audit", "verify",
-        "-c", str(tmp / "keyguard.yaml"), stdout=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-c",
+        "from keyguard.cli.main import main; main()",
+        "audit",
+        "verify",
+        "-c",
+        str(tmp / "keyguard.yaml"),
+        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
+    )
     out, _ = await proc.communicate()
     assert proc.returncode == 0, out.decode()
     return out.decode()

@@ -10,11 +10,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
+from credentials_helpers import MESSAGES, LogCapture, client, gateway_config, start_gateway
 
-from conftest import MESSAGES, LogCapture, client, gateway_config, start_gateway
 from keyguard.emulator import EmulatorConfig
+from keyguard.errors import ConfigurationError
+from keyguard.rotation.settings import ManagedIdentityRef
 from keyguard.upstream.azure_credentials import ManagedIdentityProvider
 
 
@@ -100,3 +103,39 @@ async def test_tokens_are_refreshed_ahead_of_expiry_under_load(
     assert refreshed >= 3  # a new token roughly every half lifetime
     entra = azure_emulator.state.usage_view()["credentials"]["entra"]
     assert entra["requests"] == done[0] > 0 and entra["failed"] == 0
+
+
+@pytest.mark.parametrize("kind", ["managed_identity", "default"])
+async def test_the_identity_kinds_get_tokens_the_upstream_accepts(
+    azure_emulator: Any, kind: str
+) -> None:
+    ref = ManagedIdentityRef(type=kind, ca_file=azure_emulator.ca_file)  # type: ignore[arg-type]
+    provider = ManagedIdentityProvider.from_ref(ref)
+    await provider.start()
+    try:
+        headers = provider.auth_headers()
+        assert headers["Authorization"].startswith("Bearer ey")
+        assert provider.expires_on is not None and provider.expires_on > time.time()
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{azure_emulator.http_url}/openai/deployments/gpt-4o/chat/completions"
+                "?api-version=2024-10-21",
+                json={"messages": MESSAGES},
+                headers=headers,
+            ) as response,
+        ):
+            assert response.status == 200
+    finally:
+        await provider.close()
+    assert repr(provider) == f"ManagedIdentityProvider({kind}, scope={ref.scope})"
+
+
+async def test_no_token_stops_the_start(
+    azure_emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IDENTITY_HEADER", "wrong")
+    provider = ManagedIdentityProvider.from_ref(ManagedIdentityRef(ca_file=azure_emulator.ca_file))
+    with pytest.raises(ConfigurationError, match="cannot get an Entra token"):
+        await provider.start()
+    await provider.close()

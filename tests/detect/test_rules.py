@@ -198,8 +198,17 @@ def test_an_app_that_always_used_the_old_api_version_is_not_probing() -> None:
 
 
 def _failed(at: float, key: str | None, network: str = "203.0.113.0/24") -> Observation:
-    return obs(at, key_id=None, app=None, presented_key_id=key, network=network,
-               status=401, upstream_status=0, reason="unknown_key", deployment=None)  # fmt: skip
+    return obs(
+        at,
+        key_id=None,
+        app=None,
+        presented_key_id=key,
+        network=network,
+        status=401,
+        upstream_status=0,
+        reason="unknown_key",
+        deployment=None,
+    )
 
 
 def test_stuffing_many_keys_from_one_network() -> None:
@@ -239,8 +248,18 @@ def test_decoy_key_and_decoy_app_fire_on_the_first_request() -> None:
 
 def test_raw_azure_key_fires_on_the_first_request() -> None:
     d = Detector(DetectSettings())
-    found = fire(d, obs(NOW, key_id=None, app=None, presented_key_id=None, status=401,
-                        reason="azure_key_presented", upstream_status=0))  # fmt: skip
+    found = fire(
+        d,
+        obs(
+            NOW,
+            key_id=None,
+            app=None,
+            presented_key_id=None,
+            status=401,
+            reason="azure_key_presented",
+            upstream_status=0,
+        ),
+    )
     assert rules(found) == ["raw_azure_key"]
 
 
@@ -285,7 +304,10 @@ def test_dormant_key_used_again() -> None:
 def test_each_rule_can_be_switched_off() -> None:
     off = DetectSettings(key_probe={"enabled": False})  # type: ignore[arg-type]
     assert Detector(off).observe(obs(NOW, max_tokens=1, empty_prompt=True)) == []
-    assert Detector(DetectSettings(enabled=False)).observe(obs(NOW, max_tokens=1, empty_prompt=True)) == []
+    assert (
+        Detector(DetectSettings(enabled=False)).observe(obs(NOW, max_tokens=1, empty_prompt=True))
+        == []
+    )
 
 
 def test_baselines_survive_a_restart() -> None:

@@ -161,6 +161,16 @@ async def test_a_client_that_disconnects_mid_stream_is_charged_for_what_it_recei
         tmp_path, {"emu": slow_emu}, {"rules": [{"scope": "app", "tpm": 100_000}]}
     )
     try:
+        backend = memory(gateway)
+        settled = asyncio.Event()
+        original = backend.settle
+
+        async def settle_and_tell(*args: Any) -> tuple[int, ...]:
+            result = await original(*args)
+            settled.set()
+            return result
+
+        backend.settle = settle_and_tell  # type: ignore[method-assign]
         _, key = await new_key(gateway, "leaver")
         received: list[str] = []
         async with client(gateway, key) as c:
@@ -173,16 +183,12 @@ async def test_a_client_that_disconnects_mid_stream_is_charged_for_what_it_recei
                 if len(received) == 5:
                     break
             await stream.close()
-        # Settlement runs when the gateway notices; wait for the concurrency-free counter.
-        backend = memory(gateway)
+        # Settlement runs when the gateway notices the disconnect: wait for it.
+        async with asyncio.timeout(30):
+            await settled.wait()
         enc = load_encoding("o200k_base")
         got = len(enc.encode_ordinary("".join(received)))
         prefix = "app:leaver:tpm:"
-        for _ in range(200):
-            level = next(v for k, v in backend.counters.items() if k.startswith(prefix))
-            if level < HI_PROMPT + 200:
-                break
-            await asyncio.sleep(0.02)
         charged = counter(gateway, prefix) - HI_PROMPT
         # What was written before the gateway saw the disconnect: what the client read,
         # plus at most the two events in flight (one token each).

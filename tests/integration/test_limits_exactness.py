@@ -61,7 +61,7 @@ class Replica:
             env={k: v for k, v in os.environ.items() if not k.startswith("KEYGUARD_")},
         )
         self._reader = asyncio.create_task(self._read())
-        async with asyncio.timeout(60):
+        async with asyncio.timeout(240):  # a busy 2-core machine starts three slowly
             await self._ready.wait()
 
     async def _read(self) -> None:
@@ -190,7 +190,7 @@ async def test_three_replicas_hold_a_shared_tpm_limit_exactly(
                 return [orjson.loads(fields[b"d"]) for _, fields in raw]
 
             # A stream's settlement may land just after its last byte reached the client.
-            async with asyncio.timeout(30):
+            async with asyncio.timeout(120):
                 while True:
                     log = await entries()
                     ops = Counter(e["op"] for e in log)

@@ -98,7 +98,7 @@ async def test_when_every_backend_is_out_the_client_gets_azures_429(
         assert caught.value.response.headers["retry-after"] == "10"  # the last backend's own
         with pytest.raises(openai.RateLimitError) as caught:
             await c.chat.completions.create(model="gpt-4o", messages=HI)
-    assert "Every backend of this deployment is rate limited" in caught.value.message
+    assert "Every backend of this deployment is" in caught.value.message
     assert 1 <= int(caught.value.response.headers["retry-after"]) <= 10
     assert await requests(first) == (0, 1) and await requests(second) == (0, 1)
 

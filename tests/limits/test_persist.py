@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 from keyguard.limits.model import Line
@@ -32,7 +31,7 @@ async def test_long_windows_survive_a_restart_and_minutes_do_not(tmp_path: Path)
         second = PersistentMemoryBackend(store.engine, interval_s=3600, clock=lambda: clock[0])
         await second.start()
         assert second.counters == {lines[1].key: 200, lines[2].key: 3000}
-        assert not (await second.reserve("r2", [replace(lines[1], amount=9801)], NOW)).allowed
+        assert not (await second.reserve("r2", [lines[1]._replace(amount=9801)], NOW)).allowed
         await second.close()
 
         clock[0] = NOW + 86_400 + 901  # the day window (and its grace) is over

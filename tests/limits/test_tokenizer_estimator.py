@@ -87,7 +87,7 @@ def test_chat_prompt_follows_openais_counting_rule(tokenizer: Tokenizer) -> None
     expected = 3 + len(enc.encode("system")) + len(enc.encode("You are terse."))
     expected += 3 + len(enc.encode("user")) + len(enc.encode("ann")) + 1
     expected += len(enc.encode("What is 2+2?")) + 3
-    assert fixed + Tokenizer.count(enc, texts) == expected
+    assert fixed + tokenizer.count(enc, texts) == expected
 
 
 def test_images_tools_and_token_ids_are_counted() -> None:

@@ -27,11 +27,20 @@ def series(name: str, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:
 
 def obs(**kw: object) -> Observation:
     base: dict[str, object] = {
-        "at": 0.0, "key_id": "KEYAAAAAAAA1", "app": "billing", "operation": "chat",
-        "deployment": "gpt-4o", "status": 200, "upstream_status": 200, "prompt_tokens": 100,
-        "completion_tokens": 20, "cached_tokens": 64, "cost": 0.5, "latency_ms": 250.0,
+        "at": 0.0,
+        "key_id": "KEYAAAAAAAA1",
+        "app": "billing",
+        "operation": "chat",
+        "deployment": "gpt-4o",
+        "status": 200,
+        "upstream_status": 200,
+        "prompt_tokens": 100,
+        "completion_tokens": 20,
+        "cached_tokens": 64,
+        "cost": 0.5,
+        "latency_ms": 250.0,
         "upstream_ms": 240.0,
-    }  # fmt: skip
+    }
     base.update(kw)
     return Observation(**base)  # type: ignore[arg-type]
 
@@ -39,10 +48,30 @@ def obs(**kw: object) -> Observation:
 def test_requests_tokens_cost_and_latencies() -> None:
     m = GatewayMetrics(["gpt-4o"])
     m.observe(obs())
-    m.observe(obs(status=429, upstream_status=0, reason="tpm_exceeded", prompt_tokens=0,
-                  completion_tokens=0, cached_tokens=0, cost=None))  # fmt: skip
-    m.observe(obs(status=401, key_id=None, app=None, deployment=None, upstream_status=0,
-                  reason="unknown_key", prompt_tokens=0, completion_tokens=0, cost=None))  # fmt: skip
+    m.observe(
+        obs(
+            status=429,
+            upstream_status=0,
+            reason="tpm_exceeded",
+            prompt_tokens=0,
+            completion_tokens=0,
+            cached_tokens=0,
+            cost=None,
+        )
+    )
+    m.observe(
+        obs(
+            status=401,
+            key_id=None,
+            app=None,
+            deployment=None,
+            upstream_status=0,
+            reason="unknown_key",
+            prompt_tokens=0,
+            completion_tokens=0,
+            cost=None,
+        )
+    )
     m.count(m.detections, "velocity", "high")
     body, ctype = m.render(None)
     assert ctype.startswith("text/plain")
@@ -66,7 +95,13 @@ def test_requests_tokens_cost_and_latencies() -> None:
 
 def test_label_values_are_bounded() -> None:
     label = BoundedLabel(2)
-    assert [label(v) for v in ("a", "b", "c", "a", "Bad Value!")] == ["a", "b", "other", "a", "other"]
+    assert [label(v) for v in ("a", "b", "c", "a", "Bad Value!")] == [
+        "a",
+        "b",
+        "other",
+        "a",
+        "other",
+    ]
     m = GatewayMetrics(["gpt-4o"], max_apps=3)
     for i in range(10):
         m.observe(obs(app=f"app{i}", deployment="not-configured"))
@@ -95,9 +130,12 @@ async def test_metrics_on_the_admin_port_and_admin_alerts_fail_closed(
                 assert resp.status == 401
     got = samples(text)
     metered = series(
-        "keyguard_requests_total", app="metered", code="200", deployment="gpt-4o",
+        "keyguard_requests_total",
+        app="metered",
+        code="200",
+        deployment="gpt-4o",
         gen_ai_operation_name="chat",
-    )  # fmt: skip
+    )
     assert got[metered] == 1
     assert got[series("keyguard_audit_written")] >= 0 and series("keyguard_blocks_active") in got
     for secret in [key, *gw.secrets]:

@@ -233,7 +233,7 @@ def granting_bindings(doc: PolicyDocument, p: Principal, f: RequestFacts) -> lis
     ]
 
 
-thorough = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+thorough = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 common = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

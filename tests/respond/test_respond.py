@@ -40,7 +40,9 @@ def finding(rule: str = "velocity", severity: str = "high", at: float = NOW, **k
     )
 
 
-def ctx(key_id: str = "KEYAAAAAAAA1", app: str = "billing", remote: str = "10.0.0.1") -> RequestContext:
+def ctx(
+    key_id: str = "KEYAAAAAAAA1", app: str = "billing", remote: str = "10.0.0.1"
+) -> RequestContext:
     c = RequestContext("id", 0.0, "POST", remote, "ua")
     c.principal = Principal("key", f"key:{key_id}", app, key_id)
     return c
@@ -180,7 +182,9 @@ async def test_responder_runs_the_policy_once_per_incident() -> None:
     keys, invalidated = FakeKeys(), []
     blocks = BlockList(clock=lambda: NOW)
     responder = Responder(
-        RespondSettings(policy={"velocity": {"high": ["throttle", "suspend_key", "rotate_upstream"]}}),
+        RespondSettings(
+            policy={"velocity": {"high": ["throttle", "suspend_key", "rotate_upstream"]}}
+        ),
         IncidentBook(3600),
         events=bus,
         blocks=blocks,

@@ -4,13 +4,16 @@ manager, a data-plane probe."""
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from keyguard.config import Settings, settings_from_mapping
 from keyguard.rotation.azure import ArmKeyManager, KeyManager
 from keyguard.rotation.machine import Slot
 from keyguard.rotation.settings import ManagementSettings
+from keyguard.vault.master import create_master_key_file
 
 CHAT = "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
 
@@ -73,3 +76,15 @@ async def data_plane_status(emulator: Any, key: str) -> int:
     ):
         await response.read()
         return response.status
+
+
+def keyguard_settings(tmp_path: Path, **extra: Any) -> Settings:
+    if not (tmp_path / "master.key").exists():
+        create_master_key_file(tmp_path / "master.key")
+    return settings_from_mapping(
+        {
+            "store": f"sqlite:///{tmp_path / 'keyguard.db'}",
+            "master_key_file": str(tmp_path / "master.key"),
+            **extra,
+        }
+    )

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from rotation_helpers import keyguard_settings
 
-from conftest import keyguard_settings
 from keyguard.errors import BadRequest
 from keyguard.events import AdminAction, Event
 from keyguard.keys.format import parse_key

@@ -42,7 +42,11 @@ class Crash(Exception):
 
 
 async def _runtime(
-    tmp_path: Path, emulator: Any, credential: dict[str, Any], **rot: Any
+    tmp_path: Path,
+    emulator: Any,
+    credential: dict[str, Any],
+    management: dict[str, Any] | None = None,
+    **rot: Any,
 ) -> Runtime:
     if not (tmp_path / "master.key").exists():
         create_master_key_file(tmp_path / "master.key")
@@ -50,7 +54,7 @@ async def _runtime(
         {
             "store": f"sqlite:///{tmp_path / 'keyguard.db'}",
             "master_key_file": str(tmp_path / "master.key"),
-            "upstreams": [upstream_config(emulator, credential)],
+            "upstreams": [upstream_config(emulator, credential, **(management or {}))],
             "rotation": {**FAST_ROTATION, **rot},
         }
     )
@@ -288,13 +292,20 @@ async def test_managed_identity_upstreams_burn_both_keys(
     tmp_path: Path, azure_emulator: Any
 ) -> None:
     runtime = await _runtime(
-        tmp_path, azure_emulator, {"managed_identity": {"ca_file": azure_emulator.ca_file}}
+        tmp_path,
+        azure_emulator,
+        {"managed_identity": {"ca_file": azure_emulator.ca_file}},
+        {"key_max_age": "30d"},
     )
     old1, old2 = azure_emulator.keys()
     managers: list[CountingKeys] = []
     service = _service(runtime, managers)
+    now = datetime.now(UTC)
     try:
+        assert await service.due("east", now)  # never rotated by Keyguard: unknown age
         rotation = await service.rotate_upstream("east", trigger="event:leaked_key")
+        assert not await service.due("east", now + timedelta(days=29))
+        assert await service.due("east", now + timedelta(days=31))
     finally:
         await service.close()
         await runtime.close()

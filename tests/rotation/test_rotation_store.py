@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from keyguard.rotation.machine import Rotation, advance
+from keyguard.rotation.replicas import ReplicaReporter
 from keyguard.rotation.store import KeyRotationRecord, ReplicaAck, RotationStore
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -84,3 +86,48 @@ async def test_key_rotation_records(rotation_store: RotationStore) -> None:
     assert await rotation_store.key_rotation("k" * 12, "t2") == newer  # the newest is kept
     await rotation_store.forget_key_rotation("k" * 12, "t2")
     assert await rotation_store.last_key_rotation("k" * 12) is None
+
+
+class _Provider:
+    """A versioned provider double: what a replica serves."""
+
+    def __init__(self) -> None:
+        self.version: str | None = "1"
+        self.switched_at: float | None = 1_900_000_000.0
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        self._listeners.append(callback)
+
+    async def refresh(self) -> None:
+        self.version = "2"
+        self.switched_at = 1_900_000_100.0
+        for listener in self._listeners:
+            listener()
+
+
+async def test_a_replica_reports_what_it_serves_and_forgets_it_on_stop(
+    rotation_store: RotationStore,
+) -> None:
+    provider = _Provider()
+    reporter = ReplicaReporter(rotation_store, "replica-a", {"east": provider}, interval_s=3600)
+    await reporter.start()
+    try:
+        [ack] = await rotation_store.acks("east")
+        assert (ack.replica, ack.version) == ("replica-a", "1")
+        reported = asyncio.Event()
+        original = rotation_store.ack
+
+        async def spy(a: ReplicaAck) -> None:
+            await original(a)
+            reported.set()
+
+        rotation_store.ack = spy  # type: ignore[method-assign]
+        await provider.refresh()  # a switch is reported at once, not at the next heartbeat
+        await asyncio.wait_for(reported.wait(), 30)
+        [ack] = await rotation_store.acks("east")
+        assert ack.version == "2"
+        assert ack.switched_at == datetime.fromtimestamp(1_900_000_100.0, UTC)
+    finally:
+        await reporter.close()
+    assert await rotation_store.acks("east") == []

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from ..config import DEPLOYMENT_NAME
@@ -142,14 +142,17 @@ class Observation:
 
     def to_record(self) -> dict[str, Any]:
         """The JSON-ready record (the audit log's ``request`` record body)."""
-        return asdict(self)
+        return {name: getattr(self, name) for name in _FIELDS}
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Observation:
         """Read a record written by :meth:`to_record` (unknown fields are ignored)."""
-        values = {f.name: record[f.name] for f in fields(cls) if f.name in record}
+        values = {name: record[name] for name in _FIELDS if name in record}
         values["at"] = float(record["at"])
         return cls(**values)
+
+
+_FIELDS = tuple(f.name for f in fields(Observation))
 
 
 def _requested_digest(ctx: RequestContext) -> str | None:

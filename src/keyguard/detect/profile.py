@@ -45,6 +45,9 @@ def hour_of_week(now: float) -> int:
 
 
 def _remember(seen: dict[str, float], value: str, now: float, cap: int) -> None:
+    last = seen.get(value)
+    if last is not None and now - last < 600:
+        return  # last-seen times are kept to ten minutes; cheaper than reordering each time
     seen.pop(value, None)
     seen[value] = now
     if len(seen) > cap:
@@ -75,12 +78,12 @@ class Profile:
     new_clients: Recent = field(init=False)
     probes: Recent = field(init=False)
     unusual: Events = field(init=False)
-    ends: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
+    ends: deque[float] = field(default_factory=lambda: deque(maxlen=256))
+    hours_total: float = 0.0
+    is_mature: bool = False  # once learnt, a baseline stays learnt
     last_bucket: int = -1
     bucket_concurrency: int = 0
-    pending: deque[tuple[float, tuple[float, float, float], tuple[bool, ...]]] = field(
-        default_factory=deque
-    )
+    pending: deque[tuple[float, tuple[float, float, float]]] = field(default_factory=deque)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -98,13 +101,17 @@ class Profile:
         self.unusual = Events(s.unusual_time.window_s)
         if not self.hours_origin:
             self.hours_origin = self.first_seen
+        self.hours_total = sum(self.hours)
 
     def mature(self) -> bool:
+        if self.is_mature:
+            return True
         s = self.settings
-        return (
+        self.is_mature = (
             self.requests >= s.learning_requests
             and self.last_seen - self.first_seen >= s.learning_days * 86400
         )
+        return self.is_mature
 
     def knows_hours(self) -> bool:
         span = self.last_seen - self.first_seen
@@ -112,7 +119,7 @@ class Profile:
 
     def hour_share(self, now: float) -> float:
         """The share of this profile's traffic in ``now``'s hour of the week, +-1 hour."""
-        total = sum(self.hours)
+        total = self.hours_total
         if total <= 0:
             return 1.0
         h = hour_of_week(now)
@@ -122,8 +129,8 @@ class Profile:
     def concurrency(self, start: float) -> int:
         """Requests of this profile still running when a request started at ``start``."""
         n = 1
-        for end in reversed(self.ends):
-            if end <= start or n > 4096:
+        for end in reversed(self.ends):  # at most 256 back: beyond that it is "very many"
+            if end <= start:
                 break
             n += 1
         return n
@@ -208,24 +215,25 @@ def velocity_thresholds(
 def _fold_peaks(p: Profile, now: float) -> None:
     """At each velocity bucket, note the window's totals and the bucket's highest concurrency,
     and offer to the decaying peaks what was noted a full window ago. The delay keeps a surge
-    from raising its own threshold while it ramps up; a value that was abnormal when noted
-    only nudges its peak up slowly (an attack must not become the norm)."""
+    from raising its own threshold while it ramps up; a value above the threshold only nudges
+    its peak up slowly (an attack must not become the norm)."""
     bucket = p.tokens.bucket(now)
     if bucket == p.last_bucket:
         return
-    v = p.settings.velocity
     if p.last_bucket >= 0:
-        limits = velocity_thresholds(p, v, now)
-        values = (p.tokens.total(now), p.cost.total(now), float(p.bucket_concurrency))
-        p.pending.append((now, values, tuple(x > lim for x, lim in zip(values, limits))))
+        noted = (p.tokens.total(now), p.cost.total(now), float(p.bucket_concurrency))
+        p.pending.append((now, noted))
     p.last_bucket = bucket
     p.bucket_concurrency = 0
+    pending, v = p.pending, p.settings.velocity
+    if not pending or pending[0][0] > now - v.window_s:
+        return
+    limits = velocity_thresholds(p, v, now)
     mature = p.mature()
     peaks = (p.token_peak, p.cost_peak, p.concurrency_peak)
-    while p.pending and p.pending[0][0] <= now - v.window_s:
-        _, values, abnormal = p.pending.popleft()
-        for peak, value, odd in zip(peaks, values, abnormal):
-            if odd and mature:
+    while pending and pending[0][0] <= now - v.window_s:
+        for peak, value, limit in zip(peaks, pending.popleft()[1], limits, strict=True):
+            if mature and value > limit:
                 peak.offer(now, peak.current(now) * _SLOW_GROWTH)
             else:
                 peak.offer(now, value)
@@ -266,9 +274,12 @@ def update_profile(p: Profile, obs: Observation, now: float, unusual_hour: bool)
     if exponent > 500:  # rebase before the weights overflow
         p.hours = [h * 2.0**-exponent for h in p.hours]
         p.hours_origin, exponent = now, 0.0
+        p.hours_total = sum(p.hours)
     # an hour that is unusual now is learnt ten times slower (an intruder's hours must not
     # become usual after three requests)
-    p.hours[hour_of_week(now)] += 2.0**exponent * (0.1 if unusual_hour else 1.0)
+    weight = 2.0**exponent * (0.1 if unusual_hour else 1.0)
+    p.hours[hour_of_week(now)] += weight
+    p.hours_total += weight
     if unusual_hour:
         p.unusual.add(now)
     p.tokens.add(now, float(obs.tokens))

@@ -27,6 +27,9 @@ class Recent:
 
     def add(self, value: str, now: float) -> None:
         seen = self._seen
+        last = seen.get(value)
+        if last is not None and now - last < self._span / 128:
+            return  # seen a moment ago: the window is exact enough
         seen.pop(value, None)
         seen[value] = now
         cutoff = now - self._span
@@ -75,12 +78,13 @@ class Events:
 class Rate:
     """The sum of amounts added within the last ``span`` seconds, in ``buckets`` steps."""
 
-    __slots__ = ("_buckets", "_width", "_n")
+    __slots__ = ("_buckets", "_width", "_n", "_sum")
 
     def __init__(self, span: float, buckets: int = 12) -> None:
         self._buckets: deque[list[float]] = deque()  # [bucket index, sum]
         self._width = span / buckets
         self._n = buckets
+        self._sum = 0.0
 
     def bucket(self, now: float) -> int:
         return int(now // self._width)
@@ -92,12 +96,15 @@ class Rate:
             buckets[-1][1] += amount
         else:
             buckets.append([b, amount])
+        self._sum += amount
 
     def total(self, now: float) -> float:
-        b, buckets = self.bucket(now), self._buckets
-        while buckets and buckets[0][0] <= b - self._n:
-            buckets.popleft()
-        return sum(s for _, s in buckets)
+        oldest, buckets = self.bucket(now) - self._n, self._buckets
+        while buckets and buckets[0][0] <= oldest:
+            self._sum -= buckets.popleft()[1]
+        if not buckets:
+            self._sum = 0.0  # no drift from float rounding
+        return self._sum
 
 
 class Peak:

@@ -25,7 +25,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..errors import TooManyRequests
@@ -125,7 +125,7 @@ class LimitAdmission:
                     headers=retry_after_headers(1.0),
                 ) from None
             backend = self._fallback
-            lines = [replace(ln, limit=max(1, int(ln.limit * self._fraction))) for ln in lines]
+            lines = [ln._replace(limit=max(1, int(ln.limit * self._fraction))) for ln in lines]
             outcome = await backend.reserve(ctx.request_id, lines, now)
         if not outcome.allowed:
             refusal = check(lines, outcome.levels, now)

@@ -224,11 +224,11 @@ class Estimator:
         enc = self._tokenizer.for_model(model)
         if sum(map(len, texts)) > self._large:
             loop = asyncio.get_running_loop()
-            counted = await loop.run_in_executor(self._executor, Tokenizer.count, enc, texts)
+            counted = await loop.run_in_executor(self._executor, self._tokenizer.count, enc, texts)
         else:
-            counted = Tokenizer.count(enc, texts)
+            counted = self._tokenizer.count(enc, texts)
         return Estimate(fixed + counted, cap)
 
     def count_text(self, model: str, text: str) -> int:
         """Tokens of streamed text (settling a stream that ended without usage)."""
-        return Tokenizer.count(self._tokenizer.for_model(model), (text,))
+        return self._tokenizer.count(self._tokenizer.for_model(model), (text,))

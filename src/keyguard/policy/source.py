@@ -53,6 +53,7 @@ class PolicySource:
         self.generation = 0
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._cycled = asyncio.Condition()
 
     @property
     def configured(self) -> bool:
@@ -120,6 +121,11 @@ class PolicySource:
                 await self._task
             self._task = None
 
+    async def next_cycle(self) -> None:
+        """Wait until the background reload has run once more (for tests and tools)."""
+        async with self._cycled:
+            await self._cycled.wait()
+
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self._settings.reload_interval_s)
@@ -130,6 +136,8 @@ class PolicySource:
                 log.error("policy: keeping the policy in force; the new one is invalid: %s", exc)
             except Exception:
                 log.exception("policy: reload failed; keeping the policy in force")
+            async with self._cycled:
+                self._cycled.notify_all()
 
 
 def _stamp(path: str) -> tuple[int, int] | None:

@@ -81,16 +81,19 @@ class Relay:
         next backend, while nothing has been sent to the client yet."""
         assert ctx.route is not None
         plan = self._plan(ctx, target)
+        pool = self._pool
+        if pool is not None and (ctx.deployment is None or pool.backends(ctx.deployment) < 2):
+            pool = None  # a single backend: its 429s go to the client as they are
         for attempt, backend in enumerate(plan):
             last = attempt == len(plan) - 1
             sent = time.perf_counter()
             upstream = await self._send(
-                request, ctx, backend, _body_for(body, ctx, target, backend), last
+                request, ctx, backend, _body_for(body, ctx, target, backend), last, pool
             )
             if upstream is None:
                 continue  # could not connect: the next backend
-            if upstream.status == 429 and self._pool is not None and len(plan) > 1:
-                held = self._pool.failed(backend, parse_retry_after(upstream.headers, time.time()))
+            if upstream.status == 429 and pool is not None:
+                held = pool.failed(backend, parse_retry_after(upstream.headers, time.time()))
                 if not last:
                     log.warning(
                         "upstream %s answered 429 for %s; out for %.1fs, failing over",
@@ -100,8 +103,8 @@ class Relay:
                     )
                     upstream.release()
                     continue
-            elif self._pool is not None and len(plan) > 1:
-                self._pool.succeeded(backend)
+            elif pool is not None:
+                pool.succeeded(backend)
             return await self._relay(request, ctx, backend, upstream, sent)
         raise AssertionError("unreachable: the last backend always answers or raises")
 
@@ -115,7 +118,8 @@ class Relay:
         if seconds <= 0:
             return [target]
         raise TooManyRequests(
-            "Every backend of this deployment is rate limited by Azure OpenAI right now. "
+            "Every backend of this deployment is rate limited by Azure OpenAI or unreachable "
+            "right now. "
             f"Please retry after {max(1, math.ceil(seconds))} seconds.",
             reason="upstream_backends_exhausted",
             headers={
@@ -131,6 +135,7 @@ class Relay:
         target: Target,
         body: bytes,
         last: bool,
+        pool: UpstreamPool | None,
     ) -> aiohttp.ClientResponse | None:
         """The upstream's response; ``None`` when it could not be reached and another backend
         may be tried (the request certainly did not get through)."""
@@ -147,9 +152,11 @@ class Relay:
         except TimeoutError as exc:
             raise _timeout(target) from exc
         except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
-            if self._pool is None or last:
+            if pool is None:
                 raise _unreachable(target, exc) from exc
-            held = self._pool.failed(target, None)
+            held = pool.failed(target, None)
+            if last:
+                raise _unreachable(target, exc) from exc
             log.warning(
                 "upstream %s unreachable (%s); out for %.1fs, failing over",
                 target.upstream.name,

@@ -10,8 +10,9 @@
     than its ``management.key_max_age``, and every unfinished rotation (a crashed process's,
     resumed once its lease expired);
   - **security events** on ``runtime.events``: a :class:`~keyguard.events.SecurityEvent` of
-    kind ``leaked_key`` or ``raw_azure_key_presented`` naming an ``upstream`` (or carrying the
-    leaked value's vault ``fingerprint`` in ``evidence``) rotates that upstream at once;
+    kind ``leaked_key``, ``raw_azure_key_presented`` or ``rotate_upstream_requested`` (an
+    abuse responder's) naming an ``upstream`` (or carrying the leaked value's vault
+    ``fingerprint`` in ``evidence``) rotates that upstream at once;
   - **on demand**: ``keyguard rotate upstream NAME`` (any process; the lease serialises).
 
   Each check also applies the Keyguard keys' maximum age and raises a ``key_expiring``
@@ -48,8 +49,8 @@ __all__ = ["RotationScheduler", "GatewayRotation", "start_gateway_rotation", "TR
 
 log = logging.getLogger("keyguard.rotation")
 
-#: security events that rotate the upstream they name
-TRIGGER_KINDS = frozenset({"leaked_key", "raw_azure_key_presented"})
+#: security events that rotate the upstream they name (the last one is the abuse responders')
+TRIGGER_KINDS = frozenset({"leaked_key", "raw_azure_key_presented", "rotate_upstream_requested"})
 
 
 def _utcnow() -> datetime:
@@ -95,8 +96,8 @@ class RotationScheduler:
                 self.request(event.upstream, f"event:{event.kind}")
             return
         fingerprint = event.evidence.get("fingerprint")
-        if isinstance(fingerprint, str):
-            self._queue.put_nowait((f"fingerprint:{fingerprint}", f"event:{event.kind}"))
+        if isinstance(fingerprint, str) and len(fingerprint) == 64:
+            self.request(f"fingerprint:{fingerprint}", f"event:{event.kind}")
 
     async def _ticker(self) -> None:
         while True:

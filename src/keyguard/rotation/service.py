@@ -150,11 +150,20 @@ class RotationService:
         return None if stored is None else stored.created_at
 
     async def due(self, name: str, now: datetime) -> bool:
-        """Whether ``name``'s key is older than its ``key_max_age``."""
+        """Whether ``name``'s key is older than its ``key_max_age``. Without a stored key
+        (managed identity) the age is that of the last rotation, and keys never rotated by
+        Keyguard are due (nothing uses them; regenerating them kills unknown copies)."""
         management = self.upstream(name).management
         if management is None or management.key_max_age is None:
             return False
-        return rotation_due(await self.key_created_at(name), management.key_max_age, now)
+        if self.target(name).sink is not None:
+            created = await self.key_created_at(name)
+        else:
+            done = [r for r in await self.store.rotations(name, 50) if r.state == "done"]
+            if not done:
+                return True
+            created = done[0].finished_at
+        return rotation_due(created, management.key_max_age, now)
 
     async def upstream_by_fingerprint(self, fingerprint: str) -> str | None:
         """The upstream whose stored key has this vault fingerprint (a leaked key), if any."""

@@ -47,7 +47,7 @@ _GUIDISH = re.compile(r"[0-9A-Za-z][0-9A-Za-z._()-]{0,89}")
 
 
 def _to_timedelta(value: Any) -> Any:
-    if isinstance(value, str):
+    if isinstance(value, str) and not value.startswith(("P", "-P")):  # ISO 8601: pydantic's
         return parse_duration(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
         return timedelta(seconds=value)

@@ -19,6 +19,12 @@ _WORDS = re.compile(
     r"(?i)example|sample|placeholder|your|dummy|fake|xxxx|changeme|redacted|replace|insert|"
     r"secret[-_]?here|key[-_]?here|token[-_]?here|todo|foobar|lorem"
 )
+# A word only counts when it stands apart (``your-key``, ``<YOUR_KEY>``) or the value has no
+# digit at all (``yourkeyhere``): random base62 text contains such words by chance (a
+# checksum-valid key containing ``tODO`` must still be reported).
+_DELIMITED_WORD = re.compile(
+    r"(?<![A-Za-z0-9])(?:" + _WORDS.pattern[4:] + r")(?![A-Za-z0-9])", re.I
+)
 _SEQUENCES = (
     "0123456789abcdefghijklmnopqrstuvwxyz",
     "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ",
@@ -91,7 +97,8 @@ def is_placeholder(random_part: str, full: str | None = None) -> bool:
         return True
     if len(random_part) < 8:
         return False
-    if _WORDS.search(random_part):
+    has_digit = any(c.isdigit() for c in random_part)
+    if (_DELIMITED_WORD if has_digit else _WORDS).search(random_part):
         return True
     if _longest_run(random_part) >= 6:
         return True
@@ -100,4 +107,4 @@ def is_placeholder(random_part: str, full: str | None = None) -> bool:
     if _has_sequence(random_part):
         return True
     distinct = len(set(random_part))
-    return distinct < min(10, len(random_part) // 3)
+    return distinct < min(8, len(random_part) // 4)

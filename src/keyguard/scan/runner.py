@@ -186,7 +186,9 @@ def scan_history(
 
     best: dict[tuple[str, str], Finding] = {}
     rank: dict[tuple[str, str], int] = {}
-    for i, found in enumerate(_scan_blob_stream(contents(), key, jobs, big=len(blobs) > PARALLEL_MIN_BLOBS)):
+    for i, found in enumerate(
+        _scan_blob_stream(contents(), key, jobs, big=len(blobs) > PARALLEL_MIN_BLOBS)
+    ):
         blob = by_oid[order[i]]
         for f in found:
             ident = (f.file, f.fingerprint)

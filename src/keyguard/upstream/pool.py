@@ -107,6 +107,8 @@ class UpstreamPool:
     def plan(self, deployment: str, first: Target | None = None) -> list[Target]:
         """The backends to try, in order, leaving out those whose breaker is open."""
         backends = self._backends.get(deployment, [])
+        if len(backends) == 1:
+            return list(backends)  # one backend: no order to choose, its 429s pass through
         now = self._clock()
         live = [t for t in backends if not self.breakers.is_open(t.key, now)]
         if len(live) > 1:
@@ -119,6 +121,10 @@ class UpstreamPool:
             live.remove(first)
             live.insert(0, first)
         return live
+
+    def backends(self, deployment: str) -> int:
+        """How many backends serve ``deployment``."""
+        return len(self._backends.get(deployment, ()))
 
     def retry_in(self, deployment: str) -> float:
         """Seconds until the first backend of ``deployment`` is back (all breakers open)."""

@@ -1,0 +1,204 @@
+"""The issuer's signing keys: a JWKS fetched over HTTPS, cached, refreshed with a rate limit.
+
+* Fetched at start (a failure is logged; tokens then get 503 until a fetch succeeds), again in
+  the background once older than ``max_age``, and at once when a token names an unknown ``kid``
+  (key rollover) -- but at most once per ``min_refresh_interval``, however many unknown kids
+  arrive: a flood of made-up kids costs one fetch per interval, never one per request.
+  Concurrent lookups share one in-flight fetch.
+* Only keys usable with the allowed algorithms are kept (RSA for RS256, P-256 for ES256, with
+  ``use`` absent or ``sig``); symmetric (``oct``) keys never are, so a token can never be
+  checked with HMAC. The answer must be HTTPS, 200, JSON, at most 256 KiB; redirects are not
+  followed. A failed refresh keeps the keys already known.
+
+The JSON is parsed into PyJWT's ``PyJWKSet``; this module only does the I/O (PyJWT's own
+``PyJWKClient`` is synchronous).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Callable, Collection
+
+import aiohttp
+import orjson
+from jwt import PyJWK, PyJWKSet
+from jwt.exceptions import PyJWKSetError
+
+from ..errors import UpstreamError
+
+__all__ = ["JwksCache", "JwksError", "MAX_JWKS_BYTES", "ssl_context"]
+
+log = logging.getLogger("keyguard.identity")
+
+MAX_JWKS_BYTES = 256 * 1024
+MAX_KID_LENGTH = 256
+
+
+class JwksError(Exception):
+    """The JWKS could not be fetched or parsed (the message is for logs)."""
+
+
+def ssl_context(ca_file: str | None) -> ssl.SSLContext:
+    """The system trust store, plus ``ca_file`` when given (a private PKI, tests)."""
+    context = ssl.create_default_context()
+    if ca_file is not None:
+        context.load_verify_locations(cafile=ca_file)
+    return context
+
+
+def unavailable() -> UpstreamError:
+    return UpstreamError(
+        "Keyguard cannot check Entra ID tokens right now (the identity provider's signing keys "
+        "are unavailable); retry shortly.",
+        status=503,
+        code="ServiceUnavailable",
+        reason="jwks_unavailable",
+    )
+
+
+class JwksCache:
+    def __init__(
+        self,
+        uri: str,
+        *,
+        algorithms: Collection[str],
+        ssl: ssl.SSLContext,
+        timeout: float = 5.0,
+        min_refresh_interval: float = 30.0,
+        max_age: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._uri = uri
+        self._algorithms = frozenset(algorithms)
+        self._ssl = ssl
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._min_interval = min_refresh_interval
+        self._max_age = max_age
+        self._clock = clock
+        self._keys: dict[str, PyJWK] = {}
+        self._fetched_at: float | None = None
+        self._last_attempt: float | None = None
+        self._inflight: asyncio.Future[None] | None = None
+        self._background: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self.fetches = 0  # attempts made (observability, tests)
+
+    @property
+    def kids(self) -> frozenset[str]:
+        return frozenset(self._keys)
+
+    async def start(self) -> None:
+        try:
+            await self.refresh()
+        except JwksError as exc:
+            log.warning("identity: cannot fetch the signing keys from %s yet: %s", self._uri, exc)
+
+    async def close(self) -> None:
+        if self._background is not None:
+            self._background.cancel()
+            with contextlib.suppress(BaseException):
+                await self._background
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def get(self, kid: str) -> PyJWK | None:
+        """The key ``kid``, fetching the JWKS again if it is unknown and the rate limit allows;
+        ``None`` when the issuer does not have it. 503 when no key was ever fetched."""
+        key = self._keys.get(kid)
+        now = self._clock()
+        if key is not None:
+            if self._fetched_at is not None and now - self._fetched_at >= self._max_age:
+                self._refresh_in_background()
+            return key
+        if len(kid) > MAX_KID_LENGTH:
+            return None
+        if self._last_attempt is None or now - self._last_attempt >= self._min_interval:
+            with contextlib.suppress(JwksError):  # logged in refresh(); old keys stay
+                await self.refresh()
+        if not self._keys:
+            raise unavailable()
+        return self._keys.get(kid)
+
+    async def refresh(self) -> None:
+        """Fetch now (sharing a fetch already in flight); raise :class:`JwksError`."""
+        if self._inflight is not None:
+            await asyncio.shield(self._inflight)
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._inflight = fut
+        self._last_attempt = self._clock()
+        self.fetches += 1
+        try:
+            keys = await self._fetch()
+            self._keys = keys
+            self._fetched_at = self._clock()
+            fut.set_result(None)
+        except JwksError as exc:
+            log.warning("identity: fetching signing keys from %s failed: %s", self._uri, exc)
+            fut.set_exception(exc)
+            fut.exception()
+            raise
+        except BaseException as exc:
+            fut.set_exception(JwksError(type(exc).__name__))
+            fut.exception()
+            raise
+        finally:
+            self._inflight = None
+
+    def _refresh_in_background(self) -> None:
+        if self._background is not None and not self._background.done():
+            return
+        if self._last_attempt is not None and self._clock() - self._last_attempt < 1.0:
+            return
+
+        async def run() -> None:
+            with contextlib.suppress(JwksError):
+                await self.refresh()
+
+        self._background = asyncio.ensure_future(run())
+
+    async def _fetch(self) -> dict[str, PyJWK]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout, trust_env=False)
+        try:
+            async with self._session.get(
+                self._uri,
+                ssl=self._ssl,
+                allow_redirects=False,
+                headers={"Accept": "application/json"},
+            ) as resp:
+                if resp.status != 200:
+                    raise JwksError(f"HTTP {resp.status}")
+                if (resp.content_length or 0) > MAX_JWKS_BYTES:
+                    raise JwksError("the answer is too large")
+                body = await resp.content.read(MAX_JWKS_BYTES + 1)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise JwksError(type(exc).__name__) from exc
+        if len(body) > MAX_JWKS_BYTES:
+            raise JwksError("the answer is too large")
+        return self._parse(body)
+
+    def _parse(self, body: bytes) -> dict[str, PyJWK]:
+        try:
+            data = orjson.loads(body)
+            jwk_set = PyJWKSet.from_dict(data if isinstance(data, dict) else {})
+        except (orjson.JSONDecodeError, PyJWKSetError) as exc:
+            raise JwksError(f"not a usable JWK set ({type(exc).__name__})") from None
+        keys: dict[str, PyJWK] = {}
+        for key in jwk_set:
+            kid = key.key_id
+            if (
+                isinstance(kid, str)
+                and 0 < len(kid) <= MAX_KID_LENGTH
+                and key.algorithm_name in self._algorithms
+                and key.public_key_use in (None, "sig")
+            ):
+                keys[kid] = key
+        if not keys:
+            raise JwksError("no signing key for the allowed algorithms")
+        return keys

@@ -1,0 +1,182 @@
+"""The JWKS cache: rate-limited refreshes, floods of unknown kids, failures, bad answers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from pydantic import ValidationError
+
+from keyguard.emulator.tls import ensure_certificates, server_ssl_context
+from keyguard.errors import UpstreamError
+from keyguard.identity.jwks import MAX_JWKS_BYTES, JwksCache, JwksError, ssl_context
+from keyguard.identity.settings import EntraSettings
+
+from .issuer import LocalIssuer
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def cache_for(issuer: LocalIssuer, clock: Clock, **kw: float) -> JwksCache:
+    return JwksCache(
+        issuer.jwks_uri,
+        algorithms=["RS256", "ES256"],
+        ssl=ssl_context(str(issuer.ca_file)),
+        clock=clock,
+        **kw,
+    )
+
+
+async def test_keys_for_allowed_algorithms_only(issuer: LocalIssuer) -> None:
+    cache = cache_for(issuer, Clock())
+    try:
+        await cache.start()
+        assert cache.kids == {"rsa-1", "ec-1"}  # never the symmetric "oct" key
+        assert await cache.get("hmac-1") is None
+    finally:
+        await cache.close()
+    rsa_only = JwksCache(
+        issuer.jwks_uri, algorithms=["RS256"], ssl=ssl_context(str(issuer.ca_file))
+    )
+    try:
+        await rsa_only.start()
+        assert rsa_only.kids == {"rsa-1"}
+    finally:
+        await rsa_only.close()
+
+
+async def test_a_flood_of_unknown_kids_costs_one_fetch_per_interval(issuer: LocalIssuer) -> None:
+    clock = Clock()
+    cache = cache_for(issuer, clock, min_refresh_interval=30)
+    try:
+        await cache.start()
+        assert issuer.fetches == 1
+        clock.now += 31
+        found = await asyncio.gather(*(cache.get(f"made-up-{i}") for i in range(500)))
+        assert found == [None] * 500
+        assert issuer.fetches == 2  # one shared fetch for the whole burst
+        for i in range(500):
+            assert await cache.get(f"more-{i}") is None
+        assert issuer.fetches == 2
+        assert await cache.get("x" * 1000) is None  # absurd kids never trigger a fetch
+        assert await cache.get("rsa-1") is not None
+    finally:
+        await cache.close()
+
+
+async def test_issuer_down_then_back(issuer: LocalIssuer) -> None:
+    clock = Clock()
+    issuer.fail = True
+    cache = cache_for(issuer, clock, min_refresh_interval=10)
+    try:
+        await cache.start()  # logged, not raised
+        with pytest.raises(UpstreamError) as info:
+            await cache.get("rsa-1")
+        assert info.value.status == 503 and info.value.reason == "jwks_unavailable"
+        issuer.fail = False
+        with pytest.raises(UpstreamError):
+            await cache.get("rsa-1")  # within the interval: no new attempt
+        clock.now += 10
+        assert await cache.get("rsa-1") is not None
+        issuer.fail = True
+        clock.now += 10
+        assert await cache.get("unknown") is None  # a failed refresh keeps the known keys
+        assert await cache.get("rsa-1") is not None
+    finally:
+        await cache.close()
+
+
+async def test_old_keys_are_refreshed_in_the_background(issuer: LocalIssuer) -> None:
+    clock = Clock()
+    cache = cache_for(issuer, clock, max_age=100)
+    try:
+        await cache.start()
+        clock.now += 101
+        assert await cache.get("rsa-1") is not None  # served at once, refreshed behind
+        assert cache._background is not None
+        await cache._background
+        assert issuer.fetches == 2
+    finally:
+        await cache.close()
+
+
+async def test_the_ca_must_be_trusted(issuer: LocalIssuer) -> None:
+    cache = JwksCache(issuer.jwks_uri, algorithms=["RS256"], ssl=ssl_context(None))
+    try:
+        with pytest.raises(JwksError):
+            await cache.refresh()
+    finally:
+        await cache.close()
+
+
+def test_plain_http_is_refused_in_settings() -> None:
+    with pytest.raises(ValidationError, match="https"):
+        EntraSettings(
+            tenants=["72f988bf-86f1-41af-91ab-2d7cd011db47"],
+            audiences=["a"],
+            jwks_uri="http://127.0.0.1/keys",
+        )
+
+
+Handler = Callable[[web.Request], web.StreamResponse]
+
+
+@pytest.fixture
+async def odd_server(tmp_path: Path) -> AsyncIterator[tuple[str, str, dict[str, Handler]]]:
+    tls = ensure_certificates(tmp_path / "tls", ["127.0.0.1"])
+    routes: dict[str, Handler] = {}
+
+    async def dispatch(request: web.Request) -> web.StreamResponse:
+        return routes[request.match_info["name"]](request)
+
+    app = web.Application()
+    app.router.add_get("/{name}", dispatch)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ssl_context(tls))
+    await site.start()
+    url = f"https://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        yield url, str(tls.ca_cert), routes
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("handler", "error"),
+    [
+        (lambda r: web.Response(status=500), "HTTP 500"),
+        (
+            lambda r: web.Response(status=302, headers={"Location": "https://example.com/"}),
+            "HTTP 302",
+        ),
+        (lambda r: web.Response(body=b"{not json"), "not a usable JWK set"),
+        (lambda r: web.json_response([1, 2]), "not a usable JWK set"),
+        (lambda r: web.json_response({"keys": []}), "not a usable JWK set"),
+        (
+            lambda r: web.json_response({"keys": [{"kty": "oct", "kid": "h", "k": "c2VjcmV0"}]}),
+            "no signing key",
+        ),
+        (lambda r: web.Response(body=b" " * (MAX_JWKS_BYTES + 1)), "too large"),
+    ],
+)
+async def test_bad_answers(
+    odd_server: tuple[str, str, dict[str, Handler]], handler: Handler, error: str
+) -> None:
+    url, ca, routes = odd_server
+    routes["keys"] = handler
+    cache = JwksCache(f"{url}/keys", algorithms=["RS256"], ssl=ssl_context(ca))
+    try:
+        with pytest.raises(JwksError, match=error):
+            await cache.refresh()
+    finally:
+        await cache.close()

@@ -1,0 +1,131 @@
+"""``keyguard replay``, ``keyguard keys suspend/resume --app`` and ``GET /admin/alerts``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import orjson
+from aiohttp import web
+from click.testing import CliRunner
+
+from keyguard.cli.main import cli
+from keyguard.config import load_settings
+from keyguard.detect.observation import Observation
+from keyguard.detect.rules import Finding
+from keyguard.monitor.routes import add_monitor_routes
+from keyguard.monitor.store import MonitorStore
+from keyguard.respond.incidents import IncidentBook
+from keyguard.runtime import runtime
+from keyguard.vault.master import create_master_key_file
+
+T = 1_800_000_000.0
+
+
+def _config(tmp_path: Path) -> Path:
+    create_master_key_file(tmp_path / "master.key")
+    path = tmp_path / "keyguard.yaml"
+    path.write_text("store: sqlite:///keyguard.db\nmaster_key_file: master.key\n")
+    return path
+
+
+def test_replay_prints_incidents_and_scores_labelled_traffic(tmp_path: Path) -> None:
+    lines = []
+    for i in range(30):  # ordinary use
+        obs = Observation(
+            at=T + i,
+            key_id="KEYAAAAAAAA1",
+            app="a",
+            network="10.0.0.0/24",
+            status=200,
+            upstream_status=200,
+            operation="chat",
+            deployment="d",
+        )
+        lines.append({**obs.to_record(), "label": "benign"})
+    probe = Observation(
+        at=T + 40,
+        key_id="KEYAAAAAAAA1",
+        app="a",
+        network="10.0.0.0/24",
+        status=200,
+        upstream_status=200,
+        operation="chat",
+        deployment="d",
+        max_tokens=1,
+        empty_prompt=True,
+    )
+    lines.append({**probe.to_record(), "label": "attack:probe:key_probe"})
+    path = tmp_path / "traffic.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(line) for line in lines) + b"\n")
+    result = CliRunner().invoke(cli, ["replay", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "replayed 31 requests; 1 incidents" in result.output
+    assert "| key_probe | 1 | 1 | 100% | 1 / 1 |" in result.output
+    as_json = CliRunner().invoke(cli, ["replay", str(path), "--json"])
+    assert json.loads(as_json.output)[0]["rule"] == "key_probe"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("not json\n")
+    failed = CliRunner().invoke(cli, ["replay", str(bad)])
+    assert failed.exit_code == 1 and "line 1" in failed.output
+
+
+def test_suspend_and_resume_an_app(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+
+    async def setup() -> list[str]:
+        async with runtime(load_settings(config), {}) as rt:
+            now = datetime.now(UTC)
+            return [(await rt.keys.create("team", now=now))[0].key_id for _ in range(2)]
+
+    ids = asyncio.run(setup())
+    runner = CliRunner()
+    out = runner.invoke(cli, ["keys", "suspend", "--app", "team", "-c", str(config)])
+    assert out.exit_code == 0 and all(f"suspended key {i}" in out.output for i in ids)
+    listed = runner.invoke(cli, ["keys", "list", "--all", "--json", "-c", str(config)])
+    assert {k["state"] for k in json.loads(listed.output)} == {"suspended"}
+    out = runner.invoke(cli, ["keys", "resume", "--app", "team", "-c", str(config)])
+    assert out.exit_code == 0 and all(f"resumed key {i}" in out.output for i in ids)
+    usage = runner.invoke(cli, ["keys", "suspend", "-c", str(config)])
+    assert usage.exit_code == 2
+    audit = runner.invoke(cli, ["audit", "export", "-c", str(config)])
+    actions = [json.loads(line)["data"]["action"] for line in audit.output.splitlines()]
+    assert actions.count("keys.suspend") == 2 and actions.count("keys.resume") == 2
+
+
+async def test_admin_alerts_route_lists_incidents_for_an_admin(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    async with runtime(load_settings(config), {}) as rt:
+        store = MonitorStore(rt.store.engine)  # type: ignore[attr-defined]
+        incident, _ = IncidentBook(3600).take(
+            Finding("decoy", "critical", "key:DECOYDECOY01", "decoy used", T), T
+        )
+        await store.save_incident(incident)
+
+        async def require_admin(request: web.Request) -> None:
+            if request.headers.get("Authorization") != "Bearer admin":
+                raise web.HTTPUnauthorized()
+
+        app = web.Application()
+        add_monitor_routes(app, metrics=None, store=store, require_admin=require_admin)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.get(url + "/admin/alerts") as resp:
+                    assert resp.status == 401
+                auth = {"Authorization": "Bearer admin"}
+                async with http.get(url + "/admin/alerts?since=3650d", headers=auth) as resp:
+                    body = await resp.json()
+                async with http.get(url + "/admin/alerts?since=soon", headers=auth) as resp:
+                    assert resp.status == 400
+                async with http.get(url + "/metrics") as resp:
+                    assert resp.status == 404  # metrics switched off
+        finally:
+            await runner.cleanup()
+    assert [i["rule"] for i in body["incidents"]] == ["decoy"]
