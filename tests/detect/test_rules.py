@@ -3,6 +3,7 @@ stays quiet on ordinary traffic and while a baseline is still being learnt."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 from typing import Any
 
@@ -45,8 +46,19 @@ def obs(at: float, **kw: Any) -> Observation:
     return Observation(**base)
 
 
-def learnt(settings: DetectSettings | None = None, days: int = 21, **kw: Any) -> Detector:
-    """A detector that has seen ``days`` of business-hours traffic for the default key."""
+_LEARNT: dict[str, Detector] = {}
+
+
+def learnt(**kw: Any) -> Detector:
+    """A detector that has seen three weeks of business-hours traffic for the default key
+    (built once per variant, then copied)."""
+    name = repr(sorted(kw.items()))
+    if name not in _LEARNT:
+        _LEARNT[name] = _learn(**kw)
+    return copy.deepcopy(_LEARNT[name])
+
+
+def _learn(settings: DetectSettings | None = None, days: int = 21, **kw: Any) -> Detector:
     d = Detector(settings or DetectSettings())
     for day in range(days):
         if day % 7 >= 5:

@@ -81,7 +81,10 @@ def _scheduler(
     return RotationScheduler(service, None, rt, clock=clock), service
 
 
-async def test_a_leak_event_naming_an_upstream_rotates_it(rt: Runtime, azure_emulator: Any) -> None:
+@pytest.mark.parametrize("kind", ["leaked_key", "rotate_upstream_requested"])
+async def test_a_leak_event_naming_an_upstream_rotates_it(
+    rt: Runtime, azure_emulator: Any, kind: str
+) -> None:
     rotated = Rotated(rt)
     old1, _ = azure_emulator.keys()
     scheduler, service = _scheduler(rt, [])
@@ -90,7 +93,7 @@ async def test_a_leak_event_naming_an_upstream_rotates_it(rt: Runtime, azure_emu
         rt.events.emit(
             SecurityEvent(
                 created=datetime.now(UTC),
-                kind="leaked_key",
+                kind=kind,
                 severity="critical",
                 summary="key found in a public repository",
                 upstream="east",
@@ -105,7 +108,7 @@ async def test_a_leak_event_naming_an_upstream_rotates_it(rt: Runtime, azure_emu
         await scheduler.close()
         await service.close()
     assert await data_plane_status(azure_emulator, old1) == 401
-    assert scheduler.completed == [("east", "event:leaked_key", "done")]
+    assert scheduler.completed == [("east", f"event:{kind}", "done")]
 
 
 async def test_a_presented_key_matched_by_fingerprint_rotates_its_upstream(

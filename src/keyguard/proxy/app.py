@@ -29,20 +29,21 @@ from aiohttp import web
 from aiohttp.web_exceptions import HTTPRequestEntityTooLarge
 
 from ..errors import (
-    AuthenticationFailed,
     BadRequest,
     NotFound,
     PayloadTooLarge,
     RequestError,
     UnsupportedMediaType,
 )
-from ..events import EventBus, SecurityEvent
+from ..events import EventBus
+from ..identity.authenticator import Authenticator
 from ..upstream.pool import UpstreamPool
 from .access_log import AccessLog
 from .authn import KeyAuthenticator, Principal
 from .context import RequestContext, client_fingerprint
 from .credentials import Credential, extract_credential
 from .hooks import Admission, AllowAuthenticated, Authorizer, NoLimits, Recorder
+from .netaddr import ClientAddress
 from .relay import Relay
 from .responses import error_response, json_response
 from .routes import Route, check_deployment_name, parse_route
@@ -67,6 +68,8 @@ class ProxyHandler:
         events: EventBus | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         keep_response_bodies: bool = False,
+        identity: Authenticator | None = None,
+        client_address: Callable[[web.BaseRequest], str | None] | None = None,
     ) -> None:
         self._pool = pool
         self._authn = authenticator
@@ -78,13 +81,15 @@ class ProxyHandler:
         self._events = events or EventBus()
         self._now = now
         self._keep_bodies = keep_response_bodies  # for the audit's opt-in content recording
+        self._identity = identity or Authenticator(authenticator, events=self._events)
+        self._client_address = client_address or ClientAddress()
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         ctx = RequestContext(
             request_id=secrets.token_hex(8),
             started=time.perf_counter(),
             method=request.method,
-            remote=request.remote,
+            remote=self._client_address(request),
             user_agent=request.headers.get("user-agent"),
             client=client_fingerprint(request.headers),
         )
@@ -116,8 +121,9 @@ class ProxyHandler:
         )
         if credential.key is not None:
             ctx.presented_key_id = credential.key.key_id
-        ctx.principal = await self._authenticate(credential, request)
+        ctx.principal = await self._authenticate(credential, request, ctx)
         if route.operation.name == "models":
+            self._authorizer.authorize(ctx, self._now())
             return json_response(self._models(), ctx.request_id)
         body, requested = await self._read_body(request, route, ctx)
         target = self._pool.resolve(requested)
@@ -137,34 +143,11 @@ class ProxyHandler:
         finally:
             await self._admission.settle(ctx)
 
-    async def _authenticate(self, credential: Credential, request: web.BaseRequest) -> Principal:
-        if credential.kind == "keyguard":
-            assert credential.key is not None
-            return await self._authn.authenticate(credential.key, self._now())
-        if credential.kind == "azure_key":
-            security_log.warning(
-                "security_event kind=raw_azure_key_presented severity=high remote=%s",
-                request.remote,
-            )
-            self._events.emit(
-                SecurityEvent(
-                    created=self._now(),
-                    kind="raw_azure_key_presented",
-                    severity="high",
-                    summary="A request carried a raw Azure OpenAI key; somebody holds one.",
-                    source=request.remote,
-                    evidence={"user_agent": (request.headers.get("user-agent") or "")[:200]},
-                )
-            )
-            raise AuthenticationFailed(
-                "Access denied: this is an Azure OpenAI key. Apps must not hold Azure keys; "
-                "use a Keyguard key (kgk_...) and ask your operator to rotate the Azure key.",
-                reason="azure_key_presented",
-            )
-        raise AuthenticationFailed(
-            "Access denied: Entra ID tokens are not accepted by this gateway's configuration. "
-            "Use a Keyguard key.",
-            reason="jwt_not_enabled",
+    async def _authenticate(
+        self, credential: Credential, request: web.BaseRequest, ctx: RequestContext
+    ) -> Principal:
+        return await self._identity.authenticate(
+            credential, request, remote=ctx.remote, now=self._now()
         )
 
     async def _read_body(
