@@ -53,7 +53,8 @@ async def open_runtime(settings: Settings, environ: Mapping[str, str]) -> Runtim
     except BaseException:
         await store.close()
         raise
-    return Runtime(settings=settings, store=store, vault=vault, keys=KeyService(store, pepper))
+    keys = KeyService(store, pepper, vault.fingerprint)
+    return Runtime(settings=settings, store=store, vault=vault, keys=keys)
 
 
 @asynccontextmanager

@@ -31,12 +31,26 @@ def parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+_parsed: dict[str, datetime] = {}
+
+
+def _created(text: str) -> datetime:
+    # Records of one batch share few distinct timestamps' prefixes; the cache saves the parse.
+    at = _parsed.get(text)
+    if at is None:
+        if len(_parsed) > 4096:
+            _parsed.clear()
+        at = _parsed[text] = parse_iso(text)
+    return at
+
+
 class AuditStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
     async def append(self, items: Sequence[tuple[str, str, str]]) -> list[Record]:
-        """Chain and insert ``(created, kind, canonical data)`` items; return the records."""
+        """Chain and insert ``(created, kind, canonical data)`` items; return the records.
+        ``created`` is :func:`iso` text (what is hashed)."""
         if not items:
             return []
         async with translate_errors("append audit records"), self._engine.connect() as conn:
@@ -58,7 +72,7 @@ class AuditStore:
                     [
                         {
                             "seq": r.seq,
-                            "created_at": parse_iso(r.created),
+                            "created_at": _created(r.created),
                             "kind": r.kind,
                             "data": r.data,
                             "prev_hash": r.prev_hash,

@@ -141,8 +141,14 @@ class Observation:
         return f"{self.user_agent or ''}|{self.client or ''}"
 
     def to_record(self) -> dict[str, Any]:
-        """The JSON-ready record (the audit log's ``request`` record body)."""
-        return {name: getattr(self, name) for name in _FIELDS}
+        """The JSON-ready record (the audit log's ``request`` record body). Fields equal to
+        their default (no usage, no cost, ...) are left out; :meth:`from_record` restores them."""
+        out = {}
+        for name, default in _DEFAULTS:
+            value = getattr(self, name)
+            if value != default or value is not default and type(value) is not type(default):
+                out[name] = value
+        return out
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Observation:
@@ -153,6 +159,7 @@ class Observation:
 
 
 _FIELDS = tuple(f.name for f in fields(Observation))
+_DEFAULTS = tuple((f.name, f.default) for f in fields(Observation))
 
 
 def _requested_digest(ctx: RequestContext) -> str | None:

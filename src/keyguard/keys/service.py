@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -78,11 +79,21 @@ def _require_aware(now: datetime) -> None:
 class KeyService:
     """Keyguard keys over a :class:`~keyguard.store.base.KeyStore`, digested with ``pepper``."""
 
-    def __init__(self, store: KeyStore, pepper: bytes) -> None:
+    def __init__(
+        self,
+        store: KeyStore,
+        pepper: bytes,
+        fingerprint: Callable[[str], str] | None = None,
+    ) -> None:
         if len(pepper) < 16:
             raise ValueError("the key-digest pepper must be at least 16 bytes")
         self._store = store
         self._pepper = pepper
+        self._fingerprint = fingerprint
+
+    def fingerprint(self, full_key: str) -> str | None:
+        """The keyed fingerprint a secret scanner computes for this key (``None`` without one)."""
+        return self._fingerprint(full_key) if self._fingerprint is not None else None
 
     def digest(self, full_key: str) -> str:
         """Hex HMAC-SHA256(pepper, key): what the store keeps instead of the key."""
@@ -123,6 +134,7 @@ class KeyService:
             expires_at=None if expires_in is None else now + expires_in,
             revoked_at=None,
             description=description,
+            fingerprint=self.fingerprint(key.full),
         )
         await self._store.create_key(record)
         return record, key.full

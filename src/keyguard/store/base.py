@@ -31,6 +31,8 @@ class KeyRecord:
     previous_digest: str | None = None
     previous_valid_until: datetime | None = None
     suspended_at: datetime | None = None  # reversible, unlike revocation
+    # Keyed fingerprint of the current secret (the vault's HMAC), for matching leaked keys.
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,6 +77,7 @@ keys = Table(
     Column("previous_digest", String(64), nullable=True),
     Column("previous_valid_until", UTCDateTime(), nullable=True),
     Column("suspended_at", UTCDateTime(), nullable=True),
+    Column("fingerprint", String(64), nullable=True),
     Index("ix_keys_app", "app"),
     Index("ix_keys_updated_at", "updated_at"),
 )

@@ -184,6 +184,7 @@ def _key_record(row: RowMapping) -> KeyRecord:
         previous_digest=row["previous_digest"],
         previous_valid_until=row["previous_valid_until"],
         suspended_at=row["suspended_at"],
+        fingerprint=row["fingerprint"],
     )
 
 

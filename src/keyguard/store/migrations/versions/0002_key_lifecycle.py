@@ -1,4 +1,5 @@
-"""Key lifecycle: the previous secret's grace period after a rotation, and suspension.
+"""Key lifecycle: the previous secret's grace period after a rotation, suspension, and the
+keyed fingerprint a secret scanner matches leaked keys against.
 
 Revision ID: 0002
 Revises: 0001
@@ -25,10 +26,12 @@ def upgrade() -> None:
             sa.Column("previous_valid_until", sa.DateTime(timezone=True), nullable=True)
         )
         batch.add_column(sa.Column("suspended_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("fingerprint", sa.String(64), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("keys") as batch:
+        batch.drop_column("fingerprint")
         batch.drop_column("suspended_at")
         batch.drop_column("previous_valid_until")
         batch.drop_column("previous_digest")
