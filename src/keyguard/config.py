@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from .errors import ConfigurationError
+from .identity.settings import AccessSettings
 from .limits.settings import LimitSettings
 from .monitor.settings import MonitorSettings
 from .rotation.settings import KeyVaultRef, ManagedIdentityRef, ManagementSettings, RotationSettings
@@ -196,6 +197,7 @@ class Settings(_Frozen):
     rotation: RotationSettings = RotationSettings()
     limits: LimitSettings = LimitSettings()
     monitor: MonitorSettings = MonitorSettings()
+    access: AccessSettings = AccessSettings()
 
     @field_validator("store")
     @classmethod
@@ -266,6 +268,8 @@ def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
             updates["store"] = "sqlite:///" + str((base_dir / db).resolve())
     if settings.master_key_file and not Path(settings.master_key_file).is_absolute():
         updates["master_key_file"] = str((base_dir / settings.master_key_file).resolve())
+    if settings.access.with_base_dir(base_dir) is not settings.access:
+        updates["access"] = settings.access.with_base_dir(base_dir)
     return settings.model_copy(update=updates) if updates else settings
 
 

@@ -20,8 +20,8 @@ from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
-from .admin.app import create_admin_app
 from .config import Settings
+from .identity.wiring import Access, start_access
 from .limits.admission import LimitAdmission
 from .limits.factory import build_admission
 from .monitor.wiring import Monitoring, start_monitor
@@ -61,6 +61,7 @@ class Gateway:
         self.rotation: GatewayRotation | None = None
         self.admission: LimitAdmission | None = None
         self.monitoring: Monitoring | None = None
+        self.access: Access | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -95,6 +96,7 @@ class Gateway:
             self.monitoring = monitoring = await start_monitor(
                 runtime, s, invalidate=self.authenticator.invalidate
             )
+            self.access = access = await start_access(runtime, self.authenticator)
             handler = ProxyHandler(
                 pool=pool,
                 authenticator=self.authenticator,
@@ -104,7 +106,9 @@ class Gateway:
                 recorder=Recorders(
                     [*([AccessLog()] if s.proxy.access_log else []), monitoring.recorder]
                 ),
-                authorizer=monitoring.guard(),
+                authorizer=monitoring.guard(access.authorizer),
+                identity=access.identity,
+                client_address=access.client_address,
                 keep_response_bodies=monitoring.keep_bodies,
                 events=runtime.events,
             )
@@ -136,8 +140,8 @@ class Gateway:
             await site.start()
             self.proxy_url = _url(proxy_runner)
 
-            admin_app = create_admin_app(runtime.store)
-            monitoring.add_routes(admin_app)
+            admin_app = access.admin_app(runtime)
+            monitoring.add_routes(admin_app, require_admin=access.require_viewer)
             admin_runner = web.AppRunner(admin_app, access_log=None)
             await admin_runner.setup()
             self._runners.append(admin_runner)
@@ -156,6 +160,9 @@ class Gateway:
         if self.monitoring is not None:  # after the proxy stopped, before the store closes
             await self.monitoring.close()
             self.monitoring = None
+        if self.access is not None:
+            await self.access.close()
+            self.access = None
         if self.authenticator is not None:
             await self.authenticator.close()
         if self._session is not None:

@@ -17,6 +17,7 @@ from keyguard.keys.rotation import (
     KeyRotationService,
     derive_key,
     effective_expiry,
+    rotate_leaked_key,
     rotated_expiry,
 )
 from keyguard.rotation.service import key_rotation_service
@@ -70,6 +71,7 @@ async def test_old_secret_works_until_the_grace_period_ends(
     assert result.record.key_id == record.key_id and result.record.app == "billing"
     assert not result.replayed
     stored = await runtime.keys.get(record.key_id)
+    assert stored.fingerprint == runtime.vault.fingerprint(new)  # scanners match the new key
     assert runtime.keys.verify(stored, new, T0 + DAY)
     assert runtime.keys.verify(stored, old, T0 + DAY + timedelta(hours=23))
     assert not runtime.keys.verify(stored, old, T0 + 2 * DAY)
@@ -172,3 +174,12 @@ async def test_max_age_expires_keys_and_rotation_renews_them(tmp_path: Path) -> 
         assert capped.key_id not in {r.key_id for r in await rt.keys.list(now=now)}
     finally:
         await rt.close()
+
+
+async def test_a_leaked_key_is_rotated_without_grace(runtime: Runtime) -> None:
+    record, leaked = await runtime.keys.create("billing", now=T0)
+    result = await rotate_leaked_key(runtime, record.key_id, now=T0)
+    stored = await runtime.keys.get(record.key_id)
+    assert not runtime.keys.verify(stored, leaked, T0)
+    assert runtime.keys.verify(stored, result.key, T0)
+    assert stored.key_id == record.key_id

@@ -16,10 +16,11 @@ from azure.keyvault.secrets.aio import SecretClient
 from rotation_helpers import FAST_ROTATION, CountingKeys, data_plane_status, upstream_config
 
 from keyguard.config import settings_from_mapping
+from keyguard.errors import ConfigurationError
 from keyguard.events import AdminAction, Event, SecurityEvent
 from keyguard.rotation.machine import Action
 from keyguard.rotation.runner import RotationBusy, RotationStalled
-from keyguard.rotation.service import RotationService
+from keyguard.rotation.service import RotationService, rotate_upstream_for_secret
 from keyguard.rotation.settings import ManagementSettings
 from keyguard.rotation.store import ReplicaAck
 from keyguard.runtime import Runtime, open_runtime
@@ -344,3 +345,14 @@ async def test_key_vault_upstreams_get_a_new_secret_version(
     assert rotation.state == "done"
     assert latest.value == azure_emulator.keys()[1]
     assert rotation.new_version == latest.properties.version != first.properties.version
+
+
+async def test_the_scanner_rotates_the_upstream_holding_a_leaked_secret(
+    rt: Runtime, azure_emulator: Any
+) -> None:
+    old1, _ = azure_emulator.keys()
+    with pytest.raises(ConfigurationError, match="upstream/west"):
+        await rotate_upstream_for_secret(rt, "upstream/west", reason="leaked_key")
+    [rotation] = await rotate_upstream_for_secret(rt, "upstream/east", reason="leaked_key")
+    assert (rotation.state, rotation.trigger) == ("done", "event:leaked_key")
+    assert await data_plane_status(azure_emulator, old1) == 401

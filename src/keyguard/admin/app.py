@@ -1,21 +1,90 @@
 """The admin port: separate from the proxy port, never reachable through it.
 
-Today it serves health checks for orchestrators: ``GET /healthz`` (the process is up) and
-``GET /readyz`` (the store answers). Management happens through the CLI, which calls the same
-service functions as any admin endpoint will.
+* ``GET /healthz`` (the process is up) and ``GET /readyz`` (the store answers), for
+  orchestrators, without a credential;
+* ``GET /admin/openapi.json``: the OpenAPI description of the admin API, without a credential;
+* the admin API (:mod:`.api`): keys, admin tokens, policy; every call authenticated with an
+  admin token or an Entra ID token, checked against its role, and recorded as an
+  ``AdminAction`` with the actor.
+
+Hardening: its own listener (bind it to a private address), its own credentials (the proxy's
+Keyguard keys are refused here), JSON bodies of at most 1 MiB, ``Host`` checked against
+``access.allowed_hosts`` when set (DNS rebinding), ``Cache-Control: no-store`` and
+``nosniff`` on every answer, and errors in one JSON shape that never carries a stack trace.
 """
 
 from __future__ import annotations
 
-from aiohttp import web
+import logging
+from collections.abc import Awaitable, Callable, Collection
 
-from ..errors import StorageError
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from .. import __version__
+from ..errors import ConfigurationError, RequestError, StorageError
+from ..policy.document import PolicyInvalid
+from ..proxy.netaddr import host_allowed
 from ..store.base import Store
+from .api import MAX_BODY, AdminApi
+from .openapi import openapi_document
 
 __all__ = ["create_admin_app"]
 
+log = logging.getLogger("keyguard.admin")
 
-def create_admin_app(store: Store) -> web.Application:
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+}
+
+
+def _error(status: int, code: str, message: str, **more: object) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message, **more}}, status=status)
+
+
+def _middlewares(allowed_hosts: frozenset[str]) -> list[Middleware]:
+    @web.middleware
+    async def guard(request: web.Request, handler: _Handler) -> web.StreamResponse:
+        if not host_allowed(request.headers.getall("Host", ()), allowed_hosts):
+            response: web.StreamResponse = _error(
+                400, "HostNotAllowed", "This admin port does not serve that host name."
+            )
+        else:
+            response = await _answer(request, handler)
+        response.headers.update(_HEADERS)
+        return response
+
+    return [guard]
+
+
+async def _answer(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except RequestError as exc:
+        return _error(exc.status, exc.code, exc.message)
+    except PolicyInvalid as exc:
+        return _error(400, "InvalidPolicy", str(exc), problems=exc.problems)
+    except ConfigurationError as exc:
+        return _error(400, "BadRequest", str(exc))
+    except StorageError:
+        log.exception("admin: store error on %s %s", request.method, request.path)
+        return _error(503, "ServiceUnavailable", "The store is unavailable; retry shortly.")
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return _error(exc.status, str(exc.status), exc.reason)
+        raise
+    except Exception:
+        log.exception("admin: unexpected error on %s %s", request.method, request.path)
+        return _error(500, "InternalServerError", "Keyguard hit an internal error.")
+
+
+def create_admin_app(
+    store: Store, *, api: AdminApi | None = None, allowed_hosts: Collection[str] = ()
+) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -26,7 +95,17 @@ def create_admin_app(store: Store) -> web.Application:
             return web.json_response({"status": "store unavailable"}, status=503)
         return web.json_response({"status": "ready"})
 
-    app = web.Application()
+    app = web.Application(
+        client_max_size=MAX_BODY, middlewares=_middlewares(frozenset(allowed_hosts))
+    )
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    if api is not None:
+        description = openapi_document(api.endpoints, version=__version__)
+
+        async def openapi(_: web.Request) -> web.Response:
+            return web.json_response(description)
+
+        app.router.add_get("/admin/openapi.json", openapi)
+        api.add_routes(app)
     return app

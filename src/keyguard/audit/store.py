@@ -21,36 +21,40 @@ __all__ = ["AuditStore", "iso", "parse_iso"]
 
 _PG_AUDIT_LOCK = 0x6B67617564  # "kgaud": pg_advisory_xact_lock id for the chain head
 _PAGE = 2000
+_SQLITE_INSERT = (
+    "INSERT INTO audit_records (seq, created_at, kind, data, prev_hash, hash) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+def _sqlite_time(created: str) -> str:
+    """:func:`iso` text in SQLAlchemy's SQLite DATETIME storage form (naive UTC)."""
+    return created[:10] + " " + created[11:26]
 
 
 def iso(at: datetime) -> str:
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """``2026-01-31T12:00:00.000000Z``: the one text form of a record's time (it is hashed)."""
+    if at.tzinfo is not UTC:
+        at = at.astimezone(UTC)
+    return at.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-_parsed: dict[str, datetime] = {}
-
-
-def _created(text: str) -> datetime:
-    # Records of one batch share few distinct timestamps' prefixes; the cache saves the parse.
-    at = _parsed.get(text)
-    if at is None:
-        if len(_parsed) > 4096:
-            _parsed.clear()
-        at = _parsed[text] = parse_iso(text)
-    return at
-
-
 class AuditStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def append(self, items: Sequence[tuple[str, str, str]]) -> list[Record]:
+    async def append(
+        self, items: Sequence[tuple[str, str, str]], times: Sequence[datetime] | None = None
+    ) -> list[Record]:
         """Chain and insert ``(created, kind, canonical data)`` items; return the records.
-        ``created`` is :func:`iso` text (what is hashed)."""
+        ``created`` is :func:`iso` text (what is hashed); ``times`` the same instants as
+        datetimes, when the caller has them (saves parsing)."""
+        if times is None:
+            times = [parse_iso(created) for created, _, _ in items]
         if not items:
             return []
         async with translate_errors("append audit records"), self._engine.connect() as conn:
@@ -67,18 +71,27 @@ class AuditStore:
                 ).first()
                 seq, prev = (head[0] + 1, head[1]) if head is not None else (1, GENESIS)
                 records = list(chain(seq, prev, items))
+                if conn.dialect.name == "sqlite":  # the embedded default: skip per-row binds
+                    await conn.exec_driver_sql(
+                        _SQLITE_INSERT,
+                        [
+                            (r.seq, _sqlite_time(r.created), r.kind, r.data, r.prev_hash, r.hash)
+                            for r in records
+                        ],
+                    )
+                    return records
                 await conn.execute(
                     audit_records.insert(),
                     [
                         {
                             "seq": r.seq,
-                            "created_at": _created(r.created),
+                            "created_at": at,
                             "kind": r.kind,
                             "data": r.data,
                             "prev_hash": r.prev_hash,
                             "hash": r.hash,
                         }
-                        for r in records
+                        for r, at in zip(records, times, strict=True)
                     ],
                 )
         return records

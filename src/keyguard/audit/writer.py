@@ -100,13 +100,14 @@ class AuditWriter:
             while self._queue:
                 n = min(len(self._queue), self._settings.batch_size)
                 batch = [self._queue.popleft() for _ in range(n)]
+                times = [datetime.fromtimestamp(at, UTC) for at, _, _ in batch]
                 items = [
-                    (iso(datetime.fromtimestamp(at, UTC)), kind, canonical(data))
-                    for at, kind, data in batch
+                    (iso(when), kind, canonical(data))
+                    for when, (_, kind, data) in zip(times, batch, strict=True)
                 ]
                 started = time.perf_counter()
                 try:
-                    records = await self._store.append(items)
+                    records = await self._store.append(items, times)
                 except BaseException:
                     self._queue.extendleft(reversed(batch))  # retried at the next flush
                     raise

@@ -101,7 +101,7 @@ class Detector:
         self.dirty.add("key:" + obs.key_id)
         if obs.app is not None:
             app = view.app or self.apps.put(obs.app, Profile(s, first_seen=now))
-            update_profile(app, obs, now, odd_hour)
+            update_profile(app, obs, now, odd_hour, windows=False)
             self.dirty.add("app:" + obs.app)
 
     # -- persistence -----------------------------------------------------------------------

@@ -146,7 +146,7 @@ class Observation:
         out = {}
         for name, default in _DEFAULTS:
             value = getattr(self, name)
-            if value != default or value is not default and type(value) is not type(default):
+            if name in _ALWAYS or value != default or type(value) is not type(default):
                 out[name] = value
         return out
 
@@ -160,6 +160,7 @@ class Observation:
 
 _FIELDS = tuple(f.name for f in fields(Observation))
 _DEFAULTS = tuple((f.name, f.default) for f in fields(Observation))
+_ALWAYS = frozenset(("at", "request_id", "key_id", "app", "source", "status", "reason"))
 
 
 def _requested_digest(ctx: RequestContext) -> str | None:

@@ -239,8 +239,11 @@ def _fold_peaks(p: Profile, now: float) -> None:
                 peak.offer(now, value)
 
 
-def update_profile(p: Profile, obs: Observation, now: float, unusual_hour: bool) -> None:
-    """Fold a successful or failed-but-authenticated request into the profile."""
+def update_profile(
+    p: Profile, obs: Observation, now: float, unusual_hour: bool, *, windows: bool = True
+) -> None:
+    """Fold a successful or failed-but-authenticated request into the profile. ``windows``:
+    also the short windows the rules read (only keys' are read; apps skip them)."""
     s = p.settings
     _fold_peaks(p, now)
     if not p.requests or now < p.first_seen:
@@ -248,23 +251,25 @@ def update_profile(p: Profile, obs: Observation, now: float, unusual_hour: bool)
     p.requests += 1
     p.last_seen = max(p.last_seen, now)
     if obs.network is not None:
-        if obs.network not in p.networks:
-            p.new_networks.add(obs.network, now)
+        if windows:
+            if obs.network not in p.networks:
+                p.new_networks.add(obs.network, now)
+            p.recent_networks.add(obs.network, now)
         _remember(p.networks, obs.network, now, _CAPS["networks"])
-        p.recent_networks.add(obs.network, now)
     client = obs.client_id
     if client is not None:
-        if client not in p.clients:
-            p.new_clients.add(client, now)
+        if windows:
+            if client not in p.clients:
+                p.new_clients.add(client, now)
+            p.recent_clients.add(client, now)
         _remember(p.clients, client, now, _CAPS["clients"])
-        p.recent_clients.add(client, now)
     if obs.deployment is not None:
-        if obs.deployment not in p.deployments and p.mature():
+        if windows and obs.deployment not in p.deployments and p.mature():
             p.probes.add("deployment:" + obs.deployment, now)
         _remember(p.deployments, obs.deployment, now, _CAPS["deployments"])
-    if obs.requested is not None:
+    if windows and obs.requested is not None:
         p.probes.add("unknown:" + obs.requested, now)
-    if obs.operation == "models":
+    if windows and obs.operation == "models":
         p.probes.add("models", now)
     if obs.api_version is not None:
         _remember(p.api_versions, obs.api_version, now, _CAPS["api_versions"])
@@ -280,7 +285,7 @@ def update_profile(p: Profile, obs: Observation, now: float, unusual_hour: bool)
     weight = 2.0**exponent * (0.1 if unusual_hour else 1.0)
     p.hours[hour_of_week(now)] += weight
     p.hours_total += weight
-    if unusual_hour:
+    if unusual_hour and windows:
         p.unusual.add(now)
     p.tokens.add(now, float(obs.tokens))
     if obs.cost is not None:

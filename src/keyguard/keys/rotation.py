@@ -35,6 +35,7 @@ import secrets
 import zlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from ..errors import BadRequest, StorageError
 from ..events import AdminAction, EventBus
@@ -42,6 +43,9 @@ from ..rotation.store import KeyRotationRecord, RotationStore
 from ..store.base import KeyRecord, KeyStore
 from .format import ALPHABET, CHECKSUM_LENGTH, PREFIX, SECRET_LENGTH, parse_key
 from .service import KeyService, key_state
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 __all__ = [
     "KeyRotationService",
@@ -51,6 +55,7 @@ __all__ = [
     "derive_key",
     "effective_expiry",
     "rotated_expiry",
+    "rotate_leaked_key",
 ]
 
 ROTATION_KEY = "keyguard/key-rotation-key"
@@ -183,16 +188,22 @@ class KeyRotationService:
             )
             if not await self._log.record_key_rotation(planned):
                 continue  # the same token, concurrently: replay it
-            if await self._install(record, planned, now):
+            if await self._install(record, planned, now, self._keys.fingerprint(full)):
                 await self._log.prune_key_rotations(now - _KEEP_RECORDS)
+                return await self._done(record.key_id, full, False, actor, now)
+            current = await self._keys.get(key_id)
+            if hmac.compare_digest(current.digest, planned.new_digest):  # a repeat installed it
                 return await self._done(record.key_id, full, False, actor, now)
             await self._log.forget_key_rotation(key_id, digest)  # lost a race: start over
         raise StorageError(f"store: key {key_id} kept changing; try again")
 
-    async def _install(self, record: KeyRecord, planned: KeyRotationRecord, now: datetime) -> bool:
+    async def _install(
+        self, record: KeyRecord, planned: KeyRotationRecord, now: datetime, fingerprint: str | None
+    ) -> bool:
         updated = replace(
             record,
             digest=planned.new_digest,
+            fingerprint=fingerprint,
             previous_digest=planned.base_digest,
             previous_valid_until=planned.grace_until,
             expires_at=planned.expires_at,
@@ -206,11 +217,16 @@ class KeyRotationService:
         full = derive_key(self._rotation_key, record.key_id, token, done.base_digest)
         if not hmac.compare_digest(self._keys.digest(full), done.new_digest):
             raise StorageError("store: the key rotation record does not match; rotate again")
-        if hmac.compare_digest(record.digest, done.new_digest):
-            return RotationResult(record, full, True)
-        if hmac.compare_digest(record.digest, done.base_digest):  # recorded, not installed
-            if await self._install(record, done, done.rotated_at):
+        for _ in range(5):
+            if hmac.compare_digest(record.digest, done.new_digest):
+                return RotationResult(record, full, True)
+            if not hmac.compare_digest(record.digest, done.base_digest):
+                break
+            # recorded but not installed (a crash, or the first call is still running)
+            if await self._install(record, done, done.rotated_at, self._keys.fingerprint(full)):
                 return await self._done(record.key_id, full, True, "system", done.rotated_at)
+            record = await self._keys.get(record.key_id)
+        else:
             raise StorageError(f"store: key {record.key_id} kept changing; try again")
         raise BadRequest(
             f"this idempotency token's rotation of key {record.key_id} was superseded by a "
@@ -275,3 +291,13 @@ class KeyRotationService:
             if await self._store.replace_key(updated, expected_updated_at=record.updated_at):
                 changed.append(updated)
         return changed
+
+
+async def rotate_leaked_key(rt: Runtime, key_id: str, *, now: datetime) -> RotationResult:
+    """A leaked key's secret replaced with no grace period: the leaked value stops working on
+    every replica within ``key_cache_ttl_s``, the key id (and its limits) carries on. The new
+    secret is returned once; whoever called must hand it to the app's owner."""
+    from ..rotation.service import key_rotation_service
+
+    service = await key_rotation_service(rt, accept_delay_s=rt.settings.proxy.key_cache_ttl_s)
+    return await service.rotate(key_id, now=now, grace=timedelta(0), actor="system:leaked_key")

@@ -1,10 +1,11 @@
 """Counters shared by every replica, in Redis: one Lua call per reservation and per settlement.
 
-The scripts (``lua/reserve.lua``, ``lua/settle.lua``, shipped in this package) run the same
-arithmetic as :class:`~.backend.MemoryBackend` atomically inside Redis, over every line of the
-request at once, so any number of replicas share one exact count. Keys carry the
-``redis_key_prefix`` (default ``keyguard:{limits}:``; the braces keep every key in one Redis
-Cluster slot, which a multi-key script needs).
+The scripts (``lua/reserve.lua``, ``lua/settle.lua``, shipped in this package; called by
+``EVALSHA`` over :mod:`.resp`'s single pipelined connection) run the same arithmetic as
+:class:`~.backend.MemoryBackend` atomically inside Redis, over every line of the request at
+once, so any number of replicas share one exact count. Keys carry the ``redis_key_prefix``
+(default ``keyguard:{limits}:``; the braces keep every key in one Redis Cluster slot, which a
+multi-key script needs).
 
 Concurrency slots are leases (a sorted set of reservation ids scored by expiry): a replica
 renews the leases of its requests in flight every third of ``concurrency_lease_s``, so a
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import math
 import time
@@ -32,6 +34,7 @@ from typing import Any
 
 from .backend import EXPIRY_GRACE_S, BackendUnavailable, Outcome
 from .model import Line
+from .resp import RespClient, RespError
 
 __all__ = ["RedisBackend"]
 
@@ -41,9 +44,6 @@ _KIND = {"tokens": "t", "requests": "r", "cost": "m", "concurrent": "c"}
 _MAX_PENDING = 100_000
 _PROBE_S = 0.5
 _MAX_TIMEOUTS = 3
-#: Connections per replica: enough for the few hundred microseconds each call holds one,
-#: few enough that a burst of requests does not open hundreds of sockets at once.
-_MAX_CONNECTIONS = 32
 
 
 def _refunds(lines: Sequence[Line]) -> list[int]:
@@ -66,36 +66,15 @@ class RedisBackend:
         journal_max_len: int = 0,
         password: str | None = None,
     ) -> None:
-        try:
-            import redis.asyncio as aioredis
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
-            from redis.exceptions import RedisError
-        except ImportError as exc:  # pragma: no cover - depends on the installation
-            from ..errors import ConfigurationError
-
-            raise ConfigurationError(
-                "limits.backend is a redis:// URL but the 'redis' package is not installed "
-                "(pip install 'keyguard[redis]')"
-            ) from exc
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=_MAX_CONNECTIONS,
-            timeout=timeout_s * 5,
-            password=password,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-        )
-        self._pool = pool
-        self._client = aioredis.Redis(connection_pool=pool)
+        self._client = RespClient(url, timeout=timeout_s, password=password)
         self._prefix = prefix
         self._lease_s = lease_s
         self._journal = prefix + "journal" if journal_max_len else ""
         self._journal_len = str(journal_max_len)
-        self._reserve = self._client.register_script(_script("reserve.lua"))
-        self._settle = self._client.register_script(_script("settle.lua"))
+        self._scripts = {name: _script(name) for name in ("reserve.lua", "settle.lua")}
+        self._shas = {
+            name: hashlib.sha1(text.encode()).hexdigest() for name, text in self._scripts.items()
+        }
         self._leases: dict[str, list[str]] = {}  # rid -> lease keys of requests in flight
         self._pending: deque[tuple[str, Sequence[Line], Sequence[int], float, str]] = deque(
             maxlen=_MAX_PENDING
@@ -105,7 +84,23 @@ class RedisBackend:
         self._probe: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._renewer: asyncio.Task[None] | None = None
-        self._errors: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+        self._errors: tuple[type[BaseException], ...] = (
+            RespError,
+            ConnectionError,
+            OSError,
+            TimeoutError,
+        )
+
+    async def _eval(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """One script call (``EVALSHA``; on ``NOSCRIPT`` the script is loaded once, then
+        called again)."""
+        try:
+            return await self._client.call("EVALSHA", self._shas[name], len(keys), *keys, *args)
+        except RespError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        await self._client.call("SCRIPT", "LOAD", self._scripts[name])
+        return await self._client.call("EVALSHA", self._shas[name], len(keys), *keys, *args)
 
     @property
     def journal_key(self) -> str:
@@ -113,7 +108,7 @@ class RedisBackend:
 
     async def start(self) -> None:
         try:
-            await self._client.ping()
+            await self._client.call("PING")
         except self._errors as exc:
             self._down(exc)
         self._renewer = asyncio.create_task(self._renew_leases())
@@ -124,8 +119,7 @@ class RedisBackend:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        await self._client.aclose()
-        await self._pool.aclose()
+        await self._client.close()
 
     async def reserve(self, rid: str, lines: Sequence[Line], now: float) -> Outcome:
         if not self.healthy:
@@ -143,7 +137,7 @@ class RedisBackend:
                 math.ceil(line.window_end + EXPIRY_GRACE_S),
             )
         try:
-            result = await self._reserve(keys=keys, args=args)
+            result = await self._eval("reserve.lua", keys, args)
         except self._errors as exc:
             # Unknown outcome: the script may have run. Cancel it (a no-op if it did not).
             self._pending.append((rid, lines, _refunds(lines), now, "cancel"))
@@ -179,7 +173,7 @@ class RedisBackend:
         args: list[Any] = [repr(now), rid, self._journal, self._journal_len, op]
         for line, delta in zip(lines, deltas, strict=True):
             args += (_KIND[line.kind], delta)
-        result = await self._settle(keys=keys, args=args)
+        result = await self._eval("settle.lua", keys, args)
         if result == [-2]:  # already settled, or never reserved
             return tuple(-1 for _ in lines)
         return tuple(int(v) for v in result)
@@ -188,8 +182,8 @@ class RedisBackend:
         if not self.healthy:
             return True  # a duplicate alert rather than a missed one
         try:
-            first = await self._client.set(
-                self._prefix + key + ":alerted", 1, nx=True, exat=math.ceil(expires_at)
+            first = await self._client.call(
+                "SET", self._prefix + key + ":alerted", 1, "NX", "EXAT", math.ceil(expires_at)
             )
         except self._errors as exc:
             self._down(exc)
@@ -199,7 +193,7 @@ class RedisBackend:
     def _failed(self, exc: BaseException) -> None:
         """A refused connection means Redis is down; a timeout may be a busy moment: down
         after :data:`_MAX_TIMEOUTS` in a row. Either way pending work is flushed soon."""
-        if isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__:
+        if isinstance(exc, TimeoutError):
             self._timeouts += 1
             if self._timeouts < _MAX_TIMEOUTS:
                 if self._flusher is None or self._flusher.done():
@@ -230,7 +224,7 @@ class RedisBackend:
         while True:
             await asyncio.sleep(_PROBE_S)
             try:
-                await self._client.ping()
+                await self._client.call("PING")
                 await self._flush()
             except self._errors:
                 continue
@@ -245,11 +239,12 @@ class RedisBackend:
             if not self._leases or not self.healthy:
                 continue
             until = time.time() + self._lease_s
+            calls = [
+                self._client.call("ZADD", key, "XX", repr(until), rid)
+                for rid, keys in list(self._leases.items())
+                for key in keys
+            ]
             try:
-                async with self._client.pipeline(transaction=False) as pipe:
-                    for rid, keys in list(self._leases.items()):
-                        for key in keys:
-                            pipe.zadd(key, {rid: until}, xx=True)
-                    await pipe.execute()
+                await asyncio.gather(*calls)  # pipelined on the one connection
             except self._errors as exc:
                 self._down(exc)

@@ -7,8 +7,9 @@ is bounded: deployments only when configured, apps only those of real keys (at m
 ``max_apps``, then ``other``), reasons and rules only from Keyguard's own code (at most 64
 distinct). No key id, address or user agent is ever a label.
 
-``observe`` costs a few microseconds: label children are cached, so a request touches
-prometheus_client's lock-protected values only.
+``observe`` costs a few microseconds: counter increments are summed per batch of requests
+(:meth:`GatewayMetrics.commit`) and label children are cached, so prometheus_client's
+lock-protected values are touched once per batch and series, histograms once per request.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class GatewayMetrics:
         self._reason = BoundedLabel(64)
         self._op = BoundedLabel(32)
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._pending: dict[tuple[Any, ...], float] = {}  # counter increments not yet applied
         ad = ["app", "deployment"]
         self.requests = Counter(
             "keyguard_requests", "Requests by app, deployment, operation and HTTP status.",
@@ -85,10 +87,6 @@ class GatewayMetrics:
         self.overhead = Histogram(
             "keyguard_gateway_overhead", "Time Keyguard adds to a request (total - upstream).",
             ["gen_ai_operation_name"], unit="seconds", buckets=OVERHEAD_BUCKETS, registry=r,
-        )  # fmt: skip
-        self.duration = Histogram(
-            "keyguard_request_duration", "Whole request time as the client sees it.",
-            ["gen_ai_operation_name"], unit="seconds", buckets=DURATION_BUCKETS, registry=r,
         )  # fmt: skip
         self.refusals = Counter(
             "keyguard_limit_refusals", "Requests refused by Keyguard's limits (429).",
@@ -131,8 +129,7 @@ class GatewayMetrics:
         dep = obs.deployment if obs.deployment in self._deployments else ""
         op = self._op(obs.operation)
         code = str(obs.status) if 100 <= obs.status <= 599 else "other"
-        self._child(self.requests, app, dep, op, code).inc()
-        self._child(self.duration, op).observe(total_s)
+        self._add(self.requests, 1.0, app, dep, op, code)
         if obs.upstream_status:
             upstream_s = obs.upstream_ms / 1000.0
             self._child(self.upstream, op, dep).observe(upstream_s)
@@ -140,23 +137,34 @@ class GatewayMetrics:
         else:
             self._child(self.overhead, op).observe(total_s)
         if obs.prompt_tokens or obs.completion_tokens:
-            self._child(self.tokens, app, dep, "input").inc(obs.prompt_tokens)
-            self._child(self.tokens, app, dep, "output").inc(obs.completion_tokens)
+            self._add(self.tokens, obs.prompt_tokens, app, dep, "input")
+            self._add(self.tokens, obs.completion_tokens, app, dep, "output")
             self._child(self.token_usage, op, dep, "input").observe(obs.prompt_tokens)
             self._child(self.token_usage, op, dep, "output").observe(obs.completion_tokens)
             if obs.cached_tokens:
-                self._child(self.tokens, app, dep, "cached_input").inc(obs.cached_tokens)
+                self._add(self.tokens, obs.cached_tokens, app, dep, "cached_input")
         if obs.cost:
-            self._child(self.cost, app, dep).inc(obs.cost)
+            self._add(self.cost, obs.cost, app, dep)
         if obs.status == 401:
-            self._child(self.auth_failures, self._reason(obs.reason)).inc()
+            self._add(self.auth_failures, 1.0, self._reason(obs.reason))
         elif obs.status == 429 and not obs.upstream_status:
-            self._child(self.refusals, app, dep, self._reason(obs.reason)).inc()
+            self._add(self.refusals, 1.0, app, dep, self._reason(obs.reason))
+
+    def _add(self, metric: Counter, amount: float, *labels: str) -> None:
+        key = (metric, *labels)
+        self._pending[key] = self._pending.get(key, 0.0) + amount
+
+    def commit(self) -> None:
+        """Apply the counter increments gathered since the last call (once per batch)."""
+        pending, self._pending = self._pending, {}
+        for (metric, *labels), amount in pending.items():
+            self._child(metric, *labels).inc(amount)
 
     def count(self, metric: Counter, *labels: str) -> None:
         self._child(metric, *(self._reason(label) for label in labels)).inc()
 
     def render(self, accept: str | None) -> tuple[bytes, str]:
         """The exposition (Prometheus text, or OpenMetrics when asked) and its content type."""
+        self.commit()
         encoder, content_type = choose_encoder(accept or "")
         return encoder(self.registry), content_type

@@ -124,6 +124,8 @@ class Monitor:
                 n += 1
                 if n % _YIELD_EVERY == 0:
                     await asyncio.sleep(0)
+        if self.metrics is not None:
+            self.metrics.commit()
         self.processed += n
         return n
 

@@ -34,7 +34,7 @@ from .sinks import KeySink, KeyVaultSink, LocalVaultSink
 from .store import RotationStore
 from .verify import DataPlaneVerifier, Verifier
 
-__all__ = ["RotationService", "key_rotation_service"]
+__all__ = ["RotationService", "key_rotation_service", "rotate_upstream_for_secret"]
 
 
 def _utcnow() -> datetime:
@@ -52,6 +52,28 @@ async def key_rotation_service(runtime: Runtime, *, accept_delay_s: float) -> Ke
         events=runtime.events,
         accept_delay_s=accept_delay_s,
     )
+
+
+async def rotate_upstream_for_secret(
+    runtime: Runtime, secret_name: str, *, reason: str, now: datetime | None = None
+) -> list[Rotation]:
+    """Rotate every upstream whose key is the local vault secret ``secret_name`` (a leak found
+    by the scanner); :class:`ConfigurationError` when none can be rotated."""
+    names = [
+        c.name
+        for c in runtime.settings.upstreams
+        if c.credential.vault == secret_name and c.management is not None
+    ]
+    if not names:
+        raise ConfigurationError(
+            f"no upstream with 'management' settings uses the vault secret {secret_name}; "
+            "rotate the key in Azure and store the new one with 'keyguard vault put'"
+        )
+    service = RotationService(runtime)
+    try:
+        return [await service.rotate_upstream(n, trigger=f"event:{reason}") for n in names]
+    finally:
+        await service.close()
 
 
 class RotationService:

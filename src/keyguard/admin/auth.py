@@ -1,0 +1,119 @@
+"""Who is calling the admin API, and may they do this.
+
+Credentials, in ``Authorization: Bearer ...`` only (never a query string, never ``api-key``):
+
+* an admin token (``kga_...``, :mod:`.tokens`): its role is stored with it;
+* an Entra ID access token, when ``access.admin.entra_groups`` or ``entra_app_roles`` are
+  configured: validated like the proxy's tokens (signature, issuer, tenant, audience -- the
+  admin audiences), and its role is the highest one its ``groups`` or ``roles`` claims map to.
+
+Keyguard keys are refused here, admin tokens on the proxy port: the two planes share no
+credential. A failed admin authentication is a medium-severity security event (the value never
+appears in it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from ..errors import AuthenticationFailed, PermissionDenied
+from ..events import EventBus, SecurityEvent
+from ..identity.settings import ADMIN_ROLES, AdminRole
+from ..identity.tokens import TokenValidator
+from .service import Actor
+from .tokens import TOKEN_PREFIX, AdminTokenService, role_allows
+
+__all__ = ["AdminAuthenticator"]
+
+
+def _denied(message: str, reason: str) -> AuthenticationFailed:
+    return AuthenticationFailed(message, code="Unauthorized", reason=reason)
+
+
+class AdminAuthenticator:
+    def __init__(
+        self,
+        tokens: AdminTokenService,
+        *,
+        events: EventBus,
+        entra: TokenValidator | None = None,
+        groups: Mapping[str, AdminRole] | None = None,
+        app_roles: Mapping[str, AdminRole] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._tokens = tokens
+        self._events = events
+        self._entra = entra
+        self._groups = dict(groups or {})
+        self._app_roles = dict(app_roles or {})
+        self._clock = clock
+
+    async def authenticate(self, request: web.BaseRequest) -> Actor:
+        values = request.headers.getall("Authorization", ())
+        if not values:
+            raise _denied(
+                "The admin API needs 'Authorization: Bearer <admin token>' (create one with "
+                "'keyguard admin tokens create').",
+                "missing_credential",
+            )
+        scheme, _, token = values[0].strip().partition(" ")
+        token = token.strip()
+        if len(values) > 1 or scheme.lower() != "bearer" or not token or len(token) > 8192:
+            raise _denied("Send exactly one 'Authorization: Bearer <token>' header.", "bad_header")
+        if token.startswith(TOKEN_PREFIX):
+            record = await self._tokens.verify(token, self._clock())
+            if record is None:
+                self._failed(request, "admin token not valid")
+                raise _denied(
+                    "The admin token is not valid (unknown, revoked or expired).", "bad_token"
+                )
+            return Actor(f"admin-token:{record.token_id}", record.role)
+        if self._entra is not None and token.startswith("eyJ"):
+            try:
+                verified = await self._entra.validate(token, time.time())
+            except AuthenticationFailed:
+                self._failed(request, "Entra token not valid")
+                raise
+            roles = [self._groups[g] for g in verified.groups if g in self._groups]
+            roles += [self._app_roles[r] for r in verified.roles if r in self._app_roles]
+            if not roles:
+                raise PermissionDenied(
+                    "This identity has no admin role on this gateway.",
+                    code="Forbidden",
+                    reason="no_admin_role",
+                )
+            best = max(roles, key=ADMIN_ROLES.index)
+            return Actor(f"entra:{verified.object_id}", best)
+        self._failed(request, "unrecognised credential")
+        raise _denied(
+            "The admin API accepts admin tokens (kga_...) only"
+            + (" or Entra ID tokens" if self._entra is not None else "")
+            + "; Keyguard keys are for the proxy port.",
+            "unrecognised_credential",
+        )
+
+    async def require(self, request: web.BaseRequest, role: AdminRole) -> Actor:
+        actor = await self.authenticate(request)
+        if not role_allows(actor.role, role):
+            raise PermissionDenied(
+                f"This needs the {role} role; {actor.id} has {actor.role}.",
+                code="Forbidden",
+                reason="admin_role_too_low",
+            )
+        return actor
+
+    def _failed(self, request: web.BaseRequest, summary: str) -> None:
+        self._events.emit(
+            SecurityEvent(
+                created=self._clock(),
+                kind="admin_auth_failed",
+                severity="medium",
+                summary=f"Admin API: {summary}.",
+                source=request.remote,
+                evidence={"path": request.path[:200]},
+            )
+        )

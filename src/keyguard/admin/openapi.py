@@ -1,0 +1,139 @@
+"""The OpenAPI 3.1 description of the admin API, built from the endpoint table (:mod:`.api`).
+
+Served at ``GET /admin/openapi.json`` (no credential: it describes, it reveals nothing) and
+printed by ``keyguard admin openapi``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from ..policy.document import BindingSpec, PolicyDocument, RoleSpec
+from .api import Endpoint
+
+__all__ = ["openapi_document"]
+
+_PARAM = re.compile(r"\{([a-z_]+)\}")
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "problems": {"type": "array", "items": {"type": "string"}},
+            },
+        }
+    },
+}
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+_KEY = {
+    "type": "object",
+    "properties": {
+        "key_id": {"type": "string"},
+        "app": {"type": "string"},
+        "state": {"type": "string", "enum": ["active", "expired", "revoked", "suspended"]},
+        "created_at": _TIME,
+        "expires_at": _TIME,
+        "revoked_at": _TIME,
+        "suspended_at": _TIME,
+        "description": {"type": "string"},
+        "key": {"type": "string", "description": "only in the answer that creates the key"},
+    },
+}
+_TOKEN = {
+    "type": "object",
+    "properties": {
+        "token_id": {"type": "string"},
+        "name": {"type": "string"},
+        "role": {"type": "string", "enum": ["viewer", "operator", "admin"]},
+        "state": {"type": "string", "enum": ["active", "expired", "revoked"]},
+        "created_at": _TIME,
+        "created_by": {"type": "string"},
+        "expires_at": _TIME,
+        "revoked_at": _TIME,
+        "token": {"type": "string", "description": "only in the answer that creates the token"},
+    },
+}
+
+
+def _schemas() -> dict[str, Any]:
+    schemas: dict[str, Any] = {"Error": _ERROR, "Key": _KEY, "AdminToken": _TOKEN}
+    for model in (PolicyDocument, RoleSpec, BindingSpec):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    return schemas
+
+
+def _errors(role: str) -> dict[str, Any]:
+    ref = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {
+        "400": {"description": "Invalid request or policy", **ref},
+        "401": {"description": "No valid admin credential", **ref},
+        "403": {"description": f"Needs the {role} role", **ref},
+        "404": {"description": "No such key, token, role or binding", **ref},
+        "409": {"description": "Conflict (policy version, names in the policy file)", **ref},
+        "503": {"description": "The store is unavailable", **ref},
+    }
+
+
+def openapi_document(endpoints: Sequence[Endpoint], *, version: str) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for ep in endpoints:
+        operation: dict[str, Any] = {
+            "summary": ep.summary,
+            "tags": [ep.tag],
+            "operationId": f"{ep.method.lower()}_{ep.path.strip('/').replace('/', '_')}".replace(
+                "{", ""
+            ).replace("}", ""),
+            "security": [{"bearer": []}],
+            "x-keyguard-role": ep.role,
+            "responses": {
+                str(ep.status): {
+                    "description": "Success",
+                    "content": {"application/json": {"schema": ep.response}},
+                },
+                **_errors(ep.role),
+            },
+        }
+        params = _PARAM.findall(ep.path)
+        if params:
+            operation["parameters"] = [
+                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                for p in params
+            ]
+        if ep.body is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": ep.body}},
+            }
+        paths.setdefault(ep.path, {})[ep.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Keyguard admin API",
+            "version": version,
+            "description": (
+                "The admin port of Keyguard. Authenticate with 'Authorization: Bearer <admin "
+                "token>' (keyguard admin tokens create) or an Entra ID token of a configured "
+                "admin group. Roles: viewer < operator < admin."
+            ),
+        },
+        "paths": paths,
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An admin token (kga_...) or an Entra ID access token",
+                }
+            },
+        },
+    }

@@ -1,0 +1,373 @@
+"""The admin service functions: what the admin API and the CLI both call.
+
+Every function takes the :class:`Actor` doing it and leaves an
+:class:`~keyguard.events.AdminAction` on the event bus (reads too: who looked at what is part
+of the record), naming the actor, the action, the target and, for changes, what changed --
+never a secret: a created key or token is returned once to the caller and appears in no event.
+
+Actors: ``admin-token:<id>`` and ``entra:<oid>`` on the admin API, ``cli:<os user>`` on the
+command line (which needs access to the store and the master key, and is therefore trusted as
+an admin).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from ..errors import BadRequest, NotFound
+from ..events import AdminAction, EventBus
+from ..identity.settings import ADMIN_ROLES, AdminRole
+from ..keys.service import KeyService, key_state
+from ..policy.compiled import Policy, compile_policy
+from ..policy.document import (
+    BindingSpec,
+    PolicyDocument,
+    PolicyInvalid,
+    RoleSpec,
+    merge,
+    parse_document,
+)
+from ..policy.evaluate import explain
+from ..policy.review import explanation_json, lint, parse_principal, parse_request
+from ..policy.source import PolicySource
+from ..policy.store import PolicyConflict, PolicyRevision
+from ..store.base import KeyRecord
+from .tokens import AdminTokenRecord, AdminTokenService, role_allows
+
+__all__ = ["Actor", "AdminService", "key_json", "token_json"]
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    id: str  # "admin-token:<id>", "entra:<oid>", "cli:<user>"
+    role: AdminRole
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def key_json(record: KeyRecord, now: datetime) -> dict[str, Any]:
+    return {
+        "key_id": record.key_id,
+        "app": record.app,
+        "state": key_state(record, now),
+        "created_at": _time(record.created_at),
+        "expires_at": _time(record.expires_at),
+        "revoked_at": _time(record.revoked_at),
+        "suspended_at": _time(record.suspended_at),
+        "description": record.description,
+    }
+
+
+def token_json(record: AdminTokenRecord, now: datetime) -> dict[str, Any]:
+    return {
+        "token_id": record.token_id,
+        "name": record.name,
+        "role": record.role,
+        "state": record.state(now),
+        "created_at": _time(record.created_at),
+        "created_by": record.created_by,
+        "expires_at": _time(record.expires_at),
+        "revoked_at": _time(record.revoked_at),
+    }
+
+
+M = TypeVar("M", RoleSpec, BindingSpec)
+
+
+def _validated(model: type[M], spec: Any, where: str) -> M:
+    if isinstance(spec, model):
+        return spec
+    try:
+        return model.model_validate(spec)
+    except ValidationError as exc:
+        problems = [
+            f"{where}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}".rstrip(".: ")
+            for e in exc.errors()
+        ]
+        raise PolicyInvalid(problems, where) from None
+
+
+def _not_managed() -> PolicyConflict:
+    return PolicyConflict(
+        "The policy is not managed through the admin API on this gateway "
+        "(access.policy.managed is false); change the policy file instead.",
+        reason="policy_not_managed",
+    )
+
+
+class AdminService:
+    def __init__(
+        self,
+        *,
+        keys: KeyService,
+        tokens: AdminTokenService,
+        events: EventBus,
+        policy: PolicySource | None = None,
+        deployments: Collection[str] = (),
+        on_key_change: Callable[[str], None] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._keys = keys
+        self._tokens = tokens
+        self._events = events
+        self._policy = policy
+        self._deployments = tuple(deployments)
+        self._on_key_change = on_key_change
+        self._clock = clock
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    def _record(
+        self,
+        actor: Actor,
+        action: str,
+        target: str,
+        before: Mapping[str, Any] | None = None,
+        after: Mapping[str, Any] | None = None,
+    ) -> datetime:
+        now = self._clock()
+        self._events.emit(AdminAction(now, actor.id, action, target, before, after))
+        return now
+
+    # -- who -------------------------------------------------------------------------------
+
+    async def whoami(self, actor: Actor) -> dict[str, Any]:
+        self._record(actor, "whoami", actor.id)
+        return {"actor": actor.id, "role": actor.role}
+
+    # -- Keyguard keys ---------------------------------------------------------------------
+
+    async def create_key(
+        self,
+        actor: Actor,
+        app: str,
+        *,
+        expires_in: timedelta | None = None,
+        description: str = "",
+    ) -> tuple[KeyRecord, str]:
+        now = self._clock()
+        record, key = await self._keys.create(
+            app, now=now, expires_in=expires_in, description=description
+        )
+        self._record(actor, "keys.create", f"key:{record.key_id}", after=key_json(record, now))
+        return record, key
+
+    async def list_keys(
+        self, actor: Actor, *, app: str | None = None, include_revoked: bool = False
+    ) -> list[KeyRecord]:
+        now = self._record(actor, "keys.list", f"app:{app}" if app else "keys")
+        return await self._keys.list(app=app, include_revoked=include_revoked, now=now)
+
+    async def get_key(self, actor: Actor, key_id: str) -> KeyRecord:
+        self._record(actor, "keys.get", f"key:{key_id[:40]}")
+        return await self._keys.get(key_id)
+
+    async def change_key(self, actor: Actor, key_id: str, change: str) -> KeyRecord:
+        """``change`` is ``revoke``, ``suspend`` or ``resume``."""
+        now = self._clock()
+        before = await self._keys.get(key_id)
+        if change == "revoke":
+            record = await self._keys.revoke(key_id, now=now)
+        elif change == "suspend":
+            record = await self._keys.suspend(key_id, now=now)
+        elif change == "resume":
+            record = await self._keys.resume(key_id, now=now)
+        else:
+            raise BadRequest(f"unknown key change {change[:20]!r}", reason="invalid_change")
+        if self._on_key_change is not None:
+            self._on_key_change(key_id)
+        self._record(
+            actor,
+            f"keys.{change}",
+            f"key:{key_id}",
+            before={"state": key_state(before, now)},
+            after={"state": key_state(record, now)},
+        )
+        return record
+
+    # -- admin tokens ----------------------------------------------------------------------
+
+    async def create_admin_token(
+        self, actor: Actor, *, name: str, role: str, expires_in: timedelta | None = None
+    ) -> tuple[AdminTokenRecord, str]:
+        if role in ADMIN_ROLES and not role_allows(actor.role, role):
+            raise BadRequest("a token cannot carry a role above its creator's", reason="role")
+        now = self._clock()
+        record, token = await self._tokens.create(
+            name=name, role=role, created_by=actor.id, now=now, expires_in=expires_in
+        )
+        self._record(
+            actor,
+            "admin_tokens.create",
+            f"admin-token:{record.token_id}",
+            after=token_json(record, now),
+        )
+        return record, token
+
+    async def list_admin_tokens(self, actor: Actor) -> list[AdminTokenRecord]:
+        self._record(actor, "admin_tokens.list", "admin-tokens")
+        return await self._tokens.list()
+
+    async def revoke_admin_token(self, actor: Actor, token_id: str) -> AdminTokenRecord:
+        now = self._clock()
+        record = await self._tokens.revoke(token_id, now=now)
+        self._record(
+            actor,
+            "admin_tokens.revoke",
+            f"admin-token:{token_id}",
+            after={"state": record.state(now)},
+        )
+        return record
+
+    # -- policy ----------------------------------------------------------------------------
+
+    def _source(self) -> PolicySource:
+        if self._policy is None or not self._policy.configured:
+            raise PolicyConflict(
+                "No policy is configured on this gateway (set access.policy.file or "
+                "access.policy.managed).",
+                reason="no_policy",
+            )
+        return self._policy
+
+    async def get_policy(self, actor: Actor) -> dict[str, Any]:
+        self._record(actor, "policy.get", "policy")
+        source = self._source()
+        snap = source.snapshot
+        return {
+            "managed": source.store is not None,
+            "managed_version": snap.managed_version,
+            "file": snap.file.to_json(),
+            "managed_document": snap.managed.to_json(),
+            "effective": source.current.document.to_json(),
+            "shadowed": list(snap.shadowed),
+        }
+
+    async def replace_managed_policy(
+        self, actor: Actor, document: Any, *, expected_version: int
+    ) -> PolicyRevision:
+        new = parse_document(document, "managed policy")
+        return await self._write(
+            actor, lambda _: new, "policy.replace", "policy:managed", expected_version
+        )
+
+    async def put_role(self, actor: Actor, name: str, spec: Any) -> PolicyRevision:
+        role = _validated(RoleSpec, spec, f"roles.{name}")
+
+        def change(doc: PolicyDocument) -> PolicyDocument:
+            return doc.model_copy(update={"roles": {**doc.roles, name: role}})
+
+        return await self._write(actor, change, "policy.role.put", f"role:{name}")
+
+    async def delete_role(self, actor: Actor, name: str) -> PolicyRevision:
+        def change(doc: PolicyDocument) -> PolicyDocument:
+            if name not in doc.roles:
+                raise NotFound(f"no managed role {name[:64]!r}", reason="unknown_role")
+            return doc.model_copy(
+                update={"roles": {k: v for k, v in doc.roles.items() if k != name}}
+            )
+
+        return await self._write(actor, change, "policy.role.delete", f"role:{name}")
+
+    async def put_binding(self, actor: Actor, spec: Any) -> PolicyRevision:
+        binding = _validated(BindingSpec, spec, "binding")
+
+        def change(doc: PolicyDocument) -> PolicyDocument:
+            others = [b for b in doc.bindings if b.name != binding.name]
+            return doc.model_copy(update={"bindings": [*others, binding]})
+
+        return await self._write(actor, change, "policy.binding.put", f"binding:{binding.name}")
+
+    async def delete_binding(self, actor: Actor, name: str) -> PolicyRevision:
+        def change(doc: PolicyDocument) -> PolicyDocument:
+            kept = [b for b in doc.bindings if b.name != name]
+            if len(kept) == len(doc.bindings):
+                raise NotFound(f"no managed binding {name[:64]!r}", reason="unknown_binding")
+            return doc.model_copy(update={"bindings": kept})
+
+        return await self._write(actor, change, "policy.binding.delete", f"binding:{name}")
+
+    async def _write(
+        self,
+        actor: Actor,
+        change: Callable[[PolicyDocument], PolicyDocument],
+        action: str,
+        target: str,
+        expected_version: int | None = None,
+    ) -> PolicyRevision:
+        source = self._source()
+        store = source.store
+        if store is None:
+            raise _not_managed()
+        latest = await store.latest()
+        version = latest.version if latest is not None else 0
+        if expected_version is not None and expected_version != version:
+            raise PolicyConflict(
+                f"The managed policy is at version {version}, not {expected_version}; read it "
+                "again and retry.",
+                reason="policy_version_conflict",
+            )
+        current = parse_document(latest.document) if latest is not None else PolicyDocument()
+        new = parse_document(change(current).to_json(), "managed policy")
+        _, shadowed = merge(source.snapshot.file, new)
+        if shadowed:
+            raise PolicyConflict(
+                "Names already defined by the policy file cannot be managed through the admin "
+                "API: " + "; ".join(shadowed),
+                reason="policy_name_in_file",
+            )
+        revision = await store.append(
+            new.to_json(), expected_version=version, actor=actor.id, now=self._clock()
+        )
+        await source.refresh()
+        self._record(
+            actor, action, target, before={"version": version}, after={"version": revision.version}
+        )
+        return revision
+
+    async def check_policy(self, actor: Actor, document: Any) -> dict[str, Any]:
+        """Validate ``document`` alone; ``problems`` empty means valid."""
+        self._record(actor, "policy.check", "policy:candidate")
+        try:
+            doc = parse_document(document, "policy")
+        except PolicyInvalid as exc:
+            return {"valid": False, "problems": exc.problems, "warnings": []}
+        warnings = lint(
+            compile_policy(doc), deployments=self._deployments or None, now=self._clock()
+        )
+        return {"valid": True, "problems": [], "warnings": warnings}
+
+    async def explain(
+        self,
+        actor: Actor,
+        principal: str,
+        request: str | Mapping[str, Any],
+        *,
+        groups: Collection[str] = (),
+        app_roles: Collection[str] = (),
+        at: datetime | None = None,
+        policy: Policy | None = None,
+    ) -> dict[str, Any]:
+        """Which binding allows ``request`` for ``principal``, or why it is denied."""
+        self._record(actor, "policy.explain", principal[:80])
+        if policy is None:
+            policy = self._source().current
+        key_app = None
+        if principal.startswith("key:"):
+            try:
+                key_app = (await self._keys.get(principal[4:])).app
+            except NotFound:
+                key_app = None
+        who = parse_principal(
+            principal, policy, key_app=key_app, groups=groups, app_roles=app_roles
+        )
+        facts = parse_request(request)
+        return explanation_json(explain(policy, who, facts, at or self._clock()))
