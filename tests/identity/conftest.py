@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from keyguard.emulator import EmulatorConfig, RunningEmulator, start_emulator
 from keyguard.identity.settings import EntraSettings
 
 from .issuer import AUDIENCE, LocalIssuer, start_issuer
@@ -34,3 +35,24 @@ def entra_settings(issuer: LocalIssuer, **overrides: Any) -> EntraSettings:
     }
     values.update(overrides)
     return EntraSettings(**values)
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[RunningEmulator]:
+    """The Azure OpenAI emulator the gateway forwards to (plain HTTP on loopback)."""
+    running = await start_emulator(EmulatorConfig())
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+@pytest.fixture
+async def idp(tmp_path: Path) -> AsyncIterator[RunningEmulator]:
+    """An emulator over HTTPS used as the identity provider: managed-identity token endpoint,
+    JWKS and OpenID configuration."""
+    running = await start_emulator(EmulatorConfig(), tls_dir=tmp_path / "idp-tls")
+    try:
+        yield running
+    finally:
+        await running.stop()

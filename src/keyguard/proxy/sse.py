@@ -2,10 +2,10 @@
 
 :class:`SseTap` is fed the upstream's bytes chunk by chunk and returns what to send to the
 client now: every complete event (a partial trailing event waits for its end, so no event is
-ever split or altered), with the usage read from the event that carries it. When Keyguard asked
+ever split or altered), with the usage read from the event that carries a usage object. When Keyguard asked
 Azure for usage on the client's behalf (``stream_options.include_usage``), the usage-only chunk
 (``"choices": []`` with a ``usage`` object) is dropped so the client sees exactly the stream it
-asked for. Events without ``"usage"`` are passed through without being parsed.
+asked for. Events without a usage object (``"usage": null`` included) pass through unparsed.
 
 :func:`streamed_text` recovers the text already streamed, to charge a stream that ended without
 a usage event (the client went away, or the upstream broke off).
@@ -23,6 +23,8 @@ from .context import Usage
 __all__ = ["SseTap", "streamed_text"]
 
 _EVENT = re.compile(rb".*?(?:\r?\n){2}", re.DOTALL)
+# A usage *object* (not ``"usage":null``, which every chunk of a usage-enabled stream carries).
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 _DATA = re.compile(rb"^data: ?(.*?)\r?$", re.MULTILINE)
 
 
@@ -59,7 +61,7 @@ class SseTap:
             self._carry = buf
             return b""
         out, self._carry = buf[:end], buf[end:]
-        if b'"usage"' in out:
+        if _USAGE_OBJECT.search(out):
             out = self._read_usage(out)
         return out
 
@@ -71,7 +73,7 @@ class SseTap:
         kept: list[bytes] = []
         for match in _EVENT.finditer(out):
             event = match.group(0)
-            obj = _data(event) if b'"usage"' in event else None
+            obj = _data(event) if _USAGE_OBJECT.search(event) else None
             if isinstance(obj, dict):
                 usage = obj.get("usage")
                 response = obj.get("response")
