@@ -10,6 +10,7 @@ from typing import Any
 import openai
 import orjson
 import pytest
+import redis.asyncio as aioredis
 
 from keyguard.emulator.config import EmulatorConfig
 from keyguard.emulator.server import RunningEmulator, start_emulator
@@ -76,12 +77,17 @@ async def test_two_gateways_share_one_count(
                 await a.chat.completions.create(model="gpt-4o", messages=HI, max_tokens=39)
             await b.chat.completions.create(model="gpt-4o", messages=HI, max_tokens=38)
         backend = redis_backend(one)
-        entries = await backend._client.xrange(backend.journal_key)
-        ops = [orjson.loads(fields[b"d"])["op"] for _, fields in entries]
+        direct = aioredis.Redis.from_url(redis_url)
+        try:
+            entries = await direct.xrange(backend.journal_key)
+            ops = [orjson.loads(fields[b"d"])["op"] for _, fields in entries]
+            keys = [k async for k in direct.scan_iter(match=redis_prefix + "app:shared:tpm:*")]
+            level = int(await direct.get(keys[0]))
+        finally:
+            await direct.aclose()
         assert ops == ["reserve", "settle", "reserve", "settle", "refuse", "reserve", "settle"]
         total = (await emulator_usage(emu))["total"]["total_tokens"]
-        keys = [k async for k in backend._client.scan_iter(match=redis_prefix + "app:shared:tpm:*")]
-        assert len(keys) == 1 and int(await backend._client.get(keys[0])) == total
+        assert len(keys) == 1 and level == total
     finally:
         await two.stop()
         await one.stop()

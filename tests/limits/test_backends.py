@@ -43,8 +43,8 @@ async def journal(backend: Backend) -> list[dict[str, Any]]:
         assert backend.journal is not None
         return list(backend.journal)
     assert isinstance(backend, RedisBackend)
-    entries = await backend._client.xrange(backend.journal_key)
-    return [orjson.loads(fields[b"d"]) for _, fields in entries]
+    raw = await backend._client.call("XRANGE", backend.journal_key, "-", "+")
+    return [orjson.loads(dict(zip(f[::2], f[1::2], strict=True))[b"d"]) for _, f in raw]
 
 
 async def test_reservations_are_all_or_nothing(backend: Backend) -> None:
@@ -86,7 +86,7 @@ async def test_settling_an_expired_window_changes_nothing(backend: Backend) -> N
         backend._sweep(NOW + 60 + 901)
     else:
         assert isinstance(backend, RedisBackend)
-        await backend._client.delete(backend._prefix + "old")
+        await backend._client.call("DEL", backend._prefix + "old")
     assert await backend.settle("r1", [line], [-10], NOW + 2000) == (-1,)
 
 

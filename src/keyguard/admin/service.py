@@ -125,6 +125,10 @@ class AdminService:
     def now(self) -> datetime:
         return self._clock()
 
+    @property
+    def tokens(self) -> AdminTokenService:
+        return self._tokens
+
     def _record(
         self,
         actor: Actor,

@@ -11,11 +11,13 @@ import os
 import click
 
 from ..scan.cli import scan_command
+from .admin import admin_group
 from .alerts import alerts_group
 from .audit import audit_group
 from .demo import demo
 from .emulator import emulator
 from .keys import keys_group
+from .policy import policy_group
 from .replay import replay_command
 from .rotate import rekey_command, rotate_group
 from .support import config_option, run, run_sync, setup_logging
@@ -57,6 +59,8 @@ def serve(config_path: str) -> None:
 cli.add_command(demo)
 cli.add_command(emulator)
 cli.add_command(keys_group)
+cli.add_command(policy_group)
+cli.add_command(admin_group)
 cli.add_command(vault_group)
 cli.add_command(rotate_group)
 vault_group.add_command(rekey_command)

@@ -2,10 +2,11 @@
 
 :class:`SseTap` is fed the upstream's bytes chunk by chunk and returns what to send to the
 client now: every complete event (a partial trailing event waits for its end, so no event is
-ever split or altered), with the usage read from the event that carries a usage object. When Keyguard asked
-Azure for usage on the client's behalf (``stream_options.include_usage``), the usage-only chunk
-(``"choices": []`` with a ``usage`` object) is dropped so the client sees exactly the stream it
-asked for. Events without a usage object (``"usage": null`` included) pass through unparsed.
+ever split or altered), with the usage read from the event that carries a usage object. When
+Keyguard asked Azure for usage on the client's behalf (``stream_options.include_usage``), the
+usage-only chunk (``"choices": []`` with a ``usage`` object) is dropped so the client sees
+exactly the stream it asked for. Events without a usage object (``"usage": null`` included)
+pass through unparsed.
 
 :func:`streamed_text` recovers the text already streamed, to charge a stream that ended without
 a usage event (the client went away, or the upstream broke off).
@@ -14,6 +15,7 @@ a usage event (the client went away, or the upstream broke off).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -22,10 +24,24 @@ from .context import Usage
 
 __all__ = ["SseTap", "streamed_text"]
 
-_EVENT = re.compile(rb".*?(?:\r?\n){2}", re.DOTALL)
-# A usage *object* (not ``"usage":null``, which every chunk of a usage-enabled stream carries).
-_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 _DATA = re.compile(rb"^data: ?(.*?)\r?$", re.MULTILINE)
+
+
+def _events(buf: bytes) -> Iterator[bytes]:
+    """The complete events in ``buf``, each with its terminating blank line."""
+    start, size = 0, len(buf)
+    has_cr = b"\r" in buf
+    while start < size:
+        lf = buf.find(b"\n\n", start)
+        crlf = buf.find(b"\n\r\n", start) if has_cr else -1
+        if lf < 0 and crlf < 0:
+            return
+        if crlf < 0 or 0 <= lf < crlf:
+            end = lf + 2
+        else:
+            end = crlf + 3
+        yield buf[start:end]
+        start = end
 
 
 def _boundary(buf: bytes) -> int:
@@ -61,7 +77,7 @@ class SseTap:
             self._carry = buf
             return b""
         out, self._carry = buf[:end], buf[end:]
-        if _USAGE_OBJECT.search(out):
+        if _usage_at(out, 0) >= 0:
             out = self._read_usage(out)
         return out
 
@@ -70,10 +86,13 @@ class SseTap:
         return rest
 
     def _read_usage(self, out: bytes) -> bytes:
-        kept: list[bytes] = []
-        for match in _EVENT.finditer(out):
-            event = match.group(0)
-            obj = _data(event) if _USAGE_OBJECT.search(event) else None
+        """Read (and maybe drop) each event of ``out`` that carries a usage object."""
+        pos = _usage_at(out, 0)
+        while pos >= 0:
+            start, end = _event_around(out, pos)
+            event = out[start:end]
+            obj = _data(event)
+            drop = False
             if isinstance(obj, dict):
                 usage = obj.get("usage")
                 response = obj.get("response")
@@ -81,17 +100,33 @@ class SseTap:
                     usage = response.get("usage")  # Responses API: response.completed
                 if isinstance(usage, dict):
                     self.usage = Usage.from_azure(usage)
-                    if self._strip and obj.get("choices") == []:
-                        continue
-            kept.append(event)
-        return b"".join(kept)
+                    drop = self._strip and obj.get("choices") == []
+            if drop:
+                out = out[:start] + out[end:]
+                end = start
+            pos = _usage_at(out, end)
+        return out
+
+
+def _usage_at(data: bytes, start: int) -> int:
+    pos = data.find(b'"usage":{', start)
+    return pos if pos >= 0 else data.find(b'"usage": {', start)
+
+
+def _event_around(data: bytes, pos: int) -> tuple[int, int]:
+    """Bounds of the complete event that contains ``pos`` (``data`` holds whole events)."""
+    lf, crlf = data.rfind(b"\n\n", 0, pos), data.rfind(b"\n\r\n", 0, pos)
+    start = max(lf + 2 if lf >= 0 else 0, crlf + 3 if crlf >= 0 else 0)
+    lf, crlf = data.find(b"\n\n", pos), data.find(b"\n\r\n", pos)
+    ends = [i + n for i, n in ((lf, 2), (crlf, 3)) if i >= 0]
+    return start, min(ends) if ends else len(data)
 
 
 def streamed_text(chunks: list[bytes]) -> str:
     """The completion text carried by the content events in ``chunks`` (whole events)."""
     pieces: list[str] = []
-    for match in _EVENT.finditer(b"".join(chunks)):
-        obj = _data(match.group(0))
+    for event in _events(b"".join(chunks)):
+        obj = _data(event)
         if not isinstance(obj, dict):
             continue
         if obj.get("type") == "response.output_text.delta":
