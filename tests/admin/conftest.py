@@ -21,3 +21,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield opened
     finally:
         await opened.close()
+
+
+# The local OIDC issuer and the upstream emulator of the identity tests.
+from identity.conftest import issuer, upstream  # noqa: E402,F401

@@ -290,7 +290,8 @@ async def test_a_schema_from_a_newer_keyguard_is_refused(store_url: str) -> None
     store = await open_store(store_url)
     assert isinstance(store, SQLStore)
     async with store.engine.begin() as conn:
-        await conn.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
+        await conn.execute(text(f"DELETE FROM {VERSION_TABLE}"))
+        await conn.execute(text(f"INSERT INTO {VERSION_TABLE} (version_num) VALUES ('9999')"))
     await store.close()
     with pytest.raises(StorageError, match="newer Keyguard"):
         await open_store(store_url)
