@@ -3,7 +3,6 @@ actor, policy management that takes effect on the proxy, and a plane the proxy c
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -13,12 +12,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from identity.gateway import API_VERSION, start_access_gateway
+from identity.issuer import AUDIENCE, LocalIssuer
 from keyguard.emulator import RunningEmulator
 from keyguard.events import AdminAction, Event, SecurityEvent
 from keyguard.server import Gateway
-
-from identity.gateway import API_VERSION, start_access_gateway
-from identity.issuer import AUDIENCE, LocalIssuer
 
 ADMINS = "aaaaaaaa-0000-0000-0000-000000000001"
 VIEWERS = "aaaaaaaa-0000-0000-0000-000000000002"
@@ -144,8 +142,9 @@ async def test_the_admin_plane_is_unreachable_from_the_proxy_port(admin: Admin) 
 
 
 async def test_roles(admin: Admin) -> None:
-    viewer, operator, owner = (await admin.token(r) for r in ("viewer", "operator", "admin"))
-    viewer, operator, owner = await asyncio.gather(viewer, operator, owner)  # type: ignore[arg-type]
+    viewer = await admin.token("viewer")
+    operator = await admin.token("operator")
+    owner = await admin.token("admin")
     assert (await admin.call("GET", "/admin/whoami", viewer))[1]["role"] == "viewer"
     assert (await admin.call("GET", "/admin/keys", viewer))[0] == 200
     status, body = await admin.call("POST", "/admin/keys", viewer, json={"app": "x"})

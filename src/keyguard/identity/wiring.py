@@ -61,6 +61,7 @@ class Access:
     policy: PolicySource | None
     api: AdminApi
     allowed_hosts: tuple[str, ...]
+    managed_keys: ManagedKeyIndex | None = None
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def admin_app(self, runtime: Runtime) -> web.Application:
@@ -192,6 +193,7 @@ async def start_access(runtime: Runtime, keys: KeyAuthenticator) -> Access:
             policy=policy,
             api=AdminApi(service, auth),
             allowed_hosts=tuple(settings.allowed_hosts),
+            managed_keys=managed_keys,
             _closers=closers,
         )
     except BaseException:

@@ -23,8 +23,9 @@
         role: chat-small
         subjects: [agent:triage-agent]
 
-Parsing validates everything a reviewer could get wrong and reports every problem at once
-(:class:`PolicyInvalid`), each prefixed with where it is. The file and the document managed
+Parsing validates everything a reviewer could get wrong and reports the problems together
+(:class:`PolicyInvalid`), each prefixed with where it is: first every malformed field, then,
+once the fields are well-formed, every broken reference (an undefined role, a duplicate name). The file and the document managed
 through the admin API are merged by :func:`merge` (the file wins on a name used by both).
 """
 
@@ -250,7 +251,7 @@ def parse_document(data: Any, source: str = "policy") -> PolicyDocument:
         problems = []
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or "document"
-            problems.append(f"{where}: {err['msg']}")
+            problems.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
         raise PolicyInvalid(problems, source) from None
     problems = _cross_references(doc)
     if problems:
