@@ -14,7 +14,6 @@ from typing import Any
 
 import click
 
-from ..audit.oneshot import recording
 from ..errors import BadRequest
 from ..events import AdminAction
 from ..keys.service import KeyState, key_state, parse_duration, validate_app
@@ -208,21 +207,21 @@ async def _set_suspended(
                 if key_state(r, now) == "suspended"
             ]
     done = []
-    async with recording(rt) as events:
-        for record in targets:
-            change = rt.keys.suspend if suspend else rt.keys.resume
-            updated = await change(record.key_id, now=now)
-            events.emit(
-                AdminAction(
-                    created=now,
-                    actor=_actor(),
-                    action="keys.suspend" if suspend else "keys.resume",
-                    target=f"key:{record.key_id}",
-                    before={"state": key_state(record, now)},
-                    after={"state": key_state(updated, now)},
-                )
+    events = rt.events  # audited by run_with_runtime
+    for record in targets:
+        change = rt.keys.suspend if suspend else rt.keys.resume
+        updated = await change(record.key_id, now=now)
+        events.emit(
+            AdminAction(
+                created=now,
+                actor=_actor(),
+                action="keys.suspend" if suspend else "keys.resume",
+                target=f"key:{record.key_id}",
+                before={"state": key_state(record, now)},
+                after={"state": key_state(updated, now)},
             )
-            done.append(updated)
+        )
+        done.append(updated)
     return done
 
 

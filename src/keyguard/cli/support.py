@@ -83,11 +83,16 @@ def run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 def run_with_runtime(config_path: str, action: Callable[[Runtime], Coroutine[Any, Any, T]]) -> T:
-    """Load the config, open the runtime, run ``action(runtime)``, close the runtime."""
+    """Load the config, open the runtime, run ``action(runtime)``, close the runtime.
+
+    Every event the action emits (admin actions, security events) is written to the audit
+    log before the command returns.
+    """
+    from ..audit.oneshot import recording
 
     async def main() -> T:
         settings = load_settings(config_path)
-        async with runtime(settings, os.environ) as rt:
+        async with runtime(settings, os.environ) as rt, recording(rt):
             return await action(rt)
 
     return run(main)
