@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+import yaml
 
 from keyguard.errors import BadRequest
 from keyguard.policy.compiled import compile_policy
@@ -133,3 +136,30 @@ def test_explanation_json() -> None:
         explain(POLICY, parse_principal("app:nobody", POLICY), parse_request("chat x"), NOW)
     )
     assert nobody["code"] == "NoRoleAssigned" and nobody["binding"] is None
+
+
+def test_the_documented_example_policy_is_valid_and_means_what_it_says() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "identity.md").read_text()
+    found = re.search(r"### Example: three apps and an agent\n\n```yaml\n(.*?)```", text, re.S)
+    assert found is not None
+    policy = compile_policy(parse_document(yaml.safe_load(found.group(1))))
+    assert (
+        lint(policy, deployments=["gpt-4o", "gpt-4o-mini", "text-embedding-3-small"], now=NOW) == []
+    )
+
+    def decide(principal: str, request: str) -> str | None:
+        who = parse_principal(principal, policy)
+        result = explanation_json(explain(policy, who, parse_request(request), NOW))
+        return None if result["allowed"] else result["code"]
+
+    assert decide("app:support-web", "chat gpt-4o max_tokens=100 source=10.20.1.5") is None
+    assert decide("app:support-web", "chat gpt-4o max_tokens=100 source=10.30.0.1") == (
+        "SourceNetworkNotAllowed"
+    )
+    assert decide("app:billing", "chat gpt-4o-mini max_tokens=100 stream=true") == (
+        "StreamingNotAllowed"
+    )
+    assert decide("app:analytics", "embeddings text-embedding-3-small") is None
+    assert decide("agent:triage-agent", "chat gpt-4o max_tokens=100") == "DeploymentNotAllowed"
+    assert decide("agent:triage-agent", "chat gpt-4o-mini max_tokens=100 prompt_chars=100") is None
+    assert parse_principal("agent:triage-agent", policy).app == "support-web"

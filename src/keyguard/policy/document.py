@@ -25,8 +25,9 @@
 
 Parsing validates everything a reviewer could get wrong and reports the problems together
 (:class:`PolicyInvalid`), each prefixed with where it is: first every malformed field, then,
-once the fields are well-formed, every broken reference (an undefined role, a duplicate name). The file and the document managed
-through the admin API are merged by :func:`merge` (the file wins on a name used by both).
+once the fields are well-formed, every broken reference (an undefined role, a duplicate name).
+The file and the document managed through the admin API are merged by :func:`merge` (the file
+wins on a name used by both).
 """
 
 from __future__ import annotations

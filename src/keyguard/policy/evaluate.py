@@ -214,13 +214,7 @@ def _check(binding: Binding, facts: RequestFacts, now: datetime, who: str) -> De
     return None
 
 
-def check_binding(
-    binding: Binding, facts: RequestFacts, now: datetime, who: str = "this principal"
-) -> Denial | None:
-    """``None`` when ``binding`` allows the request, else why not (binding and role named)."""
-    denial = _check(binding, facts, now, who)
-    if denial is None:
-        return None
+def _named(denial: Denial, binding: Binding) -> Denial:
     return Denial(
         denial.code,
         denial.reason,
@@ -231,6 +225,14 @@ def check_binding(
         binding.role.name,
         denial.limit,
     )
+
+
+def check_binding(
+    binding: Binding, facts: RequestFacts, now: datetime, who: str = "this principal"
+) -> Denial | None:
+    """``None`` when ``binding`` allows the request, else why not (binding and role named)."""
+    denial = _check(binding, facts, now, who)
+    return None if denial is None else _named(denial, binding)
 
 
 def _no_binding(who: str) -> Denial:
@@ -253,11 +255,19 @@ def _candidates(policy: Policy, subjects: tuple[str, ...]) -> list[tuple[Binding
 
 def evaluate(policy: Policy, principal: Principal, facts: RequestFacts, now: datetime) -> Decision:
     """Allow with the first granting binding, or deny with the most specific reason."""
+    subjects = subjects_of(principal)
+    index = policy.by_subject
+    direct = index.get(subjects[0], ())
+    if len(direct) == 1 and not any(s in index for s in subjects[1:]):
+        candidates = [(direct[0], subjects[0])]  # the common case: one binding, no sorting
+    else:
+        candidates = _candidates(policy, subjects)
     best: Denial | None = None
-    for binding, _ in _candidates(policy, subjects_of(principal)):
-        denial = check_binding(binding, facts, now, principal.id)
+    for binding, _ in candidates:
+        denial = _check(binding, facts, now, principal.id)
         if denial is None:
             return Decision(True, binding.name, binding.role.name)
+        denial = _named(denial, binding)
         if best is None or (denial.stage, denial.limit) > (best.stage, best.limit):
             best = denial
     return Decision(False, denial=best or _no_binding(principal.id))

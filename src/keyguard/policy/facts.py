@@ -15,11 +15,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
 from ..proxy.context import RequestContext
+from ..proxy.netaddr import parse_hop
 from .evaluate import IPAddress, RequestFacts
 
 __all__ = ["output_cap", "prompt_chars", "request_facts", "parse_address"]
@@ -69,24 +69,20 @@ def prompt_chars(payload: Mapping[str, Any]) -> int:
     stack: list[Any] = [payload[f] for f in PROMPT_FIELDS if f in payload]
     while stack:
         item = stack.pop()
-        if isinstance(item, str):
+        kind = type(item)  # parsed JSON: exactly str, dict, list, int, float, bool or None
+        if kind is str:
             total += len(item)
-        elif isinstance(item, dict):
+        elif kind is dict:
             stack.extend(item.values())
-        elif isinstance(item, list):
+        elif kind is list:
             stack.extend(item)
-        elif isinstance(item, int) and not isinstance(item, bool):
+        elif kind is int:
             total += 1
     return total
 
 
 def parse_address(remote: str | None) -> IPAddress | None:
-    if remote is None:
-        return None
-    try:
-        return ipaddress.ip_address(remote)
-    except ValueError:
-        return None
+    return None if remote is None else parse_hop(remote)
 
 
 def request_facts(ctx: RequestContext, *, measure_prompt: bool, parse_source: bool) -> RequestFacts:
