@@ -10,6 +10,8 @@ import asyncio
 import logging
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
 from typing import IO, Any, TypeVar
@@ -35,12 +37,49 @@ T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class _BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler over a block-buffered stream, flushed at most every ``interval`` seconds by
+    the records themselves and every ``interval`` seconds by a daemon thread when idle."""
+
+    def __init__(self, stream: IO[str], interval: float = 1.0) -> None:
+        super().__init__(stream)
+        self._interval = interval
+        self._last = time.monotonic()
+        threading.Thread(target=self._flusher, name="log-flush", daemon=True).start()
+
+    def flush(self) -> None:
+        now = time.monotonic()
+        if now - self._last >= self._interval:
+            self._last = now
+            super().flush()
+
+    def _flusher(self) -> None:
+        while True:
+            time.sleep(self._interval)
+            self._last = time.monotonic()
+            super().flush()
+
+    def close(self) -> None:
+        super().flush()
+        super().close()
+
+
 def setup_logging(level: str = "info") -> None:
+    """Logs on stderr; the access log (one JSON line per request) as bare lines, batched."""
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    access = logging.getLogger("keyguard.access")
+    stream = open(sys.stderr.fileno(), "w", buffering=1 << 16, closefd=False)  # noqa: SIM115
+    handler = _BatchedStreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access.addHandler(handler)
+    access.propagate = False
 
 
 class CommandFailed(click.ClickException):

@@ -32,6 +32,9 @@ class RespError(Exception):
 
 
 def encode(args: tuple[Any, ...]) -> bytes:
+    texts = [a if isinstance(a, str) else str(a) for a in args if not isinstance(a, bytes)]
+    if len(texts) == len(args) and all(t.isascii() for t in texts):
+        return ("*%d\r\n" % len(texts) + "".join([f"${len(t)}\r\n{t}\r\n" for t in texts])).encode()
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
         data = arg if isinstance(arg, bytes) else str(arg).encode()
@@ -80,7 +83,19 @@ class _Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.waiting: deque[asyncio.Future[Reply]] = deque()
         self._buf = b""
+        self._out: list[bytes] = []
         self.lost: BaseException | None = None
+
+    def send(self, data: bytes) -> None:
+        """Queue ``data``; everything queued in one loop iteration goes out in one write."""
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._out.append(data)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(out))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -111,7 +126,7 @@ class _Protocol(asyncio.Protocol):
                 fut.set_exception(ConnectionError("the connection to redis was lost"))
 
 
-def _expire(fut: asyncio.Future[Reply]) -> None:
+def _expire(fut: asyncio.Future[Reply]) -> None:  # a reply that never came
     if not fut.done():
         fut.set_exception(TimeoutError("redis did not answer in time"))
 
@@ -163,7 +178,7 @@ class RespClient:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Reply] = loop.create_future()
         proto.waiting.append(fut)
-        proto.transport.write(encode(args))
+        proto.send(encode(args))
         timer = loop.call_later(self._timeout, _expire, fut)
         try:
             return await fut
