@@ -171,16 +171,17 @@ async def start_access(runtime: Runtime, keys: KeyAuthenticator) -> Access:
             managed_keys=managed_keys,
             allowed_hosts=settings.allowed_hosts,
         )
+        admin_tokens = await _admin_tokens(runtime)
         service = AdminService(
             keys=runtime.keys,
-            tokens=await _admin_tokens(runtime),
+            tokens=admin_tokens,
             events=runtime.events,
             policy=policy,
             deployments=_deployments(runtime),
             on_key_change=keys.invalidate,
         )
         auth = AdminAuthenticator(
-            await _admin_tokens(runtime),
+            admin_tokens,
             events=runtime.events,
             entra=admin_validator,
             groups=settings.admin.entra_groups,

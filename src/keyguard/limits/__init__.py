@@ -10,6 +10,8 @@
 ``estimator``      a request's token estimate; the default ``max_tokens`` cap
 ``backend``        the backend contract and the in-process backend
 ``redis_backend``  the Redis backend (Lua scripts in ``lua/``)
+``resp``           the minimal pipelined Redis client it talks through
+``persist``        the in-process backend with quotas kept in the store
 ``admission``      the pipeline hook: admit (reserve or refuse) and settle
 ``factory``        settings -> a started admission hook
 =================  ==========================================================================

@@ -34,7 +34,8 @@ class RespError(Exception):
 def encode(args: tuple[Any, ...]) -> bytes:
     texts = [a if isinstance(a, str) else str(a) for a in args if not isinstance(a, bytes)]
     if len(texts) == len(args) and all(t.isascii() for t in texts):
-        return ("*%d\r\n" % len(texts) + "".join([f"${len(t)}\r\n{t}\r\n" for t in texts])).encode()
+        head = f"*{len(texts)}\r\n"
+        return (head + "".join([f"${len(t)}\r\n{t}\r\n" for t in texts])).encode()
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
         data = arg if isinstance(arg, bytes) else str(arg).encode()
