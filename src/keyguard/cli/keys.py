@@ -90,10 +90,18 @@ def create_command(
       keyguard keys create --app ci-smoke --expires 12h --json | jq -r .key
     """
     now = datetime.now(UTC)
-    record, key = run_with_runtime(
-        config_path,
-        lambda rt: rt.keys.create(app, now=now, expires_in=expires, description=description),
-    )
+
+    async def create(rt: Runtime) -> tuple[KeyRecord, str]:
+        record, key = await rt.keys.create(
+            app, now=now, expires_in=expires, description=description
+        )
+        after = {"app": app, "expires_at": format_time(record.expires_at)}
+        rt.events.emit(
+            AdminAction(now, _actor(), "keys.create", f"key:{record.key_id}", None, after)
+        )
+        return record, key
+
+    record, key = run_with_runtime(config_path, create)
     if as_json:
         payload = {
             "key_id": record.key_id,
@@ -179,7 +187,17 @@ def revoke_command(key_id: str, config_path: str) -> None:
         | xargs -n1 keyguard keys revoke
     """
     now = datetime.now(UTC)
-    record = run_with_runtime(config_path, lambda rt: rt.keys.revoke(key_id, now=now))
+
+    async def revoke(rt: Runtime) -> KeyRecord:
+        before = await rt.keys.get(key_id)
+        record = await rt.keys.revoke(key_id, now=now)
+        rt.events.emit(
+            AdminAction(now, _actor(), "keys.revoke", f"key:{key_id}",
+                        {"state": key_state(before, now)}, {"state": "revoked"})
+        )  # fmt: skip
+        return record
+
+    record = run_with_runtime(config_path, revoke)
     click.echo(
         f"revoked key {record.key_id} (app {record.app}) at {format_time(record.revoked_at)}"
     )
