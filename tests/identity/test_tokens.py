@@ -123,7 +123,7 @@ async def test_skew_tolerance(validator: TokenValidator, issuer: LocalIssuer) ->
         (lambda i: i.mint(kid="ec-1"), "token_unknown_key"),  # an RS256 header, an EC key
         (lambda i: i.mint(headers={"typ": "id+jwt"}), "token_type"),
         (lambda i: i.raw({"crit": ["exp"]}), "token_malformed"),
-        (lambda i: i.mint()[:-20], "token_malformed"),
+        (lambda i: ".".join(i.mint().split(".")[:2]), "token_malformed"),  # truncated
         (lambda i: i.mint().rsplit(".", 1)[0] + ".", "token_signature"),
         (lambda i: "eyJhbGciOiJSUzI1NiJ9.eyJ9.c2ln", "token_malformed"),
         (lambda i: "eyJ" + "A" * 40 + ".e30.", "token_malformed"),
