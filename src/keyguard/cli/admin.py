@@ -18,22 +18,12 @@ from ..admin.auth import AdminAuthenticator
 from ..admin.openapi import openapi_document
 from ..admin.service import token_json
 from ..admin.tokens import AdminTokenRecord
-from ..durations import parse_duration
 from ..identity.settings import ADMIN_ROLES
 from ..identity.wiring import cli_actor, open_admin_service
 from ..runtime import Runtime
-from .support import config_option, echo_table, format_time, run_with_runtime
+from .support import config_option, duration_option, echo_table, format_time, run_with_runtime
 
 __all__ = ["admin_group"]
-
-
-def _duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -> timedelta | None:
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
 
 
 @click.group("admin")
@@ -64,7 +54,7 @@ def tokens_group() -> None:
 @click.option("--role", type=click.Choice(ADMIN_ROLES), required=True, help="The token's role.")
 @click.option("--name", required=True, help="Who or what holds it (shown in lists and audit).")
 @click.option(
-    "--expires", callback=_duration, metavar="DURATION", help="e.g. 30d (default: never)."
+    "--expires", callback=duration_option, metavar="DURATION", help="e.g. 30d (default: never)."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
 @config_option

@@ -16,22 +16,13 @@ import click
 
 from ..errors import BadRequest
 from ..events import AdminAction
-from ..keys.service import KeyState, key_state, parse_duration, validate_app
+from ..keys.service import KeyState, key_state, validate_app
 from ..runtime import Runtime
 from ..store.base import KeyRecord
 from .rotate import expiring_keys, keys_rotate_command
-from .support import config_option, echo_table, format_time, run_with_runtime
+from .support import config_option, duration_option, echo_table, format_time, run_with_runtime
 
 __all__ = ["keys_group"]
-
-
-def _duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -> timedelta | None:
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
 
 
 def _valid_app(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -71,7 +62,7 @@ def keys_group() -> None:
 @click.option("--app", required=True, callback=_valid_app, help="The app the key belongs to.")
 @click.option(
     "--expires",
-    callback=_duration,
+    callback=duration_option,
     metavar="DURATION",
     help="Lifetime, e.g. 90d, 12h, 30m (default: never).",
 )
@@ -128,7 +119,7 @@ def create_command(
 @click.option("--all", "show_all", is_flag=True, help="Include revoked and expired keys.")
 @click.option(
     "--expiring",
-    callback=_duration,
+    callback=duration_option,
     metavar="DURATION",
     help="Only active keys that stop working within DURATION (expiry or maximum age).",
 )

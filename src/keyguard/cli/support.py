@@ -13,18 +13,20 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import IO, Any, TypeVar
 
 import click
 
 from ..config import load_settings
+from ..durations import parse_duration
 from ..errors import GatewayError
 from ..runtime import Runtime, runtime
 
 __all__ = [
     "CommandFailed",
     "config_option",
+    "duration_option",
     "echo_table",
     "format_time",
     "run",
@@ -135,6 +137,18 @@ def run_with_runtime(config_path: str, action: Callable[[Runtime], Coroutine[Any
             return await action(rt)
 
     return run(main)
+
+
+def duration_option(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> timedelta | None:
+    """Click callback: ``90d``, ``12h``, ``30m``, ``45s`` -> a timedelta (``None`` stays)."""
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def format_time(value: datetime | None, *, empty: str = "never") -> str:
