@@ -32,6 +32,8 @@ import asyncpg
 import pytest
 from sqlalchemy import make_url
 
+from keyguard.store import Store, open_store
+
 pytest_plugins = ["pytester"]
 
 T = TypeVar("T")
@@ -139,6 +141,28 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
         yield prefix
     finally:
         _run_in_thread(clean)
+
+
+# -- the store on every backend ----------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store URL: a temporary SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'data' / 'keyguard.db'}"
+    url: str = request.getfixturevalue("postgres_database")
+    return url
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    """An opened, migrated store on each backend (see ``store_url``)."""
+    opened = await open_store(store_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
 
 
 # In CI nothing may pass by skipping: a skipped test fails the run, with the list of skips.
