@@ -28,6 +28,7 @@ MODES = (
 BUDGET_RPS_RATIO = 0.5  # >= half the bare aiohttp pass-through's req/s (same core)
 BUDGET_OVERHEAD_MS = 0.5  # <= +0.5 ms median at 1 connection over direct
 BUDGET_RSS_MB = 150.0  # < 150 MB RSS (high-water mark, streaming included)
+BUDGET_MONITORING = 0.2  # audit + metrics + detection: per-core throughput within 20% of the core
 
 
 def med(xs):
@@ -91,7 +92,16 @@ def main():
     ap.add_argument("raw")
     ap.add_argument("--direct", default="direct")
     ap.add_argument("--floor", default="aiohttp_floor")
-    ap.add_argument("--product", default="keyguard")
+    ap.add_argument(
+        "--product",
+        default="keyguard_core,keyguard",
+        help="comma-separated labels that get a budget verdict",
+    )
+    ap.add_argument(
+        "--monitoring",
+        default="keyguard_core:keyguard",
+        help="CORE:FULL labels: the cost of monitoring (FULL within 20%% of CORE per core)",
+    )
     ap.add_argument("--order", default="", help="space-separated labels: row order (others after)")
     args = ap.parse_args()
     rows = [json.loads(ln) for ln in open(args.raw) if ln.strip().startswith("{")]
@@ -177,16 +187,25 @@ def main():
         print()
 
     # ------------------------------------------------------------------ budget
-    if not any(agg.get((args.product, m)) for m, _ in MODES):
-        if args.product in skipped:
-            print(f"## Budget\n\n`{args.product}` skipped: {skipped[args.product]}\n")
+    for product in args.product.split(","):
+        if product in order:
+            budget(args, agg, by, skipped, product)
+    core, _, full = args.monitoring.partition(":")
+    monitoring_cost(agg, core, full)
+
+
+def budget(args, agg, by, skipped, product):
+    """The performance issue's budget, checked for one configuration."""
+    if not any(agg.get((product, m)) for m, _ in MODES):
+        if product in skipped:
+            print(f"## Budget\n\n`{product}` skipped: {skipped[product]}\n")
         return
-    print(f"## Budget check ({args.product})\n")
+    print(f"## Budget check ({product})\n")
     print("| check | mode | budget | measured | verdict |")
     print("|---|---|---|---:|---|")
     for mode, _ in MODES:
         a, d, f = (
-            agg.get((args.product, mode)),
+            agg.get((product, mode)),
             agg.get((args.direct, mode)),
             agg.get((args.floor, mode)),
         )
@@ -235,13 +254,40 @@ def main():
             f"{'PASS' if hw is not None and hw < BUDGET_RSS_MB else 'FAIL'} |"
         )
         print(f"| errors | {mode} | 0 | {a['err']} | {'PASS' if a['err'] == 0 else 'FAIL'} |")
-    first = by[args.product][0] if by.get(args.product) else {}
+    first = by[product][0] if by.get(product) else {}
     if first.get("gw_rss_hwm_before_mb"):
         hw = first["gw_rss_hwm_before_mb"]
         print(
             f"| RSS high-water (start-up + idle, before round 1) | - | < {BUDGET_RSS_MB:.0f} MB | "
             f"{hw:.1f} MB | {'PASS' if hw < BUDGET_RSS_MB else 'FAIL'} |"
         )
+    print()
+
+
+def monitoring_cost(agg, core, full):
+    """Audit, metrics and detection on (FULL) against the gateway core (CORE): per-core
+    throughput must stay within BUDGET_MONITORING of the core's."""
+    rows = [(m, agg.get((core, m)), agg.get((full, m))) for m, _ in MODES]
+    rows = [(m, c, f) for m, c, f in rows if c and f and c["cpu_ms"] and f["cpu_ms"]]
+    if not rows:
+        return
+    print(f"## Monitoring cost ({full} against {core})\n")
+    print("| check | mode | budget | measured | verdict |")
+    print("|---|---|---|---:|---|")
+    for mode, c, f in rows:
+        r = c["cpu_ms"] / f["cpu_ms"]
+        print(
+            f"| throughput per core, from CPU ms/req | {mode} | >= {1 - BUDGET_MONITORING:.0%} "
+            f"of {core} | {f['cpu_ms']:.3f} vs {c['cpu_ms']:.3f} ms/req ({r:.2f}x) | "
+            f"{'PASS' if r >= 1 - BUDGET_MONITORING else 'FAIL'} |"
+        )
+        if c["rps"]:
+            q = f["rps"] / c["rps"]
+            print(
+                f"| throughput @32 | {mode} | >= {1 - BUDGET_MONITORING:.0%} of {core} | "
+                f"{f['rps']:,.0f} vs {c['rps']:,.0f} req/s ({q:.2f}x) | "
+                f"{'PASS' if q >= 1 - BUDGET_MONITORING else 'FAIL'} |"
+            )
     print()
 
 

@@ -110,9 +110,11 @@ start_bg() {
 }
 
 # ---------------------------------------------------------------- Keyguard
-# setup_keyguard DIR: fresh config + master key + vault secret + one app key (-> KG_KEY)
+# setup_keyguard DIR [core]: fresh config + master key + vault secret + one app key (-> KG_KEY).
+# "core": the gateway core only (key auth, routing, access log), the monitor's audit, metrics
+# and detection off, to measure what monitoring costs on top of it.
 setup_keyguard() {
-  local dir="$1"
+  local dir="$1" variant="${2:-full}"
   [ -x "$KEYGUARD" ] || { log "keyguard: $KEYGUARD not found (create the project venv first)"; return 1; }
   rm -rf "$dir"; mkdir -p "$dir"; chmod 700 "$dir"
   cat > "$dir/keyguard.yaml" <<EOF
@@ -126,6 +128,14 @@ upstreams:
     endpoint: "$UP"
     credential: {vault: upstream/mock}
     deployments: [gpt-4o, gpt-4o-stream]
+EOF
+  if [ "$variant" = core ]; then
+    cat >> "$dir/keyguard.yaml" <<EOF
+# The gateway core: audit, metrics and detection off (everything else is the default).
+monitor: {audit: {enabled: false}, metrics: {enabled: false}, detect: {enabled: false}}
+EOF
+  else
+    cat >> "$dir/keyguard.yaml" <<EOF
 # Everything else is the default (monitoring, detection, audit, metrics on). One key sending
 # thousands of requests a second is what the velocity rule exists to catch: the detectors
 # keep running (their cost is part of the figures) but answer with alerts only, so the
@@ -139,6 +149,7 @@ monitor:
       reseller: {high: [alert]}
       key_probe: {high: [alert]}
 EOF
+  fi
   (
     cd "$dir" || exit 1
     unset KEYGUARD_MASTER_KEY KEYGUARD_CONFIG

@@ -9,6 +9,7 @@ meets the hot-path budget (see docs/performance.md).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Mapping
@@ -188,10 +189,20 @@ def _url(runner: web.BaseRunner) -> str:
     return f"http://{host}:{port}"
 
 
+def _settle_memory() -> None:
+    """Move everything built at start-up (modules, configuration, caches: several hundred
+    thousand objects) out of the garbage collector's sight. Without this every full collection
+    walks all of them, a pause of tens of milliseconds that lands on some request's latency;
+    with it, collections only walk what requests allocate."""
+    gc.collect()
+    gc.freeze()
+
+
 async def serve(settings: Settings, environ: Mapping[str, str]) -> None:
     """Run until SIGINT or SIGTERM, then stop gracefully."""
     gateway = Gateway(settings, environ)
     await gateway.start()
+    _settle_memory()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -15,6 +15,7 @@ restarts (:meth:`Profile.to_json` / :meth:`Profile.from_json`); the short window
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -127,13 +128,15 @@ class Profile:
         return near / (3 * total)
 
     def concurrency(self, start: float) -> int:
-        """Requests of this profile still running when a request started at ``start``."""
-        n = 1
-        for end in reversed(self.ends):  # at most 256 back: beyond that it is "very many"
-            if end <= start:
-                break
-            n += 1
-        return n
+        """Requests of this profile still running when a request started at ``start``: the
+        last 256 ends (kept in order) that came after it, plus itself."""
+        ends = self.ends
+        return 1 + len(ends) - bisect_right(ends, start)
+
+    def ended(self, at: float) -> None:
+        """Note a request's end (kept sorted: a clock step back counts as no time passing)."""
+        ends = self.ends
+        ends.append(at if not ends or at >= ends[-1] else ends[-1])
 
     # -- persistence -----------------------------------------------------------------------
 
@@ -291,4 +294,4 @@ def update_profile(
     if obs.cost is not None:
         p.cost.add(now, obs.cost)
     p.bucket_concurrency = max(p.bucket_concurrency, p.concurrency(now - obs.latency_ms / 1000))
-    p.ends.append(now)
+    p.ended(now)

@@ -38,20 +38,21 @@ class Finding:
     evidence: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class View:
     key: Profile | None  # the authenticated key's profile
     app: Profile | None  # its app's profile
     source: SourceState | None  # failed authentications from the request's network
     presented: PresentedState | None  # failed authentications with the presented key id
+    # the baseline the request is judged against: the key's once learnt, else its app's
+    base: Profile | None = field(init=False)
 
-    @property
-    def base(self) -> Profile | None:
-        if self.key is not None and self.key.mature():
-            return self.key
-        if self.app is not None and self.app.mature():
-            return self.app
-        return None
+    def __post_init__(self) -> None:
+        key, app = self.key, self.app
+        base = key if key is not None and key.mature() else None
+        if base is None and app is not None and app.mature():
+            base = app
+        self.base = base
 
 
 Rule = Callable[[View, Observation, float, DetectSettings], Finding | None]

@@ -1,10 +1,11 @@
 """The monitor: the proxy's recorder on the hot path, everything else in a background task.
 
-``Monitor.record(ctx)`` (the :class:`~keyguard.proxy.hooks.Recorder`) appends the finished
-request context and two clock readings to a deque: O(1), no allocation beyond a tuple. Every
-``interval`` the background task (:meth:`Monitor.run`) drains the deque and, per request, builds
-the :class:`~keyguard.detect.observation.Observation` and feeds it to the metrics, the audit
-writer and the detector; findings go to the :class:`~keyguard.respond.responder.Responder`.
+``Monitor.record(ctx)`` (the :class:`~keyguard.proxy.hooks.Recorder`, called once the answer
+has gone out) takes the request's :class:`~keyguard.detect.observation.Observation` (a few
+microseconds, no I/O) and appends it to a deque, so the request's context is freed at once.
+Every ``interval`` the background task (:meth:`Monitor.run`) drains the deque and feeds each
+observation to the metrics, the audit writer and the detector; findings go to the
+:class:`~keyguard.respond.responder.Responder`.
 It also reloads replicas' blocks and saves the detector's baselines on their intervals.
 
 Admin actions and security events arrive through :meth:`on_event` (an event-bus sink) and are
@@ -26,7 +27,7 @@ from ..audit.redact import redact_short
 from ..audit.settings import AuditSettings
 from ..audit.writer import AuditWriter
 from ..detect.engine import Detector
-from ..detect.observation import observe_context
+from ..detect.observation import Observation, observe_context
 from ..errors import GatewayError
 from ..events import AdminAction, Event, SecurityEvent
 from ..metrics.registry import GatewayMetrics
@@ -37,7 +38,7 @@ from ..respond.responder import Responder
 __all__ = ["Monitor"]
 
 log = logging.getLogger("keyguard.monitor")
-_YIELD_EVERY = 256  # requests processed between two yields to the event loop
+_YIELD_EVERY = 16  # requests processed between two yields: keeps the proxy's tail latency low
 
 
 class Monitor:
@@ -69,7 +70,8 @@ class Monitor:
         self._persist = persist_s
         self._max = max_pending
         self._clock = clock
-        self._inbox: deque[tuple[RequestContext, float, float]] = deque()
+        self._inbox: deque[tuple[Observation, dict[str, Any] | None]] = deque()
+        self._record_content = audit is not None and audit_settings.record_content
         self._stop = asyncio.Event()
         self._lock = asyncio.Lock()
         self._next_poll = 0.0
@@ -89,7 +91,17 @@ class Monitor:
         if len(self._inbox) >= self._max:
             self.dropped += 1
             return
-        self._inbox.append((ctx, time.time(), time.perf_counter()))
+        # The observation is taken now, so the request's context (its parsed body, headers,
+        # principal, ...) is freed at once instead of waiting in the queue for the next pass.
+        latency_ms = (time.perf_counter() - ctx.started) * 1000.0
+        wall = time.time()
+        obs = observe_context(ctx, wall, latency_ms, v4=self._v4, v6=self._v6, clean=redact_short)
+        content = (
+            content_of(ctx, self._audit_settings.max_content_chars)
+            if self._record_content
+            else None
+        )
+        self._inbox.append((obs, content))
 
     # -- event bus sink --------------------------------------------------------------------
 
@@ -119,8 +131,8 @@ class Monitor:
         async with self._lock:
             inbox = self._inbox
             while inbox:
-                ctx, wall, ended = inbox.popleft()
-                await self._one(ctx, wall, ended)
+                obs, content = inbox.popleft()
+                await self._one(obs, content)
                 n += 1
                 if n % _YIELD_EVERY == 0:
                     await asyncio.sleep(0)
@@ -129,18 +141,11 @@ class Monitor:
         self.processed += n
         return n
 
-    async def _one(self, ctx: RequestContext, wall: float, ended: float) -> None:
-        latency_ms = (ended - ctx.started) * 1000.0
-        obs = observe_context(ctx, wall, latency_ms, v4=self._v4, v6=self._v6, clean=redact_short)
+    async def _one(self, obs: Observation, content: dict[str, Any] | None) -> None:
         if self.metrics is not None:
             self.metrics.observe(obs)
         if self.audit is not None:
-            content = (
-                content_of(ctx, self._audit_settings.max_content_chars)
-                if self._audit_settings.record_content
-                else None
-            )
-            self.audit.append("request", request_record(obs, content), wall)
+            self.audit.append("request", request_record(obs, content), obs.at)
         if self.detector is None:
             return
         for finding in self.detector.observe(obs):

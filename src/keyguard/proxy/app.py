@@ -17,11 +17,12 @@ The handler is a plain aiohttp low-level server callback: no router, no middlewa
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from random import getrandbits
 from typing import Any
 
 import orjson
@@ -86,7 +87,7 @@ class ProxyHandler:
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         ctx = RequestContext(
-            request_id=secrets.token_hex(8),
+            request_id=_request_id(),
             started=time.perf_counter(),
             method=request.method,
             remote=self._client_address(request),
@@ -110,7 +111,9 @@ class ProxyHandler:
         ctx.status = response.status
         if self._keep_bodies and isinstance(response, web.Response):
             ctx.response_body = response.body if isinstance(response.body, bytes) else None
-        self._recorder.record(ctx)
+        # Recorded on the loop's next turn: aiohttp writes the answer as soon as this returns,
+        # so the access log and the monitor are off the request's latency.
+        asyncio.get_running_loop().call_soon(self._recorder.record, ctx)
         return response
 
     async def _handle(self, request: web.BaseRequest, ctx: RequestContext) -> web.StreamResponse:
@@ -241,6 +244,15 @@ def _upstream_body(body: bytes, ctx: RequestContext, upstream_deployment: str) -
         }
         changed = True
     return orjson.dumps(payload) if changed else body
+
+
+def _request_id() -> str:
+    """16 hex digits naming one request in logs, the audit and the answer's headers.
+
+    An identifier, not a secret: Python's Mersenne Twister (seeded from the OS at start-up)
+    is unique enough across replicas and ~20x cheaper than ``secrets`` on the hot path.
+    """
+    return f"{getrandbits(64):016x}"
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

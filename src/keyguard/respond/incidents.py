@@ -92,13 +92,21 @@ class IncidentBook:
             change: Change = "new"
         else:
             worse = _rank(finding.severity) > _rank(current.severity)
-            incident = replace(
-                current,
-                severity=finding.severity if worse else current.severity,
-                summary=finding.summary if worse else current.summary,
-                updated_at=now,
-                count=current.count + 1,
-                evidence={**current.evidence, "latest": detail},
+            incident = Incident(  # not dataclasses.replace: this runs for every repeat
+                current.id,
+                current.rule,
+                finding.severity if worse else current.severity,
+                current.subject,
+                finding.summary if worse else current.summary,
+                current.created_at,
+                now,
+                current.key_id,
+                current.app,
+                current.source,
+                current.count + 1,
+                current.status,
+                {**current.evidence, "latest": detail},
+                current.actions,
             )
             change = "escalated" if worse else "repeat"
         self._open[key] = incident
