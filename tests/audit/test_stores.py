@@ -49,11 +49,14 @@ async def _verify(store: AuditStore, signer: Signer) -> object:
     return verifier.finish()
 
 
-async def test_concurrent_writers_extend_one_chain(engine: AsyncEngine) -> None:
+@pytest.mark.parametrize("direct", [False, True], ids=["engine", "direct"])
+async def test_concurrent_writers_extend_one_chain(engine: AsyncEngine, direct: bool) -> None:
     signer = Signer(Ed25519PrivateKey.generate())
-    writers = [
-        AuditWriter(AuditStore(engine), AuditSettings(batch_size=7), signer=signer)
-        for _ in range(3)
+    writers = [  # with direct: one writer through the engine, two from the loop (SQLite)
+        AuditWriter(
+            AuditStore(engine, direct=direct and w > 0), AuditSettings(batch_size=7), signer=signer
+        )
+        for w in range(3)
     ]
     for w, writer in enumerate(writers):
         for i in range(40):

@@ -46,7 +46,7 @@ def link(seq: int, created: str, kind: str, prev_hash: str, data: str) -> str:
     return hashlib.sha256(head + data.encode()).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: cheaper to build, one per audit record
 class Record:
     seq: int
     created: str  # ISO 8601 UTC, microseconds, "Z"

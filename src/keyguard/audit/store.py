@@ -7,17 +7,23 @@ gateway replicas and the CLI extend one global chain without forking it.
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import math
+import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ..errors import StorageError
 from ..store.schema import audit_checkpoints, audit_records
 from ..store.sql import _BEGIN_OPTION, translate_errors
 from .chain import GENESIS, Checkpoint, Record, chain
+from .sqlite_append import CHUNK, Busy, SqliteAppender, sqlite_file, sqlite_time
 
-__all__ = ["AuditStore", "iso", "parse_iso"]
+__all__ = ["AuditStore", "iso", "iso_at", "parse_iso"]
 
 _PG_AUDIT_LOCK = 0x6B67617564  # "kgaud": pg_advisory_xact_lock id for the chain head
 _PAGE = 2000
@@ -27,11 +33,6 @@ _SQLITE_INSERT = (
 )
 
 
-def _sqlite_time(created: str) -> str:
-    """:func:`iso` text in SQLAlchemy's SQLite DATETIME storage form (naive UTC)."""
-    return created[:10] + " " + created[11:26]
-
-
 def iso(at: datetime) -> str:
     """``2026-01-31T12:00:00.000000Z``: the one text form of a record's time (it is hashed)."""
     if at.tzinfo is not UTC:
@@ -39,24 +40,80 @@ def iso(at: datetime) -> str:
     return at.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
+def iso_at(at: float) -> str:
+    """:func:`iso` of the epoch time ``at`` (what ``iso(datetime.fromtimestamp(at, UTC))``
+    gives), the date and time of day formatted once per second: one call per audit record."""
+    frac, whole = math.modf(at)
+    micro = round(frac * 1_000_000)
+    if micro >= 1_000_000:
+        whole, micro = whole + 1, micro - 1_000_000
+    elif micro < 0:
+        whole, micro = whole - 1, micro + 1_000_000
+    return f"{_second_text(int(whole))}.{micro:06d}Z"
+
+
+@functools.lru_cache(maxsize=8)
+def _second_text(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+
 def parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 class AuditStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, direct: bool = False) -> None:
+        """``direct``: on a SQLite file, append from the event loop (:mod:`.sqlite_append`);
+        the gateway's writer does, short-lived commands need not."""
         self._engine = engine
+        path = sqlite_file(engine.url) if direct else None
+        self._direct = SqliteAppender(path) if path is not None else None
+        self.fallbacks = 0  # direct appends that found the lock taken and went the async way
+
+    async def _append_direct(
+        self, appender: SqliteAppender, items: Sequence[tuple[str, str, str]]
+    ) -> list[Record]:
+        """The embedded SQLite store: short transactions from the loop (:mod:`.sqlite_append`).
+        When the lock is taken or the store fails after some chunks were written, the records
+        written so far are returned (a prefix of ``items``; the caller keeps the rest)."""
+        records: list[Record] = []
+        for start in range(0, len(items), CHUNK):
+            if start:
+                await asyncio.sleep(0)  # let requests through between two chunks
+            try:
+                records += appender.append(items[start : start + CHUNK])
+            except (Busy, StorageError):
+                if not records:
+                    raise
+                break
+        return records
+
+    def close(self) -> None:
+        """Close the direct SQLite connection, if any (the engine is closed by its owner)."""
+        if self._direct is not None:
+            self._direct.close()
 
     async def append(
         self, items: Sequence[tuple[str, str, str]], times: Sequence[datetime] | None = None
     ) -> list[Record]:
-        """Chain and insert ``(created, kind, canonical data)`` items; return the records.
-        ``created`` is :func:`iso` text (what is hashed); ``times`` the same instants as
-        datetimes, when the caller has them (saves parsing)."""
-        if times is None:
-            times = [parse_iso(created) for created, _, _ in items]
+        """Chain and insert ``(created, kind, canonical data)`` items; return the records
+        written: all of them, or with ``direct`` possibly a prefix when the store became busy
+        part-way (the caller keeps the rest for later). ``created`` is :func:`iso` text (what
+        is hashed); ``times`` the same instants as datetimes, when the caller has them."""
         if not items:
             return []
+        if self._direct is not None:
+            try:
+                return await self._append_direct(self._direct, items)
+            except Busy:
+                self.fallbacks += 1  # another writer holds the lock: the engine's thread waits
+        return await self._append_async(items, times)
+
+    async def _append_async(
+        self, items: Sequence[tuple[str, str, str]], times: Sequence[datetime] | None
+    ) -> list[Record]:
+        if times is None:
+            times = [parse_iso(created) for created, _, _ in items]
         async with translate_errors("append audit records"), self._engine.connect() as conn:
             conn = await conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
             async with conn.begin():
@@ -75,7 +132,7 @@ class AuditStore:
                     await conn.exec_driver_sql(
                         _SQLITE_INSERT,
                         [
-                            (r.seq, _sqlite_time(r.created), r.kind, r.data, r.prev_hash, r.hash)
+                            (r.seq, sqlite_time(r.created), r.kind, r.data, r.prev_hash, r.hash)
                             for r in records
                         ],
                     )

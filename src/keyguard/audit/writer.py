@@ -27,7 +27,7 @@ from .chain import Checkpoint, Record, canonical
 from .settings import AuditSettings
 from .signing import Signer
 from .sinks import Sink
-from .store import AuditStore, iso
+from .store import AuditStore, iso, iso_at
 
 __all__ = ["AuditWriter"]
 
@@ -49,7 +49,9 @@ class AuditWriter:
         self._signer = signer
         self._sink = sink
         self._clock = clock
-        self._queue: deque[tuple[float, str, Any]] = deque()
+        # (time, kind, canonical JSON): plain values only, which the garbage collector does
+        # not track, however many records wait for the next flush
+        self._queue: deque[tuple[float, str, str]] = deque()
         self._lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._last_checkpoint = clock()
@@ -69,7 +71,7 @@ class AuditWriter:
         if len(self._queue) >= self._settings.max_queue:
             self._queue.popleft()
             self.dropped += 1
-        self._queue.append((self._clock() if at is None else at, kind, data))
+        self._queue.append((self._clock() if at is None else at, kind, canonical(data)))
 
     async def run(self) -> None:
         """Flush every ``flush_interval_s`` and checkpoint on schedule, until :meth:`close`."""
@@ -100,14 +102,10 @@ class AuditWriter:
             while self._queue:
                 n = min(len(self._queue), self._settings.batch_size)
                 batch = [self._queue.popleft() for _ in range(n)]
-                times = [datetime.fromtimestamp(at, UTC) for at, _, _ in batch]
-                items = [
-                    (iso(when), kind, canonical(data))
-                    for when, (_, kind, data) in zip(times, batch, strict=True)
-                ]
+                items = [(iso_at(at), kind, data) for at, kind, data in batch]
                 started = time.perf_counter()
                 try:
-                    records = await self._store.append(items, times)
+                    records = await self._store.append(items)
                 except BaseException:
                     self._queue.extendleft(reversed(batch))  # retried at the next flush
                     raise
@@ -116,6 +114,9 @@ class AuditWriter:
                 total += len(records)
                 self.last_seq = records[-1].seq
                 await self._emit(records, [])
+                if len(records) < n:  # the store became busy part-way: the rest next time
+                    self._queue.extendleft(reversed(batch[len(records) :]))
+                    break
         return total
 
     async def checkpoint(self) -> Checkpoint | None:
@@ -152,5 +153,6 @@ class AuditWriter:
                 break
             except StorageError as exc:
                 log.error("audit: final flush failed (%s); %d records lost", exc, self.queued)
+        self._store.close()
         if self._sink is not None:
             self._sink.close()

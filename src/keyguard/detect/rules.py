@@ -24,7 +24,7 @@ from .settings import DetectSettings
 __all__ = ["Finding", "View", "Rule", "RULE_FUNCTIONS", "unusual_hour"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: cheaper to build, one per finding
 class Finding:
     rule: str
     severity: Severity
@@ -36,6 +36,7 @@ class Finding:
     app: str | None = None
     source: str | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
+    repeats: int = 0  # identical findings folded into this one (the monitor's repeat gate)
 
 
 @dataclass(slots=True)

@@ -9,7 +9,8 @@ distinct). No key id, address or user agent is ever a label.
 
 ``observe`` costs a few microseconds: counter increments are summed per batch of requests
 (:meth:`GatewayMetrics.commit`) and label children are cached, so prometheus_client's
-lock-protected values are touched once per batch and series, histograms once per request.
+lock-protected values are touched once per batch and series; histograms are plain bucket
+counts on the event loop (:mod:`.histogram`).
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.exposition import choose_encoder
 
 from ..detect.observation import Observation
+from .histogram import LoopHistogram
 
 __all__ = ["GatewayMetrics", "BoundedLabel"]
 
@@ -74,17 +76,17 @@ class GatewayMetrics:
             "keyguard_cost", "Cost by app and deployment, in the unit of the limits' prices.",
             ad, registry=r,
         )  # fmt: skip
-        self.token_usage = Histogram(
+        self.token_usage = LoopHistogram(
             "gen_ai_client_token_usage", "Input and output tokens per request (OTel GenAI).",
             ["gen_ai_operation_name", "gen_ai_request_model", "gen_ai_token_type"],
             buckets=TOKEN_BUCKETS, registry=r,
         )  # fmt: skip
-        self.upstream = Histogram(
+        self.upstream = LoopHistogram(
             "gen_ai_client_operation_duration", "Time spent upstream (Azure OpenAI), seconds.",
             ["gen_ai_operation_name", "gen_ai_request_model"], unit="seconds",
             buckets=DURATION_BUCKETS, registry=r,
         )  # fmt: skip
-        self.overhead = Histogram(
+        self.overhead = LoopHistogram(
             "keyguard_gateway_overhead", "Time Keyguard adds to a request (total - upstream).",
             ["gen_ai_operation_name"], unit="seconds", buckets=OVERHEAD_BUCKETS, registry=r,
         )  # fmt: skip
@@ -160,8 +162,10 @@ class GatewayMetrics:
         for (metric, *labels), amount in pending.items():
             self._child(metric, *labels).inc(amount)
 
-    def count(self, metric: Counter, *labels: str) -> None:
-        self._child(metric, *(self._reason(label) for label in labels)).inc()
+    def count(self, metric: Counter, *labels: str, n: int = 1) -> None:
+        """``n`` more events (detections, incidents, responses, alerts); applied at the next
+        :meth:`commit` or scrape."""
+        self._add(metric, float(n), *(self._reason(label) for label in labels))
 
     def render(self, accept: str | None) -> tuple[bytes, str]:
         """The exposition (Prometheus text, or OpenMetrics when asked) and its content type."""

@@ -28,6 +28,7 @@ from ..audit.settings import AuditSettings
 from ..audit.writer import AuditWriter
 from ..detect.engine import Detector
 from ..detect.observation import Observation, observe_context
+from ..detect.rules import Finding
 from ..errors import GatewayError
 from ..events import AdminAction, Event, SecurityEvent
 from ..metrics.registry import GatewayMetrics
@@ -38,6 +39,8 @@ from ..respond.responder import Responder
 __all__ = ["Monitor"]
 
 log = logging.getLogger("keyguard.monitor")
+FOLD_S = 1.0  # identical findings within this many seconds reach the responder once
+_MAX_GATES = 10_000
 _YIELD_EVERY = 16  # requests processed between two yields: keeps the proxy's tail latency low
 
 
@@ -72,6 +75,10 @@ class Monitor:
         self._clock = clock
         self._inbox: deque[tuple[Observation, dict[str, Any] | None]] = deque()
         self._record_content = audit is not None and audit_settings.record_content
+        self._active = audit is not None or metrics is not None or detector is not None
+        self._passed: dict[tuple[str, str, str], float] = {}  # repeat gate: last passed on
+        # repeat gate: how many were folded since, and the latest of them
+        self._folded: dict[tuple[str, str, str], tuple[int, Finding]] = {}
         self._stop = asyncio.Event()
         self._lock = asyncio.Lock()
         self._next_poll = 0.0
@@ -88,6 +95,8 @@ class Monitor:
     # -- hot path --------------------------------------------------------------------------
 
     def record(self, ctx: RequestContext) -> None:
+        if not self._active:
+            return
         if len(self._inbox) >= self._max:
             self.dropped += 1
             return
@@ -149,10 +158,43 @@ class Monitor:
         if self.detector is None:
             return
         for finding in self.detector.observe(obs):
+            if self._fold(finding):
+                continue
             if self.metrics is not None:
-                self.metrics.count(self.metrics.detections, finding.rule, finding.severity)
+                self.metrics.count(
+                    self.metrics.detections, finding.rule, finding.severity, n=1 + finding.repeats
+                )
             if self.responder is not None:
                 await self.responder.handle(finding)
+
+    def _fold(self, finding: Finding) -> bool:
+        """The repeat gate: a finding identical in rule, subject and severity to one passed on
+        less than ``FOLD_S`` ago is only counted, and the count rides on the next one passed
+        on. A flood (a stolen key at thousands of requests a second: a finding per request)
+        then costs the responder one call a second per incident, not one per request; a new
+        rule, subject or a higher severity passes at once."""
+        key = (finding.rule, finding.subject, finding.severity)
+        last = self._passed.get(key)
+        if last is not None and 0 <= finding.at - last < FOLD_S:
+            held = self._folded.get(key)
+            self._folded[key] = (held[0] + 1 if held else 1, finding)
+            return True
+        if len(self._passed) >= _MAX_GATES:
+            self._passed.clear()
+        self._passed[key] = finding.at
+        held = self._folded.pop(key, None)
+        finding.repeats = held[0] if held else 0
+        return False
+
+    async def _release_folded(self) -> None:
+        """Pass on what the gate still holds (at shutdown): incident counts end exact."""
+        folded, self._folded = self._folded, {}
+        for count, latest in folded.values():
+            latest.repeats = count - 1
+            if self.metrics is not None:
+                self.metrics.count(self.metrics.detections, latest.rule, latest.severity, n=count)
+            if self.responder is not None:
+                await self.responder.handle(latest)
 
     async def _housekeeping(self) -> None:
         now = self._clock()
@@ -171,8 +213,10 @@ class Monitor:
             log.warning("monitor: store unavailable for blocks or baselines (%s)", exc)
 
     async def drain(self) -> None:
-        """Process everything recorded and write the audit now (tests, shutdown)."""
+        """Process everything recorded, pass on what the repeat gate holds and write the audit
+        now (tests, shutdown)."""
         await self.process()
+        await self._release_folded()
         if self.audit is not None:
             await self.audit.flush()
 
@@ -180,6 +224,7 @@ class Monitor:
         """Stop the loop, then handle and write everything still pending."""
         self._stop.set()
         await self.process()
+        await self._release_folded()
         if self._store is not None and self.detector is not None:
             with contextlib.suppress(GatewayError):
                 await self._store.save_profiles(self.detector.take_dirty(), self._clock())

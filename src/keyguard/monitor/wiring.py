@@ -119,7 +119,7 @@ async def start_monitor(
     if m.audit.enabled and engine is not None:
         signer = await load_signer(runtime.vault)
         audit = AuditWriter(
-            AuditStore(engine),
+            AuditStore(engine, direct=True),
             m.audit,
             signer=signer,
             sink=open_sink(m.audit.sink, m.audit.syslog_address),

@@ -23,7 +23,7 @@ __all__ = ["Incident", "IncidentBook", "Change"]
 Change = Literal["new", "escalated", "repeat"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: cheaper to build, one per repeated finding
 class Incident:
     id: str
     rule: str
@@ -87,6 +87,7 @@ class IncidentBook:
                 key_id=finding.key_id,
                 app=finding.app,
                 source=finding.source,
+                count=1 + finding.repeats,
                 evidence={"first": detail, "latest": detail},
             )
             change: Change = "new"
@@ -103,7 +104,7 @@ class IncidentBook:
                 current.key_id,
                 current.app,
                 current.source,
-                current.count + 1,
+                current.count + 1 + finding.repeats,
                 current.status,
                 {**current.evidence, "latest": detail},
                 current.actions,
