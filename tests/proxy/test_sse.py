@@ -62,6 +62,26 @@ def test_only_whole_events_are_released() -> None:
     assert tap.feed(first[10:]) == first
 
 
+def test_spaced_json_and_multiline_data() -> None:
+    spaced = STREAM.replace(b'"usage":{', b'"usage": {').replace(b'"usage":null', b'"usage": null')
+    tap = SseTap(strip_usage_chunk=True)
+    assert b'"choices":[]' not in run(tap, [spaced])
+    assert tap.usage is not None and tap.usage.prompt_tokens == 7
+    split = (
+        b'data: {"choices": [],\ndata: "usage": {"prompt_tokens": 5, "completion_tokens": 1}}\n\n'
+    )
+    tap = SseTap(strip_usage_chunk=True)
+    assert run(tap, [chunk("a") + split]) == chunk("a")
+    assert tap.usage is not None and tap.usage.total_tokens == 6
+
+
+def test_the_latest_usage_wins_and_every_usage_chunk_goes() -> None:
+    later = USAGE.replace(b'"completion_tokens":3', b'"completion_tokens":4')
+    tap = SseTap(strip_usage_chunk=True)
+    assert run(tap, [chunk("a") + USAGE + chunk("b") + later]) == chunk("a") + chunk("b")
+    assert tap.usage is not None and tap.usage.completion_tokens == 4
+
+
 def test_crlf_events() -> None:
     crlf = STREAM.replace(b"\n", b"\r\n")
     tap = SseTap(strip_usage_chunk=True)

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.exposition import choose_encoder
 
 from ..detect.observation import Observation
-from .histogram import LoopHistogram
+from .histogram import LoopHistogram, Series
 
 __all__ = ["GatewayMetrics", "BoundedLabel"]
 
@@ -54,6 +55,25 @@ class BoundedLabel:
         return value
 
 
+_MAX_SERIES_KEYS = 10_000  # (app, deployment, operation, status) combinations remembered
+
+
+@dataclass(slots=True)
+class _Series:
+    """Everything one (app, deployment, operation, status) updates: counter keys and
+    histogram series, so a request costs dictionary additions and bisections only."""
+
+    app: str
+    dep: str
+    requests: tuple[Any, ...]
+    input: tuple[Any, ...]
+    output: tuple[Any, ...]
+    upstream: Series
+    overhead: Series
+    usage_input: Series
+    usage_output: Series
+
+
 class GatewayMetrics:
     def __init__(self, deployments: Iterable[str], *, max_apps: int = 500) -> None:
         self.registry = r = CollectorRegistry(auto_describe=True)
@@ -63,6 +83,7 @@ class GatewayMetrics:
         self._op = BoundedLabel(32)
         self._children: dict[tuple[Any, ...], Any] = {}
         self._pending: dict[tuple[Any, ...], float] = {}  # counter increments not yet applied
+        self._series: dict[tuple[str | None, str | None, str | None, int], _Series] = {}
         ad = ["app", "deployment"]
         self.requests = Counter(
             "keyguard_requests", "Requests by app, deployment, operation and HTTP status.",
@@ -126,31 +147,54 @@ class GatewayMetrics:
         return child
 
     def observe(self, obs: Observation) -> None:
+        key = (obs.app, obs.deployment, obs.operation, obs.status)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series_for(key)
+        pending = self._pending
+        pending[series.requests] = pending.get(series.requests, 0.0) + 1.0
         total_s = obs.latency_ms / 1000.0
-        app = self._app(obs.app)
-        dep = obs.deployment if obs.deployment in self._deployments else ""
-        op = self._op(obs.operation)
-        code = str(obs.status) if 100 <= obs.status <= 599 else "other"
-        self._add(self.requests, 1.0, app, dep, op, code)
         if obs.upstream_status:
             upstream_s = obs.upstream_ms / 1000.0
-            self._child(self.upstream, op, dep).observe(upstream_s)
-            self._child(self.overhead, op).observe(max(0.0, total_s - upstream_s))
+            series.upstream.observe(upstream_s)
+            series.overhead.observe(max(0.0, total_s - upstream_s))
         else:
-            self._child(self.overhead, op).observe(total_s)
+            series.overhead.observe(total_s)
         if obs.prompt_tokens or obs.completion_tokens:
-            self._add(self.tokens, obs.prompt_tokens, app, dep, "input")
-            self._add(self.tokens, obs.completion_tokens, app, dep, "output")
-            self._child(self.token_usage, op, dep, "input").observe(obs.prompt_tokens)
-            self._child(self.token_usage, op, dep, "output").observe(obs.completion_tokens)
+            pending[series.input] = pending.get(series.input, 0.0) + obs.prompt_tokens
+            pending[series.output] = pending.get(series.output, 0.0) + obs.completion_tokens
+            series.usage_input.observe(obs.prompt_tokens)
+            series.usage_output.observe(obs.completion_tokens)
             if obs.cached_tokens:
-                self._add(self.tokens, obs.cached_tokens, app, dep, "cached_input")
+                self._add(self.tokens, obs.cached_tokens, series.app, series.dep, "cached_input")
         if obs.cost:
-            self._add(self.cost, obs.cost, app, dep)
+            self._add(self.cost, obs.cost, series.app, series.dep)
         if obs.status == 401:
             self._add(self.auth_failures, 1.0, self._reason(obs.reason))
         elif obs.status == 429 and not obs.upstream_status:
-            self._add(self.refusals, 1.0, app, dep, self._reason(obs.reason))
+            self._add(self.refusals, 1.0, series.app, series.dep, self._reason(obs.reason))
+
+    def _series_for(self, key: tuple[str | None, str | None, str | None, int]) -> _Series:
+        """The label values and series one kind of request updates, worked out once."""
+        app = self._app(key[0])
+        dep = key[1] if key[1] in self._deployments else ""
+        op = self._op(key[2])
+        code = str(key[3]) if 100 <= key[3] <= 599 else "other"
+        series = _Series(
+            app=app,
+            dep=dep,
+            requests=(self.requests, app, dep, op, code),
+            input=(self.tokens, app, dep, "input"),
+            output=(self.tokens, app, dep, "output"),
+            upstream=self.upstream.labels(op, dep),
+            overhead=self.overhead.labels(op),
+            usage_input=self.token_usage.labels(op, dep, "input"),
+            usage_output=self.token_usage.labels(op, dep, "output"),
+        )
+        if len(self._series) >= _MAX_SERIES_KEYS:
+            self._series.clear()
+        self._series[key] = series
+        return series
 
     def _add(self, metric: Counter, amount: float, *labels: str) -> None:
         key = (metric, *labels)

@@ -14,7 +14,6 @@ a usage event (the client went away, or the upstream broke off).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,8 +22,6 @@ import orjson
 from .context import Usage
 
 __all__ = ["SseTap", "streamed_text"]
-
-_DATA = re.compile(rb"^data: ?(.*?)\r?$", re.MULTILINE)
 
 
 def _events(buf: bytes) -> Iterator[bytes]:
@@ -44,18 +41,24 @@ def _events(buf: bytes) -> Iterator[bytes]:
         start = end
 
 
-def _boundary(buf: bytes) -> int:
-    """End of the last complete event in ``buf`` (index after its blank line), or -1."""
+def _boundary(buf: bytes, cr: bool) -> int:
+    """End of the last complete event in ``buf`` (index after its blank line), or -1.
+    ``cr``: whether ``buf`` holds a carriage return at all (else CRLF forms are not searched)."""
     lf = buf.rfind(b"\n\n")
-    crlf = buf.rfind(b"\r\n\r\n")
+    crlf = buf.rfind(b"\r\n\r\n") if cr else -1
     return max(lf + 2 if lf >= 0 else -1, crlf + 4 if crlf >= 0 else -1)
 
 
 def _data(event: bytes) -> Any:
-    parts = _DATA.findall(event)
+    """The JSON object of an event's ``data:`` lines (joined by newlines), or ``None``."""
+    parts = []
+    for line in event.split(b"\n"):
+        if line.startswith(b"data:"):
+            value = line[6:] if line.startswith(b"data: ") else line[5:]
+            parts.append(value[:-1] if value.endswith(b"\r") else value)
     if not parts:
         return None
-    raw = b"\n".join(parts)
+    raw = parts[0] if len(parts) == 1 else b"\n".join(parts)
     if not raw.startswith(b"{"):
         return None
     try:
@@ -72,52 +75,63 @@ class SseTap:
 
     def feed(self, chunk: bytes) -> bytes:
         buf = self._carry + chunk if self._carry else chunk
-        end = _boundary(buf)
+        cr = b"\r" in buf
+        end = _boundary(buf, cr)
         if end < 0:
             self._carry = buf
             return b""
         out, self._carry = buf[:end], buf[end:]
-        if _usage_at(out, 0) >= 0:
-            out = self._read_usage(out)
+        pos = _last_usage(out, len(out))
+        if pos >= 0:
+            out = self._read_usage(out, pos, cr)
         return out
 
     def flush(self) -> bytes:
         rest, self._carry = self._carry, b""
         return rest
 
-    def _read_usage(self, out: bytes) -> bytes:
-        """Read (and maybe drop) each event of ``out`` that carries a usage object."""
-        pos = _usage_at(out, 0)
+    def _read_usage(self, out: bytes, pos: int, cr: bool) -> bytes:
+        """Read (and maybe drop) each event of ``out`` that carries a usage object, from the
+        last one back (usage comes at the end of a stream: the search starts where it is)."""
+        latest: Usage | None = None
         while pos >= 0:
-            start, end = _event_around(out, pos)
-            event = out[start:end]
-            obj = _data(event)
-            drop = False
+            start, end = _event_around(out, pos, cr)
+            obj = _data(out[start:end])
             if isinstance(obj, dict):
                 usage = obj.get("usage")
                 response = obj.get("response")
                 if not isinstance(usage, dict) and isinstance(response, dict):
                     usage = response.get("usage")  # Responses API: response.completed
                 if isinstance(usage, dict):
-                    self.usage = Usage.from_azure(usage)
-                    drop = self._strip and obj.get("choices") == []
-            if drop:
-                out = out[:start] + out[end:]
-                end = start
-            pos = _usage_at(out, end)
+                    if latest is None:
+                        latest = Usage.from_azure(usage)
+                    if self._strip and obj.get("choices") == []:
+                        out = out[:start] + out[end:]
+            pos = _last_usage(out, start)
+        if latest is not None:
+            self.usage = latest
         return out
 
 
-def _usage_at(data: bytes, start: int) -> int:
-    pos = data.find(b'"usage":{', start)
-    return pos if pos >= 0 else data.find(b'"usage": {', start)
+def _last_usage(data: bytes, end: int) -> int:
+    """Where the last usage object before ``end`` starts (``"usage":{`` or ``"usage": {``;
+    ``"usage":null`` is skipped), or -1. One backward scan."""
+    pos = data.rfind(b'"usage":', 0, end)
+    while pos >= 0:
+        after = pos + 8
+        if data[after : after + 1] == b"{" or data[after : after + 2] == b" {":
+            return pos
+        pos = data.rfind(b'"usage":', 0, pos)
+    return -1
 
 
-def _event_around(data: bytes, pos: int) -> tuple[int, int]:
+def _event_around(data: bytes, pos: int, cr: bool) -> tuple[int, int]:
     """Bounds of the complete event that contains ``pos`` (``data`` holds whole events)."""
-    lf, crlf = data.rfind(b"\n\n", 0, pos), data.rfind(b"\n\r\n", 0, pos)
+    lf = data.rfind(b"\n\n", 0, pos)
+    crlf = data.rfind(b"\n\r\n", 0, pos) if cr else -1
     start = max(lf + 2 if lf >= 0 else 0, crlf + 3 if crlf >= 0 else 0)
-    lf, crlf = data.find(b"\n\n", pos), data.find(b"\n\r\n", pos)
+    lf = data.find(b"\n\n", pos)
+    crlf = data.find(b"\n\r\n", pos) if cr else -1
     ends = [i + n for i, n in ((lf, 2), (crlf, 3)) if i >= 0]
     return start, min(ends) if ends else len(data)
 
