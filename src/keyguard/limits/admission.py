@@ -25,8 +25,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from ..errors import TooManyRequests
 from ..events import EventBus, SecurityEvent
@@ -46,8 +46,7 @@ CHARGED = "limits_charged"  # ctx.extra key of what was charged at settlement
 _SHOULD_NOT_RETRY_AFTER_S = 60.0
 
 
-@dataclass(frozen=True, slots=True)
-class Held:
+class Held(NamedTuple):  # a tuple: built for every request
     backend: Backend
     lines: Sequence[Line]
     estimate: Estimate

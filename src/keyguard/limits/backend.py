@@ -18,8 +18,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ..errors import RequestError
 from .model import Line
@@ -48,8 +47,7 @@ class LimitsUnavailable(RequestError):
     code = "ServiceUnavailable"
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):  # a tuple: built for every request
     allowed: bool
     levels: tuple[int, ...]  # every line's level before this request
 

@@ -20,8 +20,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -40,8 +39,7 @@ _TOKEN_OPS = frozenset({"chat", "completions", "embeddings", "responses"})
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5", "codex")
 
 
-@dataclass(frozen=True, slots=True)
-class Estimate:
+class Estimate(NamedTuple):  # a tuple: built for every request
     prompt_tokens: int = 0
     completion_tokens: int = 0  # the most the answer may use, all choices together
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .model import Kind, Line
 from .prices import to_micro
@@ -32,8 +33,7 @@ _FIELDS: dict[str, tuple[Kind, Period | None, str, str]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Subject:
+class Subject(NamedTuple):  # a tuple: built for every request, a dictionary key
     key_id: str | None
     app: str | None
     deployment: str
