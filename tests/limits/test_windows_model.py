@@ -93,9 +93,10 @@ def test_remaining_reports_the_tightest_token_and_request_limits() -> None:
         line("requests", limit=10, amount=1),
         line("cost", limit=5),
     ]
-    assert remaining(lines, [100, 20, 3, 5]) == (30, 7)
+    # the levels the request found; its amounts (10, 10, 1, 10) are added
+    assert remaining(lines, [90, 10, 2, 5]) == (30, 7)
     assert remaining([line("cost")], [1]) == (None, None)
-    assert remaining([line("tokens", limit=10)], [15]) == (0, None)
+    assert remaining([line("tokens", limit=10)], [5]) == (0, None)  # over: none left
 
 
 def test_soft_threshold_is_crossed_once() -> None:

@@ -130,14 +130,14 @@ class LimitAdmission:
             refusal = check(lines, outcome.levels, now)
             assert refusal is not None
             raise self._refused(refusal, ctx)
-        after = [level + line.amount for line, level in zip(lines, outcome.levels, strict=True)]
-        tokens_left, requests_left = remaining(lines, after)
+        tokens_left, requests_left = remaining(lines, outcome.levels)
         if tokens_left is not None:
             ctx.response_headers["x-ratelimit-remaining-tokens"] = str(tokens_left)
         if requests_left is not None:
             ctx.response_headers["x-ratelimit-remaining-requests"] = str(requests_left)
         ctx.extra[HELD] = Held(backend, lines, estimate, price, model)
         if self._priced:
+            after = [level + ln.amount for ln, level in zip(lines, outcome.levels, strict=True)]
             await self._soft_alerts(ctx, backend, lines, outcome.levels, after)
 
     async def settle(self, ctx: RequestContext) -> None:
@@ -145,7 +145,8 @@ class LimitAdmission:
         if held is None:
             return
         try:
-            tokens, cost = await self._charge(ctx, held)
+            charged = self._charged(ctx, held)
+            tokens, cost = charged if charged is not None else await self._charge(ctx, held)
             ctx.extra[CHARGED] = {"tokens": tokens, "cost_micro": cost}
             lines: list[Line] = []
             deltas: list[int] = []
@@ -167,6 +168,27 @@ class LimitAdmission:
                 await self._soft_alerts(ctx, held.backend, lines, before, after)
         except Exception:
             log.exception("settling the limits of request %s failed", ctx.request_id)
+
+    def _charged(self, ctx: RequestContext, held: Held) -> tuple[int, int] | None:
+        """What :meth:`_charge` gives, without awaiting, unless streamed text must be counted
+        (``None``): the path of nearly every request."""
+        if ctx.usage is None and ctx.streamed:
+            return None
+        usage = ctx.usage
+        if usage is not None:
+            prompt, cached, completion = (
+                usage.prompt_tokens,
+                usage.cached_tokens,
+                usage.completion_tokens,
+            )
+        elif 200 <= ctx.upstream_status < 300:
+            estimate = held.estimate
+            prompt, cached, completion = estimate.prompt_tokens, 0, estimate.completion_tokens
+        else:
+            return 0, 0
+        price = held.price
+        cost = cost_micro(price, prompt, cached, completion) if price is not None else 0
+        return prompt + completion, cost
 
     async def _charge(self, ctx: RequestContext, held: Held) -> tuple[int, int]:
         """Tokens and cost (micro-units) really used by the request."""

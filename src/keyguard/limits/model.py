@@ -79,16 +79,19 @@ def check(lines: Sequence[Line], levels: Sequence[int], now: float) -> Refusal |
     return worst
 
 
-def remaining(lines: Sequence[Line], levels_after: Sequence[int]) -> tuple[int | None, int | None]:
-    """Tokens and requests left under the tightest token and request limits (``None``: none)."""
+def remaining(lines: Sequence[Line], levels_before: Sequence[int]) -> tuple[int | None, int | None]:
+    """Tokens and requests left under the tightest token and request limits (``None``: none),
+    once the request's amounts are added to the levels it found (it was admitted)."""
     tokens: int | None = None
     requests: int | None = None
-    for line, level in zip(lines, levels_after, strict=True):
-        left = max(0, line.limit - level)
-        if line.kind == "tokens":
-            tokens = left if tokens is None else min(tokens, left)
-        elif line.kind == "requests":
-            requests = left if requests is None else min(requests, left)
+    for line, level in zip(lines, levels_before, strict=True):
+        kind = line.kind
+        if kind == "tokens":
+            left = max(0, line.limit - level - line.amount)
+            tokens = left if tokens is None or left < tokens else tokens
+        elif kind == "requests":
+            left = max(0, line.limit - level - line.amount)
+            requests = left if requests is None or left < requests else requests
     return tokens, requests
 
 
