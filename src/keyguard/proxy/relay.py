@@ -27,7 +27,6 @@ import aiohttp
 import orjson
 from aiohttp import web
 from multidict import CIMultiDict
-from yarl import URL
 
 from ..errors import TooManyRequests, UpstreamError
 from ..upstream.breaker import parse_retry_after
@@ -41,7 +40,6 @@ from .sse import SseTap, streamed_text
 __all__ = ["Relay", "new_upstream_session", "upstream_url"]
 
 log = logging.getLogger("keyguard.proxy")
-_MAX_CACHED_URLS = 1024
 
 
 def new_upstream_session(
@@ -75,16 +73,6 @@ class Relay:
     def __init__(self, session: aiohttp.ClientSession, pool: UpstreamPool | None = None) -> None:
         self._session = session
         self._pool = pool
-        self._urls: dict[str, URL] = {}  # parsed upstream URLs: a handful of distinct values
-
-    def _url(self, target: Target, route: Route) -> URL:
-        text = upstream_url(target, route)
-        url = self._urls.get(text)
-        if url is None:
-            if len(self._urls) >= _MAX_CACHED_URLS:  # api-version comes from the client
-                self._urls.clear()
-            url = self._urls[text] = URL(text)
-        return url
 
     async def forward(
         self, request: web.BaseRequest, ctx: RequestContext, target: Target, body: bytes
@@ -156,7 +144,7 @@ class Relay:
         try:
             return await self._session.request(
                 ctx.route.operation.method,
-                self._url(target, ctx.route),
+                upstream_url(target, ctx.route),
                 data=body,
                 headers=headers,
                 allow_redirects=False,
