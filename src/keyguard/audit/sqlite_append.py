@@ -23,12 +23,12 @@ from sqlalchemy.engine import URL
 from ..errors import StorageError
 from .chain import GENESIS, Record, chain
 
-__all__ = ["CHUNK", "Busy", "SqliteAppender", "sqlite_file"]
+__all__ = ["CHUNK", "INSERT", "Busy", "SqliteAppender", "sqlite_file", "sqlite_rows"]
 
 CHUNK = 128  # rows per transaction
 
 _HEAD = "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
-_INSERT = (
+INSERT = (  # the engine's SQLite path uses it too, with :func:`sqlite_rows`
     "INSERT INTO audit_records (seq, created_at, kind, data, prev_hash, hash) "
     "VALUES (?, ?, ?, ?, ?, ?)"
 )
@@ -51,6 +51,11 @@ def sqlite_file(url: URL) -> str | None:
 def sqlite_time(created: str) -> str:
     """:func:`~.store.iso` text in SQLAlchemy's SQLite DATETIME storage form (naive UTC)."""
     return created[:10] + " " + created[11:26]
+
+
+def sqlite_rows(records: Sequence[Record]) -> list[tuple[int, str, str, str, str, str]]:
+    """The parameters of :data:`INSERT` for ``records``."""
+    return [(r.seq, sqlite_time(r.created), r.kind, r.data, r.prev_hash, r.hash) for r in records]
 
 
 class SqliteAppender:
@@ -80,13 +85,7 @@ class SqliteAppender:
             head = conn.execute(_HEAD).fetchone()
             seq, prev = (int(head[0]) + 1, str(head[1])) if head is not None else (1, GENESIS)
             records = list(chain(seq, prev, items))
-            conn.executemany(
-                _INSERT,
-                [
-                    (r.seq, sqlite_time(r.created), r.kind, r.data, r.prev_hash, r.hash)
-                    for r in records
-                ],
-            )
+            conn.executemany(INSERT, sqlite_rows(records))
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:

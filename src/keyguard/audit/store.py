@@ -21,16 +21,12 @@ from ..errors import StorageError
 from ..store.schema import audit_checkpoints, audit_records
 from ..store.sql import _BEGIN_OPTION, translate_errors
 from .chain import GENESIS, Checkpoint, Record, chain
-from .sqlite_append import CHUNK, Busy, SqliteAppender, sqlite_file, sqlite_time
+from .sqlite_append import CHUNK, INSERT, Busy, SqliteAppender, sqlite_file, sqlite_rows
 
 __all__ = ["AuditStore", "iso", "iso_at", "parse_iso"]
 
 _PG_AUDIT_LOCK = 0x6B67617564  # "kgaud": pg_advisory_xact_lock id for the chain head
 _PAGE = 2000
-_SQLITE_INSERT = (
-    "INSERT INTO audit_records (seq, created_at, kind, data, prev_hash, hash) "
-    "VALUES (?, ?, ?, ?, ?, ?)"
-)
 
 
 def iso(at: datetime) -> str:
@@ -93,13 +89,11 @@ class AuditStore:
         if self._direct is not None:
             self._direct.close()
 
-    async def append(
-        self, items: Sequence[tuple[str, str, str]], times: Sequence[datetime] | None = None
-    ) -> list[Record]:
+    async def append(self, items: Sequence[tuple[str, str, str]]) -> list[Record]:
         """Chain and insert ``(created, kind, canonical data)`` items; return the records
         written: all of them, or with ``direct`` possibly a prefix when the store became busy
         part-way (the caller keeps the rest for later). ``created`` is :func:`iso` text (what
-        is hashed); ``times`` the same instants as datetimes, when the caller has them."""
+        is hashed)."""
         if not items:
             return []
         if self._direct is not None:
@@ -107,13 +101,9 @@ class AuditStore:
                 return await self._append_direct(self._direct, items)
             except Busy:
                 self.fallbacks += 1  # another writer holds the lock: the engine's thread waits
-        return await self._append_async(items, times)
+        return await self._append_async(items)
 
-    async def _append_async(
-        self, items: Sequence[tuple[str, str, str]], times: Sequence[datetime] | None
-    ) -> list[Record]:
-        if times is None:
-            times = [parse_iso(created) for created, _, _ in items]
+    async def _append_async(self, items: Sequence[tuple[str, str, str]]) -> list[Record]:
         async with translate_errors("append audit records"), self._engine.connect() as conn:
             conn = await conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
             async with conn.begin():
@@ -129,26 +119,20 @@ class AuditStore:
                 seq, prev = (head[0] + 1, head[1]) if head is not None else (1, GENESIS)
                 records = list(chain(seq, prev, items))
                 if conn.dialect.name == "sqlite":  # the embedded default: skip per-row binds
-                    await conn.exec_driver_sql(
-                        _SQLITE_INSERT,
-                        [
-                            (r.seq, sqlite_time(r.created), r.kind, r.data, r.prev_hash, r.hash)
-                            for r in records
-                        ],
-                    )
+                    await conn.exec_driver_sql(INSERT, sqlite_rows(records))
                     return records
                 await conn.execute(
                     audit_records.insert(),
                     [
                         {
                             "seq": r.seq,
-                            "created_at": at,
+                            "created_at": parse_iso(r.created),
                             "kind": r.kind,
                             "data": r.data,
                             "prev_hash": r.prev_hash,
                             "hash": r.hash,
                         }
-                        for r, at in zip(records, times, strict=True)
+                        for r in records
                     ],
                 )
         return records

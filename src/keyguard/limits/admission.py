@@ -146,7 +146,7 @@ class LimitAdmission:
             return
         try:
             charged = self._charged(ctx, held)
-            tokens, cost = charged if charged is not None else await self._charge(ctx, held)
+            tokens, cost = charged if charged is not None else await self._charge_text(ctx, held)
             ctx.extra[CHARGED] = {"tokens": tokens, "cost_micro": cost}
             lines: list[Line] = []
             deltas: list[int] = []
@@ -170,28 +170,9 @@ class LimitAdmission:
             log.exception("settling the limits of request %s failed", ctx.request_id)
 
     def _charged(self, ctx: RequestContext, held: Held) -> tuple[int, int] | None:
-        """What :meth:`_charge` gives, without awaiting, unless streamed text must be counted
-        (``None``): the path of nearly every request."""
-        if ctx.usage is None and ctx.streamed:
-            return None
-        usage = ctx.usage
-        if usage is not None:
-            prompt, cached, completion = (
-                usage.prompt_tokens,
-                usage.cached_tokens,
-                usage.completion_tokens,
-            )
-        elif 200 <= ctx.upstream_status < 300:
-            estimate = held.estimate
-            prompt, cached, completion = estimate.prompt_tokens, 0, estimate.completion_tokens
-        else:
-            return 0, 0
-        price = held.price
-        cost = cost_micro(price, prompt, cached, completion) if price is not None else 0
-        return prompt + completion, cost
-
-    async def _charge(self, ctx: RequestContext, held: Held) -> tuple[int, int]:
-        """Tokens and cost (micro-units) really used by the request."""
+        """Tokens and cost (micro-units) really used by the request; ``None`` for a stream that
+        ended without usage, whose streamed text must be counted first (:meth:`_charge_text`).
+        Synchronous: the path of nearly every request."""
         estimate, usage = held.estimate, ctx.usage
         if usage is not None:
             prompt, cached, completion = (
@@ -200,16 +181,18 @@ class LimitAdmission:
                 usage.completion_tokens,
             )
         elif ctx.streamed:
-            text = "".join(ctx.streamed_text)
-            prompt, cached = estimate.prompt_tokens, 0
-            completion = await self._count(held.model, text) if text else 0
+            return None
         elif 200 <= ctx.upstream_status < 300:
             prompt, cached, completion = estimate.prompt_tokens, 0, estimate.completion_tokens
         else:
             return 0, 0
-        price = held.price
-        cost = cost_micro(price, prompt, cached, completion) if price is not None else 0
-        return prompt + completion, cost
+        return _priced(held, prompt, cached, completion)
+
+    async def _charge_text(self, ctx: RequestContext, held: Held) -> tuple[int, int]:
+        """A stream cut short: its prompt as estimated, the text it streamed counted."""
+        text = "".join(ctx.streamed_text)
+        completion = await self._count(held.model, text) if text else 0
+        return _priced(held, held.estimate.prompt_tokens, 0, completion)
 
     async def _count(self, model: str, text: str) -> int:
         if len(text) > 16_384:
@@ -286,3 +269,10 @@ def _remaining_header(refusal: Refusal) -> dict[str, str]:
     if line.kind == "requests":
         return {"x-ratelimit-remaining-requests": left}
     return {}
+
+
+def _priced(held: Held, prompt: int, cached: int, completion: int) -> tuple[int, int]:
+    """Tokens and cost (micro-units, 0 without a price) of what a request used."""
+    price = held.price
+    cost = cost_micro(price, prompt, cached, completion) if price is not None else 0
+    return prompt + completion, cost

@@ -158,14 +158,17 @@ class Monitor:
         if self.detector is None:
             return
         for finding in self.detector.observe(obs):
-            if self._fold(finding):
-                continue
-            if self.metrics is not None:
-                self.metrics.count(
-                    self.metrics.detections, finding.rule, finding.severity, n=1 + finding.repeats
-                )
-            if self.responder is not None:
-                await self.responder.handle(finding)
+            if not self._fold(finding):
+                await self._pass_on(finding)
+
+    async def _pass_on(self, finding: Finding) -> None:
+        """Count a finding (with the repeats folded into it) and hand it to the responder."""
+        if self.metrics is not None:
+            self.metrics.count(
+                self.metrics.detections, finding.rule, finding.severity, n=1 + finding.repeats
+            )
+        if self.responder is not None:
+            await self.responder.handle(finding)
 
     def _fold(self, finding: Finding) -> bool:
         """The repeat gate: a finding identical in rule, subject and severity to one passed on
@@ -191,10 +194,7 @@ class Monitor:
         folded, self._folded = self._folded, {}
         for count, latest in folded.values():
             latest.repeats = count - 1
-            if self.metrics is not None:
-                self.metrics.count(self.metrics.detections, latest.rule, latest.severity, n=count)
-            if self.responder is not None:
-                await self.responder.handle(latest)
+            await self._pass_on(latest)
 
     async def _housekeeping(self) -> None:
         now = self._clock()

@@ -94,20 +94,20 @@ class IncidentBook:
         else:
             worse = _rank(finding.severity) > _rank(current.severity)
             incident = Incident(  # not dataclasses.replace: this runs for every repeat
-                current.id,
-                current.rule,
-                finding.severity if worse else current.severity,
-                current.subject,
-                finding.summary if worse else current.summary,
-                current.created_at,
-                now,
-                current.key_id,
-                current.app,
-                current.source,
-                current.count + 1 + finding.repeats,
-                current.status,
-                {**current.evidence, "latest": detail},
-                current.actions,
+                id=current.id,
+                rule=current.rule,
+                severity=finding.severity if worse else current.severity,
+                subject=current.subject,
+                summary=finding.summary if worse else current.summary,
+                created_at=current.created_at,
+                updated_at=now,
+                key_id=current.key_id,
+                app=current.app,
+                source=current.source,
+                count=current.count + 1 + finding.repeats,
+                status=current.status,
+                evidence={**current.evidence, "latest": detail},
+                actions=current.actions,
             )
             change = "escalated" if worse else "repeat"
         self._open[key] = incident
