@@ -105,7 +105,7 @@ async def main() -> None:
     uncached = (time.process_time() - cpu) / 2000 * 1e6
     await admission.close()
     label = "redis" if args.redis else "memory"
-    print(f"{label}: {per_request:.0f} us of CPU per request (admit + settle)")
+    print(f"{label}: {per_request:.1f} us of CPU per request (admit + settle)")
     print(f"tokenising the prompt uncached: {uncached:.0f} us (counts are cached per text)")
 
 

@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from keyguard.emulator.config import EmulatorConfig
 from keyguard.emulator.server import RunningEmulator, start_emulator
@@ -163,14 +165,14 @@ async def test_a_client_that_disconnects_mid_stream_is_charged_for_what_it_recei
     try:
         backend = memory(gateway)
         settled = asyncio.Event()
-        original = backend.settle
+        original = backend.settle_now
 
-        async def settle_and_tell(*args: Any) -> tuple[int, ...]:
-            result = await original(*args)
+        def settle_and_tell(*args: Any) -> tuple[int, ...]:
+            result = original(*args)
             settled.set()
             return result
 
-        backend.settle = settle_and_tell  # type: ignore[method-assign]
+        backend.settle_now = settle_and_tell  # type: ignore[method-assign]
         _, key = await new_key(gateway, "leaver")
         received: list[str] = []
         async with client(gateway, key) as c:
@@ -237,6 +239,38 @@ async def test_budgets_alert_at_the_soft_threshold_and_refuse_at_the_hard_one(
     assert caught.value.response.headers["x-should-retry"] == "false"  # hours away
     assert len([e for e in events if isinstance(e, SecurityEvent)]) == 1
     assert counter(gw, "app:spender:costd:") == 3 * 218 + 118
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {"prices": {"gpt-4o": {"input": "2.5", "output": "10"}}},
+        {
+            "rules": [{"scope": "app", "tpm": 100_000}],
+            "prices": {"gpt-4o": {"input": "2.5", "output": "10"}},
+        },
+    ],
+    ids=["prices-only", "with-rules"],
+)
+async def test_the_cost_of_each_request_reaches_the_metrics(gw: Gateway) -> None:
+    _, key = await new_key(gw, "payer")
+    async with client(gw, key) as c:
+        for _ in range(2):
+            await c.chat.completions.create(model="gpt-4o", messages=HI, max_tokens=30)
+    assert gw.monitoring is not None and gw.monitoring.recorder is not None
+    await gw.monitoring.recorder.drain()
+    async with aiohttp.ClientSession() as http:
+        async with http.get(gw.admin_url + "/metrics") as resp:
+            text = await resp.text()
+    costs = {
+        tuple(sorted(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "keyguard_cost_total"
+    }
+    # Each: the emulator's 7 prompt tokens * 2.5 + 20 completion tokens * 10 per million
+    # = 217.5 micro-dollars, charged as 218.
+    assert costs[(("app", "payer"), ("deployment", "gpt-4o"))] == pytest.approx(2 * 218e-6)
 
 
 async def test_concurrency_slots_are_held_until_settlement(

@@ -9,6 +9,7 @@ import pytest
 
 from keyguard.config import settings_from_mapping
 from keyguard.errors import ConfigurationError
+from keyguard.limits.model import Line
 from keyguard.limits.prices import UnitPrice, cost_micro, price_for, to_micro
 from keyguard.limits.rules import Rules, Subject
 from keyguard.limits.settings import LimitSettings, Price
@@ -23,6 +24,18 @@ def rules(**cfg: object) -> Rules:
     return Rules(LimitSettings.model_validate(cfg))
 
 
+def charges(r: Rules, subject: Subject, tokens: int, cost: int) -> list[tuple[Line, int]]:
+    """The lines a request is charged to, each with its amount."""
+    plan = r.plan(*subject, tokens, cost, NOW)
+    if plan is None:
+        return []
+    return list(zip(plan.lines, plan.amounts(tokens, cost), strict=True))
+
+
+def lines(r: Rules, subject: Subject, tokens: int, cost: int) -> list[Line]:
+    return [line for line, _ in charges(r, subject, tokens, cost)]
+
+
 def test_every_applicable_scope_becomes_a_line_in_its_current_window() -> None:
     r = rules(
         teams={"payments": ["billing-bot", "invoice-bot"]},
@@ -34,8 +47,8 @@ def test_every_applicable_scope_becomes_a_line_in_its_current_window() -> None:
             {"scope": "global", "tokens_per_month": 1_000_000},
         ],
     )
-    lines = r.lines(Subject("k1", "billing-bot", "gpt-4o"), tokens=300, cost=0, now=NOW)
-    assert [(ln.key, ln.kind, ln.limit, ln.amount) for ln in lines] == [
+    found = charges(r, Subject("k1", "billing-bot", "gpt-4o"), tokens=300, cost=0)
+    assert [(ln.key, ln.kind, ln.limit, amount) for ln, amount in found] == [
         (f"key:k1:tpm:{MINUTE}", "tokens", 1000, 300),
         (f"app:billing-bot:rpm:{MINUTE}", "requests", 10, 1),
         ("app:billing-bot:conc", "concurrent", 2, 1),
@@ -43,10 +56,10 @@ def test_every_applicable_scope_becomes_a_line_in_its_current_window() -> None:
         (f"deployment:gpt-4o:tpm:{MINUTE}", "tokens", 50_000, 300),
         (f"global:*:tpmo:{MONTH}", "tokens", 1_000_000, 300),
     ]
-    assert lines[0].window_end == MINUTE + 60
-    assert lines[0].label == "tokens per minute of key 'k1'"
+    assert found[0][0].window_end == MINUTE + 60
+    assert found[0][0].label == "tokens per minute of key 'k1'"
     # Another deployment, another app outside the team: only the unnamed rules apply.
-    other = r.lines(Subject("k2", "chat-bot", "gpt-4o-mini"), tokens=5, cost=0, now=NOW)
+    other = lines(r, Subject("k2", "chat-bot", "gpt-4o-mini"), tokens=5, cost=0)
     assert [ln.key.rsplit(":", 1)[0] for ln in other] == [
         "key:k2:tpm",
         "app:chat-bot:rpm",
@@ -57,14 +70,40 @@ def test_every_applicable_scope_becomes_a_line_in_its_current_window() -> None:
 
 def test_a_named_rule_replaces_the_unnamed_one_for_its_entity() -> None:
     r = rules(rules=[{"scope": "app", "tpm": 100}, {"scope": "app", "name": "big", "tpm": 9000}])
-    assert [ln.limit for ln in r.lines(Subject(None, "big", "d"), 1, 0, NOW)] == [9000]
-    assert [ln.limit for ln in r.lines(Subject(None, "small", "d"), 1, 0, NOW)] == [100]
+    assert [ln.limit for ln in lines(r, Subject(None, "big", "d"), 1, 0)] == [9000]
+    assert [ln.limit for ln in lines(r, Subject(None, "small", "d"), 1, 0)] == [100]
 
 
 def test_zero_amounts_are_not_lines_and_names_are_escaped() -> None:
     r = rules(rules=[{"scope": "app", "tpm": 100, "rpm": 5}])
-    assert [ln.kind for ln in r.lines(Subject(None, "a:b%c", "d"), 0, 0, NOW)] == ["requests"]
-    assert r.lines(Subject(None, "a:b%c", "d"), 1, 0, NOW)[0].key.startswith("app:a%3Ab%25c:tpm")
+    assert [ln.kind for ln in lines(r, Subject(None, "a:b%c", "d"), 0, 0)] == ["requests"]
+    assert lines(r, Subject(None, "a:b%c", "d"), 1, 0)[0].key.startswith("app:a%3Ab%25c:tpm")
+    assert rules(rules=[{"scope": "app", "tpm": 100}]).plan(None, "a", "d", 0, 0, NOW) is None
+
+
+def test_a_plan_is_shared_within_its_windows_and_computes_amounts_and_corrections() -> None:
+    r = rules(
+        rules=[{"scope": "app", "tpm": 100, "rpm": 5, "concurrent": 2}],
+        budgets=[{"scope": "app", "per_day": 1}],
+    )
+    subject = Subject(None, "a", "d")
+    plan = r.plan(*subject, 40, 7, NOW)
+    assert plan is not None and r.plan(*subject, 99, 3, NOW + 1) is plan
+    assert [ln.kind for ln in plan.lines] == ["tokens", "requests", "concurrent", "cost"]
+    assert plan.amounts(40, 7) == (40, 1, 1, 7)
+    # Settlement corrects tokens and cost, frees the slot, leaves the request count alone.
+    assert [ln.kind for ln in plan.settled] == ["tokens", "concurrent", "cost"]
+    assert plan.deltas(-15, 2) == (-15, -1, 2)
+    # A new minute is a new plan with new keys; the day's budget counter stays.
+    later = r.plan(*subject, 40, 7, NOW + 60)
+    assert later is not None and later is not plan
+    assert later.lines[0].key != plan.lines[0].key and later.lines[3].key == plan.lines[3].key
+    only_slot = rules(rules=[{"scope": "app", "concurrent": 1}]).plan(*subject, 5, 0, NOW)
+    assert only_slot is not None and only_slot.amounts(5, 0) == (1,)
+    assert only_slot.deltas(-5, 0) == (-1,)
+    scaled = plan.scaled(0.5)
+    assert [ln.limit for ln in scaled.lines] == [50, 2, 1, 500_000]
+    assert scaled.limits == (50, 2, 1, 500_000) and scaled.keys == plan.keys
 
 
 def test_budgets_become_cost_lines_in_micro_units_with_a_soft_threshold() -> None:
@@ -75,8 +114,8 @@ def test_budgets_become_cost_lines_in_micro_units_with_a_soft_threshold() -> Non
             {"scope": "app", "per_month": 100},
         ],
     )
-    lines = r.lines(Subject(None, "a", "d"), tokens=10, cost=1234, now=NOW)
-    assert [(ln.key, ln.limit, ln.soft, ln.amount) for ln in lines] == [
+    found = charges(r, Subject(None, "a", "d"), tokens=10, cost=1234)
+    assert [(ln.key, ln.limit, ln.soft, amount) for ln, amount in found] == [
         (f"app:a:costmo:{MONTH}", 100_000_000, 80_000_000, 1234),
         (f"team:t:costd:{DAY}", 12_500_000, 10_000_000, 1234),
     ]

@@ -14,9 +14,10 @@ reservation to what was really used:
   plus the tokens of the text actually streamed;
 * an answer without usage: the estimate; an upstream error or no answer: nothing.
 
-It also frees the concurrency slots. Crossing a budget's soft threshold (reserved plus settled
-spend) emits one ``budget_soft_threshold`` security event per budget window, whichever replica
-sees it first.
+It also frees the concurrency slots, and leaves the request's cost (in the price table's
+currency) in ``ctx.extra["cost"]`` for the monitor when its deployment has a price. Crossing
+a budget's soft threshold (reserved plus settled spend) emits one ``budget_soft_threshold``
+security event per budget window, whichever replica sees it first.
 """
 
 from __future__ import annotations
@@ -31,25 +32,31 @@ from typing import NamedTuple
 from ..errors import TooManyRequests
 from ..events import EventBus, SecurityEvent
 from ..proxy.context import RequestContext
-from .backend import EXPIRY_GRACE_S, Backend, BackendUnavailable, LimitsUnavailable
-from .estimator import Estimate, Estimator
-from .model import Line, Refusal, check, crossed_soft, remaining, retry_after_headers
-from .prices import UnitPrice, cost_micro, from_micro
-from .rules import Rules, Subject
+from .backend import (
+    EXPIRY_GRACE_S,
+    Backend,
+    BackendUnavailable,
+    LimitsUnavailable,
+    MemoryBackend,
+)
+from .estimator import Estimate, Estimator, Large
+from .model import Line, Plan, Refusal, check, crossed_soft, remaining, retry_after_headers
+from .prices import MICRO, UnitPrice, cost_micro, from_micro
+from .rules import Rules
 
 __all__ = ["LimitAdmission", "HELD"]
 
 log = logging.getLogger("keyguard.limits")
 
 HELD = "limits"  # ctx.extra key of the reservation in flight
-CHARGED = "limits_charged"  # ctx.extra key of what was charged at settlement
 _SHOULD_NOT_RETRY_AFTER_S = 60.0
 
 
 class Held(NamedTuple):  # a tuple: built for every request
     backend: Backend
-    lines: Sequence[Line]
+    plan: Plan | None  # None: no limit applies, the request is only priced
     estimate: Estimate
+    cost: int  # the estimated cost reserved, micro-units
     price: UnitPrice | None
     model: str
 
@@ -72,6 +79,8 @@ class LimitAdmission:
         self._rules = rules
         self._estimator = estimator
         self._backend = backend
+        # The in-process backend is called without an await (it never waits).
+        self._local = backend if isinstance(backend, MemoryBackend) else None
         self._fallback = fallback
         self._fraction = fallback_fraction
         self._models = models
@@ -79,7 +88,7 @@ class LimitAdmission:
         self._currency = currency
         self._events = events or EventBus()
         self._clock = clock
-        self._priced = rules.has_budgets
+        self._budgets = rules.has_budgets
 
     async def start(self) -> None:
         await self._backend.start()
@@ -95,26 +104,33 @@ class LimitAdmission:
         deployment = ctx.deployment
         assert deployment is not None
         model = self._models.get(deployment, deployment)
-        estimate = await self._estimator.estimate(ctx, model)
-        price = self._prices.get(deployment) if self._priced else None
+        estimate = self._estimator.estimate_now(ctx, model)
+        if isinstance(estimate, Large):
+            estimate = await self._estimator.finish(estimate)
+        tokens = estimate.prompt_tokens + estimate.completion_tokens
+        price = self._prices.get(deployment)
         cost = (
             cost_micro(price, estimate.prompt_tokens, 0, estimate.completion_tokens)
             if price is not None
             else 0
         )
-        principal = ctx.principal
-        subject = Subject(
-            principal.key_id if principal is not None else None,
-            principal.app if principal is not None else None,
-            deployment,
-        )
-        now = self._clock()
-        lines = self._rules.lines(subject, estimate.tokens, cost, now)
-        if not lines:
-            return
+        principal, now = ctx.principal, self._clock()
+        if principal is not None:
+            plan = self._rules.plan(principal.key_id, principal.app, deployment, tokens, cost, now)
+        else:
+            plan = self._rules.plan(None, None, deployment, tokens, cost, now)
         backend = self._backend
+        if plan is None:
+            if price is not None:  # nothing to hold, but the cost is still reported
+                ctx.extra[HELD] = Held(backend, None, estimate, cost, price, model)
+            return
+        amounts = plan.amounts(tokens, cost)
+        local = self._local
         try:
-            outcome = await backend.reserve(ctx.request_id, lines, now)
+            if local is not None:
+                outcome = local.reserve_now(ctx.request_id, plan, amounts, now)
+            else:
+                outcome = await backend.reserve(ctx.request_id, plan, amounts, now)
         except BackendUnavailable:
             if self._fallback is None:
                 raise LimitsUnavailable(
@@ -124,75 +140,68 @@ class LimitAdmission:
                     headers=retry_after_headers(1.0),
                 ) from None
             backend = self._fallback
-            lines = [ln._replace(limit=max(1, int(ln.limit * self._fraction))) for ln in lines]
-            outcome = await backend.reserve(ctx.request_id, lines, now)
+            plan = plan.scaled(self._fraction)
+            outcome = await backend.reserve(ctx.request_id, plan, amounts, now)
+        levels = outcome.levels
         if not outcome.allowed:
-            refusal = check(lines, outcome.levels, now)
+            refusal = check(plan.lines, amounts, levels, now)
             assert refusal is not None
             raise self._refused(refusal, ctx)
-        tokens_left, requests_left = remaining(lines, outcome.levels)
+        tokens_left, requests_left = remaining(plan, levels, tokens)
         if tokens_left is not None:
             ctx.response_headers["x-ratelimit-remaining-tokens"] = str(tokens_left)
         if requests_left is not None:
             ctx.response_headers["x-ratelimit-remaining-requests"] = str(requests_left)
-        ctx.extra[HELD] = Held(backend, lines, estimate, price, model)
-        if self._priced:
-            after = [level + ln.amount for ln, level in zip(lines, outcome.levels, strict=True)]
-            await self._soft_alerts(ctx, backend, lines, outcome.levels, after)
+        ctx.extra[HELD] = Held(backend, plan, estimate, cost, price, model)
+        if self._budgets:
+            after = [level + amount for amount, level in zip(amounts, levels, strict=True)]
+            await self._soft_alerts(ctx, backend, plan.lines, levels, after)
 
     async def settle(self, ctx: RequestContext) -> None:
         held: Held | None = ctx.extra.pop(HELD, None)
         if held is None:
             return
         try:
-            charged = self._charged(ctx, held)
-            tokens, cost = charged if charged is not None else await self._charge_text(ctx, held)
-            ctx.extra[CHARGED] = {"tokens": tokens, "cost_micro": cost}
-            lines: list[Line] = []
-            deltas: list[int] = []
-            for line in held.lines:
-                if line.kind == "tokens":
-                    deltas.append(tokens - line.amount)
-                elif line.kind == "cost":
-                    deltas.append(cost - line.amount)
-                elif line.kind == "concurrent":
-                    deltas.append(-1)
-                else:
-                    continue
-                lines.append(line)
-            if not lines:
+            price, usage = held.price, ctx.usage
+            if usage is not None:  # nearly every request: no await before the backend's
+                prompt, completion = usage.prompt_tokens, usage.completion_tokens
+                tokens = prompt + completion
+                cost = (
+                    cost_micro(price, prompt, usage.cached_tokens, completion)
+                    if price is not None
+                    else 0
+                )
+            else:
+                tokens, cost = await self._used_without_usage(ctx, held)
+            if price is not None:
+                ctx.extra["cost"] = cost / MICRO  # for the monitor: metrics and detection
+            plan = held.plan
+            if plan is None or not plan.settled:
                 return
-            after = await held.backend.settle(ctx.request_id, lines, deltas, self._clock())
-            if self._priced:
+            deltas = plan.deltas(tokens - held.estimate.tokens, cost - held.cost)
+            backend, local, now = held.backend, self._local, self._clock()
+            if local is not None and backend is local:
+                after = local.settle_now(ctx.request_id, plan, deltas, now)
+            else:
+                after = await backend.settle(ctx.request_id, plan, deltas, now)
+            if self._budgets:
                 before = [a - d if a >= 0 else -1 for a, d in zip(after, deltas, strict=True)]
-                await self._soft_alerts(ctx, held.backend, lines, before, after)
+                await self._soft_alerts(ctx, backend, plan.settled, before, after)
         except Exception:
             log.exception("settling the limits of request %s failed", ctx.request_id)
 
-    def _charged(self, ctx: RequestContext, held: Held) -> tuple[int, int] | None:
-        """Tokens and cost (micro-units) really used by the request; ``None`` for a stream that
-        ended without usage, whose streamed text must be counted first (:meth:`_charge_text`).
-        Synchronous: the path of nearly every request."""
-        estimate, usage = held.estimate, ctx.usage
-        if usage is not None:
-            prompt, cached, completion = (
-                usage.prompt_tokens,
-                usage.cached_tokens,
-                usage.completion_tokens,
-            )
-        elif ctx.streamed:
-            return None
-        elif 200 <= ctx.upstream_status < 300:
-            prompt, cached, completion = estimate.prompt_tokens, 0, estimate.completion_tokens
-        else:
-            return 0, 0
-        return _priced(held, prompt, cached, completion)
-
-    async def _charge_text(self, ctx: RequestContext, held: Held) -> tuple[int, int]:
-        """A stream cut short: its prompt as estimated, the text it streamed counted."""
-        text = "".join(ctx.streamed_text)
-        completion = await self._count(held.model, text) if text else 0
-        return _priced(held, held.estimate.prompt_tokens, 0, completion)
+    async def _used_without_usage(self, ctx: RequestContext, held: Held) -> tuple[int, int]:
+        """Tokens and cost (micro-units) of a request whose answer reported no usage: a
+        stream cut short is its prompt as estimated plus the text it streamed, counted; any
+        other success its estimate; an upstream error or no answer nothing."""
+        estimate = held.estimate
+        if ctx.streamed:
+            text = "".join(ctx.streamed_text)
+            completion = await self._count(held.model, text) if text else 0
+            return _priced(held, estimate.prompt_tokens, 0, completion)
+        if 200 <= ctx.upstream_status < 300:
+            return _priced(held, estimate.prompt_tokens, 0, estimate.completion_tokens)
+        return 0, 0
 
     async def _count(self, model: str, text: str) -> int:
         if len(text) > 16_384:
@@ -210,7 +219,7 @@ class LimitAdmission:
             what = f"The {line.label} ({line.limit}) is reached"
         if refusal.retry_after_s is None:
             return TooManyRequests(
-                f"This request needs {line.amount} of the {line.label}, more than its limit of "
+                f"This request needs {refusal.amount} of the {line.label}, more than its limit of "
                 f"{line.limit}: it can never pass. Lower max_tokens or shorten the prompt.",
                 reason=f"limit_{line.kind}_too_large",
                 headers={"x-should-retry": "false"},

@@ -1,17 +1,21 @@
 """Where the counters live: the contract, and the in-process backend (the default).
 
-A backend applies :mod:`.model`'s arithmetic atomically over all the lines of a request:
+A backend applies :mod:`.model`'s arithmetic atomically over all the lines of a request's
+:class:`~.model.Plan`, with the request's amounts beside them:
 
 * :meth:`reserve` checks every line (``level + amount <= limit``); if all fit it adds every
   amount (and takes the concurrency slots) and answers the levels *before*; if one does not
   fit it changes nothing. Either way the levels let the caller explain the outcome.
-* :meth:`settle` adds each line's correction (real minus reserved; a counter whose window has
-  already expired is left alone) and frees the request's concurrency slots; it answers the
-  levels *after* (``-1`` where nothing was changed). A reservation is settled at most once.
+* :meth:`settle` adds each correction to the plan's settled lines (real minus reserved; a
+  counter whose window has already expired is left alone) and frees the request's
+  concurrency slots; it answers the levels *after* (``-1`` where nothing was changed). A
+  reservation is settled at most once.
 
-:class:`MemoryBackend` does this with plain dict arithmetic and no awaits: one event loop means
-no other request can run in between. An optional journal keeps every reservation and
-settlement in order, so an audit (or a test) can replay the counters.
+:class:`MemoryBackend` does this with dict arithmetic over the plan's compiled tuples and no
+awaits: one event loop means no other request can run in between (its ``reserve_now`` /
+``settle_now`` are the same operations as plain calls, for the admission hook's in-process
+path). An optional journal keeps every reservation and settlement in
+order, so an audit (or a test) can replay the counters.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
 from ..errors import RequestError
-from .model import Line
+from .model import Line, Plan
 
 __all__ = [
     "Outcome",
@@ -53,11 +57,15 @@ class Outcome(NamedTuple):  # a tuple: built for every request
 
 
 class Backend(Protocol):
-    async def reserve(self, rid: str, lines: Sequence[Line], now: float) -> Outcome: ...
+    async def reserve(
+        self, rid: str, plan: Plan, amounts: Sequence[int], now: float
+    ) -> Outcome: ...
 
     async def settle(
-        self, rid: str, lines: Sequence[Line], deltas: Sequence[int], now: float
-    ) -> tuple[int, ...]: ...
+        self, rid: str, plan: Plan, deltas: Sequence[int], now: float
+    ) -> tuple[int, ...]:
+        """Correct ``plan.settled`` by ``deltas``; the levels after, in that order."""
+        ...
 
     async def first_alert(self, key: str, expires_at: float) -> bool:
         """``True`` once per ``key`` (a crossed soft threshold) until ``expires_at``."""
@@ -93,45 +101,70 @@ class MemoryBackend:
         self.expiry[marker] = expires_at
         return True
 
-    async def reserve(self, rid: str, lines: Sequence[Line], now: float) -> Outcome:
+    async def reserve(self, rid: str, plan: Plan, amounts: Sequence[int], now: float) -> Outcome:
+        return self.reserve_now(rid, plan, amounts, now)
+
+    async def settle(
+        self, rid: str, plan: Plan, deltas: Sequence[int], now: float
+    ) -> tuple[int, ...]:
+        return self.settle_now(rid, plan, deltas, now)
+
+    def reserve_now(self, rid: str, plan: Plan, amounts: Sequence[int], now: float) -> Outcome:
+        # Plain loops over the plan's tuples: the fastest form for a handful of lines.
         if now >= self._next_sweep:
             self._sweep(now)
         counters = self.counters
-        levels = tuple([counters.get(line.key, 0) for line in lines])
-        for line, level in zip(lines, levels, strict=True):
-            if level + line.amount > line.limit:
-                self._record("refuse", rid, now, lines, levels)
-                return Outcome(False, levels)
+        get = counters.get
+        levels: list[int] = []
+        for key, amount, limit in zip(plan.keys, amounts, plan.limits, strict=True):
+            level = get(key, 0)
+            if level + amount > limit:
+                found = tuple([get(k, 0) for k in plan.keys])
+                if self.journal is not None:
+                    self._record("refuse", rid, now, plan.lines, amounts, found)
+                return Outcome(False, found)
+            levels.append(level)
+        for key, level, amount in zip(plan.keys, levels, amounts, strict=True):
+            counters[key] = level + amount
         expiry = self.expiry
-        for line, level in zip(lines, levels, strict=True):
-            counters[line.key] = level + line.amount
-            if line.window_end and line.key not in expiry:
-                expiry[line.key] = line.window_end + EXPIRY_GRACE_S
+        for key in plan.windowed:
+            if key not in expiry:  # a window's first request
+                self._expire(plan, key)
         self._open.add(rid)
-        self._record("reserve", rid, now, lines, levels)
-        return Outcome(True, levels)
+        if self.journal is not None:
+            self._record("reserve", rid, now, plan.lines, amounts, levels)
+        return Outcome(True, tuple(levels))
 
-    async def settle(
-        self, rid: str, lines: Sequence[Line], deltas: Sequence[int], now: float
+    def settle_now(
+        self, rid: str, plan: Plan, deltas: Sequence[int], now: float
     ) -> tuple[int, ...]:
         if rid not in self._open:  # settled already, or never reserved
-            return tuple(-1 for _ in lines)
+            return (-1,) * len(plan.settled)
         self._open.discard(rid)
         counters = self.counters
+        get = counters.get
         after: list[int] = []
-        for line, delta in zip(lines, deltas, strict=True):
-            level = counters.get(line.key)
-            if level is None:
+        for key, delta in zip(plan.settled_keys, deltas, strict=True):
+            level = get(key)
+            if level is None:  # its window expired while the request ran: left alone
                 after.append(-1)
                 continue
-            level = max(0, level + delta)
-            if level == 0 and not line.window_end:
-                del counters[line.key]  # a concurrency counter back to zero
-            else:
-                counters[line.key] = level
+            level += delta
+            if level < 0:
+                level = 0
+            counters[key] = level
             after.append(level)
-        self._record("settle", rid, now, lines, tuple(after), deltas)
+        for key in plan.slots:
+            if counters.get(key) == 0:
+                del counters[key]  # a concurrency counter back to zero
+        if self.journal is not None:
+            self._record("settle", rid, now, plan.settled, deltas, after)
         return tuple(after)
+
+    def _expire(self, plan: Plan, key: str) -> None:
+        for line in plan.lines:
+            if line.key == key:
+                self.expiry[key] = line.window_end + EXPIRY_GRACE_S
 
     def _sweep(self, now: float) -> None:
         dead = [key for key, until in self.expiry.items() if until <= now]
@@ -146,11 +179,10 @@ class MemoryBackend:
         rid: str,
         now: float,
         lines: Sequence[Line],
+        amounts: Sequence[int],
         levels: Sequence[int],
-        deltas: Sequence[int] | None = None,
     ) -> None:
-        if self.journal is None:
-            return
+        assert self.journal is not None
         self.journal.append(
             {
                 "op": op,
@@ -158,7 +190,7 @@ class MemoryBackend:
                 "t": now,
                 "keys": [line.key for line in lines],
                 "limits": [line.limit for line in lines],
-                "amounts": list(deltas) if deltas is not None else [ln.amount for ln in lines],
+                "amounts": list(amounts),
                 "levels": list(levels),
             }
         )

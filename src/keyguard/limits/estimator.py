@@ -23,11 +23,12 @@ from concurrent.futures import Executor
 from typing import Any, NamedTuple
 
 import orjson
+import tiktoken
 
 from ..proxy.context import RequestContext
 from .tokenizer import Tokenizer
 
-__all__ = ["Estimate", "Estimator", "prompt_parts", "completion_cap"]
+__all__ = ["Estimate", "Large", "Estimator", "prompt_parts", "completion_cap"]
 
 MESSAGE_OVERHEAD = 3
 NAME_OVERHEAD = 1
@@ -37,6 +38,8 @@ IMAGE_HIGH = 1445
 COMPLETIONS_DEFAULT_MAX = 16
 _TOKEN_OPS = frozenset({"chat", "completions", "embeddings", "responses"})
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5", "codex")
+# the answer's cap, by (operation == "responses"), in order of precedence
+_CAP_FIELDS = (("max_completion_tokens", "max_tokens"), ("max_output_tokens",))
 
 
 class Estimate(NamedTuple):  # a tuple: built for every request
@@ -49,6 +52,15 @@ class Estimate(NamedTuple):  # a tuple: built for every request
 
 
 NO_TOKENS = Estimate()
+
+
+class Large(NamedTuple):
+    """A prompt too large to count on the event loop: :meth:`Estimator.finish` counts it."""
+
+    texts: list[str]
+    fixed: int
+    cap: int
+    enc: tiktoken.Encoding
 
 
 def _json_text(value: object) -> str:
@@ -68,11 +80,11 @@ def _content(content: object, texts: list[str]) -> int:
         for part in content:
             if isinstance(part, str):
                 texts.append(part)
-            elif isinstance(part, Mapping):
+            elif isinstance(part, dict):
                 kind = part.get("type")
                 if kind in ("image_url", "input_image"):
                     image = part.get("image_url")
-                    detail = image.get("detail") if isinstance(image, Mapping) else None
+                    detail = image.get("detail") if isinstance(image, dict) else None
                     detail = detail or part.get("detail")
                     fixed += IMAGE_LOW if detail == "low" else IMAGE_HIGH
                 else:
@@ -83,18 +95,18 @@ def _content(content: object, texts: list[str]) -> int:
 
 
 def _message(message: object, texts: list[str]) -> int:
-    if not isinstance(message, Mapping):
+    if not isinstance(message, dict):
         return MESSAGE_OVERHEAD
     fixed = MESSAGE_OVERHEAD
     for field, value in message.items():
-        if field == "content":
-            fixed += _content(value, texts)
-        elif field in ("tool_calls", "function_call"):
-            texts.append(_json_text(value))
-        elif isinstance(value, str):
+        if isinstance(value, str):  # role, content, name, ...
             texts.append(value)
             if field == "name":
                 fixed += NAME_OVERHEAD
+        elif field == "content":
+            fixed += _content(value, texts)
+        elif field in ("tool_calls", "function_call"):
+            texts.append(_json_text(value))
     return fixed
 
 
@@ -134,7 +146,7 @@ def prompt_parts(operation: str, payload: Mapping[str, Any]) -> tuple[list[str],
             fixed += MESSAGE_OVERHEAD
         elif isinstance(items, list):
             for item in items:
-                if isinstance(item, Mapping) and "content" not in item:
+                if isinstance(item, dict) and "content" not in item:
                     rest = {k: v for k, v in item.items() if k not in ("type", "id", "call_id")}
                     texts.append(_json_text(rest))
                     fixed += MESSAGE_OVERHEAD
@@ -168,20 +180,18 @@ def completion_cap(
         n = _positive_int(payload.get("n")) or 1
         best_of = _positive_int(payload.get("best_of")) or 1
         return cap * max(n, best_of), False
-    names = (
-        ("max_output_tokens",)
-        if operation == "responses"
-        else (
-            "max_completion_tokens",
-            "max_tokens",
-        )
-    )
-    present = [payload[name] for name in names if name in payload and payload[name] is not None]
-    choices = (_positive_int(payload.get("n")) or 1) if operation == "chat" else 1
-    for value in present:
-        given = _positive_int(value)
-        if given is not None:
-            return given * choices, False
+    names = _CAP_FIELDS[operation == "responses"]
+    choices = 1
+    if operation == "chat" and "n" in payload:
+        choices = _positive_int(payload["n"]) or 1
+    present = False
+    for name in names:
+        value = payload.get(name)
+        if value is not None:
+            given = _positive_int(value)
+            if given is not None:
+                return given * choices, False
+            present = True
     if present or not inject:
         return default_cap * choices, False  # an invalid value: Azure will refuse the request
     if operation == "responses":
@@ -210,22 +220,33 @@ class Estimator:
         self._large = large_prompt_chars
         self._executor = executor
 
-    async def estimate(self, ctx: RequestContext, model: str) -> Estimate:
+    def estimate_now(self, ctx: RequestContext, model: str) -> Estimate | Large:
+        """The estimate, counted on the event loop; a prompt above ``large_prompt_chars`` is
+        answered as :class:`Large`, for :meth:`finish` to count in a worker thread."""
         route, payload = ctx.route, ctx.payload
-        if route is None or payload is None or route.operation.name not in _TOKEN_OPS:
+        if route is None or payload is None:
             return NO_TOKENS
         operation = route.operation.name
+        if operation not in _TOKEN_OPS:
+            return NO_TOKENS
         cap, changed = completion_cap(operation, payload, model, self._default_cap, self._inject)
         if changed:
             ctx.extra["payload_changed"] = True
         texts, fixed = prompt_parts(operation, payload)
         enc = self._tokenizer.for_model(model)
         if sum(map(len, texts)) > self._large:
-            loop = asyncio.get_running_loop()
-            counted = await loop.run_in_executor(self._executor, self._tokenizer.count, enc, texts)
-        else:
-            counted = self._tokenizer.count(enc, texts)
-        return Estimate(fixed + counted, cap)
+            return Large(texts, fixed, cap, enc)
+        return Estimate(fixed + self._tokenizer.count(enc, texts), cap)
+
+    async def finish(self, large: Large) -> Estimate:
+        loop = asyncio.get_running_loop()
+        count = self._tokenizer.count
+        counted = await loop.run_in_executor(self._executor, count, large.enc, large.texts)
+        return Estimate(large.fixed + counted, large.cap)
+
+    async def estimate(self, ctx: RequestContext, model: str) -> Estimate:
+        estimate = self.estimate_now(ctx, model)
+        return await self.finish(estimate) if isinstance(estimate, Large) else estimate
 
     def count_text(self, model: str, text: str) -> int:
         """Tokens of streamed text (settling a stream that ended without usage)."""

@@ -21,7 +21,7 @@ from decimal import Decimal
 
 from .settings import Price
 
-__all__ = ["UnitPrice", "price_for", "cost_micro", "to_micro", "from_micro"]
+__all__ = ["MICRO", "UnitPrice", "price_for", "cost_micro", "to_micro", "from_micro"]
 
 MICRO = 1_000_000
 

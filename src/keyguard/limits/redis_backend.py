@@ -33,7 +33,7 @@ from importlib import resources
 from typing import Any
 
 from .backend import EXPIRY_GRACE_S, BackendUnavailable, Outcome
-from .model import Line
+from .model import Line, Plan
 from .resp import RespClient, RespError
 
 __all__ = ["RedisBackend"]
@@ -46,9 +46,9 @@ _PROBE_S = 0.5
 _MAX_TIMEOUTS = 3
 
 
-def _refunds(lines: Sequence[Line]) -> list[int]:
+def _refunds(amounts: Sequence[int]) -> list[int]:
     """Corrections that undo a reservation entirely."""
-    return [-line.amount for line in lines]
+    return [-amount for amount in amounts]
 
 
 def _script(name: str) -> str:
@@ -121,26 +121,26 @@ class RedisBackend:
                     await task
         await self._client.close()
 
-    async def reserve(self, rid: str, lines: Sequence[Line], now: float) -> Outcome:
+    async def reserve(self, rid: str, plan: Plan, amounts: Sequence[int], now: float) -> Outcome:
         if not self.healthy:
             raise BackendUnavailable("redis is unreachable")
-        prefix = self._prefix
-        keys = [prefix + line.key for line in lines]
+        prefix, lines = self._prefix, plan.lines
+        keys = [prefix + key for key in plan.keys]
         keys.append(prefix + "r:" + rid)
         args: list[Any] = [repr(now), rid, repr(now + self._lease_s), self._journal]
         args.append(self._journal_len)
-        for line in lines:
+        for line, amount in zip(lines, amounts, strict=True):
             args += (
                 _KIND[line.kind],
                 line.limit,
-                line.amount,
+                amount,
                 math.ceil(line.window_end + EXPIRY_GRACE_S),
             )
         try:
             result = await self._eval("reserve.lua", keys, args)
         except self._errors as exc:
             # Unknown outcome: the script may have run. Cancel it (a no-op if it did not).
-            self._pending.append((rid, lines, _refunds(lines), now, "cancel"))
+            self._pending.append((rid, lines, _refunds(amounts), now, "cancel"))
             self._failed(exc)
             raise BackendUnavailable("redis did not answer") from exc
         self._timeouts = 0
@@ -152,9 +152,10 @@ class RedisBackend:
         return Outcome(allowed, tuple(int(v) for v in result[1:]))
 
     async def settle(
-        self, rid: str, lines: Sequence[Line], deltas: Sequence[int], now: float
+        self, rid: str, plan: Plan, deltas: Sequence[int], now: float
     ) -> tuple[int, ...]:
         self._leases.pop(rid, None)
+        lines = plan.settled
         if not self.healthy:
             self._pending.append((rid, lines, deltas, now, "settle"))
             return tuple(-1 for _ in lines)

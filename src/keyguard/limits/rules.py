@@ -2,8 +2,10 @@
 
 For each scope the most specific rule applies: a rule naming the key id, app, team or
 deployment, else the scope's unnamed rule. An app in several teams is held to every team's
-rule. Each applicable limit becomes a :class:`Template` (a counter without its window); at
-request time :meth:`Rules.lines` fills in the current window and the amounts.
+rule. Each applicable limit becomes a :class:`Template` (a counter without its window). At
+request time :meth:`Rules.plan` answers the caller's :class:`~.model.Plan`: its lines in the current
+windows, built when a window turns and shared by every request until the next turn, and how
+to compute one request's amounts (and its corrections at settlement) from its tokens and cost.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .model import Kind, Line
+from .model import Kind, Line, Plan, plan_of
 from .prices import to_micro
 from .settings import LimitRule, LimitSettings, Scope
 from .windows import Period, WindowCache
@@ -20,7 +22,8 @@ from .windows import Period, WindowCache
 __all__ = ["Subject", "Template", "Rules"]
 
 _MAX_CACHED = 65_536
-_Prepared = tuple[float, float, tuple[tuple[str, Kind, int, float, int, str], ...]]
+# valid from, valid until, the plans by (tokens > 0) + 2 * (cost > 0)
+_Prepared = tuple[float, float, tuple[Plan | None, ...]]
 
 # rule field -> (kind, period, short name used in counter keys, words for people)
 _FIELDS: dict[str, tuple[Kind, Period | None, str, str]] = {
@@ -72,7 +75,7 @@ class Rules:
             for app in apps:
                 self._teams.setdefault(app, []).append(team)
         self._cache: dict[Subject, tuple[Template, ...]] = {}
-        self._prepared: dict[Subject, _Prepared] = {}
+        self._prepared: dict[tuple[str | None, str | None, str], _Prepared] = {}
         self._windows = WindowCache()
 
     def _rule(self, scope: Scope, name: str) -> LimitRule | None:
@@ -125,35 +128,46 @@ class Rules:
     def has_budgets(self) -> bool:
         return bool(self._budgets)
 
-    def lines(self, subject: Subject, tokens: int, cost: int, now: float) -> list[Line]:
-        """The counters this request is charged to, in the windows containing ``now``."""
-        prepared = self._prepared.get(subject)
+    def plan(
+        self,
+        key_id: str | None,
+        app: str | None,
+        deployment: str,
+        tokens: int,
+        cost: int,
+        now: float,
+    ) -> Plan | None:
+        """The counters a request of ``tokens`` tokens and ``cost`` micro-units is charged to,
+        in the windows containing ``now`` (``None``: no limit applies). A line whose amount
+        would be zero is left out: nothing to charge, nothing to check."""
+        prepared = self._prepared.get((key_id, app, deployment))
         if prepared is None or not prepared[0] <= now < prepared[1]:
-            prepared = self._prepare(subject, now)
-        lines: list[Line] = []
-        for key, kind, limit, end, soft, label in prepared[2]:
-            if kind == "tokens":
-                amount = tokens
-            elif kind == "cost":
-                amount = cost
-            else:
-                amount = 1
-            if amount:  # nothing to charge, nothing to check
-                lines.append(Line(key, kind, limit, amount, end, soft, label))
-        return lines
+            prepared = self._prepare(Subject(key_id, app, deployment), now)
+        return prepared[2][(tokens > 0) + 2 * (cost > 0)]
 
     def _prepare(self, subject: Subject, now: float) -> _Prepared:
-        """The subject's counters with their window keys, valid while no window changes."""
-        rows: list[tuple[str, Kind, int, float, int, str]] = []
+        """The subject's plans with their window keys, valid while no window changes."""
+        lines: list[Line] = []
         valid_from, valid_until = float("-inf"), float("inf")
         for t in self.templates(subject):
             if t.period is None:
-                rows.append((t.base, t.kind, t.limit, 0.0, t.soft, t.label))
+                lines.append(Line(t.base, t.kind, t.limit, 0.0, t.soft, t.label))
                 continue
             start, end = self._windows.get(t.period, now)
             valid_from, valid_until = max(valid_from, start), min(valid_until, end)
-            rows.append((f"{t.base}:{start}", t.kind, t.limit, float(end), t.soft, t.label))
-        prepared = (valid_from, valid_until, tuple(rows))
+            lines.append(Line(f"{t.base}:{start}", t.kind, t.limit, float(end), t.soft, t.label))
+        plans = tuple(
+            plan_of(
+                [
+                    ln
+                    for ln in lines
+                    if (ln.kind != "tokens" or has_tokens) and (ln.kind != "cost" or has_cost)
+                ]
+            )
+            for has_cost in (False, True)
+            for has_tokens in (False, True)
+        )
+        prepared = (valid_from, valid_until, plans)
         if len(self._prepared) >= _MAX_CACHED:
             self._prepared.clear()
         self._prepared[subject] = prepared

@@ -121,7 +121,8 @@ class LimitSettings(_Frozen):
 
     @property
     def enabled(self) -> bool:
-        return bool(self.rules or self.budgets)
+        """Something to limit, or prices to report the cost of requests in (metrics)."""
+        return bool(self.rules or self.budgets or self.prices)
 
     @field_validator("backend")
     @classmethod

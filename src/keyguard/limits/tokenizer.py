@@ -121,7 +121,9 @@ class Tokenizer:
 
     def count(self, enc: tiktoken.Encoding, texts: Iterable[str]) -> int:
         """Tokens in ``texts`` as ordinary text (special-token strings are not special)."""
-        counts = self._counts.setdefault(enc.name, {})
+        counts = self._counts.get(enc.name)
+        if counts is None:
+            counts = self._counts[enc.name] = {}
         total = 0
         for text in texts:
             n = counts.get(text)
