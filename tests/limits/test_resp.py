@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from keyguard.limits.resp import RespClient, RespError, _Incomplete, _parse, encode
+from keyguard.limits.resp import RespClient, RespError, _Incomplete, _parse, bulks, encode
 
 
 def test_commands_are_encoded_as_resp_arrays() -> None:
@@ -12,6 +12,9 @@ def test_commands_are_encoded_as_resp_arrays() -> None:
         encode(("SET", "k", 12, b"\x00"))
         == b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\n12\r\n$1\r\n\x00\r\n"
     )
+    # Lengths are in bytes, not characters; a command may be assembled from encoded parts.
+    assert encode(("SET", "é", 1)) == b"*3\r\n$3\r\nSET\r\n$2\r\n\xc3\xa9\r\n$1\r\n1\r\n"
+    assert b"*3\r\n" + bulks(["SET", "é"]) + bulks(["1"]) == encode(("SET", "é", 1))
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,11 @@
 The scripts (``lua/reserve.lua``, ``lua/settle.lua``, shipped in this package; called by
 ``EVALSHA`` over :mod:`.resp`'s single pipelined connection) run the same arithmetic as
 :class:`~.backend.MemoryBackend` atomically inside Redis, over every line of the request at
-once, so any number of replicas share one exact count. Keys carry the ``redis_key_prefix``
-(default ``keyguard:{limits}:``; the braces keep every key in one Redis Cluster slot, which a
-multi-key script needs).
+once, so any number of replicas share one exact count. A call's arguments put what changes
+per request (time, id, amounts) between the keys and what a plan's lines share (kinds,
+limits, expiries): the shared head and tail are encoded once per plan, only the middle per
+request. Keys carry the ``redis_key_prefix`` (default ``keyguard:{limits}:``; the braces keep
+every key in one Redis Cluster slot, which a multi-key script needs).
 
 Concurrency slots are leases (a sorted set of reservation ids scored by expiry): a replica
 renews the leases of its requests in flight every third of ``concurrency_lease_s``, so a
@@ -30,11 +32,11 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 from .backend import EXPIRY_GRACE_S, BackendUnavailable, Outcome
 from .model import Line, Plan
-from .resp import RespClient, RespError
+from .resp import RespClient, RespError, bulks
 
 __all__ = ["RedisBackend"]
 
@@ -42,6 +44,7 @@ log = logging.getLogger("keyguard.limits")
 
 _KIND = {"tokens": "t", "requests": "r", "cost": "m", "concurrent": "c"}
 _MAX_PENDING = 100_000
+_MAX_FRAMES = 4096
 _PROBE_S = 0.5
 _MAX_TIMEOUTS = 3
 
@@ -53,6 +56,14 @@ def _refunds(amounts: Sequence[int]) -> list[int]:
 
 def _script(name: str) -> str:
     return (resources.files(__package__) / "lua" / name).read_text(encoding="utf-8")
+
+
+class _Frame(NamedTuple):
+    """A script call's encoded parts shared by every request of one tuple of lines."""
+
+    lines: tuple[Line, ...]  # what it was built for (the cache is keyed by its id)
+    head: bytes  # the array header, EVALSHA, the script's digest, the key count, the keys
+    tail: bytes  # the per-line arguments that do not change, the journal's key and length
 
 
 class RedisBackend:
@@ -75,8 +86,9 @@ class RedisBackend:
         self._shas = {
             name: hashlib.sha1(text.encode()).hexdigest() for name, text in self._scripts.items()
         }
+        self._frames: dict[tuple[str, int], _Frame] = {}
         self._leases: dict[str, list[str]] = {}  # rid -> lease keys of requests in flight
-        self._pending: deque[tuple[str, Sequence[Line], Sequence[int], float, str]] = deque(
+        self._pending: deque[tuple[str, tuple[Line, ...], Sequence[int], float, str]] = deque(
             maxlen=_MAX_PENDING
         )
         self.healthy = True
@@ -91,16 +103,41 @@ class RedisBackend:
             TimeoutError,
         )
 
-    async def _eval(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        """One script call (``EVALSHA``; on ``NOSCRIPT`` the script is loaded once, then
-        called again)."""
+    def _frame(self, name: str, lines: tuple[Line, ...]) -> _Frame:
+        """The shared parts of a ``name`` call over ``lines`` (encoded once, then cached)."""
+        frame = self._frames.get((name, id(lines)))
+        if frame is not None and frame.lines is lines:
+            return frame
+        n = len(lines)
+        tail: list[str] = []
+        if name == "reserve.lua":
+            size = 9 + 5 * n  # 3 + the keys and the marker + 3 + n amounts + 3n + 2
+            for line in lines:
+                expires = math.ceil(line.window_end + EXPIRY_GRACE_S)
+                tail += (_KIND[line.kind], str(line.limit), str(expires))
+        else:
+            size = 9 + 3 * n  # 3 + the keys and the marker + 3 + n corrections + n + 2
+            tail += [_KIND[line.kind] for line in lines]
+        tail += (self._journal, self._journal_len)
+        keys = [self._prefix + line.key for line in lines]
+        head = b"*%d\r\n" % size + bulks(["EVALSHA", self._shas[name], str(n + 1), *keys])
+        if len(self._frames) >= _MAX_FRAMES:
+            self._frames.clear()
+        frame = self._frames[(name, id(lines))] = _Frame(lines, head, bulks(tail))
+        return frame
+
+    async def _eval(self, name: str, lines: tuple[Line, ...], middle: list[str]) -> Any:
+        """One script call over ``lines``; ``middle``: the reservation's marker key, then the
+        arguments of this request. On ``NOSCRIPT`` the script is loaded, then called again."""
+        frame = self._frame(name, lines)
+        command = frame.head + bulks(middle) + frame.tail
         try:
-            return await self._client.call("EVALSHA", self._shas[name], len(keys), *keys, *args)
+            return await self._client.call_encoded(command)
         except RespError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
         await self._client.call("SCRIPT", "LOAD", self._scripts[name])
-        return await self._client.call("EVALSHA", self._shas[name], len(keys), *keys, *args)
+        return await self._client.call_encoded(command)
 
     @property
     def journal_key(self) -> str:
@@ -124,32 +161,20 @@ class RedisBackend:
     async def reserve(self, rid: str, plan: Plan, amounts: Sequence[int], now: float) -> Outcome:
         if not self.healthy:
             raise BackendUnavailable("redis is unreachable")
-        prefix, lines = self._prefix, plan.lines
-        keys = [prefix + key for key in plan.keys]
-        keys.append(prefix + "r:" + rid)
-        args: list[Any] = [repr(now), rid, repr(now + self._lease_s), self._journal]
-        args.append(self._journal_len)
-        for line, amount in zip(lines, amounts, strict=True):
-            args += (
-                _KIND[line.kind],
-                line.limit,
-                amount,
-                math.ceil(line.window_end + EXPIRY_GRACE_S),
-            )
+        middle = [self._prefix + "r:" + rid, repr(now), rid, repr(now + self._lease_s)]
+        middle += map(str, amounts)
         try:
-            result = await self._eval("reserve.lua", keys, args)
+            result = await self._eval("reserve.lua", plan.lines, middle)
         except self._errors as exc:
             # Unknown outcome: the script may have run. Cancel it (a no-op if it did not).
-            self._pending.append((rid, lines, _refunds(amounts), now, "cancel"))
+            self._pending.append((rid, plan.lines, _refunds(amounts), now, "cancel"))
             self._failed(exc)
             raise BackendUnavailable("redis did not answer") from exc
         self._timeouts = 0
         allowed = result[0] == 1
-        if allowed:
-            leases = [k for k, line in zip(keys, lines, strict=False) if line.kind == "concurrent"]
-            if leases:
-                self._leases[rid] = leases
-        return Outcome(allowed, tuple(int(v) for v in result[1:]))
+        if allowed and plan.slots:
+            self._leases[rid] = [self._prefix + key for key in plan.slots]
+        return Outcome(allowed, tuple(result[1:]))
 
     async def settle(
         self, rid: str, plan: Plan, deltas: Sequence[int], now: float
@@ -158,26 +183,23 @@ class RedisBackend:
         lines = plan.settled
         if not self.healthy:
             self._pending.append((rid, lines, deltas, now, "settle"))
-            return tuple(-1 for _ in lines)
+            return (-1,) * len(lines)
         try:
             return await self._apply(rid, lines, deltas, now, "settle")
         except self._errors as exc:
             self._pending.append((rid, lines, deltas, now, "settle"))
             self._failed(exc)
-            return tuple(-1 for _ in lines)
+            return (-1,) * len(lines)
 
     async def _apply(
-        self, rid: str, lines: Sequence[Line], deltas: Sequence[int], now: float, op: str
+        self, rid: str, lines: tuple[Line, ...], deltas: Sequence[int], now: float, op: str
     ) -> tuple[int, ...]:
-        keys = [self._prefix + line.key for line in lines]
-        keys.append(self._prefix + "r:" + rid)
-        args: list[Any] = [repr(now), rid, self._journal, self._journal_len, op]
-        for line, delta in zip(lines, deltas, strict=True):
-            args += (_KIND[line.kind], delta)
-        result = await self._eval("settle.lua", keys, args)
+        middle = [self._prefix + "r:" + rid, repr(now), rid, op]
+        middle += map(str, deltas)
+        result = await self._eval("settle.lua", lines, middle)
         if result == [-2]:  # already settled, or never reserved
-            return tuple(-1 for _ in lines)
-        return tuple(int(v) for v in result)
+            return (-1,) * len(lines)
+        return tuple(result)
 
     async def first_alert(self, key: str, expires_at: float) -> bool:
         if not self.healthy:

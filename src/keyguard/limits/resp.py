@@ -19,10 +19,11 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
+from collections.abc import Sequence
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["RespClient", "RespError"]
+__all__ = ["RespClient", "RespError", "bulks", "encode"]
 
 Reply = Any
 
@@ -31,16 +32,29 @@ class RespError(Exception):
     """An error reply from Redis (``-ERR ...``, ``-NOSCRIPT ...``)."""
 
 
-def encode(args: tuple[Any, ...]) -> bytes:
-    texts = [a if isinstance(a, str) else str(a) for a in args if not isinstance(a, bytes)]
-    if len(texts) == len(args) and all(t.isascii() for t in texts):
-        head = f"*{len(texts)}\r\n"
-        return (head + "".join([f"${len(t)}\r\n{t}\r\n" for t in texts])).encode()
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg if isinstance(arg, bytes) else str(arg).encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
+def bulks(items: Sequence[str]) -> bytes:
+    """``items`` as RESP bulk strings, without the array header: a command is
+    ``b"*%d\r\n" % count`` followed by its bulk strings, so a part shared by many commands
+    can be encoded once."""
+    text = "".join([f"${len(t)}\r\n{t}\r\n" for t in items])
+    if text.isascii():  # one character per byte: the lengths are right
+        return text.encode()
+    return b"".join([_bulk(t.encode()) for t in items])
+
+
+def _bulk(data: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+def encode(args: Sequence[object]) -> bytes:
+    """One command: the array header and its bulk strings (``str()`` of each argument, bytes
+    as they are)."""
+    head = b"*%d\r\n" % len(args)
+    if any(isinstance(a, bytes) for a in args):
+        return head + b"".join(
+            [_bulk(a if isinstance(a, bytes) else str(a).encode()) for a in args]
+        )
+    return head + bulks([a if isinstance(a, str) else str(a) for a in args])
 
 
 class _Incomplete(Exception):
@@ -172,6 +186,10 @@ class RespClient:
             return proto
 
     async def call(self, *args: Any) -> Reply:
+        return await self.call_encoded(encode(args))
+
+    async def call_encoded(self, command: bytes) -> Reply:
+        """Send one command already encoded (:func:`encode`, or parts made with :func:`bulks`)."""
         proto = self._proto
         if proto is None or proto.lost is not None or proto.transport is None:
             proto = await self._connect()
@@ -179,7 +197,7 @@ class RespClient:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Reply] = loop.create_future()
         proto.waiting.append(fut)
-        proto.send(encode(args))
+        proto.send(command)
         timer = loop.call_later(self._timeout, _expire, fut)
         try:
             return await fut

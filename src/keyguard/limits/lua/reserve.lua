@@ -5,24 +5,27 @@
 -- ARGV[1]   now (epoch seconds, from the gateway)
 -- ARGV[2]   the reservation id
 -- ARGV[3]   lease expiry for concurrency slots (epoch seconds)
--- ARGV[4]   journal stream key ('' = no journal)
--- ARGV[5]   journal max length
+-- ARGV[3+i] the amount of line i
 -- then, per line i: kind ('t' tokens, 'r' requests, 'm' money, 'c' concurrency),
---                   limit, amount, counter expiry (epoch seconds)
+--                   limit, counter expiry (epoch seconds)
+-- then the journal stream key ('' = no journal) and the journal's max length
+-- (What changes per request comes first, what a caller's lines share last: the gateway
+-- sends the shared part as bytes it prepared once.)
 --
 -- Returns {allowed (1|0), level of line 1 before, level of line 2 before, ...}.
 local now = tonumber(ARGV[1])
 local rid = ARGV[2]
 local lease_until = tonumber(ARGV[3])
 local n = #KEYS - 1
+local journal, journal_len = ARGV[3 + 4 * n + 1], ARGV[3 + 4 * n + 2]
 local kinds, limits, amounts, expiries, levels = {}, {}, {}, {}, {}
 local allowed = 1
 for i = 1, n do
-  local base = 5 + (i - 1) * 4
+  local base = 3 + n + (i - 1) * 3
+  amounts[i] = tonumber(ARGV[3 + i])
   kinds[i] = ARGV[base + 1]
   limits[i] = tonumber(ARGV[base + 2])
-  amounts[i] = tonumber(ARGV[base + 3])
-  expiries[i] = tonumber(ARGV[base + 4])
+  expiries[i] = tonumber(ARGV[base + 3])
   local level
   if kinds[i] == 'c' then
     redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
@@ -47,8 +50,8 @@ if allowed == 1 then
     end
   end
 end
-if ARGV[4] ~= '' then
-  redis.call('XADD', ARGV[4], 'MAXLEN', '~', ARGV[5], '*', 'd', cjson.encode({
+if journal ~= '' then
+  redis.call('XADD', journal, 'MAXLEN', '~', journal_len, '*', 'd', cjson.encode({
     op = allowed == 1 and 'reserve' or 'refuse', rid = rid, t = now, keys = {unpack(KEYS, 1, n)},
     limits = limits, amounts = amounts, levels = levels}))
 end

@@ -6,21 +6,22 @@
 --           changes nothing (returns {-2})
 -- ARGV[1]   now (epoch seconds)
 -- ARGV[2]   the reservation id
--- ARGV[3]   journal stream key ('' = no journal)
--- ARGV[4]   journal max length
--- ARGV[5]   the journal's name for this operation ('settle' or 'cancel')
--- then, per line i: kind ('t', 'r', 'm' or 'c'), correction (an integer; ignored for 'c')
+-- ARGV[3]   the journal's name for this operation ('settle' or 'cancel')
+-- ARGV[3+i] the correction of line i (an integer; ignored for 'c')
+-- ARGV[3+n+i] the kind of line i ('t', 'r', 'm' or 'c')
+-- then the journal stream key ('' = no journal) and the journal's max length
 --
 -- A counter whose window has expired (the key is gone) is left alone: -1 is returned for it.
 -- Returns {level of line 1 after, ...}.
 local n = #KEYS - 1
+local journal, journal_len = ARGV[3 + 2 * n + 1], ARGV[3 + 2 * n + 2]
 if redis.call('DEL', KEYS[n + 1]) == 0 then
   return {-2}
 end
 local after, deltas = {}, {}
 for i = 1, n do
-  local kind = ARGV[6 + (i - 1) * 2]
-  local delta = tonumber(ARGV[7 + (i - 1) * 2])
+  local delta = tonumber(ARGV[3 + i])
+  local kind = ARGV[3 + n + i]
   deltas[i] = delta
   if kind == 'c' then
     redis.call('ZREM', KEYS[i], ARGV[2])
@@ -36,9 +37,9 @@ for i = 1, n do
     after[i] = -1
   end
 end
-if ARGV[3] ~= '' then
-  redis.call('XADD', ARGV[3], 'MAXLEN', '~', ARGV[4], '*', 'd', cjson.encode({
-    op = ARGV[5], rid = ARGV[2], t = tonumber(ARGV[1]), keys = {unpack(KEYS, 1, n)},
+if journal ~= '' then
+  redis.call('XADD', journal, 'MAXLEN', '~', journal_len, '*', 'd', cjson.encode({
+    op = ARGV[3], rid = ARGV[2], t = tonumber(ARGV[1]), keys = {unpack(KEYS, 1, n)},
     amounts = deltas,
     levels = after}))
 end
