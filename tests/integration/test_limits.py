@@ -61,6 +61,15 @@ def client(gw: Gateway, key: str) -> openai.AsyncAzureOpenAI:
     )
 
 
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {"rules": [{"scope": "key", "tpm": 1000, "rpm": 100}], "journal_max_len": 1000},
+        # every prompt counted in the worker thread, as a large one would be
+        {"rules": [{"scope": "key", "tpm": 1000, "rpm": 100}], "large_prompt_chars": 0},
+    ],
+    ids=["on-the-loop", "in-a-thread"],
+)
 async def test_admitted_requests_are_settled_on_the_reported_usage(gw: Gateway) -> None:
     key_id, key = await new_key(gw)
     async with client(gw, key) as c:

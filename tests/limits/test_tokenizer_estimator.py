@@ -12,7 +12,7 @@ from tiktoken_ext import openai_public
 
 from keyguard.errors import ConfigurationError
 from keyguard.limits import tokenizer as tokmod
-from keyguard.limits.estimator import Estimator, completion_cap, prompt_parts
+from keyguard.limits.estimator import Estimate, Estimator, Large, completion_cap, prompt_parts
 from keyguard.limits.tokenizer import Tokenizer, encoding_name_for, load_encoding
 from keyguard.proxy.context import RequestContext
 from keyguard.proxy.routes import parse_route
@@ -176,7 +176,12 @@ async def test_estimate_marks_the_payload_changed_and_large_prompts_use_a_thread
         "/openai/deployments/gpt-4o/chat/completions",
         chat([{"role": "user", "content": big_text}], max_tokens=5),
     )
+    # Above large_prompt_chars the count is left for a worker thread, not done on the loop.
+    assert isinstance(estimator.estimate_now(small, "gpt-4o"), Estimate)
+    pending = estimator.estimate_now(big, "gpt-4o")
+    assert isinstance(pending, Large) and pending.cap == 5
     est = await estimator.estimate(big, "gpt-4o")
+    assert est == await estimator.finish(pending)
     enc = tokenizer.for_model("gpt-4o")
     assert est.prompt_tokens == 3 + 1 + len(enc.encode(big_text)) + 3
     assert est.completion_tokens == 5 and "payload_changed" not in big.extra
