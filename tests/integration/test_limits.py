@@ -253,7 +253,7 @@ async def test_budgets_alert_at_the_soft_threshold_and_refuse_at_the_hard_one(
 @pytest.mark.parametrize(
     "limits",
     [
-        {"prices": {"gpt-4o": {"input": "2.5", "output": "10"}}},
+        {"prices": {"gpt-4o": {"input": "2.5", "output": "10"}}, "default_max_tokens": 5},
         {
             "rules": [{"scope": "app", "tpm": 100_000}],
             "prices": {"gpt-4o": {"input": "2.5", "output": "10"}},
@@ -262,10 +262,16 @@ async def test_budgets_alert_at_the_soft_threshold_and_refuse_at_the_hard_one(
     ids=["prices-only", "with-rules"],
 )
 async def test_the_cost_of_each_request_reaches_the_metrics(gw: Gateway) -> None:
+    prices_only = not gw.settings.limits.rules
     _, key = await new_key(gw, "payer")
     async with client(gw, key) as c:
         for _ in range(2):
             await c.chat.completions.create(model="gpt-4o", messages=HI, max_tokens=30)
+        raw = await c.chat.completions.with_raw_response.create(model="gpt-4o", messages=HI)
+    answer = raw.parse()
+    assert answer.usage is not None and answer.usage.completion_tokens == 20
+    if prices_only:  # prices alone change nothing: no default cap (5 here) is written
+        assert answer.choices[0].finish_reason == "stop"
     assert gw.monitoring is not None and gw.monitoring.recorder is not None
     await gw.monitoring.recorder.drain()
     async with aiohttp.ClientSession() as http:
@@ -279,7 +285,7 @@ async def test_the_cost_of_each_request_reaches_the_metrics(gw: Gateway) -> None
     }
     # Each: the emulator's 7 prompt tokens * 2.5 + 20 completion tokens * 10 per million
     # = 217.5 micro-dollars, charged as 218.
-    assert costs[(("app", "payer"), ("deployment", "gpt-4o"))] == pytest.approx(2 * 218e-6)
+    assert costs[(("app", "payer"), ("deployment", "gpt-4o"))] == pytest.approx(3 * 218e-6)
 
 
 async def test_concurrency_slots_are_held_until_settlement(

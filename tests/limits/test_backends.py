@@ -144,3 +144,40 @@ async def test_the_journal_replays_every_change_in_order(backend: Backend) -> No
         ("settle", "r1", [-20], [50]),
     ]
     assert entries[0]["keys"][0].endswith("j") and entries[0]["limits"] == [100]
+
+
+@pytest.mark.redis
+async def test_redis_calls_share_their_encoded_frame_and_cancel_exactly(
+    redis_url: str, redis_prefix: str
+) -> None:
+    backend = RedisBackend(redis_url, prefix=redis_prefix, timeout_s=2, lease_s=30)
+    await backend.start()
+    try:
+        # Non-ASCII names (an app called "café") and every kind of line.
+        compiled = plan(
+            [
+                tokens("app:café:tpm", 1000, 300),
+                (Line("app:café:rpm", "requests", 10, NOW + 60), 1),
+                slot("app:café:conc", 2),
+                (Line("app:café:costd", "cost", 10**6, NOW + 86_400), 4000),
+            ]
+        )
+        first = await backend.reserve("r1", compiled, [300, 1, 1, 4000], NOW)
+        second = await backend.reserve("r2", compiled, [100, 1, 1, 1000], NOW)
+        assert first.levels == (0, 0, 0, 0) and second.levels == (300, 1, 1, 4000)
+        assert len(backend._frames) == 1  # the second call reused the first one's bytes
+        # A reservation whose answer was lost is cancelled: every line refunded, once.
+        refunds = [-300, -1, -1, -4000]
+        assert await backend._apply("r1", compiled.lines, refunds, NOW, "cancel") == (
+            100,
+            1,
+            1,
+            1000,
+        )
+        assert await backend._apply("r1", compiled.lines, refunds, NOW, "cancel") == (-1,) * 4
+        assert await backend.settle("r2", compiled, [-50, -1, -500], NOW) == (50, 0, 500)
+        with pytest.raises(ValueError):  # never a call the script would misread
+            await backend.reserve("r3", compiled, [1, 1], NOW)
+        assert (await backend.reserve("r4", compiled, [1, 1, 1, 1], NOW)).allowed  # still up
+    finally:
+        await backend.close()

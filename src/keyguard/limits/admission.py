@@ -83,6 +83,7 @@ class LimitAdmission:
         self._local = backend if isinstance(backend, MemoryBackend) else None
         self._fallback = fallback
         self._fraction = fallback_fraction
+        self._scaled_plans: dict[int, tuple[Plan, Plan]] = {}  # id(plan) -> (plan, scaled)
         self._models = models
         self._prices = prices
         self._currency = currency
@@ -140,7 +141,7 @@ class LimitAdmission:
                     headers=retry_after_headers(1.0),
                 ) from None
             backend = self._fallback
-            plan = plan.scaled(self._fraction)
+            plan = self._scaled(plan)
             outcome = await backend.reserve(ctx.request_id, plan, amounts, now)
         levels = outcome.levels
         if not outcome.allowed:
@@ -156,6 +157,16 @@ class LimitAdmission:
         if self._budgets:
             after = [level + amount for amount, level in zip(amounts, levels, strict=True)]
             await self._soft_alerts(ctx, backend, plan.lines, levels, after)
+
+    def _scaled(self, plan: Plan) -> Plan:
+        """The plan under the local fallback's limits (cached: an outage sends every request
+        this way)."""
+        cached = self._scaled_plans.get(id(plan))
+        if cached is None or cached[0] is not plan:
+            if len(self._scaled_plans) >= 4096:
+                self._scaled_plans.clear()
+            cached = self._scaled_plans[id(plan)] = (plan, plan.scaled(self._fraction))
+        return cached[1]
 
     async def settle(self, ctx: RequestContext) -> None:
         held: Held | None = ctx.extra.pop(HELD, None)

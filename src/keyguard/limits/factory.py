@@ -79,7 +79,9 @@ async def build_admission(
     executor: ThreadPoolExecutor | None = None,
     engine: AsyncEngine | None = None,
 ) -> LimitAdmission | None:
-    """The admission hook for ``settings.limits``, started; ``None`` when nothing is limited.
+    """The admission hook for ``settings.limits``, started; ``None`` when nothing is limited
+    or priced. With prices alone the hook only prices requests: it changes none (no default
+    ``max_tokens`` is written) and refuses none.
 
     With the in-process backend and the store's ``engine``, hour/day/month counters are saved
     to the store and survive a restart (:mod:`.persist`)."""
@@ -104,7 +106,7 @@ async def build_admission(
         estimator=Estimator(
             tokenizer,
             default_max_tokens=cfg.default_max_tokens,
-            inject_max_tokens=cfg.inject_max_tokens,
+            inject_max_tokens=cfg.inject_max_tokens and bool(cfg.rules or cfg.budgets),
             large_prompt_chars=cfg.large_prompt_chars,
             executor=executor,
         ),

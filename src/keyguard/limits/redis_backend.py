@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import logging
 import math
 import time
@@ -44,7 +45,7 @@ log = logging.getLogger("keyguard.limits")
 
 _KIND = {"tokens": "t", "requests": "r", "cost": "m", "concurrent": "c"}
 _MAX_PENDING = 100_000
-_MAX_FRAMES = 4096
+_MAX_FRAMES = 16_384
 _PROBE_S = 0.5
 _MAX_TIMEOUTS = 3
 
@@ -62,7 +63,8 @@ class _Frame(NamedTuple):
     """A script call's encoded parts shared by every request of one tuple of lines."""
 
     lines: tuple[Line, ...]  # what it was built for (the cache is keyed by its id)
-    head: bytes  # the array header, EVALSHA, the script's digest, the key count, the keys
+    size: int  # the call's argument count
+    head: bytes  # EVALSHA, the script's digest, the key count, the keys
     tail: bytes  # the per-line arguments that do not change, the journal's key and length
 
 
@@ -120,17 +122,22 @@ class RedisBackend:
             tail += [_KIND[line.kind] for line in lines]
         tail += (self._journal, self._journal_len)
         keys = [self._prefix + line.key for line in lines]
-        head = b"*%d\r\n" % size + bulks(["EVALSHA", self._shas[name], str(n + 1), *keys])
-        if len(self._frames) >= _MAX_FRAMES:
-            self._frames.clear()
-        frame = self._frames[(name, id(lines))] = _Frame(lines, head, bulks(tail))
+        head = bulks(["EVALSHA", self._shas[name], str(n + 1), *keys])
+        frames = self._frames
+        if len(frames) >= _MAX_FRAMES:  # drop the oldest quarter (windows turn: they are stale)
+            for stale in list(itertools.islice(frames, _MAX_FRAMES // 4)):
+                del frames[stale]
+        frame = frames[(name, id(lines))] = _Frame(lines, size, head, bulks(tail))
         return frame
 
     async def _eval(self, name: str, lines: tuple[Line, ...], middle: list[str]) -> Any:
         """One script call over ``lines``; ``middle``: the reservation's marker key, then the
-        arguments of this request. On ``NOSCRIPT`` the script is loaded, then called again."""
+        arguments of this request (one per line, after 4). On ``NOSCRIPT`` the script is
+        loaded, then called again."""
         frame = self._frame(name, lines)
-        command = frame.head + bulks(middle) + frame.tail
+        if len(middle) != 4 + len(lines):  # never send a call the script would misread
+            raise ValueError(f"{len(middle) - 4} values for {len(lines)} lines")
+        command = b"*%d\r\n" % frame.size + frame.head + bulks(middle) + frame.tail
         try:
             return await self._client.call_encoded(command)
         except RespError as exc:

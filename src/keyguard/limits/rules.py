@@ -140,6 +140,7 @@ class Rules:
         """The counters a request of ``tokens`` tokens and ``cost`` micro-units is charged to,
         in the windows containing ``now`` (``None``: no limit applies). A line whose amount
         would be zero is left out: nothing to charge, nothing to check."""
+        # Stored under a Subject, found with a plain tuple: equal, and equally hashed.
         prepared = self._prepared.get((key_id, app, deployment))
         if prepared is None or not prepared[0] <= now < prepared[1]:
             prepared = self._prepare(Subject(key_id, app, deployment), now)
@@ -156,18 +157,19 @@ class Rules:
             start, end = self._windows.get(t.period, now)
             valid_from, valid_until = max(valid_from, start), min(valid_until, end)
             lines.append(Line(f"{t.base}:{start}", t.kind, t.limit, float(end), t.soft, t.label))
-        plans = tuple(
-            plan_of(
-                [
+        plans: list[Plan | None] = []
+        shared: dict[tuple[Line, ...], Plan | None] = {}  # one plan for identical variants
+        for has_cost in (False, True):
+            for has_tokens in (False, True):
+                kept = tuple(
                     ln
                     for ln in lines
                     if (ln.kind != "tokens" or has_tokens) and (ln.kind != "cost" or has_cost)
-                ]
-            )
-            for has_cost in (False, True)
-            for has_tokens in (False, True)
-        )
-        prepared = (valid_from, valid_until, plans)
+                )
+                if kept not in shared:
+                    shared[kept] = plan_of(kept)
+                plans.append(shared[kept])
+        prepared = (valid_from, valid_until, tuple(plans))
         if len(self._prepared) >= _MAX_CACHED:
             self._prepared.clear()
         self._prepared[subject] = prepared
