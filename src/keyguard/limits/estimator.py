@@ -99,14 +99,17 @@ def _message(message: object, texts: list[str]) -> int:
         return MESSAGE_OVERHEAD
     fixed = MESSAGE_OVERHEAD
     for field, value in message.items():
-        if isinstance(value, str):  # role, content, name, ...
+        if field == "content":
+            if isinstance(value, str):  # the usual case, without a call
+                texts.append(value)
+            else:
+                fixed += _content(value, texts)
+        elif field in ("tool_calls", "function_call"):
+            texts.append(_json_text(value))
+        elif isinstance(value, str):  # role, name, ...
             texts.append(value)
             if field == "name":
                 fixed += NAME_OVERHEAD
-        elif field == "content":
-            fixed += _content(value, texts)
-        elif field in ("tool_calls", "function_call"):
-            texts.append(_json_text(value))
     return fixed
 
 
