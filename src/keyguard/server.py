@@ -29,6 +29,7 @@ from .monitor.wiring import Monitoring, start_monitor
 from .proxy.access_log import AccessLog
 from .proxy.app import ProxyHandler
 from .proxy.authn import KeyAuthenticator
+from .proxy.headers import SERVER_HEADER
 from .proxy.hooks import Recorders
 from .proxy.protocol import ProxyServer
 from .proxy.relay import Relay, new_upstream_session
@@ -143,6 +144,7 @@ class Gateway:
 
             admin_app = access.admin_app(runtime)
             monitoring.add_routes(admin_app, require_admin=access.require_viewer)
+            admin_app.on_response_prepare.append(_name_server)
             admin_runner = web.AppRunner(admin_app, access_log=None)
             await admin_runner.setup()
             self._runners.append(admin_runner)
@@ -190,6 +192,10 @@ def _url(runner: web.BaseRunner) -> str:
 
 
 _GC_YOUNG_THRESHOLD = 20_000  # allocations between two young collections (CPython: 700)
+
+
+async def _name_server(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.update(SERVER_HEADER)
 
 
 def _settle_memory() -> None:

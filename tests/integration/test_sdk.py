@@ -178,3 +178,24 @@ async def test_azure_response_headers_pass_through(gateway: GatewayHarness, app_
     ):
         assert name in headers, name
     assert headers["x-ms-client-request-id"] == "abc-123"
+
+
+async def test_no_answer_names_the_http_stack_or_its_version(
+    gateway: GatewayHarness, app_key: str
+) -> None:
+    chat = f"{gateway.url}/openai/deployments/gpt-4o/chat/completions"
+    params = {"api-version": API_VERSION}
+    body = {"messages": MESSAGES, "max_tokens": 2}
+    seen = []
+    async with aiohttp.ClientSession() as http:
+        for headers, extra in (
+            ({"api-key": app_key}, {}),  # relayed answer
+            ({"api-key": app_key}, {"stream": True}),  # relayed stream
+            ({"api-key": "not-a-key"}, {}),  # the gateway's own error
+        ):
+            async with http.post(chat, params=params, json=body | extra, headers=headers) as resp:
+                await resp.read()
+                seen.append((resp.status, resp.headers.get("server")))
+        async with http.get(gateway.gateway.admin_url + "/healthz") as resp:
+            seen.append((resp.status, resp.headers.get("server")))
+    assert seen == [(200, "keyguard"), (200, "keyguard"), (401, "keyguard"), (200, "keyguard")]

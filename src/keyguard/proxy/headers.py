@@ -61,6 +61,10 @@ def _forwardable(lname: str) -> bool:
     return False
 
 
+#: Every answer names the product, not the HTTP stack and its version (aiohttp's default).
+SERVER_HEADER = {"Server": "keyguard"}
+
+
 def request_headers(items: Iterable[tuple[str, str]], auth: dict[str, str]) -> CIMultiDict[str]:
     """Headers for the upstream request: the allowed client headers plus Keyguard's own auth."""
     out: CIMultiDict[str] = CIMultiDict()
@@ -73,8 +77,9 @@ def request_headers(items: Iterable[tuple[str, str]], auth: dict[str, str]) -> C
 
 
 def response_headers(items: Iterable[tuple[str, str]], request_id: str) -> CIMultiDict[str]:
-    """Headers for the client: Azure's, minus framing, hop-by-hop and cookies, plus our id."""
-    out: CIMultiDict[str] = CIMultiDict()
+    """Headers for the client: Azure's, minus framing, hop-by-hop and cookies, plus our id
+    and a ``Server`` header that names no software version."""
+    out: CIMultiDict[str] = CIMultiDict(SERVER_HEADER)
     for name, value in items:
         if name.lower() not in _RESPONSE_DROP:
             out.add(name, value)

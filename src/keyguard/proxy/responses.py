@@ -6,7 +6,7 @@ import orjson
 from aiohttp import web
 
 from ..errors import RequestError
-from .headers import REQUEST_ID_HEADER
+from .headers import REQUEST_ID_HEADER, SERVER_HEADER
 
 __all__ = ["error_response", "json_response", "error_body", "sse_error_event"]
 
@@ -18,7 +18,7 @@ def error_body(exc: RequestError) -> bytes:
 
 
 def error_response(exc: RequestError, request_id: str) -> web.Response:
-    headers = {REQUEST_ID_HEADER: request_id, "apim-request-id": request_id}
+    headers = {REQUEST_ID_HEADER: request_id, "apim-request-id": request_id, **SERVER_HEADER}
     headers.update(exc.headers)
     return web.Response(
         status=exc.status, body=error_body(exc), headers=headers, content_type=_JSON
@@ -29,7 +29,7 @@ def json_response(payload: object, request_id: str, status: int = 200) -> web.Re
     return web.Response(
         status=status,
         body=orjson.dumps(payload),
-        headers={REQUEST_ID_HEADER: request_id},
+        headers={REQUEST_ID_HEADER: request_id, **SERVER_HEADER},
         content_type=_JSON,
     )
 
