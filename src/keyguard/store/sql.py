@@ -6,14 +6,18 @@ Each method is one short transaction. Driver errors are translated into
 operation and the driver's own error, never SQL text or parameters (which may hold digests or
 ciphertext).
 
-SQLite runs in WAL mode with a busy timeout and foreign keys on; its directory and file are
+SQLite runs in WAL mode (set once per file, before the engine opens it, retried while another
+opener holds a new file) with a busy timeout and foreign keys on; its directory and file are
 created owner-only. Concurrent openers are serialized while migrating (``BEGIN IMMEDIATE`` on
 SQLite, a transaction-scoped advisory lock on PostgreSQL).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -72,10 +76,33 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA journal_mode = WAL")  # already set by _ensure_wal: no lock needed
     cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.close()
+
+
+def _ensure_wal(database: str) -> None:
+    """Put a SQLite file in WAL mode before the engine opens it (blocking: run in a thread).
+
+    The mode is kept in the file, so only a new store changes it, and the change needs the file
+    to itself: SQLite answers "database is locked" at once, without waiting for its busy
+    timeout, when another connection holds it (two processes opening one new store at the same
+    moment). Retried here for up to that timeout; every later connection finds WAL already set.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    conn = sqlite3.connect(database, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+    try:
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.005)
+    finally:
+        conn.close()
 
 
 def _sqlite_on_begin(conn: Connection) -> None:
@@ -156,6 +183,13 @@ async def open_sql_store(url: str, driver: str) -> SQLStore:
     engine = create_engine(url, driver)
     display = make_url(url).render_as_string(hide_password=True)
     try:
+        database = engine.url.database or ""
+        if engine.dialect.name == "sqlite" and database not in ("", ":memory:"):
+            if not database.startswith("file:"):
+                try:
+                    await asyncio.to_thread(_ensure_wal, database)
+                except sqlite3.Error as exc:
+                    raise StorageError(f"store: cannot set WAL mode ({exc})") from exc
         await migrate(engine)
     except StorageError as exc:
         await engine.dispose()
