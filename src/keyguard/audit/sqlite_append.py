@@ -18,9 +18,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from sqlalchemy.engine import URL
-
 from ..errors import StorageError
+from ..store.sql import sqlite_file
 from .chain import GENESIS, Record, chain
 
 __all__ = ["CHUNK", "INSERT", "Busy", "SqliteAppender", "sqlite_file", "sqlite_rows"]
@@ -36,16 +35,6 @@ INSERT = (  # the engine's SQLite path uses it too, with :func:`sqlite_rows`
 
 class Busy(Exception):
     """Another connection holds the database's write lock right now."""
-
-
-def sqlite_file(url: URL) -> str | None:
-    """The database file of a SQLite URL; ``None`` for an in-memory or URI-style database."""
-    if not url.drivername.startswith("sqlite"):
-        return None
-    name = url.database
-    if not name or name == ":memory:" or name.startswith("file:") or url.query:
-        return None
-    return name
 
 
 def sqlite_time(created: str) -> str:

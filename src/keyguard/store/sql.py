@@ -36,7 +36,14 @@ from ..errors import ConfigurationError, StorageError
 from .base import KeyRecord, SealedSecret, SecretInfo
 from .schema import keys, vault_secrets
 
-__all__ = ["SQLStore", "open_sql_store", "create_engine", "migrate", "translate_errors"]
+__all__ = [
+    "SQLStore",
+    "open_sql_store",
+    "create_engine",
+    "migrate",
+    "translate_errors",
+    "sqlite_file",
+]
 
 MIGRATIONS = "keyguard.store:migrations"
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -80,6 +87,16 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.close()
+
+
+def sqlite_file(url: URL) -> str | None:
+    """The database file of a SQLite URL; ``None`` for an in-memory or URI-style database."""
+    if not url.drivername.startswith("sqlite"):
+        return None
+    name = url.database
+    if not name or name == ":memory:" or name.startswith("file:") or url.query:
+        return None
+    return name
 
 
 def _ensure_wal(database: str) -> None:
@@ -183,13 +200,12 @@ async def open_sql_store(url: str, driver: str) -> SQLStore:
     engine = create_engine(url, driver)
     display = make_url(url).render_as_string(hide_password=True)
     try:
-        database = engine.url.database or ""
-        if engine.dialect.name == "sqlite" and database not in ("", ":memory:"):
-            if not database.startswith("file:"):
-                try:
-                    await asyncio.to_thread(_ensure_wal, database)
-                except sqlite3.Error as exc:
-                    raise StorageError(f"store: cannot set WAL mode ({exc})") from exc
+        database = sqlite_file(engine.url)
+        if database is not None:
+            try:
+                await asyncio.to_thread(_ensure_wal, database)
+            except sqlite3.Error as exc:
+                raise StorageError(f"store: cannot set WAL mode ({exc})") from exc
         await migrate(engine)
     except StorageError as exc:
         await engine.dispose()
