@@ -22,7 +22,6 @@ security event per budget window, whichever replica sees it first.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -108,13 +107,8 @@ class LimitAdmission:
         estimate = self._estimator.estimate_now(ctx, model)
         if isinstance(estimate, Large):
             estimate = await self._estimator.finish(estimate)
-        tokens = estimate.prompt_tokens + estimate.completion_tokens
         price = self._prices.get(deployment)
-        cost = (
-            cost_micro(price, estimate.prompt_tokens, 0, estimate.completion_tokens)
-            if price is not None
-            else 0
-        )
+        tokens, cost = _priced(price, estimate.prompt_tokens, 0, estimate.completion_tokens)
         principal, now = ctx.principal, self._clock()
         if principal is not None:
             plan = self._rules.plan(principal.key_id, principal.app, deployment, tokens, cost, now)
@@ -175,12 +169,8 @@ class LimitAdmission:
         try:
             price, usage = held.price, ctx.usage
             if usage is not None:  # nearly every request: no await before the backend's
-                prompt, completion = usage.prompt_tokens, usage.completion_tokens
-                tokens = prompt + completion
-                cost = (
-                    cost_micro(price, prompt, usage.cached_tokens, completion)
-                    if price is not None
-                    else 0
+                tokens, cost = _priced(
+                    price, usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens
                 )
             else:
                 tokens, cost = await self._used_without_usage(ctx, held)
@@ -205,20 +195,14 @@ class LimitAdmission:
         """Tokens and cost (micro-units) of a request whose answer reported no usage: a
         stream cut short is its prompt as estimated plus the text it streamed, counted; any
         other success its estimate; an upstream error or no answer nothing."""
-        estimate = held.estimate
+        estimate, price = held.estimate, held.price
         if ctx.streamed:
             text = "".join(ctx.streamed_text)
-            completion = await self._count(held.model, text) if text else 0
-            return _priced(held, estimate.prompt_tokens, 0, completion)
+            completion = await self._estimator.count_text(held.model, text) if text else 0
+            return _priced(price, estimate.prompt_tokens, 0, completion)
         if 200 <= ctx.upstream_status < 300:
-            return _priced(held, estimate.prompt_tokens, 0, estimate.completion_tokens)
+            return _priced(price, estimate.prompt_tokens, 0, estimate.completion_tokens)
         return 0, 0
-
-    async def _count(self, model: str, text: str) -> int:
-        if len(text) > 16_384:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(None, self._estimator.count_text, model, text)
-        return self._estimator.count_text(model, text)
 
     def _refused(self, refusal: Refusal, ctx: RequestContext) -> TooManyRequests:
         line = refusal.line
@@ -291,8 +275,7 @@ def _remaining_header(refusal: Refusal) -> dict[str, str]:
     return {}
 
 
-def _priced(held: Held, prompt: int, cached: int, completion: int) -> tuple[int, int]:
-    """Tokens and cost (micro-units, 0 without a price) of what a request used."""
-    price = held.price
+def _priced(price: UnitPrice | None, prompt: int, cached: int, completion: int) -> tuple[int, int]:
+    """Tokens and cost (micro-units, 0 without a price) of a request's usage or estimate."""
     cost = cost_micro(price, prompt, cached, completion) if price is not None else 0
     return prompt + completion, cost

@@ -242,15 +242,20 @@ class Estimator:
         return Estimate(fixed + self._tokenizer.count(enc, texts), cap)
 
     async def finish(self, large: Large) -> Estimate:
+        return Estimate(large.fixed + await self._in_thread(large.enc, large.texts), large.cap)
+
+    async def _in_thread(self, enc: tiktoken.Encoding, texts: list[str]) -> int:
         loop = asyncio.get_running_loop()
-        count = self._tokenizer.count
-        counted = await loop.run_in_executor(self._executor, count, large.enc, large.texts)
-        return Estimate(large.fixed + counted, large.cap)
+        return await loop.run_in_executor(self._executor, self._tokenizer.count, enc, texts)
 
     async def estimate(self, ctx: RequestContext, model: str) -> Estimate:
         estimate = self.estimate_now(ctx, model)
         return await self.finish(estimate) if isinstance(estimate, Large) else estimate
 
-    def count_text(self, model: str, text: str) -> int:
-        """Tokens of streamed text (settling a stream that ended without usage)."""
-        return self._tokenizer.count(self._tokenizer.for_model(model), (text,))
+    async def count_text(self, model: str, text: str) -> int:
+        """Tokens of streamed text (settling a stream that ended without usage); above
+        ``large_prompt_chars`` counted in a worker thread, as a prompt is."""
+        enc = self._tokenizer.for_model(model)
+        if len(text) > self._large:
+            return await self._in_thread(enc, [text])
+        return self._tokenizer.count(enc, (text,))
