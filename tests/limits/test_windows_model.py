@@ -129,7 +129,7 @@ def test_a_plan_compiles_keys_limits_and_pickers() -> None:
         line("cost", limit=5),
     )
     assert plan.limits == (1000, 10, 2, 5) and plan.keys[2] == "c"
-    assert plan.windowed == (plan.keys[0], plan.keys[1], plan.keys[3])
+    assert plan.windowed == ((plan.keys[0], 60.0), (plan.keys[1], 60.0), (plan.keys[3], 60.0))
     assert plan.amounts(300, 7) == (300, 1, 1, 7)
     assert plan.settled_keys == (plan.keys[0], "c", plan.keys[3]) and plan.slots == ("c",)
     assert plan.deltas(-20, 3) == (-20, -1, 3)

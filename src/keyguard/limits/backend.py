@@ -14,8 +14,8 @@ A backend applies :mod:`.model`'s arithmetic atomically over all the lines of a 
 :class:`MemoryBackend` does this with dict arithmetic over the plan's compiled tuples and no
 awaits: one event loop means no other request can run in between (its ``reserve_now`` /
 ``settle_now`` are the same operations as plain calls, for the admission hook's in-process
-path). An optional journal keeps every reservation and settlement in
-order, so an audit (or a test) can replay the counters.
+path). An optional journal keeps every reservation and settlement in order, so an audit (or a
+test) can replay the counters.
 """
 
 from __future__ import annotations
@@ -127,9 +127,9 @@ class MemoryBackend:
         for key, level, amount in zip(plan.keys, levels, amounts, strict=True):
             counters[key] = level + amount
         expiry = self.expiry
-        for key in plan.windowed:
+        for key, window_end in plan.windowed:
             if key not in expiry:  # a window's first request
-                self._expire(plan, key)
+                expiry[key] = window_end + EXPIRY_GRACE_S
         self._open.add(rid)
         if self.journal is not None:
             self._record("reserve", rid, now, plan.lines, amounts, levels)
@@ -160,11 +160,6 @@ class MemoryBackend:
         if self.journal is not None:
             self._record("settle", rid, now, plan.settled, deltas, after)
         return tuple(after)
-
-    def _expire(self, plan: Plan, key: str) -> None:
-        for line in plan.lines:
-            if line.key == key:
-                self.expiry[key] = line.window_end + EXPIRY_GRACE_S
 
     def _sweep(self, now: float) -> None:
         dead = [key for key, until in self.expiry.items() if until <= now]

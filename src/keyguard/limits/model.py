@@ -81,7 +81,7 @@ class Plan(NamedTuple):
     lines: tuple[Line, ...]
     keys: tuple[str, ...]
     limits: tuple[int, ...]
-    windowed: tuple[str, ...]  # the keys of lines with a window (all but concurrency slots)
+    windowed: tuple[tuple[str, float], ...]  # (key, window end) of lines with a window
     settled: tuple[Line, ...]  # the lines corrected at settlement: all but request counts
     settled_keys: tuple[str, ...]
     slots: tuple[str, ...]  # concurrency keys: a counter back at zero is dropped
@@ -115,7 +115,7 @@ def plan_of(lines: Sequence[Line]) -> Plan | None:
         lines=tuple(lines),
         keys=tuple(ln.key for ln in lines),
         limits=tuple(ln.limit for ln in lines),
-        windowed=tuple(ln.key for ln in lines if ln.window_end),
+        windowed=tuple((ln.key, ln.window_end) for ln in lines if ln.window_end),
         settled=tuple(settled),
         settled_keys=tuple(ln.key for ln in settled),
         slots=tuple(ln.key for ln in settled if ln.kind == "concurrent"),

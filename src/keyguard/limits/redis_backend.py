@@ -63,7 +63,7 @@ class _Frame(NamedTuple):
     """A script call's encoded parts shared by every request of one tuple of lines."""
 
     lines: tuple[Line, ...]  # what it was built for (the cache is keyed by its id)
-    size: int  # the call's argument count
+    shared: int  # how many arguments head and tail hold together
     head: bytes  # EVALSHA, the script's digest, the key count, the keys
     tail: bytes  # the per-line arguments that do not change, the journal's key and length
 
@@ -110,24 +110,23 @@ class RedisBackend:
         frame = self._frames.get((name, id(lines)))
         if frame is not None and frame.lines is lines:
             return frame
-        n = len(lines)
         tail: list[str] = []
         if name == "reserve.lua":
-            size = 9 + 5 * n  # 3 + the keys and the marker + 3 + n amounts + 3n + 2
             for line in lines:
                 expires = math.ceil(line.window_end + EXPIRY_GRACE_S)
                 tail += (_KIND[line.kind], str(line.limit), str(expires))
         else:
-            size = 9 + 3 * n  # 3 + the keys and the marker + 3 + n corrections + n + 2
             tail += [_KIND[line.kind] for line in lines]
         tail += (self._journal, self._journal_len)
-        keys = [self._prefix + line.key for line in lines]
-        head = bulks(["EVALSHA", self._shas[name], str(n + 1), *keys])
+        head = ["EVALSHA", self._shas[name], str(len(lines) + 1)]
+        head += [self._prefix + line.key for line in lines]
         frames = self._frames
         if len(frames) >= _MAX_FRAMES:  # drop the oldest quarter (windows turn: they are stale)
             for stale in list(itertools.islice(frames, _MAX_FRAMES // 4)):
                 del frames[stale]
-        frame = frames[(name, id(lines))] = _Frame(lines, size, head, bulks(tail))
+        frame = frames[(name, id(lines))] = _Frame(
+            lines, len(head) + len(tail), bulks(head), bulks(tail)
+        )
         return frame
 
     async def _eval(self, name: str, lines: tuple[Line, ...], middle: list[str]) -> Any:
@@ -137,7 +136,8 @@ class RedisBackend:
         frame = self._frame(name, lines)
         if len(middle) != 4 + len(lines):  # never send a call the script would misread
             raise ValueError(f"{len(middle) - 4} values for {len(lines)} lines")
-        command = b"*%d\r\n" % frame.size + frame.head + bulks(middle) + frame.tail
+        size = frame.shared + len(middle)
+        command = b"*%d\r\n" % size + frame.head + bulks(middle) + frame.tail
         try:
             return await self._client.call_encoded(command)
         except RespError as exc:
