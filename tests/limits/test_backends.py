@@ -41,19 +41,25 @@ async def settle(
     return await backend.settle(rid, plan(charges), deltas, now)
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
-    if request.param == "memory":
-        yield MemoryBackend(journal_max_len=100)
-        return
-    url = request.getfixturevalue("redis_url")
-    prefix = request.getfixturevalue("redis_prefix")
-    redis_backend = RedisBackend(url, prefix=prefix, timeout_s=2, lease_s=30, journal_max_len=100)
-    await redis_backend.start()
+@pytest.fixture
+async def redis_backend(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisBackend]:
+    """A started Redis backend under this test's own key prefix (30 s leases)."""
+    started = RedisBackend(
+        redis_url, prefix=redis_prefix, timeout_s=2, lease_s=30, journal_max_len=100
+    )
+    await started.start()
     try:
-        yield redis_backend
+        yield started
     finally:
-        await redis_backend.close()
+        await started.close()
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    if request.param == "memory":
+        return MemoryBackend(journal_max_len=100)
+    redis: RedisBackend = request.getfixturevalue("redis_backend")
+    return redis
 
 
 async def journal(backend: Backend) -> list[dict[str, Any]]:
@@ -120,16 +126,11 @@ async def test_concurrency_slots_are_taken_and_freed(backend: Backend) -> None:
 
 @pytest.mark.redis
 async def test_a_dead_replicas_slots_expire_with_their_lease(
-    redis_url: str, redis_prefix: str
+    redis_backend: RedisBackend,
 ) -> None:
-    backend = RedisBackend(redis_url, prefix=redis_prefix, timeout_s=2, lease_s=30)
-    await backend.start()
-    try:
-        assert (await reserve(backend, "r1", [slot("c", 1)], NOW)).allowed
-        assert not (await reserve(backend, "r2", [slot("c", 1)], NOW + 29)).allowed
-        assert (await reserve(backend, "r2", [slot("c", 1)], NOW + 31)).allowed
-    finally:
-        await backend.close()
+    assert (await reserve(redis_backend, "r1", [slot("c", 1)], NOW)).allowed
+    assert not (await reserve(redis_backend, "r2", [slot("c", 1)], NOW + 29)).allowed
+    assert (await reserve(redis_backend, "r2", [slot("c", 1)], NOW + 31)).allowed
 
 
 async def test_the_journal_replays_every_change_in_order(backend: Backend) -> None:
@@ -148,36 +149,27 @@ async def test_the_journal_replays_every_change_in_order(backend: Backend) -> No
 
 @pytest.mark.redis
 async def test_redis_calls_share_their_encoded_frame_and_cancel_exactly(
-    redis_url: str, redis_prefix: str
+    redis_backend: RedisBackend,
 ) -> None:
-    backend = RedisBackend(redis_url, prefix=redis_prefix, timeout_s=2, lease_s=30)
-    await backend.start()
-    try:
-        # Non-ASCII names (an app called "café") and every kind of line.
-        compiled = plan(
-            [
-                tokens("app:café:tpm", 1000, 300),
-                (Line("app:café:rpm", "requests", 10, NOW + 60), 1),
-                slot("app:café:conc", 2),
-                (Line("app:café:costd", "cost", 10**6, NOW + 86_400), 4000),
-            ]
-        )
-        first = await backend.reserve("r1", compiled, [300, 1, 1, 4000], NOW)
-        second = await backend.reserve("r2", compiled, [100, 1, 1, 1000], NOW)
-        assert first.levels == (0, 0, 0, 0) and second.levels == (300, 1, 1, 4000)
-        assert len(backend._frames) == 1  # the second call reused the first one's bytes
-        # A reservation whose answer was lost is cancelled: every line refunded, once.
-        refunds = [-300, -1, -1, -4000]
-        assert await backend._apply("r1", compiled.lines, refunds, NOW, "cancel") == (
-            100,
-            1,
-            1,
-            1000,
-        )
-        assert await backend._apply("r1", compiled.lines, refunds, NOW, "cancel") == (-1,) * 4
-        assert await backend.settle("r2", compiled, [-50, -1, -500], NOW) == (50, 0, 500)
-        with pytest.raises(ValueError):  # never a call the script would misread
-            await backend.reserve("r3", compiled, [1, 1], NOW)
-        assert (await backend.reserve("r4", compiled, [1, 1, 1, 1], NOW)).allowed  # still up
-    finally:
-        await backend.close()
+    # Non-ASCII names (an app called "café") and every kind of line.
+    compiled = plan(
+        [
+            tokens("app:café:tpm", 1000, 300),
+            (Line("app:café:rpm", "requests", 10, NOW + 60), 1),
+            slot("app:café:conc", 2),
+            (Line("app:café:costd", "cost", 10**6, NOW + 86_400), 4000),
+        ]
+    )
+    first = await redis_backend.reserve("r1", compiled, [300, 1, 1, 4000], NOW)
+    second = await redis_backend.reserve("r2", compiled, [100, 1, 1, 1000], NOW)
+    assert first.levels == (0, 0, 0, 0) and second.levels == (300, 1, 1, 4000)
+    assert len(redis_backend._frames) == 1  # the second call reused the first one's bytes
+    # A reservation whose answer was lost is cancelled: every line refunded, once.
+    refunds = [-300, -1, -1, -4000]
+    cancel = redis_backend._apply
+    assert await cancel("r1", compiled.lines, refunds, NOW, "cancel") == (100, 1, 1, 1000)
+    assert await cancel("r1", compiled.lines, refunds, NOW, "cancel") == (-1,) * 4
+    assert await redis_backend.settle("r2", compiled, [-50, -1, -500], NOW) == (50, 0, 500)
+    with pytest.raises(ValueError):  # never a call the script would misread
+        await redis_backend.reserve("r3", compiled, [1, 1], NOW)
+    assert (await redis_backend.reserve("r4", compiled, [1, 1, 1, 1], NOW)).allowed  # still up
