@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from traffic import APPS, DAY, T0, client, cost_of
 
-from keyguard.detect.observation import Observation
+from keyguard.core.observation import Observation
 
 __all__ = ["Scenario", "scenarios"]
 

@@ -14,7 +14,7 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from keyguard.detect.observation import Observation
+from keyguard.core.observation import Observation
 
 __all__ = ["App", "APPS", "benign", "T0", "DAY", "WEEK", "PRICES", "cost_of", "client"]
 

@@ -32,6 +32,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt import PyJWK
 from jwt.algorithms import RSAAlgorithm
 
+from keyguard.core.netaddr import client_address
+from keyguard.core.principal import Principal
+from keyguard.core.request import RequestContext
 from keyguard.errors import PermissionDenied
 from keyguard.identity.entra import EntraAuthenticator
 from keyguard.identity.settings import EntraSettings
@@ -39,9 +42,6 @@ from keyguard.identity.tokens import TokenValidator
 from keyguard.policy.authorizer import PolicyAuthorizer
 from keyguard.policy.compiled import compile_policy
 from keyguard.policy.document import parse_document
-from keyguard.proxy.authn import Principal
-from keyguard.proxy.context import RequestContext
-from keyguard.proxy.netaddr import client_address
 from keyguard.proxy.routes import parse_route
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"

@@ -17,6 +17,8 @@ import time
 
 import uvloop
 
+from keyguard.core.principal import Principal
+from keyguard.core.request import RequestContext, Usage
 from keyguard.limits.admission import LimitAdmission
 from keyguard.limits.backend import Backend, MemoryBackend
 from keyguard.limits.estimator import Estimator
@@ -24,8 +26,6 @@ from keyguard.limits.redis_backend import RedisBackend
 from keyguard.limits.rules import Rules
 from keyguard.limits.settings import LimitSettings
 from keyguard.limits.tokenizer import Tokenizer
-from keyguard.proxy.authn import Principal
-from keyguard.proxy.context import RequestContext, Usage
 from keyguard.proxy.routes import parse_route
 
 SYSTEM = (

@@ -24,9 +24,9 @@ from pathlib import Path
 import uvloop
 
 from keyguard.config import settings_from_mapping
+from keyguard.core.principal import Principal
+from keyguard.core.request import RequestContext, Usage
 from keyguard.monitor.wiring import start_monitor
-from keyguard.proxy.authn import Principal
-from keyguard.proxy.context import RequestContext, Usage
 from keyguard.proxy.routes import parse_route
 from keyguard.runtime import open_runtime
 from keyguard.vault.master import create_master_key_file

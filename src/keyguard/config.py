@@ -10,6 +10,7 @@ is refused.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,34 +19,29 @@ from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
-    AliasChoices,
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from .admin.settings import AdminAccessSettings
+from .core.settings import Frozen
 from .errors import ConfigurationError
-from .identity.settings import AccessSettings
+from .identity.settings import EntraSettings
 from .limits.settings import LimitSettings
 from .monitor.settings import MonitorSettings
-from .rotation.settings import KeyVaultRef, ManagedIdentityRef, ManagementSettings, RotationSettings
+from .policy.settings import PolicySettings
+from .rotation.settings import RotationSettings
+from .upstream.settings import UpstreamSettings
 
 __all__ = [
     "Settings",
+    "AccessSettings",
     "ProxySettings",
-    "UpstreamSettings",
-    "DeploymentSettings",
-    "CredentialRef",
     "load_settings",
     "settings_from_mapping",
-    "DEPLOYMENT_NAME",
 ]
-
-# Azure deployment names: letters, digits, '-', '_', '.'; no leading dot; at most 64 chars.
-DEPLOYMENT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
 # Values that must never appear in a config file: Azure keys in either format, Keyguard keys.
 _KEY_LIKE = re.compile(
@@ -54,118 +50,80 @@ _KEY_LIKE = re.compile(
     r"|kgk_[0-9A-Za-z]{50}"  # Keyguard key
     r"|sk-[A-Za-z0-9_-]{20,}"  # OpenAI key
 )
+_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]+")
 _SECRET_FIELD = re.compile(r"(?i)(api[_-]?key|secret|password|token)$")
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class AccessSettings(Frozen):
+    """The ``access`` section: who may call, from where, under which policy.
 
+    ::
 
-class CredentialRef(_Frozen):
-    """How Keyguard authenticates to an upstream. Exactly one source: ``managed_identity``
-    (Entra tokens, no key), ``key_vault`` (Azure Key Vault), ``vault``/``local_vault`` (the
-    local encrypted vault) or ``env`` (with ``insecure: true``)."""
+        access:
+          entra:                                   # accept Entra ID access tokens (optional)
+            tenants: [00000000-0000-0000-0000-000000000000]
+            audiences: ["api://keyguard"]          # the Keyguard app registration (recommended)
+          policy:
+            file: policy.yaml                      # roles and bindings, reviewed in git
+            managed: true                          # also editable through the admin API
+          trusted_proxies: [10.0.0.0/8]            # X-Forwarded-For is believed only from these
+          allowed_hosts: [gateway.contoso.com]     # Host headers served (empty: any)
+          admin:
+            entra_groups: {11111111-...: admin}    # Entra groups that may use the admin API
 
-    vault: str | None = Field(default=None, validation_alias=AliasChoices("vault", "local_vault"))
-    env: str | None = None
-    insecure: bool = False
-    managed_identity: ManagedIdentityRef | None = None
-    key_vault: KeyVaultRef | None = None
-
-    @property
-    def kind(self) -> Literal["managed_identity", "key_vault", "local_vault", "env"]:
-        if self.managed_identity is not None:
-            return "managed_identity"
-        if self.key_vault is not None:
-            return "key_vault"
-        return "local_vault" if self.vault is not None else "env"
-
-    @model_validator(mode="after")
-    def _one_source(self) -> CredentialRef:
-        sources = (self.vault, self.env, self.managed_identity, self.key_vault)
-        if sum(s is not None for s in sources) != 1:
-            raise ValueError(
-                "give exactly one of 'managed_identity', 'key_vault', 'vault' (a local vault "
-                "secret name) or 'env'"
-            )
-        if self.env is not None and not self.insecure:
-            raise ValueError(
-                "an upstream key from an environment variable needs 'insecure: true'; "
-                "prefer 'vault: upstream/NAME' (keyguard vault put upstream/NAME)"
-            )
-        return self
-
-
-class DeploymentSettings(_Frozen):
-    """A deployment the gateway serves; ``upstream_deployment`` defaults to the same name.
-
-    A deployment may be served by several upstreams (regions, resources): the lowest
-    ``priority`` is tried first, ``weight`` spreads requests among equal priorities, and a
-    backend that answers 429 or cannot be reached is skipped while it recovers. ``model``
-    (default: the deployment's name) picks the tokenizer and the price for limits.
+    Every default keeps a gateway without this section working as before: Keyguard keys only, no
+    policy (every valid key may use every configured deployment), the peer address as the client
+    address. Nothing here is secret.
     """
 
-    upstream_deployment: str | None = None
-    model: str | None = None
-    priority: int = Field(default=0, ge=0)
-    weight: int = Field(default=1, gt=0)
+    entra: EntraSettings | None = None
+    policy: PolicySettings = PolicySettings()
+    trusted_proxies: list[str] = []
+    allowed_hosts: list[str] = []
+    admin: AdminAccessSettings = AdminAccessSettings()
 
-    @field_validator("upstream_deployment")
+    @field_validator("trusted_proxies")
     @classmethod
-    def _valid_name(cls, v: str | None) -> str | None:
-        if v is not None and not DEPLOYMENT_NAME.fullmatch(v):
-            raise ValueError(f"invalid deployment name {v!r}")
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        for cidr in v:
+            try:
+                ipaddress.ip_network(cidr, strict=True)
+            except ValueError as exc:
+                raise ValueError(f"trusted proxy {cidr[:60]!r}: {exc}") from None
         return v
 
-
-class UpstreamSettings(_Frozen):
-    name: str
-    endpoint: str
-    credential: CredentialRef
-    deployments: dict[str, DeploymentSettings]
-    region: str | None = None
-    management: ManagementSettings | None = None  # the Azure resource, for key rotation
-
-    @field_validator("deployments", mode="before")
+    @field_validator("allowed_hosts")
     @classmethod
-    def _list_or_map(cls, v: Any) -> Any:
-        if isinstance(v, list):
-            return {str(name): {} for name in v}
-        if isinstance(v, dict):
-            return {k: ({} if val is None else val) for k, val in v.items()}
-        return v
+    def _hosts(cls, v: list[str]) -> list[str]:
+        for host in v:
+            if not _HOST.fullmatch(host):
+                raise ValueError(f"allowed host {host[:80]!r} is not a host name or address")
+        return [h.lower() for h in v]
 
-    @field_validator("deployments")
-    @classmethod
-    def _names(cls, v: dict[str, DeploymentSettings]) -> dict[str, DeploymentSettings]:
-        for name in v:
-            if not DEPLOYMENT_NAME.fullmatch(name) or ".." in name:
-                raise ValueError(f"invalid deployment name {name!r}")
-        if not v:
-            raise ValueError("an upstream needs at least one deployment")
-        return v
-
-    @field_validator("endpoint")
-    @classmethod
-    def _endpoint(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
+    @model_validator(mode="after")
+    def _consistent(self) -> AccessSettings:
+        if self.entra is not None and not self.policy.configured:
             raise ValueError(
-                "endpoint must be an http(s) URL such as https://NAME.openai.azure.com"
+                "entra: Entra ID tokens need a policy (set access.policy.file or "
+                "access.policy.managed): without one, any identity of the tenant could call"
             )
-        if parts.query or parts.fragment or parts.username or parts.password:
-            raise ValueError("endpoint must not carry a query, fragment or user info")
-        return v.rstrip("/")
+        if self.admin.uses_entra and self.entra is None:
+            raise ValueError("admin: Entra admin groups or app roles need access.entra")
+        return self
 
-    @field_validator("name")
-    @classmethod
-    def _upstream_name(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", v):
-            raise ValueError(f"invalid upstream name {v!r}")
-        return v
+    def with_base_dir(self, base_dir: Path) -> AccessSettings:
+        """Relative file paths resolved against the config file's directory."""
+        policy, entra = self.policy, self.entra
+        if policy.file is not None and not Path(policy.file).is_absolute():
+            policy = policy.model_copy(update={"file": str((base_dir / policy.file).resolve())})
+        if entra is not None and entra.ca_file and not Path(entra.ca_file).is_absolute():
+            entra = entra.model_copy(update={"ca_file": str((base_dir / entra.ca_file).resolve())})
+        if policy is self.policy and entra is self.entra:
+            return self
+        return self.model_copy(update={"policy": policy, "entra": entra})
 
 
-class ListenSettings(_Frozen):
+class ListenSettings(Frozen):
     proxy: str = "127.0.0.1:8080"
     admin: str = "127.0.0.1:8081"
 
@@ -178,7 +136,7 @@ class ListenSettings(_Frozen):
         return v
 
 
-class ProxySettings(_Frozen):
+class ProxySettings(Frozen):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     connect_timeout_s: float = Field(default=5.0, gt=0)
     upstream_timeout_s: float = Field(default=300.0, gt=0)
@@ -187,7 +145,7 @@ class ProxySettings(_Frozen):
     access_log: bool = True
 
 
-class Settings(_Frozen):
+class Settings(Frozen):
     listen: ListenSettings = ListenSettings()
     store: str = "sqlite:///keyguard.db"
     master_key_file: str | None = None

@@ -22,15 +22,15 @@ from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
 from .config import Settings
+from .core.hooks import Recorders
+from .identity.keys import KeyAuthenticator
 from .identity.wiring import Access, start_access
 from .limits.admission import LimitAdmission
 from .limits.factory import build_admission
 from .monitor.wiring import Monitoring, start_monitor
 from .proxy.access_log import AccessLog
 from .proxy.app import ProxyHandler
-from .proxy.authn import KeyAuthenticator
 from .proxy.headers import SERVER_HEADER
-from .proxy.hooks import Recorders
 from .proxy.protocol import ProxyServer
 from .proxy.relay import Relay, new_upstream_session
 from .rotation.scheduler import GatewayRotation, start_gateway_rotation

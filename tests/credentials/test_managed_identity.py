@@ -17,8 +17,8 @@ from credentials_helpers import MESSAGES, LogCapture, client, gateway_config, st
 
 from keyguard.emulator import EmulatorConfig
 from keyguard.errors import ConfigurationError
-from keyguard.rotation.settings import ManagedIdentityRef
 from keyguard.upstream.azure_credentials import ManagedIdentityProvider
+from keyguard.upstream.settings import ManagedIdentityRef
 
 
 def _mi(emulator: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from keyguard.config import CredentialRef, settings_from_mapping
+from keyguard.config import settings_from_mapping
 from keyguard.errors import ConfigurationError, StorageError
 from keyguard.runtime import open_runtime
 from keyguard.upstream.azure_credentials import (
@@ -25,6 +25,7 @@ from keyguard.upstream.credentials import (
     VersionedProvider,
     provider_for,
 )
+from keyguard.upstream.settings import CredentialRef
 from keyguard.vault.master import create_master_key_file
 
 KV = {"vault_url": "https://kv-east.vault.azure.net", "secret_name": "aoai-east"}

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from keyguard.core.observation import Observation, network_of, payload_features
 from keyguard.detect.engine import Detector
-from keyguard.detect.observation import Observation, network_of, payload_features
 from keyguard.detect.profile import hour_of_week
 from keyguard.detect.rules import Finding
 from keyguard.detect.settings import DetectSettings

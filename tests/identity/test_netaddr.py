@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from keyguard.proxy.netaddr import MAX_HOPS, client_address, host_allowed, parse_hop
+from keyguard.core.netaddr import MAX_HOPS, client_address, host_allowed, parse_hop
 
 TRUSTED = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("2001:db8::/32"))
 

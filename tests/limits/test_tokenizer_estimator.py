@@ -10,11 +10,11 @@ import pytest
 import tiktoken.load
 from tiktoken_ext import openai_public
 
+from keyguard.core.request import RequestContext
 from keyguard.errors import ConfigurationError
 from keyguard.limits import tokenizer as tokmod
 from keyguard.limits.estimator import Estimate, Estimator, Large, completion_cap, prompt_parts
 from keyguard.limits.tokenizer import Tokenizer, encoding_name_for, load_encoding
-from keyguard.proxy.context import RequestContext
 from keyguard.proxy.routes import parse_route
 
 

@@ -8,7 +8,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from audit.monitored import monitored_gateway
-from keyguard.detect.observation import Observation
+from keyguard.core.observation import Observation
 from keyguard.emulator.server import RunningEmulator
 from keyguard.metrics.registry import BoundedLabel, GatewayMetrics
 

@@ -5,7 +5,7 @@ second per incident, new subjects and higher severities at once, and no finding 
 from __future__ import annotations
 
 from keyguard.audit.settings import AuditSettings
-from keyguard.detect.observation import Observation
+from keyguard.core.observation import Observation
 from keyguard.detect.rules import Finding
 from keyguard.detect.settings import DetectSettings
 from keyguard.metrics.registry import GatewayMetrics

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from keyguard.core.principal import Principal
 from keyguard.policy.compiled import EMPTY, Policy, compile_policy
 from keyguard.policy.document import parse_document
 from keyguard.policy.evaluate import RequestFacts, evaluate, explain, subjects_of
-from keyguard.proxy.authn import Principal
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 KEY = Principal("key", "key:abcdefghijkl", "billing", "abcdefghijkl")

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
+from keyguard.core.principal import Principal
+from keyguard.core.request import RequestContext
 from keyguard.errors import PermissionDenied
 from keyguard.policy.authorizer import PolicyAuthorizer
 from keyguard.policy.compiled import compile_policy
 from keyguard.policy.document import parse_document
 from keyguard.policy.facts import output_cap, parse_address, prompt_chars, request_facts
-from keyguard.proxy.authn import Principal
-from keyguard.proxy.context import RequestContext
 from keyguard.proxy.routes import parse_route
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)

@@ -16,11 +16,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from keyguard.core.operations import OPERATIONS
+from keyguard.core.principal import Principal
 from keyguard.policy.compiled import compile_policy
 from keyguard.policy.document import BindingSpec, PolicyDocument, RoleSpec
 from keyguard.policy.evaluate import RequestFacts, evaluate
-from keyguard.proxy.authn import Principal
-from keyguard.proxy.routes import OPERATIONS
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 DEPLOYMENTS = ["gpt-4o", "gpt-4o-mini", "emb-small", "dall-e-3", "whisper"]

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from keyguard.identity.settings import PolicySettings
 from keyguard.policy.document import PolicyInvalid
+from keyguard.policy.settings import PolicySettings
 from keyguard.policy.source import PolicySource
 from keyguard.policy.store import PolicyConflict, PolicyStore
 from keyguard.store import Store

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from keyguard.errors import AuthenticationFailed
+from keyguard.identity.credentials import extract_credential
 from keyguard.keys.format import generate_key
-from keyguard.proxy.credentials import extract_credential
 
 
 def test_key_from_api_key_header() -> None:

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from keyguard.cli.main import cli
 from keyguard.config import load_settings
-from keyguard.detect.observation import Observation
+from keyguard.core.observation import Observation
 from keyguard.detect.rules import Finding
 from keyguard.monitor.routes import add_monitor_routes
 from keyguard.monitor.store import MonitorStore

@@ -10,12 +10,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from keyguard.core.hooks import AllowAuthenticated
+from keyguard.core.principal import Principal
+from keyguard.core.request import RequestContext
 from keyguard.detect.rules import Finding
 from keyguard.errors import AuthenticationFailed, TooManyRequests
 from keyguard.events import Event, EventBus, SecurityEvent
-from keyguard.proxy.authn import Principal
-from keyguard.proxy.context import RequestContext
-from keyguard.proxy.hooks import AllowAuthenticated
 from keyguard.respond.alerts import AlertSender, Webhook, render
 from keyguard.respond.blocks import BlockGuard, BlockList
 from keyguard.respond.incidents import IncidentBook

@@ -12,7 +12,7 @@ import aiohttp
 from keyguard.config import Settings, settings_from_mapping
 from keyguard.rotation.azure import ArmKeyManager, KeyManager
 from keyguard.rotation.machine import Slot
-from keyguard.rotation.settings import ManagementSettings
+from keyguard.upstream.settings import ManagementSettings
 from keyguard.vault.master import create_master_key_file
 
 CHAT = "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"

@@ -21,9 +21,9 @@ from keyguard.events import AdminAction, Event, SecurityEvent
 from keyguard.rotation.machine import Action
 from keyguard.rotation.runner import RotationBusy, RotationStalled
 from keyguard.rotation.service import RotationService, rotate_upstream_for_secret
-from keyguard.rotation.settings import ManagementSettings
 from keyguard.rotation.store import ReplicaAck
 from keyguard.runtime import Runtime, open_runtime
+from keyguard.upstream.settings import ManagementSettings
 from keyguard.vault.master import create_master_key_file
 
 FLIP: list[Action] = [

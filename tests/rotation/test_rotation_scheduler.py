@@ -17,8 +17,8 @@ from keyguard.events import AdminAction, Event, SecurityEvent
 from keyguard.rotation.machine import Action
 from keyguard.rotation.scheduler import RotationScheduler
 from keyguard.rotation.service import RotationService, key_rotation_service
-from keyguard.rotation.settings import ManagementSettings
 from keyguard.runtime import Runtime, open_runtime
+from keyguard.upstream.settings import ManagementSettings
 from keyguard.vault.master import create_master_key_file
 
 WAIT_S = 60

@@ -17,10 +17,10 @@ from aiohttp import web
 
 from ..durations import parse_duration
 from ..errors import BadRequest
-from ..identity.settings import AdminRole
 from ..policy.store import PolicyRevision
 from .auth import AdminAuthenticator
 from .service import Actor, AdminService, key_json, token_json
+from .settings import AdminRole
 
 __all__ = ["AdminApi", "Endpoint"]
 

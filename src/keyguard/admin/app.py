@@ -22,9 +22,9 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from .. import __version__
+from ..core.netaddr import host_allowed
 from ..errors import ConfigurationError, RequestError, StorageError
 from ..policy.document import PolicyInvalid
-from ..proxy.netaddr import host_allowed
 from ..store.base import Store
 from .api import MAX_BODY, AdminApi
 from .openapi import openapi_document

@@ -22,9 +22,9 @@ from aiohttp import web
 
 from ..errors import AuthenticationFailed, PermissionDenied
 from ..events import EventBus, SecurityEvent
-from ..identity.settings import ADMIN_ROLES, AdminRole
 from ..identity.tokens import TokenValidator
 from .service import Actor
+from .settings import ADMIN_ROLES, AdminRole
 from .tokens import TOKEN_PREFIX, AdminTokenService, role_allows
 
 __all__ = ["AdminAuthenticator"]

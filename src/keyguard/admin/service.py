@@ -21,7 +21,6 @@ from pydantic import ValidationError
 
 from ..errors import BadRequest, NotFound
 from ..events import AdminAction, EventBus
-from ..identity.settings import ADMIN_ROLES, AdminRole
 from ..keys.service import KeyService, key_state
 from ..policy.compiled import Policy, compile_policy
 from ..policy.document import (
@@ -37,6 +36,7 @@ from ..policy.review import explanation_json, lint, parse_principal, parse_reque
 from ..policy.source import PolicySource
 from ..policy.store import PolicyConflict, PolicyRevision
 from ..store.base import KeyRecord
+from .settings import ADMIN_ROLES, AdminRole
 from .tokens import AdminTokenRecord, AdminTokenService, role_allows
 
 __all__ = ["Actor", "AdminService", "key_json", "token_json"]

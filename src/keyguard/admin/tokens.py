@@ -25,9 +25,9 @@ from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..errors import BadRequest, NotFound
-from ..identity.settings import ADMIN_ROLES, AdminRole
 from ..store.schema import admin_tokens
 from ..store.sql import translate_errors
+from .settings import ADMIN_ROLES, AdminRole
 
 __all__ = [
     "ADMIN_PEPPER",

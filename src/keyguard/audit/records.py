@@ -1,7 +1,7 @@
 """What the audit log says about a request, an admin action and a security event.
 
 Every record body is JSON without secrets. A request record is the monitor's
-:class:`~keyguard.detect.observation.Observation` (who, what, outcome, tokens, cost, timing,
+:class:`~keyguard.core.observation.Observation` (who, what, outcome, tokens, cost, timing,
 source, client) plus the decision; with ``record_content`` on it also carries the prompt and the
 completion, secrets redacted and cut to ``max_content_chars``.
 """
@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..detect.observation import Observation
+from ..core.observation import Observation
 from ..events import AdminAction, SecurityEvent
 from .redact import redact, redact_json
 
 if TYPE_CHECKING:
-    from ..proxy.context import RequestContext
+    from ..core.request import RequestContext
 
 __all__ = ["request_record", "admin_record", "security_record", "content_of"]
 

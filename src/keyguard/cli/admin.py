@@ -17,8 +17,8 @@ from ..admin.api import AdminApi
 from ..admin.auth import AdminAuthenticator
 from ..admin.openapi import openapi_document
 from ..admin.service import token_json
+from ..admin.settings import ADMIN_ROLES
 from ..admin.tokens import AdminTokenRecord
-from ..identity.settings import ADMIN_ROLES
 from ..identity.wiring import cli_actor, open_admin_service
 from ..runtime import Runtime
 from .support import config_option, duration_option, echo_table, format_time, run_with_runtime

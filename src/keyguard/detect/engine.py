@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
-from .observation import Observation
+from ..core.observation import Observation
 from .profile import PresentedState, Profile, SourceState, update_profile
 from .rules import RULE_FUNCTIONS, Finding, View, unusual_hour
 from .settings import RULES, DetectSettings

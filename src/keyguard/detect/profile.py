@@ -20,7 +20,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from .observation import Observation
+from ..core.observation import Observation
 from .settings import DetectSettings, VelocityRule
 from .windows import Events, Peak, Rate, Recent
 

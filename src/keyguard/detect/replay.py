@@ -19,10 +19,10 @@ from typing import Any
 
 import orjson
 
+from ..core.observation import Observation
 from ..errors import ConfigurationError
 from ..respond.incidents import Incident, IncidentBook
 from .engine import Detector
-from .observation import Observation
 from .settings import RULES, DetectSettings
 
 __all__ = [

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.observation import Observation
 from ..events import Severity
-from .observation import Observation
 from .profile import PresentedState, Profile, SourceState, velocity_thresholds
 from .settings import DetectSettings
 

@@ -6,7 +6,9 @@ The defaults are the thresholds the scenario library (``bench/detect``) was eval
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from ..core.settings import Frozen
 
 __all__ = [
     "DetectSettings",
@@ -35,15 +37,11 @@ RULES = (
 )
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class ToggleRule(_Frozen):
+class ToggleRule(Frozen):
     enabled: bool = True
 
 
-class NetworkRule(_Frozen):
+class NetworkRule(Frozen):
     """A key used from an address prefix never seen for it or its app, or from many at once."""
 
     enabled: bool = True
@@ -52,7 +50,7 @@ class NetworkRule(_Frozen):
     many_networks: int = Field(default=5, ge=2)  # any prefixes in the window (still learning)
 
 
-class VelocityRule(_Frozen):
+class VelocityRule(Frozen):
     """Tokens, cost or concurrency far above the key's (and the app's) own peak."""
 
     enabled: bool = True
@@ -68,7 +66,7 @@ class VelocityRule(_Frozen):
     peak_half_life_days: float = Field(default=7, gt=0)
 
 
-class EnumerationRule(_Frozen):
+class EnumerationRule(Frozen):
     """Distinct unknown deployments, model listings and never-used deployments in a window."""
 
     enabled: bool = True
@@ -76,7 +74,7 @@ class EnumerationRule(_Frozen):
     threshold: int = Field(default=4, ge=2)
 
 
-class KeyProbeRule(_Frozen):
+class KeyProbeRule(Frozen):
     """Request shapes of credential resellers' key checkers (see docs/monitoring.md)."""
 
     enabled: bool = True
@@ -85,7 +83,7 @@ class KeyProbeRule(_Frozen):
     suspicious_api_versions: tuple[str, ...] = ("2023-09-01-preview",)
 
 
-class StuffingRule(_Frozen):
+class StuffingRule(Frozen):
     """Failed authentications: many keys from one network, or one key from many networks."""
 
     enabled: bool = True
@@ -95,7 +93,7 @@ class StuffingRule(_Frozen):
     flood: int = Field(default=300, ge=10)  # failures from one network, any credential
 
 
-class ResellerRule(_Frozen):
+class ResellerRule(Frozen):
     """One key suddenly serving many client fingerprints (user agent + X-Stainless-*)."""
 
     enabled: bool = True
@@ -104,7 +102,7 @@ class ResellerRule(_Frozen):
     distinct_clients: int = Field(default=8, ge=2)  # any clients in the window (learning)
 
 
-class UnusualTimeRule(_Frozen):
+class UnusualTimeRule(Frozen):
     """Use after long dormancy, or repeatedly in hours the key is never used."""
 
     enabled: bool = True
@@ -116,7 +114,7 @@ class UnusualTimeRule(_Frozen):
     half_life_days: float = Field(default=28, gt=0)
 
 
-class DetectSettings(_Frozen):
+class DetectSettings(Frozen):
     enabled: bool = True
     # Decoy (honeytoken) keys: any use is an incident and the request is refused.
     decoy_key_ids: tuple[str, ...] = ()

@@ -3,7 +3,7 @@
 The request is first checked for what no credential can make right: a ``Host`` that is not
 served (``access.allowed_hosts``) and a credential header sent twice (``api-key`` or
 ``Authorization``: which one would be believed?). Then, by credential kind
-(:func:`keyguard.proxy.credentials.extract_credential`):
+(:func:`keyguard.identity.credentials.extract_credential`):
 
 * ``keyguard``  -- the key authenticator (cache, HMAC, state);
 * ``jwt``       -- the Entra authenticator when ``access.entra`` is configured, else a 401;
@@ -25,12 +25,13 @@ from datetime import datetime
 from aiohttp import web
 
 from ..azure_keys import validate_identifiable_key
+from ..core.netaddr import host_allowed
+from ..core.principal import Principal
 from ..errors import AuthenticationFailed, BadRequest
 from ..events import EventBus, SecurityEvent
-from ..proxy.authn import KeyAuthenticator, Principal
-from ..proxy.credentials import Credential
-from ..proxy.netaddr import host_allowed
+from .credentials import Credential
 from .entra import EntraAuthenticator
+from .keys import KeyAuthenticator
 from .managed_keys import ManagedKeyIndex
 
 __all__ = ["Authenticator"]

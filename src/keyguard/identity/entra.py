@@ -6,7 +6,7 @@ the configured skew), so on the hot path a token costs one hash and one dict loo
 is bounded (oldest entries go first). Tokens cannot be revoked before they expire; that is the
 nature of bearer JWTs, and why Entra issues them for an hour or so.
 
-The verified token becomes a :class:`~keyguard.proxy.authn.Principal` through the policy's
+The verified token becomes a :class:`~keyguard.core.principal.Principal` through the policy's
 directory (names for Entra client ids):
 
 * an app:   ``app:<name>`` (or ``app:<client id>`` when the policy does not name it);
@@ -26,8 +26,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..core.principal import Principal
 from ..policy.compiled import Directory
-from ..proxy.authn import Principal
 from .tokens import TokenValidator, VerifiedToken, token_failure
 
 __all__ = ["EntraAuthenticator", "principal_for"]

@@ -26,16 +26,16 @@ from ..admin.app import create_admin_app
 from ..admin.auth import AdminAuthenticator
 from ..admin.service import Actor, AdminService
 from ..admin.tokens import ADMIN_PEPPER, AdminTokenService, AdminTokenStore
+from ..core.netaddr import ClientAddress
 from ..errors import ConfigurationError
 from ..policy.authorizer import PolicyAuthorizer
 from ..policy.source import PolicySource
 from ..policy.store import PolicyStore
-from ..proxy.authn import KeyAuthenticator
-from ..proxy.netaddr import ClientAddress
 from ..runtime import Runtime
 from .authenticator import Authenticator
 from .entra import EntraAuthenticator
 from .jwks import JwksCache, ssl_context
+from .keys import KeyAuthenticator
 from .managed_keys import ManagedKeyIndex
 from .tokens import TokenValidator
 

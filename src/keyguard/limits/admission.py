@@ -28,9 +28,9 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import NamedTuple
 
+from ..core.request import RequestContext
 from ..errors import TooManyRequests
 from ..events import EventBus, SecurityEvent
-from ..proxy.context import RequestContext
 from .backend import (
     EXPIRY_GRACE_S,
     Backend,

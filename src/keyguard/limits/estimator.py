@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import orjson
 import tiktoken
 
-from ..proxy.context import RequestContext
+from ..core.request import RequestContext
 from .tokenizer import Tokenizer
 
 __all__ = ["Estimate", "Large", "Estimator", "prompt_parts", "completion_cap"]

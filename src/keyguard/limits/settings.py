@@ -29,7 +29,9 @@ from decimal import Decimal
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from ..core.settings import Frozen
 
 __all__ = ["LimitSettings", "LimitRule", "BudgetRule", "Price", "Scope"]
 
@@ -45,11 +47,7 @@ _LIMIT_FIELDS = (
 )
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class LimitRule(_Frozen):
+class LimitRule(Frozen):
     """Limits for one scope; ``name`` picks one key id, app, team or deployment."""
 
     scope: Scope
@@ -70,7 +68,7 @@ class LimitRule(_Frozen):
         return self
 
 
-class BudgetRule(_Frozen):
+class BudgetRule(Frozen):
     """A spending cap in the configured currency for an app or a team."""
 
     scope: Literal["app", "team"]
@@ -86,7 +84,7 @@ class BudgetRule(_Frozen):
         return self
 
 
-class Price(_Frozen):
+class Price(Frozen):
     """Prices per 1,000,000 tokens; ``cached_input`` defaults to ``input``."""
 
     input: Decimal = Field(ge=0)
@@ -94,7 +92,7 @@ class Price(_Frozen):
     cached_input: Decimal | None = Field(default=None, ge=0)
 
 
-class LimitSettings(_Frozen):
+class LimitSettings(Frozen):
     backend: str = "memory"
     #: Only for ``redis://`` with AUTH: the vault secret holding the password.
     redis_password_vault: str | None = None

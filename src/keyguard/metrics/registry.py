@@ -23,7 +23,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.exposition import choose_encoder
 
-from ..detect.observation import Observation
+from ..core.observation import Observation
 from .histogram import LoopHistogram, Series
 
 __all__ = ["GatewayMetrics", "BoundedLabel"]

@@ -1,7 +1,7 @@
 """The monitor: the proxy's recorder on the hot path, everything else in a background task.
 
-``Monitor.record(ctx)`` (the :class:`~keyguard.proxy.hooks.Recorder`, called once the answer
-has gone out) takes the request's :class:`~keyguard.detect.observation.Observation` (a few
+``Monitor.record(ctx)`` (the :class:`~keyguard.core.hooks.Recorder`, called once the answer
+has gone out) takes the request's :class:`~keyguard.core.observation.Observation` (a few
 microseconds, no I/O) and appends it to a deque, so the request's context is freed at once.
 Every ``interval`` the background task (:meth:`Monitor.run`) drains the deque and feeds each
 observation to the metrics, the audit writer and the detector; findings go to the
@@ -26,13 +26,13 @@ from ..audit.records import admin_record, content_of, request_record, security_r
 from ..audit.redact import redact_short
 from ..audit.settings import AuditSettings
 from ..audit.writer import AuditWriter
+from ..core.observation import Observation, observe_context
+from ..core.request import RequestContext
 from ..detect.engine import Detector
-from ..detect.observation import Observation, observe_context
 from ..detect.rules import Finding
 from ..errors import GatewayError
 from ..events import AdminAction, Event, SecurityEvent
 from ..metrics.registry import GatewayMetrics
-from ..proxy.context import RequestContext
 from ..respond.blocks import BlockList, subject_key
 from ..respond.responder import Responder
 

@@ -17,25 +17,20 @@ Every part is on by default; see ``docs/monitoring.md``.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
-
 from ..audit.settings import AuditSettings
+from ..core.settings import Frozen
 from ..detect.settings import DetectSettings
 from ..respond.settings import RespondSettings
 
 __all__ = ["MonitorSettings", "MetricsSettings"]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class MetricsSettings(_Frozen):
+class MetricsSettings(Frozen):
     enabled: bool = True  # GET /metrics on the admin port
     max_apps: int = 500  # distinct app label values; more become "other"
 
 
-class MonitorSettings(_Frozen):
+class MonitorSettings(Frozen):
     audit: AuditSettings = AuditSettings()
     metrics: MetricsSettings = MetricsSettings()
     detect: DetectSettings = DetectSettings()

@@ -28,10 +28,10 @@ from ..audit.sinks import open_sink
 from ..audit.store import AuditStore
 from ..audit.writer import AuditWriter
 from ..config import Settings
+from ..core.hooks import AllowAuthenticated, Authorizer
 from ..detect.engine import Detector
 from ..errors import GatewayError
 from ..metrics.registry import GatewayMetrics
-from ..proxy.hooks import AllowAuthenticated, Authorizer
 from ..respond.alerts import AlertSender, Webhook
 from ..respond.blocks import BlockGuard, BlockList
 from ..respond.incidents import IncidentBook

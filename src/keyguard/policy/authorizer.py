@@ -1,4 +1,4 @@
-"""The proxy's :class:`~keyguard.proxy.hooks.Authorizer` when a policy is configured.
+"""The proxy's :class:`~keyguard.core.hooks.Authorizer` when a policy is configured.
 
 Per request: read the facts the policy needs (the prompt is measured and the client address
 parsed only when some role asks for it), evaluate the policy in force (a pure function over
@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from ..core.request import RequestContext
 from ..errors import AuthenticationFailed, PermissionDenied
-from ..proxy.context import RequestContext
 from .compiled import Policy
 from .evaluate import evaluate
 from .facts import request_facts

@@ -41,8 +41,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ..core.operations import OPERATIONS
 from ..errors import ConfigurationError
-from ..proxy.routes import OPERATIONS
 
 __all__ = [
     "AgentSpec",

@@ -25,7 +25,7 @@ import ipaddress
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..proxy.authn import Principal
+from ..core.principal import Principal
 from .compiled import Binding, Policy
 
 __all__ = [

@@ -10,7 +10,7 @@
   inline as data URLs count with their base64 text. Multipart bodies (audio) count 0.
 * **streaming**: any ``stream`` value other than absent, ``null`` or ``false``.
 * **source**: the client address the proxy computed (``X-Forwarded-For`` honoured only from
-  trusted proxies, :mod:`keyguard.proxy.netaddr`).
+  trusted proxies, :mod:`keyguard.core.netaddr`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..proxy.context import RequestContext
-from ..proxy.netaddr import parse_hop
+from ..core.netaddr import parse_hop
+from ..core.request import RequestContext
 from .evaluate import IPAddress, RequestFacts
 
 __all__ = ["output_cap", "prompt_chars", "request_facts", "parse_address"]

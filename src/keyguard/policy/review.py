@@ -16,9 +16,9 @@ from typing import Any
 
 import orjson
 
+from ..core.operations import OPERATIONS
+from ..core.principal import Principal
 from ..errors import BadRequest
-from ..proxy.authn import Principal
-from ..proxy.routes import OPERATIONS
 from .compiled import Policy, Role
 from .document import parse_subject
 from .evaluate import Explanation, RequestFacts

@@ -23,9 +23,9 @@ import os
 from dataclasses import dataclass
 
 from ..errors import GatewayError
-from ..identity.settings import PolicySettings
 from .compiled import EMPTY, Policy, compile_policy
 from .document import PolicyDocument, load_document, merge, parse_document
+from .settings import PolicySettings
 from .store import PolicyStore
 
 __all__ = ["PolicySource", "Snapshot"]

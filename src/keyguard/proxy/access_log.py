@@ -13,7 +13,7 @@ import time
 
 import orjson
 
-from .context import RequestContext
+from ..core.request import RequestContext
 
 __all__ = ["AccessLog"]
 

@@ -29,6 +29,11 @@ import orjson
 from aiohttp import web
 from aiohttp.web_exceptions import HTTPRequestEntityTooLarge
 
+from ..core.hooks import Admission, AllowAuthenticated, Authorizer, NoLimits, Recorder
+from ..core.netaddr import ClientAddress
+from ..core.operations import Route
+from ..core.principal import Principal
+from ..core.request import RequestContext, client_fingerprint
 from ..errors import (
     BadRequest,
     NotFound,
@@ -38,16 +43,13 @@ from ..errors import (
 )
 from ..events import EventBus
 from ..identity.authenticator import Authenticator
+from ..identity.credentials import Credential, extract_credential
+from ..identity.keys import KeyAuthenticator
 from ..upstream.pool import UpstreamPool
 from .access_log import AccessLog
-from .authn import KeyAuthenticator, Principal
-from .context import RequestContext, client_fingerprint
-from .credentials import Credential, extract_credential
-from .hooks import Admission, AllowAuthenticated, Authorizer, NoLimits, Recorder
-from .netaddr import ClientAddress
 from .relay import Relay
 from .responses import error_response, json_response
-from .routes import Route, check_deployment_name, parse_route
+from .routes import check_deployment_name, parse_route
 
 __all__ = ["ProxyHandler"]
 

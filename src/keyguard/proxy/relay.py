@@ -28,13 +28,13 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
+from ..core.operations import Route
+from ..core.request import RequestContext, Usage
 from ..errors import TooManyRequests, UpstreamError
 from ..upstream.breaker import parse_retry_after
 from ..upstream.pool import Target, UpstreamPool
-from .context import RequestContext, Usage
 from .headers import request_headers, response_headers
 from .responses import sse_error_event
-from .routes import Route
 from .sse import SseTap, streamed_text
 
 __all__ = ["Relay", "new_upstream_session", "upstream_url"]

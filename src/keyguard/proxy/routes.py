@@ -14,42 +14,18 @@ is forwarded. Anything else is a :class:`NotFound`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Literal
 from urllib.parse import parse_qsl
 
-from ..config import DEPLOYMENT_NAME
+from ..core.operations import (
+    DEPLOYMENT_NAME,
+    LEGACY_OPERATIONS,
+    OPERATIONS,
+    V1_OPERATIONS,
+    Route,
+)
 from ..errors import AuthenticationFailed, BadRequest, NotFound
 
-__all__ = ["Route", "Operation", "parse_route", "OPERATIONS", "check_deployment_name"]
-
-Family = Literal["legacy", "v1"]
-BodyKind = Literal["json", "multipart", "none"]
-
-
-@dataclass(frozen=True, slots=True)
-class Operation:
-    name: str  # chat, completions, embeddings, images, transcriptions, ...
-    path: str  # the path after the deployment (legacy) or after /openai/v1/ (v1)
-    body: BodyKind
-    method: str = "POST"
-
-
-_OPS = [
-    Operation("chat", "chat/completions", "json"),
-    Operation("completions", "completions", "json"),
-    Operation("embeddings", "embeddings", "json"),
-    Operation("images", "images/generations", "json"),
-    Operation("transcriptions", "audio/transcriptions", "multipart"),
-    Operation("translations", "audio/translations", "multipart"),
-    Operation("speech", "audio/speech", "json"),
-    Operation("responses", "responses", "json"),
-    Operation("models", "models", "none", method="GET"),
-]
-OPERATIONS = {op.name: op for op in _OPS}
-
-_LEGACY_OPS = {op.path: op for op in _OPS if op.name not in ("responses", "models")}
-_V1_OPS = {op.path: op for op in _OPS if op.name in ("chat", "embeddings", "responses", "models")}
+__all__ = ["parse_route", "check_deployment_name"]
 
 _API_VERSION = re.compile(r"20\d\d-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])(-preview)?")
 _V1_API_VERSIONS = frozenset({"preview", "latest", "v1"})
@@ -60,14 +36,6 @@ _CREDENTIAL_PARAMS = frozenset(
 _seen_versions: set[str] = set()  # valid versions seen, to skip the regex (bounded)
 _LEGACY_PREFIX = "/openai/deployments/"
 _V1_PREFIX = "/openai/v1/"
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    family: Family
-    operation: Operation
-    deployment: str | None  # None when it comes from the body's ``model``
-    api_version: str | None
 
 
 def check_deployment_name(name: str) -> str:
@@ -113,7 +81,7 @@ def parse_route(method: str, raw_path: str, raw_query: str) -> Route:
     """Classify a request; raise a :class:`RequestError` for anything not served."""
     params = _params(raw_query)
     if raw_path.startswith(_V1_PREFIX):
-        op = _V1_OPS.get(raw_path[len(_V1_PREFIX) :].rstrip("/"))
+        op = V1_OPERATIONS.get(raw_path[len(_V1_PREFIX) :].rstrip("/"))
         if op is None:
             raise _not_found()
         version = params.get("api-version")
@@ -126,7 +94,7 @@ def parse_route(method: str, raw_path: str, raw_query: str) -> Route:
         route = Route("v1", op, None, version)
     elif raw_path.startswith(_LEGACY_PREFIX):
         deployment, sep, op_path = raw_path[len(_LEGACY_PREFIX) :].partition("/")
-        op = _LEGACY_OPS.get(op_path.rstrip("/")) if sep else None
+        op = LEGACY_OPERATIONS.get(op_path.rstrip("/")) if sep else None
         if op is None:
             raise _not_found()
         route = Route("legacy", op, check_deployment_name(deployment), _api_version(params))

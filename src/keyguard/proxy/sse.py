@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from .context import Usage
+from ..core.request import Usage
 
 __all__ = ["SseTap", "streamed_text"]
 

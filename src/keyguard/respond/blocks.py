@@ -4,7 +4,7 @@
 the proxy consults in O(1); the monitor adds to it at once on this replica and writes the block
 to the store, and every replica reloads the store's active blocks every ``blocks_poll_s``.
 
-:class:`BlockGuard` wraps the policy's :class:`~keyguard.proxy.hooks.Authorizer`: a blocked key,
+:class:`BlockGuard` wraps the policy's :class:`~keyguard.core.hooks.Authorizer`: a blocked key,
 app or source network gets a 429 with ``Retry-After``; a decoy key gets the same 401 as an
 unknown key (its holder learns nothing), and only then does the wrapped authorizer run.
 """
@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from ..detect.observation import network_of
+from ..core.hooks import Authorizer
+from ..core.observation import network_of
+from ..core.request import RequestContext
 from ..errors import AuthenticationFailed, TooManyRequests
-from ..proxy.context import RequestContext
-from ..proxy.hooks import Authorizer
 
 __all__ = ["BlockList", "BlockGuard", "subject_key"]
 

@@ -19,8 +19,9 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from ..core.settings import Frozen
 from ..detect.settings import RULES
 
 __all__ = ["RespondSettings", "WebhookSettings", "Action", "DEFAULT_POLICY", "SEVERITIES"]
@@ -45,11 +46,7 @@ DEFAULT_POLICY: dict[str, dict[SeverityName, list[Action]]] = {
 _SECRET_URL_HOSTS = ("hooks.slack.com", "webhook.office.com", "logic.azure.com", "discord.com")
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class WebhookSettings(_Frozen):
+class WebhookSettings(Frozen):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
     format: Literal["generic", "slack", "teams"] = "generic"
     url: str | None = None  # only for URLs that hold no secret
@@ -86,7 +83,7 @@ class WebhookSettings(_Frozen):
         return self
 
 
-class RespondSettings(_Frozen):
+class RespondSettings(Frozen):
     automatic: bool = True  # off: incidents are recorded and alerted, never acted on
     throttle_s: float = Field(default=900, gt=0)
     blocks_poll_s: float = Field(default=2.0, gt=0, le=60)  # how fast replicas see blocks

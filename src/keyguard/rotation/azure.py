@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import UpstreamError
 from ..upstream.azure_credentials import identity_credential
+from ..upstream.settings import ManagementSettings
 from .machine import Slot
-from .settings import ManagementSettings
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential

@@ -21,15 +21,14 @@ import hmac
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
-from ..config import UpstreamSettings
 from ..errors import ConfigurationError, NotFound
 from ..keys.rotation import ROTATION_KEY, KeyRotationService
 from ..runtime import Runtime
 from ..upstream.credentials import VersionedProvider
+from ..upstream.settings import ManagementSettings, UpstreamSettings
 from .azure import ArmKeyManager, KeyManager
 from .machine import Rotation, rotation_due
 from .runner import FaultHook, RotationRunner, UpstreamTarget
-from .settings import ManagementSettings
 from .sinks import KeySink, KeyVaultSink, LocalVaultSink
 from .store import RotationStore
 from .verify import DataPlaneVerifier, Verifier

@@ -14,8 +14,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import UpstreamError, VaultError
-from ..rotation.settings import KeyVaultRef
 from ..upstream.azure_credentials import key_vault_client
+from ..upstream.settings import KeyVaultRef
 from ..vault.vault import Vault
 
 if TYPE_CHECKING:

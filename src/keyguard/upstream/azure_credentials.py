@@ -27,8 +27,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
-from ..rotation.settings import AzureIdentityRef, KeyVaultRef, ManagedIdentityRef
 from .credentials import RefreshingKeyProvider
+from .settings import AzureIdentityRef, KeyVaultRef, ManagedIdentityRef
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncSupportsTokenInfo, AsyncTokenCredential

@@ -32,9 +32,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Protocol, runtime_checkable
 
-from ..config import CredentialRef
 from ..errors import ConfigurationError, GatewayError
 from ..vault.vault import Vault
+from .settings import CredentialRef
 
 __all__ = [
     "CredentialProvider",

@@ -1,7 +1,7 @@
 """One finished request as the monitor sees it: values only, no secret, no prompt.
 
 An :class:`Observation` is built off the hot path from the proxy's
-:class:`~keyguard.proxy.context.RequestContext` (:func:`observe_context`), and is also the
+:class:`~keyguard.core.request.RequestContext` (:func:`observe_context`), and is also the
 ``request`` record of the audit log (:meth:`Observation.to_record`). The same records read back
 from an audit export feed ``keyguard replay`` (:meth:`Observation.from_record`), so detection
 can be re-run on real traffic with other settings.
@@ -18,10 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from ..config import DEPLOYMENT_NAME
+from .operations import DEPLOYMENT_NAME
 
 if TYPE_CHECKING:
-    from ..proxy.context import RequestContext
+    from .request import RequestContext
 
 __all__ = ["Observation", "observe_context", "network_of", "payload_features"]
 

@@ -20,34 +20,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from ..core.principal import Principal
 from ..errors import AuthenticationFailed, StorageError, UpstreamError
 from ..keys.format import ParsedKey
 from ..keys.service import KeyService, key_state
 from ..store.base import KeyRecord, KeyStore
 
-__all__ = ["Principal", "KeyAuthenticator"]
+__all__ = ["KeyAuthenticator"]
 
 _MAX_ENTRIES = 65_536
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling.
-
-    ``kind`` is ``key`` (a Keyguard key: ``id`` is ``key:<key id>``), ``app``, ``agent`` or
-    ``user`` (an Entra ID token: ``id`` is ``app:<name>``, ``agent:<name>``, ``user:<oid>``).
-    ``app`` is the app the caller belongs to (an agent's parent app, a user's client app);
-    ``tenant``, ``roles`` (app roles) and ``groups`` come from the token.
-    """
-
-    kind: str
-    id: str
-    app: str
-    key_id: str | None = None
-    tenant: str | None = None
-    roles: tuple[str, ...] = ()
-    groups: tuple[str, ...] = ()
-    parent: str | None = None  # an agent's parent app principal, ``app:<name>``
 
 
 @dataclass(slots=True)

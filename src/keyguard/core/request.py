@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .authn import Principal
-from .routes import Route
+from .operations import Route
+from .principal import Principal
 
 __all__ = ["RequestContext", "Usage", "client_fingerprint"]
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from .context import RequestContext
+from .request import RequestContext
 
 __all__ = ["Authorizer", "Admission", "Recorder", "AllowAuthenticated", "NoLimits", "Recorders"]
 
