@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from attacks import scenarios  # noqa: E402
 from traffic import benign  # noqa: E402
 
-from keyguard.detect.replay import evaluate, format_report, replay  # noqa: E402
 from keyguard.detect.settings import DetectSettings  # noqa: E402
+from keyguard.monitor.replay import evaluate, format_report, replay
 
 DECOYS = ("DECOYCIKEY01", "DECOYWIKI001")
 FIRST_REQUEST_RULES = ("key_probe", "decoy", "raw_azure_key")

@@ -26,10 +26,10 @@ import uvloop
 from keyguard.config import settings_from_mapping
 from keyguard.core.principal import Principal
 from keyguard.core.request import RequestContext, Usage
-from keyguard.monitor.wiring import start_monitor
 from keyguard.proxy.routes import parse_route
-from keyguard.runtime import open_runtime
 from keyguard.vault.master import create_master_key_file
+from keyguard.wiring.monitor import start_monitor
+from keyguard.wiring.runtime import open_runtime
 
 ROUTE = parse_route("POST", "/openai/deployments/gpt-4o/chat/completions", "api-version=2024-10-21")
 PAYLOAD = {

@@ -23,6 +23,7 @@ from pathlib import Path
 import click
 
 from .config import Settings, settings_from_mapping
+from .demo_check import API_VERSION, CHAT_DEPLOYMENT, EMBEDDINGS_DEPLOYMENT, run_checks
 from .emulator.config import EmulatorConfig
 from .emulator.server import RunningEmulator, start_emulator
 from .server import Gateway
@@ -30,9 +31,6 @@ from .vault.master import create_master_key_file
 
 __all__ = ["run_demo", "DemoEnv", "API_VERSION", "CHAT_DEPLOYMENT", "EMBEDDINGS_DEPLOYMENT"]
 
-API_VERSION = "2024-10-21"
-CHAT_DEPLOYMENT = "gpt-4o"
-EMBEDDINGS_DEPLOYMENT = "text-embedding-3-small"
 UPSTREAM_SECRET = "upstream/emulator"
 
 
@@ -73,7 +71,7 @@ async def start_demo(state_dir: Path, *, port: int, admin_port: int) -> DemoEnv:
         environ = {k: v for k, v in os.environ.items() if k != "KEYGUARD_MASTER_KEY"}
         gateway = Gateway(settings, environ)
         # Store the emulator's key before the gateway's credential provider first reads it.
-        from .runtime import open_runtime
+        from .wiring.runtime import open_runtime
 
         runtime = await open_runtime(settings, environ)
         try:
@@ -134,7 +132,6 @@ async def _serve_until_interrupted(env: DemoEnv) -> None:
 
 async def run_demo(*, check: bool, port: int, admin_port: int) -> int:
     """Run the demo; returns the process exit status."""
-    from .demo_check import run_checks
 
     with tempfile.TemporaryDirectory(prefix="keyguard-demo-") as tmp:
         env = await start_demo(Path(tmp), port=port, admin_port=admin_port)

@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import openai
 from openai.types.chat import ChatCompletionMessageParam
 
-if TYPE_CHECKING:
-    from .demo import DemoEnv
+__all__ = ["run_checks", "API_VERSION", "CHAT_DEPLOYMENT", "EMBEDDINGS_DEPLOYMENT"]
 
-__all__ = ["run_checks"]
+API_VERSION = "2024-10-21"
+CHAT_DEPLOYMENT = "gpt-4o"
+EMBEDDINGS_DEPLOYMENT = "text-embedding-3-small"
+
+
+class DemoTarget(Protocol):
+    """What the tour needs of a running demo."""
+
+    @property
+    def endpoint(self) -> str: ...
+    @property
+    def api_key(self) -> str: ...
+    @property
+    def revoked_key(self) -> str: ...
+
 
 Reporter = Callable[[str, Callable[[], Awaitable[str]]], Awaitable[bool]]
 
 
-async def run_checks(env: DemoEnv, report: Reporter) -> int:
-    from .demo import API_VERSION, CHAT_DEPLOYMENT, EMBEDDINGS_DEPLOYMENT
-
+async def run_checks(env: DemoTarget, report: Reporter) -> int:
     azure = openai.AsyncAzureOpenAI(
         azure_endpoint=env.endpoint, api_key=env.api_key, api_version=API_VERSION, max_retries=0
     )

@@ -12,11 +12,14 @@ _DURATION = re.compile(r"([1-9][0-9]{0,6})([dhms])")
 _MAX = timedelta(days=100 * 365)
 
 
-def parse_duration(text: str) -> timedelta:
-    """``"90d"`` -> 90 days; one positive integer and one unit (d, h, m, s).
+def parse_duration(text: str, *, allow_zero: bool = False) -> timedelta:
+    """``"90d"`` -> 90 days; one positive integer and one unit (d, h, m, s); with
+    ``allow_zero``, also ``0`` or ``0s`` (a grace period of none).
 
     Raises ``ValueError`` with a message suitable for a user on anything else.
     """
+    if allow_zero and text.strip() in ("0", "0s"):
+        return timedelta(0)
     match = _DURATION.fullmatch(text.strip())
     if match is None:
         raise ValueError(

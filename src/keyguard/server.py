@@ -13,9 +13,9 @@ import gc
 import logging
 import signal
 from collections.abc import Mapping
+from contextlib import AsyncExitStack
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import StreamReader
@@ -24,18 +24,18 @@ from aiohttp.web_protocol import RequestHandler
 from .config import Settings
 from .core.hooks import Recorders
 from .identity.keys import KeyAuthenticator
-from .identity.wiring import Access, start_access
 from .limits.admission import LimitAdmission
-from .limits.factory import build_admission
-from .monitor.wiring import Monitoring, start_monitor
 from .proxy.access_log import AccessLog
 from .proxy.app import ProxyHandler
 from .proxy.headers import SERVER_HEADER
 from .proxy.protocol import ProxyServer
 from .proxy.relay import Relay, new_upstream_session
-from .rotation.scheduler import GatewayRotation, start_gateway_rotation
-from .runtime import Runtime, open_runtime
 from .upstream.pool import UpstreamPool
+from .wiring.access import Access, start_access
+from .wiring.limits import build_admission
+from .wiring.monitor import Monitoring, start_monitor
+from .wiring.rotation import GatewayRotation, start_rotation
+from .wiring.runtime import Runtime, open_runtime
 
 __all__ = ["Gateway", "serve"]
 
@@ -48,139 +48,127 @@ def _split(hostport: str) -> tuple[str, int]:
 
 
 class Gateway:
-    """A running gateway. ``await start()``, read ``proxy_url``/``admin_url``, ``await stop()``."""
+    """A running gateway. ``await start()``, read ``proxy_url``/``admin_url``, ``await stop()``.
+
+    Every long-lived part is started in :meth:`start` and registered on one exit stack as it
+    starts, so :meth:`stop` (or a failed start) stops exactly what was started, in the reverse
+    order: the ports first, then the monitor (which still writes the audit), access control,
+    limits, the upstream sessions and credentials, and the store last.
+    """
 
     def __init__(self, settings: Settings, environ: Mapping[str, str]) -> None:
         self.settings = settings
         self._environ = environ
+        self._stack = AsyncExitStack()
         self.runtime: Runtime | None = None
         self.proxy_url = ""
         self.admin_url = ""
         self.authenticator: KeyAuthenticator | None = None
-        self._runners: list[web.BaseRunner] = []
-        self._pool: UpstreamPool | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self.pool: UpstreamPool | None = None
         self.rotation: GatewayRotation | None = None
         self.admission: LimitAdmission | None = None
         self.monitoring: Monitoring | None = None
         self.access: Access | None = None
 
     async def start(self) -> None:
-        s = self.settings
-        self.runtime = runtime = await open_runtime(s, self._environ)
-        try:
-            self._pool = pool = UpstreamPool.from_settings(
-                s, vault=runtime.vault, environ=self._environ
-            )
-            await pool.start()
-            self.rotation = await start_gateway_rotation(runtime, pool)  # reports, triggers
-            session = new_upstream_session(
-                connect_timeout=s.proxy.connect_timeout_s,
-                read_timeout=s.proxy.upstream_timeout_s,
-                max_connections=s.proxy.max_upstream_connections,
-            )
-            self._session = session
-            self.authenticator = KeyAuthenticator(
-                runtime.store, runtime.keys, ttl=s.proxy.key_cache_ttl_s
-            )
-            lim = s.limits
-            password = (
-                await runtime.vault.get(lim.redis_password_vault)
-                if lim.redis_password_vault
-                else None
-            )
-            self.admission = await build_admission(
-                s,
-                events=runtime.events,
-                password=password,
-                engine=getattr(runtime.store, "engine", None),
-            )
-            self.monitoring = monitoring = await start_monitor(
-                runtime, s, invalidate=self.authenticator.invalidate
-            )
-            self.access = access = await start_access(runtime, self.authenticator)
-            handler = ProxyHandler(
-                pool=pool,
-                authenticator=self.authenticator,
-                relay=Relay(session, pool),
-                admission=self.admission,
-                max_body_bytes=s.proxy.max_body_bytes,
-                recorder=Recorders(
-                    [*([AccessLog()] if s.proxy.access_log else []), monitoring.recorder]
-                ),
-                authorizer=monitoring.guard(access.authorizer),
-                identity=access.identity,
-                client_address=access.client_address,
-                keep_response_bodies=monitoring.keep_bodies,
-                events=runtime.events,
-            )
-            max_body = s.proxy.max_body_bytes
-
-            def request_factory(
-                message: RawRequestMessage,
-                payload: StreamReader,
-                protocol: RequestHandler,
-                writer: Any,
-                task: asyncio.Task[None],
-            ) -> web.BaseRequest:
-                return web.BaseRequest(
-                    message,
-                    payload,
-                    protocol,
-                    writer,
-                    task,
-                    asyncio.get_running_loop(),
-                    client_max_size=max_body,
-                )
-
-            server = ProxyServer(handler, request_factory=request_factory, access_log=None)
-            proxy_runner = web.ServerRunner(server, handle_signals=False)
-            await proxy_runner.setup()
-            self._runners.append(proxy_runner)
-            host, port = _split(s.listen.proxy)
-            site = web.TCPSite(proxy_runner, host, port, reuse_address=True)
-            await site.start()
-            self.proxy_url = _url(proxy_runner)
-
-            admin_app = access.admin_app(runtime)
-            monitoring.add_routes(admin_app, require_admin=access.require_viewer)
-            admin_app.on_response_prepare.append(_name_server)
-            admin_runner = web.AppRunner(admin_app, access_log=None)
-            await admin_runner.setup()
-            self._runners.append(admin_runner)
-            host, port = _split(s.listen.admin)
-            await web.TCPSite(admin_runner, host, port, reuse_address=True).start()
-            self.admin_url = _url(admin_runner)
-        except BaseException:
-            await self.stop()
-            raise
+        async with AsyncExitStack() as stack:
+            await self._start(stack)
+            self._stack = stack.pop_all()
         log.info("keyguard proxy on %s, admin on %s", self.proxy_url, self.admin_url)
 
-    async def stop(self) -> None:
-        for runner in reversed(self._runners):
-            await runner.cleanup()
-        self._runners.clear()
-        if self.monitoring is not None:  # after the proxy stopped, before the store closes
-            await self.monitoring.close()
-            self.monitoring = None
-        if self.access is not None:
-            await self.access.close()
-            self.access = None
-        if self.authenticator is not None:
-            await self.authenticator.close()
-        if self._session is not None:
-            await self._session.close()
-        if self.rotation is not None:
-            await self.rotation.close()
-            self.rotation = None
-        if self._pool is not None:
-            await self._pool.close()
+    async def _start(self, stack: AsyncExitStack) -> None:
+        s = self.settings
+        self.runtime = runtime = await open_runtime(s, self._environ)
+        stack.push_async_callback(runtime.close)
+        self.pool = pool = UpstreamPool.from_settings(
+            s.upstreams,
+            vault=runtime.vault,
+            environ=self._environ,
+            refresh_s=s.rotation.credential_refresh_s,
+        )
+        stack.push_async_callback(pool.close)
+        await pool.start()
+        self.rotation = await start_rotation(stack, runtime, pool)  # reports, triggers
+        session = new_upstream_session(
+            connect_timeout=s.proxy.connect_timeout_s,
+            read_timeout=s.proxy.upstream_timeout_s,
+            max_connections=s.proxy.max_upstream_connections,
+        )
+        stack.push_async_callback(session.close)
+        self.authenticator = keys = KeyAuthenticator(
+            runtime.store, runtime.keys, ttl=s.proxy.key_cache_ttl_s
+        )
+        stack.push_async_callback(keys.close)
+        lim = s.limits
+        password = (
+            await runtime.vault.get(lim.redis_password_vault) if lim.redis_password_vault else None
+        )
+        self.admission = await build_admission(
+            s, events=runtime.events, password=password, engine=runtime.engine
+        )
         if self.admission is not None:
-            await self.admission.close()
-            self.admission = None
-        if self.runtime is not None:
-            await self.runtime.close()
-            self.runtime = None
+            stack.push_async_callback(self.admission.close)
+        self.monitoring = monitoring = await start_monitor(
+            stack, runtime, invalidate=keys.invalidate
+        )
+        self.access = access = await start_access(stack, runtime, keys)
+        handler = ProxyHandler(
+            pool=pool,
+            identity=access.identity,
+            relay=Relay(session, pool),
+            admission=self.admission,
+            max_body_bytes=s.proxy.max_body_bytes,
+            recorder=Recorders(
+                [*([AccessLog()] if s.proxy.access_log else []), monitoring.recorder]
+            ),
+            authorizer=monitoring.guard(access.authorizer),
+            client_address=access.client_address,
+            keep_response_bodies=monitoring.keep_bodies,
+            events=runtime.events,
+        )
+        self.proxy_url = await _listen(stack, _proxy_runner(handler, s.proxy.max_body_bytes),
+                                       s.listen.proxy)  # fmt: skip
+        admin_app = access.admin_app(runtime)
+        monitoring.add_routes(admin_app, require_admin=access.require_viewer)
+        admin_app.on_response_prepare.append(_name_server)
+        self.admin_url = await _listen(stack, web.AppRunner(admin_app, access_log=None),
+                                       s.listen.admin)  # fmt: skip
+
+    async def stop(self) -> None:
+        await self._stack.aclose()
+        self.runtime = self.pool = self.monitoring = self.access = None
+        self.rotation = self.admission = None
+
+
+def _proxy_runner(handler: ProxyHandler, max_body: int) -> web.ServerRunner:
+    def request_factory(
+        message: RawRequestMessage,
+        payload: StreamReader,
+        protocol: RequestHandler,
+        writer: Any,
+        task: asyncio.Task[None],
+    ) -> web.BaseRequest:
+        return web.BaseRequest(
+            message,
+            payload,
+            protocol,
+            writer,
+            task,
+            asyncio.get_running_loop(),
+            client_max_size=max_body,
+        )
+
+    server = ProxyServer(handler, request_factory=request_factory, access_log=None)
+    return web.ServerRunner(server, handle_signals=False)
+
+
+async def _listen(stack: AsyncExitStack, runner: web.BaseRunner, hostport: str) -> str:
+    """Set the runner up, listen on ``hostport``, register its clean-up; its URL."""
+    await runner.setup()
+    stack.push_async_callback(runner.cleanup)
+    host, port = _split(hostport)
+    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    return _url(runner)
 
 
 def _url(runner: web.BaseRunner) -> str:

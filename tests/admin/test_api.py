@@ -58,7 +58,8 @@ class Admin:
             return resp.status, await resp.json(content_type=None)
 
     async def token(self, role: str) -> str:
-        from keyguard.identity.wiring import cli_actor, open_admin_service
+        from keyguard.cli.support import cli_actor
+        from keyguard.wiring.access import open_admin_service
 
         service = await open_admin_service(self.runtime)
         return (await service.create_admin_token(cli_actor(), name=f"t-{role}", role=role))[1]

@@ -13,9 +13,9 @@ from keyguard.admin.tokens import parse_token
 from keyguard.cli.main import cli
 from keyguard.config import load_settings
 from keyguard.events import AdminAction
-from keyguard.identity.wiring import open_admin_service
-from keyguard.runtime import runtime
 from keyguard.vault.master import create_master_key_file
+from keyguard.wiring.access import open_admin_service
+from keyguard.wiring.runtime import runtime
 
 ENV = {"KEYGUARD_MASTER_KEY": None}
 POLICY = """
@@ -180,7 +180,7 @@ async def test_cli_actions_are_recorded_with_the_actor(config: Path) -> None:
         events: list[object] = []
         rt.events.subscribe(events.append)
         service = await open_admin_service(rt)
-        from keyguard.identity.wiring import cli_actor
+        from keyguard.cli.support import cli_actor
 
         await service.create_admin_token(cli_actor(), name="n", role="viewer")
         await service.explain(cli_actor(), "app:billing", "chat gpt-4o-mini max_tokens=1")

@@ -10,9 +10,9 @@ from typing import Any
 from integration.conftest import GatewayHarness, gateway_settings
 from keyguard.config import Settings, settings_from_mapping
 from keyguard.emulator.server import RunningEmulator
-from keyguard.runtime import open_runtime
 from keyguard.server import Gateway
 from keyguard.vault.master import create_master_key_file
+from keyguard.wiring.runtime import open_runtime
 
 
 def monitored_settings(tmp: Path, upstream: str, monitor: dict[str, Any] | None = None) -> Settings:

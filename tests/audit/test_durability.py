@@ -26,8 +26,8 @@ import pytest
 import yaml
 
 from keyguard.emulator.server import RunningEmulator
-from keyguard.runtime import open_runtime
 from keyguard.vault.master import create_master_key_file
+from keyguard.wiring.runtime import open_runtime
 
 from .monitored import monitored_settings
 

@@ -16,8 +16,8 @@ from click.testing import CliRunner, Result
 from keyguard.cli.keys import keys_group
 from keyguard.config import load_settings
 from keyguard.keys.format import parse_key
-from keyguard.runtime import runtime
 from keyguard.store.base import KeyRecord
+from keyguard.wiring.runtime import runtime
 
 ENV = {"KEYGUARD_MASTER_KEY": None}
 
@@ -51,7 +51,17 @@ def test_create_json(config_path: Path) -> None:
     result = invoke(config_path, "create", "--app", "ci", "--json", "--description", "smoke")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert set(data) == {"key_id", "app", "key", "created_at", "expires_at"}
+    assert set(data) == {
+        "key_id",
+        "app",
+        "key",
+        "state",
+        "created_at",
+        "expires_at",
+        "revoked_at",
+        "suspended_at",
+        "description",
+    }
     assert data["app"] == "ci" and data["expires_at"] is None
     assert parse_key(data["key"]) is not None
     assert datetime.fromisoformat(data["created_at"]).tzinfo is not None

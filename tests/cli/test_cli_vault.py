@@ -13,8 +13,8 @@ from click.testing import CliRunner, Result
 from keyguard.cli import vault as vault_cli
 from keyguard.cli.vault import vault_group
 from keyguard.config import load_settings
-from keyguard.runtime import runtime
 from keyguard.vault.master import load_master_key
+from keyguard.wiring.runtime import runtime
 
 SECRET = "azure-key-5f0c2d9e8b7a6"
 

@@ -10,8 +10,8 @@ import pytest
 
 from keyguard.config import load_settings
 from keyguard.errors import ConfigurationError, VaultError
-from keyguard.runtime import open_runtime, runtime
 from keyguard.vault.vault import PEPPER
+from keyguard.wiring.runtime import open_runtime, runtime
 
 NOW = datetime(2025, 3, 1, tzinfo=UTC)
 

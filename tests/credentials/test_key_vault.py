@@ -101,7 +101,7 @@ async def test_a_new_secret_version_is_served_without_a_restart(
         config = gateway_config(tmp_path, upstream, rotation={"credential_refresh_s": 0.2})
         gateway = await start_gateway(config)
         try:
-            provider = gateway._pool.upstreams[0].provider  # type: ignore[union-attr]
+            provider = gateway.pool.upstreams[0].provider  # type: ignore[union-attr]
             assert isinstance(provider, KeyVaultProvider)
             switched = asyncio.Event()
             provider.on_change(switched.set)

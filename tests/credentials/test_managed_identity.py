@@ -29,7 +29,7 @@ def _mi(emulator: Any) -> dict[str, Any]:
 
 
 def _provider(gateway: Any) -> ManagedIdentityProvider:
-    provider = gateway._pool.upstreams[0].provider
+    provider = gateway.pool.upstreams[0].provider
     assert isinstance(provider, ManagedIdentityProvider)
     return provider
 

@@ -92,7 +92,7 @@ def gateway_settings(
 
 async def start_gateway(tmp: Path, upstream_url: str, upstream_key: str, **proxy: Any) -> Gateway:
     """A started gateway whose vault holds ``upstream_key`` as ``upstream/emulator``."""
-    from keyguard.runtime import open_runtime
+    from keyguard.wiring.runtime import open_runtime
 
     if not (tmp / "master.key").exists():
         create_master_key_file(tmp / "master.key")

@@ -164,8 +164,8 @@ async def test_weights_spread_requests_among_equal_priorities(
         ],
     )
     try:
-        assert gateway._pool is not None
-        gateway._pool._rng = random.Random(7)  # a fixed draw: the test is deterministic
+        assert gateway.pool is not None
+        gateway.pool._rng = random.Random(7)  # a fixed draw: the test is deterministic
         _, key = await new_key(gateway)
         async with client(gateway, key) as c:
             for _ in range(40):

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import aiohttp
 import pytest
 
-from keyguard.runtime import open_runtime
+from keyguard.wiring.runtime import open_runtime
 
 from .conftest import API_VERSION, GatewayHarness
 

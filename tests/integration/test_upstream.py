@@ -118,8 +118,8 @@ async def test_v1_model_alias_is_rewritten_to_the_upstream_deployment(
 ) -> None:
     rec, url = recorder
     from keyguard.config import settings_from_mapping
-    from keyguard.runtime import open_runtime
     from keyguard.vault.master import create_master_key_file
+    from keyguard.wiring.runtime import open_runtime
 
     create_master_key_file(tmp_path / "master.key")
     settings = settings_from_mapping(

@@ -21,9 +21,9 @@ import pytest
 
 from keyguard.config import settings_from_mapping
 from keyguard.events import Event
-from keyguard.runtime import open_runtime
 from keyguard.server import Gateway
 from keyguard.vault.master import create_master_key_file
+from keyguard.wiring.runtime import open_runtime
 
 from .conftest import API_VERSION
 

@@ -18,9 +18,9 @@ from keyguard.config import Settings, settings_from_mapping
 from keyguard.emulator.server import RunningEmulator
 from keyguard.limits.admission import LimitAdmission
 from keyguard.limits.backend import MemoryBackend
-from keyguard.runtime import open_runtime
 from keyguard.server import Gateway
 from keyguard.vault.master import create_master_key_file
+from keyguard.wiring.runtime import open_runtime
 
 API_VERSION = "2024-10-21"
 DEPLOYMENTS = ["gpt-4o", "gpt-4o-mini", "text-embedding-3-small", "dall-e-3"]

@@ -19,8 +19,8 @@ from keyguard.detect.rules import Finding
 from keyguard.monitor.routes import add_monitor_routes
 from keyguard.monitor.store import MonitorStore
 from keyguard.respond.incidents import IncidentBook
-from keyguard.runtime import runtime
 from keyguard.vault.master import create_master_key_file
+from keyguard.wiring.runtime import runtime
 
 T = 1_800_000_000.0
 

@@ -9,8 +9,8 @@ import pytest
 from rotation_helpers import keyguard_settings
 
 from keyguard.rotation.store import RotationStore
-from keyguard.runtime import Runtime, open_runtime
 from keyguard.store import Store
+from keyguard.wiring.runtime import Runtime, open_runtime
 
 
 @pytest.fixture

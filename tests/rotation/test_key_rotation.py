@@ -13,16 +13,10 @@ from rotation_helpers import keyguard_settings
 from keyguard.errors import BadRequest
 from keyguard.events import AdminAction, Event
 from keyguard.keys.format import parse_key
-from keyguard.keys.rotation import (
-    KeyRotationService,
-    derive_key,
-    effective_expiry,
-    rotate_leaked_key,
-    rotated_expiry,
-)
-from keyguard.rotation.service import key_rotation_service
-from keyguard.runtime import Runtime, open_runtime
+from keyguard.rotation.keys import KeyRotationService, derive_key, effective_expiry, rotated_expiry
 from keyguard.store.base import KeyRecord
+from keyguard.wiring.rotation import key_rotation_service, rotate_leaked_key
+from keyguard.wiring.runtime import Runtime, open_runtime
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 DAY = timedelta(days=1)

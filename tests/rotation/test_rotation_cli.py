@@ -15,8 +15,8 @@ from rotation_helpers import FAST_ROTATION, data_plane_status, upstream_config
 
 from keyguard.cli.main import cli
 from keyguard.config import load_settings
-from keyguard.runtime import runtime
 from keyguard.vault.master import create_master_key_file, load_master_key
+from keyguard.wiring.runtime import runtime
 
 
 @pytest.fixture

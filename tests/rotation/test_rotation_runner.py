@@ -20,11 +20,12 @@ from keyguard.errors import ConfigurationError
 from keyguard.events import AdminAction, Event, SecurityEvent
 from keyguard.rotation.machine import Action
 from keyguard.rotation.runner import RotationBusy, RotationStalled
-from keyguard.rotation.service import RotationService, rotate_upstream_for_secret
+from keyguard.rotation.service import RotationService
 from keyguard.rotation.store import ReplicaAck
-from keyguard.runtime import Runtime, open_runtime
 from keyguard.upstream.settings import ManagementSettings
 from keyguard.vault.master import create_master_key_file
+from keyguard.wiring.rotation import rotate_upstream_for_secret, rotation_service
+from keyguard.wiring.runtime import Runtime, open_runtime
 
 FLIP: list[Action] = [
     "inspect",
@@ -83,7 +84,7 @@ def _service(runtime: Runtime, managers: list[CountingKeys], **kwargs: Any) -> R
         managers.append(CountingKeys(settings))
         return managers[-1]
 
-    return RotationService(runtime, key_managers=make, **kwargs)
+    return rotation_service(runtime, key_managers=make, **kwargs)
 
 
 def _regenerations(managers: list[CountingKeys]) -> dict[str, int]:

@@ -16,10 +16,11 @@ from keyguard.config import settings_from_mapping
 from keyguard.events import AdminAction, Event, SecurityEvent
 from keyguard.rotation.machine import Action
 from keyguard.rotation.scheduler import RotationScheduler
-from keyguard.rotation.service import RotationService, key_rotation_service
-from keyguard.runtime import Runtime, open_runtime
+from keyguard.rotation.service import RotationService
 from keyguard.upstream.settings import ManagementSettings
 from keyguard.vault.master import create_master_key_file
+from keyguard.wiring.rotation import key_rotation_service, rotation_service
+from keyguard.wiring.runtime import Runtime, open_runtime
 
 WAIT_S = 60
 
@@ -76,9 +77,11 @@ def _scheduler(
         managers.append(CountingKeys(settings))
         return managers[-1]
 
-    service = RotationService(rt, key_managers=make, **kw)
+    service = rotation_service(rt, key_managers=make, **kw)
     clock = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
-    return RotationScheduler(service, None, rt, clock=clock), service
+    return RotationScheduler(
+        service, None, rt.settings.rotation, events=rt.events, clock=clock
+    ), service
 
 
 @pytest.mark.parametrize("kind", ["leaked_key", "rotate_upstream_requested"])
@@ -189,8 +192,10 @@ async def test_expiring_keyguard_keys_raise_one_alert_each(rt: Runtime) -> None:
     alerts: list[SecurityEvent] = []
     rt.events.subscribe(lambda e: alerts.append(e) if isinstance(e, SecurityEvent) else None)
     keys = await key_rotation_service(rt, accept_delay_s=0)
-    service = RotationService(rt)
-    scheduler = RotationScheduler(service, keys, rt, clock=lambda: now)
+    service = rotation_service(rt)
+    scheduler = RotationScheduler(
+        service, keys, rt.settings.rotation, events=rt.events, clock=lambda: now
+    )
     try:
         await scheduler.check()
         await scheduler.check()

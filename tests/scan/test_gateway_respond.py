@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from keyguard.azure_keys import generate_identifiable_key
 from keyguard.config import load_settings
 from keyguard.keys.service import key_state
-from keyguard.runtime import runtime
 from keyguard.scan.cli import scan_command
 from keyguard.vault.master import create_master_key_file
+from keyguard.wiring.runtime import runtime
 
 
 def _config(tmp_path: Path) -> Path:

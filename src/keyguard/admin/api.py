@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from ..core.times import utc_seconds
 from ..durations import parse_duration
 from ..errors import BadRequest
 from ..policy.store import PolicyRevision
@@ -52,12 +53,12 @@ def _str(body: dict[str, Any], name: str, *, required: bool = False) -> str | No
     return value
 
 
-def _duration(body: dict[str, Any], name: str) -> timedelta | None:
+def _duration(body: dict[str, Any], name: str, *, allow_zero: bool = False) -> timedelta | None:
     value = _str(body, name)
     if value is None:
         return None
     try:
-        return parse_duration(value)
+        return parse_duration(value, allow_zero=allow_zero)
     except ValueError as exc:
         raise BadRequest(str(exc), reason="invalid_body") from None
 
@@ -131,6 +132,21 @@ class AdminApi:
             return 200, key_json(record, self.service.now())
 
         return handler
+
+    async def _rotate_key(self, r: web.Request, actor: Actor, b: dict[str, Any]) -> tuple[int, Any]:
+        result = await self.service.rotate_key(
+            actor,
+            r.match_info["key_id"],
+            grace=_duration(b, "grace", allow_zero=True),
+            token=_str(b, "idempotency_token"),
+        )
+        record = result.record
+        return 200, {
+            **key_json(record, self.service.now()),
+            "key": result.key,
+            "previous_valid_until": utc_seconds(record.previous_valid_until),
+            "replayed": result.replayed,
+        }
 
     async def _list_tokens(
         self, r: web.Request, actor: Actor, b: dict[str, Any]
@@ -286,6 +302,24 @@ class AdminApi:
                 "Lift a suspension",
                 "keys",
                 self._change_key("resume"),
+                response=_KEY,
+            ),
+            Endpoint(
+                "POST",
+                "/admin/keys/{key_id}/rotate",
+                "operator",
+                "Give a key a new secret; the old one works for the grace period. The answer "
+                "shows the new key once; repeating the call with the same idempotency_token "
+                "returns the same key",
+                "keys",
+                self._rotate_key,
+                body={
+                    "type": "object",
+                    "properties": {
+                        "grace": {"type": "string", "example": "1h"},
+                        "idempotency_token": {"type": "string"},
+                    },
+                },
                 response=_KEY,
             ),
             Endpoint(

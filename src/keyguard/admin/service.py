@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from ..core.times import utc_seconds
 from ..errors import BadRequest, NotFound
 from ..events import AdminAction, EventBus
 from ..keys.service import KeyService, key_state
@@ -35,6 +36,7 @@ from ..policy.evaluate import explain
 from ..policy.review import explanation_json, lint, parse_principal, parse_request
 from ..policy.source import PolicySource
 from ..policy.store import PolicyConflict, PolicyRevision
+from ..rotation.keys import ExpiringKey, KeyRotationService, RotationResult
 from ..store.base import KeyRecord
 from .settings import ADMIN_ROLES, AdminRole
 from .tokens import AdminTokenRecord, AdminTokenService, role_allows
@@ -48,19 +50,15 @@ class Actor:
     role: AdminRole
 
 
-def _time(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def key_json(record: KeyRecord, now: datetime) -> dict[str, Any]:
     return {
         "key_id": record.key_id,
         "app": record.app,
         "state": key_state(record, now),
-        "created_at": _time(record.created_at),
-        "expires_at": _time(record.expires_at),
-        "revoked_at": _time(record.revoked_at),
-        "suspended_at": _time(record.suspended_at),
+        "created_at": utc_seconds(record.created_at),
+        "expires_at": utc_seconds(record.expires_at),
+        "revoked_at": utc_seconds(record.revoked_at),
+        "suspended_at": utc_seconds(record.suspended_at),
         "description": record.description,
     }
 
@@ -71,10 +69,10 @@ def token_json(record: AdminTokenRecord, now: datetime) -> dict[str, Any]:
         "name": record.name,
         "role": record.role,
         "state": record.state(now),
-        "created_at": _time(record.created_at),
+        "created_at": utc_seconds(record.created_at),
         "created_by": record.created_by,
-        "expires_at": _time(record.expires_at),
-        "revoked_at": _time(record.revoked_at),
+        "expires_at": utc_seconds(record.expires_at),
+        "revoked_at": utc_seconds(record.revoked_at),
     }
 
 
@@ -111,6 +109,8 @@ class AdminService:
         events: EventBus,
         policy: PolicySource | None = None,
         deployments: Collection[str] = (),
+        key_rotation: KeyRotationService | None = None,
+        key_grace: timedelta = timedelta(hours=24),
         on_key_change: Callable[[str], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -119,6 +119,8 @@ class AdminService:
         self._events = events
         self._policy = policy
         self._deployments = tuple(deployments)
+        self._key_rotation = key_rotation
+        self._key_grace = key_grace
         self._on_key_change = on_key_change
         self._clock = clock
 
@@ -196,6 +198,38 @@ class AdminService:
             after={"state": key_state(record, now)},
         )
         return record
+
+    async def rotate_key(
+        self,
+        actor: Actor,
+        key_id: str,
+        *,
+        grace: timedelta | None = None,
+        token: str | None = None,
+    ) -> RotationResult:
+        """A new secret for ``key_id``; the old one works for ``grace`` (default
+        ``rotation.key_grace``). The rotation service records the action."""
+        rotation = self._rotation()
+        result = await rotation.rotate(
+            key_id,
+            now=self._clock(),
+            grace=self._key_grace if grace is None else grace,
+            token=token,
+            actor=actor.id,
+        )
+        if self._on_key_change is not None:
+            self._on_key_change(key_id)
+        return result
+
+    async def expiring_keys(self, actor: Actor, within: timedelta) -> list[ExpiringKey]:
+        """Active keys that stop working within ``within`` (expiry or maximum age)."""
+        now = self._record(actor, "keys.list", "keys:expiring")
+        return await self._rotation().expiring(within, now=now)
+
+    def _rotation(self) -> KeyRotationService:
+        if self._key_rotation is None:  # pragma: no cover - every wiring passes one
+            raise BadRequest("key rotation is not available here", reason="no_key_rotation")
+        return self._key_rotation
 
     # -- admin tokens ----------------------------------------------------------------------
 

@@ -4,8 +4,8 @@ The gateway queues audit records and writes them in batches (:mod:`.writer`); a 
 that changes something writes its :class:`~keyguard.events.AdminAction` at once, in the same
 chain::
 
-    async with recording(rt) as events:      # events emitted on rt.events are audited
-        await rt.keys.suspend(key_id, now=now)
+    async with recording(events, engine):    # events emitted on ``events`` are audited
+        await keys.suspend(key_id, now=now)
         events.emit(AdminAction(...))
 """
 
@@ -17,7 +17,6 @@ from contextlib import asynccontextmanager
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..events import AdminAction, Event, EventBus, SecurityEvent
-from ..runtime import Runtime
 from .chain import canonical
 from .records import admin_record, security_record
 from .store import AuditStore, iso
@@ -36,14 +35,14 @@ async def append_events(engine: AsyncEngine, events: Sequence[Event]) -> None:
 
 
 @asynccontextmanager
-async def recording(rt: Runtime) -> AsyncIterator[EventBus]:
-    """Collect the events emitted on ``rt.events`` in the block and audit them at its end
-    (also when it fails part-way: what was done is recorded)."""
+async def recording(events: EventBus, engine: AsyncEngine | None) -> AsyncIterator[EventBus]:
+    """Collect the events emitted on ``events`` in the block and append them to the audit
+    chain in ``engine`` at its end (also when it fails part-way: what was done is recorded).
+    Without an engine (the audit is off) nothing is written."""
     seen: list[Event] = []
-    rt.events.subscribe(seen.append)
+    events.subscribe(seen.append)
     try:
-        yield rt.events
+        yield events
     finally:
-        engine = getattr(rt.store, "engine", None)
-        if seen and isinstance(engine, AsyncEngine) and rt.settings.monitor.audit.enabled:
+        if seen and engine is not None:
             await append_events(engine, seen)

@@ -9,12 +9,12 @@ completion, secrets redacted and cut to ``max_content_chars``.
 from __future__ import annotations
 
 from dataclasses import asdict, is_dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ..core.observation import Observation
+from ..core.times import utc_micro
 from ..events import AdminAction, SecurityEvent
 from .redact import redact, redact_json
 
@@ -22,10 +22,6 @@ if TYPE_CHECKING:
     from ..core.request import RequestContext
 
 __all__ = ["request_record", "admin_record", "security_record", "content_of"]
-
-
-def _iso(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def request_record(obs: Observation, content: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -38,7 +34,7 @@ def request_record(obs: Observation, content: dict[str, Any] | None = None) -> d
 
 def admin_record(event: AdminAction) -> dict[str, Any]:
     return {
-        "at": _iso(event.created),
+        "at": utc_micro(event.created),
         "actor": event.actor,
         "action": event.action,
         "target": event.target,
@@ -49,7 +45,7 @@ def admin_record(event: AdminAction) -> dict[str, Any]:
 
 def security_record(event: SecurityEvent) -> dict[str, Any]:
     return {
-        "at": _iso(event.created),
+        "at": utc_micro(event.created),
         "kind": event.kind,
         "severity": event.severity,
         "summary": event.summary,

@@ -12,11 +12,12 @@ import functools
 import math
 import time
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ..core.times import utc_micro
 from ..errors import StorageError
 from ..store.schema import audit_checkpoints, audit_records
 from ..store.sql import _BEGIN_OPTION, translate_errors
@@ -31,9 +32,7 @@ _PAGE = 2000
 
 def iso(at: datetime) -> str:
     """``2026-01-31T12:00:00.000000Z``: the one text form of a record's time (it is hashed)."""
-    if at.tzinfo is not UTC:
-        at = at.astimezone(UTC)
-    return at.isoformat(timespec="microseconds")[:-6] + "Z"
+    return utc_micro(at)
 
 
 def iso_at(at: float) -> str:

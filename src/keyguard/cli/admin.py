@@ -19,9 +19,16 @@ from ..admin.openapi import openapi_document
 from ..admin.service import token_json
 from ..admin.settings import ADMIN_ROLES
 from ..admin.tokens import AdminTokenRecord
-from ..identity.wiring import cli_actor, open_admin_service
-from ..runtime import Runtime
-from .support import config_option, duration_option, echo_table, format_time, run_with_runtime
+from ..wiring.access import open_admin_service
+from ..wiring.runtime import Runtime
+from .support import (
+    cli_actor,
+    config_option,
+    duration_option,
+    echo_table,
+    format_time,
+    run_with_runtime,
+)
 
 __all__ = ["admin_group"]
 

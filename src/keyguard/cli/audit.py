@@ -18,8 +18,8 @@ from ..audit.store import AuditStore
 from ..config import Settings, load_settings
 from ..durations import parse_duration
 from ..errors import ConfigurationError
-from ..runtime import open_runtime
 from ..store import open_store
+from ..wiring.runtime import open_runtime
 from .support import CommandFailed, config_option, run
 
 __all__ = ["audit_group", "parse_since"]

@@ -1,26 +1,25 @@
-"""``keyguard keys ...``: create, list and revoke the Keyguard keys apps use to call the gateway.
+"""``keyguard keys ...``: create, list, rotate, suspend, resume and revoke the Keyguard keys
+apps use to call the gateway.
 
-Thin commands over :class:`keyguard.keys.service.KeyService` (the admin API calls the same
-methods). A key's secret is printed once, by ``create``, and is never stored or shown again.
+Thin commands over :class:`keyguard.admin.service.AdminService`, the functions the admin API
+calls, so both are audited alike. A key's secret is printed once, by ``create`` and
+``rotate``, and is never stored or shown again.
 """
 
 from __future__ import annotations
 
-import getpass
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import click
 
+from ..admin.service import Actor, AdminService, key_json
+from ..durations import parse_duration
 from ..errors import BadRequest
-from ..events import AdminAction
-from ..keys.service import KeyState, key_state, validate_app
-from ..runtime import Runtime
+from ..keys.service import key_state, validate_app
 from ..store.base import KeyRecord
-from .rotate import expiring_keys, keys_rotate_command
-from .support import config_option, duration_option, echo_table, format_time, run_with_runtime
+from .support import config_option, duration_option, echo_table, format_time, run_with_service
 
 __all__ = ["keys_group"]
 
@@ -32,18 +31,6 @@ def _valid_app(_ctx: click.Context, _param: click.Parameter, value: str | None) 
         return validate_app(value)
     except BadRequest as exc:
         raise click.BadParameter(exc.message) from None
-
-
-def _as_json(record: KeyRecord, state: KeyState) -> dict[str, Any]:
-    return {
-        "key_id": record.key_id,
-        "app": record.app,
-        "state": state,
-        "created_at": format_time(record.created_at),
-        "expires_at": format_time(record.expires_at, empty="") or None,
-        "revoked_at": format_time(record.revoked_at, empty="") or None,
-        "description": record.description,
-    }
 
 
 @click.group("keys")
@@ -80,28 +67,14 @@ def create_command(
       keyguard keys create --app billing-bot --expires 90d --description "prod, team payments"
       keyguard keys create --app ci-smoke --expires 12h --json | jq -r .key
     """
-    now = datetime.now(UTC)
-
-    async def create(rt: Runtime) -> tuple[KeyRecord, str]:
-        record, key = await rt.keys.create(
-            app, now=now, expires_in=expires, description=description
-        )
-        after = {"app": app, "expires_at": format_time(record.expires_at)}
-        rt.events.emit(
-            AdminAction(now, _actor(), "keys.create", f"key:{record.key_id}", None, after)
-        )
-        return record, key
-
-    record, key = run_with_runtime(config_path, create)
+    record, key = run_with_service(
+        config_path,
+        lambda service, actor: service.create_key(
+            actor, app, expires_in=expires, description=description
+        ),
+    )
     if as_json:
-        payload = {
-            "key_id": record.key_id,
-            "app": record.app,
-            "key": key,
-            "created_at": format_time(record.created_at),
-            "expires_at": format_time(record.expires_at, empty="") or None,
-        }
-        click.echo(json.dumps(payload, indent=2))
+        click.echo(json.dumps({**key_json(record, record.created_at), "key": key}, indent=2))
     else:
         click.echo(f"key id:   {record.key_id}")
         click.echo(f"app:      {record.app}")
@@ -141,15 +114,19 @@ def list_command(
     """
     now = datetime.now(UTC)
     if expiring is not None:
-        soon = run_with_runtime(config_path, lambda rt: expiring_keys(rt, expiring, now))
+        within = expiring
+        soon = run_with_service(
+            config_path, lambda service, actor: service.expiring_keys(actor, within)
+        )
         records = [replace(e.record, expires_at=e.expires_at) for e in soon]
         records = [r for r in records if app is None or r.app == app]
     else:
-        records = run_with_runtime(
-            config_path, lambda rt: rt.keys.list(app=app, include_revoked=show_all, now=now)
+        records = run_with_service(
+            config_path,
+            lambda service, actor: service.list_keys(actor, app=app, include_revoked=show_all),
         )
     if as_json:
-        click.echo(json.dumps([_as_json(r, key_state(r, now)) for r in records], indent=2))
+        click.echo(json.dumps([key_json(r, now) for r in records], indent=2))
         return
     table = [("KEY ID", "APP", "STATE", "CREATED", "EXPIRES")]
     table += [
@@ -177,61 +154,26 @@ def revoke_command(key_id: str, config_path: str) -> None:
       keyguard keys list --app billing-bot --json | jq -r '.[].key_id' \\
         | xargs -n1 keyguard keys revoke
     """
-    now = datetime.now(UTC)
-
-    async def revoke(rt: Runtime) -> KeyRecord:
-        before = await rt.keys.get(key_id)
-        record = await rt.keys.revoke(key_id, now=now)
-        rt.events.emit(
-            AdminAction(now, _actor(), "keys.revoke", f"key:{key_id}",
-                        {"state": key_state(before, now)}, {"state": "revoked"})
-        )  # fmt: skip
-        return record
-
-    record = run_with_runtime(config_path, revoke)
+    record = run_with_service(
+        config_path, lambda service, actor: service.change_key(actor, key_id, "revoke")
+    )
     click.echo(
         f"revoked key {record.key_id} (app {record.app}) at {format_time(record.revoked_at)}"
     )
 
 
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli:unknown"
-
-
 async def _set_suspended(
-    rt: Runtime, key_id: str | None, app: str | None, suspend: bool
+    service: AdminService, actor: Actor, key_id: str | None, app: str | None, suspend: bool
 ) -> list[KeyRecord]:
-    now = datetime.now(UTC)
+    now = service.now()
     if key_id is not None:
-        targets = [await rt.keys.get(key_id)]
+        targets = [key_id]
     else:
-        targets = await rt.keys.list(app=app, include_revoked=False, now=now)
-        if suspend is False:  # suspended keys are not "active": list them all
-            targets = [
-                r
-                for r in await rt.keys.list(app=app, include_revoked=True, now=now)
-                if key_state(r, now) == "suspended"
-            ]
-    done = []
-    events = rt.events  # audited by run_with_runtime
-    for record in targets:
-        change = rt.keys.suspend if suspend else rt.keys.resume
-        updated = await change(record.key_id, now=now)
-        events.emit(
-            AdminAction(
-                created=now,
-                actor=_actor(),
-                action="keys.suspend" if suspend else "keys.resume",
-                target=f"key:{record.key_id}",
-                before={"state": key_state(record, now)},
-                after={"state": key_state(updated, now)},
-            )
-        )
-        done.append(updated)
-    return done
+        wanted = "active" if suspend else "suspended"
+        records = await service.list_keys(actor, app=app, include_revoked=True)
+        targets = [r.key_id for r in records if key_state(r, now) == wanted]
+    change = "suspend" if suspend else "resume"
+    return [await service.change_key(actor, target, change) for target in targets]
 
 
 def _one_target(key_id: str | None, app: str | None) -> None:
@@ -252,7 +194,9 @@ def suspend_command(key_id: str | None, app: str | None, config_path: str) -> No
       keyguard keys suspend --app billing-bot
     """
     _one_target(key_id, app)
-    records = run_with_runtime(config_path, lambda rt: _set_suspended(rt, key_id, app, True))
+    records = run_with_service(
+        config_path, lambda service, actor: _set_suspended(service, actor, key_id, app, True)
+    )
     for r in records:
         click.echo(f"suspended key {r.key_id} (app {r.app}); undo: keyguard keys resume {r.key_id}")
     if not records:
@@ -273,11 +217,75 @@ def resume_command(key_id: str | None, app: str | None, config_path: str) -> Non
       keyguard alerts list --json | jq -r '.[] | select(.actions | index("suspend_key")) | .key_id'
     """
     _one_target(key_id, app)
-    records = run_with_runtime(config_path, lambda rt: _set_suspended(rt, key_id, app, False))
+    records = run_with_service(
+        config_path, lambda service, actor: _set_suspended(service, actor, key_id, app, False)
+    )
     for r in records:
         click.echo(f"resumed key {r.key_id} (app {r.app})")
     if not records:
         click.echo("no suspended key to resume")
 
 
-keys_group.add_command(keys_rotate_command)
+def _grace(_ctx: click.Context, _param: click.Parameter, value: str | None) -> timedelta | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value, allow_zero=True)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@keys_group.command("rotate")
+@click.argument("key_id")
+@click.option(
+    "--grace",
+    callback=_grace,
+    metavar="DURATION",
+    help="How long the old secret keeps working (default: rotation.key_grace, 24h).",
+)
+@click.option(
+    "--idempotency-token",
+    "token",
+    metavar="TOKEN",
+    help="Repeating the command with the same token returns the same new key.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+@config_option
+def keys_rotate_command(
+    key_id: str, grace: timedelta | None, token: str | None, as_json: bool, config_path: str
+) -> None:
+    """Give key KEY_ID a new secret; the old one works until the grace period ends.
+
+    The key id stays the same, so limits, quotas and budgets carry on. The new key is printed
+    once, after every gateway replica accepts it.
+
+    \b
+    Examples:
+      keyguard keys rotate 4fT9qZ1mB7xK
+      keyguard keys rotate 4fT9qZ1mB7xK --grace 1h --idempotency-token deploy-2025-03-01
+      keyguard keys rotate 4fT9qZ1mB7xK --grace 0s --json | jq -r .key     # leaked: no grace
+    """
+    result = run_with_service(
+        config_path,
+        lambda service, actor: service.rotate_key(actor, key_id, grace=grace, token=token),
+    )
+    record = result.record
+    if as_json:
+        payload = {
+            **key_json(record, datetime.now(UTC)),
+            "key": result.key,
+            "previous_valid_until": format_time(record.previous_valid_until),
+            "replayed": result.replayed,
+        }
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        click.echo(f"key id:          {record.key_id}")
+        click.echo(f"app:             {record.app}")
+        click.echo(f"old key works until {format_time(record.previous_valid_until)}")
+        click.echo(f"expires:         {format_time(record.expires_at)}")
+        click.echo(f"key:             {result.key}")
+    click.echo(
+        "warning: store the new key in the app's secret store now; the old one stops working "
+        f"at {format_time(record.previous_valid_until)}.",
+        err=True,
+    )

@@ -14,13 +14,13 @@ import click
 
 from ..admin.service import AdminService
 from ..config import load_settings
-from ..identity.wiring import cli_actor, open_admin_service
 from ..policy.compiled import compile_policy
 from ..policy.document import PolicyInvalid, load_document
 from ..policy.evaluate import explain
 from ..policy.review import explanation_json, lint, parse_principal, parse_request
-from ..runtime import Runtime
-from .support import config_option, run_sync, run_with_runtime
+from ..wiring.access import open_admin_service
+from ..wiring.runtime import Runtime
+from .support import cli_actor, config_option, run_sync, run_with_runtime
 
 __all__ = ["policy_group"]
 

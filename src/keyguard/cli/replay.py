@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 
 from ..config import load_settings
-from ..detect.replay import ReplayResult, evaluate, format_report, read_observations, replay
 from ..detect.settings import DetectSettings
+from ..monitor.replay import ReplayResult, evaluate, format_report, read_observations, replay
 from .support import echo_table, format_time, run_sync
 
 __all__ = ["replay_command"]

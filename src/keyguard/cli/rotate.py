@@ -8,32 +8,28 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import GatewayError
 from ..rotation.machine import Rotation
-from ..runtime import Runtime
 from ..vault.master import decode_master_key, load_master_key
-from .support import CommandFailed, config_option, echo_table, format_time, run_with_runtime
+from ..wiring.rotation import rotation_service
+from ..wiring.runtime import Runtime
+from .support import (
+    CommandFailed,
+    cli_actor,
+    config_option,
+    echo_table,
+    format_time,
+    run_with_runtime,
+)
 
 if TYPE_CHECKING:  # the services import SQLAlchemy: only when a command runs
-    from ..keys.rotation import ExpiringKey
+    pass
 
-__all__ = ["rotate_group", "keys_rotate_command", "rekey_command", "expiring_keys"]
-
-
-def _duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -> timedelta | None:
-    from ..durations import parse_duration
-
-    if value is None:
-        return None
-    try:
-        return parse_duration(value) if value not in ("0", "0s") else timedelta(0)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+__all__ = ["rotate_group", "rekey_command"]
 
 
 def _rotation_json(r: Rotation) -> dict[str, Any]:
@@ -86,11 +82,9 @@ def rotate_upstream_command(name: str, as_json: bool, config_path: str) -> None:
     """
 
     async def action(rt: Runtime) -> Rotation:
-        from ..rotation.service import RotationService
-
-        service = RotationService(rt)
+        service = rotation_service(rt)
         try:
-            return await service.rotate_upstream(name, trigger=f"manual:{_actor()}")
+            return await service.rotate_upstream(name, trigger=f"manual:{cli_actor().id}")
         finally:
             await service.close()
 
@@ -122,9 +116,7 @@ def status_command(name: str | None, as_json: bool, config_path: str) -> None:
     """
 
     async def action(rt: Runtime) -> list[Rotation]:
-        from ..rotation.service import RotationService
-
-        service = RotationService(rt)
+        service = rotation_service(rt)
         try:
             return await service.status(name)
         finally:
@@ -151,91 +143,6 @@ def status_command(name: str | None, as_json: bool, config_path: str) -> None:
     for r in rotations:
         if r.error:
             click.echo(f"{r.upstream} {r.id}: {r.error}", err=True)
-
-
-def _actor() -> str:
-    try:
-        return os.getlogin()
-    except OSError:
-        return str(os.getuid())
-
-
-@click.command("rotate")
-@click.argument("key_id")
-@click.option(
-    "--grace",
-    callback=_duration,
-    metavar="DURATION",
-    help="How long the old secret keeps working (default: rotation.key_grace, 24h).",
-)
-@click.option(
-    "--idempotency-token",
-    "token",
-    metavar="TOKEN",
-    help="Repeating the command with the same token returns the same new key.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
-@config_option
-def keys_rotate_command(
-    key_id: str, grace: timedelta | None, token: str | None, as_json: bool, config_path: str
-) -> None:
-    """Give key KEY_ID a new secret; the old one works until the grace period ends.
-
-    The key id stays the same, so limits, quotas and budgets carry on. The new key is printed
-    once, after every gateway replica accepts it.
-
-    \b
-    Examples:
-      keyguard keys rotate 4fT9qZ1mB7xK
-      keyguard keys rotate 4fT9qZ1mB7xK --grace 1h --idempotency-token deploy-2025-03-01
-      keyguard keys rotate 4fT9qZ1mB7xK --grace 0s --json | jq -r .key     # leaked: no grace
-    """
-    now = datetime.now(UTC)
-
-    async def action(rt: Runtime) -> Any:
-        from ..rotation.service import key_rotation_service
-
-        delay = rt.settings.proxy.key_cache_ttl_s
-        service = await key_rotation_service(rt, accept_delay_s=delay)
-        return await service.rotate(
-            key_id,
-            now=now,
-            grace=grace if grace is not None else rt.settings.rotation.key_grace,
-            token=token,
-            actor=f"cli:{_actor()}",
-        )
-
-    result = run_with_runtime(config_path, action)
-    record = result.record
-    if as_json:
-        payload = {
-            "key_id": record.key_id,
-            "app": record.app,
-            "key": result.key,
-            "previous_valid_until": format_time(record.previous_valid_until),
-            "expires_at": format_time(record.expires_at, empty="") or None,
-            "replayed": result.replayed,
-        }
-        click.echo(json.dumps(payload, indent=2))
-    else:
-        click.echo(f"key id:          {record.key_id}")
-        click.echo(f"app:             {record.app}")
-        click.echo(f"old key works until {format_time(record.previous_valid_until)}")
-        click.echo(f"expires:         {format_time(record.expires_at)}")
-        click.echo(f"key:             {result.key}")
-    click.echo(
-        "warning: store the new key in the app's secret store now; the old one stops working "
-        f"at {format_time(record.previous_valid_until)}.",
-        err=True,
-    )
-
-
-async def expiring_keys(rt: Runtime, within: timedelta, now: datetime) -> list[ExpiringKey]:
-    """Active keys that stop working within ``within`` (``keyguard keys list --expiring``)."""
-    from ..rotation.service import key_rotation_service
-
-    service = await key_rotation_service(rt, accept_delay_s=0)
-    return await service.expiring(within, now=now)
 
 
 @click.command("rekey")

@@ -7,6 +7,7 @@ A :class:`GatewayError` reaching a command becomes :class:`CommandFailed`: one
 from __future__ import annotations
 
 import asyncio
+import getpass
 import logging
 import os
 import sys
@@ -18,13 +19,16 @@ from typing import IO, Any, TypeVar
 
 import click
 
+from ..admin.service import Actor, AdminService
 from ..config import load_settings
+from ..core.times import utc_seconds
 from ..durations import parse_duration
 from ..errors import GatewayError
-from ..runtime import Runtime, runtime
+from ..wiring.runtime import Runtime, runtime
 
 __all__ = [
     "CommandFailed",
+    "cli_actor",
     "config_option",
     "duration_option",
     "echo_table",
@@ -32,6 +36,7 @@ __all__ = [
     "run",
     "run_sync",
     "run_with_runtime",
+    "run_with_service",
     "setup_logging",
 ]
 
@@ -84,6 +89,16 @@ def setup_logging(level: str = "info") -> None:
     access.propagate = False
 
 
+def cli_actor() -> Actor:
+    """Who runs a CLI command, as audited: ``cli:<OS user>``. Whoever can open the store and
+    the vault (the master key) is trusted as an admin."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # pragma: no cover - no user name in the environment
+        user = "unknown"
+    return Actor(f"cli:{user}", "admin")
+
+
 class CommandFailed(click.ClickException):
     """A :class:`GatewayError` at the CLI boundary: one ``error: ...`` line, exit status 1."""
 
@@ -133,10 +148,23 @@ def run_with_runtime(config_path: str, action: Callable[[Runtime], Coroutine[Any
 
     async def main() -> T:
         settings = load_settings(config_path)
-        async with runtime(settings, os.environ) as rt, recording(rt):
+        async with runtime(settings, os.environ) as rt, recording(rt.events, rt.audit_engine):
             return await action(rt)
 
     return run(main)
+
+
+def run_with_service(
+    config_path: str, action: Callable[[AdminService, Actor], Coroutine[Any, Any, T]]
+) -> T:
+    """:func:`run_with_runtime` for the admin service functions (the ones the admin API
+    calls), with the command's :func:`cli_actor`."""
+    from ..wiring.access import open_admin_service
+
+    async def with_service(rt: Runtime) -> T:
+        return await action(await open_admin_service(rt), cli_actor())
+
+    return run_with_runtime(config_path, with_service)
 
 
 def duration_option(
@@ -153,9 +181,7 @@ def duration_option(
 
 def format_time(value: datetime | None, *, empty: str = "never") -> str:
     """``2025-03-01T12:00:00Z``: UTC, whole seconds."""
-    if value is None:
-        return empty
-    return value.isoformat(timespec="seconds").replace("+00:00", "Z")
+    return utc_seconds(value) or empty
 
 
 def run_sync(action: Callable[[], T]) -> T:

@@ -10,8 +10,6 @@ upstream keys?" with one HMAC and one dict lookup. It is refreshed at start and 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ..core.tasks import PeriodicTask
 from ..errors import GatewayError
 from ..store.schema import vault_secrets
 from ..store.sql import translate_errors
@@ -47,7 +46,7 @@ class ManagedKeyIndex:
         self._fingerprint = fingerprint
         self._interval = refresh_interval
         self._index: dict[str, ManagedKeyMatch] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._task: PeriodicTask | None = None
 
     def __len__(self) -> int:
         return len(self._index)
@@ -75,19 +74,12 @@ class ManagedKeyIndex:
             await self.refresh()
         except GatewayError as exc:
             log.warning("identity: cannot read upstream key fingerprints yet: %s", exc)
-        self._task = asyncio.ensure_future(self._run())
+        self._task = PeriodicTask(
+            "identity: refreshing upstream key fingerprints", self.refresh, interval=self._interval
+        )
+        self._task.start()
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task.close()
             self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.refresh()
-            except GatewayError as exc:
-                log.warning("identity: refreshing upstream key fingerprints failed: %s", exc)

@@ -13,8 +13,6 @@ charged at its estimate (it can no longer be settled).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -24,6 +22,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ..core.tasks import PeriodicTask
 from ..store.schema import limit_counters
 from .backend import MemoryBackend
 
@@ -54,7 +53,7 @@ class PersistentMemoryBackend(MemoryBackend):
         self._interval = interval_s
         self._clock = clock
         self._saved: dict[str, int] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._task = PeriodicTask("saving the limits counters", self._save, interval=interval_s)
 
     async def start(self) -> None:
         now = self._clock()
@@ -66,22 +65,17 @@ class PersistentMemoryBackend(MemoryBackend):
                 self.counters[key] = int(level)
                 self.expiry[key] = float(expires_at)
                 self._saved[key] = int(level)
-        self._task = asyncio.create_task(self._loop())
+        self._task.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._task.close()
         await self.save()
 
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.save()
-            except SQLAlchemyError as exc:
-                log.warning("could not save the limits counters: %s", type(exc).__name__)
+    async def _save(self) -> None:
+        try:
+            await self.save()
+        except SQLAlchemyError as exc:
+            log.warning("could not save the limits counters: %s", type(exc).__name__)
 
     async def save(self) -> None:
         """Write the long-window counters that changed since the last save."""

@@ -17,11 +17,11 @@ is logged and the previous policy stays in force. The hot path only reads :attr:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from dataclasses import dataclass
 
+from ..core.tasks import PeriodicTask
 from ..errors import GatewayError
 from .compiled import EMPTY, Policy, compile_policy
 from .document import PolicyDocument, load_document, merge, parse_document
@@ -51,7 +51,7 @@ class PolicySource:
         self._snapshot = Snapshot(PolicyDocument(), PolicyDocument(), 0, ())
         self._file_stamp: tuple[int, int] | None = None
         self.generation = 0
-        self._task: asyncio.Task[None] | None = None
+        self._task: PeriodicTask | None = None
         self._lock = asyncio.Lock()
         self._cycled = asyncio.Condition()
 
@@ -112,32 +112,29 @@ class PolicySource:
 
     def start(self) -> None:
         if self._task is None and (self._settings.file is not None or self._store is not None):
-            self._task = asyncio.ensure_future(self._run())
+            self._task = PeriodicTask(
+                "policy reload", self._reload, interval=self._settings.reload_interval_s
+            )
+            self._task.start()
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task.close()
             self._task = None
 
     async def next_cycle(self) -> None:
         """Wait until the background reload has run once more (for tests and tools)."""
-        async with self._cycled:
-            await self._cycled.wait()
+        assert self._task is not None, "the policy source is not started"
+        await self._task.next_cycle()
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._settings.reload_interval_s)
-            try:
-                if await self.refresh():
-                    log.info("policy: reloaded (generation %d)", self.generation)
-            except GatewayError as exc:
-                log.error("policy: keeping the policy in force; the new one is invalid: %s", exc)
-            except Exception:
-                log.exception("policy: reload failed; keeping the policy in force")
-            async with self._cycled:
-                self._cycled.notify_all()
+    async def _reload(self) -> None:
+        try:
+            if await self.refresh():
+                log.info("policy: reloaded (generation %d)", self.generation)
+        except GatewayError as exc:
+            log.error("policy: keeping the policy in force; the new one is invalid: %s", exc)
+        except Exception:
+            log.exception("policy: reload failed; keeping the policy in force")
 
 
 def _stamp(path: str) -> tuple[int, int] | None:

@@ -44,7 +44,6 @@ from ..errors import (
 from ..events import EventBus
 from ..identity.authenticator import Authenticator
 from ..identity.credentials import Credential, extract_credential
-from ..identity.keys import KeyAuthenticator
 from ..upstream.pool import UpstreamPool
 from .access_log import AccessLog
 from .relay import Relay
@@ -62,7 +61,7 @@ class ProxyHandler:
         self,
         *,
         pool: UpstreamPool,
-        authenticator: KeyAuthenticator,
+        identity: Authenticator,
         relay: Relay,
         max_body_bytes: int,
         authorizer: Authorizer | None = None,
@@ -71,11 +70,9 @@ class ProxyHandler:
         events: EventBus | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         keep_response_bodies: bool = False,
-        identity: Authenticator | None = None,
         client_address: Callable[[web.BaseRequest], str | None] | None = None,
     ) -> None:
         self._pool = pool
-        self._authn = authenticator
         self._relay = relay
         self._max_body = max_body_bytes
         self._authorizer = authorizer or AllowAuthenticated()
@@ -84,7 +81,7 @@ class ProxyHandler:
         self._events = events or EventBus()
         self._now = now
         self._keep_bodies = keep_response_bodies  # for the audit's opt-in content recording
-        self._identity = identity or Authenticator(authenticator, events=self._events)
+        self._identity = identity
         self._client_address = client_address or ClientAddress()
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:

@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 
+from ..core.times import utc_seconds
 from ..metrics.registry import GatewayMetrics
 from .incidents import Incident
 from .settings import SEVERITIES, WebhookSettings
@@ -40,7 +41,7 @@ class Webhook:
 
 
 def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return utc_seconds(datetime.fromtimestamp(ts, UTC)) or ""
 
 
 def _title(incident: Incident, change: str) -> str:

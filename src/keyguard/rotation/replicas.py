@@ -14,13 +14,13 @@ runner switches its own process at once), and says so within the same interval.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from ..core.tasks import PeriodicTask
 from ..errors import GatewayError
 from ..upstream.credentials import VersionedProvider
 from .store import ReplicaAck, RotationStore
@@ -74,16 +74,17 @@ class ReplicaReporter:
         self._providers = dict(providers)
         self._interval = interval_s
         self._clock = clock
-        self._changed = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._task = PeriodicTask(
+            "report of the upstream key versions served", self.report, interval=interval_s
+        )
         for provider in self._providers.values():
-            provider.on_change(self._changed.set)
+            provider.on_change(self._task.wake)
 
     async def start(self) -> None:
         if not self._providers:
             return
         await self.report()
-        self._task = asyncio.create_task(self._loop())
+        self._task.start()
 
     async def report(self) -> None:
         now = self._clock()
@@ -99,22 +100,8 @@ class ReplicaReporter:
                 )
             )
 
-    async def _loop(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), self._interval)
-            self._changed.clear()
-            try:
-                await self.report()
-            except GatewayError as exc:
-                log.warning("could not report the upstream key versions served: %s", exc)
-
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.close()
         if self._providers:
             with contextlib.suppress(GatewayError):
                 await self._store.forget_replica(self.replica)

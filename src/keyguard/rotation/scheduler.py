@@ -1,6 +1,6 @@
 """Rotation inside the gateway: replica reports, triggers, and key-expiry alerts.
 
-:func:`start_gateway_rotation` wires, for one gateway process:
+The gateway runs, for one process (:func:`keyguard.wiring.rotation.start_rotation`):
 
 * a :class:`~.replicas.ReplicaReporter` (the key versions this replica serves);
 * a :class:`RotationScheduler`, whose one worker runs rotations one at a time from a queue fed
@@ -25,27 +25,19 @@ Failures are logged and retried on the next check; a rotation never blocks a req
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import socket
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from ..core.tasks import PeriodicTask, cancel_and_wait
 from ..errors import GatewayError
-from ..events import Event, SecurityEvent
-from ..keys.rotation import KeyRotationService
-from ..runtime import Runtime
-from ..upstream.credentials import VersionedProvider
-from ..upstream.pool import UpstreamPool
-from .replicas import ReplicaReporter
+from ..events import Event, EventBus, SecurityEvent
+from .keys import KeyRotationService
 from .runner import RotationBusy
-from .service import RotationService, key_rotation_service
-from .store import RotationStore
+from .service import RotationService
+from .settings import RotationSettings
 
-__all__ = ["RotationScheduler", "GatewayRotation", "start_gateway_rotation", "TRIGGER_KINDS"]
+__all__ = ["RotationScheduler", "TRIGGER_KINDS"]
 
 log = logging.getLogger("keyguard.rotation")
 
@@ -62,25 +54,31 @@ class RotationScheduler:
         self,
         service: RotationService,
         keys: KeyRotationService | None,
-        runtime: Runtime,
+        settings: RotationSettings,
         *,
+        events: EventBus,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self._service = service
         self._keys = keys
-        self._events = runtime.events
-        self._settings = runtime.settings.rotation
+        self._events = events
+        self._settings = settings
         self._clock = clock
         self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._pending: set[str] = set()
         self._alerted: set[tuple[str, datetime]] = set()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._worker_task: asyncio.Task[None] | None = None
+        self._ticker = PeriodicTask(
+            "rotation check", self.check, interval=settings.check_interval.total_seconds()
+        )
         self.completed: list[tuple[str, str, str]] = []  # (upstream, trigger, final state)
 
     async def start(self) -> None:
         if self._settings.on_security_event:
             self._events.subscribe(self._on_event)
-        self._tasks = [asyncio.create_task(self._worker()), asyncio.create_task(self._ticker())]
+        self._worker_task = asyncio.create_task(self._worker(), name="keyguard: rotations")
+        self._ticker.start()
+        self._ticker.wake()  # the first check at once
 
     def request(self, upstream: str, trigger: str) -> None:
         """Queue a rotation of ``upstream`` (coalesced with one already queued)."""
@@ -98,14 +96,6 @@ class RotationScheduler:
         fingerprint = event.evidence.get("fingerprint")
         if isinstance(fingerprint, str) and len(fingerprint) == 64:
             self.request(f"fingerprint:{fingerprint}", f"event:{event.kind}")
-
-    async def _ticker(self) -> None:
-        while True:
-            try:
-                await self.check()
-            except GatewayError as exc:
-                log.warning("rotation check failed: %s", exc)
-            await asyncio.sleep(self._settings.check_interval.total_seconds())
 
     async def check(self) -> None:
         """One scheduler pass (see the module docstring)."""
@@ -172,55 +162,6 @@ class RotationScheduler:
             self.completed.append((upstream, trigger, "failed"))
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
-
-
-@dataclass
-class GatewayRotation:
-    """Everything rotation runs inside one gateway process."""
-
-    service: RotationService
-    keys: KeyRotationService
-    reporter: ReplicaReporter
-    scheduler: RotationScheduler | None
-
-    async def close(self) -> None:
-        if self.scheduler is not None:
-            await self.scheduler.close()
-        await self.reporter.close()
-        await self.service.close()
-
-
-def replica_id() -> str:
-    return f"{socket.gethostname()[:32]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-
-async def start_gateway_rotation(runtime: Runtime, pool: UpstreamPool) -> GatewayRotation:
-    """Start the reporter and (unless ``rotation.enabled`` is false) the scheduler."""
-    settings = runtime.settings
-    versioned = {
-        up.name: up.provider for up in pool.upstreams if isinstance(up.provider, VersionedProvider)
-    }
-    service = RotationService(runtime, local_providers={k: [v] for k, v in versioned.items()})
-    keys = await key_rotation_service(runtime, accept_delay_s=settings.proxy.key_cache_ttl_s)
-    reporter = ReplicaReporter(
-        RotationStore.for_store(runtime.store),
-        replica_id(),
-        versioned,
-        interval_s=settings.rotation.credential_refresh_s,
-    )
-    rotation = GatewayRotation(service, keys, reporter, None)
-    try:
-        await reporter.start()
-        if settings.rotation.enabled:
-            rotation.scheduler = RotationScheduler(service, keys, runtime)
-            await rotation.scheduler.start()
-    except BaseException:
-        await rotation.close()
-        raise
-    return rotation
+        await self._ticker.close()
+        await cancel_and_wait(self._worker_task)
+        self._worker_task = None

@@ -2,7 +2,7 @@
 
 ::
 
-    service = RotationService(runtime)
+    service = rotation_service(runtime)                   # keyguard.wiring.rotation
     try:
         rotation = await service.rotate_upstream("east")      # manual, or trigger="schedule"
         print(rotation.state)                                 # "done" or "aborted"
@@ -22,64 +22,34 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from ..errors import ConfigurationError, NotFound
-from ..keys.rotation import ROTATION_KEY, KeyRotationService
-from ..runtime import Runtime
+from ..events import EventBus
 from ..upstream.credentials import VersionedProvider
 from ..upstream.settings import ManagementSettings, UpstreamSettings
+from ..vault.vault import Vault
 from .azure import ArmKeyManager, KeyManager
 from .machine import Rotation, rotation_due
 from .runner import FaultHook, RotationRunner, UpstreamTarget
+from .settings import RotationSettings
 from .sinks import KeySink, KeyVaultSink, LocalVaultSink
 from .store import RotationStore
 from .verify import DataPlaneVerifier, Verifier
 
-__all__ = ["RotationService", "key_rotation_service", "rotate_upstream_for_secret"]
+__all__ = ["RotationService"]
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-async def key_rotation_service(runtime: Runtime, *, accept_delay_s: float) -> KeyRotationService:
-    """Keyguard key rotation over ``runtime`` (creates the rotation key on first use)."""
-    return KeyRotationService(
-        runtime.keys,
-        runtime.store,
-        RotationStore.for_store(runtime.store),
-        await runtime.vault.get_or_create_random(ROTATION_KEY),
-        max_age=runtime.settings.rotation.key_max_age,
-        events=runtime.events,
-        accept_delay_s=accept_delay_s,
-    )
-
-
-async def rotate_upstream_for_secret(
-    runtime: Runtime, secret_name: str, *, reason: str, now: datetime | None = None
-) -> list[Rotation]:
-    """Rotate every upstream whose key is the local vault secret ``secret_name`` (a leak found
-    by the scanner); :class:`ConfigurationError` when none can be rotated."""
-    names = [
-        c.name
-        for c in runtime.settings.upstreams
-        if c.credential.vault == secret_name and c.management is not None
-    ]
-    if not names:
-        raise ConfigurationError(
-            f"no upstream with 'management' settings uses the vault secret {secret_name}; "
-            "rotate the key in Azure and store the new one with 'keyguard vault put'"
-        )
-    service = RotationService(runtime)
-    try:
-        return [await service.rotate_upstream(n, trigger=f"event:{reason}") for n in names]
-    finally:
-        await service.close()
-
-
 class RotationService:
     def __init__(
         self,
-        runtime: Runtime,
+        upstreams: Sequence[UpstreamSettings],
+        settings: RotationSettings,
         *,
+        store: RotationStore,
+        vault: Vault,
+        events: EventBus,
         verifier: Verifier | None = None,
         local_providers: Mapping[str, Sequence[VersionedProvider]] | None = None,
         key_managers: Callable[[ManagementSettings], KeyManager] = ArmKeyManager,
@@ -87,9 +57,9 @@ class RotationService:
         fault: FaultHook | None = None,
         owner: str | None = None,
     ) -> None:
-        self._runtime = runtime
-        self._settings = runtime.settings
-        self.store = RotationStore.for_store(runtime.store)
+        self._upstreams = tuple(upstreams)
+        self._vault = vault
+        self.store = store
         self._own_verifier = verifier is None
         self._verifier = verifier or DataPlaneVerifier()
         self._key_managers = key_managers
@@ -97,9 +67,9 @@ class RotationService:
         self._clock = clock
         self.runner = RotationRunner(
             self.store,
-            runtime.vault.fingerprint,
-            self._settings.rotation,
-            events=runtime.events,
+            vault.fingerprint,
+            settings,
+            events=events,
             verifier=self._verifier,
             owner=owner,
             clock=clock,
@@ -108,17 +78,17 @@ class RotationService:
         )
 
     def upstream(self, name: str) -> UpstreamSettings:
-        for cfg in self._settings.upstreams:
+        for cfg in self._upstreams:
             if cfg.name == name:
                 return cfg
-        known = ", ".join(c.name for c in self._settings.upstreams) or "none"
+        known = ", ".join(c.name for c in self._upstreams) or "none"
         raise NotFound(f"no upstream named {name!r} (configured: {known})", reason="no_upstream")
 
     def rotatable(self) -> list[str]:
         """Upstreams with ``management`` settings and a key Keyguard can replace."""
         return [
             c.name
-            for c in self._settings.upstreams
+            for c in self._upstreams
             if c.management is not None and c.credential.kind != "env"
         ]
 
@@ -135,7 +105,7 @@ class RotationService:
         ref = cfg.credential
         sink: KeySink | None
         if ref.vault is not None:
-            sink = LocalVaultSink(self._runtime.vault, ref.vault)
+            sink = LocalVaultSink(self._vault, ref.vault)
         elif ref.key_vault is not None:
             sink = KeyVaultSink(ref.key_vault)
         elif ref.managed_identity is not None:
@@ -192,7 +162,7 @@ class RotationService:
             sink = self.target(name).sink
             stored = None if sink is None else await sink.latest()
             if stored is not None and hmac.compare_digest(
-                self._runtime.vault.fingerprint(stored.value), fingerprint
+                self._vault.fingerprint(stored.value), fingerprint
             ):
                 return name
         return None

@@ -23,9 +23,9 @@ from keyguard.config import load_settings
 from keyguard.errors import ConfigurationError, GatewayError
 from keyguard.events import SecurityEvent
 from keyguard.keys.service import key_state
-from keyguard.runtime import Runtime, runtime
 from keyguard.scan.respond import ManagedSecretRef, ResponseAction, SecretLeakDetected
 from keyguard.vault.vault import FINGERPRINT_KEY
+from keyguard.wiring.runtime import Runtime, runtime
 
 __all__ = ["apply_responses", "gateway_fingerprint_key", "managed_fingerprints"]
 
@@ -93,11 +93,11 @@ async def _apply(rt: Runtime, action: ResponseAction) -> None:
     if action.action == "revoke_keyguard_key":
         await rt.keys.revoke(action.ref, now=now)
     elif action.action == "rotate_keyguard_key":
-        from keyguard.keys.rotation import rotate_leaked_key
+        from keyguard.wiring.rotation import rotate_leaked_key
 
         await rotate_leaked_key(rt, action.ref, now=now)
     elif action.action == "rotate_upstream":
-        from keyguard.rotation.service import rotate_upstream_for_secret
+        from keyguard.wiring.rotation import rotate_upstream_for_secret
 
         try:
             await rotate_upstream_for_secret(rt, action.ref, reason="leaked_key", now=now)

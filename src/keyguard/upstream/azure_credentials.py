@@ -19,13 +19,13 @@ store.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..core.tasks import PeriodicTask
 from ..errors import ConfigurationError
 from .credentials import RefreshingKeyProvider
 from .settings import AzureIdentityRef, KeyVaultRef, ManagedIdentityRef
@@ -118,7 +118,8 @@ class ManagedIdentityProvider:
         self._headers: dict[str, str] = {}
         self._expires_on: float | None = None
         self._refresh_on: float | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._failures = 0
+        self._task: PeriodicTask | None = None
         self.refreshes = 0  # tokens obtained so far (for metrics and tests)
 
     @classmethod
@@ -143,7 +144,10 @@ class ManagedIdentityProvider:
                 f"upstream credential {self._label}: cannot get an Entra token for "
                 f"{self._scope}: {_describe(exc)}"
             ) from None
-        self._task = asyncio.create_task(self._refresh_loop())
+        self._task = PeriodicTask(
+            f"token refresh {self._label}", self._refresh, interval=self._delay
+        )
+        self._task.start()
 
     async def _fetch(self) -> None:
         async with self._factory() as credential:
@@ -153,34 +157,30 @@ class ManagedIdentityProvider:
         self._refresh_on = None if info.refresh_on is None else float(info.refresh_on)
         self.refreshes += 1
 
-    async def _refresh_loop(self) -> None:
-        failures = 0
-        while True:
-            now = self._clock()
-            if failures:
-                delay = retry_delay(failures, now, self._expires_on)
-            else:
-                assert self._expires_on is not None
-                delay = refresh_delay(now, self._expires_on, self._refresh_on)
-            await asyncio.sleep(delay)
-            try:
-                await self._fetch()
-                failures = 0
-            except Exception as exc:
-                failures += 1
-                expired = self._expires_on is not None and self._expires_on <= self._clock()
-                (log.error if expired else log.warning)(
-                    "upstream credential %s: token refresh failed (%s)%s",
-                    self._label,
-                    _describe(exc),
-                    "; the token in service has EXPIRED" if expired else "; current token kept",
-                )
+    def _delay(self) -> float:
+        now = self._clock()
+        if self._failures:
+            return retry_delay(self._failures, now, self._expires_on)
+        assert self._expires_on is not None
+        return refresh_delay(now, self._expires_on, self._refresh_on)
+
+    async def _refresh(self) -> None:
+        try:
+            await self._fetch()
+            self._failures = 0
+        except Exception as exc:
+            self._failures += 1
+            expired = self._expires_on is not None and self._expires_on <= self._clock()
+            (log.error if expired else log.warning)(
+                "upstream credential %s: token refresh failed (%s)%s",
+                self._label,
+                _describe(exc),
+                "; the token in service has EXPIRED" if expired else "; current token kept",
+            )
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task.close()
             self._task = None
 
 

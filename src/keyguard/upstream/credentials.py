@@ -26,12 +26,12 @@ The key or token never appears in a log line, an error or a repr.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Protocol, runtime_checkable
 
+from ..core.tasks import PeriodicTask
 from ..errors import ConfigurationError, GatewayError
 from ..vault.vault import Vault
 from .settings import CredentialRef
@@ -85,7 +85,7 @@ class RefreshingKeyProvider:
         self._headers: dict[str, str] = {}
         self._version: str | None = None
         self._switched_at: float | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._task: PeriodicTask | None = None
         self._lock = asyncio.Lock()
         self._listeners: list[Callable[[], None]] = []
 
@@ -112,7 +112,10 @@ class RefreshingKeyProvider:
 
     async def start(self) -> None:
         await self.refresh()
-        self._task = asyncio.create_task(self._refresh_loop())
+        self._task = PeriodicTask(
+            f"upstream key {self.label}", self._refresh, interval=self._refresh_s
+        )
+        self._task.start()
 
     async def refresh(self) -> None:
         """Re-read now; serve the new value from the next request on."""
@@ -130,21 +133,17 @@ class RefreshingKeyProvider:
             except Exception:
                 log.exception("credential change listener failed")
 
-    async def _refresh_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._refresh_s)
-            try:
-                await self.refresh()
-            except GatewayError as exc:
-                log.warning("could not refresh upstream key %s: %s", self.label, exc)
-            except Exception as exc:  # an SDK error: keep the last good key, say what failed
-                log.warning("could not refresh upstream key %s: %s", self.label, type(exc).__name__)
+    async def _refresh(self) -> None:
+        try:
+            await self.refresh()
+        except GatewayError as exc:
+            log.warning("could not refresh upstream key %s: %s", self.label, exc)
+        except Exception as exc:  # an SDK error: keep the last good key, say what failed
+            log.warning("could not refresh upstream key %s: %s", self.label, type(exc).__name__)
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task.close()
             self._task = None
 
 

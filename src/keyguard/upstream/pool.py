@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ..config import Settings
 from ..vault.vault import Vault
 from .breaker import Breakers
 from .credentials import CredentialProvider, provider_for
+from .settings import UpstreamSettings
 
 __all__ = ["Upstream", "Target", "UpstreamPool"]
 
@@ -73,11 +73,17 @@ class UpstreamPool:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, vault: Vault, environ: Mapping[str, str]
+        cls,
+        settings: Sequence[UpstreamSettings],
+        *,
+        vault: Vault,
+        environ: Mapping[str, str],
+        refresh_s: float,
     ) -> UpstreamPool:
+        """The configured upstreams; keys in a vault are re-read every ``refresh_s``."""
         upstreams: list[Upstream] = []
         targets: dict[str, list[Target]] = {}
-        for cfg in settings.upstreams:
+        for cfg in settings:
             up = Upstream(
                 cfg.name,
                 cfg.endpoint,
@@ -85,7 +91,7 @@ class UpstreamPool:
                     cfg.credential,
                     vault=vault,
                     environ=environ,
-                    refresh_s=settings.rotation.credential_refresh_s,
+                    refresh_s=refresh_s,
                 ),
             )
             upstreams.append(up)

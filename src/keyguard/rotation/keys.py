@@ -35,17 +35,13 @@ import secrets
 import zlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from ..errors import BadRequest, StorageError
 from ..events import AdminAction, EventBus
-from ..rotation.store import KeyRotationRecord, RotationStore
+from ..keys.format import ALPHABET, CHECKSUM_LENGTH, PREFIX, SECRET_LENGTH, parse_key
+from ..keys.service import KeyService, key_state
 from ..store.base import KeyRecord, KeyStore
-from .format import ALPHABET, CHECKSUM_LENGTH, PREFIX, SECRET_LENGTH, parse_key
-from .service import KeyService, key_state
-
-if TYPE_CHECKING:
-    from ..runtime import Runtime
+from .store import KeyRotationRecord, RotationStore
 
 __all__ = [
     "KeyRotationService",
@@ -55,7 +51,6 @@ __all__ = [
     "derive_key",
     "effective_expiry",
     "rotated_expiry",
-    "rotate_leaked_key",
 ]
 
 ROTATION_KEY = "keyguard/key-rotation-key"
@@ -291,13 +286,3 @@ class KeyRotationService:
             if await self._store.replace_key(updated, expected_updated_at=record.updated_at):
                 changed.append(updated)
         return changed
-
-
-async def rotate_leaked_key(rt: Runtime, key_id: str, *, now: datetime) -> RotationResult:
-    """A leaked key's secret replaced with no grace period: the leaked value stops working on
-    every replica within ``key_cache_ttl_s``, the key id (and its limits) carries on. The new
-    secret is returned once; whoever called must hand it to the app's owner."""
-    from ..rotation.service import key_rotation_service
-
-    service = await key_rotation_service(rt, accept_delay_s=rt.settings.proxy.key_cache_ttl_s)
-    return await service.rotate(key_id, now=now, grace=timedelta(0), actor="system:leaked_key")

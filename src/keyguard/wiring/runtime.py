@@ -19,12 +19,14 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from .config import Settings
-from .events import EventBus
-from .keys.service import KeyService
-from .store import Store, open_store
-from .vault.master import load_master_key
-from .vault.vault import PEPPER, Vault
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..config import Settings
+from ..events import EventBus
+from ..keys.service import KeyService
+from ..store import Store, open_store
+from ..vault.master import load_master_key
+from ..vault.vault import PEPPER, Vault
 
 __all__ = ["Runtime", "open_runtime", "runtime"]
 
@@ -38,6 +40,18 @@ class Runtime:
     vault: Vault
     keys: KeyService
     events: EventBus = field(default_factory=EventBus)
+
+    @property
+    def engine(self) -> AsyncEngine | None:
+        """The store's SQL engine (every store backend today is SQL), for the parts that keep
+        tables of their own (audit, policy, rotation, monitor)."""
+        engine = getattr(self.store, "engine", None)
+        return engine if isinstance(engine, AsyncEngine) else None
+
+    @property
+    def audit_engine(self) -> AsyncEngine | None:
+        """The engine audit records go to; ``None`` when the audit is off."""
+        return self.engine if self.settings.monitor.audit.enabled else None
 
     async def close(self) -> None:
         await self.store.close()

@@ -2,12 +2,14 @@
 
 The gateway calls :func:`start_monitor` once and wires what it returns with a few lines::
 
-    monitoring = await start_monitor(runtime, settings, invalidate=authenticator.invalidate)
+    monitoring = await start_monitor(stack, runtime, invalidate=authenticator.invalidate)
     ProxyHandler(..., recorder=Recorders([access_log, monitoring.recorder]),
                  authorizer=monitoring.guard(policy_authorizer), ...)
     monitoring.add_routes(admin_app)
-    ...
-    await monitoring.close()  # after the proxy stopped accepting requests, before the store
+
+``stack`` (the gateway's exit stack) stops it after the proxy stopped accepting requests and
+before the store closes: pending requests handled, the audit written to its last record,
+alerts sent, every task stopped.
 
 The signing key and webhook URLs are read from the vault here, once.
 """
@@ -18,7 +20,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
@@ -29,17 +32,18 @@ from ..audit.store import AuditStore
 from ..audit.writer import AuditWriter
 from ..config import Settings
 from ..core.hooks import AllowAuthenticated, Authorizer
+from ..core.tasks import cancel_and_wait
 from ..detect.engine import Detector
 from ..errors import GatewayError
 from ..metrics.registry import GatewayMetrics
+from ..monitor.pipeline import Monitor
+from ..monitor.routes import RequireAdmin, add_monitor_routes
+from ..monitor.store import MonitorStore
 from ..respond.alerts import AlertSender, Webhook
 from ..respond.blocks import BlockGuard, BlockList
 from ..respond.incidents import IncidentBook
 from ..respond.responder import Responder
-from ..runtime import Runtime
-from .pipeline import Monitor
-from .routes import RequireAdmin, add_monitor_routes
-from .store import MonitorStore
+from .runtime import Runtime
 
 __all__ = ["Monitoring", "start_monitor"]
 
@@ -54,8 +58,6 @@ class Monitoring:
     store: MonitorStore | None
     settings: Settings
     alerts: AlertSender | None = None
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    session: aiohttp.ClientSession | None = None
 
     @property
     def keep_bodies(self) -> bool:
@@ -75,24 +77,6 @@ class Monitoring:
     def add_routes(self, app: web.Application, require_admin: RequireAdmin | None = None) -> None:
         add_monitor_routes(app, metrics=self.metrics, store=self.store, require_admin=require_admin)
 
-    async def close(self) -> None:
-        """Handle what is pending, write the audit to the last record, stop every task."""
-        monitor = self.recorder
-        await monitor.close()
-        if monitor.audit is not None:
-            await monitor.audit.close()
-        if self.alerts is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.alerts.drain(), 10)
-            await self.alerts.close()
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self.session is not None:
-            await self.session.close()
-
 
 async def _webhooks(runtime: Runtime) -> list[Webhook]:
     hooks = []
@@ -103,13 +87,14 @@ async def _webhooks(runtime: Runtime) -> list[Webhook]:
 
 
 async def start_monitor(
+    stack: AsyncExitStack,
     runtime: Runtime,
-    settings: Settings,
     *,
     invalidate: Callable[[str], None] | None = None,
 ) -> Monitoring:
+    settings = runtime.settings
     m = settings.monitor
-    engine = getattr(runtime.store, "engine", None)
+    engine = runtime.engine
     deployments = [d for up in settings.upstreams for d in up.deployments]
     metrics = (
         GatewayMetrics(deployments, max_apps=m.metrics.max_apps) if m.metrics.enabled else None
@@ -133,8 +118,15 @@ async def start_monitor(
             log.warning("monitor: baselines not loaded (%s); learning again", exc)
     blocks = BlockList()
     hooks = await _webhooks(runtime)
-    session = aiohttp.ClientSession() if hooks else None
-    alerts = AlertSender(hooks, session, metrics=metrics) if session is not None else None
+    alerts = None
+    if hooks:
+        session = aiohttp.ClientSession()
+        stack.push_async_callback(session.close)
+        alerts = AlertSender(hooks, session, metrics=metrics)
+        alerts_task = asyncio.create_task(alerts.run(), name="keyguard: alerts")
+        stack.push_async_callback(cancel_and_wait, alerts_task)
+        stack.push_async_callback(alerts.close)
+        stack.push_async_callback(_drain_alerts, alerts)
     responder = Responder(
         m.respond,
         IncidentBook(m.detect.cooldown_s),
@@ -159,22 +151,34 @@ async def start_monitor(
         persist_s=m.detect.persist_interval_s,
     )
     runtime.events.subscribe(monitor.on_event)
-    monitoring = Monitoring(monitor, blocks, metrics, store, settings, alerts, session=session)
-    if metrics is not None:
-        metrics.gauge("keyguard_monitor_pending", "Requests waiting for the monitor.",
-                      lambda: float(monitor.pending))  # fmt: skip
-        metrics.gauge("keyguard_blocks_active", "Subjects currently throttled.",
-                      lambda: float(len(blocks)))  # fmt: skip
-        if audit is not None:
-            metrics.gauge("keyguard_audit_queued", "Audit records not yet written.",
-                          lambda: float(audit.queued))  # fmt: skip
-            metrics.gauge("keyguard_audit_written", "Audit records written by this process.",
-                          lambda: float(audit.written))  # fmt: skip
-            metrics.gauge("keyguard_audit_dropped", "Audit records dropped (queue full).",
-                          lambda: float(audit.dropped + monitor.dropped))  # fmt: skip
-    monitoring.tasks.append(asyncio.create_task(monitor.run(), name="keyguard-monitor"))
     if audit is not None:
-        monitoring.tasks.append(asyncio.create_task(audit.run(), name="keyguard-audit"))
-    if alerts is not None:
-        monitoring.tasks.append(asyncio.create_task(alerts.run(), name="keyguard-alerts"))
-    return monitoring
+        audit_task = asyncio.create_task(audit.run(), name="keyguard: audit")
+        stack.push_async_callback(cancel_and_wait, audit_task)
+        stack.push_async_callback(audit.close)  # writes to the last record
+    monitor_task = asyncio.create_task(monitor.run(), name="keyguard: monitor")
+    stack.push_async_callback(cancel_and_wait, monitor_task)
+    stack.push_async_callback(monitor.close)  # handles what is pending
+    if metrics is not None:
+        _gauges(metrics, monitor, blocks, audit)
+    return Monitoring(monitor, blocks, metrics, store, settings, alerts)
+
+
+async def _drain_alerts(alerts: AlertSender) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(alerts.drain(), 10)
+
+
+def _gauges(
+    metrics: GatewayMetrics, monitor: Monitor, blocks: BlockList, audit: AuditWriter | None
+) -> None:
+    metrics.gauge("keyguard_monitor_pending", "Requests waiting for the monitor.",
+                  lambda: float(monitor.pending))  # fmt: skip
+    metrics.gauge("keyguard_blocks_active", "Subjects currently throttled.",
+                  lambda: float(len(blocks)))  # fmt: skip
+    if audit is not None:
+        metrics.gauge("keyguard_audit_queued", "Audit records not yet written.",
+                      lambda: float(audit.queued))  # fmt: skip
+        metrics.gauge("keyguard_audit_written", "Audit records written by this process.",
+                      lambda: float(audit.written))  # fmt: skip
+        metrics.gauge("keyguard_audit_dropped", "Audit records dropped (queue full).",
+                      lambda: float(audit.dropped + monitor.dropped))  # fmt: skip

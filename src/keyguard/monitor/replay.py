@@ -20,10 +20,10 @@ from typing import Any
 import orjson
 
 from ..core.observation import Observation
+from ..detect.engine import Detector
+from ..detect.settings import RULES, DetectSettings
 from ..errors import ConfigurationError
 from ..respond.incidents import Incident, IncidentBook
-from .engine import Detector
-from .settings import RULES, DetectSettings
 
 __all__ = [
     "read_observations",

@@ -1,0 +1,193 @@
+"""Wiring of access control from the settings: identity, policy and the admin API.
+
+``await start_access(stack, runtime, keys)`` builds, from ``settings.access``:
+
+* the proxy's authenticator (Keyguard keys; Entra tokens when ``access.entra`` is set, with a
+  JWKS cache fetched over HTTPS; refusal of raw Azure keys, matched against the fingerprints of
+  the vault's upstream keys), the client-address function (trusted proxies) and, when a policy
+  is configured, the policy authorizer and its background reload;
+* the admin API (tokens, Entra admin groups, the service functions, the OpenAPI description).
+
+What it starts, ``stack`` (the gateway's exit stack) stops, in reverse order. The CLI uses
+:func:`open_admin_service` for the same service functions without the proxy parts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from ..admin.api import AdminApi
+from ..admin.app import create_admin_app
+from ..admin.auth import AdminAuthenticator
+from ..admin.service import AdminService
+from ..admin.tokens import ADMIN_PEPPER, AdminTokenService, AdminTokenStore
+from ..core.netaddr import ClientAddress
+from ..errors import ConfigurationError
+from ..identity.authenticator import Authenticator
+from ..identity.entra import EntraAuthenticator
+from ..identity.jwks import JwksCache, ssl_context
+from ..identity.keys import KeyAuthenticator
+from ..identity.managed_keys import ManagedKeyIndex
+from ..identity.tokens import TokenValidator
+from ..policy.authorizer import PolicyAuthorizer
+from ..policy.source import PolicySource
+from ..policy.store import PolicyStore
+from .rotation import key_rotation_service
+from .runtime import Runtime
+
+__all__ = ["Access", "admin_service", "open_admin_service", "start_access"]
+
+log = logging.getLogger("keyguard.identity")
+
+
+@dataclass
+class Access:
+    identity: Authenticator
+    client_address: ClientAddress
+    authorizer: PolicyAuthorizer | None
+    policy: PolicySource | None
+    api: AdminApi
+    allowed_hosts: tuple[str, ...]
+    managed_keys: ManagedKeyIndex | None = None
+
+    def admin_app(self, runtime: Runtime) -> web.Application:
+        return create_admin_app(runtime.store, api=self.api, allowed_hosts=self.allowed_hosts)
+
+    async def require_viewer(self, request: web.Request) -> None:
+        """For admin routes added by other parts (``/admin/alerts``)."""
+        await self.api.auth.require(request, "viewer")
+
+
+async def _admin_tokens(runtime: Runtime) -> AdminTokenService:
+    engine = runtime.engine
+    if engine is None:  # pragma: no cover - every store backend is SQL today
+        raise ConfigurationError("the admin API needs a SQL store")
+    pepper = await runtime.vault.get_or_create_random(ADMIN_PEPPER)
+    return AdminTokenService(AdminTokenStore(engine), pepper)
+
+
+async def _policy_source(runtime: Runtime) -> PolicySource | None:
+    settings = runtime.settings.access.policy
+    if not settings.configured:
+        return None
+    engine = runtime.engine
+    source = PolicySource(settings, PolicyStore(engine) if engine is not None else None)
+    await source.load()
+    return source
+
+
+def _deployments(runtime: Runtime) -> list[str]:
+    return [name for up in runtime.settings.upstreams for name in up.deployments]
+
+
+async def admin_service(
+    runtime: Runtime,
+    *,
+    policy: PolicySource | None,
+    tokens: AdminTokenService,
+    on_key_change: Callable[[str], None] | None = None,
+) -> AdminService:
+    return AdminService(
+        keys=runtime.keys,
+        tokens=tokens,
+        events=runtime.events,
+        policy=policy,
+        deployments=_deployments(runtime),
+        key_rotation=await key_rotation_service(
+            runtime, accept_delay_s=runtime.settings.proxy.key_cache_ttl_s
+        ),
+        key_grace=runtime.settings.rotation.key_grace,
+        on_key_change=on_key_change,
+    )
+
+
+async def open_admin_service(runtime: Runtime) -> AdminService:
+    """The admin service functions for the CLI (policy loaded once, no background tasks)."""
+    return await admin_service(
+        runtime, policy=await _policy_source(runtime), tokens=await _admin_tokens(runtime)
+    )
+
+
+def _authorizer(policy: PolicySource | None) -> PolicyAuthorizer | None:
+    if policy is None:
+        return None
+    return PolicyAuthorizer(lambda: policy.current)
+
+
+async def start_access(stack: AsyncExitStack, runtime: Runtime, keys: KeyAuthenticator) -> Access:
+    """Start what ``settings.access`` asks for; ``stack`` stops it."""
+    settings = runtime.settings.access
+    policy = await _policy_source(runtime)
+    if policy is None:
+        log.warning(
+            "access: no policy configured (access.policy); every valid Keyguard key may "
+            "use every configured deployment"
+        )
+    else:
+        policy.start()
+        stack.push_async_callback(policy.close)
+    entra = settings.entra
+    tokens: EntraAuthenticator | None = None
+    admin_validator: TokenValidator | None = None
+    if entra is not None:
+        jwks = JwksCache(
+            entra.jwks_uri,
+            algorithms=entra.algorithms,
+            ssl=ssl_context(entra.ca_file),
+            timeout=entra.jwks_timeout_s,
+            min_refresh_interval=entra.jwks_refresh_min_interval_s,
+            max_age=entra.jwks_max_age_s,
+        )
+        stack.push_async_callback(jwks.close)
+        await jwks.start()
+        assert policy is not None  # the settings require a policy with Entra
+        source = policy
+        tokens = EntraAuthenticator(
+            TokenValidator(entra, jwks.get),
+            directory=lambda: source.current.directory,
+            generation=lambda: source.generation,
+            skew=entra.clock_skew_s,
+            max_entries=entra.verified_cache_size,
+        )
+        if settings.admin.uses_entra:
+            audiences = settings.admin.entra_audiences or entra.audiences
+            admin_validator = TokenValidator(
+                entra.model_copy(update={"audiences": audiences}), jwks.get
+            )
+    managed_keys = None
+    if runtime.engine is not None:
+        managed_keys = ManagedKeyIndex(runtime.engine, runtime.vault.fingerprint)
+        await managed_keys.start()
+        stack.push_async_callback(managed_keys.close)
+    identity = Authenticator(
+        keys,
+        events=runtime.events,
+        entra=tokens,
+        managed_keys=managed_keys,
+        allowed_hosts=settings.allowed_hosts,
+    )
+    admin_tokens = await _admin_tokens(runtime)
+    service = await admin_service(
+        runtime, policy=policy, tokens=admin_tokens, on_key_change=keys.invalidate
+    )
+    auth = AdminAuthenticator(
+        admin_tokens,
+        events=runtime.events,
+        entra=admin_validator,
+        groups=settings.admin.entra_groups,
+        app_roles=settings.admin.entra_app_roles,
+    )
+    return Access(
+        identity=identity,
+        client_address=ClientAddress(settings.trusted_proxies),
+        authorizer=_authorizer(policy),
+        policy=policy,
+        api=AdminApi(service, auth),
+        allowed_hosts=tuple(settings.allowed_hosts),
+        managed_keys=managed_keys,
+    )
