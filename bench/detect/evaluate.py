@@ -26,7 +26,8 @@ from attacks import scenarios  # noqa: E402
 from traffic import benign  # noqa: E402
 
 from keyguard.detect.settings import DetectSettings  # noqa: E402
-from keyguard.monitor.replay import evaluate, format_report, replay
+from keyguard.monitor.replay import format_report, replay
+from keyguard.monitor.replay import score as score_replay
 
 DECOYS = ("DECOYCIKEY01", "DECOYWIKI001")
 FIRST_REQUEST_RULES = ("key_probe", "decoy", "raw_azure_key")
@@ -59,7 +60,7 @@ def main() -> int:
     settings = DetectSettings(decoy_key_ids=DECOYS)
     result = replay(items, settings, keep_labels=True)  # type: ignore[arg-type]
     replayed = time.perf_counter()
-    ev = evaluate(result)
+    ev = score_replay(result)
     print(
         f"# Detection scenario report (seed {args.seed}, {args.weeks:g} weeks, "
         f"scale {args.scale:g})\n"

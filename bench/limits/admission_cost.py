@@ -85,9 +85,9 @@ async def main() -> None:
             "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": USER}],
             "max_tokens": 64,
         }
-        await admission.admit(ctx)
+        held = await admission.admit(ctx)
         ctx.usage, ctx.upstream_status = Usage(231, 24), 200
-        await admission.settle(ctx)
+        await admission.settle(ctx, held)
 
     async def worker(start: int) -> None:
         for i in range(start, args.requests, args.concurrency):

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from keyguard.audit.chain import Record, canonical, chain, link, verify
 from keyguard.audit.export import verify_lines
-from keyguard.audit.redact import redact, redact_short
+from keyguard.audit.redact import redact_short, redact_text
 from keyguard.audit.signing import Signer, load_public_keys, signature_checker
 from keyguard.keys.format import generate_key
 
@@ -113,8 +113,8 @@ def test_link_covers_position_time_kind_and_predecessor() -> None:
 
 def test_redaction_of_client_text() -> None:
     key = generate_key().full
-    assert key not in redact(f"prompt with {key} inside")
-    assert "[REDACTED:keyguard_key]" in redact(f"x {key} y")
+    assert key not in redact_text(f"prompt with {key} inside")
+    assert "[REDACTED:keyguard_key]" in redact_text(f"x {key} y")
     ua = f"evil-agent {key}"
     assert key not in redact_short(ua) and redact_short("openai-python/1.0") == "openai-python/1.0"
     assert "0123456789abcdef" * 2 not in redact_short("ua " + "0123456789abcdef" * 2)

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from keyguard.audit.chain import Record, Verifier, canonical, chain
+from keyguard.audit.chain import ChainVerifier, Record, canonical, chain
 from keyguard.audit.settings import AuditSettings
 from keyguard.audit.sqlite_append import CHUNK, Busy, SqliteAppender, sqlite_file
 from keyguard.audit.store import AuditStore, iso
@@ -47,7 +47,7 @@ async def _chain_of(store: AuditStore) -> list[Record]:
 
 
 def _verified(records: list[Record]) -> bool:
-    verifier = Verifier([], lambda _cp: True)
+    verifier = ChainVerifier([], lambda _cp: True)
     for record in records:
         verifier.feed(record)
     report = verifier.finish()

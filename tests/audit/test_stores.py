@@ -14,13 +14,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from keyguard.audit.chain import Verifier
+from keyguard.audit.chain import ChainVerifier
 from keyguard.audit.settings import AuditSettings
 from keyguard.audit.signing import Signer, load_public_keys, signature_checker
 from keyguard.audit.sinks import StdoutSink, SyslogSink
 from keyguard.audit.store import AuditStore
 from keyguard.audit.writer import AuditWriter
-from keyguard.detect.rules import Finding
+from keyguard.detect.rules import Detection
 from keyguard.monitor.store import MonitorStore
 from keyguard.respond.incidents import IncidentBook
 from keyguard.store import open_store
@@ -43,7 +43,7 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
 
 async def _verify(store: AuditStore, signer: Signer) -> object:
     check = signature_checker(load_public_keys([signer.public_pem().encode()]))
-    verifier = Verifier(await store.checkpoints(), check)
+    verifier = ChainVerifier(await store.checkpoints(), check)
     async for record in store.records():
         verifier.feed(record)
     return verifier.finish()
@@ -124,7 +124,7 @@ def test_syslog_sink_sends_json_lines() -> None:
 async def test_monitor_store_round_trips(engine: AsyncEngine) -> None:
     store = MonitorStore(engine)
     book = IncidentBook(3600)
-    finding = Finding("velocity", "high", "key:KEYAAAAAAAA1", "fast", NOW, "r1", "KEYAAAAAAAA1",
+    finding = Detection("velocity", "high", "key:KEYAAAAAAAA1", "fast", NOW, "r1", "KEYAAAAAAAA1",
                       "billing", "10.0.0.0/24", {"tokens": 5})  # fmt: skip
     incident, _ = book.take(finding, NOW)
     await store.save_incident(incident)

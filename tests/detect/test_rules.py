@@ -12,7 +12,7 @@ import pytest
 from keyguard.core.observation import Observation, network_of, payload_features
 from keyguard.detect.engine import Detector
 from keyguard.detect.profile import hour_of_week
-from keyguard.detect.rules import Finding
+from keyguard.detect.rules import Detection
 from keyguard.detect.settings import DetectSettings
 
 DAY = 86400.0
@@ -68,11 +68,11 @@ def _learn(settings: DetectSettings | None = None, days: int = 21, **kw: Any) ->
     return d
 
 
-def fire(d: Detector, o: Observation) -> list[Finding]:
+def fire(d: Detector, o: Observation) -> list[Detection]:
     return d.observe(o)
 
 
-def rules(findings: list[Finding]) -> list[str]:
+def rules(findings: list[Detection]) -> list[str]:
     return [f.rule for f in findings]
 
 
@@ -129,7 +129,7 @@ def test_network_is_quiet_while_learning_unless_many_at_once() -> None:
 
 def test_velocity_fires_within_seconds_of_a_surge() -> None:
     d = learnt()
-    found: list[Finding] = []
+    found: list[Detection] = []
     t = NOW
     while not found and t < NOW + 60:
         found = fire(d, obs(t, prompt_tokens=3000, completion_tokens=1000))

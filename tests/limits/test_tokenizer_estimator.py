@@ -169,7 +169,7 @@ async def test_estimate_marks_the_payload_changed_and_large_prompts_use_a_thread
         "/openai/deployments/gpt-4o/chat/completions", chat([{"role": "user", "content": "hi"}])
     )
     est = await estimator.estimate(small, "gpt-4o")
-    assert est.completion_tokens == 64 and small.extra["payload_changed"] is True
+    assert est.completion_tokens == 64 and small.payload_changed is True
     assert est.prompt_tokens == 3 + 1 + 1 + 3
     big_text = "word " * 1000
     big = ctx_for(
@@ -184,6 +184,6 @@ async def test_estimate_marks_the_payload_changed_and_large_prompts_use_a_thread
     assert est == await estimator.finish(pending)
     enc = tokenizer.for_model("gpt-4o")
     assert est.prompt_tokens == 3 + 1 + len(enc.encode(big_text)) + 3
-    assert est.completion_tokens == 5 and "payload_changed" not in big.extra
+    assert est.completion_tokens == 5 and big.payload_changed is False
     images = ctx_for("/openai/deployments/dall-e-3/images/generations", {"prompt": "cat"})
     assert (await estimator.estimate(images, "dall-e-3")).tokens == 0

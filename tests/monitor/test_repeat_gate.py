@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from keyguard.audit.settings import AuditSettings
 from keyguard.core.observation import Observation
-from keyguard.detect.rules import Finding
+from keyguard.detect.rules import Detection
 from keyguard.detect.settings import DetectSettings
 from keyguard.metrics.registry import GatewayMetrics
 from keyguard.monitor.pipeline import FOLD_S, Monitor
@@ -23,11 +23,11 @@ class _Flood:
         self.settings = DetectSettings()
         self.found = 0
 
-    def observe(self, obs: Observation) -> list[Finding]:
+    def observe(self, obs: Observation) -> list[Detection]:
         self.found += 1
         severity = "critical" if (obs.key_id or "").startswith("crit") else "high"
         return [
-            Finding(rule="velocity", severity=severity, subject=f"key:{obs.key_id}",  # type: ignore[arg-type]
+            Detection(rule="velocity", severity=severity, subject=f"key:{obs.key_id}",  # type: ignore[arg-type]
                     summary="flood", at=obs.at, request_id=obs.request_id, key_id=obs.key_id)
         ]  # fmt: skip
 
@@ -37,9 +37,9 @@ class _Book:
 
     def __init__(self) -> None:
         self.book = IncidentBook(cooldown_s=600)
-        self.handed: list[Finding] = []
+        self.handed: list[Detection] = []
 
-    async def handle(self, finding: Finding) -> None:
+    async def handle(self, finding: Detection) -> None:
         self.handed.append(finding)
         self.book.take(finding, finding.at)
 

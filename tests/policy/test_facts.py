@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from keyguard.core.principal import Principal
-from keyguard.core.request import RequestContext
+from keyguard.core.request import PolicyOutcome, RequestContext
 from keyguard.errors import PermissionDenied
 from keyguard.policy.authorizer import PolicyAuthorizer
 from keyguard.policy.compiled import compile_policy
@@ -110,13 +110,13 @@ def test_authorizer_allows_and_notes_the_binding_or_denies_in_azure_terms() -> N
     authorizer = PolicyAuthorizer(lambda: policy)
     ok = ctx({"max_tokens": 10, "messages": [{"content": "hi"}]})
     authorizer.authorize(ok, NOW)
-    assert ok.extra["policy"] == {"binding": "b", "role": "r"}
+    assert ok.policy == PolicyOutcome("b", "r")
     denied = ctx({"max_tokens": 11})
     with pytest.raises(PermissionDenied) as info:
         authorizer.authorize(denied, NOW)
     assert info.value.status == 403 and info.value.code == "MaxTokensAboveRoleLimit"
     assert info.value.reason == "max_tokens_above_role_limit"
-    assert denied.extra["policy"]["binding"] == "b"
+    assert denied.policy is not None and denied.policy.binding == "b"
     assert "role" not in info.value.message.split("'s role")[0]
     elsewhere = ctx({"max_tokens": 1}, remote="192.0.2.1")
     with pytest.raises(PermissionDenied) as info:

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from keyguard.cli.main import cli
 from keyguard.config import load_settings
 from keyguard.core.observation import Observation
-from keyguard.detect.rules import Finding
+from keyguard.detect.rules import Detection
 from keyguard.monitor.routes import add_monitor_routes
 from keyguard.monitor.store import MonitorStore
 from keyguard.respond.incidents import IncidentBook
@@ -101,7 +101,7 @@ async def test_admin_alerts_route_lists_incidents_for_an_admin(tmp_path: Path) -
     async with runtime(load_settings(config), {}) as rt:
         store = MonitorStore(rt.store.engine)  # type: ignore[attr-defined]
         incident, _ = IncidentBook(3600).take(
-            Finding("decoy", "critical", "key:DECOYDECOY01", "decoy used", T), T
+            Detection("decoy", "critical", "key:DECOYDECOY01", "decoy used", T), T
         )
         await store.save_incident(incident)
 

@@ -13,7 +13,7 @@ from aiohttp import web
 from keyguard.core.hooks import AllowAuthenticated
 from keyguard.core.principal import Principal
 from keyguard.core.request import RequestContext
-from keyguard.detect.rules import Finding
+from keyguard.detect.rules import Detection
 from keyguard.errors import AuthenticationFailed, TooManyRequests
 from keyguard.events import Event, EventBus, SecurityEvent
 from keyguard.respond.alerts import AlertSender, Webhook, render
@@ -25,8 +25,10 @@ from keyguard.respond.settings import RespondSettings, WebhookSettings
 NOW = 1_800_000_000.0
 
 
-def finding(rule: str = "velocity", severity: str = "high", at: float = NOW, **kw: Any) -> Finding:
-    return Finding(
+def finding(
+    rule: str = "velocity", severity: str = "high", at: float = NOW, **kw: Any
+) -> Detection:
+    return Detection(
         rule=rule,
         severity=severity,  # type: ignore[arg-type]
         subject=kw.pop("subject", "key:KEYAAAAAAAA1"),

@@ -30,7 +30,7 @@ __all__ = [
     "link",
     "chain",
     "verify",
-    "Verifier",
+    "ChainVerifier",
 ]
 
 GENESIS = "0" * 64
@@ -143,7 +143,7 @@ class VerifyReport:
         return max(0, self.last_seq - self.last_sealed)
 
 
-class Verifier:
+class ChainVerifier:
     """Incremental :func:`verify`: checkpoints first, then records fed in chain order, so a
     log of any length is checked in constant memory."""
 
@@ -215,7 +215,7 @@ def verify(
 ) -> VerifyReport:
     """Walk the chain from seq 1 (or, ``partial``, from the first record given, as in an
     export made with ``--since``); ``check_signature(checkpoint) -> bool``."""
-    verifier = Verifier(checkpoints, check_signature, partial=partial)
+    verifier = ChainVerifier(checkpoints, check_signature, partial=partial)
     for rec in records:
         verifier.feed(rec)
     return verifier.finish()

@@ -14,7 +14,7 @@ from datetime import datetime
 import orjson
 
 from ..errors import ConfigurationError
-from .chain import Checkpoint, Record, Verifier, VerifyReport, canonical
+from .chain import ChainVerifier, Checkpoint, Record, VerifyReport, canonical
 from .store import AuditStore
 
 __all__ = ["verify_store", "verify_lines", "export_lines"]
@@ -23,7 +23,7 @@ CheckSignature = Callable[[Checkpoint], bool]
 
 
 async def verify_store(store: AuditStore, check: CheckSignature) -> VerifyReport:
-    verifier = Verifier(await store.checkpoints(), check)
+    verifier = ChainVerifier(await store.checkpoints(), check)
     async for record in store.records():
         verifier.feed(record)
     return verifier.finish()
@@ -44,7 +44,7 @@ def verify_lines(lines: Iterable[str], check: CheckSignature) -> VerifyReport:
                 records.append(Record.from_json(obj))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
             raise ConfigurationError(f"line {number}: not an audit export record") from None
-    verifier = Verifier(checkpoints, check, partial=bool(records) and records[0].seq != 1)
+    verifier = ChainVerifier(checkpoints, check, partial=bool(records) and records[0].seq != 1)
     for record in records:
         verifier.feed(record)
     return verifier.finish()

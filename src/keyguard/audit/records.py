@@ -16,7 +16,7 @@ import orjson
 from ..core.observation import Observation
 from ..core.times import utc_micro
 from ..events import AdminAction, SecurityEvent
-from .redact import redact, redact_json
+from .redact import redact_json, redact_text
 
 if TYPE_CHECKING:
     from ..core.request import RequestContext
@@ -87,4 +87,4 @@ def content_of(ctx: RequestContext, limit: int) -> dict[str, Any]:
 def _cut(text: str, limit: int) -> str:
     # Redact before cutting (a cut secret is no longer recognised), with a margin wide enough
     # for the longest tokens the detectors know.
-    return redact(text[: limit + 8192])[:limit]
+    return redact_text(text[: limit + 8192])[:limit]

@@ -13,14 +13,14 @@ from typing import Any
 
 from ..scan.detectors import DetectContext, detect
 
-__all__ = ["redact", "redact_short", "redact_json"]
+__all__ = ["redact_text", "redact_short", "redact_json"]
 
 _cache: dict[str, str] = {}
 _HEX = re.compile(r"[0-9a-fA-F]{32,}")
 _ANCHORS = ("JQQJ", "kgk_", "T3BlbkFJ", "~", "AccountKey", "+ASt", "eyJ", "earer", "EARER")
 
 
-def redact(text: str) -> str:
+def redact_text(text: str) -> str:
     """``text`` with every secret the scanner recognises replaced by ``[REDACTED:<kind>]``."""
     hits = detect(text, DetectContext(text))
     if not hits:
@@ -48,11 +48,11 @@ def _maybe_secret(text: str) -> bool:
 
 
 def redact_short(text: str) -> str:
-    """:func:`redact` for short, repetitive text (user agents), cached."""
+    """:func:`redact_text` for short, repetitive text (user agents), cached."""
     cached = _cache.get(text)
     if cached is not None:
         return cached
-    clean = _HEX.sub("[REDACTED:hex]", redact(text)) if _maybe_secret(text) else text
+    clean = _HEX.sub("[REDACTED:hex]", redact_text(text)) if _maybe_secret(text) else text
     if len(_cache) > 4096:
         _cache.clear()
     _cache[text] = clean
@@ -62,7 +62,7 @@ def redact_short(text: str) -> str:
 def redact_json(value: Any) -> Any:
     """Redact every string inside a JSON-like value."""
     if isinstance(value, str):
-        return redact(value)
+        return redact_text(value)
     if isinstance(value, list):
         return [redact_json(v) for v in value]
     if isinstance(value, dict):

@@ -159,17 +159,6 @@ class AuditStore:
                 )
             )
 
-    async def last_checkpoint_seq(self) -> int:
-        async with translate_errors("read audit checkpoints"), self._engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(audit_checkpoints.c.seq)
-                    .order_by(audit_checkpoints.c.seq.desc())
-                    .limit(1)
-                )
-            ).first()
-        return 0 if row is None else int(row[0])
-
     async def records(
         self, *, since: datetime | None = None, after_seq: int = 0
     ) -> AsyncIterator[Record]:

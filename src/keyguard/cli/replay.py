@@ -10,7 +10,7 @@ import click
 
 from ..config import load_settings
 from ..detect.settings import DetectSettings
-from ..monitor.replay import ReplayResult, evaluate, format_report, read_observations, replay
+from ..monitor.replay import ReplayResult, format_report, read_observations, replay, score
 from .support import echo_table, format_time, run_sync
 
 __all__ = ["replay_command"]
@@ -67,4 +67,4 @@ def replay_command(file: str, config_path: str | None, as_json: bool) -> None:
         echo_table(table)
     if any(label not in (None, "benign") for label in result.labels):
         click.echo("")
-        click.echo(format_report(evaluate(result)))
+        click.echo(format_report(score(result)))

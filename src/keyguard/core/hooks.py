@@ -7,8 +7,9 @@ Each is a small protocol the handler calls at a fixed point::
 * :class:`Authorizer` decides whether the principal may make this request (raise
   :class:`~keyguard.errors.PermissionDenied`), from values only.
 * :class:`Admission` reserves capacity before forwarding (raise
-  :class:`~keyguard.errors.TooManyRequests`) and settles the reservation on the real usage
-  afterwards; ``settle`` runs for every admitted request, whatever happened upstream.
+  :class:`~keyguard.errors.TooManyRequests`) and settles the reservation it returned on the
+  real usage afterwards; ``settle`` runs for every admitted request, whatever happened
+  upstream.
 * :class:`Recorder` receives the finished request context; it must not block (queue the work).
 
 The defaults keep the gateway's behaviour without the corresponding capability configured.
@@ -19,11 +20,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from .request import RequestContext
 
 __all__ = ["Authorizer", "Admission", "Recorder", "AllowAuthenticated", "NoLimits", "Recorders"]
+
+H = TypeVar("H")
 
 log = logging.getLogger("keyguard.proxy")
 
@@ -32,10 +35,13 @@ class Authorizer(Protocol):
     def authorize(self, ctx: RequestContext, now: datetime) -> None: ...
 
 
-class Admission(Protocol):
-    async def admit(self, ctx: RequestContext) -> None: ...
+class Admission(Protocol[H]):
+    """``admit`` reserves and returns what it holds (``None``: nothing); the handler hands it
+    back to ``settle`` whatever happened to the request."""
 
-    async def settle(self, ctx: RequestContext) -> None: ...
+    async def admit(self, ctx: RequestContext) -> H | None: ...
+
+    async def settle(self, ctx: RequestContext, held: H | None) -> None: ...
 
 
 class Recorder(Protocol):
@@ -53,7 +59,7 @@ class NoLimits:
     async def admit(self, ctx: RequestContext) -> None:
         return None
 
-    async def settle(self, ctx: RequestContext) -> None:
+    async def settle(self, ctx: RequestContext, held: None) -> None:
         return None
 
 

@@ -218,7 +218,7 @@ def observe_context(
         prompt_tokens=usage.prompt_tokens if usage else 0,
         completion_tokens=usage.completion_tokens if usage else 0,
         cached_tokens=usage.cached_tokens if usage else 0,
-        cost=_number(ctx.extra.get("cost")),
+        cost=ctx.cost,
         latency_ms=round(latency_ms, 3),
         upstream_ms=round(ctx.upstream_ms, 3),
         stream=ctx.streamed,

@@ -13,7 +13,7 @@ from typing import Any
 from .operations import Route
 from .principal import Principal
 
-__all__ = ["RequestContext", "Usage", "client_fingerprint"]
+__all__ = ["PolicyOutcome", "RequestContext", "Usage", "client_fingerprint"]
 
 
 @dataclass(slots=True)
@@ -54,6 +54,17 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
+@dataclass(frozen=True, slots=True)
+class PolicyOutcome:
+    """Which binding and role allowed the request, or which refused it and why (``denied``:
+    the reason; ``detail``: what failed). Kept for operators, never sent to the caller."""
+
+    binding: str | None
+    role: str | None
+    denied: str | None = None
+    detail: str | None = None
+
+
 @dataclass(slots=True)
 class RequestContext:
     request_id: str
@@ -75,14 +86,16 @@ class RequestContext:
     upstream_status: int = 0
     upstream_ms: float = 0.0  # time from sending upstream to the end of the answer
     streamed: bool = False
-    stream_events: int = 0
     streamed_text: list[str] = field(default_factory=list)  # content deltas (streams only)
     usage: Usage | None = None
     client_disconnected: bool = False
     upstream_broke: bool = False
     # Headers hooks set on the answer (e.g. Keyguard's own x-ratelimit-*), over Azure's.
     response_headers: dict[str, str] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)  # per-request state of hooks
+    # What the stages decided:
+    policy: PolicyOutcome | None = None  # authorisation (with a policy configured)
+    payload_changed: bool = False  # a stage edited ``payload``: the body is re-serialised
+    cost: float | None = None  # the request's cost in the limits' currency (when priced)
     response_body: bytes | None = None  # kept only when the audit records content
 
 

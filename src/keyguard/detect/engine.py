@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 
 from ..core.observation import Observation
 from .profile import PresentedState, Profile, SourceState, update_profile
-from .rules import RULE_FUNCTIONS, Finding, View, unusual_hour
+from .rules import RULE_FUNCTIONS, Baselines, Detection, unusual_hour
 from .settings import RULES, DetectSettings
 
 __all__ = ["Detector"]
@@ -60,7 +60,7 @@ class Detector:
             if getattr(settings, name).enabled and settings.enabled
         ]
 
-    def observe(self, obs: Observation) -> list[Finding]:
+    def observe(self, obs: Observation) -> list[Detection]:
         now = obs.at
         s = self.settings
         key = self.keys.get(obs.key_id) if obs.key_id else None
@@ -71,7 +71,7 @@ class Detector:
             if obs.presented_key_id and obs.auth_failed
             else None
         )
-        view = View(key, app, source, presented)
+        view = Baselines(key, app, source, presented)
         findings = []
         for rule in self._rules:
             finding = rule(view, obs, now, s)
@@ -80,7 +80,7 @@ class Detector:
         self._update(view, obs, now)
         return findings
 
-    def _update(self, view: View, obs: Observation, now: float) -> None:
+    def _update(self, view: Baselines, obs: Observation, now: float) -> None:
         s = self.settings
         if obs.auth_failed:
             if obs.network is not None:

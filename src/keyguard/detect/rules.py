@@ -1,6 +1,6 @@
-"""The detection rules: pure functions ``rule(view, obs, now, settings) -> Finding | None``.
+"""The detection rules: pure functions ``rule(view, obs, now, settings) -> Detection | None``.
 
-A rule reads the state *before* the observation is folded in (:class:`View`), never a clock
+A rule reads the state *before* the observation is folded in (:class:`Baselines`), never a clock
 (``now`` is passed in), never I/O. Each rule is switched on and tuned in
 :class:`~keyguard.detect.settings.DetectSettings`; ``docs/monitoring.md`` documents the signal,
 the default threshold and the default response of each.
@@ -21,11 +21,11 @@ from ..events import Severity
 from .profile import PresentedState, Profile, SourceState, velocity_thresholds
 from .settings import DetectSettings
 
-__all__ = ["Finding", "View", "Rule", "RULE_FUNCTIONS", "unusual_hour"]
+__all__ = ["Detection", "Baselines", "Rule", "RULE_FUNCTIONS", "unusual_hour"]
 
 
 @dataclass(slots=True)  # not frozen: cheaper to build, one per finding
-class Finding:
+class Detection:
     rule: str
     severity: Severity
     subject: str  # "key:<id>", "source:<prefix>", ...
@@ -40,7 +40,7 @@ class Finding:
 
 
 @dataclass(slots=True)
-class View:
+class Baselines:
     key: Profile | None  # the authenticated key's profile
     app: Profile | None  # its app's profile
     source: SourceState | None  # failed authentications from the request's network
@@ -56,14 +56,14 @@ class View:
         self.base = base
 
 
-Rule = Callable[[View, Observation, float, DetectSettings], Finding | None]
+Rule = Callable[[Baselines, Observation, float, DetectSettings], Detection | None]
 
 
 def _finding(
     rule: str, severity: Severity, obs: Observation, summary: str, **evidence: Any
-) -> Finding:
+) -> Detection:
     subject = f"key:{obs.key_id}" if obs.key_id else f"source:{obs.network or obs.source}"
-    return Finding(
+    return Detection(
         rule=rule,
         severity=severity,
         subject=subject,
@@ -77,7 +77,7 @@ def _finding(
     )
 
 
-def decoy(view: View, obs: Observation, now: float, s: DetectSettings) -> Finding | None:
+def decoy(view: Baselines, obs: Observation, now: float, s: DetectSettings) -> Detection | None:
     """6. Any use of a decoy key (or a key of a decoy app), valid or not."""
     hit = obs.key_id in s.decoy_key_ids or obs.presented_key_id in s.decoy_key_ids
     if not hit and not (obs.app is not None and obs.app in s.decoy_apps):
@@ -92,10 +92,12 @@ def decoy(view: View, obs: Observation, now: float, s: DetectSettings) -> Findin
         status=obs.status,
     )
     key = obs.key_id or obs.presented_key_id
-    return Finding(**{**_fields(f), "subject": f"key:{key}", "key_id": key})
+    return Detection(**{**_fields(f), "subject": f"key:{key}", "key_id": key})
 
 
-def raw_azure_key(view: View, obs: Observation, now: float, s: DetectSettings) -> Finding | None:
+def raw_azure_key(
+    view: Baselines, obs: Observation, now: float, s: DetectSettings
+) -> Detection | None:
     """7. A raw Azure OpenAI key presented to the gateway."""
     if obs.reason != "azure_key_presented":
         return None
@@ -108,7 +110,7 @@ def raw_azure_key(view: View, obs: Observation, now: float, s: DetectSettings) -
     )
 
 
-def key_probe(view: View, obs: Observation, now: float, s: DetectSettings) -> Finding | None:
+def key_probe(view: Baselines, obs: Observation, now: float, s: DetectSettings) -> Detection | None:
     """4. Credential resellers' key checkers: a 1-token empty prompt, an empty context-size
     probe at temperature 0 and seed 0, or an api-version such checkers use."""
     r = s.key_probe
@@ -140,7 +142,7 @@ def key_probe(view: View, obs: Observation, now: float, s: DetectSettings) -> Fi
     )
 
 
-def stuffing(view: View, obs: Observation, now: float, s: DetectSettings) -> Finding | None:
+def stuffing(view: Baselines, obs: Observation, now: float, s: DetectSettings) -> Detection | None:
     """5. Failed authentications: many key ids from one network, one key id from many
     networks, or a flood of failures from one network."""
     r = s.stuffing
@@ -178,11 +180,13 @@ def stuffing(view: View, obs: Observation, now: float, s: DetectSettings) -> Fin
                 networks=nets,
             )
             subject = f"key:{obs.presented_key_id}"
-            return Finding(**{**_fields(f), "subject": subject, "key_id": obs.presented_key_id})
+            return Detection(**{**_fields(f), "subject": subject, "key_id": obs.presented_key_id})
     return None
 
 
-def enumeration(view: View, obs: Observation, now: float, s: DetectSettings) -> Finding | None:
+def enumeration(
+    view: Baselines, obs: Observation, now: float, s: DetectSettings
+) -> Detection | None:
     """3. Distinct unknown deployments, model listings and never-used deployments."""
     r = s.enumeration
     if view.key is None or obs.key_id is None:
@@ -212,7 +216,7 @@ def enumeration(view: View, obs: Observation, now: float, s: DetectSettings) -> 
     )
 
 
-def network(view: View, obs: Observation, now: float, s: DetectSettings) -> Finding | None:
+def network(view: Baselines, obs: Observation, now: float, s: DetectSettings) -> Detection | None:
     """1. A network never seen for the key or its app, or many networks at once."""
     r = s.network
     if obs.key_id is None or obs.network is None or view.key is None:
@@ -248,7 +252,7 @@ def network(view: View, obs: Observation, now: float, s: DetectSettings) -> Find
     )
 
 
-def velocity(view: View, obs: Observation, now: float, s: DetectSettings) -> Finding | None:
+def velocity(view: Baselines, obs: Observation, now: float, s: DetectSettings) -> Detection | None:
     """2. Token rate, cost rate or concurrency far above the baseline's decaying peak."""
     if obs.key_id is None:
         return None
@@ -278,7 +282,7 @@ def velocity(view: View, obs: Observation, now: float, s: DetectSettings) -> Fin
     )
 
 
-def reseller(view: View, obs: Observation, now: float, s: DetectSettings) -> Finding | None:
+def reseller(view: Baselines, obs: Observation, now: float, s: DetectSettings) -> Detection | None:
     """8. One key suddenly serving many client fingerprints (user agent + X-Stainless-*)."""
     r = s.reseller
     client = obs.client_id
@@ -307,7 +311,7 @@ def reseller(view: View, obs: Observation, now: float, s: DetectSettings) -> Fin
     )
 
 
-def unusual_hour(view: View, now: float, s: DetectSettings) -> bool:
+def unusual_hour(view: Baselines, now: float, s: DetectSettings) -> bool:
     """Whether ``now`` falls in hours this key (or its app) is essentially never used."""
     base = view.key if view.key is not None and view.key.knows_hours() else None
     if base is None and view.app is not None and view.app.knows_hours():
@@ -315,7 +319,9 @@ def unusual_hour(view: View, now: float, s: DetectSettings) -> bool:
     return base is not None and base.hour_share(now) < s.unusual_time.min_share
 
 
-def unusual_time(view: View, obs: Observation, now: float, s: DetectSettings) -> Finding | None:
+def unusual_time(
+    view: Baselines, obs: Observation, now: float, s: DetectSettings
+) -> Detection | None:
     """9. First use after long dormancy, or repeated use in hours the key is never used."""
     r = s.unusual_time
     key = view.key
@@ -344,8 +350,8 @@ def unusual_time(view: View, obs: Observation, now: float, s: DetectSettings) ->
     )
 
 
-def _fields(f: Finding) -> dict[str, Any]:
-    return {name: getattr(f, name) for name in Finding.__dataclass_fields__}
+def _fields(f: Detection) -> dict[str, Any]:
+    return {name: getattr(f, name) for name in Detection.__dataclass_fields__}
 
 
 RULE_FUNCTIONS: dict[str, Rule] = {

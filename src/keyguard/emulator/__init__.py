@@ -23,7 +23,7 @@ from keyguard.emulator.config import (
 from keyguard.emulator.control import CONTROL_HEADER
 from keyguard.emulator.identity import issue_token
 from keyguard.emulator.server import RunningEmulator, run_emulator_cli, start_emulator
-from keyguard.emulator.state import EmulatorState, Usage
+from keyguard.emulator.state import EmulatorState, UsageCounts
 from keyguard.emulator.tokens import count_tokens
 
 __all__ = [
@@ -35,7 +35,7 @@ __all__ = [
     "EmulatorState",
     "KeyFormat",
     "RunningEmulator",
-    "Usage",
+    "UsageCounts",
     "config_from_mapping",
     "count_tokens",
     "issue_token",

@@ -21,14 +21,14 @@ from keyguard.emulator.faults import Fault, parse_fault, take_fault
 from keyguard.emulator.ratelimit import Decision, Limits, Windows, decide
 from keyguard.emulator.signing import TokenSigner
 
-__all__ = ["Clock", "Usage", "EmulatorState", "KeyName"]
+__all__ = ["Clock", "UsageCounts", "EmulatorState", "KeyName"]
 
 Clock = Callable[[], float]
 KeyName = Literal["key1", "key2"]
 
 
 @dataclass(slots=True)
-class Usage:
+class UsageCounts:
     """Totals for one deployment or one credential slot."""
 
     requests: int = 0
@@ -60,8 +60,8 @@ class EmulatorState:
         self._windows: dict[str, Windows] = {}
         self._faults: tuple[Fault, ...] = ()
         self._fault_ids = itertools.count(1)
-        self._by_deployment: dict[str, Usage] = {}
-        self._by_credential: dict[str, Usage] = {}
+        self._by_deployment: dict[str, UsageCounts] = {}
+        self._by_credential: dict[str, UsageCounts] = {}
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -114,10 +114,10 @@ class EmulatorState:
 
     # -- usage ----------------------------------------------------------------------------
 
-    def _usage(self, table: dict[str, Usage], key: str) -> Usage:
+    def _usage(self, table: dict[str, UsageCounts], key: str) -> UsageCounts:
         usage = table.get(key)
         if usage is None:
-            usage = table[key] = Usage()
+            usage = table[key] = UsageCounts()
         return usage
 
     def record_success(self, deployment: str, slot: str, prompt: int, completion: int) -> None:
@@ -130,7 +130,7 @@ class EmulatorState:
 
     def usage_view(self) -> dict[str, Any]:
         """Totals per deployment, per credential slot and overall (``GET /_emulator/usage``)."""
-        total = Usage()
+        total = UsageCounts()
         for usage in self._by_deployment.values():
             total.requests += usage.requests
             total.prompt_tokens += usage.prompt_tokens

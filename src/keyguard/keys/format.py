@@ -29,7 +29,6 @@ __all__ = [
     "generate_key",
     "generate_key_id",
     "parse_key",
-    "looks_like_keyguard_key",
 ]
 
 PREFIX = "kgk_"
@@ -81,11 +80,6 @@ def generate_key(key_id: str | None = None) -> ParsedKey:
         raise ValueError("key id must be 12 base62 characters")
     body = PREFIX + kid + _random_base62(SECRET_LENGTH)
     return ParsedKey(key_id=kid, full=body + _checksum(body))
-
-
-def looks_like_keyguard_key(value: str) -> bool:
-    """True when ``value`` carries the Keyguard prefix (valid or not)."""
-    return value.startswith(PREFIX)
 
 
 def parse_key(value: str) -> ParsedKey | None:

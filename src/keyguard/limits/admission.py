@@ -15,7 +15,7 @@ reservation to what was really used:
 * an answer without usage: the estimate; an upstream error or no answer: nothing.
 
 It also frees the concurrency slots, and leaves the request's cost (in the price table's
-currency) in ``ctx.extra["cost"]`` for the monitor when its deployment has a price. Crossing
+currency) in ``ctx.cost`` for the monitor when its deployment has a price. Crossing
 a budget's soft threshold (reserved plus settled spend) emits one ``budget_soft_threshold``
 security event per budget window, whichever replica sees it first.
 """
@@ -35,23 +35,25 @@ from .backend import (
     EXPIRY_GRACE_S,
     Backend,
     BackendUnavailable,
+    ImmediateBackend,
     LimitsUnavailable,
-    MemoryBackend,
 )
 from .estimator import Estimate, Estimator, Large
 from .model import Line, Plan, Refusal, check, crossed_soft, remaining, retry_after_headers
 from .prices import MICRO, UnitPrice, cost_micro, from_micro
 from .rules import Rules
 
-__all__ = ["LimitAdmission", "HELD"]
+__all__ = ["LimitAdmission", "Held"]
 
 log = logging.getLogger("keyguard.limits")
 
-HELD = "limits"  # ctx.extra key of the reservation in flight
 _SHOULD_NOT_RETRY_AFTER_S = 60.0
 
 
 class Held(NamedTuple):  # a tuple: built for every request
+    """A reservation in flight: what :meth:`LimitAdmission.admit` hands the handler and the
+    handler hands back to :meth:`LimitAdmission.settle`."""
+
     backend: Backend
     plan: Plan | None  # None: no limit applies, the request is only priced
     estimate: Estimate
@@ -78,8 +80,8 @@ class LimitAdmission:
         self._rules = rules
         self._estimator = estimator
         self._backend = backend
-        # The in-process backend is called without an await (it never waits).
-        self._local = backend if isinstance(backend, MemoryBackend) else None
+        # An in-process backend is called without an await (it never waits).
+        self._local = backend if isinstance(backend, ImmediateBackend) else None
         self._fallback = fallback
         self._fraction = fallback_fraction
         self._scaled_plans: dict[int, tuple[Plan, Plan]] = {}  # id(plan) -> (plan, scaled)
@@ -100,7 +102,7 @@ class LimitAdmission:
         if self._fallback is not None:
             await self._fallback.close()
 
-    async def admit(self, ctx: RequestContext) -> None:
+    async def admit(self, ctx: RequestContext) -> Held | None:
         deployment = ctx.deployment
         assert deployment is not None
         model = self._models.get(deployment, deployment)
@@ -117,8 +119,8 @@ class LimitAdmission:
         backend = self._backend
         if plan is None:
             if price is not None:  # nothing to hold, but the cost is still reported
-                ctx.extra[HELD] = Held(backend, None, estimate, cost, price, model)
-            return
+                return Held(backend, None, estimate, cost, price, model)
+            return None
         amounts = plan.amounts(tokens, cost)
         local = self._local
         try:
@@ -147,10 +149,11 @@ class LimitAdmission:
             ctx.response_headers["x-ratelimit-remaining-tokens"] = str(tokens_left)
         if requests_left is not None:
             ctx.response_headers["x-ratelimit-remaining-requests"] = str(requests_left)
-        ctx.extra[HELD] = Held(backend, plan, estimate, cost, price, model)
+        held = Held(backend, plan, estimate, cost, price, model)
         if self._budgets:
             after = [level + amount for amount, level in zip(amounts, levels, strict=True)]
             await self._soft_alerts(ctx, backend, plan.lines, levels, after)
+        return held
 
     def _scaled(self, plan: Plan) -> Plan:
         """The plan under the local fallback's limits (cached: an outage sends every request
@@ -162,8 +165,7 @@ class LimitAdmission:
             cached = self._scaled_plans[id(plan)] = (plan, plan.scaled(self._fraction))
         return cached[1]
 
-    async def settle(self, ctx: RequestContext) -> None:
-        held: Held | None = ctx.extra.pop(HELD, None)
+    async def settle(self, ctx: RequestContext, held: Held | None) -> None:
         if held is None:
             return
         try:
@@ -175,7 +177,7 @@ class LimitAdmission:
             else:
                 tokens, cost = await self._used_without_usage(ctx, held)
             if price is not None:
-                ctx.extra["cost"] = cost / MICRO  # for the monitor: metrics and detection
+                ctx.cost = cost / MICRO  # for the monitor: metrics and detection
             plan = held.plan
             if plan is None or not plan.settled:
                 return

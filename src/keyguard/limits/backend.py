@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from ..errors import RequestError
 from .model import Line, Plan
@@ -30,6 +30,7 @@ from .model import Line, Plan
 __all__ = [
     "Outcome",
     "Backend",
+    "ImmediateBackend",
     "MemoryBackend",
     "BackendUnavailable",
     "LimitsUnavailable",
@@ -74,6 +75,18 @@ class Backend(Protocol):
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class ImmediateBackend(Backend, Protocol):
+    """A backend that answers without waiting (in process): admission calls these on the
+    request's own turn of the event loop, without an await."""
+
+    def reserve_now(self, rid: str, plan: Plan, amounts: Sequence[int], now: float) -> Outcome: ...
+
+    def settle_now(
+        self, rid: str, plan: Plan, deltas: Sequence[int], now: float
+    ) -> tuple[int, ...]: ...
 
 
 class MemoryBackend:

@@ -234,7 +234,7 @@ class Estimator:
             return NO_TOKENS
         cap, changed = completion_cap(operation, payload, model, self._default_cap, self._inject)
         if changed:
-            ctx.extra["payload_changed"] = True
+            ctx.payload_changed = True
         texts, fixed = prompt_parts(operation, payload)
         enc = self._tokenizer.for_model(model)
         if sum(map(len, texts)) > self._large:

@@ -29,7 +29,7 @@ from ..audit.writer import AuditWriter
 from ..core.observation import Observation, observe_context
 from ..core.request import RequestContext
 from ..detect.engine import Detector
-from ..detect.rules import Finding
+from ..detect.rules import Detection
 from ..errors import GatewayError
 from ..events import AdminAction, Event, SecurityEvent
 from ..metrics.registry import GatewayMetrics
@@ -78,7 +78,7 @@ class Monitor:
         self._active = audit is not None or metrics is not None or detector is not None
         self._passed: dict[tuple[str, str, str], float] = {}  # repeat gate: last passed on
         # repeat gate: how many were folded since, and the latest of them
-        self._folded: dict[tuple[str, str, str], tuple[int, Finding]] = {}
+        self._folded: dict[tuple[str, str, str], tuple[int, Detection]] = {}
         self._stop = asyncio.Event()
         self._lock = asyncio.Lock()
         self._next_poll = 0.0
@@ -161,7 +161,7 @@ class Monitor:
             if not self._fold(finding):
                 await self._pass_on(finding)
 
-    async def _pass_on(self, finding: Finding) -> None:
+    async def _pass_on(self, finding: Detection) -> None:
         """Count a finding (with the repeats folded into it) and hand it to the responder."""
         if self.metrics is not None:
             self.metrics.count(
@@ -170,7 +170,7 @@ class Monitor:
         if self.responder is not None:
             await self.responder.handle(finding)
 
-    def _fold(self, finding: Finding) -> bool:
+    def _fold(self, finding: Detection) -> bool:
         """The repeat gate: a finding identical in rule, subject and severity to one passed on
         less than ``FOLD_S`` ago is only counted, and the count rides on the next one passed
         on. A flood (a stolen key at thousands of requests a second: a finding per request)

@@ -4,7 +4,7 @@ Input is JSON lines: an audit export (``keyguard audit export``; its ``request``
 observations) or bare observation records (``{"at": ..., "key_id": ..., ...}``), optionally
 labelled for evaluation (``"label": "benign"`` or ``"label": "attack:<scenario>:<rule>"``).
 :func:`replay` runs a fresh :class:`~keyguard.detect.engine.Detector` and the incident book over
-them, in order, at the recorded times: weeks of traffic take seconds. :func:`evaluate` scores a
+them, in order, at the recorded times: weeks of traffic take seconds. :func:`score` scores a
 labelled replay per rule: detection rate, time to detect (requests and seconds after the
 scenario's first malicious request) and false alerts per 10,000 benign requests.
 """
@@ -30,7 +30,7 @@ __all__ = [
     "replay",
     "ReplayResult",
     "Alert",
-    "evaluate",
+    "score",
     "Evaluation",
     "format_report",
 ]
@@ -117,7 +117,7 @@ class Evaluation:
         return 10_000 * self.false_alerts / self.benign if self.benign else 0.0
 
 
-def evaluate(result: ReplayResult) -> Evaluation:
+def score(result: ReplayResult) -> Evaluation:
     """Score a replay made with ``keep_labels=True``."""
     ev = Evaluation(rules={rule: RuleScore() for rule in RULES})
     first: dict[str, tuple[int, float]] = {}

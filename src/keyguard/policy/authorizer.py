@@ -3,10 +3,10 @@
 Per request: read the facts the policy needs (the prompt is measured and the client address
 parsed only when some role asks for it), evaluate the policy in force (a pure function over
 precompiled bindings; no store query, no I/O), and either note the granting binding in
-``ctx.extra["policy"]`` or raise a 403 in Azure's shape whose ``code`` says what to change
+``ctx.policy`` or raise a 403 in Azure's shape whose ``code`` says what to change
 (``DeploymentNotAllowed``, ``MaxTokensAboveRoleLimit``, ...). The denial's reason goes to
 ``ctx.reason`` through the error, so the access log and every recorder see it; the operator
-detail (binding, role, what failed) is in ``ctx.extra["policy"]``, never in the answer.
+detail (binding, role, what failed) is in ``ctx.policy``, never in the answer.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from ..core.request import RequestContext
+from ..core.request import PolicyOutcome, RequestContext
 from ..errors import AuthenticationFailed, PermissionDenied
 from .compiled import Policy
 from .evaluate import evaluate
@@ -37,14 +37,9 @@ class PolicyAuthorizer:
         )
         decision = evaluate(policy, principal, facts, now)
         if decision.allowed:
-            ctx.extra["policy"] = {"binding": decision.binding, "role": decision.role}
+            ctx.policy = PolicyOutcome(decision.binding, decision.role)
             return
         denial = decision.denial
         assert denial is not None
-        ctx.extra["policy"] = {
-            "denied": denial.reason,
-            "binding": denial.binding,
-            "role": denial.role,
-            "detail": denial.detail,
-        }
+        ctx.policy = PolicyOutcome(denial.binding, denial.role, denial.reason, denial.detail)
         raise PermissionDenied(denial.message, code=denial.code, reason=denial.reason)

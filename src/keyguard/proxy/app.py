@@ -53,7 +53,6 @@ from .routes import check_deployment_name, parse_route
 __all__ = ["ProxyHandler"]
 
 log = logging.getLogger("keyguard.proxy")
-security_log = logging.getLogger("keyguard.security")
 
 
 class ProxyHandler:
@@ -65,7 +64,7 @@ class ProxyHandler:
         relay: Relay,
         max_body_bytes: int,
         authorizer: Authorizer | None = None,
-        admission: Admission | None = None,
+        admission: Admission[Any] | None = None,
         recorder: Recorder | None = None,
         events: EventBus | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -138,12 +137,12 @@ class ProxyHandler:
             )
         ctx.deployment = requested  # logged only once known: never echo arbitrary input
         self._authorizer.authorize(ctx, self._now())
-        await self._admission.admit(ctx)
+        held = await self._admission.admit(ctx)
         try:
             body = _upstream_body(body, ctx, target.deployment)
             return await self._relay.forward(request, ctx, target, body)
         finally:
-            await self._admission.settle(ctx)
+            await self._admission.settle(ctx, held)
 
     async def _authenticate(
         self, credential: Credential, request: web.BaseRequest, ctx: RequestContext
@@ -216,12 +215,12 @@ def _upstream_body(body: bytes, ctx: RequestContext, upstream_deployment: str) -
     Changes: a v1 ``model`` alias becomes the upstream deployment name, a streaming chat or
     completions request asks Azure for usage (``stream_options.include_usage``; the extra
     chunk is dropped on the way back), and hooks may have edited the payload
-    (``ctx.extra["payload_changed"]``).
+    (``ctx.payload_changed``).
     """
     payload = ctx.payload
     if payload is None:
         return body
-    changed = bool(ctx.extra.get("payload_changed"))
+    changed = ctx.payload_changed
     route = ctx.route
     if (
         route is not None

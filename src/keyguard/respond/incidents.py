@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from ..detect.rules import Finding
+from ..detect.rules import Detection
 from ..events import Severity
 from .settings import SEVERITIES
 
@@ -71,7 +71,7 @@ class IncidentBook:
         self._cooldown = cooldown_s
         self._cap = cap
 
-    def take(self, finding: Finding, now: float) -> tuple[Incident, Change]:
+    def take(self, finding: Detection, now: float) -> tuple[Incident, Change]:
         key = (finding.rule, finding.subject)
         current = self._open.get(key)
         detail = {"at": finding.at, "request_id": finding.request_id, **finding.evidence}

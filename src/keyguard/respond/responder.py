@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from ..detect.rules import Finding
+from ..detect.rules import Detection
 from ..errors import GatewayError
 from ..events import AdminAction, EventBus, SecurityEvent
 from ..keys.service import KeyService
@@ -61,7 +61,7 @@ class Responder:
         self._clock = clock
         self._saved: dict[str, float] = {}
 
-    async def handle(self, finding: Finding) -> Incident:
+    async def handle(self, finding: Detection) -> Incident:
         now = finding.at
         incident, change = self.book.take(finding, now)
         actions = self._s.actions(incident.rule, incident.severity)
