@@ -1,14 +1,10 @@
-"""The proxy port: one request, end to end.
+"""The proxy port: one request, end to end, through the stages of :mod:`.pipeline` (each
+line that runs one is marked ``# stage: NAME``): classify the route, find and authenticate the
+credential, read and check the body, resolve the deployment, authorise, admit (limits),
+forward and relay, settle, record.
 
-1. classify the route (pure, :mod:`.routes`);
-2. find and verify the credential (:mod:`.credentials`, :mod:`.authn`);
-3. read and check the body (size limit, content type, JSON, the v1 ``model``);
-4. resolve the deployment to a configured upstream;
-5. authorise and admit the request (:mod:`.hooks`: policy, limits);
-6. forward it and relay the answer (:mod:`.relay`), reading the usage on the way;
-7. settle the admission on the real usage, and record the request (access log, ...).
-
-All that is known about the request travels in one :class:`~.context.RequestContext`.
+All that is known about the request travels in one
+:class:`~keyguard.core.request.RequestContext`; the hooks are :mod:`keyguard.core.hooks`.
 
 Every error a client can cause is a :class:`RequestError` rendered in Azure's shape; anything
 unexpected is logged with its traceback and answered with a generic 500 that reveals nothing.
@@ -111,23 +107,23 @@ class ProxyHandler:
             ctx.response_body = response.body if isinstance(response.body, bytes) else None
         # Recorded on the loop's next turn: aiohttp writes the answer as soon as this returns,
         # so the access log and the monitor are off the request's latency.
-        asyncio.get_running_loop().call_soon(self._recorder.record, ctx)
+        asyncio.get_running_loop().call_soon(self._recorder.record, ctx)  # stage: record
         return response
 
     async def _handle(self, request: web.BaseRequest, ctx: RequestContext) -> web.StreamResponse:
         raw_path, _, raw_query = request.raw_path.partition("?")
-        ctx.route = route = parse_route(request.method, raw_path, raw_query)
-        credential = extract_credential(
+        ctx.route = route = parse_route(request.method, raw_path, raw_query)  # stage: classify
+        credential = extract_credential(  # stage: credential
             request.headers.get("api-key"), request.headers.get("authorization")
         )
         if credential.key is not None:
             ctx.presented_key_id = credential.key.key_id
-        ctx.principal = await self._authenticate(credential, request, ctx)
+        ctx.principal = await self._authenticate(credential, request, ctx)  # stage: authenticate
         if route.operation.name == "models":
             self._authorizer.authorize(ctx, self._now())
             return json_response(self._models(), ctx.request_id)
-        body, requested = await self._read_body(request, route, ctx)
-        target = self._pool.resolve(requested)
+        body, requested = await self._read_body(request, route, ctx)  # stage: read_body
+        target = self._pool.resolve(requested)  # stage: resolve
         if target is None:
             raise NotFound(
                 "The API deployment for this resource does not exist. Check the deployment "
@@ -136,13 +132,13 @@ class ProxyHandler:
                 reason="unknown_deployment",
             )
         ctx.deployment = requested  # logged only once known: never echo arbitrary input
-        self._authorizer.authorize(ctx, self._now())
-        held = await self._admission.admit(ctx)
+        self._authorizer.authorize(ctx, self._now())  # stage: authorize
+        held = await self._admission.admit(ctx)  # stage: admit
         try:
             body = _upstream_body(body, ctx, target.deployment)
-            return await self._relay.forward(request, ctx, target, body)
+            return await self._relay.forward(request, ctx, target, body)  # stage: forward
         finally:
-            await self._admission.settle(ctx, held)
+            await self._admission.settle(ctx, held)  # stage: settle
 
     async def _authenticate(
         self, credential: Credential, request: web.BaseRequest, ctx: RequestContext

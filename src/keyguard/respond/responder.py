@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Protocol
 
 from ..detect.rules import Detection
 from ..errors import GatewayError
@@ -25,11 +26,21 @@ from .blocks import BlockList, subject_key
 from .incidents import Change, Incident, IncidentBook
 from .settings import RespondSettings
 
-__all__ = ["Responder", "ACTOR"]
+__all__ = ["Responder", "IncidentStore", "ACTOR"]
 
 log = logging.getLogger("keyguard.respond")
 ACTOR = "system:monitor"
 _SAVE_EVERY_S = 10.0  # a busy incident's count is written at most this often
+
+
+class IncidentStore(Protocol):
+    """Where incidents and blocks are kept for every replica (:mod:`keyguard.monitor.store`)."""
+
+    async def save_incident(self, incident: Incident) -> None: ...
+
+    async def add_block(
+        self, subject: str, until: float, rule: str, incident_id: str | None, now: float
+    ) -> None: ...
 
 
 class Responder:
@@ -40,7 +51,7 @@ class Responder:
         *,
         events: EventBus,
         blocks: BlockList,
-        store: object | None = None,  # MonitorStore (typed loosely to avoid an import cycle)
+        store: IncidentStore | None = None,
         keys: KeyService | None = None,
         invalidate: Callable[[str], None] | None = None,
         alerts: AlertSender | None = None,
@@ -116,7 +127,7 @@ class Responder:
         if len(self._saved) > 10_000:
             self._saved.clear()
         try:
-            await self._store.save_incident(incident)  # type: ignore[attr-defined]
+            await self._store.save_incident(incident)
         except GatewayError as exc:
             log.error("incident %s could not be saved: %s", incident.id, exc)
 
@@ -146,9 +157,7 @@ class Responder:
         until = now + self._s.throttle_s
         self._blocks.add(target[0], target[1], until)
         if self._store is not None:
-            await self._store.add_block(  # type: ignore[attr-defined]
-                incident.subject, until, incident.rule, incident.id, now
-            )
+            await self._store.add_block(incident.subject, until, incident.rule, incident.id, now)
         log.warning(
             "throttled %s for %.0f s (incident %s)",
             incident.subject,
