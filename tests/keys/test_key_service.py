@@ -112,8 +112,11 @@ def test_key_state_is_pure() -> None:
     record = KeyRecord("AAAAAAAAAAAA", "app", "d" * 64, T0, T0)
     assert key_state(record, T0) == "active"
     revoked = replace(record, revoked_at=T0 + timedelta(hours=1))
-    assert key_state(revoked, T0) == "active"  # revocation scheduled for later
+    # in force once recorded, even stamped by a clock that runs ahead of this one
+    assert key_state(revoked, T0) == "revoked"
     assert key_state(revoked, T0 + timedelta(hours=1)) == "revoked"
+    suspended = replace(record, suspended_at=T0 + timedelta(seconds=2))
+    assert key_state(suspended, T0) == "suspended"
     both = replace(revoked, expires_at=T0 + timedelta(minutes=1))
     assert key_state(both, T0 + timedelta(days=1)) == "revoked"  # revoked wins
 

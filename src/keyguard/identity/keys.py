@@ -4,7 +4,13 @@ The store is the truth; the cache keeps each looked-up record (or its absence) f
 ``ttl`` seconds, so a key revoked in the store stops working on every replica within ``ttl``
 (``proxy.key_cache_ttl_s``, default 2 s). Past half its life an entry is refreshed in the
 background while it is still served, so a busy key never waits for the store on the hot path.
-A revocation made through this process is applied at once (:meth:`invalidate`).
+
+A change made through this process (revoke, suspend, resume, rotate; an automatic response)
+is in force when the call that made it returns: the change is written to the store first,
+then :meth:`invalidate` drops the cached record. A read of the store that was already under
+way (a background refresh, or a request waiting for one) may have read the record before the
+change: it is marked stale by :meth:`invalidate` and read again before anything is cached or
+answered, so an invalidation can never be undone by a read that started before it.
 
 The secret is checked on every request: HMAC-SHA256 with the server-side pepper, compared in
 constant time with the stored digest. Only after the secret matches does the caller learn that
@@ -29,6 +35,7 @@ from ..store.base import KeyRecord, KeyStore
 __all__ = ["KeyAuthenticator"]
 
 _MAX_ENTRIES = 65_536
+_MAX_READS = 4  # reads of one record overtaken by invalidations before giving up
 
 
 @dataclass(slots=True)
@@ -53,6 +60,7 @@ class KeyAuthenticator:
         self._clock = clock
         self._cache: dict[str, _Entry] = {}
         self._inflight: dict[str, asyncio.Future[_Entry]] = {}
+        self._stale: set[str] = set()  # in-flight reads that an invalidation overtook
         self._tasks: set[asyncio.Task[_Entry]] = set()
 
     @property
@@ -60,7 +68,10 @@ class KeyAuthenticator:
         return self._ttl
 
     def invalidate(self, key_id: str) -> None:
+        """Forget ``key_id``'s record, after a change to it was written to the store."""
         self._cache.pop(key_id, None)
+        if key_id in self._inflight:
+            self._stale.add(key_id)
 
     async def close(self) -> None:
         """Stop background refreshes (before the store is closed)."""
@@ -117,17 +128,7 @@ class KeyAuthenticator:
         fut: asyncio.Future[_Entry] = asyncio.get_running_loop().create_future()
         self._inflight[key_id] = fut
         try:
-            fetched = self._clock()
-            try:
-                record = await self._store.get_key(key_id)
-            except StorageError as exc:
-                raise UpstreamError(
-                    "Keyguard cannot check credentials right now (its store is unavailable); "
-                    "retry shortly.",
-                    status=503,
-                    code="ServiceUnavailable",
-                    reason="store_unavailable",
-                ) from exc
+            fetched, record = await self._read(key_id)
             principal = (
                 Principal("key", f"key:{record.key_id}", record.app, record.key_id)
                 if record is not None
@@ -148,6 +149,30 @@ class KeyAuthenticator:
             raise
         finally:
             del self._inflight[key_id]
+            self._stale.discard(key_id)
+
+    async def _read(self, key_id: str) -> tuple[float, KeyRecord | None]:
+        """The record as the store has it now: read again while an invalidation overtakes
+        the read (a bounded number of times, then 503 rather than a stale answer)."""
+        for _ in range(_MAX_READS):
+            self._stale.discard(key_id)
+            fetched = self._clock()
+            try:
+                record = await self._store.get_key(key_id)
+            except StorageError as exc:
+                raise _store_unavailable() from exc
+            if key_id not in self._stale:
+                return fetched, record
+        raise _store_unavailable()
+
+
+def _store_unavailable() -> UpstreamError:
+    return UpstreamError(
+        "Keyguard cannot check credentials right now (its store is unavailable); retry shortly.",
+        status=503,
+        code="ServiceUnavailable",
+        reason="store_unavailable",
+    )
 
 
 def _swallow(task: asyncio.Task[_Entry]) -> None:

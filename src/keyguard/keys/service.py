@@ -38,12 +38,14 @@ MAX_DESCRIPTION = 256
 
 def key_state(record: KeyRecord, now: datetime) -> KeyState:
     """``revoked`` wins over ``expired``, which wins over ``suspended``; a key expires at
-    ``expires_at`` exactly."""
-    if record.revoked_at is not None and record.revoked_at <= now:
+    ``expires_at`` exactly. A revocation or suspension is in force from the moment it is
+    recorded, whatever its time stamp says: written by a replica whose clock runs ahead (or
+    read by a request that arrived just before it), it must not wait for ``now`` to catch up."""
+    if record.revoked_at is not None:
         return "revoked"
     if record.expires_at is not None and record.expires_at <= now:
         return "expired"
-    if record.suspended_at is not None and record.suspended_at <= now:
+    if record.suspended_at is not None:
         return "suspended"
     return "active"
 

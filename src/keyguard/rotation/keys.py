@@ -195,12 +195,13 @@ class KeyRotationService:
     async def _install(
         self, record: KeyRecord, planned: KeyRotationRecord, now: datetime, fingerprint: str | None
     ) -> bool:
+        graced = planned.grace_until > now  # no grace (a leak): the old secret is not kept
         updated = replace(
             record,
             digest=planned.new_digest,
             fingerprint=fingerprint,
-            previous_digest=planned.base_digest,
-            previous_valid_until=planned.grace_until,
+            previous_digest=planned.base_digest if graced else None,
+            previous_valid_until=planned.grace_until if graced else None,
             expires_at=planned.expires_at,
             updated_at=max(now, record.updated_at + timedelta(microseconds=1)),
         )
