@@ -24,6 +24,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="package")
 
 MSG = [{"role": "user", "content": "hi"}]
 OK = {"messages": MSG, "max_tokens": 10}
+MSG_JSON = b'"messages":' + orjson.dumps(MSG)
 V1 = "/openai/v1/chat/completions"
 
 
@@ -324,6 +325,45 @@ CASES = [
         "unknown_route",
     ),
     Case("admin-path-on-proxy", with_key("/admin/tokens"), 404, "unknown_route"),
+    # -- One reading of the body: what is checked is what is forwarded ---------------------
+    *(
+        Case(
+            f"body-{name}",
+            lambda h, text=text: h.send(
+                chat(), headers={**key(h), "Content-Type": "application/json"}, data=text
+            ),
+            400,
+            reason,
+            "BadRequest",
+        )
+        for name, text, reason in [
+            (
+                "model-twice",
+                b'{"model":"gpt-4o","model":"gpt-4o-mini",' + MSG_JSON + b"}",
+                "duplicate_json_key",
+            ),
+            (
+                "stream-twice",
+                b'{"stream":true,"stream":false,' + MSG_JSON + b"}",
+                "duplicate_json_key",
+            ),
+            (
+                "max-tokens-twice",
+                b'{"max_tokens":100000,"max_tokens":10,' + MSG_JSON + b"}",
+                "duplicate_json_key",
+            ),
+            (
+                "nested-content-twice",
+                b'{"messages":[{"role":"user","content":"a","content":"b"}],"max_tokens":5}',
+                "duplicate_json_key",
+            ),
+            (
+                "Stream-in-another-case",
+                b'{"Stream":true,"max_tokens":5,' + MSG_JSON + b"}",
+                "confusable_json_key",
+            ),
+        ]
+    ),  # fmt: skip
     # -- Headers and addresses -------------------------------------------------------------
     Case(
         "host-points-elsewhere",

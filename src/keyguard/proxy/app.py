@@ -42,6 +42,7 @@ from ..identity.authenticator import Authenticator
 from ..identity.credentials import Credential, extract_credential
 from ..upstream.pool import UpstreamPool
 from .access_log import AccessLog
+from .body import read_json_object
 from .relay import Relay
 from .responses import error_response, json_response
 from .routes import check_deployment_name, parse_route
@@ -173,16 +174,7 @@ class ProxyHandler:
                 "The request body must be JSON with 'Content-Type: application/json'.",
                 reason="content_type",
             )
-        try:
-            payload: Any = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise BadRequest(
-                "We could not parse the JSON body of your request. Send a valid JSON object.",
-                reason="malformed_json",
-            ) from None
-        if not isinstance(payload, dict):
-            raise BadRequest("The JSON body must be an object.", reason="malformed_json")
-        ctx.payload = payload
+        ctx.payload = payload = read_json_object(body)
         ctx.stream_requested = payload.get("stream") is True
         options = payload.get("stream_options")
         ctx.usage_requested = isinstance(options, dict) and options.get("include_usage") is True

@@ -1,0 +1,131 @@
+"""One reading of a JSON body: duplicate keys and case-confusable field names are refused."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from keyguard.errors import BadRequest
+from keyguard.proxy.body import CHECKED_FIELDS, read_json_object
+
+
+def refused(body: bytes) -> str:
+    with pytest.raises(BadRequest) as info:
+        read_json_object(body)
+    assert info.value.status == 400
+    return info.value.reason
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"model":"gpt-4o","model":"gpt-4o-mini"}',
+        b'{"stream":true,"stream":false}',
+        b'{"max_tokens":100000,"max_tokens":10}',
+        b'{"messages":[{"role":"user","content":"a","content":"b"}]}',
+        b'{"a":{"b":{"c":{"d":1,"d":2}}}}',
+        b'{"x":"::::","a":1,"a":2}',  # colons in strings do not hide a duplicate
+        b'{"a":1,"a":2,"b":"\\u003a"}',  # nor an escaped colon
+        b'{"k\\u0065y":1,"key":2}',  # the same key, spelled with an escape
+    ],
+)
+def test_a_key_given_twice_is_refused_at_any_depth(body: bytes) -> None:
+    assert refused(body) == "duplicate_json_key"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"Stream":true}', b'{"MODEL":"x"}', b'{"messages":[{"Role":"system","content":"x"}]}'],
+)
+def test_a_checked_field_in_another_case_is_refused(body: bytes) -> None:
+    assert refused(body) == "confusable_json_key"
+
+
+def test_the_error_names_the_key_and_the_fix() -> None:
+    with pytest.raises(BadRequest) as info:
+        read_json_object(b'{"max_tokens":1,"max_tokens":2}')
+    assert "'max_tokens'" in info.value.message and "once" in info.value.message
+    with pytest.raises(BadRequest) as info:
+        read_json_object(b'{"Stream":true}')
+    assert "'Stream'" in info.value.message and "'stream'" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"messages":[{"role":"user","content":"Note: see https://example.com:8080/a?b=c"}]}',
+        b'{"a":"\\u003a","b":{"c":[1,2,{"d":"x:y"}]}}',
+        b'{"unknown_Field":1,"Temperature_x":2}',  # not a checked field: forwarded as is
+        b'{"a:b":1}',
+        '{"msg":"caf\u00e9 \u65e5\u672c"}'.encode(),
+    ],
+)
+def test_ordinary_bodies_pass(body: bytes) -> None:
+    assert read_json_object(body) == json.loads(body)
+
+
+@pytest.mark.parametrize("body", [b"[1]", b'{"a":NaN}', b'{"a":Infinity}', b"{", b'{"a":1e400}'])
+def test_what_is_not_one_json_object_is_malformed(body: bytes) -> None:
+    assert refused(body) == "malformed_json"
+
+
+def test_deep_nesting_is_refused_not_a_crash() -> None:
+    body = b'{"a":' * 200 + b"1" + b"}" * 200
+    assert refused(body) == "malformed_json"
+
+
+KEYS = st.sampled_from(["a", "b", "c", "a:b", "model", "x\u00e9"])
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(alphabet=st.sampled_from(list('ab:"\\é\u2028 ')), max_size=6),
+)
+
+
+def render(node: Any, escape: bool) -> str:
+    """JSON text with every pair kept (duplicates included)."""
+    if isinstance(node, tuple):  # an object: a tuple of pairs
+        return "{" + ",".join(f"{json.dumps(k, ensure_ascii=escape)}:{render(v, escape)}"
+                              for k, v in node) + "}"  # fmt: skip
+    if isinstance(node, list):
+        return "[" + ",".join(render(v, escape) for v in node) + "]"
+    return json.dumps(node, ensure_ascii=escape)
+
+
+NODES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.lists(st.tuples(KEYS, inner), max_size=4).map(tuple),
+    ),
+    max_leaves=12,
+)
+
+
+def has_duplicate(node: Any) -> bool:
+    if isinstance(node, tuple):
+        keys = [k for k, _ in node]
+        return len(keys) != len(set(keys)) or any(has_duplicate(v) for _, v in node)
+    if isinstance(node, list):
+        return any(has_duplicate(v) for v in node)
+    return False
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(KEYS, NODES), max_size=5).map(tuple), st.booleans())
+def test_refused_exactly_when_some_object_repeats_a_key(root: Any, escape: bool) -> None:
+    body = render(root, escape).encode()
+    if has_duplicate(root):
+        assert refused(body) == "duplicate_json_key"
+    else:
+        assert read_json_object(body) == json.loads(body)
+
+
+def test_every_checked_field_is_lower_case() -> None:
+    assert all(name == name.lower() for name in CHECKED_FIELDS)
