@@ -19,6 +19,7 @@ import pytest
 from aiohttp import web
 
 from keyguard.emulator.config import EmulatorConfig
+from keyguard.proxy.headers import FORWARDED_REQUEST_HEADERS
 from keyguard.server import Gateway
 
 from .conftest import API_VERSION, GatewayHarness, start_gateway
@@ -93,6 +94,12 @@ async def test_client_credentials_never_reach_the_upstream(
                     "X-Custom-Token": "tok",
                     "Ocp-Apim-Subscription-Key": "sub",
                     "TE": "trailers",
+                    "X-Ms-Client-Principal-Name": "admin@contoso.com",
+                    "X-Ms-Credential": "forged",
+                    "X-Ms-Anything-Else": "x",
+                    "Aoai-Anything": "x",
+                    "X-Stainless-Made-Up": "x",
+                    "Aoai-Evals": "preview",
                 },
             ) as resp:
                 assert resp.status == 200
@@ -110,6 +117,9 @@ async def test_client_credentials_never_reach_the_upstream(
     assert "te" not in lower
     assert lower["host"] == url.removeprefix("http://")
     assert lower["x-ms-client-request-id"] == "rid-1" and lower["x-stainless-lang"] == "python"
+    assert lower["aoai-evals"] == "preview"
+    forwarded = set(lower) - {"host", "content-length", "accept-encoding", "api-key"}
+    assert forwarded <= FORWARDED_REQUEST_HEADERS, forwarded - FORWARDED_REQUEST_HEADERS
     assert key not in str(headers) and key.encode() not in body
 
 

@@ -1,10 +1,11 @@
 """Which headers cross the gateway, in each direction.
 
-Toward Azure an allow-list: content negotiation, Azure's own request-tracing and preview
-headers, and the SDK's telemetry headers. Never a client credential (``api-key``,
-``Authorization``, cookies, anything named like a key or token), never a hop-by-hop header,
-never ``Host`` or ``X-Forwarded-*``. Toward the client everything Azure sent except hop-by-hop
-and framing headers (Keyguard re-frames the body) and cookies.
+Toward Azure an exact allow-list (:data:`FORWARDED_REQUEST_HEADERS`): content negotiation,
+Azure's request id and preview opt-ins, and the SDKs' telemetry headers, each by its full name.
+Never a client credential (``api-key``, ``Authorization``, cookies), never a hop-by-hop header,
+never ``Host`` or ``X-Forwarded-*``, never a header matched by prefix. Toward the client
+everything Azure sent except hop-by-hop and framing headers (Keyguard re-frames the body) and
+cookies.
 """
 
 from __future__ import annotations
@@ -13,23 +14,43 @@ from collections.abc import Iterable
 
 from multidict import CIMultiDict
 
-__all__ = ["request_headers", "response_headers", "REQUEST_ID_HEADER"]
+__all__ = [
+    "FORWARDED_REQUEST_HEADERS",
+    "REQUEST_ID_HEADER",
+    "request_headers",
+    "response_headers",
+]
 
 REQUEST_ID_HEADER = "x-keyguard-request-id"
 
-_FORWARD_EXACT = frozenset(
+#: The request headers forwarded to Azure, exactly these (docs/security.md): content
+#: negotiation, the SDKs' retry and telemetry headers, Azure's request id and preview opt-ins.
+#: Nothing by prefix: an ``x-ms-*`` header a caller invents (``x-ms-client-principal-name``,
+#: ``x-ms-credential``) could mean something to a service behind Azure's front door.
+FORWARDED_REQUEST_HEADERS = frozenset(
     {
         "content-type",
         "accept",
         "user-agent",
         "idempotency-key",
+        "openai-beta",
         "x-ms-client-request-id",
         "x-ms-useragent",
-        "openai-beta",
+        "x-stainless-lang",
+        "x-stainless-package-version",
+        "x-stainless-os",
+        "x-stainless-arch",
+        "x-stainless-runtime",
+        "x-stainless-runtime-version",
+        "x-stainless-async",
+        "x-stainless-retry-count",
+        "x-stainless-read-timeout",
+        "x-stainless-timeout",
+        "x-stainless-helper-method",
+        "aoai-evals",
+        "aoai-copy-ft-checkpoints",
     }
 )
-_FORWARD_PREFIXES = ("x-stainless-", "aoai-", "x-ms-")
-_NEVER = ("key", "auth", "token", "secret", "cookie", "password", "signature")
 
 _RESPONSE_DROP = frozenset(
     {
@@ -53,14 +74,6 @@ _RESPONSE_DROP = frozenset(
 )
 
 
-def _forwardable(lname: str) -> bool:
-    if lname in _FORWARD_EXACT:
-        return True
-    if lname.startswith(_FORWARD_PREFIXES):
-        return not any(word in lname for word in _NEVER)
-    return False
-
-
 #: Every answer names the product, not the HTTP stack and its version (aiohttp's default).
 SERVER_HEADER = {"Server": "keyguard"}
 
@@ -68,8 +81,9 @@ SERVER_HEADER = {"Server": "keyguard"}
 def request_headers(items: Iterable[tuple[str, str]], auth: dict[str, str]) -> CIMultiDict[str]:
     """Headers for the upstream request: the allowed client headers plus Keyguard's own auth."""
     out: CIMultiDict[str] = CIMultiDict()
+    allowed = FORWARDED_REQUEST_HEADERS
     for name, value in items:
-        if _forwardable(name.lower()):
+        if name.lower() in allowed:
             out.add(name, value)
     out["Accept-Encoding"] = "identity"
     out.update(auth)
