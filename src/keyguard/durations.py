@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from .errors import shown
+
 __all__ = ["parse_duration", "format_duration"]
 
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -23,7 +25,7 @@ def parse_duration(text: str, *, allow_zero: bool = False) -> timedelta:
     match = _DURATION.fullmatch(text.strip())
     if match is None:
         raise ValueError(
-            f"invalid duration {text[:40]!r}: use a positive number and a unit, "
+            f"invalid duration {shown(text)}: use a positive number and a unit, "
             "such as 90d, 12h, 30m or 45s"
         )
     value = timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])

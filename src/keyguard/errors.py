@@ -18,10 +18,13 @@ client carry the HTTP status and the Azure error ``code`` they are rendered with
         ├── TooManyRequests         429  a limit would be exceeded
         └── UpstreamError           502/504  Azure could not be reached or misbehaved
 
-Messages never contain a secret: callers pass redacted values only.
+Messages never contain a secret: callers pass redacted values only, and a value a caller sent
+is quoted only through :func:`shown`.
 """
 
 from __future__ import annotations
+
+import re
 
 __all__ = [
     "GatewayError",
@@ -37,7 +40,25 @@ __all__ = [
     "UnsupportedMediaType",
     "TooManyRequests",
     "UpstreamError",
+    "shown",
 ]
+
+_PLAIN = re.compile(r"[A-Za-z0-9._:@/+-]{1,64}")
+_LONG_RUN = re.compile(r"[A-Za-z0-9]{24}")
+
+
+def shown(value: str, limit: int = 40) -> str:
+    """A caller's value fit to quote in an error or a record: short plain text that does not
+    look like credential material (no run of 24 letters and digits, as keys, tokens and hex
+    secrets have), quoted; anything else is not repeated."""
+    if (
+        len(value) <= limit
+        and _PLAIN.fullmatch(value) is not None
+        and _LONG_RUN.search(value) is None
+        and not value.startswith(("kgk_", "kga_", "sk-", "eyJ"))
+    ):
+        return repr(value)
+    return "(the value is not repeated)"
 
 
 class GatewayError(Exception):

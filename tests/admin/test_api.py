@@ -3,6 +3,8 @@ actor, policy management that takes effect on the proxy, and a plane the proxy c
 
 from __future__ import annotations
 
+import asyncio
+import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,6 +18,8 @@ from identity.gateway import API_VERSION, start_access_gateway
 from identity.issuer import AUDIENCE, LocalIssuer
 from keyguard.emulator import RunningEmulator
 from keyguard.events import AdminAction, Event, SecurityEvent
+from keyguard.keys.admin_tokens import generate_token
+from keyguard.keys.format import generate_key
 from keyguard.server import Gateway
 
 ADMINS = "aaaaaaaa-0000-0000-0000-000000000001"
@@ -294,3 +298,100 @@ async def test_host_header_is_checked_when_configured(
                 assert (await resp.json())["error"]["code"] == "HostNotAllowed"
     finally:
         await gw.stop()
+
+
+# -- a hostile caller of the admin plane ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("POST", "/admin/policy/explain", {"principal": "app:x", "request": "chat", "groups": 5},
+         "groups"),
+        ("POST", "/admin/policy/explain", {"principal": "app:x", "request": "chat",
+                                           "groups": "abc"}, "groups"),
+        ("POST", "/admin/policy/explain", {"principal": 7, "request": "chat"}, "principal"),
+        ("POST", "/admin/policy/explain", {"principal": "app:x", "request": 1.5}, "request"),
+        ("POST", "/admin/keys", {"app": 5}, "app"),
+        ("POST", "/admin/keys", {"app": "billing", "expires": ["90d"]}, "expires"),
+        ("POST", "/admin/keys", {"app": "billing", "surprise": True}, "surprise"),
+        ("POST", "/admin/tokens", {"name": "x", "role": "root"}, "role"),
+        ("PUT", "/admin/policy/managed", {"document": {}, "expected_version": "1"},
+         "expected_version"),
+        ("PUT", "/admin/policy/managed", {"document": [], "expected_version": 0}, "document"),
+    ],
+)  # fmt: skip
+async def test_every_wrong_type_is_a_400_naming_the_field(
+    admin: Admin, method: str, path: str, body: dict[str, Any], field: str
+) -> None:
+    token = await admin.token("admin")
+    status, answer = await admin.call(method, path, token, json=body)
+    assert status == 400, answer
+    assert f"'{field}" in answer["error"]["message"]
+
+
+async def test_a_body_arriving_in_pieces_is_read_whole() -> None:
+    """The old read returned what had arrived so far: a valid body in two segments was
+    "not valid JSON"."""
+    from unittest.mock import Mock
+
+    from aiohttp.streams import StreamReader
+    from aiohttp.test_utils import make_mocked_request
+    from multidict import CIMultiDict
+
+    from keyguard.admin.api import _json_body
+
+    body = b'{"app": "billing", "description": "' + b"x" * 3000 + b'"}'
+    stream = StreamReader(Mock(_reading_paused=False), 2**16, loop=asyncio.get_running_loop())
+    request = make_mocked_request(
+        "POST",
+        "/admin/keys",
+        headers=CIMultiDict({"Content-Type": "application/json"}),
+        payload=stream,
+    )
+    stream.feed_data(body[:10])
+    reading = asyncio.ensure_future(_json_body(request))
+    await asyncio.sleep(0)  # the reader runs until it waits for more of the body
+    assert not reading.done()
+    stream.feed_data(body[10:])
+    stream.feed_eof()
+    assert (await reading)["app"] == "billing"
+
+
+async def test_a_body_over_the_limit_is_refused_without_reading_it_all(admin: Admin) -> None:
+    token = await admin.token("admin")
+    big = b'{"app": "' + b"x" * (1024 * 1024 + 10) + b'"}'
+    status, answer = await admin.call(
+        "POST",
+        "/admin/keys",
+        token,
+        data=io.BytesIO(big),
+        headers={"Content-Type": "application/json"},
+    )
+    assert status == 400 and "larger" in answer["error"]["message"]
+
+
+async def test_credentials_pasted_into_the_admin_plane_never_reach_the_audit(
+    admin: Admin,
+) -> None:
+    from keyguard.audit.records import admin_record
+
+    token = await admin.token("admin")
+    _, other_token = generate_token()
+    key = generate_key().full
+    for pasted in (other_token, key):
+        status, answer = await admin.call("POST", f"/admin/keys/{pasted}/revoke", token)
+        assert status == 404 and pasted not in str(answer)
+        assert pasted[4:20] not in str(answer)  # not even the id and the start of the secret
+        status, _ = await admin.call("GET", f"/admin/keys/{pasted}", token)
+        assert status == 404
+    status, _ = await admin.call(
+        "POST", "/admin/keys", token, json={"app": "billing", "description": f"see {other_token}"}
+    )
+    assert status == 201
+    records = [str(admin_record(e)) for e in admin.events if isinstance(e, AdminAction)]
+    assert records
+    for text in records:
+        assert other_token not in text and key not in text
+        assert other_token[4:20] not in text and key[4:20] not in text
+    assert any("[REDACTED:admin_token]" in text for text in records)

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from keyguard.admin.tokens import parse_token
 from keyguard.cli.main import cli
 from keyguard.config import load_settings
 from keyguard.events import AdminAction
+from keyguard.keys.admin_tokens import parse_token
 from keyguard.vault.master import create_master_key_file
 from keyguard.wiring.access import open_admin_service
 from keyguard.wiring.runtime import runtime

@@ -7,15 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from keyguard.admin.tokens import (
-    TOKEN_PREFIX,
-    AdminTokenService,
-    AdminTokenStore,
-    generate_token,
-    parse_token,
-    role_allows,
-)
+from keyguard.admin.tokens import AdminTokenService, AdminTokenStore, role_allows
 from keyguard.errors import BadRequest, NotFound
+from keyguard.keys.admin_tokens import TOKEN_PREFIX, generate_token, parse_token
 from keyguard.keys.format import generate_key, parse_key
 from keyguard.store import Store
 from keyguard.store.schema import admin_tokens

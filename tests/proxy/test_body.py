@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -124,7 +125,7 @@ def test_refused_exactly_when_some_object_repeats_a_key(root: Any, escape: bool)
     if has_duplicate(root):
         assert refused(body) == "duplicate_json_key"
     else:
-        assert read_json_object(body) == json.loads(body)
+        assert read_json_object(body) == orjson.loads(body)
 
 
 def test_every_checked_field_is_lower_case() -> None:

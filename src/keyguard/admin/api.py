@@ -20,12 +20,22 @@ from ..durations import parse_duration
 from ..errors import BadRequest
 from ..policy.store import PolicyRevision
 from .auth import AdminAuthenticator
+from .bodies import (
+    Body,
+    CheckPolicy,
+    CreateKey,
+    CreateToken,
+    Explain,
+    PutManaged,
+    RotateKey,
+    validate_body,
+)
 from .service import Actor, AdminService, key_json, token_json
 from .settings import AdminRole
 
 __all__ = ["AdminApi", "Endpoint"]
 
-Handler = Callable[[web.Request, Actor, dict[str, Any]], Awaitable[tuple[int, Any]]]
+Handler = Callable[[web.Request, Actor, Any], Awaitable[tuple[int, Any]]]
 MAX_BODY = 1024 * 1024
 
 
@@ -37,30 +47,19 @@ class Endpoint:
     summary: str
     tag: str
     handler: Handler
-    body: dict[str, Any] | None = None  # JSON schema of the request body
+    # the request body: a model of .bodies (validated), or a JSON schema the service validates
+    body: type[Body] | dict[str, Any] | None = None
     response: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
     status: int = 200
 
 
-def _str(body: dict[str, Any], name: str, *, required: bool = False) -> str | None:
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise BadRequest(f"'{name}' is required", reason="invalid_body")
-        return None
-    if not isinstance(value, str):
-        raise BadRequest(f"'{name}' must be a string", reason="invalid_body")
-    return value
-
-
-def _duration(body: dict[str, Any], name: str, *, allow_zero: bool = False) -> timedelta | None:
-    value = _str(body, name)
+def _duration(value: str | None, name: str, *, allow_zero: bool = False) -> timedelta | None:
     if value is None:
         return None
     try:
         return parse_duration(value, allow_zero=allow_zero)
     except ValueError as exc:
-        raise BadRequest(str(exc), reason="invalid_body") from None
+        raise BadRequest(f"'{name}': {exc}", reason="invalid_body") from None
 
 
 def _revision(revision: PolicyRevision) -> dict[str, Any]:
@@ -88,9 +87,11 @@ class AdminApi:
     def _wrap(self, endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handle(request: web.Request) -> web.Response:
             actor = await self.auth.require(request, endpoint.role)
-            body: dict[str, Any] = {}
+            body: Any = {}
             if endpoint.body is not None:
                 body = await _json_body(request)
+                if isinstance(endpoint.body, type):
+                    body = validate_body(endpoint.body, body)
             status, payload = await endpoint.handler(request, actor, body)
             return web.Response(
                 status=status, body=orjson.dumps(payload), content_type="application/json"
@@ -111,14 +112,9 @@ class AdminApi:
         now = self.service.now()
         return 200, {"keys": [key_json(k, now) for k in records]}
 
-    async def _create_key(self, r: web.Request, actor: Actor, b: dict[str, Any]) -> tuple[int, Any]:
-        app = _str(b, "app", required=True)
-        assert app is not None
+    async def _create_key(self, r: web.Request, actor: Actor, b: CreateKey) -> tuple[int, Any]:
         record, key = await self.service.create_key(
-            actor,
-            app,
-            expires_in=_duration(b, "expires"),
-            description=_str(b, "description") or "",
+            actor, b.app, expires_in=_duration(b.expires, "expires"), description=b.description
         )
         return 201, {**key_json(record, record.created_at), "key": key}
 
@@ -133,12 +129,12 @@ class AdminApi:
 
         return handler
 
-    async def _rotate_key(self, r: web.Request, actor: Actor, b: dict[str, Any]) -> tuple[int, Any]:
+    async def _rotate_key(self, r: web.Request, actor: Actor, b: RotateKey) -> tuple[int, Any]:
         result = await self.service.rotate_key(
             actor,
             r.match_info["key_id"],
-            grace=_duration(b, "grace", allow_zero=True),
-            token=_str(b, "idempotency_token"),
+            grace=_duration(b.grace, "grace", allow_zero=True),
+            token=b.idempotency_token,
         )
         record = result.record
         return 200, {
@@ -156,14 +152,9 @@ class AdminApi:
             "tokens": [token_json(t, now) for t in await self.service.list_admin_tokens(actor)]
         }
 
-    async def _create_token(
-        self, r: web.Request, actor: Actor, b: dict[str, Any]
-    ) -> tuple[int, Any]:
+    async def _create_token(self, r: web.Request, actor: Actor, b: CreateToken) -> tuple[int, Any]:
         record, token = await self.service.create_admin_token(
-            actor,
-            name=_str(b, "name", required=True) or "",
-            role=_str(b, "role", required=True) or "",
-            expires_in=_duration(b, "expires"),
+            actor, name=b.name, role=b.role, expires_in=_duration(b.expires, "expires")
         )
         return 201, {**token_json(record, record.created_at), "token": token}
 
@@ -176,16 +167,9 @@ class AdminApi:
     async def _get_policy(self, r: web.Request, actor: Actor, b: dict[str, Any]) -> tuple[int, Any]:
         return 200, await self.service.get_policy(actor)
 
-    async def _put_managed(
-        self, r: web.Request, actor: Actor, b: dict[str, Any]
-    ) -> tuple[int, Any]:
-        version = b.get("expected_version")
-        if not isinstance(version, int) or isinstance(version, bool) or version < 0:
-            raise BadRequest(
-                "'expected_version' (an integer >= 0) is required", reason="invalid_body"
-            )
+    async def _put_managed(self, r: web.Request, actor: Actor, b: PutManaged) -> tuple[int, Any]:
         revision = await self.service.replace_managed_policy(
-            actor, b.get("document"), expected_version=version
+            actor, b.document, expected_version=b.expected_version
         )
         return 200, _revision(revision)
 
@@ -208,26 +192,18 @@ class AdminApi:
     ) -> tuple[int, Any]:
         return 200, _revision(await self.service.delete_binding(actor, r.match_info["name"]))
 
-    async def _check(self, r: web.Request, actor: Actor, b: dict[str, Any]) -> tuple[int, Any]:
-        return 200, await self.service.check_policy(actor, b.get("document"))
+    async def _check(self, r: web.Request, actor: Actor, b: CheckPolicy) -> tuple[int, Any]:
+        return 200, await self.service.check_policy(actor, b.document)
 
-    async def _explain(self, r: web.Request, actor: Actor, b: dict[str, Any]) -> tuple[int, Any]:
-        principal = _str(b, "principal", required=True) or ""
-        request = b.get("request")
-        if not isinstance(request, str | dict):
-            raise BadRequest("'request' must be a string or an object", reason="invalid_body")
-        groups, app_roles = b.get("groups", []), b.get("app_roles", [])
-        if not all(isinstance(x, str) for x in [*groups, *app_roles]):
-            raise BadRequest("'groups' and 'app_roles' are lists of strings", reason="invalid_body")
+    async def _explain(self, r: web.Request, actor: Actor, b: Explain) -> tuple[int, Any]:
         return 200, await self.service.explain(
-            actor, principal, request, groups=groups, app_roles=app_roles
+            actor, b.principal, b.request, groups=b.groups, app_roles=b.app_roles
         )
 
     # -- the table ---------------------------------------------------------------------------
 
     def _table(self) -> list[Endpoint]:
         obj = {"type": "object"}
-        doc = {"$ref": "#/components/schemas/PolicyDocument"}
         return [
             Endpoint(
                 "GET",
@@ -256,15 +232,7 @@ class AdminApi:
                 "Create a Keyguard key; the answer shows it once",
                 "keys",
                 self._create_key,
-                body={
-                    "type": "object",
-                    "required": ["app"],
-                    "properties": {
-                        "app": {"type": "string"},
-                        "expires": {"type": "string", "example": "90d"},
-                        "description": {"type": "string"},
-                    },
-                },
+                body=CreateKey,
                 response=_KEY,
                 status=201,
             ),
@@ -313,13 +281,7 @@ class AdminApi:
                 "returns the same key",
                 "keys",
                 self._rotate_key,
-                body={
-                    "type": "object",
-                    "properties": {
-                        "grace": {"type": "string", "example": "1h"},
-                        "idempotency_token": {"type": "string"},
-                    },
-                },
+                body=RotateKey,
                 response=_KEY,
             ),
             Endpoint(
@@ -341,15 +303,7 @@ class AdminApi:
                 "Create an admin token; the answer shows it once",
                 "admin tokens",
                 self._create_token,
-                body={
-                    "type": "object",
-                    "required": ["name", "role"],
-                    "properties": {
-                        "name": {"type": "string"},
-                        "role": {"type": "string", "enum": ["viewer", "operator", "admin"]},
-                        "expires": {"type": "string", "example": "30d"},
-                    },
-                },
+                body=CreateToken,
                 response=_TOKEN,
                 status=201,
             ),
@@ -378,11 +332,7 @@ class AdminApi:
                 "Replace the managed policy document (compare-and-set)",
                 "policy",
                 self._put_managed,
-                body={
-                    "type": "object",
-                    "required": ["document", "expected_version"],
-                    "properties": {"document": doc, "expected_version": {"type": "integer"}},
-                },
+                body=PutManaged,
                 response=_REVISION,
             ),
             Endpoint(
@@ -430,7 +380,7 @@ class AdminApi:
                 "Validate a policy document; problems and warnings",
                 "policy",
                 self._check,
-                body={"type": "object", "properties": {"document": doc}},
+                body=CheckPolicy,
             ),
             Endpoint(
                 "POST",
@@ -439,28 +389,29 @@ class AdminApi:
                 "Which binding allows a request, or why it is denied",
                 "policy",
                 self._explain,
-                body={
-                    "type": "object",
-                    "required": ["principal", "request"],
-                    "properties": {
-                        "principal": {"type": "string", "example": "app:billing"},
-                        "request": {"type": "string", "example": "chat gpt-4o max_tokens=500"},
-                        "groups": {"type": "array", "items": {"type": "string"}},
-                        "app_roles": {"type": "array", "items": {"type": "string"}},
-                    },
-                },
+                body=Explain,
             ),
         ]
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
+    """The whole body (however many segments it arrives in), at most ``MAX_BODY`` bytes, as a
+    JSON object."""
     if request.content_type != "application/json":
         raise BadRequest(
             "Send a JSON body with 'Content-Type: application/json'.", reason="content_type"
         )
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise BadRequest(f"The body is larger than {MAX_BODY} bytes.", reason="body_too_large")
+    declared = request.content_length
+    if declared is not None and declared > MAX_BODY:
+        raise _too_large()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise _too_large()
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
         body = orjson.loads(raw) if raw else {}
     except orjson.JSONDecodeError:
@@ -468,3 +419,7 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object.", reason="malformed_json")
     return body
+
+
+def _too_large() -> BadRequest:
+    return BadRequest(f"The body is larger than {MAX_BODY} bytes.", reason="body_too_large")

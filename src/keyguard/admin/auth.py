@@ -23,9 +23,10 @@ from aiohttp import web
 from ..errors import AuthenticationFailed, PermissionDenied
 from ..events import EventBus, SecurityEvent
 from ..identity.tokens import TokenValidator
+from ..keys.admin_tokens import TOKEN_PREFIX
 from .service import Actor
 from .settings import ADMIN_ROLES, AdminRole
-from .tokens import TOKEN_PREFIX, AdminTokenService, role_allows
+from .tokens import AdminTokenService, role_allows
 
 __all__ = ["AdminAuthenticator"]
 

@@ -10,6 +10,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import BaseModel
+
 from ..policy.document import BindingSpec, PolicyDocument, RoleSpec
 from .api import Endpoint
 
@@ -109,9 +111,10 @@ def openapi_document(endpoints: Sequence[Endpoint], *, version: str) -> dict[str
                 for p in params
             ]
         if ep.body is not None:
+            schema = ep.body if isinstance(ep.body, dict) else _model_schema(ep.body)
             operation["requestBody"] = {
                 "required": True,
-                "content": {"application/json": {"schema": ep.body}},
+                "content": {"application/json": {"schema": schema}},
             }
         paths.setdefault(ep.path, {})[ep.method.lower()] = operation
     return {
@@ -137,3 +140,15 @@ def openapi_document(endpoints: Sequence[Endpoint], *, version: str) -> dict[str
             },
         },
     }
+
+
+def _model_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A body model's JSON schema, without pydantic's titles."""
+    schema = model.model_json_schema()
+    schema.pop("title", None)
+    properties = schema.get("properties", {})
+    for prop in properties.values():
+        prop.pop("title", None)
+    if "document" in properties:  # validated by the service as a PolicyDocument
+        properties["document"] = {"$ref": "#/components/schemas/PolicyDocument"}
+    return schema

@@ -12,6 +12,7 @@ an admin).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from ..core.times import utc_seconds
-from ..errors import BadRequest, NotFound
+from ..errors import BadRequest, NotFound, shown
 from ..events import AdminAction, EventBus
 from ..keys.service import KeyService, key_state
 from ..policy.compiled import Policy, compile_policy
@@ -77,6 +78,14 @@ def token_json(record: AdminTokenRecord, now: datetime) -> dict[str, Any]:
 
 
 M = TypeVar("M", RoleSpec, BindingSpec)
+
+_ID = re.compile(r"[0-9A-Za-z]{12}")  # a key id, an admin token id
+
+
+def _key_target(key_id: str) -> str:
+    """The audit target for a key id from a path: never something else a caller pasted there
+    (a whole key, a token)."""
+    return f"key:{key_id}" if _ID.fullmatch(key_id) else "key:?"
 
 
 def _validated(model: type[M], spec: Any, where: str) -> M:
@@ -173,7 +182,7 @@ class AdminService:
         return await self._keys.list(app=app, include_revoked=include_revoked, now=now)
 
     async def get_key(self, actor: Actor, key_id: str) -> KeyRecord:
-        self._record(actor, "keys.get", f"key:{key_id[:40]}")
+        self._record(actor, "keys.get", _key_target(key_id))
         return await self._keys.get(key_id)
 
     async def change_key(self, actor: Actor, key_id: str, change: str) -> KeyRecord:
@@ -193,7 +202,7 @@ class AdminService:
         self._record(
             actor,
             f"keys.{change}",
-            f"key:{key_id}",
+            _key_target(key_id),
             before={"state": key_state(before, now)},
             after={"state": key_state(record, now)},
         )
@@ -260,7 +269,7 @@ class AdminService:
         self._record(
             actor,
             "admin_tokens.revoke",
-            f"admin-token:{token_id}",
+            f"admin-token:{token_id if _ID.fullmatch(token_id) else '?'}",
             after={"state": record.state(now)},
         )
         return record
@@ -308,7 +317,7 @@ class AdminService:
     async def delete_role(self, actor: Actor, name: str) -> PolicyRevision:
         def change(doc: PolicyDocument) -> PolicyDocument:
             if name not in doc.roles:
-                raise NotFound(f"no managed role {name[:64]!r}", reason="unknown_role")
+                raise NotFound(f"no managed role {shown(name)}", reason="unknown_role")
             return doc.model_copy(
                 update={"roles": {k: v for k, v in doc.roles.items() if k != name}}
             )
@@ -328,7 +337,7 @@ class AdminService:
         def change(doc: PolicyDocument) -> PolicyDocument:
             kept = [b for b in doc.bindings if b.name != name]
             if len(kept) == len(doc.bindings):
-                raise NotFound(f"no managed binding {name[:64]!r}", reason="unknown_binding")
+                raise NotFound(f"no managed binding {shown(name)}", reason="unknown_binding")
             return doc.model_copy(update={"bindings": kept})
 
         return await self._write(actor, change, "policy.binding.delete", f"binding:{name}")

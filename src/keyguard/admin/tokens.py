@@ -1,11 +1,12 @@
 """Admin tokens: the admin port's own credentials, identifiable, checksummed, digested at rest.
 
 A token is 54 characters, ``kga_`` + a 12-character public id + a 32-character secret + a
-6-character CRC32 checksum (base62; the scheme of Keyguard keys, with its own prefix so neither
-can ever be used in place of the other, and scanners tell them apart). The store keeps
-``HMAC-SHA256(admin pepper, token)``; the pepper is an internal vault secret of its own
-(``keyguard/admin-token-pepper``). A token carries one role -- ``viewer`` (read), ``operator``
-(+ manage Keyguard keys) or ``admin`` (+ policy and admin tokens) -- and optionally expires.
+6-character CRC32 checksum (:mod:`keyguard.keys.admin_tokens`; the scheme of Keyguard keys, with
+its own prefix so neither can ever be used in place of the other, and scanners tell them apart).
+The store keeps ``HMAC-SHA256(admin pepper, token)``; the pepper is an internal vault secret of
+its own (``keyguard/admin-token-pepper``). A token carries one role -- ``viewer`` (read),
+``operator`` (+ manage Keyguard keys) or ``admin`` (+ policy and admin tokens) -- and optionally
+expires.
 
 Bootstrap: ``keyguard admin tokens create --role admin --name bootstrap`` on a host that can
 open the store (it prints the token once).
@@ -16,15 +17,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import secrets
-import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..errors import BadRequest, NotFound
+from ..errors import BadRequest, NotFound, shown
+from ..keys.admin_tokens import generate_token, parse_token
 from ..store.schema import admin_tokens
 from ..store.sql import translate_errors
 from .settings import ADMIN_ROLES, AdminRole
@@ -34,18 +34,11 @@ __all__ = [
     "AdminTokenRecord",
     "AdminTokenService",
     "AdminTokenStore",
-    "TOKEN_PREFIX",
-    "generate_token",
-    "parse_token",
     "role_allows",
 ]
 
-TOKEN_PREFIX = "kga_"
 ADMIN_PEPPER = "keyguard/admin-token-pepper"
-_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_ID, _SECRET, _CHECK = 12, 32, 6
-TOKEN_LENGTH = len(TOKEN_PREFIX) + _ID + _SECRET + _CHECK
-_TOKEN_ID = re.compile(rf"[0-9A-Za-z]{{{_ID}}}")
+_TOKEN_ID = re.compile(r"[0-9A-Za-z]{12}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 _RANK = {role: i for i, role in enumerate(ADMIN_ROLES)}
 
@@ -53,33 +46,6 @@ _RANK = {role: i for i, role in enumerate(ADMIN_ROLES)}
 def role_allows(held: AdminRole, needed: AdminRole) -> bool:
     """viewer < operator < admin."""
     return _RANK[held] >= _RANK[needed]
-
-
-def _checksum(body: str) -> str:
-    value, out = zlib.crc32(body.encode("ascii")), []
-    while value:
-        value, rem = divmod(value, 62)
-        out.append(_ALPHABET[rem])
-    return "".join(reversed(out)).rjust(_CHECK, "0")
-
-
-def generate_token() -> tuple[str, str]:
-    """A fresh ``(token_id, token)``."""
-    token_id = "".join(secrets.choice(_ALPHABET) for _ in range(_ID))
-    body = TOKEN_PREFIX + token_id + "".join(secrets.choice(_ALPHABET) for _ in range(_SECRET))
-    return token_id, body + _checksum(body)
-
-
-def parse_token(value: str) -> str | None:
-    """The token id of a well-formed admin token (length, alphabet, checksum), else ``None``."""
-    if len(value) != TOKEN_LENGTH or not value.startswith(TOKEN_PREFIX):
-        return None
-    rest = value[len(TOKEN_PREFIX) :]
-    if not rest.isascii() or not rest.isalnum():
-        return None
-    if not hmac.compare_digest(_checksum(value[:-_CHECK]), value[-_CHECK:]):
-        return None
-    return rest[:_ID]
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +162,7 @@ class AdminTokenService:
     async def revoke(self, token_id: str, *, now: datetime) -> AdminTokenRecord:
         record = await self._store.revoke(token_id, now) if _TOKEN_ID.fullmatch(token_id) else None
         if record is None:
-            raise NotFound(f"no admin token with id {token_id[:40]!r}", reason="unknown_token")
+            raise NotFound(f"no admin token with id {shown(token_id)}", reason="unknown_token")
         return record
 
     async def verify(self, token: str, now: datetime) -> AdminTokenRecord | None:

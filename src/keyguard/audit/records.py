@@ -37,7 +37,7 @@ def admin_record(event: AdminAction) -> dict[str, Any]:
         "at": utc_micro(event.created),
         "actor": event.actor,
         "action": event.action,
-        "target": event.target,
+        "target": redact_text(event.target),
         "before": _plain(event.before),
         "after": _plain(event.after),
     }
@@ -48,11 +48,11 @@ def security_record(event: SecurityEvent) -> dict[str, Any]:
         "at": utc_micro(event.created),
         "kind": event.kind,
         "severity": event.severity,
-        "summary": event.summary,
+        "summary": redact_text(event.summary),
         "key_id": event.key_id,
         "app": event.app,
         "upstream": event.upstream,
-        "source": event.source,
+        "source": None if event.source is None else redact_text(event.source),
         "evidence": _plain(event.evidence),
     }
 

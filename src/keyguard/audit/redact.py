@@ -11,27 +11,35 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..keys.admin_tokens import TOKEN_PATTERN, parse_token
 from ..scan.detectors import DetectContext, detect
 
 __all__ = ["redact_text", "redact_short", "redact_json"]
 
 _cache: dict[str, str] = {}
 _HEX = re.compile(r"[0-9a-fA-F]{32,}")
-_ANCHORS = ("JQQJ", "kgk_", "T3BlbkFJ", "~", "AccountKey", "+ASt", "eyJ", "earer", "EARER")
+_ANCHORS = ("JQQJ", "kgk_", "kga_", "T3BlbkFJ", "~", "AccountKey", "+ASt", "eyJ", "earer", "EARER")
 
 
 def redact_text(text: str) -> str:
-    """``text`` with every secret the scanner recognises replaced by ``[REDACTED:<kind>]``."""
-    hits = detect(text, DetectContext(text))
-    if not hits:
+    """``text`` with every secret the scanner recognises, and every admin token, replaced by
+    ``[REDACTED:<kind>]``."""
+    spans = [(hit.start, hit.end, hit.kind) for hit in detect(text, DetectContext(text))]
+    if "kga_" in text:
+        spans += [
+            (m.start(), m.end(), "admin_token")
+            for m in TOKEN_PATTERN.finditer(text)
+            if parse_token(m.group()) is not None
+        ]
+    if not spans:
         return text
     out, pos = [], 0
-    for hit in sorted(hits, key=lambda h: h.start):
-        if hit.start < pos:
+    for start, end, kind in sorted(spans):
+        if start < pos:
             continue
-        out.append(text[pos : hit.start])
-        out.append(f"[REDACTED:{hit.kind}]")
-        pos = hit.end
+        out.append(text[pos:start])
+        out.append(f"[REDACTED:{kind}]")
+        pos = end
     out.append(text[pos:])
     return "".join(out)
 

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from ..durations import parse_duration
-from ..errors import BadRequest, NotFound, StorageError
+from ..errors import BadRequest, NotFound, StorageError, shown
 from ..store.base import KeyRecord, KeyStore
 from .format import ID_LENGTH, generate_key
 
@@ -145,7 +145,7 @@ class KeyService:
         """The record for ``key_id``; :class:`NotFound` when there is none."""
         record = await self._store.get_key(key_id) if _KEY_ID.fullmatch(key_id) else None
         if record is None:
-            raise NotFound(f"no key with id {key_id[:40]!r}", reason="unknown_key")
+            raise NotFound(f"no key with id {shown(key_id)}", reason="unknown_key")
         return record
 
     async def list(
@@ -186,5 +186,5 @@ class KeyService:
         _require_aware(now)
         record = await self._store.revoke_key(key_id, now) if _KEY_ID.fullmatch(key_id) else None
         if record is None:
-            raise NotFound(f"no key with id {key_id[:40]!r}", reason="unknown_key")
+            raise NotFound(f"no key with id {shown(key_id)}", reason="unknown_key")
         return record

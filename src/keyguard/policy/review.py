@@ -18,7 +18,7 @@ import orjson
 
 from ..core.operations import OPERATIONS
 from ..core.principal import Principal
-from ..errors import BadRequest
+from ..errors import BadRequest, shown
 from .compiled import Policy, Role
 from .document import parse_subject
 from .evaluate import Explanation, RequestFacts
@@ -178,7 +178,7 @@ def parse_request(spec: str | Mapping[str, Any]) -> RequestFacts:
             elif "deployment" not in fields:
                 fields["deployment"] = word
             else:
-                raise BadRequest(f"unexpected {word[:40]!r}", reason="invalid_request_spec")
+                raise BadRequest(f"unexpected {shown(word)}", reason="invalid_request_spec")
         data = fields
     else:
         data = spec

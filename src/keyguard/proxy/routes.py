@@ -23,7 +23,7 @@ from ..core.operations import (
     V1_OPERATIONS,
     Route,
 )
-from ..errors import AuthenticationFailed, BadRequest, NotFound
+from ..errors import AuthenticationFailed, BadRequest, NotFound, shown
 
 __all__ = ["parse_route", "check_deployment_name"]
 
@@ -61,7 +61,9 @@ def _query(raw_query: str) -> dict[str, str]:
                 reason="credential_in_query",
             )
         if lname in params:
-            raise BadRequest(f"The query parameter '{name}' is given twice.", reason="dup_query")
+            raise BadRequest(
+                f"The query parameter {shown(name)} is given twice.", reason="dup_query"
+            )
         params[lname] = value
     return params
 
@@ -87,7 +89,7 @@ def parse_route(method: str, raw_path: str, raw_query: str) -> Route:
         version = params.get("api-version")
         if version is not None and version not in _V1_API_VERSIONS:
             raise BadRequest(
-                f"api-version '{version[:40]}' is not supported on /openai/v1/ routes; "
+                f"api-version {shown(version)} is not supported on /openai/v1/ routes; "
                 "omit it or use 'preview'.",
                 reason="bad_api_version",
             )
@@ -121,7 +123,7 @@ def _api_version(params: dict[str, str]) -> str:
         return version
     if not _API_VERSION.fullmatch(version):
         raise BadRequest(
-            f"api-version '{version[:40]}' is not a valid version; use a date such as "
+            f"api-version {shown(version)} is not a valid version; use a date such as "
             "2024-10-21 or 2025-04-01-preview.",
             reason="bad_api_version",
         )

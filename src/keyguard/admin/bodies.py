@@ -1,0 +1,74 @@
+"""The admin API's request bodies, as strict models: one place that says what each endpoint
+takes, used to validate every request (a wrong type or an unknown field is a 400 that names
+the field) and to describe it in the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import BadRequest
+from .settings import AdminRole
+
+__all__ = [
+    "Body",
+    "CheckPolicy",
+    "CreateKey",
+    "CreateToken",
+    "Explain",
+    "PutManaged",
+    "RotateKey",
+    "validate_body",
+]
+
+
+class Body(BaseModel):
+    # strict: no coercion ("5" is not 5, "abc" is not a list); unknown fields refused
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+B = TypeVar("B", bound=Body)
+
+
+class CreateKey(Body):
+    app: str = Field(max_length=64)
+    expires: str | None = Field(default=None, examples=["90d"], max_length=40)
+    description: str = Field(default="", max_length=256)
+
+
+class RotateKey(Body):
+    grace: str | None = Field(default=None, examples=["1h"], max_length=40)
+    idempotency_token: str | None = Field(default=None, max_length=128)
+
+
+class CreateToken(Body):
+    name: str = Field(max_length=64)
+    role: AdminRole
+    expires: str | None = Field(default=None, examples=["30d"], max_length=40)
+
+
+class PutManaged(Body):
+    document: dict[str, Any]  # a PolicyDocument (the service validates it)
+    expected_version: int = Field(ge=0)
+
+
+class CheckPolicy(Body):
+    document: dict[str, Any] | str  # a PolicyDocument, as an object or YAML text
+
+
+class Explain(Body):
+    principal: str = Field(examples=["app:billing"], max_length=200)
+    request: str | dict[str, Any] = Field(examples=["chat gpt-4o max_tokens=500"])
+    groups: list[str] = Field(default=[], max_length=256)
+    app_roles: list[str] = Field(default=[], max_length=256)
+
+
+def validate_body(model: type[B], raw: dict[str, Any]) -> B:
+    """``raw`` as ``model``; :class:`BadRequest` naming the first field that is wrong."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(part) for part in error["loc"]) or "body"
+        raise BadRequest(f"'{where}': {error['msg']}", reason="invalid_body") from None
