@@ -23,6 +23,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from .config import Settings
 from .core.hooks import Recorders
+from .identity.key_index import KeyIdIndex
 from .identity.keys import KeyAuthenticator
 from .limits.admission import LimitAdmission
 from .proxy.access_log import AccessLog
@@ -95,8 +96,15 @@ class Gateway:
             max_connections=s.proxy.max_upstream_connections,
         )
         stack.push_async_callback(session.close)
+        index = KeyIdIndex(
+            runtime.store,
+            refresh_s=max(s.proxy.key_cache_ttl_s, 1.0),
+            lookups_per_s=s.proxy.unknown_key_lookups_per_s,
+        )
+        await index.start()
+        stack.push_async_callback(index.close)
         self.authenticator = keys = KeyAuthenticator(
-            runtime.store, runtime.keys, ttl=s.proxy.key_cache_ttl_s
+            runtime.store, runtime.keys, ttl=s.proxy.key_cache_ttl_s, index=index
         )
         stack.push_async_callback(keys.close)
         lim = s.limits

@@ -24,17 +24,19 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from ..core.principal import Principal
 from ..errors import AuthenticationFailed, StorageError, UpstreamError
 from ..keys.format import ParsedKey
 from ..keys.service import KeyService, key_state
 from ..store.base import KeyRecord, KeyStore
+from .key_index import KeyIdIndex
 
 __all__ = ["KeyAuthenticator"]
 
-_MAX_ENTRIES = 65_536
+_MAX_ENTRIES = 65_536  # records of keys that exist
+_MAX_ABSENT = 16_384  # ids found not to exist: a flood of them cannot evict the real ones
 _MAX_READS = 4  # reads of one record overtaken by invalidations before giving up
 
 
@@ -45,6 +47,13 @@ class _Entry:
     principal: Principal | None
 
 
+_NOBODY = _Entry(None, 0.0, None)
+# compared against when there is no record, so that the work is a wrong secret's
+_DUMMY = KeyRecord(
+    "", "", "0" * 64, datetime(2000, 1, 1, tzinfo=UTC), datetime(2000, 1, 1, tzinfo=UTC)
+)
+
+
 class KeyAuthenticator:
     def __init__(
         self,
@@ -52,13 +61,16 @@ class KeyAuthenticator:
         keys: KeyService,
         *,
         ttl: float,
+        index: KeyIdIndex | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._keys = keys
         self._ttl = ttl
+        self._index = index
         self._clock = clock
         self._cache: dict[str, _Entry] = {}
+        self._absent: dict[str, _Entry] = {}
         self._inflight: dict[str, asyncio.Future[_Entry]] = {}
         self._stale: set[str] = set()  # in-flight reads that an invalidation overtook
         self._tasks: set[asyncio.Task[_Entry]] = set()
@@ -70,6 +82,7 @@ class KeyAuthenticator:
     def invalidate(self, key_id: str) -> None:
         """Forget ``key_id``'s record, after a change to it was written to the store."""
         self._cache.pop(key_id, None)
+        self._absent.pop(key_id, None)
         if key_id in self._inflight:
             self._stale.add(key_id)
 
@@ -82,14 +95,19 @@ class KeyAuthenticator:
                 await task
 
     async def authenticate(self, key: ParsedKey, now: datetime) -> Principal:
-        entry = self._cache.get(key.key_id)
+        key_id = key.key_id
+        entry = self._cache.get(key_id) or self._absent.get(key_id)
         mono = self._clock()
         if entry is None or mono - entry.fetched >= self._ttl:
-            entry = await self._fetch(key.key_id)
-        elif mono - entry.fetched >= self._ttl / 2 and key.key_id not in self._inflight:
-            self._refresh_in_background(key.key_id)
+            if self._index is None or self._index.may_look_up(key_id):
+                entry = await self._fetch(key_id)
+            else:
+                entry = _NOBODY  # an unknown id past the lookup budget: no store round trip
+        elif mono - entry.fetched >= self._ttl / 2 and key_id not in self._inflight:
+            self._refresh_in_background(key_id)
         record = entry.record
-        if record is None or not self._keys.verify(record, key.full, now):
+        # An unknown id costs the digest a wrong secret costs: no timing tells them apart.
+        if not self._keys.verify(record or _DUMMY, key.full, now) or record is None:
             raise AuthenticationFailed(
                 "Access denied: this Keyguard key is not valid. Check that you copied the whole "
                 "key and that it was created on this gateway.",
@@ -135,9 +153,13 @@ class KeyAuthenticator:
                 else None
             )
             entry = _Entry(record, fetched, principal)
-            if len(self._cache) >= _MAX_ENTRIES and key_id not in self._cache:
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[key_id] = entry
+            table, bound = (self._cache, _MAX_ENTRIES) if record else (self._absent, _MAX_ABSENT)
+            if len(table) >= bound and key_id not in table:
+                table.pop(next(iter(table)))
+            table[key_id] = entry
+            (self._absent if record else self._cache).pop(key_id, None)
+            if record is not None and self._index is not None:
+                self._index.add(key_id)
             fut.set_result(entry)
             return entry
         except asyncio.CancelledError:
