@@ -23,6 +23,7 @@ from keyguard.server import Gateway
 from .forge import POLICY, ServedSigner, entra_access, install_signer
 from .gateway import API_VERSION, start_access_gateway
 
+ADMIN_GROUP = "5e5e5e5e-0000-4000-8000-000000000005"
 CHAT = f"/openai/deployments/gpt-4o-mini/chat/completions?api-version={API_VERSION}"
 BODY = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
 
@@ -68,6 +69,14 @@ class Harness:
             ) as resp:
                 return resp.status, await resp.json(content_type=None)
 
+    async def admin(self, token: str) -> tuple[int, Any]:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(
+                self.gateway.admin_url + "/admin/whoami",
+                headers={"Authorization": f"Bearer {token}"},
+            ) as resp:
+                return resp.status, await resp.json(content_type=None)
+
 
 async def start(
     tmp: Path,
@@ -80,7 +89,10 @@ async def start(
         tmp,
         upstream.url,
         upstream.keys()[0],
-        {"entra": entra_access(idp, jwks_refresh_min_interval_s=0, **entra)},
+        {
+            "entra": entra_access(idp, jwks_refresh_min_interval_s=0, **entra),
+            "admin": {"entra_groups": {ADMIN_GROUP: "viewer"}},
+        },
         policy=POLICY,
     )
     rt: Any = gateway.runtime
@@ -161,9 +173,13 @@ async def test_start_up_with_a_broken_jwks_then_recovery(
         assert status == 503
         assert body["error"]["code"] == "ServiceUnavailable"
         assert "signing keys" in body["error"]["message"]
+        admin_token = signer.forge(None, signer.claims(groups=[ADMIN_GROUP]))
+        status, body = await h.admin(admin_token)
+        assert status == 503 and body["error"]["code"] == "ServiceUnavailable"
         assert (await h.call(h.key, header="api-key"))[0] == 200  # Keyguard keys work
         signer.replace = None  # the issuer is fixed: the next Entra call fetches again
         assert (await h.call(signer.forge()))[0] == 200
+        assert (await h.admin(admin_token))[0] == 200
     finally:
         await h.gateway.stop()
 
