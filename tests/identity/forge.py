@@ -6,25 +6,34 @@ endpoints issue tokens with it and its JWKS endpoint serves its public half -- p
 hostile entries a test adds (``extra``), or another JWKS altogether (``replace``).
 :meth:`ServedSigner.forge` signs any header and claims (dicts, or raw JSON text for values
 JSON libraries will not write, such as ``NaN`` or a 400-digit number) with that key.
+:func:`start_gateway`, :func:`call_proxy` and :func:`call_admin` run a gateway trusting it.
 """
 
 from __future__ import annotations
 
-import base64
 import json
-import time
 import uuid
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from keyguard.emulator import RunningEmulator
 from keyguard.emulator.signing import TokenSigner
+from keyguard.server import Gateway
+
+from .gateway import API_VERSION, start_access_gateway
+from .issuer import b64url, entra_claims
 
 AUDIENCE = "api://keyguard-gateway"
 BOUND_CLIENT = "0b0b0b0b-0000-4000-8000-00000000b0bb"  # bound-app's client id in POLICY
 UNBOUND_CLIENT = "99999999-8888-4777-8666-555555555555"
+ADMIN_GROUP = "5e5e5e5e-0000-4000-8000-000000000005"  # viewers of the admin API
+CHAT = f"/openai/deployments/gpt-4o-mini/chat/completions?api-version={API_VERSION}"
+BODY = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
 POLICY = f"""
 apps:
   bound-app: {{entra_client_ids: ["{BOUND_CLIENT}"]}}
@@ -36,10 +45,6 @@ bindings:
   - {{name: bound-chat, role: chat, subjects: ["app:bound-app"]}}
 """
 _KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def _json(value: dict[str, Any] | str) -> bytes:
@@ -65,23 +70,9 @@ class ServedSigner(TokenSigner):
         return {k: v for k, v in base.items() if v is not None}
 
     def claims(self, now: float | None = None, **overrides: Any) -> dict[str, Any]:
-        at = int(time.time() if now is None else now)
-        base = {
-            "aud": AUDIENCE,
-            "iss": self.issuer,
-            "iat": at,
-            "nbf": at,
-            "exp": at + 3600,
-            "appid": BOUND_CLIENT,
-            "appidacr": "2",
-            "idtyp": "app",
-            "oid": str(uuid.uuid4()),
-            "sub": str(uuid.uuid4()),
-            "tid": self.tenant,
-            "ver": "1.0",
-        }
-        base.update(overrides)
-        return {k: v for k, v in base.items() if v is not None}
+        return entra_claims(
+            self.issuer, self.tenant, AUDIENCE, now, **{"appid": BOUND_CLIENT, **overrides}
+        )
 
     def forge(
         self,
@@ -96,6 +87,51 @@ class ServedSigner(TokenSigner):
             f"{head}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256()
         )
         return f"{head}.{body}.{b64url(signature)}"
+
+
+async def start_gateway(
+    tmp: Path,
+    upstream: RunningEmulator,
+    idp: RunningEmulator,
+    *,
+    monitor: dict[str, Any] | None = None,
+    **entra: Any,
+) -> tuple[Gateway, str]:
+    """A gateway trusting the emulator's issuer, with POLICY, Entra admins (ADMIN_GROUP:
+    viewer), and a Keyguard key of bound-app (returned with it)."""
+    gateway = await start_access_gateway(
+        tmp,
+        upstream.url,
+        upstream.keys()[0],
+        {
+            "entra": entra_access(idp, **entra),
+            "admin": {"entra_groups": {ADMIN_GROUP: "viewer"}},
+        },
+        policy=POLICY,
+        monitor=monitor,
+    )
+    rt: Any = gateway.runtime
+    _, key = await rt.keys.create("bound-app", now=datetime.now(UTC))
+    return gateway, key
+
+
+async def call_proxy(
+    gateway: Gateway, credential: str, header: str = "Authorization"
+) -> tuple[int, Any]:
+    """A chat request with ``credential`` in ``header``: the status and the JSON answer."""
+    value = f"Bearer {credential}" if header == "Authorization" else credential
+    async with aiohttp.ClientSession() as http:
+        async with http.post(gateway.proxy_url + CHAT, json=BODY, headers={header: value}) as resp:
+            return resp.status, await resp.json(content_type=None)
+
+
+async def call_admin(gateway: Gateway, token: str) -> tuple[int, Any]:
+    """``GET /admin/whoami`` with ``token``: the status and the JSON answer."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(
+            gateway.admin_url + "/admin/whoami", headers={"Authorization": f"Bearer {token}"}
+        ) as resp:
+            return resp.status, await resp.json(content_type=None)
 
 
 def install_signer(idp: RunningEmulator) -> ServedSigner:

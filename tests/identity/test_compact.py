@@ -12,7 +12,7 @@ from keyguard.identity.compact import (
     parse_compact,
 )
 
-from .forge import b64url
+from .issuer import b64url
 
 HEAD = b64url(b'{"alg":"RS256","kid":"k"}')
 BODY = b64url(b'{"exp":1}')

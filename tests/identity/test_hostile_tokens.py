@@ -12,7 +12,6 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +26,19 @@ from keyguard.identity.failures import REASONS
 from keyguard.server import Gateway
 
 from .forge import (
+    ADMIN_GROUP,
+    BODY,
     BOUND_CLIENT,
-    POLICY,
+    CHAT,
     UNBOUND_CLIENT,
     ServedSigner,
-    entra_access,
+    call_admin,
+    call_proxy,
     guid,
     install_signer,
+    start_gateway,
 )
-from .gateway import API_VERSION, start_access_gateway
-
-ADMIN_GROUP = "5e5e5e5e-0000-4000-8000-000000000005"
-CHAT = f"/openai/deployments/gpt-4o-mini/chat/completions?api-version={API_VERSION}"
-BODY = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
+from .gateway import API_VERSION
 
 
 def documented_reasons() -> set[str]:
@@ -155,41 +154,20 @@ class Running:
     key: str  # a Keyguard key of bound-app
     stuffing: asyncio.Event
 
-    async def proxy(
-        self, token: str, *, header: str = "Authorization", body: Any = BODY
-    ) -> tuple[int, dict[str, Any]]:
-        value = f"Bearer {token}" if header == "Authorization" else token
-        async with aiohttp.ClientSession() as http:
-            async with http.post(
-                self.gateway.proxy_url + CHAT, json=body, headers={header: value}
-            ) as resp:
-                return resp.status, await resp.json(content_type=None)
+    async def proxy(self, token: str, header: str = "Authorization") -> tuple[int, Any]:
+        return await call_proxy(self.gateway, token, header)
 
-    async def admin(self, token: str) -> tuple[int, dict[str, Any]]:
-        async with aiohttp.ClientSession() as http:
-            async with http.get(
-                self.gateway.admin_url + "/admin/whoami",
-                headers={"Authorization": f"Bearer {token}"},
-            ) as resp:
-                return resp.status, await resp.json(content_type=None)
+    async def admin(self, token: str) -> tuple[int, Any]:
+        return await call_admin(self.gateway, token)
 
 
 async def start(
     tmp: Path, upstream: RunningEmulator, idp: RunningEmulator, **entra: Any
 ) -> Running:
     signer = install_signer(idp)
-    gateway = await start_access_gateway(
-        tmp,
-        upstream.url,
-        upstream.keys()[0],
-        {
-            "entra": entra_access(idp, **entra),
-            "admin": {"entra_groups": {ADMIN_GROUP: "viewer"}},
-        },
-        policy=POLICY,
-        monitor={"detect": {"stuffing": {"flood": 10}}},
+    gateway, key = await start_gateway(
+        tmp, upstream, idp, monitor={"detect": {"stuffing": {"flood": 10}}}, **entra
     )
-    rt: Any = gateway.runtime
     events: list[Event] = []
     stuffing = asyncio.Event()
 
@@ -198,8 +176,8 @@ async def start(
         if isinstance(event, SecurityEvent) and event.kind == "stuffing":
             stuffing.set()
 
+    rt: Any = gateway.runtime
     rt.events.subscribe(sink)
-    _, key = await rt.keys.create("bound-app", now=datetime.now(UTC))
     return Running(gateway, signer, events, key, stuffing)
 
 

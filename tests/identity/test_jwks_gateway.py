@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
@@ -20,12 +19,14 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from keyguard.emulator import RunningEmulator
 from keyguard.server import Gateway
 
-from .forge import POLICY, ServedSigner, entra_access, install_signer
-from .gateway import API_VERSION, start_access_gateway
-
-ADMIN_GROUP = "5e5e5e5e-0000-4000-8000-000000000005"
-CHAT = f"/openai/deployments/gpt-4o-mini/chat/completions?api-version={API_VERSION}"
-BODY = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
+from .forge import (
+    ADMIN_GROUP,
+    ServedSigner,
+    call_admin,
+    call_proxy,
+    install_signer,
+    start_gateway,
+)
 
 
 def rsa_entry(key: rsa.RSAPrivateKey, **fields: Any) -> dict[str, Any]:
@@ -57,47 +58,19 @@ def bad_entries(good: dict[str, Any]) -> list[Any]:
     ]
 
 
+@dataclass
 class Harness:
-    def __init__(self, gateway: Gateway, signer: ServedSigner, key: str) -> None:
-        self.gateway, self.signer, self.key = gateway, signer, key
+    gateway: Gateway
+    key: str  # a Keyguard key of bound-app
 
     async def call(self, credential: str, header: str = "Authorization") -> tuple[int, Any]:
-        value = f"Bearer {credential}" if header == "Authorization" else credential
-        async with aiohttp.ClientSession() as http:
-            async with http.post(
-                self.gateway.proxy_url + CHAT, json=BODY, headers={header: value}
-            ) as resp:
-                return resp.status, await resp.json(content_type=None)
+        return await call_proxy(self.gateway, credential, header)
 
     async def admin(self, token: str) -> tuple[int, Any]:
-        async with aiohttp.ClientSession() as http:
-            async with http.get(
-                self.gateway.admin_url + "/admin/whoami",
-                headers={"Authorization": f"Bearer {token}"},
-            ) as resp:
-                return resp.status, await resp.json(content_type=None)
+        return await call_admin(self.gateway, token)
 
 
-async def start(
-    tmp: Path,
-    upstream: RunningEmulator,
-    idp: RunningEmulator,
-    signer: ServedSigner,
-    **entra: Any,
-) -> Harness:
-    gateway = await start_access_gateway(
-        tmp,
-        upstream.url,
-        upstream.keys()[0],
-        {
-            "entra": entra_access(idp, jwks_refresh_min_interval_s=0, **entra),
-            "admin": {"entra_groups": {ADMIN_GROUP: "viewer"}},
-        },
-        policy=POLICY,
-    )
-    rt: Any = gateway.runtime
-    _, key = await rt.keys.create("bound-app", now=datetime.now(UTC))
-    return Harness(gateway, signer, key)
+Launch = Callable[..., Awaitable[Harness]]
 
 
 @pytest.fixture
@@ -106,19 +79,36 @@ def signer(idp: RunningEmulator) -> ServedSigner:
 
 
 @pytest.fixture
-async def harness(
-    tmp_path: Path, upstream: RunningEmulator, idp: RunningEmulator, signer: ServedSigner
-) -> AsyncIterator[Harness]:
-    signer.extra = bad_entries(signer.jwks()["keys"][0])
-    h = await start(tmp_path, upstream, idp, signer, algorithms=["RS256", "ES256"])
+async def launch(
+    tmp_path: Path, upstream: RunningEmulator, idp: RunningEmulator
+) -> AsyncIterator[Launch]:
+    """Start the gateway (once per test) with these ``access.entra`` settings; stopped after."""
+    started: list[Gateway] = []
+
+    async def start(**entra: Any) -> Harness:
+        gateway, key = await start_gateway(
+            tmp_path, upstream, idp, jwks_refresh_min_interval_s=0, **entra
+        )
+        started.append(gateway)
+        return Harness(gateway, key)
+
     try:
-        yield h
+        yield start
     finally:
-        await h.gateway.stop()
+        for gateway in started:
+            await gateway.stop()
 
 
-async def test_bad_entries_are_skipped_and_the_good_key_kept(harness: Harness) -> None:
-    s = harness.signer
+@pytest.fixture
+async def harness(launch: Launch, signer: ServedSigner) -> Harness:
+    signer.extra = bad_entries(signer.jwks()["keys"][0])
+    return await launch(algorithms=["RS256", "ES256"])
+
+
+async def test_bad_entries_are_skipped_and_the_good_key_kept(
+    harness: Harness, signer: ServedSigner
+) -> None:
+    s = signer
     assert (await harness.call(s.forge()))[0] == 200
     for entry in s.extra:
         kid = entry.get("kid") if isinstance(entry, dict) else None
@@ -131,11 +121,7 @@ async def test_bad_entries_are_skipped_and_the_good_key_kept(harness: Harness) -
 
 
 async def test_weak_and_off_curve_keys_are_dropped_with_a_warning(
-    tmp_path: Path,
-    upstream: RunningEmulator,
-    idp: RunningEmulator,
-    signer: ServedSigner,
-    caplog: pytest.LogCaptureFixture,
+    launch: Launch, signer: ServedSigner, caplog: pytest.LogCaptureFixture
 ) -> None:
     weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
     k1 = ec.generate_private_key(ec.SECP256K1())
@@ -144,62 +130,40 @@ async def test_weak_and_off_curve_keys_are_dropped_with_a_warning(
         {**ECAlgorithm.to_jwk(k1.public_key(), as_dict=True), "kid": "k1", "alg": "ES256"},
     ]
     caplog.set_level(logging.WARNING, logger="keyguard.identity")
-    h = await start(tmp_path, upstream, idp, signer, algorithms=["RS256", "ES256"])
-    try:
-        status, body = await h.call(signer.forge(signer.header(kid="weak-1024"), key=weak))
-        assert status == 401, body  # a weak key never verifies anything
-        assert (await h.call(signer.forge()))[0] == 200
-    finally:
-        await h.gateway.stop()
+    h = await launch(algorithms=["RS256", "ES256"])
+    status, body = await h.call(signer.forge(signer.header(kid="weak-1024"), key=weak))
+    assert status == 401, body  # a weak key never verifies anything
+    assert (await h.call(signer.forge()))[0] == 200
     warnings = " ".join(r.getMessage() for r in caplog.records if r.name == "keyguard.identity")
     assert "weak-1024" in warnings and "1024 bits" in warnings
     assert "'k1'" in warnings and "secp256k1" in warnings
 
 
 async def test_start_up_with_a_broken_jwks_then_recovery(
-    tmp_path: Path,
-    upstream: RunningEmulator,
-    idp: RunningEmulator,
-    signer: ServedSigner,
-    caplog: pytest.LogCaptureFixture,
+    launch: Launch, signer: ServedSigner, caplog: pytest.LogCaptureFixture
 ) -> None:
     signer.replace = {"keys": [{**signer.jwks()["keys"][0], "alg": ["RS256"]}]}
     caplog.set_level(logging.INFO, logger="keyguard.identity")
-    h = await start(tmp_path, upstream, idp, signer)  # starts: a failure is not fatal
-    try:
-        lines = [r for r in caplog.records if r.name == "keyguard.identity"]
-        assert len([r for r in lines if r.levelno >= logging.WARNING]) == 1, lines
-        status, body = await h.call(signer.forge())
-        assert status == 503
-        assert body["error"]["code"] == "ServiceUnavailable"
-        assert "signing keys" in body["error"]["message"]
-        admin_token = signer.forge(None, signer.claims(groups=[ADMIN_GROUP]))
-        status, body = await h.admin(admin_token)
-        assert status == 503 and body["error"]["code"] == "ServiceUnavailable"
-        assert (await h.call(h.key, header="api-key"))[0] == 200  # Keyguard keys work
-        signer.replace = None  # the issuer is fixed: the next Entra call fetches again
-        assert (await h.call(signer.forge()))[0] == 200
-        assert (await h.admin(admin_token))[0] == 200
-    finally:
-        await h.gateway.stop()
+    h = await launch()  # starts: a failure is not fatal
+    lines = [r for r in caplog.records if r.name == "keyguard.identity"]
+    assert len([r for r in lines if r.levelno >= logging.WARNING]) == 1, lines
+    status, body = await h.call(signer.forge())
+    assert status == 503
+    assert body["error"]["code"] == "ServiceUnavailable"
+    assert "signing keys" in body["error"]["message"]
+    admin_token = signer.forge(None, signer.claims(groups=[ADMIN_GROUP]))
+    status, body = await h.admin(admin_token)
+    assert status == 503 and body["error"]["code"] == "ServiceUnavailable"
+    assert (await h.call(h.key, header="api-key"))[0] == 200  # Keyguard keys work
+    signer.replace = None  # the issuer is fixed: the next Entra call fetches again
+    assert (await h.call(signer.forge()))[0] == 200
+    assert (await h.admin(admin_token))[0] == 200
 
 
-async def test_start_up_with_an_unreachable_jwks(
-    tmp_path: Path, upstream: RunningEmulator, idp: RunningEmulator, signer: ServedSigner
-) -> None:
+async def test_start_up_with_an_unreachable_jwks(launch: Launch, signer: ServedSigner) -> None:
     with socket.socket() as closed:  # a port nobody listens on
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    h = await start(
-        tmp_path,
-        upstream,
-        idp,
-        signer,
-        jwks_uri=f"https://127.0.0.1:{port}/keys",
-        jwks_timeout_s=2,
-    )
-    try:
-        status, body = await h.call(signer.forge())
-        assert status == 503 and body["error"]["code"] == "ServiceUnavailable"
-    finally:
-        await h.gateway.stop()
+    h = await launch(jwks_uri=f"https://127.0.0.1:{port}/keys", jwks_timeout_s=2)
+    status, body = await h.call(signer.forge())
+    assert status == 503 and body["error"]["code"] == "ServiceUnavailable"
