@@ -57,6 +57,7 @@ def test_bad_entries_are_skipped_the_good_kept() -> None:
         {**RSAAlgorithm.to_jwk(weak.public_key(), as_dict=True), "kid": "weak-1024"},
         {"kty": "RSA", "kid": "weak-512", "n": uint(2**511 + 12345), "e": "AQAB"},
         {"kty": "RSA", "kid": "huge", "n": uint(2**16400 + 1), "e": "AQAB"},
+        {**GOOD, "kid": "big-exponent", "e": uint(2**64 + 1)},
         {"kid": "no-kty", "n": GOOD["n"], "e": GOOD["e"]},
         {"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"},
         ec_entry(ec.SECP256K1(), "k1"),
@@ -85,6 +86,7 @@ def test_bad_entries_are_skipped_the_good_kept() -> None:
         "weak-1024",
         "weak-512",
         "huge",
+        "big-exponent",
         "no-kty",
         "hmac",
         "k1",
@@ -95,7 +97,7 @@ def test_bad_entries_are_skipped_the_good_kept() -> None:
         assert f"kid '{kid}'" in text, kid
     assert "1024 bits, under 2048" in text and "512 bits" in text
     assert "'secp256k1' is not P-256, P-384 or P-521" in text
-    assert "entry 18" in text and "entry 20" in text  # no usable kid: named by position
+    assert "entry 19" in text and "entry 21" in text  # no usable kid: named by position
     assert len(found.problems) == len(entries) - 1
 
 

@@ -7,7 +7,8 @@ bad entry is skipped while the good ones are kept. An entry is used only when
   absent or ``sig``, ``key_ops`` absent or a list naming ``verify``, ``alg`` absent or a
   string -- members of any other type make the entry invalid;
 * it holds a **public** key only (``d``, ``p``, ``q``, ... or a symmetric ``oct`` key: never);
-* RSA: ``n`` and ``e`` strings making a valid key of 2048 to 16384 bits, for RS256;
+* RSA: ``n`` and ``e`` strings making a valid key of 2048 to 16384 bits with an exponent of
+  at most 2**32, for RS256;
 * EC: on P-256, P-384 or P-521 (``x``/``y`` of the curve's length, a point on it), for
   ES256, ES384 or ES512 respectively;
 * its algorithm (``alg`` when given, which must match the key) is one Keyguard allows;
@@ -33,7 +34,8 @@ __all__ = ["KeySet", "MAX_KEYS", "MAX_KID_LENGTH", "SigningKey", "read_key_set"]
 MAX_KID_LENGTH = 256
 MAX_KEYS = 100  # entries read from one answer (Entra publishes fewer than 10)
 MIN_RSA_BITS = 2048
-MAX_RSA_BITS = 16384  # verification cost grows with the modulus
+MAX_RSA_BITS = 16384  # verification cost grows with the modulus ...
+MAX_RSA_EXPONENT = 2**32  # ... and with the exponent (everyone uses 65537)
 _CURVES = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
 _OTHER_RSA = frozenset({"RS384", "RS512", "PS256", "PS384", "PS512", "RSA-OAEP", "RSA-OAEP-256"})
 _PRIVATE = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
@@ -92,6 +94,8 @@ def _rsa(entry: dict[str, Any], alg: str | None) -> tuple[str, Any]:
         raise _Ignored(f"an RSA key of {key.key_size} bits, under {MIN_RSA_BITS}")
     if key.key_size > MAX_RSA_BITS:
         raise _Ignored(f"an RSA key of {key.key_size} bits, over {MAX_RSA_BITS}")
+    if key.public_numbers().e > MAX_RSA_EXPONENT:
+        raise _Ignored("an RSA public exponent over 2**32")
     return ("RS256", key)
 
 
