@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import inspect
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -164,6 +165,14 @@ async def _unsized(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+def _gzip_bomb(request: web.Request) -> web.Response:
+    """64 MiB of JSON whitespace in 64 KiB of gzip, sent although identity was asked for."""
+    body = gzip.compress(b" " * (64 * 1024 * 1024), compresslevel=9)
+    return web.Response(
+        body=body, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    )
+
+
 def _json_body(body: bytes) -> Handler:
     return lambda r: web.Response(body=body, content_type="application/json")
 
@@ -188,6 +197,7 @@ def _json_body(body: bytes) -> Handler:
         (_unsized, "too large"),
         (lambda r: web.Response(text="{}", content_type="text/html"), "content type 'text/html'"),
         (lambda r: web.Response(body=b"{}"), "content type 'application/octet-stream'"),
+        (_gzip_bomb, "compressed"),
     ],
 )
 async def test_bad_answers(

@@ -4,11 +4,12 @@
   token names an unknown ``kid`` (key rollover) -- but at most once per
   ``min_refresh_interval``, however many unknown kids arrive: a flood of made-up kids costs
   one fetch per interval, never one per request. Concurrent lookups share one fetch.
-* The answer must be HTTPS, 200, ``application/json`` or ``application/jwk-set+json``, at
-  most 256 KiB (read to its end, however it is split on the wire); redirects are not
-  followed. Its entries are read one by one (:mod:`.jwk`): bad ones are skipped, weak ones
-  dropped, and each fetch writes at most one log line (what was ignored, or why the fetch
-  failed). An answer with no usable key, like a failed fetch, keeps the keys already known.
+* The answer must be HTTPS, 200, ``application/json`` or ``application/jwk-set+json``,
+  uncompressed (no decompression bomb), at most 256 KiB (read to its end, however it is
+  split on the wire); redirects are not followed. Its entries are read one by one
+  (:mod:`.jwk`): bad ones are skipped, weak ones dropped, and each fetch writes at most one
+  log line (what was ignored, or why the fetch failed). An answer with no usable key, like
+  a failed fetch, keeps the keys already known.
 * A gateway whose JWKS is unreachable or broken at start starts anyway: Entra tokens get 503
   (:func:`unavailable`) until a fetch succeeds, Keyguard keys are not affected.
 """
@@ -168,16 +169,20 @@ class JwksCache:
 
     async def _fetch(self) -> dict[str, SigningKey]:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout, trust_env=False)
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout, trust_env=False, auto_decompress=False
+            )
         try:
             async with self._session.get(
                 self._uri,
                 ssl=self._ssl,
                 allow_redirects=False,
-                headers={"Accept": "application/json"},
+                headers={"Accept": "application/json", "Accept-Encoding": "identity"},
             ) as resp:
                 if resp.status != 200:
                     raise JwksError(f"HTTP {resp.status}")
+                if resp.headers.get("Content-Encoding", "identity").lower() != "identity":
+                    raise JwksError("a compressed answer (asked for identity)")
                 if resp.content_type not in _CONTENT_TYPES:
                     raise JwksError(f"the content type {resp.content_type!r:.60} is not JSON")
                 if (resp.content_length or 0) > MAX_JWKS_BYTES:
