@@ -44,14 +44,13 @@ def check_header(header: dict[str, Any], algorithms: frozenset[str]) -> tuple[st
         raise token_failure("token_malformed")
     if alg not in algorithms:
         raise token_failure("token_algorithm")
-    if (
-        any(name in header for name in _REFUSED_MEMBERS)
-        or "typ" in header
-        and not isinstance(typ, str)
-    ):
+    if any(name in header for name in _REFUSED_MEMBERS):
         raise token_failure("token_malformed")
-    if isinstance(typ, str) and typ.lower() not in _TYPES:
-        raise token_failure("token_type")
+    if "typ" in header:
+        if not isinstance(typ, str):
+            raise token_failure("token_malformed")
+        if typ.lower() not in _TYPES:
+            raise token_failure("token_type")
     if not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID_LENGTH:
         raise token_failure("token_malformed")
     return alg, kid
