@@ -29,7 +29,6 @@ from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt import PyJWK
 from jwt.algorithms import RSAAlgorithm
 
 from keyguard.core.netaddr import client_address
@@ -37,6 +36,7 @@ from keyguard.core.principal import Principal
 from keyguard.core.request import RequestContext
 from keyguard.errors import PermissionDenied
 from keyguard.identity.entra import EntraAuthenticator
+from keyguard.identity.jwk import SigningKey, read_key_set
 from keyguard.identity.settings import EntraSettings
 from keyguard.identity.tokens import TokenValidator
 from keyguard.policy.authorizer import PolicyAuthorizer
@@ -95,7 +95,9 @@ def context(max_tokens: int) -> RequestContext:
 
 async def main() -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    jwk = PyJWK({**RSAAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": "k1"})
+    jwk = read_key_set(
+        [{**RSAAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": "k1"}], ["RS256"]
+    ).keys["k1"]
     settings = EntraSettings(tenants=[TENANT], audiences=["api://keyguard"])
     now = int(time.time())
     claims = {
@@ -113,7 +115,7 @@ async def main() -> None:
     }
     token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
 
-    async def lookup(kid: str) -> PyJWK | None:
+    async def lookup(kid: str) -> SigningKey | None:
         return jwk if kid == "k1" else None
 
     validator = TokenValidator(settings, lookup)

@@ -272,10 +272,11 @@ async def test_check_and_explain(admin: Admin) -> None:
 
 
 async def test_entra_admin_groups(admin: Admin, issuer: LocalIssuer) -> None:
-    member = issuer.mint(idtyp="user", scp="admin", groups=[ADMINS.upper()], oid="o-admin")
+    oid = "0ad10000-0000-4000-8000-000000000001"  # object ids are GUIDs
+    member = issuer.mint(idtyp="user", scp="admin", groups=[ADMINS.upper()], oid=oid.upper())
     status, me = await admin.call("GET", "/admin/whoami", member)
-    assert status == 200 and me == {"actor": "entra:o-admin", "role": "admin"}
-    viewer = issuer.mint(groups=[VIEWERS], oid="o-viewer")
+    assert status == 200 and me == {"actor": f"entra:{oid}", "role": "admin"}
+    viewer = issuer.mint(groups=[VIEWERS])
     assert (await admin.call("GET", "/admin/tokens", viewer))[0] == 403
     outsider = issuer.mint(groups=["bbbbbbbb-0000-0000-0000-000000000000"])
     assert (await admin.call("GET", "/admin/whoami", outsider))[0] == 403

@@ -14,7 +14,14 @@ API_VERSION = "2024-10-21"
 DEPLOYMENTS = ["gpt-4o", "gpt-4o-mini", "text-embedding-3-small", "dall-e-3", "whisper", "tts"]
 
 
-def access_settings(tmp: Path, upstream_url: str, access: dict[str, Any], **proxy: Any) -> Settings:
+def access_settings(
+    tmp: Path,
+    upstream_url: str,
+    access: dict[str, Any],
+    *,
+    monitor: dict[str, Any] | None = None,
+    **proxy: Any,
+) -> Settings:
     return settings_from_mapping(
         {
             "listen": {"proxy": "127.0.0.1:0", "admin": "127.0.0.1:0"},
@@ -30,6 +37,7 @@ def access_settings(tmp: Path, upstream_url: str, access: dict[str, Any], **prox
                 }
             ],
             "access": access,
+            **({"monitor": monitor} if monitor is not None else {}),
         },
         base_dir=tmp,
     )
@@ -42,6 +50,7 @@ async def start_access_gateway(
     access: dict[str, Any],
     *,
     policy: str | None = None,
+    monitor: dict[str, Any] | None = None,
     **proxy: Any,
 ) -> Gateway:
     """A started gateway; ``policy`` (YAML) is written to ``tmp/policy.yaml`` and used."""
@@ -50,7 +59,7 @@ async def start_access_gateway(
     if policy is not None:
         (tmp / "policy.yaml").write_text(policy)
         access = {**access, "policy": {"file": "policy.yaml", **access.get("policy", {})}}
-    settings = access_settings(tmp, upstream_url, access, **proxy)
+    settings = access_settings(tmp, upstream_url, access, monitor=monitor, **proxy)
     rt = await open_runtime(settings, {})
     try:
         await rt.vault.put("upstream/emulator", upstream_key)

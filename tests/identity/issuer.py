@@ -35,6 +35,30 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def entra_claims(
+    issuer: str, tenant: str, audience: str, now: float | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """The claims of an Entra v1 app-only access token issued now, with ``overrides``
+    (``None`` removes a claim)."""
+    at = int(time.time() if now is None else now)
+    base = {
+        "aud": audience,
+        "iss": issuer,
+        "iat": at,
+        "nbf": at,
+        "exp": at + 3600,
+        "appid": "11111111-1111-1111-1111-111111111111",
+        "appidacr": "2",
+        "idtyp": "app",
+        "oid": str(uuid.uuid4()),
+        "sub": str(uuid.uuid4()),
+        "tid": tenant,
+        "ver": "1.0",
+    }
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not None}
+
+
 @dataclass
 class LocalIssuer:
     url: str
@@ -79,23 +103,7 @@ class LocalIssuer:
         return {"keys": keys}
 
     def claims(self, **overrides: Any) -> dict[str, Any]:
-        now = int(time.time())
-        base = {
-            "aud": AUDIENCE,
-            "iss": self.issuer,
-            "iat": now,
-            "nbf": now,
-            "exp": now + 3600,
-            "appid": "11111111-1111-1111-1111-111111111111",
-            "appidacr": "2",
-            "idtyp": "app",
-            "oid": str(uuid.uuid4()),
-            "sub": str(uuid.uuid4()),
-            "tid": self.tenant,
-            "ver": "1.0",
-        }
-        base.update(overrides)
-        return {k: v for k, v in base.items() if v is not None}
+        return entra_claims(self.issuer, self.tenant, AUDIENCE, **overrides)
 
     def mint(
         self,

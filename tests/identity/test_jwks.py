@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import gzip
+import inspect
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import orjson
 import pytest
 from aiohttp import web
 from pydantic import ValidationError
@@ -127,7 +131,7 @@ def test_plain_http_is_refused_in_settings() -> None:
         )
 
 
-Handler = Callable[[web.Request], web.StreamResponse]
+Handler = Callable[[web.Request], web.StreamResponse | Awaitable[web.StreamResponse]]
 
 
 @pytest.fixture
@@ -136,7 +140,8 @@ async def odd_server(tmp_path: Path) -> AsyncIterator[tuple[str, str, dict[str, 
     routes: dict[str, Handler] = {}
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
-        return routes[request.match_info["name"]](request)
+        answer = routes[request.match_info["name"]](request)
+        return await answer if inspect.isawaitable(answer) else answer
 
     app = web.Application()
     app.router.add_get("/{name}", dispatch)
@@ -151,6 +156,27 @@ async def odd_server(tmp_path: Path) -> AsyncIterator[tuple[str, str, dict[str, 
         await runner.cleanup()
 
 
+async def _unsized(request: web.Request) -> web.StreamResponse:
+    """A JSON answer without a Content-Length (chunked), larger than the limit."""
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await resp.prepare(request)
+    for _ in range(MAX_JWKS_BYTES // 4096 + 2):
+        await resp.write(b" " * 4096)
+    return resp
+
+
+def _gzip_bomb(request: web.Request) -> web.Response:
+    """64 MiB of JSON whitespace in 64 KiB of gzip, sent although identity was asked for."""
+    body = gzip.compress(b" " * (64 * 1024 * 1024), compresslevel=9)
+    return web.Response(
+        body=body, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    )
+
+
+def _json_body(body: bytes) -> Handler:
+    return lambda r: web.Response(body=body, content_type="application/json")
+
+
 @pytest.mark.parametrize(
     ("handler", "error"),
     [
@@ -159,14 +185,19 @@ async def odd_server(tmp_path: Path) -> AsyncIterator[tuple[str, str, dict[str, 
             lambda r: web.Response(status=302, headers={"Location": "https://example.com/"}),
             "HTTP 302",
         ),
-        (lambda r: web.Response(body=b"{not json"), "not a usable JWK set"),
-        (lambda r: web.json_response([1, 2]), "not a usable JWK set"),
-        (lambda r: web.json_response({"keys": []}), "not a usable JWK set"),
+        (_json_body(b"{not json"), "not JSON"),
+        (lambda r: web.json_response([1, 2]), "no 'keys' list"),
+        (lambda r: web.json_response({"keys": {"kid": "x"}}), "no 'keys' list"),
+        (lambda r: web.json_response({"keys": []}), "no usable signing key"),
         (
             lambda r: web.json_response({"keys": [{"kty": "oct", "kid": "h", "k": "c2VjcmV0"}]}),
-            "no signing key",
+            "no usable signing key .*kid 'h' .*symmetric",
         ),
-        (lambda r: web.Response(body=b" " * (MAX_JWKS_BYTES + 1)), "too large"),
+        (_json_body(b" " * (MAX_JWKS_BYTES + 1)), "too large"),
+        (_unsized, "too large"),
+        (lambda r: web.Response(text="{}", content_type="text/html"), "content type 'text/html'"),
+        (lambda r: web.Response(body=b"{}"), "content type 'application/octet-stream'"),
+        (_gzip_bomb, "compressed"),
     ],
 )
 async def test_bad_answers(
@@ -180,3 +211,69 @@ async def test_bad_answers(
             await cache.refresh()
     finally:
         await cache.close()
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json", "application/json; charset=utf-8", "application/jwk-set+json"],
+)
+async def test_json_content_types_are_accepted(
+    odd_server: tuple[str, str, dict[str, Handler]], issuer: LocalIssuer, content_type: str
+) -> None:
+    url, ca, routes = odd_server
+    body = orjson.dumps(issuer.jwks())
+    routes["keys"] = lambda r: web.Response(body=body, headers={"Content-Type": content_type})
+    cache = JwksCache(f"{url}/keys", algorithms=["RS256"], ssl=ssl_context(ca))
+    try:
+        await cache.refresh()
+        assert cache.kids == {"rsa-1"}
+    finally:
+        await cache.close()
+
+
+PAUSE_S = 0.2  # between two segments; a client that stops reading ends it at once
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_an_answer_in_several_segments_with_pauses_is_read_whole(
+    tmp_path: Path, issuer: LocalIssuer, chunked: bool
+) -> None:
+    """The body arrives in four TLS writes with pauses between them: the cache reads to the
+    end of the answer, not just what has arrived when it first looks."""
+    tls = ensure_certificates(tmp_path / "tls", ["127.0.0.1"])
+    body = orjson.dumps(issuer.jwks())
+    cut = [0, 1, len(body) // 3, len(body) - 2, len(body)]
+    parts = [body[a:b] for a, b in itertools.pairwise(cut)]
+    stopped_early = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        framing = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % len(body)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n%s\r\n\r\n" % framing)
+        for part in parts:
+            writer.write(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part)
+            await writer.drain()
+            if part is not parts[-1]:
+                try:  # the pause; a client that gave up and closed ends it at once
+                    if await asyncio.wait_for(reader.read(1), PAUSE_S) == b"":
+                        stopped_early.set()
+                        return
+                except TimeoutError:
+                    pass
+        if chunked:
+            writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_ssl_context(tls))
+    port = server.sockets[0].getsockname()[1]
+    cache = JwksCache(
+        f"https://127.0.0.1:{port}/keys", algorithms=["RS256"], ssl=ssl_context(str(tls.ca_cert))
+    )
+    try:
+        await cache.refresh()
+        assert cache.kids == {"rsa-1"} and not stopped_early.is_set()
+    finally:
+        await cache.close()
+        server.close()
+        await server.wait_closed()

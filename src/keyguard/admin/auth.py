@@ -76,9 +76,9 @@ class AdminAuthenticator:
         if self._entra is not None and token.startswith("eyJ"):
             try:
                 verified = await self._entra.validate(token, time.time())
-            except AuthenticationFailed:
+            except AuthenticationFailed as exc:  # every malformed token lands here: a 401
                 self._failed(request, "Entra token not valid")
-                raise
+                raise _denied(exc.message, exc.reason) from None
             roles = [self._groups[g] for g in verified.groups if g in self._groups]
             roles += [self._app_roles[r] for r in verified.roles if r in self._app_roles]
             if not roles:

@@ -7,6 +7,9 @@ served (``access.allowed_hosts``) and a credential header sent twice (``api-key`
 
 * ``keyguard``  -- the key authenticator (cache, HMAC, state);
 * ``jwt``       -- the Entra authenticator when ``access.entra`` is configured, else a 401;
+  only from ``Authorization: Bearer``: a JWT in ``api-key`` is refused (Azure OpenAI refuses
+  it too, and ``api-key`` is the header tools treat as a static key -- logged, copied,
+  pasted -- where a bearer token must not travel);
 * ``azure_key`` -- always refused. An 84-character identifiable Azure key, or a 32-hex key
   whose fingerprint is one of Keyguard's own upstream keys, means somebody holds a raw Azure
   key: a high-severity :class:`~keyguard.events.SecurityEvent` is emitted (the key never is).
@@ -78,6 +81,13 @@ class Authenticator:
             assert credential.key is not None
             return await self._keys.authenticate(credential.key, now)
         if credential.kind == "jwt":
+            if "api-key" in headers:
+                raise AuthenticationFailed(
+                    "Access denied: an Entra ID token goes in the 'Authorization: Bearer "
+                    "<token>' header, never in 'api-key'. With the openai SDK, pass "
+                    "azure_ad_token_provider (or azure_ad_token) instead of api_key.",
+                    reason="jwt_in_api_key",
+                )
             if self._entra is None:
                 raise AuthenticationFailed(
                     "Access denied: Entra ID tokens are not accepted by this gateway's "

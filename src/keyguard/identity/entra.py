@@ -7,7 +7,9 @@ is bounded (oldest entries go first). Tokens cannot be revoked before they expir
 nature of bearer JWTs, and why Entra issues them for an hour or so.
 
 The verified token becomes a :class:`~keyguard.core.principal.Principal` through the policy's
-directory (names for Entra client ids):
+directory (names for Entra client ids). Client ids are GUIDs (:mod:`.claims` refuses anything
+else), looked up in the directory by GUID only: a client id is never compared with an app's
+name, so no token can claim a name the policy gives.
 
 * an app:   ``app:<name>`` (or ``app:<client id>`` when the policy does not name it);
 * an agent: ``agent:<name>`` (or its client id), belonging to its parent app; a token is an
@@ -21,42 +23,42 @@ The principal is recomputed when the policy changes (its names may have).
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..core.principal import Principal
 from ..policy.compiled import Directory
+from .claims import GUID
 from .tokens import TokenValidator, VerifiedToken, token_failure
 
 __all__ = ["EntraAuthenticator", "principal_for"]
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
-
-def _name(value: str) -> str:
-    if not _NAME.fullmatch(value):
+def _guid(value: str) -> str:
+    """An unnamed identity's id: a lower-case GUID, or a 401 (never a name)."""
+    if not GUID.fullmatch(value):
         raise token_failure("token_claims")
-    return value
+    return value.lower()
 
 
 def principal_for(token: VerifiedToken, directory: Directory) -> Principal:
     """The principal a verified token stands for, named through ``directory``."""
-    client = token.client_id
+    client = _guid(token.client_id)
     agent = directory.agents.get(client)
     if agent is not None or token.kind == "agent":
-        name, parent_app = agent if agent is not None else (_name(client), None)
+        name, parent_app = agent if agent is not None else (client, None)
         if parent_app is None and token.parent_client_id is not None:
-            parent_app = directory.apps.get(token.parent_client_id) or _name(token.parent_client_id)
+            parent_id = _guid(token.parent_client_id)
+            parent_app = directory.apps.get(parent_id) or parent_id
         kind, principal_id = "agent", f"agent:{name}"
         app = parent_app or name
         parent = f"app:{parent_app}" if parent_app else None
     else:
-        app = directory.apps.get(client) or _name(client)
+        app = directory.apps.get(client) or client
         parent = None
         if token.kind == "user":
-            kind, principal_id = "user", f"user:{_name(token.object_id)}"
+            kind, principal_id = "user", f"user:{_guid(token.object_id)}"
         else:
             kind, principal_id = "app", f"app:{app}"
     return Principal(

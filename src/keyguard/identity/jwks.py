@@ -1,17 +1,17 @@
 """The issuer's signing keys: a JWKS fetched over HTTPS, cached, refreshed with a rate limit.
 
-* Fetched at start (a failure is logged; tokens then get 503 until a fetch succeeds), again in
-  the background once older than ``max_age``, and at once when a token names an unknown ``kid``
-  (key rollover) -- but at most once per ``min_refresh_interval``, however many unknown kids
-  arrive: a flood of made-up kids costs one fetch per interval, never one per request.
-  Concurrent lookups share one in-flight fetch.
-* Only keys usable with the allowed algorithms are kept (RSA for RS256, P-256 for ES256, with
-  ``use`` absent or ``sig``); symmetric (``oct``) keys never are, so a token can never be
-  checked with HMAC. The answer must be HTTPS, 200, JSON, at most 256 KiB; redirects are not
-  followed. A failed refresh keeps the keys already known.
-
-The JSON is parsed into PyJWT's ``PyJWKSet``; this module only does the I/O (PyJWT's own
-``PyJWKClient`` is synchronous).
+* Fetched at start, again in the background once older than ``max_age``, and at once when a
+  token names an unknown ``kid`` (key rollover) -- but at most once per
+  ``min_refresh_interval``, however many unknown kids arrive: a flood of made-up kids costs
+  one fetch per interval, never one per request. Concurrent lookups share one fetch.
+* The answer must be HTTPS, 200, ``application/json`` or ``application/jwk-set+json``,
+  uncompressed (no decompression bomb), at most 256 KiB (read to its end, however it is
+  split on the wire); redirects are not followed. Its entries are read one by one
+  (:mod:`.jwk`): bad ones are skipped, weak ones dropped, and each fetch writes at most one
+  log line (what was ignored, or why the fetch failed). An answer with no usable key, like
+  a failed fetch, keeps the keys already known.
+* A gateway whose JWKS is unreachable or broken at start starts anyway: Entra tokens get 503
+  (:func:`unavailable`) until a fetch succeeds, Keyguard keys are not affected.
 """
 
 from __future__ import annotations
@@ -25,17 +25,16 @@ from collections.abc import Callable, Collection
 
 import aiohttp
 import orjson
-from jwt import PyJWK, PyJWKSet
-from jwt.exceptions import PyJWKSetError
 
 from ..errors import UpstreamError
+from .jwk import MAX_KID_LENGTH, SigningKey, read_key_set
 
-__all__ = ["JwksCache", "JwksError", "MAX_JWKS_BYTES", "ssl_context"]
+__all__ = ["JwksCache", "JwksError", "MAX_JWKS_BYTES", "ssl_context", "unavailable"]
 
 log = logging.getLogger("keyguard.identity")
 
 MAX_JWKS_BYTES = 256 * 1024
-MAX_KID_LENGTH = 256
+_CONTENT_TYPES = frozenset({"application/json", "application/jwk-set+json"})
 
 
 class JwksError(Exception):
@@ -79,7 +78,7 @@ class JwksCache:
         self._min_interval = min_refresh_interval
         self._max_age = max_age
         self._clock = clock
-        self._keys: dict[str, PyJWK] = {}
+        self._keys: dict[str, SigningKey] = {}
         self._fetched_at: float | None = None
         self._last_attempt: float | None = None
         self._inflight: asyncio.Future[None] | None = None
@@ -92,10 +91,9 @@ class JwksCache:
         return frozenset(self._keys)
 
     async def start(self) -> None:
-        try:
+        """The first fetch; a failure is logged (one line), never raised."""
+        with contextlib.suppress(JwksError):
             await self.refresh()
-        except JwksError as exc:
-            log.warning("identity: cannot fetch the signing keys from %s yet: %s", self._uri, exc)
 
     async def close(self) -> None:
         if self._background is not None:
@@ -106,7 +104,7 @@ class JwksCache:
             await self._session.close()
             self._session = None
 
-    async def get(self, kid: str) -> PyJWK | None:
+    async def get(self, kid: str) -> SigningKey | None:
         """The key ``kid``, fetching the JWKS again if it is unknown and the rate limit allows;
         ``None`` when the issuer does not have it. 503 when no key was ever fetched."""
         key = self._keys.get(kid)
@@ -139,7 +137,14 @@ class JwksCache:
             self._fetched_at = self._clock()
             fut.set_result(None)
         except JwksError as exc:
-            log.warning("identity: fetching signing keys from %s failed: %s", self._uri, exc)
+            log.warning(
+                "identity: fetching the signing keys from %s failed: %s; %s",
+                self._uri,
+                exc,
+                f"the {len(self._keys)} keys already known stay in use"
+                if self._keys
+                else "Entra ID tokens are answered 503 until a fetch succeeds",
+            )
             fut.set_exception(exc)
             fut.exception()
             raise
@@ -162,43 +167,64 @@ class JwksCache:
 
         self._background = asyncio.ensure_future(run())
 
-    async def _fetch(self) -> dict[str, PyJWK]:
+    async def _fetch(self) -> dict[str, SigningKey]:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout, trust_env=False)
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout, trust_env=False, auto_decompress=False
+            )
         try:
             async with self._session.get(
                 self._uri,
                 ssl=self._ssl,
                 allow_redirects=False,
-                headers={"Accept": "application/json"},
+                headers={"Accept": "application/json", "Accept-Encoding": "identity"},
             ) as resp:
                 if resp.status != 200:
                     raise JwksError(f"HTTP {resp.status}")
+                if resp.headers.get("Content-Encoding", "identity").lower() != "identity":
+                    raise JwksError("a compressed answer (asked for identity)")
+                if resp.content_type not in _CONTENT_TYPES:
+                    raise JwksError(f"the content type {resp.content_type!r:.60} is not JSON")
                 if (resp.content_length or 0) > MAX_JWKS_BYTES:
                     raise JwksError("the answer is too large")
-                body = await resp.content.read(MAX_JWKS_BYTES + 1)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                body = await read_bounded(resp.content, MAX_JWKS_BYTES)
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
             raise JwksError(type(exc).__name__) from exc
-        if len(body) > MAX_JWKS_BYTES:
-            raise JwksError("the answer is too large")
         return self._parse(body)
 
-    def _parse(self, body: bytes) -> dict[str, PyJWK]:
+    def _parse(self, body: bytes) -> dict[str, SigningKey]:
         try:
             data = orjson.loads(body)
-            jwk_set = PyJWKSet.from_dict(data if isinstance(data, dict) else {})
-        except (orjson.JSONDecodeError, PyJWKSetError) as exc:
-            raise JwksError(f"not a usable JWK set ({type(exc).__name__})") from None
-        keys: dict[str, PyJWK] = {}
-        for key in jwk_set:
-            kid = key.key_id
-            if (
-                isinstance(kid, str)
-                and 0 < len(kid) <= MAX_KID_LENGTH
-                and key.algorithm_name in self._algorithms
-                and key.public_key_use in (None, "sig")
-            ):
-                keys[kid] = key
-        if not keys:
-            raise JwksError("no signing key for the allowed algorithms")
-        return keys
+        except orjson.JSONDecodeError:
+            raise JwksError("not a JWK set (not JSON)") from None
+        entries = data.get("keys") if isinstance(data, dict) else None
+        if not isinstance(entries, list):
+            raise JwksError("not a JWK set (no 'keys' list)")
+        found = read_key_set(entries, self._algorithms)
+        ignored = "; ".join(found.problems[:10])
+        if len(found.problems) > 10:
+            ignored += f"; and {len(found.problems) - 10} more"
+        if not found.keys:
+            raise JwksError(
+                "no usable signing key for "
+                + ", ".join(sorted(self._algorithms))
+                + (f" (ignored: {ignored})" if ignored else "")
+            )
+        if ignored:
+            log.warning(
+                "identity: signing keys from %s: %d kept, ignored: %s",
+                self._uri,
+                len(found.keys),
+                ignored,
+            )
+        return found.keys
+
+
+async def read_bounded(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """The whole body, to its end however it arrives; :class:`JwksError` past ``limit``."""
+    body = bytearray()
+    async for chunk in content.iter_any():
+        body += chunk
+        if len(body) > limit:
+            raise JwksError("the answer is too large")
+    return bytes(body)

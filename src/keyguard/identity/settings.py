@@ -22,6 +22,9 @@ class EntraSettings(Frozen):
     ca_file: str | None = None  # extra CA bundle to trust for jwks_uri (tests, private PKI)
     algorithms: list[Literal["RS256", "ES256"]] = Field(default=["RS256"], min_length=1)
     clock_skew_s: float = Field(default=60.0, ge=0, le=300)
+    # The longest validity a token may claim (exp - iat, exp - nbf, exp - now): Entra's
+    # longest ordinary tokens (managed identities) live 24 h from an iat set 5 minutes back.
+    max_token_lifetime_s: int = Field(default=90000, ge=300, le=7 * 86400)
     jwks_refresh_min_interval_s: float = Field(default=30.0, ge=0, le=3600)
     jwks_max_age_s: float = Field(default=3600.0, gt=0, le=86400)
     jwks_timeout_s: float = Field(default=5.0, gt=0, le=60)
