@@ -87,13 +87,38 @@ def payload_features(payload: dict[str, Any] | None) -> dict[str, Any]:
         empty = _is_empty(payload.get("prompt"))
     elif "input" in payload and "messages" not in payload:
         empty = _is_empty(payload.get("input"))
-    limit, seed = _number(max_tokens), _number(payload.get("seed"))
+    limit, limit_wild = _whole(max_tokens)
+    seed, seed_wild = _whole(payload.get("seed"))
     return {
-        "max_tokens": int(limit) if limit is not None else None,
+        "max_tokens": limit,
         "empty_prompt": empty,
         "temperature": _number(payload.get("temperature")),
-        "seed": int(seed) if seed is not None else None,
+        "seed": seed,
+        "out_of_range": limit_wild or seed_wild,
     }
+
+
+_INT64 = (1 << 63) - 1
+
+
+def _whole(value: Any) -> tuple[int | None, bool]:
+    """A number kept as a 64-bit integer; beyond that range it is clamped, and flagged (a
+    caller may send any number: a record must still be written, and say it was clamped)."""
+    number = _number(value)
+    if number is None:
+        return None, False
+    if -_INT64 <= number <= _INT64:
+        return int(number), False
+    return (_INT64 if number > 0 else -_INT64), True
+
+
+def _text(value: str) -> str:
+    """Client text cut to ``_MAX_TEXT`` characters and made valid UTF-8 (a header may carry
+    bytes that decode to lone surrogates, which no JSON encoder writes)."""
+    value = value[:_MAX_TEXT]
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "replace").decode("utf-8")
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs 3x, once per request
@@ -125,6 +150,7 @@ class Observation:
     empty_prompt: bool = False
     temperature: float | None = None
     seed: int | None = None
+    out_of_range: bool = False  # a number in the request was beyond 64 bits and was clamped
 
     @property
     def tokens(self) -> int:
@@ -206,8 +232,8 @@ def observe_context(
         presented_key_id=ctx.presented_key_id,
         source=ctx.remote,
         network=network_of(ctx.remote, v4, v6),
-        user_agent=clean(ua[:_MAX_TEXT]) if ua else None,
-        client=clean(ctx.client[:_MAX_TEXT]) if ctx.client else None,
+        user_agent=clean(_text(ua)) if ua else None,
+        client=clean(_text(ctx.client)) if ctx.client else None,
         operation=route.operation.name if route else None,
         deployment=ctx.deployment,
         requested=_requested_digest(ctx),
@@ -226,4 +252,5 @@ def observe_context(
         empty_prompt=bool(features.get("empty_prompt")),
         temperature=features.get("temperature"),
         seed=features.get("seed"),
+        out_of_range=bool(features.get("out_of_range")),
     )

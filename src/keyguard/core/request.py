@@ -51,7 +51,10 @@ def _get(obj: Any, name: str) -> Any:
 
 
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    """A token count: a positive integer within 64 bits, else 0 (even from the upstream)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 1 << 62:
+        return value
+    return 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -87,6 +87,7 @@ class Monitor:
         self._v6 = detector.settings.ipv6_prefix if detector else 48
         self.processed = 0
         self.dropped = 0
+        self.unrecorded = 0  # requests whose audit record could not be made
 
     @property
     def pending(self) -> int:
@@ -151,10 +152,16 @@ class Monitor:
         return n
 
     async def _one(self, obs: Observation, content: dict[str, Any] | None) -> None:
+        """Metrics, audit and detection each see the request; one failing never keeps the
+        others (or the next requests) from it."""
         if self.metrics is not None:
             self.metrics.observe(obs)
         if self.audit is not None:
-            self.audit.append("request", request_record(obs, content), obs.at)
+            try:
+                self.audit.append("request", request_record(obs, content), obs.at)
+            except Exception:
+                self.unrecorded += 1
+                log.exception("monitor: the audit record of request %s failed", obs.request_id)
         if self.detector is None:
             return
         for finding in self.detector.observe(obs):
