@@ -22,7 +22,7 @@ anything about the policy.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
 from aiohttp import web
@@ -52,9 +52,12 @@ class Authenticator:
         events: EventBus,
         entra: EntraAuthenticator | None = None,
         managed_keys: ManagedKeyIndex | None = None,
+        upstreams_by_secret: Mapping[str, Sequence[str]] | None = None,
         allowed_hosts: Collection[str] = (),
     ) -> None:
         self._keys = keys
+        # vault secret -> the upstreams whose key it is (to name them in the event)
+        self._upstreams = {k: tuple(v) for k, v in (upstreams_by_secret or {}).items()}
         self._events = events
         self._entra = entra
         self._managed = managed_keys
@@ -114,9 +117,12 @@ class Authenticator:
             "checksum_valid": identifiable and validate_identifiable_key(value) is not None,
             "path": request.path[:200],
         }
+        upstreams: tuple[str, ...] = ()
         if managed is not None:
+            upstreams = self._upstreams.get(managed.secret, ())
             evidence["vault_secret"] = managed.secret
             evidence["vault_version"] = managed.version
+            evidence["upstreams"] = list(upstreams)
         self._events.emit(
             SecurityEvent(
                 created=now,
@@ -127,7 +133,7 @@ class Authenticator:
                     if managed is not None
                     else "A request carried a raw Azure OpenAI key; somebody holds one."
                 ),
-                upstream=managed.secret if managed is not None else None,
+                upstream=upstreams[0] if upstreams else None,
                 source=remote,
                 evidence=evidence,
             )

@@ -89,9 +89,15 @@ class RotationScheduler:
     def _on_event(self, event: Event) -> None:
         if not isinstance(event, SecurityEvent) or event.kind not in TRIGGER_KINDS:
             return
-        if event.upstream is not None:
-            if event.upstream in self._service.rotatable():
-                self.request(event.upstream, f"event:{event.kind}")
+        rotatable = self._service.rotatable()
+        named = [event.upstream] if event.upstream is not None else []
+        secret = event.evidence.get("vault_secret")
+        if isinstance(secret, str):  # every upstream whose key that vault secret is
+            named += self._service.upstreams_using(secret)
+        if named:
+            for upstream in dict.fromkeys(named):
+                if upstream in rotatable:
+                    self.request(upstream, f"event:{event.kind}")
             return
         fingerprint = event.evidence.get("fingerprint")
         if isinstance(fingerprint, str) and len(fingerprint) == 64:

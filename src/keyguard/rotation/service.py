@@ -92,6 +92,10 @@ class RotationService:
             if c.management is not None and c.credential.kind != "env"
         ]
 
+    def upstreams_using(self, vault_secret: str) -> list[str]:
+        """The upstreams whose key is the local vault secret ``vault_secret``."""
+        return [c.name for c in self._upstreams if c.credential.vault == vault_secret]
+
     def target(self, name: str) -> UpstreamTarget:
         found = self._targets.get(name)
         if found is not None:

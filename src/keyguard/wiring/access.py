@@ -81,6 +81,15 @@ async def _policy_source(runtime: Runtime) -> PolicySource | None:
     return source
 
 
+def _upstreams_by_secret(runtime: Runtime) -> dict[str, list[str]]:
+    """Local vault secret -> the upstreams whose key it is."""
+    found: dict[str, list[str]] = {}
+    for up in runtime.settings.upstreams:
+        if up.credential.vault is not None:
+            found.setdefault(up.credential.vault, []).append(up.name)
+    return found
+
+
 def _deployments(runtime: Runtime) -> list[str]:
     return [name for up in runtime.settings.upstreams for name in up.deployments]
 
@@ -169,6 +178,7 @@ async def start_access(stack: AsyncExitStack, runtime: Runtime, keys: KeyAuthent
         events=runtime.events,
         entra=tokens,
         managed_keys=managed_keys,
+        upstreams_by_secret=_upstreams_by_secret(runtime),
         allowed_hosts=settings.allowed_hosts,
     )
     admin_tokens = await _admin_tokens(runtime)
