@@ -117,7 +117,7 @@ class Gateway:
         if self.admission is not None:
             stack.push_async_callback(self.admission.close)
         self.monitoring = monitoring = await start_monitor(
-            stack, runtime, invalidate=keys.invalidate
+            stack, runtime, invalidate=keys.invalidate, rotation=self.rotation
         )
         self.access = access = await start_access(stack, runtime, keys)
         handler = ProxyHandler(
@@ -137,7 +137,7 @@ class Gateway:
         self.proxy_url = await _listen(stack, _proxy_runner(handler, s.proxy.max_body_bytes),
                                        s.listen.proxy)  # fmt: skip
         admin_app = access.admin_app(runtime)
-        monitoring.add_routes(admin_app, require_admin=access.require_viewer)
+        monitoring.add_routes(admin_app)
         admin_app.on_response_prepare.append(_name_server)
         self.admin_url = await _listen(stack, web.AppRunner(admin_app, access_log=None),
                                        s.listen.admin)  # fmt: skip

@@ -92,7 +92,15 @@ def test_helpers() -> None:
     assert network_of("::ffff:203.0.113.7") == "203.0.113.0/24"
     assert network_of("not an address") is None
     f = payload_features({"messages": [{"role": "user", "content": ""}], "max_tokens": 1})
-    assert f == {"max_tokens": 1, "empty_prompt": True, "temperature": None, "seed": None}
+    assert f == {
+        "max_tokens": 1,
+        "empty_prompt": True,
+        "temperature": None,
+        "seed": None,
+        "out_of_range": False,
+    }
+    f = payload_features({"max_tokens": 1e30, "seed": -(2**70)})
+    assert f["max_tokens"] == 2**63 - 1 and f["seed"] == -(2**63 - 1) and f["out_of_range"]
     f = payload_features({"messages": [{"role": "user", "content": "hi"}], "seed": 0})
     assert f["empty_prompt"] is False and f["seed"] == 0
 

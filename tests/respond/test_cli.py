@@ -16,7 +16,6 @@ from keyguard.cli.main import cli
 from keyguard.config import load_settings
 from keyguard.core.observation import Observation
 from keyguard.detect.rules import Detection
-from keyguard.monitor.routes import add_monitor_routes
 from keyguard.monitor.store import MonitorStore
 from keyguard.respond.incidents import IncidentBook
 from keyguard.vault.master import create_master_key_file
@@ -97,6 +96,12 @@ def test_suspend_and_resume_an_app(tmp_path: Path) -> None:
 
 
 async def test_admin_alerts_route_lists_incidents_for_an_admin(tmp_path: Path) -> None:
+    from keyguard.admin.api import AdminApi
+    from keyguard.admin.app import create_admin_app
+    from keyguard.admin.auth import AdminAuthenticator
+    from keyguard.cli.support import cli_actor
+    from keyguard.wiring.access import open_admin_service
+
     config = _config(tmp_path)
     async with runtime(load_settings(config), {}) as rt:
         store = MonitorStore(rt.store.engine)  # type: ignore[attr-defined]
@@ -104,13 +109,10 @@ async def test_admin_alerts_route_lists_incidents_for_an_admin(tmp_path: Path) -
             Detection("decoy", "critical", "key:DECOYDECOY01", "decoy used", T), T
         )
         await store.save_incident(incident)
-
-        async def require_admin(request: web.Request) -> None:
-            if request.headers.get("Authorization") != "Bearer admin":
-                raise web.HTTPUnauthorized()
-
-        app = web.Application()
-        add_monitor_routes(app, metrics=None, store=store, require_admin=require_admin)
+        service = await open_admin_service(rt)
+        _, token = await service.create_admin_token(cli_actor(), name="t", role="viewer")
+        api = AdminApi(service, AdminAuthenticator(service.tokens, events=rt.events))
+        app = create_admin_app(rt.store, api=api, allowed_hosts=())
         runner = web.AppRunner(app)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -119,13 +121,18 @@ async def test_admin_alerts_route_lists_incidents_for_an_admin(tmp_path: Path) -
             async with aiohttp.ClientSession() as http:
                 async with http.get(url + "/admin/alerts") as resp:
                     assert resp.status == 401
-                auth = {"Authorization": "Bearer admin"}
+                auth = {"Authorization": f"Bearer {token}"}
                 async with http.get(url + "/admin/alerts?since=3650d", headers=auth) as resp:
                     body = await resp.json()
                 async with http.get(url + "/admin/alerts?since=soon", headers=auth) as resp:
                     assert resp.status == 400
-                async with http.get(url + "/metrics") as resp:
-                    assert resp.status == 404  # metrics switched off
+                async with http.get(url + "/admin/openapi.json") as resp:
+                    spec = await resp.json()
+                async with http.post(
+                    url + f"/admin/alerts/{incident.id}/resolve", headers=auth
+                ) as resp:
+                    assert resp.status == 403  # a viewer cannot resolve
         finally:
             await runner.cleanup()
+    assert "/admin/alerts" in spec["paths"] and "Incident" in spec["components"]["schemas"]
     assert [i["rule"] for i in body["incidents"]] == ["decoy"]

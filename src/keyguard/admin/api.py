@@ -72,6 +72,7 @@ _REVISION = {
 }
 _KEY = {"$ref": "#/components/schemas/Key"}
 _TOKEN = {"$ref": "#/components/schemas/AdminToken"}
+_INCIDENT = {"$ref": "#/components/schemas/Incident"}
 
 
 class AdminApi:
@@ -143,6 +144,24 @@ class AdminApi:
             "previous_valid_until": utc_seconds(record.previous_valid_until),
             "replayed": result.replayed,
         }
+
+    async def _list_alerts(self, r: web.Request, actor: Actor, b: Any) -> tuple[int, Any]:
+        since = r.query.get("since")
+        try:
+            limit = int(r.query.get("limit", "100"))
+        except ValueError:
+            raise BadRequest("'limit' must be a whole number", reason="invalid_query") from None
+        incidents = await self.service.list_incidents(
+            actor,
+            since=self.service.now() - d if (d := _duration(since, "since")) else None,
+            status=r.query.get("status"),
+            limit=limit,
+        )
+        return 200, {"incidents": [i.to_json() for i in incidents]}
+
+    async def _resolve_alert(self, r: web.Request, actor: Actor, b: Any) -> tuple[int, Any]:
+        incident, lifted = await self.service.resolve_incident(actor, r.match_info["incident_id"])
+        return 200, {**incident.to_json(), "throttles_lifted": lifted}
 
     async def _list_tokens(
         self, r: web.Request, actor: Actor, b: dict[str, Any]
@@ -283,6 +302,30 @@ class AdminApi:
                 self._rotate_key,
                 body=RotateKey,
                 response=_KEY,
+            ),
+            Endpoint(
+                "GET",
+                "/admin/alerts",
+                "viewer",
+                "Incidents, newest first (?since=24h&status=open&limit=100): detector findings "
+                "and the security events raised elsewhere, with their evidence and the "
+                "responses taken",
+                "alerts",
+                self._list_alerts,
+                response={
+                    "type": "object",
+                    "properties": {"incidents": {"type": "array", "items": _INCIDENT}},
+                },
+            ),
+            Endpoint(
+                "POST",
+                "/admin/alerts/{incident_id}/resolve",
+                "operator",
+                "Mark an incident resolved and lift the throttles it put in place (a "
+                "suspended key stays suspended)",
+                "alerts",
+                self._resolve_alert,
+                response=_INCIDENT,
             ),
             Endpoint(
                 "GET",

@@ -62,10 +62,41 @@ _TOKEN = {
         "token": {"type": "string", "description": "only in the answer that creates the token"},
     },
 }
+_INCIDENT = {
+    "type": "object",
+    "description": "A detector finding, or a security event raised elsewhere (a raw Azure key "
+    "presented, a leak the scanner found, a budget's soft threshold, ...), grouped per rule "
+    "and subject",
+    "properties": {
+        "id": {"type": "string"},
+        "rule": {"type": "string"},
+        "severity": {"type": "string", "enum": ["low", "medium", "high", "critical"]},
+        "subject": {"type": "string", "example": "key:4fT9qZ1mB7xK"},
+        "summary": {"type": "string"},
+        "status": {"type": "string", "enum": ["open", "resolved"]},
+        "key_id": {"type": ["string", "null"]},
+        "app": {"type": ["string", "null"]},
+        "source": {"type": ["string", "null"]},
+        "count": {"type": "integer"},
+        "created_at": {"type": "number", "description": "epoch seconds"},
+        "updated_at": {"type": "number", "description": "epoch seconds"},
+        "evidence": {"type": "object"},
+        "actions": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "the responses taken (alert, throttle, suspend_key, rotate_upstream)",
+        },
+    },
+}
 
 
 def _schemas() -> dict[str, Any]:
-    schemas: dict[str, Any] = {"Error": _ERROR, "Key": _KEY, "AdminToken": _TOKEN}
+    schemas: dict[str, Any] = {
+        "Error": _ERROR,
+        "Key": _KEY,
+        "AdminToken": _TOKEN,
+        "Incident": _INCIDENT,
+    }
     for model in (PolicyDocument, RoleSpec, BindingSpec):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))

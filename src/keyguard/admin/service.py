@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import ValidationError
 
@@ -37,6 +37,7 @@ from ..policy.evaluate import explain
 from ..policy.review import explanation_json, lint, parse_principal, parse_request
 from ..policy.source import PolicySource
 from ..policy.store import PolicyConflict, PolicyRevision
+from ..respond.incidents import Incident
 from ..rotation.keys import ExpiringKey, KeyRotationService, RotationResult
 from ..store.base import KeyRecord
 from .settings import ADMIN_ROLES, AdminRole
@@ -80,6 +81,7 @@ def token_json(record: AdminTokenRecord, now: datetime) -> dict[str, Any]:
 M = TypeVar("M", RoleSpec, BindingSpec)
 
 _ID = re.compile(r"[0-9A-Za-z]{12}")  # a key id, an admin token id
+_INCIDENT_ID = re.compile(r"[0-9a-f]{16}")
 
 
 def _key_target(key_id: str) -> str:
@@ -109,6 +111,20 @@ def _not_managed() -> PolicyConflict:
     )
 
 
+class Incidents(Protocol):
+    """The incidents every replica records (:class:`keyguard.monitor.store.MonitorStore`)."""
+
+    async def incidents(
+        self, *, since: datetime | None = None, status: str | None = None, limit: int = 200
+    ) -> list[Incident]: ...
+
+    async def set_status(self, incident_id: str, status: str, now: datetime) -> Incident | None: ...
+
+    async def remove_blocks(
+        self, *, subject: str | None = None, incident_id: str | None = None
+    ) -> int: ...
+
+
 class AdminService:
     def __init__(
         self,
@@ -120,6 +136,7 @@ class AdminService:
         deployments: Collection[str] = (),
         key_rotation: KeyRotationService | None = None,
         key_grace: timedelta = timedelta(hours=24),
+        incidents: Incidents | None = None,
         on_key_change: Callable[[str], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -130,6 +147,7 @@ class AdminService:
         self._deployments = tuple(deployments)
         self._key_rotation = key_rotation
         self._key_grace = key_grace
+        self._incidents = incidents
         self._on_key_change = on_key_change
         self._clock = clock
 
@@ -239,6 +257,45 @@ class AdminService:
         if self._key_rotation is None:  # pragma: no cover - every wiring passes one
             raise BadRequest("key rotation is not available here", reason="no_key_rotation")
         return self._key_rotation
+
+    # -- incidents -------------------------------------------------------------------------
+
+    async def list_incidents(
+        self,
+        actor: Actor,
+        *,
+        since: datetime | None = None,
+        status: str | None = None,
+        limit: int = 100,
+    ) -> list[Incident]:
+        """Every incident (detector findings, raw keys, leaks, budget thresholds, ...),
+        newest first."""
+        if status not in (None, "open", "resolved"):
+            raise BadRequest("'status' must be open or resolved", reason="invalid_status")
+        self._record(actor, "alerts.list", "alerts")
+        if self._incidents is None:
+            return []
+        return await self._incidents.incidents(
+            since=since, status=status, limit=max(1, min(limit, 10_000))
+        )
+
+    async def resolve_incident(self, actor: Actor, incident_id: str) -> tuple[Incident, int]:
+        """Mark an incident resolved and lift the throttles it put in place (a suspended key
+        stays suspended); the incident and how many throttles were lifted."""
+        if self._incidents is None or not _INCIDENT_ID.fullmatch(incident_id):
+            raise NotFound(f"no incident with id {shown(incident_id)}", reason="unknown_incident")
+        now = self._clock()
+        incident = await self._incidents.set_status(incident_id, "resolved", now)
+        if incident is None:
+            raise NotFound(f"no incident with id {shown(incident_id)}", reason="unknown_incident")
+        lifted = await self._incidents.remove_blocks(incident_id=incident_id)
+        self._record(
+            actor,
+            "alerts.resolve",
+            f"incident:{incident_id}",
+            after={"status": "resolved", "throttles_lifted": lifted},
+        )
+        return incident, lifted
 
     # -- admin tokens ----------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""``keyguard alerts ...``: the incidents the detectors opened, with their evidence."""
+"""``keyguard alerts ...``: every incident (the detectors' findings and the security events
+raised elsewhere), with its evidence; over the admin service functions, like ``/admin/alerts``."""
 
 from __future__ import annotations
 
@@ -6,26 +7,11 @@ import json
 from datetime import UTC, datetime
 
 import click
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..config import load_settings
-from ..errors import ConfigurationError, NotFound
-from ..monitor.store import MonitorStore
-from ..respond.incidents import Incident
-from ..store import open_store
 from .audit import parse_since
-from .support import config_option, echo_table, format_time, run
+from .support import config_option, echo_table, format_time, run_with_service
 
 __all__ = ["alerts_group"]
-
-
-async def _with_store(config_path: str) -> tuple[MonitorStore, object]:
-    store = await open_store(load_settings(config_path).store)
-    engine = getattr(store, "engine", None)
-    if not isinstance(engine, AsyncEngine):
-        await store.close()
-        raise ConfigurationError("this store has no incidents table")
-    return MonitorStore(engine), store
 
 
 def _when(ts: float) -> str:
@@ -61,17 +47,12 @@ def list_command(
       keyguard alerts list --since 24h --json
     """
     start = parse_since(since) if since else None
-
-    async def main() -> list[Incident]:
-        monitor, store = await _with_store(config_path)
-        try:
-            return await monitor.incidents(
-                since=start, status=None if show_all else "open", limit=limit
-            )
-        finally:
-            await store.close()  # type: ignore[attr-defined]
-
-    incidents = run(main)
+    incidents = run_with_service(
+        config_path,
+        lambda service, actor: service.list_incidents(
+            actor, since=start, status=None if show_all else "open", limit=limit
+        ),
+    )
     if as_json:
         click.echo(json.dumps([i.to_json() for i in incidents], indent=2, default=str))
         return
@@ -108,18 +89,9 @@ def resolve_command(incident_id: str, config_path: str) -> None:
       keyguard alerts resolve 3f9c2a1b7d4e5f60
     """
 
-    async def main() -> tuple[Incident, int]:
-        monitor, store = await _with_store(config_path)
-        try:
-            incident = await monitor.set_status(incident_id, "resolved", datetime.now(UTC))
-            if incident is None:
-                raise NotFound(f"no incident with id {incident_id[:40]!r}")
-            lifted = await monitor.remove_blocks(incident_id=incident_id)
-            return incident, lifted
-        finally:
-            await store.close()  # type: ignore[attr-defined]
-
-    incident, lifted = run(main)
+    incident, lifted = run_with_service(
+        config_path, lambda service, actor: service.resolve_incident(actor, incident_id)
+    )
     click.echo(f"resolved incident {incident.id} ({incident.rule} on {incident.subject})")
     if lifted:
         click.echo(f"lifted {lifted} throttle(s); replicas drop them within seconds")

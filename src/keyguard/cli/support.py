@@ -13,7 +13,8 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import IO, Any, TypeVar
 
@@ -24,6 +25,7 @@ from ..config import load_settings
 from ..core.times import utc_seconds
 from ..durations import parse_duration
 from ..errors import GatewayError
+from ..events import SecurityEvent
 from ..wiring.runtime import Runtime, runtime
 
 __all__ = [
@@ -148,10 +150,35 @@ def run_with_runtime(config_path: str, action: Callable[[Runtime], Coroutine[Any
 
     async def main() -> T:
         settings = load_settings(config_path)
-        async with runtime(settings, os.environ) as rt, recording(rt.events, rt.audit_engine):
+        async with (
+            runtime(settings, os.environ) as rt,
+            recording(rt.events, rt.audit_engine),
+            _incidents(rt),
+        ):
             return await action(rt)
 
     return run(main)
+
+
+@asynccontextmanager
+async def _incidents(rt: Runtime) -> AsyncIterator[None]:
+    """Security events a command raises (a leak the scanner found) become incidents, in the
+    list every replica and ``keyguard alerts`` read."""
+    from ..monitor.store import MonitorStore
+    from ..respond.incidents import IncidentBook, detection_from_event
+
+    raised: list[SecurityEvent] = []
+    rt.events.subscribe(lambda e: raised.append(e) if isinstance(e, SecurityEvent) else None)
+    try:
+        yield
+    finally:
+        if raised and rt.engine is not None:
+            detect = rt.settings.monitor.detect
+            book, store = IncidentBook(detect.cooldown_s), MonitorStore(rt.engine)
+            for event in raised:
+                found = detection_from_event(event, v4=detect.ipv4_prefix, v6=detect.ipv6_prefix)
+                if found is not None:
+                    await store.save_incident(book.take(found, found.at)[0])
 
 
 def run_with_service(

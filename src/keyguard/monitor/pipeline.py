@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..audit.records import admin_record, content_of, request_record, security_record
@@ -34,6 +34,7 @@ from ..errors import GatewayError
 from ..events import AdminAction, Event, SecurityEvent
 from ..metrics.registry import GatewayMetrics
 from ..respond.blocks import BlockList, subject_key
+from ..respond.incidents import detection_from_event
 from ..respond.responder import Responder
 
 __all__ = ["Monitor"]
@@ -60,8 +61,10 @@ class Monitor:
         persist_s: float = 60.0,
         max_pending: int = 200_000,
         clock: Callable[[], float] = time.time,
+        responses_elsewhere: Callable[[SecurityEvent], Sequence[str]] | None = None,
     ) -> None:
         self._audit_settings = audit_settings
+        self._elsewhere = responses_elsewhere
         self.audit = audit
         self.metrics = metrics
         self.detector = detector
@@ -74,6 +77,9 @@ class Monitor:
         self._max = max_pending
         self._clock = clock
         self._inbox: deque[tuple[Observation, dict[str, Any] | None]] = deque()
+        # security events raised outside the detectors, as findings (and responses under way)
+        self._raised: deque[tuple[Detection, tuple[str, ...]]] = deque(maxlen=10_000)
+        self._wake = asyncio.Event()
         self._record_content = audit is not None and audit_settings.record_content
         self._active = audit is not None or metrics is not None or detector is not None
         self._passed: dict[tuple[str, str, str], float] = {}  # repeat gate: last passed on
@@ -98,9 +104,12 @@ class Monitor:
     def record(self, ctx: RequestContext) -> None:
         if not self._active:
             return
-        if len(self._inbox) >= self._max:
+        inbox = self._inbox
+        if len(inbox) >= self._max:
             self.dropped += 1
             return
+        if not inbox:  # the loop wakes at once: a finding applies to the next request
+            self._wake.set()
         # The observation is taken now, so the request's context (its parsed body, headers,
         # principal, ...) is freed at once instead of waiting in the queue for the next pass.
         latency_ms = (time.perf_counter() - ctx.started) * 1000.0
@@ -116,6 +125,12 @@ class Monitor:
     # -- event bus sink --------------------------------------------------------------------
 
     def on_event(self, event: Event) -> None:
+        if isinstance(event, SecurityEvent) and self.responder is not None:
+            raised = detection_from_event(event, v4=self._v4, v6=self._v6)
+            if raised is not None:
+                taken = tuple(self._elsewhere(event)) if self._elsewhere is not None else ()
+                self._raised.append((raised, taken))
+                self._wake.set()
         if self.audit is None:
             return
         if isinstance(event, AdminAction):
@@ -128,7 +143,8 @@ class Monitor:
     async def run(self) -> None:
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self._interval)
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            self._wake.clear()
             try:
                 await self.process()
                 await self._housekeeping()
@@ -146,6 +162,10 @@ class Monitor:
                 n += 1
                 if n % _YIELD_EVERY == 0:
                     await asyncio.sleep(0)
+            raised = self._raised
+            while raised and self.responder is not None:
+                finding, taken = raised.popleft()
+                await self.responder.handle(finding, taken, raised=True)
         if self.metrics is not None:
             self.metrics.commit()
         self.processed += n
@@ -230,6 +250,7 @@ class Monitor:
     async def close(self) -> None:
         """Stop the loop, then handle and write everything still pending."""
         self._stop.set()
+        self._wake.set()
         await self.process()
         await self._release_folded()
         if self._store is not None and self.detector is not None:

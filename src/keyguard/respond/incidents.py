@@ -14,11 +14,17 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from ..core.observation import network_of
 from ..detect.rules import Detection
-from ..events import Severity
+from ..events import SecurityEvent, Severity
 from .settings import SEVERITIES
 
-__all__ = ["Incident", "IncidentBook", "Change"]
+__all__ = ["Incident", "IncidentBook", "Change", "detection_from_event", "NOT_INCIDENTS"]
+
+#: security events that are not incidents of their own: the responder's requests to rotate
+NOT_INCIDENTS = frozenset({"rotate_upstream_requested"})
+#: events that report what a detection rule also finds: they join its incident
+_RULE_OF_EVENT = {"raw_azure_key_presented": "raw_azure_key"}
 
 Change = Literal["new", "escalated", "repeat"]
 
@@ -57,6 +63,42 @@ class Incident:
             "evidence": self.evidence,
             "actions": list(self.actions),
         }
+
+
+def detection_from_event(event: SecurityEvent, *, v4: int = 24, v6: int = 48) -> Detection | None:
+    """A security event raised outside the detectors (a raw Azure key presented, a leak the
+    scanner found, a budget's soft threshold, an expiring key, audit tampering, ...) as a
+    finding, so every incident is in one list; ``None`` for an event that is already an
+    incident's (the responder's own) or is not one."""
+    if event.kind in NOT_INCIDENTS or "incident" in event.evidence:
+        return None
+    rule = _RULE_OF_EVENT.get(event.kind, event.kind)
+    if event.key_id:
+        subject = f"key:{event.key_id}"
+    elif rule == "raw_azure_key":  # as the rule names it, so both join one incident
+        subject = f"source:{network_of(event.source, v4, v6) or event.source}"
+    elif event.upstream:
+        subject = f"upstream:{event.upstream}"
+    elif event.app:
+        subject = f"app:{event.app}"
+    elif event.source:
+        subject = f"source:{network_of(event.source, v4, v6) or event.source}"
+    else:
+        subject = f"gateway:{event.kind}"
+    evidence = {k: v for k, v in event.evidence.items() if isinstance(k, str)}
+    if event.upstream:
+        evidence["upstream"] = event.upstream
+    return Detection(
+        rule=rule,
+        severity=event.severity,
+        subject=subject,
+        summary=event.summary,
+        at=event.created.timestamp(),
+        key_id=event.key_id,
+        app=event.app,
+        source=event.source,
+        evidence=evidence,
+    )
 
 
 def _rank(severity: str) -> int:

@@ -72,11 +72,16 @@ class Responder:
         self._clock = clock
         self._saved: dict[str, float] = {}
 
-    async def handle(self, finding: Detection) -> Incident:
+    async def handle(
+        self, finding: Detection, taken: Sequence[str] = (), *, raised: bool = False
+    ) -> Incident:
+        """Open or join the finding's incident and carry out the policy's actions;
+        ``taken``: responses already under way elsewhere (a rotation the scheduler runs);
+        ``raised``: the finding is a security event already on the bus, not emitted again."""
         now = finding.at
         incident, change = self.book.take(finding, now)
         actions = self._s.actions(incident.rule, incident.severity)
-        done: list[str] = []
+        done: list[str] = list(taken)
         if change != "repeat":
             if self._metrics is not None:
                 self._metrics.count(self._metrics.incidents, incident.rule, incident.severity)
@@ -93,7 +98,8 @@ class Responder:
             alerts = self._alerts
             if "alert" in actions and alerts is not None and alerts.send(incident, change):
                 incident = self.book.note_actions(incident, ["alert"])
-            self._emit(incident, change)
+            if not raised:
+                self._emit(incident, change)
         await self._save(incident, change, now)
         return incident
 

@@ -86,18 +86,27 @@ class RotationScheduler:
             self._pending.add(upstream)
             self._queue.put_nowait((upstream, trigger))
 
-    def _on_event(self, event: Event) -> None:
-        if not isinstance(event, SecurityEvent) or event.kind not in TRIGGER_KINDS:
-            return
-        rotatable = self._service.rotatable()
+    def would_rotate(self, event: SecurityEvent) -> bool:
+        """Whether :meth:`_on_event` rotates an upstream for ``event`` (named, or by the
+        vault secret it names; a fingerprint is matched only when the rotation runs)."""
+        if not self._settings.on_security_event or event.kind not in TRIGGER_KINDS:
+            return False
+        return bool(self._named(event)) or isinstance(event.evidence.get("fingerprint"), str)
+
+    def _named(self, event: SecurityEvent) -> list[str]:
         named = [event.upstream] if event.upstream is not None else []
         secret = event.evidence.get("vault_secret")
         if isinstance(secret, str):  # every upstream whose key that vault secret is
             named += self._service.upstreams_using(secret)
-        if named:
-            for upstream in dict.fromkeys(named):
-                if upstream in rotatable:
-                    self.request(upstream, f"event:{event.kind}")
+        rotatable = self._service.rotatable()
+        return [u for u in dict.fromkeys(named) if u in rotatable]
+
+    def _on_event(self, event: Event) -> None:
+        if not isinstance(event, SecurityEvent) or event.kind not in TRIGGER_KINDS:
+            return
+        if event.upstream is not None or "vault_secret" in event.evidence:
+            for upstream in self._named(event):
+                self.request(upstream, f"event:{event.kind}")
             return
         fingerprint = event.evidence.get("fingerprint")
         if isinstance(fingerprint, str) and len(fingerprint) == 64:

@@ -34,6 +34,7 @@ from ..identity.jwks import JwksCache, ssl_context
 from ..identity.keys import KeyAuthenticator
 from ..identity.managed_keys import ManagedKeyIndex
 from ..identity.tokens import TokenValidator
+from ..monitor.store import MonitorStore
 from ..policy.authorizer import PolicyAuthorizer
 from ..policy.source import PolicySource
 from ..policy.store import PolicyStore
@@ -57,10 +58,6 @@ class Access:
 
     def admin_app(self, runtime: Runtime) -> web.Application:
         return create_admin_app(runtime.store, api=self.api, allowed_hosts=self.allowed_hosts)
-
-    async def require_viewer(self, request: web.Request) -> None:
-        """For admin routes added by other parts (``/admin/alerts``)."""
-        await self.api.auth.require(request, "viewer")
 
 
 async def _admin_tokens(runtime: Runtime) -> AdminTokenService:
@@ -111,6 +108,7 @@ async def admin_service(
             runtime, accept_delay_s=runtime.settings.proxy.key_cache_ttl_s
         ),
         key_grace=runtime.settings.rotation.key_grace,
+        incidents=MonitorStore(runtime.engine) if runtime.engine is not None else None,
         on_key_change=on_key_change,
     )
 

@@ -35,14 +35,16 @@ from ..core.hooks import AllowAuthenticated, Authorizer
 from ..core.tasks import cancel_and_wait
 from ..detect.engine import Detector
 from ..errors import GatewayError
+from ..events import SecurityEvent
 from ..metrics.registry import GatewayMetrics
 from ..monitor.pipeline import Monitor
-from ..monitor.routes import RequireAdmin, add_monitor_routes
+from ..monitor.routes import add_monitor_routes
 from ..monitor.store import MonitorStore
 from ..respond.alerts import AlertSender, Webhook
 from ..respond.blocks import BlockGuard, BlockList
 from ..respond.incidents import IncidentBook
 from ..respond.responder import Responder
+from .rotation import GatewayRotation
 from .runtime import Runtime
 
 __all__ = ["Monitoring", "start_monitor"]
@@ -74,8 +76,8 @@ class Monitoring:
             v6=d.ipv6_prefix,
         )
 
-    def add_routes(self, app: web.Application, require_admin: RequireAdmin | None = None) -> None:
-        add_monitor_routes(app, metrics=self.metrics, store=self.store, require_admin=require_admin)
+    def add_routes(self, app: web.Application) -> None:
+        add_monitor_routes(app, metrics=self.metrics)
 
 
 async def _webhooks(runtime: Runtime) -> list[Webhook]:
@@ -91,6 +93,7 @@ async def start_monitor(
     runtime: Runtime,
     *,
     invalidate: Callable[[str], None] | None = None,
+    rotation: GatewayRotation | None = None,
 ) -> Monitoring:
     settings = runtime.settings
     m = settings.monitor
@@ -149,6 +152,7 @@ async def start_monitor(
         store=store,
         blocks_poll_s=m.respond.blocks_poll_s,
         persist_s=m.detect.persist_interval_s,
+        responses_elsewhere=_rotations(rotation),
     )
     runtime.events.subscribe(monitor.on_event)
     if audit is not None:
@@ -161,6 +165,18 @@ async def start_monitor(
     if metrics is not None:
         _gauges(metrics, monitor, blocks, audit)
     return Monitoring(monitor, blocks, metrics, store, settings, alerts)
+
+
+def _rotations(rotation: GatewayRotation | None) -> Callable[[SecurityEvent], list[str]]:
+    """The response the rotation scheduler gives a security event on its own (it rotates
+    the upstream a leak or a presented key names), for the event's incident."""
+
+    def taken(event: SecurityEvent) -> list[str]:
+        if rotation is None or rotation.scheduler is None:
+            return []
+        return ["rotate_upstream"] if rotation.scheduler.would_rotate(event) else []
+
+    return taken
 
 
 async def _drain_alerts(alerts: AlertSender) -> None:
