@@ -147,6 +147,26 @@ class ProxySettings(Frozen):
     access_log: bool = True
 
 
+class ClusterSettings(Frozen):
+    """How replicas tell each other at once about blocks, key changes and refused credentials
+    (:mod:`keyguard.bus`). ``bus``: a ``redis://`` URL; by default the limits backend's when
+    that is Redis, else none (one replica, or replicas that converge by their periodic
+    reloads only)."""
+
+    bus: str | None = None
+
+    @field_validator("bus")
+    @classmethod
+    def _bus(cls, v: str | None) -> str | None:
+        if (
+            v is not None
+            and v != "memory"
+            and urlsplit(v).scheme not in ("redis", "rediss", "unix")
+        ):
+            raise ValueError("cluster.bus must be a redis://, rediss:// or unix:// URL")
+        return v
+
+
 class Settings(Frozen):
     listen: ListenSettings = ListenSettings()
     store: str = "sqlite:///keyguard.db"
@@ -158,6 +178,15 @@ class Settings(Frozen):
     limits: LimitSettings = LimitSettings()
     monitor: MonitorSettings = MonitorSettings()
     access: AccessSettings = AccessSettings()
+    cluster: ClusterSettings = ClusterSettings()
+
+    @property
+    def bus_url(self) -> str | None:
+        """The replica bus: ``cluster.bus``, else a Redis limits backend's URL."""
+        if self.cluster.bus is not None:
+            return self.cluster.bus
+        backend = self.limits.backend
+        return backend if urlsplit(backend).scheme in ("redis", "rediss", "unix") else None
 
     @field_validator("store")
     @classmethod

@@ -21,6 +21,7 @@ from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
+from .bus import Bus
 from .config import Settings
 from .core.hooks import Recorders
 from .identity.key_index import KeyIdIndex
@@ -33,9 +34,10 @@ from .proxy.protocol import ProxyServer
 from .proxy.relay import Relay, new_upstream_session
 from .upstream.pool import UpstreamPool
 from .wiring.access import Access, start_access
+from .wiring.bus import invalidation, start_bus
 from .wiring.limits import build_admission
 from .wiring.monitor import Monitoring, start_monitor
-from .wiring.rotation import GatewayRotation, start_rotation
+from .wiring.rotation import GatewayRotation, replica_id, start_rotation
 from .wiring.runtime import Runtime, open_runtime
 
 __all__ = ["Gateway", "serve"]
@@ -70,6 +72,8 @@ class Gateway:
         self.admission: LimitAdmission | None = None
         self.monitoring: Monitoring | None = None
         self.access: Access | None = None
+        self.bus: Bus | None = None
+        self.replica = replica_id()  # this process, among the gateway's replicas
 
     async def start(self) -> None:
         async with AsyncExitStack() as stack:
@@ -89,7 +93,7 @@ class Gateway:
         )
         stack.push_async_callback(pool.close)
         await pool.start()
-        self.rotation = await start_rotation(stack, runtime, pool)  # reports, triggers
+        self.rotation = await start_rotation(stack, runtime, pool, replica=lambda: self.replica)
         session = new_upstream_session(
             connect_timeout=s.proxy.connect_timeout_s,
             read_timeout=s.proxy.upstream_timeout_s,
@@ -107,6 +111,8 @@ class Gateway:
             runtime.store, runtime.keys, ttl=s.proxy.key_cache_ttl_s, index=index
         )
         stack.push_async_callback(keys.close)
+        self.bus = bus = await start_bus(stack, runtime, self.replica)
+        invalidate = invalidation(keys, bus)  # here at once, on the other replicas via the bus
         lim = s.limits
         password = (
             await runtime.vault.get(lim.redis_password_vault) if lim.redis_password_vault else None
@@ -117,9 +123,9 @@ class Gateway:
         if self.admission is not None:
             stack.push_async_callback(self.admission.close)
         self.monitoring = monitoring = await start_monitor(
-            stack, runtime, invalidate=keys.invalidate, rotation=self.rotation
+            stack, runtime, invalidate=invalidate, rotation=self.rotation, bus=bus
         )
-        self.access = access = await start_access(stack, runtime, keys)
+        self.access = access = await start_access(stack, runtime, keys, invalidate=invalidate)
         handler = ProxyHandler(
             pool=pool,
             identity=access.identity,

@@ -217,12 +217,16 @@ def test_an_app_that_always_used_the_old_api_version_is_not_probing() -> None:
 # -- 5. credential stuffing -------------------------------------------------------------------
 
 
-def _failed(at: float, key: str | None, network: str = "203.0.113.0/24") -> Observation:
+def _failed(
+    at: float, key: str | None, network: str = "203.0.113.0/24", refused: str | None = None
+) -> Observation:
+    """A refused credential: by default the key ``key`` (the same digest each time)."""
     return obs(
         at,
         key_id=None,
         app=None,
         presented_key_id=key,
+        refused=refused or f"digest-of-{key}",
         network=network,
         status=401,
         upstream_status=0,
@@ -346,3 +350,99 @@ def test_state_is_bounded() -> None:
     for i in range(1000):
         d.observe(replace(_failed(NOW + i, f"K{i:011d}", f"10.{i // 256}.{i % 256}.0/24")))
     assert len(d.sources.items) <= 100 and len(d.presented.items) <= 100
+
+
+# -- stuffing from anywhere, cold start, repetition -------------------------------------------
+
+
+def _garbage(at: float, n: int, source: str = "198.51.100.7", client: str = CLIENT) -> Observation:
+    """A random key-shaped string refused: no key id, a different credential each time."""
+    o = _failed(at, None, network="198.51.100.0/24", refused=f"garbage-{n}")
+    o.source, o.client = source, client
+    return o
+
+
+def test_sixty_garbage_keys_in_a_minute_from_one_address_are_stuffing() -> None:
+    d = Detector(DetectSettings())
+    found = [f for i in range(60) for f in fire(d, _garbage(NOW + i, i))]
+    assert found and found[0].rule == "stuffing" and found[0].severity == "high"
+    assert found[0].subject == "address:198.51.100.7"
+    assert found[0].evidence["failures"] == 20  # caught at the 20th, within 20 s
+
+
+def test_garbage_spread_over_one_network_is_stuffing() -> None:
+    d = Detector(DetectSettings())
+    found = [f for i in range(60) for f in fire(d, _garbage(NOW + i, i, f"198.51.100.{i}"))]
+    assert found and found[0].subject == "source:198.51.100.0/24"
+
+
+def test_one_tool_from_many_networks_is_stuffing_of_medium_severity() -> None:
+    d = Detector(DetectSettings())
+    found = []
+    for i in range(150):
+        o = _garbage(NOW + i * 0.4, i, f"10.{i}.0.1")
+        o.network = f"10.{i}.0.0/24"
+        found += fire(d, o)
+    assert found and found[0].severity == "medium" and found[0].subject.startswith("client:")
+
+
+def test_a_new_key_spending_far_above_its_peers_is_flagged_in_its_first_minute() -> None:
+    d = Detector(DetectSettings())
+    for day in range(4):  # six keys of other apps learn the deployment's usual rate
+        for minute in range(0, 8 * 60, 2):
+            for k in range(6):
+                at = T0 + day * DAY + minute * 60 + k
+                o = obs(at, key_id=f"PEERKEY0000{k}", app=f"peer-{k}", prompt_tokens=300)
+                d.observe(o)
+    assert len(d.peers.get("gpt-4o") or []) == 6
+    found = []
+    for i in range(20):  # a brand-new key of a brand-new app: 2,050 tokens every 3 s
+        found += fire(d, obs(NOW + i * 3, key_id="NEWKEY000001", app="fresh", prompt_tokens=2000,
+                             completion_tokens=50))  # fmt: skip
+    velocity = [f for f in found if f.rule == "velocity"]
+    assert velocity and velocity[0].at - NOW < 60
+    assert velocity[0].evidence["judged_against"] == "peers of gpt-4o"
+
+
+def test_a_new_key_with_no_peers_is_judged_against_the_defaults() -> None:
+    d = Detector(DetectSettings())
+    found = [
+        f
+        for i in range(20)
+        for f in fire(d, obs(NOW + i * 3, key_id="NEWKEY000001", app="fresh", prompt_tokens=2000))
+    ]
+    assert "velocity" not in rules(found)
+
+
+def _prompted(at: float, key: str, app: str, network: str, digest: str = "d1") -> Observation:
+    return obs(at, key_id=key, presented_key_id=key, app=app, network=network, prompt_digest=digest)
+
+
+def test_one_prompt_sent_with_keys_of_several_apps_is_repetition() -> None:
+    d = Detector(DetectSettings())
+    assert fire(d, _prompted(NOW, "KEYA00000001", "a", "10.0.1.0/24")) == []
+    assert "repetition" not in rules(
+        fire(d, _prompted(NOW + 1, "KEYA00000002", "a", "10.0.1.0/24"))
+    )
+    found = fire(d, _prompted(NOW + 2, "KEYB00000001", "b", "10.0.2.0/24"))
+    [rep] = [f for f in found if f.rule == "repetition"]
+    assert rep.subject == "prompt:d1" and rep.evidence["keys"] == 3
+
+
+def test_one_prompt_from_many_networks_is_repetition_but_not_one_keys_retries() -> None:
+    d = Detector(DetectSettings())
+    for i in range(30):  # one key retrying the same prompt from its one network
+        assert "repetition" not in rules(fire(d, _prompted(NOW + i, "KEYA00000001", "a",
+                                                            "10.0.1.0/24")))  # fmt: skip
+    found = []
+    for i in range(6):
+        found += fire(d, _prompted(NOW + 40 + i, "KEYA00000001", "a", f"10.9.{i}.0/24"))
+    assert "repetition" in rules(found)
+
+
+def test_the_prompt_digest_is_keyed_and_normalised() -> None:
+    from keyguard.core.observation import normalised, prompt_text
+
+    payload = {"messages": [{"role": "user", "content": [{"type": "text", "text": "Order  42"}]}]}
+    assert prompt_text(payload) == "Order  42"
+    assert normalised("Order  42\n") == normalised("order 17") == "order 00"

@@ -35,10 +35,13 @@ async def test_key_probe_suspends_the_key_until_an_operator_resumes_it(
         assert monitoring is not None
         async with gw.azure(key) as client:
             await client.chat.completions.create(model="gpt-4o", messages=HI)
-            # the reseller's key checker: an empty message and max_tokens 1
-            await client.chat.completions.create(
-                model="gpt-4o", messages=[{"role": "user", "content": ""}], max_tokens=1
-            )
+            # the reseller's key checker: an empty message and max_tokens 1, refused before it
+            # is served, with the answer an invalid key gets (the checker learns nothing)
+            with pytest.raises(openai.AuthenticationError, match="not valid"):
+                await client.chat.completions.create(
+                    model="gpt-4o", messages=[{"role": "user", "content": ""}], max_tokens=1
+                )
+            assert emulator.state.usage_view()["total"]["requests"] == 1  # only the first came
             await monitoring.recorder.drain()
             with pytest.raises(openai.AuthenticationError, match="suspended"):
                 await client.chat.completions.create(model="gpt-4o", messages=HI)

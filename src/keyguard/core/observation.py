@@ -23,7 +23,14 @@ from .operations import DEPLOYMENT_NAME
 if TYPE_CHECKING:
     from .request import RequestContext
 
-__all__ = ["Observation", "observe_context", "network_of", "payload_features"]
+__all__ = [
+    "Observation",
+    "observe_context",
+    "network_of",
+    "normalised",
+    "payload_features",
+    "prompt_text",
+]
 
 _MAX_TEXT = 200  # user agents and client fingerprints are cut to this length
 _networks: dict[tuple[str, int, int], str | None] = {}
@@ -128,6 +135,7 @@ class Observation:
     key_id: str | None = None  # the authenticated key
     app: str | None = None
     presented_key_id: str | None = None  # the key id a credential carried, valid or not
+    refused: str | None = None  # a refused credential's keyed digest (see RequestContext)
     source: str | None = None  # client address as the gateway saw it
     network: str | None = None  # its prefix
     user_agent: str | None = None
@@ -151,6 +159,7 @@ class Observation:
     temperature: float | None = None
     seed: int | None = None
     out_of_range: bool = False  # a number in the request was beyond 64 bits and was clamped
+    prompt_digest: str | None = None  # keyed digest of the normalised prompt, never the text
 
     @property
     def tokens(self) -> int:
@@ -213,6 +222,8 @@ def observe_context(
     v4: int = 24,
     v6: int = 48,
     clean: Callable[[str], str] = _same,
+    digest: Callable[[str], str] | None = None,
+    min_chars: int = 40,
 ) -> Observation:
     """The observation of a finished request (``at``: wall clock when it was recorded).
 
@@ -230,6 +241,7 @@ def observe_context(
         key_id=principal.key_id if principal else None,
         app=principal.app if principal else None,
         presented_key_id=ctx.presented_key_id,
+        refused=ctx.refused_credential,
         source=ctx.remote,
         network=network_of(ctx.remote, v4, v6),
         user_agent=clean(_text(ua)) if ua else None,
@@ -253,4 +265,46 @@ def observe_context(
         temperature=features.get("temperature"),
         seed=features.get("seed"),
         out_of_range=bool(features.get("out_of_range")),
+        prompt_digest=_prompt_digest(ctx.payload, digest, min_chars) if digest else None,
     )
+
+
+_PROMPT_FIELDS = ("messages", "input", "prompt")
+_MAX_PROMPT = 65_536  # characters normalised and digested
+
+
+def prompt_text(payload: dict[str, Any] | None) -> str:
+    """The prompt's text (message contents, text parts, ``input``, ``prompt``), joined."""
+    if not payload:
+        return ""
+    parts: list[str] = []
+    size = 0
+    stack = [payload.get(name) for name in reversed(_PROMPT_FIELDS)]
+    while stack and size < _MAX_PROMPT:
+        node = stack.pop()
+        if isinstance(node, str):
+            parts.append(node)
+            size += len(node)
+        elif isinstance(node, list):
+            stack.extend(reversed(node))
+        elif isinstance(node, dict):
+            for name in ("text", "content", "input"):
+                if name in node:
+                    stack.append(node[name])
+    return " ".join(parts)[:_MAX_PROMPT]
+
+
+def normalised(text: str) -> str:
+    """Near-identical prompts alike: case folded, digits as 0, whitespace collapsed."""
+    folded = text.casefold().translate(_DIGITS)
+    return " ".join(folded.split())
+
+
+_DIGITS = str.maketrans("123456789", "000000000")
+
+
+def _prompt_digest(
+    payload: dict[str, Any] | None, digest: Callable[[str], str], min_chars: int
+) -> str | None:
+    text = normalised(prompt_text(payload))
+    return digest(text) if len(text) >= min_chars else None

@@ -77,6 +77,9 @@ class RequestContext:
     user_agent: str | None
     client: str | None = None  # the SDK's X-Stainless-* platform headers (client_fingerprint)
     presented_key_id: str | None = None  # the key id a Keyguard credential carried, valid or not
+    # a keyed digest of a credential that failed to authenticate (never the credential): tells
+    # one client retrying one bad credential from a tool trying many
+    refused_credential: str | None = None
     route: Route | None = None
     principal: Principal | None = None
     deployment: str | None = None  # set only once it is a configured deployment

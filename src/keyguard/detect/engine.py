@@ -15,9 +15,17 @@ from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
 from ..core.observation import Observation
-from .profile import PresentedState, Profile, SourceState, update_profile
+from .profile import (
+    PeerGroup,
+    PresentedState,
+    Profile,
+    PromptState,
+    SourceState,
+    update_profile,
+)
 from .rules import RULE_FUNCTIONS, Baselines, Detection, unusual_hour
 from .settings import RULES, DetectSettings
+from .windows import Recent
 
 __all__ = ["Detector"]
 
@@ -53,6 +61,11 @@ class Detector:
         self.apps: _Bounded[Profile] = _Bounded(cap)
         self.sources: _Bounded[SourceState] = _Bounded(cap)
         self.presented: _Bounded[PresentedState] = _Bounded(cap)
+        # distinct refused credentials per exact address, and per client fingerprint
+        self.addresses: _Bounded[Recent] = _Bounded(cap)
+        self.clients: _Bounded[Recent] = _Bounded(cap)
+        self.peers: _Bounded[PeerGroup] = _Bounded(1024)  # per deployment
+        self.prompts: _Bounded[PromptState] = _Bounded(cap)  # per prompt digest
         self.dirty: set[str] = set()  # "key:<id>" / "app:<name>" profiles changed since saved
         self._rules = [
             RULE_FUNCTIONS[name]
@@ -71,7 +84,16 @@ class Detector:
             if obs.presented_key_id and obs.auth_failed
             else None
         )
-        view = Baselines(key, app, source, presented)
+        failed = obs.auth_failed
+        address = self.addresses.get(obs.source) if failed and obs.source else None
+        client_id = obs.client_id
+        client = self.clients.get(client_id) if failed and client_id else None
+        peers = None
+        if obs.deployment is not None and (key is None or not key.mature()):
+            group = self.peers.get(obs.deployment)
+            peers = group if group is not None and len(group) >= s.min_peers else None
+        prompt = self.prompts.get(obs.prompt_digest) if obs.prompt_digest else None
+        view = Baselines(key, app, source, presented, address, client, peers, prompt)
         findings = []
         for rule in self._rules:
             finding = rule(view, obs, now, s)
@@ -80,14 +102,33 @@ class Detector:
         self._update(view, obs, now)
         return findings
 
+    def observe_remote(self, obs: Observation) -> None:
+        """Fold in a credential another replica refused: the failure windows only, no rule
+        runs (that replica ran them), so stuffing spread over replicas counts as one."""
+        if not obs.auth_failed or obs.key_id is not None:
+            return
+        source = self.sources.get(obs.network) if obs.network else None
+        presented = self.presented.get(obs.presented_key_id) if obs.presented_key_id else None
+        address = self.addresses.get(obs.source) if obs.source else None
+        client = self.clients.get(obs.client_id) if obs.client_id else None
+        self._update(Baselines(None, None, source, presented, address, client), obs, obs.at)
+
     def _update(self, view: Baselines, obs: Observation, now: float) -> None:
         s = self.settings
         if obs.auth_failed:
+            burst = s.stuffing.burst_window_s
+            refused = obs.refused or obs.request_id
+            if obs.source is not None:
+                (view.address or self.addresses.put(obs.source, Recent(burst))).add(refused, now)
+            client_id = obs.client_id
+            if client_id is not None:
+                (view.client or self.clients.put(client_id, Recent(burst))).add(refused, now)
             if obs.network is not None:
                 source = view.source or self.sources.put(obs.network, SourceState.new(s))
                 if obs.presented_key_id is not None:
                     source.failed_keys.add(obs.presented_key_id, now)
                 source.failures.add(now)
+                source.burst.add(refused, now)
             if obs.presented_key_id is not None and obs.network is not None:
                 presented = view.presented or self.presented.put(
                     obs.presented_key_id, PresentedState.new(s)
@@ -95,10 +136,20 @@ class Detector:
                 presented.failed_networks.add(obs.network, now)
         if obs.key_id is None:
             return
+        if obs.prompt_digest is not None:
+            prompt = view.prompt or self.prompts.put(obs.prompt_digest, PromptState.new(s))
+            prompt.keys.add(obs.key_id, now)
+            if obs.app is not None:
+                prompt.apps.add(obs.app, now)
+            if obs.network is not None:
+                prompt.networks.add(obs.network, now)
         odd_hour = unusual_hour(view, now, s)
         key = view.key or self.keys.put(obs.key_id, Profile(s, first_seen=now))
         update_profile(key, obs, now, odd_hour)
         self.dirty.add("key:" + obs.key_id)
+        if obs.deployment is not None and key.mature():
+            group = self.peers.get(obs.deployment) or self.peers.put(obs.deployment, PeerGroup())
+            group.note(obs.key_id, key.token_peak.current(now), key.cost_peak.current(now))
         if obs.app is not None:
             app = view.app or self.apps.put(obs.app, Profile(s, first_seen=now))
             update_profile(app, obs, now, odd_hour, windows=False)

@@ -27,6 +27,8 @@ from .windows import Events, Peak, Rate, Recent
 __all__ = [
     "Profile",
     "SourceState",
+    "PeerGroup",
+    "PromptState",
     "PresentedState",
     "update_profile",
     "hour_of_week",
@@ -180,15 +182,68 @@ class Profile:
 
 @dataclass(slots=True)
 class SourceState:
-    """Failed authentications from one network."""
+    """Failed authentications from one network (``burst``: the distinct credentials refused
+    within the last minute)."""
 
     failed_keys: Recent
     failures: Events
+    burst: Recent
 
     @classmethod
     def new(cls, settings: DetectSettings) -> SourceState:
         span = settings.stuffing.window_s
-        return cls(Recent(span), Events(span))
+        return cls(Recent(span), Events(span), Recent(settings.stuffing.burst_window_s, cap=1024))
+
+
+@dataclass(slots=True)
+class PromptState:
+    """Who sent one prompt (by its digest) lately: keys, apps and networks."""
+
+    keys: Recent
+    apps: Recent
+    networks: Recent
+
+    @classmethod
+    def new(cls, settings: DetectSettings) -> PromptState:
+        span = settings.repetition.window_s
+        return cls(Recent(span, cap=64), Recent(span, cap=64), Recent(span, cap=64))
+
+
+class PeerGroup:
+    """The usage peaks of the mature keys of one deployment: what a key with no history of
+    its own (nor a mature app) is judged against. Bounded to ``cap`` keys (the most recently
+    seen); the 90th percentile of their peaks is worked out at most once a minute."""
+
+    __slots__ = ("_tokens", "_cost", "_cap", "_cached", "_cached_at")
+
+    def __init__(self, cap: int = 1000) -> None:
+        self._tokens: dict[str, float] = {}
+        self._cost: dict[str, float] = {}
+        self._cap = cap
+        self._cached: tuple[float, float] | None = None
+        self._cached_at = -1e18
+
+    def note(self, key_id: str, tokens: float, cost: float) -> None:
+        for table, value in ((self._tokens, tokens), (self._cost, cost)):
+            table.pop(key_id, None)
+            table[key_id] = value
+            if len(table) > self._cap:
+                del table[next(iter(table))]
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+    def typical(self, now: float) -> tuple[float, float]:
+        """The 90th percentile of the peers' token and cost peaks."""
+        if self._cached is None or now - self._cached_at >= 60:
+            self._cached = (_p90(self._tokens.values()), _p90(self._cost.values()))
+            self._cached_at = now
+        return self._cached
+
+
+def _p90(values: Any) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))] if ordered else 0.0
 
 
 @dataclass(slots=True)
@@ -203,10 +258,18 @@ class PresentedState:
 
 
 def velocity_thresholds(
-    base: Profile | None, v: VelocityRule, now: float
+    base: Profile | None, v: VelocityRule, now: float, peers: PeerGroup | None = None
 ) -> tuple[float, float, float]:
-    """(tokens, cost, concurrency) above which the velocity rule fires against ``base``."""
+    """(tokens, cost, concurrency) above which the velocity rule fires against ``base``; with
+    no mature baseline, against ``peers`` (the deployment's mature keys) when there are."""
     if base is None or not base.mature():
+        if peers is not None:
+            tokens, cost = peers.typical(now)
+            return (
+                max(v.peak_multiplier * tokens, v.min_tokens),
+                max(v.peak_multiplier * cost, v.min_cost),
+                float(v.learning_concurrency),
+            )
         return v.learning_tokens, v.learning_cost, float(v.learning_concurrency)
     return (
         max(v.peak_multiplier * base.token_peak.current(now), v.min_tokens),

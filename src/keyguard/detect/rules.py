@@ -12,16 +12,33 @@ none: novelty rules stay quiet while learning and the rate rules use absolute th
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.observation import Observation
 from ..events import Severity
-from .profile import PresentedState, Profile, SourceState, velocity_thresholds
-from .settings import DetectSettings
+from .profile import (
+    PeerGroup,
+    PresentedState,
+    Profile,
+    PromptState,
+    SourceState,
+    velocity_thresholds,
+)
+from .settings import DetectSettings, KeyProbeRule
+from .windows import Recent
 
-__all__ = ["Detection", "Baselines", "Rule", "RULE_FUNCTIONS", "unusual_hour"]
+__all__ = [
+    "Detection",
+    "Baselines",
+    "Rule",
+    "RULE_FUNCTIONS",
+    "PROBED_OPERATIONS",
+    "probe_signature",
+    "unusual_hour",
+]
 
 
 @dataclass(slots=True)  # not frozen: cheaper to build, one per finding
@@ -45,6 +62,10 @@ class Baselines:
     app: Profile | None  # its app's profile
     source: SourceState | None  # failed authentications from the request's network
     presented: PresentedState | None  # failed authentications with the presented key id
+    address: Recent | None = None  # credentials refused from the exact address, lately
+    client: Recent | None = None  # credentials refused for the client fingerprint, lately
+    peers: PeerGroup | None = None  # the deployment's mature keys (enough of them)
+    prompt: PromptState | None = None  # who sent the same prompt lately
     # the baseline the request is judged against: the key's once learnt, else its app's
     base: Profile | None = field(init=False)
 
@@ -110,19 +131,36 @@ def raw_azure_key(
     )
 
 
+PROBED_OPERATIONS = frozenset({"chat", "completions", "responses"})
+
+
+def probe_signature(
+    empty_prompt: bool,
+    max_tokens: int | None,
+    temperature: float | None,
+    seed: int | None,
+    r: KeyProbeRule,
+) -> str | None:
+    """The shape of a key checker's request, from the request alone (so the gateway can
+    refuse it before it is served): a 1-token empty prompt, or an empty context-size probe at
+    temperature 0 and seed 0."""
+    if not empty_prompt or max_tokens is None:
+        return None
+    if max_tokens <= r.probe_max_tokens:
+        return f"validity probe: empty prompt, max_tokens {max_tokens}"
+    if max_tokens >= r.context_probe_tokens and temperature == 0 and seed == 0:
+        return f"context-size probe: empty prompt, max_tokens {max_tokens}"
+    return None
+
+
 def key_probe(view: Baselines, obs: Observation, now: float, s: DetectSettings) -> Detection | None:
     """4. Credential resellers' key checkers: a 1-token empty prompt, an empty context-size
     probe at temperature 0 and seed 0, or an api-version such checkers use."""
     r = s.key_probe
-    if obs.key_id is None or obs.operation not in ("chat", "completions", "responses"):
+    if obs.key_id is None or obs.operation not in PROBED_OPERATIONS:
         return None
-    kind = None
     severity: Severity = "high"
-    if obs.empty_prompt and obs.max_tokens is not None:
-        if obs.max_tokens <= r.probe_max_tokens:
-            kind = f"validity probe: empty prompt, max_tokens {obs.max_tokens}"
-        elif obs.max_tokens >= r.context_probe_tokens and obs.temperature == 0 and obs.seed == 0:
-            kind = f"context-size probe: empty prompt, max_tokens {obs.max_tokens}"
+    kind = probe_signature(obs.empty_prompt, obs.max_tokens, obs.temperature, obs.seed, r)
     base = view.base
     if kind is None and obs.api_version in r.suspicious_api_versions and base is not None:
         # Alone, an old api-version is only a hint, and only against a baseline without it.
@@ -148,7 +186,31 @@ def stuffing(view: Baselines, obs: Observation, now: float, s: DetectSettings) -
     r = s.stuffing
     if not obs.auth_failed or obs.reason == "azure_key_presented":
         return None
+    burst = f"within {r.burst_window_s:.0f} s, whatever was presented"
+    refused = obs.refused or obs.request_id
+    if view.address is not None and obs.source is not None:
+        failures = view.address.count(now, refused)
+        if failures >= r.failures_per_address:
+            f = _finding(
+                "stuffing",
+                "high",
+                obs,
+                f"{failures} different credentials refused from {obs.source} {burst}: "
+                "credential stuffing.",
+                failures=failures,
+            )
+            return Detection(**{**_fields(f), "subject": f"address:{obs.source}"})
     if view.source is not None:
+        failures = view.source.burst.count(now, refused)
+        if failures >= r.failures_per_network:
+            return _finding(
+                "stuffing",
+                "high",
+                obs,
+                f"{failures} different credentials refused from {obs.network} {burst}: "
+                "credential stuffing from many addresses.",
+                failures=failures,
+            )
         keys = view.source.failed_keys.count(now, obs.presented_key_id)
         if keys >= r.keys_per_network:
             return _finding(
@@ -181,6 +243,20 @@ def stuffing(view: Baselines, obs: Observation, now: float, s: DetectSettings) -
             )
             subject = f"key:{obs.presented_key_id}"
             return Detection(**{**_fields(f), "subject": subject, "key_id": obs.presented_key_id})
+    if view.client is not None and obs.client_id is not None:
+        failures = view.client.count(now, refused)
+        if failures >= r.failures_per_client:
+            f = _finding(
+                "stuffing",
+                "medium",
+                obs,
+                f"{failures} different credentials refused for one client {burst}, from "
+                "any address: a distributed stuffing tool.",
+                failures=failures,
+                client=obs.client_id[:200],
+            )
+            digest = hashlib.sha256(obs.client_id.encode()).hexdigest()[:16]
+            return Detection(**{**_fields(f), "subject": f"client:{digest}"})
     return None
 
 
@@ -257,7 +333,7 @@ def velocity(view: Baselines, obs: Observation, now: float, s: DetectSettings) -
     if obs.key_id is None:
         return None
     v, key = s.velocity, view.key
-    tokens_limit, cost_limit, conc_limit = velocity_thresholds(view.base, v, now)
+    tokens_limit, cost_limit, conc_limit = velocity_thresholds(view.base, v, now, view.peers)
     tokens = (key.tokens.total(now) if key else 0.0) + obs.tokens
     what = None
     if tokens > tokens_limit:
@@ -279,7 +355,46 @@ def velocity(view: Baselines, obs: Observation, now: float, s: DetectSettings) -
         f"Usage far above this key's baseline: {what}.",
         tokens_in_window=tokens,
         learning=view.base is None,
+        judged_against=(
+            "own history"
+            if view.base is view.key and view.base is not None
+            else "app"
+            if view.base is not None
+            else f"peers of {obs.deployment}"
+            if view.peers is not None
+            else "defaults"
+        ),
     )
+
+
+def repetition(
+    view: Baselines, obs: Observation, now: float, s: DetectSettings
+) -> Detection | None:
+    """10. The same prompt sent with several keys (of several apps) or from many networks
+    within a window: a replay or resale farm. Only a keyed digest of the prompt is kept."""
+    r, state = s.repetition, view.prompt
+    if state is None or obs.prompt_digest is None or obs.key_id is None:
+        return None
+    keys = state.keys.count(now, obs.key_id)
+    apps = state.apps.count(now, obs.app)
+    networks = state.networks.count(now, obs.network)
+    if keys >= r.distinct_keys and apps >= 2:
+        what = f"with {keys} keys of {apps} apps"
+    elif networks >= r.distinct_networks:
+        what = f"from {networks} networks"
+    else:
+        return None
+    f = _finding(
+        "repetition",
+        "high",
+        obs,
+        f"The same prompt was sent {what} within {r.window_s:.0f} s: a replay or resale farm.",
+        keys=keys,
+        apps=apps,
+        networks=networks,
+        prompt_digest=obs.prompt_digest,
+    )
+    return Detection(**{**_fields(f), "subject": f"prompt:{obs.prompt_digest}"})
 
 
 def reseller(view: Baselines, obs: Observation, now: float, s: DetectSettings) -> Detection | None:
@@ -363,5 +478,6 @@ RULE_FUNCTIONS: dict[str, Rule] = {
     "network": network,
     "velocity": velocity,
     "reseller": reseller,
+    "repetition": repetition,
     "unusual_time": unusual_time,
 }

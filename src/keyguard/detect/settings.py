@@ -19,6 +19,7 @@ __all__ = [
     "StuffingRule",
     "ToggleRule",
     "ResellerRule",
+    "RepetitionRule",
     "UnusualTimeRule",
     "RULES",
 ]
@@ -33,6 +34,7 @@ RULES = (
     "network",
     "velocity",
     "reseller",
+    "repetition",
     "unusual_time",
 )
 
@@ -84,13 +86,19 @@ class KeyProbeRule(Frozen):
 
 
 class StuffingRule(Frozen):
-    """Failed authentications: many keys from one network, or one key from many networks."""
+    """Failed authentications, whatever was presented (a key, a token, garbage): many from one
+    address, network or client within a minute; many key ids from one network, or one key id
+    from many networks, within ``window_s``."""
 
     enabled: bool = True
     window_s: float = Field(default=600, gt=0)
     keys_per_network: int = Field(default=5, ge=2)
     networks_per_key: int = Field(default=4, ge=2)
     flood: int = Field(default=300, ge=10)  # failures from one network, any credential
+    burst_window_s: float = Field(default=60, gt=0, le=3600)
+    failures_per_address: int = Field(default=20, ge=3)  # within burst_window_s
+    failures_per_network: int = Field(default=40, ge=3)
+    failures_per_client: int = Field(default=120, ge=3)  # one client fingerprint, any source
 
 
 class ResellerRule(Frozen):
@@ -100,6 +108,17 @@ class ResellerRule(Frozen):
     window_s: float = Field(default=3600, gt=0)
     new_clients: int = Field(default=3, ge=2)  # never-seen clients in the window (baseline)
     distinct_clients: int = Field(default=8, ge=2)  # any clients in the window (learning)
+
+
+class RepetitionRule(Frozen):
+    """The same prompt (a keyed digest of its normalised text, never the text) sent with
+    several keys, from several apps or from many networks: resale and replay farms."""
+
+    enabled: bool = True
+    window_s: float = Field(default=600, gt=0)
+    distinct_keys: int = Field(default=3, ge=2)  # ... spanning at least two apps
+    distinct_networks: int = Field(default=6, ge=2)
+    min_chars: int = Field(default=40, ge=0)  # shorter prompts ("hi") are left alone
 
 
 class UnusualTimeRule(Frozen):
@@ -122,6 +141,7 @@ class DetectSettings(Frozen):
     ipv4_prefix: int = Field(default=24, ge=8, le=32)
     ipv6_prefix: int = Field(default=48, ge=16, le=128)
     learning_requests: int = Field(default=200, ge=1)
+    min_peers: int = Field(default=5, ge=1)  # mature keys of a deployment before they judge
     learning_days: float = Field(default=3, ge=0)
     cooldown_s: float = Field(default=3600, ge=0)  # one incident per rule and subject
     max_subjects: int = Field(default=50_000, ge=100)  # per kind of state (keys, sources, ...)
@@ -134,6 +154,7 @@ class DetectSettings(Frozen):
     network: NetworkRule = NetworkRule()
     velocity: VelocityRule = VelocityRule()
     reseller: ResellerRule = ResellerRule()
+    repetition: RepetitionRule = RepetitionRule()
     unusual_time: UnusualTimeRule = UnusualTimeRule()
 
     @field_validator("decoy_key_ids")

@@ -13,15 +13,28 @@ constant time). The credential is then classified without any lookup:
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import re
+import secrets
 from dataclasses import dataclass
 from typing import Literal
 
 from ..errors import AuthenticationFailed
 from ..keys.format import PREFIX, ParsedKey, parse_key
 
-__all__ = ["Credential", "extract_credential", "MAX_CREDENTIAL_LENGTH"]
+__all__ = ["Credential", "credential_digest", "extract_credential", "MAX_CREDENTIAL_LENGTH"]
+
+# A process-wide random key: digests of refused credentials compare within this process only,
+# and say nothing about the credential to anyone who reads them.
+_DIGEST_KEY = secrets.token_bytes(16)
+
+
+def credential_digest(value: str) -> str:
+    """A short keyed digest of a presented credential (never the credential itself)."""
+    data = value[:MAX_CREDENTIAL_LENGTH].encode("utf-8", "replace")
+    return hashlib.blake2b(data, digest_size=8, key=_DIGEST_KEY).hexdigest()
+
 
 Kind = Literal["keyguard", "jwt", "azure_key"]
 MAX_CREDENTIAL_LENGTH = 8192

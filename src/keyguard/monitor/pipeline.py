@@ -43,6 +43,7 @@ log = logging.getLogger("keyguard.monitor")
 FOLD_S = 1.0  # identical findings within this many seconds reach the responder once
 _MAX_GATES = 10_000
 _YIELD_EVERY = 16  # requests processed between two yields: keeps the proxy's tail latency low
+_REFUSED_PER_S = 500.0  # refused credentials told to the other replicas, at most
 
 
 class Monitor:
@@ -62,7 +63,14 @@ class Monitor:
         max_pending: int = 200_000,
         clock: Callable[[], float] = time.time,
         responses_elsewhere: Callable[[SecurityEvent], Sequence[str]] | None = None,
+        prompt_digest: Callable[[str], str] | None = None,
+        publish: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
+        self._publish = publish
+        self._refused_budget = _REFUSED_PER_S
+        self._refused_at = 0.0
+        self._digest = prompt_digest
+        self._min_chars = detector.settings.repetition.min_chars if detector else 0
         self._audit_settings = audit_settings
         self._elsewhere = responses_elsewhere
         self.audit = audit
@@ -114,7 +122,16 @@ class Monitor:
         # principal, ...) is freed at once instead of waiting in the queue for the next pass.
         latency_ms = (time.perf_counter() - ctx.started) * 1000.0
         wall = time.time()
-        obs = observe_context(ctx, wall, latency_ms, v4=self._v4, v6=self._v6, clean=redact_short)
+        obs = observe_context(
+            ctx,
+            wall,
+            latency_ms,
+            v4=self._v4,
+            v6=self._v6,
+            clean=redact_short,
+            digest=self._digest,
+            min_chars=self._min_chars,
+        )
         content = (
             content_of(ctx, self._audit_settings.max_content_chars)
             if self._record_content
@@ -184,9 +201,60 @@ class Monitor:
                 log.exception("monitor: the audit record of request %s failed", obs.request_id)
         if self.detector is None:
             return
+        if self._publish is not None and obs.auth_failed and obs.key_id is None:
+            self._tell_refused(obs)
         for finding in self.detector.observe(obs):
             if not self._fold(finding):
                 await self._pass_on(finding)
+
+    def _tell_refused(self, obs: Observation) -> None:
+        """Tell the other replicas about a refused credential (bounded: a flood is told at
+        ``_REFUSED_PER_S``, which is far above every stuffing threshold)."""
+        now = obs.at
+        budget = min(
+            _REFUSED_PER_S, self._refused_budget + (now - self._refused_at) * _REFUSED_PER_S
+        )
+        self._refused_at = now
+        if budget < 1.0:
+            self._refused_budget = budget
+            return
+        self._refused_budget = budget - 1.0
+        assert self._publish is not None
+        self._publish(
+            "refused",
+            {
+                "at": now,
+                "source": obs.source,
+                "network": obs.network,
+                "client": obs.client_id,
+                "refused": obs.refused or obs.request_id,
+                "presented": obs.presented_key_id,
+            },
+        )
+
+    def remote_refused(self, data: dict[str, Any]) -> None:
+        """A credential another replica refused (from the bus): counted, not judged."""
+        if self.detector is None:
+            return
+        values = {k: data.get(k) for k in ("source", "network", "client", "refused", "presented")}
+        if not all(v is None or (isinstance(v, str) and len(v) <= 512) for v in values.values()):
+            return
+        at = data.get("at")
+        if not isinstance(at, int | float) or isinstance(at, bool):
+            return
+        user_agent, _, client = (values["client"] or "").partition("|")
+        self.detector.observe_remote(
+            Observation(
+                at=float(at),
+                status=401,
+                source=values["source"],
+                network=values["network"],
+                user_agent=user_agent or None,
+                client=client or None,
+                refused=values["refused"],
+                presented_key_id=values["presented"],
+            )
+        )
 
     async def _pass_on(self, finding: Detection) -> None:
         """Count a finding (with the repeats folded into it) and hand it to the responder."""

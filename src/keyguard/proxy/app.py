@@ -31,6 +31,7 @@ from ..core.operations import Route
 from ..core.principal import Principal
 from ..core.request import RequestContext, client_fingerprint
 from ..errors import (
+    AuthenticationFailed,
     BadRequest,
     NotFound,
     PayloadTooLarge,
@@ -39,7 +40,7 @@ from ..errors import (
 )
 from ..events import EventBus
 from ..identity.authenticator import Authenticator
-from ..identity.credentials import Credential, extract_credential
+from ..identity.credentials import Credential, credential_digest, extract_credential
 from ..upstream.pool import UpstreamPool
 from .access_log import AccessLog
 from .body import read_json_object
@@ -114,12 +115,19 @@ class ProxyHandler:
     async def _handle(self, request: web.BaseRequest, ctx: RequestContext) -> web.StreamResponse:
         raw_path, _, raw_query = request.raw_path.partition("?")
         ctx.route = route = parse_route(request.method, raw_path, raw_query)  # stage: classify
-        credential = extract_credential(  # stage: credential
-            request.headers.get("api-key"), request.headers.get("authorization")
-        )
-        if credential.key is not None:
-            ctx.presented_key_id = credential.key.key_id
-        ctx.principal = await self._authenticate(credential, request, ctx)  # stage: authenticate
+        headers = request.headers
+        api_key, authorization = headers.get("api-key"), headers.get("authorization")
+        try:
+            credential = extract_credential(api_key, authorization)  # stage: credential
+            if credential.key is not None:
+                ctx.presented_key_id = credential.key.key_id
+            principal = await self._authenticate(credential, request, ctx)  # stage: authenticate
+        except AuthenticationFailed:
+            # which credential failed (a keyed digest): one client retrying one bad key, or a
+            # tool trying many, tell apart for the stuffing rule
+            ctx.refused_credential = credential_digest(api_key or authorization or "")
+            raise
+        ctx.principal = principal
         if route.operation.name == "models":
             self._authorizer.authorize(ctx, self._now())
             return json_response(self._models(), ctx.request_id)

@@ -17,8 +17,10 @@ from collections.abc import Callable
 from datetime import datetime
 
 from ..core.hooks import Authorizer
-from ..core.observation import network_of
+from ..core.observation import network_of, payload_features
 from ..core.request import RequestContext
+from ..detect.rules import PROBED_OPERATIONS, probe_signature
+from ..detect.settings import KeyProbeRule
 from ..errors import AuthenticationFailed, TooManyRequests
 
 __all__ = ["BlockList", "BlockGuard", "subject_key"]
@@ -29,7 +31,7 @@ _GRACE_S = 10.0  # a local block newer than this may not be visible in the store
 def subject_key(subject: str) -> tuple[str, str] | None:
     """``"key:abc"`` -> ``("key", "abc")``; ``None`` for a subject that cannot be blocked."""
     kind, sep, name = subject.partition(":")
-    if not sep or kind not in ("key", "app", "source") or not name:
+    if not sep or kind not in ("key", "app", "source", "address") or not name:
         return None
     return kind, name
 
@@ -83,9 +85,11 @@ class BlockGuard:
         *,
         decoy_key_ids: frozenset[str] = frozenset(),
         decoy_apps: frozenset[str] = frozenset(),
+        probes: KeyProbeRule | None = None,
         v4: int = 24,
         v6: int = 48,
     ) -> None:
+        self._probes = probes
         self._inner = inner
         self._blocks = blocks
         self._decoy_keys = decoy_key_ids
@@ -102,16 +106,34 @@ class BlockGuard:
             )
         if self._blocks.active:
             self._check_blocks(ctx)
+        if self._probes is not None and ctx.payload is not None:
+            self._check_probe(ctx, self._probes)
         self._inner.authorize(ctx, now)
+
+    def _check_probe(self, ctx: RequestContext, rule: KeyProbeRule) -> None:
+        """A key checker's request is refused before it is served, with the answer an
+        invalid key gets: the checker learns nothing, and the key_probe rule still fires."""
+        route = ctx.route
+        if route is None or route.operation.name not in PROBED_OPERATIONS:
+            return
+        f = payload_features(ctx.payload)
+        if probe_signature(f["empty_prompt"], f["max_tokens"], f["temperature"], f["seed"], rule):
+            raise AuthenticationFailed(
+                "Access denied: this Keyguard key is not valid. Check that you copied the whole "
+                "key and that it was created on this gateway.",
+                reason="key_probe",
+            )
 
     def _check_blocks(self, ctx: RequestContext) -> None:
         p, blocks = ctx.principal, self._blocks
         until = None
         if p is not None:
             until = blocks.until("key", p.key_id or "") or blocks.until("app", p.app)
-        if until is None:
-            net = network_of(ctx.remote, self._v4, self._v6)
-            until = blocks.until("source", net) if net is not None else None
+        if until is None and ctx.remote is not None:
+            until = blocks.until("address", ctx.remote)
+            if until is None:
+                net = network_of(ctx.remote, self._v4, self._v6)
+                until = blocks.until("source", net) if net is not None else None
         if until is None:
             return
         wait = max(1, math.ceil(until - blocks._clock()))

@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..detect.rules import Detection
 from ..errors import GatewayError
@@ -58,7 +59,9 @@ class Responder:
         metrics: GatewayMetrics | None = None,
         upstreams: Sequence[str] = (),
         clock: Callable[[], float] = time.time,
+        publish: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
+        self._publish = publish
         self._s = settings
         self.book = book
         self._events = events
@@ -89,9 +92,17 @@ class Responder:
                 for action in actions:
                     if action != "alert" and await self._act(action, incident, now):
                         done.append(action)
-        elif self._s.automatic and "throttle" in actions:
-            if await self._renew_throttle(incident, now):
+        elif self._s.automatic:
+            if "throttle" in actions and await self._renew_throttle(incident, now):
                 done.append("throttle")
+            source = finding.source  # a new address of the same abuse: block it too
+            if (
+                "block_source" in actions
+                and source is not None
+                and self._blocks.until("address", source) is None
+                and await self._act("block_source", replace(incident, source=source), now)
+            ):
+                done.append("block_source")
         if done:
             incident = self.book.note_actions(incident, done)
         if change != "repeat":
@@ -141,6 +152,8 @@ class Responder:
         try:
             if action == "throttle":
                 ok = await self._throttle(incident, now)
+            elif action == "block_source":
+                ok = await self._throttle(incident, now, f"address:{incident.source}")
             elif action == "suspend_key":
                 ok = await self._suspend_keys([incident.key_id] if incident.key_id else [], now)
             elif action == "suspend_app":
@@ -156,20 +169,18 @@ class Responder:
             self._metrics.count(self._metrics.responses, action, "done" if ok else "failed")
         return ok
 
-    async def _throttle(self, incident: Incident, now: float) -> bool:
-        target = subject_key(incident.subject)
-        if target is None:
+    async def _throttle(self, incident: Incident, now: float, subject: str = "") -> bool:
+        subject = subject or incident.subject
+        target = subject_key(subject)
+        if target is None or target[1] == "None":
             return False
         until = now + self._s.throttle_s
         self._blocks.add(target[0], target[1], until)
+        if self._publish is not None:  # every replica refuses it at once, not at its next poll
+            self._publish("block", {"kind": target[0], "name": target[1], "until": until})
         if self._store is not None:
-            await self._store.add_block(incident.subject, until, incident.rule, incident.id, now)
-        log.warning(
-            "throttled %s for %.0f s (incident %s)",
-            incident.subject,
-            self._s.throttle_s,
-            incident.id,
-        )
+            await self._store.add_block(subject, until, incident.rule, incident.id, now)
+        log.warning("blocked %s for %.0f s (incident %s)", subject, self._s.throttle_s, incident.id)
         return True
 
     async def _renew_throttle(self, incident: Incident, now: float) -> bool:

@@ -6,6 +6,8 @@ table and audit log); the actions add to that:
 * ``alert``            send it to every webhook whose ``min_severity`` it reaches;
 * ``throttle``         refuse the subject (key, or source network) with 429 for ``throttle_s``,
                        renewed while the behaviour goes on;
+* ``block_source``     refuse the finding's source address with 429 for ``throttle_s`` (the
+                       response to stuffing: the caller has no valid key to throttle);
 * ``suspend_key``      suspend the key (``keyguard keys resume KEY_ID`` lifts it);
 * ``suspend_app``      suspend every key of the app (``keyguard keys resume --app APP``);
 * ``rotate_upstream``  ask the rotation engine to rotate the upstream key named by the finding
@@ -26,7 +28,9 @@ from ..detect.settings import RULES
 
 __all__ = ["RespondSettings", "WebhookSettings", "Action", "DEFAULT_POLICY", "SEVERITIES"]
 
-Action = Literal["alert", "throttle", "suspend_key", "suspend_app", "rotate_upstream"]
+Action = Literal[
+    "alert", "throttle", "block_source", "suspend_key", "suspend_app", "rotate_upstream"
+]
 SeverityName = Literal["low", "medium", "high", "critical"]
 SEVERITIES = ("low", "medium", "high", "critical")
 
@@ -34,11 +38,12 @@ DEFAULT_POLICY: dict[str, dict[SeverityName, list[Action]]] = {
     "decoy": {"critical": ["alert"]},  # decoys are refused anyway; suspending would tell
     "raw_azure_key": {"high": ["alert"]},
     "key_probe": {"medium": ["alert"], "high": ["alert", "suspend_key"]},
-    "stuffing": {"medium": ["alert"], "high": ["alert"]},
+    "stuffing": {"medium": ["alert"], "high": ["alert", "block_source"]},
     "enumeration": {"high": ["alert", "throttle"]},
     "network": {"medium": ["alert"], "high": ["alert", "throttle"]},
     "velocity": {"high": ["alert", "throttle"]},
     "reseller": {"high": ["alert", "throttle"]},
+    "repetition": {"high": ["alert"]},
     "unusual_time": {"low": [], "medium": ["alert"]},
 }
 

@@ -126,7 +126,13 @@ def _authorizer(policy: PolicySource | None) -> PolicyAuthorizer | None:
     return PolicyAuthorizer(lambda: policy.current)
 
 
-async def start_access(stack: AsyncExitStack, runtime: Runtime, keys: KeyAuthenticator) -> Access:
+async def start_access(
+    stack: AsyncExitStack,
+    runtime: Runtime,
+    keys: KeyAuthenticator,
+    *,
+    invalidate: Callable[[str], None] | None = None,
+) -> Access:
     """Start what ``settings.access`` asks for; ``stack`` stops it."""
     settings = runtime.settings.access
     policy = await _policy_source(runtime)
@@ -181,7 +187,7 @@ async def start_access(stack: AsyncExitStack, runtime: Runtime, keys: KeyAuthent
     )
     admin_tokens = await _admin_tokens(runtime)
     service = await admin_service(
-        runtime, policy=policy, tokens=admin_tokens, on_key_change=keys.invalidate
+        runtime, policy=policy, tokens=admin_tokens, on_key_change=invalidate or keys.invalidate
     )
     auth = AdminAuthenticator(
         admin_tokens,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -30,6 +31,7 @@ from ..audit.signing import load_signer
 from ..audit.sinks import open_sink
 from ..audit.store import AuditStore
 from ..audit.writer import AuditWriter
+from ..bus import Bus
 from ..config import Settings
 from ..core.hooks import AllowAuthenticated, Authorizer
 from ..core.tasks import cancel_and_wait
@@ -44,6 +46,7 @@ from ..respond.alerts import AlertSender, Webhook
 from ..respond.blocks import BlockGuard, BlockList
 from ..respond.incidents import IncidentBook
 from ..respond.responder import Responder
+from .bus import blocks_from_bus
 from .rotation import GatewayRotation
 from .runtime import Runtime
 
@@ -72,6 +75,7 @@ class Monitoring:
             self.blocks,
             decoy_key_ids=frozenset(d.decoy_key_ids) if d.decoy.enabled else frozenset(),
             decoy_apps=frozenset(d.decoy_apps) if d.decoy.enabled else frozenset(),
+            probes=d.key_probe if d.enabled and d.key_probe.enabled else None,
             v4=d.ipv4_prefix,
             v6=d.ipv6_prefix,
         )
@@ -94,6 +98,7 @@ async def start_monitor(
     *,
     invalidate: Callable[[str], None] | None = None,
     rotation: GatewayRotation | None = None,
+    bus: Bus | None = None,
 ) -> Monitoring:
     settings = runtime.settings
     m = settings.monitor
@@ -141,6 +146,7 @@ async def start_monitor(
         alerts=alerts,
         metrics=metrics,
         upstreams=[up.name for up in settings.upstreams],
+        publish=bus.publish if bus is not None else None,
     )
     monitor = Monitor(
         audit_settings=m.audit,
@@ -153,7 +159,16 @@ async def start_monitor(
         blocks_poll_s=m.respond.blocks_poll_s,
         persist_s=m.detect.persist_interval_s,
         responses_elsewhere=_rotations(rotation),
+        prompt_digest=(
+            _keyed_digest(await runtime.vault.get_or_create_random(PROMPT_DIGEST_KEY))
+            if detector is not None and m.detect.repetition.enabled
+            else None
+        ),
+        publish=bus.publish if bus is not None else None,
     )
+    if bus is not None:
+        blocks_from_bus(blocks, bus)
+        bus.subscribe("refused", lambda message: monitor.remote_refused(message.data))
     runtime.events.subscribe(monitor.on_event)
     if audit is not None:
         audit_task = asyncio.create_task(audit.run(), name="keyguard: audit")
@@ -165,6 +180,21 @@ async def start_monitor(
     if metrics is not None:
         _gauges(metrics, monitor, blocks, audit)
     return Monitoring(monitor, blocks, metrics, store, settings, alerts)
+
+
+PROMPT_DIGEST_KEY = "keyguard/prompt-digest-key"  # an internal vault secret
+
+
+def _keyed_digest(key: bytes) -> Callable[[str], str]:
+    """A short keyed digest of a normalised prompt: the repetition rule compares prompts
+    without keeping them, and nobody without the key can test a guess against a digest."""
+    secret = hashlib.blake2b(key).digest()  # any length in, the 64 bytes blake2b takes
+
+    def digest(text: str) -> str:
+        data = text.encode("utf-8", "replace")
+        return hashlib.blake2b(data, digest_size=8, key=secret).hexdigest()
+
+    return digest
 
 
 def _rotations(rotation: GatewayRotation | None) -> Callable[[SecurityEvent], list[str]]:

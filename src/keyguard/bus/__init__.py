@@ -1,0 +1,41 @@
+"""What one replica tells the others at once: blocks, key changes, refused credentials.
+
+``bus_from_url("redis://...", key)`` picks the backend by URL through one table: ``memory``
+(one process: nothing to tell) or Redis pub/sub. See :mod:`.base`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from ..errors import ConfigurationError
+from .base import Bus, MemoryBus, Message, sign, verify
+
+__all__ = ["Bus", "BUSES", "MemoryBus", "Message", "bus_from_url", "sign", "verify"]
+
+
+def _redis(url: str, key: bytes, replica: str, password: str | None) -> Bus:
+    from .redis import RedisBus
+
+    return RedisBus(url, key, replica, password=password)
+
+
+def _memory(url: str, key: bytes, replica: str, password: str | None) -> Bus:
+    return MemoryBus()
+
+
+BUSES: dict[str, Callable[[str, bytes, str, str | None], Bus]] = {
+    "memory": _memory,
+    "redis": _redis,
+    "rediss": _redis,
+    "unix": _redis,
+}
+
+
+def bus_from_url(url: str | None, key: bytes, replica: str, *, password: str | None = None) -> Bus:
+    scheme = "memory" if url in (None, "memory") else urlsplit(url).scheme
+    factory = BUSES.get(scheme)
+    if factory is None:
+        raise ConfigurationError("cluster.bus: unknown bus; use redis://HOST:PORT")
+    return factory(url or "memory", key, replica, password)
