@@ -154,6 +154,8 @@ class ClusterSettings(Frozen):
     reloads only)."""
 
     bus: str | None = None
+    #: the pub/sub channel (several gateways may share one Redis: give each its own)
+    channel: str = Field(default="keyguard:bus", pattern=r"^[A-Za-z0-9:._-]{1,128}$")
 
     @field_validator("bus")
     @classmethod

@@ -126,6 +126,7 @@ class Gateway:
             stack, runtime, invalidate=invalidate, rotation=self.rotation, bus=bus
         )
         self.access = access = await start_access(stack, runtime, keys, invalidate=invalidate)
+        guard = monitoring.guard(access.authorizer)
         handler = ProxyHandler(
             pool=pool,
             identity=access.identity,
@@ -135,7 +136,8 @@ class Gateway:
             recorder=Recorders(
                 [*([AccessLog()] if s.proxy.access_log else []), monitoring.recorder]
             ),
-            authorizer=monitoring.guard(access.authorizer),
+            authorizer=guard,
+            screen=guard,
             client_address=access.client_address,
             keep_response_bodies=monitoring.keep_bodies,
             events=runtime.events,

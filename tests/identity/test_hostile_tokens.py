@@ -166,7 +166,11 @@ async def start(
 ) -> Running:
     signer = install_signer(idp)
     gateway, key = await start_gateway(
-        tmp, upstream, idp, monitor={"detect": {"stuffing": {"flood": 10}}}, **entra
+        tmp,
+        upstream,
+        idp,
+        monitor={"detect": {"stuffing": {"flood": 10}}, "respond": {"automatic": False}},
+        **entra,
     )
     events: list[Event] = []
     stuffing = asyncio.Event()

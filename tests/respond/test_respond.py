@@ -76,10 +76,14 @@ def test_block_list_and_guard() -> None:
     assert caught.value.headers["Retry-After"] == "100" and caught.value.reason == "abuse_block"
     guard.authorize(ctx("KEYBBBBBBBB2"), now)
     blocks.add("source", "10.0.0.0/24", NOW + 50)
+    with pytest.raises(TooManyRequests):  # a blocked network, before any credential is read
+        guard.screen(ctx("KEYBBBBBBBB2"))
+    blocks.add("address", "10.9.9.9", NOW + 50)
     with pytest.raises(TooManyRequests):
-        guard.authorize(ctx("KEYBBBBBBBB2"), now)
+        guard.screen(ctx(remote="10.9.9.9"))
     clock[0] = NOW + 101
-    guard.authorize(ctx(remote="10.9.9.9"), now)  # both expired or elsewhere
+    guard.screen(ctx(remote="10.9.9.9"))  # expired
+    guard.authorize(ctx(remote="10.9.9.9"), now)
     with pytest.raises(AuthenticationFailed) as denied:
         guard.authorize(ctx("DECOYDECOY01"), now)
     assert denied.value.reason == "decoy_key" and "not valid" in denied.value.message

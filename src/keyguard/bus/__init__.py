@@ -15,17 +15,17 @@ from .base import Bus, MemoryBus, Message, sign, verify
 __all__ = ["Bus", "BUSES", "MemoryBus", "Message", "bus_from_url", "sign", "verify"]
 
 
-def _redis(url: str, key: bytes, replica: str, password: str | None) -> Bus:
+def _redis(url: str, key: bytes, replica: str, password: str | None, channel: str) -> Bus:
     from .redis import RedisBus
 
-    return RedisBus(url, key, replica, password=password)
+    return RedisBus(url, key, replica, password=password, channel=channel)
 
 
-def _memory(url: str, key: bytes, replica: str, password: str | None) -> Bus:
+def _memory(url: str, key: bytes, replica: str, password: str | None, channel: str) -> Bus:
     return MemoryBus()
 
 
-BUSES: dict[str, Callable[[str, bytes, str, str | None], Bus]] = {
+BUSES: dict[str, Callable[[str, bytes, str, str | None, str], Bus]] = {
     "memory": _memory,
     "redis": _redis,
     "rediss": _redis,
@@ -33,9 +33,16 @@ BUSES: dict[str, Callable[[str, bytes, str, str | None], Bus]] = {
 }
 
 
-def bus_from_url(url: str | None, key: bytes, replica: str, *, password: str | None = None) -> Bus:
+def bus_from_url(
+    url: str | None,
+    key: bytes,
+    replica: str,
+    *,
+    password: str | None = None,
+    channel: str = "keyguard:bus",
+) -> Bus:
     scheme = "memory" if url in (None, "memory") else urlsplit(url).scheme
     factory = BUSES.get(scheme)
     if factory is None:
         raise ConfigurationError("cluster.bus: unknown bus; use redis://HOST:PORT")
-    return factory(url or "memory", key, replica, password)
+    return factory(url or "memory", key, replica, password, channel)

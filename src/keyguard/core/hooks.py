@@ -24,7 +24,16 @@ from typing import Protocol, TypeVar
 
 from .request import RequestContext
 
-__all__ = ["Authorizer", "Admission", "Recorder", "AllowAuthenticated", "NoLimits", "Recorders"]
+__all__ = [
+    "Authorizer",
+    "Admission",
+    "Recorder",
+    "Screen",
+    "AllowAuthenticated",
+    "NoLimits",
+    "NoScreen",
+    "Recorders",
+]
 
 H = TypeVar("H")
 
@@ -33,6 +42,18 @@ log = logging.getLogger("keyguard.proxy")
 
 class Authorizer(Protocol):
     def authorize(self, ctx: RequestContext, now: datetime) -> None: ...
+
+
+class Screen(Protocol):
+    """Refuses a request from its address alone, before any credential is looked at (a
+    blocked source gets nothing, not even an authentication failure)."""
+
+    def screen(self, ctx: RequestContext) -> None: ...
+
+
+class NoScreen:
+    def screen(self, ctx: RequestContext) -> None:
+        return None
 
 
 class Admission(Protocol[H]):

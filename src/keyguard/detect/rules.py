@@ -183,6 +183,13 @@ def key_probe(view: Baselines, obs: Observation, now: float, s: DetectSettings) 
 def stuffing(view: Baselines, obs: Observation, now: float, s: DetectSettings) -> Detection | None:
     """5. Failed authentications: many key ids from one network, one key id from many
     networks, or a flood of failures from one network."""
+    f = _stuffing(view, obs, now, s)
+    if f is not None and obs.source is not None:
+        f.evidence["address"] = obs.source  # what the block_source response blocks
+    return f
+
+
+def _stuffing(view: Baselines, obs: Observation, now: float, s: DetectSettings) -> Detection | None:
     r = s.stuffing
     if not obs.auth_failed or obs.reason == "azure_key_presented":
         return None

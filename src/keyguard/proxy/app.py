@@ -25,7 +25,15 @@ import orjson
 from aiohttp import web
 from aiohttp.web_exceptions import HTTPRequestEntityTooLarge
 
-from ..core.hooks import Admission, AllowAuthenticated, Authorizer, NoLimits, Recorder
+from ..core.hooks import (
+    Admission,
+    AllowAuthenticated,
+    Authorizer,
+    NoLimits,
+    NoScreen,
+    Recorder,
+    Screen,
+)
 from ..core.netaddr import ClientAddress
 from ..core.operations import Route
 from ..core.principal import Principal
@@ -62,6 +70,7 @@ class ProxyHandler:
         relay: Relay,
         max_body_bytes: int,
         authorizer: Authorizer | None = None,
+        screen: Screen | None = None,
         admission: Admission[Any] | None = None,
         recorder: Recorder | None = None,
         events: EventBus | None = None,
@@ -73,6 +82,7 @@ class ProxyHandler:
         self._relay = relay
         self._max_body = max_body_bytes
         self._authorizer = authorizer or AllowAuthenticated()
+        self._screen = screen or NoScreen()
         self._admission = admission or NoLimits()
         self._recorder = recorder or AccessLog()
         self._events = events or EventBus()
@@ -115,6 +125,7 @@ class ProxyHandler:
     async def _handle(self, request: web.BaseRequest, ctx: RequestContext) -> web.StreamResponse:
         raw_path, _, raw_query = request.raw_path.partition("?")
         ctx.route = route = parse_route(request.method, raw_path, raw_query)  # stage: classify
+        self._screen.screen(ctx)  # stage: screen
         headers = request.headers
         api_key, authorization = headers.get("api-key"), headers.get("authorization")
         try:

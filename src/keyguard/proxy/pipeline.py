@@ -23,6 +23,7 @@ class Stage:
 
 STAGES: tuple[Stage, ...] = (
     Stage("classify", "proxy/routes.py", True, "family, operation, deployment"),
+    Stage("screen", "respond/blocks.py", True, "a blocked address or network ► 429"),
     Stage("credential", "identity/credentials.py", True, "api-key / Bearer, agree, checksum"),
     Stage("authenticate", "identity/", False, "key cache ► store, HMAC; Entra tokens"),
     Stage("read_body", "proxy/app.py", False, "size, content type, JSON, v1 model"),

@@ -124,20 +124,29 @@ class BlockGuard:
                 reason="key_probe",
             )
 
+    def screen(self, ctx: RequestContext) -> None:
+        """A blocked address or network is refused before its credential is looked at."""
+        blocks = self._blocks
+        if not blocks.active or ctx.remote is None:
+            return
+        until = blocks.until("address", ctx.remote)
+        if until is None:
+            net = network_of(ctx.remote, self._v4, self._v6)
+            until = blocks.until("source", net) if net is not None else None
+        if until is not None:
+            raise self._refusal(until)
+
     def _check_blocks(self, ctx: RequestContext) -> None:
         p, blocks = ctx.principal, self._blocks
-        until = None
         if p is not None:
             until = blocks.until("key", p.key_id or "") or blocks.until("app", p.app)
-        if until is None and ctx.remote is not None:
-            until = blocks.until("address", ctx.remote)
-            if until is None:
-                net = network_of(ctx.remote, self._v4, self._v6)
-                until = blocks.until("source", net) if net is not None else None
-        if until is None:
-            return
+            if until is not None:
+                raise self._refusal(until)
+
+    def _refusal(self, until: float) -> TooManyRequests:
+        blocks = self._blocks
         wait = max(1, math.ceil(until - blocks._clock()))
-        raise TooManyRequests(
+        return TooManyRequests(
             "Requests with this key are temporarily refused by Keyguard's abuse protection. "
             f"Retry after {wait} seconds, or contact the gateway's operators.",
             reason="abuse_block",

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -95,12 +94,12 @@ class Responder:
         elif self._s.automatic:
             if "throttle" in actions and await self._renew_throttle(incident, now):
                 done.append("throttle")
-            source = finding.source  # a new address of the same abuse: block it too
+            address = finding.evidence.get("address")  # a new address of the same abuse
             if (
                 "block_source" in actions
-                and source is not None
-                and self._blocks.until("address", source) is None
-                and await self._act("block_source", replace(incident, source=source), now)
+                and isinstance(address, str)
+                and self._blocks.until("address", address) is None
+                and await self._act("block_source", incident, now)
             ):
                 done.append("block_source")
         if done:
@@ -153,7 +152,8 @@ class Responder:
             if action == "throttle":
                 ok = await self._throttle(incident, now)
             elif action == "block_source":
-                ok = await self._throttle(incident, now, f"address:{incident.source}")
+                address = incident.evidence.get("latest", {}).get("address")
+                ok = bool(address) and await self._throttle(incident, now, f"address:{address}")
             elif action == "suspend_key":
                 ok = await self._suspend_keys([incident.key_id] if incident.key_id else [], now)
             elif action == "suspend_app":

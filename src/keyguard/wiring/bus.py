@@ -30,7 +30,7 @@ async def start_bus(stack: AsyncExitStack, runtime: Runtime, replica: str) -> Bu
     if url == limits.backend and limits.redis_password_vault:
         password = await runtime.vault.get(limits.redis_password_vault)
     key = await runtime.vault.get_or_create_random(BUS_KEY)
-    bus = bus_from_url(url, key, replica, password=password)
+    bus = bus_from_url(url, key, replica, password=password, channel=settings.cluster.channel)
     await bus.start()
     stack.push_async_callback(bus.close)
     if url is not None:

@@ -68,7 +68,9 @@ class Monitoring:
     def keep_bodies(self) -> bool:
         return self.settings.monitor.audit.enabled and self.settings.monitor.audit.record_content
 
-    def guard(self, inner: Authorizer | None = None) -> Authorizer:
+    def guard(self, inner: Authorizer | None = None) -> BlockGuard:
+        """The proxy's screen (blocked addresses) and the authorizer around ``inner``
+        (blocked keys and apps, decoys, key checkers' probes)."""
         d = self.settings.monitor.detect
         return BlockGuard(
             inner or AllowAuthenticated(),
