@@ -107,3 +107,28 @@ def test_configuration_errors_exit_2(tree: tuple[Path, str]) -> None:
     config.write_text("{}\n")
     code, _, err = run(str(root), "--config", str(config), "--respond")
     assert code == 2 and "master key" in err  # a gateway config without its vault key
+
+
+def test_several_roots_report_paths_under_their_common_parent(tmp_path: Path) -> None:
+    """``keyguard scan src config`` reports ``config/.env``, not an ambiguous ``.env``."""
+    for root in ("src", "config"):
+        (tmp_path / root).mkdir()
+        (tmp_path / root / ".env").write_text(f"KEYGUARD_KEY={testkeys.generate('KGK')}\n")
+    code, out, _ = run(str(tmp_path / "src"), str(tmp_path / "config"), "--format", "jsonl")
+    assert code == 1
+    assert sorted(json.loads(line)["file"] for line in out.splitlines()) == [
+        "config/.env",
+        "src/.env",
+    ]
+    code, out, _ = run(str(tmp_path / "config"), "--format", "jsonl")  # one root: relative to it
+    assert [json.loads(line)["file"] for line in out.splitlines()] == [".env"]
+    excluded = run(str(tmp_path / "src"), str(tmp_path / "config"), "--exclude", "config/*")
+    assert "config/.env" not in excluded[1] and "src/.env" in excluded[1]
+
+
+def test_option_defaults_match_the_modules_they_mirror() -> None:
+    from keyguard.scan import cli
+    from keyguard.scan.output import FORMATS
+    from keyguard.scan.walker import DEFAULT_MAX_SIZE
+
+    assert cli._FORMATS == FORMATS and cli._DEFAULT_MAX_KIB * 1024 == DEFAULT_MAX_SIZE
