@@ -34,9 +34,11 @@ _SEQUENCES = (
 )
 
 # SHA-256 of values published in documentation and tools as samples (never real credentials):
-# the Azure Storage emulator (Azurite) well-known account key and the jwt.io example token.
+# the Azure Storage emulator (Azurite) well-known account key, the jwt.io example token and
+# the Azure Cosmos DB emulator's well-known key.
 WELL_KNOWN_SAMPLE_DIGESTS = frozenset(
     {
+        "aa6547439583c3a275d4542a0df6c1ad6a863971be9f2a2220f027cc02aef615",
         "0011cc25eb4320717494d2703e8cba85743e71b500283c21c8b88147992f9059",
         "7f75367e7881255134e1375e723d1dea8ad5f6a4fdb79d938df1f1754a830606",
     }
