@@ -143,6 +143,8 @@ def test_key_vault_object_versions_are_never_keys(line: str) -> None:
         "If the call still fails, check that the Azure OpenAI API key in\nthe portal is `{k}`.\n",
         "Copy KEY 1 of the Azure AI services resource ({k}) into the form.\n",
         "- {k} is the Azure OpenAI key the staging cluster used until March\n",
+        "| resource | Azure OpenAI key |\n| --- | --- |\n| copilot-east | {k} |\n",
+        "The Azure OpenAI key that was leaked:\n\n```text\n{k}\n```\n",
     ],
 )
 def test_prose_naming_an_azure_ai_key(text: str) -> None:
@@ -161,6 +163,7 @@ def test_prose_naming_an_azure_ai_key(text: str) -> None:
         "Commit {k} removed the Azure OpenAI key from the repository.\n",
         "The deployment answered in 3 s; trace {k} shows no Azure OpenAI key problem.\n",
         "The upload of {k}.json finished.\n",  # no key named at all
+        "Checksums of the Azure OpenAI key files:\n\n```\n{k}\n```\n",
         'var o="{k}",t=function(e,n,r){{return e.map(function(x){{return x*n+r}})}};'
         'var r={{endpoint:"https://w.openai.azure.com",apiKey:k}};\n',  # code, not prose
     ],

@@ -158,3 +158,12 @@ def test_look_alikes_and_samples_are_not_reported(text: str) -> None:
         "cosmos_emulator": COSMOS_EMULATOR,
     }
     assert scan(text.format(**values) + "\n", "settings.yaml") == []
+
+
+def test_sas_detail_gives_the_expiry_never_the_signature() -> None:
+    sig = testkeys.generate("SAS")
+    url = "https://a.blob.core.windows.net/c?sv=2022-11-02&se=2026-12-31T00%3A00%3A00Z&sig="
+    url += quote(sig, safe="")
+    token = f"SharedAccessSignature sr=x&sig={quote(sig, safe='')}&se=1900000000&skn=send"
+    assert [f.detail for f in scan(url)] == ["shared access signature (URL, expiry 2026-12-31)"]
+    assert [f.detail for f in scan(token)] == ["shared access signature (URL, expiry 2030-03-17)"]

@@ -143,7 +143,9 @@ def prefix_for(text: str, start: int, outer_prefix: str) -> tuple[str, str]:
 
 def sentence_around(text: str, start: int, end: int) -> str:
     """The sentence a candidate stands in: back to the previous sentence end or blank line
-    (at most 240 characters), forward to the next (at most 160)."""
+    (at most 240 characters), forward to the next (at most 160). A value alone on its line
+    (a code block, a list item) belongs to the line that introduces it with a colon, up to
+    three lines above."""
     lo = max(0, start - 240)
     before = text[lo:start]
     cut = 0
@@ -151,7 +153,19 @@ def sentence_around(text: str, start: int, end: int) -> str:
         cut = m.end()
     after = text[end : end + 160]
     stop = _SENTENCE_END.search(after)
-    return before[cut:] + text[start:end] + (after[: stop.start()] if stop else after)
+    sentence = before[cut:] + text[start:end] + (after[: stop.start()] if stop else after)
+    line_start = text.rfind("\n", 0, start) + 1
+    if not _PROSE_WORD_RE.search(text, line_start, start):
+        lines = text[max(0, line_start - 400) : line_start].splitlines()[-4:]
+        for line in reversed(lines):
+            if line.lstrip().startswith("```"):
+                continue
+            bare = line.strip(" \t`*>-")
+            if bare.endswith(":"):
+                return bare + " " + sentence
+            if bare:
+                break
+    return sentence
 
 
 def is_vault_version(text: str, start: int) -> bool:
@@ -176,8 +190,8 @@ def nearest_names(prefix: str) -> list[str]:
 def _prose_names_key(sentence: str) -> bool:
     """True for a sentence of prose (not code) that names an Azure AI key and nothing else."""
     words = _PROSE_WORD_RE.findall(sentence)
-    code = sum(sentence.count(c) for c in "{}();=<>[]|\\")
-    if len(words) < 5 or code > max(2, len(words) // 6):
+    code = sum(sentence.count(c) for c in "{}();=<>[]\\")
+    if len(words) < 3 or code > max(2, len(words) // 6):
         return False
     lowered = {w.lower() for w in words}
     if lowered & _NEG_WORDS or lowered & _PROSE_NEG:

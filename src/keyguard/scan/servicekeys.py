@@ -23,6 +23,7 @@ import base64
 import binascii
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from urllib.parse import unquote
 
 from keyguard.scan.findings import Hit
@@ -78,6 +79,9 @@ _SAS_GLUE = re.compile(
     r"""|[ \t]*\\?\r?\n[ \t]*|["'`])"""
 )
 _SAS_VALUE = re.compile(r"(?:[A-Za-z0-9+/]|%2[BbFf]){43}(?:=|%3[Dd])?(?![A-Za-z0-9+/%=])")
+_SAS_EXPIRY = re.compile(
+    r"""(?:^|[?&;\s"'{,])se["']?[ \t]*[=:][ \t]*["']?(?:(\d{4}-\d\d-\d\d)|(\d{9,11})(?!\d))"""
+)
 _SAS_SIBLING = re.compile(
     r"""(?i)(?:^|[?&;\s"'{,(])(?:sv|se|sr|sp|st|spr|srt|ss|skn|signedexpiry|"""
     r"""signedpermissions?)["']?[ \t]*[=:]|SharedAccessSignature"""
@@ -208,6 +212,19 @@ def named_keys(text: str, outer_prefix: str = "") -> Iterator[Hit]:
             yield Hit(kind, start, end, value, confidence, reason)
 
 
+def _expiry(window: str) -> str:
+    """``, expiry <date>`` from the token's ``se`` (an ISO date, or Unix seconds)."""
+    m = _SAS_EXPIRY.search(unquote(window))
+    if m is None:
+        return ""
+    if m.group(1):
+        return f", expiry {m.group(1)}"
+    try:
+        return f", expiry {datetime.fromtimestamp(int(m.group(2)), UTC):%Y-%m-%d}"
+    except (OverflowError, ValueError, OSError):
+        return ""
+
+
 def _sas_signature(raw: str) -> str | None:
     value = unquote(raw)
     if len(value) == 43:
@@ -236,18 +253,19 @@ def sas(text: str) -> Iterator[Hit]:
             glue = _SAS_GLUE.match(text, bare)
             m = _SAS_VALUE.match(text, glue.end()) if glue else None
             how = "split"
-        if m is None or not _SAS_SIBLING.search(text[max(0, at - 400) : m.end() + 400]):
+        if m is None:
+            continue
+        if how == "field":  # sv:, se:, ... fields around it (YAML, JSON)
+            window = text[max(0, at - 400) : m.end() + 400]
+        else:  # the same URL or token: its own line (and the value's, when split)
+            end = text.find("\n", m.end())
+            window = text[text.rfind("\n", 0, at) + 1 : len(text) if end == -1 else end]
+        if not _SAS_SIBLING.search(window):
             continue
         signature = _sas_signature(m.group())
         if signature is not None:
-            yield Hit(
-                "azure_sas_signature",
-                m.start(),
-                m.end(),
-                signature,
-                "high",
-                f"shared access signature ({how})",
-            )
+            detail = f"shared access signature ({how}{_expiry(window)})"
+            yield Hit("azure_sas_signature", m.start(), m.end(), signature, "high", detail)
 
 
 SERVICE_DETECTORS = (identifiable, connection_strings, sas)
