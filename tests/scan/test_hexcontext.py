@@ -106,6 +106,8 @@ def test_positive_contexts(line: str) -> None:
         '"integrity": "{k}"',
         "{k}  dist/app.tar.gz",
         'value = "{k}"',
+        "publish-profile: ${{{{ secrets.AzureAppService_PublishProfile_{k} }}}}",
+        "api_key: ${{{{ secrets.OPENAI_KEY_{k}_PROD }}}}",
     ],
 )
 def test_negative_contexts_even_with_endpoint(line: str) -> None:

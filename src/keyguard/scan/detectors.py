@@ -216,10 +216,20 @@ def _bearer(text: str) -> Iterator[Hit]:
             yield Hit("bearer_token", m.start(1), m.end(1), token, "medium", "Authorization header")
 
 
+def _in_identifier(text: str, start: int) -> bool:
+    """A 32-hex run joined by ``_`` to a name is part of that name
+    (``secrets.AzureAppService_PublishProfile_<hex>``), not a value."""
+    before = text[max(0, start - 2) : start]
+    after = text[start + 32 : start + 34]
+    return (len(before) == 2 and before[1] == "_" and before[0].isalnum()) or (
+        len(after) == 2 and after[0] == "_" and after[1].isalnum()
+    )
+
+
 def _hex(text: str, ctx: DetectContext, outer_prefix: str) -> Iterator[Hit]:
     for start in hex32_runs(to_bytes(text)):
         key = text[start : start + 32]
-        if is_placeholder(key) or is_vault_version(text, start):
+        if is_placeholder(key) or _in_identifier(text, start) or is_vault_version(text, start):
             continue
         prefix, near = prefix_for(text, start, outer_prefix)
         verdict = judge_hex(
