@@ -79,6 +79,9 @@ _SAS_GLUE = re.compile(
     r"""|[ \t]*\\?\r?\n[ \t]*|["'`])"""
 )
 _SAS_VALUE = re.compile(r"(?:[A-Za-z0-9+/]|%2[BbFf]){43}(?:=|%3[Dd])?(?![A-Za-z0-9+/%=])")
+_EXAMPLE = re.compile(
+    r"(?i)(?:\b(?:for example|example|for instance|looks (?:something )?like)|\be\.g\.)[:,]?\s"
+)
 _SAS_EXPIRY = re.compile(
     r"""(?:^|[?&;\s"'{,])se["']?[ \t]*[=:][ \t]*["']?(?:(\d{4}-\d\d-\d\d)|(\d{9,11})(?!\d))"""
 )
@@ -260,7 +263,7 @@ def sas(text: str) -> Iterator[Hit]:
         else:  # the same URL or token: its own line (and the value's, when split)
             end = text.find("\n", m.end())
             window = text[text.rfind("\n", 0, at) + 1 : len(text) if end == -1 else end]
-        if not _SAS_SIBLING.search(window):
+        if not _SAS_SIBLING.search(window) or _EXAMPLE.search(text, max(0, at - 300), at):
             continue
         signature = _sas_signature(m.group())
         if signature is not None:
