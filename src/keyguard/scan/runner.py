@@ -7,12 +7,11 @@ in-process, where the pool would cost more than it saves.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from keyguard.scan.engine import scan_bytes
 from keyguard.scan.findings import Finding
@@ -34,6 +33,9 @@ from keyguard.scan.walker import (
     root_prefixes,
     skip_by_name,
 )
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 __all__ = ["ScanStats", "scan_history", "scan_staged", "scan_tree"]
 
@@ -90,7 +92,11 @@ def _pool(workers: int) -> ProcessPoolExecutor:
 
     Forked workers would keep the write end of ``git cat-file``'s stdin open, so git would
     never see end-of-input; the forkserver starts workers from a clean process instead.
+    Imported here: small scans never start a pool, so they do not pay for the import.
     """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     methods = multiprocessing.get_all_start_methods()
     method = "forkserver" if "forkserver" in methods else "spawn"
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
