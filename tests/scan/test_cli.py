@@ -132,3 +132,25 @@ def test_option_defaults_match_the_modules_they_mirror() -> None:
     from keyguard.scan.walker import DEFAULT_MAX_SIZE
 
     assert cli._FORMATS == FORMATS and cli._DEFAULT_MAX_KIB * 1024 == DEFAULT_MAX_SIZE
+
+
+def test_keyguard_scan_does_not_import_the_gateway(tmp_path: Path) -> None:
+    """Start-up: ``keyguard scan`` (a pre-commit hook, a CI step on a small tree) must not pay
+    for importing the gateway (aiohttp, SQLAlchemy, the runtime: over a second of CPU)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from keyguard.cli.main import cli\n"
+        "try:\n"
+        "    cli(['scan', sys.argv[1]])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('aiohttp', 'sqlalchemy', 'keyguard.runtime', 'keyguard.server', 'openai')\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules if m.startswith(heavy)}))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    assert proc.stdout.strip() == "[]", proc.stdout
