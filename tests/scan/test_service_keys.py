@@ -148,7 +148,7 @@ def test_sas_signatures(text: str) -> None:
         "https://example.com/callback?sig={b64_32}",  # not a SAS: no SAS parameter beside it
         "AccountEndpoint=https://localhost:8081/;AccountKey={cosmos_emulator};",
         "SharedAccessKey=${{SB_KEY}};",
-        "A token looks something like this: sp=r&amp;se=2023-12-20&amp;sv=2021-06-08&amp;sig={b64_32}",
+        "A token looks something like this: sp=r&amp;se=2023-12-20&amp;sv=1&amp;sig={b64_32}",
         "Endpoint=sb://x.servicebus.windows.net/;SharedAccessKeyName=Root;SharedAccessKey=<key>",
     ],
 )

@@ -34,11 +34,18 @@ _HEX_TABLE = _table({_ALNUM: b"x", b"0123456789abcdef": b"h"})
 _B64_TABLE = _table({_ALNUM + b"+/_-": b"b", b"=": b"e"})
 _SECRET_TABLE = _table({_ALNUM + b"+/=_~.-": b"s", b"\"'`": b"q"})
 # For finding glue: fragment characters, quotes, and what may stand between two literals.
+# "+" and "=" are both: base64 text ends in them, and they join literals (+, +=).
 _GLUE_TABLE = _table(
-    {_ALNUM + b"/_~-": b"s", b"\"'`": b"q", b" \t\r\n+=.&|();\\@$": b"g", b",": b"c"}
+    {
+        _ALNUM + b"/_~-": b"s",
+        b"+=": b"p",
+        b"\"'`": b"q",
+        b" \t\r\n.&|();\\@$": b"g",
+        b",": b"c",
+    }
 )
-_GLUE_MASK = re.compile(rb"ssssq(?:g{1,80}|g{1,40}s{1,40}g{1,12})q")
-_COMMA_MASK = re.compile(rb"ssssq[ \tg]{0,4}c[g]{0,12}q")
+_GLUE_MASK = re.compile(rb"[sp]{4}q(?:[gp]{1,80}|[gp]{1,40}s{1,40}[gp]{1,12})q")
+_COMMA_MASK = re.compile(rb"[sp]{4}q[gp]{0,4}c[gp]{0,12}q")
 _B64_TAIL = re.compile(rb"b+e{0,2}")
 _H32 = b"h" * 32
 
