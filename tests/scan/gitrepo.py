@@ -1,10 +1,34 @@
-"""A throw-away git repository for the history tests, isolated from the user's git config."""
+"""A throw-away git repository for the history tests, isolated from the user's git config,
+and a PATH entry providing ``keyguard`` for tests that run commands as a shell would."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
+
+
+def keyguard_bin_dir(tmp_path: Path) -> Path:
+    """A PATH entry providing ``keyguard``: the installed console script when it runs, else an
+    equivalent launcher for the same click command (the group registers ``scan_command``)."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    real = Path(sys.executable).parent / "keyguard"
+    probe = subprocess.run([str(real), "scan", "--help"], capture_output=True, check=False)
+    launcher = bindir / "keyguard"
+    if probe.returncode == 0:
+        launcher.symlink_to(real)
+    else:
+        launcher.write_text(
+            f"#!{sys.executable}\n"
+            "import click, sys\n"
+            "from keyguard.scan.cli import scan_command\n"
+            "group = click.Group('keyguard', commands={'scan': scan_command})\n"
+            "sys.exit(group())\n"
+        )
+        launcher.chmod(0o755)
+    return bindir
 
 
 def git_test_env() -> dict[str, str]:
