@@ -168,3 +168,16 @@ def test_sas_detail_gives_the_expiry_never_the_signature() -> None:
     token = f"SharedAccessSignature sr=x&sig={quote(sig, safe='')}&se=1900000000&skn=send"
     assert [f.detail for f in scan(url)] == ["shared access signature (URL, expiry 2026-12-31)"]
     assert [f.detail for f in scan(token)] == ["shared access signature (URL, expiry 2030-03-17)"]
+
+
+def test_an_identifiable_key_in_a_connection_string_says_so() -> None:
+    value = testkeys.generate("SHARED_ID", "eventhubs")
+    (f,) = scan(f"c = 'Endpoint=sb://x.servicebus.windows.net/;SharedAccessKey={value}'\n")
+    assert f.detail == "Event Hubs identifiable key, checksum verified"
+    cosmos = testkeys.generate("COSMOS")
+    (g,) = scan(f"c = 'AccountEndpoint=https://x.documents.azure.com/;AccountKey={cosmos};'\n")
+    assert (g.kind, g.confidence, g.detail) == (
+        "azure_cosmos_key",
+        "high",
+        "Cosmos DB connection string",
+    )

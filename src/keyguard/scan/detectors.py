@@ -32,7 +32,7 @@ from keyguard.scan.hexcontext import (
 )
 from keyguard.scan.masks import hex32_runs, to_bytes
 from keyguard.scan.placeholders import entropy, is_placeholder
-from keyguard.scan.servicekeys import SERVICE_DETECTORS, named_keys
+from keyguard.scan.servicekeys import SERVICE_DETECTORS, base64_keys
 
 __all__ = ["DetectContext", "detect", "PRIORITY"]
 
@@ -67,6 +67,9 @@ PRIORITY = {
     "azure_legacy_key": 6,
     "bearer_token": 7,
 }
+
+
+_CONFIDENCE_RANK = {"high": 0, "medium": 1, "low": 2}
 
 
 @dataclass(slots=True)
@@ -253,16 +256,16 @@ _SIMPLE: tuple[Callable[[str], Iterator[Hit]], ...] = (
 
 
 def detect(text: str, ctx: DetectContext, outer_prefix: str = "") -> list[Hit]:
-    """All hits in ``text``; overlapping hits resolved in favour of the more specific kind."""
-    hits: list[Hit] = []
+    """All hits in ``text``; overlapping hits resolved in favour of the more specific kind,
+    then the higher confidence, then the first detector (identifiable keys come first)."""
+    hits: list[Hit] = list(base64_keys(text, outer_prefix))
     for detector in _SIMPLE:
         hits.extend(detector(text))
-    hits.extend(named_keys(text, outer_prefix))
     if ctx.hex_enabled:
         hits.extend(_hex(text, ctx, outer_prefix))
     if len(hits) < 2:
         return hits
-    hits.sort(key=lambda h: (PRIORITY[h.kind], h.start))
+    hits.sort(key=lambda h: (PRIORITY[h.kind], h.start, _CONFIDENCE_RANK[h.confidence]))
     kept: list[Hit] = []
     for h in hits:
         if all(h.end <= k.start or h.start >= k.end for k in kept):

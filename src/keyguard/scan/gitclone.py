@@ -38,7 +38,7 @@ __all__ = [
 EXIT_SHALLOW = 3
 EXIT_MISSING = 4
 FETCH_ROUNDS = 8  # trees first, then the blobs below them; more rounds than any clone needs
-FETCH_TIMEOUT = 1800.0
+FETCH_TIMEOUT = 1800.0  # seconds for one --fetch-missing batch
 MAX_EXAMPLES = 5
 MAX_BOUNDARY_DATES = 20
 
@@ -65,7 +65,10 @@ def clone_state(repo: Path, env: Mapping[str, str]) -> CloneState:
     if lines and lines[0] == "true":
         path = Path(lines[1])
         path = path if path.is_absolute() else repo / path
-        shallow = frozenset(path.read_text(encoding="ascii").split())
+        try:
+            shallow = frozenset(path.read_text(encoding="ascii", errors="replace").split())
+        except OSError as exc:
+            raise ConfigurationError(f"--git-history: cannot read {path}: {exc}") from None
     try:
         config = run_git(
             repo,

@@ -115,6 +115,8 @@ def introducing_commits(
         "--raw",
         "--no-abbrev",
         "--no-renames",
+        "--no-color",
+        "--no-show-signature",
         "-z",
         "--format=%x01%H",
         env=env,

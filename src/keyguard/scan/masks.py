@@ -51,8 +51,8 @@ _GLUE_TABLE = _table(
 _GLUE_AFTER = rb"(?:[gp]{1,80}|[gp]{1,40}s{1,40}[gp]{1,12})q"
 # Two searches, each with a literal prefix the regex engine finds at C speed: fragments that
 # end in four plain characters (the common case), and those with a + or = in their last four.
-_GLUE_MASK = re.compile(rb"ssss(q)" + _GLUE_AFTER)
-_GLUE_MASK_P = re.compile(rb"p[sp]{0,3}(q)" + _GLUE_AFTER)
+_GLUE_MASK = re.compile(rb"ssssq" + _GLUE_AFTER)  # no group: it would cut the prefix short
+_GLUE_MASK_P = re.compile(rb"p[sp]{0,3}q" + _GLUE_AFTER)
 _COMMA_MASK = re.compile(rb"[sp]{4}q[gp]{0,4}c[gp]{0,12}q")
 _B64_TAIL = re.compile(rb"b+e{0,2}")
 _H32 = b"h" * 32
@@ -109,9 +109,9 @@ def glue_candidates(data: bytes, start: int = 0, end: int | None = None) -> Iter
     """Offsets of closing quotes after 4+ fragment characters, followed by glue and a quote."""
     mask = data.translate(_GLUE_TABLE)
     stop = len(mask) if end is None else end
-    quotes = {m.start(1) for m in _GLUE_MASK.finditer(mask, start, stop)}
+    quotes = {m.start() + 4 for m in _GLUE_MASK.finditer(mask, start, stop)}
     for m in _GLUE_MASK_P.finditer(mask, start, stop):
-        quote = m.start(1)
+        quote = mask.index(b"q", m.start())
         if quote - 4 >= start and mask[quote - 4 : quote].strip(b"sp") == b"":
             quotes.add(quote)
     yield from sorted(quotes)

@@ -60,12 +60,18 @@ def is_well_known_sample(value: str) -> bool:
     )
 
 
-def _has_sequence(value: str, length: int = 8) -> bool:
-    for seq in _SEQUENCES:
-        for i in range(len(seq) - length + 1):
-            if seq[i : i + length] in value:
-                return True
-    return False
+_SEQUENCE_LENGTH = 8
+_SEQUENCE_GRAMS = frozenset(
+    seq[i : i + _SEQUENCE_LENGTH]
+    for seq in _SEQUENCES
+    for i in range(len(seq) - _SEQUENCE_LENGTH + 1)
+)
+
+
+def _has_sequence(value: str) -> bool:
+    """True when ``value`` holds 8 consecutive characters of a sequence (``01234567``)."""
+    n = _SEQUENCE_LENGTH
+    return any(value[i : i + n] in _SEQUENCE_GRAMS for i in range(len(value) - n + 1))
 
 
 def _longest_run(value: str) -> int:

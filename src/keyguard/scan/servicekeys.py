@@ -32,7 +32,7 @@ from keyguard.scan.identifiable import IDENTIFIABLE, validate_base64_key
 from keyguard.scan.masks import text_base64_runs
 from keyguard.scan.placeholders import entropy, is_placeholder
 
-__all__ = ["SERVICE_DETECTORS", "connection_strings", "identifiable", "named_keys", "sas"]
+__all__ = ["SERVICE_DETECTORS", "base64_keys", "connection_strings", "sas"]
 
 _STORAGE, _COSMOS, _SHARED = "azure_storage_key", "azure_cosmos_key", "azure_shared_access_key"
 _ACCOUNT_KEY = re.compile(r"AccountKey=([A-Za-z0-9+/]{86}==)(?![A-Za-z0-9+/=])")
@@ -100,23 +100,20 @@ def _kind_of_name(name: str) -> str | None:
     return None
 
 
-def identifiable(text: str) -> Iterator[Hit]:
-    if "+A" not in text and "ACDb" not in text:  # every signature holds one of them
-        return
-    for signature, kind in IDENTIFIABLE.items():
-        pos = text.find(signature)
-        while pos != -1:
-            start = pos - kind.offset
-            m = kind.pattern.match(text, start) if start >= 0 else None
-            if m is not None and not is_placeholder(m.group()[:60], m.group()):
-                valid = validate_base64_key(m.group(), kind)
-                detail = f"{kind.service} identifiable key, " + (
-                    "checksum verified" if valid else "checksum does not verify"
-                )
-                yield Hit(
-                    kind.kind, m.start(), m.end(), m.group(), "high" if valid else "medium", detail
-                )
-            pos = text.find(signature, pos + 1)
+def _identifiable(value: str) -> Hit | None:
+    """The hit for a standalone 44/88-character base64 value with a known signature."""
+    for kind in IDENTIFIABLE.values():
+        if (
+            len(value) == kind.length
+            and value[kind.offset : kind.offset + 4] == kind.signature
+            and kind.pattern.fullmatch(value)
+        ):
+            valid = validate_base64_key(value, kind)
+            detail = f"{kind.service} identifiable key, " + (
+                "checksum verified" if valid else "checksum does not verify"
+            )
+            return Hit(kind.kind, 0, len(value), value, "high" if valid else "medium", detail)
+    return None
 
 
 def connection_strings(text: str) -> Iterator[Hit]:
@@ -163,6 +160,8 @@ def _hinted_kind(text: str, start: int, end: int, kinds: tuple[str, ...]) -> str
 
 def _judge_b64(text: str, start: int, end: int, outer_prefix: str) -> tuple[str, str, str] | None:
     """(kind, confidence, reason) for a standalone 88/44-character base64 value, or None."""
+    if text.endswith(("AccountKey=", "SharedAccessKey="), 0, start):
+        return None  # a connection string: ``connection_strings`` reports it, with its service
     kinds = _LENGTH_KINDS[end - start]
     if _URL_PASSWORD.search(text, max(0, start - 80), start) and text.startswith("@", end):
         host = text[end : end + 120].split("/", 1)[0]
@@ -197,14 +196,16 @@ def _passed_to_client(prefix: str, kinds: tuple[str, ...]) -> tuple[str, str, st
     return None
 
 
-def named_keys(text: str, outer_prefix: str = "") -> Iterator[Hit]:
+def base64_keys(text: str, outer_prefix: str = "") -> Iterator[Hit]:
+    """Identifiable keys and named keys: standalone 44/88-character base64 values (the runs
+    the base64 decoder needs anyway, so the text is not searched again)."""
     if "=" not in text:
         return
     for start, end in text_base64_runs(text):
-        if end - start not in (44, 88):
+        length = end - start
+        if length not in (44, 88):
             continue
         value = text[start:end]
-        length = end - start
         if (
             not (
                 (length == 88 and value.endswith("==") and "=" not in value[:86])
@@ -212,9 +213,14 @@ def named_keys(text: str, outer_prefix: str = "") -> Iterator[Hit]:
             )
             or "-" in value
             or "_" in value
+            or is_placeholder(value[:60], value)
         ):
             continue
-        if is_placeholder(value[:60], value) or entropy(value) < 4.0:
+        hit = _identifiable(value)
+        if hit is not None:
+            yield Hit(hit.kind, start, end, value, hit.confidence, hit.detail)
+            continue
+        if entropy(value) < 4.0:
             continue
         verdict = _judge_b64(text, start, end, outer_prefix)
         if verdict is not None:
@@ -277,4 +283,4 @@ def sas(text: str) -> Iterator[Hit]:
             yield Hit("azure_sas_signature", m.start(), m.end(), signature, "high", detail)
 
 
-SERVICE_DETECTORS = (identifiable, connection_strings, sas)
+SERVICE_DETECTORS = (connection_strings, sas)
