@@ -203,3 +203,16 @@ def test_sarif_carries_what_was_not_scanned(origin: Origin, tmp_path: Path) -> N
     texts = [n["message"]["text"] for n in invocation["toolExecutionNotifications"]]
     assert any("shallow clone" in t for t in texts)
     assert any("blob(s) are missing" in t for t in texts)
+
+
+def test_fetch_missing_never_passes_an_option_as_the_remote(origin: Origin, tmp_path: Path) -> None:
+    """A clone whose config names its promisor remote like an option (a repository directory
+    from elsewhere): --fetch-missing refuses to run git fetch with it."""
+    clone = origin.clone(tmp_path / "partial", "--filter=blob:limit=1k")
+    subprocess.run(
+        ["git", "-C", str(clone), "config", "extensions.partialClone", "--upload-pack=touch pwned"],
+        check=True, env=git_test_env(),
+    )  # fmt: skip
+    code, _, err = scan(clone, "--fetch-missing", "--exclude", "worker.yaml")
+    assert code == 4 and "is not a remote name" in err
+    assert not (clone / "pwned").exists() and not Path("pwned").exists()

@@ -15,6 +15,7 @@ never fetches unless ``--fetch-missing`` is given, and says what it could not re
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ EXIT_MISSING = 4
 FETCH_ROUNDS = 8  # trees first, then the blobs below them; more rounds than any clone needs
 FETCH_TIMEOUT = 1800.0  # seconds for one --fetch-missing batch
 MAX_EXAMPLES = 5
+_REMOTE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]{0,99}")
 MAX_BOUNDARY_DATES = 20
 
 
@@ -170,6 +172,8 @@ def fetch_missing(
     """
     if state.promisor is None:
         return listing, 0, "no promisor remote is configured (not a partial clone)"
+    if not _REMOTE_NAME.fullmatch(state.promisor):  # never an option to git fetch
+        return listing, 0, f"the promisor remote's name {state.promisor!r} is not a remote name"
     seen: set[str] = set()
     previous: set[str] = set()
     error: str | None = "the remote did not send every missing object"

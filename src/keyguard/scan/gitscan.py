@@ -117,6 +117,8 @@ def introducing_commits(
         "--no-renames",
         "--no-color",
         "--no-show-signature",
+        "--no-ext-diff",
+        "--no-textconv",
         "-z",
         "--format=%x01%H",
         env=env,
