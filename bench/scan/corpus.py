@@ -7,8 +7,8 @@ filling). A placeholder is ``[[@spec]]``:
     [[@$k=AZURE:ai_services]]    ... bound to $k and emitted
     [[@$k:=LEGACY]]              ... bound, not emitted
     [[@$k]]                      $k again (another labelled occurrence)
-    [[@$k|b64]]                  $k through a filter: b64, b64url, url, jsonu, kv:NAME,
-                                 basic:USER, b64json:NAME
+    [[@$k|b64]]                  $k through a filter: b64, b64url, url, pct, jsonu,
+                                 kv:NAME, basic:USER, b64json:NAME
     [[@$k[0:40]]] [[@$k[40:]]]   slices: together one labelled occurrence spanning their lines
 
 Every emitted positive value (see ``testkeys.expected_kind``) is a label: file, line range,
@@ -23,6 +23,7 @@ import base64
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from keyguard.scan.testkeys import expected_kind, generate
 
@@ -42,7 +43,7 @@ class Label:
     end_line: int
     kind: str
     secret: str
-    form: str  # plain, split, b64, url, jsonu, kv, basic, notebook
+    form: str  # plain, split, b64, url, pct, jsonu, kv, basic, b64json, notebook
 
 
 def _filter(value: str, spec: str) -> str:
@@ -53,6 +54,8 @@ def _filter(value: str, spec: str) -> str:
         return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
     if name == "url":
         return "".join(f"%{b:02X}" for b in value.encode())
+    if name == "pct":  # what a URL query holds: only reserved characters escaped
+        return quote(value, safe="")
     if name == "jsonu":
         return "".join(f"\\u{ord(c):04x}" for c in value)
     if name == "kv":

@@ -12,6 +12,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from keyguard.scan.testkeys import expected_kind, generate
 
@@ -43,6 +44,9 @@ def build_history(repo: Path) -> list[HistoryLabel]:
         "k4": ("LEGACY", ""),
         "k5": ("KGK", ""),
         "k6": ("ENTRA", ""),
+        "k7": ("SHARED", ""),
+        "k8": ("SAS", ""),
+        "k9": ("COSMOS", ""),
     }
     v = {name: generate(gen, arg) for name, (gen, arg) in values.items()}
     kinds = {name: expected_kind(gen, arg) or "" for name, (gen, arg) in values.items()}
@@ -106,4 +110,18 @@ def build_history(repo: Path) -> list[HistoryLabel]:
         [("deploy/worker.yaml", "k5"), ("deploy/worker.yaml", "k6")],
     )
     commit("revert worker config", {"deploy/worker.yaml": None}, [])
+    bus = (
+        "orders:\n  connection: Endpoint=sb://hist.servicebus.windows.net/;"
+        f"SharedAccessKeyName=send;SharedAccessKey={v['k7']}\n"
+        "  export: https://hist.blob.core.windows.net/x?sv=2022-11-02&sp=r&sig="
+        f"{quote(v['k8'], safe='')}\n"
+    )
+    commit(
+        "orders queue",
+        {"deploy/orders.yaml": bus},
+        [("deploy/orders.yaml", n) for n in ("k7", "k8")],
+    )
+    cosmos = f'COSMOS_URL = "https://hist.documents.azure.com:443/"\nCOSMOS_KEY = "{v["k9"]}"\n'
+    commit("catalog store", {"app/catalog.py": cosmos}, [("app/catalog.py", "k9")])
+    commit("keys from Key Vault", {"deploy/orders.yaml": None, "app/catalog.py": None}, [])
     return labels

@@ -107,3 +107,50 @@ def test_configuration_errors_exit_2(tree: tuple[Path, str]) -> None:
     config.write_text("{}\n")
     code, _, err = run(str(root), "--config", str(config), "--respond")
     assert code == 2 and "master key" in err  # a gateway config without its vault key
+
+
+def test_several_roots_report_paths_under_their_common_parent(tmp_path: Path) -> None:
+    """``keyguard scan src config`` reports ``config/.env``, not an ambiguous ``.env``."""
+    for root in ("src", "config"):
+        (tmp_path / root).mkdir()
+        (tmp_path / root / ".env").write_text(f"KEYGUARD_KEY={testkeys.generate('KGK')}\n")
+    code, out, _ = run(str(tmp_path / "src"), str(tmp_path / "config"), "--format", "jsonl")
+    assert code == 1
+    assert sorted(json.loads(line)["file"] for line in out.splitlines()) == [
+        "config/.env",
+        "src/.env",
+    ]
+    code, out, _ = run(str(tmp_path / "config"), "--format", "jsonl")  # one root: relative to it
+    assert [json.loads(line)["file"] for line in out.splitlines()] == [".env"]
+    excluded = run(str(tmp_path / "src"), str(tmp_path / "config"), "--exclude", "config/*")
+    assert "config/.env" not in excluded[1] and "src/.env" in excluded[1]
+
+
+def test_option_defaults_match_the_modules_they_mirror() -> None:
+    from keyguard.scan import cli
+    from keyguard.scan.output import FORMATS
+    from keyguard.scan.walker import DEFAULT_MAX_SIZE
+
+    assert cli._FORMATS == FORMATS and cli._DEFAULT_MAX_KIB * 1024 == DEFAULT_MAX_SIZE
+
+
+def test_keyguard_scan_does_not_import_the_gateway(tmp_path: Path) -> None:
+    """Start-up: ``keyguard scan`` (a pre-commit hook, a CI step on a small tree) must not pay
+    for importing the gateway (aiohttp, SQLAlchemy, the runtime: over a second of CPU)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from keyguard.cli.main import cli\n"
+        "try:\n"
+        "    cli(['scan', sys.argv[1]])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('aiohttp', 'sqlalchemy', 'keyguard.runtime', 'keyguard.server', 'openai')\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules if m.startswith(heavy)}))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    assert proc.stdout.strip() == "[]", proc.stdout

@@ -64,7 +64,7 @@ def test_storage_connection_string_and_identifiable_key() -> None:
     found = scan(text)
     assert [(f.kind, f.line, f.detail) for f in found] == [
         ("azure_storage_key", 1, "connection string"),
-        ("azure_storage_key", 2, "identifiable key"),
+        ("azure_storage_key", 2, "Storage account identifiable key, checksum verified"),
     ]
 
 

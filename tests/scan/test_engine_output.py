@@ -12,20 +12,23 @@ from keyguard.scan.output import render
 
 from .conftest import scan
 
-SECRETS = [
-    testkeys.generate("AZURE"),
-    testkeys.generate("KGK"),
-    testkeys.generate("SK"),
-    testkeys.generate("ENTRA"),
-    testkeys.generate("JWT"),
-    testkeys.generate("LEGACY"),
+_LINES = [  # every kind, in a line that reports it
+    ("AZURE", 'v = "{s}"'),
+    ("KGK", 'v = "{s}"'),
+    ("SK", 'v = "{s}"'),
+    ("ENTRA", 'v = "{s}"'),
+    ("JWT", 'v = "{s}"'),
+    ("STORAGE", "AZURE_STORAGE_KEY={s}"),
+    ("COSMOS_ID", 'v = "{s}"'),
+    ("SHARED", "c = 'Endpoint=sb://x.servicebus.windows.net/;SharedAccessKey={s}'"),
+    ("SAS", "u = 'https://a.blob.core.windows.net/c?sv=2022-11-02&sig={s}'"),
+    ("LEGACY", 'AZURE_OPENAI_API_KEY = "{s}"'),
 ]
+SECRETS = [testkeys.generate(gen) for gen, _ in _LINES]
 
 
 def _text() -> str:
-    lines = [f'v{i} = "{s}"' for i, s in enumerate(SECRETS[:-1])]
-    lines.append(f'AZURE_OPENAI_API_KEY = "{SECRETS[-1]}"')
-    return "\n".join(lines) + "\n"
+    return "\n".join(line.format(s=s) for (_, line), s in zip(_LINES, SECRETS, strict=True)) + "\n"
 
 
 def test_redact_never_shows_more_than_four_characters() -> None:

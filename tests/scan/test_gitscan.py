@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,42 +14,7 @@ from keyguard.scan import testkeys
 from keyguard.scan.runner import ScanStats, scan_history, scan_staged
 
 from .conftest import KEY
-
-
-class Repo:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        root.mkdir(parents=True)
-        self.env = dict(os.environ)
-        self.env.update(
-            GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com",
-            GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com",
-            GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1",
-        )  # fmt: skip
-        self.git("init", "-q", "-b", "main")
-        self.n = 0
-
-    def git(self, *args: str) -> str:
-        out = subprocess.run(
-            ["git", "-C", str(self.root), *args],
-            check=True, capture_output=True, text=True, env=self.env,
-        )  # fmt: skip
-        return out.stdout.strip()
-
-    def commit(self, files: dict[str, str | None], message: str = "c") -> str:
-        for rel, text in files.items():
-            if text is None:
-                self.git("rm", "-q", rel)
-                continue
-            (self.root / rel).parent.mkdir(parents=True, exist_ok=True)
-            (self.root / rel).write_text(text)
-            self.git("add", rel)
-        self.n += 1
-        self.env["GIT_AUTHOR_DATE"] = self.env["GIT_COMMITTER_DATE"] = (
-            f"{1700000000 + self.n * 60} +0000"
-        )
-        self.git("commit", "-q", "-m", message)
-        return self.git("rev-parse", "HEAD")
+from .gitrepo import Repo
 
 
 @pytest.fixture

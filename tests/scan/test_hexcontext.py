@@ -106,6 +106,8 @@ def test_positive_contexts(line: str) -> None:
         '"integrity": "{k}"',
         "{k}  dist/app.tar.gz",
         'value = "{k}"',
+        "publish-profile: ${{{{ secrets.AzureAppService_PublishProfile_{k} }}}}",
+        "api_key: ${{{{ secrets.OPENAI_KEY_{k}_PROD }}}}",
     ],
 )
 def test_negative_contexts_even_with_endpoint(line: str) -> None:
@@ -120,3 +122,54 @@ def test_value_on_the_line_after_its_name() -> None:
         f'ENDPOINT = "https://x.openai.azure.com"\nCONFIG = {{\n    "key":\n        "{key}",\n}}\n'
     )
     assert [(f.kind, f.line) for f in scan(text)] == [("azure_legacy_key", 4)]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "AZURE_OPENAI_API_KEY_SECRET_URI=https://kv1.vault.azure.net/secrets/azure-openai-api-key/{k}",
+        "AzureOpenAIKey=@Microsoft.KeyVault(SecretUri=https://kv1.vault.azure.net/secrets/openai-key/{k})",
+        'api_key = client.get_secret("https://kv1.vault.azure.net/secrets/api-key/{k}")',
+        "key: https://kv1.vault.azure.cn:443/keys/openai-cmk/{k}",
+    ],
+)  # fmt: skip
+def test_key_vault_object_versions_are_never_keys(line: str) -> None:
+    key = testkeys.generate("LEGACY")
+    assert scan('ENDPOINT = "https://x.openai.azure.com/"\n' + line.format(k=key) + "\n") == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "We rotated it after the Azure OpenAI key {k} was pasted into the support ticket.\n",
+        "If the call still fails, check that the Azure OpenAI API key in\nthe portal is `{k}`.\n",
+        "Copy KEY 1 of the Azure AI services resource ({k}) into the form.\n",
+        "- {k} is the Azure OpenAI key the staging cluster used until March\n",
+        "| resource | Azure OpenAI key |\n| --- | --- |\n| copilot-east | {k} |\n",
+        "The Azure OpenAI key that was leaked:\n\n```text\n{k}\n```\n",
+    ],
+)
+def test_prose_naming_an_azure_ai_key(text: str) -> None:
+    key = testkeys.generate("LEGACY")
+    found = scan("# Troubleshooting\n\n" + text.format(k=key), "docs/troubleshooting.md")
+    assert [(f.kind, f.confidence) for f in found] == [("azure_legacy_key", "medium")]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The request id of the failing Azure OpenAI key check was {k}.\n",
+        "Azure OpenAI keys look like {k} (32 hex characters).\n",
+        "An example Azure OpenAI key: {k}\n",
+        "The MD5 of the file that held the Azure OpenAI key is {k}.\n",
+        "Commit {k} removed the Azure OpenAI key from the repository.\n",
+        "The deployment answered in 3 s; trace {k} shows no Azure OpenAI key problem.\n",
+        "The upload of {k}.json finished.\n",  # no key named at all
+        "Checksums of the Azure OpenAI key files:\n\n```\n{k}\n```\n",
+        'var o="{k}",t=function(e,n,r){{return e.map(function(x){{return x*n+r}})}};'
+        'var r={{endpoint:"https://w.openai.azure.com",apiKey:k}};\n',  # code, not prose
+    ],
+)
+def test_prose_that_is_not_a_key(text: str) -> None:
+    key = testkeys.generate("LEGACY")
+    assert scan("# Notes\n\n" + text.format(k=key), "docs/notes.md") == []

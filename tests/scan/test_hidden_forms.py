@@ -6,6 +6,8 @@ import base64
 import json
 from urllib.parse import quote
 
+import pytest
+
 from keyguard.scan import testkeys
 from keyguard.scan.fingerprint import fingerprint
 
@@ -139,3 +141,13 @@ def test_same_secret_on_two_lines_is_two_findings_and_one_per_line() -> None:
     key = testkeys.generate("AZURE")
     text = f"a = '{key}'  # {key}\nb = '{key}'\n"
     assert [f.line for f in scan(text)] == [1, 2]
+
+
+@pytest.mark.parametrize("cut", [10, 20, 30])
+def test_base64_keys_split_next_to_plus_slash_and_equals(cut: int) -> None:
+    """Base64 keys hold + / =: a fragment ending in one of them is still a fragment."""
+    value = testkeys.generate("SHARED")
+    value = value[: cut - 1] + "+/" + value[cut + 1 :]  # "+" ends the first fragment
+    text = f'SB_KEY = "{value[:cut]}" + \\\n    "{value[cut:]}"\n'
+    found = [(f.kind, f.line, f.end_line) for f in scan(text)]
+    assert found == [("azure_shared_access_key", 1, 2)]

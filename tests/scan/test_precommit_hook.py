@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from keyguard.scan import testkeys
+
+from .gitrepo import keyguard_bin_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,35 +23,13 @@ def _hook() -> dict[str, object]:
     return dict(hook)
 
 
-def _bin_dir(tmp_path: Path) -> Path:
-    """A PATH entry providing ``keyguard``: the installed console script when it runs, else an
-    equivalent launcher for the same click command (the group registers ``scan_command``)."""
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    real = Path(sys.executable).parent / "keyguard"
-    probe = subprocess.run([str(real), "scan", "--help"], capture_output=True, check=False)
-    launcher = bindir / "keyguard"
-    if probe.returncode == 0:
-        launcher.symlink_to(real)
-    else:
-        launcher.write_text(
-            f"#!{sys.executable}\n"
-            "import click, sys\n"
-            "from keyguard.scan.cli import scan_command\n"
-            "group = click.Group('keyguard', commands={'scan': scan_command})\n"
-            "sys.exit(group())\n"
-        )
-        launcher.chmod(0o755)
-    return bindir
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     root = tmp_path / "repo"
     root.mkdir()
     env = dict(os.environ)
     env.update(
-        PATH=f"{_bin_dir(tmp_path)}{os.pathsep}{env.get('PATH', '')}",
+        PATH=f"{keyguard_bin_dir(tmp_path)}{os.pathsep}{env.get('PATH', '')}",
         GIT_AUTHOR_NAME="dev", GIT_AUTHOR_EMAIL="dev@example.com",
         GIT_COMMITTER_NAME="dev", GIT_COMMITTER_EMAIL="dev@example.com",
         GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1",

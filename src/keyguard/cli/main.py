@@ -2,31 +2,61 @@
 
 Every command turns a :class:`GatewayError` into one ``error: ...`` line on stderr and exit
 status 1 (usage errors exit 2); no traceback reaches the user.
+
+Commands are imported when they are invoked (or listed by ``--help``), not when ``keyguard``
+starts: the gateway's modules cost more than a second of start-up, which ``keyguard scan`` in
+a pre-commit hook or on a small tree should not pay.
 """
 
 from __future__ import annotations
 
-import os
+import importlib
 
 import click
 
-from ..scan.cli import scan_command
-from .admin import admin_group
-from .alerts import alerts_group
-from .audit import audit_group
-from .demo import demo
-from .emulator import emulator
-from .keys import keys_group
-from .policy import policy_group
-from .replay import replay_command
-from .rotate import rekey_command, rotate_group
-from .support import config_option, run, run_sync, setup_logging
-from .vault import vault_group
-
 __all__ = ["main", "cli"]
 
+# name -> (module, attribute); the modules are imported on first use.
+_COMMANDS = {
+    "serve": ("keyguard.cli.serve", "serve"),
+    "demo": ("keyguard.cli.demo", "demo"),
+    "emulator": ("keyguard.cli.emulator", "emulator"),
+    "keys": ("keyguard.cli.keys", "keys_group"),
+    "policy": ("keyguard.cli.policy", "policy_group"),
+    "admin": ("keyguard.cli.admin", "admin_group"),
+    "vault": ("keyguard.cli.vault", "vault_group"),
+    "rotate": ("keyguard.cli.rotate", "rotate_group"),
+    "scan": ("keyguard.scan.cli", "scan_command"),
+    "audit": ("keyguard.cli.audit", "audit_group"),
+    "alerts": ("keyguard.cli.alerts", "alerts_group"),
+    "replay": ("keyguard.cli.replay", "replay_command"),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+def _load(name: str) -> click.Command:
+    module, attr = _COMMANDS[name]
+    command: click.Command = getattr(importlib.import_module(module), attr)
+    if name == "vault" and isinstance(command, click.Group) and "rekey" not in command.commands:
+        from .rotate import rekey_command
+
+        command.add_command(rekey_command)
+    return command
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in _COMMANDS:
+            return None
+        command = self.commands.get(cmd_name)
+        if command is None:
+            command = self.commands[cmd_name] = _load(cmd_name)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="keyguard")
 def cli() -> None:
     """Keyguard: a zero-trust security gateway for Azure OpenAI.
@@ -37,37 +67,6 @@ def cli() -> None:
     Keys:          keyguard keys create --app billing-bot --expires 90d
     Upstream keys: keyguard vault put upstream/prod-eastus
     """
-
-
-@cli.command()
-@config_option
-def serve(config_path: str) -> None:
-    """Run the gateway (proxy port and admin port) until Ctrl-C or SIGTERM.
-
-    \b
-    Example:
-      keyguard serve --config /etc/keyguard/keyguard.yaml
-    """
-    from ..config import load_settings
-    from ..server import serve as serve_gateway
-
-    settings = run_sync(lambda: load_settings(config_path))
-    setup_logging(settings.log_level)
-    run(lambda: serve_gateway(settings, dict(os.environ)))
-
-
-cli.add_command(demo)
-cli.add_command(emulator)
-cli.add_command(keys_group)
-cli.add_command(policy_group)
-cli.add_command(admin_group)
-cli.add_command(vault_group)
-cli.add_command(rotate_group)
-vault_group.add_command(rekey_command)
-cli.add_command(scan_command)
-cli.add_command(audit_group)
-cli.add_command(alerts_group)
-cli.add_command(replay_command)
 
 
 def main() -> None:

@@ -13,13 +13,11 @@ import re
 from collections.abc import Iterator
 from urllib.parse import unquote
 
-from keyguard.scan.masks import base64_runs, to_bytes
+from keyguard.scan.masks import text_base64_runs
 from keyguard.scan.views import View
 
 __all__ = ["base64_views", "decoded_views", "json_escape_views", "url_views"]
 
-MIN_B64 = 40  # base64 of the shortest secret we look for (a 32-hex key) is 44 characters
-MAX_B64 = 256 * 1024  # longer blobs are data (images, archives), not an encoded credential
 _PCT = re.compile(r"%[0-9A-Fa-f]{2}")
 _JSON_ESC = re.compile(r'\\u[0-9A-Fa-f]{4}|\\["\\/]')
 _JSON_REPL = re.compile(r'\\u([0-9A-Fa-f]{4})|\\(["\\/])')
@@ -57,7 +55,7 @@ def _mostly_printable(data: bytes) -> bool:
 def base64_views(view: View) -> Iterator[View]:
     """Child views for printable base64 / base64url blobs of 40+ characters."""
     text = view.text
-    for start, end in base64_runs(to_bytes(text), MIN_B64, MAX_B64):
+    for start, end in text_base64_runs(text):
         run = text[start:end]
         # Cheap reject: identifiers and hex digests rarely mix all three classes.
         if run.isalpha() or run.isdigit() or run.islower() or run.isupper():

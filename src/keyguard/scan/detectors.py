@@ -2,8 +2,9 @@
 
 Literal anchors (``str.find``, memchr-fast) keep the common case (a file with no secret)
 close to a memory scan: ``JQQJ99`` (Azure identifiable keys), ``kgk_`` (Keyguard), ``T3BlbkFJ``
-(OpenAI), ``Q~`` (Entra), ``AccountKey=`` / ``+ASt`` (Storage), ``eyJ`` (JWT), ``earer``
-(bearer). Only legacy 32-hex keys need a regex pass, and only their context decides.
+(OpenAI), ``Q~`` (Entra), ``eyJ`` (JWT), ``earer`` (bearer); Storage, Cosmos DB, Service Bus
+and SAS anchors are in ``keyguard.scan.servicekeys``. Legacy 32-hex keys and named base64
+keys are found as character runs (``keyguard.scan.masks``), and only their context decides.
 Checksums are verified where the format has one; look-alikes are dropped, not reported.
 """
 
@@ -17,13 +18,21 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 from keyguard.azure_keys import IDENTIFIABLE_KEY_PATTERN, validate_identifiable_key
 from keyguard.keys.format import KEY_PATTERN, parse_key
 from keyguard.scan.findings import Hit
-from keyguard.scan.hexcontext import ENDPOINT_RE, judge_hex
+from keyguard.scan.hexcontext import (
+    ENDPOINT_RE,
+    is_vault_version,
+    judge_hex,
+    prefix_for,
+    sentence_around,
+)
 from keyguard.scan.masks import hex32_runs, to_bytes
 from keyguard.scan.placeholders import entropy, is_placeholder
+from keyguard.scan.servicekeys import SERVICE_DETECTORS, base64_keys
 
 __all__ = ["DetectContext", "detect", "PRIORITY"]
 
@@ -34,8 +43,6 @@ _OPENAI = re.compile(
 _ENTRA = re.compile(
     r"(?<![A-Za-z0-9_~.-])[A-Za-z0-9_~.-]{3}[78]Q~[A-Za-z0-9_~.-]{31,34}(?![\w~.-])"
 )
-_STORAGE_CS = re.compile(r"AccountKey=([A-Za-z0-9+/]{86}==)")
-_STORAGE_ID = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{76}\+ASt[A-Za-z0-9+/]{5}[AQgw]==")
 _JWT = re.compile(
     r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}"
     r"(?![A-Za-z0-9_-])"
@@ -53,10 +60,16 @@ PRIORITY = {
     "openai_key": 2,
     "entra_client_secret": 3,
     "azure_storage_key": 4,
+    "azure_cosmos_key": 4,
+    "azure_shared_access_key": 4,
+    "azure_sas_signature": 4,
     "jwt": 5,
     "azure_legacy_key": 6,
     "bearer_token": 7,
 }
+
+
+_CONFIDENCE_RANK = {"high": 0, "medium": 1, "low": 2}
 
 
 @dataclass(slots=True)
@@ -140,21 +153,6 @@ def _entra(text: str) -> Iterator[Hit]:
         yield Hit("entra_client_secret", m.start(), m.end(), m.group(), "high", "client secret")
 
 
-def _storage(text: str) -> Iterator[Hit]:
-    for pos in _anchored(text, "AccountKey="):
-        m = _STORAGE_CS.match(text, pos)
-        if m is None or is_placeholder(m.group(1)[:60], m.group(1)):
-            continue
-        before = text[max(0, pos - 400) : pos]
-        detail = "connection string" if "AccountName=" in before else "account key"
-        yield Hit("azure_storage_key", m.start(1), m.end(1), m.group(1), "high", detail)
-    for pos in _anchored(text, "+ASt"):
-        m = _STORAGE_ID.match(text, pos - 76) if pos >= 76 else None
-        if m is None or is_placeholder(m.group()[:60], m.group()):
-            continue
-        yield Hit("azure_storage_key", m.start(), m.end(), m.group(), "high", "identifiable key")
-
-
 def _b64json(segment: str) -> object:
     try:
         return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
@@ -221,27 +219,25 @@ def _bearer(text: str) -> Iterator[Hit]:
             yield Hit("bearer_token", m.start(1), m.end(1), token, "medium", "Authorization header")
 
 
-def _prefix_for(text: str, start: int, outer_prefix: str) -> tuple[str, str]:
-    """The text before a candidate (its line, or the line above when blank) and its
-    surroundings on the same line (80 characters before, 40 after)."""
-    ls = text.rfind("\n", 0, start) + 1
-    le = text.find("\n", start)
-    le = len(text) if le == -1 else le
-    near = text[max(ls, start - 80) : min(le, start + 72)]
-    prefix = text[ls:start]
-    if not prefix.strip(" \t\"'`:=([{,\\") and ls > 0:
-        prev = text.rfind("\n", 0, ls - 1) + 1
-        prefix = text[prev:start]
-    return outer_prefix + prefix, near
+def _in_identifier(text: str, start: int) -> bool:
+    """A 32-hex run joined by ``_`` to a name is part of that name
+    (``secrets.AzureAppService_PublishProfile_<hex>``), not a value."""
+    before = text[max(0, start - 2) : start]
+    after = text[start + 32 : start + 34]
+    return (len(before) == 2 and before[1] == "_" and before[0].isalnum()) or (
+        len(after) == 2 and after[0] == "_" and after[1].isalnum()
+    )
 
 
 def _hex(text: str, ctx: DetectContext, outer_prefix: str) -> Iterator[Hit]:
     for start in hex32_runs(to_bytes(text)):
         key = text[start : start + 32]
-        if is_placeholder(key):
+        if is_placeholder(key) or _in_identifier(text, start) or is_vault_version(text, start):
             continue
-        prefix, near = _prefix_for(text, start, outer_prefix)
-        verdict = judge_hex(prefix, ctx.has_endpoint, near)
+        prefix, near = prefix_for(text, start, outer_prefix)
+        verdict = judge_hex(
+            prefix, ctx.has_endpoint, near, partial(sentence_around, text, start, start + 32)
+        )
         if verdict is not None:
             yield Hit(
                 "azure_legacy_key", start, start + 32, key, verdict.confidence, verdict.reason
@@ -253,22 +249,23 @@ _SIMPLE: tuple[Callable[[str], Iterator[Hit]], ...] = (
     _keyguard,
     _openai,
     _entra,
-    _storage,
+    *SERVICE_DETECTORS,
     _jwt,
     _bearer,
 )
 
 
 def detect(text: str, ctx: DetectContext, outer_prefix: str = "") -> list[Hit]:
-    """All hits in ``text``; overlapping hits resolved in favour of the more specific kind."""
-    hits: list[Hit] = []
+    """All hits in ``text``; overlapping hits resolved in favour of the more specific kind,
+    then the higher confidence, then the first detector (identifiable keys come first)."""
+    hits: list[Hit] = list(base64_keys(text, outer_prefix))
     for detector in _SIMPLE:
         hits.extend(detector(text))
     if ctx.hex_enabled:
         hits.extend(_hex(text, ctx, outer_prefix))
     if len(hits) < 2:
         return hits
-    hits.sort(key=lambda h: (PRIORITY[h.kind], h.start))
+    hits.sort(key=lambda h: (PRIORITY[h.kind], h.start, _CONFIDENCE_RANK[h.confidence]))
     kept: list[Hit] = []
     for h in hits:
         if all(h.end <= k.start or h.start >= k.end for k in kept):

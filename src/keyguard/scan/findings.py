@@ -58,7 +58,30 @@ KINDS: dict[str, Kind] = {
         Kind(
             "azure_storage_key",
             "Azure Storage account key",
-            "An Azure Storage account key, in a connection string or identifiable (+ASt) form.",
+            "An Azure Storage account key: identifiable (+ASt, checksum verified), in a "
+            "connection string (AccountKey=), or an 88-character base64 value named as one or "
+            "next to a Storage endpoint.",
+        ),
+        Kind(
+            "azure_cosmos_key",
+            "Azure Cosmos DB key",
+            "An Azure Cosmos DB account key: identifiable (ACDb, checksum verified), in a "
+            "connection string (AccountEndpoint=...;AccountKey=), or an 88-character base64 "
+            "value named as one or next to a Cosmos DB endpoint.",
+        ),
+        Kind(
+            "azure_shared_access_key",
+            "Azure shared access key",
+            "A Service Bus, Event Hubs or Relay (or IoT Hub) shared access key: identifiable "
+            "(+ASb, +AEh, +ARm, checksum verified), in a connection string "
+            "(SharedAccessKey=), or a 44-character base64 value named as one or next to a "
+            "servicebus.windows.net endpoint.",
+        ),
+        Kind(
+            "azure_sas_signature",
+            "Azure SAS signature",
+            "The sig of a Storage or Service Bus / Event Hubs shared access signature: a "
+            "bearer credential until it expires.",
         ),
         Kind("jwt", "JSON Web Token", "A signed JWT committed to a file (bearer credential)."),
         Kind(

@@ -9,16 +9,32 @@ decides; names of hashes, ids, etags, revisions and the like veto::
     key = "<hex>"  + *.openai.azure.com        weak name + endpoint     -> reported
     etag: "<hex>" / md5 = "<hex>"              negative name            -> not reported
     "<hex>"  (no name, no endpoint)                                      -> not reported
+    "the Azure OpenAI key we used was <hex>"   prose naming the key     -> reported
+    https://kv.vault.azure.net/secrets/openai-key/<hex>   a secret version -> not reported
 
-Lock files and checksum manifests are never searched for 32-hex keys.
+Prose: when no name decides, a sentence that names an Azure AI / Azure OpenAI key (and holds
+no word of the negative list: id, hash, version, example, ...) makes the value a key. Key Vault
+object URLs end in a 32-hex *version id*, whatever the secret is called: never a key. Lock
+files and checksum manifests are never searched for 32-hex keys.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["ENDPOINT_RE", "HexVerdict", "classify_name", "judge_hex", "is_hex_exempt_file"]
+__all__ = [
+    "ENDPOINT_RE",
+    "HexVerdict",
+    "classify_name",
+    "is_hex_exempt_file",
+    "is_vault_version",
+    "judge_hex",
+    "nearest_names",
+    "prefix_for",
+    "sentence_around",
+]
 
 ENDPOINT_RE = re.compile(
     r"(?i)openai\.azure\.com|cognitiveservices\.azure\.com|services\.ai\.azure\.com|"
@@ -58,6 +74,22 @@ _SKIPPABLE = frozenset(
     }
 )  # fmt: skip
 
+_PROSE_AZURE = re.compile(
+    r"(?i)\b(?:azure[ _-]?(?:open[ _-]?ai|ai(?:[ _-]?services?|[ _-]?foundry)?|cognitive|speech|"
+    r"translator|language|vision)|aoai|open[ _-]?ai|cognitive[ _-]?services?)"
+)
+_PROSE_KEY = re.compile(r"(?i)\b(?:(?:api|subscription|access|resource)[ _-]?key|keys?[12]?)\b")
+_PROSE_NEG = frozenset(
+    {"example", "examples", "sample", "dummy", "fake", "placeholder", "format", "looks", "like"}
+)
+_VAULT_VERSION = re.compile(
+    r"(?i)(?:vault\.azure\.(?:net|cn)|vault\.usgovcloudapi\.net|vault\.microsoftazure\.de|"
+    r"managedhsm\.azure\.net)(?::\d+)?/(?:deleted)?(?:secrets|keys|certificates|storage)/"
+    r"[^/\s\"'?#]{1,127}/$"
+)
+_PROSE_WORD_RE = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+_SENTENCE_END = re.compile(r"[.!?](?:\s|$)|\n[ \t]*\n")
+
 _EXEMPT_NAMES = frozenset(
     {
         "package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml", "poetry.lock",
@@ -95,20 +127,92 @@ class HexVerdict:
     reason: str
 
 
-def judge_hex(prefix: str, file_has_endpoint: bool, near: str) -> HexVerdict | None:
+def prefix_for(text: str, start: int, outer_prefix: str) -> tuple[str, str]:
+    """The text before a candidate (its line, or the line above when blank) and its
+    surroundings on the same line (80 characters before, 72 after)."""
+    ls = text.rfind("\n", 0, start) + 1
+    le = text.find("\n", start)
+    le = len(text) if le == -1 else le
+    near = text[max(ls, start - 80) : min(le, start + 72)]
+    prefix = text[ls:start]
+    if not prefix.strip(" \t\"'`:=([{,\\") and ls > 0:
+        prev = text.rfind("\n", 0, ls - 1) + 1
+        prefix = text[prev:start]
+    return outer_prefix + prefix, near
+
+
+def sentence_around(text: str, start: int, end: int) -> str:
+    """The sentence a candidate stands in: back to the previous sentence end or blank line
+    (at most 240 characters), forward to the next (at most 160). A value alone on its line
+    (a code block, a list item) belongs to the line that introduces it with a colon, up to
+    three lines above."""
+    lo = max(0, start - 240)
+    before = text[lo:start]
+    cut = 0
+    for m in _SENTENCE_END.finditer(before):
+        cut = m.end()
+    after = text[end : end + 160]
+    stop = _SENTENCE_END.search(after)
+    sentence = before[cut:] + text[start:end] + (after[: stop.start()] if stop else after)
+    line_start = text.rfind("\n", 0, start) + 1
+    if not _PROSE_WORD_RE.search(text, line_start, start):
+        lines = text[max(0, line_start - 400) : line_start].splitlines()[-4:]
+        for line in reversed(lines):
+            if line.lstrip().startswith("```"):
+                continue
+            bare = line.strip(" \t`*>-")
+            if bare.endswith(":"):
+                return bare + " " + sentence
+            if bare:
+                break
+    return sentence
+
+
+def is_vault_version(text: str, start: int) -> bool:
+    """True when the candidate is the version segment of a Key Vault object URL."""
+    return _VAULT_VERSION.search(text[max(0, start - 300) : start]) is not None
+
+
+def nearest_names(prefix: str) -> list[str]:
+    """The names before a value, nearest first: the last four identifiers, neutral words
+    (types, keywords, accessors) skipped."""
+    names = []
+    for token in reversed(_TOKEN_RE.findall(prefix[-120:])[-4:]):
+        if (
+            classify_name(token) == "neutral"
+            and token.rsplit(".", 1)[-1].lower().lstrip("$") in _SKIPPABLE
+        ):
+            continue
+        names.append(token)
+    return names
+
+
+def _prose_names_key(sentence: str) -> bool:
+    """True for a sentence of prose (not code) that names an Azure AI key and nothing else."""
+    words = _PROSE_WORD_RE.findall(sentence)
+    code = sum(sentence.count(c) for c in "{}();=<>[]\\")
+    if len(words) < 3 or code > max(2, len(words) // 6):
+        return False
+    lowered = {w.lower() for w in words}
+    if lowered & _NEG_WORDS or lowered & _PROSE_NEG:
+        return False
+    return bool(_PROSE_AZURE.search(sentence) and _PROSE_KEY.search(sentence))
+
+
+def judge_hex(
+    prefix: str, file_has_endpoint: bool, near: str, sentence: Callable[[], str] | None = None
+) -> HexVerdict | None:
     """Decide on a 32-hex candidate from the text before it (same line, or the line above).
 
-    ``near`` is the text around the candidate (an endpoint there counts as very near).
+    ``near`` is the text around the candidate (an endpoint there counts as very near);
+    ``sentence`` gives the sentence it stands in (prose that names an Azure AI key), asked
+    for only when no name decided.
     """
-    tokens = _TOKEN_RE.findall(prefix[-120:])
-    azure_named = False
-    for token in reversed(tokens[-4:]):
+    for token in nearest_names(prefix):
         verdict = classify_name(token)
         if verdict == "negative":
             return None
         if verdict == "neutral":
-            if token.rsplit(".", 1)[-1].lower().lstrip("$") in _SKIPPABLE:
-                continue
             break
         azure_named = bool(_AZURE_WORD_RE.search(token.lower()))
         if verdict == "strong":
@@ -117,7 +221,9 @@ def judge_hex(prefix: str, file_has_endpoint: bool, near: str) -> HexVerdict | N
             return HexVerdict("medium", f"key name {token!r}")
         if file_has_endpoint or azure_named:
             return HexVerdict("medium", f"name {token!r} and an Azure AI endpoint")
-        return None
+        break
     if ENDPOINT_RE.search(near):
         return HexVerdict("medium", "Azure AI endpoint next to it")
+    if sentence is not None and _prose_names_key(sentence()):
+        return HexVerdict("medium", "the text names an Azure AI key")
     return None

@@ -10,13 +10,17 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Iterator
+from functools import lru_cache
 
 __all__ = [
+    "MAX_B64",
+    "MIN_B64",
     "base64_runs",
     "comma_candidates",
     "fragment_follows",
     "glue_candidates",
     "hex32_runs",
+    "text_base64_runs",
     "to_bytes",
 ]
 
@@ -34,11 +38,22 @@ _HEX_TABLE = _table({_ALNUM: b"x", b"0123456789abcdef": b"h"})
 _B64_TABLE = _table({_ALNUM + b"+/_-": b"b", b"=": b"e"})
 _SECRET_TABLE = _table({_ALNUM + b"+/=_~.-": b"s", b"\"'`": b"q"})
 # For finding glue: fragment characters, quotes, and what may stand between two literals.
+# "+" and "=" are both: base64 text ends in them, and they join literals (+, +=).
 _GLUE_TABLE = _table(
-    {_ALNUM + b"/_~-": b"s", b"\"'`": b"q", b" \t\r\n+=.&|();\\@$": b"g", b",": b"c"}
+    {
+        _ALNUM + b"/_~-": b"s",
+        b"+=": b"p",
+        b"\"'`": b"q",
+        b" \t\r\n.&|();\\@$": b"g",
+        b",": b"c",
+    }
 )
-_GLUE_MASK = re.compile(rb"ssssq(?:g{1,80}|g{1,40}s{1,40}g{1,12})q")
-_COMMA_MASK = re.compile(rb"ssssq[ \tg]{0,4}c[g]{0,12}q")
+_GLUE_AFTER = rb"(?:[gp]{1,80}|[gp]{1,40}s{1,40}[gp]{1,12})q"
+# Two searches, each with a literal prefix the regex engine finds at C speed: fragments that
+# end in four plain characters (the common case), and those with a + or = in their last four.
+_GLUE_MASK = re.compile(rb"ssssq" + _GLUE_AFTER)  # no group: it would cut the prefix short
+_GLUE_MASK_P = re.compile(rb"p[sp]{0,3}q" + _GLUE_AFTER)
+_COMMA_MASK = re.compile(rb"[sp]{4}q[gp]{0,4}c[gp]{0,12}q")
 _B64_TAIL = re.compile(rb"b+e{0,2}")
 _H32 = b"h" * 32
 
@@ -78,11 +93,28 @@ def base64_runs(data: bytes, min_len: int, max_len: int) -> Iterator[tuple[int, 
         pos = mask.find(needle, end)
 
 
+MIN_B64 = 40  # base64 of the shortest secret we look for (a 32-hex key) is 44 characters
+MAX_B64 = 256 * 1024  # longer blobs are data (images, archives), not an encoded credential
+
+
+@lru_cache(maxsize=4)
+def text_base64_runs(text: str) -> tuple[tuple[int, int], ...]:
+    """``base64_runs`` of ``MIN_B64``-``MAX_B64`` characters in a text, remembered for the few
+    texts being scanned: the decoders and the named-key detector both need them, and the
+    translation is the costly part."""
+    return tuple(base64_runs(to_bytes(text), MIN_B64, MAX_B64))
+
+
 def glue_candidates(data: bytes, start: int = 0, end: int | None = None) -> Iterator[int]:
     """Offsets of closing quotes after 4+ fragment characters, followed by glue and a quote."""
     mask = data.translate(_GLUE_TABLE)
-    for m in _GLUE_MASK.finditer(mask, start, len(mask) if end is None else end):
-        yield m.start() + 4
+    stop = len(mask) if end is None else end
+    quotes = {m.start() + 4 for m in _GLUE_MASK.finditer(mask, start, stop)}
+    for m in _GLUE_MASK_P.finditer(mask, start, stop):
+        quote = mask.index(b"q", m.start())
+        if quote - 4 >= start and mask[quote - 4 : quote].strip(b"sp") == b"":
+            quotes.add(quote)
+    yield from sorted(quotes)
 
 
 def comma_candidates(data: bytes, start: int, end: int) -> Iterator[int]:

@@ -47,7 +47,20 @@ def _rule(kind: str) -> dict[str, Any]:
     }
 
 
-def render_sarif(findings: Sequence[Finding], version: str = "0.1.0") -> str:
+def _invocation(notes: Sequence[str]) -> dict[str, Any]:
+    """What was not scanned (shallow history, missing objects), as tool notifications that
+    code-scanning UIs show next to the results."""
+    return {
+        "executionSuccessful": True,
+        "toolExecutionNotifications": [
+            {"level": "warning", "message": {"text": note}} for note in notes
+        ],
+    }
+
+
+def render_sarif(
+    findings: Sequence[Finding], version: str = "0.1.0", notes: Sequence[str] = ()
+) -> str:
     kinds = sorted(KINDS)
     index = {k: i for i, k in enumerate(kinds)}
     results = []
@@ -90,6 +103,7 @@ def render_sarif(findings: Sequence[Finding], version: str = "0.1.0") -> str:
                 },
                 "originalUriBaseIds": {"%SRCROOT%": {"uri": "file:///"}},
                 "columnKind": "unicodeCodePoints",
+                "invocations": [_invocation(notes)],
                 "results": results,
             }
         ],
@@ -97,9 +111,10 @@ def render_sarif(findings: Sequence[Finding], version: str = "0.1.0") -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
-def render(findings: Sequence[Finding], fmt: str) -> str:
+def render(findings: Sequence[Finding], fmt: str, notes: Sequence[str] = ()) -> str:
+    """The report; ``notes`` (what was not scanned) go into SARIF, and to stderr in any case."""
     if fmt == "jsonl":
         return render_jsonl(findings)
     if fmt == "sarif":
-        return render_sarif(findings)
+        return render_sarif(findings, notes=notes)
     return render_text(findings)

@@ -34,9 +34,11 @@ _SEQUENCES = (
 )
 
 # SHA-256 of values published in documentation and tools as samples (never real credentials):
-# the Azure Storage emulator (Azurite) well-known account key and the jwt.io example token.
+# the Azure Storage emulator (Azurite) well-known account key, the jwt.io example token and
+# the Azure Cosmos DB emulator's well-known key.
 WELL_KNOWN_SAMPLE_DIGESTS = frozenset(
     {
+        "aa6547439583c3a275d4542a0df6c1ad6a863971be9f2a2220f027cc02aef615",
         "0011cc25eb4320717494d2703e8cba85743e71b500283c21c8b88147992f9059",
         "7f75367e7881255134e1375e723d1dea8ad5f6a4fdb79d938df1f1754a830606",
     }
@@ -58,12 +60,18 @@ def is_well_known_sample(value: str) -> bool:
     )
 
 
-def _has_sequence(value: str, length: int = 8) -> bool:
-    for seq in _SEQUENCES:
-        for i in range(len(seq) - length + 1):
-            if seq[i : i + length] in value:
-                return True
-    return False
+_SEQUENCE_LENGTH = 8
+_SEQUENCE_GRAMS = frozenset(
+    seq[i : i + _SEQUENCE_LENGTH]
+    for seq in _SEQUENCES
+    for i in range(len(seq) - _SEQUENCE_LENGTH + 1)
+)
+
+
+def _has_sequence(value: str) -> bool:
+    """True when ``value`` holds 8 consecutive characters of a sequence (``01234567``)."""
+    n = _SEQUENCE_LENGTH
+    return any(value[i : i + n] in _SEQUENCE_GRAMS for i in range(len(value) - n + 1))
 
 
 def _longest_run(value: str) -> int:

@@ -7,16 +7,22 @@ in-process, where the pool would cost more than it saves.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from keyguard.scan.engine import scan_bytes
 from keyguard.scan.findings import Finding
-from keyguard.scan.gitscan import history_blobs, read_blobs, staged_blobs
+from keyguard.scan.gitclone import (
+    HistoryCoverage,
+    clone_state,
+    coverage_of,
+    fetch_missing,
+    verify_since,
+)
+from keyguard.scan.gitscan import BlobSkip, git_env, history_listing, read_blobs, staged_blobs
 from keyguard.scan.walker import (
     DEFAULT_MAX_SIZE,
     FileEntry,
@@ -24,8 +30,12 @@ from keyguard.scan.walker import (
     is_excluded,
     iter_files,
     read_text_file,
+    root_prefixes,
     skip_by_name,
 )
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 __all__ = ["ScanStats", "scan_history", "scan_staged", "scan_tree"]
 
@@ -40,6 +50,7 @@ class ScanStats:
     bytes: int = 0
     skipped: int = 0
     extra: dict[str, int] = field(default_factory=dict)
+    coverage: list[HistoryCoverage] = field(default_factory=list)  # one per history scanned
 
 
 def _scan_files(entries: Sequence[tuple[str, str]], key: bytes) -> tuple[list[Finding], int, int]:
@@ -81,7 +92,11 @@ def _pool(workers: int) -> ProcessPoolExecutor:
 
     Forked workers would keep the write end of ``git cat-file``'s stdin open, so git would
     never see end-of-input; the forkserver starts workers from a clean process instead.
+    Imported here: small scans never start a pool, so they do not pay for the import.
     """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     methods = multiprocessing.get_all_start_methods()
     method = "forkserver" if "forkserver" in methods else "spawn"
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
@@ -95,9 +110,13 @@ def scan_tree(
     jobs: int = 0,
     stats: ScanStats | None = None,
 ) -> list[Finding]:
-    """Findings in every scannable file under ``roots`` (paths relative to each root)."""
+    """Findings in every scannable file under ``roots`` (paths as ``walker`` reports them)."""
     stats = stats if stats is not None else ScanStats()
-    entries = [e for root in roots for e in iter_files(root, excludes, max_size)]
+    entries = [
+        e
+        for root, prefix in zip(roots, root_prefixes(roots), strict=True)
+        for e in iter_files(root, excludes, max_size, prefix)
+    ]
     total = sum(e.size for e in entries)
     workers = _jobs(jobs)
     findings: list[Finding] = []
@@ -162,21 +181,43 @@ def scan_history(
     max_size: int = DEFAULT_MAX_SIZE,
     jobs: int = 0,
     stats: ScanStats | None = None,
+    fetch: bool = False,
 ) -> list[Finding]:
-    """Findings in every blob of the history, each at the commit that introduced it."""
+    """Findings in every blob of the history, each at the commit that introduced it.
+
+    Never fetches unless ``fetch``; what the clone lacks (shallow history, missing objects)
+    is recorded in ``stats.coverage`` (see ``keyguard.scan.gitclone``).
+    """
     stats = stats if stats is not None else ScanStats()
+    env = git_env(fetch)
+    state = clone_state(repo, env)
+    if since:
+        verify_since(repo, since, state, env)
+    listing = history_listing(repo, since, env)
+    fetched, fetch_error = 0, None
+    if fetch and listing.absent:
+        listing, fetched, fetch_error = fetch_missing(repo, since, state, listing, env)
+    coverage = coverage_of(repo, listing, state, env)
+    coverage.fetched, coverage.fetch_error = fetched, fetch_error
+    stats.coverage.append(coverage)
     blobs = [
+        b for b in listing.blobs if not skip_by_name(b.path) and not is_excluded(b.path, excludes)
+    ]
+    coverage.missing = [
         b
-        for b in history_blobs(repo, since)
+        for b in coverage.missing
         if not skip_by_name(b.path) and not is_excluded(b.path, excludes)
     ]
     by_oid = {b.oid: b for b in blobs}
-    stats.extra["blobs"] = len(blobs)
+    stats.extra["blobs"] = stats.extra.get("blobs", 0) + len(blobs)
     order: list[str] = []
 
     def contents() -> Iterator[tuple[bytes, str]]:
-        for oid, data in read_blobs(repo, (b.oid for b in blobs), max_size):
-            if data is None or is_binary_data(data):
+        for oid, data in read_blobs(repo, (b.oid for b in blobs), max_size, env):
+            if data is BlobSkip.MISSING:
+                coverage.missing.append(by_oid[oid])
+                continue
+            if not isinstance(data, bytes) or is_binary_data(data):
                 stats.skipped += 1
                 continue
             stats.files += 1
@@ -195,7 +236,17 @@ def scan_history(
             if ident not in best or blob.order < rank[ident]:
                 best[ident] = f.with_location(blob.path, blob.commit)
                 rank[ident] = blob.order
-    return sorted(best.values(), key=lambda f: (f.file, f.line, f.kind))
+    boundary = state.shallow & listing.commits
+    return sorted(
+        (_at_boundary(f) if f.commit in boundary else f for f in best.values()),
+        key=lambda f: (f.file, f.line, f.kind),
+    )
+
+
+def _at_boundary(f: Finding) -> Finding:
+    """A finding at a shallow boundary commit may have been introduced before it."""
+    note = "introduced at or before this commit (older history not in this clone)"
+    return replace(f, detail=f"{f.detail}; {note}" if f.detail else note)
 
 
 def scan_staged(
@@ -204,14 +255,16 @@ def scan_staged(
     excludes: Sequence[str] = (),
     max_size: int = DEFAULT_MAX_SIZE,
     stats: ScanStats | None = None,
-    reader: Callable[[Path, Iterable[str], int], Iterator[tuple[str, bytes | None]]] = read_blobs,
+    reader: Callable[
+        [Path, Iterable[str], int], Iterator[tuple[str, bytes | BlobSkip]]
+    ] = read_blobs,
 ) -> list[Finding]:
     """Findings in the staged (index) version of every added or modified file."""
     stats = stats if stats is not None else ScanStats()
     paths = [p for p in staged_blobs(repo) if not skip_by_name(p) and not is_excluded(p, excludes)]
     findings: list[Finding] = []
     for spec, data in reader(repo, (f":{p}" for p in paths), max_size):
-        if data is None or is_binary_data(data):
+        if not isinstance(data, bytes) or is_binary_data(data):
             stats.skipped += 1
             continue
         stats.files += 1

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from keyguard.azure_keys import generate_identifiable_key, generate_legacy_key
 from keyguard.keys.format import generate_key
+from keyguard.scan.identifiable import generate_base64_key
 
 __all__ = ["GENERATORS", "expected_kind", "generate"]
 
@@ -67,9 +68,36 @@ def storage_key(arg: str = "") -> str:
 
 
 def storage_identifiable_key(arg: str = "") -> str:
-    """An identifiable Storage key: 76 characters, ``+ASt``, 5 characters, ``[AQgw]==``."""
-    alphabet = _ALNUM + "+/"
-    return f"{_rand(alphabet, 76)}+ASt{_rand(alphabet, 5)}{secrets.choice('AQgw')}=="
+    """An identifiable Storage key (``+ASt``), checksum-valid."""
+    return generate_base64_key("+ASt")
+
+
+def cosmos_key(arg: str = "") -> str:
+    """An 88-character base64 Cosmos DB account key (64 random bytes)."""
+    return storage_key()
+
+
+def cosmos_identifiable_key(arg: str = "") -> str:
+    """An identifiable Cosmos DB key (``ACDb``), checksum-valid."""
+    return generate_base64_key("ACDb")
+
+
+def shared_access_key(arg: str = "") -> str:
+    """A 44-character base64 Service Bus / Event Hubs / Relay shared access key."""
+    return base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
+_SHARED_SIGNATURES = {"servicebus": "+ASb", "eventhubs": "+AEh", "relay": "+ARm"}
+
+
+def shared_identifiable_key(arg: str = "") -> str:
+    """``SHARED_ID[:servicebus|eventhubs|relay]``: an identifiable shared access key."""
+    return generate_base64_key(_SHARED_SIGNATURES[arg or "servicebus"], 2)
+
+
+def sas_signature(arg: str = "") -> str:
+    """The ``sig`` of a shared access signature: base64 of an HMAC-SHA256 (32 bytes)."""
+    return base64.b64encode(secrets.token_bytes(32)).decode("ascii")
 
 
 def jwt(arg: str = "") -> str:
@@ -136,6 +164,11 @@ GENERATORS: dict[str, Callable[[str], str]] = {
     "ENTRA": entra_secret,
     "STORAGE": storage_key,
     "STORAGE_ID": storage_identifiable_key,
+    "COSMOS": cosmos_key,
+    "COSMOS_ID": cosmos_identifiable_key,
+    "SHARED": shared_access_key,
+    "SHARED_ID": shared_identifiable_key,
+    "SAS": sas_signature,
     "JWT": jwt,
     "BEARER": bearer_token,
     "LOOKALIKE_AZURE": azure_lookalike,
@@ -166,6 +199,11 @@ def expected_kind(gen: str, arg: str = "") -> str | None:
         "ENTRA": "entra_client_secret",
         "STORAGE": "azure_storage_key",
         "STORAGE_ID": "azure_storage_key",
+        "COSMOS": "azure_cosmos_key",
+        "COSMOS_ID": "azure_cosmos_key",
+        "SHARED": "azure_shared_access_key",
+        "SHARED_ID": "azure_shared_access_key",
+        "SAS": "azure_sas_signature",
         "JWT": "jwt",
         "BEARER": "bearer_token",
     }.get(gen)

@@ -2,8 +2,10 @@
 
 Version-control metadata, dependency and cache directories are skipped; so are files with a
 binary extension, files with a NUL byte in their first 8 KiB, and files above the size limit
-(generated bundles, datasets). ``--exclude`` globs match the path relative to the scanned
-root, any of its parent directories, or the file name.
+(generated bundles, datasets). Paths are reported relative to the scanned root; with several
+roots, relative to their common parent directory, so ``keyguard scan src config`` reports
+``config/.env``, never a bare ``.env``. ``--exclude`` globs match the reported path, any of
+its parent directories, or the file name.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ __all__ = [
     "is_excluded",
     "iter_files",
     "read_text_file",
+    "root_prefixes",
     "skip_by_name",
 ]
 
@@ -69,12 +72,27 @@ def is_binary_data(data: bytes) -> bool:
     return b"\0" in data[:8192]
 
 
+def root_prefixes(roots: Sequence[Path]) -> list[str]:
+    """What each root's files are reported under: nothing for a single root; with several,
+    the root's directory relative to the roots' common parent (``src/``, ``config/``)."""
+    if len(roots) < 2:
+        return [""] * len(roots)
+    dirs = [os.path.abspath(root if root.is_dir() else root.parent) for root in roots]
+    base = os.path.commonpath(dirs)
+    prefixes = []
+    for d in dirs:
+        rel = os.path.relpath(d, base).replace(os.sep, "/")
+        prefixes.append("" if rel == "." else rel + "/")
+    return prefixes
+
+
 def iter_files(
-    root: Path, excludes: Sequence[str] = (), max_size: int = DEFAULT_MAX_SIZE
+    root: Path, excludes: Sequence[str] = (), max_size: int = DEFAULT_MAX_SIZE, prefix: str = ""
 ) -> Iterator[FileEntry]:
-    """Files under ``root`` (or ``root`` itself), reported relative to ``root``."""
+    """Files under ``root`` (or ``root`` itself), reported as ``prefix`` + the path relative
+    to ``root`` (to its directory for a file)."""
     if root.is_file():
-        rel = root.name
+        rel = prefix + root.name
         size = root.stat().st_size
         if not skip_by_name(rel) and size <= max_size and not is_excluded(rel, excludes):
             yield FileEntry(str(root), rel, size)
@@ -82,7 +100,7 @@ def iter_files(
     base = str(root)
     for dirpath, dirnames, filenames in os.walk(base):
         reldir = os.path.relpath(dirpath, base).replace(os.sep, "/")
-        reldir = "" if reldir == "." else reldir + "/"
+        reldir = prefix + ("" if reldir == "." else reldir + "/")
         dirnames[:] = sorted(
             d for d in dirnames if d not in SKIP_DIRS and not is_excluded(reldir + d, excludes)
         )
