@@ -23,7 +23,7 @@ def keyguard_bin_dir(tmp_path: Path) -> Path:
         launcher.write_text(
             f"#!{sys.executable}\n"
             "import click, sys\n"
-            "from keyguard.scan.cli import scan_command\n"
+            "from keyguard.cli.scan import scan_command\n"
             "group = click.Group('keyguard', commands={'scan': scan_command})\n"
             "sys.exit(group())\n"
         )

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from keyguard.cli.scan import scan_command
 from keyguard.scan import testkeys
-from keyguard.scan.cli import scan_command
 
 
 @pytest.fixture
@@ -127,7 +127,7 @@ def test_several_roots_report_paths_under_their_common_parent(tmp_path: Path) ->
 
 
 def test_option_defaults_match_the_modules_they_mirror() -> None:
-    from keyguard.scan import cli
+    from keyguard.cli import scan as cli
     from keyguard.scan.output import FORMATS
     from keyguard.scan.walker import DEFAULT_MAX_SIZE
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from keyguard.cli.scan import scan_command
 from keyguard.scan import testkeys
-from keyguard.scan.cli import scan_command
 
 from .gitrepo import Repo, git_test_env
 

@@ -12,9 +12,9 @@ import yaml
 from click.testing import CliRunner
 
 from keyguard.azure_keys import generate_identifiable_key
+from keyguard.cli.scan import scan_command
 from keyguard.config import load_settings
 from keyguard.keys.service import key_state
-from keyguard.scan.cli import scan_command
 from keyguard.vault.master import create_master_key_file
 from keyguard.wiring.runtime import runtime
 

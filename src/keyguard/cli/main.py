@@ -26,7 +26,7 @@ _COMMANDS = {
     "admin": ("keyguard.cli.admin", "admin_group"),
     "vault": ("keyguard.cli.vault", "vault_group"),
     "rotate": ("keyguard.cli.rotate", "rotate_group"),
-    "scan": ("keyguard.scan.cli", "scan_command"),
+    "scan": ("keyguard.cli.scan", "scan_command"),
     "audit": ("keyguard.cli.audit", "audit_group"),
     "alerts": ("keyguard.cli.alerts", "alerts_group"),
     "replay": ("keyguard.cli.replay", "replay_command"),

@@ -1,7 +1,7 @@
 """Leak to rotation: match findings against managed keys by fingerprint, plan the response.
 
 Everything here is pure: the matcher takes a ``fingerprint -> ManagedSecretRef`` mapping (the
-gateway computes it with its own fingerprint key, see ``keyguard.scan.gateway``), the planner
+gateway computes it with its own fingerprint key, see ``keyguard.wiring.scan``), the planner
 turns matches into actions and security events. Carrying the actions out is the gateway's job.
 
     finding.fingerprint in managed  ->  SecretLeakDetected event

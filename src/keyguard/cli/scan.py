@@ -42,7 +42,7 @@ def _gateway_key(config: Path | None) -> bytes | None:
         return None
     import asyncio
 
-    from keyguard.scan.gateway import gateway_fingerprint_key
+    from keyguard.wiring.scan import gateway_fingerprint_key
 
     return asyncio.run(gateway_fingerprint_key(config))
 
@@ -51,8 +51,8 @@ def _respond(config: Path, findings: list[Finding]) -> int:
     import asyncio
     from datetime import UTC, datetime
 
-    from keyguard.scan.gateway import apply_responses, managed_fingerprints
     from keyguard.scan.respond import match_findings, plan_responses
+    from keyguard.wiring.scan import apply_responses, managed_fingerprints
 
     managed = asyncio.run(managed_fingerprints(config))
     matches = match_findings(findings, managed)
