@@ -252,6 +252,81 @@ def stuffing_keys(source: str, n: int) -> Callable[..., Iterator[Observation]]:
     return make
 
 
+def stuffing_garbage(
+    sources: Callable[[int], str], n: int, every: float, tool: str = "python-requests/2.31.0"
+) -> Callable[..., Iterator[Observation]]:
+    """Random key-shaped strings (no key id to count), all refused: ``sources(i)`` gives the
+    address of the i-th. One address, one network, or a botnet sharing one tool."""
+
+    def make(rng: random.Random, tag: str, start: float) -> Iterator[Observation]:
+        for i in range(n):
+            yield req(
+                rng,
+                tag,
+                start + i * every,
+                source=sources(i),
+                key_id=None,
+                app=None,
+                presented_key_id=None,
+                refused=f"{tag}-{rng.getrandbits(64):016x}",
+                status=401,
+                upstream_status=0,
+                reason="malformed_key",
+                deployment=None,
+                prompt_tokens=0,
+                completion_tokens=0,
+                cost=None,
+                user_agent=tool,
+            )
+
+    return make
+
+
+def new_key_velocity(
+    app: str, source: str, per_minute: int, minutes: int
+) -> Callable[..., Iterator[Observation]]:
+    """A brand-new key (of a brand-new app: no history anywhere) spending fast from its first
+    minute: judged against the deployment's other keys."""
+
+    def make(rng: random.Random, tag: str, start: float) -> Iterator[Observation]:
+        key = "NEWKEY" + tag[-6:].upper().rjust(6, "0")
+        n = per_minute * minutes // 2000
+        for i in range(n):
+            yield req(
+                rng,
+                tag,
+                start + i * 60 * minutes / n,
+                key_id=key,
+                app=app,
+                source=source,
+                prompt_tokens=1900,
+                completion_tokens=100,
+                user_agent="OpenAI/Python 1.40.0",
+            )
+
+    return make
+
+
+def repetition(
+    keys: list[dict[str, object]], sources: list[str], n: int, every: float
+) -> Callable[..., Iterator[Observation]]:
+    """One prompt replayed with several keys and from several networks: a farm."""
+
+    def make(rng: random.Random, tag: str, start: float) -> Iterator[Observation]:
+        digest = f"{tag}-prompt"
+        for i in range(n):
+            yield req(
+                rng,
+                tag,
+                start + i * every,
+                **keys[i % len(keys)],
+                source=sources[i % len(sources)],
+                prompt_digest=digest,
+            )
+
+    return make
+
+
 def stuffing_one_key(key: str, networks: int) -> Callable[..., Iterator[Observation]]:
     def make(rng: random.Random, tag: str, start: float) -> Iterator[Observation]:
         for i in range(networks * 2):
@@ -469,6 +544,60 @@ def scenarios() -> list[Scenario]:
         Scenario("dormant-key", "unusual_time", at(25, 11.0), odd_hours("legacy-report", 5)),
         Scenario(
             "slow-proxy-pool", "network", at(24, 2.0), slow_rotating("search-indexer", 20, 900)
+        ),
+        Scenario(
+            "stuffing-garbage",
+            "stuffing",
+            at(18, 9.0),
+            stuffing_garbage(lambda i: "193.233.1.66", 60, 1.0),
+        ),
+        Scenario(
+            "stuffing-garbage-subnet",
+            "stuffing",
+            at(21, 2.0),
+            stuffing_garbage(lambda i: f"193.233.7.{10 + i % 40}", 60, 2.0),
+        ),
+        Scenario(
+            "stuffing-garbage-botnet",
+            "stuffing",
+            at(23, 1.0),
+            stuffing_garbage(
+                lambda i: f"{60 + i % 150}.{i % 7}.{i}.9", 200, 0.9, "garbage-kit/0.3"
+            ),
+        ),
+        Scenario(
+            "stuffing-garbage-slow",
+            "stuffing",
+            at(25, 5.0),
+            stuffing_garbage(lambda i: "193.233.9.4", 120, 9.0),
+        ),
+        Scenario(
+            "velocity-new-key",
+            "velocity",
+            at(19, 11.0),
+            new_key_velocity("fresh-app", "45.155.205.3", 41_000, 5),
+        ),
+        Scenario(
+            "repetition-farm",
+            "repetition",
+            at(22, 15.0),
+            repetition(
+                [victim("support-bot"), victim("mobile-backend"), victim("dev-sandbox")],
+                ["95.214.27.1", "95.214.27.2", "91.200.12.5"],
+                9,
+                20.0,
+            ),
+        ),
+        Scenario(
+            "repetition-resale",
+            "repetition",
+            at(24, 18.0),
+            repetition(
+                [victim("search-indexer")],
+                [f"{100 + i}.{i * 3}.{i * 7}.20" for i in range(8)],
+                16,
+                30.0,
+            ),
         ),
         Scenario(
             "slow-trickle",

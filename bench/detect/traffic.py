@@ -198,6 +198,23 @@ def _poisson(rng: random.Random, lam: float) -> int:
         k += 1
 
 
+# Prompts as the repetition rule sees them (keyed digests). Most are new; an app repeats its
+# own (retries, FAQ answers, fixed batch templates); a few identical templates are shared by
+# apps (a boilerplate "summarise this" with the same text), the rule's hard negatives.
+SHARED_TEMPLATES = ("shared-summarise", "shared-translate", "shared-classify")
+
+
+def _prompt(app: App, rng: random.Random) -> str | None:
+    draw = rng.random()
+    if draw < 0.1:
+        return None  # too short to compare ("hi", "ok")
+    if draw < 0.4:
+        return f"{app.name}-popular-{rng.randrange(50)}"
+    if draw < 0.405:
+        return rng.choice(SHARED_TEMPLATES)
+    return f"{app.name}-{rng.getrandbits(48):012x}"
+
+
 def _request(app: App, rng: random.Random, t: float) -> Observation | None:
     keys = app.at(app.keys, t)  # type: ignore[arg-type]
     clients = app.at(app.clients, t)  # type: ignore[arg-type]
@@ -212,6 +229,7 @@ def _request(app: App, rng: random.Random, t: float) -> Observation | None:
     prompt = int(rng.lognormvariate(*app.prompt)) + 1
     completion = 0 if app.completion == (0.0, 0.0) else int(rng.lognormvariate(*app.completion))
     return Observation(
+        prompt_digest=_prompt(app, rng),
         at=t,
         request_id=f"b{int(t * 1000)}{rng.randrange(1000)}",
         key_id=str(key),
@@ -236,6 +254,26 @@ def _request(app: App, rng: random.Random, t: float) -> Observation | None:
     )
 
 
+def _refused(
+    rng: random.Random, t: float, source: str, key: str | None, credential: str
+) -> Observation:
+    ua, fingerprint = client("1.30.0")
+    return Observation(
+        at=t,
+        request_id=f"f{int(t * 1000)}{rng.randrange(1000)}",
+        presented_key_id=key,
+        refused=credential,
+        source=source,
+        network=".".join(source.split(".")[:3]) + ".0/24",
+        user_agent=ua,
+        client=fingerprint,
+        operation="chat",
+        api_version="2024-10-21",
+        status=401,
+        reason="revoked_key" if key else "malformed_key",
+    )
+
+
 def benign(weeks: float, seed: int, scale: float = 1.0) -> Iterator[Observation]:
     """The apps' requests over ``weeks`` from T0, minute by minute (not globally sorted)."""
     rng = random.Random(seed)
@@ -255,6 +293,12 @@ def benign(weeks: float, seed: int, scale: float = 1.0) -> Iterator[Observation]
                 obs = _request(app, rng, t0 + rng.random() * 60)
                 if obs is not None:
                     yield obs
+        if m % 1440 == 600:  # every day: the decommissioned report's cron, its key revoked
+            for i in range(30):
+                yield _refused(rng, t0 + i * 2, "23.96.1.40", _k("LEGACYREPORT"), "revoked")
+        if m % 1440 == 700 and rng.random() < 0.5:  # a developer mistypes a key a few times
+            for i in range(rng.randrange(2, 6)):
+                yield _refused(rng, t0 + i * 20, "81.2.69.10", None, f"typo-{m}-{i}")
         if m % (7 * 1440) == 5 * 1440 + 600:  # once a week, a developer works on Saturday
             app = APPS[5]
             for i in range(12):

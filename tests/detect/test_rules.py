@@ -418,8 +418,15 @@ def _prompted(at: float, key: str, app: str, network: str, digest: str = "d1") -
     return obs(at, key_id=key, presented_key_id=key, app=app, network=network, prompt_digest=digest)
 
 
-def test_one_prompt_sent_with_keys_of_several_apps_is_repetition() -> None:
+def _running() -> Detector:
+    """A detector that has run for two days (prompts first seen while it learnt are usual)."""
     d = Detector(DetectSettings())
+    d.observe(obs(NOW - 2 * DAY))
+    return d
+
+
+def test_one_prompt_sent_with_keys_of_several_apps_is_repetition() -> None:
+    d = _running()
     assert fire(d, _prompted(NOW, "KEYA00000001", "a", "10.0.1.0/24")) == []
     assert "repetition" not in rules(
         fire(d, _prompted(NOW + 1, "KEYA00000002", "a", "10.0.1.0/24"))
@@ -430,7 +437,7 @@ def test_one_prompt_sent_with_keys_of_several_apps_is_repetition() -> None:
 
 
 def test_one_prompt_from_many_networks_is_repetition_but_not_one_keys_retries() -> None:
-    d = Detector(DetectSettings())
+    d = _running()
     for i in range(30):  # one key retrying the same prompt from its one network
         assert "repetition" not in rules(fire(d, _prompted(NOW + i, "KEYA00000001", "a",
                                                             "10.0.1.0/24")))  # fmt: skip
@@ -438,6 +445,22 @@ def test_one_prompt_from_many_networks_is_repetition_but_not_one_keys_retries() 
     for i in range(6):
         found += fire(d, _prompted(NOW + 40 + i, "KEYA00000001", "a", f"10.9.{i}.0/24"))
     assert "repetition" in rules(found)
+
+
+def test_a_prompt_in_use_for_days_is_not_a_farm() -> None:
+    d = _running()
+    fire(d, _prompted(NOW, "KEYA00000001", "a", "10.0.1.0/24", "boilerplate"))
+    later = NOW + DAY + 60  # the same boilerplate, a day on, from three apps
+    found = []
+    for i, app in enumerate("bcd"):
+        found += fire(d, _prompted(later + i, f"KEY{app.upper()}0000000{i}", app, f"10.{i}.2.0/24",
+                                   "boilerplate"))  # fmt: skip
+    assert "repetition" not in rules(found)
+    learning = Detector(DetectSettings())  # prompts seen while a new detector learns: usual
+    for i, app in enumerate("abc"):
+        found += fire(learning, _prompted(NOW + i, f"KEY{app.upper()}0000000{i}", app,
+                                          f"10.{i}.3.0/24"))  # fmt: skip
+    assert "repetition" not in rules(found)
 
 
 def test_the_prompt_digest_is_keyed_and_normalised() -> None:

@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 
 from ..core.observation import Observation
 from .profile import (
+    AddressState,
     PeerGroup,
     PresentedState,
     Profile,
@@ -28,6 +29,8 @@ from .settings import RULES, DetectSettings
 from .windows import Recent
 
 __all__ = ["Detector"]
+
+_DAY = 86400.0
 
 T = TypeVar("T")
 
@@ -62,11 +65,14 @@ class Detector:
         self.sources: _Bounded[SourceState] = _Bounded(cap)
         self.presented: _Bounded[PresentedState] = _Bounded(cap)
         # distinct refused credentials per exact address, and per client fingerprint
-        self.addresses: _Bounded[Recent] = _Bounded(cap)
+        self.addresses: _Bounded[AddressState] = _Bounded(cap)
         self.clients: _Bounded[Recent] = _Bounded(cap)
         self.peers: _Bounded[PeerGroup] = _Bounded(1024)  # per deployment
         self.prompts: _Bounded[PromptState] = _Bounded(cap)  # per prompt digest
-        self.dirty: set[str] = set()  # "key:<id>" / "app:<name>" profiles changed since saved
+        self.dirty: set[str] = set()
+        self.started = float(
+            "inf"
+        )  # the first observation's time  # "key:<id>" / "app:<name>" profiles changed since saved
         self._rules = [
             RULE_FUNCTIONS[name]
             for name in RULES
@@ -75,6 +81,8 @@ class Detector:
 
     def observe(self, obs: Observation) -> list[Detection]:
         now = obs.at
+        if now < self.started:
+            self.started = now
         s = self.settings
         key = self.keys.get(obs.key_id) if obs.key_id else None
         app = self.apps.get(obs.app) if obs.app else None
@@ -119,7 +127,9 @@ class Detector:
             burst = s.stuffing.burst_window_s
             refused = obs.refused or obs.request_id
             if obs.source is not None:
-                (view.address or self.addresses.put(obs.source, Recent(burst))).add(refused, now)
+                address = view.address or self.addresses.put(obs.source, AddressState.new(s))
+                address.burst.add(refused, now)
+                address.slow.add(refused, now)
             client_id = obs.client_id
             if client_id is not None:
                 (view.client or self.clients.put(client_id, Recent(burst))).add(refused, now)
@@ -137,7 +147,11 @@ class Detector:
         if obs.key_id is None:
             return
         if obs.prompt_digest is not None:
-            prompt = view.prompt or self.prompts.put(obs.prompt_digest, PromptState.new(s))
+            prompt = view.prompt or self.prompts.put(
+                obs.prompt_digest, PromptState.new(s, now, now - self.started < _DAY)
+            )
+            if not prompt.familiar and now - prompt.first_seen >= _DAY:
+                prompt.familiar = True
             prompt.keys.add(obs.key_id, now)
             if obs.app is not None:
                 prompt.apps.add(obs.app, now)
@@ -178,5 +192,6 @@ class Detector:
             except (KeyError, TypeError, ValueError):
                 continue
             (self.keys if kind == "key" else self.apps).put(name, profile)
+            self.started = min(self.started, profile.first_seen)  # history it already has
             n += 1
         return n

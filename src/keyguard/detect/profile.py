@@ -28,6 +28,7 @@ __all__ = [
     "Profile",
     "SourceState",
     "PeerGroup",
+    "AddressState",
     "PromptState",
     "PresentedState",
     "update_profile",
@@ -202,17 +203,32 @@ class PromptState:
     keys: Recent
     apps: Recent
     networks: Recent
+    first_seen: float
+    familiar: bool  # in use for over a day, or seen while the detector learnt: not a farm's
 
     @classmethod
-    def new(cls, settings: DetectSettings) -> PromptState:
+    def new(cls, settings: DetectSettings, now: float, learning: bool) -> PromptState:
         span = settings.repetition.window_s
-        return cls(Recent(span, cap=64), Recent(span, cap=64), Recent(span, cap=64))
+        return cls(Recent(span, cap=64), Recent(span, cap=64), Recent(span, cap=64), now, learning)
+
+
+@dataclass(slots=True)
+class AddressState:
+    """The distinct credentials refused from one address: lately, and over the long window."""
+
+    burst: Recent
+    slow: Recent
+
+    @classmethod
+    def new(cls, settings: DetectSettings) -> AddressState:
+        r = settings.stuffing
+        return cls(Recent(r.burst_window_s, cap=1024), Recent(r.window_s, cap=1024))
 
 
 class PeerGroup:
     """The usage peaks of the mature keys of one deployment: what a key with no history of
     its own (nor a mature app) is judged against. Bounded to ``cap`` keys (the most recently
-    seen); the 90th percentile of their peaks is worked out at most once a minute."""
+    seen); the median of their peaks is worked out at most once a minute."""
 
     __slots__ = ("_tokens", "_cost", "_cap", "_cached", "_cached_at")
 
@@ -234,16 +250,16 @@ class PeerGroup:
         return len(self._tokens)
 
     def typical(self, now: float) -> tuple[float, float]:
-        """The 90th percentile of the peers' token and cost peaks."""
+        """The median of the peers' token and cost peaks: a typical key's busiest window."""
         if self._cached is None or now - self._cached_at >= 60:
-            self._cached = (_p90(self._tokens.values()), _p90(self._cost.values()))
+            self._cached = (_median(self._tokens.values()), _median(self._cost.values()))
             self._cached_at = now
         return self._cached
 
 
-def _p90(values: Any) -> float:
+def _median(values: Any) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))] if ordered else 0.0
+    return ordered[len(ordered) // 2] if ordered else 0.0
 
 
 @dataclass(slots=True)
@@ -266,8 +282,8 @@ def velocity_thresholds(
         if peers is not None:
             tokens, cost = peers.typical(now)
             return (
-                max(v.peak_multiplier * tokens, v.min_tokens),
-                max(v.peak_multiplier * cost, v.min_cost),
+                max(v.new_key_multiplier * tokens, v.min_tokens),
+                max(v.new_key_multiplier * cost, v.min_cost),
                 float(v.learning_concurrency),
             )
         return v.learning_tokens, v.learning_cost, float(v.learning_concurrency)

@@ -20,6 +20,7 @@ from typing import Any
 from ..core.observation import Observation
 from ..events import Severity
 from .profile import (
+    AddressState,
     PeerGroup,
     PresentedState,
     Profile,
@@ -62,7 +63,7 @@ class Baselines:
     app: Profile | None  # its app's profile
     source: SourceState | None  # failed authentications from the request's network
     presented: PresentedState | None  # failed authentications with the presented key id
-    address: Recent | None = None  # credentials refused from the exact address, lately
+    address: AddressState | None = None  # credentials refused from the exact address
     client: Recent | None = None  # credentials refused for the client fingerprint, lately
     peers: PeerGroup | None = None  # the deployment's mature keys (enough of them)
     prompt: PromptState | None = None  # who sent the same prompt lately
@@ -196,8 +197,11 @@ def _stuffing(view: Baselines, obs: Observation, now: float, s: DetectSettings) 
     burst = f"within {r.burst_window_s:.0f} s, whatever was presented"
     refused = obs.refused or obs.request_id
     if view.address is not None and obs.source is not None:
-        failures = view.address.count(now, refused)
-        if failures >= r.failures_per_address:
+        failures = view.address.burst.count(now, refused)
+        slow = view.address.slow.count(now, refused)
+        if failures >= r.failures_per_address or slow >= r.slow_failures_per_address:
+            if failures < r.failures_per_address:
+                failures, burst = slow, f"within {r.window_s:.0f} s, slowly"
             f = _finding(
                 "stuffing",
                 "high",
@@ -380,7 +384,7 @@ def repetition(
     """10. The same prompt sent with several keys (of several apps) or from many networks
     within a window: a replay or resale farm. Only a keyed digest of the prompt is kept."""
     r, state = s.repetition, view.prompt
-    if state is None or obs.prompt_digest is None or obs.key_id is None:
+    if state is None or state.familiar or obs.prompt_digest is None or obs.key_id is None:
         return None
     keys = state.keys.count(now, obs.key_id)
     apps = state.apps.count(now, obs.app)

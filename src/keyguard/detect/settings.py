@@ -58,6 +58,8 @@ class VelocityRule(Frozen):
     enabled: bool = True
     window_s: float = Field(default=60, gt=0, le=600)
     peak_multiplier: float = Field(default=4.0, gt=1)
+    # a key with no history (nor a mature app) against a typical key of its deployment
+    new_key_multiplier: float = Field(default=2.0, gt=1)
     min_tokens: float = Field(default=20_000, ge=0)  # per window; never fire below
     min_cost: float = Field(default=2.0, ge=0)  # per window, in the cost unit of the limits
     learning_tokens: float = Field(default=300_000, gt=0)  # per window, before a baseline
@@ -97,8 +99,9 @@ class StuffingRule(Frozen):
     flood: int = Field(default=300, ge=10)  # failures from one network, any credential
     burst_window_s: float = Field(default=60, gt=0, le=3600)
     failures_per_address: int = Field(default=20, ge=3)  # within burst_window_s
-    failures_per_network: int = Field(default=40, ge=3)
-    failures_per_client: int = Field(default=120, ge=3)  # one client fingerprint, any source
+    slow_failures_per_address: int = Field(default=60, ge=3)  # within window_s: slow and low
+    failures_per_network: int = Field(default=25, ge=3)
+    failures_per_client: int = Field(default=40, ge=3)  # one client fingerprint, any source
 
 
 class ResellerRule(Frozen):
