@@ -148,7 +148,10 @@ def run_with_runtime(config_path: str, action: Callable[[Runtime], Coroutine[Any
 
     async def main() -> T:
         settings = load_settings(config_path)
-        async with runtime(settings, os.environ) as rt, recording(rt.events, rt.audit_engine):
+        async with (
+            runtime(settings, os.environ) as rt,
+            recording(rt.events, rt.audit_engine, rt.vault, settings.monitor.audit),
+        ):
             return await action(rt)
 
     return run(main)
