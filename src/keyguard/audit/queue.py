@@ -50,6 +50,7 @@ class RecordQueue:
         self._alert = alert
         # plain values only, which the garbage collector does not track
         self._items: deque[Item] = deque()
+        self._writing = 0  # taken by the writer and not written yet: still held in memory
         self._limit = settings.max_queue
         self._full_at = int(settings.max_queue * FULL_AT)
         self._closed = False
@@ -59,17 +60,18 @@ class RecordQueue:
         self._reported: dict[str, tuple[float, int]] = {}  # what -> (last reported, count then)
 
     def __len__(self) -> int:
-        return len(self._items)
+        """Records waiting, those being written included."""
+        return len(self._items) + self._writing
 
     def room_for(self, more: int) -> bool:
         """O(1): whether ``more`` records would still leave the queue under the 90% mark."""
-        return len(self._items) + more < self._full_at
+        return len(self) + more < self._full_at
 
     def put(self, kind: str, data: Any, at: float | None = None) -> bool:
         """Queue a record; ``False`` when it was dropped (queue full, or closed). Never raises."""
         items = self._items
         at = self._clock() if at is None else at
-        if self._closed or len(items) >= self._limit:
+        if self._closed or len(items) + self._writing >= self._limit:
             self.dropped += 1
             self._report(
                 "dropped",
@@ -99,7 +101,7 @@ class RecordQueue:
                 f"it was ({type(exc).__name__}: {str(exc)[:120]})",
             )
         items.append((at, kind, text))
-        if not self.full and len(items) >= self._full_at:
+        if not self.full and len(items) + self._writing >= self._full_at:
             self.full = True
             self._on_full()
         return True
@@ -109,19 +111,31 @@ class RecordQueue:
         self._items.append((at, kind, canonical(data)))
         self._closed = True
 
+    def waiting(self) -> bool:
+        """Whether records wait that are not being written."""
+        return bool(self._items)
+
     def take(self, n: int) -> list[Item]:
+        """Up to ``n`` records for the writer; they count until :meth:`written` or
+        :meth:`give_back`."""
         items = self._items
-        return [items.popleft() for _ in range(min(n, len(items)))]
+        batch = [items.popleft() for _ in range(min(n, len(items)))]
+        self._writing += len(batch)
+        return batch
+
+    def written(self, n: int) -> None:
+        self._writing -= n
 
     def give_back(self, batch: list[Item]) -> None:
         """Put back records taken but not written (in front, in order)."""
+        self._writing -= len(batch)
         self._items.extendleft(reversed(batch))
 
     def settle(self) -> None:
         """After a write: the queue no longer counts as full once it is under half the mark."""
-        if self.full and len(self._items) < self._full_at // 2:
+        if self.full and len(self) < self._full_at // 2:
             self.full = False
-            log.warning("audit: the queue drained (%d records waiting)", len(self._items))
+            log.warning("audit: the queue drained (%d records waiting)", len(self))
 
     def _on_full(self) -> None:
         refuse = self._settings.on_full == "refuse"
@@ -132,7 +146,7 @@ class RecordQueue:
             "fit are dropped and counted"
         )
         summary = (
-            f"The audit queue is {int(FULL_AT * 100)}% full ({len(self._items)} records waiting: "
+            f"The audit queue is {int(FULL_AT * 100)}% full ({len(self)} records waiting: "
             f"the store is down or slower than the traffic); {what}."
         )
         log.error("audit: %s", summary)
@@ -140,7 +154,7 @@ class RecordQueue:
             "audit_queue_full",
             "high" if refuse else "critical",
             summary,
-            {"waiting": len(self._items), "max_queue": self._limit},
+            {"waiting": len(self), "max_queue": self._limit},
         )
 
     def _report(self, what: str, count: int, summary: str) -> None:

@@ -150,7 +150,7 @@ class AuditWriter:
             if self._head is None:
                 await self._open()
             queue = self._queue
-            while len(queue):
+            while queue.waiting():
                 batch = queue.take(self._settings.batch_size)
                 items = [(iso_at(at), kind, data) for at, kind, data in batch]
                 started = time.perf_counter()
@@ -162,6 +162,7 @@ class AuditWriter:
                 self.last_flush_s = time.perf_counter() - started
                 n = len(done.records) - extra
                 total += n
+                queue.written(n)
                 if n < len(batch):  # the store became busy part-way: the rest next time
                     queue.give_back(batch[n:])
                     break
