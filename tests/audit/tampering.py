@@ -115,25 +115,20 @@ class AuditedGateway:
         await self.sql(
             "INSERT INTO audit_records (seq, created_at, kind, data, prev_hash, hash) "
             "VALUES (:seq, :at, :kind, :data, :prev, :hash)",
-            seq=rec.seq,
-            at=_stored(parse_iso(rec.created), self.store_url),
-            kind=rec.kind,
-            data=rec.data,
-            prev=rec.prev_hash,
-            hash=rec.hash,
+            **self._row(rec),
         )
 
     async def rewrite(self, rec: Record) -> None:
         await self.sql(
             "UPDATE audit_records SET created_at = :at, kind = :kind, data = :data, "
             "prev_hash = :prev, hash = :hash WHERE seq = :seq",
-            seq=rec.seq,
-            at=_stored(parse_iso(rec.created), self.store_url),
-            kind=rec.kind,
-            data=rec.data,
-            prev=rec.prev_hash,
-            hash=rec.hash,
+            **self._row(rec),
         )
+
+    def _row(self, rec: Record) -> dict[str, Any]:
+        at = _stored(parse_iso(rec.created), self.store_url)
+        return {"seq": rec.seq, "at": at, "kind": rec.kind, "data": rec.data,
+                "prev": rec.prev_hash, "hash": rec.hash}  # fmt: skip
 
     async def add_checkpoint(self, cp: Checkpoint) -> None:
         await self.sql(

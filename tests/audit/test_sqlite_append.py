@@ -8,14 +8,22 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from keyguard.audit.chain import START, Appended, Checkpoint, HeadMoved, Position, Record, canonical
+from keyguard.audit.chain import (
+    START,
+    Appended,
+    Checkpoint,
+    HeadMoved,
+    Link,
+    Position,
+    Record,
+    canonical,
+)
 from keyguard.audit.settings import AuditSettings
 from keyguard.audit.signing import Signer, load_public_keys, signature_checker
 from keyguard.audit.sqlite_append import CHUNK, Busy, SqliteAppender, sqlite_file
@@ -35,7 +43,7 @@ def seal(record: Record) -> Checkpoint:
 
 async def append(store: AuditStore, items: list[tuple[str, str, str]]) -> Appended:
     """Append after the store's head, as a writer that holds that head would."""
-    return await store.append(items, expect=await store.head(), seal=seal)
+    return await store.append(items, Link(await store.head(), seal))
 
 
 @pytest.fixture
@@ -105,13 +113,14 @@ async def test_an_unexpected_head_is_taken_only_when_sealed(db: tuple[AsyncEngin
     def sealed_by_signer(head: Position, cps: list[Checkpoint]) -> bool:
         return any(cp.hash == head.hash and CHECK(cp) for cp in cps)
 
-    done = await store.append(_items(1, first=20), expect=mine, accept=sealed_by_signer, seal=seal)
+    link = Link(mine, seal, accept=sealed_by_signer)
+    done = await store.append(_items(1, first=20), link)
     assert done.records[0].prev_hash == other.hash  # another writer's sealed batch: linked to
     with sqlite3.connect(path) as conn:  # a row nobody sealed
         conn.execute("DELETE FROM audit_checkpoints WHERE seq = 4")
     head = await store.head()
     with pytest.raises(HeadMoved) as moved:
-        await store.append(_items(1, first=30), expect=mine, accept=sealed_by_signer, seal=seal)
+        await store.append(_items(1, first=30), link)
     assert moved.value.head == head and (await store.head()) == head  # nothing written
     store.close()
 
@@ -122,9 +131,9 @@ async def test_a_held_lock_is_never_waited_for(db: tuple[AsyncEngine, str]) -> N
     holder.execute("BEGIN IMMEDIATE")
     appender = SqliteAppender(path)
     with pytest.raises(Busy):
-        appender.append(_items(2), expect=START, after=None, accept=None, seal=seal)
+        appender.append(_items(2), Link(START, seal))
     store = AuditStore(engine, direct=True)
-    task = asyncio.create_task(store.append(_items(6), expect=START, seal=seal))
+    task = asyncio.create_task(store.append(_items(6), Link(START, seal)))
     while store.fallbacks == 0:  # the direct path refused at once; the engine's thread waits
         await asyncio.sleep(0)
     assert not task.done()
@@ -132,8 +141,7 @@ async def test_a_held_lock_is_never_waited_for(db: tuple[AsyncEngine, str]) -> N
     holder.close()
     records = (await task).records
     assert [r.seq for r in records] == [1, 2, 3, 4, 5, 6]
-    again = appender.append(_items(1, first=10), expect=records[-1].position, after=None,
-                            accept=None, seal=seal)  # fmt: skip
+    again = appender.append(_items(1, first=10), Link(records[-1].position, seal))
     assert again.records[0].seq == 7  # the lock is free again
     appender.close()
     store.close()
@@ -148,10 +156,10 @@ class _BusyAfter(AuditStore):
         self.ok = ok
         self.calls: list[int] = []
 
-    async def append(self, items: Sequence[tuple[str, str, str]], **kw: Any) -> Appended:
+    async def append(self, items: Sequence[tuple[str, str, str]], link: Link) -> Appended:
         self.calls.append(len(items))
         part = items[: self.ok] if len(self.calls) == 2 else items  # the first is the open
-        return await super().append(part, **kw)
+        return await super().append(part, link)
 
 
 async def test_writer_keeps_what_a_cut_short_append_did_not_write(

@@ -14,12 +14,17 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import openai
 import orjson
 import pytest
 
+from integration.conftest import GatewayHarness
+from keyguard.audit.writer import AuditWriter
 from keyguard.emulator.server import RunningEmulator
+from keyguard.metrics.registry import GatewayMetrics
+from keyguard.monitor.pipeline import Monitor
 
 from .monitored import monitored_gateway, monitored_settings, write_config
 from .test_gateway_audit import HI, invoke, rows
@@ -35,6 +40,17 @@ def store_locked(db: Path) -> Iterator[None]:
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+def parts(gw: GatewayHarness) -> tuple[Monitor, AuditWriter, GatewayMetrics]:
+    monitoring = gw.gateway.monitoring
+    assert monitoring is not None and monitoring.metrics is not None
+    assert monitoring.recorder.audit is not None
+    return monitoring.recorder, monitoring.recorder.audit, monitoring.metrics
+
+
+def of_kind(tmp: Path, kind: str) -> list[dict[str, Any]]:
+    return [orjson.loads(d) for _, k, d in rows(tmp / "keyguard.db") if k == kind]
 
 
 async def test_a_flood_of_unwritable_values_leaves_other_apps_audited(
@@ -56,9 +72,7 @@ async def test_a_flood_of_unwritable_values_leaves_other_apps_audited(
             await asyncio.gather(*(probe() for _ in range(60)), *(work() for _ in range(20)))
         assert gw.gateway.monitoring is not None
         await gw.gateway.monitoring.recorder.drain()
-    requests = [
-        orjson.loads(d) for _, kind, d in rows(tmp_path / "keyguard.db") if kind == "request"
-    ]
+    requests = of_kind(tmp_path, "request")
     assert len(requests) == 80  # one record per request, whatever it held
     victims = [r for r in requests if r.get("key_id") == victim_id]
     assert len(victims) == 20 and all(r["status"] == 200 and r["app"] == "victim" for r in victims)
@@ -73,9 +87,7 @@ async def test_a_full_audit_queue_refuses_requests_with_503(
 ) -> None:
     async with monitored_gateway(tmp_path, emulator, {"audit": {"max_queue": 1000}}) as gw:
         _, key = await gw.new_key("app")
-        monitoring = gw.gateway.monitoring
-        assert monitoring is not None and monitoring.recorder.audit is not None
-        recorder, audit = monitoring.recorder, monitoring.recorder.audit
+        recorder, audit, metrics = parts(gw)
         async with gw.azure(key) as client:
             with store_locked(tmp_path / "keyguard.db"):
                 for i in range(900):  # records waiting while the store is unavailable
@@ -94,13 +106,11 @@ async def test_a_full_audit_queue_refuses_requests_with_503(
             assert served.choices
         await recorder.drain()
         assert audit.dropped == 0 and recorder.dropped == 0  # nothing lost
-        assert monitoring.metrics is not None
-        text = monitoring.metrics.render(None)[0].decode()
+        text = metrics.render(None)[0].decode()
         assert "keyguard_audit_refused_requests 1.0" in text and "keyguard_audit_full 0.0" in text
-    found = rows(tmp_path / "keyguard.db")
-    requests = [orjson.loads(d) for _, kind, d in found if kind == "request"]
+    requests = of_kind(tmp_path, "request")
     assert [(r["status"], r["reason"]) for r in requests] == [(503, "audit_full"), (200, "ok")]
-    security = [orjson.loads(d) for _, kind, d in found if kind == "security"]
+    security = of_kind(tmp_path, "security")
     assert [(s["kind"], s["severity"]) for s in security] == [("audit_queue_full", "high")]
 
 
@@ -110,9 +120,7 @@ async def test_serving_unaudited_is_counted_and_raised(
     monitor = {"audit": {"max_queue": 1000, "on_full": "serve_unaudited"}}
     async with monitored_gateway(tmp_path, emulator, monitor) as gw:
         _, key = await gw.new_key("app")
-        monitoring = gw.gateway.monitoring
-        assert monitoring is not None and monitoring.recorder.audit is not None
-        recorder, audit = monitoring.recorder, monitoring.recorder.audit
+        recorder, audit, metrics = parts(gw)
         async with gw.azure(key) as client:
             with store_locked(tmp_path / "keyguard.db"):
                 while audit.queued < 1000:
@@ -122,11 +130,9 @@ async def test_serving_unaudited_is_counted_and_raised(
                 await recorder.process()  # its record does not fit: dropped, and counted
                 assert audit.dropped == 1
             await recorder.drain()
-        assert monitoring.metrics is not None
-        text = monitoring.metrics.render(None)[0].decode()
+        text = metrics.render(None)[0].decode()
         assert "keyguard_audit_dropped 1.0" in text
         assert "keyguard_audit_served_while_full 1.0" in text
-    found = rows(tmp_path / "keyguard.db")
-    assert not [d for _, kind, d in found if kind == "request"]  # the one that did not fit
-    security = [orjson.loads(d) for _, kind, d in found if kind == "security"]
+    assert not of_kind(tmp_path, "request")  # the one that did not fit
+    security = of_kind(tmp_path, "security")
     assert [(s["kind"], s["severity"]) for s in security] == [("audit_queue_full", "critical")]

@@ -36,6 +36,7 @@ __all__ = [
     "Appended",
     "Accept",
     "Seal",
+    "Link",
 ]
 
 GENESIS = "0" * 64
@@ -172,3 +173,31 @@ class Appended(NamedTuple):
 Accept = Callable[[Position, list[Checkpoint]], bool]
 #: ``seal(last record of a transaction)``: the checkpoint committed with it.
 Seal = Callable[[Record], Checkpoint]
+
+
+class Link(NamedTuple):
+    """How an append joins the chain: the head the writer expects, the checkpoint it commits
+    with its last record, where its first record links (default: that head), and whether it
+    takes another head it finds instead."""
+
+    expect: Position
+    seal: Seal
+    after: Position | None = None
+    accept: Accept | None = None
+
+    def wants_checkpoints(self, head: Position) -> bool:
+        """Whether :meth:`start` needs the checkpoints at ``head`` (read them only then)."""
+        return head != self.expect and self.accept is not None
+
+    def start(self, head: Position, held: list[Checkpoint]) -> Position:
+        """Where the first record links, given the head found in the transaction (and the
+        checkpoints at its seq); raises :class:`HeadMoved` when it cannot be written."""
+        if head == self.expect:
+            return self.after or self.expect
+        if self.accept is None or not self.accept(head, held):
+            raise HeadMoved(head)
+        return head
+
+    def next(self, last: Position) -> Link:
+        """The link of the next chunk of the same append, after ``last``."""
+        return self._replace(expect=last, after=last)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from ..errors import StorageError
 from ..store.sql import sqlite_file
-from .chain import START, Accept, Appended, Checkpoint, HeadMoved, Position, Record, Seal, chain
+from .chain import START, Appended, Checkpoint, Link, Position, Record, chain
 
 __all__ = [
     "CHUNK",
@@ -85,19 +85,11 @@ class SqliteAppender:
             self._conn = conn
         return self._conn
 
-    def append(
-        self,
-        items: Sequence[tuple[str, str, str]],
-        *,
-        expect: Position,
-        after: Position | None,
-        accept: Accept | None,
-        seal: Seal,
-    ) -> Appended:
-        """Chain ``(created, kind, canonical data)`` items after ``after`` (default ``expect``)
-        and insert them with their checkpoint, in one transaction, if the head is ``expect``
-        (or another head ``accept`` takes); raises :class:`~.chain.HeadMoved` otherwise and
-        :class:`Busy` when the lock is taken (nothing written either way)."""
+    def append(self, items: Sequence[tuple[str, str, str]], link: Link) -> Appended:
+        """Chain ``(created, kind, canonical data)`` items as ``link`` says and insert them
+        with their checkpoint, in one transaction; raises :class:`~.chain.HeadMoved` when the
+        head is not one ``link`` takes and :class:`Busy` when the lock is taken (nothing
+        written either way)."""
         try:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
@@ -108,12 +100,10 @@ class SqliteAppender:
         try:
             row = conn.execute(_HEAD).fetchone()
             head = Position(int(row[0]), str(row[1])) if row is not None else START
-            if head != expect:
-                if accept is None or not accept(head, self._checkpoints_at(conn, head.seq)):
-                    raise HeadMoved(head)
-                after = head
-            records = list(chain(head.seq + 1, (after or expect).hash, items))
-            cp = seal(records[-1])
+            held = self._checkpoints_at(conn, head.seq) if link.wants_checkpoints(head) else []
+            after = link.start(head, held)
+            records = list(chain(head.seq + 1, after.hash, items))
+            cp = link.seal(records[-1])
             conn.executemany(INSERT, sqlite_rows(records))
             conn.execute(INSERT_CHECKPOINT, sqlite_checkpoint(cp))
             conn.execute("COMMIT")

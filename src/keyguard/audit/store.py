@@ -26,17 +26,7 @@ from ..core.times import utc_micro
 from ..errors import StorageError
 from ..store.schema import audit_checkpoints, audit_records
 from ..store.sql import _BEGIN_OPTION, translate_errors
-from .chain import (
-    START,
-    Accept,
-    Appended,
-    Checkpoint,
-    HeadMoved,
-    Position,
-    Record,
-    Seal,
-    chain,
-)
+from .chain import START, Appended, Checkpoint, HeadMoved, Link, Position, Record, chain
 from .sqlite_append import (
     CHUNK,
     INSERT,
@@ -91,13 +81,7 @@ class AuditStore:
         self.fallbacks = 0  # direct appends that found the lock taken and went the async way
 
     async def _append_direct(
-        self,
-        appender: SqliteAppender,
-        items: Sequence[tuple[str, str, str]],
-        expect: Position,
-        after: Position | None,
-        accept: Accept | None,
-        seal: Seal,
+        self, appender: SqliteAppender, items: Sequence[tuple[str, str, str]], link: Link
     ) -> Appended:
         """The embedded SQLite store: short transactions from the loop (:mod:`.sqlite_append`),
         each with its checkpoint. When the lock is taken, the head moved or the store fails
@@ -107,15 +91,9 @@ class AuditStore:
         for start in range(0, len(items), CHUNK):
             if start:
                 await asyncio.sleep(0)  # let requests through between two chunks
-                expect = after = done.records[-1].position
+                link = link.next(done.records[-1].position)
             try:
-                part = appender.append(
-                    items[start : start + CHUNK],
-                    expect=expect,
-                    after=after,
-                    accept=accept,
-                    seal=seal,
-                )
+                part = appender.append(items[start : start + CHUNK], link)
             except (Busy, StorageError, HeadMoved):
                 if not done.records:
                     raise
@@ -129,40 +107,25 @@ class AuditStore:
         if self._direct is not None:
             self._direct.close()
 
-    async def append(
-        self,
-        items: Sequence[tuple[str, str, str]],
-        *,
-        expect: Position,
-        seal: Seal,
-        after: Position | None = None,
-        accept: Accept | None = None,
-    ) -> Appended:
+    async def append(self, items: Sequence[tuple[str, str, str]], link: Link) -> Appended:
         """Chain ``(created, kind, canonical data)`` items and insert them with the checkpoint
-        ``seal`` gives for the last of them, if the chain's head is ``expect`` (or a head
-        ``accept`` takes, then linked to). The first record links to ``after`` (default: the
-        head): a writer that starts a segment after records it will not seal. Returns what
-        was written: everything, or with ``direct`` possibly a prefix when the store became
-        busy part-way (the caller keeps the rest for later). ``created`` is :func:`iso` text
-        (what is hashed). Raises :class:`~.chain.HeadMoved` when nothing could be written
-        because the head is elsewhere."""
+        ``link.seal`` gives for the last of them, if the chain's head is ``link.expect`` (or a
+        head ``link.accept`` takes, then linked to). The first record links to ``link.after``
+        (default: the head): a writer that starts a segment after records it will not seal.
+        Returns what was written: everything, or with ``direct`` possibly a prefix when the
+        store became busy part-way (the caller keeps the rest for later). ``created`` is
+        :func:`iso` text (what is hashed). Raises :class:`~.chain.HeadMoved` when nothing could
+        be written because the head is elsewhere."""
         if not items:
             return Appended([], [])
         if self._direct is not None:
             try:
-                return await self._append_direct(self._direct, items, expect, after, accept, seal)
+                return await self._append_direct(self._direct, items, link)
             except Busy:
                 self.fallbacks += 1  # another writer holds the lock: the engine's thread waits
-        return await self._append_async(items, expect, after, accept, seal)
+        return await self._append_async(items, link)
 
-    async def _append_async(
-        self,
-        items: Sequence[tuple[str, str, str]],
-        expect: Position,
-        after: Position | None,
-        accept: Accept | None,
-        seal: Seal,
-    ) -> Appended:
+    async def _append_async(self, items: Sequence[tuple[str, str, str]], link: Link) -> Appended:
         async with translate_errors("append audit records"), self._engine.connect() as conn:
             conn = await conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
             async with conn.begin():
@@ -170,13 +133,12 @@ class AuditStore:
                     await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_AUDIT_LOCK})")
                 row = (await conn.execute(_HEAD)).first()
                 head = Position(int(row[0]), str(row[1])) if row is not None else START
-                if head != expect:
-                    held = await self._checkpoints_at(conn, head.seq) if accept else []
-                    if accept is None or not accept(head, held):
-                        raise HeadMoved(head)
-                    after = head
-                records = list(chain(head.seq + 1, (after or expect).hash, items))
-                cp = seal(records[-1])
+                wanted = link.wants_checkpoints(head)
+                after = link.start(
+                    head, await self._checkpoints_at(conn, head.seq) if wanted else []
+                )
+                records = list(chain(head.seq + 1, after.hash, items))
+                cp = link.seal(records[-1])
                 if conn.dialect.name == "sqlite":  # the embedded default: skip per-row binds
                     await conn.exec_driver_sql(INSERT, sqlite_rows(records))
                     await conn.exec_driver_sql(INSERT_CHECKPOINT, sqlite_checkpoint(cp))

@@ -166,8 +166,8 @@ class ChainVerifier:
         else:
             self._problem(
                 rec.seq,
-                f"record {rec.seq}: a segment that skips sealed records "
-                f"{after.seq + 1}..{prev.seq}",
+                f"record {rec.seq}: a segment that leaves out records {after.seq + 1}.."
+                f"{prev.seq}, sealed ones among them (forged)",
             )
         self._pending = None
 
@@ -233,8 +233,9 @@ class ChainVerifier:
             if seq > report.last_seq:
                 end = report.last_seq
                 more = f" (and {count - 1} more)" if count > 1 else ""
-                span = f"record {seq} was" if seq == end + 1 else f"records {end + 1}..{seq} were"
-                also = " together with its checkpoints" if anchored else ""
+                one = seq == end + 1
+                span = f"record {seq} was" if one else f"records {end + 1}..{seq} were"
+                also = f" together with {'its' if one else 'their'} checkpoints" if anchored else ""
                 self._problem(
                     end + 1,
                     f"{at}{more} seals a record past the end of the log (seq {end}): "

@@ -31,7 +31,7 @@ from typing import Any
 from ..errors import StorageError
 from ..events import Event, SecurityEvent
 from .anchor import FileAnchor
-from .chain import Appended, Checkpoint, HeadMoved, Position, Record, canonical
+from .chain import Appended, Checkpoint, HeadMoved, Link, Position, Record, canonical
 from .queue import RecordQueue
 from .segments import KIND, close_data, open_data, plan_open
 from .settings import AuditSettings
@@ -131,9 +131,7 @@ class AuditWriter:
             after, found = plan_open(tail)
             item = self._item(KIND, open_data(self.id, after, found))
             try:
-                done = await self._store.append(
-                    [item], expect=tail.head, after=after, seal=self._seal
-                )
+                done = await self._store.append([item], Link(tail.head, self._seal, after))
             except HeadMoved:
                 continue  # another writer wrote meanwhile: look again
             self._advance(done)
@@ -177,13 +175,8 @@ class AuditWriter:
         found: list[str] = []
         for _ in range(_ATTEMPTS):
             try:
-                done = await self._store.append(
-                    items,
-                    expect=expect,
-                    after=after,
-                    accept=None if extra else self._accept,
-                    seal=self._seal,
-                )
+                accept = None if extra else self._accept
+                done = await self._store.append(items, Link(expect, self._seal, after, accept))
             except HeadMoved:
                 tail = await survey(self._store, self._check, own=self._head)
                 after, found = plan_open(tail, self._head)
