@@ -12,6 +12,11 @@ checkpoint covers (written by someone without the signing key) are left out of t
 
 :func:`plan_open` decides where a writer starts and what it reports, from a :class:`Tail` (what
 the store holds at the end of the chain, surveyed by :mod:`.tail`): a pure function.
+
+Writers share one chain today (a head another writer sealed is linked to). Everything a chain
+per writer needs is already each writer's own: its id, its head, its seals, its segment's open
+and close records; such chains would link only to their own head, and a periodic checkpoint
+would commit every writer's head together.
 """
 
 from __future__ import annotations
