@@ -177,10 +177,6 @@ class AuditStore:
             row = (await conn.execute(query)).first()
         return None if row is None else _record(row)
 
-    async def add_checkpoint(self, cp: Checkpoint) -> None:
-        async with translate_errors("write audit checkpoint"), self._engine.begin() as conn:
-            await conn.execute(audit_checkpoints.insert().values(**_checkpoint_row(cp)))
-
     async def newest_checkpoints(
         self, *, below: tuple[int, int] | None = None, limit: int = 200
     ) -> list[tuple[tuple[int, int], Checkpoint]]:
