@@ -19,6 +19,7 @@ import cProfile
 import pstats
 import tempfile
 import time
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import uvloop
@@ -96,7 +97,8 @@ async def main() -> None:
             }
         )
         rt = await open_runtime(settings, {})
-        monitoring = await start_monitor(rt, settings)
+        stack = AsyncExitStack()
+        monitoring = await start_monitor(stack, rt)
         monitor = monitoring.recorder
         principal = Principal(kind="key", id="key:bench0001", app="bench", key_id="bench0001")
         contexts = [context(i, principal) for i in range(args.requests)]
@@ -118,7 +120,7 @@ async def main() -> None:
             f"{args.requests} requests, {written} audit records written, "
             f"{cpu / args.requests * 1e6:.1f} us CPU per request"
         )
-        await monitoring.close()
+        await stack.aclose()
         await rt.close()
         if profiler:
             pstats.Stats(profiler).sort_stats("tottime").print_stats(25)

@@ -136,7 +136,7 @@ class Gateway:
             recorder=Recorders(
                 [*([AccessLog()] if s.proxy.access_log else []), monitoring.recorder]
             ),
-            authorizer=guard,
+            authorizer=monitoring.authorizer(guard),
             screen=guard,
             client_address=access.client_address,
             keep_response_bodies=monitoring.keep_bodies,

@@ -1,5 +1,6 @@
 """The hash chain and its verification: any edit, deletion, insertion or reordering is found,
-and the first bad record is named; checkpoints catch a rewritten chain."""
+and the first bad record is named; checkpoints catch a rewritten chain; a record no checkpoint
+seals fails."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from dataclasses import replace
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from keyguard.audit.chain import Record, canonical, chain, link, verify
+from keyguard.audit.chain import Checkpoint, Record, canonical, chain, link
 from keyguard.audit.export import verify_lines
 from keyguard.audit.redact import redact_short, redact_text
 from keyguard.audit.signing import Signer, load_public_keys, signature_checker
+from keyguard.audit.verify import verify
 from keyguard.keys.format import generate_key
 
 SIGNER = Signer(Ed25519PrivateKey.generate())
@@ -25,6 +27,11 @@ def records(n: int = 10) -> list[Record]:
     return list(chain(1, "0" * 64, items))
 
 
+def sealed() -> list[Checkpoint]:
+    """The checkpoint the writer committed with the last of :func:`records`."""
+    return [SIGNER.sign(10, records()[9].hash, "t")]
+
+
 def test_an_intact_chain_verifies_and_is_sealed() -> None:
     recs = records()
     cps = [SIGNER.sign(5, recs[4].hash, "t1"), SIGNER.sign(10, recs[9].hash, "t2")]
@@ -36,7 +43,7 @@ def test_an_intact_chain_verifies_and_is_sealed() -> None:
 def test_edited_record_is_named() -> None:
     recs = records()
     recs[3] = replace(recs[3], data=canonical({"n": 3, "status": 500}))
-    report = verify(recs, [], CHECK)
+    report = verify(recs, sealed(), CHECK)
     assert not report.ok and report.first_bad == 4
     assert "record 4" in report.problems[0] and "edited" in report.problems[0]
 
@@ -44,7 +51,7 @@ def test_edited_record_is_named() -> None:
 def test_deleted_record_is_named() -> None:
     recs = records()
     del recs[6]
-    report = verify(recs, [], CHECK)
+    report = verify(recs, sealed(), CHECK)
     assert report.first_bad == 7 and "deleted" in report.problems[0]
 
 
@@ -52,7 +59,7 @@ def test_inserted_record_is_named() -> None:
     recs = records()
     forged = Record(5, recs[4].created, "admin", canonical({"x": 1}), recs[3].hash, "f" * 64)
     recs.insert(4, forged)
-    report = verify(recs, [], CHECK)
+    report = verify(recs, sealed(), CHECK)
     assert report.first_bad == 5 and not report.ok
 
 
@@ -61,8 +68,8 @@ def test_reordered_records_are_named() -> None:
     a, b = recs[2], recs[3]
     recs[2] = replace(b, seq=3)
     recs[3] = replace(a, seq=4)
-    report = verify(recs, [], CHECK)
-    assert report.first_bad == 3 and "does not follow" in report.problems[0]
+    report = verify(recs, sealed(), CHECK)
+    assert report.first_bad == 3 and "record 3: does not follow" in "\n".join(report.problems)
 
 
 def test_a_rewritten_chain_fails_its_checkpoint() -> None:
@@ -84,10 +91,15 @@ def test_forged_checkpoint_and_deleted_tail() -> None:
     assert "deleted" in report.problems[0]
 
 
-def test_unsealed_tail_is_reported_not_failed() -> None:
+def test_an_unsealed_tail_fails() -> None:
     recs = records()
     report = verify(recs, [SIGNER.sign(6, recs[5].hash, "t")], CHECK)
-    assert report.ok and report.last_sealed == 6 and report.unsealed == 4
+    assert not report.ok and report.last_sealed == 6 and report.unsealed == 4
+    assert report.problems == [
+        "records 7..10 are not sealed by any checkpoint: appended by someone without the "
+        "signing key (or their checkpoints were deleted)"
+    ]
+    assert report.first_bad == 7
 
 
 def test_export_lines_verify_including_a_partial_export() -> None:

@@ -3,8 +3,10 @@
 Traffic runs through the gateway; then the process is killed with SIGKILL (no chance to flush)
 or stopped with SIGTERM. Every answered request is looked up in the audit log by its request id.
 After SIGKILL at most the last second of records may be missing (the writer flushes every
-0.2 s); after SIGTERM nothing is missing and a checkpoint seals the last record. The chain
-verifies in both cases. The measured loss is printed (run with ``-s`` to see it).
+0.2 s) and the writer's segment is left open (a note, not a failure: every batch committed
+carries its checkpoint); after SIGTERM nothing is missing and the segment is closed by a record
+a checkpoint seals. The chain verifies in both cases. The measured loss is printed (run with
+``-s`` to see it).
 """
 
 from __future__ import annotations
@@ -153,7 +155,8 @@ async def test_kill_9_loses_at_most_the_last_second(
         f"answered {oldest * 1000:.0f} ms before the kill"
     )
     assert answered and oldest <= 1.0, lost[:5]
-    assert "ok: the chain is intact" in await _verify(tmp_path)
+    out = await _verify(tmp_path)  # every committed batch carries its checkpoint
+    assert "ok: the chain is intact" in out and "stopped without a clean shutdown" in out
 
 
 async def test_graceful_stop_loses_nothing_and_seals_the_chain(
@@ -173,4 +176,4 @@ async def test_graceful_stop_loses_nothing_and_seals_the_chain(
     print(f"\nSIGTERM: {len(answered)} requests answered, {len(missing)} missing; sealed {sealed}")
     assert not missing and sealed == last
     out = await _verify(tmp_path)
-    assert f"sealed up to seq {last}" in out
+    assert f"sealed up to seq {last}" in out and "was not closed" not in out

@@ -59,7 +59,7 @@ async def test_numbers_beyond_64_bits_are_recorded_and_detected(
         monitoring = gw.gateway.monitoring
         assert monitoring is not None
         await monitoring.recorder.drain()
-        assert monitoring.recorder.unrecorded == 0
+        assert monitoring.recorder.errors == 0
     records = {r["request_id"]: r for r in audit_rows(tmp_path / "keyguard.db")}
     assert set(ids) <= set(records)
     assert all(records[i].get("out_of_range") is True for i in ids)
@@ -184,7 +184,7 @@ def test_records_equal_requests_and_the_chain_verifies(
     monitoring = gw.gateway.monitoring
     assert monitoring is not None
     bg.call(monitoring.recorder.drain())
-    assert monitoring.recorder.unrecorded == 0
+    assert monitoring.recorder.errors == 0
     recorded = [r["request_id"] for r in audit_rows(tmp_path / "keyguard.db")]
     assert sorted(recorded) == sorted(sent)  # exactly one record per request
     config = write_config(tmp_path, monitored_settings(tmp_path, gw.emulator.url))

@@ -1,26 +1,49 @@
-"""The gateway's direct SQLite appends: one chain with every other writer, never waiting for a
-lock on the event loop (the engine's path takes over), and nothing lost or doubled when the
-store turns busy part-way through a flush."""
+"""The gateway's direct SQLite appends: one chain with every other writer, each transaction
+with its checkpoint, never waiting for a lock on the event loop (the engine's path takes over),
+and nothing lost or doubled when the store turns busy part-way through a flush."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from keyguard.audit.chain import ChainVerifier, Record, canonical, chain
+from keyguard.audit.chain import (
+    START,
+    Appended,
+    Checkpoint,
+    HeadMoved,
+    Link,
+    Position,
+    Record,
+    canonical,
+)
 from keyguard.audit.settings import AuditSettings
+from keyguard.audit.signing import Signer, load_public_keys, signature_checker
 from keyguard.audit.sqlite_append import CHUNK, Busy, SqliteAppender, sqlite_file
 from keyguard.audit.store import AuditStore, iso
+from keyguard.audit.verify import ChainVerifier
 from keyguard.audit.writer import AuditWriter
 from keyguard.store import open_store
 
 NOW = 1_800_000_000.0
+SIGNER = Signer(Ed25519PrivateKey.generate())
+CHECK = signature_checker(load_public_keys([SIGNER.public_pem().encode()]))
+
+
+def seal(record: Record) -> Checkpoint:
+    return SIGNER.sign(record.seq, record.hash, record.created)
+
+
+async def append(store: AuditStore, items: list[tuple[str, str, str]]) -> Appended:
+    """Append after the store's head, as a writer that holds that head would."""
+    return await store.append(items, Link(await store.head(), seal))
 
 
 @pytest.fixture
@@ -46,8 +69,10 @@ async def _chain_of(store: AuditStore) -> list[Record]:
     return [r async for r in store.records()]
 
 
-def _verified(records: list[Record]) -> bool:
-    verifier = ChainVerifier([], lambda _cp: True)
+async def _verified(store: AuditStore) -> bool:
+    checkpoints = [cp async for cp in store.checkpoints()]
+    verifier = ChainVerifier(checkpoints, CHECK)
+    records = await _chain_of(store)
     for record in records:
         verifier.feed(record)
     report = verifier.finish()
@@ -67,14 +92,37 @@ def test_only_sqlite_files_qualify() -> None:
 async def test_direct_appends_chain_with_the_engine_path(db: tuple[AsyncEngine, str]) -> None:
     engine, _ = db
     direct, plain = AuditStore(engine, direct=True), AuditStore(engine)
-    written = await direct.append(_items(CHUNK * 2 + 5))  # three transactions
-    written += await plain.append(_items(3, first=1000))
-    written += await direct.append(_items(4, first=2000))
+    first = await append(direct, _items(CHUNK * 2 + 5))  # three transactions
+    assert [cp.seq for cp in first.checkpoints] == [CHUNK, CHUNK * 2, CHUNK * 2 + 5]
+    written = first.records
+    written += (await append(plain, _items(3, first=1000))).records
+    written += (await append(direct, _items(4, first=2000))).records
     direct.close()
     stored = await _chain_of(plain)
     assert [r.seq for r in written] == list(range(1, CHUNK * 2 + 13))
-    assert stored == written and _verified(stored)
+    assert stored == written and await _verified(plain)
     assert direct.fallbacks == 0
+
+
+async def test_an_unexpected_head_is_taken_only_when_sealed(db: tuple[AsyncEngine, str]) -> None:
+    engine, path = db
+    store = AuditStore(engine, direct=True)
+    mine = (await append(store, _items(2))).records[-1].position
+    other = (await append(AuditStore(engine), _items(1, first=10))).records[-1].position
+
+    def sealed_by_signer(head: Position, cps: list[Checkpoint]) -> bool:
+        return any(cp.hash == head.hash and CHECK(cp) for cp in cps)
+
+    link = Link(mine, seal, accept=sealed_by_signer)
+    done = await store.append(_items(1, first=20), link)
+    assert done.records[0].prev_hash == other.hash  # another writer's sealed batch: linked to
+    with sqlite3.connect(path) as conn:  # a row nobody sealed
+        conn.execute("DELETE FROM audit_checkpoints WHERE seq = 4")
+    head = await store.head()
+    with pytest.raises(HeadMoved) as moved:
+        await store.append(_items(1, first=30), link)
+    assert moved.value.head == head and (await store.head()) == head  # nothing written
+    store.close()
 
 
 async def test_a_held_lock_is_never_waited_for(db: tuple[AsyncEngine, str]) -> None:
@@ -83,49 +131,49 @@ async def test_a_held_lock_is_never_waited_for(db: tuple[AsyncEngine, str]) -> N
     holder.execute("BEGIN IMMEDIATE")
     appender = SqliteAppender(path)
     with pytest.raises(Busy):
-        appender.append(_items(2))
+        appender.append(_items(2), Link(START, seal))
     store = AuditStore(engine, direct=True)
-    task = asyncio.create_task(store.append(_items(6)))
+    task = asyncio.create_task(store.append(_items(6), Link(START, seal)))
     while store.fallbacks == 0:  # the direct path refused at once; the engine's thread waits
         await asyncio.sleep(0)
     assert not task.done()
     holder.execute("COMMIT")
     holder.close()
-    records = await task
+    records = (await task).records
     assert [r.seq for r in records] == [1, 2, 3, 4, 5, 6]
-    assert appender.append(_items(1, first=10))[0].seq == 7  # the lock is free again
+    again = appender.append(_items(1, first=10), Link(records[-1].position, seal))
+    assert again.records[0].seq == 7  # the lock is free again
     appender.close()
     store.close()
-    assert _verified(await _chain_of(AuditStore(engine)))
+    assert await _verified(AuditStore(engine))
 
 
-class _BusyAfter:
+class _BusyAfter(AuditStore):
     """A store that writes ``ok`` records, then is busy once (a direct append cut short)."""
 
-    def __init__(self, ok: int) -> None:
+    def __init__(self, engine: AsyncEngine, ok: int) -> None:
+        super().__init__(engine)
         self.ok = ok
         self.calls: list[int] = []
-        self.head = ("0" * 64, 0)
 
-    async def append(self, items: list[tuple[str, str, str]], times: object = None) -> list[Record]:
+    async def append(self, items: Sequence[tuple[str, str, str]], link: Link) -> Appended:
         self.calls.append(len(items))
-        part = items[: self.ok] if len(self.calls) == 1 else items
-        records = list(chain(self.head[1] + 1, self.head[0], part))
-        self.head = (records[-1].hash, records[-1].seq)
-        return records
-
-    def close(self) -> None:
-        pass
+        part = items[: self.ok] if len(self.calls) == 2 else items  # the first is the open
+        return await super().append(part, link)
 
 
-async def test_writer_keeps_what_a_cut_short_append_did_not_write() -> None:
-    store = _BusyAfter(ok=3)
-    writer = AuditWriter(store, AuditSettings())  # type: ignore[arg-type]
+async def test_writer_keeps_what_a_cut_short_append_did_not_write(
+    db: tuple[AsyncEngine, str],
+) -> None:
+    store = _BusyAfter(db[0], ok=3)
+    writer = AuditWriter(store, AuditSettings(), signer=SIGNER)
+    await writer.open()
     for i in range(10):
         writer.append("request", {"i": i}, at=NOW + i)
     assert await writer.flush() == 3 and writer.queued == 7
     assert await writer.flush() == 7 and writer.queued == 0
-    assert store.calls == [10, 7] and writer.written == 10 and writer.last_seq == 10
+    assert store.calls == [1, 10, 7] and writer.written == 11 and writer.last_seq == 11
+    assert await _verified(store)
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -1,5 +1,5 @@
-"""The audit and monitor tables on every backend: concurrent appends keep one chain; the writer
-flushes, checkpoints and never blocks; incidents, blocks and baselines round-trip."""
+"""The audit and monitor tables on every backend: concurrent writers keep one chain, each batch
+sealed; the writer flushes and never blocks; incidents, blocks and baselines round-trip."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from keyguard.audit.chain import ChainVerifier
+from keyguard.audit.export import verify_store
 from keyguard.audit.settings import AuditSettings
 from keyguard.audit.signing import Signer, load_public_keys, signature_checker
 from keyguard.audit.sinks import StdoutSink, SyslogSink
 from keyguard.audit.store import AuditStore
+from keyguard.audit.verify import VerifyReport
 from keyguard.audit.writer import AuditWriter
 from keyguard.detect.rules import Detection
 from keyguard.monitor.store import MonitorStore
@@ -41,60 +42,68 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         await store.close()
 
 
-async def _verify(store: AuditStore, signer: Signer) -> object:
+SIGNER = Signer(Ed25519PrivateKey.generate())
+
+
+async def _verify(store: AuditStore, signer: Signer) -> VerifyReport:
     check = signature_checker(load_public_keys([signer.public_pem().encode()]))
-    verifier = ChainVerifier(await store.checkpoints(), check)
-    async for record in store.records():
-        verifier.feed(record)
-    return verifier.finish()
+    return await verify_store(store, check)
 
 
 @pytest.mark.parametrize("direct", [False, True], ids=["engine", "direct"])
 async def test_concurrent_writers_extend_one_chain(engine: AsyncEngine, direct: bool) -> None:
-    signer = Signer(Ed25519PrivateKey.generate())
     writers = [  # with direct: one writer through the engine, two from the loop (SQLite)
         AuditWriter(
-            AuditStore(engine, direct=direct and w > 0), AuditSettings(batch_size=7), signer=signer
+            AuditStore(engine, direct=direct and w > 0), AuditSettings(batch_size=7), signer=SIGNER
         )
         for w in range(3)
     ]
+    for writer in writers:
+        await writer.open()
     for w, writer in enumerate(writers):
         for i in range(40):
             writer.append("request", {"writer": w, "i": i}, at=NOW + i)
     await asyncio.gather(*(writer.flush() for writer in writers))
-    await writers[0].checkpoint()
+    for writer in writers:
+        await writer.close()
     store = AuditStore(engine)
-    report = await _verify(store, signer)
-    assert report.ok and report.records == 120 and report.last_sealed == 120  # type: ignore[attr-defined]
-    assert (await store.head()) is not None and (await store.head())[0] == 120  # type: ignore[index]
+    report = await _verify(store, SIGNER)
+    assert report.ok and report.records == 126 and report.last_sealed == 126, report
+    assert report.notes == []  # every segment closed
+    assert (await store.head()).seq == 126
+    assert sum(writer.findings for writer in writers) == 0  # one another's batches are sealed
 
 
 async def test_writer_loop_flushes_and_close_seals(engine: AsyncEngine) -> None:
-    signer = Signer(Ed25519PrivateKey.generate())
     out = io.StringIO()
     sink = StdoutSink()
-    writer = AuditWriter(AuditStore(engine), AuditSettings(), signer=signer, sink=sink)
-    task = asyncio.create_task(writer.run())
+    writer = AuditWriter(AuditStore(engine), AuditSettings(), signer=SIGNER, sink=sink)
     import sys
 
     old, sys.stdout = sys.stdout, out
     try:
         for i in range(10):
             writer.append("admin", {"i": i})
+        await writer.tick()
+        writer.append("admin", {"i": 10})
         await writer.close()
-        await task
     finally:
         sys.stdout = old
     lines = [orjson.loads(line) for line in out.getvalue().splitlines()]
-    assert [line["type"] for line in lines].count("record") == 10
-    assert lines[-1]["type"] == "checkpoint" and lines[-1]["seq"] == 10
-    assert writer.written == 10 and writer.queued == 0
+    kinds = [line.get("kind") for line in lines if line["type"] == "record"]
+    assert kinds == ["segment", *["admin"] * 11, "segment"]  # open, the records, close
+    assert lines[-1]["type"] == "checkpoint" and lines[-1]["seq"] == 13
+    checkpoints = [line["seq"] for line in lines if line["type"] == "checkpoint"]
+    assert checkpoints == [1, 11, 13]  # one per committed batch
+    assert writer.written == 13 and writer.queued == 0
+    assert not writer.append("admin", {"late": True}) and writer.dropped == 1
+    assert (await _verify(AuditStore(engine), SIGNER)).ok
 
 
 async def test_writer_keeps_records_when_the_store_fails(tmp_path: Path) -> None:
     store = await open_store(f"sqlite:///{tmp_path / 'k.db'}")
     engine = store.engine  # type: ignore[attr-defined]
-    writer = AuditWriter(AuditStore(engine), AuditSettings(max_queue=1000))
+    writer = AuditWriter(AuditStore(engine), AuditSettings(max_queue=1000), signer=SIGNER)
     writer.append("admin", {"i": 1})
     await store.close()
     async with engine.begin() as conn:  # the table disappears under the writer

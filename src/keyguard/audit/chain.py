@@ -8,37 +8,58 @@ data::
 
 so editing, deleting, inserting or reordering a record breaks the chain at that record. Someone
 able to rewrite the table could recompute every later hash; the Ed25519-signed checkpoints
-(:mod:`.signing`) catch that, since they cannot re-sign without the vault's signing key.
-:func:`verify` reports the first record that does not hold and every checkpoint that fails.
+(:mod:`.signing`) catch that, since they cannot re-sign without the vault's signing key. Every
+batch a writer commits carries its checkpoint in the same transaction (:mod:`.writer`), so a
+record no checkpoint covers was not written by Keyguard. :mod:`.verify` walks the chain.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import orjson
 
 __all__ = [
     "GENESIS",
+    "START",
+    "Position",
     "Record",
     "Checkpoint",
-    "VerifyReport",
     "canonical",
+    "canonical_bytes",
     "link",
     "chain",
-    "verify",
-    "ChainVerifier",
+    "HeadMoved",
+    "Appended",
+    "Accept",
+    "Seal",
+    "Link",
 ]
 
 GENESIS = "0" * 64
 
 
+class Position(NamedTuple):
+    """A place in the chain: a record's ``seq`` and ``hash``; :data:`START` is before the first."""
+
+    seq: int
+    hash: str
+
+
+START = Position(0, GENESIS)
+
+
 def canonical(data: Any) -> str:
     """The one JSON text of ``data`` that is hashed: sorted keys, compact, UTF-8."""
-    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
+    return canonical_bytes(data).decode()
+
+
+def canonical_bytes(data: Any) -> bytes:
+    """:func:`canonical` before decoding (its size in bytes is what a record's limit counts)."""
+    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
 
 
 def link(seq: int, created: str, kind: str, prev_hash: str, data: str) -> str:
@@ -54,6 +75,14 @@ class Record:
     data: str  # canonical JSON
     prev_hash: str
     hash: str
+
+    @property
+    def position(self) -> Position:
+        return Position(self.seq, self.hash)
+
+    def intact(self) -> bool:
+        """Whether its content still gives its hash (not edited)."""
+        return link(self.seq, self.created, self.kind, self.prev_hash, self.data) == self.hash
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -124,116 +153,51 @@ def chain(
         seq += 1
 
 
-@dataclass
-class VerifyReport:
-    records: int = 0
-    checkpoints: int = 0
-    last_seq: int = 0
-    last_sealed: int = 0  # highest seq covered by a valid checkpoint
-    problems: list[str] = field(default_factory=list)
-    first_bad: int | None = None  # seq of the first record that does not hold
-    first_seq: int = 1
+class HeadMoved(Exception):
+    """An append found the chain's head elsewhere than the writer expected, and no checkpoint
+    it accepts seals that head: nothing was written."""
 
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    @property
-    def unsealed(self) -> int:
-        return max(0, self.last_seq - self.last_sealed)
+    def __init__(self, head: Position) -> None:
+        super().__init__(f"the audit chain's head is at seq {head.seq}")
+        self.head = head
 
 
-class ChainVerifier:
-    """Incremental :func:`verify`: checkpoints first, then records fed in chain order, so a
-    log of any length is checked in constant memory."""
+class Appended(NamedTuple):
+    """What one append committed: the records and the checkpoints sealing them."""
 
-    def __init__(
-        self,
-        checkpoints: Iterable[Checkpoint],
-        check_signature: Callable[[Checkpoint], bool],
-        *,
-        partial: bool = False,
-    ) -> None:
-        self.report = VerifyReport()
-        self._by_seq: dict[int, list[Checkpoint]] = {}
-        for cp in checkpoints:
-            self._by_seq.setdefault(cp.seq, []).append(cp)
-        self._check_signature = check_signature
-        self._partial = partial
-        self._hashes: dict[int, str] = {}  # only at checkpointed positions
-        self._expected, self._prev = 1, GENESIS
-
-    def feed(self, rec: Record) -> None:
-        report = self.report
-        if self._partial and report.records == 0:
-            self._expected, self._prev = rec.seq, rec.prev_hash
-            report.first_seq = rec.seq
-        report.records += 1
-        if report.first_bad is None:
-            problem = _check(rec, self._expected, self._prev)
-            if problem is not None:
-                report.first_bad = min(rec.seq, self._expected)
-                report.problems.append(problem)
-        if rec.seq in self._by_seq:
-            self._hashes[rec.seq] = rec.hash
-        self._expected, self._prev = rec.seq + 1, rec.hash
-        report.last_seq = max(report.last_seq, rec.seq)
-
-    def finish(self) -> VerifyReport:
-        report = self.report
-        for seq in sorted(self._by_seq):
-            if seq < report.first_seq:
-                continue  # before a partial export: not covered
-            for cp in self._by_seq[seq]:
-                report.checkpoints += 1
-                if not self._check_signature(cp):
-                    report.problems.append(
-                        f"checkpoint at seq {seq} ({cp.created}): its signature is not valid "
-                        "for a known public key (forged or edited checkpoint)"
-                    )
-                elif seq not in self._hashes:
-                    report.problems.append(
-                        f"checkpoint at seq {seq} ({cp.created}) seals a record that is "
-                        f"missing: records up to seq {seq} were deleted"
-                    )
-                elif self._hashes[seq] != cp.hash:
-                    report.problems.append(
-                        f"checkpoint at seq {seq} ({cp.created}) does not match record {seq}: "
-                        f"records up to seq {seq} were rewritten"
-                    )
-                elif report.first_bad is None or seq < report.first_bad:
-                    report.last_sealed = max(report.last_sealed, seq)
-        return report
+    records: list[Record]
+    checkpoints: list[Checkpoint]
 
 
-def verify(
-    records: Iterable[Record],
-    checkpoints: Iterable[Checkpoint],
-    check_signature: Callable[[Checkpoint], bool],
-    *,
-    partial: bool = False,
-) -> VerifyReport:
-    """Walk the chain from seq 1 (or, ``partial``, from the first record given, as in an
-    export made with ``--since``); ``check_signature(checkpoint) -> bool``."""
-    verifier = ChainVerifier(checkpoints, check_signature, partial=partial)
-    for rec in records:
-        verifier.feed(rec)
-    return verifier.finish()
+#: ``accept(head, checkpoints at its seq)``: may a writer link to a head it did not expect?
+Accept = Callable[[Position, list[Checkpoint]], bool]
+#: ``seal(last record of a transaction)``: the checkpoint committed with it.
+Seal = Callable[[Record], Checkpoint]
 
 
-def _check(rec: Record, expected: int, prev: str) -> str | None:
-    if rec.seq > expected:
-        return (
-            f"record {expected}: missing (records {expected}..{rec.seq - 1} were deleted, "
-            f"the next one present is {rec.seq})"
-        )
-    if rec.seq < expected:
-        return f"record {rec.seq}: out of order or duplicated after record {expected - 1}"
-    if rec.prev_hash != prev:
-        return (
-            f"record {rec.seq}: does not follow record {rec.seq - 1} "
-            "(inserted, reordered, or its predecessor was replaced)"
-        )
-    if link(rec.seq, rec.created, rec.kind, rec.prev_hash, rec.data) != rec.hash:
-        return f"record {rec.seq}: its content does not match its hash (edited)"
-    return None
+class Link(NamedTuple):
+    """How an append joins the chain: the head the writer expects, the checkpoint it commits
+    with its last record, where its first record links (default: that head), and whether it
+    takes another head it finds instead."""
+
+    expect: Position
+    seal: Seal
+    after: Position | None = None
+    accept: Accept | None = None
+
+    def wants_checkpoints(self, head: Position) -> bool:
+        """Whether :meth:`start` needs the checkpoints at ``head`` (read them only then)."""
+        return head != self.expect and self.accept is not None
+
+    def start(self, head: Position, held: list[Checkpoint]) -> Position:
+        """Where the first record links, given the head found in the transaction (and the
+        checkpoints at its seq); raises :class:`HeadMoved` when it cannot be written."""
+        if head == self.expect:
+            return self.after or self.expect
+        if self.accept is None or not self.accept(head, held):
+            raise HeadMoved(head)
+        return head
+
+    def next(self, last: Position) -> Link:
+        """The link of the next chunk of the same append, after ``last``."""
+        return self._replace(expect=last, after=last)

@@ -13,15 +13,29 @@ class AuditSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     enabled: bool = True
-    # Records are written in batches at least this often: after a crash (kill -9) at most
-    # about this long of records is missing; a graceful stop loses nothing.
+    # Records are written in batches at least this often, each batch with its signed
+    # checkpoint: after a crash (kill -9) at most about this long of records is missing; a
+    # graceful stop loses nothing.
     flush_interval_s: float = Field(default=0.2, gt=0, le=1)
     batch_size: int = Field(default=2000, ge=1)
+    # How often the newest checkpoint goes to the anchor (and the longest stretch of newest
+    # records whose deletion, together with their checkpoints, the anchor cannot show).
     checkpoint_interval_s: float = Field(default=10, gt=0)
-    max_queue: int = Field(default=500_000, ge=1000)  # beyond it records are dropped and counted
+    # Records waiting to be written, at most (a store outage or a slow store fills it).
+    max_queue: int = Field(default=500_000, ge=1000)
+    # When the queue is 90% full: "refuse" answers new requests 503 (Retry-After) until it
+    # drains, so nothing is served unaudited; "serve_unaudited" keeps serving, raises a
+    # critical security event, and drops (and counts) the records that do not fit.
+    on_full: Literal["refuse", "serve_unaudited"] = "refuse"
+    # A record whose JSON is longer is refused alone (replaced by a short record saying so).
+    max_record_bytes: int = Field(default=1_048_576, ge=4096)
     # Prompts and completions are not recorded unless this is on; secrets are redacted first.
     record_content: bool = False
     max_content_chars: int = Field(default=20_000, ge=0)
     # A copy of every committed record and checkpoint as JSON lines, for a SIEM.
     sink: Literal["none", "stdout", "syslog"] = "none"
     syslog_address: str = "/dev/log"  # a socket path, or HOST:PORT (UDP)
+    # A file outside the store where checkpoints are appended (one JSON line each), so that
+    # deleting the newest records together with their checkpoints is detected
+    # (keyguard audit verify reads it). Best on another disk or host, or append-only.
+    anchor_file: str | None = None

@@ -20,16 +20,30 @@ from collections.abc import Sequence
 
 from ..errors import StorageError
 from ..store.sql import sqlite_file
-from .chain import GENESIS, Record, chain
+from .chain import START, Appended, Checkpoint, Link, Position, Record, chain
 
-__all__ = ["CHUNK", "INSERT", "Busy", "SqliteAppender", "sqlite_file", "sqlite_rows"]
+__all__ = [
+    "CHUNK",
+    "INSERT",
+    "INSERT_CHECKPOINT",
+    "Busy",
+    "SqliteAppender",
+    "sqlite_file",
+    "sqlite_rows",
+    "sqlite_checkpoint",
+]
 
 CHUNK = 128  # rows per transaction
 
 _HEAD = "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
+_AT = "SELECT seq, hash, created_at, key_id, signature FROM audit_checkpoints WHERE seq = ?"
 INSERT = (  # the engine's SQLite path uses it too, with :func:`sqlite_rows`
     "INSERT INTO audit_records (seq, created_at, kind, data, prev_hash, hash) "
     "VALUES (?, ?, ?, ?, ?, ?)"
+)
+INSERT_CHECKPOINT = (  # with :func:`sqlite_checkpoint`
+    "INSERT INTO audit_checkpoints (seq, hash, created_at, key_id, signature) "
+    "VALUES (?, ?, ?, ?, ?)"
 )
 
 
@@ -47,6 +61,17 @@ def sqlite_rows(records: Sequence[Record]) -> list[tuple[int, str, str, str, str
     return [(r.seq, sqlite_time(r.created), r.kind, r.data, r.prev_hash, r.hash) for r in records]
 
 
+def sqlite_checkpoint(cp: Checkpoint) -> tuple[int, str, str, str, str]:
+    """The parameters of :data:`INSERT_CHECKPOINT` for ``cp``."""
+    return (cp.seq, cp.hash, sqlite_time(cp.created), cp.key_id, cp.signature)
+
+
+def _iso(stored: str) -> str:
+    """The inverse of :func:`sqlite_time` (a time stored without a fraction has none)."""
+    fraction = stored[19:26] if len(stored) > 19 else ".000000"
+    return f"{stored[:10]}T{stored[11:19]}{fraction.ljust(7, '0')}Z"
+
+
 class SqliteAppender:
     def __init__(self, path: str) -> None:
         self._path = path
@@ -60,9 +85,11 @@ class SqliteAppender:
             self._conn = conn
         return self._conn
 
-    def append(self, items: Sequence[tuple[str, str, str]]) -> list[Record]:
-        """Chain ``(created, kind, canonical data)`` items after the head and insert them, in
-        one transaction; raises :class:`Busy` (nothing written) when the lock is taken."""
+    def append(self, items: Sequence[tuple[str, str, str]], link: Link) -> Appended:
+        """Chain ``(created, kind, canonical data)`` items as ``link`` says and insert them
+        with their checkpoint, in one transaction; raises :class:`~.chain.HeadMoved` when the
+        head is not one ``link`` takes and :class:`Busy` when the lock is taken (nothing
+        written either way)."""
         try:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
@@ -71,18 +98,31 @@ class SqliteAppender:
                 raise Busy from None
             raise StorageError(f"store: append audit records failed ({exc})") from None
         try:
-            head = conn.execute(_HEAD).fetchone()
-            seq, prev = (int(head[0]) + 1, str(head[1])) if head is not None else (1, GENESIS)
-            records = list(chain(seq, prev, items))
+            row = conn.execute(_HEAD).fetchone()
+            head = Position(int(row[0]), str(row[1])) if row is not None else START
+            held = self._checkpoints_at(conn, head.seq) if link.wants_checkpoints(head) else []
+            after = link.start(head, held)
+            records = list(chain(head.seq + 1, after.hash, items))
+            cp = link.seal(records[-1])
             conn.executemany(INSERT, sqlite_rows(records))
+            conn.execute(INSERT_CHECKPOINT, sqlite_checkpoint(cp))
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            if not isinstance(exc, sqlite3.Error):
+                raise
             if _is_busy(exc):
                 raise Busy from None
             raise StorageError(f"store: append audit records failed ({exc})") from None
-        return records
+        return Appended(records, [cp])
+
+    @staticmethod
+    def _checkpoints_at(conn: sqlite3.Connection, seq: int) -> list[Checkpoint]:
+        return [
+            Checkpoint(int(r[0]), str(r[1]), _iso(str(r[2])), str(r[3]), str(r[4]))
+            for r in conn.execute(_AT, (seq,))
+        ]
 
     def close(self) -> None:
         if self._conn is not None:

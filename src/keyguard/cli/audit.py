@@ -11,10 +11,11 @@ import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..audit.chain import VerifyReport
-from ..audit.export import export_lines, verify_lines, verify_store
+from ..audit.anchor import read_anchor
+from ..audit.export import Anchored, export_lines, verify_lines, verify_store
 from ..audit.signing import load_public_keys, load_signer, signature_checker
 from ..audit.store import AuditStore
+from ..audit.verify import VerifyReport
 from ..config import Settings, load_settings
 from ..durations import parse_duration
 from ..errors import ConfigurationError
@@ -61,26 +62,42 @@ async def _public_keys(
     return load_public_keys([signer.public_pem().encode()]), "the vault's signing key"
 
 
-def _report(report: VerifyReport, where: str, keys_from: str) -> None:
+def _anchors(files: tuple[str, ...]) -> list[Anchored]:
+    found: list[Anchored] = []
+    for name in files:
+        try:
+            with open(name, encoding="utf-8", errors="replace") as fh:
+                found += [(name, line, cp) for line, cp in read_anchor(fh)]
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read the anchor {name!r}: {exc.strerror}") from None
+    return found
+
+
+def _report(report: VerifyReport, where: str, keys_from: str, anchors: tuple[str, ...]) -> None:
     first = report.first_seq
     click.echo(
         f"{where}: {report.records} records (seq {first}..{report.last_seq}), "
         f"{report.checkpoints} checkpoints checked against {keys_from}"
     )
+    if anchors:
+        click.echo(f"anchors: {report.anchors} anchored checkpoints in {', '.join(anchors)}")
+    for note in report.notes:
+        click.echo(f"note: {note}")
     if report.ok:
         click.echo(f"ok: the chain is intact; sealed up to seq {report.last_sealed}")
-        if report.unsealed:
+        if not anchors:
             click.echo(
-                f"note: the {report.unsealed} newest records are not sealed by a checkpoint yet "
-                "(the gateway seals them on its checkpoint interval and when it stops)"
+                "note: no anchor checked (--anchors): the newest records deleted together with "
+                "their checkpoints would not show"
             )
         return
     for problem in report.problems:
         click.echo(f"  {problem}", err=True)
+    if report.more_problems:
+        click.echo(f"  ... and {report.more_problems} more", err=True)
+    count = len(report.problems) + report.more_problems
     first_bad = f"; first bad record: seq {report.first_bad}" if report.first_bad else ""
-    raise CommandFailed(
-        f"the audit log does NOT verify ({len(report.problems)} problem(s)){first_bad}"
-    )
+    raise CommandFailed(f"the audit log does NOT verify ({count} problem(s)){first_bad}")
 
 
 @click.group("audit")
@@ -93,6 +110,7 @@ def audit_group() -> None:
       keyguard audit export --since 24h > audit.jsonl
       keyguard audit public-key > audit.pub
       keyguard audit verify --file audit.jsonl --public-key audit.pub
+      keyguard audit verify --anchors audit-anchors.jsonl
     """
 
 
@@ -102,17 +120,25 @@ def audit_group() -> None:
 @click.option("--public-key", "public_keys", multiple=True,
               type=click.Path(exists=True, dir_okay=False),
               help="PEM public key(s) for the checkpoints (default: the vault's).")  # fmt: skip
+@click.option("--anchors", "anchors", multiple=True,
+              type=click.Path(exists=True, dir_okay=False),
+              help="Anchored checkpoints kept outside the store (default: the configured "
+              "monitor.audit.anchor_file); any file of checkpoint lines will do.")  # fmt: skip
 @config_option
-def verify_command(file: str | None, public_keys: tuple[str, ...], config_path: str) -> None:
-    """Check the hash chain and every signed checkpoint; name the first bad record.
+def verify_command(
+    file: str | None, public_keys: tuple[str, ...], anchors: tuple[str, ...], config_path: str
+) -> None:
+    """Check the hash chain, every signed checkpoint and the anchors; name what is wrong.
 
-    Exit status 0 when intact, 1 when a record was edited, deleted, inserted or reordered
-    or a checkpoint does not hold.
+    Exit status 0 when intact, 1 when a record was edited, deleted, inserted, reordered or
+    appended by someone without the signing key, a checkpoint does not hold, or an anchored
+    checkpoint is past the end of the log (its newest records were deleted).
 
     \b
     Examples:
       keyguard audit verify
       keyguard audit verify --public-key audit.pub          # no master key needed
+      keyguard audit verify --anchors /var/log/keyguard/audit-anchors.jsonl
       keyguard audit verify --file siem-copy.jsonl --public-key audit.pub
     """
 
@@ -120,20 +146,27 @@ def verify_command(file: str | None, public_keys: tuple[str, ...], config_path: 
         settings = load_settings(config_path) if (file is None or not public_keys) else None
         keys, keys_from = await _public_keys(settings or Settings(), public_keys)
         check = signature_checker(keys)
+        files = anchors or _configured_anchor(settings)
+        anchored = _anchors(files)
         if file is not None:
             with open(file, encoding="utf-8") as fh:
-                report = verify_lines(fh, check)
-            _report(report, file, keys_from)
+                report = verify_lines(fh, check, anchored)
+            _report(report, file, keys_from, files)
             return
         assert settings is not None
         store = await open_store(settings.store)
         try:
-            report = await verify_store(_audit_store(store), check)
+            report = await verify_store(_audit_store(store), check, anchored)
         finally:
             await store.close()
-        _report(report, "audit log", keys_from)
+        _report(report, "audit log", keys_from, files)
 
     run(main)
+
+
+def _configured_anchor(settings: Settings | None) -> tuple[str, ...]:
+    path = settings.monitor.audit.anchor_file if settings is not None else None
+    return (path,) if path is not None and Path(path).exists() else ()
 
 
 @audit_group.command("export")

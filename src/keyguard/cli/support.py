@@ -152,7 +152,7 @@ def run_with_runtime(config_path: str, action: Callable[[Runtime], Coroutine[Any
         settings = load_settings(config_path)
         async with (
             runtime(settings, os.environ) as rt,
-            recording(rt.events, rt.audit_engine),
+            recording(rt.events, rt.audit_engine, rt.vault, settings.monitor.audit),
             _incidents(rt),
         ):
             return await action(rt)

@@ -10,6 +10,11 @@ It also reloads replicas' blocks and saves the detector's baselines on their int
 
 Admin actions and security events arrive through :meth:`on_event` (an event-bus sink) and are
 audited the same way.
+
+Nothing one request holds can stop the others being recorded: an observation that cannot be
+taken is replaced by a minimal one (who, when, status, and that it failed), content that
+cannot be kept is left out, and each part (metrics, audit, detection) handles each observation
+on its own, so a failure in one is logged and counted in ``errors`` and the pass goes on.
 """
 
 from __future__ import annotations
@@ -101,11 +106,23 @@ class Monitor:
         self._v6 = detector.settings.ipv6_prefix if detector else 48
         self.processed = 0
         self.dropped = 0
-        self.unrecorded = 0  # requests whose audit record could not be made
+        self.errors = 0  # observations a part failed on (logged; the others went on)
+        self.audit_refused = 0  # requests refused because the audit queue was full
+        self.served_while_full = 0  # requests forwarded while it was (on_full: serve_unaudited)
+        self._logged_error = float("-inf")
 
     @property
     def pending(self) -> int:
         return len(self._inbox)
+
+    @property
+    def audit_full(self) -> bool:
+        """O(1), for the request path: the audit cannot take more records now (its queue is
+        90% full, or the observations waiting here would fill it)."""
+        audit = self.audit
+        if audit is None:
+            return False
+        return audit.full or len(self._inbox) >= self._max or not audit.room_for(len(self._inbox))
 
     # -- hot path --------------------------------------------------------------------------
 
@@ -122,22 +139,43 @@ class Monitor:
         # principal, ...) is freed at once instead of waiting in the queue for the next pass.
         latency_ms = (time.perf_counter() - ctx.started) * 1000.0
         wall = time.time()
-        obs = observe_context(
-            ctx,
-            wall,
-            latency_ms,
-            v4=self._v4,
-            v6=self._v6,
-            clean=redact_short,
-            digest=self._digest,
-            min_chars=self._min_chars,
-        )
-        content = (
-            content_of(ctx, self._audit_settings.max_content_chars)
-            if self._record_content
-            else None
-        )
+        try:
+            obs = observe_context(
+                ctx,
+                wall,
+                latency_ms,
+                v4=self._v4,
+                v6=self._v6,
+                clean=redact_short,
+                digest=self._digest,
+                min_chars=self._min_chars,
+            )
+        except Exception as exc:  # whatever the request held, it is still recorded
+            self._failed("observe", exc)
+            obs = Observation(
+                at=wall,
+                request_id=ctx.request_id,
+                status=ctx.status,
+                reason=f"unobservable:{type(exc).__name__}"[:64],
+                latency_ms=latency_ms,
+            )
+        content = None
+        if self._record_content:
+            try:
+                content = content_of(ctx, self._audit_settings.max_content_chars)
+            except Exception as exc:
+                self._failed("content", exc)
+                content = {"unrecordable": type(exc).__name__}
         self._inbox.append((obs, content))
+
+    def _failed(self, part: str, exc: Exception) -> None:
+        """Count a part's failure on one observation; log it (at most once a second)."""
+        self.errors += 1
+        now = time.monotonic()
+        if now - self._logged_error >= 1.0:
+            self._logged_error = now
+            log.error("monitor: %s failed on a request (%s: %s); %d such failures so far",
+                      part, type(exc).__name__, str(exc)[:120], self.errors)  # fmt: skip
 
     # -- event bus sink --------------------------------------------------------------------
 
@@ -192,18 +230,25 @@ class Monitor:
         """Metrics, audit and detection each see the request; one failing never keeps the
         others (or the next requests) from it."""
         if self.metrics is not None:
-            self.metrics.observe(obs)
+            try:
+                self.metrics.observe(obs)
+            except Exception as exc:
+                self._failed("metrics", exc)
         if self.audit is not None:
             try:
                 self.audit.append("request", request_record(obs, content), obs.at)
-            except Exception:
-                self.unrecorded += 1
-                log.exception("monitor: the audit record of request %s failed", obs.request_id)
+            except Exception as exc:  # the writer refuses bad records itself; belt and braces
+                self._failed("audit", exc)
         if self.detector is None:
             return
         if self._publish is not None and obs.auth_failed and obs.key_id is None:
             self._tell_refused(obs)
-        for finding in self.detector.observe(obs):
+        try:
+            findings = self.detector.observe(obs)
+        except Exception as exc:
+            self._failed("detection", exc)
+            return
+        for finding in findings:
             if not self._fold(finding):
                 await self._pass_on(finding)
 

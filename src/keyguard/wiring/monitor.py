@@ -8,10 +8,12 @@ The gateway calls :func:`start_monitor` once and wires what it returns with a fe
     monitoring.add_routes(admin_app)
 
 ``stack`` (the gateway's exit stack) stops it after the proxy stopped accepting requests and
-before the store closes: pending requests handled, the audit written to its last record,
-alerts sent, every task stopped.
+before the store closes: pending requests handled, the audit written to its last record and
+its segment closed, sealed and anchored, alerts sent, every task stopped.
 
-The signing key and webhook URLs are read from the vault here, once.
+The audit writer opens its segment here, before the gateway takes a request: it checks the
+end of the log (and the anchor) and reports tampering as a critical security event, which the
+monitor records. The signing key and webhook URLs are read from the vault here, once.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
+from ..audit.anchor import FileAnchor
 from ..audit.signing import load_signer
 from ..audit.sinks import open_sink
 from ..audit.store import AuditStore
@@ -34,11 +37,12 @@ from ..audit.writer import AuditWriter
 from ..bus import Bus
 from ..config import Settings
 from ..core.hooks import AllowAuthenticated, Authorizer
-from ..core.tasks import cancel_and_wait
+from ..core.tasks import PeriodicTask, cancel_and_wait
 from ..detect.engine import Detector
 from ..errors import GatewayError
 from ..events import SecurityEvent
 from ..metrics.registry import GatewayMetrics
+from ..monitor.gate import AuditGate
 from ..monitor.pipeline import Monitor
 from ..monitor.routes import add_monitor_routes
 from ..monitor.store import MonitorStore
@@ -82,6 +86,13 @@ class Monitoring:
             v6=d.ipv6_prefix,
         )
 
+    def authorizer(self, guard: BlockGuard) -> Authorizer:
+        """``guard`` (blocks, decoys, then the policy), then the audit gate."""
+        if self.recorder.audit is None:
+            return guard
+        refuse = self.settings.monitor.audit.on_full == "refuse"
+        return AuditGate(guard, self.recorder, refuse=refuse)
+
     def add_routes(self, app: web.Application) -> None:
         add_monitor_routes(app, metrics=self.metrics)
 
@@ -118,7 +129,14 @@ async def start_monitor(
             m.audit,
             signer=signer,
             sink=open_sink(m.audit.sink, m.audit.syslog_address),
+            anchor=FileAnchor(m.audit.anchor_file) if m.audit.anchor_file else None,
+            emit=runtime.events.emit,
         )
+        if m.audit.anchor_file is None:
+            log.warning(
+                "audit: no anchor file (monitor.audit.anchor_file): deleting the newest audit "
+                "records together with their checkpoints could not be detected"
+            )
     detector = Detector(m.detect) if m.detect.enabled else None
     if detector is not None and store is not None:
         try:
@@ -173,14 +191,16 @@ async def start_monitor(
         bus.subscribe("refused", lambda message: monitor.remote_refused(message.data))
     runtime.events.subscribe(monitor.on_event)
     if audit is not None:
-        audit_task = asyncio.create_task(audit.run(), name="keyguard: audit")
-        stack.push_async_callback(cancel_and_wait, audit_task)
-        stack.push_async_callback(audit.close)  # writes to the last record
+        audit_task = PeriodicTask("audit writer", audit.tick, interval=m.audit.flush_interval_s)
+        stack.push_async_callback(audit_task.close)  # after the close: never mid-write
+        stack.push_async_callback(audit.close)  # writes to the last record, seals, anchors
+        await audit.open()  # checks the end of the log before the first request
+        audit_task.start()
     monitor_task = asyncio.create_task(monitor.run(), name="keyguard: monitor")
     stack.push_async_callback(cancel_and_wait, monitor_task)
     stack.push_async_callback(monitor.close)  # handles what is pending
     if metrics is not None:
-        _gauges(metrics, monitor, blocks, audit)
+        _gauges(metrics, monitor, blocks, audit, m.audit.max_queue)
     return Monitoring(monitor, blocks, metrics, store, settings, alerts)
 
 
@@ -217,16 +237,38 @@ async def _drain_alerts(alerts: AlertSender) -> None:
 
 
 def _gauges(
-    metrics: GatewayMetrics, monitor: Monitor, blocks: BlockList, audit: AuditWriter | None
+    metrics: GatewayMetrics,
+    monitor: Monitor,
+    blocks: BlockList,
+    audit: AuditWriter | None,
+    audit_capacity: int,
 ) -> None:
     metrics.gauge("keyguard_monitor_pending", "Requests waiting for the monitor.",
                   lambda: float(monitor.pending))  # fmt: skip
     metrics.gauge("keyguard_blocks_active", "Subjects currently throttled.",
                   lambda: float(len(blocks)))  # fmt: skip
+    metrics.gauge("keyguard_monitor_errors", "Observations a monitor part failed on.",
+                  lambda: float(monitor.errors))  # fmt: skip
     if audit is not None:
         metrics.gauge("keyguard_audit_queued", "Audit records not yet written.",
                       lambda: float(audit.queued))  # fmt: skip
+        metrics.gauge("keyguard_audit_capacity", "Audit records the queue holds at most.",
+                      lambda: float(audit_capacity))  # fmt: skip
+        metrics.gauge("keyguard_audit_full", "1 while the audit queue is full (see on_full).",
+                      lambda: float(monitor.audit_full))  # fmt: skip
         metrics.gauge("keyguard_audit_written", "Audit records written by this process.",
                       lambda: float(audit.written))  # fmt: skip
         metrics.gauge("keyguard_audit_dropped", "Audit records dropped (queue full).",
                       lambda: float(audit.dropped + monitor.dropped))  # fmt: skip
+        metrics.gauge("keyguard_audit_rejected",
+                      "Audit records that could not be written as they were (replaced).",
+                      lambda: float(audit.rejected))  # fmt: skip
+        metrics.gauge("keyguard_audit_refused_requests",
+                      "Requests refused with 503 because the audit queue was full.",
+                      lambda: float(monitor.audit_refused))  # fmt: skip
+        metrics.gauge("keyguard_audit_served_while_full",
+                      "Requests forwarded while the audit queue was full (serve_unaudited).",
+                      lambda: float(monitor.served_while_full))  # fmt: skip
+        metrics.gauge("keyguard_audit_tamper_findings",
+                      "Changes to the audit log by someone without the signing key, found by "
+                      "this process.", lambda: float(audit.findings))  # fmt: skip
