@@ -3,4 +3,4 @@
 from __future__ import annotations
 
 # The local OIDC issuer and the upstream emulator of the identity tests.
-from identity.conftest import issuer, upstream  # noqa: E402,F401
+from tests.identity.conftest import issuer, upstream  # noqa: E402,F401

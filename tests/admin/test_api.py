@@ -12,11 +12,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from identity.gateway import API_VERSION, start_access_gateway
-from identity.issuer import AUDIENCE, LocalIssuer
 from keyguard.emulator import RunningEmulator
 from keyguard.events import AdminAction, Event, SecurityEvent
 from keyguard.server import Gateway
+from tests.identity.gateway import API_VERSION, start_access_gateway
+from tests.identity.issuer import AUDIENCE, LocalIssuer
 
 ADMINS = "aaaaaaaa-0000-0000-0000-000000000001"
 VIEWERS = "aaaaaaaa-0000-0000-0000-000000000002"

@@ -7,12 +7,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from integration.conftest import GatewayHarness, gateway_settings
 from keyguard.config import Settings, settings_from_mapping
 from keyguard.emulator.server import RunningEmulator
 from keyguard.server import Gateway
 from keyguard.vault.master import create_master_key_file
 from keyguard.wiring.runtime import open_runtime
+from tests.integration.conftest import GatewayHarness, gateway_settings
 
 
 def monitored_settings(tmp: Path, upstream: str, monitor: dict[str, Any] | None = None) -> Settings:

@@ -6,7 +6,8 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from credentials_helpers import LogCapture
+
+from tests.credentials.credentials_helpers import LogCapture
 
 
 @pytest.fixture

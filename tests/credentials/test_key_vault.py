@@ -15,10 +15,16 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.identity.aio import ManagedIdentityCredential
 from azure.keyvault.secrets.aio import SecretClient
-from credentials_helpers import MESSAGES, LogCapture, client, gateway_config, start_gateway
 
 from keyguard.emulator import issue_token
 from keyguard.upstream.azure_credentials import KeyVaultProvider
+from tests.credentials.credentials_helpers import (
+    MESSAGES,
+    LogCapture,
+    client,
+    gateway_config,
+    start_gateway,
+)
 
 
 def _client(emulator: Any, credential: Any) -> SecretClient:

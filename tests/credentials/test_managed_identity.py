@@ -13,12 +13,18 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-from credentials_helpers import MESSAGES, LogCapture, client, gateway_config, start_gateway
 
 from keyguard.emulator import EmulatorConfig
 from keyguard.errors import ConfigurationError
 from keyguard.upstream.azure_credentials import ManagedIdentityProvider
 from keyguard.upstream.settings import ManagedIdentityRef
+from tests.credentials.credentials_helpers import (
+    MESSAGES,
+    LogCapture,
+    client,
+    gateway_config,
+    start_gateway,
+)
 
 
 def _mi(emulator: Any) -> dict[str, Any]:

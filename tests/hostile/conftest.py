@@ -16,12 +16,12 @@ import pytest_asyncio
 from multidict import CIMultiDict
 from yarl import URL
 
-from identity.gateway import API_VERSION, start_access_gateway
-from identity.issuer import AUDIENCE, LocalIssuer, start_issuer
 from keyguard.azure_keys import generate_legacy_key
 from keyguard.emulator import EmulatorConfig, RunningEmulator, start_emulator
 from keyguard.events import Event
 from keyguard.server import Gateway
+from tests.identity.gateway import API_VERSION, start_access_gateway
+from tests.identity.issuer import AUDIENCE, LocalIssuer, start_issuer
 
 APP_ID = "11111111-1111-1111-1111-111111111111"  # the local issuer's default appid
 AGENT_ID = "44444444-4444-4444-4444-444444444444"

@@ -17,7 +17,7 @@ from keyguard.emulator.server import RunningEmulator, start_emulator
 from keyguard.events import Event, SecurityEvent
 from keyguard.limits.tokenizer import load_encoding
 from keyguard.server import Gateway
-from limits.support import (
+from tests.limits.support import (
     API_VERSION,
     counter,
     emulator_usage,

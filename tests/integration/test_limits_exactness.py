@@ -32,7 +32,7 @@ import yaml
 from keyguard.emulator.config import EmulatorConfig
 from keyguard.emulator.server import RunningEmulator, start_emulator
 from keyguard.wiring.runtime import open_runtime
-from limits.support import API_VERSION, emulator_usage, limited_settings, prepare, upstream
+from tests.limits.support import API_VERSION, emulator_usage, limited_settings, prepare, upstream
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

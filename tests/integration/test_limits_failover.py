@@ -12,7 +12,7 @@ import pytest
 from keyguard.emulator.config import EmulatorConfig
 from keyguard.emulator.server import RunningEmulator, start_emulator
 from keyguard.server import Gateway
-from limits.support import (
+from tests.limits.support import (
     API_VERSION,
     add_fault,
     emulator_usage,

@@ -16,7 +16,7 @@ from keyguard.emulator.config import EmulatorConfig
 from keyguard.emulator.server import RunningEmulator, start_emulator
 from keyguard.limits.redis_backend import RedisBackend
 from keyguard.server import Gateway
-from limits.support import (
+from tests.limits.support import (
     API_VERSION,
     RedisServer,
     admission,

@@ -7,10 +7,10 @@ from pathlib import Path
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from audit.monitored import monitored_gateway
 from keyguard.core.observation import Observation
 from keyguard.emulator.server import RunningEmulator
 from keyguard.metrics.registry import BoundedLabel, GatewayMetrics
+from tests.audit.monitored import monitored_gateway
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

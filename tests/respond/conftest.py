@@ -1,1 +1,1 @@
-from integration.conftest import emulator, emulator_config  # noqa: F401
+from tests.integration.conftest import emulator, emulator_config  # noqa: F401

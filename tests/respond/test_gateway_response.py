@@ -15,9 +15,9 @@ import pytest
 from aiohttp import web
 from click.testing import CliRunner, Result
 
-from audit.monitored import monitored_gateway, monitored_settings, write_config
 from keyguard.cli.main import cli
 from keyguard.emulator.server import RunningEmulator
+from tests.audit.monitored import monitored_gateway, monitored_settings, write_config
 
 HI = [{"role": "user", "content": "hello"}]
 

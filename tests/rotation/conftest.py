@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from rotation_helpers import keyguard_settings
 
 from keyguard.rotation.store import RotationStore
 from keyguard.store import Store
 from keyguard.wiring.runtime import Runtime, open_runtime
+from tests.rotation.rotation_helpers import keyguard_settings
 
 
 @pytest.fixture

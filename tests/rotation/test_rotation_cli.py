@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner, Result
-from rotation_helpers import FAST_ROTATION, data_plane_status, upstream_config
 
 from keyguard.cli.main import cli
 from keyguard.config import load_settings
 from keyguard.vault.master import create_master_key_file, load_master_key
 from keyguard.wiring.runtime import runtime
+from tests.rotation.rotation_helpers import FAST_ROTATION, data_plane_status, upstream_config
 
 
 @pytest.fixture

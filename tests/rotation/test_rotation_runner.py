@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from azure.identity.aio import ManagedIdentityCredential
 from azure.keyvault.secrets.aio import SecretClient
-from rotation_helpers import FAST_ROTATION, CountingKeys, data_plane_status, upstream_config
 
 from keyguard.config import settings_from_mapping
 from keyguard.errors import ConfigurationError
@@ -26,6 +25,12 @@ from keyguard.upstream.settings import ManagementSettings
 from keyguard.vault.master import create_master_key_file
 from keyguard.wiring.rotation import rotate_upstream_for_secret, rotation_service
 from keyguard.wiring.runtime import Runtime, open_runtime
+from tests.rotation.rotation_helpers import (
+    FAST_ROTATION,
+    CountingKeys,
+    data_plane_status,
+    upstream_config,
+)
 
 FLIP: list[Action] = [
     "inspect",

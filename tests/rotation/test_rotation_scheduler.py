@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rotation_helpers import FAST_ROTATION, CountingKeys, data_plane_status, upstream_config
 
 from keyguard.config import settings_from_mapping
 from keyguard.events import AdminAction, Event, SecurityEvent
@@ -21,6 +20,12 @@ from keyguard.upstream.settings import ManagementSettings
 from keyguard.vault.master import create_master_key_file
 from keyguard.wiring.rotation import key_rotation_service, rotation_service
 from keyguard.wiring.runtime import Runtime, open_runtime
+from tests.rotation.rotation_helpers import (
+    FAST_ROTATION,
+    CountingKeys,
+    data_plane_status,
+    upstream_config,
+)
 
 WAIT_S = 60
 
