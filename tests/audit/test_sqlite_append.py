@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -18,19 +16,8 @@ from keyguard.audit.settings import AuditSettings
 from keyguard.audit.sqlite_append import CHUNK, Busy, SqliteAppender, sqlite_file
 from keyguard.audit.store import AuditStore, iso
 from keyguard.audit.writer import AuditWriter
-from keyguard.store import open_store
 
 NOW = 1_800_000_000.0
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[tuple[AsyncEngine, str]]:
-    path = str(tmp_path / "k.db")
-    store = await open_store(f"sqlite:///{path}")
-    try:
-        yield store.engine, path  # type: ignore[attr-defined]
-    finally:
-        await store.close()
 
 
 def _items(n: int, first: int = 0) -> list[tuple[str, str, str]]:
@@ -64,8 +51,8 @@ def test_only_sqlite_files_qualify() -> None:
     assert sqlite_file(make_url("postgresql+asyncpg://h/db")) is None
 
 
-async def test_direct_appends_chain_with_the_engine_path(db: tuple[AsyncEngine, str]) -> None:
-    engine, _ = db
+async def test_direct_appends_chain_with_the_engine_path(sqlite_engine: AsyncEngine) -> None:
+    engine = sqlite_engine
     direct, plain = AuditStore(engine, direct=True), AuditStore(engine)
     written = await direct.append(_items(CHUNK * 2 + 5))  # three transactions
     written += await plain.append(_items(3, first=1000))
@@ -77,8 +64,9 @@ async def test_direct_appends_chain_with_the_engine_path(db: tuple[AsyncEngine, 
     assert direct.fallbacks == 0
 
 
-async def test_a_held_lock_is_never_waited_for(db: tuple[AsyncEngine, str]) -> None:
-    engine, path = db
+async def test_a_held_lock_is_never_waited_for(sqlite_engine: AsyncEngine) -> None:
+    engine, path = sqlite_engine, sqlite_file(sqlite_engine.url)
+    assert path is not None
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     appender = SqliteAppender(path)

@@ -10,8 +10,9 @@ import orjson
 import pytest
 
 from keyguard.emulator import EmulatorConfig, RunningEmulator, count_tokens
+from tests.support.emulators import CHAT_PATH
 
-from .conftest import CHAT_PATH, MESSAGES
+from .conftest import MESSAGES
 
 # 3 per message + content tokens ("Be brief." = 3, "Hello, world!" = 4) + 3 priming
 EXPECTED_PROMPT_TOKENS = 3 + 3 + 3 + 4 + 3

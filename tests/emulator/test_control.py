@@ -10,8 +10,10 @@ import openai
 import pytest
 
 from keyguard.emulator import CONTROL_HEADER, RunningEmulator
+from tests.support.clock import FakeClock
+from tests.support.emulators import CHAT_PATH
 
-from .conftest import CHAT_PATH, MESSAGES, FakeClock
+from .conftest import MESSAGES
 
 
 async def _control(

@@ -10,8 +10,9 @@ import openai
 import pytest
 
 from keyguard.emulator import EmulatorConfig, RunningEmulator
+from tests.support.emulators import API_VERSION, CHAT_PATH
 
-from .conftest import API_VERSION, CHAT_PATH, MESSAGES
+from .conftest import MESSAGES
 
 INVALID_KEY = {
     "error": {

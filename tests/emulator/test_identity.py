@@ -11,8 +11,10 @@ import pytest
 from azure.identity.aio import ManagedIdentityCredential, get_bearer_token_provider
 
 from keyguard.emulator import EmulatorConfig, RunningEmulator, issue_token
+from tests.support.clock import FakeClock
+from tests.support.emulators import API_VERSION, CHAT_PATH
 
-from .conftest import API_VERSION, CHAT_PATH, MESSAGES, FakeClock
+from .conftest import MESSAGES
 
 DATA_SCOPE = "https://cognitiveservices.azure.com/.default"
 

@@ -10,8 +10,8 @@ import pytest
 
 from keyguard.emulator import DeploymentSpec, EmulatorConfig, RunningEmulator
 from keyguard.emulator.ratelimit import UNLIMITED, Limits, Windows, decide, estimate_cost
-
-from .conftest import API_VERSION, CHAT_PATH, FakeClock
+from tests.support.clock import FakeClock
+from tests.support.emulators import API_VERSION, CHAT_PATH
 
 T0 = 1_800_000_000.0  # a minute boundary
 

@@ -10,8 +10,9 @@ import openai
 import pytest
 
 from keyguard.keys.format import generate_key
+from tests.support.emulators import API_VERSION
 
-from .conftest import API_VERSION, GatewayHarness
+from .harness import GatewayHarness
 
 CHAT = "/openai/deployments/gpt-4o/chat/completions?api-version=" + API_VERSION
 BODY = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}

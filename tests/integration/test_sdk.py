@@ -7,7 +7,9 @@ import base64
 import aiohttp
 import openai
 
-from .conftest import API_VERSION, GatewayHarness
+from tests.support.emulators import API_VERSION
+
+from .harness import GatewayHarness
 
 MESSAGES = [{"role": "user", "content": "Tell me about zero trust."}]
 

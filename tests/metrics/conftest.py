@@ -1,1 +1,0 @@
-from tests.integration.conftest import emulator, emulator_config  # noqa: F401
