@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import orjson
 from click.testing import CliRunner, Result
+from openai.types.chat import ChatCompletionMessageParam
 
 from keyguard.cli.main import cli
 from keyguard.emulator.server import RunningEmulator
@@ -20,7 +21,7 @@ from tests.support.emulators import CHAT_PATH
 from tests.support.gateway import azure_client, new_key, running_gateway, runtime
 from tests.support.settings import write_config
 
-HI = [{"role": "user", "content": "hello"}]
+HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello"}]
 
 
 async def invoke(*args: str) -> Result:

@@ -95,7 +95,7 @@ async def test_a_new_secret_version_is_served_without_a_restart(
         _client(azure_emulator, credential) as kv,
     ):
         await kv.set_secret("aoai-east", key1)
-        credential = {
+        source = {
             "key_vault": {
                 "vault_url": azure_emulator.url,
                 "secret_name": "aoai-east",
@@ -106,9 +106,7 @@ async def test_a_new_secret_version_is_served_without_a_restart(
         async with running_gateway(
             tmp_path,
             upstreams=[
-                upstream(
-                    azure_emulator.http_url, credential=credential, deployments=CHAT_DEPLOYMENTS
-                )
+                upstream(azure_emulator.http_url, credential=source, deployments=CHAT_DEPLOYMENTS)
             ],
             rotation={"credential_refresh_s": 0.2},
         ) as gateway:

@@ -110,7 +110,7 @@ async def test_tokens_are_refreshed_ahead_of_expiry_under_load(
 async def test_the_identity_kinds_get_tokens_the_upstream_accepts(
     azure_emulator: AzureEmulator, kind: str
 ) -> None:
-    ref = ManagedIdentityRef(type=kind, ca_file=azure_emulator.ca_file)  # type: ignore[arg-type]
+    ref = ManagedIdentityRef(type=kind, ca_file=azure_emulator.ca_file)
     provider = ManagedIdentityProvider.from_ref(ref)
     await provider.start()
     try:

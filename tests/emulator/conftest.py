@@ -11,12 +11,13 @@ from collections.abc import AsyncIterator
 import aiohttp
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from keyguard.emulator import EmulatorConfig, RunningEmulator, start_emulator
 from tests.support.clock import FakeClock
 from tests.support.emulators import API_VERSION
 
-MESSAGES = [
+MESSAGES: list[ChatCompletionMessageParam] = [
     {"role": "system", "content": "Be brief."},
     {"role": "user", "content": "Hello, world!"},
 ]

@@ -54,7 +54,7 @@ async def test_wrong_key_through_the_sdk(emulator: RunningEmulator) -> None:
     )
     async with client:
         with pytest.raises(openai.AuthenticationError) as caught:
-            await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+            await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert caught.value.status_code == 401
     assert caught.value.body == INVALID_KEY["error"]
 

@@ -44,7 +44,7 @@ async def test_azure_identity_app_service_credential_drives_the_data_plane(
             max_retries=0,
         )
         async with client:
-            answer = await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+            answer = await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
             assert answer.usage is not None
             token = await credential.get_token(DATA_SCOPE)
     claims = jwt.decode(token.token, options={"verify_signature": False})

@@ -167,9 +167,9 @@ CASES = [
         "key-right-id-wrong-secret",
         lambda h: h.send(
             chat(),
-            headers={"api-key": generate_key(parse_key(h.keys["valid"]).key_id).full},
+            headers={"api-key": generate_key(parse_key(h.keys["valid"]).key_id).full},  # type: ignore[union-attr]
             json=OK,
-        ),  # type: ignore[union-attr]
+        ),
         401,
         "unknown_key",
     ),

@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 from prometheus_client.parser import text_string_to_metric_families
 
 from keyguard.emulator.config import EmulatorConfig
@@ -21,7 +22,7 @@ from tests.support.gateway import azure_client, new_key
 
 from .limited import counter, emulator_usage, limited_gateway, memory
 
-HI = [{"role": "user", "content": "hi"}]
+HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 HI_PROMPT = 3 + 1 + 1 + 3  # message overhead, "user", "hi", reply priming (o200k_base)
 
 
@@ -155,7 +156,7 @@ async def test_a_client_that_disconnects_mid_stream_is_charged_for_what_it_recei
             settled.set()
             return result
 
-        backend.settle_now = settle_and_tell  # type: ignore[method-assign]
+        backend.settle_now = settle_and_tell  # type: ignore[method-assign,assignment]
         _, key = await new_key(gateway, "leaver")
         received: list[str] = []
         async with azure_client(gateway, key) as c:

@@ -184,7 +184,7 @@ async def test_three_replicas_hold_a_shared_tpm_limit_exactly(
             journal = redis_prefix + "journal"
 
             async def entries() -> list[dict[str, Any]]:
-                raw = await client.xrange(journal)
+                raw: Any = await client.xrange(journal)
                 return [orjson.loads(fields[b"d"]) for _, fields in raw]
 
             # A stream's settlement may land just after its last byte reached the client.

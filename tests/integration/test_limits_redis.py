@@ -10,6 +10,7 @@ import openai
 import orjson
 import pytest
 import redis.asyncio as aioredis
+from openai.types.chat import ChatCompletionMessageParam
 
 from keyguard.emulator.server import RunningEmulator
 from keyguard.limits.redis_backend import RedisBackend
@@ -21,7 +22,7 @@ from .limited import RedisServer, admission, emulator_usage, freeze, limited_gat
 
 pytestmark = pytest.mark.redis
 
-HI = [{"role": "user", "content": "hi"}]
+HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 
 
 def redis_backend(gw: Gateway) -> RedisBackend:
@@ -56,10 +57,10 @@ async def test_two_gateways_share_one_count(
         backend = redis_backend(one)
         direct = aioredis.Redis.from_url(redis_url)
         try:
-            entries = await direct.xrange(backend.journal_key)
+            entries: Any = await direct.xrange(backend.journal_key)
             ops = [orjson.loads(fields[b"d"])["op"] for _, fields in entries]
             keys = [k async for k in direct.scan_iter(match=redis_prefix + "app:shared:tpm:*")]
-            level = int(await direct.get(keys[0]))
+            level = int(await direct.get(keys[0]) or 0)
         finally:
             await direct.aclose()
         assert ops == ["reserve", "settle", "reserve", "settle", "refuse", "reserve", "settle"]

@@ -17,6 +17,7 @@ import aiohttp
 import openai
 import pytest
 from aiohttp import web
+from openai.types.chat import ChatCompletionMessageParam
 
 from keyguard.emulator.config import EmulatorConfig
 from keyguard.server import Gateway
@@ -28,7 +29,7 @@ from .harness import GatewayHarness
 
 UPSTREAM_KEY = "0123456789abcdef0123456789abcdef"
 CHAT = "/openai/deployments/gpt-4o/chat/completions?api-version=" + API_VERSION
-MESSAGES = [{"role": "user", "content": "hi"}]
+MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -172,7 +173,7 @@ async def test_upstream_down_is_502(tmp_path: Path) -> None:
         client = azure_client(gw, key)
         async with client:
             with pytest.raises(openai.APIStatusError) as info:
-                await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+                await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert info.value.status_code == 502
     assert "cannot be reached" in info.value.message
 
@@ -257,7 +258,7 @@ async def test_upstream_breaking_mid_stream_gives_a_clean_sdk_error(
             stream = await client.chat.completions.create(
                 model="gpt-4o",
                 messages=MESSAGES,
-                stream=True,  # type: ignore[arg-type]
+                stream=True,
             )
             got = []
             with pytest.raises(openai.APIError) as info:
@@ -304,5 +305,5 @@ async def test_client_disconnect_mid_stream_is_a_clean_close(
         access.removeHandler(waiter)
         access.setLevel(old_level)
     async with gateway.azure(app_key) as client:  # the gateway keeps serving
-        reply = await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+        reply = await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert reply.choices

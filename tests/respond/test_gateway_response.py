@@ -12,6 +12,7 @@ import openai
 import orjson
 import pytest
 from click.testing import CliRunner, Result
+from openai.types.chat import ChatCompletionMessageParam
 
 from keyguard.cli.main import cli
 from keyguard.emulator.server import RunningEmulator
@@ -20,7 +21,7 @@ from tests.support.settings import write_config
 
 from .conftest import WebhookReceiver
 
-HI = [{"role": "user", "content": "hello"}]
+HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello"}]
 
 
 async def invoke(*args: str) -> Result:

@@ -158,7 +158,7 @@ async def test_responder_runs_the_policy_once_per_incident() -> None:
     bus = EventBus()
     events: list[Event] = []
     bus.subscribe(events.append)
-    keys, invalidated = FakeKeys(), []
+    keys, invalidated = FakeKeys(), list[str]()
     blocks = BlockList(clock=lambda: NOW)
     responder = Responder(
         RespondSettings(
