@@ -58,6 +58,8 @@ async def running_gateway(
     first (``{"upstream/east": key}``). ``settings`` replaces the builder, e.g. to start a
     second replica of a running gateway.
     """
+    if settings is not None and options:
+        raise TypeError(f"settings= replaces the builder: {sorted(options)} would be ignored")
     secrets = dict(vault or {})
     if emulator is not None and "upstreams" not in options:
         options["upstreams"] = [upstream(emulator.url)]
