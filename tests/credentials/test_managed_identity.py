@@ -24,6 +24,11 @@ from tests.support.settings import CHAT_DEPLOYMENTS, upstream
 
 MESSAGES: Any = [{"role": "user", "content": "Hello, world!"}]
 
+# Tokens that live four seconds: the gateway must refresh them while the tests run.
+pytestmark = pytest.mark.parametrize(
+    "emulator_config", [EmulatorConfig(token_lifetime=4)], ids=["4s-tokens"]
+)
+
 
 def _mi(emulator: AzureEmulator) -> dict[str, Any]:
     """The emulator as an upstream reached with a managed identity's Entra tokens."""
@@ -67,7 +72,6 @@ async def test_no_key_anywhere(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("emulator_config", [EmulatorConfig(token_lifetime=4)], ids=["4s-tokens"])
 async def test_tokens_are_refreshed_ahead_of_expiry_under_load(
     tmp_path: Path, azure_emulator: AzureEmulator
 ) -> None:
