@@ -15,6 +15,15 @@ Redis
     ``redis_prefix``       a unique key prefix for one test, its keys deleted afterwards.
 
 Mark tests that use them ``@pytest.mark.redis``.
+
+The store
+    ``store_url``          a fresh store URL on each backend: SQLite, then PostgreSQL
+    ``store``              an opened, migrated store on it
+    ``sqlite_url``         a store URL in a temporary SQLite file only
+    ``sqlite_store``       an opened, migrated store on it
+
+Emulators, the local OIDC issuer, ``logs`` and ``config_path`` come from the plugin
+tests/support/fixtures.py; the settings builder and the gateway from tests/support/.
 """
 
 from __future__ import annotations
@@ -24,17 +33,17 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy import make_url
 
 from keyguard.store import Store, open_store
 
-pytest_plugins = ["pytester"]
+pytest_plugins = ["pytester", "tests.support.fixtures"]
 
 T = TypeVar("T")
 
@@ -155,14 +164,33 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    """An opened, migrated store on each backend (see ``store_url``)."""
-    opened = await open_store(store_url)
+@asynccontextmanager
+async def _opened(url: str) -> AsyncIterator[Store]:
+    opened = await open_store(url)
     try:
         yield opened
     finally:
         await opened.close()
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    """An opened, migrated store on each backend (see ``store_url``)."""
+    async with _opened(store_url) as opened:
+        yield opened
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """The URL of a store in the SQLite file ``tmp_path/keyguard.db``."""
+    return f"sqlite:///{tmp_path / 'keyguard.db'}"
+
+
+@pytest.fixture
+async def sqlite_store(sqlite_url: str) -> AsyncIterator[Store]:
+    """An opened, migrated store at ``sqlite_url`` (for tests of one backend)."""
+    async with _opened(sqlite_url) as opened:
+        yield opened
 
 
 # In CI nothing may pass by skipping: a skipped test fails the run, with the list of skips.
@@ -180,73 +208,3 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         for nodeid in _ci_skips:
             print(f"  {nodeid}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-# -- An emulator for the Azure SDKs (rotation and upstream-credential tests) -------------------
-
-
-@dataclass
-class AzureEmulator:
-    """One emulator state served twice: over TLS at ``url`` (the Azure SDKs send bearer tokens
-    over TLS only; trust ``ca_file``) and over plain HTTP at ``http_url`` (the gateway's data
-    plane in tests). The identity variables point azure-identity at ``url``."""
-
-    url: str
-    http_url: str
-    ca_file: str
-    state: Any
-    app: Any
-
-    def keys(self) -> tuple[str, str]:
-        keys: tuple[str, str] = self.state.keys()
-        return keys
-
-    def identity_env(self) -> dict[str, str]:
-        return {
-            "IDENTITY_ENDPOINT": f"{self.url}/msi/token",
-            "IDENTITY_HEADER": self.state.config.identity_header,
-        }
-
-
-@pytest.fixture
-def azure_emulator_config() -> Any:
-    from keyguard.emulator import EmulatorConfig
-
-    return EmulatorConfig()
-
-
-@pytest.fixture
-async def azure_emulator(
-    tmp_path: Path, azure_emulator_config: Any, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[AzureEmulator]:
-    from aiohttp import web
-
-    from keyguard.emulator.app import build_app
-    from keyguard.emulator.state import EmulatorState
-    from keyguard.emulator.tls import ensure_certificates, server_ssl_context
-
-    state = EmulatorState(azure_emulator_config)
-    app = build_app(state)
-    tls = ensure_certificates(tmp_path / "emulator-tls", ["127.0.0.1"])
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    secure = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ssl_context(tls))
-    plain = web.TCPSite(runner, "127.0.0.1", 0)
-    try:
-        await secure.start()
-        await plain.start()
-        ports = [address[1] for address in runner.addresses]  # in the order started
-        emulator = AzureEmulator(
-            f"https://127.0.0.1:{ports[0]}",
-            f"http://127.0.0.1:{ports[1]}",
-            str(tls.ca_cert),
-            state,
-            app,
-        )
-        for name in ("MSI_ENDPOINT", "IMDS_ENDPOINT", "AZURE_POD_IDENTITY_AUTHORITY_HOST"):
-            monkeypatch.delenv(name, raising=False)
-        for name, value in emulator.identity_env().items():
-            monkeypatch.setenv(name, value)
-        yield emulator
-    finally:
-        await runner.cleanup()

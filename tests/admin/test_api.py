@@ -14,13 +14,15 @@ from typing import Any
 import aiohttp
 import pytest
 
-from identity.gateway import API_VERSION, start_access_gateway
-from identity.issuer import AUDIENCE, LocalIssuer
 from keyguard.emulator import RunningEmulator
 from keyguard.events import AdminAction, Event, SecurityEvent
 from keyguard.keys.admin_tokens import generate_token
 from keyguard.keys.format import generate_key
 from keyguard.server import Gateway
+from keyguard.wiring.runtime import Runtime
+from tests.support.emulators import API_VERSION
+from tests.support.gateway import running_gateway, runtime
+from tests.support.issuer import LocalIssuer
 
 ADMINS = "aaaaaaaa-0000-0000-0000-000000000001"
 VIEWERS = "aaaaaaaa-0000-0000-0000-000000000002"
@@ -41,8 +43,8 @@ class Admin:
     events: list[Event] = field(default_factory=list)
 
     @property
-    def runtime(self) -> Any:
-        return self.gateway.runtime
+    def runtime(self) -> Runtime:
+        return runtime(self.gateway)
 
     async def call(
         self, method: str, path: str, token: str | None = None, **kw: Any
@@ -71,28 +73,20 @@ class Admin:
 
 @pytest.fixture
 async def admin(
-    tmp_path: Path, upstream: RunningEmulator, issuer: LocalIssuer
+    tmp_path: Path, emulator: RunningEmulator, issuer: LocalIssuer
 ) -> AsyncIterator[Admin]:
     access = {
-        "entra": {
-            "tenants": [issuer.tenant],
-            "audiences": [AUDIENCE],
-            "jwks_uri": issuer.jwks_uri,
-            "ca_file": str(issuer.ca_file),
-        },
+        "entra": issuer.entra(),
         "policy": {"managed": True},
         "admin": {"entra_groups": {ADMINS: "admin", VIEWERS: "viewer"}},
     }
-    gw = await start_access_gateway(
-        tmp_path, upstream.url, upstream.keys()[0], access, policy=POLICY
-    )
-    try:
-        async with aiohttp.ClientSession() as http:
-            harness = Admin(gw, http)
-            gw.runtime.events.subscribe(harness.events.append)  # type: ignore[union-attr]
-            yield harness
-    finally:
-        await gw.stop()
+    async with (
+        running_gateway(tmp_path, emulator, access=access, policy=POLICY) as gw,
+        aiohttp.ClientSession() as http,
+    ):
+        harness = Admin(gw, http)
+        runtime(gw).events.subscribe(harness.events.append)
+        yield harness
 
 
 def actions(admin: Admin) -> list[tuple[str, str]]:
@@ -285,20 +279,17 @@ async def test_entra_admin_groups(admin: Admin, issuer: LocalIssuer) -> None:
 
 
 async def test_host_header_is_checked_when_configured(
-    tmp_path: Path, upstream: RunningEmulator
+    tmp_path: Path, emulator: RunningEmulator
 ) -> None:
-    gw = await start_access_gateway(
-        tmp_path, upstream.url, upstream.keys()[0], {"allowed_hosts": ["127.0.0.1"]}
-    )
-    try:
-        async with aiohttp.ClientSession() as http:
-            async with http.get(gw.admin_url + "/healthz") as resp:
-                assert resp.status == 200
-            async with http.get(gw.admin_url + "/healthz", headers={"Host": "evil.test"}) as resp:
-                assert resp.status == 400
-                assert (await resp.json())["error"]["code"] == "HostNotAllowed"
-    finally:
-        await gw.stop()
+    async with (
+        running_gateway(tmp_path, emulator, access={"allowed_hosts": ["127.0.0.1"]}) as gw,
+        aiohttp.ClientSession() as http,
+    ):
+        async with http.get(gw.admin_url + "/healthz") as resp:
+            assert resp.status == 200
+        async with http.get(gw.admin_url + "/healthz", headers={"Host": "evil.test"}) as resp:
+            assert resp.status == 400
+            assert (await resp.json())["error"]["code"] == "HostNotAllowed"
 
 
 # -- a hostile caller of the admin plane ------------------------------------------------------

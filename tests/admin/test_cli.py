@@ -13,9 +13,9 @@ from keyguard.cli.main import cli
 from keyguard.config import load_settings
 from keyguard.events import AdminAction
 from keyguard.keys.admin_tokens import parse_token
-from keyguard.vault.master import create_master_key_file
 from keyguard.wiring.access import open_admin_service
 from keyguard.wiring.runtime import runtime
+from tests.support.settings import keyguard_config, upstream, write_config
 
 ENV = {"KEYGUARD_MASTER_KEY": None}
 POLICY = """
@@ -29,16 +29,18 @@ bindings:
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    create_master_key_file(tmp_path / "master.key")
-    (tmp_path / "policy.yaml").write_text(POLICY)
-    path = tmp_path / "keyguard.yaml"
-    path.write_text(
-        "store: sqlite:///state/keyguard.db\nmaster_key_file: master.key\n"
-        "upstreams:\n  - name: e\n    endpoint: https://x.openai.azure.com\n"
-        "    credential: {vault: upstream/e}\n    deployments: [gpt-4o-mini, gpt-4o]\n"
-        "access:\n  policy: {file: policy.yaml, managed: true}\n"
+    """A config file with relative paths, one upstream and a managed policy from a file."""
+    mapping = keyguard_config(
+        tmp_path,
+        store="sqlite:///state/keyguard.db",
+        master_key_file="master.key",
+        upstreams=[
+            upstream("https://x.openai.azure.com", name="e", deployments=["gpt-4o-mini", "gpt-4o"])
+        ],
+        access={"policy": {"managed": True}},
+        policy=POLICY,
     )
-    return path
+    return write_config(tmp_path, mapping)
 
 
 def invoke(config: Path, *args: str) -> Result:

@@ -33,8 +33,7 @@ from keyguard.server import Gateway
 from keyguard.store import open_store
 from keyguard.vault.master import create_master_key_file
 from keyguard.wiring.runtime import open_runtime
-
-from .monitored import monitored_settings, write_config
+from tests.support.settings import keyguard_settings, upstream, write_config
 
 ATTACKER = Signer(Ed25519PrivateKey.generate())
 
@@ -48,7 +47,7 @@ class AuditedGateway:
 
     @property
     def settings(self) -> Settings:
-        base = monitored_settings(self.tmp, self.emulator.url).model_dump(
+        base = keyguard_settings(self.tmp, upstreams=[upstream(self.emulator.url)]).model_dump(
             mode="json", exclude_defaults=True
         )
         base["store"] = self.store_url

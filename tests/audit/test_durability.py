@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -25,35 +24,29 @@ from pathlib import Path
 import aiohttp
 import orjson
 import pytest
-import yaml
 
+from keyguard.config import load_settings
 from keyguard.emulator.server import RunningEmulator
-from keyguard.vault.master import create_master_key_file
 from keyguard.wiring.runtime import open_runtime
-
-from .monitored import monitored_settings
+from tests.support.gateway import store_secrets
+from tests.support.settings import free_port, keyguard_config, upstream, write_config
 
 pytestmark = pytest.mark.slow
 CHAT = "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def _start(tmp: Path, emulator: RunningEmulator) -> tuple[subprocess.Popen[bytes], str, str]:
-    create_master_key_file(tmp / "master.key")
-    settings = monitored_settings(tmp, emulator.url)
-    data = settings.model_dump(mode="json", exclude_defaults=True)
-    proxy, admin = _free_port(), _free_port()
-    data["listen"] = {"proxy": f"127.0.0.1:{proxy}", "admin": f"127.0.0.1:{admin}"}
-    data["proxy"] = {"access_log": False}
-    (tmp / "keyguard.yaml").write_text(yaml.safe_dump(data))
+    proxy, admin = free_port(), free_port()
+    config = keyguard_config(
+        tmp,
+        upstreams=[upstream(emulator.url)],
+        listen={"proxy": f"127.0.0.1:{proxy}", "admin": f"127.0.0.1:{admin}"},
+        proxy={"access_log": False},
+    )
+    settings = load_settings(write_config(tmp, config))  # what ``keyguard serve`` reads
+    await store_secrets(settings, {"upstream/emulator": emulator.keys()[0]})
     rt = await open_runtime(settings, {})
     try:
-        await rt.vault.put("upstream/emulator", emulator.keys()[0])
         _, key = await rt.keys.create("durable", now=datetime.now(UTC))
     finally:
         await rt.close()

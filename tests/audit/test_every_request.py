@@ -20,13 +20,12 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from integration.conftest import GatewayHarness
 from keyguard.cli.main import cli
 from keyguard.emulator import EmulatorConfig, start_emulator
 from keyguard.emulator.server import RunningEmulator
 from keyguard.events import Event, SecurityEvent
-
-from .monitored import monitored_gateway, monitored_settings, write_config
+from tests.integration.harness import GatewayHarness, harnessed
+from tests.support.settings import keyguard_settings, upstream, write_config
 
 CHAT = "/openai/deployments/{}/chat/completions?api-version=2024-10-21"
 HI = [{"role": "user", "content": "hello"}]
@@ -44,7 +43,7 @@ async def test_numbers_beyond_64_bits_are_recorded_and_detected(
     """``"seed": 1e20`` once made the audit record unwritable: the request went unrecorded,
     the detectors never saw it, and probes made that way opened no incident."""
     events: list[Event] = []
-    async with monitored_gateway(tmp_path, emulator) as gw:
+    async with harnessed(tmp_path, emulator) as gw:
         gw.runtime.events.subscribe(events.append)
         _, key = await gw.new_key("prober")
         ids = []
@@ -127,7 +126,7 @@ class Background:
         self.stop = asyncio.Event()
         emulator = await start_emulator(EmulatorConfig())
         try:
-            async with monitored_gateway(self.tmp, emulator) as gw:
+            async with harnessed(self.tmp, emulator) as gw:
                 self.ready.set_result(gw)
                 await self.stop.wait()
         finally:
@@ -187,6 +186,8 @@ def test_records_equal_requests_and_the_chain_verifies(
     assert monitoring.recorder.errors == 0
     recorded = [r["request_id"] for r in audit_rows(tmp_path / "keyguard.db")]
     assert sorted(recorded) == sorted(sent)  # exactly one record per request
-    config = write_config(tmp_path, monitored_settings(tmp_path, gw.emulator.url))
+    config = write_config(
+        tmp_path, keyguard_settings(tmp_path, upstreams=[upstream(gw.emulator.url)])
+    )
     result = CliRunner().invoke(cli, ["audit", "verify", "-c", str(config)])
     assert result.exit_code == 0 and "ok" in result.output, result.output

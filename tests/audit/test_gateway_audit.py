@@ -12,14 +12,16 @@ from typing import Any
 import aiohttp
 import orjson
 from click.testing import CliRunner, Result
+from openai.types.chat import ChatCompletionMessageParam
 
 from keyguard.cli.main import cli
 from keyguard.emulator.server import RunningEmulator
 from keyguard.events import AdminAction
+from tests.support.emulators import CHAT_PATH
+from tests.support.gateway import azure_client, new_key, running_gateway, runtime
+from tests.support.settings import write_config
 
-from .monitored import monitored_gateway, monitored_settings, write_config
-
-HI = [{"role": "user", "content": "hello"}]
+HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello"}]
 
 
 async def invoke(*args: str) -> Result:
@@ -34,9 +36,11 @@ def rows(db: Path) -> list[tuple[Any, ...]]:
 async def test_requests_and_admin_actions_are_audited_and_verify(
     tmp_path: Path, emulator: RunningEmulator
 ) -> None:
-    async with monitored_gateway(tmp_path, emulator) as gw:
-        key_id, key = await gw.new_key("audited-app")
-        async with gw.azure(key, default_headers={"User-Agent": "audit-test/1.0"}) as client:
+    async with running_gateway(tmp_path, emulator) as gw:
+        key_id, key = await new_key(gw, "audited-app")
+        async with azure_client(
+            gw, key, default_headers={"User-Agent": "audit-test/1.0"}
+        ) as client:
             await client.chat.completions.create(model="gpt-4o", messages=HI, max_tokens=5)
             stream = await client.chat.completions.create(
                 model="gpt-4o-mini", messages=HI, stream=True
@@ -46,18 +50,18 @@ async def test_requests_and_admin_actions_are_audited_and_verify(
         async with aiohttp.ClientSession() as http:
             bad = key[:-1] + ("0" if key[-1] != "0" else "1")
             async with http.post(
-                gw.url + "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21",
+                gw.proxy_url + CHAT_PATH,
                 headers={"api-key": bad},
                 json={"messages": HI},
             ) as resp:
                 assert resp.status == 401
-        gw.runtime.events.emit(
+        runtime(gw).events.emit(
             AdminAction(datetime.now(UTC), "cli:tester", "keys.revoke", f"key:{key_id}")
         )
-        monitoring = gw.gateway.monitoring
+        monitoring = gw.monitoring
         assert monitoring is not None
         await monitoring.recorder.drain()
-        secrets = [key, *gw.secrets]
+        secrets = [key, *emulator.keys()]
     db = tmp_path / "keyguard.db"
     found = rows(db)
     requests = [orjson.loads(d) for _, kind, d in found if kind == "request"]
@@ -79,7 +83,7 @@ async def test_requests_and_admin_actions_are_audited_and_verify(
         assert secret not in blob and secret[16:48] not in blob
     assert "hello" not in blob  # prompts are not recorded by default
 
-    config = write_config(tmp_path, monitored_settings(tmp_path, emulator.url))
+    config = write_config(tmp_path, gw.settings)
     result = await invoke("audit", "verify", "-c", str(config))
     assert result.exit_code == 0, result.output
     assert "ok: the chain is intact" in result.output and f"sealed up to seq {len(found)}" in (
@@ -110,15 +114,15 @@ async def test_prompts_recorded_only_when_enabled_and_redacted(
     tmp_path: Path, emulator: RunningEmulator
 ) -> None:
     monitor = {"audit": {"record_content": True}}
-    async with monitored_gateway(tmp_path, emulator, monitor) as gw:
-        _, key = await gw.new_key("chatty")
-        _, leaked = await gw.new_key("other")
-        async with gw.azure(key) as client:
+    async with running_gateway(tmp_path, emulator, monitor=monitor) as gw:
+        _, key = await new_key(gw, "chatty")
+        _, leaked = await new_key(gw, "other")
+        async with azure_client(gw, key) as client:
             await client.chat.completions.create(
                 model="gpt-4o", messages=[{"role": "user", "content": f"my key is {leaked}"}]
             )
-        assert gw.gateway.monitoring is not None
-        await gw.gateway.monitoring.recorder.drain()
+        assert gw.monitoring is not None
+        await gw.monitoring.recorder.drain()
     data = [orjson.loads(d) for _, kind, d in rows(tmp_path / "keyguard.db") if kind == "request"]
     content = data[0]["content"]
     assert "my key is [REDACTED:keyguard_key]" in content["prompt"]

@@ -5,6 +5,7 @@ says when it is full; nothing is lost without being counted."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -120,7 +121,7 @@ async def test_a_flood_of_bad_records_leaves_the_others_written(tmp_path: Path) 
             emit=events.append,
         )
         for i in range(300):
-            bad = UNWRITABLE[i % len(UNWRITABLE)] if i % 3 else {}
+            bad: dict[str, Any] = UNWRITABLE[i % len(UNWRITABLE)] if i % 3 else {}  # type: ignore[assignment]
             writer.append("request", {"request_id": f"r{i:04d}", "n": i, **bad}, at=NOW + i)
         assert await writer.flush() == 300
         await writer.close()

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -30,7 +29,6 @@ from keyguard.audit.sqlite_append import CHUNK, Busy, SqliteAppender, sqlite_fil
 from keyguard.audit.store import AuditStore, iso
 from keyguard.audit.verify import ChainVerifier
 from keyguard.audit.writer import AuditWriter
-from keyguard.store import open_store
 
 NOW = 1_800_000_000.0
 SIGNER = Signer(Ed25519PrivateKey.generate())
@@ -44,16 +42,6 @@ def seal(record: Record) -> Checkpoint:
 async def append(store: AuditStore, items: list[tuple[str, str, str]]) -> Appended:
     """Append after the store's head, as a writer that holds that head would."""
     return await store.append(items, Link(await store.head(), seal))
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[tuple[AsyncEngine, str]]:
-    path = str(tmp_path / "k.db")
-    store = await open_store(f"sqlite:///{path}")
-    try:
-        yield store.engine, path  # type: ignore[attr-defined]
-    finally:
-        await store.close()
 
 
 def _items(n: int, first: int = 0) -> list[tuple[str, str, str]]:
@@ -89,8 +77,8 @@ def test_only_sqlite_files_qualify() -> None:
     assert sqlite_file(make_url("postgresql+asyncpg://h/db")) is None
 
 
-async def test_direct_appends_chain_with_the_engine_path(db: tuple[AsyncEngine, str]) -> None:
-    engine, _ = db
+async def test_direct_appends_chain_with_the_engine_path(sqlite_engine: AsyncEngine) -> None:
+    engine = sqlite_engine
     direct, plain = AuditStore(engine, direct=True), AuditStore(engine)
     first = await append(direct, _items(CHUNK * 2 + 5))  # three transactions
     assert [cp.seq for cp in first.checkpoints] == [CHUNK, CHUNK * 2, CHUNK * 2 + 5]
@@ -104,8 +92,9 @@ async def test_direct_appends_chain_with_the_engine_path(db: tuple[AsyncEngine, 
     assert direct.fallbacks == 0
 
 
-async def test_an_unexpected_head_is_taken_only_when_sealed(db: tuple[AsyncEngine, str]) -> None:
-    engine, path = db
+async def test_an_unexpected_head_is_taken_only_when_sealed(sqlite_engine: AsyncEngine) -> None:
+    engine, path = sqlite_engine, sqlite_file(sqlite_engine.url)
+    assert path is not None
     store = AuditStore(engine, direct=True)
     mine = (await append(store, _items(2))).records[-1].position
     other = (await append(AuditStore(engine), _items(1, first=10))).records[-1].position
@@ -125,8 +114,9 @@ async def test_an_unexpected_head_is_taken_only_when_sealed(db: tuple[AsyncEngin
     store.close()
 
 
-async def test_a_held_lock_is_never_waited_for(db: tuple[AsyncEngine, str]) -> None:
-    engine, path = db
+async def test_a_held_lock_is_never_waited_for(sqlite_engine: AsyncEngine) -> None:
+    engine, path = sqlite_engine, sqlite_file(sqlite_engine.url)
+    assert path is not None
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     appender = SqliteAppender(path)
@@ -163,9 +153,9 @@ class _BusyAfter(AuditStore):
 
 
 async def test_writer_keeps_what_a_cut_short_append_did_not_write(
-    db: tuple[AsyncEngine, str],
+    sqlite_engine: AsyncEngine,
 ) -> None:
-    store = _BusyAfter(db[0], ok=3)
+    store = _BusyAfter(sqlite_engine, ok=3)
     writer = AuditWriter(store, AuditSettings(), signer=SIGNER)
     await writer.open()
     for i in range(10):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import io
 import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
@@ -27,19 +26,6 @@ from keyguard.respond.incidents import IncidentBook
 from keyguard.store import open_store
 
 NOW = 1_800_000_000.0
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'k.db'}"
-    else:
-        url = request.getfixturevalue("postgres_database")
-    store = await open_store(url)
-    try:
-        yield store.engine  # type: ignore[attr-defined]
-    finally:
-        await store.close()
 
 
 SIGNER = Signer(Ed25519PrivateKey.generate())

@@ -20,13 +20,13 @@ import openai
 import orjson
 import pytest
 
-from integration.conftest import GatewayHarness
 from keyguard.audit.writer import AuditWriter
 from keyguard.emulator.server import RunningEmulator
 from keyguard.metrics.registry import GatewayMetrics
 from keyguard.monitor.pipeline import Monitor
+from tests.integration.harness import GatewayHarness, harnessed
+from tests.support.settings import keyguard_settings, upstream, write_config
 
-from .monitored import monitored_gateway, monitored_settings, write_config
 from .test_gateway_audit import HI, invoke, rows
 
 
@@ -56,7 +56,7 @@ def of_kind(tmp: Path, kind: str) -> list[dict[str, Any]]:
 async def test_a_flood_of_unwritable_values_leaves_other_apps_audited(
     tmp_path: Path, emulator: RunningEmulator
 ) -> None:
-    async with monitored_gateway(tmp_path, emulator) as gw:
+    async with harnessed(tmp_path, emulator) as gw:
         prober_id, prober = await gw.new_key("prober")
         victim_id, victim = await gw.new_key("victim")
         async with gw.azure(prober) as bad, gw.azure(victim) as good:
@@ -78,14 +78,14 @@ async def test_a_flood_of_unwritable_values_leaves_other_apps_audited(
     assert len(victims) == 20 and all(r["status"] == 200 and r["app"] == "victim" for r in victims)
     probes = [r for r in requests if r.get("key_id") != victim_id]
     assert all(r.get("key_id") == prober_id or "unrecordable" in r for r in probes)
-    config = write_config(tmp_path, monitored_settings(tmp_path, emulator.url))
+    config = write_config(tmp_path, keyguard_settings(tmp_path, upstreams=[upstream(emulator.url)]))
     assert (await invoke("audit", "verify", "-c", str(config))).exit_code == 0
 
 
 async def test_a_full_audit_queue_refuses_requests_with_503(
     tmp_path: Path, emulator: RunningEmulator
 ) -> None:
-    async with monitored_gateway(tmp_path, emulator, {"audit": {"max_queue": 1000}}) as gw:
+    async with harnessed(tmp_path, emulator, monitor={"audit": {"max_queue": 1000}}) as gw:
         _, key = await gw.new_key("app")
         recorder, audit, metrics = parts(gw)
         async with gw.azure(key) as client:
@@ -118,7 +118,7 @@ async def test_serving_unaudited_is_counted_and_raised(
     tmp_path: Path, emulator: RunningEmulator
 ) -> None:
     monitor = {"audit": {"max_queue": 1000, "on_full": "serve_unaudited"}}
-    async with monitored_gateway(tmp_path, emulator, monitor) as gw:
+    async with harnessed(tmp_path, emulator, monitor=monitor) as gw:
         _, key = await gw.new_key("app")
         recorder, audit, metrics = parts(gw)
         async with gw.azure(key) as client:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +14,15 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.identity.aio import ManagedIdentityCredential
 from azure.keyvault.secrets.aio import SecretClient
-from credentials_helpers import MESSAGES, LogCapture, client, gateway_config, start_gateway
 
 from keyguard.emulator import issue_token
 from keyguard.upstream.azure_credentials import KeyVaultProvider
+from tests.support.emulators import AzureEmulator
+from tests.support.gateway import azure_client, new_key, running_gateway
+from tests.support.logs import LogCapture
+from tests.support.settings import CHAT_DEPLOYMENTS, upstream
+
+MESSAGES: Any = [{"role": "user", "content": "Hello, world!"}]
 
 
 def _client(emulator: Any, credential: Any) -> SecretClient:
@@ -30,7 +34,9 @@ def _client(emulator: Any, credential: Any) -> SecretClient:
     )
 
 
-async def test_the_sdk_round_trip_with_challenge_auth_and_versions(azure_emulator: Any) -> None:
+async def test_the_sdk_round_trip_with_challenge_auth_and_versions(
+    azure_emulator: AzureEmulator,
+) -> None:
     async with (
         ManagedIdentityCredential(connection_verify=azure_emulator.ca_file) as credential,
         _client(azure_emulator, credential) as kv,
@@ -49,7 +55,9 @@ async def test_the_sdk_round_trip_with_challenge_auth_and_versions(azure_emulato
             await kv.get_secret("missing")
 
 
-async def test_requests_without_a_vault_token_get_the_challenge(azure_emulator: Any) -> None:
+async def test_requests_without_a_vault_token_get_the_challenge(
+    azure_emulator: AzureEmulator,
+) -> None:
     context = ssl.create_default_context(cafile=azure_emulator.ca_file)
     url = azure_emulator.url + "/secrets/aoai-east?api-version=7.5"
     wrong = issue_token(azure_emulator.state, "https://cognitiveservices.azure.com")
@@ -79,7 +87,7 @@ async def test_requests_without_a_vault_token_get_the_challenge(azure_emulator: 
 
 
 async def test_a_new_secret_version_is_served_without_a_restart(
-    tmp_path: Path, azure_emulator: Any, logs: LogCapture
+    tmp_path: Path, azure_emulator: AzureEmulator, logs: LogCapture
 ) -> None:
     key1, key2 = azure_emulator.keys()
     async with (
@@ -87,34 +95,33 @@ async def test_a_new_secret_version_is_served_without_a_restart(
         _client(azure_emulator, credential) as kv,
     ):
         await kv.set_secret("aoai-east", key1)
-        upstream = {
-            "endpoint": azure_emulator.http_url,
-            "credential": {
-                "key_vault": {
-                    "vault_url": azure_emulator.url,
-                    "secret_name": "aoai-east",
-                    "identity": {"ca_file": azure_emulator.ca_file},
-                    "verify_challenge_resource": False,
-                }
-            },
+        source = {
+            "key_vault": {
+                "vault_url": azure_emulator.url,
+                "secret_name": "aoai-east",
+                "identity": {"ca_file": azure_emulator.ca_file},
+                "verify_challenge_resource": False,
+            }
         }
-        config = gateway_config(tmp_path, upstream, rotation={"credential_refresh_s": 0.2})
-        gateway = await start_gateway(config)
-        try:
+        async with running_gateway(
+            tmp_path,
+            upstreams=[
+                upstream(azure_emulator.http_url, credential=source, deployments=CHAT_DEPLOYMENTS)
+            ],
+            rotation={"credential_refresh_s": 0.2},
+        ) as gateway:
             provider = gateway.pool.upstreams[0].provider  # type: ignore[union-attr]
             assert isinstance(provider, KeyVaultProvider)
             switched = asyncio.Event()
             provider.on_change(switched.set)
-            _, key = await gateway.runtime.keys.create("app", now=datetime.now(UTC))  # type: ignore[union-attr]
-            async with client(gateway, key) as api:
+            _, key = await new_key(gateway)
+            async with azure_client(gateway, key) as api:
                 await api.chat.completions.create(model="gpt-4o", messages=MESSAGES)
                 second = await kv.set_secret("aoai-east", key2)
                 await asyncio.wait_for(switched.wait(), 30)
                 assert provider.version == second.properties.version
                 azure_emulator.state.regenerate("key1")  # the old key dies at Azure
                 await api.chat.completions.create(model="gpt-4o", messages=MESSAGES)
-        finally:
-            await gateway.stop()
     usage = azure_emulator.state.usage_view()["credentials"]
     assert (usage["key1"]["requests"], usage["key2"]["requests"]) == (1, 1)
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("keyguard.db*"))

@@ -6,26 +6,37 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import yaml
-from credentials_helpers import MESSAGES, LogCapture, client, gateway_config, start_gateway
 
 from keyguard.emulator import EmulatorConfig
 from keyguard.errors import ConfigurationError
 from keyguard.upstream.azure_credentials import ManagedIdentityProvider
 from keyguard.upstream.settings import ManagedIdentityRef
+from tests.support.emulators import AzureEmulator
+from tests.support.gateway import azure_client, new_key, running_gateway, runtime
+from tests.support.logs import LogCapture
+from tests.support.settings import CHAT_DEPLOYMENTS, upstream
+
+MESSAGES: Any = [{"role": "user", "content": "Hello, world!"}]
+
+# Tokens that live four seconds: the gateway must refresh them while the tests run.
+pytestmark = pytest.mark.parametrize(
+    "emulator_config", [EmulatorConfig(token_lifetime=4)], ids=["4s-tokens"]
+)
 
 
-def _mi(emulator: Any) -> dict[str, Any]:
-    return {
-        "endpoint": emulator.http_url,
-        "credential": {"managed_identity": {"ca_file": emulator.ca_file}},
-    }
+def _mi(emulator: AzureEmulator) -> dict[str, Any]:
+    """The emulator as an upstream reached with a managed identity's Entra tokens."""
+    return upstream(
+        emulator.http_url,
+        credential={"managed_identity": {"ca_file": emulator.ca_file}},
+        deployments=CHAT_DEPLOYMENTS,
+    )
 
 
 def _provider(gateway: Any) -> ManagedIdentityProvider:
@@ -34,13 +45,13 @@ def _provider(gateway: Any) -> ManagedIdentityProvider:
     return provider
 
 
-async def test_no_key_anywhere(tmp_path: Path, azure_emulator: Any, logs: LogCapture) -> None:
-    config = gateway_config(tmp_path, _mi(azure_emulator))
-    gateway = await start_gateway(config)
-    try:
-        _, key = await gateway.runtime.keys.create("app", now=datetime.now(UTC))  # type: ignore[union-attr]
+async def test_no_key_anywhere(
+    tmp_path: Path, azure_emulator: AzureEmulator, logs: LogCapture
+) -> None:
+    async with running_gateway(tmp_path, upstreams=[_mi(azure_emulator)]) as gateway:
+        _, key = await new_key(gateway)
         token = _provider(gateway).auth_headers()["Authorization"].removeprefix("Bearer ")
-        async with client(gateway, key) as api:
+        async with azure_client(gateway, key) as api:
             answer = await api.chat.completions.create(model="gpt-4o", messages=MESSAGES)
             assert answer.usage is not None
             stream = await api.chat.completions.create(
@@ -48,38 +59,34 @@ async def test_no_key_anywhere(tmp_path: Path, azure_emulator: Any, logs: LogCap
             )
             chunks = [c async for c in stream]
             assert chunks
-        secrets = await gateway.runtime.vault.list()  # type: ignore[union-attr]
-    finally:
-        await gateway.stop()
+        secrets = await runtime(gateway).vault.list()
     usage = azure_emulator.state.usage_view()["credentials"]
     assert usage["entra"]["requests"] == 2 and set(usage) == {"entra"}
     assert all(s.name.startswith("keyguard/") for s in secrets)  # only Keyguard's own
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("keyguard.db*"))
-    text = "\n".join(logs.lines) + yaml.safe_dump(config)
+    config = yaml.safe_dump(gateway.settings.model_dump(mode="json"))
+    text = "\n".join(logs.lines) + config
     for secret in (*azure_emulator.keys(), token):
         assert secret.encode() not in stored
         assert secret not in text
 
 
-@pytest.fixture
-def azure_emulator_config() -> EmulatorConfig:
-    return EmulatorConfig(token_lifetime=4)
-
-
+@pytest.mark.slow
 async def test_tokens_are_refreshed_ahead_of_expiry_under_load(
-    tmp_path: Path, azure_emulator: Any
+    tmp_path: Path, azure_emulator: AzureEmulator
 ) -> None:
-    gateway = await start_gateway(gateway_config(tmp_path, _mi(azure_emulator)))
+    """Ten seconds of load against tokens that live four: the gateway takes a new token ahead
+    of each expiry and no request fails."""
     failures: list[str] = []
     done = [0]
-    try:
-        _, key = await gateway.runtime.keys.create("app", now=datetime.now(UTC))  # type: ignore[union-attr]
+    async with running_gateway(tmp_path, upstreams=[_mi(azure_emulator)]) as gateway:
+        _, key = await new_key(gateway)
         provider = _provider(gateway)
         first = provider.refreshes
         deadline = time.monotonic() + 10  # two and a half token lifetimes
 
         async def worker(stream: bool) -> None:
-            async with client(gateway, key) as api:
+            async with azure_client(gateway, key) as api:
                 for _ in range(2000):  # bounded; ends at the deadline
                     if time.monotonic() >= deadline:
                         return
@@ -97,8 +104,6 @@ async def test_tokens_are_refreshed_ahead_of_expiry_under_load(
 
         await asyncio.gather(*(worker(stream=i % 2 == 0) for i in range(4)))
         refreshed = provider.refreshes - first
-    finally:
-        await gateway.stop()
     assert failures == []
     assert refreshed >= 3  # a new token roughly every half lifetime
     entra = azure_emulator.state.usage_view()["credentials"]["entra"]
@@ -107,9 +112,9 @@ async def test_tokens_are_refreshed_ahead_of_expiry_under_load(
 
 @pytest.mark.parametrize("kind", ["managed_identity", "default"])
 async def test_the_identity_kinds_get_tokens_the_upstream_accepts(
-    azure_emulator: Any, kind: str
+    azure_emulator: AzureEmulator, kind: str
 ) -> None:
-    ref = ManagedIdentityRef(type=kind, ca_file=azure_emulator.ca_file)  # type: ignore[arg-type]
+    ref = ManagedIdentityRef(type=kind, ca_file=azure_emulator.ca_file)
     provider = ManagedIdentityProvider.from_ref(ref)
     await provider.start()
     try:
@@ -132,7 +137,7 @@ async def test_the_identity_kinds_get_tokens_the_upstream_accepts(
 
 
 async def test_no_token_stops_the_start(
-    azure_emulator: Any, monkeypatch: pytest.MonkeyPatch
+    azure_emulator: AzureEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("IDENTITY_HEADER", "wrong")
     provider = ManagedIdentityProvider.from_ref(ManagedIdentityRef(ca_file=azure_emulator.ca_file))

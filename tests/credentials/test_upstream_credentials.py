@@ -25,8 +25,8 @@ from keyguard.upstream.credentials import (
     provider_for,
 )
 from keyguard.upstream.settings import CredentialRef
-from keyguard.vault.master import create_master_key_file
 from keyguard.wiring.runtime import open_runtime
+from tests.support.settings import keyguard_settings
 
 KV = {"vault_url": "https://kv-east.vault.azure.net", "secret_name": "aoai-east"}
 
@@ -147,11 +147,7 @@ def test_token_refresh_schedule() -> None:
 async def test_vault_provider_follows_new_versions_and_keeps_the_last_good(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    create_master_key_file(tmp_path / "master.key")
-    settings = settings_from_mapping(
-        {"store": f"sqlite:///{tmp_path / 'k.db'}", "master_key_file": str(tmp_path / "master.key")}
-    )
-    rt = await open_runtime(settings, {})
+    rt = await open_runtime(keyguard_settings(tmp_path), {})
     provider = VaultKeyProvider(rt.vault, "upstream/east", refresh_s=3600)
     changes: list[str | None] = []
     provider.on_change(lambda: changes.append(provider.version))

@@ -326,7 +326,7 @@ def test_dormant_key_used_again() -> None:
 
 
 def test_each_rule_can_be_switched_off() -> None:
-    off = DetectSettings(key_probe={"enabled": False})  # type: ignore[arg-type]
+    off = DetectSettings(key_probe={"enabled": False})
     assert Detector(off).observe(obs(NOW, max_tokens=1, empty_prompt=True)) == []
     assert (
         Detector(DetectSettings(enabled=False)).observe(obs(NOW, max_tokens=1, empty_prompt=True))

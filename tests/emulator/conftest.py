@@ -1,56 +1,26 @@
-"""Fixtures for the emulator's tests: a running emulator on loopback and official SDK clients.
-
-``emulator_config`` can be overridden per test with ``pytest.mark.parametrize``; ``clock`` is a
-settable clock the emulator reads (tests move time with ``clock.advance``, never by sleeping).
+"""Fixtures for the emulator's tests: official SDK clients of the shared ``emulator`` fixture
+(tests/support/fixtures.py; its ``emulator_config`` is overridden per test with
+``pytest.mark.parametrize``), and an emulator reading a settable clock: ``clocked`` reads the
+shared ``clock``, which tests move with ``clock.advance``, never by sleeping.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import aiohttp
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from keyguard.emulator import EmulatorConfig, RunningEmulator, start_emulator
+from tests.support.clock import FakeClock
+from tests.support.emulators import API_VERSION
 
-API_VERSION = "2024-10-21"
-CHAT_PATH = "/openai/deployments/gpt-4o/chat/completions?api-version=" + API_VERSION
-MESSAGES = [
+MESSAGES: list[ChatCompletionMessageParam] = [
     {"role": "system", "content": "Be brief."},
     {"role": "user", "content": "Hello, world!"},
 ]
-
-
-@dataclass
-class FakeClock:
-    now: float = 1_800_000_000.0  # on a minute boundary (divisible by 60)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def emulator_config() -> EmulatorConfig:
-    return EmulatorConfig()
-
-
-@pytest.fixture
-async def emulator(emulator_config: EmulatorConfig) -> AsyncIterator[RunningEmulator]:
-    running = await start_emulator(emulator_config)
-    try:
-        yield running
-    finally:
-        await running.stop()
 
 
 @pytest.fixture

@@ -10,15 +10,16 @@ import orjson
 import pytest
 
 from keyguard.emulator import EmulatorConfig, RunningEmulator, count_tokens
+from tests.support.emulators import CHAT_PATH
 
-from .conftest import CHAT_PATH, MESSAGES
+from .conftest import MESSAGES
 
 # 3 per message + content tokens ("Be brief." = 3, "Hello, world!" = 4) + 3 priming
 EXPECTED_PROMPT_TOKENS = 3 + 3 + 3 + 4 + 3
 
 
 async def test_chat_non_streaming(azure: openai.AsyncAzureOpenAI) -> None:
-    answer = await azure.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    answer = await azure.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert answer.object == "chat.completion"
     assert answer.model == "gpt-4o-2024-11-20"
     assert answer.id.startswith("chatcmpl-")
@@ -43,19 +44,19 @@ async def test_chat_non_streaming(azure: openai.AsyncAzureOpenAI) -> None:
 async def test_chat_is_deterministic_and_respects_max_tokens(
     azure: openai.AsyncAzureOpenAI,
 ) -> None:
-    first = await azure.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
-    second = await azure.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
+    first = await azure.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    second = await azure.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert first.choices[0].message.content == second.choices[0].message.content
     short = await azure.chat.completions.create(
         model="gpt-4o",
-        messages=MESSAGES,  # type: ignore[arg-type]
+        messages=MESSAGES,
         max_tokens=5,
     )
     assert short.usage is not None and short.usage.completion_tokens == 5
     assert short.choices[0].finish_reason == "length"
     newer = await azure.chat.completions.create(
         model="gpt-4o",
-        messages=MESSAGES,  # type: ignore[arg-type]
+        messages=MESSAGES,
         max_completion_tokens=7,
         n=2,
     )
@@ -66,7 +67,7 @@ async def test_chat_is_deterministic_and_respects_max_tokens(
 async def _stream_chunks(client: openai.AsyncAzureOpenAI, **options: Any) -> list[dict[str, Any]]:
     stream = await client.chat.completions.create(
         model="gpt-4o",
-        messages=MESSAGES,  # type: ignore[arg-type]
+        messages=MESSAGES,
         stream=True,
         **options,
     )
@@ -76,7 +77,7 @@ async def _stream_chunks(client: openai.AsyncAzureOpenAI, **options: Any) -> lis
 async def test_chat_streaming_with_usage_matches_non_streaming(
     azure: openai.AsyncAzureOpenAI,
 ) -> None:
-    plain = await azure.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    plain = await azure.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     chunks = await _stream_chunks(azure, stream_options={"include_usage": True})
     first, role, *content, final, usage_chunk = chunks
     assert first["choices"] == [] and first["prompt_filter_results"]
@@ -204,7 +205,7 @@ async def test_responses_streaming(v1: openai.AsyncOpenAI) -> None:
 
 
 async def test_v1_chat_and_models(v1: openai.AsyncOpenAI) -> None:
-    answer = await v1.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    answer = await v1.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert answer.usage is not None and answer.usage.prompt_tokens == EXPECTED_PROMPT_TOKENS
     models = [m.id async for m in v1.models.list()]
     assert "gpt-4o-2024-11-20" in models and "text-embedding-3-small" in models
@@ -217,7 +218,7 @@ async def test_chat_validation_errors(azure: openai.AsyncAzureOpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as bad_max:
         await azure.chat.completions.create(
             model="gpt-4o",
-            messages=MESSAGES,  # type: ignore[arg-type]
+            messages=MESSAGES,
             max_tokens=0,
         )
     assert bad_max.value.param == "max_tokens"

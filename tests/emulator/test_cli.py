@@ -9,7 +9,9 @@ from pathlib import Path
 
 import aiohttp
 
-from .conftest import CHAT_PATH, MESSAGES
+from tests.support.emulators import CHAT_PATH
+
+from .conftest import MESSAGES
 
 SCRIPT = (
     "import sys; from keyguard.emulator import run_emulator_cli; "

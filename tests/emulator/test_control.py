@@ -10,8 +10,10 @@ import openai
 import pytest
 
 from keyguard.emulator import CONTROL_HEADER, RunningEmulator
+from tests.support.clock import FakeClock
+from tests.support.emulators import CHAT_PATH
 
-from .conftest import CHAT_PATH, MESSAGES, FakeClock
+from .conftest import MESSAGES
 
 
 async def _control(
@@ -113,7 +115,7 @@ async def test_fault_429_for_the_next_requests(
     assert (await _chat(http, emulator)).status == 200
     await _control(http, emulator, "POST", "/_emulator/faults", {"status": 500})
     with pytest.raises(openai.InternalServerError):
-        await azure.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+        await azure.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     _, usage = await _control(http, emulator, "GET", "/_emulator/usage")
     assert usage["deployments"]["gpt-4o"]["failed"] == 3
     assert usage["deployments"]["gpt-4o"]["requests"] == 1
@@ -194,4 +196,4 @@ async def test_drop_before_response(
         await _control(http, emulator, "POST", "/_emulator/faults", {"drop": "before_response"})
         with pytest.raises(aiohttp.ClientError):
             await _chat(http, emulator)
-    await azure.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+    await azure.chat.completions.create(model="gpt-4o", messages=MESSAGES)

@@ -10,8 +10,9 @@ import openai
 import pytest
 
 from keyguard.emulator import EmulatorConfig, RunningEmulator
+from tests.support.emulators import API_VERSION, CHAT_PATH
 
-from .conftest import API_VERSION, CHAT_PATH, MESSAGES
+from .conftest import MESSAGES
 
 INVALID_KEY = {
     "error": {
@@ -53,7 +54,7 @@ async def test_wrong_key_through_the_sdk(emulator: RunningEmulator) -> None:
     )
     async with client:
         with pytest.raises(openai.AuthenticationError) as caught:
-            await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+            await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert caught.value.status_code == 401
     assert caught.value.body == INVALID_KEY["error"]
 

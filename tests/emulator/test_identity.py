@@ -11,8 +11,10 @@ import pytest
 from azure.identity.aio import ManagedIdentityCredential, get_bearer_token_provider
 
 from keyguard.emulator import EmulatorConfig, RunningEmulator, issue_token
+from tests.support.clock import FakeClock
+from tests.support.emulators import API_VERSION, CHAT_PATH
 
-from .conftest import API_VERSION, CHAT_PATH, MESSAGES, FakeClock
+from .conftest import MESSAGES
 
 DATA_SCOPE = "https://cognitiveservices.azure.com/.default"
 
@@ -42,7 +44,7 @@ async def test_azure_identity_app_service_credential_drives_the_data_plane(
             max_retries=0,
         )
         async with client:
-            answer = await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+            answer = await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
             assert answer.usage is not None
             token = await credential.get_token(DATA_SCOPE)
     claims = jwt.decode(token.token, options={"verify_signature": False})

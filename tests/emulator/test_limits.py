@@ -10,8 +10,8 @@ import pytest
 
 from keyguard.emulator import DeploymentSpec, EmulatorConfig, RunningEmulator
 from keyguard.emulator.ratelimit import UNLIMITED, Limits, Windows, decide, estimate_cost
-
-from .conftest import API_VERSION, CHAT_PATH, FakeClock
+from tests.support.clock import FakeClock
+from tests.support.emulators import API_VERSION, CHAT_PATH
 
 T0 = 1_800_000_000.0  # a minute boundary
 
@@ -117,11 +117,11 @@ async def test_rpm_429_through_the_sdk(clocked: RunningEmulator, clock: FakeCloc
         base_url=clocked.url + "/openai/v1/", api_key=clocked.keys()[0], max_retries=0
     )
     async with client:
-        await client.chat.completions.create(model="slow", messages=BODY["messages"])  # type: ignore[arg-type]
+        await client.chat.completions.create(model="slow", messages=BODY["messages"])  # type: ignore[call-overload]
         with pytest.raises(openai.RateLimitError) as caught:
-            await client.chat.completions.create(model="slow", messages=BODY["messages"])  # type: ignore[arg-type]
+            await client.chat.completions.create(model="slow", messages=BODY["messages"])  # type: ignore[call-overload]
         assert "exceeded call rate limit" in caught.value.message
         assert "API version v1" in caught.value.message
         assert caught.value.response.headers["x-ratelimit-reset-requests"] == "10"
         clock.advance(10)
-        await client.chat.completions.create(model="slow", messages=BODY["messages"])  # type: ignore[arg-type]
+        await client.chat.completions.create(model="slow", messages=BODY["messages"])  # type: ignore[call-overload]

@@ -8,8 +8,10 @@ import aiohttp
 import pytest
 
 from keyguard.emulator import EmulatorConfig, RunningEmulator, issue_token
+from tests.support.clock import FakeClock
+from tests.support.emulators import CHAT_PATH
 
-from .conftest import CHAT_PATH, MESSAGES, FakeClock
+from .conftest import MESSAGES
 
 ARM_VERSION = "2023-05-01"
 

@@ -10,8 +10,7 @@ import openai
 import pytest
 
 from keyguard.emulator import RunningEmulator
-
-from .conftest import API_VERSION
+from tests.support.emulators import API_VERSION
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -11,7 +11,7 @@ import pytest
 from keyguard.emulator import DeploymentSpec, EmulatorConfig, load_config
 from keyguard.emulator.auth import authenticate_data_plane, match_key
 from keyguard.emulator.errors import AzureError
-from keyguard.emulator.faults import parse_fault, take_fault
+from keyguard.emulator.faults import Fault, parse_fault, take_fault
 from keyguard.emulator.media import embedding_vector, encode_vector, png_image
 from keyguard.emulator.signing import TokenError, TokenSigner, access_token_claims
 from keyguard.emulator.tokens import (
@@ -92,7 +92,7 @@ def test_png_is_valid() -> None:
 def test_faults_count_and_duration() -> None:
     counted = parse_fault({"status": 500, "count": 2}, "a", now=0)
     timed = parse_fault({"status": 503, "duration_s": 10, "deployment": "x"}, "b", now=0)
-    faults = (counted, timed)
+    faults: tuple[Fault, ...] = (counted, timed)
     first, faults = take_fault(faults, "x", now=1)
     second, faults = take_fault(faults, "x", now=2)
     third, faults = take_fault(faults, "x", now=3)

@@ -14,8 +14,7 @@ from keyguard.emulator import EmulatorConfig, RunningEmulator
 from keyguard.emulator.chat import plan_chat, plan_completions
 from keyguard.emulator.errors import AzureError
 from keyguard.emulator.responses_api import plan_response
-
-from .conftest import API_VERSION
+from tests.support.emulators import API_VERSION
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),

@@ -5,6 +5,7 @@ and keys in every state. The suite drives it over real sockets with raw aiohttp 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,12 +17,13 @@ import pytest_asyncio
 from multidict import CIMultiDict
 from yarl import URL
 
-from identity.gateway import API_VERSION, start_access_gateway
-from identity.issuer import AUDIENCE, LocalIssuer, start_issuer
 from keyguard.azure_keys import generate_legacy_key
 from keyguard.emulator import EmulatorConfig, RunningEmulator, start_emulator
 from keyguard.events import Event
 from keyguard.server import Gateway
+from tests.support.emulators import API_VERSION
+from tests.support.gateway import running_gateway, runtime
+from tests.support.issuer import LocalIssuer, start_issuer
 
 APP_ID = "11111111-1111-1111-1111-111111111111"  # the local issuer's default appid
 AGENT_ID = "44444444-4444-4444-4444-444444444444"
@@ -120,32 +122,28 @@ def chat(deployment: str = "gpt-4o-mini") -> str:
 @pytest_asyncio.fixture(scope="package", loop_scope="package")
 async def hostile(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Hostile]:
     tmp: Path = tmp_path_factory.mktemp("hostile")
-    issuer = await start_issuer(tmp / "issuer-tls")
-    upstream = await start_emulator(EmulatorConfig())
-    access = {
-        "entra": {
-            "tenants": [issuer.tenant],
-            "audiences": [AUDIENCE],
-            "jwks_uri": issuer.jwks_uri,
-            "ca_file": str(issuer.ca_file),
-            "algorithms": ["RS256", "ES256"],
-        },
-        "trusted_proxies": ["127.0.0.2/32"],
-        "allowed_hosts": ["127.0.0.1", "127.0.0.2", "localhost"],
-    }
-    gateway = await start_access_gateway(
-        tmp,
-        upstream.url,
-        upstream.keys()[0],
-        access,
-        policy=POLICY,
-        # every hostile request comes from this one address: the stuffing rule would block it
-        # after twenty, and the suite checks each refusal on its own
-        monitor={"respond": {"automatic": False}},
-    )
-    harness = Hostile(gateway, issuer, upstream, secrets=list(upstream.keys()))
-    try:
-        rt: Any = gateway.runtime
+    async with AsyncExitStack() as stack:
+        issuer = await start_issuer(tmp / "issuer-tls")
+        stack.push_async_callback(issuer.stop)
+        upstream = await stack.enter_async_context(await start_emulator(EmulatorConfig()))
+        access = {
+            "entra": issuer.entra(algorithms=["RS256", "ES256"]),
+            "trusted_proxies": ["127.0.0.2/32"],
+            "allowed_hosts": ["127.0.0.1", "127.0.0.2", "localhost"],
+        }
+        gateway = await stack.enter_async_context(
+            running_gateway(
+                tmp,
+                upstream,
+                access=access,
+                policy=POLICY,
+                # every hostile request comes from this one address: the stuffing rule would
+                # block it after twenty, and the suite checks each refusal on its own
+                monitor={"respond": {"automatic": False}},
+            )
+        )
+        harness = Hostile(gateway, issuer, upstream, secrets=list(upstream.keys()))
+        rt = runtime(gateway)
         rt.events.subscribe(harness.events.append)
         now = datetime.now(UTC)
         for name, app in [
@@ -168,7 +166,3 @@ async def hostile(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Hos
         await gateway.access.managed_keys.refresh()  # type: ignore[union-attr]
         harness.secrets += list(harness.keys.values())
         yield harness
-    finally:
-        await gateway.stop()
-        await upstream.stop()
-        await issuer.stop()

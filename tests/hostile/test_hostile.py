@@ -168,9 +168,9 @@ CASES = [
         "key-right-id-wrong-secret",
         lambda h: h.send(
             chat(),
-            headers={"api-key": generate_key(parse_key(h.keys["valid"]).key_id).full},
+            headers={"api-key": generate_key(parse_key(h.keys["valid"]).key_id).full},  # type: ignore[union-attr]
             json=OK,
-        ),  # type: ignore[union-attr]
+        ),
         401,
         "unknown_key",
     ),
@@ -329,7 +329,7 @@ CASES = [
     *(
         Case(
             f"body-{name}",
-            lambda h, text=text: h.send(
+            lambda h, text=text: h.send(  # type: ignore[misc]
                 chat(), headers={**key(h), "Content-Type": "application/json"}, data=text
             ),
             400,

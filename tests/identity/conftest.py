@@ -1,58 +1,48 @@
-"""A running local OIDC issuer (HTTPS, real keys) and Entra settings that trust it."""
+"""A token validator trusting the shared local OIDC issuer (``issuer``), its JWKS cache reading
+the shared fake ``clock``."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from keyguard.emulator import EmulatorConfig, RunningEmulator, start_emulator
+from keyguard.emulator import RunningEmulator
+from keyguard.identity.jwks import JwksCache, ssl_context
 from keyguard.identity.settings import EntraSettings
-
-from .issuer import AUDIENCE, LocalIssuer, start_issuer
-
-
-@pytest.fixture
-async def issuer(tmp_path: Path) -> AsyncIterator[LocalIssuer]:
-    running = await start_issuer(tmp_path / "issuer-tls")
-    try:
-        yield running
-    finally:
-        await running.stop()
-
-
-def entra_settings(issuer: LocalIssuer, **overrides: Any) -> EntraSettings:
-    values: dict[str, Any] = {
-        "tenants": [issuer.tenant],
-        "audiences": [AUDIENCE],
-        "jwks_uri": issuer.jwks_uri,
-        "ca_file": str(issuer.ca_file),
-        "algorithms": ["RS256", "ES256"],
-        "clock_skew_s": 30,
-        "jwks_refresh_min_interval_s": 60,
-    }
-    values.update(overrides)
-    return EntraSettings(**values)
+from keyguard.identity.tokens import TokenValidator
+from tests.support.clock import FakeClock
+from tests.support.issuer import LocalIssuer
 
 
 @pytest.fixture
-async def upstream() -> AsyncIterator[RunningEmulator]:
-    """The Azure OpenAI emulator the gateway forwards to (plain HTTP on loopback)."""
-    running = await start_emulator(EmulatorConfig())
+async def validator(issuer: LocalIssuer, clock: FakeClock) -> AsyncIterator[TokenValidator]:
+    settings = EntraSettings(
+        **issuer.entra(
+            algorithms=["RS256", "ES256"], clock_skew_s=30, jwks_refresh_min_interval_s=60
+        )
+    )
+    cache = JwksCache(
+        settings.jwks_uri,
+        algorithms=settings.algorithms,
+        ssl=ssl_context(settings.ca_file),
+        min_refresh_interval=settings.jwks_refresh_min_interval_s,
+        clock=clock,
+    )
+    await cache.start()
     try:
-        yield running
+        yield TokenValidator(settings, cache.get)
     finally:
-        await running.stop()
+        await cache.close()
 
 
 @pytest.fixture
-async def idp(tmp_path: Path) -> AsyncIterator[RunningEmulator]:
-    """An emulator over HTTPS used as the identity provider: managed-identity token endpoint,
-    JWKS and OpenID configuration."""
-    running = await start_emulator(EmulatorConfig(), tls_dir=tmp_path / "idp-tls")
-    try:
-        yield running
-    finally:
-        await running.stop()
+def upstream(emulator: RunningEmulator) -> RunningEmulator:
+    """The emulator the gateway forwards to, in the Entra edge tests' words."""
+    return emulator
+
+
+@pytest.fixture
+def idp(tls_emulator: RunningEmulator) -> RunningEmulator:
+    """The emulator over HTTPS as the identity provider (token endpoint, issuer, JWKS)."""
+    return tls_emulator

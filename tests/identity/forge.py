@@ -24,9 +24,10 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from keyguard.emulator import RunningEmulator
 from keyguard.emulator.signing import TokenSigner
 from keyguard.server import Gateway
-
-from .gateway import API_VERSION, start_access_gateway
-from .issuer import b64url, entra_claims
+from tests.support.emulators import API_VERSION
+from tests.support.gateway import store_secrets
+from tests.support.issuer import b64url, entra_claims
+from tests.support.settings import keyguard_settings, upstream
 
 AUDIENCE = "api://keyguard-gateway"
 BOUND_CLIENT = "0b0b0b0b-0000-4000-8000-00000000b0bb"  # bound-app's client id in POLICY
@@ -87,6 +88,26 @@ class ServedSigner(TokenSigner):
             f"{head}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256()
         )
         return f"{head}.{body}.{b64url(signature)}"
+
+
+async def start_access_gateway(
+    tmp: Path,
+    upstream_url: str,
+    upstream_key: str,
+    access: dict[str, Any],
+    *,
+    policy: str | None = None,
+    monitor: dict[str, Any] | None = None,
+) -> Gateway:
+    """A started gateway (the caller stops it) with ``access`` and ``policy`` (YAML)."""
+    options: dict[str, Any] = {"access": access, "policy": policy}
+    if monitor is not None:
+        options["monitor"] = monitor
+    settings = keyguard_settings(tmp, upstreams=[upstream(upstream_url)], **options)
+    await store_secrets(settings, {"upstream/emulator": upstream_key})
+    gateway = Gateway(settings, {})
+    await gateway.start()
+    return gateway
 
 
 async def start_gateway(

@@ -11,8 +11,7 @@ from keyguard.identity.compact import (
     b64url_decode,
     parse_compact,
 )
-
-from .issuer import b64url
+from tests.support.issuer import b64url
 
 HEAD = b64url(b'{"alg":"RS256","kid":"k"}')
 BODY = b64url(b'{"exp":1}')

@@ -24,6 +24,7 @@ from keyguard.emulator import RunningEmulator
 from keyguard.events import Event, SecurityEvent
 from keyguard.identity.failures import REASONS
 from keyguard.server import Gateway
+from tests.support.emulators import API_VERSION
 
 from .forge import (
     ADMIN_GROUP,
@@ -38,7 +39,6 @@ from .forge import (
     install_signer,
     start_gateway,
 )
-from .gateway import API_VERSION
 
 
 def documented_reasons() -> set[str]:

@@ -9,8 +9,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from keyguard.identity.jwk import MAX_KEYS, read_key_set
-
-from .issuer import b64url
+from tests.support.issuer import b64url
 
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 GOOD: dict[str, Any] = {

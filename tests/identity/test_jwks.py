@@ -18,19 +18,11 @@ from keyguard.emulator.tls import ensure_certificates, server_ssl_context
 from keyguard.errors import UpstreamError
 from keyguard.identity.jwks import MAX_JWKS_BYTES, JwksCache, JwksError, ssl_context
 from keyguard.identity.settings import EntraSettings
-
-from .issuer import LocalIssuer
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
+from tests.support.issuer import LocalIssuer
 
 
-def cache_for(issuer: LocalIssuer, clock: Clock, **kw: float) -> JwksCache:
+def cache_for(issuer: LocalIssuer, clock: FakeClock, **kw: float) -> JwksCache:
     return JwksCache(
         issuer.jwks_uri,
         algorithms=["RS256", "ES256"],
@@ -41,7 +33,7 @@ def cache_for(issuer: LocalIssuer, clock: Clock, **kw: float) -> JwksCache:
 
 
 async def test_keys_for_allowed_algorithms_only(issuer: LocalIssuer) -> None:
-    cache = cache_for(issuer, Clock())
+    cache = cache_for(issuer, FakeClock())
     try:
         await cache.start()
         assert cache.kids == {"rsa-1", "ec-1"}  # never the symmetric "oct" key
@@ -59,7 +51,7 @@ async def test_keys_for_allowed_algorithms_only(issuer: LocalIssuer) -> None:
 
 
 async def test_a_flood_of_unknown_kids_costs_one_fetch_per_interval(issuer: LocalIssuer) -> None:
-    clock = Clock()
+    clock = FakeClock()
     cache = cache_for(issuer, clock, min_refresh_interval=30)
     try:
         await cache.start()
@@ -78,7 +70,7 @@ async def test_a_flood_of_unknown_kids_costs_one_fetch_per_interval(issuer: Loca
 
 
 async def test_issuer_down_then_back(issuer: LocalIssuer) -> None:
-    clock = Clock()
+    clock = FakeClock()
     issuer.fail = True
     cache = cache_for(issuer, clock, min_refresh_interval=10)
     try:
@@ -100,7 +92,7 @@ async def test_issuer_down_then_back(issuer: LocalIssuer) -> None:
 
 
 async def test_old_keys_are_refreshed_in_the_background(issuer: LocalIssuer) -> None:
-    clock = Clock()
+    clock = FakeClock()
     cache = cache_for(issuer, clock, max_age=100)
     try:
         await cache.start()

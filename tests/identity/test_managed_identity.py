@@ -19,8 +19,7 @@ from azure.identity.aio import ManagedIdentityCredential, get_bearer_token_provi
 
 from keyguard.emulator import RunningEmulator
 from keyguard.server import Gateway
-
-from .gateway import API_VERSION, start_access_gateway
+from tests.support.gateway import azure_client, running_gateway
 
 SCOPE = "api://keyguard-gateway/.default"
 DATA_SCOPE = "https://cognitiveservices.azure.com/.default"
@@ -43,6 +42,7 @@ bindings:
 
 
 def entra(idp: RunningEmulator, *audiences: str) -> dict[str, Any]:
+    """Entra settings trusting the emulator over HTTPS as the identity provider."""
     tenant = idp.config.tenant_id
     return {
         "tenants": [tenant],
@@ -55,23 +55,20 @@ def entra(idp: RunningEmulator, *audiences: str) -> dict[str, Any]:
 @pytest.fixture
 async def gateway(
     tmp_path: Path,
-    upstream: RunningEmulator,
-    idp: RunningEmulator,
+    emulator: RunningEmulator,
+    tls_emulator: RunningEmulator,
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Gateway]:
-    for name, value in idp.identity_env().items():
+    """A gateway trusting the identity provider's tokens for its own audience."""
+    for name, value in tls_emulator.identity_env().items():
         monkeypatch.setenv(name, value)
-    gw = await start_access_gateway(
+    async with running_gateway(
         tmp_path,
-        upstream.url,
-        upstream.keys()[0],
-        {"entra": entra(idp, "api://keyguard-gateway")},
-        policy=policy(idp.config.client_id),
-    )
-    try:
+        emulator,
+        access={"entra": entra(tls_emulator, "api://keyguard-gateway")},
+        policy=policy(tls_emulator.config.client_id),
+    ) as gw:
         yield gw
-    finally:
-        await gw.stop()
 
 
 def access_log(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
@@ -80,17 +77,14 @@ def access_log(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
 
 async def test_managed_identity_app_calls_through_keyguard_with_no_key(
     gateway: Gateway,
-    idp: RunningEmulator,
-    upstream: RunningEmulator,
+    tls_emulator: RunningEmulator,
+    emulator: RunningEmulator,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="keyguard.access")
-    async with ManagedIdentityCredential(connection_verify=str(idp.ca_file)) as credential:
-        client = openai.AsyncAzureOpenAI(
-            azure_endpoint=gateway.proxy_url,
-            azure_ad_token_provider=get_bearer_token_provider(credential, SCOPE),
-            api_version=API_VERSION,
-            max_retries=0,
+    async with ManagedIdentityCredential(connection_verify=str(tls_emulator.ca_file)) as credential:
+        client = azure_client(
+            gateway, azure_ad_token_provider=get_bearer_token_provider(credential, SCOPE)
         )
         async with client:
             answer = await client.chat.completions.create(
@@ -113,7 +107,7 @@ async def test_managed_identity_app_calls_through_keyguard_with_no_key(
                 await client.embeddings.create(model="text-embedding-3-small", input="x")
             assert denied.value.code == "OperationNotAllowed"
     # The upstream saw Keyguard's own key, never the app's token.
-    assert upstream.state.usage_view()["credentials"].get("entra", {}).get("requests", 0) == 0
+    assert emulator.state.usage_view()["credentials"].get("entra", {}).get("requests", 0) == 0
     entries = access_log(caplog)
     assert [e["status"] for e in entries] == [200, 200, 403, 403]
     assert {e["app"] for e in entries} == {"billing"}
@@ -122,16 +116,13 @@ async def test_managed_identity_app_calls_through_keyguard_with_no_key(
 
 
 async def test_an_identity_without_a_binding_is_denied(
-    gateway: Gateway, idp: RunningEmulator
+    gateway: Gateway, tls_emulator: RunningEmulator
 ) -> None:
     async with ManagedIdentityCredential(
-        client_id=OTHER_CLIENT, connection_verify=str(idp.ca_file)
+        client_id=OTHER_CLIENT, connection_verify=str(tls_emulator.ca_file)
     ) as credential:
-        client = openai.AsyncAzureOpenAI(
-            azure_endpoint=gateway.proxy_url,
-            azure_ad_token_provider=get_bearer_token_provider(credential, SCOPE),
-            api_version=API_VERSION,
-            max_retries=0,
+        client = azure_client(
+            gateway, azure_ad_token_provider=get_bearer_token_provider(credential, SCOPE)
         )
         async with client:
             with pytest.raises(openai.PermissionDeniedError) as denied:
@@ -143,14 +134,11 @@ async def test_an_identity_without_a_binding_is_denied(
 
 
 async def test_a_token_for_azure_openai_itself_is_refused_by_default(
-    gateway: Gateway, idp: RunningEmulator
+    gateway: Gateway, tls_emulator: RunningEmulator
 ) -> None:
-    async with ManagedIdentityCredential(connection_verify=str(idp.ca_file)) as credential:
-        client = openai.AsyncAzureOpenAI(
-            azure_endpoint=gateway.proxy_url,
-            azure_ad_token_provider=get_bearer_token_provider(credential, DATA_SCOPE),
-            api_version=API_VERSION,
-            max_retries=0,
+    async with ManagedIdentityCredential(connection_verify=str(tls_emulator.ca_file)) as credential:
+        client = azure_client(
+            gateway, azure_ad_token_provider=get_bearer_token_provider(credential, DATA_SCOPE)
         )
         async with client:
             with pytest.raises(openai.AuthenticationError) as refused:
@@ -162,33 +150,29 @@ async def test_a_token_for_azure_openai_itself_is_refused_by_default(
 
 async def test_unmodified_apps_with_the_cognitiveservices_audience(
     tmp_path: Path,
-    upstream: RunningEmulator,
-    idp: RunningEmulator,
+    emulator: RunningEmulator,
+    tls_emulator: RunningEmulator,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The opt-in trade-off: accept tokens minted for Azure OpenAI itself, so apps using
     DefaultAzureCredential and the standard scope work through Keyguard unchanged."""
-    for name, value in idp.identity_env().items():
+    for name, value in tls_emulator.identity_env().items():
         monkeypatch.setenv(name, value)
-    gw = await start_access_gateway(
+    audiences = ("api://keyguard-gateway", "https://cognitiveservices.azure.com")
+    async with running_gateway(
         tmp_path,
-        upstream.url,
-        upstream.keys()[0],
-        {"entra": entra(idp, "api://keyguard-gateway", "https://cognitiveservices.azure.com")},
-        policy=policy(idp.config.client_id),
-    )
-    try:
-        async with ManagedIdentityCredential(connection_verify=str(idp.ca_file)) as credential:
-            client = openai.AsyncAzureOpenAI(
-                azure_endpoint=gw.proxy_url,
-                azure_ad_token_provider=get_bearer_token_provider(credential, DATA_SCOPE),
-                api_version=API_VERSION,
-                max_retries=0,
+        emulator,
+        access={"entra": entra(tls_emulator, *audiences)},
+        policy=policy(tls_emulator.config.client_id),
+    ) as gw:
+        async with ManagedIdentityCredential(
+            connection_verify=str(tls_emulator.ca_file)
+        ) as credential:
+            client = azure_client(
+                gw, azure_ad_token_provider=get_bearer_token_provider(credential, DATA_SCOPE)
             )
             async with client:
                 answer = await client.chat.completions.create(
                     model="gpt-4o-mini", messages=MESSAGES, max_tokens=5
                 )
                 assert answer.usage is not None
-    finally:
-        await gw.stop()

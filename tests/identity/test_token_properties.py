@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from keyguard.emulator import RunningEmulator
 from keyguard.server import Gateway
+from tests.support.emulators import API_VERSION
 
 from .forge import (
     AUDIENCE,
@@ -35,8 +36,8 @@ from .forge import (
     ServedSigner,
     entra_access,
     install_signer,
+    start_access_gateway,
 )
-from .gateway import API_VERSION, start_access_gateway
 
 SKEW = 60
 LIFETIME = 90_000
@@ -253,7 +254,7 @@ CLAIMS = st.builds(
     times(),
 )
 HEADER_NAMES = ["alg", "kid", "typ", "crit", "b64", "jku", "x5u", "x5c", "jwk", "cty"]
-MUTATIONS = st.just([]) | st.lists(
+MUTATIONS: st.SearchStrategy[list[tuple[str, Any]]] = st.just([]) | st.lists(
     st.tuples(st.sampled_from(["header", "claims"]), ANY | st.just(ABSENT)), max_size=3
 )
 

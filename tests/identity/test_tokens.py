@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import jwt
@@ -11,41 +10,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from keyguard.errors import AuthenticationFailed
-from keyguard.identity.jwks import JwksCache, ssl_context
 from keyguard.identity.tokens import TokenValidator, VerifiedToken
-
-from .conftest import entra_settings
-from .issuer import OTHER_TENANT, LocalIssuer
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-async def validator(issuer: LocalIssuer, clock: Clock) -> AsyncIterator[TokenValidator]:
-    settings = entra_settings(issuer)
-    cache = JwksCache(
-        settings.jwks_uri,
-        algorithms=settings.algorithms,
-        ssl=ssl_context(settings.ca_file),
-        min_refresh_interval=settings.jwks_refresh_min_interval_s,
-        clock=clock,
-    )
-    await cache.start()
-    try:
-        yield TokenValidator(settings, cache.get)
-    finally:
-        await cache.close()
+from tests.support.clock import FakeClock
+from tests.support.issuer import OTHER_TENANT, LocalIssuer
 
 
 async def refused(validator: TokenValidator, token: str, now: float | None = None) -> str:
@@ -142,7 +109,7 @@ async def test_missing_kid(validator: TokenValidator, issuer: LocalIssuer) -> No
 
 
 async def test_key_rollover_is_picked_up_within_the_rate_limit(
-    validator: TokenValidator, issuer: LocalIssuer, clock: Clock
+    validator: TokenValidator, issuer: LocalIssuer, clock: FakeClock
 ) -> None:
     issuer.extra["new-key"] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     token = issuer.mint(kid="new-key")

@@ -8,27 +8,19 @@ may contain any of them, whole or as their secret part.
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from .conftest import API_VERSION, GatewayHarness
+from tests.support.emulators import API_VERSION
+from tests.support.logs import LogCapture
+
+from .harness import GatewayHarness
 
 CHAT = "/openai/deployments/gpt-4o/chat/completions?api-version=" + API_VERSION
 MESSAGES = [{"role": "user", "content": "hello"}]
-
-
-class _Capture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
 
 
 async def _traffic(gateway: GatewayHarness, key: str, revoked: str, azure_key: str) -> list[str]:
@@ -76,23 +68,14 @@ async def _traffic(gateway: GatewayHarness, key: str, revoked: str, azure_key: s
 
 
 async def test_no_secret_reaches_logs_bodies_or_rows(
-    gateway: GatewayHarness, tmp_path: Path
+    gateway: GatewayHarness, tmp_path: Path, logs: LogCapture
 ) -> None:
-    capture = _Capture()
-    root = logging.getLogger()
-    old_level = root.level
-    root.addHandler(capture)
-    root.setLevel(logging.DEBUG)
-    try:
-        key_id, key = await gateway.new_key("canary-app")
-        revoked_id, revoked = await gateway.new_key("canary-app")
-        await gateway.revoke(revoked_id)
-        azure_key = gateway.emulator.keys()[0]
-        responses = await _traffic(gateway, key, revoked, azure_key)
-    finally:
-        root.removeHandler(capture)
-        root.setLevel(old_level)
-    await gateway.gateway.stop()
+    key_id, key = await gateway.new_key("canary-app")
+    revoked_id, revoked = await gateway.new_key("canary-app")
+    await gateway.revoke(revoked_id)
+    azure_key = gateway.emulator.keys()[0]
+    responses = await _traffic(gateway, key, revoked, azure_key)
+    await gateway.gateway.stop()  # its last log lines and rows included
 
     master = (tmp_path / "master.key").read_text().strip()
     canaries = {
@@ -109,12 +92,12 @@ async def test_no_secret_reaches_logs_bodies_or_rows(
         tables = [r[0] for r in conn.execute("select name from sqlite_master where type='table'")]
         rows = [repr(row) for t in tables for row in conn.execute(f'select * from "{t}"')]
 
-    assert any('"status":200' in line for line in capture.lines), "no access log was captured"
+    assert any('"status":200' in line for line in logs.lines), "no access log was captured"
     assert any(line.startswith("401") for line in responses)
-    assert key_id in "\n".join(capture.lines)  # the public id is logged, so the search is real
+    assert key_id in "\n".join(logs.lines)  # the public id is logged, so the search is real
     for name, secret in canaries.items():
         for where, text in (
-            ("log", "\n".join(capture.lines)),
+            ("log", "\n".join(logs.lines)),
             ("response", "\n".join(responses)),
             ("row", "\n".join(rows)),
         ):

@@ -10,8 +10,9 @@ import openai
 import pytest
 
 from keyguard.keys.format import generate_key
+from tests.support.emulators import API_VERSION
 
-from .conftest import API_VERSION, GatewayHarness
+from .harness import GatewayHarness
 
 CHAT = "/openai/deployments/gpt-4o/chat/completions?api-version=" + API_VERSION
 BODY = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
@@ -27,7 +28,7 @@ async def post(
 
 def assert_azure_error(body: dict[str, Any]) -> dict[str, Any]:
     assert set(body) == {"error"}
-    err = body["error"]
+    err: dict[str, Any] = body["error"]
     assert isinstance(err["code"], str) and err["code"]
     assert isinstance(err["message"], str) and len(err["message"]) > 10
     return err
@@ -38,7 +39,7 @@ async def test_revoked_key(gateway: GatewayHarness) -> None:
     await gateway.revoke(key_id)
     async with gateway.azure(key) as client:
         with pytest.raises(openai.AuthenticationError) as info:
-            await client.chat.completions.create(model="gpt-4o", messages=BODY["messages"])  # type: ignore[arg-type]
+            await client.chat.completions.create(model="gpt-4o", messages=BODY["messages"])  # type: ignore[call-overload]
     assert info.value.status_code == 401
     assert "revoked" in info.value.message
 
@@ -125,7 +126,7 @@ async def test_unknown_deployment_and_route(gateway: GatewayHarness, app_key: st
     assert status == 404 and body == {"error": {"code": "404", "message": "Resource not found"}}
     async with gateway.v1(app_key) as v1:
         with pytest.raises(openai.NotFoundError):
-            await v1.chat.completions.create(model="nope", messages=BODY["messages"])  # type: ignore[arg-type]
+            await v1.chat.completions.create(model="nope", messages=BODY["messages"])  # type: ignore[call-overload]
 
 
 @pytest.mark.parametrize(
@@ -190,7 +191,7 @@ async def test_oversized_body(gateway: GatewayHarness, app_key: str) -> None:
     )
     assert status == 413
     async with gateway.azure(app_key) as client:  # the gateway still serves afterwards
-        reply = await client.chat.completions.create(model="gpt-4o", messages=BODY["messages"])  # type: ignore[arg-type]
+        reply = await client.chat.completions.create(model="gpt-4o", messages=BODY["messages"])  # type: ignore[call-overload]
     assert reply.choices
 
 

@@ -15,14 +15,14 @@ from typing import Any
 import openai
 import pytest
 
-from audit.monitored import monitored_gateway
 from keyguard.cli.support import cli_actor
 from keyguard.detect.profile import Profile
 from keyguard.detect.settings import DetectSettings
 from keyguard.emulator.server import RunningEmulator
 from keyguard.monitor.store import MonitorStore
+from tests.integration.harness import harnessed
 
-from .conftest import GatewayHarness
+from .harness import GatewayHarness
 
 DAY = 86400.0
 
@@ -35,7 +35,7 @@ def chat(client: openai.AsyncAzureOpenAI, text: str = "hello", **kw: Any) -> Any
 
 @pytest.fixture
 async def gw(tmp_path: Path, emulator: RunningEmulator) -> AsyncIterator[GatewayHarness]:
-    async with monitored_gateway(tmp_path, emulator) as harness:
+    async with harnessed(tmp_path, emulator) as harness:
         yield harness
 
 
@@ -76,6 +76,7 @@ async def test_garbage_keys_from_one_address_are_blocked_from_the_next_request(
 async def _mature_peers(gw: GatewayHarness, n: int) -> list[str]:
     """``n`` keys with weeks of ordinary history (about 5,000 tokens a minute at their busiest),
     as the baselines saved by a gateway that has run for a while."""
+    assert gw.runtime.engine is not None
     store = MonitorStore(gw.runtime.engine)
     now = time.time()
     settings = DetectSettings()

@@ -10,33 +10,20 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 from prometheus_client.parser import text_string_to_metric_families
 
 from keyguard.emulator.config import EmulatorConfig
-from keyguard.emulator.server import RunningEmulator, start_emulator
+from keyguard.emulator.server import RunningEmulator
 from keyguard.events import Event, SecurityEvent
 from keyguard.limits.tokenizer import load_encoding
 from keyguard.server import Gateway
-from limits.support import (
-    API_VERSION,
-    counter,
-    emulator_usage,
-    memory,
-    new_key,
-    start_limited_gateway,
-)
+from tests.support.gateway import azure_client, new_key
 
-HI = [{"role": "user", "content": "hi"}]
+from .limited import counter, emulator_usage, limited_gateway, memory
+
+HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 HI_PROMPT = 3 + 1 + 1 + 3  # message overhead, "user", "hi", reply priming (o200k_base)
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[RunningEmulator]:
-    running = await start_emulator(EmulatorConfig(stream_delay=0.0))
-    try:
-        yield running
-    finally:
-        await running.stop()
 
 
 @pytest.fixture
@@ -46,19 +33,10 @@ def limits() -> dict[str, Any]:
 
 @pytest.fixture
 async def gw(
-    tmp_path: Path, emu: RunningEmulator, limits: dict[str, Any]
+    tmp_path: Path, emulator: RunningEmulator, limits: dict[str, Any]
 ) -> AsyncIterator[Gateway]:
-    gateway = await start_limited_gateway(tmp_path, {"emu": emu}, limits)
-    try:
+    async with limited_gateway(tmp_path, {"emu": emulator}, limits) as gateway:
         yield gateway
-    finally:
-        await gateway.stop()
-
-
-def client(gw: Gateway, key: str) -> openai.AsyncAzureOpenAI:
-    return openai.AsyncAzureOpenAI(
-        azure_endpoint=gw.proxy_url, api_key=key, api_version=API_VERSION, max_retries=0
-    )
 
 
 @pytest.mark.parametrize(
@@ -72,7 +50,7 @@ def client(gw: Gateway, key: str) -> openai.AsyncAzureOpenAI:
 )
 async def test_admitted_requests_are_settled_on_the_reported_usage(gw: Gateway) -> None:
     key_id, key = await new_key(gw)
-    async with client(gw, key) as c:
+    async with azure_client(gw, key) as c:
         raw = await c.chat.completions.with_raw_response.create(
             model="gpt-4o", messages=HI, max_tokens=7
         )
@@ -87,7 +65,7 @@ async def test_admitted_requests_are_settled_on_the_reported_usage(gw: Gateway) 
 
 async def test_over_the_limit_is_azures_429_and_reserves_nothing(gw: Gateway) -> None:
     key_id, key = await new_key(gw)
-    async with client(gw, key) as c:
+    async with azure_client(gw, key) as c:
         await c.chat.completions.create(model="gpt-4o", messages=HI, max_tokens=900)
         used = counter(gw, f"key:{key_id}:tpm:")
         with pytest.raises(openai.RateLimitError) as caught:
@@ -108,7 +86,7 @@ async def test_over_the_limit_is_azures_429_and_reserves_nothing(gw: Gateway) ->
 
 async def test_a_request_that_can_never_fit_says_so(gw: Gateway) -> None:
     _, key = await new_key(gw)
-    async with client(gw, key) as c:
+    async with azure_client(gw, key) as c:
         with pytest.raises(openai.RateLimitError) as caught:
             await c.chat.completions.create(model="gpt-4o", messages=HI, max_tokens=5000)
     assert "can never pass" in caught.value.message
@@ -119,24 +97,26 @@ async def test_a_request_that_can_never_fit_says_so(gw: Gateway) -> None:
     "limits", [{"rules": [{"scope": "app", "tpm": 100_000}], "default_max_tokens": 5}]
 )
 async def test_the_default_cap_is_injected_when_the_app_sets_none(
-    gw: Gateway, emu: RunningEmulator
+    gw: Gateway, emulator: RunningEmulator
 ) -> None:
     _, key = await new_key(gw, "capped")
-    async with client(gw, key) as c:
+    async with azure_client(gw, key) as c:
         answer = await c.chat.completions.create(model="gpt-4o", messages=HI)
         stream = await c.chat.completions.create(model="gpt-4o", messages=HI, stream=True)
         chunks = [chunk async for chunk in stream]
     assert answer.usage is not None and answer.usage.completion_tokens == 5  # the emulator obeyed
     assert answer.choices[0].finish_reason == "length"
     assert all(chunk.usage is None for chunk in chunks)  # the usage chunk stays stripped
-    assert counter(gw, "app:capped:tpm:") == (await emulator_usage(emu))["total"]["total_tokens"]
+    assert (
+        counter(gw, "app:capped:tpm:") == (await emulator_usage(emulator))["total"]["total_tokens"]
+    )
 
 
 async def test_streaming_settles_on_the_usage_chunk_even_when_stripped(
-    gw: Gateway, emu: RunningEmulator
+    gw: Gateway, emulator: RunningEmulator
 ) -> None:
     key_id, key = await new_key(gw)
-    async with client(gw, key) as c:
+    async with azure_client(gw, key) as c:
         stream = await c.chat.completions.create(
             model="gpt-4o", messages=HI, stream=True, max_tokens=12
         )
@@ -151,27 +131,22 @@ async def test_streaming_settles_on_the_usage_chunk_even_when_stripped(
         )
         reported = [chunk.usage async for chunk in stream if chunk.usage is not None]
     assert len(reported) == 1
-    total = (await emulator_usage(emu))["total"]["total_tokens"]
+    total = (await emulator_usage(emulator))["total"]["total_tokens"]
     assert counter(gw, f"key:{key_id}:tpm:") == total
     assert reported[0].total_tokens == HI_PROMPT + 9 - 1  # the emulator counts "hi" as 1 + 2x3 + 3
 
 
-@pytest.fixture
-async def slow_emu() -> AsyncIterator[RunningEmulator]:
-    running = await start_emulator(EmulatorConfig(stream_delay=0.05, default_completion_tokens=200))
-    try:
-        yield running
-    finally:
-        await running.stop()
+# Streams of 200 chunks 50 ms apart: long enough to leave or to overlap.
+SLOW = EmulatorConfig(stream_delay=0.05, default_completion_tokens=200)
 
 
+@pytest.mark.parametrize("emulator_config", [SLOW], ids=["slow-stream"])
 async def test_a_client_that_disconnects_mid_stream_is_charged_for_what_it_received(
-    tmp_path: Path, slow_emu: RunningEmulator
+    tmp_path: Path, emulator: RunningEmulator
 ) -> None:
-    gateway = await start_limited_gateway(
-        tmp_path, {"emu": slow_emu}, {"rules": [{"scope": "app", "tpm": 100_000}]}
-    )
-    try:
+    async with limited_gateway(
+        tmp_path, {"emu": emulator}, {"rules": [{"scope": "app", "tpm": 100_000}]}
+    ) as gateway:
         backend = memory(gateway)
         settled = asyncio.Event()
         original = backend.settle_now
@@ -181,10 +156,10 @@ async def test_a_client_that_disconnects_mid_stream_is_charged_for_what_it_recei
             settled.set()
             return result
 
-        backend.settle_now = settle_and_tell  # type: ignore[method-assign]
+        backend.settle_now = settle_and_tell  # type: ignore[method-assign,assignment]
         _, key = await new_key(gateway, "leaver")
         received: list[str] = []
-        async with client(gateway, key) as c:
+        async with azure_client(gateway, key) as c:
             stream = await c.chat.completions.create(
                 model="gpt-4o", messages=HI, stream=True, max_tokens=200
             )
@@ -204,8 +179,6 @@ async def test_a_client_that_disconnects_mid_stream_is_charged_for_what_it_recei
         # What was written before the gateway saw the disconnect: what the client read,
         # plus at most the two events in flight (one token each).
         assert got <= charged <= got + 2, (got, charged)
-    finally:
-        await gateway.stop()
 
 
 @pytest.mark.parametrize(
@@ -231,7 +204,7 @@ async def test_budgets_alert_at_the_soft_threshold_and_refuse_at_the_hard_one(
     _, key = await new_key(gw, "spender")
     # Reserved per request: 8 prompt tokens (tiktoken) * 2.5 + 30 * 10 = 320 micro-dollars;
     # settled: the emulator's 7 prompt tokens * 2.5 + 20 completion tokens * 10 = 217.5 -> 218.
-    async with client(gw, key) as c:
+    async with azure_client(gw, key) as c:
         await c.chat.completions.create(model="gpt-4o", messages=HI, max_tokens=30)
         assert [e.kind for e in events if isinstance(e, SecurityEvent)] == []
         # 218 settled + 320 reserved passes 500 (50%): one alert, never repeated in the window.
@@ -264,7 +237,7 @@ async def test_budgets_alert_at_the_soft_threshold_and_refuse_at_the_hard_one(
 async def test_the_cost_of_each_request_reaches_the_metrics(gw: Gateway) -> None:
     prices_only = not gw.settings.limits.rules
     _, key = await new_key(gw, "payer")
-    async with client(gw, key) as c:
+    async with azure_client(gw, key) as c:
         for _ in range(2):
             await c.chat.completions.create(model="gpt-4o", messages=HI, max_tokens=30)
         raw = await c.chat.completions.with_raw_response.create(model="gpt-4o", messages=HI)
@@ -288,15 +261,15 @@ async def test_the_cost_of_each_request_reaches_the_metrics(gw: Gateway) -> None
     assert costs[(("app", "payer"), ("deployment", "gpt-4o"))] == pytest.approx(3 * 218e-6)
 
 
+@pytest.mark.parametrize("emulator_config", [SLOW], ids=["slow-stream"])
 async def test_concurrency_slots_are_held_until_settlement(
-    tmp_path: Path, slow_emu: RunningEmulator
+    tmp_path: Path, emulator: RunningEmulator
 ) -> None:
-    gateway = await start_limited_gateway(
-        tmp_path, {"emu": slow_emu}, {"rules": [{"scope": "app", "concurrent": 1}]}
-    )
-    try:
+    async with limited_gateway(
+        tmp_path, {"emu": emulator}, {"rules": [{"scope": "app", "concurrent": 1}]}
+    ) as gateway:
         _, key = await new_key(gateway, "one-at-a-time")
-        async with client(gateway, key) as c:
+        async with azure_client(gateway, key) as c:
             stream = await c.chat.completions.create(
                 model="gpt-4o", messages=HI, stream=True, max_tokens=10
             )
@@ -307,5 +280,3 @@ async def test_concurrency_slots_are_held_until_settlement(
             _ = [chunk async for chunk in stream]
             await c.chat.completions.create(model="gpt-4o", messages=HI, max_tokens=1)
         assert memory(gateway).counters.get("app:one-at-a-time:conc", 0) == 0
-    finally:
-        await gateway.stop()

@@ -18,7 +18,6 @@ import random
 import re
 import sys
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,12 +26,15 @@ import aiohttp
 import orjson
 import pytest
 import redis.asyncio as aioredis
-import yaml
 
 from keyguard.emulator.config import EmulatorConfig
-from keyguard.emulator.server import RunningEmulator, start_emulator
+from keyguard.emulator.server import RunningEmulator
 from keyguard.wiring.runtime import open_runtime
-from limits.support import API_VERSION, emulator_usage, limited_settings, prepare, upstream
+from tests.support.emulators import API_VERSION
+from tests.support.gateway import store_secrets
+from tests.support.settings import keyguard_config, keyguard_settings, upstream, write_config
+
+from .limited import LIMITED, emulator_usage
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -80,15 +82,6 @@ class Replica:
             self.proc.terminate()
             await self.proc.wait()
         await self._reader
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[RunningEmulator]:
-    running = await start_emulator(EmulatorConfig(default_completion_tokens=40))
-    try:
-        yield running
-    finally:
-        await running.stop()
 
 
 async def send(
@@ -143,8 +136,11 @@ def replay(entries: list[dict[str, Any]]) -> dict[str, int]:
     return dict(level)
 
 
+@pytest.mark.parametrize(
+    "emulator_config", [EmulatorConfig(default_completion_tokens=40)], ids=["40-token-answers"]
+)
 async def test_three_replicas_hold_a_shared_tpm_limit_exactly(
-    tmp_path: Path, emu: RunningEmulator, redis_url: str, redis_prefix: str
+    tmp_path: Path, emulator: RunningEmulator, redis_url: str, redis_prefix: str
 ) -> None:
     limits = {
         "backend": redis_url,
@@ -152,20 +148,22 @@ async def test_three_replicas_hold_a_shared_tpm_limit_exactly(
         "journal_max_len": 100_000,
         "rules": [{"scope": "global", "tpm": TPM}],
     }
-    settings = limited_settings(tmp_path, [upstream("emu", emu)], limits)
-    await prepare(settings, {"upstream/emu": emu.keys()[0]})
+    options: dict[str, Any] = {
+        "upstreams": [upstream(emulator.url, name="emu", deployments=LIMITED)],
+        "limits": limits,
+        "proxy": {"access_log": False},
+    }
+    settings = keyguard_settings(tmp_path, **options)
+    await store_secrets(settings, {"upstream/emu": emulator.keys()[0]})
     rt = await open_runtime(settings, {})
     try:
         _, key = await rt.keys.create("exact", now=datetime.now(UTC))
     finally:
         await rt.close()
-    config = settings.model_dump(mode="json", exclude_defaults=True)
-    config["proxy"] = {"access_log": False}
-    replicas = []
-    for i in range(REPLICAS):
-        path = tmp_path / f"replica{i}.yaml"
-        path.write_text(yaml.safe_dump(config))
-        replicas.append(Replica(path))
+    replicas = [
+        Replica(write_config(tmp_path, keyguard_config(tmp_path, **options), f"replica{i}.yaml"))
+        for i in range(REPLICAS)
+    ]
     try:
         await asyncio.gather(*(r.start() for r in replicas))
         assert all(r.url for r in replicas), [r.log[-5:] for r in replicas]
@@ -186,7 +184,7 @@ async def test_three_replicas_hold_a_shared_tpm_limit_exactly(
             journal = redis_prefix + "journal"
 
             async def entries() -> list[dict[str, Any]]:
-                raw = await client.xrange(journal)
+                raw: Any = await client.xrange(journal)
                 return [orjson.loads(fields[b"d"]) for _, fields in raw]
 
             # A stream's settlement may land just after its last byte reached the client.
@@ -203,7 +201,7 @@ async def test_three_replicas_hold_a_shared_tpm_limit_exactly(
         assert ops["settle"] == admitted
         assert ops["refuse"] == statuses.count(429)
         totals = replay(log)
-        usage = (await emulator_usage(emu))["total"]
+        usage = (await emulator_usage(emulator))["total"]
         assert usage["requests"] == admitted and usage["failed"] == 0
         assert sum(totals.values()) == usage["total_tokens"]
     finally:

@@ -8,20 +8,17 @@ from pathlib import Path
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from keyguard.emulator.config import EmulatorConfig
 from keyguard.emulator.server import RunningEmulator, start_emulator
 from keyguard.server import Gateway
-from limits.support import (
-    API_VERSION,
-    add_fault,
-    emulator_usage,
-    new_key,
-    start_limited_gateway,
-    upstream,
-)
+from tests.support.gateway import azure_client, new_key
+from tests.support.settings import upstream
 
-HI = [{"role": "user", "content": "hi"}]
+from .limited import add_fault, emulator_usage, limited_gateway
+
+HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture
@@ -40,25 +37,16 @@ async def gw(
     tmp_path: Path, pair: tuple[RunningEmulator, RunningEmulator]
 ) -> AsyncIterator[Gateway]:
     first, second = pair
-    gateway = await start_limited_gateway(
+    async with limited_gateway(
         tmp_path,
         {"east": first, "west": second},
         {},
         upstreams=[
-            upstream("east", first, **{"gpt-4o": {"priority": 0}}),
-            upstream("west", second, **{"gpt-4o": {"priority": 1}}),
+            upstream(first.url, name="east", deployments={"gpt-4o": {"priority": 0}}),
+            upstream(second.url, name="west", deployments={"gpt-4o": {"priority": 1}}),
         ],
-    )
-    try:
+    ) as gateway:
         yield gateway
-    finally:
-        await gateway.stop()
-
-
-def client(gw: Gateway, key: str) -> openai.AsyncAzureOpenAI:
-    return openai.AsyncAzureOpenAI(
-        azure_endpoint=gw.proxy_url, api_key=key, api_version=API_VERSION, max_retries=0
-    )
 
 
 async def requests(emulator: RunningEmulator) -> tuple[int, int]:
@@ -71,7 +59,7 @@ async def test_a_429_fails_over_and_the_backend_stays_out_for_its_retry_after(
 ) -> None:
     first, second = pair
     _, key = await new_key(gw)
-    async with client(gw, key) as c:
+    async with azure_client(gw, key) as c:
         await c.chat.completions.create(model="gpt-4o", messages=HI)
         assert await requests(first) == (1, 0)  # priority 0 first
         await add_fault(first, {"status": 429, "retry_after": 30, "count": 1})
@@ -92,7 +80,7 @@ async def test_when_every_backend_is_out_the_client_gets_azures_429(
     _, key = await new_key(gw)
     await add_fault(first, {"status": 429, "retry_after": 20})
     await add_fault(second, {"status": 429, "retry_after": 10})
-    async with client(gw, key) as c:
+    async with azure_client(gw, key) as c:
         with pytest.raises(openai.RateLimitError) as caught:
             await c.chat.completions.create(model="gpt-4o", messages=HI)
         assert caught.value.response.headers["retry-after"] == "10"  # the last backend's own
@@ -109,7 +97,7 @@ async def test_an_unreachable_backend_fails_over(
     first, second = pair
     _, key = await new_key(gw)
     await first.stop()
-    async with client(gw, key) as c:
+    async with azure_client(gw, key) as c:
         await c.chat.completions.create(model="gpt-4o", messages=HI)
     assert await requests(second) == (1, 0)
 
@@ -120,7 +108,7 @@ async def test_a_connection_cut_before_the_answer_fails_over(
     first, second = pair
     _, key = await new_key(gw)
     await add_fault(first, {"drop": "before_response"})
-    async with client(gw, key) as c:
+    async with azure_client(gw, key) as c:
         await c.chat.completions.create(model="gpt-4o", messages=HI)
     assert await requests(second) == (1, 0)
 
@@ -129,49 +117,43 @@ async def test_nothing_is_retried_once_the_client_has_received_bytes(
     tmp_path: Path, pair: tuple[RunningEmulator, RunningEmulator]
 ) -> None:
     first, second = pair
-    gateway = await start_limited_gateway(
+    async with limited_gateway(
         tmp_path,
         {"east": first, "west": second},
         {},
         upstreams=[
-            upstream("west", second, **{"gpt-4o": {"priority": 0}}),
-            upstream("east", first, **{"gpt-4o": {"priority": 1}}),
+            upstream(second.url, name="west", deployments={"gpt-4o": {"priority": 0}}),
+            upstream(first.url, name="east", deployments={"gpt-4o": {"priority": 1}}),
         ],
-    )
-    try:
+    ) as gateway:
         _, key = await new_key(gateway)
         await add_fault(second, {"drop": "mid_stream", "after_chunks": 3})
-        async with client(gateway, key) as c:
+        async with azure_client(gateway, key) as c:
             stream = await c.chat.completions.create(model="gpt-4o", messages=HI, stream=True)
             with pytest.raises(openai.APIError):
                 _ = [chunk async for chunk in stream]
         assert await requests(first) == (0, 0)  # the broken stream was not replayed elsewhere
-    finally:
-        await gateway.stop()
 
 
 async def test_weights_spread_requests_among_equal_priorities(
     tmp_path: Path, pair: tuple[RunningEmulator, RunningEmulator]
 ) -> None:
     first, second = pair
-    gateway = await start_limited_gateway(
+    async with limited_gateway(
         tmp_path,
         {"east": first, "west": second},
         {},
         upstreams=[
-            upstream("east", first, **{"gpt-4o": {"weight": 3}}),
-            upstream("west", second, **{"gpt-4o": {"weight": 1}}),
+            upstream(first.url, name="east", deployments={"gpt-4o": {"weight": 3}}),
+            upstream(second.url, name="west", deployments={"gpt-4o": {"weight": 1}}),
         ],
-    )
-    try:
+    ) as gateway:
         assert gateway.pool is not None
         gateway.pool._rng = random.Random(7)  # a fixed draw: the test is deterministic
         _, key = await new_key(gateway)
-        async with client(gateway, key) as c:
+        async with azure_client(gateway, key) as c:
             for _ in range(40):
                 await c.chat.completions.create(model="gpt-4o", messages=HI, max_tokens=1)
         east, west = (await requests(first))[0], (await requests(second))[0]
         assert east + west == 40
         assert east > west > 0
-    finally:
-        await gateway.stop()

@@ -21,12 +21,11 @@ from keyguard.emulator.server import RunningEmulator
 from keyguard.server import Gateway
 from keyguard.vault.master import create_master_key_file
 from keyguard.wiring.runtime import open_runtime
-
-from .conftest import API_VERSION
+from tests.support.emulators import API_VERSION
 
 pytestmark = pytest.mark.redis
 CHAT = f"/openai/deployments/gpt-4o/chat/completions?api-version={API_VERSION}"
-BODY = {"messages": [{"role": "user", "content": "hello there"}], "max_tokens": 5}
+BODY: dict[str, Any] = {"messages": [{"role": "user", "content": "hello there"}], "max_tokens": 5}
 ATTACKER = "127.0.0.5"
 
 

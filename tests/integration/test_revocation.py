@@ -9,8 +9,9 @@ import aiohttp
 import pytest
 
 from keyguard.wiring.runtime import open_runtime
+from tests.support.emulators import API_VERSION
 
-from .conftest import API_VERSION, GatewayHarness
+from .harness import GatewayHarness
 
 CHAT = "/openai/deployments/gpt-4o/chat/completions?api-version=" + API_VERSION
 TTL = 0.5

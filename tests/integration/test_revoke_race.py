@@ -29,7 +29,7 @@ from keyguard.vault.master import create_master_key_file
 from keyguard.wiring.access import open_admin_service
 from keyguard.wiring.runtime import Runtime, open_runtime
 
-from .conftest import GatewayHarness
+from .harness import GatewayHarness
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 OPERATOR = Actor("admin-token:test", "admin")
@@ -51,7 +51,8 @@ class HeldStore:
             self.hold = None  # only the first read is held
             self.read.set()
             await self.release.wait()
-        return record
+        found: KeyRecord | None = record
+        return found
 
 
 class Clock:

@@ -6,10 +6,15 @@ import base64
 
 import aiohttp
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
-from .conftest import API_VERSION, GatewayHarness
+from tests.support.emulators import API_VERSION
 
-MESSAGES = [{"role": "user", "content": "Tell me about zero trust."}]
+from .harness import GatewayHarness
+
+MESSAGES: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "Tell me about zero trust."}
+]
 
 
 async def test_azure_client_chat(gateway: GatewayHarness, app_key: str) -> None:
@@ -17,7 +22,7 @@ async def test_azure_client_chat(gateway: GatewayHarness, app_key: str) -> None:
         reply = await client.chat.completions.create(
             model="gpt-4o",
             messages=MESSAGES,
-            max_tokens=12,  # type: ignore[arg-type]
+            max_tokens=12,
         )
     assert reply.object == "chat.completion"
     assert reply.choices[0].message.content
@@ -39,7 +44,7 @@ async def test_azure_client_with_deployment_in_the_endpoint(
     async with client:
         reply = await client.chat.completions.create(
             model="ignored-by-the-sdk",
-            messages=MESSAGES,  # type: ignore[arg-type]
+            messages=MESSAGES,
         )
     assert reply.choices[0].message.content
 
@@ -49,7 +54,7 @@ async def test_v1_client_chat(gateway: GatewayHarness, app_key: str) -> None:
         reply = await client.chat.completions.create(
             model="gpt-4o",
             messages=MESSAGES,
-            max_tokens=5,  # type: ignore[arg-type]
+            max_tokens=5,
         )
     assert reply.choices[0].message.content
     assert reply.usage is not None and reply.usage.completion_tokens == 5
@@ -62,13 +67,13 @@ async def test_streaming_with_usage_matches_non_streaming(
         plain = await client.chat.completions.create(
             model="gpt-4o",
             messages=MESSAGES,
-            max_tokens=10,  # type: ignore[arg-type]
+            max_tokens=10,
         )
         stream = await client.chat.completions.create(
             model="gpt-4o",
             messages=MESSAGES,
             max_tokens=10,
-            stream=True,  # type: ignore[arg-type]
+            stream=True,
             stream_options={"include_usage": True},
         )
         text, usage = "", None
@@ -88,7 +93,7 @@ async def test_v1_streaming(gateway: GatewayHarness, app_key: str) -> None:
             model="gpt-4o",
             messages=MESSAGES,
             max_tokens=4,
-            stream=True,  # type: ignore[arg-type]
+            stream=True,
         )
         chunks = [chunk async for chunk in stream]
     assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) == 4

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +17,20 @@ import aiohttp
 import openai
 import pytest
 from aiohttp import web
+from openai.types.chat import ChatCompletionMessageParam
 
 from keyguard.emulator.config import EmulatorConfig
 from keyguard.proxy.headers import FORWARDED_REQUEST_HEADERS
 from keyguard.server import Gateway
+from tests.support.emulators import API_VERSION
+from tests.support.gateway import azure_client, new_key, running_gateway
+from tests.support.settings import free_port, upstream
 
-from .conftest import API_VERSION, GatewayHarness, start_gateway
+from .harness import GatewayHarness
 
 UPSTREAM_KEY = "0123456789abcdef0123456789abcdef"
 CHAT = "/openai/deployments/gpt-4o/chat/completions?api-version=" + API_VERSION
-MESSAGES = [{"role": "user", "content": "hi"}]
+MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -63,21 +67,21 @@ async def recorder() -> AsyncIterator[tuple[Recorder, str]]:
         await runner.cleanup()
 
 
-async def _gateway(tmp_path: Path, url: str, **proxy: Any) -> tuple[Gateway, str]:
-    gw = await start_gateway(tmp_path, url, UPSTREAM_KEY, **proxy)
-    assert gw.runtime is not None
-    from datetime import UTC, datetime
-
-    _, key = await gw.runtime.keys.create("app", now=datetime.now(UTC))
-    return gw, key
+@asynccontextmanager
+async def _gateway(tmp_path: Path, url: str, **proxy: Any) -> AsyncIterator[tuple[Gateway, str]]:
+    """A gateway in front of ``url`` holding ``UPSTREAM_KEY`` for it, and a key of its own."""
+    async with running_gateway(
+        tmp_path, upstreams=[upstream(url)], vault={"upstream/emulator": UPSTREAM_KEY}, proxy=proxy
+    ) as gw:
+        _, key = await new_key(gw)
+        yield gw, key
 
 
 async def test_client_credentials_never_reach_the_upstream(
     tmp_path: Path, recorder: tuple[Recorder, str]
 ) -> None:
     rec, url = recorder
-    gw, key = await _gateway(tmp_path, url)
-    try:
+    async with _gateway(tmp_path, url) as (gw, key):
         async with aiohttp.ClientSession() as http:
             async with http.post(
                 gw.proxy_url + CHAT,
@@ -105,8 +109,6 @@ async def test_client_credentials_never_reach_the_upstream(
                 assert resp.status == 200
                 assert "set-cookie" not in resp.headers
                 assert resp.headers["x-ms-region"] == "Test"
-    finally:
-        await gw.stop()
     method, path, headers, body = rec.requests[0]
     lower = {k.lower(): v for k, v in headers.items()}
     assert (method, path) == ("POST", CHAT)
@@ -127,36 +129,11 @@ async def test_v1_model_alias_is_rewritten_to_the_upstream_deployment(
     tmp_path: Path, recorder: tuple[Recorder, str]
 ) -> None:
     rec, url = recorder
-    from keyguard.config import settings_from_mapping
-    from keyguard.vault.master import create_master_key_file
-    from keyguard.wiring.runtime import open_runtime
-
-    create_master_key_file(tmp_path / "master.key")
-    settings = settings_from_mapping(
-        {
-            "listen": {"proxy": "127.0.0.1:0", "admin": "127.0.0.1:0"},
-            "store": f"sqlite:///{tmp_path / 'k.db'}",
-            "master_key_file": str(tmp_path / "master.key"),
-            "upstreams": [
-                {
-                    "name": "up",
-                    "endpoint": url,
-                    "credential": {"vault": "upstream/up"},
-                    "deployments": {"chat": {"upstream_deployment": "gpt-4o-2024"}},
-                }
-            ],
-        }
-    )
-    rt = await open_runtime(settings, {})
-    await rt.vault.put("upstream/up", UPSTREAM_KEY)
-    await rt.close()
-    gw = Gateway(settings, {})
-    await gw.start()
-    try:
-        assert gw.runtime is not None
-        from datetime import UTC, datetime
-
-        _, key = await gw.runtime.keys.create("app", now=datetime.now(UTC))
+    alias = upstream(url, name="up", deployments={"chat": {"upstream_deployment": "gpt-4o-2024"}})
+    async with running_gateway(
+        tmp_path, upstreams=[alias], vault={"upstream/up": UPSTREAM_KEY}
+    ) as gw:
+        _, key = await new_key(gw)
         async with aiohttp.ClientSession() as http:
             await http.post(
                 gw.proxy_url + "/openai/v1/chat/completions",
@@ -168,8 +145,6 @@ async def test_v1_model_alias_is_rewritten_to_the_upstream_deployment(
                 json={"input": "x"},
                 headers={"api-key": key},
             )
-    finally:
-        await gw.stop()
     assert rec.requests[0][1] == "/openai/v1/chat/completions"
     assert b'"model":"gpt-4o-2024"' in rec.requests[0][3]
     assert rec.requests[1][1].startswith("/openai/deployments/gpt-4o-2024/embeddings")
@@ -188,8 +163,7 @@ async def test_redirects_and_upstream_auth_failures_become_502(
         return web.json_response({"error": {"code": str(status)}}, status=status, headers=headers)
 
     rec.behaviour = answer
-    gw, key = await _gateway(tmp_path, url)
-    try:
+    async with _gateway(tmp_path, url) as (gw, key):
         async with aiohttp.ClientSession() as http:
             async with http.post(
                 gw.proxy_url + CHAT,
@@ -200,26 +174,16 @@ async def test_redirects_and_upstream_auth_failures_become_502(
                 body = await resp.json()
                 assert resp.status == 502
                 assert "location" not in resp.headers
-    finally:
-        await gw.stop()
     assert len(rec.requests) == 1  # the redirect was not followed
     assert body["error"]["code"] == "BadGateway"
 
 
 async def test_upstream_down_is_502(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    gw, key = await _gateway(tmp_path, f"http://127.0.0.1:{port}")
-    try:
-        client = openai.AsyncAzureOpenAI(
-            azure_endpoint=gw.proxy_url, api_key=key, api_version=API_VERSION, max_retries=0
-        )
+    async with _gateway(tmp_path, f"http://127.0.0.1:{free_port()}") as (gw, key):
+        client = azure_client(gw, key)
         async with client:
             with pytest.raises(openai.APIStatusError) as info:
-                await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
-    finally:
-        await gw.stop()
+                await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert info.value.status_code == 502
     assert "cannot be reached" in info.value.message
 
@@ -233,17 +197,16 @@ async def test_upstream_too_slow_is_504(tmp_path: Path, recorder: tuple[Recorder
         raise AssertionError("unreachable")
 
     rec.behaviour = hang
-    gw, key = await _gateway(tmp_path, url, upstream_timeout_s=0.3)
-    try:
-        async with aiohttp.ClientSession() as http:
-            async with http.post(
-                gw.proxy_url + CHAT, json={"messages": MESSAGES}, headers={"api-key": key}
-            ) as resp:
-                assert resp.status == 504
-                assert (await resp.json())["error"]["code"] == "GatewayTimeout"
-    finally:
-        never.set()
-        await gw.stop()
+    async with _gateway(tmp_path, url, upstream_timeout_s=0.3) as (gw, key):
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.post(
+                    gw.proxy_url + CHAT, json={"messages": MESSAGES}, headers={"api-key": key}
+                ) as resp:
+                    assert resp.status == 504
+                    assert (await resp.json())["error"]["code"] == "GatewayTimeout"
+        finally:
+            never.set()
 
 
 def _sse(n: int) -> list[bytes]:
@@ -267,8 +230,7 @@ async def test_stream_first_byte_is_not_buffered(
         return resp
 
     rec.behaviour = stream
-    gw, key = await _gateway(tmp_path, url)
-    try:
+    async with _gateway(tmp_path, url) as (gw, key):
         async with aiohttp.ClientSession() as http:
             async with http.post(
                 gw.proxy_url + CHAT,
@@ -279,8 +241,6 @@ async def test_stream_first_byte_is_not_buffered(
                 assert first == b'data: {"n": 0}\n\n'
                 release.set()
                 rest = await resp.content.read()
-    finally:
-        await gw.stop()
     assert rest.endswith(b"data: [DONE]\n\n")
 
 
@@ -302,23 +262,18 @@ async def test_upstream_breaking_mid_stream_gives_a_clean_sdk_error(
         return resp
 
     rec.behaviour = broken
-    gw, key = await _gateway(tmp_path, url)
-    try:
-        client = openai.AsyncAzureOpenAI(
-            azure_endpoint=gw.proxy_url, api_key=key, api_version=API_VERSION, max_retries=0
-        )
+    async with _gateway(tmp_path, url) as (gw, key):
+        client = azure_client(gw, key)
         async with client:
             stream = await client.chat.completions.create(
                 model="gpt-4o",
                 messages=MESSAGES,
-                stream=True,  # type: ignore[arg-type]
+                stream=True,
             )
             got = []
             with pytest.raises(openai.APIError) as info:
                 async for chunk in stream:
                     got.append(chunk)
-    finally:
-        await gw.stop()
     assert len(got) == 1
     assert "broke off" in str(info.value)
 
@@ -360,5 +315,5 @@ async def test_client_disconnect_mid_stream_is_a_clean_close(
         access.removeHandler(waiter)
         access.setLevel(old_level)
     async with gateway.azure(app_key) as client:  # the gateway keeps serving
-        reply = await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+        reply = await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert reply.choices

@@ -9,23 +9,19 @@ an event or an error.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import openai
 import pytest
 
-from keyguard.config import settings_from_mapping
 from keyguard.events import Event
-from keyguard.server import Gateway
-from keyguard.vault.master import create_master_key_file
-from keyguard.wiring.runtime import open_runtime
-
-from .conftest import API_VERSION
+from tests.support.emulators import API_VERSION, AzureEmulator, data_plane_status
+from tests.support.gateway import azure_client, running_gateway
+from tests.support.logs import LogCapture
+from tests.support.settings import managed_upstream
 
 ROTATIONS = 5
 CLIENTS = 4  # two streaming, two not
@@ -33,81 +29,32 @@ MESSAGES: Any = [{"role": "user", "content": "Say something about key rotation."
 CHAT = "/openai/deployments/gpt-4o/chat/completions?api-version=" + API_VERSION
 
 
-class _Capture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
-
-
-def _settings(tmp: Path, emulator: Any, **extra: Any) -> Any:
-    c = emulator.state.config
-    create_master_key_file(tmp / "master.key")
-    return settings_from_mapping(
-        {
-            **extra,
-            "listen": {"proxy": "127.0.0.1:0", "admin": "127.0.0.1:0"},
-            "store": f"sqlite:///{tmp / 'keyguard.db'}",
-            "master_key_file": str(tmp / "master.key"),
-            "proxy": {"key_cache_ttl_s": 0.3},
-            "upstreams": [
-                {
-                    "name": "emulator",
-                    "endpoint": emulator.http_url,
-                    "credential": {"vault": "upstream/emulator"},
-                    "deployments": ["gpt-4o", "gpt-4o-mini"],
-                    "management": {
-                        "subscription_id": c.subscription_id,
-                        "resource_group": c.resource_group,
-                        "account_name": c.account_name,
-                        "arm_endpoint": emulator.url,
-                        "identity": {"ca_file": emulator.ca_file},
-                    },
-                }
-            ],
-            "rotation": {
-                "credential_refresh_s": 0.2,
-                "drain": 1,
-                "switch_timeout": 60,
-                "verify_backoff": 0.05,
-                "check_interval": 3600,
-            },
-        }
-    )
-
-
-async def _emulator_status(emulator: Any, key: str) -> int:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            emulator.http_url + CHAT, json={"messages": MESSAGES}, headers={"api-key": key}
-        ) as response,
-    ):
-        await response.read()
-        return response.status
+def _options(emulator: AzureEmulator) -> dict[str, Any]:
+    """An upstream Keyguard can rotate, its key in the vault, fast credential refreshes."""
+    return {
+        "proxy": {"key_cache_ttl_s": 0.3},
+        "upstreams": [managed_upstream(emulator)],
+        "vault": {"upstream/emulator": emulator.keys()[0]},
+        "rotation": {
+            "credential_refresh_s": 0.2,
+            "drain": 1,
+            "switch_timeout": 60,
+            "verify_backoff": 0.05,
+            "check_interval": 3600,
+        },
+    }
 
 
 @pytest.mark.slow
-async def test_rotations_under_load_fail_no_request(tmp_path: Path, azure_emulator: Any) -> None:
-    capture = _Capture()
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(capture)
-    root.setLevel(logging.DEBUG)
+async def test_rotations_under_load_fail_no_request(
+    tmp_path: Path, azure_emulator: AzureEmulator, logs: LogCapture
+) -> None:
     seen_keys: set[str] = set(azure_emulator.keys())
     events: list[Event] = []
     failures: list[str] = []
     keyguard_keys: list[str] = []
     served: Counter[str] = Counter()
-    gateway = Gateway(_settings(tmp_path, azure_emulator), {})
-    try:
-        rt = await open_runtime(gateway.settings, {})
-        await rt.vault.put("upstream/emulator", azure_emulator.keys()[0])
-        await rt.close()
-        await gateway.start()
+    async with running_gateway(tmp_path, **_options(azure_emulator)) as gateway:
         runtime = gateway.runtime
         rotation = gateway.rotation
         assert runtime is not None and rotation is not None
@@ -118,12 +65,7 @@ async def test_rotations_under_load_fail_no_request(tmp_path: Path, azure_emulat
         used: dict[int, str] = {}
         progress = asyncio.Condition()
         stop = asyncio.Event()
-        base = openai.AsyncAzureOpenAI(
-            azure_endpoint=gateway.proxy_url,
-            api_key=first_key,
-            api_version=API_VERSION,
-            max_retries=0,
-        )
+        base = azure_client(gateway, first_key)
 
         async def client(n: int) -> None:
             streaming = n % 2 == 0
@@ -160,7 +102,7 @@ async def test_rotations_under_load_fail_no_request(tmp_path: Path, azure_emulat
                 assert done.state == "done", done.error
                 seen_keys.update(azure_emulator.keys())
                 assert await runtime.vault.get("upstream/emulator") in azure_emulator.keys()
-                assert await _emulator_status(azure_emulator, old) == 401
+                assert await data_plane_status(azure_emulator.http_url, old) == 401
 
         async def rotate_keyguard_key() -> None:
             for n in range(ROTATIONS):
@@ -187,10 +129,6 @@ async def test_rotations_under_load_fail_no_request(tmp_path: Path, azure_emulat
             stop.set()
             await asyncio.gather(*clients)
             await base.close()
-    finally:
-        await gateway.stop()
-        root.removeHandler(capture)
-        root.setLevel(level)
 
     assert failures == []
     assert served["stream"] > 10 and served["json"] > 10
@@ -199,7 +137,7 @@ async def test_rotations_under_load_fail_no_request(tmp_path: Path, azure_emulat
     assert usage["total"]["requests"] == served["stream"] + served["json"]
     assert len(seen_keys) == 2 + 2 * ROTATIONS  # every rotation regenerated both keys
     # canary: no key, rotated-out or new, upstream or Keyguard, in logs, events, rows or errors
-    text = "\n".join(capture.lines) + repr(events) + "\n".join(failures)
+    text = "\n".join(logs.lines) + repr(events) + "\n".join(failures)
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("keyguard.db*"))
     for secret in [*seen_keys, *keyguard_keys]:
         assert secret not in text
@@ -208,14 +146,11 @@ async def test_rotations_under_load_fail_no_request(tmp_path: Path, azure_emulat
     assert kinds["upstream.rotate"] == ROTATIONS and kinds["keys.rotate"] == ROTATIONS
 
 
-async def test_a_rotated_key_keeps_its_limits(tmp_path: Path, azure_emulator: Any) -> None:
+async def test_a_rotated_key_keeps_its_limits(
+    tmp_path: Path, azure_emulator: AzureEmulator
+) -> None:
     limits = {"default_max_tokens": 5, "rules": [{"scope": "key", "rpm": 2}]}
-    gateway = Gateway(_settings(tmp_path, azure_emulator, limits=limits), {})
-    rt = await open_runtime(gateway.settings, {})
-    await rt.vault.put("upstream/emulator", azure_emulator.keys()[0])
-    await rt.close()
-    await gateway.start()
-    try:
+    async with running_gateway(tmp_path, **_options(azure_emulator), limits=limits) as gateway:
         assert gateway.runtime is not None and gateway.rotation is not None
         async with aiohttp.ClientSession() as http:
 
@@ -238,6 +173,4 @@ async def test_a_rotated_key_keeps_its_limits(tmp_path: Path, azure_emulator: An
                 statuses.append(await call(key))  # the old secret, in its grace: the same count
                 if datetime.now(UTC).replace(second=0, microsecond=0) == minute:
                     break
-    finally:
-        await gateway.stop()
     assert statuses[:2] == [200, 200] and statuses[2:] == [429, 429]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,25 +14,14 @@ from sqlalchemy import select
 from keyguard.errors import BadRequest, NotFound
 from keyguard.keys.format import parse_key
 from keyguard.keys.service import KeyService, key_state, validate_app
-from keyguard.store import Store, open_store
+from keyguard.store import Store
 from keyguard.store.base import KeyRecord
 from keyguard.store.schema import keys
 from keyguard.store.sql import SQLStore
 
+from .conftest import PEPPER
+
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-PEPPER = b"p" * 32
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await open_store(f"sqlite:///{tmp_path / 'keyguard.db'}")
-    yield s
-    await s.close()
-
-
-@pytest.fixture
-def service(store: Store) -> KeyService:
-    return KeyService(store, PEPPER)
 
 
 async def test_create_returns_the_key_once_and_stores_a_digest(

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import tiktoken.load
-from tiktoken_ext import openai_public
+from tiktoken_ext import openai_public  # type: ignore[import-untyped]
 
 from keyguard.core.request import RequestContext
 from keyguard.errors import ConfigurationError

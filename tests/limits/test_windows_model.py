@@ -19,8 +19,8 @@ from keyguard.limits.model import (
 from keyguard.limits.windows import WindowCache, window
 
 
-def ts(*args: int) -> float:
-    return datetime(*args, tzinfo=UTC).timestamp()
+def ts(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> float:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC).timestamp()
 
 
 def test_minute_hour_day_windows_are_aligned_on_utc() -> None:

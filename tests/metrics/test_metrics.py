@@ -7,10 +7,10 @@ from pathlib import Path
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from audit.monitored import monitored_gateway
 from keyguard.core.observation import Observation
 from keyguard.emulator.server import RunningEmulator
 from keyguard.metrics.registry import BoundedLabel, GatewayMetrics
+from tests.support.gateway import azure_client, new_key, running_gateway
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -114,19 +114,19 @@ def test_label_values_are_bounded() -> None:
 async def test_metrics_on_the_admin_port_and_admin_alerts_fail_closed(
     tmp_path: Path, emulator: RunningEmulator
 ) -> None:
-    async with monitored_gateway(tmp_path, emulator) as gw:
-        _, key = await gw.new_key("metered")
-        async with gw.azure(key) as client:
+    async with running_gateway(tmp_path, emulator) as gw:
+        _, key = await new_key(gw, "metered")
+        async with azure_client(gw, key) as client:
             await client.chat.completions.create(
                 model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
             )
-        assert gw.gateway.monitoring is not None
-        await gw.gateway.monitoring.recorder.drain()
+        assert gw.monitoring is not None
+        await gw.monitoring.recorder.drain()
         async with aiohttp.ClientSession() as http:
-            async with http.get(gw.gateway.admin_url + "/metrics") as resp:
+            async with http.get(gw.admin_url + "/metrics") as resp:
                 assert resp.status == 200
                 text = await resp.text()
-            async with http.get(gw.gateway.admin_url + "/admin/alerts") as resp:
+            async with http.get(gw.admin_url + "/admin/alerts") as resp:
                 assert resp.status == 401
     got = samples(text)
     metered = series(
@@ -138,5 +138,5 @@ async def test_metrics_on_the_admin_port_and_admin_alerts_fail_closed(
     )
     assert got[metered] == 1
     assert got[series("keyguard_audit_written")] >= 0 and series("keyguard_blocks_active") in got
-    for secret in [key, *gw.secrets]:
+    for secret in [key, *emulator.keys()]:
         assert str(secret) not in text

@@ -18,17 +18,9 @@ from keyguard.core.observation import Observation
 from keyguard.detect.rules import Detection
 from keyguard.monitor.store import MonitorStore
 from keyguard.respond.incidents import IncidentBook
-from keyguard.vault.master import create_master_key_file
 from keyguard.wiring.runtime import runtime
 
 T = 1_800_000_000.0
-
-
-def _config(tmp_path: Path) -> Path:
-    create_master_key_file(tmp_path / "master.key")
-    path = tmp_path / "keyguard.yaml"
-    path.write_text("store: sqlite:///keyguard.db\nmaster_key_file: master.key\n")
-    return path
 
 
 def test_replay_prints_incidents_and_scores_labelled_traffic(tmp_path: Path) -> None:
@@ -72,39 +64,36 @@ def test_replay_prints_incidents_and_scores_labelled_traffic(tmp_path: Path) -> 
     assert failed.exit_code == 1 and "line 1" in failed.output
 
 
-def test_suspend_and_resume_an_app(tmp_path: Path) -> None:
-    config = _config(tmp_path)
-
+def test_suspend_and_resume_an_app(config_path: Path) -> None:
     async def setup() -> list[str]:
-        async with runtime(load_settings(config), {}) as rt:
+        async with runtime(load_settings(config_path), {}) as rt:
             now = datetime.now(UTC)
             return [(await rt.keys.create("team", now=now))[0].key_id for _ in range(2)]
 
     ids = asyncio.run(setup())
     runner = CliRunner()
-    out = runner.invoke(cli, ["keys", "suspend", "--app", "team", "-c", str(config)])
+    out = runner.invoke(cli, ["keys", "suspend", "--app", "team", "-c", str(config_path)])
     assert out.exit_code == 0 and all(f"suspended key {i}" in out.output for i in ids)
-    listed = runner.invoke(cli, ["keys", "list", "--all", "--json", "-c", str(config)])
+    listed = runner.invoke(cli, ["keys", "list", "--all", "--json", "-c", str(config_path)])
     assert {k["state"] for k in json.loads(listed.output)} == {"suspended"}
-    out = runner.invoke(cli, ["keys", "resume", "--app", "team", "-c", str(config)])
+    out = runner.invoke(cli, ["keys", "resume", "--app", "team", "-c", str(config_path)])
     assert out.exit_code == 0 and all(f"resumed key {i}" in out.output for i in ids)
-    usage = runner.invoke(cli, ["keys", "suspend", "-c", str(config)])
+    usage = runner.invoke(cli, ["keys", "suspend", "-c", str(config_path)])
     assert usage.exit_code == 2
-    audit = runner.invoke(cli, ["audit", "export", "-c", str(config)])
+    audit = runner.invoke(cli, ["audit", "export", "-c", str(config_path)])
     lines = [json.loads(line) for line in audit.output.splitlines()]
     actions = [line["data"]["action"] for line in lines if line.get("kind") == "admin"]
     assert actions.count("keys.suspend") == 2 and actions.count("keys.resume") == 2
 
 
-async def test_admin_alerts_route_lists_incidents_for_an_admin(tmp_path: Path) -> None:
+async def test_admin_alerts_route_lists_incidents_for_an_admin(config_path: Path) -> None:
     from keyguard.admin.api import AdminApi
     from keyguard.admin.app import create_admin_app
     from keyguard.admin.auth import AdminAuthenticator
     from keyguard.cli.support import cli_actor
     from keyguard.wiring.access import open_admin_service
 
-    config = _config(tmp_path)
-    async with runtime(load_settings(config), {}) as rt:
+    async with runtime(load_settings(config_path), {}) as rt:
         store = MonitorStore(rt.store.engine)  # type: ignore[attr-defined]
         incident, _ = IncidentBook(3600).take(
             Detection("decoy", "critical", "key:DECOYDECOY01", "decoy used", T), T

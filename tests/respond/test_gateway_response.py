@@ -7,19 +7,21 @@ import asyncio
 import json
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import openai
 import orjson
 import pytest
-from aiohttp import web
 from click.testing import CliRunner, Result
+from openai.types.chat import ChatCompletionMessageParam
 
-from audit.monitored import monitored_gateway, monitored_settings, write_config
 from keyguard.cli.main import cli
 from keyguard.emulator.server import RunningEmulator
+from tests.support.gateway import azure_client, new_key, running_gateway
+from tests.support.settings import write_config
 
-HI = [{"role": "user", "content": "hello"}]
+from .conftest import WebhookReceiver
+
+HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello"}]
 
 
 async def invoke(*args: str) -> Result:
@@ -29,11 +31,11 @@ async def invoke(*args: str) -> Result:
 async def test_key_probe_suspends_the_key_until_an_operator_resumes_it(
     tmp_path: Path, emulator: RunningEmulator
 ) -> None:
-    async with monitored_gateway(tmp_path, emulator) as gw:
-        key_id, key = await gw.new_key("victim")
-        monitoring = gw.gateway.monitoring
+    async with running_gateway(tmp_path, emulator) as gw:
+        key_id, key = await new_key(gw, "victim")
+        monitoring = gw.monitoring
         assert monitoring is not None
-        async with gw.azure(key) as client:
+        async with azure_client(gw, key) as client:
             await client.chat.completions.create(model="gpt-4o", messages=HI)
             # the reseller's key checker: an empty message and max_tokens 1, refused before it
             # is served, with the answer an invalid key gets (the checker learns nothing)
@@ -45,7 +47,7 @@ async def test_key_probe_suspends_the_key_until_an_operator_resumes_it(
             await monitoring.recorder.drain()
             with pytest.raises(openai.AuthenticationError, match="suspended"):
                 await client.chat.completions.create(model="gpt-4o", messages=HI)
-            config = write_config(tmp_path, monitored_settings(tmp_path, emulator.url))
+            config = write_config(tmp_path, gw.settings)
             listed = await invoke("alerts", "list", "--json", "-c", str(config))
             incidents = json.loads(listed.output)
             assert [i["rule"] for i in incidents] == ["key_probe"]
@@ -54,7 +56,7 @@ async def test_key_probe_suspends_the_key_until_an_operator_resumes_it(
             assert "key_probe" in table.output and key_id in table.output
             resumed = await invoke("keys", "resume", key_id, "-c", str(config))
             assert resumed.exit_code == 0 and f"resumed key {key_id}" in resumed.output
-            gw.gateway.authenticator.invalidate(key_id)  # type: ignore[union-attr]
+            gw.authenticator.invalidate(key_id)  # type: ignore[union-attr]
             await client.chat.completions.create(model="gpt-4o", messages=HI)
         await monitoring.recorder.drain()
     with sqlite3.connect(tmp_path / "keyguard.db") as conn:
@@ -76,58 +78,36 @@ async def test_velocity_throttles_the_key_with_429(
     tmp_path: Path, emulator: RunningEmulator
 ) -> None:
     monitor = {"detect": {"velocity": {"learning_tokens": 5}}}
-    async with monitored_gateway(tmp_path, emulator, monitor) as gw:
-        _, key = await gw.new_key("greedy")
-        _, other = await gw.new_key("innocent")
-        assert gw.gateway.monitoring is not None
-        async with gw.azure(key) as client, gw.azure(other) as bystander:
+    async with running_gateway(tmp_path, emulator, monitor=monitor) as gw:
+        _, key = await new_key(gw, "greedy")
+        _, other = await new_key(gw, "innocent")
+        assert gw.monitoring is not None
+        async with azure_client(gw, key) as client, azure_client(gw, other) as bystander:
             await client.chat.completions.create(model="gpt-4o", messages=HI)
-            await gw.gateway.monitoring.recorder.drain()
+            await gw.monitoring.recorder.drain()
             with pytest.raises(openai.RateLimitError) as caught:
                 await client.chat.completions.create(model="gpt-4o", messages=HI)
             assert int(caught.value.response.headers["retry-after"]) > 800
             await bystander.chat.completions.create(model="gpt-4o", messages=HI)
 
 
-@pytest.fixture
-async def webhook() -> Any:
-    got: list[Any] = []
-    arrived = asyncio.Event()
-
-    async def hook(request: web.Request) -> web.Response:
-        got.append(await request.json())
-        arrived.set()
-        return web.Response()
-
-    app = web.Application()
-    app.router.add_post("/alerts", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/alerts", got, arrived
-    finally:
-        await runner.cleanup()
-
-
 async def test_decoy_key_is_refused_like_an_unknown_key_and_alerts(
-    tmp_path: Path, emulator: RunningEmulator, webhook: Any
+    tmp_path: Path, emulator: RunningEmulator, webhook: WebhookReceiver
 ) -> None:
-    url, got, arrived = webhook
     monitor = {
         "detect": {"decoy_apps": ["honey"]},
-        "respond": {"webhooks": [{"name": "siem", "url": url, "min_severity": "high"}]},
+        "respond": {"webhooks": [{"name": "siem", "url": webhook.url, "min_severity": "high"}]},
     }
-    async with monitored_gateway(tmp_path, emulator, monitor) as gw:
-        decoy_id, decoy = await gw.new_key("honey")
-        async with gw.azure(decoy) as client:
+    async with running_gateway(tmp_path, emulator, monitor=monitor) as gw:
+        decoy_id, decoy = await new_key(gw, "honey")
+        async with azure_client(gw, decoy) as client:
             with pytest.raises(openai.AuthenticationError, match="not valid"):
                 await client.chat.completions.create(model="gpt-4o", messages=HI)
-        assert gw.gateway.monitoring is not None
-        await gw.gateway.monitoring.recorder.drain()
-        await asyncio.wait_for(arrived.wait(), 10)
-    alert = got[0]
+        assert gw.monitoring is not None
+        await gw.monitoring.recorder.drain()
+        await asyncio.wait_for(webhook.arrived.wait(), 10)
+    alert = webhook.received[0]
     assert alert["rule"] == "decoy" and alert["severity"] == "critical"
     assert alert["key_id"] == decoy_id and decoy not in json.dumps(alert)
     assert emulator.state is not None  # the decoy never reached Azure:
-    assert not any(decoy in json.dumps(a) for a in got)
+    assert not any(decoy in json.dumps(a) for a in webhook.received)

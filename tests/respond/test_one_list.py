@@ -13,11 +13,12 @@ import openai
 import pytest
 from click.testing import CliRunner
 
-from audit.monitored import monitored_gateway, monitored_settings, write_config
 from keyguard.cli.main import cli
 from keyguard.cli.support import cli_actor
 from keyguard.emulator.server import RunningEmulator
 from keyguard.events import SecurityEvent
+from tests.integration.harness import harnessed
+from tests.support.settings import keyguard_settings, upstream, write_config
 
 
 async def test_every_kind_of_incident_is_in_one_list(
@@ -25,7 +26,7 @@ async def test_every_kind_of_incident_is_in_one_list(
 ) -> None:
     decoy_id = "DECOYDECOY01"
     monitor = {"detect": {"decoy_key_ids": [decoy_id]}}
-    async with monitored_gateway(tmp_path, emulator, monitor) as gw:
+    async with harnessed(tmp_path, emulator, monitor=monitor) as gw:
         key_id, key = await gw.new_key("budgeted")
         rt = gw.runtime
         now = datetime.now(UTC)
@@ -55,7 +56,10 @@ async def test_every_kind_of_incident_is_in_one_list(
     raw = next(i for i in listed if i.rule == "raw_azure_key")
     assert raw.evidence["latest"]["upstream"] == "emulator"  # the incident names the upstream
     assert raw.count >= 1 and upstream_key not in json.dumps(raw.to_json())
-    config = write_config(tmp_path, monitored_settings(tmp_path, gw.emulator.url, monitor))
+    config = write_config(
+        tmp_path,
+        keyguard_settings(tmp_path, upstreams=[upstream(gw.emulator.url)], monitor=monitor),
+    )
     args = ["alerts", "list", "--json", "-c", str(config)]
     result = await asyncio.to_thread(CliRunner().invoke, cli, args)
     assert result.exit_code == 0, result.output

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from keyguard.core.hooks import AllowAuthenticated
 from keyguard.core.principal import Principal
@@ -21,6 +19,8 @@ from keyguard.respond.blocks import BlockGuard, BlockList
 from keyguard.respond.incidents import IncidentBook
 from keyguard.respond.responder import Responder
 from keyguard.respond.settings import RespondSettings, WebhookSettings
+
+from .conftest import WebhookReceiver
 
 NOW = 1_800_000_000.0
 
@@ -120,40 +120,16 @@ def test_webhook_urls_with_secrets_must_come_from_the_vault() -> None:
     WebhookSettings(name="ok", url="https://siem.example/ingest")
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[tuple[str, list[Any], list[int]]]:
-    """A webhook endpoint that fails with the queued statuses first, then accepts."""
-    got: list[Any] = []
-    statuses: list[int] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        got.append(await request.json())
-        status = statuses.pop(0) if statuses else 200
-        headers = {"Retry-After": "0"} if status == 429 else {}
-        return web.Response(status=status, headers=headers)
-
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}/hook", got, statuses
-    finally:
-        await runner.cleanup()
-
-
-async def test_alerts_are_retried_with_backoff(receiver: Any) -> None:
-    url, got, statuses = receiver
-    statuses.extend([500, 429, 503])
+async def test_alerts_are_retried_with_backoff(webhook: WebhookReceiver) -> None:
+    webhook.statuses.extend([500, 429, 503])
     delays: list[float] = []
 
     async def sleep(seconds: float) -> None:
         delays.append(seconds)
 
-    hook = Webhook(WebhookSettings(name="siem", url=url, min_severity="medium"), url)
+    hook = Webhook(
+        WebhookSettings(name="siem", url=webhook.url, min_severity="medium"), webhook.url
+    )
     async with aiohttp.ClientSession() as session:
         sender = AlertSender([hook], session, sleep=sleep)
         book = IncidentBook(3600)
@@ -166,7 +142,8 @@ async def test_alerts_are_retried_with_backoff(receiver: Any) -> None:
         await sender.drain()
         await sender.close()
         await task
-    assert sender.sent == 1 and len(got) == 4 and got[-1]["id"] == incident.id
+    assert sender.sent == 1 and len(webhook.received) == 4
+    assert webhook.received[-1]["id"] == incident.id
     assert delays[0] < delays[2] and delays[1] == 0  # exponential, Retry-After honoured
 
 
@@ -185,7 +162,7 @@ async def test_responder_runs_the_policy_once_per_incident() -> None:
     bus = EventBus()
     events: list[Event] = []
     bus.subscribe(events.append)
-    keys, invalidated = FakeKeys(), []
+    keys, invalidated = FakeKeys(), list[str]()
     blocks = BlockList(clock=lambda: NOW)
     responder = Responder(
         RespondSettings(

@@ -1,5 +1,5 @@
-"""Helpers shared by the rotation tests: config for an emulated upstream, a counting key
-manager, a data-plane probe."""
+"""What the rotation tests share: settings for an upstream ``east`` whose keys the emulator's
+ARM endpoints rotate, fast rotation timings, and a counting key manager."""
 
 from __future__ import annotations
 
@@ -7,15 +7,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
-from keyguard.config import Settings, settings_from_mapping
+from keyguard.config import Settings
 from keyguard.rotation.azure import ArmKeyManager, KeyManager
 from keyguard.rotation.machine import Slot
 from keyguard.upstream.settings import ManagementSettings
-from keyguard.vault.master import create_master_key_file
-
-CHAT = "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
+from tests.support.emulators import AzureEmulator
+from tests.support.settings import keyguard_settings, managed_upstream
 
 FAST_ROTATION = {
     "credential_refresh_s": 0.2,
@@ -24,26 +21,24 @@ FAST_ROTATION = {
     "switch_timeout": 30,
     "check_interval": 3600,
 }
+VAULT = {"vault": "upstream/east"}
 
 
-def upstream_config(
-    emulator: Any, credential: dict[str, Any], *, name: str = "east", **management: Any
-) -> dict[str, Any]:
-    c = emulator.state.config
-    return {
-        "name": name,
-        "endpoint": emulator.http_url,
-        "credential": credential,
-        "deployments": ["gpt-4o", "gpt-4o-mini"],
-        "management": {
-            "subscription_id": c.subscription_id,
-            "resource_group": c.resource_group,
-            "account_name": c.account_name,
-            "arm_endpoint": emulator.url,
-            "identity": {"ca_file": emulator.ca_file},
-            **management,
-        },
-    }
+def rotation_settings(
+    tmp: Path,
+    emulator: AzureEmulator,
+    credential: dict[str, Any] = VAULT,
+    management: dict[str, Any] | None = None,
+    **rotation: Any,
+) -> Settings:
+    """Settings with the one upstream ``east`` (its key read through ``credential``, its
+    ``management`` section extended by ``management``) and :data:`FAST_ROTATION`
+    (overridden by ``rotation``)."""
+    return keyguard_settings(
+        tmp,
+        upstreams=[managed_upstream(emulator, credential, name="east", **(management or {}))],
+        rotation={**FAST_ROTATION, **rotation},
+    )
 
 
 class CountingKeys:
@@ -62,29 +57,3 @@ class CountingKeys:
 
     async def close(self) -> None:
         await self.inner.close()
-
-
-async def data_plane_status(emulator: Any, key: str) -> int:
-    """Status of a chat call straight to the emulator with ``key``."""
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            emulator.http_url + CHAT,
-            json={"messages": [{"role": "user", "content": "hi"}]},
-            headers={"api-key": key},
-        ) as response,
-    ):
-        await response.read()
-        return response.status
-
-
-def keyguard_settings(tmp_path: Path, **extra: Any) -> Settings:
-    if not (tmp_path / "master.key").exists():
-        create_master_key_file(tmp_path / "master.key")
-    return settings_from_mapping(
-        {
-            "store": f"sqlite:///{tmp_path / 'keyguard.db'}",
-            "master_key_file": str(tmp_path / "master.key"),
-            **extra,
-        }
-    )

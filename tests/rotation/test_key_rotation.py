@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from rotation_helpers import keyguard_settings
 
 from keyguard.errors import BadRequest
 from keyguard.events import AdminAction, Event
@@ -17,14 +16,10 @@ from keyguard.rotation.keys import KeyRotationService, derive_key, effective_exp
 from keyguard.store.base import KeyRecord
 from keyguard.wiring.rotation import key_rotation_service, rotate_leaked_key
 from keyguard.wiring.runtime import Runtime, open_runtime
+from tests.support.settings import keyguard_settings
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
-
-
-@pytest.fixture
-async def service(runtime: Runtime) -> KeyRotationService:
-    return await key_rotation_service(runtime, accept_delay_s=0)
 
 
 def test_derived_keys_are_valid_deterministic_and_bound_to_their_inputs() -> None:

@@ -11,13 +11,14 @@ from typing import Any
 
 import openai
 import pytest
-from rotation_helpers import FAST_ROTATION, data_plane_status, upstream_config
 
-from keyguard.config import settings_from_mapping
 from keyguard.events import AdminAction, Event, SecurityEvent
 from keyguard.server import Gateway
-from keyguard.vault.master import create_master_key_file
 from keyguard.wiring.runtime import open_runtime
+from tests.support.emulators import data_plane_status
+from tests.support.settings import keyguard_settings, managed_upstream
+
+from .rotation_helpers import FAST_ROTATION, VAULT
 
 WAIT_S = 60
 
@@ -25,15 +26,10 @@ WAIT_S = 60
 async def test_presenting_the_upstream_key_rotates_that_upstream(
     tmp_path: Path, azure_emulator: Any
 ) -> None:
-    create_master_key_file(tmp_path / "master.key")
-    settings = settings_from_mapping(
-        {
-            "listen": {"proxy": "127.0.0.1:0", "admin": "127.0.0.1:0"},
-            "store": f"sqlite:///{tmp_path / 'keyguard.db'}",
-            "master_key_file": str(tmp_path / "master.key"),
-            "upstreams": [upstream_config(azure_emulator, {"vault": "upstream/east"})],
-            "rotation": FAST_ROTATION,
-        }
+    settings = keyguard_settings(
+        tmp_path,
+        upstreams=[managed_upstream(azure_emulator, VAULT, name="east")],
+        rotation=FAST_ROTATION,
     )
     in_service, _ = azure_emulator.keys()
     rt = await open_runtime(settings, {})
@@ -72,7 +68,9 @@ async def test_presenting_the_upstream_key_rotates_that_upstream(
         assert gateway.rotation is not None and gateway.rotation.scheduler is not None
         await asyncio.wait_for(gateway.rotation.scheduler.idle(), WAIT_S)
         assert gateway.rotation.scheduler.completed == [("east", f"event:{raw}", "done")]
-        assert await data_plane_status(azure_emulator, in_service) == 401  # the old key is dead
+        assert (
+            await data_plane_status(azure_emulator.http_url, in_service) == 401
+        )  # the old key is dead
         app = openai.AsyncAzureOpenAI(
             azure_endpoint=gateway.proxy_url, api_key=app_key, api_version="2024-10-21",
             max_retries=0,

@@ -11,20 +11,15 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner, Result
-from rotation_helpers import FAST_ROTATION, data_plane_status, upstream_config
 
 from keyguard.cli.main import cli
 from keyguard.config import load_settings
 from keyguard.vault.master import create_master_key_file, load_master_key
 from keyguard.wiring.runtime import runtime
+from tests.support.emulators import AzureEmulator, data_plane_status
+from tests.support.settings import write_config
 
-
-@pytest.fixture
-def config_path(tmp_path: Path) -> Path:
-    create_master_key_file(tmp_path / "master.key")
-    path = tmp_path / "keyguard.yaml"
-    path.write_text("store: sqlite:///state/keyguard.db\nmaster_key_file: master.key\n")
-    return path
+from .rotation_helpers import rotation_settings
 
 
 def invoke(config: Path, *args: str, env: dict[str, Any] | None = None) -> Result:
@@ -99,19 +94,8 @@ def test_vault_rekey_rewraps_everything_and_is_repeatable(
     assert load_master_key({}, str(new_key)).kek_id == new.kek_id
 
 
-async def test_rotate_upstream_and_status(tmp_path: Path, azure_emulator: Any) -> None:
-    create_master_key_file(tmp_path / "master.key")
-    config = tmp_path / "keyguard.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "store": "sqlite:///keyguard.db",
-                "master_key_file": "master.key",
-                "upstreams": [upstream_config(azure_emulator, {"vault": "upstream/east"})],
-                "rotation": FAST_ROTATION,
-            }
-        )
-    )
+async def test_rotate_upstream_and_status(tmp_path: Path, azure_emulator: AzureEmulator) -> None:
+    config = write_config(tmp_path, rotation_settings(tmp_path, azure_emulator))
     old1, _ = azure_emulator.keys()
     put = await asyncio.to_thread(
         lambda: CliRunner().invoke(
@@ -125,7 +109,7 @@ async def test_rotate_upstream_and_status(tmp_path: Path, azure_emulator: Any) -
     done = await asyncio.to_thread(invoke, config, "rotate", "upstream", "east")
     assert done.exit_code == 0, done.output
     assert done.stdout.startswith("rotated upstream east: now serving key2 (vault version 2)")
-    assert await data_plane_status(azure_emulator, old1) == 401
+    assert await data_plane_status(azure_emulator.http_url, old1) == 401
     status = await asyncio.to_thread(invoke, config, "rotate", "status", "--json")
     rows = json.loads(status.stdout)
     assert [(r["upstream"], r["state"], r["from_slot"], r["to_slot"]) for r in rows] == [

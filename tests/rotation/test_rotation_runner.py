@@ -5,7 +5,6 @@ failure, stalled replicas, the lease, managed-identity (burn) and Key Vault upst
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,9 +12,7 @@ from typing import Any
 import pytest
 from azure.identity.aio import ManagedIdentityCredential
 from azure.keyvault.secrets.aio import SecretClient
-from rotation_helpers import FAST_ROTATION, CountingKeys, data_plane_status, upstream_config
 
-from keyguard.config import settings_from_mapping
 from keyguard.errors import ConfigurationError
 from keyguard.events import AdminAction, Event, SecurityEvent
 from keyguard.rotation.machine import Action
@@ -23,9 +20,11 @@ from keyguard.rotation.runner import RotationBusy, RotationStalled
 from keyguard.rotation.service import RotationService
 from keyguard.rotation.store import ReplicaAck
 from keyguard.upstream.settings import ManagementSettings
-from keyguard.vault.master import create_master_key_file
 from keyguard.wiring.rotation import rotate_upstream_for_secret, rotation_service
 from keyguard.wiring.runtime import Runtime, open_runtime
+from tests.support.emulators import AzureEmulator, data_plane_status
+
+from .rotation_helpers import CountingKeys, rotation_settings
 
 FLIP: list[Action] = [
     "inspect",
@@ -45,32 +44,14 @@ class Crash(Exception):
 
 async def _runtime(
     tmp_path: Path,
-    emulator: Any,
+    emulator: AzureEmulator,
     credential: dict[str, Any],
     management: dict[str, Any] | None = None,
     **rot: Any,
 ) -> Runtime:
-    if not (tmp_path / "master.key").exists():
-        create_master_key_file(tmp_path / "master.key")
-    settings = settings_from_mapping(
-        {
-            "store": f"sqlite:///{tmp_path / 'keyguard.db'}",
-            "master_key_file": str(tmp_path / "master.key"),
-            "upstreams": [upstream_config(emulator, credential, **(management or {}))],
-            "rotation": {**FAST_ROTATION, **rot},
-        }
+    return await open_runtime(
+        rotation_settings(tmp_path, emulator, credential, management, **rot), {}
     )
-    return await open_runtime(settings, {})
-
-
-@pytest.fixture
-async def rt(tmp_path: Path, azure_emulator: Any) -> AsyncIterator[Runtime]:
-    runtime = await _runtime(tmp_path, azure_emulator, {"vault": "upstream/east"})
-    await runtime.vault.put("upstream/east", azure_emulator.keys()[0])
-    try:
-        yield runtime
-    finally:
-        await runtime.close()
 
 
 def _events(runtime: Runtime) -> list[Event]:
@@ -101,7 +82,7 @@ async def _versions(runtime: Runtime, name: str) -> list[str]:
 
 
 async def test_a_rotation_flips_to_the_standby_key_and_kills_the_old_one(
-    rt: Runtime, azure_emulator: Any
+    rt: Runtime, azure_emulator: AzureEmulator
 ) -> None:
     old1, old2 = azure_emulator.keys()
     events = _events(rt)
@@ -115,9 +96,9 @@ async def test_a_rotation_flips_to_the_standby_key_and_kills_the_old_one(
         assert new1 != old1 and new2 != old2
         assert await _versions(rt, "upstream/east") == [old1, new2]  # nothing lost
         assert rotation.new_version == "2"
-        assert await data_plane_status(azure_emulator, old1) == 401
-        assert await data_plane_status(azure_emulator, old2) == 401
-        assert await data_plane_status(azure_emulator, new2) == 200
+        assert await data_plane_status(azure_emulator.http_url, old1) == 401
+        assert await data_plane_status(azure_emulator.http_url, old2) == 401
+        assert await data_plane_status(azure_emulator.http_url, new2) == 200
         assert _regenerations(managers) == {"key1": 1, "key2": 1}
 
         again = await service.rotate_upstream("east")  # key2 in service now: flips back
@@ -133,7 +114,7 @@ async def test_a_rotation_flips_to_the_standby_key_and_kills_the_old_one(
 @pytest.mark.parametrize("point", ["effect", "persisted"])
 @pytest.mark.parametrize("step", FLIP)
 async def test_a_crash_at_any_step_resumes_without_a_second_regeneration(
-    rt: Runtime, azure_emulator: Any, step: Action, point: str
+    rt: Runtime, azure_emulator: AzureEmulator, step: Action, point: str
 ) -> None:
     old1, old2 = azure_emulator.keys()
     managers: list[CountingKeys] = []
@@ -163,13 +144,13 @@ async def test_a_crash_at_any_step_resumes_without_a_second_regeneration(
     assert new1 != old1 and new2 != old2
     # exactly one live key in service, stored once, and the old version still readable
     assert await _versions(rt, "upstream/east") == [old1, new2]
-    assert await data_plane_status(azure_emulator, new2) == 200
-    assert await data_plane_status(azure_emulator, old1) == 401
+    assert await data_plane_status(azure_emulator.http_url, new2) == 200
+    assert await data_plane_status(azure_emulator.http_url, old1) == 401
     assert len(await restarted.status("east")) == 1
 
 
 async def test_a_killed_rotation_resumes_once_its_lease_expires(
-    rt: Runtime, azure_emulator: Any
+    rt: Runtime, azure_emulator: AzureEmulator
 ) -> None:
     now = [datetime.now(UTC)]
 
@@ -199,7 +180,7 @@ async def test_a_killed_rotation_resumes_once_its_lease_expires(
 
 
 async def test_a_failed_verification_aborts_alerts_and_keeps_the_old_key(
-    rt: Runtime, azure_emulator: Any
+    rt: Runtime, azure_emulator: AzureEmulator
 ) -> None:
     old1, _ = azure_emulator.keys()
     events = _events(rt)
@@ -219,7 +200,7 @@ async def test_a_failed_verification_aborts_alerts_and_keeps_the_old_key(
     assert len(calls) == 5  # rotation.verify_attempts
     assert _regenerations(managers) == {"key1": 0, "key2": 1}
     assert await _versions(rt, "upstream/east") == [old1]
-    assert await data_plane_status(azure_emulator, old1) == 200
+    assert await data_plane_status(azure_emulator.http_url, old1) == 200
     alerts = [e for e in events if isinstance(e, SecurityEvent)]
     assert [(a.kind, a.severity, a.upstream) for a in alerts] == [
         ("rotation_aborted", "high", "east")
@@ -228,7 +209,7 @@ async def test_a_failed_verification_aborts_alerts_and_keeps_the_old_key(
 
 
 async def test_a_stored_key_the_resource_does_not_know_aborts(
-    rt: Runtime, azure_emulator: Any
+    rt: Runtime, azure_emulator: AzureEmulator
 ) -> None:
     await rt.vault.put("upstream/east", "0" * 84)
     service = _service(rt, [])
@@ -240,7 +221,7 @@ async def test_a_stored_key_the_resource_does_not_know_aborts(
 
 
 async def test_a_replica_that_does_not_switch_stalls_the_rotation_safely(
-    tmp_path: Path, azure_emulator: Any
+    tmp_path: Path, azure_emulator: AzureEmulator
 ) -> None:
     runtime = await _runtime(
         tmp_path, azure_emulator, {"vault": "upstream/east"}, switch_timeout=0.3
@@ -255,19 +236,21 @@ async def test_a_replica_that_does_not_switch_stalls_the_rotation_safely(
         with pytest.raises(RotationStalled, match="replica-b"):
             await service.rotate_upstream("east")
         assert (await service.store.open_rotation("east")).state == "stored"  # type: ignore[union-attr]
-        assert await data_plane_status(azure_emulator, old1) == 200  # still valid
+        assert await data_plane_status(azure_emulator.http_url, old1) == 200  # still valid
         assert [e.kind for e in events if isinstance(e, SecurityEvent)] == ["rotation_stalled"]
         await service.store.ack(
             ReplicaAck("replica-b", "east", "2", datetime.now(UTC), datetime.now(UTC))
         )
         assert (await service.rotate_upstream("east")).state == "done"
-        assert await data_plane_status(azure_emulator, old1) == 401
+        assert await data_plane_status(azure_emulator.http_url, old1) == 401
     finally:
         await service.close()
         await runtime.close()
 
 
-async def test_one_rotation_per_upstream_at_a_time(rt: Runtime, azure_emulator: Any) -> None:
+async def test_one_rotation_per_upstream_at_a_time(
+    rt: Runtime, azure_emulator: AzureEmulator
+) -> None:
     gate = asyncio.Event()
     release = asyncio.Event()
 
@@ -291,7 +274,7 @@ async def test_one_rotation_per_upstream_at_a_time(rt: Runtime, azure_emulator: 
 
 
 async def test_managed_identity_upstreams_burn_both_keys(
-    tmp_path: Path, azure_emulator: Any
+    tmp_path: Path, azure_emulator: AzureEmulator
 ) -> None:
     runtime = await _runtime(
         tmp_path,
@@ -313,12 +296,12 @@ async def test_managed_identity_upstreams_burn_both_keys(
         await runtime.close()
     assert (rotation.state, rotation.mode, rotation.new_version) == ("done", "burn", None)
     assert _regenerations(managers) == {"key1": 1, "key2": 1}
-    assert await data_plane_status(azure_emulator, old1) == 401
-    assert await data_plane_status(azure_emulator, old2) == 401
+    assert await data_plane_status(azure_emulator.http_url, old1) == 401
+    assert await data_plane_status(azure_emulator.http_url, old2) == 401
 
 
 async def test_key_vault_upstreams_get_a_new_secret_version(
-    tmp_path: Path, azure_emulator: Any
+    tmp_path: Path, azure_emulator: AzureEmulator
 ) -> None:
     ref = {
         "vault_url": azure_emulator.url,
@@ -349,11 +332,11 @@ async def test_key_vault_upstreams_get_a_new_secret_version(
 
 
 async def test_the_scanner_rotates_the_upstream_holding_a_leaked_secret(
-    rt: Runtime, azure_emulator: Any
+    rt: Runtime, azure_emulator: AzureEmulator
 ) -> None:
     old1, _ = azure_emulator.keys()
     with pytest.raises(ConfigurationError, match="upstream/west"):
         await rotate_upstream_for_secret(rt, "upstream/west", reason="leaked_key")
     [rotation] = await rotate_upstream_for_secret(rt, "upstream/east", reason="leaked_key")
     assert (rotation.state, rotation.trigger) == ("done", "event:leaked_key")
-    assert await data_plane_status(azure_emulator, old1) == 401
+    assert await data_plane_status(azure_emulator.http_url, old1) == 401

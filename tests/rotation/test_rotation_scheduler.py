@@ -4,46 +4,23 @@ and Keyguard key expiry alerts."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from rotation_helpers import FAST_ROTATION, CountingKeys, data_plane_status, upstream_config
 
-from keyguard.config import settings_from_mapping
 from keyguard.events import AdminAction, Event, SecurityEvent
 from keyguard.rotation.machine import Action
 from keyguard.rotation.scheduler import RotationScheduler
 from keyguard.rotation.service import RotationService
 from keyguard.upstream.settings import ManagementSettings
-from keyguard.vault.master import create_master_key_file
 from keyguard.wiring.rotation import key_rotation_service, rotation_service
-from keyguard.wiring.runtime import Runtime, open_runtime
+from keyguard.wiring.runtime import Runtime
+from tests.support.emulators import AzureEmulator, data_plane_status
+
+from .rotation_helpers import CountingKeys
 
 WAIT_S = 60
-
-
-@pytest.fixture
-async def rt(tmp_path: Path, azure_emulator: Any) -> AsyncIterator[Runtime]:
-    create_master_key_file(tmp_path / "master.key")
-    settings = settings_from_mapping(
-        {
-            "store": f"sqlite:///{tmp_path / 'keyguard.db'}",
-            "master_key_file": str(tmp_path / "master.key"),
-            "upstreams": [
-                upstream_config(azure_emulator, {"vault": "upstream/east"}, key_max_age="30d")
-            ],
-            "rotation": {**FAST_ROTATION, "key_expiry_warning": "7d"},
-        }
-    )
-    runtime = await open_runtime(settings, {})
-    await runtime.vault.put("upstream/east", azure_emulator.keys()[0])
-    try:
-        yield runtime
-    finally:
-        await runtime.close()
 
 
 class Rotated:
@@ -86,7 +63,7 @@ def _scheduler(
 
 @pytest.mark.parametrize("kind", ["leaked_key", "rotate_upstream_requested"])
 async def test_a_leak_event_naming_an_upstream_rotates_it(
-    rt: Runtime, azure_emulator: Any, kind: str
+    rt: Runtime, azure_emulator: AzureEmulator, kind: str
 ) -> None:
     rotated = Rotated(rt)
     old1, _ = azure_emulator.keys()
@@ -110,12 +87,12 @@ async def test_a_leak_event_naming_an_upstream_rotates_it(
     finally:
         await scheduler.close()
         await service.close()
-    assert await data_plane_status(azure_emulator, old1) == 401
+    assert await data_plane_status(azure_emulator.http_url, old1) == 401
     assert scheduler.completed == [("east", f"event:{kind}", "done")]
 
 
 async def test_a_presented_key_matched_by_fingerprint_rotates_its_upstream(
-    rt: Runtime, azure_emulator: Any
+    rt: Runtime, azure_emulator: AzureEmulator
 ) -> None:
     rotated = Rotated(rt)
     old1, _ = azure_emulator.keys()
@@ -141,7 +118,7 @@ async def test_a_presented_key_matched_by_fingerprint_rotates_its_upstream(
 
 
 async def test_the_schedule_rotates_keys_older_than_their_max_age(
-    rt: Runtime, azure_emulator: Any
+    rt: Runtime, azure_emulator: AzureEmulator
 ) -> None:
     rotated = Rotated(rt)
     scheduler, service = _scheduler(rt, [], now=datetime.now(UTC) + timedelta(days=31))
@@ -160,7 +137,7 @@ async def test_the_schedule_rotates_keys_older_than_their_max_age(
 
 
 async def test_an_unfinished_rotation_is_resumed_not_restarted(
-    rt: Runtime, azure_emulator: Any
+    rt: Runtime, azure_emulator: AzureEmulator
 ) -> None:
     rotated = Rotated(rt)
     managers: list[CountingKeys] = []

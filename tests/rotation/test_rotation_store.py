@@ -122,7 +122,7 @@ async def test_a_replica_reports_what_it_serves_and_forgets_it_on_stop(
             await original(a)
             reported.set()
 
-        rotation_store.ack = spy  # type: ignore[method-assign]
+        rotation_store.ack = spy  # type: ignore[method-assign,assignment]
         await provider.refresh()  # a switch is reported at once, not at the next heartbeat
         await asyncio.wait_for(reported.wait(), 30)
         [ack] = await rotation_store.acks("east")

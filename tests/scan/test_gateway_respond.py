@@ -8,27 +8,19 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-import yaml
 from click.testing import CliRunner
 
 from keyguard.azure_keys import generate_identifiable_key
 from keyguard.cli.scan import scan_command
 from keyguard.config import load_settings
 from keyguard.keys.service import key_state
-from keyguard.vault.master import create_master_key_file
 from keyguard.wiring.runtime import runtime
+from tests.support.settings import keyguard_config, upstream, write_config
 
 
 def _config(tmp_path: Path) -> Path:
-    create_master_key_file(tmp_path / "master.key")
-    path = tmp_path / "keyguard.yaml"
-    path.write_text(yaml.safe_dump({
-        "store": "sqlite:///keyguard.db",
-        "master_key_file": "master.key",
-        "upstreams": [{"name": "east", "endpoint": "https://east.openai.azure.com",
-                       "credential": {"vault": "upstream/east"}, "deployments": ["gpt-4o"]}],
-    }))  # fmt: skip
-    return path
+    east = upstream("https://east.openai.azure.com", name="east", deployments=["gpt-4o"])
+    return write_config(tmp_path, keyguard_config(tmp_path, upstreams=[east]))
 
 
 async def _setup(config: Path, upstream_key: str) -> tuple[str, str, str]:

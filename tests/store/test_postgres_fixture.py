@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,9 @@ ISOLATED = ("-p", "no:cacheprovider", "-p", "no:asyncio")
 
 @pytest.fixture
 def unreachable(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    pytester.makeconftest(CONFTEST.read_text().replace('pytest_plugins = ["pytester"]\n', ""))
+    # the shared conftest alone, without its plugins (pytester itself is running this test)
+    text = re.sub(r"^pytest_plugins = .*\n", "", CONFTEST.read_text(), flags=re.MULTILINE)
+    pytester.makeconftest(text)
     pytester.makepyfile("def test_needs_postgres(postgres_url):\n    pass\n")
     monkeypatch.setenv("KEYGUARD_TEST_POSTGRES_URL", "postgresql://kg:hunter2@127.0.0.1:1/test")
     return pytester

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,25 +18,9 @@ from keyguard.store.sql import SQLStore
 from keyguard.vault.crypto import MasterKey
 from keyguard.vault.vault import FINGERPRINT_KEY, PEPPER, Vault
 
-MASTER = MasterKey(bytes(range(32)))
+from .conftest import MASTER
+
 VALUE = "azure-key-0123456789abcdef"
-
-
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'keyguard.db'}"
-
-
-@pytest.fixture
-async def store(db_url: str) -> AsyncIterator[Store]:
-    s = await open_store(db_url)
-    yield s
-    await s.close()
-
-
-@pytest.fixture
-async def vault(store: Store) -> Vault:
-    return await Vault.open(store, MASTER)
 
 
 async def test_put_and_get_versions(vault: Vault) -> None:
@@ -125,8 +108,8 @@ async def test_fingerprint_needs_an_opened_vault_but_put_does_not(store: Store) 
     assert sealed.fingerprint == (await Vault.open(store, MASTER)).fingerprint(VALUE)
 
 
-async def test_values_never_reach_the_database(tmp_path: Path, db_url: str) -> None:
-    store = await open_store(db_url)
+async def test_values_never_reach_the_database(tmp_path: Path, sqlite_url: str) -> None:
+    store = await open_store(sqlite_url)
     vault = await Vault.open(store, MASTER)
     await vault.put("upstream/east", VALUE)
     assert isinstance(store, SQLStore)
@@ -149,8 +132,8 @@ async def test_internal_random_secrets_persist(store: Store, vault: Vault) -> No
         await vault.get_or_create_random(PEPPER, nbytes=16)
 
 
-async def test_concurrent_creation_of_a_random_secret_agrees(db_url: str) -> None:
-    stores = [await open_store(db_url) for _ in range(4)]
+async def test_concurrent_creation_of_a_random_secret_agrees(sqlite_url: str) -> None:
+    stores = [await open_store(sqlite_url) for _ in range(4)]
     try:
         vaults = [Vault(s, MASTER) for s in stores]
         values = await asyncio.gather(*(v.get_or_create_random(PEPPER) for v in vaults))

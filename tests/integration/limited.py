@@ -1,83 +1,51 @@
-"""Helpers for the limits tests: gateways with a ``limits:`` section in front of emulators."""
+"""Gateways with a ``limits:`` section in front of emulators, and what the limits tests look at:
+the in-process counters, the emulator's usage and faults, a Redis server to stop and restart."""
 
 from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import time
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from keyguard.config import Settings, settings_from_mapping
 from keyguard.emulator.server import RunningEmulator
 from keyguard.limits.admission import LimitAdmission
 from keyguard.limits.backend import MemoryBackend
 from keyguard.server import Gateway
-from keyguard.vault.master import create_master_key_file
-from keyguard.wiring.runtime import open_runtime
+from tests.support.gateway import running_gateway
+from tests.support.settings import upstream
 
-API_VERSION = "2024-10-21"
-DEPLOYMENTS = ["gpt-4o", "gpt-4o-mini", "text-embedding-3-small", "dall-e-3"]
-
-
-def upstream(name: str, emulator: RunningEmulator, **deployments: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": name,
-        "endpoint": emulator.url,
-        "credential": {"vault": f"upstream/{name}"},
-        "deployments": deployments or {d: {} for d in DEPLOYMENTS},
-    }
+# The deployments of a limited gateway: the models the budget tests give prices (a budget
+# needs a price for every model served).
+LIMITED = ("gpt-4o", "gpt-4o-mini", "text-embedding-3-small", "dall-e-3")
 
 
-def limited_settings(
-    tmp: Path, upstreams: Sequence[dict[str, Any]], limits: dict[str, Any], **extra: Any
-) -> Settings:
-    return settings_from_mapping(
-        {
-            "listen": {"proxy": "127.0.0.1:0", "admin": "127.0.0.1:0"},
-            "store": f"sqlite:///{tmp / 'keyguard.db'}",
-            "master_key_file": str(tmp / "master.key"),
-            "upstreams": list(upstreams),
-            "limits": limits,
-            **extra,
-        }
-    )
-
-
-async def prepare(settings: Settings, keys: dict[str, str]) -> None:
-    """Create the master key and store each upstream key in the vault."""
-    assert settings.master_key_file is not None
-    if not Path(settings.master_key_file).exists():
-        create_master_key_file(Path(settings.master_key_file))
-    rt = await open_runtime(settings, {})
-    try:
-        for name, value in keys.items():
-            await rt.vault.put(name, value)
-    finally:
-        await rt.close()
-
-
-async def start_limited_gateway(
+@asynccontextmanager
+async def limited_gateway(
     tmp: Path,
     emulators: dict[str, RunningEmulator],
     limits: dict[str, Any],
     *,
     upstreams: Sequence[dict[str, Any]] | None = None,
-) -> Gateway:
-    """A started gateway whose limits clock is frozen now (no test straddles a window)."""
-    ups = upstreams or [upstream(name, emu) for name, emu in emulators.items()]
-    settings = limited_settings(tmp, ups, limits)
-    await prepare(settings, {f"upstream/{n}": e.keys()[0] for n, e in emulators.items()})
-    gateway = Gateway(settings, {})
-    await gateway.start()
-    freeze(gateway)
-    return gateway
+) -> AsyncIterator[Gateway]:
+    """A running gateway in front of ``emulators`` (each an upstream of that name serving the
+    :data:`LIMITED` deployments, unless ``upstreams`` says otherwise), its limits clock frozen
+    now so that no test straddles a window."""
+    async with running_gateway(
+        tmp,
+        upstreams=upstreams
+        or [upstream(emu.url, name=name, deployments=LIMITED) for name, emu in emulators.items()],
+        vault={f"upstream/{name}": emu.keys()[0] for name, emu in emulators.items()},
+        limits=limits,
+    ) as gateway:
+        freeze(gateway)
+        yield gateway
 
 
 def freeze(gateway: Gateway, at: float | None = None) -> float:
@@ -86,12 +54,6 @@ def freeze(gateway: Gateway, at: float | None = None) -> float:
     if gateway.admission is not None:
         gateway.admission._clock = lambda: moment
     return moment
-
-
-async def new_key(gateway: Gateway, app: str = "app") -> tuple[str, str]:
-    assert gateway.runtime is not None
-    record, key = await gateway.runtime.keys.create(app, now=datetime.now(UTC))
-    return record.key_id, key
 
 
 def admission(gateway: Gateway) -> LimitAdmission:
@@ -174,10 +136,3 @@ class RedisServer:
             await self._proc.wait()
             await self._drain
         self._proc = None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port

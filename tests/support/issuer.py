@@ -83,6 +83,16 @@ class LocalIssuer:
     def jwks_uri(self) -> str:
         return f"{self.url}/{self.tenant}/discovery/v2.0/keys"
 
+    def entra(self, **overrides: Any) -> dict[str, Any]:
+        """An ``access.entra`` config section that trusts this issuer (``overrides`` added)."""
+        return {
+            "tenants": [self.tenant],
+            "audiences": [AUDIENCE],
+            "jwks_uri": self.jwks_uri,
+            "ca_file": str(self.ca_file),
+            **overrides,
+        }
+
     def public_pem(self) -> bytes:
         return self.rsa_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo

@@ -1,1 +1,0 @@
-from integration.conftest import emulator, emulator_config  # noqa: F401

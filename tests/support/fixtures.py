@@ -1,0 +1,102 @@
+"""The fixtures every test package may use (a pytest plugin: tests/conftest.py loads it).
+
+Servers on loopback, each stopped after its test:
+
+``emulator_config``  the emulators' configuration, ``EmulatorConfig()``; a test changes it with
+                     ``@pytest.mark.parametrize("emulator_config", [EmulatorConfig(...)])``
+``emulator``         the Azure OpenAI emulator over plain HTTP (a gateway's usual upstream)
+``tls_emulator``     the same over HTTPS (``ca_file``), e.g. as a managed-identity endpoint
+``azure_emulator``   one emulator state over TLS and plain HTTP, with the environment of
+                     azure-identity pointing at it (:class:`~tests.support.emulators.AzureEmulator`)
+``issuer``           a local OIDC issuer minting Entra-shaped tokens, its JWKS over HTTPS
+
+And ``clock`` (a :class:`~tests.support.clock.FakeClock`), ``logs`` (every log record of the
+test, formatted, to look for secrets in) and ``config_path`` (a ``keyguard.yaml`` for CLI
+commands, with relative paths).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from keyguard.emulator import EmulatorConfig, RunningEmulator, start_emulator
+from tests.support.clock import FakeClock
+from tests.support.emulators import AzureEmulator, azure_emulator_serving
+from tests.support.issuer import LocalIssuer, start_issuer
+from tests.support.logs import LogCapture
+from tests.support.settings import keyguard_config, write_config
+
+
+@pytest.fixture
+def emulator_config() -> EmulatorConfig:
+    return EmulatorConfig()
+
+
+@pytest.fixture
+async def emulator(emulator_config: EmulatorConfig) -> AsyncIterator[RunningEmulator]:
+    async with await start_emulator(emulator_config) as running:
+        yield running
+
+
+@pytest.fixture
+async def tls_emulator(
+    emulator_config: EmulatorConfig, tmp_path: Path
+) -> AsyncIterator[RunningEmulator]:
+    async with await start_emulator(emulator_config, tls_dir=tmp_path / "emulator-tls") as running:
+        yield running
+
+
+@pytest.fixture
+async def azure_emulator(
+    emulator_config: EmulatorConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[AzureEmulator]:
+    async with azure_emulator_serving(emulator_config, tmp_path / "azure-tls") as running:
+        for name in ("MSI_ENDPOINT", "IMDS_ENDPOINT", "AZURE_POD_IDENTITY_AUTHORITY_HOST"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in running.identity_env().items():
+            monkeypatch.setenv(name, value)
+        yield running
+
+
+@pytest.fixture
+async def issuer(tmp_path: Path) -> AsyncIterator[LocalIssuer]:
+    running = await start_issuer(tmp_path / "issuer-tls")
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def logs() -> Iterator[LogCapture]:
+    handler = LogCapture()
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+
+
+@pytest.fixture
+def config_path(tmp_path: Path) -> Path:
+    """``tmp_path/keyguard.yaml``: its store (``state/keyguard.db``) and master key file
+    (``master.key``, created) given relative to it, as an operator would write them."""
+    return write_config(
+        tmp_path,
+        keyguard_config(
+            tmp_path, store="sqlite:///state/keyguard.db", master_key_file="master.key"
+        ),
+    )
