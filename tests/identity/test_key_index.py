@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -144,3 +145,19 @@ async def test_an_unknown_id_computes_the_digest_a_wrong_secret_does(
         assert len(calls) == 2  # one digest each: the same work
     finally:
         await auth.close()
+
+
+async def test_a_burst_of_first_uses_of_a_new_key_costs_one_lookup(rt: Runtime) -> None:
+    """Requests that arrive together with a key the index does not know yet wait for one
+    lookup: they do not each spend the budget (and get refused past it)."""
+    store = Counting(rt.store)
+    index = KeyIdIndex(store, refresh_s=3600, lookups_per_s=1)
+    await index.start()
+    auth = KeyAuthenticator(store, rt.keys, ttl=2.0, index=index)
+    try:
+        _, key = await rt.keys.create("billing", now=datetime.now(UTC))
+        results = await asyncio.gather(*(check(auth, key) for _ in range(50)))
+        assert all(results) and store.lookups == 1
+    finally:
+        await auth.close()
+        await index.close()

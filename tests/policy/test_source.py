@@ -116,3 +116,20 @@ async def test_the_background_reload(tmp_path: Path, caplog: pytest.LogCaptureFi
         assert "app:billing2" in source.current.by_subject
     finally:
         await source.close()
+
+
+async def test_concurrent_writers_get_one_success_and_conflicts_never_a_locked_store(
+    store: Store,
+) -> None:
+    """Ten writers at the same version: one wins, the others are told of the conflict (409);
+    none gets 'database is locked' (a 503) from a read and a write that were not one step."""
+    revisions = policy_store(store)
+    results = await asyncio.gather(
+        *(
+            revisions.append(MANAGED, expected_version=0, actor=f"cli:w{i}", now=NOW)
+            for i in range(10)
+        ),
+        return_exceptions=True,
+    )
+    assert sum(not isinstance(r, BaseException) for r in results) == 1
+    assert all(isinstance(r, PolicyConflict) for r in results if isinstance(r, BaseException))

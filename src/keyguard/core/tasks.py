@@ -31,14 +31,20 @@ log = logging.getLogger("keyguard")
 
 
 async def cancel_and_wait(*tasks: asyncio.Task[object] | None) -> None:
-    """Cancel background tasks (queue consumers and the like) and wait until they stopped."""
+    """Cancel background tasks (queue consumers and the like) and wait until they stopped.
+    A cancellation of the caller itself is not swallowed with theirs."""
     for task in tasks:
         if task is not None:
             task.cancel()
     for task in tasks:
-        if task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if task is None:
+            continue
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
 
 
 class PeriodicTask:
@@ -58,6 +64,7 @@ class PeriodicTask:
         self._cycled = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self.cycles = 0  # steps run (successful or not)
+        self._closing = False
 
     @property
     def running(self) -> bool:
@@ -77,6 +84,8 @@ class PeriodicTask:
             await self._cycled.wait()
 
     async def close(self) -> None:
+        self._closing = True  # seen by the loop even if a cancellation were lost in a race
+        self._wake.set()
         task, self._task = self._task, None
         await cancel_and_wait(task)
 
@@ -85,9 +94,14 @@ class PeriodicTask:
         return max(0.0, interval() if callable(interval) else interval)
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+            # that lands as the wait completes, and the loop would outlive close()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._delay())
+                async with asyncio.timeout(self._delay()):
+                    await self._wake.wait()
+            if self._closing:
+                return
             self._wake.clear()
             try:
                 await self._step()

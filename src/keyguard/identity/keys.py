@@ -99,7 +99,8 @@ class KeyAuthenticator:
         entry = self._cache.get(key_id) or self._absent.get(key_id)
         mono = self._clock()
         if entry is None or mono - entry.fetched >= self._ttl:
-            if self._index is None or self._index.may_look_up(key_id):
+            index = self._index
+            if index is None or key_id in self._inflight or index.may_look_up(key_id):
                 entry = await self._fetch(key_id)
             else:
                 entry = _NOBODY  # an unknown id past the lookup budget: no store round trip

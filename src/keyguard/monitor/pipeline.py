@@ -198,7 +198,8 @@ class Monitor:
     async def run(self) -> None:
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval)
+                async with asyncio.timeout(self._interval):  # not wait_for: see core/tasks.py
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self.process()

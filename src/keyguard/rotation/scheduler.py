@@ -66,6 +66,7 @@ class RotationScheduler:
         self._clock = clock
         self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._pending: set[str] = set()
+        self._running: str | None = None  # the upstream the worker is rotating now
         self._alerted: set[tuple[str, datetime]] = set()
         self._worker_task: asyncio.Task[None] | None = None
         self._ticker = PeriodicTask(
@@ -116,6 +117,8 @@ class RotationScheduler:
         """One scheduler pass (see the module docstring)."""
         now = self._clock()
         for name in self._service.rotatable():
+            if name == self._running:
+                continue  # its open rotation is the worker's own, under way
             if await self._service.store.open_rotation(name) is not None:
                 self.request(name, "resume")
             elif await self._service.due(name, now):
@@ -149,9 +152,11 @@ class RotationScheduler:
         while True:
             upstream, trigger = await self._queue.get()
             self._pending.discard(upstream)
+            self._running = upstream
             try:
                 await self._run(upstream, trigger)
             finally:
+                self._running = None
                 self._queue.task_done()
 
     async def _run(self, upstream: str, trigger: str) -> None:
