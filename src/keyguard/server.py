@@ -28,11 +28,20 @@ from .identity.keys import KeyAuthenticator
 from .limits.admission import LimitAdmission
 from .proxy.access_log import AccessLog
 from .proxy.app import ProxyHandler
+from .proxy.connections import ConnectionGuard, GuardedAppRunner
+from .proxy.fairshare import FairShare
 from .proxy.headers import SERVER_HEADER
 from .proxy.protocol import ProxyServer
 from .proxy.relay import Relay, new_upstream_session
 from .upstream.pool import UpstreamPool
 from .wiring.access import Access, start_access
+from .wiring.connections import (
+    connection_gauges,
+    connection_guards,
+    fair_share,
+    fd_limit,
+    raise_fd_limit,
+)
 from .wiring.limits import build_admission
 from .wiring.monitor import Monitoring, start_monitor
 from .wiring.rotation import GatewayRotation, start_rotation
@@ -70,6 +79,9 @@ class Gateway:
         self.admission: LimitAdmission | None = None
         self.monitoring: Monitoring | None = None
         self.access: Access | None = None
+        self.share: FairShare | None = None
+        self.proxy_guard: ConnectionGuard | None = None
+        self.admin_guard: ConnectionGuard | None = None
 
     async def start(self) -> None:
         async with AsyncExitStack() as stack:
@@ -120,10 +132,11 @@ class Gateway:
             stack, runtime, invalidate=keys.invalidate
         )
         self.access = access = await start_access(stack, runtime, keys)
+        self.share = share = fair_share(s.proxy)
         handler = ProxyHandler(
             pool=pool,
             identity=access.identity,
-            relay=Relay(session, pool),
+            relay=Relay(session, pool, share),
             admission=self.admission,
             max_body_bytes=s.proxy.max_body_bytes,
             recorder=Recorders(
@@ -134,21 +147,24 @@ class Gateway:
             keep_response_bodies=monitoring.keep_bodies,
             events=runtime.events,
         )
-        self.proxy_url = await _listen(stack, _proxy_runner(handler, s.proxy.max_body_bytes),
-                                       s.listen.proxy)  # fmt: skip
+        self.proxy_guard, self.admin_guard = guards = connection_guards(s, fd_limit())
+        if monitoring.metrics is not None:
+            connection_gauges(monitoring.metrics, share, *guards)
+        runner = _proxy_runner(handler, s.proxy.max_body_bytes, self.proxy_guard)
+        self.proxy_url = await _listen(stack, runner, s.listen.proxy, backlog=_PROXY_BACKLOG)
         admin_app = access.admin_app(runtime)
         monitoring.add_routes(admin_app, require_admin=access.require_viewer)
         admin_app.on_response_prepare.append(_name_server)
-        self.admin_url = await _listen(stack, web.AppRunner(admin_app, access_log=None),
-                                       s.listen.admin)  # fmt: skip
+        admin_runner = GuardedAppRunner(admin_app, guard=self.admin_guard, access_log=None)
+        self.admin_url = await _listen(stack, admin_runner, s.listen.admin)
 
     async def stop(self) -> None:
         await self._stack.aclose()
         self.runtime = self.pool = self.monitoring = self.access = None
-        self.rotation = self.admission = None
+        self.rotation = self.admission = self.share = None
 
 
-def _proxy_runner(handler: ProxyHandler, max_body: int) -> web.ServerRunner:
+def _proxy_runner(handler: ProxyHandler, max_body: int, guard: ConnectionGuard) -> web.ServerRunner:
     def request_factory(
         message: RawRequestMessage,
         payload: StreamReader,
@@ -166,16 +182,18 @@ def _proxy_runner(handler: ProxyHandler, max_body: int) -> web.ServerRunner:
             client_max_size=max_body,
         )
 
-    server = ProxyServer(handler, request_factory=request_factory, access_log=None)
+    server = ProxyServer(handler, guard=guard, request_factory=request_factory, access_log=None)
     return web.ServerRunner(server, handle_signals=False)
 
 
-async def _listen(stack: AsyncExitStack, runner: web.BaseRunner, hostport: str) -> str:
+async def _listen(
+    stack: AsyncExitStack, runner: web.BaseRunner, hostport: str, *, backlog: int = 128
+) -> str:
     """Set the runner up, listen on ``hostport``, register its clean-up; its URL."""
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
     host, port = _split(hostport)
-    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    await web.TCPSite(runner, host, port, reuse_address=True, backlog=backlog).start()
     return _url(runner)
 
 
@@ -188,6 +206,7 @@ def _url(runner: web.BaseRunner) -> str:
 
 
 _GC_YOUNG_THRESHOLD = 20_000  # allocations between two young collections (CPython: 700)
+_PROXY_BACKLOG = 1024  # connections the kernel queues before the proxy accepts them
 
 
 async def _name_server(request: web.Request, response: web.StreamResponse) -> None:
@@ -208,6 +227,7 @@ def _settle_memory() -> None:
 
 async def serve(settings: Settings, environ: Mapping[str, str]) -> None:
     """Run until SIGINT or SIGTERM, then stop gracefully."""
+    raise_fd_limit()
     gateway = Gateway(settings, environ)
     await gateway.start()
     _settle_memory()
