@@ -176,6 +176,29 @@ async def test_a_kept_alive_connection_must_send_its_next_headers_in_time(starte
     assert asyncio.get_running_loop().time() - began >= 0.5 - SLACK
 
 
+async def slow_body(url: str, key: str, chunk: bytes, pace: float | None) -> tuple[bytes, float]:
+    """Headers for a 50,000-byte body and its first bytes, then ``chunk`` every ``pace``
+    seconds (nothing more with ``None``) until the gateway answers and closes; its answer and
+    how long that took from the headers."""
+    reader, writer = await opened(url)
+    writer.write(request(key, b'{"messages": [', length=50_000))
+    began = asyncio.get_running_loop().time()
+
+    async def send() -> None:
+        while pace is not None:
+            await asyncio.sleep(pace)  # the client's pace, not a synchronisation
+            writer.write(chunk)
+
+    sender = asyncio.create_task(send())
+    try:
+        async with asyncio.timeout(20):
+            answer = await until_closed(reader)
+    finally:
+        sender.cancel()
+        writer.close()
+    return answer, asyncio.get_running_loop().time() - began
+
+
 @pytest.mark.parametrize(
     ("pace", "reason"),
     [
@@ -187,22 +210,7 @@ async def test_a_slow_body_is_cut_off_with_a_408(
     started: Any, pace: float | None, reason: str
 ) -> None:
     gw = await started(body_grace_s=0.5, body_timeout_s=5, min_body_rate_bytes_s=1000)
-    key = await new_key(gw)
-    reader, writer = await opened(gw.proxy_url)
-    writer.write(request(key, b'{"messages": [', length=50_000))
-
-    async def trickle() -> None:
-        while pace is not None:
-            await asyncio.sleep(pace)  # the attack's pace, not a synchronisation
-            writer.write(b" ")
-
-    sender = asyncio.create_task(trickle())
-    try:
-        async with asyncio.timeout(20):
-            answer = await until_closed(reader)
-    finally:
-        sender.cancel()
-        writer.close()
+    answer, _ = await slow_body(gw.proxy_url, await new_key(gw), b" ", pace)
     assert status_of(answer) == 408, reason
     assert error_code(answer) == "RequestTimeout"
     assert b"1000 bytes per second" in answer
@@ -213,25 +221,10 @@ async def test_a_body_that_keeps_the_rate_but_takes_too_long_is_cut_at_body_time
     started: Any,
 ) -> None:
     gw = await started(body_grace_s=0.2, body_timeout_s=1.5, min_body_rate_bytes_s=100)
-    key = await new_key(gw)
-    reader, writer = await opened(gw.proxy_url)
-    writer.write(request(key, b'{"messages": [', length=50_000))
-    began = asyncio.get_running_loop().time()
-
-    async def steady() -> None:
-        while True:
-            await asyncio.sleep(0.05)  # 40 bytes every 50 ms: 800 bytes/s, above the rate
-            writer.write(b" " * 40)
-
-    sender = asyncio.create_task(steady())
-    try:
-        async with asyncio.timeout(20):
-            answer = await until_closed(reader)
-    finally:
-        sender.cancel()
-        writer.close()
+    # 40 bytes every 50 ms: 800 bytes/s, above the rate, but 50,000 bytes take a minute
+    answer, took = await slow_body(gw.proxy_url, await new_key(gw), b" " * 40, 0.05)
     assert status_of(answer) == 408
-    assert asyncio.get_running_loop().time() - began >= 1.5 - SLACK
+    assert took >= 1.5 - SLACK
 
 
 async def test_large_bodies_at_full_speed_pass(started: Any) -> None:

@@ -304,7 +304,7 @@ class GuardedServer(web.Server):
             writer: AbstractStreamWriter,
             task: asyncio.Task[None],
         ) -> web.BaseRequest:
-            cast(GuardedProtocol, protocol).headers_complete(payload)
+            protocol.headers_complete(payload)  # type: ignore[attr-defined]  # ours, see __call__
             return make_request(message, payload, protocol, writer, task)
 
         self.request_factory = request_factory
