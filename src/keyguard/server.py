@@ -147,6 +147,7 @@ class Gateway:
             keep_response_bodies=monitoring.keep_bodies,
             events=runtime.events,
         )
+        raise_fd_limit()
         self.proxy_guard, self.admin_guard = guards = connection_guards(s, fd_limit())
         if monitoring.metrics is not None:
             connection_gauges(monitoring.metrics, share, *guards)
@@ -227,7 +228,6 @@ def _settle_memory() -> None:
 
 async def serve(settings: Settings, environ: Mapping[str, str]) -> None:
     """Run until SIGINT or SIGTERM, then stop gracefully."""
-    raise_fd_limit()
     gateway = Gateway(settings, environ)
     await gateway.start()
     _settle_memory()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import ipaddress
+import resource
 
 import aiohttp
 import pytest
@@ -19,6 +20,7 @@ from keyguard.proxy.connections import (
     GuardedServer,
     address_key,
 )
+from keyguard.wiring import connections as wiring
 from keyguard.wiring.connections import connection_limits
 
 TRUSTED = (ipaddress.ip_network("10.0.0.0/8"),)
@@ -148,3 +150,28 @@ async def test_time_the_gateway_spends_not_reading_is_not_the_clients() -> None:
         assert guard.body_timeouts == 0
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("soft", "hard", "kernel_max", "raised"),
+    [
+        (1024, 524_288, 1 << 30, 524_288),  # systemd's default: up to the hard limit
+        (256, resource.RLIM_INFINITY, 10_240, 10_240),  # macOS: unlimited hard, capped kernel
+        (1024, 1024, 1 << 30, 1024),  # nothing to gain
+        (4096, 1 << 24, 1 << 30, 1 << 20),  # at most 2**20
+    ],
+)
+def test_the_soft_descriptor_limit_is_raised_as_far_as_the_kernel_allows(
+    monkeypatch: pytest.MonkeyPatch, soft: int, hard: int, kernel_max: int, raised: int
+) -> None:
+    limits = [soft, hard]
+
+    def setrlimit(which: int, value: tuple[int, int]) -> None:
+        if value[0] > kernel_max:
+            raise ValueError("not allowed to raise maximum limit")
+        limits[0] = value[0]
+
+    monkeypatch.setattr(wiring.resource, "getrlimit", lambda which: tuple(limits))
+    monkeypatch.setattr(wiring.resource, "setrlimit", setrlimit)
+    wiring.raise_fd_limit()
+    assert limits[0] == raised

@@ -3,14 +3,15 @@
 The gateway calls these once at start::
 
     share = fair_share(settings.proxy)
+    raise_fd_limit()
     proxy_guard, admin_guard = connection_guards(settings, fd_limit())
     connection_gauges(metrics, share, proxy_guard, admin_guard)
 
 The proxy port's connection cap, unless set, is what the process's file descriptor limit
 leaves after the upstream pool, the admin port and the process's own files; a cap the limit
 cannot honour refuses the start, because a connection flood would then reach the limit (and
-break every port) before the cap. ``keyguard serve`` first raises the soft limit to the hard
-one (:func:`raise_fd_limit`).
+break every port) before the cap. The gateway first raises the soft limit to the hard one
+(:func:`raise_fd_limit`).
 """
 
 from __future__ import annotations
@@ -57,15 +58,23 @@ def fd_limit() -> int:
 
 
 def raise_fd_limit() -> None:
-    """Raise the soft limit on open files to the hard one (at most 2**20), as servers do: the
-    usual soft default, 1,024, is what lets a connection flood exhaust a process."""
+    """Raise the soft limit on open files towards the hard one (at most 2**20), as servers do:
+    the usual soft default, 1,024 (256 on macOS), is what lets a connection flood exhaust a
+    process. Where the kernel refuses that much (macOS caps it below an unlimited hard limit),
+    65,536 and then 10,240 are tried."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = _MAX_NOFILE if hard == resource.RLIM_INFINITY else min(hard, _MAX_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < target:
+    if soft == resource.RLIM_INFINITY:
+        return
+    top = _MAX_NOFILE if hard == resource.RLIM_INFINITY else min(hard, _MAX_NOFILE)
+    for target in (top, 65_536, 10_240):
+        if target <= soft:
+            return
         try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError) as exc:  # pragma: no cover - refused by the kernel
-            log.warning("could not raise the open-file limit from %d: %s", soft, exc)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(target, top), hard))
+            return
+        except (ValueError, OSError):  # pragma: no cover - a kernel below its hard limit
+            continue
+    log.warning("could not raise the open-file limit from %d", soft)  # pragma: no cover
 
 
 def connection_limits(
