@@ -85,8 +85,10 @@ def test_the_proxy_cap_is_what_the_descriptor_limit_leaves() -> None:
     assert proxy.max_connections == 1024 - 256 - 128 - 256
     assert proxy.max_per_address == proxy.max_connections // 4  # one address: a quarter
     assert (admin.max_connections, admin.max_per_address) == (128, 32)
-    big, _ = connection_limits(ProxySettings(), 1 << 20)
-    assert big.max_per_address == 1024
+    big, _ = connection_limits(ProxySettings(), 1 << 20)  # also memory: at most 10,000
+    assert (big.max_connections, big.max_per_address) == (10_000, 1024)
+    set_, _ = connection_limits(ProxySettings(max_connections=50_000), 1 << 20)
+    assert set_.max_connections == 50_000
     set_, _ = connection_limits(ProxySettings(max_connections=300), 1024)
     assert (set_.max_connections, set_.max_per_address) == (300, 75)
     assert proxy.header_timeout_s == 10 and proxy.idle_timeout_s == 75

@@ -8,7 +8,8 @@ The gateway calls these once at start::
     connection_gauges(metrics, share, proxy_guard, admin_guard)
 
 The proxy port's connection cap, unless set, is what the process's file descriptor limit
-leaves after the upstream pool, the admin port and the process's own files; a cap the limit
+leaves after the upstream pool, the admin port and the process's own files, at most 10,000
+(each connection also costs memory); a cap the limit
 cannot honour refuses the start, because a connection flood would then reach the limit (and
 break every port) before the cap. The gateway first raises the soft limit to the hard one
 (:func:`raise_fd_limit`).
@@ -40,6 +41,7 @@ log = logging.getLogger("keyguard")
 _MAX_NOFILE = 1 << 20  # the open-file limit the process raises itself to, at most
 _MIN_CONNECTIONS = 16  # a proxy port that cannot hold this many refuses to start
 _PER_ADDRESS = 1024  # the default cap per client address (or a quarter of the port's)
+_CONNECTIONS = 10_000  # the default cap of the proxy port, when the descriptors allow it
 
 
 def fair_share(proxy: ProxySettings) -> FairShare:
@@ -84,7 +86,7 @@ def connection_limits(
     budget = connection_budget(
         nofile, upstream=proxy.max_upstream_connections, others=proxy.admin_max_connections
     )
-    cap = proxy.max_connections if proxy.max_connections is not None else budget
+    cap = proxy.max_connections if proxy.max_connections is not None else min(budget, _CONNECTIONS)
     if cap > budget or cap < _MIN_CONNECTIONS:
         asked = f", not {cap}," if proxy.max_connections is not None else ""
         raise ConfigurationError(
