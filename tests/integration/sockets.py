@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import aiohttp
 import httpx2
 import openai
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 from yarl import URL
 
 from .conftest import API_VERSION
@@ -90,3 +92,15 @@ async def chat(url: str, key: str, local: str = "127.0.0.1", model: str = "gpt-4
             model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=3
         )
     return reply.choices[0].message.content
+
+
+async def metric(admin_url: str, name: str) -> float:
+    """The value of an unlabelled metric on the admin port's ``/metrics``."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(admin_url + "/metrics") as resp:
+            text = await resp.text()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                return float(sample.value)
+    raise AssertionError(f"{name} is not among the metrics")

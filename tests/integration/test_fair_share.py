@@ -23,7 +23,7 @@ from keyguard.emulator import EmulatorConfig, RunningEmulator, start_emulator
 from keyguard.server import Gateway
 
 from .conftest import API_VERSION, start_gateway
-from .sockets import chat, sdk
+from .sockets import chat, metric, sdk
 
 SLOW = "gpt-4o"  # the deployment made slow; the other app calls another one
 CHAT = f"/openai/deployments/{SLOW}/chat/completions?api-version={API_VERSION}"
@@ -156,6 +156,8 @@ async def test_a_caller_and_its_app_each_have_a_share(
         other = await new_key(gw, "other")
         assert await chat(gw.proxy_url, other, model="gpt-4o-mini")  # another app is served
         assert len(flood.held()) == 4
+        assert await metric(gw.admin_url, "keyguard_upstream_in_flight") == 4
+        assert await metric(gw.admin_url, "keyguard_fair_share_refused") == 2
     finally:
         await slow_emulator.stop()
         await flood.close()

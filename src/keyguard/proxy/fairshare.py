@@ -16,8 +16,6 @@ retry a 429 after its ``retry-after``. The counts are this process's, like the p
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from ..core.principal import Principal
 from ..errors import TooManyRequests
 
@@ -31,9 +29,8 @@ def share_caps(pool: int, per_caller: float, per_app: float) -> tuple[int, int]:
     return max(1, int(pool * per_caller)), max(1, int(pool * per_app))
 
 
-class Share(NamedTuple):  # a tuple: one per forwarded request
-    caller: str
-    app: str
+#: what a forwarded request holds: its caller and its app (a plain tuple: one per request)
+Share = tuple[str, str]
 
 
 class FairShare:
@@ -73,10 +70,18 @@ class FairShare:
             )
         callers[caller] = held_caller + 1
         apps[app] = held_app + 1
-        return Share(caller, app)
+        return caller, app
 
     def give_back(self, share: Share) -> None:
-        for counts, name in ((self._callers, share.caller), (self._apps, share.app)):
-            left = counts.pop(name) - 1
-            if left:
-                counts[name] = left
+        caller, app = share
+        callers, apps = self._callers, self._apps
+        left = callers[caller] - 1
+        if left:
+            callers[caller] = left
+        else:
+            del callers[caller]
+        left = apps[app] - 1
+        if left:
+            apps[app] = left
+        else:
+            del apps[app]
