@@ -141,10 +141,46 @@ class ProxySettings(Frozen):
     connect_timeout_s: float = Field(default=5.0, gt=0)
     upstream_timeout_s: float = Field(default=300.0, gt=0)
     key_cache_ttl_s: float = Field(default=2.0, gt=0, le=60)
-    max_upstream_connections: int = Field(default=256, gt=0)
+    max_upstream_connections: int = Field(default=256, gt=0, le=100_000)
     #: store lookups per second for key ids not known to exist (a flood of made-up ids)
     unknown_key_lookups_per_s: float = Field(default=50.0, gt=0, le=100_000)
     access_log: bool = True
+    # Fair share of the upstream pool: requests in flight per caller (a key or an Entra
+    # identity) and per app, as fractions of max_upstream_connections; beyond them, 429.
+    upstream_share_per_caller: float = Field(default=0.25, gt=0, le=1)
+    upstream_share_per_app: float = Field(default=0.5, gt=0, le=1)
+    # Connection hygiene, on both ports (docs/security.md, "Connections").
+    #: a request's line and headers must be complete this long after its first byte
+    header_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    #: a kept-alive connection that starts no request for this long is closed
+    idle_timeout_s: float = Field(default=75.0, gt=0, le=3600)
+    #: the body may start this late; then it must keep min_body_rate_bytes_s ...
+    body_grace_s: float = Field(default=10.0, gt=0, le=3600)
+    min_body_rate_bytes_s: int = Field(default=16384, gt=0, le=1 << 30)
+    #: ... and be complete within this long after the headers
+    body_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    #: open connections on the proxy port; unset: what the file descriptor limit leaves
+    max_connections: int | None = Field(default=None, gt=0, le=1_000_000)
+    #: from one client address; unset: a quarter of max_connections, at most 1,024
+    max_connections_per_address: int | None = Field(default=None, gt=0, le=1_000_000)
+    admin_max_connections: int = Field(default=128, gt=0, le=100_000)
+    admin_max_connections_per_address: int = Field(default=32, gt=0, le=100_000)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ProxySettings:
+        if self.body_grace_s > self.body_timeout_s:
+            raise ValueError("body_grace_s must not be above body_timeout_s")
+        if (
+            self.max_connections is not None
+            and self.max_connections_per_address is not None
+            and self.max_connections_per_address > self.max_connections
+        ):
+            raise ValueError("max_connections_per_address must not be above max_connections")
+        if self.admin_max_connections_per_address > self.admin_max_connections:
+            raise ValueError(
+                "admin_max_connections_per_address must not be above admin_max_connections"
+            )
+        return self
 
 
 class ClusterSettings(Frozen):

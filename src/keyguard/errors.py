@@ -13,6 +13,7 @@ client carry the HTTP status and the Azure error ``code`` they are rendered with
         ├── AuthenticationFailed    401  no, malformed, unknown, revoked or expired credential
         ├── PermissionDenied        403  credential valid, request not allowed
         ├── NotFound                404  unknown route or deployment
+        ├── RequestTimeout          408  the body did not arrive in time (also a TimeoutError)
         ├── PayloadTooLarge         413  body above the configured limit
         ├── UnsupportedMediaType    415  body of the wrong content type
         ├── TooManyRequests         429  a limit would be exceeded
@@ -36,6 +37,7 @@ __all__ = [
     "AuthenticationFailed",
     "PermissionDenied",
     "NotFound",
+    "RequestTimeout",
     "PayloadTooLarge",
     "UnsupportedMediaType",
     "TooManyRequests",
@@ -118,6 +120,15 @@ class PermissionDenied(RequestError):
 class NotFound(RequestError):
     status = 404
     code = "404"
+
+
+class RequestTimeout(RequestError, TimeoutError):
+    """The client did not send its request body in time. Also a :class:`TimeoutError`, so
+    the HTTP server, which waits a while for an unread body after answering, gives up on
+    it at once instead of logging it as an unexpected error."""
+
+    status = 408
+    code = "RequestTimeout"
 
 
 class PayloadTooLarge(RequestError):

@@ -29,12 +29,21 @@ from .identity.keys import KeyAuthenticator
 from .limits.admission import LimitAdmission
 from .proxy.access_log import AccessLog
 from .proxy.app import ProxyHandler
+from .proxy.connections import ConnectionGuard, GuardedAppRunner
+from .proxy.fairshare import FairShare
 from .proxy.headers import SERVER_HEADER
 from .proxy.protocol import ProxyServer
 from .proxy.relay import Relay, new_upstream_session
 from .upstream.pool import UpstreamPool
 from .wiring.access import Access, start_access
 from .wiring.bus import invalidation, start_bus
+from .wiring.connections import (
+    connection_gauges,
+    connection_guards,
+    fair_share,
+    fd_limit,
+    raise_fd_limit,
+)
 from .wiring.limits import build_admission
 from .wiring.monitor import Monitoring, start_monitor
 from .wiring.rotation import GatewayRotation, replica_id, start_rotation
@@ -74,6 +83,9 @@ class Gateway:
         self.access: Access | None = None
         self.bus: Bus | None = None
         self.replica = replica_id()  # this process, among the gateway's replicas
+        self.share: FairShare | None = None
+        self.proxy_guard: ConnectionGuard | None = None
+        self.admin_guard: ConnectionGuard | None = None
 
     async def start(self) -> None:
         async with AsyncExitStack() as stack:
@@ -127,10 +139,11 @@ class Gateway:
         )
         self.access = access = await start_access(stack, runtime, keys, invalidate=invalidate)
         guard = monitoring.guard(access.authorizer)
+        self.share = share = fair_share(s.proxy)
         handler = ProxyHandler(
             pool=pool,
             identity=access.identity,
-            relay=Relay(session, pool),
+            relay=Relay(session, pool, share),
             admission=self.admission,
             max_body_bytes=s.proxy.max_body_bytes,
             recorder=Recorders(
@@ -142,21 +155,25 @@ class Gateway:
             keep_response_bodies=monitoring.keep_bodies,
             events=runtime.events,
         )
-        self.proxy_url = await _listen(stack, _proxy_runner(handler, s.proxy.max_body_bytes),
-                                       s.listen.proxy)  # fmt: skip
+        raise_fd_limit()
+        self.proxy_guard, self.admin_guard = guards = connection_guards(s, fd_limit())
+        if monitoring.metrics is not None:
+            connection_gauges(monitoring.metrics, share, *guards)
+        runner = _proxy_runner(handler, s.proxy.max_body_bytes, self.proxy_guard)
+        self.proxy_url = await _listen(stack, runner, s.listen.proxy, backlog=_PROXY_BACKLOG)
         admin_app = access.admin_app(runtime)
         monitoring.add_routes(admin_app)
         admin_app.on_response_prepare.append(_name_server)
-        self.admin_url = await _listen(stack, web.AppRunner(admin_app, access_log=None),
-                                       s.listen.admin)  # fmt: skip
+        admin_runner = GuardedAppRunner(admin_app, guard=self.admin_guard, access_log=None)
+        self.admin_url = await _listen(stack, admin_runner, s.listen.admin)
 
     async def stop(self) -> None:
         await self._stack.aclose()
         self.runtime = self.pool = self.monitoring = self.access = None
-        self.rotation = self.admission = None
+        self.rotation = self.admission = self.share = None
 
 
-def _proxy_runner(handler: ProxyHandler, max_body: int) -> web.ServerRunner:
+def _proxy_runner(handler: ProxyHandler, max_body: int, guard: ConnectionGuard) -> web.ServerRunner:
     def request_factory(
         message: RawRequestMessage,
         payload: StreamReader,
@@ -174,16 +191,18 @@ def _proxy_runner(handler: ProxyHandler, max_body: int) -> web.ServerRunner:
             client_max_size=max_body,
         )
 
-    server = ProxyServer(handler, request_factory=request_factory, access_log=None)
+    server = ProxyServer(handler, guard=guard, request_factory=request_factory, access_log=None)
     return web.ServerRunner(server, handle_signals=False)
 
 
-async def _listen(stack: AsyncExitStack, runner: web.BaseRunner, hostport: str) -> str:
+async def _listen(
+    stack: AsyncExitStack, runner: web.BaseRunner, hostport: str, *, backlog: int = 128
+) -> str:
     """Set the runner up, listen on ``hostport``, register its clean-up; its URL."""
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
     host, port = _split(hostport)
-    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    await web.TCPSite(runner, host, port, reuse_address=True, backlog=backlog).start()
     return _url(runner)
 
 
@@ -196,6 +215,7 @@ def _url(runner: web.BaseRunner) -> str:
 
 
 _GC_YOUNG_THRESHOLD = 20_000  # allocations between two young collections (CPython: 700)
+_PROXY_BACKLOG = 1024  # connections the kernel queues before the proxy accepts them
 
 
 async def _name_server(request: web.Request, response: web.StreamResponse) -> None:

@@ -76,6 +76,16 @@ async def running_gateway(
         await gateway.stop()
 
 
+async def start_gateway(tmp: Path, upstream_url: str, upstream_key: str, **proxy: Any) -> Gateway:
+    """A started gateway in front of one upstream (its key stored as ``upstream/emulator``),
+    with ``proxy`` settings, for tests that stop it themselves (``await gateway.stop()``)."""
+    settings = keyguard_settings(tmp, upstreams=[upstream(upstream_url)], proxy=proxy)
+    await store_secrets(settings, {"upstream/emulator": upstream_key})
+    gateway = Gateway(settings, {})
+    await gateway.start()
+    return gateway
+
+
 def runtime(gateway: Gateway) -> Runtime:
     """The started gateway's runtime (store, vault, keys, events)."""
     assert gateway.runtime is not None, "the gateway is not started"

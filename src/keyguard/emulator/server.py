@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from aiohttp import web
 
@@ -97,13 +98,17 @@ async def start_emulator(
     tls_dir: str | Path | None = None,
     clock: Clock = time.time,
     access_log: bool = False,
+    shutdown_timeout: float = 60.0,
 ) -> RunningEmulator:
-    """Serve an emulator on ``host:port`` (0 = a free port) and return once it accepts."""
+    """Serve an emulator on ``host:port`` (0 = a free port) and return once it accepts.
+    ``stop()`` waits up to ``shutdown_timeout`` seconds for requests in progress (an injected
+    latency among them), then cancels them."""
     config = config or EmulatorConfig()
     state = EmulatorState(config, clock)
     tls = ensure_certificates(tls_dir, [host]) if tls_dir is not None else None
     app = build_app(state)
-    runner = web.AppRunner(app) if access_log else web.AppRunner(app, access_log=None)
+    logs: dict[str, Any] = {} if access_log else {"access_log": None}
+    runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout, **logs)
     await runner.setup()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.create_server((host, port), family=family)

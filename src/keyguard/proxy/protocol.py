@@ -1,4 +1,5 @@
-"""The proxy port's HTTP server: aiohttp's low-level server with Azure-shaped parse errors.
+"""The proxy port's HTTP server: aiohttp's low-level server with the connection guard of
+:mod:`.connections` and Azure-shaped parse errors.
 
 Requests that fail before the handler runs (a malformed request line, a header line or header
 block above the limits, an invalid method) are answered in Azure's JSON error shape. The parse
@@ -9,12 +10,11 @@ credential.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
 
 from ..errors import BadRequest, RequestError
+from .connections import GuardedProtocol, GuardedServer
 from .responses import error_response
 
 __all__ = ["ProxyServer"]
@@ -22,7 +22,9 @@ __all__ = ["ProxyServer"]
 log = logging.getLogger("keyguard.proxy")
 
 
-class _Protocol(RequestHandler):
+class _Protocol(GuardedProtocol):
+    __slots__ = ()
+
     def handle_error(
         self,
         request: web.BaseRequest,
@@ -52,9 +54,7 @@ class _Protocol(RequestHandler):
         return response
 
 
-class ProxyServer(web.Server):
-    """``web.Server`` whose connections answer parse errors in Azure's shape."""
+class ProxyServer(GuardedServer):
+    """A guarded ``web.Server`` whose connections answer parse errors in Azure's shape."""
 
-    def __call__(self) -> RequestHandler:
-        kwargs: dict[str, Any] = self._kwargs
-        return _Protocol(self, loop=self._loop, **kwargs)
+    protocol = _Protocol

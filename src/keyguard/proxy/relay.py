@@ -5,6 +5,9 @@ redirects are never followed; the client's credential never leaves the gateway (
 toward Azure come from :func:`keyguard.proxy.headers.request_headers`). Server-sent events are
 written to the client chunk by chunk as they arrive.
 
+Each caller (a key or an Entra identity) and each app may hold only its share of the upstream
+connection pool (:mod:`.fairshare`); a request beyond it is a 429 before it takes a connection.
+
 A deployment with several backends fails over: when a backend answers 429 (it is then taken
 out for its ``retry-after``) or cannot be reached, the same request goes to the next backend in
 the pool's order. That happens only before the client has received anything; once the answer
@@ -33,6 +36,7 @@ from ..core.request import RequestContext, Usage
 from ..errors import TooManyRequests, UpstreamError
 from ..upstream.breaker import parse_retry_after
 from ..upstream.pool import Target, UpstreamPool
+from .fairshare import FairShare
 from .headers import request_headers, response_headers
 from .responses import sse_error_event
 from .sse import SseTap, streamed_text
@@ -70,11 +74,31 @@ def upstream_url(target: Target, route: Route) -> str:
 
 
 class Relay:
-    def __init__(self, session: aiohttp.ClientSession, pool: UpstreamPool | None = None) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        pool: UpstreamPool | None = None,
+        share: FairShare | None = None,
+    ) -> None:
         self._session = session
         self._pool = pool
+        self._share = share
 
     async def forward(
+        self, request: web.BaseRequest, ctx: RequestContext, target: Target, body: bytes
+    ) -> web.StreamResponse:
+        """Send to ``target`` within the caller's fair share of the upstream pool (429
+        beyond it), failing over as :meth:`_forward` says."""
+        share = self._share
+        if share is None:
+            return await self._forward(request, ctx, target, body)
+        held = share.take(ctx.principal)
+        try:
+            return await self._forward(request, ctx, target, body)
+        finally:
+            share.give_back(held)
+
+    async def _forward(
         self, request: web.BaseRequest, ctx: RequestContext, target: Target, body: bytes
     ) -> web.StreamResponse:
         """Send to ``target``; on a 429 or a failed connection fail over to the deployment's
