@@ -22,6 +22,7 @@ was fine) and an error in the log for the operator.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import time
@@ -40,6 +41,8 @@ from .fairshare import FairShare
 from .headers import request_headers, response_headers
 from .responses import sse_error_event
 from .sse import SseTap, streamed_text
+
+_ONE_PIECE = 1 << 20  # bytes of body written upstream in one piece, at most
 
 __all__ = ["Relay", "new_upstream_session", "upstream_url"]
 
@@ -169,7 +172,9 @@ class Relay:
             return await self._session.request(
                 ctx.route.operation.method,
                 upstream_url(target, ctx.route),
-                data=body,
+                # a large body is streamed from a buffer in chunks, not written in one piece
+                # (aiohttp warns that one write of more than 1 MiB may hold the event loop)
+                data=body if len(body) <= _ONE_PIECE else io.BytesIO(body),
                 headers=headers,
                 allow_redirects=False,
             )
