@@ -8,6 +8,7 @@ client carry the HTTP status and the Azure error ``code`` they are rendered with
     ├── ConfigurationError          bad or unsafe configuration (startup, CLI)
     ├── StorageError                the store failed (driver errors are wrapped)
     ├── VaultError                  a secret could not be stored, found or decrypted
+    ├── GuardUnavailable            a model-based guardrail could not answer in time
     └── RequestError                something a client gets back as an HTTP error
         ├── BadRequest              400  malformed body, bad api-version, wrong content type
         ├── AuthenticationFailed    401  no, malformed, unknown, revoked or expired credential
@@ -32,6 +33,7 @@ __all__ = [
     "ConfigurationError",
     "StorageError",
     "VaultError",
+    "GuardUnavailable",
     "RequestError",
     "BadRequest",
     "AuthenticationFailed",
@@ -77,6 +79,11 @@ class StorageError(GatewayError):
 
 class VaultError(GatewayError):
     """A vault secret could not be stored, found or decrypted."""
+
+
+class GuardUnavailable(GatewayError):
+    """A model-based guardrail (Azure AI Content Safety) did not answer in time or failed; the
+    guardrail's declared fail-open or fail-closed choice decides what happens to the request."""
 
 
 class RequestError(GatewayError):
