@@ -28,6 +28,7 @@ from pydantic import (
 from .admin.settings import AdminAccessSettings
 from .core.settings import Frozen
 from .errors import ConfigurationError
+from .guard.settings import GuardSettings
 from .identity.settings import EntraSettings
 from .limits.settings import LimitSettings
 from .monitor.settings import MonitorSettings
@@ -217,6 +218,7 @@ class Settings(Frozen):
     monitor: MonitorSettings = MonitorSettings()
     access: AccessSettings = AccessSettings()
     cluster: ClusterSettings = ClusterSettings()
+    guardrails: GuardSettings = GuardSettings()
 
     @property
     def bus_url(self) -> str | None:
