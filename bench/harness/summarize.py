@@ -102,6 +102,11 @@ def main():
         default="keyguard_core:keyguard",
         help="CORE:FULL labels: the cost of monitoring (FULL within 20%% of CORE per core)",
     )
+    ap.add_argument(
+        "--versus",
+        default="keyguard_core:keyguard_core_base,keyguard:keyguard_base",
+        help="comma-separated NEW:BASE labels: a change against a base build (BASE_KEYGUARD)",
+    )
     ap.add_argument("--order", default="", help="space-separated labels: row order (others after)")
     args = ap.parse_args()
     rows = [json.loads(ln) for ln in open(args.raw) if ln.strip().startswith("{")]
@@ -192,6 +197,9 @@ def main():
             budget(args, agg, by, skipped, product)
     core, _, full = args.monitoring.partition(":")
     monitoring_cost(agg, core, full)
+    for pair in args.versus.split(","):
+        new, _, base = pair.partition(":")
+        versus(agg, new, base)
 
 
 def budget(args, agg, by, skipped, product):
@@ -288,6 +296,28 @@ def monitoring_cost(agg, core, full):
                 f"{f['rps']:,.0f} vs {c['rps']:,.0f} req/s ({q:.2f}x) | "
                 f"{'PASS' if q >= 1 - BUDGET_MONITORING else 'FAIL'} |"
             )
+    print()
+
+
+def versus(agg, new, base):
+    """A change (NEW) against a base build of Keyguard (BASE) measured in the same rounds:
+    the ratio of per-core throughput (from CPU ms per request) and of requests/s at 32."""
+    rows = [(m, agg.get((new, m)), agg.get((base, m))) for m, _ in MODES]
+    rows = [(m, n, b) for m, n, b in rows if n and b and n["cpu_ms"] and b["cpu_ms"]]
+    if not rows:
+        return
+    print(f"## {new} against {base} (the base build, same rounds)\n")
+    print("| mode | CPU ms/req | per core | rps @32 | p50 @1 |")
+    print("|---|---:|---:|---:|---:|")
+    for mode, n, b in rows:
+        rps = "-"
+        if b["rps"]:
+            rps = f"{n['rps']:,.0f} vs {b['rps']:,.0f} ({n['rps'] / b['rps']:.2f}x)"
+        per_core = b["cpu_ms"] / n["cpu_ms"]
+        print(
+            f"| {mode} | {n['cpu_ms']:.3f} vs {b['cpu_ms']:.3f} | {per_core:.2f}x | "
+            f"{rps} | {fmt(n['p50'], 3)} vs {fmt(b['p50'], 3)} |"
+        )
     print()
 
 

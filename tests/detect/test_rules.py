@@ -468,4 +468,5 @@ def test_the_prompt_digest_is_keyed_and_normalised() -> None:
 
     payload = {"messages": [{"role": "user", "content": [{"type": "text", "text": "Order  42"}]}]}
     assert prompt_text(payload) == "Order  42"
-    assert normalised("Order  42\n") == normalised("order 17") == "order 00"
+    assert normalised("Order  42\n") == normalised("order 17") == b"order00"
+    assert normalised("Caf\u00e9 \ud800 9") == "café ? 0".replace(" ", "").encode()

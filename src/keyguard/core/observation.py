@@ -222,7 +222,7 @@ def observe_context(
     v4: int = 24,
     v6: int = 48,
     clean: Callable[[str], str] = _same,
-    digest: Callable[[str], str] | None = None,
+    digest: Callable[[bytes], str] | None = None,
     min_chars: int = 40,
 ) -> Observation:
     """The observation of a finished request (``at``: wall clock when it was recorded).
@@ -294,17 +294,19 @@ def prompt_text(payload: dict[str, Any] | None) -> str:
     return " ".join(parts)[:_MAX_PROMPT]
 
 
-def normalised(text: str) -> str:
-    """Near-identical prompts alike: case folded, digits as 0, whitespace collapsed."""
-    folded = text.casefold().translate(_DIGITS)
-    return " ".join(folded.split())
+def normalised(text: str) -> bytes:
+    """Near-identical prompts alike, as bytes to digest: case folded, digits as 0, ASCII
+    whitespace removed (one C pass each: a split-and-join or a ``str.translate`` cost the
+    hot path ~10 µs a KB)."""
+    return text.casefold().encode("utf-8", "replace").translate(_DIGITS, _SPACE)
 
 
-_DIGITS = str.maketrans("123456789", "000000000")
+_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+_SPACE = b" \t\n\r\x0b\x0c"
 
 
 def _prompt_digest(
-    payload: dict[str, Any] | None, digest: Callable[[str], str], min_chars: int
+    payload: dict[str, Any] | None, digest: Callable[[bytes], str], min_chars: int
 ) -> str | None:
     text = normalised(prompt_text(payload))
     return digest(text) if len(text) >= min_chars else None

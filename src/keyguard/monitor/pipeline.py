@@ -68,7 +68,7 @@ class Monitor:
         max_pending: int = 200_000,
         clock: Callable[[], float] = time.time,
         responses_elsewhere: Callable[[SecurityEvent], Sequence[str]] | None = None,
-        prompt_digest: Callable[[str], str] | None = None,
+        prompt_digest: Callable[[bytes], str] | None = None,
         publish: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self._publish = publish

@@ -207,13 +207,12 @@ async def start_monitor(
 PROMPT_DIGEST_KEY = "keyguard/prompt-digest-key"  # an internal vault secret
 
 
-def _keyed_digest(key: bytes) -> Callable[[str], str]:
+def _keyed_digest(key: bytes) -> Callable[[bytes], str]:
     """A short keyed digest of a normalised prompt: the repetition rule compares prompts
     without keeping them, and nobody without the key can test a guess against a digest."""
     secret = hashlib.blake2b(key).digest()  # any length in, the 64 bytes blake2b takes
 
-    def digest(text: str) -> str:
-        data = text.encode("utf-8", "replace")
+    def digest(data: bytes) -> str:
         return hashlib.blake2b(data, digest_size=8, key=secret).hexdigest()
 
     return digest
