@@ -118,7 +118,9 @@ async def test_stuffing_over_three_replicas_is_blocked_on_all_within_100_ms(
         first = min(t for _, times in seen for t in times)
         last = max(times[0] for _, times in seen)
         assert last - first < 0.1, f"the block reached the last replica after {last - first:.3f} s"
-        assert statuses.count(401) <= 25  # caught at the 20th refused credential or so
+        # Caught at the 20th refused credential counted; each replica hears of the others'
+        # refusals over the bus, a few requests late on a loaded machine, so up to 10 more.
+        assert statuses.count(401) <= 30
         for url in cluster.urls():  # the next request from that address, on every replica
             async with http.post(url + CHAT, json=BODY, headers={"api-key": "x" * 60}) as resp:
                 assert resp.status == 429
