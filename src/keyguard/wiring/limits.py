@@ -18,6 +18,7 @@ from ..limits.admission import LimitAdmission
 from ..limits.backend import MemoryBackend
 from ..limits.estimator import Estimator
 from ..limits.factory import backend_from_url
+from ..limits.keeper import KeptRedisBackend
 from ..limits.persist import PersistentMemoryBackend
 from ..limits.prices import UnitPrice, price_for
 from ..limits.rules import Rules
@@ -48,7 +49,8 @@ async def build_admission(
     ``max_tokens`` is written) and refuses none.
 
     With the in-process backend and the store's ``engine``, hour/day/month counters are saved
-    to the store and survive a restart (:mod:`.persist`)."""
+    to the store and survive a restart (:mod:`.persist`); with Redis, every counter is saved
+    there too and restored when Redis comes back empty (:mod:`.keeper`)."""
     cfg = settings.limits
     if not cfg.enabled:
         return None
@@ -79,6 +81,8 @@ async def build_admission(
                 engine, interval_s=cfg.persist_interval_s, journal_max_len=cfg.journal_max_len
             )
             if engine is not None and cfg.backend == "memory"
+            else KeptRedisBackend(cfg, engine, password=password)
+            if engine is not None
             else backend_from_url(cfg, password)
         ),
         fallback=(
