@@ -44,7 +44,7 @@ from .wiring.connections import (
     fd_limit,
     raise_fd_limit,
 )
-from .wiring.limits import build_admission
+from .wiring.limits import build_admission, limits_gauges
 from .wiring.monitor import Monitoring, start_monitor
 from .wiring.rotation import GatewayRotation, replica_id, start_rotation
 from .wiring.runtime import Runtime, open_runtime
@@ -167,6 +167,7 @@ class Gateway:
         if monitoring.metrics is not None:
             connection_gauges(monitoring.metrics, share, *guards)
             bus_gauges(monitoring.metrics, bus)
+            limits_gauges(monitoring.metrics, self.admission)
         runner = _proxy_runner(handler, s.proxy.max_body_bytes, self.proxy_guard)
         self.proxy_url = await _listen(stack, runner, s.listen.proxy, backlog=_PROXY_BACKLOG)
         admin_app = access.admin_app(runtime)

@@ -21,10 +21,12 @@ from ..limits.factory import backend_from_url
 from ..limits.keeper import KeptRedisBackend
 from ..limits.persist import PersistentMemoryBackend
 from ..limits.prices import UnitPrice, price_for
+from ..limits.redis_backend import RedisBackend
 from ..limits.rules import Rules
 from ..limits.tokenizer import Tokenizer
+from ..metrics import GatewayMetrics
 
-__all__ = ["build_admission", "deployment_models"]
+__all__ = ["build_admission", "deployment_models", "limits_gauges"]
 
 
 def deployment_models(settings: Settings) -> dict[str, str]:
@@ -98,3 +100,18 @@ async def build_admission(
     )
     await admission.start()
     return admission
+
+
+def limits_gauges(metrics: GatewayMetrics, admission: LimitAdmission | None) -> None:
+    """The shared counters' health on ``/metrics``: whether Redis answers, and how often its
+    counters had to be restored (a Redis restart without persistence)."""
+    backend = admission._backend if admission is not None else None
+    if not isinstance(backend, RedisBackend):
+        return
+    metrics.gauge("keyguard_limits_backend_up",
+                  "1 while the shared limits backend (Redis) answers, else 0.",
+                  lambda: float(backend.healthy))  # fmt: skip
+    metrics.gauge("keyguard_limits_restores",
+                  "Times the shared counters were found empty and restored from the store "
+                  "(the first start included).",
+                  lambda: float(backend.restores))  # fmt: skip
