@@ -265,11 +265,13 @@ class RedisBackend:
             self._pending.append((rid, lines, deltas, now, "settle"))
             return (-1,) * len(lines)
         try:
-            return await self._apply(rid, lines, deltas, now, "settle")
+            levels = await self._apply(rid, lines, deltas, now, "settle")
         except self._errors as exc:
             self._pending.append((rid, lines, deltas, now, "settle"))
             self._failed(exc)
             return (-1,) * len(lines)
+        self._note(lines)  # the settled level is the one to save
+        return levels
 
     async def _apply(
         self, rid: str, lines: tuple[Line, ...], deltas: Sequence[int], now: float, op: str
