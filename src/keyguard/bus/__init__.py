@@ -2,7 +2,8 @@
 credentials.
 
 ``bus_from_url("redis://...", key)`` picks the backend by URL through one table: ``memory``
-(one process: nothing to tell) or Redis pub/sub. See :mod:`.base`.
+(one process: nothing to tell), Redis pub/sub, or PostgreSQL ``LISTEN/NOTIFY`` (replicas with
+a PostgreSQL store and no Redis). See :mod:`.base`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,14 @@ def _redis(
     return RedisBus(url, key, replica, password=password, channel=channel, listen=listen)
 
 
+def _postgres(
+    url: str, key: bytes, replica: str, password: str | None, channel: str, listen: bool
+) -> Bus:
+    from .postgres import PostgresBus
+
+    return PostgresBus(url, key, replica, channel=channel, listen=listen)
+
+
 def _memory(
     url: str, key: bytes, replica: str, password: str | None, channel: str, listen: bool
 ) -> Bus:
@@ -45,6 +54,8 @@ BUSES: dict[str, Callable[[str, bytes, str, str | None, str, bool], Bus]] = {
     "redis": _redis,
     "rediss": _redis,
     "unix": _redis,
+    "postgresql": _postgres,
+    "postgres": _postgres,
 }
 
 
@@ -60,5 +71,7 @@ def bus_from_url(
     scheme = "memory" if url in (None, "memory") else urlsplit(url).scheme
     factory = BUSES.get(scheme)
     if factory is None:
-        raise ConfigurationError("cluster.bus: unknown bus; use redis://HOST:PORT")
+        raise ConfigurationError(
+            "cluster.bus: unknown bus; use redis://HOST:PORT or the store's postgresql:// URL"
+        )
     return factory(url or "memory", key, replica, password, channel, listen)

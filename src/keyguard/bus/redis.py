@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ..core.tasks import cancel_and_wait
-from .base import Handler, Message, new_nonce, sign
+from .base import MAX_MESSAGE, Handler, Message, new_nonce, sign
 from .receive import Receiver
 
 __all__ = ["RedisBus"]
@@ -76,8 +76,12 @@ class RedisBus:
 
     def publish(self, topic: str, data: dict[str, Any]) -> None:
         message = Message(topic, self._replica, data, time.time(), new_nonce())
+        raw = sign(self._key, message)
+        if len(raw) > MAX_MESSAGE:  # the others would refuse it: never sent
+            self._lost += 1
+            return
         try:
-            self._queue.put_nowait(sign(self._key, message))
+            self._queue.put_nowait(raw)
         except asyncio.QueueFull:
             self._lost += 1
 

@@ -24,7 +24,8 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
-from ..bus import Bus, Message, bus_from_url
+from ..bus import Bus, Message, Receiver, bus_from_url
+from ..bus.receive import REASONS
 from ..identity.key_index import KeyIdIndex
 from ..identity.keys import KeyAuthenticator
 from ..metrics import GatewayMetrics
@@ -181,29 +182,27 @@ def blocks_from_bus(blocks: BlockList, bus: Bus) -> None:
 
 def bus_gauges(metrics: GatewayMetrics, bus: Bus) -> None:
     """The bus's health on ``/metrics`` (counts since the start)."""
+    from ..bus.postgres import PostgresBus
     from ..bus.redis import RedisBus
 
-    if not isinstance(bus, RedisBus):
+    if not isinstance(bus, RedisBus | PostgresBus):
         return
+    live = bus
     metrics.gauge("keyguard_bus_connected",
                   "1 while the replica bus's subscription is open, else 0.",
-                  lambda: float(bus.connected))  # fmt: skip
+                  lambda: float(live.connected))  # fmt: skip
     metrics.gauge("keyguard_bus_sent", "Messages this replica published on the bus.",
-                  lambda: float(bus.sent))  # fmt: skip
+                  lambda: float(live.sent))  # fmt: skip
     metrics.gauge("keyguard_bus_received", "Bus messages from other replicas, applied.",
-                  lambda: float(bus.received))  # fmt: skip
+                  lambda: float(live.received))  # fmt: skip
     metrics.gauge("keyguard_bus_lost",
-                  "Bus messages not sent: the queue was full or Redis unreachable.",
-                  lambda: float(bus.lost))  # fmt: skip
-    for reason in ("flood", "forged", "stale", "replayed"):
+                  "Bus messages not sent: the queue was full or the transport unreachable.",
+                  lambda: float(live.lost))  # fmt: skip
+    for reason in REASONS:
         metrics.gauge(f"keyguard_bus_refused_{reason}",
                       f"Bus messages refused as {reason}.",
-                      _refused(bus, reason))  # fmt: skip
+                      _refused(live.receiver, reason))  # fmt: skip
 
 
-def _refused(bus: Bus, reason: str) -> Callable[[], float]:
-    from ..bus.redis import RedisBus
-
-    assert isinstance(bus, RedisBus)
-    receiver = bus.receiver
+def _refused(receiver: Receiver, reason: str) -> Callable[[], float]:
     return lambda: float(receiver.refused[reason])
