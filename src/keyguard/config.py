@@ -186,9 +186,9 @@ class ProxySettings(Frozen):
 
 class ClusterSettings(Frozen):
     """How replicas tell each other at once about blocks, key changes and refused credentials
-    (:mod:`keyguard.bus`). ``bus``: a ``redis://`` URL; by default the limits backend's when
-    that is Redis, else none (one replica, or replicas that converge by their periodic
-    reloads only)."""
+    (:mod:`keyguard.bus`). ``bus``: a ``redis://`` URL, or a ``postgresql://`` one (the store's:
+    LISTEN/NOTIFY); by default the limits backend's when that is Redis, else none (one
+    replica, or replicas that converge by their periodic reloads only)."""
 
     bus: str | None = None
     #: the pub/sub channel (several gateways may share one Redis: give each its own)
@@ -200,9 +200,12 @@ class ClusterSettings(Frozen):
         if (
             v is not None
             and v != "memory"
-            and urlsplit(v).scheme not in ("redis", "rediss", "unix")
+            and urlsplit(v).scheme not in ("redis", "rediss", "unix", "postgresql", "postgres")
         ):
-            raise ValueError("cluster.bus must be a redis://, rediss:// or unix:// URL")
+            raise ValueError(
+                "cluster.bus must be a redis://, rediss:// or unix:// URL, or a postgresql:// "
+                "URL (LISTEN/NOTIFY, for replicas without Redis)"
+            )
         return v
 
 

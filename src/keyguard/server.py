@@ -36,7 +36,7 @@ from .proxy.protocol import ProxyServer
 from .proxy.relay import Relay, new_upstream_session
 from .upstream.pool import UpstreamPool
 from .wiring.access import Access, start_access
-from .wiring.bus import invalidation, start_bus
+from .wiring.bus import bus_gauges, invalidation, lifting, start_bus
 from .wiring.connections import (
     connection_gauges,
     connection_guards,
@@ -44,7 +44,7 @@ from .wiring.connections import (
     fd_limit,
     raise_fd_limit,
 )
-from .wiring.limits import build_admission
+from .wiring.limits import build_admission, limits_gauges
 from .wiring.monitor import Monitoring, start_monitor
 from .wiring.rotation import GatewayRotation, replica_id, start_rotation
 from .wiring.runtime import Runtime, open_runtime
@@ -124,7 +124,7 @@ class Gateway:
         )
         stack.push_async_callback(keys.close)
         self.bus = bus = await start_bus(stack, runtime, self.replica)
-        invalidate = invalidation(keys, bus)  # here at once, on the other replicas via the bus
+        invalidate = invalidation(keys, bus, index)  # here at once, on the others via the bus
         lim = s.limits
         password = (
             await runtime.vault.get(lim.redis_password_vault) if lim.redis_password_vault else None
@@ -137,7 +137,14 @@ class Gateway:
         self.monitoring = monitoring = await start_monitor(
             stack, runtime, invalidate=invalidate, rotation=self.rotation, bus=bus
         )
-        self.access = access = await start_access(stack, runtime, keys, invalidate=invalidate)
+        self.access = access = await start_access(
+            stack,
+            runtime,
+            keys,
+            invalidate=invalidate,
+            bus=bus,
+            lift=lifting(monitoring.blocks, bus),
+        )
         guard = monitoring.guard(access.authorizer)
         self.share = share = fair_share(s.proxy)
         handler = ProxyHandler(
@@ -159,6 +166,8 @@ class Gateway:
         self.proxy_guard, self.admin_guard = guards = connection_guards(s, fd_limit())
         if monitoring.metrics is not None:
             connection_gauges(monitoring.metrics, share, *guards)
+            bus_gauges(monitoring.metrics, bus)
+            limits_gauges(monitoring.metrics, self.admission)
         runner = _proxy_runner(handler, s.proxy.max_body_bytes, self.proxy_guard)
         self.proxy_url = await _listen(stack, runner, s.listen.proxy, backlog=_PROXY_BACKLOG)
         admin_app = access.admin_app(runtime)

@@ -136,7 +136,7 @@ async def test_monitor_store_round_trips(engine: AsyncEngine) -> None:
     await store.add_block("key:KEYAAAAAAAA1", NOW + 900, "velocity", incident.id, NOW)
     await store.add_block("key:KEYAAAAAAAA1", NOW + 1800, "velocity", incident.id, NOW)
     assert await store.active_blocks(NOW) == {"key:KEYAAAAAAAA1": NOW + 1800}
-    assert await store.remove_blocks(incident_id=incident.id) == 1
+    assert len(await store.remove_blocks(incident_id=incident.id)) == 1
     assert await store.active_blocks(NOW) == {}
 
     await store.save_profiles({"key:A": {"requests": 1}, "app:b": {"requests": 2}}, NOW)

@@ -43,3 +43,33 @@ async def test_long_windows_survive_a_restart_and_minutes_do_not(tmp_path: Path)
         await third.close()
     finally:
         await store.close()
+
+
+async def test_saved_levels_are_upserted_by_concurrent_savers_on_every_backend(
+    store_url: str,
+) -> None:
+    """Replicas save the same counters at once (the shared Redis counters): no save fails on
+    a key another one wrote, the last level wins, expired rows go."""
+    import asyncio
+
+    from keyguard.limits.persist import load_levels, store_levels
+
+    store = await open_store(store_url)
+    assert isinstance(store, SQLStore)
+    try:
+        keys = [f"app:a{i}:tpd:{int(NOW)}" for i in range(50)]
+        await asyncio.gather(
+            *(
+                store_levels(store.engine, [(k, level, NOW + 100) for k in reversed(keys)], NOW)
+                for level in range(1, 9)
+            )
+        )
+        levels = await load_levels(store.engine, NOW)
+        assert {k for k, _, _ in levels} == set(keys)
+        assert len({level for _, level, _ in levels}) == 1  # one saver's levels for each key...
+        await store_levels(store.engine, [(keys[0], 99, NOW + 100)], NOW)
+        assert (keys[0], 99, NOW + 100) in await load_levels(store.engine, NOW)
+        await store_levels(store.engine, [], NOW + 101)  # ...and expired rows are forgotten
+        assert await load_levels(store.engine, NOW + 101) == []
+    finally:
+        await store.close()

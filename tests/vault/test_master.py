@@ -125,3 +125,19 @@ def test_create_does_not_follow_symlinks(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError):
         create_master_key_file(link)
     assert not target.exists()
+
+
+def test_a_key_file_open_to_others_or_to_a_foreign_group_is_refused() -> None:
+    from keyguard.vault.master import too_open
+
+    me, pod_group = 10001, 10001
+    groups = [pod_group]
+    assert not too_open(0o100600, me, me, me, groups)
+    assert not too_open(0o100400, 0, 0, me, groups)  # unreadable for us, but not too open
+    # a Kubernetes Secret mounted with fsGroup: root:fsGroup 0440, the group is the pod's
+    assert not too_open(0o100440, 0, pod_group, me, groups)
+    assert too_open(0o100444, 0, pod_group, me, groups)  # others may read
+    assert too_open(0o100460, 0, pod_group, me, groups)  # the group may write
+    assert too_open(0o100440, 0, 4242, me, groups)  # a group this process is not in
+    assert too_open(0o100440, me, pod_group, me, groups)  # owned by us: keep it 0600
+    assert too_open(0o100440, 0, 0, 0, [0])  # running as root: no exception

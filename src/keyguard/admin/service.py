@@ -122,7 +122,7 @@ class Incidents(Protocol):
 
     async def remove_blocks(
         self, *, subject: str | None = None, incident_id: str | None = None
-    ) -> int: ...
+    ) -> list[str]: ...
 
 
 class AdminService:
@@ -138,6 +138,8 @@ class AdminService:
         key_grace: timedelta = timedelta(hours=24),
         incidents: Incidents | None = None,
         on_key_change: Callable[[str], None] | None = None,
+        on_policy_change: Callable[[int], None] | None = None,
+        on_blocks_lifted: Callable[[list[str]], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._keys = keys
@@ -149,6 +151,8 @@ class AdminService:
         self._key_grace = key_grace
         self._incidents = incidents
         self._on_key_change = on_key_change
+        self._on_policy_change = on_policy_change
+        self._on_blocks_lifted = on_blocks_lifted
         self._clock = clock
 
     def now(self) -> datetime:
@@ -190,6 +194,8 @@ class AdminService:
         record, key = await self._keys.create(
             app, now=now, expires_in=expires_in, description=description
         )
+        if self._on_key_change is not None:  # other replicas learn the new id at once
+            self._on_key_change(record.key_id)
         self._record(actor, "keys.create", f"key:{record.key_id}", after=key_json(record, now))
         return record, key
 
@@ -288,7 +294,10 @@ class AdminService:
         incident = await self._incidents.set_status(incident_id, "resolved", now)
         if incident is None:
             raise NotFound(f"no incident with id {shown(incident_id)}", reason="unknown_incident")
-        lifted = await self._incidents.remove_blocks(incident_id=incident_id)
+        subjects = await self._incidents.remove_blocks(incident_id=incident_id)
+        if subjects and self._on_blocks_lifted is not None:
+            self._on_blocks_lifted(subjects)
+        lifted = len(subjects)
         self._record(
             actor,
             "alerts.resolve",
@@ -432,6 +441,8 @@ class AdminService:
             new.to_json(), expected_version=version, actor=actor.id, now=self._clock()
         )
         await source.refresh()
+        if self._on_policy_change is not None:
+            self._on_policy_change(revision.version)
         self._record(
             actor, action, target, before={"version": version}, after={"version": revision.version}
         )

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import secrets
 import time
 from collections.abc import Callable
@@ -44,6 +45,8 @@ __all__ = ["AuditWriter"]
 
 log = logging.getLogger("keyguard.audit")
 _ATTEMPTS = 5  # surveys before a write gives up until the next flush (the head keeps moving)
+_OPEN_ATTEMPTS = 40  # surveys before opening gives up (a replica starting beside busy ones)
+_OPEN_PAUSE_S = 0.05  # at most this long, at random, between two: out of step with the others
 
 Item = tuple[str, str, str]
 
@@ -126,7 +129,9 @@ class AuditWriter:
     async def _open(self) -> None:
         anchor = self._anchor
         anchored = await asyncio.to_thread(anchor.newest, self._check) if anchor else None
-        for _ in range(_ATTEMPTS):
+        for attempt in range(_OPEN_ATTEMPTS):
+            if attempt:  # the others append every flush_interval_s: fall out of step with them
+                await asyncio.sleep(random.uniform(0, _OPEN_PAUSE_S))
             tail = await survey(self._store, self._check, anchored=anchored)
             after, found = plan_open(tail)
             item = self._item(KIND, open_data(self.id, after, found))

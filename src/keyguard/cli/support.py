@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime, timedelta
 from typing import IO, Any, TypeVar
 
@@ -152,12 +152,24 @@ def run_with_runtime(config_path: str, action: Callable[[Runtime], Coroutine[Any
         settings = load_settings(config_path)
         async with (
             runtime(settings, os.environ) as rt,
+            _announcing(rt),
             recording(rt.events, rt.audit_engine, rt.vault, settings.monitor.audit),
             _incidents(rt),
         ):
             return await action(rt)
 
     return run(main)
+
+
+@asynccontextmanager
+async def _announcing(rt: Runtime) -> AsyncIterator[None]:
+    """Key, policy and block changes the command makes reach the running replicas at once
+    over the replica bus (when one is configured), not at their next reload."""
+    from ..wiring.bus import cli_bus
+
+    async with AsyncExitStack() as stack:
+        rt.announce = await cli_bus(stack, rt)
+        yield
 
 
 @asynccontextmanager

@@ -18,7 +18,9 @@ import math
 import time
 from collections.abc import Callable
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -26,7 +28,7 @@ from ..core.tasks import PeriodicTask
 from ..store.schema import limit_counters
 from .backend import MemoryBackend
 
-__all__ = ["PersistentMemoryBackend", "LONG_METRICS"]
+__all__ = ["PersistentMemoryBackend", "LONG_METRICS", "load_levels", "store_levels"]
 
 log = logging.getLogger("keyguard.limits")
 
@@ -37,6 +39,40 @@ LONG_METRICS = frozenset({"tph", "tpd", "tpmo", "costd", "costmo"})
 def _long(key: str) -> bool:
     parts = key.rsplit(":", 2)
     return len(parts) == 3 and parts[1] in LONG_METRICS
+
+
+async def load_levels(engine: AsyncEngine, now: float) -> list[tuple[str, int, float]]:
+    """The saved counters whose window has not passed: (key, level, expiry)."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(limit_counters).where(limit_counters.c.expires_at > now))
+        return [(key, int(level), float(expires_at)) for key, level, expires_at in rows]
+
+
+async def store_levels(
+    engine: AsyncEngine, levels: list[tuple[str, int, float]], now: float
+) -> None:
+    """Save these counters' levels (replacing what was saved for them) and forget the
+    expired ones. Several replicas may save at once: rows are upserted in key order, so two
+    saves neither collide on a key nor wait on each other in a cycle."""
+    upsert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+    async with engine.begin() as conn:
+        await conn.execute(delete(limit_counters).where(limit_counters.c.expires_at <= now))
+        if levels:
+            rows = [
+                {"key": key, "level": level, "expires_at": math.ceil(expiry)}
+                for key, level, expiry in sorted(levels)
+            ]
+            statement = upsert(limit_counters)
+            await conn.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[limit_counters.c.key],
+                    set_={
+                        "level": statement.excluded.level,
+                        "expires_at": statement.excluded.expires_at,
+                    },
+                ),
+                rows,
+            )
 
 
 class PersistentMemoryBackend(MemoryBackend):
@@ -56,15 +92,10 @@ class PersistentMemoryBackend(MemoryBackend):
         self._task = PeriodicTask("saving the limits counters", self._save, interval=interval_s)
 
     async def start(self) -> None:
-        now = self._clock()
-        async with self._engine.connect() as conn:
-            rows = await conn.execute(
-                select(limit_counters).where(limit_counters.c.expires_at > now)
-            )
-            for key, level, expires_at in rows:
-                self.counters[key] = int(level)
-                self.expiry[key] = float(expires_at)
-                self._saved[key] = int(level)
+        for key, level, expires_at in await load_levels(self._engine, self._clock()):
+            self.counters[key] = level
+            self.expiry[key] = expires_at
+            self._saved[key] = level
         self._task.start()
 
     async def close(self) -> None:
@@ -85,23 +116,11 @@ class PersistentMemoryBackend(MemoryBackend):
             if _long(key) and self._saved.get(key) != level
         }
         now = self._clock()
-        async with self._engine.begin() as conn:
-            await conn.execute(delete(limit_counters).where(limit_counters.c.expires_at <= now))
-            if changed:
-                await conn.execute(
-                    delete(limit_counters).where(limit_counters.c.key.in_(list(changed)))
-                )
-                await conn.execute(
-                    insert(limit_counters),
-                    [
-                        {
-                            "key": key,
-                            "level": level,
-                            "expires_at": math.ceil(self.expiry.get(key, now + 86_400)),
-                        }
-                        for key, level in changed.items()
-                    ],
-                )
+        await store_levels(
+            self._engine,
+            [(key, level, self.expiry.get(key, now + 86_400)) for key, level in changed.items()],
+            now,
+        )
         self._saved.update(changed)
         for key in [k for k in self._saved if k not in self.counters]:
             del self._saved[key]

@@ -19,6 +19,13 @@ the background; settlements that could not be written are kept (bounded) and rep
 Redis is back. No restart is ever needed. A reservation whose answer never came (a timeout)
 may or may not have been applied: it is cancelled afterwards, and every reservation carries a
 marker key so that a settlement or cancellation applies at most once.
+
+A Redis that restarts without persistence comes back empty. A state marker (``state`` under
+the prefix) tells: every reservation checks it inside the script, and while it is missing
+nothing is reserved (:class:`~.backend.BackendUnavailable`: 503, or the local fallback) until
+a replica has raised the counters back to the levels the store keeps (:mod:`.keeper`, through
+the ``restore`` hook) and set the marker again. The counters this replica charged are noted
+(:meth:`touched_levels`) so that the keeper can save their levels.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any, NamedTuple
 
@@ -48,6 +55,11 @@ _MAX_PENDING = 100_000
 _MAX_FRAMES = 16_384
 _PROBE_S = 0.5
 _MAX_TIMEOUTS = 3
+_MAX_TOUCHED = 200_000  # counters noted for the next save; past it, new ones are not noted
+_RESTORE_BATCH = 500
+
+#: The hook that gives the saved counters: (key without the prefix, level, expiry).
+Restore = Callable[[], Awaitable[list[tuple[str, int, float]]]]
 
 
 def _refunds(amounts: Sequence[int]) -> list[int]:
@@ -84,7 +96,9 @@ class RedisBackend:
         self._lease_s = lease_s
         self._journal = prefix + "journal" if journal_max_len else ""
         self._journal_len = str(journal_max_len)
-        self._scripts = {name: _script(name) for name in ("reserve.lua", "settle.lua")}
+        self._scripts = {
+            name: _script(name) for name in ("reserve.lua", "settle.lua", "restore.lua")
+        }
         self._shas = {
             name: hashlib.sha1(text.encode()).hexdigest() for name, text in self._scripts.items()
         }
@@ -94,6 +108,10 @@ class RedisBackend:
             maxlen=_MAX_PENDING
         )
         self.healthy = True
+        self.restore: Restore | None = None  # set by the keeper (:mod:`.keeper`)
+        self._state_key = prefix + "state"
+        self._touched: dict[str, float] = {}  # counter key (no prefix) -> its expiry
+        self.restores = 0  # times the counters were found lost and restored (a metric)
         self._timeouts = 0
         self._probe: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
@@ -118,7 +136,8 @@ class RedisBackend:
         else:
             tail += [_KIND[line.kind] for line in lines]
         tail += (self._journal, self._journal_len)
-        head = ["EVALSHA", self._shas[name], str(len(lines) + 1)]
+        extra = 2 if name == "reserve.lua" else 1  # the reservation's marker (and the state's)
+        head = ["EVALSHA", self._shas[name], str(len(lines) + extra)]
         head += [self._prefix + line.key for line in lines]
         frames = self._frames
         if len(frames) >= _MAX_FRAMES:  # drop the oldest quarter (windows turn: they are stale)
@@ -130,11 +149,12 @@ class RedisBackend:
         return frame
 
     async def _eval(self, name: str, lines: tuple[Line, ...], middle: list[str]) -> Any:
-        """One script call over ``lines``; ``middle``: the reservation's marker key, then the
-        arguments of this request (one per line, after 4). On ``NOSCRIPT`` the script is
-        loaded, then called again."""
+        """One script call over ``lines``; ``middle``: the reservation's marker key (and the
+        state marker's, to reserve), then the arguments of this request (one per line, after
+        4). On ``NOSCRIPT`` the script is loaded, then called again."""
         frame = self._frame(name, lines)
-        if len(middle) != 4 + len(lines):  # never send a call the script would misread
+        keys = 2 if name == "reserve.lua" else 1
+        if len(middle) != 3 + keys + len(lines):  # never send a call the script would misread
             raise ValueError(f"{len(middle) - 4} values for {len(lines)} lines")
         size = frame.shared + len(middle)
         command = b"*%d\r\n" % size + frame.head + bulks(middle) + frame.tail
@@ -153,6 +173,7 @@ class RedisBackend:
     async def start(self) -> None:
         try:
             await self._client.call("PING")
+            await self._ensure_state()
         except self._errors as exc:
             self._down(exc)
         self._renewer = asyncio.create_task(self._renew_leases())
@@ -168,8 +189,8 @@ class RedisBackend:
     async def reserve(self, rid: str, plan: Plan, amounts: Sequence[int], now: float) -> Outcome:
         if not self.healthy:
             raise BackendUnavailable("redis is unreachable")
-        middle = [self._prefix + "r:" + rid, repr(now), rid, repr(now + self._lease_s)]
-        middle += map(str, amounts)
+        middle = [self._prefix + "r:" + rid, self._state_key, repr(now), rid]
+        middle += (repr(now + self._lease_s), *map(str, amounts))
         try:
             result = await self._eval("reserve.lua", plan.lines, middle)
         except self._errors as exc:
@@ -178,10 +199,62 @@ class RedisBackend:
             self._failed(exc)
             raise BackendUnavailable("redis did not answer") from exc
         self._timeouts = 0
+        if result[0] == -1:  # Redis restarted empty: restore before anything is reserved
+            self._down(RespError("the counters are lost"))
+            raise BackendUnavailable("redis lost its counters; restoring them")
         allowed = result[0] == 1
-        if allowed and plan.slots:
-            self._leases[rid] = [self._prefix + key for key in plan.slots]
+        if allowed:
+            if plan.slots:
+                self._leases[rid] = [self._prefix + key for key in plan.slots]
+            self._note(plan.lines)
         return Outcome(allowed, tuple(result[1:]))
+
+    def _note(self, lines: tuple[Line, ...]) -> None:
+        touched = self._touched
+        for line in lines:
+            if line.kind != "concurrent" and (line.key in touched or len(touched) < _MAX_TOUCHED):
+                touched[line.key] = line.window_end + EXPIRY_GRACE_S
+
+    async def touched_levels(self, now: float) -> list[tuple[str, int, float]]:
+        """The current level of every counter charged here since the last call (key without
+        the prefix, level, expiry); counters whose window has passed are left out."""
+        touched = {k: e for k, e in self._touched.items() if e > now}
+        self._touched = {}
+        keys = list(touched)
+        found: list[tuple[str, int, float]] = []
+        try:
+            for i in range(0, len(keys), _RESTORE_BATCH):
+                batch = keys[i : i + _RESTORE_BATCH]
+                values = await self._client.call("MGET", *(self._prefix + k for k in batch))
+                for key, value in zip(batch, values, strict=True):
+                    if value is not None:
+                        found.append((key, int(value), touched[key]))
+        except BaseException:
+            for key, expiry in touched.items():  # noted again for the next save
+                self._touched.setdefault(key, expiry)
+            raise
+        return found
+
+    async def _ensure_state(self) -> None:
+        """Restore the counters if Redis lost them (no state marker), then mark the state."""
+        if await self._client.call("EXISTS", self._state_key):
+            return
+        try:
+            saved = await self.restore() if self.restore is not None else []
+        except Exception as exc:  # the store: keep refusing, the probe tries again
+            log.error("could not read the saved limits counters: %s", type(exc).__name__)
+            raise ConnectionError("the saved counters could not be read") from exc
+        for i in range(0, len(saved), _RESTORE_BATCH):
+            batch = saved[i : i + _RESTORE_BATCH]
+            args: list[Any] = ["EVAL", self._scripts["restore.lua"], len(batch)]
+            args += [self._prefix + key for key, _, _ in batch]
+            for _, level, expiry in batch:
+                args += (level, math.ceil(expiry))
+            await self._client.call(*args)
+        await self._client.call("SET", self._state_key, 1)
+        self.restores += 1
+        if saved or self.restores > 1:
+            log.warning("limits backend redis had lost its counters: %d restored", len(saved))
 
     async def settle(
         self, rid: str, plan: Plan, deltas: Sequence[int], now: float
@@ -192,11 +265,13 @@ class RedisBackend:
             self._pending.append((rid, lines, deltas, now, "settle"))
             return (-1,) * len(lines)
         try:
-            return await self._apply(rid, lines, deltas, now, "settle")
+            levels = await self._apply(rid, lines, deltas, now, "settle")
         except self._errors as exc:
             self._pending.append((rid, lines, deltas, now, "settle"))
             self._failed(exc)
             return (-1,) * len(lines)
+        self._note(lines)  # the settled level is the one to save
+        return levels
 
     async def _apply(
         self, rid: str, lines: tuple[Line, ...], deltas: Sequence[int], now: float, op: str
@@ -255,6 +330,7 @@ class RedisBackend:
             await asyncio.sleep(_PROBE_S)
             try:
                 await self._client.call("PING")
+                await self._ensure_state()
                 await self._flush()
             except self._errors:
                 continue

@@ -129,15 +129,20 @@ class MonitorStore:
 
     async def remove_blocks(
         self, *, subject: str | None = None, incident_id: str | None = None
-    ) -> int:
+    ) -> list[str]:
+        """Remove the matching blocks; the subjects they were on."""
         query = delete(monitor_blocks)
+        found = select(monitor_blocks.c.subject)
         if subject is not None:
             query = query.where(monitor_blocks.c.subject == subject)
+            found = found.where(monitor_blocks.c.subject == subject)
         if incident_id is not None:
             query = query.where(monitor_blocks.c.incident_id == incident_id)
+            found = found.where(monitor_blocks.c.incident_id == incident_id)
         async with translate_errors("remove blocks"), self._engine.begin() as conn:
-            result = await conn.execute(query)
-        return int(result.rowcount or 0)
+            subjects = [row.subject for row in (await conn.execute(found)).all()]
+            await conn.execute(query)
+        return subjects
 
     # -- baselines -------------------------------------------------------------------------
 

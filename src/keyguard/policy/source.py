@@ -122,6 +122,11 @@ class PolicySource:
             await self._task.close()
             self._task = None
 
+    def wake(self) -> None:
+        """Re-check the file and the store now (another replica changed the policy)."""
+        if self._task is not None:
+            self._task.wake()
+
     async def next_cycle(self) -> None:
         """Wait until the background reload has run once more (for tests and tools)."""
         assert self._task is not None, "the policy source is not started"

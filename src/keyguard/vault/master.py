@@ -59,6 +59,22 @@ def decode_master_key(text: str, *, source: str) -> MasterKey:
     return MasterKey(raw)
 
 
+def too_open(mode: int, uid: int, gid: int, euid: int, groups: list[int]) -> bool:
+    """Whether a key file with this mode and owner is readable by anybody but this process.
+
+    Refused: any access by others, and any group access, with one exception: a file owned by
+    root, readable (only) by a group this process (not root) belongs to. That is how
+    Kubernetes mounts a Secret for a non-root pod with ``fsGroup`` (root:fsGroup, mode 0440,
+    whatever ``defaultMode`` says): the group is the pod's own.
+    """
+    if mode & stat.S_IRWXO:
+        return True
+    group = mode & stat.S_IRWXG
+    if not group:
+        return False
+    return not (group == stat.S_IRGRP and uid == 0 and euid != 0 and gid in groups)
+
+
 def _read_key_file(path: Path) -> MasterKey:
     try:
         st = path.stat()
@@ -73,7 +89,7 @@ def _read_key_file(path: Path) -> MasterKey:
         ) from None
     if not stat.S_ISREG(st.st_mode):
         raise ConfigurationError(f"master key file {str(path)!r} is not a regular file")
-    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+    if too_open(st.st_mode, st.st_uid, st.st_gid, os.geteuid(), os.getgroups() + [os.getegid()]):
         raise ConfigurationError(
             f"master key file {str(path)!r} is accessible by group or others "
             f"(mode {stat.S_IMODE(st.st_mode):04o}); run 'chmod 600 {path}'"

@@ -26,6 +26,7 @@ from ..admin.app import create_admin_app
 from ..admin.auth import AdminAuthenticator
 from ..admin.service import AdminService
 from ..admin.tokens import ADMIN_PEPPER, AdminTokenService, AdminTokenStore
+from ..bus import Bus
 from ..core.netaddr import ClientAddress
 from ..errors import ConfigurationError
 from ..identity.authenticator import Authenticator
@@ -38,6 +39,7 @@ from ..monitor.store import MonitorStore
 from ..policy.authorizer import PolicyAuthorizer
 from ..policy.source import PolicySource
 from ..policy.store import PolicyStore
+from .bus import Announcer, policy_from_bus
 from .rotation import key_rotation_service
 from .runtime import Runtime
 
@@ -97,6 +99,8 @@ async def admin_service(
     policy: PolicySource | None,
     tokens: AdminTokenService,
     on_key_change: Callable[[str], None] | None = None,
+    on_policy_change: Callable[[int], None] | None = None,
+    on_blocks_lifted: Callable[[list[str]], None] | None = None,
 ) -> AdminService:
     return AdminService(
         keys=runtime.keys,
@@ -110,13 +114,22 @@ async def admin_service(
         key_grace=runtime.settings.rotation.key_grace,
         incidents=MonitorStore(runtime.engine) if runtime.engine is not None else None,
         on_key_change=on_key_change,
+        on_policy_change=on_policy_change,
+        on_blocks_lifted=on_blocks_lifted,
     )
 
 
 async def open_admin_service(runtime: Runtime) -> AdminService:
-    """The admin service functions for the CLI (policy loaded once, no background tasks)."""
+    """The admin service functions for the CLI (policy loaded once, no background tasks);
+    changes are announced on ``runtime.announce`` when the command opened the bus."""
+    announce = Announcer.over(runtime.announce) if runtime.announce is not None else None
     return await admin_service(
-        runtime, policy=await _policy_source(runtime), tokens=await _admin_tokens(runtime)
+        runtime,
+        policy=await _policy_source(runtime),
+        tokens=await _admin_tokens(runtime),
+        on_key_change=announce.key_changed if announce else None,
+        on_policy_change=announce.policy_changed if announce else None,
+        on_blocks_lifted=announce.blocks_lifted if announce else None,
     )
 
 
@@ -132,8 +145,11 @@ async def start_access(
     keys: KeyAuthenticator,
     *,
     invalidate: Callable[[str], None] | None = None,
+    bus: Bus | None = None,
+    lift: Callable[[list[str]], None] | None = None,
 ) -> Access:
-    """Start what ``settings.access`` asks for; ``stack`` stops it."""
+    """Start what ``settings.access`` asks for; ``stack`` stops it. With a ``bus``, managed
+    policy writes reach the other replicas at once; ``lift`` lifts blocks here and there."""
     settings = runtime.settings.access
     policy = await _policy_source(runtime)
     if policy is None:
@@ -187,7 +203,12 @@ async def start_access(
     )
     admin_tokens = await _admin_tokens(runtime)
     service = await admin_service(
-        runtime, policy=policy, tokens=admin_tokens, on_key_change=invalidate or keys.invalidate
+        runtime,
+        policy=policy,
+        tokens=admin_tokens,
+        on_key_change=invalidate or keys.invalidate,
+        on_policy_change=policy_from_bus(policy, bus) if bus is not None else None,
+        on_blocks_lifted=lift,
     )
     auth = AdminAuthenticator(
         admin_tokens,

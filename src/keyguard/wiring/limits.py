@@ -18,12 +18,15 @@ from ..limits.admission import LimitAdmission
 from ..limits.backend import MemoryBackend
 from ..limits.estimator import Estimator
 from ..limits.factory import backend_from_url
+from ..limits.keeper import KeptRedisBackend
 from ..limits.persist import PersistentMemoryBackend
 from ..limits.prices import UnitPrice, price_for
+from ..limits.redis_backend import RedisBackend
 from ..limits.rules import Rules
 from ..limits.tokenizer import Tokenizer
+from ..metrics import GatewayMetrics
 
-__all__ = ["build_admission", "deployment_models"]
+__all__ = ["build_admission", "deployment_models", "limits_gauges"]
 
 
 def deployment_models(settings: Settings) -> dict[str, str]:
@@ -48,7 +51,8 @@ async def build_admission(
     ``max_tokens`` is written) and refuses none.
 
     With the in-process backend and the store's ``engine``, hour/day/month counters are saved
-    to the store and survive a restart (:mod:`.persist`)."""
+    to the store and survive a restart (:mod:`.persist`); with Redis, every counter is saved
+    there too and restored when Redis comes back empty (:mod:`.keeper`)."""
     cfg = settings.limits
     if not cfg.enabled:
         return None
@@ -79,6 +83,8 @@ async def build_admission(
                 engine, interval_s=cfg.persist_interval_s, journal_max_len=cfg.journal_max_len
             )
             if engine is not None and cfg.backend == "memory"
+            else KeptRedisBackend(cfg, engine, password=password)
+            if engine is not None
             else backend_from_url(cfg, password)
         ),
         fallback=(
@@ -94,3 +100,18 @@ async def build_admission(
     )
     await admission.start()
     return admission
+
+
+def limits_gauges(metrics: GatewayMetrics, admission: LimitAdmission | None) -> None:
+    """The shared counters' health on ``/metrics``: whether Redis answers, and how often its
+    counters had to be restored (a Redis restart without persistence)."""
+    backend = admission._backend if admission is not None else None
+    if not isinstance(backend, RedisBackend):
+        return
+    metrics.gauge("keyguard_limits_backend_up",
+                  "1 while the shared limits backend (Redis) answers, else 0.",
+                  lambda: float(backend.healthy))  # fmt: skip
+    metrics.gauge("keyguard_limits_restores",
+                  "Times the shared counters were found empty and restored from the store "
+                  "(the first start included).",
+                  lambda: float(backend.restores))  # fmt: skip

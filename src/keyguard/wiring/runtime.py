@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ..bus import Bus
 from ..config import Settings
 from ..events import EventBus
 from ..keys.service import KeyService
@@ -40,6 +41,9 @@ class Runtime:
     vault: Vault
     keys: KeyService
     events: EventBus = field(default_factory=EventBus)
+    #: where a command's admin changes are announced to the running replicas (the CLI's
+    #: publisher on the replica bus; ``None``: they converge by their periodic reloads)
+    announce: Bus | None = None
 
     @property
     def engine(self) -> AsyncEngine | None:

@@ -2,6 +2,8 @@
 --
 -- KEYS[i]   the counter of line i (a string counter, or a sorted set of concurrency leases)
 -- KEYS[n+1] the reservation's marker (exists while the reservation is unsettled)
+-- KEYS[n+2] the state marker: set once the counters were restored after Redis lost them (a
+--           restart without persistence); while it is missing nothing is reserved: {-1}
 -- ARGV[1]   now (epoch seconds, from the gateway)
 -- ARGV[2]   the reservation id
 -- ARGV[3]   lease expiry for concurrency slots (epoch seconds)
@@ -16,7 +18,10 @@
 local now = tonumber(ARGV[1])
 local rid = ARGV[2]
 local lease_until = tonumber(ARGV[3])
-local n = #KEYS - 1
+local n = #KEYS - 2
+if redis.call('EXISTS', KEYS[n + 2]) == 0 then
+  return {-1}
+end
 local journal, journal_len = ARGV[3 + 4 * n + 1], ARGV[3 + 4 * n + 2]
 local kinds, limits, amounts, expiries, levels = {}, {}, {}, {}, {}
 local allowed = 1
