@@ -1,5 +1,6 @@
-"""The audit and monitor tables on every backend: concurrent writers keep one chain, each batch
-sealed; the writer flushes and never blocks; incidents, blocks and baselines round-trip."""
+"""The audit and monitor tables on every backend: concurrent writers each keep their own
+chain, each batch sealed, tied together by head sets; the writer flushes and never blocks;
+incidents, blocks and baselines round-trip."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ async def _verify(store: AuditStore, signer: Signer) -> VerifyReport:
 
 
 @pytest.mark.parametrize("direct", [False, True], ids=["engine", "direct"])
-async def test_concurrent_writers_extend_one_chain(engine: AsyncEngine, direct: bool) -> None:
+async def test_concurrent_writers_keep_their_own_chains(engine: AsyncEngine, direct: bool) -> None:
     writers = [  # with direct: one writer through the engine, two from the loop (SQLite)
         AuditWriter(
             AuditStore(engine, direct=direct and w > 0), AuditSettings(batch_size=7), signer=SIGNER
@@ -54,10 +55,15 @@ async def test_concurrent_writers_extend_one_chain(engine: AsyncEngine, direct: 
         await writer.close()
     store = AuditStore(engine)
     report = await _verify(store, SIGNER)
-    assert report.ok and report.records == 126 and report.last_sealed == 126, report
+    assert report.ok and report.records == 126 and report.chains == 3, report
+    assert report.head_sets == 3  # one at each close, naming every chain that moved
     assert report.notes == []  # every segment closed
-    assert (await store.head()).seq == 126
-    assert sum(writer.findings for writer in writers) == 0  # one another's batches are sealed
+    chains = await store.chains()
+    assert {chain: pos.seq for chain, pos in chains.items()} == {w.id: 42 for w in writers}
+    assert sum(writer.findings for writer in writers) == 0
+    heads = [h async for h in store.head_sets()]
+    last = heads[-1]
+    assert not isinstance(last, str) and {c for c, _, _ in last.heads} == {w.id for w in writers}
 
 
 async def test_writer_loop_flushes_and_close_seals(engine: AsyncEngine) -> None:
@@ -79,6 +85,7 @@ async def test_writer_loop_flushes_and_close_seals(engine: AsyncEngine) -> None:
     kinds = [line.get("kind") for line in lines if line["type"] == "record"]
     assert kinds == ["segment", *["admin"] * 11, "segment"]  # open, the records, close
     assert lines[-1]["type"] == "checkpoint" and lines[-1]["seq"] == 13
+    assert lines[-1]["chain"] == writer.id
     checkpoints = [line["seq"] for line in lines if line["type"] == "checkpoint"]
     assert checkpoints == [1, 11, 13]  # one per committed batch
     assert writer.written == 13 and writer.queued == 0

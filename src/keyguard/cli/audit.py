@@ -74,17 +74,17 @@ def _anchors(files: tuple[str, ...]) -> list[Anchored]:
 
 
 def _report(report: VerifyReport, where: str, keys_from: str, anchors: tuple[str, ...]) -> None:
-    first = report.first_seq
     click.echo(
-        f"{where}: {report.records} records (seq {first}..{report.last_seq}), "
-        f"{report.checkpoints} checkpoints checked against {keys_from}"
+        f"{where}: {report.records} records in {report.chains} writers' chains, "
+        f"{report.checkpoints} checkpoints and {report.head_sets} head sets checked against "
+        f"{keys_from}"
     )
     if anchors:
-        click.echo(f"anchors: {report.anchors} anchored checkpoints in {', '.join(anchors)}")
+        click.echo(f"anchors: {report.anchors} anchored lines in {', '.join(anchors)}")
     for note in report.notes:
         click.echo(f"note: {note}")
     if report.ok:
-        click.echo(f"ok: the chain is intact; sealed up to seq {report.last_sealed}")
+        click.echo("ok: every chain is intact and sealed to its end")
         if not anchors:
             click.echo(
                 "note: no anchor checked (--anchors): the newest records deleted together with "
@@ -96,7 +96,10 @@ def _report(report: VerifyReport, where: str, keys_from: str, anchors: tuple[str
     if report.more_problems:
         click.echo(f"  ... and {report.more_problems} more", err=True)
     count = len(report.problems) + report.more_problems
-    first_bad = f"; first bad record: seq {report.first_bad}" if report.first_bad else ""
+    first_bad = ""
+    if report.first_bad:
+        of = f" of writer {report.first_bad_chain}" if report.first_bad_chain else ""
+        first_bad = f"; first bad record: seq {report.first_bad}{of}"
     raise CommandFailed(f"the audit log does NOT verify ({count} problem(s)){first_bad}")
 
 
