@@ -1,6 +1,7 @@
 """The gateway's direct SQLite appends: the same chains as the engine's path, each
 transaction with its checkpoint, a head moved by someone else never linked to, never waiting
-for a lock on the event loop (the engine's path takes over), and nothing lost or doubled when the store turns busy part-way through a flush."""
+for a lock on the event loop (the engine's path takes over), and nothing lost or doubled
+when the store turns busy part-way through a flush."""
 
 from __future__ import annotations
 
