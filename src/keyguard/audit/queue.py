@@ -111,6 +111,10 @@ class RecordQueue:
         self._items.append((at, kind, canonical(data)))
         self._closed = True
 
+    def oldest(self) -> float | None:
+        """The time of the oldest record waiting (not being written), if any: O(1)."""
+        return self._items[0][0] if self._items else None
+
     def waiting(self) -> bool:
         """Whether records wait that are not being written."""
         return bool(self._items)

@@ -110,6 +110,12 @@ class AuditWriter:
         """O(1): whether ``more`` records would still leave the queue under the 90% mark."""
         return self._queue.room_for(more)
 
+    def lag(self) -> float:
+        """Seconds since the oldest record still waiting was queued (0 when none waits): how
+        far the store is behind the traffic."""
+        oldest = self._queue.oldest()
+        return 0.0 if oldest is None else max(0.0, self._clock() - oldest)
+
     @property
     def head(self) -> Position | None:
         return self._head

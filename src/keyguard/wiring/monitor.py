@@ -269,6 +269,12 @@ def _gauges(
         metrics.gauge("keyguard_audit_served_while_full",
                       "Requests forwarded while the audit queue was full (serve_unaudited).",
                       lambda: float(monitor.served_while_full))  # fmt: skip
+        metrics.gauge("keyguard_audit_lag_seconds",
+                      "Age of the oldest audit record not yet written (the store's lag).",
+                      audit.lag)  # fmt: skip
+        metrics.gauge("keyguard_audit_write_failures",
+                      "Audit flushes that failed (store down, full or refusing writes).",
+                      lambda: float(audit.failures))  # fmt: skip
         metrics.gauge("keyguard_audit_tamper_findings",
                       "Changes to the audit log by someone without the signing key, found by "
                       "this process.", lambda: float(audit.findings))  # fmt: skip
