@@ -92,16 +92,19 @@ class Timed(AuditStore):
         return Appended(records, [cp])
 
 
-async def _writer(url: str, seed: bytes, rate: int, start: float, duration: float,
-                  shared: bool) -> dict[str, Any]:  # fmt: skip
+async def _writer(url: str, seed: bytes, rate: int, duration: float, shared: bool,
+                  ready: Any) -> dict[str, Any]:  # fmt: skip
     engine = create_engine(url, "postgresql+asyncpg")
     store = Timed(engine, shared)
-    settings = AuditSettings(flush_interval_s=0.2, checkpoint_interval_s=2)
+    # with the shared lock every record goes to the one chain: no head sets (they name chains)
+    interval = 1e9 if shared else 2.0
+    settings = AuditSettings(flush_interval_s=0.2, checkpoint_interval_s=interval)
     writer = AuditWriter(store, settings, signer=Signer(Ed25519PrivateKey.from_private_bytes(seed)))
     await writer.open()
     store.batches.clear()
     per_tick = max(1, round(rate * settings.flush_interval_s))
-    await asyncio.sleep(max(0.0, start - time.time()))
+    await asyncio.to_thread(ready.wait)  # every writer open: start together
+    start = time.time()
     cpu0, written0, i = time.process_time(), writer.written, 0
     tick = start
     while time.time() < start + duration:
@@ -117,13 +120,15 @@ async def _writer(url: str, seed: bytes, rate: int, start: float, duration: floa
         "backlog": writer.queued, "batches": store.batches, "waits": store.waits,
         "cpu_s": time.process_time() - cpu0, "head_sets": writer.head_sets,
     }  # fmt: skip
+    if shared:
+        writer._closed = True  # noqa: SLF001 - no closing head set naming a chain it never had
     await writer.close()
     await engine.dispose()
     return result
 
 
-def _process(args: tuple[str, bytes, int, float, float, bool]) -> dict[str, Any]:
-    return asyncio.run(_writer(*args))
+def _process(args: tuple[str, bytes, int, float, bool], ready: Any, out: Any) -> None:
+    out.put(asyncio.run(_writer(*args, ready)))
 
 
 async def _database(admin: str, name: str, create: bool) -> None:
@@ -150,10 +155,17 @@ def run(admin: str, writers: int, rate: int, duration: float, shared: bool) -> d
     try:
         asyncio.run(_migrate(url))
         seed = os.urandom(32)
-        start = time.time() + 2.0 + 0.2 * writers  # every process opened first
-        jobs = [(url, seed, rate, start, duration, shared) for _ in range(writers)]
-        with multiprocessing.get_context("spawn").Pool(writers) as pool:
-            results = pool.map(_process, jobs)
+        context = multiprocessing.get_context("spawn")
+        ready, out = context.Barrier(writers), context.Queue()
+        job = (url, seed, rate, duration, shared)
+        processes = [
+            context.Process(target=_process, args=(job, ready, out)) for _ in range(writers)
+        ]
+        for process in processes:
+            process.start()
+        results = [out.get(timeout=300) for _ in processes]
+        for process in processes:
+            process.join(30)
     finally:
         asyncio.run(_database(admin, name, False))
     batches = sorted(b for r in results for b in r["batches"])
