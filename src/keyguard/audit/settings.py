@@ -18,8 +18,16 @@ class AuditSettings(BaseModel):
     # graceful stop loses nothing.
     flush_interval_s: float = Field(default=0.2, gt=0, le=1)
     batch_size: int = Field(default=2000, ge=1)
-    # How often the newest checkpoint goes to the anchor (and the longest stretch of newest
-    # records whose deletion, together with their checkpoints, the anchor cannot show).
+    # "batch": a request's record is written with the next batch (every flush_interval_s), after
+    # its answer was sent: a crash loses up to that long of records. "before_answer": the
+    # answer waits until its record is committed (requests waiting together share one
+    # transaction); a streamed answer is recorded before its stream ends. A record that
+    # cannot be committed within durable_timeout_s turns a non-streamed answer into a 503.
+    durability: Literal["batch", "before_answer"] = "batch"
+    durable_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # How often each writer signs a head set (every chain's newest checkpoint, :mod:`.heads`)
+    # and sends it with its own newest checkpoint to the anchor (and the longest stretch of
+    # newest records whose deletion, together with their checkpoints, the anchor cannot show).
     checkpoint_interval_s: float = Field(default=10, gt=0)
     # Records waiting to be written, at most (a store outage or a slow store fills it).
     max_queue: int = Field(default=500_000, ge=1000)

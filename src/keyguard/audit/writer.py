@@ -125,6 +125,26 @@ class AuditWriter:
         ``False`` when it was dropped (counted)."""
         return self._queue.put(kind, data, at)
 
+    def ticket(self) -> int:
+        """O(1): the ticket of the record just queued, for :meth:`durable`."""
+        return self._queue.accepted
+
+    async def durable(self, ticket: int) -> None:
+        """Return once the record of ``ticket`` is committed (``durability: before_answer``):
+        flush now; callers waiting together share one transaction (the first flushes what
+        every one of them queued, the others find theirs written). Raises
+        :class:`~keyguard.errors.StorageError` when it cannot be committed in
+        ``durable_timeout_s``."""
+        queue = self._queue
+        try:
+            async with asyncio.timeout(self._settings.durable_timeout_s):
+                while queue.done < ticket:
+                    if self._closed and not queue.waiting():
+                        raise StorageError("audit: the writer is closed")
+                    await self.flush()
+        except TimeoutError:
+            raise StorageError("audit: the record was not committed in time") from None
+
     # -- writing --------------------------------------------------------------------------
 
     async def open(self) -> None:
