@@ -29,6 +29,9 @@ class AuditSettings(BaseModel):
     # and sends it with its own newest checkpoint to the anchor (and the longest stretch of
     # newest records whose deletion, together with their checkpoints, the anchor cannot show).
     checkpoint_interval_s: float = Field(default=10, gt=0)
+    # A writer closes its chain and starts a new one this often, so that a long-running
+    # gateway's records fall into closed chains that `keyguard audit archive` can move out.
+    chain_max_age_s: float = Field(default=86_400, ge=60)
     # Records waiting to be written, at most (a store outage or a slow store fills it).
     max_queue: int = Field(default=500_000, ge=1000)
     # When the queue is 90% full: "refuse" answers new requests 503 (Retry-After) until it

@@ -78,6 +78,9 @@ class AuditWriter:
         self._anchored: Checkpoint | None = None  # the last checkpoint anchored
         self._last_anchor = clock()
         self._carried: Carried = {}  # the heads its next head set names (:mod:`.heads`)
+        self._chain_started = clock()
+        self._chain_records = 0  # records in its current chain
+        self.chains = 1  # chains it started (a new one by time, or after tampering)
         self._heads_since = 0.0  # the newest checkpoints are read from this time on
         self._closed = False
         self.written = 0  # records committed, its segment's own included
@@ -165,6 +168,8 @@ class AuditWriter:
             self._carried, found = await survey(self._store, self._check, anchored=anchored)
             self._heads_since = self._clock() - HEADS_KEEP_S
         item = self._item(KIND, open_data(self.id, START, found))
+        self._chain_started = self._clock()
+        self._chain_records = 0
         done = await self._store.append([item], Link(START, self._seal, self.id))
         self._advance(done)
         await self._copy(done)
@@ -206,6 +211,7 @@ class AuditWriter:
         except HeadMoved as moved:
             found = [self._moved(moved.head)]
             self.id = secrets.token_hex(8)
+            self.chains += 1
             self._head = None
             await self._open(found)
             assert self._head is not None
@@ -236,6 +242,7 @@ class AuditWriter:
         self._head = done.records[-1].position
         self.last_seq = self._head.seq
         self.written += len(done.records)
+        self._chain_records += len(done.records)
         if done.checkpoints:
             self._newest = done.checkpoints[-1]
 
@@ -287,6 +294,8 @@ class AuditWriter:
             await self.flush()
             if self._clock() - self._last_anchor >= self._settings.checkpoint_interval_s:
                 await self.anchor()
+            if self._clock() - self._chain_started >= self._settings.chain_max_age_s:
+                await self.roll()
         except StorageError as exc:
             self.failures += 1
             log.error("audit: cannot write to the store (%s); %d queued", exc, self.queued)
@@ -330,6 +339,21 @@ class AuditWriter:
             return
         self._anchored = cp
 
+    async def roll(self) -> None:
+        """Close this writer's chain (a closing record, sealed, named in a head set and
+        anchored) and go on in a new one from the next flush: chains are closed by time."""
+        async with self._lock:
+            if self._head is None:
+                return
+            item = self._item(KIND, close_data(self.id, self._chain_records))
+            await self._write([item])
+        await self.anchor()
+        async with self._lock:
+            self.id = secrets.token_hex(8)
+            self._head = None
+            self._newest = None
+        self.chains += 1
+
     async def close(self) -> None:
         """Write everything still queued and the segment's closing record, sealed, named in a
         last head set and anchored; then nothing more is taken (later records are dropped
@@ -338,7 +362,7 @@ class AuditWriter:
             return
         self._closed = True
         if self._head is not None or len(self._queue):
-            closing = close_data(self.id, self.written + len(self._queue))
+            closing = close_data(self.id, self._chain_records + len(self._queue))
             self._queue.put_last(KIND, closing, self._clock())
             for attempt in range(3):
                 try:

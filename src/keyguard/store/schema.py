@@ -228,6 +228,15 @@ audit_heads = Table(
     Index("ix_audit_heads_created_at", "created_at"),
 )
 
+audit_archives = Table(  # signed manifests of chains moved out to archive files
+    "audit_archives",
+    metadata,
+    Column("id", Integer(), primary_key=True, autoincrement=True),
+    Column("chain", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("manifest", Text(), nullable=False),  # the manifest's JSON line, signature included
+)
+
 monitor_incidents = Table(
     "monitor_incidents",
     metadata,

@@ -1,4 +1,4 @@
-"""Audit: a hash chain per writer, and signed head sets tying the chains together.
+"""Audit: a hash chain per writer, signed head sets tying the chains together, archives.
 
 Records and checkpoints get a ``chain`` column (the writer's id); the records of the one shared
 chain written before keep ``chain = ''`` and their hashes, so they verify as they were written.
@@ -62,6 +62,13 @@ def upgrade() -> None:
         sa.Column("signature", sa.String(128), nullable=False),
     )
     op.create_index("ix_audit_heads_created_at", "audit_heads", ["created_at"])
+    op.create_table(
+        "audit_archives",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("chain", sa.String(16), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("manifest", sa.Text(), nullable=False),
+    )
 
 
 def downgrade() -> None:
