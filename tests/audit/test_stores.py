@@ -149,3 +149,25 @@ async def test_monitor_store_round_trips(engine: AsyncEngine) -> None:
     await store.save_profiles({"key:A": {"requests": 1}, "app:b": {"requests": 2}}, NOW)
     await store.save_profiles({"key:A": {"requests": 3}}, NOW)
     assert dict(await store.load_profiles()) == {"key:A": {"requests": 3}, "app:b": {"requests": 2}}
+
+
+async def test_a_writer_closes_its_chain_by_time_and_goes_on_in_a_new_one(
+    engine: AsyncEngine,
+) -> None:
+    clock = [NOW]
+    settings = AuditSettings(chain_max_age_s=60)
+    writer = AuditWriter(AuditStore(engine), settings, signer=SIGNER, clock=lambda: clock[0])
+    writer.append("admin", {"i": 1})
+    await writer.tick()
+    first = writer.id
+    clock[0] += 61
+    await writer.tick()  # closes the chain (sealed, named in a head set)
+    writer.append("admin", {"i": 2})
+    await writer.tick()  # the next record opens a new chain
+    assert writer.id != first and writer.chains == 2
+    await writer.close()
+    store = AuditStore(engine)
+    report = await _verify(store, SIGNER)
+    assert report.ok and report.chains == 2 and report.notes == [], report
+    closing = [r async for r in store.records(chain=first)][-1]
+    assert orjson.loads(closing.data) == {"event": "close", "writer": first, "records": 2}
