@@ -26,6 +26,7 @@ import orjson
 from ..errors import ConfigurationError
 from .chain import Checkpoint, Record, canonical
 from .heads import Heads
+from .manifest import Manifest
 from .store import AuditStore
 from .verify import ChainVerifier, VerifyReport
 
@@ -71,6 +72,38 @@ class _Trail:
 
     def walk(self, chain: str, partial: bool = False, given: Iterable[Checkpoint] = ()) -> _Walk:
         return _Walk(self, chain, partial, given)
+
+    def archived(self, lines: list[str]) -> None:
+        """Chains moved out by ``keyguard audit archive``: their signed manifests stand for
+        them (a head naming a record past the archived end still fails)."""
+        archived = 0
+        for line in lines:
+            try:
+                manifest = Manifest.from_line(line)
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                self.report.problems.append("an archive manifest in the store is damaged")
+                continue
+            if not self.check(manifest):
+                self.report.problems.append(
+                    f"the archive manifest of writer {manifest.chain}: its signature is not "
+                    "valid (forged or edited)"
+                )
+                continue
+            claims = self.claims.pop(manifest.chain, {})
+            self.anchored.pop(manifest.chain, None)
+            for (seq, digest), where in claims.items():
+                past = seq > manifest.last_seq
+                if past or (seq == manifest.last_seq and digest != manifest.last_hash):
+                    self.report.problems.append(
+                        f"writer {manifest.chain}: the head set {where} names seq {seq}, but "
+                        f"its archive ({manifest.file}) ends at seq {manifest.last_seq}"
+                    )
+            archived += 1
+        if archived:
+            self.report.notes.append(
+                f"{archived} chain(s) archived out of the store: verify the archive with "
+                "keyguard audit verify --archive DIR"
+            )
 
     def absent(self, chains: set[str], complete: bool) -> None:
         """Chains named by head sets or anchors but holding no record here."""
@@ -163,6 +196,7 @@ async def verify_store(
                 waiting = await anext(checkpoints, None)
             walk.record(rec, sealing)
         walk.finish([] if waiting is None else [waiting, *[cp async for cp in checkpoints]])
+    trail.archived(await store.archives())
     trail.absent(set(chains), complete=True)
     return trail.report
 

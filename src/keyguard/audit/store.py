@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..core.times import utc_micro
 from ..errors import StorageError
-from ..store.schema import audit_checkpoints, audit_heads, audit_records
+from ..store.schema import audit_archives, audit_checkpoints, audit_heads, audit_records
 from ..store.sql import _BEGIN_OPTION, translate_errors
 from .chain import START, Appended, Checkpoint, HeadMoved, Link, Position, Record, chain
 from .heads import Heads
@@ -297,6 +297,52 @@ class AuditStore:
             if len(rows) < _PAGE:
                 return
             place = (int(rows[-1].seq), int(rows[-1].id))
+
+    # -- retention and archive (:mod:`.archive`) ---------------------------------------------
+
+    async def chains_before(self, before: datetime) -> list[str]:
+        """Writers' chains whose last record is older than ``before``, oldest first."""
+        c = audit_records.c
+        query = (
+            select(c.chain)
+            .where(c.chain != "")
+            .group_by(c.chain)
+            .having(func.max(c.created_at) < before)
+            .order_by(func.min(c.created_at))
+        )
+        async with translate_errors("read audit chains"), self._engine.connect() as conn:
+            return [str(row[0]) for row in (await conn.execute(query)).all()]
+
+    async def add_archive(self, chain: str, at: datetime, manifest: str) -> None:
+        row = {"chain": chain, "created_at": at, "manifest": manifest}
+        async with translate_errors("write an audit archive"), self._engine.begin() as conn:
+            await conn.execute(audit_archives.insert().values(**row))
+
+    async def archives(self) -> list[str]:
+        """The manifest lines of every chain archived, oldest first."""
+        query = select(audit_archives.c.manifest).order_by(audit_archives.c.id)
+        async with translate_errors("read audit archives"), self._engine.connect() as conn:
+            return [str(row[0]) for row in (await conn.execute(query)).all()]
+
+    async def delete_chain(self, chain: str) -> None:
+        async with translate_errors("delete an audit chain"), self._engine.begin() as conn:
+            await conn.execute(audit_records.delete().where(audit_records.c.chain == chain))
+            await conn.execute(audit_checkpoints.delete().where(audit_checkpoints.c.chain == chain))
+
+    async def delete_head_sets(self, before: datetime) -> None:
+        async with translate_errors("delete audit heads"), self._engine.begin() as conn:
+            await conn.execute(audit_heads.delete().where(audit_heads.c.created_at < before))
+
+    async def insert_rows(self, records: list[Record], checkpoints: list[Checkpoint]) -> None:
+        """Put rows back as they were (a restored archive), in one transaction."""
+        async with translate_errors("restore audit records"), self._engine.begin() as conn:
+            for start in range(0, len(records), _PAGE):
+                rows = [_record_row(r) for r in records[start : start + _PAGE]]
+                await conn.execute(audit_records.insert(), rows)
+            if checkpoints:
+                await conn.execute(
+                    audit_checkpoints.insert(), [_checkpoint_row(cp) for cp in checkpoints]
+                )
 
     async def records_by_time(self, *, since: datetime | None = None) -> AsyncIterator[Record]:
         """Every record of every chain, by time (then chain and seq), paged."""
