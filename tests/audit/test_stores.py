@@ -84,8 +84,9 @@ async def test_writer_loop_flushes_and_close_seals(engine: AsyncEngine) -> None:
     lines = [orjson.loads(line) for line in out.getvalue().splitlines()]
     kinds = [line.get("kind") for line in lines if line["type"] == "record"]
     assert kinds == ["segment", *["admin"] * 11, "segment"]  # open, the records, close
-    assert lines[-1]["type"] == "checkpoint" and lines[-1]["seq"] == 13
-    assert lines[-1]["chain"] == writer.id
+    assert lines[-1]["type"] == "heads" and lines[-1]["heads"][writer.id][0] == 13
+    assert lines[-2]["type"] == "checkpoint" and lines[-2]["seq"] == 13
+    assert lines[-2]["chain"] == writer.id
     checkpoints = [line["seq"] for line in lines if line["type"] == "checkpoint"]
     assert checkpoints == [1, 11, 13]  # one per committed batch
     assert writer.written == 13 and writer.queued == 0

@@ -44,8 +44,13 @@ class AuditSettings(BaseModel):
     record_content: bool = False
     max_content_chars: int = Field(default=20_000, ge=0)
     # A copy of every committed record and checkpoint as JSON lines, for a SIEM.
-    sink: Literal["none", "stdout", "syslog"] = "none"
+    sink: Literal["none", "stdout", "syslog", "hec"] = "none"
     syslog_address: str = "/dev/log"  # a socket path, or HOST:PORT (UDP)
+    # sink "hec": JSON over HTTPS to a Splunk HEC-compatible endpoint, retried with back-off
+    # (:mod:`.hec`); the token is the vault secret of this name.
+    hec_url: str | None = None
+    hec_token_secret: str = "audit/hec-token"
+    hec_max_lines: int = Field(default=100_000, ge=1000)
     # A file outside the store where checkpoints are appended (one JSON line each), so that
     # deleting the newest records together with their checkpoints is detected
     # (keyguard audit verify reads it). Best on another disk or host, or append-only.

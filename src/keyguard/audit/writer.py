@@ -120,6 +120,10 @@ class AuditWriter:
         return 0.0 if oldest is None else max(0.0, self._clock() - oldest)
 
     @property
+    def sink(self) -> Sink | None:
+        return self._sink
+
+    @property
     def head(self) -> Position | None:
         return self._head
 
@@ -325,6 +329,11 @@ class AuditWriter:
         )
         await self._store.add_heads(heads)
         self.head_sets += 1
+        if self._sink is not None:
+            try:
+                await asyncio.to_thread(self._sink.write, [canonical(heads.to_json())])
+            except OSError as exc:
+                log.warning("audit: the %s sink failed: %s", self._settings.sink, exc)
         if self._anchor is None:
             return
         lines = [heads.to_json()]
@@ -375,6 +384,6 @@ class AuditWriter:
                 log.error("audit: %d records could not be written at shutdown", len(self._queue))
         self._store.close()
         if self._sink is not None:
-            self._sink.close()
+            await asyncio.to_thread(self._sink.close)  # a stream delivers what waits first
         if self._anchor is not None:
             self._anchor.close()
