@@ -304,12 +304,21 @@ class AuditWriter:
             self.failures += 1
             log.error("audit: cannot write to the store (%s); %d queued", exc, self.queued)
 
-    async def anchor(self) -> None:
+    async def anchor(self, *, force: bool = False) -> None:
         """Sign a head set naming every chain's newest checkpoint, store it, and send it with
-        this writer's newest checkpoint to the anchor."""
+        this writer's newest checkpoint to the anchor. A head set another writer signed within
+        the last half interval stands for this one (its own checkpoint is anchored still), so
+        the head sets stay about two per interval whatever the number of writers; ``force``
+        (closing a chain) always signs one."""
         self._last_anchor = now = self._clock()
         if self._head is None:
             return
+        if not force:
+            newest = await self._store.newest_heads_at()
+            half = self._settings.checkpoint_interval_s / 2
+            if newest is not None and now - newest.timestamp() < half:
+                await self._anchor_lines([])
+                return
         since = datetime.fromtimestamp(self._heads_since, UTC)
         fresh = await self._store.newest_by_chain(since)
         self._heads_since = now - 2 * self._settings.checkpoint_interval_s
@@ -334,12 +343,17 @@ class AuditWriter:
                 await asyncio.to_thread(self._sink.write, [canonical(heads.to_json())])
             except OSError as exc:
                 log.warning("audit: the %s sink failed: %s", self._settings.sink, exc)
+        await self._anchor_lines([heads.to_json()])
+
+    async def _anchor_lines(self, lines: list[dict[str, Any]]) -> None:
+        """This writer's newest checkpoint (when not sent yet) and ``lines`` to the anchor."""
         if self._anchor is None:
             return
-        lines = [heads.to_json()]
         cp = self._newest
         if cp is not None and cp != self._anchored:
             lines.insert(0, {**cp.to_json(), "writer": self.id})
+        if not lines:
+            return
         try:
             await asyncio.to_thread(self._anchor.write_lines, lines)
         except OSError as exc:
@@ -356,7 +370,7 @@ class AuditWriter:
                 return
             item = self._item(KIND, close_data(self.id, self._chain_records))
             await self._write([item])
-        await self.anchor()
+        await self.anchor(force=True)
         async with self._lock:
             self.id = secrets.token_hex(8)
             self._head = None
@@ -376,7 +390,7 @@ class AuditWriter:
             for attempt in range(3):
                 try:
                     await self.flush()
-                    await self.anchor()
+                    await self.anchor(force=True)
                     break
                 except StorageError as exc:
                     log.error("audit: final flush failed (%s); attempt %d of 3", exc, attempt + 1)
