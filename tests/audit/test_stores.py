@@ -172,3 +172,41 @@ async def test_a_writer_closes_its_chain_by_time_and_goes_on_in_a_new_one(
     assert report.ok and report.chains == 2 and report.notes == [], report
     closing = [r async for r in store.records(chain=first)][-1]
     assert orjson.loads(closing.data) == {"event": "close", "writer": first, "records": 2}
+
+
+async def test_head_sets_stay_few_and_a_forged_one_does_not_silence_a_writer(
+    engine: AsyncEngine,
+) -> None:
+    from datetime import UTC, datetime
+
+    from keyguard.audit.chain import Position
+    from keyguard.audit.heads import sign_heads
+    from keyguard.audit.store import iso
+
+    clock = [NOW]
+    settings = AuditSettings(checkpoint_interval_s=10)
+    store = AuditStore(engine)
+    one = AuditWriter(store, settings, signer=SIGNER, clock=lambda: clock[0])
+    two = AuditWriter(store, settings, signer=SIGNER, clock=lambda: clock[0] + 1)
+    for writer in (one, two):
+        writer.append("admin", {"i": 1})
+        await writer.tick()
+    clock[0] += 10
+    await one.tick()  # signs a head set naming both chains
+    await two.tick()  # one signed 1 s ago stands for it
+    assert (one.head_sets, two.head_sets) == (1, 0)
+    # someone without the key adds a head set dated an hour ahead
+    attacker = Signer(Ed25519PrivateKey.generate())
+    ahead = iso(datetime.fromtimestamp(clock[0] + 3600, UTC))
+    await store.add_heads(sign_heads(attacker, ahead, "evil", [(one.id, Position(1, "f" * 64))]))
+    clock[0] += 10
+    await two.tick()
+    assert two.head_sets == 1  # not silenced
+    await one.close()
+    await two.close()
+    report = await _verify(store, SIGNER)
+    assert (
+        not report.ok
+        and "head set of" in report.problems[0]
+        and "not valid" in (report.problems[0])
+    )

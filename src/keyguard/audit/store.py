@@ -196,13 +196,6 @@ class AuditStore:
         async with translate_errors("write audit heads"), self._engine.begin() as conn:
             await conn.execute(audit_heads.insert().values(**row))
 
-    async def newest_heads_at(self) -> datetime | None:
-        """When the newest head set was signed (any writer's)."""
-        query = select(func.max(audit_heads.c.created_at))
-        async with translate_errors("read audit heads"), self._engine.connect() as conn:
-            at = (await conn.execute(query)).scalar_one_or_none()
-        return None if at is None else _aware(at)
-
     async def head_sets(
         self,
         *,

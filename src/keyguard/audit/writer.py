@@ -313,12 +313,9 @@ class AuditWriter:
         self._last_anchor = now = self._clock()
         if self._head is None:
             return
-        if not force:
-            newest = await self._store.newest_heads_at()
-            half = self._settings.checkpoint_interval_s / 2
-            if newest is not None and now - newest.timestamp() < half:
-                await self._anchor_lines([])
-                return
+        if not force and await self._recent_heads(now):
+            await self._anchor_lines([])
+            return
         since = datetime.fromtimestamp(self._heads_since, UTC)
         fresh = await self._store.newest_by_chain(since)
         self._heads_since = now - 2 * self._settings.checkpoint_interval_s
@@ -344,6 +341,16 @@ class AuditWriter:
             except OSError as exc:
                 log.warning("audit: the %s sink failed: %s", self._settings.sink, exc)
         await self._anchor_lines([heads.to_json()])
+
+    async def _recent_heads(self, now: float) -> bool:
+        """Whether the newest head set in the store is valid and signed within the last half
+        interval (one forged, or dated ahead, never stops this writer signing its own)."""
+        async for newest in self._store.head_sets(newest_first=True, limit=1):
+            if isinstance(newest, str) or not self._check(newest):
+                return False
+            age = now - parse_iso(newest.created).timestamp()
+            return 0 <= age < self._settings.checkpoint_interval_s / 2
+        return False
 
     async def _anchor_lines(self, lines: list[dict[str, Any]]) -> None:
         """This writer's newest checkpoint (when not sent yet) and ``lines`` to the anchor."""
