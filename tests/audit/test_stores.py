@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from keyguard.audit.chain import canonical
 from keyguard.audit.export import verify_store
 from keyguard.audit.settings import AuditSettings
 from keyguard.audit.signing import Signer, load_public_keys, signature_checker
@@ -122,6 +123,25 @@ def test_syslog_sink_sends_json_lines() -> None:
         finally:
             sink.close()
     assert "keyguard-audit: " in message and '{"type":"record","seq":1}' in message
+
+
+def test_syslog_rfc5424_carries_the_chain_fields_as_structured_data() -> None:
+    created = "2026-12-03T08:00:00.000000Z"
+    line = canonical({"type": "record", "chain": "ab12", "seq": 7, "hash": 'h"]\\x',
+                      "created": created, "kind": "request", "data": {}})  # fmt: skip
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server:
+        server.bind(("127.0.0.1", 0))
+        sink = SyslogSink(f"127.0.0.1:{server.getsockname()[1]}", format="rfc5424")
+        try:
+            sink.write([line])
+            message = server.recv(65_536).decode()
+        finally:
+            sink.close()
+    head, _, rest = message.partition(" [keyguard@32473 ")
+    assert head.startswith(f"<38>1 {created} ") and head.endswith(" audit")  # auth.info
+    sd, _, msg = rest.partition("] ")
+    assert 'chain="ab12" seq="7" hash="h\\"\\]\\\\x" kind="request"' in sd
+    assert msg.rstrip("\x00") == line  # the line itself: the SIEM's copy verifies
 
 
 async def test_monitor_store_round_trips(engine: AsyncEngine) -> None:

@@ -46,6 +46,8 @@ class AuditSettings(BaseModel):
     # A copy of every committed record and checkpoint as JSON lines, for a SIEM.
     sink: Literal["none", "stdout", "syslog", "hec"] = "none"
     syslog_address: str = "/dev/log"  # a socket path, or HOST:PORT (UDP)
+    # rfc3164: "keyguard-audit: <JSON line>"; rfc5424: the chain fields as structured data
+    syslog_format: Literal["rfc3164", "rfc5424"] = "rfc3164"
     # sink "hec": JSON over HTTPS to a Splunk HEC-compatible endpoint, retried with back-off
     # (:mod:`.hec`); the token is the vault secret of this name.
     hec_url: str | None = None

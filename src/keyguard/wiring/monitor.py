@@ -110,7 +110,7 @@ async def _webhooks(runtime: Runtime) -> list[Webhook]:
 async def _audit_sink(runtime: Runtime, settings: AuditSettings) -> Sink | None:
     """The SIEM copy of the audit: stdout, syslog, or the HEC stream (token from the vault)."""
     if settings.sink != "hec":
-        return open_sink(settings.sink, settings.syslog_address)
+        return open_sink(settings.sink, settings.syslog_address, settings.syslog_format)
     if settings.hec_url is None:
         raise ConfigurationError("monitor.audit.sink is hec: set monitor.audit.hec_url")
     try:
