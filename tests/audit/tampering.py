@@ -3,7 +3,8 @@
 :class:`AuditedGateway` runs a real gateway on a store (SQLite or PostgreSQL) to write a log,
 and changes its tables the way such a person would: edit, delete, truncate (with or without
 the checkpoints), reorder, insert, append a correctly linked record, recompute the whole chain
-and sign it with a key of their own. ``verify`` runs ``keyguard audit verify``.
+and sign it with a key of their own, copy records into another writer's chain, forge a head
+set. ``verify`` runs ``keyguard audit verify``.
 """
 
 from __future__ import annotations
@@ -102,37 +103,49 @@ class AuditedGateway:
         async with self.engine() as engine, engine.begin() as conn:
             await conn.execute(text(statement), params)
 
-    async def records(self) -> list[Record]:
-        async with self.engine() as engine:
-            return [r async for r in AuditStore(engine).records()]
+    async def chains(self) -> list[str]:
+        """The writers' chains, oldest first."""
+        return list(dict.fromkeys(r.chain for r in await self.records()))
 
-    async def checkpoints(self) -> list[Checkpoint]:
+    async def records(self, chain: str | None = None) -> list[Record]:
+        """The records of ``chain`` (default: of every chain, by time) in order."""
         async with self.engine() as engine:
-            return [cp async for cp in AuditStore(engine).checkpoints()]
+            store = AuditStore(engine)
+            if chain is not None:
+                return [r async for r in store.records(chain=chain)]
+            return [r async for r in store.records_by_time()]
+
+    async def checkpoints(self, chain: str | None = None) -> list[Checkpoint]:
+        async with self.engine() as engine:
+            store = AuditStore(engine)
+            if chain is not None:
+                return [cp async for cp in store.checkpoints(chain=chain)]
+            return [cp async for cp in store.checkpoints_by_time()]
 
     async def put(self, rec: Record) -> None:
         await self.sql(
-            "INSERT INTO audit_records (seq, created_at, kind, data, prev_hash, hash) "
-            "VALUES (:seq, :at, :kind, :data, :prev, :hash)",
+            "INSERT INTO audit_records (chain, seq, created_at, kind, data, prev_hash, hash) "
+            "VALUES (:chain, :seq, :at, :kind, :data, :prev, :hash)",
             **self._row(rec),
         )
 
     async def rewrite(self, rec: Record) -> None:
         await self.sql(
             "UPDATE audit_records SET created_at = :at, kind = :kind, data = :data, "
-            "prev_hash = :prev, hash = :hash WHERE seq = :seq",
+            "prev_hash = :prev, hash = :hash WHERE chain = :chain AND seq = :seq",
             **self._row(rec),
         )
 
     def _row(self, rec: Record) -> dict[str, Any]:
         at = _stored(parse_iso(rec.created), self.store_url)
-        return {"seq": rec.seq, "at": at, "kind": rec.kind, "data": rec.data,
-                "prev": rec.prev_hash, "hash": rec.hash}  # fmt: skip
+        return {"chain": rec.chain, "seq": rec.seq, "at": at, "kind": rec.kind,
+                "data": rec.data, "prev": rec.prev_hash, "hash": rec.hash}  # fmt: skip
 
     async def add_checkpoint(self, cp: Checkpoint) -> None:
         await self.sql(
-            "INSERT INTO audit_checkpoints (seq, hash, created_at, key_id, signature) "
-            "VALUES (:seq, :hash, :at, :key_id, :signature)",
+            "INSERT INTO audit_checkpoints (chain, seq, hash, created_at, key_id, signature) "
+            "VALUES (:chain, :seq, :hash, :at, :key_id, :signature)",
+            chain=cp.chain,
             seq=cp.seq,
             hash=cp.hash,
             at=_stored(parse_iso(cp.created), self.store_url),
@@ -157,13 +170,12 @@ class AuditedGateway:
 
 
 def forged_after(prev: Record, seq: int | None = None) -> Record:
-    """A record that links correctly after ``prev``: what anyone can compute."""
+    """A record that links correctly after ``prev`` in its chain: what anyone can compute."""
     seq = prev.seq + 1 if seq is None else seq
     data = canonical({"action": "keys.create", "actor": "cli:root", "target": "key:evil"})
     created = iso(datetime.now(UTC))
-    return Record(
-        seq, created, "admin", data, prev.hash, link(seq, created, "admin", prev.hash, data)
-    )
+    digest = link(seq, created, "admin", prev.hash, data, prev.chain)
+    return Record(seq, created, "admin", data, prev.hash, digest, prev.chain)
 
 
 def _stored(at: datetime, url: str) -> Any:

@@ -1,5 +1,6 @@
-"""The file anchor: checkpoints appended one JSON line each; the newest valid one found at the
-end of the file whatever else is there; a careless path refused at start, naming the setting."""
+"""The file anchor: checkpoints and head sets appended one JSON line each; the newest valid
+head set found at the end of the file whatever else is there; a careless path refused at
+start, naming the setting."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from keyguard.audit.anchor import FileAnchor, newest_anchored, read_anchor
+from keyguard.audit.chain import Position
+from keyguard.audit.heads import sign_heads
 from keyguard.audit.signing import Signer, load_public_keys, signature_checker
 from keyguard.errors import ConfigurationError
 
@@ -21,18 +24,22 @@ T = "2026-01-01T00:00:00.000000Z"
 def test_checkpoints_are_appended_and_the_newest_valid_one_found(tmp_path: Path) -> None:
     path = tmp_path / "anchors.jsonl"
     anchor = FileAnchor(str(path))
-    anchor.write([SIGNER.sign(5, "a" * 64, T)], "w1")
-    anchor.write([SIGNER.sign(9, "b" * 64, T)], "w1")
+    later = "2026-01-01T00:00:10.000000Z"
+    first = sign_heads(SIGNER, T, "w1", [("w1", Position(5, "a" * 64))])
+    second = sign_heads(SIGNER, later, "w1", [("w1", Position(9, "b" * 64))])
+    anchor.write_lines([SIGNER.sign(5, "a" * 64, T, "w1").to_json(), first.to_json()])
+    anchor.write_lines([second.to_json()])
     anchor.close()
     forger = Signer(Ed25519PrivateKey.generate())
+    forged = sign_heads(forger, "2027-01-01T00:00:00.000000Z", "w1", [("w1", Position(50, "c"))])
     with path.open("a") as fh:  # what someone who can write the file adds
-        fh.write(orjson.dumps(forger.sign(50, "c" * 64, T).to_json()).decode() + "\n")
+        fh.write(orjson.dumps(forged.to_json()).decode() + "\n")
         fh.write("{not json}\n")
         fh.write('{"type":"checkpoint","seq":60}\n')  # not a checkpoint
         fh.write('Dec  2 10:00:00 host keyguard-audit: {"type":"checkpoint","seq":70,"hash":"')
     found = newest_anchored(str(path), CHECK)
-    assert found is not None and (found.seq, found.hash) == (9, "b" * 64)
-    assert [n for n, _ in read_anchor(path.read_text().splitlines())] == [1, 2, 3]  # 3 forged
+    assert found == second
+    assert [n for n, _ in read_anchor(path.read_text().splitlines())] == [1, 2, 3, 4]
     assert oct(path.stat().st_mode & 0o777) == "0o600"
 
 

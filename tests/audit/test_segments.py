@@ -1,13 +1,13 @@
-"""Segments, pure: where a writer starts and what it reports (``plan_open``), and how the
-verifier reads segments: a skip over unsealed records is reported, a forged segment record
-changes nothing, an unclosed segment is a note."""
+"""Segments, pure: how the verifier reads segments in the shared chain of earlier versions
+(several writers in one chain): a skip over unsealed records is reported, a forged segment
+record changes nothing, an unclosed segment is a note."""
 
 from __future__ import annotations
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from keyguard.audit.chain import START, Checkpoint, Position, Record, canonical, chain
-from keyguard.audit.segments import KIND, Tail, close_data, open_data, plan_open
+from keyguard.audit.segments import KIND, close_data, open_data
 from keyguard.audit.signing import Signer, load_public_keys, signature_checker
 from keyguard.audit.verify import verify
 
@@ -22,31 +22,6 @@ def item(kind: str, data: dict[str, object]) -> tuple[str, str, str]:
 
 def seal(rec: Record) -> Checkpoint:
     return SIGNER.sign(rec.seq, rec.hash, T)
-
-
-def test_a_clean_tail_links_to_its_head() -> None:
-    head = Position(7, "a" * 64)
-    assert plan_open(Tail(head=head, sealed=head)) == (head, [])
-    assert plan_open(Tail(head=START, sealed=START)) == (START, [])
-
-
-def test_what_a_writer_reports() -> None:
-    sealed, head = Position(7, "a" * 64), Position(9, "b" * 64)
-    anchored = SIGNER.sign(12, "c" * 64, T)
-    tail = Tail(head=head, sealed=sealed, problems=("forged",), anchored=anchored)
-    after, found = plan_open(tail, own=Position(11, "d" * 64))
-    assert after == sealed
-    assert found == [
-        "forged",
-        "records 8..9 are not sealed (the last signed checkpoint is at seq 7): written by "
-        "someone without the signing key; left out of the chain",
-        f"the anchor holds a checkpoint at seq 12 ({T}) but the log ends at seq 9: the newest "
-        "records were deleted with their checkpoints",
-        "records up to seq 11 written by this writer are gone: the log ends at seq 9",
-    ]
-    own = Position(8, "e" * 64)
-    _, found = plan_open(Tail(head=head, sealed=head, own_found="f" * 64), own=own)
-    assert found == ["record 8 written by this writer was deleted or replaced"]
 
 
 def _log() -> tuple[list[Record], list[Checkpoint]]:

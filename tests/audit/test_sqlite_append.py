@@ -1,6 +1,7 @@
-"""The gateway's direct SQLite appends: one chain with every other writer, each transaction
-with its checkpoint, never waiting for a lock on the event loop (the engine's path takes over),
-and nothing lost or doubled when the store turns busy part-way through a flush."""
+"""The gateway's direct SQLite appends: the same chains as the engine's path, each
+transaction with its checkpoint, a head moved by someone else never linked to, never waiting
+for a lock on the event loop (the engine's path takes over), and nothing lost or doubled
+when the store turns busy part-way through a flush."""
 
 from __future__ import annotations
 
@@ -19,15 +20,14 @@ from keyguard.audit.chain import (
     Checkpoint,
     HeadMoved,
     Link,
-    Position,
     Record,
     canonical,
 )
+from keyguard.audit.export import verify_store
 from keyguard.audit.settings import AuditSettings
 from keyguard.audit.signing import Signer, load_public_keys, signature_checker
 from keyguard.audit.sqlite_append import CHUNK, Busy, SqliteAppender, sqlite_file
 from keyguard.audit.store import AuditStore, iso
-from keyguard.audit.verify import ChainVerifier
 from keyguard.audit.writer import AuditWriter
 
 NOW = 1_800_000_000.0
@@ -58,13 +58,8 @@ async def _chain_of(store: AuditStore) -> list[Record]:
 
 
 async def _verified(store: AuditStore) -> bool:
-    checkpoints = [cp async for cp in store.checkpoints()]
-    verifier = ChainVerifier(checkpoints, CHECK)
-    records = await _chain_of(store)
-    for record in records:
-        verifier.feed(record)
-    report = verifier.finish()
-    return bool(report.ok) and report.records == len(records)
+    report = await verify_store(store, CHECK)
+    return bool(report.ok) and report.records == len([r async for r in store.records_by_time()])
 
 
 def test_only_sqlite_files_qualify() -> None:
@@ -92,25 +87,30 @@ async def test_direct_appends_chain_with_the_engine_path(sqlite_engine: AsyncEng
     assert direct.fallbacks == 0
 
 
-async def test_an_unexpected_head_is_taken_only_when_sealed(sqlite_engine: AsyncEngine) -> None:
+async def test_a_head_moved_by_someone_else_is_never_linked_to(
+    sqlite_engine: AsyncEngine,
+) -> None:
     engine, path = sqlite_engine, sqlite_file(sqlite_engine.url)
     assert path is not None
     store = AuditStore(engine, direct=True)
-    mine = (await append(store, _items(2))).records[-1].position
-    other = (await append(AuditStore(engine), _items(1, first=10))).records[-1].position
-
-    def sealed_by_signer(head: Position, cps: list[Checkpoint]) -> bool:
-        return any(cp.hash == head.hash and CHECK(cp) for cp in cps)
-
-    link = Link(mine, seal, accept=sealed_by_signer)
-    done = await store.append(_items(1, first=20), link)
-    assert done.records[0].prev_hash == other.hash  # another writer's sealed batch: linked to
-    with sqlite3.connect(path) as conn:  # a row nobody sealed
-        conn.execute("DELETE FROM audit_checkpoints WHERE seq = 4")
-    head = await store.head()
-    with pytest.raises(HeadMoved) as moved:
-        await store.append(_items(1, first=30), link)
-    assert moved.value.head == head and (await store.head()) == head  # nothing written
+    mine = (await store.append(_items(2), Link(START, seal, "w1"))).records[-1].position
+    other = await store.append(_items(3), Link(START, seal, "w2"))  # another writer's chain
+    assert other.records[0].prev_hash == "0" * 64  # chains never link to one another
+    with sqlite3.connect(path) as conn:  # someone appends a row to w1's chain
+        conn.execute(
+            "INSERT INTO audit_records (chain, seq, created_at, kind, data, prev_hash, hash) "
+            "SELECT chain, 3, created_at, kind, data, hash, hash FROM audit_records "
+            "WHERE chain = 'w1' AND seq = 2"
+        )
+    for appender in (store, AuditStore(engine)):  # the direct path and the engine's
+        with pytest.raises(HeadMoved) as moved:
+            await appender.append(_items(1, first=30), Link(mine, seal, "w1"))
+        assert moved.value.head.seq in (0, 3)
+    assert (await store.head("w1")).seq == 3  # nothing written
+    with sqlite3.connect(path) as conn:  # and someone cuts it
+        conn.execute("DELETE FROM audit_records WHERE chain = 'w1' AND seq > 1")
+    with pytest.raises(HeadMoved):
+        await store.append(_items(1, first=30), Link(mine, seal, "w1"))
     store.close()
 
 

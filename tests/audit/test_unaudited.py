@@ -136,3 +136,32 @@ async def test_serving_unaudited_is_counted_and_raised(
     assert not of_kind(tmp_path, "request")  # the one that did not fit
     security = of_kind(tmp_path, "security")
     assert [(s["kind"], s["severity"]) for s in security] == [("audit_queue_full", "critical")]
+
+
+async def test_before_answer_withholds_an_answer_whose_record_is_not_committed(
+    tmp_path: Path, emulator: RunningEmulator
+) -> None:
+    """``durability: before_answer``: the answer waits for its record; when the store takes no
+    writes the caller gets a 503 in Azure's shape, not an answer the audit log may lack."""
+    monitor = {"audit": {"durability": "before_answer", "durable_timeout_s": 0.5}}
+    async with harnessed(tmp_path, emulator, monitor=monitor) as gw:
+        _, key = await gw.new_key("app")
+        recorder, audit, _ = parts(gw)
+        async with gw.azure(key) as client:
+            served = await client.chat.completions.create(model="gpt-4o", messages=HI)
+            assert served.choices
+            [rid] = [r["request_id"] for r in of_kind(tmp_path, "request")]  # committed already
+            with store_locked(tmp_path / "keyguard.db"):
+                with pytest.raises(openai.APIStatusError) as withheld:
+                    await client.chat.completions.create(model="gpt-4o", messages=HI)
+            assert withheld.value.status_code == 503
+            assert withheld.value.response.headers["retry-after"] == "1"
+            error = withheld.value.response.json()["error"]
+            assert error["code"] == "ServiceUnavailable" and "audit record" in error["message"]
+            assert recorder.audit_refused == 1
+            again = await client.chat.completions.create(model="gpt-4o", messages=HI)
+            assert again.choices
+        await recorder.drain()
+        assert audit.dropped == 0
+    requests = of_kind(tmp_path, "request")
+    assert rid == requests[0]["request_id"] and len(requests) == 3  # the withheld one included

@@ -71,7 +71,9 @@ async def test_every_request_is_recorded_whatever_it_holds(engine: AsyncEngine) 
     assert await monitor.process() == 40
     await writer.close()
     records = [
-        orjson.loads(r.data) async for r in AuditStore(engine).records() if r.kind == "request"
+        orjson.loads(r.data)
+        async for r in AuditStore(engine).records_by_time()
+        if r.kind == "request"
     ]
     assert [r["request_id"] for r in records] == [ctx.request_id for ctx in contexts]
     assert monitor.errors == 1  # the planted detector failure, and nothing else

@@ -1,12 +1,16 @@
-"""The audit log's hash chain and its verification: pure functions over rows.
+"""The audit log's hash chains: pure functions over rows.
 
-Each record is ``(seq, created, kind, data)`` where ``data`` is canonical JSON (sorted keys, no
-spaces). Its hash covers its position, its time, its kind, the previous record's hash and the
-data::
+Each writer (a gateway process, a CLI command) appends to a chain of its own, named by its id,
+so writers never wait for each other. Each record is ``(chain, seq, created, kind, data)``
+where ``data`` is canonical JSON (sorted keys, no spaces). Its hash covers its chain and
+position, its time, its kind, the previous record's hash and the data::
 
-    hash(n) = SHA-256( "<seq>\\n<created>\\n<kind>\\n<hash(n-1)>\\n" + data )
+    hash(n) = SHA-256( "<chain>/<seq>\\n<created>\\n<kind>\\n<hash(n-1)>\\n" + data )
 
-so editing, deleting, inserting or reordering a record breaks the chain at that record. Someone
+(records of the single shared chain of earlier versions, ``chain == ""``, keep
+``"<seq>\\n..."``). Signed head sets (:mod:`.heads`) commit every writer's head together.
+
+Editing, deleting, inserting or reordering a record breaks the chain at that record. Someone
 able to rewrite the table could recompute every later hash; the Ed25519-signed checkpoints
 (:mod:`.signing`) catch that, since they cannot re-sign without the vault's signing key. Every
 batch a writer commits carries its checkpoint in the same transaction (:mod:`.writer`), so a
@@ -34,7 +38,6 @@ __all__ = [
     "chain",
     "HeadMoved",
     "Appended",
-    "Accept",
     "Seal",
     "Link",
 ]
@@ -62,8 +65,12 @@ def canonical_bytes(data: Any) -> bytes:
     return orjson.dumps(data, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
 
 
-def link(seq: int, created: str, kind: str, prev_hash: str, data: str) -> str:
-    head = f"{seq}\n{created}\n{kind}\n{prev_hash}\n".encode()
+def link(seq: int, created: str, kind: str, prev_hash: str, data: str, chain: str = "") -> str:
+    """A record's hash; a writer's own chain (``chain``: its id) is named in it, so a record
+    copied into another writer's chain does not verify there. The shared chain of earlier
+    versions (``chain == ""``) keeps its formula, so its records verify as they were written."""
+    place = f"{chain}/{seq}" if chain else str(seq)
+    head = f"{place}\n{created}\n{kind}\n{prev_hash}\n".encode()
     return hashlib.sha256(head + data.encode()).hexdigest()
 
 
@@ -75,6 +82,7 @@ class Record:
     data: str  # canonical JSON
     prev_hash: str
     hash: str
+    chain: str = ""  # the writer whose chain it is ("": the shared chain of earlier versions)
 
     @property
     def position(self) -> Position:
@@ -82,11 +90,13 @@ class Record:
 
     def intact(self) -> bool:
         """Whether its content still gives its hash (not edited)."""
-        return link(self.seq, self.created, self.kind, self.prev_hash, self.data) == self.hash
+        digest = link(self.seq, self.created, self.kind, self.prev_hash, self.data, self.chain)
+        return digest == self.hash
 
     def to_json(self) -> dict[str, Any]:
         return {
             "type": "record",
+            **({"chain": self.chain} if self.chain else {}),
             "seq": self.seq,
             "created": self.created,
             "kind": self.kind,
@@ -104,7 +114,15 @@ class Record:
             data=canonical(obj["data"]),
             prev_hash=str(obj["prev_hash"]),
             hash=str(obj["hash"]),
+            chain=_chain_of(obj),
         )
+
+
+def _chain_of(obj: dict[str, Any]) -> str:
+    chain = obj.get("chain", "")
+    if not isinstance(chain, str) or len(chain) > 64:
+        raise ValueError("chain")
+    return chain
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,15 +132,26 @@ class Checkpoint:
     created: str
     key_id: str  # which signing key (fingerprint of its public key)
     signature: str  # base64 Ed25519 over :meth:`payload`
+    chain: str = ""  # the writer's chain it seals ("": the shared chain of earlier versions)
+
+    def _replace_signature(self, signature: str) -> Checkpoint:
+        return Checkpoint(self.seq, self.hash, self.created, self.key_id, signature, self.chain)
 
     def payload(self) -> bytes:
-        return canonical(
-            {"seq": self.seq, "hash": self.hash, "created": self.created, "key_id": self.key_id}
-        ).encode()
+        fields: dict[str, Any] = {
+            "seq": self.seq,
+            "hash": self.hash,
+            "created": self.created,
+            "key_id": self.key_id,
+        }
+        if self.chain:  # signed too: a checkpoint cannot be moved to another writer's chain
+            fields["chain"] = self.chain
+        return canonical(fields).encode()
 
     def to_json(self) -> dict[str, Any]:
         return {
             "type": "checkpoint",
+            **({"chain": self.chain} if self.chain else {}),
             "seq": self.seq,
             "hash": self.hash,
             "created": self.created,
@@ -138,24 +167,26 @@ class Checkpoint:
             created=str(obj["created"]),
             key_id=str(obj["key_id"]),
             signature=str(obj["signature"]),
+            chain=_chain_of(obj),
         )
 
 
 def chain(
-    start_seq: int, prev_hash: str, items: Iterable[tuple[str, str, str]]
+    start_seq: int, prev_hash: str, items: Iterable[tuple[str, str, str]], name: str = ""
 ) -> Iterator[Record]:
-    """Records for ``(created, kind, data)`` items appended after ``(start_seq - 1, prev_hash)``."""
+    """Records for ``(created, kind, data)`` items appended after ``(start_seq - 1, prev_hash)``
+    in the chain ``name``."""
     seq = start_seq
     for created, kind, data in items:
-        digest = link(seq, created, kind, prev_hash, data)
-        yield Record(seq, created, kind, data, prev_hash, digest)
+        digest = link(seq, created, kind, prev_hash, data, name)
+        yield Record(seq, created, kind, data, prev_hash, digest, name)
         prev_hash = digest
         seq += 1
 
 
 class HeadMoved(Exception):
-    """An append found the chain's head elsewhere than the writer expected, and no checkpoint
-    it accepts seals that head: nothing was written."""
+    """An append found its chain's head elsewhere than the writer left it (someone else wrote
+    to, or cut, that writer's chain): nothing was written."""
 
     def __init__(self, head: Position) -> None:
         super().__init__(f"the audit chain's head is at seq {head.seq}")
@@ -169,35 +200,25 @@ class Appended(NamedTuple):
     checkpoints: list[Checkpoint]
 
 
-#: ``accept(head, checkpoints at its seq)``: may a writer link to a head it did not expect?
-Accept = Callable[[Position, list[Checkpoint]], bool]
 #: ``seal(last record of a transaction)``: the checkpoint committed with it.
 Seal = Callable[[Record], Checkpoint]
 
 
 class Link(NamedTuple):
-    """How an append joins the chain: the head the writer expects, the checkpoint it commits
-    with its last record, where its first record links (default: that head), and whether it
-    takes another head it finds instead."""
+    """How an append joins a chain: the head the writer holds (the chain's last record, as it
+    left it), the checkpoint it commits with its last record, and the chain (its own)."""
 
     expect: Position
     seal: Seal
-    after: Position | None = None
-    accept: Accept | None = None
+    chain: str = ""
 
-    def wants_checkpoints(self, head: Position) -> bool:
-        """Whether :meth:`start` needs the checkpoints at ``head`` (read them only then)."""
-        return head != self.expect and self.accept is not None
-
-    def start(self, head: Position, held: list[Checkpoint]) -> Position:
-        """Where the first record links, given the head found in the transaction (and the
-        checkpoints at its seq); raises :class:`HeadMoved` when it cannot be written."""
-        if head == self.expect:
-            return self.after or self.expect
-        if self.accept is None or not self.accept(head, held):
+    def start(self, head: Position) -> Position:
+        """Where the first record links, given the head found in the transaction; raises
+        :class:`HeadMoved` when it is not the one expected."""
+        if head != self.expect:
             raise HeadMoved(head)
         return head
 
     def next(self, last: Position) -> Link:
         """The link of the next chunk of the same append, after ``last``."""
-        return self._replace(expect=last, after=last)
+        return self._replace(expect=last)

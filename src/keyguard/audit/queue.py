@@ -57,6 +57,8 @@ class RecordQueue:
         self.full = False
         self.dropped = 0
         self.rejected = 0
+        self.accepted = 0  # records queued so far (a record's ticket: the count after it)
+        self.done = 0  # of those, written so far (records are written in the order queued)
         self._reported: dict[str, tuple[float, int]] = {}  # what -> (last reported, count then)
 
     def __len__(self) -> int:
@@ -101,6 +103,7 @@ class RecordQueue:
                 f"it was ({type(exc).__name__}: {str(exc)[:120]})",
             )
         items.append((at, kind, text))
+        self.accepted += 1
         if not self.full and len(items) + self._writing >= self._full_at:
             self.full = True
             self._on_full()
@@ -109,7 +112,12 @@ class RecordQueue:
     def put_last(self, kind: str, data: Any, at: float) -> None:
         """The writer's own closing record: past the bound; nothing is taken after it."""
         self._items.append((at, kind, canonical(data)))
+        self.accepted += 1
         self._closed = True
+
+    def oldest(self) -> float | None:
+        """The time of the oldest record waiting (not being written), if any: O(1)."""
+        return self._items[0][0] if self._items else None
 
     def waiting(self) -> bool:
         """Whether records wait that are not being written."""
@@ -125,6 +133,7 @@ class RecordQueue:
 
     def written(self, n: int) -> None:
         self._writing -= n
+        self.done += n
 
     def give_back(self, batch: list[Item]) -> None:
         """Put back records taken but not written (in front, in order)."""

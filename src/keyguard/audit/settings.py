@@ -18,9 +18,20 @@ class AuditSettings(BaseModel):
     # graceful stop loses nothing.
     flush_interval_s: float = Field(default=0.2, gt=0, le=1)
     batch_size: int = Field(default=2000, ge=1)
-    # How often the newest checkpoint goes to the anchor (and the longest stretch of newest
-    # records whose deletion, together with their checkpoints, the anchor cannot show).
+    # "batch": a request's record is written with the next batch (every flush_interval_s), after
+    # its answer was sent: a crash loses up to that long of records. "before_answer": the
+    # answer waits until its record is committed (requests waiting together share one
+    # transaction); a streamed answer is recorded before its stream ends. A record that
+    # cannot be committed within durable_timeout_s turns a non-streamed answer into a 503.
+    durability: Literal["batch", "before_answer"] = "batch"
+    durable_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # How often each writer signs a head set (every chain's newest checkpoint, :mod:`.heads`)
+    # and sends it with its own newest checkpoint to the anchor (and the longest stretch of
+    # newest records whose deletion, together with their checkpoints, the anchor cannot show).
     checkpoint_interval_s: float = Field(default=10, gt=0)
+    # A writer closes its chain and starts a new one this often, so that a long-running
+    # gateway's records fall into closed chains that `keyguard audit archive` can move out.
+    chain_max_age_s: float = Field(default=86_400, ge=60)
     # Records waiting to be written, at most (a store outage or a slow store fills it).
     max_queue: int = Field(default=500_000, ge=1000)
     # When the queue is 90% full: "refuse" answers new requests 503 (Retry-After) until it
@@ -33,8 +44,15 @@ class AuditSettings(BaseModel):
     record_content: bool = False
     max_content_chars: int = Field(default=20_000, ge=0)
     # A copy of every committed record and checkpoint as JSON lines, for a SIEM.
-    sink: Literal["none", "stdout", "syslog"] = "none"
+    sink: Literal["none", "stdout", "syslog", "hec"] = "none"
     syslog_address: str = "/dev/log"  # a socket path, or HOST:PORT (UDP)
+    # rfc3164: "keyguard-audit: <JSON line>"; rfc5424: the chain fields as structured data
+    syslog_format: Literal["rfc3164", "rfc5424"] = "rfc3164"
+    # sink "hec": JSON over HTTPS to a Splunk HEC-compatible endpoint, retried with back-off
+    # (:mod:`.hec`); the token is the vault secret of this name.
+    hec_url: str | None = None
+    hec_token_secret: str = "audit/hec-token"
+    hec_max_lines: int = Field(default=100_000, ge=1000)
     # A file outside the store where checkpoints are appended (one JSON line each), so that
     # deleting the newest records together with their checkpoints is detected
     # (keyguard audit verify reads it). Best on another disk or host, or append-only.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -27,6 +28,7 @@ __all__ = [
     "key_id_of",
     "load_public_keys",
     "signature_checker",
+    "Signed",
 ]
 
 SIGNING_KEY = "keyguard/audit-signing-key"
@@ -43,10 +45,13 @@ class Signer:
         self.public = private.public_key()
         self.key_id = key_id_of(self.public)
 
-    def sign(self, seq: int, record_hash: str, created: str) -> Checkpoint:
-        unsigned = Checkpoint(seq, record_hash, created, self.key_id, "")
-        signature = base64.b64encode(self._private.sign(unsigned.payload())).decode()
-        return Checkpoint(seq, record_hash, created, self.key_id, signature)
+    def sign(self, seq: int, record_hash: str, created: str, chain: str = "") -> Checkpoint:
+        unsigned = Checkpoint(seq, record_hash, created, self.key_id, "", chain)
+        return unsigned._replace_signature(self.signature(unsigned.payload()))
+
+    def signature(self, payload: bytes) -> str:
+        """Base64 Ed25519 signature over ``payload``."""
+        return base64.b64encode(self._private.sign(payload)).decode()
 
     def public_pem(self) -> str:
         return self.public.public_bytes(
@@ -72,15 +77,27 @@ def load_public_keys(pems: Iterable[bytes]) -> dict[str, Ed25519PublicKey]:
     return keys
 
 
-def signature_checker(keys: dict[str, Ed25519PublicKey]) -> Callable[[Checkpoint], bool]:
-    """``check(checkpoint) -> bool`` against the known public keys."""
+class Signed(Protocol):
+    """Anything signed with the audit key: a checkpoint, a head set."""
 
-    def check(cp: Checkpoint) -> bool:
-        key = keys.get(cp.key_id)
+    @property
+    def key_id(self) -> str: ...
+
+    @property
+    def signature(self) -> str: ...
+
+    def payload(self) -> bytes: ...
+
+
+def signature_checker(keys: dict[str, Ed25519PublicKey]) -> Callable[[Signed], bool]:
+    """``check(checkpoint or head set) -> bool`` against the known public keys."""
+
+    def check(signed: Signed) -> bool:
+        key = keys.get(signed.key_id)
         if key is None:
             return False
         try:
-            key.verify(base64.b64decode(cp.signature, validate=True), cp.payload())
+            key.verify(base64.b64decode(signed.signature, validate=True), signed.payload())
         except (InvalidSignature, ValueError):
             return False
         return True

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from ..errors import StorageError
 from ..store.sql import sqlite_file
-from .chain import START, Appended, Checkpoint, Link, Position, Record, chain
+from .chain import START, Appended, Checkpoint, HeadMoved, Link, Position, Record, chain
 
 __all__ = [
     "CHUNK",
@@ -35,15 +35,14 @@ __all__ = [
 
 CHUNK = 128  # rows per transaction
 
-_HEAD = "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
-_AT = "SELECT seq, hash, created_at, key_id, signature FROM audit_checkpoints WHERE seq = ?"
+_HEAD = "SELECT seq, hash FROM audit_records WHERE chain = ? ORDER BY seq DESC LIMIT 1"
 INSERT = (  # the engine's SQLite path uses it too, with :func:`sqlite_rows`
-    "INSERT INTO audit_records (seq, created_at, kind, data, prev_hash, hash) "
-    "VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT INTO audit_records (chain, seq, created_at, kind, data, prev_hash, hash) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_CHECKPOINT = (  # with :func:`sqlite_checkpoint`
-    "INSERT INTO audit_checkpoints (seq, hash, created_at, key_id, signature) "
-    "VALUES (?, ?, ?, ?, ?)"
+    "INSERT INTO audit_checkpoints (chain, seq, hash, created_at, key_id, signature) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -56,20 +55,17 @@ def sqlite_time(created: str) -> str:
     return created[:10] + " " + created[11:26]
 
 
-def sqlite_rows(records: Sequence[Record]) -> list[tuple[int, str, str, str, str, str]]:
+def sqlite_rows(records: Sequence[Record]) -> list[tuple[str, int, str, str, str, str, str]]:
     """The parameters of :data:`INSERT` for ``records``."""
-    return [(r.seq, sqlite_time(r.created), r.kind, r.data, r.prev_hash, r.hash) for r in records]
+    return [
+        (r.chain, r.seq, sqlite_time(r.created), r.kind, r.data, r.prev_hash, r.hash)
+        for r in records
+    ]
 
 
-def sqlite_checkpoint(cp: Checkpoint) -> tuple[int, str, str, str, str]:
+def sqlite_checkpoint(cp: Checkpoint) -> tuple[str, int, str, str, str, str]:
     """The parameters of :data:`INSERT_CHECKPOINT` for ``cp``."""
-    return (cp.seq, cp.hash, sqlite_time(cp.created), cp.key_id, cp.signature)
-
-
-def _iso(stored: str) -> str:
-    """The inverse of :func:`sqlite_time` (a time stored without a fraction has none)."""
-    fraction = stored[19:26] if len(stored) > 19 else ".000000"
-    return f"{stored[:10]}T{stored[11:19]}{fraction.ljust(7, '0')}Z"
+    return (cp.chain, cp.seq, cp.hash, sqlite_time(cp.created), cp.key_id, cp.signature)
 
 
 class SqliteAppender:
@@ -88,8 +84,8 @@ class SqliteAppender:
     def append(self, items: Sequence[tuple[str, str, str]], link: Link) -> Appended:
         """Chain ``(created, kind, canonical data)`` items as ``link`` says and insert them
         with their checkpoint, in one transaction; raises :class:`~.chain.HeadMoved` when the
-        head is not one ``link`` takes and :class:`Busy` when the lock is taken (nothing
-        written either way)."""
+        chain's head is not the one ``link`` expects and :class:`Busy` when the lock is taken
+        (nothing written either way)."""
         try:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
@@ -98,11 +94,10 @@ class SqliteAppender:
                 raise Busy from None
             raise StorageError(f"store: append audit records failed ({exc})") from None
         try:
-            row = conn.execute(_HEAD).fetchone()
+            row = conn.execute(_HEAD, (link.chain,)).fetchone()
             head = Position(int(row[0]), str(row[1])) if row is not None else START
-            held = self._checkpoints_at(conn, head.seq) if link.wants_checkpoints(head) else []
-            after = link.start(head, held)
-            records = list(chain(head.seq + 1, after.hash, items))
+            after = link.start(head)
+            records = list(chain(head.seq + 1, after.hash, items, link.chain))
             cp = link.seal(records[-1])
             conn.executemany(INSERT, sqlite_rows(records))
             conn.execute(INSERT_CHECKPOINT, sqlite_checkpoint(cp))
@@ -112,17 +107,12 @@ class SqliteAppender:
                 conn.execute("ROLLBACK")
             if not isinstance(exc, sqlite3.Error):
                 raise
+            if isinstance(exc, sqlite3.IntegrityError):  # a row at our seq: someone wrote
+                raise HeadMoved(START) from None
             if _is_busy(exc):
                 raise Busy from None
             raise StorageError(f"store: append audit records failed ({exc})") from None
         return Appended(records, [cp])
-
-    @staticmethod
-    def _checkpoints_at(conn: sqlite3.Connection, seq: int) -> list[Checkpoint]:
-        return [
-            Checkpoint(int(r[0]), str(r[1]), _iso(str(r[2])), str(r[3]), str(r[4]))
-            for r in conn.execute(_AT, (seq,))
-        ]
 
     def close(self) -> None:
         if self._conn is not None:

@@ -1,12 +1,12 @@
-"""The audit tables: append a batch to the chain with its checkpoint, and read back in order.
+"""The audit tables: append a batch to a writer's chain with its checkpoint; read back.
 
-Appending is one short transaction per batch that serialises writers on the chain's head
-(``BEGIN IMMEDIATE`` on SQLite; a transaction-scoped advisory lock on PostgreSQL), so several
-gateway replicas and the CLI extend one global chain without forking it. The writer says where
-it expects the head (the head it holds); the batch is chained and its checkpoint signed inside
-the transaction, so records and the checkpoint sealing them are committed together. A head the
-writer did not expect is taken only when a valid checkpoint seals it (another writer's batch);
-otherwise nothing is written and :class:`~.chain.HeadMoved` says where the head is.
+Appending is one short transaction per batch on the writer's own chain: on PostgreSQL it takes
+no lock but its rows' (the primary key ``(chain, seq)`` keeps a chain from forking), so replicas
+never wait for each other; SQLite has one write lock for the whole file (``BEGIN IMMEDIATE``).
+The writer says where it expects its chain's head (the head it holds); the batch is chained and
+its checkpoint signed inside the transaction, so records and the checkpoint sealing them are
+committed together. When the head is elsewhere (someone else wrote to or cut that chain)
+nothing is written and :class:`~.chain.HeadMoved` says where it is.
 """
 
 from __future__ import annotations
@@ -16,17 +16,20 @@ import functools
 import math
 import time
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+import orjson
+from sqlalchemy import Row, Table, func, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..core.times import utc_micro
 from ..errors import StorageError
-from ..store.schema import audit_checkpoints, audit_records
+from ..store.schema import audit_archives, audit_checkpoints, audit_heads, audit_records
 from ..store.sql import _BEGIN_OPTION, translate_errors
 from .chain import START, Appended, Checkpoint, HeadMoved, Link, Position, Record, chain
+from .heads import Heads
 from .sqlite_append import (
     CHUNK,
     INSERT,
@@ -40,9 +43,14 @@ from .sqlite_append import (
 
 __all__ = ["AuditStore", "iso", "iso_at", "parse_iso"]
 
-_PG_AUDIT_LOCK = 0x6B67617564  # "kgaud": pg_advisory_xact_lock id for the chain head
 _PAGE = 2000
-_HEAD = text("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1")
+_HEAD = text("SELECT seq, hash FROM audit_records WHERE chain = :chain ORDER BY seq DESC LIMIT 1")
+_NEWEST_BY_CHAIN = text(
+    "SELECT c.chain, c.seq, c.hash, c.created_at, c.key_id, c.signature "
+    "FROM audit_checkpoints c JOIN (SELECT chain, MAX(seq) AS seq FROM audit_checkpoints "
+    "WHERE created_at >= :since AND chain <> '' GROUP BY chain) m "
+    "ON c.chain = m.chain AND c.seq = m.seq"
+)
 
 
 def iso(at: datetime) -> str:
@@ -126,56 +134,96 @@ class AuditStore:
         return await self._append_async(items, link)
 
     async def _append_async(self, items: Sequence[tuple[str, str, str]], link: Link) -> Appended:
-        async with translate_errors("append audit records"), self._engine.connect() as conn:
-            conn = await conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
-            async with conn.begin():
-                if conn.dialect.name == "postgresql":
-                    await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_AUDIT_LOCK})")
-                row = (await conn.execute(_HEAD)).first()
-                head = Position(int(row[0]), str(row[1])) if row is not None else START
-                wanted = link.wants_checkpoints(head)
-                after = link.start(
-                    head, await self._checkpoints_at(conn, head.seq) if wanted else []
-                )
-                records = list(chain(head.seq + 1, after.hash, items))
-                cp = link.seal(records[-1])
-                if conn.dialect.name == "sqlite":  # the embedded default: skip per-row binds
-                    await conn.exec_driver_sql(INSERT, sqlite_rows(records))
-                    await conn.exec_driver_sql(INSERT_CHECKPOINT, sqlite_checkpoint(cp))
-                    return Appended(records, [cp])
-                await conn.execute(
-                    audit_records.insert(),
-                    [
-                        {
-                            "seq": r.seq,
-                            "created_at": parse_iso(r.created),
-                            "kind": r.kind,
-                            "data": r.data,
-                            "prev_hash": r.prev_hash,
-                            "hash": r.hash,
-                        }
-                        for r in records
-                    ],
-                )
-                await conn.execute(audit_checkpoints.insert().values(**_checkpoint_row(cp)))
+        try:
+            async with translate_errors("append audit records"), self._engine.connect() as conn:
+                conn = await conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+                async with conn.begin():
+                    row = (await conn.execute(_HEAD, {"chain": link.chain})).first()
+                    head = Position(int(row[0]), str(row[1])) if row is not None else START
+                    after = link.start(head)
+                    records = list(chain(head.seq + 1, after.hash, items, link.chain))
+                    cp = link.seal(records[-1])
+                    if conn.dialect.name == "sqlite":  # the embedded default: no per-row binds
+                        await conn.exec_driver_sql(INSERT, sqlite_rows(records))
+                        await conn.exec_driver_sql(INSERT_CHECKPOINT, sqlite_checkpoint(cp))
+                        return Appended(records, [cp])
+                    await conn.execute(audit_records.insert(), [_record_row(r) for r in records])
+                    await conn.execute(audit_checkpoints.insert().values(**_checkpoint_row(cp)))
+        except StorageError as exc:
+            if isinstance(exc.__cause__, IntegrityError):  # a row at our seq: someone wrote
+                raise HeadMoved(await self.head(link.chain)) from None
+            raise
         return Appended(records, [cp])
 
-    @staticmethod
-    async def _checkpoints_at(conn: AsyncConnection, seq: int) -> list[Checkpoint]:
-        query = select(audit_checkpoints).where(audit_checkpoints.c.seq == seq)
-        return [_checkpoint(row) for row in (await conn.execute(query)).all()]
-
-    async def head(self) -> Position:
-        """The chain's last record (:data:`~.chain.START` when the log is empty)."""
+    async def head(self, chain: str = "") -> Position:
+        """The last record of ``chain`` (:data:`~.chain.START` when it has none)."""
         async with translate_errors("read audit head"), self._engine.connect() as conn:
-            row = (await conn.execute(_HEAD)).first()
+            row = (await conn.execute(_HEAD, {"chain": chain})).first()
         return START if row is None else Position(int(row[0]), str(row[1]))
 
-    async def record(self, seq: int) -> Record | None:
-        query = select(audit_records).where(audit_records.c.seq == seq)
+    async def record(self, seq: int, chain: str = "") -> Record | None:
+        c = audit_records.c
+        query = select(audit_records).where((c.chain == chain) & (c.seq == seq))
         async with translate_errors("read an audit record"), self._engine.connect() as conn:
             row = (await conn.execute(query)).first()
         return None if row is None else _record(row)
+
+    async def chains(self) -> dict[str, Position]:
+        """Every chain in the store with its last record."""
+        c = audit_records.c
+        last = select(c.chain, func.max(c.seq).label("seq")).group_by(c.chain).subquery()
+        query = select(c.chain, c.seq, c.hash).join(
+            last, (c.chain == last.c.chain) & (c.seq == last.c.seq)
+        )
+        async with translate_errors("read audit chains"), self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {str(r.chain): Position(int(r.seq), str(r.hash)) for r in rows}
+
+    async def newest_by_chain(self, since: datetime) -> list[Checkpoint]:
+        """The newest checkpoint of every writer's chain that has one created since ``since``."""
+        async with translate_errors("read audit checkpoints"), self._engine.connect() as conn:
+            rows = (await conn.execute(_NEWEST_BY_CHAIN, {"since": since})).all()
+        return [_checkpoint(row) for row in rows]
+
+    async def add_heads(self, heads: Heads) -> None:
+        row = {
+            "created_at": parse_iso(heads.created),
+            "writer": heads.writer,
+            "heads": heads.payload().decode(),
+            "key_id": heads.key_id,
+            "signature": heads.signature,
+        }
+        async with translate_errors("write audit heads"), self._engine.begin() as conn:
+            await conn.execute(audit_heads.insert().values(**row))
+
+    async def head_sets(
+        self,
+        *,
+        newest_first: bool = False,
+        limit: int | None = None,
+        since: datetime | None = None,
+    ) -> AsyncIterator[Heads | str]:
+        """Every head set in the store (created at or after ``since``), oldest first (or
+        newest first), paged; a row that is not a head set (a forged or damaged one) comes as
+        a text saying so."""
+        c = audit_heads.c
+        last: int | None = None
+        given = 0
+        while limit is None or given < limit:
+            query = select(audit_heads).order_by(c.id.desc() if newest_first else c.id)
+            if since is not None:
+                query = query.where(c.created_at >= since)
+            if last is not None:
+                query = query.where(c.id < last if newest_first else c.id > last)
+            query = query.limit(_PAGE if limit is None else min(_PAGE, limit - given))
+            async with translate_errors("read audit heads"), self._engine.connect() as conn:
+                rows = (await conn.execute(query)).all()
+            for row in rows:
+                given += 1
+                yield _heads(row)
+            if len(rows) < _PAGE:
+                return
+            last = int(rows[-1].id)
 
     async def newest_checkpoints(
         self, *, below: tuple[int, int] | None = None, limit: int = 200
@@ -191,13 +239,20 @@ class AuditStore:
         return [((int(r.seq), int(r.id)), _checkpoint(r)) for r in rows]
 
     async def records(
-        self, *, since: datetime | None = None, after_seq: int = 0, upto: int | None = None
+        self,
+        *,
+        chain: str = "",
+        since: datetime | None = None,
+        after_seq: int = 0,
+        upto: int | None = None,
     ) -> AsyncIterator[Record]:
-        """Every record in chain order (optionally created at or after ``since``, at most up
-        to seq ``upto``), paged."""
+        """Every record of ``chain`` in order (optionally created at or after ``since``, at
+        most up to seq ``upto``), paged."""
         last = after_seq
         while True:
-            query = select(audit_records).where(audit_records.c.seq > last)
+            query = select(audit_records).where(
+                (audit_records.c.chain == chain) & (audit_records.c.seq > last)
+            )
             if upto is not None:
                 query = query.where(audit_records.c.seq <= upto)
             if since is not None:
@@ -212,15 +267,21 @@ class AuditStore:
             last = int(rows[-1]._mapping["seq"])
 
     async def checkpoints(
-        self, *, since: datetime | None = None, after_seq: int = 0, upto: int | None = None
+        self,
+        *,
+        chain: str = "",
+        since: datetime | None = None,
+        after_seq: int = 0,
+        upto: int | None = None,
     ) -> AsyncIterator[Checkpoint]:
-        """Every checkpoint in seq order (optionally created at or after ``since``, at most up
-        to seq ``upto``), paged."""
+        """Every checkpoint of ``chain`` in seq order (optionally created at or after
+        ``since``, at most up to seq ``upto``), paged."""
         c = audit_checkpoints.c
         place = (after_seq, 0)
         while True:
             query = (
                 select(audit_checkpoints)
+                .where(c.chain == chain)
                 .where((c.seq > place[0]) | ((c.seq == place[0]) & (c.id > place[1])))
                 .order_by(c.seq, c.id)
                 .limit(_PAGE)
@@ -237,17 +298,106 @@ class AuditStore:
                 return
             place = (int(rows[-1].seq), int(rows[-1].id))
 
+    # -- retention and archive (:mod:`.archive`) ---------------------------------------------
+
+    async def chains_before(self, before: datetime) -> list[str]:
+        """Writers' chains whose last record is older than ``before``, oldest first."""
+        c = audit_records.c
+        query = (
+            select(c.chain)
+            .where(c.chain != "")
+            .group_by(c.chain)
+            .having(func.max(c.created_at) < before)
+            .order_by(func.min(c.created_at))
+        )
+        async with translate_errors("read audit chains"), self._engine.connect() as conn:
+            return [str(row[0]) for row in (await conn.execute(query)).all()]
+
+    async def add_archive(self, chain: str, at: datetime, manifest: str) -> None:
+        row = {"chain": chain, "created_at": at, "manifest": manifest}
+        async with translate_errors("write an audit archive"), self._engine.begin() as conn:
+            await conn.execute(audit_archives.insert().values(**row))
+
+    async def archives(self) -> list[str]:
+        """The manifest lines of every chain archived, oldest first."""
+        query = select(audit_archives.c.manifest).order_by(audit_archives.c.id)
+        async with translate_errors("read audit archives"), self._engine.connect() as conn:
+            return [str(row[0]) for row in (await conn.execute(query)).all()]
+
+    async def delete_chain(self, chain: str) -> None:
+        async with translate_errors("delete an audit chain"), self._engine.begin() as conn:
+            await conn.execute(audit_records.delete().where(audit_records.c.chain == chain))
+            await conn.execute(audit_checkpoints.delete().where(audit_checkpoints.c.chain == chain))
+
+    async def delete_head_sets(self, before: datetime) -> None:
+        async with translate_errors("delete audit heads"), self._engine.begin() as conn:
+            await conn.execute(audit_heads.delete().where(audit_heads.c.created_at < before))
+
+    async def insert_rows(self, records: list[Record], checkpoints: list[Checkpoint]) -> None:
+        """Put rows back as they were (a restored archive), in one transaction."""
+        async with translate_errors("restore audit records"), self._engine.begin() as conn:
+            for start in range(0, len(records), _PAGE):
+                rows = [_record_row(r) for r in records[start : start + _PAGE]]
+                await conn.execute(audit_records.insert(), rows)
+            if checkpoints:
+                await conn.execute(
+                    audit_checkpoints.insert(), [_checkpoint_row(cp) for cp in checkpoints]
+                )
+
+    async def records_by_time(self, *, since: datetime | None = None) -> AsyncIterator[Record]:
+        """Every record of every chain, by time (then chain and seq), paged."""
+        async for row in self._by_time(audit_records, since):
+            yield _record(row)
+
+    async def checkpoints_by_time(
+        self, *, since: datetime | None = None
+    ) -> AsyncIterator[Checkpoint]:
+        """Every checkpoint of every chain, by time (then chain and seq), paged."""
+        async for row in self._by_time(audit_checkpoints, since):
+            yield _checkpoint(row)
+
+    async def _by_time(self, table: Table, since: datetime | None) -> AsyncIterator[Row[Any]]:
+        c = table.c
+        place: tuple[datetime, str, int] | None = None
+        while True:
+            query = select(table).order_by(c.created_at, c.chain, c.seq).limit(_PAGE)
+            if since is not None:
+                query = query.where(c.created_at >= since)
+            if place is not None:
+                at, chain, seq = place
+                query = query.where(
+                    (c.created_at > at)
+                    | ((c.created_at == at) & (c.chain > chain))
+                    | ((c.created_at == at) & (c.chain == chain) & (c.seq > seq))
+                )
+            async with translate_errors("read the audit log"), self._engine.connect() as conn:
+                rows = (await conn.execute(query)).all()
+            for row in rows:
+                yield row
+            if len(rows) < _PAGE:
+                return
+            m = rows[-1]._mapping
+            place = (m["created_at"], m["chain"], int(m["seq"]))
+
 
 def _record(row: Row[Any]) -> Record:
     m = row._mapping
     return Record(
         seq=int(m["seq"]),
-        created=iso(m["created_at"]),
+        created=iso(_aware(m["created_at"])),
         kind=m["kind"],
         data=m["data"],
         prev_hash=m["prev_hash"],
         hash=m["hash"],
+        chain=m["chain"],
     )
+
+
+def _aware(at: datetime | str) -> datetime:
+    """A time read with a raw query (SQLite gives text there) as the typed column gives it."""
+    if isinstance(at, str):
+        return datetime.fromisoformat(at).replace(tzinfo=UTC)
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def _checkpoint(row: Row[Any]) -> Checkpoint:
@@ -255,14 +405,38 @@ def _checkpoint(row: Row[Any]) -> Checkpoint:
     return Checkpoint(
         seq=int(m["seq"]),
         hash=m["hash"],
-        created=iso(m["created_at"]),
+        created=iso(_aware(m["created_at"])),
         key_id=m["key_id"],
         signature=m["signature"],
+        chain=m["chain"],
     )
+
+
+def _heads(row: Row[Any]) -> Heads | str:
+    m = row._mapping
+    try:
+        obj = orjson.loads(m["heads"])
+        obj["signature"] = m["signature"]
+        return Heads.from_json(obj)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        return f"head set {m['id']} ({m['created_at']}): not a head set (forged or damaged)"
+
+
+def _record_row(r: Record) -> dict[str, Any]:
+    return {
+        "chain": r.chain,
+        "seq": r.seq,
+        "created_at": parse_iso(r.created),
+        "kind": r.kind,
+        "data": r.data,
+        "prev_hash": r.prev_hash,
+        "hash": r.hash,
+    }
 
 
 def _checkpoint_row(cp: Checkpoint) -> dict[str, Any]:
     return {
+        "chain": cp.chain,
         "seq": cp.seq,
         "hash": cp.hash,
         "created_at": parse_iso(cp.created),

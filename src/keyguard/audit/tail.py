@@ -1,100 +1,86 @@
-"""The end of the chain as a writer finds it before it writes: :func:`survey`.
+"""What a writer checks before it starts its chain: the newest head sets against the records.
 
-A writer never trusts the store's head: at start (and whenever the head is not where it left
-it) it looks for the newest checkpoint that is signed by its key and matches an intact record,
-notes every checkpoint on the way that is forged or seals a record that is gone, and reads the
-records the anchor and its own head name. :func:`~.segments.plan_open` turns that into where
-the writer links and what it reports. Only the newest checkpoints are read, not the whole log.
+A writer never trusts the store. At start it reads the newest head set in the store that is
+signed by its key (noting the forged ones on the way) and the newest one in its anchor, and
+checks every head they name: the record must be there with that hash. A head past its chain's
+end means that writer's newest records were deleted (with their checkpoints); a head whose
+record differs means the chain was rewritten. What it finds goes into its chain's open record
+(:mod:`.segments`) and a critical ``audit_tampered`` event. It also returns the heads to carry
+into its own head sets (:mod:`.heads`). Only the newest head sets are read, not the whole log.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
-from .chain import START, Checkpoint, Position
-from .segments import Tail
-from .store import AuditStore
+from .chain import Position
+from .heads import Carried, Heads
+from .store import AuditStore, parse_iso
 
-__all__ = ["survey", "MAX_EXAMINED"]
+__all__ = ["survey", "MAX_EXAMINED", "HEADS_KEEP_S"]
 
-MAX_EXAMINED = 10_000  # checkpoints looked at before giving up (forged rows cost a verify each)
+MAX_EXAMINED = 1000  # head sets looked at for a valid one (forged rows cost a verify each)
+HEADS_KEEP_S = 3600.0  # a chain that stopped moving is named in head sets this long
 
 
 async def survey(
-    store: AuditStore,
-    check: Callable[[Checkpoint], bool],
-    *,
-    anchored: Checkpoint | None = None,
-    own: Position | None = None,
-) -> Tail:
-    head = await store.head()
-    sealed, problems = START, Problems()
-    examined, below = 0, None
-    while sealed is START and examined < MAX_EXAMINED:
-        page = await store.newest_checkpoints(below=below, limit=200)
-        if not page:
+    store: AuditStore, check: Callable[[Heads], bool], *, anchored: Heads | None = None
+) -> tuple[Carried, list[str]]:
+    found: list[str] = []
+    newest: Heads | None = None
+    forged = 0
+    async for item in store.head_sets(newest_first=True, limit=MAX_EXAMINED):
+        if isinstance(item, Heads) and check(item):
+            newest = item
             break
-        for place, cp in page:
-            examined += 1
-            below = place
-            if not check(cp):
-                problems.add(
-                    "forged",
-                    f"checkpoint at seq {cp.seq} ({cp.created}): its "
-                    "signature is not valid (forged or edited)",
-                )
-                continue
-            if cp.seq > head.seq:
-                problems.add(
-                    "past",
-                    f"checkpoint at seq {cp.seq} ({cp.created}) seals a "
-                    f"record past the end of the log (seq {head.seq}): the newest "
-                    "records were deleted",
-                )
-                continue
-            record = await store.record(cp.seq)
-            if record is None:
-                problems.add(
-                    "missing",
-                    f"checkpoint at seq {cp.seq} ({cp.created}) seals "
-                    f"record {cp.seq}, which is missing",
-                )
-            elif record.hash != cp.hash or not record.intact():
-                problems.add(
-                    "rewritten",
-                    f"record {cp.seq} does not match its checkpoint "
-                    f"({cp.created}): edited or rewritten",
-                )
-            else:
-                sealed = record.position
-                break
-    if sealed is START and examined >= MAX_EXAMINED:
-        problems.add("gave up", f"no valid checkpoint among the newest {examined}")
-    tail = Tail(head=head, sealed=sealed, problems=problems.texts(), anchored=anchored)
-    if anchored is not None and anchored.seq <= head.seq:
-        found = await store.record(anchored.seq)
-        tail = replace(tail, anchored_found=None if found is None else found.hash)
-    if own is not None and own != START and own.seq <= head.seq:
-        found = await store.record(own.seq)
-        tail = replace(tail, own_found=None if found is None else found.hash)
-    return tail
-
-
-class Problems:
-    """Findings by category: the first of each with a count of the others (a truncation can
-    leave hundreds of checkpoints without their records: one line says it)."""
-
-    def __init__(self) -> None:
-        self._first: dict[str, str] = {}
-        self._count: dict[str, int] = {}
-
-    def add(self, kind: str, text: str) -> None:
-        self._first.setdefault(kind, text)
-        self._count[kind] = self._count.get(kind, 0) + 1
-
-    def texts(self) -> tuple[str, ...]:
-        return tuple(
-            text + (f" (and {self._count[kind] - 1} more like it)" if self._count[kind] > 1 else "")
-            for kind, text in self._first.items()
+        forged += 1
+        if forged == 1:
+            found.append(
+                item
+                if isinstance(item, str)
+                else f"head set of {item.created}: its signature is not valid (forged or edited)"
+            )
+    if forged > 1:
+        found.append(f"{forged} head sets in all were forged or damaged")
+    if anchored is not None and newest is not None and anchored.created > newest.created:
+        found.append(
+            f"the anchor holds a head set of {anchored.created}, newer than any in the store "
+            f"({newest.created}): the newest head sets were deleted"
         )
+    elif anchored is not None and newest is None:
+        found.append(
+            f"the anchor holds a head set of {anchored.created}, but the store holds none: "
+            "they were deleted"
+        )
+    carried: Carried = {}
+    for heads, where in ((newest, "store"), (anchored, "anchor")):
+        if heads is None:
+            continue
+        at = parse_iso(heads.created).timestamp()
+        for chain, seq, digest in heads.heads:
+            found.extend(await _check_head(store, chain, seq, digest, heads.created, where))
+            known = carried.get(chain)
+            if known is None or seq > known[0].seq:
+                carried[chain] = (Position(seq, digest), at)
+    return carried, found
+
+
+async def _check_head(
+    store: AuditStore, chain: str, seq: int, digest: str, created: str, where: str
+) -> list[str]:
+    record = await store.record(seq, chain)
+    if record is not None and record.hash == digest and record.intact():
+        return []
+    source = "the store" if where == "store" else "the anchor"
+    if record is not None:
+        return [
+            f"record {seq} of writer {chain} does not match the head set of {created} in "
+            f"{source}: records up to seq {seq} were rewritten"
+        ]
+    last = await store.head(chain)
+    if last.seq < seq:
+        return [
+            f"the head set of {created} in {source} names seq {seq} of writer {chain}, but its "
+            f"chain ends at seq {last.seq}: its newest records were deleted"
+        ]
+    return [f"record {seq} of writer {chain}, named by the head set of {created}, is missing"]

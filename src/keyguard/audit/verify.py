@@ -1,4 +1,5 @@
-"""Verify the audit chain: records, checkpoints and anchored checkpoints, walked in one pass.
+"""Verify one audit chain: records, checkpoints, anchored checkpoints and heads named by head
+sets, walked in one pass (:mod:`.export` runs one walk per writer's chain).
 
 Records are fed in ``seq`` order; each checkpoint right after the record it seals (the caller
 merges two sorted streams, or hands a sorted list to the constructor), so a log of any length
@@ -12,8 +13,10 @@ is checked in constant memory. A log holds when:
 * **every record is sealed** by a later checkpoint on its path: writers commit each batch with
   its checkpoint, so a record no checkpoint covers was appended by someone without the key
   (or its checkpoints were deleted);
-* every anchored checkpoint (kept outside the store) matches a record: one past the end of the
-  log means its newest records were deleted together with their checkpoints.
+* every anchored checkpoint (kept outside the store) and every head a signed head set names
+  (:mod:`.heads`) matches a record: one past the end of the chain means its newest records
+  were deleted together with their checkpoints;
+* in a writer's own chain, only the first record opens a segment.
 
 Problems make the log fail; *notes* (a segment not closed: a writer still running, or one that
 stopped without a clean shutdown) do not.
@@ -39,13 +42,16 @@ _MAX_PROBLEMS = 50  # listed; the rest are counted
 class VerifyReport:
     records: int = 0
     checkpoints: int = 0
-    anchors: int = 0  # anchored checkpoints checked
+    anchors: int = 0  # anchored checkpoints and head sets checked
+    chains: int = 0  # writers' chains walked
+    head_sets: int = 0  # signed head sets checked
     last_seq: int = 0
     last_sealed: int = 0  # highest seq covered by a valid checkpoint
     problems: list[str] = field(default_factory=list)
     more_problems: int = 0  # problems beyond those listed
     notes: list[str] = field(default_factory=list)
     first_bad: int | None = None  # lowest seq a problem names
+    first_bad_chain: str = ""  # in the chain of that writer
     first_seq: int = 1
 
     @property
@@ -64,11 +70,15 @@ class ChainVerifier:
         check_signature: CheckSignature,
         *,
         partial: bool = False,
+        chain: str = "",
     ) -> None:
         """``checkpoints`` (sorted by seq or not) are applied as the records pass; more can be
         given one by one with :meth:`seal`. ``partial``: the first record fed starts the walk
-        (an export made with ``--since``)."""
+        (an export made with ``--since``). ``chain``: the writer whose chain it is (named in
+        every problem; "" for the shared chain of earlier versions)."""
         self.report = VerifyReport()
+        self.chain = chain
+        self._who = f"writer {chain}: " if chain else ""
         self._given = sorted(checkpoints, key=lambda cp: cp.seq, reverse=True)
         self._check = check_signature
         self._partial = partial
@@ -86,7 +96,7 @@ class ChainVerifier:
         if seq is not None and (report.first_bad is None or seq < report.first_bad):
             report.first_bad = seq
         if len(report.problems) < _MAX_PROBLEMS:
-            report.problems.append(text)
+            report.problems.append(self._who + text)
         else:
             report.more_problems += 1
 
@@ -119,7 +129,11 @@ class ChainVerifier:
             self._problem(
                 rec.seq, f"record {rec.seq}: its content does not match its hash (edited)"
             )
+        if rec.chain != self.chain:
+            self._problem(rec.seq, f"record {rec.seq}: belongs to another chain ({rec.chain!r})")
         segment = parse_segment(rec)
+        if segment is not None and segment.event == "open" and self.chain and rec.seq != 1:
+            self._problem(rec.seq, f"record {rec.seq}: a second open record in one chain (forged)")
         if segment is not None and segment.event == "open" and segment.after is not None:
             self._open_segment(rec, segment.writer, segment.after, prev, segment.found)
         elif rec.prev_hash != prev.hash and not gap:
@@ -197,32 +211,40 @@ class ChainVerifier:
         if cp.seq < report.first_seq:
             return  # before a partial export: not covered
         at = f"{what} at seq {cp.seq} ({cp.created})"
-        if not self._check(cp):
+        if not self._check(cp) or cp.chain != self.chain:
             self._problem(
                 None, f"{at}: its signature is not valid for a known public key (forged or edited)"
             )
             return
-        digest = self._recent.get(cp.seq) or self._sealed.get(cp.seq)
-        if digest is None and cp.seq <= report.last_seq:
-            self._problem(cp.seq, f"{at} seals record {cp.seq}, which is missing")
+        self._match(cp.seq, cp.hash, at, anchor is not None)
+
+    def claim(self, seq: int, digest: str, where: str) -> None:
+        """Apply a head a valid head set names (``where``: which one, for the problems)."""
+        if seq >= self.report.first_seq:
+            self._match(seq, digest, f"the head set {where}, naming seq {seq},", True)
+
+    def _match(self, seq: int, digest: str, at: str, outside: bool) -> None:
+        report = self.report
+        held = self._recent.get(seq) or self._sealed.get(seq)
+        if held is None and seq <= report.last_seq:
+            self._problem(seq, f"{at} seals record {seq}, which is missing")
             return
-        if digest is None:  # past the end of the log (so far): judged at the end
-            held = self._missing.get(anchor is not None)
-            newest = cp.seq if held is None or cp.seq > held[0] else held[0]
-            text = at if held is None or cp.seq > held[0] else held[1]
-            self._missing[anchor is not None] = (newest, text, 1 + (held[2] if held else 0))
+        if held is None:  # past the end of the log (so far): judged at the end
+            kept = self._missing.get(outside)
+            newest = seq if kept is None or seq > kept[0] else kept[0]
+            text = at if kept is None or seq > kept[0] else kept[1]
+            self._missing[outside] = (newest, text, 1 + (kept[2] if kept else 0))
             return
-        if digest != cp.hash:
+        if held != digest:
             self._problem(
-                cp.seq,
-                f"{at} does not match record {cp.seq}: records up to seq {cp.seq} were rewritten",
+                seq, f"{at} does not match record {seq}: records up to seq {seq} were rewritten"
             )
             return
-        self._remember(self._sealed, cp.seq, cp.hash)
-        report.last_sealed = max(report.last_sealed, cp.seq)
-        if self._pending is not None and self._pending <= cp.seq:
+        self._remember(self._sealed, seq, digest)
+        report.last_sealed = max(report.last_sealed, seq)
+        if self._pending is not None and self._pending <= seq:
             prev = self._prev
-            self._pending = None if prev is None or prev.seq <= cp.seq else cp.seq + 1
+            self._pending = None if prev is None or prev.seq <= seq else seq + 1
 
     def finish(self) -> VerifyReport:
         self._apply_given(2**63)
@@ -238,8 +260,8 @@ class ChainVerifier:
                 also = f" together with {'its' if one else 'their'} checkpoints" if anchored else ""
                 self._problem(
                     end + 1,
-                    f"{at}{more} seals a record past the end of the log (seq {end}): "
-                    f"{span} deleted{also}",
+                    f"{at}{more} seals a record past the end of the "
+                    f"{'chain' if self.chain else 'log'} (seq {end}): {span} deleted{also}",
                 )
         for writer, (seq, created) in list(self._open.items())[-10:]:
             report.notes.append(
@@ -255,9 +277,10 @@ def verify(
     check_signature: CheckSignature,
     *,
     partial: bool = False,
+    chain: str = "",
 ) -> VerifyReport:
     """Walk the chain from seq 1 (or, ``partial``, from the first record given)."""
-    verifier = ChainVerifier(checkpoints, check_signature, partial=partial)
+    verifier = ChainVerifier(checkpoints, check_signature, partial=partial, chain=chain)
     for rec in records:
         verifier.feed(rec)
     return verifier.finish()

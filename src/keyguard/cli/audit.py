@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..audit.anchor import read_anchor
+from ..audit.archive import archive_chains, restore_file, verify_archive
 from ..audit.export import Anchored, export_lines, verify_lines, verify_store
 from ..audit.signing import load_public_keys, load_signer, signature_checker
 from ..audit.store import AuditStore
@@ -73,19 +74,26 @@ def _anchors(files: tuple[str, ...]) -> list[Anchored]:
     return found
 
 
-def _report(report: VerifyReport, where: str, keys_from: str, anchors: tuple[str, ...]) -> None:
-    first = report.first_seq
+def _report(
+    report: VerifyReport,
+    where: str,
+    keys_from: str,
+    anchors: tuple[str, ...],
+    *,
+    quiet: bool = False,
+) -> None:
     click.echo(
-        f"{where}: {report.records} records (seq {first}..{report.last_seq}), "
-        f"{report.checkpoints} checkpoints checked against {keys_from}"
+        f"{where}: {report.records} records in {report.chains} writers' chains, "
+        f"{report.checkpoints} checkpoints and {report.head_sets} head sets checked against "
+        f"{keys_from}"
     )
     if anchors:
-        click.echo(f"anchors: {report.anchors} anchored checkpoints in {', '.join(anchors)}")
+        click.echo(f"anchors: {report.anchors} anchored lines in {', '.join(anchors)}")
     for note in report.notes:
         click.echo(f"note: {note}")
     if report.ok:
-        click.echo(f"ok: the chain is intact; sealed up to seq {report.last_sealed}")
-        if not anchors:
+        click.echo("ok: every chain is intact and sealed to its end")
+        if not anchors and not quiet:
             click.echo(
                 "note: no anchor checked (--anchors): the newest records deleted together with "
                 "their checkpoints would not show"
@@ -96,7 +104,10 @@ def _report(report: VerifyReport, where: str, keys_from: str, anchors: tuple[str
     if report.more_problems:
         click.echo(f"  ... and {report.more_problems} more", err=True)
     count = len(report.problems) + report.more_problems
-    first_bad = f"; first bad record: seq {report.first_bad}" if report.first_bad else ""
+    first_bad = ""
+    if report.first_bad:
+        of = f" of writer {report.first_bad_chain}" if report.first_bad_chain else ""
+        first_bad = f"; first bad record: seq {report.first_bad}{of}"
     raise CommandFailed(f"the audit log does NOT verify ({count} problem(s)){first_bad}")
 
 
@@ -111,6 +122,8 @@ def audit_group() -> None:
       keyguard audit public-key > audit.pub
       keyguard audit verify --file audit.jsonl --public-key audit.pub
       keyguard audit verify --anchors audit-anchors.jsonl
+      keyguard audit archive --to /srv/audit-archive --older-than 30d
+      keyguard audit restore /srv/audit-archive/3f2a9c0d11e4b7a8.jsonl.gz
     """
 
 
@@ -124,9 +137,15 @@ def audit_group() -> None:
               type=click.Path(exists=True, dir_okay=False),
               help="Anchored checkpoints kept outside the store (default: the configured "
               "monitor.audit.anchor_file); any file of checkpoint lines will do.")  # fmt: skip
+@click.option("--archive", "archive", type=click.Path(exists=True, file_okay=False),
+              help="Verify an archive folder (keyguard audit archive), not the store.")  # fmt: skip
 @config_option
 def verify_command(
-    file: str | None, public_keys: tuple[str, ...], anchors: tuple[str, ...], config_path: str
+    file: str | None,
+    public_keys: tuple[str, ...],
+    anchors: tuple[str, ...],
+    archive: str | None,
+    config_path: str,
 ) -> None:
     """Check the hash chain, every signed checkpoint and the anchors; name what is wrong.
 
@@ -140,12 +159,17 @@ def verify_command(
       keyguard audit verify --public-key audit.pub          # no master key needed
       keyguard audit verify --anchors /var/log/keyguard/audit-anchors.jsonl
       keyguard audit verify --file siem-copy.jsonl --public-key audit.pub
+      keyguard audit verify --archive /srv/audit-archive --public-key audit.pub
     """
 
     async def main() -> None:
-        settings = load_settings(config_path) if (file is None or not public_keys) else None
+        alone = file is not None or archive is not None
+        settings = load_settings(config_path) if (not alone or not public_keys) else None
         keys, keys_from = await _public_keys(settings or Settings(), public_keys)
         check = signature_checker(keys)
+        if archive is not None:
+            _report(verify_archive(Path(archive), check), archive, keys_from, (), quiet=True)
+            return
         files = anchors or _configured_anchor(settings)
         anchored = _anchors(files)
         if file is not None:
@@ -203,6 +227,79 @@ def export_command(since: str | None, fmt: str, output: str | None, config_path:
     n = run(main)
     if output:
         click.echo(f"exported {n} lines to {output}", err=True)
+
+
+@audit_group.command("archive")
+@click.option("--to", "folder", required=True, type=click.Path(file_okay=False),
+              help="The archive folder (it must exist; put it on other storage).")  # fmt: skip
+@click.option("--older-than", "older_than", default="30d", show_default=True, metavar="AGE",
+              help="Archive chains whose last record is older (at least 2d).")  # fmt: skip
+@config_option
+def archive_command(folder: str, older_than: str, config_path: str) -> None:
+    """Move old writers' chains out of the store into signed, compressed files.
+
+    Each chain whose last record is older than AGE is written to FOLDER/<chain>.jsonl.gz,
+    its signed manifest appended to FOLDER/manifests.jsonl and kept in the store, and its
+    rows deleted. Run it daily (cron, a scheduled job); verify the folder with
+    keyguard audit verify --archive FOLDER.
+
+    \b
+    Examples:
+      keyguard audit archive --to /srv/audit-archive --older-than 30d
+      keyguard audit verify --archive /srv/audit-archive --public-key audit.pub
+    """
+    try:
+        age = parse_duration(older_than)
+    except ValueError:
+        raise click.BadParameter(f"{older_than[:40]!r}: use a duration such as 30d") from None
+    if age < timedelta(days=2):
+        raise click.BadParameter(
+            "at least 2d: a running writer closes its chain once a day (chain_max_age_s)"
+        )
+
+    async def main() -> int:
+        settings = load_settings(config_path)
+        rt = await open_runtime(settings, os.environ)
+        try:
+            signer = await load_signer(rt.vault)
+        finally:
+            await rt.close()
+        store = await open_store(settings.store)
+        try:
+            now = datetime.now(UTC)
+            done = await archive_chains(_audit_store(store), signer, Path(folder), now - age, now)
+        finally:
+            await store.close()
+        return sum(m.records for m in done) if done else 0
+
+    n = run(main)
+    click.echo(f"archived {n} records to {folder}")
+
+
+@audit_group.command("restore")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--public-key", "public_keys", multiple=True,
+              type=click.Path(exists=True, dir_okay=False),
+              help="PEM public key(s) for the manifest (default: the vault's).")  # fmt: skip
+@config_option
+def restore_command(file: str, public_keys: tuple[str, ...], config_path: str) -> None:
+    """Put an archived chain back into the store, once its manifest and content verify.
+
+    \b
+    Example:
+      keyguard audit restore /srv/audit-archive/3f2a9c0d11e4b7a8.jsonl.gz
+    """
+
+    async def main() -> int:
+        settings = load_settings(config_path)
+        keys, _ = await _public_keys(settings, public_keys)
+        store = await open_store(settings.store)
+        try:
+            return await restore_file(_audit_store(store), Path(file), signature_checker(keys))
+        finally:
+            await store.close()
+
+    click.echo(f"restored {run(main)} records from {file}")
 
 
 @audit_group.command("public-key")

@@ -90,8 +90,23 @@ class Recorders:
     def __init__(self, recorders: Sequence[Recorder]) -> None:
         self._recorders = tuple(recorders)
 
+        self.durable = any(getattr(r, "durable", False) for r in self._recorders)
+
     def record(self, ctx: RequestContext) -> None:
         for recorder in self._recorders:
+            try:
+                recorder.record(ctx)
+            except Exception:
+                log.exception("recorder %s failed for request %s", recorder, ctx.request_id)
+
+    async def record_durably(self, ctx: RequestContext) -> None:
+        """Record now, waiting for the recorders that keep records durably (the audit with
+        ``durability: before_answer``); their ``RequestError`` (503) propagates."""
+        for recorder in self._recorders:
+            durably = getattr(recorder, "record_durably", None)
+            if durably is not None and getattr(recorder, "durable", False):
+                await durably(ctx)
+                continue
             try:
                 recorder.record(ctx)
             except Exception:

@@ -35,12 +35,13 @@ from ..core.observation import Observation, observe_context
 from ..core.request import RequestContext
 from ..detect.engine import Detector
 from ..detect.rules import Detection
-from ..errors import GatewayError
+from ..errors import GatewayError, StorageError
 from ..events import AdminAction, Event, SecurityEvent
 from ..metrics.registry import GatewayMetrics
 from ..respond.blocks import BlockList, subject_key
 from ..respond.incidents import detection_from_event
 from ..respond.responder import Responder
+from .gate import RETRY_AFTER_S, AuditUnavailable
 
 __all__ = ["Monitor"]
 
@@ -92,7 +93,8 @@ class Monitor:
         self._persist = persist_s
         self._max = max_pending
         self._clock = clock
-        self._inbox: deque[tuple[Observation, dict[str, Any] | None]] = deque()
+        # (observation, content, whether its audit record is queued already)
+        self._inbox: deque[tuple[Observation, dict[str, Any] | None, bool]] = deque()
         # security events raised outside the detectors, as findings (and responses under way)
         self._raised: deque[tuple[Detection, tuple[str, ...]]] = deque(maxlen=10_000)
         self._wake = asyncio.Event()
@@ -130,13 +132,43 @@ class Monitor:
 
     # -- hot path --------------------------------------------------------------------------
 
+    @property
+    def durable(self) -> bool:
+        """Whether answers wait for their audit record (``durability: before_answer``)."""
+        return self.audit is not None and self._audit_settings.durability == "before_answer"
+
     def record(self, ctx: RequestContext) -> None:
+        self._record(ctx, audit_now=False)
+
+    async def record_durably(self, ctx: RequestContext) -> None:
+        """Queue the request's audit record now and return once it is committed (raises
+        :class:`~keyguard.errors.StorageError` otherwise); the rest as :meth:`record`."""
+        ticket = self._record(ctx, audit_now=True)
+        if self.audit is None or ticket is None:
+            return
+        if ticket < 0 and self._audit_settings.on_full != "refuse":
+            return  # dropped, serve_unaudited: counted, and raised as a critical event
+        try:
+            if ticket < 0:
+                raise StorageError("audit: the queue is full")
+            await self.audit.durable(ticket)
+        except StorageError as exc:
+            self.audit_refused += 1
+            raise AuditUnavailable(
+                "Keyguard could not commit this request's audit record (durability: "
+                f"before_answer), so its answer is withheld; retry after {RETRY_AFTER_S} "
+                "second(s).",
+                reason="audit_not_durable",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            ) from exc
+
+    def _record(self, ctx: RequestContext, *, audit_now: bool) -> int | None:
         if not self._active:
-            return
+            return None
         inbox = self._inbox
-        if len(inbox) >= self._max:
+        if len(inbox) >= self._max and not audit_now:
             self.dropped += 1
-            return
+            return None
         if not inbox:  # the loop wakes: a finding applies to the next request
             self._wake.set()
         if ctx.status >= 400:  # refusals (stuffing, probes, enumeration) are handled at once
@@ -172,7 +204,15 @@ class Monitor:
             except Exception as exc:
                 self._failed("content", exc)
                 content = {"unrecordable": type(exc).__name__}
-        self._inbox.append((obs, content))
+        ticket = None
+        if audit_now and self.audit is not None:
+            taken = self.audit.append("request", request_record(obs, content), obs.at)
+            ticket = self.audit.ticket() if taken else -1
+        if len(inbox) < self._max:
+            inbox.append((obs, content, ticket is not None))
+        else:
+            self.dropped += 1  # the audit record is queued; metrics and detection miss it
+        return ticket
 
     def _failed(self, part: str, exc: Exception) -> None:
         """Count a part's failure on one observation; log it (at most once a second)."""
@@ -230,8 +270,8 @@ class Monitor:
         async with self._lock:
             inbox = self._inbox
             while inbox:
-                obs, content = inbox.popleft()
-                await self._one(obs, content)
+                obs, content, audited = inbox.popleft()
+                await self._one(obs, content, audited)
                 n += 1
                 if n % _YIELD_EVERY == 0:
                     await asyncio.sleep(0)
@@ -244,7 +284,9 @@ class Monitor:
         self.processed += n
         return n
 
-    async def _one(self, obs: Observation, content: dict[str, Any] | None) -> None:
+    async def _one(
+        self, obs: Observation, content: dict[str, Any] | None, audited: bool = False
+    ) -> None:
         """Metrics, audit and detection each see the request; one failing never keeps the
         others (or the next requests) from it."""
         if self.metrics is not None:
@@ -252,7 +294,7 @@ class Monitor:
                 self.metrics.observe(obs)
             except Exception as exc:
                 self._failed("metrics", exc)
-        if self.audit is not None:
+        if self.audit is not None and not audited:
             try:
                 self.audit.append("request", request_record(obs, content), obs.at)
             except Exception as exc:  # the writer refuses bad records itself; belt and braces

@@ -117,9 +117,25 @@ class ProxyHandler:
         ctx.status = response.status
         if self._keep_bodies and isinstance(response, web.Response):
             ctx.response_body = response.body if isinstance(response.body, bytes) else None
+        if getattr(self._recorder, "durable", False):  # audit durability: before_answer
+            return await self._record_durably(ctx, response)
         # Recorded on the loop's next turn: aiohttp writes the answer as soon as this returns,
         # so the access log and the monitor are off the request's latency.
         asyncio.get_running_loop().call_soon(self._recorder.record, ctx)  # stage: record
+        return response
+
+    async def _record_durably(
+        self, ctx: RequestContext, response: web.StreamResponse
+    ) -> web.StreamResponse:
+        """The record is committed before the answer is released; when it cannot be, a
+        non-streamed answer becomes the recorder's error (503) instead."""
+        try:
+            await self._recorder.record_durably(ctx)  # type: ignore[attr-defined]
+        except RequestError as exc:
+            if response.prepared:  # a stream already sent: only the record is missing
+                log.error("request %s: its audit record was not committed", ctx.request_id)
+                return response
+            return error_response(exc, ctx.request_id)
         return response
 
     async def _handle(self, request: web.BaseRequest, ctx: RequestContext) -> web.StreamResponse:

@@ -186,9 +186,12 @@ admin_tokens = Table(
 # -- Monitoring (migration 0006): the hash-chained audit log and its signed checkpoints,
 # -- incidents, temporary blocks, and detector baselines (no secret, no prompt in any of them).
 
+# Migration 0007: a chain per writer (``chain``: the writer's id; "" for the records of the one
+# shared chain of earlier versions) and the signed head sets tying the chains together.
 audit_records = Table(
     "audit_records",
     metadata,
+    Column("chain", String(16), primary_key=True, server_default=""),
     Column("seq", BigInteger(), primary_key=True, autoincrement=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("kind", String(16), nullable=False),
@@ -207,7 +210,31 @@ audit_checkpoints = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("key_id", String(32), nullable=False),
     Column("signature", String(128), nullable=False),
+    Column("chain", String(16), nullable=False, server_default=""),
     Index("ix_audit_checkpoints_seq", "seq"),
+    Index("ix_audit_checkpoints_chain_seq", "chain", "seq"),
+    Index("ix_audit_checkpoints_created_at", "created_at"),
+)
+
+audit_heads = Table(
+    "audit_heads",
+    metadata,
+    Column("id", Integer(), primary_key=True, autoincrement=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("writer", String(16), nullable=False),
+    Column("heads", Text(), nullable=False),  # canonical JSON {chain: [seq, hash]}
+    Column("key_id", String(32), nullable=False),
+    Column("signature", String(128), nullable=False),
+    Index("ix_audit_heads_created_at", "created_at"),
+)
+
+audit_archives = Table(  # signed manifests of chains moved out to archive files
+    "audit_archives",
+    metadata,
+    Column("id", Integer(), primary_key=True, autoincrement=True),
+    Column("chain", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("manifest", Text(), nullable=False),  # the manifest's JSON line, signature included
 )
 
 monitor_incidents = Table(

@@ -30,8 +30,10 @@ import aiohttp
 from aiohttp import web
 
 from ..audit.anchor import FileAnchor
+from ..audit.hec import HecSink
+from ..audit.settings import AuditSettings
 from ..audit.signing import load_signer
-from ..audit.sinks import open_sink
+from ..audit.sinks import Sink, open_sink
 from ..audit.store import AuditStore
 from ..audit.writer import AuditWriter
 from ..bus import Bus
@@ -39,7 +41,7 @@ from ..config import Settings
 from ..core.hooks import AllowAuthenticated, Authorizer
 from ..core.tasks import PeriodicTask, cancel_and_wait
 from ..detect.engine import Detector
-from ..errors import GatewayError
+from ..errors import ConfigurationError, GatewayError
 from ..events import SecurityEvent
 from ..metrics.registry import GatewayMetrics
 from ..monitor.gate import AuditGate
@@ -105,6 +107,22 @@ async def _webhooks(runtime: Runtime) -> list[Webhook]:
     return hooks
 
 
+async def _audit_sink(runtime: Runtime, settings: AuditSettings) -> Sink | None:
+    """The SIEM copy of the audit: stdout, syslog, or the HEC stream (token from the vault)."""
+    if settings.sink != "hec":
+        return open_sink(settings.sink, settings.syslog_address, settings.syslog_format)
+    if settings.hec_url is None:
+        raise ConfigurationError("monitor.audit.sink is hec: set monitor.audit.hec_url")
+    try:
+        token = await runtime.vault.get(settings.hec_token_secret)
+    except GatewayError:
+        raise ConfigurationError(
+            f"monitor.audit.hec_token_secret: store the HEC token in the vault as "
+            f"{settings.hec_token_secret!r} (keyguard vault put)"
+        ) from None
+    return HecSink(settings.hec_url, token, max_lines=settings.hec_max_lines)
+
+
 async def start_monitor(
     stack: AsyncExitStack,
     runtime: Runtime,
@@ -128,7 +146,7 @@ async def start_monitor(
             AuditStore(engine, direct=True),
             m.audit,
             signer=signer,
-            sink=open_sink(m.audit.sink, m.audit.syslog_address),
+            sink=await _audit_sink(runtime, m.audit),
             anchor=FileAnchor(m.audit.anchor_file) if m.audit.anchor_file else None,
             emit=runtime.events.emit,
         )
@@ -268,6 +286,23 @@ def _gauges(
         metrics.gauge("keyguard_audit_served_while_full",
                       "Requests forwarded while the audit queue was full (serve_unaudited).",
                       lambda: float(monitor.served_while_full))  # fmt: skip
+        metrics.gauge("keyguard_audit_lag_seconds",
+                      "Age of the oldest audit record not yet written (the store's lag).",
+                      audit.lag)  # fmt: skip
+        metrics.gauge("keyguard_audit_write_failures",
+                      "Audit flushes that failed (store down, full or refusing writes).",
+                      lambda: float(audit.failures))  # fmt: skip
+        sink = audit.sink
+        if isinstance(sink, HecSink):
+            metrics.gauge("keyguard_audit_sink_lag_seconds",
+                          "Age of the oldest audit line not yet delivered to the SIEM.",
+                          sink.lag)  # fmt: skip
+            metrics.gauge("keyguard_audit_sink_dropped",
+                          "Audit lines dropped from the SIEM stream's full buffer.",
+                          lambda: float(sink.dropped))  # fmt: skip
+            metrics.gauge("keyguard_audit_sink_failures",
+                          "Posts to the SIEM that failed and were retried.",
+                          lambda: float(sink.failures))  # fmt: skip
         metrics.gauge("keyguard_audit_tamper_findings",
                       "Changes to the audit log by someone without the signing key, found by "
                       "this process.", lambda: float(audit.findings))  # fmt: skip
