@@ -107,7 +107,8 @@ class CommandFailed(click.ClickException):
     exit_code = 1
 
     def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"error: {self.message}", err=True, file=file)
+        message = " ".join(self.message.split("\n"))
+        click.echo(f"error: {message}", err=True, file=file)
 
 
 def config_option(f: F) -> F:

@@ -110,6 +110,14 @@ def create_master_key_file(path: str | os.PathLike[str]) -> MasterKey:
     and filled in one write; a failed write removes it again.
     """
     p = Path(path)
+    if not p.parent.exists():  # a fresh machine has no /etc/keyguard: make it, for its owner only
+        try:
+            p.parent.mkdir(mode=0o700, parents=True)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot create the folder '{p.parent}': {exc.strerror}; create it (mode 0700) "
+                "or run as a user who may"
+            ) from None
     master = MasterKey.generate()
     data = (encode_master_key(master) + "\n").encode("ascii")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
@@ -120,7 +128,9 @@ def create_master_key_file(path: str | os.PathLike[str]) -> MasterKey:
             f"{str(p)!r} already exists; refusing to overwrite a master key file"
         ) from None
     except OSError as exc:
-        raise ConfigurationError(f"cannot create {str(p)!r}: {exc.strerror}") from None
+        raise ConfigurationError(
+            f"cannot create '{p}': {exc.strerror}; check the folder's permissions"
+        ) from None
     try:
         os.fchmod(fd, 0o600)  # the umask cannot widen it, but be explicit
         written = os.write(fd, data)
