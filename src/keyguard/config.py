@@ -213,6 +213,8 @@ class Settings(Frozen):
     proxy: ProxySettings = ProxySettings()
     upstreams: list[UpstreamSettings] = []
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: one record per line on stderr (docs/logs.md); auto: text on a terminal, else JSON
+    log_format: Literal["json", "text", "auto"] = "auto"
     rotation: RotationSettings = RotationSettings()
     limits: LimitSettings = LimitSettings()
     monitor: MonitorSettings = MonitorSettings()

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 from click.testing import CliRunner
 
@@ -153,3 +154,5 @@ def test_a_port_in_use_is_one_line_naming_the_fix(
     assert f"{busy_port}" in errors[0]
     assert "--port" in errors[0] or "listen.proxy" in errors[0]
     assert done.stderr.strip().splitlines()[-1] == errors[0]
+    for line in done.stderr.splitlines()[:-1]:  # the logs before it: JSON, stderr is no terminal
+        assert isinstance(orjson.loads(line), dict), line

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 
 from tests.support.emulators import API_VERSION
 from tests.support.logs import LogCapture
@@ -93,11 +94,18 @@ async def test_no_secret_reaches_logs_bodies_or_rows(
         rows = [repr(row) for t in tables for row in conn.execute(f'select * from "{t}"')]
 
     assert any('"status":200' in line for line in logs.lines), "no access log was captured"
+    for line in logs.json_lines:  # as the gateway writes them: one object per line, one schema
+        entry = orjson.loads(line)
+        assert "\n" not in line and {"ts", "level", "logger", "msg"} <= set(entry), line
+        if entry["logger"] == "keyguard.access":
+            assert entry["request_id"], line
     assert any(line.startswith("401") for line in responses)
     assert key_id in "\n".join(logs.lines)  # the public id is logged, so the search is real
     for name, secret in canaries.items():
         for where, text in (
             ("log", "\n".join(logs.lines)),
+            ("JSON log", "\n".join(logs.json_lines)),
+            ("text log", "\n".join(logs.text_lines)),
             ("response", "\n".join(responses)),
             ("row", "\n".join(rows)),
         ):

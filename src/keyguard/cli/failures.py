@@ -8,9 +8,11 @@ naming the way to see more (``keyguard --debug``).
 from __future__ import annotations
 
 import errno
+from typing import IO, Any
+
+import click
 
 from ..errors import GatewayError
-from .support import CommandFailed
 
 __all__ = ["one_line"]
 
@@ -20,6 +22,16 @@ _LISTEN_HINT = {
     "demo": "pass --port and --admin-port",
     "emulator": "pass --port",
 }
+
+
+class CommandFailed(click.ClickException):
+    """One ``error: ...`` line, exit status 1 (as :class:`.support.CommandFailed`, which this
+    module does not import: ``keyguard scan`` must not load the gateway to report an error)."""
+
+    exit_code = 1
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"error: {' '.join(self.message.splitlines())}", err=True, file=file)
 
 
 def _first_line(text: str) -> str:

@@ -49,7 +49,7 @@ def _load(name: str) -> click.Command:
 
 
 class _LazyGroup(click.Group):
-    def main(  # type: ignore[override]
+    def main(
         self,
         args: Sequence[str] | None = None,
         prog_name: str | None = None,
@@ -78,8 +78,6 @@ class _LazyGroup(click.Group):
         sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx: click.Context) -> object:
-        from .failures import one_line
-
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
@@ -87,6 +85,8 @@ class _LazyGroup(click.Group):
         except Exception as exc:
             if ctx.params.get("debug"):
                 raise
+            from .failures import one_line
+
             raise one_line(exc, ctx.invoked_subcommand or "") from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -22,6 +22,7 @@ import click
 
 from ..admin.service import Actor, AdminService
 from ..config import load_settings
+from ..core.logs import LogFormat, formatter_for
 from ..core.times import utc_seconds
 from ..durations import parse_duration
 from ..errors import GatewayError
@@ -73,20 +74,24 @@ class _BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().close()
 
 
-def setup_logging(level: str = "info") -> None:
-    """Logs on stderr; the access log (one JSON line per request) as bare lines, batched."""
+def setup_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
+    """Every log on stderr, one record per line (docs/logs.md): JSON, or text (``fmt``; auto:
+    text on a terminal); the access log batched."""
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    formatter = formatter_for(fmt, sys.stderr)
+    root = logging.getLogger()
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(formatter)
+    root.addHandler(console)
     access = logging.getLogger("keyguard.access")
     stream = open(sys.stderr.fileno(), "w", buffering=1 << 16, closefd=False)  # noqa: SIM115
     handler = _BatchedStreamHandler(stream)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(formatter)
     access.addHandler(handler)
     access.propagate = False
 
