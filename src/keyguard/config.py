@@ -319,6 +319,13 @@ def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
             updates["store"] = "sqlite:///" + str((base_dir / db).resolve())
     if settings.master_key_file and not Path(settings.master_key_file).is_absolute():
         updates["master_key_file"] = str((base_dir / settings.master_key_file).resolve())
+    if any(u.ca_file and not Path(u.ca_file).is_absolute() for u in settings.upstreams):
+        updates["upstreams"] = [
+            u.model_copy(update={"ca_file": str((base_dir / u.ca_file).resolve())})
+            if u.ca_file and not Path(u.ca_file).is_absolute()
+            else u
+            for u in settings.upstreams
+        ]
     if settings.access.with_base_dir(base_dir) is not settings.access:
         updates["access"] = settings.access.with_base_dir(base_dir)
     return settings.model_copy(update=updates) if updates else settings
