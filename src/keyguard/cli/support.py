@@ -13,7 +13,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import IO, Any, TypeVar
@@ -146,8 +146,14 @@ def run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
         raise CommandFailed(str(exc)) from None
 
 
-def run_with_runtime(config_path: str, action: Callable[[Runtime], Coroutine[Any, Any, T]]) -> T:
-    """Load the config, open the runtime, run ``action(runtime)``, close the runtime.
+def run_with_runtime(
+    config_path: str,
+    action: Callable[[Runtime], Coroutine[Any, Any, T]],
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> T:
+    """Load the config, open the runtime (``environ``: default the process's), run
+    ``action(runtime)``, close the runtime.
 
     Every event the action emits (admin actions, security events) is written to the audit
     log before the command returns.
@@ -157,7 +163,7 @@ def run_with_runtime(config_path: str, action: Callable[[Runtime], Coroutine[Any
     async def main() -> T:
         settings = load_settings(config_path)
         async with (
-            runtime(settings, os.environ) as rt,
+            runtime(settings, os.environ if environ is None else environ) as rt,
             recording(rt.events, rt.audit_engine, rt.vault, settings.monitor.audit),
             _incidents(rt),
         ):

@@ -17,11 +17,14 @@ from pathlib import Path
 
 from ..errors import ConfigurationError
 from .crypto import MASTER_KEY_BYTES, MasterKey
+from .keyring import Keyring, KeyringFile, parse_keyring
 
 __all__ = [
     "MASTER_KEY_ENV",
     "MasterKey",
     "load_master_key",
+    "load_keyring",
+    "read_keyring_file",
     "decode_master_key",
     "encode_master_key",
     "create_master_key_file",
@@ -59,7 +62,17 @@ def decode_master_key(text: str, *, source: str) -> MasterKey:
     return MasterKey(raw)
 
 
-def _read_key_file(path: Path) -> MasterKey:
+def _decode(text: str, source: str) -> MasterKey:
+    return decode_master_key(text, source=source)
+
+
+def read_keyring_file(path: Path) -> Keyring:
+    """The keys of a master key file (see :mod:`.keyring`), checked as :func:`load_master_key`
+    checks one."""
+    return parse_keyring(_key_file_text(path), source=f"master key file '{path}'", decode=_decode)
+
+
+def _key_file_text(path: Path) -> str:
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -79,27 +92,37 @@ def _read_key_file(path: Path) -> MasterKey:
             f"(mode {stat.S_IMODE(st.st_mode):04o}); run 'chmod 600 {path}'"
         )
     try:
-        text = path.read_text(encoding="ascii")
+        return path.read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError):
         raise ConfigurationError(
             f"master key file {str(path)!r} cannot be read as base64 text"
         ) from None
-    return decode_master_key(text, source=f"master key file {str(path)!r}")
 
 
 def load_master_key(environ: Mapping[str, str], key_file: str | None) -> MasterKey:
-    """The master key from ``KEYGUARD_MASTER_KEY``, else from ``key_file``.
+    """The (current) master key from ``KEYGUARD_MASTER_KEY``, else from ``key_file``.
 
     Raises :class:`ConfigurationError` when neither is set, the value is malformed, or the key
     file is readable by group or others.
     """
+    return load_keyring(environ, key_file)[0].current
+
+
+def load_keyring(
+    environ: Mapping[str, str], key_file: str | None
+) -> tuple[Keyring, KeyringFile | None]:
+    """The master keys from ``KEYGUARD_MASTER_KEY`` (read once), else from ``key_file`` (and
+    that file, for a running process to re-read when a rekey changes it)."""
     value = environ.get(MASTER_KEY_ENV)
     if value is not None:
         if not value.strip():
             raise ConfigurationError(f"{MASTER_KEY_ENV} is set but empty; {_HOW}")
-        return decode_master_key(value, source=MASTER_KEY_ENV)
+        if "," not in value and "\n" not in value.strip():
+            return Keyring(decode_master_key(value, source=MASTER_KEY_ENV)), None
+        return parse_keyring(value, source=MASTER_KEY_ENV, decode=_decode), None
     if key_file:
-        return _read_key_file(Path(key_file))
+        path = Path(key_file)
+        return read_keyring_file(path), KeyringFile(path, read_keyring_file)
     raise ConfigurationError(f"no master key: {_HOW}")
 
 
