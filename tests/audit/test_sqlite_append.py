@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Sequence
+from contextlib import closing
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -105,7 +106,7 @@ async def test_an_unexpected_head_is_taken_only_when_sealed(sqlite_engine: Async
     link = Link(mine, seal, accept=sealed_by_signer)
     done = await store.append(_items(1, first=20), link)
     assert done.records[0].prev_hash == other.hash  # another writer's sealed batch: linked to
-    with sqlite3.connect(path) as conn:  # a row nobody sealed
+    with closing(sqlite3.connect(path)) as conn, conn:  # a row nobody sealed
         conn.execute("DELETE FROM audit_checkpoints WHERE seq = 4")
     head = await store.head()
     with pytest.raises(HeadMoved) as moved:

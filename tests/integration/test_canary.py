@@ -9,6 +9,7 @@ may contain any of them, whole or as their secret part.
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,7 @@ async def test_no_secret_reaches_logs_bodies_or_rows(
         "master key": master,
     }
     db_bytes = b"".join(p.read_bytes() for p in tmp_path.glob("keyguard.db*"))
-    with sqlite3.connect(tmp_path / "keyguard.db") as conn:
+    with closing(sqlite3.connect(tmp_path / "keyguard.db")) as conn:
         tables = [r[0] for r in conn.execute("select name from sqlite_master where type='table'")]
         rows = [repr(row) for t in tables for row in conn.execute(f'select * from "{t}"')]
 
