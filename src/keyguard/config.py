@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
     Field,
     ValidationError,
@@ -26,6 +25,7 @@ from pydantic import (
 )
 
 from .admin.settings import AdminAccessSettings
+from .config_source import Lines, describe_error, line_of, read_yaml
 from .core.settings import Frozen
 from .errors import ConfigurationError
 from .guard.settings import GuardSettings
@@ -216,6 +216,8 @@ class Settings(Frozen):
     proxy: ProxySettings = ProxySettings()
     upstreams: list[UpstreamSettings] = []
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: one record per line on stderr (docs/logs.md); auto: text on a terminal, else JSON
+    log_format: Literal["json", "text", "auto"] = "auto"
     rotation: RotationSettings = RotationSettings()
     limits: LimitSettings = LimitSettings()
     monitor: MonitorSettings = MonitorSettings()
@@ -257,36 +259,56 @@ class Settings(Frozen):
         return self
 
 
-def _refuse_plaintext_secrets(node: Any, path: str = "") -> None:
+def _refuse_plaintext_secrets(
+    node: Any, where: tuple[str | int, ...] = (), src: tuple[str, Lines] = ("", {})
+) -> None:
     """Refuse any value that looks like a key, and any secret-named field holding a literal."""
+
+    def at(loc: tuple[str | int, ...]) -> str:
+        line = line_of(loc, src[1])
+        dotted = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
+        return (f"{src[0]}:{line}: " if src[0] and line else "") + dotted.lstrip(".")
+
     if isinstance(node, Mapping):
         for k, v in node.items():
-            sub = f"{path}.{k}" if path else str(k)
+            sub = (*where, str(k))
             if isinstance(v, str) and _SECRET_FIELD.search(str(k)):
                 raise ConfigurationError(
-                    f"{sub}: plaintext secrets are not allowed in the config file; store the "
+                    f"{at(sub)}: plaintext secrets are not allowed in the config file; store the "
                     "value with 'keyguard vault put NAME' and refer to it as 'vault: NAME'"
                 )
-            _refuse_plaintext_secrets(v, sub)
+            _refuse_plaintext_secrets(v, sub, src)
     elif isinstance(node, list):
         for i, v in enumerate(node):
-            _refuse_plaintext_secrets(v, f"{path}[{i}]")
+            _refuse_plaintext_secrets(v, (*where, i), src)
     elif isinstance(node, str) and _KEY_LIKE.search(node):
         raise ConfigurationError(
-            f"{path}: this value looks like an API key; keys are not allowed in the config file. "
-            "Store it with 'keyguard vault put NAME' and refer to it as 'vault: NAME'"
+            f"{at(where)}: this value looks like an API key; keys are not allowed in the config "
+            "file. Store it with 'keyguard vault put NAME' and refer to it as 'vault: NAME'"
         )
 
 
-def settings_from_mapping(data: Mapping[str, Any], *, base_dir: Path | None = None) -> Settings:
-    """Validate a parsed config mapping; relative paths resolve against ``base_dir``."""
-    _refuse_plaintext_secrets(data)
+def settings_from_mapping(
+    data: Mapping[str, Any],
+    *,
+    base_dir: Path | None = None,
+    source: str = "config",
+    lines: Lines | None = None,
+) -> Settings:
+    """Validate a parsed config mapping; relative paths resolve against ``base_dir``; errors
+    name ``source`` and the line (from ``lines``) of the first problem."""
+    _refuse_plaintext_secrets(data, src=(source, lines or {}))
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "config"
-        raise ConfigurationError(f"{where}: {first['msg']}") from None
+        errors = sorted(  # unknown keys first: a misspelt key often explains the rest
+            exc.errors(),
+            key=lambda e: (e["type"] != "extra_forbidden", line_of(e["loc"], lines or {}) or 0),
+        )
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigurationError(
+            describe_error(errors[0], Settings, lines or {}, source) + more
+        ) from None
     if base_dir is not None:
         settings = _resolve_paths(settings, base_dir)
     return settings
@@ -300,6 +322,13 @@ def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
             updates["store"] = "sqlite:///" + str((base_dir / db).resolve())
     if settings.master_key_file and not Path(settings.master_key_file).is_absolute():
         updates["master_key_file"] = str((base_dir / settings.master_key_file).resolve())
+    if any(u.ca_file and not Path(u.ca_file).is_absolute() for u in settings.upstreams):
+        updates["upstreams"] = [
+            u.model_copy(update={"ca_file": str((base_dir / u.ca_file).resolve())})
+            if u.ca_file and not Path(u.ca_file).is_absolute()
+            else u
+            for u in settings.upstreams
+        ]
     if settings.access.with_base_dir(base_dir) is not settings.access:
         updates["access"] = settings.access.with_base_dir(base_dir)
     return settings.model_copy(update=updates) if updates else settings
@@ -308,14 +337,11 @@ def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
 def load_settings(path: str | Path) -> Settings:
     """Read and validate a YAML config file."""
     p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigurationError(f"config file {str(p)!r} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(f"config file {str(p)!r} is not valid YAML: {exc}") from None
+    raw, lines = read_yaml(
+        p, hint="; pass --config PATH or set KEYGUARD_CONFIG (docs/quickstart.md has one)"
+    )
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
-        raise ConfigurationError(f"config file {str(p)!r} must contain a mapping at the top")
-    return settings_from_mapping(raw, base_dir=p.parent)
+        raise ConfigurationError(f"config file '{p}' must contain a mapping at the top")
+    return settings_from_mapping(raw, base_dir=p.parent, source=str(p), lines=lines)

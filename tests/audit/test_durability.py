@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -110,7 +111,7 @@ async def _traffic(
 
 
 def _audited(db: Path) -> tuple[set[str], int, int]:
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn, conn:
         ids = {
             orjson.loads(d)["request_id"]
             for (d,) in conn.execute("select data from audit_records where kind = 'request'")

@@ -10,6 +10,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ HI = [{"role": "user", "content": "hello"}]
 
 
 def audit_rows(db: Path) -> list[dict[str, Any]]:
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn, conn:
         found = conn.execute("select data from audit_records where kind = 'request' order by seq")
         return [orjson.loads(data) for (data,) in found]
 

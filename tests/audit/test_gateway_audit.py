@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ async def invoke(*args: str) -> Result:
 
 
 def rows(db: Path) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn, conn:
         return list(conn.execute("select seq, kind, data from audit_records order by seq"))
 
 
@@ -98,7 +99,7 @@ async def test_requests_and_admin_actions_are_audited_and_verify(
     assert result.exit_code == 0, result.output
 
     seq = next(n for n, kind, d in found if kind == "request" and '"status":401' in d)
-    with sqlite3.connect(db) as conn:  # an insider turns a refusal into a success
+    with closing(sqlite3.connect(db)) as conn, conn:  # an insider turns a refusal into a success
         conn.execute(
             "update audit_records set data = replace(data, '\"status\":401', '\"status\":200') "
             "where seq = ?",

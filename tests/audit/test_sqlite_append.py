@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Sequence
+from contextlib import closing
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -96,7 +97,7 @@ async def test_a_head_moved_by_someone_else_is_never_linked_to(
     mine = (await store.append(_items(2), Link(START, seal, "w1"))).records[-1].position
     other = await store.append(_items(3), Link(START, seal, "w2"))  # another writer's chain
     assert other.records[0].prev_hash == "0" * 64  # chains never link to one another
-    with sqlite3.connect(path) as conn:  # someone appends a row to w1's chain
+    with closing(sqlite3.connect(path)) as conn, conn:  # someone appends a row to w1's chain
         conn.execute(
             "INSERT INTO audit_records (chain, seq, created_at, kind, data, prev_hash, hash) "
             "SELECT chain, 3, created_at, kind, data, hash, hash FROM audit_records "
@@ -107,7 +108,7 @@ async def test_a_head_moved_by_someone_else_is_never_linked_to(
             await appender.append(_items(1, first=30), Link(mine, seal, "w1"))
         assert moved.value.head.seq in (0, 3)
     assert (await store.head("w1")).seq == 3  # nothing written
-    with sqlite3.connect(path) as conn:  # and someone cuts it
+    with closing(sqlite3.connect(path)) as conn, conn:  # and someone cuts it
         conn.execute("DELETE FROM audit_records WHERE chain = 'w1' AND seq > 1")
     with pytest.raises(HeadMoved):
         await store.append(_items(1, first=30), Link(mine, seal, "w1"))

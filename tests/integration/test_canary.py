@@ -9,10 +9,12 @@ may contain any of them, whole or as their secret part.
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 
 from tests.support.emulators import API_VERSION
 from tests.support.logs import LogCapture
@@ -88,16 +90,23 @@ async def test_no_secret_reaches_logs_bodies_or_rows(
         "master key": master,
     }
     db_bytes = b"".join(p.read_bytes() for p in tmp_path.glob("keyguard.db*"))
-    with sqlite3.connect(tmp_path / "keyguard.db") as conn:
+    with closing(sqlite3.connect(tmp_path / "keyguard.db")) as conn:
         tables = [r[0] for r in conn.execute("select name from sqlite_master where type='table'")]
         rows = [repr(row) for t in tables for row in conn.execute(f'select * from "{t}"')]
 
     assert any('"status":200' in line for line in logs.lines), "no access log was captured"
+    for line in logs.json_lines:  # as the gateway writes them: one object per line, one schema
+        entry = orjson.loads(line)
+        assert "\n" not in line and {"ts", "level", "logger", "msg"} <= set(entry), line
+        if entry["logger"] == "keyguard.access":
+            assert entry["request_id"], line
     assert any(line.startswith("401") for line in responses)
     assert key_id in "\n".join(logs.lines)  # the public id is logged, so the search is real
     for name, secret in canaries.items():
         for where, text in (
             ("log", "\n".join(logs.lines)),
+            ("JSON log", "\n".join(logs.json_lines)),
+            ("text log", "\n".join(logs.text_lines)),
             ("response", "\n".join(responses)),
             ("row", "\n".join(rows)),
         ):

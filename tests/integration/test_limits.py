@@ -217,7 +217,7 @@ async def test_budgets_alert_at_the_soft_threshold_and_refuse_at_the_hard_one(
         with pytest.raises(openai.RateLimitError) as caught:  # 772 + 320 > 1000
             await c.chat.completions.create(model="gpt-4o", messages=HI, max_tokens=30)
     assert "budget per day of app 'spender'" in caught.value.message
-    assert "0.00 USD) is spent" in caught.value.message
+    assert "(0.001 USD) is spent" in caught.value.message
     assert caught.value.response.headers["x-should-retry"] == "false"  # hours away
     assert len([e for e in events if isinstance(e, SecurityEvent)]) == 1
     assert counter(gw, "app:spender:costd:") == 3 * 218 + 118

@@ -139,7 +139,7 @@ def test_completion_cap_and_the_injected_default(
     before = dict(payload)
     got, changed = completion_cap(operation, payload, model, 256, inject=True)
     assert got == cap
-    assert changed == (injected is not None)
+    assert changed == (injected or "")
     if injected:
         assert payload == {**before, injected: 256}
     else:
@@ -148,7 +148,7 @@ def test_completion_cap_and_the_injected_default(
 
 def test_no_injection_when_turned_off() -> None:
     payload: dict[str, Any] = {}
-    assert completion_cap("chat", payload, "gpt-4o", 100, inject=False) == (100, False)
+    assert completion_cap("chat", payload, "gpt-4o", 100, inject=False) == (100, "")
     assert payload == {}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import openai
@@ -59,7 +60,7 @@ async def test_key_probe_suspends_the_key_until_an_operator_resumes_it(
             gw.authenticator.invalidate(key_id)  # type: ignore[union-attr]
             await client.chat.completions.create(model="gpt-4o", messages=HI)
         await monitoring.recorder.drain()
-    with sqlite3.connect(tmp_path / "keyguard.db") as conn:
+    with closing(sqlite3.connect(tmp_path / "keyguard.db")) as conn, conn:
         admin = [
             orjson.loads(d)
             for (d,) in conn.execute("select data from audit_records where kind='admin'")

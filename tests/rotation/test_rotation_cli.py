@@ -76,9 +76,9 @@ def test_vault_rekey_rewraps_everything_and_is_repeatable(
     result = invoke(config_path, "vault", "rekey", "--new-master-key-file", str(new_key))
     assert result.exit_code == 0, result.output
     assert f"under kek id {new.kek_id}" in result.stdout and "0 left" in result.stdout
-    assert "restart the gateways" in result.stderr
-    # the old key no longer opens the vault; the new one opens everything
-    assert invoke(config_path, "vault", "list").exit_code == 1
+    assert "keyguard vault rekey --finish" in result.stderr and "delete" in result.stderr
+    # the window is open: the config's key file holds both keys, new first
+    assert invoke(config_path, "vault", "list").exit_code == 0
     env = {"KEYGUARD_MASTER_KEY": new_key.read_text().strip()}
     listed = json.loads(invoke(config_path, "vault", "list", "--json", env=env).stdout)
     assert {s["kek_id"] for s in listed} == {new.kek_id}
@@ -88,10 +88,13 @@ def test_vault_rekey_rewraps_everything_and_is_repeatable(
             return await rt.vault.get("upstream/east")
 
     assert asyncio.run(read()) == "azure-key-value"
+    repeated = invoke(config_path, "vault", "rekey", "--new-master-key-file", str(new_key))
+    assert repeated.exit_code == 0 and "re-wrapped 0 secret versions" in repeated.stdout
     again = invoke(config_path, "vault", "rekey", "--new-master-key-file", str(new_key), env=env)
     assert again.exit_code == 1 and "is the current one" in again.stderr
-    assert invoke(config_path, "vault", "rekey").exit_code == 2
-    assert load_master_key({}, str(new_key)).kek_id == new.kek_id
+    assert invoke(config_path, "vault", "rekey", env=env).exit_code == 2  # env: the new key?
+    assert invoke(config_path, "vault", "rekey", "--finish").exit_code == 0
+    assert load_master_key({}, str(tmp_path / "master.key")).kek_id == new.kek_id
 
 
 async def test_rotate_upstream_and_status(tmp_path: Path, azure_emulator: AzureEmulator) -> None:

@@ -81,6 +81,11 @@ class AdminApi:
         self.auth = auth
         self.endpoints = self._table()
 
+    @classmethod
+    def table_only(cls) -> list[Endpoint]:
+        """The endpoint table with no service behind it: what the OpenAPI description needs."""
+        return cls.__new__(cls)._table()
+
     def add_routes(self, app: web.Application) -> None:
         for endpoint in self.endpoints:
             app.router.add_route(endpoint.method, endpoint.path, self._wrap(endpoint))

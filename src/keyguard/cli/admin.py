@@ -14,7 +14,6 @@ import click
 
 from .. import __version__
 from ..admin.api import AdminApi
-from ..admin.auth import AdminAuthenticator
 from ..admin.openapi import openapi_document
 from ..admin.service import token_json
 from ..admin.settings import ADMIN_ROLES
@@ -138,18 +137,14 @@ def revoke_command(token_id: str, config_path: str) -> None:
 
 
 @admin_group.command("openapi")
-@config_option
-def openapi_command(config_path: str) -> None:
+@click.option("--config", "-c", "config_path", default=None, hidden=True)  # accepted, not needed
+def openapi_command(config_path: str | None) -> None:
     """Print the admin API's OpenAPI description (also at GET /admin/openapi.json).
+
+    It is fixed for a version of Keyguard: no config file is read.
 
     \b
     Example:
-      keyguard admin openapi -c keyguard.yaml > keyguard-admin.openapi.json
+      keyguard admin openapi > keyguard-admin.openapi.json
     """
-
-    async def action(rt: Runtime) -> dict[str, Any]:
-        service = await open_admin_service(rt)
-        auth = AdminAuthenticator(service.tokens, events=rt.events)
-        return openapi_document(AdminApi(service, auth).endpoints, version=__version__)
-
-    click.echo(json.dumps(run_with_runtime(config_path, action), indent=2))
+    click.echo(json.dumps(openapi_document(AdminApi.table_only(), version=__version__), indent=2))

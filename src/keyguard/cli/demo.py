@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .support import run
+from .support import run, setup_logging
 
 __all__ = ["demo"]
 
@@ -23,6 +23,7 @@ def demo(check: bool, port: int | None, admin_port: int | None) -> None:
     """
     from ..demo import run_demo
 
+    setup_logging("warning")  # one record per line, as the gateway's (docs/logs.md)
     if port is None:
         port = 0 if check else 8080
     if admin_port is None:

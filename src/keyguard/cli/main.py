@@ -1,7 +1,9 @@
 """The ``keyguard`` command: thin commands over the same service functions the gateway uses.
 
 Every command turns a :class:`GatewayError` into one ``error: ...`` line on stderr and exit
-status 1 (usage errors exit 2); no traceback reaches the user.
+status 1 (usage errors exit 2); no traceback reaches the user. Anything else that escapes a
+command (a port in use, a file that cannot be written, a bug) is one line too
+(:mod:`keyguard.cli.failures`); ``keyguard --debug ...`` shows the traceback instead.
 
 Commands are imported when they are invoked (or listed by ``--help``), not when ``keyguard``
 starts: the gateway's modules cost more than a second of start-up, which ``keyguard scan`` in
@@ -11,6 +13,9 @@ a pre-commit hook or on a small tree should not pay.
 from __future__ import annotations
 
 import importlib
+import sys
+from collections.abc import Sequence
+from typing import Any
 
 import click
 
@@ -44,6 +49,46 @@ def _load(name: str) -> click.Command:
 
 
 class _LazyGroup(click.Group):
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Click's, with every error as one line: a usage error names the ``--help`` to read."""
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:  # bare ``keyguard``: the help
+            click.echo(exc.format_message(), err=True)
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            click.echo(f"error: {exc.format_message()}{where}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except (click.Abort, EOFError, KeyboardInterrupt):
+            click.echo("error: aborted", err=True)
+            sys.exit(1)
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except Exception as exc:
+            if ctx.params.get("debug"):
+                raise
+            from .failures import one_line
+
+            raise one_line(exc, ctx.invoked_subcommand or "") from None
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(_COMMANDS)
 
@@ -58,7 +103,10 @@ class _LazyGroup(click.Group):
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="keyguard")
-def cli() -> None:
+@click.option(
+    "--debug", is_flag=True, envvar="KEYGUARD_DEBUG", help="Show tracebacks of failed commands."
+)
+def cli(debug: bool) -> None:
     """Keyguard: a zero-trust security gateway for Azure OpenAI.
 
     \b

@@ -7,14 +7,11 @@ No command ever prints an upstream key; ``keys rotate`` prints the new Keyguard 
 from __future__ import annotations
 
 import json
-import os
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import GatewayError
 from ..rotation.machine import Rotation
-from ..vault.master import decode_master_key, load_master_key
 from ..wiring.rotation import rotation_service
 from ..wiring.runtime import Runtime
 from .support import (
@@ -150,43 +147,32 @@ def status_command(name: str | None, as_json: bool, config_path: str) -> None:
     "--new-master-key-file",
     "new_file",
     type=click.Path(dir_okay=False),
-    help="The new master key (create it with 'keyguard vault init-master-key PATH'). "
-    "Default: the KEYGUARD_NEW_MASTER_KEY environment variable.",
+    help="Use this new master key instead of generating one (with KEYGUARD_MASTER_KEY set, "
+    "required; or KEYGUARD_NEW_MASTER_KEY).",
+)
+@click.option(
+    "--finish",
+    is_flag=True,
+    help="Close the window: keep only the new key, once nothing is left under the old one.",
 )
 @config_option
-def rekey_command(new_file: str | None, config_path: str) -> None:
-    """Re-wrap every vault secret version under a new master key, online.
+def rekey_command(new_file: str | None, finish: bool, config_path: str) -> None:
+    """Move the vault to a new master key, online, with no restart.
 
-    Values are not re-encrypted: each version's data key is re-wrapped (compare-and-set, so
-    it is safe while gateways run and can be repeated after an interruption). Gateways keep
-    serving what they loaded; afterwards point 'master_key_file' (or KEYGUARD_MASTER_KEY) at
-    the new key and restart them one by one.
+    With 'master_key_file' in the config: a new key is generated (or taken from
+    --new-master-key-file) and written in front of the old one in that file, so running
+    gateways read both (the window is open); every secret version's data key is re-wrapped
+    under the new key (compare-and-set: safe while gateways run, and repeatable). Then
+    '--finish' rewrites the file with the new key alone: the old key opens nothing anywhere.
+
+    With KEYGUARD_MASTER_KEY: give the new key; afterwards set KEYGUARD_MASTER_KEY to it and
+    restart the gateways one by one (an environment cannot change under a running process).
 
     \b
     Examples:
-      keyguard vault init-master-key /etc/keyguard/master-2.key
-      keyguard vault rekey --new-master-key-file /etc/keyguard/master-2.key
+      keyguard vault rekey                # open the window, re-wrap (run again to resume)
+      keyguard vault rekey --finish       # close it
     """
-    try:
-        if new_file is not None:
-            new = load_master_key({}, new_file)
-        elif os.environ.get("KEYGUARD_NEW_MASTER_KEY"):
-            new = decode_master_key(
-                os.environ["KEYGUARD_NEW_MASTER_KEY"], source="KEYGUARD_NEW_MASTER_KEY"
-            )
-        else:
-            raise click.UsageError("give --new-master-key-file or set KEYGUARD_NEW_MASTER_KEY")
-    except GatewayError as exc:
-        raise CommandFailed(str(exc)) from None
-    report = run_with_runtime(config_path, lambda rt: rt.vault.rekey(new))
-    click.echo(
-        f"re-wrapped {report.rewrapped} secret versions under kek id {new.kek_id} "
-        f"({report.under_new_key} in total, {report.remaining} left under the old key)"
-    )
-    if report.remaining:
-        raise CommandFailed("some versions were written meanwhile: run the command again")
-    click.echo(
-        "Now point master_key_file (or KEYGUARD_MASTER_KEY) at the new key and restart the "
-        "gateways one at a time; keep the old key until every one has restarted.",
-        err=True,
-    )
+    from .rekey import rekey
+
+    rekey(config_path, new_file, finish=finish)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -32,9 +32,12 @@ _DEFAULT_MAX_KIB = 5 * 1024  # keyguard.scan.walker.DEFAULT_MAX_SIZE in KiB (sam
 
 
 class _ScanError(click.ClickException):
-    """A configuration problem: one ``Error: ...`` line on stderr, exit status 2."""
+    """A configuration problem: one ``error: ...`` line on stderr, exit status 2."""
 
     exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {' '.join(self.message.splitlines())}", err=True, file=file)
 
 
 def _gateway_key(config: Path | None) -> bytes | None:

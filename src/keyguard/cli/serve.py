@@ -24,5 +24,5 @@ def serve(config_path: str) -> None:
     from ..server import serve as serve_gateway
 
     settings = run_sync(lambda: load_settings(config_path))
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     run(lambda: serve_gateway(settings, dict(os.environ)))

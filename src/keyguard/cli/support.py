@@ -13,7 +13,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime, timedelta
 from typing import IO, Any, TypeVar
@@ -22,6 +22,7 @@ import click
 
 from ..admin.service import Actor, AdminService
 from ..config import load_settings
+from ..core.logs import LogFormat, formatter_for
 from ..core.times import utc_seconds
 from ..durations import parse_duration
 from ..errors import GatewayError
@@ -73,20 +74,24 @@ class _BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().close()
 
 
-def setup_logging(level: str = "info") -> None:
-    """Logs on stderr; the access log (one JSON line per request) as bare lines, batched."""
+def setup_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
+    """Every log on stderr, one record per line (docs/logs.md): JSON, or text (``fmt``; auto:
+    text on a terminal); the access log batched."""
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    formatter = formatter_for(fmt, sys.stderr)
+    root = logging.getLogger()
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(formatter)
+    root.addHandler(console)
     access = logging.getLogger("keyguard.access")
     stream = open(sys.stderr.fileno(), "w", buffering=1 << 16, closefd=False)  # noqa: SIM115
     handler = _BatchedStreamHandler(stream)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(formatter)
     access.addHandler(handler)
     access.propagate = False
 
@@ -107,7 +112,8 @@ class CommandFailed(click.ClickException):
     exit_code = 1
 
     def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"error: {self.message}", err=True, file=file)
+        message = " ".join(self.message.split("\n"))
+        click.echo(f"error: {message}", err=True, file=file)
 
 
 def config_option(f: F) -> F:
@@ -140,8 +146,14 @@ def run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
         raise CommandFailed(str(exc)) from None
 
 
-def run_with_runtime(config_path: str, action: Callable[[Runtime], Coroutine[Any, Any, T]]) -> T:
-    """Load the config, open the runtime, run ``action(runtime)``, close the runtime.
+def run_with_runtime(
+    config_path: str,
+    action: Callable[[Runtime], Coroutine[Any, Any, T]],
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> T:
+    """Load the config, open the runtime (``environ``: default the process's), run
+    ``action(runtime)``, close the runtime.
 
     Every event the action emits (admin actions, security events) is written to the audit
     log before the command returns.
@@ -151,7 +163,7 @@ def run_with_runtime(config_path: str, action: Callable[[Runtime], Coroutine[Any
     async def main() -> T:
         settings = load_settings(config_path)
         async with (
-            runtime(settings, os.environ) as rt,
+            runtime(settings, os.environ if environ is None else environ) as rt,
             _announcing(rt),
             recording(rt.events, rt.audit_engine, rt.vault, settings.monitor.audit),
             _incidents(rt),

@@ -14,6 +14,7 @@ with the same field names builds one with :func:`load_config`::
 
 from __future__ import annotations
 
+import difflib
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -159,12 +160,22 @@ _SIMPLE_TYPES: dict[str, type | tuple[type, ...]] = {
 }
 
 
+def _unknown(unknown: set[Any], known: set[str]) -> str:
+    """``unknown key 'kinds'; did you mean 'kind'? (fix the key or remove it)``"""
+    word = str(sorted(unknown, key=str)[0])
+    close = difflib.get_close_matches(word, sorted(known), n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else f" (known: {', '.join(sorted(known))})."
+    return f"unknown key '{word}'{hint} Fix the key or remove it."
+
+
 def _deployment(name: str, raw: object) -> DeploymentSpec:
     if not isinstance(raw, Mapping):
         raise ConfigurationError(f"deployments.{name} must be a mapping")
     unknown = set(raw) - {"kind", "model", "tpm", "rpm"}
     if unknown:
-        raise ConfigurationError(f"deployments.{name}: unknown keys {sorted(unknown)}")
+        raise ConfigurationError(
+            f"deployments.{name}: {_unknown(unknown, {'kind', 'model', 'tpm', 'rpm'})}"
+        )
     kind, model = raw.get("kind"), raw.get("model", name)
     tpm, rpm = raw.get("tpm", 0), raw.get("rpm")
     if not isinstance(kind, str) or not isinstance(model, str):
@@ -179,7 +190,7 @@ def config_from_mapping(raw: Mapping[str, Any], **overrides: Any) -> EmulatorCon
     known = {f.name for f in fields(EmulatorConfig)}
     unknown = set(raw) - known
     if unknown:
-        raise ConfigurationError(f"emulator config: unknown keys {sorted(unknown)}")
+        raise ConfigurationError(_unknown(unknown, known))
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key == "deployments":
@@ -205,13 +216,19 @@ def load_config(path: str | Path, **overrides: Any) -> EmulatorConfig:
     try:
         text = p.read_bytes()
     except OSError as exc:
-        raise ConfigurationError(f"emulator config: cannot read {p}: {exc}") from exc
+        raise ConfigurationError(f"emulator config: cannot read {p}: {exc.strerror}") from None
     try:
         raw = yaml.safe_load(text) if p.suffix in {".yaml", ".yml"} else orjson.loads(text)
     except (yaml.YAMLError, orjson.JSONDecodeError) as exc:
-        raise ConfigurationError(f"emulator config: {p} is not valid: {exc}") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
+        raise ConfigurationError(f"emulator config {where}: not valid ({first})") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
         raise ConfigurationError(f"emulator config: {p} must hold a mapping")
-    return config_from_mapping(raw, **overrides)
+    try:
+        return config_from_mapping(raw, **overrides)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"emulator config {p}: {exc}") from None

@@ -26,6 +26,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import NamedTuple
 
 from ..core.request import RequestContext
@@ -37,6 +38,7 @@ from .backend import (
     BackendUnavailable,
     ImmediateBackend,
     LimitsUnavailable,
+    Outcome,
 )
 from .estimator import Estimate, Estimator, Large
 from .model import Line, Plan, Refusal, check, crossed_soft, remaining, retry_after_headers
@@ -48,6 +50,39 @@ __all__ = ["LimitAdmission", "Held"]
 log = logging.getLogger("keyguard.limits")
 
 _SHOULD_NOT_RETRY_AFTER_S = 60.0
+#: retry-after when a request fits the limits but not this replica's share during an outage
+_OUTAGE_RETRY_S = 5.0
+#: an injected cap is never lowered below this many tokens (a shorter answer is no answer)
+_MIN_INJECTED = 16
+
+
+def money(amount: Decimal) -> str:
+    """A limit in currency: two decimals, more when a small budget needs them (0.005)."""
+    text = f"{amount:.2f}"
+    if amount and Decimal(text) != amount:
+        text = f"{amount:.6f}".rstrip("0")
+    return text
+
+
+def _how_to_fit(ctx: RequestContext) -> str:
+    """What the caller can lower: the answer's cap is named as the API in use names it."""
+    operation = ctx.route.operation.name if ctx.route is not None else ""
+    if operation == "responses":
+        return "Lower max_output_tokens or shorten the input."
+    if operation == "embeddings":
+        return "Shorten the input."
+    return "Lower max_tokens (max_completion_tokens) or shorten the prompt."
+
+
+def _reduced_during_outage(refusal: Refusal) -> TooManyRequests:
+    """A request the limits allow, above this replica's share while the shared store is
+    unreachable: retryable, once the store is back."""
+    return TooManyRequests(
+        f"This request needs {refusal.amount} of the {refusal.line.label}; while the shared "
+        "limits store is unreachable, each replica allows only a share of it. Retry in a moment.",
+        reason=f"limit_{refusal.line.kind}_outage",
+        headers=retry_after_headers(_OUTAGE_RETRY_S),
+    )
 
 
 class Held(NamedTuple):  # a tuple: built for every request
@@ -121,28 +156,33 @@ class LimitAdmission:
             if price is not None:  # nothing to hold, but the cost is still reported
                 return Held(backend, None, estimate, cost, price, model)
             return None
+        if estimate.injected and plan.token_at:  # the default cap must not be what refuses it
+            room = min(plan.lines[i].limit for i in plan.token_at) - estimate.prompt_tokens
+            if room < estimate.completion_tokens:
+                estimate = self._estimator.lower_injected(ctx, estimate, room)
+                tokens, cost = _priced(price, estimate.prompt_tokens, 0, estimate.completion_tokens)
+        full = plan
         amounts = plan.amounts(tokens, cost)
-        local = self._local
-        try:
-            if local is not None:
-                outcome = local.reserve_now(ctx.request_id, plan, amounts, now)
-            else:
-                outcome = await backend.reserve(ctx.request_id, plan, amounts, now)
-        except BackendUnavailable:
-            if self._fallback is None:
-                raise LimitsUnavailable(
-                    "Keyguard cannot check this request against its limits right now (the "
-                    "shared limits store is unreachable). Retry in a moment.",
-                    reason="limits_backend_unavailable",
-                    headers=retry_after_headers(1.0),
-                ) from None
-            backend = self._fallback
-            plan = self._scaled(plan)
-            outcome = await backend.reserve(ctx.request_id, plan, amounts, now)
+        outcome, backend, plan = await self._reserve(ctx, plan, amounts, now)
+        if not outcome.allowed and estimate.injected and plan.token_at:
+            # The window is partly used: the injected cap lowered to what is left, once.
+            left = min(plan.lines[i].limit - max(0, outcome.levels[i]) for i in plan.token_at)
+            room = left - estimate.prompt_tokens
+            lowered = estimate
+            if room >= min(_MIN_INJECTED, estimate.completion_tokens):
+                lowered = self._estimator.lower_injected(ctx, estimate, room)
+            if lowered is not estimate:
+                estimate = lowered
+                tokens, cost = _priced(price, estimate.prompt_tokens, 0, estimate.completion_tokens)
+                amounts = plan.amounts(tokens, cost)
+                outcome, backend, plan = await self._reserve(ctx, plan, amounts, now, backend)
         levels = outcome.levels
         if not outcome.allowed:
             refusal = check(plan.lines, amounts, levels, now)
             assert refusal is not None
+            if refusal.retry_after_s is None and plan is not full:  # the fallback's share only
+                if full.lines[plan.lines.index(refusal.line)].limit >= refusal.amount:
+                    raise _reduced_during_outage(refusal)
             raise self._refused(refusal, ctx)
         tokens_left, requests_left = remaining(plan, levels, tokens)
         if tokens_left is not None:
@@ -154,6 +194,39 @@ class LimitAdmission:
             after = [level + amount for amount, level in zip(amounts, levels, strict=True)]
             await self._soft_alerts(ctx, backend, plan.lines, levels, after)
         return held
+
+    async def _reserve(
+        self,
+        ctx: RequestContext,
+        plan: Plan,
+        amounts: Sequence[int],
+        now: float,
+        backend: Backend | None = None,
+    ) -> tuple[Outcome, Backend, Plan]:
+        """Reserve ``amounts`` on the backend (``backend``: the one a first try used), or on
+        the local fallback when the shared store is unreachable (under its scaled plan)."""
+        local = self._local
+        if backend is not None and backend is self._fallback:
+            return await backend.reserve(ctx.request_id, plan, amounts, now), backend, plan
+        try:
+            if local is not None:
+                return local.reserve_now(ctx.request_id, plan, amounts, now), local, plan
+            return (
+                await self._backend.reserve(ctx.request_id, plan, amounts, now),
+                self._backend,
+                plan,
+            )
+        except BackendUnavailable:
+            if self._fallback is None:
+                raise LimitsUnavailable(
+                    "Keyguard cannot check this request against its limits right now (the "
+                    "shared limits store is unreachable). Retry in a moment.",
+                    reason="limits_backend_unavailable",
+                    headers=retry_after_headers(1.0),
+                ) from None
+            plan = self._scaled(plan)
+            outcome = await self._fallback.reserve(ctx.request_id, plan, amounts, now)
+            return outcome, self._fallback, plan
 
     def _scaled(self, plan: Plan) -> Plan:
         """The plan under the local fallback's limits (cached: an outage sends every request
@@ -210,14 +283,18 @@ class LimitAdmission:
         line = refusal.line
         ctx.response_headers.update(_remaining_header(refusal))
         if line.kind == "cost":
-            limit = f"{from_micro(line.limit):.2f} {self._currency}"
+            limit = f"{money(from_micro(line.limit))} {self._currency}"
             what = f"The {line.label} ({limit}) is spent"
         else:
             what = f"The {line.label} ({line.limit}) is reached"
         if refusal.retry_after_s is None:
+            need, most = str(refusal.amount), str(line.limit)
+            if line.kind == "cost":
+                need = f"{money(from_micro(refusal.amount))} {self._currency}"
+                most = limit
             return TooManyRequests(
-                f"This request needs {refusal.amount} of the {line.label}, more than its limit of "
-                f"{line.limit}: it can never pass. Lower max_tokens or shorten the prompt.",
+                f"This request needs {need} of the {line.label}, more than its limit of "
+                f"{most}: it can never pass. {_how_to_fit(ctx)}",
                 reason=f"limit_{line.kind}_too_large",
                 headers={"x-should-retry": "false"},
             )

@@ -45,6 +45,7 @@ _CAP_FIELDS = (("max_completion_tokens", "max_tokens"), ("max_output_tokens",))
 class Estimate(NamedTuple):  # a tuple: built for every request
     prompt_tokens: int = 0
     completion_tokens: int = 0  # the most the answer may use, all choices together
+    injected: str = ""  # the cap field Keyguard wrote into the payload (none given), if any
 
     @property
     def tokens(self) -> int:
@@ -61,6 +62,7 @@ class Large(NamedTuple):
     fixed: int
     cap: int
     enc: tiktoken.Encoding
+    injected: str = ""
 
 
 def _json_text(value: object) -> str:
@@ -174,15 +176,16 @@ def _positive_int(value: object) -> int | None:
 
 def completion_cap(
     operation: str, payload: dict[str, Any], model: str, default_cap: int, inject: bool
-) -> tuple[int, bool]:
-    """The most the answer may use (all choices), and whether ``payload`` was changed."""
+) -> tuple[int, str]:
+    """The most the answer may use (all choices), and the field written into ``payload``
+    (``""``: none)."""
     if operation == "embeddings":
-        return 0, False
+        return 0, ""
     if operation == "completions":
         cap = _positive_int(payload.get("max_tokens")) or COMPLETIONS_DEFAULT_MAX
         n = _positive_int(payload.get("n")) or 1
         best_of = _positive_int(payload.get("best_of")) or 1
-        return cap * max(n, best_of), False
+        return cap * max(n, best_of), ""
     names = _CAP_FIELDS[operation == "responses"]
     choices = 1
     if operation == "chat" and "n" in payload:
@@ -193,10 +196,10 @@ def completion_cap(
         if value is not None:
             given = _positive_int(value)
             if given is not None:
-                return given * choices, False
+                return given * choices, ""
             present = True
     if present or not inject:
-        return default_cap * choices, False  # an invalid value: Azure will refuse the request
+        return default_cap * choices, ""  # an invalid value: Azure will refuse the request
     if operation == "responses":
         field = "max_output_tokens"
     elif model.lower().startswith(_REASONING_PREFIXES):
@@ -204,7 +207,7 @@ def completion_cap(
     else:
         field = "max_tokens"
     payload[field] = default_cap
-    return default_cap * choices, True
+    return default_cap * choices, field
 
 
 class Estimator:
@@ -232,17 +235,36 @@ class Estimator:
         operation = route.operation.name
         if operation not in _TOKEN_OPS:
             return NO_TOKENS
-        cap, changed = completion_cap(operation, payload, model, self._default_cap, self._inject)
-        if changed:
+        cap, injected = completion_cap(operation, payload, model, self._default_cap, self._inject)
+        if injected:
             ctx.payload_changed = True
         texts, fixed = prompt_parts(operation, payload)
         enc = self._tokenizer.for_model(model)
         if sum(map(len, texts)) > self._large:
-            return Large(texts, fixed, cap, enc)
-        return Estimate(fixed + self._tokenizer.count(enc, texts), cap)
+            return Large(texts, fixed, cap, enc, injected)
+        return Estimate(fixed + self._tokenizer.count(enc, texts), cap, injected)
 
     async def finish(self, large: Large) -> Estimate:
-        return Estimate(large.fixed + await self._in_thread(large.enc, large.texts), large.cap)
+        prompt = large.fixed + await self._in_thread(large.enc, large.texts)
+        return Estimate(prompt, large.cap, large.injected)
+
+    @staticmethod
+    def lower_injected(ctx: RequestContext, estimate: Estimate, room: int) -> Estimate:
+        """The estimate with the cap Keyguard injected lowered so the answer fits in ``room``
+        tokens (all choices): an app that set no cap is not refused for the default's sake.
+        Unchanged when there is no injected cap or no room for one token per choice."""
+        payload = ctx.payload
+        if not estimate.injected or payload is None:
+            return estimate
+        per_choice = _positive_int(payload.get(estimate.injected))
+        if per_choice is None:
+            return estimate
+        choices = max(1, estimate.completion_tokens // per_choice)
+        lowered = room // choices
+        if lowered < 1 or lowered >= per_choice:
+            return estimate
+        payload[estimate.injected] = lowered
+        return estimate._replace(completion_tokens=lowered * choices)
 
     async def _in_thread(self, enc: tiktoken.Encoding, texts: list[str]) -> int:
         loop = asyncio.get_running_loop()

@@ -47,4 +47,4 @@ class AccessLog:
             "upstream_ms": round(ctx.upstream_ms, 3) if ctx.upstream_status else None,
             "remote": ctx.remote,
         }
-        log.info(orjson.dumps(entry).decode())
+        log.info(orjson.dumps(entry).decode(), extra={"fields": entry})

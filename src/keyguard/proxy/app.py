@@ -34,6 +34,7 @@ from ..core.hooks import (
     Recorder,
     Screen,
 )
+from ..core.logs import current_request_id
 from ..core.netaddr import ClientAddress
 from ..core.operations import Route
 from ..core.principal import Principal
@@ -100,6 +101,13 @@ class ProxyHandler:
             user_agent=request.headers.get("user-agent"),
             client=client_fingerprint(request.headers),
         )
+        logged_as = current_request_id.set(ctx.request_id)  # every log line names the request
+        try:
+            return await self._answer(request, ctx)
+        finally:
+            current_request_id.reset(logged_as)
+
+    async def _answer(self, request: web.BaseRequest, ctx: RequestContext) -> web.StreamResponse:
         try:
             response = await self._handle(request, ctx)
         except RequestError as exc:

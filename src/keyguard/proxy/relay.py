@@ -177,6 +177,7 @@ class Relay:
                 data=body if len(body) <= _ONE_PIECE else io.BytesIO(body),
                 headers=headers,
                 allow_redirects=False,
+                ssl=target.upstream.ssl,
             )
         except TimeoutError as exc:
             raise _timeout(target) from exc

@@ -40,7 +40,7 @@ from .replicas import replica_ttl, switch_status
 from .settings import RotationSettings
 from .sinks import KeySink
 from .store import RotationStore
-from .verify import Verifier
+from .verify import CannotVerify, Verifier
 
 __all__ = ["RotationRunner", "UpstreamTarget", "RotationBusy", "RotationStalled", "FaultHook"]
 
@@ -285,7 +285,10 @@ class RotationRunner:
         for attempt in range(self._settings.verify_attempts):
             if attempt:
                 await self._sleep(self._settings.verify_backoff.total_seconds() * attempt)
-            reason = await self._verify(target.endpoint, value)
+            try:
+                reason = await self._verify(target.endpoint, value)
+            except CannotVerify as exc:
+                raise _Abort(f"the new {r.standby_slot} could not be checked: {exc}") from None
             if reason is None:
                 return {}
             log.warning("rotation %s: the new key was refused (%s)", r.id, reason)

@@ -67,6 +67,7 @@ class RotationScheduler:
         self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._pending: set[str] = set()
         self._running: str | None = None  # the upstream the worker is rotating now
+        self._runs = 0  # rotations the worker has started, so a check sees one begin mid-read
         self._alerted: set[tuple[str, datetime]] = set()
         self._worker_task: asyncio.Task[None] | None = None
         self._ticker = PeriodicTask(
@@ -119,7 +120,11 @@ class RotationScheduler:
         for name in self._service.rotatable():
             if name == self._running:
                 continue  # its open rotation is the worker's own, under way
-            if await self._service.store.open_rotation(name) is not None:
+            runs = self._runs
+            open_rotation = await self._service.store.open_rotation(name)
+            if runs != self._runs or name == self._running or name in self._pending:
+                continue  # the worker started a rotation while the store was read: its own
+            if open_rotation is not None:
                 self.request(name, "resume")
             elif await self._service.due(name, now):
                 self.request(name, "schedule")
@@ -153,6 +158,7 @@ class RotationScheduler:
             upstream, trigger = await self._queue.get()
             self._pending.discard(upstream)
             self._running = upstream
+            self._runs += 1
             try:
                 await self._run(upstream, trigger)
             finally:

@@ -25,6 +25,7 @@ from ..errors import ConfigurationError, NotFound
 from ..events import EventBus
 from ..upstream.credentials import VersionedProvider
 from ..upstream.settings import ManagementSettings, UpstreamSettings
+from ..upstream.tls import trust
 from ..vault.vault import Vault
 from .azure import ArmKeyManager, KeyManager
 from .machine import Rotation, rotation_due
@@ -61,7 +62,9 @@ class RotationService:
         self._vault = vault
         self.store = store
         self._own_verifier = verifier is None
-        self._verifier = verifier or DataPlaneVerifier()
+        self._verifier = verifier or DataPlaneVerifier(
+            trust={u.endpoint: trust(u.ca_file) for u in upstreams}
+        )
         self._key_managers = key_managers
         self._targets: dict[str, UpstreamTarget] = {}
         self._clock = clock

@@ -14,6 +14,7 @@ failures.
 from __future__ import annotations
 
 import random
+import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from ..vault.vault import Vault
 from .breaker import Breakers
 from .credentials import CredentialProvider, provider_for
 from .settings import UpstreamSettings
+from .tls import trust
 
 __all__ = ["Upstream", "Target", "UpstreamPool"]
 
@@ -31,6 +33,7 @@ class Upstream:
     name: str
     endpoint: str  # scheme://host[:port][/prefix], no trailing slash
     provider: CredentialProvider
+    ssl: ssl.SSLContext | bool = True  # what its certificate is checked against (tls.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,7 @@ class UpstreamPool:
                     environ=environ,
                     refresh_s=refresh_s,
                 ),
+                trust(cfg.ca_file),
             )
             upstreams.append(up)
             for name, dep in cfg.deployments.items():

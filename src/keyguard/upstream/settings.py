@@ -195,6 +195,8 @@ class UpstreamSettings(Frozen):
     deployments: dict[str, DeploymentSettings]
     region: str | None = None
     management: ManagementSettings | None = None  # the Azure resource, for key rotation
+    #: a CA bundle (PEM) trusted for ``endpoint`` besides the system store (upstream/tls.py)
+    ca_file: str | None = None
 
     @field_validator("deployments", mode="before")
     @classmethod

@@ -103,7 +103,8 @@ def _unwrap_dek(master: MasterKey, secret: SealedSecret) -> bytes:
     if secret.kek_id != master.kek_id:
         raise VaultError(
             f"cannot decrypt {where}: wrong master key? (sealed under kek id {secret.kek_id}, "
-            f"the current master key has kek id {master.kek_id})"
+            f"the current master key has kek id {master.kek_id}); point master_key_file or "
+            f"KEYGUARD_MASTER_KEY at the key with kek id {secret.kek_id}"
         )
     try:
         dek = AESGCM(master.key).decrypt(

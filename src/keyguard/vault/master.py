@@ -17,11 +17,14 @@ from pathlib import Path
 
 from ..errors import ConfigurationError
 from .crypto import MASTER_KEY_BYTES, MasterKey
+from .keyring import Keyring, KeyringFile, parse_keyring
 
 __all__ = [
     "MASTER_KEY_ENV",
     "MasterKey",
     "load_master_key",
+    "load_keyring",
+    "read_keyring_file",
     "decode_master_key",
     "encode_master_key",
     "create_master_key_file",
@@ -75,7 +78,17 @@ def too_open(mode: int, uid: int, gid: int, euid: int, groups: list[int]) -> boo
     return not (group == stat.S_IRGRP and uid == 0 and euid != 0 and gid in groups)
 
 
-def _read_key_file(path: Path) -> MasterKey:
+def _decode(text: str, source: str) -> MasterKey:
+    return decode_master_key(text, source=source)
+
+
+def read_keyring_file(path: Path) -> Keyring:
+    """The keys of a master key file (see :mod:`.keyring`), checked as :func:`load_master_key`
+    checks one."""
+    return parse_keyring(_key_file_text(path), source=f"master key file '{path}'", decode=_decode)
+
+
+def _key_file_text(path: Path) -> str:
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -95,27 +108,37 @@ def _read_key_file(path: Path) -> MasterKey:
             f"(mode {stat.S_IMODE(st.st_mode):04o}); run 'chmod 600 {path}'"
         )
     try:
-        text = path.read_text(encoding="ascii")
+        return path.read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError):
         raise ConfigurationError(
             f"master key file {str(path)!r} cannot be read as base64 text"
         ) from None
-    return decode_master_key(text, source=f"master key file {str(path)!r}")
 
 
 def load_master_key(environ: Mapping[str, str], key_file: str | None) -> MasterKey:
-    """The master key from ``KEYGUARD_MASTER_KEY``, else from ``key_file``.
+    """The (current) master key from ``KEYGUARD_MASTER_KEY``, else from ``key_file``.
 
     Raises :class:`ConfigurationError` when neither is set, the value is malformed, or the key
     file is readable by group or others.
     """
+    return load_keyring(environ, key_file)[0].current
+
+
+def load_keyring(
+    environ: Mapping[str, str], key_file: str | None
+) -> tuple[Keyring, KeyringFile | None]:
+    """The master keys from ``KEYGUARD_MASTER_KEY`` (read once), else from ``key_file`` (and
+    that file, for a running process to re-read when a rekey changes it)."""
     value = environ.get(MASTER_KEY_ENV)
     if value is not None:
         if not value.strip():
             raise ConfigurationError(f"{MASTER_KEY_ENV} is set but empty; {_HOW}")
-        return decode_master_key(value, source=MASTER_KEY_ENV)
+        if "," not in value and "\n" not in value.strip():
+            return Keyring(decode_master_key(value, source=MASTER_KEY_ENV)), None
+        return parse_keyring(value, source=MASTER_KEY_ENV, decode=_decode), None
     if key_file:
-        return _read_key_file(Path(key_file))
+        path = Path(key_file)
+        return read_keyring_file(path), KeyringFile(path, read_keyring_file)
     raise ConfigurationError(f"no master key: {_HOW}")
 
 
@@ -126,6 +149,14 @@ def create_master_key_file(path: str | os.PathLike[str]) -> MasterKey:
     and filled in one write; a failed write removes it again.
     """
     p = Path(path)
+    if not p.parent.exists():  # a fresh machine has no /etc/keyguard: make it, for its owner only
+        try:
+            p.parent.mkdir(mode=0o700, parents=True)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot create the folder '{p.parent}': {exc.strerror}; create it (mode 0700) "
+                "or run as a user who may"
+            ) from None
     master = MasterKey.generate()
     data = (encode_master_key(master) + "\n").encode("ascii")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
@@ -136,7 +167,9 @@ def create_master_key_file(path: str | os.PathLike[str]) -> MasterKey:
             f"{str(p)!r} already exists; refusing to overwrite a master key file"
         ) from None
     except OSError as exc:
-        raise ConfigurationError(f"cannot create {str(p)!r}: {exc.strerror}") from None
+        raise ConfigurationError(
+            f"cannot create '{p}': {exc.strerror}; check the folder's permissions"
+        ) from None
     try:
         os.fchmod(fd, 0o600)  # the umask cannot widen it, but be explicit
         written = os.write(fd, data)

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..errors import StorageError, VaultError
-from ..store.base import SecretInfo, VaultStore
+from ..store.base import SealedSecret, SecretInfo, VaultStore
 from .crypto import MasterKey, rewrap, seal, unseal
+from .keyring import Keyring, KeyringFile
 
 __all__ = ["Vault", "RekeyReport", "validate_name", "NAME_PATTERN", "PEPPER", "FINGERPRINT_KEY"]
 
@@ -68,12 +69,14 @@ class Vault:
     def __init__(
         self,
         store: VaultStore,
-        master: MasterKey,
+        master: MasterKey | Keyring,
         *,
         clock: Callable[[], datetime] = _utcnow,
+        source: KeyringFile | None = None,
     ) -> None:
         self._store = store
-        self._master = master
+        self._keyring = master if isinstance(master, Keyring) else Keyring(master)
+        self._source = source  # the key file, re-read when a rekey changes it
         self._clock = clock
         self._fingerprint_key: bytes | None = None
 
@@ -81,13 +84,40 @@ class Vault:
     async def open(
         cls,
         store: VaultStore,
-        master: MasterKey,
+        master: MasterKey | Keyring,
         *,
         clock: Callable[[], datetime] = _utcnow,
+        source: KeyringFile | None = None,
     ) -> Vault:
-        vault = cls(store, master, clock=clock)
+        vault = cls(store, master, clock=clock, source=source)
         vault._fingerprint_key = await vault.get_or_create_random(FINGERPRINT_KEY)
         return vault
+
+    @property
+    def _master(self) -> MasterKey:
+        """The key new versions are sealed under."""
+        return self._keyring.current
+
+    @property
+    def keyring(self) -> Keyring:
+        return self._keyring
+
+    def _reload(self, *, force: bool = False) -> None:
+        if self._source is not None:
+            changed = self._source.changed(force=force)
+            if changed is not None:
+                self._keyring = changed
+
+    def _key_for(self, sealed: SealedSecret) -> MasterKey:
+        """The key that opens ``sealed``: the current one, a previous one during a rekey (the
+        file looked at again first: a closed window is never used), or the current one, whose
+        failure says which key it was sealed under."""
+        self._reload()
+        key = self._keyring.for_kek(sealed.kek_id)
+        if key is not self._keyring.current:  # unknown, or an old key: is it (still) there?
+            self._reload(force=True)
+            key = self._keyring.for_kek(sealed.kek_id)
+        return key or self._keyring.current
 
     @property
     def kek_id(self) -> str:
@@ -117,6 +147,7 @@ class Vault:
     async def _put(self, name: str, plaintext: bytes, fingerprint: str) -> SecretInfo:
         # Versions are allocated optimistically: the (name, version) primary key makes a
         # concurrent writer fail, and we retry with the next number.
+        self._reload()  # a rekey may have made another key current
         for _ in range(_PUT_ATTEMPTS):
             latest = await self._store.get_secret(name)
             version = 1 if latest is None else latest.version + 1
@@ -145,7 +176,7 @@ class Vault:
             which = "" if version is None else f" version {version}"
             raise VaultError(f"no secret named {name}{which}")
         try:
-            return unseal(self._master, sealed).decode()
+            return unseal(self._key_for(sealed), sealed).decode()
         except UnicodeDecodeError:
             raise VaultError(f"cannot decrypt {name}: the value is not text") from None
 
@@ -157,7 +188,7 @@ class Vault:
         if sealed is None:
             raise VaultError(f"no secret named {name}")
         try:
-            value = unseal(self._master, sealed).decode()
+            value = unseal(self._key_for(sealed), sealed).decode()
         except UnicodeDecodeError:
             raise VaultError(f"cannot decrypt {name}: the value is not text") from None
         return value, SecretInfo(name, sealed.version, sealed.kek_id, sealed.created_at)
@@ -165,21 +196,23 @@ class Vault:
     async def rekey(self, new: MasterKey) -> RekeyReport:
         """Re-wrap every secret version's data key under ``new`` (values untouched).
 
-        Online and resumable: each version is re-wrapped with a compare-and-set on its master
-        key id, versions already under ``new`` are skipped, and a version written meanwhile
-        under the current key is picked up by running it again. Processes holding the current
-        master key keep serving from what they loaded; restart them with ``new`` afterwards.
+        Online and resumable: each version under the current or a previous key is re-wrapped
+        with a compare-and-set on its master key id, versions already under ``new`` are
+        skipped, and a version written meanwhile under an old key is picked up by running it
+        again. ``new`` may be the current key (a rekey window left open: the rest is moved).
         """
-        if new.kek_id == self._master.kek_id:
+        olds = [k for k in (self._keyring.current, *self._keyring.previous) if k != new]
+        if not olds:
             raise VaultError("the new master key is the current one; nothing to re-wrap")
         rewrapped = 0
-        for sealed in await self._store.sealed_versions(self._master.kek_id):
-            moved = rewrap(self._master, new, sealed)
-            unseal(new, moved)  # prove the new wrapping opens before it replaces the old one
-            if await self._store.replace_wrapping(moved, expected_kek_id=self._master.kek_id):
-                rewrapped += 1
+        for old in olds:
+            for sealed in await self._store.sealed_versions(old.kek_id):
+                moved = rewrap(old, new, sealed)
+                unseal(new, moved)  # prove the new wrapping opens before it replaces the old
+                if await self._store.replace_wrapping(moved, expected_kek_id=old.kek_id):
+                    rewrapped += 1
         already = len(await self._store.sealed_versions(new.kek_id))
-        remaining = len(await self._store.sealed_versions(self._master.kek_id))
+        remaining = sum([len(await self._store.sealed_versions(k.kek_id)) for k in olds])
         return RekeyReport(rewrapped=rewrapped, under_new_key=already, remaining=remaining)
 
     async def list(self) -> list[SecretInfo]:
@@ -216,7 +249,7 @@ class Vault:
                 if sealed is None:
                     raise
         try:
-            raw = base64.urlsafe_b64decode(unseal(self._master, sealed))
+            raw = base64.urlsafe_b64decode(unseal(self._key_for(sealed), sealed))
         except (binascii.Error, ValueError):
             raise VaultError(f"cannot decode {name}: the stored value is malformed") from None
         if len(raw) != nbytes:

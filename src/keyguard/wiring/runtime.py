@@ -26,7 +26,7 @@ from ..config import Settings
 from ..events import EventBus
 from ..keys.service import KeyService
 from ..store import Store, open_store
-from ..vault.master import load_master_key
+from ..vault.master import load_keyring
 from ..vault.vault import PEPPER, Vault
 
 __all__ = ["Runtime", "open_runtime", "runtime"]
@@ -63,10 +63,10 @@ class Runtime:
 
 async def open_runtime(settings: Settings, environ: Mapping[str, str]) -> Runtime:
     """Load the master key, open (and migrate) the store, and build the services."""
-    master = load_master_key(environ, settings.master_key_file)
+    keyring, key_file = load_keyring(environ, settings.master_key_file)
     store = await open_store(settings.store)
     try:
-        vault = await Vault.open(store, master)
+        vault = await Vault.open(store, keyring, source=key_file)
         pepper = await vault.get_or_create_random(PEPPER)
     except BaseException:
         await store.close()

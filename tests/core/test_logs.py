@@ -1,0 +1,116 @@
+"""One record per line, in one schema, with the request id, and never a secret."""
+
+from __future__ import annotations
+
+import io
+import logging
+import sys
+
+import orjson
+import pytest
+
+from keyguard.core.logs import (
+    JsonFormatter,
+    TextFormatter,
+    current_request_id,
+    formatter_for,
+    redact,
+)
+
+AZURE_KEY = "A" * 52 + "JQQJ99" + "B" * 26
+SECRETS = [
+    AZURE_KEY,
+    "0123456789abcdef0123456789abcdef",
+    "kgk_" + "x" * 50,
+    "sk-" + "y" * 30,
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXZhbHVl",
+]
+
+
+def _record(
+    msg: str, *args: object, name: str = "azure.core", **extra: object
+) -> logging.LogRecord:
+    record = logging.makeLogRecord(
+        {"name": name, "levelno": logging.INFO, "levelname": "INFO", "msg": msg, "args": args}
+    )
+    record.__dict__.update(extra)
+    return record
+
+
+def test_a_multi_line_sdk_record_is_one_json_line_in_the_schema() -> None:
+    sdk = "Request URL: 'https://x.openai.azure.com/'\nRequest method: 'POST'\nRequest headers:"
+    line = JsonFormatter().format(_record(sdk))
+    assert "\n" not in line
+    entry = orjson.loads(line)
+    assert set(entry) == {"ts", "level", "logger", "msg"}
+    assert entry["level"] == "info" and entry["logger"] == "azure.core"
+    assert entry["msg"] == sdk and entry["ts"].endswith("Z")
+
+
+def test_a_multi_line_record_is_one_text_line() -> None:
+    line = TextFormatter().format(_record("first\nsecond\n\nthird"))
+    assert "\n" not in line and line.endswith("first | second | third")
+
+
+def test_an_exception_is_folded_into_the_record() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = _record("failed")
+        record.exc_info = sys.exc_info()
+    for formatter in (JsonFormatter(), TextFormatter()):
+        line = formatter.format(record)
+        assert "\n" not in line and "ValueError: boom" in line
+
+
+def test_the_request_id_of_the_request_being_handled_is_in_every_line() -> None:
+    token = current_request_id.set("4f2a9c0d11223344")
+    try:
+        entry = orjson.loads(JsonFormatter().format(_record("x", name="keyguard.proxy")))
+        text = TextFormatter().format(_record("x", name="keyguard.proxy"))
+    finally:
+        current_request_id.reset(token)
+    assert entry["request_id"] == "4f2a9c0d11223344"
+    assert "keyguard.proxy [4f2a9c0d11223344] x" in text
+    assert "request_id" not in orjson.loads(JsonFormatter().format(_record("x")))
+
+
+def test_the_access_log_shares_the_schema() -> None:
+    fields = {"ts": 1.0, "request_id": "ab", "status": 200, "key_id": "k1"}
+    record = _record(orjson.dumps(fields).decode(), name="keyguard.access", fields=fields)
+    entry = orjson.loads(JsonFormatter().format(record))
+    assert entry["msg"] == "request" and entry["logger"] == "keyguard.access"
+    assert entry["status"] == 200 and entry["request_id"] == "ab"
+    assert isinstance(entry["ts"], str)
+    assert orjson.loads(TextFormatter().format(record)) == fields
+
+
+@pytest.mark.parametrize("secret", SECRETS)
+def test_a_secret_quoted_by_mistake_is_redacted(secret: str) -> None:
+    hostile = [
+        _record("key %s refused", secret),
+        _record("headers: {'api-key': '%s'}", secret),
+        _record("Authorization: Bearer %s", secret),
+    ]
+    for record in hostile:
+        for formatter in (JsonFormatter(), TextFormatter()):
+            line = formatter.format(record)
+            assert secret not in line and "[redacted]" in line
+    line = JsonFormatter().format(_record("x", detail=f"value={secret}"))  # an extra field
+    assert secret not in line and "[redacted]" in line
+
+
+def test_redaction_leaves_ids_and_fingerprints() -> None:
+    text = "request 4f2a9c0d11223344 key 8XkWq2 fingerprint " + "a" * 64
+    assert redact(text) == text
+
+
+@pytest.mark.parametrize(("tty", "expected"), [(True, TextFormatter), (False, JsonFormatter)])
+def test_auto_is_text_on_a_terminal_only(tty: bool, expected: type) -> None:
+    class Stream(io.StringIO):
+        def isatty(self) -> bool:
+            return tty
+
+    assert type(formatter_for("auto", Stream())) is expected
+    assert type(formatter_for("json", Stream())) is JsonFormatter
+    assert type(formatter_for("text", Stream())) is TextFormatter
