@@ -66,6 +66,7 @@ class PolicyOutcome:
     role: str | None
     denied: str | None = None
     detail: str | None = None
+    roles: tuple[str, ...] = ()  # every role that allows the request (guardrails combine them)
 
 
 @dataclass(slots=True)
