@@ -138,20 +138,27 @@ def restorations(text: str, values: Mapping[str, str]) -> list[Edit]:
 
 def judge(
     slots: Sequence[Slot],
-    scan: Callable[[str], list[Match]],
+    scan_slots: Callable[[Sequence[Slot]], list[tuple[Slot, Match]]],
     actions: Effective,
     fingerprint: Callable[[str], str],
     where: Where,
     placeholders: Placeholders | None = None,
     restore: Mapping[str, str] | None = None,
 ) -> Verdict:
-    """Every decision over ``slots``; redactions use (and fill) ``placeholders``; with
-    ``restore`` (an answer's), this request's placeholders in the texts get their values
+    """Every decision over ``slots`` (``scan_slots``: the engine's, which reads at most its
+    caps and reports the rest as ``unscanned``); redactions use (and fill) ``placeholders``;
+    with ``restore`` (an answer's), this request's placeholders in the texts get their values
     back (edits on the text as scanned, so a restored value is never judged again)."""
     verdict = Verdict(placeholders=placeholders if placeholders is not None else Placeholders())
+    found: dict[int, list[Match]] = {}
+    for slot, match in scan_slots(slots):
+        found.setdefault(id(slot), []).append(match)
     for slot in slots:
         text = slot.text
-        edits = _decide(slot, text, scan(text), actions, fingerprint, where, verdict)
+        matches = found.get(id(slot), [])
+        edits = (
+            _decide(slot, text, matches, actions, fingerprint, where, verdict) if matches else []
+        )
         if restore:
             edits.extend(restorations(text, restore))
             edits.sort()

@@ -98,7 +98,7 @@ class GuardStage:
             slots = request_slots(operation, payload)
             placeholders = Placeholders()
             verdict = judge(
-                slots, self._engine.scan, actions, self._fingerprint, "request", placeholders
+                slots, self._engine.scan_slots, actions, self._fingerprint, "request", placeholders
             )
         except Exception as exc:  # fail closed: never forward what could not be read
             log.warning(
@@ -196,7 +196,13 @@ class GuardStage:
     ) -> Verdict:
         slots = response_slots(operation, body)
         return judge(
-            slots, self._engine.scan, actions, self._fingerprint, "answer", placeholders, restore
+            slots,
+            self._engine.scan_slots,
+            actions,
+            self._fingerprint,
+            "answer",
+            placeholders,
+            restore,
         )
 
 

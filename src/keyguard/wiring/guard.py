@@ -23,7 +23,7 @@ __all__ = ["build_engine", "guard_stage"]
 
 def build_engine(settings: GuardSettings) -> GuardEngine:
     """The local detectors the settings ask for."""
-    return GuardEngine()
+    return GuardEngine(settings)
 
 
 def guard_stage(
