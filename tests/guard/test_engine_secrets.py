@@ -139,7 +139,8 @@ def test_a_service_account_json_is_a_gcp_key() -> None:
         + _rand(40, "0123456789abcdef")
         + f'", "private_key": "{body}", "client_email": "x@p.iam.gserviceaccount.com"}}'
     )
-    assert _only(text).category == "gcp_service_account_key"
+    found = [(m.family, m.category) for m in ENGINE.scan(text)]
+    assert found == [("secret", "gcp_service_account_key"), ("personal", "email")]
 
 
 def test_connection_strings_and_urls_with_passwords() -> None:

@@ -1,17 +1,23 @@
-"""Personal data in a text (placeholder until the validated detectors land)."""
+"""Personal data in a text: validated numbers (``pii_numbers``) and contact data
+(``pii_contact``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
 from keyguard.guard.findings import Match
+from keyguard.guard.pii_contact import contact_matches
+from keyguard.guard.pii_numbers import number_matches
 
 __all__ = ["PersonalDetectors"]
 
 
 class PersonalDetectors:
+    """The personal-data detectors; ``regions`` are where national phone numbers are read."""
+
     def __init__(self, regions: Sequence[str]) -> None:
         self._regions = tuple(regions)
 
     def matches(self, text: str) -> Iterator[Match]:
-        return iter(())
+        yield from number_matches(text)
+        yield from contact_matches(text, self._regions)
