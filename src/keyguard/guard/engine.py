@@ -12,6 +12,7 @@ it are ``unscanned`` whole). At most ``max_matches`` matches are kept per text.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 
 from keyguard.guard.custom import CustomRules
@@ -24,6 +25,7 @@ from keyguard.guard.settings import GuardSettings
 __all__ = ["GuardEngine", "UNSCANNED"]
 
 UNSCANNED = "unscanned"
+_BATCH = 64 * 1024  # characters of slots scanned in one pass
 _FAMILY_RANK = {"secret": 0, "custom": 1, "personal": 2}
 
 
@@ -79,13 +81,70 @@ class GuardEngine:
         return matches
 
     def scan_slots(self, slots: Sequence[Slot]) -> list[tuple[Slot, Match]]:
-        """The matches of every slot of one request, reading at most ``max_request_chars``."""
+        """The matches of every slot of one request, reading at most ``max_request_chars``.
+
+        Slots are scanned in batches of up to ``_BATCH`` characters (many tiny parts cost
+        one scan, not one each): consecutive parts of one message's content are joined with
+        nothing between them (the model reads them as one text, so a value split across
+        parts is found), other slots with a line break. A match is reported on each slot it
+        covers, clipped to that slot's text."""
         budget = self.settings.max_request_chars
         out: list[tuple[Slot, Match]] = []
+        batch: list[tuple[Slot, int]] = []
+        parts: list[str] = []
+        size = 0
+        previous: Slot | None = None
         for slot in slots:
             if budget <= 0:
                 out.append((slot, Match("secret", UNSCANNED, "request_cap", 0, len(slot.text))))
                 continue
             budget -= len(slot.text)
-            out.extend((slot, m) for m in self.scan(slot.text))
+            if size and size + len(slot.text) > min(_BATCH, self.settings.max_text_chars):
+                self._scan_batch("".join(parts), batch, out)
+                batch, parts, size, previous = [], [], 0, None
+            if previous is not None and not _same_content(previous, slot):
+                parts.append("\n")
+                size += 1
+            batch.append((slot, size))
+            parts.append(slot.text)
+            size += len(slot.text)
+            previous = slot
+        if batch:
+            self._scan_batch("".join(parts), batch, out)
         return out
+
+    def _scan_batch(
+        self, text: str, batch: list[tuple[Slot, int]], out: list[tuple[Slot, Match]]
+    ) -> None:
+        matches = self.scan(text)
+        if not matches:
+            return
+        starts = [offset for _, offset in batch]
+        for m in matches:
+            i = max(bisect.bisect_right(starts, m.start) - 1, 0)
+            while i < len(batch):
+                slot, offset = batch[i]
+                lo, hi = max(m.start, offset), min(m.end, offset + len(slot.text))
+                if offset >= m.end:
+                    break
+                if lo < hi or (m.start == m.end == lo):
+                    out.append((slot, Match(m.family, m.category, m.detector, lo - offset,
+                                            hi - offset)))  # fmt: skip
+                i += 1
+
+
+def _content_list(path: tuple[str | int, ...]) -> tuple[str | int, ...] | None:
+    """The path of the content list a text part belongs to, else ``None``."""
+    if len(path) >= 3 and path[-1] in ("text", "refusal") and isinstance(path[-2], int):
+        parent = path[:-2]
+    elif len(path) >= 2 and isinstance(path[-1], int):
+        parent = path[:-1]
+    else:
+        return None
+    return parent if parent[-1] in ("content", "output") else None
+
+
+def _same_content(a: Slot, b: Slot) -> bool:
+    """True for consecutive text parts of one message's content list."""
+    parent = _content_list(a.path)
+    return parent is not None and parent == _content_list(b.path)
