@@ -4,10 +4,12 @@
 and returns the events that are safe to send now. The text the events carry (chat
 ``delta.content`` and tool-call ``arguments``, completions ``text``, Responses
 ``response.output_text.delta``) is followed per choice; the last ``window`` characters are held
-back, so a value split across chunks is judged whole before its last piece is sent. Each feed
-re-scans the held text with ``context`` characters already sent before it (a value that began
-there is still found), and a match is decided once it ends before the held-back tail (or at
-the end of the stream), never while it may still grow.
+back, so a value split across chunks is judged whole before its last piece is sent. The held
+text is read in steps (each time a quarter of the window more has arrived, so a long answer
+is read a few times over, not once per chunk) together with ``context`` characters before it
+(the words that make a value recognisable, such as ``password=``); a match is decided once it
+ends before the held-back tail (or at the end of the stream), never while it may still grow,
+and nothing is released past the start of a match not yet decided.
 
 * ``block``: the held events are dropped and the stream ends as Azure ends a filtered one: a
   chunk whose choice has ``finish_reason: "content_filter"`` and ``content_filter_results``
@@ -84,6 +86,7 @@ class StreamGuard:
         self._restore = restore or {}
         self._window = window
         self._context = context
+        self._step = max(1, window // 4)  # new text judged in steps: each read covers more
         self._held: list[_Event] = []
         self._texts: dict[Key, _Text] = {}
         self._edits: dict[Key, list[tuple[int, int, str]]] = {}
@@ -180,8 +183,8 @@ class StreamGuard:
         """Decide the matches of ``key``'s text that can no longer grow; return the offset
         its events may be released up to."""
         settled = text.end if final else text.end - self._window
-        if settled <= text.decided and not final:
-            return max(text.sent, min(settled, text.decided))
+        if not final and settled - text.decided < self._step:
+            return max(text.sent, min(settled, text.decided))  # too little new: read later
         origin = max(text.base, min(text.sent, text.decided) - self._context)
         window = text.text[origin - text.base :]
         frontier = settled

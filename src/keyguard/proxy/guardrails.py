@@ -48,6 +48,7 @@ from .guard_stream import StreamGuard
 __all__ = ["AnswerCheck", "GuardStage"]
 
 log = logging.getLogger("keyguard.guard")
+ALERT_EVERY_S = 1.0  # guardrail_alert events per caller, category and side, at most
 
 _FAMILY_WORDS = {
     "secret": "a secret",
@@ -75,6 +76,7 @@ class GuardStage:
         self._events = events
         self._policy = policy
         self._now = now
+        self._alerted: dict[tuple[str, str, str], float] = {}  # last event per subject, kind
 
     def actions(self, ctx: RequestContext) -> Effective:
         """The guardrails in force for ``ctx`` (authorised)."""
@@ -144,14 +146,23 @@ class GuardStage:
         if verdict.more_hits:
             ctx.guardrails.append({"more": str(verdict.more_hits)})
         principal = ctx.principal
-        alerted: set[tuple[str, str]] = set()
+        subject = (principal.key_id or principal.id) if principal else (ctx.remote or "")
+        now = None
         for hit in verdict.hits:
-            if hit.action != "alert" or (hit.category, hit.where) in alerted:
+            if hit.action != "alert":
                 continue
-            alerted.add((hit.category, hit.where))  # one event per category and side
+            now = now or self._now()
+            gate = (subject, hit.category, hit.where)
+            last = self._alerted.get(gate)
+            at = now.timestamp()
+            if last is not None and 0 <= at - last < ALERT_EVERY_S:
+                continue  # one event a second per caller and category (each hit is audited)
+            if len(self._alerted) >= 10_000:
+                self._alerted.clear()
+            self._alerted[gate] = at
             self._events.emit(
                 SecurityEvent(
-                    created=self._now(),
+                    created=now,
                     kind="guardrail_alert",
                     severity="medium",
                     summary=(
