@@ -15,7 +15,6 @@ about the time the upstream takes to produce ``window`` characters; the end of t
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
 import tempfile
 import time

@@ -50,9 +50,7 @@ def test_redact_numbers_values_per_category_the_same_value_the_same_placeholder(
     text = f"{MAIL} {SECRET} {MAIL}"
     slots = [slot(text), slot(f"cc {MAIL}", i=1)]
     verdict = judge(slots, scan_slots, actions, fp, "request")
-    assert verdict.replacements[("messages", 0, "content")] == (
-        "[EMAIL_1] [TEST_KEY_1] [EMAIL_1]"
-    )
+    assert verdict.replacements[("messages", 0, "content")] == ("[EMAIL_1] [TEST_KEY_1] [EMAIL_1]")
     assert verdict.replacements[("messages", 1, "content")] == "cc [EMAIL_1]"
     assert verdict.placeholders is not None
     assert verdict.placeholders.values == {"[EMAIL_1]": MAIL, "[TEST_KEY_1]": SECRET}

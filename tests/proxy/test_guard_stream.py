@@ -143,7 +143,8 @@ def test_hostile_events_are_passed_or_ignored_never_an_error() -> None:
         b"data: {not json\n\n",
         b'data: {"choices": "nope"}\n\n',
         b'data: {"choices": [1, {"index": -5, "delta": {"content": 7}}]}\n\n',
-        b'data: {"choices": [{"index": 99999999, "delta": {"tool_calls": [{"function": {}}]}}]}\n\n',
+        b'data: {"choices": [{"index": 99999999, "delta": {"tool_calls": [{"function": {}}]}}]}'
+        b"\n\n",
         b": comment\n\n",
     ]
     out, _ = run(g, odd)
