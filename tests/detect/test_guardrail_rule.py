@@ -59,7 +59,7 @@ def test_an_entra_app_counts_by_app_and_the_rule_can_be_switched_off() -> None:
     d = Detector(DetectSettings())
     found = findings(d, [obs(T0 + i, hit(), key_id=None, app="agents") for i in range(5)])
     assert found and found[0].subject == "app:agents"
-    off = Detector(DetectSettings(guardrail_repeat={"enabled": False}))  # type: ignore[arg-type]
+    off = Detector(DetectSettings(guardrail_repeat={"enabled": False}))
     assert findings(off, [obs(T0 + i, hit()) for i in range(10)]) == []
 
 

@@ -38,7 +38,7 @@ def chunk(content: str | None = None, finish: str | None = None, index: int = 0)
 def guard(action: str = "block", window: int = 64, restore: dict[str, str] | None = None) -> Any:
     return StreamGuard(
         scan,
-        Effective([GuardActions(secret=action)]),  # type: ignore[arg-type]
+        Effective([GuardActions(secret=action)]),
         lambda v: "fp",
         placeholders=Placeholders(),
         restore=restore,
