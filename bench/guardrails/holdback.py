@@ -1,6 +1,6 @@
 """What the guardrails' hold-back window adds to a streamed answer, through the official SDK.
 
-    .venv/bin/python bench/guardrails/holdback.py                  # windows 64, 256; 20 ms/chunk
+    .venv/bin/python bench/guardrails/holdback.py                  # windows 64, 128, 256; 20 ms/chunk
     .venv/bin/python bench/guardrails/holdback.py --delay 0.01 --streams 10 --windows 128
 
 Starts the emulator with a paced stream (one chunk every ``--delay`` seconds, as a model
@@ -29,6 +29,7 @@ from keyguard.config import settings_from_mapping
 from keyguard.emulator import EmulatorConfig, start_emulator
 from keyguard.server import Gateway
 from keyguard.vault.master import create_master_key_file
+from keyguard.wiring.runtime import open_runtime
 
 API_VERSION = "2024-10-21"
 
@@ -70,11 +71,15 @@ async def measure(emulator_url: str, key1: str, guard: dict[str, Any], streams: 
                 "guardrails": guard,
             }
         )
+        runtime = await open_runtime(settings, {})
+        try:
+            await runtime.vault.put("upstream/emulator", key1)
+        finally:
+            await runtime.close()
         gateway = Gateway(settings, {})
         await gateway.start()
         try:
             assert gateway.runtime is not None
-            await gateway.runtime.vault.put("upstream/emulator", key1)
             _, key = await gateway.runtime.keys.create("bench", now=datetime.now(UTC))
             client = openai.AsyncAzureOpenAI(
                 azure_endpoint=gateway.proxy_url, api_key=key, api_version=API_VERSION
@@ -111,5 +116,5 @@ if __name__ == "__main__":
     ap.add_argument("--delay", type=float, default=0.02)
     ap.add_argument("--tokens", type=int, default=200)
     ap.add_argument("--streams", type=int, default=5)
-    ap.add_argument("--windows", type=int, nargs="+", default=[64, 256])
+    ap.add_argument("--windows", type=int, nargs="+", default=[64, 128, 256])
     uvloop.run(main(ap.parse_args()))

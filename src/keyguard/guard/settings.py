@@ -79,7 +79,7 @@ class GuardSettings(Frozen):
 
     # -- in the gateway (the actions are per role, in the policy) --------------------------
     enabled: bool = True  # false: the gateway reads no request or answer for guardrails
-    stream_window_chars: int = Field(default=256, ge=16, le=65_536)  # held back per choice
+    stream_window_chars: int = Field(default=128, ge=16, le=65_536)  # held back per choice
     stream_context_chars: int = Field(default=128, ge=0, le=65_536)  # read before it
 
     blocklists: Annotated[list[BlocklistRule], Field(max_length=100)] = []
