@@ -16,10 +16,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import openai
 import pytest
 
 from keyguard.emulator import RunningEmulator
+from tests.support.emulators import CHAT_PATH as CHAT
 from tests.support.logs import LogCapture
 
 from .guardrails_support import (
@@ -268,3 +270,70 @@ async def test_guardrails_off_forward_everything_unread(
                 model="gpt-4o", messages=[{"role": "user", "content": secret}]
             )
     assert secret in received(emulator)
+
+
+async def test_recorded_prompts_keep_no_value_the_guardrails_found(
+    tmp_path: Path, emulator: RunningEmulator
+) -> None:
+    secret = canary()
+    monitor = {"audit": {"record_content": True}}
+    async with guarded_gateway(tmp_path, emulator, monitor=monitor) as gw:
+        messages: Any = [{"role": "user", "content": f"here: {secret}"}]
+        for app in ("strict-app", "watch-app", "mask-app"):
+            _, key = await gw.new_key(app)
+            async with gw.azure(key) as client:
+                try:
+                    await client.chat.completions.create(model="gpt-4o", messages=messages)
+                except openai.BadRequestError:
+                    assert app == "strict-app"
+        assert gw.gateway.monitoring is not None
+        await gw.gateway.monitoring.recorder.drain()
+        rows = [json.loads(r) for r in audit_rows(tmp_path)]
+    prompts = [r["content"]["prompt"] for r in rows if "content" in r]
+    assert len(prompts) == 3
+    assert sum("withheld" in p for p in prompts) == 2  # blocked, alerted: the value is in it
+    assert any("[AZURE_OPENAI_KEY_1]" in p for p in prompts)  # redacted: kept as forwarded
+    assert nowhere(secret, [json.dumps(rows)])
+
+
+async def test_texts_where_no_api_puts_them_are_read_too(
+    tmp_path: Path, emulator: RunningEmulator
+) -> None:
+    secret = canary()
+    user: Any = {"role": "user", "content": "hello"}
+    shapes: list[dict[str, Any]] = [
+        {"messages": [{"role": "user", "content": {"text": secret}}]},  # an object for a text
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": {"t": secret}}]}]},
+        {"messages": [user], "user": secret},
+        {"messages": [user], "metadata": {"note": secret}},
+        {
+            "messages": [user],
+            "tools": [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": "lookup",
+                        "description": f"use {secret}",
+                        "parameters": {},
+                    },
+                }
+            ],
+        },  # fmt: skip
+        {"messages": [{**user, secret: 1}]},  # a value as an object's key
+    ]
+    async with guarded_gateway(tmp_path, emulator) as gw:
+        _, strict = await gw.new_key("strict-app")
+        _, masker = await gw.new_key("mask-app")
+        async with aiohttp.ClientSession() as http:
+            for body in shapes:
+                for key in (strict, masker):
+                    async with http.post(
+                        gw.url + CHAT, json=body, headers={"api-key": key}
+                    ) as resp:
+                        answer = await resp.json()
+                    if key == strict or secret in json.dumps(list(body["messages"][0])):
+                        assert resp.status == 400, body
+                        assert answer["error"]["code"] == "content_filter"
+                    assert nowhere(secret, [json.dumps(answer)])
+    assert nowhere(secret, [received(emulator)])  # blocked, or forwarded redacted
+    assert "use [AZURE_OPENAI_KEY_1]" in received(emulator)

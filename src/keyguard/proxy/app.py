@@ -157,7 +157,7 @@ class ProxyHandler:
         ctx.deployment = requested  # logged only once known: never echo arbitrary input
         self._authorizer.authorize(ctx, self._now())  # stage: authorize
         if self._guard is not None:
-            self._guard.check(ctx)  # stage: guard
+            await self._guard.check(ctx)  # stage: guard
         held = await self._admission.admit(ctx)  # stage: admit
         try:
             body = _upstream_body(body, ctx, target.deployment)

@@ -5,8 +5,9 @@ It runs once the body is read and the request authorised, before admission and f
 1. the guardrails in force: those of every role that allows the request, the strictest action
    winning (:meth:`~keyguard.policy.compiled.Policy.guardrails`); without a policy, the
    defaults (block secrets, alert on personal data);
-2. every text of the body (:func:`~keyguard.guard.extract.request_slots`) scanned by the
-   engine, each match decided (:func:`~keyguard.guard.decide.judge`);
+2. every text of the body (:func:`~keyguard.guard.extract.request_slots`, plus every other
+   string of the body as an ``other`` text: :func:`unread_slots`) scanned by the engine, each
+   match decided (:func:`~keyguard.guard.decide.judge`);
 3. ``block``: a 400 in Azure's content-filter shape (:class:`~keyguard.errors.ContentFiltered`)
    naming the category, never the value; ``redact``: the forwarded body carries typed
    placeholders (``[EMAIL_1]``) instead; ``alert``: forwarded, a security event raised;
@@ -27,6 +28,7 @@ back into the answer for the caller who sent the values.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -39,6 +41,7 @@ from ..errors import BadRequest, ContentFiltered, UpstreamError
 from ..events import EventBus, SecurityEvent
 from ..guard.decide import Hit, Placeholders, Verdict, judge
 from ..guard.engine import GuardEngine
+from ..guard.findings import Slot
 from ..guard.extract import request_slots, response_slots, with_replacements
 from ..guard.settings import GuardSettings
 from ..policy.compiled import Policy
@@ -49,6 +52,8 @@ __all__ = ["AnswerCheck", "GuardStage"]
 
 log = logging.getLogger("keyguard.guard")
 ALERT_EVERY_S = 1.0  # guardrail_alert events per caller, category and side, at most
+INLINE_CHARS = 65_536  # texts read on the event loop; a larger body is read in a worker thread
+BIG_SCANS = 2  # large bodies read at once, at most (the others wait their turn)
 
 _FAMILY_WORDS = {
     "secret": "a secret",
@@ -77,6 +82,16 @@ class GuardStage:
         self._policy = policy
         self._now = now
         self._alerted: dict[tuple[str, str, str], float] = {}  # last event per subject, kind
+        self._big = asyncio.Semaphore(BIG_SCANS)
+
+    async def judged(self, slots: list[Slot], *args: Any) -> Verdict:
+        """:func:`judge` over ``slots``: on the loop for a usual body; in a worker thread for
+        one with more than ``INLINE_CHARS`` characters of text (a long read would hold every
+        other request), a few at a time."""
+        if sum(len(slot.text) for slot in slots) <= INLINE_CHARS:
+            return judge(slots, self._engine.scan_slots, *args)
+        async with self._big:
+            return await asyncio.to_thread(judge, slots, self._engine.scan_slots, *args)
 
     def actions(self, ctx: RequestContext) -> Effective:
         """The guardrails in force for ``ctx`` (authorised)."""
@@ -85,7 +100,7 @@ class GuardStage:
         roles = ctx.policy.roles or ((ctx.policy.role,) if ctx.policy.role else ())
         return self._policy().guardrails(roles)
 
-    def check(self, ctx: RequestContext) -> None:
+    async def check(self, ctx: RequestContext) -> None:
         """Judge the request's texts: raise to block, rewrite ``ctx.payload`` to redact, raise
         events to alert; set ``ctx.answer_guard`` for the answer."""
         payload = ctx.payload
@@ -98,10 +113,9 @@ class GuardStage:
         operation = route.operation.name
         try:
             slots = request_slots(operation, payload)
+            slots.extend(unread_slots(payload, slots))
             placeholders = Placeholders()
-            verdict = judge(
-                slots, self._engine.scan_slots, actions, self._fingerprint, "request", placeholders
-            )
+            verdict = await self.judged(slots, actions, self._fingerprint, "request", placeholders)
         except Exception as exc:  # fail closed: never forward what could not be read
             log.warning(
                 "guardrails could not read request %s (%s); refused",
@@ -115,7 +129,7 @@ class GuardStage:
                 reason="guard_unreadable",
             ) from None
         self._note(ctx, verdict)
-        blocked = verdict.blocked
+        blocked = verdict.blocked or _unredactable(verdict)
         if blocked is not None:
             raise ContentFiltered(
                 f"The request was refused by the gateway's guardrails: it carries "
@@ -197,7 +211,7 @@ class GuardStage:
             context=s.stream_context_chars,
         )
 
-    def judge_answer(
+    async def judge_answer(
         self,
         operation: str,
         body: dict[str, Any],
@@ -206,15 +220,48 @@ class GuardStage:
         restore: dict[str, str] | None,
     ) -> Verdict:
         slots = response_slots(operation, body)
-        return judge(
-            slots,
-            self._engine.scan_slots,
-            actions,
-            self._fingerprint,
-            "answer",
-            placeholders,
-            restore,
-        )
+        return await self.judged(slots, actions, self._fingerprint, "answer", placeholders, restore)
+
+
+def _unredactable(verdict: Verdict) -> Hit | None:
+    """A value to redact found in an object key (no API's): it cannot be rewritten, so the
+    request is refused instead."""
+    for path in verdict.replacements:
+        if path and path[-1] == KEY_MARK:
+            for hit in verdict.hits:
+                if hit.role == "key" and hit.action == "redact":
+                    return hit
+    return None
+
+
+_MEDIA = ("data:image/", "data:audio/")  # inline media: bytes, not text
+_KEY_TEXT = 16  # object keys this long are read as texts too
+KEY_MARK = "\x00key"  # the path of a key's own text (it cannot be rewritten: never redacted)
+
+
+def unread_slots(payload: dict[str, Any], read: list[Slot]) -> list[Slot]:
+    """Every other string of the request body, as ``other`` slots: whatever the extraction
+    does not know (tool definitions, ``user``, ``metadata``, a text where the API expects an
+    object, a field of a newer API version) still goes to Azure, so it is read too. Inline
+    images and audio (``data:image/...``, ``data:audio/...``) are media, not text."""
+    known = {slot.path for slot in read}
+    out: list[Slot] = []
+    stack: list[tuple[tuple[str | int, ...], Any]] = [((k,), v) for k, v in payload.items()]
+    while stack:
+        path, node = stack.pop()
+        kind = type(node)
+        if kind is str:
+            if path not in known and not node.startswith(_MEDIA):
+                out.append(Slot(path, "other", node))
+        elif kind is dict:
+            for k, v in node.items():
+                if len(k) >= _KEY_TEXT:  # a name no API uses: may carry a value; read it
+                    out.append(Slot((*path, k, KEY_MARK), "key", k))
+                stack.append(((*path, k), v))
+        elif kind is list:
+            stack.extend(((*path, i), v) for i, v in enumerate(node))
+    out.reverse()  # body order
+    return out
 
 
 class AnswerCheck:
@@ -239,7 +286,7 @@ class AnswerCheck:
     def cut(self) -> bool:
         return self._stream is not None and self._stream.cut
 
-    def body(self, status: int, content_type: str, payload: bytes) -> bytes:
+    async def body(self, status: int, content_type: str, payload: bytes) -> bytes:
         """The answer to release: unchanged when nothing is found; edited to redact or
         restore; its choice cut (``finish_reason: "content_filter"``) to block."""
         ctx = self._ctx
@@ -249,7 +296,7 @@ class AnswerCheck:
             body = orjson.loads(payload)
             if not isinstance(body, dict):
                 raise ValueError("not an object")
-            verdict = self._stage.judge_answer(
+            verdict = await self._stage.judge_answer(
                 ctx.route.operation.name, body, self._actions, self._placeholders, self._restore
             )
         except Exception as exc:  # fail closed: an answer not read is not released

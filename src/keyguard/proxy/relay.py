@@ -226,7 +226,7 @@ class Relay:
                 ctx.usage = _usage_of(payload)
             guard = ctx.answer_guard
             if guard is not None:  # the guardrails read the answer before it is released
-                payload = guard.body(upstream.status, upstream.content_type, payload)
+                payload = await guard.body(upstream.status, upstream.content_type, payload)
             return web.Response(status=upstream.status, body=payload, headers=out_headers)
 
     async def _stream(
@@ -256,6 +256,14 @@ class Relay:
                         target.upstream.name,
                         type(exc).__name__,
                     )
+                    if guard is not None:  # what was held back is judged and sent first
+                        held = guard.flush(b"")
+                        if held:
+                            if tap.usage is None:
+                                sent.append(held)
+                            await response.write(held)
+                        if guard.cut:
+                            break
                     err = UpstreamError(
                         "The Azure OpenAI upstream broke off in the middle of the stream.",
                         reason="upstream_stream_broken",
