@@ -1,6 +1,6 @@
 """What the guardrails' hold-back window adds to a streamed answer, through the official SDK.
 
-    .venv/bin/python bench/guardrails/holdback.py                  # windows 64, 128, 256; 20 ms/chunk
+    .venv/bin/python bench/guardrails/holdback.py            # windows 64, 128, 256; 20 ms/chunk
     .venv/bin/python bench/guardrails/holdback.py --delay 0.01 --streams 10 --windows 128
 
 Starts the emulator with a paced stream (one chunk every ``--delay`` seconds, as a model

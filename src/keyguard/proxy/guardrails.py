@@ -41,8 +41,8 @@ from ..errors import BadRequest, ContentFiltered, UpstreamError
 from ..events import EventBus, SecurityEvent
 from ..guard.decide import Hit, Placeholders, Verdict, judge
 from ..guard.engine import GuardEngine
-from ..guard.findings import Slot
 from ..guard.extract import request_slots, response_slots, with_replacements
+from ..guard.findings import Slot
 from ..guard.settings import GuardSettings
 from ..policy.compiled import Policy
 from ..policy.guardrails import DEFAULTS, Effective
