@@ -6,8 +6,8 @@ import random
 
 import pytest
 
+from keyguard.guard import samples as pii
 from keyguard.guard.engine import GuardEngine
-from tests.guard import pii
 
 ENGINE = GuardEngine()
 RNG = random.Random(14)

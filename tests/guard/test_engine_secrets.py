@@ -140,7 +140,7 @@ def test_a_service_account_json_is_a_gcp_key() -> None:
         + f'", "private_key": "{body}", "client_email": "x@p.iam.gserviceaccount.com"}}'
     )
     found = [(m.family, m.category) for m in ENGINE.scan(text)]
-    assert found == [("secret", "gcp_service_account_key"), ("personal", "email")]
+    assert found == [("secret", "gcp_service_account_key")]  # a service account: no person
 
 
 def test_connection_strings_and_urls_with_passwords() -> None:

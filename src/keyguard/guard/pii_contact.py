@@ -7,10 +7,12 @@
   (``logo@2x.png``).
 * **Phone**: parsed and validated with ``phonenumbers``. A number written with its country
   code (``+44 ...``, ``0049 ...``) is read as such; a national number is read in the
-  configured regions, and only when it is written with separators (``(415) 555-2671``,
-  ``030 1234 5678``) or named (``phone``, ``tel``, ``mobile``, ...). Dates, times, IP
-  addresses, version strings, ISBNs, numbers named as order or invoice numbers, and the
-  ranges reserved for fiction (US 555-01xx, Ofcom's drama ranges) are not reported.
+  configured regions whose trunk prefix it has (``0`` for GB, DE, FR, NL; none for US, ES,
+  IT), and only when it is written with separators (``(415) 555-2671``, ``030 1234 5678``)
+  or named (``phone``, ``tel``, ``mobile``, ...); it is reported when valid in one of them.
+  Dates, times, IP addresses, version strings, ISBNs, numbers named as order or invoice
+  numbers, and the ranges reserved for fiction (US 555-01xx, Ofcom's drama ranges) are not
+  reported.
 * **IP address**: IPv4 and IPv6, reported only when globally routable: private, loopback,
   link-local, shared (CGNAT), multicast, reserved and documentation ranges (192.0.2.0/24,
   198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32) are not personal data of anyone. A dotted
@@ -26,7 +28,7 @@ from collections.abc import Iterator, Sequence
 import phonenumbers
 from stdnum import isbn
 
-from keyguard.guard.context import named_before, named_otherwise
+from keyguard.guard.context import inside_iban, named_before, named_otherwise
 from keyguard.guard.findings import Match
 
 __all__ = ["contact_matches"]
@@ -36,7 +38,9 @@ _DOMAIN = re.compile(
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}([A-Za-z]{2,24})(?![A-Za-z0-9-])"
 )
 _RESERVED = re.compile(
-    r"(?i)(?:^|\.)(?:example\.(?:com|net|org)|example|test|invalid|localhost|local)$"
+    r"(?i)(?:^|\.)(?:example\.(?:com|net|org)|example|test|invalid|localhost|local|"
+    r"gserviceaccount\.com|users\.noreply\.github\.com)$|"
+    r"^(?:test|domain|yourdomain|yourcompany|company|email|sample)\.com$"
 )
 _FILE_TLDS = frozenset(
     "png jpg jpeg gif svg webp ico bmp tiff css js mjs ts tsx jsx map json yaml yml xml html "
@@ -70,7 +74,7 @@ def _emails(text: str) -> Iterator[Match]:
         pos = nxt
 
 
-_PHONE = re.compile(r"(?<![\w+@/.:=#$-])(?:\+|00)?\(?\d[\d \t().-]{5,22}\d\)?(?![\w@/-]|[.,:]\d)")
+_PHONE = re.compile(r"(?<![\w+@/.#$-])(?:\+|00)?\(?\d[\d \t().-]{5,22}\d\)?(?![\w@/-]|[.,:]\d)")
 _PHONE_NAMES = re.compile(
     r"(?i)(?:phone|tel\b|telephone|mobile|cell|fax|whatsapp|sms|call|text me|reach me|"
     r"t[ée]l[ée]phone|telefon|handy|m[óo]vil|cellulare|contact)"
@@ -78,7 +82,6 @@ _PHONE_NAMES = re.compile(
 _DATE = re.compile(
     r"^(?:\d{4}[-./ ]\d{1,2}[-./ ]\d{1,2}|\d{1,2}[-./ ]\d{1,2}[-./ ]\d{2,4})(?:[ T]\d{1,2})?$"
 )
-_IBAN_HEAD = re.compile(r"[A-Z]{2}\d{2}(?: [A-Z0-9]{4})+ \Z")
 _SSN_SHAPE = re.compile(r"^\d{3}([- ])\d{2}\1\d{4}$")
 _RUNS = ("1234567", "2345678", "3456789", "9876543", "8765432", "7654321")
 _DOTTED = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
@@ -92,8 +95,8 @@ _FICTION = {
 }  # fmt: skip
 
 
-def _fictional(number: phonenumbers.PhoneNumber) -> bool:
-    region = phonenumbers.region_code_for_number(number)
+def _fictional(number: phonenumbers.PhoneNumber, region: str | None = None) -> bool:
+    region = region or phonenumbers.region_code_for_number(number)
     nsn = phonenumbers.national_significant_number(number)
     if region in ("US", "CA") and (nsn[3:8] == "55501" or nsn[:3] == "555"):
         return True
@@ -118,13 +121,17 @@ def _valid_phone(raw: str, regions: Sequence[str], named: bool) -> bool:
     if international:
         return _valid_in(_parse("+" + raw[2:] if raw.startswith("00") else raw, None))
     trunk = "0" if digits.startswith("0") else None
+    valid = False
     for region in regions:
         if _trunk_prefix(region) != trunk:
             continue
         number = _parse(raw, region)
-        if number is not None and phonenumbers.is_possible_number(number):
-            return _valid_in(number)  # the first region where it can be a number decides
-    return False
+        if number is None:
+            continue
+        if _fictional(number, region):
+            return False  # a range reserved for fiction in a region it may be written for
+        valid = valid or phonenumbers.is_valid_number(number)
+    return valid
 
 
 def _parse(raw: str, region: str | None) -> phonenumbers.PhoneNumber | None:
@@ -151,7 +158,7 @@ def _phones(text: str, regions: Sequence[str]) -> Iterator[Match]:
         if raw.count("(") != raw.count(")"):
             raw = raw.strip("()")
         start = m.start() + m.group().index(raw)
-        if named_otherwise(text, start) or _IBAN_HEAD.search(text, max(0, start - 40), start):
+        if named_otherwise(text, start) or inside_iban(text, start):
             continue
         named = named_before(text, start, _PHONE_NAMES)
         if _valid_phone(raw, regions, named):

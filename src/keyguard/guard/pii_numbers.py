@@ -23,7 +23,7 @@ from stdnum.it import codicefiscale
 from stdnum.nl import bsn
 from stdnum.us import ssn
 
-from keyguard.guard.context import named_before, named_otherwise
+from keyguard.guard.context import inside_iban, named_before, named_otherwise
 from keyguard.guard.findings import Match
 
 __all__ = ["number_matches", "is_card"]
@@ -68,13 +68,15 @@ _NINO = re.compile(
     r"(?<![\w-])(?!BG|GB|KN|NK|NT|TN|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]"
     r" ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![\w-])"
 )
-_SSN_NAMES = re.compile(r"(?i)\b(?:ssn|social security(?: number| no\.?)?|ssa)\b")
+_SSN_NAMES = re.compile(r"(?i)(?<![a-z])(?:ssn|social security(?: number| no\.?)?)(?![a-z])")
 _DE_NAMES = re.compile(
-    r"(?i)(?:steuer[- ]?id|steuer-?identifikationsnummer|identifikationsnummer|idnr|"
+    r"(?i)(?:steuer[-_ ]?id|steuer-?identifikationsnummer|identifikationsnummer|idnr|"
     r"steuernummer|\btax id|\btin\b)"
 )
-_FR_NAMES = re.compile(r"(?i)(?:\bnir\b|s[ée]curit[ée] sociale|\binsee\b|carte vitale|\bsecu\b)")
-_NL_NAMES = re.compile(r"(?i)\b(?:bsn|burgerservicenummer|sofi-?nummer)\b")
+_FR_NAMES = re.compile(
+    r"(?i)(?:(?<![a-z])nir(?![a-z])|s[ée]curit[ée] sociale|\binsee\b|carte vitale|\bsecu\b)"
+)
+_NL_NAMES = re.compile(r"(?i)(?<![a-z])(?:bsn|burgerservicenummer|sofi-?nummer)(?![a-z])")
 
 
 def _issuer(d: str) -> bool:
@@ -114,7 +116,8 @@ def is_card(raw: str) -> bool:
 
 def _cards(text: str) -> Iterator[Match]:
     for m in _CARD.finditer(text):
-        if is_card(m.group()) and not named_otherwise(text, m.start()):
+        start = m.start()
+        if is_card(m.group()) and not (named_otherwise(text, start) or inside_iban(text, start)):
             yield Match("personal", "payment_card", "payment_card", m.start(), m.end())
 
 
