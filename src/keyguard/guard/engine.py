@@ -95,6 +95,7 @@ class GuardEngine:
         size = 0
         limit = min(_BATCH, self.settings.max_text_chars)
         group: list[Slot] = []
+        group_parent: tuple[str | int, ...] | None = None
         for slot in slots:
             if budget <= 0:
                 out.append((slot, Match("secret", UNSCANNED, "request_cap", 0, len(slot.text))))
@@ -105,10 +106,12 @@ class GuardEngine:
                 batch, size = [], 0
             batch.append((slot, size))
             size += len(slot.text) + 1
-            if group and not _same_content(group[-1], slot):
+            parent = _content_list(slot.path)
+            if group and (parent is None or parent != group_parent):
                 self._scan_joined(group, out)
                 group = []
             group.append(slot)
+            group_parent = parent
         if batch:
             self._scan_batch(batch, "\n", out, spanning=False)
         self._scan_joined(group, out)
@@ -168,9 +171,3 @@ def _content_list(path: tuple[str | int, ...]) -> tuple[str | int, ...] | None:
     else:
         return None
     return parent if parent[-1] in ("content", "output") else None
-
-
-def _same_content(a: Slot, b: Slot) -> bool:
-    """True for consecutive text parts of one message's content list."""
-    parent = _content_list(a.path)
-    return parent is not None and parent == _content_list(b.path)

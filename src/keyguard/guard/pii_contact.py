@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import string
 from collections.abc import Iterator, Sequence
 
 import phonenumbers
@@ -30,9 +31,13 @@ from stdnum import isbn
 
 from keyguard.guard.context import inside_iban, named_before, named_otherwise
 from keyguard.guard.findings import Match
+from keyguard.guard.windows import Windows
 
-__all__ = ["contact_matches"]
+__all__ = ["MAX_PHONE_CANDIDATES", "contact_matches"]
 
+MAX_PHONE_CANDIDATES = 256  # phone candidates parsed per text (phonenumbers is the costly step)
+
+_LOCAL_CHARS = frozenset(string.ascii_letters + string.digits + "!#$%&'*+/=?^_`{|}~.-")
 _LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}\Z")
 _DOMAIN = re.compile(
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}([A-Za-z]{2,24})(?![A-Za-z0-9-])"
@@ -53,6 +58,9 @@ def _emails(text: str) -> Iterator[Match]:
     pos = text.find("@")
     while pos != -1:
         nxt = text.find("@", pos + 1)
+        if pos == 0 or text[pos - 1] not in _LOCAL_CHARS or pos + 1 >= len(text):
+            pos = nxt
+            continue
         local = _LOCAL.search(text, max(0, pos - 64), pos)
         domain = _DOMAIN.match(text, pos + 1)
         if local is not None and domain is not None:
@@ -152,8 +160,14 @@ def _trunk_prefix(region: str) -> str | None:
     return "0" if meta is not None and meta.national_prefix == "0" else None
 
 
-def _phones(text: str, regions: Sequence[str]) -> Iterator[Match]:
-    for m in _PHONE.finditer(text):
+def _phones(
+    text: str, lo: int, hi: int, regions: Sequence[str], budget: list[int]
+) -> Iterator[Match]:
+    """Phone numbers in ``text[lo:hi]``; ``budget[0]`` candidates at most are parsed (the
+    costly step), so a text of digit groups cannot make one scan slow."""
+    for m in _PHONE.finditer(text, lo, hi):
+        if budget[0] <= 0:
+            return
         raw = m.group().strip()
         if raw.count("(") != raw.count(")"):
             raw = raw.strip("()")
@@ -161,39 +175,65 @@ def _phones(text: str, regions: Sequence[str]) -> Iterator[Match]:
         if named_otherwise(text, start) or inside_iban(text, start):
             continue
         named = named_before(text, start, _PHONE_NAMES)
+        budget[0] -= 1
         if _valid_phone(raw, regions, named):
             yield Match("personal", "phone", "phone", start, start + len(raw))
 
 
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)")
-_IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 _VERSION = re.compile(r"(?i)(?:version|\bv|release|build|/)\s*$")
 
 
-def _ips(text: str) -> Iterator[Match]:
-    if "." in text:
-        for m in _IPV4.finditer(text):
-            if _VERSION.search(text, max(0, m.start() - 12), m.start()):
-                continue
-            try:
-                address = ipaddress.IPv4Address(m.group())
-            except ValueError:
-                continue
-            if address.is_global:
-                yield Match("personal", "ip_address", "ipv4", m.start(), m.end())
-    if "::" in text or text.count(":") >= 7:
-        for m in _IPV6.finditer(text):
-            try:
-                address6 = ipaddress.IPv6Address(m.group())
-            except ValueError:
-                continue
-            if address6.is_global and address6.ipv4_mapped is None:
-                yield Match("personal", "ip_address", "ipv6", m.start(), m.end())
+def _ipv4(text: str, lo: int, hi: int) -> Iterator[Match]:
+    for m in _IPV4.finditer(text, lo, hi):
+        if _VERSION.search(text, max(0, m.start() - 12), m.start()):
+            continue
+        try:
+            address = ipaddress.IPv4Address(m.group())
+        except ValueError:
+            continue
+        if address.is_global:
+            yield Match("personal", "ip_address", "ipv4", m.start(), m.end())
 
 
-def contact_matches(text: str, regions: Sequence[str]) -> Iterator[Match]:
-    """E-mail addresses, phone numbers and public IP addresses in ``text``."""
+_HEX_COLON = frozenset("0123456789abcdefABCDEF:")
+_IPV6_MAX = 45
+
+
+def _ipv6(text: str) -> Iterator[Match]:
+    """Runs of hex digits and at least two colons, around each colon, parsed as IPv6."""
+    n = len(text)
+    pos = text.find(":")
+    while pos != -1:
+        start = pos
+        while start > 0 and text[start - 1] in _HEX_COLON and pos - start < _IPV6_MAX:
+            start -= 1
+        end = pos + 1
+        while end < n and text[end] in _HEX_COLON and end - start < _IPV6_MAX:
+            end += 1
+        run = text[start:end]
+        if run.count(":") >= 2 and (start == 0 or not _joins(text[start - 1])):
+            if end == n or not _joins(text[end]):
+                try:
+                    address = ipaddress.IPv6Address(run)
+                except ValueError:
+                    address = None
+                if address is not None and address.is_global and address.ipv4_mapped is None:
+                    yield Match("personal", "ip_address", "ipv6", start, end)
+        pos = text.find(":", max(end, pos + 1))
+
+
+def _joins(c: str) -> bool:
+    return c.isalnum() or c in "_.:"
+
+
+def contact_matches(text: str, windows: Windows, regions: Sequence[str]) -> Iterator[Match]:
+    """E-mail addresses in ``text``, phone numbers and IPv4 addresses in its ``windows``
+    (``keyguard.guard.windows``), public IPv6 addresses."""
     if "@" in text:
         yield from _emails(text)
-    yield from _phones(text, regions)
-    yield from _ips(text)
+    budget = [MAX_PHONE_CANDIDATES]
+    for lo, hi in windows:
+        yield from _phones(text, lo, hi, regions, budget)
+        yield from _ipv4(text, lo, hi)
+    yield from _ipv6(text)

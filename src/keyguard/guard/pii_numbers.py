@@ -25,6 +25,7 @@ from stdnum.us import ssn
 
 from keyguard.guard.context import inside_iban, named_before, named_otherwise
 from keyguard.guard.findings import Match
+from keyguard.guard.windows import Windows
 
 __all__ = ["number_matches", "is_card"]
 
@@ -54,9 +55,8 @@ _EXAMPLE_IBANS = frozenset(
 )  # fmt: skip
 _EXAMPLE_IDS = frozenset({"123456789", "12345678Z", "078051120", "219099999", "X1234567L"})
 
-_ANY_DIGIT = re.compile(r"\d")
 _CARD = re.compile(r"(?<![\w.+/-])\d(?:[ -]?\d){11,18}(?![\w/-]|[.,]\d)")
-_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?:[ -]?[A-Z0-9]){10,30}(?![A-Za-z0-9])")
+_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]){10,30}(?![A-Za-z0-9])")
 _SSN = re.compile(r"(?<![\w./-])\d{3}([- ])\d{2}\1\d{4}(?![\w/-]|[.,]\d)")
 _DIGITS = re.compile(r"(?<![\w./+-])\d(?:[ .]?\d){8,14}(?![\w/-]|[.,]\d)")
 _DNI = re.compile(r"(?<![\w-])(?:[XYZ]-?\d{7}|\d{8})-?[A-HJ-NP-TV-Z](?![\w-])")
@@ -114,18 +114,18 @@ def is_card(raw: str) -> bool:
     return _grouped(raw) and _issuer(digits) and luhn.is_valid(digits)
 
 
-def _cards(text: str) -> Iterator[Match]:
-    for m in _CARD.finditer(text):
+def _cards(text: str, lo: int, hi: int) -> Iterator[Match]:
+    for m in _CARD.finditer(text, lo, hi):
         start = m.start()
         if is_card(m.group()) and not (named_otherwise(text, start) or inside_iban(text, start)):
             yield Match("personal", "payment_card", "payment_card", m.start(), m.end())
 
 
-def _ibans(text: str) -> Iterator[Match]:
-    for m in _IBAN.finditer(text):
+def _ibans(text: str, lo: int, hi: int) -> Iterator[Match]:
+    for m in _IBAN.finditer(text, lo, hi):
         raw = m.group()
         for _ in range(4):  # trailing upper-case words may have been taken in: drop them
-            compact = raw.replace(" ", "").replace("-", "")
+            compact = raw.replace(" ", "").replace("-", "").upper()
             if compact not in _EXAMPLE_IBANS and iban.is_valid(compact):
                 yield Match("personal", "iban", "iban", m.start(), m.start() + len(raw))
                 break
@@ -134,8 +134,8 @@ def _ibans(text: str) -> Iterator[Match]:
             raw = raw.rsplit(" ", 1)[0]
 
 
-def _ssns(text: str) -> Iterator[Match]:
-    for m in _SSN.finditer(text):
+def _ssns(text: str, lo: int, hi: int) -> Iterator[Match]:
+    for m in _SSN.finditer(text, lo, hi):
         compact = m.group().replace("-", "").replace(" ", "")
         if compact not in _EXAMPLE_IDS and ssn.is_valid(compact):
             yield Match("personal", "us_ssn", "us_ssn", m.start(), m.end())
@@ -149,8 +149,8 @@ _NAMED_DIGITS: tuple[tuple[str, re.Pattern[str], Callable[[str], bool], int], ..
 )
 
 
-def _named_ids(text: str) -> Iterator[Match]:
-    for m in _DIGITS.finditer(text):
+def _named_ids(text: str, lo: int, hi: int) -> Iterator[Match]:
+    for m in _DIGITS.finditer(text, lo, hi):
         compact = m.group().replace(" ", "").replace(".", "")
         if compact in _EXAMPLE_IDS:
             continue
@@ -160,8 +160,8 @@ def _named_ids(text: str) -> Iterator[Match]:
                 break
 
 
-def _spanish(text: str) -> Iterator[Match]:
-    for m in _DNI.finditer(text):
+def _spanish(text: str, lo: int, hi: int) -> Iterator[Match]:
+    for m in _DNI.finditer(text, lo, hi):
         compact = m.group().replace("-", "")
         if compact in _EXAMPLE_IDS:
             continue
@@ -172,25 +172,22 @@ def _spanish(text: str) -> Iterator[Match]:
             yield Match("personal", "es_dni", "es_dni", m.start(), m.end())
 
 
-def _italian(text: str) -> Iterator[Match]:
-    for m in _CF.finditer(text):
-        if codicefiscale.is_valid(m.group()):
+def _italian(text: str, starts: list[int]) -> Iterator[Match]:
+    for start in starts:
+        m = _CF.match(text, start)
+        if m is not None and codicefiscale.is_valid(m.group()):
             yield Match("personal", "it_fiscal_code", "it_fiscal_code", m.start(), m.end())
 
 
-def _ninos(text: str) -> Iterator[Match]:
-    for m in _NINO.finditer(text):
+def _ninos(text: str, lo: int, hi: int) -> Iterator[Match]:
+    for m in _NINO.finditer(text, lo, hi):
         yield Match("personal", "gb_nino", "gb_nino", m.start(), m.end())
 
 
-def number_matches(text: str) -> Iterator[Match]:
-    """Cards, IBANs and national ids in ``text`` (overlaps left to the caller)."""
-    if _ANY_DIGIT.search(text) is None:
-        return
-    yield from _cards(text)
-    yield from _ibans(text)
-    yield from _ssns(text)
-    yield from _named_ids(text)
-    yield from _spanish(text)
-    yield from _italian(text)
-    yield from _ninos(text)
+def number_matches(text: str, windows: Windows, codes: list[int]) -> Iterator[Match]:
+    """Cards, IBANs and national ids in the ``windows`` of ``text`` and Italian fiscal codes
+    at ``codes`` (``keyguard.guard.windows``); overlaps are left to the caller."""
+    for lo, hi in windows:
+        for detector in (_cards, _ibans, _ssns, _named_ids, _spanish, _ninos):
+            yield from detector(text, lo, hi)
+    yield from _italian(text, codes)
