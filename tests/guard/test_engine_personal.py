@@ -138,3 +138,27 @@ def test_an_unformatted_national_number_needs_its_name() -> None:
 def test_public_ip_addresses_only() -> None:
     text = "client 8.8.4.4 via 10.0.0.1 and 2606:4700:4700::1111"
     assert _found(text) == [("ip_address", "8.8.4.4"), ("ip_address", "2606:4700:4700::1111")]
+
+
+def test_lower_case_and_compact_ibans() -> None:
+    number = pii.iban_number(RNG, "DE", spaced=False)
+    assert _found(f"iban {number.lower()}") == [("iban", number.lower())]
+
+
+def test_digit_groups_inside_an_iban_shaped_token_are_not_cards_or_phones() -> None:
+    number = pii.iban_number(RNG, "DE")
+    broken = number[:2] + str((int(number[2:4]) + 1) % 100).zfill(2) + number[4:]
+    assert _found(f"IBAN {broken}") == []
+
+
+def test_every_numeric_kind_is_found_far_into_a_long_text() -> None:
+    card = pii.card(RNG, "visa", " ")
+    text = "word " * 50_000 + f"card {card} " + "1.2 " * 1000
+    assert _found(text) == [("payment_card", card)]
+
+
+def test_phone_parsing_is_bounded_in_a_text_of_digit_groups() -> None:
+    from keyguard.guard.pii_contact import MAX_PHONE_CANDIDATES
+
+    groups = " ".join(f"0{i:03d} {i:04d}" for i in range(2_000))
+    assert len(_found(groups)) <= MAX_PHONE_CANDIDATES

@@ -216,6 +216,14 @@ def _cs_passwords(text: str) -> Iterator[Hit]:
             pos = text.find(anchor, pos + 1)
 
 
+def _known_inside(decoded: str) -> bool:
+    """True when a more specific detector finds a credential in the decoded pair (an API key
+    sent as the Basic password is reported as that key, from the decoded view)."""
+    from keyguard.scan.detectors import DetectContext, detect  # detectors imports this module
+
+    return bool(detect(decoded, DetectContext(decoded)))
+
+
 _BASIC = re.compile(r"(?i)authorization[\"']?\s*[:=]\s*[\"']?basic\s+([A-Za-z0-9+/]{8,200}={0,2})")
 
 
@@ -231,7 +239,7 @@ def _basic_auth(text: str) -> Iterator[Hit]:
                     decoded = ""
                 user, sep, password = decoded.partition(":")
                 if sep and len(password) >= 4 and not _PASSWORD_PLACEHOLDERS.match(password):
-                    if not is_placeholder(password):
+                    if not is_placeholder(password) and not _known_inside(decoded):
                         yield Hit(
                             "basic_auth", m.start(1), m.end(1), m.group(1), "high",
                             "HTTP Basic credentials",
