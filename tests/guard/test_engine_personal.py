@@ -162,3 +162,10 @@ def test_phone_parsing_is_bounded_in_a_text_of_digit_groups() -> None:
 
     groups = " ".join(f"0{i:03d} {i:04d}" for i in range(2_000))
     assert len(_found(groups)) <= MAX_PHONE_CANDIDATES
+
+
+def test_an_address_at_the_end_of_a_sentence() -> None:
+    assert _found("Mine is 2a00:8cc1:6dcb:d1d7:5939:7820:cee6:2eb8.") == [
+        ("ip_address", "2a00:8cc1:6dcb:d1d7:5939:7820:cee6:2eb8")
+    ]
+    assert _found("Mine is 8.8.4.4.") == [("ip_address", "8.8.4.4")]

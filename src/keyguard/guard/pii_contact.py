@@ -213,7 +213,8 @@ def _ipv6(text: str) -> Iterator[Match]:
             end += 1
         run = text[start:end]
         if run.count(":") >= 2 and (start == 0 or not _joins(text[start - 1])):
-            if end == n or not _joins(text[end]):
+            after = text[end : end + 2]
+            if not after or not (_joins(after[0]) and (after[0] != "." or after[1:].isalnum())):
                 try:
                     address = ipaddress.IPv6Address(run)
                 except ValueError:
