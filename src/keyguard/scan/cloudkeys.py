@@ -160,9 +160,17 @@ _DB_URL = re.compile(
 )
 _PASSWORD_PLACEHOLDERS = re.compile(
     r"(?i)^(?:pass(?:word|wd)?\d*|pwd|secret|changeme|admin|root|test|postgres|guest|user|"
-    r"x+|\*+|\.+|<[^>]*>|\$\{[^}]*\}|\$[A-Z_]+|%[A-Z_]+%|\{\{[^}]*\}\}|\[[^\]]*\]|"
+    r"x+|\*+|\.+|…+|<[^>]*>|\$\{[^}]*\}|\$\([^)]*\)|\$[A-Za-z_]+|%[A-Za-z_]+%|\{+[^}]*\}+|"
+    r"\[[^\]]*\]|%\(?\w*\)?s|\?|:\w+|"
     r"example|sample|dummy|mypassword|yourpassword|my_password|your_password)$"
 )
+
+
+def _placeholder_password(value: str) -> bool:
+    """A template, an ellipsis or a word standing for a password, not one."""
+    if not any(c.isascii() and c.isalnum() for c in value):
+        return True  # "…", "***", "`)" : no letter or digit at all
+    return bool(_PASSWORD_PLACEHOLDERS.match(value)) or is_placeholder(value)
 
 
 def _db_urls(text: str) -> Iterator[Hit]:
@@ -175,7 +183,7 @@ def _db_urls(text: str) -> Iterator[Hit]:
             host = text[m.end(1) + 1 : m.end(1) + 200].split("/", 1)[0]
             if ".cosmos.azure.com" in host or ".documents.azure.com" in host:
                 pass  # a Cosmos DB account key (keyguard.scan.servicekeys)
-            elif not (_PASSWORD_PLACEHOLDERS.match(value) or is_placeholder(value)):
+            elif not _placeholder_password(value):
                 yield Hit(
                     "connection_string_password", m.start(1), m.end(1), value, "medium",
                     "password in a database URL",
@@ -204,8 +212,7 @@ def _cs_passwords(text: str) -> Iterator[Hit]:
                 value = m.group(1).strip("\"'")
                 if (
                     _CS_CONTEXT.search(text, line_start or max(0, pos - 400), pos)
-                    and not _PASSWORD_PLACEHOLDERS.match(value)
-                    and not is_placeholder(value)
+                    and not _placeholder_password(value)
                     and not value.startswith(("$", "{", "<", "%"))
                 ):
                     start = m.start(1) + (1 if m.group(1)[0] in "\"'" else 0)
