@@ -45,6 +45,14 @@ def _gcp(rng: random.Random) -> Made:
     return json.dumps(doc, indent=2), "service account key file", "GOOGLE_CREDENTIALS"
 
 
+def _password(rng: random.Random) -> str:
+    words = ["Summer", "Harbor", "Violet", "Tundra", "Quartz", "Maple", "Falcon", "Cobalt"]
+    return (
+        rng.choice(words) + str(rng.randint(10, 9999)) + rng.choice("!#%&*?@")
+        + "".join(rng.choice(string.ascii_letters) for _ in range(rng.randint(0, 4)))
+    )  # fmt: skip
+
+
 def _fixed(value: str, label: str, key: str) -> Callable[[random.Random], Made]:
     return lambda rng: (value, label, key)
 
@@ -174,6 +182,10 @@ GENERATORS: dict[str, Gen] = {
     "DB_URL": ("connection_string_password", lambda r: (
         f"postgresql://app_user:{samples.token(r, 'db_password')}@db-prod-{r.randint(1, 9)}"
         ".internal:5432/orders", "database URL", "DATABASE_URL")),
+    "PASSWORD": ("password", lambda r: (_password(r), "password", "DB_PASSWORD")),
+    "API_SECRET": ("named_secret", lambda r: (
+        "".join(r.choice(string.ascii_letters + string.digits) for _ in range(r.randint(20, 40))),
+        "API secret", "api_secret")),
     # personal data
     "CARD": ("payment_card", lambda r: (samples.card(r, r.choice(
         ["visa", "mastercard", "mc2", "amex", "discover", "jcb"]), r.choice(["", " ", "-"])),

@@ -31,7 +31,7 @@ from keyguard.guard.settings import BUILTIN_CATEGORIES, GuardSettings  # noqa: E
 
 TARGET = 0.97
 FP_TARGET = 0.01
-_PERSONAL = BUILTIN_CATEGORIES - {"unscanned"}
+_PERSONAL = BUILTIN_CATEGORIES - {"unscanned", "password", "named_secret"}
 
 
 def family_of(category: str, custom: set[str]) -> str:

@@ -235,3 +235,32 @@ def test_a_key_split_across_string_literals_is_found() -> None:
 )
 def test_placeholders_and_lookalikes_are_not_secrets(text: str) -> None:
     assert [m for m in ENGINE.scan(text) if m.family == "secret"] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ('spring.datasource.password: "Harbor2291!xq"', "password"),
+        ("POSTGRES_PASSWORD=Quartz77#Lm", "password"),
+        ('{"client_secret": "q8Z3kL9pQ2mN7xZ4aR5t"}', "named_secret"),
+    ],
+)
+def test_values_named_as_passwords_or_secrets(text: str, category: str) -> None:
+    assert _only(text).category == category
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "password_min_length: 12",
+        'password = os.environ["DB_PASSWORD"]',
+        "client_secret = settings.CLIENT_SECRET",
+        "DB_PASSWORD=changeme",
+        "password: <your-password>",
+        "max_tokens: 4096",
+        "password: hunter2",
+        "keyVaultSecretName: openai-api-key",
+    ],
+)
+def test_names_without_a_secret_value(text: str) -> None:
+    assert ENGINE.scan(text) == []

@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 
+from keyguard.guard.assigned import assigned_secrets
 from keyguard.guard.custom import CustomRules
 from keyguard.guard.findings import Match, Slot
 from keyguard.guard.normalize import prepare
@@ -25,6 +26,7 @@ from keyguard.guard.settings import GuardSettings
 __all__ = ["GuardEngine", "UNSCANNED"]
 
 UNSCANNED = "unscanned"
+_ASSIGNED_PRIORITY = 100  # a value known by its name only: any shaped kind wins
 _BATCH = 64 * 1024  # characters of slots scanned in one pass
 _FAMILY_RANK = {"secret": 0, "custom": 1, "personal": 2}
 
@@ -65,6 +67,8 @@ class GuardEngine:
         found: list[tuple[tuple[int, int], Match]] = []
         for priority, m in secret_matches(body):
             found.append(((0, priority), m))
+        for m in assigned_secrets(body):
+            found.append(((0, _ASSIGNED_PRIORITY), m))
         if self._custom:
             for m in self._custom.matches(body, self.settings.max_matches):
                 found.append(((1, 0), m))
