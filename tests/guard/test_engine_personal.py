@@ -6,8 +6,8 @@ import random
 
 import pytest
 
+from keyguard.guard import samples as pii
 from keyguard.guard.engine import GuardEngine
-from tests.guard import pii
 
 ENGINE = GuardEngine()
 RNG = random.Random(14)
@@ -38,7 +38,6 @@ def _found(text: str) -> list[tuple[str, str]]:
         "servers 10.0.0.1, 192.168.1.10, 127.0.0.1, 172.16.0.5, 100.64.0.1, 198.51.100.7",
         "IPv6 ::1, fe80::1, 2001:db8::1 and 12:30:45",
         "QQ 12 34 56 C and QQ123456C",
-        "DE89 3704 0044 0532 0130 00",
         "call (555) 010-0123 or +1 202-555-0143 or 07700 900123",
         "build 20240115.3, invoice 3 4567 8901, port 8080, PID 12345678",
         "0000 0000 0000 0000 and 1234 5678 9012 3456",
@@ -138,3 +137,38 @@ def test_an_unformatted_national_number_needs_its_name() -> None:
 def test_public_ip_addresses_only() -> None:
     text = "client 8.8.4.4 via 10.0.0.1 and 2606:4700:4700::1111"
     assert _found(text) == [("ip_address", "8.8.4.4"), ("ip_address", "2606:4700:4700::1111")]
+
+
+def test_lower_case_and_compact_ibans() -> None:
+    number = pii.iban_number(RNG, "DE", spaced=False)
+    assert _found(f"iban {number.lower()}") == [("iban", number.lower())]
+
+
+def test_digit_groups_inside_an_iban_shaped_token_are_not_cards_or_phones() -> None:
+    number = pii.iban_number(RNG, "DE")
+    broken = number[:2] + str((int(number[2:4]) + 1) % 100).zfill(2) + number[4:]
+    assert _found(f"IBAN {broken}") == []
+
+
+def test_every_numeric_kind_is_found_far_into_a_long_text() -> None:
+    card = pii.card(RNG, "visa", " ")
+    text = "word " * 50_000 + f"card {card} " + "1.2 " * 1000
+    assert _found(text) == [("payment_card", card)]
+
+
+def test_phone_parsing_is_bounded_in_a_text_of_digit_groups() -> None:
+    from keyguard.guard.pii_contact import MAX_PHONE_CANDIDATES
+
+    groups = " ".join(f"0{i:03d} {i:04d}" for i in range(2_000))
+    assert len(_found(groups)) <= MAX_PHONE_CANDIDATES
+
+
+def test_an_address_at_the_end_of_a_sentence() -> None:
+    assert _found("Mine is 2a00:8cc1:6dcb:d1d7:5939:7820:cee6:2eb8.") == [
+        ("ip_address", "2a00:8cc1:6dcb:d1d7:5939:7820:cee6:2eb8")
+    ]
+    assert _found("Mine is 8.8.4.4.") == [("ip_address", "8.8.4.4")]
+
+
+def test_a_documentation_iban_is_reported_it_passes_every_check() -> None:
+    assert _found("IBAN DE89 3704 0044 0532 0130 00") == [("iban", "DE89 3704 0044 0532 0130 00")]

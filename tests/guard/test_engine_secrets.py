@@ -123,6 +123,12 @@ def test_matches_never_carry_the_value() -> None:
         ("glpat-" + _rand(20), "gitlab_token"),
         ("hf_" + _rand(34), "huggingface_token"),
         ("AIza" + _rand(35), "google_api_key"),
+        ("GOCSPX-" + _rand(28), "google_oauth_secret"),
+        ("gsk_" + _rand(52), "groq_key"),
+        ("dapi" + _rand(32, "0123456789abcdef"), "databricks_token"),
+        (_rand(9, string.digits) + ":AA" + _rand(33), "telegram_bot_token"),
+        ("sk-ant-api03-" + _rand(93) + "AA", "anthropic_key"),
+        ("SG." + _rand(22) + "." + _rand(43), "sendgrid_key"),
     ],
 )
 def test_each_kind_is_found_with_its_category(value: str, category: str) -> None:
@@ -140,7 +146,7 @@ def test_a_service_account_json_is_a_gcp_key() -> None:
         + f'", "private_key": "{body}", "client_email": "x@p.iam.gserviceaccount.com"}}'
     )
     found = [(m.family, m.category) for m in ENGINE.scan(text)]
-    assert found == [("secret", "gcp_service_account_key"), ("personal", "email")]
+    assert found == [("secret", "gcp_service_account_key")]  # a service account: no person
 
 
 def test_connection_strings_and_urls_with_passwords() -> None:
@@ -151,6 +157,42 @@ def test_connection_strings_and_urls_with_passwords() -> None:
     assert _only(f"DATABASE_URL=postgres://app:{pw}@db.internal:5432/app").category == (
         "connection_string_password"
     )
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "Server=tcp:sql-x.database.windows.net,1433;Database=db;User ID=app;Password={pw};",
+        "cache-x.redis.cache.windows.net:6380,password={pw},ssl=True,abortConnect=False",
+        "mysql://svc:{pw}@10.0.0.5:3306/shop",
+    ],
+)
+def test_passwords_in_connection_strings(template: str) -> None:
+    pw = _rand(20)
+    text = template.format(pw=pw)
+    m = _only(text)
+    assert m.category == "connection_string_password" and text[m.start : m.end] == pw
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Server=db;Database=app;User Id=sa;Password=<password>;",
+        "Server=db;User Id=sa;Password=${SQL_PASSWORD};",
+        "the password=changeme is the default",
+        "Authorization: Basic dXNlcjpwYXNzd29yZA==",  # user:password
+    ],
+)
+def test_password_placeholders_are_not_reported(text: str) -> None:
+    assert ENGINE.scan(text) == []
+
+
+def test_basic_credentials_and_a_key_sent_as_the_basic_password() -> None:
+    creds = base64.b64encode(f"svc-reporting:{_rand(18)}".encode()).decode()
+    assert _only(f"Authorization: Basic {creds}").category == "basic_auth"
+    key = testkeys.azure_key()
+    wrapped = base64.b64encode(f"apikey:{key}".encode()).decode()
+    assert _only(f"Authorization: Basic {wrapped}").category == "azure_openai_key"
 
 
 @pytest.mark.parametrize(
@@ -193,3 +235,32 @@ def test_a_key_split_across_string_literals_is_found() -> None:
 )
 def test_placeholders_and_lookalikes_are_not_secrets(text: str) -> None:
     assert [m for m in ENGINE.scan(text) if m.family == "secret"] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ('spring.datasource.password: "Harbor2291!xq"', "password"),
+        ("POSTGRES_PASSWORD=Quartz77#Lm", "password"),
+        ('{"client_secret": "q8Z3kL9pQ2mN7xZ4aR5t"}', "named_secret"),
+    ],
+)
+def test_values_named_as_passwords_or_secrets(text: str, category: str) -> None:
+    assert _only(text).category == category
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "password_min_length: 12",
+        'password = os.environ["DB_PASSWORD"]',
+        "client_secret = settings.CLIENT_SECRET",
+        "DB_PASSWORD=changeme",
+        "password: <your-password>",
+        "max_tokens: 4096",
+        "password: hunter2",
+        "keyVaultSecretName: openai-api-key",
+    ],
+)
+def test_names_without_a_secret_value(text: str) -> None:
+    assert ENGINE.scan(text) == []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["named_before", "named_otherwise"]
+__all__ = ["inside_iban", "named_before", "named_otherwise"]
 
 WINDOW = 48  # characters before a candidate that may name it
 _OTHERWISE = re.compile(
@@ -16,7 +16,7 @@ _OTHERWISE = re.compile(
     r"isbn(?:-1[03])?|issn|ean|gtin|upc|part|build|version|transaction|txn|confirmation|"
     r"booking|reservation|receipt|batch|lot|item|product|request|trace|"
     r"correlation|session|job|run|commit|file|row|record|doi|pmid|arxiv)"
-    r"(?:\s*(?:no\.?|nr\.?|number|num|id|#|code))?\s*[:#=]?\s*[#(\"'`]?\s*$"
+    r"(?:[\s_-]*(?:no\.?|nr\.?|number|num|id|#|code|ref))?[\"'`]?\s*[:#=]?\s*[#(\"'`\[]?\s*$"
 )
 
 
@@ -28,3 +28,12 @@ def named_before(text: str, start: int, names: re.Pattern[str]) -> bool:
 def named_otherwise(text: str, start: int) -> bool:
     """True when the words right before ``start`` name the value as a non-personal number."""
     return _OTHERWISE.search(text[max(0, start - 32) : start]) is not None
+
+
+_IBAN_HEAD = re.compile(r"[A-Z]{2}\d{2}(?:[ -][A-Z0-9]{4})*[ -]\Z")
+
+
+def inside_iban(text: str, start: int) -> bool:
+    """True when the digit groups at ``start`` continue an IBAN-shaped token (``DE44 5001
+    ...``): not a card or a phone number of their own, whether the IBAN is valid or not."""
+    return _IBAN_HEAD.search(text, max(0, start - 40), start) is not None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 
+from keyguard.guard.assigned import assigned_secrets
 from keyguard.guard.custom import CustomRules
 from keyguard.guard.findings import Match, Slot
 from keyguard.guard.normalize import prepare
@@ -25,6 +26,7 @@ from keyguard.guard.settings import GuardSettings
 __all__ = ["GuardEngine", "UNSCANNED"]
 
 UNSCANNED = "unscanned"
+_ASSIGNED_PRIORITY = 100  # a value known by its name only: any shaped kind wins
 _BATCH = 64 * 1024  # characters of slots scanned in one pass
 _FAMILY_RANK = {"secret": 0, "custom": 1, "personal": 2}
 
@@ -65,6 +67,8 @@ class GuardEngine:
         found: list[tuple[tuple[int, int], Match]] = []
         for priority, m in secret_matches(body):
             found.append(((0, priority), m))
+        for m in assigned_secrets(body):
+            found.append(((0, _ASSIGNED_PRIORITY), m))
         if self._custom:
             for m in self._custom.matches(body, self.settings.max_matches):
                 found.append(((1, 0), m))
@@ -83,54 +87,83 @@ class GuardEngine:
     def scan_slots(self, slots: Sequence[Slot]) -> list[tuple[Slot, Match]]:
         """The matches of every slot of one request, reading at most ``max_request_chars``.
 
-        Slots are scanned in batches of up to ``_BATCH`` characters (many tiny parts cost
-        one scan, not one each): consecutive parts of one message's content are joined with
-        nothing between them (the model reads them as one text, so a value split across
-        parts is found), other slots with a line break. A match is reported on each slot it
-        covers, clipped to that slot's text."""
+        Slots are scanned in batches of up to ``_BATCH`` characters, a line break between
+        two slots (many tiny parts cost one scan, not one each). The text parts of one
+        message's content list are also scanned joined with nothing between them, as the
+        model reads them, and the matches that span two parts are added: a value split
+        across parts is found. A match is reported on each slot it covers, clipped to that
+        slot's text."""
         budget = self.settings.max_request_chars
         out: list[tuple[Slot, Match]] = []
         batch: list[tuple[Slot, int]] = []
-        parts: list[str] = []
         size = 0
-        previous: Slot | None = None
+        limit = min(_BATCH, self.settings.max_text_chars)
+        group: list[Slot] = []
+        group_parent: tuple[str | int, ...] | None = None
         for slot in slots:
             if budget <= 0:
                 out.append((slot, Match("secret", UNSCANNED, "request_cap", 0, len(slot.text))))
                 continue
             budget -= len(slot.text)
-            if size and size + len(slot.text) > min(_BATCH, self.settings.max_text_chars):
-                self._scan_batch("".join(parts), batch, out)
-                batch, parts, size, previous = [], [], 0, None
-            if previous is not None and not _same_content(previous, slot):
-                parts.append("\n")
-                size += 1
+            if batch and size + len(slot.text) > limit:
+                self._scan_batch(batch, "\n", out, spanning=False)
+                batch, size = [], 0
             batch.append((slot, size))
-            parts.append(slot.text)
-            size += len(slot.text)
-            previous = slot
+            size += len(slot.text) + 1
+            parent = _content_list(slot.path)
+            if group and (parent is None or parent != group_parent):
+                self._scan_joined(group, out)
+                group = []
+            group.append(slot)
+            group_parent = parent
         if batch:
-            self._scan_batch("".join(parts), batch, out)
+            self._scan_batch(batch, "\n", out, spanning=False)
+        self._scan_joined(group, out)
         return out
 
-    def _scan_batch(
-        self, text: str, batch: list[tuple[Slot, int]], out: list[tuple[Slot, Match]]
-    ) -> None:
-        matches = self.scan(text)
-        if not matches:
+    def _scan_joined(self, group: list[Slot], out: list[tuple[Slot, Match]]) -> None:
+        if len(group) < 2:
             return
+        limit = min(_BATCH, self.settings.max_text_chars)
+        batch: list[tuple[Slot, int]] = []
+        size = 0
+        for slot in group:
+            if batch and size + len(slot.text) > limit:
+                self._scan_batch(batch, "", out, spanning=True)
+                last = batch[-1][0]  # the last part again: a value split across the cut
+                batch, size = [(last, 0)], len(last.text)
+            batch.append((slot, size))
+            size += len(slot.text)
+        self._scan_batch(batch, "", out, spanning=True)
+
+    def _scan_batch(
+        self,
+        batch: list[tuple[Slot, int]],
+        glue: str,
+        out: list[tuple[Slot, Match]],
+        spanning: bool,
+    ) -> None:
+        if len(batch) < 2 and spanning:
+            return
+        matches = self.scan(glue.join(slot.text for slot, _ in batch))
         starts = [offset for _, offset in batch]
         for m in matches:
+            if spanning and m.category == UNSCANNED:
+                continue
             i = max(bisect.bisect_right(starts, m.start) - 1, 0)
+            pieces: list[tuple[Slot, Match]] = []
             while i < len(batch):
                 slot, offset = batch[i]
-                lo, hi = max(m.start, offset), min(m.end, offset + len(slot.text))
-                if offset >= m.end:
+                if offset >= m.end and m.end > m.start:
                     break
+                lo, hi = max(m.start, offset), min(m.end, offset + len(slot.text))
                 if lo < hi or (m.start == m.end == lo):
-                    out.append((slot, Match(m.family, m.category, m.detector, lo - offset,
-                                            hi - offset)))  # fmt: skip
+                    pieces.append(
+                        (slot, Match(m.family, m.category, m.detector, lo - offset, hi - offset))
+                    )
                 i += 1
+            if not spanning or len(pieces) > 1:
+                out.extend(pieces)
 
 
 def _content_list(path: tuple[str | int, ...]) -> tuple[str | int, ...] | None:
@@ -142,9 +175,3 @@ def _content_list(path: tuple[str | int, ...]) -> tuple[str | int, ...] | None:
     else:
         return None
     return parent if parent[-1] in ("content", "output") else None
-
-
-def _same_content(a: Slot, b: Slot) -> bool:
-    """True for consecutive text parts of one message's content list."""
-    parent = _content_list(a.path)
-    return parent is not None and parent == _content_list(b.path)

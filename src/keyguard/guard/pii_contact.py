@@ -7,10 +7,12 @@
   (``logo@2x.png``).
 * **Phone**: parsed and validated with ``phonenumbers``. A number written with its country
   code (``+44 ...``, ``0049 ...``) is read as such; a national number is read in the
-  configured regions, and only when it is written with separators (``(415) 555-2671``,
-  ``030 1234 5678``) or named (``phone``, ``tel``, ``mobile``, ...). Dates, times, IP
-  addresses, version strings, ISBNs, numbers named as order or invoice numbers, and the
-  ranges reserved for fiction (US 555-01xx, Ofcom's drama ranges) are not reported.
+  configured regions whose trunk prefix it has (``0`` for GB, DE, FR, NL; none for US, ES,
+  IT), and only when it is written with separators (``(415) 555-2671``, ``030 1234 5678``)
+  or named (``phone``, ``tel``, ``mobile``, ...); it is reported when valid in one of them.
+  Dates, times, IP addresses, version strings, ISBNs, numbers named as order or invoice
+  numbers, and the ranges reserved for fiction (US 555-01xx, Ofcom's drama ranges) are not
+  reported.
 * **IP address**: IPv4 and IPv6, reported only when globally routable: private, loopback,
   link-local, shared (CGNAT), multicast, reserved and documentation ranges (192.0.2.0/24,
   198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32) are not personal data of anyone. A dotted
@@ -21,22 +23,29 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import string
 from collections.abc import Iterator, Sequence
 
 import phonenumbers
 from stdnum import isbn
 
-from keyguard.guard.context import named_before, named_otherwise
+from keyguard.guard.context import inside_iban, named_before, named_otherwise
 from keyguard.guard.findings import Match
+from keyguard.guard.windows import Windows
 
-__all__ = ["contact_matches"]
+__all__ = ["MAX_PHONE_CANDIDATES", "contact_matches"]
 
+MAX_PHONE_CANDIDATES = 256  # phone candidates parsed per text (phonenumbers is the costly step)
+
+_LOCAL_CHARS = frozenset(string.ascii_letters + string.digits + "!#$%&'*+/=?^_`{|}~.-")
 _LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}\Z")
 _DOMAIN = re.compile(
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}([A-Za-z]{2,24})(?![A-Za-z0-9-])"
 )
 _RESERVED = re.compile(
-    r"(?i)(?:^|\.)(?:example\.(?:com|net|org)|example|test|invalid|localhost|local)$"
+    r"(?i)(?:^|\.)(?:example\.(?:com|net|org)|example|test|invalid|localhost|local|"
+    r"gserviceaccount\.com|users\.noreply\.github\.com)$|"
+    r"^(?:test|domain|yourdomain|yourcompany|company|email|sample)\.com$"
 )
 _FILE_TLDS = frozenset(
     "png jpg jpeg gif svg webp ico bmp tiff css js mjs ts tsx jsx map json yaml yml xml html "
@@ -49,6 +58,9 @@ def _emails(text: str) -> Iterator[Match]:
     pos = text.find("@")
     while pos != -1:
         nxt = text.find("@", pos + 1)
+        if pos == 0 or text[pos - 1] not in _LOCAL_CHARS or pos + 1 >= len(text):
+            pos = nxt
+            continue
         local = _LOCAL.search(text, max(0, pos - 64), pos)
         domain = _DOMAIN.match(text, pos + 1)
         if local is not None and domain is not None:
@@ -70,7 +82,7 @@ def _emails(text: str) -> Iterator[Match]:
         pos = nxt
 
 
-_PHONE = re.compile(r"(?<![\w+@/.:=#$-])(?:\+|00)?\(?\d[\d \t().-]{5,22}\d\)?(?![\w@/-]|[.,:]\d)")
+_PHONE = re.compile(r"(?<![\w+@/.#$-])(?:\+|00)?\(?\d[\d \t().-]{5,22}\d\)?(?![\w@/-]|[.,:]\d)")
 _PHONE_NAMES = re.compile(
     r"(?i)(?:phone|tel\b|telephone|mobile|cell|fax|whatsapp|sms|call|text me|reach me|"
     r"t[ée]l[ée]phone|telefon|handy|m[óo]vil|cellulare|contact)"
@@ -78,7 +90,6 @@ _PHONE_NAMES = re.compile(
 _DATE = re.compile(
     r"^(?:\d{4}[-./ ]\d{1,2}[-./ ]\d{1,2}|\d{1,2}[-./ ]\d{1,2}[-./ ]\d{2,4})(?:[ T]\d{1,2})?$"
 )
-_IBAN_HEAD = re.compile(r"[A-Z]{2}\d{2}(?: [A-Z0-9]{4})+ \Z")
 _SSN_SHAPE = re.compile(r"^\d{3}([- ])\d{2}\1\d{4}$")
 _RUNS = ("1234567", "2345678", "3456789", "9876543", "8765432", "7654321")
 _DOTTED = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
@@ -92,8 +103,8 @@ _FICTION = {
 }  # fmt: skip
 
 
-def _fictional(number: phonenumbers.PhoneNumber) -> bool:
-    region = phonenumbers.region_code_for_number(number)
+def _fictional(number: phonenumbers.PhoneNumber, region: str | None = None) -> bool:
+    region = region or phonenumbers.region_code_for_number(number)
     nsn = phonenumbers.national_significant_number(number)
     if region in ("US", "CA") and (nsn[3:8] == "55501" or nsn[:3] == "555"):
         return True
@@ -118,13 +129,17 @@ def _valid_phone(raw: str, regions: Sequence[str], named: bool) -> bool:
     if international:
         return _valid_in(_parse("+" + raw[2:] if raw.startswith("00") else raw, None))
     trunk = "0" if digits.startswith("0") else None
+    valid = False
     for region in regions:
         if _trunk_prefix(region) != trunk:
             continue
         number = _parse(raw, region)
-        if number is not None and phonenumbers.is_possible_number(number):
-            return _valid_in(number)  # the first region where it can be a number decides
-    return False
+        if number is None:
+            continue
+        if _fictional(number, region):
+            return False  # a range reserved for fiction in a region it may be written for
+        valid = valid or phonenumbers.is_valid_number(number)
+    return valid
 
 
 def _parse(raw: str, region: str | None) -> phonenumbers.PhoneNumber | None:
@@ -145,48 +160,81 @@ def _trunk_prefix(region: str) -> str | None:
     return "0" if meta is not None and meta.national_prefix == "0" else None
 
 
-def _phones(text: str, regions: Sequence[str]) -> Iterator[Match]:
-    for m in _PHONE.finditer(text):
+def _phones(
+    text: str, lo: int, hi: int, regions: Sequence[str], budget: list[int]
+) -> Iterator[Match]:
+    """Phone numbers in ``text[lo:hi]``; ``budget[0]`` candidates at most are parsed (the
+    costly step), so a text of digit groups cannot make one scan slow."""
+    for m in _PHONE.finditer(text, lo, hi):
+        if budget[0] <= 0:
+            return
         raw = m.group().strip()
         if raw.count("(") != raw.count(")"):
             raw = raw.strip("()")
         start = m.start() + m.group().index(raw)
-        if named_otherwise(text, start) or _IBAN_HEAD.search(text, max(0, start - 40), start):
+        if named_otherwise(text, start) or inside_iban(text, start):
             continue
         named = named_before(text, start, _PHONE_NAMES)
+        budget[0] -= 1
         if _valid_phone(raw, regions, named):
             yield Match("personal", "phone", "phone", start, start + len(raw))
 
 
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)")
-_IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 _VERSION = re.compile(r"(?i)(?:version|\bv|release|build|/)\s*$")
 
 
-def _ips(text: str) -> Iterator[Match]:
-    if "." in text:
-        for m in _IPV4.finditer(text):
-            if _VERSION.search(text, max(0, m.start() - 12), m.start()):
-                continue
-            try:
-                address = ipaddress.IPv4Address(m.group())
-            except ValueError:
-                continue
-            if address.is_global:
-                yield Match("personal", "ip_address", "ipv4", m.start(), m.end())
-    if "::" in text or text.count(":") >= 7:
-        for m in _IPV6.finditer(text):
-            try:
-                address6 = ipaddress.IPv6Address(m.group())
-            except ValueError:
-                continue
-            if address6.is_global and address6.ipv4_mapped is None:
-                yield Match("personal", "ip_address", "ipv6", m.start(), m.end())
+def _ipv4(text: str, lo: int, hi: int) -> Iterator[Match]:
+    for m in _IPV4.finditer(text, lo, hi):
+        if _VERSION.search(text, max(0, m.start() - 12), m.start()):
+            continue
+        try:
+            address = ipaddress.IPv4Address(m.group())
+        except ValueError:
+            continue
+        if address.is_global:
+            yield Match("personal", "ip_address", "ipv4", m.start(), m.end())
 
 
-def contact_matches(text: str, regions: Sequence[str]) -> Iterator[Match]:
-    """E-mail addresses, phone numbers and public IP addresses in ``text``."""
+_HEX_COLON = frozenset("0123456789abcdefABCDEF:")
+_IPV6_MAX = 45
+
+
+def _ipv6(text: str) -> Iterator[Match]:
+    """Runs of hex digits and at least two colons, around each colon, parsed as IPv6."""
+    n = len(text)
+    pos = text.find(":")
+    while pos != -1:
+        start = pos
+        while start > 0 and text[start - 1] in _HEX_COLON and pos - start < _IPV6_MAX:
+            start -= 1
+        end = pos + 1
+        while end < n and text[end] in _HEX_COLON and end - start < _IPV6_MAX:
+            end += 1
+        run = text[start:end]
+        if run.count(":") >= 2 and (start == 0 or not _joins(text[start - 1])):
+            after = text[end : end + 2]
+            if not after or not (_joins(after[0]) and (after[0] != "." or after[1:].isalnum())):
+                try:
+                    address = ipaddress.IPv6Address(run)
+                except ValueError:
+                    address = None
+                if address is not None and address.is_global and address.ipv4_mapped is None:
+                    yield Match("personal", "ip_address", "ipv6", start, end)
+        pos = text.find(":", max(end, pos + 1))
+
+
+def _joins(c: str) -> bool:
+    return c.isalnum() or c in "_.:"
+
+
+def contact_matches(text: str, windows: Windows, regions: Sequence[str]) -> Iterator[Match]:
+    """E-mail addresses in ``text``, phone numbers and IPv4 addresses in its ``windows``
+    (``keyguard.guard.windows``), public IPv6 addresses."""
     if "@" in text:
         yield from _emails(text)
-    yield from _phones(text, regions)
-    yield from _ips(text)
+    budget = [MAX_PHONE_CANDIDATES]
+    for lo, hi in windows:
+        yield from _phones(text, lo, hi, regions, budget)
+        yield from _ipv4(text, lo, hi)
+    yield from _ipv6(text)

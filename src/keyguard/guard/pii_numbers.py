@@ -5,9 +5,10 @@ one): a card passes Luhn, an issuer's range and length and a plausible grouping;
 passes its country's length and format and mod-97; a national id passes its check digit or
 letter and its structural rules. Kinds whose check is weak (an 11-digit German tax id, a
 9-digit Dutch BSN, a 9-digit SSN without dashes) are only reported after a naming word
-(``Steuer-ID``, ``BSN``, ``SSN``). Documentation values (test cards, example IBANs,
-``123-45-6789``, ``12345678Z``) and numbers named as something else (``order``,
-``invoice``, ``tracking``, ``ISBN``) are not reported.
+(``Steuer-ID``, ``BSN``, ``SSN``). Documentation values (test cards, ``123-45-6789``,
+``12345678Z``) and numbers named as something else (``order``, ``invoice``, ``tracking``,
+``ISBN``) are not reported. Documentation IBANs (``DE89 3704 ...``) pass every check and are
+reported: nothing tells them from an account.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from stdnum.it import codicefiscale
 from stdnum.nl import bsn
 from stdnum.us import ssn
 
-from keyguard.guard.context import named_before, named_otherwise
+from keyguard.guard.context import inside_iban, named_before, named_otherwise
 from keyguard.guard.findings import Match
+from keyguard.guard.windows import Windows
 
 __all__ = ["number_matches", "is_card"]
 
@@ -44,19 +46,10 @@ _TEST_CARDS = frozenset(
         "5425233430109903", "2222420000001113", "2223000048410010", "4263982640269299",
     }
 )  # fmt: skip
-_EXAMPLE_IBANS = frozenset(
-    {
-        "DE89370400440532013000", "GB82WEST12345698765432", "GB29NWBK60161331926819",
-        "FR1420041010050500013M02606", "NL91ABNA0417164300", "ES9121000418450200051332",
-        "IT60X0542811101000000123456", "CH9300762011623852957", "AT611904300234573201",
-        "BE68539007547034", "GB33BUKB20201555555555", "DE75512108001245126199",
-    }
-)  # fmt: skip
 _EXAMPLE_IDS = frozenset({"123456789", "12345678Z", "078051120", "219099999", "X1234567L"})
 
-_ANY_DIGIT = re.compile(r"\d")
 _CARD = re.compile(r"(?<![\w.+/-])\d(?:[ -]?\d){11,18}(?![\w/-]|[.,]\d)")
-_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?:[ -]?[A-Z0-9]){10,30}(?![A-Za-z0-9])")
+_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]){10,30}(?![A-Za-z0-9])")
 _SSN = re.compile(r"(?<![\w./-])\d{3}([- ])\d{2}\1\d{4}(?![\w/-]|[.,]\d)")
 _DIGITS = re.compile(r"(?<![\w./+-])\d(?:[ .]?\d){8,14}(?![\w/-]|[.,]\d)")
 _DNI = re.compile(r"(?<![\w-])(?:[XYZ]-?\d{7}|\d{8})-?[A-HJ-NP-TV-Z](?![\w-])")
@@ -68,13 +61,15 @@ _NINO = re.compile(
     r"(?<![\w-])(?!BG|GB|KN|NK|NT|TN|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]"
     r" ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![\w-])"
 )
-_SSN_NAMES = re.compile(r"(?i)\b(?:ssn|social security(?: number| no\.?)?|ssa)\b")
+_SSN_NAMES = re.compile(r"(?i)(?<![a-z])(?:ssn|social security(?: number| no\.?)?)(?![a-z])")
 _DE_NAMES = re.compile(
-    r"(?i)(?:steuer[- ]?id|steuer-?identifikationsnummer|identifikationsnummer|idnr|"
+    r"(?i)(?:steuer[-_ ]?id|steuer-?identifikationsnummer|identifikationsnummer|idnr|"
     r"steuernummer|\btax id|\btin\b)"
 )
-_FR_NAMES = re.compile(r"(?i)(?:\bnir\b|s[ée]curit[ée] sociale|\binsee\b|carte vitale|\bsecu\b)")
-_NL_NAMES = re.compile(r"(?i)\b(?:bsn|burgerservicenummer|sofi-?nummer)\b")
+_FR_NAMES = re.compile(
+    r"(?i)(?:(?<![a-z])nir(?![a-z])|s[ée]curit[ée] sociale|\binsee\b|carte vitale|\bsecu\b)"
+)
+_NL_NAMES = re.compile(r"(?i)(?<![a-z])(?:bsn|burgerservicenummer|sofi-?nummer)(?![a-z])")
 
 
 def _issuer(d: str) -> bool:
@@ -112,18 +107,19 @@ def is_card(raw: str) -> bool:
     return _grouped(raw) and _issuer(digits) and luhn.is_valid(digits)
 
 
-def _cards(text: str) -> Iterator[Match]:
-    for m in _CARD.finditer(text):
-        if is_card(m.group()) and not named_otherwise(text, m.start()):
+def _cards(text: str, lo: int, hi: int) -> Iterator[Match]:
+    for m in _CARD.finditer(text, lo, hi):
+        start = m.start()
+        if is_card(m.group()) and not (named_otherwise(text, start) or inside_iban(text, start)):
             yield Match("personal", "payment_card", "payment_card", m.start(), m.end())
 
 
-def _ibans(text: str) -> Iterator[Match]:
-    for m in _IBAN.finditer(text):
+def _ibans(text: str, lo: int, hi: int) -> Iterator[Match]:
+    for m in _IBAN.finditer(text, lo, hi):
         raw = m.group()
         for _ in range(4):  # trailing upper-case words may have been taken in: drop them
-            compact = raw.replace(" ", "").replace("-", "")
-            if compact not in _EXAMPLE_IBANS and iban.is_valid(compact):
+            compact = raw.replace(" ", "").replace("-", "").upper()
+            if iban.is_valid(compact):
                 yield Match("personal", "iban", "iban", m.start(), m.start() + len(raw))
                 break
             if " " not in raw:
@@ -131,8 +127,8 @@ def _ibans(text: str) -> Iterator[Match]:
             raw = raw.rsplit(" ", 1)[0]
 
 
-def _ssns(text: str) -> Iterator[Match]:
-    for m in _SSN.finditer(text):
+def _ssns(text: str, lo: int, hi: int) -> Iterator[Match]:
+    for m in _SSN.finditer(text, lo, hi):
         compact = m.group().replace("-", "").replace(" ", "")
         if compact not in _EXAMPLE_IDS and ssn.is_valid(compact):
             yield Match("personal", "us_ssn", "us_ssn", m.start(), m.end())
@@ -146,8 +142,8 @@ _NAMED_DIGITS: tuple[tuple[str, re.Pattern[str], Callable[[str], bool], int], ..
 )
 
 
-def _named_ids(text: str) -> Iterator[Match]:
-    for m in _DIGITS.finditer(text):
+def _named_ids(text: str, lo: int, hi: int) -> Iterator[Match]:
+    for m in _DIGITS.finditer(text, lo, hi):
         compact = m.group().replace(" ", "").replace(".", "")
         if compact in _EXAMPLE_IDS:
             continue
@@ -157,8 +153,8 @@ def _named_ids(text: str) -> Iterator[Match]:
                 break
 
 
-def _spanish(text: str) -> Iterator[Match]:
-    for m in _DNI.finditer(text):
+def _spanish(text: str, lo: int, hi: int) -> Iterator[Match]:
+    for m in _DNI.finditer(text, lo, hi):
         compact = m.group().replace("-", "")
         if compact in _EXAMPLE_IDS:
             continue
@@ -169,25 +165,22 @@ def _spanish(text: str) -> Iterator[Match]:
             yield Match("personal", "es_dni", "es_dni", m.start(), m.end())
 
 
-def _italian(text: str) -> Iterator[Match]:
-    for m in _CF.finditer(text):
-        if codicefiscale.is_valid(m.group()):
+def _italian(text: str, starts: list[int]) -> Iterator[Match]:
+    for start in starts:
+        m = _CF.match(text, start)
+        if m is not None and codicefiscale.is_valid(m.group()):
             yield Match("personal", "it_fiscal_code", "it_fiscal_code", m.start(), m.end())
 
 
-def _ninos(text: str) -> Iterator[Match]:
-    for m in _NINO.finditer(text):
+def _ninos(text: str, lo: int, hi: int) -> Iterator[Match]:
+    for m in _NINO.finditer(text, lo, hi):
         yield Match("personal", "gb_nino", "gb_nino", m.start(), m.end())
 
 
-def number_matches(text: str) -> Iterator[Match]:
-    """Cards, IBANs and national ids in ``text`` (overlaps left to the caller)."""
-    if _ANY_DIGIT.search(text) is None:
-        return
-    yield from _cards(text)
-    yield from _ibans(text)
-    yield from _ssns(text)
-    yield from _named_ids(text)
-    yield from _spanish(text)
-    yield from _italian(text)
-    yield from _ninos(text)
+def number_matches(text: str, windows: Windows, codes: list[int]) -> Iterator[Match]:
+    """Cards, IBANs and national ids in the ``windows`` of ``text`` and Italian fiscal codes
+    at ``codes`` (``keyguard.guard.windows``); overlaps are left to the caller."""
+    for lo, hi in windows:
+        for detector in (_cards, _ibans, _ssns, _named_ids, _spanish, _ninos):
+            yield from detector(text, lo, hi)
+    yield from _italian(text, codes)

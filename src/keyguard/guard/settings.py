@@ -23,6 +23,7 @@ BUILTIN_CATEGORIES = frozenset(
     {
         "payment_card", "iban", "us_ssn", "de_tax_id", "fr_nir", "es_dni", "es_nie",
         "it_fiscal_code", "nl_bsn", "gb_nino", "email", "phone", "ip_address", "unscanned",
+        "password", "named_secret",
     }
 )  # fmt: skip
 Name = Annotated[str, Field(min_length=1, max_length=63)]

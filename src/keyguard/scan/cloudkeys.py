@@ -1,5 +1,6 @@
 """Credentials of other clouds and common SaaS: private keys, AWS, Google, GitHub, Slack,
-Stripe, GitLab, npm, PyPI, Hugging Face, Anthropic, SendGrid, and passwords in database URLs.
+Stripe, GitLab, npm, PyPI, Hugging Face, Anthropic, SendGrid and a few more AI and SaaS
+tokens, passwords in database URLs and connection strings, HTTP Basic credentials.
 
 Each detector is anchored on a literal its format always carries (``PRIVATE KEY-----``,
 ``AKIA``, ``ghp_``, ``xox``, ``sk_live_``, ``://``), then matched by a bounded pattern and
@@ -9,6 +10,7 @@ A private key's body must be long enough to be one (a ``MIIE...`` ellipsis is no
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Callable, Iterator
 
@@ -86,6 +88,24 @@ TOKEN_RULES: tuple[_Rule, ...] = (
         _B + r"sk-ant-(?:api|admin)[0-9]{2}-[A-Za-z0-9_-]{80,120}" + _E), 0, "Anthropic API key"),
     ("sendgrid_key", "SG.", re.compile(
         _B + r"SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}" + _E), 0, "SendGrid API key"),
+    ("google_oauth_secret", "GOCSPX-", re.compile(_B + r"GOCSPX-[A-Za-z0-9_-]{28}" + _E), 0,
+     "Google OAuth client secret"),
+    ("shopify_token", "shp", re.compile(_B + r"shp(?:at|ss|ca|pa)_[a-fA-F0-9]{32}" + _E), 0,
+     "Shopify access token"),
+    ("databricks_token", "dapi", re.compile(_B + r"dapi[a-f0-9]{32}(?:-\d)?" + _E), 0,
+     "Databricks token"),
+    ("digitalocean_token", "_v1_", re.compile(_B + r"do[opr]_v1_[a-f0-9]{64}" + _E), 3,
+     "DigitalOcean token"),
+    ("groq_key", "gsk_", re.compile(_B + r"gsk_[A-Za-z0-9]{52}" + _E), 0, "Groq API key"),
+    ("xai_key", "xai-", re.compile(_B + r"xai-[A-Za-z0-9]{80}" + _E), 0, "xAI API key"),
+    ("perplexity_key", "pplx-", re.compile(_B + r"pplx-[A-Za-z0-9]{48}" + _E), 0,
+     "Perplexity API key"),
+    ("replicate_token", "r8_", re.compile(_B + r"r8_[A-Za-z0-9]{37}" + _E), 0,
+     "Replicate API token"),
+    ("telegram_bot_token", ":AA", re.compile(
+        r"(?<![0-9])[0-9]{8,10}:AA[A-Za-z0-9_-]{33}" + _E), 11, "Telegram bot token"),
+    ("atlassian_token", "ATATT3", re.compile(_B + r"ATATT3[A-Za-z0-9_=-]{150,250}" + _E), 0,
+     "Atlassian API token"),
 )  # fmt: skip
 _PREFIX_LEN = re.compile(r"^(?:[a-z]+_pat_|[a-z]+[-_]|AKIA|ASIA|AIza|SG\.|pypi-AgEIcHlwaS5vcmc)")
 
@@ -101,8 +121,8 @@ def _tokens(text: str) -> Iterator[Hit]:
     for kind, anchor, pattern, back, detail in TOKEN_RULES:
         pos = text.find(anchor)
         while pos != -1:
-            m = pattern.match(text, max(0, pos - back))
-            if m is not None:
+            m = pattern.search(text, max(0, pos - back), min(len(text), pos + 300))
+            if m is not None and m.start() <= pos:
                 start, end = m.span(m.lastindex or 0)
                 value = text[start:end]
                 rand = _random_part(value)
@@ -140,9 +160,17 @@ _DB_URL = re.compile(
 )
 _PASSWORD_PLACEHOLDERS = re.compile(
     r"(?i)^(?:pass(?:word|wd)?\d*|pwd|secret|changeme|admin|root|test|postgres|guest|user|"
-    r"x+|\*+|\.+|<[^>]*>|\$\{[^}]*\}|\$[A-Z_]+|%[A-Z_]+%|\{\{[^}]*\}\}|\[[^\]]*\]|"
+    r"x+|\*+|\.+|…+|<[^>]*>|\$\{[^}]*\}|\$\([^)]*\)|\$[A-Za-z_]+|%[A-Za-z_]+%|\{+[^}]*\}+|"
+    r"\[[^\]]*\]|%\(?\w*\)?s|\?|:\w+|"
     r"example|sample|dummy|mypassword|yourpassword|my_password|your_password)$"
 )
+
+
+def _placeholder_password(value: str) -> bool:
+    """A template, an ellipsis or a word standing for a password, not one."""
+    if not any(c.isascii() and c.isalnum() for c in value):
+        return True  # "…", "***", "`)" : no letter or digit at all
+    return bool(_PASSWORD_PLACEHOLDERS.match(value)) or is_placeholder(value)
 
 
 def _db_urls(text: str) -> Iterator[Hit]:
@@ -155,7 +183,7 @@ def _db_urls(text: str) -> Iterator[Hit]:
             host = text[m.end(1) + 1 : m.end(1) + 200].split("/", 1)[0]
             if ".cosmos.azure.com" in host or ".documents.azure.com" in host:
                 pass  # a Cosmos DB account key (keyguard.scan.servicekeys)
-            elif not (_PASSWORD_PLACEHOLDERS.match(value) or is_placeholder(value)):
+            elif not _placeholder_password(value):
                 yield Hit(
                     "connection_string_password", m.start(1), m.end(1), value, "medium",
                     "password in a database URL",
@@ -163,4 +191,69 @@ def _db_urls(text: str) -> Iterator[Hit]:
         pos = text.find("://", pos + 3)
 
 
-CLOUD_DETECTORS: tuple[Callable[[str], Iterator[Hit]], ...] = (_pem, _tokens, _aws_secret, _db_urls)
+_CS_PASSWORD = re.compile(
+    r"(?i)(?<![A-Za-z])(?:password|pwd)\s*=\s*(\"[^\"\n]{4,128}\"|'[^'\n]{4,128}'|[^;\"'\s,]{4,128})"
+)
+_CS_CONTEXT = re.compile(
+    r"(?i)(?:server|data source|host|address|addr|user id|uid|username)\s*=|"
+    r"\.redis\.cache\.windows\.net|\.database\.windows\.net|:\d{2,5},"
+)
+
+
+def _cs_passwords(text: str) -> Iterator[Hit]:
+    """``Password=`` in an ADO.NET / ODBC / JDBC connection string or an Azure Cache for Redis
+    connection string (``host:6380,password=...``)."""
+    for anchor in ("assword", "ASSWORD", "wd=", "WD="):
+        pos = text.find(anchor)
+        while pos != -1:
+            m = _CS_PASSWORD.search(text, max(0, pos - 2), min(len(text), pos + 140))
+            if m is not None and m.start() <= pos:
+                line_start = text.rfind("\n", max(0, pos - 400), pos) + 1
+                value = m.group(1).strip("\"'")
+                if (
+                    _CS_CONTEXT.search(text, line_start or max(0, pos - 400), pos)
+                    and not _placeholder_password(value)
+                    and not value.startswith(("$", "{", "<", "%"))
+                ):
+                    start = m.start(1) + (1 if m.group(1)[0] in "\"'" else 0)
+                    yield Hit(
+                        "connection_string_password", start, start + len(value), value,
+                        "medium", "password in a connection string",
+                    )  # fmt: skip
+            pos = text.find(anchor, pos + 1)
+
+
+def _known_inside(decoded: str) -> bool:
+    """True when a more specific detector finds a credential in the decoded pair (an API key
+    sent as the Basic password is reported as that key, from the decoded view)."""
+    from keyguard.scan.detectors import DetectContext, detect  # detectors imports this module
+
+    return bool(detect(decoded, DetectContext(decoded)))
+
+
+_BASIC = re.compile(r"(?i)authorization[\"']?\s*[:=]\s*[\"']?basic\s+([A-Za-z0-9+/]{8,200}={0,2})")
+
+
+def _basic_auth(text: str) -> Iterator[Hit]:
+    for anchor in ("asic ", "ASIC "):
+        pos = text.find(anchor)
+        while pos != -1:
+            m = _BASIC.search(text, max(0, pos - 40), min(len(text), pos + 220))
+            if m is not None and m.start(1) > pos:
+                try:
+                    decoded = base64.b64decode(m.group(1), validate=True).decode("utf-8")
+                except (ValueError, UnicodeDecodeError):
+                    decoded = ""
+                user, sep, password = decoded.partition(":")
+                if sep and len(password) >= 4 and not _PASSWORD_PLACEHOLDERS.match(password):
+                    if not is_placeholder(password) and not _known_inside(decoded):
+                        yield Hit(
+                            "basic_auth", m.start(1), m.end(1), m.group(1), "high",
+                            "HTTP Basic credentials",
+                        )  # fmt: skip
+            pos = text.find(anchor, pos + 1)
+
+
+CLOUD_DETECTORS: tuple[Callable[[str], Iterator[Hit]], ...] = (
+    _pem, _tokens, _aws_secret, _db_urls, _cs_passwords, _basic_auth,
+)  # fmt: skip

@@ -118,10 +118,26 @@ KINDS: dict[str, Kind] = {
         Kind("huggingface_token", "Hugging Face token", "A Hugging Face access token (hf_)."),
         Kind("anthropic_key", "Anthropic API key", "An Anthropic API key (sk-ant-api03-...)."),
         Kind("sendgrid_key", "SendGrid API key", "A SendGrid API key (SG.xxx.yyy)."),
+        Kind("google_oauth_secret", "Google OAuth client secret", "A GOCSPX- client secret."),
+        Kind("shopify_token", "Shopify token", "A Shopify access token (shpat_, shpss_, ...)."),
+        Kind("databricks_token", "Databricks token", "A Databricks personal access token."),
+        Kind("digitalocean_token", "DigitalOcean token", "A DigitalOcean token (dop_v1_...)."),
+        Kind("groq_key", "Groq API key", "A Groq API key (gsk_)."),
+        Kind("xai_key", "xAI API key", "An xAI API key (xai-)."),
+        Kind("perplexity_key", "Perplexity API key", "A Perplexity API key (pplx-)."),
+        Kind("replicate_token", "Replicate token", "A Replicate API token (r8_)."),
+        Kind("telegram_bot_token", "Telegram bot token", "A Telegram bot token (id:AA...)."),
+        Kind("atlassian_token", "Atlassian API token", "An Atlassian API token (ATATT3...)."),
+        Kind(
+            "basic_auth",
+            "HTTP Basic credentials",
+            "An 'Authorization: Basic' header whose base64 decodes to user:password.",
+        ),
         Kind(
             "connection_string_password",
             "Password in a database URL",
-            "The password of a postgres://, mysql://, mongodb://, redis://, amqp:// ... URL "
+            "The password of a postgres://, mysql://, mongodb://, redis://, amqp:// ... URL, "
+            "or the Password= of an ADO.NET/ODBC or Azure Cache for Redis connection string "
             "(placeholders such as password, ${DB_PASSWORD} or <password> are not reported).",
         ),
         Kind("jwt", "JSON Web Token", "A signed JWT committed to a file (bearer credential)."),
