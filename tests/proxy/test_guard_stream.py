@@ -149,3 +149,22 @@ def test_hostile_events_are_passed_or_ignored_never_an_error() -> None:
     ]
     out, _ = run(g, odd)
     assert out == b"".join(odd)
+
+
+def test_a_responses_stream_is_ended_with_an_error_event() -> None:
+    def delta(text: str) -> bytes:
+        obj = {"type": "response.output_text.delta", "output_index": 0, "delta": text}
+        return b"event: response.output_text.delta\ndata: " + orjson.dumps(obj) + b"\n\n"
+
+    g = guard()
+    out, _ = run(g, [delta("key "), delta(SECRET[:20]), delta(SECRET[20:]), delta(" end")])
+    assert SECRET[:10].encode() not in out
+    assert b'"type":"error"' in out and b'"code":"content_filter"' in out and g.cut
+
+
+def test_a_redacted_event_keeps_its_event_line() -> None:
+    obj = {"type": "response.output_text.delta", "output_index": 0, "delta": f"k {SECRET} ."}
+    raw = b"event: response.output_text.delta\ndata: " + orjson.dumps(obj) + b"\n\n"
+    out, _ = run(guard("redact"), [raw])
+    assert out.startswith(b"event: response.output_text.delta\ndata: {")
+    assert b"[TEST_KEY_1]" in out and SECRET.encode() not in out

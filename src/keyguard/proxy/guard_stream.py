@@ -124,7 +124,13 @@ class StreamGuard:
         event = _Event(raw)
         if b'"content"' not in raw and b'"text"' not in raw and b'"delta"' not in raw:
             return event
-        obj = _data(raw)
+        if raw.startswith(b"data: {") and raw.find(b"\n") == len(raw) - 2:  # one data line
+            try:
+                obj = orjson.loads(raw[6:-2])
+            except orjson.JSONDecodeError:
+                return event
+        else:
+            obj = _data(raw)
         if not isinstance(obj, dict):
             return event
         event.obj = obj
@@ -135,9 +141,10 @@ class StreamGuard:
         if isinstance(obj.get("type"), str):
             self._responses = True
             return event
-        for name in ("id", "created", "model", "object", "system_fingerprint"):
-            if name in obj:
-                self._head[name] = obj[name]
+        if not self._head and obj.get("id"):  # the chunks' common fields, for a cut
+            for name in ("id", "created", "model", "object", "system_fingerprint"):
+                if name in obj:
+                    self._head[name] = obj[name]
         choices = obj.get("choices")
         for choice in choices if isinstance(choices, list) else ():
             if not isinstance(choice, dict):
@@ -229,13 +236,25 @@ class StreamGuard:
         out: list[bytes] = []
         held = self._held
         n = 0
+        texts = self._texts
         for event in held:
-            if not final and any(p.end > frontier[p.key] for p in event.pieces):
-                break
-            out.append(self._edited(event))
-            for piece in event.pieces:
-                text = self._texts[piece.key]
-                text.sent = max(text.sent, piece.end)
+            pieces = event.pieces
+            if pieces:
+                if not final:
+                    ahead = False
+                    for piece in pieces:
+                        if piece.end > frontier[piece.key]:
+                            ahead = True
+                            break
+                    if ahead:
+                        break
+                out.append(self._edited(event) if self._edits else event.raw)
+                for piece in pieces:
+                    text = texts[piece.key]
+                    if piece.end > text.sent:
+                        text.sent = piece.end
+            else:
+                out.append(event.raw)
             n += 1
         del held[:n]
         self._trim()
@@ -254,7 +273,13 @@ class StreamGuard:
                 changed = True
         if not changed:
             return event.raw
-        return b"data: " + orjson.dumps(event.obj) + b"\n\n"
+        # the event's other lines (``event:``, ``id:``) kept, its data written anew
+        kept = [
+            line
+            for line in event.raw.rstrip(b"\r\n").split(b"\n")
+            if line and not line.startswith(b"data:")
+        ]
+        return b"\n".join([*kept, b"data: " + orjson.dumps(event.obj)]) + b"\n\n"
 
     def _trim(self) -> None:
         for key, text in self._texts.items():
