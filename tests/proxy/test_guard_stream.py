@@ -133,7 +133,7 @@ def test_a_long_stream_keeps_bounded_text() -> None:
     for i in range(3000):
         g.feed(chunk(f"token{i} "))
     text = g._texts[(0, -1)]
-    assert len(text.text) <= 32 + 128 * 5 + 64
+    assert len(text.text) <= 32 + 128 * 6 + 256 + 64
     assert g.flush(b"")
 
 

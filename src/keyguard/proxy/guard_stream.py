@@ -24,7 +24,7 @@ Memory is bounded: per choice, the text kept is the held tail plus ``context`` c
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -48,23 +48,49 @@ class _Piece:
     field: str
 
 
-@dataclass(slots=True)
 class _Event:
-    raw: bytes
-    obj: Any = None
-    pieces: list[_Piece] = field(default_factory=list)
+    __slots__ = ("raw", "obj", "pieces")
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self.obj: Any = None
+        self.pieces: list[_Piece] = _NONE
 
 
-@dataclass(slots=True)
+_NONE: list[_Piece] = []  # shared by events without text (never appended to)
+
+
 class _Text:
-    text: str = ""  # the choice's streamed text from ``base`` on
-    base: int = 0
-    sent: int = 0  # offset up to which its events were released
-    decided: int = 0  # matches ending before this are decided
+    """A choice's streamed text from ``base`` on (new pieces joined when it is read)."""
+
+    __slots__ = ("_text", "_new", "base", "end", "sent", "decided")
+
+    def __init__(self) -> None:
+        self._text = ""
+        self._new: list[str] = []
+        self.base = 0
+        self.end = 0  # offset of its end in the whole streamed text
+        self.sent = 0  # offset up to which its events were released
+        self.decided = 0  # matches ending before this are decided
+
+    def add(self, value: str) -> int:
+        start = self.end
+        self._new.append(value)
+        self.end += len(value)
+        return start
 
     @property
-    def end(self) -> int:
-        return self.base + len(self.text)
+    def text(self) -> str:
+        if self._new:
+            self._text = "".join((self._text, *self._new))
+            self._new.clear()
+        return self._text
+
+    def drop(self, upto: int) -> None:
+        """Forget the text before offset ``upto``."""
+        cut = upto - self.base
+        self._text = self.text[cut:]
+        self.base = upto
 
 
 class StreamGuard:
@@ -122,7 +148,7 @@ class StreamGuard:
 
     def _parse(self, raw: bytes) -> _Event:
         event = _Event(raw)
-        if b'"content"' not in raw and b'"text"' not in raw and b'"delta"' not in raw:
+        if b'"delta"' not in raw and b'"text"' not in raw and b'"content"' not in raw:
             return event
         if raw.startswith(b"data: {") and raw.find(b"\n") == len(raw) - 2:  # one data line
             try:
@@ -172,9 +198,12 @@ class StreamGuard:
         text = self._texts.get(key)
         if text is None:
             text = self._texts[key] = _Text()
-        start = text.end
-        text.text += value
-        event.pieces.append(_Piece(key, start, text.end, holder, name))
+        start = text.add(value)
+        piece = _Piece(key, start, text.end, holder, name)
+        if event.pieces is _NONE:
+            event.pieces = [piece]
+        else:
+            event.pieces.append(piece)
 
     # -- decide and release ---------------------------------------------------------------------
 
@@ -284,10 +313,8 @@ class StreamGuard:
     def _trim(self) -> None:
         for key, text in self._texts.items():
             keep_from = min(text.sent, text.decided) - self._context
-            if keep_from - text.base > 4 * self._context:
-                cut = keep_from - text.base
-                text.text = text.text[cut:]
-                text.base += cut
+            if keep_from - text.base > 4 * self._context + 256:
+                text.drop(keep_from)
             edits = self._edits.get(key)
             if edits:
                 self._edits[key] = [e for e in edits if e[1] > text.sent]
