@@ -110,7 +110,8 @@ start_bg() {
 }
 
 # ---------------------------------------------------------------- Keyguard
-# setup_keyguard DIR [core]: fresh config + master key + vault secret + one app key (-> KG_KEY).
+# setup_keyguard DIR [core|noguard]: fresh config + master key + vault secret + one app key
+# (-> KG_KEY). "noguard": the product with its guardrails off (their cost is measured on top).
 # "core": the gateway core only (key auth, routing, access log), the monitor's audit, metrics
 # and detection off, to measure what monitoring costs on top of it.
 setup_keyguard() {
@@ -135,6 +136,12 @@ EOF
 monitor: {audit: {enabled: false}, metrics: {enabled: false}, detect: {enabled: false}}
 EOF
   else
+    if [ "$variant" = noguard ]; then
+      cat >> "$dir/keyguard.yaml" <<EOF
+# The product with its guardrails off (the base their cost is measured against).
+guardrails: {enabled: false}
+EOF
+    fi
     cat >> "$dir/keyguard.yaml" <<EOF
 # Everything else is the default (monitoring, detection, audit, metrics on). One key sending
 # thousands of requests a second is what the velocity rule exists to catch: the detectors

@@ -11,6 +11,7 @@ client carry the HTTP status and the Azure error ``code`` they are rendered with
     ├── GuardUnavailable            a model-based guardrail could not answer in time
     └── RequestError                something a client gets back as an HTTP error
         ├── BadRequest              400  malformed body, bad api-version, wrong content type
+        │   └── ContentFiltered     400  the guardrails refused what the request carries
         ├── AuthenticationFailed    401  no, malformed, unknown, revoked or expired credential
         ├── PermissionDenied        403  credential valid, request not allowed
         ├── NotFound                404  unknown route or deployment
@@ -36,6 +37,7 @@ __all__ = [
     "GuardUnavailable",
     "RequestError",
     "BadRequest",
+    "ContentFiltered",
     "AuthenticationFailed",
     "PermissionDenied",
     "NotFound",
@@ -112,6 +114,27 @@ class RequestError(GatewayError):
 class BadRequest(RequestError):
     status = 400
     code = "BadRequest"
+
+
+class ContentFiltered(BadRequest):
+    """Azure's content-filter refusal: ``code: content_filter`` with an ``innererror``
+    (``ResponsibleAIPolicyViolation``) whose ``content_filter_result`` names the category, so
+    SDKs raise what they raise against Azure. Never carries the value that was found."""
+
+    code = "content_filter"
+
+    def __init__(self, message: str, *, category: str, family: str, reason: str) -> None:
+        super().__init__(message, reason=reason)
+        self.category = category
+        self.family = family
+
+    def inner(self) -> dict[str, object]:
+        return {
+            "code": "ResponsibleAIPolicyViolation",
+            "content_filter_result": {
+                self.category: {"filtered": True, "detected": True, "family": self.family}
+            },
+        }
 
 
 class AuthenticationFailed(RequestError):

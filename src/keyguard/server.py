@@ -44,6 +44,7 @@ from .wiring.connections import (
     fd_limit,
     raise_fd_limit,
 )
+from .wiring.guard import guard_stage
 from .wiring.limits import build_admission, limits_gauges
 from .wiring.monitor import Monitoring, start_monitor
 from .wiring.rotation import GatewayRotation, replica_id, start_rotation
@@ -161,6 +162,7 @@ class Gateway:
             client_address=access.client_address,
             keep_response_bodies=monitoring.keep_bodies,
             events=runtime.events,
+            guard=guard_stage(runtime, access.policy),
         )
         raise_fd_limit()
         self.proxy_guard, self.admin_guard = guards = connection_guards(s, fd_limit())

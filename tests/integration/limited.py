@@ -33,6 +33,7 @@ async def limited_gateway(
     limits: dict[str, Any],
     *,
     upstreams: Sequence[dict[str, Any]] | None = None,
+    **options: Any,
 ) -> AsyncIterator[Gateway]:
     """A running gateway in front of ``emulators`` (each an upstream of that name serving the
     :data:`LIMITED` deployments, unless ``upstreams`` says otherwise), its limits clock frozen
@@ -43,6 +44,7 @@ async def limited_gateway(
         or [upstream(emu.url, name=name, deployments=LIMITED) for name, emu in emulators.items()],
         vault={f"upstream/{name}": emu.keys()[0] for name, emu in emulators.items()},
         limits=limits,
+        **options,
     ) as gateway:
         freeze(gateway)
         yield gateway

@@ -110,7 +110,7 @@ def test_authorizer_allows_and_notes_the_binding_or_denies_in_azure_terms() -> N
     authorizer = PolicyAuthorizer(lambda: policy)
     ok = ctx({"max_tokens": 10, "messages": [{"content": "hi"}]})
     authorizer.authorize(ok, NOW)
-    assert ok.policy == PolicyOutcome("b", "r")
+    assert ok.policy == PolicyOutcome("b", "r", roles=("r",))
     denied = ctx({"max_tokens": 11})
     with pytest.raises(PermissionDenied) as info:
         authorizer.authorize(denied, NOW)

@@ -286,7 +286,9 @@ def test_tightening_a_role_never_allows_more(
                 "streaming": False,
                 "max_output_tokens": 1,
                 "max_prompt_chars": 1,
-                "source_networks": ["192.0.2.0/24"],
+                # a narrower source: a role open to any address gets one network; a role with
+                # networks keeps them (another network instead would not be a tightening)
+                "source_networks": role.source_networks or ["192.0.2.0/24"],
             }
         )
         for name, role in doc.roles.items()

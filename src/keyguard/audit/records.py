@@ -67,8 +67,13 @@ def _plain(value: Any) -> Any:
 
 
 def content_of(ctx: RequestContext, limit: int) -> dict[str, Any]:
-    """The prompt and completion of a request, secrets redacted, cut to ``limit`` characters."""
+    """The prompt and completion of a request, secrets redacted, cut to ``limit`` characters.
+    A prompt in which the guardrails found something they did not redact (blocked, alerted or
+    logged: the value is still in it) is withheld; a redacted one is kept as forwarded."""
     payload = ctx.payload or {}
+    if any(hit.get("where") == "request" and hit.get("action") != "redact"
+           for hit in ctx.guardrails):  # fmt: skip
+        payload = {"prompt": _WITHHELD}
     prompt: Any = None
     for name in ("messages", "prompt", "input"):
         if name in payload:
@@ -82,6 +87,9 @@ def content_of(ctx: RequestContext, limit: int) -> dict[str, Any]:
     else:
         completion = ""
     return {"prompt": _cut(prompt_text, limit), "completion": _cut(completion, limit)}
+
+
+_WITHHELD = "(withheld: the guardrails found a value in it; see the request's guardrails)"
 
 
 def _cut(text: str, limit: int) -> str:

@@ -35,6 +35,7 @@ _COMMANDS = {
     "audit": ("keyguard.cli.audit", "audit_group"),
     "alerts": ("keyguard.cli.alerts", "alerts_group"),
     "replay": ("keyguard.cli.replay", "replay_command"),
+    "guard": ("keyguard.cli.guard", "guard_group"),
 }
 
 

@@ -160,6 +160,8 @@ class Observation:
     seed: int | None = None
     out_of_range: bool = False  # a number in the request was beyond 64 bits and was clamped
     prompt_digest: str | None = None  # keyed digest of the normalised prompt, never the text
+    # the guardrails' decisions: category, detector, action, where, role, a keyed fingerprint
+    guardrails: tuple[dict[str, str], ...] = ()
 
     @property
     def tokens(self) -> int:
@@ -190,6 +192,10 @@ class Observation:
         """Read a record written by :meth:`to_record` (unknown fields are ignored)."""
         values = {name: record[name] for name in _FIELDS if name in record}
         values["at"] = float(record["at"])
+        hits = values.get("guardrails")
+        values["guardrails"] = tuple(
+            h for h in (hits if isinstance(hits, list | tuple) else ()) if isinstance(h, dict)
+        )
         return cls(**values)
 
 
@@ -266,6 +272,7 @@ def observe_context(
         seed=features.get("seed"),
         out_of_range=bool(features.get("out_of_range")),
         prompt_digest=_prompt_digest(ctx.payload, digest, min_chars) if digest else None,
+        guardrails=tuple(ctx.guardrails),
     )
 
 

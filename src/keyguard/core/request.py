@@ -8,12 +8,30 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from .operations import Route
 from .principal import Principal
 
-__all__ = ["PolicyOutcome", "RequestContext", "Usage", "client_fingerprint"]
+__all__ = ["AnswerGuard", "PolicyOutcome", "RequestContext", "Usage", "client_fingerprint"]
+
+
+class AnswerGuard(Protocol):
+    """The guardrails over one request's answer (set by the guard stage, used by the relay).
+
+    ``body`` returns the non-streamed answer to release (maybe edited, or cut); ``feed`` takes
+    whole server-sent events and returns those safe to send now; ``flush`` ends the stream
+    (``rest``: a trailing partial event); once ``cut`` is true the stream has ended (a value
+    to block was found) and the relay stops reading upstream."""
+
+    async def body(self, status: int, content_type: str, payload: bytes) -> bytes: ...
+
+    def feed(self, events: bytes) -> bytes: ...
+
+    def flush(self, rest: bytes) -> bytes: ...
+
+    @property
+    def cut(self) -> bool: ...
 
 
 @dataclass(slots=True)
@@ -66,6 +84,7 @@ class PolicyOutcome:
     role: str | None
     denied: str | None = None
     detail: str | None = None
+    roles: tuple[str, ...] = ()  # every role that allows the request (guardrails combine them)
 
 
 @dataclass(slots=True)
@@ -103,6 +122,10 @@ class RequestContext:
     payload_changed: bool = False  # a stage edited ``payload``: the body is re-serialised
     cost: float | None = None  # the request's cost in the limits' currency (when priced)
     response_body: bytes | None = None  # kept only when the audit records content
+    # the guardrails' decisions (request and answer): category, detector, action, where, role,
+    # a keyed fingerprint of the value; never the value
+    guardrails: list[dict[str, str]] = field(default_factory=list)
+    answer_guard: AnswerGuard | None = None  # the guardrails over the answer, when in force
 
 
 def client_fingerprint(headers: Mapping[str, str]) -> str | None:

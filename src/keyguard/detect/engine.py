@@ -24,9 +24,16 @@ from .profile import (
     SourceState,
     update_profile,
 )
-from .rules import RULE_FUNCTIONS, Baselines, Detection, unusual_hour
+from .rules import (
+    RULE_FUNCTIONS,
+    Baselines,
+    Detection,
+    guardrail_hits,
+    guardrail_subject,
+    unusual_hour,
+)
 from .settings import RULES, DetectSettings
-from .windows import Recent
+from .windows import Events, Recent
 
 __all__ = ["Detector"]
 
@@ -69,6 +76,8 @@ class Detector:
         self.clients: _Bounded[Recent] = _Bounded(cap)
         self.peers: _Bounded[PeerGroup] = _Bounded(1024)  # per deployment
         self.prompts: _Bounded[PromptState] = _Bounded(cap)  # per prompt digest
+        # requests the guardrails hit, per key (or Entra app)
+        self.guarded: _Bounded[Events] = _Bounded(cap)
         self.dirty: set[str] = set()
         self.started = float(
             "inf"
@@ -101,13 +110,22 @@ class Detector:
             group = self.peers.get(obs.deployment)
             peers = group if group is not None and len(group) >= s.min_peers else None
         prompt = self.prompts.get(obs.prompt_digest) if obs.prompt_digest else None
+        guarded = None
+        guard_subject = guardrail_subject(obs) if obs.guardrails else None
+        if guard_subject is not None and guardrail_hits(obs, s.guardrail_repeat.families):
+            guarded = self.guarded.get(guard_subject)
+            if guarded is None:
+                guarded = self.guarded.put(guard_subject, Events(s.guardrail_repeat.window_s))
         view = Baselines(key, app, source, presented, address, client, peers, prompt)
+        view.guarded = guarded
         findings = []
         for rule in self._rules:
             finding = rule(view, obs, now, s)
             if finding is not None:
                 findings.append(finding)
         self._update(view, obs, now)
+        if guarded is not None:
+            guarded.add(now)
         return findings
 
     def observe_remote(self, obs: Observation) -> None:

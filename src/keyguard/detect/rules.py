@@ -29,7 +29,7 @@ from .profile import (
     velocity_thresholds,
 )
 from .settings import DetectSettings, KeyProbeRule
-from .windows import Recent
+from .windows import Events, Recent
 
 __all__ = [
     "Detection",
@@ -67,6 +67,7 @@ class Baselines:
     client: Recent | None = None  # credentials refused for the client fingerprint, lately
     peers: PeerGroup | None = None  # the deployment's mature keys (enough of them)
     prompt: PromptState | None = None  # who sent the same prompt lately
+    guarded: Events | None = None  # the key's (or app's) requests the guardrails hit lately
     # the baseline the request is judged against: the key's once learnt, else its app's
     base: Profile | None = field(init=False)
 
@@ -476,6 +477,60 @@ def unusual_time(
     )
 
 
+def guardrail_hits(obs: Observation, families: tuple[str, ...]) -> list[dict[str, str]]:
+    """The request-side guardrail decisions of ``obs`` in ``families``."""
+    return [
+        h
+        for h in obs.guardrails
+        if h.get("where") == "request" and h.get("family") in families and "category" in h
+    ]
+
+
+def guardrail_subject(obs: Observation) -> str | None:
+    """Whose repeated guardrail hits count together: the key, else the (Entra) app."""
+    if obs.key_id:
+        return "key:" + obs.key_id
+    return "app:" + obs.app if obs.app else None
+
+
+def guardrail_repeat(
+    view: Baselines, obs: Observation, now: float, s: DetectSettings
+) -> Detection | None:
+    """11. A key (or app) whose requests keep carrying secrets or prompt attacks: the
+    guardrails refused or redacted each one, but someone keeps trying (a tool exfiltrating
+    through the model, or a compromised app)."""
+    r = s.guardrail_repeat
+    hits = guardrail_hits(obs, r.families)
+    subject = guardrail_subject(obs)
+    if not hits or subject is None:
+        return None
+    count = (view.guarded.count(now) if view.guarded is not None else 0) + 1
+    if count < r.threshold:
+        return None
+    severity: Severity = "critical" if count >= r.threshold * r.critical_multiplier else "high"
+    categories = sorted({h["category"] for h in hits})[:8]
+    return Detection(
+        rule="guardrail_repeat",
+        severity=severity,
+        subject=subject,
+        summary=(
+            f"{count} requests within {r.window_s:.0f} s carried what the guardrails refuse "
+            f"({', '.join(categories)})."
+        ),
+        at=obs.at,
+        request_id=obs.request_id,
+        key_id=obs.key_id,
+        app=obs.app,
+        source=obs.network or obs.source,
+        evidence={
+            "requests": count,
+            "categories": categories,
+            "actions": sorted({h.get("action", "") for h in hits}),
+            "fingerprints": sorted({h.get("fingerprint", "") for h in hits})[:4],
+        },
+    )
+
+
 def _fields(f: Detection) -> dict[str, Any]:
     return {name: getattr(f, name) for name in Detection.__dataclass_fields__}
 
@@ -491,4 +546,5 @@ RULE_FUNCTIONS: dict[str, Rule] = {
     "reseller": reseller,
     "repetition": repetition,
     "unusual_time": unusual_time,
+    "guardrail_repeat": guardrail_repeat,
 }

@@ -21,6 +21,7 @@ __all__ = [
     "ResellerRule",
     "RepetitionRule",
     "UnusualTimeRule",
+    "GuardrailRule",
     "RULES",
 ]
 
@@ -36,6 +37,7 @@ RULES = (
     "reseller",
     "repetition",
     "unusual_time",
+    "guardrail_repeat",
 )
 
 
@@ -136,6 +138,19 @@ class UnusualTimeRule(Frozen):
     half_life_days: float = Field(default=28, gt=0)
 
 
+class GuardrailRule(Frozen):
+    """One key (or Entra app) whose requests keep carrying what the guardrails look for in
+    ``families`` (secrets, prompt attacks), whatever the action was: ``threshold`` such
+    requests within ``window_s`` is an incident (high); ``critical_multiplier`` times that,
+    critical."""
+
+    enabled: bool = True
+    window_s: float = Field(default=600, gt=0)
+    threshold: int = Field(default=5, ge=2)
+    critical_multiplier: int = Field(default=4, ge=2)
+    families: tuple[str, ...] = ("secret", "attack")
+
+
 class DetectSettings(Frozen):
     enabled: bool = True
     # Decoy (honeytoken) keys: any use is an incident and the request is refused.
@@ -159,6 +174,7 @@ class DetectSettings(Frozen):
     reseller: ResellerRule = ResellerRule()
     repetition: RepetitionRule = RepetitionRule()
     unusual_time: UnusualTimeRule = UnusualTimeRule()
+    guardrail_repeat: GuardrailRule = GuardrailRule()
 
     @field_validator("decoy_key_ids")
     @classmethod

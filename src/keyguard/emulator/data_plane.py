@@ -9,6 +9,7 @@ deployment in the body's ``model`` and ``GET /openai/v1/models``. Each handler p
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -81,6 +82,9 @@ def _include_usage(call: Call) -> bool:
 async def chat_handler(call: Call) -> web.StreamResponse:
     config = call.state.config
     plan = plan_chat(call.body, call.model, call.state.clock(), config.default_completion_tokens)
+    scripted = call.state.take_answer()
+    if scripted is not None:
+        plan = replace(plan, pieces=(scripted,) * len(plan.pieces))
     n = len(plan.pieces)
     max_tokens = _max_tokens(call, "max_completion_tokens", "max_tokens")
     cost = estimate_cost(plan.prompt_tokens, max_tokens, n, config.default_max_tokens_charge)
@@ -147,6 +151,7 @@ async def _serve(
         body = await pipeline.read_form(request)
     else:
         body = await pipeline.read_json(request)
+        pipeline.state_of(request).received.append(body)
     call = Call(request, pipeline.state_of(request), operation, api_version, caller, body)
     pipeline.resolve(call, deployment)
     return await _HANDLERS[operation.path](call)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -62,6 +63,19 @@ class EmulatorState:
         self._fault_ids = itertools.count(1)
         self._by_deployment: dict[str, UsageCounts] = {}
         self._by_credential: dict[str, UsageCounts] = {}
+        #: the last JSON bodies the data plane received (tests assert on what arrived)
+        self.received: deque[Any] = deque(maxlen=64)
+        self._answers: deque[tuple[str, ...]] = deque(maxlen=64)
+
+    # -- scripted answers -----------------------------------------------------------------
+
+    def script_answer(self, *pieces: str) -> None:
+        """The next chat answer carries exactly ``pieces`` (one stream chunk each) instead of
+        generated text: tests of what an answer may carry, split as they choose."""
+        self._answers.append(tuple(pieces))
+
+    def take_answer(self) -> tuple[str, ...] | None:
+        return self._answers.popleft() if self._answers else None
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -149,3 +163,5 @@ class EmulatorState:
         self._by_credential.clear()
         self._windows.clear()
         self._faults = ()
+        self.received.clear()
+        self._answers.clear()

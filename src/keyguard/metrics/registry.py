@@ -32,6 +32,12 @@ TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
 _SAFE = re.compile(r"[a-z][a-z0-9_]{0,47}")
+_CATEGORY = re.compile(r"[a-z][a-z0-9_.-]{0,62}")  # built-in categories and custom rule names
+_GUARD = {
+    "family": frozenset({"secret", "personal", "custom", "attack", "harm"}),
+    "action": frozenset({"block", "redact", "alert", "log"}),
+    "where": frozenset({"request", "answer"}),
+}
 
 
 class BoundedLabel:
@@ -130,6 +136,12 @@ class GatewayMetrics:
             "keyguard_responses", "Automatic responses carried out, by action and outcome.",
             ["action", "outcome"], registry=r,
         )  # fmt: skip
+        self.guardrails = Counter(
+            "keyguard_guardrail_decisions",
+            "Guardrail decisions by family, category, action and where (request or answer).",
+            ["family", "category", "action", "where"], registry=r,
+        )  # fmt: skip
+        self._category = BoundedLabel(64, pattern=_CATEGORY)
         self.alerts = Counter(
             "keyguard_alerts", "Alert deliveries by webhook format and outcome.",
             ["format", "outcome"], registry=r,
@@ -169,10 +181,23 @@ class GatewayMetrics:
                 self._add(self.tokens, obs.cached_tokens, series.app, series.dep, "cached_input")
         if obs.cost:
             self._add(self.cost, obs.cost, series.app, series.dep)
+        if obs.guardrails:
+            self._guardrails(obs.guardrails)
         if obs.status == 401:
             self._add(self.auth_failures, 1.0, self._reason(obs.reason))
         elif obs.status == 429 and not obs.upstream_status:
             self._add(self.refusals, 1.0, series.app, series.dep, self._reason(obs.reason))
+
+    def _guardrails(self, hits: Iterable[dict[str, str]]) -> None:
+        for hit in hits:
+            labels = []
+            for name in ("family", "action", "where"):
+                value = hit.get(name, "")
+                labels.append(value if value in _GUARD[name] else "other")
+            category = self._category(hit.get("category"))
+            if not category:
+                continue  # a count of decisions beyond those kept, not a decision
+            self._add(self.guardrails, 1.0, labels[0], category, labels[1], labels[2])
 
     def _series_for(self, key: tuple[str | None, str | None, str | None, int]) -> _Series:
         """The label values and series one kind of request updates, worked out once."""

@@ -37,7 +37,7 @@ class PolicyAuthorizer:
         )
         decision = evaluate(policy, principal, facts, now)
         if decision.allowed:
-            ctx.policy = PolicyOutcome(decision.binding, decision.role)
+            ctx.policy = PolicyOutcome(decision.binding, decision.role, roles=decision.roles)
             return
         denial = decision.denial
         assert denial is not None

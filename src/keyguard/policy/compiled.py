@@ -17,6 +17,7 @@ from datetime import datetime
 from types import MappingProxyType
 
 from .document import OPERATION_ALIASES, PolicyDocument, RoleSpec
+from .guardrails import DEFAULTS, Effective, GuardActions
 
 __all__ = ["Binding", "Directory", "Network", "Policy", "Role", "compile_policy", "EMPTY"]
 
@@ -37,6 +38,7 @@ class Role:
     networks: tuple[Network, ...]
     not_before: datetime | None
     not_after: datetime | None
+    guardrails: GuardActions
 
     def grants_deployment(self, deployment: str) -> bool:
         if deployment in self.deployment_names:
@@ -72,6 +74,22 @@ class Policy:
     needs_prompt_size: bool  # some role caps the prompt: measure it
     needs_source: bool  # some role limits source networks: parse the client address
     document: PolicyDocument
+    # the guardrails in force per combination of granting roles (see :meth:`guardrails`)
+    _effective: dict[tuple[str, ...], Effective] = field(default_factory=dict)
+
+    def guardrails(self, roles: tuple[str, ...]) -> Effective:
+        """The guardrails in force for a request the ``roles`` allow: the strictest of theirs
+        (:class:`~.guardrails.Effective`). A role no longer in this policy (the policy was
+        reloaded since the request was authorised) counts with the default guardrails; no
+        role at all means the defaults."""
+        found = self._effective.get(roles)
+        if found is None:
+            found = Effective(
+                [self.roles[r].guardrails if r in self.roles else DEFAULTS.roles[0] for r in roles]
+            )
+            if len(self._effective) < 1024:  # combinations of roles: few in any real policy
+                self._effective[roles] = found
+        return found
 
 
 def _compile_role(name: str, spec: RoleSpec) -> Role:
@@ -92,6 +110,7 @@ def _compile_role(name: str, spec: RoleSpec) -> Role:
         networks=tuple(ipaddress.ip_network(c) for c in spec.source_networks),
         not_before=spec.not_before,
         not_after=spec.not_after,
+        guardrails=spec.guardrails,
     )
 
 

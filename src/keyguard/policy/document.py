@@ -18,6 +18,7 @@
         streaming: false
         source_networks: [10.20.0.0/16]
         not_after: 2027-01-01T00:00:00Z
+        guardrails: {personal: redact, restore: true}   # see keyguard.policy.guardrails
     bindings:
       - name: triage-chat
         role: chat-small
@@ -43,6 +44,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from ..core.operations import OPERATIONS
 from ..errors import ConfigurationError
+from .guardrails import GuardActions
 
 __all__ = [
     "AgentSpec",
@@ -137,6 +139,7 @@ class RoleSpec(_Doc):
     source_networks: list[str] = []  # CIDRs; empty: any source
     not_before: AwareDatetime | None = None
     not_after: AwareDatetime | None = None
+    guardrails: GuardActions = GuardActions()  # what the guardrails do for this role
 
     @field_validator("operations")
     @classmethod

@@ -13,6 +13,10 @@ that some other check failed first; between two caps, the higher one is reported
 the caller may ask for). Missing facts fail closed (an unknown client address never
 matches a source network; a capped role needs ``max_tokens``).
 
+Every other binding that allows the request too is noted (``Decision.roles``): the guardrails
+in force are the strictest of all those roles' (:mod:`.guardrails`), so a second, laxer grant
+never loosens a stricter one.
+
 A principal's subjects: a Keyguard key is ``key:<id>`` and ``app:<app>``; an Entra app is
 ``app:<name>``; an agent is ``agent:<name>`` only (it never inherits its parent app's
 bindings); a user is ``user:<oid>``; Entra principals add ``group:<id>`` per group and
@@ -78,6 +82,8 @@ class Decision:
     binding: str | None = None
     role: str | None = None
     denial: Denial | None = None
+    # every role that allows the request (the guardrails in force combine them), in order
+    roles: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,10 +269,14 @@ def evaluate(policy: Policy, principal: Principal, facts: RequestFacts, now: dat
     else:
         candidates = _candidates(policy, subjects)
     best: Denial | None = None
-    for binding, _ in candidates:
+    for position, (binding, _) in enumerate(candidates):
         denial = _check(binding, facts, now, principal.id)
         if denial is None:
-            return Decision(True, binding.name, binding.role.name)
+            roles = [binding.role.name]
+            for other, _ in candidates[position + 1 :]:  # the guardrails of every granting role
+                if other.role.name not in roles and _check(other, facts, now, "") is None:
+                    roles.append(other.role.name)
+            return Decision(True, binding.name, binding.role.name, roles=tuple(roles))
         denial = _named(denial, binding)
         if best is None or (denial.stage, denial.limit) > (best.stage, best.limit):
             best = denial

@@ -53,6 +53,7 @@ from ..identity.credentials import Credential, credential_digest, extract_creden
 from ..upstream.pool import UpstreamPool
 from .access_log import AccessLog
 from .body import read_json_object
+from .guardrails import GuardStage
 from .relay import Relay
 from .responses import error_response, json_response
 from .routes import check_deployment_name, parse_route
@@ -78,7 +79,9 @@ class ProxyHandler:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         keep_response_bodies: bool = False,
         client_address: Callable[[web.BaseRequest], str | None] | None = None,
+        guard: GuardStage | None = None,
     ) -> None:
+        self._guard = guard
         self._pool = pool
         self._relay = relay
         self._max_body = max_body_bytes
@@ -177,6 +180,8 @@ class ProxyHandler:
             )
         ctx.deployment = requested  # logged only once known: never echo arbitrary input
         self._authorizer.authorize(ctx, self._now())  # stage: authorize
+        if self._guard is not None:
+            await self._guard.check(ctx)  # stage: guard
         held = await self._admission.admit(ctx)  # stage: admit
         try:
             body = _upstream_body(body, ctx, target.deployment)

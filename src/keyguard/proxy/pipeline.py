@@ -29,6 +29,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("read_body", "proxy/app.py", False, "size, content type, JSON, v1 model"),
     Stage("resolve", "upstream/pool.py", False, "deployment ► configured backends"),
     Stage("authorize", "policy/, respond/blocks.py", True, "roles × request, blocks ► decision"),
+    Stage("guard", "proxy/guardrails.py, guard/", False, "texts ► block, redact, alert, log"),
     Stage("admit", "limits/", False, "estimate, reserve every limit at once"),
     Stage("forward", "proxy/relay.py", False, "allow-listed headers, SSE relayed, usage read"),
     Stage("settle", "limits/", False, "real usage (or streamed text) ► counters"),

@@ -225,6 +225,9 @@ class Relay:
             ctx.upstream_ms = (time.perf_counter() - sent) * 1000
             if upstream.status == 200 and upstream.content_type == "application/json":
                 ctx.usage = _usage_of(payload)
+            guard = ctx.answer_guard
+            if guard is not None:  # the guardrails read the answer before it is released
+                payload = await guard.body(upstream.status, upstream.content_type, payload)
             return web.Response(status=upstream.status, body=payload, headers=out_headers)
 
     async def _stream(
@@ -238,6 +241,7 @@ class Relay:
         response = web.StreamResponse(status=upstream.status, headers=headers)
         tap = SseTap(strip_usage_chunk=ctx.stream_requested and not ctx.usage_requested)
         sent: list[bytes] = []  # what the client received, to charge a stream cut short
+        guard = ctx.answer_guard
         chunks = upstream.content.iter_any()
         try:
             await response.prepare(request)
@@ -253,6 +257,14 @@ class Relay:
                         target.upstream.name,
                         type(exc).__name__,
                     )
+                    if guard is not None:  # what was held back is judged and sent first
+                        held = guard.flush(b"")
+                        if held:
+                            if tap.usage is None:
+                                sent.append(held)
+                            await response.write(held)
+                        if guard.cut:
+                            break
                     err = UpstreamError(
                         "The Azure OpenAI upstream broke off in the middle of the stream.",
                         reason="upstream_stream_broken",
@@ -260,11 +272,22 @@ class Relay:
                     await response.write(sse_error_event(err))
                     break
                 out = tap.feed(chunk)
+                if guard is not None and out:
+                    out = guard.feed(out)  # held back until judged (or the stream's end)
                 if out:
                     if tap.usage is None:
                         sent.append(out)
                     await response.write(out)
+                if guard is not None and guard.cut:
+                    upstream.close()  # the rest of a blocked answer is never read
+                    break
             rest = tap.flush()
+            if guard is not None and guard.cut:
+                rest = b""
+            elif guard is not None:
+                rest = guard.flush(rest)
+                if rest and tap.usage is None:
+                    sent.append(rest)
             if rest:
                 await response.write(rest)
             await response.write_eof()

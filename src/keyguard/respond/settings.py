@@ -45,6 +45,7 @@ DEFAULT_POLICY: dict[str, dict[SeverityName, list[Action]]] = {
     "reseller": {"high": ["alert", "throttle"]},
     "repetition": {"high": ["alert"]},
     "unusual_time": {"low": [], "medium": ["alert"]},
+    "guardrail_repeat": {"high": ["alert"], "critical": ["alert", "throttle"]},
 }
 
 # Webhook hosts whose URLs embed a secret token: such a URL belongs in the vault.

@@ -22,6 +22,7 @@ from functools import partial
 
 from keyguard.azure_keys import IDENTIFIABLE_KEY_PATTERN, validate_identifiable_key
 from keyguard.keys.format import KEY_PATTERN, parse_key
+from keyguard.scan.cloudkeys import CLOUD_DETECTORS
 from keyguard.scan.findings import Hit
 from keyguard.scan.hexcontext import (
     ENDPOINT_RE,
@@ -63,7 +64,34 @@ PRIORITY = {
     "azure_cosmos_key": 4,
     "azure_shared_access_key": 4,
     "azure_sas_signature": 4,
+    "private_key": 3,
+    "gcp_service_account_key": 3,
+    "aws_access_key": 2,
+    "aws_secret_key": 2,
+    "google_api_key": 2,
+    "github_token": 2,
+    "gitlab_token": 2,
+    "slack_token": 2,
+    "slack_webhook": 2,
+    "stripe_key": 2,
+    "npm_token": 2,
+    "pypi_token": 2,
+    "huggingface_token": 2,
+    "anthropic_key": 2,
+    "sendgrid_key": 2,
+    "google_oauth_secret": 2,
+    "shopify_token": 2,
+    "databricks_token": 2,
+    "digitalocean_token": 2,
+    "groq_key": 2,
+    "xai_key": 2,
+    "perplexity_key": 2,
+    "replicate_token": 2,
+    "telegram_bot_token": 2,
+    "atlassian_token": 2,
+    "basic_auth": 6,
     "jwt": 5,
+    "connection_string_password": 8,
     "azure_legacy_key": 6,
     "bearer_token": 7,
 }
@@ -250,6 +278,7 @@ _SIMPLE: tuple[Callable[[str], Iterator[Hit]], ...] = (
     _openai,
     _entra,
     *SERVICE_DETECTORS,
+    *CLOUD_DETECTORS,
     _jwt,
     _bearer,
 )

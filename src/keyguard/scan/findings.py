@@ -83,6 +83,63 @@ KINDS: dict[str, Kind] = {
             "The sig of a Storage or Service Bus / Event Hubs shared access signature: a "
             "bearer credential until it expires.",
         ),
+        Kind(
+            "private_key",
+            "Private key",
+            "A PEM private key (PKCS#1, PKCS#8, EC, OpenSSH, encrypted or PGP) with its body.",
+        ),
+        Kind(
+            "gcp_service_account_key",
+            "Google Cloud service account key",
+            "The PEM private key of a Google Cloud service account key file (JSON).",
+        ),
+        Kind("aws_access_key", "AWS access key id", "An AWS access key id (AKIA..., ASIA...)."),
+        Kind(
+            "aws_secret_key",
+            "AWS secret access key",
+            "A 40-character AWS secret access key named as one (aws_secret_access_key=...).",
+        ),
+        Kind("google_api_key", "Google API key", "A Google Cloud API key (AIza...)."),
+        Kind(
+            "github_token",
+            "GitHub token",
+            "A GitHub token (ghp_, gho_, ghu_, ghs_, ghr_, github_pat_).",
+        ),
+        Kind("gitlab_token", "GitLab token", "A GitLab personal access token (glpat-)."),
+        Kind("slack_token", "Slack token", "A Slack bot, user or app token (xoxb-, xoxp-, xapp-)."),
+        Kind("slack_webhook", "Slack webhook", "A Slack incoming webhook URL's secret path."),
+        Kind(
+            "stripe_key",
+            "Stripe secret key",
+            "A Stripe secret or restricted key (sk_live_, rk_live_, sk_test_).",
+        ),
+        Kind("npm_token", "npm token", "An npm access token (npm_)."),
+        Kind("pypi_token", "PyPI token", "A PyPI API token (pypi-AgEIcHlwaS5vcmc...)."),
+        Kind("huggingface_token", "Hugging Face token", "A Hugging Face access token (hf_)."),
+        Kind("anthropic_key", "Anthropic API key", "An Anthropic API key (sk-ant-api03-...)."),
+        Kind("sendgrid_key", "SendGrid API key", "A SendGrid API key (SG.xxx.yyy)."),
+        Kind("google_oauth_secret", "Google OAuth client secret", "A GOCSPX- client secret."),
+        Kind("shopify_token", "Shopify token", "A Shopify access token (shpat_, shpss_, ...)."),
+        Kind("databricks_token", "Databricks token", "A Databricks personal access token."),
+        Kind("digitalocean_token", "DigitalOcean token", "A DigitalOcean token (dop_v1_...)."),
+        Kind("groq_key", "Groq API key", "A Groq API key (gsk_)."),
+        Kind("xai_key", "xAI API key", "An xAI API key (xai-)."),
+        Kind("perplexity_key", "Perplexity API key", "A Perplexity API key (pplx-)."),
+        Kind("replicate_token", "Replicate token", "A Replicate API token (r8_)."),
+        Kind("telegram_bot_token", "Telegram bot token", "A Telegram bot token (id:AA...)."),
+        Kind("atlassian_token", "Atlassian API token", "An Atlassian API token (ATATT3...)."),
+        Kind(
+            "basic_auth",
+            "HTTP Basic credentials",
+            "An 'Authorization: Basic' header whose base64 decodes to user:password.",
+        ),
+        Kind(
+            "connection_string_password",
+            "Password in a database URL",
+            "The password of a postgres://, mysql://, mongodb://, redis://, amqp:// ... URL, "
+            "or the Password= of an ADO.NET/ODBC or Azure Cache for Redis connection string "
+            "(placeholders such as password, ${DB_PASSWORD} or <password> are not reported).",
+        ),
         Kind("jwt", "JSON Web Token", "A signed JWT committed to a file (bearer credential)."),
         Kind(
             "bearer_token",

@@ -1,0 +1,238 @@
+"""Generators for the guardrails corpus: ``NAME -> (category or None, make(rng))``.
+
+``make`` returns ``(value, label, key)``: the value planted in a case, words that name it in
+prose (``card number``, ``Steuer-ID``) and a field name for code and config forms. A
+category of ``None`` marks a hard negative: anything reported on it is a false positive.
+All values are generated at build time (nothing real is committed).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import string
+from collections.abc import Callable
+
+from stdnum import luhn
+
+from keyguard.guard import samples
+from keyguard.scan import testkeys
+
+Made = tuple[str, str, str]
+Gen = tuple[str | None, Callable[[random.Random], Made]]
+
+
+def _sas(rng: random.Random) -> Made:
+    from urllib.parse import quote
+
+    sig = quote(testkeys.sas_signature(), safe="")
+    url = (
+        f"https://stcontoso{rng.randint(10, 99)}.blob.core.windows.net/invoices/2026/11.pdf?"
+        f"sv=2022-11-02&ss=b&srt=o&sp=r&se=2026-12-31T23:59:59Z&spr=https&sig={sig}"
+    )
+    return url, "SAS link", "blob_url"
+
+
+def _gcp(rng: random.Random) -> Made:
+    doc = {
+        "type": "service_account",
+        "project_id": f"analytics-{rng.randint(1000, 9999)}",
+        "private_key_id": "".join(rng.choice("0123456789abcdef") for _ in range(40)),
+        "private_key": samples.token(rng, "private_key").replace("EC ", "").replace("RSA ", ""),
+        "client_email": f"etl@analytics-{rng.randint(1000, 9999)}.iam.gserviceaccount.com",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }
+    return json.dumps(doc, indent=2), "service account key file", "GOOGLE_CREDENTIALS"
+
+
+def _password(rng: random.Random) -> str:
+    words = ["Summer", "Harbor", "Violet", "Tundra", "Quartz", "Maple", "Falcon", "Cobalt"]
+    return (
+        rng.choice(words) + str(rng.randint(10, 9999)) + rng.choice("!#%&*?@")
+        + "".join(rng.choice(string.ascii_letters) for _ in range(rng.randint(0, 4)))
+    )  # fmt: skip
+
+
+def _fixed(value: str, label: str, key: str) -> Callable[[random.Random], Made]:
+    return lambda rng: (value, label, key)
+
+
+def _luhn_order(rng: random.Random) -> Made:
+    body = "4" + "".join(rng.choice(string.digits) for _ in range(14))
+    return body + luhn.calc_check_digit(body), "order number", "order_id"
+
+
+def _isbn(rng: random.Random) -> Made:
+    from stdnum import ean
+
+    body = "978" + "".join(rng.choice(string.digits) for _ in range(9))
+    number = body + ean.calc_check_digit(body)
+    return f"{number[:3]}-{number[3]}-{number[4:7]}-{number[7:12]}-{number[12]}", "ISBN", "isbn"
+
+
+def _broken_card(rng: random.Random) -> Made:
+    number = samples.card(rng, "visa", "")
+    wrong = number[:-1] + str((int(number[-1]) + 3) % 10)
+    return f"{wrong[:4]} {wrong[4:8]} {wrong[8:12]} {wrong[12:]}", "card number", "card"
+
+
+def _broken_iban(rng: random.Random) -> Made:
+    number = samples.iban_number(rng, "DE", spaced=False)
+    wrong = number[:4] + number[5] + number[4] + number[6:]
+    if wrong == number:
+        wrong = number[:-1] + str((int(number[-1]) + 1) % 10)
+    return " ".join(wrong[i : i + 4] for i in range(0, len(wrong), 4)), "IBAN", "iban"
+
+
+def _hex(n: int) -> Callable[[random.Random], Made]:
+    return lambda rng: ("".join(rng.choice("0123456789abcdef") for _ in range(n)), "hash", "sha")
+
+
+def _uuid(rng: random.Random) -> Made:
+    h = "".join(rng.choice("0123456789abcdef") for _ in range(32))
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:]}", "request id", "request_id"
+
+
+def _private_ip(rng: random.Random) -> Made:
+    return (
+        rng.choice([f"10.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
+                    f"192.168.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
+                    f"172.{rng.randint(16, 31)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
+                    "127.0.0.1", f"203.0.113.{rng.randint(1, 254)}"]),
+        "host", "host",
+    )  # fmt: skip
+
+
+def _version(rng: random.Random) -> Made:
+    return (
+        f"{rng.randint(1, 20)}.{rng.randint(0, 9)}.{rng.randint(0, 30)}.{rng.randint(0, 9999)}",
+        "version",
+        "version",
+    )
+
+
+def _timestamp(rng: random.Random) -> Made:
+    return (
+        f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:"
+        f"{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}.{rng.randint(0, 999):03d}Z",
+        "timestamp",
+        "ts",
+    )
+
+
+def _tracking(rng: random.Random) -> Made:
+    return (
+        "1Z" + "".join(rng.choice(string.ascii_uppercase + string.digits) for _ in range(16)),
+        "tracking number",
+        "tracking",
+    )
+
+
+GENERATORS: dict[str, Gen] = {
+    # secrets
+    "AZURE": ("azure_openai_key", lambda r: (testkeys.azure_key(), "Azure OpenAI key",
+                                              "AZURE_OPENAI_API_KEY")),
+    "AZURE_AI": ("azure_ai_services_key", lambda r: (testkeys.azure_key("ai_services"),
+                                                     "AI Services key", "AZURE_AI_KEY")),
+    "KEYGUARD": ("keyguard_key", lambda r: (testkeys.keyguard_key(), "gateway key",
+                                            "KEYGUARD_API_KEY")),
+    "OPENAI": ("openai_key", lambda r: (testkeys.openai_key(r.choice(["proj", "svcacct", "user"])),
+                                        "OpenAI key", "OPENAI_API_KEY")),
+    "ENTRA": ("entra_client_secret", lambda r: (testkeys.entra_secret(), "client secret",
+                                                "AZURE_CLIENT_SECRET")),
+    "STORAGE_CS": ("azure_storage_key", lambda r: (
+        f"DefaultEndpointsProtocol=https;AccountName=stcontoso{r.randint(10, 99)};"
+        f"AccountKey={testkeys.storage_key()};EndpointSuffix=core.windows.net",
+        "storage connection string", "AZURE_STORAGE_CONNECTION_STRING")),
+    "SERVICEBUS_CS": ("azure_shared_access_key", lambda r: (
+        f"Endpoint=sb://orders-{r.randint(10, 99)}.servicebus.windows.net/;"
+        f"SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey={testkeys.shared_access_key()}",
+        "Service Bus connection string", "SERVICEBUS_CONNECTION")),
+    "SAS_URL": ("azure_sas_signature", _sas),
+    "JWT": ("jwt", lambda r: (testkeys.jwt(), "access token", "access_token")),
+    "PEM": ("private_key", lambda r: (samples.token(r, "private_key"), "private key",
+                                      "private_key")),
+    "GCP": ("gcp_service_account_key", _gcp),
+    "AWS_ID": ("aws_access_key", lambda r: (samples.token(r, "aws_access_key"),
+                                            "AWS access key", "AWS_ACCESS_KEY_ID")),
+    "AWS_SECRET": ("aws_secret_key", lambda r: (
+        "aws_secret_access_key = " + samples.token(r, "aws_secret_key"), "AWS credentials",
+        "aws_config")),
+    "GITHUB": ("github_token", lambda r: (samples.token(r, "github_token"), "GitHub token",
+                                          "GITHUB_TOKEN")),
+    "GITHUB_PAT": ("github_token", lambda r: (samples.token(r, "github_pat"), "GitHub PAT",
+                                              "GH_PAT")),
+    "GITLAB": ("gitlab_token", lambda r: (samples.token(r, "gitlab_token"), "GitLab token",
+                                          "GITLAB_TOKEN")),
+    "SLACK": ("slack_token", lambda r: (samples.token(r, "slack_token"), "Slack bot token",
+                                        "SLACK_BOT_TOKEN")),
+    "SLACK_HOOK": ("slack_webhook", lambda r: (samples.token(r, "slack_webhook"),
+                                               "Slack webhook", "SLACK_WEBHOOK_URL")),
+    "STRIPE": ("stripe_key", lambda r: (samples.token(r, "stripe_key"), "Stripe key",
+                                        "STRIPE_SECRET_KEY")),
+    "NPM": ("npm_token", lambda r: (samples.token(r, "npm_token"), "npm token", "NPM_TOKEN")),
+    "HF": ("huggingface_token", lambda r: (samples.token(r, "huggingface_token"),
+                                           "Hugging Face token", "HF_TOKEN")),
+    "ANTHROPIC": ("anthropic_key", lambda r: (samples.token(r, "anthropic_key"),
+                                              "Anthropic key", "ANTHROPIC_API_KEY")),
+    "SENDGRID": ("sendgrid_key", lambda r: (samples.token(r, "sendgrid_key"), "SendGrid key",
+                                            "SENDGRID_API_KEY")),
+    "GOOGLE_API": ("google_api_key", lambda r: (samples.token(r, "google_api_key"),
+                                                "Maps API key", "GOOGLE_MAPS_KEY")),
+    "DB_URL": ("connection_string_password", lambda r: (
+        f"postgresql://app_user:{samples.token(r, 'db_password')}@db-prod-{r.randint(1, 9)}"
+        ".internal:5432/orders", "database URL", "DATABASE_URL")),
+    "PASSWORD": ("password", lambda r: (_password(r), "password", "DB_PASSWORD")),
+    "API_SECRET": ("named_secret", lambda r: (
+        "".join(r.choice(string.ascii_letters + string.digits) for _ in range(r.randint(20, 40))),
+        "API secret", "api_secret")),
+    # personal data
+    "CARD": ("payment_card", lambda r: (samples.card(r, r.choice(
+        ["visa", "mastercard", "mc2", "amex", "discover", "jcb"]), r.choice(["", " ", "-"])),
+        "card number", "card_number")),
+    "IBAN": ("iban", lambda r: (samples.iban_number(r, r.choice(
+        ["DE", "FR", "NL", "ES", "IT", "GB", "BE", "AT", "CH"]), r.random() < 0.6), "IBAN",
+        "iban")),
+    "SSN": ("us_ssn", lambda r: (samples.ssn(r), "SSN", "ssn")),
+    "DE_TAX": ("de_tax_id", lambda r: (samples.de_tax_id(r), "Steuer-ID", "steuer_id")),
+    "FR_NIR": ("fr_nir", lambda r: (samples.fr_nir(r), "numéro de sécurité sociale", "nir")),
+    "ES_DNI": ("es_dni", lambda r: (samples.es_dni(r), "DNI", "dni")),
+    "ES_NIE": ("es_nie", lambda r: (samples.es_nie(r), "NIE", "nie")),
+    "IT_CF": ("it_fiscal_code", lambda r: (samples.it_fiscal_code(r), "codice fiscale",
+                                           "codice_fiscale")),
+    "NL_BSN": ("nl_bsn", lambda r: (samples.nl_bsn(r), "BSN", "bsn")),
+    "GB_NINO": ("gb_nino", lambda r: (samples.gb_nino(r), "National Insurance number", "nino")),
+    "EMAIL": ("email", lambda r: (samples.email(r), "e-mail", "email")),
+    "PHONE": ("phone", lambda r: (samples.phone(r, r.choice(["GB", "DE", "FR", "US", "NL", "ES"])),
+                                  "phone", "phone")),
+    "PHONE_US": ("phone", lambda r: (samples.phone(r, "US", international=False), "phone",
+                                     "phone")),
+    "PHONE_FR": ("phone", lambda r: (samples.phone(r, "FR", international=False), "portable",
+                                     "telephone")),
+    "IP": ("ip_address", lambda r: (samples.public_ip(r), "IP address", "client_ip")),
+    "IP6": ("ip_address", lambda r: (samples.public_ip(r, 6), "IPv6 address", "client_ip")),
+    # hard negatives
+    "ORDER": (None, _luhn_order),
+    "ISBN": (None, _isbn),
+    "UUID": (None, _uuid),
+    "SHA256": (None, _hex(64)),
+    "SHA1": (None, _hex(40)),
+    "MD5": (None, _hex(32)),
+    "TIMESTAMP": (None, _timestamp),
+    "VERSION": (None, _version),
+    "TRACKING": (None, _tracking),
+    "PRIVATE_IP": (None, _private_ip),
+    "BROKEN_CARD": (None, _broken_card),
+    "BROKEN_IBAN": (None, _broken_iban),
+    "AZURE_LOOKALIKE": (None, lambda r: (testkeys.azure_lookalike(), "key", "api_key")),
+    "KEYGUARD_LOOKALIKE": (None, lambda r: (testkeys.keyguard_lookalike(), "key", "api_key")),
+    "TESTCARD": (None, lambda r: (r.choice(["4242 4242 4242 4242", "4111111111111111",
+                                            "5555 5555 5555 4444", "378282246310005",
+                                            "4000 0566 5566 5556"]), "test card", "card")),
+    "EPOCH": (None, lambda r: (str(r.randint(1_600_000_000, 1_800_000_000)), "epoch", "ts")),
+}  # fmt: skip
+
+
+def make(name: str, rng: random.Random) -> tuple[str | None, Made]:
+    category, maker = GENERATORS[name]
+    return category, maker(rng)

@@ -1,0 +1,121 @@
+"""What the guard stage costs per request, in process, with and without the detectors.
+
+    .venv/bin/python bench/guardrails/stage.py
+
+The benchmark's ~1 KB chat prompt (bench/harness/post_chat.lua), its 936-byte answer and its
+24-event stream (bench/upstream/gen_nginx_conf.py): the detectors over the prompt and the
+answer, then the stage's own work with an engine that finds nothing (extraction, every other
+string, decisions; the answer parsed and judged; the stream guard following each event). Each
+figure is the mean of ``--calls`` calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import runpy
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from keyguard.guard.decide import Placeholders, judge
+from keyguard.guard.engine import GuardEngine
+from keyguard.guard.extract import request_slots, response_slots
+from keyguard.policy.guardrails import DEFAULTS
+from keyguard.proxy.guard_stream import StreamGuard
+from keyguard.proxy.guardrails import unread_slots
+
+SYSTEM = (
+    "You are a helpful assistant for the finance team of Contoso Ltd. Answer concisely, cite "
+    "the document section you used, and never reveal internal account numbers or personal "
+    "data. If you are unsure, say so and suggest who to ask."
+)
+USER = (
+    "Please summarise the key points of the Q3 quarterly report below in two sentences for an "
+    "executive audience.\n\nQ3 report excerpt: Revenue for the quarter was 4.2 billion, up 12 "
+    "percent year over year, driven mainly by the cloud segment which grew 31 percent. "
+    "Operating margin improved by two points to 24 percent as data-centre utilisation rose and "
+    "marketing spend was held flat. Hardware revenue declined 6 percent on weaker consumer "
+    "demand. Free cash flow was 1.1 billion. The company repurchased 300 million of shares and "
+    "reiterated full-year guidance, while noting currency headwinds of roughly one point in "
+    "the fourth quarter."
+)
+BODY: dict[str, Any] = {
+    "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": USER}],
+    "max_tokens": 256,
+    "stream": False,
+}
+
+
+def upstream_bodies() -> tuple[bytes, bytes]:
+    """The benchmark upstream's answer and stream, as its generator makes them."""
+    script = Path(__file__).resolve().parents[1] / "upstream" / "gen_nginx_conf.py"
+    argv, sys.argv = sys.argv, [str(script)]
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            made = runpy.run_path(str(script))
+    finally:
+        sys.argv = argv
+    return str(made["body_json"]).encode(), str(made["sse"]).encode()
+
+
+def mean_us(call: Callable[[], object], calls: int) -> float:
+    call()
+    start = time.perf_counter()
+    for _ in range(calls):
+        call()
+    return (time.perf_counter() - start) / calls * 1e6
+
+
+def main(calls: int) -> None:
+    engine = GuardEngine()
+    answer, stream = upstream_bodies()
+
+    def nothing(_: Any) -> list[Any]:
+        return []
+
+    def fp(value: str) -> str:
+        return ""
+
+    slots = request_slots("chat", BODY)
+    answer_slots = response_slots("chat", orjson.loads(answer))
+
+    def request_stage() -> None:
+        found = request_slots("chat", BODY)
+        found.extend(unread_slots(BODY, found))
+        judge(found, nothing, DEFAULTS, fp, "request", Placeholders())
+
+    def answer_stage() -> None:
+        body = orjson.loads(answer)
+        judge(response_slots("chat", body), nothing, DEFAULTS, fp, "answer", Placeholders())
+
+    def stream_stage(scan: Callable[[str], list[Any]]) -> None:
+        guard = StreamGuard(
+            scan, DEFAULTS, fp, placeholders=Placeholders(), restore=None, window=128,
+            context=128,
+        )  # fmt: skip
+        guard.feed(stream)
+        guard.flush(b"")
+
+    rows = [
+        ("the detectors over the prompt (~1 KB)", lambda: engine.scan_slots(slots)),
+        ("the detectors over the answer", lambda: engine.scan_slots(answer_slots)),
+        ("the request stage without the detectors", request_stage),
+        ("the non-streamed answer without the detectors", answer_stage),
+        ("the stream guard without the detectors", lambda: stream_stage(nothing)),
+        ("the stream guard with the detectors", lambda: stream_stage(engine.scan)),
+    ]
+    print(f"| part ({calls} calls each) | us per request |\n| --- | ---: |")
+    for label, call in rows:
+        print(f"| {label} | {mean_us(call, calls):.1f} |")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--calls", type=int, default=2000)
+    main(ap.parse_args().calls)

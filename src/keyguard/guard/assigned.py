@@ -1,0 +1,109 @@
+"""Secrets recognised by the name they are assigned to, not by their shape: a password or an
+API secret in a config file, an ``.env`` line, a JSON or YAML document pasted into a prompt.
+
+Prompt-only (``keyguard scan`` leaves generic values to the formats it knows): a value is
+reported when its name says it is a password (``password``, ``passwd``, ``pwd``) or a secret
+(``secret``, ``client_secret``, ``api_key``, ``access_token``, ``auth_token``, ...) and the
+value looks like one: long enough, more than one kind of character, not a placeholder
+(``changeme``, ``<password>``, ``${DB_PASSWORD}``, ``***``), not a reference to where the
+secret lives (``os.environ[...]``, ``process.env.X``, ``@Microsoft.KeyVault(...)``,
+``secretKeyRef``), and, for secrets, random enough (entropy). Shaped kinds found by the
+scanner's detectors win over these on overlap.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from keyguard.guard.findings import Match
+from keyguard.scan.placeholders import entropy, is_placeholder
+
+__all__ = ["assigned_secrets"]
+
+_KINDS = (
+    "password", "passwd", "pwd", "pass", "secret", "api_key", "api-key", "apikey",
+    "access_token", "access-token", "accesstoken", "auth_token", "auth-token", "authtoken",
+    "token", "private_key", "private-key", "privatekey", "secret_key", "secret-key",
+    "secretkey", "client_secret", "client-secret", "clientsecret",
+)  # fmt: skip
+_IDENT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+_VALUE = re.compile(r"[=>]?\s{0,8}[\"']?([^\s\"',;`]{6,128})")
+_REFERENCE = re.compile(
+    r"(?i)^(?:\$|%|<|\{|\[|@microsoft\.keyvault|process\.env|os\.environ|os\.getenv|env\(|"
+    r"secret[s]?\.|vault:|secretkeyref|valuefrom|none$|null$|true$|false$|undefined$|"
+    r"required$|optional$|string$|str$|bytes$|self\.|this\.|config\.|settings\.|args\.)"
+)
+_PLACEHOLDER_WORDS = re.compile(
+    r"(?i)^(?:pass(?:word|wd)?\d*|changeme|change_me|secret\d*|admin\d*|root|test\d*|guest|"
+    r"default|example|sample|dummy|placeholder|redacted|hidden|masked|notset|not_set|"
+    r"mypassword|yourpassword|my_password|your_password|password123|p@ssw0rd|qwerty\d*|"
+    r"letmein|xxx+|\*+|\.+|…+|todo|tbd|fixme)$"
+)
+_IDENTIFIER_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+(?:\(\))?$")
+_PASSWORD_KINDS = ("passw", "pwd", "pass")
+
+
+def _classes(value: str) -> int:
+    return (
+        any(c.islower() for c in value)
+        + any(c.isupper() for c in value)
+        + any(c.isdigit() for c in value)
+        + any(not c.isalnum() for c in value)
+    )
+
+
+def _looks_secret(kind: str, value: str) -> bool:
+    if value.startswith(("=", ":")):
+        return False
+    if _REFERENCE.match(value) or _PLACEHOLDER_WORDS.match(value):
+        return False
+    if _IDENTIFIER_PATH.match(value) or "(" in value or value.endswith(("_KEY", "_SECRET")):
+        return False
+    if is_placeholder(value):
+        return False
+    if kind.startswith(_PASSWORD_KINDS):
+        return len(value) >= 8 and _classes(value) >= 3
+    return len(value) >= 16 and _classes(value) >= 2 and entropy(value) >= 3.5
+
+
+def _kind(text: str, sep: int) -> str | None:
+    """The secret kind the name just before the separator at ``sep`` ends with, if any."""
+    end = sep
+    while end > 0 and sep - end < 3 and text[end - 1] in "\"' \t":
+        end -= 1
+    start = end
+    while start > 0 and end - start < 64 and text[start - 1] in _IDENT:
+        start -= 1
+    name = text[start:end]
+    lowered = name.lower()
+    for kind in _KINDS:
+        if lowered.endswith(kind):
+            at = len(name) - len(kind)
+            if at == 0 or name[at - 1] in "_.-" or (name[at].isupper() and name[at - 1].islower()):
+                return kind
+    return None
+
+
+def assigned_secrets(text: str) -> Iterator[Match]:
+    """Values assigned to a password- or secret-like name in ``text``."""
+    lowered = text.lower()
+    if not any(word in lowered for word in ("pass", "pwd", "secret", "key", "token")):
+        return
+    for sep_char in ":=":
+        pos = text.find(sep_char)
+        while pos != -1:
+            kind = _kind(text, pos) if pos > 0 else None
+            if kind is not None:
+                m = _VALUE.match(text, pos + 1)
+                if m is not None:
+                    value = m.group(1).rstrip(".)")
+                    if _looks_secret(kind, value):
+                        category = (
+                            "password" if kind.startswith(_PASSWORD_KINDS) else "named_secret"
+                        )
+                        start = m.start(1)
+                        yield Match(
+                            "secret", category, f"{category}/assigned", start, start + len(value)
+                        )
+            pos = text.find(sep_char, pos + 1)

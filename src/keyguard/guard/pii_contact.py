@@ -1,0 +1,240 @@
+"""Contact data: e-mail addresses, phone numbers and public IP addresses.
+
+* **E-mail**: found from each ``@``; not reported for the reserved documentation domains
+  (``example.com``/``.net``/``.org`` and their subdomains, ``.example``, ``.test``,
+  ``.invalid``, ``.localhost``), for ``user@host:path`` (an scp/git remote), for a
+  ``user:password@host`` URL's user part, or when the "top-level domain" is a file extension
+  (``logo@2x.png``).
+* **Phone**: parsed and validated with ``phonenumbers``. A number written with its country
+  code (``+44 ...``, ``0049 ...``) is read as such; a national number is read in the
+  configured regions whose trunk prefix it has (``0`` for GB, DE, FR, NL; none for US, ES,
+  IT), and only when it is written with separators (``(415) 555-2671``, ``030 1234 5678``)
+  or named (``phone``, ``tel``, ``mobile``, ...); it is reported when valid in one of them.
+  Dates, times, IP addresses, version strings, ISBNs, numbers named as order or invoice
+  numbers, and the ranges reserved for fiction (US 555-01xx, Ofcom's drama ranges) are not
+  reported.
+* **IP address**: IPv4 and IPv6, reported only when globally routable: private, loopback,
+  link-local, shared (CGNAT), multicast, reserved and documentation ranges (192.0.2.0/24,
+  198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32) are not personal data of anyone. A dotted
+  quad after ``version``/``v``/a product name and a slash is a version string.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import string
+from collections.abc import Iterator, Sequence
+
+import phonenumbers
+from stdnum import isbn
+
+from keyguard.guard.context import inside_iban, named_before, named_otherwise
+from keyguard.guard.findings import Match
+from keyguard.guard.windows import Windows
+
+__all__ = ["MAX_PHONE_CANDIDATES", "contact_matches"]
+
+MAX_PHONE_CANDIDATES = 256  # phone candidates parsed per text (phonenumbers is the costly step)
+
+_LOCAL_CHARS = frozenset(string.ascii_letters + string.digits + "!#$%&'*+/=?^_`{|}~.-")
+_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}\Z")
+_DOMAIN = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}([A-Za-z]{2,24})(?![A-Za-z0-9-])"
+)
+_RESERVED = re.compile(
+    r"(?i)(?:^|\.)(?:example\.(?:com|net|org)|example|test|invalid|localhost|local|"
+    r"gserviceaccount\.com|users\.noreply\.github\.com)$|"
+    r"^(?:test|domain|yourdomain|yourcompany|company|email|sample)\.com$"
+)
+_FILE_TLDS = frozenset(
+    "png jpg jpeg gif svg webp ico bmp tiff css js mjs ts tsx jsx map json yaml yml xml html "
+    "htm md txt py rb go rs java kt swift php sh zip gz tar pdf mp4 mp3 wav woff woff2 ttf lock "
+    "min".split()
+)
+
+
+def _emails(text: str) -> Iterator[Match]:
+    pos = text.find("@")
+    while pos != -1:
+        nxt = text.find("@", pos + 1)
+        if pos == 0 or text[pos - 1] not in _LOCAL_CHARS or pos + 1 >= len(text):
+            pos = nxt
+            continue
+        local = _LOCAL.search(text, max(0, pos - 64), pos)
+        domain = _DOMAIN.match(text, pos + 1)
+        if local is not None and domain is not None:
+            start = local.start()
+            while start < pos and text[start] in ".'`{|}~=/":
+                start += 1
+            end = domain.end()
+            tld = domain.group(1).lower()
+            before = text[start - 1] if start > 0 else ""
+            host = domain.group().lower()
+            if (
+                start < pos
+                and tld not in _FILE_TLDS
+                and _RESERVED.search(host) is None
+                and before not in ":/"
+                and not text.startswith(":", end)
+            ):
+                yield Match("personal", "email", "email", start, end)
+        pos = nxt
+
+
+_PHONE = re.compile(r"(?<![\w+@/.#$-])(?:\+|00)?\(?\d[\d \t().-]{5,22}\d\)?(?![\w@/-]|[.,:]\d)")
+_PHONE_NAMES = re.compile(
+    r"(?i)(?:phone|tel\b|telephone|mobile|cell|fax|whatsapp|sms|call|text me|reach me|"
+    r"t[ée]l[ée]phone|telefon|handy|m[óo]vil|cellulare|contact)"
+)
+_DATE = re.compile(
+    r"^(?:\d{4}[-./ ]\d{1,2}[-./ ]\d{1,2}|\d{1,2}[-./ ]\d{1,2}[-./ ]\d{2,4})(?:[ T]\d{1,2})?$"
+)
+_SSN_SHAPE = re.compile(r"^\d{3}([- ])\d{2}\1\d{4}$")
+_RUNS = ("1234567", "2345678", "3456789", "9876543", "8765432", "7654321")
+_DOTTED = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
+_FICTION = {
+    "US": ("55501",),
+    "GB": (
+        "7700900", "2079460", "1134960", "1144960", "1154960", "1164960", "1174960", "1184960",
+        "1214960", "1314960", "1414960", "1514960", "1614960", "1632960", "2890180", "2920180",
+        "3069990", "8081570", "9098790",
+    ),
+}  # fmt: skip
+
+
+def _fictional(number: phonenumbers.PhoneNumber, region: str | None = None) -> bool:
+    region = region or phonenumbers.region_code_for_number(number)
+    nsn = phonenumbers.national_significant_number(number)
+    if region in ("US", "CA") and (nsn[3:8] == "55501" or nsn[:3] == "555"):
+        return True
+    return any(nsn.startswith(p) for p in _FICTION.get(region or "", ()))
+
+
+def _valid_phone(raw: str, regions: Sequence[str], named: bool) -> bool:
+    digits = "".join(c for c in raw if c.isdigit())
+    if not 7 <= len(digits) <= 15 or len(set(digits)) < 3:
+        return False
+    if _DATE.match(raw) or _DOTTED.match(raw) or _SSN_SHAPE.match(raw):
+        return False
+    if any(run in digits for run in _RUNS):
+        return False  # 1234567, 9876543: a placeholder
+    if "." in raw and any(len(g) == 1 for g in re.split(r"[^\d]+", raw) if g):
+        return False  # a version string (10.0.19041.1)
+    if len(digits) in (10, 13) and raw.count("-") >= 3 and isbn.is_valid(digits):
+        return False
+    international = raw.startswith(("+", "00"))
+    if not international and not named and raw.isdigit():
+        return False
+    if international:
+        return _valid_in(_parse("+" + raw[2:] if raw.startswith("00") else raw, None))
+    trunk = "0" if digits.startswith("0") else None
+    valid = False
+    for region in regions:
+        if _trunk_prefix(region) != trunk:
+            continue
+        number = _parse(raw, region)
+        if number is None:
+            continue
+        if _fictional(number, region):
+            return False  # a range reserved for fiction in a region it may be written for
+        valid = valid or phonenumbers.is_valid_number(number)
+    return valid
+
+
+def _parse(raw: str, region: str | None) -> phonenumbers.PhoneNumber | None:
+    try:
+        return phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+
+
+def _valid_in(number: phonenumbers.PhoneNumber | None) -> bool:
+    return number is not None and phonenumbers.is_valid_number(number) and not _fictional(number)
+
+
+def _trunk_prefix(region: str) -> str | None:
+    """``"0"`` for regions whose national numbers start with a trunk 0 (GB, DE, FR), else
+    ``None`` (US, CA: no trunk 0; ES, IT: none at all)."""
+    meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    return "0" if meta is not None and meta.national_prefix == "0" else None
+
+
+def _phones(
+    text: str, lo: int, hi: int, regions: Sequence[str], budget: list[int]
+) -> Iterator[Match]:
+    """Phone numbers in ``text[lo:hi]``; ``budget[0]`` candidates at most are parsed (the
+    costly step), so a text of digit groups cannot make one scan slow."""
+    for m in _PHONE.finditer(text, lo, hi):
+        if budget[0] <= 0:
+            return
+        raw = m.group().strip()
+        if raw.count("(") != raw.count(")"):
+            raw = raw.strip("()")
+        start = m.start() + m.group().index(raw)
+        if named_otherwise(text, start) or inside_iban(text, start):
+            continue
+        named = named_before(text, start, _PHONE_NAMES)
+        budget[0] -= 1
+        if _valid_phone(raw, regions, named):
+            yield Match("personal", "phone", "phone", start, start + len(raw))
+
+
+_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)")
+_VERSION = re.compile(r"(?i)(?:version|\bv|release|build|/)\s*$")
+
+
+def _ipv4(text: str, lo: int, hi: int) -> Iterator[Match]:
+    for m in _IPV4.finditer(text, lo, hi):
+        if _VERSION.search(text, max(0, m.start() - 12), m.start()):
+            continue
+        try:
+            address = ipaddress.IPv4Address(m.group())
+        except ValueError:
+            continue
+        if address.is_global:
+            yield Match("personal", "ip_address", "ipv4", m.start(), m.end())
+
+
+_HEX_COLON = frozenset("0123456789abcdefABCDEF:")
+_IPV6_MAX = 45
+
+
+def _ipv6(text: str) -> Iterator[Match]:
+    """Runs of hex digits and at least two colons, around each colon, parsed as IPv6."""
+    n = len(text)
+    pos = text.find(":")
+    while pos != -1:
+        start = pos
+        while start > 0 and text[start - 1] in _HEX_COLON and pos - start < _IPV6_MAX:
+            start -= 1
+        end = pos + 1
+        while end < n and text[end] in _HEX_COLON and end - start < _IPV6_MAX:
+            end += 1
+        run = text[start:end]
+        if run.count(":") >= 2 and (start == 0 or not _joins(text[start - 1])):
+            after = text[end : end + 2]
+            if not after or not (_joins(after[0]) and (after[0] != "." or after[1:].isalnum())):
+                try:
+                    address = ipaddress.IPv6Address(run)
+                except ValueError:
+                    address = None
+                if address is not None and address.is_global and address.ipv4_mapped is None:
+                    yield Match("personal", "ip_address", "ipv6", start, end)
+        pos = text.find(":", max(end, pos + 1))
+
+
+def _joins(c: str) -> bool:
+    return c.isalnum() or c in "_.:"
+
+
+def contact_matches(text: str, windows: Windows, regions: Sequence[str]) -> Iterator[Match]:
+    """E-mail addresses in ``text``, phone numbers and IPv4 addresses in its ``windows``
+    (``keyguard.guard.windows``), public IPv6 addresses."""
+    if "@" in text:
+        yield from _emails(text)
+    budget = [MAX_PHONE_CANDIDATES]
+    for lo, hi in windows:
+        yield from _phones(text, lo, hi, regions, budget)
+        yield from _ipv4(text, lo, hi)
+    yield from _ipv6(text)

@@ -1,0 +1,186 @@
+"""Validated numbers: payment cards, IBANs and national identifiers.
+
+Each kind is a shape (one bounded pattern) and a validation (``python-stdnum`` where it has
+one): a card passes Luhn, an issuer's range and length and a plausible grouping; an IBAN
+passes its country's length and format and mod-97; a national id passes its check digit or
+letter and its structural rules. Kinds whose check is weak (an 11-digit German tax id, a
+9-digit Dutch BSN, a 9-digit SSN without dashes) are only reported after a naming word
+(``Steuer-ID``, ``BSN``, ``SSN``). Documentation values (test cards, ``123-45-6789``,
+``12345678Z``) and numbers named as something else (``order``, ``invoice``, ``tracking``,
+``ISBN``) are not reported. Documentation IBANs (``DE89 3704 ...``) pass every check and are
+reported: nothing tells them from an account.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+
+from stdnum import iban, luhn
+from stdnum.de import idnr
+from stdnum.es import dni, nie
+from stdnum.fr import nir
+from stdnum.it import codicefiscale
+from stdnum.nl import bsn
+from stdnum.us import ssn
+
+from keyguard.guard.context import inside_iban, named_before, named_otherwise
+from keyguard.guard.findings import Match
+from keyguard.guard.windows import Windows
+
+__all__ = ["number_matches", "is_card"]
+
+# Test numbers published by card networks and payment processors (never a person's card).
+_TEST_CARDS = frozenset(
+    {
+        "4242424242424242", "4111111111111111", "4000056655665556", "5555555555554444",
+        "2223003122003222", "5200828282828210", "5105105105105100", "378282246310005",
+        "371449635398431", "6011111111111117", "6011000990139424", "3056930009020004",
+        "36227206271667", "3566002020360505", "6200000000000005", "4012888888881881",
+        "4222222222222", "5019717010103742", "4000000000000002", "4000000000009995",
+        "378734493671000", "30569309025904", "38520000023237", "6011000400000000",
+        "5431111111111111", "4917610000000000", "4444333322221111", "5454545454545454",
+        "4005519200000004", "4009348888881881", "4012000033330026", "4012000077777777",
+        "4217651111111119", "4500600000000061", "4000000000000077", "3530111333300000",
+        "4988438843884305", "4166676667666746", "4646464646464644", "6011601160116611",
+        "5425233430109903", "2222420000001113", "2223000048410010", "4263982640269299",
+    }
+)  # fmt: skip
+_EXAMPLE_IDS = frozenset({"123456789", "12345678Z", "078051120", "219099999", "X1234567L"})
+
+_CARD = re.compile(r"(?<![\w.+/-])\d(?:[ -]?\d){11,18}(?![\w/-]|[.,]\d)")
+_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]){10,30}(?![A-Za-z0-9])")
+_SSN = re.compile(r"(?<![\w./-])\d{3}([- ])\d{2}\1\d{4}(?![\w/-]|[.,]\d)")
+_DIGITS = re.compile(r"(?<![\w./+-])\d(?:[ .]?\d){8,14}(?![\w/-]|[.,]\d)")
+_DNI = re.compile(r"(?<![\w-])(?:[XYZ]-?\d{7}|\d{8})-?[A-HJ-NP-TV-Z](?![\w-])")
+_CF = re.compile(
+    r"(?<![\w-])[A-Z]{6}[0-9LMNPQRSTUV]{2}[ABCDEHLMPRST][0-9LMNPQRSTUV]{2}[A-Z]"
+    r"[0-9LMNPQRSTUV]{3}[A-Z](?![\w-])"
+)
+_NINO = re.compile(
+    r"(?<![\w-])(?!BG|GB|KN|NK|NT|TN|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]"
+    r" ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![\w-])"
+)
+_SSN_NAMES = re.compile(r"(?i)(?<![a-z])(?:ssn|social security(?: number| no\.?)?)(?![a-z])")
+_DE_NAMES = re.compile(
+    r"(?i)(?:steuer[-_ ]?id|steuer-?identifikationsnummer|identifikationsnummer|idnr|"
+    r"steuernummer|\btax id|\btin\b)"
+)
+_FR_NAMES = re.compile(
+    r"(?i)(?:(?<![a-z])nir(?![a-z])|s[ée]curit[ée] sociale|\binsee\b|carte vitale|\bsecu\b)"
+)
+_NL_NAMES = re.compile(r"(?i)(?<![a-z])(?:bsn|burgerservicenummer|sofi-?nummer)(?![a-z])")
+
+
+def _issuer(d: str) -> bool:
+    n, p2, p3, p4, p6 = len(d), int(d[:2]), int(d[:3]), int(d[:4]), int(d[:6])
+    return (
+        (d[0] == "4" and n in (13, 16, 19))
+        or ((51 <= p2 <= 55 or 2221 <= p4 <= 2720) and n == 16)
+        or (p2 in (34, 37) and n == 15)
+        or ((p4 == 6011 or 644 <= p3 <= 649 or p2 == 65) and 16 <= n <= 19)
+        or (3528 <= p4 <= 3589 and 16 <= n <= 19)
+        or ((300 <= p3 <= 305 or p3 == 309 or p2 in (36, 38, 39)) and 14 <= n <= 19)
+        or (p2 == 62 and 16 <= n <= 19)
+        or (2200 <= p4 <= 2204 and n == 16)
+        or ((p2 in (50, 56, 57, 58, 67) or p6 in (676770, 676774)) and 13 <= n <= 19)
+    )
+
+
+def _grouped(raw: str) -> bool:
+    seps = {c for c in raw if c in " -"}
+    if not seps:
+        return True
+    if len(seps) > 1:
+        return False
+    groups = [len(g) for g in raw.split(seps.pop())]
+    if groups in ([4, 6, 5], [4, 6, 4]):
+        return True
+    return all(g == 4 for g in groups[:-1]) and 1 <= groups[-1] <= 4 and len(groups) >= 4
+
+
+def is_card(raw: str) -> bool:
+    """True for a payment card number as written (separators included)."""
+    digits = raw.replace(" ", "").replace("-", "")
+    if not 13 <= len(digits) <= 19 or digits in _TEST_CARDS or len(set(digits)) < 4:
+        return False
+    return _grouped(raw) and _issuer(digits) and luhn.is_valid(digits)
+
+
+def _cards(text: str, lo: int, hi: int) -> Iterator[Match]:
+    for m in _CARD.finditer(text, lo, hi):
+        start = m.start()
+        if is_card(m.group()) and not (named_otherwise(text, start) or inside_iban(text, start)):
+            yield Match("personal", "payment_card", "payment_card", m.start(), m.end())
+
+
+def _ibans(text: str, lo: int, hi: int) -> Iterator[Match]:
+    for m in _IBAN.finditer(text, lo, hi):
+        raw = m.group()
+        for _ in range(4):  # trailing upper-case words may have been taken in: drop them
+            compact = raw.replace(" ", "").replace("-", "").upper()
+            if iban.is_valid(compact):
+                yield Match("personal", "iban", "iban", m.start(), m.start() + len(raw))
+                break
+            if " " not in raw:
+                break
+            raw = raw.rsplit(" ", 1)[0]
+
+
+def _ssns(text: str, lo: int, hi: int) -> Iterator[Match]:
+    for m in _SSN.finditer(text, lo, hi):
+        compact = m.group().replace("-", "").replace(" ", "")
+        if compact not in _EXAMPLE_IDS and ssn.is_valid(compact):
+            yield Match("personal", "us_ssn", "us_ssn", m.start(), m.end())
+
+
+_NAMED_DIGITS: tuple[tuple[str, re.Pattern[str], Callable[[str], bool], int], ...] = (
+    ("us_ssn", _SSN_NAMES, lambda d: len(d) == 9 and ssn.is_valid(d), 9),
+    ("de_tax_id", _DE_NAMES, lambda d: len(d) == 11 and idnr.is_valid(d), 11),
+    ("nl_bsn", _NL_NAMES, lambda d: len(d) == 9 and bsn.is_valid(d), 9),
+    ("fr_nir", _FR_NAMES, lambda d: len(d) == 15 and nir.is_valid(d), 15),
+)
+
+
+def _named_ids(text: str, lo: int, hi: int) -> Iterator[Match]:
+    for m in _DIGITS.finditer(text, lo, hi):
+        compact = m.group().replace(" ", "").replace(".", "")
+        if compact in _EXAMPLE_IDS:
+            continue
+        for category, names, valid, length in _NAMED_DIGITS:
+            if len(compact) == length and valid(compact) and named_before(text, m.start(), names):
+                yield Match("personal", category, category, m.start(), m.end())
+                break
+
+
+def _spanish(text: str, lo: int, hi: int) -> Iterator[Match]:
+    for m in _DNI.finditer(text, lo, hi):
+        compact = m.group().replace("-", "")
+        if compact in _EXAMPLE_IDS:
+            continue
+        if compact[0] in "XYZ":
+            if nie.is_valid(compact):
+                yield Match("personal", "es_nie", "es_nie", m.start(), m.end())
+        elif len(set(compact[:8])) > 2 and dni.is_valid(compact):
+            yield Match("personal", "es_dni", "es_dni", m.start(), m.end())
+
+
+def _italian(text: str, starts: list[int]) -> Iterator[Match]:
+    for start in starts:
+        m = _CF.match(text, start)
+        if m is not None and codicefiscale.is_valid(m.group()):
+            yield Match("personal", "it_fiscal_code", "it_fiscal_code", m.start(), m.end())
+
+
+def _ninos(text: str, lo: int, hi: int) -> Iterator[Match]:
+    for m in _NINO.finditer(text, lo, hi):
+        yield Match("personal", "gb_nino", "gb_nino", m.start(), m.end())
+
+
+def number_matches(text: str, windows: Windows, codes: list[int]) -> Iterator[Match]:
+    """Cards, IBANs and national ids in the ``windows`` of ``text`` and Italian fiscal codes
+    at ``codes`` (``keyguard.guard.windows``); overlaps are left to the caller."""
+    for lo, hi in windows:
+        for detector in (_cards, _ibans, _ssns, _named_ids, _spanish, _ninos):
+            yield from detector(text, lo, hi)
+    yield from _italian(text, codes)

@@ -1,0 +1,73 @@
+"""Where personal-data candidates can be: found at C speed, so clean text costs little.
+
+The text is translated once into a byte mask of character classes (digit ``d``, ``.`` ``p``,
+number separators ``s``, upper-case letter ``u``, anything else ``x``) and searched with
+``bytes.find`` for literal class sequences: ``dd`` and ``dpd`` start runs of digits and
+separators; a run with at least six digits (cards, IBANs, SSNs, national ids, phone numbers)
+or three dots and four digits (IPv4) gives a window of the text around it, where the
+validating patterns then run. ``uuuuuudd`` marks where an Italian fiscal code can start.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+
+__all__ = ["Windows", "find_windows"]
+
+_TABLE = bytearray(b"x" * 256)
+for _c in string.digits.encode():
+    _TABLE[_c] = ord("d")
+for _c in b" \t-/()+":
+    _TABLE[_c] = ord("s")
+for _c in string.ascii_uppercase.encode():
+    _TABLE[_c] = ord("u")
+_TABLE[ord(".")] = ord("p")
+_MASK = bytes(_TABLE)
+_RUN = re.compile(rb"[dps]*")
+_BEFORE = 48  # context and IBAN head before a run
+_AFTER = 40  # IBAN groups with letters after a run
+
+Windows = list[tuple[int, int]]
+
+
+def _runs(mask: bytes) -> list[tuple[int, int, int]]:
+    """``(start, end, digits)`` of digit runs that may hold a candidate."""
+    out: list[tuple[int, int, int]] = []
+    n = len(mask)
+    pos = 0
+    while True:
+        a, b = mask.find(b"dd", pos), mask.find(b"dpd", pos)
+        hit = a if b == -1 else b if a == -1 else min(a, b)
+        if hit == -1:
+            return out
+        start = hit
+        while start > 0 and mask[start - 1] in b"dps" and hit - start < 64:
+            start -= 1
+        m = _RUN.match(mask, hit)
+        end = m.end() if m else hit + 2
+        digits = mask.count(b"d", start, end)
+        if digits >= 6 or (digits >= 4 and mask.count(b"p", start, end) >= 3):
+            out.append((start, end, digits))
+        pos = max(end, hit + 1)
+        if pos >= n:
+            return out
+
+
+def find_windows(text: str) -> tuple[Windows, list[int]]:
+    """Windows ``(lo, hi)`` of ``text`` around numeric candidates, merged; and the offsets
+    where an upper-case code with two digits (``RSSMRA85``) starts."""
+    mask = text.encode("latin-1", "replace").translate(_MASK)
+    windows: Windows = []
+    for start, end, _ in _runs(mask):
+        lo, hi = max(0, start - _BEFORE), min(len(text), end + _AFTER)
+        if windows and lo <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], max(windows[-1][1], hi))
+        else:
+            windows.append((lo, hi))
+    codes: list[int] = []
+    pos = mask.find(b"uuuuuudd")
+    while pos != -1:
+        codes.append(pos)
+        pos = mask.find(b"uuuuuudd", pos + 1)
+    return windows, codes

@@ -1,0 +1,369 @@
+"""The guardrails over a streamed answer: a hold-back window, then release, redact or cut.
+
+:class:`StreamGuard` is fed whole server-sent events (as :class:`~.sse.SseTap` returns them)
+and returns the events that are safe to send now. The text the events carry (chat
+``delta.content`` and tool-call ``arguments``, completions ``text``, Responses
+``response.output_text.delta``) is followed per choice; the last ``window`` characters are held
+back, so a value split across chunks is judged whole before its last piece is sent. The held
+text is read in steps (each time a quarter of the window more has arrived, so a long answer
+is read a few times over, not once per chunk) together with ``context`` characters before it
+(the words that make a value recognisable, such as ``password=``); a match is decided once it
+ends before the held-back tail (or at the end of the stream), never while it may still grow,
+and nothing is released past the start of a match not yet decided.
+
+* ``block``: the held events are dropped and the stream ends as Azure ends a filtered one: a
+  chunk whose choice has ``finish_reason: "content_filter"`` and ``content_filter_results``
+  naming the category, then ``data: [DONE]`` (a Responses stream gets an error event);
+* ``redact``: the value's pieces are cut out of the held events and its placeholder put where
+  it began; ``restore``: this request's placeholders get their values back;
+* ``alert`` and ``log``: noted in :attr:`hits` (the stage raises the events).
+
+Memory is bounded: per choice, the text kept is the held tail plus ``context`` characters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ..guard.decide import MAX_HITS, PLACEHOLDER, Hit, Placeholders
+from ..guard.findings import Match
+from ..policy.guardrails import Effective
+from .sse import _data, _events
+
+__all__ = ["StreamGuard"]
+
+Key = tuple[int, int]  # (choice index, -1 for content or the tool call's index)
+
+
+@dataclass(slots=True)
+class _Piece:
+    key: Key
+    start: int  # offsets in the choice's whole streamed text
+    end: int
+    holder: dict[str, Any]  # the dict whose ``field`` carries the text
+    field: str
+
+
+class _Event:
+    __slots__ = ("raw", "obj", "pieces")
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self.obj: Any = None
+        self.pieces: list[_Piece] = _NONE
+
+
+_NONE: list[_Piece] = []  # shared by events without text (never appended to)
+
+
+class _Text:
+    """A choice's streamed text from ``base`` on (new pieces joined when it is read)."""
+
+    __slots__ = ("_text", "_new", "base", "end", "sent", "decided")
+
+    def __init__(self) -> None:
+        self._text = ""
+        self._new: list[str] = []
+        self.base = 0
+        self.end = 0  # offset of its end in the whole streamed text
+        self.sent = 0  # offset up to which its events were released
+        self.decided = 0  # matches ending before this are decided
+
+    def add(self, value: str) -> int:
+        start = self.end
+        self._new.append(value)
+        self.end += len(value)
+        return start
+
+    @property
+    def text(self) -> str:
+        if self._new:
+            self._text = "".join((self._text, *self._new))
+            self._new.clear()
+        return self._text
+
+    def drop(self, upto: int) -> None:
+        """Forget the text before offset ``upto``."""
+        cut = upto - self.base
+        self._text = self.text[cut:]
+        self.base = upto
+
+
+class StreamGuard:
+    def __init__(
+        self,
+        scan: Callable[[str], list[Match]],
+        actions: Effective,
+        fingerprint: Callable[[str], str],
+        *,
+        placeholders: Placeholders,
+        restore: Mapping[str, str] | None,
+        window: int,
+        context: int,
+    ) -> None:
+        self._scan = scan
+        self._actions = actions
+        self._fingerprint = fingerprint
+        self._placeholders = placeholders
+        self._restore = restore or {}
+        self._window = window
+        self._context = context
+        self._step = max(1, window // 4)  # new text judged in steps: each read covers more
+        self._held: list[_Event] = []
+        self._texts: dict[Key, _Text] = {}
+        self._edits: dict[Key, list[tuple[int, int, str]]] = {}
+        self._head: dict[str, Any] = {}  # id, created, model, object of the last chunk
+        self._responses = False
+        self.hits: list[Hit] = []
+        self.more_hits = 0
+        self.blocked: Hit | None = None
+
+    @property
+    def cut(self) -> bool:
+        return self.blocked is not None
+
+    # -- in -----------------------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> bytes:
+        """Whole events in; the events safe to send now out (the end of the stream when a
+        value to block was found: then nothing more may be fed)."""
+        if self.cut:
+            return b""
+        for raw in _events(data):
+            self._held.append(self._parse(raw))
+        return self._advance(final=False)
+
+    def flush(self, rest: bytes = b"") -> bytes:
+        """The end of the stream (``rest``: a trailing partial event): everything decided and
+        released."""
+        if self.cut:
+            return b""
+        if rest:
+            self._held.append(self._parse(rest))
+        return self._advance(final=True)
+
+    def _parse(self, raw: bytes) -> _Event:
+        event = _Event(raw)
+        if b'"delta"' not in raw and b'"text"' not in raw and b'"content"' not in raw:
+            return event
+        if raw.startswith(b"data: {") and raw.find(b"\n") == len(raw) - 2:  # one data line
+            try:
+                obj = orjson.loads(raw[6:-2])
+            except orjson.JSONDecodeError:
+                return event
+        else:
+            obj = _data(raw)
+        if not isinstance(obj, dict):
+            return event
+        event.obj = obj
+        if obj.get("type") == "response.output_text.delta":
+            self._responses = True
+            self._add(event, (int(obj.get("output_index") or 0), -1), obj, "delta")
+            return event
+        if isinstance(obj.get("type"), str):
+            self._responses = True
+            return event
+        if not self._head and obj.get("id"):  # the chunks' common fields, for a cut
+            for name in ("id", "created", "model", "object", "system_fingerprint"):
+                if name in obj:
+                    self._head[name] = obj[name]
+        choices = obj.get("choices")
+        for choice in choices if isinstance(choices, list) else ():
+            if not isinstance(choice, dict):
+                continue
+            index = choice.get("index")
+            index = index if isinstance(index, int) and 0 <= index < 1024 else 0
+            delta = choice.get("delta")
+            if isinstance(delta, dict):
+                self._add(event, (index, -1), delta, "content")
+                calls = delta.get("tool_calls")
+                for call in calls if isinstance(calls, list) else ():
+                    function = call.get("function") if isinstance(call, dict) else None
+                    if isinstance(function, dict):
+                        slot = call.get("index")
+                        slot = slot if isinstance(slot, int) and 0 <= slot < 1024 else 0
+                        self._add(event, (index, slot), function, "arguments")
+            else:
+                self._add(event, (index, -1), choice, "text")
+        return event
+
+    def _add(self, event: _Event, key: Key, holder: dict[str, Any], name: str) -> None:
+        value = holder.get(name)
+        if not isinstance(value, str) or not value:
+            return
+        text = self._texts.get(key)
+        if text is None:
+            text = self._texts[key] = _Text()
+        start = text.add(value)
+        piece = _Piece(key, start, text.end, holder, name)
+        if event.pieces is _NONE:
+            event.pieces = [piece]
+        else:
+            event.pieces.append(piece)
+
+    # -- decide and release ---------------------------------------------------------------------
+
+    def _advance(self, final: bool) -> bytes:
+        frontier: dict[Key, int] = {}
+        for key, text in self._texts.items():
+            frontier[key] = self._review(key, text, final)
+            if self.cut:
+                return self._cut()
+        return self._release(frontier, final)
+
+    def _review(self, key: Key, text: _Text, final: bool) -> int:
+        """Decide the matches of ``key``'s text that can no longer grow; return the offset
+        its events may be released up to."""
+        settled = text.end if final else text.end - self._window
+        if not final and settled - text.decided < self._step:
+            return max(text.sent, min(settled, text.decided))  # too little new: read later
+        origin = max(text.base, min(text.sent, text.decided) - self._context)
+        window = text.text[origin - text.base :]
+        frontier = settled
+        for match in sorted(self._scan(window), key=lambda m: (m.start, -m.end)):
+            start, end = origin + match.start, origin + match.end
+            if end <= text.decided:
+                continue  # decided on an earlier feed
+            if end > settled:
+                frontier = min(frontier, start)  # may still grow: held, decided later
+                continue
+            self._decide(key, match, window[match.start : match.end], start, end)
+            if self.cut:
+                return 0
+        if self._restore:
+            for found in PLACEHOLDER.finditer(window):
+                start, end = origin + found.start(), origin + found.end()
+                value = self._restore.get(found.group())
+                if value is not None and text.decided <= start and end <= settled:
+                    self._edits.setdefault(key, []).append((start, end, value))
+        text.decided = max(text.decided, min(settled, frontier))
+        return max(text.sent, min(settled, frontier))
+
+    def _decide(self, key: Key, match: Match, value: str, start: int, end: int) -> None:
+        action = self._actions.action(match.family, match.category)
+        if action == "off":
+            return
+        hit = Hit(
+            match.family, match.category, match.detector, action, "answer", "completion",
+            self._fingerprint(value),
+        )  # fmt: skip
+        if len(self.hits) < MAX_HITS:
+            self.hits.append(hit)
+        else:
+            self.more_hits += 1
+        if action == "block":
+            self.blocked = hit
+        elif action == "redact":
+            placeholder = self._placeholders.for_value(match.category, value)
+            self._edits.setdefault(key, []).append((start, end, placeholder))
+
+    def _release(self, frontier: dict[Key, int], final: bool) -> bytes:
+        out: list[bytes] = []
+        held = self._held
+        n = 0
+        texts = self._texts
+        for event in held:
+            pieces = event.pieces
+            if pieces:
+                if not final:
+                    ahead = False
+                    for piece in pieces:
+                        if piece.end > frontier[piece.key]:
+                            ahead = True
+                            break
+                    if ahead:
+                        break
+                out.append(self._edited(event) if self._edits else event.raw)
+                for piece in pieces:
+                    text = texts[piece.key]
+                    if piece.end > text.sent:
+                        text.sent = piece.end
+            else:
+                out.append(event.raw)
+            n += 1
+        del held[:n]
+        self._trim()
+        return b"".join(out)
+
+    def _edited(self, event: _Event) -> bytes:
+        changed = False
+        for piece in event.pieces:
+            edits = self._edits.get(piece.key)
+            if not edits:
+                continue
+            value = piece.holder[piece.field]
+            new = _apply(value, piece.start, piece.end, edits)
+            if new != value:
+                piece.holder[piece.field] = new
+                changed = True
+        if not changed:
+            return event.raw
+        # the event's other lines (``event:``, ``id:``) kept, its data written anew
+        kept = [
+            line
+            for line in event.raw.rstrip(b"\r\n").split(b"\n")
+            if line and not line.startswith(b"data:")
+        ]
+        return b"\n".join([*kept, b"data: " + orjson.dumps(event.obj)]) + b"\n\n"
+
+    def _trim(self) -> None:
+        for key, text in self._texts.items():
+            keep_from = min(text.sent, text.decided) - self._context
+            if keep_from - text.base > 4 * self._context + 256:
+                text.drop(keep_from)
+            edits = self._edits.get(key)
+            if edits:
+                self._edits[key] = [e for e in edits if e[1] > text.sent]
+
+    def _cut(self) -> bytes:
+        """The end of a blocked stream, as Azure ends a filtered one."""
+        hit = self.blocked
+        assert hit is not None
+        self._held.clear()
+        self._texts.clear()
+        results = {hit.category: {"filtered": True, "detected": True, "family": hit.family}}
+        if self._responses:
+            error = {
+                "type": "error",
+                "code": "content_filter",
+                "message": f"The answer was cut by the gateway's guardrails ({hit.category}).",
+                "param": None,
+            }
+            return b"data: " + orjson.dumps(error) + b"\n\n"
+        chunk = {
+            "choices": [
+                {
+                    "content_filter_results": results,
+                    "delta": {},
+                    "finish_reason": "content_filter",
+                    "index": 0,
+                    "logprobs": None,
+                }
+            ],
+            **self._head,
+        }
+        return b"data: " + orjson.dumps(chunk) + b"\n\ndata: [DONE]\n\n"
+
+
+def _apply(value: str, start: int, end: int, edits: list[tuple[int, int, str]]) -> str:
+    """The piece ``value`` (covering ``[start, end)`` of its text) with the edits applied: the
+    parts of an edited span inside the piece are removed, and the replacement is put in the
+    piece where the span begins."""
+    out: list[str] = []
+    pos = start
+    for e_start, e_end, new in sorted(edits):
+        if e_end <= start or e_start >= end:
+            continue
+        cut_from, cut_to = max(e_start, start), min(e_end, end)
+        if cut_from < pos:
+            continue
+        out.append(value[pos - start : cut_from - start])
+        if e_start >= start:
+            out.append(new)
+        pos = cut_to
+    out.append(value[pos - start :])
+    return "".join(out)
