@@ -176,3 +176,10 @@ def test_a_documentation_iban_is_reported_it_passes_every_check() -> None:
 
 def test_an_email_at_the_very_start_of_a_text() -> None:
     assert _found("ann.lee@contoso.com wrote") == [("email", "ann.lee@contoso.com")]
+
+
+def test_a_text_of_many_values_keeps_max_matches_and_finishes() -> None:
+    text = "mail a.b@contoso.com now " * 40_000
+    found = ENGINE.scan(text)
+    assert len(found) == 1_000 and {m.category for m in found} == {"email"}
+    assert [m.start for m in found] == sorted(m.start for m in found)
