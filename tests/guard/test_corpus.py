@@ -23,7 +23,7 @@ def test_scoring_command_meets_targets_with_400_cases_or_more() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     cases = int(proc.stdout.split("corpus: ", 1)[1].split(" ", 1)[0])
     assert cases >= 400
-    assert "hard negatives: 0 of" in proc.stdout or "targets" in proc.stdout
+    assert "targets (secrets and personal data >= 0.97, hard negatives < 1%): met" in proc.stdout
 
 
 def test_guardrail_files_hold_no_secret() -> None:

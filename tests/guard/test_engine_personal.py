@@ -32,7 +32,7 @@ def _found(text: str) -> list[tuple[str, str]]:
         "sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
         "at 2024-01-15 10:30:45.123 and 15/01/2024 and 1718035200",
         "version 10.0.19041.1 / Chrome/120.0.6099.109 / v1.2.3.4",
-        "placeholder card 4111-xxxx-xxxx-1111, SSN 000-00-0000, 123-45-6789",
+        "placeholder card 4111-xxxx-xxxx-1111, SSN 000-00-0000 or 666-12-3456",
         "mail user@example.com or a@b.test; git@github.com:org/repo.git; logo@2x.png",
         "npm i @scope/pkg@1.2.3 and @decorator",
         "servers 10.0.0.1, 192.168.1.10, 127.0.0.1, 172.16.0.5, 100.64.0.1, 198.51.100.7",
@@ -172,3 +172,14 @@ def test_an_address_at_the_end_of_a_sentence() -> None:
 
 def test_a_documentation_iban_is_reported_it_passes_every_check() -> None:
     assert _found("IBAN DE89 3704 0044 0532 0130 00") == [("iban", "DE89 3704 0044 0532 0130 00")]
+
+
+def test_an_email_at_the_very_start_of_a_text() -> None:
+    assert _found("ann.lee@contoso.com wrote") == [("email", "ann.lee@contoso.com")]
+
+
+def test_a_text_of_many_values_keeps_max_matches_and_finishes() -> None:
+    text = "mail a.b@contoso.com now " * 40_000
+    found = ENGINE.scan(text)
+    assert len(found) == 1_000 and {m.category for m in found} == {"email"}
+    assert [m.start for m in found] == sorted(m.start for m in found)

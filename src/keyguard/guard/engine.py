@@ -34,13 +34,18 @@ _FAMILY_RANK = {"secret": 0, "custom": 1, "personal": 2}
 def _resolve(found: list[tuple[tuple[int, int], Match]], limit: int) -> list[Match]:
     """Non-overlapping matches: the best rank first, then the earliest, then the longest."""
     found.sort(key=lambda f: (f[0], f[1].start, f[1].start - f[1].end))
-    kept: list[Match] = []
+    kept: list[Match] = []  # non-overlapping, ordered by start
+    starts: list[int] = []
     for _, m in found:
-        if all(m.end <= k.start or m.start >= k.end for k in kept):
-            kept.append(m)
-            if len(kept) >= limit:
-                break
-    kept.sort(key=lambda m: (m.start, m.end))
+        i = bisect.bisect_right(starts, m.start)
+        if i and kept[i - 1].end > m.start:
+            continue
+        if i < len(kept) and kept[i].start < max(m.end, m.start + 1):
+            continue
+        kept.insert(i, m)
+        starts.insert(i, m.start)
+        if len(kept) >= limit:
+            break
     return kept
 
 

@@ -45,7 +45,7 @@ _DOMAIN = re.compile(
 _RESERVED = re.compile(
     r"(?i)(?:^|\.)(?:example\.(?:com|net|org)|example|test|invalid|localhost|local|"
     r"gserviceaccount\.com|users\.noreply\.github\.com)$|"
-    r"^(?:test|domain|yourdomain|yourcompany|company|email|sample)\.com$"
+    r"^(?:yourdomain|yourcompany|your-company|your-domain)\.com$"
 )
 _FILE_TLDS = frozenset(
     "png jpg jpeg gif svg webp ico bmp tiff css js mjs ts tsx jsx map json yaml yml xml html "
@@ -75,7 +75,7 @@ def _emails(text: str) -> Iterator[Match]:
                 start < pos
                 and tld not in _FILE_TLDS
                 and _RESERVED.search(host) is None
-                and before not in ":/"
+                and (start == 0 or before not in ":/")
                 and not text.startswith(":", end)
             ):
                 yield Match("personal", "email", "email", start, end)
@@ -91,7 +91,6 @@ _DATE = re.compile(
     r"^(?:\d{4}[-./ ]\d{1,2}[-./ ]\d{1,2}|\d{1,2}[-./ ]\d{1,2}[-./ ]\d{2,4})(?:[ T]\d{1,2})?$"
 )
 _SSN_SHAPE = re.compile(r"^\d{3}([- ])\d{2}\1\d{4}$")
-_RUNS = ("1234567", "2345678", "3456789", "9876543", "8765432", "7654321")
 _DOTTED = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 _FICTION = {
     "US": ("55501",),
@@ -117,8 +116,6 @@ def _valid_phone(raw: str, regions: Sequence[str], named: bool) -> bool:
         return False
     if _DATE.match(raw) or _DOTTED.match(raw) or _SSN_SHAPE.match(raw):
         return False
-    if any(run in digits for run in _RUNS):
-        return False  # 1234567, 9876543: a placeholder
     if "." in raw and any(len(g) == 1 for g in re.split(r"[^\d]+", raw) if g):
         return False  # a version string (10.0.19041.1)
     if len(digits) in (10, 13) and raw.count("-") >= 3 and isbn.is_valid(digits):

@@ -13,8 +13,10 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Callable, Iterator
+from functools import lru_cache
 
 from keyguard.scan.findings import Hit
+from keyguard.scan.masks import to_bytes
 from keyguard.scan.placeholders import entropy, is_placeholder
 
 __all__ = ["CLOUD_DETECTORS", "TOKEN_RULES"]
@@ -75,10 +77,10 @@ TOKEN_RULES: tuple[_Rule, ...] = (
     ("slack_webhook", "hooks.slack.com/", re.compile(
         r"hooks\.slack\.com/(?:services|workflows|triggers)/(T[A-Z0-9]{6,12}/[A-Za-z0-9/]{20,120})"
     ), 0, "Slack webhook URL"),
-    ("stripe_key", "k_live_", re.compile(_B + r"[sr]k_live_[A-Za-z0-9]{16,247}" + _E), 1,
-     "Stripe live secret key"),
-    ("stripe_key", "k_test_", re.compile(_B + r"[sr]k_test_[A-Za-z0-9]{16,247}" + _E), 1,
-     "Stripe test secret key"),
+    *(("stripe_key", f"{c}k_live_", re.compile(_B + f"{c}k_live_" + r"[A-Za-z0-9]{16,247}" + _E),
+       0, "Stripe live secret key") for c in "sr"),
+    *(("stripe_key", f"{c}k_test_", re.compile(_B + f"{c}k_test_" + r"[A-Za-z0-9]{16,247}" + _E),
+       0, "Stripe test secret key") for c in "sr"),
     ("npm_token", "npm_", re.compile(_B + r"npm_[A-Za-z0-9]{36}" + _E), 0, "npm access token"),
     ("pypi_token", "pypi-AgEIcHlwaS5vcmc", re.compile(
         _B + r"pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,300}" + _E), 0, "PyPI API token"),
@@ -94,8 +96,8 @@ TOKEN_RULES: tuple[_Rule, ...] = (
      "Shopify access token"),
     ("databricks_token", "dapi", re.compile(_B + r"dapi[a-f0-9]{32}(?:-\d)?" + _E), 0,
      "Databricks token"),
-    ("digitalocean_token", "_v1_", re.compile(_B + r"do[opr]_v1_[a-f0-9]{64}" + _E), 3,
-     "DigitalOcean token"),
+    *(("digitalocean_token", f"do{c}_v1_", re.compile(_B + f"do{c}_v1_" + r"[a-f0-9]{64}" + _E),
+       0, "DigitalOcean token") for c in "opr"),
     ("groq_key", "gsk_", re.compile(_B + r"gsk_[A-Za-z0-9]{52}" + _E), 0, "Groq API key"),
     ("xai_key", "xai-", re.compile(_B + r"xai-[A-Za-z0-9]{80}" + _E), 0, "xAI API key"),
     ("perplexity_key", "pplx-", re.compile(_B + r"pplx-[A-Za-z0-9]{48}" + _E), 0,
@@ -117,18 +119,61 @@ def _random_part(value: str) -> str:
     return value[m.end() :] if m else value
 
 
+# Rules found from their anchor anywhere (it is not where a token run starts); the others
+# are looked up only at the start of runs of 20+ token characters (``_token_runs``).
+_FIND_ANCHORS = frozenset({"hooks.slack.com/", "SG.", ":AA", "ATATT3"})
+_RUN_RULES = tuple(r for r in TOKEN_RULES if r[1] not in _FIND_ANCHORS)
+_FIND_RULES = tuple(r for r in TOKEN_RULES if r[1] in _FIND_ANCHORS)
+_RUN_PREFIXES = tuple(r[1] for r in _RUN_RULES)
+_TOKEN_TABLE = bytes(
+    ord("t") if chr(c).isascii() and (chr(c).isalnum() or chr(c) in "_-") else ord(" ")
+    for c in range(256)
+)
+_TOKEN_RUN = b"t" * 20
+_TOKEN_TAIL = re.compile(rb"t*")
+
+
+def _token_runs(text: str) -> Iterator[int]:
+    """Start offsets of runs of 20+ ``[A-Za-z0-9_-]`` characters (a mask searched with
+    ``bytes.find``: C speed, whatever the number of token formats)."""
+    mask = to_bytes(text).translate(_TOKEN_TABLE)
+    pos = mask.find(_TOKEN_RUN)
+    while pos != -1:
+        yield pos
+        tail = _TOKEN_TAIL.match(mask, pos + 20)
+        pos = mask.find(_TOKEN_RUN, tail.end() if tail else pos + 20)
+
+
+def _token_hit(text: str, rule: _Rule, m: re.Match[str]) -> Hit | None:
+    kind, _, _, _, detail = rule
+    start, end = m.span(m.lastindex or 0)
+    value = text[start:end]
+    rand = _random_part(value)
+    if is_placeholder(rand, value) or value.endswith("EXAMPLE") or entropy(rand) < 3.0:
+        return None
+    return Hit(kind, start, end, value, "high", detail)
+
+
 def _tokens(text: str) -> Iterator[Hit]:
-    for kind, anchor, pattern, back, detail in TOKEN_RULES:
+    for start in _token_runs(text):
+        if not text.startswith(_RUN_PREFIXES, start):
+            continue
+        for rule in _RUN_RULES:
+            if text.startswith(rule[1], start):
+                m = rule[2].match(text, start)
+                hit = _token_hit(text, rule, m) if m is not None else None
+                if hit is not None:
+                    yield hit
+                    break
+    for rule in _FIND_RULES:
+        anchor, pattern, back = rule[1], rule[2], rule[3]
         pos = text.find(anchor)
         while pos != -1:
             m = pattern.search(text, max(0, pos - back), min(len(text), pos + 300))
             if m is not None and m.start() <= pos:
-                start, end = m.span(m.lastindex or 0)
-                value = text[start:end]
-                rand = _random_part(value)
-                if not (is_placeholder(rand, value) or value.endswith("EXAMPLE")):
-                    if entropy(rand) >= 3.0:
-                        yield Hit(kind, start, end, value, "high", detail)
+                hit = _token_hit(text, rule, m)
+                if hit is not None:
+                    yield hit
                 pos = text.find(anchor, max(m.end(), pos + 1))
             else:
                 pos = text.find(anchor, pos + 1)
@@ -141,8 +186,9 @@ _AWS_SECRET = re.compile(
 
 
 def _aws_secret(text: str) -> Iterator[Hit]:
-    for anchor in ("ecret", "ECRET"):
-        pos = text.find(anchor)
+    lowered = _lower(text)
+    for anchor in ("secret_access_key", "secretaccesskey", "secret_key"):
+        pos = lowered.find(anchor)
         while pos != -1:
             lo = text.rfind("\n", max(0, pos - 40), pos) + 1 or max(0, pos - 40)
             m = _AWS_SECRET.search(text, lo, min(len(text), pos + 80))
@@ -150,7 +196,7 @@ def _aws_secret(text: str) -> Iterator[Hit]:
                 value = m.group(1)
                 if not is_placeholder(value) and "EXAMPLE" not in value and entropy(value) > 3.5:
                     yield Hit("aws_secret_key", m.start(1), m.end(1), value, "high", "AWS secret")
-            pos = text.find(anchor, pos + 1)
+            pos = lowered.find(anchor, pos + 1)
 
 
 _DB_URL = re.compile(
@@ -173,9 +219,34 @@ def _placeholder_password(value: str) -> bool:
     return bool(_PASSWORD_PLACEHOLDERS.match(value)) or is_placeholder(value)
 
 
+_ASCII_LOWER = {c: c + 32 for c in range(65, 91)}
+
+
+@lru_cache(maxsize=4)
+def _lower(text: str) -> str:
+    """``text`` in lower case, offsets unchanged (``"İ".lower()`` is two characters);
+    remembered for the few texts being scanned (three detectors need it)."""
+    lowered = text.lower()
+    return lowered if len(lowered) == len(text) else text.translate(_ASCII_LOWER)
+
+
+_DB_SCHEMES = (
+    "postgres", "postgresql", "mysql", "mariadb", "mongodb", "mongodb+srv", "redis", "rediss",
+    "amqp", "amqps", "mssql", "sqlserver", "oracle", "clickhouse", "cockroachdb",
+)  # fmt: skip
+
+
+def _db_scheme_before(text: str, pos: int) -> bool:
+    head = text[max(0, pos - 24) : pos].lower()
+    return head.endswith(_DB_SCHEMES) or "+" in head or "jdbc:" in head
+
+
 def _db_urls(text: str) -> Iterator[Hit]:
     pos = text.find("://")
     while pos != -1:
+        if not _db_scheme_before(text, pos):
+            pos = text.find("://", pos + 3)
+            continue
         lo = max(0, pos - 24)
         m = _DB_URL.search(text, lo, min(len(text), pos + 400))
         if m is not None and m.start() <= pos < m.start() + 30:
@@ -203,9 +274,14 @@ _CS_CONTEXT = re.compile(
 def _cs_passwords(text: str) -> Iterator[Hit]:
     """``Password=`` in an ADO.NET / ODBC / JDBC connection string or an Azure Cache for Redis
     connection string (``host:6380,password=...``)."""
-    for anchor in ("assword", "ASSWORD", "wd=", "WD="):
-        pos = text.find(anchor)
+    lowered = _lower(text)
+    for anchor in ("password", "pwd"):
+        pos = lowered.find(anchor)
         while pos != -1:
+            after = lowered[pos + len(anchor) : pos + len(anchor) + 4].lstrip()
+            if not after.startswith("="):
+                pos = lowered.find(anchor, pos + 1)
+                continue
             m = _CS_PASSWORD.search(text, max(0, pos - 2), min(len(text), pos + 140))
             if m is not None and m.start() <= pos:
                 line_start = text.rfind("\n", max(0, pos - 400), pos) + 1
@@ -220,7 +296,7 @@ def _cs_passwords(text: str) -> Iterator[Hit]:
                         "connection_string_password", start, start + len(value), value,
                         "medium", "password in a connection string",
                     )  # fmt: skip
-            pos = text.find(anchor, pos + 1)
+            pos = lowered.find(anchor, pos + 1)
 
 
 def _known_inside(decoded: str) -> bool:
@@ -235,23 +311,26 @@ _BASIC = re.compile(r"(?i)authorization[\"']?\s*[:=]\s*[\"']?basic\s+([A-Za-z0-9
 
 
 def _basic_auth(text: str) -> Iterator[Hit]:
-    for anchor in ("asic ", "ASIC "):
-        pos = text.find(anchor)
-        while pos != -1:
-            m = _BASIC.search(text, max(0, pos - 40), min(len(text), pos + 220))
-            if m is not None and m.start(1) > pos:
-                try:
-                    decoded = base64.b64decode(m.group(1), validate=True).decode("utf-8")
-                except (ValueError, UnicodeDecodeError):
-                    decoded = ""
-                user, sep, password = decoded.partition(":")
-                if sep and len(password) >= 4 and not _PASSWORD_PLACEHOLDERS.match(password):
-                    if not is_placeholder(password) and not _known_inside(decoded):
-                        yield Hit(
-                            "basic_auth", m.start(1), m.end(1), m.group(1), "high",
-                            "HTTP Basic credentials",
-                        )  # fmt: skip
-            pos = text.find(anchor, pos + 1)
+    lowered = _lower(text)
+    pos = lowered.find("basic ")
+    while pos != -1:
+        if "authorization" not in lowered[max(0, pos - 40) : pos]:
+            pos = lowered.find("basic ", pos + 1)
+            continue
+        m = _BASIC.search(text, max(0, pos - 40), min(len(text), pos + 220))
+        if m is not None and m.start(1) > pos:
+            try:
+                decoded = base64.b64decode(m.group(1), validate=True).decode("utf-8")
+            except (ValueError, UnicodeDecodeError):
+                decoded = ""
+            user, sep, password = decoded.partition(":")
+            if sep and len(password) >= 4 and not _PASSWORD_PLACEHOLDERS.match(password):
+                if not is_placeholder(password) and not _known_inside(decoded):
+                    yield Hit(
+                        "basic_auth", m.start(1), m.end(1), m.group(1), "high",
+                        "HTTP Basic credentials",
+                    )  # fmt: skip
+        pos = lowered.find("basic ", pos + 1)
 
 
 CLOUD_DETECTORS: tuple[Callable[[str], Iterator[Hit]], ...] = (
