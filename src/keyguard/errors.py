@@ -11,6 +11,7 @@ client carry the HTTP status and the Azure error ``code`` they are rendered with
     ├── GuardUnavailable            a model-based guardrail could not answer in time
     └── RequestError                something a client gets back as an HTTP error
         ├── BadRequest              400  malformed body, bad api-version, wrong content type
+        │   └── ContentFiltered     400  a guardrail blocked the prompt (Azure's content_filter)
         ├── AuthenticationFailed    401  no, malformed, unknown, revoked or expired credential
         ├── PermissionDenied        403  credential valid, request not allowed
         ├── NotFound                404  unknown route or deployment
@@ -27,6 +28,8 @@ is quoted only through :func:`shown`.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 __all__ = [
     "GatewayError",
@@ -36,6 +39,7 @@ __all__ = [
     "GuardUnavailable",
     "RequestError",
     "BadRequest",
+    "ContentFiltered",
     "AuthenticationFailed",
     "PermissionDenied",
     "NotFound",
@@ -91,6 +95,8 @@ class RequestError(GatewayError):
 
     status: int = 400
     code: str = "BadRequest"
+    #: more members of the ``error`` object (Azure's ``param``, ``innererror`` ...)
+    extra: Mapping[str, Any] | None = None
 
     def __init__(
         self,
@@ -112,6 +118,27 @@ class RequestError(GatewayError):
 class BadRequest(RequestError):
     status = 400
     code = "BadRequest"
+
+
+class ContentFiltered(BadRequest):
+    """The prompt was refused by a guardrail, in Azure OpenAI's own content-filter shape, so SDKs
+    raise what they raise against Azure (``BadRequestError``, ``code == "content_filter"``):
+    ``param: "prompt"`` and ``innererror: {"code": "ResponsibleAIPolicyViolation",
+    "content_filter_result": {category: {"filtered": true, ...}}}``."""
+
+    code = "content_filter"
+
+    def __init__(self, message: str, result: Mapping[str, Any], *, reason: str) -> None:
+        super().__init__(message, reason=reason)
+        self.extra = {
+            "param": "prompt",
+            "type": None,
+            "status": 400,
+            "innererror": {
+                "code": "ResponsibleAIPolicyViolation",
+                "content_filter_result": dict(result),
+            },
+        }
 
 
 class AuthenticationFailed(RequestError):

@@ -44,6 +44,7 @@ from .wiring.connections import (
     fd_limit,
     raise_fd_limit,
 )
+from .wiring.content_safety import start_content_safety
 from .wiring.limits import build_admission
 from .wiring.monitor import Monitoring, start_monitor
 from .wiring.rotation import GatewayRotation, replica_id, start_rotation
@@ -140,6 +141,7 @@ class Gateway:
         self.access = access = await start_access(stack, runtime, keys, invalidate=invalidate)
         guard = monitoring.guard(access.authorizer)
         self.share = share = fair_share(s.proxy)
+        safety = await start_content_safety(stack, runtime, self._environ)
         handler = ProxyHandler(
             pool=pool,
             identity=access.identity,
@@ -154,6 +156,7 @@ class Gateway:
             client_address=access.client_address,
             keep_response_bodies=monitoring.keep_bodies,
             events=runtime.events,
+            safety=safety,
         )
         raise_fd_limit()
         self.proxy_guard, self.admin_guard = guards = connection_guards(s, fd_limit())

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from keyguard.azure_keys import generate_identifiable_key, generate_legacy_key
 from keyguard.emulator.config import DeploymentSpec, EmulatorConfig
+from keyguard.emulator.content_safety_state import ContentSafetyState
 from keyguard.emulator.faults import Fault, parse_fault, take_fault
 from keyguard.emulator.ratelimit import Decision, Limits, Windows, decide
 from keyguard.emulator.signing import TokenSigner
@@ -62,6 +63,8 @@ class EmulatorState:
         self._fault_ids = itertools.count(1)
         self._by_deployment: dict[str, UsageCounts] = {}
         self._by_credential: dict[str, UsageCounts] = {}
+        #: Azure AI Content Safety: blocklists, calls received, faults
+        self.content_safety = ContentSafetyState()
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -149,3 +152,4 @@ class EmulatorState:
         self._by_credential.clear()
         self._windows.clear()
         self._faults = ()
+        self.content_safety.reset()

@@ -52,6 +52,7 @@ from ..identity.credentials import Credential, credential_digest, extract_creden
 from ..upstream.pool import UpstreamPool
 from .access_log import AccessLog
 from .body import read_json_object
+from .content_safety import PendingCheck, SafetyStage
 from .relay import Relay
 from .responses import error_response, json_response
 from .routes import check_deployment_name, parse_route
@@ -77,6 +78,7 @@ class ProxyHandler:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         keep_response_bodies: bool = False,
         client_address: Callable[[web.BaseRequest], str | None] | None = None,
+        safety: SafetyStage | None = None,
     ) -> None:
         self._pool = pool
         self._relay = relay
@@ -90,6 +92,7 @@ class ProxyHandler:
         self._keep_bodies = keep_response_bodies  # for the audit's opt-in content recording
         self._identity = identity
         self._client_address = client_address or ClientAddress()
+        self._safety = safety
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         ctx = RequestContext(
@@ -154,10 +157,22 @@ class ProxyHandler:
         ctx.deployment = requested  # logged only once known: never echo arbitrary input
         self._authorizer.authorize(ctx, self._now())  # stage: authorize
         held = await self._admission.admit(ctx)  # stage: admit
+        check: PendingCheck | None = None
         try:
+            if self._safety is not None:
+                check = self._safety.start(ctx)  # stage: safety
+                if check is not None and self._safety.concurrent:
+                    ctx.hold = check.settle  # the answer waits for the verdict
+                elif check is not None:
+                    await check.settle()
             body = _upstream_body(body, ctx, target.deployment)
-            return await self._relay.forward(request, ctx, target, body)  # stage: forward
+            response = await self._relay.forward(request, ctx, target, body)  # stage: forward
+            if check is not None:
+                await check.settle()
+            return response
         finally:
+            if check is not None:
+                check.cancel()
             await self._admission.settle(ctx, held)  # stage: settle
 
     async def _authenticate(

@@ -30,6 +30,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("resolve", "upstream/pool.py", False, "deployment ► configured backends"),
     Stage("authorize", "policy/, respond/blocks.py", True, "roles × request, blocks ► decision"),
     Stage("admit", "limits/", False, "estimate, reserve every limit at once"),
+    Stage("safety", "proxy/content_safety.py", False, "Azure AI Content Safety ► 400/503"),
     Stage("forward", "proxy/relay.py", False, "allow-listed headers, SSE relayed, usage read"),
     Stage("settle", "limits/", False, "real usage (or streamed text) ► counters"),
     Stage(

@@ -14,6 +14,8 @@ _JSON = "application/json"
 
 
 def error_body(exc: RequestError) -> bytes:
+    if exc.extra:
+        return orjson.dumps({"error": {"code": exc.code, "message": exc.message, **exc.extra}})
     return orjson.dumps({"error": {"code": exc.code, "message": exc.message}})
 
 
