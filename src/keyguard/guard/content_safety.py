@@ -81,7 +81,8 @@ def new_session(settings: ContentSafetySettings) -> aiohttp.ClientSession:
         context = ssl.create_default_context(cafile=settings.ca_file)
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=settings.max_concurrency, ssl=context),
-        timeout=aiohttp.ClientTimeout(total=settings.timeout_ms / 1000),
+        # a backstop: the check's own deadline (timeout_ms, in check) comes first
+        timeout=aiohttp.ClientTimeout(total=settings.timeout_ms / 1000 + 1),
         skip_auto_headers=("User-Agent",),
         cookie_jar=aiohttp.DummyCookieJar(),
     )
