@@ -7,8 +7,9 @@ or blocklists are configured, to ``text:analyze``; the calls run at once, and th
 the first flag in the order jailbreak, indirect attack, blocklist, harm (highest severity).
 
 Bounds: Azure takes at most 10,000 characters per ``userPrompt``, per call's documents and per
-``text``, so longer texts are split into as many calls as needed (pieces without overlap), up
+``text``, so longer texts are split into as many calls as needed, up
 to ``max_chars`` per request: beyond it the request is refused (400), never passed unchecked.
+Pieces overlap by 200 characters, so a short attack phrase cut at a boundary is seen whole.
 At most ``max_concurrency`` calls are in flight for the whole gateway; the whole check, waiting
 for a slot included, must finish within ``timeout_ms``; an answer longer than
 ``max_response_bytes``, not JSON, not of the documented shape, or not a 200 is a failure.
@@ -42,15 +43,24 @@ __all__ = ["ContentSafetyGuard", "split", "pack", "MAX_CALL_CHARS", "new_session
 log = logging.getLogger("keyguard.guard")
 
 MAX_CALL_CHARS = 10_000  # Azure's limit per userPrompt, per call's documents, per text
+OVERLAP = 200  # characters repeated between two pieces of a split text
 _MAX_DOCUMENTS = 5  # documents per shieldPrompt call
 _SNAKE = {"Hate": "hate", "SelfHarm": "self_harm", "Sexual": "sexual", "Violence": "violence"}
 
 Headers = Callable[[], Mapping[str, str]]
 
 
-def split(text: str, size: int = MAX_CALL_CHARS) -> list[str]:
-    """``text`` in pieces of at most ``size`` characters (code points)."""
-    return [text[i : i + size] for i in range(0, len(text), size)] or []
+def split(text: str, size: int = MAX_CALL_CHARS, overlap: int = OVERLAP) -> list[str]:
+    """``text`` in pieces of at most ``size`` characters (code points), each repeating the
+    last ``overlap`` characters of the one before, so a phrase shorter than ``overlap`` cut
+    at a boundary is still whole in one piece (no overlap when ``size`` is too small)."""
+    step = size - overlap if size > 2 * overlap else size
+    pieces = []
+    for start in range(0, len(text), step):
+        pieces.append(text[start : start + size])
+        if start + size >= len(text):
+            break
+    return pieces
 
 
 def pack(
