@@ -50,7 +50,11 @@ def _extraction(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @asynccontextmanager
 async def _gateway(
-    tmp_path: Path, emulator: RunningEmulator, key: str | None = None, **section: Any
+    tmp_path: Path,
+    emulator: RunningEmulator,
+    key: str | None = None,
+    limits: dict[str, Any] | None = None,
+    **section: Any,
 ) -> AsyncIterator[tuple[Gateway, openai.AsyncAzureOpenAI]]:
     emulator.state.content_safety.add_blocklist("competitors", ["contoso"])
     content_safety = {
@@ -62,12 +66,11 @@ async def _gateway(
         "timeout_ms": 1000,
         **section,
     }
-    async with running_gateway(
-        tmp_path,
-        emulator,
-        vault={SECRET_NAME: key or emulator.keys()[0]},
-        guardrails={"content_safety": content_safety},
-    ) as gateway:
+    options: dict[str, Any] = {"guardrails": {"content_safety": content_safety}}
+    if limits is not None:
+        options["limits"] = limits
+    vault = {SECRET_NAME: key or emulator.keys()[0]}
+    async with running_gateway(tmp_path, emulator, vault=vault, **options) as gateway:
         _, app_key = await new_key(gateway)
         async with azure_client(gateway, app_key) as client:
             yield gateway, client
@@ -250,13 +253,28 @@ async def test_concurrent_mode_holds_the_answer_until_the_verdict(
 async def test_concurrent_mode_blocks_a_flagged_prompt_after_the_model_answered(
     tmp_path: Path, emulator: RunningEmulator, stream: bool
 ) -> None:
+    """The model answered (and was billed) before the verdict: the caller gets the content
+    filter, and the tokens are settled all the same (the answer's usage; a stream cut before
+    its usage: the whole estimate, max_tokens included)."""
     gate = emulator.state.content_safety.hold()
-    async with _gateway(tmp_path, emulator, mode="concurrent", timeout_ms=10_000) as (_, client):
+    limits = {"rules": [{"scope": "key", "tpm": 100_000}]}
+    async with _gateway(
+        tmp_path, emulator, limits=limits, mode="concurrent", timeout_ms=10_000
+    ) as (gw, client):
         task = asyncio.ensure_future(
-            client.chat.completions.create(model="gpt-4o", messages=_user(JAILBREAK), stream=stream)
+            client.chat.completions.create(
+                model="gpt-4o", messages=_user(JAILBREAK), stream=stream, max_tokens=50
+            )
         )
         await _until(lambda: _served(emulator) == 1)  # the upstream answered (and billed)
         gate.set()
         with pytest.raises(openai.BadRequestError) as refused:
             await task
+        assert gw.admission is not None
+        backend: Any = gw.admission._backend
+        charged = [v for k, v in backend.counters.items() if ":tpm:" in k]
     assert _filter_result(refused.value) == {"jailbreak": {"filtered": True, "detected": True}}
+    if stream:  # cut before its usage chunk: the prompt's estimate and all of max_tokens
+        assert len(charged) == 1 and charged[0] > 50
+    else:  # exactly what Azure reported
+        assert charged == [emulator.state.usage_view()["total"]["total_tokens"]]

@@ -138,7 +138,7 @@ async def test_block_is_azure_s_content_filter() -> None:
     with pytest.raises(ContentFiltered) as refused:
         await check.settle()
     assert refused.value.status == 400 and refused.value.code == "content_filter"
-    assert ctx.reason == "content_filter:jailbreak"
+    assert refused.value.reason == "content_filter:jailbreak"
     assert checker.calls == [(["hello"], [], True, True)]
     await check.settle()  # once only
 

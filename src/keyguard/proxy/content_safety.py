@@ -226,8 +226,8 @@ class PendingCheck:
         category = verdict.category
         action = _strict(self._actions.action(family_of(category), category))
         if action == "block":
-            ctx.reason = f"content_filter:{category}"[:64]
-            raise ContentFiltered(_MESSAGE, filter_result(verdict), reason="content_filter")
+            reason = f"content_filter:{category}"[:64]  # bounded: categories come from config
+            raise ContentFiltered(_MESSAGE, filter_result(verdict), reason=reason)
         if action == "alert":
             self._stage._note(
                 ctx,
