@@ -1,10 +1,11 @@
 """What the Content Safety check adds to a request's latency, through a real gateway.
 
-    .venv/bin/python bench/content_safety/latency.py            # ~1 min; one JSON line per case
+    .venv/bin/python bench/content_safety/latency.py            # ~3 min; one JSON line per case
 
 The emulator runs in its own process (the upstream and the Content Safety service); the
-gateway runs in this process; one client sends ``N`` sequential ~1 KB chat requests per case
-and the median and 90th percentile of their latency are printed, in milliseconds:
+gateway runs in this process; one client sends ``N`` sequential ~1 KB chat requests per case, in
+``ROUNDS`` interleaved rounds; per case, the median over rounds of the median and of the 90th
+percentile of the latency are printed, in milliseconds (and the range of the medians):
 
 * ``off``                 no content_safety section (the baseline);
 * ``before``              Prompt Shields + harm analysis before forwarding;
@@ -42,6 +43,7 @@ from keyguard.vault.master import create_master_key_file
 from keyguard.wiring.runtime import open_runtime
 
 N = int(os.environ.get("N", "300"))
+ROUNDS = int(os.environ.get("ROUNDS", "3"))
 TOKEN = secrets.token_hex(16)
 PROMPT = "Summarise the quarterly report in three bullet points. " * 18  # ~1 KB
 _EMULATOR = f"""
@@ -159,9 +161,23 @@ async def main() -> None:
             ("before_slow", section, True),
             ("concurrent_slow", {**section, "mode": "concurrent"}, True),
         ]
+        results: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in cases}
         with tempfile.TemporaryDirectory() as tmp:
-            for name, cs, slow in cases:
-                print(json.dumps(await _case(Path(tmp), url, key, name, cs, slow)), flush=True)
+            for round_ in range(ROUNDS):  # interleaved, the start rotating: noise spreads
+                turn = cases[round_ % len(cases) :] + cases[: round_ % len(cases)]
+                for name, cs, slow in turn:
+                    results[name].append(await _case(Path(tmp), url, key, name, cs, slow))
+        for name, runs in results.items():
+            medians = sorted(r["median_ms"] for r in runs)
+            line = {
+                "case": name,
+                "n": N,
+                "rounds": ROUNDS,
+                "median_ms": statistics.median(medians),
+                "median_range_ms": [medians[0], medians[-1]],
+                "p90_ms": statistics.median(r["p90_ms"] for r in runs),
+            }
+            print(json.dumps(line), flush=True)
     finally:
         process.terminate()
         process.wait()
