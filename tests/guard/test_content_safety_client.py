@@ -147,6 +147,17 @@ async def test_every_failure_is_guard_unavailable(
             await guard.check(["hello"], ["a document"])
 
 
+async def test_a_text_the_service_refuses_is_refused_not_unavailable(
+    emulator: RunningEmulator,
+) -> None:
+    """A 400 is about the text: BadRequest, so even a fail-open gateway does not pass it."""
+    emulator.state.content_safety.add_fault({"answer": "invalid"}, emulator.state.clock())
+    key = emulator.keys()[0]
+    async with _guard(emulator.url, lambda: {"api-key": key}, harm={}, blocklists=[]) as guard:
+        with pytest.raises(BadRequest, match="could not analyse"):
+            await guard.check(["hello"], [])
+
+
 async def test_unreachable_and_refused_never_show_the_credential(
     emulator: RunningEmulator, logs: LogCapture
 ) -> None:

@@ -182,6 +182,16 @@ async def test_slow_service_fail_open_serves_and_records(
     assert len(noted) == 1 and "did not answer within 200 ms" in noted[0].summary
 
 
+async def test_a_text_the_service_refuses_never_passes_even_fail_open(
+    tmp_path: Path, emulator: RunningEmulator
+) -> None:
+    emulator.state.content_safety.add_fault({"answer": "invalid", "count": 5}, 0)
+    async with _gateway(tmp_path, emulator, on_error="allow") as (_, client):
+        with pytest.raises(openai.BadRequestError, match="could not analyse"):
+            await client.chat.completions.create(model="gpt-4o", messages=_user("Hello"))
+    assert _served(emulator) == 0
+
+
 @pytest.mark.parametrize(
     "fault", [{"status": 500}, {"answer": "garbage"}, {"answer": "huge"}, {"status": 429}]
 )

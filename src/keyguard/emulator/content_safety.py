@@ -17,9 +17,10 @@ together (Unicode code points); beyond them, 400 ``InvalidRequestBody``. The ver
 For tests, :class:`ContentSafetyState` (``emulator.state.content_safety``) records what each
 call received, holds blocklists, and takes faults: ``{"latency_ms": 2000}``, ``{"status":
 500}``, ``{"answer": "garbage"}`` (a 200 that is not JSON), ``{"answer": "huge"}`` (a 200 of
-several megabytes), with ``count``/``duration_s`` as for data-plane faults; :meth:`hold`
-returns an event every call waits on before it answers. Over HTTP: ``POST /_emulator/
-content-safety/faults`` and ``GET /_emulator/content-safety/received`` (control token).
+several megabytes), ``{"answer": "invalid"}`` (400 ``InvalidRequestBody``), with ``count`` /
+``duration_s`` as for data-plane faults; :meth:`hold` returns an event every call waits on
+before it answers. Over HTTP: ``POST /_emulator/content-safety/faults`` and ``GET
+/_emulator/content-safety/received`` (control token).
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ async def _call(request: web.Request, operation: str) -> tuple[dict[str, Any], s
                 {"error": {"code": name, "message": fault.message or "Injected fault."}},
                 {"x-ms-error-code": name},
             )
+        if answer == "invalid":
+            raise _invalid("The request body is invalid.")
         if answer is not None:
             raise _Answer(answer)
     if not isinstance(body, dict):

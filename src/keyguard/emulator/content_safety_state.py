@@ -1,8 +1,8 @@
 """What the emulator's Content Safety endpoints keep between calls (see :mod:`.content_safety`).
 
 Blocklists, the last 256 calls received (operation, JSON body, caller slot), pending faults
-(the data plane's fault format, plus ``answer``: ``garbage`` or ``huge``) and an optional
-hold every call waits on before it answers.
+(the data plane's fault format, plus ``answer``: ``garbage``, ``huge`` or ``invalid``) and an
+optional hold every call waits on before it answers.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ class ContentSafetyState:
         """Queue a fault (``ValueError`` when invalid); ``answer`` is this module's own."""
         raw = dict(raw)
         answer = raw.pop("answer", None)
-        if answer is not None and answer not in ("garbage", "huge"):
-            raise ValueError("answer must be 'garbage' or 'huge'")
+        if answer is not None and answer not in ("garbage", "huge", "invalid"):
+            raise ValueError("answer must be 'garbage', 'huge' or 'invalid'")
         if answer is not None and "status" not in raw and "latency_ms" not in raw:
             raw["latency_ms"] = 1  # parse_fault wants one effect; the answer is ours
         self._count += 1

@@ -13,8 +13,10 @@ Pieces overlap by 200 characters, so a short attack phrase cut at a boundary is 
 At most ``max_concurrency`` calls are in flight for the whole gateway; the whole check, waiting
 for a slot included, must finish within ``timeout_ms``; an answer longer than
 ``max_response_bytes``, not JSON, not of the documented shape, or not a 200 is a failure.
-Every failure is :class:`~keyguard.errors.GuardUnavailable` (the caller applies ``on_error``);
-its message names the status and Azure's error code, never a body, a header or the credential.
+Every failure is :class:`~keyguard.errors.GuardUnavailable` (the caller applies ``on_error``),
+but a 400 (the service refuses this text) is ``BadRequest`` whatever ``on_error`` says: a text
+crafted to be refused must not pass unchecked. Messages name the status and Azure's error
+code, never a body, a header or the credential.
 
 Why REST over the gateway's own aiohttp rather than ``azure-ai-contentsafety``: the SDK (1.0.0)
 has no Prompt Shields call, so half the work would be REST anyway; its pipeline reads answers
@@ -261,6 +263,8 @@ async def _all(calls: list[Any]) -> list[ModelVerdict]:
             tasks = [group.create_task(call) for call in calls]
     except* GuardUnavailable as failed:
         raise failed.exceptions[0] from None
+    except* BadRequest as refused:
+        raise refused.exceptions[0] from None
     except* Exception as broken:  # a bug here must not become a 500: the declared choice
         log.error("content safety check failed", exc_info=broken.exceptions[0])
         raise GuardUnavailable("content safety check failed") from None
@@ -273,7 +277,7 @@ def _attack(item: Any) -> bool:
     return bool(item["attackDetected"])
 
 
-def _failed(status: int, raw: bytes) -> GuardUnavailable:
+def _failed(status: int, raw: bytes) -> GuardUnavailable | BadRequest:
     code = ""
     try:
         error = orjson.loads(raw).get("error")
@@ -281,6 +285,15 @@ def _failed(status: int, raw: bytes) -> GuardUnavailable:
             code = " " + shown(error["code"])
     except (orjson.JSONDecodeError, AttributeError):
         pass
+    if status == 400:
+        # The service refuses this text: refused whatever on_error says, or a caller could
+        # craft a text the service rejects and pass unchecked through a fail-open gateway.
+        log.warning("content safety refused a request's text as invalid (400%s)", code)
+        return BadRequest(
+            "The content safety service could not analyse this request's text, so it was not "
+            "served. Check the text for unusual content.",
+            reason="content_safety_refused_text",
+        )
     if status in (401, 403):
         log.error(
             "content safety refused Keyguard's credential (%d); check the identity's "
