@@ -11,7 +11,7 @@ client carry the HTTP status and the Azure error ``code`` they are rendered with
     ├── GuardUnavailable            a model-based guardrail could not answer in time
     └── RequestError                something a client gets back as an HTTP error
         ├── BadRequest              400  malformed body, bad api-version, wrong content type
-        │   └── ContentFiltered     400  the guardrails refused what the request carries
+        │   └── ContentFiltered     400  a guardrail refused what the request carries
         ├── AuthenticationFailed    401  no, malformed, unknown, revoked or expired credential
         ├── PermissionDenied        403  credential valid, request not allowed
         ├── NotFound                404  unknown route or deployment
@@ -28,6 +28,8 @@ is quoted only through :func:`shown`.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 __all__ = [
     "GatewayError",
@@ -93,6 +95,8 @@ class RequestError(GatewayError):
 
     status: int = 400
     code: str = "BadRequest"
+    #: more members of the ``error`` object (Azure's ``param``, ``innererror`` ...)
+    extra: Mapping[str, Any] | None = None
 
     def __init__(
         self,
@@ -117,22 +121,36 @@ class BadRequest(RequestError):
 
 
 class ContentFiltered(BadRequest):
-    """Azure's content-filter refusal: ``code: content_filter`` with an ``innererror``
-    (``ResponsibleAIPolicyViolation``) whose ``content_filter_result`` names the category, so
-    SDKs raise what they raise against Azure. Never carries the value that was found."""
+    """A guardrail refused what the request carries, in Azure OpenAI's own content-filter shape,
+    so SDKs raise what they raise against Azure (``BadRequestError``, ``code ==
+    "content_filter"``): ``param: "prompt"`` and ``innererror: {"code":
+    "ResponsibleAIPolicyViolation", "content_filter_result": {category: {"filtered": true,
+    ...}}}``. ``result`` is that mapping (the model-based layer's), or it is built from one
+    ``category`` and its ``family`` (the local detectors'). Never carries the value found."""
 
     code = "content_filter"
 
-    def __init__(self, message: str, *, category: str, family: str, reason: str) -> None:
+    def __init__(
+        self,
+        message: str,
+        result: Mapping[str, Any] | None = None,
+        *,
+        reason: str,
+        category: str | None = None,
+        family: str | None = None,
+    ) -> None:
         super().__init__(message, reason=reason)
         self.category = category
         self.family = family
-
-    def inner(self) -> dict[str, object]:
-        return {
-            "code": "ResponsibleAIPolicyViolation",
-            "content_filter_result": {
-                self.category: {"filtered": True, "detected": True, "family": self.family}
+        if result is None:
+            result = {str(category): {"filtered": True, "detected": True, "family": family}}
+        self.extra = {
+            "param": "prompt",
+            "type": None,
+            "status": 400,
+            "innererror": {
+                "code": "ResponsibleAIPolicyViolation",
+                "content_filter_result": dict(result),
             },
         }
 

@@ -44,6 +44,7 @@ from .wiring.connections import (
     fd_limit,
     raise_fd_limit,
 )
+from .wiring.content_safety import start_content_safety
 from .wiring.guard import guard_stage
 from .wiring.limits import build_admission, limits_gauges
 from .wiring.monitor import Monitoring, start_monitor
@@ -148,6 +149,7 @@ class Gateway:
         )
         guard = monitoring.guard(access.authorizer)
         self.share = share = fair_share(s.proxy)
+        safety = await start_content_safety(stack, runtime, self._environ)
         handler = ProxyHandler(
             pool=pool,
             identity=access.identity,
@@ -163,6 +165,7 @@ class Gateway:
             keep_response_bodies=monitoring.keep_bodies,
             events=runtime.events,
             guard=guard_stage(runtime, access.policy),
+            safety=safety,
         )
         raise_fd_limit()
         self.proxy_guard, self.admin_guard = guards = connection_guards(s, fd_limit())

@@ -6,7 +6,7 @@ recording). It never holds a credential: only the principal the credential resol
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -120,6 +120,9 @@ class RequestContext:
     # What the stages decided:
     policy: PolicyOutcome | None = None  # authorisation (with a policy configured)
     payload_changed: bool = False  # a stage edited ``payload``: the body is re-serialised
+    # awaited before anything of the answer reaches the client (a check running beside the
+    # upstream call holds the answer until its verdict; it raises to refuse)
+    hold: Callable[[], Awaitable[None]] | None = None
     cost: float | None = None  # the request's cost in the limits' currency (when priced)
     response_body: bytes | None = None  # kept only when the audit records content
     # the guardrails' decisions (request and answer): category, detector, action, where, role,

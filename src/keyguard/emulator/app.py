@@ -17,7 +17,15 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from keyguard.emulator import control, data_plane, errors, identity, keyvault, management
+from keyguard.emulator import (
+    content_safety,
+    control,
+    data_plane,
+    errors,
+    identity,
+    keyvault,
+    management,
+)
 from keyguard.emulator.appkeys import DATA_PLANE_KEY, HEADERS_KEY, STATE_KEY
 from keyguard.emulator.state import EmulatorState
 
@@ -89,6 +97,7 @@ def build_app(state: EmulatorState) -> web.Application:
     router.add_routes(management.routes())
     keyvault.register(app)  # Key Vault secrets (/secrets/...)
     router.add_routes(control.routes())
+    router.add_routes(content_safety.routes())  # Azure AI Content Safety (text)
     for path in ("/{tenant}/discovery/keys", "/{tenant}/discovery/v2.0/keys"):
         router.add_get(path, identity.jwks)
     for path in (

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from keyguard.azure_keys import generate_identifiable_key, generate_legacy_key
 from keyguard.emulator.config import DeploymentSpec, EmulatorConfig
+from keyguard.emulator.content_safety_state import ContentSafetyState
 from keyguard.emulator.faults import Fault, parse_fault, take_fault
 from keyguard.emulator.ratelimit import Decision, Limits, Windows, decide
 from keyguard.emulator.signing import TokenSigner
@@ -66,6 +67,8 @@ class EmulatorState:
         #: the last JSON bodies the data plane received (tests assert on what arrived)
         self.received: deque[Any] = deque(maxlen=64)
         self._answers: deque[tuple[str, ...]] = deque(maxlen=64)
+        #: Azure AI Content Safety: blocklists, calls received, faults
+        self.content_safety = ContentSafetyState()
 
     # -- scripted answers -----------------------------------------------------------------
 
@@ -165,3 +168,4 @@ class EmulatorState:
         self._faults = ()
         self.received.clear()
         self._answers.clear()
+        self.content_safety.reset()

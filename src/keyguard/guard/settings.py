@@ -14,6 +14,7 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 
 from keyguard.core.settings import Frozen
+from keyguard.guard.content_safety_settings import ContentSafetySettings
 
 __all__ = ["BlocklistRule", "GuardSettings", "PatternRule", "BUILTIN_CATEGORIES"]
 
@@ -82,6 +83,9 @@ class GuardSettings(Frozen):
     enabled: bool = True  # false: the gateway reads no request or answer for guardrails
     stream_window_chars: int = Field(default=128, ge=16, le=65_536)  # held back per choice
     stream_context_chars: int = Field(default=128, ge=0, le=65_536)  # read before it
+
+    #: Azure AI Content Safety, the model-based layer (none: not used)
+    content_safety: ContentSafetySettings | None = None
 
     blocklists: Annotated[list[BlocklistRule], Field(max_length=100)] = []
     patterns: Annotated[list[PatternRule], Field(max_length=100)] = []

@@ -53,6 +53,7 @@ from ..identity.credentials import Credential, credential_digest, extract_creden
 from ..upstream.pool import UpstreamPool
 from .access_log import AccessLog
 from .body import read_json_object
+from .content_safety import PendingCheck, SafetyStage
 from .guardrails import GuardStage
 from .relay import Relay
 from .responses import error_response, json_response
@@ -80,6 +81,7 @@ class ProxyHandler:
         keep_response_bodies: bool = False,
         client_address: Callable[[web.BaseRequest], str | None] | None = None,
         guard: GuardStage | None = None,
+        safety: SafetyStage | None = None,
     ) -> None:
         self._guard = guard
         self._pool = pool
@@ -94,6 +96,7 @@ class ProxyHandler:
         self._keep_bodies = keep_response_bodies  # for the audit's opt-in content recording
         self._identity = identity
         self._client_address = client_address or ClientAddress()
+        self._safety = safety
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         ctx = RequestContext(
@@ -183,10 +186,22 @@ class ProxyHandler:
         if self._guard is not None:
             await self._guard.check(ctx)  # stage: guard
         held = await self._admission.admit(ctx)  # stage: admit
+        check: PendingCheck | None = None
         try:
+            if self._safety is not None:
+                check = self._safety.start(ctx)  # stage: safety
+                if check is not None and self._safety.concurrent:
+                    ctx.hold = check.settle  # the answer waits for the verdict
+                elif check is not None:
+                    await check.settle()
             body = _upstream_body(body, ctx, target.deployment)
-            return await self._relay.forward(request, ctx, target, body)  # stage: forward
+            response = await self._relay.forward(request, ctx, target, body)  # stage: forward
+            if check is not None:
+                await check.settle()
+            return response
         finally:
+            if check is not None:
+                check.cancel()
             await self._admission.settle(ctx, held)  # stage: settle
 
     async def _authenticate(

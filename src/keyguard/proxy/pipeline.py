@@ -31,6 +31,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("authorize", "policy/, respond/blocks.py", True, "roles × request, blocks ► decision"),
     Stage("guard", "proxy/guardrails.py, guard/", False, "texts ► block, redact, alert, log"),
     Stage("admit", "limits/", False, "estimate, reserve every limit at once"),
+    Stage("safety", "proxy/content_safety.py", False, "Azure AI Content Safety ► 400/503"),
     Stage("forward", "proxy/relay.py", False, "allow-listed headers, SSE relayed, usage read"),
     Stage("settle", "limits/", False, "real usage (or streamed text) ► counters"),
     Stage(

@@ -211,6 +211,8 @@ class Relay:
             out_headers = response_headers(upstream.headers.items(), ctx.request_id)
             out_headers.update(ctx.response_headers)
             if upstream.content_type == "text/event-stream":
+                if ctx.hold is not None:  # nothing of the stream before the verdict
+                    await ctx.hold()
                 ctx.streamed = True
                 try:
                     return await self._stream(request, upstream, out_headers, target, ctx)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from ..errors import ContentFiltered, RequestError
+from ..errors import RequestError
 from .headers import REQUEST_ID_HEADER, SERVER_HEADER
 
 __all__ = ["error_response", "json_response", "error_body", "sse_error_event"]
@@ -14,19 +14,8 @@ _JSON = "application/json"
 
 
 def error_body(exc: RequestError) -> bytes:
-    if isinstance(exc, ContentFiltered):  # Azure's content-filter shape, field for field
-        return orjson.dumps(
-            {
-                "error": {
-                    "message": exc.message,
-                    "type": None,
-                    "param": "prompt",
-                    "code": exc.code,
-                    "status": exc.status,
-                    "innererror": exc.inner(),
-                }
-            }
-        )
+    if exc.extra:
+        return orjson.dumps({"error": {"code": exc.code, "message": exc.message, **exc.extra}})
     return orjson.dumps({"error": {"code": exc.code, "message": exc.message}})
 
 

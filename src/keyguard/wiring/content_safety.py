@@ -1,0 +1,42 @@
+"""Wiring of the model-based guardrail: ``guardrails.content_safety`` → the proxy's stage.
+
+``await start_content_safety(stack, runtime, environ)`` starts the credential (Keyguard's
+managed identity, or a key from the local vault or Azure Key Vault, exactly as an upstream's),
+opens the service's own HTTP session and returns the :class:`~keyguard.proxy.content_safety.
+SafetyStage`; ``None`` without the section. ``stack`` closes what it started, in reverse.
+
+The role's actions: until the policy hands them to the request context, every request gets
+the section's ``on_attack``/``on_harm`` (``actions_of`` is the seam).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+
+from ..guard.content_safety import ContentSafetyGuard, new_session
+from ..proxy.content_safety import SafetyStage
+from ..upstream.credentials import provider_for
+from .runtime import Runtime
+
+__all__ = ["start_content_safety"]
+
+
+async def start_content_safety(
+    stack: AsyncExitStack, runtime: Runtime, environ: Mapping[str, str]
+) -> SafetyStage | None:
+    settings = runtime.settings.guardrails.content_safety
+    if settings is None:
+        return None
+    provider = provider_for(
+        settings.credential,
+        vault=runtime.vault,
+        environ=environ,
+        refresh_s=runtime.settings.rotation.credential_refresh_s,
+    )
+    stack.push_async_callback(provider.close)
+    await provider.start()
+    session = new_session(settings)
+    stack.push_async_callback(session.close)
+    guard = ContentSafetyGuard(settings, session, provider.auth_headers)
+    return SafetyStage(guard, settings, runtime.events)
