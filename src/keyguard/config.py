@@ -52,6 +52,10 @@ _KEY_LIKE = re.compile(
     r"|sk-[A-Za-z0-9_-]{20,}"  # OpenAI key
 )
 _HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]+")
+IN_PROCESS_WORKERS = (
+    "workers: {n} workers would each count the limits on their own (in-process counters); "
+    "configure a shared limits backend (limits.backend: redis://HOST:PORT/DB) or set workers: 1"
+)
 _SECRET_FIELD = re.compile(r"(?i)(api[_-]?key|secret|password|token)$")
 
 
@@ -127,6 +131,11 @@ class AccessSettings(Frozen):
 class ListenSettings(Frozen):
     proxy: str = "127.0.0.1:8080"
     admin: str = "127.0.0.1:8081"
+    #: on SIGTERM, readiness turns false and connections are still accepted this long (for a
+    #: load balancer to notice), then refused
+    drain_grace_s: float = Field(default=0.0, ge=0, le=300)
+    #: then requests and streams in flight finish, for at most this long
+    drain_timeout_s: float = Field(default=30.0, gt=0, le=3600)
 
     @field_validator("proxy", "admin")
     @classmethod
@@ -219,6 +228,9 @@ class Settings(Frozen):
     access: AccessSettings = AccessSettings()
     cluster: ClusterSettings = ClusterSettings()
     guardrails: GuardSettings = GuardSettings()
+    #: worker processes sharing the listeners; unset: one per available CPU with a shared
+    #: limits backend, else 1 (docs/operations.md, "Workers")
+    workers: int | None = Field(default=None, ge=1, le=256)
 
     @property
     def bus_url(self) -> str | None:
@@ -251,7 +263,14 @@ class Settings(Frozen):
                         f"deployment {dep!r}: its upstreams disagree on its model "
                         f"({seen[dep]!r}, {model!r})"
                     )
+        if self.workers is not None and self.workers > 1 and not self.shared_limits:
+            raise ValueError(IN_PROCESS_WORKERS.format(n=self.workers))
         return self
+
+    @property
+    def shared_limits(self) -> bool:
+        """No limit counters, or counters every process shares (a Redis limits backend)."""
+        return not self.limits.enabled or self.limits.backend != "memory"
 
 
 def _refuse_plaintext_secrets(node: Any, path: str = "") -> None:

@@ -12,7 +12,8 @@ import asyncio
 import gc
 import logging
 import signal
-from collections.abc import Mapping
+import socket
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -44,12 +45,13 @@ from .wiring.connections import (
     fd_limit,
     raise_fd_limit,
 )
+from .wiring.health import Health
 from .wiring.limits import build_admission
 from .wiring.monitor import Monitoring, start_monitor
 from .wiring.rotation import GatewayRotation, replica_id, start_rotation
 from .wiring.runtime import Runtime, open_runtime
 
-__all__ = ["Gateway", "serve"]
+__all__ = ["Gateway", "serve", "settle_memory"]
 
 log = logging.getLogger("keyguard")
 
@@ -68,9 +70,21 @@ class Gateway:
     limits, the upstream sessions and credentials, and the store last.
     """
 
-    def __init__(self, settings: Settings, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        environ: Mapping[str, str],
+        *,
+        sockets: Mapping[str, socket.socket] | None = None,
+        generation: int = 0,
+    ) -> None:
         self.settings = settings
         self._environ = environ
+        # listening sockets handed over by a supervisor ("proxy", "admin"); else bound here
+        self._sockets = dict(sockets or {})
+        self._generation = generation
+        self._reloader: Callable[[], Awaitable[dict[str, Any]]] | None = None
+        self.health: Health | None = None
         self._stack = AsyncExitStack()
         self.runtime: Runtime | None = None
         self.proxy_url = ""
@@ -159,13 +173,42 @@ class Gateway:
         self.proxy_guard, self.admin_guard = guards = connection_guards(s, fd_limit())
         if monitoring.metrics is not None:
             connection_gauges(monitoring.metrics, share, *guards)
-        runner = _proxy_runner(handler, s.proxy.max_body_bytes, self.proxy_guard)
-        self.proxy_url = await _listen(stack, runner, s.listen.proxy, backlog=_PROXY_BACKLOG)
-        admin_app = access.admin_app(runtime)
+        self.health = health = Health(
+            runtime.store, pool=pool, admission=self.admission, generation=self._generation
+        )
+        stack.push_async_callback(health.close)
+        if self._reloader is not None:
+            access.api.service.set_reloader(self._reloader)
+        drain = s.listen.drain_timeout_s
+        runner = _proxy_runner(handler, s.proxy.max_body_bytes, self.proxy_guard, drain)
+        self.proxy_url = await _listen(
+            stack, runner, s.listen.proxy, backlog=_PROXY_BACKLOG, sock=self._sockets.get("proxy")
+        )
+        admin_app = access.admin_app(runtime, health)
         monitoring.add_routes(admin_app)
         admin_app.on_response_prepare.append(_name_server)
-        admin_runner = GuardedAppRunner(admin_app, guard=self.admin_guard, access_log=None)
-        self.admin_url = await _listen(stack, admin_runner, s.listen.admin)
+        admin_runner = GuardedAppRunner(
+            admin_app, guard=self.admin_guard, access_log=None, shutdown_timeout=drain
+        )
+        self.admin_url = await _listen(
+            stack, admin_runner, s.listen.admin, sock=self._sockets.get("admin")
+        )
+
+    def set_reloader(self, reloader: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+        """What ``POST /admin/reload`` runs (set before :meth:`start`)."""
+        self._reloader = reloader
+
+    async def drain(self, grace_s: float) -> None:
+        """Stop for good without cutting anything short: readiness turns false at once;
+        connections are still accepted for ``grace_s`` (a load balancer notices meanwhile),
+        then refused; requests and streams in flight finish, for at most
+        ``listen.drain_timeout_s``; then everything stops."""
+        if self.health is not None:
+            self.health.draining = True
+        if grace_s > 0:
+            log.info("draining: not ready; accepting connections for %g s more", grace_s)
+            await asyncio.sleep(grace_s)
+        await self.stop()
 
     async def stop(self) -> None:
         await self._stack.aclose()
@@ -173,7 +216,9 @@ class Gateway:
         self.rotation = self.admission = self.share = None
 
 
-def _proxy_runner(handler: ProxyHandler, max_body: int, guard: ConnectionGuard) -> web.ServerRunner:
+def _proxy_runner(
+    handler: ProxyHandler, max_body: int, guard: ConnectionGuard, drain_s: float
+) -> web.ServerRunner:
     def request_factory(
         message: RawRequestMessage,
         payload: StreamReader,
@@ -192,17 +237,28 @@ def _proxy_runner(handler: ProxyHandler, max_body: int, guard: ConnectionGuard) 
         )
 
     server = ProxyServer(handler, guard=guard, request_factory=request_factory, access_log=None)
-    return web.ServerRunner(server, handle_signals=False)
+    return web.ServerRunner(server, handle_signals=False, shutdown_timeout=drain_s)
 
 
 async def _listen(
-    stack: AsyncExitStack, runner: web.BaseRunner, hostport: str, *, backlog: int = 128
+    stack: AsyncExitStack,
+    runner: web.BaseRunner,
+    hostport: str,
+    *,
+    backlog: int = 128,
+    sock: socket.socket | None = None,
 ) -> str:
-    """Set the runner up, listen on ``hostport``, register its clean-up; its URL."""
+    """Set the runner up, listen on ``hostport`` (or on the listening socket ``sock``, which
+    other processes may share), register its clean-up; its URL."""
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
-    host, port = _split(hostport)
-    await web.TCPSite(runner, host, port, reuse_address=True, backlog=backlog).start()
+    site: web.BaseSite
+    if sock is not None:
+        site = web.SockSite(runner, sock, backlog=backlog)
+    else:
+        host, port = _split(hostport)
+        site = web.TCPSite(runner, host, port, reuse_address=True, backlog=backlog)
+    await site.start()
     return _url(runner)
 
 
@@ -222,7 +278,7 @@ async def _name_server(request: web.Request, response: web.StreamResponse) -> No
     response.headers.update(SERVER_HEADER)
 
 
-def _settle_memory() -> None:
+def settle_memory() -> None:
     """Move everything built at start-up (modules, configuration, caches: several hundred
     thousand objects) out of the garbage collector's sight. Without this every full collection
     walks all of them, a pause of tens of milliseconds that lands on some request's latency;
@@ -235,10 +291,10 @@ def _settle_memory() -> None:
 
 
 async def serve(settings: Settings, environ: Mapping[str, str]) -> None:
-    """Run until SIGINT or SIGTERM, then stop gracefully."""
+    """Run until SIGINT or SIGTERM, then drain (:meth:`Gateway.drain`)."""
     gateway = Gateway(settings, environ)
     await gateway.start()
-    _settle_memory()
+    settle_memory()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -246,4 +302,4 @@ async def serve(settings: Settings, environ: Mapping[str, str]) -> None:
     try:
         await stop.wait()
     finally:
-        await gateway.stop()
+        await gateway.drain(settings.listen.drain_grace_s)

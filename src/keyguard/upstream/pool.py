@@ -147,6 +147,15 @@ class UpstreamPool:
     def deployments(self) -> list[str]:
         return sorted(self._backends)
 
+    def unavailable(self) -> list[str]:
+        """The deployments none of whose backends is in service (every breaker open)."""
+        now = self._clock()
+        return sorted(
+            name
+            for name, backends in self._backends.items()
+            if all(self.breakers.is_open(t.key, now) for t in backends)
+        )
+
     async def start(self) -> None:
         for up in self.upstreams:
             await up.provider.start()

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from ..admin.api import AdminApi
-from ..admin.app import create_admin_app
+from ..admin.app import HealthProbe, create_admin_app
 from ..admin.auth import AdminAuthenticator
 from ..admin.service import AdminService
 from ..admin.tokens import ADMIN_PEPPER, AdminTokenService, AdminTokenStore
@@ -56,8 +56,10 @@ class Access:
     allowed_hosts: tuple[str, ...]
     managed_keys: ManagedKeyIndex | None = None
 
-    def admin_app(self, runtime: Runtime) -> web.Application:
-        return create_admin_app(runtime.store, api=self.api, allowed_hosts=self.allowed_hosts)
+    def admin_app(self, runtime: Runtime, health: HealthProbe | None = None) -> web.Application:
+        return create_admin_app(
+            runtime.store, api=self.api, allowed_hosts=self.allowed_hosts, health=health
+        )
 
 
 async def _admin_tokens(runtime: Runtime) -> AdminTokenService:
