@@ -301,8 +301,9 @@ def settings_from_mapping(data: Mapping[str, Any], *, base_dir: Path | None = No
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "config"
-        raise ConfigurationError(f"{where}: {first['msg']}") from None
+        message = str(first["msg"]).removeprefix("Value error, ")
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigurationError(f"{where}: {message}" if where else message) from None
     if base_dir is not None:
         settings = _resolve_paths(settings, base_dir)
     return settings
