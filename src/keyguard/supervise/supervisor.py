@@ -74,6 +74,7 @@ class _Worker:
     notify: int  # the read end of the pipe the worker writes b"R" to once it serves
     ready: bool = False
     retiring: bool = False
+    starting: bool = False  # one of a generation being started (not a restart)
     status: int | None = None  # exit status once reaped
 
 
@@ -214,6 +215,8 @@ class Supervisor:
         """Start ``count`` workers with ``settings``; true once all of them serve. On failure
         the ones that started are stopped."""
         new = [self._fork(settings, slot, generation) for slot in range(self.count)]
+        for worker in new:
+            worker.starting = True
         deadline = time.monotonic() + START_TIMEOUT_S
         while not all(w.ready for w in new):
             if any(w.status is not None for w in new) or time.monotonic() > deadline:
@@ -222,6 +225,8 @@ class Supervisor:
                 break
             self._wait(0.5)
         else:
+            for worker in new:
+                worker.starting = False
             return True
         for worker in new:
             self._kill(worker)
@@ -251,8 +256,8 @@ class Supervisor:
                 os.close(worker.notify)
                 worker.notify = -1
             expected = worker.retiring or self._stop is not None
-            if expected or worker.generation != self.generation or not worker.ready:
-                continue
+            if expected or worker.generation != self.generation or worker.starting:
+                continue  # a generation that fails to start is _spawn_generation's to handle
             code = os.waitstatus_to_exitcode(status)
             now = time.monotonic()
             self._crashes = [t for t in self._crashes if now - t < CRASH_WINDOW_S] + [now]
