@@ -128,6 +128,16 @@ class AccessSettings(Frozen):
         return self.model_copy(update={"policy": policy, "entra": entra})
 
 
+class ListenTlsSettings(Frozen):
+    """``listen.tls``: HTTPS on both ports (TLS 1.2 at least). The key file must be readable
+    by its owner only (0600), like the master key."""
+
+    cert_file: str  # PEM: the certificate, then its intermediates
+    key_file: str  # PEM: its private key, mode 0600
+    #: how often the files are checked for a new certificate (also re-read on every reload)
+    reload_interval_s: float = Field(default=10.0, ge=1, le=3600)
+
+
 class ListenSettings(Frozen):
     proxy: str = "127.0.0.1:8080"
     admin: str = "127.0.0.1:8081"
@@ -136,6 +146,7 @@ class ListenSettings(Frozen):
     drain_grace_s: float = Field(default=0.0, ge=0, le=300)
     #: then requests and streams in flight finish, for at most this long
     drain_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    tls: ListenTlsSettings | None = None
 
     @field_validator("proxy", "admin")
     @classmethod
@@ -317,6 +328,17 @@ def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
             updates["store"] = "sqlite:///" + str((base_dir / db).resolve())
     if settings.master_key_file and not Path(settings.master_key_file).is_absolute():
         updates["master_key_file"] = str((base_dir / settings.master_key_file).resolve())
+    tls = settings.listen.tls
+    if tls is not None:
+        files = {
+            name: str((base_dir / value).resolve())
+            for name, value in (("cert_file", tls.cert_file), ("key_file", tls.key_file))
+            if not Path(value).is_absolute()
+        }
+        if files:
+            updates["listen"] = settings.listen.model_copy(
+                update={"tls": tls.model_copy(update=files)}
+            )
     if settings.access.with_base_dir(base_dir) is not settings.access:
         updates["access"] = settings.access.with_base_dir(base_dir)
     return settings.model_copy(update=updates) if updates else settings

@@ -13,6 +13,7 @@ import gc
 import logging
 import signal
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from typing import Any
@@ -50,6 +51,7 @@ from .wiring.limits import build_admission
 from .wiring.monitor import Monitoring, start_monitor
 from .wiring.rotation import GatewayRotation, replica_id, start_rotation
 from .wiring.runtime import Runtime, open_runtime
+from .wiring.tls import ListenerTls
 
 __all__ = ["Gateway", "serve", "settle_memory"]
 
@@ -179,10 +181,21 @@ class Gateway:
         stack.push_async_callback(health.close)
         if self._reloader is not None:
             access.api.service.set_reloader(self._reloader)
+        tls: ssl.SSLContext | None = None
+        if s.listen.tls is not None:
+            listener_tls = ListenerTls(s.listen.tls.cert_file, s.listen.tls.key_file)
+            listener_tls.watch(s.listen.tls.reload_interval_s)
+            stack.push_async_callback(listener_tls.close)
+            tls = listener_tls.context
         drain = s.listen.drain_timeout_s
         runner = _proxy_runner(handler, s.proxy.max_body_bytes, self.proxy_guard, drain)
         self.proxy_url = await _listen(
-            stack, runner, s.listen.proxy, backlog=_PROXY_BACKLOG, sock=self._sockets.get("proxy")
+            stack,
+            runner,
+            s.listen.proxy,
+            backlog=_PROXY_BACKLOG,
+            sock=self._sockets.get("proxy"),
+            tls=tls,
         )
         admin_app = access.admin_app(runtime, health)
         monitoring.add_routes(admin_app)
@@ -191,7 +204,7 @@ class Gateway:
             admin_app, guard=self.admin_guard, access_log=None, shutdown_timeout=drain
         )
         self.admin_url = await _listen(
-            stack, admin_runner, s.listen.admin, sock=self._sockets.get("admin")
+            stack, admin_runner, s.listen.admin, sock=self._sockets.get("admin"), tls=tls
         )
 
     def set_reloader(self, reloader: Callable[[], Awaitable[dict[str, Any]]]) -> None:
@@ -247,6 +260,7 @@ async def _listen(
     *,
     backlog: int = 128,
     sock: socket.socket | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> str:
     """Set the runner up, listen on ``hostport`` (or on the listening socket ``sock``, which
     other processes may share), register its clean-up; its URL."""
@@ -254,20 +268,20 @@ async def _listen(
     stack.push_async_callback(runner.cleanup)
     site: web.BaseSite
     if sock is not None:
-        site = web.SockSite(runner, sock, backlog=backlog)
+        site = web.SockSite(runner, sock, backlog=backlog, ssl_context=tls)
     else:
         host, port = _split(hostport)
-        site = web.TCPSite(runner, host, port, reuse_address=True, backlog=backlog)
+        site = web.TCPSite(runner, host, port, reuse_address=True, backlog=backlog, ssl_context=tls)
     await site.start()
-    return _url(runner)
+    return _url(runner, "https" if tls is not None else "http")
 
 
-def _url(runner: web.BaseRunner) -> str:
+def _url(runner: web.BaseRunner, scheme: str = "http") -> str:
     addr = runner.addresses[0]
     host, port = addr[0], addr[1]
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{scheme}://{host}:{port}"
 
 
 _GC_YOUNG_THRESHOLD = 20_000  # allocations between two young collections (CPython: 700)
