@@ -128,8 +128,8 @@ def reload_command(config_path: str, token_env: str, url: str | None) -> None:
             "(keyguard admin tokens create --role admin --name ops)"
         )
     if url is None:
-        admin = run_sync(lambda: load_settings(config_path)).listen.admin
-        url = f"http://{admin}"
+        listen = run_sync(lambda: load_settings(config_path)).listen
+        url = f"{'https' if listen.tls is not None else 'http'}://{listen.admin}"
 
     async def call() -> tuple[int, dict[str, object]]:
         timeout = aiohttp.ClientTimeout(total=30)
