@@ -4,12 +4,14 @@ how many workers, and the cached health check."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 from keyguard.cli.serve import worker_count
 from keyguard.cli.support import CommandFailed
+from keyguard.config import Settings
 from keyguard.core.health import CachedCheck, CheckResult
 from keyguard.supervise.reload import plan_reload
 from keyguard.supervise.supervisor import CRASH_WINDOW_S, MAX_CRASHES, restart_delay
@@ -59,13 +61,21 @@ def test_crash_restarts_back_off_and_give_up() -> None:
     assert max(restart_delay([0.0] * k, 0.0) or 0 for k in range(1, 5)) <= 30
 
 
-def test_worker_count(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_worker_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("os.sched_getaffinity", lambda _: {0, 1, 2})
-    assert worker_count(True, None, None) == 3  # shared counters: every available CPU
-    assert worker_count(False, None, None) == 1
-    assert worker_count(True, 2, None) == 2 and worker_count(True, 2, 5) == 5
+    redis = {"backend": "redis://127.0.0.1:6379/0", "rules": [{"scope": "key", "tpm": 10}]}
+    memory = {"rules": [{"scope": "key", "tpm": 10}]}
+
+    def settings(limits: Mapping[str, object], workers: int | None = None) -> Settings:
+        return keyguard_settings(tmp_path, limits=limits, workers=workers)
+
+    assert worker_count(settings(redis), None) == 3  # shared counters: every available CPU
+    assert worker_count(settings(memory), None) == 1
+    assert worker_count(settings({}), None) == 1  # no limits: one unless asked for more
+    assert worker_count(settings({}), 4) == 4  # nothing to count: more is fine
+    assert worker_count(settings(redis, 2), None) == 2 and worker_count(settings(redis, 2), 5) == 5
     with pytest.raises(CommandFailed, match=r"limits.backend: redis://.* or set workers: 1"):
-        worker_count(False, None, 2)
+        worker_count(settings(memory), 2)
 
 
 class _Clock:

@@ -7,10 +7,10 @@ import os
 import socket
 import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import click
 
+from ..config import Settings
 from .support import (
     CommandFailed,
     config_option,
@@ -20,21 +20,18 @@ from .support import (
     setup_logging,
 )
 
-if TYPE_CHECKING:
-    from ..config import Settings
-
 __all__ = ["reload_command", "serve", "worker_count"]
 
 
-def worker_count(shared_limits: bool, configured: int | None, flag: int | None) -> int:
-    """``--workers``, else ``workers:``, else one per available CPU with a shared limits
-    backend and 1 without."""
+def worker_count(settings: Settings, flag: int | None) -> int:
+    """``--workers``, else ``workers:``, else one per available CPU with a shared (Redis)
+    limits backend and 1 without."""
     from ..config import IN_PROCESS_WORKERS
 
-    n = flag or configured
+    n = flag or settings.workers
     if n is None:
-        return len(os.sched_getaffinity(0)) if shared_limits else 1
-    if n > 1 and not shared_limits:
+        return len(os.sched_getaffinity(0)) if settings.limits.backend != "memory" else 1
+    if n > 1 and not settings.shared_limits:
         raise CommandFailed(IN_PROCESS_WORKERS.format(n=n))
     return n
 
@@ -64,7 +61,7 @@ def serve(config_path: str, workers: int | None) -> None:
     from ..supervise.worker import run_worker
 
     settings = run_sync(lambda: load_settings(config_path))
-    count = worker_count(settings.shared_limits, settings.workers, workers)
+    count = worker_count(settings, workers)
     logging.basicConfig(
         level=getattr(logging, settings.log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
