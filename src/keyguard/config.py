@@ -136,6 +136,9 @@ class ListenTlsSettings(Frozen):
     key_file: str  # PEM: its private key, mode 0600
     #: how often the files are checked for a new certificate (also re-read on every reload)
     reload_interval_s: float = Field(default=10.0, ge=1, le=3600)
+    #: PEM CA certificates: the proxy port asks for a client certificate issued by one of
+    #: them, which authenticates as the app the policy binds it to (docs/operations.md)
+    client_ca_file: str | None = None
 
 
 class ListenSettings(Frozen):
@@ -332,8 +335,12 @@ def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
     if tls is not None:
         files = {
             name: str((base_dir / value).resolve())
-            for name, value in (("cert_file", tls.cert_file), ("key_file", tls.key_file))
-            if not Path(value).is_absolute()
+            for name, value in (
+                ("cert_file", tls.cert_file),
+                ("key_file", tls.key_file),
+                ("client_ca_file", tls.client_ca_file),
+            )
+            if value is not None and not Path(value).is_absolute()
         }
         if files:
             updates["listen"] = settings.listen.model_copy(

@@ -181,12 +181,14 @@ class Gateway:
         stack.push_async_callback(health.close)
         if self._reloader is not None:
             access.api.service.set_reloader(self._reloader)
-        tls: ssl.SSLContext | None = None
-        if s.listen.tls is not None:
-            listener_tls = ListenerTls(s.listen.tls.cert_file, s.listen.tls.key_file)
-            listener_tls.watch(s.listen.tls.reload_interval_s)
-            stack.push_async_callback(listener_tls.close)
-            tls = listener_tls.context
+        tls = admin_tls = None
+        if (tls_cfg := s.listen.tls) is not None:
+            proxy_side = ListenerTls(tls_cfg.cert_file, tls_cfg.key_file, tls_cfg.client_ca_file)
+            admin_side = ListenerTls(tls_cfg.cert_file, tls_cfg.key_file)  # admin: tokens only
+            for side in (proxy_side, admin_side):
+                side.watch(tls_cfg.reload_interval_s)
+                stack.push_async_callback(side.close)
+            tls, admin_tls = proxy_side.context, admin_side.context
         drain = s.listen.drain_timeout_s
         runner = _proxy_runner(handler, s.proxy.max_body_bytes, self.proxy_guard, drain)
         self.proxy_url = await _listen(
@@ -204,7 +206,7 @@ class Gateway:
             admin_app, guard=self.admin_guard, access_log=None, shutdown_timeout=drain
         )
         self.admin_url = await _listen(
-            stack, admin_runner, s.listen.admin, sock=self._sockets.get("admin"), tls=tls
+            stack, admin_runner, s.listen.admin, sock=self._sockets.get("admin"), tls=admin_tls
         )
 
     def set_reloader(self, reloader: Callable[[], Awaitable[dict[str, Any]]]) -> None:

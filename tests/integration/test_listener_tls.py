@@ -17,6 +17,7 @@ import pytest
 from keyguard.emulator import RunningEmulator
 from keyguard.emulator.tls import ensure_certificates
 from keyguard.errors import ConfigurationError
+from tests.support.certs import ClientCA, name
 from tests.support.emulators import API_VERSION
 from tests.support.gateway import new_key, running_gateway
 from tests.support.logs import LogCapture
@@ -127,3 +128,80 @@ async def test_a_renewed_certificate_is_served_without_a_restart(
                 await asyncio.sleep(0.1)
         after = await peer_fingerprint(gw.proxy_url, other.ca_cert)
         assert after != before
+
+
+MTLS_POLICY = """
+version: 1
+apps:
+  billing:
+    client_certificates: ["subject:CN=billing-bot,O=Contoso", "dns:billing.contoso.example"]
+  keyed: {}
+roles:
+  chat: {operations: [chat], deployments: [gpt-4o]}
+bindings:
+  - {name: billing-chat, role: chat, subjects: ["app:billing"]}
+  - {name: keyed-chat, role: chat, subjects: ["app:keyed"]}
+"""
+
+
+async def test_client_certificates_authenticate_as_the_app_the_policy_binds(
+    tmp_path: Path, emulator: RunningEmulator
+) -> None:
+    ca, stranger = ClientCA(), ClientCA("Another CA")
+    listen = tls_section(tmp_path)
+    listen["tls"]["client_ca_file"] = str(ca.write(tmp_path / "clients-ca.pem"))  # type: ignore[index]
+    server_ca = tmp_path / "tls" / "ca.pem"
+
+    def context(cert: tuple[Path, Path] | None) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(server_ca))
+        if cert is not None:
+            ctx.load_cert_chain(*cert)
+        return ctx
+
+    bound = ca.files(tmp_path / "c", name(("O", "Contoso"), ("CN", "billing-bot")))
+    by_san = ca.files(tmp_path / "c", name(("CN", "whoever")), dns=("billing.contoso.example",))
+    spoofed = ca.files(tmp_path / "c", name(("O", "Contoso"), ("OU", "CN=billing-bot")))
+    foreign = stranger.files(tmp_path / "c", name(("O", "Contoso"), ("CN", "billing-bot")))
+    async with running_gateway(tmp_path, emulator, listen=listen, policy=MTLS_POLICY) as gw:
+        _, key = await new_key(gw, "keyed")
+        url = f"{gw.proxy_url}/openai/deployments/gpt-4o/chat/completions"
+        body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+
+        async def call(cert: tuple[Path, Path] | None, headers: dict[str, str]) -> int:
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(
+                    url,
+                    params={"api-version": API_VERSION},
+                    json=body,
+                    headers=headers,
+                    ssl=context(cert),
+                ) as resp,
+            ):
+                await resp.read()
+                return resp.status
+
+        assert await call(bound, {}) == 200  # the subject, bound to billing
+        assert await call(by_san, {}) == 200  # a SAN, bound to billing
+        assert await call(spoofed, {}) == 401  # CN=billing-bot written inside an OU
+        assert await call(None, {}) == 401  # no certificate, no key
+        assert await call(None, {"api-key": key}) == 200  # keys still work
+        assert await call(spoofed, {"api-key": key}) == 200  # the header credential decides
+        with pytest.raises(aiohttp.ClientError):  # another issuer: no handshake at all
+            await call(foreign, {})
+        # the admin port asks for no client certificate
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(gw.admin_url + "/livez", ssl=context(None)) as resp,
+        ):
+            assert resp.status == 200
+
+
+async def test_client_certificates_without_a_policy_stop_the_start(
+    tmp_path: Path, emulator: RunningEmulator
+) -> None:
+    listen = tls_section(tmp_path)
+    listen["tls"]["client_ca_file"] = str(ClientCA().write(tmp_path / "ca.pem"))  # type: ignore[index]
+    with pytest.raises(ConfigurationError, match="client certificates are bound to apps"):
+        async with running_gateway(tmp_path, emulator, listen=listen):
+            pass

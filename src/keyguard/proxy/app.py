@@ -129,10 +129,16 @@ class ProxyHandler:
         headers = request.headers
         api_key, authorization = headers.get("api-key"), headers.get("authorization")
         try:
-            credential = extract_credential(api_key, authorization)  # stage: credential
-            if credential.key is not None:
-                ctx.presented_key_id = credential.key.key_id
-            principal = await self._authenticate(credential, request, ctx)  # stage: authenticate
+            peer = None
+            if api_key is None and authorization is None and self._identity.accepts_certificates:
+                peer = _peer_certificate(request)  # mutual TLS: the connection's certificate
+            if peer is not None:
+                principal = self._identity.authenticate_certificate(peer, request)
+            else:
+                credential = extract_credential(api_key, authorization)  # stage: credential
+                if credential.key is not None:
+                    ctx.presented_key_id = credential.key.key_id
+                principal = await self._authenticate(credential, request, ctx)  # authenticate
         except AuthenticationFailed:
             # which credential failed (a keyed digest): one client retrying one bad key, or a
             # tool trying many, tell apart for the stuffing rule
@@ -256,3 +262,11 @@ def _too_large(limit: int) -> PayloadTooLarge:
         f"The request body is larger than this gateway's limit of {limit} bytes.",
         reason="body_too_large",
     )
+
+
+def _peer_certificate(request: web.BaseRequest) -> bytes | None:
+    """The client certificate the TLS handshake verified (DER), if any."""
+    transport = request.transport
+    tls = transport.get_extra_info("ssl_object") if transport is not None else None
+    der: bytes | None = tls.getpeercert(binary_form=True) if tls is not None else None
+    return der

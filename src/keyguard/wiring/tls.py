@@ -9,6 +9,10 @@ when they change (a renewed certificate, ``cert-manager`` rewriting a Secret vol
 that does not load (a half-written file, a key that does not match) is refused with an error
 line and the running certificate stays. TLS 1.2 is the minimum.
 
+With ``client_ca_file`` (the proxy port only) the handshake asks for a client certificate and
+verifies one that is sent against those CAs (a connection without one still works: it must then
+send a key or a token); :mod:`keyguard.identity.certificates` decides what it may do.
+
 The private key file is checked like the master key: a regular file, readable by its owner
 only (mode 0600 or 0400), else the gateway does not start.
 """
@@ -45,10 +49,18 @@ def _check_key_file(path: Path) -> None:
         )
 
 
-def _context(cert: Path, key: Path) -> ssl.SSLContext:
+def _context(cert: Path, key: Path, client_ca: Path | None) -> ssl.SSLContext:
     _check_key_file(key)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if client_ca is not None:
+        try:
+            ctx.load_verify_locations(cafile=client_ca)
+        except (OSError, ssl.SSLError):
+            raise ConfigurationError(
+                f"listen.tls.client_ca_file: cannot load {str(client_ca)!r} as PEM CA certificates"
+            ) from None
+        ctx.verify_mode = ssl.CERT_OPTIONAL  # a key still works; a certificate must verify
     try:
         ctx.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:
@@ -61,13 +73,14 @@ def _context(cert: Path, key: Path) -> ssl.SSLContext:
 
 
 class ListenerTls:
-    def __init__(self, cert_file: str, key_file: str) -> None:
+    def __init__(self, cert_file: str, key_file: str, client_ca_file: str | None = None) -> None:
         self._cert, self._key = Path(cert_file), Path(key_file)
-        self._current = _context(self._cert, self._key)
+        self._ca = Path(client_ca_file) if client_ca_file is not None else None
+        self._current = _context(self._cert, self._key, self._ca)
         self._stamp = self._files_stamp()
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
-        self.context.load_cert_chain(self._cert, self._key)  # the fallback (never used)
+        # what the sockets serve with: its callback picks the current context for each
+        # handshake (the one the client certificate is verified with, too)
+        self.context = _context(self._cert, self._key, self._ca)
         self.context.sni_callback = self._pick
         self._task: PeriodicTask | None = None
 
@@ -87,7 +100,7 @@ class ListenerTls:
         if stamp == self._stamp:
             return False
         try:
-            fresh = _context(self._cert, self._key)
+            fresh = _context(self._cert, self._key, self._ca)
         except ConfigurationError as exc:
             log.error("TLS certificate not reloaded, the running one stays: %s", exc)
             return False
