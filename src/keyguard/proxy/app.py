@@ -129,16 +129,14 @@ class ProxyHandler:
         headers = request.headers
         api_key, authorization = headers.get("api-key"), headers.get("authorization")
         try:
-            peer = None
+            credential: Credential | bytes | None = None
             if api_key is None and authorization is None and self._identity.accepts_certificates:
-                peer = _peer_certificate(request)  # mutual TLS: the connection's certificate
-            if peer is not None:
-                principal = self._identity.authenticate_certificate(peer, request)
-            else:
+                credential = _peer_certificate(request)  # mutual TLS: the client certificate
+            if credential is None:
                 credential = extract_credential(api_key, authorization)  # stage: credential
                 if credential.key is not None:
                     ctx.presented_key_id = credential.key.key_id
-                principal = await self._authenticate(credential, request, ctx)  # authenticate
+            principal = await self._authenticate(credential, request, ctx)  # stage: authenticate
         except AuthenticationFailed:
             # which credential failed (a keyed digest): one client retrying one bad key, or a
             # tool trying many, tell apart for the stuffing rule
@@ -167,8 +165,10 @@ class ProxyHandler:
             await self._admission.settle(ctx, held)  # stage: settle
 
     async def _authenticate(
-        self, credential: Credential, request: web.BaseRequest, ctx: RequestContext
+        self, credential: Credential | bytes, request: web.BaseRequest, ctx: RequestContext
     ) -> Principal:
+        if isinstance(credential, bytes):  # a verified client certificate (DER)
+            return self._identity.authenticate_certificate(credential, request)
         return await self._identity.authenticate(
             credential, request, remote=ctx.remote, now=self._now()
         )

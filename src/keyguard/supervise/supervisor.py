@@ -31,6 +31,7 @@ import select
 import signal
 import socket
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -203,6 +204,8 @@ class Supervisor:
                     if other.notify >= 0:
                         os.close(other.notify)
                 code = self._main(settings, self._sockets, generation, write)
+            except BaseException:
+                traceback.print_exc()
             finally:
                 logging.shutdown()
                 os._exit(code)
