@@ -14,6 +14,7 @@ import logging
 import signal
 import socket
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from typing import Any
@@ -87,6 +88,8 @@ class Gateway:
         self._generation = generation
         self._reloader: Callable[[], Awaitable[dict[str, Any]]] | None = None
         self.health: Health | None = None
+        self._proxy_runner: web.ServerRunner | None = None
+        self._inflight: _InFlight | None = None
         self._stack = AsyncExitStack()
         self.runtime: Runtime | None = None
         self.proxy_url = ""
@@ -190,7 +193,9 @@ class Gateway:
                 stack.push_async_callback(side.close)
             tls, admin_tls = proxy_side.context, admin_side.context
         drain = s.listen.drain_timeout_s
-        runner = _proxy_runner(handler, s.proxy.max_body_bytes, self.proxy_guard, drain)
+        self._inflight = inflight = _InFlight(handler)
+        runner = _proxy_runner(inflight, s.proxy.max_body_bytes, self.proxy_guard, drain)
+        self._proxy_runner = runner
         self.proxy_url = await _listen(
             stack,
             runner,
@@ -223,7 +228,27 @@ class Gateway:
         if grace_s > 0:
             log.info("draining: not ready; accepting connections for %g s more", grace_s)
             await asyncio.sleep(grace_s)
+        await self._settle()
         await self.stop()
+
+    async def _settle(self) -> None:
+        """Stop accepting on the proxy port, then let the connections already open finish
+        what they carry: a request that arrives on a kept-alive connection (its client just
+        reused it) is still answered, with ``Connection: close``; once nothing has been in
+        flight for :data:`_SETTLE_S` (or ``drain_timeout_s`` passed) the rest are closed. A
+        client therefore never sends a request on a connection that closes under it, save in
+        the last instant of an idle connection, which its pool checks before reuse."""
+        runner, inflight = self._proxy_runner, self._inflight
+        if runner is None or inflight is None:
+            return
+        for site in list(runner.sites):
+            await site.stop()
+        inflight.closing = True
+        deadline = time.monotonic() + self.settings.listen.drain_timeout_s
+        while time.monotonic() < deadline and (
+            inflight.count or time.monotonic() - inflight.last < _SETTLE_S
+        ):
+            await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
         await self._stack.aclose()
@@ -231,8 +256,31 @@ class Gateway:
         self.rotation = self.admission = self.share = None
 
 
+class _InFlight:
+    """The proxy's handler, counting the requests in flight (a stream until its end). Once
+    ``closing`` (the process is draining), answers not yet started say ``Connection: close``,
+    so clients move to another process instead of reusing this one's connections."""
+
+    def __init__(self, handler: ProxyHandler) -> None:
+        self._handler = handler
+        self.count = 0
+        self.last = time.monotonic()
+        self.closing = False
+
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        self.count += 1
+        try:
+            response = await self._handler(request)
+            if self.closing and not response.prepared:
+                response.force_close()
+            return response
+        finally:
+            self.count -= 1
+            self.last = time.monotonic()
+
+
 def _proxy_runner(
-    handler: ProxyHandler, max_body: int, guard: ConnectionGuard, drain_s: float
+    handler: _InFlight, max_body: int, guard: ConnectionGuard, drain_s: float
 ) -> web.ServerRunner:
     def request_factory(
         message: RawRequestMessage,
@@ -288,6 +336,7 @@ def _url(runner: web.BaseRunner, scheme: str = "http") -> str:
 
 _GC_YOUNG_THRESHOLD = 20_000  # allocations between two young collections (CPython: 700)
 _PROXY_BACKLOG = 1024  # connections the kernel queues before the proxy accepts them
+_SETTLE_S = 1.0  # a draining process closes its connections after this long with none busy
 
 
 async def _name_server(request: web.Request, response: web.StreamResponse) -> None:
