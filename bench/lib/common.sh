@@ -130,6 +130,9 @@ upstreams:
     credential: {vault: upstream/mock}
     deployments: [gpt-4o, gpt-4o-stream]
 EOF
+  # Worker processes (keyguard serve --workers): 1 unless KG_WORKERS says otherwise, so the
+  # one-process figures do not change when GW_CPU spans several cores.
+  echo "workers: ${KG_WORKERS:-1}" >> "$dir/keyguard.yaml"
   if [ "$variant" = core ]; then
     cat >> "$dir/keyguard.yaml" <<EOF
 # The gateway core: audit, metrics and detection off (everything else is the default).

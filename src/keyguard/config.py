@@ -52,6 +52,10 @@ _KEY_LIKE = re.compile(
     r"|sk-[A-Za-z0-9_-]{20,}"  # OpenAI key
 )
 _HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]+")
+IN_PROCESS_WORKERS = (
+    "workers: {n} workers would each count the limits on their own (in-process counters); "
+    "configure a shared limits backend (limits.backend: redis://HOST:PORT/DB) or set workers: 1"
+)
 _SECRET_FIELD = re.compile(r"(?i)(api[_-]?key|secret|password|token)$")
 
 
@@ -124,9 +128,28 @@ class AccessSettings(Frozen):
         return self.model_copy(update={"policy": policy, "entra": entra})
 
 
+class ListenTlsSettings(Frozen):
+    """``listen.tls``: HTTPS on both ports (TLS 1.2 at least). The key file must be readable
+    by its owner only (0600), like the master key."""
+
+    cert_file: str  # PEM: the certificate, then its intermediates
+    key_file: str  # PEM: its private key, mode 0600
+    #: how often the files are checked for a new certificate (also re-read on every reload)
+    reload_interval_s: float = Field(default=10.0, ge=1, le=3600)
+    #: PEM CA certificates: the proxy port asks for a client certificate issued by one of
+    #: them, which authenticates as the app the policy binds it to (docs/operations.md)
+    client_ca_file: str | None = None
+
+
 class ListenSettings(Frozen):
     proxy: str = "127.0.0.1:8080"
     admin: str = "127.0.0.1:8081"
+    #: on SIGTERM, readiness turns false and connections are still accepted this long (for a
+    #: load balancer to notice), then refused
+    drain_grace_s: float = Field(default=0.0, ge=0, le=300)
+    #: then requests and streams in flight finish, for at most this long
+    drain_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    tls: ListenTlsSettings | None = None
 
     @field_validator("proxy", "admin")
     @classmethod
@@ -224,6 +247,9 @@ class Settings(Frozen):
     access: AccessSettings = AccessSettings()
     cluster: ClusterSettings = ClusterSettings()
     guardrails: GuardSettings = GuardSettings()
+    #: worker processes sharing the listeners; unset: one per available CPU with a shared
+    #: limits backend, else 1 (docs/operations.md, "Workers")
+    workers: int | None = Field(default=None, ge=1, le=256)
 
     @property
     def bus_url(self) -> str | None:
@@ -256,7 +282,14 @@ class Settings(Frozen):
                         f"deployment {dep!r}: its upstreams disagree on its model "
                         f"({seen[dep]!r}, {model!r})"
                     )
+        if self.workers is not None and self.workers > 1 and not self.shared_limits:
+            raise ValueError(IN_PROCESS_WORKERS.format(n=self.workers))
         return self
+
+    @property
+    def shared_limits(self) -> bool:
+        """No limit counters, or counters every process shares (a Redis limits backend)."""
+        return not self.limits.enabled or self.limits.backend != "memory"
 
 
 def _refuse_plaintext_secrets(
@@ -329,6 +362,21 @@ def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
             else u
             for u in settings.upstreams
         ]
+    tls = settings.listen.tls
+    if tls is not None:
+        files = {
+            name: str((base_dir / value).resolve())
+            for name, value in (
+                ("cert_file", tls.cert_file),
+                ("key_file", tls.key_file),
+                ("client_ca_file", tls.client_ca_file),
+            )
+            if value is not None and not Path(value).is_absolute()
+        }
+        if files:
+            updates["listen"] = settings.listen.model_copy(
+                update={"tls": tls.model_copy(update=files)}
+            )
     if settings.access.with_base_dir(base_dir) is not settings.access:
         updates["access"] = settings.access.with_base_dir(base_dir)
     return settings.model_copy(update=updates) if updates else settings

@@ -12,7 +12,10 @@ import asyncio
 import gc
 import logging
 import signal
-from collections.abc import Mapping
+import socket
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -46,12 +49,14 @@ from .wiring.connections import (
 )
 from .wiring.content_safety import start_content_safety
 from .wiring.guard import guard_stage
+from .wiring.health import Health
 from .wiring.limits import build_admission, limits_gauges
 from .wiring.monitor import Monitoring, start_monitor
 from .wiring.rotation import GatewayRotation, replica_id, start_rotation
 from .wiring.runtime import Runtime, open_runtime
+from .wiring.tls import ListenerTls
 
-__all__ = ["Gateway", "serve"]
+__all__ = ["Gateway", "serve", "settle_memory"]
 
 log = logging.getLogger("keyguard")
 
@@ -70,9 +75,23 @@ class Gateway:
     limits, the upstream sessions and credentials, and the store last.
     """
 
-    def __init__(self, settings: Settings, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        environ: Mapping[str, str],
+        *,
+        sockets: Mapping[str, socket.socket] | None = None,
+        generation: int = 0,
+    ) -> None:
         self.settings = settings
         self._environ = environ
+        # listening sockets handed over by a supervisor ("proxy", "admin"); else bound here
+        self._sockets = dict(sockets or {})
+        self._generation = generation
+        self._reloader: Callable[[], Awaitable[dict[str, Any]]] | None = None
+        self.health: Health | None = None
+        self._proxy_runner: web.ServerRunner | None = None
+        self._inflight: _InFlight | None = None
         self._stack = AsyncExitStack()
         self.runtime: Runtime | None = None
         self.proxy_url = ""
@@ -173,13 +192,77 @@ class Gateway:
             connection_gauges(monitoring.metrics, share, *guards)
             bus_gauges(monitoring.metrics, bus)
             limits_gauges(monitoring.metrics, self.admission)
-        runner = _proxy_runner(handler, s.proxy.max_body_bytes, self.proxy_guard)
-        self.proxy_url = await _listen(stack, runner, s.listen.proxy, backlog=_PROXY_BACKLOG)
-        admin_app = access.admin_app(runtime)
+        self.health = health = Health(
+            runtime.store, pool=pool, admission=self.admission, generation=self._generation
+        )
+        stack.push_async_callback(health.close)
+        if self._reloader is not None:
+            access.api.service.set_reloader(self._reloader)
+        tls = admin_tls = None
+        if (tls_cfg := s.listen.tls) is not None:
+            proxy_side = ListenerTls(tls_cfg.cert_file, tls_cfg.key_file, tls_cfg.client_ca_file)
+            admin_side = ListenerTls(tls_cfg.cert_file, tls_cfg.key_file)  # admin: tokens only
+            for side in (proxy_side, admin_side):
+                side.watch(tls_cfg.reload_interval_s)
+                stack.push_async_callback(side.close)
+            tls, admin_tls = proxy_side.context, admin_side.context
+        drain = s.listen.drain_timeout_s
+        self._inflight = inflight = _InFlight(handler)
+        runner = _proxy_runner(inflight, s.proxy.max_body_bytes, self.proxy_guard, drain)
+        self._proxy_runner = runner
+        self.proxy_url = await _listen(
+            stack,
+            runner,
+            s.listen.proxy,
+            backlog=_PROXY_BACKLOG,
+            sock=self._sockets.get("proxy"),
+            tls=tls,
+        )
+        admin_app = access.admin_app(runtime, health)
         monitoring.add_routes(admin_app)
         admin_app.on_response_prepare.append(_name_server)
-        admin_runner = GuardedAppRunner(admin_app, guard=self.admin_guard, access_log=None)
-        self.admin_url = await _listen(stack, admin_runner, s.listen.admin)
+        admin_runner = GuardedAppRunner(
+            admin_app, guard=self.admin_guard, access_log=None, shutdown_timeout=drain
+        )
+        self.admin_url = await _listen(
+            stack, admin_runner, s.listen.admin, sock=self._sockets.get("admin"), tls=admin_tls
+        )
+
+    def set_reloader(self, reloader: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+        """What ``POST /admin/reload`` runs (set before :meth:`start`)."""
+        self._reloader = reloader
+
+    async def drain(self, grace_s: float) -> None:
+        """Stop for good without cutting anything short: readiness turns false at once;
+        connections are still accepted for ``grace_s`` (a load balancer notices meanwhile),
+        then refused; requests and streams in flight finish, for at most
+        ``listen.drain_timeout_s``; then everything stops."""
+        if self.health is not None:
+            self.health.draining = True
+        if grace_s > 0:
+            log.info("draining: not ready; accepting connections for %g s more", grace_s)
+            await asyncio.sleep(grace_s)
+        await self._settle()
+        await self.stop()
+
+    async def _settle(self) -> None:
+        """Stop accepting on the proxy port, then let the connections already open finish
+        what they carry: a request that arrives on a kept-alive connection (its client just
+        reused it) is still answered, with ``Connection: close``; once nothing has been in
+        flight for :data:`_SETTLE_S` (or ``drain_timeout_s`` passed) the rest are closed. A
+        client therefore never sends a request on a connection that closes under it, save in
+        the last instant of an idle connection, which its pool checks before reuse."""
+        runner, inflight = self._proxy_runner, self._inflight
+        if runner is None or inflight is None:
+            return
+        for site in list(runner.sites):
+            await site.stop()
+        inflight.closing = True
+        deadline = time.monotonic() + self.settings.listen.drain_timeout_s
+        while time.monotonic() < deadline and (
+            inflight.count or time.monotonic() - inflight.last < _SETTLE_S
+        ):
+            await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
         await self._stack.aclose()
@@ -187,7 +270,32 @@ class Gateway:
         self.rotation = self.admission = self.share = None
 
 
-def _proxy_runner(handler: ProxyHandler, max_body: int, guard: ConnectionGuard) -> web.ServerRunner:
+class _InFlight:
+    """The proxy's handler, counting the requests in flight (a stream until its end). Once
+    ``closing`` (the process is draining), answers not yet started say ``Connection: close``,
+    so clients move to another process instead of reusing this one's connections."""
+
+    def __init__(self, handler: ProxyHandler) -> None:
+        self._handler = handler
+        self.count = 0
+        self.last = time.monotonic()
+        self.closing = False
+
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        self.count += 1
+        try:
+            response = await self._handler(request)
+            if self.closing and not response.prepared:
+                response.force_close()
+            return response
+        finally:
+            self.count -= 1
+            self.last = time.monotonic()
+
+
+def _proxy_runner(
+    handler: _InFlight, max_body: int, guard: ConnectionGuard, drain_s: float
+) -> web.ServerRunner:
     def request_factory(
         message: RawRequestMessage,
         payload: StreamReader,
@@ -206,37 +314,50 @@ def _proxy_runner(handler: ProxyHandler, max_body: int, guard: ConnectionGuard) 
         )
 
     server = ProxyServer(handler, guard=guard, request_factory=request_factory, access_log=None)
-    return web.ServerRunner(server, handle_signals=False)
+    return web.ServerRunner(server, handle_signals=False, shutdown_timeout=drain_s)
 
 
 async def _listen(
-    stack: AsyncExitStack, runner: web.BaseRunner, hostport: str, *, backlog: int = 128
+    stack: AsyncExitStack,
+    runner: web.BaseRunner,
+    hostport: str,
+    *,
+    backlog: int = 128,
+    sock: socket.socket | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> str:
-    """Set the runner up, listen on ``hostport``, register its clean-up; its URL."""
+    """Set the runner up, listen on ``hostport`` (or on the listening socket ``sock``, which
+    other processes may share), register its clean-up; its URL."""
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
-    host, port = _split(hostport)
-    await web.TCPSite(runner, host, port, reuse_address=True, backlog=backlog).start()
-    return _url(runner)
+    site: web.BaseSite
+    if sock is not None:
+        site = web.SockSite(runner, sock, backlog=backlog, ssl_context=tls)
+    else:
+        host, port = _split(hostport)
+        site = web.TCPSite(runner, host, port, reuse_address=True, backlog=backlog, ssl_context=tls)
+    await site.start()
+    return _url(runner, "https" if tls is not None else "http")
 
 
-def _url(runner: web.BaseRunner) -> str:
+def _url(runner: web.BaseRunner, scheme: str = "http") -> str:
     addr = runner.addresses[0]
     host, port = addr[0], addr[1]
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{scheme}://{host}:{port}"
 
 
 _GC_YOUNG_THRESHOLD = 20_000  # allocations between two young collections (CPython: 700)
 _PROXY_BACKLOG = 1024  # connections the kernel queues before the proxy accepts them
+_SETTLE_S = 1.0  # a draining process closes its connections after this long with none busy
 
 
 async def _name_server(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.update(SERVER_HEADER)
 
 
-def _settle_memory() -> None:
+def settle_memory() -> None:
     """Move everything built at start-up (modules, configuration, caches: several hundred
     thousand objects) out of the garbage collector's sight. Without this every full collection
     walks all of them, a pause of tens of milliseconds that lands on some request's latency;
@@ -249,10 +370,10 @@ def _settle_memory() -> None:
 
 
 async def serve(settings: Settings, environ: Mapping[str, str]) -> None:
-    """Run until SIGINT or SIGTERM, then stop gracefully."""
+    """Run until SIGINT or SIGTERM, then drain (:meth:`Gateway.drain`)."""
     gateway = Gateway(settings, environ)
     await gateway.start()
-    _settle_memory()
+    settle_memory()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -260,4 +381,4 @@ async def serve(settings: Settings, environ: Mapping[str, str]) -> None:
     try:
         await stop.wait()
     finally:
-        await gateway.stop()
+        await gateway.drain(settings.listen.drain_grace_s)

@@ -1,6 +1,6 @@
 """Durability of the audit log, measured on a real ``keyguard serve`` process.
 
-Traffic runs through the gateway; then the process is killed with SIGKILL (no chance to flush)
+Traffic runs through the gateway; then its processes are killed with SIGKILL (no chance to flush)
 or stopped with SIGTERM. Every answered request is looked up in the audit log by its request id.
 After SIGKILL at most the last second of records may be missing (the writer flushes every
 0.2 s), none with ``durability: before_answer``, and the writer's chain is left open (a note,
@@ -146,7 +146,12 @@ async def test_kill_9_loses_at_most_the_last_second(
     try:
         took: list[float] = []
         answered = await _traffic(base, key, 3.0, took)
+        # the worker writes the audit: it and its supervisor die at once, no chance to flush
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert children, "keyguard serve runs its gateway in a worker process"
         os.kill(proc.pid, signal.SIGKILL)
+        for worker in children:
+            os.kill(int(worker), signal.SIGKILL)
         killed_at = time.monotonic()
         proc.wait(10)
     finally:

@@ -102,6 +102,7 @@ def keyguard_config(
         "listen": {"proxy": "127.0.0.1:0", "admin": "127.0.0.1:0"},
         "store": f"sqlite:///{tmp / 'keyguard.db'}",
         "master_key_file": str(master_key(tmp)),
+        "workers": 1,  # one process per gateway on a shared 2-core machine (more: say so)
     }
     if upstreams:
         mapping["upstreams"] = [dict(u) for u in upstreams]

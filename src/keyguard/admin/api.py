@@ -72,6 +72,14 @@ _REVISION = {
 }
 _KEY = {"$ref": "#/components/schemas/Key"}
 _TOKEN = {"$ref": "#/components/schemas/AdminToken"}
+_RELOAD = {
+    "type": "object",
+    "properties": {
+        "status": {"type": "string"},
+        "changed": {"type": "array", "items": {"type": "string"}},
+        "restart_required": {"type": "array", "items": {"type": "string"}},
+    },
+}
 _INCIDENT = {"$ref": "#/components/schemas/Incident"}
 
 
@@ -224,11 +232,26 @@ class AdminApi:
             actor, b.principal, b.request, groups=b.groups, app_roles=b.app_roles
         )
 
+    async def _reload(self, r: web.Request, actor: Actor, b: dict[str, Any]) -> tuple[int, Any]:
+        return 202, await self.service.reload(actor)
+
     # -- the table ---------------------------------------------------------------------------
 
     def _table(self) -> list[Endpoint]:
         obj = {"type": "object"}
         return [
+            Endpoint(
+                "POST",
+                "/admin/reload",
+                "admin",
+                "Reload the configuration file (policy, upstreams, limits, TLS certificates) "
+                "with no request dropped; an invalid file is refused and changes nothing. The "
+                "answer lists what changed and what needs a restart",
+                "process",
+                self._reload,
+                response=_RELOAD,
+                status=202,
+            ),
             Endpoint(
                 "GET",
                 "/admin/whoami",

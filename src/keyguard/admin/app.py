@@ -1,7 +1,8 @@
 """The admin port: separate from the proxy port, never reachable through it.
 
-* ``GET /healthz`` (the process is up) and ``GET /readyz`` (the store answers), for
-  orchestrators, without a credential;
+* ``GET /healthz`` (the process is up), ``GET /livez`` (the process works) and ``GET /readyz``
+  (it can serve: the store, the limits backend, an upstream for every deployment, not
+  draining; the reasons in the body), for orchestrators, without a credential;
 * ``GET /admin/openapi.json``: the OpenAPI description of the admin API, without a credential;
 * the admin API (:mod:`.api`): keys, admin tokens, policy; every call authenticated with an
   admin token or an Entra ID token, checked against its role, and recorded as an
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Collection
+from typing import Any, Protocol
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -29,7 +31,7 @@ from ..store.base import Store
 from .api import MAX_BODY, AdminApi
 from .openapi import openapi_document
 
-__all__ = ["create_admin_app"]
+__all__ = ["HealthProbe", "create_admin_app"]
 
 log = logging.getLogger("keyguard.admin")
 
@@ -40,6 +42,12 @@ _HEADERS = {
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
 }
+
+
+class HealthProbe(Protocol):
+    def live(self) -> tuple[bool, dict[str, Any]]: ...
+
+    async def ready(self) -> tuple[bool, dict[str, Any]]: ...
 
 
 def _error(status: int, code: str, message: str, **more: object) -> web.Response:
@@ -83,23 +91,35 @@ async def _answer(request: web.Request, handler: _Handler) -> web.StreamResponse
 
 
 def create_admin_app(
-    store: Store, *, api: AdminApi | None = None, allowed_hosts: Collection[str] = ()
+    store: Store,
+    *,
+    api: AdminApi | None = None,
+    allowed_hosts: Collection[str] = (),
+    health: HealthProbe | None = None,
 ) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:
+        if health is not None:
+            ok, body = await health.ready()
+            return web.json_response(body, status=200 if ok else 503)
         try:
             await store.get_key("000000000000")
         except StorageError:
             return web.json_response({"status": "store unavailable"}, status=503)
         return web.json_response({"status": "ready"})
 
+    async def livez(_: web.Request) -> web.Response:
+        ok, body = health.live() if health is not None else (True, {"status": "ok"})
+        return web.json_response(body, status=200 if ok else 503)
+
     app = web.Application(
         client_max_size=MAX_BODY, middlewares=_middlewares(frozenset(allowed_hosts))
     )
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/livez", livez)
     if api is not None:
         description = openapi_document(api.endpoints, version=__version__)
 

@@ -13,7 +13,7 @@ an admin).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 from pydantic import ValidationError
 
 from ..core.times import utc_seconds
-from ..errors import BadRequest, NotFound, shown
+from ..errors import BadRequest, ConfigurationError, NotFound, RequestError, shown
 from ..events import AdminAction, EventBus
 from ..keys.service import KeyService, key_state
 from ..policy.compiled import Policy, compile_policy
@@ -125,6 +125,14 @@ class Incidents(Protocol):
     ) -> list[str]: ...
 
 
+Reloader = Callable[[], Awaitable[dict[str, Any]]]
+
+
+class ReloadUnavailable(RequestError):
+    status = 409
+    code = "ReloadUnavailable"
+
+
 class AdminService:
     def __init__(
         self,
@@ -154,6 +162,7 @@ class AdminService:
         self._on_policy_change = on_policy_change
         self._on_blocks_lifted = on_blocks_lifted
         self._clock = clock
+        self._reloader: Reloader | None = None
 
     def now(self) -> datetime:
         return self._clock()
@@ -161,6 +170,30 @@ class AdminService:
     @property
     def tokens(self) -> AdminTokenService:
         return self._tokens
+
+    def set_reloader(self, reloader: Reloader) -> None:
+        """What ``reload`` runs: validate the configuration file and hand it to the
+        supervisor (set by the process that runs under ``keyguard serve``)."""
+        self._reloader = reloader
+
+    # -- the process -------------------------------------------------------------------------
+
+    async def reload(self, actor: Actor) -> dict[str, Any]:
+        """Reload the configuration file: every change that can be made live, atomically; an
+        invalid file changes nothing (raises :class:`ConfigurationError`, audited too)."""
+        reloader = self._reloader
+        if reloader is None:
+            raise ReloadUnavailable(
+                "This gateway does not run under 'keyguard serve'; restart it to change its "
+                "configuration."
+            )
+        try:
+            answer = await reloader()
+        except ConfigurationError as exc:
+            self._record(actor, "config.reload", "config", after={"rejected": str(exc)[:300]})
+            raise
+        self._record(actor, "config.reload", "config", after=answer)
+        return answer
 
     def _record(
         self,

@@ -24,6 +24,7 @@ __all__ = ["main", "cli"]
 # name -> (module, attribute); the modules are imported on first use.
 _COMMANDS = {
     "serve": ("keyguard.cli.serve", "serve"),
+    "reload": ("keyguard.cli.serve", "reload_command"),
     "demo": ("keyguard.cli.demo", "demo"),
     "emulator": ("keyguard.cli.emulator", "emulator"),
     "keys": ("keyguard.cli.keys", "keys_group"),

@@ -35,6 +35,7 @@ __all__ = [
     "config_option",
     "duration_option",
     "echo_table",
+    "event_loop_runner",
     "format_time",
     "run",
     "run_sync",
@@ -130,7 +131,7 @@ def config_option(f: F) -> F:
     )(f)
 
 
-def _event_loop_runner() -> Callable[[Coroutine[Any, Any, T]], T]:
+def event_loop_runner() -> Callable[[Coroutine[Any, Any, T]], T]:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency
@@ -141,7 +142,7 @@ def _event_loop_runner() -> Callable[[Coroutine[Any, Any, T]], T]:
 def run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run ``main()`` in a fresh event loop; a ``GatewayError`` becomes :class:`CommandFailed`."""
     try:
-        return _event_loop_runner()(main())
+        return event_loop_runner()(main())
     except GatewayError as exc:
         raise CommandFailed(str(exc)) from None
 

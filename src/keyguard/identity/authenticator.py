@@ -32,6 +32,7 @@ from ..core.netaddr import host_allowed
 from ..core.principal import Principal
 from ..errors import AuthenticationFailed, BadRequest
 from ..events import EventBus, SecurityEvent
+from .certificates import CertificateAuthenticator
 from .credentials import Credential
 from .entra import EntraAuthenticator
 from .keys import KeyAuthenticator
@@ -54,6 +55,7 @@ class Authenticator:
         managed_keys: ManagedKeyIndex | None = None,
         upstreams_by_secret: Mapping[str, Sequence[str]] | None = None,
         allowed_hosts: Collection[str] = (),
+        certificates: CertificateAuthenticator | None = None,
     ) -> None:
         self._keys = keys
         # vault secret -> the upstreams whose key it is (to name them in the event)
@@ -62,6 +64,24 @@ class Authenticator:
         self._entra = entra
         self._managed = managed_keys
         self._hosts = frozenset(h.lower() for h in allowed_hosts)
+        self._certificates = certificates
+
+    @property
+    def accepts_certificates(self) -> bool:
+        return self._certificates is not None
+
+    def authenticate_certificate(self, der: bytes, request: web.BaseRequest) -> Principal:
+        """A request with no credential header over a connection with a verified client
+        certificate (:mod:`.certificates`)."""
+        assert self._certificates is not None
+        if not host_allowed(request.headers.getall("Host", ()), self._hosts):
+            raise BadRequest(
+                "This gateway does not serve the host named in the request's Host header. "
+                "Call it by its configured name.",
+                code="HostNotAllowed",
+                reason="host_not_allowed",
+            )
+        return self._certificates.authenticate(der)
 
     async def authenticate(
         self, credential: Credential, request: web.BaseRequest, *, remote: str | None, now: datetime

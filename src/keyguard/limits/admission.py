@@ -137,6 +137,11 @@ class LimitAdmission:
         if self._fallback is not None:
             await self._fallback.close()
 
+    @property
+    def backend_healthy(self) -> bool:
+        """The counters' backend answers (an in-process one always does)."""
+        return bool(getattr(self._backend, "healthy", True))
+
     async def admit(self, ctx: RequestContext) -> Held | None:
         deployment = ctx.deployment
         assert deployment is not None

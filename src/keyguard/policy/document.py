@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from cryptography import x509
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..core.operations import OPERATIONS
@@ -55,6 +56,7 @@ __all__ = [
     "PolicyInvalid",
     "RoleSpec",
     "SUBJECT_KINDS",
+    "certificate_binding",
     "load_document",
     "merge",
     "parse_document",
@@ -91,6 +93,26 @@ class PolicyInvalid(ConfigurationError):
         super().__init__(f"{source}: " + "; ".join(problems))
 
 
+def certificate_binding(text: str) -> str:
+    """A client certificate binding in its one canonical form: ``subject:`` + the subject as
+    RFC 4514 writes it (so ``CN=a\\2Cb`` and ``CN=a\\,b`` are one binding, and an escaped
+    comma stays inside its value), or ``dns:``/``uri:`` + a SAN value; ``ValueError``."""
+    kind, sep, value = text.partition(":")
+    if not sep or not value or len(text) > 1024 or kind not in ("subject", "dns", "uri"):
+        raise ValueError(
+            f"client certificate {text[:80]!r} must be subject:<RFC 4514 name>, dns:<name> "
+            "or uri:<URI>"
+        )
+    if kind == "subject":
+        try:
+            value = x509.Name.from_rfc4514_string(value).rfc4514_string()
+        except ValueError:
+            raise ValueError(f"client certificate {text[:80]!r}: not an RFC 4514 name") from None
+    elif kind == "dns":
+        value = value.lower()
+    return f"{kind}:{value}"
+
+
 def parse_subject(subject: str) -> tuple[str, str]:
     """``"app:billing"`` -> ``("app", "billing")``; ``ValueError`` when malformed."""
     kind, sep, value = subject.partition(":")
@@ -114,6 +136,14 @@ class _Doc(BaseModel):
 class AppSpec(_Doc):
     description: str = ""
     entra_client_ids: list[str] = []
+    #: client certificates (mutual TLS on the proxy port) that authenticate as this app, like
+    #: a key: ``subject:<the whole subject, RFC 4514>``, ``dns:<SAN name>``, ``uri:<SAN URI>``
+    client_certificates: list[str] = []
+
+    @field_validator("client_certificates")
+    @classmethod
+    def _certificates(cls, v: list[str]) -> list[str]:
+        return [certificate_binding(c) for c in v]
 
     @field_validator("entra_client_ids")
     @classmethod
@@ -222,7 +252,17 @@ def _cross_references(doc: PolicyDocument) -> list[str]:
                         f"{where}: client id {client_id} is also in {owners[client_id]}"
                     )
                 owners[client_id] = where
+    bound: dict[str, str] = {}
+    for name, app in doc.apps.items():
+        for cert in app.client_certificates:
+            if cert in bound:
+                problems.append(
+                    f"apps.{name}: client certificate {cert[:80]!r} is also in apps.{bound[cert]}"
+                )
+            bound[cert] = name
     for name, agent in doc.agents.items():
+        if agent.client_certificates:
+            problems.append(f"agents.{name}: client certificates bind apps only")
         if agent.parent is not None and agent.parent not in doc.apps:
             problems.append(f"agents.{name}.parent: {agent.parent!r} is not an app in 'apps'")
     for name, role in doc.roles.items():

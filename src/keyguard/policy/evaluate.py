@@ -104,7 +104,7 @@ class Explanation:
 
 def subjects_of(principal: Principal) -> tuple[str, ...]:
     """Every subject a binding may name to reach ``principal``."""
-    if principal.kind == "key":
+    if principal.kind in ("key", "cert"):  # a key or a client certificate: its app's
         return (principal.id, f"app:{principal.app}")
     extra = tuple(f"group:{g}" for g in principal.groups) + tuple(
         f"approle:{r}" for r in principal.roles

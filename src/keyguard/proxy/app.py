@@ -159,9 +159,13 @@ class ProxyHandler:
         headers = request.headers
         api_key, authorization = headers.get("api-key"), headers.get("authorization")
         try:
-            credential = extract_credential(api_key, authorization)  # stage: credential
-            if credential.key is not None:
-                ctx.presented_key_id = credential.key.key_id
+            credential: Credential | bytes | None = None
+            if api_key is None and authorization is None and self._identity.accepts_certificates:
+                credential = _peer_certificate(request)  # mutual TLS: the client certificate
+            if credential is None:
+                credential = extract_credential(api_key, authorization)  # stage: credential
+                if credential.key is not None:
+                    ctx.presented_key_id = credential.key.key_id
             principal = await self._authenticate(credential, request, ctx)  # stage: authenticate
         except AuthenticationFailed:
             # which credential failed (a keyed digest): one client retrying one bad key, or a
@@ -205,8 +209,10 @@ class ProxyHandler:
             await self._admission.settle(ctx, held)  # stage: settle
 
     async def _authenticate(
-        self, credential: Credential, request: web.BaseRequest, ctx: RequestContext
+        self, credential: Credential | bytes, request: web.BaseRequest, ctx: RequestContext
     ) -> Principal:
+        if isinstance(credential, bytes):  # a verified client certificate (DER)
+            return self._identity.authenticate_certificate(credential, request)
         return await self._identity.authenticate(
             credential, request, remote=ctx.remote, now=self._now()
         )
@@ -300,3 +306,11 @@ def _too_large(limit: int) -> PayloadTooLarge:
         f"The request body is larger than this gateway's limit of {limit} bytes.",
         reason="body_too_large",
     )
+
+
+def _peer_certificate(request: web.BaseRequest) -> bytes | None:
+    """The client certificate the TLS handshake verified (DER), if any."""
+    transport = request.transport
+    tls = transport.get_extra_info("ssl_object") if transport is not None else None
+    der: bytes | None = tls.getpeercert(binary_form=True) if tls is not None else None
+    return der

@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import ssl
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..vault.vault import Vault
@@ -150,6 +150,16 @@ class UpstreamPool:
 
     def deployments(self) -> list[str]:
         return sorted(self._backends)
+
+    def unavailable(self, down: Collection[str] = ()) -> list[str]:
+        """The deployments none of whose backends is in service: its breaker open, or its
+        upstream among ``down`` (names of upstreams found unreachable)."""
+        now = self._clock()
+        return sorted(
+            name
+            for name, backends in self._backends.items()
+            if all(t.upstream.name in down or self.breakers.is_open(t.key, now) for t in backends)
+        )
 
     async def start(self) -> None:
         for up in self.upstreams:

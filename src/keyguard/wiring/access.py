@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from ..admin.api import AdminApi
-from ..admin.app import create_admin_app
+from ..admin.app import HealthProbe, create_admin_app
 from ..admin.auth import AdminAuthenticator
 from ..admin.service import AdminService
 from ..admin.tokens import ADMIN_PEPPER, AdminTokenService, AdminTokenStore
@@ -30,6 +30,7 @@ from ..bus import Bus
 from ..core.netaddr import ClientAddress
 from ..errors import ConfigurationError
 from ..identity.authenticator import Authenticator
+from ..identity.certificates import CertificateAuthenticator
 from ..identity.entra import EntraAuthenticator
 from ..identity.jwks import JwksCache, ssl_context
 from ..identity.keys import KeyAuthenticator
@@ -58,8 +59,10 @@ class Access:
     allowed_hosts: tuple[str, ...]
     managed_keys: ManagedKeyIndex | None = None
 
-    def admin_app(self, runtime: Runtime) -> web.Application:
-        return create_admin_app(runtime.store, api=self.api, allowed_hosts=self.allowed_hosts)
+    def admin_app(self, runtime: Runtime, health: HealthProbe | None = None) -> web.Application:
+        return create_admin_app(
+            runtime.store, api=self.api, allowed_hosts=self.allowed_hosts, health=health
+        )
 
 
 async def _admin_tokens(runtime: Runtime) -> AdminTokenService:
@@ -133,6 +136,20 @@ async def open_admin_service(runtime: Runtime) -> AdminService:
     )
 
 
+def _certificates(runtime: Runtime, policy: PolicySource | None) -> CertificateAuthenticator | None:
+    """Client certificates on the proxy port, bound to apps by the policy."""
+    tls = runtime.settings.listen.tls
+    if tls is None or tls.client_ca_file is None:
+        return None
+    if policy is None:
+        raise ConfigurationError(
+            "listen.tls.client_ca_file: client certificates are bound to apps in the policy; "
+            "configure access.policy (and list each app's client_certificates)"
+        )
+    source = policy
+    return CertificateAuthenticator(lambda: source.current)
+
+
 def _authorizer(policy: PolicySource | None) -> PolicyAuthorizer | None:
     if policy is None:
         return None
@@ -200,6 +217,7 @@ async def start_access(
         managed_keys=managed_keys,
         upstreams_by_secret=_upstreams_by_secret(runtime),
         allowed_hosts=settings.allowed_hosts,
+        certificates=_certificates(runtime, policy),
     )
     admin_tokens = await _admin_tokens(runtime)
     service = await admin_service(
