@@ -87,6 +87,22 @@ def rss_kb(pids):
     return rss, hwm
 
 
+def pss_kb(pids):
+    """Proportional set size of the process tree: a page shared by N of its processes counts
+    1/N in each, so a supervisor and its forked workers are not counted twice."""
+    pss = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        pss += int(line.split()[1])
+                        break
+        except OSError:
+            pass
+    return pss
+
+
 def cpu_stat():
     """Per-CPU (busy, steal, total) jiffies from /proc/stat, to see who else used the cores."""
     out = {}
@@ -431,6 +447,7 @@ def main():
             rss, hwm = rss_kb(proc_tree(gw_pid))
             per["rss_mb"], per["rss_hwm_mb"] = round(rss / 1024, 1), round(hwm / 1024, 1)
             per["hwm_is_per_mode"] = hwm_reset
+            per["pss_mb"] = round(pss_kb(proc_tree(gw_pid)) / 1024, 1)
         result["results"][mode] = per
     if gw_pid:
         rss, hwm = rss_kb(proc_tree(gw_pid))
