@@ -11,28 +11,19 @@ still converge. A publisher only (the CLI: ``listen=False``) opens no subscripti
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
-from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from ..core.tasks import cancel_and_wait
-from .base import MAX_MESSAGE, Handler, Message, new_nonce, sign
-from .receive import Receiver
+from .transport import QueuedBus
 
 __all__ = ["RedisBus"]
 
 log = logging.getLogger("keyguard.bus")
 
-_QUEUE = 10_000  # messages waiting to be sent
-_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 
-
-class RedisBus:
+class RedisBus(QueuedBus):
     def __init__(
         self,
         url: str,
@@ -44,63 +35,9 @@ class RedisBus:
         listen: bool = True,
         flush_s: float = 1.0,
     ) -> None:
+        super().__init__(key, replica, channel=channel, listen=listen, flush_s=flush_s)
         self._url = url
         self._password = password
-        self._key = key
-        self._replica = replica
-        self._channel = channel
-        self._listen_too = listen
-        self._flush_s = flush_s
-        self.receiver = Receiver(key, replica)
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=_QUEUE)
-        self._tasks: list[asyncio.Task[None]] = []
-        self._ready = asyncio.Event()
-        self._lost = 0  # queued messages that could not be sent
-        self.sent = 0
-        self.connected = False  # the subscription is open
-
-    @property
-    def received(self) -> int:
-        return self.receiver.received
-
-    @property
-    def dropped(self) -> int:
-        return self._lost + self.receiver.dropped
-
-    @property
-    def lost(self) -> int:
-        return self._lost
-
-    def subscribe(self, topic: str, handler: Handler) -> None:
-        self.receiver.subscribe(topic, handler)
-
-    def publish(self, topic: str, data: dict[str, Any]) -> None:
-        message = Message(topic, self._replica, data, time.time(), new_nonce())
-        raw = sign(self._key, message)
-        if len(raw) > MAX_MESSAGE:  # the others would refuse it: never sent
-            self._lost += 1
-            return
-        try:
-            self._queue.put_nowait(raw)
-        except asyncio.QueueFull:
-            self._lost += 1
-
-    async def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._send(), name="keyguard: bus sender")]
-        if not self._listen_too:
-            return
-        self._tasks.append(asyncio.create_task(self._listen(), name="keyguard: bus listener"))
-        with contextlib.suppress(TimeoutError):  # start even with Redis down: it reconnects
-            await asyncio.wait_for(self._ready.wait(), 5)
-
-    async def close(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self._flush_s):
-                if self._tasks:
-                    await self._queue.join()
-        await cancel_and_wait(*self._tasks)
-        self._tasks = []
-        self.connected = False
 
     async def _listen(self) -> None:
         failures = 0
@@ -121,7 +58,7 @@ class RedisBus:
             finally:
                 self.connected = False
                 await client.aclose()
-            await asyncio.sleep(_BACKOFF_S[min(failures, len(_BACKOFF_S) - 1)])
+            await self._pause(failures)
             failures += 1
 
     def _client(self, socket_timeout: float | None = None) -> aioredis.Redis:
@@ -150,5 +87,5 @@ class RedisBus:
                 log.warning("bus: publishing to Redis failed (%s); reconnecting", exc)
             finally:
                 await client.aclose()
-            await asyncio.sleep(_BACKOFF_S[min(failures, len(_BACKOFF_S) - 1)])
+            await self._pause(failures)
             failures += 1
