@@ -181,7 +181,11 @@ async def test_a_stream_in_flight_completes_across_a_reload(
             assert await stream == "stop"  # every chunk, to the end
             await kg.wait_for(r"reloaded \(generation 2\)")
             await chat(c)
-        assert (await livez(kg))["generation"] == 2
+        # the old generation retires once the new one serves: new connections soon reach only
+        # the new one
+        async with asyncio.timeout(30):
+            while (await livez(kg))["generation"] != 2:
+                await asyncio.sleep(0.05)
 
 
 async def test_an_invalid_reload_changes_nothing(tmp_path: Path, emulator: RunningEmulator) -> None:
@@ -191,7 +195,7 @@ async def test_an_invalid_reload_changes_nothing(tmp_path: Path, emulator: Runni
         good = kg.config.read_text()
         rewrite(kg.config, upstreams=[{"name": "broken"}])  # no endpoint, no credential
         kg.signal(signal.SIGHUP)
-        await kg.wait_for(r"reload refused, the running configuration stays: upstreams")
+        await kg.wait_for(r"reload refused, the running configuration stays: .*upstreams")
         async with client(kg, key) as c:
             await chat(c)
         assert await livez(kg) == before  # the same process, the same generation

@@ -26,7 +26,9 @@ from tests.support.settings import keyguard_config, keyguard_settings, upstream,
 
 __all__ = ["Serve", "serving", "serve_config"]
 
-_LISTENING = re.compile(r"keyguard proxy on (http://\S+), admin on (http://\S+)")
+_LISTENING = re.compile(
+    r"keyguard proxy on (https?://[\w.:\[\]-]+), admin on (https?://[\w.:\[\]-]+)"
+)
 
 
 class Serve:

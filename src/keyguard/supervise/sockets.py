@@ -9,7 +9,7 @@ from ..errors import ConfigurationError
 __all__ = ["listening_socket"]
 
 
-def listening_socket(hostport: str, backlog: int) -> socket.socket:
+def listening_socket(hostport: str, backlog: int, setting: str = "listen") -> socket.socket:
     """A TCP socket listening on ``HOST:PORT`` (``[::1]:PORT`` for IPv6)."""
     host, _, port = hostport.rpartition(":")
     host = host.strip("[]")
@@ -27,7 +27,7 @@ def listening_socket(hostport: str, backlog: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise ConfigurationError(
-            f"listen: cannot listen on {hostport} ({exc.strerror}); stop what uses that port "
-            "or choose another one in 'listen'"
+            f"{setting}: cannot listen on {hostport} ({exc.strerror}); stop what uses that "
+            f"port or choose another one in '{setting}'"
         ) from None
     return sock

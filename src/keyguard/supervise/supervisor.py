@@ -112,8 +112,8 @@ class Supervisor:
     def run(self) -> int:
         listen = self.settings.listen
         self._sockets = {
-            "proxy": listening_socket(listen.proxy, _PROXY_BACKLOG),
-            "admin": listening_socket(listen.admin, 128),
+            "proxy": listening_socket(listen.proxy, _PROXY_BACKLOG, "listen.proxy"),
+            "admin": listening_socket(listen.admin, 128, "listen.admin"),
         }
         self._signals()
         started = self._spawn_generation(self.settings, self.generation)
