@@ -39,7 +39,7 @@ from tests.support.settings import keyguard_config, keyguard_settings, upstream,
 
 from .limited import LIMITED, RedisServer
 
-_READY = re.compile(r"keyguard proxy on (http://\S+), admin on (http://\S+)")
+_READY = re.compile(r"keyguard proxy on (https?://[\w.:\[\]-]+), admin on (https?://[\w.:\[\]-]+)")
 CHAT = f"/openai/deployments/gpt-4o/chat/completions?api-version={API_VERSION}"
 
 
