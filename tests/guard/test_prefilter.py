@@ -46,7 +46,7 @@ def test_prose_closes_the_gate(text: str) -> None:
         'token = "sk-ab" + "cd12" + "ef34"',
         "k = 'AbCd',\n  'EfGh'",
         "sig%3Dabc",
-        'value \\u0041\\u0042',
+        "value \\u0041\\u0042",
         "-----BEGIN PRIVATE KEY-----",
         "AKIAABCDEFGHIJKLMNOP",
         "a" * 16,
@@ -76,7 +76,7 @@ def _guard_texts() -> Iterator[str]:
 def _scan_texts() -> Iterator[str]:
     sys.path.insert(0, str(ROOT / "bench" / "scan"))
     try:
-        from corpus import fill_text, template_files  # type: ignore[import-not-found]
+        from corpus import fill_text, template_files
 
         for path in template_files():
             yield fill_text(path.name, path.read_text())[0]
