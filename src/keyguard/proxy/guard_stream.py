@@ -18,6 +18,10 @@ and nothing is released past the start of a match not yet decided.
   it began; ``restore``: this request's placeholders get their values back;
 * ``alert`` and ``log``: noted in :attr:`hits` (the stage raises the events).
 
+A plain text chunk (one choice whose ``delta`` holds only unescaped text) is read with a bytes
+search, its shape checked once per shape; any other chunk is parsed. A chunk so read is parsed
+only when an edit must be written into it, and dropped if it then does not parse.
+
 Memory is bounded: per choice, the text kept is the held tail plus ``context`` characters.
 """
 
