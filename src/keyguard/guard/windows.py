@@ -25,6 +25,7 @@ for _c in string.ascii_uppercase.encode():
 _TABLE[ord(".")] = ord("p")
 _MASK = bytes(_TABLE)
 _RUN = re.compile(rb"[dps]*")
+_FOUR = re.compile(rb"d[ps]*d[ps]*d[ps]*d")  # unambiguous: linear on any mask
 _BEFORE = 48  # context and IBAN head before a run
 _AFTER = 40  # IBAN groups with letters after a run
 
@@ -35,9 +36,15 @@ def _runs(mask: bytes) -> list[tuple[int, int, int]]:
     """``(start, end, digits)`` of digit runs that may hold a candidate."""
     out: list[tuple[int, int, int]] = []
     n = len(mask)
+    if _FOUR.search(mask) is None:  # no run holds four digits: nothing can qualify
+        return out
     pos = 0
+    a, b = mask.find(b"dd"), mask.find(b"dpd")  # the next of each, searched again once passed
     while True:
-        a, b = mask.find(b"dd", pos), mask.find(b"dpd", pos)
+        if 0 <= a < pos:
+            a = mask.find(b"dd", pos)
+        if 0 <= b < pos:
+            b = mask.find(b"dpd", pos)
         hit = a if b == -1 else b if a == -1 else min(a, b)
         if hit == -1:
             return out

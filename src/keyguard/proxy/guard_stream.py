@@ -18,11 +18,16 @@ and nothing is released past the start of a match not yet decided.
   it began; ``restore``: this request's placeholders get their values back;
 * ``alert`` and ``log``: noted in :attr:`hits` (the stage raises the events).
 
+A plain text chunk (one choice whose ``delta`` holds only unescaped text) is read with a bytes
+search, its shape checked once per shape; any other chunk is parsed. A chunk so read is parsed
+only when an edit must be written into it, and dropped if it then does not parse.
+
 Memory is bounded: per choice, the text kept is the held tail plus ``context`` characters.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,13 +43,22 @@ __all__ = ["StreamGuard"]
 
 Key = tuple[int, int]  # (choice index, -1 for content or the tool call's index)
 
+# The common chunk (one choice, its delta only text with nothing escaped) is read with a bytes
+# search; anything else is parsed. Inside a JSON string a quote is always escaped, so these
+# literals are keys, never text.
+_FAST_DELTA = re.compile(rb'"delta":\{(?:"role":"assistant",)?"content":"([^"\\\x00-\x1f]*)"\}')
+_PLAIN = re.compile(rb'[^"\\\x00-\x1f]*')
+_FAST_INDEX = re.compile(
+    rb'"choices":\[\{"index":(\d{1,4}),|,"index":(\d{1,4})(?:,"logprobs":null)?\}\]'
+)
+
 
 @dataclass(slots=True)
 class _Piece:
     key: Key
     start: int  # offsets in the choice's whole streamed text
     end: int
-    holder: dict[str, Any]  # the dict whose ``field`` carries the text
+    holder: dict[str, Any] | None  # the dict whose ``field`` carries the text (None: unparsed)
     field: str
 
 
@@ -118,6 +132,8 @@ class StreamGuard:
         self._edits: dict[Key, list[tuple[int, int, str]]] = {}
         self._head: dict[str, Any] = {}  # id, created, model, object of the last chunk
         self._responses = False
+        self._shape: tuple[bytes, bytes] = (b"\0", b"\0")  # of the last plain text chunk
+        self._shape_key: Key = (0, -1)
         self.hits: list[Hit] = []
         self.more_hits = 0
         self.blocked: Hit | None = None
@@ -146,7 +162,41 @@ class StreamGuard:
             self._held.append(self._parse(rest))
         return self._advance(final=True)
 
+    def _fast(self, raw: bytes) -> _Event | None:
+        """The event of a plain text chunk, read without parsing it; ``None`` for any other.
+
+        The bytes around the text (the chunk's shape) are checked once; the next chunks of the
+        same shape are recognised by comparing them, so a chunk costs a search for its text."""
+        if not self._head or self._responses:
+            return None
+        at = raw.find(b'"content":"')
+        if at < 0:
+            return None
+        start = at + 11
+        end = _PLAIN.match(raw, start).end()  # type: ignore[union-attr]  # always matches
+        head, tail = self._shape
+        if not (
+            start == len(head)
+            and len(raw) - end == len(tail)
+            and raw.startswith(head)
+            and raw.endswith(tail)
+        ):
+            key = _shape_key(raw, start, end)
+            if key is None:
+                return None
+            self._shape, self._shape_key = (raw[:start], raw[end:]), key
+        try:
+            value = raw[start:end].decode()
+        except UnicodeDecodeError:
+            return None
+        event = _Event(raw)
+        self._add_value(event, self._shape_key, value, None, "content")
+        return event
+
     def _parse(self, raw: bytes) -> _Event:
+        fast = self._fast(raw)
+        if fast is not None:
+            return fast
         event = _Event(raw)
         if b'"delta"' not in raw and b'"text"' not in raw and b'"content"' not in raw:
             return event
@@ -193,7 +243,13 @@ class StreamGuard:
 
     def _add(self, event: _Event, key: Key, holder: dict[str, Any], name: str) -> None:
         value = holder.get(name)
-        if not isinstance(value, str) or not value:
+        if isinstance(value, str):
+            self._add_value(event, key, value, holder, name)
+
+    def _add_value(
+        self, event: _Event, key: Key, value: str, holder: dict[str, Any] | None, name: str
+    ) -> None:
+        if not value:
             return
         text = self._texts.get(key)
         if text is None:
@@ -295,6 +351,9 @@ class StreamGuard:
             edits = self._edits.get(piece.key)
             if not edits:
                 continue
+            if piece.holder is None and not _holder(event, piece):
+                return b""  # cannot be edited: dropped, never sent as it came
+            assert piece.holder is not None
             value = piece.holder[piece.field]
             new = _apply(value, piece.start, piece.end, edits)
             if new != value:
@@ -347,6 +406,42 @@ class StreamGuard:
             **self._head,
         }
         return b"data: " + orjson.dumps(chunk) + b"\n\ndata: [DONE]\n\n"
+
+
+def _shape_key(raw: bytes, start: int, end: int) -> Key | None:
+    """The key of a chunk whose text is ``raw[start:end]`` (unescaped, a quote after it) when
+    the chunk is one data line of one choice with a delta holding only that text."""
+    if (
+        end >= len(raw)
+        or raw[end] != 0x22  # '"': the text ends unescaped
+        or not raw.startswith(b"data: {")
+        or raw.find(b"\n") != len(raw) - 2
+        or raw.count(b'"index":') != 1
+        or raw.count(b'"content":') != 1
+        or raw.count(b'"delta":') != 1
+        or b'"text"' in raw
+        or b'"type"' in raw
+        or b'"tool_calls"' in raw
+    ):
+        return None
+    delta = _FAST_DELTA.search(raw)
+    index = _FAST_INDEX.search(raw)
+    if delta is None or index is None or delta.start(1) != start or delta.end(1) != end:
+        return None
+    choice = int(index.group(1) or index.group(2))
+    return (choice if choice < 1024 else 0, -1)
+
+
+def _holder(event: _Event, piece: _Piece) -> bool:
+    """Parse an event read without parsing and point ``piece`` at the dict holding its text."""
+    obj = _data(event.raw)
+    choices = obj.get("choices") if isinstance(obj, dict) else None
+    for choice in choices if isinstance(choices, list) else ():
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if isinstance(delta, dict) and isinstance(delta.get(piece.field), str):
+            event.obj, piece.holder = obj, delta
+            return True
+    return False
 
 
 def _apply(value: str, start: int, end: int, edits: list[tuple[int, int, str]]) -> str:
