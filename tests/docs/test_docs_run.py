@@ -216,7 +216,7 @@ def test_every_block_is_run_or_marked_with_a_reason() -> None:
             elif block.runs:
                 counted["run"] += 1
     print(f"documentation blocks: {counted}")
-    assert counted["run"] > counted["not run"] / 2, counted
+    assert counted["run"] >= 10, counted  # the blocks that run today: none may quietly stop
 
 
 def test_bash_is_there() -> None:

@@ -54,7 +54,7 @@ async def test_every_kind_of_incident_is_in_one_list(
     rules = {i.rule for i in listed}
     assert {"budget_soft_threshold", "key_expiring", "raw_azure_key"} <= rules, rules
     raw = next(i for i in listed if i.rule == "raw_azure_key")
-    assert raw.evidence["latest"]["upstream"] == "emulator"  # the incident names the upstream
+    assert raw.evidence["upstream"] == "emulator"  # the incident names the upstream
     assert raw.count >= 1 and upstream_key not in json.dumps(raw.to_json())
     config = write_config(
         tmp_path,

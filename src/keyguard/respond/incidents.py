@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -101,6 +102,15 @@ def detection_from_event(event: SecurityEvent, *, v4: int = 24, v6: int = 48) ->
     )
 
 
+def _named(evidence: dict[str, Any], detail: Mapping[str, Any]) -> dict[str, Any]:
+    """The incident's evidence, naming the upstream once any finding of it did (the
+    detector's finding of a raw key and the event naming its upstream join one incident, in
+    either order)."""
+    if "upstream" in detail:
+        evidence["upstream"] = detail["upstream"]
+    return evidence
+
+
 def _rank(severity: str) -> int:
     return SEVERITIES.index(severity)
 
@@ -130,7 +140,7 @@ class IncidentBook:
                 app=finding.app,
                 source=finding.source,
                 count=1 + finding.repeats,
-                evidence={"first": detail, "latest": detail},
+                evidence=_named({"first": detail, "latest": detail}, detail),
             )
             change: Change = "new"
         else:
@@ -148,7 +158,7 @@ class IncidentBook:
                 source=current.source,
                 count=current.count + 1 + finding.repeats,
                 status=current.status,
-                evidence={**current.evidence, "latest": detail},
+                evidence=_named({**current.evidence, "latest": detail}, detail),
                 actions=current.actions,
             )
             change = "escalated" if worse else "repeat"
