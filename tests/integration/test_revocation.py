@@ -34,16 +34,20 @@ async def test_revocation_by_another_process_applies_within_the_ttl(
         other = await open_runtime(gateway.gateway.settings, {})
         try:
             await other.keys.revoke(key_id, now=datetime.now(UTC))
+            revoked_at = time.monotonic()  # the change is in the store
         finally:
             await other.close()
-        revoked_at = time.monotonic()
-        statuses = []
-        while time.monotonic() - revoked_at < TTL * 4:
-            code = await status()
-            statuses.append(code)
-            if code == 401:
-                break
-        elapsed = time.monotonic() - revoked_at
-    assert statuses[-1] == 401, statuses
-    assert elapsed <= TTL + 0.25, f"revocation took {elapsed:.3f}s with ttl {TTL}s"
-    assert set(statuses[:-1]) <= {200}
+        # The bound is on when a request is *sent*, not on how long the answers take (a loaded
+        # machine may answer slowly): a cached record is never served past ``TTL`` after the
+        # read that produced it, and every read from here on sees the revocation.
+        deadline = revoked_at + TTL
+        sent: list[tuple[float, int]] = []
+        while not sent or sent[-1][0] < deadline or len([1 for t, _ in sent if t >= deadline]) < 3:
+            at = time.monotonic()
+            sent.append((at, await status()))
+    codes = [code for _, code in sent]
+    assert set(codes) <= {200, 401}, codes
+    first_refusal = codes.index(401)
+    assert set(codes[first_refusal:]) == {401}, codes  # once refused, never served again
+    late = [code for at, code in sent if at >= deadline]
+    assert late and set(late) == {401}, sent
