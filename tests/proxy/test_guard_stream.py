@@ -168,3 +168,65 @@ def test_a_redacted_event_keeps_its_event_line() -> None:
     out, _ = run(guard("redact"), [raw])
     assert out.startswith(b"event: response.output_text.delta\ndata: {")
     assert b"[TEST_KEY_1]" in out and SECRET.encode() not in out
+
+
+def test_an_event_that_is_not_json_is_read_as_it_is_never_sent_unread() -> None:
+    broken = b'data: {"choices":[{"delta":{"content":"' + SECRET.encode() + b'"}}\n\n'
+    g = guard()
+    out, _ = run(g, [chunk("a"), broken, chunk("b")])
+    assert SECRET[:12].encode() not in out and g.cut
+    assert b'"finish_reason":"content_filter"' in out
+    g = guard("redact")
+    out, _ = run(g, [chunk("a"), b"data: " + SECRET.encode() + b" trailing\n\n", chunk("b")])
+    assert SECRET[:12].encode() not in out  # it cannot be edited: dropped
+    assert texts(out)[0] == "ab" and [h.action for h in g.hits] == ["redact"]
+
+
+def test_refusals_and_function_call_arguments_are_read() -> None:
+    def delta(**fields: Any) -> bytes:
+        obj = {"id": "c", "choices": [{"index": 0, "delta": fields, "finish_reason": None}]}
+        return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+    for fields in ({"refusal": f"no {SECRET}"}, {"function_call": {"arguments": SECRET}}):
+        g = guard()
+        out, _ = run(g, [delta(**fields)])
+        assert SECRET[:12].encode() not in out and g.cut, fields
+
+
+def responses_stream(text: str) -> list[bytes]:
+    def event(kind: str, **fields: Any) -> bytes:
+        obj = {"type": kind, "sequence_number": 1, **fields}
+        return f"event: {kind}\ndata: ".encode() + orjson.dumps(obj) + b"\n\n"
+
+    half = len(text) // 2
+    part = {"type": "output_text", "text": text, "annotations": []}
+    item = {"id": "msg_1", "type": "message", "role": "assistant", "content": [part]}
+    return [
+        event("response.created", response={"id": "resp_1", "status": "in_progress", "output": []}),
+        event("response.output_text.delta", output_index=0, item_id="msg_1", delta=text[:half]),
+        event("response.output_text.delta", output_index=0, item_id="msg_1", delta=text[half:]),
+        event("response.output_text.done", output_index=0, item_id="msg_1", text=text),
+        event("response.content_part.done", output_index=0, item_id="msg_1", part=part),
+        event("response.output_item.done", output_index=0, item=item),
+        event("response.completed", response={"id": "resp_1", "output": [item]}),
+    ]
+
+
+def test_a_responses_stream_is_redacted_in_its_closing_events_too_and_noted_once() -> None:
+    g = guard("redact")
+    out, _ = run(g, responses_stream(f"the key is {SECRET} here"))
+    assert SECRET[:12].encode() not in out
+    assert out.count(b"[TEST_KEY_1]") == 5  # the deltas and the four events repeating the text
+    assert out.count(b"event: response.") == 7
+    assert [(h.action, h.category) for h in g.hits] == [("redact", "test_key")]
+
+
+def test_a_value_only_in_a_closing_responses_event_cuts_the_stream() -> None:
+    g = guard()
+    events = responses_stream("harmless")
+    events.insert(3, responses_stream(SECRET)[-1])  # a completed event carrying another text
+    out, _ = run(g, events)
+    assert SECRET[:12].encode() not in out and g.cut and b'"type":"error"' in out
+    restored = guard("block", restore={"[EMAIL_1]": "ann@example.com"})
+    out, _ = run(restored, responses_stream("mail [EMAIL_1] now"))
+    assert out.count(b"ann@example.com") == 5 and b"[EMAIL_1]" not in out

@@ -22,6 +22,14 @@ A plain text chunk (one choice whose ``delta`` holds only unescaped text) is rea
 search, its shape checked once per shape; any other chunk is parsed. A chunk so read is parsed
 only when an edit must be written into it, and dropped if it then does not parse.
 
+Nothing is sent unread (fail closed): an event whose data is not a JSON object (cut short,
+malformed) is read as raw text on a stream of its own, and dropped if it must be edited; the
+texts of a chat chunk are its ``content``, ``refusal`` and tool or function call ``arguments``
+(a completion's ``text``); a Responses stream's text deltas (``output_text``, ``refusal``,
+``function_call_arguments``, ...) are followed like chat's, and its other events, which repeat
+the whole text (``response.output_text.done``, ``response.completed``, ...), have every string
+read and decided when they arrive, so a value redacted in the deltas is redacted there too.
+
 Memory is bounded: per choice, the text kept is the held tail plus ``context`` characters.
 """
 
@@ -41,7 +49,19 @@ from .sse import _data, _events
 
 __all__ = ["StreamGuard"]
 
-Key = tuple[int, int]  # (choice index, -1 for content or the tool call's index)
+Key = tuple[int, int]  # (choice index, the tool call's index or one of the slots below)
+_CONTENT, _REFUSAL, _FUNCTION, _OTHER = -1, -2, -3, -4
+_RAW: Key = (-1, -1)  # events whose data is not a JSON object, read as raw text
+_RESPONSES_DELTAS = {
+    "response.output_text.delta": _CONTENT,
+    "response.refusal.delta": _REFUSAL,
+    "response.function_call_arguments.delta": _FUNCTION,
+}
+# strings of a Responses event that name or number things, never text a model wrote
+_STRUCTURAL = frozenset(
+    {"type", "id", "object", "status", "role", "model", "item_id", "call_id", "name",
+     "previous_response_id", "service_tier", "truncation", "tool_choice", "logprobs"}
+)  # fmt: skip
 
 # The common chunk (one choice, its delta only text with nothing escaped) is read with a bytes
 # search; anything else is parsed. Inside a JSON string a quote is always escaped, so these
@@ -136,6 +156,7 @@ class StreamGuard:
         self._shape_key: Key = (0, -1)
         self.hits: list[Hit] = []
         self.more_hits = 0
+        self._seen: set[tuple[str, str]] = set()  # (category, fingerprint) already noted
         self.blocked: Hit | None = None
 
     @property
@@ -151,6 +172,8 @@ class StreamGuard:
             return b""
         for raw in _events(data):
             self._held.append(self._parse(raw))
+            if self.cut:
+                return self._cut()
         return self._advance(final=False)
 
     def flush(self, rest: bytes = b"") -> bytes:
@@ -160,6 +183,8 @@ class StreamGuard:
             return b""
         if rest:
             self._held.append(self._parse(rest))
+            if self.cut:
+                return self._cut()
         return self._advance(final=True)
 
     def _fast(self, raw: bytes) -> _Event | None:
@@ -198,24 +223,29 @@ class StreamGuard:
         if fast is not None:
             return fast
         event = _Event(raw)
-        if b'"delta"' not in raw and b'"text"' not in raw and b'"content"' not in raw:
-            return event
         if raw.startswith(b"data: {") and raw.find(b"\n") == len(raw) - 2:  # one data line
             try:
                 obj = orjson.loads(raw[6:-2])
             except orjson.JSONDecodeError:
-                return event
+                obj = None
         else:
             obj = _data(raw)
         if not isinstance(obj, dict):
+            text = _opaque(raw)
+            if text:  # not JSON: read as it is, never sent unread
+                self._add_value(event, _RAW, text, None, "raw")
             return event
         event.obj = obj
-        if obj.get("type") == "response.output_text.delta":
+        kind = obj.get("type")
+        if isinstance(kind, str):
             self._responses = True
-            self._add(event, (int(obj.get("output_index") or 0), -1), obj, "delta")
-            return event
-        if isinstance(obj.get("type"), str):
-            self._responses = True
+            slot = _RESPONSES_DELTAS.get(kind)
+            if slot is None and kind.endswith(".delta"):
+                slot = _OTHER
+            if slot is not None:
+                self._add(event, (_small(obj.get("output_index")), slot), obj, "delta")
+            else:
+                self._whole(event, obj)
             return event
         if not self._head and obj.get("id"):  # the chunks' common fields, for a cut
             for name in ("id", "created", "model", "object", "system_fingerprint"):
@@ -225,21 +255,64 @@ class StreamGuard:
         for choice in choices if isinstance(choices, list) else ():
             if not isinstance(choice, dict):
                 continue
-            index = choice.get("index")
-            index = index if isinstance(index, int) and 0 <= index < 1024 else 0
+            index = _small(choice.get("index"))
             delta = choice.get("delta")
             if isinstance(delta, dict):
-                self._add(event, (index, -1), delta, "content")
+                self._add(event, (index, _CONTENT), delta, "content")
+                self._add(event, (index, _REFUSAL), delta, "refusal")
+                function = delta.get("function_call")
+                if isinstance(function, dict):
+                    self._add(event, (index, _FUNCTION), function, "arguments")
                 calls = delta.get("tool_calls")
                 for call in calls if isinstance(calls, list) else ():
                     function = call.get("function") if isinstance(call, dict) else None
                     if isinstance(function, dict):
-                        slot = call.get("index")
-                        slot = slot if isinstance(slot, int) and 0 <= slot < 1024 else 0
+                        slot = _small(call.get("index"))
                         self._add(event, (index, slot), function, "arguments")
             else:
-                self._add(event, (index, -1), choice, "text")
+                self._add(event, (index, _CONTENT), choice, "text")
         return event
+
+    def _whole(self, event: _Event, obj: dict[str, Any]) -> None:
+        """Decide every text of an event that carries whole texts (a Responses stream's
+        ``.done`` and ``response.*`` events): block cuts the stream, redact and restore rewrite
+        the event before it is held."""
+        changed = False
+        stack: list[Any] = [obj]
+        while stack:
+            node = stack.pop()
+            items = node.items() if isinstance(node, dict) else enumerate(node)
+            for name, value in items:
+                if isinstance(value, str):
+                    if value and name not in _STRUCTURAL:
+                        new = self._judge_whole(value)
+                        if self.cut:
+                            return
+                        if new is not value:
+                            node[name] = new
+                            changed = True
+                elif isinstance(value, dict | list):
+                    stack.append(value)
+        if changed:
+            event.raw = _rewritten(event.raw, obj)
+
+    def _judge_whole(self, value: str) -> str:
+        """``value`` with the decided edits applied (the same object when none)."""
+        edits: list[tuple[int, int, str]] = []
+        for match in self._scan(value):
+            found = value[match.start : match.end]
+            action = self._decide_value(match, found)
+            if self.cut:
+                return value
+            if action == "redact":
+                placeholder = self._placeholders.for_value(match.category, found)
+                edits.append((match.start, match.end, placeholder))
+        if self._restore:
+            for tag in PLACEHOLDER.finditer(value):
+                restored = self._restore.get(tag.group())
+                if restored is not None:
+                    edits.append((tag.start(), tag.end(), restored))
+        return _apply(value, 0, len(value), edits) if edits else value
 
     def _add(self, event: _Event, key: Key, holder: dict[str, Any], name: str) -> None:
         value = holder.get(name)
@@ -300,22 +373,38 @@ class StreamGuard:
         return max(text.sent, min(settled, frontier))
 
     def _decide(self, key: Key, match: Match, value: str, start: int, end: int) -> None:
-        action = self._actions.action(match.family, match.category)
-        if action == "off":
-            return
-        hit = Hit(
-            match.family, match.category, match.detector, action, "answer", "completion",
-            self._fingerprint(value),
-        )  # fmt: skip
-        if len(self.hits) < MAX_HITS:
-            self.hits.append(hit)
-        else:
-            self.more_hits += 1
-        if action == "block":
-            self.blocked = hit
-        elif action == "redact":
+        action = self._decide_value(match, value)
+        if action == "redact":
             placeholder = self._placeholders.for_value(match.category, value)
             self._edits.setdefault(key, []).append((start, end, placeholder))
+
+    def _decide_value(self, match: Match, value: str) -> str:
+        """Note the decision on one value found (once per value and category: a Responses
+        stream repeats its text in its closing events) and return its action."""
+        action = self._actions.action(match.family, match.category)
+        if action == "off":
+            return action
+        fingerprint = self._fingerprint(value)
+        seen = (match.category, fingerprint)
+        if seen not in self._seen:
+            if len(self._seen) < 4 * MAX_HITS:
+                self._seen.add(seen)
+            hit = Hit(
+                match.family, match.category, match.detector, action, "answer", "completion",
+                fingerprint,
+            )  # fmt: skip
+            if len(self.hits) < MAX_HITS:
+                self.hits.append(hit)
+            else:
+                self.more_hits += 1
+            if action == "block":
+                self.blocked = hit
+        elif action == "block":
+            self.blocked = Hit(
+                match.family, match.category, match.detector, action, "answer", "completion",
+                fingerprint,
+            )  # fmt: skip
+        return action
 
     def _release(self, frontier: dict[Key, int], final: bool) -> bytes:
         out: list[bytes] = []
@@ -361,13 +450,7 @@ class StreamGuard:
                 changed = True
         if not changed:
             return event.raw
-        # the event's other lines (``event:``, ``id:``) kept, its data written anew
-        kept = [
-            line
-            for line in event.raw.rstrip(b"\r\n").split(b"\n")
-            if line and not line.startswith(b"data:")
-        ]
-        return b"\n".join([*kept, b"data: " + orjson.dumps(event.obj)]) + b"\n\n"
+        return _rewritten(event.raw, event.obj)
 
     def _trim(self) -> None:
         for key, text in self._texts.items():
@@ -406,6 +489,29 @@ class StreamGuard:
             **self._head,
         }
         return b"data: " + orjson.dumps(chunk) + b"\n\ndata: [DONE]\n\n"
+
+
+def _small(value: Any) -> int:
+    """An index from a chunk, kept small (a hostile value cannot grow the tables)."""
+    return value if isinstance(value, int) and 0 <= value < 1024 else 0
+
+
+def _opaque(raw: bytes) -> str:
+    """The data of an event that is not a JSON object, as text ("" for none or ``[DONE]``)."""
+    parts = [line[5:].strip() for line in raw.split(b"\n") if line.startswith(b"data:")]
+    data = b"\n".join(part for part in parts if part)
+    if not data or data == b"[DONE]":
+        return ""
+    return data.decode("utf-8", "replace")
+
+
+def _rewritten(raw: bytes, obj: Any) -> bytes:
+    """The event with its data written anew from ``obj`` (its other lines, such as
+    ``event:`` and ``id:``, kept)."""
+    kept = [
+        line for line in raw.rstrip(b"\r\n").split(b"\n") if line and not line.startswith(b"data:")
+    ]
+    return b"\n".join([*kept, b"data: " + orjson.dumps(obj)]) + b"\n\n"
 
 
 def _shape_key(raw: bytes, start: int, end: int) -> Key | None:
