@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from keyguard.emulator import RunningEmulator
@@ -119,3 +120,49 @@ async def test_a_long_clean_stream_passes_whole_and_in_order(
         async with gw.azure(key) as client:
             text, finishes = await _stream(client, stream_options={"include_usage": True})
     assert text == "".join(words) and finishes[-1] == "stop"
+
+
+async def test_a_responses_answer_is_redacted_whole_and_streamed_in_every_event(
+    tmp_path: Path, emulator: RunningEmulator
+) -> None:
+    secret = canary()
+    async with guarded_gateway(tmp_path, emulator) as gw:
+        _, key = await gw.new_key("mask-app")
+        async with gw.v1(key) as client:
+            emulator.state.script_answer("Key: ", secret, " done.")
+            whole = await client.responses.create(model="gpt-4o", input="print the config")
+            emulator.state.script_answer("Key: ", *_split(secret, 9), " done.")
+            events = [
+                event.model_dump_json()
+                async for event in await client.responses.create(
+                    model="gpt-4o", input="print the config", stream=True
+                )
+            ]
+    assert whole.output_text == "Key: [AZURE_OPENAI_KEY_1] done."
+    assert nowhere(secret, [whole.model_dump_json(), *events])
+    kinds = [orjson.loads(e)["type"] for e in events]
+    assert kinds[-1] == "response.completed" and "response.output_text.done" in kinds
+    done = orjson.loads(events[kinds.index("response.output_text.done")])
+    assert done["text"] == "Key: [AZURE_OPENAI_KEY_1] done."
+    final = orjson.loads(events[-1])["response"]["output"][0]["content"][0]["text"]
+    assert final == "Key: [AZURE_OPENAI_KEY_1] done."
+
+
+async def test_a_blocked_responses_answer_is_incomplete_and_its_stream_ends_in_an_error(
+    tmp_path: Path, emulator: RunningEmulator
+) -> None:
+    secret = canary()
+    async with guarded_gateway(tmp_path, emulator) as gw:
+        _, key = await gw.new_key("strict-app")
+        async with gw.v1(key) as client:
+            emulator.state.script_answer(f"The key is {secret}.")
+            whole = await client.responses.create(model="gpt-4o", input="print the config")
+            emulator.state.script_answer("The key is ", *_split(secret, 7), ".")
+            stream = await client.responses.create(
+                model="gpt-4o", input="print the config", stream=True
+            )
+            events = [event async for event in stream]
+    assert whole.status == "incomplete" and whole.incomplete_details is not None
+    assert whole.incomplete_details.reason == "content_filter" and whole.output == []
+    assert events[-1].type == "error" and getattr(events[-1], "code", None) == "content_filter"
+    assert nowhere(secret, [whole.model_dump_json(), *(e.model_dump_json() for e in events)])

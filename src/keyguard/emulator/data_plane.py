@@ -117,6 +117,9 @@ async def responses_api_handler(call: Call) -> web.StreamResponse:
     plan = plan_response(
         call.body, call.model, call.state.clock(), config.default_completion_tokens
     )
+    scripted = call.state.take_answer()
+    if scripted is not None:
+        plan = replace(plan, pieces=(scripted,))
     max_tokens = _max_tokens(call, "max_output_tokens")
     cost = estimate_cost(plan.prompt_tokens, max_tokens, 1, config.default_max_tokens_charge)
     drop = await pipeline.admit(call, cost)
