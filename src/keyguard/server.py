@@ -168,7 +168,7 @@ class Gateway:
         )
         guard = monitoring.guard(access.authorizer)
         self.share = share = fair_share(s.proxy)
-        safety = await start_content_safety(stack, runtime, self._environ)
+        safety = await start_content_safety(stack, runtime, self._environ, access.policy)
         handler = ProxyHandler(
             pool=pool,
             identity=access.identity,

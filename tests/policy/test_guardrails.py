@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+import yaml
 
 from keyguard.core.principal import Principal
 from keyguard.policy.compiled import compile_policy
@@ -58,3 +59,15 @@ def test_every_granting_role_is_noted_and_the_strictest_guardrails_apply() -> No
     assert policy.guardrails(only_lax.roles).action("secret", "x") == "log"
     assert policy.guardrails(("gone",)).action("secret", "x") == "block"  # reloaded away
     assert policy.guardrails(decision.roles) is effective  # compiled once per combination
+
+
+def test_a_bare_off_in_yaml_means_off_not_a_type_error() -> None:
+    """YAML 1.1 reads ``attack: off`` as ``false``; the documented spelling must work."""
+    spec = yaml.safe_load("{secret: off, personal: log, categories: {email: off}}")
+    assert spec["secret"] is False
+    policy = compile_policy(parse_document(_doc(spec)))
+    effective = policy.guardrails(("r",))
+    assert effective.action("secret", "azure_openai_key") == "off"
+    assert effective.action("personal", "email") == "off"
+    with pytest.raises(PolicyInvalid):
+        parse_document(_doc({"secret": True}))  # "on" is no action

@@ -15,6 +15,7 @@ from keyguard.events import EventBus, SecurityEvent
 from keyguard.guard import extract
 from keyguard.guard.content_safety_settings import ContentSafetySettings
 from keyguard.guard.findings import ModelVerdict, Slot
+from keyguard.policy.guardrails import DEFAULTS, Effective, GuardActions
 from keyguard.proxy.content_safety import SafetyStage, filter_result, texts
 from keyguard.proxy.routes import parse_route
 
@@ -46,12 +47,9 @@ class Clock:
         return self.now
 
 
-class Actions:
-    def __init__(self, **by_family: Any) -> None:
-        self.by_family = by_family
-
-    def action(self, family: str, category: str) -> Any:
-        return self.by_family.get(category, self.by_family.get(family, "off"))
+def roles(*specs: dict[str, Any]) -> Effective:
+    """The guardrails of the roles allowing a request, as the policy combines them."""
+    return Effective([GuardActions.model_validate(spec) for spec in specs])
 
 
 def _settings(**changes: Any) -> ContentSafetySettings:
@@ -145,24 +143,61 @@ async def test_block_is_azure_s_content_filter() -> None:
 
 async def test_the_role_s_actions_decide() -> None:
     verdict = ModelVerdict(True, "hate", 6)
-    stage, checker, seen = _stage(verdict, actions_of=lambda ctx: Actions(harm="alert"))
+    stage, checker, seen = _stage(
+        verdict, actions_of=lambda ctx: roles({"attack": "off", "harm": "alert"})
+    )
     check = stage.start(_ctx())
     assert check is not None
     await check.settle()  # served
     assert [e.kind for e in seen] == ["content_safety_flagged"]
     assert checker.calls[0][2:] == (False, True)  # attack off: no Prompt Shields asked
-    stage, checker, seen = _stage(verdict, actions_of=lambda ctx: Actions(harm="log"))
+    stage, checker, seen = _stage(
+        verdict, actions_of=lambda ctx: roles({"attack": "off", "harm": "log"})
+    )
     check = stage.start(_ctx())
     assert check is not None
     await check.settle()
     assert seen == []
-    stage, checker, _ = _stage(verdict, actions_of=lambda ctx: Actions(hate="redact"))
+    stage, checker, _ = _stage(
+        verdict,
+        actions_of=lambda ctx: roles(
+            {"attack": "off", "harm": "off", "categories": {"hate": "redact"}}
+        ),
+    )
     check = stage.start(_ctx())
     assert check is not None
     with pytest.raises(ContentFiltered):  # redact means block for a verdict
         await check.settle()
-    stage, checker, _ = _stage(verdict, actions_of=lambda ctx: Actions())
+    stage, checker, _ = _stage(
+        verdict, actions_of=lambda ctx: roles({"attack": "off", "harm": "off"})
+    )
     assert stage.start(_ctx()) is None and checker.calls == []
+
+
+async def test_a_role_that_names_no_action_gets_the_section_s_and_the_strictest_role_wins() -> None:
+    verdict = ModelVerdict(True, "hate", 6)
+    for effective in (DEFAULTS, roles({"secret": "block"}), roles({}, {"harm": "log"})):
+        stage, checker, _ = _stage(verdict, actions_of=lambda ctx, e=effective: e)
+        check = stage.start(_ctx())
+        assert check is not None
+        with pytest.raises(ContentFiltered):  # the section's on_harm: block
+            await check.settle()
+        assert checker.calls[0][2:] == (True, True)
+    lenient = {"on_harm": "log", "on_attack": "off"}
+    stage, checker, seen = _stage(
+        verdict,
+        actions_of=lambda ctx: roles({"harm": "alert"}, {"personal": "redact"}),
+        settings=lenient,
+    )
+    check = stage.start(_ctx())
+    assert check is not None
+    await check.settle()  # alert (the first role) is stricter than the section's log
+    assert checker.calls[0][2:] == (False, True)
+    assert [e.kind for e in seen] == ["content_safety_flagged"]
+    stage, checker, _ = _stage(
+        verdict, actions_of=lambda ctx: roles({"harm": "off"}), settings=lenient
+    )
+    assert stage.start(_ctx()) is None and checker.calls == []  # the role turns harm off
 
 
 async def test_nothing_to_check() -> None:

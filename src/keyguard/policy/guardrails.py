@@ -29,13 +29,19 @@ The model lives here, below the guardrails package, so a role can carry it;
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator
 
 __all__ = ["Action", "ACTIONS", "DEFAULTS", "Effective", "FAMILIES", "GuardActions", "rank"]
 
-Action = Literal["block", "redact", "alert", "log", "off"]
+
+def _yaml_off(value: Any) -> Any:
+    """YAML 1.1 reads a bare ``off`` as ``false``: in an action's place it means ``off``."""
+    return "off" if value is False else value
+
+
+Action = Annotated[Literal["block", "redact", "alert", "log", "off"], BeforeValidator(_yaml_off)]
 #: the actions from the most lenient to the strictest
 ACTIONS: tuple[Action, ...] = ("off", "log", "alert", "redact", "block")
 FAMILIES = ("secret", "personal", "custom", "attack", "harm")

@@ -11,8 +11,10 @@ A flag is handled by the role's action for its family (``attack``: jailbreak, in
 attack; ``harm``: harm categories and blocklists): ``block`` (``redact`` too: a verdict has
 nothing to redact) refuses with Azure's content-filter error (400 ``content_filter``);
 ``alert`` forwards and raises a security event; ``log`` forwards and logs; ``off`` does not
-ask. The role's actions come from ``actions_of(ctx)`` (the policy); a request without any gets
-the settings' ``on_attack``/``on_harm``.
+ask. The roles come from ``actions_of(ctx)`` (the guardrails of every role that allows the
+request, :class:`~keyguard.policy.guardrails.Effective`): a role that names an action for the
+family (or an override for the category) is judged by it, any other by the section's
+``on_attack``/``on_harm``; the strictest of the roles wins (:func:`role_action`).
 
 When the service cannot answer (timeout, error, garbage) the declared ``on_error`` applies:
 ``block`` refuses with a 503 that says so, ``allow`` serves the request and records a
@@ -36,8 +38,9 @@ from ..guard import extract
 from ..guard.actions import Action
 from ..guard.content_safety_settings import ContentSafetySettings
 from ..guard.findings import ModelVerdict, Slot
+from ..policy.guardrails import Effective, GuardActions, rank
 
-__all__ = ["SafetyStage", "PendingCheck", "texts", "filter_result"]
+__all__ = ["SafetyStage", "PendingCheck", "texts", "filter_result", "role_action"]
 
 log = logging.getLogger("keyguard.guard")
 
@@ -68,13 +71,42 @@ class Checker(Protocol):
 
 
 class _Defaults:
-    """The settings' actions, for a request whose role has none."""
+    """The settings' actions, for a request whose roles name none."""
 
     def __init__(self, attack: Action, harm: Action) -> None:
         self._by_family = {"attack": attack, "harm": harm}
 
     def action(self, family: str, category: str) -> Action:
         return self._by_family.get(family, "block")
+
+
+def role_action(role: GuardActions, family: str, category: str, default: Action) -> Action:
+    """One role's action for a model verdict: its override for the category, else its action
+    for the family when it names one, else ``default`` (the section's)."""
+    override = role.categories.get(category)
+    if override is not None:
+        return override
+    if family in role.model_fields_set:
+        named: Action = getattr(role, family)
+        return named
+    return default
+
+
+class _ByRoles:
+    """The strictest of the roles' actions (:func:`role_action`)."""
+
+    def __init__(self, roles: Sequence[GuardActions], defaults: _Defaults) -> None:
+        self._roles = roles
+        self._defaults = defaults
+
+    def action(self, family: str, category: str) -> Action:
+        default = self._defaults.action(family, category)
+        found: Action = "off"
+        for role in self._roles:
+            own = role_action(role, family, category, default)
+            if rank(own) > rank(found):
+                found = own
+        return found
 
 
 def texts(slots: Sequence[Slot]) -> tuple[list[str], list[str]]:
@@ -117,7 +149,7 @@ class SafetyStage:
         settings: ContentSafetySettings,
         events: EventBus,
         *,
-        actions_of: Callable[[RequestContext], Actions | None] | None = None,
+        actions_of: Callable[[RequestContext], Effective | None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._guard = guard
@@ -135,7 +167,10 @@ class SafetyStage:
         payload, route = ctx.payload, ctx.route
         if payload is None or route is None:
             return None
-        actions = self._actions_of(ctx) or self._defaults
+        effective = self._actions_of(ctx)
+        actions: Actions = (
+            self._defaults if effective is None else _ByRoles(effective.roles, self._defaults)
+        )
         categories = [*_HARMS, *(f"blocklist:{n}" for n in self._settings.blocklists)]
         shields = any(_strict(actions.action("attack", c)) != "off" for c in _ATTACKS)
         analyses = any(_strict(actions.action("harm", c)) != "off" for c in categories)

@@ -48,7 +48,7 @@ from ..policy.compiled import Policy
 from ..policy.guardrails import DEFAULTS, Effective
 from .guard_stream import StreamGuard
 
-__all__ = ["AnswerCheck", "GuardStage"]
+__all__ = ["AnswerCheck", "GuardStage", "guardrails_of"]
 
 log = logging.getLogger("keyguard.guard")
 ALERT_EVERY_S = 1.0  # guardrail_alert events per caller, category and side, at most
@@ -95,10 +95,7 @@ class GuardStage:
 
     def actions(self, ctx: RequestContext) -> Effective:
         """The guardrails in force for ``ctx`` (authorised)."""
-        if self._policy is None or ctx.policy is None:
-            return DEFAULTS
-        roles = ctx.policy.roles or ((ctx.policy.role,) if ctx.policy.role else ())
-        return self._policy().guardrails(roles)
+        return guardrails_of(ctx, self._policy)
 
     async def check(self, ctx: RequestContext) -> None:
         """Judge the request's texts: raise to block, rewrite ``ctx.payload`` to redact, raise
@@ -221,6 +218,15 @@ class GuardStage:
     ) -> Verdict:
         slots = response_slots(operation, body)
         return await self.judged(slots, actions, self._fingerprint, "answer", placeholders, restore)
+
+
+def guardrails_of(ctx: RequestContext, policy: Callable[[], Policy] | None) -> Effective:
+    """The guardrails of every role that allows ``ctx``'s request (authorised), combined;
+    the defaults without a policy."""
+    if policy is None or ctx.policy is None:
+        return DEFAULTS
+    roles = ctx.policy.roles or ((ctx.policy.role,) if ctx.policy.role else ())
+    return policy().guardrails(roles)
 
 
 def _unredactable(verdict: Verdict) -> Hit | None:

@@ -5,8 +5,9 @@ managed identity, or a key from the local vault or Azure Key Vault, exactly as a
 opens the service's own HTTP session and returns the :class:`~keyguard.proxy.content_safety.
 SafetyStage`; ``None`` without the section. ``stack`` closes what it started, in reverse.
 
-The role's actions: until the policy hands them to the request context, every request gets
-the section's ``on_attack``/``on_harm`` (``actions_of`` is the seam).
+What a flag does is the guardrails of the roles that allow the request (``attack`` and
+``harm`` in the policy's ``guardrails:``), the section's ``on_attack``/``on_harm`` for a role
+that names none.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from collections.abc import Mapping
 from contextlib import AsyncExitStack
 
 from ..guard.content_safety import ContentSafetyGuard, new_session
+from ..policy.source import PolicySource
 from ..proxy.content_safety import SafetyStage
+from ..proxy.guardrails import guardrails_of
 from ..upstream.credentials import provider_for
 from .runtime import Runtime
 
@@ -23,7 +26,10 @@ __all__ = ["start_content_safety"]
 
 
 async def start_content_safety(
-    stack: AsyncExitStack, runtime: Runtime, environ: Mapping[str, str]
+    stack: AsyncExitStack,
+    runtime: Runtime,
+    environ: Mapping[str, str],
+    policy: PolicySource | None = None,
 ) -> SafetyStage | None:
     settings = runtime.settings.guardrails.content_safety
     if settings is None:
@@ -39,4 +45,7 @@ async def start_content_safety(
     session = new_session(settings)
     stack.push_async_callback(session.close)
     guard = ContentSafetyGuard(settings, session, provider.auth_headers)
-    return SafetyStage(guard, settings, runtime.events)
+    current = (lambda: policy.current) if policy is not None else None
+    return SafetyStage(
+        guard, settings, runtime.events, actions_of=lambda ctx: guardrails_of(ctx, current)
+    )
