@@ -8,8 +8,11 @@ import sys
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from keyguard.core.logs import (
+    _SECRET,
     JsonFormatter,
     TextFormatter,
     current_request_id,
@@ -103,6 +106,18 @@ def test_a_secret_quoted_by_mistake_is_redacted(secret: str) -> None:
 def test_redaction_leaves_ids_and_fingerprints() -> None:
     text = "request 4f2a9c0d11223344 key 8XkWq2 fingerprint " + "a" * 64
     assert redact(text) == text
+
+
+_PIECES = st.sampled_from(
+    [*SECRETS, "Bearer ", "bearer ", "API-KEY: ", "api-key': '", "0123456789abcdef", "JQQJ9",
+     "kgk_", "kga_", "sk-", "eyJ", " ", "\"", "'", "=", ".", "_", "-", "/", "x" * 20, "F" * 16]
+)  # fmt: skip
+
+
+@given(st.lists(st.one_of(_PIECES, st.text(max_size=12)), max_size=12))
+def test_the_quick_pass_never_skips_a_line_the_full_search_would_change(parts: list[str]) -> None:
+    text = "".join(parts)
+    assert redact(text) == _SECRET.sub("[redacted]", text)
 
 
 @pytest.mark.parametrize(("tty", "expected"), [(True, TextFormatter), (False, JsonFormatter)])
