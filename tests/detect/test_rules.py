@@ -394,14 +394,54 @@ def test_a_new_key_spending_far_above_its_peers_is_flagged_in_its_first_minute()
                 at = T0 + day * DAY + minute * 60 + k
                 o = obs(at, key_id=f"PEERKEY0000{k}", app=f"peer-{k}", prompt_tokens=300)
                 d.observe(o)
-    assert len(d.peers.get("gpt-4o") or []) == 6
+    assert len(d.peers.get("deployment:gpt-4o") or []) == 6
     found = []
     for i in range(20):  # a brand-new key of a brand-new app: 2,050 tokens every 3 s
         found += fire(d, obs(NOW + i * 3, key_id="NEWKEY000001", app="fresh", prompt_tokens=2000,
                              completion_tokens=50))  # fmt: skip
     velocity = [f for f in found if f.rule == "velocity"]
     assert velocity and velocity[0].at - NOW < 60
-    assert velocity[0].evidence["judged_against"] == "peers of gpt-4o"
+    assert velocity[0].evidence["judged_against"] == "peers: keys of gpt-4o"
+
+
+QUICK = DetectSettings(learning_days=1)  # keys mature after a day of use
+
+
+def _mature(d: Detector, keys: dict[str, tuple[str, int]]) -> None:
+    """The last 26 hours of steady use by each key (its app, its tokens a request every 30 s,
+    its peaks fresh): mature keys."""
+    start = NOW - 26 * 3600
+    for step in range(0, 26 * 120 - 20):
+        for k, (key_id, (app, tokens)) in enumerate(keys.items()):
+            d.observe(obs(start + step * 30 + k, key_id=key_id, app=app, prompt_tokens=tokens))
+
+
+def _first_minute(d: Detector, app: str, tokens: int) -> list[Detection]:
+    found: list[Detection] = []
+    for i in range(20):  # a brand-new key: `tokens` every 3 s
+        found += fire(d, obs(NOW + i * 3, key_id="NEWKEY000001", app=app, prompt_tokens=tokens))
+    return [f for f in found if f.rule == "velocity"]
+
+
+def test_a_new_key_is_judged_by_its_app_s_keys_then_its_team_s_then_the_deployment_s() -> None:
+    """A light app on a deployment of heavy users: its new key, at a rate that is ordinary for
+    the deployment, is far above its own app's keys (and its team's)."""
+    heavy = {f"HEAVYKEY000{k}": (f"heavy-{k}", 20_000) for k in range(6)}
+    light = {"LIGHTKEY0001": ("light", 100), "LIGHTKEY0002": ("light", 100)}
+    team = {"TEAMKEY00001": ("team-b", 100), "TEAMKEY00002": ("team-c", 100)}
+    teams = {"team-a": "small", "team-b": "small", "team-c": "small"}
+    d = Detector(QUICK, teams=teams)
+    _mature(d, {**heavy, **light, **team})
+    by_app = _first_minute(d, "light", 1500)
+    assert by_app and by_app[0].evidence["judged_against"] == "peers: keys of app light"
+    assert by_app[0].at - NOW < 60
+    d2 = Detector(QUICK, teams=teams)
+    _mature(d2, {**heavy, **team})
+    by_team = _first_minute(d2, "team-a", 1500)  # no keys of its own app: its team's
+    assert by_team and by_team[0].evidence["judged_against"] == "peers: keys of team small"
+    d3 = Detector(QUICK)
+    _mature(d3, {**heavy, **light})
+    assert _first_minute(d3, "team-a", 1500) == []  # only the deployment's heavy keys: ordinary
 
 
 def test_a_new_key_with_no_peers_is_judged_against_the_defaults() -> None:

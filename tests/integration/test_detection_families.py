@@ -115,7 +115,7 @@ async def test_a_new_key_far_above_its_peers_is_throttled_within_a_minute(
                 break
     assert time.monotonic() - started < 60
     [velocity] = [i for i in await incidents(gw) if i.rule == "velocity"]
-    assert velocity.evidence["first"]["judged_against"] == "peers of gpt-4o"
+    assert velocity.evidence["first"]["judged_against"] == "peers: keys of gpt-4o"
     assert "throttle" in velocity.actions and served < 40
 
 

@@ -11,7 +11,7 @@ ids are tracked each (least recently seen forgotten first).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 from ..core.observation import Observation
@@ -64,8 +64,9 @@ class _Bounded(Generic[T]):
 
 
 class Detector:
-    def __init__(self, settings: DetectSettings) -> None:
+    def __init__(self, settings: DetectSettings, teams: Mapping[str, str] | None = None) -> None:
         self.settings = settings
+        self.teams = dict(teams or {})  # app -> its team (``limits.teams``)
         cap = settings.max_subjects
         self.keys: _Bounded[Profile] = _Bounded(cap)
         self.apps: _Bounded[Profile] = _Bounded(cap)
@@ -74,7 +75,8 @@ class Detector:
         # distinct refused credentials per exact address, and per client fingerprint
         self.addresses: _Bounded[AddressState] = _Bounded(cap)
         self.clients: _Bounded[Recent] = _Bounded(cap)
-        self.peers: _Bounded[PeerGroup] = _Bounded(1024)  # per deployment
+        # the mature keys of each app, team and deployment ("app:NAME", "team:...", ...)
+        self.peers: _Bounded[PeerGroup] = _Bounded(4096)
         self.prompts: _Bounded[PromptState] = _Bounded(cap)  # per prompt digest
         # requests the guardrails hit, per key (or Entra app)
         self.guarded: _Bounded[Events] = _Bounded(cap)
@@ -105,10 +107,10 @@ class Detector:
         address = self.addresses.get(obs.source) if failed and obs.source else None
         client_id = obs.client_id
         client = self.clients.get(client_id) if failed and client_id else None
-        peers = None
-        if obs.deployment is not None and (key is None or not key.mature()):
-            group = self.peers.get(obs.deployment)
-            peers = group if group is not None and len(group) >= s.min_peers else None
+        peers, peers_of = (
+            self._peers(obs, app) if obs.key_id is not None and (key is None or not key.mature())
+            else (None, None)
+        )  # fmt: skip
         prompt = self.prompts.get(obs.prompt_digest) if obs.prompt_digest else None
         guarded = None
         guard_subject = guardrail_subject(obs) if obs.guardrails else None
@@ -118,6 +120,7 @@ class Detector:
                 guarded = self.guarded.put(guard_subject, Events(s.guardrail_repeat.window_s))
         view = Baselines(key, app, source, presented, address, client, peers, prompt)
         view.guarded = guarded
+        view.peers_of = peers_of
         findings = []
         for rule in self._rules:
             finding = rule(view, obs, now, s)
@@ -127,6 +130,32 @@ class Detector:
         if guarded is not None:
             guarded.add(now)
         return findings
+
+    def _groups(self, obs: Observation) -> list[tuple[str, str, int]]:
+        """The peer groups of ``obs``'s key, nearest first: (table name, shown name, the
+        mature keys it needs before it judges)."""
+        s = self.settings
+        out = []
+        if obs.app is not None:
+            out.append(("app:" + obs.app, f"app {obs.app}", s.min_app_peers))
+            team = self.teams.get(obs.app)
+            if team is not None:
+                out.append(("team:" + team, f"team {team}", s.min_app_peers))
+        if obs.deployment is not None:
+            out.append(("deployment:" + obs.deployment, obs.deployment, s.min_peers))
+        return out
+
+    def _peers(self, obs: Observation, app: Profile | None) -> tuple[PeerGroup | None, str | None]:
+        """The nearest peer group with enough mature keys (the key itself is not one of them:
+        it is not mature): its app's keys; else, when the app as a whole has a history, none
+        (the app's history judges); else its team's keys, else its deployment's."""
+        for name, shown, needed in self._groups(obs):
+            if not name.startswith("app:") and app is not None and app.mature():
+                return None, None
+            group = self.peers.get(name)
+            if group is not None and len(group) >= needed:
+                return group, shown
+        return None, None
 
     def observe_remote(self, obs: Observation) -> None:
         """Fold in a credential another replica refused: the failure windows only, no rule
@@ -179,9 +208,11 @@ class Detector:
         key = view.key or self.keys.put(obs.key_id, Profile(s, first_seen=now))
         update_profile(key, obs, now, odd_hour)
         self.dirty.add("key:" + obs.key_id)
-        if obs.deployment is not None and key.mature():
-            group = self.peers.get(obs.deployment) or self.peers.put(obs.deployment, PeerGroup())
-            group.note(obs.key_id, key.token_peak.current(now), key.cost_peak.current(now))
+        if key.mature():
+            tokens, cost = key.token_peak.current(now), key.cost_peak.current(now)
+            for name, _, _ in self._groups(obs):
+                group = self.peers.get(name) or self.peers.put(name, PeerGroup())
+                group.note(obs.key_id, tokens, cost)
         if obs.app is not None:
             app = view.app or self.apps.put(obs.app, Profile(s, first_seen=now))
             update_profile(app, obs, now, odd_hour, windows=False)

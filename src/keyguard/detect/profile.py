@@ -226,9 +226,10 @@ class AddressState:
 
 
 class PeerGroup:
-    """The usage peaks of the mature keys of one deployment: what a key with no history of
-    its own (nor a mature app) is judged against. Bounded to ``cap`` keys (the most recently
-    seen); the median of their peaks is worked out at most once a minute."""
+    """The usage peaks of the mature keys of one app, team or deployment: what a key with no
+    history of its own is judged against (the nearest group with enough keys). Bounded to
+    ``cap`` keys (the most recently seen); the median of their peaks is worked out at most
+    once a minute."""
 
     __slots__ = ("_tokens", "_cost", "_cap", "_cached", "_cached_at")
 
@@ -277,7 +278,8 @@ def velocity_thresholds(
     base: Profile | None, v: VelocityRule, now: float, peers: PeerGroup | None = None
 ) -> tuple[float, float, float]:
     """(tokens, cost, concurrency) above which the velocity rule fires against ``base``; with
-    no mature baseline, against ``peers`` (the deployment's mature keys) when there are."""
+    no mature baseline, against ``peers`` (the mature keys of its app, team or deployment)
+    when there are."""
     if base is None or not base.mature():
         if peers is not None:
             tokens, cost = peers.typical(now)

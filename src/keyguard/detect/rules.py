@@ -65,9 +65,10 @@ class Baselines:
     presented: PresentedState | None  # failed authentications with the presented key id
     address: AddressState | None = None  # credentials refused from the exact address
     client: Recent | None = None  # credentials refused for the client fingerprint, lately
-    peers: PeerGroup | None = None  # the deployment's mature keys (enough of them)
+    peers: PeerGroup | None = None  # a new key's peers: its app's, team's or deployment's keys
     prompt: PromptState | None = None  # who sent the same prompt lately
     guarded: Events | None = None  # the key's (or app's) requests the guardrails hit lately
+    peers_of: str | None = None  # whose keys ``peers`` are: "app NAME", "team NAME", ...
     # the baseline the request is judged against: the key's once learnt, else its app's
     base: Profile | None = field(init=False)
 
@@ -345,7 +346,11 @@ def velocity(view: Baselines, obs: Observation, now: float, s: DetectSettings) -
     if obs.key_id is None:
         return None
     v, key = s.velocity, view.key
-    tokens_limit, cost_limit, conc_limit = velocity_thresholds(view.base, v, now, view.peers)
+    # a key with a history of its own is judged by it; a new one by its peers (its app's keys,
+    # then its team's, then the deployment's), else by its app's history, else the defaults
+    own = view.key if view.key is not None and view.key.mature() else None
+    base = own if own is not None or view.peers is not None else view.base
+    tokens_limit, cost_limit, conc_limit = velocity_thresholds(base, v, now, view.peers)
     tokens = (key.tokens.total(now) if key else 0.0) + obs.tokens
     what = None
     if tokens > tokens_limit:
@@ -366,14 +371,14 @@ def velocity(view: Baselines, obs: Observation, now: float, s: DetectSettings) -
         obs,
         f"Usage far above this key's baseline: {what}.",
         tokens_in_window=tokens,
-        learning=view.base is None,
+        learning=own is None,
         judged_against=(
             "own history"
-            if view.base is view.key and view.base is not None
-            else "app"
-            if view.base is not None
-            else f"peers of {obs.deployment}"
+            if own is not None
+            else f"peers: keys of {view.peers_of}"
             if view.peers is not None
+            else "app"
+            if base is not None
             else "defaults"
         ),
     )

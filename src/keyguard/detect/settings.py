@@ -160,6 +160,8 @@ class DetectSettings(Frozen):
     ipv6_prefix: int = Field(default=48, ge=16, le=128)
     learning_requests: int = Field(default=200, ge=1)
     min_peers: int = Field(default=5, ge=1)  # mature keys of a deployment before they judge
+    # mature keys of an app (or of a team's apps) before they judge a new key of it
+    min_app_peers: int = Field(default=1, ge=1)
     learning_days: float = Field(default=3, ge=0)
     cooldown_s: float = Field(default=3600, ge=0)  # one incident per rule and subject
     max_subjects: int = Field(default=50_000, ge=100)  # per kind of state (keys, sources, ...)

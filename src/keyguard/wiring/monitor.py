@@ -155,7 +155,11 @@ async def start_monitor(
                 "audit: no anchor file (monitor.audit.anchor_file): deleting the newest audit "
                 "records together with their checkpoints could not be detected"
             )
-    detector = Detector(m.detect) if m.detect.enabled else None
+    teams: dict[str, str] = {}  # app -> its (first) team: a new key's peers after its app's
+    for team, apps in settings.limits.teams.items():
+        for app in apps:
+            teams.setdefault(app, team)
+    detector = Detector(m.detect, teams) if m.detect.enabled else None
     if detector is not None and store is not None:
         try:
             loaded = detector.load(await store.load_profiles())
