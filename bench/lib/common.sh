@@ -130,9 +130,10 @@ upstreams:
     credential: {vault: upstream/mock}
     deployments: [gpt-4o, gpt-4o-stream]
 EOF
-  # Worker processes (keyguard serve --workers): 1 unless KG_WORKERS says otherwise, so the
-  # one-process figures do not change when GW_CPU spans several cores.
-  echo "workers: ${KG_WORKERS:-1}" >> "$dir/keyguard.yaml"
+  # Worker processes (keyguard serve --workers): the default (1 with in-process counters)
+  # unless KG_WORKERS says otherwise; not written otherwise, so a base build from before the
+  # setting runs from the same file.
+  if [ -n "${KG_WORKERS:-}" ]; then echo "workers: $KG_WORKERS" >> "$dir/keyguard.yaml"; fi
   if [ "$variant" = core ]; then
     cat >> "$dir/keyguard.yaml" <<EOF
 # The gateway core: audit, metrics and detection off (everything else is the default).
