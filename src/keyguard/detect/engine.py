@@ -208,7 +208,8 @@ class Detector:
         key = view.key or self.keys.put(obs.key_id, Profile(s, first_seen=now))
         update_profile(key, obs, now, odd_hour)
         self.dirty.add("key:" + obs.key_id)
-        if key.mature():
+        if key.last_bucket != key.noted_bucket and key.mature():  # peaks move once a bucket
+            key.noted_bucket = key.last_bucket
             tokens, cost = key.token_peak.current(now), key.cost_peak.current(now)
             for name, _, _ in self._groups(obs):
                 group = self.peers.get(name) or self.peers.put(name, PeerGroup())

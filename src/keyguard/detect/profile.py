@@ -86,6 +86,7 @@ class Profile:
     hours_total: float = 0.0
     is_mature: bool = False  # once learnt, a baseline stays learnt
     last_bucket: int = -1
+    noted_bucket: int = -2  # the bucket in which its peaks were last given to its peer groups
     bucket_concurrency: int = 0
     pending: deque[tuple[float, tuple[float, float, float]]] = field(default_factory=deque)
 
