@@ -131,30 +131,39 @@ class Detector:
             guarded.add(now)
         return findings
 
-    def _groups(self, obs: Observation) -> list[tuple[str, str, int]]:
-        """The peer groups of ``obs``'s key, nearest first: (table name, shown name, the
-        mature keys it needs before it judges)."""
-        s = self.settings
+    def _groups(self, obs: Observation) -> list[str]:
+        """The names of the peer groups ``obs``'s key belongs to."""
         out = []
         if obs.app is not None:
-            out.append(("app:" + obs.app, f"app {obs.app}", s.min_app_peers))
+            out.append("app:" + obs.app)
             team = self.teams.get(obs.app)
             if team is not None:
-                out.append(("team:" + team, f"team {team}", s.min_app_peers))
+                out.append("team:" + team)
         if obs.deployment is not None:
-            out.append(("deployment:" + obs.deployment, obs.deployment, s.min_peers))
+            out.append("deployment:" + obs.deployment)
         return out
 
     def _peers(self, obs: Observation, app: Profile | None) -> tuple[PeerGroup | None, str | None]:
         """The nearest peer group with enough mature keys (the key itself is not one of them:
         it is not mature): its app's keys; else, when the app as a whole has a history, none
         (the app's history judges); else its team's keys, else its deployment's."""
-        for name, shown, needed in self._groups(obs):
-            if not name.startswith("app:") and app is not None and app.mature():
+        s, name, peers = self.settings, obs.app, self.peers
+        if name is not None:
+            group = peers.get("app:" + name)
+            if group is not None and len(group) >= s.min_app_peers:
+                return group, f"app {name}"
+            if app is not None and app.mature():
                 return None, None
-            group = self.peers.get(name)
-            if group is not None and len(group) >= needed:
-                return group, shown
+            team = self.teams.get(name)
+            if team is not None:
+                group = peers.get("team:" + team)
+                if group is not None and len(group) >= s.min_app_peers:
+                    return group, f"team {team}"
+        deployment = obs.deployment
+        if deployment is not None:
+            group = peers.get("deployment:" + deployment)
+            if group is not None and len(group) >= s.min_peers:
+                return group, deployment
         return None, None
 
     def observe_remote(self, obs: Observation) -> None:
@@ -211,7 +220,7 @@ class Detector:
         if key.last_bucket != key.noted_bucket and key.mature():  # peaks move once a bucket
             key.noted_bucket = key.last_bucket
             tokens, cost = key.token_peak.current(now), key.cost_peak.current(now)
-            for name, _, _ in self._groups(obs):
+            for name in self._groups(obs):
                 group = self.peers.get(name) or self.peers.put(name, PeerGroup())
                 group.note(obs.key_id, tokens, cost)
         if obs.app is not None:
