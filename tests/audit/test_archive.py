@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from keyguard.audit.archive import MANIFESTS, archive_chains, restore_file, verify_archive
+from keyguard.audit.archive import MANIFESTS, archive_chains
+from keyguard.audit.archive_verify import restore_file, verify_archive
+from keyguard.audit.folder import FolderDestination
 from keyguard.audit.export import verify_store
 from keyguard.audit.manifest import Manifest
 from keyguard.audit.settings import AuditSettings
@@ -46,7 +48,8 @@ async def archived(store: Store, tmp_path: Path) -> tuple[AuditStore, Path, str,
     folder = tmp_path / "archive"
     folder.mkdir()
     at = datetime.fromtimestamp(now, UTC)
-    [manifest] = await archive_chains(audit, SIGNER, folder, at - timedelta(days=30), at)
+    dest = FolderDestination(folder)
+    [manifest] = await archive_chains(audit, SIGNER, dest, at - timedelta(days=30), at)
     assert manifest.chain == old and manifest.records == 7 and manifest.last_seq == 7
     return audit, folder, old, recent
 
@@ -59,7 +62,7 @@ async def test_an_old_chain_moves_to_a_signed_file_and_both_verify(
     report = await verify_store(audit, CHECK)
     assert report.ok and report.chains == 1, report.problems
     assert any("1 chain(s) archived" in note for note in report.notes)
-    alone = verify_archive(folder, CHECK)
+    alone = await verify_archive(FolderDestination(folder), CHECK)
     assert alone.ok and alone.records == 7 and alone.chains == 1, alone.problems
     with gzip.open(folder / f"{old}.jsonl.gz", "rt") as fh:
         assert f'"chain":"{old}"' in fh.readline()
@@ -69,11 +72,12 @@ async def test_a_restored_chain_verifies_in_the_store(
     archived: tuple[AuditStore, Path, str, str],
 ) -> None:
     audit, folder, old, recent = archived
-    assert await restore_file(audit, folder / f"{old}.jsonl.gz", CHECK) == 7
+    name = f"{old}.jsonl.gz"
+    assert await restore_file(audit, FolderDestination(folder), name, CHECK) == 7
     assert set(await audit.chains()) == {old, recent}
     assert (await verify_store(audit, CHECK)).ok
     with pytest.raises(ConfigurationError, match="in the store already"):
-        await restore_file(audit, folder / f"{old}.jsonl.gz", CHECK)
+        await restore_file(audit, FolderDestination(folder), name, CHECK)
 
 
 async def test_a_changed_file_or_manifest_is_named(
@@ -84,10 +88,15 @@ async def test_a_changed_file_or_manifest_is_named(
     lines = gzip.decompress(path.read_bytes()).decode().splitlines()
     lines[2] = lines[2].replace('"status":200', '"status":500')
     path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
-    report = verify_archive(folder, CHECK)
+    report = await verify_archive(FolderDestination(folder), CHECK)
+    assert not report.ok and "its length is not the manifest's" in report.problems[0]
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 1  # the same length, other bytes
+    path.write_bytes(bytes(raw))
+    report = await verify_archive(FolderDestination(folder), CHECK)
     assert not report.ok and "its SHA-256 is not the manifest's (changed)" in report.problems[0]
     with pytest.raises(ConfigurationError, match="does not verify"):
-        await restore_file(audit, path, CHECK)
+        await restore_file(audit, FolderDestination(folder), path.name, CHECK)
 
     manifests = folder / MANIFESTS
     line = manifests.read_text().splitlines()[0]
@@ -95,10 +104,10 @@ async def test_a_changed_file_or_manifest_is_named(
     forged = Manifest.from_line(line)
     forged = replace(forged, signature=forger.signature(forged.payload()))
     manifests.write_text(forged.line() + "\n")
-    report = verify_archive(folder, CHECK)
+    report = await verify_archive(FolderDestination(folder), CHECK)
     assert "its signature is not valid (forged or edited)" in "\n".join(report.problems)
     manifests.write_text(line + "\n" + line + "\n")  # a manifest repeated (or one removed)
-    report = verify_archive(folder, CHECK)
+    report = await verify_archive(FolderDestination(folder), CHECK)
     assert "does not follow the manifest before it" in "\n".join(report.problems)
 
 
@@ -122,4 +131,4 @@ async def test_a_careless_archive_is_refused(store: Store, tmp_path: Path) -> No
     audit = AuditStore(store.engine)  # type: ignore[attr-defined]
     now = datetime.now(UTC)
     with pytest.raises(ConfigurationError, match="does not exist"):
-        await archive_chains(audit, SIGNER, tmp_path / "missing", now, now)
+        await archive_chains(audit, SIGNER, FolderDestination(tmp_path / "missing"), now, now)
