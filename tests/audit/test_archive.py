@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from keyguard.audit.archive import MANIFESTS, archive_chains
 from keyguard.audit.archive_verify import restore_file, verify_archive
-from keyguard.audit.folder import FolderDestination
 from keyguard.audit.export import verify_store
+from keyguard.audit.folder import FolderDestination
 from keyguard.audit.manifest import Manifest
 from keyguard.audit.settings import AuditSettings
 from keyguard.audit.signing import Signer, load_public_keys, signature_checker
@@ -85,12 +85,13 @@ async def test_a_changed_file_or_manifest_is_named(
 ) -> None:
     audit, folder, old, _ = archived
     path = folder / f"{old}.jsonl.gz"
-    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    original = path.read_bytes()
+    lines = gzip.decompress(original).decode().splitlines()
     lines[2] = lines[2].replace('"status":200', '"status":500')
     path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
     report = await verify_archive(FolderDestination(folder), CHECK)
     assert not report.ok and "its length is not the manifest's" in report.problems[0]
-    raw = bytearray(path.read_bytes())
+    raw = bytearray(original)
     raw[len(raw) // 2] ^= 1  # the same length, other bytes
     path.write_bytes(bytes(raw))
     report = await verify_archive(FolderDestination(folder), CHECK)

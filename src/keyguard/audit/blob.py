@@ -67,13 +67,14 @@ class BlobDestination:
         return self._credential.scrub(text)
 
     def _error(self, what: str, exc: Exception) -> StorageError:
-        code = getattr(exc, "error_code", None) or getattr(exc, "status_code", None)
+        code = getattr(exc, "error_code", None)
+        code = str(getattr(code, "value", code) or getattr(exc, "status_code", "") or "")
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         detail = f"{type(exc).__name__}" + (f" {code}" if code else "") + f": {first}"
         hint = ""
-        if getattr(exc, "status_code", None) in (401, 403):
-            hint = " (give Keyguard's identity the role Storage Blob Data Contributor on it)"
-        if getattr(exc, "error_code", None) == "ContainerNotFound":
+        if code.startswith(("Authentication", "InvalidAuthentication", "Authorization")):
+            hint = f" ({self._credential.hint})"
+        elif code == "ContainerNotFound":
             hint = " (create the container first)"
         return StorageError(self.scrub(f"archive {self.where}: cannot {what}: {detail}{hint}"))
 

@@ -28,6 +28,7 @@ class BlobCredential:
     sdk: Any  # what azure-storage-blob takes as ``credential``
     secrets: tuple[str, ...] = ()
     closers: list[Any] = field(default_factory=list)
+    hint: str = "give Keyguard's identity the role Storage Blob Data Contributor on the container"
 
     def scrub(self, text: str) -> str:
         for secret in self.secrets:
@@ -82,7 +83,12 @@ async def blob_credential(
         ) from None
     if not value:
         raise ConfigurationError(f"the vault secret {name!r} is empty")
+    hint = (
+        f"the {settings.credential.replace('_', ' ')} in the vault secret {name!r} is wrong, "
+        f"expired or lacks a permission: keyguard vault put {name}"
+    )
     if settings.credential == "sas":
         sas = value.lstrip("?")
-        return BlobCredential(AzureSasCredential(sas), secrets=(value, sas))
-    return BlobCredential(AzureNamedKeyCredential(account_name(url), value), secrets=(value,))
+        return BlobCredential(AzureSasCredential(sas), secrets=(value, sas), hint=hint)
+    key = AzureNamedKeyCredential(account_name(url), value)
+    return BlobCredential(key, secrets=(value,), hint=hint)
