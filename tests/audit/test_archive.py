@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from keyguard.audit.archive import MANIFESTS, archive_chains
 from keyguard.audit.archive_verify import restore_file, verify_archive
+from keyguard.audit.destination import ArchiveConflict
 from keyguard.audit.export import verify_store
 from keyguard.audit.folder import FolderDestination
 from keyguard.audit.manifest import Manifest
@@ -133,3 +134,28 @@ async def test_a_careless_archive_is_refused(store: Store, tmp_path: Path) -> No
     now = datetime.now(UTC)
     with pytest.raises(ConfigurationError, match="does not exist"):
         await archive_chains(audit, SIGNER, FolderDestination(tmp_path / "missing"), now, now)
+
+
+async def test_a_stale_manifest_append_is_refused(tmp_path: Path) -> None:
+    """Two archivers that read the same manifests: the second append is refused."""
+    dest = FolderDestination(tmp_path)
+    _, read = await dest.manifests()
+    await dest.append_manifest('{"first": 1}', read)
+    with pytest.raises(ArchiveConflict, match="changed since it was read"):
+        await dest.append_manifest('{"second": 2}', read)
+    assert (tmp_path / MANIFESTS).read_text() == '{"first": 1}\n'
+
+
+async def test_a_manifest_naming_a_path_outside_the_archive_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    outside = tmp_path / "elsewhere.jsonl.gz"
+    outside.write_bytes(gzip.compress(b"{}\n"))
+    unsigned = Manifest("c", "../elsewhere.jsonl.gz", "0" * 64, 1, 1, "0" * 64, "t", "0" * 64,
+                        SIGNER.key_id)  # fmt: skip
+    line = replace(unsigned, signature=SIGNER.signature(unsigned.payload())).line()
+    (folder / MANIFESTS).write_text(line + "\n")
+    report = await verify_archive(FolderDestination(folder), CHECK)
+    assert report.problems == [f"{MANIFESTS}:1: not an archive manifest"]
+    with pytest.raises(ConfigurationError, match="not the name of an archive file"):
+        await FolderDestination(folder).create("../x", outside)

@@ -17,6 +17,7 @@ the destination was opened with.
 from __future__ import annotations
 
 import contextlib
+import logging
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -37,6 +38,10 @@ from .destination import (
 __all__ = ["BlobDestination", "open_blob_destination"]
 
 _TIMEOUTS = {"connection_timeout": 20, "read_timeout": 120, "retry_total": 3}
+# The SDK logs every request and answer at INFO (URLs with their SAS redacted); an archive
+# round makes dozens. They go to this logger, quiet unless an operator lowers its level.
+_HTTP_LOG = logging.getLogger("keyguard.audit.blob.http")
+_HTTP_LOG.setLevel(logging.WARNING)
 
 
 async def open_blob_destination(
@@ -45,7 +50,7 @@ async def open_blob_destination(
     from azure.storage.blob.aio import ContainerClient
 
     credential = await blob_credential(url, settings, secrets)
-    kwargs: dict[str, Any] = dict(_TIMEOUTS)
+    kwargs: dict[str, Any] = {**_TIMEOUTS, "logger": _HTTP_LOG}
     if settings.ca_file:
         kwargs["connection_verify"] = settings.ca_file
     try:
