@@ -376,5 +376,13 @@ async def test_archive_verify_restore_from_the_command_line(
         await admin.upload_blob(name, b"replaced", overwrite=True)
     bad = await asyncio.to_thread(invoke, "audit", "verify", "--archive", blob_container)
     assert bad.exit_code == 1 and "is not the manifest's" in bad.output, bad.output
-    for result in (moved, checked, back, bad):
+    async with await _admin(azurite, blob_container) as admin:
+        await admin.delete_blob(MANIFESTS)  # the last (here: the only) manifest removed
+    alone = await asyncio.to_thread(invoke, "audit", "verify", "--archive", blob_container)
+    assert alone.exit_code == 0 and "no manifest names" in alone.output, alone.output
+    both = await asyncio.to_thread(
+        invoke, "audit", "verify", "--archive", blob_container, "--with-store"
+    )
+    assert both.exit_code == 1 and "removed from the archive" in both.output, both.output
+    for result in (moved, checked, back, bad, alone, both):
         assert azurite.account_key not in result.output

@@ -6,8 +6,8 @@ SHA-256 (a replaced or truncated file shows before it is read), then its content
 (its chain and checkpoints) and that it ends where its manifest says. Files no manifest names
 (a run cut short before its manifest, a stray upload) are noted and never counted: only a
 signed manifest makes a file part of the archive. A removed *last* manifest does not show in
-the archive alone; the store keeps every manifest too (``keyguard audit verify`` checks the
-head sets naming an archived chain against it).
+the archive alone; the store keeps every manifest too: given them (``kept``), any of them
+missing from the archive is a problem.
 
 :func:`restore_file` puts one file's chain back into the store once its manifest and content
 verify.
@@ -64,12 +64,24 @@ async def _content(dest: Destination, manifest: Manifest) -> tuple[list[str] | N
         return await asyncio.to_thread(_read_gz, path, manifest.file), ""
 
 
-async def verify_archive(dest: Destination, check: Callable[[Any], bool]) -> VerifyReport:
-    """Every manifest in ``dest`` and every file it names."""
+async def verify_archive(
+    dest: Destination, check: Callable[[Any], bool], kept: list[str] | None = None
+) -> VerifyReport:
+    """Every manifest in ``dest`` and every file it names; with ``kept`` (the manifests the
+    store keeps, when it archives only to ``dest``), also that none of them left the archive
+    (a removed last manifest shows)."""
     report = VerifyReport()
     prev = GENESIS
     named: set[str] = set()
     lines, _ = await dest.manifests()
+    there = set(lines)
+    for line in kept or ():
+        if line not in there:
+            manifest = _parse(line)
+            what = f"{manifest.file} (writer {manifest.chain})" if manifest else "a damaged one"
+            report.problems.append(
+                f"the store's manifest of {what} is not in {MANIFESTS} (removed from the archive)"
+            )
     for number, line in enumerate(lines, 1):
         where = f"{MANIFESTS}:{number}"
         manifest = _parse(line)

@@ -144,12 +144,16 @@ def audit_group() -> None:
 @click.option("--archive", "archive", metavar="FOLDER|URL",
               help="Verify an archive (keyguard audit archive): a folder or a Blob Storage "
               "container URL, not the store.")  # fmt: skip
+@click.option("--with-store", "with_store", is_flag=True,
+              help="With --archive: also check that every manifest the store keeps is in the "
+              "archive (when the store archives only there).")  # fmt: skip
 @config_option
 def verify_command(
     file: str | None,
     public_keys: tuple[str, ...],
     anchors: tuple[str, ...],
     archive: str | None,
+    with_store: bool,
     config_path: str,
 ) -> None:
     """Check the hash chain, every signed checkpoint and the anchors; name what is wrong.
@@ -165,19 +169,21 @@ def verify_command(
       keyguard audit verify --anchors /var/log/keyguard/audit-anchors.jsonl
       keyguard audit verify --file siem-copy.jsonl --public-key audit.pub
       keyguard audit verify --archive /srv/audit-archive --public-key audit.pub
-      keyguard audit verify --archive https://acct.blob.core.windows.net/audit
+      keyguard audit verify --archive https://acct.blob.core.windows.net/audit --with-store
     """
 
     async def main() -> None:
         alone = file is not None or archive is not None
         blob = archive is not None and is_url(archive)
-        settings = load_settings(config_path) if (not alone or not public_keys or blob) else None
+        needs = not alone or not public_keys or blob or with_store
+        settings = load_settings(config_path) if needs else None
         keys, keys_from = await _public_keys(settings or Settings(), public_keys)
         check = signature_checker(keys)
         if archive is not None:
+            kept = await _kept_manifests(settings) if with_store else None
             dest = await open_archive(settings or Settings(), archive)
             try:
-                report = await verify_archive(dest, check)
+                report = await verify_archive(dest, check, kept)
             finally:
                 await dest.close()
             _report(report, archive, keys_from, (), quiet=True)
@@ -198,6 +204,15 @@ def verify_command(
         _report(report, "audit log", keys_from, files)
 
     run(main)
+
+
+async def _kept_manifests(settings: Settings | None) -> list[str]:
+    assert settings is not None
+    store = await open_store(settings.store)
+    try:
+        return await _audit_store(store).archives()
+    finally:
+        await store.close()
 
 
 def _configured_anchor(settings: Settings | None) -> tuple[str, ...]:
