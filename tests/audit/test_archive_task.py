@@ -171,3 +171,25 @@ def _secret(value: str) -> Callable[[str], Awaitable[str]]:
         return value
 
     return read
+
+
+async def test_a_long_round_keeps_its_lease(store: Store, tmp_path: Path) -> None:
+    """A round renews the lease while it works, so another replica does not start meanwhile."""
+    engine = store.engine  # type: ignore[attr-defined]
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    settings = ArchiveSettings(to=str(folder))
+    seen: list[bool] = []
+
+    async def slow_destination() -> Destination:
+        assert archiver.renewer is not None
+        await archiver.renewer.next_cycle()  # the round goes on past a renewal
+        other = datetime.now(UTC)
+        seen.append(await acquire_lease(engine, LEASE, "replica-2", other, timedelta(minutes=1)))
+        return FolderDestination(folder)
+
+    archiver = Archiver(engine, SIGNER, settings, slow_destination, owner="replica-1",
+                        renew_s=0.05)  # fmt: skip
+    await archiver.step()
+    assert archiver.failures == 0 and archiver.renewals >= 1 and seen == [False]
+    assert await acquire_lease(engine, LEASE, "replica-2", datetime.now(UTC), timedelta(1))

@@ -1,8 +1,9 @@
 """The gateway's archive step: every ``archive.interval_s``, one replica moves the chains older
 than ``archive.older_than`` to ``archive.to`` (:func:`.archive.archive_chains`).
 
-Only the holder of the store lease ``audit:archive`` runs (:mod:`keyguard.store.leases`); the
-others skip the round. Should a run outlast its lease and another start, the destination still
+Only the holder of the store lease ``audit:archive`` runs (:mod:`keyguard.store.leases`),
+renewing it every third of ``lease_s`` while it works; the others skip the round. Should the
+holder stall past its lease (a paused process) and another start, the destination still
 keeps them apart: a file is never replaced and a manifest is appended only over the manifests
 read (:class:`~.destination.ArchiveConflict` for the later one), and a chain leaves the store
 only once a signed manifest for exactly its bytes is in the archive.
@@ -48,6 +49,7 @@ class Archiver:
         owner: str,
         clock: Callable[[], float] = time.time,
         logger: logging.Logger = log,
+        renew_s: float | None = None,
     ) -> None:
         self._engine = engine
         self._store = AuditStore(engine)
@@ -65,6 +67,9 @@ class Archiver:
         self.records = 0
         self.last_success = 0.0  # time of the last successful round (0: none yet)
         self.task: PeriodicTask | None = None  # the loop running it, once started
+        self.renewer: PeriodicTask | None = None  # renews the lease during a round
+        self._renew_s = renew_s if renew_s is not None else settings.lease_s / 3
+        self.renewals = 0
 
     @property
     def where(self) -> str:
@@ -98,6 +103,8 @@ class Archiver:
         if not await acquire_lease(self._engine, LEASE, self._owner, now, ttl):
             self.busy += 1
             return False
+        self.renewer = PeriodicTask("audit archive lease", self._renew, interval=self._renew_s)
+        self.renewer.start()
         try:
             self.runs += 1
             dest = await self._open()
@@ -107,6 +114,7 @@ class Archiver:
             finally:
                 await dest.close()
         finally:
+            await self.renewer.close()
             await release_lease(self._engine, LEASE, self._owner)
         self.chains += len(done)
         self.records += sum(m.records for m in done)
@@ -118,3 +126,15 @@ class Archiver:
                 self.where,
             )
         return True
+
+    async def _renew(self) -> None:
+        """Keep the lease while a long round runs (every third of ``lease_s``)."""
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        ttl = timedelta(seconds=self._settings.lease_s)
+        if await acquire_lease(self._engine, LEASE, self._owner, now, ttl):
+            self.renewals += 1
+        else:
+            self._log.warning(
+                "audit archive: another replica took the lease during a round (it had expired); "
+                "the archive keeps the two apart"
+            )
