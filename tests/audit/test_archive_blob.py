@@ -386,3 +386,21 @@ async def test_archive_verify_restore_from_the_command_line(
     assert both.exit_code == 1 and "removed from the archive" in both.output, both.output
     for result in (moved, checked, back, bad, alone, both):
         assert azurite.account_key not in result.output
+
+
+async def test_a_missing_container_is_named_with_the_fix(
+    store: Store, azurite: Azurite, blob_container: str
+) -> None:
+    audit = AuditStore(store.engine)  # type: ignore[attr-defined]
+    now = time.time()
+    chain = await _chain(audit, now - 40 * DAY, 1)
+    at = datetime.fromtimestamp(now, UTC)
+    dest = await _by_key(azurite, blob_container + "-missing")
+    try:
+        with pytest.raises(StorageError, match=r"ContainerNotFound.*create the container first"):
+            await archive_chains(audit, SIGNER, dest, at - timedelta(days=30), at)
+        with pytest.raises(StorageError, match="create the container first"):
+            await verify_archive(dest, CHECK)
+    finally:
+        await dest.close()
+    assert chain in await audit.chains()
