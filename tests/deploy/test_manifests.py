@@ -160,7 +160,7 @@ def test_the_dockerfile_lints_clean_and_builds_a_small_unprivileged_image() -> N
 @pytest.mark.slow
 def test_the_image_builds_and_passes_the_demo_tour_on_a_read_only_root() -> None:
     """Only where Docker or podman runs and a base image can be had (scripts/docker-check exits 3
-    otherwise). With podman on 2 cores: about 3 minutes cold, under 1 once only src/ changed."""
+    otherwise). With podman on 2 cores: 3.5 minutes cold, about 1 once only src/ changed."""
     result = subprocess.run(
         [str(ROOT / "scripts" / "docker-check")], capture_output=True, text=True, timeout=1800
     )
