@@ -157,7 +157,7 @@ def test_the_dockerfile_lints_clean_and_builds_a_small_unprivileged_image() -> N
     assert ignored[1] == "*"  # everything is excluded but what the image needs
 
 
-@pytest.mark.slow
+@pytest.mark.image
 def test_the_image_builds_and_passes_the_demo_tour_on_a_read_only_root() -> None:
     """Only where Docker or podman runs and a base image can be had (scripts/docker-check exits 3
     otherwise). With podman on 2 cores: 3.5 minutes cold, about 1 once only src/ changed."""
