@@ -17,7 +17,9 @@ and, for each, oldest first:
 
 3. keeps the manifest in the store (``audit_archives``), so ``keyguard audit verify`` knows the
    chain left by archive and checks the head sets naming it against the manifest;
-4. deletes the chain's records and checkpoints, and head sets older than the cutoff.
+4. once every chain is written, deletes their records and checkpoints (on PostgreSQL by
+   dropping the day partitions that hold nothing else, :mod:`.partitions`), and head sets
+   older than the cutoff.
 
 ``keyguard audit verify --archive DIR`` checks every manifest (signature, link to the one
 before, the file's SHA-256) and every file as an export (its chain, checkpoints, and that it
@@ -101,9 +103,9 @@ async def archive_chains(
             fh.flush()
             os.fsync(fh.fileno())
         await store.add_archive(chain, now, line)
-        await store.delete_chain(chain)
         prev = _digest(line)
         done.append(manifest)
+    await store.delete_chains([m.chain for m in done])  # whole partitions where it can
     await store.delete_head_sets(before)
     return done
 

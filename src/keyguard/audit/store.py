@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import math
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -28,8 +29,10 @@ from ..core.times import utc_micro
 from ..errors import StorageError
 from ..store.schema import audit_archives, audit_checkpoints, audit_heads, audit_records
 from ..store.sql import _BEGIN_OPTION, translate_errors
+from . import partitions
 from .chain import START, Appended, Checkpoint, HeadMoved, Link, Position, Record, chain
 from .heads import Heads
+from .partitions import Removed
 from .sqlite_append import (
     CHUNK,
     INSERT,
@@ -42,6 +45,8 @@ from .sqlite_append import (
 )
 
 __all__ = ["AuditStore", "iso", "iso_at", "parse_iso"]
+
+log = logging.getLogger("keyguard.audit")
 
 _PAGE = 2000
 _HEAD = text("SELECT seq, hash FROM audit_records WHERE chain = :chain ORDER BY seq DESC LIMIT 1")
@@ -325,9 +330,20 @@ class AuditStore:
             return [str(row[0]) for row in (await conn.execute(query)).all()]
 
     async def delete_chain(self, chain: str) -> None:
-        async with translate_errors("delete an audit chain"), self._engine.begin() as conn:
-            await conn.execute(audit_records.delete().where(audit_records.c.chain == chain))
-            await conn.execute(audit_checkpoints.delete().where(audit_checkpoints.c.chain == chain))
+        await self.delete_chains([chain])
+
+    async def delete_chains(self, chains: Sequence[str]) -> Removed:
+        """Remove the records and checkpoints of ``chains`` (archived): on PostgreSQL the day
+        partitions holding nothing else are dropped (:mod:`.partitions`)."""
+        return await partitions.remove(self._engine, chains)
+
+    async def prepare(self) -> list[str]:
+        """Create the partitions new chains go to, when missing (PostgreSQL; never raises)."""
+        try:
+            return await partitions.prepare(self._engine)
+        except StorageError as exc:
+            log.warning("audit: the partitions were not checked (%s)", exc)
+            return []
 
     async def delete_head_sets(self, before: datetime) -> None:
         async with translate_errors("delete audit heads"), self._engine.begin() as conn:
