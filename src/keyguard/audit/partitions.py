@@ -105,7 +105,7 @@ async def _partitions(conn: AsyncConnection, parent: str) -> list[str] | None:
     """The partitions of ``parent``; ``None`` when it is not partitioned."""
     kind = (
         await conn.execute(
-            text("SELECT relkind FROM pg_class WHERE oid = to_regclass(:t)"), {"t": parent}
+            text("SELECT relkind::text FROM pg_class WHERE oid = to_regclass(:t)"), {"t": parent}
         )  # fmt: skip
     ).scalar()
     if kind != "p":
@@ -137,7 +137,7 @@ async def prepare(engine: AsyncEngine) -> list[str]:
                     created.append(_suffix(day))
         except DBAPIError as exc:
             log.warning("audit: the partition of %s was not created (%s); its chains go to "
-                        "the default partition", _suffix(day), type(exc.orig).__name__)  # fmt: skip
+                        "the default partition", _suffix(day), _why(exc))  # fmt: skip
     return created
 
 
@@ -155,6 +155,12 @@ async def _create(conn: AsyncConnection, day: int) -> bool:
             f"ALTER TABLE {parent} ATTACH PARTITION {name} FOR VALUES FROM ('{low}') TO ('{high}')"
         ))  # fmt: skip
     return True
+
+
+def _why(exc: DBAPIError) -> str:
+    """The server's one-line reason (no statement, no parameter: the tables' names only)."""
+    lines = str(exc.orig).strip().splitlines()
+    return lines[0][:200] if lines else type(exc.orig).__name__
 
 
 @dataclass
@@ -244,6 +250,6 @@ async def _drop(engine: AsyncEngine, partition: str, members: set[str]) -> bool:
                 await conn.execute(audit_checkpoints.delete().where(c.chain.in_(sorted(members))))
     except DBAPIError as exc:
         log.warning("audit: the partition %s was not dropped (%s); its archived rows are "
-                    "deleted instead", partition, type(exc.orig).__name__)  # fmt: skip
+                    "deleted instead", partition, _why(exc))  # fmt: skip
         return False
     return True

@@ -56,8 +56,7 @@ def upgrade() -> None:
         ") PARTITION BY RANGE (chain)"
     )
     op.execute("CREATE INDEX ix_audit_records_created_at ON audit_records (created_at)")
-    op.execute(f"ALTER TABLE audit_records ATTACH PARTITION audit_records_legacy {_LEGACY}")
-    op.execute("CREATE TABLE audit_records_default PARTITION OF audit_records DEFAULT")
+    _attach("audit_records", _RECORDS, "")
 
     for old, new in (
         ("audit_checkpoints_pkey", "audit_checkpoints_legacy_pkey"),
@@ -78,11 +77,20 @@ def upgrade() -> None:
     op.execute("CREATE INDEX ix_audit_checkpoints_seq ON audit_checkpoints (seq)")
     op.execute("CREATE INDEX ix_audit_checkpoints_chain_seq ON audit_checkpoints (chain, seq)")
     op.execute("CREATE INDEX ix_audit_checkpoints_created_at ON audit_checkpoints (created_at)")
-    op.execute(f"ALTER TABLE audit_checkpoints ATTACH PARTITION audit_checkpoints_legacy {_LEGACY}")
-    op.execute(
-        "CREATE TABLE audit_checkpoints_default PARTITION OF audit_checkpoints"
-        " (PRIMARY KEY (id)) DEFAULT"
-    )
+    _attach("audit_checkpoints", _CHECKPOINTS, " (PRIMARY KEY (id))")
+
+
+def _attach(table: str, columns: str, key: str) -> None:
+    """The old table as the partition of the ids below 't', and the default partition. Rows
+    of ids from 't' on (a store downgraded after 0008, then upgraded again) are moved to the
+    default partition first (found through the index on chain: nothing to read otherwise)."""
+    legacy = f"{table}_legacy"
+    op.execute(f"CREATE TABLE {table}_moved AS SELECT {columns} FROM {legacy} WHERE chain >= 't'")
+    op.execute(f"DELETE FROM {legacy} WHERE chain >= 't'")
+    op.execute(f"ALTER TABLE {table} ATTACH PARTITION {legacy} {_LEGACY}")
+    op.execute(f"CREATE TABLE {table}_default PARTITION OF {table}{key} DEFAULT")
+    op.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {table}_moved")
+    op.execute(f"DROP TABLE {table}_moved")
 
 
 def downgrade() -> None:
