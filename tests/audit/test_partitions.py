@@ -260,9 +260,9 @@ async def test_the_migration_goes_down_and_up_again_with_every_row(
         await conn.run_sync(_alembic, "0007", True)
     async with engine.connect() as conn:
         assert await partitions._partitions(conn, "audit_records") is None
+        count = (await conn.execute(text("SELECT count(*) FROM audit_records"))).scalar()
+        assert count == before.records
     assert await audit.prepare() == []  # a store before 0008: nothing to prepare
-    down = await verify_store(audit, CHECK)
-    assert down.ok and down.records == before.records, down.problems
     await migrate(engine)  # the rows of 0008's chains go to the default partition
     tables = await _tables(engine, "audit_records")
     assert tables == {"audit_records_legacy": 0, "audit_records_default": before.records}

@@ -19,6 +19,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from ..errors import StorageError
+from ..store.packing import pack
 from ..store.sql import sqlite_file
 from .chain import START, Appended, Checkpoint, HeadMoved, Link, Position, Record, chain
 
@@ -37,8 +38,8 @@ CHUNK = 128  # rows per transaction
 
 _HEAD = "SELECT seq, hash FROM audit_records WHERE chain = ? ORDER BY seq DESC LIMIT 1"
 INSERT = (  # the engine's SQLite path uses it too, with :func:`sqlite_rows`
-    "INSERT INTO audit_records (chain, seq, created_at, kind, data, prev_hash, hash) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO audit_records (chain, seq, created_at, kind, data, packed, prev_hash, hash) "
+    "VALUES (?, ?, ?, ?, '', ?, ?, ?)"
 )
 INSERT_CHECKPOINT = (  # with :func:`sqlite_checkpoint`
     "INSERT INTO audit_checkpoints (chain, seq, hash, created_at, key_id, signature) "
@@ -55,10 +56,10 @@ def sqlite_time(created: str) -> str:
     return created[:10] + " " + created[11:26]
 
 
-def sqlite_rows(records: Sequence[Record]) -> list[tuple[str, int, str, str, str, str, str]]:
-    """The parameters of :data:`INSERT` for ``records``."""
+def sqlite_rows(records: Sequence[Record]) -> list[tuple[str, int, str, str, bytes, str, str]]:
+    """The parameters of :data:`INSERT` for ``records`` (their JSON packed, :mod:`.packing`)."""
     return [
-        (r.chain, r.seq, sqlite_time(r.created), r.kind, r.data, r.prev_hash, r.hash)
+        (r.chain, r.seq, sqlite_time(r.created), r.kind, pack(r.data), r.prev_hash, r.hash)
         for r in records
     ]
 

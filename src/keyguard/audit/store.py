@@ -27,10 +27,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..core.times import utc_micro
 from ..errors import StorageError
+from ..store.packing import pack, unpack
 from ..store.schema import audit_archives, audit_checkpoints, audit_heads, audit_records
 from ..store.sql import _BEGIN_OPTION, translate_errors
 from . import partitions
-from .chain import START, Appended, Checkpoint, HeadMoved, Link, Position, Record, chain
+from .chain import (
+    START,
+    Appended,
+    Checkpoint,
+    HeadMoved,
+    Link,
+    Position,
+    Record,
+    canonical,
+    chain,
+)
 from .heads import Heads
 from .partitions import Removed
 from .sqlite_append import (
@@ -402,11 +413,20 @@ def _record(row: Row[Any]) -> Record:
         seq=int(m["seq"]),
         created=iso(_aware(m["created_at"])),
         kind=m["kind"],
-        data=m["data"],
+        data=m["data"] or _unpacked(m["packed"]),
         prev_hash=m["prev_hash"],
         hash=m["hash"],
         chain=m["chain"],
     )
+
+
+def _unpacked(packed: bytes | None) -> str:
+    """The JSON text of a packed record; for bytes that are none (damaged or forged, or a row
+    with neither text nor packed value), a JSON text saying so, which never gives its hash."""
+    try:
+        return unpack(bytes(packed or b""))
+    except ValueError as exc:
+        return canonical({"unreadable": str(exc)})
 
 
 def _aware(at: datetime | str) -> datetime:
@@ -444,7 +464,8 @@ def _record_row(r: Record) -> dict[str, Any]:
         "seq": r.seq,
         "created_at": parse_iso(r.created),
         "kind": r.kind,
-        "data": r.data,
+        "data": "",
+        "packed": pack(r.data),
         "prev_hash": r.prev_hash,
         "hash": r.hash,
     }
