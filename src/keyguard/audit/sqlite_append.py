@@ -56,11 +56,15 @@ def sqlite_time(created: str) -> str:
     return created[:10] + " " + created[11:26]
 
 
-def sqlite_rows(records: Sequence[Record]) -> list[tuple[str, int, str, str, bytes, str, str]]:
-    """The parameters of :data:`INSERT` for ``records`` (their JSON packed, :mod:`.packing`)."""
+def sqlite_rows(
+    records: Sequence[Record], packed: Sequence[bytes] | None = None
+) -> list[tuple[str, int, str, str, bytes, str, str]]:
+    """The parameters of :data:`INSERT` for ``records``, their JSON packed
+    (:mod:`keyguard.store.packing`; ``packed``: already, in the same order)."""
+    packs = packed if packed is not None else [pack(r.data) for r in records]
     return [
-        (r.chain, r.seq, sqlite_time(r.created), r.kind, pack(r.data), r.prev_hash, r.hash)
-        for r in records
+        (r.chain, r.seq, sqlite_time(r.created), r.kind, p, r.prev_hash, r.hash)
+        for r, p in zip(records, packs, strict=True)
     ]
 
 
@@ -82,9 +86,15 @@ class SqliteAppender:
             self._conn = conn
         return self._conn
 
-    def append(self, items: Sequence[tuple[str, str, str]], link: Link) -> Appended:
+    def append(
+        self,
+        items: Sequence[tuple[str, str, str]],
+        link: Link,
+        packed: Sequence[bytes] | None = None,
+    ) -> Appended:
         """Chain ``(created, kind, canonical data)`` items as ``link`` says and insert them
-        with their checkpoint, in one transaction; raises :class:`~.chain.HeadMoved` when the
+        with their checkpoint, in one transaction (``packed``: their data packed already);
+        raises :class:`~.chain.HeadMoved` when the
         chain's head is not the one ``link`` expects and :class:`Busy` when the lock is taken
         (nothing written either way)."""
         try:
@@ -100,7 +110,7 @@ class SqliteAppender:
             after = link.start(head)
             records = list(chain(head.seq + 1, after.hash, items, link.chain))
             cp = link.seal(records[-1])
-            conn.executemany(INSERT, sqlite_rows(records))
+            conn.executemany(INSERT, sqlite_rows(records, packed))
             conn.execute(INSERT_CHECKPOINT, sqlite_checkpoint(cp))
             conn.execute("COMMIT")
         except BaseException as exc:
