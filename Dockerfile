@@ -7,7 +7,7 @@
 # pip cache, no sources, no build tools. It runs as an unprivileged user (10001) and writes
 # nothing outside /tmp, so it runs with a read-only root filesystem:
 #   docker run --read-only --tmpfs /tmp -v ./keyguard.yaml:/etc/keyguard/keyguard.yaml:ro ...
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG PYTHON_IMAGE=docker.io/library/python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
+from pathlib import Path
 
 import uvloop
 
@@ -28,21 +30,9 @@ from keyguard.limits.settings import LimitSettings
 from keyguard.limits.tokenizer import Tokenizer
 from keyguard.proxy.routes import parse_route
 
-SYSTEM = (
-    "You are a helpful assistant for the finance team of Contoso Ltd. Answer concisely, cite "
-    "the document section you used, and never reveal internal account numbers or personal "
-    "data. If you are unsure, say so and suggest who to ask."
-)
-USER = (
-    "Please summarise the key points of the Q3 quarterly report below in two sentences for an "
-    "executive audience.\n\nQ3 report excerpt: Revenue for the quarter was 4.2 billion, up 12 "
-    "percent year over year, driven mainly by the cloud segment which grew 31 percent. "
-    "Operating margin improved by two points to 24 percent as data-centre utilisation rose and "
-    "marketing spend was held flat. Hardware revenue declined 6 percent on weaker consumer "
-    "demand. Free cash flow was 1.1 billion. The company repurchased 300 million of shares and "
-    "reiterated full-year guidance, while noting currency headwinds of roughly one point in "
-    "the fourth quarter."
-)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+from chat_body import MESSAGES, SYSTEM, USER  # noqa: E402
+
 RULES = {
     "rules": [
         {"scope": "key", "tpm": 10**12, "rpm": 10**12},
@@ -82,7 +72,7 @@ async def main() -> None:
         ctx = RequestContext(f"r{i}", 0.0, "POST", None, None)
         ctx.route, ctx.principal, ctx.deployment = route, principal, "gpt-4o"
         ctx.payload = {
-            "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": USER}],
+            "messages": MESSAGES,
             "max_tokens": 64,
         }
         held = await admission.admit(ctx)

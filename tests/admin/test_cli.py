@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -84,6 +87,23 @@ def test_admin_openapi(config: Path) -> None:
     result = invoke(config, "admin", "openapi")
     assert result.exit_code == 0, result.output
     assert "/admin/policy/explain" in json.loads(result.stdout)["paths"]
+
+
+def test_admin_openapi_needs_no_config(tmp_path: Path) -> None:
+    """The description is fixed for a version: printed in an empty folder, with no config
+    file and no KEYGUARD_CONFIG (nor any other KEYGUARD_ variable) in the environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYGUARD_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "keyguard", "admin", "openapi"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "/admin/policy/explain" in json.loads(result.stdout)["paths"]
+    assert list(tmp_path.iterdir()) == []  # nothing created either (no store, no key)
 
 
 def test_policy_check(config: Path, tmp_path: Path) -> None:

@@ -14,8 +14,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from keyguard.audit.archive import MANIFESTS, archive_chains, restore_file, verify_archive
+from keyguard.audit.archive import MANIFESTS, archive_chains
+from keyguard.audit.archive_verify import restore_file, verify_archive
+from keyguard.audit.destination import ArchiveConflict
 from keyguard.audit.export import verify_store
+from keyguard.audit.folder import FolderDestination
 from keyguard.audit.manifest import Manifest
 from keyguard.audit.settings import AuditSettings
 from keyguard.audit.signing import Signer, load_public_keys, signature_checker
@@ -46,7 +49,8 @@ async def archived(store: Store, tmp_path: Path) -> tuple[AuditStore, Path, str,
     folder = tmp_path / "archive"
     folder.mkdir()
     at = datetime.fromtimestamp(now, UTC)
-    [manifest] = await archive_chains(audit, SIGNER, folder, at - timedelta(days=30), at)
+    dest = FolderDestination(folder)
+    [manifest] = await archive_chains(audit, SIGNER, dest, at - timedelta(days=30), at)
     assert manifest.chain == old and manifest.records == 7 and manifest.last_seq == 7
     return audit, folder, old, recent
 
@@ -59,7 +63,7 @@ async def test_an_old_chain_moves_to_a_signed_file_and_both_verify(
     report = await verify_store(audit, CHECK)
     assert report.ok and report.chains == 1, report.problems
     assert any("1 chain(s) archived" in note for note in report.notes)
-    alone = verify_archive(folder, CHECK)
+    alone = await verify_archive(FolderDestination(folder), CHECK)
     assert alone.ok and alone.records == 7 and alone.chains == 1, alone.problems
     with gzip.open(folder / f"{old}.jsonl.gz", "rt") as fh:
         assert f'"chain":"{old}"' in fh.readline()
@@ -69,11 +73,12 @@ async def test_a_restored_chain_verifies_in_the_store(
     archived: tuple[AuditStore, Path, str, str],
 ) -> None:
     audit, folder, old, recent = archived
-    assert await restore_file(audit, folder / f"{old}.jsonl.gz", CHECK) == 7
+    name = f"{old}.jsonl.gz"
+    assert await restore_file(audit, FolderDestination(folder), name, CHECK) == 7
     assert set(await audit.chains()) == {old, recent}
     assert (await verify_store(audit, CHECK)).ok
     with pytest.raises(ConfigurationError, match="in the store already"):
-        await restore_file(audit, folder / f"{old}.jsonl.gz", CHECK)
+        await restore_file(audit, FolderDestination(folder), name, CHECK)
 
 
 async def test_a_changed_file_or_manifest_is_named(
@@ -81,13 +86,19 @@ async def test_a_changed_file_or_manifest_is_named(
 ) -> None:
     audit, folder, old, _ = archived
     path = folder / f"{old}.jsonl.gz"
-    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    original = path.read_bytes()
+    lines = gzip.decompress(original).decode().splitlines()
     lines[2] = lines[2].replace('"status":200', '"status":500')
     path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
-    report = verify_archive(folder, CHECK)
+    report = await verify_archive(FolderDestination(folder), CHECK)
+    assert not report.ok and "its length is not the manifest's" in report.problems[0]
+    raw = bytearray(original)
+    raw[len(raw) // 2] ^= 1  # the same length, other bytes
+    path.write_bytes(bytes(raw))
+    report = await verify_archive(FolderDestination(folder), CHECK)
     assert not report.ok and "its SHA-256 is not the manifest's (changed)" in report.problems[0]
     with pytest.raises(ConfigurationError, match="does not verify"):
-        await restore_file(audit, path, CHECK)
+        await restore_file(audit, FolderDestination(folder), path.name, CHECK)
 
     manifests = folder / MANIFESTS
     line = manifests.read_text().splitlines()[0]
@@ -95,10 +106,10 @@ async def test_a_changed_file_or_manifest_is_named(
     forged = Manifest.from_line(line)
     forged = replace(forged, signature=forger.signature(forged.payload()))
     manifests.write_text(forged.line() + "\n")
-    report = verify_archive(folder, CHECK)
+    report = await verify_archive(FolderDestination(folder), CHECK)
     assert "its signature is not valid (forged or edited)" in "\n".join(report.problems)
     manifests.write_text(line + "\n" + line + "\n")  # a manifest repeated (or one removed)
-    report = verify_archive(folder, CHECK)
+    report = await verify_archive(FolderDestination(folder), CHECK)
     assert "does not follow the manifest before it" in "\n".join(report.problems)
 
 
@@ -122,4 +133,29 @@ async def test_a_careless_archive_is_refused(store: Store, tmp_path: Path) -> No
     audit = AuditStore(store.engine)  # type: ignore[attr-defined]
     now = datetime.now(UTC)
     with pytest.raises(ConfigurationError, match="does not exist"):
-        await archive_chains(audit, SIGNER, tmp_path / "missing", now, now)
+        await archive_chains(audit, SIGNER, FolderDestination(tmp_path / "missing"), now, now)
+
+
+async def test_a_stale_manifest_append_is_refused(tmp_path: Path) -> None:
+    """Two archivers that read the same manifests: the second append is refused."""
+    dest = FolderDestination(tmp_path)
+    _, read = await dest.manifests()
+    await dest.append_manifest('{"first": 1}', read)
+    with pytest.raises(ArchiveConflict, match="changed since it was read"):
+        await dest.append_manifest('{"second": 2}', read)
+    assert (tmp_path / MANIFESTS).read_text() == '{"first": 1}\n'
+
+
+async def test_a_manifest_naming_a_path_outside_the_archive_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    outside = tmp_path / "elsewhere.jsonl.gz"
+    outside.write_bytes(gzip.compress(b"{}\n"))
+    unsigned = Manifest("c", "../elsewhere.jsonl.gz", "0" * 64, 1, 1, "0" * 64, "t", "0" * 64,
+                        SIGNER.key_id)  # fmt: skip
+    line = replace(unsigned, signature=SIGNER.signature(unsigned.payload())).line()
+    (folder / MANIFESTS).write_text(line + "\n")
+    report = await verify_archive(FolderDestination(folder), CHECK)
+    assert report.problems == [f"{MANIFESTS}:1: not an archive manifest"]
+    with pytest.raises(ConfigurationError, match="not the name of an archive file"):
+        await FolderDestination(folder).create("../x", outside)

@@ -20,12 +20,15 @@ from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from keyguard.audit import partitions
-from keyguard.audit.archive import archive_chains, verify_archive
+from keyguard.audit.archive import archive_chains
+from keyguard.audit.archive_verify import verify_archive
 from keyguard.audit.export import verify_store
+from keyguard.audit.folder import FolderDestination
 from keyguard.audit.partitions import AHEAD, DAY, bounds, chain_id, days_to_prepare, opened_at
 from keyguard.audit.settings import AuditSettings
 from keyguard.audit.signing import Signer, load_public_keys, signature_checker
 from keyguard.audit.store import AuditStore
+from keyguard.audit.verify import VerifyReport
 from keyguard.audit.writer import AuditWriter
 from keyguard.store.sql import MIGRATIONS, create_engine, migrate
 
@@ -95,8 +98,12 @@ async def _chain(audit: AuditStore, opened: float, n: int, last: float | None = 
 async def _archive(audit: AuditStore, folder: Path, before: float) -> list[str]:
     folder.mkdir(exist_ok=True)
     cutoff = datetime.fromtimestamp(before, UTC)
-    done = await archive_chains(audit, SIGNER, folder, cutoff, datetime.now(UTC))
+    done = await archive_chains(audit, SIGNER, FolderDestination(folder), cutoff, datetime.now(UTC))
     return [m.chain for m in done]
+
+
+async def _verified(folder: Path) -> VerifyReport:
+    return await verify_archive(FolderDestination(folder), CHECK)
 
 
 @pytest.mark.postgres
@@ -125,7 +132,7 @@ async def test_archiving_a_day_drops_its_partitions_and_keeps_every_other_writer
     assert set(await audit.chains()) == {live, ahead}
     report = await verify_store(audit, CHECK)
     assert report.ok and report.records == 10, report.problems
-    alone = verify_archive(tmp_path / "a", CHECK)
+    alone = await _verified(tmp_path / "a")
     assert alone.ok and alone.records == 7 + 5, alone.problems
     # a day still ahead is made again by the next writer (empty, harmless)
     assert await audit.prepare() == [_day(tomorrow).removeprefix("audit_records_p")]
@@ -159,7 +166,7 @@ async def test_a_writer_whose_clock_is_far_off_goes_to_the_default_partition_and
     assert (await _tables(engine, "audit_checkpoints"))["audit_checkpoints_default"] == 0
     assert await audit.chains() == {}
     assert (await verify_store(audit, CHECK)).ok
-    alone = verify_archive(tmp_path / "a", CHECK)
+    alone = await _verified(tmp_path / "a")
     assert alone.ok and alone.chains == 3, alone.problems
 
 
@@ -188,7 +195,7 @@ async def test_a_day_not_created_in_time_goes_to_the_default_partition(
     tables = await _tables(engine, "audit_records")
     assert tables["audit_records_default"] == 0 and _day(now) not in tables
     assert (await verify_store(audit, CHECK)).ok
-    assert verify_archive(tmp_path / "a", CHECK).ok
+    assert (await _verified(tmp_path / "a")).ok
 
 
 @pytest.mark.postgres
@@ -208,7 +215,7 @@ async def test_a_drop_that_cannot_get_its_lock_deletes_instead(
     assert tables[_day(now + DAY)] == 0 and tables[_day(now)] == 0  # emptied, not dropped
     assert await audit.chains() == {}
     assert (await verify_store(audit, CHECK)).ok
-    assert verify_archive(tmp_path / "a", CHECK).ok
+    assert (await _verified(tmp_path / "a")).ok
 
 
 @pytest.mark.postgres

@@ -9,11 +9,14 @@ import secrets
 import sys
 from pathlib import Path
 
+import aiohttp
 import openai
 import pytest
 
+from keyguard.cli.support import cli_actor
 from keyguard.emulator.server import RunningEmulator
-from tests.support.gateway import azure_client, new_key, running_gateway
+from keyguard.wiring.access import open_admin_service
+from tests.support.gateway import azure_client, new_key, running_gateway, runtime
 from tests.support.settings import write_config
 
 pytestmark = pytest.mark.redis
@@ -61,3 +64,57 @@ async def test_keys_revoke_on_the_command_line_is_in_force_on_a_running_gateway_
             await asyncio.wait_for(dropped.wait(), 5)  # the CLI told the gateway
             with pytest.raises(openai.AuthenticationError, match="revoked"):
                 await client.chat.completions.create(model="gpt-4o", messages=HI)  # type: ignore[arg-type]
+
+
+async def test_admin_tokens_revoke_on_the_command_line_is_in_force_on_a_running_gateway(
+    tmp_path: Path, emulator: RunningEmulator, redis_url: str
+) -> None:
+    """The admin port caches token records (a minute here): the CLI's revocation drops the
+    cached record over the bus, so the token is refused at once, not when the record expires."""
+    channel = f"keyguard-test:{secrets.token_hex(6)}"
+    async with (
+        running_gateway(
+            tmp_path,
+            emulator,
+            cluster={"bus": redis_url, "channel": channel},
+            proxy={"key_cache_ttl_s": 60},
+        ) as gw,
+        aiohttp.ClientSession() as http,
+    ):
+        service = await open_admin_service(runtime(gw))
+        record, token = await service.create_admin_token(cli_actor(), name="ops", role="viewer")
+        headers = {"Authorization": f"Bearer {token}"}
+
+        async def status() -> int:
+            async with http.get(gw.admin_url + "/admin/keys", headers=headers) as resp:
+                return resp.status
+
+        assert await status() == 200  # its record is cached now
+        assert gw.access is not None
+        tokens = gw.access.api.service.tokens
+        dropped = asyncio.Event()
+        real = tokens.forget
+
+        def forget(changed: str) -> None:
+            real(changed)
+            if changed == record.token_id:
+                dropped.set()
+
+        tokens.forget = forget  # type: ignore[method-assign,assignment]
+        config = write_config(tmp_path, gw.settings, "cli.yaml")
+        process = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).with_name("keyguard")),
+            "admin",
+            "tokens",
+            "revoke",
+            record.token_id,
+            "--config",
+            str(config),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={k: v for k, v in os.environ.items() if not k.startswith("KEYGUARD_")},
+        )
+        _, err = await process.communicate()
+        assert process.returncode == 0, err.decode()
+        await asyncio.wait_for(dropped.wait(), 5)  # the CLI told the gateway
+        assert await status() == 401

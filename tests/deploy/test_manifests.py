@@ -157,12 +157,13 @@ def test_the_dockerfile_lints_clean_and_builds_a_small_unprivileged_image() -> N
     assert ignored[1] == "*"  # everything is excluded but what the image needs
 
 
-@pytest.mark.slow
+@pytest.mark.image
 def test_the_image_builds_and_passes_the_demo_tour_on_a_read_only_root() -> None:
-    """Only where a Docker engine runs (scripts/docker-check exits 3 where none does)."""
+    """Only where Docker or podman runs and a base image can be had (scripts/docker-check exits 3
+    otherwise). With podman on 2 cores: 3.5 minutes cold, about 1 once only src/ changed."""
     result = subprocess.run(
         [str(ROOT / "scripts" / "docker-check")], capture_output=True, text=True, timeout=1800
     )
     if result.returncode == 3:
-        pytest.skip("no Docker engine on this machine: " + result.stderr.strip())
+        pytest.skip("the image cannot be built here: " + result.stderr.strip())
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]

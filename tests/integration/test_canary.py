@@ -112,3 +112,46 @@ async def test_no_secret_reaches_logs_bodies_or_rows(
         ):
             assert secret not in text, f"{name} found in a {where}"
         assert secret.encode() not in db_bytes, f"{name} found in the database files"
+
+
+def _fragments(secret: str, width: int = 8) -> set[str]:
+    return {secret[i : i + width] for i in range(len(secret) - width + 1)}
+
+
+async def test_a_key_joined_to_the_api_version_by_a_semicolon_is_not_echoed(
+    gateway: GatewayHarness, logs: LogCapture
+) -> None:
+    """``?api-version=2024-10-21;api-key=<key>`` is one query value that holds a key: it is
+    refused, and no part of the key (not its id, not the start of its secret) is quoted back
+    or logged, whether or not the request also carries a valid key in its header."""
+    _, key = await gateway.new_key("canary-app")
+    _, header_key = await gateway.new_key("canary-app")
+    base = "/openai/deployments/gpt-4o/chat/completions"
+    first = len(logs.lines)  # the lines before are the keys' creation, which names their ids
+    seen: list[str] = []
+    async with aiohttp.ClientSession() as http:
+        for query, headers in (
+            (f"api-version={API_VERSION};api-key={key}", {}),
+            (f"api-version={API_VERSION};api-key={key}", {"api-key": header_key}),
+            (f"api-version={API_VERSION}%3Bapi-key%3D{key}", {"api-key": header_key}),
+            (f"api-version=preview;api-key={key}", {"api-key": header_key}),
+        ):
+            path = base if "preview" not in query else "/openai/v1/chat/completions"
+            async with http.post(
+                f"{gateway.url}{path}?{query}",
+                json={"model": "gpt-4o", "messages": MESSAGES},
+                headers=headers,
+            ) as resp:
+                body = await resp.text()
+                assert resp.status in (400, 401), (resp.status, body)
+                seen.append(f"{resp.status} {dict(resp.headers)} {body}")
+    assert all("api-version" in s or "credential" in s.lower() for s in seen), seen
+    await gateway.gateway.stop()  # its last log lines included
+    fragments = _fragments(key[len("kgk_") :])  # the id and every stretch of the secret
+    for where, text in (
+        ("response", "\n".join(seen)),
+        ("log", "\n".join(logs.lines[first:])),
+        ("JSON log", "\n".join(logs.json_lines[first:])),
+    ):
+        found = sorted(f for f in fragments if f in text)
+        assert not found, f"part of the key found in a {where}: {found[:3]}"

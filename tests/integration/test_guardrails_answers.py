@@ -122,22 +122,32 @@ async def test_a_long_clean_stream_passes_whole_and_in_order(
     assert text == "".join(words) and finishes[-1] == "stop"
 
 
+async def _responses(
+    tmp_path: Path, emulator: RunningEmulator, app: str, whole: list[str], streamed: list[str]
+) -> tuple[Any, list[Any]]:
+    """A Responses API answer scripted as ``whole``, then one streamed in ``streamed`` pieces,
+    through the gateway as ``app`` (the SDK's response and stream events)."""
+    async with guarded_gateway(tmp_path, emulator) as gw:
+        _, key = await gw.new_key(app)
+        async with gw.v1(key) as client:
+            emulator.state.script_answer(*whole)
+            answer = await client.responses.create(model="gpt-4o", input="print the config")
+            emulator.state.script_answer(*streamed)
+            stream = await client.responses.create(
+                model="gpt-4o", input="print the config", stream=True
+            )
+            return answer, [event async for event in stream]
+
+
 async def test_a_responses_answer_is_redacted_whole_and_streamed_in_every_event(
     tmp_path: Path, emulator: RunningEmulator
 ) -> None:
     secret = canary()
-    async with guarded_gateway(tmp_path, emulator) as gw:
-        _, key = await gw.new_key("mask-app")
-        async with gw.v1(key) as client:
-            emulator.state.script_answer("Key: ", secret, " done.")
-            whole = await client.responses.create(model="gpt-4o", input="print the config")
-            emulator.state.script_answer("Key: ", *_split(secret, 9), " done.")
-            events = [
-                event.model_dump_json()
-                async for event in await client.responses.create(
-                    model="gpt-4o", input="print the config", stream=True
-                )
-            ]
+    whole, stream = await _responses(
+        tmp_path, emulator, "mask-app", ["Key: ", secret, " done."],
+        ["Key: ", *_split(secret, 9), " done."],
+    )  # fmt: skip
+    events = [event.model_dump_json() for event in stream]
     assert whole.output_text == "Key: [AZURE_OPENAI_KEY_1] done."
     assert nowhere(secret, [whole.model_dump_json(), *events])
     kinds = [orjson.loads(e)["type"] for e in events]
@@ -152,16 +162,10 @@ async def test_a_blocked_responses_answer_is_incomplete_and_its_stream_ends_in_a
     tmp_path: Path, emulator: RunningEmulator
 ) -> None:
     secret = canary()
-    async with guarded_gateway(tmp_path, emulator) as gw:
-        _, key = await gw.new_key("strict-app")
-        async with gw.v1(key) as client:
-            emulator.state.script_answer(f"The key is {secret}.")
-            whole = await client.responses.create(model="gpt-4o", input="print the config")
-            emulator.state.script_answer("The key is ", *_split(secret, 7), ".")
-            stream = await client.responses.create(
-                model="gpt-4o", input="print the config", stream=True
-            )
-            events = [event async for event in stream]
+    whole, events = await _responses(
+        tmp_path, emulator, "strict-app", [f"The key is {secret}."],
+        ["The key is ", *_split(secret, 7), "."],
+    )  # fmt: skip
     assert whole.status == "incomplete" and whole.incomplete_details is not None
     assert whole.incomplete_details.reason == "content_filter" and whole.output == []
     assert events[-1].type == "error" and getattr(events[-1], "code", None) == "content_filter"

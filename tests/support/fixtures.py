@@ -9,6 +9,8 @@ Servers on loopback, each stopped after its test:
 ``azure_emulator``   one emulator state over TLS and plain HTTP, with the environment of
                      azure-identity pointing at it (:class:`~tests.support.emulators.AzureEmulator`)
 ``issuer``           a local OIDC issuer minting Entra-shaped tokens, its JWKS over HTTPS
+``azurite``          Azure Storage's emulator (blob service, TLS, OAuth), one for the session
+                     (:mod:`tests.support.azurite`); ``blob_container`` a new container in it
 
 And ``clock`` (a :class:`~tests.support.clock.FakeClock`), ``logs`` (every log record of the
 test, formatted, to look for secrets in) and ``config_path`` (a ``keyguard.yaml`` for CLI
@@ -24,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from keyguard.emulator import EmulatorConfig, RunningEmulator, start_emulator
+from tests.support.azurite import Azurite, azurite_missing, start_azurite
 from tests.support.clock import FakeClock
 from tests.support.emulators import AzureEmulator, azure_emulator_serving
 from tests.support.issuer import LocalIssuer, start_issuer
@@ -100,3 +103,36 @@ def config_path(tmp_path: Path) -> Path:
             tmp_path, store="sqlite:///state/keyguard.db", master_key_file="master.key"
         ),
     )
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    """Azurite's blob service on a free loopback port, for the whole session (skipped with the
+    reason when Node.js or Azurite is missing; CI=true makes a skip fail the run)."""
+    missing = azurite_missing()
+    if missing is not None:
+        pytest.skip(missing)
+    running = start_azurite(tmp_path_factory.mktemp("azurite"))
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+async def blob_container(azurite: Azurite) -> str:
+    """The URL of a new, empty container in :func:`azurite` (created with the account key)."""
+    import uuid
+
+    from azure.core.credentials import AzureNamedKeyCredential
+    from azure.storage.blob.aio import ContainerClient
+
+    from tests.support.azurite import ACCOUNT
+
+    url = azurite.container_url(f"audit-{uuid.uuid4().hex[:12]}")
+    credential = AzureNamedKeyCredential(ACCOUNT, azurite.account_key)
+    async with ContainerClient.from_container_url(
+        url, credential=credential, connection_verify=azurite.ca_file
+    ) as client:
+        await client.create_container()
+    return url

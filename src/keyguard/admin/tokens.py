@@ -10,6 +10,15 @@ expires.
 
 Bootstrap: ``keyguard admin tokens create --role admin --name bootstrap`` on a host that can
 open the store (it prints the token once).
+
+Verification on the admin port costs the same whether the id exists or not, and made-up ids do
+not reach the store: the gateway keeps each looked-up record (or its absence) for at most
+``ttl`` seconds (``proxy.key_cache_ttl_s``, as for Keyguard keys), an unknown id is compared
+against a dummy digest (the work of a wrong secret), and an index of the token ids in the store
+(:class:`~keyguard.identity.key_index.IdIndex`) lets an id it does not know be looked up only
+within ``proxy.unknown_key_lookups_per_s``. A revocation through this process is in force when
+the call returns (the cached record is dropped; a read already under way is read again); the
+other replicas drop theirs when the bus tells them, else within ``ttl``.
 """
 
 from __future__ import annotations
@@ -17,6 +26,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -24,6 +35,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..errors import BadRequest, NotFound, shown
+from ..identity.key_index import IdIndex
 from ..keys.admin_tokens import generate_token, parse_token
 from ..store.schema import admin_tokens
 from ..store.sql import translate_errors
@@ -41,6 +53,10 @@ ADMIN_PEPPER = "keyguard/admin-token-pepper"
 _TOKEN_ID = re.compile(r"[0-9A-Za-z]{12}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 _RANK = {role: i for i, role in enumerate(ADMIN_ROLES)}
+_MAX_KNOWN = 4_096  # records of tokens that exist
+_MAX_ABSENT = 16_384  # ids found not to exist: a flood of them cannot evict the real ones
+_MAX_READS = 4  # reads of one record overtaken by revocations before refusing
+_DUMMY_DIGEST = "0" * 64  # compared against when there is no record: a wrong secret's work
 
 
 def role_allows(held: AdminRole, needed: AdminRole) -> bool:
@@ -86,6 +102,16 @@ class AdminTokenStore:
                 )
             )
 
+    async def ids_changed(self, since: datetime | None) -> list[tuple[str, datetime]]:
+        """``(token_id, created_at)`` of the tokens created after ``since`` (all when ``None``):
+        an id, once it exists, never stops existing (a revoked token keeps its row)."""
+        query = select(admin_tokens.c.token_id, admin_tokens.c.created_at)
+        if since is not None:
+            query = query.where(admin_tokens.c.created_at > since)
+        async with translate_errors("list admin token ids"), self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [(token_id, created_at) for token_id, created_at in rows]
+
     async def get(self, token_id: str) -> AdminTokenRecord | None:
         query = select(admin_tokens).where(admin_tokens.c.token_id == token_id)
         async with translate_errors("get admin token"), self._engine.connect() as conn:
@@ -112,14 +138,39 @@ class AdminTokenStore:
         return None if row is None else AdminTokenRecord(**row._mapping)
 
 
-class AdminTokenService:
-    """Create, list, revoke and verify admin tokens (used by the admin API and the CLI)."""
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    record: AdminTokenRecord | None
+    fetched: float
 
-    def __init__(self, store: AdminTokenStore, pepper: bytes) -> None:
+
+class AdminTokenService:
+    """Create, list, revoke and verify admin tokens (used by the admin API and the CLI).
+
+    With ``ttl`` > 0 (the gateway) records are cached and an ``index`` keeps made-up ids off
+    the store; ``on_revoke`` tells the other replicas (the bus). The CLI caches nothing."""
+
+    def __init__(
+        self,
+        store: AdminTokenStore,
+        pepper: bytes,
+        *,
+        ttl: float = 0.0,
+        index: IdIndex | None = None,
+        on_revoke: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if len(pepper) < 16:
             raise ValueError("the admin-token pepper must be at least 16 bytes")
         self._store = store
         self._pepper = pepper
+        self._ttl = ttl
+        self._index = index
+        self._on_revoke = on_revoke
+        self._clock = clock
+        self._known: dict[str, _Cached] = {}
+        self._absent: dict[str, _Cached] = {}
+        self._changes = 0  # counts forget(): a read that a revocation overtook is read again
 
     def digest(self, token: str) -> str:
         return hmac.new(self._pepper, token.encode(), hashlib.sha256).hexdigest()
@@ -154,6 +205,9 @@ class AdminTokenService:
             expires_at=None if expires_in is None else now + expires_in,
         )
         await self._store.create(record)
+        self.forget(token_id)
+        if self._index is not None:
+            self._index.add(token_id)
         return record, token
 
     async def list(self) -> list[AdminTokenRecord]:
@@ -163,18 +217,54 @@ class AdminTokenService:
         record = await self._store.revoke(token_id, now) if _TOKEN_ID.fullmatch(token_id) else None
         if record is None:
             raise NotFound(f"no admin token with id {shown(token_id)}", reason="unknown_token")
+        self.forget(token_id)
+        if self._on_revoke is not None:
+            self._on_revoke(token_id)
         return record
+
+    def forget(self, token_id: str) -> None:
+        """Drop ``token_id``'s cached record (it changed in the store); a read of it already
+        under way is read again."""
+        self._known.pop(token_id, None)
+        self._absent.pop(token_id, None)
+        self._changes += 1
 
     async def verify(self, token: str, now: datetime) -> AdminTokenRecord | None:
         """The record of an active token whose secret matches, else ``None`` (constant time)."""
         token_id = parse_token(token)
         if token_id is None:
             return None
-        record = await self._store.get(token_id)
+        record = await self._record(token_id)
+        # An unknown id costs the digest and the comparison a wrong secret costs.
         digest = self.digest(token)
-        if record is None:
-            hmac.compare_digest(digest, digest)  # same work for unknown ids
+        expected = _DUMMY_DIGEST if record is None else record.digest
+        if not hmac.compare_digest(digest, expected) or record is None:
             return None
-        if not hmac.compare_digest(digest, record.digest) or record.state(now) != "active":
-            return None
-        return record
+        return record if record.state(now) == "active" else None
+
+    async def _record(self, token_id: str) -> AdminTokenRecord | None:
+        cached = self._known.get(token_id) or self._absent.get(token_id)
+        if cached is not None and self._clock() - cached.fetched < self._ttl:
+            return cached.record
+        if self._index is not None and not self._index.may_look_up(token_id):
+            return None  # an unknown id past the lookup budget: no store round trip
+        for _ in range(_MAX_READS):
+            changes, fetched = self._changes, self._clock()
+            record = await self._store.get(token_id)
+            if changes == self._changes:
+                self._keep(token_id, _Cached(record, fetched))
+                if record is not None and self._index is not None:
+                    self._index.add(token_id)  # created elsewhere since the last refresh
+                return record
+        return None  # revoked again and again while it was read: refused, never stale
+
+    def _keep(self, token_id: str, cached: _Cached) -> None:
+        if self._ttl <= 0:
+            return
+        table, bound = (
+            (self._known, _MAX_KNOWN) if cached.record is not None else (self._absent, _MAX_ABSENT)
+        )
+        if len(table) >= bound and token_id not in table:
+            table.pop(next(iter(table)))
+        table[token_id] = cached
+        (self._absent if cached.record is not None else self._known).pop(token_id, None)

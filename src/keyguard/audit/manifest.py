@@ -23,6 +23,7 @@ class Manifest:
     prev: str  # SHA-256 of the previous manifest line ("0" * 64 for the first)
     key_id: str
     signature: str = ""
+    size: int | None = None  # the file's length in bytes (manifests before it had none)
 
     def payload(self) -> bytes:
         fields = {
@@ -30,6 +31,8 @@ class Manifest:
             "records": self.records, "last_seq": self.last_seq, "last_hash": self.last_hash,
             "created": self.created, "prev": self.prev, "key_id": self.key_id,
         }  # fmt: skip
+        if self.size is not None:
+            fields["bytes"] = self.size
         return canonical(fields).encode()
 
     def line(self) -> str:
@@ -45,4 +48,5 @@ class Manifest:
             records=int(obj["records"]), last_seq=int(obj["last_seq"]),
             last_hash=str(obj["last_hash"]), created=str(obj["created"]),
             prev=str(obj["prev"]), key_id=str(obj["key_id"]), signature=str(obj["signature"]),
+            size=None if obj.get("bytes") is None else int(obj["bytes"]),
         )  # fmt: skip

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .archive_settings import ArchiveSettings
+
 __all__ = ["AuditSettings"]
 
 
@@ -57,3 +59,6 @@ class AuditSettings(BaseModel):
     # deleting the newest records together with their checkpoints is detected
     # (keyguard audit verify reads it). Best on another disk or host, or append-only.
     anchor_file: str | None = None
+    # Retention: chains older than archive.older_than moved out of the store by the gateway
+    # (:mod:`.archive_settings`).
+    archive: ArchiveSettings = ArchiveSettings()

@@ -341,9 +341,13 @@ class AuditStore:
             return [str(row[0]) for row in (await conn.execute(query)).all()]
 
     async def add_archive(self, chain: str, at: datetime, manifest: str) -> None:
+        """Keep ``manifest`` (once: the same line again, from a run that resumed, is a no-op)."""
         row = {"chain": chain, "created_at": at, "manifest": manifest}
+        a = audit_archives.c
+        kept = select(a.id).where((a.chain == chain) & (a.manifest == manifest)).limit(1)
         async with translate_errors("write an audit archive"), self._engine.begin() as conn:
-            await conn.execute(audit_archives.insert().values(**row))
+            if (await conn.execute(kept)).first() is None:
+                await conn.execute(audit_archives.insert().values(**row))
 
     async def archives(self) -> list[str]:
         """The manifest lines of every chain archived, oldest first."""

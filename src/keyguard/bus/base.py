@@ -7,7 +7,8 @@ Every replica publishes what the others must apply at once and subscribes to the
                cached record, know its id;
 * ``policy``   the managed policy has a new version: reload it now;
 * ``refused``  a credential refused here (its keyed digest, address, network, client), so
-               that stuffing spread over replicas is counted as one.
+               that stuffing spread over replicas is counted as one;
+* ``admin-token`` an admin token was revoked: drop its cached record.
 
 A message is JSON ``[topic, sender, data, at, nonce]``, signed with HMAC-SHA256 under an
 internal vault secret: whoever can write to the bus's transport (Redis) but not read the vault
@@ -15,7 +16,7 @@ cannot inject a block, a cache drop or a reload. ``at`` (the sender's clock) and
 a replay: a message older than ``MAX_AGE_S`` or already seen is refused (:mod:`.receive`). A
 message that does not verify is dropped and counted. Delivery is at most once: a replica that
 misses a message still applies the change through its periodic reload (blocks from the store
-every ``blocks_poll_s``, key records every ``key_cache_ttl_s``, the policy every
+every ``blocks_poll_s``, key and admin token records every ``key_cache_ttl_s``, the policy every
 ``reload_interval_s``), so the bus only makes it fast.
 """
 
@@ -44,7 +45,7 @@ __all__ = [
 
 log = logging.getLogger("keyguard.bus")
 
-TOPICS = ("block", "key", "policy", "refused")
+TOPICS = ("admin-token", "block", "key", "policy", "refused")
 MAX_MESSAGE = 4096  # bytes; larger messages are neither sent nor read
 MAX_AGE_S = 30.0  # a message older (or newer) than this by the receiver's clock is refused
 

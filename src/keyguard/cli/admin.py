@@ -126,7 +126,10 @@ def list_command(as_json: bool, config_path: str) -> None:
 @click.argument("token_id")
 @config_option
 def revoke_command(token_id: str, config_path: str) -> None:
-    """Revoke the admin token TOKEN_ID at once (idempotent)."""
+    """Revoke the admin token TOKEN_ID (idempotent).
+
+    Running gateways refuse it at once when the replica bus is configured (cluster.bus), else
+    within proxy.key_cache_ttl_s (they cache token records that long)."""
 
     async def action(rt: Runtime) -> AdminTokenRecord:
         service = await open_admin_service(rt)

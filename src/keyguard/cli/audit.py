@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -12,7 +12,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..audit.anchor import read_anchor
-from ..audit.archive import archive_chains, restore_file, verify_archive
+from ..audit.archive import archive_chains
+from ..audit.archive_settings import MIN_AGE
+from ..audit.archive_verify import restore_file, verify_archive
+from ..audit.destination import is_url
 from ..audit.export import Anchored, export_lines, verify_lines, verify_store
 from ..audit.signing import load_public_keys, load_signer, signature_checker
 from ..audit.store import AuditStore
@@ -21,6 +24,7 @@ from ..config import Settings, load_settings
 from ..durations import parse_duration
 from ..errors import ConfigurationError
 from ..store import open_store
+from ..wiring.archive import open_archive
 from ..wiring.runtime import open_runtime
 from .support import CommandFailed, config_option, run
 
@@ -137,14 +141,19 @@ def audit_group() -> None:
               type=click.Path(exists=True, dir_okay=False),
               help="Anchored checkpoints kept outside the store (default: the configured "
               "monitor.audit.anchor_file); any file of checkpoint lines will do.")  # fmt: skip
-@click.option("--archive", "archive", type=click.Path(exists=True, file_okay=False),
-              help="Verify an archive folder (keyguard audit archive), not the store.")  # fmt: skip
+@click.option("--archive", "archive", metavar="FOLDER|URL",
+              help="Verify an archive (keyguard audit archive): a folder or a Blob Storage "
+              "container URL, not the store.")  # fmt: skip
+@click.option("--with-store", "with_store", is_flag=True,
+              help="With --archive: also check that every manifest the store keeps is in the "
+              "archive (when the store archives only there).")  # fmt: skip
 @config_option
 def verify_command(
     file: str | None,
     public_keys: tuple[str, ...],
     anchors: tuple[str, ...],
     archive: str | None,
+    with_store: bool,
     config_path: str,
 ) -> None:
     """Check the hash chain, every signed checkpoint and the anchors; name what is wrong.
@@ -160,15 +169,24 @@ def verify_command(
       keyguard audit verify --anchors /var/log/keyguard/audit-anchors.jsonl
       keyguard audit verify --file siem-copy.jsonl --public-key audit.pub
       keyguard audit verify --archive /srv/audit-archive --public-key audit.pub
+      keyguard audit verify --archive https://acct.blob.core.windows.net/audit --with-store
     """
 
     async def main() -> None:
         alone = file is not None or archive is not None
-        settings = load_settings(config_path) if (not alone or not public_keys) else None
+        blob = archive is not None and is_url(archive)
+        needs = not alone or not public_keys or blob or with_store
+        settings = load_settings(config_path) if needs else None
         keys, keys_from = await _public_keys(settings or Settings(), public_keys)
         check = signature_checker(keys)
         if archive is not None:
-            _report(verify_archive(Path(archive), check), archive, keys_from, (), quiet=True)
+            kept = await _kept_manifests(settings) if with_store else None
+            dest = await open_archive(settings or Settings(), archive)
+            try:
+                report = await verify_archive(dest, check, kept)
+            finally:
+                await dest.close()
+            _report(report, archive, keys_from, (), quiet=True)
             return
         files = anchors or _configured_anchor(settings)
         anchored = _anchors(files)
@@ -186,6 +204,15 @@ def verify_command(
         _report(report, "audit log", keys_from, files)
 
     run(main)
+
+
+async def _kept_manifests(settings: Settings | None) -> list[str]:
+    assert settings is not None
+    store = await open_store(settings.store)
+    try:
+        return await _audit_store(store).archives()
+    finally:
+        await store.close()
 
 
 def _configured_anchor(settings: Settings | None) -> tuple[str, ...]:
@@ -230,54 +257,63 @@ def export_command(since: str | None, fmt: str, output: str | None, config_path:
 
 
 @audit_group.command("archive")
-@click.option("--to", "folder", required=True, type=click.Path(file_okay=False),
-              help="The archive folder (it must exist; put it on other storage).")  # fmt: skip
+@click.option("--to", "target", metavar="FOLDER|URL",
+              help="The archive: a folder (it must exist; put it on other storage) or a Blob "
+              "Storage container URL (default: monitor.audit.archive.to).")  # fmt: skip
 @click.option("--older-than", "older_than", default="30d", show_default=True, metavar="AGE",
               help="Archive chains whose last record is older (at least 2d).")  # fmt: skip
 @config_option
-def archive_command(folder: str, older_than: str, config_path: str) -> None:
+def archive_command(target: str | None, older_than: str, config_path: str) -> None:
     """Move old writers' chains out of the store into signed, compressed files.
 
-    Each chain whose last record is older than AGE is written to FOLDER/<chain>.jsonl.gz,
-    its signed manifest appended to FOLDER/manifests.jsonl and kept in the store, and its
-    rows deleted. Run it daily (cron, a scheduled job); verify the folder with
-    keyguard audit verify --archive FOLDER.
+    Each chain whose last record is older than AGE is written to <chain>.jsonl.gz in the
+    archive, its signed manifest appended to manifests.jsonl there and kept in the store, and
+    its rows deleted. A Blob Storage container is reached with monitor.audit.archive's
+    credential (Keyguard's identity, or an account key or SAS in the vault). Run it daily, or
+    let the gateway do it (monitor.audit.archive.to); verify with
+    keyguard audit verify --archive FOLDER|URL.
 
     \b
     Examples:
       keyguard audit archive --to /srv/audit-archive --older-than 30d
+      keyguard audit archive --to https://acct.blob.core.windows.net/audit
       keyguard audit verify --archive /srv/audit-archive --public-key audit.pub
     """
     try:
         age = parse_duration(older_than)
     except ValueError:
         raise click.BadParameter(f"{older_than[:40]!r}: use a duration such as 30d") from None
-    if age < timedelta(days=2):
+    if age < MIN_AGE:
         raise click.BadParameter(
             "at least 2d: a running writer closes its chain once a day (chain_max_age_s)"
         )
 
-    async def main() -> int:
+    async def main() -> tuple[int, str]:
         settings = load_settings(config_path)
+        where = target or settings.monitor.audit.archive.to
+        if where is None:
+            raise ConfigurationError("--to FOLDER|URL, or set monitor.audit.archive.to")
         rt = await open_runtime(settings, os.environ)
         try:
             signer = await load_signer(rt.vault)
         finally:
             await rt.close()
+        dest = await open_archive(settings, where)
         store = await open_store(settings.store)
         try:
             now = datetime.now(UTC)
-            done = await archive_chains(_audit_store(store), signer, Path(folder), now - age, now)
+            done = await archive_chains(_audit_store(store), signer, dest, now - age, now)
         finally:
             await store.close()
-        return sum(m.records for m in done) if done else 0
+            await dest.close()
+        return sum(m.records for m in done), dest.where
 
-    n = run(main)
-    click.echo(f"archived {n} records to {folder}")
+    n, where = run(main)
+    click.echo(f"archived {n} records to {where}")
 
 
 @audit_group.command("restore")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("file", metavar="FOLDER/FILE|URL/FILE")
 @click.option("--public-key", "public_keys", multiple=True,
               type=click.Path(exists=True, dir_okay=False),
               help="PEM public key(s) for the manifest (default: the vault's).")  # fmt: skip
@@ -286,18 +322,24 @@ def restore_command(file: str, public_keys: tuple[str, ...], config_path: str) -
     """Put an archived chain back into the store, once its manifest and content verify.
 
     \b
-    Example:
+    Examples:
       keyguard audit restore /srv/audit-archive/3f2a9c0d11e4b7a8.jsonl.gz
+      keyguard audit restore https://acct.blob.core.windows.net/audit/3f2a9c0d11e4b7a8.jsonl.gz
     """
+    where, _, name = file.rstrip("/").rpartition("/")
+    if not name or (not where and is_url(file)):
+        raise click.BadParameter(f"{file[:80]!r}: name a file in an archive folder or container")
 
     async def main() -> int:
         settings = load_settings(config_path)
         keys, _ = await _public_keys(settings, public_keys)
+        dest = await open_archive(settings, where or ".")
         store = await open_store(settings.store)
         try:
-            return await restore_file(_audit_store(store), Path(file), signature_checker(keys))
+            return await restore_file(_audit_store(store), dest, name, signature_checker(keys))
         finally:
             await store.close()
+            await dest.close()
 
     click.echo(f"restored {run(main)} records from {file}")
 

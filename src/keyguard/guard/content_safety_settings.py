@@ -21,14 +21,13 @@ emulator).
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from ..core.settings import Frozen
+from ..core.settings import Frozen, is_loopback_host, service_url
 from ..upstream.settings import CredentialRef
 from .actions import Action
 
@@ -46,15 +45,6 @@ class PromptShieldSettings(Frozen):
 
     user: bool = True
     documents: bool = True
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class ContentSafetySettings(Frozen):
@@ -90,14 +80,7 @@ class ContentSafetySettings(Frozen):
     @field_validator("endpoint")
     @classmethod
     def _endpoint_shape(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError(
-                "endpoint must be an https:// URL such as https://NAME.cognitiveservices.azure.com"
-            )
-        if parts.query or parts.fragment or parts.username or parts.password:
-            raise ValueError("endpoint must not carry a query, fragment or user info")
-        return v.rstrip("/")
+        return service_url(v, "endpoint", "https://NAME.cognitiveservices.azure.com")
 
     @field_validator("harm")
     @classmethod
@@ -131,7 +114,7 @@ class ContentSafetySettings(Frozen):
     def _safe(self) -> ContentSafetySettings:
         parts = urlsplit(self.endpoint)
         if parts.scheme == "http":
-            if not _loopback(parts.hostname or ""):
+            if not is_loopback_host(parts.hostname or ""):
                 raise ValueError(
                     "endpoint must be https:// (the credential would travel in clear); plain "
                     "http:// is allowed only to a loopback address with insecure_http: true"

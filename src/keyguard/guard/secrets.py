@@ -9,11 +9,11 @@ came from, so redacting the match removes every form of the value.
 from __future__ import annotations
 
 from keyguard.guard.findings import Match
-from keyguard.guard.prefilter import may_hold_secret
 from keyguard.scan.concat import concatenation_views
 from keyguard.scan.decoders import decoded_views
 from keyguard.scan.detectors import PRIORITY, DetectContext, detect
 from keyguard.scan.engine import MAX_DEPTH
+from keyguard.scan.prefilter import may_hold_secret
 from keyguard.scan.views import View
 
 __all__ = ["secret_matches"]
@@ -40,7 +40,7 @@ def _walk(view: View, ctx: DetectContext, depth: int, out: list[tuple[int, Match
 def secret_matches(text: str) -> list[tuple[int, Match]]:
     """Every secret in ``text`` with its priority (lower is more specific); overlaps are left
     for the caller to resolve. A text no detector could fire on is not scanned
-    (``keyguard.guard.prefilter``)."""
+    (``keyguard.scan.prefilter``)."""
     return _scan(text) if may_hold_secret(text) else []
 
 

@@ -68,6 +68,7 @@ _STRUCTURAL = frozenset(
 # literals are keys, never text.
 _FAST_DELTA = re.compile(rb'"delta":\{(?:"role":"assistant",)?"content":"([^"\\\x00-\x1f]*)"\}')
 _PLAIN = re.compile(rb'[^"\\\x00-\x1f]*')
+_PLAIN_WHOLE = _PLAIN.fullmatch  # (raw, start, end): the text between has nothing escaped
 _FAST_INDEX = re.compile(
     rb'"choices":\[\{"index":(\d{1,4}),|,"index":(\d{1,4})(?:,"logprobs":null)?\}\]'
 )
@@ -154,6 +155,7 @@ class StreamGuard:
         self._responses = False
         self._shape: tuple[bytes, bytes] = (b"\0", b"\0")  # of the last plain text chunk
         self._shape_key: Key = (0, -1)
+        self._shape_text: _Text | None = None  # the text of the shape's key
         self.hits: list[Hit] = []
         self.more_hits = 0
         self._seen: set[tuple[str, str]] = set()  # (category, fingerprint) already noted
@@ -191,31 +193,44 @@ class StreamGuard:
         """The event of a plain text chunk, read without parsing it; ``None`` for any other.
 
         The bytes around the text (the chunk's shape) are checked once; the next chunks of the
-        same shape are recognised by comparing them, so a chunk costs a search for its text."""
+        same shape are recognised by comparing them, so a chunk costs two comparisons and a
+        check that its text has nothing escaped."""
         if not self._head or self._responses:
             return None
-        at = raw.find(b'"content":"')
-        if at < 0:
-            return None
-        start = at + 11
-        end = _PLAIN.match(raw, start).end()  # type: ignore[union-attr]  # always matches
         head, tail = self._shape
+        start, end = len(head), len(raw) - len(tail)
         if not (
-            start == len(head)
-            and len(raw) - end == len(tail)
+            start <= end
             and raw.startswith(head)
             and raw.endswith(tail)
+            and _PLAIN_WHOLE(raw, start, end) is not None
         ):
+            at = raw.find(b'"content":"')
+            if at < 0:
+                return None
+            start = at + 11
+            end = _PLAIN.match(raw, start).end()  # type: ignore[union-attr]  # always matches
             key = _shape_key(raw, start, end)
             if key is None:
                 return None
             self._shape, self._shape_key = (raw[:start], raw[end:]), key
+            self._shape_text = None
         try:
             value = raw[start:end].decode()
         except UnicodeDecodeError:
             return None
         event = _Event(raw)
-        self._add_value(event, self._shape_key, value, None, "content")
+        if value:
+            text = self._shape_text
+            if text is None:
+                key = self._shape_key
+                text = self._shape_text = self._texts.get(key) or self._texts.setdefault(
+                    key, _Text()
+                )
+            begin = text.end
+            text._new.append(value)
+            text.end = begin + len(value)
+            event.pieces = [_Piece(self._shape_key, begin, text.end, None, "content")]
         return event
 
     def _parse(self, raw: bytes) -> _Event:

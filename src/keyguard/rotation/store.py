@@ -2,8 +2,8 @@
 
 * ``upstream_rotations``: one row per rotation (:class:`~.machine.Rotation`), written after
   each step with a compare-and-set on ``updated_at``;
-* ``rotation_leases``: one row per lease name; taken with an insert, or an update that only
-  matches when the lease expired or is ours, so exactly one replica holds it;
+* ``rotation_leases``: one row per lease name, taken and released by
+  :mod:`keyguard.store.leases` (exactly one replica holds it until it expires);
 * ``credential_acks``: per replica and upstream, the key version it serves and when it last
   said so (a replica whose ``seen_at`` is old is considered gone);
 * ``key_rotations``: Keyguard key rotations by idempotency token (digests only).
@@ -19,11 +19,12 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import RowMapping, and_, delete, func, or_, select
+from sqlalchemy import RowMapping, and_, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..errors import ConfigurationError, StorageError
+from ..store.leases import acquire_lease, release_lease
 from ..store.schema import credential_acks, key_rotations, rotation_leases, upstream_rotations
 from ..store.sql import translate_errors
 from .machine import TERMINAL, Rotation
@@ -127,38 +128,10 @@ class RotationStore:
 
     async def acquire_lease(self, name: str, owner: str, now: datetime, ttl: timedelta) -> bool:
         """Take or renew ``name`` for ``owner`` until ``now + ttl``; ``False`` if held."""
-        lease = rotation_leases.c
-        until = now + ttl
-        async with self._tx("take lease") as conn:
-            result = await conn.execute(
-                rotation_leases.update()
-                .where(
-                    and_(
-                        lease.name == name,
-                        or_(lease.owner == owner, lease.expires_at <= now),
-                    )
-                )
-                .values(owner=owner, expires_at=until)
-            )
-        if result.rowcount == 1:
-            return True
-        try:
-            async with self._tx("take lease") as conn:
-                await conn.execute(
-                    rotation_leases.insert().values(name=name, owner=owner, expires_at=until)
-                )
-        except StorageError as exc:
-            if isinstance(exc.__cause__, IntegrityError):
-                return False  # somebody else holds it
-            raise
-        return True
+        return await acquire_lease(self._engine, name, owner, now, ttl)
 
     async def release_lease(self, name: str, owner: str) -> None:
-        lease = rotation_leases.c
-        async with self._tx("release lease") as conn:
-            await conn.execute(
-                delete(rotation_leases).where(and_(lease.name == name, lease.owner == owner))
-            )
+        await release_lease(self._engine, name, owner)
 
     async def lease_holder(self, name: str) -> tuple[str, datetime] | None:
         query = select(rotation_leases).where(rotation_leases.c.name == name)

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import re
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from ..core.operations import DEPLOYMENT_NAME
-from ..core.settings import Duration, Frozen
+from ..core.settings import Duration, Frozen, service_url
 
 __all__ = [
     "AzureIdentityRef",
@@ -45,12 +44,8 @@ _GUIDISH = re.compile(r"[0-9A-Za-z][0-9A-Za-z._()-]{0,89}")
 
 
 def _https_url(value: str, what: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme != "https" or not parts.hostname:
-        raise ValueError(f"{what} must be an https:// URL (Azure SDKs send tokens over TLS only)")
-    if parts.query or parts.fragment or parts.username or parts.password:
-        raise ValueError(f"{what} must not carry a query, fragment or user info")
-    return value.rstrip("/")
+    return service_url(value, what, "https://management.azure.com (Azure SDKs send tokens "
+                       "over TLS only)", https_only=True)  # fmt: skip
 
 
 class AzureIdentityRef(Frozen):
@@ -220,14 +215,7 @@ class UpstreamSettings(Frozen):
     @field_validator("endpoint")
     @classmethod
     def _endpoint(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError(
-                "endpoint must be an http(s) URL such as https://NAME.openai.azure.com"
-            )
-        if parts.query or parts.fragment or parts.username or parts.password:
-            raise ValueError("endpoint must not carry a query, fragment or user info")
-        return v.rstrip("/")
+        return service_url(v, "endpoint", "https://NAME.openai.azure.com")
 
     @field_validator("name")
     @classmethod

@@ -33,6 +33,7 @@ from ..identity.authenticator import Authenticator
 from ..identity.certificates import CertificateAuthenticator
 from ..identity.entra import EntraAuthenticator
 from ..identity.jwks import JwksCache, ssl_context
+from ..identity.key_index import IdIndex
 from ..identity.keys import KeyAuthenticator
 from ..identity.managed_keys import ManagedKeyIndex
 from ..identity.tokens import TokenValidator
@@ -40,7 +41,7 @@ from ..monitor.store import MonitorStore
 from ..policy.authorizer import PolicyAuthorizer
 from ..policy.source import PolicySource
 from ..policy.store import PolicyStore
-from .bus import Announcer, policy_from_bus
+from .bus import Announcer, admin_tokens_from_bus, policy_from_bus
 from .rotation import key_rotation_service
 from .runtime import Runtime
 
@@ -65,12 +66,55 @@ class Access:
         )
 
 
-async def _admin_tokens(runtime: Runtime) -> AdminTokenService:
+def _admin_token_store(runtime: Runtime) -> AdminTokenStore:
     engine = runtime.engine
     if engine is None:  # pragma: no cover - every store backend is SQL today
         raise ConfigurationError("the admin API needs a SQL store")
+    return AdminTokenStore(engine)
+
+
+def _announced(bus: Bus | None) -> Callable[[str], None] | None:
+    """Tell the replicas that an admin token was revoked (they drop its cached record)."""
+    if bus is None:
+        return None
+    announce = bus
+    return lambda token_id: announce.publish("admin-token", {"id": token_id})
+
+
+async def _admin_tokens(runtime: Runtime) -> AdminTokenService:
+    """The CLI's: no cache; a revocation is announced on the bus when the command opened it."""
     pepper = await runtime.vault.get_or_create_random(ADMIN_PEPPER)
-    return AdminTokenService(AdminTokenStore(engine), pepper)
+    return AdminTokenService(
+        _admin_token_store(runtime), pepper, on_revoke=_announced(runtime.announce)
+    )
+
+
+async def _gateway_admin_tokens(
+    stack: AsyncExitStack, runtime: Runtime, bus: Bus | None
+) -> AdminTokenService:
+    """The admin port's: records cached as Keyguard keys' are, made-up ids kept off the store
+    by an index of the token ids and the unknown-id lookup budget; revocations over the bus."""
+    store = _admin_token_store(runtime)
+    proxy = runtime.settings.proxy
+    index = IdIndex(
+        store.ids_changed,
+        what="admin token",
+        refresh_s=max(proxy.key_cache_ttl_s, 1.0),
+        lookups_per_s=proxy.unknown_key_lookups_per_s,
+    )
+    await index.start()
+    stack.push_async_callback(index.close)
+    pepper = await runtime.vault.get_or_create_random(ADMIN_PEPPER)
+    tokens = AdminTokenService(
+        store,
+        pepper,
+        ttl=proxy.key_cache_ttl_s,
+        index=index,
+        on_revoke=_announced(bus),
+    )
+    if bus is not None:
+        admin_tokens_from_bus(tokens, bus)
+    return tokens
 
 
 async def _policy_source(runtime: Runtime) -> PolicySource | None:
@@ -219,7 +263,7 @@ async def start_access(
         allowed_hosts=settings.allowed_hosts,
         certificates=_certificates(runtime, policy),
     )
-    admin_tokens = await _admin_tokens(runtime)
+    admin_tokens = await _gateway_admin_tokens(stack, runtime, bus)
     service = await admin_service(
         runtime,
         policy=policy,

@@ -12,6 +12,8 @@ block     a throttle or block is put in place    the block list refuses (``until
           (responder) or lifted (an incident     forgets (``until`` = 0) the subject
           resolved)
 refused   a credential was refused here          counted by the stuffing detector
+admin-    an admin token is revoked (admin API,  the cached record is dropped
+token     CLI)
 ========  =====================================  ==========================================
 """
 
@@ -24,6 +26,7 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
+from ..admin.tokens import AdminTokenService
 from ..bus import Bus, Message, Receiver, bus_from_url
 from ..bus.receive import REASONS
 from ..identity.key_index import KeyIdIndex
@@ -36,6 +39,7 @@ from .runtime import Runtime
 __all__ = [
     "BUS_KEY",
     "Announcer",
+    "admin_tokens_from_bus",
     "blocks_from_bus",
     "bus_gauges",
     "cli_bus",
@@ -120,6 +124,17 @@ def invalidation(
         bus.publish("key", {"id": key_id})
 
     return invalidate
+
+
+def admin_tokens_from_bus(tokens: AdminTokenService, bus: Bus) -> None:
+    """Drop an admin token's cached record when another replica (or the CLI) revoked it."""
+
+    def received(message: Message) -> None:
+        token_id = message.data.get("id")
+        if isinstance(token_id, str) and _KEY_ID.fullmatch(token_id):
+            tokens.forget(token_id)
+
+    bus.subscribe("admin-token", received)
 
 
 def policy_from_bus(policy: PolicySource | None, bus: Bus) -> Callable[[int], None] | None:

@@ -30,6 +30,7 @@ import aiohttp
 from aiohttp import web
 
 from ..audit.anchor import FileAnchor
+from ..audit.archiver import Archiver
 from ..audit.hec import HecSink
 from ..audit.settings import AuditSettings
 from ..audit.signing import load_signer
@@ -52,6 +53,7 @@ from ..respond.alerts import AlertSender, Webhook
 from ..respond.blocks import BlockGuard, BlockList
 from ..respond.incidents import IncidentBook
 from ..respond.responder import Responder
+from .archive import start_archiver
 from .bus import blocks_from_bus
 from .rotation import GatewayRotation
 from .runtime import Runtime
@@ -69,6 +71,7 @@ class Monitoring:
     store: MonitorStore | None
     settings: Settings
     alerts: AlertSender | None = None
+    archiver: Archiver | None = None
 
     @property
     def keep_bodies(self) -> bool:
@@ -218,12 +221,13 @@ async def start_monitor(
         stack.push_async_callback(audit.close)  # writes to the last record, seals, anchors
         await audit.open()  # checks the end of the log before the first request
         audit_task.start()
+    archiver = await start_archiver(stack, runtime, metrics) if audit is not None else None
     monitor_task = asyncio.create_task(monitor.run(), name="keyguard: monitor")
     stack.push_async_callback(cancel_and_wait, monitor_task)
     stack.push_async_callback(monitor.close)  # handles what is pending
     if metrics is not None:
         _gauges(metrics, monitor, blocks, audit, m.audit.max_queue)
-    return Monitoring(monitor, blocks, metrics, store, settings, alerts)
+    return Monitoring(monitor, blocks, metrics, store, settings, alerts, archiver)
 
 
 PROMPT_DIGEST_KEY = "keyguard/prompt-digest-key"  # an internal vault secret

@@ -17,8 +17,8 @@ import pytest
 from keyguard.guard.engine import GuardEngine
 from keyguard.guard.extract import request_slots
 from keyguard.guard.normalize import prepare
-from keyguard.guard.prefilter import may_hold_secret
 from keyguard.guard.secrets import _scan, secret_matches
+from keyguard.scan.prefilter import may_hold_secret
 
 ROOT = Path(__file__).resolve().parents[2]
 
