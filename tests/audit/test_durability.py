@@ -29,6 +29,7 @@ import pytest
 
 from keyguard.config import load_settings
 from keyguard.emulator.server import RunningEmulator
+from keyguard.store.packing import unpack
 from keyguard.wiring.runtime import open_runtime
 from tests.support.gateway import store_secrets
 from tests.support.settings import free_port, keyguard_config, upstream, write_config
@@ -113,8 +114,10 @@ async def _traffic(
 def _audited(db: Path) -> tuple[set[str], int, int]:
     with closing(sqlite3.connect(db)) as conn, conn:
         ids = {
-            orjson.loads(d)["request_id"]
-            for (d,) in conn.execute("select data from audit_records where kind = 'request'")
+            orjson.loads(d or unpack(p))["request_id"]
+            for d, p in conn.execute(
+                "select data, packed from audit_records where kind = 'request'"
+            )
         }
         last = conn.execute("select max(seq) from audit_records").fetchone()[0] or 0
         sealed = conn.execute("select max(seq) from audit_checkpoints").fetchone()[0] or 0

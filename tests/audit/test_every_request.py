@@ -25,6 +25,7 @@ from keyguard.cli.main import cli
 from keyguard.emulator import EmulatorConfig, start_emulator
 from keyguard.emulator.server import RunningEmulator
 from keyguard.events import Event, SecurityEvent
+from keyguard.store.packing import unpack
 from tests.integration.harness import GatewayHarness, harnessed
 from tests.support.settings import keyguard_settings, upstream, write_config
 
@@ -34,8 +35,10 @@ HI = [{"role": "user", "content": "hello"}]
 
 def audit_rows(db: Path) -> list[dict[str, Any]]:
     with closing(sqlite3.connect(db)) as conn, conn:
-        found = conn.execute("select data from audit_records where kind = 'request' order by seq")
-        return [orjson.loads(data) for (data,) in found]
+        found = conn.execute(
+            "select data, packed from audit_records where kind = 'request' order by seq"
+        )
+        return [orjson.loads(data or unpack(packed)) for data, packed in found]
 
 
 async def test_numbers_beyond_64_bits_are_recorded_and_detected(

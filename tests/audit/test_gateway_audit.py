@@ -18,6 +18,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from keyguard.cli.main import cli
 from keyguard.emulator.server import RunningEmulator
 from keyguard.events import AdminAction
+from keyguard.store.packing import unpack
 from tests.support.emulators import CHAT_PATH
 from tests.support.gateway import azure_client, new_key, running_gateway, runtime
 from tests.support.settings import write_config
@@ -31,7 +32,8 @@ async def invoke(*args: str) -> Result:
 
 def rows(db: Path) -> list[tuple[Any, ...]]:
     with closing(sqlite3.connect(db)) as conn, conn:
-        return list(conn.execute("select seq, kind, data from audit_records order by seq"))
+        found = conn.execute("select seq, kind, data, packed from audit_records order by seq")
+        return [(seq, kind, data or unpack(packed)) for seq, kind, data, packed in found]
 
 
 async def test_requests_and_admin_actions_are_audited_and_verify(
@@ -98,12 +100,11 @@ async def test_requests_and_admin_actions_are_audited_and_verify(
     result = await invoke("audit", "verify", "--file", str(export), "--public-key", str(pub))
     assert result.exit_code == 0, result.output
 
-    seq = next(n for n, kind, d in found if kind == "request" and '"status":401' in d)
+    seq, data = next((n, d) for n, kind, d in found if kind == "request" and '"status":401' in d)
     with closing(sqlite3.connect(db)) as conn, conn:  # an insider turns a refusal into a success
         conn.execute(
-            "update audit_records set data = replace(data, '\"status\":401', '\"status\":200') "
-            "where seq = ?",
-            (seq,),
+            "update audit_records set data = ?, packed = NULL where seq = ?",
+            (data.replace('"status":401', '"status":200'), seq),
         )
     result = await invoke("audit", "verify", "-c", str(config), "--public-key", str(pub))
     assert result.exit_code == 1

@@ -99,8 +99,8 @@ async def test_a_head_moved_by_someone_else_is_never_linked_to(
     assert other.records[0].prev_hash == "0" * 64  # chains never link to one another
     with closing(sqlite3.connect(path)) as conn, conn:  # someone appends a row to w1's chain
         conn.execute(
-            "INSERT INTO audit_records (chain, seq, created_at, kind, data, prev_hash, hash) "
-            "SELECT chain, 3, created_at, kind, data, hash, hash FROM audit_records "
+            "INSERT INTO audit_records (chain, seq, created_at, kind, data, packed, prev_hash, "
+            "hash) SELECT chain, 3, created_at, kind, data, packed, hash, hash FROM audit_records "
             "WHERE chain = 'w1' AND seq = 2"
         )
     for appender in (store, AuditStore(engine)):  # the direct path and the engine's

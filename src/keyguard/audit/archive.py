@@ -25,7 +25,9 @@ crashed writer's chain stops moving) and, for each, oldest first:
    bytes (a run cut short after it) is used instead of a second one;
 3. keeps the manifest in the store (``audit_archives``), so ``keyguard audit verify`` knows the
    chain left by archive and checks the head sets naming it against the manifest;
-4. deletes the chain's records and checkpoints, and head sets older than the cutoff.
+4. once every chain of the run is written (or the run stops on an error), deletes their
+   records and checkpoints (on PostgreSQL by dropping the day partitions that hold nothing
+   else, :mod:`.partitions`), and head sets older than the cutoff.
 
 A file is only ever trusted through a manifest signed with the audit key, so a partial upload,
 a stray file or a replaced blob is never taken for an archive: :mod:`.archive_verify` checks
@@ -90,31 +92,33 @@ async def archive_chains(
     check = check or _own_key(signer)
     done: list[Manifest] = []
     lines, version = await dest.manifests()
-    for chain in await store.chains_before(before):
-        name = f"{chain}.jsonl.gz"
-        with tempfile.TemporaryDirectory(prefix="keyguard-archive-") as tmp:
-            path = Path(tmp) / name
-            written = await _write_gz(store, chain, path)
-            if not written.records:
-                continue
-            size, sha = path.stat().st_size, await asyncio.to_thread(file_digest, path)
-            if not await dest.create(name, path):
-                await _same_bytes(dest, name, size, sha)
-        found = _signed(lines, name, sha, check)
-        if found is None:
-            prev = line_digest(lines[-1]) if lines else GENESIS
-            unsigned = Manifest(chain, name, sha, written.records, written.last_seq,
-                                written.last_hash, iso(now), prev, signer.key_id,
-                                size=size)  # fmt: skip
-            manifest = replace(unsigned, signature=signer.signature(unsigned.payload()))
-            line = manifest.line()
-            version = await dest.append_manifest(line, version)
-            lines.append(line)
-        else:
-            manifest, line = found
-        await store.add_archive(chain, now, line)
-        await store.delete_chain(chain)
-        done.append(manifest)
+    try:
+        for chain in await store.chains_before(before):
+            name = f"{chain}.jsonl.gz"
+            with tempfile.TemporaryDirectory(prefix="keyguard-archive-") as tmp:
+                path = Path(tmp) / name
+                written = await _write_gz(store, chain, path)
+                if not written.records:
+                    continue
+                size, sha = path.stat().st_size, await asyncio.to_thread(file_digest, path)
+                if not await dest.create(name, path):
+                    await _same_bytes(dest, name, size, sha)
+            found = _signed(lines, name, sha, check)
+            if found is None:
+                prev = line_digest(lines[-1]) if lines else GENESIS
+                unsigned = Manifest(chain, name, sha, written.records, written.last_seq,
+                                    written.last_hash, iso(now), prev, signer.key_id,
+                                    size=size)  # fmt: skip
+                manifest = replace(unsigned, signature=signer.signature(unsigned.payload()))
+                line = manifest.line()
+                version = await dest.append_manifest(line, version)
+                lines.append(line)
+            else:
+                manifest, line = found
+            await store.add_archive(chain, now, line)
+            done.append(manifest)
+    finally:  # together: a day's partitions are dropped whole when nothing else is in them
+        await store.delete_chains([m.chain for m in done])
     await store.delete_head_sets(before)
     return done
 

@@ -19,6 +19,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from ..errors import StorageError
+from ..store.packing import pack
 from ..store.sql import sqlite_file
 from .chain import START, Appended, Checkpoint, HeadMoved, Link, Position, Record, chain
 
@@ -37,8 +38,8 @@ CHUNK = 128  # rows per transaction
 
 _HEAD = "SELECT seq, hash FROM audit_records WHERE chain = ? ORDER BY seq DESC LIMIT 1"
 INSERT = (  # the engine's SQLite path uses it too, with :func:`sqlite_rows`
-    "INSERT INTO audit_records (chain, seq, created_at, kind, data, prev_hash, hash) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO audit_records (chain, seq, created_at, kind, data, packed, prev_hash, hash) "
+    "VALUES (?, ?, ?, ?, '', ?, ?, ?)"
 )
 INSERT_CHECKPOINT = (  # with :func:`sqlite_checkpoint`
     "INSERT INTO audit_checkpoints (chain, seq, hash, created_at, key_id, signature) "
@@ -55,11 +56,15 @@ def sqlite_time(created: str) -> str:
     return created[:10] + " " + created[11:26]
 
 
-def sqlite_rows(records: Sequence[Record]) -> list[tuple[str, int, str, str, str, str, str]]:
-    """The parameters of :data:`INSERT` for ``records``."""
+def sqlite_rows(
+    records: Sequence[Record], packed: Sequence[bytes] | None = None
+) -> list[tuple[str, int, str, str, bytes, str, str]]:
+    """The parameters of :data:`INSERT` for ``records``, their JSON packed
+    (:mod:`keyguard.store.packing`; ``packed``: already, in the same order)."""
+    packs = packed if packed is not None else [pack(r.data) for r in records]
     return [
-        (r.chain, r.seq, sqlite_time(r.created), r.kind, r.data, r.prev_hash, r.hash)
-        for r in records
+        (r.chain, r.seq, sqlite_time(r.created), r.kind, p, r.prev_hash, r.hash)
+        for r, p in zip(records, packs, strict=True)
     ]
 
 
@@ -81,9 +86,15 @@ class SqliteAppender:
             self._conn = conn
         return self._conn
 
-    def append(self, items: Sequence[tuple[str, str, str]], link: Link) -> Appended:
+    def append(
+        self,
+        items: Sequence[tuple[str, str, str]],
+        link: Link,
+        packed: Sequence[bytes] | None = None,
+    ) -> Appended:
         """Chain ``(created, kind, canonical data)`` items as ``link`` says and insert them
-        with their checkpoint, in one transaction; raises :class:`~.chain.HeadMoved` when the
+        with their checkpoint, in one transaction (``packed``: their data packed already);
+        raises :class:`~.chain.HeadMoved` when the
         chain's head is not the one ``link`` expects and :class:`Busy` when the lock is taken
         (nothing written either way)."""
         try:
@@ -99,7 +110,7 @@ class SqliteAppender:
             after = link.start(head)
             records = list(chain(head.seq + 1, after.hash, items, link.chain))
             cp = link.seal(records[-1])
-            conn.executemany(INSERT, sqlite_rows(records))
+            conn.executemany(INSERT, sqlite_rows(records, packed))
             conn.execute(INSERT_CHECKPOINT, sqlite_checkpoint(cp))
             conn.execute("COMMIT")
         except BaseException as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import math
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -26,10 +27,23 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..core.times import utc_micro
 from ..errors import StorageError
+from ..store.packing import pack, unpack
 from ..store.schema import audit_archives, audit_checkpoints, audit_heads, audit_records
 from ..store.sql import _BEGIN_OPTION, translate_errors
-from .chain import START, Appended, Checkpoint, HeadMoved, Link, Position, Record, chain
+from . import partitions
+from .chain import (
+    START,
+    Appended,
+    Checkpoint,
+    HeadMoved,
+    Link,
+    Position,
+    Record,
+    canonical,
+    chain,
+)
 from .heads import Heads
+from .partitions import Removed
 from .sqlite_append import (
     CHUNK,
     INSERT,
@@ -42,6 +56,8 @@ from .sqlite_append import (
 )
 
 __all__ = ["AuditStore", "iso", "iso_at", "parse_iso"]
+
+log = logging.getLogger("keyguard.audit")
 
 _PAGE = 2000
 _HEAD = text("SELECT seq, hash FROM audit_records WHERE chain = :chain ORDER BY seq DESC LIMIT 1")
@@ -89,7 +105,11 @@ class AuditStore:
         self.fallbacks = 0  # direct appends that found the lock taken and went the async way
 
     async def _append_direct(
-        self, appender: SqliteAppender, items: Sequence[tuple[str, str, str]], link: Link
+        self,
+        appender: SqliteAppender,
+        items: Sequence[tuple[str, str, str]],
+        link: Link,
+        packed: Sequence[bytes],
     ) -> Appended:
         """The embedded SQLite store: short transactions from the loop (:mod:`.sqlite_append`),
         each with its checkpoint. When the lock is taken, the head moved or the store fails
@@ -101,7 +121,8 @@ class AuditStore:
                 await asyncio.sleep(0)  # let requests through between two chunks
                 link = link.next(done.records[-1].position)
             try:
-                part = appender.append(items[start : start + CHUNK], link)
+                end = start + CHUNK
+                part = appender.append(items[start:end], link, packed[start:end])
             except (Busy, StorageError, HeadMoved):
                 if not done.records:
                     raise
@@ -126,14 +147,19 @@ class AuditStore:
         be written because the head is elsewhere."""
         if not items:
             return Appended([], [])
+        # one hand-off a batch: the packing (:mod:`keyguard.store.packing`, ~16 us a record)
+        # is done off the event loop, mostly outside the GIL
+        packed = await asyncio.to_thread(_pack_all, items)
         if self._direct is not None:
             try:
-                return await self._append_direct(self._direct, items, link)
+                return await self._append_direct(self._direct, items, link, packed)
             except Busy:
                 self.fallbacks += 1  # another writer holds the lock: the engine's thread waits
-        return await self._append_async(items, link)
+        return await self._append_async(items, link, packed)
 
-    async def _append_async(self, items: Sequence[tuple[str, str, str]], link: Link) -> Appended:
+    async def _append_async(
+        self, items: Sequence[tuple[str, str, str]], link: Link, packed: Sequence[bytes]
+    ) -> Appended:
         try:
             async with translate_errors("append audit records"), self._engine.connect() as conn:
                 conn = await conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
@@ -144,10 +170,11 @@ class AuditStore:
                     records = list(chain(head.seq + 1, after.hash, items, link.chain))
                     cp = link.seal(records[-1])
                     if conn.dialect.name == "sqlite":  # the embedded default: no per-row binds
-                        await conn.exec_driver_sql(INSERT, sqlite_rows(records))
+                        await conn.exec_driver_sql(INSERT, sqlite_rows(records, packed))
                         await conn.exec_driver_sql(INSERT_CHECKPOINT, sqlite_checkpoint(cp))
                         return Appended(records, [cp])
-                    await conn.execute(audit_records.insert(), [_record_row(r) for r in records])
+                    rows = [_record_row(r, p) for r, p in zip(records, packed, strict=True)]
+                    await conn.execute(audit_records.insert(), rows)
                     await conn.execute(audit_checkpoints.insert().values(**_checkpoint_row(cp)))
         except StorageError as exc:
             if isinstance(exc.__cause__, IntegrityError):  # a row at our seq: someone wrote
@@ -329,9 +356,20 @@ class AuditStore:
             return [str(row[0]) for row in (await conn.execute(query)).all()]
 
     async def delete_chain(self, chain: str) -> None:
-        async with translate_errors("delete an audit chain"), self._engine.begin() as conn:
-            await conn.execute(audit_records.delete().where(audit_records.c.chain == chain))
-            await conn.execute(audit_checkpoints.delete().where(audit_checkpoints.c.chain == chain))
+        await self.delete_chains([chain])
+
+    async def delete_chains(self, chains: Sequence[str]) -> Removed:
+        """Remove the records and checkpoints of ``chains`` (archived): on PostgreSQL the day
+        partitions holding nothing else are dropped (:mod:`.partitions`)."""
+        return await partitions.remove(self._engine, chains)
+
+    async def prepare(self) -> list[str]:
+        """Create the partitions new chains go to, when missing (PostgreSQL; never raises)."""
+        try:
+            return await partitions.prepare(self._engine)
+        except StorageError as exc:
+            log.warning("audit: the partitions were not checked (%s)", exc)
+            return []
 
     async def delete_head_sets(self, before: datetime) -> None:
         async with translate_errors("delete audit heads"), self._engine.begin() as conn:
@@ -390,11 +428,20 @@ def _record(row: Row[Any]) -> Record:
         seq=int(m["seq"]),
         created=iso(_aware(m["created_at"])),
         kind=m["kind"],
-        data=m["data"],
+        data=m["data"] or _unpacked(m["packed"]),
         prev_hash=m["prev_hash"],
         hash=m["hash"],
         chain=m["chain"],
     )
+
+
+def _unpacked(packed: bytes | None) -> str:
+    """The JSON text of a packed record; for bytes that are none (damaged or forged, or a row
+    with neither text nor packed value), a JSON text saying so, which never gives its hash."""
+    try:
+        return unpack(bytes(packed or b""))
+    except ValueError as exc:
+        return canonical({"unreadable": str(exc)})
 
 
 def _aware(at: datetime | str) -> datetime:
@@ -426,13 +473,18 @@ def _heads(row: Row[Any]) -> Heads | str:
         return f"head set {m['id']} ({m['created_at']}): not a head set (forged or damaged)"
 
 
-def _record_row(r: Record) -> dict[str, Any]:
+def _pack_all(items: Sequence[tuple[str, str, str]]) -> list[bytes]:
+    return [pack(data) for _, _, data in items]
+
+
+def _record_row(r: Record, packed: bytes | None = None) -> dict[str, Any]:
     return {
         "chain": r.chain,
         "seq": r.seq,
         "created_at": parse_iso(r.created),
         "kind": r.kind,
-        "data": r.data,
+        "data": "",
+        "packed": pack(r.data) if packed is None else packed,
         "prev_hash": r.prev_hash,
         "hash": r.hash,
     }

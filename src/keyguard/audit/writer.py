@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -35,6 +34,7 @@ from ..events import Event, SecurityEvent
 from .anchor import FileAnchor
 from .chain import START, Appended, Checkpoint, HeadMoved, Link, Position, Record, canonical
 from .heads import Carried, next_heads, sign_heads
+from .partitions import chain_id
 from .queue import RecordQueue
 from .segments import KIND, close_data, open_data
 from .settings import AuditSettings
@@ -62,7 +62,7 @@ class AuditWriter:
         emit: Callable[[Event], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.id = secrets.token_hex(8)  # names this writer's chain (a new one after tampering)
+        self.id = chain_id(clock())  # names this writer's chain (a new one after tampering)
         self._store = store
         self._settings = settings
         self._signer = signer
@@ -171,6 +171,7 @@ class AuditWriter:
             )
             self._carried, found = await survey(self._store, self._check, anchored=anchored)
             self._heads_since = self._clock() - HEADS_KEEP_S
+        await self._store.prepare()  # the day's partition, on PostgreSQL
         item = self._item(KIND, open_data(self.id, START, found))
         self._chain_started = self._clock()
         self._chain_records = 0
@@ -214,7 +215,7 @@ class AuditWriter:
             done = await self._store.append(items, Link(self._head, self._seal, self.id))
         except HeadMoved as moved:
             found = [self._moved(moved.head)]
-            self.id = secrets.token_hex(8)
+            self.id = chain_id(self._clock())
             self.chains += 1
             self._head = None
             await self._open(found)
@@ -379,7 +380,7 @@ class AuditWriter:
             await self._write([item])
         await self.anchor(force=True)
         async with self._lock:
-            self.id = secrets.token_hex(8)
+            self.id = chain_id(self._clock())
             self._head = None
             self._newest = None
         self.chains += 1

@@ -195,9 +195,10 @@ audit_records = Table(
     Column("seq", BigInteger(), primary_key=True, autoincrement=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("kind", String(16), nullable=False),
-    Column("data", Text(), nullable=False),  # canonical JSON
+    Column("data", Text(), nullable=False),  # canonical JSON ('' when packed)
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    Column("packed", LargeBinary(), nullable=True),  # migration 0009: audit/packing.py
     Index("ix_audit_records_created_at", "created_at"),
 )
 
