@@ -21,14 +21,16 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 __all__ = [
     "Attempt",
+    "LossReport",
     "DELIVERED",
     "MAX_RETRY_AFTER_S",
+    "line_bytes",
     "Stream",
     "retry_after_s",
     "take_batch",
@@ -78,17 +80,42 @@ def retry_after_s(value: str | None, now: float) -> float | None:
         return None
 
 
-def take_batch(lines: Sequence[Line], max_lines: int, max_bytes: int) -> int:
+def line_bytes(line: str) -> int:
+    """What a line adds to a batch by default: its UTF-8 length and a separator."""
+    return len(line.encode()) + 1
+
+
+def take_batch(
+    lines: Sequence[Line], max_lines: int, max_bytes: int, cost: Callable[[str], int] = line_bytes
+) -> int:
     """How many of the first ``lines`` make the next batch: at most ``max_lines`` lines and
-    ``max_bytes`` bytes (each line counted as its UTF-8 length + 1), at least one (pure)."""
+    ``max_bytes`` bytes (each line counted as ``cost(line)``), at least one (pure)."""
     size = 0
     count = 0
     for _, _, line in lines:
-        size += len(line.encode()) + 1
+        size += cost(line)
         if count and (count >= max_lines or size > max_bytes):
             break
         count += 1
     return count
+
+
+class LossReport:
+    """When a stream's losses are reported: the first at once, then at most once every
+    ``every_s`` with the count since the last report (so an outage is one alert a minute,
+    not one per line)."""
+
+    def __init__(self, every_s: float = 60.0) -> None:
+        self._every = every_s
+        self._last = float("-inf")
+        self._reported = 0
+
+    def due(self, losses: int, now: float) -> int:
+        """Lines lost since the last report, when a report is due now; else 0."""
+        if losses <= self._reported or now - self._last < self._every:
+            return 0
+        new, self._reported, self._last = losses - self._reported, losses, now
+        return new
 
 
 class Stream:
@@ -131,7 +158,7 @@ class Stream:
         too_long = 0
         with self._cond:
             for line in lines:
-                if len(line.encode()) + 1 > self._batch_bytes:
+                if self._cost(line) > self._batch_bytes:
                     too_long += 1
                     continue
                 if len(self._lines) >= self._max:
@@ -184,7 +211,7 @@ class Stream:
                     self._cond.wait()
                 if not self._lines:
                     return
-                count = take_batch(self._lines, self._batch_lines, self._batch_bytes)
+                count = take_batch(self._lines, self._batch_lines, self._batch_bytes, self._cost)
                 taken = [self._lines[i] for i in range(count)]
             try:
                 attempt = self._send([line for _, _, line in taken])
@@ -204,6 +231,10 @@ class Stream:
                     return
                 self._cond.wait(wait_after(attempt, delay))  # back off; close() wakes it
             delay = min(delay * 2, self._max_s)
+
+    def _cost(self, line: str) -> int:
+        """What ``line`` adds to a batch, in bytes (a sink that reshapes lines says so)."""
+        return line_bytes(line)
 
     def _send(self, batch: list[str]) -> Attempt:  # pragma: no cover - every sink has one
         raise NotImplementedError
