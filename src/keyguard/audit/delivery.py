@@ -141,6 +141,7 @@ class Stream:
         self._batch_lines, self._batch_bytes = batch_lines, batch_bytes
         self._cond = threading.Condition()
         self._closing = False
+        self._close_by = float("inf")  # the sender gives up retrying then (set by close())
         self.sent = 0
         self.dropped = 0
         self.rejected = 0
@@ -194,9 +195,10 @@ class Stream:
         """Deliver what waits (for at most ``timeout_s``), then stop."""
         with self._cond:
             self._closing = True
+            self._close_by = time.monotonic() + timeout_s
             self._cond.notify()
         if self._thread.is_alive():
-            self._thread.join(timeout_s)
+            self._thread.join(timeout_s + 0.5)
         if self._lines:
             log.error("audit: %d lines not delivered to %s", len(self._lines), self.receiver)
         self._stopped()
@@ -226,10 +228,12 @@ class Stream:
                 delay = self._initial
                 continue
             self.failures += 1
-            with self._cond:
-                if self._closing:
+            deadline = time.monotonic() + wait_after(attempt, delay)
+            with self._cond:  # back off: new lines do not cut it short; close() bounds it
+                while (left := min(deadline, self._close_by) - time.monotonic()) > 0:
+                    self._cond.wait(left)
+                if time.monotonic() >= self._close_by:
                     return
-                self._cond.wait(wait_after(attempt, delay))  # back off; close() wakes it
             delay = min(delay * 2, self._max_s)
 
     def _cost(self, line: str) -> int:
