@@ -12,14 +12,17 @@ daemon that is down or a socket that refuses is retried in order, never waited f
 writer. The transport is a local socket (``/dev/log``, datagrams), UDP (``HOST:PORT``, one
 datagram a message, at most :data:`MAX_DATAGRAM` bytes: a longer line is refused and counted),
 or TCP (``syslog_transport: tcp``, RFC 6587 octet counting: ``<length> <message>``, one
-connection kept and opened again after a failure; a batch cut by a failure is sent again
-whole, so the receiver may see a line twice, never a gap).
+connection kept, checked before each batch and opened again when the receiver closed it; a
+batch cut by a failure is sent again whole, so the receiver may see a line twice). TCP syslog
+has no acknowledgement: a batch the kernel took just before the receiver died is lost to it
+(the store keeps it); HEC and Sentinel acknowledge every batch.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import select
 import socket
 import sys
 from collections.abc import Sequence
@@ -129,6 +132,8 @@ class SyslogSink(Stream):
         messages = [syslog_message(line, self._format) for line in batch]
         try:
             if self._tcp:
+                if self._sock is not None and not _open(self._sock):
+                    self._drop_socket()  # the receiver closed it: a new one, not a lost batch
                 if self._sock is None:
                     assert isinstance(self._target, tuple)  # tcp takes HOST:PORT only
                     self._sock = socket.create_connection(self._target, timeout=_TIMEOUT_S)
@@ -157,6 +162,18 @@ class SyslogSink(Stream):
 
     def _stopped(self) -> None:
         self._drop_socket()
+
+
+def _open(sock: socket.socket) -> bool:
+    """Whether the receiver still holds a TCP connection open (it sends nothing, so anything
+    readable is its close or a reset)."""
+    readable, _, _ = select.select([sock], [], [], 0)
+    if not readable:
+        return True
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+    except OSError:
+        return False
 
 
 #: the structured data element's id: the example enterprise number of RFC 5612
