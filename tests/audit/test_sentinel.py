@@ -9,13 +9,10 @@ counted and reported; the token never reaches a log."""
 from __future__ import annotations
 
 import asyncio
-import gzip
-import io
-import ssl
 import time
+from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 from azure.identity import ManagedIdentityCredential
@@ -27,21 +24,24 @@ from keyguard.audit.delivery import MAX_RETRY_AFTER_S, Attempt, take_batch, wait
 from keyguard.audit.export import verify_lines
 from keyguard.audit.sentinel import MAX_CALL_BYTES, SentinelSink, row
 from keyguard.audit.settings import AuditSettings
-from keyguard.audit.signing import Signer, load_public_keys, signature_checker
+from keyguard.audit.signing import Signer, load_public_keys, load_signer, signature_checker
 from keyguard.audit.store import AuditStore
 from keyguard.audit.writer import AuditWriter
+from keyguard.config import settings_from_mapping
 from keyguard.emulator import issue_token
-from keyguard.emulator.logs_ingestion import LOGS_KEY, MAX_BODY_BYTES
+from keyguard.emulator.logs_ingestion import LOGS_KEY
 from keyguard.errors import ConfigurationError
 from keyguard.events import Event, SecurityEvent
 from tests.support.emulators import AzureEmulator
+from tests.support.gateway import azure_client, new_key, running_gateway
 from tests.support.logs import LogCapture
-from tests.support.settings import free_port
+from tests.support.settings import CHAT_DEPLOYMENTS, free_port, keyguard_config, upstream
 
 SIGNER = Signer(Ed25519PrivateKey.generate())
 CHECK = signature_checker(load_public_keys([SIGNER.public_pem().encode()]))
 RULE = "dcr-" + "0123456789abcdef" * 2
 STREAM = "Custom-KeyguardAudit_CL"
+MESSAGES: Any = [{"role": "user", "content": "Hello, world!"}]
 PATH = f"/dataCollectionRules/{RULE}/streams/{STREAM}?api-version=2023-01-01"
 
 
@@ -55,73 +55,6 @@ async def _until(condition: Any, seconds: float = 30.0) -> None:
 def _sink(emulator: AzureEmulator, **kwargs: Any) -> SentinelSink:
     credential = ManagedIdentityCredential(connection_verify=emulator.ca_file)
     return SentinelSink(emulator.url, RULE, STREAM, credential, ca_file=emulator.ca_file, **kwargs)
-
-
-# -- a hostile or careless caller of the endpoint -----------------------------------------------
-
-
-async def test_the_endpoint_refuses_what_azure_refuses(azure_emulator: AzureEmulator) -> None:
-    context = ssl.create_default_context(cafile=azure_emulator.ca_file)
-    url = azure_emulator.url + PATH
-    right = issue_token(azure_emulator.state, "https://monitor.azure.com")["access_token"]
-    wrong = issue_token(azure_emulator.state, "https://cognitiveservices.azure.com")
-    bomb = gzip.compress(b"[" + b" " * (50 * MAX_BODY_BYTES) + b"]")  # inflates to 50 MB
-    assert len(bomb) < MAX_BODY_BYTES
-    calls: list[tuple[str, dict[str, str], bytes, int, str]] = [
-        (url, {"Authorization": "Basic dXNlcjpwdw=="}, b"[]", 401, "bearer token is missing"),
-        (url, {"Authorization": f"Bearer {wrong['access_token']}"}, b"[]", 401, "audience"),
-        (url, {"Authorization": "Bearer not-a-token"}, b"[]", 401, "not valid"),
-        (url.replace("2023-01-01", "2021-11-01-preview"), {}, b"[]", 400, "api-version"),
-        (url, {}, b'{"a": 1}', 400, "JSON array of objects"),
-        (url, {}, b"[1, 2]", 400, "JSON array of objects"),
-        (url, {}, b"[{]", 400, "not valid JSON"),
-        (url, {}, b"[" + b" " * MAX_BODY_BYTES + b"]", 413, "RequestEntityTooLarge"),
-        (url, {"Content-Encoding": "gzip"}, bomb, 413, "RequestEntityTooLarge"),
-        (url, {"Content-Encoding": "gzip"}, b"\x1f\x8bnot gzip", 400, "gzip"),
-        (url, {"Content-Encoding": "x-snappy"}, b"[]", 415, "x-snappy"),
-    ]
-    async with aiohttp.ClientSession() as http:
-        for target, extra, body, status, words in calls:
-            headers = {"Authorization": f"Bearer {right}", **extra}
-            data = io.BytesIO(body)
-            async with http.post(target, data=data, headers=headers, ssl=context) as response:
-                text = await response.text()
-                assert response.status == status, (target, extra, text)
-                assert words in text and orjson.loads(text)["error"]["code"]
-        fine = gzip.compress(orjson.dumps([{"Line": "x"}]))
-        headers = {"Authorization": f"Bearer {right}", "Content-Encoding": "gzip"}
-        async with http.post(url, data=fine, headers=headers, ssl=context) as response:
-            assert response.status == 204
-    logs = azure_emulator.app[LOGS_KEY]
-    assert logs.rows(RULE, STREAM) == [{"Line": "x"}]  # nothing refused was kept
-    assert logs.accepted == 1 and logs.calls == len(calls) + 1
-
-
-async def test_faults_and_the_rows_kept_over_the_control_endpoints(
-    azure_emulator: AzureEmulator,
-) -> None:
-    context = ssl.create_default_context(cafile=azure_emulator.ca_file)
-    control = {"x-emulator-token": azure_emulator.state.config.control_token}
-    base = azure_emulator.url + "/_emulator/logs-ingestion"
-    token = issue_token(azure_emulator.state, "https://monitor.azure.com")["access_token"]
-    async with aiohttp.ClientSession() as http:
-        async with http.post(base + "/faults", json={"status": 429}, ssl=context) as response:
-            assert response.status == 401  # no control token
-        fault = {"status": 429, "retry_after": 7, "count": 1}
-        async with http.post(base + "/faults", json=fault, headers=control, ssl=context) as r:
-            assert r.status == 201
-        async with http.post(base + "/faults", json={"status": 200}, headers=control,
-                             ssl=context) as r:  # fmt: skip
-            assert r.status == 400
-        auth = {"Authorization": f"Bearer {token}"}
-        for expected in (429, 204):
-            async with http.post(azure_emulator.url + PATH, json=[{"n": 1}], headers=auth,
-                                 ssl=context) as response:  # fmt: skip
-                assert response.status == expected
-                if expected == 429:
-                    assert response.headers["Retry-After"] == "7"
-        async with http.get(base + "/received", headers=control, ssl=context) as response:
-            assert (await response.json())["received"] == {f"{RULE}/{STREAM}": [{"n": 1}]}
 
 
 # -- a careless operator --------------------------------------------------------------------
@@ -239,3 +172,65 @@ def test_a_batch_is_bounded_by_lines_and_bytes_and_never_empty() -> None:
     assert take_batch(lines, 100, 350) == 3
     assert take_batch(lines, 100, 10) == 1  # one line over the budget still goes alone
     assert take_batch([], 5, 5) == 0
+
+
+# -- through the gateway ---------------------------------------------------------------------
+
+
+async def test_the_gateway_streams_its_audit_to_sentinel_with_its_managed_identity(
+    tmp_path: Path, azure_emulator: AzureEmulator, logs: LogCapture
+) -> None:
+    audit = {
+        "sink": "sentinel",
+        "sentinel_endpoint": azure_emulator.url,
+        "sentinel_rule_id": RULE,
+        "sentinel_identity": {"type": "managed_identity", "ca_file": azure_emulator.ca_file},
+    }
+    async with running_gateway(
+        tmp_path,
+        upstreams=[upstream(azure_emulator.http_url, deployments=CHAT_DEPLOYMENTS)],
+        vault={"upstream/emulator": azure_emulator.keys()[0]},
+        monitor={"audit": audit},
+    ) as gateway:
+        _, key = await new_key(gateway)
+        async with azure_client(gateway, key) as api:
+            await api.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        monitoring = gateway.monitoring
+        assert monitoring is not None and monitoring.metrics is not None
+        text = monitoring.metrics.render(None)[0].decode()
+        assert "keyguard_audit_sink_lag_seconds" in text and "keyguard_audit_sink_sent" in text
+        assert gateway.runtime is not None
+        public = load_public_keys(
+            [(await load_signer(gateway.runtime.vault)).public_pem().encode()]
+        )
+    rows = azure_emulator.app[LOGS_KEY].rows(RULE, STREAM)
+    lines = [r["Line"] for r in rows]
+    requests = [r for r in rows if r["Kind"] == "request"]
+    assert len(requests) == 1 and orjson.loads(requests[0]["Line"])["data"]["status"] == 200
+    report = verify_lines(lines, signature_checker(public))
+    assert report.ok and report.head_sets >= 1, report.problems
+    assert key not in "".join(lines) and all(key not in line for line in logs.lines)
+
+
+def test_a_rule_id_is_no_key_but_a_bare_32_hex_value_still_is(tmp_path: Path) -> None:
+    def audit(rule: str) -> Any:
+        return settings_from_mapping(keyguard_config(tmp_path, monitor={"audit": {
+            "sink": "sentinel", "sentinel_endpoint": "https://dce.example",
+            "sentinel_rule_id": rule}}))  # fmt: skip
+
+    assert audit(RULE).monitor.audit.sentinel_rule_id == RULE
+    with pytest.raises(ConfigurationError, match="sentinel_rule_id: this value looks like an API"):
+        audit(RULE.removeprefix("dcr-"))
+
+
+async def test_sink_sentinel_without_its_endpoint_fails_at_start_naming_it(
+    tmp_path: Path, azure_emulator: AzureEmulator
+) -> None:
+    with pytest.raises(ConfigurationError, match="monitor.audit.sentinel_endpoint"):
+        async with running_gateway(
+            tmp_path,
+            upstreams=[upstream(azure_emulator.http_url, deployments=CHAT_DEPLOYMENTS)],
+            vault={"upstream/emulator": azure_emulator.keys()[0]},
+            monitor={"audit": {"sink": "sentinel", "sentinel_rule_id": RULE}},
+        ):
+            pass  # pragma: no cover - it does not start
