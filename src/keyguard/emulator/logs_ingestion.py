@@ -38,6 +38,7 @@ from aiohttp import web
 from keyguard.emulator import errors
 from keyguard.emulator.appkeys import STATE_KEY
 from keyguard.emulator.auth import bearer_value
+from keyguard.emulator.control import fault_handler
 from keyguard.emulator.faults import Fault, parse_fault, take_fault
 from keyguard.emulator.signing import TokenError
 
@@ -186,17 +187,8 @@ def _authorized(request: web.Request) -> bool:
     return hmac.compare_digest(presented, request.app[STATE_KEY].config.control_token.encode())
 
 
-async def control_fault(request: web.Request) -> web.Response:
-    if not _authorized(request):
-        return web.json_response({"error": {"code": "Unauthorized"}}, status=401)
-    try:
-        raw = orjson.loads(await request.read())
-        if not isinstance(raw, dict):
-            raise ValueError("the body must be a JSON object")
-        fault = request.app[LOGS_KEY].add_fault(raw, request.app[STATE_KEY].clock())
-    except (ValueError, orjson.JSONDecodeError) as exc:
-        return web.json_response({"error": {"code": "BadRequest", "message": str(exc)}}, status=400)
-    return web.json_response({"id": fault.id}, status=201)
+def _add_fault(request: web.Request, raw: dict[str, Any]) -> Fault:
+    return request.app[LOGS_KEY].add_fault(raw, request.app[STATE_KEY].clock())
 
 
 async def control_received(request: web.Request) -> web.Response:
@@ -212,5 +204,5 @@ def register(app: web.Application) -> None:
     app[LOGS_KEY] = LogsIngestionState()
     router = app.router
     router.add_post("/dataCollectionRules/{dcr}/streams/{stream}", upload)
-    router.add_post("/_emulator/logs-ingestion/faults", control_fault)
+    router.add_post("/_emulator/logs-ingestion/faults", fault_handler(_add_fault))
     router.add_get("/_emulator/logs-ingestion/received", control_received)
