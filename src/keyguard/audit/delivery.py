@@ -7,8 +7,9 @@ most ``batch_lines`` lines and ``batch_bytes`` bytes, through the subclass's ``_
 batch that fails is sent again after a back-off (``initial_s`` doubling to ``max_s``), or
 after the receiver's ``Retry-After`` when it gave one (at most :data:`MAX_RETRY_AFTER_S`), until
 it goes through: the stream never skips or reorders a line. The buffer holds at most
-``max_lines``; when the receiver is down that long the oldest lines are dropped and counted
-(``dropped``); a line longer than a batch may be is refused alone and counted (``rejected``).
+``max_lines`` lines and ``max_bytes`` characters (:data:`MAX_BUFFER_BYTES`); when the receiver
+is down that long the oldest lines are dropped and counted (``dropped``); a line longer than a
+batch may be is refused alone and counted (``rejected``).
 Both are losses the writer reports as a security event; the store keeps every record (export
 and resend). :meth:`Stream.lag` is the age of the oldest line not yet delivered.
 
@@ -42,6 +43,10 @@ log = logging.getLogger("keyguard.audit")
 #: a receiver's Retry-After is followed up to this long (a hostile or broken one asking for
 #: a day does not stall the stream for a day)
 MAX_RETRY_AFTER_S = 300.0
+
+#: characters of lines a stream holds at most, whatever their number (records with content can
+#: be long): beyond, the oldest are dropped and counted as when ``max_lines`` is reached
+MAX_BUFFER_BYTES = 256 * 1024 * 1024
 
 Line = tuple[int, float, str]  # (number, time handed over, line)
 
@@ -132,9 +137,12 @@ class Stream:
         max_s: float = 30.0,
         batch_lines: int = 500,
         batch_bytes: int = 1_000_000,
+        max_bytes: int = MAX_BUFFER_BYTES,
         name: str = "keyguard-audit-stream",
     ) -> None:
         self._lines: deque[Line] = deque()
+        self._bytes = 0  # the lines' characters, held in memory
+        self._max_bytes = max_bytes
         self._number = 0
         self._max = max_lines
         self._initial, self._max_s = initial_s, max_s
@@ -162,11 +170,14 @@ class Stream:
                 if self._cost(line) > self._batch_bytes:
                     too_long += 1
                     continue
-                if len(self._lines) >= self._max:
-                    self._lines.popleft()
+                while self._lines and (
+                    len(self._lines) >= self._max or self._bytes + len(line) > self._max_bytes
+                ):
+                    self._bytes -= len(self._lines.popleft()[2])
                     self.dropped += 1
                 self._number += 1
                 self._lines.append((self._number, now, line))
+                self._bytes += len(line)
             self.rejected += too_long
             self._cond.notify()
         if too_long:
@@ -223,7 +234,7 @@ class Stream:
             if attempt.ok:
                 with self._cond:  # lines dropped meanwhile were the oldest: pop what was sent
                     while self._lines and self._lines[0][0] <= taken[-1][0]:
-                        self._lines.popleft()
+                        self._bytes -= len(self._lines.popleft()[2])
                     self.sent += len(taken)
                 delay = self._initial
                 continue
