@@ -79,6 +79,46 @@ def test_a_wrong_endpoint_rule_or_stream_fails_at_start(
         SentinelSink(endpoint, rule, stream, credential=None)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("change", "logged"),
+    [
+        ({"publishers": frozenset({"someone-else"})}, "answered 403; give Keyguard's identity "
+         "the role 'Monitoring Metrics Publisher' on the data collection rule"),
+    ],
+)  # fmt: skip
+async def test_a_missing_role_is_retried_and_named_in_the_log(
+    azure_emulator: AzureEmulator, logs: LogCapture, change: dict[str, Any], logged: str
+) -> None:
+    ingestion = azure_emulator.app[LOGS_KEY]
+    for name, value in change.items():
+        setattr(ingestion, name, value)
+    sink = _sink(azure_emulator, initial_s=0.01, max_s=0.05)
+    await asyncio.to_thread(sink.write, [canonical({"type": "record", "seq": 1})])
+    await _until(lambda: sink.failures >= 2)
+    assert sink.waiting == 1 and sink.sent == 0 and ingestion.rows(RULE, STREAM) == []
+    assert any(logged in line for line in logs.lines)
+    for name in change:  # the operator fixes it: the line waiting goes through
+        setattr(ingestion, name, None)
+    await _until(lambda: sink.sent == 1)
+    await asyncio.to_thread(sink.close)
+    assert [r["Seq"] for r in ingestion.rows(RULE, STREAM)] == [1]
+
+
+async def test_no_token_is_retried_and_the_identity_secret_never_logged(
+    azure_emulator: AzureEmulator, logs: LogCapture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    canary = "canary-identity-header-5c1e"
+    monkeypatch.setenv("IDENTITY_HEADER", canary)  # not the emulator's: no token is issued
+    sink = _sink(azure_emulator, initial_s=0.01, max_s=0.05)
+    await asyncio.to_thread(sink.write, [canonical({"type": "record", "seq": 1})])
+    await _until(lambda: sink.failures >= 2)
+    await asyncio.to_thread(sink.close, 0.1)
+    assert not sink._thread.is_alive()
+    assert azure_emulator.app[LOGS_KEY].calls == 0 and sink.waiting == 1
+    assert any("no token for the Logs Ingestion endpoint" in line for line in logs.lines)
+    assert not any(canary in line for line in logs.lines)
+
+
 # -- delivery ---------------------------------------------------------------------------------
 
 

@@ -85,3 +85,24 @@ async def test_faults_and_the_rows_kept_over_the_control_endpoints(
                     assert response.headers["Retry-After"] == "7"
         async with http.get(base + "/received", headers=control, ssl=context) as response:
             assert (await response.json())["received"] == {f"{RULE}/{STREAM}": [{"n": 1}]}
+
+
+async def test_an_identity_without_the_role_and_an_unknown_stream_are_refused(
+    azure_emulator: AzureEmulator,
+) -> None:
+    context = ssl.create_default_context(cafile=azure_emulator.ca_file)
+    logs = azure_emulator.app[LOGS_KEY]
+    logs.publishers = frozenset({"11111111-2222-3333-4444-555555555555"})
+    logs.rules = {RULE: frozenset({"Custom-Other_CL"})}
+    token = issue_token(azure_emulator.state, "https://monitor.azure.com")["access_token"]
+    publisher = issue_token(
+        azure_emulator.state, "https://monitor.azure.com", "11111111-2222-3333-4444-555555555555"
+    )["access_token"]
+    async with aiohttp.ClientSession() as http:
+        for bearer, status, code in ((token, 403, "OperationFailed"), (publisher, 404, "NotFound")):
+            headers = {"Authorization": f"Bearer {bearer}"}
+            async with http.post(azure_emulator.url + PATH, json=[{"n": 1}], headers=headers,
+                                 ssl=context) as response:  # fmt: skip
+                assert response.status == status
+                assert (await response.json())["error"]["code"] == code
+    assert logs.rows(RULE, STREAM) == [] and logs.accepted == 0

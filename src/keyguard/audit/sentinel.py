@@ -158,6 +158,7 @@ class SentinelSink(Stream):
             hint = _HINTS.get(status, "retrying")
             log.warning("audit: the Logs Ingestion endpoint answered %d; %s", status, hint)
             retry_after = exc.response.headers.get("Retry-After")  # type: ignore[attr-defined]
+            _release(exc.response)
             return Attempt(False, retry_after_s(retry_after, time.time()))
         except AzureError as exc:  # no connection, a timeout
             log.warning(
@@ -176,3 +177,12 @@ def _first_line(exc: BaseException) -> str:
     """An SDK error in one short line (its type and first line; never a response body)."""
     text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _release(response: Any) -> None:
+    """Give a refused call's connection back (the SDK keeps an error's response open)."""
+    close = getattr(response, "close", None) or getattr(
+        getattr(response, "internal_response", None), "close", None
+    )
+    if close is not None:
+        close()

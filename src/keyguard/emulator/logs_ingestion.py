@@ -14,8 +14,10 @@ at most :data:`MAX_ROWS` rows in all, the oldest forgotten first) so tests asser
 arrived. Refused, in Azure's error shape: no or a bad token, or a token for another audience
 (401); no or another api-version (400); a body over 1 MB, compressed or not (413; the gzip
 stream is inflated at most that far, so a compression bomb costs nothing); a body that is not
-a JSON array of objects (400); an unknown rule or stream (404; every rule and stream is known
-unless :attr:`LogsIngestionState.rules` names some).
+a JSON array of objects (400); an identity without the role Monitoring Metrics Publisher (403;
+every identity has it unless :attr:`LogsIngestionState.publishers` names some client ids); an
+unknown rule or stream (404; every rule and stream is known unless
+:attr:`LogsIngestionState.rules` names some).
 
 Faults, the data plane's format (:mod:`.faults`: ``status`` 429 or 5xx with ``retry_after``,
 ``latency_ms``, ``count`` or ``duration_s``), posted with the control token to ``POST
@@ -65,6 +67,8 @@ class LogsIngestionState:
     received: dict[tuple[str, str], deque[dict[str, Any]]] = field(default_factory=dict)
     #: the rules and their streams that exist; ``None``: any
     rules: dict[str, frozenset[str]] | None = None
+    #: the client ids holding Monitoring Metrics Publisher on the rules; ``None``: every one
+    publishers: frozenset[str] | None = None
     calls: int = 0  # every POST, refused ones included
     accepted: int = 0  # POSTs answered 204
     _faults: tuple[Fault, ...] = ()
@@ -110,13 +114,13 @@ def _error(
     return errors.AzureError(status, {"error": {"code": code, "message": message}}, headers)
 
 
-def _authenticate(request: web.Request) -> None:
+def _authenticate(request: web.Request) -> dict[str, Any]:
     state = request.app[STATE_KEY]
     token = bearer_value(request.headers.get("Authorization"))
     if token is None:
         raise _error(401, "InvalidAuthenticationToken", "The bearer token is missing.")
     try:
-        state.signer.verify(token, now=state.clock(), audiences=MONITOR_AUDIENCES)
+        return state.signer.verify(token, now=state.clock(), audiences=MONITOR_AUDIENCES)
     except TokenError as exc:
         message = {
             "expired": "The provided authentication token has expired.",
@@ -155,10 +159,18 @@ async def upload(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     logs = request.app[LOGS_KEY]
     logs.calls += 1
-    _authenticate(request)
+    body = await _read_bounded(request)  # read whatever the answer (keep-alive stays sound)
+    claims = _authenticate(request)
     if request.query.get("api-version") != API_VERSION:
         raise _error(400, "InvalidApiVersion", f"The api-version must be {API_VERSION}.")
     dcr, stream = request.match_info["dcr"], request.match_info["stream"]
+    if logs.publishers is not None and claims.get("appid") not in logs.publishers:
+        raise _error(
+            403,
+            "OperationFailed",
+            "The authentication token provided does not have access to ingest data for the "
+            f"data collection rule with immutable Id '{dcr}'.",
+        )
     if logs.rules is not None and stream not in logs.rules.get(dcr, frozenset()):
         raise _error(
             404, "NotFound", f"Data collection rule {dcr} with stream {stream} was not found."
@@ -172,7 +184,7 @@ async def upload(request: web.Request) -> web.Response:
             code = "TooManyRequests" if fault.status == 429 else "ServiceUnavailable"
             raise _error(fault.status, code, fault.message or "Injected fault.", headers)
     try:
-        rows = orjson.loads(await _read_bounded(request))
+        rows = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise _error(400, "InvalidContent", "The body is not valid JSON.") from exc
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
