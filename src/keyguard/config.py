@@ -47,7 +47,8 @@ __all__ = [
 # Values that must never appear in a config file: Azure keys in either format, Keyguard keys.
 _KEY_LIKE = re.compile(
     r"[A-Za-z0-9]{52}JQQJ9[9DH][A-Za-z0-9]{26}"  # 84-char identifiable Azure key
-    r"|(?<![0-9a-fA-F])[0-9a-fA-F]{32}(?![0-9a-fA-F])"  # legacy 32-hex Azure key
+    r"|(?<![0-9a-fA-F])(?<!dcr-)[0-9a-fA-F]{32}(?![0-9a-fA-F])"  # legacy 32-hex Azure key
+    # (not a data collection rule's immutable id: dcr- and 32 hex digits, not a secret)
     r"|kgk_[0-9A-Za-z]{50}"  # Keyguard key
     r"|sk-[A-Za-z0-9_-]{20,}"  # OpenAI key
 )

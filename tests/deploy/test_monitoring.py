@@ -1,7 +1,7 @@
 """The Grafana dashboard and the Prometheus alert rules use only metrics Keyguard exports: a
 gateway with every part that adds metrics (shared limits in Redis, the replica bus, the
-monitor, the audit) is started and its ``/metrics`` read; every metric name in every
-expression must be one of them."""
+monitor, the audit and its SIEM stream) is started and its ``/metrics`` read; every metric
+name in every expression must be one of them."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import yaml
 
 from keyguard.emulator.server import RunningEmulator
 from tests.support.gateway import running_gateway
+from tests.support.settings import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "deploy" / "monitoring"
@@ -112,6 +113,7 @@ async def test_every_metric_the_dashboard_and_the_alerts_use_is_exported(
         emulator,
         limits=limits,
         cluster={"channel": f"keyguard-test:{secrets.token_hex(6)}"},
+        monitor={"audit": {"sink": "syslog", "syslog_address": f"127.0.0.1:{free_port()}"}},
     ) as gw:
         async with aiohttp.ClientSession() as http:
             async with http.get(gw.admin_url + "/metrics") as resp:

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..upstream.settings import AzureIdentityRef
 from .archive_settings import ArchiveSettings
 
 __all__ = ["AuditSettings"]
@@ -46,10 +47,23 @@ class AuditSettings(BaseModel):
     record_content: bool = False
     max_content_chars: int = Field(default=20_000, ge=0)
     # A copy of every committed record and checkpoint as JSON lines, for a SIEM.
-    sink: Literal["none", "stdout", "syslog", "hec"] = "none"
-    syslog_address: str = "/dev/log"  # a socket path, or HOST:PORT (UDP)
-    # rfc3164: "keyguard-audit: <JSON line>"; rfc5424: the chain fields as structured data
-    syslog_format: Literal["rfc3164", "rfc5424"] = "rfc3164"
+    sink: Literal["none", "stdout", "syslog", "hec", "sentinel"] = "none"
+    syslog_address: str = "/dev/log"  # a socket path, or HOST:PORT
+    # how HOST:PORT is reached: udp (one datagram a message) or tcp (RFC 6587 octet counting)
+    syslog_transport: Literal["udp", "tcp"] = "udp"
+    # rfc3164: "keyguard-audit: <JSON line>"; rfc5424: the chain fields as structured data;
+    # cef: ArcSight CEF, the chain fields and the line as extensions (:mod:`.cef`)
+    syslog_format: Literal["rfc3164", "rfc5424", "cef"] = "rfc3164"
+    # sink "syslog" and "sentinel": lines waiting for the receiver, at most (then the oldest
+    # are dropped, counted and reported as a security event)
+    sink_max_lines: int = Field(default=100_000, ge=1000)
+    # sink "sentinel": Microsoft Sentinel through the Logs Ingestion API (:mod:`.sentinel`):
+    # the data collection endpoint's logs ingestion URL, the rule's immutable id and stream,
+    # and the Entra identity Keyguard posts with (it needs Monitoring Metrics Publisher)
+    sentinel_endpoint: str | None = None
+    sentinel_rule_id: str | None = None
+    sentinel_stream: str = "Custom-KeyguardAudit_CL"
+    sentinel_identity: AzureIdentityRef = AzureIdentityRef()
     # sink "hec": JSON over HTTPS to a Splunk HEC-compatible endpoint, retried with back-off
     # (:mod:`.hec`); the token is the vault secret of this name.
     hec_url: str | None = None

@@ -33,6 +33,7 @@ from ..errors import StorageError
 from ..events import Event, SecurityEvent
 from .anchor import FileAnchor
 from .chain import START, Appended, Checkpoint, HeadMoved, Link, Position, Record, canonical
+from .delivery import LossReport, Stream
 from .heads import Carried, next_heads, sign_heads
 from .partitions import chain_id
 from .queue import RecordQueue
@@ -68,6 +69,7 @@ class AuditWriter:
         self._signer = signer
         self._check = signature_checker({signer.key_id: signer.public})
         self._sink = sink
+        self._losses = LossReport()
         self._anchor = anchor
         self._emit = emit
         self._clock = clock
@@ -261,6 +263,26 @@ class AuditWriter:
             await asyncio.to_thread(self._sink.write, lines)
         except OSError as exc:
             log.warning("audit: the %s sink failed: %s", self._settings.sink, exc)
+        self._sink_losses()
+
+    def _sink_losses(self) -> None:
+        """Report lines the SIEM stream dropped or refused, as a security event."""
+        sink = self._sink
+        if not isinstance(sink, Stream) or self._emit is None:
+            return
+        lost = self._losses.due(sink.losses, self._clock())
+        if not lost:
+            return
+        summary = (
+            f"audit: {lost} lines were not delivered to the {self._settings.sink} SIEM stream "
+            f"({sink.dropped} dropped from its full buffer, {sink.rejected} too long, since "
+            "start); the audit store keeps them: export and resend"
+        )
+        log.error("%s", summary)
+        at = datetime.fromtimestamp(self._clock(), UTC)
+        evidence = {"lost": lost, "dropped": sink.dropped, "rejected": sink.rejected,
+                    "waiting": sink.waiting, "lag_s": round(sink.lag(), 1)}  # fmt: skip
+        self._emit(SecurityEvent(at, "audit_sink_lost", "high", summary, evidence=evidence))
 
     def _tampered(self, found: list[str], *, new_chain: bool = True) -> None:
         self.findings += len(found)

@@ -24,6 +24,7 @@ from keyguard.emulator import (
     errors,
     identity,
     keyvault,
+    logs_ingestion,
     management,
 )
 from keyguard.emulator.appkeys import DATA_PLANE_KEY, HEADERS_KEY, STATE_KEY
@@ -96,6 +97,7 @@ def build_app(state: EmulatorState) -> web.Application:
     router.add_get("/msi/token", identity.app_service_token)
     router.add_routes(management.routes())
     keyvault.register(app)  # Key Vault secrets (/secrets/...)
+    logs_ingestion.register(app)  # Azure Monitor Logs Ingestion (/dataCollectionRules/...)
     router.add_routes(control.routes())
     router.add_routes(content_safety.routes())  # Azure AI Content Safety (text)
     for path in ("/{tenant}/discovery/keys", "/{tenant}/discovery/v2.0/keys"):

@@ -36,6 +36,8 @@ from aiohttp import web
 from keyguard.emulator import errors
 from keyguard.emulator.appkeys import STATE_KEY
 from keyguard.emulator.auth import authenticate_data_plane
+from keyguard.emulator.control import fault_handler
+from keyguard.emulator.faults import Fault
 from keyguard.emulator.safety_detector import CATEGORIES, blocklist_matches, is_attack, severities
 
 __all__ = ["MAX_CHARS", "routes"]
@@ -179,20 +181,6 @@ def _authorized(request: web.Request) -> bool:
     return hmac.compare_digest(presented, config.control_token.encode())
 
 
-async def control_fault(request: web.Request) -> web.Response:
-    if not _authorized(request):
-        return web.json_response({"error": {"code": "Unauthorized"}}, status=401)
-    state = request.app[STATE_KEY]
-    try:
-        raw = orjson.loads(await request.read())
-        if not isinstance(raw, dict):
-            raise ValueError("the body must be a JSON object")
-        fault = state.content_safety.add_fault(raw, state.clock())
-    except (ValueError, orjson.JSONDecodeError) as exc:
-        return web.json_response({"error": {"code": "BadRequest", "message": str(exc)}}, status=400)
-    return web.json_response({"id": fault.id}, status=201)
-
-
 async def control_received(request: web.Request) -> web.Response:
     if not _authorized(request):
         return web.json_response({"error": {"code": "Unauthorized"}}, status=401)
@@ -201,10 +189,15 @@ async def control_received(request: web.Request) -> web.Response:
     return web.json_response({"received": calls})
 
 
+def _add_fault(request: web.Request, raw: dict[str, Any]) -> Fault:
+    state = request.app[STATE_KEY]
+    return state.content_safety.add_fault(raw, state.clock())
+
+
 def routes() -> list[web.RouteDef]:
     return [
         web.post("/contentsafety/text:shieldPrompt", shield_prompt),
         web.post("/contentsafety/text:analyze", analyze),
-        web.post("/_emulator/content-safety/faults", control_fault),
+        web.post("/_emulator/content-safety/faults", fault_handler(_add_fault)),
         web.get("/_emulator/content-safety/received", control_received),
     ]

@@ -15,17 +15,18 @@ All but ``health`` and ``images`` require ``x-emulator-token: <config.control_to
 from __future__ import annotations
 
 import hmac
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from keyguard.emulator.appkeys import STATE_KEY
-from keyguard.emulator.faults import fault_view
+from keyguard.emulator.faults import Fault, fault_view
 from keyguard.emulator.media import png_image
 from keyguard.emulator.state import EmulatorState
 
-__all__ = ["CONTROL_HEADER", "routes"]
+__all__ = ["CONTROL_HEADER", "fault_handler", "routes"]
 
 CONTROL_HEADER = "x-emulator-token"
 
@@ -128,6 +129,27 @@ async def image(request: web.Request) -> web.Response:
     except ValueError:
         return _error(404, "404", "Resource not found")
     return web.Response(body=png_image(seed), content_type="image/png")
+
+
+def fault_handler(
+    add: Callable[[web.Request, dict[str, Any]], Fault],
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """``POST`` of a fault to one service's own queue (``add`` validates and queues it,
+    raising ``ValueError``): the control token, a JSON object, ``201 {"id"}`` or 400."""
+
+    async def handler(request: web.Request) -> web.Response:
+        if _authorized(request) is None:
+            return _denied()
+        body = await _body(request)
+        if body is None:
+            return _error(400, "BadRequest", "The body must be a JSON object.")
+        try:
+            fault = add(request, body)
+        except ValueError as exc:
+            return _error(400, "BadRequest", str(exc))
+        return _json(201, {"id": fault.id})
+
+    return handler
 
 
 def routes() -> list[web.RouteDef]:

@@ -49,14 +49,22 @@ log = logging.getLogger("keyguard.upstream")
 REFRESH_LEAD_MAX_S = 300.0
 
 
-def identity_credential(ref: AzureIdentityRef) -> Any:
+def identity_credential(ref: AzureIdentityRef, *, blocking: bool = False) -> Any:
     """The ``azure.identity.aio`` credential for ``ref`` (caller closes it); it is both an
-    ``AsyncTokenCredential`` and an ``AsyncSupportsTokenInfo``."""
-    from azure.identity.aio import (
-        DefaultAzureCredential,
-        ManagedIdentityCredential,
-        WorkloadIdentityCredential,
-    )
+    ``AsyncTokenCredential`` and an ``AsyncSupportsTokenInfo``. ``blocking``: the
+    ``azure.identity`` one instead, for an SDK client run on a thread of its own."""
+    if blocking:
+        from azure.identity import (
+            DefaultAzureCredential,
+            ManagedIdentityCredential,
+            WorkloadIdentityCredential,
+        )
+    else:
+        from azure.identity.aio import (  # type: ignore[assignment]
+            DefaultAzureCredential,
+            ManagedIdentityCredential,
+            WorkloadIdentityCredential,
+        )
 
     kwargs: dict[str, Any] = {"connection_verify": ref.ca_file} if ref.ca_file else {}
     if ref.type == "managed_identity":

@@ -31,7 +31,9 @@ from aiohttp import web
 
 from ..audit.anchor import FileAnchor
 from ..audit.archiver import Archiver
+from ..audit.delivery import Stream
 from ..audit.hec import HecSink
+from ..audit.sentinel import SentinelSink, check_target
 from ..audit.settings import AuditSettings
 from ..audit.signing import load_signer
 from ..audit.sinks import Sink, open_sink
@@ -54,6 +56,7 @@ from ..respond.blocks import BlockGuard, BlockList
 from ..respond.incidents import IncidentBook
 from ..respond.responder import Responder
 from .archive import start_archiver
+from ..upstream.azure_credentials import identity_credential
 from .bus import blocks_from_bus
 from .rotation import GatewayRotation
 from .runtime import Runtime
@@ -111,9 +114,18 @@ async def _webhooks(runtime: Runtime) -> list[Webhook]:
 
 
 async def _audit_sink(runtime: Runtime, settings: AuditSettings) -> Sink | None:
-    """The SIEM copy of the audit: stdout, syslog, or the HEC stream (token from the vault)."""
+    """The SIEM copy of the audit: stdout, syslog, the HEC stream (token from the vault) or
+    Microsoft Sentinel (Keyguard's Entra identity)."""
+    if settings.sink == "sentinel":
+        return _sentinel_sink(settings)
     if settings.sink != "hec":
-        return open_sink(settings.sink, settings.syslog_address, settings.syslog_format)
+        return open_sink(
+            settings.sink,
+            settings.syslog_address,
+            settings.syslog_format,
+            transport=settings.syslog_transport,
+            max_lines=settings.sink_max_lines,
+        )
     if settings.hec_url is None:
         raise ConfigurationError("monitor.audit.sink is hec: set monitor.audit.hec_url")
     try:
@@ -124,6 +136,25 @@ async def _audit_sink(runtime: Runtime, settings: AuditSettings) -> Sink | None:
             f"{settings.hec_token_secret!r} (keyguard vault put)"
         ) from None
     return HecSink(settings.hec_url, token, max_lines=settings.hec_max_lines)
+
+
+def _sentinel_sink(settings: AuditSettings) -> Sink:
+    if settings.sentinel_endpoint is None or settings.sentinel_rule_id is None:
+        raise ConfigurationError(
+            "monitor.audit.sink is sentinel: set monitor.audit.sentinel_endpoint (the data "
+            "collection endpoint's logs ingestion URL) and sentinel_rule_id (the rule's "
+            "immutable id)"
+        )
+    check_target(settings.sentinel_endpoint, settings.sentinel_rule_id, settings.sentinel_stream)
+    identity = settings.sentinel_identity
+    return SentinelSink(
+        settings.sentinel_endpoint,
+        settings.sentinel_rule_id,
+        settings.sentinel_stream,
+        identity_credential(identity, blocking=True),
+        max_lines=settings.sink_max_lines,
+        ca_file=identity.ca_file,
+    )
 
 
 async def start_monitor(
@@ -301,16 +332,28 @@ def _gauges(
                       "Audit flushes that failed (store down, full or refusing writes).",
                       lambda: float(audit.failures))  # fmt: skip
         sink = audit.sink
-        if isinstance(sink, HecSink):
-            metrics.gauge("keyguard_audit_sink_lag_seconds",
-                          "Age of the oldest audit line not yet delivered to the SIEM.",
-                          sink.lag)  # fmt: skip
-            metrics.gauge("keyguard_audit_sink_dropped",
-                          "Audit lines dropped from the SIEM stream's full buffer.",
-                          lambda: float(sink.dropped))  # fmt: skip
-            metrics.gauge("keyguard_audit_sink_failures",
-                          "Posts to the SIEM that failed and were retried.",
-                          lambda: float(sink.failures))  # fmt: skip
+        if isinstance(sink, Stream):
+            _stream_gauges(metrics, sink)
         metrics.gauge("keyguard_audit_tamper_findings",
                       "Changes to the audit log by someone without the signing key, found by "
                       "this process.", lambda: float(audit.findings))  # fmt: skip
+
+
+def _stream_gauges(metrics: GatewayMetrics, sink: Stream) -> None:
+    metrics.gauge("keyguard_audit_sink_lag_seconds",
+                  "Age of the oldest audit line not yet delivered to the SIEM.",
+                  sink.lag)  # fmt: skip
+    metrics.gauge("keyguard_audit_sink_waiting",
+                  "Audit lines waiting in the SIEM stream's buffer.",
+                  lambda: float(sink.waiting))  # fmt: skip
+    metrics.gauge("keyguard_audit_sink_sent", "Audit lines delivered to the SIEM.",
+                  lambda: float(sink.sent))  # fmt: skip
+    metrics.gauge("keyguard_audit_sink_dropped",
+                  "Audit lines dropped from the SIEM stream's full buffer.",
+                  lambda: float(sink.dropped))  # fmt: skip
+    metrics.gauge("keyguard_audit_sink_rejected",
+                  "Audit lines too long for the SIEM's transport, not sent.",
+                  lambda: float(sink.rejected))  # fmt: skip
+    metrics.gauge("keyguard_audit_sink_failures",
+                  "Sends to the SIEM that failed and were retried.",
+                  lambda: float(sink.failures))  # fmt: skip
