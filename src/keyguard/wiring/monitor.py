@@ -55,8 +55,8 @@ from ..respond.alerts import AlertSender, Webhook
 from ..respond.blocks import BlockGuard, BlockList
 from ..respond.incidents import IncidentBook
 from ..respond.responder import Responder
-from .archive import start_archiver
 from ..upstream.azure_credentials import identity_credential
+from .archive import start_archiver
 from .bus import blocks_from_bus
 from .rotation import GatewayRotation
 from .runtime import Runtime
