@@ -21,6 +21,7 @@ from tests.support.emulators import AzureEmulator
 from tests.support.gateway import azure_client, new_key, running_gateway
 from tests.support.logs import LogCapture
 from tests.support.settings import CHAT_DEPLOYMENTS, upstream
+from tests.support.stored import stored_bytes
 
 MESSAGES: Any = [{"role": "user", "content": "Hello, world!"}]
 
@@ -124,7 +125,7 @@ async def test_a_new_secret_version_is_served_without_a_restart(
                 await api.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     usage = azure_emulator.state.usage_view()["credentials"]
     assert (usage["key1"]["requests"], usage["key2"]["requests"]) == (1, 1)
-    stored = b"".join(p.read_bytes() for p in tmp_path.glob("keyguard.db*"))
+    stored = stored_bytes(tmp_path)
     for secret in (key1, key2):
         assert secret.encode() not in stored
         assert all(secret not in line for line in logs.lines)

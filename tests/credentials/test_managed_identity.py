@@ -21,6 +21,7 @@ from tests.support.emulators import AzureEmulator
 from tests.support.gateway import azure_client, new_key, running_gateway, runtime
 from tests.support.logs import LogCapture
 from tests.support.settings import CHAT_DEPLOYMENTS, upstream
+from tests.support.stored import stored_bytes
 
 MESSAGES: Any = [{"role": "user", "content": "Hello, world!"}]
 
@@ -63,7 +64,7 @@ async def test_no_key_anywhere(
     usage = azure_emulator.state.usage_view()["credentials"]
     assert usage["entra"]["requests"] == 2 and set(usage) == {"entra"}
     assert all(s.name.startswith("keyguard/") for s in secrets)  # only Keyguard's own
-    stored = b"".join(p.read_bytes() for p in tmp_path.glob("keyguard.db*"))
+    stored = stored_bytes(tmp_path)
     config = yaml.safe_dump(gateway.settings.model_dump(mode="json"))
     text = "\n".join(logs.lines) + config
     for secret in (*azure_emulator.keys(), token):

@@ -3,7 +3,6 @@ gateway in front of the emulator with it, and the searches for a planted value."
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +15,7 @@ from keyguard.cli.support import cli_actor
 from keyguard.emulator import RunningEmulator
 from keyguard.wiring.access import open_admin_service
 from tests.support.gateway import running_gateway
+from tests.support.stored import audit_texts, stored_bytes
 
 from .harness import GatewayHarness
 
@@ -77,12 +77,11 @@ def nowhere(secret: str, texts: Iterable[str]) -> bool:
 
 
 def audit_rows(tmp: Path) -> list[str]:
-    with sqlite3.connect(tmp / "keyguard.db") as conn:
-        return [r[0] for r in conn.execute("select data from audit_records order by seq")]
+    return audit_texts(tmp / "keyguard.db")
 
 
 def database_bytes(tmp: Path) -> bytes:
-    return b"".join(p.read_bytes() for p in tmp.glob("keyguard.db*"))
+    return stored_bytes(tmp)
 
 
 async def admin_get(gateway: GatewayHarness, path: str) -> Any:

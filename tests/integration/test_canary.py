@@ -18,6 +18,7 @@ import orjson
 
 from tests.support.emulators import API_VERSION
 from tests.support.logs import LogCapture
+from tests.support.stored import stored_bytes
 
 from .harness import GatewayHarness
 
@@ -89,7 +90,7 @@ async def test_no_secret_reaches_logs_bodies_or_rows(
         "revoked key secret part": revoked[16:48],
         "master key": master,
     }
-    db_bytes = b"".join(p.read_bytes() for p in tmp_path.glob("keyguard.db*"))
+    db_bytes = stored_bytes(tmp_path)
     with closing(sqlite3.connect(tmp_path / "keyguard.db")) as conn:
         tables = [r[0] for r in conn.execute("select name from sqlite_master where type='table'")]
         rows = [repr(row) for t in tables for row in conn.execute(f'select * from "{t}"')]

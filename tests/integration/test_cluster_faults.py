@@ -39,6 +39,7 @@ from keyguard.emulator.config import EmulatorConfig
 from keyguard.emulator.server import RunningEmulator
 from keyguard.store.schema import audit_records, limit_counters
 from tests.support.settings import free_port
+from tests.support.stored import record_text
 
 from .cluster import CHAT, Cluster, Replica, gateway_cluster
 from .limited import RedisServer, emulator_usage
@@ -286,10 +287,10 @@ async def saved_everything(redis: RedisServer, store: Any) -> bool:
 
 async def audit_request_ids(store: Any) -> set[str]:
     async with store.connect() as conn:
-        rows = (await conn.execute(select(audit_records.c.data))).all()
+        rows = (await conn.execute(select(audit_records.c.data, audit_records.c.packed))).all()
     found = set()
-    for (data,) in rows:
-        record = orjson.loads(data)
+    for data, packed in rows:
+        record = orjson.loads(record_text(data, packed))
         rid = record.get("request_id") if isinstance(record, dict) else None
         if isinstance(rid, str):
             found.add(rid)

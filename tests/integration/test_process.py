@@ -30,6 +30,7 @@ from tests.support.emulators import API_VERSION
 from tests.support.gateway import store_secrets
 from tests.support.serve import Serve, serve_config, serving
 from tests.support.settings import keyguard_settings, upstream
+from tests.support.stored import record_text
 
 from .limited import emulator_usage
 
@@ -63,8 +64,10 @@ async def audit(tmp: Path) -> list[dict[str, Any]]:
     try:
         assert rt.engine is not None
         async with rt.engine.connect() as conn:
-            rows = await conn.execute(select(audit_records.c.data).order_by(audit_records.c.seq))
-            return [orjson.loads(data) for (data,) in rows]
+            rows = await conn.execute(
+                select(audit_records.c.data, audit_records.c.packed).order_by(audit_records.c.seq)
+            )
+            return [orjson.loads(record_text(data, packed)) for data, packed in rows]
     finally:
         await rt.close()
 

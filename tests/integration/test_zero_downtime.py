@@ -22,6 +22,7 @@ from tests.support.emulators import API_VERSION, AzureEmulator, data_plane_statu
 from tests.support.gateway import azure_client, running_gateway
 from tests.support.logs import LogCapture
 from tests.support.settings import managed_upstream
+from tests.support.stored import stored_bytes
 
 ROTATIONS = 5
 CLIENTS = 4  # two streaming, two not
@@ -138,7 +139,7 @@ async def test_rotations_under_load_fail_no_request(
     assert len(seen_keys) == 2 + 2 * ROTATIONS  # every rotation regenerated both keys
     # canary: no key, rotated-out or new, upstream or Keyguard, in logs, events, rows or errors
     text = "\n".join(logs.lines) + repr(events) + "\n".join(failures)
-    stored = b"".join(p.read_bytes() for p in tmp_path.glob("keyguard.db*"))
+    stored = stored_bytes(tmp_path)
     for secret in [*seen_keys, *keyguard_keys]:
         assert secret not in text
         assert secret.encode() not in stored

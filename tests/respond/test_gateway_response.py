@@ -19,6 +19,7 @@ from keyguard.cli.main import cli
 from keyguard.emulator.server import RunningEmulator
 from tests.support.gateway import azure_client, new_key, running_gateway
 from tests.support.settings import write_config
+from tests.support.stored import audit_texts
 
 from .conftest import WebhookReceiver
 
@@ -61,14 +62,8 @@ async def test_key_probe_suspends_the_key_until_an_operator_resumes_it(
             await client.chat.completions.create(model="gpt-4o", messages=HI)
         await monitoring.recorder.drain()
     with closing(sqlite3.connect(tmp_path / "keyguard.db")) as conn, conn:
-        admin = [
-            orjson.loads(d)
-            for (d,) in conn.execute("select data from audit_records where kind='admin'")
-        ]
-        security = [
-            orjson.loads(d)
-            for (d,) in conn.execute("select data from audit_records where kind='security'")
-        ]
+        admin = [orjson.loads(d) for d in audit_texts(tmp_path / "keyguard.db", ["admin"])]
+        security = [orjson.loads(d) for d in audit_texts(tmp_path / "keyguard.db", ["security"])]
     assert {(a["actor"], a["action"]) for a in admin} >= {
         ("system:monitor", "keys.suspend"),
     } and any(a["action"] == "keys.resume" and a["actor"].startswith("cli:") for a in admin)

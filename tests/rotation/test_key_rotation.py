@@ -17,6 +17,7 @@ from keyguard.store.base import KeyRecord
 from keyguard.wiring.rotation import key_rotation_service, rotate_leaked_key
 from keyguard.wiring.runtime import Runtime, open_runtime
 from tests.support.settings import keyguard_settings
+from tests.support.stored import stored_bytes
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -81,9 +82,7 @@ async def test_the_same_token_returns_the_same_key_without_storing_it(
     assert again.key == first.key and again.replayed
     assert again.record.digest == first.record.digest  # no second rotation
     assert first.record.previous_valid_until == T0 + DAY
-    raw = (tmp_path / "keyguard.db").read_bytes()
-    for path in tmp_path.glob("keyguard.db*"):
-        raw += path.read_bytes()
+    raw = stored_bytes(tmp_path)
     assert first.key.encode() not in raw and b"deploy-42" not in raw
 
     second = await service.rotate(record.key_id, now=T0 + 2 * DAY, grace=DAY, token="deploy-43")
