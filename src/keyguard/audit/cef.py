@@ -25,7 +25,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-import orjson
+from .delivery import line_object
 
 __all__ = ["cef", "escape_header", "escape_value", "unescape_value"]
 
@@ -124,12 +124,7 @@ def _extensions(obj: dict[str, Any], data: dict[str, Any]) -> list[tuple[str, An
 
 def cef(line: str) -> str:
     """The CEF message for one audit line (the syslog header is the transport's)."""
-    try:
-        obj = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        obj = {}
-    if not isinstance(obj, dict):
-        obj = {}
+    obj = line_object(line)
     raw = obj.get("data")
     data: dict[str, Any] = raw if isinstance(raw, dict) else {}
     event_class = str(obj.get("kind") or obj.get("type") or "line")[:63]

@@ -25,6 +25,9 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import Any
+
+import orjson
 
 __all__ = [
     "Attempt",
@@ -83,6 +86,15 @@ def retry_after_s(value: str | None, now: float) -> float | None:
         return max(0.0, parsedate_to_datetime(text).timestamp() - now)
     except (TypeError, ValueError, IndexError):
         return None
+
+
+def line_object(line: str) -> dict[str, Any]:
+    """An export line's JSON object, or ``{}`` when it is none (a stream never fails on one)."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return {}
+    return obj if isinstance(obj, dict) else {}
 
 
 def line_bytes(line: str) -> int:

@@ -19,7 +19,6 @@ else without a scheme a folder.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from ..core.settings import is_loopback_host
 from ..errors import ConfigurationError, StorageError
 from .archive_settings import ArchiveSettings, refuse_secret_in_url
 
@@ -105,19 +105,10 @@ async def open_destination(
             f"archive destination: unknown scheme {parts.scheme[:20]!r}: use a folder or an "
             "https:// Blob Storage container URL"
         )
-    if parts.scheme == "http" and not _loopback(parts.hostname or ""):
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname or ""):
         raise ConfigurationError(
             "archive destination: http:// only to an emulator on this machine; use https://"
         )
     from .blob import open_blob_destination
 
     return await open_blob_destination(target.rstrip("/"), settings, secrets)
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from ..errors import ConfigurationError
-from .delivery import DELIVERED, Attempt, Stream, retry_after_s
+from .delivery import DELIVERED, Attempt, Stream, line_object, retry_after_s
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -80,12 +80,7 @@ def check_target(endpoint: str, rule_id: str, stream: str) -> None:
 
 def row(line: str) -> dict[str, Any]:
     """The stream's row for one audit line: the chain fields as columns, the line as is."""
-    try:
-        obj = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        obj = {}
-    if not isinstance(obj, dict):
-        obj = {}
+    obj = line_object(line)
     created = obj.get("created")
     return {
         "TimeGenerated": created if isinstance(created, str) else None,
