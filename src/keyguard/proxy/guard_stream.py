@@ -400,25 +400,20 @@ class StreamGuard:
         if action == "off":
             return action
         fingerprint = self._fingerprint(value)
+        hit = Hit(
+            match.family, match.category, match.detector, action, "answer", "completion",
+            fingerprint,
+        )  # fmt: skip
         seen = (match.category, fingerprint)
         if seen not in self._seen:
             if len(self._seen) < 4 * MAX_HITS:
                 self._seen.add(seen)
-            hit = Hit(
-                match.family, match.category, match.detector, action, "answer", "completion",
-                fingerprint,
-            )  # fmt: skip
             if len(self.hits) < MAX_HITS:
                 self.hits.append(hit)
             else:
                 self.more_hits += 1
-            if action == "block":
-                self.blocked = hit
-        elif action == "block":
-            self.blocked = Hit(
-                match.family, match.category, match.detector, action, "answer", "completion",
-                fingerprint,
-            )  # fmt: skip
+        if action == "block":
+            self.blocked = hit
         return action
 
     def _release(self, frontier: dict[Key, int], final: bool) -> bytes:
