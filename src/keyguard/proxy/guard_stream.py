@@ -19,7 +19,9 @@ and nothing is released past the start of a match not yet decided.
 * ``alert`` and ``log``: noted in :attr:`hits` (the stage raises the events).
 
 A plain text chunk (one choice whose ``delta`` holds only unescaped text) is read with a bytes
-search, its shape checked once per shape; any other chunk is parsed. A chunk so read is parsed
+search, its shape checked once per shape; any other chunk is parsed. Consecutive chunks of one
+shape are kept as a run: their bytes, where each ends and where its text ends, with no object
+per chunk; a run is released by slicing its bytes at a chunk's end. A chunk so read is parsed
 only when an edit must be written into it, and dropped if it then does not parse.
 
 Nothing is sent unread (fail closed): an event whose data is not a JSON object (cut short,
@@ -36,6 +38,7 @@ Memory is bounded: per choice, the text kept is the held tail plus ``context`` c
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +48,7 @@ import orjson
 from ..guard.decide import MAX_HITS, PLACEHOLDER, Hit, Placeholders
 from ..guard.findings import Match
 from ..policy.guardrails import Effective
-from .sse import _data, _events
+from .sse import _data, _event_end
 
 __all__ = ["StreamGuard"]
 
@@ -93,6 +96,44 @@ class _Event:
 
 
 _NONE: list[_Piece] = []  # shared by events without text (never appended to)
+
+
+class _Run:
+    """Consecutive plain text chunks of one key, as their bytes: ``ends[i]``, where chunk ``i``
+    ends in ``raw``; ``text_ends[i]``, where its text ends in the key's whole text (``begin``:
+    where the first one's begins)."""
+
+    __slots__ = ("raw", "key", "begin", "ends", "text_ends")
+
+    def __init__(
+        self, raw: bytes, key: Key, begin: int, ends: list[int], text_ends: list[int]
+    ) -> None:
+        self.raw = raw
+        self.key = key
+        self.begin = begin
+        self.ends = ends
+        self.text_ends = text_ends
+
+    def take(self, k: int) -> bytes:
+        """The bytes of the first ``k`` chunks (0 < k < len), which leave the run."""
+        cut = self.ends[k - 1]
+        out, self.raw = self.raw[:cut], self.raw[cut:]
+        self.begin = self.text_ends[k - 1]
+        self.ends = [end - cut for end in self.ends[k:]]
+        del self.text_ends[:k]
+        return out
+
+    def events(self) -> list[_Event]:
+        """The run as one event per chunk (for an edit to be written into them)."""
+        out: list[_Event] = []
+        at, begin = 0, self.begin
+        for end, text_end in zip(self.ends, self.text_ends, strict=True):
+            event = _Event(self.raw[at:end])
+            if text_end > begin:
+                event.pieces = [_Piece(self.key, begin, text_end, None, "content")]
+            out.append(event)
+            at, begin = end, text_end
+        return out
 
 
 class _Text:
@@ -148,7 +189,7 @@ class StreamGuard:
         self._window = window
         self._context = context
         self._step = max(1, window // 4)  # new text judged in steps: each read covers more
-        self._held: list[_Event] = []
+        self._held: list[_Event | _Run] = []
         self._texts: dict[Key, _Text] = {}
         self._edits: dict[Key, list[tuple[int, int, str]]] = {}
         self._head: dict[str, Any] = {}  # id, created, model, object of the last chunk
@@ -172,10 +213,17 @@ class StreamGuard:
         value to block was found: then nothing more may be fed)."""
         if self.cut:
             return b""
-        for raw in _events(data):
-            self._held.append(self._parse(raw))
+        pos, size = 0, len(data)
+        has_cr = b"\r" in data
+        while pos < size:
+            pos = self._run(data, pos)
+            end = _event_end(data, pos, has_cr) if pos < size else -1
+            if end < 0:
+                break
+            self._held.append(self._parse(data[pos:end]))
             if self.cut:
                 return self._cut()
+            pos = end
         return self._advance(final=False)
 
     def flush(self, rest: bytes = b"") -> bytes:
@@ -188,6 +236,45 @@ class StreamGuard:
             if self.cut:
                 return self._cut()
         return self._advance(final=True)
+
+    def _run(self, data: bytes, pos: int) -> int:
+        """Take the plain text chunks of the last shape that follow one another from ``pos``
+        as one :class:`_Run`; return where they end (``pos`` when there is none)."""
+        head, tail = self._shape
+        if not self._head or self._responses or not data.startswith(head, pos):
+            return pos
+        text = self._shape_text
+        if text is None:
+            key = self._shape_key
+            text = self._shape_text = self._texts.get(key) or self._texts.setdefault(key, _Text())
+        size, skip = len(head), len(tail)
+        plain = _PLAIN.match
+        start, begin = pos, text.end
+        at = begin
+        ends: list[int] = []
+        text_ends: list[int] = []
+        values: list[str] = []
+        while data.startswith(head, pos):
+            first = pos + size
+            last = plain(data, first).end()  # type: ignore[union-attr]  # always matches
+            if not data.startswith(tail, last):
+                break
+            if last > first:
+                try:
+                    value = data[first:last].decode()
+                except UnicodeDecodeError:
+                    break  # read on its own, as any other chunk
+                values.append(value)
+                at += len(value)
+            pos = last + skip
+            ends.append(pos - start)
+            text_ends.append(at)
+        if not ends:
+            return start
+        text._new.extend(values)
+        text.end = at
+        self._held.append(_Run(data[start:pos], self._shape_key, begin, ends, text_ends))
+        return pos
 
     def _fast(self, raw: bytes) -> _Event | None:
         """The event of a plain text chunk, read without parsing it; ``None`` for any other.
@@ -419,9 +506,26 @@ class StreamGuard:
     def _release(self, frontier: dict[Key, int], final: bool) -> bytes:
         out: list[bytes] = []
         held = self._held
+        if self._edits:  # edits are written event by event
+            held[:] = [e for item in held for e in _each(item)]
         n = 0
         texts = self._texts
         for event in held:
+            if type(event) is _Run:
+                ends = event.text_ends
+                k = len(ends) if final else bisect_right(ends, frontier[event.key])
+                if k == 0:
+                    break
+                text = texts[event.key]
+                if ends[k - 1] > text.sent:
+                    text.sent = ends[k - 1]
+                if k < len(ends):
+                    out.append(event.take(k))
+                    break
+                out.append(event.raw)
+                n += 1
+                continue
+            assert type(event) is _Event
             pieces = event.pieces
             if pieces:
                 if not final:
@@ -499,6 +603,10 @@ class StreamGuard:
             **self._head,
         }
         return b"data: " + orjson.dumps(chunk) + b"\n\ndata: [DONE]\n\n"
+
+
+def _each(item: _Event | _Run) -> list[_Event]:
+    return item.events() if isinstance(item, _Run) else [item]
 
 
 def _small(value: Any) -> int:

@@ -29,16 +29,23 @@ def _events(buf: bytes) -> Iterator[bytes]:
     start, size = 0, len(buf)
     has_cr = b"\r" in buf
     while start < size:
-        lf = buf.find(b"\n\n", start)
-        crlf = buf.find(b"\n\r\n", start) if has_cr else -1
-        if lf < 0 and crlf < 0:
+        end = _event_end(buf, start, has_cr)
+        if end < 0:
             return
-        if crlf < 0 or 0 <= lf < crlf:
-            end = lf + 2
-        else:
-            end = crlf + 3
         yield buf[start:end]
         start = end
+
+
+def _event_end(buf: bytes, start: int, has_cr: bool) -> int:
+    """The end of the event that begins at ``start`` (after its blank line), or -1 when it is
+    not complete. ``has_cr``: whether ``buf`` holds a carriage return at all."""
+    lf = buf.find(b"\n\n", start)
+    crlf = buf.find(b"\n\r\n", start) if has_cr else -1
+    if lf < 0 and crlf < 0:
+        return -1
+    if crlf < 0 or 0 <= lf < crlf:
+        return lf + 2
+    return crlf + 3
 
 
 def _boundary(buf: bytes, cr: bool) -> int:
