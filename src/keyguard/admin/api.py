@@ -7,7 +7,7 @@ least the endpoint's role. Request bodies are JSON objects (at most 1 MiB); answ
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -32,6 +32,7 @@ from .bodies import (
 )
 from .service import Actor, AdminService, key_json, token_json
 from .settings import AdminRole
+from .usage import USAGE_QUERY, parse_query
 
 __all__ = ["AdminApi", "Endpoint"]
 
@@ -51,6 +52,7 @@ class Endpoint:
     body: type[Body] | dict[str, Any] | None = None
     response: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
     status: int = 200
+    query: Mapping[str, str] = field(default_factory=dict)  # name -> description
 
 
 def _duration(value: str | None, name: str, *, allow_zero: bool = False) -> timedelta | None:
@@ -81,6 +83,7 @@ _RELOAD = {
     },
 }
 _INCIDENT = {"$ref": "#/components/schemas/Incident"}
+_USAGE = {"$ref": "#/components/schemas/Usage"}
 
 
 class AdminApi:
@@ -157,6 +160,9 @@ class AdminApi:
             "previous_valid_until": utc_seconds(record.previous_valid_until),
             "replayed": result.replayed,
         }
+
+    async def _usage(self, r: web.Request, actor: Actor, b: Any) -> tuple[int, Any]:
+        return 200, await self.service.usage(actor, parse_query(r.query))
 
     async def _list_alerts(self, r: web.Request, actor: Actor, b: Any) -> tuple[int, Any]:
         since = r.query.get("since")
@@ -330,6 +336,17 @@ class AdminApi:
                 self._rotate_key,
                 body=RotateKey,
                 response=_KEY,
+            ),
+            Endpoint(
+                "GET",
+                "/admin/usage",
+                "viewer",
+                "Each limit and budget that applies: its use across every replica (read, "
+                "not charged), what remains, when it resets; spend from the audit log",
+                "usage",
+                self._usage,
+                response=_USAGE,
+                query=USAGE_QUERY,
             ),
             Endpoint(
                 "GET",
