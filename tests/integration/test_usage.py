@@ -5,6 +5,9 @@ the official SDK included)."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,7 @@ from keyguard.cli.support import cli_actor
 from keyguard.emulator.server import RunningEmulator
 from keyguard.server import Gateway
 from keyguard.wiring.access import open_admin_service
-from tests.support.gateway import azure_client, new_key, runtime
+from tests.support.gateway import azure_client, new_key, running_gateway, runtime
 
 from .limited import emulator_usage, limited_gateway, memory
 
@@ -75,7 +78,8 @@ async def usage(tmp_path: Path, emulator: RunningEmulator) -> AsyncIterator[Usag
 def line(answer: dict[str, Any], scope: str, label: str) -> dict[str, Any]:
     found = [x for x in answer["limits"] if x["scope"] == scope and x["label"] == label]
     assert len(found) == 1, (scope, label, answer["limits"])
-    return found[0]
+    only: dict[str, Any] = found[0]
+    return only
 
 
 async def until(check: Callable[[], Awaitable[bool]], seconds: float = 20.0) -> None:
@@ -172,7 +176,7 @@ async def test_a_key_budget_is_enforced_and_shown_as_the_limits_count_it(
     assert counters[next(k for k in counters if k.startswith(f"key:{key_id}:tpm:"))] == spent
 
     async def audited() -> bool:
-        return (await usage.get("?key=" + key_id))[1]["spend"]["requests"] == sent + 1
+        return bool((await usage.get("?key=" + key_id))[1]["spend"]["requests"] == sent + 1)
 
     await until(audited)  # the refused request is audited too, at no cost
     spend = (await usage.get("?key=" + key_id))[1]["spend"]
@@ -192,3 +196,97 @@ async def test_a_key_budget_is_enforced_and_shown_as_the_limits_count_it(
     assert line(everything, "deployment", "tokens per minute")["name"] == "gpt-4o"
     assert everything["spend"]["period"] == "month"
     del other_id
+
+
+async def keyguard(*args: str, token: str | None) -> tuple[int, str, str]:
+    """Run the ``keyguard`` command in a process of its own: exit status, stdout, stderr."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYGUARD_")}
+    if token is not None:
+        env["KEYGUARD_ADMIN_TOKEN"] = token
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("keyguard")),
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_the_usage_command_reads_the_admin_api(usage: Usage) -> None:
+    key_id, key = await new_key(usage.gateway, "spender")
+    async with azure_client(usage.gateway, key) as c:
+        await c.chat.completions.create(model="gpt-4o", messages=HI, max_tokens=10)
+    url = usage.gateway.admin_url
+    code, _, err = await keyguard("usage", "--url", url, "--app", "spender", token=None)
+    assert code == 1 and err.startswith("error: set KEYGUARD_ADMIN_TOKEN to an admin token")
+    code, _, err = await keyguard(
+        "usage", "--url", url, "--app", "a", "--key", key_id, token=usage.token
+    )
+    assert code == 2 and "give at most one of --app, --key, --team, --deployment" in err
+    code, _, err = await keyguard("usage", "--url", url, "--app", "nobody", token=usage.token)
+    assert code == 1 and "usage refused (404): no app 'nobody'" in err
+    code, _, err = await keyguard("usage", "--url", url, "--app", "x", token="kga_forged")
+    assert code == 1 and "usage refused (401)" in err
+
+    code, out, err = await keyguard("usage", "--url", url, "--key", key_id, token=usage.token)
+    assert code == 0, err
+    assert out.startswith(f"usage of key {key_id} at ")
+    row = next(ln.split() for ln in out.splitlines() if ln.startswith("tokens per minute"))
+    used = int(row[5])
+    assert row[3:5] == ["key", key_id] and used > 0
+    assert row[6:8] == ["5000", str(5000 - used)] and row[8] == "in"
+    budget = next(ln.split() for ln in out.splitlines() if ln.startswith("per day"))
+    assert budget[2:4] == ["key", key_id] and budget[6:8] == ["0.0800", "USD"]
+    assert "spend this day (since " in out
+
+    code, out, err = await keyguard(
+        "usage", "--url", url, "--key", key_id, "--period", "month", "--json", token=usage.token
+    )
+    assert code == 0, err
+    answer = json.loads(out)
+    status, direct = await usage.get(f"?key={key_id}&period=month")
+    assert status == 200
+    assert answer["limits"] == direct["limits"] and answer["budgets"] == direct["budgets"]
+    assert answer["spend"]["period"] == "month"
+
+
+async def test_the_openapi_description_lists_the_read_out(usage: Usage) -> None:
+    async with usage.http.get(usage.gateway.admin_url + "/admin/openapi.json") as resp:
+        spec = await resp.json()
+    operation = spec["paths"]["/admin/usage"]["get"]
+    assert operation["x-keyguard-role"] == "viewer"
+    assert [p["name"] for p in operation["parameters"]] == [
+        "app",
+        "key",
+        "team",
+        "deployment",
+        "period",
+    ]
+    assert all(p["in"] == "query" for p in operation["parameters"])
+    schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/Usage"}
+    usage_schema = spec["components"]["schemas"]["Usage"]
+    assert {"scope", "name", "now", "limits", "budgets", "spend"} <= set(usage_schema["properties"])
+
+
+async def test_without_limits_the_read_out_has_spend_only(
+    tmp_path: Path, emulator: RunningEmulator
+) -> None:
+    async with running_gateway(tmp_path, emulator) as gateway, aiohttp.ClientSession() as http:
+        usage = Usage(gateway, http, await admin_token(gateway, "viewer"))
+        key_id, key = await new_key(gateway, "plain")
+        async with azure_client(gateway, key) as c:
+            await c.chat.completions.create(model="gpt-4o", messages=HI, max_tokens=5)
+
+        async def audited() -> bool:
+            status, body = await usage.get("?app=plain")
+            assert status == 200, body
+            return bool(body["spend"]["requests"] == 1)
+
+        await until(audited)
+        status, body = await usage.get("?key=" + key_id)
+        assert status == 200 and body["limits"] == [] and body["budgets"] == []
+        assert body["spend"]["by_key"][0]["key_id"] == key_id
