@@ -22,6 +22,7 @@ from keyguard.emulator.server import RunningEmulator
 from keyguard.server import Gateway
 from keyguard.wiring.access import open_admin_service
 from tests.support.gateway import azure_client, new_key, running_gateway, runtime
+from tests.support.stored import audit_texts, stored_bytes
 
 from .limited import emulator_usage, limited_gateway, memory
 
@@ -95,7 +96,9 @@ async def test_no_or_invalid_credential_reads_nothing(usage: Usage) -> None:
         assert "limits" not in body and "spend" not in body
 
 
-async def test_filters_are_validated_and_unknown_names_are_404(usage: Usage) -> None:
+async def test_filters_are_validated_and_unknown_names_are_404(
+    usage: Usage, tmp_path: Path
+) -> None:
     key_id, key = await new_key(usage.gateway, "spender")
     status, body = await usage.get("?app=spender&key=" + key_id)
     assert status == 400
@@ -117,9 +120,20 @@ async def test_filters_are_validated_and_unknown_names_are_404(usage: Usage) -> 
     # A whole key pasted where its id belongs: refused, and never repeated back.
     status, body = await usage.get("?key=" + key)
     assert status == 404 and key not in str(body) and key[4:16] not in str(body)
+    for name in ("app", "team", "deployment"):
+        status, body = await usage.get(f"?{name}={key}")
+        assert status in (400, 404) and key not in str(body)
+
+    async def recorded() -> bool:
+        texts = audit_texts(tmp_path / "keyguard.db", ["admin"])
+        return sum('"usage.read"' in t for t in texts) == 8  # those past the query's check
+
+    await until(recorded)  # every read is audited, the pasted key in none of them
+    assert key.encode() not in stored_bytes(tmp_path)
+    assert key[4:].encode() not in stored_bytes(tmp_path)
 
 
-async def test_reading_changes_no_counter(usage: Usage) -> None:
+async def test_reading_changes_no_counter_and_is_audited(usage: Usage, tmp_path: Path) -> None:
     key_id, key = await new_key(usage.gateway, "spender")
     async with azure_client(usage.gateway, key) as c:
         await c.chat.completions.create(model="gpt-4o", messages=HI, max_tokens=10)
@@ -129,6 +143,23 @@ async def test_reading_changes_no_counter(usage: Usage) -> None:
         status, body = await usage.get(query)
         assert status == 200, body
     assert (dict(backend.counters), dict(backend.expiry)) == before
+
+    def reads() -> list[dict[str, Any]]:
+        texts = audit_texts(tmp_path / "keyguard.db", ["admin"])
+        return [r for r in map(json.loads, texts) if r["action"] == "usage.read"]
+
+    async def all_audited() -> bool:
+        return len(reads()) == 5
+
+    await until(all_audited)
+    assert [r["target"] for r in reads()] == [
+        "usage",
+        f"key:{key_id}",
+        "app:spender",
+        "team:payments",
+        "deployment:gpt-4o",
+    ]
+    assert all(r["actor"].startswith("admin-token:") for r in reads())
 
 
 async def test_a_key_budget_is_enforced_and_shown_as_the_limits_count_it(

@@ -21,6 +21,7 @@ from ..errors import BadRequest
 from ..policy.store import PolicyRevision
 from .auth import AdminAuthenticator
 from .bodies import (
+    MAX_BODY,
     Body,
     CheckPolicy,
     CreateKey,
@@ -28,16 +29,16 @@ from .bodies import (
     Explain,
     PutManaged,
     RotateKey,
+    read_json_body,
     validate_body,
 )
 from .service import Actor, AdminService, key_json, token_json
 from .settings import AdminRole
 from .usage import USAGE_QUERY, parse_query
 
-__all__ = ["AdminApi", "Endpoint"]
+__all__ = ["AdminApi", "Endpoint", "MAX_BODY"]
 
 Handler = Callable[[web.Request, Actor, Any], Awaitable[tuple[int, Any]]]
-MAX_BODY = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +107,7 @@ class AdminApi:
             actor = await self.auth.require(request, endpoint.role)
             body: Any = {}
             if endpoint.body is not None:
-                body = await _json_body(request)
+                body = await read_json_body(request)
                 if isinstance(endpoint.body, type):
                     body = validate_body(endpoint.body, body)
             status, payload = await endpoint.handler(request, actor, body)
@@ -480,34 +481,3 @@ class AdminApi:
                 body=Explain,
             ),
         ]
-
-
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    """The whole body (however many segments it arrives in), at most ``MAX_BODY`` bytes, as a
-    JSON object."""
-    if request.content_type != "application/json":
-        raise BadRequest(
-            "Send a JSON body with 'Content-Type: application/json'.", reason="content_type"
-        )
-    declared = request.content_length
-    if declared is not None and declared > MAX_BODY:
-        raise _too_large()
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise _too_large()
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    try:
-        body = orjson.loads(raw) if raw else {}
-    except orjson.JSONDecodeError:
-        raise BadRequest("The body is not valid JSON.", reason="malformed_json") from None
-    if not isinstance(body, dict):
-        raise BadRequest("The body must be a JSON object.", reason="malformed_json")
-    return body
-
-
-def _too_large() -> BadRequest:
-    return BadRequest(f"The body is larger than {MAX_BODY} bytes.", reason="body_too_large")

@@ -10,6 +10,8 @@ when it was cut.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -43,6 +45,11 @@ PERIODS = ("hour", "day", "week", "month")
 MAX_SPEND_ROWS = 50
 #: Everything (no filter): at most this many apps are read.
 MAX_APPS = 200
+#: A spend read is kept this long (seconds) and shared by the askers of the same sums, and
+#: at most this many run at once: a caller polling the read-out does not rescan the audit log.
+SPEND_TTL_S = 2.0
+_SPEND_READS = 2
+_SPEND_CACHED = 64
 _QUERY = (*FILTERS, "period")
 #: The query parameters, for the OpenAPI description.
 USAGE_QUERY = {
@@ -117,6 +124,8 @@ class UsageReport:
         self._teams = teams
         self._deployments = frozenset(deployments)
         self._currency = currency
+        self._reads = asyncio.Semaphore(_SPEND_READS)
+        self._spent: dict[tuple[datetime, Match], tuple[float, Spend]] = {}
 
     async def report(self, query: UsageQuery, now: datetime) -> dict[str, Any]:
         scope, name, period = query
@@ -206,9 +215,20 @@ class UsageReport:
         return sorted(apps)
 
     async def _spend(self, since: datetime, match: Match) -> Spend | None:
+        """The spend since ``since`` (``None``: no audit log), read at most once per
+        :data:`SPEND_TTL_S` for the same question, and by at most two readers at once."""
         if self._audit is None:
             return None
-        return await read_spend(self._audit, since, match)
+        key = (since, match)
+        async with self._reads:
+            cached = self._spent.get(key)
+            if cached is not None and time.monotonic() - cached[0] < SPEND_TTL_S:
+                return cached[1]
+            spend = await read_spend(self._audit, since, match)
+            if len(self._spent) >= _SPEND_CACHED:
+                self._spent.clear()
+            self._spent[key] = (time.monotonic(), spend)
+            return spend
 
 
 def _time(epoch: float | None) -> str | None:
