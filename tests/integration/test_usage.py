@@ -19,6 +19,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from keyguard.cli.support import cli_actor
 from keyguard.emulator.server import RunningEmulator
+from keyguard.events import Event, SecurityEvent
 from keyguard.server import Gateway
 from keyguard.wiring.access import open_admin_service
 from tests.support.gateway import azure_client, new_key, running_gateway, runtime
@@ -41,7 +42,7 @@ LIMITS: dict[str, Any] = {
         {"scope": "deployment", "name": "gpt-4o", "tpm": 900_000},
         {"scope": "global", "rpm": 10_000},
     ],
-    "budgets": [{"scope": "key", "per_day": "0.08", "soft_percent": 75}],
+    "budgets": [{"scope": "key", "per_day": "0.08", "soft_percent": 60}],
     "prices": PRICES,
 }
 
@@ -165,6 +166,8 @@ async def test_reading_changes_no_counter_and_is_audited(usage: Usage, tmp_path:
 async def test_a_key_budget_is_enforced_and_shown_as_the_limits_count_it(
     usage: Usage, emulator: RunningEmulator
 ) -> None:
+    events: list[Event] = []
+    runtime(usage.gateway).events.subscribe(events.append)
     key_id, key = await new_key(usage.gateway, "spender")
     other_id, other = await new_key(usage.gateway, "other")
     sent = 0
@@ -176,6 +179,9 @@ async def test_a_key_budget_is_enforced_and_shown_as_the_limits_count_it(
     assert 1 <= sent < 10
     assert f"budget per day of key '{key_id}'" in caught.value.message
     spent = (await emulator_usage(emulator))["total"]["total_tokens"]
+    (alert,) = [e for e in events if isinstance(e, SecurityEvent)]  # 60%: once in the window
+    assert alert.kind == "budget_soft_threshold" and alert.key_id == key_id
+    assert alert.evidence["budget"] == f"budget per day of key '{key_id}'"
     async with azure_client(usage.gateway, other) as c:  # its own budget: still open
         await c.chat.completions.create(model="gpt-4o", messages=HI, max_tokens=5)
 
@@ -186,7 +192,7 @@ async def test_a_key_budget_is_enforced_and_shown_as_the_limits_count_it(
     (budget,) = answer["budgets"]
     assert budget["scope"] == "key" and budget["name"] == key_id
     assert budget["period"] == "day" and budget["currency"] == "USD"
-    assert budget["limit"] == 0.08 and budget["soft_percent"] == 75
+    assert budget["limit"] == 0.08 and budget["soft_percent"] == 60
     assert budget["used"] == pytest.approx(spent * PRICE / 1e6, abs=1e-9)
     assert budget["remaining"] == pytest.approx(0.08 - budget["used"], abs=1e-9)
     assert budget["resets_at"].endswith("T00:00:00Z")
