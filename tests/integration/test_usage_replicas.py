@@ -22,7 +22,7 @@ from tests.support.settings import free_port
 from .cluster import Cluster, Replica, gateway_cluster
 from .limited import LIMITED, RedisServer, emulator_usage
 
-pytestmark = [pytest.mark.redis, pytest.mark.postgres]
+pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.slow]
 
 HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 PRICE = 1000  # per 1,000,000 tokens: 1000 micro-units of a dollar a token

@@ -207,6 +207,7 @@ async def test_levels_are_read_without_changing_anything(backend: Backend) -> No
     assert await snapshot(backend) == before
 
 
+@pytest.mark.redis
 async def test_levels_of_a_passed_window_or_an_expired_lease_read_zero(
     redis_backend: RedisBackend,
 ) -> None:
@@ -219,6 +220,7 @@ async def test_levels_of_a_passed_window_or_an_expired_lease_read_zero(
     assert await redis_backend.levels([Line("s", "concurrent", 5, 0.0)], NOW + 31) == (0,)
 
 
+@pytest.mark.redis
 async def test_levels_refuse_to_guess_when_redis_lost_its_counters(
     redis_backend: RedisBackend,
 ) -> None:
