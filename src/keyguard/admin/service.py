@@ -307,7 +307,9 @@ class AdminService:
         (:mod:`.usage`). Reading changes no counter."""
         scope, name = query[0], query[1]
         target = "usage" if name is None else f"{scope}:{name}"
-        self._record(actor, "usage.read", _key_target(name or "") if scope == "key" else target)
+        if scope == "key" or (name is not None and shown(name) != repr(name)):
+            target = _key_target(name or "") if scope == "key" else f"{scope}:?"
+        self._record(actor, "usage.read", target)
         if self._usage is None:
             raise BadRequest("the usage read-out is not available here", reason="no_usage")
         return await self._usage.report(query, self._clock())

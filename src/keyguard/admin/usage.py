@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ..audit.spend import Match, Spend, Totals, read_spend
 from ..core.times import utc_seconds
 from ..errors import BadRequest, NotFound, shown
-from ..keys.service import KeyService, validate_app
+from ..keys.service import APP_PATTERN, KeyService
 from ..limits.prices import from_micro
 from ..limits.settings import Scope
 from ..limits.usage import Reading, UsageReader
@@ -190,7 +190,11 @@ class UsageReport:
         return [("app", app), *(("team", t) for t in sorted(teams))]
 
     async def _known_app(self, app: str, now: datetime) -> None:
-        validate_app(app)
+        if not APP_PATTERN.fullmatch(app):  # said without repeating it: it may be a secret
+            raise BadRequest(
+                f"{shown(app)} is not an app name: 1-64 letters, digits, '.', '_' or '-'",
+                reason="invalid_app",
+            )
         named = self._reader is not None and ("app", app) in self._reader.rules.named()
         in_team = any(app in members for members in self._teams.values())
         if named or in_team:
