@@ -23,9 +23,10 @@ from keyguard.events import Event, SecurityEvent
 from keyguard.server import Gateway
 from keyguard.wiring.access import open_admin_service
 from tests.support.gateway import azure_client, new_key, running_gateway, runtime
+from tests.support.settings import free_port
 from tests.support.stored import audit_texts, stored_bytes
 
-from .limited import emulator_usage, limited_gateway, memory
+from .limited import RedisServer, emulator_usage, limited_gateway, memory
 
 HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 PRICE = 1000  # per 1,000,000 tokens: 1000 micro-units a token, $0.001
@@ -329,3 +330,29 @@ async def test_without_limits_the_read_out_has_spend_only(
         status, body = await usage.get("?key=" + key_id)
         assert status == 200 and body["limits"] == [] and body["budgets"] == []
         assert body["spend"]["by_key"][0]["key_id"] == key_id
+
+
+@pytest.mark.redis
+async def test_the_read_out_refuses_to_guess_when_redis_is_down(
+    tmp_path: Path, emulator: RunningEmulator
+) -> None:
+    server = RedisServer(free_port(), tmp_path)
+    await server.start()
+    limits = {**LIMITS, "backend": server.url, "on_backend_failure": "local"}
+    try:
+        async with (
+            limited_gateway(tmp_path, {"emu": emulator}, limits) as gateway,
+            aiohttp.ClientSession() as http,
+        ):
+            usage = Usage(gateway, http, await admin_token(gateway, "viewer"))
+            key_id, _ = await new_key(gateway, "spender")
+            status, body = await usage.get("?key=" + key_id)
+            assert status == 200 and body["budgets"][0]["used"] == 0
+            await server.stop()
+            # Requests go on under the local fallback; the read-out cannot see the shared
+            # counters, so it says so rather than show one replica's share as the truth.
+            status, body = await usage.get("?key=" + key_id)
+            assert status == 503, body
+            assert "limits store is unreachable" in body["error"]["message"]
+    finally:
+        await server.stop()
