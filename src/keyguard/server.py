@@ -165,6 +165,7 @@ class Gateway:
             invalidate=invalidate,
             bus=bus,
             lift=lifting(monitoring.blocks, bus),
+            admission=self.admission,
         )
         guard = monitoring.guard(access.authorizer)
         self.share = share = fair_share(s.proxy)

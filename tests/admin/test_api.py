@@ -331,7 +331,7 @@ async def test_a_body_arriving_in_pieces_is_read_whole() -> None:
     from aiohttp.test_utils import make_mocked_request
     from multidict import CIMultiDict
 
-    from keyguard.admin.api import _json_body
+    from keyguard.admin.bodies import read_json_body as _json_body
 
     body = b'{"app": "billing", "description": "' + b"x" * 3000 + b'"}'
     stream = StreamReader(Mock(_reading_paused=False), 2**16, loop=asyncio.get_running_loop())

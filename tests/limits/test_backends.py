@@ -173,3 +173,59 @@ async def test_redis_calls_share_their_encoded_frame_and_cancel_exactly(
     with pytest.raises(ValueError):  # never a call the script would misread
         await redis_backend.reserve("r3", compiled, [1, 1], NOW)
     assert (await redis_backend.reserve("r4", compiled, [1, 1, 1, 1], NOW)).allowed  # still up
+
+
+async def snapshot(backend: Backend) -> Any:
+    """Everything the backend holds (to prove a read changed none of it)."""
+    if isinstance(backend, MemoryBackend):
+        return dict(backend.counters), dict(backend.expiry)
+    assert isinstance(backend, RedisBackend)
+    client, prefix = backend._client, backend._prefix
+    found: dict[bytes, Any] = {}
+    for key in await client.call("KEYS", prefix + "*"):
+        kind = await client.call("TYPE", key)
+        if kind == b"zset" or kind == "zset":
+            value = await client.call("ZRANGE", key, 0, -1, "WITHSCORES")
+        elif kind in (b"string", "string"):
+            value = await client.call("GET", key)
+        else:
+            value = kind
+        found[key] = (value, await client.call("PEXPIRETIME", key))
+    return found
+
+
+async def test_levels_are_read_without_changing_anything(backend: Backend) -> None:
+    lines = [tokens("t", 100, 30), slot("c", 5), (Line("m", "cost", 10**6, NOW + 60), 7)]
+    await reserve(backend, "r1", lines, NOW)
+    await reserve(backend, "r2", [tokens("t", 100, 20), slot("c", 5)], NOW + 1)
+    await settle(backend, "r1", lines, [-10, -1, 3], NOW + 2)  # r1: 20 tokens, 10 micro
+    before = await snapshot(backend)
+    read = [c[0] for c in lines] + [Line("never", "requests", 9, NOW + 60)]
+    for _ in range(3):
+        assert await backend.levels(read, NOW + 3) == (40, 1, 10, 0)
+    assert await backend.levels([], NOW + 3) == ()
+    assert await snapshot(backend) == before
+
+
+@pytest.mark.redis
+async def test_levels_of_a_passed_window_or_an_expired_lease_read_zero(
+    redis_backend: RedisBackend,
+) -> None:
+    memory = MemoryBackend()
+    for backend in (memory, redis_backend):
+        await reserve(backend, "r1", [tokens("w", 100, 30, NOW + 60), slot("s", 5)], NOW)
+    assert await memory.levels([Line("w", "tokens", 100, NOW + 60)], NOW + 60 + 900) == (0,)
+    # The Redis lease runs 30 s from the reservation: after it, the slot is not counted.
+    assert await redis_backend.levels([Line("s", "concurrent", 5, 0.0)], NOW + 10) == (1,)
+    assert await redis_backend.levels([Line("s", "concurrent", 5, 0.0)], NOW + 31) == (0,)
+
+
+@pytest.mark.redis
+async def test_levels_refuse_to_guess_when_redis_lost_its_counters(
+    redis_backend: RedisBackend,
+) -> None:
+    from keyguard.limits.backend import BackendUnavailable
+
+    await redis_backend._client.call("DEL", redis_backend._state_key)
+    with pytest.raises(BackendUnavailable):
+        await redis_backend.levels([Line("x", "tokens", 1, NOW + 60)], NOW)

@@ -121,9 +121,36 @@ def test_budgets_become_cost_lines_in_micro_units_with_a_soft_threshold() -> Non
     ]
 
 
+def test_key_budgets_are_cost_lines_too_and_a_named_one_replaces_the_unnamed() -> None:
+    r = rules(
+        budgets=[
+            {"scope": "key", "per_day": "0.5"},
+            {"scope": "key", "name": "K1", "per_day": 3, "per_month": 20, "soft_percent": 50},
+            {"scope": "app", "per_day": 100},
+        ],
+    )
+    named = charges(r, Subject("K1", "a", "d"), tokens=10, cost=99)
+    assert [(ln.key, ln.limit, ln.soft, ln.label) for ln, _ in named] == [
+        (f"key:K1:costd:{DAY}", 3_000_000, 1_500_000, "budget per day of key 'K1'"),
+        (f"key:K1:costmo:{MONTH}", 20_000_000, 10_000_000, "budget per month of key 'K1'"),
+        (f"app:a:costd:{DAY}", 100_000_000, 80_000_000, "budget per day of app 'a'"),
+    ]
+    other = lines(r, Subject("K2", "a", "d"), tokens=10, cost=99)
+    assert [(ln.key, ln.limit) for ln in other][0] == (f"key:K2:costd:{DAY}", 500_000)
+    # A principal without a key id (an Entra token) has no key budget to be held to.
+    assert [ln.key for ln in lines(r, Subject(None, "a", "d"), 10, 99)] == [f"app:a:costd:{DAY}"]
+    assert r.budget("key", "K1") is not None and r.budget("deployment", "d") is None
+    assert ("key", "K1") in r.named() and ("key", "K2") not in r.named()
+
+
 @pytest.mark.parametrize(
     ("cfg", "message"),
     [
+        ({"budgets": [{"scope": "deployment", "per_day": 1}]}, "'key', 'app' or 'team'"),
+        (
+            {"budgets": [{"scope": "key", "per_day": 1}, {"scope": "key", "per_month": 1}]},
+            "two budgets",
+        ),
         ({"rules": [{"scope": "app"}]}, "at least one"),
         ({"rules": [{"scope": "global", "name": "x", "tpm": 1}]}, "no name"),
         ({"rules": [{"scope": "team", "name": "ghost", "tpm": 1}]}, "not in 'teams'"),

@@ -7,7 +7,7 @@ least the endpoint's role. Request bodies are JSON objects (at most 1 MiB); answ
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -21,6 +21,7 @@ from ..errors import BadRequest
 from ..policy.store import PolicyRevision
 from .auth import AdminAuthenticator
 from .bodies import (
+    MAX_BODY,
     Body,
     CheckPolicy,
     CreateKey,
@@ -28,15 +29,16 @@ from .bodies import (
     Explain,
     PutManaged,
     RotateKey,
+    read_json_body,
     validate_body,
 )
 from .service import Actor, AdminService, key_json, token_json
 from .settings import AdminRole
+from .usage import USAGE_QUERY, parse_query
 
-__all__ = ["AdminApi", "Endpoint"]
+__all__ = ["AdminApi", "Endpoint", "MAX_BODY"]
 
 Handler = Callable[[web.Request, Actor, Any], Awaitable[tuple[int, Any]]]
-MAX_BODY = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,7 @@ class Endpoint:
     body: type[Body] | dict[str, Any] | None = None
     response: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
     status: int = 200
+    query: Mapping[str, str] = field(default_factory=dict)  # name -> description
 
 
 def _duration(value: str | None, name: str, *, allow_zero: bool = False) -> timedelta | None:
@@ -81,6 +84,7 @@ _RELOAD = {
     },
 }
 _INCIDENT = {"$ref": "#/components/schemas/Incident"}
+_USAGE = {"$ref": "#/components/schemas/Usage"}
 
 
 class AdminApi:
@@ -103,7 +107,7 @@ class AdminApi:
             actor = await self.auth.require(request, endpoint.role)
             body: Any = {}
             if endpoint.body is not None:
-                body = await _json_body(request)
+                body = await read_json_body(request)
                 if isinstance(endpoint.body, type):
                     body = validate_body(endpoint.body, body)
             status, payload = await endpoint.handler(request, actor, body)
@@ -157,6 +161,9 @@ class AdminApi:
             "previous_valid_until": utc_seconds(record.previous_valid_until),
             "replayed": result.replayed,
         }
+
+    async def _usage(self, r: web.Request, actor: Actor, b: Any) -> tuple[int, Any]:
+        return 200, await self.service.usage(actor, parse_query(r.query))
 
     async def _list_alerts(self, r: web.Request, actor: Actor, b: Any) -> tuple[int, Any]:
         since = r.query.get("since")
@@ -333,6 +340,17 @@ class AdminApi:
             ),
             Endpoint(
                 "GET",
+                "/admin/usage",
+                "viewer",
+                "Each limit and budget that applies: its use across every replica (read, "
+                "not charged), what remains, when it resets; spend from the audit log",
+                "usage",
+                self._usage,
+                response=_USAGE,
+                query=USAGE_QUERY,
+            ),
+            Endpoint(
+                "GET",
                 "/admin/alerts",
                 "viewer",
                 "Incidents, newest first (?since=24h&status=open&limit=100): detector findings "
@@ -463,34 +481,3 @@ class AdminApi:
                 body=Explain,
             ),
         ]
-
-
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    """The whole body (however many segments it arrives in), at most ``MAX_BODY`` bytes, as a
-    JSON object."""
-    if request.content_type != "application/json":
-        raise BadRequest(
-            "Send a JSON body with 'Content-Type: application/json'.", reason="content_type"
-        )
-    declared = request.content_length
-    if declared is not None and declared > MAX_BODY:
-        raise _too_large()
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise _too_large()
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    try:
-        body = orjson.loads(raw) if raw else {}
-    except orjson.JSONDecodeError:
-        raise BadRequest("The body is not valid JSON.", reason="malformed_json") from None
-    if not isinstance(body, dict):
-        raise BadRequest("The body must be a JSON object.", reason="malformed_json")
-    return body
-
-
-def _too_large() -> BadRequest:
-    return BadRequest(f"The body is larger than {MAX_BODY} bytes.", reason="body_too_large")

@@ -1,11 +1,14 @@
 """The admin API's request bodies, as strict models: one place that says what each endpoint
 takes, used to validate every request (a wrong type or an unknown field is a 400 that names
-the field) and to describe it in the OpenAPI document."""
+the field) and to describe it in the OpenAPI document; and the reading of a body itself
+(``read_json_body``: at most ``MAX_BODY`` bytes, a JSON object)."""
 
 from __future__ import annotations
 
 from typing import Any, TypeVar
 
+import orjson
+from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import BadRequest
@@ -20,7 +23,11 @@ __all__ = [
     "PutManaged",
     "RotateKey",
     "validate_body",
+    "read_json_body",
+    "MAX_BODY",
 ]
+
+MAX_BODY = 1024 * 1024
 
 
 class Body(BaseModel):
@@ -72,3 +79,34 @@ def validate_body(model: type[B], raw: dict[str, Any]) -> B:
         error = exc.errors(include_url=False, include_input=False)[0]
         where = ".".join(str(part) for part in error["loc"]) or "body"
         raise BadRequest(f"'{where}': {error['msg']}", reason="invalid_body") from None
+
+
+async def read_json_body(request: web.Request) -> dict[str, Any]:
+    """The whole body (however many segments it arrives in), at most ``MAX_BODY`` bytes, as a
+    JSON object."""
+    if request.content_type != "application/json":
+        raise BadRequest(
+            "Send a JSON body with 'Content-Type: application/json'.", reason="content_type"
+        )
+    declared = request.content_length
+    if declared is not None and declared > MAX_BODY:
+        raise _too_large()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise _too_large()
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    try:
+        body = orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError:
+        raise BadRequest("The body is not valid JSON.", reason="malformed_json") from None
+    if not isinstance(body, dict):
+        raise BadRequest("The body must be a JSON object.", reason="malformed_json")
+    return body
+
+
+def _too_large() -> BadRequest:
+    return BadRequest(f"The body is larger than {MAX_BODY} bytes.", reason="body_too_large")

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from ..policy.document import BindingSpec, PolicyDocument, RoleSpec
 from .api import Endpoint
+from .usage import USAGE_SCHEMA
 
 __all__ = ["openapi_document"]
 
@@ -96,6 +97,7 @@ def _schemas() -> dict[str, Any]:
         "Key": _KEY,
         "AdminToken": _TOKEN,
         "Incident": _INCIDENT,
+        "Usage": USAGE_SCHEMA,
     }
     for model in (PolicyDocument, RoleSpec, BindingSpec):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -141,6 +143,12 @@ def openapi_document(endpoints: Sequence[Endpoint], *, version: str) -> dict[str
                 {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
                 for p in params
             ]
+        if ep.query:
+            operation.setdefault("parameters", []).extend(
+                {"name": q, "in": "query", "required": False, "description": text,
+                 "schema": {"type": "string"}}
+                for q, text in ep.query.items()
+            )  # fmt: skip
         if ep.body is not None:
             schema = ep.body if isinstance(ep.body, dict) else _model_schema(ep.body)
             operation["requestBody"] = {

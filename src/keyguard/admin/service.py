@@ -42,6 +42,7 @@ from ..rotation.keys import ExpiringKey, KeyRotationService, RotationResult
 from ..store.base import KeyRecord
 from .settings import ADMIN_ROLES, AdminRole
 from .tokens import AdminTokenRecord, AdminTokenService, role_allows
+from .usage import UsageQuery, UsageReport
 
 __all__ = ["Actor", "AdminService", "key_json", "token_json"]
 
@@ -145,6 +146,7 @@ class AdminService:
         key_rotation: KeyRotationService | None = None,
         key_grace: timedelta = timedelta(hours=24),
         incidents: Incidents | None = None,
+        usage: UsageReport | None = None,
         on_key_change: Callable[[str], None] | None = None,
         on_policy_change: Callable[[int], None] | None = None,
         on_blocks_lifted: Callable[[list[str]], None] | None = None,
@@ -158,6 +160,7 @@ class AdminService:
         self._key_rotation = key_rotation
         self._key_grace = key_grace
         self._incidents = incidents
+        self._usage = usage
         self._on_key_change = on_key_change
         self._on_policy_change = on_policy_change
         self._on_blocks_lifted = on_blocks_lifted
@@ -296,6 +299,20 @@ class AdminService:
         if self._key_rotation is None:  # pragma: no cover - every wiring passes one
             raise BadRequest("key rotation is not available here", reason="no_key_rotation")
         return self._key_rotation
+
+    # -- usage -----------------------------------------------------------------------------
+
+    async def usage(self, actor: Actor, query: UsageQuery) -> dict[str, Any]:
+        """Each limit and budget that applies, its use and what remains; spend over a period
+        (:mod:`.usage`). Reading changes no counter."""
+        scope, name = query[0], query[1]
+        target = "usage" if name is None else f"{scope}:{name}"
+        if scope == "key" or (name is not None and shown(name) != repr(name)):
+            target = _key_target(name or "") if scope == "key" else f"{scope}:?"
+        self._record(actor, "usage.read", target)
+        if self._usage is None:
+            raise BadRequest("the usage read-out is not available here", reason="no_usage")
+        return await self._usage.report(query, self._clock())
 
     # -- incidents -------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ _COMMANDS = {
     "alerts": ("keyguard.cli.alerts", "alerts_group"),
     "replay": ("keyguard.cli.replay", "replay_command"),
     "guard": ("keyguard.cli.guard", "guard_group"),
+    "usage": ("keyguard.cli.usage", "usage_command"),
 }
 
 

@@ -13,6 +13,7 @@
 ``resp``           the minimal pipelined Redis client it talks through
 ``persist``        the in-process backend with quotas kept in the store
 ``admission``      the pipeline hook: admit (reserve or refuse) and settle
+``usage``          the usage read-out: the counters that apply, read without charging
 ``factory``        settings -> a started admission hook
 =================  ==========================================================================
 

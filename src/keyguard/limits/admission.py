@@ -44,6 +44,7 @@ from .estimator import Estimate, Estimator, Large
 from .model import Line, Plan, Refusal, check, crossed_soft, remaining, retry_after_headers
 from .prices import MICRO, UnitPrice, cost_micro, from_micro
 from .rules import Rules
+from .usage import UsageReader
 
 __all__ = ["LimitAdmission", "Held"]
 
@@ -136,6 +137,11 @@ class LimitAdmission:
         await self._backend.close()
         if self._fallback is not None:
             await self._fallback.close()
+
+    def reader(self) -> UsageReader:
+        """The usage read-out over these rules and this backend (the shared one: a replica on
+        its local fallback cannot read what the others enforce), on this hook's clock."""
+        return UsageReader(self._rules, self._backend, lambda: self._clock())
 
     @property
     def backend_healthy(self) -> bool:

@@ -10,6 +10,8 @@ A backend applies :mod:`.model`'s arithmetic atomically over all the lines of a 
   counter whose window has already expired is left alone) and frees the request's
   concurrency slots; it answers the levels *after* (``-1`` where nothing was changed). A
   reservation is settled at most once.
+* :meth:`levels` reads the lines' levels and changes nothing (the usage read-out): a counter
+  whose window has passed reads 0, a concurrency line the slots held now.
 
 :class:`MemoryBackend` does this with dict arithmetic over the plan's compiled tuples and no
 awaits: one event loop means no other request can run in between (its ``reserve_now`` /
@@ -72,6 +74,10 @@ class Backend(Protocol):
         """``True`` once per ``key`` (a crossed soft threshold) until ``expires_at``."""
         ...
 
+    async def levels(self, lines: Sequence[Line], now: float) -> tuple[int, ...]:
+        """The level of each line, read without changing anything."""
+        ...
+
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -116,6 +122,13 @@ class MemoryBackend:
 
     async def reserve(self, rid: str, plan: Plan, amounts: Sequence[int], now: float) -> Outcome:
         return self.reserve_now(rid, plan, amounts, now)
+
+    async def levels(self, lines: Sequence[Line], now: float) -> tuple[int, ...]:
+        counters, expiry = self.counters, self.expiry
+        return tuple(
+            0 if expiry.get(line.key, now + 1) <= now else counters.get(line.key, 0)
+            for line in lines
+        )
 
     async def settle(
         self, rid: str, plan: Plan, deltas: Sequence[int], now: float

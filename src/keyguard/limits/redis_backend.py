@@ -97,7 +97,8 @@ class RedisBackend:
         self._journal = prefix + "journal" if journal_max_len else ""
         self._journal_len = str(journal_max_len)
         self._scripts = {
-            name: _script(name) for name in ("reserve.lua", "settle.lua", "restore.lua")
+            name: _script(name)
+            for name in ("reserve.lua", "settle.lua", "restore.lua", "levels.lua")
         }
         self._shas = {
             name: hashlib.sha1(text.encode()).hexdigest() for name, text in self._scripts.items()
@@ -116,6 +117,7 @@ class RedisBackend:
         self._probe: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._renewer: asyncio.Task[None] | None = None
+        self._read_only = "EVALSHA_RO"  # Redis 7; EVALSHA on an older server
         self._errors: tuple[type[BaseException], ...] = (
             RespError,
             ConnectionError,
@@ -282,6 +284,41 @@ class RedisBackend:
         if result == [-2]:  # already settled, or never reserved
             return (-1,) * len(lines)
         return tuple(result)
+
+    async def levels(self, lines: Sequence[Line], now: float) -> tuple[int, ...]:
+        """The lines' levels in one read-only script call (``levels.lua``): nothing changes,
+        not even an expired concurrency lease."""
+        if not self.healthy:
+            raise BackendUnavailable("redis is unreachable")
+        if not lines:
+            return ()
+        keys = [self._prefix + line.key for line in lines] + [self._state_key]
+        args = [repr(now), *(_KIND[line.kind] for line in lines)]
+        try:
+            result = await self._call_read_only("levels.lua", keys, args)
+        except self._errors as exc:
+            raise BackendUnavailable("redis did not answer") from exc
+        if result == [-1]:
+            raise BackendUnavailable("redis lost its counters; restoring them")
+        return tuple(int(level) for level in result[1:])
+
+    async def _call_read_only(self, name: str, keys: list[str], args: list[str]) -> Any:
+        """``EVALSHA_RO`` (the server refuses any write), loading the script on ``NOSCRIPT``;
+        plain ``EVALSHA`` on a server older than Redis 7."""
+        for _ in range(3):
+            try:
+                return await self._client.call(
+                    self._read_only, self._shas[name], len(keys), *keys, *args
+                )
+            except RespError as exc:
+                text = str(exc)
+                if text.startswith("NOSCRIPT"):
+                    await self._client.call("SCRIPT", "LOAD", self._scripts[name])
+                elif "unknown command" in text.lower() and self._read_only != "EVALSHA":
+                    self._read_only = "EVALSHA"
+                else:
+                    raise
+        raise RespError(f"{name} could not be run")
 
     async def first_alert(self, key: str, expires_at: float) -> bool:
         if not self.healthy:

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from .model import Kind, Line, Plan, plan_of
 from .prices import to_micro
-from .settings import LimitRule, LimitSettings, Scope
+from .settings import BudgetRule, LimitRule, LimitSettings, Scope
 from .windows import Period, WindowCache
 
 __all__ = ["Subject", "Template", "Rules"]
@@ -50,6 +50,7 @@ class Template:
     limit: int
     soft: int
     label: str
+    words: str = ""  # the label without whose it is: "tokens per minute"
 
 
 def _escape(name: str) -> str:
@@ -69,7 +70,9 @@ class Rules:
                 self._unnamed[rule.scope] = rule
             else:
                 self._named[(rule.scope, rule.name)] = rule
-        self._budgets = {(b.scope, b.name): b for b in settings.budgets}
+        self._budgets: dict[tuple[str, str | None], BudgetRule] = {
+            (b.scope, b.name): b for b in settings.budgets
+        }
         self._teams: dict[str, list[str]] = {}
         for team, apps in settings.teams.items():
             for app in apps:
@@ -97,32 +100,54 @@ class Rules:
             return cached
         out: list[Template] = []
         for scope, name in self._entities(subject):
-            prefix = f"{scope}:{_escape(name)}"
-            rule = self._rule(scope, name)
-            if rule is not None:
-                for field, (kind, period, short, words) in _FIELDS.items():
-                    limit = getattr(rule, field)
-                    if limit is not None:
-                        label = f"{words} of {_who(scope, name)}"
-                        out.append(Template(f"{prefix}:{short}", kind, period, limit, 0, label))
-            if scope in ("app", "team"):
-                budget = self._budgets.get((scope, name)) or self._budgets.get((scope, None))
-                if budget is not None:
-                    for period, amount in (("day", budget.per_day), ("month", budget.per_month)):
-                        if amount is None:
-                            continue
-                        limit = to_micro(amount)
-                        soft = max(1, int(limit * budget.soft_percent / 100))
-                        label = f"budget per {period} of {_who(scope, name)}"
-                        short = "cost" + ("d" if period == "day" else "mo")
-                        out.append(
-                            Template(f"{prefix}:{short}", "cost", period, limit, soft, label)
-                        )
+            out += self.entity_templates(scope, name)
         result = tuple(out)
         if len(self._cache) >= _MAX_CACHED:
             self._cache.clear()
         self._cache[subject] = result
         return result
+
+    def entity_templates(self, scope: Scope, name: str) -> list[Template]:
+        """The counters of one key id, app, team or deployment (``global``: name ``*``): its
+        rule's limits, then its budgets (keys, apps and teams)."""
+        prefix = f"{scope}:{_escape(name)}"
+        out: list[Template] = []
+        rule = self._rule(scope, name)
+        if rule is not None:
+            for field, (kind, period, short, words) in _FIELDS.items():
+                limit = getattr(rule, field)
+                if limit is not None:
+                    label = f"{words} of {_who(scope, name)}"
+                    out.append(Template(f"{prefix}:{short}", kind, period, limit, 0, label, words))
+        if scope in ("key", "app", "team"):
+            budget = self.budget(scope, name)
+            if budget is not None:
+                for period, amount in (("day", budget.per_day), ("month", budget.per_month)):
+                    if amount is None:
+                        continue
+                    limit = to_micro(amount)
+                    soft = max(1, int(limit * budget.soft_percent / 100))
+                    words = f"budget per {period}"
+                    label = f"{words} of {_who(scope, name)}"
+                    short = "cost" + ("d" if period == "day" else "mo")
+                    out.append(
+                        Template(f"{prefix}:{short}", "cost", period, limit, soft, label, words)
+                    )
+        return out
+
+    def budget(self, scope: Scope, name: str) -> BudgetRule | None:
+        """The budget that applies to one key id, app or team (named, else unnamed)."""
+        return self._budgets.get((scope, name)) or self._budgets.get((scope, None))
+
+    def teams_of(self, app: str) -> tuple[str, ...]:
+        """The teams ``app`` is in (its requests count against each team's limits)."""
+        return tuple(self._teams.get(app, ()))
+
+    def named(self) -> set[tuple[str, str]]:
+        """Every (scope, name) a rule or a budget names."""
+        found = {(scope, name) for scope, name in self._named}
+        found |= {(scope, name) for scope, name in self._budgets if name is not None}
+        return found
 
     @property
     def has_budgets(self) -> bool:

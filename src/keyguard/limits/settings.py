@@ -15,6 +15,8 @@
         - {scope: deployment, name: gpt-4o, tpm: 450000, rpm: 2700}
       budgets:
         - {scope: team, name: payments, per_day: 50, per_month: 1000, soft_percent: 80}
+        - {scope: key, per_day: 5}                          # every key, unless named below
+        - {scope: key, name: 4fT9qZ1mB7xK, per_day: 20}     # one key id
       prices:                                 # currency per 1,000,000 tokens
         gpt-4o: {input: 2.50, cached_input: 1.25, output: 10.00}
 
@@ -69,9 +71,10 @@ class LimitRule(Frozen):
 
 
 class BudgetRule(Frozen):
-    """A spending cap in the configured currency for an app or a team."""
+    """A spending cap in the configured currency for a key id, an app or a team; without a
+    ``name`` it applies to each of them on its own (every key, every app, every team)."""
 
-    scope: Literal["app", "team"]
+    scope: Literal["key", "app", "team"]
     name: str | None = None
     per_day: Decimal | None = Field(default=None, gt=0, le=1_000_000_000)
     per_month: Decimal | None = Field(default=None, gt=0, le=1_000_000_000)

@@ -26,6 +26,7 @@ from ..admin.app import HealthProbe, create_admin_app
 from ..admin.auth import AdminAuthenticator
 from ..admin.service import AdminService
 from ..admin.tokens import ADMIN_PEPPER, AdminTokenService, AdminTokenStore
+from ..admin.usage import UsageReport
 from ..bus import Bus
 from ..core.netaddr import ClientAddress
 from ..errors import ConfigurationError
@@ -37,6 +38,7 @@ from ..identity.key_index import IdIndex
 from ..identity.keys import KeyAuthenticator
 from ..identity.managed_keys import ManagedKeyIndex
 from ..identity.tokens import TokenValidator
+from ..limits.admission import LimitAdmission
 from ..monitor.store import MonitorStore
 from ..policy.authorizer import PolicyAuthorizer
 from ..policy.source import PolicySource
@@ -140,11 +142,26 @@ def _deployments(runtime: Runtime) -> list[str]:
     return [name for up in runtime.settings.upstreams for name in up.deployments]
 
 
+def usage_report(runtime: Runtime, admission: LimitAdmission | None) -> UsageReport:
+    """The usage read-out over the limits this process enforces (none when no limit is
+    configured, or on the command line) and the audit log's request records."""
+    limits = runtime.settings.limits
+    return UsageReport(
+        keys=runtime.keys,
+        reader=admission.reader() if admission is not None else None,
+        audit=runtime.audit_engine,
+        teams=limits.teams,
+        deployments=_deployments(runtime),
+        currency=limits.currency,
+    )
+
+
 async def admin_service(
     runtime: Runtime,
     *,
     policy: PolicySource | None,
     tokens: AdminTokenService,
+    admission: LimitAdmission | None = None,
     on_key_change: Callable[[str], None] | None = None,
     on_policy_change: Callable[[int], None] | None = None,
     on_blocks_lifted: Callable[[list[str]], None] | None = None,
@@ -160,6 +177,7 @@ async def admin_service(
         ),
         key_grace=runtime.settings.rotation.key_grace,
         incidents=MonitorStore(runtime.engine) if runtime.engine is not None else None,
+        usage=usage_report(runtime, admission),
         on_key_change=on_key_change,
         on_policy_change=on_policy_change,
         on_blocks_lifted=on_blocks_lifted,
@@ -208,6 +226,7 @@ async def start_access(
     invalidate: Callable[[str], None] | None = None,
     bus: Bus | None = None,
     lift: Callable[[list[str]], None] | None = None,
+    admission: LimitAdmission | None = None,
 ) -> Access:
     """Start what ``settings.access`` asks for; ``stack`` stops it. With a ``bus``, managed
     policy writes reach the other replicas at once; ``lift`` lifts blocks here and there."""
@@ -268,6 +287,7 @@ async def start_access(
         runtime,
         policy=policy,
         tokens=admin_tokens,
+        admission=admission,
         on_key_change=invalidate or keys.invalidate,
         on_policy_change=policy_from_bus(policy, bus) if bus is not None else None,
         on_blocks_lifted=lift,
