@@ -166,6 +166,8 @@ class Gateway:
             bus=bus,
             lift=lifting(monitoring.blocks, bus),
         )
+        if (policy := access.policy) is not None:
+            monitoring.use_policy(lambda: policy.current)
         guard = monitoring.guard(access.authorizer)
         self.share = share = fair_share(s.proxy)
         safety = await start_content_safety(stack, runtime, self._environ, access.policy)
