@@ -119,6 +119,15 @@ def test_peers_that_run_near_the_ceiling_make_it_usual_for_a_new_key() -> None:
     assert _velocity(found) == []
 
 
+def test_busy_keys_of_other_apps_do_not_make_the_ceiling_usual() -> None:
+    """The deployment's heavy keys have ceilings of their own: a new key of a new app at its
+    own ceiling is still flagged (peers looser than the declaration do not judge it)."""
+    d = Detector(QUICK, declarations=KEY_20K)
+    _mature(d, {f"HEAVYKEY000{k}": (f"heavy-{k}", 17_000) for k in range(6)})
+    found = _spend(d, 2050, 20, 3.0)
+    assert found and found[0].evidence["judged_against"] == "declared: key limit tpm 20000"
+
+
 def test_a_learnt_key_is_judged_by_its_own_history_not_its_declaration() -> None:
     d = Detector(QUICK, declarations=Declarations(any_key=Limits(tpm=1000)))
     _mature(d, {"OLDKEY000001": ("steady", 4000)})  # 8,000 a minute, above its "declaration"

@@ -118,8 +118,8 @@ def declared_thresholds(
     ``first_minutes``: a description when the key, ``age_s`` seconds after its first request,
     has already spent ``tokens`` (``requests`` requests, this one included) at or above
     ``declared_share`` of its declaration within ``declared_first_s``, else ``None``. Left
-    quiet when the peers' (or app's) ``expected`` tokens over the window reach that share
-    anyway: spending near the ceiling is then what this app's keys do.
+    quiet when ``expected`` (the busiest window of a typical key of its own app, or of the
+    app's history) reaches that share anyway: spending near the ceiling is what this app does.
     """
     window = declaration.tokens_per_minute * max(1.0, v.window_s / 60.0)
     threshold = max(v.new_key_multiplier * window, v.declared_min_tokens)

@@ -367,11 +367,13 @@ def velocity(view: Baselines, obs: Observation, now: float, s: DetectSettings) -
     declared = view.declared if own is None and v.declared else None
     first, tokens_judged = None, judged
     if declared is not None:
+        # what the key's own app does (its keys, else its history): near the ceiling too?
+        # (a team's or a deployment's keys have ceilings of their own: they say nothing)
         expected = (
             view.peers.typical(now)[0]
-            if view.peers is not None
+            if view.peers is not None and view.peers_of == f"app {obs.app}"
             else base.token_peak.current(now)
-            if base is not None
+            if view.peers is None and base is not None
             else None
         )
         threshold, first = declared_thresholds(
