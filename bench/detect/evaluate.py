@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/detect/evaluate.py [--weeks 4] [--seed 7] [--scale 1.0]
                                               [--write traffic.jsonl] [--check]
+                                              [--without-declarations]
 
 Builds the traffic (:mod:`traffic`, :mod:`attacks`), replays it through the detectors with the
 recorded clock (``keyguard.detect.replay``, the code behind ``keyguard replay``) and prints,
@@ -23,9 +24,12 @@ import orjson
 sys.path.insert(0, str(Path(__file__).parent))
 
 from attacks import scenarios  # noqa: E402
-from traffic import benign  # noqa: E402
+from declared import LIMITS, benign_new_keys  # noqa: E402
+from declared import scenarios as declared_scenarios  # noqa: E402
+from traffic import T0, WEEK, benign  # noqa: E402
 
 from keyguard.detect.settings import DetectSettings  # noqa: E402
+from keyguard.monitor.declarations import declarations_from  # noqa: E402
 from keyguard.monitor.replay import format_report, replay
 from keyguard.monitor.replay import score as score_replay
 
@@ -35,7 +39,8 @@ FIRST_REQUEST_RULES = ("key_probe", "decoy", "raw_azure_key")
 
 def build(weeks: float, seed: int, scale: float) -> list[tuple[object, str]]:
     items: list[tuple[object, str]] = [(o, "benign") for o in benign(weeks, seed, scale)]
-    for scenario in scenarios():
+    items.extend((o, "benign") for o in benign_new_keys(seed) if o.at < T0 + weeks * WEEK)
+    for scenario in [*scenarios(), *declared_scenarios()]:
         items.extend(scenario.requests(seed))
     items.sort(key=lambda pair: pair[0].at)  # type: ignore[attr-defined]
     return items
@@ -48,6 +53,11 @@ def main() -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="benign volume multiplier")
     parser.add_argument("--write", type=Path, help="save the labelled traffic (JSON lines)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument(
+        "--without-declarations",
+        action="store_true",
+        help="judge new keys without their limit rules (peers and defaults only)",
+    )
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -58,7 +68,12 @@ def main() -> int:
             for obs, label in items:
                 fh.write(orjson.dumps({**obs.to_record(), "label": label}) + b"\n")  # type: ignore[attr-defined]
     settings = DetectSettings(decoy_key_ids=DECOYS)
-    result = replay(items, settings, keep_labels=True)  # type: ignore[arg-type]
+    result = replay(
+        items,  # type: ignore[arg-type]
+        settings,
+        keep_labels=True,
+        declarations=None if args.without_declarations else declarations_from(LIMITS),
+    )
     replayed = time.perf_counter()
     ev = score_replay(result)
     print(
@@ -82,6 +97,13 @@ def main() -> int:
         # response (block, suspension) applies from the request after the one that fired it
         served = 0 if s["rule"] in FIRST_REQUEST_RULES else s.get("requests", "-")
         print(f"| {name} | {s['rule']} | {s['malicious_requests']} | {when} | {served} | {fired} |")
+    fresh = {"CALMNEWKEY01", "BUSYNEWKEY01"}  # benign new keys below their declaration
+    fresh_requests = sum(1 for o, _ in items if getattr(o, "key_id", None) in fresh)
+    fresh_alerts = sum(1 for a in result.alerts if a.incident.key_id in fresh)
+    print(
+        f"\nbenign new keys working at 10-30 % and ~60 % of their declared tpm: "
+        f"{fresh_requests} requests, {fresh_alerts} alerts"
+    )
     benign_alerts = [a for a in result.alerts if a.label in (None, "benign")]
     if benign_alerts:
         print("\nfalse alerts:")
@@ -99,7 +121,8 @@ def main() -> int:
         if rule == "velocity" and any(s > 60 for s in score.seconds_to_detect):
             failures.append("velocity: slower than 60 s")
     for name, found in ev.scenarios.items():
-        quick = name in ("stuffing-garbage", "velocity-new-key")  # the "first minute"
+        # the "first minute"
+        quick = name in ("stuffing-garbage", "velocity-new-key", "declared-ceiling")
         if quick and found.get("seconds", 1e9) > 60:
             failures.append(f"{name}: not within its first minute")
     if ev.false_per_10k >= 1.0:

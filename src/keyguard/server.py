@@ -167,6 +167,8 @@ class Gateway:
             lift=lifting(monitoring.blocks, bus),
             admission=self.admission,
         )
+        if (policy := access.policy) is not None:
+            monitoring.use_policy(lambda: policy.current)
         guard = monitoring.guard(access.authorizer)
         self.share = share = fair_share(s.proxy)
         safety = await start_content_safety(stack, runtime, self._environ, access.policy)

@@ -19,6 +19,7 @@ from keyguard.detect.rules import Detection
 from keyguard.monitor.store import MonitorStore
 from keyguard.respond.incidents import IncidentBook
 from keyguard.wiring.runtime import runtime
+from tests.support.settings import keyguard_config, write_config
 
 T = 1_800_000_000.0
 
@@ -126,3 +127,35 @@ async def test_admin_alerts_route_lists_incidents_for_an_admin(config_path: Path
             await runner.cleanup()
     assert "/admin/alerts" in spec["paths"] and "Incident" in spec["components"]["schemas"]
     assert [i["rule"] for i in body["incidents"]] == ["decoy"]
+
+
+def test_replay_judges_new_keys_by_the_config_s_limit_rules(tmp_path: Path) -> None:
+    """``keyguard replay -c`` uses the config's key and app rules: a new key spending its
+    rule in its first minute is an incident with them, not without."""
+    lines = []
+    for i in range(10):  # 20,500 tokens in 27 s by a key never seen before
+        obs = Observation(
+            at=T + i * 3,
+            key_id="KEYNEW000001",
+            app="fresh",
+            network="10.0.0.0/24",
+            status=200,
+            upstream_status=200,
+            operation="chat",
+            deployment="d",
+            prompt_tokens=2000,
+            completion_tokens=50,
+        )
+        lines.append(obs.to_record())
+    path = tmp_path / "traffic.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(line) for line in lines) + b"\n")
+    config = write_config(
+        tmp_path, keyguard_config(tmp_path, limits={"rules": [{"scope": "key", "tpm": 20000}]})
+    )
+    without = CliRunner().invoke(cli, ["replay", str(path)])
+    assert without.exit_code == 0 and "0 incidents" in without.output, without.output
+    found = CliRunner().invoke(cli, ["replay", str(path), "-c", str(config), "--json"])
+    assert found.exit_code == 0, found.output
+    [incident] = json.loads(found.output)
+    assert incident["rule"] == "velocity"
+    assert incident["evidence"]["first"]["judged_against"] == "declared: key limit tpm 20000"

@@ -10,6 +10,7 @@ import click
 
 from ..config import load_settings
 from ..detect.settings import DetectSettings
+from ..monitor.declarations import declarations_from
 from ..monitor.replay import ReplayResult, format_report, read_observations, replay, score
 from .support import echo_table, format_time, run_sync
 
@@ -20,7 +21,8 @@ __all__ = ["replay_command"]
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--config", "-c", "config_path", envvar="KEYGUARD_CONFIG",
               type=click.Path(dir_okay=False),
-              help="Use monitor.detect from this config (default: built-in).")  # fmt: skip
+              help="Use monitor.detect, limits.teams and the key and app limit rules from "
+                   "this config (default: built-in detection settings, no limits).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the incidents as JSON.")
 def replay_command(file: str, config_path: str | None, as_json: bool) -> None:
     """Replay requests from FILE through the detectors and print the incidents they open.
@@ -36,15 +38,28 @@ def replay_command(file: str, config_path: str | None, as_json: bool) -> None:
       keyguard replay month.jsonl -c candidate.yaml
       python bench/detect/evaluate.py --write traffic.jsonl && keyguard replay traffic.jsonl
     """
-    settings = (
-        run_sync(lambda: load_settings(config_path)).monitor.detect
+    config = (
+        run_sync(lambda: load_settings(config_path))
         if config_path and Path(config_path).exists()
-        else DetectSettings()
+        else None
     )
+    settings = config.monitor.detect if config is not None else DetectSettings()
+    teams: dict[str, str] = {}
+    if config is not None:
+        for team, apps in config.limits.teams.items():
+            for app in apps:
+                teams.setdefault(app, team)
+    declarations = declarations_from(config.limits) if config is not None else None
 
     def go() -> ReplayResult:
         with open(file, "rb") as fh:
-            return replay(read_observations(fh), settings, keep_labels=True)
+            return replay(
+                read_observations(fh),
+                settings,
+                keep_labels=True,
+                teams=teams,
+                declarations=declarations,
+            )
 
     result = run_sync(go)
     alerts = result.alerts

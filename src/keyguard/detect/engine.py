@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 from ..core.observation import Observation
+from .declared import Declarations
 from .profile import (
     AddressState,
     PeerGroup,
@@ -64,9 +65,16 @@ class _Bounded(Generic[T]):
 
 
 class Detector:
-    def __init__(self, settings: DetectSettings, teams: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        settings: DetectSettings,
+        teams: Mapping[str, str] | None = None,
+        declarations: Declarations | None = None,
+    ) -> None:
         self.settings = settings
         self.teams = dict(teams or {})  # app -> its team (``limits.teams``)
+        # what keys' limit rules and roles declare (judges a key without history)
+        self.declarations = declarations
         cap = settings.max_subjects
         self.keys: _Bounded[Profile] = _Bounded(cap)
         self.apps: _Bounded[Profile] = _Bounded(cap)
@@ -121,6 +129,10 @@ class Detector:
         view = Baselines(key, app, source, presented, address, client, peers, prompt)
         view.guarded = guarded
         view.peers_of = peers_of
+        declarations = self.declarations
+        if declarations is not None and obs.key_id is not None and s.velocity.declared:
+            if key is None or not key.mature():
+                view.declared = declarations.of(obs.key_id, obs.app)
         findings = []
         for rule in self._rules:
             finding = rule(view, obs, now, s)

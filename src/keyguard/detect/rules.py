@@ -19,6 +19,7 @@ from typing import Any
 
 from ..core.observation import Observation
 from ..events import Severity
+from .declared import Declaration, declared_thresholds
 from .profile import (
     AddressState,
     PeerGroup,
@@ -69,6 +70,7 @@ class Baselines:
     prompt: PromptState | None = None  # who sent the same prompt lately
     guarded: Events | None = None  # the key's (or app's) requests the guardrails hit lately
     peers_of: str | None = None  # whose keys ``peers`` are: "app NAME", "team NAME", ...
+    declared: Declaration | None = None  # what a new key's limits and role declare
     # the baseline the request is judged against: the key's once learnt, else its app's
     base: Profile | None = field(init=False)
 
@@ -352,9 +354,45 @@ def velocity(view: Baselines, obs: Observation, now: float, s: DetectSettings) -
     base = own if own is not None or view.peers is not None else view.base
     tokens_limit, cost_limit, conc_limit = velocity_thresholds(base, v, now, view.peers)
     tokens = (key.tokens.total(now) if key else 0.0) + obs.tokens
-    what = None
+    judged = (
+        "own history"
+        if own is not None
+        else f"peers: keys of {view.peers_of}"
+        if view.peers is not None
+        else "app"
+        if base is not None
+        else "defaults"
+    )
+    # ... and, while it has no history of its own, by what its limits and role declare
+    declared = view.declared if own is None and v.declared else None
+    first, tokens_judged = None, judged
+    if declared is not None:
+        # what the key's own app does (its keys, else its history): near the ceiling too?
+        # (a team's or a deployment's keys have ceilings of their own: they say nothing)
+        expected = (
+            view.peers.typical(now)[0]
+            if view.peers is not None and view.peers_of == f"app {obs.app}"
+            else base.token_peak.current(now)
+            if view.peers is None and base is not None
+            else None
+        )
+        threshold, first = declared_thresholds(
+            declared,
+            v,
+            tokens=tokens,
+            age_s=now - key.first_seen if key is not None else 0.0,
+            requests=(key.requests if key is not None else 0) + 1,
+            expected=expected,
+        )
+        if threshold < tokens_limit:
+            tokens_limit, tokens_judged = threshold, f"declared: {declared.label}"
+    what, summary = None, "Usage far above this key's baseline"
     if tokens > tokens_limit:
         what = f"{tokens:.0f} tokens in {v.window_s:.0f} s (threshold {tokens_limit:.0f})"
+        judged = tokens_judged
+    elif first is not None and declared is not None:
+        what, judged = first, f"declared: {declared.label}"
+        summary = "A new key spending at its declared ceiling from the start"
     elif obs.cost is not None:
         cost = (key.cost.total(now) if key else 0.0) + obs.cost
         if cost > cost_limit:
@@ -369,17 +407,12 @@ def velocity(view: Baselines, obs: Observation, now: float, s: DetectSettings) -
         "velocity",
         "high",
         obs,
-        f"Usage far above this key's baseline: {what}.",
+        f"{summary}: {what}.",
         tokens_in_window=tokens,
         learning=own is None,
-        judged_against=(
-            "own history"
-            if own is not None
-            else f"peers: keys of {view.peers_of}"
-            if view.peers is not None
-            else "app"
-            if base is not None
-            else "defaults"
+        judged_against=judged,
+        declared_tokens_per_minute=(
+            round(declared.tokens_per_minute) if declared is not None else None
         ),
     )
 

@@ -70,6 +70,12 @@ class VelocityRule(Frozen):
     min_concurrency: int = Field(default=24, ge=1)
     learning_concurrency: int = Field(default=96, ge=1)
     peak_half_life_days: float = Field(default=7, gt=0)
+    # a key without history against what its own limit rule (and role) declare
+    declared: bool = True
+    declared_share: float = Field(default=0.8, gt=0, le=1)  # of the declared rate ...
+    declared_first_s: float = Field(default=60, gt=0, le=3600)  # ... within its first seconds
+    declared_min_requests: int = Field(default=2, ge=1)  # sustained: one request is not
+    declared_min_tokens: float = Field(default=1000, ge=0)  # tiny declarations: never below
 
 
 class EnumerationRule(Frozen):

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from ..core.observation import Observation
+from ..detect.declared import Declarations
 from ..detect.engine import Detector
 from ..detect.settings import RULES, DetectSettings
 from ..errors import ConfigurationError
@@ -77,8 +78,12 @@ def replay(
     settings: DetectSettings,
     *,
     keep_labels: bool = False,
+    teams: Mapping[str, str] | None = None,
+    declarations: Declarations | None = None,
 ) -> ReplayResult:
-    detector = Detector(settings)
+    """``teams`` (app -> team) and ``declarations`` (keys' limit rules) as the gateway has
+    them from ``limits:``."""
+    detector = Detector(settings, teams, declarations)
     book = IncidentBook(settings.cooldown_s)
     result = ReplayResult()
     for index, (obs, label) in enumerate(items):

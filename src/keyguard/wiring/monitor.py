@@ -47,10 +47,12 @@ from ..detect.engine import Detector
 from ..errors import ConfigurationError, GatewayError
 from ..events import SecurityEvent
 from ..metrics.registry import GatewayMetrics
+from ..monitor.declarations import declarations_from, role_ceilings
 from ..monitor.gate import AuditGate
 from ..monitor.pipeline import Monitor
 from ..monitor.routes import add_monitor_routes
 from ..monitor.store import MonitorStore
+from ..policy.compiled import Policy
 from ..respond.alerts import AlertSender, Webhook
 from ..respond.blocks import BlockGuard, BlockList
 from ..respond.incidents import IncidentBook
@@ -79,6 +81,13 @@ class Monitoring:
     @property
     def keep_bodies(self) -> bool:
         return self.settings.monitor.audit.enabled and self.settings.monitor.audit.record_content
+
+    def use_policy(self, current: Callable[[], Policy]) -> None:
+        """Judge new keys also by what the roles of ``current()`` (the policy in force) let
+        one request carry (access control starts after the monitor)."""
+        detector = self.recorder.detector
+        if detector is not None and detector.declarations is not None:
+            detector.declarations.role = role_ceilings(current)
 
     def guard(self, inner: Authorizer | None = None) -> BlockGuard:
         """The proxy's screen (blocked addresses) and the authorizer around ``inner``
@@ -193,7 +202,9 @@ async def start_monitor(
     for team, apps in settings.limits.teams.items():
         for app in apps:
             teams.setdefault(app, team)
-    detector = Detector(m.detect, teams) if m.detect.enabled else None
+    detector = (
+        Detector(m.detect, teams, declarations_from(settings.limits)) if m.detect.enabled else None
+    )
     if detector is not None and store is not None:
         try:
             loaded = detector.load(await store.load_profiles())
