@@ -22,7 +22,7 @@ from keyguard.audit.sinks import StdoutSink, SyslogSink
 from keyguard.audit.store import AuditStore
 from keyguard.audit.verify import VerifyReport
 from keyguard.audit.writer import AuditWriter
-from keyguard.detect.rules import Detection
+from keyguard.detect.detection import Detection
 from keyguard.monitor.store import MonitorStore
 from keyguard.respond.incidents import IncidentBook
 from keyguard.store import open_store

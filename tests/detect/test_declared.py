@@ -15,8 +15,8 @@ from keyguard.detect.declared import (
     declare,
     declared_thresholds,
 )
+from keyguard.detect.detection import Detection
 from keyguard.detect.engine import Detector
-from keyguard.detect.rules import Detection
 from keyguard.detect.settings import DetectSettings, VelocityRule
 
 from .test_rules import NOW, QUICK, _mature, obs

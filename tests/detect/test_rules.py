@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from keyguard.core.observation import Observation, network_of, payload_features
+from keyguard.detect.detection import Detection
 from keyguard.detect.engine import Detector
 from keyguard.detect.profile import hour_of_week
-from keyguard.detect.rules import Detection
 from keyguard.detect.settings import DetectSettings
 
 DAY = 86400.0

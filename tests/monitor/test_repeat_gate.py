@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from keyguard.audit.settings import AuditSettings
 from keyguard.core.observation import Observation
-from keyguard.detect.rules import Detection
+from keyguard.detect.detection import Detection
 from keyguard.detect.settings import DetectSettings
 from keyguard.metrics.registry import GatewayMetrics
 from keyguard.monitor.pipeline import FOLD_S, Monitor

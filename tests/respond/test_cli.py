@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from keyguard.cli.main import cli
 from keyguard.config import load_settings
 from keyguard.core.observation import Observation
-from keyguard.detect.rules import Detection
+from keyguard.detect.detection import Detection
 from keyguard.monitor.store import MonitorStore
 from keyguard.respond.incidents import IncidentBook
 from keyguard.wiring.runtime import runtime

@@ -11,7 +11,7 @@ import pytest
 from keyguard.core.hooks import AllowAuthenticated
 from keyguard.core.principal import Principal
 from keyguard.core.request import RequestContext
-from keyguard.detect.rules import Detection
+from keyguard.detect.detection import Detection
 from keyguard.errors import AuthenticationFailed, TooManyRequests
 from keyguard.events import Event, EventBus, SecurityEvent
 from keyguard.respond.alerts import AlertSender, Webhook, render

@@ -15,7 +15,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 from ..core.observation import Observation
+from .baseline_rules import unusual_hour
 from .declared import Declarations
+from .detection import Baselines, Detection
 from .profile import (
     AddressState,
     PeerGroup,
@@ -25,15 +27,9 @@ from .profile import (
     SourceState,
     update_profile,
 )
-from .rules import (
-    RULE_FUNCTIONS,
-    Baselines,
-    Detection,
-    guardrail_hits,
-    guardrail_subject,
-    unusual_hour,
-)
+from .rules import RULE_FUNCTIONS
 from .settings import RULES, DetectSettings
+from .window_rules import guardrail_hits, guardrail_subject
 from .windows import Events, Recent
 
 __all__ = ["Detector"]

@@ -33,8 +33,8 @@ from ..audit.settings import AuditSettings
 from ..audit.writer import AuditWriter
 from ..core.observation import Observation, observe_context
 from ..core.request import RequestContext
+from ..detect.detection import Detection
 from ..detect.engine import Detector
-from ..detect.rules import Detection
 from ..errors import GatewayError, StorageError
 from ..events import AdminAction, Event, SecurityEvent
 from ..metrics.registry import GatewayMetrics

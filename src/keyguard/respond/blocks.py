@@ -19,7 +19,7 @@ from datetime import datetime
 from ..core.hooks import Authorizer
 from ..core.observation import network_of, payload_features
 from ..core.request import RequestContext
-from ..detect.rules import PROBED_OPERATIONS, probe_signature
+from ..detect.request_rules import PROBED_OPERATIONS, probe_signature
 from ..detect.settings import KeyProbeRule
 from ..errors import AuthenticationFailed, TooManyRequests
 

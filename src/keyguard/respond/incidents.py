@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from ..core.observation import network_of
-from ..detect.rules import Detection
+from ..detect.detection import Detection
 from ..events import SecurityEvent, Severity
 from .settings import SEVERITIES
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from ..detect.rules import Detection
+from ..detect.detection import Detection
 from ..errors import GatewayError
 from ..events import AdminAction, EventBus, SecurityEvent
 from ..keys.service import KeyService

@@ -1,0 +1,192 @@
+"""The rules that judge a request against a baseline (the key's own once learnt, else its
+peers', its app's or the defaults): a network never seen, usage far above the decaying peak or
+what a new key declares, many never-seen clients, use after dormancy or in hours never used."""
+
+from __future__ import annotations
+
+from ..core.observation import Observation
+from ..events import Severity
+from .declared import declared_thresholds
+from .detection import Baselines, Detection, finding
+from .profile import velocity_thresholds
+from .settings import DetectSettings
+
+__all__ = ["network", "reseller", "unusual_hour", "unusual_time", "velocity"]
+
+
+def network(view: Baselines, obs: Observation, now: float, s: DetectSettings) -> Detection | None:
+    """1. A network never seen for the key or its app, or many networks at once."""
+    r = s.network
+    if obs.key_id is None or obs.network is None or view.key is None:
+        return None
+    base = view.base
+    known = obs.network in view.key.networks or (
+        view.app is not None and obs.network in view.app.networks
+    )
+    if base is None:
+        many = view.key.recent_networks.count(now, obs.network)
+        if many >= r.many_networks:
+            return finding(
+                "network",
+                "high",
+                obs,
+                f"Key used from {many} networks within {r.window_s:.0f} s.",
+                networks=many,
+            )
+        return None
+    if known:
+        return None
+    new = view.key.new_networks.count(now, obs.network)
+    severity: Severity = "high" if new >= r.new_networks_high else "medium"
+    return finding(
+        "network",
+        severity,
+        obs,
+        f"Key used from a network never seen for it or its app ({obs.network}); "
+        f"{new} new network(s) within {r.window_s:.0f} s.",
+        network=obs.network,
+        new_networks=new,
+        known_networks=len(view.key.networks),
+    )
+
+
+def velocity(view: Baselines, obs: Observation, now: float, s: DetectSettings) -> Detection | None:
+    """2. Token rate, cost rate or concurrency far above the baseline's decaying peak."""
+    if obs.key_id is None:
+        return None
+    v, key = s.velocity, view.key
+    # a key with a history of its own is judged by it; a new one by its peers (its app's keys,
+    # then its team's, then the deployment's), else by its app's history, else the defaults
+    own = view.key if view.key is not None and view.key.mature() else None
+    base = own if own is not None or view.peers is not None else view.base
+    tokens_limit, cost_limit, conc_limit = velocity_thresholds(base, v, now, view.peers)
+    tokens = (key.tokens.total(now) if key else 0.0) + obs.tokens
+    judged = (
+        "own history"
+        if own is not None
+        else f"peers: keys of {view.peers_of}"
+        if view.peers is not None
+        else "app"
+        if base is not None
+        else "defaults"
+    )
+    # ... and, while it has no history of its own, by what its limits and role declare
+    declared = view.declared if own is None and v.declared else None
+    first, tokens_judged = None, judged
+    if declared is not None:
+        # what the key's own app does (its keys, else its history): near the ceiling too?
+        # (a team's or a deployment's keys have ceilings of their own: they say nothing)
+        expected = (
+            view.peers.typical(now)[0]
+            if view.peers is not None and view.peers_of == f"app {obs.app}"
+            else base.token_peak.current(now)
+            if view.peers is None and base is not None
+            else None
+        )
+        threshold, first = declared_thresholds(
+            declared,
+            v,
+            tokens=tokens,
+            age_s=now - key.first_seen if key is not None else 0.0,
+            requests=(key.requests if key is not None else 0) + 1,
+            expected=expected,
+        )
+        if threshold < tokens_limit:
+            tokens_limit, tokens_judged = threshold, f"declared: {declared.label}"
+    what, summary = None, "Usage far above this key's baseline"
+    if tokens > tokens_limit:
+        what = f"{tokens:.0f} tokens in {v.window_s:.0f} s (threshold {tokens_limit:.0f})"
+        judged = tokens_judged
+    elif first is not None and declared is not None:
+        what, judged = first, f"declared: {declared.label}"
+        summary = "A new key spending at its declared ceiling from the start"
+    elif obs.cost is not None:
+        cost = (key.cost.total(now) if key else 0.0) + obs.cost
+        if cost > cost_limit:
+            what = f"cost {cost:.2f} in {v.window_s:.0f} s (threshold {cost_limit:.2f})"
+    if what is None and key is not None:
+        concurrency = key.concurrency(now - obs.latency_ms / 1000.0)
+        if concurrency > conc_limit:
+            what = f"{concurrency} concurrent requests (threshold {conc_limit:.0f})"
+    if what is None:
+        return None
+    return finding(
+        "velocity",
+        "high",
+        obs,
+        f"{summary}: {what}.",
+        tokens_in_window=tokens,
+        learning=own is None,
+        judged_against=judged,
+        declared_tokens_per_minute=(
+            round(declared.tokens_per_minute) if declared is not None else None
+        ),
+    )
+
+
+def reseller(view: Baselines, obs: Observation, now: float, s: DetectSettings) -> Detection | None:
+    """8. One key suddenly serving many client fingerprints (user agent + X-Stainless-*)."""
+    r = s.reseller
+    client = obs.client_id
+    if obs.key_id is None or client is None or view.key is None:
+        return None
+    if view.base is not None:
+        known = client in view.key.clients or (view.app is not None and client in view.app.clients)
+        if known:
+            return None
+        new = view.key.new_clients.count(now, client)
+        if new < r.new_clients:
+            return None
+        summary = f"{new} never-seen clients within {r.window_s:.0f} s"
+    else:
+        new = view.key.recent_clients.count(now, client)
+        if new < r.distinct_clients:
+            return None
+        summary = f"{new} different clients within {r.window_s:.0f} s"
+    return finding(
+        "reseller",
+        "high",
+        obs,
+        f"One key serving many clients ({summary}): resold or shared access.",
+        clients=new,
+        sample=view.key.recent_clients.values(now)[-5:],
+    )
+
+
+def unusual_hour(view: Baselines, now: float, s: DetectSettings) -> bool:
+    """Whether ``now`` falls in hours this key (or its app) is essentially never used."""
+    base = view.key if view.key is not None and view.key.knows_hours() else None
+    if base is None and view.app is not None and view.app.knows_hours():
+        base = view.app
+    return base is not None and base.hour_share(now) < s.unusual_time.min_share
+
+
+def unusual_time(
+    view: Baselines, obs: Observation, now: float, s: DetectSettings
+) -> Detection | None:
+    """9. First use after long dormancy, or repeated use in hours the key is never used."""
+    r = s.unusual_time
+    key = view.key
+    if obs.key_id is None or key is None:
+        return None
+    idle = now - key.last_seen
+    if key.requests >= s.learning_requests and idle >= r.dormant_days * 86400:
+        return finding(
+            "unusual_time",
+            "medium",
+            obs,
+            f"Key used again after {idle / 86400:.0f} days of dormancy.",
+            dormant_days=round(idle / 86400, 1),
+        )
+    if not unusual_hour(view, now, s):
+        return None
+    count = key.unusual.count(now) + 1
+    if count < r.requests:
+        return None
+    return finding(
+        "unusual_time",
+        "low",
+        obs,
+        f"{count} requests within {r.window_s:.0f} s in hours this key is not used.",
+        unusual_requests=count,
+    )

@@ -1,0 +1,84 @@
+"""What a detection rule is given and what it returns: the baselines the request is judged
+against (:class:`Baselines`, the state *before* the observation is folded in), the finding
+(:class:`Detection`), the rule's signature (:data:`Rule`) and the one way a finding is built from
+an observation (:func:`finding`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.observation import Observation
+from ..events import Severity
+from .declared import Declaration
+from .profile import AddressState, PeerGroup, PresentedState, Profile, PromptState, SourceState
+from .settings import DetectSettings
+from .windows import Events, Recent
+
+__all__ = ["Baselines", "Detection", "Rule", "detection_fields", "finding"]
+
+
+@dataclass(slots=True)  # not frozen: cheaper to build, one per finding
+class Detection:
+    rule: str
+    severity: Severity
+    subject: str  # "key:<id>", "source:<prefix>", ...
+    summary: str
+    at: float
+    request_id: str = ""
+    key_id: str | None = None
+    app: str | None = None
+    source: str | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+    repeats: int = 0  # identical findings folded into this one (the monitor's repeat gate)
+
+
+@dataclass(slots=True)
+class Baselines:
+    key: Profile | None  # the authenticated key's profile
+    app: Profile | None  # its app's profile
+    source: SourceState | None  # failed authentications from the request's network
+    presented: PresentedState | None  # failed authentications with the presented key id
+    address: AddressState | None = None  # credentials refused from the exact address
+    client: Recent | None = None  # credentials refused for the client fingerprint, lately
+    peers: PeerGroup | None = None  # a new key's peers: its app's, team's or deployment's keys
+    prompt: PromptState | None = None  # who sent the same prompt lately
+    guarded: Events | None = None  # the key's (or app's) requests the guardrails hit lately
+    peers_of: str | None = None  # whose keys ``peers`` are: "app NAME", "team NAME", ...
+    declared: Declaration | None = None  # what a new key's limits and role declare
+    # the baseline the request is judged against: the key's once learnt, else its app's
+    base: Profile | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        key, app = self.key, self.app
+        base = key if key is not None and key.mature() else None
+        if base is None and app is not None and app.mature():
+            base = app
+        self.base = base
+
+
+Rule = Callable[[Baselines, Observation, float, DetectSettings], Detection | None]
+
+
+def finding(
+    rule: str, severity: Severity, obs: Observation, summary: str, **evidence: Any
+) -> Detection:
+    subject = f"key:{obs.key_id}" if obs.key_id else f"source:{obs.network or obs.source}"
+    return Detection(
+        rule=rule,
+        severity=severity,
+        subject=subject,
+        summary=summary,
+        at=obs.at,
+        request_id=obs.request_id,
+        key_id=obs.key_id,
+        app=obs.app,
+        source=obs.network or obs.source,
+        evidence={k: v for k, v in evidence.items() if v is not None},
+    )
+
+
+def detection_fields(f: Detection) -> dict[str, Any]:
+    """``f``'s fields, for a copy with some of them changed (its subject, its key)."""
+    return {name: getattr(f, name) for name in Detection.__dataclass_fields__}

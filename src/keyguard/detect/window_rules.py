@@ -1,0 +1,229 @@
+"""The rules that count within a window: credential stuffing (failed authentications per
+address, network, presented key and client), deployment enumeration, the same prompt from many
+keys or networks, and a key whose requests keep tripping the guardrails."""
+
+from __future__ import annotations
+
+import hashlib
+
+from ..core.observation import Observation
+from ..events import Severity
+from .detection import Baselines, Detection, detection_fields, finding
+from .settings import DetectSettings
+
+__all__ = [
+    "enumeration",
+    "guardrail_hits",
+    "guardrail_repeat",
+    "guardrail_subject",
+    "repetition",
+    "stuffing",
+]
+
+
+def stuffing(view: Baselines, obs: Observation, now: float, s: DetectSettings) -> Detection | None:
+    """5. Failed authentications: many key ids from one network, one key id from many
+    networks, or a flood of failures from one network."""
+    f = _stuffing(view, obs, now, s)
+    if f is not None and obs.source is not None:
+        f.evidence["address"] = obs.source  # what the block_source response blocks
+    return f
+
+
+def _stuffing(view: Baselines, obs: Observation, now: float, s: DetectSettings) -> Detection | None:
+    r = s.stuffing
+    if not obs.auth_failed or obs.reason == "azure_key_presented":
+        return None
+    burst = f"within {r.burst_window_s:.0f} s, whatever was presented"
+    refused = obs.refused or obs.request_id
+    if view.address is not None and obs.source is not None:
+        failures = view.address.burst.count(now, refused)
+        slow = view.address.slow.count(now, refused)
+        if failures >= r.failures_per_address or slow >= r.slow_failures_per_address:
+            if failures < r.failures_per_address:
+                failures, burst = slow, f"within {r.window_s:.0f} s, slowly"
+            f = finding(
+                "stuffing",
+                "high",
+                obs,
+                f"{failures} different credentials refused from {obs.source} {burst}: "
+                "credential stuffing.",
+                failures=failures,
+            )
+            return Detection(**{**detection_fields(f), "subject": f"address:{obs.source}"})
+    if view.source is not None:
+        failures = view.source.burst.count(now, refused)
+        if failures >= r.failures_per_network:
+            return finding(
+                "stuffing",
+                "high",
+                obs,
+                f"{failures} different credentials refused from {obs.network} {burst}: "
+                "credential stuffing from many addresses.",
+                failures=failures,
+            )
+        keys = view.source.failed_keys.count(now, obs.presented_key_id)
+        if keys >= r.keys_per_network:
+            return finding(
+                "stuffing",
+                "high",
+                obs,
+                f"{keys} different keys failed authentication from {obs.network} "
+                f"within {r.window_s:.0f} s: credential stuffing.",
+                distinct_keys=keys,
+            )
+        failures = view.source.failures.count(now) + 1
+        if failures >= r.flood:
+            return finding(
+                "stuffing",
+                "medium",
+                obs,
+                f"{failures} failed authentications from {obs.network} within {r.window_s:.0f} s.",
+                failures=failures,
+            )
+    if view.presented is not None and obs.presented_key_id is not None:
+        nets = view.presented.failed_networks.count(now, obs.network)
+        if nets >= r.networks_per_key:
+            f = finding(
+                "stuffing",
+                "high",
+                obs,
+                f"Key {obs.presented_key_id} failed authentication from {nets} networks within "
+                f"{r.window_s:.0f} s: a leaked key is being tried.",
+                networks=nets,
+            )
+            subject = f"key:{obs.presented_key_id}"
+            return Detection(
+                **{**detection_fields(f), "subject": subject, "key_id": obs.presented_key_id}
+            )
+    if view.client is not None and obs.client_id is not None:
+        failures = view.client.count(now, refused)
+        if failures >= r.failures_per_client:
+            f = finding(
+                "stuffing",
+                "medium",
+                obs,
+                f"{failures} different credentials refused for one client {burst}, from "
+                "any address: a distributed stuffing tool.",
+                failures=failures,
+                client=obs.client_id[:200],
+            )
+            digest = hashlib.sha256(obs.client_id.encode()).hexdigest()[:16]
+            return Detection(**{**detection_fields(f), "subject": f"client:{digest}"})
+    return None
+
+
+def enumeration(
+    view: Baselines, obs: Observation, now: float, s: DetectSettings
+) -> Detection | None:
+    """3. Distinct unknown deployments, model listings and never-used deployments."""
+    r = s.enumeration
+    if view.key is None or obs.key_id is None:
+        return None
+    item = None
+    if obs.requested is not None:
+        item = "unknown:" + obs.requested
+    elif obs.operation == "models":
+        item = "models"
+    elif obs.deployment is not None and view.key.mature():
+        known = obs.deployment in view.key.deployments or (
+            view.app is not None and obs.deployment in view.app.deployments
+        )
+        item = None if known else "deployment:" + obs.deployment
+    if item is None:
+        return None
+    tried = view.key.probes.count(now, item)
+    if tried < r.threshold:
+        return None
+    return finding(
+        "enumeration",
+        "high",
+        obs,
+        f"{tried} deployments or model listings tried within {r.window_s:.0f} s: "
+        "deployment enumeration.",
+        tried=tried,
+    )
+
+
+def repetition(
+    view: Baselines, obs: Observation, now: float, s: DetectSettings
+) -> Detection | None:
+    """10. The same prompt sent with several keys (of several apps) or from many networks
+    within a window: a replay or resale farm. Only a keyed digest of the prompt is kept."""
+    r, state = s.repetition, view.prompt
+    if state is None or state.familiar or obs.prompt_digest is None or obs.key_id is None:
+        return None
+    keys = state.keys.count(now, obs.key_id)
+    apps = state.apps.count(now, obs.app)
+    networks = state.networks.count(now, obs.network)
+    if keys >= r.distinct_keys and apps >= 2:
+        what = f"with {keys} keys of {apps} apps"
+    elif networks >= r.distinct_networks:
+        what = f"from {networks} networks"
+    else:
+        return None
+    f = finding(
+        "repetition",
+        "high",
+        obs,
+        f"The same prompt was sent {what} within {r.window_s:.0f} s: a replay or resale farm.",
+        keys=keys,
+        apps=apps,
+        networks=networks,
+        prompt_digest=obs.prompt_digest,
+    )
+    return Detection(**{**detection_fields(f), "subject": f"prompt:{obs.prompt_digest}"})
+
+
+def guardrail_hits(obs: Observation, families: tuple[str, ...]) -> list[dict[str, str]]:
+    """The request-side guardrail decisions of ``obs`` in ``families``."""
+    return [
+        h
+        for h in obs.guardrails
+        if h.get("where") == "request" and h.get("family") in families and "category" in h
+    ]
+
+
+def guardrail_subject(obs: Observation) -> str | None:
+    """Whose repeated guardrail hits count together: the key, else the (Entra) app."""
+    if obs.key_id:
+        return "key:" + obs.key_id
+    return "app:" + obs.app if obs.app else None
+
+
+def guardrail_repeat(
+    view: Baselines, obs: Observation, now: float, s: DetectSettings
+) -> Detection | None:
+    """11. A key (or app) whose requests keep carrying secrets or prompt attacks: the
+    guardrails refused or redacted each one, but someone keeps trying (a tool exfiltrating
+    through the model, or a compromised app)."""
+    r = s.guardrail_repeat
+    hits = guardrail_hits(obs, r.families)
+    subject = guardrail_subject(obs)
+    if not hits or subject is None:
+        return None
+    count = (view.guarded.count(now) if view.guarded is not None else 0) + 1
+    if count < r.threshold:
+        return None
+    severity: Severity = "critical" if count >= r.threshold * r.critical_multiplier else "high"
+    categories = sorted({h["category"] for h in hits})[:8]
+    return Detection(
+        rule="guardrail_repeat",
+        severity=severity,
+        subject=subject,
+        summary=(
+            f"{count} requests within {r.window_s:.0f} s carried what the guardrails refuse "
+            f"({', '.join(categories)})."
+        ),
+        at=obs.at,
+        request_id=obs.request_id,
+        key_id=obs.key_id,
+        app=obs.app,
+        source=obs.network or obs.source,
+        evidence={
+            "requests": count,
+            "categories": categories,
+            "actions": sorted({h.get("action", "") for h in hits}),
+            "fingerprints": sorted({h.get("fingerprint", "") for h in hits})[:4],
+        },
+    )
