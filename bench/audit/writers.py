@@ -75,7 +75,7 @@ class Timed(AuditStore):
         return done
 
     async def _locked(self, items: Sequence[tuple[str, str, str]], link: Link) -> Appended:
-        from keyguard.audit.store import _checkpoint_row, _record_row
+        from keyguard.audit.rows import checkpoint_row, record_row
 
         async with self._engine.begin() as conn:
             waited = time.perf_counter()
@@ -87,8 +87,8 @@ class Timed(AuditStore):
             head = Position(int(row[0]), str(row[1])) if row is not None else START
             records = list(chain(head.seq + 1, head.hash, items))
             cp = link.seal(records[-1])
-            await conn.execute(audit_records.insert(), [_record_row(r) for r in records])
-            await conn.execute(audit_checkpoints.insert().values(**_checkpoint_row(cp)))
+            await conn.execute(audit_records.insert(), [record_row(r) for r in records])
+            await conn.execute(audit_checkpoints.insert().values(**checkpoint_row(cp)))
         return Appended(records, [cp])
 
 

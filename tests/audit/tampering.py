@@ -24,8 +24,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from keyguard.audit.chain import Checkpoint, Record, canonical, link
+from keyguard.audit.rows import iso, parse_iso
 from keyguard.audit.signing import Signer
-from keyguard.audit.store import AuditStore, iso, parse_iso
+from keyguard.audit.store import AuditStore
 from keyguard.cli.main import cli
 from keyguard.config import Settings, settings_from_mapping
 from keyguard.emulator.server import RunningEmulator

@@ -25,10 +25,11 @@ from keyguard.audit.chain import (
     canonical,
 )
 from keyguard.audit.export import verify_store
+from keyguard.audit.rows import iso
 from keyguard.audit.settings import AuditSettings
 from keyguard.audit.signing import Signer, load_public_keys, signature_checker
 from keyguard.audit.sqlite_append import CHUNK, Busy, SqliteAppender, sqlite_file
-from keyguard.audit.store import AuditStore, iso
+from keyguard.audit.store import AuditStore
 from keyguard.audit.writer import AuditWriter
 
 NOW = 1_800_000_000.0
@@ -172,7 +173,7 @@ def test_iso_at_is_the_iso_text_of_the_time(seed: int) -> None:
     import random
     from datetime import UTC, datetime
 
-    from keyguard.audit.store import iso_at
+    from keyguard.audit.rows import iso_at
 
     rng = random.Random(seed)
     edges = [0.0, 1.9999995, NOW + 0.0000005, NOW + 0.9999996, NOW - 1e-7, 4102444799.9999999]

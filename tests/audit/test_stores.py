@@ -201,7 +201,7 @@ async def test_head_sets_stay_few_and_a_forged_one_does_not_silence_a_writer(
 
     from keyguard.audit.chain import Position
     from keyguard.audit.heads import sign_heads
-    from keyguard.audit.store import iso
+    from keyguard.audit.rows import iso
 
     clock = [NOW]
     settings = AuditSettings(checkpoint_interval_s=10)

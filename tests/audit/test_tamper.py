@@ -19,7 +19,7 @@ import pytest
 
 from keyguard.audit.chain import Position, Record, canonical, link
 from keyguard.audit.heads import sign_heads
-from keyguard.audit.store import parse_iso
+from keyguard.audit.rows import parse_iso
 from keyguard.emulator.server import RunningEmulator
 
 from .tampering import ATTACKER, AuditedGateway, _stored, forged_after

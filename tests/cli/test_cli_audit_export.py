@@ -12,9 +12,10 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 
+from keyguard.audit.rows import iso_at
 from keyguard.audit.settings import AuditSettings
 from keyguard.audit.signing import load_signer
-from keyguard.audit.store import AuditStore, iso_at
+from keyguard.audit.store import AuditStore
 from keyguard.audit.writer import AuditWriter
 from keyguard.cli.main import cli
 from keyguard.config import load_settings

@@ -51,8 +51,9 @@ from ..errors import StorageError
 from .chain import canonical
 from .destination import MANIFESTS, Destination
 from .manifest import Manifest
+from .rows import iso
 from .signing import Signer
-from .store import AuditStore, iso
+from .store import AuditStore
 
 __all__ = ["Manifest", "archive_chains", "file_digest", "MANIFESTS", "GENESIS", "line_digest"]
 

@@ -12,22 +12,16 @@ nothing is written and :class:`~.chain.HeadMoved` says where it is.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import math
-import time
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import Row, Table, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..core.times import utc_micro
 from ..errors import StorageError
-from ..store.packing import pack, unpack
 from ..store.schema import audit_archives, audit_checkpoints, audit_heads, audit_records
 from ..store.sql import _BEGIN_OPTION, translate_errors
 from . import partitions
@@ -39,11 +33,21 @@ from .chain import (
     Link,
     Position,
     Record,
-    canonical,
     chain,
 )
 from .heads import Heads
 from .partitions import Removed
+from .rows import (
+    checkpoint_of,
+    checkpoint_row,
+    heads_of,
+    iso,
+    iso_at,
+    pack_all,
+    parse_iso,
+    record_of,
+    record_row,
+)
 from .sqlite_append import (
     CHUNK,
     INSERT,
@@ -55,6 +59,7 @@ from .sqlite_append import (
     sqlite_rows,
 )
 
+# the time forms (:mod:`.rows`) stay importable from here too
 __all__ = ["AuditStore", "iso", "iso_at", "parse_iso"]
 
 log = logging.getLogger("keyguard.audit")
@@ -67,32 +72,6 @@ _NEWEST_BY_CHAIN = text(
     "WHERE created_at >= :since AND chain <> '' GROUP BY chain) m "
     "ON c.chain = m.chain AND c.seq = m.seq"
 )
-
-
-def iso(at: datetime) -> str:
-    """``2026-01-31T12:00:00.000000Z``: the one text form of a record's time (it is hashed)."""
-    return utc_micro(at)
-
-
-def iso_at(at: float) -> str:
-    """:func:`iso` of the epoch time ``at`` (what ``iso(datetime.fromtimestamp(at, UTC))``
-    gives), the date and time of day formatted once per second: one call per audit record."""
-    frac, whole = math.modf(at)
-    micro = round(frac * 1_000_000)
-    if micro >= 1_000_000:
-        whole, micro = whole + 1, micro - 1_000_000
-    elif micro < 0:
-        whole, micro = whole - 1, micro + 1_000_000
-    return f"{_second_text(int(whole))}.{micro:06d}Z"
-
-
-@functools.lru_cache(maxsize=8)
-def _second_text(second: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-
-
-def parse_iso(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 class AuditStore:
@@ -149,7 +128,7 @@ class AuditStore:
             return Appended([], [])
         # one hand-off a batch: the packing (:mod:`keyguard.store.packing`, ~16 us a record)
         # is done off the event loop, mostly outside the GIL
-        packed = await asyncio.to_thread(_pack_all, items)
+        packed = await asyncio.to_thread(pack_all, items)
         if self._direct is not None:
             try:
                 return await self._append_direct(self._direct, items, link, packed)
@@ -173,9 +152,9 @@ class AuditStore:
                         await conn.exec_driver_sql(INSERT, sqlite_rows(records, packed))
                         await conn.exec_driver_sql(INSERT_CHECKPOINT, sqlite_checkpoint(cp))
                         return Appended(records, [cp])
-                    rows = [_record_row(r, p) for r, p in zip(records, packed, strict=True)]
+                    rows = [record_row(r, p) for r, p in zip(records, packed, strict=True)]
                     await conn.execute(audit_records.insert(), rows)
-                    await conn.execute(audit_checkpoints.insert().values(**_checkpoint_row(cp)))
+                    await conn.execute(audit_checkpoints.insert().values(**checkpoint_row(cp)))
         except StorageError as exc:
             if isinstance(exc.__cause__, IntegrityError):  # a row at our seq: someone wrote
                 raise HeadMoved(await self.head(link.chain)) from None
@@ -193,7 +172,7 @@ class AuditStore:
         query = select(audit_records).where((c.chain == chain) & (c.seq == seq))
         async with translate_errors("read an audit record"), self._engine.connect() as conn:
             row = (await conn.execute(query)).first()
-        return None if row is None else _record(row)
+        return None if row is None else record_of(row)
 
     async def chains(self) -> dict[str, Position]:
         """Every chain in the store with its last record."""
@@ -210,7 +189,7 @@ class AuditStore:
         """The newest checkpoint of every writer's chain that has one created since ``since``."""
         async with translate_errors("read audit checkpoints"), self._engine.connect() as conn:
             rows = (await conn.execute(_NEWEST_BY_CHAIN, {"since": since})).all()
-        return [_checkpoint(row) for row in rows]
+        return [checkpoint_of(row) for row in rows]
 
     async def add_heads(self, heads: Heads) -> None:
         row = {
@@ -247,7 +226,7 @@ class AuditStore:
                 rows = (await conn.execute(query)).all()
             for row in rows:
                 given += 1
-                yield _heads(row)
+                yield heads_of(row)
             if len(rows) < _PAGE:
                 return
             last = int(rows[-1].id)
@@ -263,7 +242,7 @@ class AuditStore:
             query = query.where((c.seq < below[0]) | ((c.seq == below[0]) & (c.id < below[1])))
         async with translate_errors("read audit checkpoints"), self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return [((int(r.seq), int(r.id)), _checkpoint(r)) for r in rows]
+        return [((int(r.seq), int(r.id)), checkpoint_of(r)) for r in rows]
 
     async def records(
         self,
@@ -288,7 +267,7 @@ class AuditStore:
             async with translate_errors("read audit records"), self._engine.connect() as conn:
                 rows = (await conn.execute(query)).all()
             for row in rows:
-                yield _record(row)
+                yield record_of(row)
             if len(rows) < _PAGE:
                 return
             last = int(rows[-1]._mapping["seq"])
@@ -320,7 +299,7 @@ class AuditStore:
             async with translate_errors("read audit checkpoints"), self._engine.connect() as conn:
                 rows = (await conn.execute(query)).all()
             for row in rows:
-                yield _checkpoint(row)
+                yield checkpoint_of(row)
             if len(rows) < _PAGE:
                 return
             place = (int(rows[-1].seq), int(rows[-1].id))
@@ -379,24 +358,24 @@ class AuditStore:
         """Put rows back as they were (a restored archive), in one transaction."""
         async with translate_errors("restore audit records"), self._engine.begin() as conn:
             for start in range(0, len(records), _PAGE):
-                rows = [_record_row(r) for r in records[start : start + _PAGE]]
+                rows = [record_row(r) for r in records[start : start + _PAGE]]
                 await conn.execute(audit_records.insert(), rows)
             if checkpoints:
                 await conn.execute(
-                    audit_checkpoints.insert(), [_checkpoint_row(cp) for cp in checkpoints]
+                    audit_checkpoints.insert(), [checkpoint_row(cp) for cp in checkpoints]
                 )
 
     async def records_by_time(self, *, since: datetime | None = None) -> AsyncIterator[Record]:
         """Every record of every chain, by time (then chain and seq), paged."""
         async for row in self._by_time(audit_records, since):
-            yield _record(row)
+            yield record_of(row)
 
     async def checkpoints_by_time(
         self, *, since: datetime | None = None
     ) -> AsyncIterator[Checkpoint]:
         """Every checkpoint of every chain, by time (then chain and seq), paged."""
         async for row in self._by_time(audit_checkpoints, since):
-            yield _checkpoint(row)
+            yield checkpoint_of(row)
 
     async def _by_time(self, table: Table, since: datetime | None) -> AsyncIterator[Row[Any]]:
         c = table.c
@@ -420,82 +399,3 @@ class AuditStore:
                 return
             m = rows[-1]._mapping
             place = (m["created_at"], m["chain"], int(m["seq"]))
-
-
-def _record(row: Row[Any]) -> Record:
-    m = row._mapping
-    return Record(
-        seq=int(m["seq"]),
-        created=iso(_aware(m["created_at"])),
-        kind=m["kind"],
-        data=m["data"] or _unpacked(m["packed"]),
-        prev_hash=m["prev_hash"],
-        hash=m["hash"],
-        chain=m["chain"],
-    )
-
-
-def _unpacked(packed: bytes | None) -> str:
-    """The JSON text of a packed record; for bytes that are none (damaged or forged, or a row
-    with neither text nor packed value), a JSON text saying so, which never gives its hash."""
-    try:
-        return unpack(bytes(packed or b""))
-    except ValueError as exc:
-        return canonical({"unreadable": str(exc)})
-
-
-def _aware(at: datetime | str) -> datetime:
-    """A time read with a raw query (SQLite gives text there) as the typed column gives it."""
-    if isinstance(at, str):
-        return datetime.fromisoformat(at).replace(tzinfo=UTC)
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-
-
-def _checkpoint(row: Row[Any]) -> Checkpoint:
-    m = row._mapping
-    return Checkpoint(
-        seq=int(m["seq"]),
-        hash=m["hash"],
-        created=iso(_aware(m["created_at"])),
-        key_id=m["key_id"],
-        signature=m["signature"],
-        chain=m["chain"],
-    )
-
-
-def _heads(row: Row[Any]) -> Heads | str:
-    m = row._mapping
-    try:
-        obj = orjson.loads(m["heads"])
-        obj["signature"] = m["signature"]
-        return Heads.from_json(obj)
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
-        return f"head set {m['id']} ({m['created_at']}): not a head set (forged or damaged)"
-
-
-def _pack_all(items: Sequence[tuple[str, str, str]]) -> list[bytes]:
-    return [pack(data) for _, _, data in items]
-
-
-def _record_row(r: Record, packed: bytes | None = None) -> dict[str, Any]:
-    return {
-        "chain": r.chain,
-        "seq": r.seq,
-        "created_at": parse_iso(r.created),
-        "kind": r.kind,
-        "data": "",
-        "packed": pack(r.data) if packed is None else packed,
-        "prev_hash": r.prev_hash,
-        "hash": r.hash,
-    }
-
-
-def _checkpoint_row(cp: Checkpoint) -> dict[str, Any]:
-    return {
-        "chain": cp.chain,
-        "seq": cp.seq,
-        "hash": cp.hash,
-        "created_at": parse_iso(cp.created),
-        "key_id": cp.key_id,
-        "signature": cp.signature,
-    }

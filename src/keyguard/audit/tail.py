@@ -15,7 +15,8 @@ from collections.abc import Callable
 
 from .chain import Position
 from .heads import Carried, Heads
-from .store import AuditStore, parse_iso
+from .rows import parse_iso
+from .store import AuditStore
 
 __all__ = ["survey", "MAX_EXAMINED", "HEADS_KEEP_S"]
 

@@ -37,11 +37,12 @@ from .delivery import LossReport, Stream
 from .heads import Carried, next_heads, sign_heads
 from .partitions import chain_id
 from .queue import RecordQueue
+from .rows import iso, iso_at, parse_iso
 from .segments import KIND, close_data, open_data
 from .settings import AuditSettings
 from .signing import Signer, signature_checker
 from .sinks import Sink
-from .store import AuditStore, iso, iso_at, parse_iso
+from .store import AuditStore
 from .tail import HEADS_KEEP_S, survey
 
 __all__ = ["AuditWriter"]
