@@ -19,7 +19,7 @@ from keyguard.detect.detection import Detection
 from keyguard.detect.engine import Detector
 from keyguard.detect.settings import DetectSettings, VelocityRule
 
-from .test_rules import NOW, QUICK, _mature, obs
+from .observations import NOW, QUICK, mature, obs
 
 V = VelocityRule()
 KEY_20K = Declarations({"NEWKEY000001": Limits(tpm=20_000)})
@@ -99,7 +99,7 @@ def test_a_new_key_well_below_its_declaration_is_not_flagged(share: float) -> No
 def test_peers_that_are_tighter_take_precedence() -> None:
     """A generous declaration (200,000 a minute) does not loosen what the app's keys say."""
     d = Detector(QUICK, declarations=Declarations({"NEWKEY000001": Limits(tpm=200_000)}))
-    _mature(d, {"LIGHTKEY0001": ("light", 100), "LIGHTKEY0002": ("light", 100)})
+    mature(d, {"LIGHTKEY0001": ("light", 100), "LIGHTKEY0002": ("light", 100)})
     found: list[Detection] = []
     for i in range(20):
         found += d.observe(obs(NOW + i * 3, key_id="NEWKEY000001", app="light", prompt_tokens=1500))
@@ -112,7 +112,7 @@ def test_peers_that_run_near_the_ceiling_make_it_usual_for_a_new_key() -> None:
     is what this app does."""
     declarations = Declarations(any_key=Limits(tpm=20_000))
     d = Detector(QUICK, declarations=declarations)
-    _mature(d, {"BUSYKEY00001": ("busy", 17_000), "BUSYKEY00002": ("busy", 17_000)})
+    mature(d, {"BUSYKEY00001": ("busy", 17_000), "BUSYKEY00002": ("busy", 17_000)})
     found: list[Detection] = []
     for i in range(20):
         found += d.observe(obs(NOW + i * 3, key_id="NEWKEY000001", app="busy", prompt_tokens=850))
@@ -123,14 +123,14 @@ def test_busy_keys_of_other_apps_do_not_make_the_ceiling_usual() -> None:
     """The deployment's heavy keys have ceilings of their own: a new key of a new app at its
     own ceiling is still flagged (peers looser than the declaration do not judge it)."""
     d = Detector(QUICK, declarations=KEY_20K)
-    _mature(d, {f"HEAVYKEY000{k}": (f"heavy-{k}", 17_000) for k in range(6)})
+    mature(d, {f"HEAVYKEY000{k}": (f"heavy-{k}", 17_000) for k in range(6)})
     found = _spend(d, 2050, 20, 3.0)
     assert found and found[0].evidence["judged_against"] == "declared: key limit tpm 20000"
 
 
 def test_a_learnt_key_is_judged_by_its_own_history_not_its_declaration() -> None:
     d = Detector(QUICK, declarations=Declarations(any_key=Limits(tpm=1000)))
-    _mature(d, {"OLDKEY000001": ("steady", 4000)})  # 8,000 a minute, above its "declaration"
+    mature(d, {"OLDKEY000001": ("steady", 4000)})  # 8,000 a minute, above its "declaration"
     found = d.observe(obs(NOW, key_id="OLDKEY000001", app="steady", prompt_tokens=4000))
     assert _velocity(found) == []
 

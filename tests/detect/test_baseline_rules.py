@@ -1,0 +1,160 @@
+"""The rules against a baseline: a network never seen, usage far above the baseline or a new
+key's peers, many never-seen clients, use in unusual hours or after dormancy."""
+
+from __future__ import annotations
+
+from keyguard.detect.detection import Detection
+from keyguard.detect.engine import Detector
+from keyguard.detect.settings import DetectSettings
+
+from .observations import DAY, NOW, QUICK, T0, fire, learnt, mature, obs, rules
+
+# -- 1. network ------------------------------------------------------------------------------
+
+
+def test_network_never_seen_fires_on_the_first_request() -> None:
+    d = learnt()
+    found = fire(d, obs(NOW, source="198.51.100.9", network="198.51.100.0/24"))
+    assert rules(found) == ["network"] and found[0].severity == "medium"
+    assert found[0].subject == "key:KEYAAAAAAAA1"
+    # three new networks within the window: high
+    fire(d, obs(NOW + 1, network="198.51.101.0/24"))
+    found = fire(d, obs(NOW + 2, network="198.51.102.0/24"))
+    assert rules(found) == ["network"] and found[0].severity == "high"
+
+
+def test_network_known_to_the_app_is_not_new_for_a_fresh_key() -> None:
+    d = learnt()
+    d.observe(obs(NOW, key_id="KEYBBBBBBBB2", network="10.9.9.0/24"))  # app's other network
+    assert fire(d, obs(NOW + 5, key_id="KEYNEWNEW003")) == []
+
+
+def test_network_is_quiet_while_learning_unless_many_at_once() -> None:
+    d = Detector(DetectSettings())
+    for i in range(4):
+        assert fire(d, obs(NOW + i, network=f"192.0.{i}.0/24")) == []
+    assert rules(fire(d, obs(NOW + 5, network="192.0.9.0/24"))) == ["network"]
+
+
+# -- 2. velocity ------------------------------------------------------------------------------
+
+
+def test_velocity_fires_within_seconds_of_a_surge() -> None:
+    d = learnt()
+    found: list[Detection] = []
+    t = NOW
+    while not found and t < NOW + 60:
+        found = fire(d, obs(t, prompt_tokens=3000, completion_tokens=1000))
+        t += 0.5
+    assert rules(found) == ["velocity"] and t - NOW < 10
+
+
+def test_velocity_cost_and_concurrency() -> None:
+    d = learnt(cost=0.002)
+    found = fire(d, obs(NOW, cost=5.0))
+    assert rules(found) == ["velocity"] and "cost" in found[0].summary
+    d = learnt()
+    found = []
+    for i in range(60):  # 60 long requests all running at once
+        found += fire(d, obs(NOW + i * 0.01, latency_ms=30_000.0, prompt_tokens=10))
+    assert "velocity" in rules(found) and "concurrent" in found[0].summary
+
+
+def test_velocity_uses_an_absolute_threshold_while_learning() -> None:
+    d = Detector(DetectSettings())
+    assert fire(d, obs(NOW, prompt_tokens=100_000)) == []
+    assert rules(fire(d, obs(NOW + 1, prompt_tokens=250_000))) == ["velocity"]
+
+
+# -- 8. reseller ------------------------------------------------------------------------------
+
+
+def test_reseller_many_new_clients_on_one_key() -> None:
+    d = learnt()
+    assert fire(d, obs(NOW, user_agent="curl/8.1")) == []
+    assert fire(d, obs(NOW + 60, user_agent="SillyTavern/1.12")) == []
+    found = fire(d, obs(NOW + 120, user_agent="node-fetch/3"))
+    assert rules(found) == ["reseller"]
+
+
+def test_an_sdk_upgrade_is_one_new_client() -> None:
+    d = learnt()
+    for i in range(100):
+        assert fire(d, obs(NOW + i * 30, user_agent="AsyncAzureOpenAI/Python 2.0.0")) == []
+
+
+# -- 9. unusual time --------------------------------------------------------------------------
+
+
+def test_use_in_hours_the_key_is_never_used() -> None:
+    d = learnt()
+    night = T0 + 23 * DAY + 3 * 3600  # Wednesday 03:00
+    assert fire(d, obs(night)) == []
+    assert fire(d, obs(night + 60)) == []
+    found = fire(d, obs(night + 120))
+    assert rules(found) == ["unusual_time"] and found[0].severity == "low"
+
+
+def test_dormant_key_used_again() -> None:
+    d = learnt()
+    found = fire(d, obs(NOW + 30 * DAY))
+    assert "unusual_time" in rules(found) and "dormancy" in found[0].summary
+
+
+# -- a new key: judged by its peers (its app's keys, its team's, the deployment's) --------------
+
+
+def test_a_new_key_spending_far_above_its_peers_is_flagged_in_its_first_minute() -> None:
+    d = Detector(DetectSettings())
+    for day in range(4):  # six keys of other apps learn the deployment's usual rate
+        for minute in range(0, 8 * 60, 2):
+            for k in range(6):
+                at = T0 + day * DAY + minute * 60 + k
+                o = obs(at, key_id=f"PEERKEY0000{k}", app=f"peer-{k}", prompt_tokens=300)
+                d.observe(o)
+    assert len(d.peers.get("deployment:gpt-4o") or []) == 6
+    found = []
+    for i in range(20):  # a brand-new key of a brand-new app: 2,050 tokens every 3 s
+        found += fire(d, obs(NOW + i * 3, key_id="NEWKEY000001", app="fresh", prompt_tokens=2000,
+                             completion_tokens=50))  # fmt: skip
+    velocity = [f for f in found if f.rule == "velocity"]
+    assert velocity and velocity[0].at - NOW < 60
+    assert velocity[0].evidence["judged_against"] == "peers: keys of gpt-4o"
+
+
+def _first_minute(d: Detector, app: str, tokens: int) -> list[Detection]:
+    found: list[Detection] = []
+    for i in range(20):  # a brand-new key: `tokens` every 3 s
+        found += fire(d, obs(NOW + i * 3, key_id="NEWKEY000001", app=app, prompt_tokens=tokens))
+    return [f for f in found if f.rule == "velocity"]
+
+
+def test_a_new_key_is_judged_by_its_app_s_keys_then_its_team_s_then_the_deployment_s() -> None:
+    """A light app on a deployment of heavy users: its new key, at a rate that is ordinary for
+    the deployment, is far above its own app's keys (and its team's)."""
+    heavy = {f"HEAVYKEY000{k}": (f"heavy-{k}", 20_000) for k in range(6)}
+    light = {"LIGHTKEY0001": ("light", 100), "LIGHTKEY0002": ("light", 100)}
+    team = {"TEAMKEY00001": ("team-b", 100), "TEAMKEY00002": ("team-c", 100)}
+    teams = {"team-a": "small", "team-b": "small", "team-c": "small"}
+    d = Detector(QUICK, teams=teams)
+    mature(d, {**heavy, **light, **team})
+    by_app = _first_minute(d, "light", 1500)
+    assert by_app and by_app[0].evidence["judged_against"] == "peers: keys of app light"
+    assert by_app[0].at - NOW < 60
+    d2 = Detector(QUICK, teams=teams)
+    mature(d2, {**heavy, **team})
+    by_team = _first_minute(d2, "team-a", 1500)  # no keys of its own app: its team's
+    assert by_team and by_team[0].evidence["judged_against"] == "peers: keys of team small"
+    d3 = Detector(QUICK)
+    mature(d3, {**heavy, **light})
+    assert _first_minute(d3, "team-a", 1500) == []  # only the deployment's heavy keys: ordinary
+
+
+def test_a_new_key_with_no_peers_is_judged_against_the_defaults() -> None:
+    d = Detector(DetectSettings())
+    found = [
+        f
+        for i in range(20)
+        for f in fire(d, obs(NOW + i * 3, key_id="NEWKEY000001", app="fresh", prompt_tokens=2000))
+    ]
+    assert "velocity" not in rules(found)

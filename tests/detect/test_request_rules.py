@@ -1,0 +1,74 @@
+"""The rules one request decides: a key checker's probe, a decoy, a raw Azure key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from keyguard.detect.engine import Detector
+from keyguard.detect.settings import DetectSettings
+
+from .observations import NOW, failed, fire, learnt, obs, rules
+
+# -- 4. key probe -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        {"max_tokens": 1, "empty_prompt": True},
+        {"max_tokens": 9000, "empty_prompt": True, "temperature": 0.0, "seed": 0},
+    ],
+)
+def test_key_probe_fires_on_the_first_request(shape: dict[str, Any]) -> None:
+    d = Detector(DetectSettings())  # even a brand-new key
+    found = fire(d, obs(NOW, **shape))
+    assert rules(found) == ["key_probe"] and found[0].severity == "high"
+
+
+def test_an_old_api_version_is_a_hint_against_a_baseline_only() -> None:
+    assert fire(Detector(DetectSettings()), obs(NOW, api_version="2023-09-01-preview")) == []
+    found = fire(learnt(), obs(NOW, api_version="2023-09-01-preview"))
+    assert rules(found) == ["key_probe"] and found[0].severity == "medium"
+
+
+def test_a_health_check_is_not_a_probe() -> None:
+    d = Detector(DetectSettings())
+    assert fire(d, obs(NOW, max_tokens=1, empty_prompt=False)) == []
+    assert fire(d, obs(NOW + 1, max_tokens=9000, empty_prompt=True, temperature=0.7)) == []
+
+
+def test_an_app_that_always_used_the_old_api_version_is_not_probing() -> None:
+    d = learnt(api_version="2023-09-01-preview")
+    assert fire(d, obs(NOW, api_version="2023-09-01-preview")) == []
+
+
+# -- 6. decoy, 7. raw Azure key ---------------------------------------------------------------
+
+
+def test_decoy_key_and_decoy_app_fire_on_the_first_request() -> None:
+    s = DetectSettings(decoy_key_ids=("DECOYDECOY01",), decoy_apps=("honey",))
+    d = Detector(s)
+    found = fire(d, obs(NOW, key_id="DECOYDECOY01", presented_key_id="DECOYDECOY01"))
+    assert "decoy" in rules(found) and found[0].severity == "critical"
+    found = fire(d, failed(NOW + 1, "DECOYDECOY01"))  # even when refused
+    assert "decoy" in rules(found)
+    assert "decoy" in rules(fire(d, obs(NOW + 2, app="honey", key_id="KEYHONEY0001")))
+
+
+def test_raw_azure_key_fires_on_the_first_request() -> None:
+    d = Detector(DetectSettings())
+    found = fire(
+        d,
+        obs(
+            NOW,
+            key_id=None,
+            app=None,
+            presented_key_id=None,
+            status=401,
+            reason="azure_key_presented",
+            upstream_status=0,
+        ),
+    )
+    assert rules(found) == ["raw_azure_key"]

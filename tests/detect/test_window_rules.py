@@ -1,0 +1,145 @@
+"""The rules that count within a window: deployment enumeration, credential stuffing (from one
+address, one network, one tool anywhere), the same prompt from many keys or networks."""
+
+from __future__ import annotations
+
+from keyguard.core.observation import Observation
+from keyguard.detect.engine import Detector
+from keyguard.detect.settings import DetectSettings
+
+from .observations import CLIENT, DAY, NOW, failed, fire, learnt, obs, rules
+
+# -- 3. enumeration ---------------------------------------------------------------------------
+
+
+def test_enumeration_of_unknown_deployments_and_model_listing() -> None:
+    d = learnt()
+    base = {"deployment": None, "status": 404, "upstream_status": 0, "reason": "unknown_deployment"}
+    assert fire(d, obs(NOW, **base, requested="aaa")) == []
+    assert fire(d, obs(NOW + 1, **base, requested="bbb")) == []
+    assert fire(d, obs(NOW + 2, operation="models", deployment=None)) == []
+    assert rules(fire(d, obs(NOW + 3, **base, requested="ccc"))) == ["enumeration"]
+
+
+def test_the_same_wrong_deployment_again_and_again_is_a_misconfiguration() -> None:
+    d = learnt()
+    base = {"deployment": None, "status": 404, "upstream_status": 0, "requested": "typo"}
+    for i in range(50):
+        assert fire(d, obs(NOW + i, **base)) == []
+
+
+# -- 5. credential stuffing -------------------------------------------------------------------
+
+
+def test_stuffing_many_keys_from_one_network() -> None:
+    d = Detector(DetectSettings())
+    for i in range(4):
+        assert fire(d, failed(NOW + i, f"KEY{i:09d}")) == []
+    found = fire(d, failed(NOW + 5, "KEY000000009"))
+    assert rules(found) == ["stuffing"] and found[0].subject == "source:203.0.113.0/24"
+
+
+def test_stuffing_one_key_from_many_networks() -> None:
+    d = Detector(DetectSettings())
+    for i in range(3):
+        assert fire(d, failed(NOW + i, "KEYLEAKED001", f"198.18.{i}.0/24")) == []
+    found = fire(d, failed(NOW + 5, "KEYLEAKED001", "198.18.9.0/24"))
+    assert rules(found) == ["stuffing"] and found[0].subject == "key:KEYLEAKED001"
+
+
+def test_one_app_retrying_a_revoked_key_is_not_stuffing() -> None:
+    d = Detector(DetectSettings())
+    for i in range(200):
+        assert fire(d, failed(NOW + i, "KEYREVOKED01")) == []
+
+
+# -- stuffing from anywhere, repetition ------------------------------------------------------
+
+
+def _garbage(at: float, n: int, source: str = "198.51.100.7", client: str = CLIENT) -> Observation:
+    """A random key-shaped string refused: no key id, a different credential each time."""
+    o = failed(at, None, network="198.51.100.0/24", refused=f"garbage-{n}")
+    o.source, o.client = source, client
+    return o
+
+
+def test_sixty_garbage_keys_in_a_minute_from_one_address_are_stuffing() -> None:
+    d = Detector(DetectSettings())
+    found = [f for i in range(60) for f in fire(d, _garbage(NOW + i, i))]
+    assert found and found[0].rule == "stuffing" and found[0].severity == "high"
+    assert found[0].subject == "address:198.51.100.7"
+    assert found[0].evidence["failures"] == 20  # caught at the 20th, within 20 s
+
+
+def test_garbage_spread_over_one_network_is_stuffing() -> None:
+    d = Detector(DetectSettings())
+    found = [f for i in range(60) for f in fire(d, _garbage(NOW + i, i, f"198.51.100.{i}"))]
+    assert found and found[0].subject == "source:198.51.100.0/24"
+
+
+def test_one_tool_from_many_networks_is_stuffing_of_medium_severity() -> None:
+    d = Detector(DetectSettings())
+    found = []
+    for i in range(150):
+        o = _garbage(NOW + i * 0.4, i, f"10.{i}.0.1")
+        o.network = f"10.{i}.0.0/24"
+        found += fire(d, o)
+    assert found and found[0].severity == "medium" and found[0].subject.startswith("client:")
+
+
+def _prompted(at: float, key: str, app: str, network: str, digest: str = "d1") -> Observation:
+    return obs(at, key_id=key, presented_key_id=key, app=app, network=network, prompt_digest=digest)
+
+
+def _running() -> Detector:
+    """A detector that has run for two days (prompts first seen while it learnt are usual)."""
+    d = Detector(DetectSettings())
+    d.observe(obs(NOW - 2 * DAY))
+    return d
+
+
+def test_one_prompt_sent_with_keys_of_several_apps_is_repetition() -> None:
+    d = _running()
+    assert fire(d, _prompted(NOW, "KEYA00000001", "a", "10.0.1.0/24")) == []
+    assert "repetition" not in rules(
+        fire(d, _prompted(NOW + 1, "KEYA00000002", "a", "10.0.1.0/24"))
+    )
+    found = fire(d, _prompted(NOW + 2, "KEYB00000001", "b", "10.0.2.0/24"))
+    [rep] = [f for f in found if f.rule == "repetition"]
+    assert rep.subject == "prompt:d1" and rep.evidence["keys"] == 3
+
+
+def test_one_prompt_from_many_networks_is_repetition_but_not_one_keys_retries() -> None:
+    d = _running()
+    for i in range(30):  # one key retrying the same prompt from its one network
+        assert "repetition" not in rules(fire(d, _prompted(NOW + i, "KEYA00000001", "a",
+                                                            "10.0.1.0/24")))  # fmt: skip
+    found = []
+    for i in range(6):
+        found += fire(d, _prompted(NOW + 40 + i, "KEYA00000001", "a", f"10.9.{i}.0/24"))
+    assert "repetition" in rules(found)
+
+
+def test_a_prompt_in_use_for_days_is_not_a_farm() -> None:
+    d = _running()
+    fire(d, _prompted(NOW, "KEYA00000001", "a", "10.0.1.0/24", "boilerplate"))
+    later = NOW + DAY + 60  # the same boilerplate, a day on, from three apps
+    found = []
+    for i, app in enumerate("bcd"):
+        found += fire(d, _prompted(later + i, f"KEY{app.upper()}0000000{i}", app, f"10.{i}.2.0/24",
+                                   "boilerplate"))  # fmt: skip
+    assert "repetition" not in rules(found)
+    learning = Detector(DetectSettings())  # prompts seen while a new detector learns: usual
+    for i, app in enumerate("abc"):
+        found += fire(learning, _prompted(NOW + i, f"KEY{app.upper()}0000000{i}", app,
+                                          f"10.{i}.3.0/24"))  # fmt: skip
+    assert "repetition" not in rules(found)
+
+
+def test_the_prompt_digest_is_keyed_and_normalised() -> None:
+    from keyguard.core.observation import normalised, prompt_text
+
+    payload = {"messages": [{"role": "user", "content": [{"type": "text", "text": "Order  42"}]}]}
+    assert prompt_text(payload) == "Order  42"
+    assert normalised("Order  42\n") == normalised("order 17") == b"order00"
+    assert normalised("Caf\u00e9 \ud800 9") == "café ? 0".replace(" ", "").encode()
