@@ -11,7 +11,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keyguard.proxy.guard_stream import _Run
+from keyguard.proxy.stream_pieces import Run
 
 from .test_guard_stream import SECRET, chunk, guard, texts
 
@@ -116,12 +116,12 @@ def test_a_run_taken_part_way_keeps_each_chunks_text_offsets() -> None:
     raw = b"".join(chunk(w) for w in ["ab", "", "cde", "f"])
     sizes = [len(chunk(w)) for w in ["ab", "", "cde", "f"]]
     ends = [sum(sizes[: i + 1]) for i in range(4)]
-    run = _Run(raw, (0, -1), 10, ends, [12, 12, 15, 16])
+    run = Run(raw, (0, -1), 10, ends, [12, 12, 15, 16])
     assert run.take(2) == chunk("ab") + chunk("")
     events = run.events()
     assert [e.raw for e in events] == [chunk("cde"), chunk("f")]
     assert [(p.start, p.end) for e in events for p in e.pieces] == [(12, 15), (15, 16)]
-    whole = _Run(raw, (0, -1), 10, ends, [12, 12, 15, 16]).events()
+    whole = Run(raw, (0, -1), 10, ends, [12, 12, 15, 16]).events()
     assert [[(p.start, p.end) for p in e.pieces] for e in whole] == [
         [(10, 12)],
         [],

@@ -37,10 +37,8 @@ Memory is bounded: per choice, the text kept is the held tail plus ``context`` c
 
 from __future__ import annotations
 
-import re
 from bisect import bisect_right
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -49,10 +47,27 @@ from ..guard.decide import MAX_HITS, PLACEHOLDER, Hit, Placeholders
 from ..guard.findings import Match
 from ..policy.guardrails import Effective
 from .sse import _data, _event_end
+from .stream_pieces import (
+    NO_PIECES,
+    PLAIN,
+    PLAIN_WHOLE,
+    Event,
+    Key,
+    Piece,
+    Run,
+    Text,
+    apply_edits,
+    each,
+    filtered_end,
+    holder,
+    opaque,
+    rewritten,
+    shape_key,
+    small,
+)
 
 __all__ = ["StreamGuard"]
 
-Key = tuple[int, int]  # (choice index, the tool call's index or one of the slots below)
 _CONTENT, _REFUSAL, _FUNCTION, _OTHER = -1, -2, -3, -4
 _RAW: Key = (-1, -1)  # events whose data is not a JSON object, read as raw text
 _RESPONSES_DELTAS = {
@@ -65,108 +80,6 @@ _STRUCTURAL = frozenset(
     {"type", "id", "object", "status", "role", "model", "item_id", "call_id", "name",
      "previous_response_id", "service_tier", "truncation", "tool_choice", "logprobs"}
 )  # fmt: skip
-
-# The common chunk (one choice, its delta only text with nothing escaped) is read with a bytes
-# search; anything else is parsed. Inside a JSON string a quote is always escaped, so these
-# literals are keys, never text.
-_FAST_DELTA = re.compile(rb'"delta":\{(?:"role":"assistant",)?"content":"([^"\\\x00-\x1f]*)"\}')
-_PLAIN = re.compile(rb'[^"\\\x00-\x1f]*')
-_PLAIN_WHOLE = _PLAIN.fullmatch  # (raw, start, end): the text between has nothing escaped
-_FAST_INDEX = re.compile(
-    rb'"choices":\[\{"index":(\d{1,4}),|,"index":(\d{1,4})(?:,"logprobs":null)?\}\]'
-)
-
-
-@dataclass(slots=True)
-class _Piece:
-    key: Key
-    start: int  # offsets in the choice's whole streamed text
-    end: int
-    holder: dict[str, Any] | None  # the dict whose ``field`` carries the text (None: unparsed)
-    field: str
-
-
-class _Event:
-    __slots__ = ("raw", "obj", "pieces")
-
-    def __init__(self, raw: bytes) -> None:
-        self.raw = raw
-        self.obj: Any = None
-        self.pieces: list[_Piece] = _NONE
-
-
-_NONE: list[_Piece] = []  # shared by events without text (never appended to)
-
-
-class _Run:
-    """Consecutive plain text chunks of one key, as their bytes: ``ends[i]``, where chunk ``i``
-    ends in ``raw``; ``text_ends[i]``, where its text ends in the key's whole text (``begin``:
-    where the first one's begins)."""
-
-    __slots__ = ("raw", "key", "begin", "ends", "text_ends")
-
-    def __init__(
-        self, raw: bytes, key: Key, begin: int, ends: list[int], text_ends: list[int]
-    ) -> None:
-        self.raw = raw
-        self.key = key
-        self.begin = begin
-        self.ends = ends
-        self.text_ends = text_ends
-
-    def take(self, k: int) -> bytes:
-        """The bytes of the first ``k`` chunks (0 < k < len), which leave the run."""
-        cut = self.ends[k - 1]
-        out, self.raw = self.raw[:cut], self.raw[cut:]
-        self.begin = self.text_ends[k - 1]
-        self.ends = [end - cut for end in self.ends[k:]]
-        del self.text_ends[:k]
-        return out
-
-    def events(self) -> list[_Event]:
-        """The run as one event per chunk (for an edit to be written into them)."""
-        out: list[_Event] = []
-        at, begin = 0, self.begin
-        for end, text_end in zip(self.ends, self.text_ends, strict=True):
-            event = _Event(self.raw[at:end])
-            if text_end > begin:
-                event.pieces = [_Piece(self.key, begin, text_end, None, "content")]
-            out.append(event)
-            at, begin = end, text_end
-        return out
-
-
-class _Text:
-    """A choice's streamed text from ``base`` on (new pieces joined when it is read)."""
-
-    __slots__ = ("_text", "_new", "base", "end", "sent", "decided")
-
-    def __init__(self) -> None:
-        self._text = ""
-        self._new: list[str] = []
-        self.base = 0
-        self.end = 0  # offset of its end in the whole streamed text
-        self.sent = 0  # offset up to which its events were released
-        self.decided = 0  # matches ending before this are decided
-
-    def add(self, value: str) -> int:
-        start = self.end
-        self._new.append(value)
-        self.end += len(value)
-        return start
-
-    @property
-    def text(self) -> str:
-        if self._new:
-            self._text = "".join((self._text, *self._new))
-            self._new.clear()
-        return self._text
-
-    def drop(self, upto: int) -> None:
-        """Forget the text before offset ``upto``."""
-        cut = upto - self.base
-        self._text = self.text[cut:]
-        self.base = upto
 
 
 class StreamGuard:
@@ -189,14 +102,14 @@ class StreamGuard:
         self._window = window
         self._context = context
         self._step = max(1, window // 4)  # new text judged in steps: each read covers more
-        self._held: list[_Event | _Run] = []
-        self._texts: dict[Key, _Text] = {}
+        self._held: list[Event | Run] = []
+        self._texts: dict[Key, Text] = {}
         self._edits: dict[Key, list[tuple[int, int, str]]] = {}
         self._head: dict[str, Any] = {}  # id, created, model, object of the last chunk
         self._responses = False
         self._shape: tuple[bytes, bytes] = (b"\0", b"\0")  # of the last plain text chunk
         self._shape_key: Key = (0, -1)
-        self._shape_text: _Text | None = None  # the text of the shape's key
+        self._shape_text: Text | None = None  # the text of the shape's key
         self.hits: list[Hit] = []
         self.more_hits = 0
         self._seen: set[tuple[str, str]] = set()  # (category, fingerprint) already noted
@@ -239,16 +152,16 @@ class StreamGuard:
 
     def _run(self, data: bytes, pos: int) -> int:
         """Take the plain text chunks of the last shape that follow one another from ``pos``
-        as one :class:`_Run`; return where they end (``pos`` when there is none)."""
+        as one :class:`Run`; return where they end (``pos`` when there is none)."""
         head, tail = self._shape
         if not self._head or self._responses or not data.startswith(head, pos):
             return pos
         text = self._shape_text
         if text is None:
             key = self._shape_key
-            text = self._shape_text = self._texts.get(key) or self._texts.setdefault(key, _Text())
+            text = self._shape_text = self._texts.get(key) or self._texts.setdefault(key, Text())
         size, skip = len(head), len(tail)
-        plain = _PLAIN.match
+        plain = PLAIN.match
         start, begin = pos, text.end
         at = begin
         ends: list[int] = []
@@ -273,10 +186,10 @@ class StreamGuard:
             return start
         text._new.extend(values)
         text.end = at
-        self._held.append(_Run(data[start:pos], self._shape_key, begin, ends, text_ends))
+        self._held.append(Run(data[start:pos], self._shape_key, begin, ends, text_ends))
         return pos
 
-    def _fast(self, raw: bytes) -> _Event | None:
+    def _fast(self, raw: bytes) -> Event | None:
         """The event of a plain text chunk, read without parsing it; ``None`` for any other.
 
         The bytes around the text (the chunk's shape) are checked once; the next chunks of the
@@ -290,14 +203,14 @@ class StreamGuard:
             start <= end
             and raw.startswith(head)
             and raw.endswith(tail)
-            and _PLAIN_WHOLE(raw, start, end) is not None
+            and PLAIN_WHOLE(raw, start, end) is not None
         ):
             at = raw.find(b'"content":"')
             if at < 0:
                 return None
             start = at + 11
-            end = _PLAIN.match(raw, start).end()  # type: ignore[union-attr]  # always matches
-            key = _shape_key(raw, start, end)
+            end = PLAIN.match(raw, start).end()  # type: ignore[union-attr]  # always matches
+            key = shape_key(raw, start, end)
             if key is None:
                 return None
             self._shape, self._shape_key = (raw[:start], raw[end:]), key
@@ -306,25 +219,25 @@ class StreamGuard:
             value = raw[start:end].decode()
         except UnicodeDecodeError:
             return None
-        event = _Event(raw)
+        event = Event(raw)
         if value:
             text = self._shape_text
             if text is None:
                 key = self._shape_key
                 text = self._shape_text = self._texts.get(key) or self._texts.setdefault(
-                    key, _Text()
+                    key, Text()
                 )
             begin = text.end
             text._new.append(value)
             text.end = begin + len(value)
-            event.pieces = [_Piece(self._shape_key, begin, text.end, None, "content")]
+            event.pieces = [Piece(self._shape_key, begin, text.end, None, "content")]
         return event
 
-    def _parse(self, raw: bytes) -> _Event:
+    def _parse(self, raw: bytes) -> Event:
         fast = self._fast(raw)
         if fast is not None:
             return fast
-        event = _Event(raw)
+        event = Event(raw)
         if raw.startswith(b"data: {") and raw.find(b"\n") == len(raw) - 2:  # one data line
             try:
                 obj = orjson.loads(raw[6:-2])
@@ -333,7 +246,7 @@ class StreamGuard:
         else:
             obj = _data(raw)
         if not isinstance(obj, dict):
-            text = _opaque(raw)
+            text = opaque(raw)
             if text:  # not JSON: read as it is, never sent unread
                 self._add_value(event, _RAW, text, None, "raw")
             return event
@@ -345,7 +258,7 @@ class StreamGuard:
             if slot is None and kind.endswith(".delta"):
                 slot = _OTHER
             if slot is not None:
-                self._add(event, (_small(obj.get("output_index")), slot), obj, "delta")
+                self._add(event, (small(obj.get("output_index")), slot), obj, "delta")
             else:
                 self._whole(event, obj)
             return event
@@ -357,7 +270,7 @@ class StreamGuard:
         for choice in choices if isinstance(choices, list) else ():
             if not isinstance(choice, dict):
                 continue
-            index = _small(choice.get("index"))
+            index = small(choice.get("index"))
             delta = choice.get("delta")
             if isinstance(delta, dict):
                 self._add(event, (index, _CONTENT), delta, "content")
@@ -369,13 +282,13 @@ class StreamGuard:
                 for call in calls if isinstance(calls, list) else ():
                     function = call.get("function") if isinstance(call, dict) else None
                     if isinstance(function, dict):
-                        slot = _small(call.get("index"))
+                        slot = small(call.get("index"))
                         self._add(event, (index, slot), function, "arguments")
             else:
                 self._add(event, (index, _CONTENT), choice, "text")
         return event
 
-    def _whole(self, event: _Event, obj: dict[str, Any]) -> None:
+    def _whole(self, event: Event, obj: dict[str, Any]) -> None:
         """Decide every text of an event that carries whole texts (a Responses stream's
         ``.done`` and ``response.*`` events): block cuts the stream, redact and restore rewrite
         the event before it is held."""
@@ -396,7 +309,7 @@ class StreamGuard:
                 elif isinstance(value, dict | list):
                     stack.append(value)
         if changed:
-            event.raw = _rewritten(event.raw, obj)
+            event.raw = rewritten(event.raw, obj)
 
     def _judge_whole(self, value: str) -> str:
         """``value`` with the decided edits applied (the same object when none)."""
@@ -414,24 +327,24 @@ class StreamGuard:
                 restored = self._restore.get(tag.group())
                 if restored is not None:
                     edits.append((tag.start(), tag.end(), restored))
-        return _apply(value, 0, len(value), edits) if edits else value
+        return apply_edits(value, 0, len(value), edits) if edits else value
 
-    def _add(self, event: _Event, key: Key, holder: dict[str, Any], name: str) -> None:
+    def _add(self, event: Event, key: Key, holder: dict[str, Any], name: str) -> None:
         value = holder.get(name)
         if isinstance(value, str):
             self._add_value(event, key, value, holder, name)
 
     def _add_value(
-        self, event: _Event, key: Key, value: str, holder: dict[str, Any] | None, name: str
+        self, event: Event, key: Key, value: str, holder: dict[str, Any] | None, name: str
     ) -> None:
         if not value:
             return
         text = self._texts.get(key)
         if text is None:
-            text = self._texts[key] = _Text()
+            text = self._texts[key] = Text()
         start = text.add(value)
-        piece = _Piece(key, start, text.end, holder, name)
-        if event.pieces is _NONE:
+        piece = Piece(key, start, text.end, holder, name)
+        if event.pieces is NO_PIECES:
             event.pieces = [piece]
         else:
             event.pieces.append(piece)
@@ -446,7 +359,7 @@ class StreamGuard:
                 return self._cut()
         return self._release(frontier, final)
 
-    def _review(self, key: Key, text: _Text, final: bool) -> int:
+    def _review(self, key: Key, text: Text, final: bool) -> int:
         """Decide the matches of ``key``'s text that can no longer grow; return the offset
         its events may be released up to."""
         settled = text.end if final else text.end - self._window
@@ -507,11 +420,11 @@ class StreamGuard:
         out: list[bytes] = []
         held = self._held
         if self._edits:  # edits are written event by event
-            held[:] = [e for item in held for e in _each(item)]
+            held[:] = [e for item in held for e in each(item)]
         n = 0
         texts = self._texts
         for event in held:
-            if type(event) is _Run:
+            if type(event) is Run:
                 ends = event.text_ends
                 k = len(ends) if final else bisect_right(ends, frontier[event.key])
                 if k == 0:
@@ -525,7 +438,7 @@ class StreamGuard:
                 out.append(event.raw)
                 n += 1
                 continue
-            assert type(event) is _Event
+            assert type(event) is Event
             pieces = event.pieces
             if pieces:
                 if not final:
@@ -548,23 +461,23 @@ class StreamGuard:
         self._trim()
         return b"".join(out)
 
-    def _edited(self, event: _Event) -> bytes:
+    def _edited(self, event: Event) -> bytes:
         changed = False
         for piece in event.pieces:
             edits = self._edits.get(piece.key)
             if not edits:
                 continue
-            if piece.holder is None and not _holder(event, piece):
+            if piece.holder is None and not holder(event, piece):
                 return b""  # cannot be edited: dropped, never sent as it came
             assert piece.holder is not None
             value = piece.holder[piece.field]
-            new = _apply(value, piece.start, piece.end, edits)
+            new = apply_edits(value, piece.start, piece.end, edits)
             if new != value:
                 piece.holder[piece.field] = new
                 changed = True
         if not changed:
             return event.raw
-        return _rewritten(event.raw, event.obj)
+        return rewritten(event.raw, event.obj)
 
     def _trim(self) -> None:
         for key, text in self._texts.items():
@@ -581,108 +494,4 @@ class StreamGuard:
         assert hit is not None
         self._held.clear()
         self._texts.clear()
-        results = {hit.category: {"filtered": True, "detected": True, "family": hit.family}}
-        if self._responses:
-            error = {
-                "type": "error",
-                "code": "content_filter",
-                "message": f"The answer was cut by the gateway's guardrails ({hit.category}).",
-                "param": None,
-            }
-            return b"data: " + orjson.dumps(error) + b"\n\n"
-        chunk = {
-            "choices": [
-                {
-                    "content_filter_results": results,
-                    "delta": {},
-                    "finish_reason": "content_filter",
-                    "index": 0,
-                    "logprobs": None,
-                }
-            ],
-            **self._head,
-        }
-        return b"data: " + orjson.dumps(chunk) + b"\n\ndata: [DONE]\n\n"
-
-
-def _each(item: _Event | _Run) -> list[_Event]:
-    return item.events() if isinstance(item, _Run) else [item]
-
-
-def _small(value: Any) -> int:
-    """An index from a chunk, kept small (a hostile value cannot grow the tables)."""
-    return value if isinstance(value, int) and 0 <= value < 1024 else 0
-
-
-def _opaque(raw: bytes) -> str:
-    """The data of an event that is not a JSON object, as text ("" for none or ``[DONE]``)."""
-    parts = [line[5:].strip() for line in raw.split(b"\n") if line.startswith(b"data:")]
-    data = b"\n".join(part for part in parts if part)
-    if not data or data == b"[DONE]":
-        return ""
-    return data.decode("utf-8", "replace")
-
-
-def _rewritten(raw: bytes, obj: Any) -> bytes:
-    """The event with its data written anew from ``obj`` (its other lines, such as
-    ``event:`` and ``id:``, kept)."""
-    kept = [
-        line for line in raw.rstrip(b"\r\n").split(b"\n") if line and not line.startswith(b"data:")
-    ]
-    return b"\n".join([*kept, b"data: " + orjson.dumps(obj)]) + b"\n\n"
-
-
-def _shape_key(raw: bytes, start: int, end: int) -> Key | None:
-    """The key of a chunk whose text is ``raw[start:end]`` (unescaped, a quote after it) when
-    the chunk is one data line of one choice with a delta holding only that text."""
-    if (
-        end >= len(raw)
-        or raw[end] != 0x22  # '"': the text ends unescaped
-        or not raw.startswith(b"data: {")
-        or raw.find(b"\n") != len(raw) - 2
-        or raw.count(b'"index":') != 1
-        or raw.count(b'"content":') != 1
-        or raw.count(b'"delta":') != 1
-        or b'"text"' in raw
-        or b'"type"' in raw
-        or b'"tool_calls"' in raw
-    ):
-        return None
-    delta = _FAST_DELTA.search(raw)
-    index = _FAST_INDEX.search(raw)
-    if delta is None or index is None or delta.start(1) != start or delta.end(1) != end:
-        return None
-    choice = int(index.group(1) or index.group(2))
-    return (choice if choice < 1024 else 0, -1)
-
-
-def _holder(event: _Event, piece: _Piece) -> bool:
-    """Parse an event read without parsing and point ``piece`` at the dict holding its text."""
-    obj = _data(event.raw)
-    choices = obj.get("choices") if isinstance(obj, dict) else None
-    for choice in choices if isinstance(choices, list) else ():
-        delta = choice.get("delta") if isinstance(choice, dict) else None
-        if isinstance(delta, dict) and isinstance(delta.get(piece.field), str):
-            event.obj, piece.holder = obj, delta
-            return True
-    return False
-
-
-def _apply(value: str, start: int, end: int, edits: list[tuple[int, int, str]]) -> str:
-    """The piece ``value`` (covering ``[start, end)`` of its text) with the edits applied: the
-    parts of an edited span inside the piece are removed, and the replacement is put in the
-    piece where the span begins."""
-    out: list[str] = []
-    pos = start
-    for e_start, e_end, new in sorted(edits):
-        if e_end <= start or e_start >= end:
-            continue
-        cut_from, cut_to = max(e_start, start), min(e_end, end)
-        if cut_from < pos:
-            continue
-        out.append(value[pos - start : cut_from - start])
-        if e_start >= start:
-            out.append(new)
-        pos = cut_to
-    out.append(value[pos - start :])
-    return "".join(out)
+        return filtered_end(hit.category, hit.family, self._head, responses=self._responses)
