@@ -12,7 +12,7 @@ the client reads it). Same client settings (256 pooled connections, keep-alive 6
 from typing import Any
 
 from aiohttp import ClientSession, ClientTimeout, TCPConnector
-from rsgi_serve import HOP, RESP_DROP, parse_args, serve
+from granian_serve import HOP, RESP_DROP, parse_args, serve
 
 
 class Proxy:

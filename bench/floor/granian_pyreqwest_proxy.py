@@ -17,8 +17,26 @@ requests/s to less than half in a short check; the copy costs nothing measurable
 from datetime import timedelta
 from typing import Any
 
+from granian_serve import HOP, RESP_DROP, parse_args, serve
 from pyreqwest.client import Client, ClientBuilder
-from rsgi_serve import HOP, RESP_DROP, parse_args, serve
+
+
+async def open_client() -> Client:
+    """The upstream client (in the worker's event loop)."""
+    return (
+        ClientBuilder()
+        .max_connections(256)
+        .pool_max_idle_per_host(256)
+        .pool_idle_timeout(timedelta(seconds=60))
+        .timeout(timedelta(seconds=300))
+        .gzip(False)
+        .brotli(False)
+        .zstd(False)
+        .deflate(False)
+        .follow_redirects(False)
+        .http1_only()
+        .build()
+    )
 
 
 class Proxy:
@@ -27,24 +45,8 @@ class Proxy:
         self.key = upstream_key
         self.client: Client | None = None
 
-    async def _open(self) -> Client:
-        return (
-            ClientBuilder()
-            .max_connections(256)
-            .pool_max_idle_per_host(256)
-            .pool_idle_timeout(timedelta(seconds=60))
-            .timeout(timedelta(seconds=300))
-            .gzip(False)
-            .brotli(False)
-            .zstd(False)
-            .deflate(False)
-            .follow_redirects(False)
-            .http1_only()
-            .build()
-        )
-
     def __rsgi_init__(self, loop: Any) -> None:  # in the worker, before it serves
-        self.client = loop.run_until_complete(self._open())
+        self.client = loop.run_until_complete(open_client())
 
     def __rsgi_del__(self, loop: Any) -> None:
         if self.client is not None:

@@ -116,7 +116,10 @@ def main():
     )
     ap.add_argument(
         "--candidates",
-        default="aiohttp_floor,granian_aiohttp_floor,granian_pyreqwest_floor",
+        default=(
+            "aiohttp_floor,granian_aiohttp_floor,granian_pyreqwest_floor,"
+            "granian_asgi_pyreqwest_floor"
+        ),
         help="comma-separated labels: the HTTP core candidates' pass-throughs, side by side",
     )
     ap.add_argument("--order", default="", help="space-separated labels: row order (others after)")

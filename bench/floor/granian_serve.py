@@ -1,6 +1,6 @@
 """Shared by the Granian floors: the header sets, the command line and the Granian server.
 
-Yardstick only. Granian (a Rust HTTP server) runs the RSGI app in one worker process with one
+Yardstick only. Granian (a Rust HTTP server) runs the app in one worker process with one
 Rust runtime thread and one uvloop event loop (Granian's `--workers 1 --runtime-mode st
 --runtime-threads 1 --loop uvloop`); like every floor it runs under `taskset` on the gateway
 core, so its supervisor, worker and runtime threads all share that one core.
@@ -55,8 +55,9 @@ def parse_args(default_port: int) -> argparse.Namespace:
     return ap.parse_args()
 
 
-def serve(app: Any, args: argparse.Namespace) -> None:
-    """Serve `app` (an object with `__rsgi__`, `__rsgi_init__`, `__rsgi_del__`) until SIGTERM."""
+def serve(app: Any, args: argparse.Namespace, interface: Interfaces = Interfaces.RSGI) -> None:
+    """Serve `app` until SIGTERM: an RSGI app (`__rsgi__`, `__rsgi_init__`, `__rsgi_del__`), or
+    with `interface=Interfaces.ASGI` an ASGI app (lifespan included)."""
 
     def loader(*_args: Any, **_kwargs: Any) -> Callable[..., Any]:
         return app  # the worker is forked: it gets this very object
@@ -65,7 +66,7 @@ def serve(app: Any, args: argparse.Namespace) -> None:
         target="floor",  # only a label: `loader` hands over the app
         address=args.host,
         port=args.port,
-        interface=Interfaces.RSGI,
+        interface=interface,
         workers=1,
         runtime_threads=1,
         runtime_mode=RuntimeModes.st,
