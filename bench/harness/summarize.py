@@ -114,6 +114,14 @@ def main():
         default="keyguard_noguard:keyguard",
         help="OFF:ON labels: the cost of the default guardrails (ON within 15%% of OFF)",
     )
+    ap.add_argument(
+        "--candidates",
+        default=(
+            "aiohttp_floor,granian_aiohttp_floor,granian_pyreqwest_floor,"
+            "granian_asgi_pyreqwest_floor"
+        ),
+        help="comma-separated labels: the HTTP core candidates' pass-throughs, side by side",
+    )
     ap.add_argument("--order", default="", help="space-separated labels: row order (others after)")
     args = ap.parse_args()
     rows = [json.loads(ln) for ln in open(args.raw) if ln.strip().startswith("{")]
@@ -198,6 +206,7 @@ def main():
             )
         print()
 
+    candidates(args, agg, args.candidates.split(","))
     # ------------------------------------------------------------------ budget
     for product in args.product.split(","):
         if product in order:
@@ -209,6 +218,42 @@ def main():
         versus(agg, new, base)
     off, _, on = args.guardrails.partition(":")
     monitoring_cost(agg, off, on, "Guardrails cost", BUDGET_GUARDRAILS)
+
+
+def candidates(args, agg, labels):
+    """The HTTP core candidates side by side: the figures the choice of stack rests on."""
+    labels = [lb for lb in labels if any(agg.get((lb, m)) for m, _ in MODES)]
+    if len(labels) < 2:
+        return
+    base = labels[0]
+    print("## HTTP core candidates\n")
+    print(
+        "Pass-throughs only (no Keyguard code). `req/s per core` = 1000 / CPU ms per request at "
+        f"32 connections; `vs {base}` compares that; `added p50 @1` = p50 at 1 connection minus "
+        "`direct`'s; `p99 @32` under load; memory: the process tree's RSS high-water mark and "
+        "its PSS after the mode (a supervisor's and its worker's shared pages counted once).\n"
+    )
+    print(
+        f"| candidate | mode | req/s per core | vs {base} | CPU ms/req | rps @32 | added p50 @1 "
+        "| p99 @32 | HWM MB | PSS MB | errors |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for mode, _ in MODES:
+        d, b = agg.get((args.direct, mode)), agg.get((base, mode))
+        for label in labels:
+            a = agg.get((label, mode))
+            if not a:
+                print(f"| {label} | {mode} | no data |" + " |" * 8)
+                continue
+            per_core = 1000 / a["cpu_ms"] if a["cpu_ms"] else None
+            ratio = b["cpu_ms"] / a["cpu_ms"] if b and b["cpu_ms"] and a["cpu_ms"] else None
+            added = a["p50"] - d["p50"] if d and a["p50"] is not None else None
+            print(
+                f"| {label} | {mode} | {fmt(per_core, 0)} | {fmt(ratio)} | "
+                f"{fmt(a['cpu_ms'], 3)} | {a['rps']:,.0f} | {fmt(added, 3)} | "
+                f"{fmt(a['hi_p99'])} | {fmt(a['hwm'], 0)} | {fmt(a['pss'], 0)} | {a['err']} |"
+            )
+    print()
 
 
 def budget(args, agg, by, skipped, product):
