@@ -63,7 +63,8 @@ def _middlewares(allowed_hosts: frozenset[str]) -> list[Middleware]:
             )
         else:
             response = await _answer(request, handler)
-        response.headers.update(_HEADERS)
+        for name, value in _HEADERS.items():  # the console's pages set their own policy
+            response.headers.setdefault(name, value)
         return response
 
     return [guard]

@@ -1,0 +1,82 @@
+"""The usage bars of an app or a key: what ``AdminService.usage`` reports (the usage read-out,
+``GET /admin/usage``), as bars. ``usage_of`` is the one place the console asks for it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..admin.service import Actor, AdminService
+
+__all__ = ["Bar", "bars_of", "usage_of"]
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    label: str
+    used: float
+    limit: float
+    unit: str  # "tokens", "requests", "concurrent", a currency
+    resets_at: str | None
+
+    @property
+    def percent(self) -> int:
+        """How full, 0-100 (a limit of 0 is full)."""
+        if self.limit <= 0:
+            return 100
+        return max(0, min(100, round(100 * self.used / self.limit)))
+
+    @property
+    def level(self) -> str:
+        """The bar's colour class: ok, warn (from 75 %) or full (from 100 %)."""
+        return "full" if self.percent >= 100 else "warn" if self.percent >= 75 else "ok"
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    return float(value)
+
+
+def _text(value: Any, limit: int = 120) -> str:
+    return str(value)[:limit] if value is not None else ""
+
+
+def bars_of(usage: dict[str, Any]) -> list[Bar]:
+    """The limits then the budgets of a usage read-out, one bar each (unknown fields are
+    ignored, missing numbers read as 0)."""
+    bars: list[Bar] = []
+    for item in usage.get("limits") or ():
+        if isinstance(item, dict):
+            label = item.get("label") or f"{item.get('kind', '')} per {item.get('period', '')}"
+            bars.append(
+                Bar(
+                    f"{_text(item.get('scope'), 20)} {_text(label)}".strip(),
+                    _number(item.get("used")),
+                    _number(item.get("limit")),
+                    _text(item.get("kind"), 20),
+                    _text(item.get("resets_at"), 40) or None,
+                )
+            )
+    for item in usage.get("budgets") or ():
+        if isinstance(item, dict):
+            bars.append(
+                Bar(
+                    f"{_text(item.get('scope'), 20)} budget per {_text(item.get('period'), 20)}",
+                    _number(item.get("used")),
+                    _number(item.get("limit")),
+                    _text(item.get("currency"), 10),
+                    _text(item.get("resets_at"), 40) or None,
+                )
+            )
+    return bars
+
+
+async def usage_of(service: AdminService, actor: Actor, scope: str, name: str) -> list[Bar] | None:
+    """The bars for ``scope`` (``app`` or ``key``) ``name``; ``None`` where the gateway has no
+    usage read-out."""
+    usage = getattr(service, "usage", None)
+    if usage is None:
+        return None
+    answer: dict[str, Any] = await usage(actor, scope=scope, name=name)
+    return bars_of(answer)
