@@ -31,6 +31,7 @@ from importlib import resources
 from typing import Any
 
 import jinja2
+import orjson
 from aiohttp import web
 
 from ..admin.activity import AuditView
@@ -89,6 +90,27 @@ def _api_roles() -> dict[tuple[str, str], AdminRole]:
     return {(e.method, e.path): e.role for e in AdminApi.table_only()}
 
 
+def when(value: Any) -> str:
+    """A time for people: epoch seconds or an ISO 8601 text as ``YYYY-MM-DD HH:MM:SSZ``."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        except (OverflowError, OSError, ValueError):
+            return str(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return "" if value is None else str(value)[:40]
+
+
+def plain(value: Any, limit: int = 300) -> str:
+    """A value of an incident's evidence as compact text (JSON for lists and mappings)."""
+    if isinstance(value, str):
+        text = value
+    else:
+        text = orjson.dumps(value, default=str).decode()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def redirect(location: str) -> web.Response:
     """A 303 to a path of the console (after a form, the browser fetches it with GET)."""
     return web.Response(status=303, headers={"Location": location})
@@ -129,6 +151,8 @@ class Console:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        self._templates.filters["when"] = when
+        self._templates.filters["plain"] = plain
         folder = resources.files("keyguard.console") / "static"
         self._static = {name: (folder / name).read_bytes() for name in _STATIC}
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..admin.service import Actor, AdminService
 
-__all__ = ["Bar", "bars_of", "usage_of"]
+__all__ = ["Bar", "Usage", "bars_of", "usage_from", "usage_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +72,30 @@ def bars_of(usage: dict[str, Any]) -> list[Bar]:
     return bars
 
 
-async def usage_of(service: AdminService, actor: Actor, scope: str, name: str) -> list[Bar] | None:
-    """The bars for ``scope`` (``app`` or ``key``) ``name``; ``None`` where the gateway has no
-    usage read-out."""
+@dataclass(frozen=True, slots=True)
+class Usage:
+    bars: list[Bar]
+    requests: int  # the spend of the day so far (UTC), from the audit log
+    tokens: int
+    cost: float
+
+
+def usage_from(answer: dict[str, Any]) -> Usage:
+    spend = answer.get("spend")
+    spend = spend if isinstance(spend, dict) else {}
+    return Usage(
+        bars_of(answer),
+        int(_number(spend.get("requests"))),
+        int(_number(spend.get("tokens"))),
+        _number(spend.get("cost")),
+    )
+
+
+async def usage_of(service: AdminService, actor: Actor, scope: str, name: str) -> Usage | None:
+    """What ``scope`` (``app`` or ``key``) ``name`` uses today; ``None`` where the gateway
+    has no usage read-out."""
     usage = getattr(service, "usage", None)
     if usage is None:
         return None
-    answer: dict[str, Any] = await usage(actor, scope=scope, name=name)
-    return bars_of(answer)
+    answer: dict[str, Any] = await usage(actor, (scope, name, "day"))
+    return usage_from(answer)
