@@ -5,6 +5,8 @@ viewer who can change nothing. Every page is saved as a screenshot (tests/consol
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,6 +76,15 @@ async def sign_in(page: Page, gw: Gateway, token: str) -> None:
     await expect(page.locator("#role")).to_be_visible()
 
 
+async def reload_until(page: Page, selector: str, text: str, within: float = 15.0) -> None:
+    """Reload ``page`` until ``selector``'s text is ``text`` (within ``within`` seconds)."""
+    deadline = time.monotonic() + within
+    while (await page.locator(selector).text_content() or "").strip() != text:
+        assert time.monotonic() < deadline, f"{selector} never showed {text!r}"
+        await asyncio.sleep(0.1)
+        await page.reload()
+
+
 async def meter_values(page: Page) -> list[float]:
     values = await page.locator("#key-usage meter").evaluate_all("ms => ms.map(m => m.value)")
     return [float(v) for v in values]
@@ -119,13 +130,13 @@ async def test_an_operator_runs_a_key_from_creation_to_incident(
         answer = await chat(gw, secret)
         assert answer.choices[0].message.content
     await drain(gw)
-    await page.reload()
+    await reload_until(page, "#key-usage .spend .requests", "3")  # the audit is written in batches
     after = await meter_values(page)
     assert len(after) == len(before) and all(a > 0 for a in after), after
-    await expect(page.locator("#key-usage .spend .requests")).to_have_text("3")
     await screenshot(page, "key")
-    await page.goto(base + "/keys")
+    await page.goto(base + "/keys?app=web")
     await expect(page.locator(f"tr[data-key='{key_id}'] .state")).to_have_text("active")
+    await expect(page.locator("#app-usage .spend .requests")).to_have_text("3")
     await screenshot(page, "keys")
 
     # suspend it (after a confirmation): refused at once

@@ -10,6 +10,7 @@ said in the answer (``truncated``). The aggregation is a pure function over the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -65,7 +66,11 @@ def _data(record: Record) -> dict[str, Any]:
 
 
 def _num(value: Any) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+    """A number from a stored record: anything else (or not finite, or absurd) is 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    number = float(value)
+    return number if math.isfinite(number) and abs(number) < 1e12 else 0.0
 
 
 def activity_of(

@@ -52,6 +52,7 @@ async def keys(v: View) -> web.Response:
         for r, k in zip(rows, records, strict=True)
         if r["state"] == "active" and k.created_at <= now - IDLE and k.key_id not in week.seen
     ]
+    app_usage = await usage_of(v.service, v.actor, "app", app) if app and records else None
     apps: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         apps.setdefault(row["app"], []).append(row)
@@ -62,6 +63,7 @@ async def keys(v: View) -> web.Response:
         expiring=[(key_json(e.record, now), e.expires_at, e.by_max_age) for e in expiring],
         idle=idle,
         app_filter=app,
+        app_usage=app_usage,
         usage_cut=week.truncated,
     )
 
@@ -69,14 +71,8 @@ async def keys(v: View) -> web.Response:
 async def key(v: View) -> web.Response:
     record = await v.service.get_key(v.actor, v.request.match_info["key_id"])
     now = v.service.now()
-    key_bars = await usage_of(v.service, v.actor, "key", record.key_id)
-    app_bars = await usage_of(v.service, v.actor, "app", record.app)
-    return v.page(
-        "key.html",
-        key=key_json(record, now),
-        key_bars=key_bars,
-        app_bars=app_bars,
-    )
+    usage = await usage_of(v.service, v.actor, "key", record.key_id)
+    return v.page("key.html", key=key_json(record, now), usage=usage)
 
 
 async def incidents(v: View) -> web.Response:

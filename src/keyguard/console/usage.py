@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,12 @@ class Bar:
             return 100
         return max(0, min(100, round(100 * self.used / self.limit)))
 
+    def shown(self, value: float) -> str:
+        """A number of this bar's unit: money to 4 places, counts whole."""
+        if self.unit in ("tokens", "requests", "concurrent"):
+            return f"{int(value):,}"
+        return f"{value:,.4f}"
+
     @property
     def level(self) -> str:
         """The bar's colour class: ok, warn (from 75 %) or full (from 100 %)."""
@@ -35,7 +42,8 @@ class Bar:
 def _number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0.0
-    return float(value)
+    number = float(value)
+    return number if math.isfinite(number) else 0.0
 
 
 def _text(value: Any, limit: int = 120) -> str:
