@@ -24,7 +24,7 @@ from ..errors import BadRequest
 from ..events import AdminAction, EventBus
 from .service import Actor
 
-__all__ = ["Activity", "AuditView", "Bucket", "WINDOWS", "activity_of", "summary_of"]
+__all__ = ["Activity", "AuditView", "Bucket", "Totals", "WINDOWS", "activity_of", "summary_of"]
 
 #: the windows the overview offers: (name, length, bucket width)
 WINDOWS: dict[str, tuple[timedelta, timedelta]] = {
@@ -140,7 +140,7 @@ def summary_of(record: Record, body: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def _matches(record: Record, body: dict[str, Any], key_id: str | None, app: str | None) -> bool:
+def _matches(body: dict[str, Any], key_id: str | None, app: str | None) -> bool:
     if key_id is not None:
         names = (body.get("key_id"), body.get("presented_key_id"), body.get("target"))
         if not any(isinstance(n, str) and key_id in n for n in names):
@@ -150,6 +150,14 @@ def _matches(record: Record, body: dict[str, Any], key_id: str | None, app: str 
         if not any(isinstance(n, str) and app in n for n in apps):
             return False
     return True
+
+
+@dataclass
+class Totals:
+    requests: int = 0
+    tokens: int = 0
+    cost: float = 0.0
+    truncated: bool = False
 
 
 class AuditView:
@@ -190,6 +198,40 @@ class AuditView:
         result.truncated = truncated
         return result
 
+    async def totals(
+        self,
+        actor: Actor,
+        *,
+        since: datetime,
+        key_id: str | None = None,
+        app: str | None = None,
+    ) -> Totals:
+        """Requests, tokens and cost of the request records from ``since`` (of one key or app
+        when given)."""
+        self._allowed(actor, "audit.totals", f"key:{key_id}" if key_id else f"app:{app}")
+        totals = Totals()
+        scanned = 0
+        if self._store is None:
+            return totals
+        async for record in self._store.records_by_time(since=since):
+            scanned += 1
+            if scanned > self._max:
+                totals.truncated = True
+                break
+            if record.kind != "request":
+                continue
+            body = _data(record)
+            if key_id is not None and body.get("key_id") != key_id:
+                continue
+            if app is not None and body.get("app") != app:
+                continue
+            totals.requests += 1
+            totals.tokens += int(
+                _num(body.get("prompt_tokens")) + _num(body.get("completion_tokens"))
+            )
+            totals.cost += _num(body.get("cost"))
+        return totals
+
     async def search(
         self,
         actor: Actor,
@@ -220,7 +262,7 @@ class AuditView:
                 if kind is not None and record.kind != kind:
                     continue
                 body = _data(record)
-                if _matches(record, body, key_id, app):
+                if _matches(body, key_id, app):
                     found.append(summary_of(record, body))
                     if len(found) > limit:
                         found.pop(0)

@@ -86,6 +86,7 @@ class Usage:
     requests: int  # the spend of the day so far (UTC), from the audit log
     tokens: int
     cost: float
+    approximate: bool = False  # summed from the audit log, not read from the counters
 
 
 def usage_from(answer: dict[str, Any]) -> Usage:
