@@ -10,10 +10,8 @@ import pytest
 
 from keyguard.admin.activity import WINDOWS, activity_of
 from keyguard.console.charts import HEIGHT, charts_of
-from keyguard.console.fallback import lines_of
 from keyguard.console.sessions import SessionTable, csrf_ok
 from keyguard.console.usage import usage_from
-from keyguard.limits.settings import LimitSettings
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -121,31 +119,3 @@ def test_activity_buckets_requests_by_time_and_ranks_spenders() -> None:
     assert charts["cost"].total == "0.5000" and charts["tokens"].total == "15"
     assert requests.columns[-1].height == HEIGHT - 2 and requests.columns[1].height == 0
     assert all(0 <= c.y <= HEIGHT for c in requests.columns)
-
-
-def test_the_fallback_bars_are_the_configured_limits_of_the_key_its_app_and_all() -> None:
-    limits = LimitSettings.model_validate(
-        {
-            "rules": [
-                {"scope": "key", "tpm": 100, "tokens_per_month": 9},
-                {"scope": "key", "name": "OTHERKEY0001", "rpm": 1},
-                {"scope": "app", "name": "web", "rpm": 5},
-                {"scope": "app", "name": "other", "rpm": 6},
-                {"scope": "global", "tokens_per_day": 7},
-                {"scope": "team", "name": "t", "rpm": 8},
-            ],
-            "teams": {"t": ["web"]},
-            "budgets": [{"scope": "app", "per_day": "2", "per_month": "30"}],
-            "prices": {"gpt-4o": {"input": 1, "output": 1}},
-        }
-    )
-    lines = lines_of(limits, "KEYKEYKEY001", "web")
-    assert [(x.scope, x.kind, x.period, x.limit) for x in lines] == [
-        ("key", "tokens", "minute", 100.0),
-        ("key", "tokens", "month", 9.0),
-        ("app", "requests", "minute", 5.0),
-        ("global", "tokens", "day", 7.0),
-        ("app", "cost", "day", 2.0),
-        ("app", "cost", "month", 30.0),
-    ]
-    assert [x.scope for x in lines_of(limits, None, "other")] == ["app", "global", "app", "app"]

@@ -24,7 +24,7 @@ from ..errors import BadRequest
 from ..events import AdminAction, EventBus
 from .service import Actor
 
-__all__ = ["Activity", "AuditView", "Bucket", "Totals", "WINDOWS", "activity_of", "summary_of"]
+__all__ = ["Activity", "AuditView", "Bucket", "WINDOWS", "activity_of", "summary_of"]
 
 #: the windows the overview offers: (name, length, bucket width)
 WINDOWS: dict[str, tuple[timedelta, timedelta]] = {
@@ -152,14 +152,6 @@ def _matches(body: dict[str, Any], key_id: str | None, app: str | None) -> bool:
     return True
 
 
-@dataclass
-class Totals:
-    requests: int = 0
-    tokens: int = 0
-    cost: float = 0.0
-    truncated: bool = False
-
-
 class AuditView:
     def __init__(
         self,
@@ -197,40 +189,6 @@ class AuditView:
         result = activity_of(rows, window=window, now=now)
         result.truncated = truncated
         return result
-
-    async def totals(
-        self,
-        actor: Actor,
-        *,
-        since: datetime,
-        key_id: str | None = None,
-        app: str | None = None,
-    ) -> Totals:
-        """Requests, tokens and cost of the request records from ``since`` (of one key or app
-        when given)."""
-        self._allowed(actor, "audit.totals", f"key:{key_id}" if key_id else f"app:{app}")
-        totals = Totals()
-        scanned = 0
-        if self._store is None:
-            return totals
-        async for record in self._store.records_by_time(since=since):
-            scanned += 1
-            if scanned > self._max:
-                totals.truncated = True
-                break
-            if record.kind != "request":
-                continue
-            body = _data(record)
-            if key_id is not None and body.get("key_id") != key_id:
-                continue
-            if app is not None and body.get("app") != app:
-                continue
-            totals.requests += 1
-            totals.tokens += int(
-                _num(body.get("prompt_tokens")) + _num(body.get("completion_tokens"))
-            )
-            totals.cost += _num(body.get("cost"))
-        return totals
 
     async def search(
         self,

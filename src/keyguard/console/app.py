@@ -41,7 +41,6 @@ from ..admin.service import Actor, AdminService
 from ..admin.settings import AdminRole
 from ..admin.tokens import role_allows
 from ..errors import AuthenticationFailed, RequestError, StorageError
-from ..limits.settings import LimitSettings
 from .sessions import COOKIE, Session, SessionTable, csrf_ok
 
 __all__ = ["Console", "View", "SECURITY_HEADERS", "redirect", "same_origin"]
@@ -137,14 +136,12 @@ class Console:
         audit: AuditView,
         *,
         sessions: SessionTable | None = None,
-        limits: LimitSettings | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.service = service
         self.auth = auth
         self.audit = audit
         self.sessions = sessions or SessionTable()
-        self.limits = limits  # for the bars where the gateway has no usage read-out
         self.clock = clock
         self.roles = _api_roles()
         self._templates = jinja2.Environment(

@@ -15,24 +15,12 @@ from ..errors import BadRequest
 from ..policy.store import PolicyConflict
 from .app import View
 from .charts import charts_of
-from .fallback import fallback_usage
-from .usage import Usage, usage_of
+from .usage import usage_of
 
 __all__ = ["audit", "incidents", "key", "keys", "overview", "policy", "policy_page"]
 
 EXPIRING = timedelta(days=7)
 IDLE = timedelta(days=7)
-
-
-async def _usage(v: View, key_id: str | None, app: str) -> Usage | None:
-    """The usage read-out of a key (or an app); where the gateway has none, the configured
-    limits filled from the audit log (:mod:`.fallback`)."""
-    usage = await usage_of(v.service, v.actor, "key" if key_id else "app", key_id or app)
-    if usage is None and v.console.limits is not None:
-        usage = await fallback_usage(
-            v.console.audit, v.actor, v.console.limits, key_id=key_id, app=app, now=v.service.now()
-        )
-    return usage
 
 
 async def overview(v: View) -> web.Response:
@@ -64,7 +52,7 @@ async def keys(v: View) -> web.Response:
         for r, k in zip(rows, records, strict=True)
         if r["state"] == "active" and k.created_at <= now - IDLE and k.key_id not in week.seen
     ]
-    app_usage = await _usage(v, None, app) if app and records else None
+    app_usage = await usage_of(v.service, v.actor, "app", app) if app and records else None
     apps: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         apps.setdefault(row["app"], []).append(row)
@@ -83,7 +71,7 @@ async def keys(v: View) -> web.Response:
 async def key(v: View) -> web.Response:
     record = await v.service.get_key(v.actor, v.request.match_info["key_id"])
     now = v.service.now()
-    usage = await _usage(v, record.key_id, record.app)
+    usage = await usage_of(v.service, v.actor, "key", record.key_id)
     return v.page("key.html", key=key_json(record, now), usage=usage)
 
 

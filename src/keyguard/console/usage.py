@@ -1,13 +1,15 @@
 """The usage bars of an app or a key: what ``AdminService.usage`` reports (the usage read-out,
-``GET /admin/usage``), as bars. ``usage_of`` is the one place the console asks for it."""
+``GET /admin/usage``: the counters the limits enforce, read without charging them, and the
+spend from the audit log), as bars. ``usage_of`` is the one place the console asks for it."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from ..admin.service import Actor, AdminService
+from ..errors import BadRequest
 
 __all__ = ["Bar", "Usage", "bars_of", "usage_from", "usage_of"]
 
@@ -86,7 +88,6 @@ class Usage:
     requests: int  # the spend of the day so far (UTC), from the audit log
     tokens: int
     cost: float
-    approximate: bool = False  # summed from the audit log, not read from the counters
 
 
 def usage_from(answer: dict[str, Any]) -> Usage:
@@ -100,11 +101,15 @@ def usage_from(answer: dict[str, Any]) -> Usage:
     )
 
 
-async def usage_of(service: AdminService, actor: Actor, scope: str, name: str) -> Usage | None:
-    """What ``scope`` (``app`` or ``key``) ``name`` uses today; ``None`` where the gateway
-    has no usage read-out."""
-    usage = getattr(service, "usage", None)
-    if usage is None:
-        return None
-    answer: dict[str, Any] = await usage(actor, (scope, name, "day"))
+async def usage_of(
+    service: AdminService, actor: Actor, scope: Literal["app", "key"], name: str
+) -> Usage | None:
+    """What ``scope`` ``name`` uses today (``AdminService.usage``, as ``GET /admin/usage``
+    answers it); ``None`` where the gateway has no usage read-out."""
+    try:
+        answer = await service.usage(actor, (scope, name, "day"))
+    except BadRequest as exc:
+        if exc.reason == "no_usage":
+            return None
+        raise
     return usage_from(answer)

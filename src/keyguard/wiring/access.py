@@ -315,10 +315,5 @@ async def start_access(
         api=AdminApi(service, auth),
         allowed_hosts=tuple(settings.allowed_hosts),
         managed_keys=managed_keys,
-        console=Console(
-            service,
-            auth,
-            AuditView(audit, events=runtime.events),
-            limits=runtime.settings.limits,
-        ),
+        console=Console(service, auth, AuditView(audit, events=runtime.events)),
     )
