@@ -65,5 +65,5 @@ async def screenshot(page: Page, name: str, *, hide: str | None = None) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     mask = [page.locator(hide)] if hide else []
-    await page.screenshot(path=str(path), full_page=True, mask=mask)
+    await page.screenshot(path=str(path), mask=mask)  # the window, not the whole page: small
     return path
