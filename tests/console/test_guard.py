@@ -16,9 +16,9 @@ from yarl import URL
 from keyguard.emulator import RunningEmulator
 from keyguard.events import AdminAction, Event, SecurityEvent
 from keyguard.server import Gateway
-from tests.support.gateway import new_key, runtime
+from tests.support.gateway import new_key, running_gateway, runtime
 
-from .support import ConsoleClient, admin_token, console_client, console_gateway
+from .support import ConsoleClient, admin_token, console_client, console_gateway, csrf_of
 
 
 def key_id_on(html: str) -> str:
@@ -307,3 +307,24 @@ async def test_an_operators_actions_are_the_services_audited_with_the_actor(
     ]  # fmt: skip
     assert {a for a, _ in done} == {actor}
     assert secret.group(1) not in repr(events)
+
+
+async def test_a_session_is_known_to_every_replica_of_the_store(
+    gw: Gateway, tmp_path: Path
+) -> None:
+    """Workers and replicas share the store: a session opened on one works on the others, and
+    signing out on one ends it everywhere."""
+    async with running_gateway(tmp_path, settings=gw.settings) as other:
+        async with console_client(gw) as one:
+            await one.sign_in(await admin_token(gw, "operator"))
+            cookie = one.http.cookie_jar.filter_cookies(URL(one.origin))["kg_console"].value
+            async with console_client(other) as two:
+                two.http.cookie_jar.update_cookies({"kg_console": cookie})
+                status, html, _ = await two.get("/keys")
+                assert status == 200 and 'id="role">operator<' in html
+                csrf = csrf_of(html)
+                status, _, _ = await two.post("/keys", {"app": "web", "csrf": csrf})
+                assert status == 200  # the CSRF token is the session's, wherever it is checked
+                assert (await two.post("/sign-out", {"csrf": csrf}))[0] == 303
+            status, _, resp = await one.get("/keys")
+            assert status == 303 and resp.headers["Location"] == "/sign-in"

@@ -3,54 +3,80 @@ from a read-out (hostile values included), the activity per window and its chart
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from keyguard.admin.activity import WINDOWS, activity_of
 from keyguard.console.charts import HEIGHT, charts_of
-from keyguard.console.sessions import SessionTable, csrf_ok
+from keyguard.console.sessions import MemorySessions, Sessions, csrf_ok
+from keyguard.console.sql_sessions import SqlSessions
 from keyguard.console.usage import usage_from
+from keyguard.store.base import Store
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 
-def test_a_session_ends_when_idle_or_old_and_on_close() -> None:
-    table = SessionTable(idle=timedelta(minutes=10), lifetime=timedelta(hours=1))
-    sid, session = table.open("kga_token", NOW)
-    assert table.get(sid, NOW + timedelta(minutes=9)) is session
-    assert table.get(sid, NOW + timedelta(minutes=18)) is session  # seen at 9: idle moved on
-    assert table.get(sid, NOW + timedelta(minutes=29)) is None  # idle for 11
-    sid, _ = table.open("kga_token", NOW)
+@pytest.fixture(params=["memory", "sql"])
+async def sessions(
+    request: pytest.FixtureRequest, sqlite_store: Store
+) -> AsyncIterator[Callable[..., Sessions]]:
+    def make(**bounds: Any) -> Sessions:
+        if request.param == "memory":
+            return MemorySessions(**bounds)
+        engine = getattr(sqlite_store, "engine", None)
+        assert isinstance(engine, AsyncEngine)
+        return SqlSessions(engine, **bounds)
+
+    yield make
+
+
+async def test_a_session_ends_when_idle_or_old_and_on_close(
+    sessions: Callable[..., Sessions],
+) -> None:
+    table = sessions(idle=timedelta(minutes=10), lifetime=timedelta(hours=1))
+    sid, session = await table.open("TOKENID00001", NOW)
+    assert session.token_id == "TOKENID00001"
+    assert (await table.get(sid, NOW + timedelta(minutes=9))) is not None
+    assert (await table.get(sid, NOW + timedelta(minutes=18))) is not None  # seen at 9
+    assert (await table.get(sid, NOW + timedelta(minutes=29))) is None  # idle for 11
+    sid, _ = await table.open("TOKENID00001", NOW)
     for minutes in range(5, 60, 5):
-        assert table.get(sid, NOW + timedelta(minutes=minutes)) is not None
-    assert table.get(sid, NOW + timedelta(minutes=60)) is None  # the absolute lifetime
-    sid, _ = table.open("kga_token", NOW)
-    table.close(sid)
-    assert table.get(sid, NOW) is None
+        assert (await table.get(sid, NOW + timedelta(minutes=minutes))) is not None
+    assert (await table.get(sid, NOW + timedelta(minutes=60))) is None  # the absolute lifetime
+    sid, _ = await table.open("TOKENID00001", NOW)
+    await table.close(sid)
+    assert (await table.get(sid, NOW)) is None
 
 
 @pytest.mark.parametrize("forged", [None, "", "x" * 43, "x" * 10_000, "é"])
-def test_unknown_ids_and_wrong_csrf_tokens_open_nothing(forged: str | None) -> None:
-    table = SessionTable()
-    sid, session = table.open("kga_token", NOW)
-    assert table.get(forged, NOW) is None
+async def test_unknown_ids_and_wrong_csrf_tokens_open_nothing(
+    sessions: Callable[..., Sessions], forged: str | None
+) -> None:
+    table = sessions()
+    sid, session = await table.open("TOKENID00001", NOW)
+    assert (await table.get(forged, NOW)) is None
     assert not csrf_ok(session, forged)
     assert csrf_ok(session, session.csrf) and sid != session.csrf
-    assert "kga_token" not in repr(table._sessions.keys())  # keyed by a digest of the id
+    got = await table.get(sid, NOW)
+    assert got is not None and got.csrf == session.csrf
 
 
-def test_the_table_is_bounded_and_drops_the_session_nearest_its_end() -> None:
-    table = SessionTable(max_sessions=3)
-    ids = [table.open("t", NOW + timedelta(seconds=i))[0] for i in range(3)]
-    table.get(ids[0], NOW + timedelta(seconds=10))  # the first one is used again
-    newest, _ = table.open("t", NOW + timedelta(seconds=11))
-    assert len(table) == 3
-    assert table.get(ids[1], NOW + timedelta(seconds=12)) is None  # the stalest went
-    assert all(table.get(i, NOW + timedelta(seconds=12)) for i in (ids[0], ids[2], newest))
+async def test_the_table_is_bounded_and_drops_the_stalest_session(
+    sessions: Callable[..., Sessions],
+) -> None:
+    table = sessions(max_sessions=3)
+    ids = [(await table.open("t", NOW + timedelta(minutes=i)))[0] for i in range(3)]
+    assert await table.get(ids[0], NOW + timedelta(minutes=5))  # the first one is used again
+    newest, _ = await table.open("t", NOW + timedelta(minutes=6))
+    assert (await table.get(ids[1], NOW + timedelta(minutes=7))) is None  # the stalest went
+    for sid in (ids[0], ids[2], newest):
+        assert await table.get(sid, NOW + timedelta(minutes=7)), sid
     with pytest.raises(ValueError):
-        SessionTable(max_sessions=0)
+        sessions(max_sessions=0)
 
 
 def test_bars_of_a_usage_read_out() -> None:

@@ -104,6 +104,14 @@ class AdminAuthenticator:
             "unrecognised_credential",
         )
 
+    async def actor_of_token_id(self, token_id: str) -> Actor:
+        """The actor of admin token ``token_id`` while that token is active: what a console
+        session (which keeps the id, never the token) stands for on each request."""
+        record = await self._tokens.active(token_id, self._clock())
+        if record is None:
+            raise _denied("The admin token is no longer valid (revoked or expired).", "bad_token")
+        return Actor(f"admin-token:{record.token_id}", record.role)
+
     async def require(self, request: web.BaseRequest, role: AdminRole) -> Actor:
         actor = await self.authenticate(request)
         if not role_allows(actor.role, role):

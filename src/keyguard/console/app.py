@@ -41,7 +41,8 @@ from ..admin.service import Actor, AdminService
 from ..admin.settings import AdminRole
 from ..admin.tokens import role_allows
 from ..errors import AuthenticationFailed, RequestError, StorageError
-from .sessions import COOKIE, Session, SessionTable, csrf_ok
+from ..keys.admin_tokens import TOKEN_PREFIX
+from .sessions import COOKIE, MemorySessions, Session, Sessions, csrf_ok
 
 __all__ = ["Console", "View", "SECURITY_HEADERS", "redirect", "same_origin"]
 
@@ -135,13 +136,13 @@ class Console:
         auth: AdminAuthenticator,
         audit: AuditView,
         *,
-        sessions: SessionTable | None = None,
+        sessions: Sessions | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.service = service
         self.auth = auth
         self.audit = audit
-        self.sessions = sessions or SessionTable()
+        self.sessions: Sessions = sessions or MemorySessions()
         self.clock = clock
         self.roles = _api_roles()
         self._templates = jinja2.Environment(
@@ -212,15 +213,15 @@ class Console:
         if change and not same_origin(request):
             return self._refused(403, "This change did not come from a page of this console.")
         session_id = request.cookies.get(COOKIE)
-        session = self.sessions.get(session_id, self.clock())
+        session = await self.sessions.get(session_id, self.clock())
         if session is None:
             if change:
                 return self._refused(403, "Your session has ended; sign in again.")
             return redirect("/sign-in")
         try:
-            actor = await self.auth.authenticate_token(request, session.token)
+            actor = await self.auth.actor_of_token_id(session.token_id)
         except AuthenticationFailed:
-            self.sessions.close(session_id)
+            await self.sessions.close(session_id)
             if change:
                 return self._refused(403, "Your admin token is no longer valid; sign in again.")
             return redirect("/sign-in")
@@ -275,14 +276,16 @@ class Console:
         form = await request.post()
         token = form.get("token")
         token = token.strip() if isinstance(token, str) else ""
-        try:
-            await self.auth.authenticate_token(request, token)
-        except RequestError as exc:
-            message = "That admin token is not valid (unknown, revoked or expired)."
-            if exc.status == 403:
-                message = exc.message
+        message = "That admin token is not valid (unknown, revoked or expired)."
+        if not token.startswith(TOKEN_PREFIX):
+            message = f"Sign in with an admin token ({TOKEN_PREFIX}...)."
             return self.render("sign_in.html", 401, view=None, message=message)
-        session_id, _ = self.sessions.open(token, self.clock())
+        try:
+            actor = await self.auth.authenticate_token(request, token)
+        except RequestError:
+            return self.render("sign_in.html", 401, view=None, message=message)
+        token_id = actor.id.removeprefix("admin-token:")
+        session_id, _ = await self.sessions.open(token_id, self.clock())
         response = redirect("/")
         response.set_cookie(
             COOKIE,
@@ -296,7 +299,7 @@ class Console:
 
     async def _sign_out(self, request: web.Request) -> web.StreamResponse:
         session_id = request.cookies.get(COOKIE)
-        session = self.sessions.get(session_id, self.clock())
+        session = await self.sessions.get(session_id, self.clock())
         if not same_origin(request) or session is None:
             response: web.StreamResponse = self._refused(403, "Sign out from the console.")
         else:
@@ -305,7 +308,7 @@ class Console:
             if not csrf_ok(session, csrf if isinstance(csrf, str) else None):
                 response = self._refused(403, "The form has expired; reload and try again.")
             else:
-                self.sessions.close(session_id)
+                await self.sessions.close(session_id)
                 response = redirect("/sign-in")
                 response.del_cookie(COOKIE, path="/")
         response.headers.update(SECURITY_HEADERS)

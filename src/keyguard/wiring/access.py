@@ -30,7 +30,7 @@ from ..admin.tokens import ADMIN_PEPPER, AdminTokenService, AdminTokenStore
 from ..admin.usage import UsageReport
 from ..audit.store import AuditStore
 from ..bus import Bus
-from ..console import Console
+from ..console import Console, SqlSessions
 from ..core.netaddr import ClientAddress
 from ..errors import ConfigurationError
 from ..identity.authenticator import Authenticator
@@ -315,5 +315,10 @@ async def start_access(
         api=AdminApi(service, auth),
         allowed_hosts=tuple(settings.allowed_hosts),
         managed_keys=managed_keys,
-        console=Console(service, auth, AuditView(audit, events=runtime.events)),
+        console=Console(
+            service,
+            auth,
+            AuditView(audit, events=runtime.events),
+            sessions=SqlSessions(runtime.engine) if runtime.engine is not None else None,
+        ),
     )
