@@ -5,6 +5,7 @@ markup planted in what the console shows, and the headers on every answer."""
 from __future__ import annotations
 
 import re
+import ssl
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from yarl import URL
 
 from keyguard.emulator import RunningEmulator
+from keyguard.emulator.tls import ensure_certificates
 from keyguard.events import AdminAction, Event, SecurityEvent
 from keyguard.server import Gateway
 from tests.support.gateway import new_key, running_gateway, runtime
@@ -328,3 +330,36 @@ async def test_a_session_is_known_to_every_replica_of_the_store(
                 assert (await two.post("/sign-out", {"csrf": csrf}))[0] == 303
             status, _, resp = await one.get("/keys")
             assert status == 303 and resp.headers["Location"] == "/sign-in"
+
+
+async def test_with_tls_on_the_admin_port_the_cookie_is_secure(
+    tmp_path: Path, emulator: RunningEmulator
+) -> None:
+    files = ensure_certificates(tmp_path / "tls")
+    tls = {"cert_file": str(files.server_cert), "key_file": str(files.server_key)}
+    listen = {"proxy": "127.0.0.1:0", "admin": "127.0.0.1:0", "tls": tls}
+    ca = ssl.create_default_context(cafile=str(tmp_path / "tls" / "ca.pem"))
+    async with (
+        console_gateway(tmp_path, emulator, listen=listen) as gateway,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ca)) as http,
+    ):
+        origin = gateway.admin_url.rstrip("/")
+        assert origin.startswith("https://")
+        token = await admin_token(gateway, "viewer")
+        async with http.post(
+            origin + "/sign-in",
+            data={"token": token},
+            headers={"Origin": origin},
+            allow_redirects=False,
+        ) as resp:
+            assert resp.status == 303
+            cookie = resp.headers["Set-Cookie"]
+        assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+
+
+async def test_every_route_takes_its_role_from_an_endpoint_of_the_api(gw: Gateway) -> None:
+    assert gw.access is not None and gw.access.console is not None
+    console = gw.access.console
+    assert len(console.guarded) >= 8 and console.guarded <= set(console.roles)
+    assert console.role_of("POST", "/admin/keys") == "operator"
+    assert console.role_of("GET", "/admin/nothing") == "admin"  # unknown: the highest role

@@ -145,6 +145,7 @@ class Console:
         self.sessions: Sessions = sessions or MemorySessions()
         self.clock = clock
         self.roles = _api_roles()
+        self.guarded: set[tuple[str, str]] = set()  # the API endpoints the routes stand for
         self._templates = jinja2.Environment(
             loader=jinja2.PackageLoader("keyguard.console", "templates"),
             autoescape=True,
@@ -198,6 +199,7 @@ class Console:
 
     def _guard(self, handler: Handler, api_method: str, api_path: str) -> _Route:
         needed = self.role_of(api_method, api_path)
+        self.guarded.add((api_method, api_path))
 
         async def guarded(request: web.Request) -> web.StreamResponse:
             response = await self._checked(request, handler, needed)
