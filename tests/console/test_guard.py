@@ -91,7 +91,13 @@ async def test_sign_in_sets_a_strict_http_only_cookie_and_sign_out_ends_it(
     status, html, resp = await client.get("/")
     assert status == 200 and token not in html
     _assert_headers(resp)
+    first = client.http.cookie_jar.filter_cookies(URL(client.origin))["kg_console"].value
+    await client.sign_in(token)  # signing in again replaces the session, never reuses its id
     session = client.http.cookie_jar.filter_cookies(URL(client.origin))["kg_console"].value
+    assert session != first
+    async with console_client(client.gateway) as stale:
+        stale.http.cookie_jar.update_cookies({"kg_console": first})
+        assert (await stale.get("/keys"))[0] == 303
     csrf = await client.csrf("/")
     status, _, _ = await client.post("/sign-out", {"csrf": csrf})
     assert status == 303

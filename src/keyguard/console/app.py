@@ -287,6 +287,7 @@ class Console:
         except RequestError:
             return self.render("sign_in.html", 401, view=None, message=message)
         token_id = actor.id.removeprefix("admin-token:")
+        await self.sessions.close(request.cookies.get(COOKIE))  # a sign-in never reuses an id
         session_id, _ = await self.sessions.open(token_id, self.clock())
         response = redirect("/")
         response.set_cookie(
