@@ -369,3 +369,44 @@ async def test_every_route_takes_its_role_from_an_endpoint_of_the_api(gw: Gatewa
     assert len(console.guarded) >= 8 and console.guarded <= set(console.roles)
     assert console.role_of("POST", "/admin/keys") == "operator"
     assert console.role_of("GET", "/admin/nothing") == "admin"  # unknown: the highest role
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "since=0001-01-01T00:00:00%2B14:00",
+        "until=9999-12-31T23:59:59-14:00",
+        "since=yesterday",
+        "since=99999999d",
+        "kind=everything",
+        "since=" + "9" * 5000,
+    ],
+)
+async def test_a_bad_audit_search_is_a_400_page(
+    client: ConsoleClient, gw: Gateway, query: str
+) -> None:
+    await client.sign_in(await admin_token(gw, "viewer"))
+    status, html, resp = await client.get("/audit?" + query)
+    assert status == 400 and "Refused" in html, (status, html[:300])
+    _assert_headers(resp)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/keys/%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+        "/keys/AAAAAAAAAAAA",
+        "/keys/AAAAAAAAAAAA/suspend",
+        "/keys?app=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+        "/incidents?status=%3Cscript%3E",
+        "/?window=%3Cscript%3E",
+    ],
+)
+async def test_hostile_addresses_are_answered_not_reflected(
+    client: ConsoleClient, gw: Gateway, path: str
+) -> None:
+    await client.sign_in(await admin_token(gw, "operator"))
+    status, html, resp = await client.get(path)
+    assert status in (200, 400, 404), (status, html[:300])
+    assert "<script>" not in html
+    _assert_headers(resp)

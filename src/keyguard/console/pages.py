@@ -91,12 +91,12 @@ def _time(value: str, name: str, now: datetime) -> datetime:
         pass
     try:
         at = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        return at.astimezone(UTC) if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):  # not a time, or one beyond the calendar in UTC
         raise BadRequest(
             f"'{name}': use a duration (24h, 7d) or a time (2026-01-31T00:00:00Z)",
             reason="invalid_query",
         ) from None
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 async def audit(v: View) -> web.Response:
