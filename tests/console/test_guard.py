@@ -410,3 +410,18 @@ async def test_hostile_addresses_are_answered_not_reflected(
     assert status in (200, 400, 404), (status, html[:300])
     assert "<script>" not in html
     _assert_headers(resp)
+
+
+@pytest.mark.parametrize(
+    ("principal", "request_text"),
+    [("nokind", "chat gpt-4o"), ("app:web", ""), ("app:web", "{not json"), ("x" * 300, "chat")],
+)
+async def test_a_bad_explain_form_is_a_400_page(
+    client: ConsoleClient, gw: Gateway, principal: str, request_text: str
+) -> None:
+    await client.sign_in(await admin_token(gw, "viewer"))
+    csrf = await client.csrf("/policy")
+    form = {"principal": principal, "request": request_text, "csrf": csrf}
+    status, html, resp = await client.post("/policy/explain", form)
+    assert status == 400 and "Refused" in html, (status, html[:400])
+    _assert_headers(resp)

@@ -40,8 +40,9 @@ from ..admin.auth import AdminAuthenticator
 from ..admin.service import Actor, AdminService
 from ..admin.settings import AdminRole
 from ..admin.tokens import role_allows
-from ..errors import AuthenticationFailed, RequestError, StorageError
+from ..errors import AuthenticationFailed, ConfigurationError, RequestError, StorageError
 from ..keys.admin_tokens import TOKEN_PREFIX
+from ..policy.document import PolicyInvalid
 from .sessions import COOKIE, MemorySessions, Session, Sessions, csrf_ok
 
 __all__ = ["Console", "View", "SECURITY_HEADERS", "redirect", "same_origin"]
@@ -243,6 +244,8 @@ class Console:
             return await handler(view)
         except RequestError as exc:
             return view.page("error.html", exc.status, message=exc.message)
+        except (PolicyInvalid, ConfigurationError) as exc:
+            return view.page("error.html", 400, message=str(exc)[:500])
         except StorageError:
             log.exception("console: store error on %s %s", request.method, request.path)
             return view.page("error.html", 503, message="The store is unavailable; retry.")
