@@ -8,6 +8,10 @@
   admin token or an Entra ID token, checked against its role, and recorded as an
   ``AdminAction`` with the actor.
 
+The operator console (:mod:`keyguard.console`: ``/`` and its pages) is added to this
+application by the wiring; its answers carry their own Content-Security-Policy, which the
+headers below do not replace.
+
 Hardening: its own listener (bind it to a private address), its own credentials (the proxy's
 Keyguard keys are refused here), JSON bodies of at most 1 MiB, ``Host`` checked against
 ``access.allowed_hosts`` when set (DNS rebinding), ``Cache-Control: no-store`` and
@@ -63,7 +67,8 @@ def _middlewares(allowed_hosts: frozenset[str]) -> list[Middleware]:
             )
         else:
             response = await _answer(request, handler)
-        response.headers.update(_HEADERS)
+        for name, value in _HEADERS.items():  # the console's pages set their own policy
+            response.headers.setdefault(name, value)
         return response
 
     return [guard]

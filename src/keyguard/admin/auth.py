@@ -65,6 +65,13 @@ class AdminAuthenticator:
         token = token.strip()
         if len(values) > 1 or scheme.lower() != "bearer" or not token or len(token) > 8192:
             raise _denied("Send exactly one 'Authorization: Bearer <token>' header.", "bad_header")
+        return await self.authenticate_token(request, token)
+
+    async def authenticate_token(self, request: web.BaseRequest, token: str) -> Actor:
+        """The actor a credential's value stands for, however it arrived (a header here, the
+        console's sign-in form there); raises as :meth:`authenticate` does."""
+        if not token or len(token) > 8192:
+            raise _denied("The credential is empty or too long.", "bad_header")
         if token.startswith(TOKEN_PREFIX):
             record = await self._tokens.verify(token, self._clock())
             if record is None:
@@ -96,6 +103,14 @@ class AdminAuthenticator:
             + "; Keyguard keys are for the proxy port.",
             "unrecognised_credential",
         )
+
+    async def actor_of_token_id(self, token_id: str) -> Actor:
+        """The actor of admin token ``token_id`` while that token is active: what a console
+        session (which keeps the id, never the token) stands for on each request."""
+        record = await self._tokens.active(token_id, self._clock())
+        if record is None:
+            raise _denied("The admin token is no longer valid (revoked or expired).", "bad_token")
+        return Actor(f"admin-token:{record.token_id}", record.role)
 
     async def require(self, request: web.BaseRequest, role: AdminRole) -> Actor:
         actor = await self.authenticate(request)

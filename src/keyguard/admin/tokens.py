@@ -242,6 +242,14 @@ class AdminTokenService:
             return None
         return record if record.state(now) == "active" else None
 
+    async def active(self, token_id: str, now: datetime) -> AdminTokenRecord | None:
+        """The record of the active token ``token_id`` (no secret checked: for a caller that
+        verified the secret before, as the console's sessions did at sign-in), else ``None``."""
+        if not _TOKEN_ID.fullmatch(token_id):
+            return None
+        record = await self._record(token_id)
+        return record if record is not None and record.state(now) == "active" else None
+
     async def _record(self, token_id: str) -> AdminTokenRecord | None:
         cached = self._known.get(token_id) or self._absent.get(token_id)
         if cached is not None and self._clock() - cached.fetched < self._ttl:

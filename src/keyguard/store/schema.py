@@ -287,3 +287,18 @@ limit_counters = Table(
     Column("level", BigInteger(), nullable=False),
     Column("expires_at", BigInteger(), nullable=False),  # epoch seconds
 )
+
+
+# The operator console's sign-in sessions (migration 0010), shared by every process and
+# replica: the SHA-256 of the cookie's session id, never the id; the admin token's id, never
+# the token.
+
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id_digest", String(64), primary_key=True),
+    Column("token_id", String(32), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("seen_at", UTCDateTime(), nullable=False, index=True),
+)

@@ -21,13 +21,16 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from ..admin.activity import AuditView
 from ..admin.api import AdminApi
 from ..admin.app import HealthProbe, create_admin_app
 from ..admin.auth import AdminAuthenticator
 from ..admin.service import AdminService
 from ..admin.tokens import ADMIN_PEPPER, AdminTokenService, AdminTokenStore
 from ..admin.usage import UsageReport
+from ..audit.store import AuditStore
 from ..bus import Bus
+from ..console import Console, SqlSessions
 from ..core.netaddr import ClientAddress
 from ..errors import ConfigurationError
 from ..identity.authenticator import Authenticator
@@ -61,11 +64,15 @@ class Access:
     api: AdminApi
     allowed_hosts: tuple[str, ...]
     managed_keys: ManagedKeyIndex | None = None
+    console: Console | None = None
 
     def admin_app(self, runtime: Runtime, health: HealthProbe | None = None) -> web.Application:
-        return create_admin_app(
+        app = create_admin_app(
             runtime.store, api=self.api, allowed_hosts=self.allowed_hosts, health=health
         )
+        if self.console is not None:
+            self.console.add_routes(app)
+        return app
 
 
 def _admin_token_store(runtime: Runtime) -> AdminTokenStore:
@@ -299,6 +306,7 @@ async def start_access(
         groups=settings.admin.entra_groups,
         app_roles=settings.admin.entra_app_roles,
     )
+    audit = AuditStore(runtime.engine) if runtime.engine is not None else None
     return Access(
         identity=identity,
         client_address=ClientAddress(settings.trusted_proxies),
@@ -307,4 +315,10 @@ async def start_access(
         api=AdminApi(service, auth),
         allowed_hosts=tuple(settings.allowed_hosts),
         managed_keys=managed_keys,
+        console=Console(
+            service,
+            auth,
+            AuditView(audit, events=runtime.events),
+            sessions=SqlSessions(runtime.engine) if runtime.engine is not None else None,
+        ),
     )

@@ -1,0 +1,321 @@
+"""The console's routes on the admin port, and the guard around every one of them.
+
+Every page and every action goes through :meth:`Console._guard`, which
+
+* sets the headers: a strict Content-Security-Policy (``default-src 'self'``, no inline script
+  or style, no framing, forms only to this origin), ``X-Frame-Options: DENY``,
+  ``Referrer-Policy: no-referrer``, ``Cache-Control: no-store``, ``nosniff``;
+* finds the session (:mod:`.sessions`) and re-verifies its admin token through the admin API's
+  own authenticator, so a revoked token ends its sessions at once; without one, a page
+  redirects to the sign-in form and an action is refused;
+* for a change (every ``POST``): refuses a request from another origin (``Origin``, else
+  ``Sec-Fetch-Site``; a browser sends ``Origin: null`` under ``no-referrer``, so then the fetch
+  metadata decides, and a request with neither is refused) and one without the session's CSRF
+  token (compared in constant time), before reading anything else;
+* checks the role the admin API's endpoint for the same service call needs (the API's own
+  table is the source: the console cannot be more permissive than the API);
+* renders every error the caller can cause as a page with its status, never a traceback.
+
+The pages and actions themselves are in :mod:`.pages` and :mod:`.actions`; they call the same
+:class:`~keyguard.admin.service.AdminService` functions as the API, so every action is audited
+with the signed-in actor.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+import jinja2
+import orjson
+from aiohttp import web
+
+from ..admin.activity import AuditView
+from ..admin.api import AdminApi
+from ..admin.auth import AdminAuthenticator
+from ..admin.service import Actor, AdminService
+from ..admin.settings import AdminRole
+from ..admin.tokens import role_allows
+from ..errors import AuthenticationFailed, ConfigurationError, RequestError, StorageError
+from ..keys.admin_tokens import TOKEN_PREFIX
+from ..policy.document import PolicyInvalid
+from .sessions import COOKIE, MemorySessions, Session, Sessions, csrf_ok
+
+__all__ = ["Console", "View", "SECURITY_HEADERS", "redirect", "same_origin"]
+
+log = logging.getLogger("keyguard.console")
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+_STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
+MAX_FORM = 64 * 1024
+
+
+@dataclass
+class View:
+    """What a page or an action knows: the request, who is signed in, and their session."""
+
+    console: Console
+    request: web.Request
+    actor: Actor
+    session: Session
+
+    @property
+    def service(self) -> AdminService:
+        return self.console.service
+
+    def can(self, role: AdminRole) -> bool:
+        return role_allows(self.actor.role, role)
+
+    def page(self, template: str, status: int = 200, **values: Any) -> web.Response:
+        return self.console.render(template, status, view=self, **values)
+
+
+Handler = Callable[[View], Awaitable[web.Response]]
+_Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _api_roles() -> dict[tuple[str, str], AdminRole]:
+    return {(e.method, e.path): e.role for e in AdminApi.table_only()}
+
+
+def when(value: Any) -> str:
+    """A time for people: epoch seconds or an ISO 8601 text as ``YYYY-MM-DD HH:MM:SSZ``."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        except (OverflowError, OSError, ValueError):
+            return str(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return "" if value is None else str(value)[:40]
+
+
+def plain(value: Any, limit: int = 300) -> str:
+    """A value of an incident's evidence as compact text (JSON for lists and mappings)."""
+    if isinstance(value, str):
+        text = value
+    else:
+        text = orjson.dumps(value, default=str).decode()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def redirect(location: str) -> web.Response:
+    """A 303 to a path of the console (after a form, the browser fetches it with GET)."""
+    return web.Response(status=303, headers={"Location": location})
+
+
+def same_origin(request: web.BaseRequest) -> bool:
+    """Whether a change comes from a page of this origin (see the module's docstring)."""
+    own = f"{request.scheme}://{request.host}"
+    origin = request.headers.get("Origin")
+    site = request.headers.get("Sec-Fetch-Site")
+    if origin is not None and origin != "null" and origin != own:
+        return False
+    if site is not None and site != "same-origin":
+        return False
+    return origin == own or site == "same-origin"
+
+
+class Console:
+    def __init__(
+        self,
+        service: AdminService,
+        auth: AdminAuthenticator,
+        audit: AuditView,
+        *,
+        sessions: Sessions | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.service = service
+        self.auth = auth
+        self.audit = audit
+        self.sessions: Sessions = sessions or MemorySessions()
+        self.clock = clock
+        self.roles = _api_roles()
+        self.guarded: set[tuple[str, str]] = set()  # the API endpoints the routes stand for
+        self._templates = jinja2.Environment(
+            loader=jinja2.PackageLoader("keyguard.console", "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self._templates.filters["when"] = when
+        self._templates.filters["plain"] = plain
+        folder = resources.files("keyguard.console") / "static"
+        self._static = {name: (folder / name).read_bytes() for name in _STATIC}
+
+    def role_of(self, method: str, api_path: str) -> AdminRole:
+        """The role the admin API's endpoint needs (a missing entry is a bug: fail closed)."""
+        return self.roles.get((method, api_path), "admin")
+
+    def render(self, template: str, status: int = 200, **values: Any) -> web.Response:
+        html = self._templates.get_template(template).render(**values)
+        return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+    def add_routes(self, app: web.Application) -> None:
+        from . import actions, pages
+
+        app.router.add_get("/", self._guard(pages.overview, "GET", "/admin/alerts"))
+        app.router.add_get("/console/static/{name}", self._asset)
+        app.router.add_get("/sign-in", self._sign_in_form)
+        app.router.add_post("/sign-in", self._sign_in)
+        app.router.add_post("/sign-out", self._sign_out)
+        app.router.add_get("/keys", self._guard(pages.keys, "GET", "/admin/keys"))
+        app.router.add_get("/keys/{key_id}", self._guard(pages.key, "GET", "/admin/keys/{key_id}"))
+        app.router.add_post("/keys", self._guard(actions.create_key, "POST", "/admin/keys"))
+        for change in ("suspend", "resume", "revoke", "rotate"):
+            api = f"/admin/keys/{{key_id}}/{change}"
+            app.router.add_get(
+                f"/keys/{{key_id}}/{change}", self._guard(actions.confirm(change), "POST", api)
+            )
+            app.router.add_post(
+                f"/keys/{{key_id}}/{change}", self._guard(actions.change_key(change), "POST", api)
+            )
+        app.router.add_get("/incidents", self._guard(pages.incidents, "GET", "/admin/alerts"))
+        resolve = "/admin/alerts/{incident_id}/resolve"
+        app.router.add_post(
+            "/incidents/{incident_id}/resolve", self._guard(actions.resolve, "POST", resolve)
+        )
+        app.router.add_get("/audit", self._guard(pages.audit, "GET", "/admin/alerts"))
+        app.router.add_get("/policy", self._guard(pages.policy, "GET", "/admin/policy"))
+        explain = "/admin/policy/explain"
+        app.router.add_post("/policy/explain", self._guard(actions.explain, "POST", explain))
+
+    # -- the guard -------------------------------------------------------------------------
+
+    def _guard(self, handler: Handler, api_method: str, api_path: str) -> _Route:
+        needed = self.role_of(api_method, api_path)
+        self.guarded.add((api_method, api_path))
+
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            response = await self._checked(request, handler, needed)
+            response.headers.update(SECURITY_HEADERS)
+            return response
+
+        return guarded
+
+    async def _checked(
+        self, request: web.Request, handler: Handler, needed: AdminRole
+    ) -> web.StreamResponse:
+        change = request.method == "POST"
+        if change and not same_origin(request):
+            return self._refused(403, "This change did not come from a page of this console.")
+        session_id = request.cookies.get(COOKIE)
+        session = await self.sessions.get(session_id, self.clock())
+        if session is None:
+            if change:
+                return self._refused(403, "Your session has ended; sign in again.")
+            return redirect("/sign-in")
+        try:
+            actor = await self.auth.actor_of_token_id(session.token_id)
+        except AuthenticationFailed:
+            await self.sessions.close(session_id)
+            if change:
+                return self._refused(403, "Your admin token is no longer valid; sign in again.")
+            return redirect("/sign-in")
+        view = View(self, request, actor, session)
+        if change:
+            if (request.content_length or 0) > MAX_FORM:
+                return self._refused(413, "The form is too large.")
+            form = await request.post()
+            csrf = form.get("csrf")
+            if not csrf_ok(session, csrf if isinstance(csrf, str) else None):
+                return self._refused(403, "The form has expired; reload the page and try again.")
+        if not view.can(needed):
+            return view.page(
+                "error.html", 403, message=f"This needs the {needed} role; you have {actor.role}."
+            )
+        try:
+            return await handler(view)
+        except RequestError as exc:
+            return view.page("error.html", exc.status, message=exc.message)
+        except (PolicyInvalid, ConfigurationError) as exc:
+            return view.page("error.html", 400, message=str(exc)[:500])
+        except StorageError:
+            log.exception("console: store error on %s %s", request.method, request.path)
+            return view.page("error.html", 503, message="The store is unavailable; retry.")
+
+    def _refused(self, status: int, message: str) -> web.Response:
+        return self.render("error.html", status, view=None, message=message)
+
+    # -- sign-in, sign-out, assets ---------------------------------------------------------
+
+    async def _asset(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        if name not in _STATIC:
+            raise web.HTTPNotFound()
+        response = web.Response(body=self._static[name], content_type=_STATIC[name])
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    async def _sign_in_form(self, request: web.Request) -> web.StreamResponse:
+        response = self.render("sign_in.html", view=None, message=None)
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    async def _sign_in(self, request: web.Request) -> web.StreamResponse:
+        response = await self._signed_in(request)
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    async def _signed_in(self, request: web.Request) -> web.StreamResponse:
+        if not same_origin(request):
+            return self._refused(403, "Sign in from this console's own page.")
+        if (request.content_length or 0) > MAX_FORM:
+            return self._refused(413, "The form is too large.")
+        form = await request.post()
+        token = form.get("token")
+        token = token.strip() if isinstance(token, str) else ""
+        message = "That admin token is not valid (unknown, revoked or expired)."
+        if not token.startswith(TOKEN_PREFIX):
+            message = f"Sign in with an admin token ({TOKEN_PREFIX}...)."
+            return self.render("sign_in.html", 401, view=None, message=message)
+        try:
+            actor = await self.auth.authenticate_token(request, token)
+        except RequestError:
+            return self.render("sign_in.html", 401, view=None, message=message)
+        token_id = actor.id.removeprefix("admin-token:")
+        await self.sessions.close(request.cookies.get(COOKIE))  # a sign-in never reuses an id
+        session_id, _ = await self.sessions.open(token_id, self.clock())
+        response = redirect("/")
+        response.set_cookie(
+            COOKIE,
+            session_id,
+            path="/",
+            httponly=True,
+            samesite="Strict",
+            secure=request.secure,
+        )
+        return response
+
+    async def _sign_out(self, request: web.Request) -> web.StreamResponse:
+        session_id = request.cookies.get(COOKIE)
+        session = await self.sessions.get(session_id, self.clock())
+        if not same_origin(request) or session is None:
+            response: web.StreamResponse = self._refused(403, "Sign out from the console.")
+        else:
+            form = await request.post()
+            csrf = form.get("csrf")
+            if not csrf_ok(session, csrf if isinstance(csrf, str) else None):
+                response = self._refused(403, "The form has expired; reload and try again.")
+            else:
+                await self.sessions.close(session_id)
+                response = redirect("/sign-in")
+                response.del_cookie(COOKIE, path="/")
+        response.headers.update(SECURITY_HEADERS)
+        return response

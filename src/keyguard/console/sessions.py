@@ -1,0 +1,128 @@
+"""The console's sign-in sessions: an opaque id in a cookie, everything else on the server.
+
+A session holds the id of the admin token the operator signed in with (never the token: the
+token's record is looked up again on every request, so a revoked or expired token ends its
+sessions at once), its CSRF token, and two deadlines: an idle timeout and an absolute
+lifetime. Ids and CSRF tokens are 256-bit random values; sessions are kept under the SHA-256
+of the id, so neither a timing side channel on the lookup nor a copy of the table gives a
+usable cookie value. The CSRF check is constant-time.
+
+:class:`Sessions` is the contract; :class:`MemorySessions` keeps them in one process (tests,
+a store without SQL), :class:`~.sql_sessions.SqlSessions` in the store, shared by every
+worker and replica. Both are bounded: when full, the session closest to its end goes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+__all__ = ["COOKIE", "MemorySessions", "Session", "Sessions", "csrf_ok", "digest", "new_session"]
+
+COOKIE = "kg_console"
+IDLE = timedelta(minutes=30)
+LIFETIME = timedelta(hours=8)
+MAX_SESSIONS = 1_000
+
+
+@dataclass
+class Session:
+    token_id: str  # the id of the admin token signed in with (not a secret)
+    csrf: str
+    created: datetime
+    seen: datetime
+
+    def expires(self, idle: timedelta, lifetime: timedelta) -> datetime:
+        return min(self.seen + idle, self.created + lifetime)
+
+
+def digest(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def new_session(token_id: str, now: datetime) -> tuple[str, Session]:
+    """A fresh session id (for the cookie) and its session."""
+    return secrets.token_urlsafe(32), Session(token_id, secrets.token_urlsafe(32), now, now)
+
+
+def plausible(session_id: str | None) -> bool:
+    """Whether a cookie's value may be a session id at all (no lookup for anything else)."""
+    return bool(session_id) and len(session_id or "") <= 100
+
+
+class Sessions(Protocol):
+    async def open(self, token_id: str, now: datetime) -> tuple[str, Session]:
+        """A new session for the admin token ``token_id``: its id (for the cookie) and it."""
+        ...
+
+    async def get(self, session_id: str | None, now: datetime) -> Session | None:
+        """The live session ``session_id`` names (its idle deadline moved on), or ``None``."""
+        ...
+
+    async def close(self, session_id: str | None) -> None: ...
+
+
+def csrf_ok(session: Session, presented: str | None) -> bool:
+    """Whether the form's CSRF token is the session's (compared in constant time)."""
+    if not presented or len(presented) > 200:
+        return False
+    return hmac.compare_digest(session.csrf.encode(), presented.encode())
+
+
+class MemorySessions:
+    def __init__(
+        self,
+        *,
+        idle: timedelta = IDLE,
+        lifetime: timedelta = LIFETIME,
+        max_sessions: int = MAX_SESSIONS,
+    ) -> None:
+        if max_sessions < 1 or idle <= timedelta(0) or lifetime <= timedelta(0):
+            raise ValueError("sessions need a positive size, idle timeout and lifetime")
+        self._idle = idle
+        self._lifetime = lifetime
+        self._max = max_sessions
+        self._sessions: dict[str, Session] = {}
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    async def open(self, token_id: str, now: datetime) -> tuple[str, Session]:
+        self._expire(now)
+        while len(self._sessions) >= self._max:
+            oldest = min(
+                self._sessions,
+                key=lambda k: self._sessions[k].expires(self._idle, self._lifetime),
+            )
+            del self._sessions[oldest]
+        session_id, session = new_session(token_id, now)
+        self._sessions[digest(session_id)] = session
+        return session_id, session
+
+    async def get(self, session_id: str | None, now: datetime) -> Session | None:
+        if session_id is None or not plausible(session_id):
+            return None
+        key = digest(session_id)
+        session = self._sessions.get(key)
+        if session is None:
+            return None
+        if session.expires(self._idle, self._lifetime) <= now:
+            del self._sessions[key]
+            return None
+        session.seen = now
+        return session
+
+    async def close(self, session_id: str | None) -> None:
+        if session_id is not None and plausible(session_id):
+            self._sessions.pop(digest(session_id), None)
+
+    def _expire(self, now: datetime) -> None:
+        dead = [
+            k for k, s in self._sessions.items() if s.expires(self._idle, self._lifetime) <= now
+        ]
+        for k in dead:
+            del self._sessions[k]

@@ -1,0 +1,98 @@
+"""The console's sessions in the store (``console_sessions``), so that a session opened on one
+worker or replica is known to every other. A row holds the SHA-256 of the session id, the
+admin token's id (never the token), the CSRF token and two times; nothing in it signs anyone
+in without the cookie's value.
+
+Bounded like :class:`~.sessions.MemorySessions`: opening a session first deletes the expired
+ones and, when ``max_sessions`` remain, the least recently seen. A session's ``seen_at`` is
+written at most once a minute (a page view is a read, not a write), so its idle deadline is
+kept to the minute.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..store.schema import console_sessions
+from ..store.sql import translate_errors
+from .sessions import IDLE, LIFETIME, MAX_SESSIONS, Session, digest, new_session, plausible
+
+__all__ = ["SqlSessions"]
+
+SEEN_EVERY = timedelta(minutes=1)
+
+
+class SqlSessions:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        idle: timedelta = IDLE,
+        lifetime: timedelta = LIFETIME,
+        max_sessions: int = MAX_SESSIONS,
+    ) -> None:
+        if max_sessions < 1 or idle <= SEEN_EVERY or lifetime <= timedelta(0):
+            raise ValueError("sessions need a positive size, lifetime and an idle timeout > 1m")
+        self._engine = engine
+        self._idle = idle
+        self._lifetime = lifetime
+        self._max = max_sessions
+
+    async def open(self, token_id: str, now: datetime) -> tuple[str, Session]:
+        session_id, session = new_session(token_id, now)
+        c = console_sessions.c
+        async with translate_errors("open a console session"), self._engine.begin() as conn:
+            await conn.execute(
+                delete(console_sessions).where(
+                    (c.seen_at <= now - self._idle) | (c.created_at <= now - self._lifetime)
+                )
+            )
+            count = (
+                await conn.execute(select(func.count()).select_from(console_sessions))
+            ).scalar()
+            surplus = int(count or 0) - self._max + 1
+            if surplus > 0:
+                stalest = select(c.id_digest).order_by(c.seen_at).limit(surplus)
+                await conn.execute(delete(console_sessions).where(c.id_digest.in_(stalest)))
+            await conn.execute(
+                console_sessions.insert().values(
+                    id_digest=digest(session_id),
+                    token_id=token_id,
+                    csrf=session.csrf,
+                    created_at=now,
+                    seen_at=now,
+                )
+            )
+        return session_id, session
+
+    async def get(self, session_id: str | None, now: datetime) -> Session | None:
+        if session_id is None or not plausible(session_id):
+            return None
+        key = digest(session_id)
+        c = console_sessions.c
+        query = select(c.token_id, c.csrf, c.created_at, c.seen_at).where(c.id_digest == key)
+        async with translate_errors("read a console session"), self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        session = Session(row.token_id, row.csrf, row.created_at, row.seen_at)
+        if session.expires(self._idle, self._lifetime) <= now:
+            await self.close(session_id)
+            return None
+        if now - session.seen >= SEEN_EVERY:
+            async with translate_errors("touch a console session"), self._engine.begin() as conn:
+                await conn.execute(
+                    update(console_sessions).where(c.id_digest == key).values(seen_at=now)
+                )
+            session.seen = now
+        return session
+
+    async def close(self, session_id: str | None) -> None:
+        if session_id is None or not plausible(session_id):
+            return
+        c = console_sessions.c
+        async with translate_errors("close a console session"), self._engine.begin() as conn:
+            await conn.execute(delete(console_sessions).where(c.id_digest == digest(session_id)))
