@@ -154,14 +154,24 @@ async def test_tcp_octet_counted_cef_retried_until_the_receiver_listens_and_veri
     assert sink.waiting > 0 and sink.lag() > 0 and sink.losses == 0
     server = await asyncio.start_server(found.handle, "127.0.0.1", port)
     try:
-        await _until(lambda: sink.waiting == 0)
+        # everything sent and read by the receiver (what sits unread in its socket when it
+        # drops the connection is lost: syslog over TCP has no acknowledgements)
+        await _until(lambda: sink.waiting == 0 and len(found.messages) == sink.sent)
         first = len(found.messages)
         found.writers[0].close()  # the receiver drops the connection: the next batch reconnects
         await found.writers[0].wait_closed()
         for i in range(10):
             writer.append("request", {"i": i})
-        await writer.close()
-        await _until(lambda: len(found.messages) > first + 10)
+        await writer.close()  # its seal (a signed head set) is the last line sent
+
+        def sealed() -> bool:  # the sink sends from its own thread: wait for the last line
+            if len(found.messages) <= first + 10:
+                return False
+            return (
+                verify_lines([parse_cef(m)[1]["msg"] for m in found.messages], CHECK).head_sets > 0
+            )
+
+        await _until(sealed)
     finally:
         server.close()
         await server.wait_closed()
