@@ -57,14 +57,14 @@ def _content(content: object, path: Path, role: str) -> Iterator[Slot]:
         for j, part in enumerate(content):
             if isinstance(part, str):
                 yield Slot((*path, j), role, part)
-            elif isinstance(part, Mapping):
+            elif isinstance(part, dict):
                 for key in ("text", "refusal"):
                     if isinstance(part.get(key), str):
                         yield Slot((*path, j, key), role, part[key])
 
 
 def _arguments(holder: object, path: Path) -> Iterator[Slot]:
-    if isinstance(holder, Mapping) and isinstance(holder.get("arguments"), str):
+    if isinstance(holder, dict) and isinstance(holder.get("arguments"), str):
         yield Slot((*path, "arguments"), "tool_call", holder["arguments"])
 
 
@@ -72,7 +72,7 @@ def _tool_calls(message: Mapping[str, Any], path: Path) -> Iterator[Slot]:
     calls = message.get("tool_calls")
     if isinstance(calls, list):
         for k, call in enumerate(calls):
-            if isinstance(call, Mapping):
+            if isinstance(call, dict):
                 yield from _arguments(call.get("function"), (*path, "tool_calls", k, "function"))
     yield from _arguments(message.get("function_call"), (*path, "function_call"))
 
@@ -81,7 +81,7 @@ def _chat(body: Mapping[str, Any]) -> Iterator[Slot]:
     messages = body.get("messages")
     if isinstance(messages, list):
         for i, message in enumerate(messages):
-            if not isinstance(message, Mapping):
+            if not isinstance(message, dict):
                 continue
             role = _role(message.get("role"))
             path: Path = ("messages", i)
@@ -90,7 +90,7 @@ def _chat(body: Mapping[str, Any]) -> Iterator[Slot]:
                 yield Slot((*path, "name"), role, message["name"])
             yield from _tool_calls(message, path)
     prediction = body.get("prediction")
-    if isinstance(prediction, Mapping):
+    if isinstance(prediction, dict):
         yield from _content(prediction.get("content"), ("prediction", "content"), "assistant")
 
 
@@ -126,7 +126,7 @@ def _responses(body: Mapping[str, Any]) -> Iterator[Slot]:
         for i, item in enumerate(value):
             if isinstance(item, str):
                 yield Slot(("input", i), "user", item)
-            elif isinstance(item, Mapping):
+            elif isinstance(item, dict):
                 yield from _responses_item(item, ("input", i))
 
 
@@ -156,7 +156,7 @@ _REQUESTS = {
 def request_slots(operation: str, body: Mapping[str, Any]) -> list[Slot]:
     """Every text of a request body of ``operation`` (none for an unknown operation)."""
     reader = _REQUESTS.get(operation)
-    if reader is None or not isinstance(body, Mapping):
+    if reader is None or not isinstance(body, dict):
         return []
     return list(reader(body))
 
@@ -166,15 +166,15 @@ def _chat_answer(body: Mapping[str, Any]) -> Iterator[Slot]:
     if not isinstance(choices, list):
         return
     for i, choice in enumerate(choices):
-        if not isinstance(choice, Mapping):
+        if not isinstance(choice, dict):
             continue
         message = choice.get("message")
-        if isinstance(message, Mapping):
+        if isinstance(message, dict):
             path: Path = ("choices", i, "message")
             yield from _content(message.get("content"), (*path, "content"), "completion")
             yield from _tool_calls(message, path)
             audio = message.get("audio")
-            if isinstance(audio, Mapping) and isinstance(audio.get("transcript"), str):
+            if isinstance(audio, dict) and isinstance(audio.get("transcript"), str):
                 yield Slot((*path, "audio", "transcript"), "completion", audio["transcript"])
         if isinstance(choice.get("text"), str):
             yield Slot(("choices", i, "text"), "completion", choice["text"])
@@ -185,7 +185,7 @@ def _responses_answer(body: Mapping[str, Any]) -> Iterator[Slot]:
     if not isinstance(output, list):
         return
     for i, item in enumerate(output):
-        if not isinstance(item, Mapping):
+        if not isinstance(item, dict):
             continue
         if item.get("type") == "message":
             yield from _content(item.get("content"), ("output", i, "content"), "completion")
@@ -199,13 +199,13 @@ _ANSWERS = {"chat": _chat_answer, "completions": _chat_answer, "responses": _res
 def response_slots(operation: str, body: Mapping[str, Any]) -> list[Slot]:
     """Every text of an answer body of ``operation`` (none for an unknown operation)."""
     reader = _ANSWERS.get(operation)
-    if reader is None or not isinstance(body, Mapping):
+    if reader is None or not isinstance(body, dict):
         return []
     return list(reader(body))
 
 
 def _replace(node: Any, tree: Mapping[str | int, Any], path: Path) -> Any:
-    if isinstance(node, Mapping):
+    if isinstance(node, dict):
         copy: dict[Any, Any] = dict(node)
     elif isinstance(node, list):
         copy = dict(enumerate(node))
