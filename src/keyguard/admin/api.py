@@ -179,6 +179,10 @@ class AdminApi:
         )
         return 200, {"incidents": [i.to_json() for i in incidents]}
 
+    async def _acknowledge_alert(self, r: web.Request, actor: Actor, b: Any) -> tuple[int, Any]:
+        incident = await self.service.acknowledge_incident(actor, r.match_info["incident_id"])
+        return 200, incident.to_json()
+
     async def _resolve_alert(self, r: web.Request, actor: Actor, b: Any) -> tuple[int, Any]:
         incident, lifted = await self.service.resolve_incident(actor, r.match_info["incident_id"])
         return 200, {**incident.to_json(), "throttles_lifted": lifted}
@@ -353,9 +357,9 @@ class AdminApi:
                 "GET",
                 "/admin/alerts",
                 "viewer",
-                "Incidents, newest first (?since=24h&status=open&limit=100): detector findings "
-                "and the security events raised elsewhere, with their evidence and the "
-                "responses taken",
+                "Incidents, newest first (?since=24h&status=open&limit=100; status: open, "
+                "acknowledged, resolved or unresolved): detector findings and the security "
+                "events raised elsewhere, with their evidence and the responses taken",
                 "alerts",
                 self._list_alerts,
                 response={
@@ -365,10 +369,21 @@ class AdminApi:
             ),
             Endpoint(
                 "POST",
+                "/admin/alerts/{incident_id}/acknowledge",
+                "operator",
+                "Acknowledge an open incident (who and when are kept): it stays acknowledged "
+                "while its finding repeats (the count grows) until it is resolved; again is "
+                "no change; a resolved incident is a 409",
+                "alerts",
+                self._acknowledge_alert,
+                response=_INCIDENT,
+            ),
+            Endpoint(
+                "POST",
                 "/admin/alerts/{incident_id}/resolve",
                 "operator",
                 "Mark an incident resolved and lift the throttles it put in place (a "
-                "suspended key stays suspended)",
+                "suspended key stays suspended); a later finding opens a new incident",
                 "alerts",
                 self._resolve_alert,
                 response=_INCIDENT,

@@ -63,6 +63,7 @@ class AdminService(KeyActions, TokenActions, IncidentActions, PolicyActions):
         on_key_change: Callable[[str], None] | None = None,
         on_policy_change: Callable[[int], None] | None = None,
         on_blocks_lifted: Callable[[list[str]], None] | None = None,
+        on_incident_change: Callable[[str], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._keys = keys
@@ -77,6 +78,7 @@ class AdminService(KeyActions, TokenActions, IncidentActions, PolicyActions):
         self._on_key_change = on_key_change
         self._on_policy_change = on_policy_change
         self._on_blocks_lifted = on_blocks_lifted
+        self._on_incident_change = on_incident_change
         self._clock = clock
         self._reloader: Reloader | None = None
 

@@ -21,7 +21,7 @@ from ..errors import BadRequest
 from .app import Handler, View, redirect
 from .pages import policy_page
 
-__all__ = ["change_key", "confirm", "create_key", "explain", "resolve"]
+__all__ = ["acknowledge", "change_key", "confirm", "create_key", "explain", "resolve"]
 
 _WHAT = {
     "suspend": "Suspend this key: requests with it are refused until it is resumed.",
@@ -108,6 +108,11 @@ def change_key(change: str) -> Handler:
 
 async def resolve(v: View) -> web.Response:
     await v.service.resolve_incident(v.actor, v.request.match_info["incident_id"])
+    return redirect("/incidents")
+
+
+async def acknowledge(v: View) -> web.Response:
+    await v.service.acknowledge_incident(v.actor, v.request.match_info["incident_id"])
     return redirect("/incidents")
 
 

@@ -191,6 +191,11 @@ class Console:
         app.router.add_post(
             "/incidents/{incident_id}/resolve", self._guard(actions.resolve, "POST", resolve)
         )
+        acknowledge = "/admin/alerts/{incident_id}/acknowledge"
+        app.router.add_post(
+            "/incidents/{incident_id}/acknowledge",
+            self._guard(actions.acknowledge, "POST", acknowledge),
+        )
         app.router.add_get("/audit", self._guard(pages.audit, "GET", "/admin/alerts"))
         app.router.add_get("/policy", self._guard(pages.policy, "GET", "/admin/policy"))
         explain = "/admin/policy/explain"

@@ -77,7 +77,7 @@ async def key(v: View) -> web.Response:
 
 async def incidents(v: View) -> web.Response:
     status = v.request.query.get("status") or None
-    if status not in (None, "open", "resolved"):
+    if status not in (None, "open", "acknowledged", "resolved", "unresolved"):
         status = None
     found = await v.service.list_incidents(v.actor, status=status, limit=200)
     return v.page("incidents.html", incidents=[i.to_json() for i in found], shown=status)

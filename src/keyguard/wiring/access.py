@@ -172,6 +172,7 @@ async def admin_service(
     on_key_change: Callable[[str], None] | None = None,
     on_policy_change: Callable[[int], None] | None = None,
     on_blocks_lifted: Callable[[list[str]], None] | None = None,
+    on_incident_change: Callable[[str], None] | None = None,
 ) -> AdminService:
     return AdminService(
         keys=runtime.keys,
@@ -188,6 +189,7 @@ async def admin_service(
         on_key_change=on_key_change,
         on_policy_change=on_policy_change,
         on_blocks_lifted=on_blocks_lifted,
+        on_incident_change=on_incident_change,
     )
 
 
@@ -202,6 +204,7 @@ async def open_admin_service(runtime: Runtime) -> AdminService:
         on_key_change=announce.key_changed if announce else None,
         on_policy_change=announce.policy_changed if announce else None,
         on_blocks_lifted=announce.blocks_lifted if announce else None,
+        on_incident_change=announce.incident_changed if announce else None,
     )
 
 
@@ -233,10 +236,12 @@ async def start_access(
     invalidate: Callable[[str], None] | None = None,
     bus: Bus | None = None,
     lift: Callable[[list[str]], None] | None = None,
+    incident_changed: Callable[[str], None] | None = None,
     admission: LimitAdmission | None = None,
 ) -> Access:
     """Start what ``settings.access`` asks for; ``stack`` stops it. With a ``bus``, managed
-    policy writes reach the other replicas at once; ``lift`` lifts blocks here and there."""
+    policy writes reach the other replicas at once; ``lift`` lifts blocks here and there;
+    ``incident_changed`` tells the responders here and there of an operator's status."""
     settings = runtime.settings.access
     policy = await _policy_source(runtime)
     if policy is None:
@@ -298,6 +303,7 @@ async def start_access(
         on_key_change=invalidate or keys.invalidate,
         on_policy_change=policy_from_bus(policy, bus) if bus is not None else None,
         on_blocks_lifted=lift,
+        on_incident_change=incident_changed,
     )
     auth = AdminAuthenticator(
         admin_tokens,
