@@ -196,11 +196,13 @@ async def test_a_viewer_changes_nothing(client: ConsoleClient, gw: Gateway) -> N
         status, html, _ = await client.get(path)
         assert status == 200, path
         assert "Suspend" not in html and "Create key" not in html and "Resolve" not in html
+        assert "Acknowledge" not in html
     csrf = await client.csrf()
     attempts = (
         [("/keys", {"app": "viewer-made"})]
         + [(f"/keys/{key_id}/{change}", {}) for change in ("suspend", "revoke", "rotate", "resume")]
         + [("/incidents/0123456789abcdef/resolve", {})]
+        + [("/incidents/0123456789abcdef/acknowledge", {})]
     )
     for path, form in attempts:
         status, html, _ = await client.post(path, {**form, "csrf": csrf})
@@ -251,6 +253,56 @@ async def test_markup_in_what_the_console_shows_is_escaped(
         assert status == 200 and script not in html and "<img" not in html, path
     status, html, _ = await client.get("/incidents")
     assert "evil &lt;script&gt;" in html
+
+
+async def test_acknowledging_an_incident_in_the_console(client: ConsoleClient, gw: Gateway) -> None:
+    """A viewer cannot (403, nothing changed); an unknown id is a 404 page; an operator's
+    acknowledgement is the service's, audited with the actor, and a second one changes
+    nothing."""
+    events: list[Event] = []
+    runtime(gw).events.subscribe(events.append)
+    runtime(gw).events.emit(
+        SecurityEvent(datetime.now(UTC), "key_expiring", "low", "Key expires soon.", app="web")
+    )
+    assert gw.monitoring is not None
+    await gw.monitoring.recorder.drain()
+    assert gw.access is not None
+    service = gw.access.api.service
+    from keyguard.cli.support import cli_actor
+
+    (incident,) = await service.list_incidents(cli_actor())
+    path = f"/incidents/{incident.id}/acknowledge"
+    await client.sign_in(await admin_token(gw, "viewer"))
+    status, html, _ = await client.post(path, {"csrf": await client.csrf("/incidents")})
+    assert status == 403 and "operator" in html
+    assert (await service.list_incidents(cli_actor()))[0].status == "open"
+
+    await client.sign_in(await admin_token(gw, "operator"))
+    csrf = await client.csrf("/incidents")
+    status, html, _ = await client.get("/incidents")
+    assert f'action="{path}"' in html
+    status, html, _ = await client.post(path, {})  # no CSRF token
+    assert status == 403
+    for bad in ("0123456789abcdef", "ZZZ"):
+        status, html, _ = await client.post(f"/incidents/{bad}/acknowledge", {"csrf": csrf})
+        assert status == 404 and "no incident" in html, bad
+    status, _, resp = await client.post(path, {"csrf": csrf})
+    assert status == 303 and resp.headers["Location"] == "/incidents"
+    (acked,) = await service.list_incidents(cli_actor())
+    assert acked.status == "acknowledged" and acked.acknowledged_by
+    status, _, _ = await client.post(path, {"csrf": csrf})
+    assert status == 303
+    (again,) = await service.list_incidents(cli_actor())
+    assert (again.acknowledged_by, again.acknowledged_at) == (
+        acked.acknowledged_by,
+        acked.acknowledged_at,
+    )
+    status, html, _ = await client.get("/incidents?status=acknowledged")
+    assert status == 200 and f'data-incident="{incident.id}"' in html
+    assert f'action="{path}"' not in html and "Resolve" in html
+    assert acked.acknowledged_by in html
+    done = [e for e in events if isinstance(e, AdminAction) and e.action == "alerts.acknowledge"]
+    assert [e.actor for e in done] == [acked.acknowledged_by] * 2
 
 
 async def test_static_assets_are_a_fixed_list(client: ConsoleClient) -> None:
