@@ -201,6 +201,8 @@ async def test_an_operator_runs_a_key_from_creation_to_incident(
     for action in ("keys.create", "keys.suspend", "keys.resume"):
         await expect(records).to_contain_text(action)
     await expect(page.locator("#verification")).to_contain_text("Every record shown matches")
+    await reload_until(page, "#chain-state", "verified")  # the whole chain, in the background
+    await expect(page.locator("#verify-now button")).to_be_enabled()
     await screenshot(page, "audit")
     await page.goto(base + "/policy")
     await page.fill("#explain input[name=principal]", "app:web")

@@ -197,6 +197,10 @@ class Console:
             self._guard(actions.acknowledge, "POST", acknowledge),
         )
         app.router.add_get("/audit", self._guard(pages.audit, "GET", "/admin/alerts"))
+        verification = "/admin/audit/verification"
+        app.router.add_post(
+            "/audit/verify", self._guard(actions.verify_audit, "POST", verification)
+        )
         app.router.add_get("/policy", self._guard(pages.policy, "GET", "/admin/policy"))
         explain = "/admin/policy/explain"
         app.router.add_post("/policy/explain", self._guard(actions.explain, "POST", explain))

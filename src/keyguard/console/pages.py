@@ -114,7 +114,18 @@ async def audit(v: View) -> web.Response:
         app=form["app"] or None,
     )
     broken = sum(1 for r in records if r["intact"] != "yes")
-    return v.page("audit.html", form=form, records=records, truncated=truncated, broken=broken)
+    try:
+        chain: dict[str, Any] | None = await v.service.audit_verification(v.actor)
+    except BadRequest:  # no store to verify here
+        chain = None
+    return v.page(
+        "audit.html",
+        form=form,
+        records=records,
+        truncated=truncated,
+        broken=broken,
+        chain=chain,
+    )
 
 
 async def policy_page(
