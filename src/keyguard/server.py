@@ -39,7 +39,7 @@ from .proxy.protocol import ProxyServer
 from .proxy.relay import Relay, new_upstream_session
 from .upstream.pool import UpstreamPool
 from .wiring.access import Access, start_access
-from .wiring.bus import bus_gauges, invalidation, lifting, start_bus
+from .wiring.bus import bus_gauges, incident_changes, invalidation, lifting, start_bus
 from .wiring.connections import (
     connection_gauges,
     connection_guards,
@@ -165,6 +165,7 @@ class Gateway:
             invalidate=invalidate,
             bus=bus,
             lift=lifting(monitoring.blocks, bus),
+            incident_changed=incident_changes(monitoring.incident_changed, bus),
             admission=self.admission,
         )
         if (policy := access.policy) is not None:

@@ -162,7 +162,8 @@ async def test_an_operator_runs_a_key_from_creation_to_incident(
     await expect(page.locator("#key-state")).to_have_text("active")
     assert (await chat(gw, secret)).choices
 
-    # a detection: a decoy key presented to the proxy is an incident, resolved here
+    # a detection: a decoy key presented to the proxy is an incident, acknowledged and
+    # resolved here
     _, decoy = await new_key(gw, DECOY)
     with pytest.raises(openai.AuthenticationError):
         await chat(gw, decoy)
@@ -170,11 +171,22 @@ async def test_an_operator_runs_a_key_from_creation_to_incident(
     await page.goto(base + "/incidents")
     row = page.locator("tr[data-rule='decoy']")
     await expect(row).to_have_count(1)
-    await expect(row.locator(".status")).to_contain_text("open")
+    await expect(row.locator(".status .state")).to_have_text("open")
+    await expect(row.locator(".seen")).to_contain_text("1×")
+    # acknowledged: it stays so when the decoy is used again, and counts the repeat
+    await row.locator("button.acknowledge").click()
+    await expect(row.locator(".status .state")).to_have_text("acknowledged")
+    await expect(row.locator(".status .acknowledged")).to_contain_text("by admin-token:")
+    await expect(row.locator("button.acknowledge")).to_have_count(0)
+    with pytest.raises(openai.AuthenticationError):
+        await chat(gw, decoy)
+    await drain(gw)
+    await reload_until(page, "tr[data-rule='decoy'] .seen .count", "2×")
+    await expect(row.locator(".status .state")).to_have_text("acknowledged")
     await screenshot(page, "incidents")
     page.once("dialog", _accept)
-    await row.locator("button").click()
-    await expect(page.locator("tr[data-rule='decoy'] .status")).to_contain_text("resolved")
+    await row.locator("button.resolve").click()
+    await expect(page.locator("tr[data-rule='decoy'] .status .state")).to_have_text("resolved")
 
     # the overview charts what happened; the audit log has every action, with its actor
     await page.goto(base + "/?window=hour")
@@ -189,6 +201,8 @@ async def test_an_operator_runs_a_key_from_creation_to_incident(
     for action in ("keys.create", "keys.suspend", "keys.resume"):
         await expect(records).to_contain_text(action)
     await expect(page.locator("#verification")).to_contain_text("Every record shown matches")
+    await reload_until(page, "#chain-state", "verified")  # the whole chain, in the background
+    await expect(page.locator("#verify-now button")).to_be_enabled()
     await screenshot(page, "audit")
     await page.goto(base + "/policy")
     await page.fill("#explain input[name=principal]", "app:web")

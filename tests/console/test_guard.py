@@ -4,14 +4,17 @@ markup planted in what the console shows, and the headers on every answer."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import ssl
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
 import pytest
+from sqlalchemy import text
 from yarl import URL
 
 from keyguard.emulator import RunningEmulator
@@ -196,11 +199,13 @@ async def test_a_viewer_changes_nothing(client: ConsoleClient, gw: Gateway) -> N
         status, html, _ = await client.get(path)
         assert status == 200, path
         assert "Suspend" not in html and "Create key" not in html and "Resolve" not in html
+        assert "Acknowledge" not in html
     csrf = await client.csrf()
     attempts = (
         [("/keys", {"app": "viewer-made"})]
         + [(f"/keys/{key_id}/{change}", {}) for change in ("suspend", "revoke", "rotate", "resume")]
         + [("/incidents/0123456789abcdef/resolve", {})]
+        + [("/incidents/0123456789abcdef/acknowledge", {})]
     )
     for path, form in attempts:
         status, html, _ = await client.post(path, {**form, "csrf": csrf})
@@ -212,7 +217,7 @@ async def test_a_viewer_changes_nothing(client: ConsoleClient, gw: Gateway) -> N
     assert not await runtime(gw).keys.list(app="viewer-made", now=datetime.now(UTC))
     actions = {e.action for e in events if isinstance(e, AdminAction)}
     reads = {"keys.list", "keys.get", "alerts.list", "policy.get", "usage.read"}
-    reads |= {"audit.activity", "audit.search"}
+    reads |= {"audit.activity", "audit.search", "audit.verification"}
     assert actions and actions <= reads, actions
 
 
@@ -251,6 +256,141 @@ async def test_markup_in_what_the_console_shows_is_escaped(
         assert status == 200 and script not in html and "<img" not in html, path
     status, html, _ = await client.get("/incidents")
     assert "evil &lt;script&gt;" in html
+
+
+async def test_acknowledging_an_incident_in_the_console(client: ConsoleClient, gw: Gateway) -> None:
+    """A viewer cannot (403, nothing changed); an unknown id is a 404 page; an operator's
+    acknowledgement is the service's, audited with the actor, and a second one changes
+    nothing."""
+    events: list[Event] = []
+    runtime(gw).events.subscribe(events.append)
+    runtime(gw).events.emit(
+        SecurityEvent(datetime.now(UTC), "key_expiring", "low", "Key expires soon.", app="web")
+    )
+    assert gw.monitoring is not None
+    await gw.monitoring.recorder.drain()
+    assert gw.access is not None
+    service = gw.access.api.service
+    from keyguard.cli.support import cli_actor
+
+    (incident,) = await service.list_incidents(cli_actor())
+    path = f"/incidents/{incident.id}/acknowledge"
+    await client.sign_in(await admin_token(gw, "viewer"))
+    status, html, _ = await client.post(path, {"csrf": await client.csrf("/incidents")})
+    assert status == 403 and "operator" in html
+    assert (await service.list_incidents(cli_actor()))[0].status == "open"
+
+    await client.sign_in(await admin_token(gw, "operator"))
+    csrf = await client.csrf("/incidents")
+    status, html, _ = await client.get("/incidents")
+    assert f'action="{path}"' in html
+    status, html, _ = await client.post(path, {})  # no CSRF token
+    assert status == 403
+    for bad in ("0123456789abcdef", "ZZZ"):
+        status, html, _ = await client.post(f"/incidents/{bad}/acknowledge", {"csrf": csrf})
+        assert status == 404 and "no incident" in html, bad
+    status, _, resp = await client.post(path, {"csrf": csrf})
+    assert status == 303 and resp.headers["Location"] == "/incidents"
+    (acked,) = await service.list_incidents(cli_actor())
+    assert acked.status == "acknowledged" and acked.acknowledged_by
+    status, _, _ = await client.post(path, {"csrf": csrf})
+    assert status == 303
+    (again,) = await service.list_incidents(cli_actor())
+    assert (again.acknowledged_by, again.acknowledged_at) == (
+        acked.acknowledged_by,
+        acked.acknowledged_at,
+    )
+    status, html, _ = await client.get("/incidents?status=acknowledged")
+    assert status == 200 and f'data-incident="{incident.id}"' in html
+    assert f'action="{path}"' not in html and "Resolve" in html
+    assert acked.acknowledged_by in html
+    done = [e for e in events if isinstance(e, AdminAction) and e.action == "alerts.acknowledge"]
+    assert [e.actor for e in done] == [acked.acknowledged_by] * 2
+
+
+async def chain_state(client: ConsoleClient, wanted: str, within: float = 30.0) -> str:
+    """The Audit page once its whole-chain verification says ``wanted`` (reloaded until then:
+    the run is in the background)."""
+    deadline = time.monotonic() + within
+    while True:
+        status, html, _ = await client.get("/audit")
+        assert status == 200, html[:300]
+        found = re.search(r'id="chain-state"[^>]*>([^<]*)<', html)
+        assert found, "no chain state on the page"
+        if found.group(1).strip() == wanted:
+            return html
+        assert time.monotonic() < deadline, f"the chain never showed {wanted!r}: {found.group(1)}"
+        await asyncio.sleep(0.05)
+
+
+async def test_the_audit_page_shows_the_whole_chain_broken_and_where(
+    client: ConsoleClient, gw: Gateway
+) -> None:
+    """A viewer's look starts the first run (verified); a viewer cannot start one at will; a
+    record edited in the store by someone without the signing key makes the next run, started
+    by an operator, say broken and name the record and its writer, and opens an incident."""
+    await client.sign_in(await admin_token(gw, "viewer"))
+    html = await chain_state(client, "verified")
+    assert "Verify now" not in html
+    csrf = csrf_of(html)
+    status, html, _ = await client.post("/audit/verify", {"csrf": csrf})
+    assert status == 403 and "operator" in html
+    engine = runtime(gw).engine
+    assert engine is not None
+    deadline = time.monotonic() + 30
+    while True:  # the audit writer commits its records in batches
+        async with engine.connect() as conn:
+            chain = (
+                await conn.execute(text("SELECT chain FROM audit_records WHERE seq = 2 LIMIT 1"))
+            ).scalar()
+        if chain is not None:
+            break
+        assert time.monotonic() < deadline, "no audit record was written"
+        await asyncio.sleep(0.05)
+    async with engine.begin() as conn:  # the hostile store writer: SQL, no signing key
+        await conn.execute(
+            text("UPDATE audit_records SET data = :d, packed = NULL WHERE chain = :c AND seq = 2"),
+            {"d": '{"action":"nothing"}', "c": chain},
+        )
+    await client.sign_in(await admin_token(gw, "operator"))
+    status, html, _ = await client.get("/audit")
+    assert status == 200 and 'id="verify-now"' in html
+    status, _, resp = await client.post("/audit/verify", {"csrf": csrf_of(html)})
+    assert status == 303 and resp.headers["Location"] == "/audit"
+    html = await chain_state(client, "broken")
+    where = re.search(r'id="chain-where"[^>]*>([^<]*)<', html)
+    assert where and f"seq 2 of writer {chain}" in where.group(1), where
+    assert "seq 2" in html and "edited" in html  # the problem as the CLI names it
+    assert gw.access is not None and gw.monitoring is not None
+    await gw.monitoring.recorder.drain()
+    from keyguard.cli.support import cli_actor
+
+    incidents = await gw.access.api.service.list_incidents(cli_actor())
+    assert "audit_tampered" in {i.rule for i in incidents}
+
+
+async def test_the_chains_verification_over_the_api(gw: Gateway) -> None:
+    viewer, operator = await admin_token(gw, "viewer"), await admin_token(gw, "operator")
+    url = gw.admin_url.rstrip("/") + "/admin/audit/verification"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, headers={"Authorization": f"Bearer {viewer}"}) as resp:
+            assert resp.status == 403
+        async with http.post(url) as resp:
+            assert resp.status == 401
+        async with http.post(url, headers={"Authorization": f"Bearer {operator}"}) as resp:
+            assert resp.status == 202
+            body = await resp.json()
+        assert body["started"] is True and body["running"] is True
+        deadline = time.monotonic() + 30
+        while True:
+            async with http.get(url, headers={"Authorization": f"Bearer {viewer}"}) as resp:
+                assert resp.status == 200
+                body = await resp.json()
+            if body["last"] is not None:
+                break
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+    assert body["last"]["state"] == "verified" and body["last"]["records"] > 0
 
 
 async def test_static_assets_are_a_fixed_list(client: ConsoleClient) -> None:

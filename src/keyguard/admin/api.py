@@ -7,22 +7,17 @@ least the endpoint's role. Request bodies are JSON objects (at most 1 MiB); answ
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from ..core.times import utc_seconds
-from ..durations import parse_duration
-from ..errors import BadRequest
 from ..policy.store import PolicyRevision
 from .auth import AdminAuthenticator
 from .bodies import (
     MAX_BODY,
-    Body,
     CheckPolicy,
     CreateKey,
     CreateToken,
@@ -32,37 +27,12 @@ from .bodies import (
     read_json_body,
     validate_body,
 )
+from .endpoint import Endpoint, Handler, duration
+from .observed_api import observed_endpoints
 from .service import Actor, AdminService, key_json, token_json
-from .settings import AdminRole
 from .usage import USAGE_QUERY, parse_query
 
 __all__ = ["AdminApi", "Endpoint", "MAX_BODY"]
-
-Handler = Callable[[web.Request, Actor, Any], Awaitable[tuple[int, Any]]]
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    method: str
-    path: str
-    role: AdminRole
-    summary: str
-    tag: str
-    handler: Handler
-    # the request body: a model of .bodies (validated), or a JSON schema the service validates
-    body: type[Body] | dict[str, Any] | None = None
-    response: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
-    status: int = 200
-    query: Mapping[str, str] = field(default_factory=dict)  # name -> description
-
-
-def _duration(value: str | None, name: str, *, allow_zero: bool = False) -> timedelta | None:
-    if value is None:
-        return None
-    try:
-        return parse_duration(value, allow_zero=allow_zero)
-    except ValueError as exc:
-        raise BadRequest(f"'{name}': {exc}", reason="invalid_body") from None
 
 
 def _revision(revision: PolicyRevision) -> dict[str, Any]:
@@ -83,7 +53,6 @@ _RELOAD = {
         "restart_required": {"type": "array", "items": {"type": "string"}},
     },
 }
-_INCIDENT = {"$ref": "#/components/schemas/Incident"}
 _USAGE = {"$ref": "#/components/schemas/Usage"}
 
 
@@ -132,7 +101,7 @@ class AdminApi:
 
     async def _create_key(self, r: web.Request, actor: Actor, b: CreateKey) -> tuple[int, Any]:
         record, key = await self.service.create_key(
-            actor, b.app, expires_in=_duration(b.expires, "expires"), description=b.description
+            actor, b.app, expires_in=duration(b.expires, "expires"), description=b.description
         )
         return 201, {**key_json(record, record.created_at), "key": key}
 
@@ -151,7 +120,7 @@ class AdminApi:
         result = await self.service.rotate_key(
             actor,
             r.match_info["key_id"],
-            grace=_duration(b.grace, "grace", allow_zero=True),
+            grace=duration(b.grace, "grace", allow_zero=True),
             token=b.idempotency_token,
         )
         record = result.record
@@ -165,24 +134,6 @@ class AdminApi:
     async def _usage(self, r: web.Request, actor: Actor, b: Any) -> tuple[int, Any]:
         return 200, await self.service.usage(actor, parse_query(r.query))
 
-    async def _list_alerts(self, r: web.Request, actor: Actor, b: Any) -> tuple[int, Any]:
-        since = r.query.get("since")
-        try:
-            limit = int(r.query.get("limit", "100"))
-        except ValueError:
-            raise BadRequest("'limit' must be a whole number", reason="invalid_query") from None
-        incidents = await self.service.list_incidents(
-            actor,
-            since=self.service.now() - d if (d := _duration(since, "since")) else None,
-            status=r.query.get("status"),
-            limit=limit,
-        )
-        return 200, {"incidents": [i.to_json() for i in incidents]}
-
-    async def _resolve_alert(self, r: web.Request, actor: Actor, b: Any) -> tuple[int, Any]:
-        incident, lifted = await self.service.resolve_incident(actor, r.match_info["incident_id"])
-        return 200, {**incident.to_json(), "throttles_lifted": lifted}
-
     async def _list_tokens(
         self, r: web.Request, actor: Actor, b: dict[str, Any]
     ) -> tuple[int, Any]:
@@ -193,7 +144,7 @@ class AdminApi:
 
     async def _create_token(self, r: web.Request, actor: Actor, b: CreateToken) -> tuple[int, Any]:
         record, token = await self.service.create_admin_token(
-            actor, name=b.name, role=b.role, expires_in=_duration(b.expires, "expires")
+            actor, name=b.name, role=b.role, expires_in=duration(b.expires, "expires")
         )
         return 201, {**token_json(record, record.created_at), "token": token}
 
@@ -349,30 +300,7 @@ class AdminApi:
                 response=_USAGE,
                 query=USAGE_QUERY,
             ),
-            Endpoint(
-                "GET",
-                "/admin/alerts",
-                "viewer",
-                "Incidents, newest first (?since=24h&status=open&limit=100): detector findings "
-                "and the security events raised elsewhere, with their evidence and the "
-                "responses taken",
-                "alerts",
-                self._list_alerts,
-                response={
-                    "type": "object",
-                    "properties": {"incidents": {"type": "array", "items": _INCIDENT}},
-                },
-            ),
-            Endpoint(
-                "POST",
-                "/admin/alerts/{incident_id}/resolve",
-                "operator",
-                "Mark an incident resolved and lift the throttles it put in place (a "
-                "suspended key stays suspended)",
-                "alerts",
-                self._resolve_alert,
-                response=_INCIDENT,
-            ),
+            *observed_endpoints(self),
             Endpoint(
                 "GET",
                 "/admin/tokens",

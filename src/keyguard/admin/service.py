@@ -11,7 +11,8 @@ an admin).
 
 The functions are grouped by what they act on, one module each: Keyguard keys
 (:mod:`.key_actions`), admin tokens (:mod:`.token_actions`), incidents and the usage read-out
-(:mod:`.incident_actions`), the policy (:mod:`.policy_actions`); what they share (the
+(:mod:`.incident_actions`), the policy (:mod:`.policy_actions`), the audit chain's
+verification (:mod:`.audit_actions`); what they share (the
 :class:`Actor`, recording an action) is :mod:`.recording`. :class:`AdminService` puts them
 together with the process's own functions (``reload``, ``whoami``), and this module is where the
 admin API and the CLI import them from.
@@ -23,11 +24,13 @@ from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ..audit.background import BackgroundVerification
 from ..errors import ConfigurationError, RequestError
 from ..events import EventBus
 from ..keys.service import KeyService
 from ..policy.source import PolicySource
 from ..rotation.keys import KeyRotationService
+from .audit_actions import AuditActions
 from .incident_actions import IncidentActions, Incidents
 from .key_actions import KeyActions, key_json
 from .policy_actions import PolicyActions
@@ -47,7 +50,7 @@ class ReloadUnavailable(RequestError):
     code = "ReloadUnavailable"
 
 
-class AdminService(KeyActions, TokenActions, IncidentActions, PolicyActions):
+class AdminService(KeyActions, TokenActions, IncidentActions, PolicyActions, AuditActions):
     def __init__(
         self,
         *,
@@ -63,6 +66,8 @@ class AdminService(KeyActions, TokenActions, IncidentActions, PolicyActions):
         on_key_change: Callable[[str], None] | None = None,
         on_policy_change: Callable[[int], None] | None = None,
         on_blocks_lifted: Callable[[list[str]], None] | None = None,
+        on_incident_change: Callable[[str], None] | None = None,
+        verification: BackgroundVerification | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._keys = keys
@@ -77,6 +82,8 @@ class AdminService(KeyActions, TokenActions, IncidentActions, PolicyActions):
         self._on_key_change = on_key_change
         self._on_policy_change = on_policy_change
         self._on_blocks_lifted = on_blocks_lifted
+        self._on_incident_change = on_incident_change
+        self._verification = verification
         self._clock = clock
         self._reloader: Reloader | None = None
 

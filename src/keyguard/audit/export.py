@@ -18,6 +18,7 @@ from __future__ import annotations
 import heapq
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -30,7 +31,7 @@ from .manifest import Manifest
 from .store import AuditStore
 from .verify import ChainVerifier, VerifyReport
 
-__all__ = ["verify_store", "verify_lines", "export_lines", "Anchored"]
+__all__ = ["verify_store", "verify_lines", "export_lines", "Anchored", "Progress"]
 
 Check = Callable[[Any], bool]
 Anchored = tuple[str, int, Checkpoint | Heads]  # (file, line, checkpoint or head set)
@@ -174,11 +175,26 @@ class _Walk:
         self.trail.add(self.verifier.finish(), self.verifier.chain)
 
 
+@dataclass
+class Progress:
+    """How far a walk of the store got, updated as it goes: a run stopped early says where."""
+
+    chains: int = 0  # chains walked to their end
+    records: int = 0
+    chain: str = ""  # the chain being walked
+    seq: int = 0  # the last record read in it
+
+
 async def verify_store(
-    store: AuditStore, check: Check, anchors: Iterable[Anchored] = ()
+    store: AuditStore,
+    check: Check,
+    anchors: Iterable[Anchored] = (),
+    progress: Progress | None = None,
 ) -> VerifyReport:
     """Verify the trail as it is now: each chain up to its head read first (a batch committed
-    meanwhile is left for the next run; its checkpoint is committed with it)."""
+    meanwhile is left for the next run; its checkpoint is committed with it). ``progress``
+    is kept up to date as the walk goes."""
+    progress = progress if progress is not None else Progress()
     chains = await store.chains()  # before the head sets: every head they name is older
     trail = _Trail(check, anchors)
     async for heads in store.head_sets():
@@ -189,13 +205,17 @@ async def verify_store(
         walk = trail.walk(chain)
         checkpoints = store.checkpoints(chain=chain, upto=head.seq).__aiter__()
         waiting: Checkpoint | None = await anext(checkpoints, None)
+        progress.chain = chain
         async for rec in store.records(chain=chain, upto=head.seq):
+            progress.records += 1
+            progress.seq = rec.seq
             sealing: list[Checkpoint] = []
             while waiting is not None and waiting.seq <= rec.seq:
                 sealing.append(waiting)
                 waiting = await anext(checkpoints, None)
             walk.record(rec, sealing)
         walk.finish([] if waiting is None else [waiting, *[cp async for cp in checkpoints]])
+        progress.chains += 1
     trail.archived(await store.archives())
     trail.absent(set(chains), complete=True)
     return trail.report

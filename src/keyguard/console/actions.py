@@ -21,7 +21,15 @@ from ..errors import BadRequest
 from .app import Handler, View, redirect
 from .pages import policy_page
 
-__all__ = ["change_key", "confirm", "create_key", "explain", "resolve"]
+__all__ = [
+    "acknowledge",
+    "change_key",
+    "confirm",
+    "create_key",
+    "explain",
+    "resolve",
+    "verify_audit",
+]
 
 _WHAT = {
     "suspend": "Suspend this key: requests with it are refused until it is resumed.",
@@ -109,6 +117,16 @@ def change_key(change: str) -> Handler:
 async def resolve(v: View) -> web.Response:
     await v.service.resolve_incident(v.actor, v.request.match_info["incident_id"])
     return redirect("/incidents")
+
+
+async def acknowledge(v: View) -> web.Response:
+    await v.service.acknowledge_incident(v.actor, v.request.match_info["incident_id"])
+    return redirect("/incidents")
+
+
+async def verify_audit(v: View) -> web.Response:
+    await v.service.verify_audit(v.actor)
+    return redirect("/audit")
 
 
 async def explain(v: View) -> web.Response:

@@ -191,7 +191,16 @@ class Console:
         app.router.add_post(
             "/incidents/{incident_id}/resolve", self._guard(actions.resolve, "POST", resolve)
         )
+        acknowledge = "/admin/alerts/{incident_id}/acknowledge"
+        app.router.add_post(
+            "/incidents/{incident_id}/acknowledge",
+            self._guard(actions.acknowledge, "POST", acknowledge),
+        )
         app.router.add_get("/audit", self._guard(pages.audit, "GET", "/admin/alerts"))
+        verification = "/admin/audit/verification"
+        app.router.add_post(
+            "/audit/verify", self._guard(actions.verify_audit, "POST", verification)
+        )
         app.router.add_get("/policy", self._guard(pages.policy, "GET", "/admin/policy"))
         explain = "/admin/policy/explain"
         app.router.add_post("/policy/explain", self._guard(actions.explain, "POST", explain))

@@ -77,7 +77,7 @@ async def key(v: View) -> web.Response:
 
 async def incidents(v: View) -> web.Response:
     status = v.request.query.get("status") or None
-    if status not in (None, "open", "resolved"):
+    if status not in (None, "open", "acknowledged", "resolved", "unresolved"):
         status = None
     found = await v.service.list_incidents(v.actor, status=status, limit=200)
     return v.page("incidents.html", incidents=[i.to_json() for i in found], shown=status)
@@ -114,7 +114,18 @@ async def audit(v: View) -> web.Response:
         app=form["app"] or None,
     )
     broken = sum(1 for r in records if r["intact"] != "yes")
-    return v.page("audit.html", form=form, records=records, truncated=truncated, broken=broken)
+    try:
+        chain: dict[str, Any] | None = await v.service.audit_verification(v.actor)
+    except BadRequest:  # no store to verify here
+        chain = None
+    return v.page(
+        "audit.html",
+        form=form,
+        records=records,
+        truncated=truncated,
+        broken=broken,
+        chain=chain,
+    )
 
 
 async def policy_page(

@@ -1,4 +1,9 @@
-"""The monitor's tables: incidents, temporary blocks and detector baselines (SQLite/PostgreSQL)."""
+"""The monitor's tables: incidents, temporary blocks and detector baselines (SQLite/PostgreSQL).
+
+The status of an incident here is the authority: the responder's save never writes it over an
+existing row, so an operator's acknowledgement or resolution, made on any replica, holds; and
+a resolved incident is never updated again (a new finding of it is a new incident).
+"""
 
 from __future__ import annotations
 
@@ -38,6 +43,8 @@ def _incident(row: Any) -> Incident:
         status=m["status"],
         evidence=orjson.loads(m["evidence"]),
         actions=tuple(orjson.loads(m["actions"])),
+        acknowledged_by=m["acknowledged_by"],
+        acknowledged_at=None if m["acknowledged_at"] is None else m["acknowledged_at"].timestamp(),
     )
 
 
@@ -47,12 +54,15 @@ class MonitorStore:
 
     # -- incidents -------------------------------------------------------------------------
 
-    async def save_incident(self, incident: Incident) -> None:
+    async def save_incident(self, incident: Incident) -> Incident:
+        """Write a new incident, or a repeat's count, severity, evidence and actions onto an
+        open or acknowledged one (never its status, nor a resolved one); the incident as
+        stored, whose status the caller takes."""
+        t = monitor_incidents
         values = {
             "rule": incident.rule,
             "severity": incident.severity,
             "subject": incident.subject[:160],
-            "status": incident.status,
             "key_id": incident.key_id,
             "app": incident.app,
             "source": incident.source,
@@ -60,17 +70,24 @@ class MonitorStore:
             "evidence": orjson.dumps(incident.evidence, default=str).decode(),
             "actions": orjson.dumps(list(incident.actions)).decode(),
             "count": incident.count,
-            "created_at": _dt(incident.created_at),
             "updated_at": _dt(incident.updated_at),
         }
         async with translate_errors("save incident"), self._engine.begin() as conn:
             result = await conn.execute(
-                update(monitor_incidents)
-                .where(monitor_incidents.c.id == incident.id)
-                .values(**{k: v for k, v in values.items() if k != "created_at"})
+                update(t).where(t.c.id == incident.id, t.c.status != "resolved").values(**values)
             )
-            if result.rowcount == 0:
-                await conn.execute(monitor_incidents.insert().values(id=incident.id, **values))
+            row = (await conn.execute(select(t).where(t.c.id == incident.id))).first()
+            if result.rowcount == 0 and row is None:
+                await conn.execute(
+                    t.insert().values(
+                        id=incident.id,
+                        status=incident.status,
+                        created_at=_dt(incident.created_at),
+                        **values,
+                    )
+                )
+                return incident
+        return incident if row is None else _incident(row)
 
     async def incidents(
         self, *, since: datetime | None = None, status: str | None = None, limit: int = 200
@@ -78,7 +95,9 @@ class MonitorStore:
         query = select(monitor_incidents).order_by(monitor_incidents.c.created_at.desc())
         if since is not None:
             query = query.where(monitor_incidents.c.updated_at >= since)
-        if status is not None:
+        if status == "unresolved":
+            query = query.where(monitor_incidents.c.status != "resolved")
+        elif status is not None:
             query = query.where(monitor_incidents.c.status == status)
         async with translate_errors("list incidents"), self._engine.connect() as conn:
             rows = (await conn.execute(query.limit(limit))).all()
@@ -96,6 +115,20 @@ class MonitorStore:
                     select(monitor_incidents).where(monitor_incidents.c.id == incident_id)
                 )
             ).first()
+        return None if row is None else _incident(row)
+
+    async def acknowledge(self, incident_id: str, by: str, now: datetime) -> Incident | None:
+        """Mark an open incident acknowledged by ``by``; one already acknowledged keeps who
+        and when it was first, a resolved one stays resolved. The incident as stored, or
+        ``None`` when there is none with that id."""
+        t = monitor_incidents
+        async with translate_errors("acknowledge incident"), self._engine.begin() as conn:
+            await conn.execute(
+                update(t)
+                .where(t.c.id == incident_id, t.c.status == "open")
+                .values(status="acknowledged", acknowledged_by=by[:160], acknowledged_at=now)
+            )
+            row = (await conn.execute(select(t).where(t.c.id == incident_id))).first()
         return None if row is None else _incident(row)
 
     # -- blocks ----------------------------------------------------------------------------

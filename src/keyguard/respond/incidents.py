@@ -5,6 +5,12 @@ in: a finding opens a new incident, unless the same rule already has an incident
 subject updated within ``cooldown_s``; then it joins that incident (``repeat``), raising its
 severity when it is worse (``escalated``). Evidence keeps the first finding's details and the
 latest ones, so it stays small.
+
+An incident's status is ``open``, ``acknowledged`` (an operator took it on: who and when are
+kept) or ``resolved``. An acknowledged incident stays acknowledged while repeats join it (its
+count and last-seen time grow); a finding of a resolved incident opens a new one. The status an
+operator sets lives in the store, which is the authority: :meth:`IncidentBook.set_status` brings
+this process's book in line with it.
 """
 
 from __future__ import annotations
@@ -20,7 +26,14 @@ from ..detect.detection import Detection
 from ..events import SecurityEvent, Severity
 from .settings import SEVERITIES
 
-__all__ = ["Incident", "IncidentBook", "Change", "detection_from_event", "NOT_INCIDENTS"]
+__all__ = [
+    "Incident",
+    "IncidentBook",
+    "Change",
+    "detection_from_event",
+    "NOT_INCIDENTS",
+    "STATUSES",
+]
 
 #: security events that are not incidents of their own: the responder's requests to rotate
 NOT_INCIDENTS = frozenset({"rotate_upstream_requested"})
@@ -28,6 +41,8 @@ NOT_INCIDENTS = frozenset({"rotate_upstream_requested"})
 _RULE_OF_EVENT = {"raw_azure_key_presented": "raw_azure_key"}
 
 Change = Literal["new", "escalated", "repeat"]
+#: an incident's statuses, in the order an operator moves it along
+STATUSES = ("open", "acknowledged", "resolved")
 
 
 @dataclass(slots=True)  # not frozen: cheaper to build, one per repeated finding
@@ -43,9 +58,11 @@ class Incident:
     app: str | None = None
     source: str | None = None
     count: int = 1
-    status: str = "open"  # open, resolved
+    status: str = "open"  # one of STATUSES
     evidence: dict[str, Any] = field(default_factory=dict)
     actions: tuple[str, ...] = ()
+    acknowledged_by: str | None = None  # the admin actor who acknowledged it
+    acknowledged_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +80,8 @@ class Incident:
             "updated_at": self.updated_at,
             "evidence": self.evidence,
             "actions": list(self.actions),
+            "acknowledged_by": self.acknowledged_by,
+            "acknowledged_at": self.acknowledged_at,
         }
 
 
@@ -127,7 +146,11 @@ class IncidentBook:
         key = (finding.rule, finding.subject)
         current = self._open.get(key)
         detail = {"at": finding.at, "request_id": finding.request_id, **finding.evidence}
-        if current is None or current.status != "open" or now - current.updated_at > self._cooldown:
+        if (
+            current is None
+            or current.status == "resolved"
+            or now - current.updated_at > self._cooldown
+        ):
             incident = Incident(
                 id=secrets.token_hex(8),
                 rule=finding.rule,
@@ -160,6 +183,8 @@ class IncidentBook:
                 status=current.status,
                 evidence=_named({**current.evidence, "latest": detail}, detail),
                 actions=current.actions,
+                acknowledged_by=current.acknowledged_by,
+                acknowledged_at=current.acknowledged_at,
             )
             change = "escalated" if worse else "repeat"
         self._open[key] = incident
@@ -173,7 +198,18 @@ class IncidentBook:
         self._open[(incident.rule, incident.subject)] = updated
         return updated
 
-    def resolve(self, incident_id: str) -> None:
-        for key, incident in list(self._open.items()):
+    def set_status(
+        self,
+        incident_id: str,
+        status: str,
+        by: str | None = None,
+        at: float | None = None,
+    ) -> Incident | None:
+        """Take the status the store holds (an operator's, on any replica); the incident as
+        the book now has it, or ``None`` when the book does not hold it."""
+        for key, incident in self._open.items():
             if incident.id == incident_id:
-                self._open[key] = replace(incident, status="resolved")
+                updated = replace(incident, status=status, acknowledged_by=by, acknowledged_at=at)
+                self._open[key] = updated
+                return updated
+        return None

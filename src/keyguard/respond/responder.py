@@ -6,6 +6,13 @@ incident stays open, later findings renew an expired throttle. Every incident is
 :class:`~keyguard.events.SecurityEvent` on the event bus (so it is in the audit log) and a row in
 the incidents table; automatic suspensions are :class:`~keyguard.events.AdminAction`\\ s by
 ``system:monitor``. A failing action is logged and counted, never raised: detection goes on.
+
+An operator's status wins over this process's book. Saving an incident answers with the status
+the store holds: an acknowledged incident stays acknowledged (repeats are still counted on it,
+and its throttles renewed), and a repeat of a resolved one opens a new incident, with the
+policy's actions taken again. :meth:`Responder.status_changed` (called where the operator acted,
+and on the other replicas through the bus) makes the next repeat's save immediate instead of
+waiting out the save interval.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ _SAVE_EVERY_S = 10.0  # a busy incident's count is written at most this often
 class IncidentStore(Protocol):
     """Where incidents and blocks are kept for every replica (:mod:`keyguard.monitor.store`)."""
 
-    async def save_incident(self, incident: Incident) -> None: ...
+    async def save_incident(self, incident: Incident) -> Incident: ...
 
     async def add_block(
         self, subject: str, until: float, rule: str, incident_id: str | None, now: float
@@ -74,6 +81,11 @@ class Responder:
         self._clock = clock
         self._saved: dict[str, float] = {}
 
+    def status_changed(self, incident_id: str) -> None:
+        """An operator changed the incident's status: save its next repeat at once, so the
+        book learns the status the store holds."""
+        self._saved.pop(incident_id, None)
+
     async def handle(
         self, finding: Detection, taken: Sequence[str] = (), *, raised: bool = False
     ) -> Incident:
@@ -82,6 +94,10 @@ class Responder:
         ``raised``: the finding is a security event already on the bus, not emitted again."""
         now = finding.at
         incident, change = self.book.take(finding, now)
+        if change != "new":  # it joins an incident: the status the store holds comes first
+            incident = await self._save(incident, change, now)
+            if incident.status == "resolved":  # by an operator: this finding is a new incident
+                incident, change = self.book.take(finding, now)
         actions = self._s.actions(incident.rule, incident.severity)
         done: list[str] = list(taken)
         if change != "repeat":
@@ -110,7 +126,8 @@ class Responder:
                 incident = self.book.note_actions(incident, ["alert"])
             if not raised:
                 self._emit(incident, change)
-        await self._save(incident, change, now)
+        if change != "repeat" or done:
+            incident = await self._save(incident, change, now, force=True)
         return incident
 
     def _emit(self, incident: Incident, change: Change) -> None:
@@ -134,18 +151,30 @@ class Responder:
             )
         )
 
-    async def _save(self, incident: Incident, change: Change, now: float) -> None:
+    async def _save(
+        self, incident: Incident, change: Change, now: float, *, force: bool = False
+    ) -> Incident:
+        """Save the incident (a repeat at most every ``_SAVE_EVERY_S``, unless ``force``);
+        the incident with the status the store holds."""
         if self._store is None:
-            return
-        if change == "repeat" and now - self._saved.get(incident.id, 0.0) < _SAVE_EVERY_S:
-            return
+            return incident
+        due = now - self._saved.get(incident.id, 0.0) >= _SAVE_EVERY_S
+        if change == "repeat" and not due and not force:
+            return incident
         self._saved[incident.id] = now
         if len(self._saved) > 10_000:
             self._saved.clear()
         try:
-            await self._store.save_incident(incident)
+            stored = await self._store.save_incident(incident)
         except GatewayError as exc:
             log.error("incident %s could not be saved: %s", incident.id, exc)
+            return incident
+        if stored.status == incident.status:
+            return incident
+        updated = self.book.set_status(
+            incident.id, stored.status, stored.acknowledged_by, stored.acknowledged_at
+        )
+        return incident if updated is None else updated
 
     async def _act(self, action: str, incident: Incident, now: float) -> bool:
         try:

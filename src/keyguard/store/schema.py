@@ -255,6 +255,9 @@ monitor_incidents = Table(
     Column("count", Integer(), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # migration 0011: who acknowledged it, and when
+    Column("acknowledged_by", String(160), nullable=True),
+    Column("acknowledged_at", UTCDateTime(), nullable=True),
     Index("ix_monitor_incidents_created_at", "created_at"),
 )
 

@@ -28,11 +28,14 @@ from ..admin.auth import AdminAuthenticator
 from ..admin.service import AdminService
 from ..admin.tokens import ADMIN_PEPPER, AdminTokenService, AdminTokenStore
 from ..admin.usage import UsageReport
+from ..audit.background import BackgroundVerification, ChainStatus, store_walk
+from ..audit.signing import load_public_keys, load_signer, signature_checker
 from ..audit.store import AuditStore
 from ..bus import Bus
 from ..console import Console, SqlSessions
 from ..core.netaddr import ClientAddress
 from ..errors import ConfigurationError
+from ..events import SecurityEvent
 from ..identity.authenticator import Authenticator
 from ..identity.certificates import CertificateAuthenticator
 from ..identity.entra import EntraAuthenticator
@@ -172,6 +175,8 @@ async def admin_service(
     on_key_change: Callable[[str], None] | None = None,
     on_policy_change: Callable[[int], None] | None = None,
     on_blocks_lifted: Callable[[list[str]], None] | None = None,
+    on_incident_change: Callable[[str], None] | None = None,
+    verification: BackgroundVerification | None = None,
 ) -> AdminService:
     return AdminService(
         keys=runtime.keys,
@@ -188,7 +193,41 @@ async def admin_service(
         on_key_change=on_key_change,
         on_policy_change=on_policy_change,
         on_blocks_lifted=on_blocks_lifted,
+        on_incident_change=on_incident_change,
+        verification=verification,
     )
+
+
+async def _verification(stack: AsyncExitStack, runtime: Runtime) -> BackgroundVerification | None:
+    """The whole audit chain's verification in the background, as ``keyguard audit verify``
+    makes it (the vault's signing key, the configured anchor file); a broken chain is an
+    ``audit_tampered`` security event, so an incident."""
+    if runtime.engine is None:
+        return None
+    signer = await load_signer(runtime.vault)
+    check = signature_checker(load_public_keys([signer.public_pem().encode()]))
+    events = runtime.events
+
+    def broken(status: ChainStatus) -> None:
+        where = ""
+        if status.first_bad is not None:
+            where = f"seq {status.first_bad} of writer {status.first_bad_chain or '(shared)'}"
+        events.emit(
+            SecurityEvent(
+                status.finished,
+                "audit_tampered",
+                "critical",
+                f"The audit log does not verify: {status.problems[0]}",
+                evidence={"first_bad": where, "problems": list(status.problems)},
+            )
+        )
+
+    verification = BackgroundVerification(
+        store_walk(AuditStore(runtime.engine), check, runtime.settings.monitor.audit.anchor_file),
+        on_broken=broken,
+    )
+    stack.push_async_callback(verification.close)
+    return verification
 
 
 async def open_admin_service(runtime: Runtime) -> AdminService:
@@ -202,6 +241,7 @@ async def open_admin_service(runtime: Runtime) -> AdminService:
         on_key_change=announce.key_changed if announce else None,
         on_policy_change=announce.policy_changed if announce else None,
         on_blocks_lifted=announce.blocks_lifted if announce else None,
+        on_incident_change=announce.incident_changed if announce else None,
     )
 
 
@@ -233,10 +273,12 @@ async def start_access(
     invalidate: Callable[[str], None] | None = None,
     bus: Bus | None = None,
     lift: Callable[[list[str]], None] | None = None,
+    incident_changed: Callable[[str], None] | None = None,
     admission: LimitAdmission | None = None,
 ) -> Access:
     """Start what ``settings.access`` asks for; ``stack`` stops it. With a ``bus``, managed
-    policy writes reach the other replicas at once; ``lift`` lifts blocks here and there."""
+    policy writes reach the other replicas at once; ``lift`` lifts blocks here and there;
+    ``incident_changed`` tells the responders here and there of an operator's status."""
     settings = runtime.settings.access
     policy = await _policy_source(runtime)
     if policy is None:
@@ -298,6 +340,8 @@ async def start_access(
         on_key_change=invalidate or keys.invalidate,
         on_policy_change=policy_from_bus(policy, bus) if bus is not None else None,
         on_blocks_lifted=lift,
+        on_incident_change=incident_changed,
+        verification=await _verification(stack, runtime),
     )
     auth = AdminAuthenticator(
         admin_tokens,

@@ -42,6 +42,7 @@ __all__ = [
     "admin_tokens_from_bus",
     "blocks_from_bus",
     "bus_gauges",
+    "incident_changes",
     "cli_bus",
     "invalidation",
     "lifting",
@@ -53,6 +54,7 @@ log = logging.getLogger("keyguard.bus")
 
 BUS_KEY = "keyguard/bus-key"  # an internal vault secret: messages are signed with it
 _KEY_ID = re.compile(r"[0-9A-Za-z]{12}")
+_INCIDENT_ID = re.compile(r"[0-9a-f]{16}")
 _KINDS = frozenset({"key", "app", "source", "address"})
 
 
@@ -91,6 +93,7 @@ class Announcer:
     key_changed: Callable[[str], None]
     policy_changed: Callable[[int], None] | None = None
     blocks_lifted: Callable[[list[str]], None] | None = None
+    incident_changed: Callable[[str], None] | None = None
 
     @classmethod
     def over(cls, bus: Bus) -> Announcer:
@@ -99,6 +102,7 @@ class Announcer:
             key_changed=lambda key_id: bus.publish("key", {"id": key_id}),
             policy_changed=lambda version: bus.publish("policy", {"version": version}),
             blocks_lifted=_publish_lifted(bus),
+            incident_changed=lambda incident_id: bus.publish("incident", {"id": incident_id}),
         )
 
 
@@ -175,6 +179,27 @@ def lifting(blocks: BlockList, bus: Bus) -> Callable[[list[str]], None]:
         publish(subjects)
 
     return lift
+
+
+def incident_changes(changed: Callable[[str], None] | None, bus: Bus) -> Callable[[str], None]:
+    """An operator acknowledged or resolved an incident: ``changed`` here (the responder's
+    :meth:`~keyguard.respond.responder.Responder.status_changed`) and on every replica, so
+    their next repeat of it learns the status from the store at once."""
+
+    def received(message: Message) -> None:
+        incident_id = message.data.get("id")
+        if changed is not None and isinstance(incident_id, str):
+            if _INCIDENT_ID.fullmatch(incident_id):
+                changed(incident_id)
+
+    bus.subscribe("incident", received)
+
+    def announce(incident_id: str) -> None:
+        if changed is not None:
+            changed(incident_id)
+        bus.publish("incident", {"id": incident_id})
+
+    return announce
 
 
 def blocks_from_bus(blocks: BlockList, bus: Bus) -> None:

@@ -82,6 +82,12 @@ class Monitoring:
     def keep_bodies(self) -> bool:
         return self.settings.monitor.audit.enabled and self.settings.monitor.audit.record_content
 
+    def incident_changed(self, incident_id: str) -> None:
+        """An operator acknowledged or resolved the incident: the responder's next repeat of it
+        reads its status from the store at once."""
+        if self.recorder.responder is not None:
+            self.recorder.responder.status_changed(incident_id)
+
     def use_policy(self, current: Callable[[], Policy]) -> None:
         """Judge new keys also by what the roles of ``current()`` (the policy in force) let
         one request carry (access control starts after the monitor)."""
