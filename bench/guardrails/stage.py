@@ -60,43 +60,49 @@ def mean_us(call: Callable[[], object], calls: int) -> float:
     return (time.perf_counter() - start) / calls * 1e6
 
 
+def _fp(value: str) -> str:
+    return ""
+
+
+def nothing(_: Any) -> list[Any]:
+    return []
+
+
+def request_stage(scan_slots: Callable[[Any], list[Any]]) -> None:
+    """The request stage over the benchmark's prompt (``nothing``: without the detectors)."""
+    found = request_slots("chat", BODY)
+    found.extend(unread_slots(BODY, found))
+    judge(found, scan_slots, DEFAULTS, _fp, "request", Placeholders())
+
+
+def answer_stage(answer: bytes, scan_slots: Callable[[Any], list[Any]]) -> None:
+    """The non-streamed answer parsed and judged."""
+    body = orjson.loads(answer)
+    judge(response_slots("chat", body), scan_slots, DEFAULTS, _fp, "answer", Placeholders())
+
+
+def stream_stage(stream: bytes, scan: Callable[[str], list[Any]]) -> None:
+    """The stream guard over the benchmark's stream, fed in one read."""
+    guard = StreamGuard(
+        scan, DEFAULTS, _fp, placeholders=Placeholders(), restore=None, window=128, context=128
+    )
+    guard.feed(stream)
+    guard.flush(b"")
+
+
 def main(calls: int) -> None:
     engine = GuardEngine()
     answer, stream = upstream_bodies()
-
-    def nothing(_: Any) -> list[Any]:
-        return []
-
-    def fp(value: str) -> str:
-        return ""
-
     slots = request_slots("chat", BODY)
     answer_slots = response_slots("chat", orjson.loads(answer))
-
-    def request_stage() -> None:
-        found = request_slots("chat", BODY)
-        found.extend(unread_slots(BODY, found))
-        judge(found, nothing, DEFAULTS, fp, "request", Placeholders())
-
-    def answer_stage() -> None:
-        body = orjson.loads(answer)
-        judge(response_slots("chat", body), nothing, DEFAULTS, fp, "answer", Placeholders())
-
-    def stream_stage(scan: Callable[[str], list[Any]]) -> None:
-        guard = StreamGuard(
-            scan, DEFAULTS, fp, placeholders=Placeholders(), restore=None, window=128,
-            context=128,
-        )  # fmt: skip
-        guard.feed(stream)
-        guard.flush(b"")
 
     rows = [
         ("the detectors over the prompt (~1 KB)", lambda: engine.scan_slots(slots)),
         ("the detectors over the answer", lambda: engine.scan_slots(answer_slots)),
-        ("the request stage without the detectors", request_stage),
-        ("the non-streamed answer without the detectors", answer_stage),
-        ("the stream guard without the detectors", lambda: stream_stage(nothing)),
-        ("the stream guard with the detectors", lambda: stream_stage(engine.scan)),
+        ("the request stage without the detectors", lambda: request_stage(nothing)),
+        ("the non-streamed answer without the detectors", lambda: answer_stage(answer, nothing)),
+        ("the stream guard without the detectors", lambda: stream_stage(stream, nothing)),
+        ("the stream guard with the detectors", lambda: stream_stage(stream, engine.scan)),
     ]
     print(f"| part ({calls} calls each) | us per request |\n| --- | ---: |")
     for label, call in rows:

@@ -9,57 +9,21 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import orjson
-
-from keyguard.guard.decide import Placeholders, judge
 from keyguard.guard.engine import GuardEngine
-from keyguard.guard.extract import request_slots, response_slots
-from keyguard.policy.guardrails import DEFAULTS
-from keyguard.proxy.guard_stream import StreamGuard
-from keyguard.proxy.guardrails import unread_slots
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "guardrails"))
-from stage import BODY, upstream_bodies  # noqa: E402
+from stage import answer_stage, nothing, request_stage, stream_stage, upstream_bodies  # noqa: E402
 
 
 def parts() -> dict[str, Callable[[], None]]:
     engine = GuardEngine()
     answer, stream = upstream_bodies()
-
-    def fp(value: str) -> str:
-        return ""
-
-    def nothing(_: str) -> list[Any]:
-        return []
-
-    def streamed(scan: Callable[[str], list[Any]]) -> Callable[[], None]:
-        def call() -> None:
-            guard = StreamGuard(
-                scan, DEFAULTS, fp, placeholders=Placeholders(), restore=None, window=128,
-                context=128,
-            )  # fmt: skip
-            guard.feed(stream)
-            guard.flush(b"")
-
-        return call
-
-    def request() -> None:
-        found = request_slots("chat", BODY)
-        found.extend(unread_slots(BODY, found))
-        judge(found, engine.scan_slots, DEFAULTS, fp, "request", Placeholders())
-
-    def answered() -> None:
-        body = orjson.loads(answer)
-        slots = response_slots("chat", body)
-        judge(slots, engine.scan_slots, DEFAULTS, fp, "answer", Placeholders())
-
     return {
-        "stream": streamed(nothing),
-        "stream_detectors": streamed(engine.scan),
-        "request": request,
-        "answer": answered,
+        "stream": lambda: stream_stage(stream, nothing),
+        "stream_detectors": lambda: stream_stage(stream, engine.scan),
+        "request": lambda: request_stage(engine.scan_slots),
+        "answer": lambda: answer_stage(answer, engine.scan_slots),
     }
 
 

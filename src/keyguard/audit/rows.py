@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Row
+from sqlalchemy import ColumnElement, Row
 
 from ..core.times import utc_micro
 from ..store.packing import pack, unpack
@@ -21,6 +21,7 @@ from .chain import Checkpoint, Record, canonical
 from .heads import Heads
 
 __all__ = [
+    "after_place",
     "checkpoint_of",
     "checkpoint_row",
     "heads_of",
@@ -136,3 +137,15 @@ def checkpoint_row(cp: Checkpoint) -> dict[str, Any]:
         "key_id": cp.key_id,
         "signature": cp.signature,
     }
+
+
+def after_place(c: Any, place: tuple[datetime, str, int]) -> ColumnElement[bool]:
+    """The rows of an audit table ``c`` (its columns) that come after ``place`` (created at,
+    chain, seq) in time order: the condition of a keyset page."""
+    at, chain, seq = place
+    condition: ColumnElement[bool] = (
+        (c.created_at > at)
+        | ((c.created_at == at) & (c.chain > chain))
+        | ((c.created_at == at) & (c.chain == chain) & (c.seq > seq))
+    )
+    return condition

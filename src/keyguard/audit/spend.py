@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ..store.packing import unpack
 from ..store.schema import audit_records
 from ..store.sql import translate_errors
+from .rows import after_place
 
 __all__ = ["Spend", "Totals", "Match", "read_spend", "MAX_ROWS", "MAX_NAME"]
 
@@ -125,12 +126,7 @@ async def read_spend(
             .limit(page)
         )
         if place is not None:
-            at, chain, seq = place
-            query = query.where(
-                (c.created_at > at)
-                | ((c.created_at == at) & (c.chain > chain))
-                | ((c.created_at == at) & (c.chain == chain) & (c.seq > seq))
-            )
+            query = query.where(after_place(c, place))
         async with translate_errors("read the audit log"), engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         for created_at, chain, seq, data, packed in rows:

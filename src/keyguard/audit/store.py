@@ -38,6 +38,7 @@ from .chain import (
 from .heads import Heads
 from .partitions import Removed
 from .rows import (
+    after_place,
     checkpoint_of,
     checkpoint_row,
     heads_of,
@@ -385,12 +386,7 @@ class AuditStore:
             if since is not None:
                 query = query.where(c.created_at >= since)
             if place is not None:
-                at, chain, seq = place
-                query = query.where(
-                    (c.created_at > at)
-                    | ((c.created_at == at) & (c.chain > chain))
-                    | ((c.created_at == at) & (c.chain == chain) & (c.seq > seq))
-                )
+                query = query.where(after_place(c, place))
             async with translate_errors("read the audit log"), self._engine.connect() as conn:
                 rows = (await conn.execute(query)).all()
             for row in rows:
