@@ -38,7 +38,7 @@ from ..errors import BadRequest, NotFound, shown
 from ..identity.key_index import IdIndex
 from ..keys.admin_tokens import generate_token, parse_token
 from ..store.schema import admin_tokens
-from ..store.sql import translate_errors
+from ..store.sql import translate_errors, write_transaction
 from .settings import ADMIN_ROLES, AdminRole
 
 __all__ = [
@@ -88,7 +88,7 @@ class AdminTokenStore:
         self._engine = engine
 
     async def create(self, record: AdminTokenRecord) -> None:
-        async with translate_errors("create admin token"), self._engine.begin() as conn:
+        async with write_transaction(self._engine, "create admin token") as conn:
             await conn.execute(
                 admin_tokens.insert().values(
                     token_id=record.token_id,
@@ -126,7 +126,7 @@ class AdminTokenStore:
 
     async def revoke(self, token_id: str, at: datetime) -> AdminTokenRecord | None:
         table = admin_tokens.c
-        async with translate_errors("revoke admin token"), self._engine.begin() as conn:
+        async with write_transaction(self._engine, "revoke admin token") as conn:
             await conn.execute(
                 admin_tokens.update()
                 .where(and_(table.token_id == token_id, table.revoked_at.is_(None)))

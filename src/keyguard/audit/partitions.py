@@ -37,7 +37,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..store.schema import audit_checkpoints, audit_records
-from ..store.sql import translate_errors
+from ..store.sql import translate_errors, write_transaction
 
 __all__ = [
     "AHEAD",
@@ -204,7 +204,7 @@ async def remove(engine: AsyncEngine, chains: Sequence[str]) -> Removed:
 
 
 async def _delete(engine: AsyncEngine, chains: list[str]) -> None:
-    async with translate_errors("delete audit chains"), engine.begin() as conn:
+    async with write_transaction(engine, "delete audit chains") as conn:
         await conn.execute(audit_records.delete().where(audit_records.c.chain.in_(chains)))
         await conn.execute(audit_checkpoints.delete().where(audit_checkpoints.c.chain.in_(chains)))
 

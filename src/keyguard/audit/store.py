@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..errors import StorageError
 from ..store.schema import audit_archives, audit_checkpoints, audit_heads, audit_records
-from ..store.sql import _BEGIN_OPTION, translate_errors
+from ..store.sql import translate_errors, write_transaction
 from . import partitions
 from .chain import (
     START,
@@ -141,21 +141,19 @@ class AuditStore:
         self, items: Sequence[tuple[str, str, str]], link: Link, packed: Sequence[bytes]
     ) -> Appended:
         try:
-            async with translate_errors("append audit records"), self._engine.connect() as conn:
-                conn = await conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
-                async with conn.begin():
-                    row = (await conn.execute(_HEAD, {"chain": link.chain})).first()
-                    head = Position(int(row[0]), str(row[1])) if row is not None else START
-                    after = link.start(head)
-                    records = list(chain(head.seq + 1, after.hash, items, link.chain))
-                    cp = link.seal(records[-1])
-                    if conn.dialect.name == "sqlite":  # the embedded default: no per-row binds
-                        await conn.exec_driver_sql(INSERT, sqlite_rows(records, packed))
-                        await conn.exec_driver_sql(INSERT_CHECKPOINT, sqlite_checkpoint(cp))
-                        return Appended(records, [cp])
-                    rows = [record_row(r, p) for r, p in zip(records, packed, strict=True)]
-                    await conn.execute(audit_records.insert(), rows)
-                    await conn.execute(audit_checkpoints.insert().values(**checkpoint_row(cp)))
+            async with write_transaction(self._engine, "append audit records") as conn:
+                row = (await conn.execute(_HEAD, {"chain": link.chain})).first()
+                head = Position(int(row[0]), str(row[1])) if row is not None else START
+                after = link.start(head)
+                records = list(chain(head.seq + 1, after.hash, items, link.chain))
+                cp = link.seal(records[-1])
+                if conn.dialect.name == "sqlite":  # the embedded default: no per-row binds
+                    await conn.exec_driver_sql(INSERT, sqlite_rows(records, packed))
+                    await conn.exec_driver_sql(INSERT_CHECKPOINT, sqlite_checkpoint(cp))
+                    return Appended(records, [cp])
+                rows = [record_row(r, p) for r, p in zip(records, packed, strict=True)]
+                await conn.execute(audit_records.insert(), rows)
+                await conn.execute(audit_checkpoints.insert().values(**checkpoint_row(cp)))
         except StorageError as exc:
             if isinstance(exc.__cause__, IntegrityError):  # a row at our seq: someone wrote
                 raise HeadMoved(await self.head(link.chain)) from None
@@ -200,7 +198,7 @@ class AuditStore:
             "key_id": heads.key_id,
             "signature": heads.signature,
         }
-        async with translate_errors("write audit heads"), self._engine.begin() as conn:
+        async with write_transaction(self._engine, "write audit heads") as conn:
             await conn.execute(audit_heads.insert().values(**row))
 
     async def head_sets(
@@ -325,7 +323,7 @@ class AuditStore:
         row = {"chain": chain, "created_at": at, "manifest": manifest}
         a = audit_archives.c
         kept = select(a.id).where((a.chain == chain) & (a.manifest == manifest)).limit(1)
-        async with translate_errors("write an audit archive"), self._engine.begin() as conn:
+        async with write_transaction(self._engine, "write an audit archive") as conn:
             if (await conn.execute(kept)).first() is None:
                 await conn.execute(audit_archives.insert().values(**row))
 
@@ -352,12 +350,12 @@ class AuditStore:
             return []
 
     async def delete_head_sets(self, before: datetime) -> None:
-        async with translate_errors("delete audit heads"), self._engine.begin() as conn:
+        async with write_transaction(self._engine, "delete audit heads") as conn:
             await conn.execute(audit_heads.delete().where(audit_heads.c.created_at < before))
 
     async def insert_rows(self, records: list[Record], checkpoints: list[Checkpoint]) -> None:
         """Put rows back as they were (a restored archive), in one transaction."""
-        async with translate_errors("restore audit records"), self._engine.begin() as conn:
+        async with write_transaction(self._engine, "restore audit records") as conn:
             for start in range(0, len(records), _PAGE):
                 rows = [record_row(r) for r in records[start : start + _PAGE]]
                 await conn.execute(audit_records.insert(), rows)

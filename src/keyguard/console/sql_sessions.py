@@ -17,7 +17,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..store.schema import console_sessions
-from ..store.sql import translate_errors
+from ..store.sql import translate_errors, write_transaction
 from .sessions import IDLE, LIFETIME, MAX_SESSIONS, Session, digest, new_session, plausible
 
 __all__ = ["SqlSessions"]
@@ -44,7 +44,7 @@ class SqlSessions:
     async def open(self, token_id: str, now: datetime) -> tuple[str, Session]:
         session_id, session = new_session(token_id, now)
         c = console_sessions.c
-        async with translate_errors("open a console session"), self._engine.begin() as conn:
+        async with write_transaction(self._engine, "open a console session") as conn:
             await conn.execute(
                 delete(console_sessions).where(
                     (c.seen_at <= now - self._idle) | (c.created_at <= now - self._lifetime)
@@ -83,7 +83,7 @@ class SqlSessions:
             await self.close(session_id)
             return None
         if now - session.seen >= SEEN_EVERY:
-            async with translate_errors("touch a console session"), self._engine.begin() as conn:
+            async with write_transaction(self._engine, "touch a console session") as conn:
                 await conn.execute(
                     update(console_sessions).where(c.id_digest == key).values(seen_at=now)
                 )
@@ -94,5 +94,5 @@ class SqlSessions:
         if session_id is None or not plausible(session_id):
             return
         c = console_sessions.c
-        async with translate_errors("close a console session"), self._engine.begin() as conn:
+        async with write_transaction(self._engine, "close a console session") as conn:
             await conn.execute(delete(console_sessions).where(c.id_digest == digest(session_id)))

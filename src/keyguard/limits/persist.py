@@ -25,7 +25,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..core.tasks import PeriodicTask
+from ..errors import StorageError
 from ..store.schema import limit_counters
+from ..store.sql import write_transaction
 from .backend import MemoryBackend
 
 __all__ = ["PersistentMemoryBackend", "LONG_METRICS", "load_levels", "store_levels"]
@@ -55,7 +57,7 @@ async def store_levels(
     expired ones. Several replicas may save at once: rows are upserted in key order, so two
     saves neither collide on a key nor wait on each other in a cycle."""
     upsert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
-    async with engine.begin() as conn:
+    async with write_transaction(engine, "save limit counters") as conn:
         await conn.execute(delete(limit_counters).where(limit_counters.c.expires_at <= now))
         if levels:
             rows = [
@@ -105,6 +107,8 @@ class PersistentMemoryBackend(MemoryBackend):
     async def _save(self) -> None:
         try:
             await self.save()
+        except StorageError as exc:  # its message holds no SQL text or parameter
+            log.warning("could not save the limits counters: %s", exc)
         except SQLAlchemyError as exc:
             log.warning("could not save the limits counters: %s", type(exc).__name__)
 

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..respond.incidents import Incident
 from ..store.schema import detect_profiles, monitor_blocks, monitor_incidents
-from ..store.sql import translate_errors
+from ..store.sql import translate_errors, write_transaction
 
 __all__ = ["MonitorStore"]
 
@@ -72,7 +72,7 @@ class MonitorStore:
             "count": incident.count,
             "updated_at": _dt(incident.updated_at),
         }
-        async with translate_errors("save incident"), self._engine.begin() as conn:
+        async with write_transaction(self._engine, "save incident") as conn:
             result = await conn.execute(
                 update(t).where(t.c.id == incident.id, t.c.status != "resolved").values(**values)
             )
@@ -104,7 +104,7 @@ class MonitorStore:
         return [_incident(r) for r in rows]
 
     async def set_status(self, incident_id: str, status: str, now: datetime) -> Incident | None:
-        async with translate_errors("update incident"), self._engine.begin() as conn:
+        async with write_transaction(self._engine, "update incident") as conn:
             await conn.execute(
                 update(monitor_incidents)
                 .where(monitor_incidents.c.id == incident_id)
@@ -137,7 +137,7 @@ class MonitorStore:
         self, subject: str, until: float, rule: str, incident_id: str | None, now: float
     ) -> None:
         values = {"until": _dt(until), "rule": rule, "incident_id": incident_id}
-        async with translate_errors("write block"), self._engine.begin() as conn:
+        async with write_transaction(self._engine, "write block") as conn:
             result = await conn.execute(
                 update(monitor_blocks).where(monitor_blocks.c.subject == subject).values(**values)
             )
@@ -165,24 +165,20 @@ class MonitorStore:
     ) -> list[str]:
         """Remove the matching blocks; the subjects they were on."""
         query = delete(monitor_blocks)
-        found = select(monitor_blocks.c.subject)
         if subject is not None:
             query = query.where(monitor_blocks.c.subject == subject)
-            found = found.where(monitor_blocks.c.subject == subject)
         if incident_id is not None:
             query = query.where(monitor_blocks.c.incident_id == incident_id)
-            found = found.where(monitor_blocks.c.incident_id == incident_id)
-        async with translate_errors("remove blocks"), self._engine.begin() as conn:
-            subjects = [row.subject for row in (await conn.execute(found)).all()]
-            await conn.execute(query)
-        return subjects
+        async with write_transaction(self._engine, "remove blocks") as conn:
+            removed = await conn.execute(query.returning(monitor_blocks.c.subject))
+            return [row.subject for row in removed.all()]
 
     # -- baselines -------------------------------------------------------------------------
 
     async def save_profiles(self, profiles: dict[str, dict[str, Any]], now: float) -> None:
         if not profiles:
             return
-        async with translate_errors("save baselines"), self._engine.begin() as conn:
+        async with write_transaction(self._engine, "save baselines") as conn:
             await conn.execute(
                 delete(detect_profiles).where(detect_profiles.c.subject.in_(list(profiles)))
             )

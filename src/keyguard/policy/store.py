@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..errors import RequestError, StorageError
 from ..store.schema import policy_revisions
-from ..store.sql import _BEGIN_OPTION, translate_errors
+from ..store.sql import translate_errors, write_transaction
 
 __all__ = ["PolicyConflict", "PolicyRevision", "PolicyStore"]
 
@@ -70,23 +70,20 @@ class PolicyStore:
         another revision was written since ``expected_version`` was read."""
         revision = PolicyRevision(expected_version + 1, document, now, actor[:_ACTOR_MAX])
         try:
-            async with translate_errors("write policy"), self._engine.connect() as conn:
-                # IMMEDIATE on SQLite: the read and the write below are one step; a deferred
-                # transaction would fail at once ("database is locked") when another write
-                # lands between them, instead of waiting its turn
-                conn = await conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
-                async with conn.begin():
-                    current = await conn.scalar(select(func.max(policy_revisions.c.version)))
-                    if int(current or 0) != expected_version:
-                        raise _conflict()
-                    await conn.execute(
-                        policy_revisions.insert().values(
-                            version=revision.version,
-                            document=orjson.dumps(document).decode(),
-                            created_at=now,
-                            created_by=revision.created_by,
-                        )
+            # the read and the write below are one step (IMMEDIATE on SQLite: see
+            # keyguard.store.sql.write_transaction)
+            async with write_transaction(self._engine, "write policy") as conn:
+                current = await conn.scalar(select(func.max(policy_revisions.c.version)))
+                if int(current or 0) != expected_version:
+                    raise _conflict()
+                await conn.execute(
+                    policy_revisions.insert().values(
+                        version=revision.version,
+                        document=orjson.dumps(document).decode(),
+                        created_at=now,
+                        created_by=revision.created_by,
                     )
+                )
         except StorageError as exc:
             if isinstance(exc.__cause__, IntegrityError):
                 raise _conflict() from None

@@ -14,7 +14,7 @@ No secret is ever written here: fingerprints, digests and version ids only.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ..errors import ConfigurationError, StorageError
 from ..store.leases import acquire_lease, release_lease
 from ..store.schema import credential_acks, key_rotations, rotation_leases, upstream_rotations
-from ..store.sql import translate_errors
+from ..store.sql import translate_errors, write_transaction
 from .machine import TERMINAL, Rotation
 
 __all__ = ["RotationStore", "ReplicaAck", "KeyRotationRecord"]
@@ -72,14 +72,17 @@ class RotationStore:
         return cls(engine)
 
     @asynccontextmanager
-    async def _tx(self, action: str) -> AsyncIterator[AsyncConnection]:
-        async with translate_errors(action), self._engine.begin() as conn:
+    async def _read(self, action: str) -> AsyncIterator[AsyncConnection]:
+        async with translate_errors(action), self._engine.connect() as conn:
             yield conn
+
+    def _write(self, action: str) -> AbstractAsyncContextManager[AsyncConnection]:
+        return write_transaction(self._engine, action)
 
     # -- rotations ------------------------------------------------------------------------
 
     async def create_rotation(self, rotation: Rotation) -> None:
-        async with self._tx("create rotation") as conn:
+        async with self._write("create rotation") as conn:
             await conn.execute(upstream_rotations.insert().values(**asdict(rotation)))
 
     async def update_rotation(self, rotation: Rotation, *, expected_updated_at: datetime) -> bool:
@@ -87,7 +90,7 @@ class RotationStore:
         for fixed in ("id", "upstream", "created_at"):
             del values[fixed]
         r = upstream_rotations.c
-        async with self._tx("update rotation") as conn:
+        async with self._write("update rotation") as conn:
             result = await conn.execute(
                 upstream_rotations.update()
                 .where(and_(r.id == rotation.id, r.updated_at == expected_updated_at))
@@ -97,7 +100,7 @@ class RotationStore:
 
     async def get_rotation(self, rotation_id: str) -> Rotation | None:
         query = select(upstream_rotations).where(upstream_rotations.c.id == rotation_id)
-        async with self._tx("get rotation") as conn:
+        async with self._read("get rotation") as conn:
             row = (await conn.execute(query)).first()
         return None if row is None else _rotation(row._mapping)
 
@@ -110,7 +113,7 @@ class RotationStore:
             .order_by(r.created_at.desc())
             .limit(1)
         )
-        async with self._tx("get open rotation") as conn:
+        async with self._read("get open rotation") as conn:
             row = (await conn.execute(query)).first()
         return None if row is None else _rotation(row._mapping)
 
@@ -120,7 +123,7 @@ class RotationStore:
         query = select(upstream_rotations).order_by(r.created_at.desc(), r.id).limit(limit)
         if upstream is not None:
             query = query.where(r.upstream == upstream)
-        async with self._tx("list rotations") as conn:
+        async with self._read("list rotations") as conn:
             rows = (await conn.execute(query)).all()
         return [_rotation(row._mapping) for row in rows]
 
@@ -135,7 +138,7 @@ class RotationStore:
 
     async def lease_holder(self, name: str) -> tuple[str, datetime] | None:
         query = select(rotation_leases).where(rotation_leases.c.name == name)
-        async with self._tx("get lease") as conn:
+        async with self._read("get lease") as conn:
             row = (await conn.execute(query)).first()
         return None if row is None else (row.owner, row.expires_at)
 
@@ -149,7 +152,7 @@ class RotationStore:
             "switched_at": ack.switched_at,
             "seen_at": ack.seen_at,
         }
-        async with self._tx("record replica ack") as conn:
+        async with self._write("record replica ack") as conn:
             result = await conn.execute(
                 credential_acks.update()
                 .where(and_(a.replica == ack.replica, a.upstream == ack.upstream))
@@ -158,7 +161,7 @@ class RotationStore:
         if result.rowcount == 1:
             return
         try:
-            async with self._tx("record replica ack") as conn:
+            async with self._write("record replica ack") as conn:
                 await conn.execute(credential_acks.insert().values(**asdict(ack)))
         except StorageError as exc:
             if not isinstance(exc.__cause__, IntegrityError):
@@ -166,12 +169,12 @@ class RotationStore:
 
     async def acks(self, upstream: str) -> list[ReplicaAck]:
         query = select(credential_acks).where(credential_acks.c.upstream == upstream)
-        async with self._tx("list replica acks") as conn:
+        async with self._read("list replica acks") as conn:
             rows = (await conn.execute(query)).all()
         return [ReplicaAck(**dict(r._mapping)) for r in rows]
 
     async def forget_replica(self, replica: str) -> None:
-        async with self._tx("remove replica acks") as conn:
+        async with self._write("remove replica acks") as conn:
             await conn.execute(delete(credential_acks).where(credential_acks.c.replica == replica))
 
     # -- Keyguard key rotations -----------------------------------------------------------
@@ -181,7 +184,7 @@ class RotationStore:
         query = select(key_rotations).where(
             and_(k.key_id == key_id, k.token_digest == token_digest)
         )
-        async with self._tx("get key rotation") as conn:
+        async with self._read("get key rotation") as conn:
             row = (await conn.execute(query)).first()
         return None if row is None else KeyRotationRecord(**dict(row._mapping))
 
@@ -190,7 +193,7 @@ class RotationStore:
         query = (
             select(key_rotations).where(k.key_id == key_id).order_by(k.rotated_at.desc()).limit(1)
         )
-        async with self._tx("get key rotation") as conn:
+        async with self._read("get key rotation") as conn:
             row = (await conn.execute(query)).first()
         return None if row is None else KeyRotationRecord(**dict(row._mapping))
 
@@ -198,14 +201,14 @@ class RotationStore:
         """key id -> when its secret was last rotated."""
         k = key_rotations.c
         query = select(k.key_id, func.max(k.rotated_at)).group_by(k.key_id)
-        async with self._tx("list key rotations") as conn:
+        async with self._read("list key rotations") as conn:
             rows = (await conn.execute(query)).all()
         return {row[0]: row[1] for row in rows}
 
     async def record_key_rotation(self, record: KeyRotationRecord) -> bool:
         """Insert; ``False`` when this (key id, token) is already recorded."""
         try:
-            async with self._tx("record key rotation") as conn:
+            async with self._write("record key rotation") as conn:
                 await conn.execute(key_rotations.insert().values(**asdict(record)))
         except StorageError as exc:
             if isinstance(exc.__cause__, IntegrityError):
@@ -215,7 +218,7 @@ class RotationStore:
 
     async def forget_key_rotation(self, key_id: str, token_digest: str) -> None:
         k = key_rotations.c
-        async with self._tx("remove key rotation") as conn:
+        async with self._write("remove key rotation") as conn:
             await conn.execute(
                 delete(key_rotations).where(
                     and_(k.key_id == key_id, k.token_digest == token_digest)
@@ -226,7 +229,7 @@ class RotationStore:
         """Forget idempotency records older than ``before`` (the newest per key is kept)."""
         k = key_rotations.c
         latest = await self.last_key_rotations()
-        async with self._tx("prune key rotations") as conn:
+        async with self._write("prune key rotations") as conn:
             for key_id, rotated_at in latest.items():
                 await conn.execute(
                     delete(key_rotations).where(

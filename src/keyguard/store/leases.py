@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..errors import StorageError
 from .schema import rotation_leases
-from .sql import translate_errors
+from .sql import write_transaction
 
 __all__ = ["acquire_lease", "release_lease"]
 
@@ -28,7 +28,7 @@ async def acquire_lease(
     """Take or renew ``name`` for ``owner`` until ``now + ttl``; ``False`` if another holds it."""
     lease = rotation_leases.c
     until = now + ttl
-    async with translate_errors("take lease"), engine.begin() as conn:
+    async with write_transaction(engine, "take lease") as conn:
         result = await conn.execute(
             rotation_leases.update()
             .where(and_(lease.name == name, or_(lease.owner == owner, lease.expires_at <= now)))
@@ -37,7 +37,7 @@ async def acquire_lease(
     if result.rowcount == 1:
         return True
     try:
-        async with translate_errors("take lease"), engine.begin() as conn:
+        async with write_transaction(engine, "take lease") as conn:
             await conn.execute(
                 rotation_leases.insert().values(name=name, owner=owner, expires_at=until)
             )
@@ -50,7 +50,7 @@ async def acquire_lease(
 
 async def release_lease(engine: AsyncEngine, name: str, owner: str) -> None:
     lease = rotation_leases.c
-    async with translate_errors("release lease"), engine.begin() as conn:
+    async with write_transaction(engine, "release lease") as conn:
         await conn.execute(
             delete(rotation_leases).where(and_(lease.name == name, lease.owner == owner))
         )

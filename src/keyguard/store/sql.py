@@ -1,7 +1,16 @@
 """The SQL store: one implementation of :class:`keyguard.store.base.Store` for SQLite and
 PostgreSQL, on SQLAlchemy's async Core, and the engine set-up and migrations for both.
 
-Each method is one short transaction. Driver errors are translated into
+Each method is one short transaction. Writes go through :func:`write_transaction`: on SQLite
+it takes the file's write lock when the transaction begins (``BEGIN IMMEDIATE``), after the
+writers of this process that asked before it (a FIFO queue on the engine), so two writers wait
+their turn instead of failing. A deferred transaction that reads and then writes cannot wait:
+SQLite answers "database is locked" at once when another connection holds the write lock, or
+wrote since the read, and never calls the busy handler for that upgrade. Reads take no lock
+(``engine.connect()``; WAL readers never block a writer). No write transaction spans anything
+but its own statements: no network, vault or upstream call runs while one is open.
+
+Driver errors are translated into
 :class:`~keyguard.errors.StorageError` by :func:`translate_errors`; the message names the
 operation and the driver's own error, never SQL text or parameters (which may hold digests or
 ciphertext).
@@ -18,8 +27,9 @@ import asyncio
 import os
 import sqlite3
 import time
+import weakref
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +38,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from alembic.util.exc import CommandError
-from sqlalchemy import URL, Connection, RowMapping, and_, event, func, make_url, select
+from sqlalchemy import URL, Connection, Engine, RowMapping, and_, event, func, make_url, select
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -39,6 +49,7 @@ from .schema import keys, vault_secrets
 __all__ = [
     "SQLStore",
     "open_sql_store",
+    "write_transaction",
     "create_engine",
     "migrate",
     "translate_errors",
@@ -75,6 +86,59 @@ async def translate_errors(action: str) -> AsyncIterator[None]:
         raise
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
         raise StorageError(f"store: {action} failed ({_describe(exc)})") from exc
+
+
+class _WriteQueue:
+    """The SQLite writers of one engine in one event loop, in arrival order."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.lock = asyncio.Lock()
+
+
+_WRITE_QUEUES: weakref.WeakKeyDictionary[Engine, _WriteQueue] = weakref.WeakKeyDictionary()
+
+
+def _write_queue(engine: AsyncEngine) -> _WriteQueue:
+    loop = asyncio.get_running_loop()
+    queue = _WRITE_QUEUES.get(engine.sync_engine)
+    if queue is None or queue.loop is not loop:  # an engine used from a new loop (tests, CLI)
+        queue = _WRITE_QUEUES[engine.sync_engine] = _WriteQueue(loop)
+    return queue
+
+
+@asynccontextmanager
+async def write_transaction(engine: AsyncEngine, action: str) -> AsyncIterator[AsyncConnection]:
+    """One short write transaction on ``engine``, committed at the end of the block (rolled
+    back on an error), driver errors translated as ``store: ACTION failed (...)``.
+
+    On SQLite the writers of this process queue (FIFO) and each begins ``IMMEDIATE``: the
+    write lock is taken before the first statement, waiting up to the busy timeout for another
+    process's writer, so a transaction that reads and then writes never fails half-way. The
+    wait in the queue is bounded by the same timeout. Nothing but the transaction's own
+    statements may run inside the block (no network, vault or upstream call).
+    """
+    async with translate_errors(action):
+        if engine.dialect.name != "sqlite":
+            async with engine.begin() as conn:
+                yield conn
+            return
+        queue = _write_queue(engine)
+        try:
+            async with asyncio.timeout(SQLITE_BUSY_TIMEOUT_MS / 1000):
+                await queue.lock.acquire()
+        except TimeoutError:
+            raise StorageError(
+                f"store: {action} failed (this process's earlier writes held the store for "
+                f"over {SQLITE_BUSY_TIMEOUT_MS / 1000:g} s)"
+            ) from None
+        try:
+            async with engine.connect() as conn:
+                conn = await conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+                async with conn.begin():
+                    yield conn
+        finally:
+            queue.lock.release()
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -267,15 +331,18 @@ class SQLStore:
         return self._engine
 
     @asynccontextmanager
-    async def _tx(self, action: str) -> AsyncIterator[AsyncConnection]:
-        async with translate_errors(action), self._engine.begin() as conn:
+    async def _read(self, action: str) -> AsyncIterator[AsyncConnection]:
+        async with translate_errors(action), self._engine.connect() as conn:
             yield conn
+
+    def _write(self, action: str) -> AbstractAsyncContextManager[AsyncConnection]:
+        return write_transaction(self._engine, action)
 
     # -- keys ---------------------------------------------------------------------------
 
     async def create_key(self, record: KeyRecord) -> None:
         try:
-            async with self._tx("create key") as conn:
+            async with self._write("create key") as conn:
                 await conn.execute(keys.insert().values(**asdict(record)))
         except StorageError as exc:
             if isinstance(exc.__cause__, IntegrityError):
@@ -283,7 +350,7 @@ class SQLStore:
             raise
 
     async def get_key(self, key_id: str) -> KeyRecord | None:
-        async with self._tx("get key") as conn:
+        async with self._read("get key") as conn:
             row = (await conn.execute(select(keys).where(keys.c.key_id == key_id))).first()
         return None if row is None else _key_record(row._mapping)
 
@@ -295,12 +362,12 @@ class SQLStore:
             query = query.where(keys.c.app == app)
         if not include_revoked:
             query = query.where(keys.c.revoked_at.is_(None))
-        async with self._tx("list keys") as conn:
+        async with self._read("list keys") as conn:
             rows = (await conn.execute(query)).all()
         return [_key_record(r._mapping) for r in rows]
 
     async def revoke_key(self, key_id: str, at: datetime) -> KeyRecord | None:
-        async with self._tx("revoke key") as conn:
+        async with self._write("revoke key") as conn:
             await conn.execute(
                 keys.update()
                 .where(and_(keys.c.key_id == key_id, keys.c.revoked_at.is_(None)))
@@ -313,7 +380,7 @@ class SQLStore:
         query = (
             select(keys).where(keys.c.updated_at > since).order_by(keys.c.updated_at, keys.c.key_id)
         )
-        async with self._tx("list changed keys") as conn:
+        async with self._read("list changed keys") as conn:
             rows = (await conn.execute(query)).all()
         return [_key_record(r._mapping) for r in rows]
 
@@ -321,7 +388,7 @@ class SQLStore:
         values = asdict(record)
         for fixed in ("key_id", "app", "created_at"):
             del values[fixed]
-        async with self._tx("update key") as conn:
+        async with self._write("update key") as conn:
             result = await conn.execute(
                 keys.update()
                 .where(
@@ -340,7 +407,7 @@ class SQLStore:
         if secret.version < 1:
             raise StorageError(f"store: secret {secret.name} version must be 1 or more")
         try:
-            async with self._tx("put secret") as conn:
+            async with self._write("put secret") as conn:
                 await conn.execute(vault_secrets.insert().values(**asdict(secret)))
         except StorageError as exc:
             if isinstance(exc.__cause__, IntegrityError):
@@ -356,7 +423,7 @@ class SQLStore:
             query = query.order_by(vault_secrets.c.version.desc()).limit(1)
         else:
             query = query.where(vault_secrets.c.version == version)
-        async with self._tx("get secret") as conn:
+        async with self._read("get secret") as conn:
             row = (await conn.execute(query)).first()
         return None if row is None else _sealed(row._mapping)
 
@@ -382,7 +449,7 @@ class SQLStore:
             )
             .order_by(vault_secrets.c.name)
         )
-        async with self._tx("list secrets") as conn:
+        async with self._read("list secrets") as conn:
             rows = (await conn.execute(query)).all()
         return [
             SecretInfo(name=r.name, version=r.version, kek_id=r.kek_id, created_at=r.created_at)
@@ -395,13 +462,13 @@ class SQLStore:
             .where(vault_secrets.c.kek_id == kek_id)
             .order_by(vault_secrets.c.name, vault_secrets.c.version)
         )
-        async with self._tx("list sealed versions") as conn:
+        async with self._read("list sealed versions") as conn:
             rows = (await conn.execute(query)).all()
         return [_sealed(r._mapping) for r in rows]
 
     async def replace_wrapping(self, secret: SealedSecret, *, expected_kek_id: str) -> bool:
         row = vault_secrets.c
-        async with self._tx("re-wrap secret") as conn:
+        async with self._write("re-wrap secret") as conn:
             result = await conn.execute(
                 vault_secrets.update()
                 .where(
