@@ -26,6 +26,7 @@ from keyguard.emulator import (
     keyvault,
     logs_ingestion,
     management,
+    signin,
 )
 from keyguard.emulator.appkeys import DATA_PLANE_KEY, HEADERS_KEY, STATE_KEY
 from keyguard.emulator.state import EmulatorState
@@ -107,4 +108,6 @@ def build_app(state: EmulatorState) -> web.Application:
         "/{tenant}/v2.0/.well-known/openid-configuration",
     ):
         router.add_get(path, identity.openid_configuration)
+    router.add_get("/{tenant}/oauth2/v2.0/authorize", signin.authorize)
+    router.add_post("/{tenant}/oauth2/v2.0/token", signin.token)
     return app

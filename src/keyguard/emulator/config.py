@@ -32,6 +32,7 @@ __all__ = [
     "KeyFormat",
     "DeploymentSpec",
     "EmulatorConfig",
+    "EmulatorUser",
     "DEFAULT_DEPLOYMENTS",
     "config_from_mapping",
     "load_config",
@@ -69,6 +70,14 @@ class DeploymentSpec:
         if self.rpm is not None:
             return self.rpm
         return self.tpm * 6 // 1000
+
+
+@dataclass(frozen=True, slots=True)
+class EmulatorUser:
+    """A user the sign-in endpoints sign in when a ``login_hint`` names it."""
+
+    groups: tuple[str, ...] = ()  # group object ids (the tokens' ``groups``)
+    roles: tuple[str, ...] = ()  # app role values (the access token's ``roles``)
 
 
 DEFAULT_DEPLOYMENTS: Mapping[str, DeploymentSpec] = MappingProxyType(
@@ -116,6 +125,8 @@ class EmulatorConfig:
     disable_local_auth: bool = False
     #: Largest accepted request body in bytes (413 above).
     max_body_bytes: int = 26_214_400
+    #: Users the sign-in endpoints know, by ``login_hint`` (none by default).
+    users: Mapping[str, EmulatorUser] = field(default_factory=lambda: MappingProxyType({}))
     #: Accepted legacy api-versions; ``None`` accepts any well-formed ``YYYY-MM-DD[-preview]``.
     api_versions: frozenset[str] | None = None
 
@@ -185,6 +196,15 @@ def _deployment(name: str, raw: object) -> DeploymentSpec:
     return DeploymentSpec(kind, model, tpm, rpm)  # type: ignore[arg-type]
 
 
+def _user(name: str, raw: object) -> EmulatorUser:
+    if not isinstance(raw, Mapping) or set(raw) - {"groups", "roles"}:
+        raise ConfigurationError(f"users.{name}: a mapping with 'groups' and 'roles' lists")
+    groups, roles = raw.get("groups", []), raw.get("roles", [])
+    if not all(isinstance(v, list) and all(isinstance(i, str) for i in v) for v in (groups, roles)):
+        raise ConfigurationError(f"users.{name}: groups and roles must be lists of strings")
+    return EmulatorUser(tuple(groups), tuple(roles))
+
+
 def config_from_mapping(raw: Mapping[str, Any], **overrides: Any) -> EmulatorConfig:
     """Build a config from parsed YAML/JSON; ``overrides`` (already typed) win over ``raw``."""
     known = {f.name for f in fields(EmulatorConfig)}
@@ -197,6 +217,10 @@ def config_from_mapping(raw: Mapping[str, Any], **overrides: Any) -> EmulatorCon
             if not isinstance(value, Mapping):
                 raise ConfigurationError("deployments must be a mapping")
             values[key] = MappingProxyType({n: _deployment(n, d) for n, d in value.items()})
+        elif key == "users":
+            if not isinstance(value, Mapping):
+                raise ConfigurationError("users must be a mapping of name -> {groups, roles}")
+            values[key] = MappingProxyType({str(n): _user(str(n), u) for n, u in value.items()})
         elif key == "api_versions":
             if value is not None and not isinstance(value, list):
                 raise ConfigurationError("api_versions must be a list of strings or null")

@@ -11,7 +11,8 @@ Both answer ``{access_token, expires_in, expires_on, not_before, resource, token
 client_id}`` with the numbers as decimal strings, as Azure does (azure-identity and MSAL
 ``int()`` them). A ``client_id`` query parameter selects a user-assigned identity: each client
 id gets its own stable ``oid``. ``/{tenant}/discovery/keys`` (and ``.../v2.0/keys``) serve the
-JWKS; ``/{tenant}/.well-known/openid-configuration`` the issuer metadata.
+JWKS; ``/{tenant}/.well-known/openid-configuration`` the issuer metadata (with the
+sign-in endpoints of :mod:`.signin`).
 """
 
 from __future__ import annotations
@@ -126,6 +127,9 @@ async def openid_configuration(request: web.Request) -> web.Response:
         {
             "issuer": state.signer.issuer,
             "jwks_uri": f"{origin}/{tenant}/discovery/keys",
+            "authorization_endpoint": f"{origin}/{tenant}/oauth2/v2.0/authorize",
+            "token_endpoint": f"{origin}/{tenant}/oauth2/v2.0/token",
+            "code_challenge_methods_supported": ["S256"],
             "response_types_supported": ["code", "id_token", "token id_token"],
             "subject_types_supported": ["pairwise"],
             "id_token_signing_alg_values_supported": ["RS256"],

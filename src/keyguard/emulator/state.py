@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -69,6 +69,8 @@ class EmulatorState:
         self._answers: deque[tuple[str, ...]] = deque(maxlen=64)
         #: Azure AI Content Safety: blocklists, calls received, faults
         self.content_safety = ContentSafetyState()
+        #: user sign-in: outstanding authorization codes (:mod:`.signin`), oldest first
+        self.auth_codes: OrderedDict[str, Any] = OrderedDict()
 
     # -- scripted answers -----------------------------------------------------------------
 
