@@ -1,11 +1,14 @@
 """The console's sign-in sessions: an opaque id in a cookie, everything else on the server.
 
-A session holds the id of the admin token the operator signed in with (never the token: the
-token's record is looked up again on every request, so a revoked or expired token ends its
-sessions at once), its CSRF token, and two deadlines: an idle timeout and an absolute
-lifetime. Ids and CSRF tokens are 256-bit random values; sessions are kept under the SHA-256
-of the id, so neither a timing side channel on the lookup nor a copy of the table gives a
-usable cookie value. The CSRF check is constant-time.
+A session is of one of two kinds. An admin-token session holds the id of the admin token the
+operator signed in with (never the token: the token's record is looked up again on every
+request, so a revoked or expired token ends its sessions at once). An Entra ID session holds
+the identity's object id, the admin role its access token gave, and that token's expiry,
+where the session ends (:class:`EntraIdentity`; the tokens themselves are not kept). Both
+hold a CSRF token and two deadlines: an idle timeout and an absolute lifetime. Ids and CSRF
+tokens are 256-bit random values; sessions are kept under the SHA-256 of the id, so neither
+a timing side channel on the lookup nor a copy of the table gives a usable cookie value. The
+CSRF check is constant-time.
 
 :class:`Sessions` is the contract; :class:`MemorySessions` keeps them in one process (tests,
 a store without SQL), :class:`~.sql_sessions.SqlSessions` in the store, shared by every
@@ -21,7 +24,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-__all__ = ["COOKIE", "MemorySessions", "Session", "Sessions", "csrf_ok", "digest", "new_session"]
+__all__ = [
+    "COOKIE",
+    "EntraIdentity",
+    "MemorySessions",
+    "Session",
+    "Sessions",
+    "csrf_ok",
+    "digest",
+    "new_session",
+]
 
 COOKIE = "kg_console"
 IDLE = timedelta(minutes=30)
@@ -29,24 +41,38 @@ LIFETIME = timedelta(hours=8)
 MAX_SESSIONS = 1_000
 
 
+@dataclass(frozen=True, slots=True)
+class EntraIdentity:
+    """Who an Entra ID session stands for: an object id, a role, and the access token's end."""
+
+    object_id: str
+    role: str
+    ends: datetime
+
+
 @dataclass
 class Session:
-    token_id: str  # the id of the admin token signed in with (not a secret)
+    token_id: str  # the id of the admin token signed in with (not a secret); "" for Entra
     csrf: str
     created: datetime
     seen: datetime
+    entra: EntraIdentity | None = None
 
     def expires(self, idle: timedelta, lifetime: timedelta) -> datetime:
-        return min(self.seen + idle, self.created + lifetime)
+        end = min(self.seen + idle, self.created + lifetime)
+        return end if self.entra is None else min(end, self.entra.ends)
 
 
 def digest(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
 
 
-def new_session(token_id: str, now: datetime) -> tuple[str, Session]:
+def new_session(
+    token_id: str, now: datetime, entra: EntraIdentity | None = None
+) -> tuple[str, Session]:
     """A fresh session id (for the cookie) and its session."""
-    return secrets.token_urlsafe(32), Session(token_id, secrets.token_urlsafe(32), now, now)
+    csrf = secrets.token_urlsafe(32)
+    return secrets.token_urlsafe(32), Session(token_id, csrf, now, now, entra)
 
 
 def plausible(session_id: str | None) -> bool:
@@ -55,8 +81,11 @@ def plausible(session_id: str | None) -> bool:
 
 
 class Sessions(Protocol):
-    async def open(self, token_id: str, now: datetime) -> tuple[str, Session]:
-        """A new session for the admin token ``token_id``: its id (for the cookie) and it."""
+    async def open(
+        self, token_id: str, now: datetime, entra: EntraIdentity | None = None
+    ) -> tuple[str, Session]:
+        """A new session for the admin token ``token_id`` (``""`` with ``entra``, the Entra
+        identity signed in): its id (for the cookie) and it."""
         ...
 
     async def get(self, session_id: str | None, now: datetime) -> Session | None:
@@ -91,7 +120,9 @@ class MemorySessions:
     def __len__(self) -> int:
         return len(self._sessions)
 
-    async def open(self, token_id: str, now: datetime) -> tuple[str, Session]:
+    async def open(
+        self, token_id: str, now: datetime, entra: EntraIdentity | None = None
+    ) -> tuple[str, Session]:
         self._expire(now)
         while len(self._sessions) >= self._max:
             oldest = min(
@@ -99,7 +130,7 @@ class MemorySessions:
                 key=lambda k: self._sessions[k].expires(self._idle, self._lifetime),
             )
             del self._sessions[oldest]
-        session_id, session = new_session(token_id, now)
+        session_id, session = new_session(token_id, now, entra)
         self._sessions[digest(session_id)] = session
         return session_id, session
 

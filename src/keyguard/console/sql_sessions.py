@@ -1,7 +1,8 @@
 """The console's sessions in the store (``console_sessions``), so that a session opened on one
 worker or replica is known to every other. A row holds the SHA-256 of the session id, the
-admin token's id (never the token), the CSRF token and two times; nothing in it signs anyone
-in without the cookie's value.
+admin token's id (never the token) or an Entra identity's object id, role and end, the CSRF
+token and the times; nothing in it signs anyone in without the cookie's value. A row whose
+Entra columns are half written, or whose role is not a role, is no session.
 
 Bounded like :class:`~.sessions.MemorySessions`: opening a session first deletes the expired
 ones and, when ``max_sessions`` remain, the least recently seen. A session's ``seen_at`` is
@@ -16,9 +17,19 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ..admin.settings import ADMIN_ROLES
 from ..store.schema import console_sessions
 from ..store.sql import translate_errors, write_transaction
-from .sessions import IDLE, LIFETIME, MAX_SESSIONS, Session, digest, new_session, plausible
+from .sessions import (
+    IDLE,
+    LIFETIME,
+    MAX_SESSIONS,
+    EntraIdentity,
+    Session,
+    digest,
+    new_session,
+    plausible,
+)
 
 __all__ = ["SqlSessions"]
 
@@ -41,13 +52,17 @@ class SqlSessions:
         self._lifetime = lifetime
         self._max = max_sessions
 
-    async def open(self, token_id: str, now: datetime) -> tuple[str, Session]:
-        session_id, session = new_session(token_id, now)
+    async def open(
+        self, token_id: str, now: datetime, entra: EntraIdentity | None = None
+    ) -> tuple[str, Session]:
+        session_id, session = new_session(token_id, now, entra)
         c = console_sessions.c
         async with write_transaction(self._engine, "open a console session") as conn:
             await conn.execute(
                 delete(console_sessions).where(
-                    (c.seen_at <= now - self._idle) | (c.created_at <= now - self._lifetime)
+                    (c.seen_at <= now - self._idle)
+                    | (c.created_at <= now - self._lifetime)
+                    | (c.ends_at <= now)
                 )
             )
             count = (
@@ -64,6 +79,9 @@ class SqlSessions:
                     csrf=session.csrf,
                     created_at=now,
                     seen_at=now,
+                    entra_oid=entra.object_id if entra else None,
+                    role=entra.role if entra else None,
+                    ends_at=entra.ends if entra else None,
                 )
             )
         return session_id, session
@@ -73,12 +91,20 @@ class SqlSessions:
             return None
         key = digest(session_id)
         c = console_sessions.c
-        query = select(c.token_id, c.csrf, c.created_at, c.seen_at).where(c.id_digest == key)
+        query = select(
+            c.token_id, c.csrf, c.created_at, c.seen_at, c.entra_oid, c.role, c.ends_at
+        ).where(c.id_digest == key)
         async with translate_errors("read a console session"), self._engine.connect() as conn:
             row = (await conn.execute(query)).first()
         if row is None:
             return None
-        session = Session(row.token_id, row.csrf, row.created_at, row.seen_at)
+        entra = None
+        if (row.entra_oid, row.role, row.ends_at) != (None, None, None):
+            if not row.entra_oid or row.role not in ADMIN_ROLES or row.ends_at is None:
+                await self.close(session_id)
+                return None
+            entra = EntraIdentity(row.entra_oid, row.role, row.ends_at)
+        session = Session(row.token_id, row.csrf, row.created_at, row.seen_at, entra)
         if session.expires(self._idle, self._lifetime) <= now:
             await self.close(session_id)
             return None

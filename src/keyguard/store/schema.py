@@ -304,4 +304,8 @@ console_sessions = Table(
     Column("csrf", String(64), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("seen_at", UTCDateTime(), nullable=False, index=True),
+    # migration 0012: an Entra ID sign-in's identity, role and end (the token's expiry)
+    Column("entra_oid", String(36)),
+    Column("role", String(16)),
+    Column("ends_at", UTCDateTime()),
 )

@@ -1,0 +1,72 @@
+"""Entra ID console sessions: they end at the access token's expiry, and a row a hostile store
+writer half-filled is no session."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from keyguard.console.sessions import EntraIdentity, MemorySessions, Sessions
+from keyguard.console.sql_sessions import SqlSessions
+from keyguard.store.base import Store
+from keyguard.store.schema import console_sessions
+
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+OID = "00000000-0000-4000-8000-0000000000e1"
+
+
+def _engine(store: Store) -> AsyncEngine:
+    engine = getattr(store, "engine", None)
+    assert isinstance(engine, AsyncEngine)
+    return engine
+
+
+@pytest.fixture(params=["memory", "sql"])
+async def sessions(
+    request: pytest.FixtureRequest, sqlite_store: Store
+) -> AsyncIterator[Callable[..., Sessions]]:
+    def make(**bounds: Any) -> Sessions:
+        if request.param == "memory":
+            return MemorySessions(**bounds)
+        return SqlSessions(_engine(sqlite_store), **bounds)
+
+    yield make
+
+
+async def test_an_entra_session_ends_at_its_tokens_expiry(
+    sessions: Callable[..., Sessions],
+) -> None:
+    table = sessions(idle=timedelta(minutes=30), lifetime=timedelta(hours=8))
+    ends = NOW + timedelta(minutes=10)
+    sid, session = await table.open("", NOW, EntraIdentity(OID, "operator", ends))
+    got = await table.get(sid, ends - timedelta(seconds=1))
+    assert got is not None and got.entra == EntraIdentity(OID, "operator", ends)
+    assert got.token_id == "" and got.csrf == session.csrf
+    assert (await table.get(sid, ends)) is None
+    assert (await table.get(sid, ends - timedelta(seconds=1))) is None  # and it is gone
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        {"role": "root"},
+        {"role": None},
+        {"ends_at": None},
+        {"entra_oid": ""},
+        {"entra_oid": None},
+    ],
+)
+async def test_a_half_written_entra_row_is_no_session(
+    sqlite_store: Store, hostile: dict[str, Any]
+) -> None:
+    table = SqlSessions(_engine(sqlite_store))
+    entra = EntraIdentity(OID, "viewer", NOW + timedelta(hours=1))
+    sid, _ = await table.open("", NOW, entra)
+    async with _engine(sqlite_store).begin() as conn:
+        await conn.execute(update(console_sessions).values(**hostile))
+    assert (await table.get(sid, NOW)) is None
