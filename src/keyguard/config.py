@@ -115,6 +115,11 @@ class AccessSettings(Frozen):
             )
         if self.admin.uses_entra and self.entra is None:
             raise ValueError("admin: Entra admin groups or app roles need access.entra")
+        if self.admin.console_client_id is not None and not self.admin.uses_entra:
+            raise ValueError(
+                "admin.console_client_id: the console's Entra sign-in needs admin.entra_groups "
+                "or admin.entra_app_roles (who may sign in, with which role)"
+            )
         return self
 
     def with_base_dir(self, base_dir: Path) -> AccessSettings:

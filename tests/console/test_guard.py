@@ -217,7 +217,7 @@ async def test_a_viewer_changes_nothing(client: ConsoleClient, gw: Gateway) -> N
     assert not await runtime(gw).keys.list(app="viewer-made", now=datetime.now(UTC))
     actions = {e.action for e in events if isinstance(e, AdminAction)}
     reads = {"keys.list", "keys.get", "alerts.list", "policy.get", "usage.read"}
-    reads |= {"audit.activity", "audit.search", "audit.verification"}
+    reads |= {"audit.activity", "audit.search", "audit.verification", "console.sign_in"}
     assert actions and actions <= reads, actions
 
 

@@ -160,6 +160,7 @@ async def test_the_tokens_carry_the_nonce_client_and_the_users_groups(
 def test_users_in_a_config_file_are_checked() -> None:
     config = config_from_mapping({"users": {"ada": {"groups": [GROUP]}}})
     assert config.users["ada"].groups == (GROUP,)
+    bad: object
     for bad in ({"ada": ["x"]}, {"ada": {"groups": "x"}}, {"ada": {"team": []}}, ["ada"]):
         with pytest.raises(ConfigurationError):
             config_from_mapping({"users": bad})

@@ -81,21 +81,7 @@ class AdminAuthenticator:
                 )
             return Actor(f"admin-token:{record.token_id}", record.role)
         if self._entra is not None and token.startswith("eyJ"):
-            try:
-                verified = await self._entra.validate(token, time.time())
-            except AuthenticationFailed as exc:  # every malformed token lands here: a 401
-                self._failed(request, "Entra token not valid")
-                raise _denied(exc.message, exc.reason) from None
-            roles = [self._groups[g] for g in verified.groups if g in self._groups]
-            roles += [self._app_roles[r] for r in verified.roles if r in self._app_roles]
-            if not roles:
-                raise PermissionDenied(
-                    "This identity has no admin role on this gateway.",
-                    code="Forbidden",
-                    reason="no_admin_role",
-                )
-            best = max(roles, key=ADMIN_ROLES.index)
-            return Actor(f"entra:{verified.object_id}", best)
+            return (await self.authenticate_entra(request, token))[0]
         self._failed(request, "unrecognised credential")
         raise _denied(
             "The admin API accepts admin tokens (kga_...) only"
@@ -103,6 +89,30 @@ class AdminAuthenticator:
             + "; Keyguard keys are for the proxy port.",
             "unrecognised_credential",
         )
+
+    async def authenticate_entra(self, request: web.BaseRequest, token: str) -> tuple[Actor, float]:
+        """The actor of an Entra ID access token and the token's expiry (seconds since the
+        epoch): what the console's Entra sign-in keeps. Raises as :meth:`authenticate` does
+        (401 for a token that is not valid, 403 for an identity with no admin role)."""
+        if self._entra is None:
+            raise _denied(
+                "This gateway does not accept Entra ID tokens.", "unrecognised_credential"
+            )
+        try:
+            verified = await self._entra.validate(token, time.time())
+        except AuthenticationFailed as exc:  # every malformed token lands here: a 401
+            self._failed(request, "Entra token not valid")
+            raise _denied(exc.message, exc.reason) from None
+        roles = [self._groups[g] for g in verified.groups if g in self._groups]
+        roles += [self._app_roles[r] for r in verified.roles if r in self._app_roles]
+        if not roles:
+            raise PermissionDenied(
+                "This identity has no admin role on this gateway.",
+                code="Forbidden",
+                reason="no_admin_role",
+            )
+        best = max(roles, key=ADMIN_ROLES.index)
+        return Actor(f"entra:{verified.object_id}", best), verified.expires
 
     async def actor_of_token_id(self, token_id: str) -> Actor:
         """The actor of admin token ``token_id`` while that token is active: what a console

@@ -1,12 +1,15 @@
 """The ``access.admin`` section of the config, and the admin API's roles.
 
 Admin tokens need no configuration; this section names the Entra identities (groups, app
-roles) that may use the admin API, and the role each gets.
+roles) that may use the admin API, and the role each gets, and, for the console's "Sign in
+with Entra ID", the console's app registration (its client id) and where Entra sends the
+browser back.
 """
 
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import field_validator
 
@@ -24,6 +27,11 @@ class AdminAccessSettings(Frozen):
     entra_groups: dict[str, AdminRole] = {}  # group object id -> role
     entra_app_roles: dict[str, AdminRole] = {}  # app role value (token "roles") -> role
     entra_audiences: list[str] = []  # default: access.entra.audiences
+    # The console's Entra ID sign-in (OIDC authorization code + PKCE), off unless set:
+    console_client_id: str | None = None  # the console's app registration (a GUID)
+    console_redirect_path: str = "/sign-in/entra/callback"  # registered as https://HOST<path>
+    # default: https://login.microsoftonline.com/<first access.entra tenant>/v2.0
+    console_authority: str | None = None
 
     @field_validator("entra_groups")
     @classmethod
@@ -32,6 +40,32 @@ class AdminAccessSettings(Frozen):
             if not GUID.fullmatch(group):
                 raise ValueError(f"group {group[:60]!r} is not a group object id (a GUID)")
         return {k.lower(): role for k, role in v.items()}
+
+    @field_validator("console_client_id")
+    @classmethod
+    def _client_id(cls, v: str | None) -> str | None:
+        if v is not None and not GUID.fullmatch(v):
+            raise ValueError("console_client_id must be the app registration's client id (a GUID)")
+        return v.lower() if v is not None else None
+
+    @field_validator("console_redirect_path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if not v.startswith("/") or v.startswith("//") or len(v) > 200 or "?" in v or "#" in v:
+            raise ValueError("console_redirect_path must be a path such as /sign-in/entra/callback")
+        if v in ("/", "/sign-in", "/sign-out", "/sign-in/entra"):
+            raise ValueError(f"console_redirect_path {v!r} is one of the console's own pages")
+        return v
+
+    @field_validator("console_authority")
+    @classmethod
+    def _authority(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        parts = urlsplit(v)
+        if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError("console_authority must be an https:// URL (the tenant's authority)")
+        return v.rstrip("/")
 
     @property
     def uses_entra(self) -> bool:

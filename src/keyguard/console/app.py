@@ -6,7 +6,8 @@ Every page and every action goes through :meth:`Console._guard`, which
   or style, no framing, forms only to this origin), ``X-Frame-Options: DENY``,
   ``Referrer-Policy: no-referrer``, ``Cache-Control: no-store``, ``nosniff``;
 * finds the session (:mod:`.sessions`) and re-verifies its admin token through the admin API's
-  own authenticator, so a revoked token ends its sessions at once; without one, a page
+  own authenticator, so a revoked token ends its sessions at once (an Entra ID session,
+  :mod:`.entra`, carries its role and ends at its access token's expiry); without one, a page
   redirects to the sign-in form and an action is refused;
 * for a change (every ``POST``): refuses a request from another origin (``Origin``, else
   ``Sec-Fetch-Site``; a browser sends ``Origin: null`` under ``no-referrer``, so then the fetch
@@ -38,12 +39,14 @@ from ..admin.activity import AuditView
 from ..admin.api import AdminApi
 from ..admin.auth import AdminAuthenticator
 from ..admin.service import Actor, AdminService
-from ..admin.settings import AdminRole
+from ..admin.settings import ADMIN_ROLES, AdminRole
 from ..admin.tokens import role_allows
 from ..errors import AuthenticationFailed, ConfigurationError, RequestError, StorageError
+from ..events import AdminAction, EventBus
 from ..keys.admin_tokens import TOKEN_PREFIX
 from ..policy.document import PolicyInvalid
-from .sessions import COOKIE, MemorySessions, Session, Sessions, csrf_ok
+from .entra import EntraSignIn
+from .sessions import COOKIE, EntraIdentity, MemorySessions, Session, Sessions, csrf_ok
 
 __all__ = ["Console", "View", "SECURITY_HEADERS", "redirect", "same_origin"]
 
@@ -138,9 +141,13 @@ class Console:
         audit: AuditView,
         *,
         sessions: Sessions | None = None,
+        events: EventBus | None = None,
+        entra: EntraSignIn | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.service = service
+        self.events = events or EventBus()
+        self.entra = entra
         self.auth = auth
         self.audit = audit
         self.sessions: Sessions = sessions or MemorySessions()
@@ -175,6 +182,10 @@ class Console:
         app.router.add_get("/sign-in", self._sign_in_form)
         app.router.add_post("/sign-in", self._sign_in)
         app.router.add_post("/sign-out", self._sign_out)
+        if self.entra is not None:
+            entra = self.entra
+            app.router.add_get("/sign-in/entra", self._headed(entra.start))
+            app.router.add_get(entra.redirect_path, self._headed(entra.callback))
         app.router.add_get("/keys", self._guard(pages.keys, "GET", "/admin/keys"))
         app.router.add_get("/keys/{key_id}", self._guard(pages.key, "GET", "/admin/keys/{key_id}"))
         app.router.add_post("/keys", self._guard(actions.create_key, "POST", "/admin/keys"))
@@ -231,11 +242,11 @@ class Console:
                 return self._refused(403, "Your session has ended; sign in again.")
             return redirect("/sign-in")
         try:
-            actor = await self.auth.actor_of_token_id(session.token_id)
+            actor = await self._actor_of(session)
         except AuthenticationFailed:
             await self.sessions.close(session_id)
             if change:
-                return self._refused(403, "Your admin token is no longer valid; sign in again.")
+                return self._refused(403, "Your sign-in is no longer valid; sign in again.")
             return redirect("/sign-in")
         view = View(self, request, actor, session)
         if change:
@@ -259,8 +270,57 @@ class Console:
             log.exception("console: store error on %s %s", request.method, request.path)
             return view.page("error.html", 503, message="The store is unavailable; retry.")
 
+    async def _actor_of(self, session: Session) -> Actor:
+        if session.entra is None:
+            return await self.auth.actor_of_token_id(session.token_id)
+        role = session.entra.role  # the store's copy: a hostile writer's role opens nothing
+        if role not in ADMIN_ROLES:
+            raise AuthenticationFailed("The session's role is not a role.", reason="bad_session")
+        return Actor(f"entra:{session.entra.object_id}", role)
+
     def _refused(self, status: int, message: str) -> web.Response:
         return self.render("error.html", status, view=None, message=message)
+
+    def sign_in_page(self, status: int = 200, message: str | None = None) -> web.Response:
+        entra = self.entra is not None
+        return self.render("sign_in.html", status, view=None, message=message, entra=entra)
+
+    def _headed(
+        self, route: Callable[[Console, web.Request], Awaitable[web.StreamResponse]]
+    ) -> _Route:
+        async def headed(request: web.Request) -> web.StreamResponse:
+            response = await route(self, request)
+            response.headers.update(SECURITY_HEADERS)
+            return response
+
+        return headed
+
+    async def open_session(
+        self,
+        request: web.Request,
+        token_id: str,
+        entra: EntraIdentity | None,
+        actor: Actor,
+        *,
+        method: str,
+    ) -> web.Response:
+        """A new session for ``actor`` (replacing the browser's old one), audited, its cookie
+        set. After the identity provider's redirect the answer is a page that moves on to the
+        console itself: a ``SameSite=Strict`` cookie set at the end of a cross-site redirect
+        chain is not sent on a further redirect."""
+        now = self.clock()
+        await self.sessions.close(request.cookies.get(COOKIE))  # a sign-in never reuses an id
+        session_id, _ = await self.sessions.open(token_id, now, entra)
+        after = {"method": method, "role": actor.role}
+        self.events.emit(AdminAction(now, actor.id, "console.sign_in", "console", None, after))
+        if entra is None:
+            response = redirect("/")
+        else:
+            response = self.render("signed_in.html", view=None, actor=actor)
+        response.set_cookie(
+            COOKIE, session_id, path="/", httponly=True, samesite="Strict", secure=request.secure
+        )
+        return response
 
     # -- sign-in, sign-out, assets ---------------------------------------------------------
 
@@ -273,7 +333,7 @@ class Console:
         return response
 
     async def _sign_in_form(self, request: web.Request) -> web.StreamResponse:
-        response = self.render("sign_in.html", view=None, message=None)
+        response = self.sign_in_page()
         response.headers.update(SECURITY_HEADERS)
         return response
 
@@ -293,24 +353,13 @@ class Console:
         message = "That admin token is not valid (unknown, revoked or expired)."
         if not token.startswith(TOKEN_PREFIX):
             message = f"Sign in with an admin token ({TOKEN_PREFIX}...)."
-            return self.render("sign_in.html", 401, view=None, message=message)
+            return self.sign_in_page(401, message)
         try:
             actor = await self.auth.authenticate_token(request, token)
         except RequestError:
-            return self.render("sign_in.html", 401, view=None, message=message)
+            return self.sign_in_page(401, message)
         token_id = actor.id.removeprefix("admin-token:")
-        await self.sessions.close(request.cookies.get(COOKIE))  # a sign-in never reuses an id
-        session_id, _ = await self.sessions.open(token_id, self.clock())
-        response = redirect("/")
-        response.set_cookie(
-            COOKIE,
-            session_id,
-            path="/",
-            httponly=True,
-            samesite="Strict",
-            secure=request.secure,
-        )
-        return response
+        return await self.open_session(request, token_id, None, actor, method="admin-token")
 
     async def _sign_out(self, request: web.Request) -> web.StreamResponse:
         session_id = request.cookies.get(COOKIE)

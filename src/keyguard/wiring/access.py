@@ -32,7 +32,10 @@ from ..audit.background import BackgroundVerification, ChainStatus, store_walk
 from ..audit.signing import load_public_keys, load_signer, signature_checker
 from ..audit.store import AuditStore
 from ..bus import Bus
+from ..config import AccessSettings
 from ..console import Console, SqlSessions
+from ..console.entra import EntraSignIn
+from ..console.oidc import OidcClient
 from ..core.netaddr import ClientAddress
 from ..errors import ConfigurationError
 from ..events import SecurityEvent
@@ -43,7 +46,7 @@ from ..identity.jwks import JwksCache, ssl_context
 from ..identity.key_index import IdIndex
 from ..identity.keys import KeyAuthenticator
 from ..identity.managed_keys import ManagedKeyIndex
-from ..identity.tokens import TokenValidator
+from ..identity.tokens import KeyLookup, TokenValidator
 from ..limits.admission import LimitAdmission
 from ..monitor.store import MonitorStore
 from ..policy.authorizer import PolicyAuthorizer
@@ -259,6 +262,39 @@ def _certificates(runtime: Runtime, policy: PolicySource | None) -> CertificateA
     return CertificateAuthenticator(lambda: source.current)
 
 
+CONSOLE_SIGN_IN_KEY = "keyguard/console-sign-in"
+
+
+async def _entra_sign_in(
+    stack: AsyncExitStack,
+    runtime: Runtime,
+    settings: AccessSettings,
+    audience: str,
+    keys: KeyLookup,
+) -> EntraSignIn:
+    """The console's Entra ID sign-in: the OIDC client of ``admin.console_*`` and the key the
+    pre-auth cookie is sealed with (a random secret in the vault, shared by every process)."""
+    entra, admin = settings.entra, settings.admin
+    assert entra is not None and admin.console_client_id is not None
+    authority = admin.console_authority or (
+        f"https://login.microsoftonline.com/{entra.tenants[0]}/v2.0"
+    )
+    oidc = OidcClient(
+        authority=authority,
+        client_id=admin.console_client_id,
+        scope=f"openid profile {audience.rstrip('/')}/.default",
+        keys=keys,
+        issuers=entra.accepted_issuers(),
+        tenants=entra.tenants,
+        algorithms=entra.algorithms,
+        skew=entra.clock_skew_s,
+        ssl_context=ssl_context(entra.ca_file),
+    )
+    stack.push_async_callback(oidc.close)
+    key = await runtime.vault.get_or_create_random(CONSOLE_SIGN_IN_KEY, 32)
+    return EntraSignIn(oidc, key, admin.console_redirect_path)
+
+
 def _authorizer(policy: PolicySource | None) -> PolicyAuthorizer | None:
     if policy is None:
         return None
@@ -292,6 +328,7 @@ async def start_access(
     entra = settings.entra
     tokens: EntraAuthenticator | None = None
     admin_validator: TokenValidator | None = None
+    sign_in: EntraSignIn | None = None
     if entra is not None:
         jwks = JwksCache(
             entra.jwks_uri,
@@ -317,6 +354,8 @@ async def start_access(
             admin_validator = TokenValidator(
                 entra.model_copy(update={"audiences": audiences}), jwks.get
             )
+            if settings.admin.console_client_id is not None:
+                sign_in = await _entra_sign_in(stack, runtime, settings, audiences[0], jwks.get)
     managed_keys = None
     if runtime.engine is not None:
         managed_keys = ManagedKeyIndex(runtime.engine, runtime.vault.fingerprint)
@@ -364,5 +403,7 @@ async def start_access(
             auth,
             AuditView(audit, events=runtime.events),
             sessions=SqlSessions(runtime.engine) if runtime.engine is not None else None,
+            events=runtime.events,
+            entra=sign_in,
         ),
     )
