@@ -28,9 +28,12 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 
 
 @asynccontextmanager
-async def chromium(profile: Path, problems: list[str]) -> AsyncIterator[BrowserContext]:
+async def chromium(
+    profile: Path, problems: list[str], *, ignore_https_errors: bool = False
+) -> AsyncIterator[BrowserContext]:
     """A fresh Chromium profile in ``profile``; every Content-Security-Policy violation and
-    script error of its pages is appended to ``problems``."""
+    script error of its pages is appended to ``problems``. ``ignore_https_errors`` lets it
+    open the emulator's HTTPS pages (its throw-away CA is not in the profile)."""
     assert CHROMIUM.exists(), (
         f"{CHROMIUM} is missing: run scripts/setup --dev (it installs Debian's chromium)"
     )
@@ -41,6 +44,7 @@ async def chromium(profile: Path, problems: list[str]) -> AsyncIterator[BrowserC
             headless=True,
             args=ARGS,
             viewport={"width": 1280, "height": 820},
+            ignore_https_errors=ignore_https_errors,
         )
 
         def watch(page: Page) -> None:

@@ -15,11 +15,25 @@ import aiohttp
 from keyguard.admin.settings import AdminRole
 from keyguard.cli.support import cli_actor
 from keyguard.emulator import RunningEmulator
+from keyguard.emulator.config import EmulatorUser
 from keyguard.server import Gateway
 from keyguard.wiring.access import open_admin_service
 from tests.support.gateway import running_gateway, runtime
 
-__all__ = ["ConsoleClient", "POLICY", "admin_token", "console_client", "console_gateway", "csrf_of"]
+__all__ = [
+    "ADMIN_AUDIENCE",
+    "CLIENT_ID",
+    "ConsoleClient",
+    "ENTRA_USERS",
+    "OPERATORS",
+    "POLICY",
+    "VIEWERS",
+    "admin_token",
+    "console_client",
+    "console_gateway",
+    "csrf_of",
+    "entra_access",
+]
 
 POLICY = """
 roles:
@@ -27,6 +41,39 @@ roles:
 bindings:
   - {name: web-chats, role: chat, subjects: ["app:web", "app:billing"]}
 """
+CLIENT_ID = "00000000-0000-4000-8000-00000000c0c0"  # the console's app registration
+ADMIN_AUDIENCE = "api://keyguard-admin"
+VIEWERS = "00000000-0000-4000-8000-0000000000a1"
+OPERATORS = "00000000-0000-4000-8000-0000000000a2"
+#: the emulator's users: a viewer, an operator, and a member of no admin group
+ENTRA_USERS = {
+    "vera": EmulatorUser(groups=(VIEWERS,)),
+    "otto": EmulatorUser(groups=(VIEWERS, OPERATORS)),
+    "nora": EmulatorUser(groups=("00000000-0000-4000-8000-0000000000ff",)),
+}
+
+
+def entra_access(idp: RunningEmulator) -> dict[str, Any]:
+    """An ``access`` config section whose console signs in with Entra ID at ``idp`` (an
+    emulator serving HTTPS), viewers and operators by group."""
+    tenant = idp.config.tenant_id
+    return {
+        "policy": {"managed": True},
+        "entra": {
+            "tenants": [tenant],
+            "audiences": ["api://keyguard-proxy"],
+            "jwks_uri": f"{idp.url}/{tenant}/discovery/v2.0/keys",
+            "ca_file": str(idp.ca_file),
+        },
+        "admin": {
+            "entra_groups": {VIEWERS: "viewer", OPERATORS: "operator"},
+            "entra_audiences": [ADMIN_AUDIENCE],
+            "console_client_id": CLIENT_ID,
+            "console_authority": f"{idp.url}/{tenant}/v2.0",
+        },
+    }
+
+
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 

@@ -1,7 +1,7 @@
 """The console in a real browser (Chromium under Playwright) against a real gateway and the
 Azure emulator: sign in, create a key, use it through the official ``openai`` SDK and see its
-usage move, suspend it and see it refused, present a raw Azure key and see the incident, and a
-viewer who can change nothing. Every page is saved as a screenshot (tests/console/browser.py)."""
+usage move, suspend it and see it refused, present a raw Azure key and see the incident, a
+viewer who can change nothing, and an operator signing in with Entra ID. Every page is saved as a screenshot (tests/console/browser.py)."""
 
 from __future__ import annotations
 
@@ -16,13 +16,14 @@ import openai
 import pytest
 from playwright.async_api import BrowserContext, Dialog, Page, expect
 
-from keyguard.emulator import RunningEmulator
+from keyguard.emulator import EmulatorConfig, RunningEmulator
+from keyguard.emulator.signin import user_oid
 from keyguard.server import Gateway
 from tests.support.gateway import azure_client, new_key, runtime
 from tests.support.settings import DEPLOYMENTS
 
 from .browser import chromium, screenshot
-from .support import admin_token, console_gateway
+from .support import ENTRA_USERS, admin_token, console_gateway, entra_access
 
 DECOY = "honey"  # a decoy app: any use of one of its keys is an incident
 LIMITS = {
@@ -253,3 +254,34 @@ async def test_a_viewer_sees_everything_and_changes_nothing(
     record = await runtime(gw).keys.get(key_id)
     assert record.suspended_at is None and record.revoked_at is None
     assert await runtime(gw).keys.list(app="web", now=datetime.now(UTC)) == [record]
+
+
+@pytest.fixture
+def emulator_config() -> EmulatorConfig:
+    return EmulatorConfig(users=ENTRA_USERS, default_user="otto")  # who picks their account
+
+
+async def test_an_operator_signs_in_with_entra_id(
+    tmp_path: Path, emulator: RunningEmulator, tls_emulator: RunningEmulator, problems: list[str]
+) -> None:
+    """The browser follows the real redirects: to the identity provider and back (the
+    ``SameSite=Lax`` pre-auth cookie is sent on the way back) and on to the console (the
+    ``Strict`` session cookie is sent by the page's own navigation)."""
+    access = entra_access(tls_emulator)
+    async with (
+        console_gateway(tmp_path, emulator, access=access) as gw,
+        chromium(tmp_path / "profile", problems, ignore_https_errors=True) as browser,
+    ):
+        page = await browser.new_page()
+        base = gw.admin_url.rstrip("/")
+        await page.goto(base + "/keys")
+        await expect(page).to_have_url(base + "/sign-in")
+        await page.click("#entra-sign-in")
+        await expect(page).to_have_url(base + "/")
+        await expect(page.locator("#role")).to_have_text("operator")
+        oid = user_oid(tls_emulator.state, "otto")
+        await expect(page.locator("#actor")).to_have_text(f"entra:{oid}")
+        await page.goto(base + "/keys")
+        await expect(page.locator("#create-key")).to_have_count(1)
+        await screenshot(page, "entra-operator-keys")
+    assert not problems, problems

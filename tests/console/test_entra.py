@@ -18,32 +18,29 @@ from keyguard.console.oidc import check_id_claims
 from keyguard.console.preauth import COOKIE as PRE_AUTH
 from keyguard.console.sessions import COOKIE as SESSION
 from keyguard.emulator import EmulatorConfig, RunningEmulator
-from keyguard.emulator.config import EmulatorUser
 from keyguard.emulator.signin import user_oid
 from keyguard.errors import AuthenticationFailed
 from keyguard.events import AdminAction, Event, SecurityEvent
 from keyguard.server import Gateway
 from tests.support.gateway import runtime
 
-from .support import ConsoleClient, console_client, console_gateway, csrf_of
+from .support import (
+    ADMIN_AUDIENCE,
+    CLIENT_ID,
+    ENTRA_USERS,
+    ConsoleClient,
+    console_client,
+    console_gateway,
+    csrf_of,
+    entra_access,
+)
 
-CLIENT_ID = "00000000-0000-4000-8000-00000000c0c0"
-ADMIN_AUDIENCE = "api://keyguard-admin"
-VIEWERS = "00000000-0000-4000-8000-0000000000a1"
-OPERATORS = "00000000-0000-4000-8000-0000000000a2"
 CALLBACK = "/sign-in/entra/callback"
 
 
 @pytest.fixture
 def emulator_config() -> EmulatorConfig:
-    return EmulatorConfig(
-        token_lifetime=600,
-        users={
-            "vera": EmulatorUser(groups=(VIEWERS,)),
-            "otto": EmulatorUser(groups=(VIEWERS, OPERATORS)),
-            "nora": EmulatorUser(groups=("00000000-0000-4000-8000-0000000000ff",)),
-        },
-    )
+    return EmulatorConfig(token_lifetime=600, users=ENTRA_USERS)
 
 
 @dataclass
@@ -61,22 +58,7 @@ class Setup:
 async def setup(
     tmp_path: Path, emulator: RunningEmulator, tls_emulator: RunningEmulator
 ) -> AsyncIterator[Setup]:
-    tenant = tls_emulator.config.tenant_id
-    access = {
-        "policy": {"managed": True},
-        "entra": {
-            "tenants": [tenant],
-            "audiences": ["api://keyguard-proxy"],
-            "jwks_uri": f"{tls_emulator.url}/{tenant}/discovery/v2.0/keys",
-            "ca_file": str(tls_emulator.ca_file),
-        },
-        "admin": {
-            "entra_groups": {VIEWERS: "viewer", OPERATORS: "operator"},
-            "entra_audiences": [ADMIN_AUDIENCE],
-            "console_client_id": CLIENT_ID,
-            "console_authority": f"{tls_emulator.url}/{tenant}/v2.0",
-        },
-    }
+    access = entra_access(tls_emulator)
     context = ssl.create_default_context(cafile=str(tls_emulator.ca_file))
     async with (
         console_gateway(tmp_path, emulator, access=access) as gw,

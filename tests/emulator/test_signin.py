@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -155,6 +156,16 @@ async def test_the_tokens_carry_the_nonce_client_and_the_users_groups(
     )
     assert access["groups"] == [GROUP] and access["roles"] == ["Console.Read"]
     assert access["oid"] == id_token["oid"] and access["idtyp"] == "user"
+
+
+async def test_without_a_hint_the_default_user_signs_in(
+    emulator: RunningEmulator, http: aiohttp.ClientSession
+) -> None:
+    emulator.state.config = replace(emulator.config, default_user="ada")
+    status, answer = await authorize(http, emulator, login_hint="")
+    assert status == 302 and answer["code"]
+    with pytest.raises(ConfigurationError):
+        replace(emulator.config, default_user="mallory")
 
 
 def test_users_in_a_config_file_are_checked() -> None:

@@ -127,6 +127,9 @@ class EmulatorConfig:
     max_body_bytes: int = 26_214_400
     #: Users the sign-in endpoints know, by ``login_hint`` (none by default).
     users: Mapping[str, EmulatorUser] = field(default_factory=lambda: MappingProxyType({}))
+    #: The user signed in when an authorize request has no ``login_hint`` (a browser test's
+    #: person picking their account); ``None``: a ``login_hint`` is required.
+    default_user: str | None = None
     #: Accepted legacy api-versions; ``None`` accepts any well-formed ``YYYY-MM-DD[-preview]``.
     api_versions: frozenset[str] | None = None
 
@@ -148,6 +151,8 @@ class EmulatorConfig:
             raise ConfigurationError("token_lifetime must be >= 1 second")
         if not self.control_token or not self.identity_header:
             raise ConfigurationError("control_token and identity_header must not be empty")
+        if self.default_user is not None and self.default_user not in self.users:
+            raise ConfigurationError("default_user must name one of the users")
         if self.max_body_bytes < 1024:
             raise ConfigurationError("max_body_bytes must be >= 1024")
 
@@ -168,6 +173,7 @@ _SIMPLE_TYPES: dict[str, type | tuple[type, ...]] = {
     "client_id": str,
     "disable_local_auth": bool,
     "max_body_bytes": int,
+    "default_user": str,
 }
 
 

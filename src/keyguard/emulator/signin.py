@@ -3,10 +3,11 @@
 * ``GET /{tenant}/oauth2/v2.0/authorize?client_id=&redirect_uri=&response_type=code&scope=
   &state=&nonce=&code_challenge=&code_challenge_method=S256&login_hint=<user>`` signs in the
   configured emulator user ``login_hint`` names (``users`` in the config, each with its groups
-  and app roles) without any page, and redirects (302) to ``redirect_uri`` with ``code`` and
-  ``state``. A missing or unknown user, a ``response_type`` other than ``code``, a missing
-  ``nonce`` or a challenge method other than ``S256`` is a 400 (no redirect: the emulator
-  cannot tell a hostile ``redirect_uri`` from a good one).
+  and app roles; without a hint, ``default_user``) without any page, and redirects (302) to
+  ``redirect_uri`` with ``code`` and ``state``. A missing or unknown user, a
+  ``response_type`` other than ``code``, a missing ``nonce`` or a challenge method other than
+  ``S256`` is a 400 (no redirect: the emulator cannot tell a hostile ``redirect_uri`` from a
+  good one).
 * ``POST /{tenant}/oauth2/v2.0/token`` with ``grant_type=authorization_code``, ``code``,
   ``client_id``, ``redirect_uri`` and ``code_verifier``: the code is single use (taken before
   anything is checked), lives ``CODE_LIFETIME`` seconds, and must come back with the same
@@ -79,7 +80,7 @@ def _resource(scope: str) -> str | None:
 async def authorize(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     q = request.query
-    user = q.get("login_hint", "")
+    user = q.get("login_hint") or state.config.default_user or ""
     if user not in state.config.users:
         return _error(400, "invalid_request", "login_hint must name a configured emulator user")
     if q.get("response_type") != "code":
