@@ -1,7 +1,8 @@
 """The console in a real browser (Chromium under Playwright) against a real gateway and the
 Azure emulator: sign in, create a key, use it through the official ``openai`` SDK and see its
 usage move, suspend it and see it refused, present a raw Azure key and see the incident, a
-viewer who can change nothing, and an operator signing in with Entra ID. Every page is saved as a screenshot (tests/console/browser.py)."""
+viewer who can change nothing, and an operator signing in with Entra ID. Every page is saved
+as a screenshot (tests/console/browser.py)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 import pytest
+from pydantic import ValidationError
 
+from keyguard.config import AccessSettings
 from keyguard.console.oidc import check_id_claims
 from keyguard.console.preauth import COOKIE as PRE_AUTH
 from keyguard.console.sessions import COOKIE as SESSION
@@ -28,6 +30,7 @@ from .support import (
     ADMIN_AUDIENCE,
     CLIENT_ID,
     ENTRA_USERS,
+    OPERATORS,
     ConsoleClient,
     console_client,
     console_gateway,
@@ -304,3 +307,27 @@ async def test_the_button_is_absent_without_entra(
         assert status == 200 and "entra-sign-in" not in html
         assert (await client.get("/sign-in/entra"))[0] == 404
         assert (await client.get(CALLBACK))[0] == 404
+
+
+@pytest.mark.parametrize(
+    ("admin", "error"),
+    [
+        ({"console_client_id": "console"}, "a GUID"),
+        ({"console_client_id": CLIENT_ID, "entra_groups": {}}, "needs admin.entra_groups"),
+        ({"console_redirect_path": "https://evil.example/cb"}, "must be a path"),
+        ({"console_redirect_path": "//evil.example/cb"}, "must be a path"),
+        ({"console_redirect_path": "/sign-in"}, "console's own pages"),
+        ({"console_authority": "http://login.example/t/v2.0"}, "https://"),
+    ],
+)
+def test_a_careless_console_sign_in_setting_fails_at_start(
+    admin: dict[str, object], error: str
+) -> None:
+    tenant = "00000000-0000-4000-8000-0000000000aa"
+    raw = {
+        "policy": {"managed": True},
+        "entra": {"tenants": [tenant], "audiences": [ADMIN_AUDIENCE]},
+        "admin": {"entra_groups": {OPERATORS: "operator"}, **admin},
+    }
+    with pytest.raises(ValidationError, match=error):
+        AccessSettings.model_validate(raw)
