@@ -4,7 +4,9 @@ operators by their groups, and a session ending at its access token's expiry."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +27,7 @@ from keyguard.errors import AuthenticationFailed
 from keyguard.events import AdminAction, Event, SecurityEvent
 from keyguard.server import Gateway
 from tests.support.gateway import runtime
+from tests.support.stored import audit_texts, stored_bytes
 
 from .support import (
     ADMIN_AUDIENCE,
@@ -52,6 +55,7 @@ class Setup:
     idp: RunningEmulator
     idp_http: aiohttp.ClientSession
     events: list[Event]
+    db: Path
 
     def now(self) -> datetime:
         return datetime.now(UTC)
@@ -69,7 +73,7 @@ async def setup(
     ):
         events: list[Event] = []
         runtime(gw).events.subscribe(events.append)
-        yield Setup(gw, tls_emulator, idp_http, events)
+        yield Setup(gw, tls_emulator, idp_http, events, tmp_path / "keyguard.db")
 
 
 async def begin(client: ConsoleClient) -> str:
@@ -280,6 +284,13 @@ async def test_a_sign_in_opens_a_session_with_the_groups_role(
         assert actors == {f"entra:{oid}"}
         made = [e for e in setup.events if isinstance(e, AdminAction) and e.action == "keys.create"]
         assert len(made) == (role == "operator")
+    deadline = time.monotonic() + 20
+    while not [t for t in audit_texts(setup.db, ["admin"]) if '"console.sign_in"' in t]:
+        assert time.monotonic() < deadline, "the sign-in never reached the audit log"
+        await asyncio.sleep(0.05)
+    (text,) = [t for t in audit_texts(setup.db, ["admin"]) if '"console.sign_in"' in t]
+    assert f"entra:{oid}" in text and '"entra"' in text
+    assert b"eyJ" not in stored_bytes(setup.db.parent)  # no token kept anywhere
 
 
 async def test_the_session_ends_at_the_access_tokens_expiry(setup: Setup) -> None:
