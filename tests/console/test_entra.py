@@ -8,7 +8,7 @@ import asyncio
 import ssl
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -342,3 +342,30 @@ def test_a_careless_console_sign_in_setting_fails_at_start(
     }
     with pytest.raises(ValidationError, match=error):
         AccessSettings.model_validate(raw)
+
+
+async def test_a_confidential_client_sends_the_secret_from_the_vault(
+    tmp_path: Path, emulator: RunningEmulator, tls_emulator: RunningEmulator
+) -> None:
+    secret_name = "console/entra-client-secret"
+    tls_emulator.state.config = replace(
+        tls_emulator.config, client_secrets={CLIENT_ID: "the-registered-secret"}
+    )
+    access = entra_access(tls_emulator)
+    access["admin"]["console_client_secret_vault"] = secret_name
+    context = ssl.create_default_context(cafile=str(tls_emulator.ca_file))
+    for stored, expected in (("a-stale-secret", 401), ("the-registered-secret", 200)):
+        folder = tmp_path / str(expected)
+        folder.mkdir()
+        async with (
+            console_gateway(folder, emulator, access=access, vault={secret_name: stored}) as gw,
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as idp_http,
+            console_client(gw) as client,
+        ):
+            setup = Setup(gw, tls_emulator, idp_http, [], folder / "keyguard.db")
+            status, html = await callback(
+                client, await authorize(setup, await begin(client), "otto")
+            )
+            assert status == expected, html[:300]
+            assert (await signed_in_as(client)) == ("operator" if expected == 200 else None)
+            assert stored.encode() not in stored_bytes(folder)  # sealed in the vault only

@@ -32,6 +32,9 @@ class AdminAccessSettings(Frozen):
     console_redirect_path: str = "/sign-in/entra/callback"  # registered as https://HOST<path>
     # default: https://login.microsoftonline.com/<first access.entra tenant>/v2.0
     console_authority: str | None = None
+    # A confidential client (an app registration with a "Web" redirect URI): the vault secret
+    # holding its client secret, sent with the code (PKCE is used either way).
+    console_client_secret_vault: str | None = None
 
     @field_validator("entra_groups")
     @classmethod

@@ -3,8 +3,9 @@
 * The authorize and token endpoints come from the tenant's discovery document
   (``<authority>/.well-known/openid-configuration``), fetched over HTTPS on first use and
   kept; both must be ``https://`` URLs. Redirects are not followed, answers are bounded.
-* The code is redeemed server to server with the PKCE verifier (the console is a public
-  client: no secret to keep or leak); the answer must hold an ``id_token`` and an
+* The code is redeemed server to server with the PKCE verifier, and the client secret when
+  the console is a confidential client (the secret is read from the vault at start, sent
+  only to the token endpoint, never logged); the answer must hold an ``id_token`` and an
   ``access_token``.
 * The id_token is checked here: its signature with the issuer's published keys (the same
   JWKS and header rules as access tokens, :mod:`keyguard.identity.tokens`), then its claims
@@ -114,9 +115,11 @@ class OidcClient:
         algorithms: Collection[str],
         skew: float,
         ssl_context: ssl.SSLContext,
+        client_secret: str | None = None,
         timeout: float = 10.0,
     ) -> None:
         self.client_id = client_id
+        self._secret = client_secret
         self._discovery = f"{authority.rstrip('/')}/.well-known/openid-configuration"
         self._scope = scope
         self._keys = keys
@@ -195,6 +198,8 @@ class OidcClient:
             "code_verifier": verifier,
             "scope": self._scope,
         }
+        if self._secret is not None:
+            form["client_secret"] = self._secret
         status, answer = await self._call("POST", (await self.endpoints()).token, form)
         if status != 200 or not isinstance(answer, dict):
             raise refused(

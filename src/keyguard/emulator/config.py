@@ -130,6 +130,8 @@ class EmulatorConfig:
     #: The user signed in when an authorize request has no ``login_hint`` (a browser test's
     #: person picking their account); ``None``: a ``login_hint`` is required.
     default_user: str | None = None
+    #: Confidential clients: client id -> the client secret its token requests must carry.
+    client_secrets: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     #: Accepted legacy api-versions; ``None`` accepts any well-formed ``YYYY-MM-DD[-preview]``.
     api_versions: frozenset[str] | None = None
 
@@ -227,6 +229,12 @@ def config_from_mapping(raw: Mapping[str, Any], **overrides: Any) -> EmulatorCon
             if not isinstance(value, Mapping):
                 raise ConfigurationError("users must be a mapping of name -> {groups, roles}")
             values[key] = MappingProxyType({str(n): _user(str(n), u) for n, u in value.items()})
+        elif key == "client_secrets":
+            if not isinstance(value, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+            ):
+                raise ConfigurationError("client_secrets must map client ids to secrets")
+            values[key] = MappingProxyType(dict(value))
         elif key == "api_versions":
             if value is not None and not isinstance(value, list):
                 raise ConfigurationError("api_versions must be a list of strings or null")

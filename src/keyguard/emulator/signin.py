@@ -11,7 +11,8 @@
 * ``POST /{tenant}/oauth2/v2.0/token`` with ``grant_type=authorization_code``, ``code``,
   ``client_id``, ``redirect_uri`` and ``code_verifier``: the code is single use (taken before
   anything is checked), lives ``CODE_LIFETIME`` seconds, and must come back with the same
-  client id and redirect URI and a verifier whose SHA-256 is the challenge. The answer holds
+  client id and redirect URI (and ``client_secret`` for a client in ``client_secrets``) and
+  a verifier whose SHA-256 is the challenge. The answer holds
   an ``id_token`` (``aud`` = the client id, the ``nonce`` of the authorize request, the user's
   ``oid``, ``tid``, ``preferred_username``) and an ``access_token`` for the first scope that
   is not an OpenID one (``api://x/.default`` -> ``aud`` ``api://x``) carrying the user's
@@ -126,6 +127,11 @@ async def token(request: web.Request) -> web.Response:
         return _error(400, "invalid_grant", "AADSTS70008: the code is unknown, used or expired")
     if values.get("client_id") != grant.client_id:
         return _error(400, "invalid_client", "AADSTS700005: the code belongs to another client")
+    secret = state.config.client_secrets.get(grant.client_id)
+    if secret is not None and not hmac.compare_digest(
+        values.get("client_secret", "").encode(), secret.encode()
+    ):
+        return _error(401, "invalid_client", "AADSTS7000215: invalid client secret")
     if values.get("redirect_uri") != grant.redirect_uri:
         return _error(400, "invalid_grant", "AADSTS50148: redirect_uri does not match")
     verifier = values.get("code_verifier", "")

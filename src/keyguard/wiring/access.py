@@ -276,6 +276,9 @@ async def _entra_sign_in(
     pre-auth cookie is sealed with (a random secret in the vault, shared by every process)."""
     entra, admin = settings.entra, settings.admin
     assert entra is not None and admin.console_client_id is not None
+    secret = None
+    if admin.console_client_secret_vault is not None:
+        secret = await runtime.vault.get(admin.console_client_secret_vault)
     authority = admin.console_authority or (
         f"https://login.microsoftonline.com/{entra.tenants[0]}/v2.0"
     )
@@ -289,6 +292,7 @@ async def _entra_sign_in(
         algorithms=entra.algorithms,
         skew=entra.clock_skew_s,
         ssl_context=ssl_context(entra.ca_file),
+        client_secret=secret,
     )
     stack.push_async_callback(oidc.close)
     key = await runtime.vault.get_or_create_random(CONSOLE_SIGN_IN_KEY, 32)
