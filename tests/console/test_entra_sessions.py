@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from keyguard.console.sessions import EntraIdentity, MemorySessions, Sessions
+from keyguard.console.sessions import EntraIdentity, MemorySessions, Sessions, digest
 from keyguard.console.sql_sessions import SqlSessions
 from keyguard.store.base import Store
 from keyguard.store.schema import console_sessions
@@ -70,3 +70,45 @@ async def test_a_half_written_entra_row_is_no_session(
     async with _engine(sqlite_store).begin() as conn:
         await conn.execute(update(console_sessions).values(**hostile))
     assert (await table.get(sid, NOW)) is None
+
+
+@pytest.mark.parametrize(
+    "raised",
+    [
+        {"role": "admin"},  # a viewer's row raised to admin
+        {"entra_oid": "00000000-0000-4000-8000-0000000000e2"},  # another identity
+        {"token_id": "tok_someone_else"},
+    ],
+)
+async def test_a_store_writer_cannot_raise_a_session(
+    sqlite_store: Store, raised: dict[str, Any]
+) -> None:
+    table = SqlSessions(_engine(sqlite_store), key=b"k" * 32)
+    sid, _ = await table.open("", NOW, EntraIdentity(OID, "viewer", NOW + timedelta(hours=1)))
+    assert (await table.get(sid, NOW)) is not None
+    async with _engine(sqlite_store).begin() as conn:
+        await conn.execute(update(console_sessions).values(**raised))
+    assert (await table.get(sid, NOW)) is None
+
+
+async def test_a_row_a_store_writer_inserts_opens_nothing(sqlite_store: Store) -> None:
+    """Without the key, a writer who picks a session id and inserts its row (the id's digest,
+    an admin role) holds a cookie the console refuses, whatever MAC it carries."""
+    table = SqlSessions(_engine(sqlite_store), key=b"k" * 32)
+    for cookie in ("x", "x.", "x." + "0" * 64, "a" * 43 + "." + "f" * 64):
+        async with _engine(sqlite_store).begin() as conn:
+            await conn.execute(
+                console_sessions.insert().values(
+                    id_digest=digest(cookie), token_id="", csrf="c", created_at=NOW,
+                    seen_at=NOW, entra_oid=OID, role="admin", ends_at=NOW + timedelta(hours=1),
+                )
+            )  # fmt: skip
+        assert (await table.get(cookie, NOW)) is None
+
+
+async def test_sessions_cross_processes_with_the_shared_key_only(sqlite_store: Store) -> None:
+    one = SqlSessions(_engine(sqlite_store), key=b"k" * 32)
+    two = SqlSessions(_engine(sqlite_store), key=b"k" * 32)
+    other = SqlSessions(_engine(sqlite_store), key=b"o" * 32)
+    sid, _ = await one.open("tok_1", NOW)
+    assert (await two.get(sid, NOW)) is not None and (await other.get(sid, NOW)) is None

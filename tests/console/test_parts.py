@@ -5,16 +5,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from keyguard.admin.activity import WINDOWS, activity_of
+from keyguard.admin.activity import WINDOWS, AuditView, activity_of
+from keyguard.admin.recording import Actor
 from keyguard.console.charts import HEIGHT, charts_of
 from keyguard.console.sessions import MemorySessions, Sessions, csrf_ok
 from keyguard.console.sql_sessions import SqlSessions
 from keyguard.console.usage import usage_from
+from keyguard.events import EventBus
 from keyguard.store.base import Store
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -145,3 +148,20 @@ def test_activity_buckets_requests_by_time_and_ranks_spenders() -> None:
     assert charts["cost"].total == "0.5000" and charts["tokens"].total == "15"
     assert requests.columns[-1].height == HEIGHT - 2 and requests.columns[1].height == 0
     assert all(0 <= c.y <= HEIGHT for c in requests.columns)
+
+
+async def test_the_activity_scan_is_bounded_by_every_record_read_not_by_requests() -> None:
+    """Security records are anyone's to make (a failed admin sign-in is one): a flood of them
+    is read no further than the bound, and the answer says it was cut."""
+    read = 0
+
+    class Flooded:
+        async def records_by_time(self, *, since: datetime | None = None) -> AsyncIterator[Any]:
+            nonlocal read
+            for _ in range(100_000):
+                read += 1
+                yield SimpleNamespace(kind="security", created="2026-05-01T12:00:00.000000Z")
+
+    view = AuditView(cast(Any, Flooded()), events=EventBus(), max_scanned=10)
+    result = await view.activity(Actor("admin-token:t1", "viewer"), "hour")
+    assert result.truncated and read <= 11

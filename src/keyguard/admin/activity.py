@@ -179,9 +179,11 @@ class AuditView:
         since = now - WINDOWS[window][0]
         rows: list[tuple[datetime, dict[str, Any]]] = []
         truncated = False
+        scanned = 0
         if self._store is not None:
             async for record in self._store.records_by_time(since=since):
-                if len(rows) >= self._max:
+                scanned += 1  # every record read counts: security events are anyone's to make
+                if scanned > self._max:
                     truncated = True
                     break
                 if record.kind == "request":

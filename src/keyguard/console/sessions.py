@@ -10,6 +10,11 @@ tokens are 256-bit random values; sessions are kept under the SHA-256 of the id,
 a timing side channel on the lookup nor a copy of the table gives a usable cookie value. The
 CSRF check is constant-time.
 
+A session id carries a MAC (HMAC-SHA-256 under a key the store does not hold: the vault's,
+shared by every process) over its random part and what the session grants: the admin token's
+id, or the Entra identity's object id and role. A row a hostile store writer inserts, or a
+viewer's row raised to admin, matches no cookie the console issued, and is no session.
+
 :class:`Sessions` is the contract; :class:`MemorySessions` keeps them in one process (tests,
 a store without SQL), :class:`~.sql_sessions.SqlSessions` in the store, shared by every
 worker and replica. Both are bounded: when full, the session closest to its end goes.
@@ -32,6 +37,7 @@ __all__ = [
     "Sessions",
     "csrf_ok",
     "digest",
+    "issued",
     "new_session",
 ]
 
@@ -67,17 +73,32 @@ def digest(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
 
 
+def _mac(key: bytes, nonce: str, session: Session) -> str:
+    entra = session.entra
+    grant = (session.token_id, entra.object_id if entra else "", entra.role if entra else "")
+    message = "\0".join(("console-session", nonce, *grant)).encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
 def new_session(
-    token_id: str, now: datetime, entra: EntraIdentity | None = None
+    token_id: str, now: datetime, entra: EntraIdentity | None = None, *, key: bytes
 ) -> tuple[str, Session]:
-    """A fresh session id (for the cookie) and its session."""
-    csrf = secrets.token_urlsafe(32)
-    return secrets.token_urlsafe(32), Session(token_id, csrf, now, now, entra)
+    """A fresh session id (for the cookie: random part and MAC) and its session."""
+    session = Session(token_id, secrets.token_urlsafe(32), now, now, entra)
+    nonce = secrets.token_urlsafe(32)
+    return f"{nonce}.{_mac(key, nonce, session)}", session
+
+
+def issued(key: bytes, session_id: str, session: Session) -> bool:
+    """Whether ``session_id`` is the id the console issued for ``session`` as it now stands
+    (its MAC over what the session grants holds; compared in constant time)."""
+    nonce, _, mac = session_id.partition(".")
+    return bool(mac) and hmac.compare_digest(mac.encode(), _mac(key, nonce, session).encode())
 
 
 def plausible(session_id: str | None) -> bool:
     """Whether a cookie's value may be a session id at all (no lookup for anything else)."""
-    return bool(session_id) and len(session_id or "") <= 100
+    return bool(session_id) and len(session_id or "") <= 200
 
 
 class Sessions(Protocol):
@@ -109,9 +130,11 @@ class MemorySessions:
         idle: timedelta = IDLE,
         lifetime: timedelta = LIFETIME,
         max_sessions: int = MAX_SESSIONS,
+        key: bytes | None = None,
     ) -> None:
         if max_sessions < 1 or idle <= timedelta(0) or lifetime <= timedelta(0):
             raise ValueError("sessions need a positive size, idle timeout and lifetime")
+        self._key = key or secrets.token_bytes(32)  # this process's alone when not given
         self._idle = idle
         self._lifetime = lifetime
         self._max = max_sessions
@@ -130,7 +153,7 @@ class MemorySessions:
                 key=lambda k: self._sessions[k].expires(self._idle, self._lifetime),
             )
             del self._sessions[oldest]
-        session_id, session = new_session(token_id, now, entra)
+        session_id, session = new_session(token_id, now, entra, key=self._key)
         self._sessions[digest(session_id)] = session
         return session_id, session
 
@@ -139,7 +162,7 @@ class MemorySessions:
             return None
         key = digest(session_id)
         session = self._sessions.get(key)
-        if session is None:
+        if session is None or not issued(self._key, session_id, session):
             return None
         if session.expires(self._idle, self._lifetime) <= now:
             del self._sessions[key]

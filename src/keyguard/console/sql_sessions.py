@@ -12,6 +12,7 @@ kept to the minute.
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
@@ -27,6 +28,7 @@ from .sessions import (
     EntraIdentity,
     Session,
     digest,
+    issued,
     new_session,
     plausible,
 )
@@ -44,10 +46,14 @@ class SqlSessions:
         idle: timedelta = IDLE,
         lifetime: timedelta = LIFETIME,
         max_sessions: int = MAX_SESSIONS,
+        key: bytes | None = None,
     ) -> None:
+        """``key``: what session ids are MACed with (the vault's, shared by every process; a
+        key of this process alone when not given, and then sessions do not cross processes)."""
         if max_sessions < 1 or idle <= SEEN_EVERY or lifetime <= timedelta(0):
             raise ValueError("sessions need a positive size, lifetime and an idle timeout > 1m")
         self._engine = engine
+        self._key = key or secrets.token_bytes(32)
         self._idle = idle
         self._lifetime = lifetime
         self._max = max_sessions
@@ -55,7 +61,7 @@ class SqlSessions:
     async def open(
         self, token_id: str, now: datetime, entra: EntraIdentity | None = None
     ) -> tuple[str, Session]:
-        session_id, session = new_session(token_id, now, entra)
+        session_id, session = new_session(token_id, now, entra, key=self._key)
         c = console_sessions.c
         async with write_transaction(self._engine, "open a console session") as conn:
             await conn.execute(
@@ -105,6 +111,8 @@ class SqlSessions:
                 return None
             entra = EntraIdentity(row.entra_oid, row.role, row.ends_at)
         session = Session(row.token_id, row.csrf, row.created_at, row.seen_at, entra)
+        if not issued(self._key, session_id, session):
+            return None  # a row the console did not write as it stands: a store writer's
         if session.expires(self._idle, self._lifetime) <= now:
             await self.close(session_id)
             return None

@@ -263,6 +263,7 @@ def _certificates(runtime: Runtime, policy: PolicySource | None) -> CertificateA
 
 
 CONSOLE_SIGN_IN_KEY = "keyguard/console-sign-in"
+CONSOLE_SESSION_KEY = "keyguard/console-session"  # what console session ids are MACed with
 
 
 async def _entra_sign_in(
@@ -406,7 +407,14 @@ async def start_access(
             service,
             auth,
             AuditView(audit, events=runtime.events),
-            sessions=SqlSessions(runtime.engine) if runtime.engine is not None else None,
+            sessions=(
+                SqlSessions(
+                    runtime.engine,
+                    key=await runtime.vault.get_or_create_random(CONSOLE_SESSION_KEY, 32),
+                )
+                if runtime.engine is not None
+                else None
+            ),
             events=runtime.events,
             entra=sign_in,
         ),
