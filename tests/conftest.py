@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from keyguard.store import Store, open_store
 
@@ -191,6 +192,13 @@ async def sqlite_store(sqlite_url: str) -> AsyncIterator[Store]:
     """An opened, migrated store at ``sqlite_url`` (for tests of one backend)."""
     async with _opened(sqlite_url) as opened:
         yield opened
+
+
+@pytest.fixture
+def sqlite_engine(sqlite_store: Store) -> AsyncEngine:
+    """The engine of ``sqlite_store`` (for tests of its tables)."""
+    found: AsyncEngine = sqlite_store.engine  # type: ignore[attr-defined]
+    return found
 
 
 # In CI nothing may pass by skipping: a skipped test fails the run, with the list of skips.

@@ -1,5 +1,5 @@
-"""The audit tables' engine: on every backend (``engine``, from the shared ``store``) or in a
-SQLite file (``sqlite_engine``, from ``sqlite_store``)."""
+"""The audit tables' engine on every backend (``engine``, from the shared ``store``; in a
+SQLite file: ``sqlite_engine`` of tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,4 @@ from keyguard.store import Store
 @pytest.fixture
 def engine(store: Store) -> AsyncEngine:
     found: AsyncEngine = store.engine  # type: ignore[attr-defined]
-    return found
-
-
-@pytest.fixture
-def sqlite_engine(sqlite_store: Store) -> AsyncEngine:
-    found: AsyncEngine = sqlite_store.engine  # type: ignore[attr-defined]
     return found

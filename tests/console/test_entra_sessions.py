@@ -3,7 +3,7 @@ writer half-filled is no session."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,31 +11,12 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from keyguard.console.sessions import EntraIdentity, MemorySessions, Sessions, digest
+from keyguard.console.sessions import EntraIdentity, Sessions, digest
 from keyguard.console.sql_sessions import SqlSessions
-from keyguard.store.base import Store
 from keyguard.store.schema import console_sessions
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 OID = "00000000-0000-4000-8000-0000000000e1"
-
-
-def _engine(store: Store) -> AsyncEngine:
-    engine = getattr(store, "engine", None)
-    assert isinstance(engine, AsyncEngine)
-    return engine
-
-
-@pytest.fixture(params=["memory", "sql"])
-async def sessions(
-    request: pytest.FixtureRequest, sqlite_store: Store
-) -> AsyncIterator[Callable[..., Sessions]]:
-    def make(**bounds: Any) -> Sessions:
-        if request.param == "memory":
-            return MemorySessions(**bounds)
-        return SqlSessions(_engine(sqlite_store), **bounds)
-
-    yield make
 
 
 async def test_an_entra_session_ends_at_its_tokens_expiry(
@@ -62,12 +43,12 @@ async def test_an_entra_session_ends_at_its_tokens_expiry(
     ],
 )
 async def test_a_half_written_entra_row_is_no_session(
-    sqlite_store: Store, hostile: dict[str, Any]
+    sqlite_engine: AsyncEngine, hostile: dict[str, Any]
 ) -> None:
-    table = SqlSessions(_engine(sqlite_store))
+    table = SqlSessions(sqlite_engine)
     entra = EntraIdentity(OID, "viewer", NOW + timedelta(hours=1))
     sid, _ = await table.open("", NOW, entra)
-    async with _engine(sqlite_store).begin() as conn:
+    async with sqlite_engine.begin() as conn:
         await conn.execute(update(console_sessions).values(**hostile))
     assert (await table.get(sid, NOW)) is None
 
@@ -81,22 +62,22 @@ async def test_a_half_written_entra_row_is_no_session(
     ],
 )
 async def test_a_store_writer_cannot_raise_a_session(
-    sqlite_store: Store, raised: dict[str, Any]
+    sqlite_engine: AsyncEngine, raised: dict[str, Any]
 ) -> None:
-    table = SqlSessions(_engine(sqlite_store), key=b"k" * 32)
+    table = SqlSessions(sqlite_engine, key=b"k" * 32)
     sid, _ = await table.open("", NOW, EntraIdentity(OID, "viewer", NOW + timedelta(hours=1)))
     assert (await table.get(sid, NOW)) is not None
-    async with _engine(sqlite_store).begin() as conn:
+    async with sqlite_engine.begin() as conn:
         await conn.execute(update(console_sessions).values(**raised))
     assert (await table.get(sid, NOW)) is None
 
 
-async def test_a_row_a_store_writer_inserts_opens_nothing(sqlite_store: Store) -> None:
+async def test_a_row_a_store_writer_inserts_opens_nothing(sqlite_engine: AsyncEngine) -> None:
     """Without the key, a writer who picks a session id and inserts its row (the id's digest,
     an admin role) holds a cookie the console refuses, whatever MAC it carries."""
-    table = SqlSessions(_engine(sqlite_store), key=b"k" * 32)
+    table = SqlSessions(sqlite_engine, key=b"k" * 32)
     for cookie in ("x", "x.", "x." + "0" * 64, "a" * 43 + "." + "f" * 64):
-        async with _engine(sqlite_store).begin() as conn:
+        async with sqlite_engine.begin() as conn:
             await conn.execute(
                 console_sessions.insert().values(
                     id_digest=digest(cookie), token_id="", csrf="c", created_at=NOW,
@@ -106,9 +87,11 @@ async def test_a_row_a_store_writer_inserts_opens_nothing(sqlite_store: Store) -
         assert (await table.get(cookie, NOW)) is None
 
 
-async def test_sessions_cross_processes_with_the_shared_key_only(sqlite_store: Store) -> None:
-    one = SqlSessions(_engine(sqlite_store), key=b"k" * 32)
-    two = SqlSessions(_engine(sqlite_store), key=b"k" * 32)
-    other = SqlSessions(_engine(sqlite_store), key=b"o" * 32)
+async def test_sessions_cross_processes_with_the_shared_key_only(
+    sqlite_engine: AsyncEngine,
+) -> None:
+    one = SqlSessions(sqlite_engine, key=b"k" * 32)
+    two = SqlSessions(sqlite_engine, key=b"k" * 32)
+    other = SqlSessions(sqlite_engine, key=b"o" * 32)
     sid, _ = await one.open("tok_1", NOW)
     assert (await two.get(sid, NOW)) is not None and (await other.get(sid, NOW)) is None

@@ -9,32 +9,15 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from keyguard.admin.activity import WINDOWS, AuditView, activity_of
 from keyguard.admin.recording import Actor
 from keyguard.console.charts import HEIGHT, charts_of
-from keyguard.console.sessions import MemorySessions, Sessions, csrf_ok
-from keyguard.console.sql_sessions import SqlSessions
+from keyguard.console.sessions import Sessions, csrf_ok
 from keyguard.console.usage import usage_from
 from keyguard.events import EventBus
-from keyguard.store.base import Store
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["memory", "sql"])
-async def sessions(
-    request: pytest.FixtureRequest, sqlite_store: Store
-) -> AsyncIterator[Callable[..., Sessions]]:
-    def make(**bounds: Any) -> Sessions:
-        if request.param == "memory":
-            return MemorySessions(**bounds)
-        engine = getattr(sqlite_store, "engine", None)
-        assert isinstance(engine, AsyncEngine)
-        return SqlSessions(engine, **bounds)
-
-    yield make
 
 
 async def test_a_session_ends_when_idle_or_old_and_on_close(

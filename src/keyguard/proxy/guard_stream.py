@@ -156,10 +156,7 @@ class StreamGuard:
         head, tail = self._shape
         if not self._head or self._responses or not data.startswith(head, pos):
             return pos
-        text = self._shape_text
-        if text is None:
-            key = self._shape_key
-            text = self._shape_text = self._texts.get(key) or self._texts.setdefault(key, Text())
+        text = self._shape_text or self._shaped_text()
         size, skip = len(head), len(tail)
         plain = PLAIN.match
         start, begin = pos, text.end
@@ -188,6 +185,12 @@ class StreamGuard:
         text.end = at
         self._held.append(Run(data[start:pos], self._shape_key, begin, ends, text_ends))
         return pos
+
+    def _shaped_text(self) -> Text:
+        """The text of the last plain shape's key (kept until the shape changes)."""
+        key = self._shape_key
+        text = self._shape_text = self._texts.get(key) or self._texts.setdefault(key, Text())
+        return text
 
     def _fast(self, raw: bytes) -> Event | None:
         """The event of a plain text chunk, read without parsing it; ``None`` for any other.
@@ -221,12 +224,7 @@ class StreamGuard:
             return None
         event = Event(raw)
         if value:
-            text = self._shape_text
-            if text is None:
-                key = self._shape_key
-                text = self._shape_text = self._texts.get(key) or self._texts.setdefault(
-                    key, Text()
-                )
+            text = self._shape_text or self._shaped_text()
             begin = text.end
             text._new.append(value)
             text.end = begin + len(value)
