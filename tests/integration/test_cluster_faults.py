@@ -8,7 +8,7 @@ the test's own (limits and the replica bus):
 3. Redis restarts empty (no persistence) while clients keep sending.
 
 Clients send chat requests, half of them streamed, round robin over the replicas, against a
-per-app hourly token quota, until the quota refuses everything. Asserted:
+per-app monthly token quota, until the quota refuses everything. Asserted:
 
 * nothing is admitted above the quota: the tokens the upstream served stay within it;
 * no audit record is lost for an answered request (a request answered by the killed replica
@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from keyguard.emulator.config import EmulatorConfig
 from keyguard.emulator.server import RunningEmulator
+from keyguard.limits.windows import window
 from keyguard.store.schema import audit_records, limit_counters
 from tests.support.settings import free_port
 from tests.support.stored import record_text
@@ -46,7 +47,7 @@ from .limited import RedisServer, emulator_usage
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.slow]
 
-QUOTA = 12_000  # tokens per hour for the app
+QUOTA = 12_000  # tokens per month for the app (a calendar window: see windows_spanned)
 WORKERS = 6
 FLUSH_S = 0.2  # monitor.audit.flush_interval_s
 
@@ -187,7 +188,7 @@ async def test_no_admission_above_the_limit_no_audit_lost_and_only_retryable_err
     limits = {
         "backend": redis.url,
         "persist_interval_s": 0.2,
-        "rules": [{"scope": "app", "name": "load", "tokens_per_hour": QUOTA}],
+        "rules": [{"scope": "app", "name": "load", "tokens_per_month": QUOTA}],
     }
     store = create_async_engine(postgres_database.replace("postgresql://", "postgresql+asyncpg://"))
     try:
@@ -202,6 +203,7 @@ async def test_no_admission_above_the_limit_no_audit_lost_and_only_retryable_err
             status, body = await c.admin(0, "POST", "/admin/keys", {"app": "load"})
             assert status == 201, body
             load = Load(c, body["key"])
+            started = time.time()
             load.start()
             try:
                 # 1. SIGKILL a replica while streams run through it, then start it again
@@ -229,6 +231,7 @@ async def test_no_admission_above_the_limit_no_audit_lost_and_only_retryable_err
                 await load.stop()
             finally:
                 await load.stop()
+            ended = time.time()
         # the cluster is stopped: every surviving replica flushed its audit
         usage = (await emulator_usage(emulator))["total"]
         recorded = await audit_request_ids(store)
@@ -242,8 +245,9 @@ async def test_no_admission_above_the_limit_no_audit_lost_and_only_retryable_err
     assert all(o.retry_after for o in outcomes if o.status in (429, 503))
     down = [o for o in outcomes if o.status == 0]
     assert all(o.replica == 2 and killed_at - 1 <= o.answered_at <= back_at for o in down)
-    # nothing above the quota: the upstream served no more tokens than the quota holds
-    assert usage["total_tokens"] <= QUOTA, usage
+    # nothing above the quota: the upstream served no more tokens than the quota holds (in
+    # each window the run saw: a run across the turn of a month gets a fresh quota there)
+    assert usage["total_tokens"] <= QUOTA * windows_spanned(started, ended), usage
     assert usage["total_tokens"] > QUOTA - 200  # and the quota was indeed used up
     # no audit record lost for an answered request
     answered = [o for o in outcomes if o.status == 200]
@@ -269,12 +273,17 @@ def exhausted(load: Load) -> bool:
     return len(last) == 3 * WORKERS and all(s == 429 for s in last)
 
 
+def windows_spanned(started: float, ended: float) -> int:
+    """How many month windows the quota counted in between ``started`` and ``ended``."""
+    return 1 if window("month", started) == window("month", ended) else 2
+
+
 async def saved_everything(redis: RedisServer, store: Any) -> bool:
     """Whether the store holds every quota counter at its level in Redis."""
     client = aioredis.Redis.from_url(redis.url)
     try:
         live = {}
-        async for key in client.scan_iter(match="*:tph:*"):
+        async for key in client.scan_iter(match="*:tpmo:*"):
             value = await client.get(key)
             live[key.decode().split("}:", 1)[-1]] = int(value or 0)
     finally:
