@@ -12,7 +12,10 @@ from keyguard.limits.backend import Backend, MemoryBackend, Outcome
 from keyguard.limits.model import Line, Plan, plan_of
 from keyguard.limits.redis_backend import RedisBackend
 
-NOW = 1_800_000_000.0  # an aligned minute
+# An aligned minute (2100-01-01) ahead of the real clock: Redis expires each counter at its
+# window's end plus the grace (EXPIREAT, on Redis' own clock), so a moment already past would
+# see its counters vanish as soon as they are written.
+NOW = 4_102_444_800.0
 
 Charge = tuple[Line, int]  # a line and what one request adds to it
 
