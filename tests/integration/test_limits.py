@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,11 @@ from keyguard.emulator.config import EmulatorConfig
 from keyguard.emulator.server import RunningEmulator
 from keyguard.events import Event, SecurityEvent
 from keyguard.limits.tokenizer import load_encoding
+from keyguard.limits.windows import window
 from keyguard.server import Gateway
 from tests.support.gateway import azure_client, new_key
 
-from .limited import counter, emulator_usage, limited_gateway, memory
+from .limited import counter, emulator_usage, freeze, limited_gateway, memory
 
 HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 HI_PROMPT = 3 + 1 + 1 + 3  # message overhead, "user", "hi", reply priming (o200k_base)
@@ -206,6 +208,9 @@ async def test_budgets_alert_at_the_soft_threshold_and_refuse_at_the_hard_one(
     events: list[Event] = []
     assert gw.runtime is not None
     gw.runtime.events.subscribe(events.append)
+    # the limits' clock at noon UTC: the budget's day ends hours later (frozen at the real
+    # moment, a run in the last minute before midnight would be told to retry within it)
+    freeze(gw, window("day", time.time())[0] + 12 * 3600)
     _, key = await new_key(gw, "spender")
     # Reserved per request: 8 prompt tokens (tiktoken) * 2.5 + 30 * 10 = 320 micro-dollars;
     # settled: the emulator's 7 prompt tokens * 2.5 + 20 completion tokens * 10 = 217.5 -> 218.
