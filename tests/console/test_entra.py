@@ -310,6 +310,37 @@ async def test_the_session_ends_at_the_access_tokens_expiry(setup: Setup) -> Non
         assert (await client.post("/keys", csrf_form))[0] == 403
 
 
+async def test_the_session_ends_at_the_re_check_time_before_the_token(setup: Setup) -> None:
+    """A group or binding taken away takes effect within the re-check time: the session does
+    not keep the role it had at sign-in until the access token expires."""
+    console = setup.gw.access.console  # type: ignore[union-attr]
+    assert console is not None
+    console.entra_recheck = timedelta(seconds=120)  # the token lives 600 s
+    async with console_client(setup.gw) as client:
+        start = setup.now()
+        assert (await callback(client, await authorize(setup, await begin(client), "otto")))[
+            0
+        ] == 200
+        console.clock = lambda: start + timedelta(seconds=110)
+        assert await signed_in_as(client) == "operator"
+        console.clock = lambda: start + timedelta(seconds=125)
+        status, _, resp = await client.get("/")
+        assert status == 303 and resp.headers["Location"] == "/sign-in"
+
+
+async def test_the_entra_routes_are_throttled_per_address(setup: Setup) -> None:
+    async with console_client(setup.gw) as client:
+        for _ in range(10):
+            assert (await client.get("/sign-in/entra"))[0] == 302
+        status, html, resp = await client.get("/sign-in/entra")
+        assert status == 429 and "Too many sign-in attempts" in html
+        assert int(resp.headers["Retry-After"]) >= 1 and "Location" not in resp.headers
+        status, _, resp = await client.get(f"{CALLBACK}?state=x&code=y")
+        assert status == 429 and "Retry-After" in resp.headers
+        assert refused(setup) == ["throttled"]  # once for the run
+        assert not [e for e in setup.events if isinstance(e, AdminAction)]
+
+
 async def test_the_button_is_absent_without_entra(
     tmp_path: Path, emulator: RunningEmulator
 ) -> None:
