@@ -341,6 +341,24 @@ async def test_the_entra_routes_are_throttled_per_address(setup: Setup) -> None:
         assert not [e for e in setup.events if isinstance(e, AdminAction)]
 
 
+async def test_behind_a_tls_proxy_the_redirect_uri_is_the_public_origins(
+    tmp_path: Path, emulator: RunningEmulator, tls_emulator: RunningEmulator
+) -> None:
+    access = entra_access(tls_emulator)
+    access["admin"]["console_public_url"] = "https://console.example.test"
+    async with (
+        console_gateway(tmp_path, emulator, access=access) as gw,
+        console_client(gw) as client,
+    ):
+        status, _, resp = await client.get("/sign-in/entra", headers={"X-Forwarded-Host": "evil"})
+        assert status == 302
+        query = parse_qs(urlsplit(resp.headers["Location"]).query)
+        assert query["redirect_uri"] == ["https://console.example.test" + CALLBACK]
+        (cookie,) = resp.headers.getall("Set-Cookie")
+        assert cookie.startswith("__Secure-kg_console_signin=") and "Secure" in cookie
+        assert resp.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
 async def test_the_button_is_absent_without_entra(
     tmp_path: Path, emulator: RunningEmulator
 ) -> None:

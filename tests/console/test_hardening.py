@@ -61,6 +61,9 @@ async def test_sign_in_attempts_are_throttled_per_address_and_counted(gw: Gatewa
     events = watch(gw)
     token = await admin_token(gw, "viewer")
     async with console_client(gw) as client:
+        evil = {"Origin": "https://evil.example"}  # another site's page spends no attempt
+        for _ in range(12):
+            assert (await client.post("/sign-in", {"token": token}, headers=evil))[0] == 403
         for guess in ["kga_" + "x" * 40] * 9 + ["not-a-token"]:
             assert (await client.post("/sign-in", {"token": guess}))[0] == 401
         # every failure is an admin_auth_failed event, as a failed API call is

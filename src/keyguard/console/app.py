@@ -218,7 +218,7 @@ class Console:
         then refuses it unless it is ``Secure``, ``Path=/`` and has no ``Domain``)."""
         return SECURE_COOKIE if self.secure(request) else COOKIE
 
-    def headed(self, request: web.BaseRequest, response: web.StreamResponse) -> None:
+    def set_headers(self, request: web.BaseRequest, response: web.StreamResponse) -> None:
         """Put the console's headers on ``response``."""
         response.headers.update(SECURITY_HEADERS)
         if self.secure(request):
@@ -285,7 +285,7 @@ class Console:
                 response = await self._checked(request, handler, needed)
             except StorageError as exc:  # the session table's
                 response = self._store_failed(request, exc)
-            self.headed(request, response)
+            self.set_headers(request, response)
             return response
 
         return guarded
@@ -383,7 +383,7 @@ class Console:
     ) -> _Route:
         async def headed(request: web.Request) -> web.StreamResponse:
             response = (self._limited(request) if limited else None) or await route(self, request)
-            self.headed(request, response)
+            self.set_headers(request, response)
             return response
 
         return headed
@@ -433,22 +433,24 @@ class Console:
         if name not in _STATIC:
             raise web.HTTPNotFound()
         response = web.Response(body=self._static[name], content_type=_STATIC[name])
-        self.headed(request, response)
+        self.set_headers(request, response)
         return response
 
     async def _sign_in_form(self, request: web.Request) -> web.StreamResponse:
         response = self.sign_in_page()
-        self.headed(request, response)
+        self.set_headers(request, response)
         return response
 
     async def _sign_in(self, request: web.Request) -> web.StreamResponse:
-        response = self._limited(request) or await self._signed_in(request)
-        self.headed(request, response)
+        # The origin first: another site's page cannot spend the throttle of its visitors.
+        if not same_origin(request, self.origin(request)):
+            response: web.StreamResponse = self._refused(403, "Sign in from this console's page.")
+        else:
+            response = self._limited(request) or await self._signed_in(request)
+        self.set_headers(request, response)
         return response
 
     async def _signed_in(self, request: web.Request) -> web.StreamResponse:
-        if not same_origin(request, self.origin(request)):
-            return self._refused(403, "Sign in from this console's own page.")
         if (request.content_length or 0) > MAX_FORM:
             return self._refused(413, "The form is too large.")
         form = await request.post()
@@ -473,7 +475,7 @@ class Console:
             response = await self._signed_out(request)
         except StorageError as exc:
             response = self._store_failed(request, exc)
-        self.headed(request, response)
+        self.set_headers(request, response)
         return response
 
     async def _signed_out(self, request: web.Request) -> web.StreamResponse:
