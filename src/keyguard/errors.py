@@ -19,6 +19,7 @@ client carry the HTTP status and the Azure error ``code`` they are rendered with
         ├── PayloadTooLarge         413  body above the configured limit
         ├── UnsupportedMediaType    415  body of the wrong content type
         ├── TooManyRequests         429  a limit would be exceeded
+        ├── ServiceUnavailable      503  a bounded table is full of live entries
         └── UpstreamError           502/504  Azure could not be reached or misbehaved
 
 Messages never contain a secret: callers pass redacted values only, and a value a caller sent
@@ -47,6 +48,7 @@ __all__ = [
     "PayloadTooLarge",
     "UnsupportedMediaType",
     "TooManyRequests",
+    "ServiceUnavailable",
     "UpstreamError",
     "shown",
 ]
@@ -192,6 +194,11 @@ class UnsupportedMediaType(RequestError):
 class TooManyRequests(RequestError):
     status = 429
     code = "429"
+
+
+class ServiceUnavailable(RequestError):
+    status = 503
+    code = "ServiceUnavailable"
 
 
 class UpstreamError(RequestError):

@@ -109,8 +109,12 @@ class ConsoleClient:
     def origin(self) -> str:
         return self.gateway.admin_url.rstrip("/")
 
-    async def get(self, path: str) -> tuple[int, str, aiohttp.ClientResponse]:
-        async with self.http.get(self.origin + path, allow_redirects=False) as resp:
+    async def get(
+        self, path: str, *, headers: dict[str, str] | None = None
+    ) -> tuple[int, str, aiohttp.ClientResponse]:
+        async with self.http.get(
+            self.origin + path, headers=headers, allow_redirects=False
+        ) as resp:
             return resp.status, await resp.text(), resp
 
     async def post(

@@ -310,6 +310,55 @@ async def test_the_session_ends_at_the_access_tokens_expiry(setup: Setup) -> Non
         assert (await client.post("/keys", csrf_form))[0] == 403
 
 
+async def test_the_session_ends_at_the_re_check_time_before_the_token(setup: Setup) -> None:
+    """A group or binding taken away takes effect within the re-check time: the session does
+    not keep the role it had at sign-in until the access token expires."""
+    console = setup.gw.access.console  # type: ignore[union-attr]
+    assert console is not None
+    console.entra_recheck = timedelta(seconds=120)  # the token lives 600 s
+    async with console_client(setup.gw) as client:
+        start = setup.now()
+        assert (await callback(client, await authorize(setup, await begin(client), "otto")))[
+            0
+        ] == 200
+        console.clock = lambda: start + timedelta(seconds=110)
+        assert await signed_in_as(client) == "operator"
+        console.clock = lambda: start + timedelta(seconds=125)
+        status, _, resp = await client.get("/")
+        assert status == 303 and resp.headers["Location"] == "/sign-in"
+
+
+async def test_the_entra_routes_are_throttled_per_address(setup: Setup) -> None:
+    async with console_client(setup.gw) as client:
+        for _ in range(10):
+            assert (await client.get("/sign-in/entra"))[0] == 302
+        status, html, resp = await client.get("/sign-in/entra")
+        assert status == 429 and "Too many sign-in attempts" in html
+        assert int(resp.headers["Retry-After"]) >= 1 and "Location" not in resp.headers
+        status, _, resp = await client.get(f"{CALLBACK}?state=x&code=y")
+        assert status == 429 and "Retry-After" in resp.headers
+        assert refused(setup) == ["throttled"]  # once for the run
+        assert not [e for e in setup.events if isinstance(e, AdminAction)]
+
+
+async def test_behind_a_tls_proxy_the_redirect_uri_is_the_public_origins(
+    tmp_path: Path, emulator: RunningEmulator, tls_emulator: RunningEmulator
+) -> None:
+    access = entra_access(tls_emulator)
+    access["admin"]["console_public_url"] = "https://console.example.test"
+    async with (
+        console_gateway(tmp_path, emulator, access=access) as gw,
+        console_client(gw) as client,
+    ):
+        status, _, resp = await client.get("/sign-in/entra", headers={"X-Forwarded-Host": "evil"})
+        assert status == 302
+        query = parse_qs(urlsplit(resp.headers["Location"]).query)
+        assert query["redirect_uri"] == ["https://console.example.test" + CALLBACK]
+        (cookie,) = resp.headers.getall("Set-Cookie")
+        assert cookie.startswith("__Secure-kg_console_signin=") and "Secure" in cookie
+        assert resp.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
 async def test_the_button_is_absent_without_entra(
     tmp_path: Path, emulator: RunningEmulator
 ) -> None:

@@ -59,6 +59,7 @@ async def test_a_half_written_entra_row_is_no_session(
         {"role": "admin"},  # a viewer's row raised to admin
         {"entra_oid": "00000000-0000-4000-8000-0000000000e2"},  # another identity
         {"token_id": "tok_someone_else"},
+        {"ends_at": NOW + timedelta(hours=8)},  # its re-check time pushed back
     ],
 )
 async def test_a_store_writer_cannot_raise_a_session(

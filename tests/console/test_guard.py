@@ -90,6 +90,7 @@ async def test_sign_in_sets_a_strict_http_only_cookie_and_sign_out_ends_it(
     cookie = resp.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
     assert "Secure" not in cookie  # plain HTTP here; TLS on the admin port adds it
+    assert "Strict-Transport-Security" not in resp.headers
     assert token not in cookie
     status, html, resp = await client.get("/")
     assert status == 200 and token not in html
@@ -500,7 +501,10 @@ async def test_with_tls_on_the_admin_port_the_cookie_is_secure(
         ) as resp:
             assert resp.status == 303
             cookie = resp.headers["Set-Cookie"]
+            assert resp.headers["Strict-Transport-Security"] == "max-age=31536000"
         assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        assert cookie.startswith("__Host-kg_console=") and "Path=/" in cookie
+        assert "Domain" not in cookie
 
 
 async def test_every_route_takes_its_role_from_an_endpoint_of_the_api(gw: Gateway) -> None:

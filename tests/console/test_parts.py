@@ -1,5 +1,6 @@
-"""The console's pure parts: sessions (bounded, expiring, constant-time CSRF), the usage bars
-from a read-out (hostile values included), the activity per window and its charts."""
+"""The console's pure parts: sessions (bounded per actor and in all, expiring, constant-time
+CSRF), the sign-in throttle, the usage bars from a read-out (hostile values included), the
+activity per window and its charts."""
 
 from __future__ import annotations
 
@@ -13,11 +14,14 @@ import pytest
 from keyguard.admin.activity import WINDOWS, AuditView, activity_of
 from keyguard.admin.recording import Actor
 from keyguard.console.charts import HEIGHT, charts_of
-from keyguard.console.sessions import Sessions, csrf_ok
+from keyguard.console.sessions import EntraIdentity, Sessions, csrf_ok
+from keyguard.console.throttle import Attempt, SignInThrottle
 from keyguard.console.usage import usage_from
+from keyguard.errors import ServiceUnavailable
 from keyguard.events import EventBus
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+OID = "00000000-0000-4000-8000-0000000000e1"
 
 
 async def test_a_session_ends_when_idle_or_old_and_on_close(
@@ -51,18 +55,86 @@ async def test_unknown_ids_and_wrong_csrf_tokens_open_nothing(
     assert got is not None and got.csrf == session.csrf
 
 
-async def test_the_table_is_bounded_and_drops_the_stalest_session(
+async def test_one_actor_signing_in_again_and_again_ends_only_its_own_oldest_sessions(
     sessions: Callable[..., Sessions],
 ) -> None:
-    table = sessions(max_sessions=3)
-    ids = [(await table.open("t", NOW + timedelta(minutes=i)))[0] for i in range(3)]
-    assert await table.get(ids[0], NOW + timedelta(minutes=5))  # the first one is used again
-    newest, _ = await table.open("t", NOW + timedelta(minutes=6))
-    assert (await table.get(ids[1], NOW + timedelta(minutes=7))) is None  # the stalest went
-    for sid in (ids[0], ids[2], newest):
-        assert await table.get(sid, NOW + timedelta(minutes=7)), sid
+    """A viewer (anyone with a valid credential) in a sign-in loop: its own oldest sessions
+    end, nobody else's, and the table does not grow past the actor's cap."""
+    table = sessions(max_sessions=10, max_per_actor=3)
+    victim, _ = await table.open("VICTIM000001", NOW)
+    entra = EntraIdentity(OID, "operator", NOW + timedelta(hours=1))
+    other, _ = await table.open("", NOW, entra)
+    flood = [
+        (await table.open("VIEWER000001", NOW + timedelta(seconds=i)))[0] for i in range(1, 40)
+    ]
+    later = NOW + timedelta(minutes=1)
+    assert await table.get(victim, later) and await table.get(other, later)
+    assert [await table.get(sid, later) is not None for sid in flood[-4:]] == [0, 1, 1, 1]
+    assert not [sid for sid in flood[:-3] if await table.get(sid, later)]
+    # an Entra identity is one actor however often it signs in, and not the token's
+    again = [(await table.open("", later, entra))[0] for _ in range(3)]
+    assert await table.get(other, later) is None  # its own oldest went
+    assert all([await table.get(sid, later) for sid in again + flood[-3:] + [victim]])
+    with pytest.raises(ValueError):
+        sessions(max_per_actor=0)
+
+
+async def test_a_full_table_refuses_a_sign_in_and_ends_no_one(
+    sessions: Callable[..., Sessions],
+) -> None:
+    table = sessions(max_sessions=3, max_per_actor=2, idle=timedelta(minutes=10))
+    a1, _ = await table.open("ACTOR0000001", NOW)
+    b, _ = await table.open("ACTOR0000002", NOW + timedelta(minutes=5))
+    c, _ = await table.open("ACTOR0000003", NOW + timedelta(minutes=5))
+    with pytest.raises(ServiceUnavailable) as full:
+        await table.open("ACTOR0000004", NOW + timedelta(minutes=6))
+    assert full.value.status == 503
+    later = NOW + timedelta(minutes=6)
+    assert all([await table.get(sid, later) for sid in (a1, b, c)])  # nobody was ended
+    # an actor at its cap in a full table makes room among its own sessions only
+    await table.close(c)
+    a2, _ = await table.open("ACTOR0000001", later)
+    a3, _ = await table.open("ACTOR0000001", later + timedelta(seconds=1))
+    assert await table.get(a1, later) is None and await table.get(a2, later)
+    assert await table.get(a3, later) and await table.get(b, later)
+    # the expired make room: at 16 minutes the idle b has ended
+    d, _ = await table.open("ACTOR0000004", NOW + timedelta(minutes=16, seconds=30))
+    assert await table.get(b, NOW + timedelta(minutes=16, seconds=30)) is None
+    assert await table.get(d, NOW + timedelta(minutes=16, seconds=30))
     with pytest.raises(ValueError):
         sessions(max_sessions=0)
+
+
+def test_sign_in_attempts_are_throttled_per_address() -> None:
+    throttle = SignInThrottle(burst=3, per_s=0.5)
+    t = 1000.0
+    assert [throttle.attempt("203.0.113.7", t).allowed for _ in range(3)] == [True] * 3
+    refused = throttle.attempt("203.0.113.7", t)
+    assert refused == Attempt(False, 2, first=True)
+    assert throttle.attempt("203.0.113.7", t + 1) == Attempt(False, 1, first=False)
+    assert throttle.attempt("203.0.113.8", t).allowed  # another address: its own bucket
+    assert throttle.attempt("203.0.113.7", t + 2.5).allowed  # a token back after 2 s
+    assert throttle.attempt("203.0.113.7", t + 2.5).first  # refused again: a new run
+    # one IPv6 host holds a /64: counted as one; the next /64 is another client
+    for host in ("2001:db8::1", "2001:db8::2", "2001:db8::ffff:1"):
+        assert throttle.attempt(host, t).allowed
+    assert not throttle.attempt("2001:db8::3", t).allowed
+    assert throttle.attempt("2001:db8:0:1::1", t).allowed
+    # a clock stepping back neither refills nor breaks a bucket
+    assert not throttle.attempt("203.0.113.7", t - 100).allowed
+    # no address, or a hostile one: one shared bucket each, no error
+    for address in (None, "", "x" * 10_000, "é"):
+        throttle.attempt(address, t)
+    with pytest.raises(ValueError):
+        SignInThrottle(burst=0)
+
+
+def test_the_throttle_is_bounded() -> None:
+    throttle = SignInThrottle(burst=1, per_s=0.001, max_addresses=100)
+    for i in range(5_000):
+        throttle.attempt(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}", 0.0)
+    assert len(throttle) == 100
+    assert not throttle.attempt("10.0.19.135", 0.0).allowed  # the most recent are kept
 
 
 def test_bars_of_a_usage_read_out() -> None:

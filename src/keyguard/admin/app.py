@@ -83,8 +83,8 @@ async def _answer(request: web.Request, handler: _Handler) -> web.StreamResponse
         return _error(400, "InvalidPolicy", str(exc), problems=exc.problems)
     except ConfigurationError as exc:
         return _error(400, "BadRequest", str(exc))
-    except StorageError:
-        log.exception("admin: store error on %s %s", request.method, request.path)
+    except StorageError as exc:  # its message only: the driver error it chains quotes SQL
+        log.error("admin: %s (%s %r)", exc, request.method, request.path[:200])
         return _error(503, "ServiceUnavailable", "The store is unavailable; retry shortly.")
     except web.HTTPException as exc:
         if exc.status >= 400:

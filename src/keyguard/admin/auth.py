@@ -75,14 +75,14 @@ class AdminAuthenticator:
         if token.startswith(TOKEN_PREFIX):
             record = await self._tokens.verify(token, self._clock())
             if record is None:
-                self._failed(request, "admin token not valid")
+                self.failed(request, "admin token not valid")
                 raise _denied(
                     "The admin token is not valid (unknown, revoked or expired).", "bad_token"
                 )
             return Actor(f"admin-token:{record.token_id}", record.role)
         if self._entra is not None and token.startswith("eyJ"):
             return (await self.authenticate_entra(request, token))[0]
-        self._failed(request, "unrecognised credential")
+        self.failed(request, "unrecognised credential")
         raise _denied(
             "The admin API accepts admin tokens (kga_...) only"
             + (" or Entra ID tokens" if self._entra is not None else "")
@@ -101,7 +101,7 @@ class AdminAuthenticator:
         try:
             verified = await self._entra.validate(token, time.time())
         except AuthenticationFailed as exc:  # every malformed token lands here: a 401
-            self._failed(request, "Entra token not valid")
+            self.failed(request, "Entra token not valid")
             raise _denied(exc.message, exc.reason) from None
         roles = [self._groups[g] for g in verified.groups if g in self._groups]
         roles += [self._app_roles[r] for r in verified.roles if r in self._app_roles]
@@ -132,7 +132,9 @@ class AdminAuthenticator:
             )
         return actor
 
-    def _failed(self, request: web.BaseRequest, summary: str) -> None:
+    def failed(self, request: web.BaseRequest, summary: str) -> None:
+        """Record a failed authentication from ``request``'s client: an ``admin_auth_failed``
+        security event (so an incident of its source); the console's sign-in form uses it too."""
         self._events.emit(
             SecurityEvent(
                 created=self._clock(),

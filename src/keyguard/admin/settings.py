@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from ..core.settings import GUID, Frozen
 
@@ -35,6 +35,14 @@ class AdminAccessSettings(Frozen):
     # A confidential client (an app registration with a "Web" redirect URI): the vault secret
     # holding its client secret, sent with the code (PKCE is used either way).
     console_client_secret_vault: str | None = None
+    # The origin browsers reach the console at (https://console.contoso.internal), where it
+    # is not the admin port's own: behind a proxy that ends TLS. Its scheme decides whether
+    # the session cookie is Secure (then named __Host-...), the origin a change must come from,
+    # and the Entra redirect URI; X-Forwarded-Proto and X-Forwarded-Host are never read.
+    console_public_url: str | None = None
+    # An Entra ID console session ends this long after sign-in at the latest (before its
+    # access token's expiry), so a group or binding taken away takes effect within it.
+    console_entra_recheck_s: int = Field(default=600, ge=60, le=86_400)
 
     @field_validator("entra_groups")
     @classmethod
@@ -69,6 +77,32 @@ class AdminAccessSettings(Frozen):
         if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
             raise ValueError("console_authority must be an https:// URL (the tenant's authority)")
         return v.rstrip("/")
+
+    @field_validator("console_public_url")
+    @classmethod
+    def _public_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        problem = "console_public_url must be an origin such as https://console.example.com"
+        try:
+            parts = urlsplit(v)
+            port = parts.port
+        except ValueError:
+            raise ValueError(problem) from None
+        if (
+            parts.scheme not in ("https", "http")
+            or not parts.hostname
+            or parts.username is not None
+            or parts.password is not None
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+        ):
+            raise ValueError(problem)
+        host = parts.hostname.lower()
+        host = f"[{host}]" if ":" in host else host
+        default = {"https": 443, "http": 80}[parts.scheme]
+        return f"{parts.scheme}://{host}" + (f":{port}" if port not in (None, default) else "")
 
     @property
     def uses_entra(self) -> bool:

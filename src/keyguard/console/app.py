@@ -4,18 +4,30 @@ Every page and every action goes through :meth:`Console._guard`, which
 
 * sets the headers: a strict Content-Security-Policy (``default-src 'self'``, no inline script
   or style, no framing, forms only to this origin), ``X-Frame-Options: DENY``,
-  ``Referrer-Policy: no-referrer``, ``Cache-Control: no-store``, ``nosniff``;
+  ``Referrer-Policy: no-referrer``, ``Cache-Control: no-store``, ``nosniff``, and
+  ``Strict-Transport-Security`` where the console is reached over HTTPS;
 * finds the session (:mod:`.sessions`) and re-verifies its admin token through the admin API's
   own authenticator, so a revoked token ends its sessions at once (an Entra ID session,
-  :mod:`.entra`, carries its role and ends at its access token's expiry); without one, a page
-  redirects to the sign-in form and an action is refused;
+  :mod:`.entra`, carries its role and ends at its access token's expiry or its re-check time,
+  whichever comes first); without one, a page redirects to the sign-in form and an action is
+  refused;
 * for a change (every ``POST``): refuses a request from another origin (``Origin``, else
   ``Sec-Fetch-Site``; a browser sends ``Origin: null`` under ``no-referrer``, so then the fetch
   metadata decides, and a request with neither is refused) and one without the session's CSRF
   token (compared in constant time), before reading anything else;
 * checks the role the admin API's endpoint for the same service call needs (the API's own
   table is the source: the console cannot be more permissive than the API);
-* renders every error the caller can cause as a page with its status, never a traceback.
+* renders every error the caller can cause as a page with its status, never a traceback; a
+  store error is logged as its one-line message only (the driver's error it chains quotes SQL
+  parameters: session id digests, CSRF tokens).
+
+The console's origin is the admin port's own (the request's scheme and ``Host``), or
+``access.admin.console_public_url`` where a proxy ends TLS in front of it: that origin's scheme
+decides whether cookies are ``Secure`` (the session cookie then named with the ``__Host-``
+prefix) and is the one a change must come from. ``X-Forwarded-Proto`` is never read.
+
+Sign-in attempts (the token form, both Entra ID routes) are throttled per client address
+(:mod:`.throttle`): 429 with ``Retry-After``.
 
 The pages and actions themselves are in :mod:`.pages` and :mod:`.actions`; they call the same
 :class:`~keyguard.admin.service.AdminService` functions as the API, so every action is audited
@@ -27,7 +39,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
@@ -42,11 +54,20 @@ from ..admin.service import Actor, AdminService
 from ..admin.settings import ADMIN_ROLES, AdminRole
 from ..admin.tokens import role_allows
 from ..errors import AuthenticationFailed, ConfigurationError, RequestError, StorageError
-from ..events import AdminAction, EventBus
+from ..events import AdminAction, EventBus, SecurityEvent
 from ..keys.admin_tokens import TOKEN_PREFIX
 from ..policy.document import PolicyInvalid
 from .entra import EntraSignIn
-from .sessions import COOKIE, EntraIdentity, MemorySessions, Session, Sessions, csrf_ok
+from .sessions import (
+    COOKIE,
+    SECURE_COOKIE,
+    EntraIdentity,
+    MemorySessions,
+    Session,
+    Sessions,
+    csrf_ok,
+)
+from .throttle import SignInThrottle
 
 __all__ = ["Console", "View", "SECURITY_HEADERS", "redirect", "same_origin"]
 
@@ -63,8 +84,10 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
+HSTS = "max-age=31536000"
 _STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
 MAX_FORM = 64 * 1024
+ENTRA_RECHECK = timedelta(minutes=10)
 
 
 @dataclass
@@ -121,9 +144,10 @@ def redirect(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location})
 
 
-def same_origin(request: web.BaseRequest) -> bool:
-    """Whether a change comes from a page of this origin (see the module's docstring)."""
-    own = f"{request.scheme}://{request.host}"
+def same_origin(request: web.BaseRequest, own: str | None = None) -> bool:
+    """Whether a change comes from a page of the origin ``own`` (by default the request's
+    scheme and host; see the module's docstring)."""
+    own = own or f"{request.scheme}://{request.host}"
     origin = request.headers.get("Origin")
     site = request.headers.get("Sec-Fetch-Site")
     if origin is not None and origin != "null" and origin != own:
@@ -144,7 +168,15 @@ class Console:
         events: EventBus | None = None,
         entra: EntraSignIn | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        public_url: str | None = None,
+        client_address: Callable[[web.BaseRequest], str | None] = lambda r: r.remote,
+        throttle: SignInThrottle | None = None,
+        entra_recheck: timedelta = ENTRA_RECHECK,
     ) -> None:
+        """``public_url``: the origin browsers reach the console at, where a proxy ends TLS
+        in front of it (``access.admin.console_public_url``); ``client_address``: whom a
+        sign-in attempt is counted against (the TCP peer, or what ``access.trusted_proxies``
+        make of ``X-Forwarded-For``); ``entra_recheck``: an Entra ID session's longest life."""
         self.service = service
         self.events = events or EventBus()
         self.entra = entra
@@ -152,6 +184,10 @@ class Console:
         self.audit = audit
         self.sessions: Sessions = sessions or MemorySessions()
         self.clock = clock
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self.client_address = client_address
+        self.throttle = throttle or SignInThrottle()
+        self.entra_recheck = entra_recheck
         self.roles = _api_roles()
         self.guarded: set[tuple[str, str]] = set()  # the API endpoints the routes stand for
         self._templates = jinja2.Environment(
@@ -165,6 +201,28 @@ class Console:
         self._templates.filters["plain"] = plain
         folder = resources.files("keyguard.console") / "static"
         self._static = {name: (folder / name).read_bytes() for name in _STATIC}
+
+    def origin(self, request: web.BaseRequest) -> str:
+        """The console's origin as browsers see it: the public URL's, else the request's."""
+        return self.public_url or f"{request.scheme}://{request.host}"
+
+    def secure(self, request: web.BaseRequest) -> bool:
+        """Whether browsers reach the console over HTTPS (the public URL's scheme decides
+        when set, else the admin port's TLS; never a forwarded header)."""
+        if self.public_url is not None:
+            return self.public_url.startswith("https://")
+        return request.secure
+
+    def cookie(self, request: web.BaseRequest) -> str:
+        """The session cookie's name: ``__Host-`` prefixed when it is ``Secure`` (the browser
+        then refuses it unless it is ``Secure``, ``Path=/`` and has no ``Domain``)."""
+        return SECURE_COOKIE if self.secure(request) else COOKIE
+
+    def set_headers(self, request: web.BaseRequest, response: web.StreamResponse) -> None:
+        """Put the console's headers on ``response``."""
+        response.headers.update(SECURITY_HEADERS)
+        if self.secure(request):
+            response.headers["Strict-Transport-Security"] = HSTS
 
     def role_of(self, method: str, api_path: str) -> AdminRole:
         """The role the admin API's endpoint needs (a missing entry is a bug: fail closed)."""
@@ -184,8 +242,8 @@ class Console:
         app.router.add_post("/sign-out", self._sign_out)
         if self.entra is not None:
             entra = self.entra
-            app.router.add_get("/sign-in/entra", self._headed(entra.start))
-            app.router.add_get(entra.redirect_path, self._headed(entra.callback))
+            app.router.add_get("/sign-in/entra", self._headed(entra.start, limited=True))
+            app.router.add_get(entra.redirect_path, self._headed(entra.callback, limited=True))
         app.router.add_get("/keys", self._guard(pages.keys, "GET", "/admin/keys"))
         app.router.add_get("/keys/{key_id}", self._guard(pages.key, "GET", "/admin/keys/{key_id}"))
         app.router.add_post("/keys", self._guard(actions.create_key, "POST", "/admin/keys"))
@@ -223,8 +281,11 @@ class Console:
         self.guarded.add((api_method, api_path))
 
         async def guarded(request: web.Request) -> web.StreamResponse:
-            response = await self._checked(request, handler, needed)
-            response.headers.update(SECURITY_HEADERS)
+            try:
+                response = await self._checked(request, handler, needed)
+            except StorageError as exc:  # the session table's
+                response = self._store_failed(request, exc)
+            self.set_headers(request, response)
             return response
 
         return guarded
@@ -233,9 +294,9 @@ class Console:
         self, request: web.Request, handler: Handler, needed: AdminRole
     ) -> web.StreamResponse:
         change = request.method == "POST"
-        if change and not same_origin(request):
+        if change and not same_origin(request, self.origin(request)):
             return self._refused(403, "This change did not come from a page of this console.")
-        session_id = request.cookies.get(COOKIE)
+        session_id = request.cookies.get(self.cookie(request))
         session = await self.sessions.get(session_id, self.clock())
         if session is None:
             if change:
@@ -243,7 +304,7 @@ class Console:
             return redirect("/sign-in")
         try:
             actor = await self._actor_of(session)
-        except AuthenticationFailed:
+        except AuthenticationFailed:  # the token revoked or expired: its sessions end now
             await self.sessions.close(session_id)
             if change:
                 return self._refused(403, "Your sign-in is no longer valid; sign in again.")
@@ -266,8 +327,8 @@ class Console:
             return view.page("error.html", exc.status, message=exc.message)
         except (PolicyInvalid, ConfigurationError) as exc:
             return view.page("error.html", 400, message=str(exc)[:500])
-        except StorageError:
-            log.exception("console: store error on %s %s", request.method, request.path)
+        except StorageError as exc:
+            self._store_failed(request, exc)
             return view.page("error.html", 503, message="The store is unavailable; retry.")
 
     async def _actor_of(self, session: Session) -> Actor:
@@ -281,16 +342,48 @@ class Console:
     def _refused(self, status: int, message: str) -> web.Response:
         return self.render("error.html", status, view=None, message=message)
 
+    def _store_failed(self, request: web.BaseRequest, exc: StorageError) -> web.Response:
+        # The message only: no traceback, whose chained driver error quotes SQL parameters.
+        log.error("console: %s (%s %r)", exc, request.method, request.path[:200])
+        return self._refused(503, "The store is unavailable; retry.")
+
+    def _limited(self, request: web.BaseRequest) -> web.Response | None:
+        """A 429 when the client has tried to sign in too often (:mod:`.throttle`), else
+        ``None``; the first refusal of a run is a ``console_sign_in_refused`` event."""
+        address = self.client_address(request)
+        now = self.clock()
+        attempt = self.throttle.attempt(address, now.timestamp())
+        if attempt.allowed:
+            return None
+        if attempt.first:
+            self.events.emit(
+                SecurityEvent(
+                    created=now,
+                    kind="console_sign_in_refused",
+                    severity="medium",
+                    summary="Console: too many sign-in attempts from one address.",
+                    source=address,
+                    evidence={"reason": "throttled", "path": request.path[:200]},
+                )
+            )
+        wait = attempt.retry_after
+        response = self._refused(429, f"Too many sign-in attempts; try again in {wait} seconds.")
+        response.headers["Retry-After"] = str(wait)
+        return response
+
     def sign_in_page(self, status: int = 200, message: str | None = None) -> web.Response:
         entra = self.entra is not None
         return self.render("sign_in.html", status, view=None, message=message, entra=entra)
 
     def _headed(
-        self, route: Callable[[Console, web.Request], Awaitable[web.StreamResponse]]
+        self,
+        route: Callable[[Console, web.Request], Awaitable[web.StreamResponse]],
+        *,
+        limited: bool = False,
     ) -> _Route:
         async def headed(request: web.Request) -> web.StreamResponse:
-            response = await route(self, request)
-            response.headers.update(SECURITY_HEADERS)
+            response = (self._limited(request) if limited else None) or await route(self, request)
+            self.set_headers(request, response)
             return response
 
         return headed
@@ -309,8 +402,14 @@ class Console:
         console itself: a ``SameSite=Strict`` cookie set at the end of a cross-site redirect
         chain is not sent on a further redirect."""
         now = self.clock()
-        await self.sessions.close(request.cookies.get(COOKIE))  # a sign-in never reuses an id
-        session_id, _ = await self.sessions.open(token_id, now, entra)
+        cookie = self.cookie(request)
+        try:
+            await self.sessions.close(request.cookies.get(cookie))  # an id is never reused
+            session_id, _ = await self.sessions.open(token_id, now, entra)
+        except RequestError as exc:  # the table is full of live sessions
+            return self.sign_in_page(exc.status, exc.message)
+        except StorageError as exc:
+            return self._store_failed(request, exc)
         after = {"method": method, "role": actor.role}
         self.events.emit(AdminAction(now, actor.id, "console.sign_in", "console", None, after))
         if entra is None:
@@ -318,7 +417,12 @@ class Console:
         else:
             response = self.render("signed_in.html", view=None, actor=actor)
         response.set_cookie(
-            COOKIE, session_id, path="/", httponly=True, samesite="Strict", secure=request.secure
+            cookie,
+            session_id,
+            path="/",
+            httponly=True,
+            samesite="Strict",
+            secure=self.secure(request),
         )
         return response
 
@@ -329,42 +433,56 @@ class Console:
         if name not in _STATIC:
             raise web.HTTPNotFound()
         response = web.Response(body=self._static[name], content_type=_STATIC[name])
-        response.headers.update(SECURITY_HEADERS)
+        self.set_headers(request, response)
         return response
 
     async def _sign_in_form(self, request: web.Request) -> web.StreamResponse:
         response = self.sign_in_page()
-        response.headers.update(SECURITY_HEADERS)
+        self.set_headers(request, response)
         return response
 
     async def _sign_in(self, request: web.Request) -> web.StreamResponse:
-        response = await self._signed_in(request)
-        response.headers.update(SECURITY_HEADERS)
+        # The origin first: another site's page cannot spend the throttle of its visitors.
+        if not same_origin(request, self.origin(request)):
+            response: web.StreamResponse = self._refused(403, "Sign in from this console's page.")
+        else:
+            response = self._limited(request) or await self._signed_in(request)
+        self.set_headers(request, response)
         return response
 
     async def _signed_in(self, request: web.Request) -> web.StreamResponse:
-        if not same_origin(request):
-            return self._refused(403, "Sign in from this console's own page.")
         if (request.content_length or 0) > MAX_FORM:
             return self._refused(413, "The form is too large.")
         form = await request.post()
         token = form.get("token")
         token = token.strip() if isinstance(token, str) else ""
         message = "That admin token is not valid (unknown, revoked or expired)."
-        if not token.startswith(TOKEN_PREFIX):
+        if not token.startswith(TOKEN_PREFIX):  # counted as the API's failures are
+            self.auth.failed(request, "console sign-in without an admin token")
             message = f"Sign in with an admin token ({TOKEN_PREFIX}...)."
             return self.sign_in_page(401, message)
         try:
-            actor = await self.auth.authenticate_token(request, token)
+            actor = await self.auth.authenticate_token(request, token)  # a failure is an event
         except RequestError:
             return self.sign_in_page(401, message)
+        except StorageError as exc:
+            return self._store_failed(request, exc)
         token_id = actor.id.removeprefix("admin-token:")
         return await self.open_session(request, token_id, None, actor, method="admin-token")
 
     async def _sign_out(self, request: web.Request) -> web.StreamResponse:
-        session_id = request.cookies.get(COOKIE)
+        try:
+            response = await self._signed_out(request)
+        except StorageError as exc:
+            response = self._store_failed(request, exc)
+        self.set_headers(request, response)
+        return response
+
+    async def _signed_out(self, request: web.Request) -> web.StreamResponse:
+        cookie = self.cookie(request)
+        session_id = request.cookies.get(cookie)
         session = await self.sessions.get(session_id, self.clock())
-        if not same_origin(request) or session is None:
+        if not same_origin(request, self.origin(request)) or session is None:
             response: web.StreamResponse = self._refused(403, "Sign out from the console.")
         else:
             form = await request.post()
@@ -374,6 +492,5 @@ class Console:
             else:
                 await self.sessions.close(session_id)
                 response = redirect("/sign-in")
-                response.del_cookie(COOKIE, path="/")
-        response.headers.update(SECURITY_HEADERS)
+                response.del_cookie(cookie, path="/", secure=self.secure(request))
         return response

@@ -11,8 +11,14 @@ this order, deleting the pre-auth cookie whatever happens:
    ``aud`` = the console's client id, expiry, nonce); the access token goes through the
    admin API's own authenticator, which gives the role (or refuses an identity without one),
    and must be the id_token's identity;
-3. a console session of the Entra kind opens, holding the object id, the role and the access
-   token's expiry, where it ends (:class:`~.sessions.EntraIdentity`).
+3. a console session of the Entra kind opens, holding the object id, the role and where it
+   ends (:class:`~.sessions.EntraIdentity`): the access token's expiry or the console's
+   re-check time (``access.admin.console_entra_recheck_s`` after sign-in), whichever is
+   first, so a group or binding taken away takes effect within the re-check time.
+
+The redirect URI is the console's origin (:meth:`~.app.Console.origin`) and the callback path;
+the pre-auth cookie is ``Secure`` and named with the ``__Secure-`` prefix when the console is
+reached over HTTPS. Both routes are throttled per client address with the token sign-in.
 
 Any refusal is a sign-in page with a one-line reason and a 4xx (502 when the identity
 provider cannot be reached), opens no session and is a ``console_sign_in_refused`` security
@@ -30,7 +36,17 @@ from aiohttp import web
 from ..errors import AuthenticationFailed, PermissionDenied, UpstreamError
 from ..events import SecurityEvent
 from .oidc import OidcClient, refused
-from .preauth import COOKIE, LIFETIME, PreAuth, Spent, challenge, new_pre_auth, open_cookie, seal
+from .preauth import (
+    COOKIE,
+    LIFETIME,
+    SECURE_COOKIE,
+    PreAuth,
+    Spent,
+    challenge,
+    new_pre_auth,
+    open_cookie,
+    seal,
+)
 from .preauth import state_ok as _state_ok
 from .sessions import EntraIdentity
 
@@ -53,14 +69,18 @@ class EntraSignIn:
         self._key = key
         self._spent = Spent()
 
-    def redirect_uri(self, request: web.BaseRequest) -> str:
-        return f"{request.scheme}://{request.host}{self.redirect_path}"
+    def redirect_uri(self, console: Console, request: web.BaseRequest) -> str:
+        return console.origin(request) + self.redirect_path
+
+    @staticmethod
+    def cookie(console: Console, request: web.BaseRequest) -> str:
+        return SECURE_COOKIE if console.secure(request) else COOKIE
 
     async def start(self, console: Console, request: web.Request) -> web.StreamResponse:
         pre_auth = new_pre_auth(console.clock())
         try:
             location = await self.oidc.authorize_url(
-                self.redirect_uri(request),
+                self.redirect_uri(console, request),
                 state=pre_auth.state,
                 nonce=pre_auth.nonce,
                 challenge=challenge(pre_auth.verifier),
@@ -70,19 +90,20 @@ class EntraSignIn:
             return console.sign_in_page(exc.status, exc.message)
         response = web.Response(status=302, headers={"Location": location})
         response.set_cookie(
-            COOKIE,
+            self.cookie(console, request),
             seal(pre_auth, self._key),
             path=self.redirect_path,
             max_age=int(LIFETIME.total_seconds()),
             httponly=True,
             samesite="Lax",
-            secure=request.secure,
+            secure=console.secure(request),
         )
         return response
 
     async def callback(self, console: Console, request: web.Request) -> web.StreamResponse:
         now = console.clock()
-        pre_auth = open_cookie(request.cookies.get(COOKIE), self._key, now)
+        cookie = self.cookie(console, request)
+        pre_auth = open_cookie(request.cookies.get(cookie), self._key, now)
         try:
             response = await self._finish(console, request, pre_auth, now)
         except (AuthenticationFailed, PermissionDenied, UpstreamError) as exc:
@@ -97,7 +118,7 @@ class EntraSignIn:
                 )
             )
             response = console.sign_in_page(exc.status, exc.message)
-        response.del_cookie(COOKIE, path=self.redirect_path)
+        response.del_cookie(cookie, path=self.redirect_path, secure=console.secure(request))
         return response
 
     async def _finish(
@@ -119,7 +140,7 @@ class EntraSignIn:
         code = query.get("code", "")
         if not code or len(code) > _MAX_CODE:
             raise refused("code_missing", "Entra ID sent no sign-in code; sign in again.")
-        redirect_uri = self.redirect_uri(request)
+        redirect_uri = self.redirect_uri(console, request)
         id_token, access_token = await self.oidc.redeem(code, redirect_uri, pre_auth.verifier)
         identity = await self.oidc.identity(id_token, pre_auth.nonce, now.timestamp())
         actor, expires = await console.auth.authenticate_entra(request, access_token)
@@ -128,5 +149,6 @@ class EntraSignIn:
         ends = datetime.fromtimestamp(expires, UTC)
         if ends <= now:
             raise refused("token_expired", "The sign-in took too long; sign in again.")
+        ends = min(ends, now + console.entra_recheck)  # the role is looked at again by then
         entra = EntraIdentity(identity.object_id, actor.role, ends)
         return await console.open_session(request, "", entra, actor, method="entra")

@@ -6,7 +6,8 @@ in one cookie, sealed with AES-256-GCM under a key the gateway keeps in its vaul
 verifier is never readable by the page, the network or the identity provider, and a forged
 or altered cookie does not open), with its expiry inside the sealed text. The cookie is
 ``HttpOnly``, ``SameSite=Lax`` (a ``Strict`` cookie is not sent on the identity provider's
-top-level redirect back), scoped to the callback path, and lives ``LIFETIME``.
+top-level redirect back), scoped to the callback path, and lives ``LIFETIME``; over HTTPS it
+is ``Secure`` and named with the ``__Secure-`` prefix.
 
 It is single use: the callback always deletes it, and :class:`Spent` remembers the states
 already used until their expiry (bounded), so a copied cookie cannot be replayed on this
@@ -32,6 +33,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 __all__ = [
     "COOKIE",
     "LIFETIME",
+    "SECURE_COOKIE",
     "PreAuth",
     "Spent",
     "challenge",
@@ -42,6 +44,7 @@ __all__ = [
 ]
 
 COOKIE = "kg_console_signin"
+SECURE_COOKIE = "__Secure-kg_console_signin"  # the name when the cookie is Secure (HTTPS)
 LIFETIME = timedelta(minutes=10)
 MAX_COOKIE = 1024
 _AAD = b"keyguard console pre-auth v1"

@@ -12,12 +12,18 @@ CSRF check is constant-time.
 
 A session id carries a MAC (HMAC-SHA-256 under a key the store does not hold: the vault's,
 shared by every process) over its random part and what the session grants: the admin token's
-id, or the Entra identity's object id and role. A row a hostile store writer inserts, or a
-viewer's row raised to admin, matches no cookie the console issued, and is no session.
+id, or the Entra identity's object id, role and end. A row a hostile store writer inserts, a
+viewer's row raised to admin, or an Entra row whose end was pushed back, matches no cookie the
+console issued, and is no session.
 
 :class:`Sessions` is the contract; :class:`MemorySessions` keeps them in one process (tests,
 a store without SQL), :class:`~.sql_sessions.SqlSessions` in the store, shared by every
-worker and replica. Both are bounded: when full, the session closest to its end goes.
+worker and replica. Both are bounded twice, so that signing in again and again (anyone holding
+a valid credential can) neither fills the table nor ends anyone else's session: one actor (an
+admin token, an Entra identity) has at most ``max_per_actor`` live sessions, its oldest ending
+when it opens one more; and the table holds at most ``max_sessions``, a sign-in finding it full
+of live sessions being refused (:class:`~keyguard.errors.ServiceUnavailable`), never making
+room by ending another actor's session.
 """
 
 from __future__ import annotations
@@ -29,12 +35,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from ..errors import ServiceUnavailable
+
 __all__ = [
     "COOKIE",
+    "SECURE_COOKIE",
     "EntraIdentity",
     "MemorySessions",
     "Session",
     "Sessions",
+    "actor_key",
     "csrf_ok",
     "digest",
     "issued",
@@ -42,9 +52,11 @@ __all__ = [
 ]
 
 COOKIE = "kg_console"
+SECURE_COOKIE = "__Host-kg_console"  # the name when the cookie is Secure (HTTPS)
 IDLE = timedelta(minutes=30)
 LIFETIME = timedelta(hours=8)
 MAX_SESSIONS = 1_000
+MAX_PER_ACTOR = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +81,30 @@ class Session:
         return end if self.entra is None else min(end, self.entra.ends)
 
 
+def actor_key(token_id: str, entra: EntraIdentity | None) -> str:
+    """Whose session it is: the admin token's id, or the Entra identity's object id."""
+    return f"entra:{entra.object_id}" if entra is not None else f"admin-token:{token_id}"
+
+
+def full() -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "The console has too many open sessions; sign in again later, or sign out elsewhere.",
+        reason="console_sessions_full",
+    )
+
+
 def digest(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
 
 
 def _mac(key: bytes, nonce: str, session: Session) -> str:
     entra = session.entra
-    grant = (session.token_id, entra.object_id if entra else "", entra.role if entra else "")
+    grant = (
+        session.token_id,
+        entra.object_id if entra else "",
+        entra.role if entra else "",
+        str(int(entra.ends.timestamp())) if entra else "",
+    )
     message = "\0".join(("console-session", nonce, *grant)).encode()
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 
@@ -106,7 +135,9 @@ class Sessions(Protocol):
         self, token_id: str, now: datetime, entra: EntraIdentity | None = None
     ) -> tuple[str, Session]:
         """A new session for the admin token ``token_id`` (``""`` with ``entra``, the Entra
-        identity signed in): its id (for the cookie) and it."""
+        identity signed in): its id (for the cookie) and it. The actor's oldest session ends
+        when it has ``max_per_actor``; raises :class:`~keyguard.errors.ServiceUnavailable`
+        when the table is full of live sessions."""
         ...
 
     async def get(self, session_id: str | None, now: datetime) -> Session | None:
@@ -130,14 +161,16 @@ class MemorySessions:
         idle: timedelta = IDLE,
         lifetime: timedelta = LIFETIME,
         max_sessions: int = MAX_SESSIONS,
+        max_per_actor: int = MAX_PER_ACTOR,
         key: bytes | None = None,
     ) -> None:
-        if max_sessions < 1 or idle <= timedelta(0) or lifetime <= timedelta(0):
+        if min(max_sessions, max_per_actor) < 1 or min(idle, lifetime) <= timedelta(0):
             raise ValueError("sessions need a positive size, idle timeout and lifetime")
         self._key = key or secrets.token_bytes(32)  # this process's alone when not given
         self._idle = idle
         self._lifetime = lifetime
         self._max = max_sessions
+        self._per_actor = max_per_actor
         self._sessions: dict[str, Session] = {}
 
     def __len__(self) -> int:
@@ -147,12 +180,15 @@ class MemorySessions:
         self, token_id: str, now: datetime, entra: EntraIdentity | None = None
     ) -> tuple[str, Session]:
         self._expire(now)
-        while len(self._sessions) >= self._max:
-            oldest = min(
-                self._sessions,
-                key=lambda k: self._sessions[k].expires(self._idle, self._lifetime),
-            )
+        actor = actor_key(token_id, entra)
+        mine = sorted(
+            (k for k, s in self._sessions.items() if actor_key(s.token_id, s.entra) == actor),
+            key=lambda k: self._sessions[k].created,
+        )
+        for oldest in mine[: max(0, len(mine) - self._per_actor + 1)]:
             del self._sessions[oldest]
+        if len(self._sessions) >= self._max:
+            raise full()
         session_id, session = new_session(token_id, now, entra, key=self._key)
         self._sessions[digest(session_id)] = session
         return session_id, session

@@ -5,9 +5,10 @@ token and the times; nothing in it signs anyone in without the cookie's value. A
 Entra columns are half written, or whose role is not a role, is no session.
 
 Bounded like :class:`~.sessions.MemorySessions`: opening a session first deletes the expired
-ones and, when ``max_sessions`` remain, the least recently seen. A session's ``seen_at`` is
-written at most once a minute (a page view is a read, not a write), so its idle deadline is
-kept to the minute.
+ones and, when the actor has ``max_per_actor`` left, the actor's oldest; then, when
+``max_sessions`` remain, the sign-in is refused (nobody else's session is ended). A session's
+``seen_at`` is written at most once a minute (a page view is a read, not a write), so its idle
+deadline is kept to the minute.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from ..store.sql import translate_errors, write_transaction
 from .sessions import (
     IDLE,
     LIFETIME,
+    MAX_PER_ACTOR,
     MAX_SESSIONS,
     EntraIdentity,
     Session,
     digest,
+    full,
     issued,
     new_session,
     plausible,
@@ -46,17 +49,19 @@ class SqlSessions:
         idle: timedelta = IDLE,
         lifetime: timedelta = LIFETIME,
         max_sessions: int = MAX_SESSIONS,
+        max_per_actor: int = MAX_PER_ACTOR,
         key: bytes | None = None,
     ) -> None:
         """``key``: what session ids are MACed with (the vault's, shared by every process; a
         key of this process alone when not given, and then sessions do not cross processes)."""
-        if max_sessions < 1 or idle <= SEEN_EVERY or lifetime <= timedelta(0):
+        if min(max_sessions, max_per_actor) < 1 or idle <= SEEN_EVERY or lifetime <= timedelta(0):
             raise ValueError("sessions need a positive size, lifetime and an idle timeout > 1m")
         self._engine = engine
         self._key = key or secrets.token_bytes(32)
         self._idle = idle
         self._lifetime = lifetime
         self._max = max_sessions
+        self._per_actor = max_per_actor
 
     async def open(
         self, token_id: str, now: datetime, entra: EntraIdentity | None = None
@@ -71,13 +76,23 @@ class SqlSessions:
                     | (c.ends_at <= now)
                 )
             )
+            mine = (
+                c.entra_oid == entra.object_id
+                if entra is not None
+                else (c.token_id == token_id) & c.entra_oid.is_(None)
+            )
+            count = (
+                await conn.execute(select(func.count()).select_from(console_sessions).where(mine))
+            ).scalar()
+            surplus = int(count or 0) - self._per_actor + 1
+            if surplus > 0:
+                oldest = select(c.id_digest).where(mine).order_by(c.created_at).limit(surplus)
+                await conn.execute(delete(console_sessions).where(c.id_digest.in_(oldest)))
             count = (
                 await conn.execute(select(func.count()).select_from(console_sessions))
             ).scalar()
-            surplus = int(count or 0) - self._max + 1
-            if surplus > 0:
-                stalest = select(c.id_digest).order_by(c.seen_at).limit(surplus)
-                await conn.execute(delete(console_sessions).where(c.id_digest.in_(stalest)))
+            if int(count or 0) >= self._max:
+                raise full()  # rolls the transaction back: nothing was ended
             await conn.execute(
                 console_sessions.insert().values(
                     id_digest=digest(session_id),

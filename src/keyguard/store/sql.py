@@ -13,7 +13,8 @@ but its own statements: no network, vault or upstream call runs while one is ope
 Driver errors are translated into
 :class:`~keyguard.errors.StorageError` by :func:`translate_errors`; the message names the
 operation and the driver's own error, never SQL text or parameters (which may hold digests or
-ciphertext).
+ciphertext). For the same reason the SQLite driver's own logger (``aiosqlite``, every statement
+with its parameters at DEBUG) is kept at INFO whatever the log level.
 
 SQLite runs in WAL mode (set once per file, before the engine opens it, retried while another
 opener holds a new file) with a busy timeout and foreign keys on; its directory and file are
@@ -24,6 +25,7 @@ SQLite, a transaction-scoped advisory lock on PostgreSQL).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 import time
@@ -58,6 +60,7 @@ __all__ = [
 
 MIGRATIONS = "keyguard.store:migrations"
 SQLITE_BUSY_TIMEOUT_MS = 5000
+logging.getLogger("aiosqlite").setLevel(logging.INFO)  # its DEBUG quotes SQL parameters
 _PG_MIGRATION_LOCK = 0x6B6579677561  # "keygua": pg_advisory_xact_lock id for migrations
 _BEGIN_OPTION = "keyguard_sqlite_begin"
 

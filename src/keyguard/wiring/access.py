@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import timedelta
 
 from aiohttp import web
 
@@ -417,5 +418,8 @@ async def start_access(
             ),
             events=runtime.events,
             entra=sign_in,
+            public_url=settings.admin.console_public_url,
+            client_address=ClientAddress(settings.trusted_proxies),
+            entra_recheck=timedelta(seconds=settings.admin.console_entra_recheck_s),
         ),
     )
