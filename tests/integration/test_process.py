@@ -113,6 +113,11 @@ def rewrite(path: Path, **changes: Any) -> None:
     path.write_text(yaml.safe_dump(config))
 
 
+def mapped(pid: int) -> str:
+    """The files process ``pid`` has mapped (its shared libraries and extension modules)."""
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
 # -- workers --------------------------------------------------------------------------------
 
 
@@ -131,6 +136,25 @@ async def test_workers_share_the_ports_and_a_crashed_one_comes_back(
             await asyncio.gather(*(chat(c) for _ in range(20)))
         now = kg.workers()
         assert len(now) == 2 and first[1] in now and first[0] not in now
+        # two workers share the gateway's modules: the supervisor imported them before forking
+        assert "aiohttp/_http_parser" in mapped(kg.pid)
+
+
+async def test_the_supervisor_of_one_worker_holds_no_copy_of_the_gateway(
+    tmp_path: Path, emulator: RunningEmulator
+) -> None:
+    """With one worker, the gateway's modules are imported by the worker after the fork: the
+    supervisor, which only reads the config and keeps the sockets, adds tens of MB to the tree,
+    not a second gateway (its HTTP server and store driver are never loaded there). Several
+    workers share them copy-on-write from the supervisor (test above: it maps them then)."""
+    async with serving(tmp_path, emulator, workers=1) as kg:
+        key = await key_for(tmp_path)
+        async with client(kg, key) as c:
+            await chat(c)
+        (worker,) = kg.workers()
+        for module in ("aiohttp/_http_parser", "_sqlite3", "yarl/_quoting"):
+            assert module in mapped(worker), module
+            assert module not in mapped(kg.pid), module
 
 
 @pytest.mark.parametrize("how", ["flag", "config"])

@@ -57,10 +57,13 @@ def serve(config_path: str, workers: int | None) -> None:
     from ..config import load_settings
     from ..supervise.record import audit_in_child
     from ..supervise.supervisor import Supervisor
-    from ..supervise.worker import run_worker
 
     settings = run_sync(lambda: load_settings(config_path))
     count = worker_count(settings, workers)
+    if count > 1:
+        # several workers share the gateway's modules copy-on-write when the supervisor
+        # imports them before forking; one worker imports them itself (see main)
+        from ..supervise import worker as _shared  # noqa: F401
     setup_logging(settings.log_level, settings.log_format)
     environ = dict(os.environ)
     supervisor_pid = os.getpid()
@@ -69,6 +72,11 @@ def serve(config_path: str, workers: int | None) -> None:
     def main(
         s: Settings, sockets: Mapping[str, socket.socket], generation: int, notify: int
     ) -> int:
+        # with one worker the gateway's modules are imported here, after the fork: the
+        # supervisor holds only what it needs to read the config and keep the sockets, so it
+        # adds a few tens of MB to the tree, not a second copy of the gateway
+        from ..supervise.worker import run_worker
+
         setup_logging(s.log_level, s.log_format)
         return run_worker(
             s,

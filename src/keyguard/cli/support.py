@@ -16,18 +16,21 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime, timedelta
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from ..admin.service import Actor, AdminService
 from ..config import load_settings
 from ..core.logs import LogFormat, formatter_for
 from ..core.times import utc_seconds
 from ..durations import parse_duration
 from ..errors import GatewayError
 from ..events import SecurityEvent
-from ..wiring.runtime import Runtime, runtime
+
+if TYPE_CHECKING:  # imported where used: `keyguard serve`'s supervisor never loads them
+    from ..admin.recording import Actor
+    from ..admin.service import AdminService
+    from ..wiring.runtime import Runtime
 
 __all__ = [
     "CommandFailed",
@@ -104,6 +107,8 @@ def cli_actor() -> Actor:
         user = getpass.getuser()
     except (KeyError, OSError):  # pragma: no cover - no user name in the environment
         user = "unknown"
+    from ..admin.recording import Actor
+
     return Actor(f"cli:{user}", "admin")
 
 
@@ -160,6 +165,7 @@ def run_with_runtime(
     log before the command returns.
     """
     from ..audit.oneshot import recording
+    from ..wiring.runtime import runtime
 
     async def main() -> T:
         settings = load_settings(config_path)

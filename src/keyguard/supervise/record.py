@@ -1,6 +1,7 @@
 """The supervisor's audit records (a reload by signal, a refused reload), written by a
 short-lived child process: the supervisor itself never opens the store, starts a thread or an
-event loop, so forking workers from it stays safe."""
+event loop, so forking workers from it stays safe. The store and audit modules are imported in
+that child only (the supervisor stays small: see :mod:`keyguard.cli.serve`)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,8 @@ import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
-from ..audit.oneshot import append_events
 from ..config import Settings
 from ..events import Event
-from ..wiring.runtime import runtime
 
 __all__ = ["audit_in_child"]
 
@@ -52,6 +51,9 @@ def audit_in_child(
 
 
 async def _append(settings: Settings, environ: Mapping[str, str], events: Sequence[Event]) -> None:
+    from ..audit.oneshot import append_events
+    from ..wiring.runtime import runtime
+
     async with runtime(settings, environ) as rt:
         if rt.engine is not None:
             await append_events(rt.engine, events, rt.vault, settings.monitor.audit)
