@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 import pytest
@@ -37,6 +38,23 @@ REQUEST = canonical({
 def test_a_record_comes_back_exactly(data: str) -> None:
     packed = pack(data)
     assert packed[0] == FORMAT and unpack(packed) == data
+
+
+def fresh(data: str) -> bytes:
+    """The record packed by a compressor of its own, primed with format 1's dictionary."""
+    deflate = zlib.compressobj(1, zlib.DEFLATED, -11, 4, zlib.Z_DEFAULT_STRATEGY,
+                               packing._DICTIONARIES[FORMAT])  # fmt: skip
+    return bytes((FORMAT,)) + deflate.compress(data.encode()) + deflate.flush()
+
+
+def test_each_record_is_packed_alone_whatever_came_before_and_on_any_thread() -> None:
+    """The primed compressor is copied per record: nothing of one record (or of another
+    thread's) reaches the next one's bytes."""
+    records = [canonical({"n": i, "text": "abc" * i, "request_id": f"{i:016x}"}) for i in range(64)]
+    records.append(REQUEST)
+    assert [pack(r) for r in records] == [fresh(r) for r in records]
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(pack, records * 8)) == [fresh(r) for r in records * 8]
 
 
 def test_a_request_record_takes_a_fraction_of_its_json() -> None:
