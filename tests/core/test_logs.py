@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from keyguard.core.logs import (
     _SECRET,
+    AccessLine,
     JsonFormatter,
     TextFormatter,
     current_request_id,
@@ -86,6 +87,19 @@ def test_the_access_log_shares_the_schema() -> None:
     assert entry["status"] == 200 and entry["request_id"] == "ab"
     assert isinstance(entry["ts"], str)
     assert orjson.loads(TextFormatter().format(record)) == fields
+
+
+def test_an_access_line_is_written_once_per_format_and_still_redacted() -> None:
+    """The proxy gives the access log its fields and a message made only when read: JSON
+    writes the fields, text prints their JSON; a credential-shaped value (a method is the
+    caller's) is redacted in both."""
+    canary = "kgk_" + "C4nary0" * 5
+    fields = {"ts": 1.0, "request_id": "ab", "method": canary, "status": 401}
+    record = _record(AccessLine(fields), name="keyguard.access", fields=fields)  # type: ignore[arg-type]
+    json_line, text_line = JsonFormatter().format(record), TextFormatter().format(record)
+    assert canary not in json_line and canary not in text_line
+    assert orjson.loads(json_line)["method"] == orjson.loads(text_line)["method"] == "[redacted]"
+    assert orjson.loads(json_line)["status"] == orjson.loads(text_line)["status"] == 401
 
 
 @pytest.mark.parametrize("secret", SECRETS)

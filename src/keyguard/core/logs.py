@@ -27,6 +27,7 @@ import orjson
 import re2
 
 __all__ = [
+    "AccessLine",
     "JsonFormatter",
     "TextFormatter",
     "LogFormat",
@@ -80,16 +81,15 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per record, on one line."""
 
     def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):  # the access log's, given as its only extra
+            return self._access(record, fields)
         entry: dict[str, Any] = {
             "ts": _utc(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):  # the access log's: the message is their JSON already
-            entry["msg"] = "request"
-            entry.update((k, v) for k, v in fields.items() if k not in ("ts", "msg", "level"))
         rid = getattr(record, "request_id", None) or current_request_id.get()
         if rid is not None:
             entry.setdefault("request_id", rid)
@@ -101,6 +101,37 @@ class JsonFormatter(logging.Formatter):
             if key not in _STANDARD and key not in entry and key != "fields":
                 entry[key] = value if isinstance(value, str | int | float | bool) else str(value)
         return redact(orjson.dumps(entry, default=str).decode())
+
+    @staticmethod
+    def _access(record: logging.LogRecord, fields: dict[str, Any]) -> str:
+        """An access log line: its fields after the common ones (one per request: built
+        without reading the record's other attributes or its message)."""
+        entry: dict[str, Any] = {
+            "ts": _utc(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": "request",
+        }
+        for key, value in fields.items():
+            if key not in _OWN:
+                entry[key] = value
+        return redact(orjson.dumps(entry, default=str).decode())
+
+
+_OWN = frozenset(("ts", "msg", "level", "logger"))
+
+
+class AccessLine:
+    """An access log record's message: its fields' JSON, made only when a formatter reads it
+    (the text format prints it; the JSON format writes the fields themselves)."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.fields = fields
+
+    def __str__(self) -> str:
+        return orjson.dumps(self.fields).decode()
 
 
 class TextFormatter(logging.Formatter):

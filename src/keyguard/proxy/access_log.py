@@ -11,8 +11,7 @@ from __future__ import annotations
 import logging
 import time
 
-import orjson
-
+from ..core.logs import AccessLine
 from ..core.request import RequestContext
 
 __all__ = ["AccessLog"]
@@ -47,4 +46,4 @@ class AccessLog:
             "upstream_ms": round(ctx.upstream_ms, 3) if ctx.upstream_status else None,
             "remote": ctx.remote,
         }
-        log.info(orjson.dumps(entry).decode(), extra={"fields": entry})
+        log.info(AccessLine(entry), extra={"fields": entry})
