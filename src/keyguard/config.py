@@ -120,6 +120,12 @@ class AccessSettings(Frozen):
                 "admin.console_client_id: the console's Entra sign-in needs admin.entra_groups "
                 "or admin.entra_app_roles (who may sign in, with which role)"
             )
+        if self.admin.console_public_url is not None and not self.trusted_proxies:
+            raise ValueError(
+                "admin.console_public_url: set access.trusted_proxies to the address of the "
+                "proxy in front of the console (without it every client has the proxy's "
+                "address, and one client's failed sign-ins lock every admin out)"
+            )
         return self
 
     def with_base_dir(self, base_dir: Path) -> AccessSettings:

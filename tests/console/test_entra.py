@@ -328,17 +328,61 @@ async def test_the_session_ends_at_the_re_check_time_before_the_token(setup: Set
         assert status == 303 and resp.headers["Location"] == "/sign-in"
 
 
-async def test_the_entra_routes_are_throttled_per_address(setup: Setup) -> None:
+async def test_the_entra_callback_is_throttled_per_address(setup: Setup) -> None:
     async with console_client(setup.gw) as client:
-        for _ in range(10):
+        for _ in range(15):  # a start spends nothing
             assert (await client.get("/sign-in/entra"))[0] == 302
-        status, html, resp = await client.get("/sign-in/entra")
-        assert status == 429 and "Too many sign-in attempts" in html
-        assert int(resp.headers["Retry-After"]) >= 1 and "Location" not in resp.headers
+        for _ in range(10):  # a failed callback spends an attempt
+            assert (await client.get(f"{CALLBACK}?state=x&code=y"))[0] == 401
         status, _, resp = await client.get(f"{CALLBACK}?state=x&code=y")
         assert status == 429 and "Retry-After" in resp.headers
-        assert refused(setup) == ["throttled"]  # once for the run
+        status, html, resp = await client.get("/sign-in/entra")  # nor starts while empty
+        assert status == 429 and "Too many sign-in attempts" in html
+        assert int(resp.headers["Retry-After"]) >= 1 and "Location" not in resp.headers
+        assert refused(setup)[-1] == "throttled" and refused(setup).count("throttled") == 1
         assert not [e for e in setup.events if isinstance(e, AdminAction)]
+
+
+async def test_signing_in_with_entra_again_and_again_is_never_throttled(setup: Setup) -> None:
+    async with console_client(setup.gw) as client:
+        for _ in range(12):  # each sign-in is one attempt, given back when it succeeds
+            status, html = await callback(
+                client, await authorize(setup, await begin(client), "otto")
+            )
+            assert status == 200, html[:300]
+        assert await signed_in_as(client) == "operator"
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("/sign-in/entra", {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Dest": "image"}),
+        ("/sign-in/entra", {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Dest": "document"}),
+        ("/sign-in/entra", {"Sec-Fetch-Site": "same-site", "Sec-Fetch-Dest": "document"}),
+        ("/sign-in/entra", {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Dest": "script"}),
+        (f"{CALLBACK}?state=x&code=y", {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Dest": "image"}),
+        (f"{CALLBACK}?state=x&code=y", {"Sec-Fetch-Dest": "iframe"}),
+    ],
+)
+async def test_another_sites_page_spends_none_of_its_visitors_attempts(
+    setup: Setup, path: str, headers: dict[str, str]
+) -> None:
+    async with console_client(setup.gw) as client:
+        for _ in range(20):  # <img src="https://console/sign-in/entra"> on a hostile page
+            status, _, resp = await client.get(path, headers=headers)
+            assert status == 403 and "Set-Cookie" not in resp.headers
+        assert "throttled" not in refused(setup)
+        # a top-level navigation: from the console's page, the address bar, Entra's redirect
+        page = {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Dest": "document"}
+        assert (await client.get("/sign-in/entra", headers=page))[0] == 302
+        typed = {"Sec-Fetch-Site": "none", "Sec-Fetch-Dest": "document"}
+        assert (await client.get("/sign-in/entra", headers=typed))[0] == 302
+        url = await authorize(setup, await begin(client), "otto")
+        parts = urlsplit(url)
+        back = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Dest": "document"}
+        status, html, _ = await client.get(f"{parts.path}?{parts.query}", headers=back)
+        assert status == 200, html[:300]
+        assert await signed_in_as(client) == "operator"
 
 
 async def test_behind_a_tls_proxy_the_redirect_uri_is_the_public_origins(
@@ -346,6 +390,7 @@ async def test_behind_a_tls_proxy_the_redirect_uri_is_the_public_origins(
 ) -> None:
     access = entra_access(tls_emulator)
     access["admin"]["console_public_url"] = "https://console.example.test"
+    access["trusted_proxies"] = ["127.0.0.1/32"]
     async with (
         console_gateway(tmp_path, emulator, access=access) as gw,
         console_client(gw) as client,
@@ -355,7 +400,11 @@ async def test_behind_a_tls_proxy_the_redirect_uri_is_the_public_origins(
         query = parse_qs(urlsplit(resp.headers["Location"]).query)
         assert query["redirect_uri"] == ["https://console.example.test" + CALLBACK]
         (cookie,) = resp.headers.getall("Set-Cookie")
-        assert cookie.startswith("__Secure-kg_console_signin=") and "Secure" in cookie
+        # __Host-: a sibling subdomain cannot plant it (no Domain), and so it is Path=/
+        assert cookie.startswith("__Host-kg_console_signin=")
+        attributes = [a.strip().lower() for a in cookie.split(";")[1:]]
+        assert {"secure", "httponly", "path=/", "samesite=lax"} <= set(attributes)
+        assert not [a for a in attributes if a.startswith("domain")]
         assert resp.headers["Strict-Transport-Security"].startswith("max-age=")
 
 

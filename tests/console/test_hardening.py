@@ -7,6 +7,7 @@ must not carry SQL parameters into the logs, and a revoked token's sessions."""
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,11 +18,14 @@ from sqlalchemy import text
 from yarl import URL
 
 from keyguard.cli.support import cli_actor
+from keyguard.config import AccessSettings
 from keyguard.console import Console
 from keyguard.console.sessions import digest
+from keyguard.console.sql_sessions import SqlSessions
 from keyguard.emulator import RunningEmulator
 from keyguard.events import Event, SecurityEvent
 from keyguard.server import Gateway
+from keyguard.wiring.access import CONSOLE_SESSION_KEY
 from tests.support.gateway import runtime
 
 from .support import ConsoleClient, admin_token, console_client, console_gateway, csrf_of
@@ -93,6 +97,60 @@ async def test_sign_in_attempts_are_throttled_per_address_and_counted(gw: Gatewa
         assert (await client.get("/keys"))[0] == 200
 
 
+async def test_only_failed_sign_ins_spend_the_throttle(gw: Gateway) -> None:
+    """Behind a proxy every admin may share one address: their own sign-ins must not use up
+    its attempts, only failures do."""
+    token = await admin_token(gw, "operator")
+    async with console_client(gw) as client:
+        for _ in range(25):
+            await client.sign_in(token)
+        for _ in range(10):
+            assert (await client.post("/sign-in", {"token": "kga_" + "x" * 40}))[0] == 401
+        assert (await client.post("/sign-in", {"token": token}))[0] == 429  # empty: not read
+
+
+async def test_the_throttle_counts_the_address_the_trusted_proxies_vouch_for(
+    tmp_path: Path, emulator: RunningEmulator, gw: Gateway
+) -> None:
+    wrong = {"token": "kga_" + "x" * 40}
+    async with console_client(gw) as client:  # no trusted proxies: X-Forwarded-For is forged
+        for n in range(10):
+            headers = {"Origin": client.origin, "X-Forwarded-For": f"203.0.113.{n}"}
+            assert (await client.post("/sign-in", wrong, headers=headers))[0] == 401
+        headers = {"Origin": client.origin, "X-Forwarded-For": "203.0.113.99"}
+        assert (await client.post("/sign-in", wrong, headers=headers))[0] == 429
+    access = {"policy": {"managed": True}, "trusted_proxies": ["127.0.0.1/32"]}
+    async with (
+        console_gateway(tmp_path / "proxied", emulator, access=access) as proxied,
+        console_client(proxied) as client,
+    ):
+        one = {"Origin": client.origin, "X-Forwarded-For": "203.0.113.1"}
+        for _ in range(10):
+            assert (await client.post("/sign-in", wrong, headers=one))[0] == 401
+        assert (await client.post("/sign-in", wrong, headers=one))[0] == 429
+        # the proxy's other clients keep their own attempts, and so does the proxy itself
+        other = {"Origin": client.origin, "X-Forwarded-For": "203.0.113.2"}
+        assert (await client.post("/sign-in", wrong, headers=other))[0] == 401
+        assert (await client.post("/sign-in", wrong))[0] == 401
+
+
+async def test_a_sign_in_refused_for_a_full_table_keeps_the_browsers_session(
+    gw: Gateway,
+) -> None:
+    tokens = [await admin_token(gw, "viewer") for _ in range(3)]
+    async with console_client(gw) as client, console_client(gw) as other:
+        await client.sign_in(tokens[0])
+        await other.sign_in(tokens[1])
+        console = console_of(gw)
+        key = await runtime(gw).vault.get_or_create_random(CONSOLE_SESSION_KEY, 32)
+        engine = runtime(gw).engine
+        assert engine is not None
+        console.sessions = SqlSessions(engine, key=key, max_sessions=2)  # full now
+        status, html, _ = await client.post("/sign-in", {"token": tokens[2]})
+        assert status == 503 and "too many open sessions" in html
+        assert (await client.get("/keys"))[0] == 200  # still signed in as before
+
+
 async def test_a_viewer_signing_in_again_and_again_ends_only_its_own_sessions(
     gw: Gateway,
 ) -> None:
@@ -123,7 +181,11 @@ async def test_a_viewer_signing_in_again_and_again_ends_only_its_own_sessions(
 async def test_behind_a_tls_proxy_the_cookie_is_host_prefixed_and_secure(
     tmp_path: Path, emulator: RunningEmulator
 ) -> None:
-    access = {"policy": {"managed": True}, "admin": {"console_public_url": PUBLIC + "/"}}
+    access = {
+        "policy": {"managed": True},
+        "trusted_proxies": ["127.0.0.1/32"],
+        "admin": {"console_public_url": PUBLIC + "/"},
+    }
     async with (
         console_gateway(tmp_path, emulator, access=access) as gw,
         console_client(gw) as client,
@@ -163,6 +225,24 @@ async def test_behind_a_tls_proxy_the_cookie_is_host_prefixed_and_secure(
                 client.origin + "/keys", data=form, headers={**sent, "Origin": PUBLIC}
             ) as answer:
                 assert answer.status == 200
+            async with http.post(
+                client.origin + "/sign-out",
+                data={"csrf": csrf},
+                headers={**sent, "Origin": PUBLIC},
+                allow_redirects=False,
+            ) as answer:
+                assert answer.status == 303
+                (gone,) = answer.headers.getall("Set-Cookie")
+            async with http.get(
+                client.origin + "/keys", headers=sent, allow_redirects=False
+            ) as page:
+                assert page.status == 303  # the session is closed
+    # the browser drops the cookie: its name, Secure (a __Host- cookie is refused without),
+    # Path=/ and an expiry in the past
+    assert gone.startswith('__Host-kg_console=""') or gone.startswith("__Host-kg_console=;")
+    dropped = [a.strip().lower() for a in gone.split(";")[1:]]
+    assert "secure" in dropped and "path=/" in dropped
+    assert "max-age=0" in dropped or any(a.startswith("expires=thu, 01 jan 1970") for a in dropped)
 
 
 async def test_x_forwarded_proto_is_not_believed(gw: Gateway) -> None:
@@ -195,6 +275,55 @@ def test_a_public_url_that_is_not_an_origin_fails_at_start(url: str) -> None:
     assert normal.console_public_url == "https://console.example"
 
 
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [("http://console.example", False), ("http://10.0.0.5:8081", False),
+     ("http://[::ffff:127.0.0.1]", False), ("http://127.0.0.1:8081", True),
+     ("http://[::1]:8081", True), ("http://LocalHost", True)],
+)  # fmt: skip
+def test_a_plain_http_public_url_is_for_loopback_only(url: str, allowed: bool) -> None:
+    from pydantic import ValidationError
+
+    from keyguard.admin.settings import AdminAccessSettings
+
+    if allowed:
+        assert AdminAccessSettings(console_public_url=url).console_public_url
+    else:
+        with pytest.raises(ValidationError, match=r"must be https://.*127\.0\.0\.1"):
+            AdminAccessSettings(console_public_url=url)
+
+
+def test_a_public_url_needs_the_proxy_among_the_trusted_proxies() -> None:
+    from pydantic import ValidationError
+
+    admin = {"console_public_url": PUBLIC}
+    with pytest.raises(ValidationError, match="set access.trusted_proxies"):
+        AccessSettings.model_validate({"policy": {"managed": True}, "admin": admin})
+    AccessSettings.model_validate(
+        {"policy": {"managed": True}, "admin": admin, "trusted_proxies": ["10.1.2.3/32"]}
+    )
+
+
+@pytest.mark.parametrize(
+    ("public", "tls", "secure"),
+    [(None, False, False), (None, True, True), (PUBLIC, False, True),
+     ("http://127.0.0.1:8081", False, False), ("http://127.0.0.1:8081", True, True)],
+)  # fmt: skip
+def test_cookies_are_secure_when_the_public_url_or_the_admin_port_is_https(
+    gw: Gateway, public: str | None, tls: bool, secure: bool
+) -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    console = console_of(gw)
+    console.public_url = public
+    request = make_mocked_request(
+        "GET", "/", sslcontext=ssl.create_default_context() if tls else None
+    )
+    assert request.secure is tls
+    assert console.secure(request) is secure
+    assert console.cookie(request) == ("__Host-kg_console" if secure else "kg_console")
+
+
 # -- store errors and logs ---------------------------------------------------------------
 
 
@@ -216,11 +345,15 @@ async def test_a_store_error_logs_its_message_never_sql_parameters(
         assert (await client.get("/keys"))[0] == 503
         assert (await client.post("/keys", {"app": "x", "csrf": csrf}))[0] == 503
         assert (await client.post("/sign-out", {"csrf": csrf}))[0] == 503
+        logged = caplog.text
+        assert "store: read a console session failed" in logged
+        caplog.clear()
         status, html, _ = await client.post("/sign-in", {"token": token})
         assert status == 503 and "unavailable" in html
-    logged = caplog.text
-    assert "store: read a console session failed" in logged
-    assert "store: open a console session failed" in logged or "close a console" in logged
+        signing_in = [r.getMessage() for r in caplog.records if r.name == "keyguard.console"]
+        assert len(signing_in) == 1 and "store: open a console session failed" in signing_in[0]
+        assert "POST '/sign-in'" in signing_in[0]
+    logged += caplog.text
     for canary in (digest(cookie), cookie, csrf, token, "[parameters", "SELECT", "Traceback"):
         assert canary not in logged, canary
     assert not [r for r in caplog.records if r.exc_info]

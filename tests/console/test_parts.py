@@ -120,13 +120,35 @@ def test_sign_in_attempts_are_throttled_per_address() -> None:
         assert throttle.attempt(host, t).allowed
     assert not throttle.attempt("2001:db8::3", t).allowed
     assert throttle.attempt("2001:db8:0:1::1", t).allowed
-    # a clock stepping back neither refills nor breaks a bucket
+    # a clock stepping back neither refills nor breaks a bucket, then or when it steps forward
+    assert not throttle.attempt("203.0.113.7", t + 2.5).allowed  # drained at t + 2.5
     assert not throttle.attempt("203.0.113.7", t - 100).allowed
+    assert not throttle.attempt("203.0.113.7", t + 2.5).allowed  # no extra attempt
+    assert not throttle.attempt("203.0.113.7", t + 3.9).allowed  # 0.25 then, 1 at t + 4
+    assert throttle.attempt("203.0.113.7", t + 4.1).allowed
     # no address, or a hostile one: one shared bucket each, no error
     for address in (None, "", "x" * 10_000, "é"):
         throttle.attempt(address, t)
     with pytest.raises(ValueError):
         SignInThrottle(burst=0)
+
+
+def test_only_failed_sign_ins_drain_a_bucket() -> None:
+    throttle = SignInThrottle(burst=2, per_s=0.001)
+    for _ in range(50):  # an operator signing in again and again: each one given back
+        assert throttle.attempt("198.51.100.1", 0.0).allowed
+        throttle.refund("198.51.100.1", 0.0)
+    assert throttle.attempt("198.51.100.1", 0.0).allowed  # two failures spend the burst
+    assert throttle.attempt("198.51.100.1", 0.0).allowed
+    throttle.refund("198.51.100.1", 0.0)  # a refund never holds more than the burst
+    throttle.refund("198.51.100.1", 0.0)
+    throttle.refund("198.51.100.1", 0.0)
+    assert [throttle.attempt("198.51.100.1", 0.0).allowed for _ in range(3)] == [1, 1, 0]
+    # a look takes nothing, and is refused only when the bucket is empty
+    assert not throttle.attempt("198.51.100.1", 0.0, take=False).allowed
+    for _ in range(5):
+        assert throttle.attempt("198.51.100.2", 0.0, take=False).allowed
+    assert throttle.attempt("198.51.100.2", 0.0).allowed
 
 
 def test_the_throttle_is_bounded() -> None:

@@ -36,9 +36,10 @@ class AdminAccessSettings(Frozen):
     # holding its client secret, sent with the code (PKCE is used either way).
     console_client_secret_vault: str | None = None
     # The origin browsers reach the console at (https://console.contoso.internal), where it
-    # is not the admin port's own: behind a proxy that ends TLS. Its scheme decides whether
-    # the session cookie is Secure (then named __Host-...), the origin a change must come from,
-    # and the Entra redirect URI; X-Forwarded-Proto and X-Forwarded-Host are never read.
+    # is not the admin port's own: behind a proxy that ends TLS (access.trusted_proxies must
+    # then name the proxy). The origin a change must come from, and the Entra redirect URI;
+    # https (http only on a loopback host) makes the cookies Secure (then named __Host-...), as
+    # TLS on the admin port does. X-Forwarded-Proto and X-Forwarded-Host are never read.
     console_public_url: str | None = None
     # An Entra ID console session ends this long after sign-in at the latest (before its
     # access token's expiry), so a group or binding taken away takes effect within it.
@@ -100,6 +101,11 @@ class AdminAccessSettings(Frozen):
         ):
             raise ValueError(problem)
         host = parts.hostname.lower()
+        if parts.scheme == "http" and host not in ("127.0.0.1", "::1", "localhost"):
+            raise ValueError(
+                "console_public_url must be https:// (browsers would send the session cookie "
+                "in the clear); http:// only for 127.0.0.1, ::1 or localhost"
+            )
         host = f"[{host}]" if ":" in host else host
         default = {"https": 443, "http": 80}[parts.scheme]
         return f"{parts.scheme}://{host}" + (f":{port}" if port not in (None, default) else "")

@@ -22,12 +22,18 @@ Every page and every action goes through :meth:`Console._guard`, which
   parameters: session id digests, CSRF tokens).
 
 The console's origin is the admin port's own (the request's scheme and ``Host``), or
-``access.admin.console_public_url`` where a proxy ends TLS in front of it: that origin's scheme
-decides whether cookies are ``Secure`` (the session cookie then named with the ``__Host-``
-prefix) and is the one a change must come from. ``X-Forwarded-Proto`` is never read.
+``access.admin.console_public_url`` where a proxy ends TLS in front of it: the one a change
+must come from. Cookies are ``Secure`` (the session cookie then named with the ``__Host-``
+prefix) when that origin is ``https`` or the request came over TLS. ``X-Forwarded-Proto`` is
+never read.
 
-Sign-in attempts (the token form, both Entra ID routes) are throttled per client address
-(:mod:`.throttle`): 429 with ``Retry-After``.
+Failed sign-in attempts are throttled per client address (:mod:`.throttle`): 429 with
+``Retry-After``. A token sign-in and the Entra ID callback each take a token, and a sign-in
+that succeeds gives it back; the start of an Entra ID sign-in takes none (it is refused only
+when the bucket is empty). Another site's page spends none of its visitors' tokens: a token
+form from another origin, an Entra ID start that is not a top-level navigation from this
+console or the address bar, and an Entra ID callback that is not a top-level navigation
+(``Sec-Fetch-Site``, ``Sec-Fetch-Dest``) are refused (403) before the throttle is looked at.
 
 The pages and actions themselves are in :mod:`.pages` and :mod:`.actions`; they call the same
 :class:`~keyguard.admin.service.AdminService` functions as the API, so every action is audited
@@ -69,7 +75,7 @@ from .sessions import (
 )
 from .throttle import SignInThrottle
 
-__all__ = ["Console", "View", "SECURITY_HEADERS", "redirect", "same_origin"]
+__all__ = ["Console", "View", "SECURITY_HEADERS", "navigation", "redirect", "same_origin"]
 
 log = logging.getLogger("keyguard.console")
 
@@ -157,6 +163,17 @@ def same_origin(request: web.BaseRequest, own: str | None = None) -> bool:
     return origin == own or site == "same-origin"
 
 
+def navigation(request: web.BaseRequest, *, from_here: bool) -> bool:
+    """Whether a browser loads ``request`` as a top-level page (``Sec-Fetch-Dest``), and,
+    ``from_here``, from this origin or the address bar (``Sec-Fetch-Site``); a client sending
+    no fetch metadata (an older browser, a script) is taken at its word."""
+    dest = request.headers.get("Sec-Fetch-Dest")
+    site = request.headers.get("Sec-Fetch-Site")
+    if dest is not None and dest != "document":
+        return False
+    return not from_here or site is None or site in ("same-origin", "none")
+
+
 class Console:
     def __init__(
         self,
@@ -207,11 +224,10 @@ class Console:
         return self.public_url or f"{request.scheme}://{request.host}"
 
     def secure(self, request: web.BaseRequest) -> bool:
-        """Whether browsers reach the console over HTTPS (the public URL's scheme decides
-        when set, else the admin port's TLS; never a forwarded header)."""
-        if self.public_url is not None:
-            return self.public_url.startswith("https://")
-        return request.secure
+        """Whether the console's cookies are ``Secure``: browsers reach it over HTTPS (the
+        public URL is ``https``) or the request came over TLS; never a forwarded header."""
+        public = self.public_url is not None and self.public_url.startswith("https://")
+        return public or request.secure
 
     def cookie(self, request: web.BaseRequest) -> str:
         """The session cookie's name: ``__Host-`` prefixed when it is ``Secure`` (the browser
@@ -242,8 +258,8 @@ class Console:
         app.router.add_post("/sign-out", self._sign_out)
         if self.entra is not None:
             entra = self.entra
-            app.router.add_get("/sign-in/entra", self._headed(entra.start, limited=True))
-            app.router.add_get(entra.redirect_path, self._headed(entra.callback, limited=True))
+            app.router.add_get("/sign-in/entra", self._entra_route(entra.start, start=True))
+            app.router.add_get(entra.redirect_path, self._entra_route(entra.callback, start=False))
         app.router.add_get("/keys", self._guard(pages.keys, "GET", "/admin/keys"))
         app.router.add_get("/keys/{key_id}", self._guard(pages.key, "GET", "/admin/keys/{key_id}"))
         app.router.add_post("/keys", self._guard(actions.create_key, "POST", "/admin/keys"))
@@ -347,12 +363,13 @@ class Console:
         log.error("console: %s (%s %r)", exc, request.method, request.path[:200])
         return self._refused(503, "The store is unavailable; retry.")
 
-    def _limited(self, request: web.BaseRequest) -> web.Response | None:
+    def _limited(self, request: web.BaseRequest, *, take: bool = True) -> web.Response | None:
         """A 429 when the client has tried to sign in too often (:mod:`.throttle`), else
-        ``None``; the first refusal of a run is a ``console_sign_in_refused`` event."""
+        ``None`` (a token taken with ``take``); the first refusal of a run is a
+        ``console_sign_in_refused`` event."""
         address = self.client_address(request)
         now = self.clock()
-        attempt = self.throttle.attempt(address, now.timestamp())
+        attempt = self.throttle.attempt(address, now.timestamp(), take=take)
         if attempt.allowed:
             return None
         if attempt.first:
@@ -375,14 +392,22 @@ class Console:
         entra = self.entra is not None
         return self.render("sign_in.html", status, view=None, message=message, entra=entra)
 
-    def _headed(
+    def _entra_route(
         self,
         route: Callable[[Console, web.Request], Awaitable[web.StreamResponse]],
         *,
-        limited: bool = False,
+        start: bool,
     ) -> _Route:
+        """An Entra ID route: refused (403, nothing spent) unless it is a top-level navigation
+        (the start: from this console's page or the address bar), then throttled (the start
+        only looks, the callback takes a token)."""
+
         async def headed(request: web.Request) -> web.StreamResponse:
-            response = (self._limited(request) if limited else None) or await route(self, request)
+            response: web.StreamResponse
+            if not navigation(request, from_here=start):
+                response = self._refused(403, "Sign in from this console's sign-in page.")
+            else:
+                response = self._limited(request, take=not start) or await route(self, request)
             self.set_headers(request, response)
             return response
 
@@ -397,19 +422,21 @@ class Console:
         *,
         method: str,
     ) -> web.Response:
-        """A new session for ``actor`` (replacing the browser's old one), audited, its cookie
-        set. After the identity provider's redirect the answer is a page that moves on to the
-        console itself: a ``SameSite=Strict`` cookie set at the end of a cross-site redirect
-        chain is not sent on a further redirect."""
+        """A new session for ``actor`` (replacing the browser's old one once it is open: a
+        sign-in refused leaves the old one as it was), audited, its cookie set, and the
+        sign-in's throttle token given back. After the identity provider's redirect the answer
+        is a page that moves on to the console itself: a ``SameSite=Strict`` cookie set at the
+        end of a cross-site redirect chain is not sent on a further redirect."""
         now = self.clock()
         cookie = self.cookie(request)
         try:
-            await self.sessions.close(request.cookies.get(cookie))  # an id is never reused
             session_id, _ = await self.sessions.open(token_id, now, entra)
+            await self.sessions.close(request.cookies.get(cookie))  # an id is never reused
         except RequestError as exc:  # the table is full of live sessions
             return self.sign_in_page(exc.status, exc.message)
         except StorageError as exc:
             return self._store_failed(request, exc)
+        self.throttle.refund(self.client_address(request), now.timestamp())
         after = {"method": method, "role": actor.role}
         self.events.emit(AdminAction(now, actor.id, "console.sign_in", "console", None, after))
         if entra is None:
@@ -442,7 +469,7 @@ class Console:
         return response
 
     async def _sign_in(self, request: web.Request) -> web.StreamResponse:
-        # The origin first: another site's page cannot spend the throttle of its visitors.
+        # The origin first: another site's form spends none of its visitors' throttle tokens.
         if not same_origin(request, self.origin(request)):
             response: web.StreamResponse = self._refused(403, "Sign in from this console's page.")
         else:

@@ -17,8 +17,12 @@ this order, deleting the pre-auth cookie whatever happens:
    first, so a group or binding taken away takes effect within the re-check time.
 
 The redirect URI is the console's origin (:meth:`~.app.Console.origin`) and the callback path;
-the pre-auth cookie is ``Secure`` and named with the ``__Secure-`` prefix when the console is
-reached over HTTPS. Both routes are throttled per client address with the token sign-in.
+the pre-auth cookie is ``Secure``, ``Path=/`` and named with the ``__Host-`` prefix when the
+console's cookies are ``Secure``. The callback is throttled per client address with the token
+sign-in (a sign-in that succeeds gives its token back); the start is refused only when the
+address's bucket is empty. A start that is not a top-level navigation from the console's page
+or the address bar, and a callback that is not a top-level navigation, are refused before the
+throttle (:meth:`~.app.Console._entra_route`): another site's ``<img>`` spends nothing.
 
 Any refusal is a sign-in page with a one-line reason and a 4xx (502 when the identity
 provider cannot be reached), opens no session and is a ``console_sign_in_refused`` security
@@ -76,6 +80,10 @@ class EntraSignIn:
     def cookie(console: Console, request: web.BaseRequest) -> str:
         return SECURE_COOKIE if console.secure(request) else COOKIE
 
+    def cookie_path(self, console: Console, request: web.BaseRequest) -> str:
+        """``/`` for the ``__Host-`` cookie (the prefix requires it), else the callback's."""
+        return "/" if console.secure(request) else self.redirect_path
+
     async def start(self, console: Console, request: web.Request) -> web.StreamResponse:
         pre_auth = new_pre_auth(console.clock())
         try:
@@ -92,7 +100,7 @@ class EntraSignIn:
         response.set_cookie(
             self.cookie(console, request),
             seal(pre_auth, self._key),
-            path=self.redirect_path,
+            path=self.cookie_path(console, request),
             max_age=int(LIFETIME.total_seconds()),
             httponly=True,
             samesite="Lax",
@@ -118,7 +126,9 @@ class EntraSignIn:
                 )
             )
             response = console.sign_in_page(exc.status, exc.message)
-        response.del_cookie(cookie, path=self.redirect_path, secure=console.secure(request))
+        response.del_cookie(
+            cookie, path=self.cookie_path(console, request), secure=console.secure(request)
+        )
         return response
 
     async def _finish(

@@ -6,8 +6,10 @@ in one cookie, sealed with AES-256-GCM under a key the gateway keeps in its vaul
 verifier is never readable by the page, the network or the identity provider, and a forged
 or altered cookie does not open), with its expiry inside the sealed text. The cookie is
 ``HttpOnly``, ``SameSite=Lax`` (a ``Strict`` cookie is not sent on the identity provider's
-top-level redirect back), scoped to the callback path, and lives ``LIFETIME``; over HTTPS it
-is ``Secure`` and named with the ``__Secure-`` prefix.
+top-level redirect back) and lives ``LIFETIME``. Over HTTPS it is ``Secure``, ``Path=/`` and
+named with the ``__Host-`` prefix, which the browser refuses with a ``Domain``: a sibling
+subdomain cannot plant one (a ``__Secure-`` cookie it can); otherwise it is scoped to the
+callback path.
 
 It is single use: the callback always deletes it, and :class:`Spent` remembers the states
 already used until their expiry (bounded), so a copied cookie cannot be replayed on this
@@ -44,7 +46,7 @@ __all__ = [
 ]
 
 COOKIE = "kg_console_signin"
-SECURE_COOKIE = "__Secure-kg_console_signin"  # the name when the cookie is Secure (HTTPS)
+SECURE_COOKIE = "__Host-kg_console_signin"  # the name when the cookie is Secure (HTTPS)
 LIFETIME = timedelta(minutes=10)
 MAX_COOKIE = 1024
 _AAD = b"keyguard console pre-auth v1"

@@ -5,10 +5,15 @@ token and the times; nothing in it signs anyone in without the cookie's value. A
 Entra columns are half written, or whose role is not a role, is no session.
 
 Bounded like :class:`~.sessions.MemorySessions`: opening a session first deletes the expired
-ones and, when the actor has ``max_per_actor`` left, the actor's oldest; then, when
-``max_sessions`` remain, the sign-in is refused (nobody else's session is ended). A session's
-``seen_at`` is written at most once a minute (a page view is a read, not a write), so its idle
-deadline is kept to the minute.
+ones, and those dated more than ``SKEW`` in the future (no console wrote them: a store writer
+could otherwise fill the table, or an actor's quota, with rows that never expire) and, when
+the actor has ``max_per_actor`` left, the actor's oldest; then, when ``max_sessions`` remain,
+the sign-in is refused (nobody else's session is ended). The rows counted are not checked
+against their MAC (the table holds no session id to check it with, only its digest); a row
+that fails its MAC is closed when its cookie comes back. On PostgreSQL the opening holds a
+transaction-level advisory lock, so that two sign-ins at once cannot both find room and both
+insert (SQLite's writers are serialised already). A session's ``seen_at`` is written at most
+once a minute (a page view is a read, not a write), so its idle deadline is kept to the minute.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..admin.settings import ADMIN_ROLES
@@ -39,6 +44,8 @@ from .sessions import (
 __all__ = ["SqlSessions"]
 
 SEEN_EVERY = timedelta(minutes=1)
+SKEW = timedelta(minutes=1)  # how far in the future a row's times may be (clocks of replicas)
+_PG_LOCK = 0x6B67_636F_6E73  # "kgcons": pg_advisory_xact_lock id for opening a console session
 
 
 class SqlSessions:
@@ -69,11 +76,15 @@ class SqlSessions:
         session_id, session = new_session(token_id, now, entra, key=self._key)
         c = console_sessions.c
         async with write_transaction(self._engine, "open a console session") as conn:
+            if conn.dialect.name == "postgresql":  # one opening at a time: counts stay true
+                await conn.execute(text(f"SELECT pg_advisory_xact_lock({_PG_LOCK})"))
             await conn.execute(
                 delete(console_sessions).where(
                     (c.seen_at <= now - self._idle)
                     | (c.created_at <= now - self._lifetime)
                     | (c.ends_at <= now)
+                    | (c.created_at > now + SKEW)
+                    | (c.seen_at > now + SKEW)
                 )
             )
             mine = (
@@ -126,9 +137,11 @@ class SqlSessions:
                 return None
             entra = EntraIdentity(row.entra_oid, row.role, row.ends_at)
         session = Session(row.token_id, row.csrf, row.created_at, row.seen_at, entra)
-        if not issued(self._key, session_id, session):
-            return None  # a row the console did not write as it stands: a store writer's
-        if session.expires(self._idle, self._lifetime) <= now:
+        if (
+            not issued(self._key, session_id, session)  # not as the console wrote it
+            or max(session.created, session.seen) > now + SKEW  # dated in the future
+            or session.expires(self._idle, self._lifetime) <= now
+        ):
             await self.close(session_id)
             return None
         if now - session.seen >= SEEN_EVERY:

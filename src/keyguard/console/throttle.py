@@ -1,9 +1,14 @@
 """How often one client may try to sign in to the console: a token bucket per client address.
 
-Every attempt -- ``POST /sign-in`` with a token, the start of an Entra ID sign-in and its
-callback -- takes a token from its address's bucket (``burst`` tokens, refilled at ``per_s``
-a second); an attempt finding it empty is refused (429, with the seconds until the next token
-in ``Retry-After``) before anything else is read. An IPv6 client is counted by its /64 (one
+Every attempt -- ``POST /sign-in`` with a token, the callback of an Entra ID sign-in -- takes
+a token from its address's bucket (``burst`` tokens, refilled at ``per_s`` a second); an
+attempt finding it empty is refused (429, with the seconds until the next token in
+``Retry-After``) before anything else is read, so an empty bucket says nothing about whether a
+guess was right. A sign-in that succeeds gives its token back (:meth:`SignInThrottle.refund`):
+only failures drain a bucket, and an operator who signs in often is never refused for it. A
+look that takes nothing (``take=False``: the start of an Entra ID sign-in) is refused only when
+the bucket is empty. Time that runs backwards (a wall clock stepped back) refills nothing: a
+bucket's time only moves forward. An IPv6 client is counted by its /64 (one
 host holds a whole /64), an IPv4 one by its address; a request without an address shares one
 bucket. Pure: the time is passed in. Bounded: at most ``max_addresses`` buckets, the least
 recently used forgotten first (a forgotten bucket is a full one, and a full bucket is forgotten
@@ -57,8 +62,25 @@ class SignInThrottle:
     def __len__(self) -> int:
         return len(self._buckets)
 
-    def attempt(self, address: str | None, now: float) -> Attempt:
-        """Take a token for an attempt from ``address`` at ``now`` (seconds, monotonic)."""
+    def attempt(self, address: str | None, now: float, *, take: bool = True) -> Attempt:
+        """Take a token (with ``take``, else only look) for an attempt from ``address`` at
+        ``now`` (seconds)."""
+        bucket = self._bucket(address, now)
+        if bucket.tokens >= 1:
+            bucket.tokens -= 1 if take else 0
+            bucket.refused = False
+            return Attempt(True)
+        first = not bucket.refused
+        bucket.refused = True
+        wait = math.ceil((1 - bucket.tokens) / self._per_s)
+        return Attempt(False, max(1, wait), first)
+
+    def refund(self, address: str | None, now: float) -> None:
+        """Give back the token a sign-in from ``address`` took: it succeeded."""
+        bucket = self._bucket(address, now)
+        bucket.tokens = min(self._burst, bucket.tokens + 1)
+
+    def _bucket(self, address: str | None, now: float) -> _Bucket:
         key = (network_of(address, 32, 64) or address[:64]) if address else "-"
         bucket = self._buckets.pop(key, None)
         if bucket is None:
@@ -66,15 +88,8 @@ class SignInThrottle:
         else:
             elapsed = max(0.0, now - bucket.at)
             bucket.tokens = min(self._burst, bucket.tokens + elapsed * self._per_s)
-            bucket.at = now
+            bucket.at = max(bucket.at, now)  # a clock stepped back refills nothing later
         self._buckets[key] = bucket  # the most recently used last
         while len(self._buckets) > self._max:
             self._buckets.popitem(last=False)
-        if bucket.tokens >= 1:
-            bucket.tokens -= 1
-            bucket.refused = False
-            return Attempt(True)
-        first = not bucket.refused
-        bucket.refused = True
-        wait = math.ceil((1 - bucket.tokens) / self._per_s)
-        return Attempt(False, max(1, wait), first)
+        return bucket
