@@ -8,7 +8,9 @@ All that is known about the request travels in one
 
 Every error a client can cause is a :class:`RequestError` rendered in Azure's shape; anything
 unexpected is logged with its traceback and answered with a generic 500 that reveals nothing.
-The handler is a plain aiohttp low-level server callback: no router, no middleware stack.
+The handler is one callable from an :class:`~keyguard.core.transport.Incoming` request to an
+answer (no router, no middleware stack); it knows no HTTP stack's types: the transport seam
+(:mod:`keyguard.core.transport`) and its adapters stand between it and the server.
 """
 
 from __future__ import annotations
@@ -22,8 +24,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from aiohttp import web
-from aiohttp.web_exceptions import HTTPRequestEntityTooLarge
 
 from ..core.hooks import (
     Admission,
@@ -39,6 +39,7 @@ from ..core.netaddr import ClientAddress
 from ..core.operations import Route
 from ..core.principal import Principal
 from ..core.request import RequestContext, client_fingerprint
+from ..core.transport import Answer, Incoming, StreamedAnswer
 from ..errors import (
     AuthenticationFailed,
     BadRequest,
@@ -79,7 +80,7 @@ class ProxyHandler:
         events: EventBus | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         keep_response_bodies: bool = False,
-        client_address: Callable[[web.BaseRequest], str | None] | None = None,
+        client_address: Callable[[Incoming], str | None] | None = None,
         guard: GuardStage | None = None,
         safety: SafetyStage | None = None,
     ) -> None:
@@ -98,7 +99,7 @@ class ProxyHandler:
         self._client_address = client_address or ClientAddress()
         self._safety = safety
 
-    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def __call__(self, request: Incoming) -> Answer | StreamedAnswer:
         ctx = RequestContext(
             request_id=secrets.token_hex(8),
             started=time.perf_counter(),
@@ -113,7 +114,8 @@ class ProxyHandler:
         finally:
             current_request_id.reset(logged_as)
 
-    async def _answer(self, request: web.BaseRequest, ctx: RequestContext) -> web.StreamResponse:
+    async def _answer(self, request: Incoming, ctx: RequestContext) -> Answer | StreamedAnswer:
+        response: Answer | StreamedAnswer
         try:
             response = await self._handle(request, ctx)
         except RequestError as exc:
@@ -127,32 +129,33 @@ class ProxyHandler:
                 RequestError("Keyguard hit an internal error.", code="InternalServerError"),
                 ctx.request_id,
             )
-            response.set_status(500)
+            response.status = 500
         ctx.status = response.status
-        if self._keep_bodies and isinstance(response, web.Response):
-            ctx.response_body = response.body if isinstance(response.body, bytes) else None
+        if self._keep_bodies and isinstance(response, Answer):
+            ctx.response_body = response.body
         if getattr(self._recorder, "durable", False):  # audit durability: before_answer
             return await self._record_durably(ctx, response)
-        # Recorded on the loop's next turn: aiohttp writes the answer as soon as this returns,
+        # Recorded on the loop's next turn: the server writes the answer as soon as this returns,
         # so the access log and the monitor are off the request's latency.
         asyncio.get_running_loop().call_soon(self._recorder.record, ctx)  # stage: record
         return response
 
     async def _record_durably(
-        self, ctx: RequestContext, response: web.StreamResponse
-    ) -> web.StreamResponse:
+        self, ctx: RequestContext, response: Answer | StreamedAnswer
+    ) -> Answer | StreamedAnswer:
         """The record is committed before the answer is released; when it cannot be, a
         non-streamed answer becomes the recorder's error (503) instead."""
         try:
             await self._recorder.record_durably(ctx)  # type: ignore[attr-defined]
         except RequestError as exc:
-            if response.prepared:  # a stream already sent: only the record is missing
+            if not isinstance(response, Answer) and response.started:
+                # a stream already sent: only the record is missing
                 log.error("request %s: its audit record was not committed", ctx.request_id)
                 return response
             return error_response(exc, ctx.request_id)
         return response
 
-    async def _handle(self, request: web.BaseRequest, ctx: RequestContext) -> web.StreamResponse:
+    async def _handle(self, request: Incoming, ctx: RequestContext) -> Answer | StreamedAnswer:
         raw_path, _, raw_query = request.raw_path.partition("?")
         ctx.route = route = parse_route(request.method, raw_path, raw_query)  # stage: classify
         self._screen.screen(ctx)  # stage: screen
@@ -161,7 +164,7 @@ class ProxyHandler:
         try:
             credential: Credential | bytes | None = None
             if api_key is None and authorization is None and self._identity.accepts_certificates:
-                credential = _peer_certificate(request)  # mutual TLS: the client certificate
+                credential = request.peer_certificate()  # mutual TLS: the client certificate
             if credential is None:
                 credential = extract_credential(api_key, authorization)  # stage: credential
                 if credential.key is not None:
@@ -209,7 +212,7 @@ class ProxyHandler:
             await self._admission.settle(ctx, held)  # stage: settle
 
     async def _authenticate(
-        self, credential: Credential | bytes, request: web.BaseRequest, ctx: RequestContext
+        self, credential: Credential | bytes, request: Incoming, ctx: RequestContext
     ) -> Principal:
         if isinstance(credential, bytes):  # a verified client certificate (DER)
             return self._identity.authenticate_certificate(credential, request)
@@ -218,16 +221,13 @@ class ProxyHandler:
         )
 
     async def _read_body(
-        self, request: web.BaseRequest, route: Route, ctx: RequestContext
+        self, request: Incoming, route: Route, ctx: RequestContext
     ) -> tuple[bytes, str]:
         declared = request.content_length
         if declared is not None and declared > self._max_body:
             raise _too_large(self._max_body)
-        try:
-            body = await request.read()
-        except HTTPRequestEntityTooLarge:
-            raise _too_large(self._max_body) from None
-        if len(body) > self._max_body:
+        body = await request.read_body(self._max_body)
+        if body is None:
             raise _too_large(self._max_body)
         ctype = request.content_type
         if route.operation.body == "multipart":
@@ -306,11 +306,3 @@ def _too_large(limit: int) -> PayloadTooLarge:
         f"The request body is larger than this gateway's limit of {limit} bytes.",
         reason="body_too_large",
     )
-
-
-def _peer_certificate(request: web.BaseRequest) -> bytes | None:
-    """The client certificate the TLS handshake verified (DER), if any."""
-    transport = request.transport
-    tls = transport.get_extra_info("ssl_object") if transport is not None else None
-    der: bytes | None = tls.getpeercert(binary_form=True) if tls is not None else None
-    return der

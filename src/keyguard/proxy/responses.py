@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import orjson
-from aiohttp import web
+from multidict import CIMultiDict
 
+from ..core.transport import Answer
 from ..errors import RequestError
 from .headers import REQUEST_ID_HEADER, SERVER_HEADER
 
@@ -19,21 +20,20 @@ def error_body(exc: RequestError) -> bytes:
     return orjson.dumps({"error": {"code": exc.code, "message": exc.message}})
 
 
-def error_response(exc: RequestError, request_id: str) -> web.Response:
-    headers = {REQUEST_ID_HEADER: request_id, "apim-request-id": request_id, **SERVER_HEADER}
+def error_response(exc: RequestError, request_id: str) -> Answer:
+    headers: CIMultiDict[str] = CIMultiDict(
+        {REQUEST_ID_HEADER: request_id, "apim-request-id": request_id, **SERVER_HEADER}
+    )
     headers.update(exc.headers)
-    return web.Response(
-        status=exc.status, body=error_body(exc), headers=headers, content_type=_JSON
-    )
+    headers["Content-Type"] = _JSON
+    return Answer(exc.status, headers, error_body(exc))
 
 
-def json_response(payload: object, request_id: str, status: int = 200) -> web.Response:
-    return web.Response(
-        status=status,
-        body=orjson.dumps(payload),
-        headers={REQUEST_ID_HEADER: request_id, **SERVER_HEADER},
-        content_type=_JSON,
+def json_response(payload: object, request_id: str, status: int = 200) -> Answer:
+    headers: CIMultiDict[str] = CIMultiDict(
+        {REQUEST_ID_HEADER: request_id, **SERVER_HEADER, "Content-Type": _JSON}
     )
+    return Answer(status, headers, orjson.dumps(payload))
 
 
 def sse_error_event(exc: RequestError) -> bytes:
