@@ -30,7 +30,7 @@ from .identity.keys import KeyAuthenticator
 from .limits.admission import LimitAdmission
 from .proxy.access_log import AccessLog
 from .proxy.aiohttp_client import new_upstream_session
-from .proxy.aiohttp_server import AiohttpIncoming, request_factory, web_response
+from .proxy.aiohttp_server import AiohttpIncoming, request_factory
 from .proxy.app import ProxyHandler
 from .proxy.connections import ConnectionGuard, GuardedAppRunner
 from .proxy.fairshare import FairShare
@@ -288,7 +288,8 @@ class _InFlight:
     async def __call__(self, request: AiohttpIncoming) -> web.StreamResponse:
         self.count += 1
         try:
-            response = web_response(await self._handler(request))
+            response = await self._handler(request)
+            assert isinstance(response, web.StreamResponse)  # aiohttp's own: the request made it
             if self.closing and not response.prepared:
                 response.force_close()
             return response

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import pytest
@@ -45,8 +45,19 @@ CHAT = f"/openai/deployments/gpt/chat/completions?api-version={API}"
 MAX_BODY = 4096
 
 
+class FakeAnswer:
+    streamed: Literal[False] = False
+
+    def __init__(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers: CIMultiDict[str] = CIMultiDict(headers)
+        self.body = body
+
+
 class FakeStream:
     """A streamed answer whose client takes ``accept`` writes, then is gone."""
+
+    streamed: Literal[True] = True
 
     def __init__(self, status: int, headers: Mapping[str, str], accept: int) -> None:
         self.status = status
@@ -104,6 +115,9 @@ class FakeIncoming:
             if len(body) > limit:
                 return None
         return body
+
+    def answer(self, status: int, headers: Mapping[str, str], body: bytes) -> FakeAnswer:
+        return FakeAnswer(status, headers, body)
 
     def stream(self, status: int, headers: Mapping[str, str]) -> FakeStream:
         self.streams.append(FakeStream(status, headers, self._accept))
@@ -197,6 +211,7 @@ class Provider:
 
 # The fakes are what the seam declares, no more (mypy checks these).
 _INCOMING: type[Incoming] = FakeIncoming
+_ANSWER: type[Answer] = FakeAnswer
 _STREAM: type[StreamedAnswer] = FakeStream
 _UPSTREAM_ANSWER: type[UpstreamAnswer] = FakeUpstreamAnswer
 _UPSTREAM: type[UpstreamClient] = FakeUpstream
@@ -268,7 +283,7 @@ async def test_a_json_answer_is_relayed_whole(keys: Keys) -> None:
 
     answer = await handler(request)
 
-    assert isinstance(answer, Answer)
+    assert isinstance(answer, FakeAnswer)
     assert answer.status == 200 and answer.body == body
     assert answer.headers["x-ms-region"] == "westeurope"
     assert answer.headers["Server"] == "keyguard"
@@ -326,7 +341,7 @@ async def test_a_backend_that_cannot_be_reached_fails_over(keys: Keys) -> None:
 
     answer = await handler(FakeIncoming(chat(), headers={"api-key": keys.full}))
 
-    assert isinstance(answer, Answer) and answer.status == 200
+    assert isinstance(answer, FakeAnswer) and answer.status == 200
     assert [url.partition("/openai")[0] for _, url, _, _ in client.sent] == [
         "https://az0.example",
         "https://az1.example",
@@ -340,7 +355,7 @@ async def test_a_body_above_the_cap_without_a_length_is_413(keys: Keys) -> None:
 
     answer = await handler(request)
 
-    assert isinstance(answer, Answer) and answer.status == 413
+    assert isinstance(answer, FakeAnswer) and answer.status == 413
     assert orjson.loads(answer.body)["error"]["code"] == "RequestEntityTooLarge"
     assert client.sent == [] and limits.settled == []
 
@@ -364,7 +379,7 @@ async def test_a_verified_client_certificate_authenticates(keys: Keys) -> None:
 
     answer = await handler(FakeIncoming(chat(), headers={}, certificate=b"0\x82der"))
 
-    assert isinstance(answer, Answer) and answer.status == 200
+    assert isinstance(answer, FakeAnswer) and answer.status == 200
     assert certificates.seen == [b"0\x82der"]
     [ctx] = limits.settled
     assert ctx.principal is not None and ctx.principal.id == "cert:0123"

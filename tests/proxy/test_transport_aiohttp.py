@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 import pytest
 from aiohttp import web
-from multidict import CIMultiDict
 
 from keyguard.core.transport import (
     Answer,
@@ -28,11 +27,13 @@ from keyguard.proxy.aiohttp_client import AiohttpAnswer, AiohttpUpstream, new_up
 from keyguard.proxy.aiohttp_server import (
     AiohttpIncoming,
     AiohttpStream,
+    AiohttpWhole,
     request_factory,
     web_response,
 )
 
 _INCOMING: type[Incoming] = AiohttpIncoming
+_ANSWER: type[Answer] = AiohttpWhole
 _STREAM: type[StreamedAnswer] = AiohttpStream
 _UPSTREAM_ANSWER: type[UpstreamAnswer] = AiohttpAnswer
 _UPSTREAM: type[UpstreamClient] = AiohttpUpstream
@@ -86,7 +87,7 @@ async def test_the_request_reads_as_the_pipeline_needs_it(
             certificate=incoming.peer_certificate(),
             body=await incoming.read_body(MAX_BODY),
         )
-        answer = Answer(201, CIMultiDict({"Server": "keyguard", "Content-Type": "x/y"}), b"ok")
+        answer = incoming.answer(201, {"Server": "keyguard", "Content-Type": "x/y"}, b"ok")
         return web_response(answer)
 
     host, _, port = (await serve(handler)).rpartition(":")
@@ -128,7 +129,7 @@ async def test_a_body_above_the_cap_reads_as_none(
     async def handler(request: web.BaseRequest) -> web.StreamResponse:
         assert isinstance(request, AiohttpIncoming)  # the factory's
         bodies.append(await request.read_body(MAX_BODY))
-        return web_response(Answer(413, CIMultiDict(), b""))
+        return request.answer(413, {}, b"")
 
     async def chunks() -> AsyncIterator[bytes]:
         for _ in range(3):

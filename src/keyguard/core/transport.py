@@ -8,7 +8,8 @@ makes a stack fit them (``proxy/aiohttp_server.py`` for the incoming side,
 * :class:`Incoming` -- one client request: method, path and query as sent, case-insensitive
   headers, content length and type, the peer's address and verified client certificate, the
   body read under a size cap, and :meth:`Incoming.stream` for an answer sent as it is made.
-* :class:`Answer` -- a whole answer (status, headers, body), a plain value the adapter writes.
+* :class:`Answer` -- a whole answer (status, headers, body), made by :meth:`Incoming.answer`
+  as the stack's own answer object, so nothing is converted on the way out.
 * :class:`StreamedAnswer` -- an answer written chunk by chunk; each ``write`` returns once the
   stack has taken the bytes (back-pressure), and a client that has gone away surfaces as
   :data:`ClientGone` on the next write.
@@ -24,12 +25,13 @@ read and one awaited write, with no wrapper object between the stack and the rel
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from types import TracebackType
-from typing import Protocol
+from typing import Literal, Protocol
 
 __all__ = [
     "Answer",
+    "AnswerMaker",
     "ClientGone",
     "HeaderLookup",
     "Headers",
@@ -61,20 +63,37 @@ class Headers(HeaderLookup, Protocol):
     def __contains__(self, key: object, /) -> bool: ...
 
 
-class Answer:
-    """A whole answer: the adapter writes it once the pipeline returns it."""
+class Answer(Protocol):
+    """A whole answer, made by :meth:`Incoming.answer`; the stack writes it once the pipeline
+    returns it."""
 
-    __slots__ = ("status", "headers", "body")
+    @property
+    def streamed(self) -> Literal[False]: ...
 
-    def __init__(self, status: int, headers: MutableMapping[str, str], body: bytes) -> None:
-        self.status = status
-        self.headers = headers  # case-insensitive where the pipeline makes them
-        self.body = body
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> MutableMapping[str, str]:
+        """Case-insensitive; the pipeline may still add to them."""
+        ...
+
+    @property
+    def body(self) -> object:
+        """The body given (``bytes``; a stack may declare a wider type)."""
+        ...
+
+
+#: What makes a whole answer: ``(status, headers, body)``; :meth:`Incoming.answer` is one.
+AnswerMaker = Callable[[int, Mapping[str, str], bytes], Answer]
 
 
 class StreamedAnswer(Protocol):
     """An answer sent as it is made: :meth:`start` sends the status and headers, each
     :meth:`write` a chunk; a client that has gone away raises :data:`ClientGone`."""
+
+    @property
+    def streamed(self) -> Literal[True]: ...
 
     @property
     def status(self) -> int: ...
@@ -135,6 +154,10 @@ class Incoming(Peer, Protocol):
     async def read_body(self, limit: int) -> bytes | None:
         """The whole body; ``None`` when it is longer than ``limit`` bytes, however it is
         framed (the rest is then not read)."""
+        ...
+
+    def answer(self, status: int, headers: Mapping[str, str], body: bytes) -> Answer:
+        """A whole answer to this request."""
         ...
 
     def stream(self, status: int, headers: Mapping[str, str]) -> StreamedAnswer:

@@ -3,18 +3,18 @@
 
 The proxy port's server makes each request an :class:`AiohttpIncoming` (its request factory,
 :func:`request_factory`): aiohttp's own request object with the seam's few additions, so
-nothing is wrapped per request. A streamed answer is an :class:`AiohttpStream`, aiohttp's
-streamed response itself: the relay's writes are aiohttp's writes (each awaited: back-pressure),
+nothing is wrapped per request. Its answers are aiohttp's own: a whole answer is an
+:class:`AiohttpWhole` (a ``web.Response``), a streamed one an :class:`AiohttpStream` (a
+``web.StreamResponse``): the relay's writes are aiohttp's writes (each awaited: back-pressure),
 and a client gone away raises aiohttp's ``ClientConnectionResetError``, a
-``ConnectionResetError`` (the seam's ``ClientGone``). :func:`web_response` hands a pipeline's
-answer to aiohttp.
+``ConnectionResetError`` (the seam's ``ClientGone``). Nothing is converted on the way out.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from aiohttp.http_parser import RawRequestMessage
@@ -24,7 +24,14 @@ from aiohttp.web_protocol import RequestHandler
 
 from ..core.transport import Answer, StreamedAnswer
 
-__all__ = ["AiohttpIncoming", "AiohttpStream", "request_factory", "web_response"]
+__all__ = [
+    "AiohttpIncoming",
+    "AiohttpStream",
+    "AiohttpWhole",
+    "request_factory",
+    "web_response",
+    "whole_answer",
+]
 
 
 class AiohttpIncoming(web.BaseRequest):
@@ -45,13 +52,29 @@ class AiohttpIncoming(web.BaseRequest):
             return None
         return None if len(body) > limit else body
 
+    def answer(self, status: int, headers: Mapping[str, str], body: bytes) -> AiohttpWhole:
+        return AiohttpWhole(status=status, body=body, headers=headers)
+
     def stream(self, status: int, headers: Mapping[str, str]) -> AiohttpStream:
         return AiohttpStream(self, status, headers)
+
+
+class AiohttpWhole(web.Response):
+    """aiohttp's response as the seam's :class:`~keyguard.core.transport.Answer`."""
+
+    streamed: Literal[False] = False
+
+
+def whole_answer(status: int, headers: Mapping[str, str], body: bytes) -> AiohttpWhole:
+    """A whole answer where no request is at hand (the server's own refusals)."""
+    return AiohttpWhole(status=status, body=body, headers=headers)
 
 
 class AiohttpStream(web.StreamResponse):
     """aiohttp's streamed response as the seam's
     :class:`~keyguard.core.transport.StreamedAnswer`."""
+
+    streamed: Literal[True] = True
 
     def __init__(self, request: web.BaseRequest, status: int, headers: Mapping[str, str]) -> None:
         super().__init__(status=status, headers=headers)
@@ -66,10 +89,8 @@ class AiohttpStream(web.StreamResponse):
 
 
 def web_response(answer: Answer | StreamedAnswer) -> web.StreamResponse:
-    """What aiohttp writes for the pipeline's ``answer``."""
-    if isinstance(answer, Answer):
-        return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
-    assert isinstance(answer, web.StreamResponse)  # made by AiohttpIncoming.stream
+    """The pipeline's ``answer``, made by an :class:`AiohttpIncoming`: aiohttp's own."""
+    assert isinstance(answer, web.StreamResponse)
     return answer
 
 

@@ -37,7 +37,6 @@ from ..core.hooks import (
 from ..core.logs import current_request_id
 from ..core.netaddr import ClientAddress
 from ..core.operations import Route
-from ..core.principal import Principal
 from ..core.request import RequestContext, client_fingerprint
 from ..core.transport import Answer, Incoming, StreamedAnswer
 from ..errors import (
@@ -109,50 +108,44 @@ class ProxyHandler:
             client=client_fingerprint(request.headers),
         )
         logged_as = current_request_id.set(ctx.request_id)  # every log line names the request
+        response: Answer | StreamedAnswer
         try:
-            return await self._answer(request, ctx)
+            try:
+                response = await self._handle(request, ctx)
+            except RequestError as exc:
+                ctx.reason = exc.reason
+                response = error_response(exc, ctx.request_id, request.answer)
+                response.headers.update(ctx.response_headers)
+            except Exception:
+                log.exception("unexpected error handling request %s", ctx.request_id)
+                ctx.reason = "internal_error"
+                err = RequestError("Keyguard hit an internal error.", code="InternalServerError")
+                err.status = 500
+                response = error_response(err, ctx.request_id, request.answer)
+            ctx.status = response.status
+            if self._keep_bodies and not response.streamed:
+                ctx.response_body = response.body if isinstance(response.body, bytes) else None
+            if getattr(self._recorder, "durable", False):  # audit durability: before_answer
+                return await self._record_durably(request, ctx, response)
+            # Recorded on the loop's next turn: the server writes the answer as soon as this
+            # returns, so the access log and the monitor are off the request's latency.
+            asyncio.get_running_loop().call_soon(self._recorder.record, ctx)  # stage: record
+            return response
         finally:
             current_request_id.reset(logged_as)
 
-    async def _answer(self, request: Incoming, ctx: RequestContext) -> Answer | StreamedAnswer:
-        response: Answer | StreamedAnswer
-        try:
-            response = await self._handle(request, ctx)
-        except RequestError as exc:
-            ctx.reason = exc.reason
-            response = error_response(exc, ctx.request_id)
-            response.headers.update(ctx.response_headers)
-        except Exception:
-            log.exception("unexpected error handling request %s", ctx.request_id)
-            ctx.reason = "internal_error"
-            response = error_response(
-                RequestError("Keyguard hit an internal error.", code="InternalServerError"),
-                ctx.request_id,
-            )
-            response.status = 500
-        ctx.status = response.status
-        if self._keep_bodies and isinstance(response, Answer):
-            ctx.response_body = response.body
-        if getattr(self._recorder, "durable", False):  # audit durability: before_answer
-            return await self._record_durably(ctx, response)
-        # Recorded on the loop's next turn: the server writes the answer as soon as this returns,
-        # so the access log and the monitor are off the request's latency.
-        asyncio.get_running_loop().call_soon(self._recorder.record, ctx)  # stage: record
-        return response
-
     async def _record_durably(
-        self, ctx: RequestContext, response: Answer | StreamedAnswer
+        self, request: Incoming, ctx: RequestContext, response: Answer | StreamedAnswer
     ) -> Answer | StreamedAnswer:
         """The record is committed before the answer is released; when it cannot be, a
         non-streamed answer becomes the recorder's error (503) instead."""
         try:
             await self._recorder.record_durably(ctx)  # type: ignore[attr-defined]
         except RequestError as exc:
-            if not isinstance(response, Answer) and response.started:
-                # a stream already sent: only the record is missing
+            if response.streamed and response.started:  # only the record is missing
                 log.error("request %s: its audit record was not committed", ctx.request_id)
                 return response
-            return error_response(exc, ctx.request_id)
+            return error_response(exc, ctx.request_id, request.answer)
         return response
 
     async def _handle(self, request: Incoming, ctx: RequestContext) -> Answer | StreamedAnswer:
@@ -169,7 +162,12 @@ class ProxyHandler:
                 credential = extract_credential(api_key, authorization)  # stage: credential
                 if credential.key is not None:
                     ctx.presented_key_id = credential.key.key_id
-            principal = await self._authenticate(credential, request, ctx)  # stage: authenticate
+            if isinstance(credential, bytes):  # a verified client certificate (DER)
+                principal = self._identity.authenticate_certificate(credential, request)
+            else:
+                principal = await self._identity.authenticate(  # stage: authenticate
+                    credential, request, remote=ctx.remote, now=self._now()
+                )
         except AuthenticationFailed:
             # which credential failed (a keyed digest): one client retrying one bad key, or a
             # tool trying many, tell apart for the stuffing rule
@@ -178,7 +176,7 @@ class ProxyHandler:
         ctx.principal = principal
         if route.operation.name == "models":
             self._authorizer.authorize(ctx, self._now())
-            return json_response(self._models(), ctx.request_id)
+            return json_response(self._models(), ctx.request_id, request.answer)
         body, requested = await self._read_body(request, route, ctx)  # stage: read_body
         target = self._pool.resolve(requested)  # stage: resolve
         if target is None:
@@ -210,15 +208,6 @@ class ProxyHandler:
             if check is not None:
                 check.cancel()
             await self._admission.settle(ctx, held)  # stage: settle
-
-    async def _authenticate(
-        self, credential: Credential | bytes, request: Incoming, ctx: RequestContext
-    ) -> Principal:
-        if isinstance(credential, bytes):  # a verified client certificate (DER)
-            return self._identity.authenticate_certificate(credential, request)
-        return await self._identity.authenticate(
-            credential, request, remote=ctx.remote, now=self._now()
-        )
 
     async def _read_body(
         self, request: Incoming, route: Route, ctx: RequestContext

@@ -85,50 +85,43 @@ class Relay:
     async def forward(
         self, request: Incoming, ctx: RequestContext, target: Target, body: bytes
     ) -> Answer | StreamedAnswer:
-        """Send to ``target`` within the caller's fair share of the upstream pool (429
-        beyond it), failing over as :meth:`_forward` says."""
+        """Send to ``target`` within the caller's fair share of the upstream pool (429 beyond
+        it); on a 429 or a failed connection fail over to the deployment's next backend, while
+        nothing has been sent to the client yet."""
         share = self._share
-        if share is None:
-            return await self._forward(request, ctx, target, body)
-        held = share.take(ctx.principal)
+        taken = share.take(ctx.principal) if share is not None else None
         try:
-            return await self._forward(request, ctx, target, body)
+            assert ctx.route is not None
+            plan = self._plan(ctx, target)
+            pool = self._pool
+            if pool is not None and (ctx.deployment is None or pool.backends(ctx.deployment) < 2):
+                pool = None  # a single backend: its 429s go to the client as they are
+            for attempt, backend in enumerate(plan):
+                last = attempt == len(plan) - 1
+                sent = time.perf_counter()
+                upstream = await self._send(
+                    request, ctx, backend, _body_for(body, ctx, target, backend), last, pool
+                )
+                if upstream is None:
+                    continue  # could not connect: the next backend
+                if upstream.status == 429 and pool is not None:
+                    held = pool.failed(backend, parse_retry_after(upstream.headers, time.time()))
+                    if not last:
+                        log.warning(
+                            "upstream %s answered 429 for %s; out for %.1fs, failing over",
+                            backend.upstream.name,
+                            backend.deployment,
+                            held,
+                        )
+                        upstream.release()
+                        continue
+                elif pool is not None:
+                    pool.succeeded(backend)
+                return await self._relay(request, ctx, backend, upstream, sent)
+            raise AssertionError("unreachable: the last backend always answers or raises")
         finally:
-            share.give_back(held)
-
-    async def _forward(
-        self, request: Incoming, ctx: RequestContext, target: Target, body: bytes
-    ) -> Answer | StreamedAnswer:
-        """Send to ``target``; on a 429 or a failed connection fail over to the deployment's
-        next backend, while nothing has been sent to the client yet."""
-        assert ctx.route is not None
-        plan = self._plan(ctx, target)
-        pool = self._pool
-        if pool is not None and (ctx.deployment is None or pool.backends(ctx.deployment) < 2):
-            pool = None  # a single backend: its 429s go to the client as they are
-        for attempt, backend in enumerate(plan):
-            last = attempt == len(plan) - 1
-            sent = time.perf_counter()
-            upstream = await self._send(
-                request, ctx, backend, _body_for(body, ctx, target, backend), last, pool
-            )
-            if upstream is None:
-                continue  # could not connect: the next backend
-            if upstream.status == 429 and pool is not None:
-                held = pool.failed(backend, parse_retry_after(upstream.headers, time.time()))
-                if not last:
-                    log.warning(
-                        "upstream %s answered 429 for %s; out for %.1fs, failing over",
-                        backend.upstream.name,
-                        backend.deployment,
-                        held,
-                    )
-                    upstream.release()
-                    continue
-            elif pool is not None:
-                pool.succeeded(backend)
-            return await self._relay(request, ctx, backend, upstream, sent)
-        raise AssertionError("unreachable: the last backend always answers or raises")
+            if share is not None and taken is not None:
+                share.give_back(taken)
 
     def _plan(self, ctx: RequestContext, target: Target) -> list[Target]:
         if self._pool is None or ctx.deployment is None:
@@ -222,7 +215,7 @@ class Relay:
             guard = ctx.answer_guard
             if guard is not None:  # the guardrails read the answer before it is released
                 payload = await guard.body(upstream.status, upstream.content_type, payload)
-            return Answer(upstream.status, out_headers, payload)
+            return request.answer(upstream.status, out_headers, payload)
 
     async def _stream(
         self,
