@@ -7,9 +7,11 @@ makes a stack fit them (``proxy/aiohttp_server.py`` for the incoming side,
 
 * :class:`Incoming` -- one client request: method, path and query as sent, case-insensitive
   headers, content length and type, the peer's address and verified client certificate, the
-  body read under a size cap, and :meth:`Incoming.stream` for an answer sent as it is made.
+  body read under a size cap, and the answer to it: :meth:`Incoming.answer` (whole) or
+  :meth:`Incoming.stream` (sent as it is made).
 * :class:`Answer` -- a whole answer (status, headers, body), made by :meth:`Incoming.answer`
-  as the stack's own answer object, so nothing is converted on the way out.
+  as the stack's own answer object, so nothing is converted on the way out. ``streamed`` tells
+  the two kinds of answer apart (``False`` here, ``True`` for a :class:`StreamedAnswer`).
 * :class:`StreamedAnswer` -- an answer written chunk by chunk; each ``write`` returns once the
   stack has taken the bytes (back-pressure), and a client that has gone away surfaces as
   :data:`ClientGone` on the next write.
