@@ -9,6 +9,9 @@ client carry the HTTP status and the Azure error ``code`` they are rendered with
     ├── StorageError                the store failed (driver errors are wrapped)
     ├── VaultError                  a secret could not be stored, found or decrypted
     ├── GuardUnavailable            a model-based guardrail could not answer in time
+    ├── UpstreamFailed              the upstream HTTP client failed (core/transport.py)
+    │   ├── UpstreamTimedOut        connecting or reading took too long
+    │   └── UpstreamNotReached      no connection: the request did not get through
     └── RequestError                something a client gets back as an HTTP error
         ├── BadRequest              400  malformed body, bad api-version, wrong content type
         │   └── ContentFiltered     400  a guardrail refused what the request carries
@@ -38,6 +41,9 @@ __all__ = [
     "StorageError",
     "VaultError",
     "GuardUnavailable",
+    "UpstreamFailed",
+    "UpstreamTimedOut",
+    "UpstreamNotReached",
     "RequestError",
     "BadRequest",
     "ContentFiltered",
@@ -90,6 +96,25 @@ class VaultError(GatewayError):
 class GuardUnavailable(GatewayError):
     """A model-based guardrail (Azure AI Content Safety) did not answer in time or failed; the
     guardrail's declared fail-open or fail-closed choice decides what happens to the request."""
+
+
+class UpstreamFailed(GatewayError):
+    """The client toward the upstream failed: what an HTTP stack's own errors become in its
+    adapter (:mod:`keyguard.core.transport`), so the relay tells them apart without knowing
+    the stack. ``cause`` names the stack's error (for the log; never its text)."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(cause)
+        self.cause = cause
+
+
+class UpstreamTimedOut(UpstreamFailed):
+    """Connecting to the upstream, or reading its answer, took longer than allowed."""
+
+
+class UpstreamNotReached(UpstreamFailed):
+    """No connection to the upstream (refused, unresolvable, closed before answering): the
+    request certainly did not get through, so another backend may be tried."""
 
 
 class RequestError(GatewayError):

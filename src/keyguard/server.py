@@ -3,7 +3,8 @@
 :class:`Gateway` owns every long-lived resource (store, vault-backed credential providers,
 the upstream connection pool, the key cache) and starts and stops them in order. The proxy is
 an aiohttp low-level server (no router, no middleware), measured as the fastest stack that
-meets the hot-path budget (see docs/performance.md).
+meets the hot-path budget (see docs/performance.md); the request pipeline sees it only through
+the transport seam's adapters (``proxy/aiohttp_server.py``, ``proxy/aiohttp_client.py``).
 """
 
 from __future__ import annotations
@@ -20,9 +21,6 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http_parser import RawRequestMessage
-from aiohttp.streams import StreamReader
-from aiohttp.web_protocol import RequestHandler
 
 from .bus import Bus
 from .config import Settings
@@ -31,12 +29,14 @@ from .identity.key_index import KeyIdIndex
 from .identity.keys import KeyAuthenticator
 from .limits.admission import LimitAdmission
 from .proxy.access_log import AccessLog
+from .proxy.aiohttp_client import new_upstream_session
+from .proxy.aiohttp_server import AiohttpIncoming, request_factory
 from .proxy.app import ProxyHandler
 from .proxy.connections import ConnectionGuard, GuardedAppRunner
 from .proxy.fairshare import FairShare
 from .proxy.headers import SERVER_HEADER
 from .proxy.protocol import ProxyServer
-from .proxy.relay import Relay, new_upstream_session
+from .proxy.relay import Relay
 from .upstream.pool import UpstreamPool
 from .wiring.access import Access, start_access
 from .wiring.bus import bus_gauges, incident_changes, invalidation, lifting, start_bus
@@ -285,10 +285,11 @@ class _InFlight:
         self.last = time.monotonic()
         self.closing = False
 
-    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def __call__(self, request: AiohttpIncoming) -> web.StreamResponse:
         self.count += 1
         try:
             response = await self._handler(request)
+            assert isinstance(response, web.StreamResponse)  # aiohttp's own: the request made it
             if self.closing and not response.prepared:
                 response.force_close()
             return response
@@ -300,24 +301,9 @@ class _InFlight:
 def _proxy_runner(
     handler: _InFlight, max_body: int, guard: ConnectionGuard, drain_s: float
 ) -> web.ServerRunner:
-    def request_factory(
-        message: RawRequestMessage,
-        payload: StreamReader,
-        protocol: RequestHandler,
-        writer: Any,
-        task: asyncio.Task[None],
-    ) -> web.BaseRequest:
-        return web.BaseRequest(
-            message,
-            payload,
-            protocol,
-            writer,
-            task,
-            asyncio.get_running_loop(),
-            client_max_size=max_body,
-        )
-
-    server = ProxyServer(handler, guard=guard, request_factory=request_factory, access_log=None)
+    server = ProxyServer(
+        handler, guard=guard, request_factory=request_factory(max_body), access_log=None
+    )
     return web.ServerRunner(server, handle_signals=False, shutdown_timeout=drain_s)
 
 

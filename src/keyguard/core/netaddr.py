@@ -21,7 +21,7 @@ import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 
-from aiohttp import web
+from .transport import Peer
 
 __all__ = ["ClientAddress", "client_address", "host_allowed", "parse_hop", "MAX_HOPS"]
 
@@ -98,7 +98,7 @@ class ClientAddress:
     def __init__(self, trusted_proxies: Sequence[str] = ()) -> None:
         self._trusted = tuple(ipaddress.ip_network(c) for c in trusted_proxies)
 
-    def __call__(self, request: web.BaseRequest) -> str | None:
+    def __call__(self, request: Peer) -> str | None:
         if not self._trusted:
             return request.remote
         return client_address(

@@ -6,12 +6,13 @@ recording). It never holds a credential: only the principal the credential resol
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .operations import Route
 from .principal import Principal
+from .transport import HeaderLookup
 
 __all__ = ["AnswerGuard", "PolicyOutcome", "RequestContext", "Usage", "client_fingerprint"]
 
@@ -131,7 +132,7 @@ class RequestContext:
     answer_guard: AnswerGuard | None = None  # the guardrails over the answer, when in force
 
 
-def client_fingerprint(headers: Mapping[str, str]) -> str | None:
+def client_fingerprint(headers: HeaderLookup) -> str | None:
     """The OpenAI SDKs' platform headers (language, OS, arch, runtime) as one short string."""
     lang = headers.get("x-stainless-lang")
     if lang is None:

@@ -25,11 +25,10 @@ import logging
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
-from aiohttp import web
-
 from ..azure_keys import validate_identifiable_key
 from ..core.netaddr import host_allowed
 from ..core.principal import Principal
+from ..core.transport import Incoming
 from ..errors import AuthenticationFailed, BadRequest
 from ..events import EventBus, SecurityEvent
 from .certificates import CertificateAuthenticator
@@ -70,7 +69,7 @@ class Authenticator:
     def accepts_certificates(self) -> bool:
         return self._certificates is not None
 
-    def authenticate_certificate(self, der: bytes, request: web.BaseRequest) -> Principal:
+    def authenticate_certificate(self, der: bytes, request: Incoming) -> Principal:
         """A request with no credential header over a connection with a verified client
         certificate (:mod:`.certificates`)."""
         assert self._certificates is not None
@@ -84,7 +83,7 @@ class Authenticator:
         return self._certificates.authenticate(der)
 
     async def authenticate(
-        self, credential: Credential, request: web.BaseRequest, *, remote: str | None, now: datetime
+        self, credential: Credential, request: Incoming, *, remote: str | None, now: datetime
     ) -> Principal:
         headers = request.headers
         if not host_allowed(headers.getall("Host", ()), self._hosts):
@@ -121,7 +120,7 @@ class Authenticator:
         return self._refuse_azure_key(credential.value, request, remote, now)
 
     def _refuse_azure_key(
-        self, value: str, request: web.BaseRequest, remote: str | None, now: datetime
+        self, value: str, request: Incoming, remote: str | None, now: datetime
     ) -> Principal:
         managed = self._managed.match(value) if self._managed is not None else None
         identifiable = len(value) == _IDENTIFIABLE_LENGTH

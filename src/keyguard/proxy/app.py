@@ -8,7 +8,9 @@ All that is known about the request travels in one
 
 Every error a client can cause is a :class:`RequestError` rendered in Azure's shape; anything
 unexpected is logged with its traceback and answered with a generic 500 that reveals nothing.
-The handler is a plain aiohttp low-level server callback: no router, no middleware stack.
+The handler is one callable from an :class:`~keyguard.core.transport.Incoming` request to an
+answer (no router, no middleware stack); it knows no HTTP stack's types: the transport seam
+(:mod:`keyguard.core.transport`) and its adapters stand between it and the server.
 """
 
 from __future__ import annotations
@@ -22,8 +24,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from aiohttp import web
-from aiohttp.web_exceptions import HTTPRequestEntityTooLarge
 
 from ..core.hooks import (
     Admission,
@@ -37,8 +37,8 @@ from ..core.hooks import (
 from ..core.logs import current_request_id
 from ..core.netaddr import ClientAddress
 from ..core.operations import Route
-from ..core.principal import Principal
 from ..core.request import RequestContext, client_fingerprint
+from ..core.transport import Answer, Incoming, StreamedAnswer
 from ..errors import (
     AuthenticationFailed,
     BadRequest,
@@ -79,7 +79,7 @@ class ProxyHandler:
         events: EventBus | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         keep_response_bodies: bool = False,
-        client_address: Callable[[web.BaseRequest], str | None] | None = None,
+        client_address: Callable[[Incoming], str | None] | None = None,
         guard: GuardStage | None = None,
         safety: SafetyStage | None = None,
     ) -> None:
@@ -98,7 +98,7 @@ class ProxyHandler:
         self._client_address = client_address or ClientAddress()
         self._safety = safety
 
-    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def __call__(self, request: Incoming) -> Answer | StreamedAnswer:
         ctx = RequestContext(
             request_id=secrets.token_hex(8),
             started=time.perf_counter(),
@@ -108,51 +108,47 @@ class ProxyHandler:
             client=client_fingerprint(request.headers),
         )
         logged_as = current_request_id.set(ctx.request_id)  # every log line names the request
+        response: Answer | StreamedAnswer
         try:
-            return await self._answer(request, ctx)
+            try:
+                response = await self._handle(request, ctx)
+            except RequestError as exc:
+                ctx.reason = exc.reason
+                response = error_response(exc, ctx.request_id, request.answer)
+                response.headers.update(ctx.response_headers)
+            except Exception:
+                log.exception("unexpected error handling request %s", ctx.request_id)
+                ctx.reason = "internal_error"
+                err = RequestError("Keyguard hit an internal error.", code="InternalServerError")
+                err.status = 500
+                response = error_response(err, ctx.request_id, request.answer)
+            ctx.status = response.status
+            if self._keep_bodies and not response.streamed:
+                ctx.response_body = response.body if isinstance(response.body, bytes) else None
+            if getattr(self._recorder, "durable", False):  # audit durability: before_answer
+                return await self._record_durably(request, ctx, response)
+            # Recorded on the loop's next turn: the server writes the answer as soon as this
+            # returns, so the access log and the monitor are off the request's latency.
+            asyncio.get_running_loop().call_soon(self._recorder.record, ctx)  # stage: record
+            return response
         finally:
             current_request_id.reset(logged_as)
 
-    async def _answer(self, request: web.BaseRequest, ctx: RequestContext) -> web.StreamResponse:
-        try:
-            response = await self._handle(request, ctx)
-        except RequestError as exc:
-            ctx.reason = exc.reason
-            response = error_response(exc, ctx.request_id)
-            response.headers.update(ctx.response_headers)
-        except Exception:
-            log.exception("unexpected error handling request %s", ctx.request_id)
-            ctx.reason = "internal_error"
-            response = error_response(
-                RequestError("Keyguard hit an internal error.", code="InternalServerError"),
-                ctx.request_id,
-            )
-            response.set_status(500)
-        ctx.status = response.status
-        if self._keep_bodies and isinstance(response, web.Response):
-            ctx.response_body = response.body if isinstance(response.body, bytes) else None
-        if getattr(self._recorder, "durable", False):  # audit durability: before_answer
-            return await self._record_durably(ctx, response)
-        # Recorded on the loop's next turn: aiohttp writes the answer as soon as this returns,
-        # so the access log and the monitor are off the request's latency.
-        asyncio.get_running_loop().call_soon(self._recorder.record, ctx)  # stage: record
-        return response
-
     async def _record_durably(
-        self, ctx: RequestContext, response: web.StreamResponse
-    ) -> web.StreamResponse:
+        self, request: Incoming, ctx: RequestContext, response: Answer | StreamedAnswer
+    ) -> Answer | StreamedAnswer:
         """The record is committed before the answer is released; when it cannot be, a
         non-streamed answer becomes the recorder's error (503) instead."""
         try:
             await self._recorder.record_durably(ctx)  # type: ignore[attr-defined]
         except RequestError as exc:
-            if response.prepared:  # a stream already sent: only the record is missing
+            if response.streamed and response.started:  # only the record is missing
                 log.error("request %s: its audit record was not committed", ctx.request_id)
                 return response
-            return error_response(exc, ctx.request_id)
+            return error_response(exc, ctx.request_id, request.answer)
         return response
 
-    async def _handle(self, request: web.BaseRequest, ctx: RequestContext) -> web.StreamResponse:
+    async def _handle(self, request: Incoming, ctx: RequestContext) -> Answer | StreamedAnswer:
         raw_path, _, raw_query = request.raw_path.partition("?")
         ctx.route = route = parse_route(request.method, raw_path, raw_query)  # stage: classify
         self._screen.screen(ctx)  # stage: screen
@@ -161,12 +157,17 @@ class ProxyHandler:
         try:
             credential: Credential | bytes | None = None
             if api_key is None and authorization is None and self._identity.accepts_certificates:
-                credential = _peer_certificate(request)  # mutual TLS: the client certificate
+                credential = request.peer_certificate()  # mutual TLS: the client certificate
             if credential is None:
                 credential = extract_credential(api_key, authorization)  # stage: credential
                 if credential.key is not None:
                     ctx.presented_key_id = credential.key.key_id
-            principal = await self._authenticate(credential, request, ctx)  # stage: authenticate
+            if isinstance(credential, bytes):  # a verified client certificate (DER)
+                principal = self._identity.authenticate_certificate(credential, request)
+            else:
+                principal = await self._identity.authenticate(  # stage: authenticate
+                    credential, request, remote=ctx.remote, now=self._now()
+                )
         except AuthenticationFailed:
             # which credential failed (a keyed digest): one client retrying one bad key, or a
             # tool trying many, tell apart for the stuffing rule
@@ -175,7 +176,7 @@ class ProxyHandler:
         ctx.principal = principal
         if route.operation.name == "models":
             self._authorizer.authorize(ctx, self._now())
-            return json_response(self._models(), ctx.request_id)
+            return json_response(self._models(), ctx.request_id, request.answer)
         body, requested = await self._read_body(request, route, ctx)  # stage: read_body
         target = self._pool.resolve(requested)  # stage: resolve
         if target is None:
@@ -208,26 +209,14 @@ class ProxyHandler:
                 check.cancel()
             await self._admission.settle(ctx, held)  # stage: settle
 
-    async def _authenticate(
-        self, credential: Credential | bytes, request: web.BaseRequest, ctx: RequestContext
-    ) -> Principal:
-        if isinstance(credential, bytes):  # a verified client certificate (DER)
-            return self._identity.authenticate_certificate(credential, request)
-        return await self._identity.authenticate(
-            credential, request, remote=ctx.remote, now=self._now()
-        )
-
     async def _read_body(
-        self, request: web.BaseRequest, route: Route, ctx: RequestContext
+        self, request: Incoming, route: Route, ctx: RequestContext
     ) -> tuple[bytes, str]:
         declared = request.content_length
         if declared is not None and declared > self._max_body:
             raise _too_large(self._max_body)
-        try:
-            body = await request.read()
-        except HTTPRequestEntityTooLarge:
-            raise _too_large(self._max_body) from None
-        if len(body) > self._max_body:
+        body = await request.read_body(self._max_body)
+        if body is None:
             raise _too_large(self._max_body)
         ctype = request.content_type
         if route.operation.body == "multipart":
@@ -306,11 +295,3 @@ def _too_large(limit: int) -> PayloadTooLarge:
         f"The request body is larger than this gateway's limit of {limit} bytes.",
         reason="body_too_large",
     )
-
-
-def _peer_certificate(request: web.BaseRequest) -> bytes | None:
-    """The client certificate the TLS handshake verified (DER), if any."""
-    transport = request.transport
-    tls = transport.get_extra_info("ssl_object") if transport is not None else None
-    der: bytes | None = tls.getpeercert(binary_form=True) if tls is not None else None
-    return der

@@ -14,6 +14,7 @@ import logging
 from aiohttp import web
 
 from ..errors import BadRequest, RequestError
+from .aiohttp_server import web_response, whole_answer
 from .connections import GuardedProtocol, GuardedServer
 from .responses import error_response
 
@@ -49,7 +50,7 @@ class _Protocol(GuardedProtocol):
         else:
             err = RequestError("Keyguard hit an internal error.", code="InternalServerError")
             err.status = status
-        response = error_response(err, "-")
+        response = web_response(error_response(err, "-", whole_answer))
         response.force_close()
         return response
 

@@ -22,19 +22,30 @@ was fine) and an error in the log for the operator.
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import time
+from collections.abc import MutableMapping
 
-import aiohttp
 import orjson
-from aiohttp import web
-from multidict import CIMultiDict
 
 from ..core.operations import Route
 from ..core.request import RequestContext, Usage
-from ..errors import TooManyRequests, UpstreamError
+from ..core.transport import (
+    Answer,
+    ClientGone,
+    Incoming,
+    StreamedAnswer,
+    UpstreamAnswer,
+    UpstreamClient,
+)
+from ..errors import (
+    TooManyRequests,
+    UpstreamError,
+    UpstreamFailed,
+    UpstreamNotReached,
+    UpstreamTimedOut,
+)
 from ..upstream.breaker import parse_retry_after
 from ..upstream.pool import Target, UpstreamPool
 from .fairshare import FairShare
@@ -42,25 +53,9 @@ from .headers import request_headers, response_headers
 from .responses import sse_error_event
 from .sse import SseTap, streamed_text
 
-_ONE_PIECE = 1 << 20  # bytes of body written upstream in one piece, at most
-
-__all__ = ["Relay", "new_upstream_session", "upstream_url"]
+__all__ = ["Relay", "upstream_url"]
 
 log = logging.getLogger("keyguard.proxy")
-
-
-def new_upstream_session(
-    *, connect_timeout: float, read_timeout: float, max_connections: int
-) -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(
-            limit=max_connections, keepalive_timeout=60, ttl_dns_cache=300
-        ),
-        timeout=aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout),
-        auto_decompress=False,
-        skip_auto_headers=("User-Agent",),
-        cookie_jar=aiohttp.DummyCookieJar(),
-    )
 
 
 def upstream_url(target: Target, route: Route) -> str:
@@ -79,61 +74,54 @@ def upstream_url(target: Target, route: Route) -> str:
 class Relay:
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        client: UpstreamClient,
         pool: UpstreamPool | None = None,
         share: FairShare | None = None,
     ) -> None:
-        self._session = session
+        self._client = client
         self._pool = pool
         self._share = share
 
     async def forward(
-        self, request: web.BaseRequest, ctx: RequestContext, target: Target, body: bytes
-    ) -> web.StreamResponse:
-        """Send to ``target`` within the caller's fair share of the upstream pool (429
-        beyond it), failing over as :meth:`_forward` says."""
+        self, request: Incoming, ctx: RequestContext, target: Target, body: bytes
+    ) -> Answer | StreamedAnswer:
+        """Send to ``target`` within the caller's fair share of the upstream pool (429 beyond
+        it); on a 429 or a failed connection fail over to the deployment's next backend, while
+        nothing has been sent to the client yet."""
         share = self._share
-        if share is None:
-            return await self._forward(request, ctx, target, body)
-        held = share.take(ctx.principal)
+        taken = share.take(ctx.principal) if share is not None else None
         try:
-            return await self._forward(request, ctx, target, body)
+            assert ctx.route is not None
+            plan = self._plan(ctx, target)
+            pool = self._pool
+            if pool is not None and (ctx.deployment is None or pool.backends(ctx.deployment) < 2):
+                pool = None  # a single backend: its 429s go to the client as they are
+            for attempt, backend in enumerate(plan):
+                last = attempt == len(plan) - 1
+                sent = time.perf_counter()
+                upstream = await self._send(
+                    request, ctx, backend, _body_for(body, ctx, target, backend), last, pool
+                )
+                if upstream is None:
+                    continue  # could not connect: the next backend
+                if upstream.status == 429 and pool is not None:
+                    held = pool.failed(backend, parse_retry_after(upstream.headers, time.time()))
+                    if not last:
+                        log.warning(
+                            "upstream %s answered 429 for %s; out for %.1fs, failing over",
+                            backend.upstream.name,
+                            backend.deployment,
+                            held,
+                        )
+                        upstream.release()
+                        continue
+                elif pool is not None:
+                    pool.succeeded(backend)
+                return await self._relay(request, ctx, backend, upstream, sent)
+            raise AssertionError("unreachable: the last backend always answers or raises")
         finally:
-            share.give_back(held)
-
-    async def _forward(
-        self, request: web.BaseRequest, ctx: RequestContext, target: Target, body: bytes
-    ) -> web.StreamResponse:
-        """Send to ``target``; on a 429 or a failed connection fail over to the deployment's
-        next backend, while nothing has been sent to the client yet."""
-        assert ctx.route is not None
-        plan = self._plan(ctx, target)
-        pool = self._pool
-        if pool is not None and (ctx.deployment is None or pool.backends(ctx.deployment) < 2):
-            pool = None  # a single backend: its 429s go to the client as they are
-        for attempt, backend in enumerate(plan):
-            last = attempt == len(plan) - 1
-            sent = time.perf_counter()
-            upstream = await self._send(
-                request, ctx, backend, _body_for(body, ctx, target, backend), last, pool
-            )
-            if upstream is None:
-                continue  # could not connect: the next backend
-            if upstream.status == 429 and pool is not None:
-                held = pool.failed(backend, parse_retry_after(upstream.headers, time.time()))
-                if not last:
-                    log.warning(
-                        "upstream %s answered 429 for %s; out for %.1fs, failing over",
-                        backend.upstream.name,
-                        backend.deployment,
-                        held,
-                    )
-                    upstream.release()
-                    continue
-            elif pool is not None:
-                pool.succeeded(backend)
-            return await self._relay(request, ctx, backend, upstream, sent)
-        raise AssertionError("unreachable: the last backend always answers or raises")
+            if share is not None and taken is not None:
+                share.give_back(taken)
 
     def _plan(self, ctx: RequestContext, target: Target) -> list[Target]:
         if self._pool is None or ctx.deployment is None:
@@ -157,31 +145,28 @@ class Relay:
 
     async def _send(
         self,
-        request: web.BaseRequest,
+        request: Incoming,
         ctx: RequestContext,
         target: Target,
         body: bytes,
         last: bool,
         pool: UpstreamPool | None,
-    ) -> aiohttp.ClientResponse | None:
+    ) -> UpstreamAnswer | None:
         """The upstream's response; ``None`` when it could not be reached and another backend
         may be tried (the request certainly did not get through)."""
         assert ctx.route is not None
         headers = request_headers(request.headers.items(), target.upstream.provider.auth_headers())
         try:
-            return await self._session.request(
+            return await self._client.send(
                 ctx.route.operation.method,
                 upstream_url(target, ctx.route),
-                # a large body is streamed from a buffer in chunks, not written in one piece
-                # (aiohttp warns that one write of more than 1 MiB may hold the event loop)
-                data=body if len(body) <= _ONE_PIECE else io.BytesIO(body),
-                headers=headers,
-                allow_redirects=False,
-                ssl=target.upstream.ssl,
+                headers,
+                body,
+                target.upstream.ssl,
             )
-        except TimeoutError as exc:
+        except UpstreamTimedOut as exc:
             raise _timeout(target) from exc
-        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
+        except UpstreamNotReached as exc:
             if pool is None:
                 raise _unreachable(target, exc) from exc
             held = pool.failed(target, None)
@@ -190,21 +175,21 @@ class Relay:
             log.warning(
                 "upstream %s unreachable (%s); out for %.1fs, failing over",
                 target.upstream.name,
-                type(exc).__name__,
+                exc.cause,
                 held,
             )
             return None
-        except aiohttp.ClientError as exc:
+        except UpstreamFailed as exc:
             raise _unreachable(target, exc) from exc
 
     async def _relay(
         self,
-        request: web.BaseRequest,
+        request: Incoming,
         ctx: RequestContext,
         target: Target,
-        upstream: aiohttp.ClientResponse,
+        upstream: UpstreamAnswer,
         sent: float,
-    ) -> web.StreamResponse:
+    ) -> Answer | StreamedAnswer:
         async with upstream:
             ctx.upstream_status = upstream.status
             _check_status(upstream, target)
@@ -219,10 +204,10 @@ class Relay:
                 finally:
                     ctx.upstream_ms = (time.perf_counter() - sent) * 1000
             try:
-                payload = await upstream.read()
-            except TimeoutError as exc:
+                payload = await upstream.read_all()
+            except UpstreamTimedOut as exc:
                 raise _timeout(target) from exc
-            except aiohttp.ClientError as exc:
+            except UpstreamFailed as exc:
                 raise _unreachable(target, exc) from exc
             ctx.upstream_ms = (time.perf_counter() - sent) * 1000
             if upstream.status == 200 and upstream.content_type == "application/json":
@@ -230,48 +215,46 @@ class Relay:
             guard = ctx.answer_guard
             if guard is not None:  # the guardrails read the answer before it is released
                 payload = await guard.body(upstream.status, upstream.content_type, payload)
-            return web.Response(status=upstream.status, body=payload, headers=out_headers)
+            return request.answer(upstream.status, out_headers, payload)
 
     async def _stream(
         self,
-        request: web.BaseRequest,
-        upstream: aiohttp.ClientResponse,
-        headers: CIMultiDict[str],
+        request: Incoming,
+        upstream: UpstreamAnswer,
+        headers: MutableMapping[str, str],
         target: Target,
         ctx: RequestContext,
-    ) -> web.StreamResponse:
-        response = web.StreamResponse(status=upstream.status, headers=headers)
+    ) -> StreamedAnswer:
+        response = request.stream(upstream.status, headers)
         tap = SseTap(strip_usage_chunk=ctx.stream_requested and not ctx.usage_requested)
         sent: list[bytes] = []  # what the client received, to charge a stream cut short
         guard = ctx.answer_guard
-        chunks = upstream.content.iter_any()
+        read, write = upstream.read_chunk, response.write
         try:
-            await response.prepare(request)
+            await response.start()
             while True:
                 try:
-                    chunk = await chunks.__anext__()
-                except StopAsyncIteration:
-                    break
-                except (TimeoutError, aiohttp.ClientError) as exc:
+                    chunk = await read()
+                except UpstreamFailed as exc:
                     ctx.upstream_broke = True
                     log.warning(
-                        "upstream %s broke off a stream: %s",
-                        target.upstream.name,
-                        type(exc).__name__,
+                        "upstream %s broke off a stream: %s", target.upstream.name, exc.cause
                     )
                     if guard is not None:  # what was held back is judged and sent first
                         held = guard.flush(b"")
                         if held:
                             if tap.usage is None:
                                 sent.append(held)
-                            await response.write(held)
+                            await write(held)
                         if guard.cut:
                             break
                     err = UpstreamError(
                         "The Azure OpenAI upstream broke off in the middle of the stream.",
                         reason="upstream_stream_broken",
                     )
-                    await response.write(sse_error_event(err))
+                    await write(sse_error_event(err))
+                    break
+                if not chunk:
                     break
                 out = tap.feed(chunk)
                 if guard is not None and out:
@@ -279,7 +262,7 @@ class Relay:
                 if out:
                     if tap.usage is None:
                         sent.append(out)
-                    await response.write(out)
+                    await write(out)
                 if guard is not None and guard.cut:
                     upstream.close()  # the rest of a blocked answer is never read
                     break
@@ -291,9 +274,9 @@ class Relay:
                 if rest and tap.usage is None:
                     sent.append(rest)
             if rest:
-                await response.write(rest)
+                await write(rest)
             await response.write_eof()
-        except ConnectionResetError:
+        except ClientGone:
             ctx.client_disconnected = True
             upstream.close()
         ctx.usage = tap.usage
@@ -321,7 +304,7 @@ def _usage_of(payload: bytes) -> Usage | None:
     return Usage.from_azure(usage) if isinstance(usage, dict) else None
 
 
-def _check_status(upstream: aiohttp.ClientResponse, target: Target) -> None:
+def _check_status(upstream: UpstreamAnswer, target: Target) -> None:
     status = upstream.status
     if 300 <= status < 400:
         log.error(
@@ -352,8 +335,8 @@ def _timeout(target: Target) -> UpstreamError:
     )
 
 
-def _unreachable(target: Target, exc: BaseException) -> UpstreamError:
-    log.warning("upstream %s unreachable: %s", target.upstream.name, type(exc).__name__)
+def _unreachable(target: Target, exc: UpstreamFailed) -> UpstreamError:
+    log.warning("upstream %s unreachable: %s", target.upstream.name, exc.cause)
     return UpstreamError(
         f"The Azure OpenAI upstream '{target.upstream.name}' cannot be reached.",
         reason="upstream_unreachable",

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import orjson
-from aiohttp import web
 
+from ..core.transport import Answer, AnswerMaker
 from ..errors import RequestError
 from .headers import REQUEST_ID_HEADER, SERVER_HEADER
 
@@ -19,21 +19,19 @@ def error_body(exc: RequestError) -> bytes:
     return orjson.dumps({"error": {"code": exc.code, "message": exc.message}})
 
 
-def error_response(exc: RequestError, request_id: str) -> web.Response:
+def error_response(exc: RequestError, request_id: str, answer: AnswerMaker) -> Answer:
+    """``exc`` as an answer made by ``answer`` (the request's :meth:`Incoming.answer`)."""
     headers = {REQUEST_ID_HEADER: request_id, "apim-request-id": request_id, **SERVER_HEADER}
     headers.update(exc.headers)
-    return web.Response(
-        status=exc.status, body=error_body(exc), headers=headers, content_type=_JSON
-    )
+    headers["Content-Type"] = _JSON
+    return answer(exc.status, headers, error_body(exc))
 
 
-def json_response(payload: object, request_id: str, status: int = 200) -> web.Response:
-    return web.Response(
-        status=status,
-        body=orjson.dumps(payload),
-        headers={REQUEST_ID_HEADER: request_id, **SERVER_HEADER},
-        content_type=_JSON,
-    )
+def json_response(
+    payload: object, request_id: str, answer: AnswerMaker, status: int = 200
+) -> Answer:
+    headers = {REQUEST_ID_HEADER: request_id, **SERVER_HEADER, "Content-Type": _JSON}
+    return answer(status, headers, orjson.dumps(payload))
 
 
 def sse_error_event(exc: RequestError) -> bytes:

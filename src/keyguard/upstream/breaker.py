@@ -12,9 +12,11 @@ Decisions are functions of a :class:`BreakerState` and ``now`` (monotonic second
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+
+from ..core.transport import HeaderLookup
 
 __all__ = [
     "BreakerState",
@@ -52,7 +54,7 @@ def trip(state: BreakerState, now: float, retry_after_s: float | None) -> Breake
     return BreakerState(now + hold, state.failures + 1)
 
 
-def parse_retry_after(headers: Mapping[str, str], wall_now: float) -> float | None:
+def parse_retry_after(headers: HeaderLookup, wall_now: float) -> float | None:
     """Seconds to stay away: ``retry-after-ms``, else ``retry-after`` (seconds or HTTP date)."""
     raw_ms = headers.get("retry-after-ms")
     if raw_ms is not None:

@@ -1,0 +1,288 @@
+"""The aiohttp adapters of the transport seam, over real sockets: they are what
+:mod:`keyguard.core.transport` declares (mypy checks the assignments below), and they behave as
+it says: the request as sent, the body cap as chunks arrive, a streamed answer sent as written
+with a client gone surfacing as ``ClientGone``, the upstream's answer read whole or as it
+arrives, and aiohttp's client errors as the seam's three."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from keyguard.core.transport import (
+    Answer,
+    ClientGone,
+    Incoming,
+    StreamedAnswer,
+    UpstreamAnswer,
+    UpstreamClient,
+)
+from keyguard.errors import UpstreamFailed, UpstreamNotReached, UpstreamTimedOut
+from keyguard.proxy.aiohttp_client import AiohttpAnswer, AiohttpUpstream, new_upstream_session
+from keyguard.proxy.aiohttp_server import (
+    AiohttpIncoming,
+    AiohttpStream,
+    AiohttpWhole,
+    request_factory,
+    web_response,
+)
+
+_INCOMING: type[Incoming] = AiohttpIncoming
+_ANSWER: type[Answer] = AiohttpWhole
+_STREAM: type[StreamedAnswer] = AiohttpStream
+_UPSTREAM_ANSWER: type[UpstreamAnswer] = AiohttpAnswer
+_UPSTREAM: type[UpstreamClient] = AiohttpUpstream
+
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+MAX_BODY = 2000
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
+    """Start aiohttp's low-level server with the adapter's request factory; its URL."""
+    runners: list[web.ServerRunner] = []
+
+    async def start(handler: Handler) -> str:
+        server = web.Server(handler, request_factory=request_factory(MAX_BODY))
+        runner = web.ServerRunner(server)
+        await runner.setup()
+        runners.append(runner)
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        return f"http://{host}:{port}"
+
+    try:
+        yield start
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+
+
+async def test_the_request_reads_as_the_pipeline_needs_it(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    seen: dict[str, object] = {}
+
+    async def handler(request: web.BaseRequest) -> web.StreamResponse:
+        assert isinstance(request, AiohttpIncoming)  # the factory's
+        incoming: Incoming = request
+        headers = incoming.headers
+        seen.update(
+            method=incoming.method,
+            raw_path=incoming.raw_path,
+            path=incoming.path,
+            forwarded=headers.getall("x-forwarded-for", ()),
+            absent=headers.getall("x-absent", ()),
+            missing=headers.get("x-missing"),
+            has_key="API-KEY" in headers,
+            length=incoming.content_length,
+            ctype=incoming.content_type,
+            remote=incoming.remote,
+            certificate=incoming.peer_certificate(),
+            body=await incoming.read_body(MAX_BODY),
+        )
+        answer = incoming.answer(201, {"Server": "keyguard", "Content-Type": "x/y"}, b"ok")
+        return web_response(answer)
+
+    host, _, port = (await serve(handler)).rpartition(":")
+    reader, writer = await asyncio.open_connection(host.removeprefix("http://"), int(port))
+    writer.write(  # raw bytes: the headers repeat, the query is not normalised
+        b"POST /a%20b/c?api-version=x&q=%2F HTTP/1.1\r\nHost: gw\r\napi-key: k\r\n"
+        b"X-Forwarded-For: 192.0.2.1\r\nx-forwarded-for: 192.0.2.2, 192.0.2.3\r\n"
+        b"Content-Type: application/json; charset=utf-8\r\nContent-Length: 7\r\n"
+        b"Connection: close\r\n\r\n"
+        b'{"a":1}'
+    )
+    answer = await reader.read()
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 201 ") and body == b"ok"
+    assert b"\r\nServer: keyguard\r\n" in head and b"\r\nContent-Type: x/y\r\n" in head
+    assert seen == {
+        "method": "POST",
+        "raw_path": "/a%20b/c?api-version=x&q=%2F",
+        "path": "/a b/c",
+        "forwarded": ["192.0.2.1", "192.0.2.2, 192.0.2.3"],
+        "absent": (),
+        "missing": None,
+        "has_key": True,
+        "length": 7,
+        "ctype": "application/json",
+        "remote": "127.0.0.1",
+        "certificate": None,
+        "body": b'{"a":1}',
+    }
+
+
+@pytest.mark.parametrize("declared", [True, False])
+async def test_a_body_above_the_cap_reads_as_none(
+    serve: Callable[[Handler], Awaitable[str]], declared: bool
+) -> None:
+    bodies: list[bytes | None] = []
+
+    async def handler(request: web.BaseRequest) -> web.StreamResponse:
+        assert isinstance(request, AiohttpIncoming)  # the factory's
+        bodies.append(await request.read_body(MAX_BODY))
+        return request.answer(413, {}, b"")
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(3):
+            yield b"x" * 1000
+
+    url = await serve(handler)
+    data: bytes | AsyncIterator[bytes] = b"x" * 3000 if declared else chunks()
+    async with aiohttp.ClientSession() as session, session.post(url, data=data) as r:
+        assert r.status == 413
+        assert ("Content-Length" in r.request_info.headers) is declared
+    assert bodies == [None]
+
+
+async def test_a_streamed_answer_is_sent_as_written_and_a_client_gone_raises(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    client_left, handled = asyncio.Event(), asyncio.Event()
+    outcome: list[object] = []
+
+    async def handler(request: web.BaseRequest) -> web.StreamResponse:
+        assert isinstance(request, AiohttpIncoming)  # the factory's
+        stream = request.stream(200, {"Content-Type": "text/event-stream"})
+        outcome.append(stream.started)
+        await stream.start()
+        outcome.append(stream.started)
+        await stream.write(b"data: 1\n\n")
+        await client_left.wait()
+        try:
+            for _ in range(10_000):  # the kernel takes a few writes before it says so
+                await stream.write(b"x" * 65536)
+        except ClientGone:
+            outcome.append("gone")
+        handled.set()
+        return web_response(stream)
+
+    url = await serve(handler)
+    async with aiohttp.ClientSession() as session:
+        response = await session.get(url)
+        assert response.headers["Content-Type"] == "text/event-stream"
+        assert await response.content.readany() == b"data: 1\n\n"  # before the stream ends
+        response.close()  # the connection goes with it
+    client_left.set()
+    await asyncio.wait_for(handled.wait(), 10)
+    assert outcome == [False, True, "gone"]
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[tuple[str, asyncio.Event]]:
+    """An upstream with a JSON answer, a stream paced by the test, one that never answers,
+    and one that breaks off its body."""
+    read_first = asyncio.Event()
+    never = asyncio.Event()
+
+    async def json_answer(request: web.Request) -> web.Response:
+        return web.json_response({"echo": (await request.read()).decode()})
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b"data: 1\n\n")
+        await read_first.wait()  # the client has read the first chunk: nothing is held
+        await response.write(b"data: 2\n\n")
+        await response.write_eof()
+        return response
+
+    async def hang(request: web.Request) -> web.Response:
+        await never.wait()
+        raise AssertionError("unreachable")
+
+    async def cut(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Length": "100"})
+        await response.prepare(request)
+        await response.write(b"0123456789")
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/json", json_answer)
+    app.router.add_get("/stream", stream)
+    app.router.add_get("/hang", hang)
+    app.router.add_get("/cut", cut)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}", read_first
+    finally:
+        never.set()
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[UpstreamClient]:
+    session = new_upstream_session(connect_timeout=2, read_timeout=0.3, max_connections=4)
+    try:
+        yield session
+    finally:
+        await session.close()
+
+
+async def test_the_upstream_answer_is_read_whole(
+    upstream: tuple[str, asyncio.Event], client: UpstreamClient
+) -> None:
+    url, _ = upstream
+    answer = await client.send("POST", url + "/json", {"X-Test": "1"}, b"hello", True)
+    async with answer:
+        assert answer.status == 200 and answer.content_type == "application/json"
+        assert answer.headers.get("content-type") == "application/json; charset=utf-8"
+        assert await answer.read_all() == b'{"echo": "hello"}'
+
+
+async def test_the_upstream_stream_is_read_as_it_arrives(
+    upstream: tuple[str, asyncio.Event], client: UpstreamClient
+) -> None:
+    url, read_first = upstream
+    answer = await client.send("GET", url + "/stream", {}, b"", True)
+    async with answer:
+        assert answer.content_type == "text/event-stream"
+        assert await answer.read_chunk() == b"data: 1\n\n"
+        read_first.set()
+        rest = b""
+        while chunk := await answer.read_chunk():
+            rest += chunk
+        assert rest == b"data: 2\n\n"
+        assert await answer.read_chunk() == b""
+
+
+async def test_an_upstream_too_slow_is_a_timeout(
+    upstream: tuple[str, asyncio.Event], client: UpstreamClient
+) -> None:
+    url, _ = upstream
+    with pytest.raises(UpstreamTimedOut):
+        await client.send("GET", url + "/hang", {}, b"", True)
+
+
+async def test_an_upstream_body_broken_off_is_a_failure(
+    upstream: tuple[str, asyncio.Event], client: UpstreamClient
+) -> None:
+    url, _ = upstream
+    answer = await client.send("GET", url + "/cut", {}, b"", True)
+    async with answer:
+        with pytest.raises(UpstreamFailed) as caught:
+            await answer.read_all()
+    assert not isinstance(caught.value, UpstreamTimedOut | UpstreamNotReached)
+    assert caught.value.cause == "ClientPayloadError"
+
+
+async def test_an_upstream_nobody_listens_on_is_not_reached(client: UpstreamClient) -> None:
+    with socket.socket() as sock:  # a port just freed: nothing listens on it
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(UpstreamNotReached):
+        await client.send("GET", f"http://127.0.0.1:{port}/", {}, b"", True)
