@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from keyguard.config import settings_from_mapping
 from keyguard.errors import AuthenticationFailed
 from keyguard.identity.key_index import KeyIdIndex
 from keyguard.identity.keys import KeyAuthenticator
 from keyguard.keys.format import generate_key, parse_key
 from keyguard.store.base import KeyRecord
-from keyguard.vault.master import create_master_key_file
-from keyguard.wiring.runtime import Runtime, open_runtime
+from keyguard.wiring.runtime import Runtime
 
 
 class Counting:
@@ -42,16 +38,8 @@ class Clock:
 
 
 @pytest.fixture
-async def rt(tmp_path: Path) -> AsyncIterator[Runtime]:
-    create_master_key_file(tmp_path / "master.key")
-    settings = settings_from_mapping(
-        {"store": f"sqlite:///{tmp_path / 'k.db'}", "master_key_file": str(tmp_path / "master.key")}
-    )
-    runtime = await open_runtime(settings, {})
-    try:
-        yield runtime
-    finally:
-        await runtime.close()
+def rt(sqlite_runtime: Runtime) -> Runtime:
+    return sqlite_runtime
 
 
 async def check(auth: KeyAuthenticator, key: str) -> bool:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
@@ -20,7 +19,6 @@ import orjson
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from keyguard.config import settings_from_mapping
 from keyguard.core.request import RequestContext
 from keyguard.core.transport import (
     Answer,
@@ -37,8 +35,7 @@ from keyguard.identity.keys import KeyAuthenticator
 from keyguard.proxy.app import ProxyHandler
 from keyguard.proxy.relay import Relay
 from keyguard.upstream.pool import Target, Upstream, UpstreamPool
-from keyguard.vault.master import create_master_key_file
-from keyguard.wiring.runtime import Runtime, open_runtime
+from keyguard.wiring.runtime import Runtime
 
 API = "2024-10-21"
 CHAT = f"/openai/deployments/gpt/chat/completions?api-version={API}"
@@ -218,16 +215,8 @@ _UPSTREAM: type[UpstreamClient] = FakeUpstream
 
 
 @pytest.fixture
-async def rt(tmp_path: Path) -> AsyncIterator[Runtime]:
-    create_master_key_file(tmp_path / "master.key")
-    settings = settings_from_mapping(
-        {"store": f"sqlite:///{tmp_path / 'k.db'}", "master_key_file": str(tmp_path / "master.key")}
-    )
-    runtime = await open_runtime(settings, {})
-    try:
-        yield runtime
-    finally:
-        await runtime.close()
+def rt(sqlite_runtime: Runtime) -> Runtime:
+    return sqlite_runtime
 
 
 @pytest.fixture

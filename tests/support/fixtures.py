@@ -25,7 +25,10 @@ from pathlib import Path
 
 import pytest
 
+from keyguard.config import settings_from_mapping
 from keyguard.emulator import EmulatorConfig, RunningEmulator, start_emulator
+from keyguard.vault.master import create_master_key_file
+from keyguard.wiring.runtime import Runtime, open_runtime
 from tests.support.azurite import Azurite, azurite_missing, start_azurite
 from tests.support.clock import FakeClock
 from tests.support.emulators import AzureEmulator, azure_emulator_serving
@@ -72,6 +75,20 @@ async def issuer(tmp_path: Path) -> AsyncIterator[LocalIssuer]:
         yield running
     finally:
         await running.stop()
+
+
+@pytest.fixture
+async def sqlite_runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
+    """A runtime over a SQLite store and a local vault of the test's own, nothing else."""
+    create_master_key_file(tmp_path / "master.key")
+    settings = settings_from_mapping(
+        {"store": f"sqlite:///{tmp_path / 'k.db'}", "master_key_file": str(tmp_path / "master.key")}
+    )
+    runtime = await open_runtime(settings, {})
+    try:
+        yield runtime
+    finally:
+        await runtime.close()
 
 
 @pytest.fixture
