@@ -152,7 +152,7 @@ async def test_the_supervisor_of_one_worker_holds_no_copy_of_the_gateway(
         async with client(kg, key) as c:
             await chat(c)
         (worker,) = kg.workers()
-        for module in ("aiohttp/_http_parser", "_sqlite3", "yarl/_quoting"):
+        for module in ("aiohttp/_http_parser", "greenlet/_greenlet", "yarl/_quoting"):
             assert module in mapped(worker), module
             assert module not in mapped(kg.pid), module
 
