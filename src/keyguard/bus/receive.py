@@ -25,6 +25,7 @@ import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 
+from ..core.bucket import TokenBucket
 from .base import MAX_AGE_S, Handler, Message, verify
 
 __all__ = ["REASONS", "Receiver"]
@@ -49,14 +50,11 @@ class Receiver:
     ) -> None:
         self._key = key
         self._replica = replica
-        self._rate = rate
-        self._burst = burst
-        self._tokens = burst
         self._max_age = max_age
         self._max_seen = max_seen
         self._clock = clock
         self._monotonic = monotonic
-        self._filled = monotonic()
+        self._bucket = TokenBucket(burst, rate, monotonic())
         self._seen: OrderedDict[str, float] = OrderedDict()  # nonce -> when it may be forgotten
         self.handlers: dict[str, list[Handler]] = defaultdict(list)
         self.received = 0
@@ -71,7 +69,7 @@ class Receiver:
 
     def deliver(self, raw: bytes) -> Message | None:
         """Take one raw message through the checks; the message if it was handled."""
-        if not self._take_token():
+        if not self._bucket.take(self._monotonic()):
             return self._refuse("flood")
         message = verify(self._key, raw)
         if message is None:
@@ -97,15 +95,6 @@ class Receiver:
         if total & (total - 1) == 0:  # 1, 2, 4, 8, ...: a flood is visible, not a log flood
             log.warning("bus: refused %d message(s) so far as %s", total, reason)
         return None
-
-    def _take_token(self) -> bool:
-        mono = self._monotonic()
-        self._tokens = min(self._burst, self._tokens + (mono - self._filled) * self._rate)
-        self._filled = mono
-        if self._tokens < 1.0:
-            return False
-        self._tokens -= 1.0
-        return True
 
     def _first_time(self, nonce: str, at: float, now: float) -> bool:
         seen = self._seen

@@ -21,6 +21,7 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from ..core.bucket import TokenBucket
 from ..core.observation import network_of
 
 __all__ = ["Attempt", "SignInThrottle"]
@@ -41,11 +42,12 @@ class Attempt:
     first: bool = False
 
 
-@dataclass(slots=True)
-class _Bucket:
-    tokens: float
-    at: float
-    refused: bool = False
+class _Bucket(TokenBucket):
+    __slots__ = ("refused",)
+
+    def __init__(self, burst: float, rate: float, now: float) -> None:
+        super().__init__(burst, rate, now)
+        self.refused = False  # refused since it last allowed an attempt
 
 
 class SignInThrottle:
@@ -66,8 +68,7 @@ class SignInThrottle:
         """Take a token (with ``take``, else only look) for an attempt from ``address`` at
         ``now`` (seconds)."""
         bucket = self._bucket(address, now)
-        if bucket.tokens >= 1:
-            bucket.tokens -= 1 if take else 0
+        if bucket.take(now) if take else bucket.refill(now) >= 1:
             bucket.refused = False
             return Attempt(True)
         first = not bucket.refused
@@ -77,18 +78,11 @@ class SignInThrottle:
 
     def refund(self, address: str | None, now: float) -> None:
         """Give back the token a sign-in from ``address`` took: it succeeded."""
-        bucket = self._bucket(address, now)
-        bucket.tokens = min(self._burst, bucket.tokens + 1)
+        self._bucket(address, now).give_back(now)
 
     def _bucket(self, address: str | None, now: float) -> _Bucket:
         key = (network_of(address, 32, 64) or address[:64]) if address else "-"
-        bucket = self._buckets.pop(key, None)
-        if bucket is None:
-            bucket = _Bucket(self._burst, now)
-        else:
-            elapsed = max(0.0, now - bucket.at)
-            bucket.tokens = min(self._burst, bucket.tokens + elapsed * self._per_s)
-            bucket.at = max(bucket.at, now)  # a clock stepped back refills nothing later
+        bucket = self._buckets.pop(key, None) or _Bucket(self._burst, self._per_s, now)
         self._buckets[key] = bucket  # the most recently used last
         while len(self._buckets) > self._max:
             self._buckets.popitem(last=False)

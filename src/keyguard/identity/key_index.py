@@ -22,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
+from ..core.bucket import TokenBucket
 from ..core.tasks import PeriodicTask
 from ..store.base import KeyStore
 
@@ -52,10 +53,7 @@ class IdIndex:
         self._since: datetime | None = None
         self._max = max_ids
         self._enabled = False
-        self._rate = lookups_per_s
-        self._burst = max(1.0, lookups_per_s * 2)
-        self._tokens = self._burst
-        self._filled = clock()
+        self._budget = TokenBucket(max(1.0, lookups_per_s * 2), lookups_per_s, clock())
         self._clock = clock
         self.skipped = 0  # lookups refused for want of budget (a metric)
         self._task = PeriodicTask(f"{what} id index refresh", self.refresh, interval=refresh_s)
@@ -107,11 +105,7 @@ class IdIndex:
         while the budget lasts."""
         if not self._enabled or id_ in self._ids:
             return True
-        now = self._clock()
-        self._tokens = min(self._burst, self._tokens + (now - self._filled) * self._rate)
-        self._filled = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        if self._budget.take(self._clock()):
             return True
         self.skipped += 1
         return False
