@@ -81,15 +81,17 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per record, on one line."""
 
     def format(self, record: logging.LogRecord) -> str:
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):  # the access log's, given as its only extra
-            return self._access(record, fields)
+        fields = getattr(record, "fields", None)  # the access log's, given as its only extra
+        access = isinstance(fields, dict)
         entry: dict[str, Any] = {
             "ts": _utc(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": "request" if access else record.getMessage(),
         }
+        if isinstance(fields, dict):  # one a request: its fields, nothing else of the record read
+            entry.update((k, v) for k, v in fields.items() if k not in _OWN)
+            return redact(orjson.dumps(entry, default=str).decode())
         rid = getattr(record, "request_id", None) or current_request_id.get()
         if rid is not None:
             entry.setdefault("request_id", rid)
@@ -100,21 +102,6 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():  # extras given with ``extra={...}``
             if key not in _STANDARD and key not in entry and key != "fields":
                 entry[key] = value if isinstance(value, str | int | float | bool) else str(value)
-        return redact(orjson.dumps(entry, default=str).decode())
-
-    @staticmethod
-    def _access(record: logging.LogRecord, fields: dict[str, Any]) -> str:
-        """An access log line: its fields after the common ones (one per request: built
-        without reading the record's other attributes or its message)."""
-        entry: dict[str, Any] = {
-            "ts": _utc(record.created),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": "request",
-        }
-        for key, value in fields.items():
-            if key not in _OWN:
-                entry[key] = value
         return redact(orjson.dumps(entry, default=str).decode())
 
 
