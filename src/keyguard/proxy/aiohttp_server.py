@@ -53,7 +53,7 @@ class AiohttpIncoming(web.BaseRequest):
         return None if len(body) > limit else body
 
     def answer(self, status: int, headers: Mapping[str, str], body: bytes) -> AiohttpWhole:
-        return AiohttpWhole(status=status, body=body, headers=headers)
+        return whole_answer(status, headers, body)
 
     def stream(self, status: int, headers: Mapping[str, str]) -> AiohttpStream:
         return AiohttpStream(self, status, headers)
