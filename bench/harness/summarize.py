@@ -118,7 +118,7 @@ def main():
         "--candidates",
         default=(
             "aiohttp_floor,granian_aiohttp_floor,granian_pyreqwest_floor,"
-            "granian_asgi_pyreqwest_floor"
+            "granian_asgi_pyreqwest_floor,aiohttp_pyreqwest_floor"
         ),
         help="comma-separated labels: the HTTP core candidates' pass-throughs, side by side",
     )

@@ -16,6 +16,7 @@ STARLETTE_PORT=$((PORT_BASE + 4))   # starlette_httpx_floor
 GRANIAN_AIOHTTP_PORT=$((PORT_BASE + 5))     # granian_aiohttp_floor
 GRANIAN_PYREQWEST_PORT=$((PORT_BASE + 6))   # granian_pyreqwest_floor
 GRANIAN_ASGI_PORT=$((PORT_BASE + 7))        # granian_asgi_pyreqwest_floor
+AIOHTTP_PYREQWEST_PORT=$((PORT_BASE + 8))   # aiohttp_pyreqwest_floor
 KG_PORT=$((PORT_BASE + 10))         # keyguard proxy
 KG_ADMIN_PORT=$((PORT_BASE + 11))   # keyguard admin
 UP="http://127.0.0.1:$UP_PORT"
