@@ -178,6 +178,8 @@ class ProxySettings(Frozen):
     upstream_timeout_s: float = Field(default=300.0, gt=0)
     key_cache_ttl_s: float = Field(default=2.0, gt=0, le=60)
     max_upstream_connections: int = Field(default=256, gt=0, le=100_000)
+    #: the HTTP client toward the upstreams (proxy/aiohttp_client.py, proxy/pyreqwest_client.py)
+    upstream_client: Literal["aiohttp", "pyreqwest"] = "aiohttp"
     #: store lookups per second for key ids not known to exist (a flood of made-up ids)
     unknown_key_lookups_per_s: float = Field(default=50.0, gt=0, le=100_000)
     access_log: bool = True

@@ -23,8 +23,9 @@ from typing import Any
 from aiohttp import web
 
 from .bus import Bus
-from .config import Settings
+from .config import ProxySettings, Settings
 from .core.hooks import Recorders
+from .core.transport import UpstreamClient
 from .identity.key_index import KeyIdIndex
 from .identity.keys import KeyAuthenticator
 from .limits.admission import LimitAdmission
@@ -57,6 +58,20 @@ from .wiring.runtime import Runtime, open_runtime
 from .wiring.tls import ListenerTls
 
 __all__ = ["Gateway", "serve", "settle_memory"]
+
+
+def upstream_client(proxy: ProxySettings) -> UpstreamClient:
+    """The pool of connections toward the upstreams, on the configured HTTP client."""
+    connect, read = proxy.connect_timeout_s, proxy.upstream_timeout_s
+    limit = proxy.max_upstream_connections
+    if proxy.upstream_client == "pyreqwest":
+        from .proxy.pyreqwest_client import new_pyreqwest_upstream  # loaded only when chosen
+
+        return new_pyreqwest_upstream(
+            connect_timeout=connect, read_timeout=read, max_connections=limit
+        )
+    return new_upstream_session(connect_timeout=connect, read_timeout=read, max_connections=limit)
+
 
 log = logging.getLogger("keyguard")
 
@@ -127,11 +142,7 @@ class Gateway:
         stack.push_async_callback(pool.close)
         await pool.start()
         self.rotation = await start_rotation(stack, runtime, pool, replica=lambda: self.replica)
-        session = new_upstream_session(
-            connect_timeout=s.proxy.connect_timeout_s,
-            read_timeout=s.proxy.upstream_timeout_s,
-            max_connections=s.proxy.max_upstream_connections,
-        )
+        session = upstream_client(s.proxy)
         stack.push_async_callback(session.close)
         index = KeyIdIndex(
             runtime.store,

@@ -1,27 +1,32 @@
-"""The aiohttp adapters of the transport seam, over real sockets: they are what
+"""The adapters of the transport seam, over real sockets: they are what
 :mod:`keyguard.core.transport` declares (mypy checks the assignments below), and they behave as
 it says: the request as sent, the body cap as chunks arrive, a streamed answer sent as written
 with a client gone surfacing as ``ClientGone``, the upstream's answer read whole or as it
-arrives, and aiohttp's client errors as the seam's three."""
+arrives, and the client's errors as the seam's three. The upstream side's tests run on both
+upstream clients (``proxy.upstream_client``: aiohttp and pyreqwest)."""
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import pytest
 from aiohttp import web
+from multidict import CIMultiDict
 
 from keyguard.core.transport import (
     Answer,
     ClientGone,
+    Headers,
     Incoming,
     StreamedAnswer,
     UpstreamAnswer,
     UpstreamClient,
 )
+from keyguard.emulator import RunningEmulator
 from keyguard.errors import UpstreamFailed, UpstreamNotReached, UpstreamTimedOut
 from keyguard.proxy.aiohttp_client import AiohttpAnswer, AiohttpUpstream, new_upstream_session
 from keyguard.proxy.aiohttp_server import (
@@ -31,15 +36,34 @@ from keyguard.proxy.aiohttp_server import (
     request_factory,
     web_response,
 )
+from keyguard.proxy.pyreqwest_client import (
+    PyreqwestAnswer,
+    PyreqwestHeaders,
+    PyreqwestUpstream,
+    new_pyreqwest_upstream,
+)
+from keyguard.upstream.tls import trust
 
 _INCOMING: type[Incoming] = AiohttpIncoming
 _ANSWER: type[Answer] = AiohttpWhole
 _STREAM: type[StreamedAnswer] = AiohttpStream
 _UPSTREAM_ANSWER: type[UpstreamAnswer] = AiohttpAnswer
 _UPSTREAM: type[UpstreamClient] = AiohttpUpstream
+_PYREQWEST_ANSWER: type[UpstreamAnswer] = PyreqwestAnswer
+_PYREQWEST_HEADERS: type[Headers] = PyreqwestHeaders
+_PYREQWEST: type[UpstreamClient] = PyreqwestUpstream
+CLIENTS: dict[str, Callable[..., UpstreamClient]] = {
+    "aiohttp": new_upstream_session,
+    "pyreqwest": new_pyreqwest_upstream,
+}
+#: how each client names a body the upstream broke off
+BROKEN_BODY = {"aiohttp": "ClientPayloadError", "pyreqwest": "RequestError"}
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 MAX_BODY = 2000
+GZIPPED = gzip.compress(b"not to be decompressed")
+LARGE_CHUNKS = 1024  # 64 MiB in all: far beyond what the sockets' buffers hold
+written_by_large: list[int] = []  # the bytes the upstream's /large has written so far
 
 
 @pytest.fixture
@@ -207,8 +231,36 @@ async def upstream() -> AsyncIterator[tuple[str, asyncio.Event]]:
         request.transport.close()
         return response
 
+    async def compressed(request: web.Request) -> web.Response:
+        response = web.Response(
+            body=GZIPPED,
+            headers={"Content-Type": "text/plain", "Content-Encoding": "gzip", "X-Multi": "a"},
+        )
+        response.headers.add("x-multi", "b")
+        response.headers["X-Sent-Test"] = ",".join(request.headers.getall("X-Test", []))
+        return response
+
+    async def large(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for _ in range(LARGE_CHUNKS):
+            await response.write(b"x" * 65536)  # waits while the client's buffers are full
+            written_by_large.append(65536)
+        await response.write_eof()
+        return response
+
+    async def stall(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b"data: 1\n\n")
+        await never.wait()  # then silence, the connection open
+        raise AssertionError("unreachable")
+
     app = web.Application()
+    app.router.add_get("/stall", stall)
     app.router.add_post("/json", json_answer)
+    app.router.add_get("/compressed", compressed)
+    app.router.add_get("/large", large)
     app.router.add_get("/stream", stream)
     app.router.add_get("/hang", hang)
     app.router.add_get("/cut", cut)
@@ -217,6 +269,7 @@ async def upstream() -> AsyncIterator[tuple[str, asyncio.Event]]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     host, port = runner.addresses[0][:2]
+    written_by_large.clear()
     try:
         yield f"http://{host}:{port}", read_first
     finally:
@@ -224,9 +277,15 @@ async def upstream() -> AsyncIterator[tuple[str, asyncio.Event]]:
         await runner.cleanup()
 
 
+@pytest.fixture(params=sorted(CLIENTS))
+def client_name(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
 @pytest.fixture
-async def client() -> AsyncIterator[UpstreamClient]:
-    session = new_upstream_session(connect_timeout=2, read_timeout=0.3, max_connections=4)
+async def client(client_name: str) -> AsyncIterator[UpstreamClient]:
+    session = CLIENTS[client_name](connect_timeout=2, read_timeout=0.3, max_connections=4)
     try:
         yield session
     finally:
@@ -269,7 +328,7 @@ async def test_an_upstream_too_slow_is_a_timeout(
 
 
 async def test_an_upstream_body_broken_off_is_a_failure(
-    upstream: tuple[str, asyncio.Event], client: UpstreamClient
+    upstream: tuple[str, asyncio.Event], client: UpstreamClient, client_name: str
 ) -> None:
     url, _ = upstream
     answer = await client.send("GET", url + "/cut", {}, b"", True)
@@ -277,7 +336,21 @@ async def test_an_upstream_body_broken_off_is_a_failure(
         with pytest.raises(UpstreamFailed) as caught:
             await answer.read_all()
     assert not isinstance(caught.value, UpstreamTimedOut | UpstreamNotReached)
-    assert caught.value.cause == "ClientPayloadError"
+    assert caught.value.cause == BROKEN_BODY[client_name]
+
+
+async def test_a_stream_broken_off_is_a_failure_read_by_read(
+    upstream: tuple[str, asyncio.Event], client: UpstreamClient, client_name: str
+) -> None:
+    url, _ = upstream
+    answer = await client.send("GET", url + "/cut", {}, b"", True)
+    async with answer:
+        received = b""
+        with pytest.raises(UpstreamFailed) as caught:
+            while chunk := await answer.read_chunk():
+                received += chunk
+    assert received == b"0123456789"
+    assert caught.value.cause == BROKEN_BODY[client_name]
 
 
 async def test_an_upstream_nobody_listens_on_is_not_reached(client: UpstreamClient) -> None:
@@ -286,3 +359,77 @@ async def test_an_upstream_nobody_listens_on_is_not_reached(client: UpstreamClie
         port = sock.getsockname()[1]
     with pytest.raises(UpstreamNotReached):
         await client.send("GET", f"http://127.0.0.1:{port}/", {}, b"", True)
+
+
+async def test_the_answer_headers_repeat_and_read_case_insensitively_and_nothing_is_decompressed(
+    upstream: tuple[str, asyncio.Event], client: UpstreamClient
+) -> None:
+    url, _ = upstream
+    sent = CIMultiDict([("X-Test", "1"), ("Accept-Encoding", "identity")])  # as the relay's
+    answer = await client.send("GET", url + "/compressed", sent, b"", True)
+    async with answer:
+        headers = answer.headers
+        assert headers.getall("X-MULTI", ()) == ["a", "b"]
+        assert headers.getall("x-absent", ()) == ()
+        assert headers.get("content-encoding") == "gzip" and "CONTENT-ENCODING" in headers
+        assert [v for k, v in headers.items() if k.lower() == "x-multi"] == ["a", "b"]
+        assert headers.get("x-sent-test") == "1"
+        assert answer.content_type == "text/plain"
+        assert await answer.read_all() == GZIPPED  # as the upstream sent it
+
+
+async def test_a_large_stream_is_read_as_it_arrives_never_whole(
+    upstream: tuple[str, asyncio.Event], client: UpstreamClient
+) -> None:
+    url, _ = upstream
+    answer = await client.send("GET", url + "/large", {}, b"", True)
+    async with answer:
+        first = await answer.read_chunk()
+        assert first
+        # nothing more is read: the upstream's writes stop once the buffers are full, far
+        # short of the whole stream
+        for _ in range(200):
+            before = len(written_by_large)
+            await asyncio.sleep(0.005)
+            if len(written_by_large) == before:
+                break
+        assert sum(written_by_large) < LARGE_CHUNKS * 65536 // 4
+        answer.close()  # the rest is never read
+
+
+async def test_answers_closed_or_released_unread_give_their_slot_back(
+    upstream: tuple[str, asyncio.Event], client: UpstreamClient
+) -> None:
+    url, _ = upstream
+    for i in range(6):  # more than the client's 4 connections
+        answer = await asyncio.wait_for(client.send("GET", url + "/large", {}, b"", True), 5)
+        async with answer:
+            assert await answer.read_chunk()
+            answer.close() if i % 2 else answer.release()
+    answer = await asyncio.wait_for(client.send("POST", url + "/json", {}, b"x", True), 5)
+    async with answer:
+        assert await answer.read_all() == b'{"echo": "x"}'
+
+
+async def test_tls_is_verified_against_the_upstream_ca_file(
+    tls_emulator: RunningEmulator, client: UpstreamClient
+) -> None:
+    assert tls_emulator.ca_file is not None
+    url = tls_emulator.url + "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
+    with pytest.raises(UpstreamNotReached):  # the system store alone does not know its CA
+        await client.send("POST", url, {}, b"{}", True)
+    answer = await client.send("POST", url, {}, b"{}", trust(str(tls_emulator.ca_file)))
+    async with answer:
+        assert answer.status == 401  # through TLS; no key sent
+        await answer.read_all()
+
+
+async def test_an_upstream_silent_in_the_middle_of_a_stream_is_a_timeout(
+    upstream: tuple[str, asyncio.Event], client: UpstreamClient
+) -> None:
+    url, _ = upstream
+    answer = await client.send("GET", url + "/stall", {}, b"", True)
+    async with answer:
+        assert await answer.read_chunk() == b"data: 1\n\n"
+        with pytest.raises(UpstreamTimedOut):
+            await answer.read_chunk()

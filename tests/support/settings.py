@@ -7,7 +7,8 @@ listeners on free loopback ports, the upstreams given, and any other section as 
 default, ``store=`` included). ``policy=`` writes that YAML to ``policy.yaml`` beside it and
 points ``access.policy.file`` at it. :func:`keyguard_settings` validates the same mapping as
 the gateway does; :func:`write_config` puts one in a file for the CLI and for ``keyguard
-serve`` in a subprocess.
+serve`` in a subprocess. ``KEYGUARD_TEST_UPSTREAM_CLIENT`` (``aiohttp`` or ``pyreqwest``)
+sets ``proxy.upstream_client`` in every config made here that does not set it.
 
 ::
 
@@ -17,6 +18,7 @@ serve`` in a subprocess.
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -30,6 +32,9 @@ from keyguard.vault.master import create_master_key_file
 if TYPE_CHECKING:
     from tests.support.emulators import AzureEmulator
 
+#: ``KEYGUARD_TEST_UPSTREAM_CLIENT=pyreqwest pytest ...`` runs every test gateway on that
+#: ``proxy.upstream_client`` (a test that sets one keeps its own)
+UPSTREAM_CLIENT_VARIABLE = "KEYGUARD_TEST_UPSTREAM_CLIENT"
 DEPLOYMENTS = ("gpt-4o", "gpt-4o-mini", "text-embedding-3-small", "dall-e-3", "whisper", "tts")
 CHAT_DEPLOYMENTS = ("gpt-4o", "gpt-4o-mini")
 
@@ -112,6 +117,9 @@ def keyguard_config(
         access["policy"] = {"file": "policy.yaml", **access.get("policy", {})}
         sections["access"] = access
     mapping.update(sections)
+    client = os.environ.get(UPSTREAM_CLIENT_VARIABLE)
+    if client:  # the whole suite on another upstream client, unless a test chooses one
+        mapping["proxy"] = {"upstream_client": client, **(mapping.get("proxy") or {})}
     return mapping
 
 

@@ -1,0 +1,240 @@
+"""The upstream side of the transport seam over ``pyreqwest`` (Rust's reqwest and hyper), the
+alternative to :mod:`.aiohttp_client` chosen by ``proxy.upstream_client: pyreqwest``.
+
+:func:`new_pyreqwest_upstream` makes the pool of connections toward the upstreams with the
+aiohttp client's settings: keep-alive (idle connections kept 60 s), at most ``max_connections``
+requests in flight (a request beyond them waits for a slot, at most the connect timeout), a
+connect timeout and a read timeout per read (so a long stream is fine while it moves), no
+total timeout, no decompression, no cookies, no redirects, HTTP/1.1, and no proxy from the
+environment (aiohttp does not read ``HTTPS_PROXY`` either). pyreqwest sends ``User-Agent:
+python-pyreqwest/1.0.0`` when the caller sent none (aiohttp sends none); it cannot be left out.
+
+TLS is always verified. pyreqwest's roots are the system's (rustls-platform-verifier: on Linux
+the store OpenSSL would read, ``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` included); an upstream's
+``ca_file`` adds to them, never replaces them, as with aiohttp. The seam hands each request
+the upstream's trust as an ``ssl.SSLContext`` (:mod:`keyguard.upstream.tls`); a pyreqwest
+client takes its roots when it is built, so there is one client per distinct context, built
+the first time it is used, with the context's CA certificates added (``get_ca_certs``: the
+``ca_file`` and whatever else the context holds). Like the aiohttp adapter, no client
+certificate is presented.
+
+Answers are :class:`PyreqwestAnswer`. A body is read through pyreqwest's bounded read buffer
+(``streamed_read_buffer_limit``: the upstream is not read further while it is full, so a
+large stream is never held whole), chunk by chunk as it arrives.
+
+pyreqwest's errors become the seam's: a timeout (connecting, waiting for a pool slot or
+reading) is :class:`~keyguard.errors.UpstreamTimedOut`; a connection that could not be made
+(refused, DNS, TLS handshake) or was lost before the answer's head
+:class:`~keyguard.errors.UpstreamNotReached`; anything else
+:class:`~keyguard.errors.UpstreamFailed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Iterator, Mapping
+from datetime import timedelta
+from types import TracebackType
+
+from pyreqwest.client import Client, ClientBuilder
+from pyreqwest.exceptions import NetworkError, PyreqwestError, RequestTimeoutError
+from pyreqwest.http import HeaderMap
+from pyreqwest.request import StreamRequest
+from pyreqwest.response import Response, ResponseBodyReader
+
+from ..errors import UpstreamFailed, UpstreamNotReached, UpstreamTimedOut
+
+__all__ = ["PyreqwestAnswer", "PyreqwestHeaders", "PyreqwestUpstream", "new_pyreqwest_upstream"]
+
+#: pyreqwest's read buffer, 0: every chunk is handed over as it arrives. With pyreqwest's
+#: default (65,536) ``send`` would return only once that much of the body had arrived (or all
+#: of it), and later chunks would be handed over in batches of that size: a stream would reach
+#: the caller at the end, or 64 KiB at a time. With 0, one chunk waits in pyreqwest's channel
+#: (capacity one) and the connection is not read while it does: back-pressure.
+READ_BUFFER = 0
+_IDLE = timedelta(seconds=60)  # an idle pooled connection is closed after this long
+_SETTLE = 0.1  # seconds left to pyreqwest's runtime after the clients are closed
+
+
+class PyreqwestHeaders:
+    """An answer's headers as the seam reads them (case-insensitive, names may repeat)."""
+
+    __slots__ = ("_map",)
+
+    def __init__(self, headers: HeaderMap) -> None:
+        self._map = headers
+
+    def get(self, key: str, /) -> str | None:
+        return self._map.get(key)
+
+    def getall(self, key: str, default: tuple[()], /) -> list[str] | tuple[()]:
+        return self._map.getall(key) or default
+
+    def items(self) -> Iterator[tuple[str, str]]:
+        return iter(self._map.items())
+
+    def __contains__(self, key: object, /) -> bool:
+        return key in self._map
+
+
+def _content_type(headers: HeaderMap) -> str:
+    """The media type without parameters, lower case (aiohttp's ``content_type``)."""
+    value = headers.get("content-type")
+    if not value:
+        return "application/octet-stream"
+    return value.partition(";")[0].strip().lower() or "application/octet-stream"
+
+
+def _failure(exc: PyreqwestError) -> UpstreamFailed:
+    """A body's read error as the seam's."""
+    if isinstance(exc, RequestTimeoutError):
+        return UpstreamTimedOut(type(exc).__name__)
+    return UpstreamFailed(type(exc).__name__)
+
+
+class PyreqwestAnswer:
+    """pyreqwest's streamed response as the seam's
+    :class:`~keyguard.core.transport.UpstreamAnswer`."""
+
+    __slots__ = ("_request", "_reader", "status", "headers", "content_type")
+
+    def __init__(self, request: StreamRequest, response: Response) -> None:
+        self._request: StreamRequest | None = request
+        self._reader: ResponseBodyReader | None = response.body_reader
+        self.status = response.status
+        raw = response.headers
+        self.headers = PyreqwestHeaders(raw)
+        self.content_type = _content_type(raw)
+
+    async def read_all(self) -> bytes:
+        reader = self._reader
+        if reader is None:
+            raise UpstreamFailed("closed")
+        try:
+            return bytes(await reader.bytes())
+        except PyreqwestError as exc:
+            raise _failure(exc) from exc
+
+    async def read_chunk(self) -> bytes:
+        reader = self._reader
+        if reader is None:
+            return b""
+        try:
+            chunk = await reader.read_chunk()
+        except PyreqwestError as exc:
+            raise _failure(exc) from exc
+        return b"" if chunk is None else bytes(chunk)
+
+    def close(self) -> None:
+        # pyreqwest's objects are dropped at once (reference counting): hyper drops a
+        # connection whose body was not read to its end, and the request's slot is freed
+        self._reader = None
+        self._request = None
+
+    def release(self) -> None:
+        self.close()  # the body is unread: the connection cannot be reused (aiohttp's too)
+
+    async def __aenter__(self) -> PyreqwestAnswer:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        request, self._request, self._reader = self._request, None, None
+        if request is not None:
+            try:
+                await request.__aexit__(None, None, None)  # a body read to its end: pooled
+            except PyreqwestError:
+                pass  # the connection is gone already; nothing to give back
+
+
+class PyreqwestUpstream:
+    """pyreqwest clients (one per trust, see the module docstring) as the seam's
+    :class:`~keyguard.core.transport.UpstreamClient`."""
+
+    __slots__ = ("_settings", "_clients")
+
+    def __init__(self, *, connect_timeout: float, read_timeout: float, max_connections: int):
+        self._settings = (connect_timeout, read_timeout, max_connections)
+        self._clients: dict[ssl.SSLContext | bool, Client] = {}
+
+    def _client(self, tls: ssl.SSLContext | bool) -> Client:
+        client = self._clients.get(tls)
+        if client is None:
+            client = self._clients[tls] = self._build(tls)
+        return client
+
+    def _build(self, tls: ssl.SSLContext | bool) -> Client:
+        connect, read, limit = self._settings
+        builder = (
+            ClientBuilder()
+            .max_connections(limit)
+            .pool_timeout(timedelta(seconds=connect))
+            .pool_max_idle_per_host(limit)
+            .pool_idle_timeout(_IDLE)
+            .connect_timeout(timedelta(seconds=connect))
+            .read_timeout(timedelta(seconds=read))
+            .gzip(False)
+            .brotli(False)
+            .zstd(False)
+            .deflate(False)
+            .follow_redirects(False)
+            .no_proxy()
+            .http1_only()
+        )
+        if tls is False:  # the seam's "no verification": never configured (upstream/tls.py)
+            builder = builder.danger_accept_invalid_certs(True)
+        elif isinstance(tls, ssl.SSLContext):
+            for der in tls.get_ca_certs(binary_form=True):
+                builder = builder.add_root_certificate_der(der)
+        return builder.build()
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        tls: ssl.SSLContext | bool,
+    ) -> PyreqwestAnswer:
+        try:
+            request = (
+                self._client(tls)
+                .request(method, url)
+                .headers(list(headers.items()))  # a name may repeat (a multidict's items)
+                .body_bytes(body)
+                .streamed_read_buffer_limit(READ_BUFFER)
+                .build_streamed()
+            )
+            response = await request.__aenter__()
+        except RequestTimeoutError as exc:
+            raise UpstreamTimedOut(type(exc).__name__) from exc
+        except NetworkError as exc:
+            raise UpstreamNotReached(type(exc).__name__) from exc
+        except PyreqwestError as exc:
+            raise UpstreamFailed(type(exc).__name__) from exc
+        return PyreqwestAnswer(request, response)
+
+    async def close(self) -> None:
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            await client.close()
+        if clients:
+            # pyreqwest's runtime thread still drops the TLS connections after close() has
+            # returned; a process that exits meanwhile aborts ("PyGILState_Release", measured
+            # in 5 of 10 exits right after a TLS request; none with 10 ms to spare)
+            await asyncio.sleep(_SETTLE)
+
+
+def new_pyreqwest_upstream(
+    *, connect_timeout: float, read_timeout: float, max_connections: int
+) -> PyreqwestUpstream:
+    return PyreqwestUpstream(
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        max_connections=max_connections,
+    )
