@@ -53,6 +53,7 @@ class Proxy:
         qs = scope["query_string"].decode("latin-1")
         url = self.up + scope["path"] + ("?" + qs if qs else "")
         req = self.client.request(scope["method"], url).headers(headers).body_bytes(b"".join(parts))
+        req = req.streamed_read_buffer_limit(0)  # each chunk as it arrives (granian_pyreqwest)
         async with req.build_streamed() as r:
             rh = [
                 (k.encode("latin-1"), v.encode("latin-1"))
