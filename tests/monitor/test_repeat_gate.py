@@ -57,7 +57,7 @@ def _monitor() -> tuple[Monitor, _Flood, _Book, GatewayMetrics]:
 
 async def _feed(monitor: Monitor, key: str, times: list[float]) -> None:
     for i, at in enumerate(times):
-        await monitor._one(Observation(at=at, request_id=f"{key}-{i}", key_id=key), None)
+        await monitor._one(Observation(at=at, request_id=f"{key}-{i}", key_id=key))
 
 
 def _detections(metrics: GatewayMetrics, severity: str) -> float:

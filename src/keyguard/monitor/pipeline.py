@@ -2,10 +2,13 @@
 
 ``Monitor.record(ctx)`` (the :class:`~keyguard.core.hooks.Recorder`, called once the answer
 has gone out) takes the request's :class:`~keyguard.core.observation.Observation` (a few
-microseconds, no I/O) and appends it to a deque, so the request's context is freed at once.
-Every ``interval`` the background task (:meth:`Monitor.run`) drains the deque and feeds each
-observation to the metrics, the audit writer and the detector; findings go to the
-:class:`~keyguard.respond.responder.Responder`.
+microseconds, no I/O), queues its audit record to the writer at once (so what a crash loses is
+bounded by the writer's flush interval, never by the detectors' backlog) and keeps the
+observation in the :class:`~.backlog.Backlog`, so the request's context is freed at once.
+Every ``interval`` the background task (:meth:`Monitor.run`) drains the backlog and feeds each
+observation to the metrics and the detector; findings go to the
+:class:`~keyguard.respond.responder.Responder`. When it falls behind it takes more of the
+event loop at a time (:meth:`.Backlog.step`); what does not fit is counted and raised.
 It also reloads replicas' blocks and saves the detector's baselines on their intervals.
 
 Admin actions and security events arrive through :meth:`on_event` (an event-bus sink) and are
@@ -41,6 +44,7 @@ from ..metrics.registry import GatewayMetrics
 from ..respond.blocks import BlockList, subject_key
 from ..respond.incidents import detection_from_event
 from ..respond.responder import Responder
+from .backlog import Backlog
 from .gate import RETRY_AFTER_S, AuditUnavailable
 
 __all__ = ["Monitor"]
@@ -48,7 +52,6 @@ __all__ = ["Monitor"]
 log = logging.getLogger("keyguard.monitor")
 FOLD_S = 1.0  # identical findings within this many seconds reach the responder once
 _MAX_GATES = 10_000
-_YIELD_EVERY = 16  # requests processed between two yields: keeps the proxy's tail latency low
 _REFUSED_PER_S = 500.0  # refused credentials told to the other replicas, at most
 
 
@@ -74,6 +77,7 @@ class Monitor:
         responses_elsewhere: Callable[[SecurityEvent], Sequence[str]] | None = None,
         prompt_digest: Callable[[bytes], str] | None = None,
         publish: Callable[[str, dict[str, Any]], None] | None = None,
+        alert: Callable[[SecurityEvent], None] | None = None,
     ) -> None:
         self._publish = publish
         self._refused_budget = _REFUSED_PER_S
@@ -91,10 +95,10 @@ class Monitor:
         self._interval = interval
         self._blocks_poll = blocks_poll_s
         self._persist = persist_s
-        self._max = max_pending
         self._clock = clock
-        # (observation, content, whether its audit record is queued already)
-        self._inbox: deque[tuple[Observation, dict[str, Any] | None, bool]] = deque()
+        # observations waiting for metrics and detection (their audit records are queued)
+        self._backlog = Backlog(max_pending, alert=alert)
+        self._watch = metrics is not None or detector is not None
         # security events raised outside the detectors, as findings (and responses under way)
         self._raised: deque[tuple[Detection, tuple[str, ...]]] = deque(maxlen=10_000)
         self._wake = asyncio.Event()
@@ -111,7 +115,6 @@ class Monitor:
         self._v4 = detector.settings.ipv4_prefix if detector else 24
         self._v6 = detector.settings.ipv6_prefix if detector else 48
         self.processed = 0
-        self.dropped = 0
         self.errors = 0  # observations a part failed on (logged; the others went on)
         self.audit_refused = 0  # requests refused because the audit queue was full
         self.served_while_full = 0  # requests forwarded while it was (on_full: serve_unaudited)
@@ -119,16 +122,23 @@ class Monitor:
 
     @property
     def pending(self) -> int:
-        return len(self._inbox)
+        return len(self._backlog)
+
+    @property
+    def dropped(self) -> int:
+        """Requests the detectors and metrics did not see (the backlog was full)."""
+        return self._backlog.dropped
+
+    def lag(self) -> float:
+        """Seconds the oldest request waiting for the detectors has waited."""
+        return self._backlog.lag(self._clock())
 
     @property
     def audit_full(self) -> bool:
         """O(1), for the request path: the audit cannot take more records now (its queue is
-        90% full, or the observations waiting here would fill it)."""
+        90% full)."""
         audit = self.audit
-        if audit is None:
-            return False
-        return audit.full or len(self._inbox) >= self._max or not audit.room_for(len(self._inbox))
+        return audit is not None and audit.full
 
     # -- hot path --------------------------------------------------------------------------
 
@@ -138,12 +148,12 @@ class Monitor:
         return self.audit is not None and self._audit_settings.durability == "before_answer"
 
     def record(self, ctx: RequestContext) -> None:
-        self._record(ctx, audit_now=False)
+        self._record(ctx)
 
     async def record_durably(self, ctx: RequestContext) -> None:
         """Queue the request's audit record now and return once it is committed (raises
         :class:`~keyguard.errors.StorageError` otherwise); the rest as :meth:`record`."""
-        ticket = self._record(ctx, audit_now=True)
+        ticket = self._record(ctx)
         if self.audit is None or ticket is None:
             return
         if ticket < 0 and self._audit_settings.on_full != "refuse":
@@ -162,17 +172,17 @@ class Monitor:
                 headers={"Retry-After": str(RETRY_AFTER_S)},
             ) from exc
 
-    def _record(self, ctx: RequestContext, *, audit_now: bool) -> int | None:
+    def _record(self, ctx: RequestContext) -> int | None:
+        """Observe the request, queue its audit record, keep the observation for metrics and
+        detection; the audit record's ticket (-1: dropped), or ``None`` without an audit."""
         if not self._active:
             return None
-        inbox = self._inbox
-        if len(inbox) >= self._max and not audit_now:
-            self.dropped += 1
-            return None
-        if not inbox:  # the loop wakes: a finding applies to the next request
-            self._wake.set()
-        if ctx.status >= 400:  # refusals (stuffing, probes, enumeration) are handled at once
-            self._urgent = True
+        backlog = self._backlog
+        if self._watch:
+            if not backlog:  # the loop wakes: a finding applies to the next request
+                self._wake.set()
+            if ctx.status >= 400:  # refusals (stuffing, probes, enumeration) at once
+                self._urgent = True
         # The observation is taken now, so the request's context (its parsed body, headers,
         # principal, ...) is freed at once instead of waiting in the queue for the next pass.
         latency_ms = (time.perf_counter() - ctx.started) * 1000.0
@@ -205,13 +215,15 @@ class Monitor:
                 self._failed("content", exc)
                 content = {"unrecordable": type(exc).__name__}
         ticket = None
-        if audit_now and self.audit is not None:
-            taken = self.audit.append("request", request_record(obs, content), obs.at)
+        if self.audit is not None:  # first, whatever the detectors' backlog
+            try:
+                taken = self.audit.append("request", request_record(obs, content), obs.at)
+            except Exception as exc:  # the writer refuses bad records itself; belt and braces
+                self._failed("audit", exc)
+                taken = False
             ticket = self.audit.ticket() if taken else -1
-        if len(inbox) < self._max:
-            inbox.append((obs, content, ticket is not None))
-        else:
-            self.dropped += 1  # the audit record is queued; metrics and detection miss it
+        if self._watch:
+            backlog.put(obs)  # when full: counted and raised; its audit record is queued
         return ticket
 
     def _failed(self, part: str, exc: Exception) -> None:
@@ -268,13 +280,15 @@ class Monitor:
         """Handle every request recorded so far; returns how many."""
         n = 0
         async with self._lock:
-            inbox = self._inbox
+            backlog = self._backlog
+            inbox, step = backlog.items, backlog.step(self._clock())
             while inbox:
-                obs, content, audited = inbox.popleft()
-                await self._one(obs, content, audited)
+                await self._one(inbox.popleft())
                 n += 1
-                if n % _YIELD_EVERY == 0:
+                if n % step == 0:  # a few at a time while it keeps up, many when behind
                     await asyncio.sleep(0)
+                    step = backlog.step(self._clock())
+            backlog.report(self._clock())  # drops not reported yet, once a minute
             raised = self._raised
             while raised and self.responder is not None:
                 finding, taken = raised.popleft()
@@ -284,21 +298,14 @@ class Monitor:
         self.processed += n
         return n
 
-    async def _one(
-        self, obs: Observation, content: dict[str, Any] | None, audited: bool = False
-    ) -> None:
-        """Metrics, audit and detection each see the request; one failing never keeps the
-        others (or the next requests) from it."""
+    async def _one(self, obs: Observation) -> None:
+        """Metrics and detection each see the request; one failing never keeps the other (or
+        the next requests) from it."""
         if self.metrics is not None:
             try:
                 self.metrics.observe(obs)
             except Exception as exc:
                 self._failed("metrics", exc)
-        if self.audit is not None and not audited:
-            try:
-                self.audit.append("request", request_record(obs, content), obs.at)
-            except Exception as exc:  # the writer refuses bad records itself; belt and braces
-                self._failed("audit", exc)
         if self.detector is None:
             return
         if self._publish is not None and obs.auth_failed and obs.key_id is None:

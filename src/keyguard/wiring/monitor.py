@@ -258,6 +258,7 @@ async def start_monitor(
             else None
         ),
         publish=bus.publish if bus is not None else None,
+        alert=runtime.events.emit,
     )
     if bus is not None:
         blocks_from_bus(blocks, bus)
@@ -318,6 +319,12 @@ def _gauges(
 ) -> None:
     metrics.gauge("keyguard_monitor_pending", "Requests waiting for the monitor.",
                   lambda: float(monitor.pending))  # fmt: skip
+    metrics.gauge("keyguard_monitor_lag_seconds",
+                  "How long the oldest request waiting for the detectors has waited.",
+                  monitor.lag)  # fmt: skip
+    metrics.gauge("keyguard_monitor_dropped",
+                  "Requests the detectors and metrics did not see (the monitor was full); "
+                  "their audit records were kept.", lambda: float(monitor.dropped))  # fmt: skip
     metrics.gauge("keyguard_blocks_active", "Subjects currently throttled.",
                   lambda: float(len(blocks)))  # fmt: skip
     metrics.gauge("keyguard_monitor_errors", "Observations a monitor part failed on.",
@@ -332,7 +339,7 @@ def _gauges(
         metrics.gauge("keyguard_audit_written", "Audit records written by this process.",
                       lambda: float(audit.written))  # fmt: skip
         metrics.gauge("keyguard_audit_dropped", "Audit records dropped (queue full).",
-                      lambda: float(audit.dropped + monitor.dropped))  # fmt: skip
+                      lambda: float(audit.dropped))  # fmt: skip
         metrics.gauge("keyguard_audit_rejected",
                       "Audit records that could not be written as they were (replaced).",
                       lambda: float(audit.rejected))  # fmt: skip

@@ -1,0 +1,130 @@
+"""A busy monitor never holds the audit back, catches up before it serves more, and a flood
+that overfills it is counted and raised, never silent.
+
+What a crash loses is bounded by the audit writer's flush interval only if every record reaches
+the writer as its request is recorded: here, with the detectors behind by thousands of
+requests, every record is already queued to the writer (and written by one flush)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from keyguard.audit.settings import AuditSettings
+from keyguard.audit.signing import Signer
+from keyguard.audit.store import AuditStore
+from keyguard.audit.writer import AuditWriter
+from keyguard.core.observation import Observation
+from keyguard.core.request import RequestContext
+from keyguard.detect.engine import Detector
+from keyguard.detect.settings import DetectSettings
+from keyguard.events import SecurityEvent
+from keyguard.monitor.backlog import CATCH_UP_S, CATCH_UP_STEP, STEP, Backlog
+from keyguard.monitor.pipeline import Monitor
+from keyguard.store import open_store
+
+T0 = 1_800_000_000.0
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    store = await open_store(f"sqlite:///{tmp_path / 'k.db'}")
+    try:
+        yield store.engine  # type: ignore[attr-defined]
+    finally:
+        await store.close()
+
+
+def context(i: int) -> RequestContext:
+    ctx = RequestContext(f"{i:016x}", time.perf_counter(), "POST", "10.0.0.1", "ua/1.0")
+    ctx.status = 200
+    return ctx
+
+
+class Counting:
+    """The real detector, counting the requests it judged."""
+
+    def __init__(self) -> None:
+        self.inner = Detector(DetectSettings())
+        self.settings = self.inner.settings
+        self.judged = 0
+
+    def observe(self, obs: Observation) -> list[object]:
+        self.judged += 1
+        return list(self.inner.observe(obs))
+
+
+async def test_records_reach_the_writer_before_the_detectors_see_them(
+    engine: AsyncEngine,
+) -> None:
+    writer = AuditWriter(
+        AuditStore(engine), AuditSettings(), signer=Signer(Ed25519PrivateKey.generate())
+    )
+    detector = Counting()
+    monitor = Monitor(audit_settings=AuditSettings(), audit=writer, detector=detector)  # type: ignore[arg-type]
+    contexts = [context(i) for i in range(2000)]
+    for ctx in contexts:
+        monitor.record(ctx)
+    # the detectors have not run: every record is queued anyway, and one flush writes them
+    assert detector.judged == 0 and monitor.pending == 2000
+    assert writer.queued == 2000
+    await writer.flush()
+    written = [r.data async for r in AuditStore(engine).records_by_time() if r.kind == "request"]
+    assert len(written) == 2000
+    assert all(ctx.request_id in d for ctx, d in zip(contexts, written, strict=True))
+    assert await monitor.process() == 2000 and detector.judged == 2000
+    await writer.close()
+
+
+def test_the_monitor_takes_more_of_the_loop_once_it_is_behind() -> None:
+    backlog = Backlog(100)
+    assert backlog.step(T0) == STEP and backlog.lag(T0) == 0.0
+    backlog.put(Observation(at=T0))
+    assert backlog.step(T0 + CATCH_UP_S / 2) == STEP
+    assert backlog.step(T0 + CATCH_UP_S + 0.01) == CATCH_UP_STEP
+    assert backlog.lag(T0 + 2.0) == 2.0
+
+
+def test_a_full_backlog_counts_and_raises_what_the_detectors_miss() -> None:
+    raised: list[SecurityEvent] = []
+    backlog = Backlog(3, alert=raised.append)
+    for i in range(3):
+        assert backlog.put(Observation(at=T0 + i))
+    assert not backlog.put(Observation(at=T0 + 3))  # full: dropped, raised at once
+    assert backlog.dropped == 1 and len(raised) == 1
+    assert raised[0].kind == "monitor_overloaded" and raised[0].severity == "high"
+    assert raised[0].evidence["dropped"] == 1
+    for i in range(4, 50):  # a flood goes on: counted, raised at most once a minute
+        backlog.put(Observation(at=T0 + i / 100))
+    assert backlog.dropped == 47 and len(raised) == 1
+    backlog.report(T0 + 3 + 59)
+    assert len(raised) == 1
+    backlog.report(T0 + 3 + 61)  # a minute later: what was dropped since, in one event
+    assert len(raised) == 2 and raised[1].evidence == {"dropped": 46, "total": 47, "cap": 3}
+    backlog.report(T0 + 200)  # nothing new: nothing raised
+    assert len(raised) == 2
+
+
+async def test_an_overfilled_monitor_still_audits_every_request(engine: AsyncEngine) -> None:
+    writer = AuditWriter(
+        AuditStore(engine), AuditSettings(), signer=Signer(Ed25519PrivateKey.generate())
+    )
+    raised: list[SecurityEvent] = []
+    monitor = Monitor(
+        audit_settings=AuditSettings(),
+        audit=writer,
+        detector=Counting(),  # type: ignore[arg-type]
+        max_pending=10,
+        alert=raised.append,
+    )
+    for i in range(25):
+        monitor.record(context(i))
+    assert monitor.pending == 10 and monitor.dropped == 15
+    assert writer.queued == 25 and writer.dropped == 0  # on record all the same
+    assert [e.kind for e in raised] == ["monitor_overloaded"]
+    await writer.close()
