@@ -178,7 +178,10 @@ def unusual_time(
             f"Key used again after {idle / 86400:.0f} days of dormancy.",
             dormant_days=round(idle / 86400, 1),
         )
-    if not unusual_hour(view, now, s):
+    odd = view.odd_hour
+    if odd is None:
+        odd = view.odd_hour = unusual_hour(view, now, s)
+    if not odd:
         return None
     count = key.unusual.count(now) + 1
     if count < r.requests:

@@ -47,6 +47,9 @@ class Baselines:
     guarded: Events | None = None  # the key's (or app's) requests the guardrails hit lately
     peers_of: str | None = None  # whose keys ``peers`` are: "app NAME", "team NAME", ...
     declared: Declaration | None = None  # what a new key's limits and role declare
+    # whether the request falls in hours its key (or app) is never used: worked out once, by
+    # the first rule that needs it (None: not yet), for the rules and the profile update
+    odd_hour: bool | None = None
     # the baseline the request is judged against: the key's once learnt, else its app's
     base: Profile | None = field(init=False)
 

@@ -25,6 +25,7 @@ from .profile import (
     Profile,
     PromptState,
     SourceState,
+    hour_of_week,
     update_profile,
 )
 from .rules import RULE_FUNCTIONS
@@ -37,6 +38,16 @@ __all__ = ["Detector"]
 _DAY = 86400.0
 
 T = TypeVar("T")
+# a prompt's first sighting: when, whether the detector was learning then, key, app, network
+_Sighting = tuple[float, bool, str, str | None, str | None]
+
+
+def _saw(prompt: PromptState, now: float, key: str, app: str | None, network: str | None) -> None:
+    prompt.keys.add(key, now)
+    if app is not None:
+        prompt.apps.add(app, now)
+    if network is not None:
+        prompt.networks.add(network, now)
 
 
 class _Bounded(Generic[T]):
@@ -81,7 +92,9 @@ class Detector:
         self.clients: _Bounded[Recent] = _Bounded(cap)
         # the mature keys of each app, team and deployment ("app:NAME", "team:...", ...)
         self.peers: _Bounded[PeerGroup] = _Bounded(4096)
-        self.prompts: _Bounded[PromptState] = _Bounded(cap)  # per prompt digest
+        # per prompt digest: who sent it lately; a prompt seen once is kept as its first
+        # sighting only (most prompts are never sent again)
+        self.prompts: _Bounded[PromptState | _Sighting] = _Bounded(cap)
         # requests the guardrails hit, per key (or Entra app)
         self.guarded: _Bounded[Events] = _Bounded(cap)
         self.dirty: set[str] = set()
@@ -115,7 +128,7 @@ class Detector:
             self._peers(obs, app) if obs.key_id is not None and (key is None or not key.mature())
             else (None, None)
         )  # fmt: skip
-        prompt = self.prompts.get(obs.prompt_digest) if obs.prompt_digest else None
+        prompt = self._prompt(obs.prompt_digest) if obs.prompt_digest else None
         guarded = None
         guard_subject = guardrail_subject(obs) if obs.guardrails else None
         if guard_subject is not None and guardrail_hits(obs, s.guardrail_repeat.families):
@@ -138,6 +151,17 @@ class Detector:
         if guarded is not None:
             guarded.add(now)
         return findings
+
+    def _prompt(self, digest: str) -> PromptState | None:
+        """Who sent the prompt of ``digest`` lately (its first sighting made a full state)."""
+        prompt = self.prompts.get(digest)
+        if not isinstance(prompt, tuple):
+            return prompt
+        at, learning, key, app, network = prompt
+        state = PromptState.new(self.settings, at, learning)
+        _saw(state, at, key, app, network)
+        self.prompts.put(digest, state)
+        return state
 
     def _groups(self, obs: Observation) -> list[str]:
         """The names of the peer groups ``obs``'s key belongs to."""
@@ -211,19 +235,20 @@ class Detector:
         if obs.key_id is None:
             return
         if obs.prompt_digest is not None:
-            prompt = view.prompt or self.prompts.put(
-                obs.prompt_digest, PromptState.new(s, now, now - self.started < _DAY)
-            )
-            if not prompt.familiar and now - prompt.first_seen >= _DAY:
-                prompt.familiar = True
-            prompt.keys.add(obs.key_id, now)
-            if obs.app is not None:
-                prompt.apps.add(obs.app, now)
-            if obs.network is not None:
-                prompt.networks.add(obs.network, now)
-        odd_hour = unusual_hour(view, now, s)
+            prompt = view.prompt
+            if prompt is None:
+                sighting = (now, now - self.started < _DAY, obs.key_id, obs.app, obs.network)
+                self.prompts.put(obs.prompt_digest, sighting)
+            else:
+                if not prompt.familiar and now - prompt.first_seen >= _DAY:
+                    prompt.familiar = True
+                _saw(prompt, now, obs.key_id, obs.app, obs.network)
+        odd_hour = view.odd_hour
+        if odd_hour is None:
+            odd_hour = unusual_hour(view, now, s)
+        client, hour = obs.client_id, hour_of_week(now)
         key = view.key or self.keys.put(obs.key_id, Profile(s, first_seen=now))
-        update_profile(key, obs, now, odd_hour)
+        update_profile(key, obs, now, odd_hour, client=client, hour=hour)
         self.dirty.add("key:" + obs.key_id)
         if key.last_bucket != key.noted_bucket and key.mature():  # peaks move once a bucket
             key.noted_bucket = key.last_bucket
@@ -233,7 +258,7 @@ class Detector:
                 group.note(obs.key_id, tokens, cost)
         if obs.app is not None:
             app = view.app or self.apps.put(obs.app, Profile(s, first_seen=now))
-            update_profile(app, obs, now, odd_hour, windows=False)
+            update_profile(app, obs, now, odd_hour, client=client, hour=hour, windows=False)
             self.dirty.add("app:" + obs.app)
 
     # -- persistence -----------------------------------------------------------------------

@@ -38,7 +38,9 @@ __all__ = [
 
 _WEEK_HOURS = 168
 _EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
-_CAPS = {"networks": 256, "clients": 128, "deployments": 64, "api_versions": 32}
+# at most this many networks, clients, deployments and api-versions are remembered a profile
+_NETWORKS, _CLIENTS, _DEPLOYMENTS, _API_VERSIONS = 256, 128, 64, 32
+_REMEMBERED_S = 600.0  # last-seen times are kept to ten minutes
 _SLOW_GROWTH = 1.0015  # per velocity bucket while traffic stays abnormal (~x2 in 40 min)
 
 
@@ -49,9 +51,8 @@ def hour_of_week(now: float) -> int:
 
 
 def _remember(seen: dict[str, float], value: str, now: float, cap: int) -> None:
-    last = seen.get(value)
-    if last is not None and now - last < 600:
-        return  # last-seen times are kept to ten minutes; cheaper than reordering each time
+    """Note ``value`` as seen at ``now`` (the caller checked it was not seen within
+    ``_REMEMBERED_S``: cheaper than reordering each time); the oldest beyond ``cap`` go."""
     seen.pop(value, None)
     seen[value] = now
     if len(seen) > cap:
@@ -89,9 +90,11 @@ class Profile:
     noted_bucket: int = -2  # the bucket in which its peaks were last given to its peer groups
     bucket_concurrency: int = 0
     pending: deque[tuple[float, tuple[float, float, float]]] = field(default_factory=deque)
+    hours_half_life: float = field(init=False)  # seconds, from the settings
 
     def __post_init__(self) -> None:
         s = self.settings
+        self.hours_half_life = s.unusual_time.half_life_days * 86400
         half_life = s.velocity.peak_half_life_days * 86400
         self.token_peak = Peak(half_life)
         self.cost_peak = Peak(half_life)
@@ -325,42 +328,64 @@ def _fold_peaks(p: Profile, now: float) -> None:
 
 
 def update_profile(
-    p: Profile, obs: Observation, now: float, unusual_hour: bool, *, windows: bool = True
+    p: Profile,
+    obs: Observation,
+    now: float,
+    unusual_hour: bool,
+    *,
+    client: str | None,
+    hour: int,
+    windows: bool = True,
 ) -> None:
-    """Fold a successful or failed-but-authenticated request into the profile. ``windows``:
-    also the short windows the rules read (only keys' are read; apps skip them)."""
-    s = p.settings
+    """Fold a successful or failed-but-authenticated request into the profile. ``client``
+    and ``hour`` are the request's client fingerprint (:attr:`Observation.client_id`) and
+    hour of the week (:func:`hour_of_week`), worked out once for the key and its app.
+    ``windows``: also the short windows the rules read (only keys' are read; apps skip
+    them)."""
     _fold_peaks(p, now)
     if not p.requests or now < p.first_seen:
         p.first_seen = min(p.first_seen, now)
     p.requests += 1
-    p.last_seen = max(p.last_seen, now)
-    if obs.network is not None:
+    if now > p.last_seen:
+        p.last_seen = now
+    network = obs.network
+    if network is not None:
+        seen = p.networks
+        last = seen.get(network)
         if windows:
-            if obs.network not in p.networks:
-                p.new_networks.add(obs.network, now)
-            p.recent_networks.add(obs.network, now)
-        _remember(p.networks, obs.network, now, _CAPS["networks"])
-    client = obs.client_id
+            if last is None:
+                p.new_networks.add(network, now)
+            p.recent_networks.add(network, now)
+        if last is None or now - last >= _REMEMBERED_S:
+            _remember(seen, network, now, _NETWORKS)
     if client is not None:
+        seen = p.clients
+        last = seen.get(client)
         if windows:
-            if client not in p.clients:
+            if last is None:
                 p.new_clients.add(client, now)
             p.recent_clients.add(client, now)
-        _remember(p.clients, client, now, _CAPS["clients"])
-    if obs.deployment is not None:
-        if windows and obs.deployment not in p.deployments and p.mature():
-            p.probes.add("deployment:" + obs.deployment, now)
-        _remember(p.deployments, obs.deployment, now, _CAPS["deployments"])
+        if last is None or now - last >= _REMEMBERED_S:
+            _remember(seen, client, now, _CLIENTS)
+    deployment = obs.deployment
+    if deployment is not None:
+        seen = p.deployments
+        last = seen.get(deployment)
+        if windows and last is None and p.mature():
+            p.probes.add("deployment:" + deployment, now)
+        if last is None or now - last >= _REMEMBERED_S:
+            _remember(seen, deployment, now, _DEPLOYMENTS)
     if windows and obs.requested is not None:
         p.probes.add("unknown:" + obs.requested, now)
     if windows and obs.operation == "models":
         p.probes.add("models", now)
-    if obs.api_version is not None:
-        _remember(p.api_versions, obs.api_version, now, _CAPS["api_versions"])
+    version = obs.api_version
+    if version is not None:
+        last = p.api_versions.get(version)
+        if last is None or now - last >= _REMEMBERED_S:
+            _remember(p.api_versions, version, now, _API_VERSIONS)
     # hour-of-week, with weights growing 2x per half-life (decay without touching 168 bins)
-    half_life = s.unusual_time.half_life_days * 86400
-    exponent = (now - p.hours_origin) / half_life
+    exponent = (now - p.hours_origin) / p.hours_half_life
     if exponent > 500:  # rebase before the weights overflow
         p.hours = [h * 2.0**-exponent for h in p.hours]
         p.hours_origin, exponent = now, 0.0
@@ -368,12 +393,14 @@ def update_profile(
     # an hour that is unusual now is learnt ten times slower (an intruder's hours must not
     # become usual after three requests)
     weight = 2.0**exponent * (0.1 if unusual_hour else 1.0)
-    p.hours[hour_of_week(now)] += weight
+    p.hours[hour] += weight
     p.hours_total += weight
     if unusual_hour and windows:
         p.unusual.add(now)
-    p.tokens.add(now, float(obs.tokens))
+    p.tokens.add(now, float(obs.prompt_tokens + obs.completion_tokens))
     if obs.cost is not None:
         p.cost.add(now, obs.cost)
-    p.bucket_concurrency = max(p.bucket_concurrency, p.concurrency(now - obs.latency_ms / 1000))
+    running = p.concurrency(now - obs.latency_ms / 1000)
+    if running > p.bucket_concurrency:
+        p.bucket_concurrency = running
     p.ended(now)

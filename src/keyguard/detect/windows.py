@@ -18,26 +18,38 @@ __all__ = ["Recent", "Events", "Rate", "Peak"]
 class Recent:
     """Distinct values seen in the last ``span`` seconds; at most ``cap`` are remembered."""
 
-    __slots__ = ("_seen", "_span", "_cap")
+    __slots__ = ("_seen", "_span", "_cap", "_fresh", "_sweep_at")
 
     def __init__(self, span: float, cap: int = 256) -> None:
         self._seen: dict[str, float] = {}  # ordered by last sighting, oldest first
         self._span = span
         self._cap = cap
+        self._fresh = span / 128  # a value seen again within this is not moved
+        self._sweep_at = float("inf")  # the oldest value cannot expire before this
 
     def add(self, value: str, now: float) -> None:
         seen = self._seen
         last = seen.get(value)
-        if last is not None and now - last < self._span / 128:
-            return  # seen a moment ago: the window is exact enough
-        seen.pop(value, None)
-        seen[value] = now
+        if last is None:
+            seen[value] = now
+            expires = now + self._span
+            if expires < self._sweep_at:
+                self._sweep_at = expires
+            if now <= self._sweep_at and len(seen) <= self._cap:
+                return  # nothing can have expired yet: no sweep
+        else:
+            if now - last < self._fresh:
+                return  # seen a moment ago: the window is exact enough
+            del seen[value]
+            seen[value] = now
         cutoff = now - self._span
         while seen:
             first = next(iter(seen))
             if seen[first] >= cutoff and len(seen) <= self._cap:
-                break
+                self._sweep_at = seen[first] + self._span
+                return
             del seen[first]
+        self._sweep_at = float("inf")
 
     def count(self, now: float, extra: str | None = None) -> int:
         """Distinct values within the span, counting ``extra`` as seen now."""
@@ -90,7 +102,7 @@ class Rate:
         return int(now // self._width)
 
     def add(self, now: float, amount: float) -> None:
-        b = self.bucket(now)
+        b = int(now // self._width)  # self.bucket(now), without the call: twice a request
         buckets = self._buckets
         if buckets and buckets[-1][0] == b:
             buckets[-1][1] += amount
@@ -99,7 +111,7 @@ class Rate:
         self._sum += amount
 
     def total(self, now: float) -> float:
-        oldest, buckets = self.bucket(now) - self._n, self._buckets
+        oldest, buckets = int(now // self._width) - self._n, self._buckets
         while buckets and buckets[0][0] <= oldest:
             self._sum -= buckets.popleft()[1]
         if not buckets:
