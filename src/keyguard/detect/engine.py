@@ -97,10 +97,10 @@ class Detector:
         self.prompts: _Bounded[PromptState | _Sighting] = _Bounded(cap)
         # requests the guardrails hit, per key (or Entra app)
         self.guarded: _Bounded[Events] = _Bounded(cap)
-        self.dirty: set[str] = set()
-        self.started = float(
-            "inf"
-        )  # the first observation's time  # "key:<id>" / "app:<name>" profiles changed since saved
+        # the keys and apps whose profiles changed since they were saved (:meth:`take_dirty`)
+        self._dirty_keys: set[str] = set()
+        self._dirty_apps: set[str] = set()
+        self.started = float("inf")  # the first observation's time
         self._rules = [
             RULE_FUNCTIONS[name]
             for name in RULES
@@ -114,16 +114,14 @@ class Detector:
         s = self.settings
         key = self.keys.get(obs.key_id) if obs.key_id else None
         app = self.apps.get(obs.app) if obs.app else None
-        source = self.sources.get(obs.network) if obs.network and obs.auth_failed else None
-        presented = (
-            self.presented.get(obs.presented_key_id)
-            if obs.presented_key_id and obs.auth_failed
-            else None
-        )
-        failed = obs.auth_failed
-        address = self.addresses.get(obs.source) if failed and obs.source else None
-        client_id = obs.client_id
-        client = self.clients.get(client_id) if failed and client_id else None
+        source = presented = address = client = None
+        if obs.status == 401:  # obs.auth_failed
+            source = self.sources.get(obs.network) if obs.network else None
+            if obs.presented_key_id:
+                presented = self.presented.get(obs.presented_key_id)
+            address = self.addresses.get(obs.source) if obs.source else None
+            client_id = obs.client_id
+            client = self.clients.get(client_id) if client_id else None
         peers, peers_of = (
             self._peers(obs, app) if obs.key_id is not None and (key is None or not key.mature())
             else (None, None)
@@ -249,7 +247,7 @@ class Detector:
         client, hour = obs.client_id, hour_of_week(now)
         key = view.key or self.keys.put(obs.key_id, Profile(s, first_seen=now))
         update_profile(key, obs, now, odd_hour, client=client, hour=hour)
-        self.dirty.add("key:" + obs.key_id)
+        self._dirty_keys.add(obs.key_id)
         if key.last_bucket != key.noted_bucket and key.mature():  # peaks move once a bucket
             key.noted_bucket = key.last_bucket
             tokens, cost = key.token_peak.current(now), key.cost_peak.current(now)
@@ -259,19 +257,22 @@ class Detector:
         if obs.app is not None:
             app = view.app or self.apps.put(obs.app, Profile(s, first_seen=now))
             update_profile(app, obs, now, odd_hour, client=client, hour=hour, windows=False)
-            self.dirty.add("app:" + obs.app)
+            self._dirty_apps.add(obs.app)
 
     # -- persistence -----------------------------------------------------------------------
 
     def take_dirty(self) -> dict[str, dict[str, Any]]:
         """The long-term part of every profile changed since the last call."""
         out: dict[str, dict[str, Any]] = {}
-        for subject in self.dirty:
-            kind, _, name = subject.partition(":")
-            profile = (self.keys if kind == "key" else self.apps).items.get(name)
-            if profile is not None:
-                out[subject] = profile.to_json()
-        self.dirty.clear()
+        for kind, names, profiles in (
+            ("key:", self._dirty_keys, self.keys),
+            ("app:", self._dirty_apps, self.apps),
+        ):
+            for name in names:
+                profile = profiles.items.get(name)
+                if profile is not None:
+                    out[kind + name] = profile.to_json()
+            names.clear()
         return out
 
     def load(self, saved: Iterable[tuple[str, dict[str, Any]]]) -> int:

@@ -342,7 +342,8 @@ def update_profile(
     hour of the week (:func:`hour_of_week`), worked out once for the key and its app.
     ``windows``: also the short windows the rules read (only keys' are read; apps skip
     them)."""
-    _fold_peaks(p, now)
+    if int(now // p.tokens.width) != p.last_bucket:  # p.tokens.bucket(now): a new bucket
+        _fold_peaks(p, now)
     if not p.requests or now < p.first_seen:
         p.first_seen = min(p.first_seen, now)
     p.requests += 1

@@ -90,19 +90,19 @@ class Events:
 class Rate:
     """The sum of amounts added within the last ``span`` seconds, in ``buckets`` steps."""
 
-    __slots__ = ("_buckets", "_width", "_n", "_sum")
+    __slots__ = ("_buckets", "width", "_n", "_sum")
 
     def __init__(self, span: float, buckets: int = 12) -> None:
         self._buckets: deque[list[float]] = deque()  # [bucket index, sum]
-        self._width = span / buckets
+        self.width = span / buckets  # seconds a bucket
         self._n = buckets
         self._sum = 0.0
 
     def bucket(self, now: float) -> int:
-        return int(now // self._width)
+        return int(now // self.width)
 
     def add(self, now: float, amount: float) -> None:
-        b = int(now // self._width)  # self.bucket(now), without the call: twice a request
+        b = int(now // self.width)  # self.bucket(now), without the call: twice a request
         buckets = self._buckets
         if buckets and buckets[-1][0] == b:
             buckets[-1][1] += amount
@@ -111,7 +111,7 @@ class Rate:
         self._sum += amount
 
     def total(self, now: float) -> float:
-        oldest, buckets = int(now // self._width) - self._n, self._buckets
+        oldest, buckets = int(now // self.width) - self._n, self._buckets
         while buckets and buckets[0][0] <= oldest:
             self._sum -= buckets.popleft()[1]
         if not buckets:
