@@ -101,10 +101,12 @@ class Detector:
         self._dirty_keys: set[str] = set()
         self._dirty_apps: set[str] = set()
         self.started = float("inf")  # the first observation's time
-        self._rules = [
+        self._rules = [  # the decoy rule only with decoys configured: it cannot fire without
             RULE_FUNCTIONS[name]
             for name in RULES
-            if getattr(settings, name).enabled and settings.enabled
+            if getattr(settings, name).enabled
+            and settings.enabled
+            and (name != "decoy" or settings.decoy_key_ids or settings.decoy_apps)
         ]
 
     def observe(self, obs: Observation) -> list[Detection]:

@@ -24,6 +24,8 @@ __all__ = [
 def stuffing(view: Baselines, obs: Observation, now: float, s: DetectSettings) -> Detection | None:
     """5. Failed authentications: many key ids from one network, one key id from many
     networks, or a flood of failures from one network."""
+    if obs.status != 401:  # not obs.auth_failed: most requests, at once
+        return None
     f = _stuffing(view, obs, now, s)
     if f is not None and obs.source is not None:
         f.evidence["address"] = obs.source  # what the block_source response blocks
@@ -197,6 +199,8 @@ def guardrail_repeat(
     """11. A key (or app) whose requests keep carrying secrets or prompt attacks: the
     guardrails refused or redacted each one, but someone keeps trying (a tool exfiltrating
     through the model, or a compromised app)."""
+    if not obs.guardrails:  # most requests, at once
+        return None
     r = s.guardrail_repeat
     hits = guardrail_hits(obs, r.families)
     subject = guardrail_subject(obs)

@@ -132,7 +132,10 @@ class Peak:
     def current(self, now: float) -> float:
         if self.value <= 0.0:
             return 0.0
-        decay: float = 0.5 ** (max(0.0, now - self.at) / self._half_life)
+        age = now - self.at
+        if age <= 0.0:  # max(0.0, age) without the call: several times a request
+            return self.value
+        decay: float = 0.5 ** (age / self._half_life)
         return self.value * decay
 
     def offer(self, now: float, x: float) -> None:
