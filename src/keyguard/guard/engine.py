@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 
+from keyguard.guard import gate
 from keyguard.guard.assigned import assigned_secrets
 from keyguard.guard.custom import CustomRules
 from keyguard.guard.findings import Match, Slot
@@ -28,6 +29,7 @@ __all__ = ["GuardEngine", "UNSCANNED"]
 UNSCANNED = "unscanned"
 _ASSIGNED_PRIORITY = 100  # a value known by its name only: any shaped kind wins
 _BATCH = 64 * 1024  # characters of slots scanned in one pass
+_PERSONAL = gate.NUMBERS | gate.EMAIL | gate.IPV6
 _FAMILY_RANK = {"secret": 0, "custom": 1, "personal": 2}
 
 
@@ -69,16 +71,22 @@ class GuardEngine:
             text = text[:cap]
         prepared = prepare(text)
         body = prepared.text
+        gates = gate.gates(body)
+        if not gates and not self._custom:  # no detector can find anything: most texts
+            return [tail] if tail is not None else []
         found: list[tuple[tuple[int, int], Match]] = []
-        for priority, m in secret_matches(body):
-            found.append(((0, priority), m))
-        for m in assigned_secrets(body):
-            found.append(((0, _ASSIGNED_PRIORITY), m))
+        if gates & gate.SECRET:
+            for priority, m in secret_matches(body, gated=True):
+                found.append(((0, priority), m))
+        if gates & gate.ASSIGNED:
+            for m in assigned_secrets(body):
+                found.append(((0, _ASSIGNED_PRIORITY), m))
         if self._custom:
             for m in self._custom.matches(body, self.settings.max_matches):
                 found.append(((1, 0), m))
-        for m in self._personal.matches(body):
-            found.append(((2, 0), m))
+        if gates & _PERSONAL:
+            for m in self._personal.matches(body, gates):
+                found.append(((2, 0), m))
         matches = _resolve(found, self.settings.max_matches)
         if prepared.index is not None:
             matches = [

@@ -225,13 +225,22 @@ def _joins(c: str) -> bool:
     return c.isalnum() or c in "_.:"
 
 
-def contact_matches(text: str, windows: Windows, regions: Sequence[str]) -> Iterator[Match]:
+def contact_matches(
+    text: str,
+    windows: Windows,
+    regions: Sequence[str],
+    *,
+    emails: bool = True,
+    ipv6: bool = True,
+) -> Iterator[Match]:
     """E-mail addresses in ``text``, phone numbers and IPv4 addresses in its ``windows``
-    (``keyguard.guard.windows``), public IPv6 addresses."""
-    if "@" in text:
+    (``keyguard.guard.windows``), public IPv6 addresses (``emails`` / ``ipv6`` false: the
+    caller knows there are none, :mod:`keyguard.guard.gate`)."""
+    if emails and "@" in text:
         yield from _emails(text)
     budget = [MAX_PHONE_CANDIDATES]
     for lo, hi in windows:
         yield from _phones(text, lo, hi, regions, budget)
         yield from _ipv4(text, lo, hi)
-    yield from _ipv6(text)
+    if ipv6:
+        yield from _ipv6(text)

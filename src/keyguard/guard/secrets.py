@@ -37,11 +37,12 @@ def _walk(view: View, ctx: DetectContext, depth: int, out: list[tuple[int, Match
             _walk(child, ctx, depth + 1, out)
 
 
-def secret_matches(text: str) -> list[tuple[int, Match]]:
+def secret_matches(text: str, *, gated: bool = False) -> list[tuple[int, Match]]:
     """Every secret in ``text`` with its priority (lower is more specific); overlaps are left
     for the caller to resolve. A text no detector could fire on is not scanned
-    (``keyguard.scan.prefilter``)."""
-    return _scan(text) if may_hold_secret(text) else []
+    (``keyguard.scan.prefilter``; ``gated``: the caller has checked it, as
+    :func:`keyguard.guard.gate.gates` does)."""
+    return _scan(text) if gated or may_hold_secret(text) else []
 
 
 def _scan(text: str) -> list[tuple[int, Match]]:
