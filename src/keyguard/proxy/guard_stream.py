@@ -61,6 +61,7 @@ from .stream_pieces import (
     filtered_end,
     holder,
     opaque,
+    plain_run,
     rewritten,
     shape_key,
     small,
@@ -69,6 +70,7 @@ from .stream_pieces import (
 __all__ = ["StreamGuard"]
 
 _CONTENT, _REFUSAL, _FUNCTION, _OTHER = -1, -2, -3, -4
+_DONE = b"data: [DONE]\n\n"
 _RAW: Key = (-1, -1)  # events whose data is not a JSON object, read as raw text
 _RESPONSES_DELTAS = {
     "response.output_text.delta": _CONTENT,
@@ -157,6 +159,14 @@ class StreamGuard:
         if not self._head or self._responses or not data.startswith(head, pos):
             return pos
         text = self._shape_text or self._shaped_text()
+        whole = plain_run(data, pos, head, tail, text.end)
+        if whole is not None:
+            end, value, chunk_ends, value_ends = whole
+            if value:
+                text._new.append(value)
+            self._held.append(Run(data[pos:end], self._shape_key, text.end, chunk_ends, value_ends))
+            text.end = value_ends[-1]
+            return end
         size, skip = len(head), len(tail)
         plain = PLAIN.match
         start, begin = pos, text.end
@@ -232,6 +242,8 @@ class StreamGuard:
         return event
 
     def _parse(self, raw: bytes) -> Event:
+        if raw == _DONE:  # no text
+            return Event(raw)
         fast = self._fast(raw)
         if fast is not None:
             return fast

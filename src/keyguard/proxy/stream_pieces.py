@@ -11,7 +11,10 @@ point a piece at the dict that holds its text when an edit must be written, and 
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from dataclasses import dataclass
+from itertools import accumulate, repeat
+from operator import add, itemgetter
 from typing import Any
 
 import orjson
@@ -21,6 +24,7 @@ from .sse import _data
 __all__ = [
     "Key", "Piece", "Event", "Run", "Text", "NO_PIECES", "PLAIN", "PLAIN_WHOLE", "each",
     "filtered_end", "small", "opaque", "rewritten", "shape_key", "holder", "apply_edits",
+    "plain_run",
 ]  # fmt: skip
 
 Key = tuple[int, int]  # (choice index, the tool call's index or one of StreamGuard's slots)
@@ -34,6 +38,45 @@ PLAIN_WHOLE = PLAIN.fullmatch  # (raw, start, end): the text between has nothing
 _FAST_INDEX = re.compile(
     rb'"choices":\[\{"index":(\d{1,4}),|,"index":(\d{1,4})(?:,"logprobs":null)?\}\]'
 )
+
+
+_NOT_PLAIN = re.compile(rb'["\\\x00-\x1f]')
+_RUN_BYTES = 16_384  # bytes read as one run at a time (a longer run is taken in several)
+
+
+def plain_run(
+    data: bytes, pos: int, head: bytes, tail: bytes, begin: int
+) -> tuple[int, str, list[int], list[int]] | None:
+    """The plain chunks ``head + text + tail`` that follow one another from ``pos`` (where
+    ``data`` starts with ``head``), read without a step per chunk: ``data`` is split at each
+    ``tail``, and a part that is ``head`` and a text with nothing escaped is one chunk (a text
+    cannot hold ``tail``, which starts with a quote). Returns where the run ends, its texts
+    joined, where each chunk ends in the run and where its text ends (from ``begin``);
+    ``None`` when a text is not ASCII or no chunk is whole (the caller then reads chunk by
+    chunk)."""
+    parts = data[pos : pos + _RUN_BYTES].split(tail)
+    parts.pop()  # no tail after it in reach: not a whole chunk
+    if not parts:
+        return None
+    size = len(head)
+    values = list(map(itemgetter(slice(size, None)), parts))
+    if b"".join(parts) != head + head.join(values):  # a part is not head + text
+        n = next((i for i, p in enumerate(parts) if not p.startswith(head)), len(parts))
+        values = values[:n]  # another shape ends the run
+    joined = b"".join(values)
+    if not joined.isascii():
+        return None
+    bad = _NOT_PLAIN.search(joined)
+    if bad is not None:  # the chunk with the first quote or escape, and all after it, are not
+        values = values[: bisect_right(list(accumulate(map(len, values))), bad.start())]
+        joined = b"".join(values)
+    if not values:
+        return None
+    unit = size + len(tail)
+    lens = list(accumulate(map(len, values)))
+    ends = list(map(add, lens, range(unit, unit * (len(values) + 1), unit)))
+    text_ends = list(map(add, lens, repeat(begin))) if begin else lens
+    return pos + ends[-1], joined.decode("ascii"), ends, text_ends
 
 
 @dataclass(slots=True)
