@@ -150,8 +150,11 @@ def judge(
     with ``restore`` (an answer's), this request's placeholders in the texts get their values
     back (edits on the text as scanned, so a restored value is never judged again)."""
     verdict = Verdict(placeholders=placeholders if placeholders is not None else Placeholders())
+    pairs = scan_slots(slots)
+    if not pairs and not restore:  # nothing found, nothing to put back: most bodies
+        return verdict
     found: dict[int, list[Match]] = {}
-    for slot, match in scan_slots(slots):
+    for slot, match in pairs:
         found.setdefault(id(slot), []).append(match)
     for slot in slots:
         text = slot.text

@@ -30,6 +30,7 @@ UNSCANNED = "unscanned"
 _ASSIGNED_PRIORITY = 100  # a value known by its name only: any shaped kind wins
 _BATCH = 64 * 1024  # characters of slots scanned in one pass
 _PERSONAL = gate.NUMBERS | gate.EMAIL | gate.IPV6
+_PART_KEYS = frozenset({"text", "refusal"})  # a content list's part's text (else never in one)
 _FAMILY_RANK = {"secret": 0, "custom": 1, "personal": 2}
 
 
@@ -61,6 +62,8 @@ class GuardEngine:
             [(r.name, r.pattern) for r in settings.patterns],
         )
         self._personal = PersonalDetectors(settings.phone_regions)
+        # a request's texts this long in all are read in one scan (one batch, under both caps)
+        self._one_scan = min(_BATCH, settings.max_text_chars, settings.max_request_chars)
 
     def scan(self, text: str) -> list[Match]:
         """Every value found in ``text``, in text order (never the value itself)."""
@@ -106,6 +109,19 @@ class GuardEngine:
         model reads them, and the matches that span two parts are added: a value split
         across parts is found. A match is reported on each slot it covers, clipped to that
         slot's text."""
+        texts = [slot.text for slot in slots]
+        if sum(map(len, texts)) + len(texts) <= self._one_scan and _no_parts(slots):
+            matches = self.scan("\n".join(texts))  # the usual body: one scan, nothing to batch
+            if not matches:
+                return []
+            offsets: list[tuple[Slot, int]] = []
+            at = 0
+            for slot in slots:
+                offsets.append((slot, at))
+                at += len(slot.text) + 1
+            found: list[tuple[Slot, Match]] = []
+            self._place(offsets, matches, found, spanning=False)
+            return found
         budget = self.settings.max_request_chars
         out: list[tuple[Slot, Match]] = []
         batch: list[tuple[Slot, int]] = []
@@ -123,7 +139,10 @@ class GuardEngine:
                 batch, size = [], 0
             batch.append((slot, size))
             size += len(slot.text) + 1
-            parent = _content_list(slot.path)
+            last = slot.path[-1] if slot.path else None
+            parent = (
+                None if type(last) is str and last not in _PART_KEYS else _content_list(slot.path)
+            )
             if group and (parent is None or parent != group_parent):
                 self._scan_joined(group, out)
                 group = []
@@ -158,7 +177,16 @@ class GuardEngine:
     ) -> None:
         if len(batch) < 2 and spanning:
             return
-        matches = self.scan(glue.join(slot.text for slot, _ in batch))
+        self._place(batch, self.scan(glue.join([slot.text for slot, _ in batch])), out, spanning)
+
+    @staticmethod
+    def _place(
+        batch: list[tuple[Slot, int]],
+        matches: list[Match],
+        out: list[tuple[Slot, Match]],
+        spanning: bool,
+    ) -> None:
+        """Each match of a batch's scan reported on the slots it covers."""
         starts = [offset for _, offset in batch]
         for m in matches:
             if spanning and m.category == UNSCANNED:
@@ -177,6 +205,16 @@ class GuardEngine:
                 i += 1
             if not spanning or len(pieces) > 1:
                 out.extend(pieces)
+
+
+def _no_parts(slots: Sequence[Slot]) -> bool:
+    """True when no slot can be a part of a content list (each ends in a name, not a part's
+    ``text`` or ``refusal``)."""
+    for slot in slots:
+        last = slot.path[-1] if slot.path else None
+        if type(last) is not str or last in _PART_KEYS:
+            return False
+    return True
 
 
 def _content_list(path: tuple[str | int, ...]) -> tuple[str | int, ...] | None:

@@ -243,6 +243,7 @@ def _unredactable(verdict: Verdict) -> Hit | None:
 _MEDIA = ("data:image/", "data:audio/")  # inline media: bytes, not text
 _KEY_TEXT = 16  # object keys this long are read as texts too
 KEY_MARK = "\x00key"  # the path of a key's own text (it cannot be rewritten: never redacted)
+_READ = (str, dict, list)  # what holds text (numbers, booleans and null do not)
 
 
 def unread_slots(payload: dict[str, Any], read: list[Slot]) -> list[Slot]:
@@ -263,9 +264,10 @@ def unread_slots(payload: dict[str, Any], read: list[Slot]) -> list[Slot]:
             for k, v in node.items():
                 if len(k) >= _KEY_TEXT:  # a name no API uses: may carry a value; read it
                     out.append(Slot((*path, k, KEY_MARK), "key", k))
-                stack.append(((*path, k), v))
+                if type(v) in _READ:
+                    stack.append(((*path, k), v))
         elif kind is list:
-            stack.extend(((*path, i), v) for i, v in enumerate(node))
+            stack.extend(((*path, i), v) for i, v in enumerate(node) if type(v) in _READ)
     out.reverse()  # body order
     return out
 

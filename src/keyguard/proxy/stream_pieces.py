@@ -35,9 +35,9 @@ Key = tuple[int, int]  # (choice index, the tool call's index or one of StreamGu
 _FAST_DELTA = re.compile(rb'"delta":\{(?:"role":"assistant",)?"content":"([^"\\\x00-\x1f]*)"\}')
 PLAIN = re.compile(rb'[^"\\\x00-\x1f]*')
 PLAIN_WHOLE = PLAIN.fullmatch  # (raw, start, end): the text between has nothing escaped
-_FAST_INDEX = re.compile(
-    rb'"choices":\[\{"index":(\d{1,4}),|,"index":(\d{1,4})(?:,"logprobs":null)?\}\]'
-)
+# the choice's index, first in it or last (the one "index" of the chunk is where these begin)
+_INDEX_FIRST = re.compile(rb'"choices":\[\{"index":(\d{1,4}),')
+_INDEX_LAST = re.compile(rb',"index":(\d{1,4})(?:,"logprobs":null)?\}\]')
 
 
 _NOT_PLAIN = re.compile(rb'["\\\x00-\x1f]')
@@ -215,10 +215,13 @@ def shape_key(raw: bytes, start: int, end: int) -> Key | None:
     ):
         return None
     delta = _FAST_DELTA.search(raw)
-    index = _FAST_INDEX.search(raw)
+    at = raw.find(b'"index":')  # the only one
+    index = _INDEX_FIRST.match(raw, at - 12) if at >= 12 else None
+    if index is None:
+        index = _INDEX_LAST.match(raw, at - 1) if at >= 1 else None
     if delta is None or index is None or delta.start(1) != start or delta.end(1) != end:
         return None
-    choice = int(index.group(1) or index.group(2))
+    choice = int(index.group(1))
     return (choice if choice < 1024 else 0, -1)
 
 
