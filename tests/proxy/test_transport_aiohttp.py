@@ -378,6 +378,21 @@ async def test_the_answer_headers_repeat_and_read_case_insensitively_and_nothing
         assert await answer.read_all() == GZIPPED  # as the upstream sent it
 
 
+async def test_a_header_value_carrying_bytes_that_are_not_utf8_is_sent(
+    upstream: tuple[str, asyncio.Event], client: UpstreamClient
+) -> None:
+    # aiohttp's server hands such a byte on as a lone surrogate (``surrogateescape``): a
+    # caller's User-Agent may carry one, and the relay forwards it
+    url, _ = upstream
+    sent = CIMultiDict([("X-Test", "ab\udcffcd"), ("User-Agent", "sdk/1 caf\u00e9")])
+    answer = await client.send("GET", url + "/compressed", sent, b"", True)
+    async with answer:
+        assert answer.status == 200
+        echoed = answer.headers.get("x-sent-test")
+        assert echoed is not None and echoed.startswith("ab") and echoed.endswith("cd")
+        assert await answer.read_all() == GZIPPED
+
+
 async def test_a_large_stream_is_read_as_it_arrives_never_whole(
     upstream: tuple[str, asyncio.Event], client: UpstreamClient
 ) -> None:

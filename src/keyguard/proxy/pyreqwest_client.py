@@ -93,6 +93,19 @@ def _failure(exc: PyreqwestError) -> UpstreamFailed:
     return UpstreamFailed(type(exc).__name__)
 
 
+def _sendable(headers: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The headers as pyreqwest takes them: a list (a name may repeat, a multidict's items)
+    of values it can encode. aiohttp's server hands a byte that is not UTF-8 (a caller's
+    ``User-Agent`` may carry one) on as a lone surrogate, which pyreqwest refuses with a
+    ``ValueError``; such a value is sent with ``?`` in its place (aiohttp's client sends the
+    byte as it came)."""
+    out = list(headers.items())
+    for i, (name, value) in enumerate(out):
+        if not value.isascii():
+            out[i] = (name, value.encode("utf-8", "replace").decode("utf-8"))
+    return out
+
+
 class PyreqwestAnswer:
     """pyreqwest's streamed response as the seam's
     :class:`~keyguard.core.transport.UpstreamAnswer`."""
@@ -205,7 +218,7 @@ class PyreqwestUpstream:
             request = (
                 self._client(tls)
                 .request(method, url)
-                .headers(list(headers.items()))  # a name may repeat (a multidict's items)
+                .headers(_sendable(headers))
                 .body_bytes(body)
                 .streamed_read_buffer_limit(READ_BUFFER)
                 .build_streamed()
