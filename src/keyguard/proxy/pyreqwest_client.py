@@ -58,7 +58,12 @@ _SETTLE = 0.1  # seconds left to pyreqwest's runtime after the clients are close
 
 
 class PyreqwestHeaders:
-    """An answer's headers as the seam reads them (case-insensitive, names may repeat)."""
+    """An answer's headers as the seam reads them (case-insensitive, names may repeat).
+
+    pyreqwest gives a header's value as text only when it is visible ASCII, and raises
+    ``ValueError`` otherwise (an upstream may send obs-text: bytes beyond ASCII, UTF-8 or
+    not); such a header is left out, as if it had not been sent, rather than failing the
+    request with a 500."""
 
     __slots__ = ("_map",)
 
@@ -66,19 +71,40 @@ class PyreqwestHeaders:
         self._map = headers
 
     def get(self, key: str, /) -> str | None:
-        return self._map.get(key)
+        try:
+            return self._map.get(key)
+        except ValueError:  # not visible ASCII: left out
+            return None
 
     def getall(self, key: str, default: tuple[()], /) -> list[str] | tuple[()]:
-        return self._map.getall(key) or default
+        try:
+            return self._map.getall(key) or default
+        except ValueError:
+            return default
 
     def items(self) -> Iterator[tuple[str, str]]:
-        return iter(self._map.items())
+        try:
+            return iter(list(self._map.items()))  # read now: a value that fails, fails here
+        except ValueError:
+            return iter(_readable(self._map))
 
     def __contains__(self, key: object, /) -> bool:
         return key in self._map
 
 
-def _content_type(headers: HeaderMap) -> str:
+def _readable(headers: HeaderMap) -> list[tuple[str, str]]:
+    """The headers whose values pyreqwest can give as text (name by name)."""
+    out: list[tuple[str, str]] = []
+    for name in dict.fromkeys(headers.keys()):
+        try:
+            values = headers.getall(name)
+        except ValueError:
+            continue
+        out.extend((name, value) for value in values)
+    return out
+
+
+def _content_type(headers: PyreqwestHeaders) -> str:
     """The media type without parameters, lower case (aiohttp's ``content_type``)."""
     value = headers.get("content-type")
     if not value:
@@ -116,9 +142,8 @@ class PyreqwestAnswer:
         self._request: StreamRequest | None = request
         self._reader: ResponseBodyReader | None = response.body_reader
         self.status = response.status
-        raw = response.headers
-        self.headers = PyreqwestHeaders(raw)
-        self.content_type = _content_type(raw)
+        self.headers = headers = PyreqwestHeaders(response.headers)
+        self.content_type = _content_type(headers)
 
     async def read_all(self) -> bytes:
         reader = self._reader
