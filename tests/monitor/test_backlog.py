@@ -90,6 +90,26 @@ def test_the_monitor_takes_more_of_the_loop_once_it_is_behind() -> None:
     assert backlog.lag(T0 + 2.0) == 2.0
 
 
+def test_once_behind_the_monitor_handles_at_least_what_arrived_since_its_last_yield() -> None:
+    # a flood at high concurrency finishes more requests between two of the monitor's yields
+    # than a fixed step: the step grows with them, so the backlog shrinks while behind instead
+    # of growing to its cap (where the detectors stop seeing requests)
+    backlog = Backlog(1_000_000)
+    for _ in range(5000):
+        backlog.put(Observation(at=T0))
+    behind = T0 + CATCH_UP_S + 0.01
+    assert backlog.step(behind) == CATCH_UP_STEP + 5000
+    for _ in range(3):  # each pass: 1,000 requests finished while the monitor yielded
+        for _ in range(1000):
+            backlog.put(Observation(at=T0))
+        waiting = len(backlog)
+        for _ in range(min(backlog.step(behind), waiting)):
+            backlog.items.popleft()
+        assert len(backlog) == waiting - 1000 - CATCH_UP_STEP  # shrinks (a fixed step: grows)
+    assert len(backlog) == 5000 - 3 * CATCH_UP_STEP
+    assert backlog.step(T0) == STEP  # keeping up: a few at a time, whatever arrived
+
+
 def test_a_full_backlog_counts_and_raises_what_the_detectors_miss() -> None:
     raised: list[SecurityEvent] = []
     backlog = Backlog(3, alert=raised.append)

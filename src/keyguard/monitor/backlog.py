@@ -9,9 +9,12 @@ Under load the backlog must neither grow without bound (findings that arrive min
 protect nothing) nor be shed quietly (a flood would blind detection). So:
 
 * :meth:`Backlog.step` says how many observations the monitor handles between two yields to
-  the event loop: a few (16) while it keeps up, many (256) once the oldest waiting one is
-  older than ``CATCH_UP_S``. The monitor then takes the CPU it needs before the proxy reads
-  more requests (they wait in the sockets): the gateway serves no more than it can watch;
+  the event loop: a few (16) while it keeps up; once the oldest waiting one is older than
+  ``CATCH_UP_S``, many (256) more than arrived since the previous step. The monitor then
+  takes the CPU it needs before the proxy reads more requests (they wait in the sockets): the
+  gateway serves no more than it can watch. A fixed step would not do: a flood at high
+  concurrency finishes more than 256 requests while the monitor yields once, and the backlog
+  would grow to its cap however the monitor kept up otherwise;
 * beyond ``cap`` observations (a bound that catching up keeps it far from), an observation is
   not kept: its request is on record but not seen by the detectors. Each one is counted
   (``keyguard_monitor_dropped``), and reported as a ``monitor_overloaded`` security event, at
@@ -46,6 +49,7 @@ class Backlog:
         self.dropped = 0  # observations not kept (the backlog was full)
         self._reported = 0  # of those, reported so far
         self._reported_at = float("-inf")
+        self._arrived = 0  # kept since the last step
 
     def __len__(self) -> int:
         return len(self.items)
@@ -58,6 +62,7 @@ class Backlog:
         """Keep ``obs`` for metrics and detection; ``False`` (counted, reported) when full."""
         if len(self.items) < self._cap:
             self.items.append(obs)
+            self._arrived += 1
             return True
         self.dropped += 1
         self.report(obs.at)
@@ -69,8 +74,10 @@ class Backlog:
         return max(0.0, now - items[0].at) if items else 0.0
 
     def step(self, now: float) -> int:
-        """Observations to handle before the next yield to the event loop."""
-        return CATCH_UP_STEP if self.lag(now) > CATCH_UP_S else STEP
+        """Observations to handle before the next yield to the event loop (behind: what
+        arrived since the previous step, and ``CATCH_UP_STEP`` more)."""
+        arrived, self._arrived = self._arrived, 0
+        return CATCH_UP_STEP + arrived if self.lag(now) > CATCH_UP_S else STEP
 
     def report(self, now: float) -> None:
         """Raise what was dropped since the last report (the first at once, then at most once
