@@ -481,3 +481,33 @@ async def test_an_answer_header_carrying_bytes_beyond_ascii_is_readable_or_left_
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_a_read_cancelled_mid_stream_gives_the_slot_back(
+    upstream: tuple[str, asyncio.Event], client_name: str
+) -> None:
+    # a handler cancelled while it awaits the next chunk (a shutdown's grace running out)
+    # leaves through the answer's ``async with``: the one connection this client may hold is
+    # free for the next request
+    url, _ = upstream
+    client = CLIENTS[client_name](connect_timeout=2, read_timeout=30, max_connections=1)
+    reading = asyncio.Event()
+
+    async def relay() -> None:
+        answer = await client.send("GET", url + "/stall", {}, b"", True)
+        async with answer:
+            assert await answer.read_chunk() == b"data: 1\n\n"
+            reading.set()
+            await answer.read_chunk()  # the upstream stays silent: cancelled here
+
+    try:
+        task = asyncio.create_task(relay())
+        await asyncio.wait_for(reading.wait(), 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        answer = await asyncio.wait_for(client.send("POST", url + "/json", {}, b"x", True), 5)
+        async with answer:
+            assert await answer.read_all() == b'{"echo": "x"}'
+    finally:
+        await client.close()
