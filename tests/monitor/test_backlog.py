@@ -21,6 +21,7 @@ from keyguard.audit.store import AuditStore
 from keyguard.audit.writer import AuditWriter
 from keyguard.core.observation import Observation
 from keyguard.core.request import RequestContext
+from keyguard.detect.detection import Detection
 from keyguard.detect.engine import Detector
 from keyguard.detect.settings import DetectSettings
 from keyguard.events import SecurityEvent
@@ -148,3 +149,39 @@ async def test_an_overfilled_monitor_still_audits_every_request(engine: AsyncEng
     assert writer.queued == 25 and writer.dropped == 0  # on record all the same
     assert [e.kind for e in raised] == ["monitor_overloaded"]
     await writer.close()
+
+
+class _Finding:
+    """A detector with a finding on every request (its own subject: nothing is folded)."""
+
+    def __init__(self) -> None:
+        self.settings = DetectSettings()
+
+    def observe(self, obs: Observation) -> list[Detection]:
+        return [Detection("velocity", "high", f"request:{obs.request_id}", "x", obs.at)]
+
+
+class _FailingOnce:
+    """A responder whose first response fails with an error it did not expect."""
+
+    def __init__(self) -> None:
+        self.handed: list[str] = []
+
+    async def handle(self, finding: Detection) -> None:
+        self.handed.append(finding.subject)
+        if len(self.handed) == 1:
+            raise RuntimeError("unexpected")
+
+
+async def test_a_response_that_fails_unexpectedly_is_counted_and_the_pass_goes_on() -> None:
+    responder = _FailingOnce()
+    monitor = Monitor(
+        audit_settings=AuditSettings(),
+        detector=_Finding(),  # type: ignore[arg-type]
+        responder=responder,  # type: ignore[arg-type]
+    )
+    for i in range(3):
+        monitor.record(context(i))
+    assert await monitor.process() == 3  # the two after it in the same pass
+    assert len(responder.handed) == 3 and monitor.errors == 1
+    assert monitor.pending == 0 and monitor.processed == 3

@@ -317,7 +317,10 @@ class Monitor:
             return
         for finding in findings:
             if not self._fold(finding):
-                await self._pass_on(finding)
+                try:
+                    await self._pass_on(finding)
+                except Exception as exc:  # the responder handles the store's errors itself
+                    self._failed("response", exc)
 
     def _tell_refused(self, obs: Observation) -> None:
         """Tell the other replicas about a refused credential (bounded: a flood is told at
