@@ -150,6 +150,36 @@ async def test_v1_model_alias_is_rewritten_to_the_upstream_deployment(
     assert rec.requests[1][1].startswith("/openai/deployments/gpt-4o-2024/embeddings")
 
 
+@pytest.mark.parametrize("client", ["aiohttp", "pyreqwest"])
+async def test_header_bytes_beyond_ascii_either_way_are_no_500(
+    tmp_path: Path, recorder: tuple[Recorder, str], client: str
+) -> None:
+    """A caller's User-Agent carrying a byte that is not UTF-8, an upstream header carrying
+    one: the request is answered as usual on either upstream client."""
+    rec, url = recorder
+
+    async def odd(request: web.Request) -> web.StreamResponse:
+        answer = await rec.ok(request)
+        answer.headers["x-ms-odd"] = "caf\u00e9"
+        return answer
+
+    rec.behaviour = odd
+    async with _gateway(tmp_path, url, upstream_client=client) as (gw, key):
+        host, port = gw.proxy_url.removeprefix("http://").rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        body = b'{"messages": [{"role": "user", "content": "hi"}]}'
+        writer.write(
+            b"POST " + CHAT.encode() + b" HTTP/1.1\r\nHost: gateway\r\napi-key: " + key.encode()
+            + b"\r\nUser-Agent: sdk/1 \xff\r\nContent-Type: application/json\r\n"
+            + b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n"
+            + body
+        )  # fmt: skip
+        answer = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    assert rec.requests[0][2]["User-Agent"].startswith("sdk/1")
+
+
 @pytest.mark.parametrize(
     ("status", "headers"),
     [(302, {"Location": "http://169.254.169.254/"}), (401, {}), (403, {})],
