@@ -22,6 +22,13 @@ Answers are :class:`PyreqwestAnswer`. A body is read through pyreqwest's bounded
 (``streamed_read_buffer_limit``: the upstream is not read further while it is full, so a
 large stream is never held whole), chunk by chunk as it arrives.
 
+A task cancelled while it awaits :meth:`PyreqwestUpstream.send` does not stop the request:
+pyreqwest's runtime carries it on. A request still waiting for a pool slot is sent once one
+frees, and its slot is held until the answer's head arrives (or the read timeout); aiohttp
+drops both at once. The gateway's handlers are not cancelled when a client goes away (aiohttp's
+``handler_cancellation`` is off), so this happens only at shutdown, once the drain's grace is
+over. A task cancelled while it awaits a chunk gives its connection back at once.
+
 pyreqwest's errors become the seam's: a timeout (connecting, waiting for a pool slot or
 reading) is :class:`~keyguard.errors.UpstreamTimedOut`; a connection that could not be made
 (refused, DNS, TLS handshake) or was lost before the answer's head
