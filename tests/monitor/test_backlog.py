@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from keyguard.detect.engine import Detector
 from keyguard.detect.settings import DetectSettings
 from keyguard.events import SecurityEvent
 from keyguard.monitor.backlog import CATCH_UP_S, CATCH_UP_STEP, STEP, Backlog
+from keyguard.monitor.gate import AuditGate, AuditUnavailable
 from keyguard.monitor.pipeline import Monitor
 from keyguard.store import open_store
 
@@ -185,3 +187,30 @@ async def test_a_response_that_fails_unexpectedly_is_counted_and_the_pass_goes_o
     assert await monitor.process() == 3  # the two after it in the same pass
     assert len(responder.handed) == 3 and monitor.errors == 1
     assert monitor.pending == 0 and monitor.processed == 3
+
+
+def test_a_full_backlog_closes_the_gate_by_default() -> None:
+    """At the backlog's bound a request served would go unseen by the detectors: the audit gate
+    refuses it (fail closed) unless the operator chose to serve."""
+    monitor = Monitor(
+        audit_settings=AuditSettings(),
+        detector=Counting(),  # type: ignore[arg-type]
+        max_pending=3,
+    )
+    refusing = AuditGate(_Allow(), monitor, refuse=True)
+    serving = AuditGate(_Allow(), monitor, refuse=False)
+    for i in range(2):
+        monitor.record(context(i))
+    refusing.authorize(context(99), datetime.now(UTC))  # below the bound: forwarded
+    monitor.record(context(2))
+    assert monitor.audit_full
+    with pytest.raises(AuditUnavailable) as refused:
+        refusing.authorize(context(100), datetime.now(UTC))
+    assert refused.value.status == 503 and "detectors' backlog" in str(refused.value)
+    serving.authorize(context(101), datetime.now(UTC))  # serve_unaudited: let through, counted
+    assert monitor.audit_refused == 1 and monitor.served_while_full == 1
+
+
+class _Allow:
+    def authorize(self, ctx: object, now: datetime) -> None:
+        return None

@@ -3,9 +3,10 @@
 :class:`AuditGate` is an :class:`~keyguard.core.hooks.Authorizer` around the others: once a
 request is allowed, it looks at one flag (:attr:`Monitor.audit_full
 <keyguard.monitor.pipeline.Monitor.audit_full>`, O(1)). While the audit queue is full (the
-store is down, or slower than the traffic) it either refuses the request with 503 and
-``Retry-After`` in Azure's error shape (``monitor.audit.on_full: refuse``, the default: fail
-closed) or lets it through and counts it (``serve_unaudited``: the queue raised a critical
+store is down, or slower than the traffic), or the detectors' backlog is at its bound (a
+flood the detectors cannot keep up with: a request served then would go unseen), it either
+refuses the request with 503 and ``Retry-After`` in Azure's error shape
+(``monitor.audit.on_full: refuse``, the default: fail closed) or lets it through and counts it (``serve_unaudited``: the queue raised a critical
 security event; records that do not fit are dropped and counted). Requests refused by the
 checks before it (401, 403, ...) are not forwarded and so never need it.
 """
@@ -55,8 +56,9 @@ class AuditGate:
             return
         capacity.audit_refused += 1
         raise AuditUnavailable(
-            "Keyguard cannot record this request in its audit log right now (the audit queue "
-            f"is full), so it is not forwarded; retry after {RETRY_AFTER_S} second(s).",
+            "Keyguard cannot record and watch this request right now (its audit queue or its "
+            "detectors' backlog is full), so it is not forwarded; retry after "
+            f"{RETRY_AFTER_S} second(s).",
             reason="audit_full",
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )

@@ -72,7 +72,7 @@ class Monitor:
         interval: float = 0.05,
         blocks_poll_s: float = 2.0,
         persist_s: float = 60.0,
-        max_pending: int = 200_000,
+        max_pending: int = 50_000,
         clock: Callable[[], float] = time.time,
         responses_elsewhere: Callable[[SecurityEvent], Sequence[str]] | None = None,
         prompt_digest: Callable[[bytes], str] | None = None,
@@ -116,7 +116,7 @@ class Monitor:
         self._v6 = detector.settings.ipv6_prefix if detector else 48
         self.processed = 0
         self.errors = 0  # observations a part failed on (logged; the others went on)
-        self.audit_refused = 0  # requests refused because the audit queue was full
+        self.audit_refused = 0  # refused: the audit queue or the backlog was full
         self.served_while_full = 0  # requests forwarded while it was (on_full: serve_unaudited)
         self._logged_error = float("-inf")
 
@@ -135,10 +135,11 @@ class Monitor:
 
     @property
     def audit_full(self) -> bool:
-        """O(1), for the request path: the audit cannot take more records now (its queue is
-        90% full)."""
+        """O(1), for the request path: the monitor cannot take more requests now: the audit
+        queue is 90% full, or the detectors' backlog is at its bound (a request served then
+        would not be seen by detection; the gate refuses it unless ``on_full`` says serve)."""
         audit = self.audit
-        return audit is not None and audit.full
+        return (audit is not None and audit.full) or self._backlog.full
 
     # -- hot path --------------------------------------------------------------------------
 
