@@ -6,8 +6,9 @@ request is allowed, it looks at one flag (:attr:`Monitor.audit_full
 store is down, or slower than the traffic), or the detectors' backlog is at its bound (a
 flood the detectors cannot keep up with: a request served then would go unseen), it either
 refuses the request with 503 and ``Retry-After`` in Azure's error shape
-(``monitor.audit.on_full: refuse``, the default: fail closed) or lets it through and counts it (``serve_unaudited``: the queue raised a critical
-security event; records that do not fit are dropped and counted). Requests refused by the
+(``monitor.audit.on_full: refuse``, the default: fail closed) or lets it through and counts
+it (``serve_unaudited``: the queue raised a critical security event; records that do not fit
+are dropped and counted). Requests refused by the
 checks before it (401, 403, ...) are not forwarded and so never need it.
 """
 
