@@ -140,6 +140,9 @@ class AccessSettings(Frozen):
         return self.model_copy(update={"policy": policy, "entra": entra})
 
 
+GRANIAN_MAX_HEADER_TIMEOUT_S = 60.0  # Granian's longest header read timeout
+
+
 class ListenTlsSettings(Frozen):
     """``listen.tls``: HTTPS on both ports (TLS 1.2 at least). The key file must be readable
     by its owner only (0600), like the master key."""
@@ -162,6 +165,10 @@ class ListenSettings(Frozen):
     #: then requests and streams in flight finish, for at most this long
     drain_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     tls: ListenTlsSettings | None = None
+    #: the proxy port's HTTP server: aiohttp's, or Granian's (Rust; ASGI, embedded in the
+    #: worker's event loop). The admin port is always aiohttp's (docs/performance.md, "Keyguard
+    #: on Granian": what the proxy port keeps and loses on it)
+    http_server: Literal["aiohttp", "granian"] = "aiohttp"
 
     @field_validator("proxy", "admin")
     @classmethod
@@ -298,6 +305,17 @@ class Settings(Frozen):
                     )
         if self.workers is not None and self.workers > 1 and not self.shared_limits:
             raise ValueError(IN_PROCESS_WORKERS.format(n=self.workers))
+        if self.listen.http_server == "granian":
+            if self.listen.tls is not None and self.listen.tls.client_ca_file is not None:
+                raise ValueError(
+                    "listen.tls.client_ca_file: client certificates need listen.http_server "
+                    "aiohttp (Granian does not hand the verified certificate to the gateway)"
+                )
+            if self.proxy.header_timeout_s > GRANIAN_MAX_HEADER_TIMEOUT_S:
+                raise ValueError(
+                    "proxy.header_timeout_s: at most 60 with listen.http_server granian (its "
+                    "longest header read timeout)"
+                )
         return self
 
     @property

@@ -2,9 +2,10 @@
 
 :class:`Gateway` owns every long-lived resource (store, vault-backed credential providers,
 the upstream connection pool, the key cache) and starts and stops them in order. The proxy is
-an aiohttp low-level server (no router, no middleware), measured as the fastest stack that
-meets the hot-path budget (see docs/performance.md); the request pipeline sees it only through
-the transport seam's adapters (``proxy/aiohttp_server.py``, ``proxy/aiohttp_client.py``).
+an aiohttp low-level server (no router, no middleware) by default, or Granian's embedded ASGI
+server (``listen.http_server: granian``, ``proxy/granian_server.py``); the request pipeline
+sees either only through the transport seam's adapters (``proxy/aiohttp_server.py`` or
+``proxy/asgi_server.py``, and ``proxy/aiohttp_client.py``). The admin port is aiohttp's.
 """
 
 from __future__ import annotations
@@ -18,21 +19,22 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from .bus import Bus
 from .config import ProxySettings, Settings
 from .core.hooks import Recorders
-from .core.transport import UpstreamClient
+from .core.transport import Answer, Incoming, StreamedAnswer, UpstreamClient
 from .identity.key_index import KeyIdIndex
 from .identity.keys import KeyAuthenticator
 from .limits.admission import LimitAdmission
 from .proxy.access_log import AccessLog
 from .proxy.aiohttp_client import new_upstream_session
-from .proxy.aiohttp_server import AiohttpIncoming, request_factory
+from .proxy.aiohttp_server import request_factory, web_response
 from .proxy.app import ProxyHandler
+from .proxy.asgi_server import AsgiProxy, close_connection
 from .proxy.connections import ConnectionGuard, GuardedAppRunner
 from .proxy.fairshare import FairShare
 from .proxy.headers import SERVER_HEADER
@@ -56,6 +58,9 @@ from .wiring.monitor import Monitoring, start_monitor
 from .wiring.rotation import GatewayRotation, replica_id, start_rotation
 from .wiring.runtime import Runtime, open_runtime
 from .wiring.tls import ListenerTls
+
+if TYPE_CHECKING:
+    from .proxy.granian_server import GranianSite
 
 __all__ = ["Gateway", "serve", "settle_memory"]
 
@@ -106,6 +111,7 @@ class Gateway:
         self._reloader: Callable[[], Awaitable[dict[str, Any]]] | None = None
         self.health: Health | None = None
         self._proxy_runner: web.ServerRunner | None = None
+        self._proxy_site: GranianSite | None = None  # the proxy port on Granian
         self._inflight: _InFlight | None = None
         self._stack = AsyncExitStack()
         self.runtime: Runtime | None = None
@@ -222,17 +228,23 @@ class Gateway:
                 stack.push_async_callback(side.close)
             tls, admin_tls = proxy_side.context, admin_side.context
         drain = s.listen.drain_timeout_s
-        self._inflight = inflight = _InFlight(handler)
-        runner = _proxy_runner(inflight, s.proxy.max_body_bytes, self.proxy_guard, drain)
-        self._proxy_runner = runner
-        self.proxy_url = await _listen(
-            stack,
-            runner,
-            s.listen.proxy,
-            backlog=_PROXY_BACKLOG,
-            sock=self._sockets.get("proxy"),
-            tls=tls,
-        )
+        if s.listen.http_server == "granian":
+            self._inflight = inflight = _InFlight(handler, close_connection)
+            self._proxy_site, self.proxy_url = await _listen_granian(
+                stack, AsgiProxy(inflight, self.proxy_guard), s, sock=self._sockets.get("proxy")
+            )
+        else:
+            self._inflight = inflight = _InFlight(handler, _force_close)
+            runner = _proxy_runner(inflight, s.proxy.max_body_bytes, self.proxy_guard, drain)
+            self._proxy_runner = runner
+            self.proxy_url = await _listen(
+                stack,
+                runner,
+                s.listen.proxy,
+                backlog=_PROXY_BACKLOG,
+                sock=self._sockets.get("proxy"),
+                tls=tls,
+            )
         admin_app = access.admin_app(runtime, health)
         monitoring.add_routes(admin_app)
         admin_app.on_response_prepare.append(_name_server)
@@ -268,10 +280,15 @@ class Gateway:
         client therefore never sends a request on a connection that closes under it, save in
         the last instant of an idle connection, which its pool checks before reuse."""
         runner, inflight = self._proxy_runner, self._inflight
-        if runner is None or inflight is None:
+        if inflight is None:
             return
-        for site in list(runner.sites):
-            await site.stop()
+        if self._proxy_site is not None:  # Granian: it refuses new connections at once and
+            inflight.closing = True  # returns once the requests in flight have finished
+            await self._proxy_site.stop(self.settings.listen.drain_timeout_s)
+            return
+        if runner is not None:
+            for site in list(runner.sites):
+                await site.stop()
         inflight.closing = True
         deadline = time.monotonic() + self.settings.listen.drain_timeout_s
         while time.monotonic() < deadline and (
@@ -287,26 +304,33 @@ class Gateway:
 
 class _InFlight:
     """The proxy's handler, counting the requests in flight (a stream until its end). Once
-    ``closing`` (the process is draining), answers not yet started say ``Connection: close``,
-    so clients move to another process instead of reusing this one's connections."""
+    ``closing`` (the process is draining), answers not yet started say ``Connection: close``
+    (``close``, the server's way of saying it), so clients move to another process instead of
+    reusing this one's connections."""
 
-    def __init__(self, handler: ProxyHandler) -> None:
+    def __init__(
+        self, handler: ProxyHandler, close: Callable[[Answer | StreamedAnswer], None]
+    ) -> None:
         self._handler = handler
+        self._close = close
         self.count = 0
         self.last = time.monotonic()
         self.closing = False
 
-    async def __call__(self, request: AiohttpIncoming) -> web.StreamResponse:
+    async def __call__(self, request: Incoming) -> Answer | StreamedAnswer:
         self.count += 1
         try:
             response = await self._handler(request)
-            assert isinstance(response, web.StreamResponse)  # aiohttp's own: the request made it
-            if self.closing and not response.prepared:
-                response.force_close()
+            if self.closing and not (response.streamed and response.started):
+                self._close(response)
             return response
         finally:
             self.count -= 1
             self.last = time.monotonic()
+
+
+def _force_close(answer: Answer | StreamedAnswer) -> None:
+    web_response(answer).force_close()
 
 
 def _proxy_runner(
@@ -339,6 +363,36 @@ async def _listen(
         site = web.TCPSite(runner, host, port, reuse_address=True, backlog=backlog, ssl_context=tls)
     await site.start()
     return _url(runner, "https" if tls is not None else "http")
+
+
+async def _listen_granian(
+    stack: AsyncExitStack, app: AsgiProxy, s: Settings, *, sock: socket.socket | None
+) -> tuple[GranianSite, str]:
+    """Serve ``app`` with Granian on ``listen.proxy`` (or the listening socket ``sock``, which
+    other processes may share); the site and its URL. Its clean-up is registered."""
+    from .proxy.granian_server import GranianSite  # loaded only when chosen
+
+    if sock is None:
+        host, port = _split(s.listen.proxy)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        own = socket.create_server((host, port), family=family, backlog=_PROXY_BACKLOG)
+        stack.callback(own.close)
+        sock = own
+    tls = s.listen.tls
+    site = GranianSite(
+        app,
+        sock,
+        limits=app.guard.limits,
+        backlog=_PROXY_BACKLOG,
+        cert_file=tls.cert_file if tls is not None else None,
+        key_file=tls.key_file if tls is not None else None,
+    )
+    await site.start()
+    stack.push_async_callback(site.stop)
+    host, port = sock.getsockname()[:2]
+    if ":" in host:
+        host = f"[{host}]"
+    return site, f"{'https' if tls is not None else 'http'}://{host}:{port}"
 
 
 def _url(runner: web.BaseRunner, scheme: str = "http") -> str:

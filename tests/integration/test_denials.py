@@ -11,6 +11,7 @@ import pytest
 
 from keyguard.keys.format import generate_key
 from tests.support.emulators import API_VERSION
+from tests.support.servers import lacks_on_granian
 
 from .harness import GatewayHarness
 
@@ -195,6 +196,10 @@ async def test_oversized_body(gateway: GatewayHarness, app_key: str) -> None:
     assert reply.choices
 
 
+@lacks_on_granian(
+    "Granian answers a request it cannot parse itself: 400 or 431 with an empty body, "
+    "not Azure's JSON shape"
+)
 async def test_oversized_and_malformed_http_gets_azure_json(
     gateway: GatewayHarness, app_key: str, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -1,41 +1,29 @@
-"""The adapters of the transport seam, over real sockets: they are what
+"""The upstream side of the transport seam, over real sockets: the clients are what
 :mod:`keyguard.core.transport` declares (mypy checks the assignments below), and they behave as
-it says: the request as sent, the body cap as chunks arrive, a streamed answer sent as written
-with a client gone surfacing as ``ClientGone``, the upstream's answer read whole or as it
-arrives, and the client's errors as the seam's three. The upstream side's tests run on both
-upstream clients (``proxy.upstream_client``: aiohttp and pyreqwest)."""
+it says: the upstream's answer read whole or as it arrives, and the client's errors as the
+seam's three. The tests run on both upstream clients (``proxy.upstream_client``: aiohttp and
+pyreqwest). The incoming side (aiohttp's server and the ASGI adapter on Granian) is
+tests/proxy/test_transport_server.py's."""
 
 from __future__ import annotations
 
 import asyncio
 import gzip
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 
-import aiohttp
 import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
 from keyguard.core.transport import (
-    Answer,
-    ClientGone,
     Headers,
-    Incoming,
-    StreamedAnswer,
     UpstreamAnswer,
     UpstreamClient,
 )
 from keyguard.emulator import RunningEmulator
 from keyguard.errors import UpstreamFailed, UpstreamNotReached, UpstreamTimedOut
 from keyguard.proxy.aiohttp_client import AiohttpAnswer, AiohttpUpstream, new_upstream_session
-from keyguard.proxy.aiohttp_server import (
-    AiohttpIncoming,
-    AiohttpStream,
-    AiohttpWhole,
-    request_factory,
-    web_response,
-)
 from keyguard.proxy.pyreqwest_client import (
     PyreqwestAnswer,
     PyreqwestHeaders,
@@ -44,9 +32,6 @@ from keyguard.proxy.pyreqwest_client import (
 )
 from keyguard.upstream.tls import trust
 
-_INCOMING: type[Incoming] = AiohttpIncoming
-_ANSWER: type[Answer] = AiohttpWhole
-_STREAM: type[StreamedAnswer] = AiohttpStream
 _UPSTREAM_ANSWER: type[UpstreamAnswer] = AiohttpAnswer
 _UPSTREAM: type[UpstreamClient] = AiohttpUpstream
 _PYREQWEST_ANSWER: type[UpstreamAnswer] = PyreqwestAnswer
@@ -59,145 +44,9 @@ CLIENTS: dict[str, Callable[..., UpstreamClient]] = {
 #: how each client names a body the upstream broke off
 BROKEN_BODY = {"aiohttp": "ClientPayloadError", "pyreqwest": "RequestError"}
 
-Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
-MAX_BODY = 2000
 GZIPPED = gzip.compress(b"not to be decompressed")
 LARGE_CHUNKS = 1024  # 64 MiB in all: far beyond what the sockets' buffers hold
 written_by_large: list[int] = []  # the bytes the upstream's /large has written so far
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
-    """Start aiohttp's low-level server with the adapter's request factory; its URL."""
-    runners: list[web.ServerRunner] = []
-
-    async def start(handler: Handler) -> str:
-        server = web.Server(handler, request_factory=request_factory(MAX_BODY))
-        runner = web.ServerRunner(server)
-        await runner.setup()
-        runners.append(runner)
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        return f"http://{host}:{port}"
-
-    try:
-        yield start
-    finally:
-        for runner in runners:
-            await runner.cleanup()
-
-
-async def test_the_request_reads_as_the_pipeline_needs_it(
-    serve: Callable[[Handler], Awaitable[str]],
-) -> None:
-    seen: dict[str, object] = {}
-
-    async def handler(request: web.BaseRequest) -> web.StreamResponse:
-        assert isinstance(request, AiohttpIncoming)  # the factory's
-        incoming: Incoming = request
-        headers = incoming.headers
-        seen.update(
-            method=incoming.method,
-            raw_path=incoming.raw_path,
-            path=incoming.path,
-            forwarded=headers.getall("x-forwarded-for", ()),
-            absent=headers.getall("x-absent", ()),
-            missing=headers.get("x-missing"),
-            has_key="API-KEY" in headers,
-            length=incoming.content_length,
-            ctype=incoming.content_type,
-            remote=incoming.remote,
-            certificate=incoming.peer_certificate(),
-            body=await incoming.read_body(MAX_BODY),
-        )
-        answer = incoming.answer(201, {"Server": "keyguard", "Content-Type": "x/y"}, b"ok")
-        return web_response(answer)
-
-    host, _, port = (await serve(handler)).rpartition(":")
-    reader, writer = await asyncio.open_connection(host.removeprefix("http://"), int(port))
-    writer.write(  # raw bytes: the headers repeat, the query is not normalised
-        b"POST /a%20b/c?api-version=x&q=%2F HTTP/1.1\r\nHost: gw\r\napi-key: k\r\n"
-        b"X-Forwarded-For: 192.0.2.1\r\nx-forwarded-for: 192.0.2.2, 192.0.2.3\r\n"
-        b"Content-Type: application/json; charset=utf-8\r\nContent-Length: 7\r\n"
-        b"Connection: close\r\n\r\n"
-        b'{"a":1}'
-    )
-    answer = await reader.read()
-    writer.close()
-    head, _, body = answer.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 201 ") and body == b"ok"
-    assert b"\r\nServer: keyguard\r\n" in head and b"\r\nContent-Type: x/y\r\n" in head
-    assert seen == {
-        "method": "POST",
-        "raw_path": "/a%20b/c?api-version=x&q=%2F",
-        "path": "/a b/c",
-        "forwarded": ["192.0.2.1", "192.0.2.2, 192.0.2.3"],
-        "absent": (),
-        "missing": None,
-        "has_key": True,
-        "length": 7,
-        "ctype": "application/json",
-        "remote": "127.0.0.1",
-        "certificate": None,
-        "body": b'{"a":1}',
-    }
-
-
-@pytest.mark.parametrize("declared", [True, False])
-async def test_a_body_above_the_cap_reads_as_none(
-    serve: Callable[[Handler], Awaitable[str]], declared: bool
-) -> None:
-    bodies: list[bytes | None] = []
-
-    async def handler(request: web.BaseRequest) -> web.StreamResponse:
-        assert isinstance(request, AiohttpIncoming)  # the factory's
-        bodies.append(await request.read_body(MAX_BODY))
-        return request.answer(413, {}, b"")
-
-    async def chunks() -> AsyncIterator[bytes]:
-        for _ in range(3):
-            yield b"x" * 1000
-
-    url = await serve(handler)
-    data: bytes | AsyncIterator[bytes] = b"x" * 3000 if declared else chunks()
-    async with aiohttp.ClientSession() as session, session.post(url, data=data) as r:
-        assert r.status == 413
-        assert ("Content-Length" in r.request_info.headers) is declared
-    assert bodies == [None]
-
-
-async def test_a_streamed_answer_is_sent_as_written_and_a_client_gone_raises(
-    serve: Callable[[Handler], Awaitable[str]],
-) -> None:
-    client_left, handled = asyncio.Event(), asyncio.Event()
-    outcome: list[object] = []
-
-    async def handler(request: web.BaseRequest) -> web.StreamResponse:
-        assert isinstance(request, AiohttpIncoming)  # the factory's
-        stream = request.stream(200, {"Content-Type": "text/event-stream"})
-        outcome.append(stream.started)
-        await stream.start()
-        outcome.append(stream.started)
-        await stream.write(b"data: 1\n\n")
-        await client_left.wait()
-        try:
-            for _ in range(10_000):  # the kernel takes a few writes before it says so
-                await stream.write(b"x" * 65536)
-        except ClientGone:
-            outcome.append("gone")
-        handled.set()
-        return web_response(stream)
-
-    url = await serve(handler)
-    async with aiohttp.ClientSession() as session:
-        response = await session.get(url)
-        assert response.headers["Content-Type"] == "text/event-stream"
-        assert await response.content.readany() == b"data: 1\n\n"  # before the stream ends
-        response.close()  # the connection goes with it
-    client_left.set()
-    await asyncio.wait_for(handled.wait(), 10)
-    assert outcome == [False, True, "gone"]
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 
 :func:`keyguard_config` is the mapping a ``keyguard.yaml`` would hold: a SQLite store and a
 0600 master key file in the test's directory (the key file is created on first use), both
-listeners on free loopback ports, the upstreams given, and any other section as given
+listeners on free loopback ports (the proxy's HTTP server named by ``KEYGUARD_TEST_HTTP_SERVER``
+when set), the upstreams given, and any other section as given
 (``limits=``, ``monitor=``, ``rotation=``, ``access=`` ...; a section given replaces the
 default, ``store=`` included). ``policy=`` writes that YAML to ``policy.yaml`` beside it and
 points ``access.policy.file`` at it. :func:`keyguard_settings` validates the same mapping as
@@ -35,6 +36,10 @@ if TYPE_CHECKING:
 #: ``KEYGUARD_TEST_UPSTREAM_CLIENT=pyreqwest pytest ...`` runs every test gateway on that
 #: ``proxy.upstream_client`` (a test that sets one keeps its own)
 UPSTREAM_CLIENT_VARIABLE = "KEYGUARD_TEST_UPSTREAM_CLIENT"
+#: the proxy port's HTTP server every gateway the tests start uses, unless a test names one:
+#: ``KEYGUARD_TEST_HTTP_SERVER=granian pytest tests/integration`` runs them on Granian
+HTTP_SERVER_ENV = "KEYGUARD_TEST_HTTP_SERVER"
+
 DEPLOYMENTS = ("gpt-4o", "gpt-4o-mini", "text-embedding-3-small", "dall-e-3", "whisper", "tts")
 CHAT_DEPLOYMENTS = ("gpt-4o", "gpt-4o-mini")
 
@@ -120,6 +125,8 @@ def keyguard_config(
     client = os.environ.get(UPSTREAM_CLIENT_VARIABLE)
     if client:  # the whole suite on another upstream client, unless a test chooses one
         mapping["proxy"] = {"upstream_client": client, **(mapping.get("proxy") or {})}
+    if (server := os.environ.get(HTTP_SERVER_ENV)) and "http_server" not in mapping["listen"]:
+        mapping["listen"] = {**mapping["listen"], "http_server": server}
     return mapping
 
 
