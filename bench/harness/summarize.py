@@ -96,7 +96,7 @@ def main():
     ap.add_argument("--floor", default="aiohttp_floor")
     ap.add_argument(
         "--product",
-        default="keyguard_core,keyguard_noguard,keyguard",
+        default="keyguard_core,keyguard_noguard,keyguard,keyguard_granian",
         help="comma-separated labels that get a budget verdict",
     )
     ap.add_argument(
@@ -106,7 +106,7 @@ def main():
     )
     ap.add_argument(
         "--versus",
-        default="keyguard_core:keyguard_core_base,keyguard:keyguard_base",
+        default="keyguard_core:keyguard_core_base,keyguard:keyguard_base,keyguard_granian:keyguard",
         help="comma-separated NEW:BASE labels: a change against a base build (BASE_KEYGUARD)",
     )
     ap.add_argument(
@@ -367,7 +367,8 @@ def versus(agg, new, base):
     rows = [(m, n, b) for m, n, b in rows if n and b and n["cpu_ms"] and b["cpu_ms"]]
     if not rows:
         return
-    print(f"## {new} against {base} (the base build, same rounds)\n")
+    what = "the same build on aiohttp" if new.endswith("_granian") else "the base build"
+    print(f"## {new} against {base} ({what}, same rounds)\n")
     print("| mode | CPU ms/req | per core | rps @32 | p50 @1 |")
     print("|---|---:|---:|---:|---:|")
     for mode, n, b in rows:
