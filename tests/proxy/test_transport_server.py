@@ -12,13 +12,15 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 
+from keyguard.config import settings_from_mapping
 from keyguard.core.transport import Answer, ClientGone, Incoming, StreamedAnswer
-from keyguard.errors import RequestError
+from keyguard.errors import ConfigurationError, RequestError
 from keyguard.proxy.aiohttp_server import (
     AiohttpIncoming,
     AiohttpStream,
@@ -332,3 +334,35 @@ async def _reading_error(request: Incoming, outcome: list[object]) -> Answer:
         return await _reading(request, outcome)
     except RequestError as exc:
         return error_response(exc, "-", request.answer)
+
+
+@pytest.mark.parametrize(
+    ("config", "says"),
+    [
+        (
+            {
+                "listen": {
+                    "http_server": "granian",
+                    "tls": {"cert_file": "c.pem", "key_file": "k.pem", "client_ca_file": "ca.pem"},
+                }
+            },
+            "client certificates need listen.http_server aiohttp",
+        ),
+        (
+            {"listen": {"http_server": "granian"}, "proxy": {"header_timeout_s": 61}},
+            "at most 60 with listen.http_server granian",
+        ),
+        ({"listen": {"http_server": "uvicorn"}}, "http_server"),
+    ],
+)
+def test_what_granian_cannot_do_is_refused_at_start(config: dict[str, Any], says: str) -> None:
+    with pytest.raises(ConfigurationError, match=says):
+        settings_from_mapping(config)
+
+
+def test_aiohttp_is_the_default_and_granian_takes_what_it_can() -> None:
+    assert settings_from_mapping({}).listen.http_server == "aiohttp"
+    granian = settings_from_mapping(
+        {"listen": {"http_server": "granian"}, "proxy": {"header_timeout_s": 60}}
+    )
+    assert granian.listen.http_server == "granian"
