@@ -56,7 +56,7 @@ class AsgiIncoming:
     """One ASGI HTTP request as the seam's :class:`~keyguard.core.transport.Incoming`."""
 
     __slots__ = ("_scope", "_receive", "_send", "_guard", "_started", "_stream", "headers",
-                 "body_left", "gone", "close")  # fmt: skip
+                 "gone", "close")  # fmt: skip
 
     def __init__(
         self,
@@ -75,7 +75,6 @@ class AsgiIncoming:
         self.headers: CIMultiDictProxy[str] = CIMultiDictProxy(
             CIMultiDict((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
         )
-        self.body_left = True  # the body is not read to its end yet
         self.gone = False  # receive() said the client has left
         self.close = False  # the answer closes the connection (a body timed out)
 
@@ -127,6 +126,7 @@ class AsgiIncoming:
         rate = limits.min_body_rate
         parts: list[bytes] = []
         size = 0
+        declared = self.content_length  # the server holds the body to it: once in, it is whole
         receive = self._receive
         while True:
             due = min(total_due, grace_due + size / rate)
@@ -139,7 +139,6 @@ class AsgiIncoming:
                 raise self._late() from None
             if message["type"] != "http.request":  # http.disconnect
                 self.gone = True
-                self.body_left = False
                 raise BadRequest(
                     "The client closed the connection before its request body was complete.",
                     reason="client_gone",
@@ -150,8 +149,7 @@ class AsgiIncoming:
                 if size > limit:
                     return None  # the rest is never read
                 parts.append(chunk)
-            if not message.get("more_body", False):
-                self.body_left = False
+            if not message.get("more_body", False) or size == declared:
                 return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _late(self) -> Exception:
