@@ -165,10 +165,6 @@ class ListenSettings(Frozen):
     #: then requests and streams in flight finish, for at most this long
     drain_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     tls: ListenTlsSettings | None = None
-    #: the proxy port's HTTP server: aiohttp's, or Granian's (Rust; ASGI, embedded in the
-    #: worker's event loop). The admin port is always aiohttp's (docs/performance.md, "Keyguard
-    #: on Granian": what the proxy port keeps and loses on it)
-    http_server: Literal["aiohttp", "granian"] = "aiohttp"
 
     @field_validator("proxy", "admin")
     @classmethod
@@ -187,6 +183,10 @@ class ProxySettings(Frozen):
     max_upstream_connections: int = Field(default=256, gt=0, le=100_000)
     #: the HTTP client toward the upstreams (proxy/aiohttp_client.py, proxy/pyreqwest_client.py)
     upstream_client: Literal["aiohttp", "pyreqwest"] = "aiohttp"
+    #: the proxy port's HTTP server: aiohttp's, or Granian's (Rust; ASGI, embedded in the
+    #: worker's event loop). The admin port is always aiohttp's (docs/performance.md, "Keyguard
+    #: on Granian": what the proxy port keeps and loses on it)
+    http_server: Literal["aiohttp", "granian"] = "aiohttp"
     #: store lookups per second for key ids not known to exist (a flood of made-up ids)
     unknown_key_lookups_per_s: float = Field(default=50.0, gt=0, le=100_000)
     access_log: bool = True
@@ -305,15 +305,15 @@ class Settings(Frozen):
                     )
         if self.workers is not None and self.workers > 1 and not self.shared_limits:
             raise ValueError(IN_PROCESS_WORKERS.format(n=self.workers))
-        if self.listen.http_server == "granian":
+        if self.proxy.http_server == "granian":
             if self.listen.tls is not None and self.listen.tls.client_ca_file is not None:
                 raise ValueError(
-                    "listen.tls.client_ca_file: client certificates need listen.http_server "
+                    "listen.tls.client_ca_file: client certificates need proxy.http_server "
                     "aiohttp (Granian does not hand the verified certificate to the gateway)"
                 )
             if self.proxy.header_timeout_s > GRANIAN_MAX_HEADER_TIMEOUT_S:
                 raise ValueError(
-                    "proxy.header_timeout_s: at most 60 with listen.http_server granian (its "
+                    "proxy.header_timeout_s: at most 60 with proxy.http_server granian (its "
                     "longest header read timeout)"
                 )
         return self

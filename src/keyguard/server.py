@@ -3,7 +3,7 @@
 :class:`Gateway` owns every long-lived resource (store, vault-backed credential providers,
 the upstream connection pool, the key cache) and starts and stops them in order. The proxy is
 an aiohttp low-level server (no router, no middleware) by default, or Granian's embedded ASGI
-server (``listen.http_server: granian``, ``proxy/granian_server.py``); the request pipeline
+server (``proxy.http_server: granian``, ``proxy/granian_server.py``); the request pipeline
 sees either only through the transport seam's adapters (``proxy/aiohttp_server.py`` or
 ``proxy/asgi_server.py``, and ``proxy/aiohttp_client.py``). The admin port is aiohttp's.
 """
@@ -228,7 +228,7 @@ class Gateway:
                 stack.push_async_callback(side.close)
             tls, admin_tls = proxy_side.context, admin_side.context
         drain = s.listen.drain_timeout_s
-        if s.listen.http_server == "granian":
+        if s.proxy.http_server == "granian":
             self._inflight = inflight = _InFlight(handler, close_connection)
             self._proxy_site, self.proxy_url = await _listen_granian(
                 stack, AsgiProxy(inflight, self.proxy_guard), s, sock=self._sockets.get("proxy")

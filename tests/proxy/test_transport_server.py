@@ -341,18 +341,18 @@ async def _reading_error(request: Incoming, outcome: list[object]) -> Answer:
     [
         (
             {
+                "proxy": {"http_server": "granian"},
                 "listen": {
-                    "http_server": "granian",
                     "tls": {"cert_file": "c.pem", "key_file": "k.pem", "client_ca_file": "ca.pem"},
-                }
+                },
             },
-            "client certificates need listen.http_server aiohttp",
+            "client certificates need proxy.http_server aiohttp",
         ),
         (
-            {"listen": {"http_server": "granian"}, "proxy": {"header_timeout_s": 61}},
-            "at most 60 with listen.http_server granian",
+            {"proxy": {"http_server": "granian", "header_timeout_s": 61}},
+            "at most 60 with proxy.http_server granian",
         ),
-        ({"listen": {"http_server": "uvicorn"}}, "http_server"),
+        ({"proxy": {"http_server": "uvicorn"}}, "http_server"),
     ],
 )
 def test_what_granian_cannot_do_is_refused_at_start(config: dict[str, Any], says: str) -> None:
@@ -361,8 +361,6 @@ def test_what_granian_cannot_do_is_refused_at_start(config: dict[str, Any], says
 
 
 def test_aiohttp_is_the_default_and_granian_takes_what_it_can() -> None:
-    assert settings_from_mapping({}).listen.http_server == "aiohttp"
-    granian = settings_from_mapping(
-        {"listen": {"http_server": "granian"}, "proxy": {"header_timeout_s": 60}}
-    )
-    assert granian.listen.http_server == "granian"
+    assert settings_from_mapping({}).proxy.http_server == "aiohttp"
+    granian = settings_from_mapping({"proxy": {"http_server": "granian", "header_timeout_s": 60}})
+    assert granian.proxy.http_server == "granian"

@@ -2,7 +2,7 @@
 aiohttp's server says when they run on Granian.
 
 ``KEYGUARD_TEST_HTTP_SERVER=granian`` (:data:`tests.support.settings.HTTP_SERVER_ENV`) starts
-every gateway of the suite with ``listen.http_server: granian``. A test of something Granian's
+every gateway of the suite with ``proxy.http_server: granian``. A test of something Granian's
 server does not do is marked :func:`lacks_on_granian`: a strict expected failure there (it
 must fail, so a Granian that gains the feature is noticed), an ordinary test otherwise.
 docs/performance.md ("Keyguard on Granian") lists the same gaps.

@@ -125,8 +125,9 @@ def keyguard_config(
     client = os.environ.get(UPSTREAM_CLIENT_VARIABLE)
     if client:  # the whole suite on another upstream client, unless a test chooses one
         mapping["proxy"] = {"upstream_client": client, **(mapping.get("proxy") or {})}
-    if (server := os.environ.get(HTTP_SERVER_ENV)) and "http_server" not in mapping["listen"]:
-        mapping["listen"] = {**mapping["listen"], "http_server": server}
+    server = os.environ.get(HTTP_SERVER_ENV)
+    if server:  # the whole suite on another HTTP server, unless a test chooses one
+        mapping["proxy"] = {"http_server": server, **(mapping.get("proxy") or {})}
     return mapping
 
 
