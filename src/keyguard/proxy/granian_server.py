@@ -52,13 +52,9 @@ MAX_HEADER_TIMEOUT_S = 60.0
 _MAX_HEAD = 65536
 
 # Granian's own records go to Keyguard's handlers (the root logger), warnings and above.
-_LOGGING: dict[str, Any] = {
-    "handlers": {},
-    "loggers": {
-        "_granian": {"handlers": [], "propagate": True},
-        "granian.access": {"handlers": [], "propagate": False},
-    },
-}
+# Incremental: Granian configures logging as it is built, and a full configuration would
+# close every handler the process has (logging.config's way of starting afresh).
+_LOGGING: dict[str, Any] = {"incremental": True, "handlers": {}, "loggers": {"_granian": {}}}
 
 
 class _Embedded(Server):
