@@ -10,8 +10,10 @@ the ASGI adapter times itself are here too (aiohttp's: tests/proxy/test_connecti
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -364,3 +366,23 @@ def test_aiohttp_is_the_default_and_granian_takes_what_it_can() -> None:
     assert settings_from_mapping({}).proxy.http_server == "aiohttp"
     granian = settings_from_mapping({"proxy": {"http_server": "granian", "header_timeout_s": 60}})
     assert granian.proxy.http_server == "granian"
+
+
+def test_granian_leaves_the_process_log_handlers_open(tmp_path: Path) -> None:
+    """Granian configures logging as its server is built; the process's handlers stay."""
+    handler = logging.FileHandler(tmp_path / "keyguard.log")
+    root = logging.getLogger()
+    root.addHandler(handler)
+    sock = socket.create_server(("127.0.0.1", 0))
+    try:
+        GranianSite(AsgiProxy(_never, ConnectionGuard(LIMITS)), sock, limits=LIMITS, backlog=128)
+        assert handler in root.handlers
+        assert handler.stream is not None and not handler.stream.closed
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+        sock.close()
+
+
+async def _never(request: Incoming) -> Answer:
+    raise AssertionError("no request is sent")
