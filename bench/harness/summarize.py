@@ -96,7 +96,10 @@ def main():
     ap.add_argument("--floor", default="aiohttp_floor")
     ap.add_argument(
         "--product",
-        default="keyguard_core,keyguard_noguard,keyguard,keyguard_granian",
+        default=(
+            "keyguard_core,keyguard_noguard,keyguard,keyguard_granian,keyguard_pyreqwest,"
+            "keyguard_granian_pyreqwest"
+        ),
         help="comma-separated labels that get a budget verdict",
     )
     ap.add_argument(
@@ -106,7 +109,11 @@ def main():
     )
     ap.add_argument(
         "--versus",
-        default="keyguard_core:keyguard_core_base,keyguard:keyguard_base,keyguard_granian:keyguard",
+        default=(
+            "keyguard_core:keyguard_core_base,keyguard:keyguard_base,keyguard_granian:keyguard,"
+            "keyguard_pyreqwest:keyguard,keyguard_granian_pyreqwest:keyguard,"
+            "keyguard_pyreqwest:keyguard_base,keyguard_granian_pyreqwest:keyguard_base"
+        ),
         help="comma-separated NEW:BASE labels: a change against a base build (BASE_KEYGUARD)",
     )
     ap.add_argument(

@@ -118,7 +118,8 @@ start_bg() {
 # (-> KG_KEY). "noguard": the product with its guardrails off (their cost is measured on top).
 # "core": the gateway core only (key auth, routing, access log), the monitor's audit, metrics
 # and detection off, to measure what monitoring costs on top of it. KG_HTTP_SERVER=granian: the
-# proxy port on Granian (proxy.http_server), written only when set.
+# proxy port on Granian (proxy.http_server), KG_UPSTREAM_CLIENT=pyreqwest: the upstream client
+# on pyreqwest (proxy.upstream_client), each written only when set.
 setup_keyguard() {
   local dir="$1" variant="${2:-full}"
   [ -x "$KEYGUARD" ] || { log "keyguard: $KEYGUARD not found (create the project venv first)"; return 1; }
@@ -139,10 +140,14 @@ EOF
   # unless KG_WORKERS says otherwise; not written otherwise, so a base build from before the
   # setting runs from the same file.
   if [ -n "${KG_WORKERS:-}" ]; then echo "workers: $KG_WORKERS" >> "$dir/keyguard.yaml"; fi
-  # The proxy port's HTTP server (proxy.http_server), likewise only when KG_HTTP_SERVER is set.
-  if [ -n "${KG_HTTP_SERVER:-}" ]; then
-    echo "proxy: {http_server: $KG_HTTP_SERVER}" >> "$dir/keyguard.yaml"
+  # The proxy port's HTTP server (proxy.http_server) and upstream client
+  # (proxy.upstream_client), likewise only when KG_HTTP_SERVER / KG_UPSTREAM_CLIENT are set.
+  local stacks=""
+  if [ -n "${KG_HTTP_SERVER:-}" ]; then stacks="http_server: $KG_HTTP_SERVER"; fi
+  if [ -n "${KG_UPSTREAM_CLIENT:-}" ]; then
+    stacks="${stacks:+$stacks, }upstream_client: $KG_UPSTREAM_CLIENT"
   fi
+  if [ -n "$stacks" ]; then echo "proxy: {$stacks}" >> "$dir/keyguard.yaml"; fi
   if [ "$variant" = core ]; then
     cat >> "$dir/keyguard.yaml" <<EOF
 # The gateway core: audit, metrics and detection off (everything else is the default).
