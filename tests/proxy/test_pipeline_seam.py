@@ -10,6 +10,8 @@ a body above the cap arriving without a length, and a mutual-TLS certificate pre
 
 from __future__ import annotations
 
+import asyncio
+import gc
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
@@ -33,8 +35,10 @@ from keyguard.events import EventBus
 from keyguard.identity.authenticator import Authenticator
 from keyguard.identity.keys import KeyAuthenticator
 from keyguard.proxy.app import ProxyHandler
+from keyguard.proxy.guardrails import GuardStage
 from keyguard.proxy.relay import Relay
 from keyguard.upstream.pool import Target, Upstream, UpstreamPool
+from keyguard.wiring.guard import guard_stage
 from keyguard.wiring.runtime import Runtime
 
 API = "2024-10-21"
@@ -236,6 +240,7 @@ def gateway(
     backends: int = 1,
     unreachable: frozenset[str] = frozenset(),
     certificates: Any = None,
+    guard: GuardStage | None = None,
 ) -> tuple[ProxyHandler, FakeUpstream, Settled]:
     ups = [Upstream(f"az{i}", f"https://az{i}.example", Provider()) for i in range(backends)]
     targets = [Target(up, "gpt", priority=i) for i, up in enumerate(ups)]
@@ -250,6 +255,7 @@ def gateway(
         max_body_bytes=MAX_BODY,
         admission=limits,
         events=events,
+        guard=guard,
     )
     return handler, client, limits
 
@@ -372,3 +378,37 @@ async def test_a_verified_client_certificate_authenticates(keys: Keys) -> None:
     assert certificates.seen == [b"0\x82der"]
     [ctx] = limits.settled
     assert ctx.principal is not None and ctx.principal.id == "cert:0123"
+
+
+async def test_a_guarded_stream_leaves_no_request_to_the_cycle_collector(
+    keys: Keys, rt: Runtime
+) -> None:
+    """The answer's guardrails refer back to the request while it is relayed; once it is
+    answered the request must be freed by reference counting alone. Left in a cycle, every
+    request's context (its body, payload and stream pieces) waits for the cycle collector:
+    memory held for nothing, and collections on the request path."""
+    stage = guard_stage(rt, None)
+    assert stage is not None  # the default: guardrails on
+    chunks = [sse("Hel"), sse("lo"), b"data: [DONE]\n\n"]
+    handler, _, limits = gateway(
+        keys, [FakeUpstreamAnswer(200, "text/event-stream", chunks)], guard=stage
+    )
+    gc.collect()
+    gc.disable()
+    try:
+        request = FakeIncoming(chat(stream=True), headers={"api-key": keys.full})
+        answer = await handler(request)
+        assert answer.status == 200 and request.streams[0].ended
+        await asyncio.sleep(0)  # one turn of the loop: the request is recorded (call_soon)
+        [ctx] = limits.settled
+        assert ctx.guardrails == []  # the guardrails read the answer: nothing found
+        del ctx, answer, request
+        limits.settled.clear()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        left = [o for o in gc.garbage if isinstance(o, RequestContext)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert left == []

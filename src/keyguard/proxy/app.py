@@ -122,6 +122,10 @@ class ProxyHandler:
                 err = RequestError("Keyguard hit an internal error.", code="InternalServerError")
                 err.status = 500
                 response = error_response(err, ctx.request_id, request.answer)
+            # The answer is made (a stream is relayed by now): the guardrails' hold-backs
+            # refer back to the request; unhooked, the request is freed by reference counting
+            # as soon as it is recorded, not left to the cycle collector with all it holds.
+            ctx.answer_guard = ctx.hold = None
             ctx.status = response.status
             if self._keep_bodies and not response.streamed:
                 ctx.response_body = response.body if isinstance(response.body, bytes) else None
