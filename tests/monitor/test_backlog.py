@@ -8,9 +8,7 @@ requests, every record is already queued to the writer (and written by one flush
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -29,18 +27,13 @@ from keyguard.events import SecurityEvent
 from keyguard.monitor.backlog import CATCH_UP_S, CATCH_UP_STEP, STEP, Backlog
 from keyguard.monitor.gate import AuditGate, AuditUnavailable
 from keyguard.monitor.pipeline import Monitor
-from keyguard.store import open_store
 
 T0 = 1_800_000_000.0
 
 
 @pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    store = await open_store(f"sqlite:///{tmp_path / 'k.db'}")
-    try:
-        yield store.engine  # type: ignore[attr-defined]
-    finally:
-        await store.close()
+def engine(sqlite_engine: AsyncEngine) -> AsyncEngine:
+    return sqlite_engine
 
 
 def context(i: int) -> RequestContext:

@@ -4,8 +4,6 @@ request it is handed, each part (metrics, audit, detection) on its own."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -22,16 +20,11 @@ from keyguard.core.request import RequestContext
 from keyguard.detect.engine import Detector
 from keyguard.detect.settings import DetectSettings
 from keyguard.monitor.pipeline import Monitor
-from keyguard.store import open_store
 
 
 @pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    store = await open_store(f"sqlite:///{tmp_path / 'k.db'}")
-    try:
-        yield store.engine  # type: ignore[attr-defined]
-    finally:
-        await store.close()
+def engine(sqlite_engine: AsyncEngine) -> AsyncEngine:
+    return sqlite_engine
 
 
 def context(i: int, payload: dict[str, Any] | None = None) -> RequestContext:

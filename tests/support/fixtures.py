@@ -24,9 +24,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from keyguard.config import settings_from_mapping
 from keyguard.emulator import EmulatorConfig, RunningEmulator, start_emulator
+from keyguard.store import open_store
 from keyguard.vault.master import create_master_key_file
 from keyguard.wiring.runtime import Runtime, open_runtime
 from tests.support.azurite import Azurite, azurite_missing, start_azurite
@@ -89,6 +91,17 @@ async def sqlite_runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
         yield runtime
     finally:
         await runtime.close()
+
+
+@pytest.fixture
+async def sqlite_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """The engine of a fresh SQLite store of the test's own (migrated), for the stores built
+    directly on it."""
+    store = await open_store(f"sqlite:///{tmp_path / 'k.db'}")
+    try:
+        yield store.engine  # type: ignore[attr-defined]
+    finally:
+        await store.close()
 
 
 @pytest.fixture
