@@ -1,9 +1,12 @@
 """The text the detectors read: lone surrogates replaced, invisible characters removed,
-full-width ASCII folded, with a map back to the caller's offsets.
+full-width ASCII and every script's decimal digits folded, with a map back to the caller's
+offsets.
 
 A value can be hidden from a pattern by characters a reader does not see (zero-width space,
 joiners, soft hyphen, bidi controls, BOM) or written in full-width forms (``ｓｋ-...``). Those
-are removed or folded before detection; a match is mapped back to the span of the original
+are removed or folded before detection, and so are the decimal digits of other scripts
+(``+٤٤ ٧٩١١ ١٢٣٤٥٦`` is the phone number ``+44 7911 123456``; a card number, IBAN or
+identifier written so is still one); a match is mapped back to the span of the original
 text that holds it, invisible characters included, so a redaction removes all of it. Lone
 surrogates (possible in JSON ``\\ud800`` escapes) become U+FFFD: the text stays one code point
 per character, and every detector can encode it. Homoglyphs of other scripts (Cyrillic ``а``
@@ -15,14 +18,26 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["Prepared", "prepare"]
+__all__ = ["DIGITS", "Prepared", "prepare"]
 
 _INVISIBLE = (
     "\u00ad\u180e\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
     "\u2060\u2061\u2062\u2063\u2064\ufeff"
 )
-_ODD = re.compile("[\ud800-\udfff" + _INVISIBLE + "\uff01-\uff5e\u3000]")
-_FOLD = {0xFF01 + i: 0x21 + i for i in range(0x5E)} | {0x3000: 0x20}
+# The zero of each run of ten decimal digits (Unicode category Nd, always in runs of ten from
+# zero to nine) of every script but ASCII, Unicode 14 (tests/guard/test_normalize.py holds it to
+# the interpreter's own table); each digit is folded to its ASCII digit.
+_ZEROS = (
+    0x660, 0x6F0, 0x7C0, 0x966, 0x9E6, 0xA66, 0xAE6, 0xB66, 0xBE6, 0xC66, 0xCE6, 0xD66, 0xDE6,
+    0xE50, 0xED0, 0xF20, 0x1040, 0x1090, 0x17E0, 0x1810, 0x1946, 0x19D0, 0x1A80, 0x1A90, 0x1B50,
+    0x1BB0, 0x1C40, 0x1C50, 0xA620, 0xA8D0, 0xA900, 0xA9D0, 0xA9F0, 0xAA50, 0xABF0, 0xFF10,
+    0x104A0, 0x10D30, 0x11066, 0x110F0, 0x11136, 0x111D0, 0x112F0, 0x11450, 0x114D0, 0x11650,
+    0x116C0, 0x11730, 0x118E0, 0x11950, 0x11C50, 0x11D50, 0x11DA0, 0x16A60, 0x16AC0, 0x16B50,
+    0x1D7CE, 0x1D7D8, 0x1D7E2, 0x1D7EC, 0x1D7F6, 0x1E140, 0x1E2F0, 0x1E950, 0x1FBF0,
+)  # fmt: skip
+DIGITS = {zero + i: 0x30 + i for zero in _ZEROS for i in range(10)}
+_ODD = re.compile("[\ud800-\udfff" + _INVISIBLE + "\uff01-\uff5e\u3000]|(?![0-9])\\d")
+_FOLD = {0xFF01 + i: 0x21 + i for i in range(0x5E)} | {0x3000: 0x20} | DIGITS
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _DROP = re.compile("[" + _INVISIBLE + "]")
 
