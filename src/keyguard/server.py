@@ -390,14 +390,16 @@ async def _listen_granian(
     await site.start()
     stack.push_async_callback(site.stop)
     host, port = sock.getsockname()[:2]
-    if ":" in host:
-        host = f"[{host}]"
-    return site, f"{'https' if tls is not None else 'http'}://{host}:{port}"
+    return site, _url_of("https" if tls is not None else "http", host, port)
 
 
 def _url(runner: web.BaseRunner, scheme: str = "http") -> str:
     addr = runner.addresses[0]
-    host, port = addr[0], addr[1]
+    return _url_of(scheme, addr[0], addr[1])
+
+
+def _url_of(scheme: str, host: str, port: int) -> str:
+    """The URL of a listening address (an IPv6 host in brackets)."""
     if ":" in host:
         host = f"[{host}]"
     return f"{scheme}://{host}:{port}"

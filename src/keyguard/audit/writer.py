@@ -112,10 +112,6 @@ class AuditWriter:
         """O(1): the queue is 90% full (see ``on_full``)."""
         return self._queue.full
 
-    def room_for(self, more: int) -> bool:
-        """O(1): whether ``more`` records would still leave the queue under the 90% mark."""
-        return self._queue.room_for(more)
-
     def lag(self) -> float:
         """Seconds since the oldest record still waiting was queued (0 when none waits): how
         far the store is behind the traffic."""
