@@ -42,11 +42,24 @@ __all__ = [
     "StreamedAnswer",
     "UpstreamAnswer",
     "UpstreamClient",
+    "media_type",
 ]
 
 #: A write to a client that has gone away raises this. The builtin, so a stack whose writes
 #: raise it (or a subclass: aiohttp does) needs no wrapping on the hot path.
 ClientGone = ConnectionResetError
+
+
+_OCTETS = "application/octet-stream"
+
+
+def media_type(content_type: str | None) -> str:
+    """A ``Content-Type`` value's media type, without parameters, lower case;
+    ``application/octet-stream`` when there is none (what :attr:`Incoming.content_type` and
+    :attr:`UpstreamAnswer.content_type` say, for adapters whose stack does not say it)."""
+    if not content_type:
+        return _OCTETS
+    return content_type.partition(";")[0].strip().lower() or _OCTETS
 
 
 class HeaderLookup(Protocol):

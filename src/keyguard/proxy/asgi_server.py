@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from ..core.transport import Answer, Incoming, StreamedAnswer
+from ..core.transport import Answer, Incoming, StreamedAnswer, media_type
 from ..errors import BadRequest
 from .connections import ConnectionGuard
 
@@ -46,7 +46,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 Handler = Callable[[Incoming], Awaitable[Answer | StreamedAnswer]]
 
-_OCTETS = "application/octet-stream"
 _CLOSE = (b"connection", b"close")
 _YIELD_EVERY = 8  # writes between two turns of the loop given to the disconnect watcher
 _WATCH_LIMIT = 65536  # bytes of an unread body the disconnect watcher reads and drops
@@ -109,10 +108,7 @@ class AsgiIncoming:
 
     @property
     def content_type(self) -> str:
-        value = self.headers.get("content-type")
-        if not value:
-            return _OCTETS
-        return value.partition(";")[0].strip().lower() or _OCTETS
+        return media_type(self.headers.get("content-type"))
 
     def peer_certificate(self) -> bytes | None:
         return None  # Granian's ASGI scope carries no client certificate (module docstring)

@@ -50,6 +50,7 @@ from pyreqwest.http import HeaderMap
 from pyreqwest.request import StreamRequest
 from pyreqwest.response import Response, ResponseBodyReader
 
+from ..core.transport import media_type
 from ..errors import UpstreamFailed, UpstreamNotReached, UpstreamTimedOut
 
 __all__ = ["PyreqwestAnswer", "PyreqwestHeaders", "PyreqwestUpstream", "new_pyreqwest_upstream"]
@@ -111,14 +112,6 @@ def _readable(headers: HeaderMap) -> list[tuple[str, str]]:
     return out
 
 
-def _content_type(headers: PyreqwestHeaders) -> str:
-    """The media type without parameters, lower case (aiohttp's ``content_type``)."""
-    value = headers.get("content-type")
-    if not value:
-        return "application/octet-stream"
-    return value.partition(";")[0].strip().lower() or "application/octet-stream"
-
-
 def _failure(exc: PyreqwestError) -> UpstreamFailed:
     """A body's read error as the seam's."""
     if isinstance(exc, RequestTimeoutError):
@@ -150,7 +143,7 @@ class PyreqwestAnswer:
         self._reader: ResponseBodyReader | None = response.body_reader
         self.status = response.status
         self.headers = headers = PyreqwestHeaders(response.headers)
-        self.content_type = _content_type(headers)
+        self.content_type = media_type(headers.get("content-type"))
 
     async def read_all(self) -> bytes:
         reader = self._reader
