@@ -40,7 +40,6 @@ _INDEX_FIRST = re.compile(rb'"choices":\[\{"index":(\d{1,4}),')
 _INDEX_LAST = re.compile(rb',"index":(\d{1,4})(?:,"logprobs":null)?\}\]')
 
 
-_NOT_PLAIN = re.compile(rb'["\\\x00-\x1f]')
 _RUN_BYTES = 16_384  # bytes read as one run at a time (a longer run is taken in several)
 
 
@@ -66,9 +65,9 @@ def plain_run(
     joined = b"".join(values)
     if not joined.isascii():
         return None
-    bad = _NOT_PLAIN.search(joined)
-    if bad is not None:  # the chunk with the first quote or escape, and all after it, are not
-        values = values[: bisect_right(list(accumulate(map(len, values))), bad.start())]
+    plain = PLAIN.match(joined).end()  # type: ignore[union-attr]  # always matches
+    if plain < len(joined):  # the chunk with the first quote or escape, and all after it, are not
+        values = values[: bisect_right(list(accumulate(map(len, values))), plain)]
         joined = b"".join(values)
     if not values:
         return None
