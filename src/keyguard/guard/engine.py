@@ -139,10 +139,7 @@ class GuardEngine:
                 batch, size = [], 0
             batch.append((slot, size))
             size += len(slot.text) + 1
-            last = slot.path[-1] if slot.path else None
-            parent = (
-                None if type(last) is str and last not in _PART_KEYS else _content_list(slot.path)
-            )
+            parent = _content_list(slot.path) if _maybe_part(slot.path) else None
             if group and (parent is None or parent != group_parent):
                 self._scan_joined(group, out)
                 group = []
@@ -207,19 +204,25 @@ class GuardEngine:
                 out.extend(pieces)
 
 
+def _maybe_part(path: tuple[str | int, ...]) -> bool:
+    """Whether the text at ``path`` may be a part of a content list: it does not end in a
+    name other than a part's ``text`` or ``refusal`` (the cheap test before
+    :func:`_content_list`)."""
+    last = path[-1] if path else None
+    return type(last) is not str or last in _PART_KEYS
+
+
 def _no_parts(slots: Sequence[Slot]) -> bool:
-    """True when no slot can be a part of a content list (each ends in a name, not a part's
-    ``text`` or ``refusal``)."""
+    """True when no slot can be a part of a content list."""
     for slot in slots:
-        last = slot.path[-1] if slot.path else None
-        if type(last) is not str or last in _PART_KEYS:
+        if _maybe_part(slot.path):
             return False
     return True
 
 
 def _content_list(path: tuple[str | int, ...]) -> tuple[str | int, ...] | None:
     """The path of the content list a text part belongs to, else ``None``."""
-    if len(path) >= 3 and path[-1] in ("text", "refusal") and isinstance(path[-2], int):
+    if len(path) >= 3 and path[-1] in _PART_KEYS and isinstance(path[-2], int):
         parent = path[:-2]
     elif len(path) >= 2 and isinstance(path[-1], int):
         parent = path[:-1]
