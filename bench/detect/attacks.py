@@ -9,13 +9,14 @@ its host.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from traffic import APPS, DAY, T0, client, cost_of
 
-from keyguard.core.observation import Observation
+from keyguard.core.observation import Observation, network_of, normalised
 
 __all__ = ["Scenario", "scenarios"]
 
@@ -253,25 +254,32 @@ def stuffing_keys(source: str, n: int) -> Callable[..., Iterator[Observation]]:
 
 
 def stuffing_garbage(
-    sources: Callable[[int], str], n: int, every: float, tool: str = "python-requests/2.31.0"
+    sources: Callable[[int], str],
+    n: int,
+    every: float,
+    tool: str = "python-requests/2.31.0",
+    reason: str = "malformed_key",
 ) -> Callable[..., Iterator[Observation]]:
     """Random key-shaped strings (no key id to count), all refused: ``sources(i)`` gives the
-    address of the i-th. One address, one network, or a botnet sharing one tool."""
+    address of the i-th. One address, one network, or a botnet sharing one tool; ``reason``
+    ``azure_key_presented``: Azure-format keys from a list."""
 
     def make(rng: random.Random, tag: str, start: float) -> Iterator[Observation]:
         for i in range(n):
+            source = sources(i)
             yield req(
                 rng,
                 tag,
                 start + i * every,
-                source=sources(i),
+                source=source,
+                network=network_of(source),
                 key_id=None,
                 app=None,
                 presented_key_id=None,
                 refused=f"{tag}-{rng.getrandbits(64):016x}",
                 status=401,
                 upstream_status=0,
-                reason="malformed_key",
+                reason=reason,
                 deployment=None,
                 prompt_tokens=0,
                 completion_tokens=0,
@@ -315,6 +323,30 @@ def repetition(
     def make(rng: random.Random, tag: str, start: float) -> Iterator[Observation]:
         digest = f"{tag}-prompt"
         for i in range(n):
+            yield req(
+                rng,
+                tag,
+                start + i * every,
+                **keys[i % len(keys)],
+                source=sources[i % len(sources)],
+                prompt_digest=digest,
+            )
+
+    return make
+
+
+def repetition_varied(
+    keys: list[dict[str, object]], sources: list[str], n: int, every: float
+) -> Callable[..., Iterator[Observation]]:
+    """A farm replaying one prompt that varies its case, spacing and punctuation (and a
+    numeric request counter) each time: digested as the gateway does, after normalising."""
+    text = "Write a detailed, 3000-word thriller about a hacker who breaks into a bank!"
+
+    def make(rng: random.Random, tag: str, start: float) -> Iterator[Observation]:
+        for i in range(n):
+            variant = text.upper() if i % 3 == 0 else text.replace(",", "").replace("!", ".")
+            variant = "  ".join(variant.split(" ")) + f" (#{rng.randrange(10**6)})" + "?" * (i % 2)
+            digest = hashlib.sha256(normalised(variant)).hexdigest()[:16]
             yield req(
                 rng,
                 tag,
@@ -570,6 +602,29 @@ def scenarios() -> list[Scenario]:
             "stuffing",
             at(25, 5.0),
             stuffing_garbage(lambda i: "193.233.9.4", 120, 9.0),
+        ),
+        Scenario(
+            "stuffing-azure-keys",
+            "stuffing",
+            at(16, 20.5),
+            stuffing_garbage(lambda i: "5.253.84.111", 60, 2.0, reason="azure_key_presented"),
+        ),
+        Scenario(
+            "stuffing-ipv6-rotating",
+            "stuffing",
+            at(20, 16.3),
+            stuffing_garbage(lambda i: f"2a0e:97c0:{i * 37 % 65536:x}:1::{i + 2:x}", 120, 2.0),
+        ),
+        Scenario(
+            "repetition-varied",
+            "repetition",
+            at(26, 12.5),
+            repetition_varied(
+                [victim("mobile-backend", 1)],
+                [f"{81 + i}.{10 + i}.{i * 5}.7" for i in range(8)],
+                16,
+                35.0,
+            ),
         ),
         Scenario(
             "velocity-new-key",

@@ -10,7 +10,8 @@ library runs with, two attack families and the benign new keys they must not con
   spends twice its rule in a minute where the rule did not hold (a replica limiting on its
   own share after a backend outage, a rule raised and lowered again), on that deployment;
 * benign: new keys working at 10-30 % and at ~60 % of their rule for days (they must raise
-  nothing, and they grow into baselines of their own).
+  nothing, and they grow into baselines of their own), and a new nightly batch app ramping to
+  ~55 % of a rule far above what the other keys of its deployment spend.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ LIMITS = LimitSettings.model_validate(
             {"scope": "key", "name": "DECLAREDKEY3", "tpm": 20_000},
             {"scope": "key", "name": "CALMNEWKEY01", "tpm": 20_000},
             {"scope": "key", "name": "BUSYNEWKEY01", "tpm": 20_000},
+            {"scope": "key", "name": "BATCHNEWKEY1", "tpm": 120_000},
         ]
     }
 )
@@ -173,3 +175,14 @@ def benign_new_keys(seed: int) -> Iterator[Observation]:
                 yield obs
                 share = rng.uniform(low, high)
                 t += 60 * tokens / (share * 20_000)
+    # a new nightly batch app declared at 120,000 a minute, far above the interactive keys of
+    # its deployment: 10 % of its rule at first, ~55 % after 20 minutes, 90 minutes a night
+    for night in range(15, 18):  # three nights: it never joins the deployment's peers
+        start = T0 + night * DAY + 3 * 3600
+        t = start
+        while t < start + 5400:
+            tokens = int(rng.uniform(2500, 3500))
+            yield req(rng, "benign", t, key_id="BATCHNEWKEY1", app="batch-new",
+                      source="40.112.6.9", prompt_tokens=tokens - 400,
+                      completion_tokens=400)  # fmt: skip
+            t += 60 * tokens / (12_000 + min(1.0, (t - start) / 1200) * 54_000)

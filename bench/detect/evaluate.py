@@ -97,11 +97,11 @@ def main() -> int:
         # response (block, suspension) applies from the request after the one that fired it
         served = 0 if s["rule"] in FIRST_REQUEST_RULES else s.get("requests", "-")
         print(f"| {name} | {s['rule']} | {s['malicious_requests']} | {when} | {served} | {fired} |")
-    fresh = {"CALMNEWKEY01", "BUSYNEWKEY01"}  # benign new keys below their declaration
+    fresh = {"CALMNEWKEY01", "BUSYNEWKEY01", "BATCHNEWKEY1"}  # below their declaration
     fresh_requests = sum(1 for o, _ in items if getattr(o, "key_id", None) in fresh)
     fresh_alerts = sum(1 for a in result.alerts if a.incident.key_id in fresh)
     print(
-        f"\nbenign new keys working at 10-30 % and ~60 % of their declared tpm: "
+        f"\nbenign new keys working at 10-30 %, ~60 % and up to ~55 % of their declared tpm: "
         f"{fresh_requests} requests, {fresh_alerts} alerts"
     )
     benign_alerts = [a for a in result.alerts if a.label in (None, "benign")]

@@ -128,6 +128,20 @@ def test_busy_keys_of_other_apps_do_not_make_the_ceiling_usual() -> None:
     assert found and found[0].evidence["judged_against"] == "declared: key limit tpm 20000"
 
 
+def test_light_keys_of_other_apps_do_not_flag_a_new_key_well_within_its_declaration() -> None:
+    """A new batch app declared at 120,000 a minute, on a deployment whose keys (other apps,
+    light) peak at ~4,500: running at half its rule is what it was declared for; the
+    deployment's keys judge it again from ``declared_share`` of its rule on."""
+    declarations = Declarations({"NEWKEY000001": Limits(tpm=120_000)})
+    d = Detector(QUICK, declarations=declarations)
+    mature(d, {f"LIGHTKEY000{k}": (f"light-{k}", 1500) for k in range(6)})
+    assert _spend(d, 3000, 20, 3.0, start=NOW + 120) == []  # its first minute: 10 % of the rule
+    assert _spend(d, 3000, 400, 3.0, start=NOW + 600) == []  # then 60,000 a minute for 20 min
+    found = _spend(d, 6000, 30, 3.0, start=NOW + 2400)  # then 120,000 a minute
+    assert found and found[0].evidence["judged_against"] == "peers: keys of gpt-4o"
+    assert "threshold 96000" in found[0].summary
+
+
 def test_a_learnt_key_is_judged_by_its_own_history_not_its_declaration() -> None:
     d = Detector(QUICK, declarations=Declarations(any_key=Limits(tpm=1000)))
     mature(d, {"OLDKEY000001": ("steady", 4000)})  # 8,000 a minute, above its "declaration"

@@ -71,10 +71,52 @@ def test_sixty_garbage_keys_in_a_minute_from_one_address_are_stuffing() -> None:
     assert found[0].evidence["failures"] == 20  # caught at the 20th, within 20 s
 
 
+def test_azure_keys_tried_one_after_another_are_stuffing_too() -> None:
+    """A list of (dead) identifiable Azure keys tried from one address, one every 2 s: each is
+    also a raw Azure key sighting, and together they are stuffing (the address is blocked)."""
+    d = Detector(DetectSettings())
+    found = []
+    for i in range(30):
+        o = _garbage(NOW + 2 * i, i)
+        o.reason = "azure_key_presented"
+        found += [f for f in fire(d, o) if f.rule == "stuffing"]
+    assert found and found[0].subject == "address:198.51.100.7"
+    assert found[0].evidence["failures"] == 20
+
+
+def test_one_raw_azure_key_retried_is_not_stuffing() -> None:
+    d = Detector(DetectSettings())
+    for i in range(100):
+        o = failed(NOW + i, None, refused="one-azure-key")
+        o.reason = "azure_key_presented"
+        assert "stuffing" not in rules(fire(d, o))
+
+
 def test_garbage_spread_over_one_network_is_stuffing() -> None:
     d = Detector(DetectSettings())
     found = [f for i in range(60) for f in fire(d, _garbage(NOW + i, i, f"198.51.100.{i}"))]
     assert found and found[0].subject == "source:198.51.100.0/24"
+
+
+def test_ipv6_addresses_rotating_across_48s_of_one_provider_are_stuffing() -> None:
+    """One every 2 s, each from another /48 of one /32 (below the client rule's 40 a minute):
+    counted per /32 as well."""
+    d = Detector(DetectSettings())
+    found = []
+    for i in range(40):
+        o = _garbage(NOW + 2 * i, i, f"2a0e:97c0:{i:x}:1::5")
+        o.network = f"2a0e:97c0:{i:x}::/48"
+        found += fire(d, o)
+    assert found and found[0].subject == "source:2a0e:97c0::/32"
+    assert found[0].evidence["failures"] == 25
+
+
+def test_ipv6_users_of_one_provider_mistyping_now_and_then_are_not_stuffing() -> None:
+    d = Detector(DetectSettings())
+    for i in range(200):  # one refused credential every 10 s from the provider's customers
+        o = _garbage(NOW + 10 * i, i, f"2a0e:97c0:{i:x}:1::5", client=f"client-{i}")
+        o.network = f"2a0e:97c0:{i:x}::/48"
+        assert fire(d, o) == []
 
 
 def test_one_tool_from_many_networks_is_stuffing_of_medium_severity() -> None:
@@ -107,6 +149,18 @@ def test_one_prompt_sent_with_keys_of_several_apps_is_repetition() -> None:
     found = fire(d, _prompted(NOW + 2, "KEYB00000001", "b", "10.0.2.0/24"))
     [rep] = [f for f in found if f.rule == "repetition"]
     assert rep.subject == "prompt:d1" and rep.evidence["keys"] == 3
+
+
+def test_one_prompt_with_new_keys_of_one_teams_apps_is_a_shared_template() -> None:
+    """A team onboarding keys of its two apps runs them all through its tutorial: the apps of
+    one team count as one sender; a third app outside the team makes it a farm again."""
+    d = Detector(DetectSettings(), teams={"a": "payments", "b": "payments"})
+    d.observe(obs(NOW - 2 * DAY))
+    found = []
+    for i, app in enumerate("abab"):
+        found += fire(d, _prompted(NOW + i, f"KEY{app.upper()}0000000{i}", app, "10.0.1.0/24"))
+    assert "repetition" not in rules(found)
+    assert "repetition" in rules(fire(d, _prompted(NOW + 9, "KEYC00000001", "c", "10.0.2.0/24")))
 
 
 def test_one_prompt_from_many_networks_is_repetition_but_not_one_keys_retries() -> None:
@@ -142,4 +196,7 @@ def test_the_prompt_digest_is_keyed_and_normalised() -> None:
     payload = {"messages": [{"role": "user", "content": [{"type": "text", "text": "Order  42"}]}]}
     assert prompt_text(payload) == "Order  42"
     assert normalised("Order  42\n") == normalised("order 17") == b"order00"
-    assert normalised("Caf\u00e9 \ud800 9") == "café ? 0".replace(" ", "").encode()
+    assert normalised("Caf\u00e9 \ud800 9") == "café0".encode()  # the lone surrogate's "?" goes
+    # a farm varying its punctuation sends the same prompt
+    farm = "Hello, World! Tell me a story..."
+    assert normalised(farm) == normalised("hello world tell me a story")

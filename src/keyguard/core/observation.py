@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import string
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
@@ -303,13 +304,14 @@ def prompt_text(payload: dict[str, Any] | None) -> str:
 
 def normalised(text: str) -> bytes:
     """Near-identical prompts alike, as bytes to digest: case folded, digits as 0, ASCII
-    whitespace removed (one C pass each: a split-and-join or a ``str.translate`` cost the
-    hot path ~10 µs a KB)."""
-    return text.casefold().encode("utf-8", "replace").translate(_DIGITS, _SPACE)
+    whitespace and punctuation removed (one C pass each: a split-and-join or a
+    ``str.translate`` cost the hot path ~10 µs a KB)."""
+    return text.casefold().encode("utf-8", "replace").translate(_DIGITS, _DROPPED)
 
 
 _DIGITS = bytes.maketrans(b"123456789", b"000000000")
-_SPACE = b" \t\n\r\x0b\x0c"
+# whitespace and ASCII punctuation: a farm varying either sends the same prompt
+_DROPPED = b" \t\n\r\x0b\x0c" + string.punctuation.encode()
 
 
 def _prompt_digest(

@@ -91,6 +91,11 @@ def velocity(view: Baselines, obs: Observation, now: float, s: DetectSettings) -
             requests=(key.requests if key is not None else 0) + 1,
             expected=expected,
         )
+        if view.peers is not None and view.peers_of == obs.deployment:
+            # the deployment's keys are other apps' with ceilings of their own: they judge a
+            # declared key only from ``declared_share`` of what it was declared for
+            floor = v.declared_share * declared.tokens_per_minute * max(1.0, v.window_s / 60.0)
+            tokens_limit = max(tokens_limit, floor)
         if threshold < tokens_limit:
             tokens_limit, tokens_judged = threshold, f"declared: {declared.label}"
     what, summary = None, "Usage far above this key's baseline"

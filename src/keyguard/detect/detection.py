@@ -44,6 +44,9 @@ class Baselines:
     client: Recent | None = None  # credentials refused for the client fingerprint, lately
     peers: PeerGroup | None = None  # a new key's peers: its app's, team's or deployment's keys
     prompt: PromptState | None = None  # who sent the same prompt lately
+    # failed authentications from the wider IPv6 prefix of the request's address (None: IPv4)
+    wide: SourceState | None = None
+    sender: str | None = None  # who sent it, for ``prompt``: the app, or its team when it has one
     guarded: Events | None = None  # the key's (or app's) requests the guardrails hit lately
     peers_of: str | None = None  # whose keys ``peers`` are: "app NAME", "team NAME", ...
     declared: Declaration | None = None  # what a new key's limits and role declare

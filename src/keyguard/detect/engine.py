@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
-from ..core.observation import Observation
+from ..core.observation import Observation, network_of
 from .baseline_rules import unusual_hour
 from .declared import Declarations
 from .detection import Baselines, Detection
@@ -38,7 +38,8 @@ __all__ = ["Detector"]
 _DAY = 86400.0
 
 T = TypeVar("T")
-# a prompt's first sighting: when, whether the detector was learning then, key, app, network
+# a prompt's first sighting: when, whether the detector was learning then, key, app (its team
+# when it has one), network
 _Sighting = tuple[float, bool, str, str | None, str | None]
 
 
@@ -116,7 +117,7 @@ class Detector:
         s = self.settings
         key = self.keys.get(obs.key_id) if obs.key_id else None
         app = self.apps.get(obs.app) if obs.app else None
-        source = presented = address = client = None
+        source = presented = address = client = wide = None
         if obs.status == 401:  # obs.auth_failed
             source = self.sources.get(obs.network) if obs.network else None
             if obs.presented_key_id:
@@ -124,6 +125,7 @@ class Detector:
             address = self.addresses.get(obs.source) if obs.source else None
             client_id = obs.client_id
             client = self.clients.get(client_id) if client_id else None
+            wide = self._wide(obs)
         peers, peers_of = (
             self._peers(obs, app) if obs.key_id is not None and (key is None or not key.mature())
             else (None, None)
@@ -137,7 +139,10 @@ class Detector:
                 guarded = self.guarded.put(guard_subject, Events(s.guardrail_repeat.window_s))
         view = Baselines(key, app, source, presented, address, client, peers, prompt)
         view.guarded = guarded
+        view.wide = wide
         view.peers_of = peers_of
+        if prompt is not None and obs.app is not None:
+            view.sender = self.teams.get(obs.app, obs.app)
         declarations = self.declarations
         if declarations is not None and obs.key_id is not None and s.velocity.declared:
             if key is None or not key.mature():
@@ -151,6 +156,17 @@ class Detector:
         if guarded is not None:
             guarded.add(now)
         return findings
+
+    def _wide(self, obs: Observation) -> SourceState | None:
+        """The failures from the wider IPv6 prefix of ``obs``'s address (an IPv4 address: none);
+        made on first use."""
+        address = obs.source
+        if address is None or ":" not in address:
+            return None
+        prefix = network_of(address, 32, self.settings.ipv6_stuffing_prefix)
+        if prefix is None or prefix == obs.network:
+            return None
+        return self.sources.get(prefix) or self.sources.put(prefix, SourceState.new(self.settings))
 
     def _prompt(self, digest: str) -> PromptState | None:
         """Who sent the prompt of ``digest`` lately (its first sighting made a full state)."""
@@ -207,7 +223,9 @@ class Detector:
         presented = self.presented.get(obs.presented_key_id) if obs.presented_key_id else None
         address = self.addresses.get(obs.source) if obs.source else None
         client = self.clients.get(obs.client_id) if obs.client_id else None
-        self._update(Baselines(None, None, source, presented, address, client), obs, obs.at)
+        view = Baselines(None, None, source, presented, address, client)
+        view.wide = self._wide(obs)
+        self._update(view, obs, obs.at)
 
     def _update(self, view: Baselines, obs: Observation, now: float) -> None:
         s = self.settings
@@ -227,6 +245,8 @@ class Detector:
                     source.failed_keys.add(obs.presented_key_id, now)
                 source.failures.add(now)
                 source.burst.add(refused, now)
+            if view.wide is not None:
+                view.wide.burst.add(refused, now)
             if obs.presented_key_id is not None and obs.network is not None:
                 presented = view.presented or self.presented.put(
                     obs.presented_key_id, PresentedState.new(s)
@@ -236,13 +256,17 @@ class Detector:
             return
         if obs.prompt_digest is not None:
             prompt = view.prompt
+            # the apps of one team share their tooling (a tutorial, a template): one sender
+            sender = view.sender
+            if sender is None and obs.app is not None:
+                sender = self.teams.get(obs.app, obs.app)
             if prompt is None:
-                sighting = (now, now - self.started < _DAY, obs.key_id, obs.app, obs.network)
+                sighting = (now, now - self.started < _DAY, obs.key_id, sender, obs.network)
                 self.prompts.put(obs.prompt_digest, sighting)
             else:
                 if not prompt.familiar and now - prompt.first_seen >= _DAY:
                     prompt.familiar = True
-                _saw(prompt, now, obs.key_id, obs.app, obs.network)
+                _saw(prompt, now, obs.key_id, sender, obs.network)
         odd_hour = view.odd_hour
         if odd_hour is None:
             odd_hour = unusual_hour(view, now, s)

@@ -164,6 +164,9 @@ class DetectSettings(Frozen):
     decoy_apps: tuple[str, ...] = ()
     ipv4_prefix: int = Field(default=24, ge=8, le=32)
     ipv6_prefix: int = Field(default=48, ge=16, le=128)
+    # failed authentications are also counted per this wider IPv6 prefix (a provider's
+    # allocation), against ``stuffing.failures_per_network``: a tool rotating its /48s
+    ipv6_stuffing_prefix: int = Field(default=32, ge=16, le=128)
     learning_requests: int = Field(default=200, ge=1)
     min_peers: int = Field(default=5, ge=1)  # mature keys of a deployment before they judge
     # mature keys of an app (or of a team's apps) before they judge a new key of it

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 
-from ..core.observation import Observation
+from ..core.observation import Observation, network_of
 from ..events import Severity
 from .detection import Baselines, Detection, detection_fields, finding
 from .settings import DetectSettings
@@ -34,7 +34,7 @@ def stuffing(view: Baselines, obs: Observation, now: float, s: DetectSettings) -
 
 def _stuffing(view: Baselines, obs: Observation, now: float, s: DetectSettings) -> Detection | None:
     r = s.stuffing
-    if not obs.auth_failed or obs.reason == "azure_key_presented":
+    if not obs.auth_failed:
         return None
     burst = f"within {r.burst_window_s:.0f} s, whatever was presented"
     refused = obs.refused or obs.request_id
@@ -83,6 +83,20 @@ def _stuffing(view: Baselines, obs: Observation, now: float, s: DetectSettings) 
                 f"{failures} failed authentications from {obs.network} within {r.window_s:.0f} s.",
                 failures=failures,
             )
+    if view.wide is not None:
+        failures = view.wide.burst.count(now, refused)
+        if failures >= r.failures_per_network:
+            prefix = network_of(obs.source, 32, s.ipv6_stuffing_prefix)
+            f = finding(
+                "stuffing",
+                "high",
+                obs,
+                f"{failures} different credentials refused from {prefix} {burst}: credential "
+                "stuffing from addresses rotating across its networks.",
+                failures=failures,
+                prefix=prefix,
+            )
+            return Detection(**{**detection_fields(f), "subject": f"source:{prefix}"})
     if view.presented is not None and obs.presented_key_id is not None:
         nets = view.presented.failed_networks.count(now, obs.network)
         if nets >= r.networks_per_key:
@@ -150,13 +164,14 @@ def enumeration(
 def repetition(
     view: Baselines, obs: Observation, now: float, s: DetectSettings
 ) -> Detection | None:
-    """10. The same prompt sent with several keys (of several apps) or from many networks
-    within a window: a replay or resale farm. Only a keyed digest of the prompt is kept."""
+    """10. The same prompt sent with several keys (of several apps; the apps of one team are
+    one) or from many networks within a window: a replay or resale farm. Only a keyed digest of
+    the prompt is kept."""
     r, state = s.repetition, view.prompt
     if state is None or state.familiar or obs.prompt_digest is None or obs.key_id is None:
         return None
     keys = state.keys.count(now, obs.key_id)
-    apps = state.apps.count(now, obs.app)
+    apps = state.apps.count(now, view.sender)  # apps of one team count as one
     networks = state.networks.count(now, obs.network)
     if keys >= r.distinct_keys and apps >= 2:
         what = f"with {keys} keys of {apps} apps"
