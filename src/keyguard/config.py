@@ -177,6 +177,9 @@ class ListenSettings(Frozen):
 
 class ProxySettings(Frozen):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    #: an upstream answer read whole (not streamed), and one event of a stream, at most: the
+    #: gateway holds these in memory (a batch of embeddings as floats is the largest answer)
+    max_answer_bytes: int = Field(default=128 * 1024 * 1024, ge=64 * 1024)
     connect_timeout_s: float = Field(default=5.0, gt=0)
     upstream_timeout_s: float = Field(default=300.0, gt=0)
     key_cache_ttl_s: float = Field(default=2.0, gt=0, le=60)

@@ -11,7 +11,8 @@ client carry the HTTP status and the Azure error ``code`` they are rendered with
     ├── GuardUnavailable            a model-based guardrail could not answer in time
     ├── UpstreamFailed              the upstream HTTP client failed (core/transport.py)
     │   ├── UpstreamTimedOut        connecting or reading took too long
-    │   └── UpstreamNotReached      no connection: the request did not get through
+    │   ├── UpstreamNotReached      no connection: the request did not get through
+    │   └── UpstreamTooLarge        an answer, or one event of a stream, above the cap
     └── RequestError                something a client gets back as an HTTP error
         ├── BadRequest              400  malformed body, bad api-version, wrong content type
         │   └── ContentFiltered     400  a guardrail refused what the request carries
@@ -44,6 +45,7 @@ __all__ = [
     "UpstreamFailed",
     "UpstreamTimedOut",
     "UpstreamNotReached",
+    "UpstreamTooLarge",
     "RequestError",
     "BadRequest",
     "ContentFiltered",
@@ -115,6 +117,11 @@ class UpstreamTimedOut(UpstreamFailed):
 class UpstreamNotReached(UpstreamFailed):
     """No connection to the upstream (refused, unresolvable, closed before answering): the
     request certainly did not get through, so another backend may be tried."""
+
+
+class UpstreamTooLarge(UpstreamFailed):
+    """The upstream's answer (read whole), or one event of its stream, is larger than
+    ``proxy.max_answer_bytes``: the gateway does not hold it in memory."""
 
 
 class RequestError(GatewayError):

@@ -193,7 +193,7 @@ class Gateway:
         handler = ProxyHandler(
             pool=pool,
             identity=access.identity,
-            relay=Relay(session, pool, share),
+            relay=Relay(session, pool, share, max_answer_bytes=s.proxy.max_answer_bytes),
             admission=self.admission,
             max_body_bytes=s.proxy.max_body_bytes,
             recorder=Recorders(

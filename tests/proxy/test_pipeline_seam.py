@@ -30,7 +30,7 @@ from keyguard.core.transport import (
     UpstreamAnswer,
     UpstreamClient,
 )
-from keyguard.errors import UpstreamNotReached
+from keyguard.errors import UpstreamNotReached, UpstreamTooLarge
 from keyguard.events import EventBus
 from keyguard.identity.authenticator import Authenticator
 from keyguard.identity.keys import KeyAuthenticator
@@ -135,8 +135,10 @@ class FakeUpstreamAnswer:
         self._chunks = list(chunks)
         self.closed = self.released = False
 
-    async def read_all(self) -> bytes:
+    async def read_all(self, limit: int) -> bytes:
         body, self._chunks = b"".join(self._chunks), []
+        if len(body) > limit:
+            raise UpstreamTooLarge("body")
         return body
 
     async def read_chunk(self) -> bytes:
@@ -241,6 +243,7 @@ def gateway(
     unreachable: frozenset[str] = frozenset(),
     certificates: Any = None,
     guard: GuardStage | None = None,
+    max_answer_bytes: int = 1 << 20,
 ) -> tuple[ProxyHandler, FakeUpstream, Settled]:
     ups = [Upstream(f"az{i}", f"https://az{i}.example", Provider()) for i in range(backends)]
     targets = [Target(up, "gpt", priority=i) for i, up in enumerate(ups)]
@@ -251,7 +254,7 @@ def gateway(
     handler = ProxyHandler(
         pool=pool,
         identity=Authenticator(keys.authenticator, events=events, certificates=certificates),
-        relay=Relay(client, pool),
+        relay=Relay(client, pool, max_answer_bytes=max_answer_bytes),
         max_body_bytes=MAX_BODY,
         admission=limits,
         events=events,
@@ -325,6 +328,39 @@ async def test_a_client_gone_mid_stream_drops_the_upstream_and_is_charged_what_i
     # charged: what the client received, and the chunk whose write failed (it may have
     # partly arrived); not what was never read
     assert ctx.streamed_text == ["Hello there, a long"]
+
+
+async def test_an_answer_above_the_cap_is_a_502_that_names_the_setting(keys: Keys) -> None:
+    body = orjson.dumps({"choices": [], "data": "x" * 2000})
+    upstream = FakeUpstreamAnswer(200, "application/json", [body])
+    handler, _, limits = gateway(keys, [upstream], max_answer_bytes=1000)
+
+    answer = await handler(FakeIncoming(chat(), headers={"api-key": keys.full}))
+
+    assert isinstance(answer, FakeAnswer) and answer.status == 502
+    error = orjson.loads(answer.body)["error"]
+    assert error["code"] == "BadGateway" and "proxy.max_answer_bytes" in error["message"]
+    assert b"xxxx" not in answer.body
+    [ctx] = limits.settled
+    assert ctx.reason == "upstream_answer_too_large"
+
+
+async def test_a_stream_event_above_the_cap_ends_the_stream_with_an_error(keys: Keys) -> None:
+    chunks = [sse("Hel"), b"data: {" + b"x" * 600, b"y" * 600, sse("never")]
+    upstream = FakeUpstreamAnswer(200, "text/event-stream", chunks)
+    handler, _, limits = gateway(keys, [upstream], max_answer_bytes=1000)
+    request = FakeIncoming(chat(stream=True), headers={"api-key": keys.full})
+
+    await handler(request)
+
+    [stream] = request.streams
+    assert stream.written[0] == sse("Hel") and stream.ended
+    sent = b"".join(stream.written)
+    assert b"upstream_event_too_large" not in sent  # the reason is the log's, not the client's
+    assert b"proxy.max_answer_bytes" in sent and b"xxxx" not in sent and b"never" not in sent
+    assert upstream.closed  # the rest is not read
+    [ctx] = limits.settled
+    assert ctx.upstream_broke and ctx.streamed_text == ["Hel"]
 
 
 async def test_a_backend_that_cannot_be_reached_fails_over(keys: Keys) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from keyguard.errors import UpstreamTooLarge
 from keyguard.proxy.sse import SseTap, streamed_text
 
 
@@ -53,6 +55,33 @@ def test_any_chunking_gives_the_same_stream(cuts: list[int]) -> None:
     tap = SseTap(strip_usage_chunk=True)
     assert run(tap, pieces) == STREAM.replace(USAGE, b"")
     assert tap.usage is not None and tap.usage.completion_tokens == 3
+
+
+def test_an_event_that_never_ends_stops_at_the_cap_and_is_dropped() -> None:
+    tap = SseTap(strip_usage_chunk=False, max_event_bytes=1000)
+    assert tap.feed(chunk("a")) == chunk("a")  # whole events pass
+    assert tap.feed(b"data: {" + b"x" * 500) == b""
+    with pytest.raises(UpstreamTooLarge):
+        for _ in range(10):
+            tap.feed(b"y" * 100)  # no end of event among them
+    assert tap.flush() == b""  # nothing of the oversized event is sent
+
+
+def test_an_event_up_to_the_cap_passes_whatever_its_pieces() -> None:
+    big = b"data: " + orjson.dumps({"text": "z" * 900}) + b"\n\n"
+    tap = SseTap(strip_usage_chunk=False, max_event_bytes=len(big))
+    pieces = [big[i : i + 7] for i in range(0, len(big), 7)]
+    assert b"".join(tap.feed(p) for p in pieces) == big
+    assert tap.flush() == b""
+
+
+@given(st.lists(st.integers(min_value=1, max_value=len(STREAM) - 1), max_size=12))
+def test_an_end_split_across_pieces_is_found(cuts: list[int]) -> None:
+    crlf = STREAM.replace(b"\n", b"\r\n")
+    points = sorted({min(c, len(crlf) - 1) for c in cuts})
+    pieces = [crlf[a:b] for a, b in zip([0, *points], [*points, len(crlf)], strict=True)]
+    tap = SseTap(strip_usage_chunk=False, max_event_bytes=400)  # about one event
+    assert run(tap, pieces) == crlf
 
 
 def test_only_whole_events_are_released() -> None:

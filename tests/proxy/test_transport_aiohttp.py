@@ -22,7 +22,7 @@ from keyguard.core.transport import (
     UpstreamClient,
 )
 from keyguard.emulator import RunningEmulator
-from keyguard.errors import UpstreamFailed, UpstreamNotReached, UpstreamTimedOut
+from keyguard.errors import UpstreamFailed, UpstreamNotReached, UpstreamTimedOut, UpstreamTooLarge
 from keyguard.proxy.aiohttp_client import AiohttpAnswer, AiohttpUpstream, new_upstream_session
 from keyguard.proxy.pyreqwest_client import (
     PyreqwestAnswer,
@@ -44,6 +44,7 @@ CLIENTS: dict[str, Callable[..., UpstreamClient]] = {
 #: how each client names a body the upstream broke off
 BROKEN_BODY = {"aiohttp": "ClientPayloadError", "pyreqwest": "RequestError"}
 
+LIMIT = 1 << 20  # proxy.max_answer_bytes in these tests
 GZIPPED = gzip.compress(b"not to be decompressed")
 LARGE_CHUNKS = 1024  # 64 MiB in all: far beyond what the sockets' buffers hold
 written_by_large: list[int] = []  # the bytes the upstream's /large has written so far
@@ -105,7 +106,11 @@ async def upstream() -> AsyncIterator[tuple[str, asyncio.Event]]:
         await never.wait()  # then silence, the connection open
         raise AssertionError("unreachable")
 
+    async def sized(request: web.Request) -> web.Response:
+        return web.Response(body=b"s" * (2 * LIMIT), content_type="application/json")
+
     app = web.Application()
+    app.router.add_get("/sized", sized)
     app.router.add_get("/stall", stall)
     app.router.add_post("/json", json_answer)
     app.router.add_get("/compressed", compressed)
@@ -149,7 +154,45 @@ async def test_the_upstream_answer_is_read_whole(
     async with answer:
         assert answer.status == 200 and answer.content_type == "application/json"
         assert answer.headers.get("content-type") == "application/json; charset=utf-8"
-        assert await answer.read_all() == b'{"echo": "hello"}'
+        assert await answer.read_all(LIMIT) == b'{"echo": "hello"}'
+
+
+async def test_an_answer_is_read_whole_up_to_the_cap_and_not_a_byte_more(
+    upstream: tuple[str, asyncio.Event], client: UpstreamClient
+) -> None:
+    url, _ = upstream
+    expected = b'{"echo": "hello"}'
+    answer = await client.send("POST", url + "/json", {}, b"hello", True)
+    async with answer:
+        assert await answer.read_all(len(expected)) == expected
+    answer = await client.send("POST", url + "/json", {}, b"hello", True)
+    async with answer:
+        with pytest.raises(UpstreamTooLarge):
+            await answer.read_all(len(expected) - 1)
+
+
+async def test_an_answer_whose_length_is_above_the_cap_is_refused_unread(
+    upstream: tuple[str, asyncio.Event], client: UpstreamClient
+) -> None:
+    url, _ = upstream
+    answer = await client.send("GET", url + "/sized", {}, b"", True)
+    async with answer:
+        with pytest.raises(UpstreamTooLarge) as caught:
+            await answer.read_all(LIMIT)
+    assert caught.value.cause == "length"
+
+
+async def test_an_answer_without_a_length_stops_being_read_at_the_cap(
+    upstream: tuple[str, asyncio.Event], client: UpstreamClient
+) -> None:
+    url, _ = upstream
+    answer = await client.send("GET", url + "/large", {}, b"", True)  # 64 MiB, chunked
+    async with answer:
+        with pytest.raises(UpstreamTooLarge) as caught:
+            await answer.read_all(LIMIT)
+    assert caught.value.cause == "body"
+    # the reading stopped: what the upstream could write is what the buffers held
+    assert sum(written_by_large) < 16 * LIMIT
 
 
 async def test_the_upstream_stream_is_read_as_it_arrives(
@@ -183,7 +226,7 @@ async def test_an_upstream_body_broken_off_is_a_failure(
     answer = await client.send("GET", url + "/cut", {}, b"", True)
     async with answer:
         with pytest.raises(UpstreamFailed) as caught:
-            await answer.read_all()
+            await answer.read_all(LIMIT)
     assert not isinstance(caught.value, UpstreamTimedOut | UpstreamNotReached)
     assert caught.value.cause == BROKEN_BODY[client_name]
 
@@ -224,7 +267,7 @@ async def test_the_answer_headers_repeat_and_read_case_insensitively_and_nothing
         assert [v for k, v in headers.items() if k.lower() == "x-multi"] == ["a", "b"]
         assert headers.get("x-sent-test") == "1"
         assert answer.content_type == "text/plain"
-        assert await answer.read_all() == GZIPPED  # as the upstream sent it
+        assert await answer.read_all(LIMIT) == GZIPPED  # as the upstream sent it
 
 
 async def test_a_header_value_carrying_bytes_that_are_not_utf8_is_sent(
@@ -239,7 +282,7 @@ async def test_a_header_value_carrying_bytes_that_are_not_utf8_is_sent(
         assert answer.status == 200
         echoed = answer.headers.get("x-sent-test")
         assert echoed is not None and echoed.startswith("ab") and echoed.endswith("cd")
-        assert await answer.read_all() == GZIPPED
+        assert await answer.read_all(LIMIT) == GZIPPED
 
 
 async def test_a_large_stream_is_read_as_it_arrives_never_whole(
@@ -272,7 +315,7 @@ async def test_answers_closed_or_released_unread_give_their_slot_back(
             answer.close() if i % 2 else answer.release()
     answer = await asyncio.wait_for(client.send("POST", url + "/json", {}, b"x", True), 5)
     async with answer:
-        assert await answer.read_all() == b'{"echo": "x"}'
+        assert await answer.read_all(LIMIT) == b'{"echo": "x"}'
 
 
 async def test_tls_is_verified_against_the_upstream_ca_file(
@@ -285,7 +328,7 @@ async def test_tls_is_verified_against_the_upstream_ca_file(
     answer = await client.send("POST", url, {}, b"{}", trust(str(tls_emulator.ca_file)))
     async with answer:
         assert answer.status == 401  # through TLS; no key sent
-        await answer.read_all()
+        await answer.read_all(LIMIT)
 
 
 async def test_an_upstream_silent_in_the_middle_of_a_stream_is_a_timeout(
@@ -326,7 +369,7 @@ async def test_an_answer_header_carrying_bytes_beyond_ascii_is_readable_or_left_
             if client_name == "pyreqwest":  # it reads visible ASCII only: the others left out
                 assert headers.get("x-odd") is None and "x-odd" not in names
                 assert headers.getall("x-utf8", ()) == ()
-            assert await upstream.read_all() == b"{}"
+            assert await upstream.read_all(LIMIT) == b"{}"
     finally:
         server.close()
         await server.wait_closed()
@@ -357,6 +400,6 @@ async def test_a_read_cancelled_mid_stream_gives_the_slot_back(
             await task
         answer = await asyncio.wait_for(client.send("POST", url + "/json", {}, b"x", True), 5)
         async with answer:
-            assert await answer.read_all() == b'{"echo": "x"}'
+            assert await answer.read_all(LIMIT) == b'{"echo": "x"}'
     finally:
         await client.close()

@@ -27,9 +27,11 @@ read and one awaited write, with no wrapper object between the stack and the rel
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from types import TracebackType
 from typing import Literal, Protocol
+
+from ..errors import UpstreamTooLarge
 
 __all__ = [
     "Answer",
@@ -43,6 +45,7 @@ __all__ = [
     "UpstreamAnswer",
     "UpstreamClient",
     "media_type",
+    "read_capped",
 ]
 
 #: A write to a client that has gone away raises this. The builtin, so a stack whose writes
@@ -51,6 +54,20 @@ ClientGone = ConnectionResetError
 
 
 _OCTETS = "application/octet-stream"
+
+
+async def read_capped(read_chunk: Callable[[], Awaitable[bytes]], limit: int) -> bytes:
+    """A body of unknown length read chunk by chunk to its end (``b""``), for adapters whose
+    stack reads a whole body without a cap: :class:`~keyguard.errors.UpstreamTooLarge` as
+    soon as more than ``limit`` bytes have arrived (nothing more is read)."""
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await read_chunk():
+        size += len(chunk)
+        if size > limit:
+            raise UpstreamTooLarge("body")
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def media_type(content_type: str | None) -> str:
@@ -193,8 +210,10 @@ class UpstreamAnswer(Protocol):
     @property
     def content_type(self) -> str: ...
 
-    async def read_all(self) -> bytes:
-        """The whole body; :class:`~keyguard.errors.UpstreamFailed` (or a subclass)."""
+    async def read_all(self, limit: int) -> bytes:
+        """The whole body; :class:`~keyguard.errors.UpstreamTooLarge` when it is longer than
+        ``limit`` bytes (said by its length, before anything is read, or found while reading),
+        any other :class:`~keyguard.errors.UpstreamFailed` as the stack fails."""
         ...
 
     async def read_chunk(self) -> bytes:

@@ -21,7 +21,8 @@ from collections.abc import Mapping
 import aiohttp
 from aiohttp.streams import EofStream
 
-from ..errors import UpstreamFailed, UpstreamNotReached, UpstreamTimedOut
+from ..core.transport import read_capped
+from ..errors import UpstreamFailed, UpstreamNotReached, UpstreamTimedOut, UpstreamTooLarge
 
 __all__ = ["AiohttpAnswer", "AiohttpUpstream", "new_upstream_session"]
 
@@ -31,9 +32,14 @@ _ONE_PIECE = 1 << 20  # bytes of body written upstream in one piece, at most
 class AiohttpAnswer(aiohttp.ClientResponse):
     """aiohttp's response as the seam's :class:`~keyguard.core.transport.UpstreamAnswer`."""
 
-    async def read_all(self) -> bytes:
+    async def read_all(self, limit: int) -> bytes:
+        length = self.content_length
+        if length is None:  # chunked, or to the connection's close
+            return await read_capped(self.read_chunk, limit)
+        if length > limit:
+            raise UpstreamTooLarge("length")
         try:
-            return await self.read()
+            return await self.read()  # exactly ``length`` bytes
         except TimeoutError as exc:
             raise UpstreamTimedOut(type(exc).__name__) from exc
         except aiohttp.ClientError as exc:

@@ -50,8 +50,8 @@ from pyreqwest.http import HeaderMap
 from pyreqwest.request import StreamRequest
 from pyreqwest.response import Response, ResponseBodyReader
 
-from ..core.transport import media_type
-from ..errors import UpstreamFailed, UpstreamNotReached, UpstreamTimedOut
+from ..core.transport import media_type, read_capped
+from ..errors import UpstreamFailed, UpstreamNotReached, UpstreamTimedOut, UpstreamTooLarge
 
 __all__ = ["PyreqwestAnswer", "PyreqwestHeaders", "PyreqwestUpstream", "new_pyreqwest_upstream"]
 
@@ -112,6 +112,14 @@ def _readable(headers: HeaderMap) -> list[tuple[str, str]]:
     return out
 
 
+def _length(value: str | None) -> int | None:
+    """A ``Content-Length`` value as a number (``None``: absent or not a number, so the body
+    is read chunk by chunk under the cap)."""
+    if value is None or not (value.isascii() and value.isdigit()):
+        return None
+    return int(value)
+
+
 def _failure(exc: PyreqwestError) -> UpstreamFailed:
     """A body's read error as the seam's."""
     if isinstance(exc, RequestTimeoutError):
@@ -145,11 +153,16 @@ class PyreqwestAnswer:
         self.headers = headers = PyreqwestHeaders(response.headers)
         self.content_type = media_type(headers.get("content-type"))
 
-    async def read_all(self) -> bytes:
+    async def read_all(self, limit: int) -> bytes:
         reader = self._reader
         if reader is None:
             raise UpstreamFailed("closed")
-        try:
+        length = _length(self.headers.get("content-length"))
+        if length is None:  # chunked, or to the connection's close
+            return await read_capped(self.read_chunk, limit)
+        if length > limit:
+            raise UpstreamTooLarge("length")
+        try:  # exactly ``length`` bytes (hyper holds the upstream to its Content-Length)
             return bytes(await reader.bytes())
         except PyreqwestError as exc:
             raise _failure(exc) from exc

@@ -45,6 +45,7 @@ from ..errors import (
     UpstreamFailed,
     UpstreamNotReached,
     UpstreamTimedOut,
+    UpstreamTooLarge,
 )
 from ..upstream.breaker import parse_retry_after
 from ..upstream.pool import Target, UpstreamPool
@@ -56,6 +57,8 @@ from .sse import SseTap, streamed_text
 __all__ = ["Relay", "upstream_url"]
 
 log = logging.getLogger("keyguard.proxy")
+
+DEFAULT_MAX_ANSWER = 128 * 1024 * 1024  # proxy.max_answer_bytes' default
 
 
 def upstream_url(target: Target, route: Route) -> str:
@@ -77,10 +80,13 @@ class Relay:
         client: UpstreamClient,
         pool: UpstreamPool | None = None,
         share: FairShare | None = None,
+        *,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER,
     ) -> None:
         self._client = client
         self._pool = pool
         self._share = share
+        self._max_answer = max_answer_bytes
 
     async def forward(
         self, request: Incoming, ctx: RequestContext, target: Target, body: bytes
@@ -204,9 +210,11 @@ class Relay:
                 finally:
                     ctx.upstream_ms = (time.perf_counter() - sent) * 1000
             try:
-                payload = await upstream.read_all()
+                payload = await upstream.read_all(self._max_answer)
             except UpstreamTimedOut as exc:
                 raise _timeout(target) from exc
+            except UpstreamTooLarge as exc:
+                raise _too_large(target, self._max_answer) from exc
             except UpstreamFailed as exc:
                 raise _unreachable(target, exc) from exc
             ctx.upstream_ms = (time.perf_counter() - sent) * 1000
@@ -226,7 +234,10 @@ class Relay:
         ctx: RequestContext,
     ) -> StreamedAnswer:
         response = request.stream(upstream.status, headers)
-        tap = SseTap(strip_usage_chunk=ctx.stream_requested and not ctx.usage_requested)
+        tap = SseTap(
+            strip_usage_chunk=ctx.stream_requested and not ctx.usage_requested,
+            max_event_bytes=self._max_answer,
+        )
         sent: list[bytes] = []  # what the client received, to charge a stream cut short
         guard = ctx.answer_guard
         read, write = upstream.read_chunk, response.write
@@ -235,11 +246,22 @@ class Relay:
             while True:
                 try:
                     chunk = await read()
+                    out = tap.feed(chunk)
                 except UpstreamFailed as exc:
                     ctx.upstream_broke = True
-                    log.warning(
-                        "upstream %s broke off a stream: %s", target.upstream.name, exc.cause
-                    )
+                    too_large = isinstance(exc, UpstreamTooLarge)
+                    if too_large:
+                        log.warning(
+                            "upstream %s sent a stream event above proxy.max_answer_bytes "
+                            "(%d); the stream was ended",
+                            target.upstream.name,
+                            self._max_answer,
+                        )
+                        upstream.close()  # the rest is never read
+                    else:
+                        log.warning(
+                            "upstream %s broke off a stream: %s", target.upstream.name, exc.cause
+                        )
                     if guard is not None:  # what was held back is judged and sent first
                         held = guard.flush(b"")
                         if held:
@@ -248,15 +270,22 @@ class Relay:
                             await write(held)
                         if guard.cut:
                             break
-                    err = UpstreamError(
-                        "The Azure OpenAI upstream broke off in the middle of the stream.",
-                        reason="upstream_stream_broken",
+                    err = (
+                        UpstreamError(
+                            "The Azure OpenAI upstream sent a stream event larger than this "
+                            f"gateway relays ({self._max_answer} bytes, proxy.max_answer_bytes).",
+                            reason="upstream_event_too_large",
+                        )
+                        if too_large
+                        else UpstreamError(
+                            "The Azure OpenAI upstream broke off in the middle of the stream.",
+                            reason="upstream_stream_broken",
+                        )
                     )
                     await write(sse_error_event(err))
                     break
                 if not chunk:
                     break
-                out = tap.feed(chunk)
                 if guard is not None and out:
                     out = guard.feed(out)  # held back until judged (or the stream's end)
                 if out:
@@ -332,6 +361,19 @@ def _timeout(target: Target) -> UpstreamError:
         f"The Azure OpenAI upstream '{target.upstream.name}' did not answer in time.",
         status=504,
         reason="upstream_timeout",
+    )
+
+
+def _too_large(target: Target, limit: int) -> UpstreamError:
+    log.warning(
+        "upstream %s answered more than proxy.max_answer_bytes (%d); not relayed",
+        target.upstream.name,
+        limit,
+    )
+    return UpstreamError(
+        f"The Azure OpenAI upstream's answer is larger than this gateway relays ({limit} "
+        "bytes, proxy.max_answer_bytes); ask for less at once (fewer inputs or choices).",
+        reason="upstream_answer_too_large",
     )
 
 

@@ -2,7 +2,10 @@
 
 :class:`SseTap` is fed the upstream's bytes chunk by chunk and returns what to send to the
 client now: every complete event (a partial trailing event waits for its end, so no event is
-ever split or altered), with the usage read from the event that carries a usage object. When
+ever split or altered), with the usage read from the event that carries a usage object. A
+waiting event is kept as the pieces it came in (joined once, when its end arrives) and may
+grow to ``max_event_bytes``: beyond, :class:`~keyguard.errors.UpstreamTooLarge` and the
+pieces are dropped. When
 Keyguard asked Azure for usage on the client's behalf (``stream_options.include_usage``), the
 usage-only chunk (``"choices": []`` with a ``usage`` object) is dropped so the client sees
 exactly the stream it asked for. Events without a usage object (``"usage": null`` included)
@@ -20,6 +23,7 @@ from typing import Any
 import orjson
 
 from ..core.request import Usage
+from ..errors import UpstreamTooLarge
 
 __all__ = ["SseTap", "streamed_text"]
 
@@ -75,26 +79,57 @@ def _data(event: bytes) -> Any:
 
 
 class SseTap:
-    def __init__(self, *, strip_usage_chunk: bool) -> None:
+    def __init__(self, *, strip_usage_chunk: bool, max_event_bytes: int = 128 << 20) -> None:
         self._strip = strip_usage_chunk
-        self._carry = b""
+        self._max = max_event_bytes
+        self._waiting: list[bytes] = []  # the pieces of an event whose end has not come
+        self._size = 0  # their length
+        self._tail = b""  # their last 3 bytes: where an end may begin
         self.usage: Usage | None = None
 
     def feed(self, chunk: bytes) -> bytes:
-        buf = self._carry + chunk if self._carry else chunk
+        waiting = self._waiting
+        if waiting:
+            joint = self._tail + chunk
+            if _boundary(joint, b"\r" in joint) < 0:  # the event goes on
+                return self._wait(chunk, joint)
+            waiting.append(chunk)
+            buf = b"".join(waiting)
+            waiting.clear()
+            self._size = 0
+        else:
+            buf = chunk
         cr = b"\r" in buf
         end = _boundary(buf, cr)
         if end < 0:
-            self._carry = buf
-            return b""
-        out, self._carry = buf[:end], buf[end:]
+            return self._wait(buf, buf)
+        out = buf[:end]
+        if end < len(buf):
+            rest = buf[end:]
+            waiting.append(rest)
+            self._size, self._tail = len(rest), rest[-3:]
         pos = _last_usage(out, len(out))
         if pos >= 0:
             out = self._read_usage(out, pos, cr)
         return out
 
+    def _wait(self, piece: bytes, joint: bytes) -> bytes:
+        """Keep ``piece`` of an event not yet complete (``joint``: the bytes that end with it,
+        for the tail); past the cap, drop the event and raise."""
+        if piece:
+            self._waiting.append(piece)
+            self._size += len(piece)
+            self._tail = joint[-3:]
+            if self._size > self._max:
+                self._waiting.clear()
+                self._size = 0
+                raise UpstreamTooLarge("event")
+        return b""
+
     def flush(self) -> bytes:
-        rest, self._carry = self._carry, b""
+        rest = b"".join(self._waiting)
+        self._waiting.clear()
+        self._size = 0
         return rest
 
     def _read_usage(self, out: bytes, pos: int, cr: bool) -> bytes:
