@@ -20,12 +20,15 @@ __all__ = ["AnswerGuard", "PolicyOutcome", "RequestContext", "Usage", "client_fi
 class AnswerGuard(Protocol):
     """The guardrails over one request's answer (set by the guard stage, used by the relay).
 
-    ``body`` returns the non-streamed answer to release (maybe edited, or cut); ``feed`` takes
+    ``body`` returns the non-streamed answer to release (maybe edited, or cut; ``parsed``: the
+    answer's JSON when the relay has parsed it already, else ``None``); ``feed`` takes
     whole server-sent events and returns those safe to send now; ``flush`` ends the stream
     (``rest``: a trailing partial event); once ``cut`` is true the stream has ended (a value
     to block was found) and the relay stops reading upstream."""
 
-    async def body(self, status: int, content_type: str, payload: bytes) -> bytes: ...
+    async def body(
+        self, status: int, content_type: str, payload: bytes, parsed: Any = None
+    ) -> bytes: ...
 
     def feed(self, events: bytes) -> bytes: ...
 

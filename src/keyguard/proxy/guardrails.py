@@ -294,14 +294,17 @@ class AnswerCheck:
     def cut(self) -> bool:
         return self._stream is not None and self._stream.cut
 
-    async def body(self, status: int, content_type: str, payload: bytes) -> bytes:
+    async def body(
+        self, status: int, content_type: str, payload: bytes, parsed: Any = None
+    ) -> bytes:
         """The answer to release: unchanged when nothing is found; edited to redact or
-        restore; its choice cut (``finish_reason: "content_filter"``) to block."""
+        restore; its choice cut (``finish_reason: "content_filter"``) to block. ``parsed``:
+        ``payload``'s JSON when the relay has read it already (it may be edited here)."""
         ctx = self._ctx
         if status != 200 or content_type != "application/json" or ctx.route is None:
             return payload
         try:
-            body = orjson.loads(payload)
+            body = parsed if parsed is not None else orjson.loads(payload)
             if not isinstance(body, dict):
                 raise ValueError("not an object")
             verdict = await self._stage.judge_answer(

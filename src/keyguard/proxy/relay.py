@@ -26,6 +26,7 @@ import logging
 import math
 import time
 from collections.abc import MutableMapping
+from typing import Any
 
 import orjson
 
@@ -218,11 +219,13 @@ class Relay:
             except UpstreamFailed as exc:
                 raise _unreachable(target, exc) from exc
             ctx.upstream_ms = (time.perf_counter() - sent) * 1000
+            parsed = None
             if upstream.status == 200 and upstream.content_type == "application/json":
-                ctx.usage = _usage_of(payload)
+                parsed = _json(payload)
+                ctx.usage = _usage_in(parsed)
             guard = ctx.answer_guard
             if guard is not None:  # the guardrails read the answer before it is released
-                payload = await guard.body(upstream.status, upstream.content_type, payload)
+                payload = await guard.body(upstream.status, upstream.content_type, payload, parsed)
             return request.answer(upstream.status, out_headers, payload)
 
     async def _stream(
@@ -324,11 +327,16 @@ def _body_for(body: bytes, ctx: RequestContext, first: Target, backend: Target) 
     return orjson.dumps({**payload, "model": backend.deployment})
 
 
-def _usage_of(payload: bytes) -> Usage | None:
+def _json(payload: bytes) -> Any:
+    """The answer's JSON (``None`` when it is not JSON): read once, for the usage and the
+    guardrails."""
     try:
-        obj = orjson.loads(payload)
+        return orjson.loads(payload)
     except orjson.JSONDecodeError:
         return None
+
+
+def _usage_in(obj: Any) -> Usage | None:
     usage = obj.get("usage") if isinstance(obj, dict) else None
     return Usage.from_azure(usage) if isinstance(usage, dict) else None
 
