@@ -209,6 +209,8 @@ GENERATORS: dict[str, Gen] = {
                                      "phone")),
     "PHONE_FR": ("phone", lambda r: (samples.phone(r, "FR", international=False), "portable",
                                      "telephone")),
+    "PHONE_DE": ("phone", lambda r: (  # written 0151/2345678
+        samples.phone(r, "DE", international=False).replace(" ", "/", 1), "Tel.", "telefon")),
     "IP": ("ip_address", lambda r: (samples.public_ip(r), "IP address", "client_ip")),
     "IP6": ("ip_address", lambda r: (samples.public_ip(r, 6), "IPv6 address", "client_ip")),
     # hard negatives

@@ -1,13 +1,15 @@
 """Secrets recognised by the name they are assigned to, not by their shape: a password or an
 API secret in a config file, an ``.env`` line, a JSON or YAML document pasted into a prompt.
 
-Prompt-only (``keyguard scan`` leaves generic values to the formats it knows): a value is
-reported when its name says it is a password (``password``, ``passwd``, ``pwd``) or a secret
-(``secret``, ``client_secret``, ``api_key``, ``access_token``, ``auth_token``, ...) and the
-value looks like one: long enough, more than one kind of character, not a placeholder
-(``changeme``, ``<password>``, ``${DB_PASSWORD}``, ``***``), not a reference to where the
-secret lives (``os.environ[...]``, ``process.env.X``, ``@Microsoft.KeyVault(...)``,
-``secretKeyRef``), and, for secrets, random enough (entropy). Shaped kinds found by the
+Prompt-only (``keyguard scan`` leaves generic values to the formats it knows): a value
+(``name: value``, ``name = value``, ``<name>value</name>``) is reported when its name says it
+is a password (``password``, ``passwd``, ``pwd``) or a secret (``secret``, ``client_secret``,
+``api_key``, ``access_token``, ``auth_token``, ...) and the value looks like one: long enough,
+more than one kind of character, not a placeholder (``changeme``, ``<password>``,
+``${DB_PASSWORD}``, ``***``), not a URL without credentials (a connection string's
+``Endpoint=sb://...``), not a reference to where the secret lives (``os.environ[...]``,
+``process.env.X``, ``@Microsoft.KeyVault(...)``, ``secretKeyRef``), and, for secrets, random
+enough (entropy). Shaped kinds found by the
 scanner's detectors win over these on overlap.
 """
 
@@ -29,6 +31,7 @@ _KINDS = (
 )  # fmt: skip
 _IDENT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 _VALUE = re.compile(r"[=>]?\s{0,8}[\"']?([^\s\"',;`]{6,128})")
+_XML_VALUE = re.compile(r"([^<>\s]{6,128})</([A-Za-z_][\w.-]{0,63})>")  # <password>v</password>
 _REFERENCE = re.compile(
     r"(?i)^(?:\$|%|<|\{|\[|@microsoft\.keyvault|process\.env|os\.environ|os\.getenv|env\(|"
     r"secret[s]?\.|vault:|secretkeyref|valuefrom|none$|null$|true$|false$|undefined$|"
@@ -60,6 +63,8 @@ def _looks_secret(kind: str, value: str) -> bool:
         return False
     if _IDENTIFIER_PATH.match(value) or "(" in value or value.endswith(("_KEY", "_SECRET")):
         return False
+    if "://" in value and "@" not in value:
+        return False  # an endpoint (Endpoint=sb://...): its key, if any, is a shaped kind
     if is_placeholder(value):
         return False
     if kind.startswith(_PASSWORD_KINDS):
@@ -85,17 +90,26 @@ def _kind(text: str, sep: int) -> str | None:
     return None
 
 
+def _xml_value(text: str, pos: int) -> re.Match[str] | None:
+    """The value of ``<name>value</name>`` whose opening tag ends at ``pos``, if it is one."""
+    m = _XML_VALUE.match(text, pos + 1)
+    if m is None:
+        return None
+    tag = m.group(2)
+    return m if text.startswith("<" + tag, pos - len(tag) - 1) else None
+
+
 def assigned_secrets(text: str) -> Iterator[Match]:
     """Values assigned to a password- or secret-like name in ``text``."""
     lowered = text.lower()
     if not any(word in lowered for word in ("pass", "pwd", "secret", "key", "token")):
         return
-    for sep_char in ":=":
+    for sep_char in ":=>":
         pos = text.find(sep_char)
         while pos != -1:
             kind = _kind(text, pos) if pos > 0 else None
             if kind is not None:
-                m = _VALUE.match(text, pos + 1)
+                m = _xml_value(text, pos) if sep_char == ">" else _VALUE.match(text, pos + 1)
                 if m is not None:
                     value = m.group(1).rstrip(".)")
                     if _looks_secret(kind, value):

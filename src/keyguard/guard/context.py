@@ -1,7 +1,9 @@
 """What the words just before a candidate say it is.
 
-A number named as an order, invoice, tracking or ISBN number is not personal data even when
-it validates; a weakly checked identifier (nine or eleven digits) is only one when named.
+A number named as an order, invoice, tracking or ISBN number (in English, German, French,
+Spanish, Italian, Dutch or Polish: ``Bestellnummer``, ``facture``, ``pedido``) is not personal
+data even when it validates, a card "on file" excepted; a weakly checked identifier (nine or
+eleven digits) is only one when named.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ _OTHERWISE = re.compile(
     r"(?i)\b(?:order|invoice|tracking|shipment|parcel|ticket|case|ref(?:erence)?|po|sku|serial|"
     r"isbn(?:-1[03])?|issn|ean|gtin|upc|part|build|version|transaction|txn|confirmation|"
     r"booking|reservation|receipt|batch|lot|item|product|request|trace|"
-    r"correlation|session|job|run|commit|file|row|record|doi|pmid|arxiv)"
-    r"(?:[\s_-]*(?:no\.?|nr\.?|number|num|id|#|code|ref))?[\"'`]?\s*[:#=]?\s*[#(\"'`\[]?\s*$"
+    r"correlation|session|job|run|commit|(?<!on )file|row|record|doi|pmid|arxiv|"
+    r"bestell(?:ung)?|auftrags?|rechnungs?|sendungs?|lieferschein|commande|facture|"
+    r"pedido|factura|albar[áa]n|ordine|fattura|spedizione|bestelling|factuur|zam[óo]wieni[ae])"
+    r"(?:[\s_-]*(?:no\.?|nr\.?|number|nummer|num|id|#|code|ref))?[\"'`]?\s*[:#=]?\s*[#(\"'`\[]?\s*$"
 )
 
 

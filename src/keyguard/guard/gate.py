@@ -10,10 +10,11 @@ anything, so skipping a detector whose condition is absent changes no finding:
   characters, ``://``, a backslash, ``PRIVATE KEY``, a ``%XX`` escape, ``password`` / ``pwd``
   / ``basic`` in any case, a closing quote followed by glue);
 * ``ASSIGNED``: a name ending in ``password``, ``passwd``, ``pwd``, ``pass``, ``secret``,
-  ``key`` or ``token`` (any case) followed by at most three quotes, spaces or tabs and ``:``
-  or ``=`` (:mod:`keyguard.guard.assigned` reads a value only there);
+  ``key`` or ``token`` (any case) followed by at most three quotes, spaces or tabs and ``:``,
+  ``=`` or ``>`` (:mod:`keyguard.guard.assigned` reads a value only there; ``>`` ends an XML
+  element's opening tag);
 * ``NUMBERS``: four digits joined by number separators (the numeric windows of
-  :mod:`keyguard.guard.windows`), or six upper-case letters and two digits (where an Italian
+  :mod:`keyguard.guard.windows`), or six letters of one case and two digits (where an Italian
   fiscal code can start);
 * ``EMAIL``: an ``@``;
 * ``IPV6``: two colons with only hex digits between them.
@@ -38,9 +39,9 @@ _CONDITIONS: tuple[tuple[int, bytes], ...] = (
     (SECRET, rb"[A-Za-z0-9+/=_.~%\-]{16}"),
     (SECRET, rb"://|\\|PRIVATE KEY|%[0-9A-Fa-f]{2}|(?i:password|pwd|basic)"),
     (SECRET, rb"[\"'`](?:[ \t]*[\\\r\n;+.&|(),]|[ \t]+(?:[@$]|[rRbBuUfF]{1,2})?[\"'`])"),
-    (ASSIGNED, rb"(?i:password|passwd|pwd|pass|secret|key|token)[\"' \t]{0,3}[:=]"),
+    (ASSIGNED, rb"(?i:password|passwd|pwd|pass|secret|key|token)[\"' \t]{0,3}[:=>]"),
     (NUMBERS, rb"[0-9]" + _SEP + rb"[0-9]" + _SEP + rb"[0-9]" + _SEP + rb"[0-9]"),
-    (NUMBERS, rb"[A-Z]{6}[0-9]{2}"),
+    (NUMBERS, rb"[A-Z]{6}[0-9]{2}|[a-z]{6}[0-9]{2}"),
     (EMAIL, rb"@"),
     (IPV6, rb":[0-9A-Fa-f]*:"),
 )

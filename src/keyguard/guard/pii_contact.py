@@ -2,14 +2,18 @@
 
 * **E-mail**: found from each ``@``; not reported for the reserved documentation domains
   (``example.com``/``.net``/``.org`` and their subdomains, ``.example``, ``.test``,
-  ``.invalid``, ``.localhost``), for ``user@host:path`` (an scp/git remote), for a
-  ``user:password@host`` URL's user part, or when the "top-level domain" is a file extension
-  (``logo@2x.png``).
+  ``.invalid``, ``.localhost``), for ``user@host:path/...`` (an scp/git remote), for a
+  ``scheme://user:password@host`` URL's user part, or when the "top-level domain" is a file
+  extension (``logo@2x.png``). A colon alone does not make a remote or a URL: ``Mail from
+  a@b.com:``, ``mailto:a@b.com``, ``EMAIL:a@b.com`` (vCard), ``curl -u a@b.com:TOKEN``.
 * **Phone**: parsed and validated with ``phonenumbers``. A number written with its country
   code (``+44 ...``, ``0049 ...``) is read as such; a national number is read in the
   configured regions whose trunk prefix it has (``0`` for GB, DE, FR, NL; none for US, ES,
-  IT), and only when it is written with separators (``(415) 555-2671``, ``030 1234 5678``)
-  or named (``phone``, ``tel``, ``mobile``, ...); it is reported when valid in one of them.
+  IT), and only when it is written with separators (``(415) 555-2671``, ``030 1234 5678``,
+  ``0151/2345678``) or named (``phone``, ``tel``, ``mobile``, ...); it is reported when valid
+  in one of them. Unnamed, a national number without a trunk prefix must start as such
+  numbers are written (a 3-digit group, or ``1`` and one: ``2026-11-4471`` and an EIN
+  ``84-3920114`` are not), and a ``00`` number needs separators (``0012345678905`` is a barcode).
   Dates, times, IP addresses, version strings, ISBNs, numbers named as order or invoice
   numbers, and the ranges reserved for fiction (US 555-01xx, Ofcom's drama ranges) are not
   reported.
@@ -52,6 +56,16 @@ _FILE_TLDS = frozenset(
     "htm md txt py rb go rs java kt swift php sh zip gz tar pdf mp4 mp3 wav woff woff2 ttf lock "
     "min".split()
 )
+_REMOTE_PATH = re.compile(r":[\w~.-]*/")  # git@github.com:org/repo, host:~/dir/file
+_URL_USER = re.compile(r"://[^\s/@]*:\Z")  # https://user:password@host
+
+
+def _not_an_address(text: str, start: int, end: int) -> bool:
+    """The ``local@domain`` at ``start:end`` is a URL's password and host, or a remote."""
+    before = text[start - 1] if start > 0 else ""
+    if before == "/" or (before == ":" and _URL_USER.search(text, max(0, start - 256), start)):
+        return True
+    return text.startswith(":", end) and _REMOTE_PATH.match(text, end) is not None
 
 
 def _emails(text: str) -> Iterator[Match]:
@@ -69,23 +83,25 @@ def _emails(text: str) -> Iterator[Match]:
                 start += 1
             end = domain.end()
             tld = domain.group(1).lower()
-            before = text[start - 1] if start > 0 else ""
             host = domain.group().lower()
             if (
                 start < pos
                 and tld not in _FILE_TLDS
                 and _RESERVED.search(host) is None
-                and (start == 0 or before not in ":/")
-                and not text.startswith(":", end)
+                and not _not_an_address(text, start, end)
             ):
                 yield Match("personal", "email", "email", start, end)
         pos = nxt
 
 
-_PHONE = re.compile(r"(?<![\w+@/.#$-])(?:\+|00)?\(?\d[\d \t().-]{5,22}\d\)?(?![\w@/-]|[.,:]\d)")
+_PHONE = re.compile(
+    r"(?<![\w+@/.#$-])(?:\+|00)?\(?\d(?:[\d \t().-]{5,22}|\d{1,5}/[\d \t().-]{3,20})\d\)?"
+    r"(?![\w@/-]|[.,:]\d)"
+)
+_GROUPS = re.compile(r"\d+")
 _PHONE_NAMES = re.compile(
     r"(?i)(?:phone|tel\b|telephone|mobile|cell|fax|whatsapp|sms|call|text me|reach me|"
-    r"t[ée]l[ée]phone|telefon|handy|m[óo]vil|cellulare|contact)"
+    r"ring (?:me|us)|t[ée]l[ée]phone|telefon|handy|m[óo]vil|cellulare|contact)"
 )
 _DATE = re.compile(
     r"^(?:\d{4}[-./ ]\d{1,2}[-./ ]\d{1,2}|\d{1,2}[-./ ]\d{1,2}[-./ ]\d{2,4})(?:[ T]\d{1,2})?$"
@@ -121,11 +137,19 @@ def _valid_phone(raw: str, regions: Sequence[str], named: bool) -> bool:
     if len(digits) in (10, 13) and raw.count("-") >= 3 and isbn.is_valid(digits):
         return False
     international = raw.startswith(("+", "00"))
-    if not international and not named and raw.isdigit():
+    if not named and raw.isdigit():
         return False
     if international:
-        return _valid_in(_parse("+" + raw[2:] if raw.startswith("00") else raw, None))
+        return "/" not in raw and _valid_in(
+            _parse("+" + raw[2:] if raw.startswith("00") else raw, None)
+        )
     trunk = "0" if digits.startswith("0") else None
+    if "/" in raw and trunk is None:
+        return False  # 0151/2345678: after a trunk-0 area code only
+    if trunk is None and not named:
+        groups = _GROUPS.findall(raw)
+        if len(groups[0]) != 3 and not (groups[0] == "1" and len(groups[1]) == 3):
+            return False
     valid = False
     for region in regions:
         if _trunk_prefix(region) != trunk:

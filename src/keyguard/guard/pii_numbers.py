@@ -57,6 +57,8 @@ _CF = re.compile(
     r"(?<![\w-])[A-Z]{6}[0-9LMNPQRSTUV]{2}[ABCDEHLMPRST][0-9LMNPQRSTUV]{2}[A-Z]"
     r"[0-9LMNPQRSTUV]{3}[A-Z](?![\w-])"
 )
+_CF_LOWER = re.compile(_CF.pattern.replace("A-Z", "a-z").replace("LMNPQRSTUV", "lmnpqrstuv")
+                       .replace("ABCDEHLMPRST", "abcdehlmprst"))  # fmt: skip
 _NINO = re.compile(
     r"(?<![\w-])(?!BG|GB|KN|NK|NT|TN|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]"
     r" ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![\w-])"
@@ -167,8 +169,8 @@ def _spanish(text: str, lo: int, hi: int) -> Iterator[Match]:
 
 def _italian(text: str, starts: list[int]) -> Iterator[Match]:
     for start in starts:
-        m = _CF.match(text, start)
-        if m is not None and codicefiscale.is_valid(m.group()):
+        m = _CF.match(text, start) or _CF_LOWER.match(text, start)
+        if m is not None and codicefiscale.is_valid(m.group().upper()):
             yield Match("personal", "it_fiscal_code", "it_fiscal_code", m.start(), m.end())
 
 

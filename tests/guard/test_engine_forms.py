@@ -1,0 +1,119 @@
+"""Forms real prompts carry values in that a first corpus missed: addresses next to a colon,
+national phone numbers in local writing, numbers named in other languages, endpoints
+assigned to a password-like name."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from keyguard.guard import samples as pii
+from keyguard.guard.engine import GuardEngine
+from keyguard.scan import testkeys
+
+ENGINE = GuardEngine()
+RNG = random.Random(21)
+
+
+def _found(text: str) -> list[tuple[str, str]]:
+    return [(m.category, text[m.start : m.end]) for m in ENGINE.scan(text)]
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "Dispute from {}:",  # a colon ends the sentence
+        "Dispute from {}: card charged 3x",
+        '<a href="mailto:{}?subject=Quote">Sales</a>',
+        "BEGIN:VCARD\nEMAIL:{}\nEND:VCARD",
+        "curl -u {}:ATATT3xFfGF0T2pGZmNnYlE1bXpLZ0 https://fabrikam.atlassian.net/rest/api/3",
+    ],
+)
+def test_an_address_next_to_a_colon_is_still_an_address(template: str) -> None:
+    address = "olga.nowak@fabrikam.io"
+    assert ("email", address) in _found(template.format(address))
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "git@github.com:contoso/billing.git",
+        "git clone git@ssh.dev.azure.com:v3/contoso/billing/billing",
+        "postgres://app:{}@db.fabrikam.io:5432/orders",
+        "https://deploy:{}@registry.fabrikam.io/v2/",
+    ],
+)
+def test_remotes_and_url_credentials_are_not_addresses(template: str) -> None:
+    text = template.format(pii.token(RNG, "db_password"))
+    assert "email" not in {c for c, _ in _found(text)}
+
+
+def test_a_german_number_written_with_a_slash() -> None:
+    text = "Tel.: 0151/62431807 - bitte zurückrufen"
+    assert _found(text) == [("phone", "0151/62431807")]
+    assert _found("Kalenderwoche 2024/2025 und 12/07/2026") == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "shipped 2026-11-4471 ok",  # a year-first reference, not a US number
+        "Employer identification number (EIN) 84-3920114",
+        "EAN 4006381333931, 5901234123457 and 0012345678905",  # 00 + digits, unformatted
+    ],
+)
+def test_national_looking_groups_that_no_one_dials(text: str) -> None:
+    assert "phone" not in {c for c, _ in _found(text)}
+
+
+@pytest.mark.parametrize(
+    "number", ["(212) 718-4402", "212-718-4402", "1-212-718-4402", "612 34 56 78", "347 123 4567"]
+)
+def test_national_numbers_in_their_usual_groups_are_still_found(number: str) -> None:
+    assert _found(f"reach the desk at {number} today") == [("phone", number)]
+
+
+def test_an_unformatted_00_number_needs_its_name() -> None:
+    assert _found("barcode 0046701234567 scanned") == []
+    assert _found("phone 0046701234567") == [("phone", "0046701234567")]
+    assert _found("ring me on 0046701234567 tomorrow") == [("phone", "0046701234567")]
+
+
+@pytest.mark.parametrize(
+    "words", ["Bestellnummer", "Rechnungsnr.", "n° de commande", "número de pedido", "fattura"]
+)
+def test_numbers_named_as_orders_in_other_languages_are_not_cards(words: str) -> None:
+    number = pii.card(RNG, "visa", "")
+    assert _found(f"{words} {number} - das Paket ist beschädigt") == []
+
+
+def test_a_card_on_file_is_a_card() -> None:
+    number = pii.card(RNG, "visa", " ")
+    assert _found(f"card on file: {number}") == [("payment_card", number)]
+    assert _found("log file: 4539148803436467") == []
+
+
+def test_an_endpoint_assigned_to_a_password_name_is_not_a_password() -> None:
+    key = testkeys.shared_access_key()
+    text = (
+        'password="Endpoint=sb://evh-telemetry.servicebus.windows.net/;'
+        f'SharedAccessKeyName=producer;SharedAccessKey={key};EntityPath=events";'
+    )
+    assert {c for c, _ in _found(text)} == {"azure_shared_access_key"}
+    assert _found("password = 'Kestrel512$abc'") == [("password", "Kestrel512$abc")]
+
+
+def test_a_password_in_an_xml_element() -> None:
+    text = "<server><id>nexus</id><username>deployer</username><password>Kestrel512$abc</password>"
+    assert _found(text) == [("password", "Kestrel512$abc")]
+    assert _found("<password>${env.NEXUS_PASSWORD}</password><passwordMinLength>12</x>") == []
+    assert _found("<token>abc</token> <password>changeme</password>") == []
+
+
+def test_a_fiscal_code_typed_in_lower_case() -> None:
+    code = pii.it_fiscal_code(RNG)
+    assert _found(f"il mio codice fiscale è {code.lower()}, grazie") == [
+        ("it_fiscal_code", code.lower())
+    ]
+    assert _found("built on ubuntu2204 with python311 and openssl30") == []
