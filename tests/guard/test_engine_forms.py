@@ -117,3 +117,20 @@ def test_a_fiscal_code_typed_in_lower_case() -> None:
         ("it_fiscal_code", code.lower())
     ]
     assert _found("built on ubuntu2204 with python311 and openssl30") == []
+
+
+@pytest.mark.parametrize("space", ["\u00a0", "\u202f", "\u2009", "\u2007"])
+def test_digits_grouped_with_no_break_or_thin_spaces(space: str) -> None:
+    card = pii.card(RNG, "visa", " ")
+    iban = pii.iban_number(RNG, "FR")
+    text = f"carte {card.replace(' ', space)}, RIB : {iban.replace(' ', space)}"
+    assert _found(text) == [
+        ("payment_card", card.replace(" ", space)),
+        ("iban", iban.replace(" ", space)),
+    ]
+
+
+def test_an_address_in_a_url_is_not_a_version() -> None:
+    text = "the panel is open at http://81.2.69.160/admin"
+    assert _found(text) == [("ip_address", "81.2.69.160")]
+    assert _found("UA Chrome/120.0.6099.109") == []

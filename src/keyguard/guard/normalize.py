@@ -1,16 +1,17 @@
 """The text the detectors read: lone surrogates replaced, invisible characters removed,
-full-width ASCII and every script's decimal digits folded, with a map back to the caller's
-offsets.
+full-width ASCII, no-break spaces and every script's decimal digits folded, with a map back to
+the caller's offsets.
 
 A value can be hidden from a pattern by characters a reader does not see (zero-width space,
-joiners, soft hyphen, bidi controls, BOM) or written in full-width forms (``ｓｋ-...``). Those
-are removed or folded before detection, and so are the decimal digits of other scripts
-(``+٤٤ ٧٩١١ ١٢٣٤٥٦`` is the phone number ``+44 7911 123456``; a card number, IBAN or
-identifier written so is still one); a match is mapped back to the span of the original
-text that holds it, invisible characters included, so a redaction removes all of it. Lone
-surrogates (possible in JSON ``\\ud800`` escapes) become U+FFFD: the text stays one code point
-per character, and every detector can encode it. Homoglyphs of other scripts (Cyrillic ``а``
-for Latin ``a``) are not folded: a value so altered is no longer the credential.
+joiners, soft hyphen, bidi controls, BOM), written in full-width forms (``ｓｋ-...``) or
+grouped with no-break or thin spaces. Those are removed or folded before detection, and so
+are the decimal digits of other scripts (``+٤٤ ٧٩١١ ١٢٣٤٥٦`` is the phone number
+``+44 7911 123456``; a card number, IBAN or identifier written so is still one); a match is
+mapped back to the span of the original text that holds it, invisible characters included,
+so a redaction removes all of it. Lone surrogates (possible in JSON ``\\ud800`` escapes)
+become U+FFFD: the text stays one code point per character, and every detector can encode
+it. Homoglyphs of other scripts (Cyrillic ``а`` for Latin ``a``) are not folded: a value so
+altered is no longer the credential.
 """
 
 from __future__ import annotations
@@ -36,8 +37,12 @@ _ZEROS = (
     0x1D7CE, 0x1D7D8, 0x1D7E2, 0x1D7EC, 0x1D7F6, 0x1E140, 0x1E2F0, 0x1E950, 0x1FBF0,
 )  # fmt: skip
 DIGITS = {zero + i: 0x30 + i for zero in _ZEROS for i in range(10)}
-_ODD = re.compile("[\ud800-\udfff" + _INVISIBLE + "\uff01-\uff5e\u3000]|(?![0-9])\\d")
+# No-break and fixed-width spaces that group digits (``4539 1488 ...`` pasted from a web page,
+# French ``06 12 34 56 78`` with U+202F): read as the ASCII space they stand for.
+_SPACES = "\u00a0\u2007\u2009\u202f"
+_ODD = re.compile("[\ud800-\udfff" + _INVISIBLE + _SPACES + "\uff01-\uff5e\u3000]|(?![0-9])\\d")
 _FOLD = {0xFF01 + i: 0x21 + i for i in range(0x5E)} | {0x3000: 0x20} | DIGITS
+_FOLD |= dict.fromkeys(map(ord, _SPACES), 0x20)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _DROP = re.compile("[" + _INVISIBLE + "]")
 

@@ -202,7 +202,7 @@ def _phones(
 
 
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)")
-_VERSION = re.compile(r"(?i)(?:version|\bv|release|build|/)\s*$")
+_VERSION = re.compile(r"(?i)(?:version|\bv|release|build|(?<!/)/)\s*$")  # not after ://
 
 
 def _ipv4(text: str, lo: int, hi: int) -> Iterator[Match]:
