@@ -182,6 +182,10 @@ GENERATORS: dict[str, Gen] = {
     "DB_URL": ("connection_string_password", lambda r: (
         f"postgresql://app_user:{samples.token(r, 'db_password')}@db-prod-{r.randint(1, 9)}"
         ".internal:5432/orders", "database URL", "DATABASE_URL")),
+    "ODBC_CS": ("connection_string_password", lambda r: (  # ODBC quotes a value in braces
+        "Driver={ODBC Driver 18 for SQL Server};Server=tcp:sql-crm.database.windows.net,1433;"
+        f"Uid=crm_app;Pwd={{{samples.token(r, 'db_password')};x}};Encrypt=yes;",
+        "ODBC connection string", "ODBC_CONNECTION")),
     "PASSWORD": ("password", lambda r: (_password(r), "password", "DB_PASSWORD")),
     "API_SECRET": ("named_secret", lambda r: (
         "".join(r.choice(string.ascii_letters + string.digits) for _ in range(r.randint(20, 40))),
@@ -203,6 +207,10 @@ GENERATORS: dict[str, Gen] = {
     "NL_BSN": ("nl_bsn", lambda r: (samples.nl_bsn(r), "BSN", "bsn")),
     "GB_NINO": ("gb_nino", lambda r: (samples.gb_nino(r), "National Insurance number", "nino")),
     "EMAIL": ("email", lambda r: (samples.email(r), "e-mail", "email")),
+    "EMAIL_IDN": ("email", lambda r: (  # an internationalised address (fictional domains)
+        r.choice(["jürgen.weiß", "zoë.lefèvre", "søren"]) + "@"
+        + r.choice(["müller-bäckerei.de", "café-lumière.fr", "straßenbau-nord.at"]), "E-Mail",
+        "email")),
     "PHONE": ("phone", lambda r: (samples.phone(r, r.choice(["GB", "DE", "FR", "US", "NL", "ES"])),
                                   "phone", "phone")),
     "PHONE_US": ("phone", lambda r: (samples.phone(r, "US", international=False), "phone",

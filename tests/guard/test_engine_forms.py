@@ -134,3 +134,36 @@ def test_an_address_in_a_url_is_not_a_version() -> None:
     text = "the panel is open at http://81.2.69.160/admin"
     assert _found(text) == [("ip_address", "81.2.69.160")]
     assert _found("UA Chrome/120.0.6099.109") == []
+
+
+def test_an_odbc_password_in_braces_is_a_password_a_template_is_not() -> None:
+    password = pii.token(RNG, "db_password") + ";x"
+    text = f"Driver={{ODBC Driver 18}};Server=tcp:sql01,1433;Uid=app;Pwd={{{password}}};"
+    assert _found(text) == [("connection_string_password", password)]
+    for template in ("{password}", "{0}", "{db.pw}", "{{ pw }}"):
+        assert _found(f"Server=db;Uid=app;Pwd={template};") == []
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "@secure()\nparam adminPassword string = '{}'",
+        'private dbPassword: string = "{}";',
+        'var smtpPassword string = "{}"',
+    ],
+)
+def test_a_password_assigned_with_a_string_type(template: str) -> None:
+    assert _found(template.format("Kestrel512$abc")) == [("password", "Kestrel512$abc")]
+
+
+def test_typed_names_without_a_secret_value() -> None:
+    assert _found("password: string = process.env.PW") == []
+    assert _found('const greeting: string = "Kestrel512$abc"') == []
+
+
+def test_internationalised_addresses() -> None:
+    text = "Schreib an jürgen.weiß@müller-bäckerei.de oder info@münchen.de."
+    assert _found(text) == [
+        ("email", "jürgen.weiß@müller-bäckerei.de"),
+        ("email", "info@münchen.de"),
+    ]

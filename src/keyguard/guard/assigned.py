@@ -2,14 +2,14 @@
 API secret in a config file, an ``.env`` line, a JSON or YAML document pasted into a prompt.
 
 Prompt-only (``keyguard scan`` leaves generic values to the formats it knows): a value
-(``name: value``, ``name = value``, ``<name>value</name>``) is reported when its name says it
-is a password (``password``, ``passwd``, ``pwd``) or a secret (``secret``, ``client_secret``,
-``api_key``, ``access_token``, ``auth_token``, ...) and the value looks like one: long enough,
-more than one kind of character, not a placeholder (``changeme``, ``<password>``,
-``${DB_PASSWORD}``, ``***``), not a URL without credentials (a connection string's
-``Endpoint=sb://...``), not a reference to where the secret lives (``os.environ[...]``,
-``process.env.X``, ``@Microsoft.KeyVault(...)``, ``secretKeyRef``), and, for secrets, random
-enough (entropy). Shaped kinds found by the
+(``name: value``, ``name = value``, ``name string = value``, ``<name>value</name>``) is
+reported when its name says it is a password (``password``, ``passwd``, ``pwd``) or a secret
+(``secret``, ``client_secret``, ``api_key``, ``access_token``, ``auth_token``, ...) and the
+value looks like one: long enough, more than one kind of character, not a placeholder
+(``changeme``, ``<password>``, ``${DB_PASSWORD}``, ``***``), not a URL without credentials (a
+connection string's ``Endpoint=sb://...``), not a reference to where the secret lives
+(``os.environ[...]``, ``process.env.X``, ``@Microsoft.KeyVault(...)``, ``secretKeyRef``), and,
+for secrets, random enough (entropy). Shaped kinds found by the
 scanner's detectors win over these on overlap.
 """
 
@@ -31,6 +31,7 @@ _KINDS = (
 )  # fmt: skip
 _IDENT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 _VALUE = re.compile(r"[=>]?\s{0,8}[\"']?([^\s\"',;`]{6,128})")
+_TYPED = re.compile(r"([A-Za-z_][\w.-]*)[ \t]*:?[ \t]*(?i:securestring|string|str)[ \t]*\Z")
 _XML_VALUE = re.compile(r"([^<>\s]{6,128})</([A-Za-z_][\w.-]{0,63})>")  # <password>v</password>
 _REFERENCE = re.compile(
     r"(?i)^(?:\$|%|<|\{|\[|@microsoft\.keyvault|process\.env|os\.environ|os\.getenv|env\(|"
@@ -90,6 +91,15 @@ def _kind(text: str, sep: int) -> str | None:
     return None
 
 
+def _typed_kind(text: str, sep: int) -> str | None:
+    """The kind of ``name string = value`` / ``name: string = value`` (Bicep, Go, TypeScript):
+    the name before a string type."""
+    if not text[max(0, sep - 16) : sep].rstrip().lower().endswith(("string", "str")):
+        return None
+    m = _TYPED.search(text, max(0, sep - 96), sep)
+    return _kind(text, m.end(1)) if m is not None else None
+
+
 def _xml_value(text: str, pos: int) -> re.Match[str] | None:
     """The value of ``<name>value</name>`` whose opening tag ends at ``pos``, if it is one."""
     m = _XML_VALUE.match(text, pos + 1)
@@ -108,6 +118,8 @@ def assigned_secrets(text: str) -> Iterator[Match]:
         pos = text.find(sep_char)
         while pos != -1:
             kind = _kind(text, pos) if pos > 0 else None
+            if kind is None and sep_char == "=" and pos > 0:
+                kind = _typed_kind(text, pos)
             if kind is not None:
                 m = _xml_value(text, pos) if sep_char == ">" else _VALUE.match(text, pos + 1)
                 if m is not None:

@@ -12,7 +12,7 @@ anything, so skipping a detector whose condition is absent changes no finding:
 * ``ASSIGNED``: a name ending in ``password``, ``passwd``, ``pwd``, ``pass``, ``secret``,
   ``key`` or ``token`` (any case) followed by at most three quotes, spaces or tabs and ``:``,
   ``=`` or ``>`` (:mod:`keyguard.guard.assigned` reads a value only there; ``>`` ends an XML
-  element's opening tag);
+  element's opening tag), or by a string type (``adminPassword string =``);
 * ``NUMBERS``: four digits joined by number separators (the numeric windows of
   :mod:`keyguard.guard.windows`), or six letters of one case and two digits (where an Italian
   fiscal code can start);
@@ -40,6 +40,7 @@ _CONDITIONS: tuple[tuple[int, bytes], ...] = (
     (SECRET, rb"://|\\|PRIVATE KEY|%[0-9A-Fa-f]{2}|(?i:password|pwd|basic)"),
     (SECRET, rb"[\"'`](?:[ \t]*[\\\r\n;+.&|(),]|[ \t]+(?:[@$]|[rRbBuUfF]{1,2})?[\"'`])"),
     (ASSIGNED, rb"(?i:password|passwd|pwd|pass|secret|key|token)[\"' \t]{0,3}[:=>]"),
+    (ASSIGNED, rb"(?i:password|passwd|pwd|pass|secret|key|token)[ \t]*:?[ \t]*(?i:string|str)"),
     (NUMBERS, rb"[0-9]" + _SEP + rb"[0-9]" + _SEP + rb"[0-9]" + _SEP + rb"[0-9]"),
     (NUMBERS, rb"[A-Z]{6}[0-9]{2}|[a-z]{6}[0-9]{2}"),
     (EMAIL, rb"@"),

@@ -42,10 +42,9 @@ __all__ = ["MAX_PHONE_CANDIDATES", "contact_matches"]
 MAX_PHONE_CANDIDATES = 256  # phone candidates parsed per text (phonenumbers is the costly step)
 
 _LOCAL_CHARS = frozenset(string.ascii_letters + string.digits + "!#$%&'*+/=?^_`{|}~.-")
-_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}\Z")
-_DOMAIN = re.compile(
-    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}([A-Za-z]{2,24})(?![A-Za-z0-9-])"
-)
+# Letters and digits of any script (``jürgen@müller.de``: internationalised addresses)
+_LOCAL = re.compile(r"[\w!#$%&'*+/=?^`{|}~.-]{1,64}\Z")
+_DOMAIN = re.compile(r"(?:[^\W_](?:(?:[^\W_]|-){0,61}[^\W_])?\.){1,8}([^\W\d_]{2,24})(?![\w-])")
 _RESERVED = re.compile(
     r"(?i)(?:^|\.)(?:example\.(?:com|net|org)|example|test|invalid|localhost|local|"
     r"gserviceaccount\.com|users\.noreply\.github\.com)$|"
@@ -72,7 +71,8 @@ def _emails(text: str) -> Iterator[Match]:
     pos = text.find("@")
     while pos != -1:
         nxt = text.find("@", pos + 1)
-        if pos == 0 or text[pos - 1] not in _LOCAL_CHARS or pos + 1 >= len(text):
+        before = text[pos - 1] if pos else " "
+        if (before not in _LOCAL_CHARS and not before.isalnum()) or pos + 1 >= len(text):
             pos = nxt
             continue
         local = _LOCAL.search(text, max(0, pos - 64), pos)

@@ -263,8 +263,12 @@ def _db_urls(text: str) -> Iterator[Hit]:
 
 
 _CS_PASSWORD = re.compile(
-    r"(?i)(?<![A-Za-z])(?:password|pwd)\s*=\s*(\"[^\"\n]{4,128}\"|'[^'\n]{4,128}'|[^;\"'\s,]{4,128})"
+    r"(?i)(?<![A-Za-z])(?:password|pwd)\s*=\s*"
+    r"(\"[^\"\n]{4,128}\"|'[^'\n]{4,128}'|\{[^{}\s]{4,126}\}|[^;\"'\s,]{4,128})"
 )
+# An ODBC value in braces (``Pwd={p@ss;w0rd}``), told from a template (``{password}``,
+# ``{{ pw }}``, ``{0}``) by holding something other than a name.
+_ODBC_BRACED = re.compile(r"\{(?!\{)(?![A-Za-z_][\w.]*\}$)(?!\d+\}$)[^{}\s]{4,126}\}$")
 _CS_CONTEXT = re.compile(
     r"(?i)(?:server|data source|host|address|addr|user id|uid|username)\s*=|"
     r"\.redis\.cache\.windows\.net|\.database\.windows\.net|:\d{2,5},"
@@ -286,12 +290,14 @@ def _cs_passwords(text: str) -> Iterator[Hit]:
             if m is not None and m.start() <= pos:
                 line_start = text.rfind("\n", max(0, pos - 400), pos) + 1
                 value = m.group(1).strip("\"'")
+                start = m.start(1) + (1 if m.group(1)[0] in "\"'" else 0)
+                if _ODBC_BRACED.match(value):  # Pwd={a;b!c}: ODBC's quoting, not a template
+                    value, start = value[1:-1], start + 1
                 if (
                     _CS_CONTEXT.search(text, line_start or max(0, pos - 400), pos)
                     and not _placeholder_password(value)
                     and not value.startswith(("$", "{", "<", "%"))
                 ):
-                    start = m.start(1) + (1 if m.group(1)[0] in "\"'" else 0)
                     yield Hit(
                         "connection_string_password", start, start + len(value), value,
                         "medium", "password in a connection string",
