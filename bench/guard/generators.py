@@ -144,6 +144,8 @@ GENERATORS: dict[str, Gen] = {
         f"DefaultEndpointsProtocol=https;AccountName=stcontoso{r.randint(10, 99)};"
         f"AccountKey={testkeys.storage_key()};EndpointSuffix=core.windows.net",
         "storage connection string", "AZURE_STORAGE_CONNECTION_STRING")),
+    "STORAGE_KEY": ("azure_storage_key", lambda r: (testkeys.storage_key(), "storage key",
+                                                    "value")),
     "SERVICEBUS_CS": ("azure_shared_access_key", lambda r: (
         f"Endpoint=sb://orders-{r.randint(10, 99)}.servicebus.windows.net/;"
         f"SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey={testkeys.shared_access_key()}",

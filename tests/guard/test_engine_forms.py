@@ -167,3 +167,13 @@ def test_internationalised_addresses() -> None:
         ("email", "jürgen.weiß@müller-bäckerei.de"),
         ("email", "info@münchen.de"),
     ]
+
+
+def test_storage_keys_listed_by_the_azure_cli() -> None:
+    key = testkeys.storage_key()
+    text = (
+        '[\n  {\n    "creationTime": "2025-03-11T08:14:52.338120+00:00",\n'
+        f'    "keyName": "key1",\n    "permissions": "FULL",\n    "value": "{key}"\n  }}\n]'
+    )
+    assert _found(text) == [("azure_storage_key", key)]
+    assert _found(text.replace('"keyName": "key1"', '"name": "thumbnail"')) == []

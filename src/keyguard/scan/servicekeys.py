@@ -10,7 +10,8 @@ Relay shared access keys, and SAS signatures.
   ``azurestorageaccountkey``, ``sharedAccessKey``, ``--account-key``), or whose generic key
   name (``key``, ``primaryKey``, ``password``) stands near an endpoint of that service
   (``*.blob.core.windows.net``, ``*.documents.azure.com``, ``*.servicebus.windows.net``); a
-  password in a ``mongodb://user:<key>@*.cosmos.azure.com`` URL;
+  password in a ``mongodb://user:<key>@*.cosmos.azure.com`` URL; the ``value`` beside
+  ``"keyName": "key1"`` in ``az storage account keys list`` output;
 * **SAS signatures**: the ``sig`` of a shared access signature, percent-encoded or not, in a
   URL (``?sv=...&sig=...``), as a YAML/JSON field beside ``sv``/``se``/``skn``, or split
   after ``sig=`` across a string concatenation or a folded YAML line. The secret reported
@@ -71,6 +72,8 @@ _CALL = re.compile(
     r"(?P<named>AzureNamedKeyCredential)"
 )
 _LENGTH_KINDS = {88: (_STORAGE, _COSMOS), 44: (_SHARED,)}
+# ``az storage account keys list``: [{"keyName": "key1", "permissions": "FULL", "value": "..."}]
+_AZ_KEY_LIST = re.compile(r'"keyName"\s*:\s*"key[12]"[^{}]{0,120}"value"\s*:\s*"\Z')
 _URL_PASSWORD = re.compile(r"://[^\s:/@]{1,64}:$")
 
 _SAS_ANCHOR = re.compile(r"""sig["']?[ \t]*[=:]""")  # a literal prefix: found at C speed
@@ -167,6 +170,8 @@ def _judge_b64(text: str, start: int, end: int, outer_prefix: str) -> tuple[str,
         host = text[end : end + 120].split("/", 1)[0]
         kind = _hinted_kind(host, 0, 0, kinds)
         return (kind, "high", "password of a URL to its endpoint") if kind else None
+    if end - start == 88 and _AZ_KEY_LIST.search(text, max(0, start - 240), start):
+        return _STORAGE, "high", "value of a storage account key listed by the Azure CLI"
     prefix, _ = prefix_for(text, start, outer_prefix)
     for token in nearest_names(prefix):
         words = {w.lower() for w in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", token)}
