@@ -177,3 +177,11 @@ def test_storage_keys_listed_by_the_azure_cli() -> None:
     )
     assert _found(text) == [("azure_storage_key", key)]
     assert _found(text.replace('"keyName": "key1"', '"name": "thumbnail"')) == []
+
+
+def test_ids_typed_in_lower_case_after_their_name() -> None:
+    nino = pii.gb_nino(RNG).replace(" ", "").lower()
+    dni = pii.es_dni(RNG).lower()
+    assert _found(f"my ni no is {nino}") == [("gb_nino", nino)]
+    assert _found(f"mi dni es {dni}") == [("es_dni", dni)]
+    assert _found(f"build {nino} and {dni} done") == []

@@ -5,10 +5,11 @@ one): a card passes Luhn, an issuer's range and length and a plausible grouping;
 passes its country's length and format and mod-97; a national id passes its check digit or
 letter and its structural rules. Kinds whose check is weak (an 11-digit German tax id, a
 9-digit Dutch BSN, a 9-digit SSN without dashes) are only reported after a naming word
-(``Steuer-ID``, ``BSN``, ``SSN``). Published test cards and numbers named as something else
-(``order``, ``invoice``, ``tracking``, ``ISBN``) are not reported. Example values that pass
-every check (``DE89 3704 ...``, ``123-45-6789``, ``12345678Z``) are reported: nothing tells
-them from a real one.
+(``Steuer-ID``, ``BSN``, ``SSN``), and so are a National Insurance number or a DNI typed in
+lower case (``ni: ab123456c``, ``dni 12345678z``). Published test cards and numbers named as
+something else (``order``, ``invoice``, ``tracking``, ``ISBN``) are not reported. Example
+values that pass every check (``DE89 3704 ...``, ``123-45-6789``, ``12345678Z``) are
+reported: nothing tells them from a real one.
 """
 
 from __future__ import annotations
@@ -63,6 +64,14 @@ _NINO = re.compile(
     r"(?<![\w-])(?!BG|GB|KN|NK|NT|TN|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]"
     r" ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![\w-])"
 )
+# Typed in lower case (``ab123456c``, ``12345678z``): reported after the id's name only.
+_NINO_LOWER = re.compile(
+    r"(?<![\w-])(?!bg|gb|kn|nk|nt|tn|zz)[a-ceghj-pr-tw-z][a-ceghj-npr-tw-z]"
+    r" ?\d{2} ?\d{2} ?\d{2} ?[a-d](?![\w-])"
+)
+_DNI_LOWER = re.compile(r"(?<![\w-])(?:[xyz]-?\d{7}|\d{8})-?[a-hj-np-tv-z](?![\w-])")
+_NINO_NAMES = re.compile(r"(?i)(?<![a-z])(?:ni|nino|national insurance)(?![a-z])")
+_DNI_NAMES = re.compile(r"(?i)(?<![a-z])(?:dni|nif|nie|documento)(?![a-z])")
 _SSN_NAMES = re.compile(r"(?i)(?<![a-z])(?:ssn|social security(?: number| no\.?)?)(?![a-z])")
 _DE_NAMES = re.compile(
     r"(?i)(?:steuer[-_ ]?id|steuer-?identifikationsnummer|identifikationsnummer|idnr|"
@@ -156,8 +165,11 @@ def _named_ids(text: str, lo: int, hi: int) -> Iterator[Match]:
 
 
 def _spanish(text: str, lo: int, hi: int) -> Iterator[Match]:
-    for m in _DNI.finditer(text, lo, hi):
-        compact = m.group().replace("-", "")
+    lower = (
+        m for m in _DNI_LOWER.finditer(text, lo, hi) if named_before(text, m.start(), _DNI_NAMES)
+    )
+    for m in (*_DNI.finditer(text, lo, hi), *lower):
+        compact = m.group().replace("-", "").upper()
         if compact in _EXAMPLE_IDS:
             continue
         if compact[0] in "XYZ":
@@ -177,6 +189,9 @@ def _italian(text: str, starts: list[int]) -> Iterator[Match]:
 def _ninos(text: str, lo: int, hi: int) -> Iterator[Match]:
     for m in _NINO.finditer(text, lo, hi):
         yield Match("personal", "gb_nino", "gb_nino", m.start(), m.end())
+    for m in _NINO_LOWER.finditer(text, lo, hi):
+        if named_before(text, m.start(), _NINO_NAMES):
+            yield Match("personal", "gb_nino", "gb_nino", m.start(), m.end())
 
 
 def number_matches(text: str, windows: Windows, codes: list[int]) -> Iterator[Match]:
