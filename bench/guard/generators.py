@@ -188,6 +188,10 @@ GENERATORS: dict[str, Gen] = {
         "Driver={ODBC Driver 18 for SQL Server};Server=tcp:sql-crm.database.windows.net,1433;"
         f"Uid=crm_app;Pwd={{{samples.token(r, 'db_password')};x}};Encrypt=yes;",
         "ODBC connection string", "ODBC_CONNECTION")),
+    "REDIS_URL": ("connection_string_password", lambda r: (  # no user before the colon
+        f"rediss://:{samples.token(r, 'db_password')}@redis-sessions.redis.cache.windows.net"
+        ":6380/0",
+        "Redis URL", "REDIS_URL")),
     "PASSWORD": ("password", lambda r: (_password(r), "password", "DB_PASSWORD")),
     "API_SECRET": ("named_secret", lambda r: (
         "".join(r.choice(string.ascii_letters + string.digits) for _ in range(r.randint(20, 40))),

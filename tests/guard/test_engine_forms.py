@@ -185,3 +185,13 @@ def test_ids_typed_in_lower_case_after_their_name() -> None:
     assert _found(f"my ni no is {nino}") == [("gb_nino", nino)]
     assert _found(f"mi dni es {dni}") == [("es_dni", dni)]
     assert _found(f"build {nino} and {dni} done") == []
+
+
+def test_a_phone_number_with_an_extension_written_x() -> None:
+    assert _found("cell: 212-718-4402x15") == [("phone", "212-718-4402")]
+
+
+def test_a_redis_url_with_no_user_has_a_password() -> None:
+    password = pii.token(RNG, "db_password")
+    text = f"REDIS_URL=rediss://:{password}@redis-sessions.redis.cache.windows.net:6380/0"
+    assert _found(text) == [("connection_string_password", password)]

@@ -96,7 +96,7 @@ def _emails(text: str) -> Iterator[Match]:
 
 _PHONE = re.compile(
     r"(?<![\w+@/.#$-])(?:\+|00)?\(?\d(?:[\d \t().-]{5,22}|\d{1,5}/[\d \t().-]{3,20})\d\)?"
-    r"(?![\w@/-]|[.,:]\d)"
+    r"(?!(?!x\d)[\w@/-]|[.,:]\d)"  # an extension may follow: 212-718-4402x15
 )
 _GROUPS = re.compile(r"\d+")
 _PHONE_NAMES = re.compile(

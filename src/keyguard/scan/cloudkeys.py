@@ -202,7 +202,7 @@ def _aws_secret(text: str) -> Iterator[Hit]:
 _DB_URL = re.compile(
     r"(?i)(?<![A-Za-z0-9+.-])(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|rediss?|amqps?|"
     r"mssql|sqlserver|oracle|jdbc:[a-z]+|clickhouse|cockroachdb)(?:\+[a-z0-9]+)?://"
-    r"[^\s:/@\"'<>]{1,128}:([^\s/@\"'<>]{4,256})@[A-Za-z0-9.\[\]-]"
+    r"[^\s:/@\"'<>]{0,128}:([^\s/@\"'<>]{4,256})@[A-Za-z0-9.\[\]-]"  # redis://:pw@ too
 )
 _PASSWORD_PLACEHOLDERS = re.compile(
     r"(?i)^(?:pass(?:word|wd)?\d*|pwd|secret|changeme|admin|root|test|postgres|guest|user|"
