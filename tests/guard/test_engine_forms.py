@@ -195,3 +195,12 @@ def test_a_redis_url_with_no_user_has_a_password() -> None:
     password = pii.token(RNG, "db_password")
     text = f"REDIS_URL=rediss://:{password}@redis-sessions.redis.cache.windows.net:6380/0"
     assert _found(text) == [("connection_string_password", password)]
+
+
+def test_a_long_logs_dates_do_not_use_up_the_phone_parses() -> None:
+    number = pii.phone(RNG, "DE")
+    log = "\n".join(
+        f"2026-12-0{1 + i % 9} {10 + i % 12}:{i % 60:02d}:07.{i:03d} INFO batch {100000 + i}"
+        for i in range(400)
+    )
+    assert _found(f"{log}\ncallback requested: {number}") == [("phone", number)]

@@ -40,6 +40,7 @@ from keyguard.guard.windows import Windows
 __all__ = ["MAX_PHONE_CANDIDATES", "contact_matches"]
 
 MAX_PHONE_CANDIDATES = 256  # phone candidates parsed per text (phonenumbers is the costly step)
+MAX_PHONE_SEEN = 4096  # candidates looked at per text (most are refused before parsing: dates)
 
 _LOCAL_CHARS = frozenset(string.ascii_letters + string.digits + "!#$%&'*+/=?^_`{|}~.-")
 # Letters and digits of any script (``jürgen@müller.de``: internationalised addresses)
@@ -126,30 +127,41 @@ def _fictional(number: phonenumbers.PhoneNumber, region: str | None = None) -> b
     return any(nsn.startswith(p) for p in _FICTION.get(region or "", ()))
 
 
-def _valid_phone(raw: str, regions: Sequence[str], named: bool) -> bool:
+def _shaped(raw: str) -> str | None:
+    """The digits of ``raw`` when it is shaped like a phone number (no date, time, IP, SSN,
+    version or ISBN): what can be told without its context or a parse."""
     digits = "".join(c for c in raw if c.isdigit())
     if not 7 <= len(digits) <= 15 or len(set(digits)) < 3:
-        return False
+        return None
     if _DATE.match(raw) or _DOTTED.match(raw) or _SSN_SHAPE.match(raw):
-        return False
+        return None
     if "." in raw and any(len(g) == 1 for g in re.split(r"[^\d]+", raw) if g):
-        return False  # a version string (10.0.19041.1)
+        return None  # a version string (10.0.19041.1)
     if len(digits) in (10, 13) and raw.count("-") >= 3 and isbn.is_valid(digits):
-        return False
+        return None
+    return digits
+
+
+def _valid_phone(
+    raw: str, digits: str, regions: Sequence[str], named: bool, budget: list[int]
+) -> bool:
+    """Whether ``raw`` (:func:`_shaped`) is a phone number; ``budget[0]`` is taken one from
+    when it is parsed."""
     international = raw.startswith(("+", "00"))
     if not named and raw.isdigit():
         return False
-    if international:
-        return "/" not in raw and _valid_in(
-            _parse("+" + raw[2:] if raw.startswith("00") else raw, None)
-        )
     trunk = "0" if digits.startswith("0") else None
-    if "/" in raw and trunk is None:
+    if "/" in raw and (trunk is None or international):
         return False  # 0151/2345678: after a trunk-0 area code only
-    if trunk is None and not named:
+    if trunk is None and not named and not international:
         groups = _GROUPS.findall(raw)
         if len(groups[0]) != 3 and not (groups[0] == "1" and len(groups[1]) == 3):
             return False
+    if budget[0] <= 0:
+        return False
+    budget[0] -= 1
+    if international:
+        return _valid_in(_parse("+" + raw[2:] if raw.startswith("00") else raw, None))
     valid = False
     for region in regions:
         if _trunk_prefix(region) != trunk:
@@ -185,19 +197,23 @@ def _phones(
     text: str, lo: int, hi: int, regions: Sequence[str], budget: list[int]
 ) -> Iterator[Match]:
     """Phone numbers in ``text[lo:hi]``; ``budget[0]`` candidates at most are parsed (the
-    costly step), so a text of digit groups cannot make one scan slow."""
+    costly step) and ``budget[1]`` looked at, so a text of digit groups cannot make one scan
+    slow, and a long log's dates do not use up the parses a phone number at its end needs."""
     for m in _PHONE.finditer(text, lo, hi):
-        if budget[0] <= 0:
+        if budget[0] <= 0 or budget[1] <= 0:
             return
+        budget[1] -= 1
         raw = m.group().strip()
         if raw.count("(") != raw.count(")"):
             raw = raw.strip("()")
+        digits = _shaped(raw)
+        if digits is None:
+            continue
         start = m.start() + m.group().index(raw)
         if named_otherwise(text, start) or inside_iban(text, start):
             continue
         named = named_before(text, start, _PHONE_NAMES)
-        budget[0] -= 1
-        if _valid_phone(raw, regions, named):
+        if _valid_phone(raw, digits, regions, named, budget):
             yield Match("personal", "phone", "phone", start, start + len(raw))
 
 
@@ -262,7 +278,7 @@ def contact_matches(
     caller knows there are none, :mod:`keyguard.guard.gate`)."""
     if emails and "@" in text:
         yield from _emails(text)
-    budget = [MAX_PHONE_CANDIDATES]
+    budget = [MAX_PHONE_CANDIDATES, MAX_PHONE_SEEN]
     for lo, hi in windows:
         yield from _phones(text, lo, hi, regions, budget)
         yield from _ipv4(text, lo, hi)

@@ -25,7 +25,7 @@ from stdnum.it import codicefiscale
 from stdnum.nl import bsn
 from stdnum.us import ssn
 
-from keyguard.guard.context import inside_iban, named_before, named_otherwise
+from keyguard.guard.context import WINDOW, inside_iban, named_before, named_otherwise
 from keyguard.guard.findings import Match
 from keyguard.guard.windows import Windows
 
@@ -70,8 +70,10 @@ _NINO_LOWER = re.compile(
     r" ?\d{2} ?\d{2} ?\d{2} ?[a-d](?![\w-])"
 )
 _DNI_LOWER = re.compile(r"(?<![\w-])(?:[xyz]-?\d{7}|\d{8})-?[a-hj-np-tv-z](?![\w-])")
-_NINO_NAMES = re.compile(r"(?i)(?<![a-z])(?:ni|nino|national insurance)(?![a-z])")
-_DNI_NAMES = re.compile(r"(?i)(?<![a-z])(?:dni|nif|nie|documento)(?![a-z])")
+# No look-behind in front: the search then skips to the names' first letters at C speed (the
+# letter before a name is checked on each hit).
+_NINO_NAMES = re.compile(r"(?i)(?:ni|nino|national insurance)(?![a-z])")
+_DNI_NAMES = re.compile(r"(?i)(?:dni|nif|nie|documento)(?![a-z])")
 _SSN_NAMES = re.compile(r"(?i)(?<![a-z])(?:ssn|social security(?: number| no\.?)?)(?![a-z])")
 _DE_NAMES = re.compile(
     r"(?i)(?:steuer[-_ ]?id|steuer-?identifikationsnummer|identifikationsnummer|idnr|"
@@ -164,10 +166,24 @@ def _named_ids(text: str, lo: int, hi: int) -> Iterator[Match]:
                 break
 
 
+def _after_names(
+    text: str, lo: int, hi: int, names: re.Pattern[str], pattern: re.Pattern[str]
+) -> Iterator[re.Match[str]]:
+    """``pattern``'s matches within ``WINDOW`` characters after one of ``names`` (names are
+    rare: the text is not searched for the pattern everywhere)."""
+    last = -1
+    for n in names.finditer(text, lo, hi):
+        if n.start() > 0 and text[n.start() - 1].isascii() and text[n.start() - 1].isalpha():
+            continue  # inside a word (``uni``, ``Denis``)
+        # the value starts in the window; 20 more characters let it end inside the search
+        m = pattern.search(text, max(n.end(), last), min(len(text), n.end() + WINDOW + 20))
+        if m is not None and m.start() <= n.end() + WINDOW:
+            last = m.end()
+            yield m
+
+
 def _spanish(text: str, lo: int, hi: int) -> Iterator[Match]:
-    lower = (
-        m for m in _DNI_LOWER.finditer(text, lo, hi) if named_before(text, m.start(), _DNI_NAMES)
-    )
+    lower = _after_names(text, lo, hi, _DNI_NAMES, _DNI_LOWER)
     for m in (*_DNI.finditer(text, lo, hi), *lower):
         compact = m.group().replace("-", "").upper()
         if compact in _EXAMPLE_IDS:
@@ -189,9 +205,8 @@ def _italian(text: str, starts: list[int]) -> Iterator[Match]:
 def _ninos(text: str, lo: int, hi: int) -> Iterator[Match]:
     for m in _NINO.finditer(text, lo, hi):
         yield Match("personal", "gb_nino", "gb_nino", m.start(), m.end())
-    for m in _NINO_LOWER.finditer(text, lo, hi):
-        if named_before(text, m.start(), _NINO_NAMES):
-            yield Match("personal", "gb_nino", "gb_nino", m.start(), m.end())
+    for m in _after_names(text, lo, hi, _NINO_NAMES, _NINO_LOWER):
+        yield Match("personal", "gb_nino", "gb_nino", m.start(), m.end())
 
 
 def number_matches(text: str, windows: Windows, codes: list[int]) -> Iterator[Match]:
