@@ -31,13 +31,9 @@ from keyguard.proxy.guard_stream import StreamGuard
 from keyguard.proxy.guardrails import unread_slots
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-from chat_body import MESSAGES  # noqa: E402
+from chat_body import chat_request  # noqa: E402
 
-BODY: dict[str, Any] = {
-    "messages": MESSAGES,
-    "max_tokens": 256,
-    "stream": False,
-}
+BODY: dict[str, Any] = chat_request(stream=False)  # every field, as the benchmark sends it
 
 
 def upstream_bodies() -> tuple[bytes, bytes]:

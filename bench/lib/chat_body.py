@@ -1,5 +1,6 @@
-"""The gateway benchmark's ~1 KB chat prompt (bench/harness/post_chat.lua), for the in-process
-measurements that must read the same texts (guardrails, limits estimate)."""
+"""The gateway benchmark's ~1 KB chat prompt and request body (bench/harness/post_chat.lua), for
+the in-process measurements that must read the same texts (guardrails, limits estimate) and the
+clients that must send the same request (bench/instructions/request_client.py)."""
 
 from __future__ import annotations
 
@@ -19,3 +20,20 @@ USER = (
     "the fourth quarter."
 )
 MESSAGES = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": USER}]
+
+
+def chat_request(stream: bool) -> dict[str, object]:
+    """The whole request body, every field as the benchmark sends it."""
+    body: dict[str, object] = {
+        "model": "gpt-4o",
+        "messages": MESSAGES,
+        "max_tokens": 256,
+        "temperature": 0.2,
+        "top_p": 1,
+        "n": 1,
+        "user": "bench-user-0001",
+        "stream": stream,
+    }
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    return body

@@ -26,6 +26,7 @@ words = st.lists(
     st.sampled_from(
         ["password", "PassWd", "pwd", "pass", "Secret", "api_key", "KEY", "token", "Basic",
          "://", "%2F", "1234", "12 34", "1.2.3.4", "fe80::1", "a@b.co", "RSSMRA85T10A562S",
+         "12345", "1 2-3", "..", "1.2.", "2024",
          "'a' + 'b'", "é", " ", ": ", "=", '"', "x" * 16]
     ),
     max_size=8,
@@ -76,6 +77,8 @@ def test_the_engine_finds_the_same_with_every_gate_open(text: str) -> None:
         ("4111 1111", gate.NUMBERS),
         ("(555) 0123", gate.NUMBERS),
         ("1.2.3.4", gate.NUMBERS),
+        ("123 456", gate.NUMBERS),
+        ("10.0.0.1", gate.NUMBERS),
         ("RSSMRA85", gate.NUMBERS),
         ("x@y", gate.EMAIL),
         ("2001:db8::1", gate.IPV6),
@@ -92,6 +95,8 @@ def test_anchors_open_their_gate(text: str, flag: int) -> None:
         "Please summarise the key points of the Q3 report in two sentences.",
         "pass\u00e9: x",  # a multi-byte letter between the name and its ':'
         "12\u00e934 5",  # digits parted by a letter are not one number
+        "bench-user-0001 in 2024 paid 12.50 on 1.2.",  # short ids, years, prices: no window
+        "12345 x6",  # five digits, then a letter: no run of six
         "k\u00e9y: token\u00e9=",
         "a:\u00e9:b",
         "",

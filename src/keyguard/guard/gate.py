@@ -13,9 +13,11 @@ anything, so skipping a detector whose condition is absent changes no finding:
   ``key`` or ``token`` (any case) followed by at most three quotes, spaces or tabs and ``:``,
   ``=`` or ``>`` (:mod:`keyguard.guard.assigned` reads a value only there; ``>`` ends an XML
   element's opening tag), or by a string type (``adminPassword string =``);
-* ``NUMBERS``: four digits joined by number separators (the numeric windows of
-  :mod:`keyguard.guard.windows`), or six letters of one case and two digits (where an Italian
-  fiscal code can start);
+* ``NUMBERS``: what opens a numeric window of :mod:`keyguard.guard.windows`, where every
+  numeric detector reads: six digits joined by number separators, or four digits so joined
+  and three dots in one run (an IPv4 address); or six letters of one case and two digits
+  (where an Italian fiscal code can start). A year, a short id (``user-0001``) or a price
+  opens none;
 * ``EMAIL``: an ``@``;
 * ``IPV6``: two colons with only hex digits between them.
 
@@ -34,14 +36,18 @@ __all__ = ["ASSIGNED", "EMAIL", "IPV6", "NUMBERS", "SECRET", "gates"]
 
 SECRET, ASSIGNED, NUMBERS, EMAIL, IPV6 = 1, 2, 4, 8, 16
 
+_FOUR, _DOTS = 32, 64  # together (anywhere in the text): an IPv4 window may open
 _SEP = rb"[ .\t/()+\-]*"  # number separators (windows.py: "p" and "s")
+_DIGIT = rb"[0-9]"
 _CONDITIONS: tuple[tuple[int, bytes], ...] = (
     (SECRET, rb"[A-Za-z0-9+/=_.~%\-]{16}"),
     (SECRET, rb"://|\\|PRIVATE KEY|%[0-9A-Fa-f]{2}|(?i:password|pwd|basic)"),
     (SECRET, rb"[\"'`](?:[ \t]*[\\\r\n;+.&|(),]|[ \t]+(?:[@$]|[rRbBuUfF]{1,2})?[\"'`])"),
     (ASSIGNED, rb"(?i:password|passwd|pwd|pass|secret|key|token)[\"' \t]{0,3}[:=>]"),
     (ASSIGNED, rb"(?i:password|passwd|pwd|pass|secret|key|token)[ \t]*:?[ \t]*(?i:string|str)"),
-    (NUMBERS, rb"[0-9]" + _SEP + rb"[0-9]" + _SEP + rb"[0-9]" + _SEP + rb"[0-9]"),
+    (NUMBERS, _DIGIT + (_SEP + _DIGIT) * 5),
+    (_FOUR, _DIGIT + (_SEP + _DIGIT) * 3),
+    (_DOTS, rb"\.(?:[0-9 \t/()+\-]*\.){2}"),  # three dots in one run
     (NUMBERS, rb"[A-Z]{6}[0-9]{2}|[a-z]{6}[0-9]{2}"),
     (EMAIL, rb"@"),
     (IPV6, rb":[0-9A-Fa-f]*:"),
@@ -72,4 +78,9 @@ def gates(text: str) -> int:
     flags = 0
     for i in matched:
         flags |= _FLAGS[i]
-    return flags
+    if flags & _FOUR and flags & _DOTS:
+        flags |= NUMBERS
+    return flags & _PUBLIC
+
+
+_PUBLIC = SECRET | ASSIGNED | NUMBERS | EMAIL | IPV6

@@ -28,7 +28,10 @@ for _c in string.ascii_lowercase.encode():
 _TABLE[ord(".")] = ord("p")
 _MASK = bytes(_TABLE)
 _RUN = re.compile(rb"[dps]*")
-_FOUR = re.compile(rb"d[ps]*d[ps]*d[ps]*d")  # unambiguous: linear on any mask
+# a run with six digits, or four and three dots, may qualify (unambiguous: linear on any mask)
+_SIX = re.compile(rb"d[ps]*d[ps]*d[ps]*d[ps]*d[ps]*d")
+_FOUR = re.compile(rb"d[ps]*d[ps]*d[ps]*d")
+_DOTS = re.compile(rb"p[ds]*p[ds]*p")
 _BEFORE = 48  # context and IBAN head before a run
 _AFTER = 40  # IBAN groups with letters after a run
 
@@ -39,8 +42,8 @@ def _runs(mask: bytes) -> list[tuple[int, int, int]]:
     """``(start, end, digits)`` of digit runs that may hold a candidate."""
     out: list[tuple[int, int, int]] = []
     n = len(mask)
-    if _FOUR.search(mask) is None:  # no run holds four digits: nothing can qualify
-        return out
+    if _SIX.search(mask) is None and (_FOUR.search(mask) is None or _DOTS.search(mask) is None):
+        return out  # no run can qualify
     pos = 0
     a, b = mask.find(b"dd"), mask.find(b"dpd")  # the next of each, searched again once passed
     while True:
