@@ -359,6 +359,62 @@ def repetition_varied(
     return make
 
 
+def enumeration_slow(
+    app: str, index: int, names: int, every: float
+) -> Callable[..., Iterator[Observation]]:
+    """From the victim's own network with its client: one unknown deployment every ``every``
+    seconds, over days (never 4 within 10 minutes)."""
+
+    def make(rng: random.Random, tag: str, start: float) -> Iterator[Observation]:
+        for i in range(names):
+            yield req(
+                rng,
+                tag,
+                start + i * every,
+                source=home(app),
+                deployment=None,
+                requested=hashlib.sha256(f"{tag}-{i}".encode()).hexdigest()[:12],
+                status=404,
+                upstream_status=0,
+                reason="unknown_deployment",
+                prompt_tokens=0,
+                completion_tokens=0,
+                cost=0.0,
+                **victim(app, index),
+            )
+
+    return make
+
+
+LOOK_ALIKES = {"a": "\u0430", "e": "\u0435", "o": "\u043e", "p": "\u0440", "c": "\u0441"}
+INVISIBLE = ("\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad")
+
+
+def repetition_disguised(
+    keys: list[dict[str, object]], sources: list[str], n: int, every: float
+) -> Callable[..., Iterator[Observation]]:
+    """A farm replaying one prompt with invisible characters sprinkled in and some Latin
+    letters swapped for Cyrillic look-alikes, differently each time."""
+    text = "Continue the story: the detective opens the safe and finds a letter addressed to her."
+
+    def make(rng: random.Random, tag: str, start: float) -> Iterator[Observation]:
+        for i in range(n):
+            chars = [LOOK_ALIKES.get(c, c) if rng.random() < 0.3 else c for c in text]
+            for _ in range(rng.randrange(2, 8)):
+                chars.insert(rng.randrange(len(chars)), rng.choice(INVISIBLE))
+            digest = hashlib.sha256(normalised("".join(chars))).hexdigest()[:16]
+            yield req(
+                rng,
+                tag,
+                start + i * every,
+                **keys[i % len(keys)],
+                source=sources[i % len(sources)],
+                prompt_digest=digest,
+            )
+
+    return make
+
+
 def stuffing_one_key(key: str, networks: int) -> Callable[..., Iterator[Observation]]:
     def make(rng: random.Random, tag: str, start: float) -> Iterator[Observation]:
         for i in range(networks * 2):
@@ -651,6 +707,23 @@ def scenarios() -> list[Scenario]:
                 [victim("search-indexer")],
                 [f"{100 + i}.{i * 3}.{i * 7}.20" for i in range(8)],
                 16,
+                30.0,
+            ),
+        ),
+        Scenario(
+            "enumeration-slow",
+            "enumeration",
+            at(23, 2.0),
+            enumeration_slow("support-bot", 1, 10, 5 * 3600),
+        ),
+        Scenario(
+            "repetition-disguised",
+            "repetition",
+            at(25, 14.0),
+            repetition_disguised(
+                [victim("hr-assistant"), victim("search-indexer"), victim("mobile-backend", 1)],
+                ["62.4.1.7", "62.4.9.7", "185.100.87.3"],
+                12,
                 30.0,
             ),
         ),

@@ -21,6 +21,27 @@ def test_enumeration_of_unknown_deployments_and_model_listing() -> None:
     assert rules(fire(d, obs(NOW + 3, **base, requested="ccc"))) == ["enumeration"]
 
 
+def test_enumeration_spread_over_days_is_counted_over_a_longer_window() -> None:
+    d = learnt()
+    base = {"deployment": None, "status": 404, "upstream_status": 0, "reason": "unknown_deployment"}
+    found = []
+    for i in range(7):  # one unknown name every 6 hours: never 4 within 10 minutes
+        found += fire(d, obs(NOW + i * 6 * 3600, **base, requested=f"name{i}"))
+    assert "enumeration" not in rules(found)
+    found = fire(d, obs(NOW + 42 * 3600, **base, requested="name7"))  # the 8th within 48 h
+    assert "enumeration" in rules(found)
+    assert "48 h" in next(f for f in found if f.rule == "enumeration").summary
+
+
+def test_a_few_wrong_deployment_names_a_day_are_typos() -> None:
+    d = learnt()
+    base = {"deployment": None, "status": 404, "upstream_status": 0, "reason": "unknown_deployment"}
+    found = []
+    for i in range(20):  # one every 8 hours for a week: at most 6 within 48 h
+        found += fire(d, obs(NOW + i * 8 * 3600, **base, requested=f"typo{i}"))
+    assert "enumeration" not in rules(found)
+
+
 def test_the_same_wrong_deployment_again_and_again_is_a_misconfiguration() -> None:
     d = learnt()
     base = {"deployment": None, "status": 404, "upstream_status": 0, "requested": "typo"}
@@ -200,3 +221,27 @@ def test_the_prompt_digest_is_keyed_and_normalised() -> None:
     # a farm varying its punctuation sends the same prompt
     farm = "Hello, World! Tell me a story..."
     assert normalised(farm) == normalised("hello world tell me a story")
+
+
+def test_invisible_characters_and_look_alike_letters_do_not_make_a_new_prompt() -> None:
+    from keyguard.core.observation import normalised
+
+    plain = normalised("Write a poem about the sea, please")
+    # zero-width and other invisible characters, non-ASCII spaces
+    assert normalised("Wri\u200bte a po\u200dem\u2060 about\u00a0the se\ufeffa, please") == plain
+    # Cyrillic and Greek letters that look Latin, and full-width Latin
+    look_alike = "Wr\u0456t\u0435 \u0430 p\u03bf\u0435m \u0430b\u043eut the s\u0435a, please"
+    assert normalised(look_alike) == plain
+    assert normalised("\uff37rite a poem about the sea, please") == plain
+    # every look-alike swapped, or invisible characters padding the text, change nothing
+    swapped = str.maketrans("aeopcxy", "\u0430\u0435\u043e\u0440\u0441\u0445\u0443")
+    assert normalised("Write a poem about the sea, please".translate(swapped)) == plain
+    assert normalised("\u200b" * 100 + look_alike) == plain
+    # text in other scripts still differs, letter by letter
+    how_are_you, how_is_it = (
+        "\u041a\u0430\u043a \u0434\u0435\u043b\u0430",
+        "\u041a\u0430\u043a \u0434\u0435\u043b\u043e",
+    )
+    assert normalised(how_are_you) != normalised(how_is_it)
+    assert normalised(how_are_you.replace(" ", " \u200b")) == normalised(how_are_you)
+    assert normalised("Caf\u00e9") == "caf\u00e9".encode()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 import string
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -305,13 +306,81 @@ def prompt_text(payload: dict[str, Any] | None) -> str:
 def normalised(text: str) -> bytes:
     """Near-identical prompts alike, as bytes to digest: case folded, digits as 0, ASCII
     whitespace and punctuation removed (one C pass each: a split-and-join or a
-    ``str.translate`` cost the hot path ~10 µs a KB)."""
-    return text.casefold().encode("utf-8", "replace").translate(_DIGITS, _DROPPED)
+    ``str.translate`` cost the hot path ~10 µs a KB). Text that is not all ASCII also loses
+    invisible characters and Unicode spaces and, while it is mostly ASCII (other characters
+    add less than one byte in two), has the Cyrillic, Greek and full-width letters that look
+    Latin read as Latin (:data:`_PLAIN`): a farm sprinkling zero-width characters or
+    look-alike letters into its prompt sends the same prompt, and a text in another script
+    keeps its letters (and is scanned only when its UTF-8 holds an invisible one's first
+    byte)."""
+    folded = text.casefold()
+    data = folded.encode("utf-8", "replace")
+    if len(data) != len(folded):  # not all ASCII
+        if 2 * (len(data) - len(folded)) >= len(folded) and any(
+            lead in data for lead in _INVISIBLE_LEADS
+        ):  # another script, or padded with invisible characters
+            folded, gone = _INVISIBLE.subn("", folded)
+            if gone:
+                data = folded.encode("utf-8", "replace")
+        if 2 * (len(data) - len(folded)) < len(folded):
+            plain, replaced = _LOOK_ALIKE.subn(_plain, folded)
+            if replaced:
+                data = plain.encode("utf-8", "replace")
+    return data.translate(_DIGITS, _DROPPED)
 
 
 _DIGITS = bytes.maketrans(b"123456789", b"000000000")
 # whitespace and ASCII punctuation: a farm varying either sends the same prompt
 _DROPPED = b" \t\n\r\x0b\x0c" + string.punctuation.encode()
+
+
+def _plain_table() -> dict[str, str]:
+    """What :func:`normalised` replaces in non-ASCII text (after case folding): invisible and
+    format characters and Unicode spaces go (""); full-width ASCII and the Cyrillic and Greek
+    letters that look Latin become that letter. Typographic quotes and dashes stay: common in
+    text (French, German), each would cost a replacement."""
+    gone = [0x00A0, 0x00AD, 0x034F, 0x061C, 0x115F, 0x1160, 0x180E, 0x3000, 0x3164, 0xFEFF]
+    gone += [*range(0x2000, 0x2010), *range(0x2028, 0x2030), *range(0x205F, 0x2070)]
+    gone += [*range(0xFE00, 0xFE10), *range(0x180B, 0x180E), *range(0x17B4, 0x17B6)]
+    table = dict.fromkeys(map(chr, gone), "")
+    table.update({chr(c): chr(c - 0xFEE0) for c in range(0xFF01, 0xFF5F)})  # full-width ASCII
+    latin = {
+        "a": "\u0430\u03b1",  # Cyrillic а, Greek α
+        "b": "\u0432\u044c",  # в (capital В), ь
+        "c": "\u0441\u03f2",
+        "d": "\u0501",
+        "e": "\u0435\u0451\u0454",
+        "h": "\u043d\u04bb",  # н (capital Н), һ
+        "i": "\u0456\u0457\u03b9\u0131",
+        "j": "\u0458\u03f3",
+        "k": "\u043a\u03ba",
+        "l": "\u04cf",
+        "m": "\u043c",  # capital М
+        "n": "\u03b7",
+        "o": "\u043e\u03bf\u03c3",
+        "p": "\u0440\u03c1",
+        "q": "\u051b",
+        "s": "\u0455",
+        "t": "\u0442\u03c4",  # capital Т
+        "u": "\u03c5",
+        "v": "\u03bd",
+        "w": "\u051d",
+        "x": "\u0445\u03c7",
+        "y": "\u0443\u04af",
+    }
+    for letter, others in latin.items():
+        table.update(dict.fromkeys(others, letter))
+    return table
+
+
+_PLAIN = _plain_table()
+_LOOK_ALIKE = re.compile("[" + re.escape("".join(_PLAIN)) + "]")
+_INVISIBLE = re.compile("[" + re.escape("".join(c for c, p in _PLAIN.items() if not p)) + "]")
+_INVISIBLE_LEADS = tuple(sorted({c.encode()[:1] for c, p in _PLAIN.items() if not p}))
+
+
+def _plain(match: re.Match[str]) -> str:
+    return _PLAIN[match.group()]
 
 
 def _prompt_digest(

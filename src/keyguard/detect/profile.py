@@ -82,6 +82,7 @@ class Profile:
     recent_clients: Recent = field(init=False)
     new_clients: Recent = field(init=False)
     probes: Recent = field(init=False)
+    slow_probes: Recent = field(init=False)
     unusual: Events = field(init=False)
     ends: deque[float] = field(default_factory=lambda: deque(maxlen=256))
     hours_total: float = 0.0
@@ -106,6 +107,7 @@ class Profile:
         self.recent_clients = Recent(s.reseller.window_s)
         self.new_clients = Recent(s.reseller.window_s)
         self.probes = Recent(s.enumeration.window_s)
+        self.slow_probes = Recent(s.enumeration.slow_window_s)
         self.unusual = Events(s.unusual_time.window_s)
         if not self.hours_origin:
             self.hours_origin = self.first_seen
@@ -327,6 +329,12 @@ def _fold_peaks(p: Profile, now: float) -> None:
                 peak.offer(now, value)
 
 
+def _probed(p: Profile, item: str, now: float) -> None:
+    """Note a deployment tried (unknown, listed or never used) for the enumeration rule."""
+    p.probes.add(item, now)
+    p.slow_probes.add(item, now)
+
+
 def update_profile(
     p: Profile,
     obs: Observation,
@@ -373,13 +381,13 @@ def update_profile(
         seen = p.deployments
         last = seen.get(deployment)
         if windows and last is None and p.mature():
-            p.probes.add("deployment:" + deployment, now)
+            _probed(p, "deployment:" + deployment, now)
         if last is None or now - last >= _REMEMBERED_S:
             _remember(seen, deployment, now, _DEPLOYMENTS)
     if windows and obs.requested is not None:
-        p.probes.add("unknown:" + obs.requested, now)
+        _probed(p, "unknown:" + obs.requested, now)
     if windows and obs.operation == "models":
-        p.probes.add("models", now)
+        _probed(p, "models", now)
     version = obs.api_version
     if version is not None:
         last = p.api_versions.get(version)

@@ -79,11 +79,14 @@ class VelocityRule(Frozen):
 
 
 class EnumerationRule(Frozen):
-    """Distinct unknown deployments, model listings and never-used deployments in a window."""
+    """Distinct unknown deployments, model listings and never-used deployments in a window,
+    or many more over a long one (an enumeration spread over days)."""
 
     enabled: bool = True
     window_s: float = Field(default=600, gt=0)
     threshold: int = Field(default=4, ge=2)
+    slow_window_s: float = Field(default=172_800, gt=0)  # slow and low: two days ...
+    slow_threshold: int = Field(default=8, ge=2)  # ... twice as many
 
 
 class KeyProbeRule(Frozen):

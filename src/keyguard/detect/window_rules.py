@@ -148,15 +148,17 @@ def enumeration(
         item = None if known else "deployment:" + obs.deployment
     if item is None:
         return None
-    tried = view.key.probes.count(now, item)
+    tried, within = view.key.probes.count(now, item), f"{r.window_s:.0f} s"
     if tried < r.threshold:
-        return None
+        # slow and low: one name every few hours, over days
+        tried, within = view.key.slow_probes.count(now, item), f"{r.slow_window_s / 3600:.0f} h"
+        if tried < r.slow_threshold:
+            return None
     return finding(
         "enumeration",
         "high",
         obs,
-        f"{tried} deployments or model listings tried within {r.window_s:.0f} s: "
-        "deployment enumeration.",
+        f"{tried} deployments or model listings tried within {within}: deployment enumeration.",
         tried=tried,
     )
 
