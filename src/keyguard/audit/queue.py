@@ -65,10 +65,6 @@ class RecordQueue:
         """Records waiting, those being written included."""
         return len(self._items) + self._writing
 
-    def room_for(self, more: int) -> bool:
-        """O(1): whether ``more`` records would still leave the queue under the 90% mark."""
-        return len(self) + more < self._full_at
-
     def put(self, kind: str, data: Any, at: float | None = None) -> bool:
         """Queue a record; ``False`` when it was dropped (queue full, or closed). Never raises."""
         items = self._items
