@@ -7,6 +7,7 @@ from pathlib import Path
 
 import aiohttp
 import openai
+import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
 from keyguard.emulator import RunningEmulator
@@ -207,6 +208,24 @@ async def test_no_answer_names_the_http_stack_or_its_version(
         async with http.get(gateway.gateway.admin_url + "/healthz") as resp:
             seen.append((resp.status, resp.headers.get("server")))
     assert seen == [(200, "keyguard"), (200, "keyguard"), (401, "keyguard"), (200, "keyguard")]
+
+
+async def test_an_answer_above_the_answer_cap_is_a_502_naming_the_setting(
+    tmp_path: Path, emulator: RunningEmulator
+) -> None:
+    """A misbehaving upstream cannot make the gateway hold an unbounded answer: past
+    ``proxy.max_answer_bytes`` it is not read on, and the caller is told which setting."""
+    async with running_gateway(tmp_path, emulator, proxy={"max_answer_bytes": 65536}) as gw:
+        _, key = await new_key(gw)
+        async with azure_client(gw, key) as client:
+            small = await client.embeddings.create(model="text-embedding-3-small", input="a")
+            with pytest.raises(openai.APIStatusError) as caught:
+                await client.embeddings.create(
+                    model="text-embedding-3-small", input=[f"text {i}" for i in range(64)]
+                )
+    assert small.data
+    assert caught.value.status_code == 502
+    assert "proxy.max_answer_bytes" in caught.value.message
 
 
 async def test_a_body_of_several_megabytes_is_forwarded(
