@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from keyguard.proxy.stream_pieces import Run
 
-from .test_guard_stream import SECRET, chunk, guard, texts
+from .test_guard_stream import SECRET, chunk, guard, scan, texts
 
 
 def feed_in_reads(action: str, events: list[bytes], cuts: list[int]) -> tuple[bytes, list[str]]:
@@ -108,8 +108,32 @@ def test_a_chunk_of_another_shape_between_runs_keeps_its_place() -> None:
 def test_any_reads_send_what_one_chunk_at_a_time_sends(
     words: list[str], cuts: list[int], action: str
 ) -> None:
+    """The same decisions and, but for a block, the same bytes. A block ends both streams the
+    same way, after none of the value; the safe text before it may end at another chunk,
+    since where the held text is read (each quarter of the window) depends on the reads."""
     events = stream_of(words)
-    assert feed_in_reads(action, events, cuts) == one_by_one(action, events)
+    got, want = feed_in_reads(action, events, cuts), one_by_one(action, events)
+    if action != "block" or not want[1]:
+        assert got == want
+        return
+    assert got[1] == want[1]
+    whole = "".join(words)
+    first = min(m.start for m in scan(whole))
+    for out in (got[0], want[0]):
+        sent, finishes = texts(out)
+        assert whole.startswith(sent) and len(sent) <= first  # nothing of the value
+        assert finishes[-1] == "content_filter" and out.endswith(b"data: [DONE]\n\n")
+
+
+def test_a_block_after_a_partial_reading_step_sends_none_of_the_value() -> None:
+    """Found by the property above: one read of the whole stream releases the safe text up
+    to the window, fed chunk by chunk up to the last full reading step; neither sends any of
+    the value."""
+    words = ["a "] * 19 + ["SECRET-"] * 6 + ["0123"]
+    events = stream_of(words)
+    for out, _ in (feed_in_reads("block", events, []), one_by_one("block", events)):
+        sent, finishes = texts(out)
+        assert set(sent) <= {"a", " "} and finishes[-1] == "content_filter"
 
 
 def test_a_run_taken_part_way_keeps_each_chunks_text_offsets() -> None:
