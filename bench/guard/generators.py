@@ -160,6 +160,8 @@ GENERATORS: dict[str, Gen] = {
     "AWS_SECRET": ("aws_secret_key", lambda r: (
         "aws_secret_access_key = " + samples.token(r, "aws_secret_key"), "AWS credentials",
         "aws_config")),
+    "AWS_SECRET_RAW": ("aws_secret_key", lambda r: (samples.token(r, "aws_secret_key"),
+                       "AWS secret", "aws_secret_access_key")),
     "GITHUB": ("github_token", lambda r: (samples.token(r, "github_token"), "GitHub token",
                                           "GITHUB_TOKEN")),
     "GITHUB_PAT": ("github_token", lambda r: (samples.token(r, "github_pat"), "GitHub PAT",

@@ -4,6 +4,7 @@ assigned to a password-like name."""
 
 from __future__ import annotations
 
+import base64
 import random
 
 import pytest
@@ -204,3 +205,54 @@ def test_a_long_logs_dates_do_not_use_up_the_phone_parses() -> None:
         for i in range(400)
     )
     assert _found(f"{log}\ncallback requested: {number}") == [("phone", number)]
+
+
+def test_multicast_addresses_are_not_personal_data() -> None:
+    text = "mDNS 224.0.0.251, SSDP 239.255.255.250, all nodes ff02::1, global scope ff0e::1"
+    assert _found(text) == []
+    assert _found("client 81.2.69.160 via ff02::1") == [("ip_address", "81.2.69.160")]
+
+
+def test_generated_public_addresses_are_never_multicast() -> None:
+    rng = random.Random(3)
+    for _ in range(2000):
+        assert not 224 <= int(pii.public_ip(rng).split(".")[0]) <= 239
+
+
+def test_an_address_at_an_internationalised_top_level_domain() -> None:
+    text = "Contact: info@xn--80ak6aa92e.xn--p1ai for the office."
+    assert _found(text) == [("email", "info@xn--80ak6aa92e.xn--p1ai")]
+    assert _found("mail INFO@XN--80AK6AA92E.XN--P1AI") == [
+        ("email", "INFO@XN--80AK6AA92E.XN--P1AI")
+    ]
+
+
+@pytest.mark.parametrize(
+    "number",
+    ["4111 1111 4555 1142", "5555 3412 4444 1115", "3700 0000 0000 002", "4543474002249996",
+     "6011000000000012", "4007000000027", "2223000048400011", "4000 0025 0000 3155"],
+)  # fmt: skip
+def test_payment_processors_published_test_cards_are_not_cards(number: str) -> None:
+    assert _found(f"sandbox card {number}, any CVC") == []
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "EXEC sp_addlinkedsrvlogin @rmtsrvname = N'ERP01', @rmtpassword = N'{}';",
+        "CREATE LOGIN etl WITH PASSWORD = N'{}';",
+        "dbpassword={}",
+        'var password = @"{}";',
+    ],
+)
+def test_a_password_in_a_prefixed_literal_or_glued_to_its_name(template: str) -> None:
+    assert _found(template.format("Kestrel512$abc")) == [("password", "Kestrel512$abc")]
+    assert _found("bypass=Kestrel512$abc compass: Kestrel512$abc") == []
+
+
+def test_a_base64_encoded_placeholder_password_is_not_a_password() -> None:
+    for placeholder in ("changeme", "password", "${DB_PASSWORD}"):
+        encoded = base64.b64encode(placeholder.encode()).decode()
+        assert _found(f"kind: Secret\ndata:\n  password: {encoded}\n") == []
+    encoded = base64.b64encode(b"Kestrel512$abc").decode()
+    assert _found(f"data:\n  password: {encoded}\n") == [("password", encoded)]

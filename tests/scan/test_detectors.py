@@ -119,3 +119,10 @@ def test_boundaries_reject_keys_inside_longer_tokens() -> None:
     assert scan(f"{key}0") == []
     hexkey = testkeys.generate("LEGACY")
     assert scan(ENDPOINT + f"api_key = '{hexkey}0'\n") == []
+
+
+def test_an_aws_secret_set_on_the_command_line() -> None:
+    secret = "k7Qz2mVb9XwR4tLp8NcY1hGd6JsFa3Ue5Oi0Tq+/"
+    findings = scan(f"+ aws configure set aws_secret_access_key {secret}\n")
+    assert [f.kind for f in findings] == ["aws_secret_key"]
+    assert scan("aws_secret_access_key is the name of the setting\n") == []

@@ -15,6 +15,7 @@ scanner's detectors win over these on overlap.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterator
 
@@ -30,7 +31,8 @@ _KINDS = (
     "secretkey", "client_secret", "client-secret", "clientsecret",
 )  # fmt: skip
 _IDENT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
-_VALUE = re.compile(r"[=>]?\s{0,8}[\"']?([^\s\"',;`]{6,128})")
+# A quote may carry a prefix: T-SQL's N'...', C#'s @"...", C++'s L"...", Python's r'...' / u'...'
+_VALUE = re.compile(r"[=>]?\s{0,8}(?:[NLru@]?[\"'])?([^\s\"',;`]{6,128})")
 _TYPED = re.compile(r"([A-Za-z_][\w.-]*)[ \t]*:?[ \t]*(?i:securestring|string|str)[ \t]*\Z")
 _XML_VALUE = re.compile(r"([^<>\s]{6,128})</([A-Za-z_][\w.-]{0,63})>")  # <password>v</password>
 _REFERENCE = re.compile(
@@ -46,6 +48,7 @@ _PLACEHOLDER_WORDS = re.compile(
 )
 _IDENTIFIER_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+(?:\(\))?$")
 _PASSWORD_KINDS = ("passw", "pwd", "pass")
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}\Z")
 
 
 def _classes(value: str) -> int:
@@ -55,6 +58,17 @@ def _classes(value: str) -> int:
         + any(c.isdigit() for c in value)
         + any(not c.isalnum() for c in value)
     )
+
+
+def _base64_text(value: str) -> str | None:
+    """The printable text ``value`` is the base64 of, if it is (``Y2hhbmdlbWU=``: changeme)."""
+    if len(value) % 4 or not _BASE64.match(value):
+        return None
+    try:
+        text = base64.b64decode(value, validate=True).decode("ascii")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return text if text.isprintable() else None
 
 
 def _looks_secret(kind: str, value: str) -> bool:
@@ -68,6 +82,11 @@ def _looks_secret(kind: str, value: str) -> bool:
         return False  # an endpoint (Endpoint=sb://...): its key, if any, is a shaped kind
     if is_placeholder(value):
         return False
+    decoded = _base64_text(value)
+    if decoded is not None and (
+        _PLACEHOLDER_WORDS.match(decoded) or _REFERENCE.match(decoded) or is_placeholder(decoded)
+    ):
+        return False  # a Kubernetes Secret's `data:` holds its values base64-encoded
     if kind.startswith(_PASSWORD_KINDS):
         return len(value) >= 8 and _classes(value) >= 3
     return len(value) >= 16 and _classes(value) >= 2 and entropy(value) >= 3.5
@@ -88,6 +107,8 @@ def _kind(text: str, sep: int) -> str | None:
             at = len(name) - len(kind)
             if at == 0 or name[at - 1] in "_.-" or (name[at].isupper() and name[at - 1].islower()):
                 return kind
+            if kind in ("password", "passwd"):
+                return kind  # glued on: T-SQL's @rmtpassword, dbpassword (not so `pass`: bypass)
     return None
 
 

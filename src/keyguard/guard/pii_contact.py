@@ -45,7 +45,10 @@ MAX_PHONE_SEEN = 4096  # candidates looked at per text (most are refused before 
 _LOCAL_CHARS = frozenset(string.ascii_letters + string.digits + "!#$%&'*+/=?^_`{|}~.-")
 # Letters and digits of any script (``jürgen@müller.de``: internationalised addresses)
 _LOCAL = re.compile(r"[\w!#$%&'*+/=?^`{|}~.-]{1,64}\Z")
-_DOMAIN = re.compile(r"(?:[^\W_](?:(?:[^\W_]|-){0,61}[^\W_])?\.){1,8}([^\W\d_]{2,24})(?![\w-])")
+# The top-level domain: letters, or an internationalised one in its ASCII form (``xn--p1ai``)
+_DOMAIN = re.compile(
+    r"(?:[^\W_](?:(?:[^\W_]|-){0,61}[^\W_])?\.){1,8}([^\W\d_]{2,24}|[xX][nN]--[a-zA-Z0-9]{2,59})(?![\w-])"
+)
 _RESERVED = re.compile(
     r"(?i)(?:^|\.)(?:example\.(?:com|net|org)|example|test|invalid|localhost|local|"
     r"gserviceaccount\.com|users\.noreply\.github\.com)$|"
@@ -229,7 +232,7 @@ def _ipv4(text: str, lo: int, hi: int) -> Iterator[Match]:
             address = ipaddress.IPv4Address(m.group())
         except ValueError:
             continue
-        if address.is_global:
+        if address.is_global and not address.is_multicast:
             yield Match("personal", "ip_address", "ipv4", m.start(), m.end())
 
 
@@ -256,7 +259,12 @@ def _ipv6(text: str) -> Iterator[Match]:
                     address = ipaddress.IPv6Address(run)
                 except ValueError:
                     address = None
-                if address is not None and address.is_global and address.ipv4_mapped is None:
+                if (
+                    address is not None
+                    and address.is_global
+                    and not address.is_multicast
+                    and address.ipv4_mapped is None
+                ):
                     yield Match("personal", "ip_address", "ipv6", start, end)
         pos = text.find(":", max(end, pos + 1))
 

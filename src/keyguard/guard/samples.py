@@ -173,7 +173,7 @@ def public_ip(rng: random.Random, version: int = 4) -> str:
             )
         else:
             address = ipaddress.IPv6Address((0x2A00 << 112) | rng.getrandbits(112))
-        if address.is_global:
+        if address.is_global and not address.is_multicast:  # 224/4 counts as global
             return str(address).replace(":0:", "::", 1) if version == 6 else str(address)
 
 

@@ -180,7 +180,8 @@ def _tokens(text: str) -> Iterator[Hit]:
 
 
 _AWS_SECRET = re.compile(
-    r"(?i)(?:aws_?secret_?access_?key|aws_?secret_?key|secret_?access_?key)[\"']?\s*[:=]\s*"
+    r"(?i)(?:aws_?secret_?access_?key|aws_?secret_?key|secret_?access_?key)[\"']?"
+    r"(?:\s*[:=]\s*|[ \t]+)"  # `aws configure set aws_secret_access_key <value>` too
     r"[\"']?([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
 )
 
