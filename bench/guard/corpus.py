@@ -11,9 +11,10 @@ itself holds), ``config`` (a ``guardrails:`` section for custom rules).
 Placeholders in strings: ``{{GEN}}`` or ``{{*}}`` a value (one per name per case),
 ``{{GEN:label}}`` / ``{{GEN:key}}`` the words or field name that go with it, and filters
 ``{{GEN|json}}`` (escaped for a JSON string), ``|b64kv`` (base64 of ``key=value``), ``|b64``,
-``|pct`` (percent-encoded), ``|lower``, ``|nbsp`` (no-break spaces), ``|half1`` / ``|half2``
-(the two halves), ``|zw`` (zero-width spaces inside). The expected categories of a case are
-those of the positive generators it uses, plus ``also``.
+``|pct`` (percent-encoded), ``|lower``, ``|nbsp`` (no-break spaces), ``|dots`` (grouped
+with dots), ``|nospace``, ``|half1`` / ``|half2`` (the two halves), ``|zw`` (zero-width
+spaces inside). The expected categories of a case are those of the positive generators it
+uses, plus ``also``.
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ def _filter(value: str, key: str, name: str | None) -> str:
         return quote(value, safe="")
     if name == "lower":
         return value.lower()
+    if name == "dots":
+        return value.replace(" ", ".").replace("-", ".")
+    if name == "nospace":
+        return value.replace(" ", "")
     if name == "nbsp":
         return value.replace(" ", "\u00a0")
     if name in ("half1", "half2"):

@@ -256,3 +256,36 @@ def test_a_base64_encoded_placeholder_password_is_not_a_password() -> None:
         assert _found(f"kind: Secret\ndata:\n  password: {encoded}\n") == []
     encoded = base64.b64encode(b"Kestrel512$abc").decode()
     assert _found(f"data:\n  password: {encoded}\n") == [("password", encoded)]
+
+
+def test_a_card_grouped_with_dots() -> None:
+    card = pii.card(RNG, "visa", ".")
+    assert _found(f"card no. {card} declined") == [("payment_card", card)]
+    assert _found("build 4539.1488.0343.6468 and release 4.5.6.7") == []
+
+
+def test_an_international_number_written_with_dots() -> None:
+    assert _found("Tel +33.6.47.21.93.05") == [("phone", "+33.6.47.21.93.05")]
+    assert _found("version 10.0.19041.1 and build 6.12.34.56.7") == []
+
+
+def test_an_international_number_as_a_url_path_segment() -> None:
+    text = "GET /v2/contacts/+33647219305/messages returned 404"
+    assert _found(text) == [("phone", "+33647219305")]
+    assert _found("GET /v2/items/+1234/ and /files/+33647219305x/") == []
+
+
+def test_an_address_in_a_url_query_string() -> None:
+    text = "https://crm.fabrikam.com/search?email=jonas.berg@fabrikam.com&sort=desc"
+    assert _found(text) == [("email", "jonas.berg@fabrikam.com")]
+    assert _found("https://crm.fabrikam.com/u?a=1&to=ops@fabrikam.com") == [
+        ("email", "ops@fabrikam.com")
+    ]
+
+
+def test_a_password_after_a_yaml_anchor_or_in_toml_triple_quotes() -> None:
+    assert _found('db:\n  password: &pw "Kestrel512$abc"\n  copy: *pw') == [
+        ("password", "Kestrel512$abc")
+    ]
+    assert _found('password = """Kestrel512$abc"""') == [("password", "Kestrel512$abc")]
+    assert _found("password: &pw changeme") == []

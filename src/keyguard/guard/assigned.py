@@ -32,7 +32,11 @@ _KINDS = (
 )  # fmt: skip
 _IDENT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 # A quote may carry a prefix: T-SQL's N'...', C#'s @"...", C++'s L"...", Python's r'...' / u'...'
-_VALUE = re.compile(r"[=>]?\s{0,8}(?:[NLru@]?[\"'])?([^\s\"',;`]{6,128})")
+# YAML may put an anchor or a tag first (`password: &pw "..."`, `!!str`); TOML triple quotes
+_VALUE = re.compile(
+    r"[=>]?\s{0,8}(?:[&!][\w!-]{0,32}[ \t]+)?"
+    r"(?:[NLru@]?(?:\"\"\"|'''|[\"']))?([^\s\"',;`]{6,128})"
+)
 _TYPED = re.compile(r"([A-Za-z_][\w.-]*)[ \t]*:?[ \t]*(?i:securestring|string|str)[ \t]*\Z")
 _XML_VALUE = re.compile(r"([^<>\s]{6,128})</([A-Za-z_][\w.-]{0,63})>")  # <password>v</password>
 _REFERENCE = re.compile(

@@ -83,6 +83,9 @@ def _emails(text: str) -> Iterator[Match]:
         domain = _DOMAIN.match(text, pos + 1)
         if local is not None and domain is not None:
             start = local.start()
+            query = text.rfind("?", start, pos)
+            if query != -1:  # a URL's query string: ?email=a@b.com&... (the address after `=`)
+                start = max(query, text.rfind("=", query, pos), text.rfind("&", query, pos)) + 1
             while start < pos and text[start] in ".'`{|}~=/":
                 start += 1
             end = domain.end()
@@ -101,6 +104,7 @@ def _emails(text: str) -> Iterator[Match]:
 _PHONE = re.compile(
     r"(?<![\w+@/.#$-])(?:\+|00)?\(?\d(?:[\d \t().-]{5,22}|\d{1,5}/[\d \t().-]{3,20})\d\)?"
     r"(?!(?!x\d)[\w@/-]|[.,:]\d)"  # an extension may follow: 212-718-4402x15
+    r"|(?<=/)\+\d{7,15}(?=[/?#&\s\"']|\Z)"  # E.164 as a URL's path segment: /numbers/+4930.../
 )
 _GROUPS = re.compile(r"\d+")
 _PHONE_NAMES = re.compile(
@@ -138,8 +142,8 @@ def _shaped(raw: str) -> str | None:
         return None
     if _DATE.match(raw) or _DOTTED.match(raw) or _SSN_SHAPE.match(raw):
         return None
-    if "." in raw and any(len(g) == 1 for g in re.split(r"[^\d]+", raw) if g):
-        return None  # a version string (10.0.19041.1)
+    if "." in raw and raw[0] != "+" and any(len(g) == 1 for g in re.split(r"[^\d]+", raw) if g):
+        return None  # a version string (10.0.19041.1); +33.6.12.34.56.78 is a number
     if len(digits) in (10, 13) and raw.count("-") >= 3 and isbn.is_valid(digits):
         return None
     return digits

@@ -61,7 +61,7 @@ _TEST_CARDS = frozenset(
 )  # fmt: skip
 _EXAMPLE_IDS = frozenset({"078051120", "219099999"})  # published, never valid
 
-_CARD = re.compile(r"(?<![\w.+/-])\d(?:[ -]?\d){11,18}(?![\w/-]|[.,]\d)")
+_CARD = re.compile(r"(?<![\w.+/-])\d(?:[ .-]?\d){11,18}(?![\w/-]|[.,]\d)")
 _IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]){10,30}(?![A-Za-z0-9])")
 _SSN = re.compile(r"(?<![\w./-])\d{3}([- ])\d{2}\1\d{4}(?![\w/-]|[.,]\d)")
 _DIGITS = re.compile(r"(?<![\w./+-])\d(?:[ .]?\d){8,14}(?![\w/-]|[.,]\d)")
@@ -113,7 +113,7 @@ def _issuer(d: str) -> bool:
 
 
 def _grouped(raw: str) -> bool:
-    seps = {c for c in raw if c in " -"}
+    seps = {c for c in raw if c in " -."}
     if not seps:
         return True
     if len(seps) > 1:
@@ -126,7 +126,7 @@ def _grouped(raw: str) -> bool:
 
 def is_card(raw: str) -> bool:
     """True for a payment card number as written (separators included)."""
-    digits = raw.replace(" ", "").replace("-", "")
+    digits = raw.replace(" ", "").replace("-", "").replace(".", "")
     if not 13 <= len(digits) <= 19 or digits in _TEST_CARDS or len(set(digits)) < 4:
         return False
     return _grouped(raw) and _issuer(digits) and luhn.is_valid(digits)
