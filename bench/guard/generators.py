@@ -134,6 +134,7 @@ GENERATORS: dict[str, Gen] = {
                                               "AZURE_OPENAI_API_KEY")),
     "AZURE_AI": ("azure_ai_services_key", lambda r: (testkeys.azure_key("ai_services"),
                                                      "AI Services key", "AZURE_AI_KEY")),
+    "LEGACY": ("azure_legacy_key", lambda r: (testkeys.legacy_key(), "Speech key", "key")),
     "KEYGUARD": ("keyguard_key", lambda r: (testkeys.keyguard_key(), "gateway key",
                                             "KEYGUARD_API_KEY")),
     "OPENAI": ("openai_key", lambda r: (testkeys.openai_key(r.choice(["proj", "svcacct", "user"])),

@@ -173,3 +173,29 @@ def test_prose_naming_an_azure_ai_key(text: str) -> None:
 def test_prose_that_is_not_a_key(text: str) -> None:
     key = testkeys.generate("LEGACY")
     assert scan("# Notes\n\n" + text.format(k=key), "docs/notes.md") == []
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        '{{\n  "Speech": {{\n    "Region": "westeurope",\n    "Key": "{}"\n  }}\n}}\n',
+        '{{"AzureOpenAI": {{"Deployment": "gpt-4o", "Key": "{}"}}}}\n',
+        "speech:\n  region: westeurope\n  key: {}\n",
+    ],
+)
+def test_a_weak_name_inside_an_azure_section_is_a_key(template: str) -> None:
+    key = testkeys.legacy_key()
+    assert [f.kind for f in scan(template.format(key))] == ["azure_legacy_key"]
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        '{{\n  "Redis": {{\n    "Key": "{}"\n  }}\n}}\n',
+        '{{"Speech": {{"Cache": {{"Ttl": 5}}, "Key": "{}"}}}}\n',  # a closed object between
+        "speech:\n  region: westeurope\ncache:\n  key: {}\n",
+        '{{"OpenAI": {{"RequestId": "{}"}}}}\n',
+    ],
+)
+def test_a_section_says_nothing_for_other_names_or_sections(template: str) -> None:
+    assert scan(template.format(testkeys.legacy_key())) == []

@@ -29,6 +29,7 @@ from keyguard.scan.hexcontext import (
     is_vault_version,
     judge_hex,
     prefix_for,
+    section_name,
     sentence_around,
 )
 from keyguard.scan.masks import hex32_runs, to_bytes
@@ -264,7 +265,11 @@ def _hex(text: str, ctx: DetectContext, outer_prefix: str) -> Iterator[Hit]:
             continue
         prefix, near = prefix_for(text, start, outer_prefix)
         verdict = judge_hex(
-            prefix, ctx.has_endpoint, near, partial(sentence_around, text, start, start + 32)
+            prefix,
+            ctx.has_endpoint,
+            near,
+            partial(sentence_around, text, start, start + 32),
+            partial(section_name, text, start),
         )
         if verdict is not None:
             yield Hit(

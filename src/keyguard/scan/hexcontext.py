@@ -33,6 +33,7 @@ __all__ = [
     "judge_hex",
     "nearest_names",
     "prefix_for",
+    "section_name",
     "sentence_around",
 ]
 
@@ -199,14 +200,56 @@ def _prose_names_key(sentence: str) -> bool:
     return bool(_PROSE_AZURE.search(sentence) and _PROSE_KEY.search(sentence))
 
 
+_SECTION_JSON = re.compile(r"""["']?([A-Za-z_$][\w$.-]{0,63})["']?[ \t]*[:=][ \t]*\Z""")
+_SECTION_YAML = re.compile(r"([A-Za-z_$][\w$.-]{0,63})[ \t]*:[ \t]*\Z")
+_SECTION_BACK = 400
+_AZURE_WORD_ANY = re.compile(_AZURE_WORD_RE.pattern, re.IGNORECASE)
+
+
+def section_name(text: str, start: int) -> str:
+    """The name of the section a value at ``start`` stands in: the key of the JSON object
+    around it (``"Speech": {"Region": ..., "Key": <value>``) or the less indented YAML key
+    above its line (``speech:`` / ``  key: <value>``); ``""`` when none is found."""
+    lo = max(0, start - _SECTION_BACK)
+    if _AZURE_WORD_ANY.search(text, lo, start) is None:
+        return ""  # no section name above could say Azure: nothing to look for
+    brace = text.rfind("{", lo, start)
+    if brace != -1 and text.find("}", brace, start) == -1:
+        m = _SECTION_JSON.search(text, max(lo, brace - 80), brace)
+        return m.group(1) if m is not None else ""
+    line_start = text.rfind("\n", 0, start) + 1
+    line = text[line_start:start]
+    indent = len(line) - len(line.lstrip(" "))
+    if indent == 0:
+        return ""
+    end = line_start - 1
+    for _ in range(8):  # the lines above, nearest first
+        if end <= lo:
+            break
+        begin = text.rfind("\n", lo, end) + 1
+        above = text[begin:end]
+        bare = above.lstrip(" ")
+        if bare and len(above) - len(bare) < indent:
+            m = _SECTION_YAML.match(bare)
+            return m.group(1) if m is not None else ""
+        end = begin - 1
+    return ""
+
+
 def judge_hex(
-    prefix: str, file_has_endpoint: bool, near: str, sentence: Callable[[], str] | None = None
+    prefix: str,
+    file_has_endpoint: bool,
+    near: str,
+    sentence: Callable[[], str] | None = None,
+    section: Callable[[], str] | None = None,
 ) -> HexVerdict | None:
     """Decide on a 32-hex candidate from the text before it (same line, or the line above).
 
     ``near`` is the text around the candidate (an endpoint there counts as very near);
     ``sentence`` gives the sentence it stands in (prose that names an Azure AI key), asked
-    for only when no name decided.
+    for only when no name decided; ``section`` the name of the section around it (a weak
+    name such as ``Key`` inside a ``Speech`` or ``AzureOpenAI`` object), asked for only when
+    a weak name has nothing else to go with.
     """
     for token in nearest_names(prefix):
         verdict = classify_name(token)
@@ -221,6 +264,8 @@ def judge_hex(
             return HexVerdict("medium", f"key name {token!r}")
         if file_has_endpoint or azure_named:
             return HexVerdict("medium", f"name {token!r} and an Azure AI endpoint")
+        if section is not None and _AZURE_WORD_RE.search(name := section().lower()):
+            return HexVerdict("medium", f"name {token!r} in the section {name!r}")
         break
     if ENDPOINT_RE.search(near):
         return HexVerdict("medium", "Azure AI endpoint next to it")
