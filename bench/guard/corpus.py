@@ -12,9 +12,9 @@ Placeholders in strings: ``{{GEN}}`` or ``{{*}}`` a value (one per name per case
 ``{{GEN:label}}`` / ``{{GEN:key}}`` the words or field name that go with it, and filters
 ``{{GEN|json}}`` (escaped for a JSON string), ``|b64kv`` (base64 of ``key=value``), ``|b64``,
 ``|pct`` (percent-encoded), ``|lower``, ``|nbsp`` (no-break spaces), ``|dots`` (grouped
-with dots), ``|nospace``, ``|half1`` / ``|half2`` (the two halves), ``|zw`` (zero-width
-spaces inside). The expected categories of a case are those of the positive generators it
-uses, plus ``also``.
+with dots), ``|e164`` (``+`` and the digits), ``|half1`` / ``|half2`` (the two halves),
+``|zw`` (zero-width spaces inside). The expected categories of a case are those of the
+positive generators it uses, plus ``also``.
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ def _filter(value: str, key: str, name: str | None) -> str:
         return value.lower()
     if name == "dots":
         return value.replace(" ", ".").replace("-", ".")
-    if name == "nospace":
-        return value.replace(" ", "")
+    if name == "e164":
+        return "+" + "".join(c for c in value if c.isdigit())
     if name == "nbsp":
         return value.replace(" ", "\u00a0")
     if name in ("half1", "half2"):

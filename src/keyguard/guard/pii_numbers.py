@@ -61,7 +61,12 @@ _TEST_CARDS = frozenset(
 )  # fmt: skip
 _EXAMPLE_IDS = frozenset({"078051120", "219099999"})  # published, never valid
 
-_CARD = re.compile(r"(?<![\w.+/-])\d(?:[ .-]?\d){11,18}(?![\w/-]|[.,]\d)")
+_CARD = re.compile(r"(?<![\w.+/-])\d(?:[ -]?\d){11,18}(?![\w/-]|[.,]\d)")
+# Grouped with dots: a pattern of its own, so that digits and dots after a card grouped with
+# spaces (`4441 7476 6143 5540 1.2`) cannot take it into a longer, mixed candidate
+_CARD_DOTS = re.compile(
+    r"(?<![\w.+/-])\d{4}(?:(?:\.\d{4}){2,3}(?:\.\d{1,4})?|\.\d{6}\.\d{4,5})(?![\w/-]|[.,]\d)"
+)
 _IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]){10,30}(?![A-Za-z0-9])")
 _SSN = re.compile(r"(?<![\w./-])\d{3}([- ])\d{2}\1\d{4}(?![\w/-]|[.,]\d)")
 _DIGITS = re.compile(r"(?<![\w./+-])\d(?:[ .]?\d){8,14}(?![\w/-]|[.,]\d)")
@@ -133,10 +138,13 @@ def is_card(raw: str) -> bool:
 
 
 def _cards(text: str, lo: int, hi: int) -> Iterator[Match]:
-    for m in _CARD.finditer(text, lo, hi):
-        start = m.start()
-        if is_card(m.group()) and not (named_otherwise(text, start) or inside_iban(text, start)):
-            yield Match("personal", "payment_card", "payment_card", m.start(), m.end())
+    for pattern in (_CARD, _CARD_DOTS):
+        for m in pattern.finditer(text, lo, hi):
+            start = m.start()
+            if is_card(m.group()) and not (
+                named_otherwise(text, start) or inside_iban(text, start)
+            ):
+                yield Match("personal", "payment_card", "payment_card", m.start(), m.end())
 
 
 def _ibans(text: str, lo: int, hi: int) -> Iterator[Match]:
