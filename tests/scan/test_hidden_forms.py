@@ -151,3 +151,13 @@ def test_base64_keys_split_next_to_plus_slash_and_equals(cut: int) -> None:
     text = f'SB_KEY = "{value[:cut]}" + \\\n    "{value[cut:]}"\n'
     found = [(f.kind, f.line, f.end_line) for f in scan(text)]
     assert found == [("azure_shared_access_key", 1, 2)]
+
+
+@pytest.mark.parametrize("cut", [18, 19, 20])  # the dot is the 4th, 3rd, 2nd last of the head
+def test_a_literal_split_just_after_a_dot_is_rejoined(cut: int) -> None:
+    secret = "Ntl8Q~OiF.HJO1Ly.iouZ4qYHqDWuUeQBYYMXy5B"
+    head, tail = secret[:cut], secret[cut:]
+    go = f'cred := azidentity.New(\n\t"{head}" +\n\t\t"{tail}",\n\tnil)\n'
+    assert [f.kind for f in scan(go)] == ["entra_client_secret"]
+    php = f"$s = '{head}' . '{tail}';\n"
+    assert [f.kind for f in scan(php)] == ["entra_client_secret"]

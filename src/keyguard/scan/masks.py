@@ -44,16 +44,19 @@ _GLUE_TABLE = _table(
         _ALNUM + b"/_~-": b"s",
         b"+=": b"p",
         b"\"'`": b"q",
-        b" \t\r\n.&|();\\@$": b"g",
+        b" \t\r\n&|();\\@$": b"g",
+        b".": b"d",  # glue (PHP, Lua) or inside a fragment (an Entra secret: `Ntl8Q~OiF.HJO1Ly.i`)
         b",": b"c",
     }
 )
-_GLUE_AFTER = rb"(?:[gp]{1,80}|[gp]{1,40}s{1,40}[gp]{1,12})q"
-# Two searches, each with a literal prefix the regex engine finds at C speed: fragments that
-# end in four plain characters (the common case), and those with a + or = in their last four.
+_GLUE_AFTER = rb"(?:[gpd]{1,80}|[gpd]{1,40}s{1,40}[gpd]{1,12})q"
+# Three searches, each with a literal prefix the regex engine finds at C speed: fragments
+# that end in four plain characters (the common case), those with a + or = in their last four,
+# and those with a dot in their last four (but not last).
 _GLUE_MASK = re.compile(rb"ssssq" + _GLUE_AFTER)  # no group: it would cut the prefix short
 _GLUE_MASK_P = re.compile(rb"p[sp]{0,3}q" + _GLUE_AFTER)
-_COMMA_MASK = re.compile(rb"[sp]{4}q[gp]{0,4}c[gp]{0,12}q")
+_GLUE_MASK_D = re.compile(rb"d[sd]{0,2}sq" + _GLUE_AFTER)
+_COMMA_MASK = re.compile(rb"[spd]{4}q[gpd]{0,4}c[gpd]{0,12}q")
 _B64_TAIL = re.compile(rb"b+e{0,2}")
 _H32 = b"h" * 32
 
@@ -113,6 +116,10 @@ def glue_candidates(data: bytes, start: int = 0, end: int | None = None) -> Iter
     for m in _GLUE_MASK_P.finditer(mask, start, stop):
         quote = mask.index(b"q", m.start())
         if quote - 4 >= start and mask[quote - 4 : quote].strip(b"sp") == b"":
+            quotes.add(quote)
+    for m in _GLUE_MASK_D.finditer(mask, start, stop):
+        quote = mask.index(b"q", m.start())
+        if quote - 4 >= start and mask[quote - 4 : quote].strip(b"sd") == b"":
             quotes.add(quote)
     yield from sorted(quotes)
 
