@@ -199,3 +199,22 @@ def test_a_weak_name_inside_an_azure_section_is_a_key(template: str) -> None:
 )
 def test_a_section_says_nothing_for_other_names_or_sections(template: str) -> None:
     assert scan(template.format(testkeys.legacy_key())) == []
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        'env:\n  - name: AZURE_OPENAI_API_KEY\n    value: "{}"\n',
+        '{{"header": [{{"key": "Ocp-Apim-Subscription-Key",\n  "value": "{}"}}]}}\n',
+    ],
+)
+def test_a_value_named_on_the_line_above(template: str) -> None:
+    assert [f.kind for f in scan(template.format(testkeys.legacy_key()))] == ["azure_legacy_key"]
+    assert scan(template.replace("AZURE_OPENAI_API_KEY", "REQUEST_ID")
+                .replace("Ocp-Apim-Subscription-Key", "If-None-Match-Etag")
+                .format(testkeys.legacy_key())) == []  # fmt: skip
+
+
+def test_a_storage_key_in_a_kubernetes_env_entry() -> None:
+    text = f"env:\n  - name: STORAGE_ACCOUNT_KEY\n    value: {testkeys.storage_key()}\n"
+    assert [f.kind for f in scan(text)] == ["azure_storage_key"]

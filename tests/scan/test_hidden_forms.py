@@ -155,7 +155,8 @@ def test_base64_keys_split_next_to_plus_slash_and_equals(cut: int) -> None:
 
 @pytest.mark.parametrize("cut", [18, 19, 20])  # the dot is the 4th, 3rd, 2nd last of the head
 def test_a_literal_split_just_after_a_dot_is_rejoined(cut: int) -> None:
-    secret = "Ntl8Q~OiF.HJO1Ly.iouZ4qYHqDWuUeQBYYMXy5B"
+    generated = testkeys.entra_secret()  # 3 characters, 8Q~, 34 characters
+    secret = generated[:16] + ".iou" + generated[20:]  # a dot at 16, letters after it
     head, tail = secret[:cut], secret[cut:]
     go = f'cred := azidentity.New(\n\t"{head}" +\n\t\t"{tail}",\n\tnil)\n'
     assert [f.kind for f in scan(go)] == ["entra_client_secret"]

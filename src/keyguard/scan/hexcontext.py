@@ -129,14 +129,18 @@ class HexVerdict:
 
 
 def prefix_for(text: str, start: int, outer_prefix: str) -> tuple[str, str]:
-    """The text before a candidate (its line, or the line above when blank) and its
-    surroundings on the same line (80 characters before, 72 after)."""
+    """The text before a candidate (its line, or with the line above when the line names
+    nothing or only ``value``) and its surroundings on the same line (80 characters before, 72
+    after)."""
     ls = text.rfind("\n", 0, start) + 1
     le = text.find("\n", start)
     le = len(text) if le == -1 else le
     near = text[max(ls, start - 80) : min(le, start + 72)]
     prefix = text[ls:start]
-    if not prefix.strip(" \t\"'`:=([{,\\") and ls > 0:
+    bare = prefix.strip(" \t\"'`:=([{,\\")
+    if (not bare or bare.lstrip("- ").lower() == "value") and ls > 0:
+        # the line above names the value: a Kubernetes `- name: X` / `value: <v>` pair, a
+        # Postman `{"key": "X", "value": <v>}` header, or a value alone on its line
         prev = text.rfind("\n", 0, ls - 1) + 1
         prefix = text[prev:start]
     return outer_prefix + prefix, near
