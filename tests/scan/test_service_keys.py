@@ -181,3 +181,14 @@ def test_an_identifiable_key_in_a_connection_string_says_so() -> None:
         "high",
         "Cosmos DB connection string",
     )
+
+
+def test_a_storage_key_named_by_the_object_around_it() -> None:
+    key = testkeys.storage_key()
+    text = (
+        '{\n  "storage_primary_key": {\n    "sensitive": true,\n    "type": "string",\n'
+        f'    "value": "{key}"\n  }}\n}}\n'
+    )
+    assert [f.kind for f in scan(text)] == ["azure_storage_key"]
+    assert scan(f'{{\n  "storage": {{\n    "checksum": "{key}"\n  }}\n}}\n') == []
+    assert scan(f'{{\n  "images": {{\n    "value": "{key}"\n  }}\n}}\n') == []

@@ -26,10 +26,10 @@ from keyguard.scan.cloudkeys import CLOUD_DETECTORS
 from keyguard.scan.findings import Hit
 from keyguard.scan.hexcontext import (
     ENDPOINT_RE,
+    azure_section_name,
     is_vault_version,
     judge_hex,
     prefix_for,
-    section_name,
     sentence_around,
 )
 from keyguard.scan.masks import hex32_runs, to_bytes
@@ -269,7 +269,7 @@ def _hex(text: str, ctx: DetectContext, outer_prefix: str) -> Iterator[Hit]:
             ctx.has_endpoint,
             near,
             partial(sentence_around, text, start, start + 32),
-            partial(section_name, text, start),
+            partial(azure_section_name, text, start),
         )
         if verdict is not None:
             yield Hit(

@@ -21,6 +21,7 @@ files and checksum manifests are never searched for 32-hex keys.
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ __all__ = [
     "is_vault_version",
     "judge_hex",
     "nearest_names",
+    "azure_section_name",
     "prefix_for",
     "section_name",
     "sentence_around",
@@ -138,7 +140,7 @@ def prefix_for(text: str, start: int, outer_prefix: str) -> tuple[str, str]:
     near = text[max(ls, start - 80) : min(le, start + 72)]
     prefix = text[ls:start]
     bare = prefix.strip(" \t\"'`:=([{,\\")
-    if (not bare or bare.lstrip("- ").lower() == "value") and ls > 0:
+    if (not bare or (len(bare) <= 8 and bare.lstrip("- ").lower() == "value")) and ls > 0:
         # the line above names the value: a Kubernetes `- name: X` / `value: <v>` pair, a
         # Postman `{"key": "X", "value": <v>}` header, or a value alone on its line
         prev = text.rfind("\n", 0, ls - 1) + 1
@@ -204,10 +206,10 @@ def _prose_names_key(sentence: str) -> bool:
     return bool(_PROSE_AZURE.search(sentence) and _PROSE_KEY.search(sentence))
 
 
-_SECTION_JSON = re.compile(r"""["']?([A-Za-z_$][\w$.-]{0,63})["']?[ \t]*[:=][ \t]*\Z""")
+_NAME_CHARS = string.ascii_letters + string.digits + "_$.-"
 _SECTION_YAML = re.compile(r"([A-Za-z_$][\w$.-]{0,63})[ \t]*:[ \t]*\Z")
 _SECTION_BACK = 400
-_AZURE_WORD_ANY = re.compile(_AZURE_WORD_RE.pattern, re.IGNORECASE)
+_AZURE_WORDS = ("azure", "openai", "cognitive", "speech", "translator", "aoai")  # _AZURE_WORD_RE
 
 
 def section_name(text: str, start: int) -> str:
@@ -215,12 +217,14 @@ def section_name(text: str, start: int) -> str:
     around it (``"Speech": {"Region": ..., "Key": <value>``) or the less indented YAML key
     above its line (``speech:`` / ``  key: <value>``); ``""`` when none is found."""
     lo = max(0, start - _SECTION_BACK)
-    if _AZURE_WORD_ANY.search(text, lo, start) is None:
-        return ""  # no section name above could say Azure: nothing to look for
     brace = text.rfind("{", lo, start)
     if brace != -1 and text.find("}", brace, start) == -1:
-        m = _SECTION_JSON.search(text, max(lo, brace - 80), brace)
-        return m.group(1) if m is not None else ""
+        head = text[max(lo, brace - 80) : brace].rstrip(" \t")
+        if not head.endswith((":", "=")):
+            return ""
+        head = head[:-1].rstrip(" \t").rstrip("\"'")
+        name = head[len(head.rstrip(_NAME_CHARS)) :]  # C-speed strips, no search
+        return name if 0 < len(name) <= 64 and not name[0].isdigit() else ""
     line_start = text.rfind("\n", 0, start) + 1
     line = text[line_start:start]
     indent = len(line) - len(line.lstrip(" "))
@@ -238,6 +242,15 @@ def section_name(text: str, start: int) -> str:
             return m.group(1) if m is not None else ""
         end = begin - 1
     return ""
+
+
+def azure_section_name(text: str, start: int) -> str:
+    """:func:`section_name` when an Azure word is within reach before ``start``, else ``""``
+    (one search: text without one pays no more)."""
+    before = text[max(0, start - _SECTION_BACK) : start].lower()
+    if not any(word in before for word in _AZURE_WORDS):
+        return ""
+    return section_name(text, start)
 
 
 def judge_hex(

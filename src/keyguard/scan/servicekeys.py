@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from urllib.parse import unquote
 
 from keyguard.scan.findings import Hit
-from keyguard.scan.hexcontext import classify_name, nearest_names, prefix_for
+from keyguard.scan.hexcontext import classify_name, nearest_names, prefix_for, section_name
 from keyguard.scan.identifiable import IDENTIFIABLE, validate_base64_key
 from keyguard.scan.masks import text_base64_runs
 from keyguard.scan.placeholders import entropy, is_placeholder
@@ -187,6 +187,10 @@ def _judge_b64(text: str, start: int, end: int, outer_prefix: str) -> tuple[str,
             break
         hinted = _hinted_kind(text, start, end, kinds)
         return (hinted, "medium", f"name {token!r} and an endpoint nearby") if hinted else None
+    section = section_name(text, start)  # `"storage_primary_key": {..., "value": <key>}`
+    in_section = _kind_of_name(section) if section else None
+    if in_section is not None and in_section in kinds:
+        return in_section, "medium", f"in the section {section!r}"
     return _passed_to_client(prefix, kinds)
 
 
