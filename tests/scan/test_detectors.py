@@ -126,3 +126,18 @@ def test_an_aws_secret_set_on_the_command_line() -> None:
     findings = scan(f"+ aws configure set aws_secret_access_key {secret}\n")
     assert [f.kind for f in findings] == ["aws_secret_key"]
     assert scan("aws_secret_access_key is the name of the setting\n") == []
+
+
+def test_thousands_of_values_in_one_text_are_each_reported_once_in_order() -> None:
+    """Overlaps are resolved against each hit's neighbours (a quadratic pass over every kept
+    hit made a text dense with values cost seconds); a value inside a connection string is
+    still reported once, as the connection string's."""
+    text = "".join(
+        f"conn{i} = 'AccountName=a;AccountKey={testkeys.generate('STORAGE')};'\n"
+        if i % 2
+        else f"k{i} = '{testkeys.generate('STORAGE_ID')}'\n"
+        for i in range(3000)
+    )
+    found = scan(text)
+    assert [f.line for f in found] == list(range(1, 3001))
+    assert {f.detail for f in found[1::2]} == {"connection string"}

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import re
+from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -300,9 +301,12 @@ def detect(text: str, ctx: DetectContext, outer_prefix: str = "") -> list[Hit]:
     if len(hits) < 2:
         return hits
     hits.sort(key=lambda h: (PRIORITY[h.kind], h.start, _CONFIDENCE_RANK[h.confidence]))
-    kept: list[Hit] = []
+    kept: list[Hit] = []  # non-overlapping, ordered by start: a hit's neighbours say it all
+    starts: list[int] = []
     for h in hits:
-        if all(h.end <= k.start or h.start >= k.end for k in kept):
-            kept.append(h)
-    kept.sort(key=lambda h: h.start)
+        i = bisect_right(starts, h.start)
+        if (i and kept[i - 1].end > h.start) or (i < len(kept) and kept[i].start < h.end):
+            continue
+        kept.insert(i, h)
+        starts.insert(i, h.start)
     return kept
