@@ -195,6 +195,44 @@ async def test_an_answer_without_a_length_stops_being_read_at_the_cap(
     assert sum(written_by_large) < 16 * LIMIT
 
 
+async def test_a_length_contradicted_by_chunked_encoding_does_not_lift_the_cap(
+    client: UpstreamClient,
+) -> None:
+    # A hostile upstream says Content-Length: 10 and sends its body chunked (which wins, as
+    # HTTP says): the small length must not let the body be read whole past the cap.
+    written: list[int] = []
+
+    async def answer_chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
+            piece = b"10000\r\n" + b"x" * 65536 + b"\r\n"
+            for _ in range(LARGE_CHUNKS):
+                writer.write(piece)
+                await writer.drain()  # waits while the client's buffers are full
+                written.append(65536)
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+        except OSError:
+            pass  # the client hung up: what this test wants
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(answer_chunked, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(UpstreamFailed):  # too large, or refused as malformed (aiohttp)
+            answer = await client.send("GET", f"http://127.0.0.1:{port}/", {}, b"", True)
+            async with answer:
+                await answer.read_all(LIMIT)
+        assert sum(written) < 16 * LIMIT
+    finally:
+        server.close()
+
+
 async def test_the_upstream_stream_is_read_as_it_arrives(
     upstream: tuple[str, asyncio.Event], client: UpstreamClient
 ) -> None:

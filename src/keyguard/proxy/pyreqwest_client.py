@@ -112,10 +112,14 @@ def _readable(headers: HeaderMap) -> list[tuple[str, str]]:
     return out
 
 
-def _length(value: str | None) -> int | None:
-    """A ``Content-Length`` value as a number (``None``: absent or not a number, so the body
-    is read chunk by chunk under the cap)."""
+def _length(headers: PyreqwestHeaders) -> int | None:
+    """The body's length said by ``Content-Length`` (``None``: absent, not a number, or
+    overridden by a ``Transfer-Encoding``, which hyper follows while the header stays: the
+    body is then read chunk by chunk under the cap)."""
+    value = headers.get("content-length")
     if value is None or not (value.isascii() and value.isdigit()):
+        return None
+    if "transfer-encoding" in headers:  # whatever its value (one hyper cannot show as text)
         return None
     return int(value)
 
@@ -157,7 +161,7 @@ class PyreqwestAnswer:
         reader = self._reader
         if reader is None:
             raise UpstreamFailed("closed")
-        length = _length(self.headers.get("content-length"))
+        length = _length(self.headers)
         if length is None:  # chunked, or to the connection's close
             return await read_capped(self.read_chunk, limit)
         if length > limit:
