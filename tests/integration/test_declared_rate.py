@@ -82,17 +82,19 @@ async def test_a_new_key_well_below_its_declaration_raises_nothing(
     assert [i for i in alerts["incidents"] if i["subject"] == f"key:{key_id}"] == []
 
 
-async def test_peers_tighter_than_the_declaration_judge_first(
+async def test_other_apps_keys_do_not_judge_a_key_below_most_of_its_declaration(
     tmp_path: Path, emulator: RunningEmulator
 ) -> None:
-    """A generous rule (200,000 a minute) does not loosen what the deployment's keys say."""
+    """A generous rule (200,000 a minute) is what the operator allows the key: the
+    deployment's keys, other apps' with ceilings of their own, judge a fresh key only from
+    ``velocity.declared_share`` (0.8) of it, so ~44,000 tokens, far above their ~5,000, raise
+    nothing (a new batch app at half its rule is not an incident)."""
     generous = {"rules": [{"scope": "key", "tpm": 200_000}]}
     async with gateway(tmp_path, emulator, limits=generous) as gw:
         await _mature_peers(gw, 5)  # about 5,000 tokens a minute at their busiest
         key_id, key = await gw.new_key("fresh-app")
-        await spend(gw, key, 30, LONG, max_tokens=50)
-        [alert] = await velocity_alerts(gw, key_id)
-    assert alert["evidence"]["first"]["judged_against"] == "peers: keys of gpt-4o"
+        assert await spend(gw, key, 30, LONG, max_tokens=50) == 30
+        assert await velocity_alerts(gw, key_id) == []
 
 
 POLICY = """
