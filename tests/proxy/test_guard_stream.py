@@ -7,7 +7,9 @@ import re
 from typing import Any
 
 import orjson
+import pytest
 
+from keyguard.errors import UpstreamTooLarge
 from keyguard.guard.decide import Placeholders
 from keyguard.guard.findings import Match
 from keyguard.policy.guardrails import Effective, GuardActions
@@ -230,3 +232,47 @@ def test_a_value_only_in_a_closing_responses_event_cuts_the_stream() -> None:
     restored = guard("block", restore={"[EMAIL_1]": "ann@example.com"})
     out, _ = run(restored, responses_stream("mail [EMAIL_1] now"))
     assert out.count(b"ann@example.com") == 5 and b"[EMAIL_1]" not in out
+
+
+def test_events_piled_behind_held_text_stop_at_the_cap_and_none_of_a_value_is_sent() -> None:
+    """Events without text wait behind a held text: an upstream sending them without end
+    meets ``max_held_bytes``; what is held is then judged as the stream's end (a value's start
+    is a value: blocked, none of it sent)."""
+    g = StreamGuard(
+        scan,
+        Effective([GuardActions(secret="block")]),
+        lambda v: "fp",
+        placeholders=Placeholders(),
+        restore=None,
+        window=64,
+        context=128,
+        max_held_bytes=50_000,
+    )
+    g.feed(chunk(""))
+    assert g.feed(chunk("see " + SECRET[:20])) == b""  # held: within the window
+    filler = chunk(None).replace(b'"delta":{}', b'"delta":{},"pad":"' + b"x" * 9_000 + b'"')
+    fed = 0
+    with pytest.raises(UpstreamTooLarge):
+        for _ in range(10):
+            assert g.feed(filler) == b""
+            fed += 1
+    assert fed == 5  # the sixth passed 50,000 bytes held
+    out = g.flush(b"")
+    sent, finishes = texts(out)
+    assert SECRET[:7] not in sent and finishes[-1] == "content_filter"
+
+
+def test_held_events_given_back_are_no_longer_counted() -> None:
+    """The cap counts what is held, not what passed: a long clean stream never meets it."""
+    g = StreamGuard(
+        scan,
+        Effective([GuardActions(secret="block")]),
+        lambda v: "fp",
+        placeholders=Placeholders(),
+        restore=None,
+        window=64,
+        context=128,
+        max_held_bytes=10_000,
+    )
+    sent = b"".join(g.feed(chunk(f"word{i} ")) for i in range(2_000)) + g.flush(b"")
+    assert texts(sent)[0] == "".join(f"word{i} " for i in range(2_000))

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from keyguard.errors import UpstreamTooLarge
+from keyguard.proxy import sse
 from keyguard.proxy.sse import SseTap, streamed_text
 
 
@@ -136,3 +137,19 @@ def test_streamed_text_recovers_content() -> None:
     assert streamed_text([STREAM, delta, legacy, b"data: [DONE]\n\n", b"data: {bad\n\n"]) == (
         "Hello! world?"
     )
+
+
+def test_the_text_streamed_is_kept_folded_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stream without a usage event is charged for the text it sent: kept as text (folded
+    out of the events as they pile up), never more than the cap of it."""
+    monkeypatch.setattr(sse, "_FOLD_BYTES", 500)
+    monkeypatch.setattr(sse, "_MAX_CHARS", 1_000)
+    kept = sse.StreamedText()
+    words = [f"w{i:03d} " for i in range(400)]  # 2,000 characters in 400 events
+    for word in words:
+        kept.add(chunk(word))
+    assert kept.text() == "".join(words)[:1_000]
+    few = sse.StreamedText()
+    for word in words[:10]:
+        few.add(chunk(word))
+    assert few.text() == streamed_text([chunk(w) for w in words[:10]]) == "".join(words[:10])

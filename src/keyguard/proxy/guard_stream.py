@@ -32,7 +32,10 @@ texts of a chat chunk are its ``content``, ``refusal`` and tool or function call
 the whole text (``response.output_text.done``, ``response.completed``, ...), have every string
 read and decided when they arrive, so a value redacted in the deltas is redacted there too.
 
-Memory is bounded: per choice, the text kept is the held tail plus ``context`` characters.
+Memory is bounded: per choice, the text kept is the held tail plus ``context`` characters;
+the events held, at most ``max_held_bytes`` (events without text wait behind a held text, so
+an upstream could otherwise pile them up): beyond, :class:`~keyguard.errors.UpstreamTooLarge`
+(the relay then judges what is held as the stream's end, sends it and ends the stream).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from typing import Any
 
 import orjson
 
+from ..errors import UpstreamTooLarge
 from ..guard.decide import MAX_HITS, PLACEHOLDER, Hit, Placeholders
 from ..guard.findings import Match
 from ..policy.guardrails import Effective
@@ -95,6 +99,7 @@ class StreamGuard:
         restore: Mapping[str, str] | None,
         window: int,
         context: int,
+        max_held_bytes: int = 128 << 20,
     ) -> None:
         self._scan = scan
         self._actions = actions
@@ -105,6 +110,8 @@ class StreamGuard:
         self._context = context
         self._step = max(1, window // 4)  # new text judged in steps: each read covers more
         self._held: list[Event | Run] = []
+        self._held_bytes = 0  # of the events held (as they came)
+        self._max_held = max_held_bytes
         self._texts: dict[Key, Text] = {}
         self._edits: dict[Key, list[tuple[int, int, str]]] = {}
         self._head: dict[str, Any] = {}  # id, created, model, object of the last chunk
@@ -129,6 +136,7 @@ class StreamGuard:
         if self.cut:
             return b""
         pos, size = 0, len(data)
+        self._held_bytes += size
         has_cr = b"\r" in data
         while pos < size:
             pos = self._run(data, pos)
@@ -139,6 +147,8 @@ class StreamGuard:
             if self.cut:
                 return self._cut()
             pos = end
+        if self._held_bytes > self._max_held:  # ``flush`` then judges and releases it all
+            raise UpstreamTooLarge("held")
         return self._advance(final=False)
 
     def flush(self, rest: bytes = b"") -> bytes:
@@ -443,7 +453,9 @@ class StreamGuard:
                 if ends[k - 1] > text.sent:
                     text.sent = ends[k - 1]
                 if k < len(ends):
-                    out.append(event.take(k))
+                    taken = event.take(k)
+                    self._held_bytes -= len(taken)
+                    out.append(taken)
                     break
                 out.append(event.raw)
                 n += 1
@@ -467,7 +479,10 @@ class StreamGuard:
             else:
                 out.append(event.raw)
             n += 1
+        self._held_bytes -= sum(len(item.raw) for item in held[:n])
         del held[:n]
+        if not held:
+            self._held_bytes = 0
         self._trim()
         return b"".join(out)
 
@@ -503,5 +518,6 @@ class StreamGuard:
         hit = self.blocked
         assert hit is not None
         self._held.clear()
+        self._held_bytes = 0
         self._texts.clear()
         return filtered_end(hit.category, hit.family, self._head, responses=self._responses)

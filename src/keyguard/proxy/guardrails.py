@@ -74,8 +74,10 @@ class GuardStage:
         events: EventBus,
         policy: Callable[[], Policy] | None = None,
         now: Callable[[], datetime],
+        max_held_bytes: int = 128 << 20,
     ) -> None:
         self._engine = engine
+        self._max_held = max_held_bytes  # a stream's events held back, at most
         self._settings = settings
         self._fingerprint = fingerprint
         self._events = events
@@ -206,6 +208,7 @@ class GuardStage:
             restore=restore,
             window=s.stream_window_chars,
             context=s.stream_context_chars,
+            max_held_bytes=self._max_held,
         )
 
     async def judge_answer(

@@ -53,7 +53,7 @@ from ..upstream.pool import Target, UpstreamPool
 from .fairshare import FairShare
 from .headers import request_headers, response_headers
 from .responses import sse_error_event
-from .sse import SseTap, streamed_text
+from .sse import SseTap, StreamedText
 
 __all__ = ["Relay", "upstream_url"]
 
@@ -241,7 +241,7 @@ class Relay:
             strip_usage_chunk=ctx.stream_requested and not ctx.usage_requested,
             max_event_bytes=self._max_answer,
         )
-        sent: list[bytes] = []  # what the client received, to charge a stream cut short
+        sent = StreamedText()  # what the client received, to charge a stream cut short
         guard = ctx.answer_guard
         read, write = upstream.read_chunk, response.write
         try:
@@ -250,13 +250,15 @@ class Relay:
                 try:
                     chunk = await read()
                     out = tap.feed(chunk)
+                    if guard is not None and out:
+                        out = guard.feed(out)  # held back until judged (or the stream's end)
                 except UpstreamFailed as exc:
                     ctx.upstream_broke = True
                     too_large = isinstance(exc, UpstreamTooLarge)
                     if too_large:
                         log.warning(
-                            "upstream %s sent a stream event above proxy.max_answer_bytes "
-                            "(%d); the stream was ended",
+                            "upstream %s sent more than proxy.max_answer_bytes (%d) in one "
+                            "event, or before the guardrails could judge it; the stream ended",
                             target.upstream.name,
                             self._max_answer,
                         )
@@ -269,14 +271,14 @@ class Relay:
                         held = guard.flush(b"")
                         if held:
                             if tap.usage is None:
-                                sent.append(held)
+                                sent.add(held)
                             await write(held)
                         if guard.cut:
                             break
                     err = (
                         UpstreamError(
-                            "The Azure OpenAI upstream sent a stream event larger than this "
-                            f"gateway relays ({self._max_answer} bytes, proxy.max_answer_bytes).",
+                            "The Azure OpenAI upstream sent more at once than this gateway "
+                            f"holds ({self._max_answer} bytes, proxy.max_answer_bytes).",
                             reason="upstream_event_too_large",
                         )
                         if too_large
@@ -289,11 +291,9 @@ class Relay:
                     break
                 if not chunk:
                     break
-                if guard is not None and out:
-                    out = guard.feed(out)  # held back until judged (or the stream's end)
                 if out:
                     if tap.usage is None:
-                        sent.append(out)
+                        sent.add(out)
                     await write(out)
                 if guard is not None and guard.cut:
                     upstream.close()  # the rest of a blocked answer is never read
@@ -304,7 +304,7 @@ class Relay:
             elif guard is not None:
                 rest = guard.flush(rest)
                 if rest and tap.usage is None:
-                    sent.append(rest)
+                    sent.add(rest)
             if rest:
                 await write(rest)
             await response.write_eof()
@@ -313,7 +313,7 @@ class Relay:
             upstream.close()
         ctx.usage = tap.usage
         if tap.usage is None:
-            ctx.streamed_text.append(streamed_text(sent))
+            ctx.streamed_text.append(sent.text())
         return response
 
 

@@ -25,7 +25,10 @@ import orjson
 from ..core.request import Usage
 from ..errors import UpstreamTooLarge
 
-__all__ = ["SseTap", "streamed_text"]
+__all__ = ["SseTap", "StreamedText", "streamed_text"]
+
+_FOLD_BYTES = 1 << 20  # events kept raw before their text is taken out
+_MAX_CHARS = 8 << 20  # text kept to charge a stream cut short (far above any model's output)
 
 
 def _events(buf: bytes) -> Iterator[bytes]:
@@ -176,6 +179,39 @@ def _event_around(data: bytes, pos: int, cr: bool) -> tuple[int, int]:
     crlf = data.find(b"\n\r\n", pos) if cr else -1
     ends = [i + n for i, n in ((lf, 2), (crlf, 3)) if i >= 0]
     return start, min(ends) if ends else len(data)
+
+
+class StreamedText:
+    """What a stream sent its client, kept to charge it if it ends without a usage event:
+    whole events, their text taken out each MiB (the events are several times their text),
+    at most ``_MAX_CHARS`` characters of it (an upstream streaming without end cannot grow
+    it further)."""
+
+    __slots__ = ("_events", "_size", "_texts", "_chars")
+
+    def __init__(self) -> None:
+        self._events: list[bytes] = []
+        self._size = 0
+        self._texts: list[str] = []
+        self._chars = 0
+
+    def add(self, events: bytes) -> None:
+        self._events.append(events)
+        self._size += len(events)
+        if self._size >= _FOLD_BYTES:
+            self._fold()
+
+    def text(self) -> str:
+        self._fold()
+        return "".join(self._texts)
+
+    def _fold(self) -> None:
+        if self._events and self._chars < _MAX_CHARS:
+            text = streamed_text(self._events)[: _MAX_CHARS - self._chars]
+            self._texts.append(text)
+            self._chars += len(text)
+        self._events.clear()
+        self._size = 0
 
 
 def streamed_text(chunks: list[bytes]) -> str:

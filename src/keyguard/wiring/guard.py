@@ -42,4 +42,5 @@ def guard_stage(
         events=runtime.events,
         policy=(lambda: source.current) if source is not None else None,
         now=now,
+        max_held_bytes=runtime.settings.proxy.max_answer_bytes,
     )
