@@ -37,7 +37,12 @@ def chunk(content: str | None = None, finish: str | None = None, index: int = 0)
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 
 
-def guard(action: str = "block", window: int = 64, restore: dict[str, str] | None = None) -> Any:
+def guard(
+    action: str = "block",
+    window: int = 64,
+    restore: dict[str, str] | None = None,
+    max_held_bytes: int = 128 << 20,
+) -> Any:
     return StreamGuard(
         scan,
         Effective([GuardActions(secret=action)]),
@@ -46,6 +51,7 @@ def guard(action: str = "block", window: int = 64, restore: dict[str, str] | Non
         restore=restore,
         window=window,
         context=128,
+        max_held_bytes=max_held_bytes,
     )
 
 
@@ -238,16 +244,7 @@ def test_events_piled_behind_held_text_stop_at_the_cap_and_none_of_a_value_is_se
     """Events without text wait behind a held text: an upstream sending them without end
     meets ``max_held_bytes``; what is held is then judged as the stream's end (a value's start
     is a value: blocked, none of it sent)."""
-    g = StreamGuard(
-        scan,
-        Effective([GuardActions(secret="block")]),
-        lambda v: "fp",
-        placeholders=Placeholders(),
-        restore=None,
-        window=64,
-        context=128,
-        max_held_bytes=50_000,
-    )
+    g = guard(max_held_bytes=50_000)
     g.feed(chunk(""))
     assert g.feed(chunk("see " + SECRET[:20])) == b""  # held: within the window
     filler = chunk(None).replace(b'"delta":{}', b'"delta":{},"pad":"' + b"x" * 9_000 + b'"')
@@ -264,15 +261,6 @@ def test_events_piled_behind_held_text_stop_at_the_cap_and_none_of_a_value_is_se
 
 def test_held_events_given_back_are_no_longer_counted() -> None:
     """The cap counts what is held, not what passed: a long clean stream never meets it."""
-    g = StreamGuard(
-        scan,
-        Effective([GuardActions(secret="block")]),
-        lambda v: "fp",
-        placeholders=Placeholders(),
-        restore=None,
-        window=64,
-        context=128,
-        max_held_bytes=10_000,
-    )
+    g = guard(max_held_bytes=10_000)
     sent = b"".join(g.feed(chunk(f"word{i} ")) for i in range(2_000)) + g.flush(b"")
     assert texts(sent)[0] == "".join(f"word{i} " for i in range(2_000))
