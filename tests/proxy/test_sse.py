@@ -153,3 +153,12 @@ def test_the_text_streamed_is_kept_folded_and_bounded(monkeypatch: pytest.Monkey
     for word in words[:10]:
         few.add(chunk(word))
     assert few.text() == streamed_text([chunk(w) for w in words[:10]]) == "".join(words[:10])
+
+
+def test_an_lf_line_ended_by_a_crlf_blank_line_ends_its_event() -> None:
+    """Mixed line ends: the event is released when its end arrives, as the stream guard and
+    streamed_text read it, not held until a later end."""
+    tap = SseTap(strip_usage_chunk=False)
+    first = b"data: " + orjson.dumps({"choices": []}) + b"\n\r\n"
+    assert tap.feed(first) == first
+    assert tap.feed(b"data: [DONE]\r\n\r\n") == b"data: [DONE]\r\n\r\n"

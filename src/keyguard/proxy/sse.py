@@ -56,11 +56,13 @@ def _event_end(buf: bytes, start: int, has_cr: bool) -> int:
 
 
 def _boundary(buf: bytes, cr: bool) -> int:
-    """End of the last complete event in ``buf`` (index after its blank line), or -1.
-    ``cr``: whether ``buf`` holds a carriage return at all (else CRLF forms are not searched)."""
+    """End of the last complete event in ``buf`` (index after its blank line), or -1: a line
+    end then an empty line, either ending in LF or CRLF (``\\r\\n\\r\\n`` holds ``\\n\\r\\n``, as
+    :func:`_event_end` reads them). ``cr``: whether ``buf`` holds a carriage return at all
+    (else the CRLF forms are not searched)."""
     lf = buf.rfind(b"\n\n")
-    crlf = buf.rfind(b"\r\n\r\n") if cr else -1
-    return max(lf + 2 if lf >= 0 else -1, crlf + 4 if crlf >= 0 else -1)
+    crlf = buf.rfind(b"\n\r\n") if cr else -1
+    return max(lf + 2 if lf >= 0 else -1, crlf + 3 if crlf >= 0 else -1)
 
 
 def _data(event: bytes) -> Any:
