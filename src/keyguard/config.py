@@ -27,6 +27,7 @@ from pydantic import (
 from .admin.settings import AdminAccessSettings
 from .config_source import Lines, describe_error, line_of, read_yaml
 from .core.settings import Frozen
+from .core.transport import MAX_ANSWER_BYTES
 from .errors import ConfigurationError
 from .guard.settings import GuardSettings
 from .identity.settings import EntraSettings
@@ -179,7 +180,7 @@ class ProxySettings(Frozen):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     #: an upstream answer read whole (not streamed), and one event of a stream, at most: the
     #: gateway holds these in memory (a batch of embeddings as floats is the largest answer)
-    max_answer_bytes: int = Field(default=128 * 1024 * 1024, ge=64 * 1024)
+    max_answer_bytes: int = Field(default=MAX_ANSWER_BYTES, ge=64 * 1024)
     connect_timeout_s: float = Field(default=5.0, gt=0)
     upstream_timeout_s: float = Field(default=300.0, gt=0)
     key_cache_ttl_s: float = Field(default=2.0, gt=0, le=60)

@@ -44,6 +44,7 @@ __all__ = [
     "StreamedAnswer",
     "UpstreamAnswer",
     "UpstreamClient",
+    "MAX_ANSWER_BYTES",
     "media_type",
     "read_capped",
 ]
@@ -54,6 +55,10 @@ ClientGone = ConnectionResetError
 
 
 _OCTETS = "application/octet-stream"
+
+#: ``proxy.max_answer_bytes``' default: an upstream answer read whole, one event of a stream,
+#: or what the guardrails hold back of one, at most
+MAX_ANSWER_BYTES = 128 << 20
 
 
 async def read_capped(read_chunk: Callable[[], Awaitable[bytes]], limit: int) -> bytes:

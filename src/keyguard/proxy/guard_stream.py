@@ -46,6 +46,7 @@ from typing import Any
 
 import orjson
 
+from ..core.transport import MAX_ANSWER_BYTES
 from ..errors import UpstreamTooLarge
 from ..guard.decide import MAX_HITS, PLACEHOLDER, Hit, Placeholders
 from ..guard.findings import Match
@@ -99,7 +100,7 @@ class StreamGuard:
         restore: Mapping[str, str] | None,
         window: int,
         context: int,
-        max_held_bytes: int = 128 << 20,
+        max_held_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         self._scan = scan
         self._actions = actions

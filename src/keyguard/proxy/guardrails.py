@@ -37,6 +37,7 @@ from typing import Any
 import orjson
 
 from ..core.request import RequestContext
+from ..core.transport import MAX_ANSWER_BYTES
 from ..errors import BadRequest, ContentFiltered, UpstreamError
 from ..events import EventBus, SecurityEvent
 from ..guard.decide import Hit, Placeholders, Verdict, judge
@@ -74,7 +75,7 @@ class GuardStage:
         events: EventBus,
         policy: Callable[[], Policy] | None = None,
         now: Callable[[], datetime],
-        max_held_bytes: int = 128 << 20,
+        max_held_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         self._engine = engine
         self._max_held = max_held_bytes  # a stream's events held back, at most

@@ -33,6 +33,7 @@ import orjson
 from ..core.operations import Route
 from ..core.request import RequestContext, Usage
 from ..core.transport import (
+    MAX_ANSWER_BYTES,
     Answer,
     ClientGone,
     Incoming,
@@ -59,8 +60,6 @@ __all__ = ["Relay", "upstream_url"]
 
 log = logging.getLogger("keyguard.proxy")
 
-DEFAULT_MAX_ANSWER = 128 * 1024 * 1024  # proxy.max_answer_bytes' default
-
 
 def upstream_url(target: Target, route: Route) -> str:
     base = target.upstream.endpoint
@@ -82,7 +81,7 @@ class Relay:
         pool: UpstreamPool | None = None,
         share: FairShare | None = None,
         *,
-        max_answer_bytes: int = DEFAULT_MAX_ANSWER,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         self._client = client
         self._pool = pool
@@ -254,19 +253,9 @@ class Relay:
                         out = guard.feed(out)  # held back until judged (or the stream's end)
                 except UpstreamFailed as exc:
                     ctx.upstream_broke = True
-                    too_large = isinstance(exc, UpstreamTooLarge)
-                    if too_large:
-                        log.warning(
-                            "upstream %s sent more than proxy.max_answer_bytes (%d) in one "
-                            "event, or before the guardrails could judge it; the stream ended",
-                            target.upstream.name,
-                            self._max_answer,
-                        )
+                    err = _stream_broken(target, exc, self._max_answer)
+                    if isinstance(exc, UpstreamTooLarge):
                         upstream.close()  # the rest is never read
-                    else:
-                        log.warning(
-                            "upstream %s broke off a stream: %s", target.upstream.name, exc.cause
-                        )
                     if guard is not None:  # what was held back is judged and sent first
                         held = guard.flush(b"")
                         if held:
@@ -275,18 +264,6 @@ class Relay:
                             await write(held)
                         if guard.cut:
                             break
-                    err = (
-                        UpstreamError(
-                            "The Azure OpenAI upstream sent more at once than this gateway "
-                            f"holds ({self._max_answer} bytes, proxy.max_answer_bytes).",
-                            reason="upstream_event_too_large",
-                        )
-                        if too_large
-                        else UpstreamError(
-                            "The Azure OpenAI upstream broke off in the middle of the stream.",
-                            reason="upstream_stream_broken",
-                        )
-                    )
                     await write(sse_error_event(err))
                     break
                 if not chunk:
@@ -382,6 +359,27 @@ def _too_large(target: Target, limit: int) -> UpstreamError:
         f"The Azure OpenAI upstream's answer is larger than this gateway relays ({limit} "
         "bytes, proxy.max_answer_bytes); ask for less at once (fewer inputs or choices).",
         reason="upstream_answer_too_large",
+    )
+
+
+def _stream_broken(target: Target, exc: UpstreamFailed, limit: int) -> UpstreamError:
+    """What a stream's client is told when the upstream failed part-way (logged here)."""
+    if isinstance(exc, UpstreamTooLarge):
+        log.warning(
+            "upstream %s sent more than proxy.max_answer_bytes (%d) in one event, or before "
+            "the guardrails could judge it; the stream ended",
+            target.upstream.name,
+            limit,
+        )
+        return UpstreamError(
+            "The Azure OpenAI upstream sent more at once than this gateway holds "
+            f"({limit} bytes, proxy.max_answer_bytes).",
+            reason="upstream_event_too_large",
+        )
+    log.warning("upstream %s broke off a stream: %s", target.upstream.name, exc.cause)
+    return UpstreamError(
+        "The Azure OpenAI upstream broke off in the middle of the stream.",
+        reason="upstream_stream_broken",
     )
 
 

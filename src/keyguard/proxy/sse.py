@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from ..core.request import Usage
+from ..core.transport import MAX_ANSWER_BYTES
 from ..errors import UpstreamTooLarge
 
 __all__ = ["SseTap", "StreamedText", "streamed_text"]
@@ -84,7 +85,7 @@ def _data(event: bytes) -> Any:
 
 
 class SseTap:
-    def __init__(self, *, strip_usage_chunk: bool, max_event_bytes: int = 128 << 20) -> None:
+    def __init__(self, *, strip_usage_chunk: bool, max_event_bytes: int = MAX_ANSWER_BYTES) -> None:
         self._strip = strip_usage_chunk
         self._max = max_event_bytes
         self._waiting: list[bytes] = []  # the pieces of an event whose end has not come
