@@ -23,6 +23,7 @@ from keyguard.guard.normalize import prepare
 from keyguard.guard.personal import PersonalDetectors
 from keyguard.guard.secrets import secret_matches
 from keyguard.guard.settings import GuardSettings
+from keyguard.scan.detectors import keep_disjoint
 
 __all__ = ["GuardEngine", "UNSCANNED"]
 
@@ -37,19 +38,7 @@ _FAMILY_RANK = {"secret": 0, "custom": 1, "personal": 2}
 def _resolve(found: list[tuple[tuple[int, int], Match]], limit: int) -> list[Match]:
     """Non-overlapping matches: the best rank first, then the earliest, then the longest."""
     found.sort(key=lambda f: (f[0], f[1].start, f[1].start - f[1].end))
-    kept: list[Match] = []  # non-overlapping, ordered by start
-    starts: list[int] = []
-    for _, m in found:
-        i = bisect.bisect_right(starts, m.start)
-        if i and kept[i - 1].end > m.start:
-            continue
-        if i < len(kept) and kept[i].start < max(m.end, m.start + 1):
-            continue
-        kept.insert(i, m)
-        starts.insert(i, m.start)
-        if len(kept) >= limit:
-            break
-    return kept
+    return keep_disjoint((m for _, m in found), limit)
 
 
 class GuardEngine:

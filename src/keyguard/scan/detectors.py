@@ -17,9 +17,10 @@ import hmac
 import json
 import re
 from bisect import bisect_right
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
+from typing import Protocol, TypeVar
 
 from keyguard.azure_keys import IDENTIFIABLE_KEY_PATTERN, validate_identifiable_key
 from keyguard.keys.format import KEY_PATTERN, parse_key
@@ -37,7 +38,7 @@ from keyguard.scan.masks import hex32_runs, to_bytes
 from keyguard.scan.placeholders import entropy, is_placeholder
 from keyguard.scan.servicekeys import SERVICE_DETECTORS, base64_keys
 
-__all__ = ["DetectContext", "detect", "PRIORITY"]
+__all__ = ["DetectContext", "detect", "keep_disjoint", "PRIORITY"]
 
 _OPENAI = re.compile(
     r"(?<![A-Za-z0-9_-])sk-(?:(?:proj|svcacct|admin|service)-)?[A-Za-z0-9_-]{16,200}?"
@@ -290,6 +291,36 @@ _SIMPLE: tuple[Callable[[str], Iterator[Hit]], ...] = (
 )
 
 
+class _Span(Protocol):
+    @property
+    def start(self) -> int: ...
+
+    @property
+    def end(self) -> int: ...
+
+
+_S = TypeVar("_S", bound=_Span)
+
+
+def keep_disjoint(ranked: Iterable[_S], limit: int | None = None) -> list[_S]:
+    """The spans of ``ranked`` (the best first) that overlap none kept before them, ordered by
+    start; at most ``limit``. Kept spans are disjoint and ordered, so a new one overlaps one of
+    them only if it overlaps a neighbour (an empty span counts as one character)."""
+    kept: list[_S] = []
+    starts: list[int] = []
+    for span in ranked:
+        i = bisect_right(starts, span.start)
+        if i and kept[i - 1].end > span.start:
+            continue
+        if i < len(kept) and kept[i].start < max(span.end, span.start + 1):
+            continue
+        kept.insert(i, span)
+        starts.insert(i, span.start)
+        if limit is not None and len(kept) >= limit:
+            break
+    return kept
+
+
 def detect(text: str, ctx: DetectContext, outer_prefix: str = "") -> list[Hit]:
     """All hits in ``text``; overlapping hits resolved in favour of the more specific kind,
     then the higher confidence, then the first detector (identifiable keys come first)."""
@@ -301,12 +332,4 @@ def detect(text: str, ctx: DetectContext, outer_prefix: str = "") -> list[Hit]:
     if len(hits) < 2:
         return hits
     hits.sort(key=lambda h: (PRIORITY[h.kind], h.start, _CONFIDENCE_RANK[h.confidence]))
-    kept: list[Hit] = []  # non-overlapping, ordered by start: a hit's neighbours say it all
-    starts: list[int] = []
-    for h in hits:
-        i = bisect_right(starts, h.start)
-        if (i and kept[i - 1].end > h.start) or (i < len(kept) and kept[i].start < h.end):
-            continue
-        kept.insert(i, h)
-        starts.insert(i, h.start)
-    return kept
+    return keep_disjoint(hits)
