@@ -157,6 +157,25 @@ async def test_the_supervisor_of_one_worker_holds_no_copy_of_the_gateway(
             assert module not in mapped(kg.pid), module
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_each_request_is_one_access_line(
+    tmp_path: Path, emulator: RunningEmulator, workers: int
+) -> None:
+    """The worker sets logging up again after the supervisor's fork: it must replace the access
+    log's handler it inherited, not add a second one (every line was written twice)."""
+    async with serving(tmp_path, emulator, workers=workers) as kg:
+        key = await key_for(tmp_path)
+        async with client(kg, key) as c:
+            await asyncio.gather(*(chat(c) for _ in range(6)))
+        await kg.stop()  # the batched access log flushed at exit
+    ids = [
+        entry["request_id"]
+        for entry in (orjson.loads(line) for line in kg.lines if line.startswith("{"))
+        if entry["logger"] == "keyguard.access"
+    ]
+    assert len(ids) == 6 and len(set(ids)) == 6, ids
+
+
 @pytest.mark.parametrize("how", ["flag", "config"])
 async def test_many_workers_with_in_process_counters_are_refused(
     tmp_path: Path, emulator: RunningEmulator, how: str

@@ -59,6 +59,7 @@ class _BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().__init__(stream)
         self._interval = interval
         self._last = time.monotonic()
+        self._retired = False
         threading.Thread(target=self._flusher, name="log-flush", daemon=True).start()
 
     def flush(self) -> None:
@@ -68,12 +69,13 @@ class _BatchedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             super().flush()
 
     def _flusher(self) -> None:
-        while True:
+        while not self._retired:
             time.sleep(self._interval)
             self._last = time.monotonic()
             super().flush()
 
     def close(self) -> None:
+        self._retired = True
         super().flush()
         super().close()
 
@@ -96,6 +98,9 @@ def setup_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
     console.setFormatter(formatter)
     root.addHandler(console)
     access = logging.getLogger("keyguard.access")
+    for old in list(access.handlers):  # set up again (the worker after the supervisor's fork):
+        access.removeHandler(old)  # one handler, or every access line is written twice
+        old.close()
     stream = open(sys.stderr.fileno(), "w", buffering=1 << 16, closefd=False)  # noqa: SIM115
     handler = _BatchedStreamHandler(stream)
     handler.setFormatter(formatter)
