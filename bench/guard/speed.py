@@ -11,6 +11,7 @@ before any I/O. Each row is the median of ``--repeat`` timed runs.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import random
 import statistics
@@ -50,6 +51,30 @@ def _dirty(rng: random.Random) -> str:
         parts.append(f" {make(gen, rng)[1][0]} ")
         parts.append(USER[:60])
     return "".join(parts)
+
+
+def _dense(rng: random.Random) -> list[tuple[str, str]]:
+    """One line of ~1 MB packed with candidates that each need their context judged."""
+
+    def line(make: Callable[[], str]) -> str:
+        parts: list[str] = []
+        size = 0
+        while size < 1_000_000:
+            parts.append(make())
+            size += len(parts[-1])
+        return "".join(parts)
+
+    def b64(n: int) -> str:
+        return base64.b64encode(rng.randbytes(n)).decode()
+
+    return [
+        ("1 MB line of 32-hex values", line(lambda: f"{rng.getrandbits(128):032x} ")),
+        ("1 MB line of password=value", line(lambda: f"password={rng.getrandbits(64):x} ")),
+        ("1 MB line of SAS URLs", line(lambda: f"?sv=2022-11-02&se=2030-01-01&sig={b64(32)} ")),
+        ("1 MB line of SharedAccessKey=", line(lambda: f"SharedAccessKey={b64(32)}; ")),
+        ("1 MB line of 44-character base64", line(lambda: f"{b64(32)} ")),
+        ("1 MB line of e-mail addresses", line(lambda: f"u{rng.randrange(10**6)}@ex.com ")),
+    ]
 
 
 def _time(fn: Callable[[], object], repeat: int) -> float:
@@ -95,6 +120,7 @@ def main() -> int:
         ("1 MB of '@'", "@" * 1_000_000),
         ("1 MB of base64", "QUJD" * 250_000),
         ("1 MB of quotes and plus", '"a" + ' * 166_666),
+        *_dense(rng),
     ]
     for name, text in hostile:
         rows.append((name, len(text), _time(lambda t=text: engine.scan(t), 3)))  # type: ignore[misc]

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "ENDPOINT_RE",
+    "LINE_REACH",
     "HexVerdict",
     "classify_name",
     "is_hex_exempt_file",
@@ -43,7 +44,10 @@ ENDPOINT_RE = re.compile(
     r"(?i)openai\.azure\.com|cognitiveservices\.azure\.com|services\.ai\.azure\.com|"
     r"api\.cognitive\.microsoft\.com|microsofttranslator\.com|azure-api\.net"
 )
+#: how far back a candidate's line is read (its context: names, the sentence, the section)
+LINE_REACH = 512
 _TOKEN_RE = re.compile(r"[A-Za-z_$@][\w$.@-]*")
+_HEXISH = re.compile(r"[0-9a-fA-F_$.@-]+")
 _WORD_RE = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 
 _NEG_WORDS = frozenset(
@@ -111,6 +115,8 @@ def is_hex_exempt_file(path: str) -> bool:
 
 def classify_name(name: str) -> str:
     """``"negative"``, ``"strong"``, ``"weak"`` or ``"neutral"`` for one identifier."""
+    if _HEXISH.fullmatch(name):  # hex digits alone (a value, often beside other values):
+        return "neutral"  # every name word above has a letter beyond ``a``-``f``
     words = [w.lower() for w in _WORD_RE.findall(name)]
     if not words:
         return "neutral"
@@ -130,20 +136,33 @@ class HexVerdict:
     reason: str
 
 
+def _line_start(text: str, at: int, reach: int = LINE_REACH) -> tuple[int, bool]:
+    """Where the line holding ``at`` starts, looking back at most ``reach`` characters, and
+    whether that is the line's real start (``False``: the line is longer, cut at ``reach``).
+    Every candidate's context is read within such a reach: a hostile text of one long line
+    full of candidates would otherwise cost its length once per candidate."""
+    lo = max(0, at - reach)
+    found = text.rfind("\n", lo, at)
+    if found != -1:
+        return found + 1, True
+    return lo, lo == 0
+
+
 def prefix_for(text: str, start: int, outer_prefix: str) -> tuple[str, str]:
     """The text before a candidate (its line, or with the line above when the line names
     nothing or only ``value``) and its surroundings on the same line (80 characters before, 72
-    after)."""
-    ls = text.rfind("\n", 0, start) + 1
-    le = text.find("\n", start)
-    le = len(text) if le == -1 else le
-    near = text[max(ls, start - 80) : min(le, start + 72)]
+    after). A line is read back at most :data:`LINE_REACH` characters (nothing but the last
+    120 characters of the prefix names a value: :func:`nearest_names`)."""
+    ls, whole = _line_start(text, start)
+    le = text.find("\n", start, start + 72)
+    le = min(len(text), start + 72) if le == -1 else le
+    near = text[max(ls, start - 80) : le]
     prefix = text[ls:start]
     bare = prefix.strip(" \t\"'`:=([{,\\")
-    if (not bare or (len(bare) <= 8 and bare.lstrip("- ").lower() == "value")) and ls > 0:
+    if (not bare or (len(bare) <= 8 and bare.lstrip("- ").lower() == "value")) and ls > 0 and whole:
         # the line above names the value: a Kubernetes `- name: X` / `value: <v>` pair, a
         # Postman `{"key": "X", "value": <v>}` header, or a value alone on its line
-        prev = text.rfind("\n", 0, ls - 1) + 1
+        prev, _ = _line_start(text, ls - 1)
         prefix = text[prev:start]
     return outer_prefix + prefix, near
 
@@ -161,9 +180,9 @@ def sentence_around(text: str, start: int, end: int) -> str:
     after = text[end : end + 160]
     stop = _SENTENCE_END.search(after)
     sentence = before[cut:] + text[start:end] + (after[: stop.start()] if stop else after)
-    line_start = text.rfind("\n", 0, start) + 1
-    if not _PROSE_WORD_RE.search(text, line_start, start):
-        lines = text[max(0, line_start - 400) : line_start].splitlines()[-4:]
+    begin, whole = _line_start(text, start)
+    if whole and not _PROSE_WORD_RE.search(text, begin, start):
+        lines = text[max(0, begin - 400) : begin].splitlines()[-4:]
         for line in reversed(lines):
             if line.lstrip().startswith("```"):
                 continue
@@ -177,6 +196,8 @@ def sentence_around(text: str, start: int, end: int) -> str:
 
 def is_vault_version(text: str, start: int) -> bool:
     """True when the candidate is the version segment of a Key Vault object URL."""
+    if not text.startswith("/", start - 1) or start == 0:  # the pattern ends with "/"
+        return False
     return _VAULT_VERSION.search(text[max(0, start - 300) : start]) is not None
 
 
@@ -225,12 +246,12 @@ def section_name(text: str, start: int) -> str:
         head = head[:-1].rstrip(" \t").rstrip("\"'")
         name = head[len(head.rstrip(_NAME_CHARS)) :]  # C-speed strips, no search
         return name if 0 < len(name) <= 64 and not name[0].isdigit() else ""
-    line_start = text.rfind("\n", 0, start) + 1
-    line = text[line_start:start]
+    begin, whole = _line_start(text, start, start - lo)
+    line = text[begin:start]
     indent = len(line) - len(line.lstrip(" "))
-    if indent == 0:
+    if indent == 0 or not whole:
         return ""
-    end = line_start - 1
+    end = begin - 1
     for _ in range(8):  # the lines above, nearest first
         if end <= lo:
             break

@@ -28,7 +28,13 @@ from datetime import UTC, datetime
 from urllib.parse import unquote
 
 from keyguard.scan.findings import Hit
-from keyguard.scan.hexcontext import classify_name, nearest_names, prefix_for, section_name
+from keyguard.scan.hexcontext import (
+    LINE_REACH,
+    classify_name,
+    nearest_names,
+    prefix_for,
+    section_name,
+)
 from keyguard.scan.identifiable import IDENTIFIABLE, validate_base64_key
 from keyguard.scan.masks import text_base64_runs
 from keyguard.scan.placeholders import entropy, is_placeholder
@@ -126,7 +132,7 @@ def connection_strings(text: str) -> Iterator[Hit]:
     while pos != -1:
         m = _ACCOUNT_KEY.match(text, pos)
         if m is not None and not is_placeholder(m.group(1)[:60], m.group(1)):
-            ls = text.rfind("\n", 0, pos) + 1
+            ls = text.rfind("\n", max(0, pos - 400), pos) + 1
             before = text[max(ls, pos - 400) : pos]
             if _COSMOS_CS.search(before):
                 kind, detail = _COSMOS, "Cosmos DB connection string"
@@ -139,7 +145,7 @@ def connection_strings(text: str) -> Iterator[Hit]:
     while pos != -1:
         m = _SHARED_KEY.match(text, pos)
         if m is not None and not is_placeholder(m.group(1)[:40], m.group(1)):
-            line = text[text.rfind("\n", 0, pos) + 1 : pos]
+            line = text[max(text.rfind("\n", 0, pos) + 1, pos - LINE_REACH) : pos]
             where = "IoT Hub" if "azure-devices.net" in line else "Service Bus / Event Hubs / Relay"
             yield Hit(
                 _SHARED, m.start(1), m.end(1), m.group(1), "high", f"{where} connection string"
@@ -281,9 +287,13 @@ def sas(text: str) -> Iterator[Hit]:
             continue
         if how == "field":  # sv:, se:, ... fields around it (YAML, JSON)
             window = text[max(0, at - 400) : m.end() + 400]
-        else:  # the same URL or token: its own line (and the value's, when split)
-            end = text.find("\n", m.end())
-            window = text[text.rfind("\n", 0, at) + 1 : len(text) if end == -1 else end]
+        else:  # the same URL or token: its own line (and the value's, when split), read
+            # at most LINE_REACH characters either way (one long line of many signatures
+            # would otherwise be read whole for each)
+            lo = max(0, at - LINE_REACH)
+            hi = min(len(text), m.end() + LINE_REACH)
+            end = text.find("\n", m.end(), hi)
+            window = text[text.rfind("\n", lo, at) + 1 or lo : hi if end == -1 else end]
         if not _SAS_SIBLING.search(window) or _EXAMPLE.search(text, max(0, at - 300), at):
             continue
         signature = _sas_signature(m.group())
