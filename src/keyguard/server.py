@@ -51,7 +51,7 @@ from .wiring.connections import (
     raise_fd_limit,
 )
 from .wiring.content_safety import start_content_safety
-from .wiring.guard import guard_stage
+from .wiring.guard import guard_gauges, guard_stage
 from .wiring.health import Health
 from .wiring.limits import build_admission, limits_gauges
 from .wiring.monitor import Monitoring, start_monitor
@@ -190,6 +190,7 @@ class Gateway:
         guard = monitoring.guard(access.authorizer)
         self.share = share = fair_share(s.proxy)
         safety = await start_content_safety(stack, runtime, self._environ, access.policy)
+        guardrails = guard_stage(runtime, access.policy)
         handler = ProxyHandler(
             pool=pool,
             identity=access.identity,
@@ -204,7 +205,7 @@ class Gateway:
             client_address=access.client_address,
             keep_response_bodies=monitoring.keep_bodies,
             events=runtime.events,
-            guard=guard_stage(runtime, access.policy),
+            guard=guardrails,
             safety=safety,
         )
         raise_fd_limit()
@@ -213,6 +214,8 @@ class Gateway:
             connection_gauges(monitoring.metrics, share, *guards)
             bus_gauges(monitoring.metrics, bus)
             limits_gauges(monitoring.metrics, self.admission)
+            if guardrails is not None:
+                guard_gauges(monitoring.metrics, guardrails)
         self.health = health = Health(
             runtime.store, pool=pool, admission=self.admission, generation=self._generation
         )

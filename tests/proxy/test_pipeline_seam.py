@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator, Mapping
+import threading
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal
@@ -32,9 +33,13 @@ from keyguard.core.transport import (
 )
 from keyguard.errors import UpstreamNotReached, UpstreamTooLarge
 from keyguard.events import EventBus
+from keyguard.guard.engine import GuardEngine
+from keyguard.guard.findings import Match, Slot
+from keyguard.guard.settings import GuardSettings
 from keyguard.identity.authenticator import Authenticator
 from keyguard.identity.keys import KeyAuthenticator
 from keyguard.proxy.app import ProxyHandler
+from keyguard.proxy.big_reads import INLINE_CHARS
 from keyguard.proxy.guardrails import GuardStage
 from keyguard.proxy.relay import Relay
 from keyguard.upstream.pool import Target, Upstream, UpstreamPool
@@ -244,6 +249,7 @@ def gateway(
     certificates: Any = None,
     guard: GuardStage | None = None,
     max_answer_bytes: int = 1 << 20,
+    max_body: int = MAX_BODY,
 ) -> tuple[ProxyHandler, FakeUpstream, Settled]:
     ups = [Upstream(f"az{i}", f"https://az{i}.example", Provider()) for i in range(backends)]
     targets = [Target(up, "gpt", priority=i) for i, up in enumerate(ups)]
@@ -255,7 +261,7 @@ def gateway(
         pool=pool,
         identity=Authenticator(keys.authenticator, events=events, certificates=certificates),
         relay=Relay(client, pool, max_answer_bytes=max_answer_bytes),
-        max_body_bytes=MAX_BODY,
+        max_body_bytes=max_body,
         admission=limits,
         events=events,
         guard=guard,
@@ -448,3 +454,51 @@ async def test_a_guarded_stream_leaves_no_request_to_the_cycle_collector(
         gc.garbage.clear()
         gc.enable()
     assert left == []
+
+
+class HeldEngine(GuardEngine):
+    """The default detectors, holding each large read until released (a test's hand on the
+    worker thread)."""
+
+    def __init__(self) -> None:
+        super().__init__(GuardSettings())
+        self.reading = threading.Event()
+        self.release = threading.Event()
+        self.large_reads = 0
+
+    def scan_slots(self, slots: Sequence[Slot]) -> list[tuple[Slot, Match]]:
+        if sum(len(slot.text) for slot in slots) > INLINE_CHARS:
+            self.large_reads += 1
+            self.reading.set()
+            assert self.release.wait(30)
+        return super().scan_slots(slots)
+
+
+async def test_a_second_large_request_of_a_caller_being_read_is_a_429_before_it_is_read(
+    keys: Keys,
+) -> None:
+    engine = HeldEngine()
+    stage = GuardStage(
+        engine, GuardSettings(), fingerprint=lambda value: "fp", events=EventBus(),
+        now=lambda: datetime.now(UTC),
+    )  # fmt: skip
+    ok = orjson.dumps({"choices": [], "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+    answers = [FakeUpstreamAnswer(200, "application/json", [ok]) for _ in range(3)]
+    handler, client, _ = gateway(keys, answers, guard=stage, max_body=1 << 20)
+    large = orjson.dumps({"messages": [{"role": "user", "content": "word " * 20_000}]})
+    headers = {"api-key": keys.full}
+
+    first = asyncio.create_task(handler(FakeIncoming(large, headers=headers)))
+    assert await asyncio.to_thread(engine.reading.wait, 30)
+    refused = await handler(FakeIncoming(large, headers=headers))
+    small = await handler(FakeIncoming(chat(), headers=headers))  # read on the loop: served
+    engine.release.set()
+    served = await first
+
+    assert isinstance(refused, FakeAnswer) and refused.status == 429
+    assert refused.headers["retry-after"] == "1"
+    error = orjson.loads(refused.body)["error"]
+    assert error["code"] == "429" and "large request" in error["message"]
+    assert engine.large_reads == 1  # the refused body was never read
+    assert small.status == 200 and served.status == 200 and len(client.sent) == 2
+    assert (await handler(FakeIncoming(large, headers=headers))).status == 200  # room again

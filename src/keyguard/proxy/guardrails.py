@@ -38,7 +38,7 @@ import orjson
 
 from ..core.request import RequestContext
 from ..core.transport import MAX_ANSWER_BYTES
-from ..errors import BadRequest, ContentFiltered, UpstreamError
+from ..errors import BadRequest, ContentFiltered, TooManyRequests, UpstreamError
 from ..events import EventBus, SecurityEvent
 from ..guard.decide import Hit, Placeholders, Verdict, judge
 from ..guard.engine import GuardEngine
@@ -47,14 +47,13 @@ from ..guard.findings import Slot
 from ..guard.settings import GuardSettings
 from ..policy.compiled import Policy
 from ..policy.guardrails import DEFAULTS, Effective
+from .big_reads import INLINE_CHARS, BigReads
 from .guard_stream import StreamGuard
 
 __all__ = ["AnswerCheck", "GuardStage", "guardrails_of"]
 
 log = logging.getLogger("keyguard.guard")
 ALERT_EVERY_S = 1.0  # guardrail_alert events per caller, category and side, at most
-INLINE_CHARS = 65_536  # texts read on the event loop; a larger body is read in a worker thread
-BIG_SCANS = 2  # large bodies read at once, at most (the others wait their turn)
 
 _FAMILY_WORDS = {
     "secret": "a secret",
@@ -85,15 +84,16 @@ class GuardStage:
         self._policy = policy
         self._now = now
         self._alerted: dict[tuple[str, str, str], float] = {}  # last event per subject, kind
-        self._big = asyncio.Semaphore(BIG_SCANS)
+        self.big_reads = BigReads()
 
-    async def judged(self, slots: list[Slot], *args: Any) -> Verdict:
+    async def judged(self, slots: list[Slot], *args: Any, caller: str | None = None) -> Verdict:
         """:func:`judge` over ``slots``: on the loop for a usual body; in a worker thread for
         one with more than ``INLINE_CHARS`` characters of text (a long read would hold every
-        other request), a few at a time."""
+        other request), a few at a time (:class:`~.big_reads.BigReads`: a request's
+        ``caller`` may be refused with a 429)."""
         if sum(len(slot.text) for slot in slots) <= INLINE_CHARS:
             return judge(slots, self._engine.scan_slots, *args)
-        async with self._big:
+        async with self.big_reads.turn(caller):
             return await asyncio.to_thread(judge, slots, self._engine.scan_slots, *args)
 
     def actions(self, ctx: RequestContext) -> Effective:
@@ -111,11 +111,16 @@ class GuardStage:
         if not actions.active:
             return
         operation = route.operation.name
+        caller = ctx.principal.id if ctx.principal is not None else ""
         try:
             slots = request_slots(operation, payload)
             slots.extend(unread_slots(payload, slots))
             placeholders = Placeholders()
-            verdict = await self.judged(slots, actions, self._fingerprint, "request", placeholders)
+            verdict = await self.judged(
+                slots, actions, self._fingerprint, "request", placeholders, caller=caller
+            )
+        except TooManyRequests:
+            raise  # refused before reading: too many large requests at once
         except Exception as exc:  # fail closed: never forward what could not be read
             log.warning(
                 "guardrails could not read request %s (%s); refused",

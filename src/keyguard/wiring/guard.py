@@ -14,11 +14,12 @@ from datetime import UTC, datetime
 
 from ..guard.engine import GuardEngine
 from ..guard.settings import GuardSettings
+from ..metrics.registry import GatewayMetrics
 from ..policy.source import PolicySource
 from ..proxy.guardrails import GuardStage
 from .runtime import Runtime
 
-__all__ = ["build_engine", "guard_stage"]
+__all__ = ["build_engine", "guard_gauges", "guard_stage"]
 
 
 def build_engine(settings: GuardSettings) -> GuardEngine:
@@ -43,4 +44,14 @@ def guard_stage(
         policy=(lambda: source.current) if source is not None else None,
         now=now,
         max_held_bytes=runtime.settings.proxy.max_answer_bytes,
+    )
+
+
+def guard_gauges(metrics: GatewayMetrics, stage: GuardStage) -> None:
+    """The large reads' refusals, read when scraped (counted since the start)."""
+    reads = stage.big_reads
+    metrics.gauge(
+        "keyguard_guardrails_busy_refused",
+        "Requests refused (429) before their large text was read: too many at once.",
+        lambda: float(reads.refused),
     )
