@@ -74,6 +74,7 @@ def _dense(rng: random.Random) -> list[tuple[str, str]]:
         ("1 MB line of SharedAccessKey=", line(lambda: f"SharedAccessKey={b64(32)}; ")),
         ("1 MB line of 44-character base64", line(lambda: f"{b64(32)} ")),
         ("1 MB line of e-mail addresses", line(lambda: f"u{rng.randrange(10**6)}@ex.com ")),
+        ("1 MB line of split literals", line(lambda: f'"{b64(9)}" + "{b64(9)}"' + " " * 250)),
     ]
 
 

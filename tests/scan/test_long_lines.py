@@ -31,6 +31,7 @@ def _forms() -> list[tuple[str, str]]:
         ("azure_shared_access_key", f" Endpoint=sb://x.servicebus.windows.net/;"
                                     f"SharedAccessKey={shared}; "),
         ("azure_legacy_key", f" {encoded} "),
+        ("azure_legacy_key", f' AZURE_OPENAI_API_KEY = "{legacy[:16]}" + "{legacy[16:]}" '),
     ]  # fmt: skip
 
 

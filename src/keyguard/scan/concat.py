@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from keyguard.scan.hexcontext import LINE_REACH
 from keyguard.scan.masks import comma_candidates, fragment_follows, glue_candidates, to_bytes
 from keyguard.scan.views import View
 
@@ -73,10 +74,15 @@ def concatenation_views(view: View) -> Iterator[View]:
         j = i
         while j + 1 < len(spans) and spans[j + 1][0] - spans[j][1] <= _CLUSTER_GAP:
             j += 1
+        # the cluster, a margin, and the rest of its line, at most LINE_REACH more either way
+        # (one long line of many clusters would otherwise be copied whole for each)
         lo = max(0, spans[i][0] - _MARGIN)
-        lo = text.rfind("\n", 0, lo) + 1
-        hi = text.find("\n", min(len(text), spans[j][1] + _MARGIN))
-        hi = len(text) if hi == -1 else hi
+        reach = max(0, lo - LINE_REACH)
+        lo = text.rfind("\n", reach, lo) + 1 or reach
+        hi = min(len(text), spans[j][1] + _MARGIN)
+        reach = min(len(text), hi + LINE_REACH)
+        end = text.find("\n", hi, reach)
+        hi = reach if end == -1 else end
         parts: list[str] = []
         anchors: list[tuple[int, int]] = [(0, lo)]
         joins: list[int] = []
