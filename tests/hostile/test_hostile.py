@@ -362,6 +362,11 @@ CASES = [
                 b'{"Stream":true,"max_tokens":5,' + MSG_JSON + b"}",
                 "confusable_json_key",
             ),
+            (  # each string costs every stage that reads texts: a million held the loop
+                "a-hundred-thousand-tiny-strings",
+                b'{"metadata":' + orjson.dumps(["a"] * 100_000) + b"," + MSG_JSON + b"}",
+                "too_many_json_values",
+            ),
         ]
     ),  # fmt: skip
     # -- Headers and addresses -------------------------------------------------------------

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keyguard.errors import BadRequest
-from keyguard.proxy.body import CHECKED_FIELDS, read_json_object
+from keyguard.proxy.body import CHECKED_FIELDS, MAX_JSON_VALUES, read_json_object
 
 
 def refused(body: bytes) -> str:
@@ -130,3 +130,23 @@ def test_refused_exactly_when_some_object_repeats_a_key(root: Any, escape: bool)
 
 def test_every_checked_field_is_lower_case() -> None:
     assert all(name == name.lower() for name in CHECKED_FIELDS)
+
+
+def test_a_body_of_too_many_strings_objects_or_arrays_is_refused_and_says_how_to_fix_it() -> None:
+    many = MAX_JSON_VALUES  # with the body's object and its list: one over
+    assert refused(orjson.dumps({"metadata": ["a"] * many})) == "too_many_json_values"
+    assert refused(orjson.dumps({"m": [[{}]] * (many // 2)})) == "too_many_json_values"
+    chat = {"messages": [{"role": "user", "content": "x"}] * (many // 3)}
+    assert refused(orjson.dumps(chat)) == "too_many_json_values"
+    with pytest.raises(BadRequest) as info:
+        read_json_object(orjson.dumps({"input": ["a"] * many}))
+    assert "100,000" in info.value.message and "fewer" in info.value.message
+
+
+def test_the_value_cap_leaves_real_batches_alone() -> None:
+    at_cap = {"input": ["a"] * (MAX_JSON_VALUES - 2)}  # the object, its list, the strings
+    assert read_json_object(orjson.dumps(at_cap)) == at_cap
+    tokens = {"input": [list(range(100))] * 2048}  # an embeddings batch of token arrays
+    assert read_json_object(orjson.dumps(tokens)) == tokens
+    chat = {"messages": [{"role": "user", "content": "x"}] * 30_000}
+    assert read_json_object(orjson.dumps(chat)) == chat

@@ -107,6 +107,7 @@ class RequestContext:
     principal: Principal | None = None
     deployment: str | None = None  # set only once it is a configured deployment
     payload: dict[str, Any] | None = None  # the parsed JSON body, when the body is JSON
+    body_bytes: int = 0  # the request body's length, once read
     stream_requested: bool = False
     usage_requested: bool = False  # the client asked for stream_options.include_usage
     # Filled by the relay:

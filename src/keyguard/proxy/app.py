@@ -222,6 +222,7 @@ class ProxyHandler:
         body = await request.read_body(self._max_body)
         if body is None:
             raise _too_large(self._max_body)
+        ctx.body_bytes = len(body)
         ctype = request.content_type
         if route.operation.body == "multipart":
             if ctype != "multipart/form-data":

@@ -1,7 +1,8 @@
 """Large bodies read by the guardrails: a few at once, in worker threads, the rest refused.
 
-A request body with more than ``INLINE_CHARS`` characters of text is read by the guardrails in
-a worker thread, so the event loop serves the other requests meanwhile. Each such read holds
+A request body of more than ``INLINE_CHARS`` bytes has its texts found and read by the
+guardrails in a worker thread (an answer: more than ``INLINE_CHARS`` characters of text), so
+the event loop serves the other requests meanwhile. Each such read holds
 a thread and its share of the interpreter for up to seconds (a megabyte of text packed with
 candidate values costs one to two seconds), and the request holds its body and parsed
 payload while it waits. So :class:`BigReads` lets ``running`` of them read at once and
@@ -25,7 +26,7 @@ from ..errors import TooManyRequests
 
 __all__ = ["BigReads", "INLINE_CHARS"]
 
-INLINE_CHARS = 65_536  # texts read on the event loop; a larger body is read in a worker thread
+INLINE_CHARS = 65_536  # bodies read on the event loop; a larger one is read in a worker thread
 _RETRY = {"retry-after": "1", "retry-after-ms": "1000"}
 
 

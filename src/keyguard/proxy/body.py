@@ -26,7 +26,7 @@ import orjson
 
 from ..errors import BadRequest
 
-__all__ = ["CHECKED_FIELDS", "read_json_object"]
+__all__ = ["CHECKED_FIELDS", "MAX_JSON_VALUES", "read_json_object"]
 
 #: Every property name a stage of the pipeline reads from a request body (routing, limits,
 #: policy facts, the monitor's features, guardrails). A key equal to one of these but for
@@ -43,6 +43,11 @@ CHECKED_FIELDS = frozenset(
 
 _ESCAPED_COLON = re.compile(rb"\\u003[aA]")
 _MAX_DEPTH = 128  # deeper documents are refused (orjson's own limit is 1024)
+#: strings, objects and arrays a body may hold (numbers are not counted: an embeddings batch
+#: of token arrays holds hundreds of thousands). Every stage that reads a body's texts (the
+#: guardrails, the limits' estimate, the monitor) pays per string: a 4 MB body of a million
+#: one-character strings held the event loop for seconds. 30,000 messages of a chat fit.
+MAX_JSON_VALUES = 100_000
 
 
 def read_json_object(body: bytes) -> dict[str, Any]:
@@ -63,8 +68,10 @@ def read_json_object(body: bytes) -> dict[str, Any]:
 
 
 def _walk(payload: dict[str, Any]) -> tuple[int, int]:
-    """Keys kept, and colons inside the strings kept; refuses case-confusable keys."""
+    """Keys kept, and colons inside the strings kept; refuses case-confusable keys, and more
+    than :data:`MAX_JSON_VALUES` strings, objects and arrays (as soon as they are counted)."""
     keys = colons = 0
+    values = 1  # the body's object
     checked = CHECKED_FIELDS
     stack: list[tuple[Any, int]] = [(payload, 0)]
     while stack:
@@ -82,14 +89,24 @@ def _walk(payload: dict[str, Any]) -> tuple[int, int]:
                 colons += key.count(":")
                 if type(value) is str:
                     colons += value.count(":")
+                    values += 1
                 elif type(value) is dict or type(value) is list:
                     stack.append((value, depth + 1))
+                    values += 1
         else:  # a list
             for value in node:
                 if type(value) is str:
                     colons += value.count(":")
+                    values += 1
                 elif type(value) is dict or type(value) is list:
                     stack.append((value, depth + 1))
+                    values += 1
+        if values > MAX_JSON_VALUES:
+            raise BadRequest(
+                f"The JSON body holds more than {MAX_JSON_VALUES:,} strings, objects and "
+                "arrays. Send fewer at once (split the batch into several requests).",
+                reason="too_many_json_values",
+            )
     return keys, colons
 
 

@@ -86,15 +86,22 @@ class GuardStage:
         self._alerted: dict[tuple[str, str, str], float] = {}  # last event per subject, kind
         self.big_reads = BigReads()
 
-    async def judged(self, slots: list[Slot], *args: Any, caller: str | None = None) -> Verdict:
-        """:func:`judge` over ``slots``: on the loop for a usual body; in a worker thread for
-        one with more than ``INLINE_CHARS`` characters of text (a long read would hold every
-        other request), a few at a time (:class:`~.big_reads.BigReads`: a request's
-        ``caller`` may be refused with a 429)."""
+    async def judged(self, slots: list[Slot], *args: Any) -> Verdict:
+        """:func:`judge` over an answer's ``slots``: on the loop for a usual answer; in a
+        worker thread for one with more than ``INLINE_CHARS`` characters of text (a long read
+        would hold every other request), a few at a time (:class:`~.big_reads.BigReads`)."""
         if sum(len(slot.text) for slot in slots) <= INLINE_CHARS:
             return judge(slots, self._engine.scan_slots, *args)
-        async with self.big_reads.turn(caller):
+        async with self.big_reads.turn(None):
             return await asyncio.to_thread(judge, slots, self._engine.scan_slots, *args)
+
+    def _read(
+        self, operation: str, payload: dict[str, Any], actions: Effective, marks: Placeholders
+    ) -> Verdict:
+        """Every text of a request body found and judged."""
+        slots = request_slots(operation, payload)
+        slots.extend(unread_slots(payload, slots))
+        return judge(slots, self._engine.scan_slots, actions, self._fingerprint, "request", marks)
 
     def actions(self, ctx: RequestContext) -> Effective:
         """The guardrails in force for ``ctx`` (authorised)."""
@@ -112,13 +119,15 @@ class GuardStage:
             return
         operation = route.operation.name
         caller = ctx.principal.id if ctx.principal is not None else ""
+        placeholders = Placeholders()
         try:
-            slots = request_slots(operation, payload)
-            slots.extend(unread_slots(payload, slots))
-            placeholders = Placeholders()
-            verdict = await self.judged(
-                slots, actions, self._fingerprint, "request", placeholders, caller=caller
-            )
+            if ctx.body_bytes <= INLINE_CHARS:  # the usual body: found and read on the loop
+                verdict = self._read(operation, payload, actions, placeholders)
+            else:  # finding its texts alone may take long: all of it in a worker thread
+                async with self.big_reads.turn(caller):
+                    verdict = await asyncio.to_thread(
+                        self._read, operation, payload, actions, placeholders
+                    )
         except TooManyRequests:
             raise  # refused before reading: too many large requests at once
         except Exception as exc:  # fail closed: never forward what could not be read
