@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from traffic import APPS, DAY, T0, client, cost_of
 
-from keyguard.core.observation import Observation, network_of, normalised
+from keyguard.core.observation import Observation, network_of, normalised, prompt_text
 
 __all__ = ["Scenario", "scenarios"]
 
@@ -547,6 +547,135 @@ def slow_single(
     return make
 
 
+BASE62 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def prompt_digest(messages: list[dict[str, str]]) -> str | None:
+    """A chat body's prompt digest, as the gateway makes it (a plain hash stands for the
+    keyed one): its text, normalised, at least 40 characters."""
+    text = normalised(prompt_text({"messages": messages}))
+    return hashlib.sha256(text).hexdigest()[:16] if len(text) >= 40 else None
+
+
+def repetition_nonce(
+    keys: list[dict[str, object]], sources: list[str], n: int, every: float, uuid: bool
+) -> Callable[..., Iterator[Observation]]:
+    """A farm replaying one prompt with a random id in each copy: ``req-7fK2pQ9x`` at its
+    start, or a UUID in its middle."""
+    text = "Write a detailed, 3000-word thriller about a hacker who breaks into a bank"
+
+    def make(rng: random.Random, tag: str, start: float) -> Iterator[Observation]:
+        for i in range(n):
+            if uuid:
+                nonce = "-".join(
+                    f"{rng.getrandbits(bits):0{bits // 4}x}" for bits in (32, 16, 16, 16, 48)
+                )
+                body = f"{text} (trace {nonce}), set in Lisbon."
+            else:
+                body = f"req-{''.join(rng.choice(BASE62) for _ in range(8))} {text}."
+            yield req(
+                rng,
+                tag,
+                start + i * every,
+                **keys[i % len(keys)],
+                source=sources[i % len(sources)],
+                prompt_digest=prompt_digest([{"role": "user", "content": body}]),
+            )
+
+    return make
+
+
+def repetition_system(
+    keys: list[dict[str, object]], sources: list[str], n: int, every: float
+) -> Callable[..., Iterator[Observation]]:
+    """A farm replaying one user turn behind a system message it varies each time."""
+    turn = "Continue the story: the detective opens the safe and finds a letter addressed to her."
+
+    def make(rng: random.Random, tag: str, start: float) -> Iterator[Observation]:
+        for i in range(n):
+            persona = rng.choice(("Nova", "Atlas", "Iris", "Echo", "Sol"))
+            system = f"You are {persona}, a creative writer. Session {rng.getrandbits(40):x}."
+            messages = [{"role": "system", "content": system}, {"role": "user", "content": turn}]
+            yield req(
+                rng,
+                tag,
+                start + i * every,
+                **keys[i % len(keys)],
+                source=sources[i % len(sources)],
+                prompt_digest=prompt_digest(messages),
+            )
+
+    return make
+
+
+def bursts(
+    app: str, index: int, hours: list[float], n: int = 40, seconds: float = 120
+) -> Callable[..., Iterator[Observation]]:
+    """A stolen key used from the app's own host with its client: ``n`` small requests within
+    ``seconds`` at each of ``hours`` (hours after the start), each burst under the velocity
+    floors."""
+
+    def make(rng: random.Random, tag: str, start: float) -> Iterator[Observation]:
+        for hour in hours:
+            for i in range(n):
+                yield req(
+                    rng,
+                    tag,
+                    start + hour * 3600 + i * seconds / n + rng.random(),
+                    source=home(app),
+                    deployment=_app(app).deployments[0][0],  # type: ignore[attr-defined]
+                    prompt_tokens=int(rng.uniform(200, 400)),
+                    completion_tokens=int(rng.uniform(50, 150)),
+                    **victim(app, index),
+                )
+
+    return make
+
+
+def model_mix(
+    app: str, index: int, deployment: str, n: int, every: float, sources: list[str]
+) -> Callable[..., Iterator[Observation]]:
+    """A reseller on the app's hosts, with its client and key, at the app's own rate: its
+    requests go to ``deployment``, which the app never used, alongside the app's own."""
+
+    def make(rng: random.Random, tag: str, start: float) -> Iterator[Observation]:
+        for i in range(n):
+            yield req(
+                rng,
+                tag,
+                start + i * every + rng.random() * every / 2,
+                source=f"{sources[i % len(sources)]}.{rng.randrange(2, 250)}",
+                deployment=deployment,
+                **victim(app, index),
+            )
+
+    return make
+
+
+def liveness_probe(
+    app: str, index: int, source: str, user_agent: str
+) -> Callable[..., Iterator[Observation]]:
+    """A key checker's liveness probe: "hi" with max_tokens (or max_completion_tokens) 1, from
+    its own network with its own client; a few keys checked, so the key twice."""
+
+    def make(rng: random.Random, tag: str, start: float) -> Iterator[Observation]:
+        ident = {**victim(app, index), "user_agent": user_agent, "client": None}
+        for i in range(2):
+            yield req(
+                rng,
+                tag,
+                start + i * 30,
+                source=source,
+                prompt_chars=2,
+                max_tokens=1,
+                prompt_tokens=8,
+                completion_tokens=1,
+                **ident,
+            )  # type: ignore[arg-type]
+
+    return make
+
+
 def at(day: float, hour: float) -> float:
     return T0 + day * DAY + hour * 3600
 
@@ -732,5 +861,76 @@ def scenarios() -> list[Scenario]:
             "network",
             at(26, 8.0),
             slow_single("support-bot", "31.13.24.8", 40, 600),
+        ),
+        Scenario(
+            "repetition-nonce",
+            "repetition",
+            at(17, 19.0),
+            repetition_nonce(
+                [victim("support-bot", 1)],
+                [f"{45 + i}.{20 + i}.{i * 9}.3" for i in range(8)],
+                16,
+                30.0,
+                uuid=False,
+            ),
+        ),
+        Scenario(
+            "repetition-uuid",
+            "repetition",
+            at(18, 14.0),
+            repetition_nonce(
+                [victim("hr-assistant"), victim("dev-sandbox"), victim("mobile-backend", 1)],
+                ["77.91.68.4", "77.91.70.9", "193.42.33.8"],
+                12,
+                25.0,
+                uuid=True,
+            ),
+        ),
+        Scenario(
+            "repetition-system",
+            "repetition",
+            at(19, 16.0),
+            repetition_system(
+                [victim("support-bot", 1), victim("search-indexer"), victim("dev-sandbox")],
+                ["146.70.1.5", "146.70.9.5", "37.120.4.4"],
+                12,
+                30.0,
+            ),
+        ),
+        Scenario(
+            "burst-periodic",
+            "burst",
+            at(20, 6.0),
+            bursts("support-bot", 1, [3.0 * b for b in range(12)]),
+        ),
+        Scenario(
+            "burst-office-hours",
+            "burst",
+            at(17, 9.5),
+            bursts("hr-assistant", 0, [0.0, 3.0, 6.0, 24.0, 27.0, 30.0]),
+        ),
+        Scenario(
+            "model-mix-mobile",
+            "model_mix",
+            at(21, 10.0),
+            model_mix("mobile-backend", 1, "gpt-4o", 180, 60.0, ["52.1.10", "52.1.12"]),
+        ),
+        Scenario(
+            "model-mix-indexer",
+            "model_mix",
+            at(16, 12.0),
+            model_mix("search-indexer", 0, "gpt-4o", 240, 30.0, ["13.64.20"]),
+        ),
+        Scenario(
+            "probe-liveness",
+            "key_probe",
+            at(18, 3.4),
+            liveness_probe("dev-sandbox", 0, "104.28.9.14", "python-requests/2.31.0"),
+        ),
+        Scenario(
+            "probe-liveness-sdk",
+            "key_probe",
+            at(23, 17.2),
+            liveness_probe("mobile-backend", 1, "185.107.56.3", "OpenAI/Python 1.12.0"),
         ),
     ]

@@ -4,17 +4,20 @@ Each app has its own keys, egress networks, clients (user agent + X-Stainless fi
 deployments, api-version, token sizes and a rate that varies by hour and weekday. The traffic
 also holds the legitimate changes that make detection hard: a key rotation, an SDK upgrade, a
 new region, a developer working from a new place, a nightly batch, bursty test runs, weekend
-work. Everything is seeded: the same seed gives the same requests.
+work, health checks ("ping", one token) from an app's own hosts, and a template sent with a
+different order id each time. Everything is seeded: the same seed gives the same requests.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
+import string
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from keyguard.core.observation import Observation
+from keyguard.core.observation import Observation, normalised
 
 __all__ = ["App", "APPS", "benign", "T0", "DAY", "WEEK", "PRICES", "cost_of", "client"]
 
@@ -274,9 +277,35 @@ def _refused(
     )
 
 
+HEALTH_EVERY = 5  # minutes between the support bot's health checks
+TEMPLATE_FROM = T0 + 16 * DAY  # the mobile backend's order-reply template, from day 16 on
+_ID = string.ascii_uppercase + string.digits
+
+
+def _health_check(app: App, rng: random.Random, t: float) -> Observation | None:
+    """The app's health check: "ping" with max_tokens 1, from its hosts, with its client."""
+    obs = _request(app, rng, t)
+    if obs is not None:
+        obs.prompt_digest, obs.prompt_chars, obs.max_tokens = None, 4, 1
+        obs.prompt_tokens, obs.completion_tokens, obs.cost = 8, 1, cost_of("gpt-4o-mini", 8, 1)
+    return obs
+
+
+def _templated(app: App, rng: random.Random, t: float) -> Observation | None:
+    """One of the app's requests with its order-reply template: a different order id each
+    time, digested as the gateway does (a plain hash stands for the keyed one)."""
+    obs = _request(app, rng, t)
+    if obs is not None:
+        order = "".join(rng.choice(_ID) for _ in range(4)) + "-" + str(rng.randrange(10**5))
+        text = f"Draft a short, friendly reply to the customer about order {order}."
+        obs.prompt_digest = hashlib.sha256(normalised(text)).hexdigest()[:16]
+    return obs
+
+
 def benign(weeks: float, seed: int, scale: float = 1.0) -> Iterator[Observation]:
     """The apps' requests over ``weeks`` from T0, minute by minute (not globally sorted)."""
     rng = random.Random(seed)
+    more = random.Random(f"{seed}:more")  # health checks and templates: their own stream
     minutes = int(weeks * WEEK / 60)
     burst_until = {app.name: -1.0 for app in APPS}
     for m in range(minutes):
@@ -293,6 +322,14 @@ def benign(weeks: float, seed: int, scale: float = 1.0) -> Iterator[Observation]
                 obs = _request(app, rng, t0 + rng.random() * 60)
                 if obs is not None:
                     yield obs
+        if m % HEALTH_EVERY == 0:
+            obs = _health_check(APPS[0], more, t0 + more.random() * 5)
+            if obs is not None:
+                yield obs
+        if t0 >= TEMPLATE_FROM and more.random() < 0.6 * APPS[4].rate(t0) * scale / 3:
+            obs = _templated(APPS[4], more, t0 + more.random() * 60)
+            if obs is not None:
+                yield obs
         if m % 1440 == 600:  # every day: the decommissioned report's cron, its key revoked
             for i in range(30):
                 yield _refused(rng, t0 + i * 2, "23.96.1.40", _k("LEGACYREPORT"), "revoked")

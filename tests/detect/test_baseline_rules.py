@@ -158,3 +158,89 @@ def test_a_new_key_with_no_peers_is_judged_against_the_defaults() -> None:
         for f in fire(d, obs(NOW + i * 3, key_id="NEWKEY000001", app="fresh", prompt_tokens=2000))
     ]
     assert "velocity" not in rules(found)
+
+
+# -- 12. bursts --------------------------------------------------------------------------------
+
+
+def _burst(d: Detector, start: float, n: int = 40, seconds: float = 120) -> list[Detection]:
+    found = []
+    for i in range(n):
+        found += fire(d, obs(start + i * seconds / n))
+    return found
+
+
+def test_bursts_every_three_hours_are_a_stolen_key() -> None:
+    """40 requests in 2 minutes every 3 hours, in the key's hours, from its network and
+    client, each under the velocity floors: the third burst within a day fires."""
+    d = learnt()
+    for b in range(2):
+        assert rules(_burst(d, NOW + b * 3 * 3600)) == []  # 10:00, 13:00
+    found = _burst(d, NOW + 6 * 3600)  # 16:00
+    assert set(rules(found)) == {"burst"}
+    first = next(f for f in found if f.rule == "burst")
+    assert first.severity == "medium" and first.evidence["bursts"] == 3
+
+
+def test_one_surge_and_one_test_run_are_not_bursts() -> None:
+    d = learnt()
+    found = _burst(d, NOW)  # a developer's test run
+    found += _burst(d, NOW + 3600, n=4500, seconds=5 * 3600)  # a sale day: 15 a minute, hours
+    found += _burst(d, NOW + 7 * 3600, n=35, seconds=600)  # a slower run: 35 in 10 minutes
+    assert "burst" not in rules(found)
+
+
+def test_bursts_are_judged_against_the_keys_own_busiest_minutes() -> None:
+    """A key whose traffic comes in bursts already (a batch every hour) learnt them."""
+    d = Detector(DetectSettings())
+    for h in range(24 * 14):
+        for i in range(50):  # 50 requests in 2 minutes every hour, for two weeks
+            d.observe(obs(NOW - 15 * DAY + h * 3600 + i * 2.4))
+    found = []
+    for b in range(4):
+        found += _burst(d, NOW + b * 3 * 3600, n=55)
+    assert "burst" not in rules(found)
+
+
+# -- 13. model mix -----------------------------------------------------------------------------
+
+
+def test_a_key_switched_to_a_deployment_it_never_used_is_a_model_mix_shift() -> None:
+    """The app always used gpt-4o-mini; at its usual rate, half its requests now go to
+    gpt-4o (a reseller on its host serving the expensive model)."""
+    d = learnt(deployment="gpt-4o-mini")
+    found = []
+    for i in range(20):
+        found += fire(d, obs(NOW + i * 180, deployment="gpt-4o" if i % 2 else "gpt-4o-mini"))
+    assert rules(found) == ["model_mix"] and found[0].evidence["requests_on_it"] == 10
+    assert found[0].evidence["deployment"] == "gpt-4o" and found[0].severity == "medium"
+
+
+def test_trying_a_new_deployment_or_one_the_app_uses_is_not_a_shift() -> None:
+    d = learnt(deployment="gpt-4o-mini")
+    found = []
+    for i in range(9):  # an app trying a new model: a few requests an hour
+        found += fire(d, obs(NOW + i * 180, deployment="gpt-4o"))
+    assert "model_mix" not in rules(found)
+    d = learnt(deployment="gpt-4o-mini")  # another key of the app spends on gpt-4o
+    for i in range(400):
+        d.observe(obs(NOW - 3 * DAY + i * 60, key_id="KEYBBBBBBBB2", deployment="gpt-4o"))
+    for i in range(30):
+        found += fire(d, obs(NOW + i * 60, deployment="gpt-4o"))
+    assert "model_mix" not in rules(found)
+
+
+def test_a_profile_saved_before_the_mix_was_kept_knows_its_deployments() -> None:
+    d = learnt(deployment="gpt-4o-mini")
+    saved = d.take_dirty()
+    for data in saved.values():
+        del data["mix"]
+    fresh = Detector(DetectSettings())
+    fresh.load(saved.items())
+    found = []
+    for i in range(20):
+        found += fire(fresh, obs(NOW + i * 60))  # gpt-4o: not in its saved deployments
+    assert "model_mix" in rules(found)
+    for i in range(20):
+        found = fire(fresh, obs(NOW + 3600 + i * 60, deployment="gpt-4o-mini"))
+        assert "model_mix" not in rules(found)

@@ -72,3 +72,44 @@ def test_raw_azure_key_fires_on_the_first_request() -> None:
         ),
     )
     assert rules(found) == ["raw_azure_key"]
+
+
+# -- 4. key probe: a liveness probe ("hi", one token) ------------------------------------------
+
+HI = {"prompt_chars": 2, "max_tokens": 1}
+CHECKER = {"source": "104.28.3.9", "network": "104.28.3.0/24", "user_agent": "axios/1.6.7"}
+
+
+def test_a_one_token_hi_from_a_checkers_network_and_client_is_a_probe() -> None:
+    found = fire(learnt(), obs(NOW, **HI, **CHECKER, client=None))
+    assert rules(found) == ["key_probe", "network"]
+    assert found[0].severity == "high" and "liveness probe" in found[0].summary
+    # max_completion_tokens 1 is read as max_tokens; "Hello!" is as short
+    found = fire(learnt(), obs(NOW, prompt_chars=6, max_tokens=1, **CHECKER))
+    assert "key_probe" in rules(found)
+
+
+def test_a_one_token_hi_with_the_apps_client_from_a_new_network_is_the_network_rules() -> None:
+    """The app's health check from its new region: the network rule says so (medium)."""
+    found = fire(learnt(), obs(NOW, **HI, network="198.18.5.0/24"))
+    assert rules(found) == ["network"]
+
+
+def test_the_apps_own_health_check_is_not_a_probe() -> None:
+    """ "ping" with max_tokens 1 from the app's usual network and client: its health check."""
+    d = learnt()
+    for i in range(20):
+        assert fire(d, obs(NOW + i * 60, prompt_chars=4, max_tokens=1)) == []
+    # a longer prompt, or more tokens, from anywhere: not a liveness probe
+    assert "key_probe" not in rules(fire(d, obs(NOW + 2000, prompt_chars=30, max_tokens=1,
+                                                 **CHECKER)))  # fmt: skip
+    assert "key_probe" not in rules(fire(d, obs(NOW + 2001, **{**HI, "max_tokens": 5},
+                                                 **CHECKER)))  # fmt: skip
+    # a key with no history at all: a developer trying the key just made
+    assert fire(Detector(DetectSettings()), obs(NOW, **HI, **CHECKER)) == []
+
+
+def test_liveness_probes_can_be_switched_off() -> None:
+    off = DetectSettings(key_probe={"liveness_prompt_chars": 0})
+    d = learnt(settings=off)
+    assert "key_probe" not in rules(fire(d, obs(NOW, **HI, **CHECKER)))

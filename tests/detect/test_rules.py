@@ -29,6 +29,7 @@ def test_helpers() -> None:
     assert f == {
         "max_tokens": 1,
         "empty_prompt": True,
+        "prompt_chars": 0,
         "temperature": None,
         "seed": None,
         "out_of_range": False,
@@ -36,7 +37,22 @@ def test_helpers() -> None:
     f = payload_features({"max_tokens": 1e30, "seed": -(2**70)})
     assert f["max_tokens"] == 2**63 - 1 and f["seed"] == -(2**63 - 1) and f["out_of_range"]
     f = payload_features({"messages": [{"role": "user", "content": "hi"}], "seed": 0})
-    assert f["empty_prompt"] is False and f["seed"] == 0
+    assert f["empty_prompt"] is False and f["seed"] == 0 and f["prompt_chars"] == 2
+
+
+def test_a_short_prompts_length_is_kept_and_a_long_ones_is_not() -> None:
+    def chars(payload: dict[str, object]) -> object:
+        return payload_features(payload)["prompt_chars"]
+
+    system = {"role": "system", "content": "You are a helpful assistant."}
+    parts = [{"type": "text", "text": " hi "}, {"type": "text", "text": "there"}]
+    assert chars({"messages": [system, {"role": "user", "content": " hi\n"}]}) == 2
+    assert chars({"messages": [{"role": "user", "content": parts}]}) == 7
+    assert chars({"input": "ping", "max_output_tokens": 1}) == 4
+    assert chars({"input": [{"role": "user", "content": "hi"}], "max_output_tokens": 16}) == 2
+    assert chars({"prompt": "x" * 64}) == 64 and chars({"prompt": "x" * 65}) is None
+    assert chars({"messages": [{"role": "user", "content": "hi"}] * 3}) is None
+    assert chars({"messages": [{"role": "user", "content": "lorem ipsum " * 100}]}) is None
 
 
 # -- settings ---------------------------------------------------------------------------------

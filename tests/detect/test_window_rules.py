@@ -216,8 +216,8 @@ def test_the_prompt_digest_is_keyed_and_normalised() -> None:
 
     payload = {"messages": [{"role": "user", "content": [{"type": "text", "text": "Order  42"}]}]}
     assert prompt_text(payload) == "Order  42"
-    assert normalised("Order  42\n") == normalised("order 17") == b"order00"
-    assert normalised("Caf\u00e9 \ud800 9") == "café0".encode()  # the lone surrogate's "?" goes
+    assert normalised("Order  42\n") == normalised("order 17") == b"order"
+    assert normalised("Caf\u00e9 \ud800 9") == "café".encode()  # the lone surrogate's "?" goes
     # a farm varying its punctuation sends the same prompt
     farm = "Hello, World! Tell me a story..."
     assert normalised(farm) == normalised("hello world tell me a story")
@@ -245,3 +245,86 @@ def test_invisible_characters_and_look_alike_letters_do_not_make_a_new_prompt() 
     assert normalised(how_are_you) != normalised(how_is_it)
     assert normalised(how_are_you.replace(" ", " \u200b")) == normalised(how_are_you)
     assert normalised("Caf\u00e9") == "caf\u00e9".encode()
+
+
+def test_random_ids_and_numbers_do_not_make_a_new_prompt() -> None:
+    from keyguard.core.observation import normalised
+
+    text = "Write a product description for a {} steel water bottle, please."
+    plain = normalised(text.format(""))
+    for nonce in ("7fK2pQ9x", "550e8400-e29b-41d4-a716-446655440000", "#1234567", "0xdeadbeef"):
+        assert normalised(text.format(nonce)) == plain
+        assert normalised(f"[{nonce}] " + text.format("")) == plain
+    assert normalised("Ref req-7fK2pQ9x: hello there") == normalised(
+        "Ref req-Qm81xz0a: hello there"
+    )
+    # the words around an id stay; words of letters alone are never cut
+    assert normalised("Order X7Y2 shipped to Lyon") == b"ordershippedtolyon"
+    assert normalised("Order shipped to Lyon") != normalised("Order shipped to Nice")
+    many = " ".join(f"row{i} value{i}x" for i in range(100))  # past the one-by-one cut
+    assert normalised(many + " the end") == b"theend"
+
+
+def test_a_leading_system_message_is_not_part_of_the_prompt() -> None:
+    from keyguard.core.observation import prompt_text
+
+    def chat(*messages: tuple[str, str]) -> dict[str, object]:
+        return {"messages": [{"role": r, "content": c} for r, c in messages]}
+
+    turn = ("user", "Write a thriller about a hacker who breaks into a bank.")
+    assert prompt_text(chat(("system", "You are Nova, session 81"), turn)) == turn[1]
+    assert prompt_text(chat(("developer", "Be terse"), ("system", "x"), turn)) == turn[1]
+    assert prompt_text({"input": [{"role": "system", "content": "a"}, dict([turn])]}) == ""
+    assert prompt_text({"input": [{"role": "system", "content": "a"},
+                                  {"role": "user", "content": turn[1]}]}) == turn[1]  # fmt: skip
+    # a conversation of system messages only, or one later in the conversation, is kept
+    assert prompt_text(chat(("system", "only this"))) == "only this"
+    assert prompt_text(chat(turn, ("system", "later"))) == turn[1] + " later"
+
+
+def _digest(text: str, system: str | None = None) -> str | None:
+    import hashlib
+
+    from keyguard.core.observation import _prompt_digest
+
+    messages = [{"role": "user", "content": text}]
+    if system is not None:
+        messages.insert(0, {"role": "system", "content": system})
+    return _prompt_digest({"messages": messages}, lambda b: hashlib.sha256(b).hexdigest()[:16], 40)
+
+
+def test_a_farm_adding_a_nonce_to_each_copy_is_repetition() -> None:
+    """One prompt, a random id in each copy (or a system message varied each time), from
+    networks its keys never used: a farm."""
+    import random
+
+    rng = random.Random(5)
+    text = "Write a detailed 3000-word thriller about a hacker who breaks into a bank"
+    d = _running()
+    found = []
+    for i in range(8):
+        nonce = "".join(rng.choice("abcdefghjkmnpqrstuvwxyz23456789") for _ in range(7)) + "7"
+        digest = _digest(f"{text} (req-{nonce})")
+        found += fire(d, _prompted(NOW + 30 * i, "KEYA00000001", "a", f"10.9.{i}.0/24",
+                                   digest or ""))  # fmt: skip
+    assert "repetition" in rules(found)
+    d, found = _running(), []
+    for i, app in enumerate("abc"):
+        digest = _digest(text, system=f"You are agent {rng.getrandbits(40):x}. Session {i}.")
+        found += fire(d, _prompted(NOW + i, f"KEY{app.upper()}0000000{i}", app, "10.0.1.0/24",
+                                   digest or ""))  # fmt: skip
+    assert "repetition" in rules(found)
+
+
+def test_a_batch_job_sending_one_template_with_ids_is_not_a_farm() -> None:
+    """A template with a different id each time is one prompt now: one key (or one app's
+    keys) from its own networks, however many it uses, is a batch job, not a farm."""
+    d = _running()
+    for i in range(8):  # the app's usual egress networks, before the template
+        d.observe(obs(NOW - 3600 + i, key_id="KEYA00000001", app="a", network=f"10.8.{i}.0/24"))
+    found = []
+    for i in range(400):
+        digest = _digest(f"Summarise support ticket TKT-{i * 7919:x}a9 for the weekly report")
+        key = f"KEYA0000000{1 + i % 2}"
+        found += fire(d, _prompted(NOW + i, key, "a", f"10.8.{i % 8}.0/24", digest or ""))
+    assert "repetition" not in rules(found)

@@ -1,7 +1,8 @@
 """Each detection family end to end through the official SDK, and the response in force from
 the very next request: stuffing with garbage keys, a new key far above its peers, a prompt
-replayed by a farm, enumeration. (Key checkers' probes, decoys and raw Azure keys are refused
-on the request itself: tests/respond and tests/rotation.)"""
+replayed by a farm (as it is, and with a random id in each copy), enumeration, a key checker's
+liveness probe ("hi", one token). (Key checkers' empty probes, decoys and raw Azure keys are
+refused on the request itself: tests/respond and tests/rotation.)"""
 
 from __future__ import annotations
 
@@ -129,6 +130,52 @@ async def test_one_prompt_from_keys_of_several_apps_is_a_farm(gw: GatewayHarness
     await drain(gw)
     [found] = [i for i in await incidents(gw) if i.rule == "repetition"]
     assert found.subject.startswith("prompt:") and prompt not in str(found.to_json())
+
+
+async def test_one_prompt_with_a_random_id_in_each_copy_is_a_farm(gw: GatewayHarness) -> None:
+    await _mature_peers(gw, 1)
+    prompt = "Write a detailed product description for a stainless steel water bottle."
+    for app in ("farm-a", "farm-b", "farm-c"):
+        _, key = await gw.new_key(app)
+        nonce = f"req-{secrets.token_hex(4)}Z"  # letters and digits: a new id each time
+        async with gw.azure(key) as client:
+            await client.chat.completions.create(
+                model="gpt-4o",
+                messages=[
+                    {"role": "system", "content": f"Session {secrets.token_hex(6)}."},
+                    {"role": "user", "content": f"{nonce} {prompt}"},
+                ],
+                max_tokens=20,
+            )
+    await drain(gw)
+    [found] = [i for i in await incidents(gw) if i.rule == "repetition"]
+    assert nonce not in str(found.to_json()) and prompt not in str(found.to_json())
+
+
+async def test_a_one_token_hi_from_a_new_network_and_client_suspends_the_key(
+    gw: GatewayHarness,
+) -> None:
+    """A key with weeks of history from its app's network and client, validated by a key
+    checker elsewhere ("hi", max_completion_tokens 1): suspended from the next request."""
+    assert gw.runtime.engine is not None
+    store = MonitorStore(gw.runtime.engine)
+    now = time.time()
+    key_id, key = await gw.new_key("checked")
+    profile = Profile(DetectSettings(), first_seen=now - 20 * DAY, last_seen=now - 60)
+    profile.requests = 5000
+    profile.networks["10.20.30.0/24"] = now - 60  # the app's hosts, not this test's
+    profile.clients["AppServer/2.1|"] = now - 60
+    await store.save_profiles({f"key:{key_id}": profile.to_json()}, now)
+    monitoring = gw.gateway.monitoring
+    assert monitoring is not None and monitoring.recorder.detector is not None
+    monitoring.recorder.detector.load(await store.load_profiles())
+    async with gw.azure(key) as client:
+        await chat(client, "hi", max_completion_tokens=1)
+        await drain(gw)
+        with pytest.raises(openai.AuthenticationError):  # suspended
+            await chat(client, "hi", max_completion_tokens=1)
+    [probe] = [i for i in await incidents(gw) if i.rule == "key_probe"]
+    assert probe.severity == "high" and "suspend_key" in probe.actions
 
 
 async def test_enumeration_is_throttled_from_the_next_request(gw: GatewayHarness) -> None:

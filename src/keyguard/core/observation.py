@@ -6,8 +6,9 @@ An :class:`Observation` is built off the hot path from the proxy's
 from an audit export feed ``keyguard replay`` (:meth:`Observation.from_record`), so detection
 can be re-run on real traffic with other settings.
 
-Request-shape features the key-probe rule needs (``max_tokens``, an empty prompt,
-``temperature``, ``seed``) are taken from the parsed body; the prompt itself is never kept.
+Request-shape features the key-probe rule needs (``max_tokens``, an empty prompt, a short
+prompt's length, ``temperature``, ``seed``) are taken from the parsed body; the prompt itself is
+never kept.
 """
 
 from __future__ import annotations
@@ -80,31 +81,81 @@ def _number(value: Any) -> float | None:
 
 
 def payload_features(payload: dict[str, Any] | None) -> dict[str, Any]:
-    """``max_tokens``, ``empty_prompt``, ``temperature``, ``seed`` of a JSON request body."""
+    """``max_tokens``, ``empty_prompt``, ``prompt_chars``, ``temperature``, ``seed`` of a
+    JSON request body."""
     if payload is None:
         return {}
     max_tokens = payload.get("max_tokens")
     if max_tokens is None:
         max_tokens = payload.get("max_completion_tokens", payload.get("max_output_tokens"))
     empty = False
+    chars = None
     messages = payload.get("messages")
     if isinstance(messages, list):
         empty = len(messages) <= 2 and all(
             isinstance(m, dict) and _is_empty(m.get("content")) for m in messages
         )
+        if len(messages) <= 2:
+            chars = _short_turns(messages)
     elif "prompt" in payload:
         empty = _is_empty(payload.get("prompt"))
+        chars = _short(payload.get("prompt"))
     elif "input" in payload and "messages" not in payload:
         empty = _is_empty(payload.get("input"))
+        chars = _short(payload.get("input"))
     limit, limit_wild = _whole(max_tokens)
     seed, seed_wild = _whole(payload.get("seed"))
     return {
         "max_tokens": limit,
         "empty_prompt": empty,
+        "prompt_chars": chars,
         "temperature": _number(payload.get("temperature")),
         "seed": seed,
         "out_of_range": limit_wild or seed_wild,
     }
+
+
+SHORT_PROMPT = 64  # characters: a longer prompt's length is not recorded
+_FRAMING = ("system", "developer")  # an app's instructions, ahead of the turns
+
+
+def _short(content: Any) -> int | None:
+    """The length of ``content``'s text, stripped, when it is at most ``SHORT_PROMPT``
+    characters (``None``: longer, or not text)."""
+    if content is None:
+        return 0
+    if isinstance(content, str):
+        if len(content) > 4 * SHORT_PROMPT:
+            return None
+        length = len(content.strip())
+        return length if length <= SHORT_PROMPT else None
+    if isinstance(content, list) and len(content) <= 4:
+        total = 0
+        for part in content:
+            if isinstance(part, dict):  # a text part, or a message (the Responses API's input)
+                part = part["text"] if "text" in part else part.get("content")
+            n = _short(part)
+            if n is None:
+                return None
+            total += n
+        return total if total <= SHORT_PROMPT else None
+    return None
+
+
+def _short_turns(messages: list[Any]) -> int | None:
+    """The length of the text of the turns of a short conversation (at most two messages;
+    a system or developer message does not count), when short."""
+    total = 0
+    for m in messages:
+        if not isinstance(m, dict):
+            return None
+        if m.get("role") in _FRAMING:
+            continue
+        n = _short(m.get("content"))
+        if n is None:
+            return None
+        total += n
+    return total if total <= SHORT_PROMPT else None
 
 
 _INT64 = (1 << 63) - 1
@@ -158,6 +209,9 @@ class Observation:
     stream: bool = False
     max_tokens: int | None = None
     empty_prompt: bool = False
+    # the length of a short prompt's text (at most SHORT_PROMPT characters, in at most two
+    # messages, a system message not counted); None: longer, or not counted
+    prompt_chars: int | None = None
     temperature: float | None = None
     seed: int | None = None
     out_of_range: bool = False  # a number in the request was beyond 64 bits and was clamped
@@ -270,6 +324,7 @@ def observe_context(
         stream=ctx.streamed,
         max_tokens=features.get("max_tokens"),
         empty_prompt=bool(features.get("empty_prompt")),
+        prompt_chars=features.get("prompt_chars"),
         temperature=features.get("temperature"),
         seed=features.get("seed"),
         out_of_range=bool(features.get("out_of_range")),
@@ -283,12 +338,14 @@ _MAX_PROMPT = 65_536  # characters normalised and digested
 
 
 def prompt_text(payload: dict[str, Any] | None) -> str:
-    """The prompt's text (message contents, text parts, ``input``, ``prompt``), joined."""
+    """The prompt's text (message contents, text parts, ``input``, ``prompt``), joined. The
+    leading system (or developer) messages of a conversation are left out when a turn follows:
+    they are the app's instructions, and a farm varying them still sends the same turns."""
     if not payload:
         return ""
     parts: list[str] = []
     size = 0
-    stack = [payload.get(name) for name in reversed(_PROMPT_FIELDS)]
+    stack = [_turns(payload.get(name)) for name in reversed(_PROMPT_FIELDS)]
     while stack and size < _MAX_PROMPT:
         node = stack.pop()
         if isinstance(node, str):
@@ -303,9 +360,23 @@ def prompt_text(payload: dict[str, Any] | None) -> str:
     return " ".join(parts)[:_MAX_PROMPT]
 
 
+def _turns(node: Any) -> Any:
+    """A list of messages without its leading system and developer messages, when a message
+    follows them; anything else as it is."""
+    if not isinstance(node, list):
+        return node
+    lead = 0
+    for m in node:
+        if not isinstance(m, dict) or m.get("role") not in _FRAMING:
+            break
+        lead += 1
+    return node[lead:] if 0 < lead < len(node) else node
+
+
 def normalised(text: str) -> bytes:
-    """Near-identical prompts alike, as bytes to digest: case folded, digits as 0, ASCII
-    whitespace and punctuation removed (one C pass each: a split-and-join or a
+    """Near-identical prompts alike, as bytes to digest: case folded, the ASCII words holding
+    a digit removed (numbers, ids, nonces: :func:`_unnumbered`), ASCII whitespace and
+    punctuation removed (one C pass each: a split-and-join or a
     ``str.translate`` cost the hot path ~10 µs a KB). Text that is not all ASCII also loses
     invisible characters and Unicode spaces and, while it is mostly ASCII (other characters
     add less than one byte in two), has the Cyrillic, Greek and full-width letters that look
@@ -326,12 +397,43 @@ def normalised(text: str) -> bytes:
             plain, replaced = _LOOK_ALIKE.subn(_plain, folded)
             if replaced:
                 data = plain.encode("utf-8", "replace")
-    return data.translate(_DIGITS, _DROPPED)
+    return _unnumbered(data.translate(_DIGITS)).translate(None, _DROPPED)
 
 
 _DIGITS = bytes.maketrans(b"123456789", b"000000000")
 # whitespace and ASCII punctuation: a farm varying either sends the same prompt
 _DROPPED = b" \t\n\r\x0b\x0c" + string.punctuation.encode()
+# a word's bytes (ASCII letters, case folded, and digits as 0) as "w", any other byte as " "
+_WORD_MASK = bytes(
+    ord("w") if chr(b) in string.ascii_lowercase + "0" else ord(" ") for b in range(256)
+)
+_NUMBERED = re.compile(rb"(?<![a-z0])[a-z]*+0[a-z0]*+")  # a word holding a digit
+_WORDS_ONE_BY_ONE = 16  # words with digits cut one by one; then the rest at once (regex)
+
+
+def _unnumbered(data: bytes) -> bytes:
+    """``data`` (case folded, digits as 0) without its ASCII words that hold a digit: numbers,
+    and the ids and nonces that mix letters and digits (``req-0fk0pq0x``, the groups of a
+    UUID). A farm adding a random id to each copy of its prompt sends the same prompt.
+
+    Text without digits costs one ``find``; the first words with digits are found with
+    ``find`` and bounded with ``rfind``/``find`` on a mask of word bytes (a regex over the
+    whole text costs ~13 µs a KB), and a text with many more has the rest cut by one regex
+    (linear: it starts only at a word's first character)."""
+    i = data.find(b"0")
+    if i < 0:
+        return data
+    mask = data.translate(_WORD_MASK)
+    kept, start, words = [], 0, 0
+    while i >= 0 and words < _WORDS_ONE_BY_ONE:
+        kept.append(data[start : mask.rfind(b" ", start, i) + 1 or start])
+        start = mask.find(b" ", i)
+        if start < 0:
+            return b"".join(kept)
+        i = data.find(b"0", start)
+        words += 1
+    kept.append(data[start:] if i < 0 else _NUMBERED.sub(b"", data[start:]))
+    return b"".join(kept)
 
 
 def _plain_table() -> dict[str, str]:

@@ -1,6 +1,8 @@
 """The rules that judge a request against a baseline (the key's own once learnt, else its
 peers', its app's or the defaults): a network never seen, usage far above the decaying peak or
-what a new key declares, many never-seen clients, use after dormancy or in hours never used."""
+what a new key declares, many never-seen clients, use after dormancy or in hours never used,
+bursts far above the key's busiest minutes again and again, a shift to a deployment its history
+hardly holds."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from .detection import Baselines, Detection, finding
 from .profile import velocity_thresholds
 from .settings import DetectSettings
 
-__all__ = ["network", "reseller", "unusual_hour", "unusual_time", "velocity"]
+__all__ = ["burst", "model_mix", "network", "reseller", "unusual_hour", "unusual_time", "velocity"]
 
 
 def network(view: Baselines, obs: Observation, now: float, s: DetectSettings) -> Detection | None:
@@ -197,4 +199,63 @@ def unusual_time(
         obs,
         f"{count} requests within {r.window_s:.0f} s in hours this key is not used.",
         unusual_requests=count,
+    )
+
+
+def burst(view: Baselines, obs: Observation, now: float, s: DetectSettings) -> Detection | None:
+    """12. Short bursts of requests far above the key's own busiest ``window_s``, again and
+    again with quiet in between: a stolen key used a few minutes every few hours, under the
+    velocity floors and in the key's usual hours."""
+    r, key = s.burst, view.key
+    if obs.key_id is None or key is None or key.burst_requests.most() + 1 <= key.burst_limit:
+        return None  # most requests: below the threshold, even before the window expires
+    count = key.burst_requests.total(now) + 1
+    threshold = key.burst_limit
+    if count <= threshold or not key.mature():
+        return None
+    new = now - key.last_hot > r.quiet_s
+    bursts = key.bursts.count(now) + (1 if new else 0)
+    if bursts < r.bursts:
+        return None
+    return finding(
+        "burst",
+        "medium",
+        obs,
+        f"{bursts} bursts within {r.span_s / 3600:.0f} h, this one {count:.0f} requests in "
+        f"{r.window_s:.0f} s (threshold {threshold:.0f}): a stolen key used in bursts.",
+        bursts=bursts,
+        requests_in_window=round(count),
+        threshold=round(threshold),
+    )
+
+
+def model_mix(view: Baselines, obs: Observation, now: float, s: DetectSettings) -> Detection | None:
+    """13. A key spending most of its recent requests on a deployment its history (and its
+    app's) hardly holds: resold access serving another model with the app's key."""
+    r, key, deployment = s.model_mix, view.key, obs.deployment
+    if obs.key_id is None or deployment is None or key is None or not key.mature():
+        return None
+    share = key.mix_share(deployment)
+    if share >= r.rare_share:
+        return None
+    app = view.app
+    if app is not None and app.mature() and app.mix_share(deployment) >= r.rare_share:
+        return None
+    recent = key.recent_mix.get(deployment)
+    on = (recent.total(now) if recent is not None else 0.0) + 1
+    if on < r.min_requests:
+        return None
+    total = key.recent_requests.total(now) + 1
+    if on < r.shift_share * total:
+        return None
+    return finding(
+        "model_mix",
+        "medium",
+        obs,
+        f"{on:.0f} of the key's {total:.0f} requests within {r.window_s / 60:.0f} min went to "
+        f"{deployment}, {share:.1%} of its history: another model served with this key.",
+        deployment=deployment,
+        requests_on_it=round(on),
+        requests=round(total),
+        history_share=round(share, 4),
     )

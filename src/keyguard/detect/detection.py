@@ -16,7 +16,7 @@ from .profile import AddressState, PeerGroup, PresentedState, Profile, PromptSta
 from .settings import DetectSettings
 from .windows import Events, Recent
 
-__all__ = ["Baselines", "Detection", "Rule", "detection_fields", "finding"]
+__all__ = ["Baselines", "Detection", "Rule", "detection_fields", "finding", "foreign_network"]
 
 
 @dataclass(slots=True)  # not frozen: cheaper to build, one per finding
@@ -62,6 +62,22 @@ class Baselines:
         if base is None and app is not None and app.mature():
             base = app
         self.base = base
+
+
+def foreign_network(view: Baselines, network: str | None, now: float) -> str | None:
+    """``network`` unless it is the sender's own (what a prompt's networks count: an app
+    autoscaled over its own networks is one sender): one its key or app used before, and
+    not first seen by the key within the network rule's window (a thief's networks are not
+    made its own by the farm's first requests), else ``None``."""
+    if network is None:
+        return None
+    key = view.key
+    if key is not None and key.new_networks.has(network, now):
+        return network
+    for p in (key, view.app):
+        if p is not None and network in p.networks:
+            return None
+    return network
 
 
 Rule = Callable[[Baselines, Observation, float, DetectSettings], Detection | None]

@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 from ..core.observation import Observation, network_of
 from .baseline_rules import unusual_hour
 from .declared import Declarations
-from .detection import Baselines, Detection
+from .detection import Baselines, Detection, foreign_network
 from .profile import (
     AddressState,
     PeerGroup,
@@ -260,13 +260,15 @@ class Detector:
             sender = view.sender
             if sender is None and obs.app is not None:
                 sender = self.teams.get(obs.app, obs.app)
+            # the networks its key or app already uses are the sender's own: not counted
+            network = foreign_network(view, obs.network, now)
             if prompt is None:
-                sighting = (now, now - self.started < _DAY, obs.key_id, sender, obs.network)
+                sighting = (now, now - self.started < _DAY, obs.key_id, sender, network)
                 self.prompts.put(obs.prompt_digest, sighting)
             else:
                 if not prompt.familiar and now - prompt.first_seen >= _DAY:
                     prompt.familiar = True
-                _saw(prompt, now, obs.key_id, sender, obs.network)
+                _saw(prompt, now, obs.key_id, sender, network)
         odd_hour = view.odd_hour
         if odd_hour is None:
             odd_hour = unusual_hour(view, now, s)

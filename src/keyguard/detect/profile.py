@@ -5,8 +5,11 @@ A :class:`Profile` (one per key and one per app) remembers, with bounded memory:
 * the networks (address prefixes), client fingerprints, deployments and api-versions it used;
 * when it is used: a 168-bin hour-of-week histogram with exponentially decaying weights;
 * how hard it is used: decaying peaks of its token rate, cost rate and concurrency over the
-  velocity window, fed only by traffic that was not itself abnormal;
-* short windows the rules read (networks and clients seen lately, enumeration attempts).
+  velocity window, fed only by traffic that was not itself abnormal, and of its requests over
+  the burst window, fed only away from a burst;
+* which deployments it spends its requests on (weighted as the hours);
+* short windows the rules read (networks and clients seen lately, enumeration attempts, the
+  bursts of the last day, its requests of the last hour on deployments rare in its history).
 
 :func:`update_profile` folds one observation in *after* the rules have judged it, so a rule
 always compares a request with what came before it. The long-term part of a profile survives
@@ -21,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.observation import Observation
-from .settings import DetectSettings, VelocityRule
+from .settings import BurstRule, DetectSettings, VelocityRule
 from .windows import Events, Peak, Rate, Recent
 
 __all__ = [
@@ -34,6 +37,7 @@ __all__ = [
     "update_profile",
     "hour_of_week",
     "velocity_thresholds",
+    "burst_threshold",
 ]
 
 _WEEK_HOURS = 168
@@ -42,6 +46,7 @@ _EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
 _NETWORKS, _CLIENTS, _DEPLOYMENTS, _API_VERSIONS = 256, 128, 64, 32
 _REMEMBERED_S = 600.0  # last-seen times are kept to ten minutes
 _SLOW_GROWTH = 1.0015  # per velocity bucket while traffic stays abnormal (~x2 in 40 min)
+_RECENT_DEPLOYMENTS = 16  # deployments whose requests of the last model_mix window are kept
 
 
 def hour_of_week(now: float) -> int:
@@ -71,9 +76,12 @@ class Profile:
     api_versions: dict[str, float] = field(default_factory=dict)
     hours: list[float] = field(default_factory=lambda: [0.0] * _WEEK_HOURS)
     hours_origin: float = 0.0  # weights are 2 ** ((t - origin) / half-life)
+    # requests per deployment, weighted as the hours (the model_mix rule's history)
+    mix: dict[str, float] = field(default_factory=dict)
     token_peak: Peak = field(init=False)
     cost_peak: Peak = field(init=False)
     concurrency_peak: Peak = field(init=False)
+    burst_peak: Peak = field(init=False)  # requests over burst.window_s, decaying
     # short windows (not persisted)
     tokens: Rate = field(init=False)
     cost: Rate = field(init=False)
@@ -84,6 +92,14 @@ class Profile:
     probes: Recent = field(init=False)
     slow_probes: Recent = field(init=False)
     unusual: Events = field(init=False)
+    burst_requests: Rate = field(init=False)  # requests within burst.window_s
+    bursts: Events = field(init=False)  # when each burst (of the burst rule) began
+    last_hot: float = -1e18  # the last request of a burst
+    burst_limit: float = 0.0  # burst_threshold, worked out at each burst bucket
+    burst_bucket: int = -1
+    burst_pending: deque[tuple[float, float]] = field(default_factory=deque)
+    recent_requests: Rate = field(init=False)  # within model_mix.window_s ...
+    recent_mix: dict[str, Rate] = field(default_factory=dict)  # ... per deployment
     ends: deque[float] = field(default_factory=lambda: deque(maxlen=256))
     hours_total: float = 0.0
     is_mature: bool = False  # once learnt, a baseline stays learnt
@@ -100,6 +116,7 @@ class Profile:
         self.token_peak = Peak(half_life)
         self.cost_peak = Peak(half_life)
         self.concurrency_peak = Peak(half_life)
+        self.burst_peak = Peak(half_life)
         self.tokens = Rate(s.velocity.window_s)
         self.cost = Rate(s.velocity.window_s)
         self.recent_networks = Recent(s.network.window_s)
@@ -109,6 +126,10 @@ class Profile:
         self.probes = Recent(s.enumeration.window_s)
         self.slow_probes = Recent(s.enumeration.slow_window_s)
         self.unusual = Events(s.unusual_time.window_s)
+        self.burst_requests = Rate(s.burst.window_s)
+        self.bursts = Events(s.burst.span_s, cap=64)
+        self.burst_limit = float(s.burst.min_requests)
+        self.recent_requests = Rate(s.model_mix.window_s)
         if not self.hours_origin:
             self.hours_origin = self.first_seen
         self.hours_total = sum(self.hours)
@@ -136,6 +157,11 @@ class Profile:
         near = self.hours[h - 1] + self.hours[h] + self.hours[(h + 1) % _WEEK_HOURS]
         return near / (3 * total)
 
+    def mix_share(self, deployment: str) -> float:
+        """The share of this profile's requests (weighted as the hours) on ``deployment``."""
+        total = self.hours_total
+        return self.mix.get(deployment, 0.0) / total if total > 0 else 0.0
+
     def concurrency(self, start: float) -> int:
         """Requests of this profile still running when a request started at ``start``: the
         last 256 ends (kept in order) that came after it, plus itself."""
@@ -160,9 +186,8 @@ class Profile:
             "api_versions": self.api_versions,
             "hours": self.hours,
             "hours_origin": self.hours_origin,
-            "peaks": [
-                [p.value, p.at] for p in (self.token_peak, self.cost_peak, self.concurrency_peak)
-            ],
+            "mix": self.mix,
+            "peaks": [[p.value, p.at] for p in self._peaks()],
         }
 
     @classmethod
@@ -178,13 +203,19 @@ class Profile:
             api_versions=dict(data.get("api_versions", {})),
             hours=[float(x) for x in data.get("hours", [0.0] * _WEEK_HOURS)][:_WEEK_HOURS],
             hours_origin=float(data.get("hours_origin", data["first_seen"])),
+            mix={str(k): float(v) for k, v in data.get("mix", {}).items()},
         )
+        if "mix" not in data and profile.deployments:  # saved before the mix was kept:
+            share = profile.hours_total / len(profile.deployments)  # none of its is rare
+            profile.mix = dict.fromkeys(profile.deployments, share)
         peaks = data.get("peaks", [])
-        for peak, saved in zip(
-            (profile.token_peak, profile.cost_peak, profile.concurrency_peak), peaks, strict=False
-        ):
+        for peak, saved in zip(profile._peaks(), peaks, strict=False):
             peak.value, peak.at = float(saved[0]), float(saved[1])
         return profile
+
+    def _peaks(self) -> tuple[Peak, ...]:
+        """The peaks saved, in their saved order (a new one goes last: older saves load)."""
+        return (self.token_peak, self.cost_peak, self.concurrency_peak, self.burst_peak)
 
 
 @dataclass(slots=True)
@@ -302,6 +333,52 @@ def velocity_thresholds(
     )
 
 
+def burst_threshold(p: Profile, r: BurstRule, now: float) -> float:
+    """Requests within ``r.window_s`` above which a mature key is in a burst."""
+    return max(r.multiplier * p.burst_peak.current(now), float(r.min_requests))
+
+
+def _fold_burst_peak(p: Profile, now: float, bucket: int) -> None:
+    """At each burst bucket, note the requests of the window, and offer to the decaying peak
+    what was noted a full window ago, unless a burst came within a window of it (its ramp-up
+    and its tail included): then the peak grows slowly, as the velocity peaks do."""
+    r = p.settings.burst
+    if p.burst_bucket >= 0:
+        p.burst_pending.append((now, p.burst_requests.total(now)))
+    p.burst_bucket = bucket
+    pending, peak = p.burst_pending, p.burst_peak
+    while pending and pending[0][0] <= now - r.window_s:
+        noted_at, value = pending.popleft()
+        if p.last_hot >= noted_at - r.window_s:
+            peak.offer(now, peak.current(now) * _SLOW_GROWTH)
+        else:
+            peak.offer(now, value)
+    p.burst_limit = burst_threshold(p, r, now)  # the peak decays little within a bucket
+
+
+def _burst(p: Profile, now: float) -> None:
+    """Count the request in the burst windows; note a burst when it is one (a mature key)."""
+    r, rate = p.settings.burst, p.burst_requests
+    bucket = int(now // rate.width)
+    if bucket != p.burst_bucket:
+        _fold_burst_peak(p, now, bucket)
+    if rate.most() + 1 > p.burst_limit and p.mature() and rate.total(now) + 1 > p.burst_limit:
+        if now - p.last_hot > r.quiet_s:
+            p.bursts.add(now)
+        p.last_hot = now
+    rate.add(now, 1.0)
+
+
+def _mix(p: Profile, deployment: str, now: float) -> None:
+    """Count a request on ``deployment`` within the model_mix window."""
+    recent = p.recent_mix.get(deployment)
+    if recent is None:
+        if len(p.recent_mix) >= _RECENT_DEPLOYMENTS:
+            del p.recent_mix[next(iter(p.recent_mix))]
+        recent = p.recent_mix[deployment] = Rate(p.settings.model_mix.window_s)
+    recent.add(now, 1.0)
+
+
 def _fold_peaks(p: Profile, now: float) -> None:
     """At each velocity bucket, note the window's totals and the bucket's highest concurrency,
     and offer to the decaying peaks what was noted a full window ago. The delay keeps a surge
@@ -384,6 +461,13 @@ def update_profile(
             _probed(p, "deployment:" + deployment, now)
         if last is None or now - last >= _REMEMBERED_S:
             _remember(seen, deployment, now, _DEPLOYMENTS)
+        if windows and p.mix.get(deployment, 0.0) < p.settings.model_mix.rare_share * (
+            p.hours_total
+        ):  # only a deployment rare in its history is counted (the model_mix rule's)
+            _mix(p, deployment, now)
+    if windows:
+        p.recent_requests.add(now, 1.0)
+        _burst(p, now)
     if windows and obs.requested is not None:
         _probed(p, "unknown:" + obs.requested, now)
     if windows and obs.operation == "models":
@@ -397,6 +481,7 @@ def update_profile(
     exponent = (now - p.hours_origin) / p.hours_half_life
     if exponent > 500:  # rebase before the weights overflow
         p.hours = [h * 2.0**-exponent for h in p.hours]
+        p.mix = {name: w * 2.0**-exponent for name, w in p.mix.items()}
         p.hours_origin, exponent = now, 0.0
         p.hours_total = sum(p.hours)
     # an hour that is unusual now is learnt ten times slower (an intruder's hours must not
@@ -404,6 +489,11 @@ def update_profile(
     weight = 2.0**exponent * (0.1 if unusual_hour else 1.0)
     p.hours[hour] += weight
     p.hours_total += weight
+    if deployment is not None:
+        mix = p.mix
+        mix[deployment] = mix.get(deployment, 0.0) + weight
+        if len(mix) > _DEPLOYMENTS:  # the least used goes
+            del mix[min(mix, key=mix.__getitem__)]
     if unusual_hour and windows:
         p.unusual.add(now)
     p.tokens.add(now, float(obs.prompt_tokens + obs.completion_tokens))

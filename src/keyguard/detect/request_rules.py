@@ -7,6 +7,7 @@ from __future__ import annotations
 from ..core.observation import Observation
 from ..events import Severity
 from .detection import Baselines, Detection, detection_fields, finding
+from .profile import Profile
 from .settings import DetectSettings, KeyProbeRule
 
 __all__ = ["PROBED_OPERATIONS", "decoy", "key_probe", "probe_signature", "raw_azure_key"]
@@ -67,9 +68,34 @@ def probe_signature(
     return None
 
 
+def _liveness(view: Baselines, obs: Observation, r: KeyProbeRule) -> str | None:
+    """A key checker's liveness probe: a short prompt ("hi") with ``max_tokens`` <= 1, from a
+    network and a client both new to the key and its app. The app's own health check ("ping",
+    1 token) comes from its hosts, or at least with its client (a new region), and is left
+    alone (a new network alone is the network rule's); so is a key without any history, nor
+    its app (a developer trying a key just made: nothing says whose it is)."""
+    chars, limit = obs.prompt_chars, obs.max_tokens
+    if not chars or chars > r.liveness_prompt_chars or limit is None:
+        return None
+    key, app = view.key, view.app
+    if limit > r.probe_max_tokens or (key is None and app is None):
+        return None
+    network, client = obs.network, obs.client_id
+    if network is None or client is None or _knows(key, app, "networks", network):
+        return None
+    if _knows(key, app, "clients", client):
+        return None
+    return f"liveness probe: {chars}-character prompt, max_tokens {limit}, new network and client"
+
+
+def _knows(key: Profile | None, app: Profile | None, what: str, value: str) -> bool:
+    return any(p is not None and value in getattr(p, what) for p in (key, app))
+
+
 def key_probe(view: Baselines, obs: Observation, now: float, s: DetectSettings) -> Detection | None:
     """4. Credential resellers' key checkers: a 1-token empty prompt, an empty context-size
-    probe at temperature 0 and seed 0, or an api-version such checkers use."""
+    probe at temperature 0 and seed 0, an api-version such checkers use, or a 1-token short
+    prompt from a network or client the key never used."""
     r = s.key_probe
     if obs.key_id is None or obs.operation not in PROBED_OPERATIONS:
         return None
@@ -81,6 +107,8 @@ def key_probe(view: Baselines, obs: Observation, now: float, s: DetectSettings) 
         used = view.key is not None and obs.api_version in view.key.api_versions
         if not used and obs.api_version not in base.api_versions:
             kind, severity = f"api-version {obs.api_version}, as key checkers use", "medium"
+    if kind is None:
+        kind = _liveness(view, obs, r)
     if kind is None:
         return None
     return finding(

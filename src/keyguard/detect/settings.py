@@ -20,6 +20,8 @@ __all__ = [
     "ToggleRule",
     "ResellerRule",
     "RepetitionRule",
+    "BurstRule",
+    "ModelMixRule",
     "UnusualTimeRule",
     "GuardrailRule",
     "RULES",
@@ -38,6 +40,8 @@ RULES = (
     "repetition",
     "unusual_time",
     "guardrail_repeat",
+    "burst",
+    "model_mix",
 )
 
 
@@ -94,6 +98,9 @@ class KeyProbeRule(Frozen):
 
     enabled: bool = True
     probe_max_tokens: int = Field(default=1, ge=0)  # with an empty prompt
+    # ... or with a prompt this short ("hi"), from a network or client new to the key and its
+    # app (a health check from the app's own hosts is left alone); 0: empty prompts only
+    liveness_prompt_chars: int = Field(default=16, ge=0, le=64)
     context_probe_tokens: int = Field(default=8000, gt=0)  # with an empty prompt, temperature 0
     suspicious_api_versions: tuple[str, ...] = ("2023-09-01-preview",)
 
@@ -131,8 +138,33 @@ class RepetitionRule(Frozen):
     enabled: bool = True
     window_s: float = Field(default=600, gt=0)
     distinct_keys: int = Field(default=3, ge=2)  # ... spanning at least two apps
-    distinct_networks: int = Field(default=6, ge=2)
+    distinct_networks: int = Field(default=6, ge=2)  # new to the sending key and its app
     min_chars: int = Field(default=40, ge=0)  # shorter prompts ("hi") are left alone
+
+
+class BurstRule(Frozen):
+    """Short bursts far above what the key does in ``window_s``, again and again with quiet in
+    between: a stolen key used a few minutes every few hours, each time under the velocity
+    floors and in the key's usual hours."""
+
+    enabled: bool = True
+    window_s: float = Field(default=120, gt=0, le=3600)
+    multiplier: float = Field(default=1.5, gt=1)  # x the key's decaying peak over window_s
+    min_requests: int = Field(default=30, ge=2)  # within window_s: never a burst below
+    quiet_s: float = Field(default=1800, gt=0)  # a burst after this long below is a new one
+    bursts: int = Field(default=3, ge=2)  # separate bursts within span_s
+    span_s: float = Field(default=86_400, gt=0)
+
+
+class ModelMixRule(Frozen):
+    """A key that suddenly spends most of its requests on a deployment its (and its app's)
+    history hardly holds: a reseller serving another model with the app's key."""
+
+    enabled: bool = True
+    window_s: float = Field(default=3600, gt=0)
+    rare_share: float = Field(default=0.02, gt=0, lt=1)  # of the history: a rare deployment
+    shift_share: float = Field(default=0.3, gt=0, le=1)  # of the window's requests on it
+    min_requests: int = Field(default=10, ge=1)  # on it within window_s
 
 
 class UnusualTimeRule(Frozen):
@@ -189,6 +221,8 @@ class DetectSettings(Frozen):
     repetition: RepetitionRule = RepetitionRule()
     unusual_time: UnusualTimeRule = UnusualTimeRule()
     guardrail_repeat: GuardrailRule = GuardrailRule()
+    burst: BurstRule = BurstRule()
+    model_mix: ModelMixRule = ModelMixRule()
 
     @field_validator("decoy_key_ids")
     @classmethod

@@ -8,7 +8,7 @@ import hashlib
 
 from ..core.observation import Observation, network_of
 from ..events import Severity
-from .detection import Baselines, Detection, detection_fields, finding
+from .detection import Baselines, Detection, detection_fields, finding, foreign_network
 from .settings import DetectSettings
 
 __all__ = [
@@ -167,14 +167,14 @@ def repetition(
     view: Baselines, obs: Observation, now: float, s: DetectSettings
 ) -> Detection | None:
     """10. The same prompt sent with several keys (of several apps; the apps of one team are
-    one) or from many networks within a window: a replay or resale farm. Only a keyed digest of
-    the prompt is kept."""
+    one) or from many networks new to its keys and apps within a window: a replay or resale
+    farm. Only a keyed digest of the prompt is kept."""
     r, state = s.repetition, view.prompt
     if state is None or state.familiar or obs.prompt_digest is None or obs.key_id is None:
         return None
     keys = state.keys.count(now, obs.key_id)
     apps = state.apps.count(now, view.sender)  # apps of one team count as one
-    networks = state.networks.count(now, obs.network)
+    networks = state.networks.count(now, foreign_network(view, obs.network, now))
     if keys >= r.distinct_keys and apps >= 2:
         what = f"with {keys} keys of {apps} apps"
     elif networks >= r.distinct_networks:

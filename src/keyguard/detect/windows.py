@@ -63,6 +63,10 @@ class Recent:
             n += 1
         return n
 
+    def has(self, value: str, now: float) -> bool:
+        """Whether ``value`` was seen within the span."""
+        return self._seen.get(value, now - self._span - 1) >= now - self._span
+
     def values(self, now: float) -> list[str]:
         cutoff = now - self._span
         return [v for v, t in self._seen.items() if t >= cutoff]
@@ -109,6 +113,11 @@ class Rate:
         else:
             buckets.append([b, amount])
         self._sum += amount
+
+    def most(self) -> float:
+        """At most the sum within the span (expired buckets may still count): a bound to
+        leave at once with, without expiring anything."""
+        return self._sum
 
     def total(self, now: float) -> float:
         oldest, buckets = int(now // self.width) - self._n, self._buckets

@@ -46,6 +46,8 @@ DEFAULT_POLICY: dict[str, dict[SeverityName, list[Action]]] = {
     "repetition": {"high": ["alert"]},
     "unusual_time": {"low": [], "medium": ["alert"]},
     "guardrail_repeat": {"high": ["alert"], "critical": ["alert", "throttle"]},
+    "burst": {"medium": ["alert"]},
+    "model_mix": {"medium": ["alert"]},
 }
 
 # Webhook hosts whose URLs embed a secret token: such a URL belongs in the vault.
