@@ -85,7 +85,9 @@ class FakeStream:
             raise ClientGone("the client went away")
         self.written.append(data)
 
-    async def write_eof(self) -> None:
+    async def write_eof(self, data: bytes = b"") -> None:
+        if data:
+            await self.write(data)
         self.ended = True
 
 

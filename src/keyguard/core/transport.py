@@ -144,7 +144,10 @@ class StreamedAnswer(Protocol):
 
     async def write(self, data: bytes) -> None: ...
 
-    async def write_eof(self) -> None: ...
+    async def write_eof(self, data: bytes = b"") -> None:
+        """The end of the answer, after ``data`` (sent together where the stack can: one
+        write for a stream's last events and its end)."""
+        ...
 
 
 class Peer(Protocol):

@@ -236,14 +236,14 @@ class AsgiStream:
         if not self._writes % _YIELD_EVERY:  # a send to a client gone returns at once: let
             await asyncio.sleep(0)  # the watcher see the disconnect between such sends
 
-    async def write_eof(self) -> None:
+    async def write_eof(self, data: bytes = b"") -> None:
         if self.ended:
             return
         self.ended = True
         self.stop_watching()
         if self._request.gone:
             raise ConnectionResetError("the client has closed the connection")
-        await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+        await self._send({"type": "http.response.body", "body": data, "more_body": False})
 
     def stop_watching(self) -> None:
         watcher, self._watcher = self._watcher, None

@@ -282,9 +282,7 @@ class Relay:
                 rest = guard.flush(rest)
                 if rest and tap.usage is None:
                     sent.add(rest)
-            if rest:
-                await write(rest)
-            await response.write_eof()
+            await response.write_eof(rest)  # the held tail and the end: one write
         except ClientGone:
             ctx.client_disconnected = True
             upstream.close()
