@@ -33,8 +33,8 @@ async def _settle() -> None:
         await asyncio.sleep(0)
 
 
-async def test_a_caller_reading_one_large_request_is_refused_a_second() -> None:
-    reads = BigReads(running=2, waiting=4, per_caller=1)
+async def test_a_caller_reading_one_large_request_is_refused_a_second_that_would_wait() -> None:
+    reads = BigReads(running=1, waiting=4, per_caller=1)
     first = Reader(reads, "key:a")
     await first.reading.wait()
     with pytest.raises(TooManyRequests) as refused:
@@ -42,13 +42,17 @@ async def test_a_caller_reading_one_large_request_is_refused_a_second() -> None:
             pytest.fail("read while the caller's first read runs")
     assert refused.value.reason == "guard_busy_caller"
     assert refused.value.headers == {"retry-after": "1", "retry-after-ms": "1000"}
-    other = Reader(reads, "key:b")  # another caller is served
-    await other.reading.wait()
+    other = Reader(reads, "key:b")  # another caller waits its turn, and is served
+    await _settle()
+    assert not other.task.done()
     first.done.set()
+    await other.reading.wait()
     await first.task
-    again = Reader(reads, "key:a")  # the first read over: the caller may read again
-    await again.reading.wait()
+    again = Reader(reads, "key:a")  # the first read over: the caller may wait again
+    await _settle()
+    assert not again.task.done()
     other.done.set()
+    await again.reading.wait()
     again.done.set()
     await asyncio.gather(other.task, again.task)
     assert reads.refused == 1
@@ -98,3 +102,31 @@ async def test_a_read_that_fails_gives_its_place_back() -> None:
     async with reads.turn("key:a"):  # neither the caller's count nor the room kept it
         pass
     assert reads.refused == 0
+
+
+async def test_a_callers_second_large_request_is_read_when_a_reader_is_idle() -> None:
+    """An app sending its large requests a few at once (an embeddings indexer, a backend
+    serving its users with one key) is not refused while a reader is idle: a caller's share
+    bounds only what would wait."""
+    reads = BigReads(running=2, waiting=4, per_caller=1)
+    first = Reader(reads, "key:a")
+    await first.reading.wait()
+    second = Reader(reads, "key:a")  # the other reader is idle: read at once
+    await _settle()
+    assert second.reading.is_set(), second.task.done() and second.task.exception()
+    with pytest.raises(TooManyRequests) as refused:  # both readers busy: it would wait
+        async with reads.turn("key:a"):
+            pytest.fail("waited while the caller's reads run")
+    assert refused.value.reason == "guard_busy_caller"
+    other = Reader(reads, "key:b")  # another caller waits its turn ...
+    await _settle()
+    assert not other.reading.is_set()
+    first.done.set()
+    await other.reading.wait()  # ... and takes the first reader freed
+    late = Reader(reads, "key:a")  # both busy again: the caller's third is refused
+    await _settle()
+    assert late.task.done() and isinstance(late.task.exception(), TooManyRequests)
+    second.done.set()
+    other.done.set()
+    await asyncio.gather(first.task, second.task, other.task)
+    assert reads.refused == 2

@@ -39,7 +39,7 @@ from keyguard.guard.settings import GuardSettings
 from keyguard.identity.authenticator import Authenticator
 from keyguard.identity.keys import KeyAuthenticator
 from keyguard.proxy.app import ProxyHandler
-from keyguard.proxy.big_reads import INLINE_CHARS
+from keyguard.proxy.big_reads import INLINE_CHARS, BigReads
 from keyguard.proxy.guardrails import GuardStage
 from keyguard.proxy.relay import Relay
 from keyguard.upstream.pool import Target, Upstream, UpstreamPool
@@ -479,11 +479,13 @@ class HeldEngine(GuardEngine):
 async def test_a_second_large_request_of_a_caller_being_read_is_a_429_before_it_is_read(
     keys: Keys,
 ) -> None:
+    """... when it would wait: every reader is busy (here the only one)."""
     engine = HeldEngine()
     stage = GuardStage(
         engine, GuardSettings(), fingerprint=lambda value: "fp", events=EventBus(),
         now=lambda: datetime.now(UTC),
     )  # fmt: skip
+    stage.big_reads = BigReads(running=1)
     ok = orjson.dumps({"choices": [], "usage": {"prompt_tokens": 1, "total_tokens": 1}})
     answers = [FakeUpstreamAnswer(200, "application/json", [ok]) for _ in range(3)]
     handler, client, _ = gateway(keys, answers, guard=stage, max_body=1 << 20)

@@ -6,11 +6,14 @@ the event loop serves the other requests meanwhile. Each such read holds
 a thread and its share of the interpreter for up to seconds (a megabyte of text packed with
 candidate values costs one to two seconds), and the request holds its body and parsed
 payload while it waits. So :class:`BigReads` lets ``running`` of them read at once and
-``waiting`` more wait their turn; a request beyond those, or one whose caller already has
-``per_caller`` in the room (reading or waiting), is refused at once with Azure's 429 and
-``retry-after: 1``, as the upstream fair share refuses, before any of its text is read: one
-caller with a few large requests in flight cannot take every reader or pile bodies up in
-memory. The guardrails run before admission, so the limits have not counted the request yet.
+``waiting`` more wait their turn; a request beyond those, or one that would wait while its
+caller already has ``per_caller`` in the room (reading or waiting), is refused at once with
+Azure's 429 and ``retry-after: 1``, as the upstream fair share refuses, before any of its
+text is read: one caller with a few large requests in flight cannot pile bodies up in memory
+or keep the others' requests waiting behind its own, while a reader left idle still reads
+the caller's next one (an app sending its large requests a few at once is not refused for
+nothing). The guardrails run before admission, so the limits have not counted the request
+yet.
 
 An answer's text (the upstream's, already paid for) is never refused: it waits for a reader.
 The counts are this process's.
@@ -42,11 +45,12 @@ class BigReads:
 
     @asynccontextmanager
     async def turn(self, caller: str | None) -> AsyncIterator[None]:
-        """Wait for a reader; ``caller`` (a request's): refused when the room or the caller's
-        share of it is full; ``None`` (an answer): waits whatever the count."""
+        """Wait for a reader; ``caller`` (a request's): refused when the room is full, or when
+        the caller's share of it is and no reader is idle; ``None`` (an answer): waits
+        whatever the count."""
         if caller is not None:
             held = self._callers.get(caller, 0)
-            if held >= self.per_caller:
+            if held >= self.per_caller and self._readers.locked():  # it would wait
                 self.refused += 1
                 raise TooManyRequests(
                     f"This credential already has {held} large request(s) being read by the "
