@@ -53,3 +53,14 @@ def test_the_context_read_for_a_candidate_is_bounded_on_a_long_line() -> None:
     assert key in near and len(near) <= 80 + 72
     assert len(sentence_around(text, start, start + 32)) <= 240 + 32 + 160
     assert section_name("azure:\n" + text, start + 7) == ""  # not a YAML entry of its own
+
+
+@pytest.mark.parametrize("indent", [" " * 40, " " * (LINE_REACH + 100), "\t" * 3 * LINE_REACH])
+def test_a_value_indented_past_the_reach_still_belongs_to_the_line_introducing_it(
+    indent: str,
+) -> None:
+    """Indenting a value alone on its line does not cut it from the sentence above (a reach
+    only bounds what is read: the indent is followed back, once)."""
+    key = testkeys.legacy_key()
+    found = scan(f"Here is the Azure OpenAI API key:\n{indent}{key}\n")
+    assert [f.kind for f in found] == ["azure_legacy_key"]

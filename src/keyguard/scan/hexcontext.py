@@ -148,6 +148,18 @@ def _line_start(text: str, at: int, reach: int = LINE_REACH) -> tuple[int, bool]
     return lo, lo == 0
 
 
+def _line_start_past_indent(text: str, at: int) -> tuple[int, bool]:
+    """:func:`_line_start`, followed back over spaces and tabs beyond the reach: a value
+    indented farther still has its line (what introduces it is above). Each step reads the
+    next ``LINE_REACH`` characters of the indent, so a text costs its indents once."""
+    begin, whole = _line_start(text, at)
+    end = at
+    while not whole and not text[begin:end].strip(" \t"):
+        end = begin
+        begin, whole = _line_start(text, end)
+    return begin, whole
+
+
 def prefix_for(text: str, start: int, outer_prefix: str) -> tuple[str, str]:
     """The text before a candidate (its line, or with the line above when the line names
     nothing or only ``value``) and its surroundings on the same line (80 characters before, 72
@@ -180,7 +192,7 @@ def sentence_around(text: str, start: int, end: int) -> str:
     after = text[end : end + 160]
     stop = _SENTENCE_END.search(after)
     sentence = before[cut:] + text[start:end] + (after[: stop.start()] if stop else after)
-    begin, whole = _line_start(text, start)
+    begin, whole = _line_start_past_indent(text, start)
     if whole and not _PROSE_WORD_RE.search(text, begin, start):
         lines = text[max(0, begin - 400) : begin].splitlines()[-4:]
         for line in reversed(lines):
