@@ -109,6 +109,20 @@ def test_the_apps_own_health_check_is_not_a_probe() -> None:
     assert fire(Detector(DetectSettings()), obs(NOW, **HI, **CHECKER)) == []
 
 
+def test_a_key_still_being_learnt_is_not_judged_by_a_liveness_probe() -> None:
+    """A developer's key made this morning, used from a notebook, then tried from a laptop
+    with curl ("hi", one token): a network and client new to a key that has no baseline yet
+    say nothing about whose it is (the empty probe shapes are still refused)."""
+    d = Detector(DetectSettings())
+    for i in range(20):  # an hour of use from the notebook's network, with the SDK
+        assert fire(d, obs(NOW + i * 180, prompt_chars=300)) == []
+    laptop = {"network": "198.51.100.0/24", "source": "198.51.100.7", "client": None}
+    found = fire(d, obs(NOW + 3700, **HI, **laptop, user_agent="curl/8.5.0"))
+    assert "key_probe" not in rules(found)
+    found = fire(d, obs(NOW + 3800, max_tokens=1, empty_prompt=True, **laptop))
+    assert rules(found)[:1] == ["key_probe"]
+
+
 def test_liveness_probes_can_be_switched_off() -> None:
     off = DetectSettings(key_probe={"liveness_prompt_chars": 0})
     d = learnt(settings=off)

@@ -72,13 +72,14 @@ def _liveness(view: Baselines, obs: Observation, r: KeyProbeRule) -> str | None:
     """A key checker's liveness probe: a short prompt ("hi") with ``max_tokens`` <= 1, from a
     network and a client both new to the key and its app. The app's own health check ("ping",
     1 token) comes from its hosts, or at least with its client (a new region), and is left
-    alone (a new network alone is the network rule's); so is a key without any history, nor
-    its app (a developer trying a key just made: nothing says whose it is)."""
+    alone (a new network alone is the network rule's); so is a key whose own baseline and its
+    app's are still being learnt (a developer trying a key made this morning, from a notebook
+    and then from a laptop: nothing says whose it is yet)."""
     chars, limit = obs.prompt_chars, obs.max_tokens
     if not chars or chars > r.liveness_prompt_chars or limit is None:
         return None
     key, app = view.key, view.app
-    if limit > r.probe_max_tokens or (key is None and app is None):
+    if limit > r.probe_max_tokens or not any(p is not None and p.mature() for p in (key, app)):
         return None
     network, client = obs.network, obs.client_id
     if network is None or client is None or _knows(key, app, "networks", network):
