@@ -131,6 +131,7 @@ def test_value_on_the_line_after_its_name() -> None:
         "AzureOpenAIKey=@Microsoft.KeyVault(SecretUri=https://kv1.vault.azure.net/secrets/openai-key/{k})",
         'api_key = client.get_secret("https://kv1.vault.azure.net/secrets/api-key/{k}")',
         "key: https://kv1.vault.azure.cn:443/keys/openai-cmk/{k}",
+        "https://kv1.vault.azure.net/secrets/openai-key/\n{k}",  # a URL wrapped at its version
     ],
 )  # fmt: skip
 def test_key_vault_object_versions_are_never_keys(line: str) -> None:

@@ -208,7 +208,9 @@ def sentence_around(text: str, start: int, end: int) -> str:
 
 def is_vault_version(text: str, start: int) -> bool:
     """True when the candidate is the version segment of a Key Vault object URL."""
-    if not text.startswith("/", start - 1) or start == 0:  # the pattern ends with "/"
+    # the pattern ends with "/" (its "$" also matches before a last line break: a URL wrapped
+    # at its version)
+    if start == 0 or not (text.startswith("/", start - 1) or text.startswith("/\n", start - 2)):
         return False
     return _VAULT_VERSION.search(text[max(0, start - 300) : start]) is not None
 
