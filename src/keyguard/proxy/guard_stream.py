@@ -36,6 +36,10 @@ Memory is bounded: per choice, the text kept is the held tail plus ``context`` c
 the events held, at most ``max_held_bytes`` (events without text wait behind a held text, so
 an upstream could otherwise pile them up): beyond, :class:`~keyguard.errors.UpstreamTooLarge`
 (the relay then judges what is held as the stream's end, sends it and ends the stream).
+Work per event is bounded by what it brings, not by what the stream holds: a feed reviews
+only the texts it added to (an upstream may open a text per choice and tool call, up to a
+million) and visits only the held events it releases and the first it keeps (an upstream may
+pile events without text behind a held text).
 """
 
 from __future__ import annotations
@@ -62,7 +66,6 @@ from .stream_pieces import (
     Run,
     Text,
     apply_edits,
-    each,
     filtered_end,
     holder,
     opaque,
@@ -114,6 +117,7 @@ class StreamGuard:
         self._held_bytes = 0  # of the events held (as they came)
         self._max_held = max_held_bytes
         self._texts: dict[Key, Text] = {}
+        self._grown: dict[Key, None] = {}  # the texts added to since they were last reviewed
         self._edits: dict[Key, list[tuple[int, int, str]]] = {}
         self._head: dict[str, Any] = {}  # id, created, model, object of the last chunk
         self._responses = False
@@ -175,6 +179,7 @@ class StreamGuard:
             end, value, chunk_ends, value_ends = whole
             if value:
                 text._new.append(value)
+                self._grown[self._shape_key] = None
             self._held.append(Run(data[pos:end], self._shape_key, text.end, chunk_ends, value_ends))
             text.end = value_ends[-1]
             return end
@@ -202,7 +207,9 @@ class StreamGuard:
             text_ends.append(at)
         if not ends:
             return start
-        text._new.extend(values)
+        if values:
+            text._new.extend(values)
+            self._grown[self._shape_key] = None
         text.end = at
         self._held.append(Run(data[start:pos], self._shape_key, begin, ends, text_ends))
         return pos
@@ -250,6 +257,7 @@ class StreamGuard:
             text._new.append(value)
             text.end = begin + len(value)
             event.pieces = [Piece(self._shape_key, begin, text.end, None, "content")]
+            self._grown[self._shape_key] = None
         return event
 
     def _parse(self, raw: bytes) -> Event:
@@ -364,6 +372,7 @@ class StreamGuard:
         if text is None:
             text = self._texts[key] = Text()
         start = text.add(value)
+        self._grown[key] = None
         piece = Piece(key, start, text.end, holder, name)
         if event.pieces is NO_PIECES:
             event.pieces = [piece]
@@ -373,12 +382,17 @@ class StreamGuard:
     # -- decide and release ---------------------------------------------------------------------
 
     def _advance(self, final: bool) -> bytes:
-        frontier: dict[Key, int] = {}
-        for key, text in self._texts.items():
-            frontier[key] = self._review(key, text, final)
+        """Review the texts that grew (all of them at the end) and release what may go.
+
+        A text that did not grow keeps its frontier: reading it again finds the same."""
+        texts = self._texts
+        reviewed, self._grown = self._grown, {}
+        for key in texts if final else reviewed:
+            text = texts[key]
+            text.frontier = self._review(key, text, final)
             if self.cut:
                 return self._cut()
-        return self._release(frontier, final)
+        return self._release(final, reviewed)
 
     def _review(self, key: Key, text: Text, final: bool) -> int:
         """Decide the matches of ``key``'s text that can no longer grow; return the offset
@@ -437,22 +451,35 @@ class StreamGuard:
             self.blocked = hit
         return action
 
-    def _release(self, frontier: dict[Key, int], final: bool) -> bytes:
+    def _release(self, final: bool, moved: dict[Key, None]) -> bytes:
+        """The held events that may go now, in order, up to the first that may not.
+
+        Only the events released and the first held one are visited: events piled behind a
+        held text are not walked again on each feed. A run of a text with edits to write is
+        taken apart into its events when it is reached. ``moved`` (the texts reviewed) gets
+        the texts whose events were released, for :meth:`_trim`."""
         out: list[bytes] = []
         held = self._held
-        if self._edits:  # edits are written event by event
-            held[:] = [e for item in held for e in each(item)]
-        n = 0
         texts = self._texts
+        edits = self._edits
+        n = 0
+        rest: list[Event] = []  # the events of a run taken apart and not released
         for event in held:
             if type(event) is Run:
+                if edits and event.key in edits:  # edits are written event by event
+                    rest = self._release_events(event.events(), final, out, moved)
+                    if rest:
+                        break
+                    n += 1
+                    continue
                 ends = event.text_ends
-                k = len(ends) if final else bisect_right(ends, frontier[event.key])
+                text = texts[event.key]
+                k = len(ends) if final else bisect_right(ends, text.frontier)
                 if k == 0:
                     break
-                text = texts[event.key]
                 if ends[k - 1] > text.sent:
                     text.sent = ends[k - 1]
+                    moved[event.key] = None
                 if k < len(ends):
                     taken = event.take(k)
                     self._held_bytes -= len(taken)
@@ -462,30 +489,49 @@ class StreamGuard:
                 n += 1
                 continue
             assert type(event) is Event
-            pieces = event.pieces
-            if pieces:
-                if not final:
-                    ahead = False
-                    for piece in pieces:
-                        if piece.end > frontier[piece.key]:
-                            ahead = True
-                            break
-                    if ahead:
-                        break
-                out.append(self._edited(event) if self._edits else event.raw)
-                for piece in pieces:
-                    text = texts[piece.key]
-                    if piece.end > text.sent:
-                        text.sent = piece.end
-            else:
-                out.append(event.raw)
+            if not self._release_event(event, final, out, moved):
+                break
             n += 1
         self._held_bytes -= sum(len(item.raw) for item in held[:n])
-        del held[:n]
+        if rest:  # the run's events not released take its place
+            self._held_bytes -= len(held[n].raw) - sum(len(e.raw) for e in rest)
+            held[: n + 1] = rest
+        else:
+            del held[:n]
         if not held:
             self._held_bytes = 0
-        self._trim()
+        self._trim(moved)
         return b"".join(out)
+
+    def _release_events(
+        self, events: list[Event], final: bool, out: list[bytes], moved: dict[Key, None]
+    ) -> list[Event]:
+        """Release ``events`` in order; those not released."""
+        for i, event in enumerate(events):
+            if not self._release_event(event, final, out, moved):
+                return events[i:]
+        return []
+
+    def _release_event(
+        self, event: Event, final: bool, out: list[bytes], moved: dict[Key, None]
+    ) -> bool:
+        """Add ``event`` to ``out`` when all its text may go (edits written); whether it did."""
+        pieces = event.pieces
+        if not pieces:
+            out.append(event.raw)
+            return True
+        texts = self._texts
+        if not final:
+            for piece in pieces:
+                if piece.end > texts[piece.key].frontier:
+                    return False
+        out.append(self._edited(event) if self._edits else event.raw)
+        for piece in pieces:
+            text = texts[piece.key]
+            if piece.end > text.sent:
+                text.sent = piece.end
+                moved[piece.key] = None
+        return True
 
     def _edited(self, event: Event) -> bytes:
         changed = False
@@ -505,14 +551,22 @@ class StreamGuard:
             return event.raw
         return rewritten(event.raw, event.obj)
 
-    def _trim(self) -> None:
-        for key, text in self._texts.items():
+    def _trim(self, keys: dict[Key, None]) -> None:
+        """Forget the text of ``keys`` no longer needed, and their edits written (only these
+        texts were read or released since the last trim)."""
+        texts, all_edits = self._texts, self._edits
+        for key in keys:
+            text = texts[key]
             keep_from = min(text.sent, text.decided) - self._context
             if keep_from - text.base > 4 * self._context + 256:
                 text.drop(keep_from)
-            edits = self._edits.get(key)
+            edits = all_edits.get(key)
             if edits:
-                self._edits[key] = [e for e in edits if e[1] > text.sent]
+                kept = [e for e in edits if e[1] > text.sent]
+                if kept:
+                    all_edits[key] = kept
+                else:
+                    del all_edits[key]
 
     def _cut(self) -> bytes:
         """The end of a blocked stream, as Azure ends a filtered one."""
@@ -521,4 +575,5 @@ class StreamGuard:
         self._held.clear()
         self._held_bytes = 0
         self._texts.clear()
+        self._grown.clear()
         return filtered_end(hit.category, hit.family, self._head, responses=self._responses)

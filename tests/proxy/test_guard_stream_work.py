@@ -1,0 +1,71 @@
+"""The stream guard's work per event is bounded by what the event brings, not by what the
+stream holds: an upstream sending one tiny event at a time (each to a new choice or tool call,
+or many without text behind a held text) must not make each event cost the whole stream so
+far. Counted, not timed: the texts reviewed and the held events walked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from keyguard.proxy.guard_stream import StreamGuard
+
+from .test_guard_stream import SECRET, chunk, guard, texts
+
+
+def tool_call(choice: int, call: int, arguments: str) -> bytes:
+    delta = {"tool_calls": [{"index": call, "function": {"arguments": arguments}}]}
+    obj = {"choices": [{"index": choice, "delta": delta}]}
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+class Walked(list[Any]):
+    """The held events, counting each one a loop over them visits."""
+
+    visits = 0
+
+    def __iter__(self) -> Any:
+        for item in super().__iter__():
+            Walked.visits += 1
+            yield item
+
+
+def test_a_feed_reviews_only_the_texts_it_added_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    reviews = 0
+    review = StreamGuard._review
+
+    def counted(self: StreamGuard, *args: Any) -> int:
+        nonlocal reviews
+        reviews += 1
+        return review(self, *args)
+
+    monkeypatch.setattr(StreamGuard, "_review", counted)
+    g = guard("redact")
+    n = 2_000  # each event starts the text of a new tool call
+    sent = [g.feed(tool_call(k // 100, k % 100, "{}")) for k in range(n)]
+    sent.append(g.flush())
+    assert reviews <= 2 * n  # one per event, then each text once at the end
+    assert b"".join(sent).count(b"\n\n") == n
+
+
+@pytest.mark.parametrize("blocker", ["none", "another choice"])
+def test_events_piled_behind_a_held_text_after_a_redaction_are_not_walked_per_feed(
+    blocker: str,
+) -> None:
+    g = guard("redact")
+    Walked.visits = 0
+    g._held = Walked()
+    first = [chunk(SECRET + " " + "y" * 300)]  # redacted; its edit is written
+    if blocker != "none":  # its events wait behind another choice's held text
+        first.insert(0, chunk("hold", index=1))
+    else:
+        first.append(chunk("hold"))
+    n = 3_000
+    events = first + [b'data: {"choices":[]}\n\n'] * n
+    out = b"".join([*(g.feed(e) for e in events), g.flush()])
+    assert Walked.visits <= 4 * n
+    text, _ = texts(out)
+    assert SECRET not in text and "[TEST_KEY_1]" in text and "hold" in text
+    assert out.count(b"\n\n") == n + 2
