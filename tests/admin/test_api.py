@@ -387,3 +387,23 @@ async def test_credentials_pasted_into_the_admin_plane_never_reach_the_audit(
         assert other_token not in text and key not in text
         assert other_token[4:20] not in text and key[4:20] not in text
     assert any("[REDACTED:admin_token]" in text for text in records)
+
+
+@pytest.mark.parametrize("field", ["operation", "deployment", "source"])
+async def test_a_deeply_nested_body_is_a_400_not_an_internal_error(
+    admin: Admin, field: str
+) -> None:
+    """orjson reads JSON 1,024 levels deep; printing or re-encoding such a value fails (the
+    interpreter's recursion limit, orjson's 254 levels when writing)."""
+    token = await admin.token("viewer")
+    nested = b'{"a":' * 1000 + b"1" + b"}" * 1000
+    body = b'{"principal":"app:x","request":{"operation":"chat","' + field.encode() + b'":'
+    status, answer = await admin.call(
+        "POST",
+        "/admin/policy/explain",
+        token,
+        data=body + nested + b"}}",
+        headers={"Content-Type": "application/json"},
+    )
+    assert status == 400, answer
+    assert "nested" in answer["error"]["message"]

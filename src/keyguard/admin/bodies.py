@@ -1,7 +1,8 @@
 """The admin API's request bodies, as strict models: one place that says what each endpoint
 takes, used to validate every request (a wrong type or an unknown field is a 400 that names
 the field) and to describe it in the OpenAPI document; and the reading of a body itself
-(``read_json_body``: at most ``MAX_BODY`` bytes, a JSON object)."""
+(``read_json_body``: at most ``MAX_BODY`` bytes, a JSON object nested at most ``MAX_DEPTH``
+levels)."""
 
 from __future__ import annotations
 
@@ -25,9 +26,14 @@ __all__ = [
     "validate_body",
     "read_json_body",
     "MAX_BODY",
+    "MAX_DEPTH",
 ]
 
 MAX_BODY = 1024 * 1024
+#: objects and arrays inside one another (a policy document goes 5 deep). orjson reads 1,024;
+#: a value much deeper cannot be printed (the interpreter's recursion limit) nor written back
+#: (orjson writes 254), so it would be an internal error wherever it is shown or stored.
+MAX_DEPTH = 32
 
 
 class Body(BaseModel):
@@ -105,7 +111,25 @@ async def read_json_body(request: web.Request) -> dict[str, Any]:
         raise BadRequest("The body is not valid JSON.", reason="malformed_json") from None
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object.", reason="malformed_json")
+    if _deeper_than(body, MAX_DEPTH):
+        raise BadRequest(
+            f"The body is nested more than {MAX_DEPTH} levels deep.", reason="malformed_json"
+        )
     return body
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether objects and arrays in ``value`` go more than ``limit`` levels deep (no
+    recursion: the value may be 1,024 levels deep)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        for item in node.values() if isinstance(node, dict) else node:
+            if isinstance(item, dict | list):
+                stack.append((item, depth + 1))
+    return False
 
 
 def _too_large() -> BadRequest:
