@@ -112,6 +112,26 @@ def test_the_latest_usage_wins_and_every_usage_chunk_goes() -> None:
     assert tap.usage is not None and tap.usage.completion_tokens == 4
 
 
+def test_many_usage_chunks_in_one_read_are_cut_in_one_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A hostile upstream may pack a read with usage-only chunks: dropping each must not copy
+    the whole read again (quadratic in the read's size)."""
+    searched: list[bytes] = []
+    last_usage = sse._last_usage
+
+    def recorded(data: bytes, end: int) -> int:
+        searched.append(data)  # kept: a freed copy's id could be reused
+        return last_usage(data, end)
+
+    monkeypatch.setattr(sse, "_last_usage", recorded)
+    tap = SseTap(strip_usage_chunk=True)
+    read = (chunk("a") + USAGE) * 500 + chunk("b")
+    assert tap.feed(read) == chunk("a") * 500 + chunk("b")
+    assert len({id(data) for data in searched}) == 1
+    assert tap.usage is not None and tap.usage.total_tokens == 10
+
+
 def test_crlf_events() -> None:
     crlf = STREAM.replace(b"\n", b"\r\n")
     tap = SseTap(strip_usage_chunk=True)

@@ -140,8 +140,10 @@ class SseTap:
 
     def _read_usage(self, out: bytes, pos: int, cr: bool) -> bytes:
         """Read (and maybe drop) each event of ``out`` that carries a usage object, from the
-        last one back (usage comes at the end of a stream: the search starts where it is)."""
+        last one back (usage comes at the end of a stream: the search starts where it is).
+        The events dropped are cut out at the end, in one pass (a read may hold thousands)."""
         latest: Usage | None = None
+        dropped: list[tuple[int, int]] = []  # from the last back
         while pos >= 0:
             start, end = _event_around(out, pos, cr)
             obj = _data(out[start:end])
@@ -154,11 +156,18 @@ class SseTap:
                     if latest is None:
                         latest = Usage.from_azure(usage)
                     if self._strip and obj.get("choices") == []:
-                        out = out[:start] + out[end:]
+                        dropped.append((start, end))
             pos = _last_usage(out, start)
         if latest is not None:
             self.usage = latest
-        return out
+        if not dropped:
+            return out
+        kept, at = [], len(out)
+        for start, end in dropped:
+            kept.append(out[end:at])
+            at = start
+        kept.append(out[:at])
+        return b"".join(reversed(kept))
 
 
 def _last_usage(data: bytes, end: int) -> int:
