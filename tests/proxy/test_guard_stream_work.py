@@ -10,9 +10,12 @@ from typing import Any
 import orjson
 import pytest
 
+from keyguard.guard.decide import Placeholders
+from keyguard.guard.findings import Match
+from keyguard.policy.guardrails import Effective, GuardActions
 from keyguard.proxy.guard_stream import StreamGuard
 
-from .test_guard_stream import SECRET, chunk, guard, texts
+from .test_guard_stream import SECRET, chunk, guard, scan, texts
 
 
 def tool_call(choice: int, call: int, arguments: str) -> bytes:
@@ -69,3 +72,32 @@ def test_events_piled_behind_a_held_text_after_a_redaction_are_not_walked_per_fe
     text, _ = texts(out)
     assert SECRET not in text and "[TEST_KEY_1]" in text and "hold" in text
     assert out.count(b"\n\n") == n + 2
+
+
+def test_a_value_that_keeps_growing_is_not_read_again_at_every_step() -> None:
+    """A match that may still grow holds its text; reading all of it again each quarter
+    window made one endless token (``Bearer`` and base64 without end) cost its length
+    squared. What is read in all stays a few times what arrived, and the value is still
+    judged whole: nothing of it is sent."""
+    read = 0
+
+    def counted(text: str) -> list[Match]:
+        nonlocal read
+        read += len(text)
+        return scan(text)
+
+    g = StreamGuard(
+        counted,
+        Effective([GuardActions(secret="block")]),
+        lambda v: "fp",
+        placeholders=Placeholders(),
+        restore=None,
+        window=64,
+        context=128,
+    )
+    pieces = ["Here: SECRET-"] + ["0123456789"] * 3_000 + [" done"]
+    out = b"".join([*(g.feed(chunk(p)) for p in pieces), g.flush()])
+    arrived = sum(map(len, pieces))
+    assert read <= 8 * arrived
+    text, finishes = texts(out)
+    assert "SECRET" not in text and "0123" not in text and finishes[-1] == "content_filter"

@@ -398,8 +398,12 @@ class StreamGuard:
         """Decide the matches of ``key``'s text that can no longer grow; return the offset
         its events may be released up to."""
         settled = text.end if final else text.end - self._window
-        if not final and settled - text.decided < self._step:
+        # Read again once a step more has settled; while a value may still grow (decided
+        # stays at its start), once half as much more as was held at the last read: a value
+        # without end (an endless token) is read a few times its length in all, not squared.
+        if not final and settled - text.read < max(self._step, (text.read - text.decided) >> 1):
             return max(text.sent, min(settled, text.decided))  # too little new: read later
+        text.read = settled
         origin = max(text.base, min(text.sent, text.decided) - self._context)
         window = text.text[origin - text.base :]
         frontier = settled

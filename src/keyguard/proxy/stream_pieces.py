@@ -140,7 +140,7 @@ class Run:
 class Text:
     """A choice's streamed text from ``base`` on (new pieces joined when it is read)."""
 
-    __slots__ = ("_text", "_new", "base", "end", "sent", "decided", "frontier")
+    __slots__ = ("_text", "_new", "base", "end", "sent", "decided", "read", "frontier")
 
     def __init__(self) -> None:
         self._text = ""
@@ -149,6 +149,7 @@ class Text:
         self.end = 0  # offset of its end in the whole streamed text
         self.sent = 0  # offset up to which its events were released
         self.decided = 0  # matches ending before this are decided
+        self.read = 0  # the text was last read up to this offset (settled then)
         self.frontier = 0  # its events may be released up to this offset (at its last review)
 
     def add(self, value: str) -> int:
