@@ -135,26 +135,44 @@ def _xml_value(text: str, pos: int) -> re.Match[str] | None:
 
 
 def assigned_secrets(text: str) -> Iterator[Match]:
-    """Values assigned to a password- or secret-like name in ``text``."""
+    """Values assigned to a password- or secret-like name in ``text``.
+
+    A ``:`` or ``=`` inside a value already read (``password=abc=def``) is part of that value,
+    not a new assignment: text dense with separators has each character judged about once,
+    not once per separator within a value's reach (128 characters)."""
     lowered = text.lower()
     if not any(word in lowered for word in ("pass", "pwd", "secret", "key", "token")):
         return
-    for sep_char in ":=>":
-        pos = text.find(sep_char)
-        while pos != -1:
-            kind = _kind(text, pos) if pos > 0 else None
-            if kind is None and sep_char == "=" and pos > 0:
-                kind = _typed_kind(text, pos)
-            if kind is not None:
-                m = _xml_value(text, pos) if sep_char == ">" else _VALUE.match(text, pos + 1)
-                if m is not None:
-                    value = m.group(1).rstrip(".)")
-                    if _looks_secret(kind, value):
-                        category = (
-                            "password" if kind.startswith(_PASSWORD_KINDS) else "named_secret"
-                        )
-                        start = m.start(1)
-                        yield Match(
-                            "secret", category, f"{category}/assigned", start, start + len(value)
-                        )
-            pos = text.find(sep_char, pos + 1)
+    read_to = 0  # the end of the last value read after a ':' or '='
+    for sep in _SEPARATOR.finditer(text):
+        pos = sep.start()
+        if pos < read_to:
+            continue
+        kind = _kind(text, pos) if pos > 0 else None
+        if kind is None and pos > 0 and sep.group() == "=":
+            kind = _typed_kind(text, pos)
+        if kind is not None:
+            m = _VALUE.match(text, pos + 1)
+            if m is not None:
+                read_to = m.end(1)
+                yield from _judged(kind, m)
+    pos = text.find(">")
+    while pos != -1:
+        kind = _kind(text, pos) if pos > 0 else None
+        if kind is not None:
+            m = _xml_value(text, pos)
+            if m is not None:
+                yield from _judged(kind, m)
+        pos = text.find(">", pos + 1)
+
+
+_SEPARATOR = re.compile(r"[:=]")
+
+
+def _judged(kind: str, m: re.Match[str]) -> Iterator[Match]:
+    """The value of ``m`` (its first group) when it looks like a secret of ``kind``."""
+    value = m.group(1).rstrip(".)")
+    if _looks_secret(kind, value):
+        category = "password" if kind.startswith(_PASSWORD_KINDS) else "named_secret"
+        start = m.start(1)
+        yield Match("secret", category, f"{category}/assigned", start, start + len(value))
