@@ -270,6 +270,7 @@ _CS_PASSWORD = re.compile(
 # An ODBC value in braces (``Pwd={p@ss;w0rd}``), told from a template (``{password}``,
 # ``{{ pw }}``, ``{0}``) by holding something other than a name.
 _ODBC_BRACED = re.compile(r"\{(?!\{)(?![A-Za-z_][\w.]*\}$)(?!\d+\}$)[^{}\s]{4,126}\}$")
+_CS_ANCHOR = re.compile("password|pwd")  # over the lower-cased text
 _CS_CONTEXT = re.compile(
     r"(?i)(?:server|data source|host|address|addr|user id|uid|username)\s*=|"
     r"\.redis\.cache\.windows\.net|\.database\.windows\.net|:\d{2,5},"
@@ -278,17 +279,20 @@ _CS_CONTEXT = re.compile(
 
 def _cs_passwords(text: str) -> Iterator[Hit]:
     """``Password=`` in an ADO.NET / ODBC / JDBC connection string or an Azure Cache for Redis
-    connection string (``host:6380,password=...``)."""
+    connection string (``host:6380,password=...``). An anchor inside a value already read
+    (``Password=pwd=...``) is part of it: a line dense with anchors has each read once, not
+    each anchor's value and the 400 characters before it."""
     lowered = _lower(text)
-    for anchor in ("password", "pwd"):
-        pos = lowered.find(anchor)
-        while pos != -1:
-            after = lowered[pos + len(anchor) : pos + len(anchor) + 4].lstrip()
-            if not after.startswith("="):
-                pos = lowered.find(anchor, pos + 1)
-                continue
+    read_to = 0  # the end of the last value read
+    for anchor in _CS_ANCHOR.finditer(lowered):
+        pos = anchor.start()
+        if pos < read_to:
+            continue
+        after = lowered[anchor.end() : anchor.end() + 4].lstrip()
+        if after.startswith("="):
             m = _CS_PASSWORD.search(text, max(0, pos - 2), min(len(text), pos + 140))
             if m is not None and m.start() <= pos:
+                read_to = m.end(1)
                 line_start = text.rfind("\n", max(0, pos - 400), pos) + 1
                 value = m.group(1).strip("\"'")
                 start = m.start(1) + (1 if m.group(1)[0] in "\"'" else 0)
@@ -303,7 +307,6 @@ def _cs_passwords(text: str) -> Iterator[Hit]:
                         "connection_string_password", start, start + len(value), value,
                         "medium", "password in a connection string",
                     )  # fmt: skip
-            pos = lowered.find(anchor, pos + 1)
 
 
 def _known_inside(decoded: str) -> bool:
