@@ -245,32 +245,35 @@ _IPV6_MAX = 45
 
 
 def _ipv6(text: str) -> Iterator[Match]:
-    """Runs of hex digits and at least two colons, around each colon, parsed as IPv6."""
-    n = len(text)
-    pos = text.find(":")
-    while pos != -1:
-        start = pos
-        while start > 0 and text[start - 1] in _HEX_COLON and pos - start < _IPV6_MAX:
-            start -= 1
-        end = pos + 1
-        while end < n and text[end] in _HEX_COLON and end - start < _IPV6_MAX:
-            end += 1
-        run = text[start:end]
-        if run.count(":") >= 2 and (start == 0 or not _joins(text[start - 1])):
-            after = text[end : end + 2]
-            if not after or not (_joins(after[0]) and (after[0] != "." or after[1:].isalnum())):
-                try:
-                    address = ipaddress.IPv6Address(run)
-                except ValueError:
-                    address = None
-                if (
-                    address is not None
-                    and address.is_global
-                    and not address.is_multicast
-                    and address.ipv4_mapped is None
-                ):
-                    yield Match("personal", "ip_address", "ipv6", start, end)
-        pos = text.find(":", max(end, pos + 1))
+    """Runs of hex digits and at least two colons, around each colon, parsed as IPv6. A
+    colon's run reaches at most ``_IPV6_MAX`` characters back and ahead within the maximal
+    run of hex digits and colons that holds it (found once, by one search per run: walking
+    it per colon read a line of colons some forty times over)."""
+    for whole in _HEX_COLON_RUN.finditer(text):
+        lo, hi = whole.span()
+        pos = text.find(":", lo, hi)
+        while pos != -1:
+            start = max(lo, pos - _IPV6_MAX)
+            end = min(hi, max(pos + 1, start + _IPV6_MAX))
+            run = text[start:end]
+            if run.count(":") >= 2 and (start == 0 or not _joins(text[start - 1])):
+                after = text[end : end + 2]
+                if not after or not (_joins(after[0]) and (after[0] != "." or after[1:].isalnum())):
+                    try:
+                        address = ipaddress.IPv6Address(run)
+                    except ValueError:
+                        address = None
+                    if (
+                        address is not None
+                        and address.is_global
+                        and not address.is_multicast
+                        and address.ipv4_mapped is None
+                    ):
+                        yield Match("personal", "ip_address", "ipv6", start, end)
+            pos = text.find(":", max(end, pos + 1), hi)
+
+
+_HEX_COLON_RUN = re.compile(r"[0-9a-fA-F:]+")
 
 
 def _joins(c: str) -> bool:
