@@ -10,10 +10,11 @@ from typing import Any
 import orjson
 import pytest
 
+from keyguard.errors import UpstreamTooLarge
 from keyguard.guard.decide import Placeholders
 from keyguard.guard.findings import Match
 from keyguard.policy.guardrails import Effective, GuardActions
-from keyguard.proxy.guard_stream import StreamGuard
+from keyguard.proxy.guard_stream import MAX_HELD_EVENTS, MAX_TEXTS, StreamGuard
 
 from .test_guard_stream import SECRET, chunk, guard, scan, texts
 
@@ -101,3 +102,30 @@ def test_a_value_that_keeps_growing_is_not_read_again_at_every_step() -> None:
     assert read <= 8 * arrived
     text, finishes = texts(out)
     assert "SECRET" not in text and "0123" not in text and finishes[-1] == "content_filter"
+
+
+def test_texts_opened_without_end_stop_at_a_cap() -> None:
+    """Each choice and tool call has a text (and its held events parsed): an upstream opening
+    a new one per tiny event held ~2 KB of memory per 100 wire bytes, under a cap counted in
+    wire bytes (128 MiB of them: gigabytes)."""
+    g = guard("redact")
+    opened = 0
+    with pytest.raises(UpstreamTooLarge):
+        for k in range(MAX_TEXTS + 10):
+            g.feed(tool_call(k // 1000, k % 1000, "{}"))
+            opened += 1
+    assert opened <= MAX_TEXTS
+    assert SECRET not in g.flush().decode()
+
+
+def test_events_piled_behind_a_held_text_stop_at_a_count() -> None:
+    g = guard("redact")
+    g.feed(chunk("hold"))
+    fed = 0
+    with pytest.raises(UpstreamTooLarge):
+        for _ in range(MAX_HELD_EVENTS + 10):
+            g.feed(b'data: {"choices":[]}\n\n')
+            fed += 1
+    assert fed <= MAX_HELD_EVENTS
+    out = g.flush()
+    assert out.startswith(chunk("hold"))

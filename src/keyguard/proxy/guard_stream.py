@@ -33,8 +33,9 @@ the whole text (``response.output_text.done``, ``response.completed``, ...), hav
 read and decided when they arrive, so a value redacted in the deltas is redacted there too.
 
 Memory is bounded: per choice, the text kept is the held tail plus ``context`` characters;
-the events held, at most ``max_held_bytes`` (events without text wait behind a held text, so
-an upstream could otherwise pile them up): beyond, :class:`~keyguard.errors.UpstreamTooLarge`
+the events held, at most ``max_held_bytes`` and :data:`MAX_HELD_EVENTS` (events without text
+wait behind a held text, so an upstream could otherwise pile them up), the texts followed at
+most :data:`MAX_TEXTS`: beyond, :class:`~keyguard.errors.UpstreamTooLarge`
 (the relay then judges what is held as the stream's end, sends it and ends the stream).
 Work per event is bounded by what it brings, not by what the stream holds: a feed reviews
 only the texts it added to (an upstream may open a text per choice and tool call, up to a
@@ -75,7 +76,13 @@ from .stream_pieces import (
     small,
 )
 
-__all__ = ["StreamGuard"]
+__all__ = ["MAX_HELD_EVENTS", "MAX_TEXTS", "StreamGuard"]
+
+#: texts followed at once (one per choice and tool call: 128 choices of 128 calls), and events
+#: held (as parsed objects, many times their bytes): an upstream opening texts without end or
+#: piling events behind a held text is stopped here, not only at ``max_held_bytes``
+MAX_TEXTS = 16_384
+MAX_HELD_EVENTS = 65_536
 
 _CONTENT, _REFUSAL, _FUNCTION, _OTHER = -1, -2, -3, -4
 _DONE = b"data: [DONE]\n\n"
@@ -152,7 +159,11 @@ class StreamGuard:
             if self.cut:
                 return self._cut()
             pos = end
-        if self._held_bytes > self._max_held:  # ``flush`` then judges and releases it all
+        if (  # ``flush`` then judges and releases it all
+            self._held_bytes > self._max_held
+            or len(self._held) > MAX_HELD_EVENTS
+            or len(self._texts) > MAX_TEXTS
+        ):
             raise UpstreamTooLarge("held")
         return self._advance(final=False)
 
