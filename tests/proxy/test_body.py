@@ -150,3 +150,76 @@ def test_the_value_cap_leaves_real_batches_alone() -> None:
     assert read_json_object(orjson.dumps(tokens)) == tokens
     chat = {"messages": [{"role": "user", "content": "x"}] * 30_000}
     assert read_json_object(orjson.dumps(chat)) == chat
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a":"\\u003a","b":"\\\\u003a:","c":"\\\\\\u003A"}',  # escaped colons, counted
+        b'{"x":[' + b"1," * 40_000 + b'1],"k":"\\u003a"}',
+    ],
+)
+def test_an_escaped_colon_is_counted_not_read_again(
+    monkeypatch: pytest.MonkeyPatch, body: bytes
+) -> None:
+    """The standard library's parser (pure Python per object: 0.1 s to 0.16 s more for 4 MB
+    of numbers on the event loop) reads a body again only to name a duplicated key."""
+    reads = count_second_reads(monkeypatch)
+    assert read_json_object(body) == json.loads(body)
+    assert reads == []
+
+
+def test_a_large_body_with_a_duplicate_is_refused_without_a_second_reading(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reads = count_second_reads(monkeypatch)
+    large = b'{"x":[' + b"1," * 40_000 + b'1],"a":1,"a":2}'
+    assert refused(large) == "duplicate_json_key"
+    assert reads == []
+    assert refused(b'{"a":1,"a":2,"b":"\\u003a"}') == "duplicate_json_key"
+    assert len(reads) == 1  # a small body's error names the key
+
+
+def count_second_reads(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    from types import SimpleNamespace
+
+    from keyguard.proxy import body as module
+
+    reads: list[bytes] = []
+
+    def loads(data: bytes, **kw: Any) -> Any:
+        reads.append(data)
+        return json.loads(data, **kw)
+
+    monkeypatch.setattr(module, "json", SimpleNamespace(loads=loads))
+    return reads
+
+
+def render_escaped(node: Any) -> str:
+    """As :func:`render`, every colon inside a string spelled ``\\u003a`` or ``\\u003A``."""
+
+    def text(value: Any) -> str:
+        out = json.dumps(value)
+        if isinstance(value, str):
+            parts = out.split(":")
+            out = "".join(p + ("\\u003a", "\\u003A")[i % 2] for i, p in enumerate(parts[:-1]))
+            out += parts[-1]
+        return out
+
+    if isinstance(node, tuple):
+        return "{" + ",".join(f"{text(k)}:{render_escaped(v)}" for k, v in node) + "}"
+    if isinstance(node, list):
+        return "[" + ",".join(render_escaped(v) for v in node) + "]"
+    return text(node)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(KEYS, NODES), max_size=5).map(tuple))
+def test_refused_exactly_when_some_object_repeats_a_key_whatever_colons_are_escaped(
+    root: Any,
+) -> None:
+    body = render_escaped(root).encode()
+    if has_duplicate(root):
+        assert refused(body) == "duplicate_json_key"
+    else:
+        assert read_json_object(body) == orjson.loads(body)
