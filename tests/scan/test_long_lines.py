@@ -11,7 +11,8 @@ from urllib.parse import quote
 import pytest
 
 from keyguard.scan import testkeys
-from keyguard.scan.hexcontext import LINE_REACH, prefix_for, section_name, sentence_around
+from keyguard.scan.hexcontext import prefix_for, section_name, sentence_around
+from keyguard.scan.lines import LINE_REACH
 
 from .conftest import scan
 

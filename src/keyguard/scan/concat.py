@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from keyguard.scan.hexcontext import LINE_REACH
+from keyguard.scan.lines import line_end, line_start
 from keyguard.scan.masks import comma_candidates, fragment_follows, glue_candidates, to_bytes
 from keyguard.scan.views import View
 
@@ -74,15 +74,9 @@ def concatenation_views(view: View) -> Iterator[View]:
         j = i
         while j + 1 < len(spans) and spans[j + 1][0] - spans[j][1] <= _CLUSTER_GAP:
             j += 1
-        # the cluster, a margin, and the rest of its line, at most LINE_REACH more either way
-        # (one long line of many clusters would otherwise be copied whole for each)
-        lo = max(0, spans[i][0] - _MARGIN)
-        reach = max(0, lo - LINE_REACH)
-        lo = text.rfind("\n", reach, lo) + 1 or reach
-        hi = min(len(text), spans[j][1] + _MARGIN)
-        reach = min(len(text), hi + LINE_REACH)
-        end = text.find("\n", hi, reach)
-        hi = reach if end == -1 else end
+        # the cluster, a margin, and the rest of its line (within reach: lines.py)
+        lo, _ = line_start(text, max(0, spans[i][0] - _MARGIN))
+        hi = line_end(text, min(len(text), spans[j][1] + _MARGIN))
         parts: list[str] = []
         anchors: list[tuple[int, int]] = [(0, lo)]
         joins: list[int] = []

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator
 from urllib.parse import unquote
 
-from keyguard.scan.hexcontext import LINE_REACH
+from keyguard.scan.lines import line_start
 from keyguard.scan.masks import text_base64_runs
 from keyguard.scan.views import View
 
@@ -64,7 +64,7 @@ def base64_views(view: View) -> Iterator[View]:
         data = _decode_b64(run)
         if data is None or not _mostly_printable(data):
             continue
-        ls = max(text.rfind("\n", max(0, start - LINE_REACH), start) + 1, start - LINE_REACH)
+        ls, _ = line_start(text, start)
         yield View(
             data.decode("latin-1"),
             view.child_encoding("base64"),

@@ -25,9 +25,10 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from keyguard.scan.lines import line_start
+
 __all__ = [
     "ENDPOINT_RE",
-    "LINE_REACH",
     "HexVerdict",
     "classify_name",
     "is_hex_exempt_file",
@@ -44,8 +45,6 @@ ENDPOINT_RE = re.compile(
     r"(?i)openai\.azure\.com|cognitiveservices\.azure\.com|services\.ai\.azure\.com|"
     r"api\.cognitive\.microsoft\.com|microsofttranslator\.com|azure-api\.net"
 )
-#: how far back a candidate's line is read (its context: names, the sentence, the section)
-LINE_REACH = 512
 _TOKEN_RE = re.compile(r"[A-Za-z_$@][\w$.@-]*")
 _HEXISH = re.compile(r"[0-9a-fA-F_$.@-]+")
 _WORD_RE = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
@@ -136,36 +135,24 @@ class HexVerdict:
     reason: str
 
 
-def _line_start(text: str, at: int, reach: int = LINE_REACH) -> tuple[int, bool]:
-    """Where the line holding ``at`` starts, looking back at most ``reach`` characters, and
-    whether that is the line's real start (``False``: the line is longer, cut at ``reach``).
-    Every candidate's context is read within such a reach: a hostile text of one long line
-    full of candidates would otherwise cost its length once per candidate."""
-    lo = max(0, at - reach)
-    found = text.rfind("\n", lo, at)
-    if found != -1:
-        return found + 1, True
-    return lo, lo == 0
-
-
 def _line_start_past_indent(text: str, at: int) -> tuple[int, bool]:
-    """:func:`_line_start`, followed back over spaces and tabs beyond the reach: a value
+    """:func:`~.lines.line_start`, followed back over spaces and tabs beyond the reach: a value
     indented farther still has its line (what introduces it is above). Each step reads the
     next ``LINE_REACH`` characters of the indent, so a text costs its indents once."""
-    begin, whole = _line_start(text, at)
+    begin, whole = line_start(text, at)
     end = at
     while not whole and not text[begin:end].strip(" \t"):
         end = begin
-        begin, whole = _line_start(text, end)
+        begin, whole = line_start(text, end)
     return begin, whole
 
 
 def prefix_for(text: str, start: int, outer_prefix: str) -> tuple[str, str]:
     """The text before a candidate (its line, or with the line above when the line names
     nothing or only ``value``) and its surroundings on the same line (80 characters before, 72
-    after). A line is read back at most :data:`LINE_REACH` characters (nothing but the last
+    after). A line is read back at most :data:`~.lines.LINE_REACH` characters (nothing but the last
     120 characters of the prefix names a value: :func:`nearest_names`)."""
-    ls, whole = _line_start(text, start)
+    ls, whole = line_start(text, start)
     le = text.find("\n", start, start + 72)
     le = min(len(text), start + 72) if le == -1 else le
     near = text[max(ls, start - 80) : le]
@@ -174,7 +161,7 @@ def prefix_for(text: str, start: int, outer_prefix: str) -> tuple[str, str]:
     if (not bare or (len(bare) <= 8 and bare.lstrip("- ").lower() == "value")) and ls > 0 and whole:
         # the line above names the value: a Kubernetes `- name: X` / `value: <v>` pair, a
         # Postman `{"key": "X", "value": <v>}` header, or a value alone on its line
-        prev, _ = _line_start(text, ls - 1)
+        prev, _ = line_start(text, ls - 1)
         prefix = text[prev:start]
     return outer_prefix + prefix, near
 
@@ -260,7 +247,7 @@ def section_name(text: str, start: int) -> str:
         head = head[:-1].rstrip(" \t").rstrip("\"'")
         name = head[len(head.rstrip(_NAME_CHARS)) :]  # C-speed strips, no search
         return name if 0 < len(name) <= 64 and not name[0].isdigit() else ""
-    begin, whole = _line_start(text, start, start - lo)
+    begin, whole = line_start(text, start, start - lo)
     line = text[begin:start]
     indent = len(line) - len(line.lstrip(" "))
     if indent == 0 or not whole:

@@ -28,14 +28,9 @@ from datetime import UTC, datetime
 from urllib.parse import unquote
 
 from keyguard.scan.findings import Hit
-from keyguard.scan.hexcontext import (
-    LINE_REACH,
-    classify_name,
-    nearest_names,
-    prefix_for,
-    section_name,
-)
+from keyguard.scan.hexcontext import classify_name, nearest_names, prefix_for, section_name
 from keyguard.scan.identifiable import IDENTIFIABLE, validate_base64_key
+from keyguard.scan.lines import line_end, line_start
 from keyguard.scan.masks import text_base64_runs
 from keyguard.scan.placeholders import entropy, is_placeholder
 
@@ -132,8 +127,8 @@ def connection_strings(text: str) -> Iterator[Hit]:
     while pos != -1:
         m = _ACCOUNT_KEY.match(text, pos)
         if m is not None and not is_placeholder(m.group(1)[:60], m.group(1)):
-            ls = text.rfind("\n", max(0, pos - 400), pos) + 1
-            before = text[max(ls, pos - 400) : pos]
+            ls, _ = line_start(text, pos, 400)
+            before = text[ls:pos]
             if _COSMOS_CS.search(before):
                 kind, detail = _COSMOS, "Cosmos DB connection string"
             else:
@@ -145,7 +140,7 @@ def connection_strings(text: str) -> Iterator[Hit]:
     while pos != -1:
         m = _SHARED_KEY.match(text, pos)
         if m is not None and not is_placeholder(m.group(1)[:40], m.group(1)):
-            line = text[max(text.rfind("\n", 0, pos) + 1, pos - LINE_REACH) : pos]
+            line = text[line_start(text, pos)[0] : pos]
             where = "IoT Hub" if "azure-devices.net" in line else "Service Bus / Event Hubs / Relay"
             yield Hit(
                 _SHARED, m.start(1), m.end(1), m.group(1), "high", f"{where} connection string"
@@ -287,13 +282,8 @@ def sas(text: str) -> Iterator[Hit]:
             continue
         if how == "field":  # sv:, se:, ... fields around it (YAML, JSON)
             window = text[max(0, at - 400) : m.end() + 400]
-        else:  # the same URL or token: its own line (and the value's, when split), read
-            # at most LINE_REACH characters either way (one long line of many signatures
-            # would otherwise be read whole for each)
-            lo = max(0, at - LINE_REACH)
-            hi = min(len(text), m.end() + LINE_REACH)
-            end = text.find("\n", m.end(), hi)
-            window = text[text.rfind("\n", lo, at) + 1 or lo : hi if end == -1 else end]
+        else:  # the same URL or token: its own line (and the value's, when split)
+            window = text[line_start(text, at)[0] : line_end(text, m.end())]
         if not _SAS_SIBLING.search(window) or _EXAMPLE.search(text, max(0, at - 300), at):
             continue
         signature = _sas_signature(m.group())
