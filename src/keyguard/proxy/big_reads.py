@@ -26,11 +26,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from ..errors import TooManyRequests
+from ..limits.model import retry_after_headers
 
 __all__ = ["BigReads", "INLINE_CHARS"]
 
 INLINE_CHARS = 65_536  # bodies read on the event loop; a larger one is read in a worker thread
-_RETRY = {"retry-after": "1", "retry-after-ms": "1000"}
+_RETRY = retry_after_headers(1)  # Azure's pair: 1 s
 
 
 class BigReads:

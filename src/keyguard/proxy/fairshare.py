@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from ..core.principal import Principal
 from ..errors import TooManyRequests
+from ..limits.model import retry_after_headers
 
 __all__ = ["FairShare", "Share", "share_caps"]
 
-_RETRY = {"retry-after": "1", "retry-after-ms": "1000"}
+_RETRY = retry_after_headers(1)  # Azure's pair: 1 s
 
 
 def share_caps(pool: int, per_caller: float, per_app: float) -> tuple[int, int]:
