@@ -84,6 +84,17 @@ def req(rng: random.Random, tag: str, at: float, **kw: object) -> Observation:
     return Observation(**fields)  # type: ignore[arg-type]
 
 
+def refused(rng: random.Random, tag: str, at: float, reason: str, **kw: object) -> Observation:
+    """A request the gateway refused before the upstream (401 unless ``status`` says
+    otherwise): no deployment, no tokens, no cost; overridable field by field."""
+    fields: dict[str, object] = {
+        "status": 401, "upstream_status": 0, "reason": reason, "deployment": None,
+        "prompt_tokens": 0, "completion_tokens": 0, "cost": None,
+    }  # fmt: skip
+    fields.update(kw)
+    return req(rng, tag, at, **fields)
+
+
 def victim(app: str, index: int = 0) -> dict[str, object]:
     """The identity of an app's key as its legitimate traffic shows it."""
     a = _app(app)
@@ -174,21 +185,10 @@ def enumeration(app: str, source: str) -> Callable[..., Iterator[Observation]]:
             **victim(app),
         )
         for i, name in enumerate(names):
-            yield req(
-                rng,
-                tag,
-                start + 2 + i * 3,
-                source=source,
-                deployment=None,
-                requested=name,
-                status=404,
-                upstream_status=0,
-                reason="unknown_deployment",
-                prompt_tokens=0,
-                completion_tokens=0,
-                cost=0.0,
-                **victim(app),
-            )
+            yield refused(
+                rng, tag, start + 2 + i * 3, "unknown_deployment",
+                source=source, requested=name, status=404, cost=0.0, **victim(app),
+            )  # fmt: skip
 
     return make
 
@@ -232,23 +232,10 @@ def stuffing_keys(source: str, n: int) -> Callable[..., Iterator[Observation]]:
                 rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789")
                 for _ in range(12)
             )
-            yield req(
-                rng,
-                tag,
-                start + i * 1.5,
-                source=source,
-                key_id=None,
-                app=None,
-                presented_key_id=kid,
-                status=401,
-                upstream_status=0,
-                reason="unknown_key",
-                deployment=None,
-                prompt_tokens=0,
-                completion_tokens=0,
-                cost=None,
-                user_agent="python-requests/2.31.0",
-            )
+            yield refused(
+                rng, tag, start + i * 1.5, "unknown_key", source=source, key_id=None, app=None,
+                presented_key_id=kid, user_agent="python-requests/2.31.0",
+            )  # fmt: skip
 
     return make
 
@@ -267,25 +254,11 @@ def stuffing_garbage(
     def make(rng: random.Random, tag: str, start: float) -> Iterator[Observation]:
         for i in range(n):
             source = sources(i)
-            yield req(
-                rng,
-                tag,
-                start + i * every,
-                source=source,
-                network=network_of(source),
-                key_id=None,
-                app=None,
-                presented_key_id=None,
-                refused=f"{tag}-{rng.getrandbits(64):016x}",
-                status=401,
-                upstream_status=0,
-                reason=reason,
-                deployment=None,
-                prompt_tokens=0,
-                completion_tokens=0,
-                cost=None,
-                user_agent=tool,
-            )
+            yield refused(
+                rng, tag, start + i * every, reason, source=source, network=network_of(source),
+                key_id=None, app=None, presented_key_id=None,
+                refused=f"{tag}-{rng.getrandbits(64):016x}", user_agent=tool,
+            )  # fmt: skip
 
     return make
 
@@ -367,21 +340,11 @@ def enumeration_slow(
 
     def make(rng: random.Random, tag: str, start: float) -> Iterator[Observation]:
         for i in range(names):
-            yield req(
-                rng,
-                tag,
-                start + i * every,
-                source=home(app),
-                deployment=None,
-                requested=hashlib.sha256(f"{tag}-{i}".encode()).hexdigest()[:12],
-                status=404,
-                upstream_status=0,
-                reason="unknown_deployment",
-                prompt_tokens=0,
-                completion_tokens=0,
-                cost=0.0,
-                **victim(app, index),
-            )
+            yield refused(
+                rng, tag, start + i * every, "unknown_deployment", source=home(app),
+                requested=hashlib.sha256(f"{tag}-{i}".encode()).hexdigest()[:12], status=404,
+                cost=0.0, **victim(app, index),
+            )  # fmt: skip
 
     return make
 
@@ -419,64 +382,30 @@ def stuffing_one_key(key: str, networks: int) -> Callable[..., Iterator[Observat
     def make(rng: random.Random, tag: str, start: float) -> Iterator[Observation]:
         for i in range(networks * 2):
             src = f"{rng.randrange(60, 220)}.{rng.randrange(256)}.{i // 2}.5"
-            yield req(
-                rng,
-                tag,
-                start + i * 25,
-                source=src,
-                key_id=None,
-                app=None,
-                presented_key_id=key,
-                status=401,
-                upstream_status=0,
-                reason="revoked_key",
-                deployment=None,
-                prompt_tokens=0,
-                completion_tokens=0,
-                cost=None,
-                user_agent="OpenAI/Python 1.12.0",
-            )
+            yield refused(
+                rng, tag, start + i * 25, "revoked_key", source=src, key_id=None, app=None,
+                presented_key_id=key, user_agent="OpenAI/Python 1.12.0",
+            )  # fmt: skip
 
     return make
 
 
 def decoy(key: str, source: str) -> Callable[..., Iterator[Observation]]:
     def make(rng: random.Random, tag: str, start: float) -> Iterator[Observation]:
-        yield req(
-            rng,
-            tag,
-            start,
-            source=source,
-            key_id=key,
-            app="decoy-ci",
-            status=401,
-            upstream_status=0,
-            reason="decoy_key",
-            prompt_tokens=0,
-            completion_tokens=0,
-            cost=None,
-            user_agent="curl/8.5.0",
-        )
+        yield refused(
+            rng, tag, start, "decoy_key", source=source, key_id=key, app="decoy-ci",
+            deployment="gpt-4o", user_agent="curl/8.5.0",
+        )  # fmt: skip
 
     return make
 
 
 def raw_key(source: str) -> Callable[..., Iterator[Observation]]:
     def make(rng: random.Random, tag: str, start: float) -> Iterator[Observation]:
-        yield req(
-            rng,
-            tag,
-            start,
-            source=source,
-            status=401,
-            upstream_status=0,
-            reason="azure_key_presented",
-            deployment=None,
-            prompt_tokens=0,
-            completion_tokens=0,
-            cost=None,
+        yield refused(
+            rng, tag, start, "azure_key_presented", source=source,
             user_agent="OpenAI/Python 1.12.0",
-        )
+        )  # fmt: skip
 
     return make
 
