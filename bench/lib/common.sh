@@ -24,6 +24,12 @@ GW_CPU="${GW_CPU:-1}"               # the gateway under test
 LOAD_CPU="${LOAD_CPU:-0}"           # nginx + wrk
 UPSTREAM_KEY="${UPSTREAM_KEY:-bench-upstream-key-not-secret}"   # the mock accepts any key
 KEYGUARD="${KEYGUARD:-$ROOT/.venv/bin/keyguard}"
+# A CLI given by a path relative to where the command was started (KEYGUARD=..., a base build's
+# BASE_KEYGUARD=../kg-base/...) is made absolute here, before anything changes folder: each
+# gateway is set up and started in a folder of its own.
+absolute() { if [ "${1#/}" = "$1" ]; then echo "$(cd "$(dirname "$1")" 2>/dev/null && pwd)/$(basename "$1")"; else echo "$1"; fi; }
+KEYGUARD="$(absolute "$KEYGUARD")"
+if [ -n "${BASE_KEYGUARD:-}" ]; then BASE_KEYGUARD="$(absolute "$BASE_KEYGUARD")"; fi
 STARTED=()
 NGINX_PID=""
 

@@ -5,20 +5,25 @@ reads; migration 0009 goes down (every text written back) and up again."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
 from alembic import command
 from alembic.config import Config
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from keyguard.audit import store as store_module
 from keyguard.audit.export import export_lines, verify_store
+from keyguard.audit.rows import pack_all as pack_all_rows
 from keyguard.audit.settings import AuditSettings
 from keyguard.audit.signing import Signer, load_public_keys, signature_checker
-from keyguard.audit.store import AuditStore
+from keyguard.audit.store import PACK_SLICE, AuditStore
 from keyguard.audit.writer import AuditWriter
 from keyguard.store.packing import pack
 from keyguard.store.sql import MIGRATIONS, migrate
@@ -108,3 +113,34 @@ async def test_the_migration_goes_down_with_every_text_and_up_again(engine: Asyn
     await migrate(engine)
     assert [r async for r in audit.records(chain=chain)] == records
     assert (await verify_store(audit, CHECK)).ok
+
+
+async def test_a_batch_is_packed_on_the_loop_in_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Packing runs on the event loop's own thread (a worker thread would take the GIL back
+    from the busy loop once a record), a slice at a time with the loop free in between: a
+    large batch does not hold up the requests being served."""
+    threads: set[int] = set()
+    real = pack_all_rows
+
+    def pack_all(items: Sequence[tuple[str, str, str]]) -> list[bytes]:
+        threads.add(threading.get_ident())
+        return real(items)
+
+    monkeypatch.setattr(store_module, "pack_all", pack_all)
+    items = [("t", "request", f'{{"i":{i}}}') for i in range(3 * PACK_SLICE + 1)]
+    turns = 0
+
+    async def other() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(other())
+    await asyncio.sleep(0)
+    before = turns
+    packed = await store_module._pack_yielding(items)
+    task.cancel()
+    assert packed == [pack(data) for _, _, data in items]
+    assert threads == {threading.get_ident()}
+    assert turns - before >= 3  # one turn of the loop between each two of the four slices

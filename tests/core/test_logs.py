@@ -143,3 +143,22 @@ def test_auto_is_text_on_a_terminal_only(tty: bool, expected: type) -> None:
     assert type(formatter_for("auto", Stream())) is expected
     assert type(formatter_for("json", Stream())) is JsonFormatter
     assert type(formatter_for("text", Stream())) is TextFormatter
+
+
+def test_each_line_carries_its_own_time_across_seconds() -> None:
+    """The date and time of a second are formatted once and reused within that second: a
+    line must still carry its own second and milliseconds, in and out of order."""
+    fields = {"ts": 1.0, "request_id": "ab", "status": 200}
+    for created, shown in [
+        (1764893520.9996, "2025-12-05T00:12:00.999Z"),
+        (1764893521.0004, "2025-12-05T00:12:01.000Z"),
+        (1764893521.5, "2025-12-05T00:12:01.500Z"),
+        (1764893520.25, "2025-12-05T00:12:00.250Z"),
+        (1767225600.0, "2026-01-01T00:00:00.000Z"),
+    ]:
+        record = _record(AccessLine(fields), name="keyguard.access", fields=fields)  # type: ignore[arg-type]
+        record.created = created
+        plain = _record("hello")
+        plain.created = created
+        assert orjson.loads(JsonFormatter().format(record))["ts"] == shown
+        assert orjson.loads(JsonFormatter().format(plain))["ts"] == shown

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from keyguard.core.observation import network_of, payload_features
+from keyguard.core.observation import empty_prompt, network_of, payload_features
 from keyguard.detect.engine import Detector
 from keyguard.detect.profile import hour_of_week
 from keyguard.detect.settings import DetectSettings
@@ -38,6 +38,34 @@ def test_helpers() -> None:
     assert f["max_tokens"] == 2**63 - 1 and f["seed"] == -(2**63 - 1) and f["out_of_range"]
     f = payload_features({"messages": [{"role": "user", "content": "hi"}], "seed": 0})
     assert f["empty_prompt"] is False and f["seed"] == 0 and f["prompt_chars"] == 2
+
+
+def test_the_probe_checks_empty_prompt_agrees_with_the_features() -> None:
+    """The gate reads ``empty_prompt`` alone before the rest of a probe's features: on every
+    shape of body the two must agree, or a probe would be served."""
+    blank = {"role": "user", "content": " "}
+    bodies: list[dict[str, object] | None] = [
+        None,
+        {},
+        {"messages": []},
+        {"messages": [blank]},
+        {"messages": [blank, {"role": "assistant", "content": None}]},
+        {"messages": [blank, blank, blank]},
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": " "}]}]},
+        {"messages": [{"role": "user", "content": "hi"}]},
+        {"messages": ["not a message"]},
+        {"messages": "not a list", "prompt": ""},
+        {"messages": "not a list", "input": ""},
+        {"prompt": ""},
+        {"prompt": [""]},
+        {"prompt": "hi"},
+        {"input": ""},
+        {"input": [{"role": "user", "content": ""}]},
+        {"input": "ping"},
+        {"max_tokens": 1},
+    ]
+    for body in bodies:
+        assert empty_prompt(body) == bool(payload_features(body).get("empty_prompt")), body
 
 
 def test_a_short_prompts_length_is_kept_and_a_long_ones_is_not() -> None:

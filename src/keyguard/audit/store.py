@@ -75,6 +75,23 @@ _NEWEST_BY_CHAIN = text(
 )
 
 
+PACK_SLICE = 64  # records packed between two yields to the loop (~4 us each: ~0.25 ms)
+
+
+async def _pack_yielding(items: Sequence[tuple[str, str, str]]) -> list[bytes]:
+    """The items' packed data (:mod:`keyguard.store.packing`), packed on the event loop in
+    slices of :data:`PACK_SLICE` with a yield between two. Not in a worker thread: zlib gives
+    the GIL up and takes it back for every record, and each take from the busy loop is a
+    forced switch; measured on one core, a thread packing 600-record batches used ~25 us of
+    CPU a request for ~4 us of packing."""
+    packed: list[bytes] = []
+    for start in range(0, len(items), PACK_SLICE):
+        if start:
+            await asyncio.sleep(0)
+        packed.extend(pack_all(items[start : start + PACK_SLICE]))
+    return packed
+
+
 class AuditStore:
     def __init__(self, engine: AsyncEngine, *, direct: bool = False) -> None:
         """``direct``: on a SQLite file, append from the event loop (:mod:`.sqlite_append`);
@@ -127,9 +144,7 @@ class AuditStore:
         be written because the head is elsewhere."""
         if not items:
             return Appended([], [])
-        # one hand-off a batch: the packing (:mod:`keyguard.store.packing`, ~16 us a record)
-        # is done off the event loop, mostly outside the GIL
-        packed = await asyncio.to_thread(pack_all, items)
+        packed = await _pack_yielding(items)
         if self._direct is not None:
             try:
                 return await self._append_direct(self._direct, items, link, packed)

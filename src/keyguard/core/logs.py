@@ -70,11 +70,16 @@ def _fold(text: str) -> str:
     return _FOLD.join(line.rstrip() for line in text.splitlines() if line.strip())
 
 
+_second: list[tuple[int, str]] = [(-1, "")]  # the last whole second formatted, and its text
+
+
 def _utc(created: float) -> str:
-    return (
-        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
-        + f".{int(created % 1 * 1000):03d}Z"
-    )
+    second = int(created)
+    last = _second[0]  # one tuple, replaced whole: threads logging at once read a pair
+    if second != last[0]:  # formatted once a second, not once a line
+        last = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+        _second[0] = last
+    return f"{last[1]}.{int(created % 1 * 1000):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):
@@ -82,16 +87,18 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "fields", None)  # the access log's, given as its only extra
-        access = isinstance(fields, dict)
-        entry: dict[str, Any] = {
+        if isinstance(fields, dict):  # one a request: its fields, nothing else of the record read
+            entry: dict[str, Any] = {**_ACCESS_HEAD, **fields, **_ACCESS_HEAD}
+            entry["ts"] = _utc(record.created)  # the four own fields first, then the fields
+            entry["level"] = record.levelname.lower()
+            entry["logger"] = record.name
+            return redact(orjson.dumps(entry, default=str).decode())
+        entry = {
             "ts": _utc(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": "request" if access else record.getMessage(),
+            "msg": record.getMessage(),
         }
-        if isinstance(fields, dict):  # one a request: its fields, nothing else of the record read
-            entry.update((k, v) for k, v in fields.items() if k not in _OWN)
-            return redact(orjson.dumps(entry, default=str).decode())
         rid = getattr(record, "request_id", None) or current_request_id.get()
         if rid is not None:
             entry.setdefault("request_id", rid)
@@ -105,7 +112,7 @@ class JsonFormatter(logging.Formatter):
         return redact(orjson.dumps(entry, default=str).decode())
 
 
-_OWN = frozenset(("ts", "msg", "level", "logger"))
+_ACCESS_HEAD = {"ts": "", "level": "", "logger": "", "msg": "request"}
 
 
 class AccessLine:

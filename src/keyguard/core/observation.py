@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Observation",
+    "empty_prompt",
     "observe_context",
     "network_of",
     "normalised",
@@ -88,31 +89,54 @@ def payload_features(payload: dict[str, Any] | None) -> dict[str, Any]:
     max_tokens = payload.get("max_tokens")
     if max_tokens is None:
         max_tokens = payload.get("max_completion_tokens", payload.get("max_output_tokens"))
-    empty = False
     chars = None
-    messages = payload.get("messages")
-    if isinstance(messages, list):
-        empty = len(messages) <= 2 and all(
-            isinstance(m, dict) and _is_empty(m.get("content")) for m in messages
-        )
+    messages, prompt = _prompt_of(payload)
+    if messages is not None:
         if len(messages) <= 2:
             chars = _short_turns(messages)
-    elif "prompt" in payload:
-        empty = _is_empty(payload.get("prompt"))
-        chars = _short(payload.get("prompt"))
-    elif "input" in payload and "messages" not in payload:
-        empty = _is_empty(payload.get("input"))
-        chars = _short(payload.get("input"))
+    elif prompt is not _NO_PROMPT:
+        chars = _short(prompt)
     limit, limit_wild = _whole(max_tokens)
     seed, seed_wild = _whole(payload.get("seed"))
     return {
         "max_tokens": limit,
-        "empty_prompt": empty,
+        "empty_prompt": _empty_prompt(messages, prompt),
         "prompt_chars": chars,
         "temperature": _number(payload.get("temperature")),
         "seed": seed,
         "out_of_range": limit_wild or seed_wild,
     }
+
+
+_NO_PROMPT = object()
+
+
+def _prompt_of(payload: dict[str, Any]) -> tuple[list[Any] | None, Any]:
+    """What a body holds as its prompt: ``(messages, None)`` for a list of ``messages``,
+    else ``(None, prompt)``, else (with no ``messages`` at all) ``(None, input)``;
+    ``(None, _NO_PROMPT)`` when none."""
+    messages = payload.get("messages")
+    if isinstance(messages, list):
+        return messages, None
+    if "prompt" in payload:
+        return None, payload["prompt"]
+    if "input" in payload and "messages" not in payload:
+        return None, payload["input"]
+    return None, _NO_PROMPT
+
+
+def _empty_prompt(messages: list[Any] | None, prompt: Any) -> bool:
+    if messages is not None:
+        return len(messages) <= 2 and all(
+            isinstance(m, dict) and _is_empty(m.get("content")) for m in messages
+        )
+    return prompt is not _NO_PROMPT and _is_empty(prompt)
+
+
+def empty_prompt(payload: dict[str, Any] | None) -> bool:
+    """Whether a JSON request body's prompt is empty (``payload_features``'s
+    ``empty_prompt`` alone: what a key checker's probe sends)."""
+    return payload is not None and _empty_prompt(*_prompt_of(payload))
 
 
 SHORT_PROMPT = 64  # characters: a longer prompt's length is not recorded

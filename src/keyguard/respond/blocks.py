@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from ..core.hooks import Authorizer
-from ..core.observation import network_of, payload_features
+from ..core.observation import empty_prompt, network_of, payload_features
 from ..core.request import RequestContext
 from ..detect.request_rules import PROBED_OPERATIONS, probe_signature
 from ..detect.settings import KeyProbeRule
@@ -116,6 +116,8 @@ class BlockGuard:
         route = ctx.route
         if route is None or route.operation.name not in PROBED_OPERATIONS:
             return
+        if not empty_prompt(ctx.payload):  # every probe's prompt is empty: the rest is read
+            return  # only then
         f = payload_features(ctx.payload)
         if probe_signature(f["empty_prompt"], f["max_tokens"], f["temperature"], f["seed"], rule):
             raise AuthenticationFailed(
