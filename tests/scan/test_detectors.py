@@ -141,3 +141,19 @@ def test_thousands_of_values_in_one_text_are_each_reported_once_in_order() -> No
     found = scan(text)
     assert [f.line for f in found] == list(range(1, 3001))
     assert {f.detail for f in found[1::2]} == {"connection string"}
+
+
+@pytest.mark.parametrize("end", [".", ". Rotate it.", ".\n", '."'])
+def test_an_entra_secret_at_the_end_of_a_sentence_is_found_without_the_full_stop(
+    end: str,
+) -> None:
+    value = testkeys.generate("ENTRA")
+    text = f"the client secret is {value}{end}"
+    (f,) = scan(text)
+    assert f.kind == "entra_client_secret"
+    assert f.fingerprint == fingerprint(value, KEY)  # the value, not its full stop
+
+
+def test_an_entra_shape_running_on_after_a_dot_is_not_cut_there() -> None:
+    value = testkeys.generate("ENTRA")
+    assert scan(f"x = {value}.more~chars") == []

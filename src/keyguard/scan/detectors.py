@@ -44,8 +44,11 @@ _OPENAI = re.compile(
     r"(?<![A-Za-z0-9_-])sk-(?:(?:proj|svcacct|admin|service)-)?[A-Za-z0-9_-]{16,200}?"
     r"T3BlbkFJ[A-Za-z0-9_-]{16,200}(?![A-Za-z0-9_-])"
 )
+# A full stop after the secret ends a sentence ("the secret is abc8Q~...xyz."), not the value:
+# a dot followed by no secret character does not extend it
 _ENTRA = re.compile(
-    r"(?<![A-Za-z0-9_~.-])[A-Za-z0-9_~.-]{3}[78]Q~[A-Za-z0-9_~.-]{31,34}(?![\w~.-])"
+    r"(?<![A-Za-z0-9_~.-])[A-Za-z0-9_~.-]{3}[78]Q~[A-Za-z0-9_~.-]{31,34}"
+    r"(?![\w~-]|\.[\w~.-])"
 )
 _JWT = re.compile(
     r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}"
