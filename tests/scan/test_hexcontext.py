@@ -148,6 +148,8 @@ def test_key_vault_object_versions_are_never_keys(line: str) -> None:
         "- {k} is the Azure OpenAI key the staging cluster used until March\n",
         "| resource | Azure OpenAI key |\n| --- | --- |\n| copilot-east | {k} |\n",
         "The Azure OpenAI key that was leaked:\n\n```text\n{k}\n```\n",
+        "My Speech key is {k}.\n",
+        "The Translator subscription key {k} stopped working today.\n",
     ],
 )
 def test_prose_naming_an_azure_ai_key(text: str) -> None:
@@ -166,6 +168,8 @@ def test_prose_naming_an_azure_ai_key(text: str) -> None:
         "Commit {k} removed the Azure OpenAI key from the repository.\n",
         "The deployment answered in 3 s; trace {k} shows no Azure OpenAI key problem.\n",
         "The upload of {k}.json finished.\n",  # no key named at all
+        "An example Speech key: {k}\n",
+        "The MD5 of the speech recording is {k}.\n",  # no key named
         "Checksums of the Azure OpenAI key files:\n\n```\n{k}\n```\n",
         'var o="{k}",t=function(e,n,r){{return e.map(function(x){{return x*n+r}})}};'
         'var r={{endpoint:"https://w.openai.azure.com",apiKey:k}};\n',  # code, not prose

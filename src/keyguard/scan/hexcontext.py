@@ -82,7 +82,8 @@ _SKIPPABLE = frozenset(
 
 _PROSE_AZURE = re.compile(
     r"(?i)\b(?:azure[ _-]?(?:open[ _-]?ai|ai(?:[ _-]?services?|[ _-]?foundry)?|cognitive|speech|"
-    r"translator|language|vision)|aoai|open[ _-]?ai|cognitive[ _-]?services?)"
+    r"translator|language|vision)|aoai|open[ _-]?ai|cognitive[ _-]?services?|"
+    r"speech|translator)"  # the Speech and Translator services' 32-hex keys, named alone
 )
 _PROSE_KEY = re.compile(r"(?i)\b(?:(?:api|subscription|access|resource)[ _-]?key|keys?[12]?)\b")
 _PROSE_NEG = frozenset(
