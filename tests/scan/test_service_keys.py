@@ -90,6 +90,36 @@ def test_named_keys(line: str, gen: str, kind: str) -> None:
     assert found[0].fingerprint == fingerprint(value, KEY)
 
 
+@pytest.mark.parametrize(
+    ("line", "gen", "kind"),
+    [
+        ("Storage key = {v}", "STORAGE", "azure_storage_key"),
+        ("My storage account key is {v}", "STORAGE", "azure_storage_key"),
+        ("The Cosmos DB primary key: {v}", "COSMOS", "azure_cosmos_key"),
+        ("the Service Bus shared access key is {v}, please rotate it", "SHARED",
+         "azure_shared_access_key"),
+    ],
+)  # fmt: skip
+def test_keys_named_in_prose(line: str, gen: str, kind: str) -> None:
+    value = testkeys.generate(gen)
+    found = scan(line.format(v=value) + "\n", "notes.md")
+    assert [(f.kind, f.confidence) for f in found] == [(kind, "medium")]
+    assert found[0].fingerprint == fingerprint(value, KEY)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "For example, the storage key is {v}",
+        "The storage blob's content hash is {v}",  # not named a key
+        "storage key = {v}",  # a Service Bus key's length, not a storage key's
+    ],
+)
+def test_prose_that_does_not_name_the_key(line: str) -> None:
+    value = testkeys.generate("SHARED" if line.startswith("storage key") else "STORAGE")
+    assert scan(line.format(v=value) + "\n", "notes.md") == []
+
+
 def test_generic_names_take_the_service_of_the_nearest_endpoint() -> None:
     cosmos, storage, shared = (testkeys.generate(g) for g in ("COSMOS", "STORAGE", "SHARED"))
     text = (

@@ -28,7 +28,13 @@ from datetime import UTC, datetime
 from urllib.parse import unquote
 
 from keyguard.scan.findings import Hit
-from keyguard.scan.hexcontext import classify_name, nearest_names, prefix_for, section_name
+from keyguard.scan.hexcontext import (
+    classify_name,
+    nearest_names,
+    prefix_for,
+    section_name,
+    sentence_around,
+)
 from keyguard.scan.identifiable import IDENTIFIABLE, validate_base64_key
 from keyguard.scan.lines import line_end, line_start
 from keyguard.scan.masks import text_base64_runs
@@ -174,6 +180,7 @@ def _judge_b64(text: str, start: int, end: int, outer_prefix: str) -> tuple[str,
     if end - start == 88 and _AZ_KEY_LIST.search(text, max(0, start - 240), start):
         return _STORAGE, "high", "value of a storage account key listed by the Azure CLI"
     prefix, _ = prefix_for(text, start, outer_prefix)
+    weak = None  # a generic name (``key``) with no endpoint near: the name before it may say
     for token in nearest_names(prefix):
         words = {w.lower() for w in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", token)}
         verdict = classify_name(token)
@@ -181,18 +188,45 @@ def _judge_b64(text: str, start: int, end: int, outer_prefix: str) -> tuple[str,
             return None
         named = _kind_of_name(token)
         if named in kinds:
-            return named, "high", f"key name {token!r}"
-        if named is not None:
+            reason = f"key name {token!r}" if weak is None else f"key name {token} {weak}"
+            return named, "high" if weak is None else "medium", reason
+        if named is not None or weak is not None:
             return None
         if verdict == "neutral":
             break
         hinted = _hinted_kind(text, start, end, kinds)
-        return (hinted, "medium", f"name {token!r} and an endpoint nearby") if hinted else None
+        if hinted:
+            return hinted, "medium", f"name {token!r} and an endpoint nearby"
+        weak = token  # `Storage key = <key>`: the service named just before
+    if weak is not None:
+        return None
     section = section_name(text, start)  # `"storage_primary_key": {..., "value": <key>}`
     in_section = _kind_of_name(section) if section else None
     if in_section is not None and in_section in kinds:
         return in_section, "medium", f"in the section {section!r}"
-    return _passed_to_client(prefix, kinds)
+    return _passed_to_client(prefix, kinds) or _named_in_prose(text, start, end, kinds)
+
+
+# Prose that names the key a value is: "my storage account key is <key>", "the Service Bus
+# shared access key: <key>" (read in the value's sentence, bounded by ``sentence_around``)
+_PROSE_KEY = re.compile(
+    r"(?i)\b(?:(?P<cosmos>cosmos(?:[ _-]?db)?)|(?P<storage>storage)(?:[ _-]?account)?|"
+    r"(?P<shared>service[ _-]?bus|event[ _-]?hubs?|shared[ _-]?access))"
+    r"(?:[ _-]?(?:primary|secondary|access|master|account))?[ _-]?key\b"
+)
+
+
+def _named_in_prose(
+    text: str, start: int, end: int, kinds: tuple[str, ...]
+) -> tuple[str, str, str] | None:
+    sentence = sentence_around(text, start, end)
+    if _EXAMPLE.search(sentence):
+        return None
+    for m in _PROSE_KEY.finditer(sentence):
+        kind = _HINT_KIND[m.lastgroup or ""]
+        if kind in kinds:
+            return kind, "medium", f"the text names a {m.group().lower()}"
+    return None
 
 
 def _passed_to_client(prefix: str, kinds: tuple[str, ...]) -> tuple[str, str, str] | None:
