@@ -243,6 +243,8 @@ def test_placeholders_and_lookalikes_are_not_secrets(text: str) -> None:
         ('spring.datasource.password: "Harbor2291!xq"', "password"),
         ("POSTGRES_PASSWORD=Quartz77#Lm", "password"),
         ('{"client_secret": "q8Z3kL9pQ2mN7xZ4aR5t"}', "named_secret"),
+        ('<add key="SmtpPassword" value="Harbor2291!xq" />', "password"),
+        ("<add name='Stripe.ApiKey' value='q8Z3kL9pQ2mN7xZ4aR5t'/>", "named_secret"),
     ],
 )
 def test_values_named_as_passwords_or_secrets(text: str, category: str) -> None:
@@ -260,6 +262,8 @@ def test_values_named_as_passwords_or_secrets(text: str, category: str) -> None:
         "max_tokens: 4096",
         "password: hunter2",
         "keyVaultSecretName: openai-api-key",
+        '<add key="PageSize" value="Harbor2291!xq" />',  # the name is not a secret's
+        '<add key="SmtpPassword" value="$(SMTP_PASSWORD)" />',
     ],
 )
 def test_names_without_a_secret_value(text: str) -> None:

@@ -27,7 +27,7 @@ words = st.lists(
         ["password", "PassWd", "pwd", "pass", "Secret", "api_key", "KEY", "token", "Basic",
          "://", "%2F", "1234", "12 34", "1.2.3.4", "fe80::1", "a@b.co", "RSSMRA85T10A562S",
          "12345", "1 2-3", "..", "1.2.", "2024",
-         "'a' + 'b'", "é", " ", ": ", "=", '"', "x" * 16]
+         "'a' + 'b'", "é", " ", ": ", "=", '"', "x" * 16, "key=", " value=", "Aa1!bB2@cC"]
     ),
     max_size=8,
 ).map("".join)
@@ -74,6 +74,7 @@ def test_the_engine_finds_the_same_with_every_gate_open(text: str) -> None:
         ('db_PASSWORD "\t= x', gate.ASSIGNED),
         ("clientSecret: x", gate.ASSIGNED),
         ("API_KEY='x'", gate.ASSIGNED),
+        ('<add key="SmtpPassword" value="x"', gate.ASSIGNED),
         ("4111 1111", gate.NUMBERS),
         ("(555) 0123", gate.NUMBERS),
         ("1.2.3.4", gate.NUMBERS),

@@ -2,7 +2,8 @@
 API secret in a config file, an ``.env`` line, a JSON or YAML document pasted into a prompt.
 
 Prompt-only (``keyguard scan`` leaves generic values to the formats it knows): a value
-(``name: value``, ``name = value``, ``name string = value``, ``<name>value</name>``) is
+(``name: value``, ``name = value``, ``name string = value``, ``<name>value</name>``,
+``<add key="name" value="value" />``) is
 reported when its name says it is a password (``password``, ``passwd``, ``pwd``) or a secret
 (``secret``, ``client_secret``, ``api_key``, ``access_token``, ``auth_token``, ...) and the
 value looks like one: long enough, more than one kind of character, not a placeholder
@@ -38,6 +39,7 @@ _VALUE = re.compile(
     r"(?:[NLru@]?(?:\"\"\"|'''|[\"']))?([^\s\"',;`]{6,128})"
 )
 _TYPED = re.compile(r"([A-Za-z_][\w.-]*)[ \t]*:?[ \t]*(?i:securestring|string|str)[ \t]*\Z")
+_ATTRIBUTE = re.compile(r"""(?i)\b(?:key|name)[ \t]*=[ \t]*["']([\w.:-]{1,64})["'][ \t]+value[ \t]*\Z""")
 _XML_VALUE = re.compile(r"([^<>\s]{6,128})</([A-Za-z_][\w.-]{0,63})>")  # <password>v</password>
 _REFERENCE = re.compile(
     r"(?i)^(?:\$|%|<|\{|\[|@microsoft\.keyvault|process\.env|os\.environ|os\.getenv|env\(|"
@@ -104,7 +106,19 @@ def _kind(text: str, sep: int) -> str | None:
     start = end
     while start > 0 and end - start < 64 and text[start - 1] in _IDENT:
         start -= 1
-    name = text[start:end]
+    return _name_kind(text[start:end])
+
+
+def _attribute_kind(text: str, sep: int) -> str | None:
+    """The kind of ``<add key="SmtpPassword" value="...">`` (.NET ``appSettings``, XML
+    properties): the name is the ``key`` or ``name`` attribute before ``value=``."""
+    if not text[max(0, sep - 8) : sep].rstrip().lower().endswith("value"):
+        return None
+    m = _ATTRIBUTE.search(text, max(0, sep - 96), sep)
+    return _name_kind(m.group(1)) if m is not None else None
+
+
+def _name_kind(name: str) -> str | None:
     lowered = name.lower()
     for kind in _KINDS:
         if lowered.endswith(kind):
@@ -150,7 +164,7 @@ def assigned_secrets(text: str) -> Iterator[Match]:
             continue
         kind = _kind(text, pos) if pos > 0 else None
         if kind is None and pos > 0 and sep.group() == "=":
-            kind = _typed_kind(text, pos)
+            kind = _typed_kind(text, pos) or _attribute_kind(text, pos)
         if kind is not None:
             m = _VALUE.match(text, pos + 1)
             if m is not None:

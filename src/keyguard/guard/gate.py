@@ -12,7 +12,8 @@ anything, so skipping a detector whose condition is absent changes no finding:
 * ``ASSIGNED``: a name ending in ``password``, ``passwd``, ``pwd``, ``pass``, ``secret``,
   ``key`` or ``token`` (any case) followed by at most three quotes, spaces or tabs and ``:``,
   ``=`` or ``>`` (:mod:`keyguard.guard.assigned` reads a value only there; ``>`` ends an XML
-  element's opening tag), or by a string type (``adminPassword string =``);
+  element's opening tag), or by a string type (``adminPassword string =``), or by a quote
+  and ``value=`` (``<add key="SmtpPassword" value="...">``);
 * ``NUMBERS``: what opens a numeric window of :mod:`keyguard.guard.windows`, where every
   numeric detector reads: six digits joined by number separators, or four digits so joined
   and three dots in one run (an IPv4 address); or six letters of one case and two digits
@@ -45,6 +46,7 @@ _CONDITIONS: tuple[tuple[int, bytes], ...] = (
     (SECRET, rb"[\"'`](?:[ \t]*[\\\r\n;+.&|(),]|[ \t]+(?:[@$]|[rRbBuUfF]{1,2})?[\"'`])"),
     (ASSIGNED, rb"(?i:password|passwd|pwd|pass|secret|key|token)[\"' \t]{0,3}[:=>]"),
     (ASSIGNED, rb"(?i:password|passwd|pwd|pass|secret|key|token)[ \t]*:?[ \t]*(?i:string|str)"),
+    (ASSIGNED, rb"(?i:password|passwd|pwd|pass|secret|key|token)[\"'][ \t]+(?i:value)[ \t]*="),
     (NUMBERS, _DIGIT + (_SEP + _DIGIT) * 5),
     (_FOUR, _DIGIT + (_SEP + _DIGIT) * 3),
     (_DOTS, rb"\.(?:[0-9 \t/()+\-]*\.){2}"),  # three dots in one run
