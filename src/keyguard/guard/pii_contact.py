@@ -20,7 +20,8 @@
 * **IP address**: IPv4 and IPv6, reported only when globally routable: private, loopback,
   link-local, shared (CGNAT), multicast, reserved and documentation ranges (192.0.2.0/24,
   198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32) are not personal data of anyone. A dotted
-  quad after ``version``/``v``/a product name and a slash is a version string.
+  quad after ``version``/``v``/``firmware``/``kernel``/``iOS``/a product name and a slash is
+  a version string.
 """
 
 from __future__ import annotations
@@ -225,7 +226,10 @@ def _phones(
 
 
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)")
-_VERSION = re.compile(r"(?i)(?:version|\bv|release|build|(?<!/)/)\s*$")  # not after ://
+_VERSION = re.compile(  # not after ://
+    r"(?i)(?:version|\bv|\bver\.?|release|build|firmware|\bfw|kernel|bios|driver|\bi?os|"
+    r"android|(?<!/)/)\s*$"
+)
 
 
 def _ipv4(text: str, lo: int, hi: int) -> Iterator[Match]:
