@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from keyguard.guard import gate
 from keyguard.guard.assigned import assigned_secrets
 from keyguard.guard.custom import CustomRules
+from keyguard.guard.encoded import percent_encoded_matches
 from keyguard.guard.findings import Match, Slot
 from keyguard.guard.normalize import prepare
 from keyguard.guard.personal import PersonalDetectors
@@ -78,6 +79,9 @@ class GuardEngine:
                 found.append(((1, 0), m))
         if gates & _PERSONAL:
             for m in self._personal.matches(body, gates):
+                found.append(((2, 0), m))
+        if gates & gate.SECRET and "%" in body:  # an escape opens the secret gate
+            for m in percent_encoded_matches(body, self._personal):
                 found.append(((2, 0), m))
         matches = _resolve(found, self.settings.max_matches)
         if prepared.index is not None:
