@@ -218,6 +218,12 @@ def test_a_key_split_across_string_literals_is_found() -> None:
     assert m.category == "openai_key" and m.detector.endswith("/concatenation")
 
 
+def test_an_aws_key_id_whose_random_part_repeats_by_chance_is_found() -> None:
+    m = _only("aws_access_key_id = AKIA3Q55433LRNL5LNWN")  # 2.8 bits of entropy
+    assert m.category == "aws_access_key"
+    assert ENGINE.scan("aws_access_key_id = AKIAAAAABBBBAAAABBBB") == []
+
+
 @pytest.mark.parametrize(
     "text",
     [
