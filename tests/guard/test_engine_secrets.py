@@ -251,6 +251,7 @@ def test_placeholders_and_lookalikes_are_not_secrets(text: str) -> None:
         ('{"client_secret": "q8Z3kL9pQ2mN7xZ4aR5t"}', "named_secret"),
         ('<add key="SmtpPassword" value="Harbor2291!xq" />', "password"),
         ("<add name='Stripe.ApiKey' value='q8Z3kL9pQ2mN7xZ4aR5t'/>", "named_secret"),
+        ("MAILCHIMP_API_KEY=3e87cca78214af2fdac03d4403d7188c-us21", "named_secret"),
     ],
 )
 def test_values_named_as_passwords_or_secrets(text: str, category: str) -> None:

@@ -108,6 +108,7 @@ def test_positive_contexts(line: str) -> None:
         'value = "{k}"',
         "publish-profile: ${{{{ secrets.AzureAppService_PublishProfile_{k} }}}}",
         "api_key: ${{{{ secrets.OPENAI_KEY_{k}_PROD }}}}",
+        "MAILCHIMP_API_KEY={k}-us21",  # the head of a longer token
     ],
 )
 def test_negative_contexts_even_with_endpoint(line: str) -> None:
