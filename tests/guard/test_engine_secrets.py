@@ -271,6 +271,8 @@ def test_values_named_as_passwords_or_secrets(text: str, category: str) -> None:
         "keyVaultSecretName: openai-api-key",
         '<add key="PageSize" value="Harbor2291!xq" />',  # the name is not a secret's
         '<add key="SmtpPassword" value="$(SMTP_PASSWORD)" />',
+        f'{{"api_key": "{testkeys.azure_lookalike()}"}}',  # a checksum that fails
+        f"KEYGUARD_API_KEY={testkeys.keyguard_lookalike()}",
     ],
 )
 def test_names_without_a_secret_value(text: str) -> None:

@@ -9,8 +9,9 @@ reported when its name says it is a password (``password``, ``passwd``, ``pwd``)
 value looks like one: long enough, more than one kind of character, not a placeholder
 (``changeme``, ``<password>``, ``${DB_PASSWORD}``, ``***``), not a URL without credentials (a
 connection string's ``Endpoint=sb://...``), not a reference to where the secret lives
-(``os.environ[...]``, ``process.env.X``, ``@Microsoft.KeyVault(...)``, ``secretKeyRef``), and,
-for secrets, random enough (entropy). Shaped kinds found by the
+(``os.environ[...]``, ``process.env.X``, ``@Microsoft.KeyVault(...)``, ``secretKeyRef``), not
+a look-alike of a format with a checksum (an 84-character Azure key or a ``kgk_`` key that
+fails it), and, for secrets, random enough (entropy). Shaped kinds found by the
 scanner's detectors win over these on overlap.
 """
 
@@ -20,7 +21,9 @@ import base64
 import re
 from collections.abc import Iterator
 
+from keyguard.azure_keys import IDENTIFIABLE_KEY_PATTERN
 from keyguard.guard.findings import Match
+from keyguard.keys.format import KEY_PATTERN
 from keyguard.scan.placeholders import entropy, is_placeholder
 
 __all__ = ["assigned_secrets"]
@@ -77,6 +80,12 @@ def _base64_text(value: str) -> str | None:
     return text if text.isprintable() else None
 
 
+def _checksummed_shape(value: str) -> bool:
+    """A value in a format with a checksum (an Azure identifiable key, a Keyguard key): the
+    scanner's detector reports it when the checksum holds; a look-alike is no secret."""
+    return bool(IDENTIFIABLE_KEY_PATTERN.fullmatch(value) or KEY_PATTERN.fullmatch(value))
+
+
 def _looks_secret(kind: str, value: str) -> bool:
     if value.startswith(("=", ":")):
         return False
@@ -86,7 +95,7 @@ def _looks_secret(kind: str, value: str) -> bool:
         return False
     if "://" in value and "@" not in value:
         return False  # an endpoint (Endpoint=sb://...): its key, if any, is a shaped kind
-    if is_placeholder(value):
+    if is_placeholder(value) or _checksummed_shape(value):
         return False
     decoded = _base64_text(value)
     if decoded is not None and (
