@@ -145,6 +145,13 @@ def test_lower_case_and_compact_ibans() -> None:
     assert _found(f"iban {number.lower()}") == [("iban", number.lower())]
 
 
+@pytest.mark.parametrize("spaced", [True, False])
+def test_ibans_with_letters_in_every_group(spaced: bool) -> None:
+    number = "RO81HSRENU40UGZECUYZUP9E"  # fewer than six digits in a row anywhere
+    text = " ".join(number[i : i + 4] for i in range(0, len(number), 4)) if spaced else number
+    assert _found(f"Bank account: {text}.") == [("iban", text)]
+
+
 def test_digit_groups_inside_an_iban_shaped_token_are_not_cards_or_phones() -> None:
     number = pii.iban_number(RNG, "DE")
     broken = number[:2] + str((int(number[2:4]) + 1) % 100).zfill(2) + number[4:]

@@ -27,7 +27,8 @@ words = st.lists(
         ["password", "PassWd", "pwd", "pass", "Secret", "api_key", "KEY", "token", "Basic",
          "://", "%2F", "1234", "12 34", "1.2.3.4", "fe80::1", "a@b.co", "RSSMRA85T10A562S",
          "12345", "1 2-3", "..", "1.2.", "2024",
-         "'a' + 'b'", "é", " ", ": ", "=", '"', "x" * 16, "key=", " value=", "Aa1!bB2@cC"]
+         "'a' + 'b'", "é", " ", ": ", "=", '"', "x" * 16, "key=", " value=", "Aa1!bB2@cC",
+         "MT31", "MALT", "A1B2", " "]
     ),
     max_size=8,
 ).map("".join)
@@ -81,6 +82,7 @@ def test_the_engine_finds_the_same_with_every_gate_open(text: str) -> None:
         ("123 456", gate.NUMBERS),
         ("10.0.0.1", gate.NUMBERS),
         ("RSSMRA85", gate.NUMBERS),
+        ("MT31 MALT RDWZ KQPB", gate.NUMBERS),
         ("x@y", gate.EMAIL),
         ("2001:db8::1", gate.IPV6),
         ("\ud800" + "A" * 16, gate.SECRET),  # a lone surrogate is read, not an error

@@ -43,3 +43,11 @@ def test_qualifying_runs_open_windows() -> None:
     assert find_windows("server 10.0.0.1 answered")[0]
     assert find_windows("card 4111 1111 1111 1111 now")[0]
     assert find_windows("Q3 revenue 4.2 billion, up 12 percent")[0] == []
+
+
+def test_an_iban_head_with_letters_opens_a_window() -> None:
+    text = "pay to MT31 MALT RDWZ KQPB XHNC ZUEA 6VM please"
+    ((lo, hi),) = find_windows(text)[0]
+    assert lo <= text.index("MT31") and hi >= text.index("6VM") + 3
+    assert find_windows("error AB12 in module XY99")[0] == []  # too short
+    assert find_windows("token xAB12CDEFGHIJKLMNOP")[0] == []  # inside a word

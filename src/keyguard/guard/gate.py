@@ -17,8 +17,9 @@ anything, so skipping a detector whose condition is absent changes no finding:
 * ``NUMBERS``: what opens a numeric window of :mod:`keyguard.guard.windows`, where every
   numeric detector reads: six digits joined by number separators, or four digits so joined
   and three dots in one run (an IPv4 address); or six letters of one case and two digits
-  (where an Italian fiscal code can start). A year, a short id (``user-0001``) or a price
-  opens none;
+  (where an Italian fiscal code can start); or two upper-case letters, two digits and twelve
+  letters or digits (an IBAN whose account part has letters). A year, a short id
+  (``user-0001``) or a price opens none;
 * ``EMAIL``: an ``@``;
 * ``IPV6``: two colons with only hex digits between them.
 
@@ -51,6 +52,7 @@ _CONDITIONS: tuple[tuple[int, bytes], ...] = (
     (_FOUR, _DIGIT + (_SEP + _DIGIT) * 3),
     (_DOTS, rb"\.(?:[0-9 \t/()+\-]*\.){2}"),  # three dots in one run
     (NUMBERS, rb"[A-Z]{6}[0-9]{2}|[a-z]{6}[0-9]{2}"),
+    (NUMBERS, rb"[A-Z]{2}[0-9]{2}(?:[ \t/()+\-]?[A-Z0-9]){12}"),  # an IBAN with letters
     (EMAIL, rb"@"),
     (IPV6, rb":[0-9A-Fa-f]*:"),
 )

@@ -5,7 +5,8 @@ number separators ``s``, upper-case letter ``u``, lower-case ``l``, anything els
 searched with ``bytes.find`` for literal class sequences: ``dd`` and ``dpd`` start runs of
 digits and separators; a run with at least six digits (cards, IBANs, SSNs, national ids, phone
 numbers) or three dots and four digits (IPv4) gives a window of the text around it, where the
-validating patterns then run. ``uuuuuudd`` (or ``lllllldd``, as some type it) marks where an
+validating patterns then run; so does an IBAN's head (two upper-case letters, two digits and
+twelve letters or digits), whose account part may have letters in every group. ``uuuuuudd`` (or ``lllllldd``, as some type it) marks where an
 Italian fiscal code can start.
 """
 
@@ -32,6 +33,7 @@ _RUN = re.compile(rb"[dps]*")
 _SIX = re.compile(rb"d[ps]*d[ps]*d[ps]*d[ps]*d[ps]*d")
 _FOUR = re.compile(rb"d[ps]*d[ps]*d[ps]*d")
 _DOTS = re.compile(rb"p[ds]*p[ds]*p")
+_IBAN_HEAD = re.compile(rb"uudd(?:s?[ud]){12,30}")
 _BEFORE = 48  # context and IBAN head before a run
 _AFTER = 40  # IBAN groups with letters after a run
 
@@ -67,6 +69,33 @@ def _runs(mask: bytes) -> list[tuple[int, int, int]]:
             return out
 
 
+def _iban_heads(mask: bytes) -> list[tuple[int, int]]:
+    """Spans of a country code, two check digits and 12 or more letters and digits (one
+    separator between two at most): an IBAN whose account part has letters and fewer than
+    six digits in a row (``MT31 MALT RDWZ ...``, ``RO09 BCYP 0000 ...``) opens no digit run."""
+    out: list[tuple[int, int]] = []
+    pos = mask.find(b"uudd")
+    while pos != -1:
+        m = _IBAN_HEAD.match(mask, pos)
+        if m is not None and (pos == 0 or mask[pos - 1] not in b"uld"):
+            out.append((pos, m.end()))
+            pos = mask.find(b"uudd", m.end())
+        else:
+            pos = mask.find(b"uudd", pos + 1)
+    return out
+
+
+def _merged(windows: Windows) -> Windows:
+    windows.sort()
+    out = [windows[0]]
+    for lo, hi in windows[1:]:
+        if lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
 def find_windows(text: str) -> tuple[Windows, list[int]]:
     """Windows ``(lo, hi)`` of ``text`` around numeric candidates, merged; and the offsets
     where an upper-case code with two digits (``RSSMRA85``) starts."""
@@ -78,6 +107,10 @@ def find_windows(text: str) -> tuple[Windows, list[int]]:
             windows[-1] = (windows[-1][0], max(windows[-1][1], hi))
         else:
             windows.append((lo, hi))
+    for start, end in _iban_heads(mask):
+        windows.append((max(0, start - _BEFORE), min(len(text), end + _AFTER)))
+    if len(windows) > 1:
+        windows = _merged(windows)
     codes: list[int] = []
     for head in (b"uuuuuudd", b"lllllldd"):
         pos = mask.find(head)
