@@ -165,6 +165,8 @@ def test_connection_strings_and_urls_with_passwords() -> None:
         "Server=tcp:sql-x.database.windows.net,1433;Database=db;User ID=app;Password={pw};",
         "cache-x.redis.cache.windows.net:6380,password={pw},ssl=True,abortConnect=False",
         "mysql://svc:{pw}@10.0.0.5:3306/shop",
+        "jdbc:sqlserver://sql01:1433;databaseName=hr;user=hr_app;password={pw};encrypt=true",
+        "jdbc:oracle:thin:@//db01:1521/ORCL?user=app&password={pw}",
     ],
 )
 def test_passwords_in_connection_strings(template: str) -> None:

@@ -278,8 +278,8 @@ _CS_PASSWORD = re.compile(
 _ODBC_BRACED = re.compile(r"\{(?!\{)(?![A-Za-z_][\w.]*\}$)(?!\d+\}$)[^{}\s]{4,126}\}$")
 _CS_ANCHOR = re.compile("password|pwd")  # over the lower-cased text
 _CS_CONTEXT = re.compile(
-    r"(?i)(?:server|data source|host|address|addr|user id|uid|username)\s*=|"
-    r"\.redis\.cache\.windows\.net|\.database\.windows\.net|:\d{2,5},"
+    r"(?i)(?:server|data source|host|address|addr|user id|uid|username|databasename)\s*=|"
+    r"\.redis\.cache\.windows\.net|\.database\.windows\.net|:\d{2,5},|\bjdbc:[a-z]"
 )
 
 
