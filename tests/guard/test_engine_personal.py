@@ -33,6 +33,7 @@ def _found(text: str) -> list[tuple[str, str]]:
         "at 2024-01-15 10:30:45.123 and 15/01/2024 and 1718035200",
         "version 10.0.19041.1 / Chrome/120.0.6099.109 / v1.2.3.4",
         "firmware 14.6.0.1, iOS 17.1.2.3, kernel 5.15.0.105, ver. 20.5.17.30, fw 81.2.69.16",
+        "the kernel is 5.15.0.105; upgraded the firmware to 14.6.0.1; version: 81.2.69.16",
         "placeholder card 4111-xxxx-xxxx-1111, SSN 000-00-0000 or 666-12-3456",
         "mail user@example.com or a@b.test; git@github.com:org/repo.git; logo@2x.png",
         "npm i @scope/pkg@1.2.3 and @decorator",

@@ -228,13 +228,13 @@ def _phones(
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)")
 _VERSION = re.compile(  # not after ://
     r"(?i)(?:version|\bv|\bver\.?|release|build|firmware|\bfw|kernel|bios|driver|\bi?os|"
-    r"android|(?<!/)/)\s*$"
+    r"android|(?<!/)/)(?:\s+(?:is|was|to|from|now))?[\s:=]*$"  # "the kernel is 5.15.0.105"
 )
 
 
 def _ipv4(text: str, lo: int, hi: int) -> Iterator[Match]:
     for m in _IPV4.finditer(text, lo, hi):
-        if _VERSION.search(text, max(0, m.start() - 12), m.start()):
+        if _VERSION.search(text, max(0, m.start() - 20), m.start()):
             continue
         try:
             address = ipaddress.IPv4Address(m.group())
