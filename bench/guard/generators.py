@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import string
 from collections.abc import Callable
 
@@ -128,6 +129,79 @@ def _tracking(rng: random.Random) -> Made:
     )
 
 
+# Account-number structure of more countries' IBANs (SWIFT's registry: n digits, a upper-case
+# letters, c either), for the held-out forms: letters in every group (RO, SA, QA) included
+_IBAN_BBAN = {
+    "PL": "8n16n", "PT": "4n4n11n2n", "SE": "3n16n1n", "NO": "4n6n1n", "DK": "4n9n1n",
+    "FI": "3n11n", "IE": "4a6n8n", "LU": "3n13c", "CZ": "4n16n", "HU": "3n4n1n15n1n",
+    "RO": "4a16c", "GR": "3n4n16c", "HR": "7n10n", "SI": "5n8n2n", "LT": "5n11n", "EE": "2n14n",
+    "BG": "4a4n2n8c", "MT": "4a5n18c", "SA": "2n18c", "AE": "3n16n", "TR": "5n1n16c",
+    "BR": "8n5n10n1a1c", "IS": "4n2n6n10n", "SK": "4n6n10n", "PK": "4a16c", "QA": "4a21c",
+}  # fmt: skip
+_CLASSES = {"n": string.digits, "a": string.ascii_uppercase,
+            "c": string.digits + string.ascii_uppercase}  # fmt: skip
+
+
+def _iban_world(rng: random.Random) -> Made:
+    from stdnum import iban
+
+    country = rng.choice(sorted(_IBAN_BBAN))
+    while True:
+        bban = "".join(
+            rng.choice(_CLASSES[kind])
+            for n, kind in re.findall(r"(\d+)([nac])", _IBAN_BBAN[country])
+            for _ in range(int(n))
+        )
+        number = country + iban.calc_check_digits(country + "00" + bban) + bban
+        if iban.is_valid(number):
+            break
+    if rng.random() < 0.5:
+        number = " ".join(number[i : i + 4] for i in range(0, len(number), 4))
+    return number, "IBAN", "iban"
+
+
+def _card_more(rng: random.Random) -> Made:
+    """Issuers and lengths beyond the common 16-digit ones, grouped as printed."""
+    prefix, length, groups = rng.choice(
+        [("36", 14, [4, 6, 4]), ("62", 19, [19]), ("6759", 16, [4, 4, 4, 4]),
+         ("4", 13, [13]), ("65", 16, [4, 4, 4, 4]), ("2200", 16, [4, 4, 4, 4])]
+    )  # fmt: skip
+    body = prefix + "".join(rng.choice(string.digits) for _ in range(length - len(prefix) - 1))
+    number = body + luhn.calc_check_digit(body)
+    out, pos = [], 0
+    for g in groups:
+        out.append(number[pos : pos + g])
+        pos += g
+    return rng.choice([" ", "-"]).join(out), "card number", "card_number"
+
+
+def _email_odd(rng: random.Random) -> Made:
+    return (
+        rng.choice([
+            "maria.gonzalez+invoices@fabrikam-consulting.com", "j.o'brien@mail.tcd.ie",
+            "LENA.FISCHER@Northwind-Traders.DE", "hiro_tanaka99@studio.photography",
+            "4471john@gmx.at", "first.m.last@dept.univ-lyon2.fr", "o-farid@adatum.co.uk",
+        ]),
+        "e-mail", "email",
+    )  # fmt: skip
+
+
+def _ssn_variant(rng: random.Random) -> Made:
+    return samples.ssn(rng, rng.choice([" ", ""])), "social security number", "ssn"
+
+
+def _hexr(rng: random.Random, n: int) -> str:
+    return "".join(rng.choice("0123456789abcdef") for _ in range(n))
+
+
+def _pem_variant(rng: random.Random) -> Made:
+    import base64
+
+    label = rng.choice(["ENCRYPTED PRIVATE KEY", "PGP PRIVATE KEY BLOCK", "DSA PRIVATE KEY"])
+    body = "\n".join(base64.b64encode(rng.randbytes(48)).decode() for _ in range(8))
+    return f"-----BEGIN {label}-----\n{body}\n-----END {label}-----", "private key", "key"
+
+
 GENERATORS: dict[str, Gen] = {
     # secrets
     "AZURE": ("azure_openai_key", lambda r: (testkeys.azure_key(), "Azure OpenAI key",
@@ -196,6 +270,22 @@ GENERATORS: dict[str, Gen] = {
         ":6380/0",
         "Redis URL", "REDIS_URL")),
     "PASSWORD": ("password", lambda r: (_password(r), "password", "DB_PASSWORD")),
+    "AWS_STS_ID": ("aws_access_key", lambda r: (
+        "ASIA" + "".join(r.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") for _ in range(16)),
+        "temporary AWS access key", "AccessKeyId")),
+    "SLACK_USER": ("slack_token", lambda r: (
+        f"xoxp-{r.randint(10**11, 10**12 - 1)}-{r.randint(10**11, 10**12 - 1)}-"
+        f"{r.randint(10**12, 10**13 - 1)}-{_hexr(r, 32)}", "Slack user token", "SLACK_USER_TOKEN")),
+    "PEM_MORE": ("private_key", _pem_variant),
+    "JDBC_URL": ("connection_string_password", lambda r: (
+        f"jdbc:sqlserver://sql{r.randint(1, 9):02d}.corp.local:1433;databaseName=hr;"
+        f"user=hr_app;password={samples.token(r, 'db_password')};encrypt=true",
+        "JDBC URL", "spring.datasource.url")),
+    "MONGO_URL": ("connection_string_password", lambda r: (
+        f"mongodb+srv://svc_orders:{samples.token(r, 'db_password')}@cluster0.ab{r.randint(1, 9)}cd"
+        ".mongodb.net/orders?retryWrites=true", "MongoDB URI", "MONGO_URI")),
+    "MAILCHIMP": ("named_secret", lambda r: (f"{_hexr(r, 32)}-us{r.randint(1, 21)}",
+                                             "Mailchimp API key", "MAILCHIMP_API_KEY")),
     "API_SECRET": ("named_secret", lambda r: (
         "".join(r.choice(string.ascii_letters + string.digits) for _ in range(r.randint(20, 40))),
         "API secret", "api_secret")),
@@ -228,6 +318,15 @@ GENERATORS: dict[str, Gen] = {
                                      "telephone")),
     "PHONE_DE": ("phone", lambda r: (  # written 0151/2345678
         samples.phone(r, "DE", international=False).replace(" ", "/", 1), "Tel.", "telefon")),
+    "IBAN_WORLD": ("iban", _iban_world),
+    "CARD_MORE": ("payment_card", _card_more),
+    "EMAIL_ODD": ("email", _email_odd),
+    "SSN_VARIANT": ("us_ssn", _ssn_variant),
+    "PHONE_WORLD": ("phone", lambda r: (samples.phone(r, r.choice(
+        ["CH", "IN", "BR", "JP", "AU", "PL", "SE", "IE", "MX", "AT", "BE", "PT", "IT", "ES", "NL"])),
+        "mobile", "mobile")),
+    "PHONE_NATIONAL": ("phone", lambda r: (samples.phone(r, r.choice(["IT", "ES", "NL", "GB", "DE"]),
+                                                         international=False), "phone", "phone")),
     "IP": ("ip_address", lambda r: (samples.public_ip(r), "IP address", "client_ip")),
     "IP6": ("ip_address", lambda r: (samples.public_ip(r, 6), "IPv6 address", "client_ip")),
     # hard negatives
@@ -249,6 +348,12 @@ GENERATORS: dict[str, Gen] = {
                                             "5555 5555 5555 4444", "378282246310005",
                                             "4000 0566 5566 5556"]), "test card", "card")),
     "EPOCH": (None, lambda r: (str(r.randint(1_600_000_000, 1_800_000_000)), "epoch", "ts")),
+    "FIRMWARE": (None, lambda r: (
+        f"{r.randint(11, 99)}.{r.randint(0, 9)}.{r.randint(0, 9)}.{r.randint(1, 99)}", "firmware",
+        "firmware")),
+    "TRACEPARENT": (None, lambda r: (f"00-{_hexr(r, 32)}-{_hexr(r, 16)}-01", "traceparent",
+                                     "traceparent")),
+    "DIGEST": (None, lambda r: (f"sha256:{_hexr(r, 64)}", "image digest", "digest")),
 }  # fmt: skip
 
 
