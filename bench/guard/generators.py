@@ -323,10 +323,10 @@ GENERATORS: dict[str, Gen] = {
     "EMAIL_ODD": ("email", _email_odd),
     "SSN_VARIANT": ("us_ssn", _ssn_variant),
     "PHONE_WORLD": ("phone", lambda r: (samples.phone(r, r.choice(
-        ["CH", "IN", "BR", "JP", "AU", "PL", "SE", "IE", "MX", "AT", "BE", "PT", "IT", "ES", "NL"])),
-        "mobile", "mobile")),
-    "PHONE_NATIONAL": ("phone", lambda r: (samples.phone(r, r.choice(["IT", "ES", "NL", "GB", "DE"]),
-                                                         international=False), "phone", "phone")),
+        ["CH", "IN", "BR", "JP", "AU", "PL", "SE", "IE", "MX", "AT", "BE", "PT", "IT", "ES",
+         "NL"])), "mobile", "mobile")),
+    "PHONE_NATIONAL": ("phone", lambda r: (samples.phone(
+        r, r.choice(["IT", "ES", "NL", "GB", "DE"]), international=False), "phone", "phone")),
     "IP": ("ip_address", lambda r: (samples.public_ip(r), "IP address", "client_ip")),
     "IP6": ("ip_address", lambda r: (samples.public_ip(r, 6), "IPv6 address", "client_ip")),
     # hard negatives

@@ -42,7 +42,9 @@ _VALUE = re.compile(
     r"(?:[NLru@]?(?:\"\"\"|'''|[\"']))?([^\s\"',;`]{6,128})"
 )
 _TYPED = re.compile(r"([A-Za-z_][\w.-]*)[ \t]*:?[ \t]*(?i:securestring|string|str)[ \t]*\Z")
-_ATTRIBUTE = re.compile(r"""(?i)\b(?:key|name)[ \t]*=[ \t]*["']([\w.:-]{1,64})["'][ \t]+value[ \t]*\Z""")
+_ATTRIBUTE = re.compile(
+    r"""(?i)\b(?:key|name)[ \t]*=[ \t]*["']([\w.:-]{1,64})["'][ \t]+value[ \t]*\Z"""
+)
 _XML_VALUE = re.compile(r"([^<>\s]{6,128})</([A-Za-z_][\w.-]{0,63})>")  # <password>v</password>
 _REFERENCE = re.compile(
     r"(?i)^(?:\$|%|<|\{|\[|@microsoft\.keyvault|process\.env|os\.environ|os\.getenv|env\(|"

@@ -4,8 +4,9 @@
 Each run of URL characters that holds an escaped ``@``, ``+``, space or ``:`` is decoded on
 its own (``+`` is a space, as in a form body; an escape is one character), read by the
 personal-data detectors, and a match is mapped back to the encoded characters it came from,
-so a redaction removes the encoded value. Work is bounded: a run is followed at most :data:`REACH` characters either
-way from an escape, and each character of the text is in at most one run.
+so a redaction removes the encoded value. Work is bounded: a run is followed at most
+:data:`REACH` characters either way from an escape, and each character of the text is in at
+most one run.
 """
 
 from __future__ import annotations

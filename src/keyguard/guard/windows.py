@@ -6,8 +6,8 @@ searched with ``bytes.find`` for literal class sequences: ``dd`` and ``dpd`` sta
 digits and separators; a run with at least six digits (cards, IBANs, SSNs, national ids, phone
 numbers) or three dots and four digits (IPv4) gives a window of the text around it, where the
 validating patterns then run; so does an IBAN's head (two upper-case letters, two digits and
-twelve letters or digits), whose account part may have letters in every group. ``uuuuuudd`` (or ``lllllldd``, as some type it) marks where an
-Italian fiscal code can start.
+twelve letters or digits), whose account part may have letters in every group. ``uuuuuudd``
+(or ``lllllldd``, as some type it) marks where an Italian fiscal code can start.
 """
 
 from __future__ import annotations
