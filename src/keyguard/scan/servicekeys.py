@@ -168,8 +168,11 @@ def _hinted_kind(text: str, start: int, end: int, kinds: tuple[str, ...]) -> str
     return best[1] if best else None
 
 
-def _judge_b64(text: str, start: int, end: int, outer_prefix: str) -> tuple[str, str, str] | None:
-    """(kind, confidence, reason) for a standalone 88/44-character base64 value, or None."""
+def _judge_b64(
+    text: str, start: int, end: int, outer_prefix: str, prose: list[bool | None]
+) -> tuple[str, str, str] | None:
+    """(kind, confidence, reason) for a standalone 88/44-character base64 value, or None;
+    ``prose[0]`` caches whether ``text`` names a service at all (``None``: not looked yet)."""
     if text.endswith(("AccountKey=", "SharedAccessKey="), 0, start):
         return None  # a connection string: ``connection_strings`` reports it, with its service
     kinds = _LENGTH_KINDS[end - start]
@@ -204,7 +207,13 @@ def _judge_b64(text: str, start: int, end: int, outer_prefix: str) -> tuple[str,
     in_section = _kind_of_name(section) if section else None
     if in_section is not None and in_section in kinds:
         return in_section, "medium", f"in the section {section!r}"
-    return _passed_to_client(prefix, kinds) or _named_in_prose(text, start, end, kinds)
+    found = _passed_to_client(prefix, kinds)
+    if found is not None:
+        return found
+    if prose[0] is None:  # once per text: most never name a service, and skip the sentences
+        lowered = text.lower()
+        prose[0] = any(word in lowered for word in _PROSE_WORDS)
+    return _named_in_prose(text, start, end, kinds) if prose[0] else None
 
 
 # Prose that names the key a value is: "my storage account key is <key>", "the Service Bus
@@ -214,6 +223,9 @@ _PROSE_KEY = re.compile(
     r"(?P<shared>service[ _-]?bus|event[ _-]?hubs?|shared[ _-]?access))"
     r"(?:[ _-]?(?:primary|secondary|access|master|account))?[ _-]?key\b"
 )
+
+
+_PROSE_WORDS = ("storage", "cosmos", "service", "event", "shared")  # _PROSE_KEY: each one
 
 
 def _named_in_prose(
@@ -245,6 +257,7 @@ def base64_keys(text: str, outer_prefix: str = "") -> Iterator[Hit]:
     the base64 decoder needs anyway, so the text is not searched again)."""
     if "=" not in text:
         return
+    prose: list[bool | None] = [None]
     for start, end in text_base64_runs(text):
         length = end - start
         if length not in (44, 88):
@@ -266,7 +279,7 @@ def base64_keys(text: str, outer_prefix: str = "") -> Iterator[Hit]:
             continue
         if entropy(value) < 4.0:
             continue
-        verdict = _judge_b64(text, start, end, outer_prefix)
+        verdict = _judge_b64(text, start, end, outer_prefix, prose)
         if verdict is not None:
             kind, confidence, reason = verdict
             yield Hit(kind, start, end, value, confidence, reason)
