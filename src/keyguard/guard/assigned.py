@@ -85,6 +85,8 @@ def _base64_text(value: str) -> str | None:
 def _checksummed_shape(value: str) -> bool:
     """A value in a format with a checksum (an Azure identifiable key, a Keyguard key): the
     scanner's detector reports it when the checksum holds; a look-alike is no secret."""
+    if len(value) < 54:  # the shorter of the two (``kgk_`` and 50 characters)
+        return False
     return bool(IDENTIFIABLE_KEY_PATTERN.fullmatch(value) or KEY_PATTERN.fullmatch(value))
 
 

@@ -277,11 +277,13 @@ _CS_PASSWORD = re.compile(
 # ``{{ pw }}``, ``{0}``) by holding something other than a name.
 _ODBC_BRACED = re.compile(r"\{(?!\{)(?![A-Za-z_][\w.]*\}$)(?!\d+\}$)[^{}\s]{4,126}\}$")
 _CS_ANCHOR = re.compile("password|pwd")  # over the lower-cased text
-# (no \b before jdbc: a word boundary in one alternative doubles the search's cost per position)
 _CS_CONTEXT = re.compile(
-    r"(?i)(?:server|data source|host|address|addr|user id|uid|username|databasename)\s*=|"
-    r"\.redis\.cache\.windows\.net|\.database\.windows\.net|:\d{2,5},|jdbc:[a-z]"
+    r"(?i)(?:server|data source|host|address|addr|user id|uid|username)\s*=|"
+    r"\.redis\.cache\.windows\.net|\.database\.windows\.net|:\d{2,5},"
 )
+# A JDBC URL's own marks, looked for in the lower-cased text (a find, not one more alternative
+# of the search above, which runs up to 400 characters for each password= in a line)
+_CS_WORDS = ("jdbc:", "databasename=")
 
 
 def _cs_passwords(text: str) -> Iterator[Hit]:
@@ -305,8 +307,12 @@ def _cs_passwords(text: str) -> Iterator[Hit]:
                 start = m.start(1) + (1 if m.group(1)[0] in "\"'" else 0)
                 if _ODBC_BRACED.match(value):  # Pwd={a;b!c}: ODBC's quoting, not a template
                     value, start = value[1:-1], start + 1
+                lo = line_start or max(0, pos - 400)
                 if (
-                    _CS_CONTEXT.search(text, line_start or max(0, pos - 400), pos)
+                    (
+                        _CS_CONTEXT.search(text, lo, pos)
+                        or any(lowered.find(w, lo, pos) != -1 for w in _CS_WORDS)
+                    )
                     and not _placeholder_password(value)
                     and not value.startswith(("$", "{", "<", "%"))
                 ):
