@@ -26,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from attacks import scenarios  # noqa: E402
 from declared import LIMITS, benign_new_keys  # noqa: E402
 from declared import scenarios as declared_scenarios  # noqa: E402
+from evasions import benign_lookalikes  # noqa: E402
+from evasions import scenarios as evasion_scenarios  # noqa: E402
 from traffic import T0, WEEK, benign  # noqa: E402
 
 from keyguard.detect.settings import DetectSettings  # noqa: E402
@@ -40,7 +42,8 @@ FIRST_REQUEST_RULES = ("key_probe", "decoy", "raw_azure_key")
 def build(weeks: float, seed: int, scale: float) -> list[tuple[object, str]]:
     items: list[tuple[object, str]] = [(o, "benign") for o in benign(weeks, seed, scale)]
     items.extend((o, "benign") for o in benign_new_keys(seed) if o.at < T0 + weeks * WEEK)
-    for scenario in [*scenarios(), *declared_scenarios()]:
+    items.extend((o, "benign") for o in benign_lookalikes(seed) if o.at < T0 + weeks * WEEK)
+    for scenario in [*scenarios(), *declared_scenarios(), *evasion_scenarios()]:
         items.extend(scenario.requests(seed))
     items.sort(key=lambda pair: pair[0].at)  # type: ignore[attr-defined]
     return items
