@@ -150,6 +150,66 @@ def test_one_tool_from_many_networks_is_stuffing_of_medium_severity() -> None:
     assert found and found[0].severity == "medium" and found[0].subject.startswith("client:")
 
 
+def _scattered(at: float, n: int) -> Observation:
+    """Garbage from the n-th address of a tool giving each attempt its own /24 (of another
+    /16) and its own fingerprint."""
+    o = _garbage(at, n, f"{20 + n % 200}.{n % 251}.{n}.9", client=f"tool/{n}")
+    o.network = f"{20 + n % 200}.{n % 251}.{n}.0/24"
+    return o
+
+
+def test_garbage_scattered_over_networks_and_fingerprints_is_stuffing_from_anywhere() -> None:
+    d = Detector(DetectSettings())
+    found = [f for i in range(90) for f in fire(d, _scattered(NOW + i, i))]
+    assert found and found[0].rule == "stuffing" and found[0].severity == "high"
+    assert found[0].subject == "sources:any" and found[0].evidence["failures"] == 50
+    assert found[0].evidence["address"] == "69.49.49.9"  # what block_source blocks
+
+
+def test_scattered_garbage_slower_is_counted_over_the_long_window() -> None:
+    d = Detector(DetectSettings())  # one every 5 s: 12 a minute, 120 in 10 minutes
+    found = [f for i in range(130) for f in fire(d, _scattered(NOW + 5 * i, i))]
+    assert found and found[0].subject == "sources:any"
+    assert found[0].evidence["failures"] == 100
+
+
+def test_a_gateways_users_mistyping_all_day_are_not_stuffing_from_anywhere() -> None:
+    d = Detector(DetectSettings())  # one wrong key a minute, each from another user
+    for i in range(1440):
+        assert fire(d, _scattered(NOW + 60 * i, i)) == []
+
+
+def test_one_address_trickling_garbage_all_day_is_stuffing() -> None:
+    d = Detector(DetectSettings())  # one every 100 s: 6 in 10 minutes, 100 in under 3 h
+    found = [f for i in range(120) for f in fire(d, _garbage(NOW + 100 * i, i))]
+    assert found and found[0].subject == "address:198.51.100.7"
+    assert found[0].evidence["failures"] == 100 and "trickle" in found[0].summary
+
+
+def test_one_leaked_key_tried_from_network_after_network_over_a_day_is_stuffing() -> None:
+    d = Detector(DetectSettings())  # every 25 minutes from another network
+    for i in range(7):
+        assert fire(d, failed(NOW + 1500 * i, "KEYLEAKED002", f"198.18.{i}.0/24")) == []
+    found = fire(d, failed(NOW + 1500 * 7, "KEYLEAKED002", "198.18.7.0/24"))
+    assert rules(found) == ["stuffing"] and found[0].subject == "key:KEYLEAKED002"
+    assert found[0].evidence["networks"] == 8
+
+
+def test_a_fleet_presenting_its_revoked_key_from_its_own_networks_is_not_stuffing() -> None:
+    """After a rotation, an autoscaled app's hosts (four egress networks) keep presenting the
+    old key: networks the key itself was used from are its own, not a leak's."""
+    d = Detector(DetectSettings())
+    own = [f"52.1.{n}.0/24" for n in range(4)]
+    for i in range(40):
+        d.observe(obs(NOW - 3600 + i * 60, key_id="KEYROTATED01", network=own[i % 4]))
+    for i in range(400):
+        o = failed(NOW + i * 9, "KEYROTATED01", own[i % 4])
+        o.source = f"52.1.{i % 4}.{2 + i % 200}"
+        assert fire(d, o) == []
+    found = fire(d, failed(NOW + 4000, "KEYROTATED01", "198.18.0.0/24"))  # not its own
+    assert found == []  # one foreign network: a single failure, nothing yet
+
+
 def _prompted(at: float, key: str, app: str, network: str, digest: str = "d1") -> Observation:
     return obs(at, key_id=key, presented_key_id=key, app=app, network=network, prompt_digest=digest)
 

@@ -50,6 +50,11 @@ class Baselines:
     guarded: Events | None = None  # the key's (or app's) requests the guardrails hit lately
     peers_of: str | None = None  # whose keys ``peers`` are: "app NAME", "team NAME", ...
     declared: Declaration | None = None  # what a new key's limits and role declare
+    # credentials refused from anywhere lately (a failed authentication only)
+    anywhere: AddressState | None = None
+    # whether the refused key id was itself used from the request's network (its own fleet
+    # still presenting it after a revocation, not a leak being tried)
+    presented_own: bool = False
     # whether the request falls in hours its key (or app) is never used: worked out once, by
     # the first rule that needs it (None: not yet), for the rules and the profile update
     odd_hour: bool | None = None

@@ -91,6 +91,8 @@ class Detector:
         # distinct refused credentials per exact address, and per client fingerprint
         self.addresses: _Bounded[AddressState] = _Bounded(cap)
         self.clients: _Bounded[Recent] = _Bounded(cap)
+        # distinct refused credentials from every source at once
+        self.anywhere = AddressState.new(settings, day=False)
         # the mature keys of each app, team and deployment ("app:NAME", "team:...", ...)
         self.peers: _Bounded[PeerGroup] = _Bounded(4096)
         # per prompt digest: who sent it lately; a prompt seen once is kept as its first
@@ -141,6 +143,8 @@ class Detector:
         view.guarded = guarded
         view.wide = wide
         view.peers_of = peers_of
+        if obs.status == 401:
+            self._refused_view(view, obs)
         if prompt is not None and obs.app is not None:
             view.sender = self.teams.get(obs.app, obs.app)
         declarations = self.declarations
@@ -156,6 +160,15 @@ class Detector:
         if guarded is not None:
             guarded.add(now)
         return findings
+
+    def _refused_view(self, view: Baselines, obs: Observation) -> None:
+        """What a refused credential is also judged by: the failures from anywhere, and
+        whether its key id was used from its network before (its own fleet)."""
+        view.anywhere = self.anywhere
+        presented = obs.presented_key_id
+        if presented is not None and obs.network is not None:
+            own = self.keys.items.get(presented)
+            view.presented_own = own is not None and obs.network in own.networks
 
     def _wide(self, obs: Observation) -> SourceState | None:
         """The failures from the wider IPv6 prefix of ``obs``'s address (an IPv4 address: none);
@@ -225,6 +238,7 @@ class Detector:
         client = self.clients.get(obs.client_id) if obs.client_id else None
         view = Baselines(None, None, source, presented, address, client)
         view.wide = self._wide(obs)
+        self._refused_view(view, obs)
         self._update(view, obs, obs.at)
 
     def _update(self, view: Baselines, obs: Observation, now: float) -> None:
@@ -236,6 +250,11 @@ class Detector:
                 address = view.address or self.addresses.put(obs.source, AddressState.new(s))
                 address.burst.add(refused, now)
                 address.slow.add(refused, now)
+                if address.day is not None:
+                    address.day.add(refused, now)
+            anywhere = self.anywhere
+            anywhere.burst.add(refused, now)
+            anywhere.slow.add(refused, now)
             client_id = obs.client_id
             if client_id is not None:
                 (view.client or self.clients.put(client_id, Recent(burst))).add(refused, now)
@@ -247,11 +266,16 @@ class Detector:
                 source.burst.add(refused, now)
             if view.wide is not None:
                 view.wide.burst.add(refused, now)
-            if obs.presented_key_id is not None and obs.network is not None:
+            if (
+                obs.presented_key_id is not None
+                and obs.network is not None
+                and not view.presented_own
+            ):
                 presented = view.presented or self.presented.put(
                     obs.presented_key_id, PresentedState.new(s)
                 )
                 presented.failed_networks.add(obs.network, now)
+                presented.day_networks.add(obs.network, now)
         if obs.key_id is None:
             return
         if obs.prompt_digest is not None:

@@ -251,15 +251,21 @@ class PromptState:
 
 @dataclass(slots=True)
 class AddressState:
-    """The distinct credentials refused from one address: lately, and over the long window."""
+    """The distinct credentials refused from one address (or from anywhere): lately, over the
+    long window and over the day (``day``: an address's only, not anywhere's)."""
 
     burst: Recent
     slow: Recent
+    day: Recent | None = None
 
     @classmethod
-    def new(cls, settings: DetectSettings) -> AddressState:
+    def new(cls, settings: DetectSettings, day: bool = True) -> AddressState:
         r = settings.stuffing
-        return cls(Recent(r.burst_window_s, cap=1024), Recent(r.window_s, cap=1024))
+        return cls(
+            Recent(r.burst_window_s, cap=1024),
+            Recent(r.window_s, cap=1024),
+            Recent(r.day_window_s, cap=1024) if day else None,
+        )
 
 
 class PeerGroup:
@@ -302,13 +308,16 @@ def _median(values: Any) -> float:
 
 @dataclass(slots=True)
 class PresentedState:
-    """Failed authentications presenting one key id."""
+    """Failed authentications presenting one key id: the networks they came from, lately and
+    over the day (not the networks the key itself was used from)."""
 
     failed_networks: Recent
+    day_networks: Recent
 
     @classmethod
     def new(cls, settings: DetectSettings) -> PresentedState:
-        return cls(Recent(settings.stuffing.window_s))
+        r = settings.stuffing
+        return cls(Recent(r.window_s), Recent(r.day_window_s))
 
 
 def velocity_thresholds(

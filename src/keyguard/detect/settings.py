@@ -108,7 +108,8 @@ class KeyProbeRule(Frozen):
 class StuffingRule(Frozen):
     """Failed authentications, whatever was presented (a key, a token, garbage): many from one
     address, network or client within a minute; many key ids from one network, or one key id
-    from many networks, within ``window_s``."""
+    from many networks, within ``window_s``; many from anywhere at all; from one address, or
+    with one key id from many networks, over ``day_window_s``."""
 
     enabled: bool = True
     window_s: float = Field(default=600, gt=0)
@@ -120,6 +121,14 @@ class StuffingRule(Frozen):
     slow_failures_per_address: int = Field(default=60, ge=3)  # within window_s: slow and low
     failures_per_network: int = Field(default=25, ge=3)
     failures_per_client: int = Field(default=40, ge=3)  # one client fingerprint, any source
+    # every source at once: a tool scattering its attempts over networks and fingerprints
+    failures_anywhere: int = Field(default=50, ge=3, le=1000)  # within burst_window_s
+    slow_failures_anywhere: int = Field(default=100, ge=3, le=1000)  # within window_s
+    # slower still, over a day: one address trickling, one leaked key id from network after
+    # network (not those the key itself was used from: a fleet still holding a revoked key)
+    day_window_s: float = Field(default=86_400, gt=0)
+    day_failures_per_address: int = Field(default=100, ge=3, le=1000)
+    day_networks_per_key: int = Field(default=8, ge=2, le=200)
 
 
 class ResellerRule(Frozen):

@@ -38,12 +38,20 @@ def _stuffing(view: Baselines, obs: Observation, now: float, s: DetectSettings) 
         return None
     burst = f"within {r.burst_window_s:.0f} s, whatever was presented"
     refused = obs.refused or obs.request_id
-    if view.address is not None and obs.source is not None:
-        failures = view.address.burst.count(now, refused)
-        slow = view.address.slow.count(now, refused)
-        if failures >= r.failures_per_address or slow >= r.slow_failures_per_address:
-            if failures < r.failures_per_address:
+    address = view.address
+    if address is not None and obs.source is not None:
+        failures = address.burst.count(now, refused)
+        slow = address.slow.count(now, refused)
+        day = address.day.count(now, refused) if address.day is not None else 0
+        if (
+            failures >= r.failures_per_address
+            or slow >= r.slow_failures_per_address
+            or day >= r.day_failures_per_address
+        ):
+            if failures < r.failures_per_address and slow >= r.slow_failures_per_address:
                 failures, burst = slow, f"within {r.window_s:.0f} s, slowly"
+            elif failures < r.failures_per_address:
+                failures, burst = day, f"within {r.day_window_s / 3600:.0f} h, a trickle"
             f = finding(
                 "stuffing",
                 "high",
@@ -97,9 +105,12 @@ def _stuffing(view: Baselines, obs: Observation, now: float, s: DetectSettings) 
                 prefix=prefix,
             )
             return Detection(**{**detection_fields(f), "subject": f"source:{prefix}"})
-    if view.presented is not None and obs.presented_key_id is not None:
-        nets = view.presented.failed_networks.count(now, obs.network)
-        if nets >= r.networks_per_key:
+    presented = view.presented
+    if presented is not None and obs.presented_key_id is not None and not view.presented_own:
+        nets, within = presented.failed_networks.count(now, obs.network), r.window_s
+        if nets < r.networks_per_key:
+            nets, within = presented.day_networks.count(now, obs.network), r.day_window_s
+        if nets >= (r.networks_per_key if within == r.window_s else r.day_networks_per_key):
             f = finding(
                 "stuffing",
                 "high",
@@ -126,7 +137,30 @@ def _stuffing(view: Baselines, obs: Observation, now: float, s: DetectSettings) 
             )
             digest = hashlib.sha256(obs.client_id.encode()).hexdigest()[:16]
             return Detection(**{**detection_fields(f), "subject": f"client:{digest}"})
-    return None
+    return _anywhere(view, obs, now, s)
+
+
+def _anywhere(view: Baselines, obs: Observation, now: float, s: DetectSettings) -> Detection | None:
+    """Many credentials refused from every source at once: a tool giving each attempt its own
+    address, network and fingerprint, so that none of them counts more than one."""
+    r, anywhere = s.stuffing, view.anywhere
+    if anywhere is None:
+        return None
+    refused = obs.refused or obs.request_id
+    failures, within = anywhere.burst.count(now, refused), r.burst_window_s
+    if failures < r.failures_anywhere:
+        failures, within = anywhere.slow.count(now, refused), r.window_s
+        if failures < r.slow_failures_anywhere:
+            return None
+    f = finding(
+        "stuffing",
+        "high",
+        obs,
+        f"{failures} different credentials refused within {within:.0f} s from sources that "
+        "each tried few: credential stuffing scattered over networks and clients.",
+        failures=failures,
+    )
+    return Detection(**{**detection_fields(f), "subject": "sources:any"})
 
 
 def enumeration(
