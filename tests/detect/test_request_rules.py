@@ -18,7 +18,9 @@ from .observations import NOW, failed, fire, learnt, obs, rules
     "shape",
     [
         {"max_tokens": 1, "empty_prompt": True},
+        {"max_tokens": 3, "empty_prompt": True},  # a checker with a budget of a few tokens
         {"max_tokens": 9000, "empty_prompt": True, "temperature": 0.0, "seed": 0},
+        {"max_tokens": 16000, "empty_prompt": True, "temperature": 0.0},  # no seed at all
     ],
 )
 def test_key_probe_fires_on_the_first_request(shape: dict[str, Any]) -> None:
@@ -37,6 +39,8 @@ def test_a_health_check_is_not_a_probe() -> None:
     d = Detector(DetectSettings())
     assert fire(d, obs(NOW, max_tokens=1, empty_prompt=False)) == []
     assert fire(d, obs(NOW + 1, max_tokens=9000, empty_prompt=True, temperature=0.7)) == []
+    assert fire(d, obs(NOW + 2, max_tokens=9000, empty_prompt=True, temperature=0, seed=7)) == []
+    assert fire(d, obs(NOW + 3, max_tokens=6, empty_prompt=True)) == []
 
 
 def test_an_app_that_always_used_the_old_api_version_is_not_probing() -> None:
@@ -87,6 +91,9 @@ def test_a_one_token_hi_from_a_checkers_network_and_client_is_a_probe() -> None:
     # max_completion_tokens 1 is read as max_tokens; "Hello!" is as short
     found = fire(learnt(), obs(NOW, prompt_chars=6, max_tokens=1, **CHECKER))
     assert "key_probe" in rules(found)
+    # a checker allowing a few tokens ("hi" with max_tokens 5) sends the same probe
+    found = fire(learnt(), obs(NOW, **{**HI, "max_tokens": 5}, **CHECKER))
+    assert "key_probe" in rules(found)
 
 
 def test_a_one_token_hi_with_the_apps_client_from_a_new_network_is_the_network_rules() -> None:
@@ -103,8 +110,8 @@ def test_the_apps_own_health_check_is_not_a_probe() -> None:
     # a longer prompt, or more tokens, from anywhere: not a liveness probe
     assert "key_probe" not in rules(fire(d, obs(NOW + 2000, prompt_chars=30, max_tokens=1,
                                                  **CHECKER)))  # fmt: skip
-    assert "key_probe" not in rules(fire(d, obs(NOW + 2001, **{**HI, "max_tokens": 5},
-                                                 **CHECKER)))  # fmt: skip
+    assert "key_probe" not in rules(fire(learnt(), obs(NOW + 2001, **{**HI, "max_tokens": 6},
+                                                        **CHECKER)))  # fmt: skip
     # a key with no history at all: a developer trying the key just made
     assert fire(Detector(DetectSettings()), obs(NOW, **HI, **CHECKER)) == []
 

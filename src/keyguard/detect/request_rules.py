@@ -57,13 +57,14 @@ def probe_signature(
     r: KeyProbeRule,
 ) -> str | None:
     """The shape of a key checker's request, from the request alone (so the gateway can
-    refuse it before it is served): a 1-token empty prompt, or an empty context-size probe at
-    temperature 0 and seed 0."""
+    refuse it before it is served): an empty prompt with a few tokens at most, or an empty
+    context-size probe at temperature 0 (with seed 0, or none: a checker leaving the seed out
+    sends the same probe)."""
     if not empty_prompt or max_tokens is None:
         return None
     if max_tokens <= r.probe_max_tokens:
         return f"validity probe: empty prompt, max_tokens {max_tokens}"
-    if max_tokens >= r.context_probe_tokens and temperature == 0 and seed == 0:
+    if max_tokens >= r.context_probe_tokens and temperature == 0 and not seed:
         return f"context-size probe: empty prompt, max_tokens {max_tokens}"
     return None
 

@@ -97,11 +97,13 @@ class KeyProbeRule(Frozen):
     """Request shapes of credential resellers' key checkers (see docs/monitoring.md)."""
 
     enabled: bool = True
-    probe_max_tokens: int = Field(default=1, ge=0)  # with an empty prompt
+    # with an empty prompt: no answer this short is of use, only the status is
+    probe_max_tokens: int = Field(default=5, ge=0)
     # ... or with a prompt this short ("hi"), from a network or client new to the key and its
     # app (a health check from the app's own hosts is left alone); 0: empty prompts only
     liveness_prompt_chars: int = Field(default=16, ge=0, le=64)
-    context_probe_tokens: int = Field(default=8000, gt=0)  # with an empty prompt, temperature 0
+    # with an empty prompt, temperature 0 (a seed, if any, 0)
+    context_probe_tokens: int = Field(default=8000, gt=0)
     suspicious_api_versions: tuple[str, ...] = ("2023-09-01-preview",)
 
 
