@@ -244,3 +244,72 @@ def test_a_profile_saved_before_the_mix_was_kept_knows_its_deployments() -> None
     for i in range(20):
         found = fire(fresh, obs(NOW + 3600 + i * 60, deployment="gpt-4o-mini"))
         assert "model_mix" not in rules(found)
+
+
+# -- 14. sustained usage -----------------------------------------------------------------------
+
+
+def _long_completions(d: Detector, hours: float, key: str = "KEYAAAAAAAA1") -> list[Detection]:
+    """The key's own network and client, one 15,000-token completion every 70 s: never two
+    in the velocity window, under its 20,000-token floor."""
+    found: list[Detection] = []
+    for i in range(int(hours * 3600 / 70)):
+        found += fire(d, obs(NOW + i * 70, key_id=key, prompt_tokens=500,
+                             completion_tokens=14_500, latency_ms=60_000.0))  # fmt: skip
+    return found
+
+
+def test_long_completions_for_hours_under_the_minute_floors_are_sustained_usage() -> None:
+    found = _long_completions(learnt(), 1.0)
+    assert "velocity" not in rules(found)
+    sustained = [f for f in found if f.rule == "sustained"]
+    assert sustained and sustained[0].severity == "high"
+    assert sustained[0].evidence["judged_against"] == "own history"
+    assert sustained[0].evidence["threshold"] == 400_000  # the floor: a light key
+    assert sustained[0].at - NOW < 32 * 60  # the 27th request of 15,000 tokens
+
+
+def test_a_key_at_its_own_busiest_hours_pace_is_not_sustained_usage() -> None:
+    d = Detector(QUICK)
+    mature(d, {"BUSYKEY00001": ("busy", 6000)})  # 720,000 tokens an hour for 26 hours
+    for i in range(4 * 120):  # four more hours at that pace, then a little above
+        tokens = 6000 if i < 2 * 120 else 7500
+        assert fire(d, obs(NOW + i * 30, key_id="BUSYKEY00001", app="busy",
+                           prompt_tokens=tokens)) == []  # fmt: skip
+
+
+def test_a_new_key_of_a_mature_app_is_judged_against_the_whole_apps_busiest_hour() -> None:
+    """A rotated key taking over the app's traffic spends what the app did; a second, new
+    key spending more than half as much again as the whole app, each minute under the
+    velocity floors, is someone else's."""
+    app = {"BUSYKEY00001": ("busy", 3000), "BUSYKEY00002": ("busy", 3000)}
+    d = Detector(QUICK)
+    mature(d, app)  # the app: two keys, 720,000 tokens an hour together
+    for i in range(2 * 240):  # the rotation: a new key takes over both, the old ones stop
+        assert fire(d, obs(NOW + i * 15, key_id="ROTATEDKEY01", app="busy",
+                           prompt_tokens=3000)) == []  # fmt: skip
+    d = Detector(QUICK)
+    mature(d, app)
+    found: list[Detection] = []
+    for i in range(2 * 120):  # 9,600 tokens every 30 s: 19,200 a minute, 1.15 million an hour
+        found += fire(d, obs(NOW + i * 30, key_id="SECONDKEY001", app="busy",
+                             prompt_tokens=9500))  # fmt: skip
+    assert "velocity" not in rules(found)
+    sustained = [f for f in found if f.rule == "sustained"]
+    assert sustained and sustained[0].evidence["judged_against"] == "app busy, all its keys"
+    assert 1_000_000 < sustained[0].evidence["threshold"] < 1_200_000
+
+
+def test_a_new_key_of_a_new_app_is_left_to_the_velocity_rule() -> None:
+    found = _long_completions(Detector(DetectSettings()), 1.0, key="NEWKEY000001")
+    assert "sustained" not in rules(found)
+
+
+def test_the_sustained_peak_survives_a_restart() -> None:
+    d = Detector(QUICK)
+    mature(d, {"BUSYKEY00001": ("busy", 6000)})
+    saved = d.take_dirty()
+    restored = Detector(QUICK)
+    assert restored.load(saved.items()) == 2
+    key = restored.keys.get("BUSYKEY00001")
+    assert key is not None and key.hour_peak.current(NOW) > 600_000

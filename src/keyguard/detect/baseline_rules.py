@@ -10,10 +10,19 @@ from ..core.observation import Observation
 from ..events import Severity
 from .declared import declared_thresholds
 from .detection import Baselines, Detection, finding
-from .profile import velocity_thresholds
+from .profile import sustained_threshold, velocity_thresholds
 from .settings import DetectSettings
 
-__all__ = ["burst", "model_mix", "network", "reseller", "unusual_hour", "unusual_time", "velocity"]
+__all__ = [
+    "burst",
+    "model_mix",
+    "network",
+    "reseller",
+    "sustained",
+    "unusual_hour",
+    "unusual_time",
+    "velocity",
+]
 
 
 def network(view: Baselines, obs: Observation, now: float, s: DetectSettings) -> Detection | None:
@@ -258,4 +267,36 @@ def model_mix(view: Baselines, obs: Observation, now: float, s: DetectSettings) 
         requests_on_it=round(on),
         requests=round(total),
         history_share=round(share, 4),
+    )
+
+
+def sustained(view: Baselines, obs: Observation, now: float, s: DetectSettings) -> Detection | None:
+    """14. Tokens over an hour far above the key's own busiest hour, or, for a key without a
+    history, above its mature app's busiest hour with all its keys: a thief under the
+    per-minute floors for hours (long completions one at a time, a steady pace)."""
+    key, base = view.key, view.base
+    if base is None or key is None:
+        return None  # no history at all: the velocity rule's defaults and peers judge
+    unfolded = key.unfolded  # the velocity bucket not yet folded in
+    if key.hour_tokens.most() + unfolded + obs.tokens <= key.hour_limit:
+        return None  # most requests: below even an upper bound of the window's tokens
+    r = s.sustained
+    if base is key:
+        limit, judged = key.hour_limit, "own history"
+    else:  # its app's (a key without a history of its own)
+        limit = sustained_threshold(base, r, now, r.new_key_multiplier)
+        judged = f"app {obs.app}, all its keys"
+    tokens = key.hour_tokens.total(now) + unfolded + obs.tokens
+    if tokens <= limit:
+        return None
+    return finding(
+        "sustained",
+        "high",
+        obs,
+        f"{tokens:.0f} tokens within {r.window_s / 60:.0f} min (threshold {limit:.0f}, "
+        f"against the busiest such window of its {judged}): "
+        "usage far above the baseline for a long time, each minute under the velocity floors.",
+        tokens_in_window=round(tokens),
+        threshold=round(limit),
+        judged_against=judged,
     )

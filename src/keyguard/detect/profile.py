@@ -5,8 +5,9 @@ A :class:`Profile` (one per key and one per app) remembers, with bounded memory:
 * the networks (address prefixes), client fingerprints, deployments and api-versions it used;
 * when it is used: a 168-bin hour-of-week histogram with exponentially decaying weights;
 * how hard it is used: decaying peaks of its token rate, cost rate and concurrency over the
-  velocity window, fed only by traffic that was not itself abnormal, and of its requests over
-  the burst window, fed only away from a burst;
+  velocity window, fed only by traffic that was not itself abnormal, of its tokens over the
+  sustained window (an hour), and of its requests over the burst window, fed only away from a
+  burst;
 * which deployments it spends its requests on (weighted as the hours);
 * short windows the rules read (networks and clients seen lately, enumeration attempts, the
   bursts of the last day, its requests of the last hour on deployments rare in its history).
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.observation import Observation
-from .settings import BurstRule, DetectSettings, VelocityRule
+from .settings import BurstRule, DetectSettings, SustainedRule, VelocityRule
 from .windows import Events, Peak, Rate, Recent
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "hour_of_week",
     "velocity_thresholds",
     "burst_threshold",
+    "sustained_threshold",
 ]
 
 _WEEK_HOURS = 168
@@ -98,6 +100,13 @@ class Profile:
     burst_limit: float = 0.0  # burst_threshold, worked out at each burst bucket
     burst_bucket: int = -1
     burst_pending: deque[tuple[float, float]] = field(default_factory=deque)
+    # tokens within sustained.window_s, a velocity bucket at a time, and their decaying peak
+    hour_tokens: Rate = field(init=False)
+    unfolded: float = 0.0  # tokens of the velocity bucket not yet in ``hour_tokens``
+    hour_peak: Peak = field(init=False)
+    hour_limit: float = 0.0  # sustained_threshold, worked out at each of its buckets
+    hour_bucket: int = -1
+    hour_pending: deque[tuple[float, float]] = field(default_factory=deque)
     recent_requests: Rate = field(init=False)  # within model_mix.window_s ...
     recent_mix: dict[str, Rate] = field(default_factory=dict)  # ... per deployment
     ends: deque[float] = field(default_factory=lambda: deque(maxlen=256))
@@ -117,6 +126,9 @@ class Profile:
         self.cost_peak = Peak(half_life)
         self.concurrency_peak = Peak(half_life)
         self.burst_peak = Peak(half_life)
+        self.hour_peak = Peak(half_life)
+        self.hour_tokens = Rate(s.sustained.window_s)
+        self.hour_limit = s.sustained.min_tokens
         self.tokens = Rate(s.velocity.window_s)
         self.cost = Rate(s.velocity.window_s)
         self.recent_networks = Recent(s.network.window_s)
@@ -215,7 +227,13 @@ class Profile:
 
     def _peaks(self) -> tuple[Peak, ...]:
         """The peaks saved, in their saved order (a new one goes last: older saves load)."""
-        return (self.token_peak, self.cost_peak, self.concurrency_peak, self.burst_peak)
+        return (
+            self.token_peak,
+            self.cost_peak,
+            self.concurrency_peak,
+            self.burst_peak,
+            self.hour_peak,
+        )
 
 
 @dataclass(slots=True)
@@ -342,6 +360,38 @@ def velocity_thresholds(
     )
 
 
+def sustained_threshold(
+    p: Profile, r: SustainedRule, now: float, multiplier: float | None = None
+) -> float:
+    """Tokens within ``r.window_s`` above which traffic is far above ``p``'s busiest such
+    window (a key's own; or its app's, all its keys together, with ``multiplier``)."""
+    return max((multiplier or r.multiplier) * p.hour_peak.current(now), r.min_tokens)
+
+
+def _fold_hour(p: Profile, now: float) -> None:
+    """At each velocity bucket, move the finished bucket's tokens into the sustained window;
+    at each of that window's buckets, note its total and offer to the decaying peak what was
+    noted a full window ago (a value above the threshold only nudges the peak up slowly)."""
+    r, rate = p.settings.sustained, p.hour_tokens
+    if p.unfolded:
+        rate.add(p.last_bucket * p.tokens.width, p.unfolded)
+        p.unfolded = 0.0
+    bucket = int(now // rate.width)
+    if bucket == p.hour_bucket:
+        return
+    if p.hour_bucket >= 0:
+        p.hour_pending.append((now, rate.total(now)))
+    p.hour_bucket = bucket
+    pending, peak, mature = p.hour_pending, p.hour_peak, p.mature()
+    while pending and pending[0][0] <= now - r.window_s:
+        value = pending.popleft()[1]
+        if mature and value > p.hour_limit:
+            peak.offer(now, peak.current(now) * _SLOW_GROWTH)
+        else:
+            peak.offer(now, value)
+    p.hour_limit = sustained_threshold(p, r, now)
+
+
 def burst_threshold(p: Profile, r: BurstRule, now: float) -> float:
     """Requests within ``r.window_s`` above which a mature key is in a burst."""
     return max(r.multiplier * p.burst_peak.current(now), float(r.min_requests))
@@ -397,6 +447,7 @@ def _fold_peaks(p: Profile, now: float) -> None:
     if bucket == p.last_bucket:
         return
     if p.last_bucket >= 0:
+        _fold_hour(p, now)
         noted = (p.tokens.total(now), p.cost.total(now), float(p.bucket_concurrency))
         p.pending.append((now, noted))
     p.last_bucket = bucket
@@ -505,7 +556,9 @@ def update_profile(
             del mix[min(mix, key=mix.__getitem__)]
     if unusual_hour and windows:
         p.unusual.add(now)
-    p.tokens.add(now, float(obs.prompt_tokens + obs.completion_tokens))
+    tokens = float(obs.prompt_tokens + obs.completion_tokens)
+    p.tokens.add(now, tokens)
+    p.unfolded += tokens
     if obs.cost is not None:
         p.cost.add(now, obs.cost)
     running = p.concurrency(now - obs.latency_ms / 1000)

@@ -16,7 +16,15 @@ that count within a window (:mod:`.window_rules`), the rules against a baseline
 
 from __future__ import annotations
 
-from .baseline_rules import burst, model_mix, network, reseller, unusual_time, velocity
+from .baseline_rules import (
+    burst,
+    model_mix,
+    network,
+    reseller,
+    sustained,
+    unusual_time,
+    velocity,
+)
 from .detection import Rule
 from .request_rules import decoy, key_probe, raw_azure_key
 from .window_rules import enumeration, guardrail_repeat, repetition, stuffing
@@ -38,4 +46,5 @@ RULE_FUNCTIONS: dict[str, Rule] = {
     "guardrail_repeat": guardrail_repeat,
     "burst": burst,
     "model_mix": model_mix,
+    "sustained": sustained,
 }

@@ -22,6 +22,7 @@ __all__ = [
     "RepetitionRule",
     "BurstRule",
     "ModelMixRule",
+    "SustainedRule",
     "UnusualTimeRule",
     "GuardrailRule",
     "RULES",
@@ -42,6 +43,7 @@ RULES = (
     "guardrail_repeat",
     "burst",
     "model_mix",
+    "sustained",
 )
 
 
@@ -178,6 +180,21 @@ class ModelMixRule(Frozen):
     min_requests: int = Field(default=10, ge=1)  # on it within window_s
 
 
+class SustainedRule(Frozen):
+    """Tokens over ``window_s`` far above the key's own busiest such window (a key without a
+    history of its own: above its mature app's busiest window, all its keys together): a
+    stolen key kept under the velocity rule's per-minute floors for hours, with long
+    completions or a steady pace."""
+
+    enabled: bool = True
+    window_s: float = Field(default=3600, ge=600, le=86_400)
+    multiplier: float = Field(default=2.0, gt=1)
+    # a key without a history, alone, against its whole app (all its keys): a rotated key
+    # taking over the app's traffic spends about 1x; a second key on top of it, much more
+    new_key_multiplier: float = Field(default=1.5, gt=1)
+    min_tokens: float = Field(default=400_000, ge=0)  # per window; never fire below
+
+
 class UnusualTimeRule(Frozen):
     """Use after long dormancy, or repeatedly in hours the key is never used."""
 
@@ -234,6 +251,7 @@ class DetectSettings(Frozen):
     guardrail_repeat: GuardrailRule = GuardrailRule()
     burst: BurstRule = BurstRule()
     model_mix: ModelMixRule = ModelMixRule()
+    sustained: SustainedRule = SustainedRule()
 
     @field_validator("decoy_key_ids")
     @classmethod

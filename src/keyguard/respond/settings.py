@@ -48,6 +48,7 @@ DEFAULT_POLICY: dict[str, dict[SeverityName, list[Action]]] = {
     "guardrail_repeat": {"high": ["alert"], "critical": ["alert", "throttle"]},
     "burst": {"medium": ["alert"]},
     "model_mix": {"medium": ["alert"]},
+    "sustained": {"high": ["alert", "throttle"]},
 }
 
 # Webhook hosts whose URLs embed a secret token: such a URL belongs in the vault.
