@@ -255,6 +255,37 @@ def test_one_prompt_from_many_networks_is_repetition_but_not_one_keys_retries() 
     assert "repetition" in rules(found)
 
 
+def _used(d: Detector, key: str, app: str, network: str) -> None:
+    """A week of the key's use from its own network (a prompt of its own each time)."""
+    for i in range(20):
+        d.observe(_prompted(NOW - 7 * DAY + i * 3600, key, app, network, digest=f"{key}-{i}"))
+
+
+def test_one_prompt_paced_over_hours_through_apps_from_foreign_networks_is_repetition() -> None:
+    """A farm sending one prompt with keys of three apps, 20 minutes apart, each from a
+    network its app never used: never two keys within the fast window."""
+    d = _running()
+    for n, app in enumerate("abc"):
+        _used(d, f"KEY{app.upper()}00000001", app, f"10.0.{n}.0/24")
+    found = []
+    for i, app in enumerate("abcabc"):
+        found += fire(d, _prompted(NOW + i * 1200, f"KEY{app.upper()}00000001", app,
+                                   f"198.18.{i}.0/24", digest="farm"))  # fmt: skip
+    reps = [f for f in found if f.rule == "repetition"]
+    assert reps and reps[0].at == NOW + 2 * 1200 and "6 h" in reps[0].summary
+
+
+def test_apps_adopting_one_template_from_their_own_hosts_over_hours_is_not_a_farm() -> None:
+    d = _running()
+    for n, app in enumerate("abcd"):
+        _used(d, f"KEY{app.upper()}00000001", app, f"10.0.{n}.0/24")
+    for i, app in enumerate("abcdabcd"):
+        n = "abcd".index(app)
+        found = fire(d, _prompted(NOW + i * 1200, f"KEY{app.upper()}00000001", app,
+                                  f"10.0.{n}.0/24", digest="template"))  # fmt: skip
+        assert "repetition" not in rules(found)
+
+
 def test_a_prompt_in_use_for_days_is_not_a_farm() -> None:
     d = _running()
     fire(d, _prompted(NOW, "KEYA00000001", "a", "10.0.1.0/24", "boilerplate"))

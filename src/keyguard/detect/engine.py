@@ -47,8 +47,10 @@ def _saw(prompt: PromptState, now: float, key: str, app: str | None, network: st
     prompt.keys.add(key, now)
     if app is not None:
         prompt.apps.add(app, now)
-    if network is not None:
+    if network is not None:  # a network not the sender's own
         prompt.networks.add(network, now)
+        if app is not None:
+            prompt.foreign_apps.add(app, now)
 
 
 class _Bounded(Generic[T]):

@@ -253,18 +253,28 @@ class SourceState:
 
 @dataclass(slots=True)
 class PromptState:
-    """Who sent one prompt (by its digest) lately: keys, apps and networks."""
+    """Who sent one prompt (by its digest) lately: keys, apps and networks; and, over the
+    slow window, the apps that sent it from networks not their own."""
 
     keys: Recent
     apps: Recent
     networks: Recent
     first_seen: float
     familiar: bool  # in use for over a day, or seen while the detector learnt: not a farm's
+    foreign_apps: Recent
 
     @classmethod
     def new(cls, settings: DetectSettings, now: float, learning: bool) -> PromptState:
-        span = settings.repetition.window_s
-        return cls(Recent(span, cap=64), Recent(span, cap=64), Recent(span, cap=64), now, learning)
+        r = settings.repetition
+        span = r.window_s
+        return cls(
+            Recent(span, cap=64),
+            Recent(span, cap=64),
+            Recent(span, cap=64),
+            now,
+            learning,
+            Recent(r.slow_window_s, cap=64),
+        )
 
 
 @dataclass(slots=True)

@@ -146,13 +146,19 @@ class ResellerRule(Frozen):
 
 class RepetitionRule(Frozen):
     """The same prompt (a keyed digest of its normalised text, never the text) sent with
-    several keys, from several apps or from many networks: resale and replay farms."""
+    several keys, from several apps or from many networks, or, over hours, by several apps
+    from networks not their own: resale and replay farms."""
 
     enabled: bool = True
     window_s: float = Field(default=600, gt=0)
     distinct_keys: int = Field(default=3, ge=2)  # ... spanning at least two apps
     distinct_networks: int = Field(default=6, ge=2)  # new to the sending key and its app
     min_chars: int = Field(default=40, ge=0)  # shorter prompts ("hi") are left alone
+    # slow and spread: sent by this many apps, each from a network not its own, within
+    # ``slow_window_s`` (a farm pacing one prompt over hours; apps adopting a shared template
+    # send it from their own hosts)
+    slow_window_s: float = Field(default=21_600, gt=0)
+    slow_apps: int = Field(default=3, ge=2)
 
 
 class BurstRule(Frozen):

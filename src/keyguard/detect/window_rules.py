@@ -116,7 +116,7 @@ def _stuffing(view: Baselines, obs: Observation, now: float, s: DetectSettings) 
                 "high",
                 obs,
                 f"Key {obs.presented_key_id} failed authentication from {nets} networks within "
-                f"{r.window_s:.0f} s: a leaked key is being tried.",
+                f"{within:.0f} s: a leaked key is being tried.",
                 networks=nets,
             )
             subject = f"key:{obs.presented_key_id}"
@@ -201,25 +201,32 @@ def repetition(
     view: Baselines, obs: Observation, now: float, s: DetectSettings
 ) -> Detection | None:
     """10. The same prompt sent with several keys (of several apps; the apps of one team are
-    one) or from many networks new to its keys and apps within a window: a replay or resale
-    farm. Only a keyed digest of the prompt is kept."""
+    one) or from many networks new to its keys and apps within a window, or by several apps
+    each from a network not its own over hours: a replay or resale farm. Only a keyed digest
+    of the prompt is kept."""
     r, state = s.repetition, view.prompt
     if state is None or state.familiar or obs.prompt_digest is None or obs.key_id is None:
         return None
     keys = state.keys.count(now, obs.key_id)
     apps = state.apps.count(now, view.sender)  # apps of one team count as one
-    networks = state.networks.count(now, foreign_network(view, obs.network, now))
+    foreign = foreign_network(view, obs.network, now)
+    networks = state.networks.count(now, foreign)
+    within = f"{r.window_s:.0f} s"
     if keys >= r.distinct_keys and apps >= 2:
         what = f"with {keys} keys of {apps} apps"
     elif networks >= r.distinct_networks:
         what = f"from {networks} networks"
     else:
-        return None
+        spread = state.foreign_apps.count(now, view.sender if foreign is not None else None)
+        if spread < r.slow_apps:
+            return None
+        what = f"by {spread} apps from networks not their own"
+        within = f"{r.slow_window_s / 3600:.0f} h"
     f = finding(
         "repetition",
         "high",
         obs,
-        f"The same prompt was sent {what} within {r.window_s:.0f} s: a replay or resale farm.",
+        f"The same prompt was sent {what} within {within}: a replay or resale farm.",
         keys=keys,
         apps=apps,
         networks=networks,
