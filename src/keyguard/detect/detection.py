@@ -12,8 +12,9 @@ from typing import Any
 from ..core.observation import Observation
 from ..events import Severity
 from .declared import Declaration
-from .profile import AddressState, PeerGroup, PresentedState, Profile, PromptState, SourceState
+from .profile import Profile
 from .settings import DetectSettings
+from .states import AddressState, PeerGroup, PresentedState, PromptState, SourceState
 from .windows import Events, Recent
 
 __all__ = ["Baselines", "Detection", "Rule", "detection_fields", "finding", "foreign_network"]

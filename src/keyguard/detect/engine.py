@@ -18,18 +18,10 @@ from ..core.observation import Observation, network_of
 from .baseline_rules import unusual_hour
 from .declared import Declarations
 from .detection import Baselines, Detection, foreign_network
-from .profile import (
-    AddressState,
-    PeerGroup,
-    PresentedState,
-    Profile,
-    PromptState,
-    SourceState,
-    hour_of_week,
-    update_profile,
-)
+from .profile import Profile, hour_of_week, update_profile
 from .rules import RULE_FUNCTIONS
 from .settings import RULES, DetectSettings
+from .states import AddressState, PeerGroup, PresentedState, PromptState, SourceState
 from .window_rules import guardrail_hits, guardrail_subject
 from .windows import Events, Recent
 
