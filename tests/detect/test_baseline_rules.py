@@ -298,6 +298,7 @@ def test_a_new_key_of_a_mature_app_is_judged_against_the_whole_apps_busiest_hour
     sustained = [f for f in found if f.rule == "sustained"]
     assert sustained and sustained[0].evidence["judged_against"] == "app busy, all its keys"
     assert 1_000_000 < sustained[0].evidence["threshold"] < 1_200_000
+    assert sustained[0].at - NOW < 3600
 
 
 def test_a_new_key_of_a_new_app_is_left_to_the_velocity_rule() -> None:

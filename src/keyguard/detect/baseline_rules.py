@@ -274,19 +274,19 @@ def sustained(view: Baselines, obs: Observation, now: float, s: DetectSettings) 
     """14. Tokens over an hour far above the key's own busiest hour, or, for a key without a
     history, above its mature app's busiest hour with all its keys: a thief under the
     per-minute floors for hours (long completions one at a time, a steady pace)."""
-    key, base = view.key, view.base
-    if base is None or key is None:
-        return None  # no history at all: the velocity rule's defaults and peers judge
-    unfolded = key.unfolded  # the velocity bucket not yet folded in
-    if key.hour_tokens.most() + unfolded + obs.tokens <= key.hour_limit:
+    key = view.key
+    if key is None or key.unfolded + obs.prompt_tokens + obs.completion_tokens <= key.hour_room:
         return None  # most requests: below even an upper bound of the window's tokens
+    base = view.base
+    if base is None:
+        return None  # no history at all: the velocity rule's defaults and peers judge
     r = s.sustained
     if base is key:
         limit, judged = key.hour_limit, "own history"
     else:  # its app's (a key without a history of its own)
         limit = sustained_threshold(base, r, now, r.new_key_multiplier)
         judged = f"app {obs.app}, all its keys"
-    tokens = key.hour_tokens.total(now) + unfolded + obs.tokens
+    tokens = key.hour_tokens.total(now) + key.unfolded + obs.tokens
     if tokens <= limit:
         return None
     return finding(

@@ -20,6 +20,7 @@ restarts (:meth:`Profile.to_json` / :meth:`Profile.from_json`); the short window
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass, field
@@ -98,11 +99,12 @@ class Profile:
     burst_bucket: int = -1
     burst_pending: deque[tuple[float, float]] = field(default_factory=deque)
     # tokens within sustained.window_s, a velocity bucket at a time, and their decaying peak
-    hour_tokens: Rate = field(init=False)
-    unfolded: float = 0.0  # tokens of the velocity bucket not yet in ``hour_tokens``
+    hour_tokens: Rate = field(init=False)  # its buckets' sums, each once it has ended
+    unfolded: float = 0.0  # tokens of the window's current bucket, not yet in ``hour_tokens``
+    hour_next: float = -math.inf  # when the window's current bucket ends
+    hour_room: float = 0.0  # what the current bucket may add before the rule looks closer
     hour_peak: Peak = field(init=False)
-    hour_limit: float = 0.0  # sustained_threshold, worked out at each of its buckets
-    hour_bucket: int = -1
+    hour_limit: float = 0.0  # sustained_threshold (a key still learning: the floor), a bucket
     hour_pending: deque[tuple[float, float]] = field(default_factory=deque)
     recent_requests: Rate = field(init=False)  # within model_mix.window_s ...
     recent_mix: dict[str, Rate] = field(default_factory=dict)  # ... per deployment
@@ -125,7 +127,7 @@ class Profile:
         self.burst_peak = Peak(half_life)
         self.hour_peak = Peak(half_life)
         self.hour_tokens = Rate(s.sustained.window_s)
-        self.hour_limit = s.sustained.min_tokens
+        self.hour_limit = self.hour_room = s.sustained.min_tokens
         self.tokens = Rate(s.velocity.window_s)
         self.cost = Rate(s.velocity.window_s)
         self.recent_networks = Recent(s.network.window_s)
@@ -264,19 +266,18 @@ def sustained_threshold(
 
 
 def _fold_hour(p: Profile, now: float) -> None:
-    """At each velocity bucket, move the finished bucket's tokens into the sustained window;
-    at each of that window's buckets, note its total and offer to the decaying peak what was
-    noted a full window ago (a value above the threshold only nudges the peak up slowly)."""
+    """When a bucket of the sustained window ends: move its tokens into the window, note the
+    window's total, and offer to the decaying peak what was noted a full window ago (a value
+    above the threshold only nudges the peak up slowly). A key still learning is held to the
+    floor alone: its rule judges it by its app."""
     r, rate = p.settings.sustained, p.hour_tokens
-    if p.unfolded:
-        rate.add(p.last_bucket * p.tokens.width, p.unfolded)
-        p.unfolded = 0.0
-    bucket = int(now // rate.width)
-    if bucket == p.hour_bucket:
-        return
-    if p.hour_bucket >= 0:
+    width = rate.width
+    if p.hour_next > -math.inf:
+        if p.unfolded:
+            rate.add(p.hour_next - width, p.unfolded)
+            p.unfolded = 0.0
         p.hour_pending.append((now, rate.total(now)))
-    p.hour_bucket = bucket
+    p.hour_next = (now // width + 1) * width
     pending, peak, mature = p.hour_pending, p.hour_peak, p.mature()
     while pending and pending[0][0] <= now - r.window_s:
         value = pending.popleft()[1]
@@ -284,7 +285,8 @@ def _fold_hour(p: Profile, now: float) -> None:
             peak.offer(now, peak.current(now) * _SLOW_GROWTH)
         else:
             peak.offer(now, value)
-    p.hour_limit = sustained_threshold(p, r, now)
+    p.hour_limit = sustained_threshold(p, r, now) if mature else r.min_tokens
+    p.hour_room = p.hour_limit - rate.most()
 
 
 def burst_threshold(p: Profile, r: BurstRule, now: float) -> float:
@@ -341,8 +343,9 @@ def _fold_peaks(p: Profile, now: float) -> None:
     bucket = p.tokens.bucket(now)
     if bucket == p.last_bucket:
         return
-    if p.last_bucket >= 0:
+    if now >= p.hour_next:  # a bucket of the sustained window ended too
         _fold_hour(p, now)
+    if p.last_bucket >= 0:
         noted = (p.tokens.total(now), p.cost.total(now), float(p.bucket_concurrency))
         p.pending.append((now, noted))
     p.last_bucket = bucket
