@@ -68,6 +68,21 @@ def test_the_probe_checks_empty_prompt_agrees_with_the_features() -> None:
         assert empty_prompt(body) == bool(payload_features(body).get("empty_prompt")), body
 
 
+def test_a_prompt_of_messages_images_or_tool_output_is_not_empty() -> None:
+    """Only blank text is an empty prompt: the gate refuses an empty prompt with a large
+    ``max_tokens`` at temperature 0 as a context-size probe, and the rule suspends the key."""
+    bodies: list[dict[str, object]] = [
+        {"input": [{"role": "user", "content": "Summarise the attached contract."}]},
+        {"input": [{"role": "user", "content": [{"type": "input_text", "text": "Go on."}]}]},
+        {"input": [{"type": "function_call_output", "call_id": "c1", "output": "{}"}]},
+        {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
+        {"messages": [{"role": "assistant", "content": None, "tool_calls": [{"id": "c1"}]}]},
+    ]
+    for body in bodies:
+        body.update(max_output_tokens=16000, temperature=0)
+        assert not empty_prompt(body) and not payload_features(body)["empty_prompt"], body
+
+
 def test_a_short_prompts_length_is_kept_and_a_long_ones_is_not() -> None:
     def chars(payload: dict[str, object]) -> object:
         return payload_features(payload)["prompt_chars"]

@@ -69,10 +69,26 @@ def _is_empty(content: Any) -> bool:
     if isinstance(content, str):
         return not content.strip()
     if isinstance(content, list):
-        return all(
-            _is_empty(part.get("text") if isinstance(part, dict) else part) for part in content
-        )
+        return all(_is_empty_part(part) for part in content)
     return False
+
+
+def _is_empty_part(part: Any) -> bool:
+    """A text part, or a message (the Responses API's input), with blank text; a part holding
+    something else (an image, audio, a tool call or its output) is not empty."""
+    if not isinstance(part, dict):
+        return _is_empty(part)
+    if "text" in part or part.get("type") == "text":
+        return _is_empty(part.get("text"))
+    return "content" in part and _is_message_empty(part)
+
+
+def _is_message_empty(message: Any) -> bool:
+    return (
+        isinstance(message, dict)
+        and not message.get("tool_calls")
+        and _is_empty(message.get("content"))
+    )
 
 
 def _number(value: Any) -> float | None:
@@ -127,9 +143,7 @@ def _prompt_of(payload: dict[str, Any]) -> tuple[list[Any] | None, Any]:
 
 def _empty_prompt(messages: list[Any] | None, prompt: Any) -> bool:
     if messages is not None:
-        return len(messages) <= 2 and all(
-            isinstance(m, dict) and _is_empty(m.get("content")) for m in messages
-        )
+        return len(messages) <= 2 and all(_is_message_empty(m) for m in messages)
     return prompt is not _NO_PROMPT and _is_empty(prompt)
 
 
