@@ -163,7 +163,39 @@ def test_garbage_scattered_over_networks_and_fingerprints_is_stuffing_from_anywh
     found = [f for i in range(90) for f in fire(d, _scattered(NOW + i, i))]
     assert found and found[0].rule == "stuffing" and found[0].severity == "high"
     assert found[0].subject == "sources:any" and found[0].evidence["failures"] == 50
-    assert found[0].evidence["address"] == "69.49.49.9"  # what block_source blocks
+    assert "address" not in found[0].evidence  # it tried one: blocking it stops nothing
+    again = _scattered(NOW + 91, 3)  # an address of the tool back with another credential
+    again.refused = "garbage-again"
+    [back] = fire(d, again)
+    assert back.subject == "sources:any" and back.evidence["address"] == "23.3.3.9"
+
+
+def test_a_user_mistyping_a_key_during_scattered_stuffing_is_not_blocked() -> None:
+    """While a tool keeps the count from anywhere up, an office's NAT address refused one
+    credential (a mistyped key, retried) is not named for block_source: every user behind it
+    would be refused for the throttle's duration."""
+    d = Detector(DetectSettings())
+    for i in range(60):
+        fire(d, _scattered(NOW + i, i))
+    for j in range(3):
+        o = failed(NOW + 61 + j, "KEYTYPO00001", "192.0.2.0/24")
+        o.source, o.client = "192.0.2.10", "office-sdk"
+        found = fire(d, o)
+        assert found and found[0].subject == "sources:any"
+        assert "address" not in found[0].evidence
+
+
+def test_many_fleets_presenting_their_revoked_keys_are_not_stuffing_from_anywhere() -> None:
+    """A rotation of every key of the gateway: each app's hosts keep presenting its old key
+    from the networks that key was used from; none of it is a leak being tried."""
+    d = Detector(DetectSettings())
+    for k in range(120):
+        d.observe(obs(NOW - 3600 + k, key_id=f"KEYROTATED{k:03d}", network=f"52.2.{k}.0/24"))
+    for i in range(240):
+        k = i % 120
+        o = failed(NOW + i, f"KEYROTATED{k:03d}", f"52.2.{k}.0/24")
+        o.source, o.client = f"52.2.{k}.7", f"app-{k}"
+        assert fire(d, o) == []
 
 
 def test_scattered_garbage_slower_is_counted_over_the_long_window() -> None:

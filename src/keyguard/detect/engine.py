@@ -246,9 +246,10 @@ class Detector:
                 address.slow.add(refused, now)
                 if address.day is not None:
                     address.day.add(refused, now)
-            anywhere = self.anywhere
-            anywhere.burst.add(refused, now)
-            anywhere.slow.add(refused, now)
+            if not view.presented_own:  # a revoked key's own fleet is not stuffing
+                anywhere = self.anywhere
+                anywhere.burst.add(refused, now)
+                anywhere.slow.add(refused, now)
             client_id = obs.client_id
             if client_id is not None:
                 (view.client or self.clients.put(client_id, Recent(burst))).add(refused, now)

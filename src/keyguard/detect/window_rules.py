@@ -27,7 +27,7 @@ def stuffing(view: Baselines, obs: Observation, now: float, s: DetectSettings) -
     if obs.status != 401:  # not obs.auth_failed: most requests, at once
         return None
     f = _stuffing(view, obs, now, s)
-    if f is not None and obs.source is not None:
+    if f is not None and obs.source is not None and f.evidence.get("tried_here", 2) > 1:
         f.evidence["address"] = obs.source  # what the block_source response blocks
     return f
 
@@ -144,7 +144,7 @@ def _anywhere(view: Baselines, obs: Observation, now: float, s: DetectSettings) 
     """Many credentials refused from every source at once: a tool giving each attempt its own
     address, network and fingerprint, so that none of them counts more than one."""
     r, anywhere = s.stuffing, view.anywhere
-    if anywhere is None:
+    if anywhere is None or view.presented_own:  # a revoked key's own fleet: not stuffing
         return None
     refused = obs.refused or obs.request_id
     failures, within = anywhere.burst.count(now, refused), r.burst_window_s
@@ -159,6 +159,9 @@ def _anywhere(view: Baselines, obs: Observation, now: float, s: DetectSettings) 
         f"{failures} different credentials refused within {within:.0f} s from sources that "
         "each tried few: credential stuffing scattered over networks and clients.",
         failures=failures,
+        # an address that tried one credential is not blocked: it stops nothing, and the
+        # address may be an office's or a region's, shared with a user who mistyped a key
+        tried_here=view.address.slow.count(now, refused) if view.address is not None else 1,
     )
     return Detection(**{**detection_fields(f), "subject": "sources:any"})
 
