@@ -121,6 +121,19 @@ def test_baselines_survive_a_restart() -> None:
     assert fire(fresh, obs(NOW + 1, network=None)) == []
 
 
+def test_a_saved_baseline_with_peaks_not_numbers_is_loaded_without_them() -> None:
+    """A profile in the store written with NaN or infinite peaks (by hand, or by whoever can
+    write the store) neither throttles the key at every request nor blinds its rules."""
+    for bad in ("NaN", "Infinity"):
+        saved = learnt().take_dirty()
+        for data in saved.values():
+            data["peaks"] = [[float(bad), NOW] for _ in data["peaks"]]
+        fresh = Detector(DetectSettings())
+        assert fresh.load(saved.items()) == 2
+        assert fire(fresh, obs(NOW)) == [] and fire(fresh, obs(NOW + 60)) == [], bad
+        assert fresh.keys.items["KEYAAAAAAAA1"].hour_peak.value == 0.0
+
+
 def test_state_is_bounded() -> None:
     d = Detector(DetectSettings(max_subjects=100))
     for i in range(1000):

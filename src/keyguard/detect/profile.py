@@ -221,7 +221,9 @@ class Profile:
             profile.mix = dict.fromkeys(profile.deployments, share)
         peaks = data.get("peaks", [])
         for peak, saved in zip(profile._peaks(), peaks, strict=False):
-            peak.value, peak.at = float(saved[0]), float(saved[1])
+            value, at = float(saved[0]), float(saved[1])
+            if 0 <= value < math.inf and math.isfinite(at):  # NaN or infinite: not kept
+                peak.value, peak.at = value, at
         return profile
 
     def _peaks(self) -> tuple[Peak, ...]:
