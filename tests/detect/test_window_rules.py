@@ -218,6 +218,19 @@ def test_one_address_trickling_garbage_all_day_is_stuffing() -> None:
     assert found[0].evidence["failures"] == 100 and "trickle" in found[0].summary
 
 
+def test_the_day_windows_keep_no_more_than_their_thresholds_need() -> None:
+    """A day's window holds a value 144 times longer than the ten-minute one: each address
+    (and each presented key id) keeps no more distinct values than its rule counts to, so
+    many addresses trickling garbage all day cannot hold a thousand values each."""
+    d = Detector(DetectSettings())
+    for i in range(2000):
+        fire(d, _garbage(NOW + 40 * i, i))
+        fire(d, failed(NOW + 40 * i, "KEYLEAKED003", f"198.19.{i % 250}.0/24"))
+    day = d.addresses.items["198.51.100.7"].day
+    assert day is not None and len(day._seen) <= 100
+    assert len(d.presented.items["KEYLEAKED003"].day_networks._seen) <= 8
+
+
 def test_one_leaked_key_tried_from_network_after_network_over_a_day_is_stuffing() -> None:
     d = Detector(DetectSettings())  # every 25 minutes from another network
     for i in range(7):

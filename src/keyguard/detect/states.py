@@ -71,7 +71,8 @@ class AddressState:
         return cls(
             Recent(r.burst_window_s, cap=1024),
             Recent(r.window_s, cap=1024),
-            Recent(r.day_window_s, cap=1024) if day else None,
+            # a day holds what the rule counts to, no more (a window 144 times the long one)
+            Recent(r.day_window_s, cap=r.day_failures_per_address) if day else None,
         )
 
 
@@ -124,4 +125,4 @@ class PresentedState:
     @classmethod
     def new(cls, settings: DetectSettings) -> PresentedState:
         r = settings.stuffing
-        return cls(Recent(r.window_s), Recent(r.day_window_s))
+        return cls(Recent(r.window_s), Recent(r.day_window_s, cap=r.day_networks_per_key))
