@@ -4,6 +4,7 @@ encoded or not, or is no personal data once decoded, is not reported twice or at
 from __future__ import annotations
 
 import random
+from itertools import pairwise
 
 import pytest
 
@@ -64,9 +65,26 @@ def test_a_value_readable_as_written_is_reported_once() -> None:
 
 
 def test_runs_are_bounded_and_each_character_read_once() -> None:
-    # a hostile line of escapes: each run stops REACH characters after its first escape
+    # a hostile line of escapes: one run, read once
     text = "%20" * 100_000
     assert list(percent_encoded_matches(text, PersonalDetectors(["US"]))) == []
     far = "x" * (2 * REACH) + "%20" + "7" * (2 * REACH)
     runs = list(_runs(far))
-    assert runs == [(REACH * 2 - REACH, REACH * 2 + REACH)]
+    assert runs == [(REACH * 2 - REACH, REACH * 2 + 3 + REACH)]
+
+
+@pytest.mark.parametrize("pad", range(0, 3 * 24, 3))
+def test_a_value_where_a_run_reaches_its_end_is_read_whole(pad: int) -> None:
+    # a long encoded comment: wherever its first run is cut, the address is found whole
+    words = "I%20would%20like%20to%20know%20more%20about%20your%20product%20please%20" * 3
+    value = "anna.berger%40contoso.com"
+    text = f"comment={words}{'x' * pad}%20{value}&ok=1"
+    assert _found(text) == [("email", value)]
+
+
+def test_runs_ended_at_their_reach_are_read_at_most_twice() -> None:
+    text = ("%20" + "x" * (REACH + 44)) * 100
+    runs = list(_runs(text))
+    assert len(runs) == 100
+    assert all(lo >= prev_hi - REACH for (_, prev_hi), (lo, _) in pairwise(runs))
+    assert sum(hi - lo for lo, hi in runs) <= 2 * len(text)

@@ -5,8 +5,9 @@ Each run of URL characters that holds an escaped ``@``, ``+``, space or ``:`` is
 its own (``+`` is a space, as in a form body; an escape is one character), read by the
 personal-data detectors, and a match is mapped back to the encoded characters it came from,
 so a redaction removes the encoded value. Work is bounded: a run is followed at most
-:data:`REACH` characters either way from an escape, and each character of the text is in at
-most one run.
+:data:`REACH` characters either way from an escape (a run of escapes goes on as long as they
+do: a value is never cut between two escapes), and each character of the text is in at most
+two runs (one ended by :data:`REACH` is read again by the next, at most :data:`REACH` back).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ __all__ = ["REACH", "percent_encoded_matches"]
 
 REACH = 256  # characters a run is followed either way from an escape
 _PCT = re.compile(r"%[0-9A-Fa-f]{2}")
-_RUN = re.compile(r"(?:[\w.~+-]|%[0-9A-Fa-f]{2})*")
+# URL characters and escapes, ending REACH characters after the last escape (possessive: a
+# stretch with no escape is read once)
+_RUN = re.compile(rf"(?:[\w.~+-]{{0,{REACH}}}+%[0-9A-Fa-f]{{2}})*+[\w.~+-]{{0,{REACH}}}+")
 # What an encoder escapes in personal data (``@``, ``+``, a space, ``:``): a run without one
 # reads as written (``%2F``-separated paths, encoded letters)
 _USEFUL = re.compile(r"%(?:40|2[0Bb]|3[Aa])")
@@ -31,18 +34,19 @@ _PERSONAL = gate.NUMBERS | gate.EMAIL | gate.IPV6
 
 
 def _runs(text: str) -> Iterator[tuple[int, int]]:
-    """Disjoint runs of URL characters and escapes that hold at least one escape."""
-    done = 0
+    """Runs of URL characters and escapes that hold at least one escape; a run overlaps the
+    one before only where that one ended at its reach."""
+    done = floor = 0
     for m in _PCT.finditer(text):
         if m.start() < done:
             continue
         lo = m.start()
-        stop = max(done, lo - REACH)
+        stop = max(floor, lo - REACH)
         while lo > stop and text[lo - 1] in _URL_CHARS:
             lo -= 1
-        run = _RUN.match(text, m.start(), min(len(text), m.start() + REACH))
+        run = _RUN.match(text, m.start())
         hi = run.end() if run is not None else m.end()
-        done = hi
+        done, floor = hi, m.start()
         if _USEFUL.search(text, lo, hi):
             yield lo, hi
 
