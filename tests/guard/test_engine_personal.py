@@ -34,6 +34,7 @@ def _found(text: str) -> list[tuple[str, str]]:
         "version 10.0.19041.1 / Chrome/120.0.6099.109 / v1.2.3.4",
         "firmware 14.6.0.1, iOS 17.1.2.3, kernel 5.15.0.105, ver. 20.5.17.30, fw 81.2.69.16",
         "the kernel is 5.15.0.105; upgraded the firmware to 14.6.0.1; version: 81.2.69.16",
+        "updated the firmware from 14.6.0.1 to v2",
         "placeholder card 4111-xxxx-xxxx-1111, SSN 000-00-0000 or 666-12-3456",
         "mail user@example.com or a@b.test; git@github.com:org/repo.git; logo@2x.png",
         "npm i @scope/pkg@1.2.3 and @decorator",
@@ -139,6 +140,18 @@ def test_an_unformatted_national_number_needs_its_name() -> None:
 def test_public_ip_addresses_only() -> None:
     text = "client 8.8.4.4 via 10.0.0.1 and 2606:4700:4700::1111"
     assert _found(text) == [("ip_address", "8.8.4.4"), ("ip_address", "2606:4700:4700::1111")]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "download the firmware from 81.2.69.160 over tftp",
+        "Flash the BIOS from 81.2.69.160",
+        "pull the driver from 81.2.69.160 first",
+    ],
+)
+def test_an_address_a_version_word_is_fetched_from_is_an_address(text: str) -> None:
+    assert _found(text) == [("ip_address", "81.2.69.160")]
 
 
 def test_lower_case_and_compact_ibans() -> None:

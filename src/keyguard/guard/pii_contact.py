@@ -226,15 +226,23 @@ def _phones(
 
 
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)")
-_VERSION = re.compile(  # not after ://
+_VERSION_WORD = (  # not after ://
     r"(?i)(?:version|\bv|\bver\.?|release|build|firmware|\bfw|kernel|bios|driver|\bi?os|"
-    r"android|(?<!/)/)(?:\s+(?:is|was|to|from|now))?[\s:=]*$"  # "the kernel is 5.15.0.105"
+    r"android|(?<!/)/)"
 )
+_VERSION = re.compile(_VERSION_WORD + r"(?:\s+(?:is|was|to|now))?[\s:=]*$")  # "kernel is 5.1.0.1"
+# "the firmware from 81.2.69.16" names the address it came from; "from 5.4.0.42 to 5.15.0.105"
+# is a version's
+_VERSION_FROM = re.compile(_VERSION_WORD + r"\s+from\s+$")
+_TO_VERSION = re.compile(r"\s+to\s+v?\d")
 
 
 def _ipv4(text: str, lo: int, hi: int) -> Iterator[Match]:
     for m in _IPV4.finditer(text, lo, hi):
-        if _VERSION.search(text, max(0, m.start() - 20), m.start()):
+        before = max(0, m.start() - 20)
+        if _VERSION.search(text, before, m.start()) or (
+            _TO_VERSION.match(text, m.end()) and _VERSION_FROM.search(text, before, m.start())
+        ):
             continue
         try:
             address = ipaddress.IPv4Address(m.group())
