@@ -113,6 +113,8 @@ def test_keys_named_in_prose(line: str, gen: str, kind: str) -> None:
         "For example, the storage key is {v}",
         "The storage blob's content hash is {v}",  # not named a key
         "storage key = {v}",  # a Service Bus key's length, not a storage key's
+        "The Cosmos DB key vault reference is {v}",  # a Key Vault, not a key
+        "the storage key-vault secret's digest: {v}",
     ],
 )
 def test_prose_that_does_not_name_the_key(line: str) -> None:

@@ -221,8 +221,8 @@ def _judge_b64(
 _PROSE_KEY = re.compile(
     r"(?i)\b(?:(?P<cosmos>cosmos(?:[ _-]?db)?)|(?P<storage>storage)(?:[ _-]?account)?|"
     r"(?P<shared>service[ _-]?bus|event[ _-]?hubs?|shared[ _-]?access))"
-    r"(?:[ _-]?(?:primary|secondary|access|master|account))?[ _-]?key\b"
-)
+    r"(?:[ _-]?(?:primary|secondary|access|master|account))?[ _-]?key\b(?![ _-]?vault)"
+)  # "the Cosmos DB key vault" names a Key Vault, not a key
 
 
 _PROSE_WORDS = ("storage", "cosmos", "service", "event", "shared")  # _PROSE_KEY: each one
