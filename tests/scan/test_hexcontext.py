@@ -83,6 +83,9 @@ def test_lock_files_are_exempt(path: str) -> None:
         "Endpoint=https://x.cognitiveservices.azure.com/;Key={k}",
         '<add key="AzureOpenAIKey" value="{k}" />',
         "ENV AZURE_OPENAI_API_KEY={k}",
+        "AZURE_OPENAI_KEY={k}-x",  # a suffix added to hide the key does not
+        "Ocp-Apim-Subscription-Key: {k}-1",
+        "AZURE_OPENAI_KEY={k}-usa",  # not a Mailchimp data centre
     ],
 )
 def test_positive_contexts(line: str) -> None:
@@ -108,7 +111,7 @@ def test_positive_contexts(line: str) -> None:
         'value = "{k}"',
         "publish-profile: ${{{{ secrets.AzureAppService_PublishProfile_{k} }}}}",
         "api_key: ${{{{ secrets.OPENAI_KEY_{k}_PROD }}}}",
-        "MAILCHIMP_API_KEY={k}-us21",  # the head of a longer token
+        "MAILCHIMP_API_KEY={k}-us21",  # a Mailchimp key (its data centre after the dash)
     ],
 )
 def test_negative_contexts_even_with_endpoint(line: str) -> None:

@@ -255,12 +255,15 @@ def _bearer(text: str) -> Iterator[Hit]:
 
 def _in_identifier(text: str, start: int) -> bool:
     """A 32-hex run joined by ``_`` to a name is part of that name
-    (``secrets.AzureAppService_PublishProfile_<hex>``), not a value; one followed by ``-``
-    and a letter or digit is the head of a longer token (Mailchimp's ``<hex>-us21``)."""
+    (``secrets.AzureAppService_PublishProfile_<hex>``), not a value; one followed by a
+    Mailchimp data centre (``<hex>-us21``) is a Mailchimp key, read by the named-secret rule.
+    Any other suffix (``<hex>-x``) is not enough: appended to an Azure key, it would hide it."""
     before = text[max(0, start - 2) : start]
-    after = text[start + 32 : start + 34]
-    return (len(before) == 2 and before[1] == "_" and before[0].isalnum()) or (
-        len(after) == 2 and after[0] in "_-" and after[1].isascii() and after[1].isalnum()
+    after = text[start + 32 : start + 36]
+    return (
+        (len(before) == 2 and before[1] == "_" and before[0].isalnum())
+        or (len(after) >= 2 and after[0] == "_" and after[1].isascii() and after[1].isalnum())
+        or (len(after) == 4 and after.startswith("-us") and after[3].isdigit())
     )
 
 
