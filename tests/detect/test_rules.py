@@ -134,6 +134,37 @@ def test_a_saved_baseline_with_peaks_not_numbers_is_loaded_without_them() -> Non
         assert fresh.keys.items["KEYAAAAAAAA1"].hour_peak.value == 0.0
 
 
+def test_a_saved_baseline_with_other_numbers_not_numbers_is_loaded_sane() -> None:
+    """Whoever can write the store cannot make a key's rules fail or go blind at every request
+    through the rest of its saved baseline either: hour weights and deployment shares that are
+    not finite count as none, a week cut short is filled, remembered names with no finite time
+    are left out and at most as many kept as the live profile keeps, and a baseline whose
+    times are not finite is not loaded at all."""
+    nan, inf = float("nan"), float("inf")
+    saved = learnt().take_dirty()
+    for data in saved.values():
+        data["hours"] = [nan, inf, -1.0] + [1.0] * 10  # 13 of 168
+        data["mix"] = {"gpt-4o": nan, "other": inf}
+        data["networks"] = {f"10.0.{i // 256}.{i % 256}/24": float(i) for i in range(5000)}
+        data["networks"]["bad"] = nan
+        data["clients"] = {"x|y": inf}
+    fresh = Detector(DetectSettings())
+    assert fresh.load(saved.items()) == 2
+    key = fresh.keys.items["KEYAAAAAAAA1"]
+    assert len(key.hours) == 168 and all(0.0 <= h < inf for h in key.hours)
+    assert key.hours[:3] == [0.0, 0.0, 0.0] and key.hours_total == 10.0
+    assert key.mix == {"gpt-4o": 0.0, "other": 0.0}
+    assert "bad" not in key.networks and 0 < len(key.networks) <= 256
+    assert key.clients == {}
+    for i in range(5):
+        fire(fresh, obs(NOW + 60 * i))  # observed without raising
+    for bad in (nan, inf):
+        times = learnt().take_dirty()
+        for data in times.values():
+            data["first_seen"] = bad
+        assert Detector(DetectSettings()).load(times.items()) == 0
+
+
 def test_state_is_bounded() -> None:
     d = Detector(DetectSettings(max_subjects=100))
     for i in range(1000):

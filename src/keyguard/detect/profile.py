@@ -203,18 +203,19 @@ class Profile:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], settings: DetectSettings) -> Profile:
+        first_seen, last_seen = _instant(data["first_seen"]), _instant(data["last_seen"])
         profile = cls(
             settings=settings,
-            first_seen=float(data["first_seen"]),
-            last_seen=float(data["last_seen"]),
-            requests=int(data["requests"]),
-            networks=dict(data.get("networks", {})),
-            clients=dict(data.get("clients", {})),
-            deployments=dict(data.get("deployments", {})),
-            api_versions=dict(data.get("api_versions", {})),
-            hours=[float(x) for x in data.get("hours", [0.0] * _WEEK_HOURS)][:_WEEK_HOURS],
-            hours_origin=float(data.get("hours_origin", data["first_seen"])),
-            mix={str(k): float(v) for k, v in data.get("mix", {}).items()},
+            first_seen=first_seen,
+            last_seen=last_seen,
+            requests=max(0, int(data["requests"])),
+            networks=_seen(data.get("networks", {}), _NETWORKS),
+            clients=_seen(data.get("clients", {}), _CLIENTS),
+            deployments=_seen(data.get("deployments", {}), _DEPLOYMENTS),
+            api_versions=_seen(data.get("api_versions", {}), _API_VERSIONS),
+            hours=_hours(data.get("hours", ())),
+            hours_origin=_instant(data.get("hours_origin", first_seen)),
+            mix={str(k): _weight(v) for k, v in list(data.get("mix", {}).items())[:_DEPLOYMENTS]},
         )
         if "mix" not in data and profile.deployments:  # saved before the mix was kept:
             share = profile.hours_total / len(profile.deployments)  # none of its is rare
@@ -235,6 +236,41 @@ class Profile:
             self.burst_peak,
             self.hour_peak,
         )
+
+
+def _instant(value: Any) -> float:
+    """A saved time; a profile whose times are not finite numbers is not loaded (raises
+    :class:`ValueError`: whoever can write the store must not make a rule fail or go blind
+    for a key at every request)."""
+    at = float(value)
+    if not math.isfinite(at):
+        raise ValueError("a saved baseline's time is not a finite number")
+    return at
+
+
+def _weight(value: Any) -> float:
+    """A saved weight (an hour of the week's, a deployment's share); one that is not a finite
+    non-negative number counts as none."""
+    weight = float(value)
+    return weight if 0.0 <= weight < math.inf else 0.0
+
+
+def _hours(saved: Any) -> list[float]:
+    """A saved week of hourly weights: 168 of them, a missing one as none."""
+    hours = [_weight(x) for x in list(saved)[:_WEEK_HOURS]]
+    return hours + [0.0] * (_WEEK_HOURS - len(hours))
+
+
+def _seen(saved: Any, cap: int) -> dict[str, float]:
+    """A saved map of names to when they were last seen, oldest first as kept: without the
+    entries whose time is not a finite number, and at most the ``cap`` newest (what
+    :func:`_remember` keeps; a map written larger is cut on load)."""
+    out: dict[str, float] = {}
+    for name, at in list(dict(saved).items())[-cap:]:
+        when = float(at)
+        if math.isfinite(when):
+            out[str(name)] = when
+    return out
 
 
 def velocity_thresholds(
