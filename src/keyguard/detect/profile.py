@@ -319,12 +319,16 @@ def _fold_hour(p: Profile, now: float) -> None:
     pending, peak, mature = p.hour_pending, p.hour_peak, p.mature()
     while pending and pending[0][0] <= now - r.window_s:
         value = pending.popleft()[1]
-        if mature and value > p.hour_limit:
-            peak.offer(now, peak.current(now) * _SLOW_GROWTH)
-        else:
-            peak.offer(now, value)
+        _feed(peak, now, value, abnormal=mature and value > p.hour_limit)
     p.hour_limit = sustained_threshold(p, r, now) if mature else r.min_tokens
     p.hour_room = p.hour_limit - rate.most()
+
+
+def _feed(peak: Peak, now: float, value: float, *, abnormal: bool) -> None:
+    """Offer ``value``, noted a window ago, to a decaying peak; when it was abnormal (above a
+    mature baseline's threshold, or within a burst) the peak only grows by
+    :data:`_SLOW_GROWTH` instead: an attack must not become the norm."""
+    peak.offer(now, peak.current(now) * _SLOW_GROWTH if abnormal else value)
 
 
 def burst_threshold(p: Profile, r: BurstRule, now: float) -> float:
@@ -343,10 +347,7 @@ def _fold_burst_peak(p: Profile, now: float, bucket: int) -> None:
     pending, peak = p.burst_pending, p.burst_peak
     while pending and pending[0][0] <= now - r.window_s:
         noted_at, value = pending.popleft()
-        if p.last_hot >= noted_at - r.window_s:
-            peak.offer(now, peak.current(now) * _SLOW_GROWTH)
-        else:
-            peak.offer(now, value)
+        _feed(peak, now, value, abnormal=p.last_hot >= noted_at - r.window_s)
     p.burst_limit = burst_threshold(p, r, now)  # the peak decays little within a bucket
 
 
@@ -396,10 +397,7 @@ def _fold_peaks(p: Profile, now: float) -> None:
     peaks = (p.token_peak, p.cost_peak, p.concurrency_peak)
     while pending and pending[0][0] <= now - v.window_s:
         for peak, value, limit in zip(peaks, pending.popleft()[1], limits, strict=True):
-            if mature and value > limit:
-                peak.offer(now, peak.current(now) * _SLOW_GROWTH)
-            else:
-                peak.offer(now, value)
+            _feed(peak, now, value, abnormal=mature and value > limit)
 
 
 def _probed(p: Profile, item: str, now: float) -> None:
