@@ -27,7 +27,11 @@ def stuffing(view: Baselines, obs: Observation, now: float, s: DetectSettings) -
     if obs.status != 401:  # not obs.auth_failed: most requests, at once
         return None
     f = _stuffing(view, obs, now, s)
-    if f is not None and obs.source is not None and f.evidence.get("tried_here", 2) > 1:
+    if (
+        f is not None
+        and obs.source is not None
+        and (f.subject != _ANYWHERE or f.evidence["tried_here"] > 1)
+    ):
         f.evidence["address"] = obs.source  # what the block_source response blocks
     return f
 
@@ -107,10 +111,15 @@ def _stuffing(view: Baselines, obs: Observation, now: float, s: DetectSettings) 
             return Detection(**{**detection_fields(f), "subject": f"source:{prefix}"})
     presented = view.presented
     if presented is not None and obs.presented_key_id is not None and not view.presented_own:
-        nets, within = presented.failed_networks.count(now, obs.network), r.window_s
-        if nets < r.networks_per_key:
+        nets, within, needed = (
+            presented.failed_networks.count(now, obs.network),
+            r.window_s,
+            r.networks_per_key,
+        )
+        if nets < needed:
             nets, within = presented.day_networks.count(now, obs.network), r.day_window_s
-        if nets >= (r.networks_per_key if within == r.window_s else r.day_networks_per_key):
+            needed = r.day_networks_per_key
+        if nets >= needed:
             f = finding(
                 "stuffing",
                 "high",
@@ -163,7 +172,10 @@ def _anywhere(view: Baselines, obs: Observation, now: float, s: DetectSettings) 
         # address may be an office's or a region's, shared with a user who mistyped a key
         tried_here=view.address.slow.count(now, refused) if view.address is not None else 1,
     )
-    return Detection(**{**detection_fields(f), "subject": "sources:any"})
+    return Detection(**{**detection_fields(f), "subject": _ANYWHERE})
+
+
+_ANYWHERE = "sources:any"  # the subject of stuffing from anywhere
 
 
 def enumeration(
