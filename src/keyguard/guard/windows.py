@@ -86,6 +86,9 @@ def _iban_heads(mask: bytes) -> list[tuple[int, int]]:
 
 
 def _merged(windows: Windows) -> Windows:
+    """The windows (in any order) sorted and merged where they overlap or touch."""
+    if len(windows) < 2:
+        return windows
     windows.sort()
     out = [windows[0]]
     for lo, hi in windows[1:]:
@@ -100,17 +103,8 @@ def find_windows(text: str) -> tuple[Windows, list[int]]:
     """Windows ``(lo, hi)`` of ``text`` around numeric candidates, merged; and the offsets
     where an upper-case code with two digits (``RSSMRA85``) starts."""
     mask = text.encode("latin-1", "replace").translate(_MASK)
-    windows: Windows = []
-    for start, end, _ in _runs(mask):
-        lo, hi = max(0, start - _BEFORE), min(len(text), end + _AFTER)
-        if windows and lo <= windows[-1][1]:
-            windows[-1] = (windows[-1][0], max(windows[-1][1], hi))
-        else:
-            windows.append((lo, hi))
-    for start, end in _iban_heads(mask):
-        windows.append((max(0, start - _BEFORE), min(len(text), end + _AFTER)))
-    if len(windows) > 1:
-        windows = _merged(windows)
+    spans = [(start, end) for start, end, _ in _runs(mask)] + _iban_heads(mask)
+    windows = _merged([(max(0, lo - _BEFORE), min(len(text), hi + _AFTER)) for lo, hi in spans])
     codes: list[int] = []
     for head in (b"uuuuuudd", b"lllllldd"):
         pos = mask.find(head)
